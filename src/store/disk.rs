@@ -1,0 +1,164 @@
+//! The narrow interface between the logs and the bytes on disk: append, make durable, cut.
+//!
+//! Everything above this trait (the log writer, group commit, recovery) is the same whether the
+//! bytes go to a real file or to [`SimFile`], the simulated disk that crash tests use to crash
+//! at every write and sync step, lose unsynced bytes, tear the last write, or flip a bit. This
+//! module never interprets the bytes it stores.
+
+use std::fs::{File, OpenOptions};
+use std::io::{self, Write};
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+/// An append-only file as the log writer sees it.
+pub trait AppendFile: Send {
+    /// Appends all of `bytes` (not yet durable).
+    fn append(&mut self, bytes: &[u8]) -> io::Result<()>;
+    /// Makes every appended byte durable (fdatasync on a real file).
+    fn sync(&mut self) -> io::Result<()>;
+    /// Cuts the file to `len` bytes and makes that durable.
+    fn truncate(&mut self, len: u64) -> io::Result<()>;
+}
+
+/// A real file opened for appending.
+pub struct RealFile {
+    file: File,
+}
+
+impl RealFile {
+    /// Opens (creating if needed) `path` for appending. A newly created file's directory is
+    /// fsynced, so the file's existence is itself durable.
+    pub fn open_append(path: &Path) -> io::Result<RealFile> {
+        let existed = path.exists();
+        let file = OpenOptions::new().create(true).append(true).open(path)?;
+        if !existed {
+            file.sync_all()?;
+            sync_parent_dir(path)?;
+        }
+        Ok(RealFile { file })
+    }
+}
+
+impl AppendFile for RealFile {
+    fn append(&mut self, bytes: &[u8]) -> io::Result<()> {
+        self.file.write_all(bytes)
+    }
+    fn sync(&mut self) -> io::Result<()> {
+        self.file.sync_data()
+    }
+    fn truncate(&mut self, len: u64) -> io::Result<()> {
+        self.file.set_len(len)?;
+        self.file.sync_all()
+    }
+}
+
+/// fsyncs the directory holding `path`, so that a create or rename in it is durable.
+pub fn sync_parent_dir(path: &Path) -> io::Result<()> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    File::open(dir)?.sync_all()
+}
+
+/// Writes `bytes` to `path` atomically: a temporary file, fsync, rename, fsync the directory.
+/// After a crash, `path` holds either its old content or all of `bytes`, never a mix.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    let tmp = path.with_extension("tmp");
+    {
+        let mut f = File::create(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+    }
+    std::fs::rename(&tmp, path)?;
+    sync_parent_dir(path)
+}
+
+/// What the simulated disk should do at a given step.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Fault {
+    /// The operation fails with an I/O error (as a full disk would), changing nothing.
+    Fail,
+    /// The process dies before the operation takes effect: every later operation fails.
+    Crash,
+}
+
+/// The state of a simulated file, shared between the writer and the test that inspects it.
+#[derive(Debug, Default)]
+pub struct SimState {
+    /// Bytes that survive a crash.
+    pub durable: Vec<u8>,
+    /// Bytes appended but not yet synced: a crash may lose them, keep a prefix, or keep them.
+    pub unsynced: Vec<u8>,
+    /// Operations done so far (appends, syncs and truncates each count one step).
+    pub steps: u64,
+    /// Fault to inject at a step number.
+    pub fault_at: Option<(u64, Fault)>,
+    /// Set once a `Crash` fault fired.
+    pub crashed: bool,
+}
+
+/// A simulated file for crash tests. Clone the handle to look inside after a crash.
+#[derive(Clone, Debug, Default)]
+pub struct SimFile {
+    pub state: Arc<Mutex<SimState>>,
+}
+
+impl SimFile {
+    /// A simulated file that starts with `durable` bytes already on disk.
+    pub fn with_content(durable: Vec<u8>) -> SimFile {
+        let f = SimFile::default();
+        f.lock().durable = durable;
+        f
+    }
+
+    /// Injects `fault` at step `step` (0-based count of operations).
+    pub fn fault_at(&self, step: u64, fault: Fault) {
+        self.lock().fault_at = Some((step, fault));
+    }
+
+    pub fn lock(&self) -> std::sync::MutexGuard<'_, SimState> {
+        // A test panicking while holding the lock must not hide the original failure.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn step(&self) -> io::Result<std::sync::MutexGuard<'_, SimState>> {
+        let mut s = self.lock();
+        if s.crashed {
+            return Err(io::Error::other("simulated process is dead"));
+        }
+        let step = s.steps;
+        s.steps += 1;
+        match s.fault_at {
+            Some((at, Fault::Fail)) if at == step => Err(io::Error::new(
+                io::ErrorKind::StorageFull,
+                "simulated: no space left on device",
+            )),
+            Some((at, Fault::Crash)) if at == step => {
+                s.crashed = true;
+                Err(io::Error::other("simulated crash"))
+            }
+            _ => Ok(s),
+        }
+    }
+}
+
+impl AppendFile for SimFile {
+    fn append(&mut self, bytes: &[u8]) -> io::Result<()> {
+        self.step()?.unsynced.extend_from_slice(bytes);
+        Ok(())
+    }
+    fn sync(&mut self) -> io::Result<()> {
+        let mut s = self.step()?;
+        let pending = std::mem::take(&mut s.unsynced);
+        s.durable.extend_from_slice(&pending);
+        Ok(())
+    }
+    fn truncate(&mut self, len: u64) -> io::Result<()> {
+        let mut s = self.step()?;
+        s.unsynced.clear();
+        let len = usize::try_from(len).map_err(io::Error::other)?;
+        s.durable.truncate(len);
+        Ok(())
+    }
+}

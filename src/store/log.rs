@@ -1,0 +1,527 @@
+//! One append-only log with group commit: many appenders, one committer thread, one fdatasync
+//! for everything appended while the previous sync ran.
+//!
+//! An appender encodes its record straight into the shared pending buffer and gets a sequence
+//! number; it then waits (blocking or async) until the committer reports that sequence durable.
+//! Only then may the caller acknowledge anything to anyone. If a write or sync fails (a full
+//! disk), the log is poisoned: every waiter not yet durable gets the error, later appends are
+//! refused, and what was durable stays durable. Restarting recovers from the file.
+//!
+//! This module owns the pending buffer and the committer thread. It never interprets records
+//! and never blocks an appender on I/O except through the bounded buffer (backpressure).
+
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+
+use super::disk::{AppendFile, RealFile};
+use super::record::Line;
+use super::scan::{scan, Corruption, ScanOutcome, ScanStart, TornTail};
+
+/// Appenders wait when this many bytes are pending and not yet written: memory stays bounded
+/// when the disk is slower than the appenders.
+pub const MAX_PENDING_BYTES: usize = 32 * 1024 * 1024;
+
+/// A log-level failure, naming the file.
+#[derive(Clone, Debug, thiserror::Error)]
+pub enum LogError {
+    #[error("{path}: {error}; nothing after the last acknowledged record was kept. Free the disk or fix the cause, then restart (recovery resumes from the file)")]
+    Failed { path: String, error: String },
+    #[error("{path} is closed")]
+    Closed { path: String },
+    #[error("{path}: cannot read: {error}")]
+    Read { path: String, error: String },
+    #[error("{path}: {corruption}. The log is corrupt before its last durable point; nothing was changed. Run `mltrader check` for the full list, and restore this file from a replica or backup")]
+    Corrupt {
+        path: String,
+        corruption: Corruption,
+    },
+}
+
+struct Pending {
+    buf: String,
+    /// Sequence number the next appended record gets.
+    next_seq: u64,
+    closing: bool,
+    /// Set when a write or sync failed; the log accepts nothing after that.
+    poisoned: Option<String>,
+}
+
+struct Shared {
+    name: String,
+    pending: Mutex<Pending>,
+    /// Wakes the committer (work to do) and appenders waiting for buffer space.
+    pending_cv: Condvar,
+    /// Highest durable sequence number (0: none).
+    durable_seq: AtomicU64,
+    /// Blocking waiters sleep here; guarded by `durable_lock`.
+    durable_lock: Mutex<()>,
+    durable_cv: Condvar,
+    /// Async waiters sleep here.
+    durable_notify: tokio::sync::Notify,
+    /// Bytes made durable since the log was opened, and syncs done (for figures).
+    synced_bytes: AtomicU64,
+    syncs: AtomicU64,
+}
+
+impl Shared {
+    fn lock_pending(&self) -> MutexGuard<'_, Pending> {
+        // A panic while holding this lock is a bug elsewhere; keep the data usable.
+        self.pending.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn failure(&self) -> Option<LogError> {
+        let p = self.lock_pending();
+        if let Some(e) = &p.poisoned {
+            return Some(LogError::Failed {
+                path: self.name.clone(),
+                error: e.clone(),
+            });
+        }
+        None
+    }
+}
+
+/// A handle to one log; clone it freely. Dropping the last handle does not stop the committer:
+/// call [`Log::close`] to flush and stop it.
+#[derive(Clone)]
+pub struct Log {
+    shared: Arc<Shared>,
+    committer: Arc<Mutex<Option<JoinHandle<()>>>>,
+}
+
+/// What opening an existing log found.
+#[derive(Clone, Debug)]
+pub struct Opened {
+    pub scan: ScanOutcome,
+    /// The torn tail that was cut off, if any.
+    pub cut: Option<TornTail>,
+}
+
+impl Log {
+    /// Opens the log at `path` for appending after recovering it: reads it from `start`, calls
+    /// `visit` on every record, cuts a torn tail (and says so), refuses corruption.
+    pub fn open(
+        path: &Path,
+        start: ScanStart,
+        visit: impl FnMut(&super::record::Record<'_>) -> Result<(), String>,
+    ) -> Result<(Log, Opened), LogError> {
+        let name = path.display().to_string();
+        let scan_out = read_and_scan(path, start, visit)?;
+        let mut file = RealFile::open_append(path).map_err(|e| LogError::Failed {
+            path: name.clone(),
+            error: format!("cannot open for appending: {e}"),
+        })?;
+        if let Some(torn) = &scan_out.torn {
+            file.truncate(torn.offset).map_err(|e| LogError::Failed {
+                path: name.clone(),
+                error: format!("cannot cut torn tail at byte {}: {e}", torn.offset),
+            })?;
+        }
+        let next_seq = scan_out
+            .last_seq
+            .map(|s| s + 1)
+            .or(start.expect_seq)
+            .unwrap_or(1);
+        let log = Log::with_file(name, Box::new(file), next_seq);
+        let cut = scan_out.torn.clone();
+        Ok((
+            log,
+            Opened {
+                scan: scan_out,
+                cut,
+            },
+        ))
+    }
+
+    /// Starts a log over any [`AppendFile`] whose durable content ends at record `next_seq - 1`.
+    pub fn with_file(name: String, file: Box<dyn AppendFile>, next_seq: u64) -> Log {
+        assert!(next_seq >= 1, "sequence numbers start at 1");
+        let shared = Arc::new(Shared {
+            name,
+            pending: Mutex::new(Pending {
+                buf: String::with_capacity(64 * 1024),
+                next_seq,
+                closing: false,
+                poisoned: None,
+            }),
+            pending_cv: Condvar::new(),
+            durable_seq: AtomicU64::new(next_seq - 1),
+            durable_lock: Mutex::new(()),
+            durable_cv: Condvar::new(),
+            durable_notify: tokio::sync::Notify::new(),
+            synced_bytes: AtomicU64::new(0),
+            syncs: AtomicU64::new(0),
+        });
+        let for_thread = shared.clone();
+        let handle = std::thread::Builder::new()
+            .name(format!("commit {}", short_name(&shared.name)))
+            .spawn(move || committer(for_thread, file))
+            .expect("cannot spawn a committer thread");
+        Log {
+            shared,
+            committer: Arc::new(Mutex::new(Some(handle))),
+        }
+    }
+
+    /// The file this log writes (for messages).
+    pub fn name(&self) -> &str {
+        &self.shared.name
+    }
+
+    /// Appends one record: `encode` writes its fields onto a [`Line`] that already carries the
+    /// sequence number and `kind`. Returns the sequence number; the record is durable only once
+    /// [`Log::wait_durable`] or [`Log::durable`] says so.
+    pub fn append(&self, kind: &str, encode: impl FnOnce(&mut Line<'_>)) -> Result<u64, LogError> {
+        let mut p = self.reserve()?;
+        let seq = p.next_seq;
+        p.next_seq += 1;
+        let mut line = Line::new(&mut p.buf, seq, kind);
+        encode(&mut line);
+        line.finish();
+        drop(p);
+        self.shared.pending_cv.notify_all();
+        Ok(seq)
+    }
+
+    /// Appends several records under one lock: `encode` is called with the sequence number of
+    /// each, and the last sequence number is returned.
+    pub fn append_batch<T>(
+        &self,
+        items: &[T],
+        kind: impl Fn(&T) -> &'static str,
+        encode: impl Fn(&T, &mut Line<'_>),
+    ) -> Result<Option<u64>, LogError> {
+        if items.is_empty() {
+            return Ok(None);
+        }
+        let mut p = self.reserve()?;
+        for item in items {
+            let seq = p.next_seq;
+            p.next_seq += 1;
+            let mut line = Line::new(&mut p.buf, seq, kind(item));
+            encode(item, &mut line);
+            line.finish();
+        }
+        let last = p.next_seq - 1;
+        drop(p);
+        self.shared.pending_cv.notify_all();
+        Ok(Some(last))
+    }
+
+    fn reserve(&self) -> Result<MutexGuard<'_, Pending>, LogError> {
+        let mut p = self.shared.lock_pending();
+        loop {
+            if let Some(e) = &p.poisoned {
+                return Err(LogError::Failed {
+                    path: self.shared.name.clone(),
+                    error: e.clone(),
+                });
+            }
+            if p.closing {
+                return Err(LogError::Closed {
+                    path: self.shared.name.clone(),
+                });
+            }
+            if p.buf.len() < MAX_PENDING_BYTES {
+                return Ok(p);
+            }
+            p = self
+                .shared
+                .pending_cv
+                .wait(p)
+                .unwrap_or_else(|e| e.into_inner());
+        }
+    }
+
+    /// Highest sequence number known durable.
+    pub fn durable_seq(&self) -> u64 {
+        self.shared.durable_seq.load(Ordering::Acquire)
+    }
+
+    /// Sequence number the next record will get.
+    pub fn next_seq(&self) -> u64 {
+        self.shared.lock_pending().next_seq
+    }
+
+    /// Blocks until record `seq` is durable.
+    pub fn wait_durable(&self, seq: u64) -> Result<(), LogError> {
+        let mut guard = self
+            .shared
+            .durable_lock
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        loop {
+            if self.durable_seq() >= seq {
+                return Ok(());
+            }
+            if let Some(e) = self.shared.failure() {
+                return Err(e);
+            }
+            guard = self
+                .shared
+                .durable_cv
+                .wait(guard)
+                .unwrap_or_else(|e| e.into_inner());
+        }
+    }
+
+    /// Waits (async) until record `seq` is durable.
+    pub async fn durable(&self, seq: u64) -> Result<(), LogError> {
+        loop {
+            let notified = self.shared.durable_notify.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if self.durable_seq() >= seq {
+                return Ok(());
+            }
+            if let Some(e) = self.shared.failure() {
+                return Err(e);
+            }
+            notified.await;
+        }
+    }
+
+    /// Bytes synced and syncs done since opening.
+    pub fn sync_stats(&self) -> (u64, u64) {
+        (
+            self.shared.synced_bytes.load(Ordering::Relaxed),
+            self.shared.syncs.load(Ordering::Relaxed),
+        )
+    }
+
+    /// Flushes everything appended, stops the committer, and returns the last durable sequence
+    /// number (or the failure).
+    pub fn close(&self) -> Result<u64, LogError> {
+        self.shared.lock_pending().closing = true;
+        self.shared.pending_cv.notify_all();
+        let handle = self
+            .committer
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        if let Some(h) = handle {
+            let _ = h.join();
+        }
+        match self.shared.failure() {
+            Some(e) => Err(e),
+            None => Ok(self.durable_seq()),
+        }
+    }
+}
+
+fn short_name(path: &str) -> String {
+    let base = path.rsplit('/').next().unwrap_or(path);
+    base.chars().take(10).collect()
+}
+
+/// The committer thread: takes the whole pending buffer, writes it, syncs once, publishes the
+/// new durable sequence number, and repeats.
+fn committer(shared: Arc<Shared>, mut file: Box<dyn AppendFile>) {
+    let mut spare = String::with_capacity(64 * 1024);
+    loop {
+        let (batch, last_seq) = {
+            let mut p = shared.lock_pending();
+            while p.buf.is_empty() && !p.closing {
+                p = shared.pending_cv.wait(p).unwrap_or_else(|e| e.into_inner());
+            }
+            if p.buf.is_empty() {
+                return; // closing, and everything is flushed
+            }
+            spare.clear();
+            let batch = std::mem::replace(&mut p.buf, std::mem::take(&mut spare));
+            (batch, p.next_seq - 1)
+        };
+        // Appenders blocked on a full buffer can go on now.
+        shared.pending_cv.notify_all();
+
+        let result = file.append(batch.as_bytes()).and_then(|()| file.sync());
+        match result {
+            Ok(()) => {
+                let before = shared.durable_seq.load(Ordering::Acquire);
+                assert!(last_seq > before, "durable sequence must only grow");
+                shared
+                    .synced_bytes
+                    .fetch_add(batch.len() as u64, Ordering::Relaxed);
+                shared.syncs.fetch_add(1, Ordering::Relaxed);
+                shared.durable_seq.store(last_seq, Ordering::Release);
+            }
+            Err(e) => {
+                shared.lock_pending().poisoned = Some(format!(
+                    "write or sync failed ({e}) after record {}",
+                    shared.durable_seq.load(Ordering::Acquire)
+                ));
+            }
+        }
+        {
+            let _g = shared.durable_lock.lock().unwrap_or_else(|e| e.into_inner());
+            shared.durable_cv.notify_all();
+        }
+        shared.durable_notify.notify_waiters();
+        if shared.lock_pending().poisoned.is_some() {
+            shared.pending_cv.notify_all();
+            return;
+        }
+        spare = batch;
+    }
+}
+
+/// Reads `path` from `start.offset` and scans it. A missing file is an empty log.
+pub fn read_and_scan(
+    path: &Path,
+    start: ScanStart,
+    visit: impl FnMut(&super::record::Record<'_>) -> Result<(), String>,
+) -> Result<ScanOutcome, LogError> {
+    let bytes = read_from(path, start.offset)?;
+    scan(&bytes, start, visit).map_err(|corruption| LogError::Corrupt {
+        path: path.display().to_string(),
+        corruption,
+    })
+}
+
+/// The bytes of `path` from `offset` on (empty if the file does not exist).
+pub fn read_from(path: &Path, offset: u64) -> Result<Vec<u8>, LogError> {
+    use std::io::{Read, Seek, SeekFrom};
+    let err = |e: std::io::Error| LogError::Read {
+        path: path.display().to_string(),
+        error: e.to_string(),
+    };
+    let mut f = match std::fs::File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && offset == 0 => return Ok(Vec::new()),
+        Err(e) => return Err(err(e)),
+    };
+    let len = f.metadata().map_err(err)?.len();
+    if len < offset {
+        return Err(LogError::Read {
+            path: path.display().to_string(),
+            error: format!("file is {len} bytes, shorter than the snapshot's offset {offset}"),
+        });
+    }
+    f.seek(SeekFrom::Start(offset)).map_err(err)?;
+    let mut bytes = Vec::with_capacity((len - offset) as usize);
+    f.read_to_end(&mut bytes).map_err(err)?;
+    Ok(bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::disk::{Fault, SimFile};
+
+    fn append_n(log: &Log, n: u64) -> Vec<u64> {
+        (0..n)
+            .map(|i| {
+                log.append("test", |l| {
+                    l.num("i", i);
+                })
+                .unwrap()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn sequence_numbers_are_contiguous_and_durable_after_wait() {
+        let file = SimFile::default();
+        let log = Log::with_file("sim".into(), Box::new(file.clone()), 1);
+        let seqs = append_n(&log, 100);
+        assert_eq!(seqs, (1..=100).collect::<Vec<_>>());
+        log.wait_durable(100).unwrap();
+        let durable = file.lock().durable.clone();
+        let out = scan(&durable, ScanStart::BEGINNING, |_| Ok(())).unwrap();
+        assert_eq!(out.records, 100);
+        assert_eq!(log.close().unwrap(), 100);
+    }
+
+    #[test]
+    fn concurrent_appenders_share_syncs() {
+        let file = SimFile::default();
+        let log = Log::with_file("sim".into(), Box::new(file.clone()), 1);
+        std::thread::scope(|s| {
+            for _ in 0..8 {
+                let log = log.clone();
+                s.spawn(move || {
+                    for i in 0..200 {
+                        let seq = log.append("test", |l| {
+                            l.num("i", i);
+                        });
+                        log.wait_durable(seq.unwrap()).unwrap();
+                    }
+                });
+            }
+        });
+        let (_, syncs) = log.sync_stats();
+        assert!(syncs <= 1600, "{syncs}");
+        let out = scan(&file.lock().durable, ScanStart::BEGINNING, |_| Ok(())).unwrap();
+        assert_eq!(out.records, 1600);
+        log.close().unwrap();
+    }
+
+    #[test]
+    fn a_full_disk_poisons_the_log_and_keeps_what_was_durable() {
+        let file = SimFile::default();
+        let log = Log::with_file("systems/sol.log".into(), Box::new(file.clone()), 1);
+        let first = append_n(&log, 3);
+        log.wait_durable(*first.last().unwrap()).unwrap();
+        let steps = file.lock().steps;
+        file.fault_at(steps, Fault::Fail);
+        let seq = log.append("test", |_| {}).unwrap();
+        let err = log.wait_durable(seq).unwrap_err();
+        assert!(err.to_string().contains("systems/sol.log"), "{err}");
+        assert!(err.to_string().contains("no space left"), "{err}");
+        assert!(log.append("test", |_| {}).is_err(), "poisoned log refuses");
+        let out = scan(&file.lock().durable, ScanStart::BEGINNING, |_| Ok(())).unwrap();
+        assert_eq!(out.records, 3);
+        assert!(log.close().is_err());
+    }
+
+    #[tokio::test]
+    async fn async_waiters_are_woken() {
+        let log = Log::with_file("sim".into(), Box::new(SimFile::default()), 1);
+        let mut tasks = Vec::new();
+        for i in 0..50u64 {
+            let log = log.clone();
+            tasks.push(tokio::spawn(async move {
+                let seq = log.append("test", |l| {
+                    l.num("i", i);
+                })?;
+                log.durable(seq).await
+            }));
+        }
+        for t in tasks {
+            t.await.unwrap().unwrap();
+        }
+        assert_eq!(log.durable_seq(), 50);
+        log.close().unwrap();
+    }
+
+    #[test]
+    fn opening_a_real_log_cuts_its_torn_tail_and_continues_the_sequence() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.log");
+        let (log, opened) = Log::open(&path, ScanStart::BEGINNING, |_| Ok(())).unwrap();
+        assert_eq!(opened.scan.records, 0);
+        let seqs = append_n(&log, 5);
+        log.wait_durable(5).unwrap();
+        log.close().unwrap();
+        assert_eq!(seqs.last(), Some(&5));
+        // Tear a write.
+        use std::io::Write;
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .unwrap();
+        f.write_all(b"6 test i=5 ~00").unwrap();
+        drop(f);
+        let (log, opened) = Log::open(&path, ScanStart::BEGINNING, |_| Ok(())).unwrap();
+        assert_eq!(opened.scan.records, 5);
+        assert_eq!(opened.cut.as_ref().map(|t| t.line), Some(6));
+        let seq = log.append("test", |_| {}).unwrap();
+        assert_eq!(seq, 6);
+        log.wait_durable(6).unwrap();
+        log.close().unwrap();
+        let out = read_and_scan(&path, ScanStart::BEGINNING, |_| Ok(())).unwrap();
+        assert_eq!((out.records, out.torn), (6, None));
+    }
+}
