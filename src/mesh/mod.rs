@@ -1,2 +1,383 @@
 //! The mesh: star systems as shards, each with its own loop and log, and the handoff of players
 //! between them through the transition log.
+//!
+//! In the embedded default one process runs every shard as a tokio task, spread over the
+//! machine's cores by the runtime. Shards share no mutable game state; the routing directory
+//! ([`directory`]) is a hint that the owning shard always has the last word on.
+//!
+//! [`Mesh`] is the whole API the network and command-line layers use: join, refuel, jump, look,
+//! status, stop. It never exposes a shard's state by reference.
+
+pub mod codec;
+pub mod departures;
+pub mod directory;
+pub mod recovery;
+pub mod shard;
+pub mod stats;
+
+use std::sync::{Arc, OnceLock};
+
+use serde::Serialize;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::sim::galaxy::{Galaxy, SystemId};
+use crate::sim::player::Player;
+use crate::sim::rules::Rules;
+use crate::sim::system::Reject;
+use crate::store::datadir::DataDir;
+use crate::store::log::{Log, LogError};
+use directory::{Directory, Landed, Location};
+use recovery::RecoveryReport;
+use shard::{Command, Shard};
+
+/// Requests a shard's queue holds before senders wait (backpressure).
+pub const SHARD_QUEUE_LEN: usize = 16 * 1024;
+
+/// How often routing retries when a player moved between lookup and arrival.
+const MAX_ROUTE_ATTEMPTS: usize = 3;
+
+/// How the mesh runs.
+#[derive(Clone, Debug)]
+pub struct MeshConfig {
+    /// Ticks per second of every shard's loop.
+    pub tick_hz: u32,
+    pub rules: Rules,
+    /// A shard snapshots after this many records.
+    pub snapshot_every_records: u64,
+}
+
+impl Default for MeshConfig {
+    fn default() -> MeshConfig {
+        MeshConfig {
+            tick_hz: 10,
+            rules: Rules::default(),
+            snapshot_every_records: 100_000,
+        }
+    }
+}
+
+/// Why a mesh request failed.
+#[derive(Clone, Debug, thiserror::Error)]
+pub enum MeshError {
+    #[error("{0}")]
+    Rejected(#[from] Reject),
+    #[error("no player '{0}'; join first")]
+    UnknownPlayer(String),
+    #[error("'{0}' is in a jump; wait for the landing")]
+    InJump(String),
+    #[error("storage failure: {0}")]
+    Storage(LogError),
+    #[error("snapshot failure: {0}")]
+    Snapshot(String),
+    #[error("the galaxy is shutting down")]
+    ShuttingDown,
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl MeshError {
+    /// A stable, machine-readable code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            MeshError::Rejected(r) => r.code(),
+            MeshError::UnknownPlayer(_) => "unknown_player",
+            MeshError::InJump(_) => "in_jump",
+            MeshError::Storage(_) => "storage",
+            MeshError::Snapshot(_) => "snapshot",
+            MeshError::ShuttingDown => "shutting_down",
+            MeshError::Internal(_) => "internal",
+        }
+    }
+}
+
+/// A committed jump, as told to the player.
+#[derive(Clone, Debug, Serialize)]
+pub struct JumpAck {
+    /// The transfer id, `<origin slug>:<number>`, the same in every log.
+    pub xfer: String,
+    #[serde(skip)]
+    pub from: SystemId,
+    #[serde(skip)]
+    pub to: SystemId,
+    pub travel_ticks: u64,
+    /// Travel time at the configured tick rate.
+    pub travel_ms: u64,
+    /// The player as they travel.
+    pub player: Player,
+}
+
+/// A shard's figures.
+#[derive(Clone, Debug, Serialize)]
+pub struct ShardStatus {
+    pub system: String,
+    pub slug: String,
+    pub population: usize,
+    pub departing: usize,
+    pub in_transit_towards: usize,
+    pub tick: u64,
+    pub tick_p50_us: u32,
+    pub tick_p99_us: u32,
+    pub log_durable_seq: u64,
+    pub log_next_seq: u64,
+    pub state_hash: String,
+    pub failed: Option<String>,
+}
+
+/// What every shard and pipeline shares: read-only settings, the transition log (append-only,
+/// thread-safe), the routing hint, and the queues of all shards.
+pub struct Context {
+    pub galaxy: Arc<Galaxy>,
+    pub config: MeshConfig,
+    pub datadir: DataDir,
+    pub transitions: Log,
+    pub directory: Directory,
+    shards: OnceLock<Vec<mpsc::Sender<Command>>>,
+}
+
+impl Context {
+    /// The queue of a system's shard.
+    pub fn shard(&self, id: SystemId) -> Option<&mpsc::Sender<Command>> {
+        self.shards.get().and_then(|s| s.get(usize::from(id.0)))
+    }
+}
+
+/// The running mesh. Cheap to clone.
+#[derive(Clone)]
+pub struct Mesh {
+    ctx: Arc<Context>,
+}
+
+impl Mesh {
+    /// Recovers `datadir` and starts a shard per system. Must be called inside a tokio runtime.
+    pub async fn start(
+        datadir: DataDir,
+        galaxy: Galaxy,
+        config: MeshConfig,
+    ) -> Result<(Mesh, RecoveryReport), MeshError> {
+        assert!(config.tick_hz > 0, "tick rate must be positive");
+        let galaxy = Arc::new(galaxy);
+        let (g, d) = (galaxy.clone(), datadir.clone());
+        let recovered = tokio::task::spawn_blocking(move || recovery::recover(&d, &g))
+            .await
+            .map_err(|e| MeshError::Internal(e.to_string()))??;
+        let ctx = Arc::new(Context {
+            galaxy,
+            config,
+            datadir,
+            transitions: recovered.transitions,
+            directory: Directory::default(),
+            shards: OnceLock::new(),
+        });
+        let mut senders = Vec::new();
+        let mut receivers = Vec::new();
+        for _ in 0..ctx.galaxy.len() {
+            let (tx, rx) = mpsc::channel(SHARD_QUEUE_LEN);
+            senders.push(tx);
+            receivers.push(rx);
+        }
+        if ctx.shards.set(senders.clone()).is_err() {
+            unreachable!("shard queues are set once");
+        }
+        let mut landings = recovered.landings;
+        for (sys, rx) in recovered.systems.into_iter().zip(receivers) {
+            let id = sys.state.id;
+            for name in sys.state.players.keys() {
+                ctx.directory.set(name, Location::In(id));
+            }
+            for d in sys.state.departing.values() {
+                ctx.directory.set(&d.player.name, Location::In(id));
+            }
+            let arriving = std::mem::take(&mut landings[usize::from(id.0)]);
+            for j in &arriving {
+                ctx.directory.set(
+                    &j.player.name,
+                    Location::Jumping {
+                        from: j.from,
+                        xfer: j.xfer,
+                        to: j.to,
+                    },
+                );
+            }
+            let shard = Shard::new(
+                ctx.clone(),
+                sys.state,
+                sys.log,
+                arriving,
+                senders[usize::from(id.0)].clone(),
+            );
+            tokio::spawn(shard.run(rx));
+        }
+        Ok((Mesh { ctx }, recovered.report))
+    }
+
+    pub fn galaxy(&self) -> &Galaxy {
+        &self.ctx.galaxy
+    }
+
+    pub fn config(&self) -> &MeshConfig {
+        &self.ctx.config
+    }
+
+    /// Where a player is, as routing knows it.
+    pub fn locate(&self, name: &str) -> Option<Location> {
+        self.ctx.directory.get(name)
+    }
+
+    /// Players known to routing.
+    pub fn players(&self) -> usize {
+        self.ctx.directory.len()
+    }
+
+    async fn ask<T>(
+        &self,
+        system: SystemId,
+        make: impl FnOnce(oneshot::Sender<T>) -> Command,
+    ) -> Result<T, MeshError> {
+        let (tx, rx) = oneshot::channel();
+        let shard = self.ctx.shard(system).ok_or(MeshError::ShuttingDown)?;
+        shard
+            .send(make(tx))
+            .await
+            .map_err(|_| MeshError::ShuttingDown)?;
+        rx.await.map_err(|_| MeshError::ShuttingDown)
+    }
+
+    /// Sends a request to the shard that holds `name`, following the player if they moved.
+    async fn routed<T>(
+        &self,
+        name: &str,
+        make: impl Fn(oneshot::Sender<Result<T, MeshError>>) -> Command,
+    ) -> Result<T, MeshError> {
+        for _ in 0..MAX_ROUTE_ATTEMPTS {
+            let system = match self.locate(name) {
+                None => return Err(MeshError::UnknownPlayer(name.to_string())),
+                Some(Location::Jumping { .. }) => return Err(MeshError::InJump(name.to_string())),
+                Some(Location::In(s)) => s,
+            };
+            match self.ask(system, &make).await? {
+                Err(MeshError::Rejected(Reject::NotHere { .. }))
+                    if self.locate(name) != Some(Location::In(system)) =>
+                {
+                    continue
+                }
+                other => return other,
+            }
+        }
+        Err(MeshError::Internal(format!(
+            "could not route a request for '{name}'"
+        )))
+    }
+
+    /// A new player at the home system.
+    pub async fn join(&self, name: &str) -> Result<Player, MeshError> {
+        let home = self.ctx.galaxy.home();
+        self.ask(home, |reply| Command::Join {
+            name: name.to_string(),
+            reply,
+        })
+        .await?
+    }
+
+    /// Buys fuel (a full tank, or `units`).
+    pub async fn refuel(&self, name: &str, units: Option<u32>) -> Result<Player, MeshError> {
+        self.routed(name, |reply| Command::Refuel {
+            name: name.to_string(),
+            units,
+            reply,
+        })
+        .await
+    }
+
+    /// Jumps to a neighbouring system. Returns once the jump is committed (durable in the
+    /// transition log); the landing follows after the travel time ([`Mesh::wait_landing`]).
+    pub async fn jump(&self, name: &str, to: SystemId) -> Result<JumpAck, MeshError> {
+        self.routed(name, |reply| Command::Jump {
+            name: name.to_string(),
+            to,
+            reply,
+        })
+        .await
+    }
+
+    /// Waits for a player's landing (returns at once if they are in a system).
+    pub async fn wait_landing(&self, name: &str) -> Result<Landed, MeshError> {
+        let rx = self.ctx.directory.wait_landing(name);
+        match self.locate(name) {
+            None => return Err(MeshError::UnknownPlayer(name.to_string())),
+            Some(Location::In(system)) => {
+                let population = self.ask(system, |reply| Command::Status { reply }).await?.population;
+                return Ok(Landed { system, population });
+            }
+            Some(Location::Jumping { .. }) => {}
+        }
+        rx.await.map_err(|_| MeshError::ShuttingDown)
+    }
+
+    /// A player's state and where they are.
+    pub async fn look(&self, name: &str) -> Result<(Location, Option<Player>), MeshError> {
+        let at = self
+            .locate(name)
+            .ok_or_else(|| MeshError::UnknownPlayer(name.to_string()))?;
+        match at {
+            Location::In(system) => {
+                let p = self
+                    .ask(system, |reply| Command::Look {
+                        name: name.to_string(),
+                        reply,
+                    })
+                    .await?;
+                Ok((at, p))
+            }
+            Location::Jumping { .. } => Ok((at, None)),
+        }
+    }
+
+    /// Names of players in a system (at most `limit`).
+    pub async fn who(&self, system: SystemId, limit: usize) -> Result<Vec<String>, MeshError> {
+        self.ask(system, |reply| Command::Who { limit, reply }).await
+    }
+
+    /// Every shard's figures, in galaxy order.
+    pub async fn status(&self) -> Result<Vec<ShardStatus>, MeshError> {
+        let mut out = Vec::with_capacity(self.ctx.galaxy.len());
+        for id in self.ctx.galaxy.ids() {
+            out.push(self.ask(id, |reply| Command::Status { reply }).await?);
+        }
+        Ok(out)
+    }
+
+    /// Stops every shard (each flushes and snapshots), then the transition log.
+    pub async fn stop(&self) -> Result<Vec<ShardStatus>, MeshError> {
+        let mut waits = Vec::new();
+        for id in self.ctx.galaxy.ids() {
+            let (tx, rx) = oneshot::channel();
+            if let Some(s) = self.ctx.shard(id) {
+                if s.send(Command::Stop { reply: tx }).await.is_ok() {
+                    waits.push(rx);
+                }
+            }
+        }
+        let mut out = Vec::new();
+        let mut first_err = None;
+        for w in waits {
+            match w.await {
+                Ok(Ok(s)) => out.push(s),
+                Ok(Err(e)) => {
+                    first_err.get_or_insert(e);
+                }
+                Err(_) => {
+                    first_err.get_or_insert(MeshError::ShuttingDown);
+                }
+            }
+        }
+        let t = self.ctx.transitions.clone();
+        tokio::task::spawn_blocking(move || t.close())
+            .await
+            .map_err(|e| MeshError::Internal(e.to_string()))?
+            .map_err(MeshError::Storage)?;
+        match first_err {
+            Some(e) => Err(e),
+            None => Ok(out),
+        }
+    }
+}

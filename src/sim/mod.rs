@@ -1,3 +1,8 @@
 //! The game rules: galaxy, star systems, players, ships. Pure and deterministic: a system's
 //! next state is a function of its state and its inputs only. This layer never does I/O, never
 //! reads a clock, and never imports `store`, `mesh` or `cli`.
+
+pub mod galaxy;
+pub mod player;
+pub mod rules;
+pub mod system;

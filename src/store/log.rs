@@ -41,11 +41,20 @@ pub enum LogError {
 
 struct Pending {
     buf: String,
-    /// Sequence number the next appended record gets.
-    next_seq: u64,
+    /// Where the next appended record goes.
+    next: Position,
     closing: bool,
     /// Set when a write or sync failed; the log accepts nothing after that.
     poisoned: Option<String>,
+}
+
+impl Pending {
+    /// Accounts for one record of `bytes` just added to the buffer.
+    fn advance(&mut self, bytes: u64) {
+        self.next.next_seq += 1;
+        self.next.offset += bytes;
+        self.next.line += 1;
+    }
 }
 
 struct Shared {
@@ -91,6 +100,14 @@ pub struct Log {
     committer: Arc<Mutex<Option<JoinHandle<()>>>>,
 }
 
+/// Where the next record of a log goes: its sequence number, byte offset and line number.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Position {
+    pub next_seq: u64,
+    pub offset: u64,
+    pub line: u64,
+}
+
 /// What opening an existing log found.
 #[derive(Clone, Debug)]
 pub struct Opened {
@@ -124,7 +141,12 @@ impl Log {
             .map(|s| s + 1)
             .or(start.expect_seq)
             .unwrap_or(1);
-        let log = Log::with_file(name, Box::new(file), next_seq);
+        let at = Position {
+            next_seq,
+            offset: scan_out.end_offset,
+            line: scan_out.next_line,
+        };
+        let log = Log::with_file_at(name, Box::new(file), at);
         let cut = scan_out.torn.clone();
         Ok((
             log,
@@ -137,12 +159,23 @@ impl Log {
 
     /// Starts a log over any [`AppendFile`] whose durable content ends at record `next_seq - 1`.
     pub fn with_file(name: String, file: Box<dyn AppendFile>, next_seq: u64) -> Log {
+        let at = Position {
+            next_seq,
+            offset: 0,
+            line: 1,
+        };
+        Log::with_file_at(name, file, at)
+    }
+
+    /// Starts a log over any [`AppendFile`] whose durable content ends just before `at`.
+    pub fn with_file_at(name: String, file: Box<dyn AppendFile>, at: Position) -> Log {
+        let next_seq = at.next_seq;
         assert!(next_seq >= 1, "sequence numbers start at 1");
         let shared = Arc::new(Shared {
             name,
             pending: Mutex::new(Pending {
                 buf: String::with_capacity(64 * 1024),
-                next_seq,
+                next: at,
                 closing: false,
                 poisoned: None,
             }),
@@ -175,11 +208,13 @@ impl Log {
     /// [`Log::wait_durable`] or [`Log::durable`] says so.
     pub fn append(&self, kind: &str, encode: impl FnOnce(&mut Line<'_>)) -> Result<u64, LogError> {
         let mut p = self.reserve()?;
-        let seq = p.next_seq;
-        p.next_seq += 1;
+        let seq = p.next.next_seq;
+        let before = p.buf.len();
         let mut line = Line::new(&mut p.buf, seq, kind);
         encode(&mut line);
         line.finish();
+        let added = (p.buf.len() - before) as u64;
+        p.advance(added);
         drop(p);
         self.shared.pending_cv.notify_all();
         Ok(seq)
@@ -198,13 +233,15 @@ impl Log {
         }
         let mut p = self.reserve()?;
         for item in items {
-            let seq = p.next_seq;
-            p.next_seq += 1;
+            let seq = p.next.next_seq;
+            let before = p.buf.len();
             let mut line = Line::new(&mut p.buf, seq, kind(item));
             encode(item, &mut line);
             line.finish();
+            let added = (p.buf.len() - before) as u64;
+            p.advance(added);
         }
-        let last = p.next_seq - 1;
+        let last = p.next.next_seq - 1;
         drop(p);
         self.shared.pending_cv.notify_all();
         Ok(Some(last))
@@ -242,7 +279,13 @@ impl Log {
 
     /// Sequence number the next record will get.
     pub fn next_seq(&self) -> u64 {
-        self.shared.lock_pending().next_seq
+        self.shared.lock_pending().next.next_seq
+    }
+
+    /// Where the next record will go. Exact only while no one else appends (a shard asks this
+    /// of its own log, of which it is the only appender, when it snapshots).
+    pub fn position(&self) -> Position {
+        self.shared.lock_pending().next
     }
 
     /// Blocks until record `seq` is durable.
@@ -331,7 +374,7 @@ fn committer(shared: Arc<Shared>, mut file: Box<dyn AppendFile>) {
             }
             spare.clear();
             let batch = std::mem::replace(&mut p.buf, std::mem::take(&mut spare));
-            (batch, p.next_seq - 1)
+            (batch, p.next.next_seq - 1)
         };
         // Appenders blocked on a full buffer can go on now.
         shared.pending_cv.notify_all();

@@ -1,0 +1,376 @@
+//! How the game's events and jumps are written as log records, and read back.
+//!
+//! Systems are named by slug (`alpha-centauri`), a jump by `xfer=<origin slug>:<number>`, the
+//! same in every log, so `grep -r 'xfer=sol:7' mltrader-data/` shows one jump's whole life.
+//! Every record about a player carries `v=`, the player's version after the event.
+//! `docs/FORMAT.md` lists every kind with an example.
+//!
+//! Owns the mapping only; never writes a file and never decides anything.
+
+use crate::sim::galaxy::{Galaxy, SystemId};
+use crate::sim::player::Player;
+use crate::sim::system::{Departing, Event, SystemState};
+use crate::store::record::{Line, Record};
+use crate::store::snapshot::SnapshotWriter;
+
+/// A jump as the transition log holds it: the commit point, with the player's whole state.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Jump {
+    pub from: SystemId,
+    pub xfer: u64,
+    pub to: SystemId,
+    /// Tick of the system of origin when the jump was prepared.
+    pub t: u64,
+    /// Travel time in ticks of the destination's clock.
+    pub travel_ticks: u64,
+    /// The player as they left: fuel already burnt, version of the departure.
+    pub player: Player,
+}
+
+/// The kind (second word of the line) of each event.
+pub fn event_kind(event: &Event) -> &'static str {
+    match event {
+        Event::Join { .. } => "join",
+        Event::Refuel { .. } => "refuel",
+        Event::Depart { .. } => "depart",
+        Event::DepartDone { .. } => "depart.done",
+        Event::DepartAbort { .. } => "depart.abort",
+        Event::Arrive { .. } => "arrive",
+    }
+}
+
+fn put_player(line: &mut Line<'_>, p: &Player) {
+    line.field("player", &p.name)
+        .num("credits", p.credits)
+        .num("fuel", p.fuel)
+        .num("tank", p.fuel_capacity)
+        .num("v", p.version);
+}
+
+fn get_player(rec: &Record<'_>) -> Result<Player, String> {
+    Ok(Player {
+        name: rec.str("player").map_err(|e| e.to_string())?.to_string(),
+        credits: rec.num("credits").map_err(|e| e.to_string())?,
+        fuel: rec.num("fuel").map_err(|e| e.to_string())?,
+        fuel_capacity: rec.num("tank").map_err(|e| e.to_string())?,
+        version: rec.num("v").map_err(|e| e.to_string())?,
+    })
+}
+
+fn xfer_text(galaxy: &Galaxy, from: SystemId, n: u64) -> String {
+    format!("{}:{n}", galaxy.slug(from))
+}
+
+/// Parses `sol:7` into its origin and number.
+pub fn parse_xfer(galaxy: &Galaxy, text: &str) -> Result<(SystemId, u64), String> {
+    let (slug, n) = text
+        .rsplit_once(':')
+        .ok_or_else(|| format!("bad transfer id {text:?}"))?;
+    let from = galaxy
+        .by_slug(slug)
+        .ok_or_else(|| format!("transfer {text:?} names an unknown system"))?;
+    let n = n
+        .parse()
+        .map_err(|_| format!("bad transfer number in {text:?}"))?;
+    Ok((from, n))
+}
+
+fn system_field(galaxy: &Galaxy, rec: &Record<'_>, key: &'static str) -> Result<SystemId, String> {
+    let slug = rec.str(key).map_err(|e| e.to_string())?;
+    galaxy
+        .by_slug(slug)
+        .ok_or_else(|| format!("{key}={slug} is not a system of this galaxy"))
+}
+
+fn num<T: std::str::FromStr>(rec: &Record<'_>, key: &'static str) -> Result<T, String> {
+    rec.num(key).map_err(|e| e.to_string())
+}
+
+/// Writes `event`, which happened in `system` at tick `t`, as the fields of a record of kind
+/// [`event_kind`]. `version` is the player's version after the event, for events that carry a
+/// player by name only.
+pub fn encode_event(
+    line: &mut Line<'_>,
+    galaxy: &Galaxy,
+    system: SystemId,
+    t: u64,
+    event: &Event,
+    version: u64,
+) {
+    line.num("t", t);
+    match event {
+        Event::Join { player } => put_player(line, player),
+        Event::Refuel {
+            player,
+            units,
+            cost,
+        } => {
+            line.field("player", player)
+                .num("units", units)
+                .num("cost", cost)
+                .num("v", version);
+        }
+        Event::Depart {
+            xfer,
+            player,
+            to,
+            fuel,
+        } => {
+            line.field("xfer", &xfer_text(galaxy, system, *xfer))
+                .field("player", player)
+                .field("to", galaxy.slug(*to))
+                .num("fuel", fuel)
+                .num("v", version);
+        }
+        Event::DepartDone { xfer } => {
+            line.field("xfer", &xfer_text(galaxy, system, *xfer));
+        }
+        Event::DepartAbort { xfer } => {
+            line.field("xfer", &xfer_text(galaxy, system, *xfer))
+                .num("v", version);
+        }
+        Event::Arrive { from, xfer, player } => {
+            line.field("xfer", &xfer_text(galaxy, *from, *xfer));
+            put_player(line, player);
+        }
+    }
+}
+
+/// Reads an event of `system`'s log back: its tick and the event.
+pub fn decode_event(
+    galaxy: &Galaxy,
+    system: SystemId,
+    rec: &Record<'_>,
+) -> Result<(u64, Event), String> {
+    let t = num(rec, "t")?;
+    let local_xfer = |rec: &Record<'_>| -> Result<u64, String> {
+        let (from, n) = parse_xfer(galaxy, rec.str("xfer").map_err(|e| e.to_string())?)?;
+        if from != system {
+            return Err(format!(
+                "transfer of {} in the log of {}",
+                galaxy.slug(from),
+                galaxy.slug(system)
+            ));
+        }
+        Ok(n)
+    };
+    let event = match rec.kind {
+        "join" => Event::Join {
+            player: get_player(rec)?,
+        },
+        "refuel" => Event::Refuel {
+            player: rec.str("player").map_err(|e| e.to_string())?.to_string(),
+            units: num(rec, "units")?,
+            cost: num(rec, "cost")?,
+        },
+        "depart" => Event::Depart {
+            xfer: local_xfer(rec)?,
+            player: rec.str("player").map_err(|e| e.to_string())?.to_string(),
+            to: system_field(galaxy, rec, "to")?,
+            fuel: num(rec, "fuel")?,
+        },
+        "depart.done" => Event::DepartDone {
+            xfer: local_xfer(rec)?,
+        },
+        "depart.abort" => Event::DepartAbort {
+            xfer: local_xfer(rec)?,
+        },
+        "arrive" => {
+            let (from, xfer) = parse_xfer(galaxy, rec.str("xfer").map_err(|e| e.to_string())?)?;
+            Event::Arrive {
+                from,
+                xfer,
+                player: get_player(rec)?,
+            }
+        }
+        other => return Err(format!("unknown record kind {other:?} in a system log")),
+    };
+    Ok((t, event))
+}
+
+/// Writes a jump record of the transition log.
+pub fn encode_jump(line: &mut Line<'_>, galaxy: &Galaxy, jump: &Jump) {
+    line.field("xfer", &xfer_text(galaxy, jump.from, jump.xfer))
+        .field("from", galaxy.slug(jump.from))
+        .field("to", galaxy.slug(jump.to))
+        .num("t", jump.t)
+        .num("travel", jump.travel_ticks);
+    put_player(line, &jump.player);
+}
+
+/// Reads a jump record of the transition log.
+pub fn decode_jump(galaxy: &Galaxy, rec: &Record<'_>) -> Result<Jump, String> {
+    if rec.kind != "jump" {
+        return Err(format!(
+            "unknown record kind {:?} in the transition log",
+            rec.kind
+        ));
+    }
+    let (from, xfer) = parse_xfer(galaxy, rec.str("xfer").map_err(|e| e.to_string())?)?;
+    if system_field(galaxy, rec, "from")? != from {
+        return Err("from= and xfer= disagree".into());
+    }
+    Ok(Jump {
+        from,
+        xfer,
+        to: system_field(galaxy, rec, "to")?,
+        t: num(rec, "t")?,
+        travel_ticks: num(rec, "travel")?,
+        player: get_player(rec)?,
+    })
+}
+
+/// Writes a system's state as the body of a snapshot.
+pub fn encode_state(w: &mut SnapshotWriter, galaxy: &Galaxy, state: &SystemState) {
+    w.record("state", |l| {
+        l.field("system", galaxy.slug(state.id))
+            .num("t", state.tick)
+            .num("next_xfer", state.next_xfer);
+    });
+    for (from, upto) in &state.landed_upto {
+        w.record("landed", |l| {
+            l.field("from", galaxy.slug(*from)).num("upto", upto);
+        });
+    }
+    for p in state.players.values() {
+        w.record("player", |l| put_player(l, p));
+    }
+    for (xfer, d) in &state.departing {
+        w.record("departing", |l| {
+            l.field("xfer", &xfer_text(galaxy, state.id, *xfer))
+                .field("to", galaxy.slug(d.to))
+                .num("burnt", d.fuel);
+            put_player(l, &d.player);
+        });
+    }
+    for name in &state.names {
+        w.record("name", |l| {
+            l.field("player", name);
+        });
+    }
+}
+
+/// Rebuilds a system's state from snapshot body records, one at a time.
+pub fn decode_state_record(
+    galaxy: &Galaxy,
+    state: &mut SystemState,
+    rec: &Record<'_>,
+) -> Result<(), String> {
+    match rec.kind {
+        "state" => {
+            if system_field(galaxy, rec, "system")? != state.id {
+                return Err("snapshot of another system".into());
+            }
+            state.tick = num(rec, "t")?;
+            state.next_xfer = num(rec, "next_xfer")?;
+        }
+        "landed" => {
+            state
+                .landed_upto
+                .insert(system_field(galaxy, rec, "from")?, num(rec, "upto")?);
+        }
+        "player" => {
+            let p = get_player(rec)?;
+            state.players.insert(p.name.clone(), p);
+        }
+        "departing" => {
+            let (from, xfer) = parse_xfer(galaxy, rec.str("xfer").map_err(|e| e.to_string())?)?;
+            if from != state.id {
+                return Err("departing transfer of another system".into());
+            }
+            state.departing.insert(
+                xfer,
+                Departing {
+                    player: get_player(rec)?,
+                    to: system_field(galaxy, rec, "to")?,
+                    fuel: num(rec, "burnt")?,
+                },
+            );
+        }
+        "name" => {
+            state
+                .names
+                .insert(rec.str("player").map_err(|e| e.to_string())?.to_string());
+        }
+        other => return Err(format!("unknown snapshot record {other:?}")),
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::record::parse_line;
+
+    fn round_trip(galaxy: &Galaxy, system: SystemId, event: &Event) -> (u64, Event) {
+        let mut buf = String::new();
+        let mut line = Line::new(&mut buf, 1, event_kind(event));
+        encode_event(&mut line, galaxy, system, 42, event, 3);
+        line.finish();
+        let rec = parse_line(buf.as_bytes()).unwrap();
+        decode_event(galaxy, system, &rec).unwrap()
+    }
+
+    #[test]
+    fn every_event_round_trips() {
+        let g = Galaxy::default_galaxy();
+        let sol = g.home();
+        let ac = g.lookup("Alpha Centauri").unwrap();
+        let p = Player {
+            name: "Barnard's \"Kid\"".into(),
+            credits: 10,
+            fuel: 2,
+            fuel_capacity: 40,
+            version: 3,
+        };
+        for e in [
+            Event::Join { player: p.clone() },
+            Event::Refuel {
+                player: p.name.clone(),
+                units: 5,
+                cost: 10,
+            },
+            Event::Depart {
+                xfer: 9,
+                player: p.name.clone(),
+                to: ac,
+                fuel: 5,
+            },
+            Event::DepartDone { xfer: 9 },
+            Event::DepartAbort { xfer: 9 },
+            Event::Arrive {
+                from: ac,
+                xfer: 4,
+                player: p.clone(),
+            },
+        ] {
+            assert_eq!(round_trip(&g, sol, &e), (42, e));
+        }
+    }
+
+    #[test]
+    fn jumps_round_trip_and_read_well() {
+        let g = Galaxy::default_galaxy();
+        let j = Jump {
+            from: g.home(),
+            xfer: 7,
+            to: g.lookup("Alpha Centauri").unwrap(),
+            t: 100,
+            travel_ticks: 44,
+            player: Player {
+                name: "ann".into(),
+                credits: 1,
+                fuel: 2,
+                fuel_capacity: 3,
+                version: 4,
+            },
+        };
+        let mut buf = String::new();
+        let mut line = Line::new(&mut buf, 5, "jump");
+        encode_jump(&mut line, &g, &j);
+        line.finish();
+        assert!(buf.starts_with("5 jump xfer=sol:7 from=sol to=alpha-centauri t=100"), "{buf}");
+        let rec = parse_line(buf.as_bytes()).unwrap();
+        assert_eq!(decode_jump(&g, &rec).unwrap(), j);
+    }
+}

@@ -1,0 +1,102 @@
+//! The departure pipeline of one shard: the two-step commit of a jump.
+//!
+//! 1. The shard has appended `depart` (the prepare) to its own log; the pipeline waits until
+//!    that record is durable, so that nothing the jump depends on can be lost.
+//! 2. It appends `jump` (with the player's whole state) to the transition log and waits until
+//!    that is durable: this is the commit point. Only then is the player told, the destination
+//!    shard handed the jump, and the origin shard told to log `depart.done`.
+//!
+//! Jumps leave in the order they were prepared (one FIFO a shard), so a destination sees the
+//! jumps of one origin in the order of their transfer numbers, which makes landing idempotent
+//! with one number per origin. On a storage failure the jump is neither committed nor aborted
+//! here: the disk may or may not hold it, so recovery, which reads the transition log, settles
+//! it. Never decides game rules; never touches a shard's state.
+
+use std::sync::Arc;
+
+use tokio::sync::mpsc;
+
+use super::codec::{encode_jump, Jump};
+use super::shard::{Command, Reply};
+use super::{Context, JumpAck, MeshError};
+use crate::store::log::Log;
+
+/// Most jumps committed in one transition-log batch.
+pub const MAX_DEPARTURE_BATCH: usize = 4096;
+
+/// A prepared jump waiting for its commit.
+pub struct PendingDeparture {
+    /// Sequence number of the `depart` record in the origin's log.
+    pub seq: u64,
+    pub jump: Jump,
+    pub reply: Option<Reply<JumpAck>>,
+}
+
+pub async fn run(
+    ctx: Arc<Context>,
+    system_log: Log,
+    origin: mpsc::Sender<Command>,
+    mut rx: mpsc::UnboundedReceiver<PendingDeparture>,
+) {
+    let mut batch = Vec::with_capacity(64);
+    while let Some(first) = rx.recv().await {
+        batch.clear();
+        batch.push(first);
+        while batch.len() < MAX_DEPARTURE_BATCH {
+            match rx.try_recv() {
+                Ok(p) => batch.push(p),
+                Err(_) => break,
+            }
+        }
+        if let Err(e) = commit(&ctx, &system_log, &batch).await {
+            for p in batch.drain(..) {
+                if let Some(r) = p.reply {
+                    let _ = r.send(Err(e.clone()));
+                }
+            }
+            continue;
+        }
+        for p in batch.drain(..) {
+            let ack = JumpAck {
+                xfer: format!("{}:{}", ctx.galaxy.slug(p.jump.from), p.jump.xfer),
+                from: p.jump.from,
+                to: p.jump.to,
+                travel_ticks: p.jump.travel_ticks,
+                travel_ms: p.jump.travel_ticks * 1000 / u64::from(ctx.config.tick_hz),
+                player: p.jump.player.clone(),
+            };
+            let _ = origin.send(Command::Committed { xfer: p.jump.xfer }).await;
+            if let Some(dest) = ctx.shard(p.jump.to) {
+                let _ = dest.send(Command::Landing(p.jump)).await;
+            }
+            if let Some(r) = p.reply {
+                let _ = r.send(Ok(ack));
+            }
+        }
+    }
+}
+
+/// Steps 1 and 2 for a batch.
+async fn commit(
+    ctx: &Context,
+    system_log: &Log,
+    batch: &[PendingDeparture],
+) -> Result<(), MeshError> {
+    let last_prepare = batch.iter().map(|p| p.seq).max().unwrap_or(0);
+    system_log
+        .durable(last_prepare)
+        .await
+        .map_err(MeshError::Storage)?;
+    let galaxy = &ctx.galaxy;
+    let last = ctx
+        .transitions
+        .append_batch(batch, |_| "jump", |p, line| encode_jump(line, galaxy, &p.jump))
+        .map_err(MeshError::Storage)?;
+    if let Some(last) = last {
+        ctx.transitions
+            .durable(last)
+            .await
+            .map_err(MeshError::Storage)?;
+    }
+    Ok(())
+}

@@ -1,0 +1,318 @@
+//! Bringing a data directory back after any stop, clean or not.
+//!
+//! 1. Each system: the newest valid snapshot, then its log from there (torn tail cut).
+//! 2. The transition log: every `jump` must have been prepared by its origin's log; jumps not
+//!    yet landed are handed to their destination again (landing is idempotent).
+//! 3. Each jump still prepared in its origin: committed if the transition log holds it (the
+//!    origin logs `depart.done`), otherwise aborted (`depart.abort`: the player is back, fuel
+//!    refunded; nobody was told it had left).
+//!
+//! Never guesses: any disagreement between logs is an error naming the file and line.
+
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+use serde::Serialize;
+
+use super::codec::{decode_event, decode_jump, decode_state_record, Jump};
+use super::MeshError;
+use crate::sim::galaxy::{Galaxy, SystemId};
+use crate::sim::system::{Event, SystemState};
+use crate::store::datadir::DataDir;
+use crate::store::log::{Log, LogError};
+use crate::store::scan::{ScanStart, TornTail};
+use crate::store::snapshot::{self, SnapshotMeta};
+
+/// One system, recovered.
+pub struct RecoveredSystem {
+    pub state: SystemState,
+    pub log: Log,
+    pub snapshot: Option<SnapshotMeta>,
+    pub replayed: u64,
+    pub cut: Option<TornTail>,
+    /// Snapshots found unusable (and skipped for an older one), with the reason.
+    pub bad_snapshots: Vec<String>,
+}
+
+/// What recovery did, for the operator.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct RecoveryReport {
+    pub systems: usize,
+    pub snapshots_loaded: usize,
+    pub records_replayed: u64,
+    pub transition_records: u64,
+    pub torn_tails_cut: Vec<String>,
+    pub bad_snapshots: Vec<String>,
+    /// Jumps that had passed their commit point and were settled as done.
+    pub jumps_completed: u64,
+    /// Jumps prepared but never committed: cancelled, player back where they were.
+    pub jumps_cancelled: u64,
+    /// Committed jumps still to land (they land after their travel time).
+    pub jumps_in_flight: u64,
+    pub players: usize,
+    pub duration_ms: u64,
+}
+
+impl RecoveryReport {
+    /// One or two lines for a person.
+    pub fn summary(&self) -> String {
+        let mut s = format!(
+            "recovered {} systems, {} players in {} ms: {} records replayed ({} snapshots), {} transition records; jumps: {} completed, {} cancelled, {} in flight",
+            self.systems,
+            self.players,
+            self.duration_ms,
+            self.records_replayed,
+            self.snapshots_loaded,
+            self.transition_records,
+            self.jumps_completed,
+            self.jumps_cancelled,
+            self.jumps_in_flight
+        );
+        for t in &self.torn_tails_cut {
+            s.push_str(&format!("\n  torn tail cut: {t}"));
+        }
+        for b in &self.bad_snapshots {
+            s.push_str(&format!("\n  snapshot skipped: {b}"));
+        }
+        s
+    }
+}
+
+/// Everything recovery hands to the mesh.
+pub struct Recovered {
+    pub systems: Vec<RecoveredSystem>,
+    pub transitions: Log,
+    /// Committed jumps not yet landed, per destination.
+    pub landings: Vec<Vec<Jump>>,
+    pub report: RecoveryReport,
+}
+
+/// The first record's sequence number of a log file, if it has a valid first line.
+fn first_seq(path: &std::path::Path) -> Option<u64> {
+    use std::io::BufRead;
+    let f = std::fs::File::open(path).ok()?;
+    let mut line = Vec::new();
+    std::io::BufReader::new(f)
+        .take(crate::store::record::MAX_RECORD_BYTES as u64 + 1)
+        .read_until(b'\n', &mut line)
+        .ok()?;
+    crate::store::record::parse_line(&line).ok().map(|r| r.seq)
+}
+
+use std::io::Read as _;
+
+/// Loads the newest valid snapshot of a system, if any.
+fn load_snapshot(
+    datadir: &DataDir,
+    galaxy: &Galaxy,
+    id: SystemId,
+    bad: &mut Vec<String>,
+) -> Result<Option<(SystemState, SnapshotMeta)>, MeshError> {
+    let slug = galaxy.slug(id);
+    let list = snapshot::list(&datadir.snapshots_dir(), slug)
+        .map_err(|e| MeshError::Internal(format!("cannot list snapshots: {e}")))?;
+    for (_, path) in list.into_iter().rev() {
+        let mut state = SystemState::new(id);
+        match snapshot::load(&path, |r| decode_state_record(galaxy, &mut state, r)) {
+            Ok(meta) if meta.state_hash == state.state_hash() && meta.name == slug => {
+                return Ok(Some((state, meta)));
+            }
+            Ok(_) => bad.push(format!("{}: state hash does not match", path.display())),
+            Err(e) => bad.push(e.to_string()),
+        }
+    }
+    Ok(None)
+}
+
+/// Step 1 for one system.
+pub fn recover_system(
+    datadir: &DataDir,
+    galaxy: &Galaxy,
+    id: SystemId,
+) -> Result<RecoveredSystem, MeshError> {
+    let path = datadir.system_log(galaxy.slug(id));
+    let mut bad_snapshots = Vec::new();
+    let (mut state, snap) = match load_snapshot(datadir, galaxy, id, &mut bad_snapshots)? {
+        Some((state, meta)) => (state, Some(meta)),
+        None => (SystemState::new(id), None),
+    };
+    let start = match &snap {
+        None => ScanStart {
+            offset: 0,
+            line: 1,
+            expect_seq: Some(1),
+        },
+        Some(meta) => {
+            let after = meta.upto_seq + 1;
+            let len = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+            if len == 0 || first_seq(&path) == Some(after) {
+                // The log is new, or was compacted right after the snapshot.
+                ScanStart {
+                    offset: 0,
+                    line: 1,
+                    expect_seq: Some(after),
+                }
+            } else {
+                ScanStart {
+                    offset: meta.log_offset,
+                    line: meta.log_line,
+                    expect_seq: Some(after),
+                }
+            }
+        }
+    };
+    let mut replayed = 0u64;
+    let (log, opened) = Log::open(&path, start, |rec| {
+        let (t, event) = decode_event(galaxy, id, rec)?;
+        state.apply(t, &event)?;
+        replayed += 1;
+        Ok(())
+    })
+    .map_err(MeshError::Storage)?;
+    Ok(RecoveredSystem {
+        state,
+        log,
+        snapshot: snap,
+        replayed,
+        cut: opened.cut,
+        bad_snapshots,
+    })
+}
+
+/// Recovers the whole data directory. Must run inside a tokio runtime only because the logs'
+/// async waiters use tokio primitives; it blocks while it reads.
+pub fn recover(datadir: &DataDir, galaxy: &Galaxy) -> Result<Recovered, MeshError> {
+    let started = Instant::now();
+    datadir
+        .create()
+        .map_err(|e| MeshError::Internal(format!("cannot create {}: {e}", datadir.root().display())))?;
+    let mut report = RecoveryReport {
+        systems: galaxy.len(),
+        ..RecoveryReport::default()
+    };
+    let mut systems = Vec::with_capacity(galaxy.len());
+    for id in galaxy.ids() {
+        let r = recover_system(datadir, galaxy, id)?;
+        report.records_replayed += r.replayed;
+        report.snapshots_loaded += usize::from(r.snapshot.is_some());
+        if let Some(t) = &r.cut {
+            report.torn_tails_cut.push(format!(
+                "{} line {}: {} bytes ({})",
+                r.log.name(),
+                t.line,
+                t.bytes,
+                t.reason
+            ));
+        }
+        report.bad_snapshots.extend(r.bad_snapshots.iter().cloned());
+        systems.push(r);
+    }
+
+    // Step 2: the transition log.
+    let mut committed: BTreeMap<(SystemId, u64), ()> = BTreeMap::new();
+    let mut landings: Vec<Vec<Jump>> = vec![Vec::new(); galaxy.len()];
+    let mut last_xfer: BTreeMap<SystemId, u64> = BTreeMap::new();
+    let tpath = datadir.transitions_log();
+    let (transitions, opened) = Log::open(&tpath, ScanStart::BEGINNING, |rec| {
+        let jump = decode_jump(galaxy, rec)?;
+        let origin = &systems[usize::from(jump.from.0)].state;
+        if jump.xfer >= origin.next_xfer {
+            return Err(format!(
+                "jump {}:{} was never prepared in {}'s log",
+                galaxy.slug(jump.from),
+                jump.xfer,
+                galaxy.slug(jump.from)
+            ));
+        }
+        let prev = last_xfer.insert(jump.from, jump.xfer).unwrap_or(0);
+        if jump.xfer <= prev {
+            return Err(format!(
+                "jump {}:{} is out of order or repeated",
+                galaxy.slug(jump.from),
+                jump.xfer
+            ));
+        }
+        if let Some(d) = origin.departing.get(&jump.xfer) {
+            if d.player != jump.player || d.to != jump.to {
+                return Err(format!(
+                    "jump {}:{} disagrees with its prepare record",
+                    galaxy.slug(jump.from),
+                    jump.xfer
+                ));
+            }
+            committed.insert((jump.from, jump.xfer), ());
+        }
+        let dest = &systems[usize::from(jump.to.0)].state;
+        let landed = dest.landed_upto.get(&jump.from).copied().unwrap_or(0);
+        if jump.xfer > landed {
+            landings[usize::from(jump.to.0)].push(jump);
+        }
+        Ok(())
+    })
+    .map_err(MeshError::Storage)?;
+    report.transition_records = opened.scan.records;
+    if let Some(t) = &opened.cut {
+        report.torn_tails_cut.push(format!(
+            "{} line {}: {} bytes ({})",
+            transitions.name(),
+            t.line,
+            t.bytes,
+            t.reason
+        ));
+    }
+
+    // Step 3: settle prepared jumps.
+    for sys in &mut systems {
+        let xfers: Vec<u64> = sys.state.departing.keys().copied().collect();
+        let mut last = None;
+        for xfer in xfers {
+            let event = if committed.contains_key(&(sys.state.id, xfer)) {
+                report.jumps_completed += 1;
+                Event::DepartDone { xfer }
+            } else {
+                report.jumps_cancelled += 1;
+                Event::DepartAbort { xfer }
+            };
+            last = Some(settle(galaxy, sys, event).map_err(MeshError::Storage)?);
+        }
+        if let Some(seq) = last {
+            sys.log.wait_durable(seq).map_err(MeshError::Storage)?;
+        }
+    }
+    report.jumps_in_flight = landings.iter().map(|l| l.len() as u64).sum();
+    report.players = systems.iter().map(|s| s.state.population()).sum::<usize>()
+        + report.jumps_in_flight as usize;
+    report.duration_ms = started.elapsed().as_millis() as u64;
+    Ok(Recovered {
+        systems,
+        transitions,
+        landings,
+        report,
+    })
+}
+
+/// Applies and logs a settling event decided by recovery.
+fn settle(galaxy: &Galaxy, sys: &mut RecoveredSystem, event: Event) -> Result<u64, LogError> {
+    let t = sys.state.tick;
+    let (player, xfer) = match &event {
+        Event::DepartDone { xfer } | Event::DepartAbort { xfer } => (
+            sys.state.departing.get(xfer).map(|d| d.player.name.clone()),
+            *xfer,
+        ),
+        _ => unreachable!("recovery settles departures only"),
+    };
+    if let Err(e) = sys.state.apply(t, &event) {
+        panic!("BUG: settling transfer {xfer} does not apply: {e} ({player:?})");
+    }
+    let version = match &event {
+        Event::DepartAbort { .. } => player
+            .as_ref()
+            .and_then(|n| sys.state.players.get(n))
+            .map_or(0, |p| p.version),
+        _ => 0,
+    };
+    let id = sys.state.id;
+    sys.log.append(super::codec::event_kind(&event), |l| {
+        super::codec::encode_event(l, galaxy, id, t, &event, version)
+    })
+}

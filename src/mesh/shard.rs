@@ -1,0 +1,446 @@
+//! One star system's shard: it alone owns the system's state and log, runs its tick loop, and
+//! takes requests from a bounded queue, one at a time.
+//!
+//! For every request: decide (pure, `sim`), apply to the state, append the event to the log, and
+//! answer only once the event is durable (the acker task waits for that, in log order, so the
+//! tick loop never waits on the disk). A jump goes on to the departure pipeline
+//! ([`super::departures`]), which makes the transition log's `jump` record the commit point.
+//!
+//! Never shares its state with another shard: the only ways in are its queue and, at recovery,
+//! the logs. Never blocks its loop on I/O, except a final flush when stopping.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::{mpsc, oneshot};
+
+use super::codec::{encode_event, encode_state, event_kind, Jump};
+use super::departures::PendingDeparture;
+use super::directory::{Landed, Location};
+use super::stats::TickTimes;
+use super::{Context, JumpAck, MeshError, ShardStatus};
+use crate::sim::galaxy::SystemId;
+use crate::sim::player::Player;
+use crate::sim::system::{Event, SystemState};
+use crate::store::log::{Log, LogError};
+use crate::store::snapshot::{self, SnapshotMeta};
+
+pub type Reply<T> = oneshot::Sender<Result<T, MeshError>>;
+
+/// What a shard can be asked.
+pub enum Command {
+    Join {
+        name: String,
+        reply: Reply<Player>,
+    },
+    Refuel {
+        name: String,
+        units: Option<u32>,
+        reply: Reply<Player>,
+    },
+    Jump {
+        name: String,
+        to: SystemId,
+        reply: Reply<JumpAck>,
+    },
+    /// From this shard's departure pipeline: jump `xfer` is in the transition log.
+    Committed { xfer: u64 },
+    /// From another shard's departure pipeline: a committed jump towards this system.
+    Landing(Jump),
+    /// A player's state, if they are here.
+    Look {
+        name: String,
+        reply: oneshot::Sender<Option<Player>>,
+    },
+    /// Names of the players here (at most `limit`).
+    Who {
+        limit: usize,
+        reply: oneshot::Sender<Vec<String>>,
+    },
+    Status {
+        reply: oneshot::Sender<ShardStatus>,
+    },
+    /// Flush, snapshot and stop.
+    Stop {
+        reply: oneshot::Sender<Result<ShardStatus, MeshError>>,
+    },
+}
+
+/// Work that must wait until a record is durable, run by the acker in log order.
+type AfterDurable = Box<dyn FnOnce(Result<(), LogError>) + Send>;
+
+pub struct Shard {
+    id: SystemId,
+    ctx: Arc<Context>,
+    state: SystemState,
+    log: Log,
+    /// The shard's clock, in ticks. Events are stamped with it.
+    now: u64,
+    /// Committed jumps towards this system, by landing tick.
+    incoming: BTreeMap<(u64, SystemId, u64), Jump>,
+    acks: mpsc::UnboundedSender<(u64, AfterDurable)>,
+    departures: mpsc::UnboundedSender<PendingDeparture>,
+    departures_task: tokio::task::JoinHandle<()>,
+    records_since_snapshot: u64,
+    tick_times: TickTimes,
+    /// Set when the log failed: the shard answers every request with it until restarted.
+    failed: Option<LogError>,
+}
+
+impl Shard {
+    pub fn new(
+        ctx: Arc<Context>,
+        state: SystemState,
+        log: Log,
+        landings: Vec<Jump>,
+        self_tx: mpsc::Sender<Command>,
+    ) -> Shard {
+        let id = state.id;
+        let (acks, acks_rx) = mpsc::unbounded_channel();
+        tokio::spawn(acker(log.clone(), acks_rx));
+        let (departures, dep_rx) = mpsc::unbounded_channel();
+        let departures_task = tokio::spawn(super::departures::run(
+            ctx.clone(),
+            log.clone(),
+            self_tx,
+            dep_rx,
+        ));
+        let now = state.tick;
+        let mut shard = Shard {
+            id,
+            tick_times: TickTimes::new(ctx.config.tick_hz as usize * 60),
+            ctx,
+            state,
+            log,
+            now,
+            incoming: BTreeMap::new(),
+            acks,
+            departures,
+            departures_task,
+            records_since_snapshot: 0,
+            failed: None,
+        };
+        for j in landings {
+            shard.on_landing(j);
+        }
+        shard
+    }
+
+    /// The shard's loop: requests as they come, a tick at the configured rate.
+    pub async fn run(mut self, mut rx: mpsc::Receiver<Command>) {
+        let period = Duration::from_secs_f64(1.0 / f64::from(self.ctx.config.tick_hz));
+        let mut ticker = tokio::time::interval(period);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                cmd = rx.recv() => match cmd {
+                    Some(Command::Stop { reply }) => {
+                        let result = self.stop(&mut rx).await;
+                        let _ = reply.send(result);
+                        return;
+                    }
+                    Some(cmd) => self.handle(cmd),
+                    None => return,
+                },
+                _ = ticker.tick() => self.tick(),
+            }
+        }
+    }
+
+    fn handle(&mut self, cmd: Command) {
+        match cmd {
+            Command::Join { name, reply } => self.join(name, reply),
+            Command::Refuel { name, units, reply } => self.refuel(name, units, reply),
+            Command::Jump { name, to, reply } => self.jump(name, to, reply),
+            Command::Committed { xfer } => {
+                // The player is gone for good; nobody waits for this record.
+                let _ = self.record(Event::DepartDone { xfer });
+            }
+            Command::Landing(jump) => self.on_landing(jump),
+            Command::Look { name, reply } => {
+                let _ = reply.send(self.state.players.get(&name).cloned());
+            }
+            Command::Who { limit, reply } => {
+                let _ = reply.send(self.state.players.keys().take(limit).cloned().collect());
+            }
+            Command::Status { reply } => {
+                let _ = reply.send(self.status());
+            }
+            Command::Stop { .. } => unreachable!("handled by run"),
+        }
+    }
+
+    /// Applies a decided event, appends it, and returns its sequence number.
+    fn record(&mut self, event: Event) -> Result<u64, MeshError> {
+        if let Some(e) = &self.failed {
+            return Err(MeshError::Storage(e.clone()));
+        }
+        if let Err(e) = self.state.apply(self.now, &event) {
+            panic!(
+                "BUG: an event decided on {}'s state does not apply to it: {e}",
+                self.ctx.galaxy.name(self.id)
+            );
+        }
+        let version = self.version_after(&event);
+        let (galaxy, id, now) = (&self.ctx.galaxy, self.id, self.now);
+        match self.log.append(event_kind(&event), |l| {
+            encode_event(l, galaxy, id, now, &event, version)
+        }) {
+            Ok(seq) => {
+                self.records_since_snapshot += 1;
+                Ok(seq)
+            }
+            Err(e) => {
+                self.failed = Some(e.clone());
+                Err(MeshError::Storage(e))
+            }
+        }
+    }
+
+    /// The player's version once `event` applied (0 for events about no one).
+    fn version_after(&self, event: &Event) -> u64 {
+        match event {
+            Event::Join { player } | Event::Arrive { player, .. } => player.version,
+            Event::Refuel { player, .. } => self.state.players.get(player).map_or(0, |p| p.version),
+            Event::Depart { xfer, .. } => self
+                .state
+                .departing
+                .get(xfer)
+                .map_or(0, |d| d.player.version),
+            Event::DepartDone { .. } | Event::DepartAbort { .. } => 0,
+        }
+    }
+
+    /// Runs `then` once record `seq` is durable.
+    fn after_durable(&self, seq: u64, then: impl FnOnce(Result<(), LogError>) + Send + 'static) {
+        if self.acks.send((seq, Box::new(then))).is_err() {
+            tracing::error!("acker of {} is gone", self.ctx.galaxy.name(self.id));
+        }
+    }
+
+    fn join(&mut self, name: String, reply: Reply<Player>) {
+        let decided = self
+            .state
+            .decide_join(&self.ctx.galaxy, &self.ctx.config.rules, &name);
+        let event = match decided {
+            Ok(e) => e,
+            Err(r) => return drop(reply.send(Err(MeshError::Rejected(r)))),
+        };
+        let seq = match self.record(event) {
+            Ok(s) => s,
+            Err(e) => return drop(reply.send(Err(e))),
+        };
+        let player = self.state.players[&name].clone();
+        let ctx = self.ctx.clone();
+        let home = self.id;
+        self.after_durable(seq, move |r| {
+            if r.is_ok() {
+                ctx.directory.set(&player.name, Location::In(home));
+            }
+            let _ = reply.send(r.map(|()| player).map_err(MeshError::Storage));
+        });
+    }
+
+    fn refuel(&mut self, name: String, units: Option<u32>, reply: Reply<Player>) {
+        let decided =
+            self.state
+                .decide_refuel(&self.ctx.galaxy, &self.ctx.config.rules, &name, units);
+        let event = match decided {
+            Ok(e) => e,
+            Err(r) => return drop(reply.send(Err(MeshError::Rejected(r)))),
+        };
+        let seq = match self.record(event) {
+            Ok(s) => s,
+            Err(e) => return drop(reply.send(Err(e))),
+        };
+        let player = self.state.players[&name].clone();
+        self.after_durable(seq, move |r| {
+            let _ = reply.send(r.map(|()| player).map_err(MeshError::Storage));
+        });
+    }
+
+    fn jump(&mut self, name: String, to: SystemId, reply: Reply<JumpAck>) {
+        let event = match self.state.decide_depart(&self.ctx.galaxy, &name, to) {
+            Ok(e) => e,
+            Err(r) => return drop(reply.send(Err(MeshError::Rejected(r)))),
+        };
+        let Event::Depart { xfer, .. } = event else {
+            unreachable!("decide_depart decides departures")
+        };
+        let seq = match self.record(event) {
+            Ok(s) => s,
+            Err(e) => return drop(reply.send(Err(e))),
+        };
+        let galaxy = &self.ctx.galaxy;
+        let jump = Jump {
+            from: self.id,
+            xfer,
+            to,
+            t: self.now,
+            travel_ticks: galaxy.travel_ticks(self.id, to, self.ctx.config.rules.ticks_per_ly),
+            player: self.state.departing[&xfer].player.clone(),
+        };
+        self.ctx.directory.set(
+            &name,
+            Location::Jumping {
+                from: self.id,
+                xfer,
+                to,
+            },
+        );
+        let pending = PendingDeparture {
+            seq,
+            jump,
+            reply: Some(reply),
+        };
+        if let Err(mpsc::error::SendError(p)) = self.departures.send(pending) {
+            // The pipeline is gone (stopping): the jump stays prepared; recovery settles it.
+            if let Some(r) = p.reply {
+                let _ = r.send(Err(MeshError::ShuttingDown));
+            }
+        }
+    }
+
+    fn on_landing(&mut self, jump: Jump) {
+        let at = self.now + jump.travel_ticks;
+        self.incoming.insert((at, jump.from, jump.xfer), jump);
+    }
+
+    fn tick(&mut self) {
+        let started = Instant::now();
+        self.now += 1;
+        while let Some(entry) = self.incoming.first_entry() {
+            if entry.key().0 > self.now {
+                break;
+            }
+            let jump = entry.remove();
+            self.land(jump);
+        }
+        if self.records_since_snapshot >= self.ctx.config.snapshot_every_records {
+            self.snapshot_in_background();
+        }
+        self.tick_times.push(started.elapsed());
+    }
+
+    fn land(&mut self, jump: Jump) {
+        let Some(event) = self
+            .state
+            .decide_arrive(jump.from, jump.xfer, &jump.player)
+        else {
+            return; // landed already: seeing a transfer twice changes nothing
+        };
+        let Ok(seq) = self.record(event) else { return };
+        let ctx = self.ctx.clone();
+        let landed = Landed {
+            system: self.id,
+            population: self.state.players.len(),
+        };
+        let name = jump.player.name;
+        self.after_durable(seq, move |r| {
+            if r.is_ok() {
+                ctx.directory.landed(&name, landed);
+            }
+        });
+    }
+
+    /// Encodes the state now and writes it once the log is durable up to here.
+    fn snapshot_in_background(&mut self) {
+        let Some((meta, bytes)) = self.encode_snapshot() else { return };
+        self.records_since_snapshot = 0;
+        let log = self.log.clone();
+        let dir = self.ctx.datadir.snapshots_dir();
+        tokio::task::spawn_blocking(move || {
+            if let Err(e) = log.wait_durable(meta.upto_seq) {
+                return tracing::warn!("snapshot of {} skipped: {e}", meta.name);
+            }
+            if let Err(e) = snapshot::write(&dir, &meta, &bytes) {
+                tracing::warn!("snapshot of {} failed: {e}", meta.name);
+            }
+        });
+    }
+
+    fn encode_snapshot(&self) -> Option<(SnapshotMeta, Vec<u8>)> {
+        let pos = self.log.position();
+        if pos.next_seq <= 1 || self.failed.is_some() {
+            return None;
+        }
+        let meta = SnapshotMeta {
+            name: self.ctx.galaxy.slug(self.id).to_string(),
+            upto_seq: pos.next_seq - 1,
+            log_offset: pos.offset,
+            log_line: pos.line,
+            state_hash: self.state.state_hash(),
+        };
+        let galaxy = &self.ctx.galaxy;
+        let bytes = snapshot::encode(&meta, |w| encode_state(w, galaxy, &self.state));
+        Some((meta, bytes))
+    }
+
+    /// Stops: lets the departure pipeline finish what it holds, logs what it committed, flushes
+    /// the log and writes a snapshot.
+    async fn stop(mut self, rx: &mut mpsc::Receiver<Command>) -> Result<ShardStatus, MeshError> {
+        let (dummy, _) = mpsc::unbounded_channel();
+        drop(std::mem::replace(&mut self.departures, dummy));
+        // Keep reading the queue while the pipeline drains: it reports commits through it.
+        let mut pipeline_done = false;
+        loop {
+            let cmd = if pipeline_done {
+                match rx.try_recv() {
+                    Ok(cmd) => cmd,
+                    Err(_) => break,
+                }
+            } else {
+                tokio::select! {
+                    _ = &mut self.departures_task => { pipeline_done = true; continue }
+                    cmd = rx.recv() => match cmd { Some(c) => c, None => { pipeline_done = true; continue } },
+                }
+            };
+            match cmd {
+                Command::Stop { reply } => drop(reply.send(Err(MeshError::ShuttingDown))),
+                other => self.handle(other),
+            }
+        }
+        let snap = self.encode_snapshot();
+        let log = self.log.clone();
+        let dir = self.ctx.datadir.snapshots_dir();
+        let status = self.status();
+        tokio::task::spawn_blocking(move || -> Result<(), MeshError> {
+            log.close().map_err(MeshError::Storage)?;
+            if let Some((meta, bytes)) = snap {
+                snapshot::write(&dir, &meta, &bytes)
+                    .map_err(|e| MeshError::Snapshot(e.to_string()))?;
+            }
+            Ok(())
+        })
+        .await
+        .map_err(|e| MeshError::Internal(e.to_string()))??;
+        Ok(status)
+    }
+
+    fn status(&self) -> ShardStatus {
+        let pos = self.log.position();
+        ShardStatus {
+            system: self.ctx.galaxy.name(self.id).to_string(),
+            slug: self.ctx.galaxy.slug(self.id).to_string(),
+            population: self.state.players.len(),
+            departing: self.state.departing.len(),
+            in_transit_towards: self.incoming.len(),
+            tick: self.now,
+            tick_p50_us: self.tick_times.percentile_us(50.0),
+            tick_p99_us: self.tick_times.percentile_us(99.0),
+            log_durable_seq: self.log.durable_seq(),
+            log_next_seq: pos.next_seq,
+            state_hash: format!("{:016x}", self.state.state_hash()),
+            failed: self.failed.as_ref().map(|e| e.to_string()),
+        }
+    }
+}
+
+/// Runs each waiting action once its record is durable, in log order.
+async fn acker(log: Log, mut rx: mpsc::UnboundedReceiver<(u64, AfterDurable)>) {
+    while let Some((seq, then)) = rx.recv().await {
+        let r = log.durable(seq).await;
+        then(r);
+    }
+}

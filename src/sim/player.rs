@@ -1,0 +1,72 @@
+//! A player and their ship: the state that lives in exactly one place at a time (a system, or a
+//! jump in flight) and travels whole inside a transfer record.
+//!
+//! Never does I/O; never reads a clock.
+
+use serde::Serialize;
+
+/// Longest player name, in bytes.
+pub const MAX_NAME_BYTES: usize = 48;
+
+/// One player: pilot and ship. Cloned into a transfer record at departure; nothing of it is
+/// looked up in the system of departure afterwards.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Player {
+    pub name: String,
+    /// Credits on hand. Never negative (asserted where it changes).
+    pub credits: u64,
+    /// Fuel units in the tank; a jump burns `Galaxy::fuel_cost` of them.
+    pub fuel: u32,
+    /// Tank size: refuelling stops here.
+    pub fuel_capacity: u32,
+    /// Player version: how many events have touched this player. It rises by one with every
+    /// event about them, whichever log it is in, so the events of one player, gathered from all
+    /// logs and sorted by it, are their history; a gap or a repeat is a lost or duplicated
+    /// player, which `mltrader check` reports.
+    pub version: u64,
+}
+
+/// Why a name cannot be a player's name.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum NameError {
+    #[error("a player name cannot be empty")]
+    Empty,
+    #[error("a player name is at most {MAX_NAME_BYTES} bytes")]
+    TooLong,
+    #[error("a player name cannot contain control characters")]
+    Control,
+    #[error("a player name cannot start or end with a space")]
+    Spaces,
+}
+
+/// Checks a new player's name: any printable UTF-8, spaces inside allowed.
+pub fn validate_name(name: &str) -> Result<(), NameError> {
+    if name.is_empty() {
+        return Err(NameError::Empty);
+    }
+    if name.len() > MAX_NAME_BYTES {
+        return Err(NameError::TooLong);
+    }
+    if name.chars().any(char::is_control) {
+        return Err(NameError::Control);
+    }
+    if name.trim() != name {
+        return Err(NameError::Spaces);
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_may_hold_spaces_and_unicode_but_not_control_characters() {
+        assert!(validate_name("Barnard's Kid").is_ok());
+        assert!(validate_name("Ünïcødé 🚀").is_ok());
+        assert_eq!(validate_name(""), Err(NameError::Empty));
+        assert_eq!(validate_name(" x"), Err(NameError::Spaces));
+        assert_eq!(validate_name("a\nb"), Err(NameError::Control));
+        assert_eq!(validate_name(&"x".repeat(49)), Err(NameError::TooLong));
+    }
+}

@@ -1,0 +1,128 @@
+//! The layout of a data directory, in one place:
+//!
+//! ```text
+//! mltrader-data/
+//!   galaxy.toml            the galaxy this directory was created with (fixed for its life)
+//!   systems/<slug>.log     one log per star system: the truth of what happens in it
+//!   transitions.log        the handoff zone: one `jump` record per committed jump
+//!   players/<name>.log     each player's history: a projection, rebuilt from the above
+//!   snapshots/<slug>.<seq>.snap   shard snapshots (the newest two per system)
+//!   archive/systems/<slug>.<first>-<last>.log   old log segments behind a snapshot
+//! ```
+//!
+//! Owns paths and the creation of folders; never reads or writes records.
+
+use std::path::{Path, PathBuf};
+
+use super::disk::sync_parent_dir;
+
+/// The default data directory, relative to where `mltrader` runs.
+pub const DEFAULT_DATA_DIR: &str = "mltrader-data";
+
+/// A data directory.
+#[derive(Clone, Debug)]
+pub struct DataDir {
+    root: PathBuf,
+}
+
+impl DataDir {
+    /// A data directory at `root`, without touching the disk.
+    pub fn at(root: impl Into<PathBuf>) -> DataDir {
+        DataDir { root: root.into() }
+    }
+
+    /// Creates the folders that are missing (each creation made durable).
+    pub fn create(&self) -> std::io::Result<()> {
+        for dir in [
+            self.root.clone(),
+            self.root.join("systems"),
+            self.root.join("players"),
+            self.root.join("snapshots"),
+            self.root.join("archive").join("systems"),
+        ] {
+            if !dir.exists() {
+                std::fs::create_dir_all(&dir)?;
+                sync_parent_dir(&dir)?;
+            }
+        }
+        Ok(())
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+    pub fn galaxy_file(&self) -> PathBuf {
+        self.root.join("galaxy.toml")
+    }
+    pub fn systems_dir(&self) -> PathBuf {
+        self.root.join("systems")
+    }
+    pub fn system_log(&self, slug: &str) -> PathBuf {
+        self.systems_dir().join(format!("{slug}.log"))
+    }
+    pub fn transitions_log(&self) -> PathBuf {
+        self.root.join("transitions.log")
+    }
+    pub fn players_dir(&self) -> PathBuf {
+        self.root.join("players")
+    }
+    pub fn player_log(&self, name: &str) -> PathBuf {
+        self.players_dir()
+            .join(format!("{}.log", player_file_stem(name)))
+    }
+    pub fn snapshots_dir(&self) -> PathBuf {
+        self.root.join("snapshots")
+    }
+    pub fn archive_dir(&self) -> PathBuf {
+        self.root.join("archive").join("systems")
+    }
+}
+
+/// A player's name as a file name: ASCII letters, digits, `-` and `_` stand as they are; every
+/// other byte is `%XX`. Distinct names give distinct files ("p12" and "p 12" never collide).
+pub fn player_file_stem(name: &str) -> String {
+    let mut out = String::with_capacity(name.len());
+    for b in name.bytes() {
+        if b.is_ascii_alphanumeric() || b == b'-' || b == b'_' {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// The inverse of [`player_file_stem`], for files found on disk.
+pub fn player_name_from_stem(stem: &str) -> Option<String> {
+    let bytes = stem.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = stem.get(i + 1..i + 3)?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn player_file_names_are_safe_and_reversible() {
+        for name in ["p12", "p 12", "Barnard's Kid", "../etc", "Ünï 🚀", "a%20b"] {
+            let stem = player_file_stem(name);
+            assert!(stem
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_%".contains(&b)));
+            assert_eq!(player_name_from_stem(&stem).as_deref(), Some(name));
+        }
+        assert_ne!(player_file_stem("p12"), player_file_stem("p 12"));
+    }
+}
