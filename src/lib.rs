@@ -9,5 +9,6 @@
 
 pub mod cli;
 pub mod mesh;
+pub mod net;
 pub mod sim;
 pub mod store;

@@ -1,1 +1,5 @@
-fn main() {}
+//! The `mltrader` binary: parses the command line and hands over to `cli`.
+
+fn main() -> std::process::ExitCode {
+    mltrader::cli::main()
+}

@@ -1,1 +1,56 @@
 //! The `mltrader` command line: one module a subcommand, each a thin shell over the libraries.
+//! Human output by default, `--json` for scripts; errors say what to do next.
+
+pub mod bench;
+pub mod check;
+pub mod common;
+pub mod replay;
+pub mod serve;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// mltrader: a space trading game whose server mesh is made of durable, greppable text logs.
+#[derive(Parser, Debug)]
+#[command(name = "mltrader", version, about, long_about = None)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run the galaxy: recover the data directory, start every system's shard, serve the API.
+    Serve(serve::ServeArgs),
+    /// Verify every file of a data directory: checksums, sequences, and the mesh's invariants.
+    Check(check::CheckArgs),
+    /// Rebuild every system's state from its logs and print the state hashes and speed.
+    Replay(replay::ReplayArgs),
+    /// Measure: storage, jumps, tick.
+    Bench(bench::BenchArgs),
+}
+
+/// Parses the command line and runs the command; the exit code says how it went.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let filter = tracing_subscriber::EnvFilter::try_from_env("MLTRADER_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+    let result = match cli.command {
+        Command::Serve(a) => serve::run(a),
+        Command::Check(a) => check::run(a),
+        Command::Replay(a) => replay::run(a),
+        Command::Bench(a) => bench::run(a),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}

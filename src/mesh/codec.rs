@@ -99,7 +99,10 @@ pub fn encode_event(
 ) {
     line.num("t", t);
     match event {
-        Event::Join { player } => put_player(line, player),
+        Event::Join { player, key } => {
+            put_player(line, player);
+            line.field("key", key);
+        }
         Event::Refuel {
             player,
             units,
@@ -157,6 +160,7 @@ pub fn decode_event(
     let event = match rec.kind {
         "join" => Event::Join {
             player: get_player(rec)?,
+            key: rec.str("key").map_err(|e| e.to_string())?.to_string(),
         },
         "refuel" => Event::Refuel {
             player: rec.str("player").map_err(|e| e.to_string())?.to_string(),
@@ -243,9 +247,9 @@ pub fn encode_state(w: &mut SnapshotWriter, galaxy: &Galaxy, state: &SystemState
             put_player(l, &d.player);
         });
     }
-    for name in &state.names {
+    for (name, key) in &state.names {
         w.record("name", |l| {
-            l.field("player", name);
+            l.field("player", name).field("key", key);
         });
     }
 }
@@ -288,9 +292,10 @@ pub fn decode_state_record(
             );
         }
         "name" => {
-            state
-                .names
-                .insert(rec.str("player").map_err(|e| e.to_string())?.to_string());
+            state.names.insert(
+                rec.str("player").map_err(|e| e.to_string())?.to_string(),
+                rec.str("key").map_err(|e| e.to_string())?.to_string(),
+            );
         }
         other => return Err(format!("unknown snapshot record {other:?}")),
     }
@@ -324,7 +329,10 @@ mod tests {
             version: 3,
         };
         for e in [
-            Event::Join { player: p.clone() },
+            Event::Join {
+                player: p.clone(),
+                key: "00ff".into(),
+            },
             Event::Refuel {
                 player: p.name.clone(),
                 units: 5,
@@ -369,7 +377,10 @@ mod tests {
         let mut line = Line::new(&mut buf, 5, "jump");
         encode_jump(&mut line, &g, &j);
         line.finish();
-        assert!(buf.starts_with("5 jump xfer=sol:7 from=sol to=alpha-centauri t=100"), "{buf}");
+        assert!(
+            buf.starts_with("5 jump xfer=sol:7 from=sol to=alpha-centauri t=100"),
+            "{buf}"
+        );
         let rec = parse_line(buf.as_bytes()).unwrap();
         assert_eq!(decode_jump(&g, &rec).unwrap(), j);
     }

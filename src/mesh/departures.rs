@@ -90,7 +90,11 @@ async fn commit(
     let galaxy = &ctx.galaxy;
     let last = ctx
         .transitions
-        .append_batch(batch, |_| "jump", |p, line| encode_jump(line, galaxy, &p.jump))
+        .append_batch(
+            batch,
+            |_| "jump",
+            |p, line| encode_jump(line, galaxy, &p.jump),
+        )
         .map_err(MeshError::Storage)?;
     if let Some(last) = last {
         ctx.transitions

@@ -8,6 +8,7 @@
 //! [`Mesh`] is the whole API the network and command-line layers use: join, refuel, jump, look,
 //! status, stop. It never exposes a shard's state by reference.
 
+pub mod audit;
 pub mod codec;
 pub mod departures;
 pub mod directory;
@@ -268,11 +269,12 @@ impl Mesh {
         )))
     }
 
-    /// A new player at the home system.
-    pub async fn join(&self, name: &str) -> Result<Player, MeshError> {
+    /// A new player at the home system; `key` is the hash of their access token.
+    pub async fn join(&self, name: &str, key: &str) -> Result<Player, MeshError> {
         let home = self.ctx.galaxy.home();
         self.ask(home, |reply| Command::Join {
             name: name.to_string(),
+            key: key.to_string(),
             reply,
         })
         .await?
@@ -305,7 +307,10 @@ impl Mesh {
         match self.locate(name) {
             None => return Err(MeshError::UnknownPlayer(name.to_string())),
             Some(Location::In(system)) => {
-                let population = self.ask(system, |reply| Command::Status { reply }).await?.population;
+                let population = self
+                    .ask(system, |reply| Command::Status { reply })
+                    .await?
+                    .population;
                 return Ok(Landed { system, population });
             }
             Some(Location::Jumping { .. }) => {}
@@ -334,7 +339,14 @@ impl Mesh {
 
     /// Names of players in a system (at most `limit`).
     pub async fn who(&self, system: SystemId, limit: usize) -> Result<Vec<String>, MeshError> {
-        self.ask(system, |reply| Command::Who { limit, reply }).await
+        self.ask(system, |reply| Command::Who { limit, reply })
+            .await
+    }
+
+    /// Every account: player name and the hash of their access key.
+    pub async fn accounts(&self) -> Result<Vec<(String, String)>, MeshError> {
+        let home = self.ctx.galaxy.home();
+        self.ask(home, |reply| Command::Accounts { reply }).await
     }
 
     /// Every shard's figures, in galaxy order.

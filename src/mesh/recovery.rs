@@ -183,9 +183,9 @@ pub fn recover_system(
 /// async waiters use tokio primitives; it blocks while it reads.
 pub fn recover(datadir: &DataDir, galaxy: &Galaxy) -> Result<Recovered, MeshError> {
     let started = Instant::now();
-    datadir
-        .create()
-        .map_err(|e| MeshError::Internal(format!("cannot create {}: {e}", datadir.root().display())))?;
+    datadir.create().map_err(|e| {
+        MeshError::Internal(format!("cannot create {}: {e}", datadir.root().display()))
+    })?;
     let mut report = RecoveryReport {
         systems: galaxy.len(),
         ..RecoveryReport::default()

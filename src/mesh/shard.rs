@@ -32,6 +32,7 @@ pub type Reply<T> = oneshot::Sender<Result<T, MeshError>>;
 pub enum Command {
     Join {
         name: String,
+        key: String,
         reply: Reply<Player>,
     },
     Refuel {
@@ -45,7 +46,9 @@ pub enum Command {
         reply: Reply<JumpAck>,
     },
     /// From this shard's departure pipeline: jump `xfer` is in the transition log.
-    Committed { xfer: u64 },
+    Committed {
+        xfer: u64,
+    },
     /// From another shard's departure pipeline: a committed jump towards this system.
     Landing(Jump),
     /// A player's state, if they are here.
@@ -60,6 +63,10 @@ pub enum Command {
     },
     Status {
         reply: oneshot::Sender<ShardStatus>,
+    },
+    /// Every account (name, key hash) this system registered (the home system holds them).
+    Accounts {
+        reply: oneshot::Sender<Vec<(String, String)>>,
     },
     /// Flush, snapshot and stop.
     Stop {
@@ -150,7 +157,7 @@ impl Shard {
 
     fn handle(&mut self, cmd: Command) {
         match cmd {
-            Command::Join { name, reply } => self.join(name, reply),
+            Command::Join { name, key, reply } => self.join(name, key, reply),
             Command::Refuel { name, units, reply } => self.refuel(name, units, reply),
             Command::Jump { name, to, reply } => self.jump(name, to, reply),
             Command::Committed { xfer } => {
@@ -166,6 +173,10 @@ impl Shard {
             }
             Command::Status { reply } => {
                 let _ = reply.send(self.status());
+            }
+            Command::Accounts { reply } => {
+                let all = self.state.names.iter();
+                let _ = reply.send(all.map(|(n, k)| (n.clone(), k.clone())).collect());
             }
             Command::Stop { .. } => unreachable!("handled by run"),
         }
@@ -201,7 +212,7 @@ impl Shard {
     /// The player's version once `event` applied (0 for events about no one).
     fn version_after(&self, event: &Event) -> u64 {
         match event {
-            Event::Join { player } | Event::Arrive { player, .. } => player.version,
+            Event::Join { player, .. } | Event::Arrive { player, .. } => player.version,
             Event::Refuel { player, .. } => self.state.players.get(player).map_or(0, |p| p.version),
             Event::Depart { xfer, .. } => self
                 .state
@@ -219,10 +230,10 @@ impl Shard {
         }
     }
 
-    fn join(&mut self, name: String, reply: Reply<Player>) {
+    fn join(&mut self, name: String, key: String, reply: Reply<Player>) {
         let decided = self
             .state
-            .decide_join(&self.ctx.galaxy, &self.ctx.config.rules, &name);
+            .decide_join(&self.ctx.galaxy, &self.ctx.config.rules, &name, &key);
         let event = match decided {
             Ok(e) => e,
             Err(r) => return drop(reply.send(Err(MeshError::Rejected(r)))),
@@ -324,10 +335,7 @@ impl Shard {
     }
 
     fn land(&mut self, jump: Jump) {
-        let Some(event) = self
-            .state
-            .decide_arrive(jump.from, jump.xfer, &jump.player)
-        else {
+        let Some(event) = self.state.decide_arrive(jump.from, jump.xfer, &jump.player) else {
             return; // landed already: seeing a transfer twice changes nothing
         };
         let Ok(seq) = self.record(event) else { return };
@@ -346,7 +354,9 @@ impl Shard {
 
     /// Encodes the state now and writes it once the log is durable up to here.
     fn snapshot_in_background(&mut self) {
-        let Some((meta, bytes)) = self.encode_snapshot() else { return };
+        let Some((meta, bytes)) = self.encode_snapshot() else {
+            return;
+        };
         self.records_since_snapshot = 0;
         let log = self.log.clone();
         let dir = self.ctx.datadir.snapshots_dir();

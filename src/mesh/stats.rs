@@ -32,7 +32,11 @@ impl TickTimes {
 
     /// The `p`-th percentile (0..=100) of the window, in microseconds (0 when empty).
     pub fn percentile_us(&self, p: f64) -> u32 {
-        let len = if self.filled { self.ring.len() } else { self.next };
+        let len = if self.filled {
+            self.ring.len()
+        } else {
+            self.next
+        };
         if len == 0 {
             return 0;
         }

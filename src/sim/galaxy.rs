@@ -71,7 +71,7 @@ pub const MAX_NAME_BYTES: usize = 64;
 pub const MAX_COORDINATE_LY: f64 = 1_000_000.0;
 
 /// The built-in galaxy file.
-const BUILTIN_STARS: &str = include_str!("galaxy_stars.toml");
+pub const BUILTIN_STARS: &str = include_str!("galaxy_stars.toml");
 
 /// A star system of one galaxy: an index into that galaxy's list of systems,
 /// in the order of the galaxy file.

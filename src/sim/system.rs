@@ -9,7 +9,7 @@
 //! Never does I/O, never reads a clock (time is the tick number `t` the shard stamps on each
 //! event), never draws an unseeded random number.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 use super::galaxy::{Galaxy, SystemId};
 use super::player::{validate_name, Player};
@@ -21,8 +21,9 @@ pub const MAX_PLAYERS_PER_SYSTEM: usize = 1_000_000;
 /// An event, as recorded in a system's log.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Event {
-    /// A new player appears (home system only) with the starting ship.
-    Join { player: Player },
+    /// A new player appears (home system only) with the starting ship. `key` is the hash of
+    /// their access token, opaque to the rules (the network layer checks it).
+    Join { player: Player, key: String },
     /// Fuel bought at the station: `cost` credits leave the game (the rule "fuel purchase").
     Refuel {
         player: String,
@@ -54,7 +55,7 @@ impl Event {
     /// that raises their version).
     pub fn player(&self) -> Option<&str> {
         match self {
-            Event::Join { player } | Event::Arrive { player, .. } => Some(&player.name),
+            Event::Join { player, .. } | Event::Arrive { player, .. } => Some(&player.name),
             Event::Refuel { player, .. } | Event::Depart { player, .. } => Some(player),
             Event::DepartDone { .. } | Event::DepartAbort { .. } => None,
         }
@@ -129,8 +130,9 @@ pub struct SystemState {
     /// one origin land in the order of their numbers, so this is enough to make landing
     /// idempotent.
     pub landed_upto: BTreeMap<SystemId, u64>,
-    /// Every name ever taken (home system only): names are unique in the galaxy.
-    pub names: BTreeSet<String>,
+    /// Every name ever taken, with its access key hash (home system only): names are unique
+    /// in the galaxy.
+    pub names: BTreeMap<String, String>,
 }
 
 /// A logged event that cannot apply to the state: the log and the state disagree.
@@ -145,7 +147,7 @@ impl SystemState {
             departing: BTreeMap::new(),
             next_xfer: 1,
             landed_upto: BTreeMap::new(),
-            names: BTreeSet::new(),
+            names: BTreeMap::new(),
         }
     }
 
@@ -162,7 +164,13 @@ impl SystemState {
     }
 
     /// A new player at home with the starting ship.
-    pub fn decide_join(&self, galaxy: &Galaxy, rules: &Rules, name: &str) -> Result<Event, Reject> {
+    pub fn decide_join(
+        &self,
+        galaxy: &Galaxy,
+        rules: &Rules,
+        name: &str,
+        key: &str,
+    ) -> Result<Event, Reject> {
         if self.id != galaxy.home() {
             return Err(Reject::NotHome {
                 home: galaxy.name(galaxy.home()).to_string(),
@@ -170,7 +178,7 @@ impl SystemState {
             });
         }
         validate_name(name).map_err(|e| Reject::BadName(e.to_string()))?;
-        if self.names.contains(name) {
+        if self.names.contains_key(name) {
             return Err(Reject::NameTaken(name.to_string()));
         }
         if self.population() >= MAX_PLAYERS_PER_SYSTEM {
@@ -184,6 +192,7 @@ impl SystemState {
                 fuel_capacity: rules.fuel_capacity,
                 version: 1,
             },
+            key: key.to_string(),
         })
     }
 
@@ -216,7 +225,12 @@ impl SystemState {
     }
 
     /// Prepares a jump to a neighbouring system.
-    pub fn decide_depart(&self, galaxy: &Galaxy, name: &str, to: SystemId) -> Result<Event, Reject> {
+    pub fn decide_depart(
+        &self,
+        galaxy: &Galaxy,
+        name: &str,
+        to: SystemId,
+    ) -> Result<Event, Reject> {
         let p = self.here(galaxy, name)?;
         if to == self.id {
             return Err(Reject::SameSystem(galaxy.name(to).to_string()));
@@ -261,8 +275,12 @@ impl SystemState {
             return Err(format!("tick {t} is before the state's tick {}", self.tick));
         }
         match event {
-            Event::Join { player } => {
-                if !self.names.insert(player.name.clone()) {
+            Event::Join { player, key } => {
+                if self
+                    .names
+                    .insert(player.name.clone(), key.clone())
+                    .is_some()
+                {
                     return Err(format!("name '{}' joined twice", player.name));
                 }
                 if self.players.contains_key(&player.name) {
@@ -280,7 +298,9 @@ impl SystemState {
                     .get_mut(player)
                     .ok_or_else(|| format!("refuel for '{player}', who is not here"))?;
                 if p.credits < *cost || p.fuel + units > p.fuel_capacity {
-                    return Err(format!("refuel of {units} for {cost} impossible for '{player}'"));
+                    return Err(format!(
+                        "refuel of {units} for {cost} impossible for '{player}'"
+                    ));
                 }
                 p.credits -= cost;
                 p.fuel += units;
@@ -334,7 +354,10 @@ impl SystemState {
             Event::Arrive { from, xfer, player } => {
                 let upto = self.landed_upto.entry(*from).or_insert(0);
                 if *xfer <= *upto {
-                    return Err(format!("transfer {xfer} from system {} landed twice", from.0));
+                    return Err(format!(
+                        "transfer {xfer} from system {} landed twice",
+                        from.0
+                    ));
                 }
                 *upto = *xfer;
                 if self.players.contains_key(&player.name) {
@@ -351,40 +374,42 @@ impl SystemState {
     /// long as the state means the same. Two states with equal hashes are equal (up to xxh3).
     pub fn state_hash(&self) -> u64 {
         let mut h = xxhash_rust::xxh3::Xxh3::new();
-        let mut put = |bytes: &[u8]| {
-            h.update(&(bytes.len() as u64).to_le_bytes());
-            h.update(bytes);
-        };
-        put(&self.id.0.to_le_bytes());
-        put(&self.tick.to_le_bytes());
-        put(&self.next_xfer.to_le_bytes());
-        let put_player = |put: &mut dyn FnMut(&[u8]), p: &Player| {
-            put(p.name.as_bytes());
-            put(&p.credits.to_le_bytes());
-            put(&p.fuel.to_le_bytes());
-            put(&p.fuel_capacity.to_le_bytes());
-            put(&p.version.to_le_bytes());
-        };
-        put(&(self.players.len() as u64).to_le_bytes());
-        for p in self.players.values() {
-            put_player(&mut put, p);
+        {
+            let mut put = |bytes: &[u8]| {
+                h.update(&(bytes.len() as u64).to_le_bytes());
+                h.update(bytes);
+            };
+            put(&self.id.0.to_le_bytes());
+            put(&self.tick.to_le_bytes());
+            put(&self.next_xfer.to_le_bytes());
+            let put_player = |put: &mut dyn FnMut(&[u8]), p: &Player| {
+                put(p.name.as_bytes());
+                put(&p.credits.to_le_bytes());
+                put(&p.fuel.to_le_bytes());
+                put(&p.fuel_capacity.to_le_bytes());
+                put(&p.version.to_le_bytes());
+            };
+            put(&(self.players.len() as u64).to_le_bytes());
+            for p in self.players.values() {
+                put_player(&mut put, p);
+            }
+            put(&(self.departing.len() as u64).to_le_bytes());
+            for (x, d) in &self.departing {
+                put(&x.to_le_bytes());
+                put(&d.to.0.to_le_bytes());
+                put(&d.fuel.to_le_bytes());
+                put_player(&mut put, &d.player);
+            }
+            for (s, n) in &self.landed_upto {
+                put(&s.0.to_le_bytes());
+                put(&n.to_le_bytes());
+            }
+            put(&(self.names.len() as u64).to_le_bytes());
+            for (n, k) in &self.names {
+                put(n.as_bytes());
+                put(k.as_bytes());
+            }
         }
-        put(&(self.departing.len() as u64).to_le_bytes());
-        for (x, d) in &self.departing {
-            put(&x.to_le_bytes());
-            put(&d.to.0.to_le_bytes());
-            put(&d.fuel.to_le_bytes());
-            put_player(&mut put, &d.player);
-        }
-        for (s, n) in &self.landed_upto {
-            put(&s.0.to_le_bytes());
-            put(&n.to_le_bytes());
-        }
-        put(&(self.names.len() as u64).to_le_bytes());
-        for n in &self.names {
-            put(n.as_bytes());
-        }
-        drop(put);
         h.digest()
     }
 
@@ -410,7 +435,7 @@ mod tests {
     }
 
     fn join(g: &Galaxy, r: &Rules, s: &mut SystemState, name: &str) {
-        let e = s.decide_join(g, r, name).unwrap();
+        let e = s.decide_join(g, r, name, "k").unwrap();
         s.apply(s.tick, &e).unwrap();
     }
 
@@ -453,7 +478,7 @@ mod tests {
         let err = s.decide_depart(&g, "ann", far).unwrap_err();
         assert_eq!(err.code(), "no_lane");
         assert_eq!(
-            s.decide_join(&g, &r, "ann").unwrap_err().code(),
+            s.decide_join(&g, &r, "ann", "k").unwrap_err().code(),
             "name_taken"
         );
         assert_eq!(
@@ -482,7 +507,10 @@ mod tests {
         b.apply(5, &e).unwrap();
         assert_eq!(b.decide_arrive(g.home(), 7, &p), None);
         assert_eq!(b.decide_arrive(g.home(), 3, &p), None);
-        assert!(b.apply(6, &e).is_err(), "replaying a landing twice is refused");
+        assert!(
+            b.apply(6, &e).is_err(),
+            "replaying a landing twice is refused"
+        );
     }
 
     proptest! {
@@ -500,7 +528,7 @@ mod tests {
             for (t, (op, who, target)) in ops.into_iter().enumerate() {
                 let name = names[who];
                 let decided = match op {
-                    0 => s.decide_join(&g, &r, name),
+                    0 => s.decide_join(&g, &r, name, "k"),
                     1 => s.decide_refuel(&g, &r, name, Some(target as u32)),
                     2 => s.decide_depart(&g, name, SystemId((target % g.len()) as u16)),
                     3 => match s.departing.keys().next() {
@@ -514,7 +542,7 @@ mod tests {
                 };
                 if let Ok(e) = decided {
                     match &e {
-                        Event::Join { player } => held += player.credits,
+                        Event::Join { player, .. } => held += player.credits,
                         Event::Refuel { cost, .. } => spent += cost,
                         _ => {}
                     }

@@ -17,7 +17,7 @@ use std::thread::JoinHandle;
 
 use super::disk::{AppendFile, RealFile};
 use super::record::Line;
-use super::scan::{scan, Corruption, ScanOutcome, ScanStart, TornTail};
+use super::scan::{scan, Corruption, ScanOutcome, ScanStart, TornTail, BATCH_FIELD};
 
 /// Appenders wait when this many bytes are pending and not yet written: memory stays bounded
 /// when the disk is slower than the appenders.
@@ -43,12 +43,24 @@ struct Pending {
     buf: String,
     /// Where the next appended record goes.
     next: Position,
+    /// Batches started since the log was opened (numbers the `b=` marks).
+    batches: u64,
     closing: bool,
     /// Set when a write or sync failed; the log accepts nothing after that.
     poisoned: Option<String>,
 }
 
 impl Pending {
+    /// If the buffer is empty, the next record starts a new batch: returns its number.
+    fn batch_start(&mut self) -> Option<u64> {
+        if self.buf.is_empty() {
+            self.batches += 1;
+            Some(self.batches)
+        } else {
+            None
+        }
+    }
+
     /// Accounts for one record of `bytes` just added to the buffer.
     fn advance(&mut self, bytes: u64) {
         self.next.next_seq += 1;
@@ -176,6 +188,7 @@ impl Log {
             pending: Mutex::new(Pending {
                 buf: String::with_capacity(64 * 1024),
                 next: at,
+                batches: 0,
                 closing: false,
                 poisoned: None,
             }),
@@ -210,7 +223,11 @@ impl Log {
         let mut p = self.reserve()?;
         let seq = p.next.next_seq;
         let before = p.buf.len();
+        let batch = p.batch_start();
         let mut line = Line::new(&mut p.buf, seq, kind);
+        if let Some(b) = batch {
+            line.num(BATCH_FIELD, b);
+        }
         encode(&mut line);
         line.finish();
         let added = (p.buf.len() - before) as u64;
@@ -235,7 +252,11 @@ impl Log {
         for item in items {
             let seq = p.next.next_seq;
             let before = p.buf.len();
+            let batch = p.batch_start();
             let mut line = Line::new(&mut p.buf, seq, kind(item));
+            if let Some(b) = batch {
+                line.num(BATCH_FIELD, b);
+            }
             encode(item, &mut line);
             line.finish();
             let added = (p.buf.len() - before) as u64;
@@ -398,7 +419,10 @@ fn committer(shared: Arc<Shared>, mut file: Box<dyn AppendFile>) {
             }
         }
         {
-            let _g = shared.durable_lock.lock().unwrap_or_else(|e| e.into_inner());
+            let _g = shared
+                .durable_lock
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
             shared.durable_cv.notify_all();
         }
         shared.durable_notify.notify_waiters();

@@ -5,7 +5,11 @@
 //! This layer never knows what a record means (that is `sim` and `mesh`); it never reads a
 //! clock to decide anything.
 
+#[cfg(test)]
+mod crash_tests;
+pub mod datadir;
 pub mod disk;
 pub mod log;
 pub mod record;
 pub mod scan;
+pub mod snapshot;

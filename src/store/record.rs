@@ -416,7 +416,10 @@ mod tests {
         assert_eq!(rec.kind, "join");
         assert_eq!(rec.get("player"), Some("Barnard's \"Kid\""));
         assert_eq!(rec.get("home"), Some("Alpha Centauri"));
-        assert_eq!(rec.get("motto"), Some("per aspera\nad astra \u{1F680} \\ é\u{7}"));
+        assert_eq!(
+            rec.get("motto"),
+            Some("per aspera\nad astra \u{1F680} \\ é\u{7}")
+        );
         assert_eq!(rec.get("empty"), Some(""));
     }
 

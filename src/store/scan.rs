@@ -1,16 +1,23 @@
 //! Reading a log back: every line checked, every sequence number checked, torn tails told apart
 //! from corruption.
 //!
-//! The rule (docs/FORMAT.md, "Recovery"): bad lines at the very end of a file, with no valid
-//! record after them, are a torn write (the process or machine died while appending; nothing
-//! there was ever acknowledged, because an append is acknowledged only after it is synced and a
-//! later sync would have covered it). They are cut off and reported. A bad line followed by any
-//! valid record is corruption of data that may have been acknowledged: the scan stops with an
-//! error naming the file, the line and the reason. A record is never skipped silently.
+//! The rule (docs/FORMAT.md, "Recovery"): the first record of each group-commit batch carries
+//! `b=<batch>`, and batch n+1 is written only once batch n is synced. So a bad line with no
+//! batch start after it lies in the last batch, which may never have been synced and so was
+//! never acknowledged: it and everything after it are a torn write, cut off and reported. A bad
+//! line followed by a batch start was synced, and may have been acknowledged: that is
+//! corruption, and the scan stops with an error naming the file, the line and the reason. A
+//! record is never skipped silently.
 //!
 //! This module never writes; cutting the torn tail is the caller's decision.
 
 use super::record::{parse_line, Record, RecordError};
+
+/// The field that marks the first record of each group-commit batch (`b=<batch number>`).
+/// Batch n+1 is written only after batch n was synced, so a bad line followed by a batch start
+/// was synced: that is corruption. A bad line followed only by records of its own batch is in
+/// the last batch, which may never have been synced: a torn tail.
+pub const BATCH_FIELD: &str = "b";
 
 /// Where a scan starts: a byte offset into the file, the line number found there, and the
 /// sequence number the next record must carry (None: whatever the first record says).
@@ -95,12 +102,21 @@ pub fn scan(
         };
         match parsed {
             Ok(rec) => {
-                if let Some((bad_pos, bad_line, reason)) = bad {
-                    return Err(Corruption {
-                        line: bad_line,
-                        offset: start.offset + bad_pos as u64,
-                        reason: format!("{reason}, and valid records follow it (line {line_no})"),
-                    });
+                if let Some((bad_pos, bad_line, reason)) = &bad {
+                    if rec.get(BATCH_FIELD).is_some() {
+                        // A later batch was written, so the bad line's batch had been synced.
+                        return Err(Corruption {
+                            line: *bad_line,
+                            offset: start.offset + *bad_pos as u64,
+                            reason: format!(
+                                "{reason}, and a later synced batch follows it (line {line_no})"
+                            ),
+                        });
+                    }
+                    // Same (last, never synced) batch as the bad line: part of the torn tail.
+                    pos = next;
+                    line_no += 1;
+                    continue;
                 }
                 if let Some(e) = expect {
                     if rec.seq != e {
@@ -162,11 +178,12 @@ mod tests {
     use super::*;
     use crate::store::record::LineBuilder;
 
+    /// Lines, each its own batch (as if synced one by one).
     fn lines(seqs: &[u64]) -> Vec<u8> {
         let mut out = Vec::new();
         for &s in seqs {
             let mut b = LineBuilder::new(s, "test");
-            b.field_num("n", s);
+            b.field_num(BATCH_FIELD, s).field_num("n", s);
             out.extend_from_slice(b.finish().as_bytes());
         }
         out
@@ -212,7 +229,36 @@ mod tests {
         let err = scan(&bytes, ScanStart::BEGINNING, |_| Ok(())).unwrap_err();
         assert_eq!(err.line, 2);
         assert_eq!(err.offset, second_line_start as u64);
-        assert!(err.reason.contains("valid records follow"), "{err}");
+        assert!(err.reason.contains("later synced batch"), "{err}");
+    }
+
+    #[test]
+    fn damage_inside_the_last_batch_is_torn_even_with_valid_lines_after_it() {
+        let mut bytes = lines(&[1]);
+        let good = bytes.len();
+        for s in 2..5 {
+            let mut b = LineBuilder::new(s, "test");
+            if s == 2 {
+                b.field_num(BATCH_FIELD, 2u64);
+            }
+            bytes.extend_from_slice(b.finish().as_bytes());
+        }
+        let third = good + lines_len_of_batch_start();
+        bytes[third + 2] ^= 0x40;
+        let mut seen = Vec::new();
+        let out = scan(&bytes, ScanStart::BEGINNING, |r| {
+            seen.push(r.seq);
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(seen, vec![1, 2], "nothing after the damage is read");
+        assert_eq!(out.torn.unwrap().line, 3);
+    }
+
+    fn lines_len_of_batch_start() -> usize {
+        let mut b = LineBuilder::new(2, "test");
+        b.field_num(BATCH_FIELD, 2u64);
+        b.finish().len()
     }
 
     #[test]

@@ -114,9 +114,15 @@ pub fn list(dir: &Path, name: &str) -> std::io::Result<Vec<(u64, PathBuf)>> {
     for entry in entries {
         let entry = entry?;
         let fname = entry.file_name();
-        let Some(fname) = fname.to_str() else { continue };
-        let Some(rest) = fname.strip_prefix(&prefix) else { continue };
-        let Some(num) = rest.strip_suffix(".snap") else { continue };
+        let Some(fname) = fname.to_str() else {
+            continue;
+        };
+        let Some(rest) = fname.strip_prefix(&prefix) else {
+            continue;
+        };
+        let Some(num) = rest.strip_suffix(".snap") else {
+            continue;
+        };
         if num.len() == 20 {
             if let Ok(upto) = num.parse() {
                 out.push((upto, entry.path()));
@@ -216,10 +222,7 @@ mod tests {
             write(dir.path(), &meta(upto), &encode(&meta(upto), body)).unwrap();
         }
         let all = list(dir.path(), "sol").unwrap();
-        assert_eq!(
-            all.iter().map(|(u, _)| *u).collect::<Vec<_>>(),
-            vec![9, 12]
-        );
+        assert_eq!(all.iter().map(|(u, _)| *u).collect::<Vec<_>>(), vec![9, 12]);
         let mut names = Vec::new();
         let m = load(&all[1].1, |r| {
             names.push(r.get("player").unwrap().to_string());

@@ -1,0 +1,111 @@
+//! `mltrader serve`: recover the data directory, run every system's shard, serve the API until
+//! Ctrl-C or SIGTERM, then stop cleanly (flush, snapshot) and exit 0.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use clap::Args;
+
+use super::common::galaxy_for;
+use crate::mesh::{Mesh, MeshConfig};
+use crate::store::datadir::DataDir;
+
+#[derive(Args, Debug)]
+pub struct ServeArgs {
+    /// Data directory (created if missing).
+    #[arg(long, default_value = crate::store::datadir::DEFAULT_DATA_DIR)]
+    pub data: PathBuf,
+    /// Galaxy file (TOML) for a new data directory; default: the built-in stars near Sol.
+    #[arg(long)]
+    pub galaxy: Option<PathBuf>,
+    /// Address of the HTTP API (port 0: any free port, printed at start).
+    #[arg(long, default_value = "127.0.0.1:7878")]
+    pub listen: SocketAddr,
+    /// Ticks per second of every system's loop.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub tick_hz: u32,
+    /// Jump travel time in ticks per light year (default 10: one second a light year at 10 Hz).
+    #[arg(long, default_value_t = 10)]
+    pub ticks_per_ly: u32,
+    /// A system snapshots its state after this many records.
+    #[arg(long, default_value_t = 100_000)]
+    pub snapshot_every: u64,
+    /// Worker threads (default: one per core).
+    #[arg(long)]
+    pub threads: Option<usize>,
+}
+
+pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
+    let mut rt = tokio::runtime::Builder::new_multi_thread();
+    if let Some(n) = args.threads {
+        rt.worker_threads(n);
+    }
+    let rt = rt
+        .enable_all()
+        .build()
+        .context("cannot start the runtime")?;
+    rt.block_on(serve(args))
+}
+
+async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
+    let datadir = DataDir::at(&args.data);
+    let galaxy = galaxy_for(&datadir, args.galaxy.as_deref(), true)?;
+    let mut config = MeshConfig {
+        tick_hz: args.tick_hz,
+        snapshot_every_records: args.snapshot_every,
+        ..MeshConfig::default()
+    };
+    config.rules.ticks_per_ly = args.ticks_per_ly;
+    let systems = galaxy.len();
+    let (mesh, report) = Mesh::start(datadir, galaxy, config)
+        .await
+        .with_context(|| format!("cannot recover {}", args.data.display()))?;
+    println!("{}", report.summary());
+    let app = crate::net::router(mesh.clone()).await?;
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| {
+            format!(
+                "cannot listen on {}; is another mltrader running? Use --listen with another port",
+                args.listen
+            )
+        })?;
+    let addr = listener.local_addr()?;
+    println!(
+        "serving {systems} systems from {} on http://{addr} (Ctrl-C to stop)",
+        args.data.display()
+    );
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown_signal())
+        .await
+        .context("the API server failed")?;
+    let statuses = mesh.stop().await.context("stopping the mesh")?;
+    let players: usize = statuses.iter().map(|s| s.population + s.departing).sum();
+    println!("stopped cleanly: {players} players in systems, logs flushed, snapshots written");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+    println!("stopping...");
+}

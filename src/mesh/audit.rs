@@ -1,0 +1,397 @@
+//! The auditor behind `mltrader check` and `mltrader replay`: reads every log of a data
+//! directory from its first record, verifies every checksum and sequence number, replays every
+//! system from scratch, and proves the mesh's invariants across logs:
+//!
+//! - every committed jump (a `jump` in the transition log) was prepared by its origin, is never
+//!   cancelled there, and lands at most once, at its destination, with the state it left with;
+//! - every player who ever joined is in exactly one place (a system, a prepared jump, or a
+//!   committed jump in flight), never two, never none;
+//! - each player's history has no gap and no repeat (versions 1, 2, 3, ... across all logs);
+//! - credits held = credits granted - credits spent, by the named rules only;
+//! - every snapshot's state hash equals the replayed state's at the same record.
+//!
+//! Only reads. A torn tail (left by a crash, cut at the next start) and a prepared jump not yet
+//! settled are notes, not problems: they are what a crash leaves, and recovery settles them.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use serde::Serialize;
+
+use super::codec::{decode_event, decode_jump, decode_state_record, Jump};
+use crate::sim::galaxy::{Galaxy, SystemId};
+use crate::sim::system::{Event, SystemState};
+use crate::store::datadir::DataDir;
+use crate::store::log::read_from;
+use crate::store::scan::{scan, ScanStart};
+use crate::store::snapshot;
+
+/// What an audit found.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct AuditReport {
+    pub files: u64,
+    pub records: u64,
+    pub bytes: u64,
+    /// Violations and corruption: any one makes the check fail.
+    pub problems: Vec<String>,
+    /// What a crash legitimately leaves (torn tails, unsettled jumps).
+    pub notes: Vec<String>,
+    pub players: u64,
+    pub jumps: u64,
+    pub jumps_in_flight: u64,
+    pub credits_held: u128,
+    pub credits_granted: u128,
+    pub credits_spent: u128,
+    /// Each system's replayed state hash.
+    pub system_hashes: BTreeMap<String, String>,
+    /// A hash over all system hashes (galaxy order).
+    pub galaxy_hash: String,
+    /// Seconds spent reading and replaying.
+    pub seconds: f64,
+}
+
+impl AuditReport {
+    pub fn ok(&self) -> bool {
+        self.problems.is_empty()
+    }
+}
+
+/// What the auditor remembers of each player.
+#[derive(Default)]
+struct Track {
+    /// Versions seen in events, with where (for messages).
+    versions: Vec<u64>,
+    places: u32,
+}
+
+struct JumpSeen {
+    jump: Jump,
+    landed: bool,
+}
+
+/// Audits the data directory.
+pub fn audit(datadir: &DataDir, galaxy: &Galaxy) -> AuditReport {
+    let started = Instant::now();
+    let mut r = AuditReport::default();
+    let mut players: HashMap<String, Track> = HashMap::new();
+
+    // The transition log first, so that systems can be checked against it.
+    let mut jumps: HashMap<(SystemId, u64), JumpSeen> = HashMap::new();
+    let tpath = datadir.transitions_log();
+    if tpath.exists() {
+        read_segment(&mut r, &tpath, ScanStart::BEGINNING, |rec| {
+            let jump = decode_jump(galaxy, rec)?;
+            let key = (jump.from, jump.xfer);
+            if jumps.contains_key(&key) {
+                return Err(format!(
+                    "jump {}:{} appears twice",
+                    galaxy.slug(jump.from),
+                    jump.xfer
+                ));
+            }
+            jumps.insert(
+                key,
+                JumpSeen {
+                    jump,
+                    landed: false,
+                },
+            );
+            Ok(())
+        });
+    }
+    r.jumps = jumps.len() as u64;
+
+    let mut states = Vec::with_capacity(galaxy.len());
+    for id in galaxy.ids() {
+        let state = audit_system(datadir, galaxy, id, &mut r, &mut jumps, &mut players);
+        r.system_hashes.insert(
+            galaxy.slug(id).to_string(),
+            format!("{:016x}", state.state_hash()),
+        );
+        states.push(state);
+    }
+
+    // Places at the end.
+    for s in &states {
+        for p in s.players.values() {
+            players.entry(p.name.clone()).or_default().places += 1;
+            r.credits_held += u128::from(p.credits);
+        }
+        for (xfer, d) in &s.departing {
+            if jumps.contains_key(&(s.id, *xfer)) {
+                // Committed: counted below as in flight (or landed).
+                continue;
+            }
+            r.notes.push(format!(
+                "jump {}:{} of '{}' is prepared but not committed: the next start cancels it",
+                galaxy.slug(s.id),
+                xfer,
+                d.player.name
+            ));
+            players.entry(d.player.name.clone()).or_default().places += 1;
+            r.credits_held += u128::from(d.player.credits);
+        }
+    }
+    for seen in jumps.values() {
+        if !seen.landed {
+            r.jumps_in_flight += 1;
+            let p = &seen.jump.player;
+            players.entry(p.name.clone()).or_default().places += 1;
+            r.credits_held += u128::from(p.credits);
+        }
+    }
+    for (name, track) in &mut players {
+        if track.places != 1 {
+            r.problems.push(format!(
+                "player '{name}' is in {} places (must be exactly one)",
+                track.places
+            ));
+        }
+        track.versions.sort_unstable();
+        for (i, v) in track.versions.iter().enumerate() {
+            if *v != i as u64 + 1 {
+                r.problems.push(format!(
+                    "player '{name}' history has a gap or repeat at version {} (found {v})",
+                    i + 1
+                ));
+                break;
+            }
+        }
+    }
+    r.players = players.len() as u64;
+    if r.credits_held != r.credits_granted.saturating_sub(r.credits_spent)
+        || r.credits_spent > r.credits_granted
+    {
+        r.problems.push(format!(
+            "credits not conserved: {} held, but {} granted - {} spent = {}",
+            r.credits_held,
+            r.credits_granted,
+            r.credits_spent,
+            r.credits_granted as i128 - r.credits_spent as i128
+        ));
+    }
+    let mut h = xxhash_rust::xxh3::Xxh3::new();
+    for hash in r.system_hashes.values() {
+        h.update(hash.as_bytes());
+    }
+    r.galaxy_hash = format!("{:016x}", h.digest());
+    r.seconds = started.elapsed().as_secs_f64();
+    r
+}
+
+/// Reads one log segment, counting files, records and bytes, and turning corruption into a
+/// problem and a torn tail into a note. Returns the next expected sequence number.
+fn read_segment(
+    r: &mut AuditReport,
+    path: &Path,
+    start: ScanStart,
+    visit: impl FnMut(&crate::store::record::Record<'_>) -> Result<(), String>,
+) -> Option<u64> {
+    r.files += 1;
+    let bytes = match read_from(path, 0) {
+        Ok(b) => b,
+        Err(e) => {
+            r.problems.push(e.to_string());
+            return None;
+        }
+    };
+    r.bytes += bytes.len() as u64;
+    match scan(&bytes, start, visit) {
+        Ok(out) => {
+            r.records += out.records;
+            if let Some(t) = out.torn {
+                r.notes.push(format!(
+                    "{} line {}: torn tail of {} bytes ({}); the next start cuts it",
+                    path.display(),
+                    t.line,
+                    t.bytes,
+                    t.reason
+                ));
+            }
+            Some(
+                out.last_seq
+                    .map_or(start.expect_seq.unwrap_or(1), |s| s + 1),
+            )
+        }
+        Err(c) => {
+            r.problems.push(format!("{}: {c}", path.display()));
+            None
+        }
+    }
+}
+
+/// The segments of a system's log, oldest first: archived ones, then the active one.
+fn segments(datadir: &DataDir, slug: &str) -> Vec<PathBuf> {
+    let mut archived: Vec<(u64, PathBuf)> = std::fs::read_dir(datadir.archive_dir())
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| {
+            let name = e.file_name().to_str()?.to_string();
+            let rest = name
+                .strip_prefix(&format!("{slug}."))?
+                .strip_suffix(".log")?;
+            let first = rest.split('-').next()?.parse().ok()?;
+            Some((first, e.path()))
+        })
+        .collect();
+    archived.sort();
+    let mut out: Vec<PathBuf> = archived.into_iter().map(|(_, p)| p).collect();
+    out.push(datadir.system_log(slug));
+    out
+}
+
+fn audit_system(
+    datadir: &DataDir,
+    galaxy: &Galaxy,
+    id: SystemId,
+    r: &mut AuditReport,
+    jumps: &mut HashMap<(SystemId, u64), JumpSeen>,
+    players: &mut HashMap<String, Track>,
+) -> SystemState {
+    let slug = galaxy.slug(id);
+    let mut state = SystemState::new(id);
+    // Snapshots to compare with the replay, by the record they stop at.
+    let mut snapshots: BTreeMap<u64, (PathBuf, u64)> = BTreeMap::new();
+    for (_, path) in snapshot::list(&datadir.snapshots_dir(), slug).unwrap_or_default() {
+        r.files += 1;
+        let mut snap_state = SystemState::new(id);
+        match snapshot::load(&path, |rec| {
+            decode_state_record(galaxy, &mut snap_state, rec)
+        }) {
+            Ok(meta) if meta.state_hash == snap_state.state_hash() => {
+                snapshots.insert(meta.upto_seq, (path, meta.state_hash));
+            }
+            Ok(_) => r.problems.push(format!(
+                "{}: its records do not give its own state hash",
+                path.display()
+            )),
+            Err(e) => r
+                .notes
+                .push(format!("{e}; recovery uses an older snapshot")),
+        }
+    }
+
+    let mut expect = 1u64;
+    let (mut granted, mut spent) = (0u128, 0u128);
+    for path in segments(datadir, slug) {
+        if !path.exists() {
+            continue;
+        }
+        let start = ScanStart {
+            offset: 0,
+            line: 1,
+            expect_seq: Some(expect),
+        };
+        let next = read_segment(r, &path, start, |rec| {
+            let (t, event) = decode_event(galaxy, id, rec)?;
+            check_event(galaxy, id, &event, jumps, (&mut granted, &mut spent))?;
+            let aborted = match &event {
+                Event::DepartAbort { xfer } => {
+                    state.departing.get(xfer).map(|d| d.player.name.clone())
+                }
+                _ => None,
+            };
+            state.apply(t, &event)?;
+            track_event(&state, &event, aborted, players);
+            if let Some((spath, hash)) = snapshots.get(&rec.seq) {
+                if *hash != state.state_hash() {
+                    return Err(format!(
+                        "snapshot {} does not match the replayed state at record {}",
+                        spath.display(),
+                        rec.seq
+                    ));
+                }
+            }
+            Ok(())
+        });
+        match next {
+            Some(n) => expect = n,
+            None => break,
+        }
+    }
+    r.credits_granted += granted;
+    r.credits_spent += spent;
+    state
+}
+
+/// Cross-log checks of one event, before it applies.
+fn check_event(
+    galaxy: &Galaxy,
+    id: SystemId,
+    event: &Event,
+    jumps: &mut HashMap<(SystemId, u64), JumpSeen>,
+    (granted, spent): (&mut u128, &mut u128),
+) -> Result<(), String> {
+    match event {
+        Event::DepartDone { xfer } if !jumps.contains_key(&(id, *xfer)) => Err(format!(
+            "jump {}:{xfer} is marked done but the transition log does not hold it",
+            galaxy.slug(id)
+        )),
+        Event::DepartAbort { xfer } if jumps.contains_key(&(id, *xfer)) => Err(format!(
+            "jump {}:{xfer} was committed in the transition log but cancelled here",
+            galaxy.slug(id)
+        )),
+        Event::Arrive { from, xfer, player } => {
+            let text = format!("{}:{xfer}", galaxy.slug(*from));
+            let seen = jumps
+                .get_mut(&(*from, *xfer))
+                .ok_or_else(|| format!("jump {text} lands but was never committed"))?;
+            if seen.jump.to != id {
+                return Err(format!("jump {text} lands in the wrong system"));
+            }
+            let mut expected = seen.jump.player.clone();
+            expected.version += 1;
+            if expected != *player {
+                return Err(format!(
+                    "jump {text} lands with another state than it left with"
+                ));
+            }
+            if seen.landed {
+                return Err(format!("jump {text} lands twice"));
+            }
+            seen.landed = true;
+            Ok(())
+        }
+        Event::Join { player, .. } => {
+            *granted += u128::from(player.credits);
+            Ok(())
+        }
+        Event::Refuel { cost, .. } => {
+            *spent += u128::from(*cost);
+            Ok(())
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Notes the player version an applied event produced. `aborted` names the player of a
+/// cancelled jump (the event itself carries only the transfer number).
+fn track_event(
+    state: &SystemState,
+    event: &Event,
+    aborted: Option<String>,
+    players: &mut HashMap<String, Track>,
+) {
+    let name = match event {
+        Event::Join { player, .. } | Event::Arrive { player, .. } => player.name.clone(),
+        Event::Refuel { player, .. } => player.clone(),
+        Event::Depart { xfer, .. } => match state.departing.get(xfer) {
+            Some(d) => d.player.name.clone(),
+            None => return,
+        },
+        Event::DepartAbort { .. } => match aborted {
+            Some(n) => n,
+            None => return,
+        },
+        Event::DepartDone { .. } => return,
+    };
+    let version = match event {
+        Event::Depart { xfer, .. } => state.departing.get(xfer).map(|d| d.player.version),
+        _ => state.players.get(&name).map(|p| p.version),
+    };
+    if let Some(v) = version {
+        players.entry(name).or_default().versions.push(v);
+    }
+}
