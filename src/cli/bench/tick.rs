@@ -1,0 +1,16 @@
+//! `mltrader bench tick` (being written).
+
+use std::process::ExitCode;
+
+use clap::Args;
+
+#[derive(Args, Debug)]
+pub struct TickArgs {
+    /// Run size.
+    #[arg(long, value_enum, default_value_t = super::Size::Small)]
+    pub size: super::Size,
+}
+
+pub fn run(_args: TickArgs) -> anyhow::Result<ExitCode> {
+    anyhow::bail!("not written yet")
+}
