@@ -1,0 +1,425 @@
+//! The jump storm: thousands of jumps by a thousand players against a real `mltrader serve`
+//! process, SIGKILLed at random moments and restarted each time; afterwards `mltrader check`
+//! must find zero violations, and every jump the server acknowledged must be in the transition
+//! log and must have landed exactly where it was going.
+//!
+//! Size: `MLTRADER_STORM=large cargo test --release --test storm -- --nocapture` for a much
+//! larger run by hand (default: small, for CI).
+
+use std::collections::{HashMap, HashSet};
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use mltrader::store::record::parse_line;
+use serde_json::{json, Value};
+
+struct Size {
+    players: usize,
+    jumps: u64,
+    kills: usize,
+    workers: usize,
+}
+
+fn size() -> Size {
+    match std::env::var("MLTRADER_STORM").as_deref() {
+        Ok("large") => Size {
+            players: 5_000,
+            jumps: 100_000,
+            kills: 100,
+            workers: 128,
+        },
+        _ => Size {
+            players: 1_000,
+            jumps: 10_000,
+            kills: 20,
+            workers: 48,
+        },
+    }
+}
+
+/// A running `mltrader serve`.
+struct Server {
+    child: Child,
+    url: String,
+}
+
+impl Server {
+    fn start(data: &Path) -> Server {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_mltrader"))
+            .args(["serve", "--listen", "127.0.0.1:0", "--tick-hz", "100"])
+            .args(["--ticks-per-ly", "1", "--snapshot-every", "2000", "--data"])
+            .arg(data)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start mltrader serve");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut lines = BufReader::new(stdout).lines();
+        let mut url = None;
+        for line in lines.by_ref() {
+            let line = line.expect("read server output");
+            if let Some(rest) = line.split(" on http://").nth(1) {
+                url = Some(format!(
+                    "http://{}",
+                    rest.split_whitespace().next().unwrap()
+                ));
+                break;
+            }
+        }
+        // Keep draining, so the server never blocks on a full pipe.
+        std::thread::spawn(move || for _ in lines {});
+        Server {
+            child,
+            url: url.expect("server printed its address"),
+        }
+    }
+
+    fn kill(mut self) {
+        self.child.kill().expect("SIGKILL");
+        self.child.wait().expect("reap");
+    }
+
+    fn stop(mut self) {
+        let pid = self.child.id().to_string();
+        let ok = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+        assert!(ok.success());
+        let status = self.child.wait().expect("reap");
+        assert!(status.success(), "graceful stop exits 0, got {status}");
+    }
+}
+
+struct Bot {
+    name: String,
+    token: String,
+    /// System name, None while in a jump.
+    system: Option<String>,
+    fuel: u64,
+    rng: u64,
+}
+
+impl Bot {
+    fn next_rand(&mut self) -> u64 {
+        self.rng ^= self.rng << 13;
+        self.rng ^= self.rng >> 7;
+        self.rng ^= self.rng << 17;
+        self.rng
+    }
+}
+
+/// A jump the server acknowledged.
+#[derive(Clone, Debug)]
+struct Acked {
+    xfer: String,
+    player: String,
+    to: String,
+}
+
+struct Shared {
+    url: RwLock<String>,
+    acked: Mutex<Vec<Acked>>,
+    acked_count: AtomicU64,
+    done: AtomicBool,
+    neighbours: HashMap<String, Vec<String>>,
+}
+
+async fn post(
+    client: &reqwest::Client,
+    url: &str,
+    path: &str,
+    token: Option<&str>,
+    body: Value,
+) -> Result<(u16, Value), reqwest::Error> {
+    let mut req = client.post(format!("{url}{path}")).json(&body);
+    if let Some(t) = token {
+        req = req.bearer_auth(t);
+    }
+    let resp = req.send().await?;
+    let status = resp.status().as_u16();
+    Ok((status, resp.json().await.unwrap_or(Value::Null)))
+}
+
+async fn get(
+    client: &reqwest::Client,
+    url: &str,
+    path: &str,
+    token: &str,
+) -> Result<(u16, Value), reqwest::Error> {
+    let resp = client
+        .get(format!("{url}{path}"))
+        .bearer_auth(token)
+        .send()
+        .await?;
+    let status = resp.status().as_u16();
+    Ok((status, resp.json().await.unwrap_or(Value::Null)))
+}
+
+/// One step of one bot. Network errors (the server is being killed) are just retried later.
+async fn step(client: &reqwest::Client, shared: &Shared, bot: &mut Bot) {
+    let url = shared.url.read().unwrap().clone();
+    let Some(here) = bot.system.clone() else {
+        if let Ok((200, me)) = get(client, &url, "/v1/me", &bot.token).await {
+            bot.system = me["system"].as_str().map(str::to_string);
+            if let Some(f) = me["player"]["fuel"].as_u64() {
+                bot.fuel = f;
+            }
+        }
+        return;
+    };
+    if bot.fuel < 10 {
+        if let Ok((200, p)) = post(client, &url, "/v1/refuel", Some(&bot.token), json!({})).await {
+            bot.fuel = p["fuel"].as_u64().unwrap_or(0);
+        }
+        return;
+    }
+    let options = &shared.neighbours[&here];
+    let to = options[(bot.next_rand() % options.len() as u64) as usize].clone();
+    let body = json!({"to": to});
+    match post(client, &url, "/v1/travel", Some(&bot.token), body).await {
+        Ok((200, ack)) => {
+            let xfer = ack["xfer"].as_str().expect("xfer in ack").to_string();
+            shared.acked.lock().unwrap().push(Acked {
+                xfer,
+                player: bot.name.clone(),
+                to,
+            });
+            shared.acked_count.fetch_add(1, Ordering::Relaxed);
+            bot.system = None;
+        }
+        Ok((409, err)) => match err["error"]["code"].as_str() {
+            Some("no_fuel") => bot.fuel = 0,
+            // Where the bot is is unclear (e.g. a jump cancelled by recovery): ask.
+            _ => bot.system = None,
+        },
+        // Server gone mid-request, or 5xx while stopping: the outcome is unknown; ask later.
+        _ => bot.system = None,
+    }
+}
+
+fn read_records(path: &Path) -> Vec<(String, HashMap<String, String>)> {
+    let bytes = std::fs::read(path).unwrap_or_default();
+    bytes
+        .split_inclusive(|b| *b == b'\n')
+        .filter_map(|line| parse_line(line).ok())
+        .map(|r| {
+            let fields = r
+                .fields
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect();
+            (r.kind.to_string(), fields)
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acknowledged_jumps_survive_sigkill_storms() {
+    let size = size();
+    let dir = tempfile::tempdir().unwrap();
+    let data: PathBuf = dir.path().join("data");
+    let started = Instant::now();
+
+    let server = Server::start(&data);
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .pool_max_idle_per_host(size.workers)
+        .build()
+        .unwrap();
+    let systems: Value = client
+        .get(format!("{}/v1/systems", server.url))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let neighbours: HashMap<String, Vec<String>> = systems
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            let n = s["neighbours"].as_array().unwrap();
+            (
+                s["name"].as_str().unwrap().to_string(),
+                n.iter().map(|x| x.as_str().unwrap().to_string()).collect(),
+            )
+        })
+        .collect();
+
+    // Join everyone before the storm (each join acknowledged = durable).
+    let mut bots = Vec::new();
+    for i in 0..size.players {
+        let name = format!("pilot {i}");
+        let (status, joined) = post(
+            &client,
+            &server.url,
+            "/v1/join",
+            None,
+            json!({"name": name}),
+        )
+        .await
+        .unwrap();
+        assert_eq!(status, 201, "{joined}");
+        bots.push(Bot {
+            name,
+            token: joined["token"].as_str().unwrap().to_string(),
+            system: Some("Sol".into()),
+            fuel: joined["player"]["fuel"].as_u64().unwrap(),
+            rng: 0x9E37_79B9_7F4A_7C15 ^ (i as u64 + 1),
+        });
+    }
+
+    let shared = Arc::new(Shared {
+        url: RwLock::new(server.url.clone()),
+        acked: Mutex::new(Vec::new()),
+        acked_count: AtomicU64::new(0),
+        done: AtomicBool::new(false),
+        neighbours,
+    });
+    let mut groups: Vec<Vec<Bot>> = (0..size.workers).map(|_| Vec::new()).collect();
+    for (i, b) in bots.into_iter().enumerate() {
+        groups[i % size.workers].push(b);
+    }
+    let mut workers = Vec::new();
+    for mut group in groups {
+        let shared = shared.clone();
+        let client = client.clone();
+        workers.push(tokio::spawn(async move {
+            while !shared.done.load(Ordering::Relaxed) {
+                for bot in group.iter_mut() {
+                    step(&client, &shared, bot).await;
+                }
+                if group.iter().all(|b| b.system.is_none()) {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            }
+            group
+        }));
+    }
+
+    // The storm: kill and restart at random moments until enough jumps are acknowledged.
+    let mut server = server;
+    let mut rng = 0x2545_F491_4F6C_DD1Du64;
+    let mut kills = 0;
+    let per_kill = size.jumps / size.kills as u64;
+    while kills < size.kills || shared.acked_count.load(Ordering::Relaxed) < size.jumps {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        let target = shared.acked_count.load(Ordering::Relaxed) + per_kill / 2 + rng % per_kill;
+        let wait_from = Instant::now();
+        while shared.acked_count.load(Ordering::Relaxed) < target
+            && wait_from.elapsed() < Duration::from_secs(20)
+        {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        if kills < size.kills {
+            server.kill();
+            kills += 1;
+            server = tokio::task::spawn_blocking({
+                let data = data.clone();
+                move || Server::start(&data)
+            })
+            .await
+            .unwrap();
+            *shared.url.write().unwrap() = server.url.clone();
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(600),
+            "storm too slow: {} acked after {kills} kills",
+            shared.acked_count.load(Ordering::Relaxed)
+        );
+    }
+    shared.done.store(true, Ordering::Relaxed);
+    let mut bots: Vec<Bot> = Vec::new();
+    for w in workers {
+        bots.extend(w.await.unwrap());
+    }
+
+    // Let every jump in flight land, then stop cleanly.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    for bot in bots.iter_mut() {
+        while bot.system.is_none() {
+            assert!(Instant::now() < deadline, "'{}' never landed", bot.name);
+            step(&client, &shared, bot).await;
+            if bot.system.is_none() {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
+    }
+    tokio::task::spawn_blocking(move || server.stop())
+        .await
+        .unwrap();
+
+    // 1. The auditor finds nothing wrong.
+    let out = Command::new(env!("CARGO_BIN_EXE_mltrader"))
+        .args(["check", "--json", "--data"])
+        .arg(&data)
+        .output()
+        .unwrap();
+    let report: Value = serde_json::from_slice(&out.stdout).expect("check --json output");
+    assert!(out.status.success(), "check failed: {}", report["problems"]);
+    assert_eq!(report["problems"].as_array().unwrap().len(), 0);
+    assert_eq!(report["players"].as_u64().unwrap(), size.players as u64);
+    assert_eq!(report["jumps_in_flight"].as_u64().unwrap(), 0);
+
+    // 2. Every acknowledged jump is committed, and landed where it was going, exactly once.
+    let acked = shared.acked.lock().unwrap().clone();
+    let committed: HashMap<String, (String, String)> = read_records(&data.join("transitions.log"))
+        .into_iter()
+        .filter(|(k, _)| k == "jump")
+        .map(|(_, f)| (f["xfer"].clone(), (f["player"].clone(), f["to"].clone())))
+        .collect();
+    let mut landed: HashMap<String, String> = HashMap::new();
+    for entry in std::fs::read_dir(data.join("systems")).unwrap() {
+        let path = entry.unwrap().path();
+        let slug = path.file_stem().unwrap().to_str().unwrap().to_string();
+        for (kind, f) in read_records(&path) {
+            if kind == "arrive" {
+                let previous = landed.insert(f["xfer"].clone(), slug.clone());
+                assert!(previous.is_none(), "jump {} landed twice", f["xfer"]);
+            }
+        }
+    }
+    let slugs: HashMap<String, String> = systems
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            (
+                s["name"].as_str().unwrap().to_string(),
+                s["slug"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    let mut seen = HashSet::new();
+    for a in &acked {
+        assert!(
+            seen.insert(a.xfer.clone()),
+            "jump {} acknowledged twice",
+            a.xfer
+        );
+        let (player, to) = committed
+            .get(&a.xfer)
+            .unwrap_or_else(|| panic!("acknowledged jump {} is not in the transition log", a.xfer));
+        assert_eq!(player, &a.player);
+        assert_eq!(to, &slugs[&a.to]);
+        assert_eq!(
+            landed.get(&a.xfer),
+            Some(&slugs[&a.to]),
+            "jump {} did not land",
+            a.xfer
+        );
+    }
+    println!(
+        "storm: {} players, {} acknowledged jumps ({} committed in all), {kills} SIGKILLs, {:.1} s",
+        size.players,
+        acked.len(),
+        committed.len(),
+        started.elapsed().as_secs_f64()
+    );
+    assert!(acked.len() as u64 >= size.jumps);
+}
