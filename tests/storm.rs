@@ -319,6 +319,17 @@ async fn acknowledged_jumps_survive_sigkill_storms() {
         if kills < size.kills {
             server.kill();
             kills += 1;
+            // The directory as the crash left it, before recovery touches it, is sound.
+            let out = Command::new(env!("CARGO_BIN_EXE_mltrader"))
+                .args(["check", "--data"])
+                .arg(&data)
+                .output()
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "check after SIGKILL {kills}: {}",
+                String::from_utf8_lossy(&out.stdout)
+            );
             server = tokio::task::spawn_blocking({
                 let data = data.clone();
                 move || Server::start(&data)
@@ -365,6 +376,16 @@ async fn acknowledged_jumps_survive_sigkill_storms() {
     assert_eq!(report["problems"].as_array().unwrap().len(), 0);
     assert_eq!(report["players"].as_u64().unwrap(), size.players as u64);
     assert_eq!(report["jumps_in_flight"].as_u64().unwrap(), 0);
+    let behind: Vec<&Value> = report["notes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|n| n.as_str().unwrap_or("").contains("behind"))
+        .collect();
+    assert!(
+        behind.is_empty(),
+        "player logs behind after a clean stop: {behind:?}"
+    );
 
     // 2. Every acknowledged jump is committed, and landed where it was going, exactly once.
     let acked = shared.acked.lock().unwrap().clone();

@@ -60,8 +60,8 @@ impl AuditReport {
 /// What the auditor remembers of each player.
 #[derive(Default)]
 struct Track {
-    /// Versions seen in events, with where (for messages).
-    versions: Vec<u64>,
+    /// Versions seen in events, with the kind of event.
+    versions: Vec<(u64, &'static str)>,
     places: u32,
 }
 
@@ -149,7 +149,7 @@ pub fn audit(datadir: &DataDir, galaxy: &Galaxy) -> AuditReport {
             ));
         }
         track.versions.sort_unstable();
-        for (i, v) in track.versions.iter().enumerate() {
+        for (i, (v, _)) in track.versions.iter().enumerate() {
             if *v != i as u64 + 1 {
                 r.problems.push(format!(
                     "player '{name}' history has a gap or repeat at version {} (found {v})",
@@ -160,6 +160,7 @@ pub fn audit(datadir: &DataDir, galaxy: &Galaxy) -> AuditReport {
         }
     }
     r.players = players.len() as u64;
+    audit_player_logs(datadir, &players, &mut r);
     if r.credits_held != r.credits_granted.saturating_sub(r.credits_spent)
         || r.credits_spent > r.credits_granted
     {
@@ -178,6 +179,61 @@ pub fn audit(datadir: &DataDir, galaxy: &Galaxy) -> AuditReport {
     r.galaxy_hash = format!("{:016x}", h.digest());
     r.seconds = started.elapsed().as_secs_f64();
     r
+}
+
+/// Each player's log must be their history: line N is their N-th event, of the same kind as
+/// the system logs say. A log behind (a crash before its lines were written) is a note.
+fn audit_player_logs(datadir: &DataDir, players: &HashMap<String, Track>, r: &mut AuditReport) {
+    let Ok(entries) = std::fs::read_dir(datadir.players_dir()) else {
+        return;
+    };
+    let mut files: Vec<PathBuf> = entries.flatten().map(|e| e.path()).collect();
+    files.sort();
+    for path in files {
+        let Some(stem) = path.file_stem().and_then(|s| s.to_str()) else {
+            continue;
+        };
+        let Some(name) = crate::store::datadir::player_name_from_stem(stem) else {
+            r.problems
+                .push(format!("{}: not a player log name", path.display()));
+            continue;
+        };
+        let Some(track) = players.get(&name) else {
+            r.problems.push(format!(
+                "{}: no such player in the system logs",
+                path.display()
+            ));
+            continue;
+        };
+        let mut lines = 0u64;
+        let start = ScanStart {
+            offset: 0,
+            line: 1,
+            expect_seq: Some(1),
+        };
+        read_segment(r, &path, start, |rec| {
+            let expected = track.versions.get(rec.seq as usize - 1);
+            match expected {
+                Some((v, kind)) if *v == rec.seq && *kind == rec.kind => {
+                    lines += 1;
+                    Ok(())
+                }
+                Some((_, kind)) => Err(format!(
+                    "event {} is '{}' here but '{kind}' in the system logs",
+                    rec.seq, rec.kind
+                )),
+                None => Err(format!("event {} is not in the system logs", rec.seq)),
+            }
+        });
+        if lines < track.versions.len() as u64 {
+            r.notes.push(format!(
+                "{}: {} of {} events (behind; the next start catches it up)",
+                path.display(),
+                lines,
+                track.versions.len()
+            ));
+        }
+    }
 }
 
 /// Reads one log segment, counting files, records and bytes, and turning corruption into a
@@ -287,14 +343,8 @@ fn audit_system(
         let next = read_segment(r, &path, start, |rec| {
             let (t, event) = decode_event(galaxy, id, rec)?;
             check_event(galaxy, id, &event, jumps, (&mut granted, &mut spent))?;
-            let aborted = match &event {
-                Event::DepartAbort { xfer } => {
-                    state.departing.get(xfer).map(|d| d.player.name.clone())
-                }
-                _ => None,
-            };
             state.apply(t, &event)?;
-            track_event(&state, &event, aborted, players);
+            track_event(&state, &event, players);
             if let Some((spath, hash)) = snapshots.get(&rec.seq) {
                 if *hash != state.state_hash() {
                     return Err(format!(
@@ -329,7 +379,7 @@ fn check_event(
             "jump {}:{xfer} is marked done but the transition log does not hold it",
             galaxy.slug(id)
         )),
-        Event::DepartAbort { xfer } if jumps.contains_key(&(id, *xfer)) => Err(format!(
+        Event::DepartAbort { xfer, .. } if jumps.contains_key(&(id, *xfer)) => Err(format!(
             "jump {}:{xfer} was committed in the transition log but cancelled here",
             galaxy.slug(id)
         )),
@@ -366,32 +416,13 @@ fn check_event(
     }
 }
 
-/// Notes the player version an applied event produced. `aborted` names the player of a
-/// cancelled jump (the event itself carries only the transfer number).
-fn track_event(
-    state: &SystemState,
-    event: &Event,
-    aborted: Option<String>,
-    players: &mut HashMap<String, Track>,
-) {
-    let name = match event {
-        Event::Join { player, .. } | Event::Arrive { player, .. } => player.name.clone(),
-        Event::Refuel { player, .. } => player.clone(),
-        Event::Depart { xfer, .. } => match state.departing.get(xfer) {
-            Some(d) => d.player.name.clone(),
-            None => return,
-        },
-        Event::DepartAbort { .. } => match aborted {
-            Some(n) => n,
-            None => return,
-        },
-        Event::DepartDone { .. } => return,
-    };
-    let version = match event {
-        Event::Depart { xfer, .. } => state.departing.get(xfer).map(|d| d.player.version),
-        _ => state.players.get(&name).map(|p| p.version),
-    };
-    if let Some(v) = version {
-        players.entry(name).or_default().versions.push(v);
+/// Notes the player version an applied event produced.
+fn track_event(state: &SystemState, event: &Event, players: &mut HashMap<String, Track>) {
+    if let (Some(name), Some(v)) = (event.player(), state.version_after(event)) {
+        players
+            .entry(name.to_string())
+            .or_default()
+            .versions
+            .push((v, crate::mesh::codec::event_kind(event)));
     }
 }

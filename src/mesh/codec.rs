@@ -128,8 +128,9 @@ pub fn encode_event(
         Event::DepartDone { xfer } => {
             line.field("xfer", &xfer_text(galaxy, system, *xfer));
         }
-        Event::DepartAbort { xfer } => {
+        Event::DepartAbort { xfer, player } => {
             line.field("xfer", &xfer_text(galaxy, system, *xfer))
+                .field("player", player)
                 .num("v", version);
         }
         Event::Arrive { from, xfer, player } => {
@@ -137,6 +138,25 @@ pub fn encode_event(
             put_player(line, player);
         }
     }
+}
+
+/// The line of a player's log (`players/<name>.log`) for `event`, recorded as record `seq` of
+/// `system`'s log: numbered by the player's `version`, fields as in the system log, then
+/// `src=<slug>:<seq>`.
+pub fn player_line(
+    galaxy: &Galaxy,
+    system: SystemId,
+    t: u64,
+    event: &Event,
+    version: u64,
+    seq: u64,
+) -> String {
+    let mut buf = String::with_capacity(160);
+    let mut line = Line::new(&mut buf, version, event_kind(event));
+    encode_event(&mut line, galaxy, system, t, event, version);
+    line.field("src", &format!("{}:{seq}", galaxy.slug(system)));
+    line.finish();
+    buf
 }
 
 /// Reads an event of `system`'s log back: its tick and the event.
@@ -178,6 +198,7 @@ pub fn decode_event(
         },
         "depart.abort" => Event::DepartAbort {
             xfer: local_xfer(rec)?,
+            player: rec.str("player").map_err(|e| e.to_string())?.to_string(),
         },
         "arrive" => {
             let (from, xfer) = parse_xfer(galaxy, rec.str("xfer").map_err(|e| e.to_string())?)?;
@@ -345,7 +366,10 @@ mod tests {
                 fuel: 5,
             },
             Event::DepartDone { xfer: 9 },
-            Event::DepartAbort { xfer: 9 },
+            Event::DepartAbort {
+                xfer: 9,
+                player: p.name.clone(),
+            },
             Event::Arrive {
                 from: ac,
                 xfer: 4,

@@ -12,6 +12,7 @@ pub mod audit;
 pub mod codec;
 pub mod departures;
 pub mod directory;
+pub mod projector;
 pub mod recovery;
 pub mod shard;
 pub mod stats;
@@ -132,6 +133,8 @@ pub struct Context {
     pub datadir: DataDir,
     pub transitions: Log,
     pub directory: Directory,
+    /// Writes the players' history logs.
+    pub projector: projector::Projector,
     shards: OnceLock<Vec<mpsc::Sender<Command>>>,
 }
 
@@ -158,6 +161,7 @@ impl Mesh {
         assert!(config.tick_hz > 0, "tick rate must be positive");
         let galaxy = Arc::new(galaxy);
         let (g, d) = (galaxy.clone(), datadir.clone());
+        let d2 = datadir.clone();
         let recovered = tokio::task::spawn_blocking(move || recovery::recover(&d, &g))
             .await
             .map_err(|e| MeshError::Internal(e.to_string()))??;
@@ -167,6 +171,7 @@ impl Mesh {
             datadir,
             transitions: recovered.transitions,
             directory: Directory::default(),
+            projector: projector::Projector::start(&d2),
             shards: OnceLock::new(),
         });
         let mut senders = Vec::new();
@@ -382,11 +387,15 @@ impl Mesh {
                 }
             }
         }
-        let t = self.ctx.transitions.clone();
-        tokio::task::spawn_blocking(move || t.close())
-            .await
-            .map_err(|e| MeshError::Internal(e.to_string()))?
-            .map_err(MeshError::Storage)?;
+        let ctx = self.ctx.clone();
+        tokio::task::spawn_blocking(move || -> Result<(), MeshError> {
+            ctx.transitions.close().map_err(MeshError::Storage)?;
+            ctx.projector
+                .stop()
+                .map_err(|e| MeshError::Internal(format!("player logs: {e}")))
+        })
+        .await
+        .map_err(|e| MeshError::Internal(e.to_string()))??;
         match first_err {
             Some(e) => Err(e),
             None => Ok(out),

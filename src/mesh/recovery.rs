@@ -14,7 +14,10 @@ use std::time::Instant;
 
 use serde::Serialize;
 
-use super::codec::{decode_event, decode_jump, decode_state_record, Jump};
+use super::codec::{
+    decode_event, decode_jump, decode_state_record, encode_event, event_kind, player_line, Jump,
+};
+use super::projector::{catch_up, line_from_record, Projected};
 use super::MeshError;
 use crate::sim::galaxy::{Galaxy, SystemId};
 use crate::sim::system::{Event, SystemState};
@@ -32,6 +35,8 @@ pub struct RecoveredSystem {
     pub cut: Option<TornTail>,
     /// Snapshots found unusable (and skipped for an older one), with the reason.
     pub bad_snapshots: Vec<String>,
+    /// Player-log lines for every replayed record about a player.
+    pub projections: Vec<Projected>,
 }
 
 /// What recovery did, for the operator.
@@ -50,6 +55,11 @@ pub struct RecoveryReport {
     /// Committed jumps still to land (they land after their travel time).
     pub jumps_in_flight: u64,
     pub players: usize,
+    /// Lines added to player logs that were behind, and torn player logs cut.
+    pub player_lines_added: u64,
+    pub player_logs_cut: u64,
+    /// Player logs that could not be completed (they stay behind; `check` reports them).
+    pub player_log_problems: Vec<String>,
     pub duration_ms: u64,
 }
 
@@ -73,6 +83,15 @@ impl RecoveryReport {
         }
         for b in &self.bad_snapshots {
             s.push_str(&format!("\n  snapshot skipped: {b}"));
+        }
+        if self.player_lines_added + self.player_logs_cut > 0 {
+            s.push_str(&format!(
+                "\n  player logs caught up: {} lines added, {} torn tails cut",
+                self.player_lines_added, self.player_logs_cut
+            ));
+        }
+        for p in &self.player_log_problems {
+            s.push_str(&format!("\n  player log left behind: {p}"));
         }
         s
     }
@@ -162,9 +181,18 @@ pub fn recover_system(
         }
     };
     let mut replayed = 0u64;
+    let mut projections = Vec::new();
+    let slug = galaxy.slug(id);
     let (log, opened) = Log::open(&path, start, |rec| {
         let (t, event) = decode_event(galaxy, id, rec)?;
         state.apply(t, &event)?;
+        if let (Some(name), Some(version)) = (event.player(), state.version_after(&event)) {
+            projections.push(Projected {
+                player: name.to_string(),
+                version,
+                line: line_from_record(rec, version, slug),
+            });
+        }
         replayed += 1;
         Ok(())
     })
@@ -176,6 +204,7 @@ pub fn recover_system(
         replayed,
         cut: opened.cut,
         bad_snapshots,
+        projections,
     })
 }
 
@@ -271,7 +300,10 @@ pub fn recover(datadir: &DataDir, galaxy: &Galaxy) -> Result<Recovered, MeshErro
                 Event::DepartDone { xfer }
             } else {
                 report.jumps_cancelled += 1;
-                Event::DepartAbort { xfer }
+                Event::DepartAbort {
+                    xfer,
+                    player: sys.state.departing[&xfer].player.name.clone(),
+                }
             };
             last = Some(settle(galaxy, sys, event).map_err(MeshError::Storage)?);
         }
@@ -279,6 +311,16 @@ pub fn recover(datadir: &DataDir, galaxy: &Galaxy) -> Result<Recovered, MeshErro
             sys.log.wait_durable(seq).map_err(MeshError::Storage)?;
         }
     }
+    // Step 4: player logs that are behind get the lines they lack.
+    let lines: Vec<Projected> = systems
+        .iter_mut()
+        .flat_map(|s| std::mem::take(&mut s.projections))
+        .collect();
+    let caught = catch_up(datadir, lines);
+    report.player_lines_added = caught.lines_added;
+    report.player_logs_cut = caught.torn_cut;
+    report.player_log_problems = caught.problems;
+
     report.jumps_in_flight = landings.iter().map(|l| l.len() as u64).sum();
     report.players = systems.iter().map(|s| s.state.population()).sum::<usize>()
         + report.jumps_in_flight as usize;
@@ -291,28 +333,23 @@ pub fn recover(datadir: &DataDir, galaxy: &Galaxy) -> Result<Recovered, MeshErro
     })
 }
 
-/// Applies and logs a settling event decided by recovery.
+/// Applies and logs a settling event decided by recovery (and projects it).
 fn settle(galaxy: &Galaxy, sys: &mut RecoveredSystem, event: Event) -> Result<u64, LogError> {
     let t = sys.state.tick;
-    let (player, xfer) = match &event {
-        Event::DepartDone { xfer } | Event::DepartAbort { xfer } => (
-            sys.state.departing.get(xfer).map(|d| d.player.name.clone()),
-            *xfer,
-        ),
-        _ => unreachable!("recovery settles departures only"),
-    };
     if let Err(e) = sys.state.apply(t, &event) {
-        panic!("BUG: settling transfer {xfer} does not apply: {e} ({player:?})");
+        panic!("BUG: settling a prepared jump does not apply: {e} ({event:?})");
     }
-    let version = match &event {
-        Event::DepartAbort { .. } => player
-            .as_ref()
-            .and_then(|n| sys.state.players.get(n))
-            .map_or(0, |p| p.version),
-        _ => 0,
-    };
+    let version = sys.state.version_after(&event).unwrap_or(0);
     let id = sys.state.id;
-    sys.log.append(super::codec::event_kind(&event), |l| {
-        super::codec::encode_event(l, galaxy, id, t, &event, version)
-    })
+    let seq = sys.log.append(event_kind(&event), |l| {
+        encode_event(l, galaxy, id, t, &event, version)
+    })?;
+    if let Some(name) = event.player() {
+        sys.projections.push(Projected {
+            player: name.to_string(),
+            version,
+            line: player_line(galaxy, id, t, &event, version, seq),
+        });
+    }
+    Ok(seq)
 }

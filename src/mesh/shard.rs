@@ -15,9 +15,10 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, oneshot};
 
-use super::codec::{encode_event, encode_state, event_kind, Jump};
+use super::codec::{encode_event, encode_state, event_kind, player_line, Jump};
 use super::departures::PendingDeparture;
 use super::directory::{Landed, Location};
+use super::projector::Projected;
 use super::stats::TickTimes;
 use super::{Context, JumpAck, MeshError, ShardStatus};
 use crate::sim::galaxy::SystemId;
@@ -87,6 +88,7 @@ pub struct Shard {
     /// Committed jumps towards this system, by landing tick.
     incoming: BTreeMap<(u64, SystemId, u64), Jump>,
     acks: mpsc::UnboundedSender<(u64, AfterDurable)>,
+    acks_task: tokio::task::JoinHandle<()>,
     departures: mpsc::UnboundedSender<PendingDeparture>,
     departures_task: tokio::task::JoinHandle<()>,
     records_since_snapshot: u64,
@@ -105,7 +107,7 @@ impl Shard {
     ) -> Shard {
         let id = state.id;
         let (acks, acks_rx) = mpsc::unbounded_channel();
-        tokio::spawn(acker(log.clone(), acks_rx));
+        let acks_task = tokio::spawn(acker(log.clone(), acks_rx));
         let (departures, dep_rx) = mpsc::unbounded_channel();
         let departures_task = tokio::spawn(super::departures::run(
             ctx.clone(),
@@ -123,6 +125,7 @@ impl Shard {
             now,
             incoming: BTreeMap::new(),
             acks,
+            acks_task,
             departures,
             departures_task,
             records_since_snapshot: 0,
@@ -193,33 +196,32 @@ impl Shard {
                 self.ctx.galaxy.name(self.id)
             );
         }
-        let version = self.version_after(&event);
+        let version = self.state.version_after(&event).unwrap_or(0);
         let (galaxy, id, now) = (&self.ctx.galaxy, self.id, self.now);
         match self.log.append(event_kind(&event), |l| {
             encode_event(l, galaxy, id, now, &event, version)
         }) {
             Ok(seq) => {
                 self.records_since_snapshot += 1;
+                if let Some(name) = event.player() {
+                    let projected = Projected {
+                        player: name.to_string(),
+                        version,
+                        line: player_line(galaxy, id, now, &event, version, seq),
+                    };
+                    let ctx = self.ctx.clone();
+                    self.after_durable(seq, move |r| {
+                        if r.is_ok() {
+                            ctx.projector.send(projected);
+                        }
+                    });
+                }
                 Ok(seq)
             }
             Err(e) => {
                 self.failed = Some(e.clone());
                 Err(MeshError::Storage(e))
             }
-        }
-    }
-
-    /// The player's version once `event` applied (0 for events about no one).
-    fn version_after(&self, event: &Event) -> u64 {
-        match event {
-            Event::Join { player, .. } | Event::Arrive { player, .. } => player.version,
-            Event::Refuel { player, .. } => self.state.players.get(player).map_or(0, |p| p.version),
-            Event::Depart { xfer, .. } => self
-                .state
-                .departing
-                .get(xfer)
-                .map_or(0, |d| d.player.version),
-            Event::DepartDone { .. } | Event::DepartAbort { .. } => 0,
         }
     }
 
@@ -353,20 +355,27 @@ impl Shard {
     }
 
     /// Encodes the state now and writes it once the log is durable up to here.
+    ///
+    /// The acker runs the write after every earlier action, which sent the player-log lines
+    /// up to here; the projector's sync makes them durable first.
     fn snapshot_in_background(&mut self) {
         let Some((meta, bytes)) = self.encode_snapshot() else {
             return;
         };
         self.records_since_snapshot = 0;
-        let log = self.log.clone();
-        let dir = self.ctx.datadir.snapshots_dir();
-        tokio::task::spawn_blocking(move || {
-            if let Err(e) = log.wait_durable(meta.upto_seq) {
+        let ctx = self.ctx.clone();
+        self.after_durable(meta.upto_seq, move |r| {
+            if let Err(e) = r {
                 return tracing::warn!("snapshot of {} skipped: {e}", meta.name);
             }
-            if let Err(e) = snapshot::write(&dir, &meta, &bytes) {
-                tracing::warn!("snapshot of {} failed: {e}", meta.name);
-            }
+            tokio::task::spawn_blocking(move || {
+                if let Err(e) = ctx.projector.sync() {
+                    return tracing::warn!("snapshot of {} skipped: player logs: {e}", meta.name);
+                }
+                if let Err(e) = snapshot::write(&ctx.datadir.snapshots_dir(), &meta, &bytes) {
+                    tracing::warn!("snapshot of {} failed: {e}", meta.name);
+                }
+            });
         });
     }
 
@@ -412,11 +421,19 @@ impl Shard {
             }
         }
         let snap = self.encode_snapshot();
-        let log = self.log.clone();
-        let dir = self.ctx.datadir.snapshots_dir();
         let status = self.status();
+        // Let the acker finish (it sends the last player-log lines), then flush everything.
+        let (dummy, _) = mpsc::unbounded_channel();
+        drop(std::mem::replace(&mut self.acks, dummy));
+        let _ = (&mut self.acks_task).await;
+        let log = self.log.clone();
+        let ctx = self.ctx.clone();
+        let dir = self.ctx.datadir.snapshots_dir();
         tokio::task::spawn_blocking(move || -> Result<(), MeshError> {
             log.close().map_err(MeshError::Storage)?;
+            ctx.projector
+                .sync()
+                .map_err(|e| MeshError::Internal(format!("player logs: {e}")))?;
             if let Some((meta, bytes)) = snap {
                 snapshot::write(&dir, &meta, &bytes)
                     .map_err(|e| MeshError::Snapshot(e.to_string()))?;

@@ -40,8 +40,9 @@ pub enum Event {
     },
     /// The transition log holds jump `xfer`: the player is gone from here for good.
     DepartDone { xfer: u64 },
-    /// Jump `xfer` never reached the transition log: the player is back, fuel refunded.
-    DepartAbort { xfer: u64 },
+    /// Jump `xfer` of `player` never reached the transition log: the player is back, fuel
+    /// refunded.
+    DepartAbort { xfer: u64, player: String },
     /// Jump `xfer` from system `from` lands here, with the player's state as it left.
     Arrive {
         from: SystemId,
@@ -51,13 +52,15 @@ pub enum Event {
 }
 
 impl Event {
-    /// The player this event is about, if any, and whether it is a step of their history (one
-    /// that raises their version).
+    /// The player this event is about, if any: every such event is a step of their history
+    /// (it raises their version by one).
     pub fn player(&self) -> Option<&str> {
         match self {
             Event::Join { player, .. } | Event::Arrive { player, .. } => Some(&player.name),
-            Event::Refuel { player, .. } | Event::Depart { player, .. } => Some(player),
-            Event::DepartDone { .. } | Event::DepartAbort { .. } => None,
+            Event::Refuel { player, .. }
+            | Event::Depart { player, .. }
+            | Event::DepartAbort { player, .. } => Some(player),
+            Event::DepartDone { .. } => None,
         }
     }
 }
@@ -339,7 +342,12 @@ impl SystemState {
                     .remove(xfer)
                     .ok_or_else(|| format!("transfer {xfer} is not departing"))?;
             }
-            Event::DepartAbort { xfer } => {
+            Event::DepartAbort { xfer, player } => {
+                match self.departing.get(xfer) {
+                    Some(d) if d.player.name == *player => {}
+                    Some(_) => return Err(format!("transfer {xfer} is not '{player}''s")),
+                    None => return Err(format!("transfer {xfer} is not departing")),
+                }
                 let d = self
                     .departing
                     .remove(xfer)
@@ -368,6 +376,18 @@ impl SystemState {
         }
         self.tick = t;
         Ok(())
+    }
+
+    /// The version of the player `event` is about, once it has applied to this state.
+    pub fn version_after(&self, event: &Event) -> Option<u64> {
+        match event {
+            Event::Join { player, .. } | Event::Arrive { player, .. } => Some(player.version),
+            Event::Refuel { player, .. } | Event::DepartAbort { player, .. } => {
+                self.players.get(player).map(|p| p.version)
+            }
+            Event::Depart { xfer, .. } => self.departing.get(xfer).map(|d| d.player.version),
+            Event::DepartDone { .. } => None,
+        }
     }
 
     /// A hash of the whole state, stable across runs, machines and versions of this program as
@@ -460,7 +480,11 @@ mod tests {
         let to = g.lookup("Barnard's Star").unwrap();
         let e = s.decide_depart(&g, "ann", to).unwrap();
         s.apply(1, &e).unwrap();
-        s.apply(1, &Event::DepartAbort { xfer: 1 }).unwrap();
+        let abort = Event::DepartAbort {
+            xfer: 1,
+            player: "ann".into(),
+        };
+        s.apply(1, &abort).unwrap();
         let after = &s.players["ann"];
         assert_eq!(after.fuel, before.fuel);
         assert_eq!(after.credits, before.credits);
@@ -536,7 +560,10 @@ mod tests {
                         None => continue,
                     },
                     _ => match s.departing.keys().next() {
-                        Some(&x) => Ok(Event::DepartAbort { xfer: x }),
+                        Some(&x) => Ok(Event::DepartAbort {
+                            xfer: x,
+                            player: s.departing[&x].player.name.clone(),
+                        }),
                         None => continue,
                     },
                 };

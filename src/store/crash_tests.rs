@@ -7,16 +7,18 @@
 //! crashes at step k, for every step k a fault-free run takes (every write and every sync). After
 //! each crash the test builds what a disk could hold: the durable bytes only; a torn prefix of the
 //! unsynced bytes (cut mid-line, one byte short of a line end, exactly at line ends); all of
-//! them; one flipped bit in the unsynced part. Recovery ([`scan`] from the beginning) must then
-//! succeed, hold every acknowledged record with exactly its content, number the records
-//! contiguously from 1 with no duplicate, and cut exactly the bytes that are not whole valid
-//! records; a log reopened on what recovery kept must take more records and scan clean.
+//! them; one flipped bit in the unsynced part (with the lines after it kept or not). Recovery
+//! ([`scan`] from the beginning) must then succeed, hold every acknowledged record with exactly
+//! its content, number the records contiguously from 1 with no duplicate, and cut exactly the
+//! bytes from the first bad line on; a log reopened on what recovery kept must take more records
+//! and scan clean. The same sweep runs again on a log reopened over a previous life's file.
 //!
-//! It also proves that a flipped bit anywhere in acknowledged data followed by valid records is
-//! reported as corruption naming its line (never skipped, never read as another record), that a
-//! full disk (`Fault::Fail`) at every step fails exactly the waiters not yet durable, stops the
-//! writer and keeps everything acknowledged, and (proptest) that these hold for arbitrary
-//! workloads, crash steps and tear points.
+//! It also proves that a flipped bit anywhere in a synced batch followed by a later batch is
+//! reported as corruption naming its line (never skipped, never read as another record), that
+//! damage in the last batch is cut as a torn tail and reported, that a full disk (`Fault::Fail`)
+//! at every step fails exactly the waiters not yet durable, stops the writer and keeps everything
+//! acknowledged, and (proptest) that these hold for arbitrary workloads, crash steps and tear
+//! points.
 //!
 //! Deterministic apart from thread interleaving (which only changes where batches fall; the
 //! invariants hold for every interleaving): contents come from a seeded xorshift and from
@@ -502,9 +504,6 @@ fn expect_cut(durable: &[u8], d_lines: u64, u_spans: &[(usize, usize)], cut: usi
 struct Tally {
     crash_points: u64,
     images: u64,
-    /// A flipped bit in an unsynced line followed by valid unsynced lines: recovery refused to
-    /// open (reported as corruption at the flipped line) though nothing acknowledged was hurt.
-    refused_on_unsynced_flip: u64,
 }
 
 /// Checks every disk image a crash could leave, given the durable and unsynced bytes.
@@ -581,33 +580,58 @@ fn check_crash_images(
         let out = recover(&image, run, torn, &what)?;
         reopen_and_extend(&image, &out, &what)?;
         tally.images += 1;
-        // Everything kept: the flipped line is cut as torn if nothing valid follows it; if valid
-        // (unsynced) lines follow, recovery may only refuse, naming exactly the flipped line.
+        // Everything kept: the valid lines after the flipped one belong to the same never-synced
+        // batch (no later batch starts), so they are part of the torn tail too.
         let image = [durable, &flipped].concat();
-        match scan(&image, ScanStart::BEGINNING, |_| Ok(())) {
-            Ok(_) => {
-                recover(&image, run, torn, &format!("{what}, all kept"))?;
-            }
-            Err(c) => {
-                let (offset, line) = torn.torn_at.unwrap();
-                if (c.line, c.offset) != (line, offset) || j + 1 == u_spans.len() {
-                    return Err(format!("{what}, all kept: wrong corruption report {c}"));
-                }
-                tally.refused_on_unsynced_flip += 1;
-            }
-        }
+        let what = format!("{what}, all kept");
+        let out = recover(&image, run, torn, &what)?;
+        reopen_and_extend(&image, &out, &what)?;
         tally.images += 1;
     }
     Ok(())
 }
 
+/// A previous life of the log: what it appended and acknowledged, and the file it left (whole
+/// batches, all synced).
+struct Prior {
+    run: Run,
+    durable: Vec<u8>,
+}
+
+/// Runs `work` on a log over a file holding `prior`'s bytes (or an empty file) and checks what
+/// the writer told its callers: with `fault` (see [`check_run`]) if `fired` says, once the run
+/// is over, that the fault fired. Then folds what the previous life appended and acknowledged
+/// into the run, so that recovery checks see the whole file.
+fn run_after(
+    work: &Workload,
+    file: &SimFile,
+    prior: Option<&Prior>,
+    fault: &str,
+    fired: impl Fn(&SimFile) -> bool,
+) -> Result<Run, String> {
+    let next = prior.map_or(1, |p| p.run.appended.len() as u64 + 1);
+    let mut run = run_workload(work, file, next);
+    check_run(&run, fired(file).then_some(fault), next)?;
+    if let Some(p) = prior {
+        run.appended
+            .extend(p.run.appended.iter().map(|(s, r)| (*s, r.clone())));
+        run.acked.extend(&p.run.acked);
+    }
+    Ok(run)
+}
+
+fn crashed(file: &SimFile) -> bool {
+    file.lock().crashed
+}
+
 /// Runs `work` once without a fault, then with a crash at every step 0, 1, 2... until a run
 /// ends before reaching the step (and at least as far as the fault-free run went), checking
-/// every disk image each crash can leave.
-fn crash_sweep(work: &Workload, seed: u64, tally: &mut Tally) {
-    let clean = SimFile::default();
-    let run = run_workload(work, &clean, 1);
-    check_run(&run, None, 1).unwrap();
+/// every disk image each crash can leave. With `prior`, every run starts on a log reopened over
+/// the previous life's file. Returns the fault-free run, as a prior for a next life.
+fn crash_sweep(work: &Workload, seed: u64, prior: Option<&Prior>, tally: &mut Tally) -> Prior {
+    let start = prior.map_or_else(Vec::new, |p| p.durable.clone());
+    let clean = SimFile::with_content(start.clone());
+    let run = run_after(work, &clean, prior, "simulated crash", crashed).unwrap();
     let fault_free_steps = clean.lock().steps;
     let durable = clean.lock().durable.clone();
     let all = Expect {
@@ -619,16 +643,20 @@ fn crash_sweep(work: &Workload, seed: u64, tally: &mut Tally) {
     let mut rng = XorShift::new(seed);
     for step in 0.. {
         assert!(step < 10_000, "runaway crash sweep");
-        let file = SimFile::default();
+        let file = SimFile::with_content(start.clone());
         file.fault_at(step, Fault::Crash);
-        let run = run_workload(work, &file, 1);
+        let life = if prior.is_some() { "reopened, " } else { "" };
+        let what = format!("seed {seed}, {life}crash at step {step}");
+        let run = run_after(work, &file, prior, "simulated crash", crashed)
+            .unwrap_or_else(|e| panic!("{what}: {e}"));
         let (durable, unsynced, crashed) = {
             let s = file.lock();
             (s.durable.clone(), s.unsynced.clone(), s.crashed)
         };
-        let what = format!("seed {seed}, crash at step {step}");
-        check_run(&run, crashed.then_some("simulated crash"), 1)
-            .unwrap_or_else(|e| panic!("{what}: {e}"));
+        assert!(
+            durable.starts_with(&start),
+            "{what}: the previous life changed"
+        );
         if crashed {
             tally.crash_points += 1;
             check_crash_images(&run, &durable, &unsynced, &mut rng, tally, &what)
@@ -644,6 +672,7 @@ fn crash_sweep(work: &Workload, seed: u64, tally: &mut Tally) {
             }
         }
     }
+    Prior { run, durable }
 }
 
 #[test]
@@ -651,80 +680,172 @@ fn an_acknowledged_record_survives_a_crash_at_every_step() {
     let mut tally = Tally::default();
     for (seed, threads, ops) in [(1, 1, 16), (2, 3, 12), (3, 4, 10), (4, 2, 14), (5, 6, 6)] {
         let work = gen_workload(seed, threads, ops);
-        crash_sweep(&work, seed, &mut tally);
+        let first = crash_sweep(&work, seed, None, &mut tally);
+        // A second life over the first one's file: its batch marks start again from 1.
+        let work = gen_workload(seed + 100, threads, ops / 2);
+        crash_sweep(&work, seed + 100, Some(&first), &mut tally);
     }
     println!("crash sweep: {tally:?}");
-    assert!(tally.crash_points >= 100, "{tally:?}");
+    assert!(tally.crash_points >= 150, "{tally:?}");
 }
 
-/// A deterministic log of `n` records, one sync each (one record a line, one line a batch).
-fn acknowledged_log(n: usize, seed: u64) -> (Run, Vec<u8>) {
+/// A deterministic log of `batches` acknowledged batches of 1 to 4 records (one thread, each
+/// batch appended at once and waited for, so each is one write and one sync), and the line
+/// index of each batch's first record.
+fn acknowledged_batches(batches: usize, seed: u64) -> (Run, Vec<u8>, Vec<usize>) {
     let mut rng = XorShift::new(seed);
-    let work = vec![(0..n).map(|_| Op::One(gen_rec(&mut rng))).collect()];
+    let ops: Vec<Op> = (0..batches)
+        .map(|_| Op::Batch((0..1 + rng.below(4)).map(|_| gen_rec(&mut rng)).collect()))
+        .collect();
+    let mut starts = Vec::new();
+    let mut line = 0;
+    for op in &ops {
+        starts.push(line);
+        line += match op {
+            Op::Batch(rs) => rs.len(),
+            Op::One(_) => 1,
+        };
+    }
     let file = SimFile::default();
-    let run = run_workload(&work, &file, 1);
+    let run = run_workload(&vec![ops], &file, 1);
     check_run(&run, None, 1).unwrap();
+    assert_eq!(
+        file.lock().steps,
+        2 * batches as u64,
+        "one write and one sync a batch"
+    );
     let durable = file.lock().durable.clone();
-    (run, durable)
+    // The log marks exactly the first record of each batch.
+    let mut marked = Vec::new();
+    scan(&durable, ScanStart::BEGINNING, |r| {
+        if r.get(crate::store::scan::BATCH_FIELD).is_some() {
+            marked.push(r.seq as usize - 1);
+        }
+        Ok(())
+    })
+    .unwrap();
+    assert_eq!(marked, starts);
+    (run, durable, starts)
 }
 
-#[test]
-fn a_flipped_bit_in_acknowledged_data_is_corruption_at_its_line() {
-    let (run, durable) = acknowledged_log(12, 7);
-    let spans = line_spans(&durable);
-    assert_eq!(spans.len(), 12);
-    let mut checked = 0;
-    for (i, &(start, end)) in spans.iter().enumerate() {
+/// What flipping one bit of a clean log must give: corruption at the damaged line if a later
+/// batch starts after the damage (that batch was written only once the damaged one was synced),
+/// else a torn tail from the damaged line on.
+#[derive(Debug, PartialEq, Eq)]
+enum Verdict {
+    Corrupt { line: u64, offset: u64 },
+    Torn { line: u64, offset: u64 },
+}
+
+fn verdict(spans: &[(usize, usize)], starts: &[usize], byte: usize) -> Verdict {
+    let i = spans
+        .iter()
+        .position(|&(s, e)| s <= byte && byte < e)
+        .unwrap();
+    let (start, end) = spans[i];
+    // A flipped newline joins the line with the next one: both are one bad line.
+    let last_bad = if byte + 1 == end { i + 1 } else { i };
+    let (line, offset) = (i as u64 + 1, start as u64);
+    if starts.iter().any(|&k| k > last_bad) {
+        Verdict::Corrupt { line, offset }
+    } else {
+        Verdict::Torn { line, offset }
+    }
+}
+
+/// Flips every bit of `lines` (line indices) of `durable` in turn; checks each against
+/// [`verdict`] and that no record at or after the damage is ever read. Returns how many flips
+/// gave corruption, how many a torn tail, and how many acknowledged, intact records the torn
+/// cuts dropped in all.
+fn flip_every_bit(
+    run: &Run,
+    durable: &[u8],
+    starts: &[usize],
+    lines: std::ops::Range<usize>,
+) -> (u64, u64, u64) {
+    let spans = line_spans(durable);
+    let (mut corrupt, mut torn, mut dropped) = (0, 0, 0);
+    for &(start, end) in &spans[lines] {
         for byte in start..end {
-            // A flipped newline joins a line with the next: valid records must still follow.
-            if i + 1 == spans.len() || (byte + 1 == end && i + 2 == spans.len()) {
-                continue;
-            }
-            for bit in 0..8 {
-                let mut image = durable.clone();
+            for bit in 0..8u8 {
+                let mut image = durable.to_vec();
                 image[byte] ^= 1 << bit;
-                let err = scan(&image, ScanStart::BEGINNING, |_| Ok(())).unwrap_err();
-                assert_eq!(
-                    (err.line, err.offset),
-                    (i as u64 + 1, start as u64),
-                    "byte {byte} bit {bit}: {err}"
+                let mut seen = Vec::new();
+                let got = match scan(&image, ScanStart::BEGINNING, |r| {
+                    seen.push(r.seq);
+                    Ok(())
+                }) {
+                    Ok(out) => {
+                        let t = out.torn.expect("a damaged log is never clean");
+                        assert_eq!(out.end_offset, t.offset);
+                        Verdict::Torn {
+                            line: t.line,
+                            offset: t.offset,
+                        }
+                    }
+                    Err(c) => Verdict::Corrupt {
+                        line: c.line,
+                        offset: c.offset,
+                    },
+                };
+                let want = verdict(&spans, starts, byte);
+                assert_eq!(got, want, "byte {byte} bit {bit}");
+                let (Verdict::Corrupt { line, .. } | Verdict::Torn { line, .. }) = want;
+                // Records before the damage are read; nothing at or after it.
+                assert!(
+                    seen.iter().all(|&s| s < line),
+                    "byte {byte} bit {bit}: {seen:?}"
                 );
-                assert!(err.reason.contains("later synced batch"), "{err}");
-                checked += 1;
+                if let Verdict::Torn { .. } = want {
+                    assert_eq!(seen, (1..line).collect::<Vec<_>>(), "byte {byte} bit {bit}");
+                    torn += 1;
+                    // Intact records after the damaged line (or the two a flipped newline joins).
+                    let first_intact = if byte + 1 == end { line + 2 } else { line + 1 };
+                    dropped += run.acked.range(first_intact..).count() as u64;
+                } else {
+                    corrupt += 1;
+                }
             }
         }
     }
-    println!("{checked} single-bit flips in acknowledged data, each reported at its line");
+    (corrupt, torn, dropped)
+}
+
+#[test]
+fn a_flipped_bit_in_a_synced_batch_followed_by_another_is_corruption_at_its_line() {
+    let (run, durable, starts) = acknowledged_batches(8, 7);
+    let last_start = *starts.last().unwrap();
+    // Every line of every batch but the last: a later batch follows (except when the flipped
+    // bit is the newline that joins a batch's last line to the last batch's first line, which
+    // the verdict calls torn).
+    let (corrupt, torn, _) = flip_every_bit(&run, &durable, &starts, 0..last_start);
+    println!("{corrupt} flips in synced batches reported as corruption at their line, {torn} torn");
+    assert!(corrupt > 1000 && torn <= 8, "{corrupt} {torn}");
     // The whole log is still the record of acknowledged writes.
     let all = Expect {
-        records: 12,
+        records: run.appended.len() as u64,
         torn_at: None,
     };
     recover(&durable, &run, all, "unflipped").unwrap();
 }
 
 #[test]
-fn a_damaged_last_line_is_cut_and_reported_never_read_as_another_record() {
-    // With nothing valid after it, damage to the last line cannot be told from a torn write:
-    // recovery cuts it, and says so (Log::open reports the cut); it never reads it as a record.
-    let (run, durable) = acknowledged_log(4, 11);
-    let spans = line_spans(&durable);
-    let (start, end) = spans[3];
-    for bit in start * 8..end * 8 {
-        let mut image = durable.clone();
-        image[bit / 8] ^= 1 << (bit % 8);
-        let mut seqs = Vec::new();
-        let out = scan(&image, ScanStart::BEGINNING, |r| {
-            assert!(run.appended[&r.seq].matches(r), "bit {bit}: {r:?}");
-            seqs.push(r.seq);
-            Ok(())
-        })
-        .unwrap();
-        assert_eq!(seqs, [1, 2, 3], "bit {bit}");
-        let torn = out.torn.expect("the cut is reported");
-        assert_eq!((torn.offset, torn.line), (start as u64, 4), "bit {bit}");
-        assert_eq!(out.end_offset, start as u64);
-    }
+fn damage_in_the_last_batch_is_cut_and_reported_never_read_as_another_record() {
+    // With no later batch, damage in the last batch cannot be told from a torn write of a batch
+    // that was never synced: recovery cuts from the damaged line on and reports the cut
+    // (Log::open returns it); it never reads the damaged line as a record. If the last batch had
+    // in fact been synced and acknowledged, its intact records after the damage are cut too.
+    let (run, durable, starts) = acknowledged_batches(5, 11);
+    let lines = line_spans(&durable).len();
+    let last_start = *starts.last().unwrap();
+    assert!(lines - last_start > 1, "the last batch has several records");
+    let (corrupt, torn, dropped) = flip_every_bit(&run, &durable, &starts, last_start..lines);
+    println!(
+        "{torn} flips in the last batch cut as torn; the cuts dropped {dropped} intact \
+         acknowledged records in all"
+    );
+    assert_eq!(corrupt, 0);
+    assert!(torn > 0);
 }
 
 #[test]
@@ -790,10 +911,16 @@ fn a_full_disk_at_every_step_fails_the_waiters_and_keeps_what_was_acknowledged()
 /// written but not synced.
 fn crash_during_a_batch_sync() -> (Run, Vec<u8>, Vec<u8>) {
     let mut rng = XorShift::new(21);
+    crash_during_this_batch_sync((0..3).map(|_| gen_rec(&mut rng)).collect())
+}
+
+/// [`crash_during_a_batch_sync`] with the given three records in the crashed batch.
+fn crash_during_this_batch_sync(batch: Vec<Rec>) -> (Run, Vec<u8>, Vec<u8>) {
+    let mut rng = XorShift::new(21);
     let work = vec![vec![
         Op::One(gen_rec(&mut rng)),
         Op::One(gen_rec(&mut rng)),
-        Op::Batch((0..3).map(|_| gen_rec(&mut rng)).collect()),
+        Op::Batch(batch),
     ]];
     let file = SimFile::default();
     // Steps: write 1, sync 1, write 2, sync 2, write batch, sync batch (crash).
@@ -826,6 +953,33 @@ fn damage_inside_an_unsynced_batch_is_a_torn_tail() {
         let out = recover(&image, &run, torn, name).unwrap_or_else(|e| panic!("{e}"));
         reopen_and_extend(&image, &out, name).unwrap();
     }
+}
+
+#[test]
+#[ignore = "bug: the batch mark `b` is not a reserved key: scan() takes any record with a field \
+            `b` for a batch start, so a record of the application's with a field `b` in a torn \
+            last batch turns the torn tail into corruption and the log cannot be reopened"]
+fn a_field_named_like_the_batch_mark_does_not_fake_a_batch_start() {
+    // The application's own field `b` (say, a bid) on the last record of the crashed batch.
+    let rec = |fields: Vec<(&'static str, String)>| Rec {
+        kind: "trade",
+        fields,
+    };
+    let batch = vec![
+        rec(vec![("player", "Zoë".into())]),
+        rec(vec![("player", "Ruth".into())]),
+        rec(vec![("b", "1200".into()), ("player", "Kid".into())]),
+    ];
+    // Nothing stops a writer from using the key.
+    let (run, durable, mut unsynced) = crash_during_this_batch_sync(batch);
+    unsynced[4] ^= 0x02;
+    let image = [&durable[..], &unsynced].concat();
+    let torn = Expect {
+        records: 2,
+        torn_at: Some((durable.len() as u64, 3)),
+    };
+    let out = recover(&image, &run, torn, "field b").unwrap_or_else(|e| panic!("{e}"));
+    reopen_and_extend(&image, &out, "field b").unwrap();
 }
 
 fn value_strategy() -> impl Strategy<Value = String> {
@@ -864,10 +1018,10 @@ proptest! {
         ..ProptestConfig::default()
     })]
 
-    /// For any workload, crash step and tear point (and maybe one flipped bit in the kept
-    /// unsynced bytes, with the write torn right after it), recovery keeps every acknowledged
-    /// record intact, numbers them contiguously, cuts exactly the torn bytes, and the reopened
-    /// log goes on cleanly.
+    /// For any workload, crash step and tear point (and maybe one flipped bit anywhere in the
+    /// kept unsynced bytes), recovery keeps every acknowledged record intact, numbers them
+    /// contiguously, cuts exactly from the first bad line on, and the reopened log goes on
+    /// cleanly.
     #[test]
     fn any_workload_survives_any_crash_and_tear(
         work in workload_strategy(),
@@ -892,8 +1046,7 @@ proptest! {
             let bit = flip.index(kept.len() * 8);
             kept[bit / 8] ^= 1 << (bit % 8);
             let j = u_spans.iter().position(|&(s, e)| s <= bit / 8 && bit / 8 < e).unwrap();
-            let (start, end) = u_spans[j];
-            kept.truncate(end.min(cut));
+            let start = u_spans[j].0;
             expect = Expect {
                 records: d_lines + j as u64,
                 torn_at: Some(((durable.len() + start) as u64, d_lines + j as u64 + 1)),

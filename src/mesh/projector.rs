@@ -1,0 +1,267 @@
+//! Each player's history, `players/<name>.log`: a projection of the system logs, one line per
+//! event about the player, numbered by the player's version (so line N is their N-th event),
+//! each ending with `src=<system>:<seq>`, the record it copies.
+//!
+//! The system logs are the truth; this is a convenience for people and for `history`. Lines
+//! are written by one thread, after their source record is durable, without an fsync each: a
+//! crash may leave a player log behind (or torn). It is never ahead. Before a shard snapshots,
+//! it passes a barrier ([`Projector::sync`]) that makes every line up to the snapshot durable,
+//! so the records after the newest snapshot, which recovery replays anyway, are all that can
+//! be missing; recovery appends them ([`catch_up`]).
+//!
+//! Never decides anything and never writes a system log.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
+use std::sync::Mutex;
+use std::thread::JoinHandle;
+
+use crate::store::datadir::{player_file_stem, DataDir};
+use crate::store::disk::{sync_parent_dir, AppendFile, RealFile};
+use crate::store::record::{Line, Record};
+use crate::store::scan::{ScanStart, BATCH_FIELD};
+
+/// Lines queued for the projector thread before senders wait.
+pub const PROJECTOR_QUEUE_LEN: usize = 64 * 1024;
+
+/// Player log files kept open between batches.
+pub const MAX_OPEN_PLAYER_FILES: usize = 512;
+
+/// One line of one player's log.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Projected {
+    pub player: String,
+    pub version: u64,
+    pub line: String,
+}
+
+/// Builds a player-log line from a source record: same kind and fields (without the batch
+/// mark), numbered by the player's version, ending with `src=<slug>:<seq>`.
+pub fn line_from_record(rec: &Record<'_>, version: u64, src_slug: &str) -> String {
+    let mut buf = String::with_capacity(160);
+    let mut line = Line::new(&mut buf, version, rec.kind);
+    for (k, v) in &rec.fields {
+        if *k != BATCH_FIELD {
+            line.field(k, v);
+        }
+    }
+    line.field("src", &format!("{src_slug}:{}", rec.seq));
+    line.finish();
+    buf
+}
+
+enum Msg {
+    Line(Projected),
+    Sync(std::sync::mpsc::Sender<std::io::Result<()>>),
+}
+
+/// The projector thread's handle.
+pub struct Projector {
+    tx: Mutex<Option<SyncSender<Msg>>>,
+    thread: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl Projector {
+    pub fn start(datadir: &DataDir) -> Projector {
+        let (tx, rx) = sync_channel(PROJECTOR_QUEUE_LEN);
+        let dir = datadir.players_dir();
+        let thread = std::thread::Builder::new()
+            .name("projector".into())
+            .spawn(move || run(dir, rx))
+            .expect("cannot spawn the projector thread");
+        Projector {
+            tx: Mutex::new(Some(tx)),
+            thread: Mutex::new(Some(thread)),
+        }
+    }
+
+    fn sender(&self) -> Option<SyncSender<Msg>> {
+        self.tx.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Queues a line (waits if the queue is full). Lines of one player must be sent in
+    /// version order.
+    pub fn send(&self, p: Projected) {
+        if let Some(tx) = self.sender() {
+            let _ = tx.send(Msg::Line(p));
+        }
+    }
+
+    /// Returns once every line sent before is written and synced.
+    pub fn sync(&self) -> std::io::Result<()> {
+        let Some(tx) = self.sender() else {
+            return Ok(());
+        };
+        let (done_tx, done_rx) = std::sync::mpsc::channel();
+        tx.send(Msg::Sync(done_tx))
+            .map_err(|_| std::io::Error::other("projector stopped"))?;
+        done_rx
+            .recv()
+            .map_err(|_| std::io::Error::other("projector stopped"))?
+    }
+
+    /// Syncs, then stops the thread.
+    pub fn stop(&self) -> std::io::Result<()> {
+        let result = self.sync();
+        self.tx.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(t) = self.thread.lock().unwrap_or_else(|e| e.into_inner()).take() {
+            let _ = t.join();
+        }
+        result
+    }
+}
+
+struct Files {
+    dir: PathBuf,
+    open: HashMap<String, File>,
+    dirty: HashSet<String>,
+}
+
+impl Files {
+    fn append(&mut self, player: &str, bytes: &[u8]) -> std::io::Result<()> {
+        if !self.open.contains_key(player) {
+            if self.open.len() >= MAX_OPEN_PLAYER_FILES {
+                self.open.clear();
+            }
+            let path = self.dir.join(format!("{}.log", player_file_stem(player)));
+            let f = OpenOptions::new().create(true).append(true).open(path)?;
+            self.open.insert(player.to_string(), f);
+        }
+        self.dirty.insert(player.to_string());
+        match self.open.get_mut(player) {
+            Some(f) => f.write_all(bytes),
+            None => unreachable!("opened above"),
+        }
+    }
+
+    fn sync(&mut self) -> std::io::Result<()> {
+        for player in std::mem::take(&mut self.dirty) {
+            match self.open.get(&player) {
+                Some(f) => f.sync_data()?,
+                None => {
+                    let path = self.dir.join(format!("{}.log", player_file_stem(&player)));
+                    File::open(path)?.sync_data()?;
+                }
+            }
+        }
+        File::open(&self.dir)?.sync_all()
+    }
+}
+
+fn run(dir: PathBuf, rx: Receiver<Msg>) {
+    let mut files = Files {
+        dir,
+        open: HashMap::new(),
+        dirty: HashSet::new(),
+    };
+    let mut failed: Option<String> = None;
+    while let Ok(first) = rx.recv() {
+        // Group what is queued by player, keeping each player's order.
+        let mut batch: BTreeMap<String, String> = BTreeMap::new();
+        let mut syncs = Vec::new();
+        let mut next = Some(first);
+        let mut taken = 0;
+        while let Some(msg) = next {
+            match msg {
+                Msg::Line(p) => batch.entry(p.player).or_default().push_str(&p.line),
+                Msg::Sync(done) => syncs.push(done),
+            }
+            taken += 1;
+            next = if taken < 8192 {
+                rx.try_recv().ok()
+            } else {
+                None
+            };
+        }
+        for (player, text) in &batch {
+            if let Err(e) = files.append(player, text.as_bytes()) {
+                tracing::error!("player log of '{player}': {e}");
+                failed = Some(format!("player log of '{player}': {e}"));
+            }
+        }
+        if !syncs.is_empty() {
+            let result = match files.sync() {
+                Err(e) => Err(e),
+                Ok(()) => match &failed {
+                    Some(f) => Err(std::io::Error::other(f.clone())),
+                    None => Ok(()),
+                },
+            };
+            for done in syncs {
+                let _ = done.send(match &result {
+                    Ok(()) => Ok(()),
+                    Err(e) => Err(std::io::Error::new(e.kind(), e.to_string())),
+                });
+            }
+        }
+    }
+}
+
+/// What catching up found.
+#[derive(Debug, Default)]
+pub struct CatchUp {
+    pub lines_added: u64,
+    pub torn_cut: u64,
+    /// Player logs that could not be completed (a gap the replayed records do not fill).
+    pub problems: Vec<String>,
+}
+
+/// Appends to each player's log the lines it lacks among `lines` (from the records recovery
+/// replayed), in version order, cutting a torn tail first; syncs what it wrote.
+pub fn catch_up(datadir: &DataDir, mut lines: Vec<Projected>) -> CatchUp {
+    let mut out = CatchUp::default();
+    lines.sort_by(|a, b| (&a.player, a.version).cmp(&(&b.player, b.version)));
+    let mut i = 0;
+    while i < lines.len() {
+        let player = lines[i].player.clone();
+        let end = lines[i..]
+            .iter()
+            .position(|p| p.player != player)
+            .map_or(lines.len(), |n| i + n);
+        if let Err(e) = catch_up_one(&datadir.player_log(&player), &lines[i..end], &mut out) {
+            out.problems.push(format!("player log of '{player}': {e}"));
+        }
+        i = end;
+    }
+    if out.lines_added > 0 {
+        if let Err(e) = File::open(datadir.players_dir()).and_then(|d| d.sync_all()) {
+            out.problems.push(format!("players directory: {e}"));
+        }
+    }
+    out
+}
+
+fn catch_up_one(path: &Path, lines: &[Projected], out: &mut CatchUp) -> Result<(), String> {
+    let scanned = crate::store::log::read_and_scan(path, ScanStart::BEGINNING, |_| Ok(()))
+        .map_err(|e| e.to_string())?;
+    let last = scanned.last_seq.unwrap_or(0);
+    let missing: Vec<&Projected> = lines.iter().filter(|p| p.version > last).collect();
+    if missing.is_empty() && scanned.torn.is_none() {
+        return Ok(());
+    }
+    let existed = path.exists();
+    let mut file = RealFile::open_append(path).map_err(|e| e.to_string())?;
+    if let Some(t) = &scanned.torn {
+        file.truncate(t.offset).map_err(|e| e.to_string())?;
+        out.torn_cut += 1;
+    }
+    for (expect, p) in (last + 1..).zip(missing) {
+        if p.version != expect {
+            return Err(format!(
+                "has events up to version {}; the replayed records go on at {}",
+                expect - 1,
+                p.version
+            ));
+        }
+        file.append(p.line.as_bytes()).map_err(|e| e.to_string())?;
+        out.lines_added += 1;
+    }
+    file.sync().map_err(|e| e.to_string())?;
+    if !existed {
+        sync_parent_dir(path).map_err(|e| e.to_string())?;
+    }
+    Ok(())
+}
