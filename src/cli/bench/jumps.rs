@@ -1,16 +1,212 @@
-//! `mltrader bench jumps` (being written).
+//! `mltrader bench jumps`: durable jumps per second through the whole handoff protocol on the
+//! embedded mesh (prepare in the origin's log, commit in the transition log, land in the
+//! destination's log), with the commit latency each player saw (from the request to the
+//! acknowledgement, which comes once the `jump` record is durable; travel time excluded).
+//!
+//! Every player is a task that jumps to a neighbour, waits for the acknowledgement, waits for
+//! its landing, and jumps again. The raw write+fdatasync rate of the same disk is measured
+//! first, in the same run, as the baseline. Prints figures; never asserts.
 
+use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
+use anyhow::Context as _;
 use clap::Args;
+
+use super::{percentile, scratch_dir, Size};
+use crate::mesh::directory::Location;
+use crate::mesh::{Mesh, MeshConfig};
+use crate::sim::galaxy::Galaxy;
+use crate::store::datadir::DataDir;
 
 #[derive(Args, Debug)]
 pub struct JumpsArgs {
-    /// Run size.
-    #[arg(long, value_enum, default_value_t = super::Size::Small)]
-    pub size: super::Size,
+    /// Run size: `small` takes seconds, `large` runs longer with more players.
+    #[arg(long, value_enum, default_value_t = Size::Small)]
+    pub size: Size,
+    /// Players jumping at once (default: 5,000 small, 30,000 large).
+    #[arg(long)]
+    pub players: Option<usize>,
+    /// Where to put the scratch data directory (removed at the end).
+    #[arg(long)]
+    pub dir: Option<PathBuf>,
+    /// One JSON object instead of the table.
+    #[arg(long)]
+    pub json: bool,
 }
 
-pub fn run(_args: JumpsArgs) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("not written yet")
+/// Targets from the issue.
+const TARGET_JUMPS_PER_S: f64 = 100_000.0;
+const TARGET_P99_MS: f64 = 2.0;
+
+/// Players jumping at once in the latency phase: enough to share fsyncs, few enough that the
+/// latency is the protocol's and not a queue's (at full load, latency = players / throughput).
+const LATENCY_PLAYERS: usize = 64;
+
+pub fn run(args: JumpsArgs) -> anyhow::Result<ExitCode> {
+    let (players, seconds) = match args.size {
+        Size::Small => (args.players.unwrap_or(5_000), 4.0),
+        Size::Large => (args.players.unwrap_or(30_000), 20.0),
+    };
+    let dir = scratch_dir(args.dir.as_deref(), "jumps")?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    let result = rt.block_on(measure(&dir, players, seconds));
+    let _ = std::fs::remove_dir_all(&dir);
+    let f = result?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&f)?);
+    } else {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        println!("bench jumps: {players} players, {seconds} s, {cores} cores, embedded mesh of 36 systems");
+        println!(
+            "  raw write+fdatasync (100 B)   {:>10.0} /s   (baseline, same disk, same run)",
+            f["raw_fsyncs_per_s"].as_f64().unwrap_or(0.0)
+        );
+        let jps = f["jumps_per_s"].as_f64().unwrap_or(0.0);
+        let p99 = f["commit_p99_ms"].as_f64().unwrap_or(0.0);
+        println!(
+            "  durable jumps                 {jps:>10.0} /s   target {TARGET_JUMPS_PER_S:.0}: {}",
+            met(jps >= TARGET_JUMPS_PER_S)
+        );
+        println!(
+            "  commit latency p50 / p99      {:>7.2} / {p99:.2} ms   ({LATENCY_PLAYERS} players jumping)   target p99 < {TARGET_P99_MS} ms: {}",
+            f["commit_p50_ms"].as_f64().unwrap_or(0.0),
+            met(p99 < TARGET_P99_MS)
+        );
+        println!(
+            "  at full load p50 / p99        {:>7.2} / {:.2} ms   ({players} players jumping)",
+            f["loaded_commit_p50_ms"].as_f64().unwrap_or(0.0),
+            f["loaded_commit_p99_ms"].as_f64().unwrap_or(0.0)
+        );
+        println!(
+            "  landings                      {:>10.0} /s",
+            f["landings_per_s"].as_f64().unwrap_or(0.0)
+        );
+        println!(
+            "  jumps / raw fdatasync rate    {:>10.1} x",
+            f["ratio_to_raw_fsync"].as_f64().unwrap_or(0.0)
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn met(ok: bool) -> &'static str {
+    if ok {
+        "met"
+    } else {
+        "NOT met"
+    }
+}
+
+async fn measure(dir: &std::path::Path, players: usize, seconds: f64) -> anyhow::Result<serde_json::Value> {
+    let raw = super::raw_fsyncs_per_s(dir, Duration::from_secs(1))?;
+    let datadir = DataDir::at(dir.join("data"));
+    let galaxy = Galaxy::default_galaxy();
+    let mut config = MeshConfig {
+        tick_hz: 100,
+        snapshot_every_records: 1_000_000,
+        ..MeshConfig::default()
+    };
+    // A tank that never runs dry: the benchmark measures jumps, not refuelling.
+    config.rules.starting_fuel = u32::MAX / 2;
+    config.rules.fuel_capacity = u32::MAX / 2;
+    config.rules.ticks_per_ly = 1;
+    let (mesh, _) = Mesh::start(datadir, galaxy, config)
+        .await
+        .context("cannot start the mesh")?;
+    eprintln!("joining {players} players...");
+    let mut joins = Vec::new();
+    for i in 0..players {
+        let mesh = mesh.clone();
+        joins.push(tokio::spawn(async move {
+            mesh.join(&format!("bench {i}"), "bench").await
+        }));
+    }
+    for j in joins {
+        j.await??;
+    }
+    eprintln!("throughput: {players} players jumping for {seconds} s...");
+    let (lat, landed, elapsed) = phase(&mesh, players, seconds).await?;
+    eprintln!("latency: {LATENCY_PLAYERS} players jumping for {seconds} s...");
+    let (light, _, _) = phase(&mesh, LATENCY_PLAYERS.min(players), seconds).await?;
+    mesh.stop().await?;
+    let jumps_per_s = lat.len() as f64 / elapsed;
+    Ok(serde_json::json!({
+        "players": players,
+        "seconds": elapsed,
+        "jumps": lat.len(),
+        "jumps_per_s": jumps_per_s,
+        "loaded_commit_p50_ms": percentile(&lat, 50.0),
+        "loaded_commit_p99_ms": percentile(&lat, 99.0),
+        "latency_players": LATENCY_PLAYERS.min(players),
+        "commit_p50_ms": percentile(&light, 50.0),
+        "commit_p99_ms": percentile(&light, 99.0),
+        "landings_per_s": landed as f64 / elapsed,
+        "raw_fsyncs_per_s": raw,
+        "ratio_to_raw_fsync": jumps_per_s / raw.max(1.0),
+    }))
+}
+
+/// Lets players 0..`active` jump for `seconds` (after a one-second warm-up); returns the sorted
+/// commit latencies (ms) of jumps acknowledged while measuring, landings, and the time measured.
+async fn phase(mesh: &Mesh, active: usize, seconds: f64) -> anyhow::Result<(Vec<f64>, u64, f64)> {
+    let stop = Arc::new(AtomicBool::new(false));
+    let measuring = Arc::new(AtomicBool::new(false));
+    let latencies: Arc<Mutex<Vec<f64>>> = Arc::new(Mutex::new(Vec::new()));
+    let landings = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let mut tasks = Vec::new();
+    for i in 0..active {
+        let (mesh, stop, measuring, latencies, landings) = (
+            mesh.clone(),
+            stop.clone(),
+            measuring.clone(),
+            latencies.clone(),
+            landings.clone(),
+        );
+        tasks.push(tokio::spawn(async move {
+            let name = format!("bench {i}");
+            let Some(Location::In(mut here)) = mesh.locate(&name) else {
+                anyhow::bail!("'{name}' is not in a system");
+            };
+            let mut mine = Vec::new();
+            let mut k = i;
+            while !stop.load(Ordering::Relaxed) {
+                let options = mesh.galaxy().neighbours(here);
+                k = k.wrapping_mul(31).wrapping_add(7);
+                let to = options[k % options.len()];
+                let started = Instant::now();
+                mesh.jump(&name, to)
+                    .await
+                    .map_err(|e| anyhow::anyhow!("jump failed: {e}"))?;
+                if measuring.load(Ordering::Relaxed) {
+                    mine.push(started.elapsed().as_secs_f64() * 1e3);
+                }
+                let landed = mesh.wait_landing(&name).await?;
+                if measuring.load(Ordering::Relaxed) {
+                    landings.fetch_add(1, Ordering::Relaxed);
+                }
+                here = landed.system;
+            }
+            latencies.lock().unwrap_or_else(|e| e.into_inner()).extend(mine);
+            Ok::<(), anyhow::Error>(())
+        }));
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    measuring.store(true, Ordering::Relaxed);
+    let started = Instant::now();
+    tokio::time::sleep(Duration::from_secs_f64(seconds)).await;
+    measuring.store(false, Ordering::Relaxed);
+    let elapsed = started.elapsed().as_secs_f64();
+    stop.store(true, Ordering::Relaxed);
+    for t in tasks {
+        t.await??;
+    }
+    let mut lat = std::mem::take(&mut *latencies.lock().unwrap_or_else(|e| e.into_inner()));
+    lat.sort_by(f64::total_cmp);
+    Ok((lat, landings.load(Ordering::Relaxed), elapsed))
 }

@@ -50,3 +50,41 @@ pub fn percentile(sorted: &[f64], p: f64) -> f64 {
     let rank = ((p / 100.0) * (sorted.len() - 1) as f64).round() as usize;
     sorted[rank.min(sorted.len() - 1)]
 }
+
+/// A fresh scratch directory for a benchmark, under `base` (default: ./target if it exists,
+/// else the system temp dir). The caller removes it.
+pub fn scratch_dir(base: Option<&std::path::Path>, name: &str) -> anyhow::Result<std::path::PathBuf> {
+    let base = match base {
+        Some(b) => b.to_path_buf(),
+        None if std::path::Path::new("target").is_dir() => std::path::PathBuf::from("target"),
+        None => std::env::temp_dir(),
+    };
+    let dir = base.join(format!("mltrader-bench-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir)
+        .map_err(|e| anyhow::anyhow!("cannot create {}: {e}", dir.display()))?;
+    Ok(dir)
+}
+
+/// Raw 100-byte write+fdatasync operations per second on a plain file in `dir`, for `span`:
+/// the disk's floor, measured in the same run as the figure it is compared with.
+pub fn raw_fsyncs_per_s(dir: &std::path::Path, span: std::time::Duration) -> anyhow::Result<f64> {
+    use std::io::Write;
+    let path = dir.join("raw-fsync.bin");
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&path)?;
+    let buf = [b'x'; 100];
+    let started = std::time::Instant::now();
+    let mut n = 0u64;
+    while started.elapsed() < span {
+        f.write_all(&buf)?;
+        f.sync_data()?;
+        n += 1;
+    }
+    let rate = n as f64 / started.elapsed().as_secs_f64();
+    drop(f);
+    let _ = std::fs::remove_file(&path);
+    Ok(rate)
+}

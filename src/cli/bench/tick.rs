@@ -1,16 +1,186 @@
-//! `mltrader bench tick` (being written).
+//! `mltrader bench tick`: the cost of the shards' ticks with many players spread over the
+//! galaxy at 10 Hz (a share of them always jumping, the rest idle), reported per shard as
+//! p50/p99 tick time against the 100 ms budget, and resident memory per player.
+//!
+//! Memory per player is the growth of the process's resident set from before the joins to
+//! after them (the mesh, its logs' buffers and routing all included), divided by the players.
+//! Prints figures; never asserts.
 
+use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
+use anyhow::Context as _;
 use clap::Args;
+
+use super::{scratch_dir, Size};
+use crate::mesh::{Mesh, MeshConfig};
+use crate::sim::galaxy::Galaxy;
+use crate::store::datadir::DataDir;
 
 #[derive(Args, Debug)]
 pub struct TickArgs {
-    /// Run size.
-    #[arg(long, value_enum, default_value_t = super::Size::Small)]
-    pub size: super::Size,
+    /// Run size: `small` uses 20,000 players, `large` 100,000.
+    #[arg(long, value_enum, default_value_t = Size::Small)]
+    pub size: Size,
+    /// Players (overrides the size's count).
+    #[arg(long)]
+    pub players: Option<usize>,
+    /// Share of players jumping all the time, in percent.
+    #[arg(long, default_value_t = 10)]
+    pub moving_percent: u32,
+    /// Where to put the scratch data directory (removed at the end).
+    #[arg(long)]
+    pub dir: Option<PathBuf>,
+    /// One JSON object instead of the table.
+    #[arg(long)]
+    pub json: bool,
 }
 
-pub fn run(_args: TickArgs) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("not written yet")
+/// The tick budget at 10 Hz, and the memory target.
+const TICK_BUDGET_US: u32 = 100_000;
+const TARGET_BYTES_PER_PLAYER: f64 = 2048.0;
+
+/// Resident set size of this process, in bytes (Linux), if known.
+pub fn rss_bytes() -> Option<u64> {
+    let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
+    let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
+    Some(pages * 4096)
+}
+
+pub fn run(args: TickArgs) -> anyhow::Result<ExitCode> {
+    let (players, seconds) = match args.size {
+        Size::Small => (args.players.unwrap_or(20_000), 5.0),
+        Size::Large => (args.players.unwrap_or(100_000), 20.0),
+    };
+    let dir = scratch_dir(args.dir.as_deref(), "tick")?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    let result = rt.block_on(measure(&dir, players, args.moving_percent, seconds));
+    let _ = std::fs::remove_dir_all(&dir);
+    let f = result?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&f)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    println!(
+        "bench tick: {players} players ({}% moving) over 36 systems at 10 Hz, {seconds} s, {cores} cores",
+        args.moving_percent
+    );
+    println!("  {:<20} {:>8} {:>10} {:>10}", "system", "players", "p50 us", "p99 us");
+    if let Some(shards) = f["shards"].as_array() {
+        for s in shards {
+            println!(
+                "  {:<20} {:>8} {:>10} {:>10}",
+                s["system"].as_str().unwrap_or(""),
+                s["population"],
+                s["tick_p50_us"],
+                s["tick_p99_us"]
+            );
+        }
+    }
+    let worst = f["worst_tick_p99_us"].as_u64().unwrap_or(0);
+    println!(
+        "  worst shard p99 tick          {worst} us   budget {TICK_BUDGET_US} us: {}",
+        if worst < u64::from(TICK_BUDGET_US) { "met" } else { "NOT met" }
+    );
+    let bpp = f["rss_bytes_per_player"].as_f64().unwrap_or(0.0);
+    println!(
+        "  resident memory per player    {bpp:.0} B   target < {TARGET_BYTES_PER_PLAYER} B: {}",
+        if bpp < TARGET_BYTES_PER_PLAYER { "met" } else { "NOT met" }
+    );
+    println!(
+        "  jumps during the run          {:.0} /s",
+        f["jumps_per_s"].as_f64().unwrap_or(0.0)
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn measure(
+    dir: &std::path::Path,
+    players: usize,
+    moving_percent: u32,
+    seconds: f64,
+) -> anyhow::Result<serde_json::Value> {
+    let datadir = DataDir::at(dir.join("data"));
+    let galaxy = Galaxy::default_galaxy();
+    let mut config = MeshConfig {
+        tick_hz: 10,
+        ..MeshConfig::default()
+    };
+    config.rules.starting_fuel = u32::MAX / 2;
+    config.rules.fuel_capacity = u32::MAX / 2;
+    config.rules.ticks_per_ly = 2;
+    let (mesh, _) = Mesh::start(datadir, galaxy, config)
+        .await
+        .context("cannot start the mesh")?;
+    let rss_before = rss_bytes().unwrap_or(0);
+    eprintln!("joining {players} players and spreading them over the galaxy...");
+    let mut joins = Vec::new();
+    for i in 0..players {
+        let mesh = mesh.clone();
+        joins.push(tokio::spawn(async move {
+            let name = format!("p{i}");
+            mesh.join(&name, "bench").await?;
+            // One jump out of Sol, so that players spread over Sol's neighbours and beyond.
+            let home = mesh.galaxy().home();
+            let options = mesh.galaxy().neighbours(home);
+            mesh.jump(&name, options[i % options.len()]).await?;
+            mesh.wait_landing(&name).await?;
+            Ok::<(), crate::mesh::MeshError>(())
+        }));
+    }
+    for j in joins {
+        j.await??;
+    }
+    let rss_after = rss_bytes().unwrap_or(0);
+    eprintln!("ticking for {seconds} s...");
+    let stop = Arc::new(AtomicBool::new(false));
+    let jumps = Arc::new(AtomicU64::new(0));
+    let movers = players * moving_percent as usize / 100;
+    let mut tasks = Vec::new();
+    for i in 0..movers {
+        let (mesh, stop, jumps) = (mesh.clone(), stop.clone(), jumps.clone());
+        tasks.push(tokio::spawn(async move {
+            let name = format!("p{i}");
+            let mut k = i;
+            while !stop.load(Ordering::Relaxed) {
+                let Some(crate::mesh::directory::Location::In(here)) = mesh.locate(&name) else {
+                    mesh.wait_landing(&name).await?;
+                    continue;
+                };
+                let options = mesh.galaxy().neighbours(here);
+                k = k.wrapping_mul(31).wrapping_add(7);
+                mesh.jump(&name, options[k % options.len()]).await?;
+                jumps.fetch_add(1, Ordering::Relaxed);
+                mesh.wait_landing(&name).await?;
+            }
+            Ok::<(), crate::mesh::MeshError>(())
+        }));
+    }
+    let started = Instant::now();
+    tokio::time::sleep(Duration::from_secs_f64(seconds)).await;
+    let shards = mesh.status().await?;
+    let elapsed = started.elapsed().as_secs_f64();
+    stop.store(true, Ordering::Relaxed);
+    for t in tasks {
+        t.await??;
+    }
+    mesh.stop().await?;
+    let worst = shards.iter().map(|s| s.tick_p99_us).max().unwrap_or(0);
+    Ok(serde_json::json!({
+        "players": players,
+        "moving": movers,
+        "seconds": elapsed,
+        "jumps_per_s": jumps.load(Ordering::Relaxed) as f64 / elapsed,
+        "worst_tick_p99_us": worst,
+        "rss_before_bytes": rss_before,
+        "rss_after_bytes": rss_after,
+        "rss_bytes_per_player": rss_after.saturating_sub(rss_before) as f64 / players.max(1) as f64,
+        "shards": shards,
+    }))
 }
