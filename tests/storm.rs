@@ -51,7 +51,8 @@ impl Server {
     fn start(data: &Path) -> Server {
         let mut child = Command::new(env!("CARGO_BIN_EXE_mltrader"))
             .args(["serve", "--listen", "127.0.0.1:0", "--tick-hz", "100"])
-            .args(["--ticks-per-ly", "1", "--snapshot-every", "2000", "--data"])
+            .args(["--ticks-per-ly", "1", "--snapshot-every", "2000"])
+            .args(["--checkpoint-every-ms", "100", "--data"])
             .arg(data)
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())

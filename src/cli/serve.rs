@@ -32,6 +32,9 @@ pub struct ServeArgs {
     /// A system snapshots its state after this many records.
     #[arg(long, default_value_t = 100_000)]
     pub snapshot_every: u64,
+    /// How often the transition log's checkpoint is written, in milliseconds.
+    #[arg(long, default_value_t = crate::mesh::checkpoint::CHECKPOINT_EVERY_MS)]
+    pub checkpoint_every_ms: u64,
     /// Worker threads (default: one per core).
     #[arg(long)]
     pub threads: Option<usize>,
@@ -55,6 +58,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let mut config = MeshConfig {
         tick_hz: args.tick_hz,
         snapshot_every_records: args.snapshot_every,
+        checkpoint_every_ms: args.checkpoint_every_ms,
         ..MeshConfig::default()
     };
     config.rules.ticks_per_ly = args.ticks_per_ly;

@@ -25,6 +25,9 @@ pub struct Jump {
     pub travel_ticks: u64,
     /// The player as they left: fuel already burnt, version of the departure.
     pub player: Player,
+    /// Sequence number of the `jump` record in the transition log (0 before it is appended).
+    /// Not a field of the record: it is the record's own number.
+    pub tseq: u64,
 }
 
 /// The kind (second word of the line) of each event.
@@ -242,6 +245,7 @@ pub fn decode_jump(galaxy: &Galaxy, rec: &Record<'_>) -> Result<Jump, String> {
         t: num(rec, "t")?,
         travel_ticks: num(rec, "travel")?,
         player: get_player(rec)?,
+        tseq: rec.seq,
     })
 }
 
@@ -396,6 +400,7 @@ mod tests {
                 fuel_capacity: 3,
                 version: 4,
             },
+            tseq: 5,
         };
         let mut buf = String::new();
         let mut line = Line::new(&mut buf, 5, "jump");

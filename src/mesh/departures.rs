@@ -48,7 +48,7 @@ pub async fn run(
                 Err(_) => break,
             }
         }
-        if let Err(e) = commit(&ctx, &system_log, &batch).await {
+        if let Err(e) = commit(&ctx, &system_log, &mut batch).await {
             for p in batch.drain(..) {
                 if let Some(r) = p.reply {
                     let _ = r.send(Err(e.clone()));
@@ -65,7 +65,12 @@ pub async fn run(
                 travel_ms: p.jump.travel_ticks * 1000 / u64::from(ctx.config.tick_hz),
                 player: p.jump.player.clone(),
             };
-            let _ = origin.send(Command::Committed { xfer: p.jump.xfer }).await;
+            let _ = origin
+                .send(Command::Committed {
+                    xfer: p.jump.xfer,
+                    tseq: p.jump.tseq,
+                })
+                .await;
             if let Some(dest) = ctx.shard(p.jump.to) {
                 let _ = dest.send(Command::Landing(p.jump)).await;
             }
@@ -80,7 +85,7 @@ pub async fn run(
 async fn commit(
     ctx: &Context,
     system_log: &Log,
-    batch: &[PendingDeparture],
+    batch: &mut [PendingDeparture],
 ) -> Result<(), MeshError> {
     let last_prepare = batch.iter().map(|p| p.seq).max().unwrap_or(0);
     system_log
@@ -88,15 +93,23 @@ async fn commit(
         .await
         .map_err(MeshError::Storage)?;
     let galaxy = &ctx.galaxy;
-    let last = ctx
-        .transitions
-        .append_batch(
-            batch,
-            |_| "jump",
-            |p, line| encode_jump(line, galaxy, &p.jump),
+    let appended = ctx
+        .checkpoint
+        .append_registered(
+            || {
+                ctx.transitions.append_batch_at(
+                    batch,
+                    |_| "jump",
+                    |p, line| encode_jump(line, galaxy, &p.jump),
+                )
+            },
+            batch.len(),
         )
         .map_err(MeshError::Storage)?;
-    if let Some(last) = last {
+    if let Some((first, last)) = appended {
+        for (p, tseq) in batch.iter_mut().zip(first..) {
+            p.jump.tseq = tseq;
+        }
         ctx.transitions
             .durable(last)
             .await

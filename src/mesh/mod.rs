@@ -9,6 +9,7 @@
 //! status, stop. It never exposes a shard's state by reference.
 
 pub mod audit;
+pub mod checkpoint;
 pub mod codec;
 pub mod departures;
 pub mod directory;
@@ -46,6 +47,8 @@ pub struct MeshConfig {
     pub rules: Rules,
     /// A shard snapshots after this many records.
     pub snapshot_every_records: u64,
+    /// How often the transition log's checkpoint is written, in milliseconds.
+    pub checkpoint_every_ms: u64,
 }
 
 impl Default for MeshConfig {
@@ -54,6 +57,7 @@ impl Default for MeshConfig {
             tick_hz: 10,
             rules: Rules::default(),
             snapshot_every_records: 100_000,
+            checkpoint_every_ms: checkpoint::CHECKPOINT_EVERY_MS,
         }
     }
 }
@@ -133,6 +137,8 @@ pub struct Context {
     pub datadir: DataDir,
     pub transitions: Log,
     pub directory: Directory,
+    /// Which committed jumps are not settled yet: how far back recovery must read.
+    pub checkpoint: checkpoint::Checkpoint,
     /// Writes the players' history logs.
     pub projector: projector::Projector,
     shards: OnceLock<Vec<mpsc::Sender<Command>>>,
@@ -172,6 +178,7 @@ impl Mesh {
             transitions: recovered.transitions,
             directory: Directory::default(),
             projector: projector::Projector::start(&d2),
+            checkpoint: checkpoint::Checkpoint::default(),
             shards: OnceLock::new(),
         });
         let mut senders = Vec::new();
@@ -185,6 +192,11 @@ impl Mesh {
             unreachable!("shard queues are set once");
         }
         let mut landings = recovered.landings;
+        for j in landings.iter().flatten() {
+            ctx.checkpoint
+                .register(j.tseq, recovered.transitions_start, checkpoint::LANDED);
+        }
+        tokio::spawn(write_checkpoints(ctx.clone()));
         for (sys, rx) in recovered.systems.into_iter().zip(receivers) {
             let id = sys.state.id;
             for name in sys.state.players.keys() {
@@ -390,6 +402,9 @@ impl Mesh {
         let ctx = self.ctx.clone();
         tokio::task::spawn_blocking(move || -> Result<(), MeshError> {
             ctx.transitions.close().map_err(MeshError::Storage)?;
+            ctx.checkpoint
+                .write(&ctx.transitions, &ctx.datadir.snapshots_dir())
+                .map_err(MeshError::Snapshot)?;
             ctx.projector
                 .stop()
                 .map_err(|e| MeshError::Internal(format!("player logs: {e}")))
@@ -399,6 +414,28 @@ impl Mesh {
         match first_err {
             Some(e) => Err(e),
             None => Ok(out),
+        }
+    }
+}
+
+/// Writes a transition-log checkpoint every few seconds, for as long as the mesh runs.
+async fn write_checkpoints(ctx: Arc<Context>) {
+    let period = std::time::Duration::from_millis(ctx.config.checkpoint_every_ms.max(1));
+    let mut every = tokio::time::interval(period);
+    every.tick().await;
+    loop {
+        every.tick().await;
+        if Arc::strong_count(&ctx) <= 1 {
+            return;
+        }
+        let c = ctx.clone();
+        let written = tokio::task::spawn_blocking(move || {
+            c.checkpoint
+                .write(&c.transitions, &c.datadir.snapshots_dir())
+        })
+        .await;
+        if let Ok(Err(e)) = written {
+            tracing::warn!("transition-log checkpoint failed: {e}");
         }
     }
 }

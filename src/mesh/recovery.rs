@@ -14,6 +14,7 @@ use std::time::Instant;
 
 use serde::Serialize;
 
+use super::checkpoint::TRANSITIONS_CHECKPOINT;
 use super::codec::{
     decode_event, decode_jump, decode_state_record, encode_event, event_kind, player_line, Jump,
 };
@@ -22,7 +23,7 @@ use super::MeshError;
 use crate::sim::galaxy::{Galaxy, SystemId};
 use crate::sim::system::{Event, SystemState};
 use crate::store::datadir::DataDir;
-use crate::store::log::{Log, LogError};
+use crate::store::log::{Log, LogError, Position};
 use crate::store::scan::{ScanStart, TornTail};
 use crate::store::snapshot::{self, SnapshotMeta};
 
@@ -46,6 +47,8 @@ pub struct RecoveryReport {
     pub snapshots_loaded: usize,
     pub records_replayed: u64,
     pub transition_records: u64,
+    /// The transition log was read after this record (settled jumps before it were skipped).
+    pub transitions_from_checkpoint: Option<u64>,
     pub torn_tails_cut: Vec<String>,
     pub bad_snapshots: Vec<String>,
     /// Jumps that had passed their commit point and were settled as done.
@@ -101,6 +104,8 @@ impl RecoveryReport {
 pub struct Recovered {
     pub systems: Vec<RecoveredSystem>,
     pub transitions: Log,
+    /// Where the transition log was read from (unsettled jumps are readable from there).
+    pub transitions_start: Position,
     /// Committed jumps not yet landed, per destination.
     pub landings: Vec<Vec<Jump>>,
     pub report: RecoveryReport,
@@ -119,6 +124,45 @@ fn first_seq(path: &std::path::Path) -> Option<u64> {
 }
 
 use std::io::Read as _;
+
+/// Where to start reading a log, given the snapshot (or checkpoint) recovery starts from.
+fn start_after(path: &std::path::Path, snap: Option<&SnapshotMeta>) -> ScanStart {
+    let Some(meta) = snap else {
+        return ScanStart {
+            offset: 0,
+            line: 1,
+            expect_seq: Some(1),
+        };
+    };
+    let after = meta.upto_seq + 1;
+    let len = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
+    if len == 0 || first_seq(path) == Some(after) {
+        // The log is new, or was compacted right after the snapshot.
+        ScanStart {
+            offset: 0,
+            line: 1,
+            expect_seq: Some(after),
+        }
+    } else {
+        ScanStart {
+            offset: meta.log_offset,
+            line: meta.log_line,
+            expect_seq: Some(after),
+        }
+    }
+}
+
+/// The newest valid checkpoint of the transition log, if any.
+fn load_checkpoint(datadir: &DataDir, bad: &mut Vec<String>) -> Option<SnapshotMeta> {
+    let list = snapshot::list(&datadir.snapshots_dir(), TRANSITIONS_CHECKPOINT).ok()?;
+    for (_, path) in list.into_iter().rev() {
+        match snapshot::load(&path, |_| Err("a checkpoint has no body".into())) {
+            Ok(meta) => return Some(meta),
+            Err(e) => bad.push(e.to_string()),
+        }
+    }
+    None
+}
 
 /// Loads the newest valid snapshot of a system, if any.
 fn load_snapshot(
@@ -155,31 +199,7 @@ pub fn recover_system(
         Some((state, meta)) => (state, Some(meta)),
         None => (SystemState::new(id), None),
     };
-    let start = match &snap {
-        None => ScanStart {
-            offset: 0,
-            line: 1,
-            expect_seq: Some(1),
-        },
-        Some(meta) => {
-            let after = meta.upto_seq + 1;
-            let len = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
-            if len == 0 || first_seq(&path) == Some(after) {
-                // The log is new, or was compacted right after the snapshot.
-                ScanStart {
-                    offset: 0,
-                    line: 1,
-                    expect_seq: Some(after),
-                }
-            } else {
-                ScanStart {
-                    offset: meta.log_offset,
-                    line: meta.log_line,
-                    expect_seq: Some(after),
-                }
-            }
-        }
-    };
+    let start = start_after(&path, snap.as_ref());
     let mut replayed = 0u64;
     let mut projections = Vec::new();
     let slug = galaxy.slug(id);
@@ -226,10 +246,11 @@ pub fn recover(datadir: &DataDir, galaxy: &Galaxy) -> Result<Recovered, MeshErro
         report.snapshots_loaded += usize::from(r.snapshot.is_some());
         if let Some(t) = &r.cut {
             report.torn_tails_cut.push(format!(
-                "{} line {}: {} bytes ({})",
+                "{} line {}: {} bytes, {} well-formed records after the bad line ({})",
                 r.log.name(),
                 t.line,
                 t.bytes,
+                t.valid_records_cut,
                 t.reason
             ));
         }
@@ -242,7 +263,10 @@ pub fn recover(datadir: &DataDir, galaxy: &Galaxy) -> Result<Recovered, MeshErro
     let mut landings: Vec<Vec<Jump>> = vec![Vec::new(); galaxy.len()];
     let mut last_xfer: BTreeMap<SystemId, u64> = BTreeMap::new();
     let tpath = datadir.transitions_log();
-    let (transitions, opened) = Log::open(&tpath, ScanStart::BEGINNING, |rec| {
+    let checkpoint = load_checkpoint(datadir, &mut report.bad_snapshots);
+    let tstart = start_after(&tpath, checkpoint.as_ref());
+    report.transitions_from_checkpoint = checkpoint.map(|c| c.upto_seq);
+    let (transitions, opened) = Log::open(&tpath, tstart, |rec| {
         let jump = decode_jump(galaxy, rec)?;
         let origin = &systems[usize::from(jump.from.0)].state;
         if jump.xfer >= origin.next_xfer {
@@ -325,9 +349,15 @@ pub fn recover(datadir: &DataDir, galaxy: &Galaxy) -> Result<Recovered, MeshErro
     report.players = systems.iter().map(|s| s.state.population()).sum::<usize>()
         + report.jumps_in_flight as usize;
     report.duration_ms = started.elapsed().as_millis() as u64;
+    let transitions_start = Position {
+        next_seq: tstart.expect_seq.unwrap_or(1),
+        offset: tstart.offset,
+        line: tstart.line,
+    };
     Ok(Recovered {
         systems,
         transitions,
+        transitions_start,
         landings,
         report,
     })

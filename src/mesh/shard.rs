@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, oneshot};
 
+use super::checkpoint::{LANDED, ORIGIN_DONE};
 use super::codec::{encode_event, encode_state, event_kind, player_line, Jump};
 use super::departures::PendingDeparture;
 use super::directory::{Landed, Location};
@@ -46,9 +47,11 @@ pub enum Command {
         to: SystemId,
         reply: Reply<JumpAck>,
     },
-    /// From this shard's departure pipeline: jump `xfer` is in the transition log.
+    /// From this shard's departure pipeline: jump `xfer` is record `tseq` of the transition
+    /// log.
     Committed {
         xfer: u64,
+        tseq: u64,
     },
     /// From another shard's departure pipeline: a committed jump towards this system.
     Landing(Jump),
@@ -163,9 +166,16 @@ impl Shard {
             Command::Join { name, key, reply } => self.join(name, key, reply),
             Command::Refuel { name, units, reply } => self.refuel(name, units, reply),
             Command::Jump { name, to, reply } => self.jump(name, to, reply),
-            Command::Committed { xfer } => {
-                // The player is gone for good; nobody waits for this record.
-                let _ = self.record(Event::DepartDone { xfer });
+            Command::Committed { xfer, tseq } => {
+                // The player is gone for good; only the checkpoint waits for this record.
+                if let Ok(seq) = self.record(Event::DepartDone { xfer }) {
+                    let ctx = self.ctx.clone();
+                    self.after_durable(seq, move |r| {
+                        if r.is_ok() {
+                            ctx.checkpoint.settle(tseq, ORIGIN_DONE);
+                        }
+                    });
+                }
             }
             Command::Landing(jump) => self.on_landing(jump),
             Command::Look { name, reply } => {
@@ -293,6 +303,7 @@ impl Shard {
             t: self.now,
             travel_ticks: galaxy.travel_ticks(self.id, to, self.ctx.config.rules.ticks_per_ly),
             player: self.state.departing[&xfer].player.clone(),
+            tseq: 0,
         };
         self.ctx.directory.set(
             &name,
@@ -338,10 +349,14 @@ impl Shard {
 
     fn land(&mut self, jump: Jump) {
         let Some(event) = self.state.decide_arrive(jump.from, jump.xfer, &jump.player) else {
-            return; // landed already: seeing a transfer twice changes nothing
+            // Landed already (seen twice): changes nothing. It landed durably before recovery
+            // handed it over again, so it is settled.
+            self.ctx.checkpoint.settle(jump.tseq, LANDED);
+            return;
         };
         let Ok(seq) = self.record(event) else { return };
         let ctx = self.ctx.clone();
+        let tseq = jump.tseq;
         let landed = Landed {
             system: self.id,
             population: self.state.players.len(),
@@ -350,6 +365,7 @@ impl Shard {
         self.after_durable(seq, move |r| {
             if r.is_ok() {
                 ctx.directory.landed(&name, landed);
+                ctx.checkpoint.settle(tseq, LANDED);
             }
         });
     }

@@ -17,7 +17,7 @@ use std::thread::JoinHandle;
 
 use super::disk::{AppendFile, RealFile};
 use super::record::Line;
-use super::scan::{scan, Corruption, ScanOutcome, ScanStart, TornTail, BATCH_FIELD};
+use super::scan::{scan, Corruption, ScanOutcome, ScanStart, TornTail};
 
 /// Appenders wait when this many bytes are pending and not yet written: memory stays bounded
 /// when the disk is slower than the appenders.
@@ -26,7 +26,7 @@ pub const MAX_PENDING_BYTES: usize = 32 * 1024 * 1024;
 /// A log-level failure, naming the file.
 #[derive(Clone, Debug, thiserror::Error)]
 pub enum LogError {
-    #[error("{path}: {error}; nothing after the last acknowledged record was kept. Free the disk or fix the cause, then restart (recovery resumes from the file)")]
+    #[error("{path}: {error}; every acknowledged record is safe, the records not acknowledged may or may not be on disk. Free the disk or fix the cause, then restart: recovery settles them from the file")]
     Failed { path: String, error: String },
     #[error("{path} is closed")]
     Closed { path: String },
@@ -226,7 +226,7 @@ impl Log {
         let batch = p.batch_start();
         let mut line = Line::new(&mut p.buf, seq, kind);
         if let Some(b) = batch {
-            line.num(BATCH_FIELD, b);
+            line.batch_mark(b);
         }
         encode(&mut line);
         line.finish();
@@ -245,17 +245,30 @@ impl Log {
         kind: impl Fn(&T) -> &'static str,
         encode: impl Fn(&T, &mut Line<'_>),
     ) -> Result<Option<u64>, LogError> {
+        Ok(self
+            .append_batch_at(items, kind, encode)?
+            .map(|(_, last)| last))
+    }
+
+    /// Like [`Log::append_batch`], also returning where the batch's first record starts.
+    pub fn append_batch_at<T>(
+        &self,
+        items: &[T],
+        kind: impl Fn(&T) -> &'static str,
+        encode: impl Fn(&T, &mut Line<'_>),
+    ) -> Result<Option<(Position, u64)>, LogError> {
         if items.is_empty() {
             return Ok(None);
         }
         let mut p = self.reserve()?;
+        let start = p.next;
         for item in items {
             let seq = p.next.next_seq;
             let before = p.buf.len();
             let batch = p.batch_start();
             let mut line = Line::new(&mut p.buf, seq, kind(item));
             if let Some(b) = batch {
-                line.num(BATCH_FIELD, b);
+                line.batch_mark(b);
             }
             encode(item, &mut line);
             line.finish();
@@ -265,7 +278,7 @@ impl Log {
         let last = p.next.next_seq - 1;
         drop(p);
         self.shared.pending_cv.notify_all();
-        Ok(Some(last))
+        Ok(Some((start, last)))
     }
 
     fn reserve(&self) -> Result<MutexGuard<'_, Pending>, LogError> {

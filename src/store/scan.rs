@@ -13,11 +13,12 @@
 
 use super::record::{parse_line, Record, RecordError};
 
-/// The field that marks the first record of each group-commit batch (`b=<batch number>`).
-/// Batch n+1 is written only after batch n was synced, so a bad line followed by a batch start
-/// was synced: that is corruption. A bad line followed only by records of its own batch is in
-/// the last batch, which may never have been synced: a torn tail.
-pub const BATCH_FIELD: &str = "b";
+/// The field that marks the first record of each group-commit batch (`b=<batch number>`),
+/// always first on its line. Batch n+1 is written only after batch n was synced, so a bad line
+/// followed by a batch start was synced: that is corruption. A bad line followed only by
+/// records of its own batch is in the last batch, which may never have been synced: a torn
+/// tail.
+pub use super::record::BATCH_FIELD;
 
 /// Where a scan starts: a byte offset into the file, the line number found there, and the
 /// sequence number the next record must carry (None: whatever the first record says).
@@ -48,6 +49,9 @@ pub struct TornTail {
     pub bytes: u64,
     /// Why its first line is not a record.
     pub reason: String,
+    /// Well-formed records after the bad line, cut with it (they were in the same last batch,
+    /// which may never have been synced).
+    pub valid_records_cut: u64,
 }
 
 /// What a scan found.
@@ -88,6 +92,7 @@ pub fn scan(
     let mut last_seq = None;
     // The first bad line seen, if any: a torn tail unless a valid record follows.
     let mut bad: Option<(usize, u64, String)> = None;
+    let mut cut_after_bad = 0u64;
 
     while pos < bytes.len() {
         let (line, next) = match memchr::memchr(b'\n', &bytes[pos..]) {
@@ -103,7 +108,7 @@ pub fn scan(
         match parsed {
             Ok(rec) => {
                 if let Some((bad_pos, bad_line, reason)) = &bad {
-                    if rec.get(BATCH_FIELD).is_some() {
+                    if rec.fields.first().is_some_and(|(k, _)| *k == BATCH_FIELD) {
                         // A later batch was written, so the bad line's batch had been synced.
                         return Err(Corruption {
                             line: *bad_line,
@@ -114,6 +119,7 @@ pub fn scan(
                         });
                     }
                     // Same (last, never synced) batch as the bad line: part of the torn tail.
+                    cut_after_bad += 1;
                     pos = next;
                     line_no += 1;
                     continue;
@@ -160,6 +166,7 @@ pub fn scan(
                 line: bad_line,
                 bytes: (bytes.len() - bad_pos) as u64,
                 reason,
+                valid_records_cut: cut_after_bad,
             }),
         ),
         None => (bytes.len(), line_no, None),
@@ -183,7 +190,7 @@ mod tests {
         let mut out = Vec::new();
         for &s in seqs {
             let mut b = LineBuilder::new(s, "test");
-            b.field_num(BATCH_FIELD, s).field_num("n", s);
+            b.batch_mark(s).field_num("n", s);
             out.extend_from_slice(b.finish().as_bytes());
         }
         out
@@ -239,7 +246,7 @@ mod tests {
         for s in 2..5 {
             let mut b = LineBuilder::new(s, "test");
             if s == 2 {
-                b.field_num(BATCH_FIELD, 2u64);
+                b.batch_mark(2);
             }
             bytes.extend_from_slice(b.finish().as_bytes());
         }
@@ -257,7 +264,7 @@ mod tests {
 
     fn lines_len_of_batch_start() -> usize {
         let mut b = LineBuilder::new(2, "test");
-        b.field_num(BATCH_FIELD, 2u64);
+        b.batch_mark(2);
         b.finish().len()
     }
 
