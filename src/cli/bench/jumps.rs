@@ -103,7 +103,11 @@ fn met(ok: bool) -> &'static str {
     }
 }
 
-async fn measure(dir: &std::path::Path, players: usize, seconds: f64) -> anyhow::Result<serde_json::Value> {
+async fn measure(
+    dir: &std::path::Path,
+    players: usize,
+    seconds: f64,
+) -> anyhow::Result<serde_json::Value> {
     let raw = super::raw_fsyncs_per_s(dir, Duration::from_secs(1))?;
     let datadir = DataDir::at(dir.join("data"));
     let galaxy = Galaxy::default_galaxy();
@@ -192,7 +196,10 @@ async fn phase(mesh: &Mesh, active: usize, seconds: f64) -> anyhow::Result<(Vec<
                 }
                 here = landed.system;
             }
-            latencies.lock().unwrap_or_else(|e| e.into_inner()).extend(mine);
+            latencies
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .extend(mine);
             Ok::<(), anyhow::Error>(())
         }));
     }

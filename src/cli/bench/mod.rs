@@ -53,7 +53,10 @@ pub fn percentile(sorted: &[f64], p: f64) -> f64 {
 
 /// A fresh scratch directory for a benchmark, under `base` (default: ./target if it exists,
 /// else the system temp dir). The caller removes it.
-pub fn scratch_dir(base: Option<&std::path::Path>, name: &str) -> anyhow::Result<std::path::PathBuf> {
+pub fn scratch_dir(
+    base: Option<&std::path::Path>,
+    name: &str,
+) -> anyhow::Result<std::path::PathBuf> {
     let base = match base {
         Some(b) => b.to_path_buf(),
         None if std::path::Path::new("target").is_dir() => std::path::PathBuf::from("target"),

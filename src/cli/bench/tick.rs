@@ -71,7 +71,10 @@ pub fn run(args: TickArgs) -> anyhow::Result<ExitCode> {
         "bench tick: {players} players ({}% moving) over 36 systems at 10 Hz, {seconds} s, {cores} cores",
         args.moving_percent
     );
-    println!("  {:<20} {:>8} {:>10} {:>10}", "system", "players", "p50 us", "p99 us");
+    println!(
+        "  {:<20} {:>8} {:>10} {:>10}",
+        "system", "players", "p50 us", "p99 us"
+    );
     if let Some(shards) = f["shards"].as_array() {
         for s in shards {
             println!(
@@ -86,12 +89,20 @@ pub fn run(args: TickArgs) -> anyhow::Result<ExitCode> {
     let worst = f["worst_tick_p99_us"].as_u64().unwrap_or(0);
     println!(
         "  worst shard p99 tick          {worst} us   budget {TICK_BUDGET_US} us: {}",
-        if worst < u64::from(TICK_BUDGET_US) { "met" } else { "NOT met" }
+        if worst < u64::from(TICK_BUDGET_US) {
+            "met"
+        } else {
+            "NOT met"
+        }
     );
     let bpp = f["rss_bytes_per_player"].as_f64().unwrap_or(0.0);
     println!(
         "  resident memory per player    {bpp:.0} B   target < {TARGET_BYTES_PER_PLAYER} B: {}",
-        if bpp < TARGET_BYTES_PER_PLAYER { "met" } else { "NOT met" }
+        if bpp < TARGET_BYTES_PER_PLAYER {
+            "met"
+        } else {
+            "NOT met"
+        }
     );
     println!(
         "  jumps during the run          {:.0} /s",
