@@ -4,6 +4,7 @@
 pub mod bench;
 pub mod check;
 pub mod common;
+pub mod compact;
 pub mod replay;
 pub mod serve;
 
@@ -27,6 +28,8 @@ pub enum Command {
     Check(check::CheckArgs),
     /// Rebuild every system's state from its logs and print the state hashes and speed.
     Replay(replay::ReplayArgs),
+    /// Move the log segments behind each snapshot into archive/ (server stopped).
+    Compact(compact::CompactArgs),
     /// Measure: storage, jumps, tick.
     Bench(bench::BenchArgs),
 }
@@ -44,6 +47,7 @@ pub fn main() -> ExitCode {
         Command::Serve(a) => serve::run(a),
         Command::Check(a) => check::run(a),
         Command::Replay(a) => replay::run(a),
+        Command::Compact(a) => compact::run(a),
         Command::Bench(a) => bench::run(a),
     };
     match result {

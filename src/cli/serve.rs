@@ -55,6 +55,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
 async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let datadir = DataDir::at(&args.data);
     let galaxy = galaxy_for(&datadir, args.galaxy.as_deref(), true)?;
+    let _lock = datadir.lock_exclusive().map_err(anyhow::Error::msg)?;
     let mut config = MeshConfig {
         tick_hz: args.tick_hz,
         snapshot_every_records: args.snapshot_every,

@@ -22,7 +22,7 @@ use serde::Serialize;
 use super::codec::{decode_event, decode_jump, decode_state_record, Jump};
 use crate::sim::galaxy::{Galaxy, SystemId};
 use crate::sim::system::{Event, SystemState};
-use crate::store::datadir::DataDir;
+use crate::store::datadir::{archived_segments, DataDir};
 use crate::store::log::read_from;
 use crate::store::scan::{scan, ScanStart};
 use crate::store::snapshot;
@@ -78,9 +78,18 @@ pub fn audit(datadir: &DataDir, galaxy: &Galaxy) -> AuditReport {
 
     // The transition log first, so that systems can be checked against it.
     let mut jumps: HashMap<(SystemId, u64), JumpSeen> = HashMap::new();
-    let tpath = datadir.transitions_log();
-    if tpath.exists() {
-        read_segment(&mut r, &tpath, ScanStart::BEGINNING, |rec| {
+    let mut expect = 1u64;
+    let tlog = datadir.transitions_log();
+    for tpath in segments(&datadir.archive_root(), "transitions", tlog, &mut r) {
+        if !tpath.exists() {
+            continue;
+        }
+        let start = ScanStart {
+            offset: 0,
+            line: 1,
+            expect_seq: Some(expect),
+        };
+        let next = read_segment(&mut r, &tpath, start, |rec| {
             let jump = decode_jump(galaxy, rec)?;
             let key = (jump.from, jump.xfer);
             if jumps.contains_key(&key) {
@@ -99,6 +108,10 @@ pub fn audit(datadir: &DataDir, galaxy: &Galaxy) -> AuditReport {
             );
             Ok(())
         });
+        match next {
+            Some(n) => expect = n,
+            None => break,
+        }
     }
     r.jumps = jumps.len() as u64;
 
@@ -277,24 +290,24 @@ fn read_segment(
     }
 }
 
-/// The segments of a system's log, oldest first: archived ones, then the active one.
-fn segments(datadir: &DataDir, slug: &str) -> Vec<PathBuf> {
-    let mut archived: Vec<(u64, PathBuf)> = std::fs::read_dir(datadir.archive_dir())
-        .into_iter()
-        .flatten()
-        .flatten()
-        .filter_map(|e| {
-            let name = e.file_name().to_str()?.to_string();
-            let rest = name
-                .strip_prefix(&format!("{slug}."))?
-                .strip_suffix(".log")?;
-            let first = rest.split('-').next()?.parse().ok()?;
-            Some((first, e.path()))
-        })
-        .collect();
-    archived.sort();
-    let mut out: Vec<PathBuf> = archived.into_iter().map(|(_, p)| p).collect();
-    out.push(datadir.system_log(slug));
+/// The segments of a log, oldest first: archived ones, then the active one. An archived
+/// segment that overlaps the active log (left by an interrupted compaction, which writes the
+/// archive before cutting the active log) is left out, with a note.
+fn segments(archive_dir: &Path, name: &str, active: PathBuf, r: &mut AuditReport) -> Vec<PathBuf> {
+    let active_first = crate::store::log::first_seq(&active);
+    let mut out = Vec::new();
+    for (_, last, path) in archived_segments(archive_dir, name) {
+        if active_first.is_some_and(|a| last >= a) {
+            r.notes.push(format!(
+                "{}: also in {} (an interrupted compaction); not read twice",
+                path.display(),
+                active.display()
+            ));
+            continue;
+        }
+        out.push(path);
+    }
+    out.push(active);
     out
 }
 
@@ -331,7 +344,7 @@ fn audit_system(
 
     let mut expect = 1u64;
     let (mut granted, mut spent) = (0u128, 0u128);
-    for path in segments(datadir, slug) {
+    for path in segments(&datadir.archive_dir(), slug, datadir.system_log(slug), r) {
         if !path.exists() {
             continue;
         }

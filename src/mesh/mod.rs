@@ -11,6 +11,7 @@
 pub mod audit;
 pub mod checkpoint;
 pub mod codec;
+pub mod compact;
 pub mod departures;
 pub mod directory;
 pub mod projector;

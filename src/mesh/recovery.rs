@@ -111,20 +111,6 @@ pub struct Recovered {
     pub report: RecoveryReport,
 }
 
-/// The first record's sequence number of a log file, if it has a valid first line.
-fn first_seq(path: &std::path::Path) -> Option<u64> {
-    use std::io::BufRead;
-    let f = std::fs::File::open(path).ok()?;
-    let mut line = Vec::new();
-    std::io::BufReader::new(f)
-        .take(crate::store::record::MAX_RECORD_BYTES as u64 + 1)
-        .read_until(b'\n', &mut line)
-        .ok()?;
-    crate::store::record::parse_line(&line).ok().map(|r| r.seq)
-}
-
-use std::io::Read as _;
-
 /// Where to start reading a log, given the snapshot (or checkpoint) recovery starts from.
 fn start_after(path: &std::path::Path, snap: Option<&SnapshotMeta>) -> ScanStart {
     let Some(meta) = snap else {
@@ -136,7 +122,7 @@ fn start_after(path: &std::path::Path, snap: Option<&SnapshotMeta>) -> ScanStart
     };
     let after = meta.upto_seq + 1;
     let len = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
-    if len == 0 || first_seq(path) == Some(after) {
+    if len == 0 || crate::store::log::first_seq(path) == Some(after) {
         // The log is new, or was compacted right after the snapshot.
         ScanStart {
             offset: 0,
@@ -153,7 +139,7 @@ fn start_after(path: &std::path::Path, snap: Option<&SnapshotMeta>) -> ScanStart
 }
 
 /// The newest valid checkpoint of the transition log, if any.
-fn load_checkpoint(datadir: &DataDir, bad: &mut Vec<String>) -> Option<SnapshotMeta> {
+pub fn load_checkpoint(datadir: &DataDir, bad: &mut Vec<String>) -> Option<SnapshotMeta> {
     let list = snapshot::list(&datadir.snapshots_dir(), TRANSITIONS_CHECKPOINT).ok()?;
     for (_, path) in list.into_iter().rev() {
         match snapshot::load(&path, |_| Err("a checkpoint has no body".into())) {
@@ -165,7 +151,7 @@ fn load_checkpoint(datadir: &DataDir, bad: &mut Vec<String>) -> Option<SnapshotM
 }
 
 /// Loads the newest valid snapshot of a system, if any.
-fn load_snapshot(
+pub fn load_snapshot(
     datadir: &DataDir,
     galaxy: &Galaxy,
     id: SystemId,

@@ -76,6 +76,60 @@ impl DataDir {
     pub fn archive_dir(&self) -> PathBuf {
         self.root.join("archive").join("systems")
     }
+    /// Where old segments of the transition log go.
+    pub fn archive_root(&self) -> PathBuf {
+        self.root.join("archive")
+    }
+    /// The lock file `mltrader serve` and `mltrader compact` hold while they write.
+    pub fn lock_file(&self) -> PathBuf {
+        self.root.join("LOCK")
+    }
+
+    /// Takes the directory's write lock (an OS file lock, released when the process exits,
+    /// even by SIGKILL), so that two writers can never share a data directory.
+    pub fn lock_exclusive(&self) -> Result<std::fs::File, String> {
+        let path = self.lock_file();
+        let f = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(|e| format!("cannot open {}: {e}", path.display()))?;
+        match f.try_lock() {
+            Ok(()) => Ok(f),
+            Err(std::fs::TryLockError::WouldBlock) => Err(format!(
+                "{} is in use by another mltrader (serve or compact); stop it first",
+                self.root.display()
+            )),
+            Err(std::fs::TryLockError::Error(e)) => {
+                Err(format!("cannot lock {}: {e}", path.display()))
+            }
+        }
+    }
+}
+
+/// Archived segments of log `name` in `dir` (`<name>.<first>-<last>.log`), oldest first.
+pub fn archived_segments(dir: &Path, name: &str) -> Vec<(u64, u64, PathBuf)> {
+    let mut out: Vec<(u64, u64, PathBuf)> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| {
+            let file = e.file_name().to_str()?.to_string();
+            let range = file
+                .strip_prefix(&format!("{name}."))?
+                .strip_suffix(".log")?;
+            let (first, last) = range.split_once('-')?;
+            Some((first.parse().ok()?, last.parse().ok()?, e.path()))
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+/// The file an archived segment of log `name` holding records `first..=last` goes to.
+pub fn archived_segment_path(dir: &Path, name: &str, first: u64, last: u64) -> PathBuf {
+    dir.join(format!("{name}.{first}-{last}.log"))
 }
 
 /// A player's name as a file name: ASCII letters, digits, `-` and `_` stand as they are; every

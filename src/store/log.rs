@@ -460,6 +460,18 @@ pub fn read_and_scan(
     })
 }
 
+/// The sequence number of a log file's first record, if its first line is a valid record.
+pub fn first_seq(path: &Path) -> Option<u64> {
+    use std::io::{BufRead, Read};
+    let f = std::fs::File::open(path).ok()?;
+    let mut line = Vec::new();
+    std::io::BufReader::new(f)
+        .take(super::record::MAX_RECORD_BYTES as u64)
+        .read_until(b'\n', &mut line)
+        .ok()?;
+    super::record::parse_line(&line).ok().map(|r| r.seq)
+}
+
 /// The bytes of `path` from `offset` on (empty if the file does not exist).
 pub fn read_from(path: &Path, offset: u64) -> Result<Vec<u8>, LogError> {
     use std::io::{Read, Seek, SeekFrom};
