@@ -27,8 +27,9 @@ use crate::store::scan::{ScanStart, BATCH_FIELD};
 /// Lines queued for the projector thread before senders wait.
 pub const PROJECTOR_QUEUE_LEN: usize = 64 * 1024;
 
-/// Player log files kept open between batches.
-pub const MAX_OPEN_PLAYER_FILES: usize = 512;
+/// Player log files kept open between batches (well under the usual 1024-20000 descriptor
+/// limits, leaving room for sockets and the system logs).
+pub const MAX_OPEN_PLAYER_FILES: usize = 2048;
 
 /// One line of one player's log.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -124,7 +125,17 @@ impl Files {
     fn append(&mut self, player: &str, bytes: &[u8]) -> std::io::Result<()> {
         if !self.open.contains_key(player) {
             if self.open.len() >= MAX_OPEN_PLAYER_FILES {
-                self.open.clear();
+                // Close half (an arbitrary half: the map's order), keeping the dirty set, so
+                // a later sync reopens what it must.
+                let evict: Vec<String> = self
+                    .open
+                    .keys()
+                    .take(MAX_OPEN_PLAYER_FILES / 2)
+                    .cloned()
+                    .collect();
+                for k in evict {
+                    self.open.remove(&k);
+                }
             }
             let path = self.dir.join(format!("{}.log", player_file_stem(player)));
             let f = OpenOptions::new().create(true).append(true).open(path)?;
