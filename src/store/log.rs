@@ -11,7 +11,8 @@
 //! and never blocks an appender on I/O except through the bounded buffer (backpressure).
 
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::task::{Context, Poll, Waker};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 
@@ -45,6 +46,9 @@ struct Pending {
     next: Position,
     /// Batches started since the log was opened (numbers the `b=` marks).
     batches: u64,
+    /// The committer sleeps for lack of work: the next appender must wake it. (Waking it on
+    /// every append costs a futex call each; it is the biggest cost of an append otherwise.)
+    committer_idle: bool,
     closing: bool,
     /// Set when a write or sync failed; the log accepts nothing after that.
     poisoned: Option<String>,
@@ -72,15 +76,21 @@ impl Pending {
 struct Shared {
     name: String,
     pending: Mutex<Pending>,
-    /// Wakes the committer (work to do) and appenders waiting for buffer space.
+    /// Wakes appenders waiting for buffer space.
     pending_cv: Condvar,
+    /// Wakes the committer when work arrives while it is idle.
+    committer_cv: Condvar,
     /// Highest durable sequence number (0: none).
     durable_seq: AtomicU64,
     /// Blocking waiters sleep here; guarded by `durable_lock`.
     durable_lock: Mutex<()>,
     durable_cv: Condvar,
-    /// Async waiters sleep here.
-    durable_notify: tokio::sync::Notify,
+    /// Async waiters: the sequence number each waits for, and its waker. The committer wakes
+    /// only those whose record became durable (waking every waiter on every sync made most of
+    /// them poll and sleep again).
+    waiters: Mutex<Vec<(u64, Waker)>>,
+    /// Blocking waiters asleep on `durable_cv` (the committer signals it only if some are).
+    blocking_waiters: AtomicUsize,
     /// Bytes made durable since the log was opened, and syncs done (for figures).
     synced_bytes: AtomicU64,
     syncs: AtomicU64,
@@ -189,14 +199,17 @@ impl Log {
                 buf: String::with_capacity(64 * 1024),
                 next: at,
                 batches: 0,
+                committer_idle: false,
                 closing: false,
                 poisoned: None,
             }),
             pending_cv: Condvar::new(),
+            committer_cv: Condvar::new(),
             durable_seq: AtomicU64::new(next_seq - 1),
             durable_lock: Mutex::new(()),
             durable_cv: Condvar::new(),
-            durable_notify: tokio::sync::Notify::new(),
+            waiters: Mutex::new(Vec::new()),
+            blocking_waiters: AtomicUsize::new(0),
             synced_bytes: AtomicU64::new(0),
             syncs: AtomicU64::new(0),
         });
@@ -232,8 +245,7 @@ impl Log {
         line.finish();
         let added = (p.buf.len() - before) as u64;
         p.advance(added);
-        drop(p);
-        self.shared.pending_cv.notify_all();
+        self.wake_committer(p);
         Ok(seq)
     }
 
@@ -276,9 +288,17 @@ impl Log {
             p.advance(added);
         }
         let last = p.next.next_seq - 1;
-        drop(p);
-        self.shared.pending_cv.notify_all();
+        self.wake_committer(p);
         Ok(Some((start, last)))
+    }
+
+    /// Releases the pending lock, waking the committer if it sleeps for lack of work.
+    fn wake_committer(&self, mut p: MutexGuard<'_, Pending>) {
+        let idle = std::mem::replace(&mut p.committer_idle, false);
+        drop(p);
+        if idle {
+            self.shared.committer_cv.notify_one();
+        }
     }
 
     fn reserve(&self) -> Result<MutexGuard<'_, Pending>, LogError> {
@@ -308,7 +328,7 @@ impl Log {
 
     /// Highest sequence number known durable.
     pub fn durable_seq(&self) -> u64 {
-        self.shared.durable_seq.load(Ordering::Acquire)
+        self.shared.durable_seq.load(Ordering::SeqCst)
     }
 
     /// Sequence number the next record will get.
@@ -324,40 +344,35 @@ impl Log {
 
     /// Blocks until record `seq` is durable.
     pub fn wait_durable(&self, seq: u64) -> Result<(), LogError> {
+        if self.durable_seq() >= seq {
+            return Ok(());
+        }
         let mut guard = self
             .shared
             .durable_lock
             .lock()
             .unwrap_or_else(|e| e.into_inner());
-        loop {
+        self.shared.blocking_waiters.fetch_add(1, Ordering::SeqCst);
+        let result = loop {
             if self.durable_seq() >= seq {
-                return Ok(());
+                break Ok(());
             }
             if let Some(e) = self.shared.failure() {
-                return Err(e);
+                break Err(e);
             }
             guard = self
                 .shared
                 .durable_cv
                 .wait(guard)
                 .unwrap_or_else(|e| e.into_inner());
-        }
+        };
+        self.shared.blocking_waiters.fetch_sub(1, Ordering::SeqCst);
+        result
     }
 
     /// Waits (async) until record `seq` is durable.
-    pub async fn durable(&self, seq: u64) -> Result<(), LogError> {
-        loop {
-            let notified = self.shared.durable_notify.notified();
-            tokio::pin!(notified);
-            notified.as_mut().enable();
-            if self.durable_seq() >= seq {
-                return Ok(());
-            }
-            if let Some(e) = self.shared.failure() {
-                return Err(e);
-            }
-            notified.await;
-        }
+    pub fn durable(&self, seq: u64) -> Durable<'_> {
+        Durable { log: self, seq }
     }
 
     /// Bytes synced and syncs done since opening.
@@ -372,6 +387,7 @@ impl Log {
     /// number (or the failure).
     pub fn close(&self) -> Result<u64, LogError> {
         self.shared.lock_pending().closing = true;
+        self.shared.committer_cv.notify_all();
         self.shared.pending_cv.notify_all();
         let handle = self
             .committer
@@ -393,6 +409,58 @@ fn short_name(path: &str) -> String {
     base.chars().take(10).collect()
 }
 
+/// The future of [`Log::durable`]: ready once record `seq` is durable, or the log failed.
+pub struct Durable<'a> {
+    log: &'a Log,
+    seq: u64,
+}
+
+impl std::future::Future for Durable<'_> {
+    type Output = Result<(), LogError>;
+
+    fn poll(self: std::pin::Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let shared = &self.log.shared;
+        if self.log.durable_seq() >= self.seq {
+            return Poll::Ready(Ok(()));
+        }
+        if let Some(e) = shared.failure() {
+            return Poll::Ready(Err(e));
+        }
+        shared
+            .waiters
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push((self.seq, cx.waker().clone()));
+        // The committer may have published between the check and the registration.
+        if self.log.durable_seq() >= self.seq {
+            return Poll::Ready(Ok(()));
+        }
+        if let Some(e) = shared.failure() {
+            return Poll::Ready(Err(e));
+        }
+        Poll::Pending
+    }
+}
+
+/// Wakes the async waiters whose record is durable (all of them if `all`).
+fn wake_waiters(shared: &Shared, durable: u64, all: bool) {
+    let ready: Vec<(u64, Waker)> = {
+        let mut waiters = shared.waiters.lock().unwrap_or_else(|e| e.into_inner());
+        if all {
+            std::mem::take(&mut *waiters)
+        } else {
+            let (ready, keep) = std::mem::take(&mut *waiters)
+                .into_iter()
+                .partition(|(seq, _)| *seq <= durable);
+            *waiters = keep;
+            ready
+        }
+    };
+    for (_, w) in ready {
+        w.wake();
+    }
+}
+
 /// The committer thread: takes the whole pending buffer, writes it, syncs once, publishes the
 /// new durable sequence number, and repeats.
 fn committer(shared: Arc<Shared>, mut file: Box<dyn AppendFile>) {
@@ -401,8 +469,13 @@ fn committer(shared: Arc<Shared>, mut file: Box<dyn AppendFile>) {
         let (batch, last_seq) = {
             let mut p = shared.lock_pending();
             while p.buf.is_empty() && !p.closing {
-                p = shared.pending_cv.wait(p).unwrap_or_else(|e| e.into_inner());
+                p.committer_idle = true;
+                p = shared
+                    .committer_cv
+                    .wait(p)
+                    .unwrap_or_else(|e| e.into_inner());
             }
+            p.committer_idle = false;
             if p.buf.is_empty() {
                 return; // closing, and everything is flushed
             }
@@ -410,8 +483,10 @@ fn committer(shared: Arc<Shared>, mut file: Box<dyn AppendFile>) {
             let batch = std::mem::replace(&mut p.buf, std::mem::take(&mut spare));
             (batch, p.next.next_seq - 1)
         };
-        // Appenders blocked on a full buffer can go on now.
-        shared.pending_cv.notify_all();
+        if batch.len() >= MAX_PENDING_BYTES {
+            // Appenders blocked on a full buffer can go on now.
+            shared.pending_cv.notify_all();
+        }
 
         let result = file.append(batch.as_bytes()).and_then(|()| file.sync());
         match result {
@@ -422,7 +497,7 @@ fn committer(shared: Arc<Shared>, mut file: Box<dyn AppendFile>) {
                     .synced_bytes
                     .fetch_add(batch.len() as u64, Ordering::Relaxed);
                 shared.syncs.fetch_add(1, Ordering::Relaxed);
-                shared.durable_seq.store(last_seq, Ordering::Release);
+                shared.durable_seq.store(last_seq, Ordering::SeqCst);
             }
             Err(e) => {
                 shared.lock_pending().poisoned = Some(format!(
@@ -431,15 +506,16 @@ fn committer(shared: Arc<Shared>, mut file: Box<dyn AppendFile>) {
                 ));
             }
         }
-        {
+        let poisoned = shared.lock_pending().poisoned.is_some();
+        if poisoned || shared.blocking_waiters.load(Ordering::SeqCst) > 0 {
             let _g = shared
                 .durable_lock
                 .lock()
                 .unwrap_or_else(|e| e.into_inner());
             shared.durable_cv.notify_all();
         }
-        shared.durable_notify.notify_waiters();
-        if shared.lock_pending().poisoned.is_some() {
+        wake_waiters(&shared, shared.durable_seq.load(Ordering::Acquire), poisoned);
+        if poisoned {
             shared.pending_cv.notify_all();
             return;
         }
