@@ -22,10 +22,11 @@ use super::directory::{Landed, Location};
 use super::projector::Projected;
 use super::stats::TickTimes;
 use super::{Context, JumpAck, MeshError, ShardStatus};
+use crate::sim::galaxy::Galaxy;
 use crate::sim::galaxy::SystemId;
 use crate::sim::player::Player;
 use crate::sim::system::{Event, SystemState};
-use crate::store::log::{Log, LogError};
+use crate::store::log::{Log, LogError, Position};
 use crate::store::snapshot::{self, SnapshotMeta};
 
 pub type Reply<T> = oneshot::Sender<Result<T, MeshError>>;
@@ -374,17 +375,22 @@ impl Shard {
     ///
     /// The acker runs the write after every earlier action, which sent the player-log lines
     /// up to here; the projector's sync makes them durable first.
+    ///
+    /// The tick only clones the state; hashing and encoding it (tens of milliseconds for tens
+    /// of thousands of players) happen on a blocking thread, off the tick.
     fn snapshot_in_background(&mut self) {
-        let Some((meta, bytes)) = self.encode_snapshot() else {
+        let Some(pos) = self.snapshot_position() else {
             return;
         };
         self.records_since_snapshot = 0;
+        let state = self.state.clone();
         let ctx = self.ctx.clone();
-        self.after_durable(meta.upto_seq, move |r| {
+        self.after_durable(pos.next_seq - 1, move |r| {
             if let Err(e) = r {
-                return tracing::warn!("snapshot of {} skipped: {e}", meta.name);
+                return tracing::warn!("snapshot of {} skipped: {e}", ctx.galaxy.slug(state.id));
             }
             tokio::task::spawn_blocking(move || {
+                let (meta, bytes) = encode_snapshot(&ctx.galaxy, pos, &state);
                 if let Err(e) = ctx.projector.sync() {
                     return tracing::warn!("snapshot of {} skipped: player logs: {e}", meta.name);
                 }
@@ -395,21 +401,16 @@ impl Shard {
         });
     }
 
-    fn encode_snapshot(&self) -> Option<(SnapshotMeta, Vec<u8>)> {
+    /// Where the log stands for a snapshot of the state as it is now (None: nothing to
+    /// snapshot, or the log failed).
+    fn snapshot_position(&self) -> Option<Position> {
         let pos = self.log.position();
-        if pos.next_seq <= 1 || self.failed.is_some() {
-            return None;
-        }
-        let meta = SnapshotMeta {
-            name: self.ctx.galaxy.slug(self.id).to_string(),
-            upto_seq: pos.next_seq - 1,
-            log_offset: pos.offset,
-            log_line: pos.line,
-            state_hash: self.state.state_hash(),
-        };
-        let galaxy = &self.ctx.galaxy;
-        let bytes = snapshot::encode(&meta, |w| encode_state(w, galaxy, &self.state));
-        Some((meta, bytes))
+        (pos.next_seq > 1 && self.failed.is_none()).then_some(pos)
+    }
+
+    fn encode_snapshot(&self) -> Option<(SnapshotMeta, Vec<u8>)> {
+        let pos = self.snapshot_position()?;
+        Some(encode_snapshot(&self.ctx.galaxy, pos, &self.state))
     }
 
     /// Stops: lets the departure pipeline finish what it holds, logs what it committed, flushes
@@ -478,6 +479,19 @@ impl Shard {
             failed: self.failed.as_ref().map(|e| e.to_string()),
         }
     }
+}
+
+/// A snapshot of `state`, which includes the log's records before `pos`.
+fn encode_snapshot(galaxy: &Galaxy, pos: Position, state: &SystemState) -> (SnapshotMeta, Vec<u8>) {
+    let meta = SnapshotMeta {
+        name: galaxy.slug(state.id).to_string(),
+        upto_seq: pos.next_seq - 1,
+        log_offset: pos.offset,
+        log_line: pos.line,
+        state_hash: state.state_hash(),
+    };
+    let bytes = snapshot::encode(&meta, |w| encode_state(w, galaxy, state));
+    (meta, bytes)
 }
 
 /// Runs each waiting action once its record is durable, in log order.

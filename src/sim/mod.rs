@@ -2,7 +2,12 @@
 //! next state is a function of its state and its inputs only. This layer never does I/O, never
 //! reads a clock, and never imports `store`, `mesh` or `cli`.
 
+pub mod combat;
+pub mod economy;
 pub mod galaxy;
+pub mod goods;
+pub mod market;
 pub mod player;
+pub mod rng;
 pub mod rules;
 pub mod system;

@@ -12,8 +12,8 @@
 
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::task::{Context, Poll, Waker};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::task::{Context, Poll, Waker};
 use std::thread::JoinHandle;
 
 use super::disk::{AppendFile, RealFile};
@@ -514,7 +514,11 @@ fn committer(shared: Arc<Shared>, mut file: Box<dyn AppendFile>) {
                 .unwrap_or_else(|e| e.into_inner());
             shared.durable_cv.notify_all();
         }
-        wake_waiters(&shared, shared.durable_seq.load(Ordering::Acquire), poisoned);
+        wake_waiters(
+            &shared,
+            shared.durable_seq.load(Ordering::Acquire),
+            poisoned,
+        );
         if poisoned {
             shared.pending_cv.notify_all();
             return;
