@@ -3,6 +3,7 @@
 
 pub mod bench;
 pub mod check;
+pub mod client;
 pub mod common;
 pub mod compact;
 pub mod replay;
@@ -32,6 +33,20 @@ pub enum Command {
     Compact(compact::CompactArgs),
     /// Measure: storage, jumps, tick.
     Bench(bench::BenchArgs),
+    /// Join the galaxy as a new player (you start in the home system; your token is saved).
+    Join(client::join::JoinArgs),
+    /// Travel to a system, jump by jump along the shortest route.
+    Travel(client::travel::TravelArgs),
+    /// Your player: where you are (or your jump), fuel, credits.
+    Status(client::status::StatusArgs),
+    /// The map: every system, its lanes and its population.
+    Systems(client::systems::SystemsArgs),
+    /// Who is in your system.
+    Scan(client::scan::ScanArgs),
+    /// Your own past events.
+    History(client::history::HistoryArgs),
+    /// Buy fuel at your system's station (a full tank, or UNITS).
+    Refuel(client::refuel::RefuelArgs),
 }
 
 /// Parses the command line and runs the command; the exit code says how it went.
@@ -49,6 +64,13 @@ pub fn main() -> ExitCode {
         Command::Replay(a) => replay::run(a),
         Command::Compact(a) => compact::run(a),
         Command::Bench(a) => bench::run(a),
+        Command::Join(a) => client::join::run(a),
+        Command::Travel(a) => client::travel::run(a),
+        Command::Status(a) => client::status::run(a),
+        Command::Systems(a) => client::systems::run(a),
+        Command::Scan(a) => client::scan::run(a),
+        Command::History(a) => client::history::run(a),
+        Command::Refuel(a) => client::refuel::run(a),
     };
     match result {
         Ok(code) => code,

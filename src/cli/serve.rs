@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context as _;
+use axum::serve::ListenerExt;
 use clap::Args;
 
 use super::common::galaxy_for;
@@ -82,6 +83,10 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         "serving {systems} systems from {} on http://{addr} (Ctrl-C to stop)",
         args.data.display()
     );
+    // Answers are small and each is awaited by a client: send them at once (no Nagle delay).
+    let listener = listener.tap_io(|tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown_signal())
         .await

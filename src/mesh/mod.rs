@@ -233,6 +233,16 @@ impl Mesh {
         &self.ctx.galaxy
     }
 
+    /// The data directory the mesh runs on (read-only uses: players' history logs).
+    pub fn datadir(&self) -> &DataDir {
+        &self.ctx.datadir
+    }
+
+    /// One shard's figures.
+    pub async fn system_status(&self, system: SystemId) -> Result<ShardStatus, MeshError> {
+        self.ask(system, |reply| Command::Status { reply }).await
+    }
+
     pub fn config(&self) -> &MeshConfig {
         &self.ctx.config
     }

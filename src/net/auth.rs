@@ -11,8 +11,15 @@ use sha2::{Digest, Sha256};
 /// Bytes of randomness in a token.
 pub const TOKEN_BYTES: usize = 32;
 
+/// Lowercase hex (every request hashes its token: no formatting machinery here).
 fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        out.push(char::from(DIGITS[usize::from(b >> 4)]));
+        out.push(char::from(DIGITS[usize::from(b & 0xf)]));
+    }
+    out
 }
 
 /// A new token. Fails only if the OS has no random source.
@@ -28,6 +35,7 @@ pub fn key_of(token: &str) -> String {
 }
 
 /// Player names by token key.
+/// std RwLock: held for a map lookup only, never across an await.
 #[derive(Default)]
 pub struct Accounts {
     by_key: RwLock<HashMap<String, String>>,
@@ -43,11 +51,19 @@ impl Accounts {
 
     /// The player a token acts for.
     pub fn player_of(&self, token: &str) -> Option<String> {
-        self.by_key
+        self.player_and_key(token).map(|(name, _)| name)
+    }
+
+    /// The player a token acts for, and the token's key (what rate limits count by).
+    pub fn player_and_key(&self, token: &str) -> Option<(String, String)> {
+        let key = key_of(token);
+        let name = self
+            .by_key
             .read()
             .unwrap_or_else(|e| e.into_inner())
-            .get(&key_of(token))
-            .cloned()
+            .get(&key)
+            .cloned()?;
+        Some((name, key))
     }
 }
 
@@ -65,5 +81,6 @@ mod tests {
         assert_eq!(accounts.player_of(&a).as_deref(), Some("ann"));
         assert_eq!(accounts.player_of(&b), None);
         assert_ne!(key_of(&a), a);
+        assert_eq!(hex(&[0x00, 0xab, 0x7f]), "00ab7f");
     }
 }

@@ -2,6 +2,7 @@
 //! baseline measured in the same run). Run them on an optimized build (`cargo run --release`).
 //! One file a benchmark.
 
+pub mod api;
 pub mod jumps;
 pub mod storage;
 pub mod tick;
@@ -32,6 +33,8 @@ pub enum Which {
     Jumps(jumps::JumpsArgs),
     /// Tick cost with many players spread over the galaxy, and memory per player.
     Tick(tick::TickArgs),
+    /// HTTP API requests/s and p99 latency: status and travel calls, 64 clients, loopback.
+    Api(api::ApiArgs),
 }
 
 pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
@@ -39,6 +42,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
         Which::Storage(a) => storage::run(a),
         Which::Jumps(a) => jumps::run(a),
         Which::Tick(a) => tick::run(a),
+        Which::Api(a) => api::run(a),
     }
 }
 

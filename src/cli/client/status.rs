@@ -1,0 +1,48 @@
+//! `mltrader status`: the player's own state: where they are (or their jump), fuel, credits.
+
+use std::process::ExitCode;
+
+use clap::Args;
+use serde_json::Value;
+
+use super::{human_ms, ClientOpts, Output};
+
+#[derive(Args, Debug)]
+#[command(after_help = super::EXIT_CODES_HELP)]
+pub struct StatusArgs {
+    #[command(flatten)]
+    pub opts: ClientOpts,
+}
+
+pub fn run(args: StatusArgs) -> anyhow::Result<ExitCode> {
+    super::run(&args.opts, |api| async move {
+        let me: Value = api.get("/v1/me").await?;
+        let name = me["name"].as_str().unwrap_or("?");
+        let mut text = match (me["system"].as_str(), me["jumping"].as_object()) {
+            (Some(system), _) => format!("{name} is in {system}\n"),
+            (None, Some(j)) => {
+                let eta = j
+                    .get("eta_ms")
+                    .and_then(Value::as_u64)
+                    .map(|ms| format!(", lands in {}", human_ms(ms)))
+                    .unwrap_or_default();
+                format!(
+                    "{name} is in a jump from {} to {}{eta}\n",
+                    j["from"].as_str().unwrap_or("?"),
+                    j["to"].as_str().unwrap_or("?")
+                )
+            }
+            (None, None) => format!("{name}: location unknown\n"),
+        };
+        if let Some(p) = me["player"].as_object() {
+            text.push_str(&format!(
+                "fuel {}/{}, credits {} cr\n",
+                p["fuel"], p["fuel_capacity"], p["credits"]
+            ));
+        }
+        Ok(Output {
+            human: Some(text),
+            json: me,
+        })
+    })
+}

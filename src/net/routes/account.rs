@@ -1,0 +1,108 @@
+//! `POST /v1/join` (a new player and their token) and `GET /v1/me` (the player's own state).
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::Json;
+use serde::{Deserialize, Serialize};
+
+use super::{check_ip, Authed, Body, ClientIp, Shared};
+use crate::mesh::directory::Location;
+use crate::net::auth::{key_of, new_token};
+use crate::net::error::ApiError;
+use crate::net::events::ApiEvent;
+use crate::sim::player::{validate_name, Player};
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JoinRequest {
+    name: String,
+}
+
+#[derive(Serialize)]
+pub struct Joined {
+    name: String,
+    /// The access token: shown once, stored by the server only as its hash.
+    token: String,
+    system: String,
+    player: Player,
+}
+
+pub async fn join(
+    State(state): State<Shared>,
+    ClientIp(ip): ClientIp,
+    body: Result<Body<JoinRequest>, ApiError>,
+) -> Result<(StatusCode, Json<Joined>), ApiError> {
+    // Counted before the body is even read: a flood of bad joins is still a flood.
+    check_ip(&state, &state.join_limits, ip)?;
+    let Body(req) = body?;
+    validate_name(&req.name).map_err(|e| ApiError::bad_request("bad_name", e.to_string()))?;
+    let token = new_token().map_err(|e| ApiError::internal(format!("no random source: {e}")))?;
+    let key = key_of(&token);
+    let player = state.mesh.join(&req.name, &key).await?;
+    state.accounts.insert(key, player.name.clone());
+    let home = state.mesh.galaxy().home();
+    let system = state.mesh.galaxy().name(home).to_string();
+    state.events.publish(ApiEvent::Joined {
+        player: player.name.clone(),
+        system: system.clone(),
+    });
+    Ok((
+        StatusCode::CREATED,
+        Json(Joined {
+            name: player.name.clone(),
+            token,
+            system,
+            player,
+        }),
+    ))
+}
+
+#[derive(Serialize)]
+pub struct Me {
+    name: String,
+    /// The system the player is in, or null while in a jump.
+    system: Option<String>,
+    jumping: Option<JumpingView>,
+    /// The player's state (while in a jump: as they left, when this server committed the jump).
+    player: Option<Player>,
+}
+
+#[derive(Serialize)]
+pub struct JumpingView {
+    xfer: String,
+    from: String,
+    to: String,
+    /// Milliseconds until the landing is due, when this server committed the jump.
+    eta_ms: Option<u64>,
+}
+
+pub async fn me(
+    State(state): State<Shared>,
+    Authed { name }: Authed,
+) -> Result<Json<Me>, ApiError> {
+    let (at, player) = state.mesh.look(&name).await?;
+    let g = state.mesh.galaxy();
+    Ok(Json(match at {
+        Location::In(s) => Me {
+            name,
+            system: Some(g.name(s).to_string()),
+            jumping: None,
+            player,
+        },
+        Location::Jumping { from, xfer, to } => {
+            let xfer = format!("{}:{xfer}", g.slug(from));
+            let flight = state.flights.get(&name, &xfer);
+            Me {
+                jumping: Some(JumpingView {
+                    from: g.name(from).to_string(),
+                    to: g.name(to).to_string(),
+                    eta_ms: flight.as_ref().map(|f| f.remaining_ms()),
+                    xfer,
+                }),
+                name,
+                system: None,
+                player: flight.map(|f| f.player),
+            }
+        }
+    }))
+}

@@ -1,0 +1,718 @@
+//! The HTTP API of a real server: bad input of every kind is refused with a stable code and
+//! writes nothing; conflicting actions get one winner; a token acts for its own player only;
+//! rate limits answer 429 with Retry-After; the event stream; the OpenAPI document.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{file_sizes, settled_file_sizes, Answer, Http, Server};
+use mltrader::net::routes::ROUTES;
+use serde_json::{json, Value};
+
+/// Waits until no jump is in flight anywhere (landings write to the logs).
+async fn settle(http: &Http) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let s = http.get("/v1/status", None).await.body;
+        let busy = s
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|x| x["in_transit_towards"] != 0 || x["departing"] != 0);
+        if !busy {
+            return;
+        }
+        assert!(Instant::now() < deadline, "jumps never settled: {s}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[track_caller]
+fn refused(a: &Answer, status: u16, code: &str) {
+    assert_eq!((a.status, a.code()), (status, code), "{a:?}");
+    let message = a.body["error"]["message"].as_str().unwrap_or("");
+    assert!(
+        !message.is_empty() && message.len() < 400,
+        "short message: {a:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rejected_requests_write_nothing_and_the_server_keeps_serving() {
+    // Slow jumps (Sol to Alpha Centauri: 4.4 s), so that a jump stays in flight for a while.
+    let server = Server::start(&["--ticks-per-ly", "50"]);
+    let http = Http::new(server.url());
+    let ann = http.join("Ann").await;
+    let bob = http.join("Bob").await;
+    settle(&http).await;
+    let before = settled_file_sizes(server.data_dir());
+    let a = Some(ann.as_str());
+
+    let raw = |body: &str| body.as_bytes().to_vec();
+    // Malformed JSON, not JSON, not UTF-8, too deep.
+    refused(
+        &http
+            .post_raw("/v1/travel", a, "application/json", raw("{\"to\": "))
+            .await,
+        400,
+        "bad_json",
+    );
+    refused(
+        &http
+            .post_raw("/v1/travel", a, "application/json", vec![0xff, 0xfe, b'{'])
+            .await,
+        400,
+        "bad_json",
+    );
+    let deep = "[".repeat(5_000) + &"]".repeat(5_000);
+    let a_deep = http
+        .post_raw("/v1/refuel", a, "application/json", raw(&deep))
+        .await;
+    assert!(a_deep.status == 400 || a_deep.status == 422, "{a_deep:?}");
+    refused(
+        &http
+            .post_raw("/v1/travel", a, "text/plain", raw("{\"to\":\"Sol\"}"))
+            .await,
+        415,
+        "bad_content_type",
+    );
+    refused(
+        &http
+            .post_raw("/v1/join", None, "application/json", raw(""))
+            .await,
+        400,
+        "bad_json",
+    );
+    // Wrong types, missing and unknown fields.
+    refused(
+        &http.post("/v1/travel", a, json!({"to": 5})).await,
+        422,
+        "bad_field",
+    );
+    refused(
+        &http.post("/v1/travel", a, json!({})).await,
+        422,
+        "bad_field",
+    );
+    refused(
+        &http
+            .post(
+                "/v1/travel",
+                a,
+                json!({"to": "Alpha Centauri", "player": "Bob"}),
+            )
+            .await,
+        422,
+        "bad_field",
+    );
+    let mut long_field = serde_json::Map::new();
+    long_field.insert("f".repeat(10_000), json!(1));
+    // (the message quoting the field stays short: `refused` checks every message's length)
+    refused(
+        &http.post("/v1/travel", a, Value::Object(long_field)).await,
+        422,
+        "bad_field",
+    );
+    refused(
+        &http
+            .post(
+                "/v1/travel",
+                a,
+                json!({"to": "Alpha Centauri", "wait": "yes"}),
+            )
+            .await,
+        422,
+        "bad_field",
+    );
+    refused(
+        &http
+            .post("/v1/join", None, json!({"name": "Cy", "admin": true}))
+            .await,
+        422,
+        "bad_field",
+    );
+    refused(
+        &http.post("/v1/join", None, json!(["Cy"])).await,
+        422,
+        "bad_field",
+    );
+    refused(
+        &http.post("/v1/refuel", a, json!({"units": "ten"})).await,
+        422,
+        "bad_field",
+    );
+    // Negative and enormous quantities.
+    refused(
+        &http.post("/v1/refuel", a, json!({"units": -1})).await,
+        422,
+        "bad_field",
+    );
+    refused(
+        &http.post("/v1/refuel", a, json!({"units": 1e12})).await,
+        422,
+        "bad_field",
+    );
+    refused(
+        &http
+            .post("/v1/refuel", a, json!({"units": 4_000_000_000u64}))
+            .await,
+        400,
+        "bad_quantity",
+    );
+    refused(
+        &http.post("/v1/refuel", a, json!({"units": 0})).await,
+        400,
+        "bad_quantity",
+    );
+    refused(
+        &http.post("/v1/refuel", a, json!({})).await,
+        409,
+        "tank_full",
+    );
+    // Huge bodies.
+    let huge = json!({"to": "x".repeat(100_000)});
+    refused(&http.post("/v1/travel", a, huge).await, 413, "too_large");
+    // A body far over the limit: the server may answer 413 before reading it all and close
+    // the connection, which the client may see as a broken connection instead.
+    let sent = http
+        .client
+        .post(format!("{}/v1/join", http.url))
+        .json(&json!({"name": "n".repeat(1_000_000)}))
+        .send()
+        .await;
+    if let Ok(r) = sent {
+        assert_eq!(r.status(), 413);
+    }
+    // Unknown systems (even very long names), and jumps the rules refuse.
+    let nowhere = http
+        .post("/v1/travel", a, json!({"to": "Alpha Centaur"}))
+        .await;
+    refused(&nowhere, 404, "unknown_system");
+    assert!(nowhere.body["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("did you mean 'Alpha Centauri'"));
+    refused(
+        &http
+            .post("/v1/travel", a, json!({"to": "y".repeat(10_000)}))
+            .await,
+        404,
+        "unknown_system",
+    );
+    refused(
+        &http.post("/v1/travel", a, json!({"to": "Vega"})).await,
+        409,
+        "no_lane",
+    );
+    refused(
+        &http.post("/v1/travel", a, json!({"to": "Sol"})).await,
+        409,
+        "same_system",
+    );
+    let elsewhere = http
+        .post(
+            "/v1/travel",
+            a,
+            json!({"to": "Alpha Centauri", "from": "Vega"}),
+        )
+        .await;
+    refused(&elsewhere, 409, "not_here");
+    assert_eq!(
+        elsewhere.body["error"]["message"],
+        "you are in Sol, not Vega"
+    );
+    // Bad names and taken names.
+    for name in ["", " Ann", "a\nb", &"n".repeat(49)] {
+        refused(
+            &http.post("/v1/join", None, json!({"name": name})).await,
+            400,
+            "bad_name",
+        );
+    }
+    refused(
+        &http.post("/v1/join", None, json!({"name": "Ann"})).await,
+        409,
+        "name_taken",
+    );
+    // Bad query strings, unknown routes and methods, no token.
+    refused(&http.get("/v1/scan?limit=abc", a).await, 400, "bad_query");
+    refused(&http.get("/v1/scan?limit=5000", a).await, 400, "bad_query");
+    refused(&http.get("/v1/history?limit=-3", a).await, 400, "bad_query");
+    refused(
+        &http.get("/v1/route?from=Sol", None).await,
+        400,
+        "bad_query",
+    );
+    refused(
+        &http.get("/v1/route?from=Sol&to=Nowhere", None).await,
+        404,
+        "unknown_system",
+    );
+    refused(&http.get("/v1/nothing", None).await, 404, "no_route");
+    refused(&http.get("/v1/travel", a).await, 405, "method_not_allowed");
+    refused(
+        &http.post("/v1/travel", None, json!({"to": "Sol"})).await,
+        401,
+        "unauthorized",
+    );
+    refused(
+        &http
+            .post("/v1/travel", Some("mlt_forged"), json!({"to": "Sol"}))
+            .await,
+        401,
+        "unauthorized",
+    );
+
+    settle(&http).await;
+    assert_eq!(
+        file_sizes(server.data_dir()),
+        before,
+        "a refused request wrote to the logs"
+    );
+
+    // Actions while in a jump: refused, and nothing written while the jump flies.
+    let b = Some(bob.as_str());
+    let go = http
+        .post("/v1/travel", b, json!({"to": "Alpha Centauri"}))
+        .await;
+    assert_eq!(go.status, 200, "{go:?}");
+    assert!(go.body["travel_ms"].as_u64().unwrap() >= 4000);
+    let flying = settled_file_sizes(server.data_dir()); // the commit's last records
+    refused(
+        &http.post("/v1/travel", b, json!({"to": "Sol"})).await,
+        409,
+        "in_jump",
+    );
+    refused(
+        &http
+            .post(
+                "/v1/travel",
+                b,
+                json!({"to": "Sol", "from": "Alpha Centauri"}),
+            )
+            .await,
+        409,
+        "in_jump",
+    );
+    refused(
+        &http.post("/v1/refuel", b, json!({"units": 1})).await,
+        409,
+        "in_jump",
+    );
+    refused(&http.get("/v1/scan", b).await, 409, "in_jump");
+    let me = http.get("/v1/me", b).await;
+    assert_eq!(me.body["jumping"]["to"], "Alpha Centauri", "{me:?}");
+    assert!(me.body["jumping"]["eta_ms"].as_u64().unwrap() > 0, "{me:?}");
+    assert_eq!(
+        file_sizes(server.data_dir()),
+        flying,
+        "a refused request wrote to the logs"
+    );
+
+    // And the server still serves everyone.
+    assert_eq!(http.get("/v1/me", a).await.body["system"], "Sol");
+    let ok = http
+        .post("/v1/travel", a, json!({"to": "Barnard's Star"}))
+        .await;
+    assert_eq!(ok.status, 200, "{ok:?}");
+    assert_eq!(ok.body["to"], "Barnard's Star");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_travels_at_once_one_wins_and_the_other_gets_in_jump() {
+    let server = Server::start(&["--ticks-per-ly", "50"]);
+    let http = Http::new(server.url());
+    let mut tokens = Vec::new();
+    for i in 0..8 {
+        tokens.push(http.join(&format!("racer {i}")).await);
+    }
+    let mut races = Vec::new();
+    for t in &tokens {
+        let (h1, h2) = (http.clone(), http.clone());
+        let (t1, t2) = (t.clone(), t.clone());
+        races.push(tokio::spawn(async move {
+            let a = tokio::spawn(async move {
+                h1.post("/v1/travel", Some(&t1), json!({"to": "Alpha Centauri"}))
+                    .await
+            });
+            let b = tokio::spawn(async move {
+                h2.post(
+                    "/v1/travel",
+                    Some(&t2),
+                    json!({"to": "Barnard's Star", "from": "Sol"}),
+                )
+                .await
+            });
+            (a.await.unwrap(), b.await.unwrap())
+        }));
+    }
+    for r in races {
+        let (a, b) = r.await.unwrap();
+        let mut statuses = [a.status, b.status];
+        statuses.sort();
+        assert_eq!(statuses, [200, 409], "{a:?} {b:?}");
+        let loser = if a.status == 409 { &a } else { &b };
+        assert_eq!(loser.code(), "in_jump", "{loser:?}");
+    }
+}
+
+/// A request on `route` made with `token`, the way a client would make it.
+async fn call(http: &Http, method: &str, path: &str, token: Option<&str>) -> Answer {
+    match (method, path) {
+        ("POST", "/v1/travel") => {
+            http.post(path, token, json!({"to": "Alpha Centauri"}))
+                .await
+        }
+        ("POST", "/v1/refuel") => http.post(path, token, json!({"units": 1})).await,
+        ("POST", "/v1/join") => http.post(path, token, json!({"name": "Someone"})).await,
+        ("GET", "/v1/route") => http.get("/v1/route?from=Sol&to=Vega", token).await,
+        ("GET", "/v1/events") => {
+            // A stream never ends: look at the status and the first event only.
+            let mut req = http.client.get(format!("{}{path}", http.url));
+            if let Some(t) = token {
+                req = req.bearer_auth(t);
+            }
+            let resp = req.send().await.unwrap();
+            let status = resp.status().as_u16();
+            let headers = resp.headers().clone();
+            if status != 200 {
+                let body = resp.json().await.unwrap_or(Value::Null);
+                return Answer {
+                    status,
+                    headers,
+                    body,
+                };
+            }
+            let mut sse = Sse::new(resp);
+            let (_, hello) = sse.next().await;
+            Answer {
+                status,
+                headers,
+                body: hello,
+            }
+        }
+        ("GET", p) => http.get(p, token).await,
+        (m, p) => panic!("no test request for {m} {p}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_acts_for_its_own_player_and_no_other() {
+    let server = Server::start(&[]);
+    let http = Http::new(server.url());
+    let ann = http.join("Ann").await;
+    let bob = http.join("Bob").await;
+    let a = Some(ann.as_str());
+    let b = Some(bob.as_str());
+
+    // Every authenticated route refuses requests without a valid token.
+    for r in ROUTES.iter().filter(|r| r.authenticated) {
+        for token in [None, Some("mlt_0123"), Some("")] {
+            let answer = call(&http, r.method, r.path, token).await;
+            refused(&answer, 401, "unauthorized");
+        }
+        let basic = http
+            .send(
+                http.client
+                    .request(r.method.parse().unwrap(), format!("{}{}", http.url, r.path))
+                    .header("authorization", format!("Basic {ann}")),
+            )
+            .await;
+        refused(&basic, 401, "unauthorized");
+    }
+
+    // Every route, called with Bob's token, acts on and shows Bob only.
+    let ann_before = http.get("/v1/me", a).await.body;
+    for r in ROUTES {
+        let answer = call(&http, r.method, r.path, b).await;
+        match (r.method, r.path) {
+            ("POST", "/v1/travel") => {
+                assert_eq!(answer.status, 200, "{answer:?}");
+                assert_eq!(answer.body["player"]["name"], "Bob");
+                let landed = http.get("/v1/landing", b).await;
+                assert_eq!(landed.body["system"], "Alpha Centauri", "{landed:?}");
+            }
+            ("POST", "/v1/refuel") => {
+                assert_eq!(answer.status, 200, "{answer:?}");
+                assert_eq!(answer.body["name"], "Bob");
+            }
+            ("POST", "/v1/join") => assert_eq!(answer.status, 201, "{answer:?}"),
+            ("GET", "/v1/me") => assert_eq!(answer.body["name"], "Bob"),
+            ("GET", "/v1/landing") => assert_eq!(answer.body["system"], "Alpha Centauri"),
+            ("GET", "/v1/scan") => {
+                assert_eq!(answer.body["system"], "Alpha Centauri");
+                assert_eq!(answer.body["names"], json!(["Bob"]));
+            }
+            ("GET", "/v1/history") => assert_eq!(answer.body["player"], "Bob", "{answer:?}"),
+            ("GET", "/v1/events") => assert_eq!(answer.body["player"], "Bob", "{answer:?}"),
+            ("GET", _) if !r.authenticated => assert_eq!(answer.status, 200, "{answer:?}"),
+            (m, p) => panic!("no check for {m} {p}: add one when adding a route"),
+        }
+        assert_eq!(
+            http.get("/v1/me", a).await.body,
+            ann_before,
+            "{} {} with Bob's token changed Ann",
+            r.method,
+            r.path
+        );
+    }
+    // Naming another player in a request does not work either.
+    let me = http.get("/v1/me?name=Ann&player=Ann", b).await;
+    assert_eq!(me.body["name"], "Bob");
+    refused(
+        &http.post("/v1/refuel", b, json!({"name": "Ann"})).await,
+        422,
+        "bad_field",
+    );
+    refused(
+        &http
+            .post("/v1/travel", b, json!({"to": "Sol", "player": "Ann"}))
+            .await,
+        422,
+        "bad_field",
+    );
+    assert_eq!(http.get("/v1/me", a).await.body, ann_before);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rate_limits_answer_429_with_retry_after() {
+    let env = [
+        ("MLTRADER_TOKEN_RATE", "4/6"),
+        ("MLTRADER_JOIN_RATE", "1/3"),
+        ("MLTRADER_LIMIT_LOOPBACK", "1"),
+        ("MLTRADER_IP_RATE", "3/3"),
+    ];
+    let server = Server::start_with(None, &env, &[]);
+    let http = Http::new(server.url());
+    let ann = http.join("Ann").await;
+    let bob = http.join("Bob").await;
+    // A burst of 3 joins (Ann, Bob, then at least one more), then 429.
+    let mut joined = 2;
+    let fourth = loop {
+        let a = http
+            .post("/v1/join", None, json!({"name": format!("p{joined}")}))
+            .await;
+        if a.status != 201 {
+            break a;
+        }
+        joined += 1;
+        assert!(joined < 10, "joins are never limited");
+    };
+    assert!(joined >= 3, "the burst passes: {joined}");
+    refused(&fourth, 429, "rate_limited");
+    assert_eq!(fourth.headers["retry-after"], "1");
+    // A bad join still counts: floods are refused before their bodies are read.
+    refused(
+        &http
+            .post_raw("/v1/join", None, "application/json", b"{".to_vec())
+            .await,
+        429,
+        "rate_limited",
+    );
+
+    // Routes without a token: a bucket per client IP.
+    for _ in 0..3 {
+        assert_eq!(http.get("/v1/systems", None).await.status, 200);
+    }
+    refused(
+        &http.get("/v1/route?from=Sol&to=Vega", None).await,
+        429,
+        "rate_limited",
+    );
+
+    // A bucket per token.
+    let mut ok = 0;
+    let limited = loop {
+        let a = http.get("/v1/me", Some(&ann)).await;
+        if a.status != 200 {
+            break a;
+        }
+        ok += 1;
+        assert!(ok < 50, "requests are never limited");
+    };
+    assert!(ok >= 6, "the burst of 6 passes: {ok}");
+    refused(&limited, 429, "rate_limited");
+    let wait: u64 = limited.headers["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=2).contains(&wait), "{wait}");
+    // Another token has its own bucket.
+    assert_eq!(http.get("/v1/me", Some(&bob)).await.status, 200);
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert_eq!(
+        http.get("/v1/me", Some(&ann)).await.status,
+        200,
+        "the bucket refills"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_served_openapi_document_is_the_file_and_every_operation_is_routed() {
+    let server = Server::start(&[]);
+    let http = Http::new(server.url());
+    let token = http.join("Ann").await;
+    let served = http.get("/openapi.json", None).await;
+    assert_eq!(served.status, 200);
+    assert_eq!(served.headers["content-type"], "application/json");
+    let file =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/openapi.json")).unwrap();
+    let file: Value = serde_json::from_str(&file).unwrap();
+    assert_eq!(served.body, file, "the served document is openapi.json");
+    let operations = mltrader::net::openapi::operations(&file);
+    assert_eq!(operations.len(), ROUTES.len());
+    for (method, path) in operations {
+        let answer = call(&http, &method, &path, Some(&token)).await;
+        assert!(
+            answer.code() != "no_route" && answer.code() != "method_not_allowed",
+            "{method} {path} is documented but not routed: {answer:?}"
+        );
+    }
+}
+
+/// Reads server-sent events from a response.
+struct Sse {
+    resp: reqwest::Response,
+    buf: String,
+}
+
+impl Sse {
+    fn new(resp: reqwest::Response) -> Sse {
+        Sse {
+            resp,
+            buf: String::new(),
+        }
+    }
+
+    /// The next event: its name and its JSON data.
+    async fn next(&mut self) -> (String, Value) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(end) = self.buf.find("\n\n") {
+                let block: String = self.buf.drain(..end + 2).collect();
+                let mut name = String::new();
+                let mut data = String::new();
+                for line in block.lines() {
+                    if let Some(n) = line.strip_prefix("event: ") {
+                        name = n.to_string();
+                    } else if let Some(d) = line.strip_prefix("data: ") {
+                        data.push_str(d);
+                    }
+                }
+                if name.is_empty() {
+                    continue; // a keep-alive comment
+                }
+                return (name, serde_json::from_str(&data).unwrap_or(Value::Null));
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            let chunk = tokio::time::timeout(left, self.resp.chunk())
+                .await
+                .expect("an event within 10 s")
+                .expect("stream readable")
+                .expect("stream open");
+            self.buf.push_str(&String::from_utf8_lossy(&chunk));
+        }
+    }
+
+    /// Events until (and including) the first named `last`.
+    async fn until(&mut self, last: &str) -> Vec<(String, Value)> {
+        let mut out = Vec::new();
+        loop {
+            let e = self.next().await;
+            let done = e.0 == last;
+            out.push(e);
+            if done {
+                return out;
+            }
+        }
+    }
+}
+
+async fn subscribe(http: &Http, token: &str) -> reqwest::Response {
+    http.client
+        .get(format!("{}/v1/events", http.url))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_event_stream_shows_the_players_own_jump_and_joins() {
+    // Sol to Alpha Centauri: 22 ticks at 50 Hz, about 440 ms: a few progress events.
+    let server = Server::start(&["--ticks-per-ly", "5"]);
+    let http = Http::new(server.url());
+    let ann = http.join("Ann").await;
+    let bob = http.join("Bob").await;
+    let mut ann_events = Sse::new(subscribe(&http, &ann).await);
+    let mut bob_events = Sse::new(subscribe(&http, &bob).await);
+    let (name, hello) = ann_events.next().await;
+    assert_eq!(
+        (name.as_str(), &hello["player"], &hello["system"]),
+        ("hello", &json!("Ann"), &json!("Sol"))
+    );
+    assert_eq!(bob_events.next().await.1["player"], "Bob");
+
+    http.join("Cy").await;
+    let (name, joined) = ann_events.next().await;
+    assert_eq!((name.as_str(), &joined["player"]), ("joined", &json!("Cy")));
+    assert_eq!(
+        bob_events.next().await.1["player"],
+        "Cy",
+        "joins are public"
+    );
+
+    let go = http
+        .post("/v1/travel", Some(&ann), json!({"to": "Alpha Centauri"}))
+        .await;
+    assert_eq!(go.status, 200);
+    let events = ann_events.until("landed").await;
+    let names: Vec<&str> = events.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(names[0], "departed", "{events:?}");
+    assert_eq!(events[0].1["travel_ms"], go.body["travel_ms"]);
+    assert!(
+        names[1..names.len() - 1].iter().all(|n| *n == "progress"),
+        "{names:?}"
+    );
+    assert!(names.len() >= 3, "progress while in the jump: {names:?}");
+    let remaining: Vec<u64> = events[1..events.len() - 1]
+        .iter()
+        .map(|(_, e)| e["remaining_ms"].as_u64().unwrap())
+        .collect();
+    assert!(remaining.windows(2).all(|w| w[0] >= w[1]), "{remaining:?}");
+    let landed = &events.last().unwrap().1;
+    assert_eq!(landed["system"], "Alpha Centauri");
+    assert_eq!(landed["population"], 1);
+    assert_eq!(landed["xfer"], go.body["xfer"]);
+
+    // A refused action is streamed to its player only.
+    http.post("/v1/travel", Some(&ann), json!({"to": "Vega"}))
+        .await;
+    let (name, e) = ann_events.next().await;
+    assert_eq!(
+        (name.as_str(), &e["code"], &e["route"]),
+        ("error", &json!("no_lane"), &json!("travel"))
+    );
+    http.post("/v1/refuel", Some(&bob), json!({"units": 1}))
+        .await;
+    let (name, e) = bob_events.next().await;
+    assert_eq!(
+        (name.as_str(), &e["code"], &e["route"]),
+        ("error", &json!("tank_full"), &json!("refuel")),
+        "Bob sees his own refusal and nothing of Ann's jump"
+    );
+
+    // At most 4 streams per player.
+    let mut more = Vec::new();
+    for _ in 0..3 {
+        let r = subscribe(&http, &ann).await;
+        assert_eq!(r.status(), 200);
+        more.push(r);
+    }
+    let fifth = subscribe(&http, &ann).await;
+    assert_eq!(fifth.status(), 429);
+    let body: Value = fifth.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "too_many_streams");
+}

@@ -1,0 +1,403 @@
+//! What the end-to-end tests share: a real `mltrader serve` on a free port and a temporary data
+//! directory ([`Server`]), the real client commands run as a player with a config directory of
+//! their own ([`Player`]), raw HTTP for the API tests ([`Http`]), and looking at a data
+//! directory ([`file_sizes`], [`check`]).
+//!
+//! Each test file uses part of it.
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+/// Server flags the tests run with unless they pass their own: short jumps.
+pub const DEFAULT_SERVER_ARGS: &[(&str, &str)] = &[("--ticks-per-ly", "1"), ("--tick-hz", "50")];
+
+/// How long a server may take to print its address.
+const START_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The `mltrader` binary under test.
+pub fn mltrader() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_mltrader"))
+}
+
+/// A running `mltrader serve`; killed (SIGKILL) when dropped.
+pub struct Server {
+    child: Option<Child>,
+    url: String,
+    data: PathBuf,
+    /// Owns the data directory when the server made it.
+    _dir: Option<tempfile::TempDir>,
+    output: Arc<Mutex<Vec<String>>>,
+}
+
+impl Server {
+    /// A server on a new temporary data directory, with `extra` flags (which replace the
+    /// defaults of [`DEFAULT_SERVER_ARGS`] they name).
+    pub fn start(extra: &[&str]) -> Server {
+        Server::start_with(None, &[], extra)
+    }
+
+    /// A server on `data` (a new temporary directory if `None`), with environment variables.
+    pub fn start_with(data: Option<&Path>, env: &[(&str, &str)], extra: &[&str]) -> Server {
+        let (dir, data) = match data {
+            Some(d) => (None, d.to_path_buf()),
+            None => {
+                let dir = tempfile::tempdir().expect("temp dir");
+                let data = dir.path().join("data");
+                (Some(dir), data)
+            }
+        };
+        let mut cmd = mltrader();
+        cmd.args(["serve", "--listen", "127.0.0.1:0", "--data"])
+            .arg(&data)
+            .args(extra);
+        for (flag, value) in DEFAULT_SERVER_ARGS {
+            if !extra.contains(flag) {
+                cmd.args([flag, value]);
+            }
+        }
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start mltrader serve");
+        let stdout = child.stdout.take().expect("stdout");
+        let output = Arc::new(Mutex::new(Vec::new()));
+        let (tx, rx) = std::sync::mpsc::channel();
+        let lines = output.clone();
+        // Reads everything the server prints (so it never blocks on a full pipe).
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if let Some(rest) = line.split(" on http://").nth(1) {
+                    let addr = rest.split_whitespace().next().unwrap_or("").to_string();
+                    let _ = tx.send(format!("http://{addr}"));
+                }
+                lines.lock().unwrap().push(line);
+            }
+        });
+        let url = match rx.recv_timeout(START_TIMEOUT) {
+            Ok(url) => url,
+            Err(_) => {
+                let _ = child.kill();
+                let status = child.wait();
+                panic!(
+                    "mltrader serve did not print its address ({status:?}); it said: {:?}",
+                    output.lock().unwrap()
+                );
+            }
+        };
+        Server {
+            child: Some(child),
+            url,
+            data,
+            _dir: dir,
+            output,
+        }
+    }
+
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    pub fn data_dir(&self) -> &Path {
+        &self.data
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map_or(0, Child::id)
+    }
+
+    /// Lines the server printed so far.
+    pub fn output(&self) -> Vec<String> {
+        self.output.lock().unwrap().clone()
+    }
+
+    /// Kills the server (SIGKILL) and reaps it.
+    pub fn kill(mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Asks the server to stop (SIGTERM) and waits for it; returns how it exited.
+    pub fn stop(mut self) -> ExitStatus {
+        self.stop_in_place()
+    }
+
+    /// [`Server::stop`], keeping the data directory alive with `self`.
+    pub fn stop_in_place(&mut self) -> ExitStatus {
+        let mut child = self.child.take().expect("server running");
+        let ok = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(ok.success(), "kill -TERM failed");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(status) = child.try_wait().expect("wait for server") {
+                return status;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                panic!("the server did not stop within 30 s of SIGTERM");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// What a client command did.
+#[derive(Debug)]
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Run {
+    /// Stdout as JSON (for `--json` runs).
+    pub fn json(&self) -> Value {
+        serde_json::from_str(self.stdout.trim())
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {:?}", self.stdout))
+    }
+
+    #[track_caller]
+    pub fn ok(self) -> Run {
+        assert_eq!(self.code, 0, "command failed: {self:?}");
+        self
+    }
+}
+
+/// A player at a terminal: the real client commands, with a config directory of their own
+/// (where `join` saves the token) and `--server` set to one server.
+pub struct Player {
+    pub name: String,
+    config: tempfile::TempDir,
+    url: String,
+    env: Vec<(String, String)>,
+}
+
+impl Player {
+    /// A player who has not joined yet.
+    pub fn new(url: &str, name: &str) -> Player {
+        Player {
+            name: name.to_string(),
+            config: tempfile::tempdir().expect("temp dir"),
+            url: url.to_string(),
+            env: Vec::new(),
+        }
+    }
+
+    /// A player who joined (asserts it worked).
+    pub fn join(server: &Server, name: &str) -> Player {
+        let p = Player::new(server.url(), name);
+        p.run(&["join", name]).ok();
+        p
+    }
+
+    /// Sets an environment variable for this player's commands.
+    pub fn env(mut self, key: &str, value: &str) -> Player {
+        self.env.push((key.to_string(), value.to_string()));
+        self
+    }
+
+    pub fn config_dir(&self) -> &Path {
+        self.config.path()
+    }
+
+    pub fn token_file(&self) -> PathBuf {
+        self.config.path().join("mltrader").join("token")
+    }
+
+    /// The saved token.
+    pub fn token(&self) -> String {
+        std::fs::read_to_string(self.token_file())
+            .expect("token saved")
+            .trim()
+            .to_string()
+    }
+
+    /// Runs `mltrader ARGS --server URL` as this player.
+    pub fn run(&self, args: &[&str]) -> Run {
+        self.run_at(&self.url, args)
+    }
+
+    /// Runs `mltrader ARGS --server URL` against another server.
+    pub fn run_at(&self, url: &str, args: &[&str]) -> Run {
+        let mut cmd = mltrader();
+        cmd.args(args)
+            .args(["--server", url])
+            .env("XDG_CONFIG_HOME", self.config.path())
+            .env_remove("MLTRADER_TOKEN")
+            .env_remove("MLTRADER_SERVER");
+        for (k, v) in &self.env {
+            cmd.env(k, v);
+        }
+        let out = cmd.output().expect("run mltrader");
+        Run {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+}
+
+/// Raw HTTP to a server, for the API tests.
+#[derive(Clone)]
+pub struct Http {
+    pub client: reqwest::Client,
+    pub url: String,
+}
+
+/// An answer: status, headers and the body as JSON (Null when it is not JSON).
+#[derive(Debug)]
+pub struct Answer {
+    pub status: u16,
+    pub headers: reqwest::header::HeaderMap,
+    pub body: Value,
+}
+
+impl Answer {
+    /// The error code of an error answer.
+    pub fn code(&self) -> &str {
+        self.body["error"]["code"].as_str().unwrap_or("")
+    }
+}
+
+impl Http {
+    pub fn new(url: &str) -> Http {
+        Http {
+            client: reqwest::Client::builder()
+                .timeout(Duration::from_secs(30))
+                .build()
+                .expect("http client"),
+            url: url.to_string(),
+        }
+    }
+
+    pub async fn send(&self, req: reqwest::RequestBuilder) -> Answer {
+        let resp = req.send().await.expect("server answers");
+        let status = resp.status().as_u16();
+        let headers = resp.headers().clone();
+        let bytes = resp.bytes().await.expect("body");
+        Answer {
+            status,
+            headers,
+            body: serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+        }
+    }
+
+    pub async fn get(&self, path: &str, token: Option<&str>) -> Answer {
+        let mut req = self.client.get(format!("{}{path}", self.url));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        self.send(req).await
+    }
+
+    pub async fn post(&self, path: &str, token: Option<&str>, body: Value) -> Answer {
+        let mut req = self.client.post(format!("{}{path}", self.url)).json(&body);
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        self.send(req).await
+    }
+
+    /// `POST path` with a raw body and content type.
+    pub async fn post_raw(
+        &self,
+        path: &str,
+        token: Option<&str>,
+        content_type: &str,
+        body: Vec<u8>,
+    ) -> Answer {
+        let mut req = self
+            .client
+            .post(format!("{}{path}", self.url))
+            .header("content-type", content_type)
+            .body(body);
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        self.send(req).await
+    }
+
+    /// Joins a player; returns their token.
+    pub async fn join(&self, name: &str) -> String {
+        let a = self
+            .post("/v1/join", None, serde_json::json!({"name": name}))
+            .await;
+        assert_eq!(a.status, 201, "join {name}: {a:?}");
+        a.body["token"].as_str().expect("token").to_string()
+    }
+}
+
+/// Every file of a data directory and its size (to see that nothing was written).
+pub fn file_sizes(dir: &Path) -> BTreeMap<PathBuf, u64> {
+    let mut out = BTreeMap::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if let Ok(m) = e.metadata() {
+                out.insert(p, m.len());
+            }
+        }
+    }
+    out
+}
+
+/// [`file_sizes`] once they stop changing (the projector writes player logs a moment after
+/// each record is durable): the same twice in a row, 100 ms apart.
+pub fn settled_file_sizes(dir: &Path) -> BTreeMap<PathBuf, u64> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut last = file_sizes(dir);
+    loop {
+        std::thread::sleep(Duration::from_millis(100));
+        let now = file_sizes(dir);
+        if now == last || Instant::now() > deadline {
+            return now;
+        }
+        last = now;
+    }
+}
+
+/// `mltrader check --data DIR`.
+pub fn check(data: &Path) -> Output {
+    mltrader()
+        .args(["check", "--data"])
+        .arg(data)
+        .output()
+        .expect("run mltrader check")
+}
+
+/// A local port nothing listens on (bound, then released).
+pub fn free_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    l.local_addr().expect("addr").port()
+}
