@@ -1,6 +1,7 @@
 //! The HTTP API of a real server: bad input of every kind is refused with a stable code and
 //! writes nothing; conflicting actions get one winner; a token acts for its own player only;
-//! rate limits answer 429 with Retry-After; the event stream; the OpenAPI document.
+//! rate limits answer 429 with Retry-After; the event stream (own events, and others' in the
+//! player's system); the OpenAPI document.
 
 mod common;
 
@@ -174,9 +175,9 @@ async fn rejected_requests_write_nothing_and_the_server_keeps_serving() {
     let huge = json!({"to": "x".repeat(100_000)});
     refused(&http.post("/v1/travel", a, huge).await, 413, "too_large");
     // A body far over the limit: the server may answer 413 before reading it all and close
-    // the connection, which the client may see as a broken connection instead.
-    let sent = http
-        .client
+    // the connection, which the client may see as a broken connection instead. A client of
+    // its own, so that the next requests never pick that closing connection from the pool.
+    let sent = reqwest::Client::new()
         .post(format!("{}/v1/join", http.url))
         .json(&json!({"name": "n".repeat(1_000_000)}))
         .send()
@@ -695,13 +696,19 @@ async fn the_event_stream_shows_the_players_own_jump_and_joins() {
         (name.as_str(), &e["code"], &e["route"]),
         ("error", &json!("no_lane"), &json!("travel"))
     );
+    let (name, e) = bob_events.next().await;
+    assert_eq!(
+        (name.as_str(), &e["player"], &e["to"]),
+        ("left", &json!("Ann"), &json!("Alpha Centauri")),
+        "Bob, in Sol, sees Ann leave it"
+    );
     http.post("/v1/refuel", Some(&bob), json!({"units": 1}))
         .await;
     let (name, e) = bob_events.next().await;
     assert_eq!(
         (name.as_str(), &e["code"], &e["route"]),
         ("error", &json!("tank_full"), &json!("refuel")),
-        "Bob sees his own refusal and nothing of Ann's jump"
+        "Bob sees his own refusal and nothing else of Ann's jump"
     );
 
     // At most 4 streams per player.
@@ -715,4 +722,86 @@ async fn the_event_stream_shows_the_players_own_jump_and_joins() {
     assert_eq!(fifth.status(), 429);
     let body: Value = fifth.json().await.unwrap();
     assert_eq!(body["error"]["code"], "too_many_streams");
+}
+
+/// Travels and waits for the landing.
+async fn go(http: &Http, token: &str, to: &str) {
+    let a = http
+        .post("/v1/travel", Some(token), json!({"to": to, "wait": true}))
+        .await;
+    assert_eq!(a.status, 200, "travel to {to}: {a:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_event_stream_shows_others_arriving_and_leaving_the_players_system_only() {
+    let server = Server::start(&[]);
+    let http = Http::new(server.url());
+    let ann = http.join("Ann").await;
+    let bob = http.join("Bob").await;
+    let cy = http.join("Cy").await;
+    let dee = http.join("Dee").await;
+    go(&http, &bob, "Alpha Centauri").await;
+    go(&http, &dee, "Wolf 359").await;
+    let mut bob_events = Sse::new(subscribe(&http, &bob).await);
+    let mut cy_events = Sse::new(subscribe(&http, &cy).await);
+    let mut dee_events = Sse::new(subscribe(&http, &dee).await);
+    assert_eq!(bob_events.next().await.1["system"], "Alpha Centauri");
+    assert_eq!(cy_events.next().await.1["system"], "Sol");
+    assert_eq!(dee_events.next().await.1["system"], "Wolf 359");
+
+    // Ann goes to Alpha Centauri, where Bob is, and back to Sol, where Cy is.
+    go(&http, &ann, "Alpha Centauri").await;
+    go(&http, &ann, "Sol").await;
+    let (name, e) = bob_events.next().await;
+    assert_eq!(name, "arrived", "{e}");
+    assert_eq!(
+        (&e["player"], &e["from"], &e["system"], &e["population"]),
+        (
+            &json!("Ann"),
+            &json!("Sol"),
+            &json!("Alpha Centauri"),
+            &json!(2)
+        )
+    );
+    assert!(e["xfer"].as_str().unwrap().starts_with("sol:"), "{e}");
+    let (name, e) = bob_events.next().await;
+    assert_eq!(name, "left", "{e}");
+    assert_eq!(
+        (&e["player"], &e["system"], &e["to"]),
+        (&json!("Ann"), &json!("Alpha Centauri"), &json!("Sol"))
+    );
+    assert!(
+        e["xfer"].as_str().unwrap().starts_with("alpha-centauri:"),
+        "{e}"
+    );
+    let cy_saw: Vec<(String, Value)> = vec![cy_events.next().await, cy_events.next().await];
+    assert_eq!(
+        cy_saw
+            .iter()
+            .map(|(n, e)| (n.as_str(), e["player"].as_str().unwrap()))
+            .collect::<Vec<_>>(),
+        [("left", "Ann"), ("arrived", "Ann")],
+        "{cy_saw:?}"
+    );
+    assert_eq!(cy_saw[1].1["population"], 2, "Cy and Ann");
+
+    // Dee, in Wolf 359, saw none of it: the first thing she sees is Cy arriving there (the
+    // feed is in order, so Ann's events were before it).
+    go(&http, &cy, "Wolf 359").await;
+    let (name, e) = dee_events.next().await;
+    assert_eq!(
+        (name.as_str(), &e["player"], &e["from"]),
+        ("arrived", &json!("Cy"), &json!("Sol")),
+        "{e}"
+    );
+    // Cy's own jump is told once, by the API layer (departed, progress, landed).
+    let own = cy_events.until("landed").await;
+    let names: Vec<&str> = own.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(names[0], "departed", "{names:?}");
+    assert!(
+        names[1..]
+            .iter()
+            .all(|n| ["progress", "landed"].contains(n)),
+        "{names:?}"
+    );
 }

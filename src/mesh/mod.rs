@@ -14,6 +14,7 @@ pub mod codec;
 pub mod compact;
 pub mod departures;
 pub mod directory;
+pub mod events;
 pub mod projector;
 pub mod recovery;
 pub mod shard;
@@ -22,7 +23,7 @@ pub mod stats;
 use std::sync::{Arc, OnceLock};
 
 use serde::Serialize;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{broadcast, mpsc, oneshot};
 
 use crate::sim::galaxy::{Galaxy, SystemId};
 use crate::sim::player::Player;
@@ -31,6 +32,7 @@ use crate::sim::system::Reject;
 use crate::store::datadir::DataDir;
 use crate::store::log::{Log, LogError};
 use directory::{Directory, Landed, Location};
+use events::MeshEvent;
 use recovery::RecoveryReport;
 use shard::{Command, Shard};
 
@@ -131,7 +133,7 @@ pub struct ShardStatus {
 }
 
 /// What every shard and pipeline shares: read-only settings, the transition log (append-only,
-/// thread-safe), the routing hint, and the queues of all shards.
+/// thread-safe), the routing hint, the event feed, and the queues of all shards.
 pub struct Context {
     pub galaxy: Arc<Galaxy>,
     pub config: MeshConfig,
@@ -142,10 +144,22 @@ pub struct Context {
     pub checkpoint: checkpoint::Checkpoint,
     /// Writes the players' history logs.
     pub projector: projector::Projector,
+    /// The event feed ([`events`]): durable events of every system.
+    events: broadcast::Sender<Arc<MeshEvent>>,
     shards: OnceLock<Vec<mpsc::Sender<Command>>>,
 }
 
 impl Context {
+    /// Whether anyone listens to the event feed (if not, there is nothing to build).
+    pub fn feed_heard(&self) -> bool {
+        self.events.receiver_count() > 0
+    }
+
+    /// Publishes a durable event; never blocks (nobody listening: nobody to tell).
+    pub fn publish(&self, event: MeshEvent) {
+        let _ = self.events.send(Arc::new(event));
+    }
+
     /// The queue of a system's shard.
     pub fn shard(&self, id: SystemId) -> Option<&mpsc::Sender<Command>> {
         self.shards.get().and_then(|s| s.get(usize::from(id.0)))
@@ -180,6 +194,7 @@ impl Mesh {
             directory: Directory::default(),
             projector: projector::Projector::start(&d2),
             checkpoint: checkpoint::Checkpoint::default(),
+            events: broadcast::channel(events::FEED_LEN).0,
             shards: OnceLock::new(),
         });
         let mut senders = Vec::new();
@@ -245,6 +260,13 @@ impl Mesh {
 
     pub fn config(&self) -> &MeshConfig {
         &self.ctx.config
+    }
+
+    /// A listener of the event feed: every event that becomes durable from now on, in each
+    /// system's log order. Falling more than [`events::FEED_LEN`] events behind loses the
+    /// oldest (`recv` says how many).
+    pub fn events(&self) -> broadcast::Receiver<Arc<MeshEvent>> {
+        self.ctx.events.subscribe()
     }
 
     /// Where a player is, as routing knows it.

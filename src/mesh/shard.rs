@@ -3,8 +3,10 @@
 //!
 //! For every request: decide (pure, `sim`), apply to the state, append the event to the log, and
 //! answer only once the event is durable (the acker task waits for that, in log order, so the
-//! tick loop never waits on the disk). A jump goes on to the departure pipeline
-//! ([`super::departures`]), which makes the transition log's `jump` record the commit point.
+//! tick loop never waits on the disk), then publish it on the mesh's event feed
+//! ([`super::events`]). A jump goes on to the departure pipeline ([`super::departures`]), which
+//! makes the transition log's `jump` record the commit point; its departure is published when
+//! the origin logs that commit (`depart.done`).
 //!
 //! Never shares its state with another shard: the only ways in are its queue and, at recovery,
 //! the logs. Never blocks its loop on I/O, except a final flush when stopping.
@@ -19,6 +21,7 @@ use super::checkpoint::{LANDED, ORIGIN_DONE};
 use super::codec::{encode_event, encode_state, event_kind, player_line, Jump};
 use super::departures::PendingDeparture;
 use super::directory::{Landed, Location};
+use super::events::{MeshEvent, MeshEventKind};
 use super::projector::Projected;
 use super::stats::TickTimes;
 use super::{Context, JumpAck, MeshError, ShardStatus};
@@ -81,6 +84,14 @@ pub enum Command {
 
 /// Work that must wait until a record is durable, run by the acker in log order.
 type AfterDurable = Box<dyn FnOnce(Result<(), LogError>) + Send>;
+
+/// A record appended, and what to send once it is durable ([`Shard::on_durable`]).
+#[must_use = "hand it to on_durable, or its player-log line and feed event are lost"]
+struct Recorded {
+    seq: u64,
+    line: Option<Projected>,
+    feed: Option<MeshEvent>,
+}
 
 pub struct Shard {
     id: SystemId,
@@ -168,10 +179,11 @@ impl Shard {
             Command::Refuel { name, units, reply } => self.refuel(name, units, reply),
             Command::Jump { name, to, reply } => self.jump(name, to, reply),
             Command::Committed { xfer, tseq } => {
-                // The player is gone for good; only the checkpoint waits for this record.
-                if let Ok(seq) = self.record(Event::DepartDone { xfer }) {
+                // The player is gone for good: the feed tells of the departure with this
+                // record; only the checkpoint waits for it.
+                if let Ok(rec) = self.record(Event::DepartDone { xfer }) {
                     let ctx = self.ctx.clone();
-                    self.after_durable(seq, move |r| {
+                    self.on_durable(rec, move |r| {
                         if r.is_ok() {
                             ctx.checkpoint.settle(tseq, ORIGIN_DONE);
                         }
@@ -196,11 +208,19 @@ impl Shard {
         }
     }
 
-    /// Applies a decided event, appends it, and returns its sequence number.
-    fn record(&mut self, event: Event) -> Result<u64, MeshError> {
+    /// Applies a decided event and appends it. What must follow once it is durable (its
+    /// player-log line, its event on the feed) is in the answer: hand it to [`Self::on_durable`].
+    fn record(&mut self, event: Event) -> Result<Recorded, MeshError> {
         if let Some(e) = &self.failed {
             return Err(MeshError::Storage(e.clone()));
         }
+        // Before applying: a committed departure is still listed. Nothing to build if nobody
+        // listens.
+        let feed = self
+            .ctx
+            .feed_heard()
+            .then(|| MeshEventKind::of(&self.ctx.galaxy, &self.state, &event))
+            .flatten();
         if let Err(e) = self.state.apply(self.now, &event) {
             panic!(
                 "BUG: an event decided on {}'s state does not apply to it: {e}",
@@ -214,26 +234,41 @@ impl Shard {
         }) {
             Ok(seq) => {
                 self.records_since_snapshot += 1;
-                if let Some(name) = event.player() {
-                    let projected = Projected {
-                        player: name.to_string(),
-                        version,
-                        line: player_line(galaxy, id, now, &event, version, seq),
-                    };
-                    let ctx = self.ctx.clone();
-                    self.after_durable(seq, move |r| {
-                        if r.is_ok() {
-                            ctx.projector.send(projected);
-                        }
-                    });
-                }
-                Ok(seq)
+                let line = event.player().map(|name| Projected {
+                    player: name.to_string(),
+                    version,
+                    line: player_line(galaxy, id, now, &event, version, seq),
+                });
+                let feed = feed.map(|kind| MeshEvent {
+                    system: id,
+                    seq,
+                    t: now,
+                    kind,
+                });
+                Ok(Recorded { seq, line, feed })
             }
             Err(e) => {
                 self.failed = Some(e.clone());
                 Err(MeshError::Storage(e))
             }
         }
+    }
+
+    /// Once `rec` is durable: sends its player-log line, runs `then`, and publishes its event
+    /// on the mesh's feed (last: whoever hears of it finds routing and waiters already told).
+    fn on_durable(&self, rec: Recorded, then: impl FnOnce(Result<(), LogError>) + Send + 'static) {
+        let Recorded { seq, line, feed } = rec;
+        let ctx = self.ctx.clone();
+        self.after_durable(seq, move |r| {
+            let durable = r.is_ok();
+            if let (true, Some(line)) = (durable, line) {
+                ctx.projector.send(line);
+            }
+            then(r);
+            if let (true, Some(event)) = (durable, feed) {
+                ctx.publish(event);
+            }
+        });
     }
 
     /// Runs `then` once record `seq` is durable.
@@ -251,14 +286,14 @@ impl Shard {
             Ok(e) => e,
             Err(r) => return drop(reply.send(Err(MeshError::Rejected(r)))),
         };
-        let seq = match self.record(event) {
-            Ok(s) => s,
+        let rec = match self.record(event) {
+            Ok(r) => r,
             Err(e) => return drop(reply.send(Err(e))),
         };
         let player = self.state.players[&name].clone();
         let ctx = self.ctx.clone();
         let home = self.id;
-        self.after_durable(seq, move |r| {
+        self.on_durable(rec, move |r| {
             if r.is_ok() {
                 ctx.directory.set(&player.name, Location::In(home));
             }
@@ -274,12 +309,12 @@ impl Shard {
             Ok(e) => e,
             Err(r) => return drop(reply.send(Err(MeshError::Rejected(r)))),
         };
-        let seq = match self.record(event) {
-            Ok(s) => s,
+        let rec = match self.record(event) {
+            Ok(r) => r,
             Err(e) => return drop(reply.send(Err(e))),
         };
         let player = self.state.players[&name].clone();
-        self.after_durable(seq, move |r| {
+        self.on_durable(rec, move |r| {
             let _ = reply.send(r.map(|()| player).map_err(MeshError::Storage));
         });
     }
@@ -292,10 +327,13 @@ impl Shard {
         let Event::Depart { xfer, .. } = event else {
             unreachable!("decide_depart decides departures")
         };
-        let seq = match self.record(event) {
-            Ok(s) => s,
+        let rec = match self.record(event) {
+            Ok(r) => r,
             Err(e) => return drop(reply.send(Err(e))),
         };
+        let seq = rec.seq;
+        // The feed tells of the departure at the commit (`Committed`), not here.
+        self.on_durable(rec, |_| {});
         let galaxy = &self.ctx.galaxy;
         let jump = Jump {
             from: self.id,
@@ -355,7 +393,7 @@ impl Shard {
             self.ctx.checkpoint.settle(jump.tseq, LANDED);
             return;
         };
-        let Ok(seq) = self.record(event) else { return };
+        let Ok(rec) = self.record(event) else { return };
         let ctx = self.ctx.clone();
         let tseq = jump.tseq;
         let landed = Landed {
@@ -363,7 +401,7 @@ impl Shard {
             population: self.state.players.len(),
         };
         let name = jump.player.name;
-        self.after_durable(seq, move |r| {
+        self.on_durable(rec, move |r| {
             if r.is_ok() {
                 ctx.directory.landed(&name, landed);
                 ctx.checkpoint.settle(tseq, LANDED);

@@ -1,14 +1,18 @@
-//! The event stream (`GET /v1/events`, server-sent events): what a player may see, as the API
-//! layer itself observes it, because the mesh does not publish events yet.
+//! The event stream (`GET /v1/events`, server-sent events): what a player may see.
 //!
-//! Streamed now: joins of any player (public: names are public), and the player's own jumps
-//! (`departed`, `progress` with the time left, `landed` with the population), refuels and
-//! refused actions (`error`). Not streamed yet: other players arriving in or leaving the
-//! player's system, and anything done through another API instance (see docs/API.md).
+//! Two sources, merged per stream. The mesh's event feed ([`crate::mesh::events`]) tells of the
+//! others in the player's system: players arriving (`arrived`) and leaving (`left`), and joins
+//! when the player is at the home system (`joined`). The API layer itself tells the player of
+//! their own actions, with what only it knows: their jumps (`departed` with the travel time,
+//! `progress` with the time left, `landed` with the population), refuels (with the tank and
+//! purse after) and refused actions (`error`). The feed's events about the player themselves
+//! only tell the stream where they are now. Not streamed: others' refuels (their own business),
+//! and, as there are none yet, trades and attacks (see docs/API.md).
 //!
-//! Owns the channels and the stream limits; never blocks a request on a slow subscriber (the
-//! channels are bounded broadcasts: a subscriber that lags is told how many events it missed)
-//! and never sends a player's private event to anyone else.
+//! Owns the per-player channels and the stream limits; never blocks a request or a shard on a
+//! slow subscriber (the channels and the feed are bounded broadcasts: a subscriber that lags is
+//! told how many events it missed and goes on) and never sends a player's private event to
+//! anyone else.
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -26,11 +30,14 @@ use tokio::sync::broadcast;
 
 use super::error::ApiError;
 use super::shutdown::Stopping;
+use crate::mesh::directory::Location;
+use crate::mesh::events::{MeshEvent, MeshEventKind};
+use crate::mesh::Mesh;
+use crate::sim::galaxy::SystemId;
 
-/// Events a player's subscribers may fall behind by before they miss some.
+/// Events a player's subscribers may fall behind by before they miss some (the mesh's feed
+/// holds [`crate::mesh::events::FEED_LEN`]).
 pub const PLAYER_CHANNEL_LEN: usize = 256;
-/// Public events a subscriber may fall behind by before it misses some.
-pub const PUBLIC_CHANNEL_LEN: usize = 1024;
 /// Streams one player may hold open at once.
 pub const MAX_STREAMS_PER_PLAYER: usize = 4;
 /// Streams the server holds open at once.
@@ -48,8 +55,23 @@ pub enum ApiEvent {
         /// Null while in a jump.
         system: Option<String>,
     },
-    /// A new player appeared at the home system.
+    /// A new player appeared at the home system, where you are.
     Joined { player: String, system: String },
+    /// Another player landed in your system; `population` counts them too.
+    Arrived {
+        player: String,
+        xfer: String,
+        from: String,
+        system: String,
+        population: usize,
+    },
+    /// Another player's jump out of your system is committed: they left.
+    Left {
+        player: String,
+        xfer: String,
+        system: String,
+        to: String,
+    },
     /// The player's jump is committed.
     Departed {
         xfer: String,
@@ -91,6 +113,8 @@ impl ApiEvent {
         match self {
             ApiEvent::Hello { .. } => "hello",
             ApiEvent::Joined { .. } => "joined",
+            ApiEvent::Arrived { .. } => "arrived",
+            ApiEvent::Left { .. } => "left",
             ApiEvent::Departed { .. } => "departed",
             ApiEvent::Progress { .. } => "progress",
             ApiEvent::Landed { .. } => "landed",
@@ -110,9 +134,9 @@ impl ApiEvent {
     }
 }
 
-/// The channels: one public, and one per player with an open stream.
+/// The per-player channels, and the mesh whose feed every stream listens to.
 pub struct Hub {
-    public: broadcast::Sender<Arc<ApiEvent>>,
+    mesh: Mesh,
     /// std mutex: held for a map operation only, never across an await.
     private: Mutex<HashMap<String, broadcast::Sender<Arc<ApiEvent>>>>,
     streams: AtomicUsize,
@@ -121,19 +145,13 @@ pub struct Hub {
 }
 
 impl Hub {
-    pub fn new(stopping: Arc<Stopping>) -> Hub {
+    pub fn new(mesh: Mesh, stopping: Arc<Stopping>) -> Hub {
         Hub {
-            public: broadcast::channel(PUBLIC_CHANNEL_LEN).0,
+            mesh,
             private: Mutex::new(HashMap::new()),
             streams: AtomicUsize::new(0),
             stopping,
         }
-    }
-
-    /// An event for everyone.
-    pub fn publish(&self, event: ApiEvent) {
-        // No subscriber: nobody to tell.
-        let _ = self.public.send(Arc::new(event));
     }
 
     /// An event for `player` alone (dropped if they have no open stream).
@@ -157,11 +175,10 @@ impl Hub {
         self.streams.load(Ordering::Relaxed)
     }
 
-    /// Opens a stream for `player`, starting with `hello`.
+    /// Opens a stream for `player`, starting with `hello` (where they are).
     pub fn subscribe(
         self: &Arc<Hub>,
         player: &str,
-        hello: ApiEvent,
     ) -> Result<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>, ApiError> {
         let too_many =
             |m: &str| ApiError::new(StatusCode::TOO_MANY_REQUESTS, "too_many_streams", m);
@@ -190,11 +207,19 @@ impl Hub {
             }
             tx.subscribe()
         };
+        // Listen first, then locate: a move missed by the one is seen by the other.
+        let feed = self.mesh.events();
+        let here = self.here(player);
+        let hello = ApiEvent::Hello {
+            player: player.to_string(),
+            system: here.map(|s| self.mesh.galaxy().name(s).to_string()),
+        };
         let sub = Subscription {
             hub: self.clone(),
             player: player.to_string(),
             private_rx: Some(private_rx),
-            public_rx: self.public.subscribe(),
+            feed,
+            here,
             hello: Some(hello),
             stop: Box::pin(self.stopping.wait()),
         };
@@ -207,15 +232,36 @@ impl Hub {
     }
 }
 
+impl Hub {
+    /// The system `player` is in, as routing knows it (None in a jump).
+    fn here(&self, player: &str) -> Option<SystemId> {
+        match self.mesh.locate(player) {
+            Some(Location::In(s)) => Some(s),
+            _ => None,
+        }
+    }
+}
+
 /// One open stream. Dropping it (the client went away) closes the player's channel if it was
 /// their last stream.
 struct Subscription {
     hub: Arc<Hub>,
     player: String,
     private_rx: Option<broadcast::Receiver<Arc<ApiEvent>>>,
-    public_rx: broadcast::Receiver<Arc<ApiEvent>>,
+    feed: broadcast::Receiver<Arc<MeshEvent>>,
+    /// Where the player is (None in a jump): asked of routing when the stream opens, and again
+    /// at each event of the feed about the player (the only events that move them) and after
+    /// missing events. Routing is told of a move before the feed publishes it.
+    here: Option<SystemId>,
     hello: Option<ApiEvent>,
     stop: Pin<Box<dyn Future<Output = ()> + Send>>,
+}
+
+/// What a stream woke up for.
+enum Woke {
+    Private(Result<Arc<ApiEvent>, broadcast::error::RecvError>),
+    Feed(Result<Arc<MeshEvent>, broadcast::error::RecvError>),
+    Stop,
 }
 
 impl Subscription {
@@ -224,18 +270,73 @@ impl Subscription {
         if let Some(h) = self.hello.take() {
             return Some(Arc::new(h));
         }
-        let private = self.private_rx.as_mut()?;
-        let received = tokio::select! {
-            r = private.recv() => r,
-            r = self.public_rx.recv() => r,
-            () = &mut self.stop => return None,
-        };
-        match received {
-            Ok(e) => Some(e),
-            Err(broadcast::error::RecvError::Lagged(missed)) => {
-                Some(Arc::new(ApiEvent::Lagged { missed }))
+        loop {
+            let private = self.private_rx.as_mut()?;
+            let woke = tokio::select! {
+                r = private.recv() => Woke::Private(r),
+                r = self.feed.recv() => Woke::Feed(r),
+                () = &mut self.stop => Woke::Stop,
+            };
+            match woke {
+                Woke::Private(Ok(e)) => return Some(e),
+                Woke::Feed(Ok(e)) => {
+                    if let Some(seen) = self.see(&e) {
+                        return Some(Arc::new(seen));
+                    }
+                }
+                Woke::Private(Err(broadcast::error::RecvError::Lagged(missed))) => {
+                    return Some(Arc::new(ApiEvent::Lagged { missed }))
+                }
+                Woke::Feed(Err(broadcast::error::RecvError::Lagged(missed))) => {
+                    // The missed events may have moved the player.
+                    self.here = self.hub.here(&self.player);
+                    return Some(Arc::new(ApiEvent::Lagged { missed }));
+                }
+                Woke::Private(Err(broadcast::error::RecvError::Closed))
+                | Woke::Feed(Err(broadcast::error::RecvError::Closed))
+                | Woke::Stop => return None,
             }
-            Err(broadcast::error::RecvError::Closed) => None,
+        }
+    }
+
+    /// What the player sees of an event of the feed: those of others in the player's system.
+    /// A string and a number compared for most events; routing asked for the player's own.
+    fn see(&mut self, e: &MeshEvent) -> Option<ApiEvent> {
+        if e.kind.player() == self.player {
+            // The API layer tells the player of their own actions; this says where they are.
+            self.here = self.hub.here(&self.player);
+            return None;
+        }
+        if self.here != Some(e.system) {
+            return None;
+        }
+        let name = |s: SystemId| self.hub.mesh.galaxy().name(s).to_string();
+        match &e.kind {
+            MeshEventKind::Joined { player } => Some(ApiEvent::Joined {
+                player: player.clone(),
+                system: name(e.system),
+            }),
+            MeshEventKind::Arrived {
+                player,
+                from,
+                xfer,
+                population,
+            } => Some(ApiEvent::Arrived {
+                player: player.clone(),
+                xfer: xfer.clone(),
+                from: name(*from),
+                system: name(e.system),
+                population: *population,
+            }),
+            MeshEventKind::Departed { player, to, xfer } => Some(ApiEvent::Left {
+                player: player.clone(),
+                xfer: xfer.clone(),
+                system: name(e.system),
+                to: name(*to),
+            }),
+            // Others' purchases are their own business. Only recovery cancels jumps, and it
+            // publishes nothing (nobody is connected then).
+            MeshEventKind::Refueled { .. } | MeshEventKind::Cancelled { .. } => None,
         }
     }
 }

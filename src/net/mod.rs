@@ -177,6 +177,7 @@ impl Api {
         }
         let stopping = Arc::new(shutdown::Stopping::default());
         let state = Arc::new(AppState {
+            events: Arc::new(events::Hub::new(mesh.clone(), stopping.clone())),
             mesh,
             accounts,
             token_limits: Limiter::new(config.token_rate, usize::MAX),
@@ -186,7 +187,6 @@ impl Api {
             config,
             actions: actions::ActionLocks::default(),
             flights: flights::Flights::default(),
-            events: Arc::new(events::Hub::new(stopping.clone())),
             stopping: stopping.clone(),
         });
         Ok(Api {

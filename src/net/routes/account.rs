@@ -9,7 +9,6 @@ use super::{check_ip, Authed, Body, ClientIp, Shared};
 use crate::mesh::directory::Location;
 use crate::net::auth::{key_of, new_token};
 use crate::net::error::ApiError;
-use crate::net::events::ApiEvent;
 use crate::sim::player::{validate_name, Player};
 
 #[derive(Deserialize)]
@@ -41,11 +40,8 @@ pub async fn join(
     let player = state.mesh.join(&req.name, &key).await?;
     state.accounts.insert(key, player.name.clone());
     let home = state.mesh.galaxy().home();
+    // The mesh's feed tells the players at home (the event stream).
     let system = state.mesh.galaxy().name(home).to_string();
-    state.events.publish(ApiEvent::Joined {
-        player: player.name.clone(),
-        system: system.clone(),
-    });
     Ok((
         StatusCode::CREATED,
         Json(Joined {

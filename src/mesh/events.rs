@@ -1,0 +1,235 @@
+//! The mesh's event feed: what happened in each system, told to whoever listens (the API's
+//! event streams), once it is durable.
+//!
+//! Each shard publishes an event from its acker, after the record is durable and after what
+//! else waited on it (routing, landing waiters): whoever hears of a landing finds routing up to
+//! date. Departures are published at their commit (the origin's `depart.done`), never at the
+//! prepare, so no one hears of a jump that recovery could still cancel. Recovery publishes
+//! nothing (no one listens yet).
+//!
+//! One bounded broadcast for the whole mesh: publishing never blocks a shard; a listener that
+//! falls more than [`FEED_LEN`] events behind misses the oldest (it is told how many). Events of
+//! one system come in its log order; events of different systems in the order they became
+//! durable. A view of the logs, never an authority: nothing here is read back by the mesh.
+
+use serde::Serialize;
+
+use crate::sim::galaxy::{Galaxy, SystemId};
+use crate::sim::system::{Event, SystemState};
+
+/// Events a listener may fall behind by before it misses some.
+pub const FEED_LEN: usize = 65_536;
+
+/// One durable event of one system.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct MeshEvent {
+    /// Where it happened.
+    pub system: SystemId,
+    /// Its record in that system's log.
+    pub seq: u64,
+    /// The system's tick it is stamped with.
+    pub t: u64,
+    pub kind: MeshEventKind,
+}
+
+/// What happened. Transfer ids are `<origin slug>:<number>`, as in the logs and the API.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum MeshEventKind {
+    /// A new player appeared (at the home system).
+    Joined { player: String },
+    /// The player's jump towards `to` is committed: they left for good.
+    Departed {
+        player: String,
+        to: SystemId,
+        xfer: String,
+    },
+    /// The player landed; `population` counts them too.
+    Arrived {
+        player: String,
+        from: SystemId,
+        xfer: String,
+        population: usize,
+    },
+    /// The player bought `units` of fuel for `cost` credits.
+    Refueled {
+        player: String,
+        units: u32,
+        cost: u64,
+    },
+    /// The player's jump never reached the transition log: they are back.
+    Cancelled { player: String, xfer: String },
+}
+
+impl MeshEventKind {
+    /// The player it is about.
+    pub fn player(&self) -> &str {
+        match self {
+            MeshEventKind::Joined { player }
+            | MeshEventKind::Departed { player, .. }
+            | MeshEventKind::Arrived { player, .. }
+            | MeshEventKind::Refueled { player, .. }
+            | MeshEventKind::Cancelled { player, .. } => player,
+        }
+    }
+
+    /// What the feed says of `event`, a record of system `state.id` about to be applied to
+    /// `state` (a committed departure is still listed then). None for the prepare of a jump:
+    /// its departure is told at the commit.
+    pub fn of(galaxy: &Galaxy, state: &SystemState, event: &Event) -> Option<MeshEventKind> {
+        let xfer_id = |from: SystemId, xfer: u64| format!("{}:{xfer}", galaxy.slug(from));
+        Some(match event {
+            Event::Join { player, .. } => MeshEventKind::Joined {
+                player: player.name.clone(),
+            },
+            Event::Refuel {
+                player,
+                units,
+                cost,
+            } => MeshEventKind::Refueled {
+                player: player.clone(),
+                units: *units,
+                cost: *cost,
+            },
+            Event::Depart { .. } => return None,
+            Event::DepartDone { xfer } => {
+                let d = state.departing.get(xfer)?;
+                MeshEventKind::Departed {
+                    player: d.player.name.clone(),
+                    to: d.to,
+                    xfer: xfer_id(state.id, *xfer),
+                }
+            }
+            Event::DepartAbort { xfer, player } => MeshEventKind::Cancelled {
+                player: player.clone(),
+                xfer: xfer_id(state.id, *xfer),
+            },
+            Event::Arrive { from, xfer, player } => MeshEventKind::Arrived {
+                player: player.name.clone(),
+                from: *from,
+                xfer: xfer_id(*from, *xfer),
+                // Arriving adds the player (a landing seen twice is never recorded).
+                population: state.players.len() + 1,
+            },
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use tokio::sync::broadcast;
+
+    use super::*;
+    use crate::mesh::{Mesh, MeshConfig};
+    use crate::store::datadir::DataDir;
+
+    /// The next event of `player` (others' are skipped), within 5 s.
+    async fn next_of(rx: &mut broadcast::Receiver<Arc<MeshEvent>>, player: &str) -> MeshEvent {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        loop {
+            let e = tokio::time::timeout_at(deadline, rx.recv())
+                .await
+                .expect("an event within 5 s")
+                .expect("the feed is open");
+            if e.kind.player() == player {
+                return (*e).clone();
+            }
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn events_are_published_once_durable_in_order_with_systems_and_populations() {
+        let dir = tempfile::tempdir().unwrap();
+        let datadir = DataDir::at(dir.path());
+        let galaxy = Galaxy::default_galaxy();
+        let mut config = MeshConfig {
+            tick_hz: 200,
+            ..MeshConfig::default()
+        };
+        config.rules.ticks_per_ly = 1;
+        let (mesh, _) = Mesh::start(datadir, galaxy, config).await.unwrap();
+        let g = mesh.galaxy().clone();
+        let (home, to) = (g.home(), g.lookup("Alpha Centauri").unwrap());
+        let mut feed = mesh.events();
+        mesh.join("Bob", "k").await.unwrap();
+        mesh.jump("Bob", to).await.unwrap();
+        mesh.wait_landing("Bob").await.unwrap();
+        mesh.join("Ann", "k").await.unwrap();
+
+        // Every event is durable in its system's log when it is heard of.
+        let durable = |e: &MeshEvent, mesh: &Mesh| {
+            let mesh = mesh.clone();
+            let (system, seq) = (e.system, e.seq);
+            async move {
+                let s = mesh.system_status(system).await.unwrap();
+                assert!(
+                    s.log_durable_seq >= seq,
+                    "{seq} heard before durable: {s:?}"
+                );
+            }
+        };
+        let joined = next_of(&mut feed, "Ann").await;
+        durable(&joined, &mesh).await;
+        assert_eq!(
+            (joined.system, &joined.kind),
+            (
+                home,
+                &MeshEventKind::Joined {
+                    player: "Ann".into()
+                }
+            )
+        );
+        let ack = mesh.jump("Ann", to).await.unwrap();
+        let departed = next_of(&mut feed, "Ann").await;
+        durable(&departed, &mesh).await;
+        assert_eq!(
+            (departed.system, &departed.kind),
+            (
+                home,
+                &MeshEventKind::Departed {
+                    player: "Ann".into(),
+                    to,
+                    xfer: ack.xfer.clone()
+                }
+            )
+        );
+        assert!(departed.seq > joined.seq && departed.t >= joined.t);
+        let arrived = next_of(&mut feed, "Ann").await;
+        durable(&arrived, &mesh).await;
+        assert_eq!(
+            (arrived.system, &arrived.kind),
+            (
+                to,
+                &MeshEventKind::Arrived {
+                    player: "Ann".into(),
+                    from: home,
+                    xfer: ack.xfer,
+                    population: 2,
+                }
+            ),
+            "Bob landed there first"
+        );
+        // Whoever hears of a landing finds routing up to date.
+        assert_eq!(
+            mesh.locate("Ann"),
+            Some(crate::mesh::directory::Location::In(to))
+        );
+        mesh.stop().await.unwrap();
+    }
+
+    #[test]
+    fn the_prepare_of_a_jump_is_not_published() {
+        let g = Galaxy::default_galaxy();
+        let state = SystemState::new(g.home());
+        let event = Event::Depart {
+            xfer: 1,
+            player: "Ann".into(),
+            to: g.lookup("Alpha Centauri").unwrap(),
+            fuel: 1,
+        };
+        assert_eq!(MeshEventKind::of(&g, &state, &event), None);
+    }
+}
