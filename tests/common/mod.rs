@@ -138,11 +138,7 @@ impl Server {
     /// [`Server::stop`], keeping the data directory alive with `self`.
     pub fn stop_in_place(&mut self) -> ExitStatus {
         let mut child = self.child.take().expect("server running");
-        let ok = Command::new("kill")
-            .args(["-TERM", &child.id().to_string()])
-            .status()
-            .expect("run kill");
-        assert!(ok.success(), "kill -TERM failed");
+        sigterm(child.id());
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             if let Some(status) = child.try_wait().expect("wait for server") {
@@ -400,4 +396,17 @@ pub fn check(data: &Path) -> Output {
 pub fn free_port() -> u16 {
     let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     l.local_addr().expect("addr").port()
+}
+
+/// Sends SIGTERM to a process (what Ctrl-C's sibling, a service manager's stop, sends).
+pub fn sigterm(pid: u32) {
+    let pid = i32::try_from(pid).expect("a pid fits an i32");
+    // SAFETY: kill(2) with a pid we spawned and a standard signal; it touches no memory.
+    let rc = unsafe { libc::kill(pid, libc::SIGTERM) };
+    assert_eq!(
+        rc,
+        0,
+        "kill -TERM {pid}: {}",
+        std::io::Error::last_os_error()
+    );
 }
