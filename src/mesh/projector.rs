@@ -15,7 +15,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
+use std::sync::mpsc::{channel, Receiver, Sender};
 use std::sync::Mutex;
 use std::thread::JoinHandle;
 
@@ -23,9 +23,6 @@ use crate::store::datadir::{player_file_stem, DataDir};
 use crate::store::disk::{sync_parent_dir, AppendFile, RealFile};
 use crate::store::record::{Line, Record};
 use crate::store::scan::{ScanStart, BATCH_FIELD};
-
-/// Lines queued for the projector thread before senders wait.
-pub const PROJECTOR_QUEUE_LEN: usize = 64 * 1024;
 
 /// Player log files kept open between batches (well under the usual 1024-20000 descriptor
 /// limits, leaving room for sockets and the system logs).
@@ -61,13 +58,17 @@ enum Msg {
 
 /// The projector thread's handle.
 pub struct Projector {
-    tx: Mutex<Option<SyncSender<Msg>>>,
+    /// Unbounded on purpose: lines are sent from the shards' ackers, which run on the async
+    /// runtime and must never block a worker thread (a bounded queue that filled up stalled
+    /// every shard on that worker: commit p99 of seconds under full load). The projector
+    /// writes in batches per player and keeps up; the queue only absorbs bursts.
+    tx: Mutex<Option<Sender<Msg>>>,
     thread: Mutex<Option<JoinHandle<()>>>,
 }
 
 impl Projector {
     pub fn start(datadir: &DataDir) -> Projector {
-        let (tx, rx) = sync_channel(PROJECTOR_QUEUE_LEN);
+        let (tx, rx) = channel();
         let dir = datadir.players_dir();
         let thread = std::thread::Builder::new()
             .name("projector".into())
@@ -79,12 +80,11 @@ impl Projector {
         }
     }
 
-    fn sender(&self) -> Option<SyncSender<Msg>> {
+    fn sender(&self) -> Option<Sender<Msg>> {
         self.tx.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
-    /// Queues a line (waits if the queue is full). Lines of one player must be sent in
-    /// version order.
+    /// Queues a line; never blocks. Lines of one player must be sent in version order.
     pub fn send(&self, p: Projected) {
         if let Some(tx) = self.sender() {
             let _ = tx.send(Msg::Line(p));
