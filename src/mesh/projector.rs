@@ -117,6 +117,9 @@ impl Projector {
 
 struct Files {
     dir: PathBuf,
+    /// At most this many files open: MAX_OPEN_PLAYER_FILES, or a quarter of the process's
+    /// descriptor limit if that is less (sockets and the system logs need the rest).
+    max_open: usize,
     open: HashMap<String, File>,
     dirty: HashSet<String>,
 }
@@ -124,13 +127,13 @@ struct Files {
 impl Files {
     fn append(&mut self, player: &str, bytes: &[u8]) -> std::io::Result<()> {
         if !self.open.contains_key(player) {
-            if self.open.len() >= MAX_OPEN_PLAYER_FILES {
+            if self.open.len() >= self.max_open {
                 // Close half (an arbitrary half: the map's order), keeping the dirty set, so
                 // a later sync reopens what it must.
                 let evict: Vec<String> = self
                     .open
                     .keys()
-                    .take(MAX_OPEN_PLAYER_FILES / 2)
+                    .take(self.max_open.div_ceil(2))
                     .cloned()
                     .collect();
                 for k in evict {
@@ -165,6 +168,7 @@ impl Files {
 fn run(dir: PathBuf, rx: Receiver<Msg>) {
     let mut files = Files {
         dir,
+        max_open: MAX_OPEN_PLAYER_FILES.min(descriptor_limit() / 4).max(16),
         open: HashMap::new(),
         dirty: HashSet::new(),
     };
@@ -206,6 +210,43 @@ fn run(dir: PathBuf, rx: Receiver<Msg>) {
                     Ok(()) => Ok(()),
                     Err(e) => Err(std::io::Error::new(e.kind(), e.to_string())),
                 });
+            }
+        }
+    }
+}
+
+/// The process's soft limit on open files (1,024 if unknown).
+fn descriptor_limit() -> usize {
+    #[cfg(unix)]
+    {
+        let mut limit = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        // SAFETY: getrlimit writes the struct we own; it reads nothing else.
+        if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } == 0 {
+            return usize::try_from(limit.rlim_cur).unwrap_or(usize::MAX);
+        }
+    }
+    1024
+}
+
+/// Raises the soft limit on open files to the hard limit (a galaxy holds a log per system,
+/// player logs and a socket per client; the common default of 1,024 is tight). Best effort.
+pub fn raise_descriptor_limit() {
+    #[cfg(unix)]
+    {
+        let mut limit = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        // SAFETY: getrlimit/setrlimit read and write the struct we own.
+        unsafe {
+            if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0
+                && limit.rlim_cur < limit.rlim_max
+            {
+                limit.rlim_cur = limit.rlim_max;
+                let _ = libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
             }
         }
     }
