@@ -28,7 +28,7 @@ use super::{Context, JumpAck, MeshError, ShardStatus};
 use crate::sim::galaxy::Galaxy;
 use crate::sim::galaxy::SystemId;
 use crate::sim::player::Player;
-use crate::sim::system::{Event, SystemState};
+use crate::sim::system::{Event, Reject, SystemState};
 use crate::store::log::{Log, LogError, Position};
 use crate::store::snapshot::{self, SnapshotMeta};
 
@@ -278,17 +278,30 @@ impl Shard {
         }
     }
 
+    /// Records a decided event; a refusal or a storage failure is answered at once (None).
+    fn record_or_answer<T>(
+        &mut self,
+        decided: Result<Event, Reject>,
+        reply: Reply<T>,
+    ) -> Option<(Recorded, Reply<T>)> {
+        match decided
+            .map_err(MeshError::Rejected)
+            .and_then(|event| self.record(event))
+        {
+            Ok(rec) => Some((rec, reply)),
+            Err(e) => {
+                let _ = reply.send(Err(e));
+                None
+            }
+        }
+    }
+
     fn join(&mut self, name: String, key: String, reply: Reply<Player>) {
         let decided = self
             .state
             .decide_join(&self.ctx.galaxy, &self.ctx.config.rules, &name, &key);
-        let event = match decided {
-            Ok(e) => e,
-            Err(r) => return drop(reply.send(Err(MeshError::Rejected(r)))),
-        };
-        let rec = match self.record(event) {
-            Ok(r) => r,
-            Err(e) => return drop(reply.send(Err(e))),
+        let Some((rec, reply)) = self.record_or_answer(decided, reply) else {
+            return;
         };
         let player = self.state.players[&name].clone();
         let ctx = self.ctx.clone();
@@ -305,13 +318,8 @@ impl Shard {
         let decided =
             self.state
                 .decide_refuel(&self.ctx.galaxy, &self.ctx.config.rules, &name, units);
-        let event = match decided {
-            Ok(e) => e,
-            Err(r) => return drop(reply.send(Err(MeshError::Rejected(r)))),
-        };
-        let rec = match self.record(event) {
-            Ok(r) => r,
-            Err(e) => return drop(reply.send(Err(e))),
+        let Some((rec, reply)) = self.record_or_answer(decided, reply) else {
+            return;
         };
         let player = self.state.players[&name].clone();
         self.on_durable(rec, move |r| {
@@ -320,16 +328,14 @@ impl Shard {
     }
 
     fn jump(&mut self, name: String, to: SystemId, reply: Reply<JumpAck>) {
-        let event = match self.state.decide_depart(&self.ctx.galaxy, &name, to) {
-            Ok(e) => e,
-            Err(r) => return drop(reply.send(Err(MeshError::Rejected(r)))),
-        };
-        let Event::Depart { xfer, .. } = event else {
-            unreachable!("decide_depart decides departures")
-        };
-        let rec = match self.record(event) {
-            Ok(r) => r,
-            Err(e) => return drop(reply.send(Err(e))),
+        let decided = self.state.decide_depart(&self.ctx.galaxy, &name, to);
+        let xfer = self.state.next_xfer;
+        assert!(
+            matches!(&decided, Ok(Event::Depart { xfer: x, .. }) if *x == xfer) || decided.is_err(),
+            "a departure takes the system's next transfer number"
+        );
+        let Some((rec, reply)) = self.record_or_answer(decided, reply) else {
+            return;
         };
         let seq = rec.seq;
         // The feed tells of the departure at the commit (`Committed`), not here.

@@ -331,11 +331,6 @@ impl Log {
         self.shared.durable_seq.load(Ordering::SeqCst)
     }
 
-    /// Sequence number the next record will get.
-    pub fn next_seq(&self) -> u64 {
-        self.shared.lock_pending().next.next_seq
-    }
-
     /// Where the next record will go. Exact only while no one else appends (a shard asks this
     /// of its own log, of which it is the only appender, when it snapshots).
     pub fn position(&self) -> Position {
