@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
-use mltrader::store::record::{finish_line, parse_line, LineBuilder, MAX_RECORD_BYTES};
+use mltrader::store::record::{finish_line, parse_line, MAX_RECORD_BYTES};
 
 /// The same check as `fuzz/fuzz_targets/parse_record.rs` (that crate cannot be a dependency of
 /// this one). Returns whether `data` parsed.
@@ -12,11 +12,7 @@ fn check(data: &[u8]) -> bool {
     let Ok(rec) = parse_line(data) else {
         return false;
     };
-    let mut b = LineBuilder::new(rec.seq, rec.kind);
-    for (k, v) in &rec.fields {
-        b.field(k, v);
-    }
-    let line = b.finish();
+    let line = rec.to_line();
     let again = parse_line(line.as_bytes())
         .unwrap_or_else(|e| panic!("re-encoded line {line:?} does not parse: {e}"));
     assert_eq!(again, rec, "round trip changed the record; line {line:?}");

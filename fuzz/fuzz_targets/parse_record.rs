@@ -9,18 +9,14 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use mltrader::store::record::{finish_line, parse_line, LineBuilder, MAX_RECORD_BYTES};
+use mltrader::store::record::{finish_line, parse_line, MAX_RECORD_BYTES};
 
 /// Parses `data`; if it parses, re-encodes the record and checks it parses to the same record.
 fn check(data: &[u8]) {
     let Ok(rec) = parse_line(data) else {
         return;
     };
-    let mut b = LineBuilder::new(rec.seq, rec.kind);
-    for (k, v) in &rec.fields {
-        b.field(k, v);
-    }
-    let line = b.finish();
+    let line = rec.to_line();
     let again = parse_line(line.as_bytes())
         .unwrap_or_else(|e| panic!("re-encoded line {line:?} does not parse: {e}"));
     assert_eq!(again, rec, "round trip changed the record; line {line:?}");

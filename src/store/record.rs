@@ -77,6 +77,22 @@ impl<'a> Record<'a> {
         self.get(key).ok_or(RecordError::MissingField(key))
     }
 
+    /// The record written again as one line, exactly as a writer would write it (its batch
+    /// mark, if any, stays the batch mark).
+    pub fn to_line(&self) -> String {
+        let mut buf = String::with_capacity(128);
+        let mut line = Line::new(&mut buf, self.seq, self.kind);
+        for (k, v) in &self.fields {
+            match v.parse::<u64>() {
+                // The parser accepts `b` only first and numeric.
+                Ok(n) if *k == BATCH_FIELD => line.batch_mark(n),
+                _ => line.field(k, v),
+            };
+        }
+        line.finish();
+        buf
+    }
+
     /// The value of `key` parsed as a number (or anything `FromStr`).
     pub fn num<T: std::str::FromStr>(&self, key: &'static str) -> Result<T, RecordError> {
         let v = self.str(key)?;
@@ -311,6 +327,13 @@ pub fn parse_content(text: &str) -> Result<Record<'_>, RecordError> {
     let mut fields = Vec::with_capacity(8);
     while !rest.is_empty() {
         let (field, after) = parse_field(rest)?;
+        let is_mark = field.0 == BATCH_FIELD;
+        if is_mark && (!fields.is_empty() || field.1.parse::<u64>().is_err()) {
+            return Err(RecordError::BadField(
+                format!("{}={}", field.0, field.1),
+                "`b` is the batch mark: first, and a number",
+            ));
+        }
         fields.push(field);
         rest = match after.strip_prefix(' ') {
             Some(r) if !r.is_empty() => r,
@@ -501,6 +524,18 @@ mod tests {
             "99999999999999999999 join",
         ] {
             assert!(parse_line(with_crc(bad).as_bytes()).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn the_batch_mark_is_first_and_numeric_and_survives_a_rewrite() {
+        let mut b = LineBuilder::new(4, "join");
+        b.batch_mark(7).field("player", "ann");
+        let line = b.finish();
+        let rec = parse_line(line.as_bytes()).unwrap();
+        assert_eq!(rec.to_line(), line);
+        for bad in ["4 join player=ann b=7", "4 join b=x player=ann"] {
+            assert!(parse_line(with_crc(bad).as_bytes()).is_err(), "{bad}");
         }
     }
 
