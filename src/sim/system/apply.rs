@@ -139,7 +139,7 @@ impl SystemState {
             }
             Event::Engage { player, target } => {
                 if let Some(target) = target {
-                    if !self.players.get(target).is_some_and(|p| p.hull > 0) || target == player {
+                    if self.players.get(target).is_none_or(|p| p.hull == 0) || target == player {
                         return Err(format!("'{player}' engages '{target}', who is not here"));
                     }
                 }
