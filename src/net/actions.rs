@@ -1,4 +1,4 @@
-//! One action at a time per player: the requests that act (travel, refuel) of one player are
+//! One action at a time per player: the requests that act (travel, refuel, trade, attack, loot)
 //! handled one after the other, so two conflicting actions sent at once get clear answers
 //! (two travels: the first jumps, the second finds the player in a jump: 409 `in_jump`)
 //! instead of racing inside the mesh.
