@@ -530,12 +530,14 @@ async fn create_schema(admin: &Client, galaxy: &Galaxy, players: usize) -> anyho
                 .context("cannot insert the markets")?;
         }
     }
-    admin
-        .batch_execute(&format!(
-            "VACUUM ANALYZE {SCHEMA}.players; VACUUM ANALYZE {SCHEMA}.markets;"
-        ))
-        .await
-        .context("cannot vacuum the new tables")?;
+    // One statement a call: several in one string run as one transaction, where VACUUM
+    // cannot run.
+    for table in ["players", "markets"] {
+        admin
+            .batch_execute(&format!("VACUUM ANALYZE {SCHEMA}.{table}"))
+            .await
+            .context("cannot vacuum the new tables")?;
+    }
     Ok(())
 }
 
