@@ -158,6 +158,9 @@ struct Report {
     /// PostgreSQL's version and the settings that decide what a COMMIT acknowledges.
     postgres_settings: BTreeMap<String, String>,
     seconds_per_phase: f64,
+    /// Raw 100-byte write+fdatasync operations per second in mltrader's scratch directory
+    /// (scripts/bench-postgres.sh puts PostgreSQL's cluster beside it): the disk's floor.
+    raw_fsyncs_per_s: f64,
     cores: usize,
     load_average_start: Option<f64>,
     load_average_end: Option<f64>,
@@ -230,6 +233,7 @@ async fn compare(
     dir: &std::path::Path,
 ) -> anyhow::Result<Report> {
     let load_average_start = load_average();
+    let raw_fsyncs_per_s = super::raw_fsyncs_per_s(dir, Duration::from_secs(1))?;
     let admin = connect(config, url).await?;
     let settings = server_settings(&admin).await?;
     check_durable(&settings, url)?;
@@ -294,6 +298,7 @@ async fn compare(
         postgres_acknowledges: POSTGRES_ACKS,
         postgres_settings: settings,
         seconds_per_phase: seconds,
+        raw_fsyncs_per_s,
         cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
         load_average_start,
         load_average_end: load_average(),
@@ -325,6 +330,10 @@ fn print_table(r: &Report) {
         r.cores,
         load(r.load_average_start),
         load(r.load_average_end),
+    );
+    println!(
+        "  raw write+fdatasync (100 B): {} /s in mltrader's scratch directory (the disk's floor)",
+        int(r.raw_fsyncs_per_s)
     );
     println!();
     println!("  durable jumps (one player a client; jump, land, jump again)");
@@ -766,27 +775,35 @@ async fn pg_phase(
 /// One parameter of a statement.
 type Param<'a> = &'a (dyn ToSql + Sync);
 
+// Transactions are written out as BEGIN ... COMMIT rather than with tokio-postgres's
+// `Transaction`, so that BEGIN goes out with a transaction's first statement and COMMIT with
+// its last writes: every statement that does not wait for an answer is pipelined (sent in
+// order, `biased`, without waiting), which spares PostgreSQL round trips and context switches.
+// A statement that fails aborts the transaction, and the COMMIT behind it then rolls back.
+
 /// The jump transaction: the player leaves its system for `to` and the transition is recorded.
-/// Returns once COMMIT has returned (the acknowledgement), with the transition's id.
+/// Returns once COMMIT has returned (the acknowledgement), with the transition's id. Two round
+/// trips: BEGIN and the locking read; then the writes and COMMIT.
 async fn jump(s: &mut Session, galaxy: &Galaxy, to: SystemId) -> anyhow::Result<i64> {
-    let tx = s.client.transaction().await?;
-    let row = tx.query_one(&s.sql.lock_player, &[&s.player]).await?;
+    let c = &s.client;
+    let lock: [Param; 1] = [&s.player];
+    let ((), row) = tokio::try_join!(
+        biased;
+        c.batch_execute("BEGIN"),
+        c.query_one(&s.sql.lock_player, &lock),
+    )?;
     let system: Option<String> = row.get(0);
     let fuel: i32 = row.get(1);
     let credits: i64 = row.get(2);
     let version: i64 = row.get(3);
-    let from = system
-        .as_deref()
-        .and_then(|slug| galaxy.by_slug(slug))
-        .with_context(|| format!("'{}' is not in a system ({system:?})", s.player))?;
-    anyhow::ensure!(
-        galaxy.has_lane(from, to),
-        "no lane from {} to {}",
-        galaxy.slug(from),
-        galaxy.slug(to)
-    );
-    let cost = i32::try_from(galaxy.fuel_cost(from, to))?;
-    anyhow::ensure!(fuel >= cost, "'{}' has {fuel} fuel, needs {cost}", s.player);
+    let (from, cost) = match check_jump(galaxy, system.as_deref(), to, fuel) {
+        Ok(checked) => checked,
+        Err(why) => {
+            c.batch_execute("ROLLBACK").await?;
+            // Every player has a full tank and jumps along lanes: a refusal is a bug.
+            anyhow::bail!("'{}' was refused a jump: {why}", s.player);
+        }
+    };
     let (from_slug, to_slug) = (galaxy.slug(from), galaxy.slug(to));
     let (fuel_after, version_after) = (fuel - cost, version + 1);
     let depart: [Param; 2] = [&s.player, &cost];
@@ -798,37 +815,40 @@ async fn jump(s: &mut Session, galaxy: &Galaxy, to: SystemId) -> anyhow::Result<
         &credits,
         &version_after,
     ];
-    // Independent of each other: sent together, one round trip.
-    let (departed, recorded) = tokio::try_join!(
-        tx.execute(&s.sql.depart, &depart),
-        tx.query_one(&s.sql.record_jump, &record),
+    let (departed, recorded, ()) = tokio::try_join!(
+        biased;
+        c.execute(&s.sql.depart, &depart),
+        c.query_one(&s.sql.record_jump, &record),
+        c.batch_execute("COMMIT"),
     )?;
     anyhow::ensure!(departed == 1, "'{}' did not depart", s.player);
-    tx.commit().await?;
     Ok(recorded.get(0))
 }
 
-/// The landing transaction: the player, in flight, arrives in `to`.
+/// The landing transaction: the player, in flight, arrives in `to`. One round trip.
 async fn land(
     s: &mut Session,
     galaxy: &Galaxy,
     to: SystemId,
     transition: i64,
 ) -> anyhow::Result<()> {
-    let tx = s.client.transaction().await?;
+    let c = &s.client;
     let to_slug = galaxy.slug(to);
     let arrive: [Param; 2] = [&s.player, &to_slug];
     let mark: [Param; 1] = [&transition];
-    let (arrived, marked) = tokio::try_join!(
-        tx.execute(&s.sql.arrive, &arrive),
-        tx.execute(&s.sql.mark_landed, &mark),
+    let ((), arrived, marked, ()) = tokio::try_join!(
+        biased;
+        c.batch_execute("BEGIN"),
+        c.execute(&s.sql.arrive, &arrive),
+        c.execute(&s.sql.mark_landed, &mark),
+        c.batch_execute("COMMIT"),
     )?;
+    // Only this session moves its player, and it lands what it launched.
     anyhow::ensure!(
         arrived == 1 && marked == 1,
         "'{}' did not land (transition {transition})",
         s.player
     );
-    tx.commit().await?;
     s.here = to;
     Ok(())
 }
@@ -842,33 +862,37 @@ struct Order {
 }
 
 /// The trade transaction at the player's market: true once committed, false if the market
-/// refused it (rolled back).
+/// refused it (rolled back). Two round trips: BEGIN and the locking reads; then the writes and
+/// COMMIT.
 async fn trade(s: &mut Session, galaxy: &Galaxy) -> anyhow::Result<bool> {
     let order = choose_order(&mut s.rng, s.holding);
     let system = galaxy.slug(s.here);
     let good = order.good.name();
-    let tx = s.client.transaction().await?;
+    let c = &s.client;
     // Market first, then player, on every connection: no deadlock.
     let lock_market: [Param; 2] = [&system, &good];
     let lock_player: [Param; 1] = [&s.player];
-    let (market, player) = tokio::try_join!(
-        tx.query_one(&s.sql.lock_market, &lock_market),
-        tx.query_one(&s.sql.lock_player, &lock_player),
+    let ((), market, player) = tokio::try_join!(
+        biased;
+        c.batch_execute("BEGIN"),
+        c.query_one(&s.sql.lock_market, &lock_market),
+        c.query_one(&s.sql.lock_player, &lock_player),
     )?;
     let stock: i64 = market.get(0);
     let credits: i64 = player.get(2);
     let held = s.holding.map_or(0, |(_, q)| q);
-    let Some(total) = trade_total_cr(order, u64::try_from(stock)?) else {
-        tx.rollback().await?;
+    let quote = trade_total_cr(order, u64::try_from(stock)?);
+    let Some(total) = quote.and_then(|t| i64::try_from(t).ok()) else {
+        c.batch_execute("ROLLBACK").await?;
         return Ok(false);
     };
-    let (total, qty) = (i64::try_from(total)?, i64::from(order.qty));
+    let qty = i64::from(order.qty);
     let (stock_after, credits_after, held_after, signed_qty, signed_cr) = match order.side {
         Side::Buy => (stock - qty, credits - total, held + order.qty, qty, -total),
         Side::Sell => (stock + qty, credits + total, held - order.qty, -qty, total),
     };
     if credits_after < 0 {
-        tx.rollback().await?;
+        c.batch_execute("ROLLBACK").await?;
         return Ok(false);
     }
     let (held_after_sql, signed_qty) = (i32::try_from(held_after)?, i32::try_from(signed_qty)?);
@@ -877,14 +901,38 @@ async fn trade(s: &mut Session, galaxy: &Galaxy) -> anyhow::Result<bool> {
     let set_cargo: [Param; 3] = [&s.player, &good, &held_after_sql];
     let record: [Param; 5] = [&s.player, &system, &good, &signed_qty, &signed_cr];
     tokio::try_join!(
-        tx.execute(&s.sql.set_stock, &set_stock),
-        tx.execute(&s.sql.set_credits, &set_credits),
-        tx.execute(&s.sql.set_cargo, &set_cargo),
-        tx.execute(&s.sql.record_trade, &record),
+        biased;
+        c.execute(&s.sql.set_stock, &set_stock),
+        c.execute(&s.sql.set_credits, &set_credits),
+        c.execute(&s.sql.set_cargo, &set_cargo),
+        c.execute(&s.sql.record_trade, &record),
+        c.batch_execute("COMMIT"),
     )?;
-    tx.commit().await?;
     s.holding = (held_after > 0).then_some((order.good, held_after));
     Ok(true)
+}
+
+/// The rules a jump is checked against, with the locked row of the player (`system` NULL
+/// while in flight): a lane from where it is to `to`, and the fuel for it. Returns the origin
+/// and the fuel the jump costs, or why it is refused.
+fn check_jump(
+    galaxy: &Galaxy,
+    system: Option<&str>,
+    to: SystemId,
+    fuel: i32,
+) -> Result<(SystemId, i32), String> {
+    let slug = system.ok_or("in flight")?;
+    let from = galaxy
+        .by_slug(slug)
+        .ok_or_else(|| format!("in unknown system '{slug}'"))?;
+    if !galaxy.has_lane(from, to) {
+        return Err(format!("no lane from {slug} to {}", galaxy.slug(to)));
+    }
+    let cost = galaxy.fuel_cost(from, to);
+    match i32::try_from(cost) {
+        Ok(cost) if cost <= fuel => Ok((from, cost)),
+        _ => Err(format!("{fuel} fuel, the jump needs {cost}")),
+    }
 }
 
 /// The next system a player jumps to: a neighbour of `here`, drawn from its generator.
@@ -950,6 +998,25 @@ mod tests {
         };
         assert_eq!(walk(WORKLOAD_SEED), walk(WORKLOAD_SEED));
         assert_ne!(walk(WORKLOAD_SEED), walk(WORKLOAD_SEED + 1));
+    }
+
+    #[test]
+    fn a_jump_needs_a_lane_fuel_and_a_player_in_a_system() {
+        let galaxy = Galaxy::default_galaxy();
+        let home = galaxy.home();
+        let near = galaxy.neighbours(home)[0];
+        let cost = galaxy.fuel_cost(home, near) as i32;
+        let sol = galaxy.slug(home);
+        assert_eq!(check_jump(&galaxy, Some(sol), near, cost), Ok((home, cost)));
+        assert!(check_jump(&galaxy, Some(sol), near, cost - 1).is_err());
+        assert!(check_jump(&galaxy, None, near, STARTING_FUEL).is_err());
+        assert!(check_jump(&galaxy, Some("nowhere"), near, STARTING_FUEL).is_err());
+        let far = galaxy
+            .ids()
+            .find(|&id| id != home && !galaxy.has_lane(home, id))
+            .expect("a system without a lane from home");
+        assert!(check_jump(&galaxy, Some(sol), far, STARTING_FUEL).is_err());
+        assert!(check_jump(&galaxy, Some(sol), home, STARTING_FUEL).is_err());
     }
 
     #[test]
