@@ -1,6 +1,6 @@
 //! `mltrader bench postgres`: the peer a team would otherwise build on. The same jump-and-trade
 //! workload on PostgreSQL, measured in the same run as mltrader's embedded mesh with the same
-//! number of players, reported as a ratio of jumps per second (target: mltrader at least 10x).
+//! players, reported as a ratio of jumps per second (target: mltrader at least 10x).
 //!
 //! **What each side acknowledges** (the same durability):
 //! - mltrader acknowledges a jump once its `depart` record (in the origin system's log) and then
@@ -13,8 +13,9 @@
 //!
 //! **The workload on PostgreSQL**, in a schema of its own ([`SCHEMA`], dropped at the start and
 //! the end): tables of players (with their system, NULL while in flight), transitions, markets,
-//! cargo and trades; the lanes stay in memory (the default galaxy). Each client connection
-//! drives one player, like one task a player on the mesh side, and loops:
+//! cargo and trades; the lanes stay in memory (the default galaxy). The players are dealt out
+//! to a pool of client connections, each running one transaction at a time for its players in
+//! turn; each player loops:
 //! - a **jump** is one transaction, the same protocol as mltrader's: lock the player
 //!   (`SELECT ... FOR UPDATE`), check the lane and the fuel, take the player out of its system
 //!   (`system = NULL`, fuel spent, version + 1) and insert the `transitions` row; acknowledged
@@ -25,11 +26,13 @@
 //!   player, move stock, cargo and credits by the game's own price curve
 //!   ([`crate::sim::market`]), insert a `trades` row.
 //!
-//! Fair to PostgreSQL: prepared statements on every connection; the statements of a
-//! transaction that do not depend on each other are pipelined (one round trip); no foreign
-//! keys; several client counts are measured ([`DEFAULT_CLIENTS`]) and the best one is the
-//! baseline. mltrader's trade API does not exist yet, so the ratio is of jumps only; the
-//! trades are PostgreSQL's row alone. Both sides share this machine's cores with their
+//! After the run the tables are checked: every jump landed, versions add up, goods conserved.
+//!
+//! Fair to PostgreSQL: prepared statements on every connection; BEGIN, COMMIT and the
+//! statements that do not wait for an answer are pipelined (two round trips a jump, one a
+//! landing); no foreign keys; several connection counts are measured ([`DEFAULT_CLIENTS`]) and
+//! the best is the baseline. mltrader's trade API does not exist yet, so the ratio is of jumps
+//! only; trades are PostgreSQL's row alone. Both sides share this machine's cores with their
 //! clients. Prints figures; never asserts. By hand only: `scripts/bench-postgres.sh` installs
 //! PostgreSQL, starts a throwaway cluster, runs this and removes the cluster.
 
@@ -63,8 +66,11 @@ pub struct PostgresArgs {
     /// Run size: `small` measures 3 s a phase, `large` 10 s.
     #[arg(long, value_enum, default_value_t = Size::Small)]
     pub size: Size,
-    /// Client connections to measure, comma-separated: each drives one player, and mltrader
-    /// is measured with the same number of players. The best PostgreSQL figure is the baseline.
+    /// Players jumping at once, on both sides (default: the largest --clients count).
+    #[arg(long)]
+    pub players: Option<usize>,
+    /// PostgreSQL client connections to measure, comma-separated: the players are dealt out to
+    /// them, each connection running one transaction at a time. The best count is the baseline.
     #[arg(long, value_delimiter = ',', default_values_t = DEFAULT_CLIENTS)]
     pub clients: Vec<usize>,
     /// Where to put mltrader's scratch data directory (removed at the end).
@@ -75,13 +81,16 @@ pub struct PostgresArgs {
     pub json: bool,
 }
 
-/// Client counts measured by default. PostgreSQL's throughput depends on it (more
+/// Connection counts measured by default. PostgreSQL's throughput depends on it (more
 /// connections share more commits per WAL flush, until the backends crowd the cores), so a
 /// few are measured and the best one is kept; 64 is the count `bench jumps` uses for latency.
 pub const DEFAULT_CLIENTS: [usize; 3] = [16, 64, 256];
 
 /// The most client connections one phase opens (each is a PostgreSQL backend process).
 const MAX_CLIENTS: usize = 1_000;
+
+/// The most players a run may have (each is a row, a task on the mesh side).
+const MAX_PLAYERS: usize = 100_000;
 
 /// Target from the issue: mltrader's jumps/s at least this many times PostgreSQL's.
 const TARGET_RATIO: f64 = 10.0;
@@ -114,15 +123,27 @@ const MLTRADER_ACKS: &str = "mltrader acknowledges a jump once its `depart` reco
 const POSTGRES_ACKS: &str = "PostgreSQL acknowledges a jump when COMMIT returns with \
     synchronous_commit=on and fsync=on: the commit's WAL record flushed to disk";
 
+/// What the ratio covers, printed under the table and in the JSON.
+const RATIO_COVERS: &str = "jumps only: mltrader's trade API does not exist yet, so trades \
+    are measured on PostgreSQL alone (a separate row)";
+
 pub fn run(args: PostgresArgs) -> anyhow::Result<ExitCode> {
     anyhow::ensure!(
         !args.clients.is_empty(),
         "--clients needs at least one count"
     );
+    let players = args
+        .players
+        .unwrap_or_else(|| args.clients.iter().copied().max().unwrap_or(1));
+    anyhow::ensure!(
+        (1..=MAX_PLAYERS).contains(&players),
+        "--players {players}: must be 1 to {MAX_PLAYERS}"
+    );
     for &c in &args.clients {
         anyhow::ensure!(
-            (1..=MAX_CLIENTS).contains(&c),
-            "--clients {c}: each count must be 1 to {MAX_CLIENTS}"
+            (1..=MAX_CLIENTS.min(players)).contains(&c),
+            "--clients {c}: each count must be 1 to {MAX_CLIENTS}, and at most --players \
+             ({players}): a connection drives at least one player"
         );
     }
     let seconds = match args.size {
@@ -137,7 +158,14 @@ pub fn run(args: PostgresArgs) -> anyhow::Result<ExitCode> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    let result = rt.block_on(compare(&config, &args.url, &args.clients, seconds, &dir));
+    let plan = Plan {
+        config: &config,
+        url: &args.url,
+        players,
+        connections: &args.clients,
+        seconds,
+    };
+    let result = rt.block_on(compare(&plan, &dir));
     let _ = std::fs::remove_dir_all(&dir);
     let report = result?;
     if args.json {
@@ -152,6 +180,19 @@ fn progress(msg: &str) {
     eprintln!("postgres: {msg}");
 }
 
+/// What one run measures.
+struct Plan<'a> {
+    config: &'a tokio_postgres::Config,
+    /// The connection string as given, for messages.
+    url: &'a str,
+    /// Players jumping at once, on both sides.
+    players: usize,
+    /// PostgreSQL connection counts to measure, in order.
+    connections: &'a [usize],
+    /// How long each phase measures, after its warm-up.
+    seconds: f64,
+}
+
 /// Everything one run measured.
 #[derive(Debug, Serialize)]
 struct Report {
@@ -164,14 +205,17 @@ struct Report {
     cores: usize,
     load_average_start: Option<f64>,
     load_average_end: Option<f64>,
-    /// One row a client count, in the order asked.
-    rows: Vec<Row>,
-    /// The client count at which PostgreSQL made the most jumps/s: the baseline.
-    best_postgres_clients: usize,
+    /// Players jumping at once, on both sides.
+    players: usize,
+    /// PostgreSQL, one row a connection count, in the order asked.
+    postgres: Vec<PgRow>,
+    /// mltrader's embedded mesh, the same players jumping.
+    mltrader: PhaseFigures,
+    /// The connection count at which PostgreSQL made the most jumps/s: the baseline.
+    best_postgres_connections: usize,
     postgres_jumps_per_s: f64,
-    /// mltrader's jumps/s with as many players as PostgreSQL's best client count.
     mltrader_jumps_per_s: f64,
-    /// mltrader / PostgreSQL, jumps/s, at the same player count.
+    /// mltrader / PostgreSQL's best, jumps/s, the same players.
     ratio: f64,
     target_ratio: f64,
     target_met: bool,
@@ -180,21 +224,18 @@ struct Report {
     postgres_acknowledges: &'static str,
 }
 
-/// One client count: PostgreSQL jumping, PostgreSQL jumping and trading, mltrader jumping.
+/// PostgreSQL with one connection count: jumping, then jumping and trading.
 #[derive(Debug, Serialize)]
-struct Row {
-    clients: usize,
-    postgres_jumps: PgFigures,
-    postgres_mixed: PgFigures,
-    mltrader_jumps: PhaseFigures,
-    /// mltrader / PostgreSQL jumps/s (jumps-only runs).
-    ratio: f64,
+struct PgRow {
+    connections: usize,
+    jumps: PgFigures,
+    jumps_and_trades: PgFigures,
 }
 
 /// What one PostgreSQL phase measured.
 #[derive(Clone, Debug, Default, Serialize)]
 struct PgFigures {
-    clients: usize,
+    connections: usize,
     /// How long the phase measured (after its warm-up), in seconds.
     seconds: f64,
     /// Jump transactions committed while measuring.
@@ -223,77 +264,71 @@ enum Workload {
     JumpsAndTrades,
 }
 
-/// Measures every client count on both sides, interleaved (so a change in the machine's load
-/// touches both), then picks PostgreSQL's best count as the baseline.
-async fn compare(
-    config: &tokio_postgres::Config,
-    url: &str,
-    clients: &[usize],
-    seconds: f64,
-    dir: &std::path::Path,
-) -> anyhow::Result<Report> {
+/// Measures mltrader's mesh, then PostgreSQL with every connection count, the same players;
+/// PostgreSQL's best count is the baseline.
+async fn compare(plan: &Plan<'_>, dir: &std::path::Path) -> anyhow::Result<Report> {
+    let (players, seconds, url) = (plan.players, plan.seconds, plan.url);
     let load_average_start = load_average();
     let raw_fsyncs_per_s = super::raw_fsyncs_per_s(dir, Duration::from_secs(1))?;
-    let admin = connect(config, url).await?;
+    let admin = connect(plan.config, url).await?;
     let settings = server_settings(&admin).await?;
     check_durable(&settings, url)?;
-    let most = clients.iter().copied().max().unwrap_or(1);
+    let most = plan.connections.iter().copied().max().unwrap_or(1);
     check_connections(&settings, most)?;
+
+    progress(&format!(
+        "mltrader: {players} players jumping for {seconds} s..."
+    ));
+    let mesh_dir = dir.join("mltrader");
+    let mut phases = super::jumps::measure(&mesh_dir, players, &[players], seconds).await?;
+    let _ = std::fs::remove_dir_all(&mesh_dir);
+    let mltrader = phases.pop().context("measure returned no phase")?;
+
     let galaxy = Arc::new(Galaxy::default_galaxy());
     progress(&format!(
-        "PostgreSQL {} at '{url}': creating schema {SCHEMA} with {most} players",
+        "PostgreSQL {} at '{url}': creating schema {SCHEMA} with {players} players",
         settings.get("server_version").map_or("?", String::as_str)
     ));
-    create_schema(&admin, &galaxy, most).await?;
-    let mut rows = Vec::new();
-    for &count in clients {
-        let sessions = open_sessions(config, url, count, &galaxy).await?;
+    create_schema(&admin, &galaxy, players).await?;
+    let mut postgres = Vec::new();
+    for &connections in plan.connections {
+        let sessions = open_sessions(plan.config, url, connections, players, &galaxy).await?;
         checkpoint(&admin).await;
-        progress(&format!("{count} clients jumping for {seconds} s..."));
+        progress(&format!(
+            "{players} players on {connections} connections jumping for {seconds} s..."
+        ));
         let (sessions, jumps) = pg_phase(sessions, &galaxy, Workload::Jumps, seconds).await?;
         checkpoint(&admin).await;
         progress(&format!(
-            "{count} clients jumping and trading for {seconds} s..."
+            "{players} players on {connections} connections jumping and trading for {seconds} s..."
         ));
-        let (sessions, mixed) =
+        let (_, jumps_and_trades) =
             pg_phase(sessions, &galaxy, Workload::JumpsAndTrades, seconds).await?;
-        drop(sessions);
-        progress(&format!(
-            "mltrader: {count} players jumping for {seconds} s..."
-        ));
-        let mesh_dir = dir.join(format!("players-{count}"));
-        let mut phases = super::jumps::measure(&mesh_dir, count, &[count], seconds).await?;
-        let _ = std::fs::remove_dir_all(&mesh_dir);
-        let mesh = phases.pop().context("measure returned no phase")?;
-        rows.push(Row {
-            clients: count,
-            ratio: mesh.jumps_per_s / jumps.jumps_per_s.max(f64::MIN_POSITIVE),
-            postgres_jumps: jumps,
-            postgres_mixed: mixed,
-            mltrader_jumps: mesh,
+        postgres.push(PgRow {
+            connections,
+            jumps,
+            jumps_and_trades,
         });
     }
+    verify(&admin, &galaxy).await?;
     admin
         .batch_execute(&format!("DROP SCHEMA IF EXISTS {SCHEMA} CASCADE"))
         .await
         .context("cannot drop the benchmark's schema")?;
-    let best = rows
+
+    let best = postgres
         .iter()
-        .max_by(|a, b| {
-            a.postgres_jumps
-                .jumps_per_s
-                .total_cmp(&b.postgres_jumps.jumps_per_s)
-        })
-        .context("no client count measured")?;
+        .max_by(|a, b| a.jumps.jumps_per_s.total_cmp(&b.jumps.jumps_per_s))
+        .context("no connection count measured")?;
+    let ratio = mltrader.jumps_per_s / best.jumps.jumps_per_s.max(f64::MIN_POSITIVE);
     Ok(Report {
-        best_postgres_clients: best.clients,
-        postgres_jumps_per_s: best.postgres_jumps.jumps_per_s,
-        mltrader_jumps_per_s: best.mltrader_jumps.jumps_per_s,
-        ratio: best.ratio,
+        best_postgres_connections: best.connections,
+        postgres_jumps_per_s: best.jumps.jumps_per_s,
+        mltrader_jumps_per_s: mltrader.jumps_per_s,
+        ratio,
         target_ratio: TARGET_RATIO,
-        target_met: best.ratio >= TARGET_RATIO,
-        ratio_covers: "jumps only: mltrader's trade API does not exist yet, so trades are \
-            measured on PostgreSQL alone (a separate row)",
+        target_met: ratio >= TARGET_RATIO,
+        ratio_covers: RATIO_COVERS,
         mltrader_acknowledges: MLTRADER_ACKS,
         postgres_acknowledges: POSTGRES_ACKS,
         postgres_settings: settings,
@@ -302,7 +337,9 @@ async fn compare(
         cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
         load_average_start,
         load_average_end: load_average(),
-        rows,
+        players,
+        postgres,
+        mltrader,
     })
 }
 
@@ -314,9 +351,11 @@ fn print_table(r: &Report) {
             .to_string()
     };
     let load = |l: Option<f64>| l.map_or("?".to_string(), |l| format!("{l:.2}"));
+    let ms = |p50: f64, p99: f64| format!("{p50:.2} / {p99:.2}");
     println!(
-        "bench postgres: PostgreSQL {} (fsync={}, synchronous_commit={}, full_page_writes={}, \
-         wal_sync_method={}) against mltrader's embedded mesh of 36 systems",
+        "bench postgres: {} players jumping, on PostgreSQL {} (fsync={}, synchronous_commit={}, \
+         full_page_writes={}, wal_sync_method={}) and on mltrader's embedded mesh of 36 systems",
+        r.players,
         setting("server_version"),
         setting("fsync"),
         setting("synchronous_commit"),
@@ -324,72 +363,66 @@ fn print_table(r: &Report) {
         setting("wal_sync_method"),
     );
     println!(
-        "  {} s a phase after {} s of warm-up, {} cores (load average {} at start, {} at end)",
+        "  {} s a phase after {} s of warm-up, {} cores (load average {} at start, {} at end); \
+         raw write+fdatasync (100 B) on the same disk {} /s",
         r.seconds_per_phase,
         WARM_UP.as_secs(),
         r.cores,
         load(r.load_average_start),
         load(r.load_average_end),
-    );
-    println!(
-        "  raw write+fdatasync (100 B): {} /s in mltrader's scratch directory (the disk's floor)",
-        int(r.raw_fsyncs_per_s)
+        int(r.raw_fsyncs_per_s),
     );
     println!();
-    println!("  durable jumps (one player a client; jump, land, jump again)");
+    println!("  durable jumps (each player: jump, land, jump again)");
     println!(
-        "  {:>7}  {:>13}  {:>18}  {:>13}  {:>18}  {:>9}",
-        "players",
-        "PostgreSQL /s",
-        "commit p50/p99 ms",
-        "mltrader /s",
-        "commit p50/p99 ms",
-        "ratio"
+        "  {:<32} {:>10}  {:>20}",
+        "", "jumps /s", "commit p50 / p99 ms"
     );
-    for row in &r.rows {
-        let (pg, ml) = (&row.postgres_jumps, &row.mltrader_jumps);
+    for row in &r.postgres {
+        let f = &row.jumps;
         println!(
-            "  {:>7}  {:>13}  {:>18}  {:>13}  {:>18}  {:>8.1}x",
-            row.clients,
-            int(pg.jumps_per_s),
-            format!("{:.2} / {:.2}", pg.commit_p50_ms, pg.commit_p99_ms),
-            int(ml.jumps_per_s),
-            format!("{:.2} / {:.2}", ml.commit_p50_ms, ml.commit_p99_ms),
-            row.ratio,
+            "  {:<32} {:>10}  {:>20}",
+            format!("PostgreSQL, {} connections", row.connections),
+            int(f.jumps_per_s),
+            ms(f.commit_p50_ms, f.commit_p99_ms),
+        );
+    }
+    let m = &r.mltrader;
+    println!(
+        "  {:<32} {:>10}  {:>20}",
+        "mltrader",
+        int(m.jumps_per_s),
+        ms(m.commit_p50_ms, m.commit_p99_ms),
+    );
+    println!();
+    println!(
+        "  trades on PostgreSQL (jump, land, one trade, jump again; mltrader has no trade API yet)"
+    );
+    println!(
+        "  {:<32} {:>10}  {:>10}  {:>20}  {:>7}",
+        "", "jumps /s", "trades /s", "trade p50 / p99 ms", "refused"
+    );
+    for row in &r.postgres {
+        let f = &row.jumps_and_trades;
+        println!(
+            "  {:<32} {:>10}  {:>10}  {:>20}  {:>7}",
+            format!("PostgreSQL, {} connections", row.connections),
+            int(f.jumps_per_s),
+            int(f.trades_per_s),
+            ms(f.trade_p50_ms, f.trade_p99_ms),
+            f.trades_refused,
         );
     }
     println!();
-    println!("  trades on PostgreSQL (jump, land, one trade, jump again; no mltrader row yet)");
     println!(
-        "  {:>7}  {:>13}  {:>13}  {:>18}  {:>9}",
-        "players", "jumps /s", "trades /s", "trade p50/p99 ms", "refused"
-    );
-    for row in &r.rows {
-        let m = &row.postgres_mixed;
-        println!(
-            "  {:>7}  {:>13}  {:>13}  {:>18}  {:>9}",
-            row.clients,
-            int(m.jumps_per_s),
-            int(m.trades_per_s),
-            format!("{:.2} / {:.2}", m.trade_p50_ms, m.trade_p99_ms),
-            m.trades_refused,
-        );
-    }
-    println!();
-    println!(
-        "  PostgreSQL's best: {} jumps/s with {} clients; mltrader with {} players: {} jumps/s",
-        int(r.postgres_jumps_per_s),
-        r.best_postgres_clients,
-        r.best_postgres_clients,
-        int(r.mltrader_jumps_per_s),
-    );
-    println!(
-        "  mltrader / PostgreSQL, jumps/s: {:.1}x   target >= {TARGET_RATIO:.0}x: {}",
+        "  mltrader / PostgreSQL's best ({} connections), jumps/s: {:.1}x   target >= \
+         {TARGET_RATIO:.0}x: {}",
+        r.best_postgres_connections,
         r.ratio,
         if r.target_met { "met" } else { "NOT met" }
     );
     println!();
-    println!("  The ratio is of {}.", r.ratio_covers);
+    println!("  The ratio is of {RATIO_COVERS}.");
     println!("  {MLTRADER_ACKS}.");
     println!(
         "  {POSTGRES_ACKS} (wal_sync_method={}).",
@@ -397,8 +430,8 @@ fn print_table(r: &Report) {
     );
     println!(
         "  Latency is from the request to that acknowledgement. A landing on mltrader waits for \
-         the destination's next tick (10 ms at 100 Hz); on PostgreSQL it is the client's next \
-         transaction."
+         the destination's next tick (10 ms at 100 Hz); on PostgreSQL it is the connection's \
+         next transaction, so there the number of connections, not of players, sets the pace."
     );
 }
 
@@ -454,19 +487,22 @@ fn check_durable(settings: &BTreeMap<String, String>, url: &str) -> anyhow::Resu
 }
 
 /// Refuses a client count the server cannot take, before opening hundreds of connections.
-fn check_connections(settings: &BTreeMap<String, String>, clients: usize) -> anyhow::Result<()> {
+fn check_connections(
+    settings: &BTreeMap<String, String>,
+    connections: usize,
+) -> anyhow::Result<()> {
     let max: usize = settings
         .get("max_connections")
         .and_then(|m| m.parse().ok())
         .unwrap_or(usize::MAX);
     // One more for the benchmark's own administrative connection.
     anyhow::ensure!(
-        clients < max,
-        "--clients {clients} needs {} connections; the server allows max_connections={max}. \
+        connections < max,
+        "--clients {connections} needs {} connections; the server allows max_connections={max}. \
          Start it with -c max_connections={} (scripts/bench-postgres.sh sets 300) or measure \
          fewer clients.",
-        clients + 1,
-        clients + 10,
+        connections + 1,
+        connections + 10,
     );
     Ok(())
 }
@@ -547,6 +583,55 @@ async fn create_schema(admin: &Client, galaxy: &Galaxy, players: usize) -> anyho
             .await
             .context("cannot vacuum the new tables")?;
     }
+    Ok(())
+}
+
+/// Checks, after the run, that PostgreSQL did what the workload asked: every jump landed,
+/// every player is in a system, each jump, landing and trade raised its player's version by
+/// one, and trades moved goods without making or losing any.
+async fn verify(admin: &Client, galaxy: &Galaxy) -> anyhow::Result<()> {
+    let row = admin
+        .query_one(
+            &format!(
+                "SELECT
+                   (SELECT count(*) FROM {SCHEMA}.transitions WHERE NOT landed),
+                   (SELECT count(*) FROM {SCHEMA}.players WHERE system IS NULL),
+                   (SELECT coalesce(sum(version), 0)::bigint FROM {SCHEMA}.players),
+                   (SELECT count(*) FROM {SCHEMA}.transitions),
+                   (SELECT count(*) FROM {SCHEMA}.trades),
+                   (SELECT coalesce(sum(stock), 0)::bigint FROM {SCHEMA}.markets),
+                   (SELECT coalesce(sum(qty), 0)::bigint FROM {SCHEMA}.cargo)"
+            ),
+            &[],
+        )
+        .await
+        .context("cannot check the benchmark's tables")?;
+    let (in_flight, nowhere): (i64, i64) = (row.get(0), row.get(1));
+    let (versions, jumps, trades): (i64, i64, i64) = (row.get(2), row.get(3), row.get(4));
+    let (stock, cargo): (i64, i64) = (row.get(5), row.get(6));
+    let goods_at_start: u64 = Good::ALL
+        .iter()
+        .map(|g| g.target_stock_units())
+        .sum::<u64>()
+        * galaxy.len() as u64;
+    anyhow::ensure!(
+        in_flight == 0 && nowhere == 0,
+        "PostgreSQL's tables are inconsistent: {in_flight} jumps not landed, {nowhere} players \
+         in no system"
+    );
+    anyhow::ensure!(
+        versions == 2 * jumps + trades,
+        "PostgreSQL's tables are inconsistent: versions add up to {versions}, not 2 x {jumps} \
+         jumps + {trades} trades"
+    );
+    anyhow::ensure!(
+        u64::try_from(stock + cargo).ok() == Some(goods_at_start),
+        "PostgreSQL's tables are inconsistent: {stock} units in markets and {cargo} in cargo, \
+         not the {goods_at_start} the markets started with"
+    );
+    progress(&format!(
+        "checked: {jumps} jumps all landed, {trades} trades, goods conserved"
+    ));
     Ok(())
 }
 
@@ -634,52 +719,77 @@ impl Statements {
     }
 }
 
-/// One client connection and the player it drives. Only this session changes its player's
-/// rows, so what it remembers (where the player is, what it holds) matches the database.
-struct Session {
-    client: Client,
-    sql: Statements,
-    player: String,
+/// One player on the PostgreSQL side, as its connection remembers it. Only that connection
+/// changes the player's rows, so what it remembers matches the database.
+struct Pilot {
+    name: String,
     here: SystemId,
     rng: Rng,
     /// The one good the player holds, and how many units (sold at the next trade).
     holding: Option<(Good, u32)>,
 }
 
-/// Opens `count` connections, one for each of players 0..count.
+/// One client connection and the players it drives, one transaction at a time, in turn: a
+/// connection pool, as a game server in front of PostgreSQL would have. A player's loop has no
+/// wait of its own (its landing is the next transaction), so PostgreSQL's throughput depends
+/// on the number of connections, not on how many players share them.
+struct Session {
+    client: Client,
+    sql: Statements,
+    pilots: Vec<Pilot>,
+    /// The index in `pilots` of the player whose turn is next.
+    turn: usize,
+}
+
+/// Opens `connections` connections and deals players 0..`players` out to them (player `i` to
+/// connection `i % connections`).
 async fn open_sessions(
     config: &tokio_postgres::Config,
     url: &str,
-    count: usize,
+    connections: usize,
+    players: usize,
     galaxy: &Galaxy,
 ) -> anyhow::Result<Vec<Session>> {
-    progress(&format!("opening {count} connections..."));
-    let mut sessions = Vec::with_capacity(count);
-    for i in 0..count {
+    assert!(
+        (1..=players).contains(&connections),
+        "{connections} connections for {players} players"
+    );
+    progress(&format!("opening {connections} connections..."));
+    let mut sessions = Vec::with_capacity(connections);
+    for k in 0..connections {
         let client = connect(config, url).await?;
         let sql = Statements::prepare(&client)
             .await
             .context("cannot prepare the workload's statements")?;
-        let player = player_name(i);
-        let row = client
-            .query_one(
-                &format!("SELECT system FROM {SCHEMA}.players WHERE name = $1"),
-                &[&player],
-            )
-            .await
-            .with_context(|| format!("cannot read player '{player}'"))?;
-        let system: Option<String> = row.get(0);
-        let here = system
-            .as_deref()
-            .and_then(|slug| galaxy.by_slug(slug))
-            .with_context(|| format!("player '{player}' is not in a system ({system:?})"))?;
+        let read = client
+            .prepare(&format!(
+                "SELECT system FROM {SCHEMA}.players WHERE name = $1"
+            ))
+            .await?;
+        let mut pilots = Vec::new();
+        for i in (k..players).step_by(connections) {
+            let name = player_name(i);
+            let row = client
+                .query_one(&read, &[&name])
+                .await
+                .with_context(|| format!("cannot read player '{name}'"))?;
+            let system: Option<String> = row.get(0);
+            let here = system
+                .as_deref()
+                .and_then(|slug| galaxy.by_slug(slug))
+                .with_context(|| format!("player '{name}' is not in a system ({system:?})"))?;
+            pilots.push(Pilot {
+                name,
+                here,
+                rng: Rng::from_seed(WORKLOAD_SEED.wrapping_add(i as u64)),
+                holding: None,
+            });
+        }
         sessions.push(Session {
             client,
             sql,
-            player,
-            here,
-            rng: Rng::from_seed(WORKLOAD_SEED.wrapping_add(i as u64)),
-            holding: None,
+            pilots,
+            turn: 0,
         });
     }
     Ok(sessions)
@@ -702,28 +812,36 @@ async fn pg_phase(
     workload: Workload,
     seconds: f64,
 ) -> anyhow::Result<(Vec<Session>, PgFigures)> {
-    let clients = sessions.len();
+    let connections = sessions.len();
     let stop = Arc::new(AtomicBool::new(false));
     let measuring = Arc::new(AtomicBool::new(false));
-    let mut tasks = Vec::with_capacity(clients);
+    let mut tasks = Vec::with_capacity(connections);
     for mut session in sessions {
         let (galaxy, stop, measuring) = (galaxy.clone(), stop.clone(), measuring.clone());
         tasks.push(tokio::spawn(async move {
             let mut tally = Tally::default();
+            let Session {
+                client: c,
+                sql,
+                pilots,
+                turn,
+            } = &mut session;
             while !stop.load(Ordering::Relaxed) {
-                let to = pick_neighbour(&galaxy, session.here, &mut session.rng);
+                let next = (*turn + 1) % pilots.len();
+                let p = &mut pilots[std::mem::replace(turn, next)];
+                let to = pick_neighbour(&galaxy, p.here, &mut p.rng);
                 let started = Instant::now();
-                let transition = jump(&mut session, &galaxy, to).await?;
+                let transition = jump(c, sql, p, &galaxy, to).await?;
                 if measuring.load(Ordering::Relaxed) {
                     tally.jump_ms.push(started.elapsed().as_secs_f64() * 1e3);
                 }
-                land(&mut session, &galaxy, to, transition).await?;
+                land(c, sql, p, &galaxy, to, transition).await?;
                 if measuring.load(Ordering::Relaxed) {
                     tally.landings += 1;
                 }
                 if workload == Workload::JumpsAndTrades {
                     let started = Instant::now();
-                    let done = trade(&mut session, &galaxy).await?;
+                    let done = trade(c, sql, p, &galaxy).await?;
                     if measuring.load(Ordering::Relaxed) {
                         if done {
                             tally.trade_ms.push(started.elapsed().as_secs_f64() * 1e3);
@@ -743,7 +861,7 @@ async fn pg_phase(
     measuring.store(false, Ordering::Relaxed);
     let elapsed = started.elapsed().as_secs_f64();
     stop.store(true, Ordering::Relaxed);
-    let mut sessions = Vec::with_capacity(clients);
+    let mut sessions = Vec::with_capacity(connections);
     let mut all = Tally::default();
     for t in tasks {
         let (session, tally) = t.await??;
@@ -756,7 +874,7 @@ async fn pg_phase(
     all.jump_ms.sort_by(f64::total_cmp);
     all.trade_ms.sort_by(f64::total_cmp);
     let figures = PgFigures {
-        clients,
+        connections,
         seconds: elapsed,
         jumps: all.jump_ms.len(),
         jumps_per_s: all.jump_ms.len() as f64 / elapsed,
@@ -784,13 +902,18 @@ type Param<'a> = &'a (dyn ToSql + Sync);
 /// The jump transaction: the player leaves its system for `to` and the transition is recorded.
 /// Returns once COMMIT has returned (the acknowledgement), with the transition's id. Two round
 /// trips: BEGIN and the locking read; then the writes and COMMIT.
-async fn jump(s: &mut Session, galaxy: &Galaxy, to: SystemId) -> anyhow::Result<i64> {
-    let c = &s.client;
-    let lock: [Param; 1] = [&s.player];
+async fn jump(
+    c: &Client,
+    sql: &Statements,
+    p: &mut Pilot,
+    galaxy: &Galaxy,
+    to: SystemId,
+) -> anyhow::Result<i64> {
+    let lock: [Param; 1] = [&p.name];
     let ((), row) = tokio::try_join!(
         biased;
         c.batch_execute("BEGIN"),
-        c.query_one(&s.sql.lock_player, &lock),
+        c.query_one(&sql.lock_player, &lock),
     )?;
     let system: Option<String> = row.get(0);
     let fuel: i32 = row.get(1);
@@ -801,14 +924,14 @@ async fn jump(s: &mut Session, galaxy: &Galaxy, to: SystemId) -> anyhow::Result<
         Err(why) => {
             c.batch_execute("ROLLBACK").await?;
             // Every player has a full tank and jumps along lanes: a refusal is a bug.
-            anyhow::bail!("'{}' was refused a jump: {why}", s.player);
+            anyhow::bail!("'{}' was refused a jump: {why}", p.name);
         }
     };
     let (from_slug, to_slug) = (galaxy.slug(from), galaxy.slug(to));
     let (fuel_after, version_after) = (fuel - cost, version + 1);
-    let depart: [Param; 2] = [&s.player, &cost];
+    let depart: [Param; 2] = [&p.name, &cost];
     let record: [Param; 6] = [
-        &s.player,
+        &p.name,
         &from_slug,
         &to_slug,
         &fuel_after,
@@ -817,39 +940,40 @@ async fn jump(s: &mut Session, galaxy: &Galaxy, to: SystemId) -> anyhow::Result<
     ];
     let (departed, recorded, ()) = tokio::try_join!(
         biased;
-        c.execute(&s.sql.depart, &depart),
-        c.query_one(&s.sql.record_jump, &record),
+        c.execute(&sql.depart, &depart),
+        c.query_one(&sql.record_jump, &record),
         c.batch_execute("COMMIT"),
     )?;
-    anyhow::ensure!(departed == 1, "'{}' did not depart", s.player);
+    anyhow::ensure!(departed == 1, "'{}' did not depart", p.name);
     Ok(recorded.get(0))
 }
 
 /// The landing transaction: the player, in flight, arrives in `to`. One round trip.
 async fn land(
-    s: &mut Session,
+    c: &Client,
+    sql: &Statements,
+    p: &mut Pilot,
     galaxy: &Galaxy,
     to: SystemId,
     transition: i64,
 ) -> anyhow::Result<()> {
-    let c = &s.client;
     let to_slug = galaxy.slug(to);
-    let arrive: [Param; 2] = [&s.player, &to_slug];
+    let arrive: [Param; 2] = [&p.name, &to_slug];
     let mark: [Param; 1] = [&transition];
     let ((), arrived, marked, ()) = tokio::try_join!(
         biased;
         c.batch_execute("BEGIN"),
-        c.execute(&s.sql.arrive, &arrive),
-        c.execute(&s.sql.mark_landed, &mark),
+        c.execute(&sql.arrive, &arrive),
+        c.execute(&sql.mark_landed, &mark),
         c.batch_execute("COMMIT"),
     )?;
     // Only this session moves its player, and it lands what it launched.
     anyhow::ensure!(
         arrived == 1 && marked == 1,
         "'{}' did not land (transition {transition})",
-        s.player
+        p.name
     );
-    s.here = to;
+    p.here = to;
     Ok(())
 }
 
@@ -864,23 +988,27 @@ struct Order {
 /// The trade transaction at the player's market: true once committed, false if the market
 /// refused it (rolled back). Two round trips: BEGIN and the locking reads; then the writes and
 /// COMMIT.
-async fn trade(s: &mut Session, galaxy: &Galaxy) -> anyhow::Result<bool> {
-    let order = choose_order(&mut s.rng, s.holding);
-    let system = galaxy.slug(s.here);
+async fn trade(
+    c: &Client,
+    sql: &Statements,
+    p: &mut Pilot,
+    galaxy: &Galaxy,
+) -> anyhow::Result<bool> {
+    let order = choose_order(&mut p.rng, p.holding);
+    let system = galaxy.slug(p.here);
     let good = order.good.name();
-    let c = &s.client;
     // Market first, then player, on every connection: no deadlock.
     let lock_market: [Param; 2] = [&system, &good];
-    let lock_player: [Param; 1] = [&s.player];
+    let lock_player: [Param; 1] = [&p.name];
     let ((), market, player) = tokio::try_join!(
         biased;
         c.batch_execute("BEGIN"),
-        c.query_one(&s.sql.lock_market, &lock_market),
-        c.query_one(&s.sql.lock_player, &lock_player),
+        c.query_one(&sql.lock_market, &lock_market),
+        c.query_one(&sql.lock_player, &lock_player),
     )?;
     let stock: i64 = market.get(0);
     let credits: i64 = player.get(2);
-    let held = s.holding.map_or(0, |(_, q)| q);
+    let held = p.holding.map_or(0, |(_, q)| q);
     let quote = trade_total_cr(order, u64::try_from(stock)?);
     let Some(total) = quote.and_then(|t| i64::try_from(t).ok()) else {
         c.batch_execute("ROLLBACK").await?;
@@ -897,18 +1025,18 @@ async fn trade(s: &mut Session, galaxy: &Galaxy) -> anyhow::Result<bool> {
     }
     let (held_after_sql, signed_qty) = (i32::try_from(held_after)?, i32::try_from(signed_qty)?);
     let set_stock: [Param; 3] = [&system, &good, &stock_after];
-    let set_credits: [Param; 2] = [&s.player, &credits_after];
-    let set_cargo: [Param; 3] = [&s.player, &good, &held_after_sql];
-    let record: [Param; 5] = [&s.player, &system, &good, &signed_qty, &signed_cr];
+    let set_credits: [Param; 2] = [&p.name, &credits_after];
+    let set_cargo: [Param; 3] = [&p.name, &good, &held_after_sql];
+    let record: [Param; 5] = [&p.name, &system, &good, &signed_qty, &signed_cr];
     tokio::try_join!(
         biased;
-        c.execute(&s.sql.set_stock, &set_stock),
-        c.execute(&s.sql.set_credits, &set_credits),
-        c.execute(&s.sql.set_cargo, &set_cargo),
-        c.execute(&s.sql.record_trade, &record),
+        c.execute(&sql.set_stock, &set_stock),
+        c.execute(&sql.set_credits, &set_credits),
+        c.execute(&sql.set_cargo, &set_cargo),
+        c.execute(&sql.record_trade, &record),
         c.batch_execute("COMMIT"),
     )?;
-    s.holding = (held_after > 0).then_some((order.good, held_after));
+    p.holding = (held_after > 0).then_some((order.good, held_after));
     Ok(true)
 }
 
