@@ -766,6 +766,11 @@ async fn open_sessions(
                 "SELECT system FROM {SCHEMA}.players WHERE name = $1"
             ))
             .await?;
+        let read_cargo = client
+            .prepare(&format!(
+                "SELECT good, qty FROM {SCHEMA}.cargo WHERE player = $1 AND qty > 0"
+            ))
+            .await?;
         let mut pilots = Vec::new();
         for i in (k..players).step_by(connections) {
             let name = player_name(i);
@@ -778,11 +783,21 @@ async fn open_sessions(
                 .as_deref()
                 .and_then(|slug| galaxy.by_slug(slug))
                 .with_context(|| format!("player '{name}' is not in a system ({system:?})"))?;
+            // What an earlier phase left in the hold: at most one good (see MAX_BUY_UNITS).
+            let cargo = client.query(&read_cargo, &[&name]).await?;
+            anyhow::ensure!(cargo.len() <= 1, "'{name}' holds more than one good");
+            let holding = match cargo.first() {
+                Some(row) => {
+                    let good = Good::parse(row.get(0))?;
+                    Some((good, u32::try_from(row.get::<_, i32>(1))?))
+                }
+                None => None,
+            };
             pilots.push(Pilot {
                 name,
                 here,
                 rng: Rng::from_seed(WORKLOAD_SEED.wrapping_add(i as u64)),
-                holding: None,
+                holding,
             });
         }
         sessions.push(Session {
