@@ -438,8 +438,10 @@ fn print_table(r: &Report) {
 /// Connects to the server, with an error that says how to get one.
 async fn connect(config: &tokio_postgres::Config, url: &str) -> anyhow::Result<Client> {
     let (client, connection) = config.connect(NoTls).await.map_err(|e| {
+        // tokio-postgres's message names the step; its source says what went wrong.
+        let cause = std::error::Error::source(&e).map_or(String::new(), |c| format!(": {c}"));
         anyhow::anyhow!(
-            "cannot connect to PostgreSQL at '{url}': {e}\n\
+            "cannot connect to PostgreSQL at '{url}': {e}{cause}\n\
              This benchmark needs a running PostgreSQL server. scripts/bench-postgres.sh installs \
              PostgreSQL from Debian, starts a throwaway cluster, runs this benchmark against it \
              and removes the cluster: run `scripts/bench-postgres.sh --size small`."
@@ -457,7 +459,7 @@ async fn connect(config: &tokio_postgres::Config, url: &str) -> anyhow::Result<C
 async fn server_settings(client: &Client) -> anyhow::Result<BTreeMap<String, String>> {
     let rows = client
         .query(
-            "SELECT name, setting FROM pg_settings WHERE name IN ('server_version', 'fsync', \
+            "SELECT name, current_setting(name) FROM pg_settings WHERE name IN ('server_version', 'fsync', \
              'synchronous_commit', 'full_page_writes', 'wal_sync_method', 'commit_delay', \
              'max_connections', 'shared_buffers', 'data_checksums')",
             &[],
