@@ -55,7 +55,7 @@ pub fn run(args: JumpsArgs) -> anyhow::Result<ExitCode> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    let result = rt.block_on(measure(&dir, players, seconds));
+    let result = rt.block_on(throughput_and_latency(&dir, players, seconds));
     let _ = std::fs::remove_dir_all(&dir);
     let f = result?;
     if args.json {
@@ -103,12 +103,73 @@ fn met(ok: bool) -> &'static str {
     }
 }
 
-async fn measure(
+/// What one phase of jumping measured on the embedded mesh.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct PhaseFigures {
+    /// Players jumping at once, each one task: jump, wait for the acknowledgement, wait for
+    /// the landing, jump again.
+    pub players: usize,
+    /// How long the phase measured (after its warm-up), in seconds.
+    pub seconds: f64,
+    /// Jumps acknowledged while measuring.
+    pub jumps: usize,
+    pub jumps_per_s: f64,
+    /// Commit latency: from the jump request to its acknowledgement (the `jump` record is
+    /// durable in the transition log), in milliseconds.
+    pub commit_p50_ms: f64,
+    pub commit_p99_ms: f64,
+    pub landings_per_s: f64,
+}
+
+/// The figures of `bench jumps`: the raw fdatasync floor of the disk under `dir`, then `players`
+/// jumping at once, then [`LATENCY_PLAYERS`] of them.
+async fn throughput_and_latency(
     dir: &std::path::Path,
     players: usize,
     seconds: f64,
 ) -> anyhow::Result<serde_json::Value> {
     let raw = super::raw_fsyncs_per_s(dir, Duration::from_secs(1))?;
+    let phases = measure(
+        dir,
+        players,
+        &[players, LATENCY_PLAYERS.min(players)],
+        seconds,
+    )
+    .await?;
+    let [loaded, light] = &phases[..] else {
+        anyhow::bail!("measure returned {} phases, not 2", phases.len());
+    };
+    Ok(serde_json::json!({
+        "players": players,
+        "seconds": loaded.seconds,
+        "jumps": loaded.jumps,
+        "jumps_per_s": loaded.jumps_per_s,
+        "loaded_commit_p50_ms": loaded.commit_p50_ms,
+        "loaded_commit_p99_ms": loaded.commit_p99_ms,
+        "latency_players": light.players,
+        "commit_p50_ms": light.commit_p50_ms,
+        "commit_p99_ms": light.commit_p99_ms,
+        "landings_per_s": loaded.landings_per_s,
+        "raw_fsyncs_per_s": raw,
+        "ratio_to_raw_fsync": loaded.jumps_per_s / raw.max(1.0),
+    }))
+}
+
+/// Starts a fresh embedded mesh of the default galaxy on a data directory under `dir`, joins
+/// `players` players ("bench 0", "bench 1", ...), then runs one phase per entry of `phases`:
+/// that many of the players jumping at once for `seconds` (after a one-second warm-up). Stops
+/// the mesh and returns each phase's figures, in order. `bench postgres` calls this too, so
+/// both benchmarks measure mltrader the same way.
+pub async fn measure(
+    dir: &std::path::Path,
+    players: usize,
+    phases: &[usize],
+    seconds: f64,
+) -> anyhow::Result<Vec<PhaseFigures>> {
+    assert!(
+        phases.iter().all(|&active| active <= players),
+        "a phase cannot have more players jumping ({phases:?}) than joined ({players})"
+    );
     let datadir = DataDir::at(dir.join("data"));
     let galaxy = Galaxy::default_galaxy();
     let mut config = MeshConfig {
@@ -137,26 +198,22 @@ async fn measure(
     for j in joins {
         j.await??;
     }
-    eprintln!("throughput: {players} players jumping for {seconds} s...");
-    let (lat, landed, elapsed) = phase(&mesh, players, seconds).await?;
-    eprintln!("latency: {LATENCY_PLAYERS} players jumping for {seconds} s...");
-    let (light, _, _) = phase(&mesh, LATENCY_PLAYERS.min(players), seconds).await?;
+    let mut figures = Vec::new();
+    for &active in phases {
+        eprintln!("{active} players jumping for {seconds} s...");
+        let (lat, landed, elapsed) = phase(&mesh, active, seconds).await?;
+        figures.push(PhaseFigures {
+            players: active,
+            seconds: elapsed,
+            jumps: lat.len(),
+            jumps_per_s: lat.len() as f64 / elapsed,
+            commit_p50_ms: percentile(&lat, 50.0),
+            commit_p99_ms: percentile(&lat, 99.0),
+            landings_per_s: landed as f64 / elapsed,
+        });
+    }
     mesh.stop().await?;
-    let jumps_per_s = lat.len() as f64 / elapsed;
-    Ok(serde_json::json!({
-        "players": players,
-        "seconds": elapsed,
-        "jumps": lat.len(),
-        "jumps_per_s": jumps_per_s,
-        "loaded_commit_p50_ms": percentile(&lat, 50.0),
-        "loaded_commit_p99_ms": percentile(&lat, 99.0),
-        "latency_players": LATENCY_PLAYERS.min(players),
-        "commit_p50_ms": percentile(&light, 50.0),
-        "commit_p99_ms": percentile(&light, 99.0),
-        "landings_per_s": landed as f64 / elapsed,
-        "raw_fsyncs_per_s": raw,
-        "ratio_to_raw_fsync": jumps_per_s / raw.max(1.0),
-    }))
+    Ok(figures)
 }
 
 /// Lets players 0..`active` jump for `seconds` (after a one-second warm-up); returns the sorted

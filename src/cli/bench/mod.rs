@@ -6,6 +6,7 @@ pub mod all;
 pub mod api;
 pub mod battle;
 pub mod jumps;
+pub mod postgres;
 pub mod storage;
 pub mod tick;
 
@@ -44,6 +45,10 @@ pub enum Which {
     Tick(tick::TickArgs),
     /// HTTP API requests/s and p99 latency: status and travel calls, 64 clients, loopback.
     Api(api::ApiArgs),
+    /// The peer: the same jump-and-trade workload on a PostgreSQL server (synchronous_commit
+    /// on), measured in the same run as mltrader's jumps, as a ratio. By hand:
+    /// scripts/bench-postgres.sh installs and starts a throwaway server and runs this.
+    Postgres(postgres::PostgresArgs),
 }
 
 pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
@@ -53,6 +58,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
         Some(Which::Jumps(a)) => jumps::run(a),
         Some(Which::Tick(a)) => tick::run(a),
         Some(Which::Api(a)) => api::run(a),
+        Some(Which::Postgres(a)) => postgres::run(a),
     }
 }
 
@@ -63,6 +69,35 @@ pub fn percentile(sorted: &[f64], p: f64) -> f64 {
     }
     let rank = ((p / 100.0) * (sorted.len() - 1) as f64).round() as usize;
     sorted[rank.min(sorted.len() - 1)]
+}
+
+/// The 1-minute load average (Linux), to tell a busy machine's figures apart.
+pub fn load_average() -> Option<f64> {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
+/// `1234567.8` as `1,234,568`.
+pub fn int(x: f64) -> String {
+    if !x.is_finite() {
+        return format!("{x}");
+    }
+    let digits = format!("{:.0}", x.abs());
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    if x < 0.0 && digits != "0" {
+        out.insert(0, '-');
+    }
+    out
 }
 
 /// A fresh scratch directory for a benchmark, under `base` (default: ./target if it exists,
@@ -104,4 +139,17 @@ pub fn raw_fsyncs_per_s(dir: &std::path::Path, span: std::time::Duration) -> any
     drop(f);
     let _ = std::fs::remove_file(&path);
     Ok(rate)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn thousands_separators() {
+        assert_eq!(int(0.0), "0");
+        assert_eq!(int(999.4), "999");
+        assert_eq!(int(1000.0), "1,000");
+        assert_eq!(int(1_234_567.8), "1,234,568");
+    }
 }

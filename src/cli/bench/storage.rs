@@ -38,7 +38,7 @@ use anyhow::Context;
 use clap::Args;
 use serde_json::{json, Value};
 
-use super::{percentile, Size};
+use super::{int, load_average, percentile, Size};
 use crate::store::disk::AppendFile;
 use crate::store::log::{Log, LogError};
 use crate::store::record::Line;
@@ -147,16 +147,6 @@ fn process_cpu_ns() -> Option<u64> {
         total += stat.split_whitespace().next()?.parse::<u64>().ok()?;
     }
     Some(total)
-}
-
-/// The 1-minute load average (Linux), to tell a busy machine's figures apart.
-fn load_average() -> Option<f64> {
-    std::fs::read_to_string("/proc/loadavg")
-        .ok()?
-        .split_whitespace()
-        .next()?
-        .parse()
-        .ok()
 }
 
 fn progress(msg: &str) {
@@ -728,25 +718,6 @@ struct Report {
     load: (Option<f64>, Option<f64>),
 }
 
-/// `1234567.8` as `1,234,568`.
-fn int(x: f64) -> String {
-    if !x.is_finite() {
-        return format!("{x}");
-    }
-    let digits = format!("{:.0}", x.abs());
-    let mut out = String::new();
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    if x < 0.0 && digits != "0" {
-        out.insert(0, '-');
-    }
-    out
-}
-
 fn size_name(size: Size) -> &'static str {
     match size {
         Size::Small => "small",
@@ -1032,14 +1003,6 @@ impl Report {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn thousands_separators() {
-        assert_eq!(int(0.0), "0");
-        assert_eq!(int(999.4), "999");
-        assert_eq!(int(1000.0), "1,000");
-        assert_eq!(int(1_234_567.8), "1,234,568");
-    }
 
     #[test]
     fn a_benchmark_record_is_about_100_bytes() {
