@@ -6,6 +6,7 @@ pub mod all;
 pub mod api;
 pub mod battle;
 pub mod jumps;
+pub mod mixed;
 pub mod postgres;
 pub mod storage;
 pub mod tick;

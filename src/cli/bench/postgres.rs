@@ -1,6 +1,7 @@
 //! `mltrader bench postgres`: the peer a team would otherwise build on. The same jump-and-trade
 //! workload on PostgreSQL, measured in the same run as mltrader's embedded mesh with the same
-//! players, reported as a ratio of jumps per second (target: mltrader at least 10x).
+//! players, reported as ratios of jumps per second (target: mltrader at least 10x) and of
+//! trades per second in the mixed run.
 //!
 //! **What each side acknowledges** (the same durability):
 //! - mltrader acknowledges a jump once its `depart` record (in the origin system's log) and then
@@ -124,8 +125,8 @@ const POSTGRES_ACKS: &str = "PostgreSQL acknowledges a jump when COMMIT returns 
     synchronous_commit=on and fsync=on: the commit's WAL record flushed to disk";
 
 /// What the ratio covers, printed under the table and in the JSON.
-const RATIO_COVERS: &str = "jumps only: mltrader's trade API does not exist yet, so trades \
-    are measured on PostgreSQL alone (a separate row)";
+const RATIO_COVERS: &str = "jumps (jump, land, jump again) on both sides; the mixed run \
+    (jump, land, one trade) is compared by trades/s in its own row";
 
 pub fn run(args: PostgresArgs) -> anyhow::Result<ExitCode> {
     anyhow::ensure!(
@@ -211,6 +212,10 @@ struct Report {
     postgres: Vec<PgRow>,
     /// mltrader's embedded mesh, the same players jumping.
     mltrader: PhaseFigures,
+    /// mltrader's embedded mesh, the same players jumping and trading.
+    mltrader_jumps_and_trades: super::mixed::MixedFigures,
+    /// mltrader / PostgreSQL's best, trades/s in the mixed run.
+    trade_ratio: f64,
     /// The connection count at which PostgreSQL made the most jumps/s: the baseline.
     best_postgres_connections: usize,
     postgres_jumps_per_s: f64,
@@ -283,6 +288,13 @@ async fn compare(plan: &Plan<'_>, dir: &std::path::Path) -> anyhow::Result<Repor
     let mut phases = super::jumps::measure(&mesh_dir, players, &[players], seconds).await?;
     let _ = std::fs::remove_dir_all(&mesh_dir);
     let mltrader = phases.pop().context("measure returned no phase")?;
+    progress(&format!(
+        "mltrader: {players} players jumping and trading for {seconds} s..."
+    ));
+    let mixed_dir = dir.join("mltrader-mixed");
+    let mltrader_jumps_and_trades =
+        super::mixed::measure(&mixed_dir, players, seconds, WORKLOAD_SEED).await?;
+    let _ = std::fs::remove_dir_all(&mixed_dir);
 
     let galaxy = Arc::new(Galaxy::default_galaxy());
     progress(&format!(
@@ -321,7 +333,14 @@ async fn compare(plan: &Plan<'_>, dir: &std::path::Path) -> anyhow::Result<Repor
         .max_by(|a, b| a.jumps.jumps_per_s.total_cmp(&b.jumps.jumps_per_s))
         .context("no connection count measured")?;
     let ratio = mltrader.jumps_per_s / best.jumps.jumps_per_s.max(f64::MIN_POSITIVE);
+    let best_trades = postgres
+        .iter()
+        .map(|r| r.jumps_and_trades.trades_per_s)
+        .fold(0.0, f64::max);
+    let trade_ratio = mltrader_jumps_and_trades.trades_per_s / best_trades.max(f64::MIN_POSITIVE);
     Ok(Report {
+        mltrader_jumps_and_trades,
+        trade_ratio,
         best_postgres_connections: best.connections,
         postgres_jumps_per_s: best.jumps.jumps_per_s,
         mltrader_jumps_per_s: mltrader.jumps_per_s,
@@ -396,7 +415,7 @@ fn print_table(r: &Report) {
     );
     println!();
     println!(
-        "  trades on PostgreSQL (jump, land, one trade, jump again; mltrader has no trade API yet)"
+        "  jump, land, one trade, jump again (trade latency: request to durable acknowledgement)"
     );
     println!(
         "  {:<32} {:>10}  {:>10}  {:>20}  {:>7}",
@@ -413,6 +432,19 @@ fn print_table(r: &Report) {
             f.trades_refused,
         );
     }
+    let m = &r.mltrader_jumps_and_trades;
+    println!(
+        "  {:<32} {:>10}  {:>10}  {:>20}  {:>7}",
+        "mltrader",
+        int(m.jumps_per_s),
+        int(m.trades_per_s),
+        ms(m.trade_p50_ms, m.trade_p99_ms),
+        m.trades_refused,
+    );
+    println!(
+        "  mltrader / PostgreSQL's best, trades/s: {:.1}x",
+        r.trade_ratio
+    );
     println!();
     println!(
         "  mltrader / PostgreSQL's best ({} connections), jumps/s: {:.1}x   target >= \
