@@ -8,6 +8,7 @@ pub mod common;
 pub mod compact;
 pub mod replay;
 pub mod serve;
+pub mod swarm;
 
 use std::process::ExitCode;
 
@@ -47,6 +48,8 @@ pub enum Command {
     History(client::history::HistoryArgs),
     /// Buy fuel at your system's station (a full tank, or UNITS).
     Refuel(client::refuel::RefuelArgs),
+    /// Run trader bots that play through the API and learn which routes pay.
+    Swarm(swarm::SwarmArgs),
 }
 
 /// Parses the command line and runs the command; the exit code says how it went.
@@ -71,6 +74,7 @@ pub fn main() -> ExitCode {
         Command::Scan(a) => client::scan::run(a),
         Command::History(a) => client::history::run(a),
         Command::Refuel(a) => client::refuel::run(a),
+        Command::Swarm(a) => swarm::run(a),
     };
     match result {
         Ok(code) => code,
