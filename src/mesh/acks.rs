@@ -52,7 +52,8 @@ impl Action {
             Action::Travel => &["depart"],
             Action::Refuel => &["refuel"],
             Action::Trade => &["trade"],
-            Action::Attack => &["attack"],
+            // A standing attack order is an `engage` record (`target=` the ship fired at).
+            Action::Attack => &["engage"],
         }
     }
 }
