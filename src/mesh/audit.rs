@@ -7,7 +7,12 @@
 //! - every player who ever joined is in exactly one place (a system, a prepared jump, or a
 //!   committed jump in flight), never two, never none;
 //! - each player's history has no gap and no repeat (versions 1, 2, 3, ... across all logs);
-//! - credits held = credits granted - credits spent, by the named rules only;
+//! - credits held (players, jumps in flight, market tills) = credits created - credits
+//!   destroyed, by the named rules only (created: starting grants, the tills' first funds,
+//!   subsidies; destroyed: fuel purchases, taxes);
+//! - for each good, units held (holds, jumps in flight, market stocks, wrecks) = units made -
+//!   units destroyed, by the named rules only (made: the markets' first stocks, production;
+//!   destroyed: consumption, wreck decay);
 //! - every snapshot's state hash equals the replayed state's at the same record.
 //!
 //! Only reads. A torn tail (left by a crash, cut at the next start) and a prepared jump not yet
@@ -21,6 +26,7 @@ use serde::Serialize;
 
 use super::codec::{decode_event, decode_jump, decode_state_record, Jump};
 use crate::sim::galaxy::{Galaxy, SystemId};
+use crate::sim::goods::{Cargo, GOOD_COUNT};
 use crate::sim::system::{Event, SystemState};
 use crate::store::datadir::{archived_segments, DataDir};
 use crate::store::log::read_from;
@@ -40,9 +46,22 @@ pub struct AuditReport {
     pub players: u64,
     pub jumps: u64,
     pub jumps_in_flight: u64,
+    /// Credits held at the end: players (in systems and in flight) and market tills.
     pub credits_held: u128,
+    /// Credits created by the rules: starting grants, the tills' first funds, subsidies.
     pub credits_granted: u128,
+    /// Credits destroyed by the rules: fuel purchases, taxes.
     pub credits_spent: u128,
+    /// Units of goods held at the end (all goods): holds, jumps in flight, stocks, wrecks.
+    pub goods_held: u128,
+    /// Units made by the rules: the markets' first stocks, production.
+    pub goods_made: u128,
+    /// Units destroyed by the rules: consumption, wreck decay.
+    pub goods_destroyed: u128,
+    /// Trades replayed.
+    pub trades: u64,
+    /// Ships destroyed in combat.
+    pub ships_destroyed: u64,
     /// Each system's replayed state hash.
     pub system_hashes: BTreeMap<String, String>,
     /// A hash over all system hashes (galaxy order).
@@ -54,6 +73,38 @@ pub struct AuditReport {
 impl AuditReport {
     pub fn ok(&self) -> bool {
         self.problems.is_empty()
+    }
+}
+
+/// Credits and goods the rules created and destroyed, as the logs say, per good.
+#[derive(Default)]
+struct Ledger {
+    credits_made: u128,
+    credits_destroyed: u128,
+    goods_made: [u128; GOOD_COUNT],
+    goods_destroyed: [u128; GOOD_COUNT],
+    trades: u64,
+    destroyed_ships: u64,
+}
+
+impl Ledger {
+    fn made(&mut self, units: &[u64; GOOD_COUNT]) {
+        for (sum, n) in self.goods_made.iter_mut().zip(units) {
+            *sum += u128::from(*n);
+        }
+    }
+
+    fn destroyed(&mut self, units: &[u64; GOOD_COUNT]) {
+        for (sum, n) in self.goods_destroyed.iter_mut().zip(units) {
+            *sum += u128::from(*n);
+        }
+    }
+}
+
+/// Adds a hold's goods to per-good sums.
+fn add_cargo(sum: &mut [u128; GOOD_COUNT], cargo: &Cargo) {
+    for (good, qty) in cargo.iter() {
+        sum[good.index()] += u128::from(qty);
     }
 }
 
@@ -116,8 +167,17 @@ pub fn audit(datadir: &DataDir, galaxy: &Galaxy) -> AuditReport {
     r.jumps = jumps.len() as u64;
 
     let mut states = Vec::with_capacity(galaxy.len());
+    let mut ledger = Ledger::default();
     for id in galaxy.ids() {
-        let state = audit_system(datadir, galaxy, id, &mut r, &mut jumps, &mut players);
+        let state = audit_system(
+            datadir,
+            galaxy,
+            id,
+            &mut r,
+            &mut jumps,
+            &mut players,
+            &mut ledger,
+        );
         r.system_hashes.insert(
             galaxy.slug(id).to_string(),
             format!("{:016x}", state.state_hash()),
@@ -126,10 +186,19 @@ pub fn audit(datadir: &DataDir, galaxy: &Galaxy) -> AuditReport {
     }
 
     // Places at the end.
+    let mut goods_held = [0u128; GOOD_COUNT];
     for s in &states {
+        r.credits_held += u128::from(s.market.till_cr());
+        for (good, n) in s.market.stocks().iter().enumerate() {
+            goods_held[good] += u128::from(*n);
+        }
+        for (good, n) in s.wrecks.total_units().iter().enumerate() {
+            goods_held[good] += u128::from(*n);
+        }
         for p in s.players.values() {
             players.entry(p.name.clone()).or_default().places += 1;
             r.credits_held += u128::from(p.credits);
+            add_cargo(&mut goods_held, &p.cargo);
         }
         for (xfer, d) in &s.departing {
             if jumps.contains_key(&(s.id, *xfer)) {
@@ -144,6 +213,7 @@ pub fn audit(datadir: &DataDir, galaxy: &Galaxy) -> AuditReport {
             ));
             players.entry(d.player.name.clone()).or_default().places += 1;
             r.credits_held += u128::from(d.player.credits);
+            add_cargo(&mut goods_held, &d.player.cargo);
         }
     }
     for seen in jumps.values() {
@@ -152,6 +222,28 @@ pub fn audit(datadir: &DataDir, galaxy: &Galaxy) -> AuditReport {
             let p = &seen.jump.player;
             players.entry(p.name.clone()).or_default().places += 1;
             r.credits_held += u128::from(p.credits);
+            add_cargo(&mut goods_held, &p.cargo);
+        }
+    }
+    r.credits_granted = ledger.credits_made;
+    r.credits_spent = ledger.credits_destroyed;
+    r.trades = ledger.trades;
+    r.ships_destroyed = ledger.destroyed_ships;
+    for good in crate::sim::goods::Good::ALL {
+        let i = good.index();
+        let (held, made, gone) = (
+            goods_held[i],
+            ledger.goods_made[i],
+            ledger.goods_destroyed[i],
+        );
+        r.goods_held += held;
+        r.goods_made += made;
+        r.goods_destroyed += gone;
+        if held + gone != made {
+            r.problems.push(format!(
+                "{good} not conserved: {held} units held, but {made} made - {gone} destroyed = {}",
+                made as i128 - gone as i128
+            ));
         }
     }
     for (name, track) in &mut players {
@@ -318,14 +410,18 @@ fn audit_system(
     r: &mut AuditReport,
     jumps: &mut HashMap<(SystemId, u64), JumpSeen>,
     players: &mut HashMap<String, Track>,
+    ledger: &mut Ledger,
 ) -> SystemState {
     let slug = galaxy.slug(id);
-    let mut state = SystemState::new(id);
+    let mut state = SystemState::new(galaxy, id);
+    // The market's first stock and till: made by the rules when the system began.
+    ledger.credits_made += u128::from(state.market.till_cr());
+    ledger.made(&state.market.stocks());
     // Snapshots to compare with the replay, by the record they stop at.
     let mut snapshots: BTreeMap<u64, (PathBuf, u64)> = BTreeMap::new();
     for (_, path) in snapshot::list(&datadir.snapshots_dir(), slug).unwrap_or_default() {
         r.files += 1;
-        let mut snap_state = SystemState::new(id);
+        let mut snap_state = SystemState::new(galaxy, id);
         match snapshot::load(&path, |rec| {
             decode_state_record(galaxy, &mut snap_state, rec)
         }) {
@@ -343,7 +439,6 @@ fn audit_system(
     }
 
     let mut expect = 1u64;
-    let (mut granted, mut spent) = (0u128, 0u128);
     for path in segments(&datadir.archive_dir(), slug, datadir.system_log(slug), r) {
         if !path.exists() {
             continue;
@@ -355,7 +450,7 @@ fn audit_system(
         };
         let next = read_segment(r, &path, start, |rec| {
             let (t, event) = decode_event(galaxy, id, rec)?;
-            check_event(galaxy, id, &event, jumps, (&mut granted, &mut spent))?;
+            check_event(galaxy, id, &event, jumps, ledger)?;
             state.apply(t, &event)?;
             track_event(&state, &event, players);
             if let Some((spath, hash)) = snapshots.get(&rec.seq) {
@@ -374,8 +469,6 @@ fn audit_system(
             None => break,
         }
     }
-    r.credits_granted += granted;
-    r.credits_spent += spent;
     state
 }
 
@@ -385,7 +478,7 @@ fn check_event(
     id: SystemId,
     event: &Event,
     jumps: &mut HashMap<(SystemId, u64), JumpSeen>,
-    (granted, spent): (&mut u128, &mut u128),
+    ledger: &mut Ledger,
 ) -> Result<(), String> {
     match event {
         Event::DepartDone { xfer } if !jumps.contains_key(&(id, *xfer)) => Err(format!(
@@ -418,11 +511,35 @@ fn check_event(
             Ok(())
         }
         Event::Join { player, .. } => {
-            *granted += u128::from(player.credits);
+            ledger.credits_made += u128::from(player.credits);
+            let mut first = [0u128; GOOD_COUNT];
+            add_cargo(&mut first, &player.cargo);
+            ledger.made(&first.map(|n| n as u64));
             Ok(())
         }
         Event::Refuel { cost, .. } => {
-            *spent += u128::from(*cost);
+            ledger.credits_destroyed += u128::from(*cost);
+            Ok(())
+        }
+        Event::Economy {
+            report, decayed, ..
+        } => {
+            ledger.made(&report.produced);
+            ledger.destroyed(&report.consumed);
+            ledger.destroyed(decayed);
+            ledger.credits_made += u128::from(report.subsidy_cr);
+            ledger.credits_destroyed += u128::from(report.tax_cr);
+            Ok(())
+        }
+        Event::Destroyed { evicted, .. } => {
+            let mut gone = [0u128; GOOD_COUNT];
+            add_cargo(&mut gone, evicted);
+            ledger.destroyed(&gone.map(|n| n as u64));
+            ledger.destroyed_ships += 1;
+            Ok(())
+        }
+        Event::Trade { .. } => {
+            ledger.trades += 1;
             Ok(())
         }
         _ => Ok(()),

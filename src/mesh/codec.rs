@@ -7,7 +7,10 @@
 //!
 //! Owns the mapping only; never writes a file and never decides anything.
 
+use crate::sim::combat::{LootTake, Wreck, Wrecks};
 use crate::sim::galaxy::{Galaxy, SystemId};
+use crate::sim::goods::{parse_units, units_text, Cargo, Good};
+use crate::sim::market::{Market, Side, TickReport, Trade};
 use crate::sim::player::Player;
 use crate::sim::system::{Departing, Event, SystemState};
 use crate::store::record::{Line, Record};
@@ -39,6 +42,12 @@ pub fn event_kind(event: &Event) -> &'static str {
         Event::DepartDone { .. } => "depart.done",
         Event::DepartAbort { .. } => "depart.abort",
         Event::Arrive { .. } => "arrive",
+        Event::Trade { .. } => "trade",
+        Event::Economy { .. } => "economy",
+        Event::Engage { .. } => "engage",
+        Event::Combat { .. } => "combat",
+        Event::Destroyed { .. } => "destroyed",
+        Event::Loot { .. } => "loot",
     }
 }
 
@@ -47,7 +56,32 @@ fn put_player(line: &mut Line<'_>, p: &Player) {
         .num("credits", p.credits)
         .num("fuel", p.fuel)
         .num("tank", p.fuel_capacity)
+        .num("hull", p.hull)
+        .num("hold", p.hold)
+        .field("cargo", &p.cargo.to_string())
         .num("v", p.version);
+}
+
+fn cargo_field(rec: &Record<'_>, key: &'static str) -> Result<Cargo, String> {
+    let text = rec.str(key).map_err(|e| e.to_string())?;
+    text.parse().map_err(|e| format!("{key}={text}: {e}"))
+}
+
+fn units_field(rec: &Record<'_>, key: &'static str) -> Result<[u64; 8], String> {
+    let text = rec.str(key).map_err(|e| e.to_string())?;
+    parse_units(text).map_err(|e| format!("{key}={text}: {e}"))
+}
+
+fn name_field(rec: &Record<'_>, key: &'static str) -> Result<String, String> {
+    Ok(rec.str(key).map_err(|e| e.to_string())?.to_string())
+}
+
+/// An optional numeric field: absent is `None`, present but malformed is an error.
+fn opt_num<T: std::str::FromStr>(rec: &Record<'_>, key: &'static str) -> Result<Option<T>, String> {
+    match rec.get(key) {
+        None => Ok(None),
+        Some(_) => num(rec, key).map(Some),
+    }
 }
 
 fn get_player(rec: &Record<'_>) -> Result<Player, String> {
@@ -56,6 +90,9 @@ fn get_player(rec: &Record<'_>) -> Result<Player, String> {
         credits: rec.num("credits").map_err(|e| e.to_string())?,
         fuel: rec.num("fuel").map_err(|e| e.to_string())?,
         fuel_capacity: rec.num("tank").map_err(|e| e.to_string())?,
+        hull: rec.num("hull").map_err(|e| e.to_string())?,
+        hold: rec.num("hold").map_err(|e| e.to_string())?,
+        cargo: cargo_field(rec, "cargo")?,
         version: rec.num("v").map_err(|e| e.to_string())?,
     })
 }
@@ -140,6 +177,72 @@ pub fn encode_event(
             line.field("xfer", &xfer_text(galaxy, *from, *xfer));
             put_player(line, player);
         }
+        Event::Trade { player, trade } => {
+            line.field("player", player)
+                .field("side", trade.side.name())
+                .field("good", trade.good.name())
+                .num("qty", trade.qty)
+                .num("total", trade.total_cr)
+                .num("v", version);
+        }
+        Event::Economy {
+            from,
+            to,
+            report,
+            decayed,
+        } => {
+            line.num("from", from)
+                .num("to", to)
+                .field("made", &units_text(&report.produced))
+                .field("used", &units_text(&report.consumed))
+                .num("subsidy", report.subsidy_cr)
+                .num("tax", report.tax_cr)
+                .field("decayed", &units_text(decayed));
+        }
+        Event::Engage { player, target } => {
+            line.field("player", player);
+            if let Some(target) = target {
+                line.field("target", target);
+            }
+            line.num("v", version);
+        }
+        Event::Combat {
+            shots,
+            hits,
+            damage,
+            downed,
+        } => {
+            line.num("shots", shots)
+                .num("hits", hits)
+                .num("damage", damage)
+                .num("downed", downed);
+        }
+        Event::Destroyed {
+            player,
+            by,
+            wreck,
+            jump_home,
+            evicted,
+        } => {
+            line.field("player", player).field("by", by);
+            if let Some(w) = wreck {
+                line.num("wreck", w);
+            }
+            if let Some((xfer, home)) = jump_home {
+                line.field("xfer", &xfer_text(galaxy, system, *xfer))
+                    .field("to", galaxy.slug(*home));
+            }
+            if !evicted.is_empty() {
+                line.field("evicted", &evicted.to_string());
+            }
+            line.num("v", version);
+        }
+        Event::Loot { player, take } => {
+            line.field("player", player)
+                .num("wreck", take.wreck_id)
+                .field("took", &take.taken.to_string())
+                .num("v", version);
+        }
     }
 }
 
@@ -211,6 +314,64 @@ pub fn decode_event(
                 player: get_player(rec)?,
             }
         }
+        "trade" => Event::Trade {
+            player: name_field(rec, "player")?,
+            trade: Trade {
+                side: match rec.str("side").map_err(|e| e.to_string())? {
+                    "buy" => Side::Buy,
+                    "sell" => Side::Sell,
+                    other => return Err(format!("side={other} is neither buy nor sell")),
+                },
+                good: Good::parse(rec.str("good").map_err(|e| e.to_string())?)
+                    .map_err(|e| e.to_string())?,
+                qty: num(rec, "qty")?,
+                total_cr: num(rec, "total")?,
+            },
+        },
+        "economy" => Event::Economy {
+            from: num(rec, "from")?,
+            to: num(rec, "to")?,
+            report: TickReport {
+                produced: units_field(rec, "made")?,
+                consumed: units_field(rec, "used")?,
+                subsidy_cr: num(rec, "subsidy")?,
+                tax_cr: num(rec, "tax")?,
+            },
+            decayed: units_field(rec, "decayed")?,
+        },
+        "engage" => Event::Engage {
+            player: name_field(rec, "player")?,
+            target: rec
+                .get("target")
+                .map(|_| name_field(rec, "target"))
+                .transpose()?,
+        },
+        "combat" => Event::Combat {
+            shots: num(rec, "shots")?,
+            hits: num(rec, "hits")?,
+            damage: num(rec, "damage")?,
+            downed: num(rec, "downed")?,
+        },
+        "destroyed" => Event::Destroyed {
+            player: name_field(rec, "player")?,
+            by: name_field(rec, "by")?,
+            wreck: opt_num(rec, "wreck")?,
+            jump_home: match rec.get("xfer") {
+                None => None,
+                Some(_) => Some((local_xfer(rec)?, system_field(galaxy, rec, "to")?)),
+            },
+            evicted: match rec.get("evicted") {
+                None => Cargo::new(),
+                Some(_) => cargo_field(rec, "evicted")?,
+            },
+        },
+        "loot" => Event::Loot {
+            player: name_field(rec, "player")?,
+            take: LootTake {
+                wreck_id: num(rec, "wreck")?,
+                taken: cargo_field(rec, "took")?,
+            },
+        },
         other => return Err(format!("unknown record kind {other:?} in a system log")),
     };
     Ok((t, event))
@@ -254,8 +415,30 @@ pub fn encode_state(w: &mut SnapshotWriter, galaxy: &Galaxy, state: &SystemState
     w.record("state", |l| {
         l.field("system", galaxy.slug(state.id))
             .num("t", state.tick)
-            .num("next_xfer", state.next_xfer);
+            .num("next_xfer", state.next_xfer)
+            .num("market_tick", state.market_tick)
+            .field("stock", &units_text(&state.market.stocks()))
+            .num("till", state.market.till_cr())
+            .num("next_wreck", state.wrecks.next_id());
     });
+    for (id, wreck) in state.wrecks.iter() {
+        w.record("wreck", |l| {
+            l.num("id", id)
+                .field("pilot", &wreck.pilot)
+                .num("t", wreck.tick)
+                .field("cargo", &wreck.cargo.to_string());
+        });
+    }
+    for (attacker, target) in &state.engaged {
+        w.record("engaged", |l| {
+            l.field("player", attacker).field("target", target);
+        });
+    }
+    for (pilot, by) in &state.downed {
+        w.record("downed", |l| {
+            l.field("player", pilot).field("by", by);
+        });
+    }
     for (from, upto) in &state.landed_upto {
         w.record("landed", |l| {
             l.field("from", galaxy.slug(*from)).num("upto", upto);
@@ -292,6 +475,27 @@ pub fn decode_state_record(
             }
             state.tick = num(rec, "t")?;
             state.next_xfer = num(rec, "next_xfer")?;
+            state.market_tick = num(rec, "market_tick")?;
+            state.market = Market::from_parts(units_field(rec, "stock")?, num(rec, "till")?)?;
+            state.wrecks = Wrecks::from_parts(num(rec, "next_wreck")?, Vec::new())?;
+        }
+        "wreck" => {
+            let wreck = Wreck {
+                pilot: name_field(rec, "pilot")?,
+                tick: num(rec, "t")?,
+                cargo: cargo_field(rec, "cargo")?,
+            };
+            state.wrecks.restore(num(rec, "id")?, wreck)?;
+        }
+        "engaged" => {
+            state
+                .engaged
+                .insert(name_field(rec, "player")?, name_field(rec, "target")?);
+        }
+        "downed" => {
+            state
+                .downed
+                .insert(name_field(rec, "player")?, name_field(rec, "by")?);
         }
         "landed" => {
             state
@@ -346,13 +550,12 @@ mod tests {
         let g = Galaxy::default_galaxy();
         let sol = g.home();
         let ac = g.lookup("Alpha Centauri").unwrap();
-        let p = Player {
-            name: "Barnard's \"Kid\"".into(),
-            credits: 10,
-            fuel: 2,
-            fuel_capacity: 40,
-            version: 3,
-        };
+        let mut p = Player::starter("Barnard's \"Kid\"", &crate::sim::rules::Rules::default());
+        p.credits = 10;
+        p.fuel = 2;
+        p.version = 3;
+        p.cargo.add(Good::Ore, 7).unwrap();
+        p.hull = 55;
         for e in [
             Event::Join {
                 player: p.clone(),
@@ -379,6 +582,61 @@ mod tests {
                 xfer: 4,
                 player: p.clone(),
             },
+            Event::Trade {
+                player: p.name.clone(),
+                trade: Trade {
+                    side: Side::Sell,
+                    good: Good::Luxuries,
+                    qty: 3,
+                    total_cr: 999,
+                },
+            },
+            Event::Economy {
+                from: 10,
+                to: 20,
+                report: TickReport {
+                    produced: [1, 0, 0, 0, 0, 0, 0, 2],
+                    consumed: [0, 3, 0, 0, 0, 0, 0, 0],
+                    subsidy_cr: 0,
+                    tax_cr: 77,
+                },
+                decayed: [0, 0, 0, 0, 5, 0, 0, 0],
+            },
+            Event::Engage {
+                player: p.name.clone(),
+                target: Some("Bob".into()),
+            },
+            Event::Engage {
+                player: p.name.clone(),
+                target: None,
+            },
+            Event::Combat {
+                shots: 10,
+                hits: 8,
+                damage: 120,
+                downed: 1,
+            },
+            Event::Destroyed {
+                player: p.name.clone(),
+                by: "Bob".into(),
+                wreck: Some(3),
+                jump_home: Some((12, ac)),
+                evicted: p.cargo,
+            },
+            Event::Destroyed {
+                player: p.name.clone(),
+                by: "Bob".into(),
+                wreck: None,
+                jump_home: None,
+                evicted: Cargo::new(),
+            },
+            Event::Loot {
+                player: p.name.clone(),
+                take: LootTake {
+                    wreck_id: 3,
+                    taken: p.cargo,
+                },
+            },
         ] {
             assert_eq!(round_trip(&g, sol, &e), (42, e));
         }
@@ -394,11 +652,11 @@ mod tests {
             t: 100,
             travel_ticks: 44,
             player: Player {
-                name: "ann".into(),
                 credits: 1,
                 fuel: 2,
                 fuel_capacity: 3,
                 version: 4,
+                ..Player::starter("ann", &crate::sim::rules::Rules::default())
             },
             tseq: 5,
         };

@@ -59,6 +59,31 @@ pub enum MeshEventKind {
     },
     /// The player's jump never reached the transition log: they are back.
     Cancelled { player: String, xfer: String },
+    /// The player traded with the local market.
+    Traded {
+        player: String,
+        side: &'static str,
+        good: &'static str,
+        qty: u32,
+        total_cr: u64,
+    },
+    /// The player set (or, with no target, dropped) a standing order to fire.
+    Engaged {
+        player: String,
+        target: Option<String>,
+    },
+    /// The player's ship was destroyed; its cargo is wreck `wreck` (if any).
+    Destroyed {
+        player: String,
+        by: String,
+        wreck: Option<u64>,
+    },
+    /// The player took `took` from wreck `wreck`.
+    Looted {
+        player: String,
+        wreck: u64,
+        took: String,
+    },
 }
 
 impl MeshEventKind {
@@ -69,7 +94,11 @@ impl MeshEventKind {
             | MeshEventKind::Departed { player, .. }
             | MeshEventKind::Arrived { player, .. }
             | MeshEventKind::Refueled { player, .. }
-            | MeshEventKind::Cancelled { player, .. } => player,
+            | MeshEventKind::Cancelled { player, .. }
+            | MeshEventKind::Traded { player, .. }
+            | MeshEventKind::Engaged { player, .. }
+            | MeshEventKind::Destroyed { player, .. }
+            | MeshEventKind::Looted { player, .. } => player,
         }
     }
 
@@ -111,6 +140,30 @@ impl MeshEventKind {
                 // Arriving adds the player (a landing seen twice is never recorded).
                 population: state.players.len() + 1,
             },
+            Event::Trade { player, trade } => MeshEventKind::Traded {
+                player: player.clone(),
+                side: trade.side.name(),
+                good: trade.good.name(),
+                qty: trade.qty,
+                total_cr: trade.total_cr,
+            },
+            Event::Engage { player, target } => MeshEventKind::Engaged {
+                player: player.clone(),
+                target: target.clone(),
+            },
+            Event::Destroyed {
+                player, by, wreck, ..
+            } => MeshEventKind::Destroyed {
+                player: player.clone(),
+                by: by.clone(),
+                wreck: *wreck,
+            },
+            Event::Loot { player, take } => MeshEventKind::Looted {
+                player: player.clone(),
+                wreck: take.wreck_id,
+                took: take.taken.to_string(),
+            },
+            Event::Economy { .. } | Event::Combat { .. } => return None,
         })
     }
 }
@@ -223,7 +276,7 @@ mod tests {
     #[test]
     fn the_prepare_of_a_jump_is_not_published() {
         let g = Galaxy::default_galaxy();
-        let state = SystemState::new(g.home());
+        let state = SystemState::new(&g, g.home());
         let event = Event::Depart {
             xfer: 1,
             player: "Ann".into(),

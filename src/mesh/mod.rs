@@ -15,13 +15,15 @@ pub mod codec;
 pub mod compact;
 pub mod departures;
 pub mod directory;
+pub mod economy;
 pub mod events;
 pub mod projector;
 pub mod recovery;
 pub mod shard;
 pub mod stats;
+pub mod trading;
 
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use serde::Serialize;
 use tokio::sync::{broadcast, mpsc, oneshot};
@@ -53,6 +55,9 @@ pub struct MeshConfig {
     pub snapshot_every_records: u64,
     /// How often the transition log's checkpoint is written, in milliseconds.
     pub checkpoint_every_ms: u64,
+    /// How long a system's published prices take to reach the galaxy-wide economy view, in
+    /// milliseconds (systems hear each other by gossip along the lanes).
+    pub economy_delay_ms: u64,
 }
 
 impl Default for MeshConfig {
@@ -62,6 +67,7 @@ impl Default for MeshConfig {
             rules: Rules::default(),
             snapshot_every_records: 100_000,
             checkpoint_every_ms: checkpoint::CHECKPOINT_EVERY_MS,
+            economy_delay_ms: 1_000,
         }
     }
 }
@@ -148,6 +154,9 @@ pub struct Context {
     /// The event feed ([`events`]): durable events of every system.
     events: broadcast::Sender<Arc<MeshEvent>>,
     shards: OnceLock<Vec<mpsc::Sender<Command>>>,
+    /// The galaxy-wide economy view ([`economy`]), fed through `published`.
+    prices: Arc<Mutex<economy::PriceView>>,
+    published: mpsc::UnboundedSender<(tokio::time::Instant, economy::Published)>,
 }
 
 impl Context {
@@ -187,6 +196,13 @@ impl Mesh {
         let recovered = tokio::task::spawn_blocking(move || recovery::recover(&d, &g))
             .await
             .map_err(|e| MeshError::Internal(e.to_string()))??;
+        let prices = Arc::new(Mutex::new(economy::PriceView::new()));
+        let (published, published_rx) = mpsc::unbounded_channel();
+        tokio::spawn(economy::run_galaxy_view(
+            prices.clone(),
+            published_rx,
+            std::time::Duration::from_millis(config.economy_delay_ms),
+        ));
         let ctx = Arc::new(Context {
             galaxy,
             config,
@@ -197,6 +213,8 @@ impl Mesh {
             checkpoint: checkpoint::Checkpoint::default(),
             events: broadcast::channel(events::FEED_LEN).0,
             shards: OnceLock::new(),
+            prices,
+            published,
         });
         let mut senders = Vec::new();
         let mut receivers = Vec::new();
@@ -280,7 +298,7 @@ impl Mesh {
         self.ctx.directory.len()
     }
 
-    async fn ask<T>(
+    pub(crate) async fn ask<T>(
         &self,
         system: SystemId,
         make: impl FnOnce(oneshot::Sender<T>) -> Command,
@@ -295,7 +313,7 @@ impl Mesh {
     }
 
     /// Sends a request to the shard that holds `name`, following the player if they moved.
-    async fn routed<T>(
+    pub(crate) async fn routed<T>(
         &self,
         name: &str,
         make: impl Fn(oneshot::Sender<Result<T, MeshError>>) -> Command,

@@ -161,7 +161,7 @@ pub fn load_snapshot(
     let list = snapshot::list(&datadir.snapshots_dir(), slug)
         .map_err(|e| MeshError::Internal(format!("cannot list snapshots: {e}")))?;
     for (_, path) in list.into_iter().rev() {
-        let mut state = SystemState::new(id);
+        let mut state = SystemState::new(galaxy, id);
         match snapshot::load(&path, |r| decode_state_record(galaxy, &mut state, r)) {
             Ok(meta) if meta.state_hash == state.state_hash() && meta.name == slug => {
                 return Ok(Some((state, meta)));
@@ -183,7 +183,7 @@ pub fn recover_system(
     let mut bad_snapshots = Vec::new();
     let (mut state, snap) = match load_snapshot(datadir, galaxy, id, &mut bad_snapshots)? {
         Some((state, meta)) => (state, Some(meta)),
-        None => (SystemState::new(id), None),
+        None => (SystemState::new(galaxy, id), None),
     };
     let start = start_after(&path, snap.as_ref());
     let mut replayed = 0u64;

@@ -336,7 +336,12 @@ impl Subscription {
             }),
             // Others' purchases are their own business. Only recovery cancels jumps, and it
             // publishes nothing (nobody is connected then).
-            MeshEventKind::Refueled { .. } | MeshEventKind::Cancelled { .. } => None,
+            MeshEventKind::Refueled { .. }
+            | MeshEventKind::Cancelled { .. }
+            | MeshEventKind::Traded { .. }
+            | MeshEventKind::Engaged { .. }
+            | MeshEventKind::Destroyed { .. }
+            | MeshEventKind::Looted { .. } => None,
         }
     }
 }

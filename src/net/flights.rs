@@ -92,13 +92,7 @@ mod tests {
     use super::*;
 
     fn player(name: &str) -> Player {
-        Player {
-            name: name.into(),
-            credits: 0,
-            fuel: 0,
-            fuel_capacity: 0,
-            version: 1,
-        }
+        Player::starter(name, &crate::sim::rules::Rules::default())
     }
 
     #[test]

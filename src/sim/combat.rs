@@ -274,6 +274,28 @@ impl Wrecks {
         Ok(Wrecks { next_id, by_id })
     }
 
+    /// Puts back wreck `id` read from a snapshot, after the ones already restored: checked
+    /// like [`Wrecks::from_parts`] (ids rising and below the next id, ticks not falling, not
+    /// empty, at most the limit).
+    pub fn restore(&mut self, id: u64, wreck: Wreck) -> Result<(), String> {
+        let in_order = self
+            .by_id
+            .last_key_value()
+            .is_none_or(|(&last, w)| last < id && w.tick <= wreck.tick);
+        if id >= self.next_id
+            || wreck.cargo.is_empty()
+            || !in_order
+            || self.by_id.len() >= MAX_WRECKS_PER_SYSTEM
+        {
+            return Err(format!(
+                "wreck {id} (tick {}, '{}') is out of place",
+                wreck.tick, wreck.cargo
+            ));
+        }
+        self.by_id.insert(id, wreck);
+        Ok(())
+    }
+
     /// The id the next wreck gets (for snapshots).
     pub fn next_id(&self) -> u64 {
         self.next_id

@@ -348,8 +348,59 @@ impl FromStr for Cargo {
     }
 }
 
+/// Units per good as text, in the cargo's form (`food:3,ore:10`, `-` for none): for the
+/// per-good counts of economy records, which may exceed a hold's `u32`.
+pub fn units_text(units: &[u64; GOOD_COUNT]) -> String {
+    let parts: Vec<String> = Good::ALL
+        .iter()
+        .filter(|g| units[g.index()] > 0)
+        .map(|g| format!("{g}:{}", units[g.index()]))
+        .collect();
+    if parts.is_empty() {
+        "-".to_string()
+    } else {
+        parts.join(",")
+    }
+}
+
+/// Reads [`units_text`] back; the message names the bad item.
+pub fn parse_units(text: &str) -> Result<[u64; GOOD_COUNT], String> {
+    let mut units = [0u64; GOOD_COUNT];
+    if text == "-" {
+        return Ok(units);
+    }
+    for item in text.split(',') {
+        let (name, qty) = item
+            .split_once(':')
+            .ok_or_else(|| format!("item '{item}' is not 'good:quantity'"))?;
+        let good = Good::parse(name).map_err(|e| e.to_string())?;
+        let qty: u64 = qty
+            .parse()
+            .map_err(|_| format!("quantity of {good} is '{qty}', not a whole number"))?;
+        if qty == 0 || units[good.index()] != 0 {
+            return Err(format!("{good} is zero or listed twice in '{text}'"));
+        }
+        units[good.index()] = qty;
+    }
+    Ok(units)
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn unit_counts_round_trip_as_text() {
+        let mut u = [0u64; GOOD_COUNT];
+        assert_eq!(super::units_text(&u), "-");
+        assert_eq!(super::parse_units("-").unwrap(), u);
+        u[2] = 5_000_000_000;
+        u[7] = 1;
+        let text = super::units_text(&u);
+        assert_eq!(super::parse_units(&text).unwrap(), u);
+        assert!(super::parse_units("ore:0").is_err());
+        assert!(super::parse_units("ore:1,ore:2").is_err());
+        assert!(super::parse_units("gold:1").is_err());
+    }
+
     use super::*;
     use proptest::prelude::*;
 

@@ -18,6 +18,11 @@ pub struct Rules {
     pub fuel_price_cr: u64,
     /// Jump travel time: ticks per light year (10 at 10 Hz is one second per light year).
     pub ticks_per_ly: u32,
+    /// Travel time home of a pilot whose ship was destroyed, in ticks (the rule "respawn").
+    pub respawn_ticks: u64,
+    /// A shard takes an economy step (production, consumption, till reversion, wreck decay)
+    /// every this many ticks, and logs what it made and used.
+    pub economy_every_ticks: u64,
 }
 
 impl Default for Rules {
@@ -28,6 +33,8 @@ impl Default for Rules {
             fuel_capacity: 40,
             fuel_price_cr: 2,
             ticks_per_ly: 10,
+            respawn_ticks: 30,
+            economy_every_ticks: 10,
         }
     }
 }

@@ -3,6 +3,7 @@
 //! One file a benchmark.
 
 pub mod api;
+pub mod battle;
 pub mod jumps;
 pub mod storage;
 pub mod tick;

@@ -30,6 +30,9 @@ pub struct TickArgs {
     /// Players (overrides the size's count).
     #[arg(long)]
     pub players: Option<usize>,
+    /// Ships in the battle phase (one system, everyone fighting); 0 skips it.
+    #[arg(long, default_value_t = 10_000)]
+    pub battle: usize,
     /// Share of players jumping all the time, in percent.
     #[arg(long, default_value_t = 10)]
     pub moving_percent: u32,
@@ -72,7 +75,13 @@ pub fn run(args: TickArgs) -> anyhow::Result<ExitCode> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    let result = rt.block_on(measure(&dir, players, args.moving_percent, seconds));
+    let result = rt.block_on(async {
+        let mut f = measure(&dir, players, args.moving_percent, seconds).await?;
+        if args.battle > 0 {
+            f["battle"] = super::battle::measure(&dir, args.battle, seconds).await?;
+        }
+        Ok::<_, anyhow::Error>(f)
+    });
     let _ = std::fs::remove_dir_all(&dir);
     let f = result?;
     if args.json {
@@ -122,6 +131,9 @@ pub fn run(args: TickArgs) -> anyhow::Result<ExitCode> {
         "  jumps during the run          {:.0} /s",
         f["jumps_per_s"].as_f64().unwrap_or(0.0)
     );
+    if f.get("battle").is_some() {
+        super::battle::print(&f["battle"], TICK_BUDGET_US);
+    }
     Ok(ExitCode::SUCCESS)
 }
 

@@ -11,6 +11,8 @@
 //! Never shares its state with another shard: the only ways in are its queue and, at recovery,
 //! the logs. Never blocks its loop on I/O, except a final flush when stopping.
 
+mod game;
+
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -21,12 +23,15 @@ use super::checkpoint::{LANDED, ORIGIN_DONE};
 use super::codec::{encode_event, encode_state, event_kind, player_line, Jump};
 use super::departures::PendingDeparture;
 use super::directory::{Landed, Location};
+use super::economy::PriceView;
 use super::events::{MeshEvent, MeshEventKind};
 use super::projector::Projected;
 use super::stats::TickTimes;
+use super::trading::{LootAck, MarketView, TradeAck, WreckView};
 use super::{Context, JumpAck, MeshError, ShardStatus};
 use crate::sim::galaxy::Galaxy;
 use crate::sim::galaxy::SystemId;
+use crate::sim::market::Order;
 use crate::sim::player::Player;
 use crate::sim::system::{Event, Reject, SystemState};
 use crate::store::log::{Log, LogError, Position};
@@ -51,6 +56,32 @@ pub enum Command {
         to: SystemId,
         reply: Reply<JumpAck>,
     },
+    Trade {
+        name: String,
+        order: Order,
+        reply: Reply<TradeAck>,
+    },
+    /// A standing order to fire at `target` (`None`: cease fire).
+    Engage {
+        name: String,
+        target: Option<String>,
+        reply: Reply<Player>,
+    },
+    Loot {
+        name: String,
+        wreck: u64,
+        reply: Reply<LootAck>,
+    },
+    /// The live market and the prices heard from elsewhere.
+    Market {
+        reply: oneshot::Sender<MarketView>,
+    },
+    /// The wrecks floating here.
+    Wrecks {
+        reply: oneshot::Sender<Vec<WreckView>>,
+    },
+    /// A neighbour's price view (economy gossip).
+    Gossip(Arc<PriceView>),
     /// From this shard's departure pipeline: jump `xfer` is record `tseq` of the transition
     /// log.
     Committed {
@@ -110,6 +141,10 @@ pub struct Shard {
     tick_times: TickTimes,
     /// Set when the log failed: the shard answers every request with it until restarted.
     failed: Option<LogError>,
+    /// The tick the next economy step starts from.
+    economy_from: u64,
+    /// Prices heard from other systems (gossip), and this system's own last report.
+    prices: PriceView,
 }
 
 impl Shard {
@@ -145,6 +180,8 @@ impl Shard {
             departures_task,
             records_since_snapshot: 0,
             failed: None,
+            economy_from: now,
+            prices: PriceView::new(),
         };
         for j in landings {
             shard.on_landing(j);
@@ -191,6 +228,22 @@ impl Shard {
                 }
             }
             Command::Landing(jump) => self.on_landing(jump),
+            Command::Trade { name, order, reply } => self.trade(name, order, reply),
+            Command::Engage {
+                name,
+                target,
+                reply,
+            } => self.engage(name, target, reply),
+            Command::Loot { name, wreck, reply } => self.loot(name, wreck, reply),
+            Command::Market { reply } => {
+                let _ = reply.send(self.market_view());
+            }
+            Command::Wrecks { reply } => {
+                let _ = reply.send(self.wreck_views());
+            }
+            Command::Gossip(view) => {
+                self.prices.merge(&view);
+            }
             Command::Look { name, reply } => {
                 let _ = reply.send(self.state.players.get(&name).cloned());
             }
@@ -340,29 +393,42 @@ impl Shard {
         let seq = rec.seq;
         // The feed tells of the departure at the commit (`Committed`), not here.
         self.on_durable(rec, |_| {});
-        let galaxy = &self.ctx.galaxy;
+        let travel = self
+            .ctx
+            .galaxy
+            .travel_ticks(self.id, to, self.ctx.config.rules.ticks_per_ly);
+        self.send_departure(xfer, seq, travel, Some(reply));
+    }
+
+    /// Hands prepared jump `xfer` (its prepare is record `seq`) to the departure pipeline,
+    /// which commits it in the transition log, answers `reply`, and hands it to its
+    /// destination. Routing sees the player in the jump from now on.
+    fn send_departure(
+        &mut self,
+        xfer: u64,
+        seq: u64,
+        travel_ticks: u64,
+        reply: Option<Reply<JumpAck>>,
+    ) {
+        let d = &self.state.departing[&xfer];
         let jump = Jump {
             from: self.id,
             xfer,
-            to,
+            to: d.to,
             t: self.now,
-            travel_ticks: galaxy.travel_ticks(self.id, to, self.ctx.config.rules.ticks_per_ly),
-            player: self.state.departing[&xfer].player.clone(),
+            travel_ticks,
+            player: d.player.clone(),
             tseq: 0,
         };
         self.ctx.directory.set(
-            &name,
+            &d.player.name,
             Location::Jumping {
                 from: self.id,
                 xfer,
-                to,
+                to: d.to,
             },
         );
-        let pending = PendingDeparture {
-            seq,
-            jump,
-            reply: Some(reply),
-        };
+        let pending = PendingDeparture { seq, jump, reply };
         if let Err(mpsc::error::SendError(p)) = self.departures.send(pending) {
             // The pipeline is gone (stopping): the jump stays prepared; recovery settles it.
             if let Some(r) = p.reply {
@@ -385,6 +451,12 @@ impl Shard {
             }
             let jump = entry.remove();
             self.land(jump);
+        }
+        self.fight();
+        let every = self.ctx.config.rules.economy_every_ticks.max(1);
+        if self.now.is_multiple_of(every) {
+            self.economy_step();
+            self.gossip();
         }
         if self.records_since_snapshot >= self.ctx.config.snapshot_every_records {
             self.snapshot_in_background();

@@ -1,0 +1,179 @@
+//! The game's requests and tick steps on a shard: trades, standing attack orders, loot, the
+//! combat and economy steps of the tick, and price gossip.
+//!
+//! Same discipline as the rest of the shard: decide (pure), record, answer once durable. A
+//! combat or economy step is recorded like any event, so replay reproduces it; the gossip of
+//! prices is advice, never recorded ([`crate::mesh::economy`]).
+
+use std::sync::Arc;
+
+use super::{Reply, Shard};
+use crate::mesh::economy::{unix_ms, HeardPrices, Published};
+use crate::mesh::trading::{GoodQuote, LootAck, MarketView, TradeAck, WreckView};
+use crate::mesh::MeshError;
+use crate::sim::goods::Good;
+use crate::sim::market::{Order, PriceReport};
+use crate::sim::player::Player;
+use crate::sim::system::Event;
+
+impl Shard {
+    pub(super) fn trade(&mut self, name: String, order: Order, reply: Reply<TradeAck>) {
+        let decided = self.state.decide_trade(&self.ctx.galaxy, &name, &order);
+        let total_cr = match &decided {
+            Ok(Event::Trade { trade, .. }) => trade.total_cr,
+            _ => 0,
+        };
+        let Some((rec, reply)) = self.record_or_answer(decided, reply) else {
+            return;
+        };
+        let player = self.state.players[&name].clone();
+        let ack = TradeAck {
+            side: order.side.name(),
+            good: order.good.name(),
+            qty: order.qty,
+            total_cr,
+            player,
+        };
+        self.on_durable(rec, move |r| {
+            let _ = reply.send(r.map(|()| ack).map_err(MeshError::Storage));
+        });
+    }
+
+    pub(super) fn engage(&mut self, name: String, target: Option<String>, reply: Reply<Player>) {
+        let decided = self
+            .state
+            .decide_engage(&self.ctx.galaxy, &name, target.as_deref());
+        let Some((rec, reply)) = self.record_or_answer(decided, reply) else {
+            return;
+        };
+        let player = self.state.players[&name].clone();
+        self.on_durable(rec, move |r| {
+            let _ = reply.send(r.map(|()| player).map_err(MeshError::Storage));
+        });
+    }
+
+    pub(super) fn loot(&mut self, name: String, wreck: u64, reply: Reply<LootAck>) {
+        let decided = self.state.decide_loot(&self.ctx.galaxy, &name, wreck);
+        let took = match &decided {
+            Ok(Event::Loot { take, .. }) => take.taken,
+            _ => Default::default(),
+        };
+        let Some((rec, reply)) = self.record_or_answer(decided, reply) else {
+            return;
+        };
+        let ack = LootAck {
+            wreck,
+            took: took.iter().map(|(g, q)| (g.name(), q)).collect(),
+            player: self.state.players[&name].clone(),
+        };
+        self.on_durable(rec, move |r| {
+            let _ = reply.send(r.map(|()| ack).map_err(MeshError::Storage));
+        });
+    }
+
+    /// The tick's combat: one step of every standing order, then the destruction of every
+    /// ship shot down (also those a crash left shot down but not yet destroyed). A pilot
+    /// destroyed away from home leaves for home on a jump, committed like any other.
+    pub(super) fn fight(&mut self) {
+        if let Some(event) = self.state.decide_combat(self.now) {
+            let Ok(rec) = self.record(event) else { return };
+            self.on_durable(rec, |_| {});
+        }
+        let downed: Vec<String> = self.state.downed.keys().cloned().collect();
+        for name in downed {
+            let event = self
+                .state
+                .decide_destroyed(&self.ctx.galaxy, &name)
+                .expect("a ship shot down here can be destroyed");
+            let jump = event.prepared_xfer();
+            let Ok(rec) = self.record(event) else { return };
+            let seq = rec.seq;
+            self.on_durable(rec, |_| {});
+            if let Some(xfer) = jump {
+                let travel = self.ctx.config.rules.respawn_ticks;
+                self.send_departure(xfer, seq, travel, None);
+            }
+        }
+    }
+
+    /// The economy step since the last one, recorded if it changed anything.
+    pub(super) fn economy_step(&mut self) {
+        let from = self.economy_from;
+        self.economy_from = self.now;
+        if let Some(event) = self.state.decide_economy(from, self.now) {
+            if let Ok(rec) = self.record(event) {
+                self.on_durable(rec, |_| {});
+            }
+        }
+    }
+
+    /// Publishes this system's prices: into its own view, to its lane neighbours (the whole
+    /// view: gossip), and to the galaxy view. Never waits: a full queue skips a round.
+    pub(super) fn gossip(&mut self) {
+        let report = PriceReport {
+            tick: self.now,
+            prices_cr: self.state.market.prices_cr(),
+        };
+        let at = unix_ms();
+        self.prices.record(self.id, report, at);
+        let view = Arc::new(self.prices.clone());
+        for &n in self.ctx.galaxy.neighbours(self.id) {
+            if let Some(q) = self.ctx.shard(n) {
+                let _ = q.try_send(super::Command::Gossip(view.clone()));
+            }
+        }
+        let _ = self.ctx.published.send((
+            tokio::time::Instant::now(),
+            Published {
+                system: self.id,
+                report,
+                published_ms: at,
+            },
+        ));
+    }
+
+    pub(super) fn market_view(&self) -> MarketView {
+        let galaxy = &self.ctx.galaxy;
+        let m = &self.state.market;
+        let now_ms = unix_ms();
+        MarketView {
+            system: galaxy.name(self.id).to_string(),
+            slug: galaxy.slug(self.id).to_string(),
+            economy: self.state.kind.name(),
+            tick: self.now,
+            till_cr: m.till_cr(),
+            goods: Good::ALL
+                .iter()
+                .map(|&g| GoodQuote {
+                    good: g.name(),
+                    stock: m.stock(g),
+                    mid_cr: m.price_cr(g),
+                    buy_cr: m.quote_buy(g, 1).ok(),
+                    sell_cr: m.quote_sell(g, 1).ok(),
+                })
+                .collect(),
+            heard: self
+                .prices
+                .iter()
+                .filter(|(s, _, _)| *s != self.id)
+                .map(|(s, r, at)| {
+                    HeardPrices::new(galaxy, s, &r.prices_cr, now_ms.saturating_sub(at))
+                })
+                .collect(),
+        }
+    }
+
+    pub(super) fn wreck_views(&self) -> Vec<WreckView> {
+        let tick_ms = 1000 / u64::from(self.ctx.config.tick_hz.max(1));
+        self.state
+            .wrecks
+            .iter()
+            .map(|(id, w)| WreckView {
+                id,
+                pilot: w.pilot.clone(),
+                cargo: w.cargo.iter().map(|(g, q)| (g.name(), q)).collect(),
+                age_ms: self.now.saturating_sub(w.tick) * tick_ms,
+            })
+            .collect()
+    }
+}
