@@ -2,8 +2,8 @@
 //! look at the local market and the prices heard from elsewhere, let the policy pick a route
 //! (a neighbour, and a good to carry there or none), buy fuel if the jump needs it, buy the good,
 //! jump, wait for the landing, and sometimes open fire on another bot in the new system. The
-//! trip's profit (credits after the next sales minus credits before its fuel and purchase) is
-//! what the policy learns from.
+//! trip's profit (credits after the next sales minus credits before its purchase, with the fuel
+//! burnt at its price) is what the policy learns from.
 //!
 //! The bot plays through [`GameApi`] only, one call at a time, and keeps going whatever
 //! happens: a refusal is counted and the next trip starts from what the server says
@@ -115,10 +115,22 @@ pub struct Shared {
     pub map: Map,
 }
 
-/// A trip under way: the choice and the credits before it.
+/// A trip under way: the choice, and the credits and fuel before it.
 struct Trip {
     candidate: Candidate,
     credits_before: u64,
+    fuel_before: u32,
+}
+
+impl Trip {
+    /// The trip's profit: credits won, plus the fuel in the tank at its price. So the fuel a
+    /// trip burns is its cost, and a refuel (credits for fuel) is neither gain nor loss: the
+    /// bill of a full tank does not fall on the one trip that happened to need it.
+    fn profit_cr(&self, player: &PlayerView, fuel_price_cr: u64) -> i64 {
+        let credits = player.credits as i64 - self.credits_before as i64;
+        let fuel = i64::from(player.fuel) - i64::from(self.fuel_before);
+        credits + fuel * fuel_price_cr as i64
+    }
 }
 
 /// One bot.
@@ -271,7 +283,7 @@ impl<A: GameApi> Bot<A> {
             self.sell_all(&token, &mut player).await?;
         }
         if let Some(trip) = self.trip.take() {
-            let profit_cr = player.credits as i64 - trip.credits_before as i64;
+            let profit_cr = trip.profit_cr(&player, self.fuel_price_cr);
             self.policy.learn(&trip.candidate, profit_cr as f64);
             self.stats().trip(profit_cr);
         }
@@ -293,7 +305,7 @@ impl<A: GameApi> Bot<A> {
             .find(|l| l.to == candidate.arm.to)
             .expect("every option follows a lane")
             .clone();
-        let credits_before = player.credits;
+        let (credits_before, fuel_before) = (player.credits, player.fuel);
 
         if player.fuel < lane.fuel {
             let r = self.api.refuel(&token).await?;
@@ -323,6 +335,7 @@ impl<A: GameApi> Bot<A> {
         self.trip = Some(Trip {
             candidate,
             credits_before,
+            fuel_before,
         });
         if self.config.pauses.sleep_travel {
             tokio::time::sleep(Duration::from_millis(t.travel_ms)).await;

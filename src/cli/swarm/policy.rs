@@ -1,8 +1,8 @@
 //! The bots' learning policy: an epsilon-greedy bandit over trade routes, one arm per
 //! (from-system, good, to-system), "no good" being an empty trip.
 //!
-//! Each arm's value is a running mean of the profit its trips made (credits after the trip's
-//! sales minus credits before its fuel and purchase), started from a *prior*: what the prices
+//! Each arm's value is a running mean of the profit its trips made (in credits, as the bot
+//! counts it: see `bot`), started from a *prior*: what the prices
 //! the bot saw promise (the local buy price against the mid price last heard at the
 //! destination). Heard prices are stale and do not include what the bot's own trade does to
 //! them, so experience takes over from the prior: after one trip the prior counts as one trip
