@@ -101,16 +101,21 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let listener = listener.tap_io(|tcp| {
         let _ = tcp.set_nodelay(true);
     });
-    let demo = if args.demo {
-        Some(start_demo(&format!("http://{addr}"), args.bots as usize).await?)
-    } else {
-        None
-    };
+    // The demo swarm starts once the API serves (it first asks for the map).
+    let demo = args.demo.then(|| {
+        let url = format!("http://{addr}");
+        tokio::spawn(start_demo(url, args.bots as usize))
+    });
     let stopped = async move {
         shutdown_signal().await;
-        if let Some(swarm) = demo {
-            let summary = swarm.stop().await;
-            print!("{}", summary.human());
+        match demo {
+            Some(task) if task.is_finished() => match task.await {
+                Ok(Ok(swarm)) => print!("{}", swarm.stop().await.human()),
+                Ok(Err(e)) => eprintln!("the demo swarm did not start: {e:#}"),
+                Err(e) => eprintln!("the demo swarm failed: {e}"),
+            },
+            Some(task) => task.abort(),
+            None => {}
         }
     };
     axum::serve(listener, app)
@@ -125,12 +130,12 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
 
 /// Starts the demo swarm against the server at `url`, with a seed of its own each start (so
 /// its bots' names never clash with an earlier start's on the same data directory).
-async fn start_demo(url: &str, bots: usize) -> anyhow::Result<crate::cli::swarm::SwarmHandle> {
+async fn start_demo(url: String, bots: usize) -> anyhow::Result<crate::cli::swarm::SwarmHandle> {
     use crate::cli::swarm::{
         http::HttpApi, random_seed, spawn, SwarmConfig, DEFAULT_ATTACK_PERCENT,
     };
     let config = SwarmConfig {
-        server: url.to_string(),
+        server: url.clone(),
         bots,
         seed: random_seed(),
         ack_log: None,
@@ -141,7 +146,7 @@ async fn start_demo(url: &str, bots: usize) -> anyhow::Result<crate::cli::swarm:
         "demo: {bots} trader bots (bot-{}-*) play in the galaxy",
         config.seed
     );
-    let api = std::sync::Arc::new(HttpApi::new(url)?);
+    let api = std::sync::Arc::new(HttpApi::new(&url)?);
     spawn(api, config)
         .await
         .context("cannot start the demo swarm")

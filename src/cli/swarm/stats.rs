@@ -305,7 +305,7 @@ impl Summary {
         if !self.trading {
             out.push_str(
                 "  this server has no market (404 no_route): the bots only travelled and refuelled, \
-                 so a trip's profit is its fuel bill\n",
+                 so a trip's profit is the fuel it burns\n",
             );
         }
         if !self.fighting {
