@@ -198,7 +198,12 @@ pub trait GameApi: Send + Sync + 'static {
         good: &str,
         qty: u32,
     ) -> impl Future<Output = Call<Traded>> + Send;
-    fn refuel(&self, token: &str) -> impl Future<Output = Call<Refueled>> + Send;
+    /// Buys `units` of fuel (None: a full tank).
+    fn refuel(
+        &self,
+        token: &str,
+        units: Option<u32>,
+    ) -> impl Future<Output = Call<Refueled>> + Send;
     fn travel(&self, token: &str, to: &str) -> impl Future<Output = Call<Traveled>> + Send;
     /// Waits for the landing (at once if the player is in a system).
     fn landing(&self, token: &str) -> impl Future<Output = Call<Landed>> + Send;

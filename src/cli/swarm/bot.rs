@@ -47,12 +47,16 @@ pub const MAX_TRADE_TRIES: u32 = 4;
 pub const FUEL_PRICE_GUESS_CR: u64 = 2;
 /// The most names a scan lists for choosing a target.
 pub const SCAN_LIMIT: usize = 100;
+/// The error code a bot counts when it can fly nowhere (no fuel, no credits to buy it).
+pub const STRANDED: &str = "stranded";
 
 /// Timing of a bot's pauses (tests set them to zero).
 #[derive(Clone, Copy, Debug)]
 pub struct Pauses {
     /// After a refusal, before the next trip.
     pub refused_ms: u64,
+    /// After finding itself stranded (no fuel, no credits), before looking again.
+    pub stranded_ms: u64,
     /// After a failed connection: the first pause, doubled up to `unreachable_max_ms`.
     pub unreachable_min_ms: u64,
     pub unreachable_max_ms: u64,
@@ -64,6 +68,7 @@ impl Default for Pauses {
     fn default() -> Pauses {
         Pauses {
             refused_ms: 250,
+            stranded_ms: 5_000,
             unreachable_min_ms: 100,
             unreachable_max_ms: 2_000,
             sleep_travel: true,
@@ -242,6 +247,7 @@ impl<A: GameApi> Bot<A> {
                 self.set_online(false);
                 self.config.pauses.refused_ms
             }
+            CallError::Refused { code, .. } if code == STRANDED => self.config.pauses.stranded_ms,
             CallError::Refused { .. } => self.config.pauses.refused_ms,
         };
         if pause_ms > 0 {
@@ -288,12 +294,21 @@ impl<A: GameApi> Bot<A> {
             self.stats().trip(profit_cr);
         }
         let market = self.look(&token).await?;
-        let lanes = self.shared.map.lanes(&here).to_vec();
+        let lanes: Vec<Lane> = self
+            .shared
+            .map
+            .lanes(&here)
+            .iter()
+            .filter(|l| self.can_fly(&player, l))
+            .cloned()
+            .collect();
         if lanes.is_empty() {
+            // No fuel and no credits to buy it, or no lanes at all: nothing to do but wait
+            // (for a server that gives something, or for the run to end).
             return Err(CallError::refused(
                 409,
-                "no_lane",
-                format!("{here} has no lanes on the map"),
+                STRANDED,
+                format!("{} is stranded in {here}", self.name),
             ));
         }
         let options = self.options(&here, &player, market.as_ref(), &lanes);
@@ -308,7 +323,7 @@ impl<A: GameApi> Bot<A> {
         let (credits_before, fuel_before) = (player.credits, player.fuel);
 
         if player.fuel < lane.fuel {
-            let r = self.api.refuel(&token).await?;
+            let r = self.api.refuel(&token, self.refuel_units(&player)).await?;
             self.ack(Action::Refuel, r.player.version, None);
             self.stats().refuels.fetch_add(1, Ordering::Relaxed);
             let bought = r.player.fuel.saturating_sub(player.fuel);
@@ -385,6 +400,24 @@ impl<A: GameApi> Bot<A> {
                 Ok(None)
             }
             Err(e) => Err(e),
+        }
+    }
+
+    /// Whether the bot has the fuel for `lane`, or the credits to buy it.
+    fn can_fly(&self, player: &PlayerView, lane: &Lane) -> bool {
+        let missing = lane.fuel.saturating_sub(player.fuel);
+        lane.fuel <= player.fuel_capacity
+            && u64::from(missing) * self.fuel_price_cr <= player.credits
+    }
+
+    /// Fuel to buy: a full tank, or what the purse pays for.
+    fn refuel_units(&self, player: &PlayerView) -> Option<u32> {
+        let room = player.fuel_capacity.saturating_sub(player.fuel);
+        let affordable = player.credits / self.fuel_price_cr.max(1);
+        if u64::from(room) <= affordable {
+            None
+        } else {
+            Some(affordable as u32)
         }
     }
 
@@ -779,16 +812,17 @@ mod tests {
             })
         }
 
-        async fn refuel(&self, token: &str) -> Call<Refueled> {
+        async fn refuel(&self, token: &str, units: Option<u32>) -> Call<Refueled> {
             self.call(|s| {
                 let fp = s.player(token)?;
-                let units = fp.p.fuel_capacity - fp.p.fuel;
+                let room = fp.p.fuel_capacity - fp.p.fuel;
+                let units = units.map_or(room, |u| u.min(room));
                 let cost_cr = u64::from(units) * 2;
                 if cost_cr > fp.p.credits {
                     return Err(CallError::refused(409, "no_credits", "poor"));
                 }
                 fp.p.credits -= cost_cr;
-                fp.p.fuel = fp.p.fuel_capacity;
+                fp.p.fuel += units;
                 let player = s.event(token, "refuel")?;
                 Ok(Refueled { player, cost_cr })
             })
@@ -853,6 +887,7 @@ mod tests {
             attack_percent: 20,
             pauses: Pauses {
                 refused_ms: 0,
+                stranded_ms: 0,
                 unreachable_min_ms: 0,
                 unreachable_max_ms: 0,
                 sleep_travel: false,
@@ -1006,6 +1041,36 @@ mod tests {
         assert_eq!(errors.get("unreachable"), Some(&3));
         assert_eq!(errors.get("rate_limited"), Some(&1));
         assert_eq!(errors.get("name_taken"), Some(&1));
+    }
+
+    #[tokio::test]
+    async fn a_poor_bot_buys_the_fuel_it_can_and_a_broke_one_waits() {
+        let fake = Arc::new(Fake::new(false));
+        let shared = swarm(&fake, None).await;
+        let mut bot = Bot::new(fake.clone(), shared.clone(), config(0));
+        bot.turn().await;
+        let set = |fuel: u32, credits: u64| {
+            let mut s = fake.state.lock().unwrap();
+            let fp = s.players.values_mut().next().unwrap();
+            fp.p.fuel = fuel;
+            fp.p.credits = credits;
+        };
+        set(0, 30);
+        bot.turn().await;
+        {
+            let s = fake.state.lock().unwrap();
+            let fp = s.players.values().next().unwrap();
+            assert_eq!(
+                (fp.p.fuel, fp.p.credits),
+                (5, 0),
+                "15 units bought, 10 burnt"
+            );
+        }
+        assert_eq!(shared.stats.jumps.load(Ordering::Relaxed), 1);
+        bot.turn().await;
+        let errors = shared.stats.summary(1, 1, "fake").errors_by_code;
+        assert_eq!(errors.get(STRANDED), Some(&1), "{errors:?}");
+        assert_eq!(shared.stats.jumps.load(Ordering::Relaxed), 1);
     }
 
     #[test]

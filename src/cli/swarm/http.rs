@@ -142,8 +142,12 @@ impl GameApi for HttpApi {
             .await
     }
 
-    async fn refuel(&self, token: &str) -> Call<Refueled> {
-        self.send(self.post("/v1/refuel", token, json!({})), REQUEST_TIMEOUT_S)
+    async fn refuel(&self, token: &str, units: Option<u32>) -> Call<Refueled> {
+        let body = match units {
+            Some(u) => json!({ "units": u }),
+            None => json!({}),
+        };
+        self.send(self.post("/v1/refuel", token, body), REQUEST_TIMEOUT_S)
             .await
     }
 
