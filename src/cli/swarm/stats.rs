@@ -330,10 +330,10 @@ impl Summary {
         }
         if let Some(l) = &self.learning {
             out.push_str(&format!(
-                "  learning: {:+.1} cr per trip in the first half, {:+.1} in the second ({})\n",
+                "  learning: {:+.1} cr per trip in the first half, {:+.1} in the second ({:+.1})\n",
                 l.first_half_mean_profit_cr,
                 l.second_half_mean_profit_cr,
-                if l.improved { "better" } else { "not better" }
+                l.second_half_mean_profit_cr - l.first_half_mean_profit_cr
             ));
         }
         out
