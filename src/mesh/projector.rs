@@ -3,7 +3,8 @@
 //! each ending with `src=<system>:<seq>`, the record it copies.
 //!
 //! The system logs are the truth; this is a convenience for people and for `history`. Lines
-//! are written by one thread, after their source record is durable, without an fsync each: a
+//! are written by one thread, after their source record is durable, gathered for up to 100 ms
+//! (one write per player per round), without an fsync each: a
 //! crash may leave a player log behind (or torn). It is never ahead. Before a shard snapshots,
 //! it passes a barrier ([`Projector::sync`]) that makes every line up to the snapshot durable,
 //! so the records after the newest snapshot, which recovery replays anyway, are all that can
@@ -11,22 +12,24 @@
 //!
 //! Never decides anything and never writes a system log.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::mpsc::{channel, Receiver, Sender};
+use std::sync::mpsc::{channel, Receiver, RecvTimeoutError, Sender};
 use std::sync::Mutex;
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 use crate::store::datadir::{player_file_stem, DataDir};
 use crate::store::disk::{sync_parent_dir, AppendFile, RealFile};
 use crate::store::record::{Line, Record};
 use crate::store::scan::{ScanStart, BATCH_FIELD};
 
-/// Player log files kept open between batches (well under the usual 1024-20000 descriptor
-/// limits, leaving room for sockets and the system logs).
-pub const MAX_OPEN_PLAYER_FILES: usize = 2048;
+/// Player log files kept open between writes, at most (and at most a quarter of the
+/// descriptor limit, leaving room for sockets and the system logs). Reopening a player's file
+/// for each write was the cost that made jumps slower with more players than files open.
+pub const MAX_OPEN_PLAYER_FILES: usize = 16_384;
 
 /// One line of one player's log.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -165,6 +168,14 @@ impl Files {
     }
 }
 
+/// How long lines wait in memory before they are written: long enough that a player who
+/// jumps several times a second gets one write for several lines (with thousands of players,
+/// opening their files is the projector's main cost), short enough that `history` is current.
+const WRITE_EVERY: Duration = Duration::from_millis(100);
+
+/// Lines waiting beyond this many bytes are written at once.
+const MAX_PENDING_BYTES: usize = 8 << 20;
+
 fn run(dir: PathBuf, rx: Receiver<Msg>) {
     let mut files = Files {
         dir,
@@ -173,15 +184,36 @@ fn run(dir: PathBuf, rx: Receiver<Msg>) {
         dirty: HashSet::new(),
     };
     let mut failed: Option<String> = None;
-    while let Ok(first) = rx.recv() {
-        // Group what is queued by player, keeping each player's order.
-        let mut batch: BTreeMap<String, String> = BTreeMap::new();
+    // Lines not written yet, by player, each player's in order.
+    let mut pending: HashMap<String, String> = HashMap::new();
+    let mut pending_bytes = 0usize;
+    let mut last_write = Instant::now();
+    loop {
+        let first = if pending.is_empty() {
+            match rx.recv() {
+                Ok(m) => Some(m),
+                Err(_) => return,
+            }
+        } else {
+            match rx.recv_timeout(WRITE_EVERY.saturating_sub(last_write.elapsed())) {
+                Ok(m) => Some(m),
+                Err(RecvTimeoutError::Timeout) => None,
+                // Stopping: `stop` synced everything sent before; write what came after.
+                Err(RecvTimeoutError::Disconnected) => {
+                    write_pending(&mut files, &mut pending, &mut failed);
+                    return;
+                }
+            }
+        };
         let mut syncs = Vec::new();
-        let mut next = Some(first);
+        let mut next = first;
         let mut taken = 0;
         while let Some(msg) = next {
             match msg {
-                Msg::Line(p) => batch.entry(p.player).or_default().push_str(&p.line),
+                Msg::Line(p) => {
+                    pending_bytes += p.line.len();
+                    pending.entry(p.player).or_default().push_str(&p.line);
+                }
                 Msg::Sync(done) => syncs.push(done),
             }
             taken += 1;
@@ -191,11 +223,13 @@ fn run(dir: PathBuf, rx: Receiver<Msg>) {
                 None
             };
         }
-        for (player, text) in &batch {
-            if let Err(e) = files.append(player, text.as_bytes()) {
-                tracing::error!("player log of '{player}': {e}");
-                failed = Some(format!("player log of '{player}': {e}"));
-            }
+        if !syncs.is_empty()
+            || pending_bytes >= MAX_PENDING_BYTES
+            || last_write.elapsed() >= WRITE_EVERY
+        {
+            write_pending(&mut files, &mut pending, &mut failed);
+            pending_bytes = 0;
+            last_write = Instant::now();
         }
         if !syncs.is_empty() {
             let result = match files.sync() {
@@ -211,6 +245,20 @@ fn run(dir: PathBuf, rx: Receiver<Msg>) {
                     Err(e) => Err(std::io::Error::new(e.kind(), e.to_string())),
                 });
             }
+        }
+    }
+}
+
+/// Appends every pending line to its player's file (one write a player).
+fn write_pending(
+    files: &mut Files,
+    pending: &mut HashMap<String, String>,
+    failed: &mut Option<String>,
+) {
+    for (player, text) in pending.drain() {
+        if let Err(e) = files.append(&player, text.as_bytes()) {
+            tracing::error!("player log of '{player}': {e}");
+            *failed = Some(format!("player log of '{player}': {e}"));
         }
     }
 }

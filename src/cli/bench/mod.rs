@@ -2,6 +2,7 @@
 //! baseline measured in the same run). Run them on an optimized build (`cargo run --release`).
 //! One file a benchmark.
 
+pub mod all;
 pub mod api;
 pub mod battle;
 pub mod jumps;
@@ -14,8 +15,15 @@ use clap::{Args, Subcommand, ValueEnum};
 
 #[derive(Args, Debug)]
 pub struct BenchArgs {
+    /// One benchmark; none runs them all and prints one table.
     #[command(subcommand)]
-    pub which: Which,
+    pub which: Option<Which>,
+    /// Run size for all benchmarks (when none is named).
+    #[arg(long, value_enum, default_value_t = Size::Small)]
+    pub size: Size,
+    /// Every benchmark's whole JSON instead of the table (when none is named).
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// How big a run: `small` finishes in seconds (CI), `large` is for figures by hand.
@@ -40,10 +48,11 @@ pub enum Which {
 
 pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
     match args.which {
-        Which::Storage(a) => storage::run(a),
-        Which::Jumps(a) => jumps::run(a),
-        Which::Tick(a) => tick::run(a),
-        Which::Api(a) => api::run(a),
+        None => all::run(args.size, args.json),
+        Some(Which::Storage(a)) => storage::run(a),
+        Some(Which::Jumps(a)) => jumps::run(a),
+        Some(Which::Tick(a)) => tick::run(a),
+        Some(Which::Api(a)) => api::run(a),
     }
 }
 
