@@ -993,6 +993,24 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn the_same_seed_on_a_fresh_galaxy_plays_the_same_game() {
+        async fn play(seed: u64) -> Vec<(String, u64, &'static str)> {
+            let fake = Arc::new(Fake::new(true));
+            let shared = swarm(&fake, None).await;
+            let mut bot = Bot::new(fake.clone(), shared, BotConfig { seed, ..config(3) });
+            for _ in 0..100 {
+                bot.turn().await;
+            }
+            let history = fake.state.lock().unwrap().history.clone();
+            history
+        }
+        let a = play(5).await;
+        assert_eq!(a[0].0, "bot-5-3");
+        assert!(a.len() > 300, "{} events", a.len());
+        assert_eq!(a, play(5).await);
+    }
+
+    #[tokio::test]
     async fn without_trading_bots_travel_and_refuel() {
         let fake = Arc::new(Fake::new(false));
         let shared = swarm(&fake, None).await;
