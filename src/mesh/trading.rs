@@ -70,6 +70,22 @@ pub struct WreckView {
     pub age_ms: u64,
 }
 
+/// The target of a player's standing order to fire, and its hull now.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Opponent {
+    pub target: String,
+    /// The target's hull points now.
+    pub hull: u32,
+}
+
+/// A player in a system and the standing order they fire by (none when they are not fighting,
+/// and once their target is shot down or gone).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Ship {
+    pub player: Player,
+    pub attacking: Option<Opponent>,
+}
+
 impl Mesh {
     /// Buys or sells at the player's local market; answered once the trade is durable.
     pub async fn trade(&self, name: &str, order: Order) -> Result<TradeAck, MeshError> {
@@ -99,6 +115,26 @@ impl Mesh {
             reply,
         })
         .await
+    }
+
+    /// Where a player is and, in a system, their ship and standing order (one shard request,
+    /// like [`Mesh::look`]).
+    pub async fn ship(&self, name: &str) -> Result<(Location, Option<Ship>), MeshError> {
+        let at = self
+            .locate(name)
+            .ok_or_else(|| MeshError::UnknownPlayer(name.to_string()))?;
+        match at {
+            Location::In(system) => {
+                let ship = self
+                    .ask(system, |reply| Command::Ship {
+                        name: name.to_string(),
+                        reply,
+                    })
+                    .await?;
+                Ok((at, ship))
+            }
+            Location::Jumping { .. } => Ok((at, None)),
+        }
     }
 
     /// The system a player is in (an error while in a jump).

@@ -10,6 +10,8 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 
 use crate::mesh::MeshError;
+use crate::sim::market::TradeError;
+use crate::sim::system::Reject;
 
 /// Every code this API answers with, for the documentation (`openapi.json` lists the same).
 /// The codes of game refusals come from the rules ([`crate::sim::system::Reject::code`]) and
@@ -32,6 +34,8 @@ pub const CODES: &[&str] = &[
     "no_route",
     "method_not_allowed",
     "not_implemented",
+    "unknown_good",
+    "not_heard",
     // Game refusals (sim) and mesh failures.
     "name_taken",
     "not_home",
@@ -41,6 +45,15 @@ pub const CODES: &[&str] = &[
     "tank_full",
     "no_credits",
     "system_full",
+    "no_stock",
+    "market_full",
+    "market_broke",
+    "price_limit",
+    "no_cargo_space",
+    "not_carried",
+    "no_wreck",
+    "downed",
+    "self_attack",
     "unknown_player",
     "in_jump",
     "storage",
@@ -86,6 +99,10 @@ impl ApiError {
 impl From<MeshError> for ApiError {
     fn from(e: MeshError) -> ApiError {
         let status = match &e {
+            // Bad input the rules caught (this layer checks it first; kept for safety).
+            MeshError::Rejected(Reject::Trade(
+                TradeError::UnknownGood(_) | TradeError::BadQuantity { .. },
+            )) => StatusCode::BAD_REQUEST,
             MeshError::Rejected(_) | MeshError::InJump(_) => StatusCode::CONFLICT,
             MeshError::UnknownPlayer(_) => StatusCode::NOT_FOUND,
             MeshError::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,

@@ -5,9 +5,11 @@
 //! when the player is at the home system (`joined`). The API layer itself tells the player of
 //! their own actions, with what only it knows: their jumps (`departed` with the travel time,
 //! `progress` with the time left, `landed` with the population), refuels (with the tank and
-//! purse after) and refused actions (`error`). The feed's events about the player themselves
-//! only tell the stream where they are now. Not streamed: others' refuels (their own business),
-//! and, as there are none yet, trades and attacks (see docs/API.md).
+//! purse after), trades (`traded`), loot (`looted`) and refused actions (`error`). Fights are
+//! public in a system: the feed tells everyone there of a ship destroyed (`destroyed`, the
+//! player's own included), and a player of an order to fire at them (`attacked`). The feed's
+//! other events about the player themselves only tell the stream where they are now. Not
+//! streamed: others' refuels, trades and loot (their own business; see docs/API.md).
 //!
 //! Owns the per-player channels and the stream limits; never blocks a request or a shard on a
 //! slow subscriber (the channels and the feed are bounded broadcasts: a subscriber that lags is
@@ -98,6 +100,29 @@ pub enum ApiEvent {
         fuel: u32,
         credits: u64,
     },
+    /// The player traded at their system's market.
+    Traded {
+        side: &'static str,
+        good: &'static str,
+        qty: u32,
+        total_cr: u64,
+        credits: u64,
+    },
+    /// The player took goods from a wreck.
+    Looted {
+        wreck: u64,
+        took: std::collections::BTreeMap<&'static str, u32>,
+    },
+    /// Another player in your system set a standing order to fire at you.
+    Attacked { by: String, system: String },
+    /// A ship in your system (yours included) was destroyed; its cargo is wreck `wreck`
+    /// (null: it carried nothing). Its pilot respawns with a basic ship at home.
+    Destroyed {
+        player: String,
+        by: String,
+        wreck: Option<u64>,
+        system: String,
+    },
     /// An action of the player was refused.
     Error {
         route: String,
@@ -119,6 +144,10 @@ impl ApiEvent {
             ApiEvent::Progress { .. } => "progress",
             ApiEvent::Landed { .. } => "landed",
             ApiEvent::Refueled { .. } => "refueled",
+            ApiEvent::Traded { .. } => "traded",
+            ApiEvent::Looted { .. } => "looted",
+            ApiEvent::Attacked { .. } => "attacked",
+            ApiEvent::Destroyed { .. } => "destroyed",
             ApiEvent::Error { .. } => "error",
             ApiEvent::Lagged { .. } => "lagged",
         }
@@ -299,18 +328,29 @@ impl Subscription {
         }
     }
 
-    /// What the player sees of an event of the feed: those of others in the player's system.
-    /// A string and a number compared for most events; routing asked for the player's own.
+    /// What the player sees of an event of the feed: those of others in the player's system,
+    /// and the destruction of their own ship. A string and a number compared for most events;
+    /// routing asked for the player's own.
     fn see(&mut self, e: &MeshEvent) -> Option<ApiEvent> {
+        let name = |s: SystemId| self.hub.mesh.galaxy().name(s).to_string();
+        let destroyed = |kind: &MeshEventKind| match kind {
+            MeshEventKind::Destroyed { player, by, wreck } => Some(ApiEvent::Destroyed {
+                player: player.clone(),
+                by: by.clone(),
+                wreck: *wreck,
+                system: name(e.system),
+            }),
+            _ => None,
+        };
         if e.kind.player() == self.player {
             // The API layer tells the player of their own actions; this says where they are.
+            // Only the loss of their ship is not an action of theirs.
             self.here = self.hub.here(&self.player);
-            return None;
+            return destroyed(&e.kind);
         }
         if self.here != Some(e.system) {
             return None;
         }
-        let name = |s: SystemId| self.hub.mesh.galaxy().name(s).to_string();
         match &e.kind {
             MeshEventKind::Joined { player } => Some(ApiEvent::Joined {
                 player: player.clone(),
@@ -334,13 +374,21 @@ impl Subscription {
                 system: name(e.system),
                 to: name(*to),
             }),
-            // Others' purchases are their own business. Only recovery cancels jumps, and it
-            // publishes nothing (nobody is connected then).
+            // Fights are public in the system: who shot whom down, and who takes aim at you.
+            MeshEventKind::Destroyed { .. } => destroyed(&e.kind),
+            MeshEventKind::Engaged {
+                player,
+                target: Some(target),
+            } if *target == self.player => Some(ApiEvent::Attacked {
+                by: player.clone(),
+                system: name(e.system),
+            }),
+            // Others' purchases and loot are their own business. Only recovery cancels jumps,
+            // and it publishes nothing (nobody is connected then).
             MeshEventKind::Refueled { .. }
             | MeshEventKind::Cancelled { .. }
             | MeshEventKind::Traded { .. }
             | MeshEventKind::Engaged { .. }
-            | MeshEventKind::Destroyed { .. }
             | MeshEventKind::Looted { .. } => None,
         }
     }

@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use super::{Reply, Shard};
 use crate::mesh::economy::{unix_ms, HeardPrices, Published};
-use crate::mesh::trading::{GoodQuote, LootAck, MarketView, TradeAck, WreckView};
+use crate::mesh::trading::{GoodQuote, LootAck, MarketView, Opponent, Ship, TradeAck, WreckView};
 use crate::mesh::MeshError;
 use crate::sim::goods::Good;
 use crate::sim::market::{Order, PriceReport};
@@ -161,6 +161,16 @@ impl Shard {
                 })
                 .collect(),
         }
+    }
+
+    /// A player here and their standing order, with the target's hull (two lookups).
+    pub(super) fn ship(&self, name: &str) -> Option<Ship> {
+        let player = self.state.players.get(name)?.clone();
+        let attacking = self.state.engaged.get(name).map(|target| Opponent {
+            target: target.clone(),
+            hull: self.state.players.get(target).map_or(0, |p| p.hull),
+        });
+        Some(Ship { player, attacking })
     }
 
     pub(super) fn wreck_views(&self) -> Vec<WreckView> {

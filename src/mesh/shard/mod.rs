@@ -27,7 +27,7 @@ use super::economy::PriceView;
 use super::events::{MeshEvent, MeshEventKind};
 use super::projector::Projected;
 use super::stats::TickTimes;
-use super::trading::{LootAck, MarketView, TradeAck, WreckView};
+use super::trading::{LootAck, MarketView, Ship, TradeAck, WreckView};
 use super::{Context, JumpAck, MeshError, ShardStatus};
 use crate::sim::galaxy::Galaxy;
 use crate::sim::galaxy::SystemId;
@@ -94,6 +94,11 @@ pub enum Command {
     Look {
         name: String,
         reply: oneshot::Sender<Option<Player>>,
+    },
+    /// A player's state and the standing order they fire by, if they are here.
+    Ship {
+        name: String,
+        reply: oneshot::Sender<Option<Ship>>,
     },
     /// Names of the players here (at most `limit`).
     Who {
@@ -246,6 +251,9 @@ impl Shard {
             }
             Command::Look { name, reply } => {
                 let _ = reply.send(self.state.players.get(&name).cloned());
+            }
+            Command::Ship { name, reply } => {
+                let _ = reply.send(self.ship(&name));
             }
             Command::Who { limit, reply } => {
                 let _ = reply.send(self.state.players.keys().take(limit).cloned().collect());

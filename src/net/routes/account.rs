@@ -5,11 +5,12 @@ use axum::http::StatusCode;
 use axum::Json;
 use serde::{Deserialize, Serialize};
 
-use super::{check_ip, Authed, Body, ClientIp, Shared};
+use super::{check_ip, Authed, Body, ClientIp, PlayerView, Shared};
 use crate::mesh::directory::Location;
+use crate::mesh::trading::Opponent;
 use crate::net::auth::{key_of, new_token};
 use crate::net::error::ApiError;
-use crate::sim::player::{validate_name, Player};
+use crate::sim::player::validate_name;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -23,7 +24,7 @@ pub struct Joined {
     /// The access token: shown once, stored by the server only as its hash.
     token: String,
     system: String,
-    player: Player,
+    player: PlayerView,
 }
 
 pub async fn join(
@@ -48,7 +49,7 @@ pub async fn join(
             name: player.name.clone(),
             token,
             system,
-            player,
+            player: player.into(),
         }),
     ))
 }
@@ -60,7 +61,10 @@ pub struct Me {
     system: Option<String>,
     jumping: Option<JumpingView>,
     /// The player's state (while in a jump: as they left, when this server committed the jump).
-    player: Option<Player>,
+    player: Option<PlayerView>,
+    /// The player's standing order to fire and the target's hull (null: not attacking; the
+    /// order ends when the target is shot down or leaves, or the player is).
+    attacking: Option<Opponent>,
 }
 
 #[derive(Serialize)]
@@ -76,15 +80,22 @@ pub async fn me(
     State(state): State<Shared>,
     Authed { name }: Authed,
 ) -> Result<Json<Me>, ApiError> {
-    let (at, player) = state.mesh.look(&name).await?;
+    let (at, ship) = state.mesh.ship(&name).await?;
     let g = state.mesh.galaxy();
     Ok(Json(match at {
-        Location::In(s) => Me {
-            name,
-            system: Some(g.name(s).to_string()),
-            jumping: None,
-            player,
-        },
+        Location::In(s) => {
+            let (player, attacking) = match ship {
+                Some(ship) => (Some(ship.player.into()), ship.attacking),
+                None => (None, None),
+            };
+            Me {
+                name,
+                system: Some(g.name(s).to_string()),
+                jumping: None,
+                player,
+                attacking,
+            }
+        }
         Location::Jumping { from, xfer, to } => {
             let xfer = format!("{}:{xfer}", g.slug(from));
             let flight = state.flights.get(&name, &xfer);
@@ -97,7 +108,8 @@ pub async fn me(
                 }),
                 name,
                 system: None,
-                player: flight.map(|f| f.player),
+                player: flight.map(|f| f.player.into()),
+                attacking: None,
             }
         }
     }))

@@ -5,9 +5,11 @@
 //! Never lets a request name the player it acts for: that comes from the token alone.
 
 mod account;
+mod combat;
 mod events;
 mod history;
 mod map;
+mod market;
 mod refuel;
 mod travel;
 
@@ -21,12 +23,14 @@ use axum::response::IntoResponse;
 use axum::routing::{get, post, MethodRouter};
 use axum::{Json, Router};
 use serde::de::DeserializeOwned;
+use serde::Serialize;
 
 use super::error::ApiError;
 use super::events::ApiEvent;
 use super::limits::Limiter;
 use super::{AppState, MAX_BODY_BYTES};
 use crate::sim::galaxy::{Galaxy, SystemId};
+use crate::sim::player::Player;
 
 type Shared = Arc<AppState>;
 
@@ -63,10 +67,16 @@ pub const ROUTES: &[RouteInfo] = &[
     route("GET", "/v1/landing", true, false),
     route("POST", "/v1/refuel", true, true),
     route("GET", "/v1/scan", true, false),
+    route("GET", "/v1/market", true, false),
+    route("POST", "/v1/trade", true, true),
+    route("POST", "/v1/attack", true, true),
+    route("GET", "/v1/wrecks", true, false),
+    route("POST", "/v1/loot", true, true),
     route("GET", "/v1/history", true, false),
     route("GET", "/v1/events", true, false),
     route("GET", "/v1/systems", false, false),
     route("GET", "/v1/route", false, false),
+    route("GET", "/v1/economy", false, false),
     route("GET", "/v1/status", false, false),
     route("GET", "/openapi.json", false, false),
 ];
@@ -80,6 +90,12 @@ fn handler(r: &RouteInfo) -> MethodRouter<Shared> {
         ("GET", "/v1/landing") => get(travel::landing),
         ("POST", "/v1/refuel") => post(refuel::refuel),
         ("GET", "/v1/scan") => get(map::scan),
+        ("GET", "/v1/market") => get(market::market),
+        ("POST", "/v1/trade") => post(market::trade),
+        ("POST", "/v1/attack") => post(combat::attack),
+        ("GET", "/v1/wrecks") => get(combat::wrecks),
+        ("POST", "/v1/loot") => post(combat::loot),
+        ("GET", "/v1/economy") => get(market::economy),
         ("GET", "/v1/history") => get(history::history),
         ("GET", "/v1/events") => get(events::events),
         ("GET", "/v1/systems") => get(map::systems),
@@ -243,6 +259,24 @@ impl FromRequestParts<Shared> for Public {
         let Ok(ClientIp(ip)) = ClientIp::from_request_parts(parts, state).await;
         check_ip(state, &state.ip_limits, ip)?;
         Ok(Public)
+    }
+}
+
+/// A player as the API shows them: their state (fuel, credits, hull, hold, cargo, version)
+/// and the hold units their cargo takes.
+#[derive(Serialize)]
+pub struct PlayerView {
+    #[serde(flatten)]
+    pub player: Player,
+    pub hold_used: u64,
+}
+
+impl From<Player> for PlayerView {
+    fn from(player: Player) -> PlayerView {
+        PlayerView {
+            hold_used: player.cargo.hold_used(),
+            player,
+        }
     }
 }
 

@@ -4,11 +4,10 @@ use axum::extract::State;
 use axum::Json;
 use serde::{Deserialize, Serialize};
 
-use super::{refused, Authed, Body, Shared};
+use super::{refused, Authed, Body, PlayerView, Shared};
 use crate::net::error::ApiError;
 use crate::net::events::ApiEvent;
 use crate::net::AppState;
-use crate::sim::player::Player;
 
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
@@ -21,7 +20,7 @@ pub struct RefuelRequest {
 #[derive(Serialize)]
 pub struct Refueled {
     #[serde(flatten)]
-    player: Player,
+    player: PlayerView,
     bought_units: u32,
     cost_cr: u64,
 }
@@ -71,7 +70,7 @@ async fn buy(state: &AppState, name: &str, units: Option<u32>) -> Result<Refuele
         },
     );
     Ok(Refueled {
-        player: after,
+        player: after.into(),
         bought_units,
         cost_cr,
     })

@@ -12,14 +12,13 @@ use axum::http::StatusCode;
 use axum::Json;
 use serde::{Deserialize, Serialize};
 
-use super::{refused, system, travel_ms, Authed, Body, Params, Public, Shared};
+use super::{refused, system, travel_ms, Authed, Body, Params, PlayerView, Public, Shared};
 use crate::mesh::directory::Location;
 use crate::mesh::MeshError;
 use crate::net::error::ApiError;
 use crate::net::events::ApiEvent;
 use crate::net::limits::MAX_WAITS_PER_PLAYER;
 use crate::net::AppState;
-use crate::sim::player::Player;
 
 /// The longest a landing wait lasts before answering 409 `in_jump` ("ask again").
 pub const LANDING_WAIT_MAX_S: u64 = 60;
@@ -45,7 +44,7 @@ pub struct Traveled {
     to: String,
     travel_ms: u64,
     /// The player as they travel (fuel burnt).
-    player: Player,
+    player: PlayerView,
     /// Present when `wait` was asked.
     landed: Option<LandedView>,
 }
@@ -126,7 +125,7 @@ async fn jump(state: &Arc<AppState>, name: &str, req: TravelRequest) -> Result<T
         to: g.name(ack.to).to_string(),
         xfer: ack.xfer,
         travel_ms: ack.travel_ms,
-        player: ack.player,
+        player: ack.player.into(),
         landed,
     })
 }
