@@ -70,10 +70,10 @@ pub struct Refueled {
 pub struct Quote {
     pub good: String,
     pub stock: u64,
-    /// What buying one unit costs now.
-    pub buy_cr: u64,
-    /// What selling one unit pays now.
-    pub sell_cr: u64,
+    /// What buying one unit costs now (None: out of stock).
+    pub buy_cr: Option<u64>,
+    /// What selling one unit pays now (None: the market cannot take or pay for more).
+    pub sell_cr: Option<u64>,
 }
 
 /// Prices last heard from another system.

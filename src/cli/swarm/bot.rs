@@ -40,7 +40,7 @@ pub const MAX_NAME_TRIES: u32 = 16;
 pub const CREDIT_RESERVE_CR: u64 = 100;
 /// A purchase costs more per unit than the first unit's price as it moves the price; the bot
 /// budgets this much more, in per-mille.
-pub const PRICE_MARGIN_PERMILLE: u64 = 100;
+pub const PRICE_MARGIN_PERMILLE: u64 = 200;
 /// Halvings of a refused trade's quantity before the bot gives up on it.
 pub const MAX_TRADE_TRIES: u32 = 4;
 /// Fuel price the bot assumes until a refuel tells it (credits per unit).
@@ -290,6 +290,14 @@ impl<A: GameApi> Bot<A> {
         }
         if let Some(trip) = self.trip.take() {
             let profit_cr = trip.profit_cr(&player, self.fuel_price_cr);
+            tracing::debug!(
+                bot = %self.name,
+                arm = ?trip.candidate.arm,
+                prior_cr = ?trip.candidate.prior_cr,
+                value_cr = self.policy.value_cr(&trip.candidate),
+                profit_cr,
+                "trip"
+            );
             self.policy.learn(&trip.candidate, profit_cr as f64);
             self.stats().trip(profit_cr);
         }
@@ -453,13 +461,16 @@ impl<A: GameApi> Bot<A> {
             };
             let heard = market.heard.iter().find(|h| h.system == lane.to);
             for quote in &market.goods {
-                let qty = purchase_qty(player, quote.good.as_str(), quote.stock, quote.buy_cr);
+                let Some(buy_cr) = quote.buy_cr else {
+                    continue;
+                };
+                let qty = purchase_qty(player, quote.good.as_str(), quote.stock, buy_cr);
                 if qty == 0 {
                     continue;
                 }
                 let prior_cr = heard.and_then(|h| h.prices.get(&quote.good)).map(|&mid| {
                     let sell_cr = mid as f64 * (1000 - SPREAD_PERMILLE) as f64 / 1000.0;
-                    (sell_cr - quote.buy_cr as f64) * f64::from(qty) - fuel_cr
+                    (sell_cr - buy_cr as f64) * f64::from(qty) - fuel_cr
                 });
                 out.push((
                     Candidate {
@@ -751,8 +762,8 @@ mod tests {
                     Quote {
                         good: g.to_string(),
                         stock: 1000,
-                        buy_cr,
-                        sell_cr,
+                        buy_cr: Some(buy_cr),
+                        sell_cr: Some(sell_cr),
                     }
                 };
                 Ok(Market {
@@ -1107,8 +1118,8 @@ mod tests {
         assert_eq!(purchase_qty(&p, "food", 7, 10), 7, "the stock");
         assert_eq!(
             purchase_qty(&p, "food", 1000, 100),
-            9,
-            "the purse, less reserve"
+            8,
+            "the purse, less the reserve and the price margin"
         );
         p.cargo.insert("food".into(), 50);
         assert_eq!(purchase_qty(&p, "food", 1000, 10), 10);

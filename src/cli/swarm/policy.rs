@@ -1,13 +1,18 @@
 //! The bots' learning policy: an epsilon-greedy bandit over trade routes, one arm per
 //! (from-system, good, to-system), "no good" being an empty trip.
 //!
-//! Each arm's value is a running mean of the profit its trips made (in credits, as the bot
-//! counts it: see `bot`), started from a *prior*: what the prices
-//! the bot saw promise (the local buy price against the mid price last heard at the
-//! destination). Heard prices are stale and do not include what the bot's own trade does to
-//! them, so experience takes over from the prior: after one trip the prior counts as one trip
-//! among the others. The mean weighs recent trips more ([`MIN_STEP`]), because other bots move
-//! the prices the arm's profit came from.
+//! Prices move (the economy, and every bot's trades), so an arm's past profits go stale. The
+//! policy therefore learns, per arm, how far what the prices promise is off: a candidate comes
+//! with a *prior* (the profit the prices the bot sees now promise: the local buy price against
+//! the mid price last heard at the destination), and the arm's value is that prior plus the
+//! arm's mean *error* (profit made minus profit promised, over its past trips). Heard prices are
+//! stale, a purchase moves the price, other bots sell into the same market: the error learns
+//! all of that, and the prior follows today's prices. The error starts at 0 and counts as
+//! [`PRIOR_WEIGHT_TRIPS`] trips (trust the prices first). A galaxy has hundreds of routes, so
+//! an arm not tried yet borrows the error of its good, learned over every route that carried it
+//! (a good that moves its price a lot, like luxuries, promises more than it makes on every
+//! route). An arm offered without a prior (no price heard) is valued by its mean profit. All
+//! means weigh recent trips more ([`MIN_STEP`]).
 //!
 //! With probability epsilon the policy picks a uniformly random arm (explore), otherwise the
 //! arm of highest value (exploit; ties go to the first offered). Epsilon starts at
@@ -23,13 +28,14 @@ use crate::sim::rng::Rng;
 /// Chance of a random arm at the first trip.
 pub const EPSILON_START: f64 = 0.30;
 /// Chance of a random arm, at the least (the market keeps changing: never stop looking).
-pub const EPSILON_MIN: f64 = 0.05;
+pub const EPSILON_MIN: f64 = 0.03;
 /// Epsilon is halved after this many trips (`EPSILON_START * H / (H + trips)`).
 pub const EPSILON_HALF_LIFE_TRIPS: f64 = 20.0;
 /// The smallest weight of a new reward in an arm's mean: past the first few trips the mean is
 /// an exponential average over about the last `1 / MIN_STEP` trips.
 pub const MIN_STEP: f64 = 0.2;
-/// How many trips the prior (what the prices promise) counts for.
+/// How many trips the prices' promise counts for before experience corrects it (an error of
+/// 0 counted this many times).
 pub const PRIOR_WEIGHT_TRIPS: f64 = 1.0;
 /// The value of an arm with neither a prior nor experience, in credits: neutral, so an unknown
 /// trade is preferred to a known loss and tried after a known gain.
@@ -56,14 +62,34 @@ pub struct Candidate {
 pub struct ArmStats {
     /// Trips taken on this arm.
     pub trips: u64,
-    /// Recency-weighted mean profit of those trips, in credits (the prior counted in).
-    pub value_cr: f64,
+    /// Recency-weighted mean profit of those trips, in credits.
+    pub mean_cr: f64,
+    /// Trips that came with a prior.
+    pub priced_trips: u64,
+    /// Recency-weighted mean of (profit - prior) over them, in credits (0 counted
+    /// [`PRIOR_WEIGHT_TRIPS`] times first).
+    pub error_cr: f64,
+}
+
+impl ArmStats {
+    fn learn(&mut self, prior_cr: Option<f64>, profit_cr: f64) {
+        self.trips += 1;
+        let step = (1.0 / self.trips as f64).max(MIN_STEP);
+        self.mean_cr += step * (profit_cr - self.mean_cr);
+        if let Some(prior) = prior_cr {
+            self.priced_trips += 1;
+            let step = (1.0 / (self.priced_trips as f64 + PRIOR_WEIGHT_TRIPS)).max(MIN_STEP);
+            self.error_cr += step * ((profit_cr - prior) - self.error_cr);
+        }
+    }
 }
 
 /// One bot's bandit.
 #[derive(Clone, Debug, Default)]
 pub struct Policy {
     arms: HashMap<Arm, ArmStats>,
+    /// The same, pooled by good (None: empty trips), for arms not tried yet.
+    goods: HashMap<Option<String>, ArmStats>,
     /// Trips learned from, over all arms.
     trips: u64,
     /// Choices made at random, and in all (for the summary).
@@ -85,10 +111,13 @@ impl Policy {
 
     /// What the policy thinks a candidate's trip makes, in credits.
     pub fn value_cr(&self, c: &Candidate) -> f64 {
-        match (self.arms.get(&c.arm), c.prior_cr) {
-            (Some(s), _) if s.trips > 0 => s.value_cr,
-            (_, Some(prior)) => prior,
-            _ => UNKNOWN_VALUE_CR,
+        let stats = self.arms.get(&c.arm);
+        let pooled = self.goods.get(&c.arm.good);
+        match (c.prior_cr, stats) {
+            (Some(prior), Some(s)) if s.priced_trips > 0 => prior + s.error_cr,
+            (Some(prior), _) => prior + pooled.map_or(0.0, |g| g.error_cr),
+            (None, Some(s)) if s.trips > 0 => s.mean_cr,
+            (None, _) => UNKNOWN_VALUE_CR,
         }
     }
 
@@ -118,22 +147,14 @@ impl Policy {
         best
     }
 
-    /// Learns from a finished trip on `candidate`'s arm that made `profit_cr` (negative: a
-    /// loss).
+    /// Learns from a finished trip on `candidate`'s arm (as it was offered when chosen) that
+    /// made `profit_cr` (negative: a loss).
     pub fn learn(&mut self, candidate: &Candidate, profit_cr: f64) {
         self.trips += 1;
-        let s = self.arms.entry(candidate.arm.clone()).or_default();
-        if s.trips == 0 {
-            // The prior counts as PRIOR_WEIGHT_TRIPS trips already taken.
-            s.value_cr = candidate.prior_cr.unwrap_or(UNKNOWN_VALUE_CR);
-        }
-        s.trips += 1;
-        let weight = match candidate.prior_cr {
-            Some(_) => PRIOR_WEIGHT_TRIPS,
-            None => 0.0,
-        };
-        let step = (1.0 / (s.trips as f64 + weight)).max(MIN_STEP);
-        s.value_cr += step * (profit_cr - s.value_cr);
+        let arm = self.arms.entry(candidate.arm.clone()).or_default();
+        arm.learn(candidate.prior_cr, profit_cr);
+        let good = self.goods.entry(candidate.arm.good.clone()).or_default();
+        good.learn(candidate.prior_cr, profit_cr);
     }
 
     /// What was learned about `arm`.
@@ -202,7 +223,7 @@ mod tests {
         );
         assert!((policy.epsilon() - EPSILON_MIN).abs() < 1e-9);
         let s = policy.stats(&cands[3].arm).unwrap();
-        assert!((s.value_cr - 95.0).abs() < 40.0, "value {}", s.value_cr);
+        assert!((s.mean_cr - 95.0).abs() < 40.0, "value {}", s.mean_cr);
     }
 
     #[test]
@@ -214,7 +235,10 @@ mod tests {
                 prior_cr: Some(500.0),
             },
             Candidate {
-                arm: arm("Sirius"),
+                arm: Arm {
+                    good: Some("food".into()),
+                    ..arm("Sirius")
+                },
                 prior_cr: Some(50.0),
             },
         ];
@@ -228,6 +252,51 @@ mod tests {
             policy.learn(&cands[0], -20.0);
         }
         assert_eq!(policy.best(&cands), 1, "six losing trips outweigh it");
+    }
+
+    #[test]
+    fn a_learned_route_follows_todays_prices() {
+        let mut c = Candidate {
+            arm: arm("Vega"),
+            prior_cr: Some(100.0),
+        };
+        let mut policy = Policy::new();
+        for _ in 0..50 {
+            policy.learn(&c, 80.0);
+        }
+        assert!((policy.value_cr(&c) - 80.0).abs() < 0.01);
+        // The prices now promise three times as much: so does the route, less its error.
+        c.prior_cr = Some(300.0);
+        assert!((policy.value_cr(&c) - 280.0).abs() < 0.01);
+        // No price heard: what the route made.
+        c.prior_cr = None;
+        assert!((policy.value_cr(&c) - 80.0).abs() < 0.01);
+    }
+
+    #[test]
+    fn an_untried_route_borrows_the_error_of_its_good() {
+        let tried = Candidate {
+            arm: arm("Vega"),
+            prior_cr: Some(1000.0),
+        };
+        let mut policy = Policy::new();
+        for _ in 0..50 {
+            policy.learn(&tried, -200.0);
+        }
+        // Ore promised 1200 more than it made on the tried route; so it does on a new one.
+        let new = Candidate {
+            arm: arm("Sirius"),
+            prior_cr: Some(1500.0),
+        };
+        assert!((policy.value_cr(&new) - 300.0).abs() < 0.01);
+        let other_good = Candidate {
+            arm: Arm {
+                good: Some("food".into()),
+                ..arm("Sirius")
+            },
+            prior_cr: Some(400.0),
+        };
+        assert_eq!(policy.value_cr(&other_good), 400.0);
     }
 
     #[test]
