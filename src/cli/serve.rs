@@ -132,7 +132,8 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
 /// its bots' names never clash with an earlier start's on the same data directory).
 async fn start_demo(url: String, bots: usize) -> anyhow::Result<crate::cli::swarm::SwarmHandle> {
     use crate::cli::swarm::{
-        http::HttpApi, random_seed, spawn, SwarmConfig, DEFAULT_ATTACK_PERCENT,
+        baseline_bots, http::HttpApi, random_seed, spawn, SwarmConfig, DEFAULT_ATTACK_PERCENT,
+        DEFAULT_BASELINE_PERCENT,
     };
     let config = SwarmConfig {
         server: url.clone(),
@@ -140,6 +141,7 @@ async fn start_demo(url: String, bots: usize) -> anyhow::Result<crate::cli::swar
         seed: random_seed(),
         ack_log: None,
         attack_percent: DEFAULT_ATTACK_PERCENT,
+        baseline_bots: baseline_bots(bots, DEFAULT_BASELINE_PERCENT),
         progress: true,
     };
     println!(

@@ -84,6 +84,8 @@ pub struct BotConfig {
     pub seed: u64,
     /// Chance of opening fire after a landing, in percent.
     pub attack_percent: u32,
+    /// Choose at random instead of learning (a baseline for the summary).
+    pub baseline: bool,
     pub pauses: Pauses,
 }
 
@@ -173,10 +175,14 @@ impl<A: GameApi> Bot<A> {
         Bot {
             rng: bot_rng(config.seed, config.index),
             name: bot_name(config.seed, config.index),
+            policy: if config.baseline {
+                Policy::random()
+            } else {
+                Policy::new()
+            },
             api,
             shared,
             config,
-            policy: Policy::new(),
             name_tries: 1,
             token: None,
             trip: None,
@@ -299,7 +305,7 @@ impl<A: GameApi> Bot<A> {
                 "trip"
             );
             self.policy.learn(&trip.candidate, profit_cr as f64);
-            self.stats().trip(profit_cr);
+            self.stats().trip(profit_cr, self.config.baseline);
         }
         let market = self.look(&token).await?;
         let lanes: Vec<Lane> = self
@@ -896,6 +902,7 @@ mod tests {
             index,
             seed: 1,
             attack_percent: 20,
+            baseline: false,
             pauses: Pauses {
                 refused_ms: 0,
                 stranded_ms: 0,
@@ -967,8 +974,17 @@ mod tests {
         let fake = Arc::new(Fake::new(true));
         let shared = swarm(&fake, None).await;
         let mut bot = Bot::new(fake.clone(), shared.clone(), config(0));
+        let mut random = Bot::new(
+            fake.clone(),
+            shared.clone(),
+            BotConfig {
+                baseline: true,
+                ..config(1)
+            },
+        );
         for _ in 0..400 {
             bot.turn().await;
+            random.turn().await;
         }
         // From A, food to B pays 28 a unit; the heard price of ore (90) is a lie.
         let best = Candidate {
@@ -998,9 +1014,18 @@ mod tests {
             explored * 5 < chosen,
             "mostly exploiting: {explored} of {chosen}"
         );
-        let summary = shared.stats.summary(1, 1, "fake");
+        let summary = shared.stats.summary(2, 1, 1, "fake");
         let l = summary.learning.expect("trips in both halves");
-        assert!(l.improved, "{l:?}");
+        assert!(
+            l.second_half_mean_profit_cr > l.first_half_mean_profit_cr,
+            "{l:?}"
+        );
+        assert_eq!(l.beats_baseline, Some(true), "{l:?}");
+        assert_eq!(
+            summary.trips, 398,
+            "a trip a turn, after the join, but the last"
+        );
+        assert!(summary.baseline_trips > 0);
     }
 
     #[tokio::test]
@@ -1066,7 +1091,7 @@ mod tests {
         let s = &shared.stats;
         assert_eq!(s.online.load(Ordering::Relaxed), 1, "online again");
         assert!(s.jumps.load(Ordering::Relaxed) >= 4);
-        let errors = s.summary(1, 1, "fake").errors_by_code;
+        let errors = s.summary(1, 0, 1, "fake").errors_by_code;
         assert_eq!(errors.get("unreachable"), Some(&3));
         assert_eq!(errors.get("rate_limited"), Some(&1));
         assert_eq!(errors.get("name_taken"), Some(&1));
@@ -1097,7 +1122,7 @@ mod tests {
         }
         assert_eq!(shared.stats.jumps.load(Ordering::Relaxed), 1);
         bot.turn().await;
-        let errors = shared.stats.summary(1, 1, "fake").errors_by_code;
+        let errors = shared.stats.summary(1, 0, 1, "fake").errors_by_code;
         assert_eq!(errors.get(STRANDED), Some(&1), "{errors:?}");
         assert_eq!(shared.stats.jumps.load(Ordering::Relaxed), 1);
     }

@@ -7,8 +7,9 @@
 //! ```
 //!
 //! N bots ([`bot`]) join as `bot-<seed>-<i>` and loop over trips chosen by a learning policy
-//! ([`policy`]); a progress line on stderr every second; a summary at the end ([`stats`]) with
-//! the mean profit per trip in each tenth of the run, the proof that the bots learn. With
+//! ([`policy`]); a few of them (`--baseline-percent`) choose at random instead. A progress line
+//! on stderr every second; a summary at the end ([`stats`]) with the mean profit per trip of
+//! learners and random bots in each tenth of the run, the proof that the bots learn. With
 //! `--seed` each bot's choices are a function of the seed and of what it sees, so a fresh
 //! galaxy gives the same names and the same first choices (the galaxy's timing still differs
 //! between runs: bots run concurrently). `--ack-log` writes every acknowledged action
@@ -51,6 +52,8 @@ pub const PROGRESS_LINE_EVERY_MS: u64 = 5_000;
 pub const MAP_WAIT_S: u64 = 30;
 /// Default chance of opening fire after a landing, in percent.
 pub const DEFAULT_ATTACK_PERCENT: u32 = 5;
+/// Default share of bots that choose at random (the baseline), in percent.
+pub const DEFAULT_BASELINE_PERCENT: u32 = 10;
 
 #[derive(Args, Debug)]
 pub struct SwarmArgs {
@@ -70,6 +73,10 @@ pub struct SwarmArgs {
     /// Chance of opening fire on another bot after each landing, in percent.
     #[arg(long, default_value_t = DEFAULT_ATTACK_PERCENT, value_parser = clap::value_parser!(u32).range(0..=100))]
     pub attack_percent: u32,
+    /// Share of the bots that choose their routes at random instead of learning, in percent:
+    /// the baseline the summary compares the learners with.
+    #[arg(long, default_value_t = DEFAULT_BASELINE_PERCENT, value_parser = clap::value_parser!(u32).range(0..=100))]
+    pub baseline_percent: u32,
     #[command(flatten)]
     pub opts: ClientOpts,
 }
@@ -82,8 +89,15 @@ pub struct SwarmConfig {
     pub seed: u64,
     pub ack_log: Option<PathBuf>,
     pub attack_percent: u32,
+    /// How many of the bots choose at random (the last ones).
+    pub baseline_bots: usize,
     /// Print the progress line on stderr.
     pub progress: bool,
+}
+
+/// How many of `bots` choose at random when `percent` of them should (rounded to nearest).
+pub fn baseline_bots(bots: usize, percent: u32) -> usize {
+    (bots * percent as usize + 50) / 100
 }
 
 pub fn run(args: SwarmArgs) -> anyhow::Result<ExitCode> {
@@ -99,6 +113,7 @@ pub fn run(args: SwarmArgs) -> anyhow::Result<ExitCode> {
         seed: args.seed.unwrap_or_else(random_seed),
         ack_log: args.ack_log.clone(),
         attack_percent: args.attack_percent,
+        baseline_bots: baseline_bots(args.bots as usize, args.baseline_percent),
         progress: true,
     };
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -181,9 +196,12 @@ impl SwarmHandle {
         for t in self.tasks {
             let _ = t.await;
         }
-        self.shared
-            .stats
-            .summary(self.config.bots, self.config.seed, &self.config.server)
+        self.shared.stats.summary(
+            self.config.bots,
+            self.config.baseline_bots,
+            self.config.seed,
+            &self.config.server,
+        )
     }
 
     pub fn stats(&self) -> &Stats {
@@ -218,6 +236,7 @@ pub async fn spawn<A: GameApi>(api: Arc<A>, config: SwarmConfig) -> anyhow::Resu
                 index,
                 seed: config.seed,
                 attack_percent: config.attack_percent,
+                baseline: index >= config.bots - config.baseline_bots.min(config.bots),
                 pauses: Pauses::default(),
             },
         );

@@ -95,6 +95,8 @@ pub struct Policy {
     /// Choices made at random, and in all (for the summary).
     explored: u64,
     chosen: u64,
+    /// Always choose at random (a baseline to compare the learners with).
+    random: bool,
 }
 
 impl Policy {
@@ -102,8 +104,19 @@ impl Policy {
         Policy::default()
     }
 
+    /// A policy that always chooses at random: the baseline.
+    pub fn random() -> Policy {
+        Policy {
+            random: true,
+            ..Policy::default()
+        }
+    }
+
     /// The chance of a random choice now.
     pub fn epsilon(&self) -> f64 {
+        if self.random {
+            return 1.0;
+        }
         let e =
             EPSILON_START * EPSILON_HALF_LIFE_TRIPS / (EPSILON_HALF_LIFE_TRIPS + self.trips as f64);
         e.max(EPSILON_MIN)
@@ -126,7 +139,7 @@ impl Policy {
         assert!(!candidates.is_empty(), "the policy needs an arm to choose");
         self.chosen += 1;
         let explore_permille = (self.epsilon() * 1000.0).round() as u64;
-        if rng.below(1000) < explore_permille {
+        if self.random || rng.below(1000) < explore_permille {
             self.explored += 1;
             return rng.below(candidates.len() as u64) as usize;
         }
@@ -329,6 +342,23 @@ mod tests {
             policy.learn(c, 1.0);
         }
         assert_eq!(policy.epsilon(), EPSILON_MIN);
+    }
+
+    #[test]
+    fn the_baseline_chooses_uniformly() {
+        let cands = candidates(4, None);
+        let mut policy = Policy::random();
+        let mut rng = Rng::from_seed(3);
+        let mut counts = [0u32; 4];
+        for _ in 0..4000 {
+            let i = policy.choose(&mut rng, &cands);
+            counts[i] += 1;
+            policy.learn(&cands[i], if i == 0 { 100.0 } else { 0.0 });
+        }
+        assert!(
+            counts.iter().all(|&n| (850..1150).contains(&n)),
+            "{counts:?}"
+        );
     }
 
     #[test]

@@ -1,6 +1,8 @@
 //! What the swarm counts while it runs (shared by every bot: atomics and two small mutexes),
 //! the live progress line, and the summary at the end with the proof of learning: the mean
-//! profit per trip in each tenth of the run.
+//! profit per trip of the learning bots in each tenth of the run, next to the baseline's (bots
+//! that choose at random, in the same galaxy at the same time: the bots' own trading wears the
+//! best routes down, so profit per trip over time alone would undersell the learning).
 //!
 //! Never talks to the galaxy; never decides anything for a bot.
 
@@ -22,6 +24,8 @@ struct Trip {
     /// When it ended, from the start of the run.
     at_ms: u64,
     profit_cr: i64,
+    /// Made by a baseline bot (random choices).
+    baseline: bool,
 }
 
 /// The swarm's counters.
@@ -78,12 +82,14 @@ impl Stats {
             .or_default() += 1;
     }
 
-    pub fn trip(&self, profit_cr: i64) {
+    /// A finished trip of a learning bot, or of a baseline bot.
+    pub fn trip(&self, profit_cr: i64, baseline: bool) {
         let at_ms = self.elapsed_ms();
-        self.trips
-            .lock()
-            .expect("stats lock")
-            .push(Trip { at_ms, profit_cr });
+        self.trips.lock().expect("stats lock").push(Trip {
+            at_ms,
+            profit_cr,
+            baseline,
+        });
     }
 
     pub fn trading(&self) -> bool {
@@ -109,53 +115,58 @@ impl Stats {
         }
     }
 
-    /// (trips, mean profit) over all trips, and over the trips of the last
-    /// [`RECENT_TRIPS_MS`].
-    pub fn profit(&self) -> ((u64, f64), (u64, f64)) {
+    /// (trips, mean profit) of the learning bots over all their trips, and over their trips of
+    /// the last [`RECENT_TRIPS_MS`]; the mean profit of the baseline's trips.
+    pub fn profit(&self) -> ((u64, f64), (u64, f64), (u64, f64)) {
         let trips = self.trips.lock().expect("stats lock");
         let now = self.elapsed_ms();
-        let all = mean(trips.iter());
-        let recent = mean(trips.iter().filter(|t| t.at_ms + RECENT_TRIPS_MS >= now));
-        (all, recent)
+        let learners = || trips.iter().filter(|t| !t.baseline);
+        let all = mean(learners());
+        let recent = mean(learners().filter(|t| t.at_ms + RECENT_TRIPS_MS >= now));
+        let baseline = mean(trips.iter().filter(|t| t.baseline));
+        (all, recent, baseline)
     }
 
     /// The summary of the run so far.
-    pub fn summary(&self, bots: usize, seed: u64, server: &str) -> Summary {
+    pub fn summary(&self, bots: usize, baseline_bots: usize, seed: u64, server: &str) -> Summary {
         let duration_ms = self.elapsed_ms().max(1);
         let secs = duration_ms as f64 / 1000.0;
         let trips = self.trips.lock().expect("stats lock").clone();
+        let of = |baseline: bool| trips.iter().filter(move |t| t.baseline == baseline);
         let windows: Vec<Window> = (0..WINDOWS as u64)
             .map(|w| {
                 let from_ms = duration_ms * w / WINDOWS as u64;
                 let to_ms = duration_ms * (w + 1) / WINDOWS as u64;
-                let (n, m) = mean(trips.iter().filter(|t| {
-                    t.at_ms >= from_ms && (t.at_ms < to_ms || w + 1 == WINDOWS as u64)
-                }));
+                let inside =
+                    |t: &&Trip| t.at_ms >= from_ms && (t.at_ms < to_ms || w + 1 == WINDOWS as u64);
+                let (n, m) = mean(of(false).filter(inside));
+                let (bn, bm) = mean(of(true).filter(inside));
                 Window {
                     from_s: from_ms as f64 / 1000.0,
                     to_s: to_ms as f64 / 1000.0,
                     trips: n,
-                    mean_profit_cr: if n > 0 { Some(m) } else { None },
+                    mean_profit_cr: (n > 0).then_some(m),
+                    baseline_trips: bn,
+                    baseline_mean_profit_cr: (bn > 0).then_some(bm),
                 }
             })
             .collect();
-        let (trip_count, mean_profit) = mean(trips.iter());
+        let (trip_count, mean_profit) = mean(of(false));
+        let (baseline_trips, baseline_mean) = mean(of(true));
         let half = duration_ms / 2;
-        let (n1, m1) = mean(trips.iter().filter(|t| t.at_ms < half));
-        let (n2, m2) = mean(trips.iter().filter(|t| t.at_ms >= half));
-        let learning = if n1 > 0 && n2 > 0 {
-            Some(Learning {
-                first_half_mean_profit_cr: m1,
-                second_half_mean_profit_cr: m2,
-                improved: m2 > m1,
-            })
-        } else {
-            None
-        };
+        let (n1, m1) = mean(of(false).filter(|t| t.at_ms < half));
+        let (n2, m2) = mean(of(false).filter(|t| t.at_ms >= half));
+        let learning = (n1 > 0 && n2 > 0).then(|| Learning {
+            first_half_mean_profit_cr: m1,
+            second_half_mean_profit_cr: m2,
+            baseline_mean_profit_cr: (baseline_trips > 0).then_some(baseline_mean),
+            beats_baseline: (baseline_trips > 0).then_some(mean_profit > baseline_mean),
+        });
         Summary {
             server: server.to_string(),
             seed,
             bots,
+            baseline_bots,
             duration_s: secs,
             joined: Self::get(&self.joined),
             online_at_end: self.online.load(Ordering::Relaxed).max(0) as u64,
@@ -171,11 +182,9 @@ impl Stats {
             trading: self.trading(),
             fighting: self.fighting(),
             trips: trip_count,
-            mean_profit_per_trip_cr: if trip_count > 0 {
-                Some(mean_profit)
-            } else {
-                None
-            },
+            mean_profit_per_trip_cr: (trip_count > 0).then_some(mean_profit),
+            baseline_trips,
+            baseline_mean_profit_per_trip_cr: (baseline_trips > 0).then_some(baseline_mean),
             windows,
             learning,
         }
@@ -210,14 +219,17 @@ pub struct Counts {
 /// The live progress line: rates since the previous line.
 pub fn progress_line(stats: &Stats, bots: usize, now: Counts, before: Counts) -> String {
     let secs = (now.at_ms.saturating_sub(before.at_ms)).max(1) as f64 / 1000.0;
-    let ((trips, all), (recent_trips, recent)) = stats.profit();
-    let profit = if trips == 0 {
+    let ((trips, all), (recent_trips, recent), (baseline_trips, baseline)) = stats.profit();
+    let mut profit = if trips == 0 {
         "no trip done yet".to_string()
     } else if recent_trips == 0 {
         format!("profit/trip {all:+.1} cr")
     } else {
         format!("profit/trip {all:+.1} cr (last 10 s {recent:+.1})")
     };
+    if baseline_trips > 0 {
+        profit.push_str(&format!(", random bots {baseline:+.1}"));
+    }
     format!(
         "swarm {:.0} s: {}/{bots} bots online, {:.1} jumps/s, {:.1} trades/s{}, {} errors, {} trips, {profit}",
         now.at_ms as f64 / 1000.0,
@@ -235,17 +247,22 @@ pub fn progress_line(stats: &Stats, bots: usize, now: Counts, before: Counts) ->
 pub struct Window {
     pub from_s: f64,
     pub to_s: f64,
-    /// Trips that ended in it.
+    /// Trips of the learning bots that ended in it, and their mean profit.
     pub trips: u64,
     pub mean_profit_cr: Option<f64>,
+    /// The same for the baseline bots.
+    pub baseline_trips: u64,
+    pub baseline_mean_profit_cr: Option<f64>,
 }
 
-/// Profit per trip early and late.
+/// The learning bots' profit per trip early and late, and against the baseline.
 #[derive(Clone, Debug, Serialize)]
 pub struct Learning {
     pub first_half_mean_profit_cr: f64,
     pub second_half_mean_profit_cr: f64,
-    pub improved: bool,
+    pub baseline_mean_profit_cr: Option<f64>,
+    /// The learners' mean profit per trip is above the baseline's (None: no baseline).
+    pub beats_baseline: Option<bool>,
 }
 
 /// What a run did (`--json` prints it as is).
@@ -254,6 +271,8 @@ pub struct Summary {
     pub server: String,
     pub seed: u64,
     pub bots: usize,
+    /// Of which choose at random (the baseline).
+    pub baseline_bots: usize,
     pub duration_s: f64,
     pub joined: u64,
     pub online_at_end: u64,
@@ -270,8 +289,12 @@ pub struct Summary {
     pub trading: bool,
     /// Whether the server offered attacks.
     pub fighting: bool,
+    /// Trips of the learning bots, and their mean profit.
     pub trips: u64,
     pub mean_profit_per_trip_cr: Option<f64>,
+    /// Trips of the baseline bots, and their mean profit.
+    pub baseline_trips: u64,
+    pub baseline_mean_profit_per_trip_cr: Option<f64>,
     /// Mean profit per trip in each tenth of the run: the proof of learning.
     pub windows: Vec<Window>,
     pub learning: Option<Learning>,
@@ -290,8 +313,15 @@ impl Summary {
             format!("{} errors ({})", self.errors, list.join(", "))
         };
         out.push_str(&format!(
-            "swarm: {} bots (seed {}) for {:.1} s against {}: {} joined, {} online at the end\n",
-            self.bots, self.seed, self.duration_s, self.server, self.joined, self.online_at_end
+            "swarm: {} bots (seed {}; {} of them choose at random, as a baseline) for {:.1} s \
+             against {}: {} joined, {} online at the end\n",
+            self.bots,
+            self.seed,
+            self.baseline_bots,
+            self.duration_s,
+            self.server,
+            self.joined,
+            self.online_at_end
         ));
         out.push_str(&format!(
             "  {} jumps ({:.1}/s), {} trades ({:.1}/s), {} refuels, {} attacks; {errors}\n",
@@ -311,30 +341,42 @@ impl Summary {
         if !self.fighting {
             out.push_str("  this server has no combat (404 no_route): no attacks\n");
         }
-        match self.mean_profit_per_trip_cr {
-            Some(m) => out.push_str(&format!(
-                "  {} trips, mean profit {m:+.1} cr per trip\n",
-                self.trips
-            )),
-            None => out.push_str("  no trip finished\n"),
-        }
-        out.push_str("  profit per trip, by tenth of the run:\n");
+        let mean = |m: Option<f64>| m.map_or("-".to_string(), |m| format!("{m:+.1} cr"));
+        out.push_str(&format!(
+            "  learning bots: {} trips, {} per trip; random bots: {} trips, {} per trip\n",
+            self.trips,
+            mean(self.mean_profit_per_trip_cr),
+            self.baseline_trips,
+            mean(self.baseline_mean_profit_per_trip_cr)
+        ));
+        out.push_str(
+            "  profit per trip, by tenth of the run:       learning bots        random bots\n",
+        );
         for w in &self.windows {
-            let mean = w
-                .mean_profit_cr
-                .map_or("-".to_string(), |m| format!("{m:+.1} cr"));
             out.push_str(&format!(
-                "    {:>6.1}-{:>6.1} s  {:>6} trips  {mean:>12}\n",
-                w.from_s, w.to_s, w.trips
+                "    {:>6.1}-{:>6.1} s  {:>6} trips {:>12}  {:>6} trips {:>12}\n",
+                w.from_s,
+                w.to_s,
+                w.trips,
+                mean(w.mean_profit_cr),
+                w.baseline_trips,
+                mean(w.baseline_mean_profit_cr)
             ));
         }
         if let Some(l) = &self.learning {
             out.push_str(&format!(
-                "  learning: {:+.1} cr per trip in the first half, {:+.1} in the second ({:+.1})\n",
+                "  learning: {:+.1} cr per trip in the first half, {:+.1} in the second ({:+.1})",
                 l.first_half_mean_profit_cr,
                 l.second_half_mean_profit_cr,
                 l.second_half_mean_profit_cr - l.first_half_mean_profit_cr
             ));
+            match (l.baseline_mean_profit_cr, self.mean_profit_per_trip_cr) {
+                (Some(b), Some(m)) => out.push_str(&format!(
+                    "; {:+.1} cr per trip over the random bots\n",
+                    m - b
+                )),
+                _ => out.push('\n'),
+            }
         }
         out
     }
