@@ -302,6 +302,34 @@ async fn rejected_requests_write_nothing_and_the_server_keeps_serving() {
         "in_jump",
     );
     refused(&http.get("/v1/scan", b).await, 409, "in_jump");
+    refused(&http.get("/v1/market", b).await, 409, "in_jump");
+    refused(&http.get("/v1/wrecks", b).await, 409, "in_jump");
+    refused(
+        &http
+            .post(
+                "/v1/trade",
+                b,
+                json!({"side": "buy", "good": "food", "qty": 1}),
+            )
+            .await,
+        409,
+        "in_jump",
+    );
+    refused(
+        &http.post("/v1/attack", b, json!({"target": "Ann"})).await,
+        409,
+        "in_jump",
+    );
+    refused(
+        &http.post("/v1/attack", a, json!({"target": "Bob"})).await,
+        409,
+        "not_here",
+    );
+    refused(
+        &http.post("/v1/loot", b, json!({"wreck": 0})).await,
+        409,
+        "in_jump",
+    );
     let me = http.get("/v1/me", b).await;
     assert_eq!(me.body["jumping"]["to"], "Alpha Centauri", "{me:?}");
     assert!(me.body["jumping"]["eta_ms"].as_u64().unwrap() > 0, "{me:?}");
@@ -366,6 +394,17 @@ async fn call(http: &Http, method: &str, path: &str, token: Option<&str>) -> Ans
                 .await
         }
         ("POST", "/v1/refuel") => http.post(path, token, json!({"units": 1})).await,
+        ("POST", "/v1/trade") => {
+            http.post(
+                path,
+                token,
+                json!({"side": "buy", "good": "food", "qty": 1}),
+            )
+            .await
+        }
+        // Cease fire: acts on the caller alone.
+        ("POST", "/v1/attack") => http.post(path, token, json!({"target": null})).await,
+        ("POST", "/v1/loot") => http.post(path, token, json!({"wreck": 0})).await,
         ("POST", "/v1/join") => http.post(path, token, json!({"name": "Someone"})).await,
         ("GET", "/v1/route") => http.get("/v1/route?from=Sol&to=Vega", token).await,
         ("GET", "/v1/events") => {
@@ -446,6 +485,25 @@ async fn a_token_acts_for_its_own_player_and_no_other() {
                 assert_eq!(answer.body["names"], json!(["Bob"]));
             }
             ("GET", "/v1/history") => assert_eq!(answer.body["player"], "Bob", "{answer:?}"),
+            ("GET", "/v1/market") => {
+                assert_eq!(answer.body["system"], "Alpha Centauri", "{answer:?}");
+                assert_eq!(answer.body["live"], true);
+            }
+            ("POST", "/v1/trade") => {
+                assert_eq!(answer.status, 200, "{answer:?}");
+                assert_eq!(answer.body["player"]["name"], "Bob");
+                assert_eq!(answer.body["player"]["cargo"], json!({"food": 1}));
+            }
+            ("POST", "/v1/attack") => {
+                assert_eq!(answer.status, 200, "{answer:?}");
+                assert_eq!(answer.body["player"]["name"], "Bob");
+                assert_eq!(answer.body["target"], Value::Null);
+            }
+            ("GET", "/v1/wrecks") => {
+                assert_eq!(answer.body["system"], "Alpha Centauri", "{answer:?}");
+                assert_eq!(answer.body["wrecks"], json!([]));
+            }
+            ("POST", "/v1/loot") => refused(&answer, 409, "no_wreck"),
             ("GET", "/v1/events") => assert_eq!(answer.body["player"], "Bob", "{answer:?}"),
             ("GET", _) if !r.authenticated => assert_eq!(answer.status, 200, "{answer:?}"),
             (m, p) => panic!("no check for {m} {p}: add one when adding a route"),
@@ -804,4 +862,330 @@ async fn the_event_stream_shows_others_arriving_and_leaving_the_players_system_o
             .all(|n| ["progress", "landed"].contains(n)),
         "{names:?}"
     );
+}
+
+/// Polls `path` as `token` until `done` holds of the answer (at most 20 s).
+async fn until(http: &Http, path: &str, token: Option<&str>, done: impl Fn(&Answer) -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let a = http.get(path, token).await;
+        if done(&a) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{path} never came: {a:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn markets_trades_fights_and_loot_answer_and_refusals_write_nothing() {
+    let server = Server::start(&[]);
+    let http = Http::new(server.url());
+    let ann = http.join("Ann").await;
+    let bob = http.join("Bob").await;
+    let cy = http.join("Cy").await;
+    let (a, b, c) = (Some(ann.as_str()), Some(bob.as_str()), Some(cy.as_str()));
+
+    // Your ship: hull, hold, cargo, hold used, no standing order.
+    let me = http.get("/v1/me", a).await.body;
+    let p = &me["player"];
+    assert_eq!(
+        (&p["hull"], &p["hold"], &p["cargo"], &p["hold_used"]),
+        (&json!(100), &json!(60), &json!({}), &json!(0)),
+        "{me}"
+    );
+    assert_eq!(me["attacking"], Value::Null);
+
+    // The market here, live; another system's, as heard once gossip brings it.
+    let m = http.get("/v1/market", a).await;
+    assert_eq!(m.status, 200, "{m:?}");
+    assert_eq!(
+        (&m.body["system"], &m.body["live"]),
+        (&json!("Sol"), &json!(true))
+    );
+    let goods = m.body["goods"].as_array().unwrap();
+    assert_eq!(goods.len(), 8);
+    for q in goods {
+        let (mid, buy, sell) = (
+            q["mid_cr"].as_u64().unwrap(),
+            q["buy_cr"].as_u64().unwrap(),
+            q["sell_cr"].as_u64().unwrap(),
+        );
+        assert!(
+            sell <= mid && mid <= buy && q["stock"].as_u64().unwrap() > 0,
+            "{q}"
+        );
+    }
+    assert_eq!(
+        http.get("/v1/market?system=sol", a).await.body["live"],
+        true,
+        "your own system is live"
+    );
+    until(&http, "/v1/market?system=Alpha%20Centauri", a, |x| {
+        x.status == 200
+    })
+    .await;
+    let heard = http.get("/v1/market?system=alpha-centauri", a).await.body;
+    assert_eq!(
+        (&heard["system"], &heard["live"]),
+        (&json!("Alpha Centauri"), &json!(false)),
+        "{heard}"
+    );
+    assert!(
+        heard["age_ms"].is_u64() && heard["prices"]["ore"].is_u64(),
+        "{heard}"
+    );
+    // The galaxy view hears every system.
+    let systems = http.get("/v1/systems", None).await.body;
+    let n = systems.as_array().unwrap().len();
+    until(&http, "/v1/economy", None, |x| {
+        x.body["systems"].as_array().is_some_and(|s| s.len() == n)
+    })
+    .await;
+    let e = http.get("/v1/economy", None).await.body;
+    for g in e["goods"].as_array().unwrap() {
+        let (lo, hi) = (
+            g["best_buy"]["price_cr"].as_u64().unwrap(),
+            g["best_sell"]["price_cr"].as_u64().unwrap(),
+        );
+        assert_eq!(g["spread_cr"].as_u64().unwrap(), hi - lo, "{g}");
+        assert!(g["best_buy"]["age_ms"].is_u64(), "{g}");
+    }
+
+    // Every refusal, with nothing written.
+    let before = settled_file_sizes(server.data_dir());
+    let trade = |side: &str, good: &str, qty: i64| json!({"side": side, "good": good, "qty": qty});
+    let typo = http.post("/v1/trade", a, trade("buy", "fod", 1)).await;
+    refused(&typo, 400, "unknown_good");
+    assert!(
+        typo.body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("did you mean 'food'?"),
+        "{typo:?}"
+    );
+    for qty in [0, 100_001, 5_000_000_000] {
+        refused(
+            &http.post("/v1/trade", a, trade("buy", "ore", qty)).await,
+            400,
+            "bad_quantity",
+        );
+    }
+    for bad in [
+        trade("steal", "ore", 1),
+        trade("buy", "ore", -1),
+        json!({"side": "buy", "qty": 1}),
+        json!({"side": "buy", "good": "ore", "qty": 1, "player": "Bob"}),
+        json!({"side": "buy", "good": "ore", "qty": 1, "limit_cr": -5}),
+    ] {
+        refused(&http.post("/v1/trade", a, bad).await, 422, "bad_field");
+    }
+    refused(
+        &http.post("/v1/trade", a, trade("sell", "ore", 1)).await,
+        409,
+        "not_carried",
+    );
+    refused(
+        &http
+            .post("/v1/trade", a, trade("buy", "food", 100_000))
+            .await,
+        409,
+        "no_stock",
+    );
+    refused(
+        &http
+            .post("/v1/trade", a, trade("sell", "ore", 100_000))
+            .await,
+        409,
+        "market_full",
+    );
+    refused(
+        &http
+            .post("/v1/trade", a, trade("buy", "luxuries", 100))
+            .await,
+        409,
+        "no_credits",
+    );
+    refused(
+        &http.post("/v1/trade", a, trade("buy", "ore", 31)).await,
+        409,
+        "no_cargo_space",
+    );
+    let limited = http
+        .post(
+            "/v1/trade",
+            a,
+            json!({"side": "buy", "good": "ore", "qty": 2, "limit_cr": 1}),
+        )
+        .await;
+    refused(&limited, 409, "price_limit");
+    refused(
+        &http.post("/v1/attack", a, json!({"target": "Ann"})).await,
+        409,
+        "self_attack",
+    );
+    refused(
+        &http
+            .post("/v1/attack", a, json!({"target": "Nobody"}))
+            .await,
+        409,
+        "not_here",
+    );
+    refused(
+        &http
+            .post("/v1/attack", a, json!({"target": "n".repeat(100)}))
+            .await,
+        400,
+        "bad_name",
+    );
+    for bad in [
+        json!({}),
+        json!({"target": 5}),
+        json!({"target": "Bob", "x": 1}),
+    ] {
+        refused(&http.post("/v1/attack", a, bad).await, 422, "bad_field");
+    }
+    refused(
+        &http.post("/v1/loot", a, json!({"wreck": 99})).await,
+        409,
+        "no_wreck",
+    );
+    for bad in [json!({}), json!({"wreck": -1}), json!({"wreck": "x"})] {
+        refused(&http.post("/v1/loot", a, bad).await, 422, "bad_field");
+    }
+    refused(&http.get("/v1/market?limit=3", a).await, 400, "bad_query");
+    refused(
+        &http.get("/v1/market?system=Nowhere", a).await,
+        404,
+        "unknown_system",
+    );
+    assert_eq!(
+        settled_file_sizes(server.data_dir()),
+        before,
+        "a refused request wrote to the logs"
+    );
+
+    // Trades: credits, cargo and the hold move together; the stream tells the trader.
+    let mut bob_events = Sse::new(subscribe(&http, &bob).await);
+    let mut ann_events = Sse::new(subscribe(&http, &ann).await);
+    assert_eq!(bob_events.next().await.0, "hello");
+    assert_eq!(ann_events.next().await.0, "hello");
+    let bought = http.post("/v1/trade", b, trade("buy", "ORE", 10)).await;
+    assert_eq!(bought.status, 200, "{bought:?}");
+    let total = bought.body["total_cr"].as_u64().unwrap();
+    let p = &bought.body["player"];
+    assert_eq!(
+        (
+            &bought.body["side"],
+            &bought.body["good"],
+            &bought.body["qty"]
+        ),
+        (&json!("buy"), &json!("ore"), &json!(10))
+    );
+    assert_eq!(p["credits"].as_u64().unwrap(), 1_000 - total);
+    assert_eq!(
+        (&p["cargo"], &p["hold_used"]),
+        (&json!({"ore": 10}), &json!(20))
+    );
+    let (name, e) = bob_events.next().await;
+    assert_eq!((name.as_str(), &e["total_cr"]), ("traded", &json!(total)));
+    let sold = http
+        .post(
+            "/v1/trade",
+            b,
+            json!({"side": "sell", "good": "ore", "qty": 4, "limit_cr": 1}),
+        )
+        .await;
+    assert_eq!(sold.status, 200, "{sold:?}");
+    assert_eq!(sold.body["player"]["cargo"], json!({"ore": 6}));
+    assert!(
+        sold.body["total_cr"].as_u64().unwrap() < total,
+        "a round trip loses"
+    );
+    assert_eq!(bob_events.next().await.0, "traded");
+
+    // A fight: Cy fires at Bob until Bob's ship is destroyed; Bob respawns in place with a
+    // basic ship, his ore in a wreck that Cy loots. Everyone in Sol hears of it.
+    let order = http.post("/v1/attack", c, json!({"target": "Bob"})).await;
+    assert_eq!(order.status, 200, "{order:?}");
+    assert_eq!(
+        (&order.body["target"], &order.body["player"]["name"]),
+        (&json!("Bob"), &json!("Cy"))
+    );
+    let (name, e) = bob_events.next().await;
+    assert_eq!((name.as_str(), &e["by"]), ("attacked", &json!("Cy")), "{e}");
+    let (name, e) = bob_events.next().await;
+    assert_eq!(name, "destroyed", "{e}");
+    assert_eq!((&e["player"], &e["by"]), (&json!("Bob"), &json!("Cy")));
+    let wreck = e["wreck"].as_u64().expect("Bob carried ore");
+    let (name, e) = ann_events.next().await;
+    assert_eq!((name.as_str(), &e["player"]), ("destroyed", &json!("Bob")));
+    let bob_now = http.get("/v1/me", b).await.body;
+    assert_eq!(bob_now["system"], "Sol");
+    let p = &bob_now["player"];
+    assert_eq!(
+        (&p["hull"], &p["cargo"]),
+        (&json!(100), &json!({})),
+        "{bob_now}"
+    );
+    assert_eq!(
+        p["credits"], sold.body["player"]["credits"],
+        "credits are kept"
+    );
+    assert_eq!(
+        http.get("/v1/me", c).await.body["attacking"],
+        Value::Null,
+        "the order ends with the target"
+    );
+    let wrecks = http.get("/v1/wrecks", a).await.body;
+    assert_eq!(wrecks["system"], "Sol");
+    let w = &wrecks["wrecks"][0];
+    assert_eq!(
+        (&w["id"], &w["pilot"], &w["cargo"]),
+        (&json!(wreck), &json!("Bob"), &json!({"ore": 6})),
+        "{wrecks}"
+    );
+    let looted = http.post("/v1/loot", c, json!({"wreck": wreck})).await;
+    assert_eq!(looted.status, 200, "{looted:?}");
+    assert_eq!(looted.body["took"], json!({"ore": 6}));
+    assert_eq!(looted.body["player"]["cargo"], json!({"ore": 6}));
+    assert_eq!(looted.body["player"]["hold_used"], 12);
+    refused(
+        &http.post("/v1/loot", a, json!({"wreck": wreck})).await,
+        409,
+        "no_wreck",
+    );
+
+    // A standing order shows in /v1/me until ceased.
+    let order = http.post("/v1/attack", a, json!({"target": "Cy"})).await;
+    assert_eq!(order.status, 200, "{order:?}");
+    let ceased = http.post("/v1/attack", a, json!({"target": null})).await;
+    assert_eq!(ceased.status, 200, "{ceased:?}");
+    assert_eq!(ceased.body["target"], Value::Null);
+    let me = http.get("/v1/me", a).await.body;
+    assert_eq!(me["attacking"], Value::Null, "{me}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prices_of_a_system_not_heard_yet_are_404_not_heard() {
+    // At 5 Hz a system publishes its prices every 2 s: right after the start, Sol has heard
+    // nothing.
+    let server = Server::start(&["--tick-hz", "5"]);
+    let http = Http::new(server.url());
+    let ann = http.join("Ann").await;
+    let a = Some(ann.as_str());
+    let far = http.get("/v1/market?system=Vega", a).await;
+    refused(&far, 404, "not_heard");
+    assert!(
+        far.body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("prices spread along the lanes"),
+        "{far:?}"
+    );
+    // A neighbour's prices arrive after a round of gossip.
+    until(&http, "/v1/market?system=Alpha%20Centauri", a, |x| {
+        x.status == 200
+    })
+    .await;
 }

@@ -1,7 +1,9 @@
 //! The jump storm: thousands of jumps by a thousand players against a real `mltrader serve`
 //! process, SIGKILLed at random moments and restarted each time; afterwards `mltrader check`
-//! must find zero violations, and every jump the server acknowledged must be in the transition
-//! log and must have landed exactly where it was going.
+//! must find zero violations (conservation of credits and goods included), every jump the
+//! server acknowledged must be in the transition log and must have landed exactly where it was
+//! going, and every trade it acknowledged must be in a system log (a crash cannot split a
+//! trade: credits, cargo and stock change in one record).
 //!
 //! Size: `MLTRADER_STORM=large cargo test --release --test storm -- --nocapture` for a much
 //! larger run by hand (default: small, for CI).
@@ -99,6 +101,8 @@ struct Bot {
     /// System name, None while in a jump.
     system: Option<String>,
     fuel: u64,
+    /// Food in the hold, as last told by the server.
+    food: u64,
     rng: u64,
 }
 
@@ -119,9 +123,18 @@ struct Acked {
     to: String,
 }
 
+/// A trade the server acknowledged: the player's version after it.
+#[derive(Clone, Debug)]
+struct AckedTrade {
+    player: String,
+    version: u64,
+    side: String,
+}
+
 struct Shared {
     url: RwLock<String>,
     acked: Mutex<Vec<Acked>>,
+    trades: Mutex<Vec<AckedTrade>>,
     acked_count: AtomicU64,
     done: AtomicBool,
     neighbours: HashMap<String, Vec<String>>,
@@ -167,9 +180,32 @@ async fn step(client: &reqwest::Client, shared: &Shared, bot: &mut Bot) {
             if let Some(f) = me["player"]["fuel"].as_u64() {
                 bot.fuel = f;
             }
+            bot.food = me["player"]["cargo"]["food"].as_u64().unwrap_or(0);
         }
         return;
     };
+    // A third of the steps trade food: buy a few units, or sell what the hold has.
+    if bot.next_rand() % 3 == 0 {
+        let (side, qty) = match bot.food {
+            0 => ("buy", 1 + bot.next_rand() % 3),
+            n => ("sell", n),
+        };
+        let body = json!({"side": side, "good": "food", "qty": qty});
+        match post(client, &url, "/v1/trade", Some(&bot.token), body).await {
+            Ok((200, ack)) => {
+                let player = &ack["player"];
+                shared.trades.lock().unwrap().push(AckedTrade {
+                    player: bot.name.clone(),
+                    version: player["version"].as_u64().expect("version in a trade ack"),
+                    side: side.to_string(),
+                });
+                bot.food = player["cargo"]["food"].as_u64().unwrap_or(0);
+            }
+            // Refused (e.g. no stock) or unknown: ask where the bot is and what it holds.
+            _ => bot.system = None,
+        }
+        return;
+    }
     if bot.fuel < 10 {
         if let Ok((200, p)) = post(client, &url, "/v1/refuel", Some(&bot.token), json!({})).await {
             bot.fuel = p["fuel"].as_u64().unwrap_or(0);
@@ -269,6 +305,7 @@ async fn acknowledged_jumps_survive_sigkill_storms() {
             token: joined["token"].as_str().unwrap().to_string(),
             system: Some("Sol".into()),
             fuel: joined["player"]["fuel"].as_u64().unwrap(),
+            food: 0,
             rng: 0x9E37_79B9_7F4A_7C15 ^ (i as u64 + 1),
         });
     }
@@ -276,6 +313,7 @@ async fn acknowledged_jumps_survive_sigkill_storms() {
     let shared = Arc::new(Shared {
         url: RwLock::new(server.url.clone()),
         acked: Mutex::new(Vec::new()),
+        trades: Mutex::new(Vec::new()),
         acked_count: AtomicU64::new(0),
         done: AtomicBool::new(false),
         neighbours,
@@ -436,11 +474,32 @@ async fn acknowledged_jumps_survive_sigkill_storms() {
             a.xfer
         );
     }
+    // 3. Every acknowledged trade is in a system log, as that player's event of that version.
+    let mut trade_records: HashSet<(String, u64, String)> = HashSet::new();
+    for entry in std::fs::read_dir(data.join("systems")).unwrap() {
+        for (kind, f) in read_records(&entry.unwrap().path()) {
+            if kind == "trade" {
+                let v = f["v"].parse().unwrap();
+                trade_records.insert((f["player"].clone(), v, f["side"].clone()));
+            }
+        }
+    }
+    let trades = shared.trades.lock().unwrap().clone();
+    for t in &trades {
+        assert!(
+            trade_records.contains(&(t.player.clone(), t.version, t.side.clone())),
+            "acknowledged trade of {} (version {}) is not in the logs",
+            t.player,
+            t.version
+        );
+    }
+    assert!(!trades.is_empty(), "the bots traded");
     println!(
-        "storm: {} players, {} acknowledged jumps ({} committed in all), {kills} SIGKILLs, {:.1} s",
+        "storm: {} players, {} acknowledged jumps ({} committed in all), {} acknowledged trades, {kills} SIGKILLs, {:.1} s",
         size.players,
         acked.len(),
         committed.len(),
+        trades.len(),
         started.elapsed().as_secs_f64()
     );
     assert!(acked.len() as u64 >= size.jumps);

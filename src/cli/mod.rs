@@ -38,7 +38,7 @@ pub enum Command {
     Join(client::join::JoinArgs),
     /// Travel to a system, jump by jump along the shortest route.
     Travel(client::travel::TravelArgs),
-    /// Your player: where you are (or your jump), fuel, credits.
+    /// Your player: where you are (or your jump), fuel, credits, hull, hold and cargo.
     Status(client::status::StatusArgs),
     /// The map: every system, its lanes and its population.
     Systems(client::systems::SystemsArgs),
@@ -48,6 +48,21 @@ pub enum Command {
     History(client::history::HistoryArgs),
     /// Buy fuel at your system's station (a full tank, or UNITS).
     Refuel(client::refuel::RefuelArgs),
+    /// Your system's market, live, and the prices heard from other systems (or, with SYSTEM,
+    /// that system's as last heard).
+    Market(client::market::MarketArgs),
+    /// Buy GOOD at your system's market.
+    Buy(client::trade::TradeArgs),
+    /// Sell GOOD at your system's market.
+    Sell(client::trade::TradeArgs),
+    /// The galaxy's economy: where each good is cheapest and dearest, and how old the figures are.
+    Economy(client::economy::EconomyArgs),
+    /// Fire at a player in your system until one ship is destroyed or leaves (--cease to stop).
+    Attack(client::attack::AttackArgs),
+    /// The wrecks in your system and their cargo.
+    Wrecks(client::wrecks::WrecksArgs),
+    /// Take the cargo of a wreck in your system (default: the oldest).
+    Loot(client::loot::LootArgs),
     /// Run trader bots that play through the API and learn which routes pay.
     Swarm(swarm::SwarmArgs),
 }
@@ -74,6 +89,13 @@ pub fn main() -> ExitCode {
         Command::Scan(a) => client::scan::run(a),
         Command::History(a) => client::history::run(a),
         Command::Refuel(a) => client::refuel::run(a),
+        Command::Market(a) => client::market::run(a),
+        Command::Buy(a) => client::trade::buy(a),
+        Command::Sell(a) => client::trade::sell(a),
+        Command::Economy(a) => client::economy::run(a),
+        Command::Attack(a) => client::attack::run(a),
+        Command::Wrecks(a) => client::wrecks::run(a),
+        Command::Loot(a) => client::loot::run(a),
         Command::Swarm(a) => swarm::run(a),
     };
     match result {

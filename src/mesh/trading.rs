@@ -234,6 +234,31 @@ mod tests {
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_standing_order_shows_with_the_targets_hull_until_ceased() {
+        let dir = tempfile::tempdir().unwrap();
+        // One tick a second: a ship takes at least five ticks to shoot down.
+        let config = MeshConfig {
+            tick_hz: 1,
+            ..config()
+        };
+        let (mesh, _) = Mesh::start(DataDir::at(dir.path()), Galaxy::default_galaxy(), config)
+            .await
+            .unwrap();
+        mesh.join("ann", "k").await.unwrap();
+        mesh.join("bob", "k").await.unwrap();
+        mesh.engage("ann", Some("bob")).await.unwrap();
+        let (_, ship) = mesh.ship("ann").await.unwrap();
+        let aim = ship.unwrap().attacking.expect("ann's order stands");
+        assert_eq!(aim.target, "bob");
+        assert!(aim.hull > 0 && aim.hull <= 100, "{aim:?}");
+        let (_, bob) = mesh.ship("bob").await.unwrap();
+        assert_eq!(bob.unwrap().attacking, None, "bob fires at no one");
+        mesh.engage("ann", None).await.unwrap();
+        assert_eq!(mesh.ship("ann").await.unwrap().1.unwrap().attacking, None);
+        mesh.stop().await.unwrap();
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn trade_fight_loot_and_gossip_through_the_mesh_and_the_logs_prove_it() {
         let dir = tempfile::tempdir().unwrap();
         let datadir = DataDir::at(dir.path());

@@ -1,7 +1,7 @@
-//! One action at a time per player: the requests that act (travel, refuel) of one player are
-//! handled one after the other, so two conflicting actions sent at once get clear answers
-//! (two travels: the first jumps, the second finds the player in a jump: 409 `in_jump`)
-//! instead of racing inside the mesh.
+//! One action at a time per player: the requests that act (travel, refuel, trade, attack, loot)
+//! of one player are handled one after the other, so two conflicting actions sent at once get
+//! clear answers (two travels: the first jumps, the second finds the player in a jump: 409
+//! `in_jump`) instead of racing inside the mesh.
 //!
 //! Owns the per-player locks; never decides a game rule (the shard does) and never holds a
 //! lock for a landing (only for the commit of an action).

@@ -11,6 +11,10 @@ use serde::Serialize;
 use serde_json::Value;
 
 use super::{token, ClientOpts, Failure};
+use tokio::sync::mpsc;
+
+/// The longest server-sent event the client takes, in bytes (the server's are a few hundred).
+const MAX_EVENT_BYTES: usize = 64 * 1024;
 
 /// How long to wait for a connection.
 pub const CONNECT_TIMEOUT_S: u64 = 5;
@@ -69,6 +73,48 @@ impl Api {
     pub async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, Failure> {
         let req = self.http.get(self.url(path)).bearer_auth(self.token()?);
         self.send(req, REQUEST_TIMEOUT_S).await
+    }
+
+    /// `GET path?query` as the player.
+    pub async fn get_query<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        query: &[(&str, &str)],
+    ) -> Result<T, Failure> {
+        let req = self
+            .http
+            .get(self.url(path))
+            .query(query)
+            .bearer_auth(self.token()?);
+        self.send(req, REQUEST_TIMEOUT_S).await
+    }
+
+    /// `GET /v1/events`: the player's event stream, read by a task of its own into a channel
+    /// (so that a caller polling something else never blocks on it). The channel closes when
+    /// the stream ends.
+    pub async fn events(&self) -> Result<mpsc::UnboundedReceiver<(String, Value)>, Failure> {
+        // No overall timeout: a stream lasts as long as the caller listens.
+        let resp = self
+            .http
+            .get(self.url("/v1/events"))
+            .bearer_auth(self.token()?)
+            .send()
+            .await
+            .map_err(|e| self.unreachable(&e))?;
+        if !resp.status().is_success() {
+            let code = resp.status();
+            let body: Value = resp.json().await.unwrap_or(Value::Null);
+            return Err(Failure::refused(
+                body["error"]["code"].as_str().unwrap_or("http_error"),
+                body["error"]["message"].as_str().map_or_else(
+                    || format!("the event stream answered HTTP {code}"),
+                    str::to_string,
+                ),
+            ));
+        }
+        let (tx, rx) = mpsc::unbounded_channel();
+        tokio::spawn(read_events(resp, tx));
+        Ok(rx)
     }
 
     /// `GET path` as anyone.
@@ -191,6 +237,38 @@ impl Api {
             Err(Failure::Refused { code, message })
         } else {
             Err(Failure::Unreachable { code, message })
+        }
+    }
+}
+
+/// Reads server-sent events (`event:` and `data:` lines, a blank line after each) into `tx`
+/// as (name, JSON data) until the stream or the receiver ends. Comments (keep-alives) are
+/// skipped.
+async fn read_events(mut resp: reqwest::Response, tx: mpsc::UnboundedSender<(String, Value)>) {
+    let mut buf = String::new();
+    while let Ok(Some(chunk)) = resp.chunk().await {
+        buf.push_str(&String::from_utf8_lossy(&chunk));
+        while let Some(end) = buf.find("\n\n") {
+            let block: String = buf.drain(..end + 2).collect();
+            let mut name = String::new();
+            let mut data = String::new();
+            for line in block.lines() {
+                if let Some(n) = line.strip_prefix("event:") {
+                    name = n.trim().to_string();
+                } else if let Some(d) = line.strip_prefix("data:") {
+                    data.push_str(d.trim_start());
+                }
+            }
+            if name.is_empty() {
+                continue;
+            }
+            let data = serde_json::from_str(&data).unwrap_or(Value::Null);
+            if tx.send((name, data)).is_err() {
+                return;
+            }
+        }
+        if buf.len() > MAX_EVENT_BYTES {
+            return;
         }
     }
 }

@@ -1,20 +1,26 @@
-//! The player's commands (`join`, `travel`, `status`, `systems`, `scan`, `history`, `refuel`):
-//! thin clients of the HTTP API, one file each, sharing the connection, the token and the
-//! way results and errors are printed.
+//! The player's commands (`join`, `travel`, `status`, `systems`, `scan`, `history`, `refuel`,
+//! `market`, `buy`/`sell`, `economy`, `attack`, `wrecks`, `loot`): thin clients of the HTTP API,
+//! one file each, sharing the connection, the token and the way results and errors are printed.
 //!
 //! Human output by default, `--json` (one JSON object on stdout) for scripts. Exit codes
 //! ([`EXIT_REFUSED`] and the others) let scripts tell a refusal from a server that is down.
 //! Never talks to the mesh or the data directory: everything goes through the API.
 
 pub mod api;
+pub mod attack;
+pub mod economy;
 pub mod history;
 pub mod join;
+pub mod loot;
+pub mod market;
 pub mod refuel;
 pub mod scan;
 pub mod status;
 pub mod systems;
 pub mod token;
+pub mod trade;
 pub mod travel;
+pub mod wrecks;
 
 use std::future::Future;
 use std::process::ExitCode;
@@ -190,4 +196,30 @@ pub fn human_ms(ms: u64) -> String {
     } else {
         format!("{} min {} s", ms / 60_000, (ms % 60_000) / 1000)
     }
+}
+
+/// A cargo (a JSON object of good to units) for people, in the goods' order: "ore 10, food 3",
+/// or "empty".
+pub fn cargo_text(cargo: &Value) -> String {
+    let items: Vec<String> = crate::sim::goods::Good::ALL
+        .iter()
+        .filter_map(|g| {
+            let qty = cargo.get(g.name()).and_then(Value::as_u64)?;
+            (qty > 0).then(|| format!("{} {qty}", g.name()))
+        })
+        .collect();
+    if items.is_empty() {
+        "empty".to_string()
+    } else {
+        items.join(", ")
+    }
+}
+
+/// "hold 20/60" for a player object (hold units used of the hold's size).
+pub fn hold_text(player: &Value) -> String {
+    format!(
+        "hold {}/{}",
+        player["hold_used"].as_u64().unwrap_or(0),
+        player["hold"].as_u64().unwrap_or(0)
+    )
 }

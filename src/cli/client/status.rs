@@ -1,11 +1,12 @@
-//! `mltrader status`: the player's own state: where they are (or their jump), fuel, credits.
+//! `mltrader status`: the player's own state: where they are (or their jump), fuel, credits,
+//! hull, hold and cargo, and whom they fire at.
 
 use std::process::ExitCode;
 
 use clap::Args;
 use serde_json::Value;
 
-use super::{human_ms, ClientOpts, Output};
+use super::{cargo_text, hold_text, human_ms, ClientOpts, Output};
 
 #[derive(Args, Debug)]
 #[command(after_help = super::EXIT_CODES_HELP)]
@@ -38,6 +39,20 @@ pub fn run(args: StatusArgs) -> anyhow::Result<ExitCode> {
             text.push_str(&format!(
                 "fuel {}/{}, credits {} cr\n",
                 p["fuel"], p["fuel_capacity"], p["credits"]
+            ));
+            let player = &me["player"];
+            text.push_str(&format!(
+                "hull {}, {}: {}\n",
+                p["hull"],
+                hold_text(player),
+                cargo_text(&player["cargo"])
+            ));
+        }
+        if let Some(a) = me["attacking"].as_object() {
+            text.push_str(&format!(
+                "attacking {} (hull {})\n",
+                a["target"].as_str().unwrap_or("?"),
+                a["hull"]
             ));
         }
         Ok(Output {
