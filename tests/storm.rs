@@ -185,7 +185,7 @@ async fn step(client: &reqwest::Client, shared: &Shared, bot: &mut Bot) {
         return;
     };
     // A third of the steps trade food: buy a few units, or sell what the hold has.
-    if bot.next_rand() % 3 == 0 {
+    if bot.next_rand().is_multiple_of(3) {
         let (side, qty) = match bot.food {
             0 => ("buy", 1 + bot.next_rand() % 3),
             n => ("sell", n),

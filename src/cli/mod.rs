@@ -8,6 +8,7 @@ pub mod common;
 pub mod compact;
 pub mod replay;
 pub mod serve;
+pub mod swarm;
 
 use std::process::ExitCode;
 
@@ -62,6 +63,8 @@ pub enum Command {
     Wrecks(client::wrecks::WrecksArgs),
     /// Take the cargo of a wreck in your system (default: the oldest).
     Loot(client::loot::LootArgs),
+    /// Run trader bots that play through the API and learn which routes pay.
+    Swarm(swarm::SwarmArgs),
 }
 
 /// Parses the command line and runs the command; the exit code says how it went.
@@ -93,6 +96,7 @@ pub fn main() -> ExitCode {
         Command::Attack(a) => client::attack::run(a),
         Command::Wrecks(a) => client::wrecks::run(a),
         Command::Loot(a) => client::loot::run(a),
+        Command::Swarm(a) => swarm::run(a),
     };
     match result {
         Ok(code) => code,

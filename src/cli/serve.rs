@@ -1,5 +1,8 @@
 //! `mltrader serve`: recover the data directory, run every system's shard, serve the API until
 //! Ctrl-C or SIGTERM, then stop cleanly (flush, snapshot) and exit 0.
+//!
+//! `--demo` also runs a swarm of trader bots (`cli::swarm`) in the same process, playing through
+//! the server's own HTTP API, so a new galaxy is alive at once; it stops before the server does.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -39,7 +42,17 @@ pub struct ServeArgs {
     /// Worker threads (default: one per core).
     #[arg(long)]
     pub threads: Option<usize>,
+    /// Run a swarm of trader bots inside the server, so the galaxy is alive at once.
+    #[arg(long)]
+    pub demo: bool,
+    /// How many bots the demo runs.
+    #[arg(long, default_value_t = DEMO_BOTS, requires = "demo",
+          value_parser = clap::value_parser!(u64).range(1..=crate::cli::swarm::MAX_BOTS as u64))]
+    pub bots: u64,
 }
+
+/// Bots of `serve --demo` unless `--bots` says otherwise.
+pub const DEMO_BOTS: u64 = 20;
 
 pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     crate::mesh::projector::raise_descriptor_limit();
@@ -88,14 +101,57 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let listener = listener.tap_io(|tcp| {
         let _ = tcp.set_nodelay(true);
     });
+    // The demo swarm starts once the API serves (it first asks for the map).
+    let demo = args.demo.then(|| {
+        let url = format!("http://{addr}");
+        tokio::spawn(start_demo(url, args.bots as usize))
+    });
+    let stopped = async move {
+        shutdown_signal().await;
+        match demo {
+            Some(task) if task.is_finished() => match task.await {
+                Ok(Ok(swarm)) => print!("{}", swarm.stop().await.human()),
+                Ok(Err(e)) => eprintln!("the demo swarm did not start: {e:#}"),
+                Err(e) => eprintln!("the demo swarm failed: {e}"),
+            },
+            Some(task) => task.abort(),
+            None => {}
+        }
+    };
     axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown_signal())
+        .with_graceful_shutdown(stopped)
         .await
         .context("the API server failed")?;
     let statuses = mesh.stop().await.context("stopping the mesh")?;
     let players: usize = statuses.iter().map(|s| s.population + s.departing).sum();
     println!("stopped cleanly: {players} players in systems, logs flushed, snapshots written");
     Ok(ExitCode::SUCCESS)
+}
+
+/// Starts the demo swarm against the server at `url`, with a seed of its own each start (so
+/// its bots' names never clash with an earlier start's on the same data directory).
+async fn start_demo(url: String, bots: usize) -> anyhow::Result<crate::cli::swarm::SwarmHandle> {
+    use crate::cli::swarm::{
+        baseline_bots, http::HttpApi, random_seed, spawn, SwarmConfig, DEFAULT_ATTACK_PERCENT,
+        DEFAULT_BASELINE_PERCENT,
+    };
+    let config = SwarmConfig {
+        server: url.clone(),
+        bots,
+        seed: random_seed(),
+        ack_log: None,
+        attack_percent: DEFAULT_ATTACK_PERCENT,
+        baseline_bots: baseline_bots(bots, DEFAULT_BASELINE_PERCENT),
+        progress: true,
+    };
+    println!(
+        "demo: {bots} trader bots (bot-{}-*) play in the galaxy",
+        config.seed
+    );
+    let api = std::sync::Arc::new(HttpApi::new(&url)?);
+    spawn(api, config)
+        .await
+        .context("cannot start the demo swarm")
 }
 
 /// Resolves on Ctrl-C or SIGTERM.

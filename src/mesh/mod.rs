@@ -8,6 +8,7 @@
 //! [`Mesh`] is the whole API the network and command-line layers use: join, refuel, jump, look,
 //! status, stop. It never exposes a shard's state by reference.
 
+pub mod acks;
 pub mod audit;
 pub mod checkpoint;
 pub mod codec;

@@ -1,0 +1,470 @@
+//! Acknowledged actions and their proof in the logs: the ack-log line a client writes for each
+//! action the server acknowledged ([`Ack`], one JSON object a line), and the check behind
+//! `mltrader check --acks FILE` ([`check_acks`]): every acknowledged action must be in the
+//! logs, with the version the server answered, also after the server was killed.
+//!
+//! An acknowledged action of player P that answered version v must show as P's event of
+//! version v in the system logs, of the kind the action writes ([`Action::kinds`]). A travel
+//! must also be committed: the transition log holds its `jump` (same `xfer`, same version).
+//! The system logs are the truth (see docs/FORMAT.md); player logs are a projection and are not
+//! read.
+//!
+//! Only reads. A torn last line of the ack log (the writer was killed mid-line) is a note.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::sim::galaxy::Galaxy;
+use crate::store::datadir::{archived_segments, DataDir};
+use crate::store::log::{first_seq, read_from};
+use crate::store::record::Record;
+use crate::store::scan::{scan, ScanStart};
+
+/// An action the server can acknowledge.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Action {
+    Join,
+    Travel,
+    Refuel,
+    Trade,
+    Attack,
+}
+
+impl Action {
+    pub fn name(self) -> &'static str {
+        match self {
+            Action::Join => "join",
+            Action::Travel => "travel",
+            Action::Refuel => "refuel",
+            Action::Trade => "trade",
+            Action::Attack => "attack",
+        }
+    }
+
+    /// The kinds of system-log record the action writes (its player's event of the answered
+    /// version).
+    pub fn kinds(self) -> &'static [&'static str] {
+        match self {
+            Action::Join => &["join"],
+            Action::Travel => &["depart"],
+            Action::Refuel => &["refuel"],
+            Action::Trade => &["trade"],
+            // A standing attack order is an `engage` record (`target=` the ship fired at).
+            Action::Attack => &["engage"],
+        }
+    }
+}
+
+/// One line of an ack log: `{"player":"bot-1-0","action":"travel","version":4,"xfer":"sol:9"}`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Ack {
+    pub player: String,
+    pub action: Action,
+    /// The player's version the server answered (after the action).
+    pub version: u64,
+    /// The jump's transfer id (travel only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub xfer: Option<String>,
+}
+
+impl Ack {
+    /// The line, newline included.
+    pub fn to_line(&self) -> String {
+        let mut line = serde_json::to_string(self).expect("an ack is always JSON");
+        line.push('\n');
+        line
+    }
+}
+
+/// Why the ack log cannot be checked at all.
+#[derive(Debug, thiserror::Error)]
+pub enum AckError {
+    #[error("cannot read the ack log {path}: {error}")]
+    Read { path: String, error: std::io::Error },
+}
+
+/// What the check found.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct AckReport {
+    /// Ack lines read.
+    pub acks: u64,
+    /// Of which found in the logs as acknowledged.
+    pub confirmed: u64,
+    /// Acks per action.
+    pub by_action: BTreeMap<String, u64>,
+    /// Players the acks are about.
+    pub players: u64,
+    /// Log files and records read.
+    pub files: u64,
+    pub records: u64,
+    /// Missing or mismatched actions, bad ack lines, unreadable logs: any one fails the check.
+    pub problems: Vec<String>,
+    /// A torn last ack line, torn log tails.
+    pub notes: Vec<String>,
+}
+
+impl AckReport {
+    pub fn ok(&self) -> bool {
+        self.problems.is_empty()
+    }
+}
+
+/// The most problems listed one by one; the rest are counted in one more line.
+pub const MAX_LISTED_PROBLEMS: usize = 100;
+
+/// An event about a player, as a system log holds it.
+struct Seen {
+    kind: String,
+    xfer: Option<String>,
+    /// `slug:seq`, for messages.
+    at: String,
+}
+
+/// Checks every ack of the ack log at `acks_path` against the data directory.
+pub fn check_acks(
+    datadir: &DataDir,
+    galaxy: &Galaxy,
+    acks_path: &Path,
+) -> Result<AckReport, AckError> {
+    let text = std::fs::read(acks_path).map_err(|error| AckError::Read {
+        path: acks_path.display().to_string(),
+        error,
+    })?;
+    let mut r = AckReport::default();
+    let acks = parse_acks(&text, acks_path, &mut r);
+    let names: HashSet<&str> = acks.iter().map(|(_, a)| a.player.as_str()).collect();
+    r.players = names.len() as u64;
+
+    // Every event of those players in the system logs, by (player, version).
+    let mut events: HashMap<(String, u64), Seen> = HashMap::new();
+    for id in galaxy.ids() {
+        let slug = galaxy.slug(id);
+        for path in segments(
+            &datadir.archive_dir(),
+            slug,
+            datadir.system_log(slug),
+            &mut r,
+        ) {
+            read_log(&mut r, &path, |rec| {
+                let (Some(player), Some(v)) = (rec.get("player"), rec.get("v")) else {
+                    return;
+                };
+                if !names.contains(player) {
+                    return;
+                }
+                let Ok(v) = v.parse::<u64>() else {
+                    return;
+                };
+                events.entry((player.to_string(), v)).or_insert(Seen {
+                    kind: rec.kind.to_string(),
+                    xfer: rec.get("xfer").map(str::to_string),
+                    at: format!("{slug}:{}", rec.seq),
+                });
+            });
+        }
+    }
+    // Committed jumps: xfer -> (player, version).
+    let mut committed: HashMap<String, (String, u64)> = HashMap::new();
+    let tlog = datadir.transitions_log();
+    for path in segments(&datadir.archive_root(), "transitions", tlog, &mut r) {
+        read_log(&mut r, &path, |rec| {
+            if rec.kind != "jump" {
+                return;
+            }
+            let (Some(xfer), Some(player), Some(v)) =
+                (rec.get("xfer"), rec.get("player"), rec.get("v"))
+            else {
+                return;
+            };
+            if names.contains(player) {
+                let v = v.parse().unwrap_or(0);
+                committed.insert(xfer.to_string(), (player.to_string(), v));
+            }
+        });
+    }
+
+    let mut seen_acks: HashSet<(&str, u64)> = HashSet::new();
+    let mut problems = Vec::new();
+    for (line, ack) in &acks {
+        *r.by_action
+            .entry(ack.action.name().to_string())
+            .or_default() += 1;
+        if !seen_acks.insert((ack.player.as_str(), ack.version)) {
+            problems.push(format!(
+                "line {line}: a second ack of '{}' version {} (each version is one event)",
+                ack.player, ack.version
+            ));
+            continue;
+        }
+        match verify(ack, &events, &committed) {
+            Ok(()) => r.confirmed += 1,
+            Err(why) => problems.push(format!("line {line}: {why}")),
+        }
+    }
+    let more = problems.len().saturating_sub(MAX_LISTED_PROBLEMS);
+    problems.truncate(MAX_LISTED_PROBLEMS);
+    if more > 0 {
+        problems.push(format!("... and {more} more acks not in the logs"));
+    }
+    r.problems.extend(problems);
+    Ok(r)
+}
+
+/// Whether the logs hold `ack`; if not, why (for people).
+fn verify(
+    ack: &Ack,
+    events: &HashMap<(String, u64), Seen>,
+    committed: &HashMap<String, (String, u64)>,
+) -> Result<(), String> {
+    let what = format!(
+        "{} of '{}' acknowledged at version {}",
+        ack.action.name(),
+        ack.player,
+        ack.version
+    );
+    let Some(seen) = events.get(&(ack.player.clone(), ack.version)) else {
+        return Err(format!(
+            "{what} is not in the system logs (no event of that version)"
+        ));
+    };
+    if !ack.action.kinds().contains(&seen.kind.as_str()) {
+        return Err(format!(
+            "{what}: the logs hold a '{}' at that version ({}), not {}",
+            seen.kind,
+            seen.at,
+            ack.action.kinds().join("/")
+        ));
+    }
+    if ack.action != Action::Travel {
+        return Ok(());
+    }
+    let Some(xfer) = &ack.xfer else {
+        return Err(format!("{what}: the ack has no xfer"));
+    };
+    if seen.xfer.as_ref() != Some(xfer) {
+        return Err(format!(
+            "{what}: the departure at that version ({}) is xfer {}, not {xfer}",
+            seen.at,
+            seen.xfer.as_deref().unwrap_or("-")
+        ));
+    }
+    match committed.get(xfer) {
+        Some((p, v)) if *p == ack.player && *v == ack.version => Ok(()),
+        Some((p, v)) => Err(format!(
+            "{what}: the transition log's jump {xfer} is of '{p}' at version {v}"
+        )),
+        None => Err(format!(
+            "{what}: jump {xfer} is prepared ({}) but not committed in the transition log",
+            seen.at
+        )),
+    }
+}
+
+/// The ack lines with their line numbers. A bad line is a problem, but a bad *last* line
+/// without a newline is a note: the writer was stopped while writing it.
+fn parse_acks(text: &[u8], path: &Path, r: &mut AckReport) -> Vec<(u64, Ack)> {
+    let mut out = Vec::new();
+    let mut rest = text;
+    let mut line_no = 0u64;
+    while !rest.is_empty() {
+        line_no += 1;
+        let (line, complete) = match memchr::memchr(b'\n', rest) {
+            Some(i) => {
+                let line = &rest[..i];
+                rest = &rest[i + 1..];
+                (line, true)
+            }
+            None => {
+                let line = rest;
+                rest = &[];
+                (line, false)
+            }
+        };
+        if line.iter().all(u8::is_ascii_whitespace) {
+            continue;
+        }
+        match serde_json::from_slice::<Ack>(line) {
+            // A whole ack without its newline was still acknowledged: check it.
+            Ok(ack) => out.push((line_no, ack)),
+            Err(_) if !complete => r.notes.push(format!(
+                "{} line {line_no}: torn last line (the writer stopped mid-line); not checked",
+                path.display()
+            )),
+            Err(e) => r.problems.push(format!(
+                "{} line {line_no}: not an ack ({e})",
+                path.display()
+            )),
+        }
+    }
+    r.acks = out.len() as u64;
+    out
+}
+
+/// Reads one log file, every valid record to `visit`. Corruption is a problem, a torn tail a
+/// note (what it cut was never acknowledged).
+fn read_log(r: &mut AckReport, path: &Path, mut visit: impl FnMut(&Record<'_>)) {
+    let bytes = match read_from(path, 0) {
+        Ok(b) => b,
+        Err(e) => {
+            r.problems.push(e.to_string());
+            return;
+        }
+    };
+    if bytes.is_empty() {
+        return;
+    }
+    r.files += 1;
+    let outcome = scan(&bytes, ScanStart::BEGINNING, |rec| {
+        visit(rec);
+        Ok(())
+    });
+    match outcome {
+        Ok(out) => {
+            r.records += out.records;
+            if let Some(t) = out.torn {
+                r.notes.push(format!(
+                    "{} line {}: torn tail of {} bytes ({})",
+                    path.display(),
+                    t.line,
+                    t.bytes,
+                    t.reason
+                ));
+            }
+        }
+        Err(c) => r.problems.push(format!("{}: {c}", path.display())),
+    }
+}
+
+/// The segments of a log, oldest first: archived ones, then the active one; an archived
+/// segment that overlaps the active log (an interrupted compaction) is left out.
+fn segments(archive_dir: &Path, name: &str, active: PathBuf, r: &mut AckReport) -> Vec<PathBuf> {
+    let active_first = first_seq(&active);
+    let mut out = Vec::new();
+    for (_, last, path) in archived_segments(archive_dir, name) {
+        if active_first.is_some_and(|a| last >= a) {
+            r.notes.push(format!(
+                "{}: also in {} (an interrupted compaction); not read twice",
+                path.display(),
+                active.display()
+            ));
+            continue;
+        }
+        out.push(path);
+    }
+    out.push(active);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::mesh::directory::Location;
+    use crate::mesh::{Mesh, MeshConfig};
+
+    fn write_acks(dir: &Path, acks: &[Ack], tail: &str) -> PathBuf {
+        let path = dir.join("acks.jsonl");
+        let mut text: String = acks.iter().map(Ack::to_line).collect();
+        text.push_str(tail);
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+
+    #[test]
+    fn ack_lines_round_trip_and_omit_a_missing_xfer() {
+        let a = Ack {
+            player: "bot-1-0".into(),
+            action: Action::Refuel,
+            version: 3,
+            xfer: None,
+        };
+        assert_eq!(
+            a.to_line(),
+            "{\"player\":\"bot-1-0\",\"action\":\"refuel\",\"version\":3}\n"
+        );
+        let back: Ack = serde_json::from_str(a.to_line().trim()).unwrap();
+        assert_eq!(back, a);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn acknowledged_actions_are_found_and_invented_ones_are_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let datadir = DataDir::at(dir.path().join("data"));
+        let galaxy = Galaxy::default_galaxy();
+        let mut config = MeshConfig {
+            tick_hz: 200,
+            ..MeshConfig::default()
+        };
+        config.rules.ticks_per_ly = 1;
+        let (mesh, _) = Mesh::start(datadir.clone(), galaxy.clone(), config)
+            .await
+            .unwrap();
+        let mut acks = Vec::new();
+        let p = mesh.join("Ann", "k").await.unwrap();
+        acks.push(Ack {
+            player: "Ann".into(),
+            action: Action::Join,
+            version: p.version,
+            xfer: None,
+        });
+        let Some(Location::In(here)) = mesh.locate("Ann") else {
+            panic!("Ann is not in a system");
+        };
+        let to = mesh.galaxy().neighbours(here)[0];
+        let ack = mesh.jump("Ann", to).await.unwrap();
+        acks.push(Ack {
+            player: "Ann".into(),
+            action: Action::Travel,
+            version: ack.player.version,
+            xfer: Some(ack.xfer.clone()),
+        });
+        mesh.wait_landing("Ann").await.unwrap();
+        let after = mesh.refuel("Ann", None).await.unwrap();
+        acks.push(Ack {
+            player: "Ann".into(),
+            action: Action::Refuel,
+            version: after.version,
+            xfer: None,
+        });
+        mesh.stop().await.unwrap();
+
+        let good = write_acks(dir.path(), &acks, "{\"player\":\"Ann\",\"act");
+        let r = check_acks(&datadir, &galaxy, &good).unwrap();
+        assert!(r.ok(), "{:?}", r.problems);
+        assert_eq!((r.acks, r.confirmed, r.players), (3, 3, 1));
+        assert_eq!(
+            r.notes.len(),
+            1,
+            "the torn last line is a note: {:?}",
+            r.notes
+        );
+
+        // A version never written, a wrong kind, a wrong xfer, and a repeated ack.
+        let mut bad = acks.clone();
+        bad.push(Ack {
+            player: "Ann".into(),
+            action: Action::Refuel,
+            version: 99,
+            xfer: None,
+        });
+        bad.push(Ack {
+            player: "Ann".into(),
+            action: Action::Trade,
+            version: 3,
+            xfer: None,
+        });
+        bad[1].xfer = Some("sol:77".into());
+        bad.push(acks[2].clone());
+        let path = write_acks(dir.path(), &bad, "");
+        let r = check_acks(&datadir, &galaxy, &path).unwrap();
+        assert_eq!(r.problems.len(), 4, "{:#?}", r.problems);
+        assert_eq!(r.confirmed, 2);
+        assert!(r.problems.iter().any(|p| p.contains("version 99")));
+        assert!(r.problems.iter().any(|p| p.contains("not trade")));
+        assert!(r.problems.iter().any(|p| p.contains("sol:77")));
+        assert!(r.problems.iter().any(|p| p.contains("a second ack")));
+    }
+}
