@@ -32,7 +32,7 @@ pub enum Command {
     Replay(replay::ReplayArgs),
     /// Move the log segments behind each snapshot into archive/ (server stopped).
     Compact(compact::CompactArgs),
-    /// Measure: every benchmark in one table, or one of storage, jumps, tick, api (release build).
+    /// Measure: every benchmark in one table, or one of storage, jumps, tick, api, swarm, postgres.
     Bench(bench::BenchArgs),
     /// Join the galaxy as a new player (you start in the home system; your token is saved).
     Join(client::join::JoinArgs),

@@ -36,6 +36,10 @@ const BENCHES: &[Bench] = &[
         name: "api",
         args: &[],
     },
+    Bench {
+        name: "swarm",
+        args: &[],
+    },
 ];
 
 /// One line of the table: a figure, its unit, and the target it is held to (if any).
@@ -66,6 +70,7 @@ fn rows(name: &str, v: &Value) -> Vec<Row> {
             "storage" => "storage",
             "jumps" => "jumps",
             "tick" => "tick",
+            "swarm" => "swarm",
             _ => "api",
         },
         what,
@@ -127,6 +132,28 @@ fn rows(name: &str, v: &Value) -> Vec<Row> {
                 num(v, "/battle/tick_p99_us").map(|us| us / 1000.0),
                 "ms",
                 Some(("<", 100.0)),
+            ),
+        ],
+        "swarm" => vec![
+            row(
+                "swarm jumps over HTTP",
+                num(v, "/swarm/jumps_per_s"),
+                "/s",
+                None,
+            ),
+            row(
+                "swarm trades over HTTP",
+                num(v, "/swarm/trades_per_s"),
+                "/s",
+                None,
+            ),
+            row(
+                "acks missing from the logs",
+                v["acks_all_found"]
+                    .as_bool()
+                    .map(|ok| f64::from(u8::from(!ok))),
+                "",
+                Some(("<=", 0.0)),
             ),
         ],
         _ => vec![

@@ -9,6 +9,7 @@ pub mod jumps;
 pub mod mixed;
 pub mod postgres;
 pub mod storage;
+pub mod swarm;
 pub mod tick;
 
 use std::process::ExitCode;
@@ -44,6 +45,8 @@ pub enum Which {
     Jumps(jumps::JumpsArgs),
     /// Tick cost with many players spread over the galaxy, and memory per player.
     Tick(tick::TickArgs),
+    /// The game end to end: `serve` + `swarm` of trader bots + `check --acks`, as processes.
+    Swarm(swarm::SwarmBenchArgs),
     /// HTTP API requests/s and p99 latency: status and travel calls, 64 clients, loopback.
     Api(api::ApiArgs),
     /// The peer: the same jump-and-trade workload on a PostgreSQL server (synchronous_commit
@@ -60,6 +63,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
         Some(Which::Tick(a)) => tick::run(a),
         Some(Which::Api(a)) => api::run(a),
         Some(Which::Postgres(a)) => postgres::run(a),
+        Some(Which::Swarm(a)) => swarm::run(a),
     }
 }
 
