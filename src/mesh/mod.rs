@@ -13,6 +13,7 @@ pub mod checkpoint;
 pub mod codec;
 pub mod compact;
 pub mod departures;
+pub mod dilation;
 pub mod directory;
 pub mod economy;
 pub mod events;
@@ -132,6 +133,11 @@ pub struct ShardStatus {
     pub tick: u64,
     pub tick_p50_us: u32,
     pub tick_p99_us: u32,
+    /// Time dilation: how fast the system's clock runs (1.0 = real time, at least 0.1), slowed
+    /// when its ticks cannot finish within the budget ([`dilation`]).
+    pub dilation: f64,
+    /// The tick period now, in microseconds (the budget, 1/tick rate, when not dilated).
+    pub tick_period_us: u64,
     pub log_durable_seq: u64,
     pub log_next_seq: u64,
     pub state_hash: String,

@@ -22,6 +22,7 @@ use tokio::sync::{mpsc, oneshot};
 use super::checkpoint::{LANDED, ORIGIN_DONE};
 use super::codec::{encode_event, encode_state, event_kind, player_line, Jump};
 use super::departures::PendingDeparture;
+use super::dilation::Dilation;
 use super::directory::{Landed, Location};
 use super::economy::PriceView;
 use super::events::{MeshEvent, MeshEventKind};
@@ -139,6 +140,8 @@ pub struct Shard {
     departures_task: tokio::task::JoinHandle<()>,
     records_since_snapshot: u64,
     tick_times: TickTimes,
+    /// Slows the clock when ticks overrun their budget ([`super::dilation`]).
+    dilation: Dilation,
     /// Set when the log failed: the shard answers every request with it until restarted.
     failed: Option<LogError>,
     /// The tick the next economy step starts from.
@@ -169,6 +172,7 @@ impl Shard {
         let mut shard = Shard {
             id,
             tick_times: TickTimes::new(ctx.config.tick_hz as usize * 60),
+            dilation: Dilation::new(tick_budget_us(ctx.config.tick_hz)),
             ctx,
             state,
             log,
@@ -189,11 +193,13 @@ impl Shard {
         shard
     }
 
-    /// The shard's loop: requests as they come, a tick at the configured rate.
+    /// The shard's loop: requests as they come, a tick every period: the configured rate, or
+    /// slower while the system is dilated. A tick that starts late moves the next one back
+    /// (never a burst of ticks to catch up).
     pub async fn run(mut self, mut rx: mpsc::Receiver<Command>) {
-        let period = Duration::from_secs_f64(1.0 / f64::from(self.ctx.config.tick_hz));
-        let mut ticker = tokio::time::interval(period);
-        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let first = tokio::time::Instant::now() + self.period();
+        let next_tick = tokio::time::sleep_until(first);
+        tokio::pin!(next_tick);
         loop {
             tokio::select! {
                 cmd = rx.recv() => match cmd {
@@ -205,9 +211,21 @@ impl Shard {
                     Some(cmd) => self.handle(cmd),
                     None => return,
                 },
-                _ = ticker.tick() => self.tick(),
+                () = &mut next_tick => {
+                    let due = next_tick.deadline();
+                    self.tick();
+                    let now = tokio::time::Instant::now();
+                    let period = self.period();
+                    let next = if due + period > now { due + period } else { now + period };
+                    next_tick.as_mut().reset(next);
+                }
             }
         }
+    }
+
+    /// The tick period now (the budget, stretched by dilation).
+    fn period(&self) -> Duration {
+        Duration::from_micros(self.dilation.period_us())
     }
 
     fn handle(&mut self, cmd: Command) {
@@ -461,7 +479,10 @@ impl Shard {
         if self.records_since_snapshot >= self.ctx.config.snapshot_every_records {
             self.snapshot_in_background();
         }
-        self.tick_times.push(started.elapsed());
+        let cost = started.elapsed();
+        self.tick_times.push(cost);
+        self.dilation
+            .observe(u64::try_from(cost.as_micros()).unwrap_or(u64::MAX));
     }
 
     fn land(&mut self, jump: Jump) {
@@ -589,6 +610,8 @@ impl Shard {
             tick: self.now,
             tick_p50_us: self.tick_times.percentile_us(50.0),
             tick_p99_us: self.tick_times.percentile_us(99.0),
+            dilation: self.dilation.factor(),
+            tick_period_us: self.dilation.period_us(),
             log_durable_seq: self.log.durable_seq(),
             log_next_seq: pos.next_seq,
             state_hash: format!("{:016x}", self.state.state_hash()),
@@ -608,6 +631,11 @@ fn encode_snapshot(galaxy: &Galaxy, pos: Position, state: &SystemState) -> (Snap
     };
     let bytes = snapshot::encode(&meta, |w| encode_state(w, galaxy, state));
     (meta, bytes)
+}
+
+/// One tick period at `tick_hz`, in microseconds: the budget a tick's work must fit in.
+fn tick_budget_us(tick_hz: u32) -> u64 {
+    1_000_000 / u64::from(tick_hz.max(1))
 }
 
 /// Runs each waiting action once its record is durable, in log order.

@@ -30,6 +30,8 @@ pub struct SystemView {
     population: usize,
     /// Committed jumps on their way to the system.
     in_transit_towards: usize,
+    /// Time dilation: how fast the system's clock runs (1.0 = real time).
+    dilation: f64,
 }
 
 #[derive(Serialize)]
@@ -71,6 +73,7 @@ pub async fn systems(
                     .collect(),
                 population: s.population,
                 in_transit_towards: s.in_transit_towards,
+                dilation: s.dilation,
             })
             .collect(),
     ))
