@@ -1,6 +1,7 @@
 //! How the game's events and jumps are written as log records, and read back.
 //!
-//! Systems are named by slug (`alpha-centauri`), a jump by `xfer=<origin slug>:<number>`, the
+//! Systems are named by slug (`alpha-centauri`), an instance other than a system's primary by
+//! `<slug>.<n>` (`sol.2`), a jump by `xfer=<origin slug>:<number>` (`sol:7`, `sol.2:7`), the
 //! same in every log, so `grep -r 'xfer=sol:7' mltrader-data/` shows one jump's whole life.
 //! Every record about a player carries `v=`, the player's version after the event.
 //! `docs/FORMAT.md` lists every kind with an example.
@@ -10,6 +11,7 @@
 use crate::sim::combat::{LootTake, Wreck, Wrecks};
 use crate::sim::galaxy::{Galaxy, SystemId};
 use crate::sim::goods::{parse_units, units_text, Cargo, Good};
+use crate::sim::instance::{InstanceId, PRIMARY_INSTANCE};
 use crate::sim::market::{Market, Side, TickReport, Trade};
 use crate::sim::player::Player;
 use crate::sim::system::{Departing, Event, SystemState};
@@ -19,9 +21,9 @@ use crate::store::snapshot::SnapshotWriter;
 /// A jump as the transition log holds it: the commit point, with the player's whole state.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Jump {
-    pub from: SystemId,
+    pub from: InstanceId,
     pub xfer: u64,
-    pub to: SystemId,
+    pub to: InstanceId,
     /// Tick of the system of origin when the jump was prepared.
     pub t: u64,
     /// Travel time in ticks of the destination's clock.
@@ -48,6 +50,8 @@ pub fn event_kind(event: &Event) -> &'static str {
         Event::Combat { .. } => "combat",
         Event::Destroyed { .. } => "destroyed",
         Event::Loot { .. } => "loot",
+        Event::Split { .. } => "split",
+        Event::Retire { .. } => "retire",
     }
 }
 
@@ -97,17 +101,17 @@ fn get_player(rec: &Record<'_>) -> Result<Player, String> {
     })
 }
 
-fn xfer_text(galaxy: &Galaxy, from: SystemId, n: u64) -> String {
-    format!("{}:{n}", galaxy.slug(from))
+/// A transfer id: `sol:7`, `sol.2:7`.
+pub fn xfer_text(galaxy: &Galaxy, from: InstanceId, n: u64) -> String {
+    format!("{}:{n}", from.slug(galaxy))
 }
 
-/// Parses `sol:7` into its origin and number.
-pub fn parse_xfer(galaxy: &Galaxy, text: &str) -> Result<(SystemId, u64), String> {
+/// Parses `sol:7` (or `sol.2:7`) into its origin and number.
+pub fn parse_xfer(galaxy: &Galaxy, text: &str) -> Result<(InstanceId, u64), String> {
     let (slug, n) = text
         .rsplit_once(':')
         .ok_or_else(|| format!("bad transfer id {text:?}"))?;
-    let from = galaxy
-        .by_slug(slug)
+    let from = InstanceId::parse(galaxy, slug)
         .ok_or_else(|| format!("transfer {text:?} names an unknown system"))?;
     let n = n
         .parse()
@@ -122,17 +126,28 @@ fn system_field(galaxy: &Galaxy, rec: &Record<'_>, key: &'static str) -> Result<
         .ok_or_else(|| format!("{key}={slug} is not a system of this galaxy"))
 }
 
+/// A field naming a system's instance by its slug (`sol`, `sol.2`).
+fn instance_field(
+    galaxy: &Galaxy,
+    rec: &Record<'_>,
+    key: &'static str,
+) -> Result<InstanceId, String> {
+    let slug = rec.str(key).map_err(|e| e.to_string())?;
+    InstanceId::parse(galaxy, slug)
+        .ok_or_else(|| format!("{key}={slug} is not a system (or instance) of this galaxy"))
+}
+
 fn num<T: std::str::FromStr>(rec: &Record<'_>, key: &'static str) -> Result<T, String> {
     rec.num(key).map_err(|e| e.to_string())
 }
 
-/// Writes `event`, which happened in `system` at tick `t`, as the fields of a record of kind
-/// [`event_kind`]. `version` is the player's version after the event, for events that carry a
-/// player by name only.
+/// Writes `event`, which happened in instance `system` at tick `t`, as the fields of a record
+/// of kind [`event_kind`]. `version` is the player's version after the event, for events that
+/// carry a player by name only.
 pub fn encode_event(
     line: &mut Line<'_>,
     galaxy: &Galaxy,
-    system: SystemId,
+    system: InstanceId,
     t: u64,
     event: &Event,
     version: u64,
@@ -161,7 +176,7 @@ pub fn encode_event(
         } => {
             line.field("xfer", &xfer_text(galaxy, system, *xfer))
                 .field("player", player)
-                .field("to", galaxy.slug(*to))
+                .field("to", &to.slug(galaxy))
                 .num("fuel", fuel)
                 .num("v", version);
         }
@@ -243,6 +258,12 @@ pub fn encode_event(
                 .field("took", &take.taken.to_string())
                 .num("v", version);
         }
+        Event::Split { instance } | Event::Retire { instance } => {
+            line.field(
+                "instance",
+                &InstanceId::new(system.system, *instance).slug(galaxy),
+            );
+        }
     }
 }
 
@@ -251,7 +272,7 @@ pub fn encode_event(
 /// `src=<slug>:<seq>`.
 pub fn player_line(
     galaxy: &Galaxy,
-    system: SystemId,
+    system: InstanceId,
     t: u64,
     event: &Event,
     version: u64,
@@ -260,15 +281,15 @@ pub fn player_line(
     let mut buf = String::with_capacity(160);
     let mut line = Line::new(&mut buf, version, event_kind(event));
     encode_event(&mut line, galaxy, system, t, event, version);
-    line.field("src", &format!("{}:{seq}", galaxy.slug(system)));
+    line.field("src", &format!("{}:{seq}", system.slug(galaxy)));
     line.finish();
     buf
 }
 
-/// Reads an event of `system`'s log back: its tick and the event.
+/// Reads an event of the log of instance `system` back: its tick and the event.
 pub fn decode_event(
     galaxy: &Galaxy,
-    system: SystemId,
+    system: InstanceId,
     rec: &Record<'_>,
 ) -> Result<(u64, Event), String> {
     let t = num(rec, "t")?;
@@ -277,8 +298,8 @@ pub fn decode_event(
         if from != system {
             return Err(format!(
                 "transfer of {} in the log of {}",
-                galaxy.slug(from),
-                galaxy.slug(system)
+                from.slug(galaxy),
+                system.slug(galaxy)
             ));
         }
         Ok(n)
@@ -296,7 +317,7 @@ pub fn decode_event(
         "depart" => Event::Depart {
             xfer: local_xfer(rec)?,
             player: rec.str("player").map_err(|e| e.to_string())?.to_string(),
-            to: system_field(galaxy, rec, "to")?,
+            to: instance_field(galaxy, rec, "to")?,
             fuel: num(rec, "fuel")?,
         },
         "depart.done" => Event::DepartDone {
@@ -372,6 +393,20 @@ pub fn decode_event(
                 taken: cargo_field(rec, "took")?,
             },
         },
+        "split" | "retire" => {
+            let at = instance_field(galaxy, rec, "instance")?;
+            if at.system != system.system || at.is_primary() {
+                return Err(format!(
+                    "instance {} in the log of {}",
+                    at.slug(galaxy),
+                    system.slug(galaxy)
+                ));
+            }
+            match rec.kind {
+                "split" => Event::Split { instance: at.n },
+                _ => Event::Retire { instance: at.n },
+            }
+        }
         other => return Err(format!("unknown record kind {other:?} in a system log")),
     };
     Ok((t, event))
@@ -380,8 +415,8 @@ pub fn decode_event(
 /// Writes a jump record of the transition log.
 pub fn encode_jump(line: &mut Line<'_>, galaxy: &Galaxy, jump: &Jump) {
     line.field("xfer", &xfer_text(galaxy, jump.from, jump.xfer))
-        .field("from", galaxy.slug(jump.from))
-        .field("to", galaxy.slug(jump.to))
+        .field("from", &jump.from.slug(galaxy))
+        .field("to", &jump.to.slug(galaxy))
         .num("t", jump.t)
         .num("travel", jump.travel_ticks);
     put_player(line, &jump.player);
@@ -396,13 +431,13 @@ pub fn decode_jump(galaxy: &Galaxy, rec: &Record<'_>) -> Result<Jump, String> {
         ));
     }
     let (from, xfer) = parse_xfer(galaxy, rec.str("xfer").map_err(|e| e.to_string())?)?;
-    if system_field(galaxy, rec, "from")? != from {
+    if instance_field(galaxy, rec, "from")? != from {
         return Err("from= and xfer= disagree".into());
     }
     Ok(Jump {
         from,
         xfer,
-        to: system_field(galaxy, rec, "to")?,
+        to: instance_field(galaxy, rec, "to")?,
         t: num(rec, "t")?,
         travel_ticks: num(rec, "travel")?,
         player: get_player(rec)?,
@@ -413,14 +448,22 @@ pub fn decode_jump(galaxy: &Galaxy, rec: &Record<'_>) -> Result<Jump, String> {
 /// Writes a system's state as the body of a snapshot.
 pub fn encode_state(w: &mut SnapshotWriter, galaxy: &Galaxy, state: &SystemState) {
     w.record("state", |l| {
-        l.field("system", galaxy.slug(state.id))
-            .num("t", state.tick)
+        l.field("system", galaxy.slug(state.id));
+        if !state.is_primary() {
+            l.num("instance", state.instance);
+        }
+        l.num("t", state.tick)
             .num("next_xfer", state.next_xfer)
             .num("market_tick", state.market_tick)
             .field("stock", &units_text(&state.market.stocks()))
             .num("till", state.market.till_cr())
             .num("next_wreck", state.wrecks.next_id());
     });
+    for n in &state.instances {
+        w.record("instance", |l| {
+            l.field("open", &InstanceId::new(state.id, *n).slug(galaxy));
+        });
+    }
     for (id, wreck) in state.wrecks.iter() {
         w.record("wreck", |l| {
             l.num("id", id)
@@ -441,7 +484,7 @@ pub fn encode_state(w: &mut SnapshotWriter, galaxy: &Galaxy, state: &SystemState
     }
     for (from, upto) in &state.landed_upto {
         w.record("landed", |l| {
-            l.field("from", galaxy.slug(*from)).num("upto", upto);
+            l.field("from", &from.slug(galaxy)).num("upto", upto);
         });
     }
     for p in state.players.values() {
@@ -449,8 +492,8 @@ pub fn encode_state(w: &mut SnapshotWriter, galaxy: &Galaxy, state: &SystemState
     }
     for (xfer, d) in &state.departing {
         w.record("departing", |l| {
-            l.field("xfer", &xfer_text(galaxy, state.id, *xfer))
-                .field("to", galaxy.slug(d.to))
+            l.field("xfer", &xfer_text(galaxy, state.instance_id(), *xfer))
+                .field("to", &d.to.slug(galaxy))
                 .num("burnt", d.fuel);
             put_player(l, &d.player);
         });
@@ -470,8 +513,9 @@ pub fn decode_state_record(
 ) -> Result<(), String> {
     match rec.kind {
         "state" => {
-            if system_field(galaxy, rec, "system")? != state.id {
-                return Err("snapshot of another system".into());
+            let instance = opt_num(rec, "instance")?.unwrap_or(PRIMARY_INSTANCE);
+            if system_field(galaxy, rec, "system")? != state.id || instance != state.instance {
+                return Err("snapshot of another system or instance".into());
             }
             state.tick = num(rec, "t")?;
             state.next_xfer = num(rec, "next_xfer")?;
@@ -487,6 +531,13 @@ pub fn decode_state_record(
             };
             state.wrecks.restore(num(rec, "id")?, wreck)?;
         }
+        "instance" => {
+            let at = instance_field(galaxy, rec, "open")?;
+            if at.system != state.id || at.is_primary() || !state.is_primary() {
+                return Err("an open instance of another system".into());
+            }
+            state.instances.insert(at.n);
+        }
         "engaged" => {
             state
                 .engaged
@@ -500,7 +551,7 @@ pub fn decode_state_record(
         "landed" => {
             state
                 .landed_upto
-                .insert(system_field(galaxy, rec, "from")?, num(rec, "upto")?);
+                .insert(instance_field(galaxy, rec, "from")?, num(rec, "upto")?);
         }
         "player" => {
             let p = get_player(rec)?;
@@ -508,14 +559,14 @@ pub fn decode_state_record(
         }
         "departing" => {
             let (from, xfer) = parse_xfer(galaxy, rec.str("xfer").map_err(|e| e.to_string())?)?;
-            if from != state.id {
+            if from != state.instance_id() {
                 return Err("departing transfer of another system".into());
             }
             state.departing.insert(
                 xfer,
                 Departing {
                     player: get_player(rec)?,
-                    to: system_field(galaxy, rec, "to")?,
+                    to: instance_field(galaxy, rec, "to")?,
                     fuel: num(rec, "burnt")?,
                 },
             );
@@ -539,10 +590,10 @@ mod tests {
     fn round_trip(galaxy: &Galaxy, system: SystemId, event: &Event) -> (u64, Event) {
         let mut buf = String::new();
         let mut line = Line::new(&mut buf, 1, event_kind(event));
-        encode_event(&mut line, galaxy, system, 42, event, 3);
+        encode_event(&mut line, galaxy, InstanceId::primary(system), 42, event, 3);
         line.finish();
         let rec = parse_line(buf.as_bytes()).unwrap();
-        decode_event(galaxy, system, &rec).unwrap()
+        decode_event(galaxy, InstanceId::primary(system), &rec).unwrap()
     }
 
     #[test]
@@ -569,7 +620,7 @@ mod tests {
             Event::Depart {
                 xfer: 9,
                 player: p.name.clone(),
-                to: ac,
+                to: InstanceId::primary(ac),
                 fuel: 5,
             },
             Event::DepartDone { xfer: 9 },
@@ -578,7 +629,7 @@ mod tests {
                 player: p.name.clone(),
             },
             Event::Arrive {
-                from: ac,
+                from: InstanceId::new(ac, 3),
                 xfer: 4,
                 player: p.clone(),
             },
@@ -646,9 +697,9 @@ mod tests {
     fn jumps_round_trip_and_read_well() {
         let g = Galaxy::default_galaxy();
         let j = Jump {
-            from: g.home(),
+            from: InstanceId::primary(g.home()),
             xfer: 7,
-            to: g.lookup("Alpha Centauri").unwrap(),
+            to: InstanceId::primary(g.lookup("Alpha Centauri").unwrap()),
             t: 100,
             travel_ticks: 44,
             player: Player {

@@ -1,6 +1,8 @@
 //! Bringing a data directory back after any stop, clean or not.
 //!
-//! 1. Each system: the newest valid snapshot, then its log from there (torn tail cut).
+//! 1. Each system: the newest valid snapshot, then its log from there (torn tail cut); then
+//!    each of its instances that has a log or is open (a retired instance is read too: jumps
+//!    in the transition log may come from it, and it must be empty).
 //! 2. The transition log: every `jump` must have been prepared by its origin's log; jumps not
 //!    yet landed are handed to their destination again (landing is idempotent).
 //! 3. Each jump still prepared in its origin: committed if the transition log holds it (the
@@ -9,7 +11,7 @@
 //!
 //! Never guesses: any disagreement between logs is an error naming the file and line.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::Instant;
 
 use serde::Serialize;
@@ -21,6 +23,7 @@ use super::codec::{
 use super::projector::{catch_up, line_from_record, Projected};
 use super::MeshError;
 use crate::sim::galaxy::{Galaxy, SystemId};
+use crate::sim::instance::{InstanceId, PRIMARY_INSTANCE};
 use crate::sim::system::{Event, SystemState};
 use crate::store::datadir::DataDir;
 use crate::store::log::{Log, LogError, Position};
@@ -102,12 +105,13 @@ impl RecoveryReport {
 
 /// Everything recovery hands to the mesh.
 pub struct Recovered {
+    /// Every system's primary, in galaxy order, then every open instance.
     pub systems: Vec<RecoveredSystem>,
     pub transitions: Log,
     /// Where the transition log was read from (unsettled jumps are readable from there).
     pub transitions_start: Position,
     /// Committed jumps not yet landed, per destination.
-    pub landings: Vec<Vec<Jump>>,
+    pub landings: HashMap<InstanceId, Vec<Jump>>,
     pub report: RecoveryReport,
 }
 
@@ -150,18 +154,18 @@ pub fn load_checkpoint(datadir: &DataDir, bad: &mut Vec<String>) -> Option<Snaps
     None
 }
 
-/// Loads the newest valid snapshot of a system, if any.
+/// Loads the newest valid snapshot of a system's instance, if any.
 pub fn load_snapshot(
     datadir: &DataDir,
     galaxy: &Galaxy,
-    id: SystemId,
+    id: InstanceId,
     bad: &mut Vec<String>,
 ) -> Result<Option<(SystemState, SnapshotMeta)>, MeshError> {
-    let slug = galaxy.slug(id);
-    let list = snapshot::list(&datadir.snapshots_dir(), slug)
+    let slug = id.slug(galaxy);
+    let list = snapshot::list(&datadir.snapshots_dir(), &slug)
         .map_err(|e| MeshError::Internal(format!("cannot list snapshots: {e}")))?;
     for (_, path) in list.into_iter().rev() {
-        let mut state = SystemState::new(galaxy, id);
+        let mut state = SystemState::new_instance(galaxy, id);
         match snapshot::load(&path, |r| decode_state_record(galaxy, &mut state, r)) {
             Ok(meta) if meta.state_hash == state.state_hash() && meta.name == slug => {
                 return Ok(Some((state, meta)));
@@ -173,22 +177,40 @@ pub fn load_snapshot(
     Ok(None)
 }
 
-/// Step 1 for one system.
+/// The instances of `system` other than the primary that have a log in `datadir`.
+pub fn instance_logs(datadir: &DataDir, galaxy: &Galaxy, system: SystemId) -> BTreeSet<u16> {
+    let prefix = format!("{}.", galaxy.slug(system));
+    std::fs::read_dir(datadir.systems_dir())
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| {
+            let file = e.file_name().to_str()?.to_string();
+            let slug = file.strip_suffix(".log")?;
+            slug.strip_prefix(&prefix)?;
+            let at = InstanceId::parse(galaxy, slug)?;
+            (at.system == system).then_some(at.n)
+        })
+        .collect()
+}
+
+/// Step 1 for one system's instance (the system itself: its primary).
 pub fn recover_system(
     datadir: &DataDir,
     galaxy: &Galaxy,
-    id: SystemId,
+    id: InstanceId,
 ) -> Result<RecoveredSystem, MeshError> {
-    let path = datadir.system_log(galaxy.slug(id));
+    let slug = id.slug(galaxy);
+    let path = datadir.system_log(&slug);
     let mut bad_snapshots = Vec::new();
     let (mut state, snap) = match load_snapshot(datadir, galaxy, id, &mut bad_snapshots)? {
         Some((state, meta)) => (state, Some(meta)),
-        None => (SystemState::new(galaxy, id), None),
+        None => (SystemState::new_instance(galaxy, id), None),
     };
     let start = start_after(&path, snap.as_ref());
     let mut replayed = 0u64;
     let mut projections = Vec::new();
-    let slug = galaxy.slug(id);
+    let slug = slug.as_str();
     let (log, opened) = Log::open(&path, start, |rec| {
         let (t, event) = decode_event(galaxy, id, rec)?;
         state.apply(t, &event)?;
@@ -225,9 +247,13 @@ pub fn recover(datadir: &DataDir, galaxy: &Galaxy) -> Result<Recovered, MeshErro
         systems: galaxy.len(),
         ..RecoveryReport::default()
     };
-    let mut systems = Vec::with_capacity(galaxy.len());
-    for id in galaxy.ids() {
-        let r = recover_system(datadir, galaxy, id)?;
+    // Step 1: every primary, then its instances (open, or with a log).
+    let mut all: BTreeMap<InstanceId, RecoveredSystem> = BTreeMap::new();
+    let recover_one = |at: InstanceId,
+                       report: &mut RecoveryReport,
+                       all: &mut BTreeMap<InstanceId, RecoveredSystem>|
+     -> Result<(), MeshError> {
+        let r = recover_system(datadir, galaxy, at)?;
         report.records_replayed += r.replayed;
         report.snapshots_loaded += usize::from(r.snapshot.is_some());
         if let Some(t) = &r.cut {
@@ -241,50 +267,80 @@ pub fn recover(datadir: &DataDir, galaxy: &Galaxy) -> Result<Recovered, MeshErro
             ));
         }
         report.bad_snapshots.extend(r.bad_snapshots.iter().cloned());
-        systems.push(r);
+        all.insert(at, r);
+        Ok(())
+    };
+    for id in galaxy.ids() {
+        recover_one(InstanceId::primary(id), &mut report, &mut all)?;
+        let mut instances = instance_logs(datadir, galaxy, id);
+        instances.extend(
+            all[&InstanceId::primary(id)]
+                .state
+                .instances
+                .iter()
+                .copied(),
+        );
+        for n in instances {
+            recover_one(InstanceId::new(id, n), &mut report, &mut all)?;
+        }
     }
+    let open = |at: &InstanceId, all: &BTreeMap<InstanceId, RecoveredSystem>| {
+        at.is_primary()
+            || all[&InstanceId::primary(at.system)]
+                .state
+                .instances
+                .contains(&at.n)
+    };
 
     // Step 2: the transition log.
-    let mut committed: BTreeMap<(SystemId, u64), ()> = BTreeMap::new();
-    let mut landings: Vec<Vec<Jump>> = vec![Vec::new(); galaxy.len()];
-    let mut last_xfer: BTreeMap<SystemId, u64> = BTreeMap::new();
+    let mut committed: BTreeMap<(InstanceId, u64), ()> = BTreeMap::new();
+    let mut landings: HashMap<InstanceId, Vec<Jump>> = HashMap::new();
+    let mut last_xfer: BTreeMap<InstanceId, u64> = BTreeMap::new();
     let tpath = datadir.transitions_log();
     let checkpoint = load_checkpoint(datadir, &mut report.bad_snapshots);
     let tstart = start_after(&tpath, checkpoint.as_ref());
     report.transitions_from_checkpoint = checkpoint.map(|c| c.upto_seq);
     let (transitions, opened) = Log::open(&tpath, tstart, |rec| {
         let jump = decode_jump(galaxy, rec)?;
-        let origin = &systems[usize::from(jump.from.0)].state;
+        let from = jump.from.slug(galaxy);
+        let Some(origin) = all.get(&jump.from).map(|r| &r.state) else {
+            return Err(format!(
+                "jump {from}:{} comes from an instance with no log",
+                jump.xfer
+            ));
+        };
         if jump.xfer >= origin.next_xfer {
             return Err(format!(
-                "jump {}:{} was never prepared in {}'s log",
-                galaxy.slug(jump.from),
-                jump.xfer,
-                galaxy.slug(jump.from)
+                "jump {from}:{} was never prepared in {from}'s log",
+                jump.xfer
             ));
         }
         let prev = last_xfer.insert(jump.from, jump.xfer).unwrap_or(0);
         if jump.xfer <= prev {
             return Err(format!(
-                "jump {}:{} is out of order or repeated",
-                galaxy.slug(jump.from),
+                "jump {from}:{} is out of order or repeated",
                 jump.xfer
             ));
         }
         if let Some(d) = origin.departing.get(&jump.xfer) {
             if d.player != jump.player || d.to != jump.to {
                 return Err(format!(
-                    "jump {}:{} disagrees with its prepare record",
-                    galaxy.slug(jump.from),
+                    "jump {from}:{} disagrees with its prepare record",
                     jump.xfer
                 ));
             }
             committed.insert((jump.from, jump.xfer), ());
         }
-        let dest = &systems[usize::from(jump.to.0)].state;
+        let Some(dest) = all.get(&jump.to).map(|r| &r.state) else {
+            return Err(format!(
+                "jump {from}:{} goes to {}, which was never opened",
+                jump.xfer,
+                jump.to.slug(galaxy)
+            ));
+        };
         let landed = dest.landed_upto.get(&jump.from).copied().unwrap_or(0);
         if jump.xfer > landed {
-            landings[usize::from(jump.to.0)].push(jump);
+            landings.entry(jump.to).or_default().push(jump);
         }
         Ok(())
     })
@@ -301,11 +357,11 @@ pub fn recover(datadir: &DataDir, galaxy: &Galaxy) -> Result<Recovered, MeshErro
     }
 
     // Step 3: settle prepared jumps.
-    for sys in &mut systems {
+    for sys in all.values_mut() {
         let xfers: Vec<u64> = sys.state.departing.keys().copied().collect();
         let mut last = None;
         for xfer in xfers {
-            let event = if committed.contains_key(&(sys.state.id, xfer)) {
+            let event = if committed.contains_key(&(sys.state.instance_id(), xfer)) {
                 report.jumps_completed += 1;
                 Event::DepartDone { xfer }
             } else {
@@ -321,17 +377,46 @@ pub fn recover(datadir: &DataDir, galaxy: &Galaxy) -> Result<Recovered, MeshErro
             sys.log.wait_durable(seq).map_err(MeshError::Storage)?;
         }
     }
+
+    // A retired instance is empty for good: it is retired only once empty and stopped.
+    let mut systems = Vec::with_capacity(all.len());
+    let mut instances = Vec::new();
+    let mut retired_lines = Vec::new();
+    let keys: Vec<InstanceId> = all.keys().copied().collect();
+    for at in keys {
+        let is_open = open(&at, &all);
+        let sys = all.remove(&at).expect("listed just above");
+        if is_open {
+            match at.n == PRIMARY_INSTANCE {
+                true => systems.push(sys),
+                false => instances.push(sys),
+            }
+            continue;
+        }
+        if sys.state.population() > 0 || landings.contains_key(&at) {
+            return Err(MeshError::Internal(format!(
+                "{} is retired but holds players or has jumps on their way to it",
+                sys.log.name()
+            )));
+        }
+        let mut sys = sys;
+        retired_lines.append(&mut sys.projections);
+        sys.log.close().map_err(MeshError::Storage)?;
+    }
+    systems.extend(instances);
+
     // Step 4: player logs that are behind get the lines they lack.
     let lines: Vec<Projected> = systems
         .iter_mut()
         .flat_map(|s| std::mem::take(&mut s.projections))
+        .chain(retired_lines)
         .collect();
     let caught = catch_up(datadir, lines);
     report.player_lines_added = caught.lines_added;
     report.player_logs_cut = caught.torn_cut;
     report.player_log_problems = caught.problems;
 
-    report.jumps_in_flight = landings.iter().map(|l| l.len() as u64).sum();
+    report.jumps_in_flight = landings.values().map(|l| l.len() as u64).sum();
     report.players = systems.iter().map(|s| s.state.population()).sum::<usize>()
         + report.jumps_in_flight as usize;
     report.duration_ms = started.elapsed().as_millis() as u64;
@@ -356,7 +441,7 @@ fn settle(galaxy: &Galaxy, sys: &mut RecoveredSystem, event: Event) -> Result<u6
         panic!("BUG: settling a prepared jump does not apply: {e} ({event:?})");
     }
     let version = sys.state.version_after(&event).unwrap_or(0);
-    let id = sys.state.id;
+    let id = sys.state.instance_id();
     let seq = sys.log.append(event_kind(&event), |l| {
         encode_event(l, galaxy, id, t, &event, version)
     })?;

@@ -106,6 +106,13 @@ pub enum ApiEvent {
     },
     /// This stream fell behind and missed `missed` events.
     Lagged { missed: u64 },
+    /// The player was moved to another instance of their system ("Sol is crowded: you are
+    /// now in Sol #2"); nothing else changes for them.
+    Instanced {
+        system: String,
+        instance: u16,
+        message: String,
+    },
 }
 
 impl ApiEvent {
@@ -121,6 +128,7 @@ impl ApiEvent {
             ApiEvent::Refueled { .. } => "refueled",
             ApiEvent::Error { .. } => "error",
             ApiEvent::Lagged { .. } => "lagged",
+            ApiEvent::Instanced { .. } => "instanced",
         }
     }
 
@@ -305,6 +313,17 @@ impl Subscription {
         if e.kind.player() == self.player {
             // The API layer tells the player of their own actions; this says where they are.
             self.here = self.hub.here(&self.player);
+            // Moves between instances are no action of theirs: the mesh tells of them.
+            if let MeshEventKind::Moved {
+                instance, notice, ..
+            } = &e.kind
+            {
+                return Some(ApiEvent::Instanced {
+                    system: self.hub.mesh.galaxy().name(e.system).to_string(),
+                    instance: *instance,
+                    message: notice.clone(),
+                });
+            }
             return None;
         }
         if self.here != Some(e.system) {
@@ -341,7 +360,8 @@ impl Subscription {
             | MeshEventKind::Traded { .. }
             | MeshEventKind::Engaged { .. }
             | MeshEventKind::Destroyed { .. }
-            | MeshEventKind::Looted { .. } => None,
+            | MeshEventKind::Looted { .. }
+            | MeshEventKind::Moved { .. } => None,
         }
     }
 }

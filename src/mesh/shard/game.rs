@@ -12,6 +12,7 @@ use crate::mesh::economy::{unix_ms, HeardPrices, Published};
 use crate::mesh::trading::{GoodQuote, LootAck, MarketView, TradeAck, WreckView};
 use crate::mesh::MeshError;
 use crate::sim::goods::Good;
+use crate::sim::instance::InstanceId;
 use crate::sim::market::{Order, PriceReport};
 use crate::sim::player::Player;
 use crate::sim::system::Event;
@@ -81,10 +82,9 @@ impl Shard {
         }
         let downed: Vec<String> = self.state.downed.keys().cloned().collect();
         for name in downed {
-            let event = self
-                .state
-                .decide_destroyed(&self.ctx.galaxy, &name)
-                .expect("a ship shot down here can be destroyed");
+            let Some(event) = self.state.decide_destroyed(&self.ctx.galaxy, &name) else {
+                continue;
+            };
             let jump = event.prepared_xfer();
             let Ok(rec) = self.record(event) else { return };
             let seq = rec.seq;
@@ -115,17 +115,17 @@ impl Shard {
             prices_cr: self.state.market.prices_cr(),
         };
         let at = unix_ms();
-        self.prices.record(self.id, report, at);
+        self.prices.record(self.id.system, report, at);
         let view = Arc::new(self.prices.clone());
-        for &n in self.ctx.galaxy.neighbours(self.id) {
-            if let Some(q) = self.ctx.shard(n) {
+        for &n in self.ctx.galaxy.neighbours(self.id.system) {
+            if let Some(q) = self.ctx.shard(InstanceId::primary(n)) {
                 let _ = q.try_send(super::Command::Gossip(view.clone()));
             }
         }
         let _ = self.ctx.published.send((
             tokio::time::Instant::now(),
             Published {
-                system: self.id,
+                system: self.id.system,
                 report,
                 published_ms: at,
             },
@@ -137,8 +137,8 @@ impl Shard {
         let m = &self.state.market;
         let now_ms = unix_ms();
         MarketView {
-            system: galaxy.name(self.id).to_string(),
-            slug: galaxy.slug(self.id).to_string(),
+            system: galaxy.name(self.id.system).to_string(),
+            slug: galaxy.slug(self.id.system).to_string(),
             economy: self.state.kind.name(),
             tick: self.now,
             till_cr: m.till_cr(),
@@ -155,7 +155,7 @@ impl Shard {
             heard: self
                 .prices
                 .iter()
-                .filter(|(s, _, _)| *s != self.id)
+                .filter(|(s, _, _)| *s != self.id.system)
                 .map(|(s, r, at)| {
                     HeardPrices::new(galaxy, s, &r.prices_cr, now_ms.saturating_sub(at))
                 })

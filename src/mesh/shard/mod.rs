@@ -12,6 +12,7 @@
 //! the logs. Never blocks its loop on I/O, except a final flush when stopping.
 
 mod game;
+mod instances;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -23,15 +24,17 @@ use super::checkpoint::{LANDED, ORIGIN_DONE};
 use super::codec::{encode_event, encode_state, event_kind, player_line, Jump};
 use super::departures::PendingDeparture;
 use super::dilation::Dilation;
-use super::directory::{Landed, Location};
+use super::directory::{Landed, Place};
 use super::economy::PriceView;
 use super::events::{MeshEvent, MeshEventKind};
+use super::instances::{InstanceLoad, InstanceTable};
 use super::projector::Projected;
 use super::stats::TickTimes;
 use super::trading::{LootAck, MarketView, TradeAck, WreckView};
 use super::{Context, JumpAck, MeshError, ShardStatus};
 use crate::sim::galaxy::Galaxy;
 use crate::sim::galaxy::SystemId;
+use crate::sim::instance::InstanceId;
 use crate::sim::market::Order;
 use crate::sim::player::Player;
 use crate::sim::system::{Event, Reject, SystemState};
@@ -112,6 +115,28 @@ pub enum Command {
     Stop {
         reply: oneshot::Sender<Result<ShardStatus, MeshError>>,
     },
+    /// To an instance, from its primary: move every player back to the primary.
+    Merge,
+    /// To an instance, from its primary: if empty and quiet, flush, snapshot and stop, and
+    /// answer true; otherwise answer false and go on.
+    Retire {
+        reply: oneshot::Sender<bool>,
+    },
+    /// To a primary, from its instance `n`: how loaded it is (every tick).
+    InstanceLoad {
+        n: u16,
+        load: InstanceLoad,
+    },
+    /// To a primary: instance `n` runs (or could not be started).
+    InstanceReady {
+        n: u16,
+        ok: bool,
+    },
+    /// To a primary: instance `n` answered the retire question (stopped, or not empty yet).
+    InstanceRetired {
+        n: u16,
+        stopped: bool,
+    },
 }
 
 /// Work that must wait until a record is durable, run by the acker in log order.
@@ -126,14 +151,15 @@ struct Recorded {
 }
 
 pub struct Shard {
-    id: SystemId,
+    /// The system and instance this shard runs.
+    id: InstanceId,
     ctx: Arc<Context>,
     state: SystemState,
     log: Log,
     /// The shard's clock, in ticks. Events are stamped with it.
     now: u64,
     /// Committed jumps towards this system, by landing tick.
-    incoming: BTreeMap<(u64, SystemId, u64), Jump>,
+    incoming: BTreeMap<(u64, InstanceId, u64), Jump>,
     acks: mpsc::UnboundedSender<(u64, AfterDurable)>,
     acks_task: tokio::task::JoinHandle<()>,
     departures: mpsc::UnboundedSender<PendingDeparture>,
@@ -148,6 +174,14 @@ pub struct Shard {
     economy_from: u64,
     /// Prices heard from other systems (gossip), and this system's own last report.
     prices: PriceView,
+    /// This shard's own queue, for tasks that report back to it.
+    me: mpsc::Sender<Command>,
+    /// When the shard started: the instance policy's clock (wall time, never game time).
+    started: tokio::time::Instant,
+    /// A primary's instances and the policy's memory (None in an instance).
+    instances: Option<InstanceTable>,
+    /// An instance told to merge: it moves every player back to the primary.
+    merging: bool,
 }
 
 impl Shard {
@@ -158,16 +192,19 @@ impl Shard {
         landings: Vec<Jump>,
         self_tx: mpsc::Sender<Command>,
     ) -> Shard {
-        let id = state.id;
+        let id = state.instance_id();
         let (acks, acks_rx) = mpsc::unbounded_channel();
         let acks_task = tokio::spawn(acker(log.clone(), acks_rx));
         let (departures, dep_rx) = mpsc::unbounded_channel();
         let departures_task = tokio::spawn(super::departures::run(
             ctx.clone(),
             log.clone(),
-            self_tx,
+            self_tx.clone(),
             dep_rx,
         ));
+        let instances = state
+            .is_primary()
+            .then(|| InstanceTable::new(&state.instances));
         let now = state.tick;
         let mut shard = Shard {
             id,
@@ -186,6 +223,10 @@ impl Shard {
             failed: None,
             economy_from: now,
             prices: PriceView::new(),
+            me: self_tx,
+            started: tokio::time::Instant::now(),
+            instances,
+            merging: false,
         };
         for j in landings {
             shard.on_landing(j);
@@ -206,6 +247,19 @@ impl Shard {
                     Some(Command::Stop { reply }) => {
                         let result = self.stop(&mut rx).await;
                         let _ = reply.send(result);
+                        return;
+                    }
+                    Some(Command::Retire { reply }) => {
+                        if !self.can_retire() {
+                            let _ = reply.send(false);
+                            continue;
+                        }
+                        let name = self.name();
+                        let result = self.stop(&mut rx).await;
+                        if let Err(e) = &result {
+                            tracing::error!("{name} did not close cleanly: {e}");
+                        }
+                        let _ = reply.send(result.is_ok());
                         return;
                     }
                     Some(cmd) => self.handle(cmd),
@@ -275,8 +329,19 @@ impl Shard {
                 let all = self.state.names.iter();
                 let _ = reply.send(all.map(|(n, k)| (n.clone(), k.clone())).collect());
             }
+            Command::Merge => self.merging = !self.id.is_primary(),
+            Command::InstanceLoad { n, load } => self.on_instance_load(n, load),
+            Command::InstanceReady { n, ok } => self.on_instance_ready(n, ok),
+            Command::InstanceRetired { n, stopped } => self.on_instance_retired(n, stopped),
             Command::Stop { .. } => unreachable!("handled by run"),
+            // While stopping, a retire question is answered no: the next start settles it.
+            Command::Retire { reply } => drop(reply.send(false)),
         }
+    }
+
+    /// The name players see: `Sol`, or `Sol #2`.
+    fn name(&self) -> String {
+        self.id.name(&self.ctx.galaxy)
     }
 
     /// Applies a decided event and appends it. What must follow once it is durable (its
@@ -295,7 +360,7 @@ impl Shard {
         if let Err(e) = self.state.apply(self.now, &event) {
             panic!(
                 "BUG: an event decided on {}'s state does not apply to it: {e}",
-                self.ctx.galaxy.name(self.id)
+                self.name()
             );
         }
         let version = self.state.version_after(&event).unwrap_or(0);
@@ -311,7 +376,8 @@ impl Shard {
                     line: player_line(galaxy, id, now, &event, version, seq),
                 });
                 let feed = feed.map(|kind| MeshEvent {
-                    system: id,
+                    system: id.system,
+                    instance: id.n,
                     seq,
                     t: now,
                     kind,
@@ -345,7 +411,7 @@ impl Shard {
     /// Runs `then` once record `seq` is durable.
     fn after_durable(&self, seq: u64, then: impl FnOnce(Result<(), LogError>) + Send + 'static) {
         if self.acks.send((seq, Box::new(then))).is_err() {
-            tracing::error!("acker of {} is gone", self.ctx.galaxy.name(self.id));
+            tracing::error!("acker of {} is gone", self.name());
         }
     }
 
@@ -379,7 +445,7 @@ impl Shard {
         let home = self.id;
         self.on_durable(rec, move |r| {
             if r.is_ok() {
-                ctx.directory.set(&player.name, Location::In(home));
+                ctx.directory.set(&player.name, Place::In(home));
             }
             let _ = reply.send(r.map(|()| player).map_err(MeshError::Storage));
         });
@@ -411,10 +477,10 @@ impl Shard {
         let seq = rec.seq;
         // The feed tells of the departure at the commit (`Committed`), not here.
         self.on_durable(rec, |_| {});
-        let travel = self
-            .ctx
-            .galaxy
-            .travel_ticks(self.id, to, self.ctx.config.rules.ticks_per_ly);
+        let travel =
+            self.ctx
+                .galaxy
+                .travel_ticks(self.id.system, to, self.ctx.config.rules.ticks_per_ly);
         self.send_departure(xfer, seq, travel, Some(reply));
     }
 
@@ -440,7 +506,7 @@ impl Shard {
         };
         self.ctx.directory.set(
             &d.player.name,
-            Location::Jumping {
+            Place::Jumping {
                 from: self.id,
                 xfer,
                 to: d.to,
@@ -474,7 +540,14 @@ impl Shard {
         let every = self.ctx.config.rules.economy_every_ticks.max(1);
         if self.now.is_multiple_of(every) {
             self.economy_step();
-            self.gossip();
+            if self.id.is_primary() {
+                self.gossip();
+            }
+        }
+        if self.id.is_primary() {
+            self.steer_instances();
+        } else {
+            self.instance_tick();
         }
         if self.records_since_snapshot >= self.ctx.config.snapshot_every_records {
             self.snapshot_in_background();
@@ -496,7 +569,8 @@ impl Shard {
         let ctx = self.ctx.clone();
         let tseq = jump.tseq;
         let landed = Landed {
-            system: self.id,
+            system: self.id.system,
+            instance: self.id.n,
             population: self.state.players.len(),
         };
         let name = jump.player.name;
@@ -524,7 +598,8 @@ impl Shard {
         let ctx = self.ctx.clone();
         self.after_durable(pos.next_seq - 1, move |r| {
             if let Err(e) = r {
-                return tracing::warn!("snapshot of {} skipped: {e}", ctx.galaxy.slug(state.id));
+                let slug = state.instance_id().slug(&ctx.galaxy);
+                return tracing::warn!("snapshot of {slug} skipped: {e}");
             }
             tokio::task::spawn_blocking(move || {
                 let (meta, bytes) = encode_snapshot(&ctx.galaxy, pos, &state);
@@ -602,8 +677,13 @@ impl Shard {
     fn status(&self) -> ShardStatus {
         let pos = self.log.position();
         ShardStatus {
-            system: self.ctx.galaxy.name(self.id).to_string(),
-            slug: self.ctx.galaxy.slug(self.id).to_string(),
+            system: self.ctx.galaxy.name(self.id.system).to_string(),
+            slug: self.ctx.galaxy.slug(self.id.system).to_string(),
+            instance: self.id.n,
+            shard: self.id.slug(&self.ctx.galaxy),
+            instance_name: self.name(),
+            merging: self.merging,
+            instances: Vec::new(),
             population: self.state.players.len(),
             departing: self.state.departing.len(),
             in_transit_towards: self.incoming.len(),
@@ -623,7 +703,7 @@ impl Shard {
 /// A snapshot of `state`, which includes the log's records before `pos`.
 fn encode_snapshot(galaxy: &Galaxy, pos: Position, state: &SystemState) -> (SnapshotMeta, Vec<u8>) {
     let meta = SnapshotMeta {
-        name: galaxy.slug(state.id).to_string(),
+        name: state.instance_id().slug(galaxy),
         upto_seq: pos.next_seq - 1,
         log_offset: pos.offset,
         log_line: pos.line,

@@ -9,6 +9,7 @@ use std::collections::BTreeSet;
 use super::decide::{combat_event, decayed_by};
 use super::{ApplyError, Departing, Event, SystemState};
 use crate::sim::combat::{self, CombatOutcome};
+use crate::sim::instance::{InstanceId, MAX_INSTANCES_PER_SYSTEM, PRIMARY_INSTANCE};
 use crate::sim::market;
 
 impl SystemState {
@@ -25,6 +26,9 @@ impl SystemState {
         }
         match event {
             Event::Join { player, key } => {
+                if !self.is_primary() {
+                    return Err(format!("'{}' joins an instance", player.name));
+                }
                 if self.names.contains_key(&player.name) || self.players.contains_key(&player.name)
                 {
                     return Err(format!("name '{}' joined twice", player.name));
@@ -59,6 +63,7 @@ impl SystemState {
                 if self.player_mut(player)?.fuel < *fuel {
                     return Err(format!("'{player}' departs with too little fuel"));
                 }
+                self.check_destination(*to, *fuel)?;
                 let mut p = self.players.remove(player).expect("checked just above");
                 p.fuel -= fuel;
                 p.version += 1;
@@ -87,8 +92,8 @@ impl SystemState {
             Event::Arrive { from, xfer, player } => {
                 if self.landed_upto.get(from).is_some_and(|&n| *xfer <= n) {
                     return Err(format!(
-                        "transfer {xfer} from system {} landed twice",
-                        from.0
+                        "transfer {xfer} from system {} (instance {}) landed twice",
+                        from.system.0, from.n
                     ));
                 }
                 if self.players.contains_key(&player.name) {
@@ -98,6 +103,9 @@ impl SystemState {
                 self.players.insert(player.name.clone(), player.clone());
             }
             Event::Trade { player, trade } => {
+                if !self.is_primary() {
+                    return Err(format!("trade by '{player}' in an instance"));
+                }
                 let mut m = self.market.clone();
                 let p = self
                     .players
@@ -126,9 +134,12 @@ impl SystemState {
                     ));
                 }
                 let mut m = self.market.clone();
-                if m.advance(self.kind, *from, *to) != *report
-                    || decayed_by(&self.wrecks, *to) != *decayed
-                {
+                let made = if self.is_primary() {
+                    m.advance(self.kind, *from, *to)
+                } else {
+                    Default::default()
+                };
+                if made != *report || decayed_by(&self.wrecks, *to) != *decayed {
                     return Err(format!(
                         "economy step {from}..{to} does not match this market"
                     ));
@@ -218,7 +229,7 @@ impl SystemState {
                 match jump_home {
                     Some((xfer, home)) => {
                         self.players.remove(player);
-                        self.leave(respawned, *xfer, *home, 0);
+                        self.leave(respawned, *xfer, InstanceId::primary(*home), 0);
                     }
                     None => {
                         self.players.insert(player.clone(), respawned);
@@ -235,8 +246,55 @@ impl SystemState {
                 p.cargo = cargo;
                 p.version += 1;
             }
+            Event::Split { instance } => {
+                let n = *instance;
+                if !self.is_primary()
+                    || n <= PRIMARY_INSTANCE
+                    || n > MAX_INSTANCES_PER_SYSTEM
+                    || self.instances.contains(&n)
+                {
+                    return Err(format!("instance {n} cannot open here"));
+                }
+                self.instances.insert(n);
+            }
+            Event::Retire { instance } => {
+                let n = *instance;
+                let at = InstanceId::new(self.id, n);
+                if !self.instances.contains(&n) || self.departing.values().any(|d| d.to == at) {
+                    return Err(format!(
+                        "instance {n} is not open, or a move to it is prepared"
+                    ));
+                }
+                self.instances.remove(&n);
+            }
         }
         self.tick = t;
+        Ok(())
+    }
+
+    /// Where a prepared jump may go: another system's primary; or, for a move (no fuel),
+    /// another open instance of this system: from the primary to an open instance, from an
+    /// instance back to the primary.
+    fn check_destination(&self, to: InstanceId, fuel: u32) -> Result<(), ApplyError> {
+        if to.system != self.id {
+            return match to.is_primary() {
+                true => Ok(()),
+                false => Err(format!(
+                    "a jump lands in instance {} of another system",
+                    to.n
+                )),
+            };
+        }
+        let open = match self.is_primary() {
+            true => self.instances.contains(&to.n),
+            false => to.is_primary(),
+        };
+        if !open || fuel != 0 || to.n == self.instance {
+            return Err(format!(
+                "no move to instance {} from instance {}",
+                to.n, self.instance
+            ));
+        }
         Ok(())
     }
 
@@ -247,13 +305,7 @@ impl SystemState {
     }
 
     /// A player leaves on transfer `xfer` (the next one): they wait for the transition log.
-    fn leave(
-        &mut self,
-        player: crate::sim::player::Player,
-        xfer: u64,
-        to: crate::sim::galaxy::SystemId,
-        fuel: u32,
-    ) {
+    fn leave(&mut self, player: crate::sim::player::Player, xfer: u64, to: InstanceId, fuel: u32) {
         assert_eq!(xfer, self.next_xfer, "transfers are numbered in order");
         self.engaged.remove(&player.name);
         self.next_xfer += 1;

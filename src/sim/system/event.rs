@@ -7,6 +7,7 @@
 use crate::sim::combat::{LootError, LootTake};
 use crate::sim::galaxy::SystemId;
 use crate::sim::goods::{Cargo, GOOD_COUNT};
+use crate::sim::instance::InstanceId;
 use crate::sim::market::{TickReport, Trade, TradeError};
 use crate::sim::player::Player;
 
@@ -26,11 +27,13 @@ pub enum Event {
         cost: u64,
     },
     /// A jump is prepared: the player leaves the system (fuel burnt) and waits for the
-    /// transition log to take the jump, the commit point.
+    /// transition log to take the jump, the commit point. A jump to another system goes to its
+    /// primary instance; a move to another instance of the same system (a split or a merge)
+    /// is a jump too, with no fuel and no travel time.
     Depart {
         xfer: u64,
         player: String,
-        to: SystemId,
+        to: InstanceId,
         fuel: u32,
     },
     /// The transition log holds jump `xfer`: the player is gone from here for good.
@@ -38,9 +41,9 @@ pub enum Event {
     /// Jump `xfer` of `player` never reached the transition log: the player is back, fuel
     /// refunded.
     DepartAbort { xfer: u64, player: String },
-    /// Jump `xfer` from system `from` lands here, with the player's state as it left.
+    /// Jump `xfer` from instance `from` lands here, with the player's state as it left.
     Arrive {
-        from: SystemId,
+        from: InstanceId,
         xfer: u64,
         player: Player,
     },
@@ -81,6 +84,12 @@ pub enum Event {
     },
     /// Goods moved from a wreck into a looter's hold.
     Loot { player: String, take: LootTake },
+    /// The system is crowded: instance `instance` opens (primary only). Recorded before any
+    /// player is moved there.
+    Split { instance: u16 },
+    /// Instance `instance` is empty and closes (primary only). Recorded after its last player
+    /// left it, for good; its log stays.
+    Retire { instance: u16 },
 }
 
 impl Event {
@@ -96,7 +105,11 @@ impl Event {
             | Event::Engage { player, .. }
             | Event::Destroyed { player, .. }
             | Event::Loot { player, .. } => Some(player),
-            Event::DepartDone { .. } | Event::Economy { .. } | Event::Combat { .. } => None,
+            Event::DepartDone { .. }
+            | Event::Economy { .. }
+            | Event::Combat { .. }
+            | Event::Split { .. }
+            | Event::Retire { .. } => None,
         }
     }
 
@@ -141,6 +154,14 @@ pub enum Reject {
     Downed,
     #[error("you cannot attack yourself")]
     SelfAttack,
+    #[error("{0} is not an open instance of this system")]
+    NoInstance(String),
+    #[error("{instance} cannot {what}; that is done in {system}'s primary instance")]
+    NotPrimary {
+        instance: String,
+        system: String,
+        what: &'static str,
+    },
 }
 
 impl Reject {
@@ -161,6 +182,8 @@ impl Reject {
             Reject::Loot(e) => e.code(),
             Reject::Downed => "downed",
             Reject::SelfAttack => "self_attack",
+            Reject::NoInstance(_) => "no_instance",
+            Reject::NotPrimary { .. } => "not_primary",
         }
     }
 }
@@ -169,6 +192,6 @@ impl Reject {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Departing {
     pub player: Player,
-    pub to: SystemId,
+    pub to: InstanceId,
     pub fuel: u32,
 }
