@@ -27,6 +27,7 @@ use mltrader::sim::instance::InstanceId;
 use mltrader::sim::system::{Event, SystemState};
 use mltrader::store::datadir::DataDir;
 use mltrader::store::record::parse_line;
+use serde_json::{json, Value};
 
 struct Size {
     players: usize,
@@ -318,6 +319,259 @@ async fn a_crowd_splits_a_system_into_instances_and_merges_back_with_groups_kept
          whole, {} instance logs audited, {:.1} s",
         size.players,
         report.instances,
+        started.elapsed().as_secs_f64()
+    );
+}
+
+/// What the SIGKILL run's bots share: where the server is now.
+struct Shared {
+    url: std::sync::RwLock<String>,
+    client: reqwest::Client,
+}
+
+impl Shared {
+    fn url(&self) -> String {
+        self.url.read().unwrap().clone()
+    }
+
+    async fn post(&self, path: &str, token: Option<&str>, body: Value) -> Option<(u16, Value)> {
+        let mut req = self
+            .client
+            .post(format!("{}{path}", self.url()))
+            .json(&body);
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        let resp = req.send().await.ok()?;
+        let status = resp.status().as_u16();
+        Some((status, resp.json().await.unwrap_or(Value::Null)))
+    }
+
+    async fn get(&self, path: &str, token: Option<&str>) -> Option<(u16, Value)> {
+        let mut req = self.client.get(format!("{}{path}", self.url()));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        let resp = req.send().await.ok()?;
+        let status = resp.status().as_u16();
+        Some((status, resp.json().await.unwrap_or(Value::Null)))
+    }
+
+    /// Sol's instances (the system itself first), if the server answers.
+    async fn sol_instances(&self) -> Option<usize> {
+        let (200, systems) = self.get("/v1/systems", None).await? else {
+            return None;
+        };
+        let sol = systems.as_array()?.iter().find(|s| s["name"] == "Sol")?;
+        Some(sol["instances"].as_array()?.len())
+    }
+}
+
+/// Joins `name`; the token, or None when the answer was lost (a kill) after the join was
+/// durable: that player exists but cannot be played.
+async fn join_retrying(shared: &Shared, name: &str) -> Option<String> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        match shared.post("/v1/join", None, json!({ "name": name })).await {
+            Some((201, joined)) => return joined["token"].as_str().map(str::to_string),
+            Some((409, e)) if e["error"]["code"] == "name_taken" => return None,
+            _ => {}
+        }
+        assert!(Instant::now() < deadline, "{name} never joined");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Leaves Sol for `to`: travels until the server says the player is elsewhere.
+async fn leave_sol(shared: &Shared, token: &str, to: &str) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Some((200, me)) = shared.get("/v1/me", Some(token)).await {
+            if me["system"].is_string() && me["system"] != "Sol" {
+                return;
+            }
+            if me["system"] == "Sol" {
+                match shared
+                    .post("/v1/travel", Some(token), json!({ "to": to }))
+                    .await
+                {
+                    Some((200, _)) => return,
+                    Some((409, e)) if e["error"]["code"] == "no_fuel" => {
+                        let _ = shared.post("/v1/refuel", Some(token), json!({})).await;
+                    }
+                    _ => {}
+                }
+            }
+        }
+        assert!(Instant::now() < deadline, "a player never left Sol");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// SIGKILLs the server, checks the directory as the crash left it, and starts it again.
+async fn kill_and_restart(server: &mut Option<common::Server>, data: &Path, shared: &Shared) {
+    server.take().expect("a server").kill();
+    let out = common::check(data);
+    assert!(
+        out.status.success(),
+        "check after a SIGKILL: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let data = data.to_path_buf();
+    let restarted = tokio::task::spawn_blocking(move || {
+        common::Server::start_with(Some(&data), &[], &SERVER_ARGS)
+    })
+    .await
+    .unwrap();
+    *shared.url.write().unwrap() = restarted.url().to_string();
+    *server = Some(restarted);
+}
+
+const SERVER_ARGS: [&str; 14] = [
+    "--tick-hz",
+    "20",
+    "--split-above",
+    "50",
+    "--merge-below",
+    "10",
+    "--instance-cooldown-ms",
+    "300",
+    "--max-instances",
+    "64",
+    "--snapshot-every",
+    "500",
+    "--checkpoint-every-ms",
+    "100",
+];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn splits_and_merges_survive_sigkill() {
+    let size = size();
+    let started = Instant::now();
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let mut server = Some(common::Server::start_with(Some(&data), &[], &SERVER_ARGS));
+    let shared = Arc::new(Shared {
+        url: std::sync::RwLock::new(server.as_ref().unwrap().url().to_string()),
+        client: reqwest::Client::builder()
+            .timeout(Duration::from_secs(5))
+            .build()
+            .unwrap(),
+    });
+    let (200, systems) = shared.get("/v1/systems", None).await.unwrap() else {
+        panic!("no map");
+    };
+    let out: Vec<String> = systems
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == "Sol")
+        .unwrap()["neighbours"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n.as_str().unwrap().to_string())
+        .collect();
+
+    // Into Sol, while the server is killed as Sol splits.
+    let mut joins = tokio::task::JoinSet::new();
+    for chunk in (0..size.players).collect::<Vec<_>>().chunks(25) {
+        let (shared, chunk) = (shared.clone(), chunk.to_vec());
+        joins.spawn(async move {
+            let mut tokens = Vec::new();
+            for i in chunk {
+                tokens.push(join_retrying(&shared, &name(i)).await);
+            }
+            tokens
+        });
+    }
+    let mut kills = 0;
+    let mut peak = 1;
+    let split_kills = size.kills.div_ceil(2);
+    while kills < split_kills {
+        let n = shared.sol_instances().await.unwrap_or(0);
+        peak = peak.max(n);
+        if n >= 2 + kills {
+            kill_and_restart(&mut server, &data, &shared).await;
+            kills += 1;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "Sol never split"
+        );
+        tokio::time::sleep(Duration::from_millis(30)).await;
+    }
+    let tokens: Vec<String> = joins
+        .join_all()
+        .await
+        .into_iter()
+        .flatten()
+        .flatten()
+        .collect();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let n = shared.sol_instances().await.unwrap_or(0);
+        peak = peak.max(n);
+        if n >= size.players / policy().fill() / 2 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "Sol split into {n} instances only"
+        );
+        tokio::time::sleep(Duration::from_millis(30)).await;
+    }
+
+    // Back out, while the server is killed as Sol merges.
+    let mut leaving = tokio::task::JoinSet::new();
+    for (i, chunk) in tokens.chunks(25).enumerate() {
+        let (shared, chunk) = (shared.clone(), chunk.to_vec());
+        let to = out[i % out.len()].clone();
+        leaving.spawn(async move {
+            for t in chunk {
+                leave_sol(&shared, &t, &to).await;
+            }
+        });
+    }
+    let mut low = usize::MAX;
+    while kills < size.kills {
+        let n = shared.sol_instances().await.unwrap_or(usize::MAX);
+        low = low.min(n);
+        if n < peak && n != usize::MAX {
+            kill_and_restart(&mut server, &data, &shared).await;
+            kills += 1;
+            peak = n;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "Sol never merged"
+        );
+        tokio::time::sleep(Duration::from_millis(30)).await;
+    }
+    leaving.join_all().await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while shared.sol_instances().await != Some(1) {
+        assert!(Instant::now() < deadline, "Sol did not merge back into one");
+        tokio::time::sleep(Duration::from_millis(30)).await;
+    }
+    let status = server.take().unwrap().stop();
+    assert!(status.success(), "a clean stop: {status}");
+
+    let out = common::mltrader()
+        .args(["check", "--json", "--data"])
+        .arg(&data)
+        .output()
+        .unwrap();
+    let report: Value = serde_json::from_slice(&out.stdout).expect("check --json");
+    assert!(out.status.success(), "check: {}", report["problems"]);
+    assert_eq!(report["players"].as_u64(), Some(size.players as u64));
+    assert!(report["instances"].as_u64().unwrap() >= 1);
+    println!(
+        "instances under SIGKILL: {} players ({} playable), {kills} kills, {} instance logs, \
+         {:.1} s",
+        size.players,
+        tokens.len(),
+        report["instances"],
         started.elapsed().as_secs_f64()
     );
 }

@@ -284,14 +284,6 @@ pub fn recover(datadir: &DataDir, galaxy: &Galaxy) -> Result<Recovered, MeshErro
             recover_one(InstanceId::new(id, n), &mut report, &mut all)?;
         }
     }
-    let open = |at: &InstanceId, all: &BTreeMap<InstanceId, RecoveredSystem>| {
-        at.is_primary()
-            || all[&InstanceId::primary(at.system)]
-                .state
-                .instances
-                .contains(&at.n)
-    };
-
     // Step 2: the transition log.
     let mut committed: BTreeMap<(InstanceId, u64), ()> = BTreeMap::new();
     let mut landings: HashMap<InstanceId, Vec<Jump>> = HashMap::new();
@@ -382,9 +374,21 @@ pub fn recover(datadir: &DataDir, galaxy: &Galaxy) -> Result<Recovered, MeshErro
     let mut systems = Vec::with_capacity(all.len());
     let mut instances = Vec::new();
     let mut retired_lines = Vec::new();
+    let open: BTreeSet<InstanceId> = all
+        .values()
+        .flat_map(|r| {
+            let system = r.state.id;
+            let others = r
+                .state
+                .instances
+                .iter()
+                .map(move |&n| InstanceId::new(system, n));
+            std::iter::once(InstanceId::primary(system)).chain(others)
+        })
+        .collect();
     let keys: Vec<InstanceId> = all.keys().copied().collect();
     for at in keys {
-        let is_open = open(&at, &all);
+        let is_open = open.contains(&at);
         let sys = all.remove(&at).expect("listed just above");
         if is_open {
             match at.n == PRIMARY_INSTANCE {
