@@ -6,6 +6,10 @@
 //!    that is durable: this is the commit point. Only then is the player told, the destination
 //!    shard handed the jump, and the origin shard told to log `depart.done`.
 //!
+//! The destination is handed the jump only once the origin's acker has sent the player-log
+//! lines up to the `depart` (a player's lines must reach the projector in version order, and a
+//! move between instances lands within a tick, faster than an acker may be).
+//!
 //! The destination is handed the jump before the origin is told of the commit: once the origin
 //! has logged `depart.done`, the jump is already in the destination's queue. A primary relies
 //! on it to close an instance: when it holds no prepared move towards the instance any more,
@@ -40,6 +44,7 @@ pub struct PendingDeparture {
 pub async fn run(
     ctx: Arc<Context>,
     system_log: Log,
+    mut acked: tokio::sync::watch::Receiver<u64>,
     origin: mpsc::Sender<Command>,
     mut rx: mpsc::UnboundedReceiver<PendingDeparture>,
 ) {
@@ -61,6 +66,10 @@ pub async fn run(
             }
             continue;
         }
+        // The prepares' lines are with the projector before any landing's (an acker that is
+        // gone, when the shard stops, has sent all it will).
+        let last_prepare = batch.iter().map(|p| p.seq).max().unwrap_or(0);
+        let _ = acked.wait_for(|&seq| seq >= last_prepare).await;
         for p in batch.drain(..) {
             let ack = JumpAck {
                 xfer: xfer_text(&ctx.galaxy, p.jump.from, p.jump.xfer),

@@ -194,11 +194,13 @@ impl Shard {
     ) -> Shard {
         let id = state.instance_id();
         let (acks, acks_rx) = mpsc::unbounded_channel();
-        let acks_task = tokio::spawn(acker(log.clone(), acks_rx));
+        let (acked, acked_rx) = tokio::sync::watch::channel(0);
+        let acks_task = tokio::spawn(acker(log.clone(), acks_rx, acked));
         let (departures, dep_rx) = mpsc::unbounded_channel();
         let departures_task = tokio::spawn(super::departures::run(
             ctx.clone(),
             log.clone(),
+            acked_rx,
             self_tx.clone(),
             dep_rx,
         ));
@@ -718,10 +720,16 @@ fn tick_budget_us(tick_hz: u32) -> u64 {
     1_000_000 / u64::from(tick_hz.max(1))
 }
 
-/// Runs each waiting action once its record is durable, in log order.
-async fn acker(log: Log, mut rx: mpsc::UnboundedReceiver<(u64, AfterDurable)>) {
+/// Runs each waiting action once its record is durable, in log order, and says in `acked` up
+/// to which record it has (the departure pipeline waits for it: see there).
+async fn acker(
+    log: Log,
+    mut rx: mpsc::UnboundedReceiver<(u64, AfterDurable)>,
+    acked: tokio::sync::watch::Sender<u64>,
+) {
     while let Some((seq, then)) = rx.recv().await {
         let r = log.durable(seq).await;
         then(r);
+        acked.send_replace(seq);
     }
 }
