@@ -23,7 +23,9 @@ use mltrader::mesh::directory::Place;
 use mltrader::mesh::instances::{groups, InstancePolicy};
 use mltrader::mesh::{Mesh, MeshConfig};
 use mltrader::sim::galaxy::{Galaxy, SystemId};
+use mltrader::sim::goods::Good;
 use mltrader::sim::instance::InstanceId;
+use mltrader::sim::market::{Order, Side};
 use mltrader::sim::system::{Event, SystemState};
 use mltrader::store::datadir::DataDir;
 use mltrader::store::record::parse_line;
@@ -240,6 +242,32 @@ async fn a_crowd_splits_a_system_into_instances_and_merges_back_with_groups_kept
             .map(|i| i.population)
             .sum::<usize>();
     assert!(everyone <= size.players);
+    // Trades in every instance: one market for all of Sol (buy, then sell back).
+    let mut trades = tokio::task::JoinSet::new();
+    for chunk in (size.fighters..size.players).collect::<Vec<_>>().chunks(20) {
+        let (mesh, chunk) = (mesh.clone(), chunk.to_vec());
+        trades.spawn(async move {
+            let mut in_instances = 0;
+            for i in chunk {
+                let in_instance =
+                    matches!(mesh.place(&name(i)), Some(Place::In(at)) if !at.is_primary());
+                let order = |side| Order {
+                    side,
+                    good: Good::Food,
+                    qty: 2,
+                    price_limit_cr: None,
+                };
+                let bought = mesh.trade(&name(i), order(Side::Buy)).await.unwrap();
+                assert_eq!(bought.player.cargo.get(Good::Food), 2);
+                let sold = mesh.trade(&name(i), order(Side::Sell)).await.unwrap();
+                assert_eq!(sold.player.cargo.get(Good::Food), 0);
+                in_instances += usize::from(in_instance);
+            }
+            in_instances
+        });
+    }
+    let traded_in_instances: usize = trades.join_all().await.into_iter().sum();
+    assert!(traded_in_instances > 0, "no one traded from an instance");
     // Let the fights go on across the split for a moment.
     tokio::time::sleep(Duration::from_millis(500)).await;
     stop_fighting.store(true, Ordering::Relaxed);
@@ -295,6 +323,15 @@ async fn a_crowd_splits_a_system_into_instances_and_merges_back_with_groups_kept
     let report = audit(&datadir, &galaxy);
     assert!(report.ok(), "{:#?}", report.problems);
     assert_eq!(report.players, size.players as u64);
+    assert!(report.trades >= 2 * (size.players - size.fighters) as u64);
+    let remote = std::fs::read_to_string(dir.path().join("systems").join("sol.log"))
+        .unwrap()
+        .matches(" trade.remote ")
+        .count();
+    assert!(
+        remote >= traded_in_instances,
+        "{remote} trades of instances in Sol's log"
+    );
     assert!(
         report.instances >= peak as u64 - 1,
         "{} instance logs",
@@ -316,7 +353,7 @@ async fn a_crowd_splits_a_system_into_instances_and_merges_back_with_groups_kept
     );
     println!(
         "instances: {} players, Sol peaked at {peak} instances, {fights} fighting groups moved \
-         whole, {} instance logs audited, {:.1} s",
+         whole, {remote} trades through escrows, {} instance logs audited, {:.1} s",
         size.players,
         report.instances,
         started.elapsed().as_secs_f64()

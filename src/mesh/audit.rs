@@ -14,6 +14,9 @@
 //!   units destroyed, by the named rules only (made: the markets' first stocks, production;
 //!   destroyed: consumption, wreck decay);
 //! - every snapshot's state hash equals the replayed state's at the same record;
+//! - one market per system: a trade asked in an instance is in escrow (its credits or goods
+//!   counted there) until its instance settles it; it is settled at the price the primary's
+//!   market took it at (`trade.remote`), or refunded only if the market never took it;
 //! - instances: every instance log belongs to an instance its primary opened (`split`), and an
 //!   instance retired (`retire`) holds no one at the end. Jumps between instances (moves) are
 //!   proved like any jump, so "exactly one place" holds across instances too.
@@ -85,6 +88,8 @@ impl AuditReport {
 /// Credits and goods the rules created and destroyed, as the logs say, per good.
 #[derive(Default)]
 struct Ledger {
+    /// Trades of instances' escrows the primaries' markets took, by escrow.
+    remote: HashMap<(InstanceId, u64), crate::sim::market::Trade>,
     credits_made: u128,
     credits_destroyed: u128,
     goods_made: [u128; GOOD_COUNT],
@@ -256,6 +261,52 @@ pub fn audit(datadir: &DataDir, galaxy: &Galaxy) -> AuditReport {
             players.entry(d.player.name.clone()).or_default().places += 1;
             r.credits_held += u128::from(d.player.credits);
             add_cargo(&mut goods_held, &d.player.cargo);
+        }
+    }
+    // Trades of instances in escrow: what the escrow holds now depends on whether the
+    // primary's market took the trade.
+    let outcomes_kept: std::collections::HashSet<(InstanceId, u64)> = states
+        .iter()
+        .filter(|s| s.is_primary())
+        .flat_map(|s| {
+            let system = s.id;
+            s.remote_trades
+                .keys()
+                .map(move |(n, e)| (InstanceId::new(system, *n), *e))
+        })
+        .collect();
+    for s in &states {
+        for (id, e) in &s.escrows {
+            let at = s.instance_id();
+            let good = e.order.good.index();
+            let text = crate::mesh::codec::xfer_text(galaxy, at, *id);
+            match ledger.remote.get(&(at, *id)) {
+                Some(t) => {
+                    if !outcomes_kept.contains(&(at, *id)) {
+                        r.problems.push(format!(
+                            "escrow {text} is open but its primary forgot the trade"
+                        ));
+                    }
+                    match t.side {
+                        crate::sim::market::Side::Buy => {
+                            r.credits_held += u128::from(e.held_cr.saturating_sub(t.total_cr));
+                            goods_held[good] += u128::from(t.qty);
+                        }
+                        crate::sim::market::Side::Sell => {
+                            r.credits_held += u128::from(t.total_cr);
+                            goods_held[good] += u128::from(e.held_qty.saturating_sub(t.qty));
+                        }
+                    }
+                }
+                None => {
+                    r.credits_held += u128::from(e.held_cr);
+                    goods_held[good] += u128::from(e.held_qty);
+                }
+            }
+            r.notes.push(format!(
+                "trade of escrow {text} ('{}') is not settled: the next start settles it",
+                e.player
+            ));
         }
     }
     for seen in jumps.values() {
@@ -592,6 +643,39 @@ fn check_event(
         Event::Trade { .. } => {
             ledger.trades += 1;
             Ok(())
+        }
+        Event::RemoteTrade {
+            instance,
+            escrow,
+            trade,
+            ..
+        } => {
+            ledger.trades += 1;
+            let at = InstanceId::new(id.system, *instance);
+            if ledger.remote.insert((at, *escrow), *trade).is_some() {
+                return Err(format!("escrow {} traded twice", xfer_text(at, *escrow)));
+            }
+            Ok(())
+        }
+        Event::EscrowSettle {
+            escrow, total_cr, ..
+        } => match ledger.remote.get(&(id, *escrow)) {
+            Some(t) if t.total_cr == *total_cr => Ok(()),
+            Some(t) => Err(format!(
+                "escrow {} settles at {total_cr} cr but the market took it at {}",
+                xfer_text(id, *escrow),
+                t.total_cr
+            )),
+            None => Err(format!(
+                "escrow {} settles but the primary's market never took it",
+                xfer_text(id, *escrow)
+            )),
+        },
+        Event::EscrowRefund { escrow, .. } if ledger.remote.contains_key(&(id, *escrow)) => {
+            Err(format!(
+                "escrow {} is refunded but the primary's market took it",
+                xfer_text(id, *escrow)
+            ))
         }
         _ => Ok(()),
     }

@@ -12,9 +12,9 @@ use crate::sim::combat::{LootTake, Wreck, Wrecks};
 use crate::sim::galaxy::{Galaxy, SystemId};
 use crate::sim::goods::{parse_units, units_text, Cargo, Good};
 use crate::sim::instance::{InstanceId, PRIMARY_INSTANCE};
-use crate::sim::market::{Market, Side, TickReport, Trade};
+use crate::sim::market::{Market, Order, Side, TickReport, Trade};
 use crate::sim::player::Player;
-use crate::sim::system::{Departing, Event, SystemState};
+use crate::sim::system::{Departing, Escrow, Event, RemoteOutcome, SystemState};
 use crate::store::record::{Line, Record};
 use crate::store::snapshot::SnapshotWriter;
 
@@ -52,7 +52,52 @@ pub fn event_kind(event: &Event) -> &'static str {
         Event::Loot { .. } => "loot",
         Event::Split { .. } => "split",
         Event::Retire { .. } => "retire",
+        Event::Escrow { .. } => "trade.escrow",
+        Event::EscrowSettle { .. } => "trade.settle",
+        Event::EscrowRefund { .. } => "trade.refund",
+        Event::RemoteTrade { .. } => "trade.remote",
+        Event::RemoteTradeDone { .. } => "trade.done",
     }
+}
+
+/// Writes an order's fields: side, good, qty, and limit (per unit) if any.
+fn put_order(line: &mut Line<'_>, o: &Order) {
+    line.field("side", o.side.name())
+        .field("good", o.good.name())
+        .num("qty", o.qty);
+    if let Some(limit) = o.price_limit_cr {
+        line.num("limit", limit);
+    }
+}
+
+fn side_field(rec: &Record<'_>) -> Result<Side, String> {
+    match rec.str("side").map_err(|e| e.to_string())? {
+        "buy" => Ok(Side::Buy),
+        "sell" => Ok(Side::Sell),
+        other => Err(format!("side={other} is neither buy nor sell")),
+    }
+}
+
+fn good_field(rec: &Record<'_>) -> Result<Good, String> {
+    Good::parse(rec.str("good").map_err(|e| e.to_string())?).map_err(|e| e.to_string())
+}
+
+fn get_order(rec: &Record<'_>) -> Result<Order, String> {
+    Ok(Order {
+        side: side_field(rec)?,
+        good: good_field(rec)?,
+        qty: num(rec, "qty")?,
+        price_limit_cr: opt_num(rec, "limit")?,
+    })
+}
+
+fn get_trade(rec: &Record<'_>) -> Result<Trade, String> {
+    Ok(Trade {
+        side: side_field(rec)?,
+        good: good_field(rec)?,
+        qty: num(rec, "qty")?,
+        total_cr: num(rec, "total")?,
+    })
 }
 
 fn put_player(line: &mut Line<'_>, p: &Player) {
@@ -264,6 +309,53 @@ pub fn encode_event(
                 &InstanceId::new(system.system, *instance).slug(galaxy),
             );
         }
+        Event::Escrow {
+            escrow,
+            player,
+            order,
+            held_cr,
+            held_qty,
+        } => {
+            line.field("escrow", &xfer_text(galaxy, system, *escrow))
+                .field("player", player);
+            put_order(line, order);
+            line.num("held_cr", held_cr)
+                .num("held_qty", held_qty)
+                .num("v", version);
+        }
+        Event::EscrowSettle {
+            escrow,
+            player,
+            total_cr,
+        } => {
+            line.field("escrow", &xfer_text(galaxy, system, *escrow))
+                .field("player", player)
+                .num("total", total_cr)
+                .num("v", version);
+        }
+        Event::EscrowRefund { escrow, player } => {
+            line.field("escrow", &xfer_text(galaxy, system, *escrow))
+                .field("player", player)
+                .num("v", version);
+        }
+        Event::RemoteTrade {
+            instance,
+            escrow,
+            player,
+            trade,
+        } => {
+            let at = InstanceId::new(system.system, *instance);
+            line.field("escrow", &xfer_text(galaxy, at, *escrow))
+                .field("player", player)
+                .field("side", trade.side.name())
+                .field("good", trade.good.name())
+                .num("qty", trade.qty)
+                .num("total", trade.total_cr);
+        }
+        Event::RemoteTradeDone { instance, escrow } => {
+            let at = InstanceId::new(system.system, *instance);
+            line.field("escrow", &xfer_text(galaxy, at, *escrow));
+        }
     }
 }
 
@@ -304,6 +396,17 @@ pub fn decode_event(
         }
         Ok(n)
     };
+    let local_escrow = |rec: &Record<'_>| -> Result<u64, String> {
+        let (at, n) = parse_xfer(galaxy, rec.str("escrow").map_err(|e| e.to_string())?)?;
+        if at != system {
+            return Err(format!(
+                "escrow of {} in the log of {}",
+                at.slug(galaxy),
+                system.slug(galaxy)
+            ));
+        }
+        Ok(n)
+    };
     let event = match rec.kind {
         "join" => Event::Join {
             player: get_player(rec)?,
@@ -337,18 +440,46 @@ pub fn decode_event(
         }
         "trade" => Event::Trade {
             player: name_field(rec, "player")?,
-            trade: Trade {
-                side: match rec.str("side").map_err(|e| e.to_string())? {
-                    "buy" => Side::Buy,
-                    "sell" => Side::Sell,
-                    other => return Err(format!("side={other} is neither buy nor sell")),
-                },
-                good: Good::parse(rec.str("good").map_err(|e| e.to_string())?)
-                    .map_err(|e| e.to_string())?,
-                qty: num(rec, "qty")?,
-                total_cr: num(rec, "total")?,
-            },
+            trade: get_trade(rec)?,
         },
+        "trade.escrow" => Event::Escrow {
+            escrow: local_escrow(rec)?,
+            player: name_field(rec, "player")?,
+            order: get_order(rec)?,
+            held_cr: num(rec, "held_cr")?,
+            held_qty: num(rec, "held_qty")?,
+        },
+        "trade.settle" => Event::EscrowSettle {
+            escrow: local_escrow(rec)?,
+            player: name_field(rec, "player")?,
+            total_cr: num(rec, "total")?,
+        },
+        "trade.refund" => Event::EscrowRefund {
+            escrow: local_escrow(rec)?,
+            player: name_field(rec, "player")?,
+        },
+        "trade.remote" | "trade.done" => {
+            let (at, escrow) = parse_xfer(galaxy, rec.str("escrow").map_err(|e| e.to_string())?)?;
+            if at.system != system.system || at.is_primary() || !system.is_primary() {
+                return Err(format!(
+                    "escrow of {} in the log of {}",
+                    at.slug(galaxy),
+                    system.slug(galaxy)
+                ));
+            }
+            match rec.kind {
+                "trade.remote" => Event::RemoteTrade {
+                    instance: at.n,
+                    escrow,
+                    player: name_field(rec, "player")?,
+                    trade: get_trade(rec)?,
+                },
+                _ => Event::RemoteTradeDone {
+                    instance: at.n,
+                    escrow,
+                },
+            }
+        }
         "economy" => Event::Economy {
             from: num(rec, "from")?,
             to: num(rec, "to")?,
@@ -452,6 +583,9 @@ pub fn encode_state(w: &mut SnapshotWriter, galaxy: &Galaxy, state: &SystemState
         if !state.is_primary() {
             l.num("instance", state.instance);
         }
+        if state.next_escrow != 1 {
+            l.num("next_escrow", state.next_escrow);
+        }
         l.num("t", state.tick)
             .num("next_xfer", state.next_xfer)
             .num("market_tick", state.market_tick)
@@ -462,6 +596,27 @@ pub fn encode_state(w: &mut SnapshotWriter, galaxy: &Galaxy, state: &SystemState
     for n in &state.instances {
         w.record("instance", |l| {
             l.field("open", &InstanceId::new(state.id, *n).slug(galaxy));
+        });
+    }
+    for (id, e) in &state.escrows {
+        w.record("escrow", |l| {
+            l.field("escrow", &xfer_text(galaxy, state.instance_id(), *id))
+                .field("player", &e.player);
+            put_order(l, &e.order);
+            l.num("held_cr", e.held_cr).num("held_qty", e.held_qty);
+        });
+    }
+    for ((n, id), o) in &state.remote_trades {
+        w.record("remote", |l| {
+            l.field(
+                "escrow",
+                &xfer_text(galaxy, InstanceId::new(state.id, *n), *id),
+            )
+            .field("player", &o.player)
+            .field("side", o.trade.side.name())
+            .field("good", o.trade.good.name())
+            .num("qty", o.trade.qty)
+            .num("total", o.trade.total_cr);
         });
     }
     for (id, wreck) in state.wrecks.iter() {
@@ -519,6 +674,7 @@ pub fn decode_state_record(
             }
             state.tick = num(rec, "t")?;
             state.next_xfer = num(rec, "next_xfer")?;
+            state.next_escrow = opt_num(rec, "next_escrow")?.unwrap_or(1);
             state.market_tick = num(rec, "market_tick")?;
             state.market = Market::from_parts(units_field(rec, "stock")?, num(rec, "till")?)?;
             state.wrecks = Wrecks::from_parts(num(rec, "next_wreck")?, Vec::new())?;
@@ -537,6 +693,30 @@ pub fn decode_state_record(
                 return Err("an open instance of another system".into());
             }
             state.instances.insert(at.n);
+        }
+        "escrow" => {
+            let (at, id) = parse_xfer(galaxy, rec.str("escrow").map_err(|e| e.to_string())?)?;
+            if at != state.instance_id() {
+                return Err("an escrow of another instance".into());
+            }
+            let e = Escrow {
+                player: name_field(rec, "player")?,
+                order: get_order(rec)?,
+                held_cr: num(rec, "held_cr")?,
+                held_qty: num(rec, "held_qty")?,
+            };
+            state.escrows.insert(id, e);
+        }
+        "remote" => {
+            let (at, id) = parse_xfer(galaxy, rec.str("escrow").map_err(|e| e.to_string())?)?;
+            if at.system != state.id || at.is_primary() {
+                return Err("a trade of another system".into());
+            }
+            let o = RemoteOutcome {
+                player: name_field(rec, "player")?,
+                trade: get_trade(rec)?,
+            };
+            state.remote_trades.insert((at.n, id), o);
         }
         "engaged" => {
             state
@@ -586,6 +766,7 @@ pub fn decode_state_record(
 mod tests {
     use super::*;
     use crate::store::record::parse_line;
+    use crate::store::snapshot::SnapshotMeta;
 
     fn round_trip(galaxy: &Galaxy, system: SystemId, event: &Event) -> (u64, Event) {
         let mut buf = String::new();
@@ -690,6 +871,137 @@ mod tests {
             },
         ] {
             assert_eq!(round_trip(&g, sol, &e), (42, e));
+        }
+    }
+
+    #[test]
+    fn instance_events_round_trip() {
+        let g = Galaxy::default_galaxy();
+        let (sol, two) = (InstanceId::primary(g.home()), InstanceId::new(g.home(), 2));
+        let trade = Trade {
+            side: Side::Buy,
+            good: Good::Ore,
+            qty: 3,
+            total_cr: 120,
+        };
+        let order = Order {
+            side: Side::Sell,
+            good: Good::Food,
+            qty: 4,
+            price_limit_cr: Some(9),
+        };
+        let cases = [
+            (sol, Event::Split { instance: 2 }),
+            (sol, Event::Retire { instance: 2 }),
+            (
+                sol,
+                Event::Depart {
+                    xfer: 5,
+                    player: "ann".into(),
+                    to: two,
+                    fuel: 0,
+                },
+            ),
+            (
+                two,
+                Event::Escrow {
+                    escrow: 7,
+                    player: "ann".into(),
+                    order,
+                    held_cr: 0,
+                    held_qty: 4,
+                },
+            ),
+            (
+                two,
+                Event::EscrowSettle {
+                    escrow: 7,
+                    player: "ann".into(),
+                    total_cr: 33,
+                },
+            ),
+            (
+                two,
+                Event::EscrowRefund {
+                    escrow: 7,
+                    player: "ann".into(),
+                },
+            ),
+            (
+                sol,
+                Event::RemoteTrade {
+                    instance: 2,
+                    escrow: 7,
+                    player: "ann".into(),
+                    trade,
+                },
+            ),
+            (
+                sol,
+                Event::RemoteTradeDone {
+                    instance: 2,
+                    escrow: 7,
+                },
+            ),
+        ];
+        for (at, e) in cases {
+            let mut buf = String::new();
+            let mut line = Line::new(&mut buf, 1, event_kind(&e));
+            encode_event(&mut line, &g, at, 42, &e, 3);
+            line.finish();
+            let rec = parse_line(buf.as_bytes()).unwrap();
+            assert_eq!(decode_event(&g, at, &rec).unwrap(), (42, e), "{buf}");
+        }
+        let mut buf = String::new();
+        let mut line = Line::new(&mut buf, 1, "trade.escrow");
+        let e = Event::EscrowRefund {
+            escrow: 7,
+            player: "ann".into(),
+        };
+        encode_event(&mut line, &g, two, 42, &e, 3);
+        line.finish();
+        assert!(buf.contains("escrow=sol.2:7"), "{buf}");
+        let rec = parse_line(buf.as_bytes()).unwrap();
+        assert!(
+            decode_event(&g, sol, &rec).is_err(),
+            "an escrow of sol.2 in sol's log"
+        );
+    }
+
+    #[test]
+    fn instance_states_round_trip_through_snapshots() {
+        let g = Galaxy::default_galaxy();
+        let two = InstanceId::new(g.home(), 2);
+        let mut primary = SystemState::new(&g, g.home());
+        primary.apply(1, &Event::Split { instance: 2 }).unwrap();
+        let mut inst = SystemState::new_instance(&g, two);
+        let ann = Player::starter("ann", &crate::sim::rules::Rules::default());
+        inst.players.insert("ann".into(), ann);
+        let order = Order {
+            side: Side::Buy,
+            good: Good::Ore,
+            qty: 2,
+            price_limit_cr: None,
+        };
+        let escrow = inst.decide_escrow(&g, "ann", &order).unwrap();
+        inst.apply(2, &escrow).unwrap();
+        let req = inst.escrow_request(1).unwrap();
+        let remote = primary.decide_remote_trade(&g, &req).unwrap();
+        primary.apply(3, &remote).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        for (at, state) in [(primary.instance_id(), &primary), (two, &inst)] {
+            let meta = SnapshotMeta {
+                name: at.slug(&g),
+                upto_seq: 9,
+                log_offset: 0,
+                log_line: 1,
+                state_hash: state.state_hash(),
+            };
+            let bytes = crate::store::snapshot::encode(&meta, |w| encode_state(w, &g, state));
+            let path = crate::store::snapshot::write(dir.path(), &meta, &bytes).unwrap();
+            let mut back = SystemState::new_instance(&g, at);
+            crate::store::snapshot::load(&path, |r| decode_state_record(&g, &mut back, r)).unwrap();
+            assert_eq!(&back, state);
         }
     }
 

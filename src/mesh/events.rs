@@ -207,10 +207,29 @@ impl MeshEventKind {
                 wreck: take.wreck_id,
                 took: take.taken.to_string(),
             },
+            // A trade in an instance is told when it is settled, as a trade.
+            Event::EscrowSettle {
+                escrow,
+                player,
+                total_cr,
+            } => {
+                let e = state.escrows.get(escrow)?;
+                MeshEventKind::Traded {
+                    player: player.clone(),
+                    side: e.order.side.name(),
+                    good: e.order.good.name(),
+                    qty: e.order.qty,
+                    total_cr: *total_cr,
+                }
+            }
             Event::Economy { .. }
             | Event::Combat { .. }
             | Event::Split { .. }
-            | Event::Retire { .. } => return None,
+            | Event::Retire { .. }
+            | Event::Escrow { .. }
+            | Event::EscrowRefund { .. }
+            | Event::RemoteTrade { .. }
+            | Event::RemoteTradeDone { .. } => return None,
         })
     }
 }

@@ -9,6 +9,10 @@
 //!    origin logs `depart.done`), otherwise aborted (`depart.abort`: the player is back, fuel
 //!    refunded; nobody was told it had left).
 //!
+//! 4. Each trade of an instance left in escrow: settled if the primary's market took it (its
+//!    state keeps the outcome until the settlement is known), otherwise refunded; then the
+//!    primary forgets the outcomes (`trade.done`).
+//!
 //! Never guesses: any disagreement between logs is an error naming the file and line.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -60,6 +64,10 @@ pub struct RecoveryReport {
     pub jumps_cancelled: u64,
     /// Committed jumps still to land (they land after their travel time).
     pub jumps_in_flight: u64,
+    /// Trades of instances left open by the stop: taken by the primary's market (settled) or
+    /// not (refunded).
+    pub trades_settled: u64,
+    pub trades_refunded: u64,
     pub players: usize,
     /// Lines added to player logs that were behind, and torn player logs cut.
     pub player_lines_added: u64,
@@ -73,7 +81,7 @@ impl RecoveryReport {
     /// One or two lines for a person.
     pub fn summary(&self) -> String {
         let mut s = format!(
-            "recovered {} systems, {} players in {} ms: {} records replayed ({} snapshots), {} transition records; jumps: {} completed, {} cancelled, {} in flight",
+            "recovered {} systems, {} players in {} ms: {} records replayed ({} snapshots), {} transition records; jumps: {} completed, {} cancelled, {} in flight; instance trades: {} settled, {} refunded",
             self.systems,
             self.players,
             self.duration_ms,
@@ -82,7 +90,9 @@ impl RecoveryReport {
             self.transition_records,
             self.jumps_completed,
             self.jumps_cancelled,
-            self.jumps_in_flight
+            self.jumps_in_flight,
+            self.trades_settled,
+            self.trades_refunded
         );
         for t in &self.torn_tails_cut {
             s.push_str(&format!("\n  torn tail cut: {t}"));
@@ -370,6 +380,47 @@ pub fn recover(datadir: &DataDir, galaxy: &Galaxy) -> Result<Recovered, MeshErro
         }
     }
 
+    // Step 3b: trades of instances left in escrow. The primary's state says which it took
+    // (and at what price): those are settled, the others refunded. Once the instances' logs
+    // hold that durably, the primaries forget the outcomes.
+    let outcomes: BTreeMap<(SystemId, u16, u64), u64> = all
+        .values()
+        .filter(|r| r.state.is_primary())
+        .flat_map(|r| {
+            let system = r.state.id;
+            let taken = r.state.remote_trades.iter();
+            taken.map(move |((n, id), o)| ((system, *n, *id), o.trade.total_cr))
+        })
+        .collect();
+    for sys in all.values_mut().filter(|r| !r.state.is_primary()) {
+        let (system, n) = (sys.state.id, sys.state.instance);
+        let open: Vec<u64> = sys.state.escrows.keys().copied().collect();
+        let mut last = None;
+        for id in open {
+            let total = outcomes.get(&(system, n, id)).copied();
+            match total {
+                Some(_) => report.trades_settled += 1,
+                None => report.trades_refunded += 1,
+            }
+            let event = sys.state.decide_settle(id, total).expect("an open escrow");
+            last = Some(settle(galaxy, sys, event).map_err(MeshError::Storage)?);
+        }
+        if let Some(seq) = last {
+            sys.log.wait_durable(seq).map_err(MeshError::Storage)?;
+        }
+    }
+    for sys in all.values_mut().filter(|r| r.state.is_primary()) {
+        let done: Vec<(u16, u64)> = sys.state.remote_trades.keys().copied().collect();
+        let mut last = None;
+        for (instance, escrow) in done {
+            let event = Event::RemoteTradeDone { instance, escrow };
+            last = Some(settle(galaxy, sys, event).map_err(MeshError::Storage)?);
+        }
+        if let Some(seq) = last {
+            sys.log.wait_durable(seq).map_err(MeshError::Storage)?;
+        }
+    }
+
     // A retired instance is empty for good: it is retired only once empty and stopped.
     let mut systems = Vec::with_capacity(all.len());
     let mut instances = Vec::new();
@@ -442,7 +493,7 @@ pub fn recover(datadir: &DataDir, galaxy: &Galaxy) -> Result<Recovered, MeshErro
 fn settle(galaxy: &Galaxy, sys: &mut RecoveredSystem, event: Event) -> Result<u64, LogError> {
     let t = sys.state.tick;
     if let Err(e) = sys.state.apply(t, &event) {
-        panic!("BUG: settling a prepared jump does not apply: {e} ({event:?})");
+        panic!("BUG: settling what a crash left open does not apply: {e} ({event:?})");
     }
     let version = sys.state.version_after(&event).unwrap_or(0);
     let id = sys.state.instance_id();
@@ -457,4 +508,148 @@ fn settle(galaxy: &Galaxy, sys: &mut RecoveredSystem, event: Event) -> Result<u6
         });
     }
     Ok(seq)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::mesh::audit::audit;
+    use crate::mesh::codec::encode_jump;
+    use crate::sim::goods::Good;
+    use crate::sim::market::{Order, Side};
+    use crate::sim::player::Player;
+    use crate::sim::rules::Rules;
+
+    /// A log being written by hand, with the state it gives.
+    struct Writing {
+        at: InstanceId,
+        state: SystemState,
+        log: Log,
+    }
+
+    impl Writing {
+        fn open(datadir: &DataDir, galaxy: &Galaxy, at: InstanceId) -> Writing {
+            let start = ScanStart {
+                offset: 0,
+                line: 1,
+                expect_seq: Some(1),
+            };
+            let path = datadir.system_log(&at.slug(galaxy));
+            let (log, _) = Log::open(&path, start, |_| Ok(())).unwrap();
+            let state = SystemState::new_instance(galaxy, at);
+            Writing { at, state, log }
+        }
+
+        fn record(&mut self, galaxy: &Galaxy, t: u64, event: Event) {
+            self.state.apply(t, &event).unwrap();
+            let v = self.state.version_after(&event).unwrap_or(0);
+            let at = self.at;
+            let seq = self
+                .log
+                .append(event_kind(&event), |l| {
+                    encode_event(l, galaxy, at, t, &event, v)
+                })
+                .unwrap();
+            self.log.wait_durable(seq).unwrap();
+        }
+    }
+
+    /// The logs a crash leaves with Ann in Sol #2, her purchase of ore in escrow, and the
+    /// primary's market having taken it (`taken`) or not yet.
+    fn crashed_with_an_open_escrow(datadir: &DataDir, galaxy: &Galaxy, taken: bool) -> u64 {
+        datadir.create().unwrap();
+        let sol = InstanceId::primary(galaxy.home());
+        let two = InstanceId::new(galaxy.home(), 2);
+        let mut p = Writing::open(datadir, galaxy, sol);
+        let ann = Player::starter("Ann", &Rules::default());
+        let credits = ann.credits;
+        let key = "k".to_string();
+        p.record(galaxy, 1, Event::Join { player: ann, key });
+        p.record(galaxy, 2, Event::Split { instance: 2 });
+        p.record(galaxy, 3, p.state.decide_move(galaxy, "Ann", 2).unwrap());
+        let d = p.state.departing[&1].clone();
+        let jump = Jump {
+            from: sol,
+            xfer: 1,
+            to: two,
+            t: 3,
+            travel_ticks: 0,
+            player: d.player.clone(),
+            tseq: 0,
+        };
+        let start = ScanStart {
+            offset: 0,
+            line: 1,
+            expect_seq: Some(1),
+        };
+        let (transitions, _) = Log::open(&datadir.transitions_log(), start, |_| Ok(())).unwrap();
+        let seq = transitions
+            .append("jump", |l| encode_jump(l, galaxy, &jump))
+            .unwrap();
+        transitions.wait_durable(seq).unwrap();
+        p.record(galaxy, 4, Event::DepartDone { xfer: 1 });
+        let mut i = Writing::open(datadir, galaxy, two);
+        i.record(galaxy, 1, i.state.decide_arrive(sol, 1, &d.player).unwrap());
+        let order = Order {
+            side: Side::Buy,
+            good: Good::Ore,
+            qty: 2,
+            price_limit_cr: None,
+        };
+        i.record(
+            galaxy,
+            2,
+            i.state.decide_escrow(galaxy, "Ann", &order).unwrap(),
+        );
+        let mut paid = 0;
+        if taken {
+            let req = i.state.escrow_request(1).unwrap();
+            let remote = p.state.decide_remote_trade(galaxy, &req).unwrap();
+            if let Event::RemoteTrade { trade, .. } = &remote {
+                paid = trade.total_cr;
+            }
+            p.record(galaxy, 5, remote);
+        }
+        for log in [p.log, i.log, transitions] {
+            log.close().unwrap();
+        }
+        credits - paid
+    }
+
+    #[tokio::test]
+    async fn recovery_settles_a_trade_the_market_took_and_refunds_one_it_did_not() {
+        let galaxy = Galaxy::default_galaxy();
+        for taken in [true, false] {
+            let dir = tempfile::tempdir().unwrap();
+            let datadir = DataDir::at(dir.path());
+            let credits = crashed_with_an_open_escrow(&datadir, &galaxy, taken);
+            let before = audit(&datadir, &galaxy);
+            assert!(before.ok(), "as the crash left it: {:?}", before.problems);
+            assert_eq!(
+                before.credits_held,
+                before.credits_granted - before.credits_spent
+            );
+            let r = recover(&datadir, &galaxy).unwrap();
+            assert_eq!(
+                (r.report.trades_settled, r.report.trades_refunded),
+                if taken { (1, 0) } else { (0, 1) }
+            );
+            let two = r.systems.iter().find(|s| !s.state.is_primary()).unwrap();
+            let ann = &two.state.players["Ann"];
+            assert!(two.state.escrows.is_empty());
+            assert_eq!(ann.credits, credits);
+            assert_eq!(ann.cargo.get(Good::Ore), if taken { 2 } else { 0 });
+            assert!(r.systems[galaxy.home().index()]
+                .state
+                .remote_trades
+                .is_empty());
+            for s in r.systems {
+                s.log.close().unwrap();
+            }
+            r.transitions.close().unwrap();
+            let after = audit(&datadir, &galaxy);
+            assert!(after.ok(), "after recovery: {:?}", after.problems);
+            assert_eq!(after.trades, u64::from(taken));
+        }
+    }
 }

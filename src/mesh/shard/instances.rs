@@ -104,10 +104,12 @@ impl Shard {
         }
     }
 
-    /// Whether a player here may be moved to another instance now (not shot down).
+    /// Whether a player here may be moved to another instance now (not shot down, no trade
+    /// under way).
     fn can_move(&self, name: &str) -> bool {
         self.state.players.get(name).is_some_and(|p| p.hull > 0)
             && !self.state.downed.contains_key(name)
+            && !self.state.has_escrow(name)
     }
 
     /// Prepares the move of `name` to instance `to` of this system and hands it to the
@@ -240,5 +242,6 @@ impl Shard {
             && self.state.players.is_empty()
             && self.state.departing.is_empty()
             && self.incoming.is_empty()
+            && self.state.escrows.is_empty()
     }
 }

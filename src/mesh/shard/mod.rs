@@ -36,8 +36,9 @@ use crate::sim::galaxy::Galaxy;
 use crate::sim::galaxy::SystemId;
 use crate::sim::instance::InstanceId;
 use crate::sim::market::Order;
+use crate::sim::market::Trade;
 use crate::sim::player::Player;
-use crate::sim::system::{Event, Reject, SystemState};
+use crate::sim::system::{EscrowRequest, Event, Reject, SystemState};
 use crate::store::log::{Log, LogError, Position};
 use crate::store::snapshot::{self, SnapshotMeta};
 
@@ -137,6 +138,34 @@ pub enum Command {
         n: u16,
         stopped: bool,
     },
+    /// To a primary, from an instance: the trade of an escrow, against the one market.
+    RemoteTrade {
+        req: EscrowRequest,
+        reply: oneshot::Sender<RemoteAnswer>,
+    },
+    /// To an instance, from its own task: the primary's answer about escrow `escrow`.
+    EscrowAnswered {
+        escrow: u64,
+        answer: RemoteAnswer,
+        reply: Reply<TradeAck>,
+    },
+    /// To a primary, from an instance: escrow `escrow` of instance `n` is settled (durable).
+    RemoteTradeDone {
+        n: u16,
+        escrow: u64,
+    },
+}
+
+/// What a primary answers an instance's trade.
+#[derive(Debug)]
+pub enum RemoteAnswer {
+    /// Recorded (durable) in the primary's log at this price: settle.
+    Taken(Trade),
+    /// Not recorded, and never will be: refund.
+    Refused(MeshError),
+    /// Perhaps recorded (a storage failure, or the primary went away): the escrow stays open
+    /// until recovery settles it from the primary's log.
+    Unknown(MeshError),
 }
 
 /// Work that must wait until a record is durable, run by the acker in log order.
@@ -335,6 +364,13 @@ impl Shard {
             Command::InstanceLoad { n, load } => self.on_instance_load(n, load),
             Command::InstanceReady { n, ok } => self.on_instance_ready(n, ok),
             Command::InstanceRetired { n, stopped } => self.on_instance_retired(n, stopped),
+            Command::RemoteTrade { req, reply } => self.remote_trade(req, reply),
+            Command::EscrowAnswered {
+                escrow,
+                answer,
+                reply,
+            } => self.escrow_answered(escrow, answer, reply),
+            Command::RemoteTradeDone { n, escrow } => self.remote_trade_done(n, escrow),
             Command::Stop { .. } => unreachable!("handled by run"),
             // While stopping, a retire question is answered no: the next start settles it.
             Command::Retire { reply } => drop(reply.send(false)),

@@ -20,7 +20,12 @@ impl SystemState {
         }
         if let Some(name) = event.player() {
             let downed = self.players.get(name).is_some_and(|p| p.hull == 0);
-            if downed && !matches!(event, Event::Destroyed { .. }) {
+            // A trade under way settles even if its player was shot down meanwhile.
+            let allowed = matches!(
+                event,
+                Event::Destroyed { .. } | Event::EscrowSettle { .. } | Event::EscrowRefund { .. }
+            );
+            if downed && !allowed {
                 return Err(format!("'{name}' acts while shot down"));
             }
         }
@@ -266,6 +271,44 @@ impl SystemState {
                     ));
                 }
                 self.instances.remove(&n);
+            }
+            Event::Escrow {
+                escrow,
+                player,
+                order,
+                held_cr,
+                held_qty,
+            } => {
+                let e = super::Escrow {
+                    player: player.clone(),
+                    order: *order,
+                    held_cr: *held_cr,
+                    held_qty: *held_qty,
+                };
+                self.apply_escrow(*escrow, e)?;
+            }
+            Event::EscrowSettle {
+                escrow,
+                player,
+                total_cr,
+            } => self.apply_settle(*escrow, player, Some(*total_cr))?,
+            Event::EscrowRefund { escrow, player } => self.apply_settle(*escrow, player, None)?,
+            Event::RemoteTrade {
+                instance,
+                escrow,
+                player,
+                trade,
+            } => {
+                let outcome = super::RemoteOutcome {
+                    player: player.clone(),
+                    trade: *trade,
+                };
+                self.apply_remote_trade(*instance, *escrow, outcome)?;
+            }
+            Event::RemoteTradeDone { instance, escrow } => {
+                self.remote_trades
+                    .remove(&(*instance, *escrow))
+                    .ok_or_else(|| format!("escrow {instance}:{escrow} was never traded here"))?;
             }
         }
         self.tick = t;

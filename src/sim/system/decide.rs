@@ -19,11 +19,14 @@ impl SystemState {
         })
     }
 
-    /// A player here whose ship can act (not shot down).
-    fn able(&self, galaxy: &Galaxy, name: &str) -> Result<&Player, Reject> {
+    /// A player here whose ship can act (not shot down, no trade under way).
+    pub(super) fn able(&self, galaxy: &Galaxy, name: &str) -> Result<&Player, Reject> {
         let p = self.here(galaxy, name)?;
         if p.hull == 0 {
             return Err(Reject::Downed);
+        }
+        if self.has_escrow(name) {
+            return Err(Reject::TradePending(galaxy.name(self.id).to_string()));
         }
         Ok(p)
     }
@@ -267,8 +270,12 @@ impl SystemState {
 
     /// The destruction of a ship shot down (`None` if `name` is not down here). Away from
     /// home the pilot leaves for home on the system's next transfer.
+    /// A pilot with a trade under way is destroyed once it is settled.
     pub fn decide_destroyed(&self, galaxy: &Galaxy, name: &str) -> Option<Event> {
         let by = self.downed.get(name)?;
+        if self.has_escrow(name) {
+            return None;
+        }
         let p = self.players.get(name)?;
         let wreck = (!p.cargo.is_empty()).then(|| self.wrecks.next_id());
         let evicted = match (wreck, self.wrecks.len() >= MAX_WRECKS_PER_SYSTEM) {

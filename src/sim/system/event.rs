@@ -8,7 +8,7 @@ use crate::sim::combat::{LootError, LootTake};
 use crate::sim::galaxy::SystemId;
 use crate::sim::goods::{Cargo, GOOD_COUNT};
 use crate::sim::instance::InstanceId;
-use crate::sim::market::{TickReport, Trade, TradeError};
+use crate::sim::market::{Order, TickReport, Trade, TradeError};
 use crate::sim::player::Player;
 
 /// The most players one system holds (in it, or departing from it).
@@ -90,6 +90,37 @@ pub enum Event {
     /// Instance `instance` is empty and closes (primary only). Recorded after its last player
     /// left it, for good; its log stays.
     Retire { instance: u16 },
+    /// A trade asked in an instance (not the primary): what it needs is taken from the player
+    /// into escrow `escrow` (credits for a buy, the goods for a sell) and the order goes to the
+    /// primary's market ([`super::escrow`]).
+    Escrow {
+        escrow: u64,
+        player: String,
+        order: Order,
+        held_cr: u64,
+        held_qty: u32,
+    },
+    /// The primary's market took escrow `escrow`'s trade (`trade.remote`): the player gets the
+    /// goods (buy) or the price (sell), and what the escrow held beyond it back.
+    EscrowSettle {
+        escrow: u64,
+        player: String,
+        total_cr: u64,
+    },
+    /// The primary's market refused escrow `escrow`'s trade (or never saw it): everything held
+    /// goes back to the player.
+    EscrowRefund { escrow: u64, player: String },
+    /// The primary's half of a trade asked in instance `instance`: the market gives or takes
+    /// the goods and the price; they are in escrow until the instance settles (primary only).
+    /// The commit point of such a trade.
+    RemoteTrade {
+        instance: u16,
+        escrow: u64,
+        player: String,
+        trade: Trade,
+    },
+    /// Instance `instance` settled escrow `escrow`: the primary forgets its outcome.
+    RemoteTradeDone { instance: u16, escrow: u64 },
 }
 
 impl Event {
@@ -104,12 +135,17 @@ impl Event {
             | Event::Trade { player, .. }
             | Event::Engage { player, .. }
             | Event::Destroyed { player, .. }
-            | Event::Loot { player, .. } => Some(player),
+            | Event::Loot { player, .. }
+            | Event::Escrow { player, .. }
+            | Event::EscrowSettle { player, .. }
+            | Event::EscrowRefund { player, .. } => Some(player),
             Event::DepartDone { .. }
             | Event::Economy { .. }
             | Event::Combat { .. }
             | Event::Split { .. }
-            | Event::Retire { .. } => None,
+            | Event::Retire { .. }
+            | Event::RemoteTrade { .. }
+            | Event::RemoteTradeDone { .. } => None,
         }
     }
 
@@ -156,6 +192,8 @@ pub enum Reject {
     SelfAttack,
     #[error("{0} is not an open instance of this system")]
     NoInstance(String),
+    #[error("your trade is on its way to {0}'s market; wait for its answer")]
+    TradePending(String),
     #[error("{instance} cannot {what}; that is done in {system}'s primary instance")]
     NotPrimary {
         instance: String,
@@ -183,9 +221,29 @@ impl Reject {
             Reject::Downed => "downed",
             Reject::SelfAttack => "self_attack",
             Reject::NoInstance(_) => "no_instance",
+            Reject::TradePending(_) => "trade_pending",
             Reject::NotPrimary { .. } => "not_primary",
         }
     }
+}
+
+/// Goods or credits a player in an instance put in escrow for a trade with the primary's
+/// market, until the primary's answer is settled.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Escrow {
+    pub player: String,
+    pub order: Order,
+    /// Credits held (a buy: what the player may pay).
+    pub held_cr: u64,
+    /// Units of `order.good` held (a sell: what the player sells).
+    pub held_qty: u32,
+}
+
+/// The outcome of an instance's trade, kept by the primary until the instance has settled it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RemoteOutcome {
+    pub player: String,
+    pub trade: Trade,
 }
 
 /// A player waiting for the transition log to take their jump.

@@ -11,13 +11,15 @@
 
 mod apply;
 mod decide;
+mod escrow;
 mod event;
 #[cfg(test)]
 mod tests;
 
 use std::collections::{BTreeMap, BTreeSet};
 
-pub use event::{Departing, Event, Reject, MAX_PLAYERS_PER_SYSTEM};
+pub use escrow::EscrowRequest;
+pub use event::{Departing, Escrow, Event, Reject, RemoteOutcome, MAX_PLAYERS_PER_SYSTEM};
 
 use super::combat::Wrecks;
 use super::economy::{economy_of, EconomyKind};
@@ -72,6 +74,13 @@ pub struct SystemState {
     /// Ships shot down (hull 0), with who gets the kill: each is destroyed by the next event
     /// the shard records ([`Event::Destroyed`]).
     pub downed: BTreeMap<String, String>,
+    /// An instance's trades on their way to the primary's market, by escrow number
+    /// ([`escrow`]): what each holds of its player's credits or goods.
+    pub escrows: BTreeMap<u64, Escrow>,
+    /// Number of the next escrow opened here.
+    pub next_escrow: u64,
+    /// A primary's: trades of instances taken by its market, not yet known settled there.
+    pub remote_trades: BTreeMap<(u16, u64), RemoteOutcome>,
 }
 
 /// A logged event that cannot apply to the state: the log and the state disagree.
@@ -98,6 +107,9 @@ impl SystemState {
             wrecks: Wrecks::new(),
             engaged: BTreeMap::new(),
             downed: BTreeMap::new(),
+            escrows: BTreeMap::new(),
+            next_escrow: 1,
+            remote_trades: BTreeMap::new(),
         }
     }
 
@@ -137,6 +149,11 @@ impl SystemState {
         self.players
             .values()
             .chain(self.departing.values().map(|d| &d.player))
+    }
+
+    /// Whether `name` has a trade on its way to the primary's market (then they wait).
+    pub fn has_escrow(&self, name: &str) -> bool {
+        self.escrows.values().any(|e| e.player == name)
     }
 
     /// Credits held by everyone in this system, departing ones included (not the till).
@@ -237,6 +254,37 @@ impl SystemState {
                 for (a, b) in map {
                     put(a.as_bytes());
                     put(b.as_bytes());
+                }
+            }
+            // Escrows were added later: a state without them hashes as before.
+            let put_order = |put: &mut dyn FnMut(&[u8]), o: &crate::sim::market::Order| {
+                put(o.side.name().as_bytes());
+                put(o.good.name().as_bytes());
+                put(&o.qty.to_le_bytes());
+                put(&o.price_limit_cr.unwrap_or(u64::MAX).to_le_bytes());
+            };
+            if !self.escrows.is_empty() || self.next_escrow != 1 {
+                put(b"escrows");
+                put(&self.next_escrow.to_le_bytes());
+                for (id, e) in &self.escrows {
+                    put(&id.to_le_bytes());
+                    put(e.player.as_bytes());
+                    put_order(&mut put, &e.order);
+                    put(&e.held_cr.to_le_bytes());
+                    put(&e.held_qty.to_le_bytes());
+                }
+            }
+            if !self.remote_trades.is_empty() {
+                put(b"remote");
+                put(&(self.remote_trades.len() as u64).to_le_bytes());
+                for ((n, id), o) in &self.remote_trades {
+                    put(&n.to_le_bytes());
+                    put(&id.to_le_bytes());
+                    put(o.player.as_bytes());
+                    put(o.trade.side.name().as_bytes());
+                    put(o.trade.good.name().as_bytes());
+                    put(&o.trade.qty.to_le_bytes());
+                    put(&o.trade.total_cr.to_le_bytes());
                 }
             }
         }
