@@ -13,6 +13,7 @@ use axum::serve::ListenerExt;
 use clap::Args;
 
 use super::common::galaxy_for;
+use crate::mesh::instances::InstancePolicy;
 use crate::mesh::{Mesh, MeshConfig};
 use crate::store::datadir::DataDir;
 
@@ -49,6 +50,19 @@ pub struct ServeArgs {
     #[arg(long, default_value_t = DEMO_BOTS, requires = "demo",
           value_parser = clap::value_parser!(u64).range(1..=crate::cli::swarm::MAX_BOTS as u64))]
     pub bots: u64,
+    /// A system holding more players than this opens an instance of itself ("Sol #2"), which
+    /// is filled to half this.
+    #[arg(long, default_value_t = 50)]
+    pub split_above: usize,
+    /// An instance holding fewer players than this for the whole cool-down merges back.
+    #[arg(long, default_value_t = 10)]
+    pub merge_below: usize,
+    /// No split or merge of a system within this many milliseconds of its last one.
+    #[arg(long, default_value_t = 5_000)]
+    pub instance_cooldown_ms: u64,
+    /// The most instances a system may have open, itself included (1: never split).
+    #[arg(long, default_value_t = 16)]
+    pub max_instances: u16,
 }
 
 /// Bots of `serve --demo` unless `--bots` says otherwise.
@@ -71,10 +85,20 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let datadir = DataDir::at(&args.data);
     let galaxy = galaxy_for(&datadir, args.galaxy.as_deref(), true)?;
     let _lock = datadir.lock_exclusive().map_err(anyhow::Error::msg)?;
+    let instances = InstancePolicy {
+        split_above_players: args.split_above,
+        merge_below_players: args.merge_below,
+        cooldown_ms: args.instance_cooldown_ms,
+        max_instances: args.max_instances,
+    };
+    instances
+        .check()
+        .map_err(|e| anyhow::anyhow!("bad instance settings: {e}"))?;
     let mut config = MeshConfig {
         tick_hz: args.tick_hz,
         snapshot_every_records: args.snapshot_every,
         checkpoint_every_ms: args.checkpoint_every_ms,
+        instances,
         ..MeshConfig::default()
     };
     config.rules.ticks_per_ly = args.ticks_per_ly;

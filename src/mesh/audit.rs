@@ -13,7 +13,13 @@
 //! - for each good, units held (holds, jumps in flight, market stocks, wrecks) = units made -
 //!   units destroyed, by the named rules only (made: the markets' first stocks, production;
 //!   destroyed: consumption, wreck decay);
-//! - every snapshot's state hash equals the replayed state's at the same record.
+//! - every snapshot's state hash equals the replayed state's at the same record;
+//! - one market per system: a trade asked in an instance is in escrow (its credits or goods
+//!   counted there) until its instance settles it; it is settled at the price the primary's
+//!   market took it at (`trade.remote`), or refunded only if the market never took it;
+//! - instances: every instance log belongs to an instance its primary opened (`split`), and an
+//!   instance retired (`retire`) holds no one at the end. Jumps between instances (moves) are
+//!   proved like any jump, so "exactly one place" holds across instances too.
 //!
 //! Only reads. A torn tail (left by a crash, cut at the next start) and a prepared jump not yet
 //! settled are notes, not problems: they are what a crash leaves, and recovery settles them.
@@ -25,8 +31,9 @@ use std::time::Instant;
 use serde::Serialize;
 
 use super::codec::{decode_event, decode_jump, decode_state_record, Jump};
-use crate::sim::galaxy::{Galaxy, SystemId};
+use crate::sim::galaxy::Galaxy;
 use crate::sim::goods::{Cargo, GOOD_COUNT};
+use crate::sim::instance::InstanceId;
 use crate::sim::system::{Event, SystemState};
 use crate::store::datadir::{archived_segments, DataDir};
 use crate::store::log::read_from;
@@ -62,8 +69,10 @@ pub struct AuditReport {
     pub trades: u64,
     /// Ships destroyed in combat.
     pub ships_destroyed: u64,
-    /// Each system's replayed state hash.
+    /// Each system's (and instance's) replayed state hash, by log name (`sol`, `sol.2`).
     pub system_hashes: BTreeMap<String, String>,
+    /// Instances ever opened, retired ones included.
+    pub instances: u64,
     /// A hash over all system hashes (galaxy order).
     pub galaxy_hash: String,
     /// Seconds spent reading and replaying.
@@ -79,6 +88,8 @@ impl AuditReport {
 /// Credits and goods the rules created and destroyed, as the logs say, per good.
 #[derive(Default)]
 struct Ledger {
+    /// Trades of instances' escrows the primaries' markets took, by escrow.
+    remote: HashMap<(InstanceId, u64), crate::sim::market::Trade>,
     credits_made: u128,
     credits_destroyed: u128,
     goods_made: [u128; GOOD_COUNT],
@@ -128,7 +139,7 @@ pub fn audit(datadir: &DataDir, galaxy: &Galaxy) -> AuditReport {
     let mut players: HashMap<String, Track> = HashMap::new();
 
     // The transition log first, so that systems can be checked against it.
-    let mut jumps: HashMap<(SystemId, u64), JumpSeen> = HashMap::new();
+    let mut jumps: HashMap<(InstanceId, u64), JumpSeen> = HashMap::new();
     let mut expect = 1u64;
     let tlog = datadir.transitions_log();
     for tpath in segments(&datadir.archive_root(), "transitions", tlog, &mut r) {
@@ -145,9 +156,8 @@ pub fn audit(datadir: &DataDir, galaxy: &Galaxy) -> AuditReport {
             let key = (jump.from, jump.xfer);
             if jumps.contains_key(&key) {
                 return Err(format!(
-                    "jump {}:{} appears twice",
-                    galaxy.slug(jump.from),
-                    jump.xfer
+                    "jump {} appears twice",
+                    crate::mesh::codec::xfer_text(galaxy, jump.from, jump.xfer)
                 ));
             }
             jumps.insert(
@@ -169,20 +179,58 @@ pub fn audit(datadir: &DataDir, galaxy: &Galaxy) -> AuditReport {
     let mut states = Vec::with_capacity(galaxy.len());
     let mut ledger = Ledger::default();
     for id in galaxy.ids() {
-        let state = audit_system(
+        let mut split = std::collections::BTreeSet::new();
+        let primary = audit_system(
             datadir,
             galaxy,
-            id,
+            InstanceId::primary(id),
             &mut r,
             &mut jumps,
             &mut players,
             &mut ledger,
+            &mut split,
         );
-        r.system_hashes.insert(
-            galaxy.slug(id).to_string(),
-            format!("{:016x}", state.state_hash()),
-        );
-        states.push(state);
+        let mut logs = super::recovery::instance_logs(datadir, galaxy, id);
+        for n in logs.difference(&split) {
+            r.problems.push(format!(
+                "{}: a log of instance {n}, which {} never opened",
+                datadir
+                    .system_log(&InstanceId::new(id, *n).slug(galaxy))
+                    .display(),
+                galaxy.name(id)
+            ));
+        }
+        logs.extend(split.iter().copied());
+        let mut instances = Vec::new();
+        for n in logs {
+            let at = InstanceId::new(id, n);
+            let state = audit_system(
+                datadir,
+                galaxy,
+                at,
+                &mut r,
+                &mut jumps,
+                &mut players,
+                &mut ledger,
+                &mut std::collections::BTreeSet::new(),
+            );
+            if !primary.instances.contains(&n) && state.population() > 0 {
+                r.problems.push(format!(
+                    "{} is retired but holds {} players",
+                    at.slug(galaxy),
+                    state.population()
+                ));
+            }
+            r.instances += 1;
+            instances.push(state);
+        }
+        for state in std::iter::once(primary).chain(instances) {
+            r.system_hashes.insert(
+                state.instance_id().slug(galaxy),
+                format!("{:016x}", state.state_hash()),
+            );
+            states.push(state);
+        }
     }
 
     // Places at the end.
@@ -201,19 +249,64 @@ pub fn audit(datadir: &DataDir, galaxy: &Galaxy) -> AuditReport {
             add_cargo(&mut goods_held, &p.cargo);
         }
         for (xfer, d) in &s.departing {
-            if jumps.contains_key(&(s.id, *xfer)) {
+            if jumps.contains_key(&(s.instance_id(), *xfer)) {
                 // Committed: counted below as in flight (or landed).
                 continue;
             }
             r.notes.push(format!(
-                "jump {}:{} of '{}' is prepared but not committed: the next start cancels it",
-                galaxy.slug(s.id),
-                xfer,
+                "jump {} of '{}' is prepared but not committed: the next start cancels it",
+                crate::mesh::codec::xfer_text(galaxy, s.instance_id(), *xfer),
                 d.player.name
             ));
             players.entry(d.player.name.clone()).or_default().places += 1;
             r.credits_held += u128::from(d.player.credits);
             add_cargo(&mut goods_held, &d.player.cargo);
+        }
+    }
+    // Trades of instances in escrow: what the escrow holds now depends on whether the
+    // primary's market took the trade.
+    let outcomes_kept: std::collections::HashSet<(InstanceId, u64)> = states
+        .iter()
+        .filter(|s| s.is_primary())
+        .flat_map(|s| {
+            let system = s.id;
+            s.remote_trades
+                .keys()
+                .map(move |(n, e)| (InstanceId::new(system, *n), *e))
+        })
+        .collect();
+    for s in &states {
+        for (id, e) in &s.escrows {
+            let at = s.instance_id();
+            let good = e.order.good.index();
+            let text = crate::mesh::codec::xfer_text(galaxy, at, *id);
+            match ledger.remote.get(&(at, *id)) {
+                Some(t) => {
+                    if !outcomes_kept.contains(&(at, *id)) {
+                        r.problems.push(format!(
+                            "escrow {text} is open but its primary forgot the trade"
+                        ));
+                    }
+                    match t.side {
+                        crate::sim::market::Side::Buy => {
+                            r.credits_held += u128::from(e.held_cr.saturating_sub(t.total_cr));
+                            goods_held[good] += u128::from(t.qty);
+                        }
+                        crate::sim::market::Side::Sell => {
+                            r.credits_held += u128::from(t.total_cr);
+                            goods_held[good] += u128::from(e.held_qty.saturating_sub(t.qty));
+                        }
+                    }
+                }
+                None => {
+                    r.credits_held += u128::from(e.held_cr);
+                    goods_held[good] += u128::from(e.held_qty);
+                }
+            }
+            r.notes.push(format!(
+                "trade of escrow {text} ('{}') is not settled: the next start settles it",
+                e.player
+            ));
         }
     }
     for seen in jumps.values() {
@@ -403,17 +496,22 @@ fn segments(archive_dir: &Path, name: &str, active: PathBuf, r: &mut AuditReport
     out
 }
 
+/// Replays the log of instance `id` from its first record; notes the instances it opens in
+/// `split` (a primary's).
+#[allow(clippy::too_many_arguments)]
 fn audit_system(
     datadir: &DataDir,
     galaxy: &Galaxy,
-    id: SystemId,
+    id: InstanceId,
     r: &mut AuditReport,
-    jumps: &mut HashMap<(SystemId, u64), JumpSeen>,
+    jumps: &mut HashMap<(InstanceId, u64), JumpSeen>,
     players: &mut HashMap<String, Track>,
     ledger: &mut Ledger,
+    split: &mut std::collections::BTreeSet<u16>,
 ) -> SystemState {
-    let slug = galaxy.slug(id);
-    let mut state = SystemState::new(galaxy, id);
+    let slug = id.slug(galaxy);
+    let slug = slug.as_str();
+    let mut state = SystemState::new_instance(galaxy, id);
     // The market's first stock and till: made by the rules when the system began.
     ledger.credits_made += u128::from(state.market.till_cr());
     ledger.made(&state.market.stocks());
@@ -421,7 +519,7 @@ fn audit_system(
     let mut snapshots: BTreeMap<u64, (PathBuf, u64)> = BTreeMap::new();
     for (_, path) in snapshot::list(&datadir.snapshots_dir(), slug).unwrap_or_default() {
         r.files += 1;
-        let mut snap_state = SystemState::new(galaxy, id);
+        let mut snap_state = SystemState::new_instance(galaxy, id);
         match snapshot::load(&path, |rec| {
             decode_state_record(galaxy, &mut snap_state, rec)
         }) {
@@ -452,6 +550,9 @@ fn audit_system(
             let (t, event) = decode_event(galaxy, id, rec)?;
             check_event(galaxy, id, &event, jumps, ledger)?;
             state.apply(t, &event)?;
+            if let Event::Split { instance } = event {
+                split.insert(instance);
+            }
             track_event(&state, &event, players);
             if let Some((spath, hash)) = snapshots.get(&rec.seq) {
                 if *hash != state.state_hash() {
@@ -475,22 +576,23 @@ fn audit_system(
 /// Cross-log checks of one event, before it applies.
 fn check_event(
     galaxy: &Galaxy,
-    id: SystemId,
+    id: InstanceId,
     event: &Event,
-    jumps: &mut HashMap<(SystemId, u64), JumpSeen>,
+    jumps: &mut HashMap<(InstanceId, u64), JumpSeen>,
     ledger: &mut Ledger,
 ) -> Result<(), String> {
+    let xfer_text = |from: InstanceId, xfer: u64| crate::mesh::codec::xfer_text(galaxy, from, xfer);
     match event {
         Event::DepartDone { xfer } if !jumps.contains_key(&(id, *xfer)) => Err(format!(
-            "jump {}:{xfer} is marked done but the transition log does not hold it",
-            galaxy.slug(id)
+            "jump {} is marked done but the transition log does not hold it",
+            xfer_text(id, *xfer)
         )),
         Event::DepartAbort { xfer, .. } if jumps.contains_key(&(id, *xfer)) => Err(format!(
-            "jump {}:{xfer} was committed in the transition log but cancelled here",
-            galaxy.slug(id)
+            "jump {} was committed in the transition log but cancelled here",
+            xfer_text(id, *xfer)
         )),
         Event::Arrive { from, xfer, player } => {
-            let text = format!("{}:{xfer}", galaxy.slug(*from));
+            let text = xfer_text(*from, *xfer);
             let seen = jumps
                 .get_mut(&(*from, *xfer))
                 .ok_or_else(|| format!("jump {text} lands but was never committed"))?;
@@ -541,6 +643,39 @@ fn check_event(
         Event::Trade { .. } => {
             ledger.trades += 1;
             Ok(())
+        }
+        Event::RemoteTrade {
+            instance,
+            escrow,
+            trade,
+            ..
+        } => {
+            ledger.trades += 1;
+            let at = InstanceId::new(id.system, *instance);
+            if ledger.remote.insert((at, *escrow), *trade).is_some() {
+                return Err(format!("escrow {} traded twice", xfer_text(at, *escrow)));
+            }
+            Ok(())
+        }
+        Event::EscrowSettle {
+            escrow, total_cr, ..
+        } => match ledger.remote.get(&(id, *escrow)) {
+            Some(t) if t.total_cr == *total_cr => Ok(()),
+            Some(t) => Err(format!(
+                "escrow {} settles at {total_cr} cr but the market took it at {}",
+                xfer_text(id, *escrow),
+                t.total_cr
+            )),
+            None => Err(format!(
+                "escrow {} settles but the primary's market never took it",
+                xfer_text(id, *escrow)
+            )),
+        },
+        Event::EscrowRefund { escrow, .. } if ledger.remote.contains_key(&(id, *escrow)) => {
+            Err(format!(
+                "escrow {} is refunded but the primary's market took it",
+                xfer_text(id, *escrow)
+            ))
         }
         _ => Ok(()),
     }

@@ -1,6 +1,7 @@
 //! How the game's events and jumps are written as log records, and read back.
 //!
-//! Systems are named by slug (`alpha-centauri`), a jump by `xfer=<origin slug>:<number>`, the
+//! Systems are named by slug (`alpha-centauri`), an instance other than a system's primary by
+//! `<slug>.<n>` (`sol.2`), a jump by `xfer=<origin slug>:<number>` (`sol:7`, `sol.2:7`), the
 //! same in every log, so `grep -r 'xfer=sol:7' mltrader-data/` shows one jump's whole life.
 //! Every record about a player carries `v=`, the player's version after the event.
 //! `docs/FORMAT.md` lists every kind with an example.
@@ -10,18 +11,19 @@
 use crate::sim::combat::{LootTake, Wreck, Wrecks};
 use crate::sim::galaxy::{Galaxy, SystemId};
 use crate::sim::goods::{parse_units, units_text, Cargo, Good};
-use crate::sim::market::{Market, Side, TickReport, Trade};
+use crate::sim::instance::{InstanceId, PRIMARY_INSTANCE};
+use crate::sim::market::{Market, Order, Side, TickReport, Trade};
 use crate::sim::player::Player;
-use crate::sim::system::{Departing, Event, SystemState};
+use crate::sim::system::{Departing, Escrow, Event, RemoteOutcome, SystemState};
 use crate::store::record::{Line, Record};
 use crate::store::snapshot::SnapshotWriter;
 
 /// A jump as the transition log holds it: the commit point, with the player's whole state.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Jump {
-    pub from: SystemId,
+    pub from: InstanceId,
     pub xfer: u64,
-    pub to: SystemId,
+    pub to: InstanceId,
     /// Tick of the system of origin when the jump was prepared.
     pub t: u64,
     /// Travel time in ticks of the destination's clock.
@@ -48,7 +50,54 @@ pub fn event_kind(event: &Event) -> &'static str {
         Event::Combat { .. } => "combat",
         Event::Destroyed { .. } => "destroyed",
         Event::Loot { .. } => "loot",
+        Event::Split { .. } => "split",
+        Event::Retire { .. } => "retire",
+        Event::Escrow { .. } => "trade.escrow",
+        Event::EscrowSettle { .. } => "trade.settle",
+        Event::EscrowRefund { .. } => "trade.refund",
+        Event::RemoteTrade { .. } => "trade.remote",
+        Event::RemoteTradeDone { .. } => "trade.done",
     }
+}
+
+/// Writes an order's fields: side, good, qty, and limit (per unit) if any.
+fn put_order(line: &mut Line<'_>, o: &Order) {
+    line.field("side", o.side.name())
+        .field("good", o.good.name())
+        .num("qty", o.qty);
+    if let Some(limit) = o.price_limit_cr {
+        line.num("limit", limit);
+    }
+}
+
+fn side_field(rec: &Record<'_>) -> Result<Side, String> {
+    match rec.str("side").map_err(|e| e.to_string())? {
+        "buy" => Ok(Side::Buy),
+        "sell" => Ok(Side::Sell),
+        other => Err(format!("side={other} is neither buy nor sell")),
+    }
+}
+
+fn good_field(rec: &Record<'_>) -> Result<Good, String> {
+    Good::parse(rec.str("good").map_err(|e| e.to_string())?).map_err(|e| e.to_string())
+}
+
+fn get_order(rec: &Record<'_>) -> Result<Order, String> {
+    Ok(Order {
+        side: side_field(rec)?,
+        good: good_field(rec)?,
+        qty: num(rec, "qty")?,
+        price_limit_cr: opt_num(rec, "limit")?,
+    })
+}
+
+fn get_trade(rec: &Record<'_>) -> Result<Trade, String> {
+    Ok(Trade {
+        side: side_field(rec)?,
+        good: good_field(rec)?,
+        qty: num(rec, "qty")?,
+        total_cr: num(rec, "total")?,
+    })
 }
 
 fn put_player(line: &mut Line<'_>, p: &Player) {
@@ -97,17 +146,17 @@ fn get_player(rec: &Record<'_>) -> Result<Player, String> {
     })
 }
 
-fn xfer_text(galaxy: &Galaxy, from: SystemId, n: u64) -> String {
-    format!("{}:{n}", galaxy.slug(from))
+/// A transfer id: `sol:7`, `sol.2:7`.
+pub fn xfer_text(galaxy: &Galaxy, from: InstanceId, n: u64) -> String {
+    format!("{}:{n}", from.slug(galaxy))
 }
 
-/// Parses `sol:7` into its origin and number.
-pub fn parse_xfer(galaxy: &Galaxy, text: &str) -> Result<(SystemId, u64), String> {
+/// Parses `sol:7` (or `sol.2:7`) into its origin and number.
+pub fn parse_xfer(galaxy: &Galaxy, text: &str) -> Result<(InstanceId, u64), String> {
     let (slug, n) = text
         .rsplit_once(':')
         .ok_or_else(|| format!("bad transfer id {text:?}"))?;
-    let from = galaxy
-        .by_slug(slug)
+    let from = InstanceId::parse(galaxy, slug)
         .ok_or_else(|| format!("transfer {text:?} names an unknown system"))?;
     let n = n
         .parse()
@@ -122,17 +171,28 @@ fn system_field(galaxy: &Galaxy, rec: &Record<'_>, key: &'static str) -> Result<
         .ok_or_else(|| format!("{key}={slug} is not a system of this galaxy"))
 }
 
+/// A field naming a system's instance by its slug (`sol`, `sol.2`).
+fn instance_field(
+    galaxy: &Galaxy,
+    rec: &Record<'_>,
+    key: &'static str,
+) -> Result<InstanceId, String> {
+    let slug = rec.str(key).map_err(|e| e.to_string())?;
+    InstanceId::parse(galaxy, slug)
+        .ok_or_else(|| format!("{key}={slug} is not a system (or instance) of this galaxy"))
+}
+
 fn num<T: std::str::FromStr>(rec: &Record<'_>, key: &'static str) -> Result<T, String> {
     rec.num(key).map_err(|e| e.to_string())
 }
 
-/// Writes `event`, which happened in `system` at tick `t`, as the fields of a record of kind
-/// [`event_kind`]. `version` is the player's version after the event, for events that carry a
-/// player by name only.
+/// Writes `event`, which happened in instance `system` at tick `t`, as the fields of a record
+/// of kind [`event_kind`]. `version` is the player's version after the event, for events that
+/// carry a player by name only.
 pub fn encode_event(
     line: &mut Line<'_>,
     galaxy: &Galaxy,
-    system: SystemId,
+    system: InstanceId,
     t: u64,
     event: &Event,
     version: u64,
@@ -161,7 +221,7 @@ pub fn encode_event(
         } => {
             line.field("xfer", &xfer_text(galaxy, system, *xfer))
                 .field("player", player)
-                .field("to", galaxy.slug(*to))
+                .field("to", &to.slug(galaxy))
                 .num("fuel", fuel)
                 .num("v", version);
         }
@@ -243,6 +303,59 @@ pub fn encode_event(
                 .field("took", &take.taken.to_string())
                 .num("v", version);
         }
+        Event::Split { instance } | Event::Retire { instance } => {
+            line.field(
+                "instance",
+                &InstanceId::new(system.system, *instance).slug(galaxy),
+            );
+        }
+        Event::Escrow {
+            escrow,
+            player,
+            order,
+            held_cr,
+            held_qty,
+        } => {
+            line.field("escrow", &xfer_text(galaxy, system, *escrow))
+                .field("player", player);
+            put_order(line, order);
+            line.num("held_cr", held_cr)
+                .num("held_qty", held_qty)
+                .num("v", version);
+        }
+        Event::EscrowSettle {
+            escrow,
+            player,
+            total_cr,
+        } => {
+            line.field("escrow", &xfer_text(galaxy, system, *escrow))
+                .field("player", player)
+                .num("total", total_cr)
+                .num("v", version);
+        }
+        Event::EscrowRefund { escrow, player } => {
+            line.field("escrow", &xfer_text(galaxy, system, *escrow))
+                .field("player", player)
+                .num("v", version);
+        }
+        Event::RemoteTrade {
+            instance,
+            escrow,
+            player,
+            trade,
+        } => {
+            let at = InstanceId::new(system.system, *instance);
+            line.field("escrow", &xfer_text(galaxy, at, *escrow))
+                .field("player", player)
+                .field("side", trade.side.name())
+                .field("good", trade.good.name())
+                .num("qty", trade.qty)
+                .num("total", trade.total_cr);
+        }
+        Event::RemoteTradeDone { instance, escrow } => {
+            let at = InstanceId::new(system.system, *instance);
+            line.field("escrow", &xfer_text(galaxy, at, *escrow));
+        }
     }
 }
 
@@ -251,7 +364,7 @@ pub fn encode_event(
 /// `src=<slug>:<seq>`.
 pub fn player_line(
     galaxy: &Galaxy,
-    system: SystemId,
+    system: InstanceId,
     t: u64,
     event: &Event,
     version: u64,
@@ -260,15 +373,15 @@ pub fn player_line(
     let mut buf = String::with_capacity(160);
     let mut line = Line::new(&mut buf, version, event_kind(event));
     encode_event(&mut line, galaxy, system, t, event, version);
-    line.field("src", &format!("{}:{seq}", galaxy.slug(system)));
+    line.field("src", &format!("{}:{seq}", system.slug(galaxy)));
     line.finish();
     buf
 }
 
-/// Reads an event of `system`'s log back: its tick and the event.
+/// Reads an event of the log of instance `system` back: its tick and the event.
 pub fn decode_event(
     galaxy: &Galaxy,
-    system: SystemId,
+    system: InstanceId,
     rec: &Record<'_>,
 ) -> Result<(u64, Event), String> {
     let t = num(rec, "t")?;
@@ -277,8 +390,19 @@ pub fn decode_event(
         if from != system {
             return Err(format!(
                 "transfer of {} in the log of {}",
-                galaxy.slug(from),
-                galaxy.slug(system)
+                from.slug(galaxy),
+                system.slug(galaxy)
+            ));
+        }
+        Ok(n)
+    };
+    let local_escrow = |rec: &Record<'_>| -> Result<u64, String> {
+        let (at, n) = parse_xfer(galaxy, rec.str("escrow").map_err(|e| e.to_string())?)?;
+        if at != system {
+            return Err(format!(
+                "escrow of {} in the log of {}",
+                at.slug(galaxy),
+                system.slug(galaxy)
             ));
         }
         Ok(n)
@@ -296,7 +420,7 @@ pub fn decode_event(
         "depart" => Event::Depart {
             xfer: local_xfer(rec)?,
             player: rec.str("player").map_err(|e| e.to_string())?.to_string(),
-            to: system_field(galaxy, rec, "to")?,
+            to: instance_field(galaxy, rec, "to")?,
             fuel: num(rec, "fuel")?,
         },
         "depart.done" => Event::DepartDone {
@@ -316,18 +440,46 @@ pub fn decode_event(
         }
         "trade" => Event::Trade {
             player: name_field(rec, "player")?,
-            trade: Trade {
-                side: match rec.str("side").map_err(|e| e.to_string())? {
-                    "buy" => Side::Buy,
-                    "sell" => Side::Sell,
-                    other => return Err(format!("side={other} is neither buy nor sell")),
-                },
-                good: Good::parse(rec.str("good").map_err(|e| e.to_string())?)
-                    .map_err(|e| e.to_string())?,
-                qty: num(rec, "qty")?,
-                total_cr: num(rec, "total")?,
-            },
+            trade: get_trade(rec)?,
         },
+        "trade.escrow" => Event::Escrow {
+            escrow: local_escrow(rec)?,
+            player: name_field(rec, "player")?,
+            order: get_order(rec)?,
+            held_cr: num(rec, "held_cr")?,
+            held_qty: num(rec, "held_qty")?,
+        },
+        "trade.settle" => Event::EscrowSettle {
+            escrow: local_escrow(rec)?,
+            player: name_field(rec, "player")?,
+            total_cr: num(rec, "total")?,
+        },
+        "trade.refund" => Event::EscrowRefund {
+            escrow: local_escrow(rec)?,
+            player: name_field(rec, "player")?,
+        },
+        "trade.remote" | "trade.done" => {
+            let (at, escrow) = parse_xfer(galaxy, rec.str("escrow").map_err(|e| e.to_string())?)?;
+            if at.system != system.system || at.is_primary() || !system.is_primary() {
+                return Err(format!(
+                    "escrow of {} in the log of {}",
+                    at.slug(galaxy),
+                    system.slug(galaxy)
+                ));
+            }
+            match rec.kind {
+                "trade.remote" => Event::RemoteTrade {
+                    instance: at.n,
+                    escrow,
+                    player: name_field(rec, "player")?,
+                    trade: get_trade(rec)?,
+                },
+                _ => Event::RemoteTradeDone {
+                    instance: at.n,
+                    escrow,
+                },
+            }
+        }
         "economy" => Event::Economy {
             from: num(rec, "from")?,
             to: num(rec, "to")?,
@@ -372,6 +524,20 @@ pub fn decode_event(
                 taken: cargo_field(rec, "took")?,
             },
         },
+        "split" | "retire" => {
+            let at = instance_field(galaxy, rec, "instance")?;
+            if at.system != system.system || at.is_primary() {
+                return Err(format!(
+                    "instance {} in the log of {}",
+                    at.slug(galaxy),
+                    system.slug(galaxy)
+                ));
+            }
+            match rec.kind {
+                "split" => Event::Split { instance: at.n },
+                _ => Event::Retire { instance: at.n },
+            }
+        }
         other => return Err(format!("unknown record kind {other:?} in a system log")),
     };
     Ok((t, event))
@@ -380,8 +546,8 @@ pub fn decode_event(
 /// Writes a jump record of the transition log.
 pub fn encode_jump(line: &mut Line<'_>, galaxy: &Galaxy, jump: &Jump) {
     line.field("xfer", &xfer_text(galaxy, jump.from, jump.xfer))
-        .field("from", galaxy.slug(jump.from))
-        .field("to", galaxy.slug(jump.to))
+        .field("from", &jump.from.slug(galaxy))
+        .field("to", &jump.to.slug(galaxy))
         .num("t", jump.t)
         .num("travel", jump.travel_ticks);
     put_player(line, &jump.player);
@@ -396,13 +562,13 @@ pub fn decode_jump(galaxy: &Galaxy, rec: &Record<'_>) -> Result<Jump, String> {
         ));
     }
     let (from, xfer) = parse_xfer(galaxy, rec.str("xfer").map_err(|e| e.to_string())?)?;
-    if system_field(galaxy, rec, "from")? != from {
+    if instance_field(galaxy, rec, "from")? != from {
         return Err("from= and xfer= disagree".into());
     }
     Ok(Jump {
         from,
         xfer,
-        to: system_field(galaxy, rec, "to")?,
+        to: instance_field(galaxy, rec, "to")?,
         t: num(rec, "t")?,
         travel_ticks: num(rec, "travel")?,
         player: get_player(rec)?,
@@ -413,14 +579,46 @@ pub fn decode_jump(galaxy: &Galaxy, rec: &Record<'_>) -> Result<Jump, String> {
 /// Writes a system's state as the body of a snapshot.
 pub fn encode_state(w: &mut SnapshotWriter, galaxy: &Galaxy, state: &SystemState) {
     w.record("state", |l| {
-        l.field("system", galaxy.slug(state.id))
-            .num("t", state.tick)
+        l.field("system", galaxy.slug(state.id));
+        if !state.is_primary() {
+            l.num("instance", state.instance);
+        }
+        if state.next_escrow != 1 {
+            l.num("next_escrow", state.next_escrow);
+        }
+        l.num("t", state.tick)
             .num("next_xfer", state.next_xfer)
             .num("market_tick", state.market_tick)
             .field("stock", &units_text(&state.market.stocks()))
             .num("till", state.market.till_cr())
             .num("next_wreck", state.wrecks.next_id());
     });
+    for n in &state.instances {
+        w.record("instance", |l| {
+            l.field("open", &InstanceId::new(state.id, *n).slug(galaxy));
+        });
+    }
+    for (id, e) in &state.escrows {
+        w.record("escrow", |l| {
+            l.field("escrow", &xfer_text(galaxy, state.instance_id(), *id))
+                .field("player", &e.player);
+            put_order(l, &e.order);
+            l.num("held_cr", e.held_cr).num("held_qty", e.held_qty);
+        });
+    }
+    for ((n, id), o) in &state.remote_trades {
+        w.record("remote", |l| {
+            l.field(
+                "escrow",
+                &xfer_text(galaxy, InstanceId::new(state.id, *n), *id),
+            )
+            .field("player", &o.player)
+            .field("side", o.trade.side.name())
+            .field("good", o.trade.good.name())
+            .num("qty", o.trade.qty)
+            .num("total", o.trade.total_cr);
+        });
+    }
     for (id, wreck) in state.wrecks.iter() {
         w.record("wreck", |l| {
             l.num("id", id)
@@ -441,7 +639,7 @@ pub fn encode_state(w: &mut SnapshotWriter, galaxy: &Galaxy, state: &SystemState
     }
     for (from, upto) in &state.landed_upto {
         w.record("landed", |l| {
-            l.field("from", galaxy.slug(*from)).num("upto", upto);
+            l.field("from", &from.slug(galaxy)).num("upto", upto);
         });
     }
     for p in state.players.values() {
@@ -449,8 +647,8 @@ pub fn encode_state(w: &mut SnapshotWriter, galaxy: &Galaxy, state: &SystemState
     }
     for (xfer, d) in &state.departing {
         w.record("departing", |l| {
-            l.field("xfer", &xfer_text(galaxy, state.id, *xfer))
-                .field("to", galaxy.slug(d.to))
+            l.field("xfer", &xfer_text(galaxy, state.instance_id(), *xfer))
+                .field("to", &d.to.slug(galaxy))
                 .num("burnt", d.fuel);
             put_player(l, &d.player);
         });
@@ -470,11 +668,13 @@ pub fn decode_state_record(
 ) -> Result<(), String> {
     match rec.kind {
         "state" => {
-            if system_field(galaxy, rec, "system")? != state.id {
-                return Err("snapshot of another system".into());
+            let instance = opt_num(rec, "instance")?.unwrap_or(PRIMARY_INSTANCE);
+            if system_field(galaxy, rec, "system")? != state.id || instance != state.instance {
+                return Err("snapshot of another system or instance".into());
             }
             state.tick = num(rec, "t")?;
             state.next_xfer = num(rec, "next_xfer")?;
+            state.next_escrow = opt_num(rec, "next_escrow")?.unwrap_or(1);
             state.market_tick = num(rec, "market_tick")?;
             state.market = Market::from_parts(units_field(rec, "stock")?, num(rec, "till")?)?;
             state.wrecks = Wrecks::from_parts(num(rec, "next_wreck")?, Vec::new())?;
@@ -486,6 +686,37 @@ pub fn decode_state_record(
                 cargo: cargo_field(rec, "cargo")?,
             };
             state.wrecks.restore(num(rec, "id")?, wreck)?;
+        }
+        "instance" => {
+            let at = instance_field(galaxy, rec, "open")?;
+            if at.system != state.id || at.is_primary() || !state.is_primary() {
+                return Err("an open instance of another system".into());
+            }
+            state.instances.insert(at.n);
+        }
+        "escrow" => {
+            let (at, id) = parse_xfer(galaxy, rec.str("escrow").map_err(|e| e.to_string())?)?;
+            if at != state.instance_id() {
+                return Err("an escrow of another instance".into());
+            }
+            let e = Escrow {
+                player: name_field(rec, "player")?,
+                order: get_order(rec)?,
+                held_cr: num(rec, "held_cr")?,
+                held_qty: num(rec, "held_qty")?,
+            };
+            state.escrows.insert(id, e);
+        }
+        "remote" => {
+            let (at, id) = parse_xfer(galaxy, rec.str("escrow").map_err(|e| e.to_string())?)?;
+            if at.system != state.id || at.is_primary() {
+                return Err("a trade of another system".into());
+            }
+            let o = RemoteOutcome {
+                player: name_field(rec, "player")?,
+                trade: get_trade(rec)?,
+            };
+            state.remote_trades.insert((at.n, id), o);
         }
         "engaged" => {
             state
@@ -500,7 +731,7 @@ pub fn decode_state_record(
         "landed" => {
             state
                 .landed_upto
-                .insert(system_field(galaxy, rec, "from")?, num(rec, "upto")?);
+                .insert(instance_field(galaxy, rec, "from")?, num(rec, "upto")?);
         }
         "player" => {
             let p = get_player(rec)?;
@@ -508,14 +739,14 @@ pub fn decode_state_record(
         }
         "departing" => {
             let (from, xfer) = parse_xfer(galaxy, rec.str("xfer").map_err(|e| e.to_string())?)?;
-            if from != state.id {
+            if from != state.instance_id() {
                 return Err("departing transfer of another system".into());
             }
             state.departing.insert(
                 xfer,
                 Departing {
                     player: get_player(rec)?,
-                    to: system_field(galaxy, rec, "to")?,
+                    to: instance_field(galaxy, rec, "to")?,
                     fuel: num(rec, "burnt")?,
                 },
             );
@@ -535,14 +766,15 @@ pub fn decode_state_record(
 mod tests {
     use super::*;
     use crate::store::record::parse_line;
+    use crate::store::snapshot::SnapshotMeta;
 
     fn round_trip(galaxy: &Galaxy, system: SystemId, event: &Event) -> (u64, Event) {
         let mut buf = String::new();
         let mut line = Line::new(&mut buf, 1, event_kind(event));
-        encode_event(&mut line, galaxy, system, 42, event, 3);
+        encode_event(&mut line, galaxy, InstanceId::primary(system), 42, event, 3);
         line.finish();
         let rec = parse_line(buf.as_bytes()).unwrap();
-        decode_event(galaxy, system, &rec).unwrap()
+        decode_event(galaxy, InstanceId::primary(system), &rec).unwrap()
     }
 
     #[test]
@@ -569,7 +801,7 @@ mod tests {
             Event::Depart {
                 xfer: 9,
                 player: p.name.clone(),
-                to: ac,
+                to: InstanceId::primary(ac),
                 fuel: 5,
             },
             Event::DepartDone { xfer: 9 },
@@ -578,7 +810,7 @@ mod tests {
                 player: p.name.clone(),
             },
             Event::Arrive {
-                from: ac,
+                from: InstanceId::new(ac, 3),
                 xfer: 4,
                 player: p.clone(),
             },
@@ -643,12 +875,143 @@ mod tests {
     }
 
     #[test]
+    fn instance_events_round_trip() {
+        let g = Galaxy::default_galaxy();
+        let (sol, two) = (InstanceId::primary(g.home()), InstanceId::new(g.home(), 2));
+        let trade = Trade {
+            side: Side::Buy,
+            good: Good::Ore,
+            qty: 3,
+            total_cr: 120,
+        };
+        let order = Order {
+            side: Side::Sell,
+            good: Good::Food,
+            qty: 4,
+            price_limit_cr: Some(9),
+        };
+        let cases = [
+            (sol, Event::Split { instance: 2 }),
+            (sol, Event::Retire { instance: 2 }),
+            (
+                sol,
+                Event::Depart {
+                    xfer: 5,
+                    player: "ann".into(),
+                    to: two,
+                    fuel: 0,
+                },
+            ),
+            (
+                two,
+                Event::Escrow {
+                    escrow: 7,
+                    player: "ann".into(),
+                    order,
+                    held_cr: 0,
+                    held_qty: 4,
+                },
+            ),
+            (
+                two,
+                Event::EscrowSettle {
+                    escrow: 7,
+                    player: "ann".into(),
+                    total_cr: 33,
+                },
+            ),
+            (
+                two,
+                Event::EscrowRefund {
+                    escrow: 7,
+                    player: "ann".into(),
+                },
+            ),
+            (
+                sol,
+                Event::RemoteTrade {
+                    instance: 2,
+                    escrow: 7,
+                    player: "ann".into(),
+                    trade,
+                },
+            ),
+            (
+                sol,
+                Event::RemoteTradeDone {
+                    instance: 2,
+                    escrow: 7,
+                },
+            ),
+        ];
+        for (at, e) in cases {
+            let mut buf = String::new();
+            let mut line = Line::new(&mut buf, 1, event_kind(&e));
+            encode_event(&mut line, &g, at, 42, &e, 3);
+            line.finish();
+            let rec = parse_line(buf.as_bytes()).unwrap();
+            assert_eq!(decode_event(&g, at, &rec).unwrap(), (42, e), "{buf}");
+        }
+        let mut buf = String::new();
+        let mut line = Line::new(&mut buf, 1, "trade.escrow");
+        let e = Event::EscrowRefund {
+            escrow: 7,
+            player: "ann".into(),
+        };
+        encode_event(&mut line, &g, two, 42, &e, 3);
+        line.finish();
+        assert!(buf.contains("escrow=sol.2:7"), "{buf}");
+        let rec = parse_line(buf.as_bytes()).unwrap();
+        assert!(
+            decode_event(&g, sol, &rec).is_err(),
+            "an escrow of sol.2 in sol's log"
+        );
+    }
+
+    #[test]
+    fn instance_states_round_trip_through_snapshots() {
+        let g = Galaxy::default_galaxy();
+        let two = InstanceId::new(g.home(), 2);
+        let mut primary = SystemState::new(&g, g.home());
+        primary.apply(1, &Event::Split { instance: 2 }).unwrap();
+        let mut inst = SystemState::new_instance(&g, two);
+        let ann = Player::starter("ann", &crate::sim::rules::Rules::default());
+        inst.players.insert("ann".into(), ann);
+        let order = Order {
+            side: Side::Buy,
+            good: Good::Ore,
+            qty: 2,
+            price_limit_cr: None,
+        };
+        let escrow = inst.decide_escrow(&g, "ann", &order).unwrap();
+        inst.apply(2, &escrow).unwrap();
+        let req = inst.escrow_request(1).unwrap();
+        let remote = primary.decide_remote_trade(&g, &req).unwrap();
+        primary.apply(3, &remote).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        for (at, state) in [(primary.instance_id(), &primary), (two, &inst)] {
+            let meta = SnapshotMeta {
+                name: at.slug(&g),
+                upto_seq: 9,
+                log_offset: 0,
+                log_line: 1,
+                state_hash: state.state_hash(),
+            };
+            let bytes = crate::store::snapshot::encode(&meta, |w| encode_state(w, &g, state));
+            let path = crate::store::snapshot::write(dir.path(), &meta, &bytes).unwrap();
+            let mut back = SystemState::new_instance(&g, at);
+            crate::store::snapshot::load(&path, |r| decode_state_record(&g, &mut back, r)).unwrap();
+            assert_eq!(&back, state);
+        }
+    }
+
+    #[test]
     fn jumps_round_trip_and_read_well() {
         let g = Galaxy::default_galaxy();
         let j = Jump {
-            from: g.home(),
+            from: InstanceId::primary(g.home()),
             xfer: 7,
-            to: g.lookup("Alpha Centauri").unwrap(),
+            to: InstanceId::primary(g.lookup("Alpha Centauri").unwrap()),
             t: 100,
             travel_ticks: 44,
             player: Player {

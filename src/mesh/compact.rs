@@ -11,9 +11,10 @@ use std::path::Path;
 
 use serde::Serialize;
 
-use super::recovery::{load_checkpoint, load_snapshot};
+use super::recovery::{instance_logs, load_checkpoint, load_snapshot};
 use super::MeshError;
 use crate::sim::galaxy::Galaxy;
+use crate::sim::instance::InstanceId;
 use crate::store::datadir::{archived_segment_path, DataDir};
 use crate::store::disk::write_atomic;
 use crate::store::log::{first_seq, read_from};
@@ -40,13 +41,23 @@ pub fn compact(datadir: &DataDir, galaxy: &Galaxy) -> Result<CompactReport, Mesh
             datadir.archive_dir().display()
         ))
     })?;
-    for id in galaxy.ids() {
-        let slug = galaxy.slug(id);
+    let every = galaxy.ids().flat_map(|id| {
+        let instances = instance_logs(datadir, galaxy, id).into_iter();
+        std::iter::once(InstanceId::primary(id))
+            .chain(instances.map(move |n| InstanceId::new(id, n)))
+    });
+    for at in every {
+        let slug = at.slug(galaxy);
         let mut bad = Vec::new();
-        let meta = load_snapshot(datadir, galaxy, id, &mut bad)?.map(|(_, m)| m);
+        let meta = load_snapshot(datadir, galaxy, at, &mut bad)?.map(|(_, m)| m);
         let done = match meta {
-            Some(m) => compact_log(&datadir.system_log(slug), &datadir.archive_dir(), slug, &m)
-                .map_err(io)?,
+            Some(m) => compact_log(
+                &datadir.system_log(&slug),
+                &datadir.archive_dir(),
+                &slug,
+                &m,
+            )
+            .map_err(io)?,
             None => None,
         };
         record(&mut report, done);

@@ -6,6 +6,15 @@
 //!    that is durable: this is the commit point. Only then is the player told, the destination
 //!    shard handed the jump, and the origin shard told to log `depart.done`.
 //!
+//! The destination is handed the jump only once the origin's acker has sent the player-log
+//! lines up to the `depart` (a player's lines must reach the projector in version order, and a
+//! move between instances lands within a tick, faster than an acker may be).
+//!
+//! The destination is handed the jump before the origin is told of the commit: once the origin
+//! has logged `depart.done`, the jump is already in the destination's queue. A primary relies
+//! on it to close an instance: when it holds no prepared move towards the instance any more,
+//! anything it moved there is queued there, ahead of the question "are you empty?".
+//!
 //! Jumps leave in the order they were prepared (one FIFO a shard), so a destination sees the
 //! jumps of one origin in the order of their transfer numbers, which makes landing idempotent
 //! with one number per origin. On a storage failure the jump is neither committed nor aborted
@@ -16,7 +25,7 @@ use std::sync::Arc;
 
 use tokio::sync::mpsc;
 
-use super::codec::{encode_jump, Jump};
+use super::codec::{encode_jump, xfer_text, Jump};
 use super::shard::{Command, Reply};
 use super::{Context, JumpAck, MeshError};
 use crate::store::log::Log;
@@ -35,6 +44,7 @@ pub struct PendingDeparture {
 pub async fn run(
     ctx: Arc<Context>,
     system_log: Log,
+    mut acked: tokio::sync::watch::Receiver<u64>,
     origin: mpsc::Sender<Command>,
     mut rx: mpsc::UnboundedReceiver<PendingDeparture>,
 ) {
@@ -56,24 +66,35 @@ pub async fn run(
             }
             continue;
         }
+        // The prepares' lines are with the projector before any landing's (an acker that is
+        // gone, when the shard stops, has sent all it will).
+        let last_prepare = batch.iter().map(|p| p.seq).max().unwrap_or(0);
+        let _ = acked.wait_for(|&seq| seq >= last_prepare).await;
         for p in batch.drain(..) {
             let ack = JumpAck {
-                xfer: format!("{}:{}", ctx.galaxy.slug(p.jump.from), p.jump.xfer),
-                from: p.jump.from,
-                to: p.jump.to,
+                xfer: xfer_text(&ctx.galaxy, p.jump.from, p.jump.xfer),
+                from: p.jump.from.system,
+                to: p.jump.to.system,
                 travel_ticks: p.jump.travel_ticks,
                 travel_ms: p.jump.travel_ticks * 1000 / u64::from(ctx.config.tick_hz),
                 player: p.jump.player.clone(),
             };
-            let _ = origin
-                .send(Command::Committed {
-                    xfer: p.jump.xfer,
-                    tseq: p.jump.tseq,
-                })
-                .await;
-            if let Some(dest) = ctx.shard(p.jump.to) {
-                let _ = dest.send(Command::Landing(p.jump)).await;
+            let committed = Command::Committed {
+                xfer: p.jump.xfer,
+                tseq: p.jump.tseq,
+            };
+            // The destination first (see the module's comment).
+            match ctx.shard(p.jump.to) {
+                Some(dest) => {
+                    let _ = dest.send(Command::Landing(p.jump)).await;
+                }
+                None => tracing::error!(
+                    "jump {} is committed towards {}, which runs no shard; the next start lands it",
+                    ack.xfer,
+                    p.jump.to.slug(&ctx.galaxy)
+                ),
             }
+            let _ = origin.send(committed).await;
             if let Some(r) = p.reply {
                 let _ = r.send(Ok(ack));
             }

@@ -4,6 +4,10 @@
 //! request sent to the wrong shard is answered "not here" and routed again. Shards write it only
 //! after the event that moved a player is durable (departures: when prepared, so new requests
 //! stop going to the old system). Never read by the simulation.
+//!
+//! It knows players by instance ([`Place`]): a request goes to the shard of the instance the
+//! player is in. Callers that only care about star systems (the API) see a [`Location`], in
+//! which a move between two instances of one system is no jump: the player stays in the system.
 
 use std::collections::HashMap;
 use std::sync::{Mutex, RwLock};
@@ -11,11 +15,12 @@ use std::sync::{Mutex, RwLock};
 use tokio::sync::oneshot;
 
 use crate::sim::galaxy::SystemId;
+use crate::sim::instance::InstanceId;
 
-/// Where a player is, as far as routing knows.
+/// Where a player is, by star system, as far as routing knows.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Location {
-    /// In a system.
+    /// In a system (in any of its instances, or moving between two of them).
     In(SystemId),
     /// Between systems: jump `xfer` of system `from`, towards `to`.
     Jumping {
@@ -25,11 +30,49 @@ pub enum Location {
     },
 }
 
+/// Where a player is, by instance: what routing uses.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Place {
+    /// In this instance of a system.
+    In(InstanceId),
+    /// In jump `xfer` of instance `from`, towards instance `to` (a move between instances of
+    /// one system when both are of the same system).
+    Jumping {
+        from: InstanceId,
+        xfer: u64,
+        to: InstanceId,
+    },
+}
+
+impl Place {
+    /// The same place by star system.
+    pub fn location(self) -> Location {
+        match self {
+            Place::In(at) => Location::In(at.system),
+            Place::Jumping { from, to, .. } if from.system == to.system => {
+                Location::In(from.system)
+            }
+            Place::Jumping { from, xfer, to } => Location::Jumping {
+                from: from.system,
+                xfer,
+                to: to.system,
+            },
+        }
+    }
+
+    /// Whether this is a move between two instances of one system.
+    pub fn is_move(self) -> bool {
+        matches!(self, Place::Jumping { from, to, .. } if from.system == to.system)
+    }
+}
+
 /// A landing, as told to whoever waits for it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Landed {
     pub system: SystemId,
-    /// Players in the system right after the landing (the lander included).
+    /// The instance of the system landed in (jumps land in the primary, 1; moves in others).
+    pub instance: u16,
+    /// Players in the instance right after the landing (the lander included).
     pub population: usize,
 }
 
@@ -37,21 +80,27 @@ pub struct Landed {
 #[derive(Default)]
 pub struct Directory {
     /// std RwLock: held for a map lookup only, never across an await.
-    locations: RwLock<HashMap<String, Location>>,
+    places: RwLock<HashMap<String, Place>>,
     waiters: Mutex<HashMap<String, Vec<oneshot::Sender<Landed>>>>,
 }
 
 impl Directory {
+    /// Where a player is, by star system.
     pub fn get(&self, name: &str) -> Option<Location> {
-        self.locations
+        self.place(name).map(Place::location)
+    }
+
+    /// Where a player is, by instance.
+    pub fn place(&self, name: &str) -> Option<Place> {
+        self.places
             .read()
             .unwrap_or_else(|e| e.into_inner())
             .get(name)
             .copied()
     }
 
-    pub fn set(&self, name: &str, at: Location) {
-        let mut map = self.locations.write().unwrap_or_else(|e| e.into_inner());
+    pub fn set(&self, name: &str, at: Place) {
+        let mut map = self.places.write().unwrap_or_else(|e| e.into_inner());
         match map.get_mut(name) {
             Some(slot) => *slot = at,
             None => {
@@ -61,10 +110,7 @@ impl Directory {
     }
 
     pub fn len(&self) -> usize {
-        self.locations
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .len()
+        self.places.read().unwrap_or_else(|e| e.into_inner()).len()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -73,7 +119,11 @@ impl Directory {
 
     /// Records a durable landing and wakes whoever waits for it.
     pub fn landed(&self, name: &str, landed: Landed) {
-        self.set(name, Location::In(landed.system));
+        let at = InstanceId {
+            system: landed.system,
+            n: landed.instance,
+        };
+        self.set(name, Place::In(at));
         let waiters = self
             .waiters
             .lock()

@@ -15,6 +15,7 @@
 use serde::Serialize;
 
 use crate::sim::galaxy::{Galaxy, SystemId};
+use crate::sim::instance::InstanceId;
 use crate::sim::system::{Event, SystemState};
 
 /// Events a listener may fall behind by before it misses some.
@@ -25,6 +26,8 @@ pub const FEED_LEN: usize = 65_536;
 pub struct MeshEvent {
     /// Where it happened.
     pub system: SystemId,
+    /// In which instance of the system (1: the system itself).
+    pub instance: u16,
     /// Its record in that system's log.
     pub seq: u64,
     /// The system's tick it is stamped with.
@@ -84,6 +87,14 @@ pub enum MeshEventKind {
         wreck: u64,
         took: String,
     },
+    /// The player was moved to another instance of the system they are in (it was crowded,
+    /// or their instance closed); `notice` says so in words.
+    Moved {
+        player: String,
+        from_instance: u16,
+        instance: u16,
+        notice: String,
+    },
 }
 
 impl MeshEventKind {
@@ -98,15 +109,19 @@ impl MeshEventKind {
             | MeshEventKind::Traded { player, .. }
             | MeshEventKind::Engaged { player, .. }
             | MeshEventKind::Destroyed { player, .. }
-            | MeshEventKind::Looted { player, .. } => player,
+            | MeshEventKind::Looted { player, .. }
+            | MeshEventKind::Moved { player, .. } => player,
         }
     }
 
     /// What the feed says of `event`, a record of system `state.id` about to be applied to
     /// `state` (a committed departure is still listed then). None for the prepare of a jump:
     /// its departure is told at the commit.
+    /// Moves between instances of a system are told as `Moved` at the landing (not as a
+    /// departure and an arrival: the player never left the system).
     pub fn of(galaxy: &Galaxy, state: &SystemState, event: &Event) -> Option<MeshEventKind> {
-        let xfer_id = |from: SystemId, xfer: u64| format!("{}:{xfer}", galaxy.slug(from));
+        let xfer_id =
+            |from: InstanceId, xfer: u64| crate::mesh::codec::xfer_text(galaxy, from, xfer);
         Some(match event {
             Event::Join { player, .. } => MeshEventKind::Joined {
                 player: player.name.clone(),
@@ -123,19 +138,48 @@ impl MeshEventKind {
             Event::Depart { .. } => return None,
             Event::DepartDone { xfer } => {
                 let d = state.departing.get(xfer)?;
+                if d.to.system == state.id {
+                    return None;
+                }
                 MeshEventKind::Departed {
                     player: d.player.name.clone(),
-                    to: d.to,
-                    xfer: xfer_id(state.id, *xfer),
+                    to: d.to.system,
+                    xfer: xfer_id(state.instance_id(), *xfer),
                 }
             }
             Event::DepartAbort { xfer, player } => MeshEventKind::Cancelled {
                 player: player.clone(),
-                xfer: xfer_id(state.id, *xfer),
+                xfer: xfer_id(state.instance_id(), *xfer),
             },
+            Event::Arrive {
+                from,
+                xfer: _,
+                player,
+            } if from.system == state.id => {
+                let here = state.instance_id();
+                let notice = if here.is_primary() {
+                    format!(
+                        "{} has closed: you are back in {}",
+                        from.name(galaxy),
+                        here.name(galaxy)
+                    )
+                } else {
+                    format!(
+                        "{} is crowded: you are now in {}",
+                        galaxy.name(state.id),
+                        here.name(galaxy)
+                    )
+                };
+                MeshEventKind::Moved {
+                    player: player.name.clone(),
+                    from_instance: from.n,
+                    instance: here.n,
+                    notice,
+                }
+            }
             Event::Arrive { from, xfer, player } => MeshEventKind::Arrived {
                 player: player.name.clone(),
-                from: *from,
+                from: from.system,
                 xfer: xfer_id(*from, *xfer),
                 // Arriving adds the player (a landing seen twice is never recorded).
                 population: state.players.len() + 1,
@@ -163,7 +207,29 @@ impl MeshEventKind {
                 wreck: take.wreck_id,
                 took: take.taken.to_string(),
             },
-            Event::Economy { .. } | Event::Combat { .. } => return None,
+            // A trade in an instance is told when it is settled, as a trade.
+            Event::EscrowSettle {
+                escrow,
+                player,
+                total_cr,
+            } => {
+                let e = state.escrows.get(escrow)?;
+                MeshEventKind::Traded {
+                    player: player.clone(),
+                    side: e.order.side.name(),
+                    good: e.order.good.name(),
+                    qty: e.order.qty,
+                    total_cr: *total_cr,
+                }
+            }
+            Event::Economy { .. }
+            | Event::Combat { .. }
+            | Event::Split { .. }
+            | Event::Retire { .. }
+            | Event::Escrow { .. }
+            | Event::EscrowRefund { .. }
+            | Event::RemoteTrade { .. }
+            | Event::RemoteTradeDone { .. } => return None,
         })
     }
 }
@@ -280,7 +346,7 @@ mod tests {
         let event = Event::Depart {
             xfer: 1,
             player: "Ann".into(),
-            to: g.lookup("Alpha Centauri").unwrap(),
+            to: InstanceId::primary(g.lookup("Alpha Centauri").unwrap()),
             fuel: 1,
         };
         assert_eq!(MeshEventKind::of(&g, &state, &event), None);

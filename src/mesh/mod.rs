@@ -5,6 +5,11 @@
 //! machine's cores by the runtime. Shards share no mutable game state; the routing directory
 //! ([`directory`]) is a hint that the owning shard always has the last word on.
 //!
+//! A crowded system opens instances of itself ([`instances`]): more shards for the same star
+//! system ("Sol #2"), each with its own log and loop, which players are moved to and from
+//! through the same jump protocol. A shard is named by an [`InstanceId`] (system, number);
+//! instance 1 is the system itself.
+//!
 //! [`Mesh`] is the whole API the network and command-line layers use: join, refuel, jump, look,
 //! status, stop. It never exposes a shard's state by reference.
 
@@ -14,27 +19,33 @@ pub mod checkpoint;
 pub mod codec;
 pub mod compact;
 pub mod departures;
+pub mod dilation;
 pub mod directory;
 pub mod economy;
 pub mod events;
+pub mod instances;
 pub mod projector;
 pub mod recovery;
 pub mod shard;
 pub mod stats;
 pub mod trading;
 
-use std::sync::{Arc, Mutex, OnceLock};
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
+use std::time::Duration;
 
 use serde::Serialize;
 use tokio::sync::{broadcast, mpsc, oneshot};
 
 use crate::sim::galaxy::{Galaxy, SystemId};
+use crate::sim::instance::InstanceId;
 use crate::sim::player::Player;
 use crate::sim::rules::Rules;
 use crate::sim::system::Reject;
 use crate::store::datadir::DataDir;
 use crate::store::log::{Log, LogError};
-use directory::{Directory, Landed, Location};
+use directory::{Directory, Landed, Location, Place};
 use events::MeshEvent;
 use recovery::RecoveryReport;
 use shard::{Command, Shard};
@@ -43,7 +54,11 @@ use shard::{Command, Shard};
 pub const SHARD_QUEUE_LEN: usize = 16 * 1024;
 
 /// How often routing retries when a player moved between lookup and arrival.
-const MAX_ROUTE_ATTEMPTS: usize = 3;
+const MAX_ROUTE_ATTEMPTS: usize = 4;
+
+/// How long a request waits for a move between two instances of a system (no travel time:
+/// a tick or two) to land before it looks again.
+const MOVE_WAIT: Duration = Duration::from_secs(2);
 
 /// How the mesh runs.
 #[derive(Clone, Debug)]
@@ -58,6 +73,8 @@ pub struct MeshConfig {
     /// How long a system's published prices take to reach the galaxy-wide economy view, in
     /// milliseconds (systems hear each other by gossip along the lanes).
     pub economy_delay_ms: u64,
+    /// When crowded systems open instances and emptied ones close ([`instances`]).
+    pub instances: instances::InstancePolicy,
 }
 
 impl Default for MeshConfig {
@@ -68,6 +85,7 @@ impl Default for MeshConfig {
             snapshot_every_records: 100_000,
             checkpoint_every_ms: checkpoint::CHECKPOINT_EVERY_MS,
             economy_delay_ms: 1_000,
+            instances: instances::InstancePolicy::default(),
         }
     }
 }
@@ -127,12 +145,29 @@ pub struct JumpAck {
 pub struct ShardStatus {
     pub system: String,
     pub slug: String,
+    /// Which instance of the system this shard runs (1: the system itself).
+    pub instance: u16,
+    /// The instance's slug, as its log is named (`sol`, `sol.2`).
+    pub shard: String,
+    /// The instance's name, as players see it (`Sol`, `Sol #2`).
+    pub instance_name: String,
+    /// An instance moving its players back to the primary before it closes.
+    pub merging: bool,
+    /// A primary's open instances (in [`Mesh::status`]; empty elsewhere).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub instances: Vec<ShardStatus>,
+    /// Players in the instance.
     pub population: usize,
     pub departing: usize,
     pub in_transit_towards: usize,
     pub tick: u64,
     pub tick_p50_us: u32,
     pub tick_p99_us: u32,
+    /// Time dilation: how fast the system's clock runs (1.0 = real time, at least 0.1), slowed
+    /// when its ticks cannot finish within the budget ([`dilation`]).
+    pub dilation: f64,
+    /// The tick period now, in microseconds (the budget, 1/tick rate, when not dilated).
+    pub tick_period_us: u64,
     pub log_durable_seq: u64,
     pub log_next_seq: u64,
     pub state_hash: String,
@@ -154,6 +189,11 @@ pub struct Context {
     /// The event feed ([`events`]): durable events of every system.
     events: broadcast::Sender<Arc<MeshEvent>>,
     shards: OnceLock<Vec<mpsc::Sender<Command>>>,
+    /// The queues of the open instances other than primaries: added when one starts, removed
+    /// when it retires. std RwLock: held for a map operation only, never across an await.
+    instances: RwLock<BTreeMap<InstanceId, mpsc::Sender<Command>>>,
+    /// Set (under the `instances` lock) when the mesh stops: no instance starts after it.
+    stopping: AtomicBool,
     /// The galaxy-wide economy view ([`economy`]), fed through `published`.
     prices: Arc<Mutex<economy::PriceView>>,
     published: mpsc::UnboundedSender<(tokio::time::Instant, economy::Published)>,
@@ -170,10 +210,83 @@ impl Context {
         let _ = self.events.send(Arc::new(event));
     }
 
-    /// The queue of a system's shard.
-    pub fn shard(&self, id: SystemId) -> Option<&mpsc::Sender<Command>> {
-        self.shards.get().and_then(|s| s.get(usize::from(id.0)))
+    /// The queue of the shard of a system's instance (None if it does not run).
+    pub fn shard(&self, at: InstanceId) -> Option<mpsc::Sender<Command>> {
+        if at.is_primary() {
+            return self
+                .shards
+                .get()
+                .and_then(|s| s.get(at.system.index()))
+                .cloned();
+        }
+        self.instances_read().get(&at).cloned()
     }
+
+    fn instances_read(
+        &self,
+    ) -> std::sync::RwLockReadGuard<'_, BTreeMap<InstanceId, mpsc::Sender<Command>>> {
+        self.instances.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn instances_write(
+        &self,
+    ) -> std::sync::RwLockWriteGuard<'_, BTreeMap<InstanceId, mpsc::Sender<Command>>> {
+        self.instances.write().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The running instances of `system` other than its primary.
+    pub fn instance_ids(&self, system: SystemId) -> Vec<InstanceId> {
+        let lo = InstanceId { system, n: 0 };
+        let hi = InstanceId {
+            system,
+            n: u16::MAX,
+        };
+        self.instances_read()
+            .range(lo..=hi)
+            .map(|(at, _)| *at)
+            .collect()
+    }
+
+    /// Forgets a retired instance's queue.
+    pub fn close_instance(&self, at: InstanceId) {
+        self.instances_write().remove(&at);
+    }
+
+    /// Whether the mesh is stopping (no instance opens any more).
+    pub fn is_stopping(&self) -> bool {
+        self.stopping.load(Ordering::Acquire)
+    }
+}
+
+/// Starts the shard of instance `at` at run time, once its `split` is durable in the primary's
+/// log: its state comes from its log (a number used before continues its log; its state is
+/// empty, as it was retired empty).
+pub(crate) async fn open_instance(ctx: Arc<Context>, at: InstanceId) -> Result<(), MeshError> {
+    assert!(!at.is_primary(), "a primary runs from the start");
+    let (d, g) = (ctx.datadir.clone(), ctx.galaxy.clone());
+    let sys = tokio::task::spawn_blocking(move || recovery::recover_system(&d, &g, at))
+        .await
+        .map_err(|e| MeshError::Internal(e.to_string()))??;
+    if sys.state.population() > 0 {
+        let _ = sys.log.close();
+        return Err(MeshError::Internal(format!(
+            "{} holds players, but it was closed empty",
+            sys.log.name()
+        )));
+    }
+    let (tx, rx) = mpsc::channel(SHARD_QUEUE_LEN);
+    {
+        let mut map = ctx.instances_write();
+        if ctx.is_stopping() {
+            drop(map);
+            let _ = sys.log.close();
+            return Err(MeshError::ShuttingDown);
+        }
+        map.insert(at, tx.clone());
+    }
+    let shard = Shard::new(ctx.clone(), sys.state, sys.log, Vec::new(), tx);
+    tokio::spawn(shard.run(rx));
+    Ok(())
 }
 
 /// The running mesh. Cheap to clone.
@@ -213,6 +326,8 @@ impl Mesh {
             checkpoint: checkpoint::Checkpoint::default(),
             events: broadcast::channel(events::FEED_LEN).0,
             shards: OnceLock::new(),
+            instances: RwLock::new(BTreeMap::new()),
+            stopping: AtomicBool::new(false),
             prices,
             published,
         });
@@ -227,39 +342,48 @@ impl Mesh {
             unreachable!("shard queues are set once");
         }
         let mut landings = recovered.landings;
-        for j in landings.iter().flatten() {
+        for j in landings.values().flatten() {
             ctx.checkpoint
                 .register(j.tseq, recovered.transitions_start, checkpoint::LANDED);
         }
         tokio::spawn(write_checkpoints(ctx.clone()));
-        for (sys, rx) in recovered.systems.into_iter().zip(receivers) {
-            let id = sys.state.id;
+        let mut receivers = receivers.into_iter();
+        for sys in recovered.systems {
+            let at = sys.state.instance_id();
             for name in sys.state.players.keys() {
-                ctx.directory.set(name, Location::In(id));
+                ctx.directory.set(name, Place::In(at));
             }
             for d in sys.state.departing.values() {
-                ctx.directory.set(&d.player.name, Location::In(id));
+                ctx.directory.set(&d.player.name, Place::In(at));
             }
-            let arriving = std::mem::take(&mut landings[usize::from(id.0)]);
+            let arriving = landings.remove(&at).unwrap_or_default();
             for j in &arriving {
-                ctx.directory.set(
-                    &j.player.name,
-                    Location::Jumping {
-                        from: j.from,
-                        xfer: j.xfer,
-                        to: j.to,
-                    },
-                );
+                let jumping = Place::Jumping {
+                    from: j.from,
+                    xfer: j.xfer,
+                    to: j.to,
+                };
+                ctx.directory.set(&j.player.name, jumping);
             }
-            let shard = Shard::new(
-                ctx.clone(),
-                sys.state,
-                sys.log,
-                arriving,
-                senders[usize::from(id.0)].clone(),
-            );
+            // Primaries come first, in galaxy order, then the open instances.
+            let (tx, rx) = match at.is_primary() {
+                true => {
+                    let rx = receivers.next().expect("a queue per system");
+                    (senders[at.system.index()].clone(), rx)
+                }
+                false => {
+                    let (tx, rx) = mpsc::channel(SHARD_QUEUE_LEN);
+                    ctx.instances_write().insert(at, tx.clone());
+                    (tx, rx)
+                }
+            };
+            let shard = Shard::new(ctx.clone(), sys.state, sys.log, arriving, tx);
             tokio::spawn(shard.run(rx));
         }
+        assert!(
+            landings.is_empty(),
+            "recovery hands jumps to running shards only"
+        );
         Ok((Mesh { ctx }, recovered.report))
     }
 
@@ -272,7 +396,7 @@ impl Mesh {
         &self.ctx.datadir
     }
 
-    /// One shard's figures.
+    /// The figures of a system's primary shard.
     pub async fn system_status(&self, system: SystemId) -> Result<ShardStatus, MeshError> {
         self.ask(system, |reply| Command::Status { reply }).await
     }
@@ -288,9 +412,14 @@ impl Mesh {
         self.ctx.events.subscribe()
     }
 
-    /// Where a player is, as routing knows it.
+    /// Where a player is, by star system, as routing knows it.
     pub fn locate(&self, name: &str) -> Option<Location> {
         self.ctx.directory.get(name)
+    }
+
+    /// Where a player is, by instance, as routing knows it.
+    pub fn place(&self, name: &str) -> Option<Place> {
+        self.ctx.directory.place(name)
     }
 
     /// Players known to routing.
@@ -298,18 +427,56 @@ impl Mesh {
         self.ctx.directory.len()
     }
 
+    /// The open instances of `system` other than its primary.
+    pub fn instances_of(&self, system: SystemId) -> Vec<InstanceId> {
+        self.ctx.instance_ids(system)
+    }
+
+    /// Asks a system's primary shard.
     pub(crate) async fn ask<T>(
         &self,
         system: SystemId,
         make: impl FnOnce(oneshot::Sender<T>) -> Command,
     ) -> Result<T, MeshError> {
+        self.ask_at(InstanceId::primary(system), make).await
+    }
+
+    /// Asks the shard of instance `at`.
+    pub(crate) async fn ask_at<T>(
+        &self,
+        at: InstanceId,
+        make: impl FnOnce(oneshot::Sender<T>) -> Command,
+    ) -> Result<T, MeshError> {
         let (tx, rx) = oneshot::channel();
-        let shard = self.ctx.shard(system).ok_or(MeshError::ShuttingDown)?;
+        let shard = self.ctx.shard(at).ok_or(MeshError::ShuttingDown)?;
         shard
             .send(make(tx))
             .await
             .map_err(|_| MeshError::ShuttingDown)?;
         rx.await.map_err(|_| MeshError::ShuttingDown)
+    }
+
+    /// The instance a player is in, waiting (a little) for a move between instances to land:
+    /// such a move takes a tick, and the player never left the system, so a request is not
+    /// refused for it.
+    async fn settled(&self, name: &str) -> Result<InstanceId, MeshError> {
+        for _ in 0..MAX_ROUTE_ATTEMPTS {
+            match self.place(name) {
+                None => return Err(MeshError::UnknownPlayer(name.to_string())),
+                Some(Place::In(at)) => return Ok(at),
+                Some(p) if p.is_move() => {
+                    // Listen, then look again: a landing missed by the one is seen by the other.
+                    let landing = self.ctx.directory.wait_landing(name);
+                    if self.place(name) == Some(p) {
+                        let _ = tokio::time::timeout(MOVE_WAIT, landing).await;
+                    }
+                }
+                Some(Place::Jumping { .. }) => return Err(MeshError::InJump(name.to_string())),
+            }
+        }
+        Err(MeshError::Internal(format!(
+            "'{name}' is still moving between instances; try again"
+        )))
     }
 
     /// Sends a request to the shard that holds `name`, following the player if they moved.
@@ -319,18 +486,14 @@ impl Mesh {
         make: impl Fn(oneshot::Sender<Result<T, MeshError>>) -> Command,
     ) -> Result<T, MeshError> {
         for _ in 0..MAX_ROUTE_ATTEMPTS {
-            let system = match self.locate(name) {
-                None => return Err(MeshError::UnknownPlayer(name.to_string())),
-                Some(Location::Jumping { .. }) => return Err(MeshError::InJump(name.to_string())),
-                Some(Location::In(s)) => s,
-            };
-            match self.ask(system, &make).await? {
-                Err(MeshError::Rejected(Reject::NotHere { .. }))
-                    if self.locate(name) != Some(Location::In(system)) =>
-                {
-                    continue
-                }
-                other => return other,
+            let at = self.settled(name).await?;
+            let moved = || self.place(name) != Some(Place::In(at));
+            match self.ask_at(at, &make).await {
+                Ok(Err(MeshError::Rejected(Reject::NotHere { .. }))) if moved() => continue,
+                // An instance that closed just now: its players are elsewhere.
+                Err(MeshError::ShuttingDown) if !at.is_primary() && moved() => continue,
+                Ok(other) => return other,
+                Err(e) => return Err(e),
             }
         }
         Err(MeshError::Internal(format!(
@@ -373,43 +536,86 @@ impl Mesh {
     /// Waits for a player's landing (returns at once if they are in a system).
     pub async fn wait_landing(&self, name: &str) -> Result<Landed, MeshError> {
         let rx = self.ctx.directory.wait_landing(name);
-        match self.locate(name) {
+        match self.place(name) {
             None => return Err(MeshError::UnknownPlayer(name.to_string())),
-            Some(Location::In(system)) => {
+            Some(Place::In(at)) => {
                 let population = self
-                    .ask(system, |reply| Command::Status { reply })
+                    .ask_at(at, |reply| Command::Status { reply })
                     .await?
                     .population;
-                return Ok(Landed { system, population });
+                return Ok(Landed {
+                    system: at.system,
+                    instance: at.n,
+                    population,
+                });
             }
-            Some(Location::Jumping { .. }) => {}
+            Some(Place::Jumping { .. }) => {}
         }
         rx.await.map_err(|_| MeshError::ShuttingDown)
     }
 
-    /// A player's state and where they are.
+    /// A player's state and where they are (by star system).
     pub async fn look(&self, name: &str) -> Result<(Location, Option<Player>), MeshError> {
-        let at = self
-            .locate(name)
-            .ok_or_else(|| MeshError::UnknownPlayer(name.to_string()))?;
-        match at {
-            Location::In(system) => {
-                let p = self
-                    .ask(system, |reply| Command::Look {
-                        name: name.to_string(),
-                        reply,
-                    })
-                    .await?;
-                Ok((at, p))
-            }
-            Location::Jumping { .. } => Ok((at, None)),
-        }
+        let (at, player) = self.look_in(name).await?;
+        Ok((at.location(), player))
     }
 
-    /// Names of players in a system (at most `limit`).
+    /// A player's state and where they are (by instance; a move between instances is waited
+    /// for). No state while in a jump between systems.
+    pub async fn look_in(&self, name: &str) -> Result<(Place, Option<Player>), MeshError> {
+        for _ in 0..MAX_ROUTE_ATTEMPTS {
+            let at = match self.settled(name).await {
+                Ok(at) => at,
+                Err(MeshError::InJump(_)) => {
+                    let place = self
+                        .place(name)
+                        .ok_or_else(|| MeshError::UnknownPlayer(name.to_string()))?;
+                    return Ok((place, None));
+                }
+                Err(e) => return Err(e),
+            };
+            let asked = self
+                .ask_at(at, |reply| Command::Look {
+                    name: name.to_string(),
+                    reply,
+                })
+                .await;
+            let moved = self.place(name) != Some(Place::In(at));
+            match asked {
+                Ok(None) | Err(MeshError::ShuttingDown) if moved => continue,
+                Ok(p) => return Ok((Place::In(at), p)),
+                Err(e) => return Err(e),
+            }
+        }
+        Err(MeshError::Internal(format!("could not find '{name}'")))
+    }
+
+    /// Names of players in a system's primary instance (at most `limit`).
     pub async fn who(&self, system: SystemId, limit: usize) -> Result<Vec<String>, MeshError> {
         self.ask(system, |reply| Command::Who { limit, reply })
             .await
+    }
+
+    /// What `name` sees around them: the instance they are in, the names of the players there
+    /// (at most `limit`) and how many there are.
+    pub async fn scan(
+        &self,
+        name: &str,
+        limit: usize,
+    ) -> Result<(InstanceId, Vec<String>, usize), MeshError> {
+        let at = self.settled(name).await?;
+        let names = self
+            .ask_at(at, |reply| Command::Who { limit, reply })
+            .await?;
+        let population = match names.len() < limit {
+            true => names.len(),
+            false => {
+                self.ask_at(at, |reply| Command::Status { reply })
+                    .await?
+                    .population
+            }
+        };
+        Ok((at, names, population))
     }
 
     /// Every account: player name and the hash of their access key.
@@ -418,34 +624,56 @@ impl Mesh {
         self.ask(home, |reply| Command::Accounts { reply }).await
     }
 
-    /// Every shard's figures, in galaxy order.
+    /// Every system's figures, in galaxy order: its primary's, with those of its open
+    /// instances in `instances`.
     pub async fn status(&self) -> Result<Vec<ShardStatus>, MeshError> {
         let mut out = Vec::with_capacity(self.ctx.galaxy.len());
         for id in self.ctx.galaxy.ids() {
-            out.push(self.ask(id, |reply| Command::Status { reply }).await?);
+            let mut primary = self.ask(id, |reply| Command::Status { reply }).await?;
+            for at in self.ctx.instance_ids(id) {
+                // An instance closing right now is skipped.
+                if let Ok(s) = self.ask_at(at, |reply| Command::Status { reply }).await {
+                    primary.instances.push(s);
+                }
+            }
+            out.push(primary);
         }
         Ok(out)
     }
 
-    /// Stops every shard (each flushes and snapshots), then the transition log.
+    /// Stops every shard, instances included (each flushes and snapshots), then the
+    /// transition log. Returns every shard's last figures (primaries and instances alike).
     pub async fn stop(&self) -> Result<Vec<ShardStatus>, MeshError> {
+        let targets: Vec<InstanceId> = {
+            let map = self.ctx.instances_write();
+            self.ctx.stopping.store(true, Ordering::Release);
+            let instances = map.keys().copied();
+            self.ctx
+                .galaxy
+                .ids()
+                .map(InstanceId::primary)
+                .chain(instances)
+                .collect()
+        };
         let mut waits = Vec::new();
-        for id in self.ctx.galaxy.ids() {
+        for at in targets {
             let (tx, rx) = oneshot::channel();
-            if let Some(s) = self.ctx.shard(id) {
+            if let Some(s) = self.ctx.shard(at) {
                 if s.send(Command::Stop { reply: tx }).await.is_ok() {
-                    waits.push(rx);
+                    waits.push((at, rx));
                 }
             }
         }
         let mut out = Vec::new();
         let mut first_err = None;
-        for w in waits {
+        for (at, w) in waits {
             match w.await {
                 Ok(Ok(s)) => out.push(s),
                 Ok(Err(e)) => {
                     first_err.get_or_insert(e);
                 }
+                // An instance that retired (and stopped) meanwhile.
+                Err(_) if !at.is_primary() => {}
                 Err(_) => {
                     first_err.get_or_insert(MeshError::ShuttingDown);
                 }

@@ -1,15 +1,21 @@
 //! Bringing a data directory back after any stop, clean or not.
 //!
-//! 1. Each system: the newest valid snapshot, then its log from there (torn tail cut).
+//! 1. Each system: the newest valid snapshot, then its log from there (torn tail cut); then
+//!    each of its instances that has a log or is open (a retired instance is read too: jumps
+//!    in the transition log may come from it, and it must be empty).
 //! 2. The transition log: every `jump` must have been prepared by its origin's log; jumps not
 //!    yet landed are handed to their destination again (landing is idempotent).
 //! 3. Each jump still prepared in its origin: committed if the transition log holds it (the
 //!    origin logs `depart.done`), otherwise aborted (`depart.abort`: the player is back, fuel
 //!    refunded; nobody was told it had left).
 //!
+//! 4. Each trade of an instance left in escrow: settled if the primary's market took it (its
+//!    state keeps the outcome until the settlement is known), otherwise refunded; then the
+//!    primary forgets the outcomes (`trade.done`).
+//!
 //! Never guesses: any disagreement between logs is an error naming the file and line.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::Instant;
 
 use serde::Serialize;
@@ -21,6 +27,7 @@ use super::codec::{
 use super::projector::{catch_up, line_from_record, Projected};
 use super::MeshError;
 use crate::sim::galaxy::{Galaxy, SystemId};
+use crate::sim::instance::{InstanceId, PRIMARY_INSTANCE};
 use crate::sim::system::{Event, SystemState};
 use crate::store::datadir::DataDir;
 use crate::store::log::{Log, LogError, Position};
@@ -57,6 +64,10 @@ pub struct RecoveryReport {
     pub jumps_cancelled: u64,
     /// Committed jumps still to land (they land after their travel time).
     pub jumps_in_flight: u64,
+    /// Trades of instances left open by the stop: taken by the primary's market (settled) or
+    /// not (refunded).
+    pub trades_settled: u64,
+    pub trades_refunded: u64,
     pub players: usize,
     /// Lines added to player logs that were behind, and torn player logs cut.
     pub player_lines_added: u64,
@@ -70,7 +81,7 @@ impl RecoveryReport {
     /// One or two lines for a person.
     pub fn summary(&self) -> String {
         let mut s = format!(
-            "recovered {} systems, {} players in {} ms: {} records replayed ({} snapshots), {} transition records; jumps: {} completed, {} cancelled, {} in flight",
+            "recovered {} systems, {} players in {} ms: {} records replayed ({} snapshots), {} transition records; jumps: {} completed, {} cancelled, {} in flight; instance trades: {} settled, {} refunded",
             self.systems,
             self.players,
             self.duration_ms,
@@ -79,7 +90,9 @@ impl RecoveryReport {
             self.transition_records,
             self.jumps_completed,
             self.jumps_cancelled,
-            self.jumps_in_flight
+            self.jumps_in_flight,
+            self.trades_settled,
+            self.trades_refunded
         );
         for t in &self.torn_tails_cut {
             s.push_str(&format!("\n  torn tail cut: {t}"));
@@ -102,12 +115,13 @@ impl RecoveryReport {
 
 /// Everything recovery hands to the mesh.
 pub struct Recovered {
+    /// Every system's primary, in galaxy order, then every open instance.
     pub systems: Vec<RecoveredSystem>,
     pub transitions: Log,
     /// Where the transition log was read from (unsettled jumps are readable from there).
     pub transitions_start: Position,
     /// Committed jumps not yet landed, per destination.
-    pub landings: Vec<Vec<Jump>>,
+    pub landings: HashMap<InstanceId, Vec<Jump>>,
     pub report: RecoveryReport,
 }
 
@@ -150,18 +164,18 @@ pub fn load_checkpoint(datadir: &DataDir, bad: &mut Vec<String>) -> Option<Snaps
     None
 }
 
-/// Loads the newest valid snapshot of a system, if any.
+/// Loads the newest valid snapshot of a system's instance, if any.
 pub fn load_snapshot(
     datadir: &DataDir,
     galaxy: &Galaxy,
-    id: SystemId,
+    id: InstanceId,
     bad: &mut Vec<String>,
 ) -> Result<Option<(SystemState, SnapshotMeta)>, MeshError> {
-    let slug = galaxy.slug(id);
-    let list = snapshot::list(&datadir.snapshots_dir(), slug)
+    let slug = id.slug(galaxy);
+    let list = snapshot::list(&datadir.snapshots_dir(), &slug)
         .map_err(|e| MeshError::Internal(format!("cannot list snapshots: {e}")))?;
     for (_, path) in list.into_iter().rev() {
-        let mut state = SystemState::new(galaxy, id);
+        let mut state = SystemState::new_instance(galaxy, id);
         match snapshot::load(&path, |r| decode_state_record(galaxy, &mut state, r)) {
             Ok(meta) if meta.state_hash == state.state_hash() && meta.name == slug => {
                 return Ok(Some((state, meta)));
@@ -173,22 +187,40 @@ pub fn load_snapshot(
     Ok(None)
 }
 
-/// Step 1 for one system.
+/// The instances of `system` other than the primary that have a log in `datadir`.
+pub fn instance_logs(datadir: &DataDir, galaxy: &Galaxy, system: SystemId) -> BTreeSet<u16> {
+    let prefix = format!("{}.", galaxy.slug(system));
+    std::fs::read_dir(datadir.systems_dir())
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| {
+            let file = e.file_name().to_str()?.to_string();
+            let slug = file.strip_suffix(".log")?;
+            slug.strip_prefix(&prefix)?;
+            let at = InstanceId::parse(galaxy, slug)?;
+            (at.system == system).then_some(at.n)
+        })
+        .collect()
+}
+
+/// Step 1 for one system's instance (the system itself: its primary).
 pub fn recover_system(
     datadir: &DataDir,
     galaxy: &Galaxy,
-    id: SystemId,
+    id: InstanceId,
 ) -> Result<RecoveredSystem, MeshError> {
-    let path = datadir.system_log(galaxy.slug(id));
+    let slug = id.slug(galaxy);
+    let path = datadir.system_log(&slug);
     let mut bad_snapshots = Vec::new();
     let (mut state, snap) = match load_snapshot(datadir, galaxy, id, &mut bad_snapshots)? {
         Some((state, meta)) => (state, Some(meta)),
-        None => (SystemState::new(galaxy, id), None),
+        None => (SystemState::new_instance(galaxy, id), None),
     };
     let start = start_after(&path, snap.as_ref());
     let mut replayed = 0u64;
     let mut projections = Vec::new();
-    let slug = galaxy.slug(id);
+    let slug = slug.as_str();
     let (log, opened) = Log::open(&path, start, |rec| {
         let (t, event) = decode_event(galaxy, id, rec)?;
         state.apply(t, &event)?;
@@ -225,9 +257,13 @@ pub fn recover(datadir: &DataDir, galaxy: &Galaxy) -> Result<Recovered, MeshErro
         systems: galaxy.len(),
         ..RecoveryReport::default()
     };
-    let mut systems = Vec::with_capacity(galaxy.len());
-    for id in galaxy.ids() {
-        let r = recover_system(datadir, galaxy, id)?;
+    // Step 1: every primary, then its instances (open, or with a log).
+    let mut all: BTreeMap<InstanceId, RecoveredSystem> = BTreeMap::new();
+    let recover_one = |at: InstanceId,
+                       report: &mut RecoveryReport,
+                       all: &mut BTreeMap<InstanceId, RecoveredSystem>|
+     -> Result<(), MeshError> {
+        let r = recover_system(datadir, galaxy, at)?;
         report.records_replayed += r.replayed;
         report.snapshots_loaded += usize::from(r.snapshot.is_some());
         if let Some(t) = &r.cut {
@@ -241,50 +277,72 @@ pub fn recover(datadir: &DataDir, galaxy: &Galaxy) -> Result<Recovered, MeshErro
             ));
         }
         report.bad_snapshots.extend(r.bad_snapshots.iter().cloned());
-        systems.push(r);
+        all.insert(at, r);
+        Ok(())
+    };
+    for id in galaxy.ids() {
+        recover_one(InstanceId::primary(id), &mut report, &mut all)?;
+        let mut instances = instance_logs(datadir, galaxy, id);
+        instances.extend(
+            all[&InstanceId::primary(id)]
+                .state
+                .instances
+                .iter()
+                .copied(),
+        );
+        for n in instances {
+            recover_one(InstanceId::new(id, n), &mut report, &mut all)?;
+        }
     }
-
     // Step 2: the transition log.
-    let mut committed: BTreeMap<(SystemId, u64), ()> = BTreeMap::new();
-    let mut landings: Vec<Vec<Jump>> = vec![Vec::new(); galaxy.len()];
-    let mut last_xfer: BTreeMap<SystemId, u64> = BTreeMap::new();
+    let mut committed: BTreeMap<(InstanceId, u64), ()> = BTreeMap::new();
+    let mut landings: HashMap<InstanceId, Vec<Jump>> = HashMap::new();
+    let mut last_xfer: BTreeMap<InstanceId, u64> = BTreeMap::new();
     let tpath = datadir.transitions_log();
     let checkpoint = load_checkpoint(datadir, &mut report.bad_snapshots);
     let tstart = start_after(&tpath, checkpoint.as_ref());
     report.transitions_from_checkpoint = checkpoint.map(|c| c.upto_seq);
     let (transitions, opened) = Log::open(&tpath, tstart, |rec| {
         let jump = decode_jump(galaxy, rec)?;
-        let origin = &systems[usize::from(jump.from.0)].state;
+        let from = jump.from.slug(galaxy);
+        let Some(origin) = all.get(&jump.from).map(|r| &r.state) else {
+            return Err(format!(
+                "jump {from}:{} comes from an instance with no log",
+                jump.xfer
+            ));
+        };
         if jump.xfer >= origin.next_xfer {
             return Err(format!(
-                "jump {}:{} was never prepared in {}'s log",
-                galaxy.slug(jump.from),
-                jump.xfer,
-                galaxy.slug(jump.from)
+                "jump {from}:{} was never prepared in {from}'s log",
+                jump.xfer
             ));
         }
         let prev = last_xfer.insert(jump.from, jump.xfer).unwrap_or(0);
         if jump.xfer <= prev {
             return Err(format!(
-                "jump {}:{} is out of order or repeated",
-                galaxy.slug(jump.from),
+                "jump {from}:{} is out of order or repeated",
                 jump.xfer
             ));
         }
         if let Some(d) = origin.departing.get(&jump.xfer) {
             if d.player != jump.player || d.to != jump.to {
                 return Err(format!(
-                    "jump {}:{} disagrees with its prepare record",
-                    galaxy.slug(jump.from),
+                    "jump {from}:{} disagrees with its prepare record",
                     jump.xfer
                 ));
             }
             committed.insert((jump.from, jump.xfer), ());
         }
-        let dest = &systems[usize::from(jump.to.0)].state;
+        let Some(dest) = all.get(&jump.to).map(|r| &r.state) else {
+            return Err(format!(
+                "jump {from}:{} goes to {}, which was never opened",
+                jump.xfer,
+                jump.to.slug(galaxy)
+            ));
+        };
         let landed = dest.landed_upto.get(&jump.from).copied().unwrap_or(0);
         if jump.xfer > landed {
-            landings[usize::from(jump.to.0)].push(jump);
+            landings.entry(jump.to).or_default().push(jump);
         }
         Ok(())
     })
@@ -301,11 +359,11 @@ pub fn recover(datadir: &DataDir, galaxy: &Galaxy) -> Result<Recovered, MeshErro
     }
 
     // Step 3: settle prepared jumps.
-    for sys in &mut systems {
+    for sys in all.values_mut() {
         let xfers: Vec<u64> = sys.state.departing.keys().copied().collect();
         let mut last = None;
         for xfer in xfers {
-            let event = if committed.contains_key(&(sys.state.id, xfer)) {
+            let event = if committed.contains_key(&(sys.state.instance_id(), xfer)) {
                 report.jumps_completed += 1;
                 Event::DepartDone { xfer }
             } else {
@@ -321,17 +379,99 @@ pub fn recover(datadir: &DataDir, galaxy: &Galaxy) -> Result<Recovered, MeshErro
             sys.log.wait_durable(seq).map_err(MeshError::Storage)?;
         }
     }
+
+    // Step 3b: trades of instances left in escrow. The primary's state says which it took
+    // (and at what price): those are settled, the others refunded. Once the instances' logs
+    // hold that durably, the primaries forget the outcomes.
+    let outcomes: BTreeMap<(SystemId, u16, u64), u64> = all
+        .values()
+        .filter(|r| r.state.is_primary())
+        .flat_map(|r| {
+            let system = r.state.id;
+            let taken = r.state.remote_trades.iter();
+            taken.map(move |((n, id), o)| ((system, *n, *id), o.trade.total_cr))
+        })
+        .collect();
+    for sys in all.values_mut().filter(|r| !r.state.is_primary()) {
+        let (system, n) = (sys.state.id, sys.state.instance);
+        let open: Vec<u64> = sys.state.escrows.keys().copied().collect();
+        let mut last = None;
+        for id in open {
+            let total = outcomes.get(&(system, n, id)).copied();
+            match total {
+                Some(_) => report.trades_settled += 1,
+                None => report.trades_refunded += 1,
+            }
+            let event = sys.state.decide_settle(id, total).expect("an open escrow");
+            last = Some(settle(galaxy, sys, event).map_err(MeshError::Storage)?);
+        }
+        if let Some(seq) = last {
+            sys.log.wait_durable(seq).map_err(MeshError::Storage)?;
+        }
+    }
+    for sys in all.values_mut().filter(|r| r.state.is_primary()) {
+        let done: Vec<(u16, u64)> = sys.state.remote_trades.keys().copied().collect();
+        let mut last = None;
+        for (instance, escrow) in done {
+            let event = Event::RemoteTradeDone { instance, escrow };
+            last = Some(settle(galaxy, sys, event).map_err(MeshError::Storage)?);
+        }
+        if let Some(seq) = last {
+            sys.log.wait_durable(seq).map_err(MeshError::Storage)?;
+        }
+    }
+
+    // A retired instance is empty for good: it is retired only once empty and stopped.
+    let mut systems = Vec::with_capacity(all.len());
+    let mut instances = Vec::new();
+    let mut retired_lines = Vec::new();
+    let open: BTreeSet<InstanceId> = all
+        .values()
+        .flat_map(|r| {
+            let system = r.state.id;
+            let others = r
+                .state
+                .instances
+                .iter()
+                .map(move |&n| InstanceId::new(system, n));
+            std::iter::once(InstanceId::primary(system)).chain(others)
+        })
+        .collect();
+    let keys: Vec<InstanceId> = all.keys().copied().collect();
+    for at in keys {
+        let is_open = open.contains(&at);
+        let sys = all.remove(&at).expect("listed just above");
+        if is_open {
+            match at.n == PRIMARY_INSTANCE {
+                true => systems.push(sys),
+                false => instances.push(sys),
+            }
+            continue;
+        }
+        if sys.state.population() > 0 || landings.contains_key(&at) {
+            return Err(MeshError::Internal(format!(
+                "{} is retired but holds players or has jumps on their way to it",
+                sys.log.name()
+            )));
+        }
+        let mut sys = sys;
+        retired_lines.append(&mut sys.projections);
+        sys.log.close().map_err(MeshError::Storage)?;
+    }
+    systems.extend(instances);
+
     // Step 4: player logs that are behind get the lines they lack.
     let lines: Vec<Projected> = systems
         .iter_mut()
         .flat_map(|s| std::mem::take(&mut s.projections))
+        .chain(retired_lines)
         .collect();
     let caught = catch_up(datadir, lines);
     report.player_lines_added = caught.lines_added;
     report.player_logs_cut = caught.torn_cut;
     report.player_log_problems = caught.problems;
 
-    report.jumps_in_flight = landings.iter().map(|l| l.len() as u64).sum();
+    report.jumps_in_flight = landings.values().map(|l| l.len() as u64).sum();
     report.players = systems.iter().map(|s| s.state.population()).sum::<usize>()
         + report.jumps_in_flight as usize;
     report.duration_ms = started.elapsed().as_millis() as u64;
@@ -353,10 +493,10 @@ pub fn recover(datadir: &DataDir, galaxy: &Galaxy) -> Result<Recovered, MeshErro
 fn settle(galaxy: &Galaxy, sys: &mut RecoveredSystem, event: Event) -> Result<u64, LogError> {
     let t = sys.state.tick;
     if let Err(e) = sys.state.apply(t, &event) {
-        panic!("BUG: settling a prepared jump does not apply: {e} ({event:?})");
+        panic!("BUG: settling what a crash left open does not apply: {e} ({event:?})");
     }
     let version = sys.state.version_after(&event).unwrap_or(0);
-    let id = sys.state.id;
+    let id = sys.state.instance_id();
     let seq = sys.log.append(event_kind(&event), |l| {
         encode_event(l, galaxy, id, t, &event, version)
     })?;
@@ -368,4 +508,148 @@ fn settle(galaxy: &Galaxy, sys: &mut RecoveredSystem, event: Event) -> Result<u6
         });
     }
     Ok(seq)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::mesh::audit::audit;
+    use crate::mesh::codec::encode_jump;
+    use crate::sim::goods::Good;
+    use crate::sim::market::{Order, Side};
+    use crate::sim::player::Player;
+    use crate::sim::rules::Rules;
+
+    /// A log being written by hand, with the state it gives.
+    struct Writing {
+        at: InstanceId,
+        state: SystemState,
+        log: Log,
+    }
+
+    impl Writing {
+        fn open(datadir: &DataDir, galaxy: &Galaxy, at: InstanceId) -> Writing {
+            let start = ScanStart {
+                offset: 0,
+                line: 1,
+                expect_seq: Some(1),
+            };
+            let path = datadir.system_log(&at.slug(galaxy));
+            let (log, _) = Log::open(&path, start, |_| Ok(())).unwrap();
+            let state = SystemState::new_instance(galaxy, at);
+            Writing { at, state, log }
+        }
+
+        fn record(&mut self, galaxy: &Galaxy, t: u64, event: Event) {
+            self.state.apply(t, &event).unwrap();
+            let v = self.state.version_after(&event).unwrap_or(0);
+            let at = self.at;
+            let seq = self
+                .log
+                .append(event_kind(&event), |l| {
+                    encode_event(l, galaxy, at, t, &event, v)
+                })
+                .unwrap();
+            self.log.wait_durable(seq).unwrap();
+        }
+    }
+
+    /// The logs a crash leaves with Ann in Sol #2, her purchase of ore in escrow, and the
+    /// primary's market having taken it (`taken`) or not yet.
+    fn crashed_with_an_open_escrow(datadir: &DataDir, galaxy: &Galaxy, taken: bool) -> u64 {
+        datadir.create().unwrap();
+        let sol = InstanceId::primary(galaxy.home());
+        let two = InstanceId::new(galaxy.home(), 2);
+        let mut p = Writing::open(datadir, galaxy, sol);
+        let ann = Player::starter("Ann", &Rules::default());
+        let credits = ann.credits;
+        let key = "k".to_string();
+        p.record(galaxy, 1, Event::Join { player: ann, key });
+        p.record(galaxy, 2, Event::Split { instance: 2 });
+        p.record(galaxy, 3, p.state.decide_move(galaxy, "Ann", 2).unwrap());
+        let d = p.state.departing[&1].clone();
+        let jump = Jump {
+            from: sol,
+            xfer: 1,
+            to: two,
+            t: 3,
+            travel_ticks: 0,
+            player: d.player.clone(),
+            tseq: 0,
+        };
+        let start = ScanStart {
+            offset: 0,
+            line: 1,
+            expect_seq: Some(1),
+        };
+        let (transitions, _) = Log::open(&datadir.transitions_log(), start, |_| Ok(())).unwrap();
+        let seq = transitions
+            .append("jump", |l| encode_jump(l, galaxy, &jump))
+            .unwrap();
+        transitions.wait_durable(seq).unwrap();
+        p.record(galaxy, 4, Event::DepartDone { xfer: 1 });
+        let mut i = Writing::open(datadir, galaxy, two);
+        i.record(galaxy, 1, i.state.decide_arrive(sol, 1, &d.player).unwrap());
+        let order = Order {
+            side: Side::Buy,
+            good: Good::Ore,
+            qty: 2,
+            price_limit_cr: None,
+        };
+        i.record(
+            galaxy,
+            2,
+            i.state.decide_escrow(galaxy, "Ann", &order).unwrap(),
+        );
+        let mut paid = 0;
+        if taken {
+            let req = i.state.escrow_request(1).unwrap();
+            let remote = p.state.decide_remote_trade(galaxy, &req).unwrap();
+            if let Event::RemoteTrade { trade, .. } = &remote {
+                paid = trade.total_cr;
+            }
+            p.record(galaxy, 5, remote);
+        }
+        for log in [p.log, i.log, transitions] {
+            log.close().unwrap();
+        }
+        credits - paid
+    }
+
+    #[tokio::test]
+    async fn recovery_settles_a_trade_the_market_took_and_refunds_one_it_did_not() {
+        let galaxy = Galaxy::default_galaxy();
+        for taken in [true, false] {
+            let dir = tempfile::tempdir().unwrap();
+            let datadir = DataDir::at(dir.path());
+            let credits = crashed_with_an_open_escrow(&datadir, &galaxy, taken);
+            let before = audit(&datadir, &galaxy);
+            assert!(before.ok(), "as the crash left it: {:?}", before.problems);
+            assert_eq!(
+                before.credits_held,
+                before.credits_granted - before.credits_spent
+            );
+            let r = recover(&datadir, &galaxy).unwrap();
+            assert_eq!(
+                (r.report.trades_settled, r.report.trades_refunded),
+                if taken { (1, 0) } else { (0, 1) }
+            );
+            let two = r.systems.iter().find(|s| !s.state.is_primary()).unwrap();
+            let ann = &two.state.players["Ann"];
+            assert!(two.state.escrows.is_empty());
+            assert_eq!(ann.credits, credits);
+            assert_eq!(ann.cargo.get(Good::Ore), if taken { 2 } else { 0 });
+            assert!(r.systems[galaxy.home().index()]
+                .state
+                .remote_trades
+                .is_empty());
+            for s in r.systems {
+                s.log.close().unwrap();
+            }
+            r.transitions.close().unwrap();
+            let after = audit(&datadir, &galaxy);
+            assert!(after.ok(), "after recovery: {:?}", after.problems);
+            assert_eq!(after.trades, u64::from(taken));
+        }
+    }
 }

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use super::directory::Location;
+use super::directory::{Location, Place};
 use super::economy::{unix_ms, EconomyView, HeardPrices};
 use super::shard::Command;
 use super::{Mesh, MeshError};
@@ -117,24 +117,34 @@ impl Mesh {
         .await
     }
 
-    /// Where a player is and, in a system, their ship and standing order (one shard request,
-    /// like [`Mesh::look`]).
-    pub async fn ship(&self, name: &str) -> Result<(Location, Option<Ship>), MeshError> {
-        let at = self
-            .locate(name)
-            .ok_or_else(|| MeshError::UnknownPlayer(name.to_string()))?;
-        match at {
-            Location::In(system) => {
-                let ship = self
-                    .ask(system, |reply| Command::Ship {
-                        name: name.to_string(),
-                        reply,
-                    })
-                    .await?;
-                Ok((at, ship))
+    /// A player's ship and standing order, and where they are (by instance; a move between
+    /// instances is waited for). No ship while in a jump between systems.
+    pub async fn ship(&self, name: &str) -> Result<(Place, Option<Ship>), MeshError> {
+        for _ in 0..super::MAX_ROUTE_ATTEMPTS {
+            let at = match self.settled(name).await {
+                Ok(at) => at,
+                Err(MeshError::InJump(_)) => {
+                    let place = self
+                        .place(name)
+                        .ok_or_else(|| MeshError::UnknownPlayer(name.to_string()))?;
+                    return Ok((place, None));
+                }
+                Err(e) => return Err(e),
+            };
+            let asked = self
+                .ask_at(at, |reply| Command::Ship {
+                    name: name.to_string(),
+                    reply,
+                })
+                .await;
+            let moved = self.place(name) != Some(Place::In(at));
+            match asked {
+                Ok(None) | Err(MeshError::ShuttingDown) if moved => continue,
+                Ok(ship) => return Ok((Place::In(at), ship)),
+                Err(e) => return Err(e),
             }
-            Location::Jumping { .. } => Ok((at, None)),
         }
+        Err(MeshError::Internal(format!("could not find '{name}'")))
     }
 
     /// The system a player is in (an error while in a jump).

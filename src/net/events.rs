@@ -131,6 +131,13 @@ pub enum ApiEvent {
     },
     /// This stream fell behind and missed `missed` events.
     Lagged { missed: u64 },
+    /// The player was moved to another instance of their system ("Sol is crowded: you are
+    /// now in Sol #2"); nothing else changes for them.
+    Instanced {
+        system: String,
+        instance: u16,
+        message: String,
+    },
 }
 
 impl ApiEvent {
@@ -150,6 +157,7 @@ impl ApiEvent {
             ApiEvent::Destroyed { .. } => "destroyed",
             ApiEvent::Error { .. } => "error",
             ApiEvent::Lagged { .. } => "lagged",
+            ApiEvent::Instanced { .. } => "instanced",
         }
     }
 
@@ -346,6 +354,17 @@ impl Subscription {
             // The API layer tells the player of their own actions; this says where they are.
             // Only the loss of their ship is not an action of theirs.
             self.here = self.hub.here(&self.player);
+            // Moves between instances are no action of theirs: the mesh tells of them.
+            if let MeshEventKind::Moved {
+                instance, notice, ..
+            } = &e.kind
+            {
+                return Some(ApiEvent::Instanced {
+                    system: self.hub.mesh.galaxy().name(e.system).to_string(),
+                    instance: *instance,
+                    message: notice.clone(),
+                });
+            }
             return destroyed(&e.kind);
         }
         if self.here != Some(e.system) {
@@ -389,7 +408,8 @@ impl Subscription {
             | MeshEventKind::Cancelled { .. }
             | MeshEventKind::Traded { .. }
             | MeshEventKind::Engaged { .. }
-            | MeshEventKind::Looted { .. } => None,
+            | MeshEventKind::Looted { .. }
+            | MeshEventKind::Moved { .. } => None,
         }
     }
 }

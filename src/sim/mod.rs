@@ -6,6 +6,7 @@ pub mod combat;
 pub mod economy;
 pub mod galaxy;
 pub mod goods;
+pub mod instance;
 pub mod market;
 pub mod player;
 pub mod rng;

@@ -127,6 +127,8 @@ async fn measure(dir: &std::path::Path, clients: usize, seconds: f64) -> anyhow:
     let mut config = MeshConfig {
         tick_hz: 100,
         snapshot_every_records: 1_000_000,
+        // One shard per system, as this benchmark measures (`bench instances` measures them).
+        instances: crate::mesh::instances::InstancePolicy::never(),
         ..MeshConfig::default()
     };
     // Tanks that never run dry: the travel figure is jumps, not refuels.

@@ -28,6 +28,8 @@ pub async fn measure(
     let home = galaxy.home();
     let config = MeshConfig {
         tick_hz: 10,
+        // One shard per system, as this benchmark measures (`bench instances` measures them).
+        instances: crate::mesh::instances::InstancePolicy::never(),
         ..MeshConfig::default()
     };
     let (mesh, _) = Mesh::start(datadir.clone(), galaxy.clone(), config)

@@ -175,6 +175,8 @@ pub async fn measure(
     let mut config = MeshConfig {
         tick_hz: 100,
         snapshot_every_records: 1_000_000,
+        // One shard per system, as this benchmark measures (`bench instances` measures them).
+        instances: crate::mesh::instances::InstancePolicy::never(),
         ..MeshConfig::default()
     };
     // A tank that never runs dry: the benchmark measures jumps, not refuelling.

@@ -147,6 +147,8 @@ async fn measure(
     let galaxy = Galaxy::default_galaxy();
     let mut config = MeshConfig {
         tick_hz: 10,
+        // One shard per system, as this benchmark measures (`bench instances` measures them).
+        instances: crate::mesh::instances::InstancePolicy::never(),
         ..MeshConfig::default()
     };
     config.rules.starting_fuel = u32::MAX / 2;

@@ -46,8 +46,13 @@ pub fn run(args: SystemsArgs) -> anyhow::Result<ExitCode> {
                 })
                 .unwrap_or_default();
             let population = s["population"].as_u64().unwrap_or(0);
+            // Time dilation: the system's clock runs slower than real time when it is loaded.
+            let dilation = match s["dilation"].as_f64() {
+                Some(d) if d < 1.0 => format!("   time dilation {:.0}%", d * 100.0),
+                _ => String::new(),
+            };
             text.push_str(&format!(
-                "{name:<width$} {population:>6} players   lanes: {}\n",
+                "{name:<width$} {population:>6} players   lanes: {}{dilation}\n",
                 lanes.join(", ")
             ));
         }

@@ -1,23 +1,33 @@
 //! The game's requests and tick steps on a shard: trades, standing attack orders, loot, the
 //! combat and economy steps of the tick, and price gossip.
 //!
+//! A trade in an instance other than the primary goes to the primary's market through an
+//! escrow ([`crate::sim::system`]'s `escrow` rules): the instance records the escrow and,
+//! once it is durable, asks the primary from a task (never waiting in its loop); the primary
+//! records the trade (the commit point) and answers once that is durable; the instance then
+//! records the settlement (or the refund) and answers the player.
+//!
 //! Same discipline as the rest of the shard: decide (pure), record, answer once durable. A
 //! combat or economy step is recorded like any event, so replay reproduces it; the gossip of
 //! prices is advice, never recorded ([`crate::mesh::economy`]).
 
 use std::sync::Arc;
 
-use super::{Reply, Shard};
+use super::{Command, RemoteAnswer, Reply, Shard};
 use crate::mesh::economy::{unix_ms, HeardPrices, Published};
 use crate::mesh::trading::{GoodQuote, LootAck, MarketView, Opponent, Ship, TradeAck, WreckView};
 use crate::mesh::MeshError;
 use crate::sim::goods::Good;
+use crate::sim::instance::InstanceId;
 use crate::sim::market::{Order, PriceReport};
 use crate::sim::player::Player;
-use crate::sim::system::Event;
+use crate::sim::system::{EscrowRequest, Event};
 
 impl Shard {
     pub(super) fn trade(&mut self, name: String, order: Order, reply: Reply<TradeAck>) {
+        if !self.id.is_primary() {
+            return self.escrow_trade(name, order, reply);
+        }
         let decided = self.state.decide_trade(&self.ctx.galaxy, &name, &order);
         let total_cr = match &decided {
             Ok(Event::Trade { trade, .. }) => trade.total_cr,
@@ -37,6 +47,129 @@ impl Shard {
         self.on_durable(rec, move |r| {
             let _ = reply.send(r.map(|()| ack).map_err(MeshError::Storage));
         });
+    }
+
+    /// A trade in an instance: step 1, the escrow; once durable, a task asks the primary.
+    fn escrow_trade(&mut self, name: String, order: Order, reply: Reply<TradeAck>) {
+        let decided = self.state.decide_escrow(&self.ctx.galaxy, &name, &order);
+        let escrow = self.state.next_escrow;
+        let Some((rec, reply)) = self.record_or_answer(decided, reply) else {
+            return;
+        };
+        let req = self
+            .state
+            .escrow_request(escrow)
+            .expect("an escrow just opened");
+        let (ctx, me) = (self.ctx.clone(), self.me.clone());
+        let primary = InstanceId::primary(self.id.system);
+        self.on_durable(rec, move |r| {
+            if let Err(e) = r {
+                // Perhaps on disk, never asked: recovery refunds it.
+                let _ = reply.send(Err(MeshError::Storage(e)));
+                return;
+            }
+            tokio::spawn(ask_primary(ctx, me, primary, req, reply));
+        });
+    }
+
+    /// Primary: step 2, an instance's trade against the market; answered once durable.
+    pub(super) fn remote_trade(
+        &mut self,
+        req: EscrowRequest,
+        reply: tokio::sync::oneshot::Sender<RemoteAnswer>,
+    ) {
+        let event = match self.state.decide_remote_trade(&self.ctx.galaxy, &req) {
+            Ok(event) => event,
+            Err(r) => {
+                let _ = reply.send(RemoteAnswer::Refused(MeshError::Rejected(r)));
+                return;
+            }
+        };
+        let Event::RemoteTrade { trade, .. } = event else {
+            unreachable!("decide_remote_trade decides a remote trade")
+        };
+        match self.record(event) {
+            Ok(rec) => self.on_durable(rec, move |r| {
+                let _ = reply.send(match r {
+                    Ok(()) => RemoteAnswer::Taken(trade),
+                    Err(e) => RemoteAnswer::Unknown(MeshError::Storage(e)),
+                });
+            }),
+            Err(e) => {
+                let _ = reply.send(RemoteAnswer::Unknown(e));
+            }
+        }
+    }
+
+    /// Instance: step 3, settle (or refund) by the primary's answer, then answer the player and
+    /// tell the primary it may forget the outcome.
+    pub(super) fn escrow_answered(
+        &mut self,
+        escrow: u64,
+        answer: RemoteAnswer,
+        reply: Reply<TradeAck>,
+    ) {
+        let (total, refused) = match answer {
+            RemoteAnswer::Taken(trade) => (Some(trade.total_cr), None),
+            RemoteAnswer::Refused(e) => (None, Some(e)),
+            RemoteAnswer::Unknown(e) => {
+                let _ = reply.send(Err(e));
+                return;
+            }
+        };
+        let Some(event) = self.state.decide_settle(escrow, total) else {
+            let _ = reply.send(Err(MeshError::Internal(format!(
+                "escrow {escrow} is not open"
+            ))));
+            return;
+        };
+        let name = event.player().unwrap_or_default().to_string();
+        let order = self.state.escrows[&escrow].order;
+        let rec = match self.record(event) {
+            Ok(rec) => rec,
+            Err(e) => {
+                let _ = reply.send(Err(e));
+                return;
+            }
+        };
+        let player = self.state.players[&name].clone();
+        let primary = self.ctx.shard(InstanceId::primary(self.id.system));
+        let n = self.id.n;
+        self.on_durable(rec, move |r| {
+            let answer = match (r, refused) {
+                (Err(e), _) => Err(MeshError::Storage(e)),
+                (Ok(()), Some(refused)) => Err(refused),
+                (Ok(()), None) => {
+                    if let Some(q) = primary {
+                        tokio::spawn(async move {
+                            let _ = q.send(Command::RemoteTradeDone { n, escrow }).await;
+                        });
+                    }
+                    Ok(TradeAck {
+                        side: order.side.name(),
+                        good: order.good.name(),
+                        qty: order.qty,
+                        total_cr: total.unwrap_or(0),
+                        player,
+                    })
+                }
+            };
+            let _ = reply.send(answer);
+        });
+    }
+
+    /// Primary: instance `n` settled escrow `escrow`; the outcome is forgotten.
+    pub(super) fn remote_trade_done(&mut self, n: u16, escrow: u64) {
+        if !self.state.remote_trades.contains_key(&(n, escrow)) {
+            return;
+        }
+        let event = Event::RemoteTradeDone {
+            instance: n,
+            escrow,
+        };
+        if let Ok(rec) = self.record(event) {
+            self.on_durable(rec, |_| {});
+        }
     }
 
     pub(super) fn engage(&mut self, name: String, target: Option<String>, reply: Reply<Player>) {
@@ -81,10 +214,9 @@ impl Shard {
         }
         let downed: Vec<String> = self.state.downed.keys().cloned().collect();
         for name in downed {
-            let event = self
-                .state
-                .decide_destroyed(&self.ctx.galaxy, &name)
-                .expect("a ship shot down here can be destroyed");
+            let Some(event) = self.state.decide_destroyed(&self.ctx.galaxy, &name) else {
+                continue;
+            };
             let jump = event.prepared_xfer();
             let Ok(rec) = self.record(event) else { return };
             let seq = rec.seq;
@@ -115,17 +247,17 @@ impl Shard {
             prices_cr: self.state.market.prices_cr(),
         };
         let at = unix_ms();
-        self.prices.record(self.id, report, at);
+        self.prices.record(self.id.system, report, at);
         let view = Arc::new(self.prices.clone());
-        for &n in self.ctx.galaxy.neighbours(self.id) {
-            if let Some(q) = self.ctx.shard(n) {
+        for &n in self.ctx.galaxy.neighbours(self.id.system) {
+            if let Some(q) = self.ctx.shard(InstanceId::primary(n)) {
                 let _ = q.try_send(super::Command::Gossip(view.clone()));
             }
         }
         let _ = self.ctx.published.send((
             tokio::time::Instant::now(),
             Published {
-                system: self.id,
+                system: self.id.system,
                 report,
                 published_ms: at,
             },
@@ -137,8 +269,8 @@ impl Shard {
         let m = &self.state.market;
         let now_ms = unix_ms();
         MarketView {
-            system: galaxy.name(self.id).to_string(),
-            slug: galaxy.slug(self.id).to_string(),
+            system: galaxy.name(self.id.system).to_string(),
+            slug: galaxy.slug(self.id.system).to_string(),
             economy: self.state.kind.name(),
             tick: self.now,
             till_cr: m.till_cr(),
@@ -155,7 +287,7 @@ impl Shard {
             heard: self
                 .prices
                 .iter()
-                .filter(|(s, _, _)| *s != self.id)
+                .filter(|(s, _, _)| *s != self.id.system)
                 .map(|(s, r, at)| {
                     HeardPrices::new(galaxy, s, &r.prices_cr, now_ms.saturating_sub(at))
                 })
@@ -186,4 +318,36 @@ impl Shard {
             })
             .collect()
     }
+}
+
+/// An instance's task: asks the primary about escrow `req` and brings the answer back to the
+/// instance's queue. A request that never reached the primary is refused (refund); one whose
+/// answer was lost is unknown (recovery settles it).
+async fn ask_primary(
+    ctx: Arc<crate::mesh::Context>,
+    me: tokio::sync::mpsc::Sender<Command>,
+    primary: InstanceId,
+    req: EscrowRequest,
+    reply: Reply<TradeAck>,
+) {
+    let escrow = req.escrow;
+    let answer = match ctx.shard(primary) {
+        None => RemoteAnswer::Refused(MeshError::ShuttingDown),
+        Some(q) => {
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            match q.send(Command::RemoteTrade { req, reply: tx }).await {
+                Err(_) => RemoteAnswer::Refused(MeshError::ShuttingDown),
+                Ok(()) => rx
+                    .await
+                    .unwrap_or(RemoteAnswer::Unknown(MeshError::ShuttingDown)),
+            }
+        }
+    };
+    let _ = me
+        .send(Command::EscrowAnswered {
+            escrow,
+            answer,
+            reply,
+        })
+        .await;
 }

@@ -12,6 +12,7 @@
 //! the logs. Never blocks its loop on I/O, except a final flush when stopping.
 
 mod game;
+mod instances;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -22,18 +23,22 @@ use tokio::sync::{mpsc, oneshot};
 use super::checkpoint::{LANDED, ORIGIN_DONE};
 use super::codec::{encode_event, encode_state, event_kind, player_line, Jump};
 use super::departures::PendingDeparture;
-use super::directory::{Landed, Location};
+use super::dilation::Dilation;
+use super::directory::{Landed, Place};
 use super::economy::PriceView;
 use super::events::{MeshEvent, MeshEventKind};
+use super::instances::{InstanceLoad, InstanceTable};
 use super::projector::Projected;
 use super::stats::TickTimes;
 use super::trading::{LootAck, MarketView, Ship, TradeAck, WreckView};
 use super::{Context, JumpAck, MeshError, ShardStatus};
 use crate::sim::galaxy::Galaxy;
 use crate::sim::galaxy::SystemId;
+use crate::sim::instance::InstanceId;
 use crate::sim::market::Order;
+use crate::sim::market::Trade;
 use crate::sim::player::Player;
-use crate::sim::system::{Event, Reject, SystemState};
+use crate::sim::system::{EscrowRequest, Event, Reject, SystemState};
 use crate::store::log::{Log, LogError, Position};
 use crate::store::snapshot::{self, SnapshotMeta};
 
@@ -116,6 +121,56 @@ pub enum Command {
     Stop {
         reply: oneshot::Sender<Result<ShardStatus, MeshError>>,
     },
+    /// To an instance, from its primary: move every player back to the primary.
+    Merge,
+    /// To an instance, from its primary: if empty and quiet, flush, snapshot and stop, and
+    /// answer true; otherwise answer false and go on.
+    Retire {
+        reply: oneshot::Sender<bool>,
+    },
+    /// To a primary, from its instance `n`: how loaded it is (every tick).
+    InstanceLoad {
+        n: u16,
+        load: InstanceLoad,
+    },
+    /// To a primary: instance `n` runs (or could not be started).
+    InstanceReady {
+        n: u16,
+        ok: bool,
+    },
+    /// To a primary: instance `n` answered the retire question (stopped, or not empty yet).
+    InstanceRetired {
+        n: u16,
+        stopped: bool,
+    },
+    /// To a primary, from an instance: the trade of an escrow, against the one market.
+    RemoteTrade {
+        req: EscrowRequest,
+        reply: oneshot::Sender<RemoteAnswer>,
+    },
+    /// To an instance, from its own task: the primary's answer about escrow `escrow`.
+    EscrowAnswered {
+        escrow: u64,
+        answer: RemoteAnswer,
+        reply: Reply<TradeAck>,
+    },
+    /// To a primary, from an instance: escrow `escrow` of instance `n` is settled (durable).
+    RemoteTradeDone {
+        n: u16,
+        escrow: u64,
+    },
+}
+
+/// What a primary answers an instance's trade.
+#[derive(Debug)]
+pub enum RemoteAnswer {
+    /// Recorded (durable) in the primary's log at this price: settle.
+    Taken(Trade),
+    /// Not recorded, and never will be: refund.
+    Refused(MeshError),
+    /// Perhaps recorded (a storage failure, or the primary went away): the escrow stays open
+    /// until recovery settles it from the primary's log.
+    Unknown(MeshError),
 }
 
 /// Work that must wait until a record is durable, run by the acker in log order.
@@ -130,26 +185,37 @@ struct Recorded {
 }
 
 pub struct Shard {
-    id: SystemId,
+    /// The system and instance this shard runs.
+    id: InstanceId,
     ctx: Arc<Context>,
     state: SystemState,
     log: Log,
     /// The shard's clock, in ticks. Events are stamped with it.
     now: u64,
     /// Committed jumps towards this system, by landing tick.
-    incoming: BTreeMap<(u64, SystemId, u64), Jump>,
+    incoming: BTreeMap<(u64, InstanceId, u64), Jump>,
     acks: mpsc::UnboundedSender<(u64, AfterDurable)>,
     acks_task: tokio::task::JoinHandle<()>,
     departures: mpsc::UnboundedSender<PendingDeparture>,
     departures_task: tokio::task::JoinHandle<()>,
     records_since_snapshot: u64,
     tick_times: TickTimes,
+    /// Slows the clock when ticks overrun their budget ([`super::dilation`]).
+    dilation: Dilation,
     /// Set when the log failed: the shard answers every request with it until restarted.
     failed: Option<LogError>,
     /// The tick the next economy step starts from.
     economy_from: u64,
     /// Prices heard from other systems (gossip), and this system's own last report.
     prices: PriceView,
+    /// This shard's own queue, for tasks that report back to it.
+    me: mpsc::Sender<Command>,
+    /// When the shard started: the instance policy's clock (wall time, never game time).
+    started: tokio::time::Instant,
+    /// A primary's instances and the policy's memory (None in an instance).
+    instances: Option<InstanceTable>,
+    /// An instance told to merge: it moves every player back to the primary.
+    merging: bool,
 }
 
 impl Shard {
@@ -160,20 +226,26 @@ impl Shard {
         landings: Vec<Jump>,
         self_tx: mpsc::Sender<Command>,
     ) -> Shard {
-        let id = state.id;
+        let id = state.instance_id();
         let (acks, acks_rx) = mpsc::unbounded_channel();
-        let acks_task = tokio::spawn(acker(log.clone(), acks_rx));
+        let (acked, acked_rx) = tokio::sync::watch::channel(0);
+        let acks_task = tokio::spawn(acker(log.clone(), acks_rx, acked));
         let (departures, dep_rx) = mpsc::unbounded_channel();
         let departures_task = tokio::spawn(super::departures::run(
             ctx.clone(),
             log.clone(),
-            self_tx,
+            acked_rx,
+            self_tx.clone(),
             dep_rx,
         ));
+        let instances = state
+            .is_primary()
+            .then(|| InstanceTable::new(&state.instances));
         let now = state.tick;
         let mut shard = Shard {
             id,
             tick_times: TickTimes::new(ctx.config.tick_hz as usize * 60),
+            dilation: Dilation::new(tick_budget_us(ctx.config.tick_hz)),
             ctx,
             state,
             log,
@@ -187,6 +259,10 @@ impl Shard {
             failed: None,
             economy_from: now,
             prices: PriceView::new(),
+            me: self_tx,
+            started: tokio::time::Instant::now(),
+            instances,
+            merging: false,
         };
         for j in landings {
             shard.on_landing(j);
@@ -194,11 +270,13 @@ impl Shard {
         shard
     }
 
-    /// The shard's loop: requests as they come, a tick at the configured rate.
+    /// The shard's loop: requests as they come, a tick every period: the configured rate, or
+    /// slower while the system is dilated. A tick that starts late moves the next one back
+    /// (never a burst of ticks to catch up).
     pub async fn run(mut self, mut rx: mpsc::Receiver<Command>) {
-        let period = Duration::from_secs_f64(1.0 / f64::from(self.ctx.config.tick_hz));
-        let mut ticker = tokio::time::interval(period);
-        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let first = tokio::time::Instant::now() + self.period();
+        let next_tick = tokio::time::sleep_until(first);
+        tokio::pin!(next_tick);
         loop {
             tokio::select! {
                 cmd = rx.recv() => match cmd {
@@ -207,12 +285,37 @@ impl Shard {
                         let _ = reply.send(result);
                         return;
                     }
+                    Some(Command::Retire { reply }) => {
+                        if !self.can_retire() {
+                            let _ = reply.send(false);
+                            continue;
+                        }
+                        let name = self.name();
+                        let result = self.stop(&mut rx).await;
+                        if let Err(e) = &result {
+                            tracing::error!("{name} did not close cleanly: {e}");
+                        }
+                        let _ = reply.send(result.is_ok());
+                        return;
+                    }
                     Some(cmd) => self.handle(cmd),
                     None => return,
                 },
-                _ = ticker.tick() => self.tick(),
+                () = &mut next_tick => {
+                    let due = next_tick.deadline();
+                    self.tick();
+                    let now = tokio::time::Instant::now();
+                    let period = self.period();
+                    let next = if due + period > now { due + period } else { now + period };
+                    next_tick.as_mut().reset(next);
+                }
             }
         }
+    }
+
+    /// The tick period now (the budget, stretched by dilation).
+    fn period(&self) -> Duration {
+        Duration::from_micros(self.dilation.period_us())
     }
 
     fn handle(&mut self, cmd: Command) {
@@ -265,8 +368,26 @@ impl Shard {
                 let all = self.state.names.iter();
                 let _ = reply.send(all.map(|(n, k)| (n.clone(), k.clone())).collect());
             }
+            Command::Merge => self.merging = !self.id.is_primary(),
+            Command::InstanceLoad { n, load } => self.on_instance_load(n, load),
+            Command::InstanceReady { n, ok } => self.on_instance_ready(n, ok),
+            Command::InstanceRetired { n, stopped } => self.on_instance_retired(n, stopped),
+            Command::RemoteTrade { req, reply } => self.remote_trade(req, reply),
+            Command::EscrowAnswered {
+                escrow,
+                answer,
+                reply,
+            } => self.escrow_answered(escrow, answer, reply),
+            Command::RemoteTradeDone { n, escrow } => self.remote_trade_done(n, escrow),
             Command::Stop { .. } => unreachable!("handled by run"),
+            // While stopping, a retire question is answered no: the next start settles it.
+            Command::Retire { reply } => drop(reply.send(false)),
         }
+    }
+
+    /// The name players see: `Sol`, or `Sol #2`.
+    fn name(&self) -> String {
+        self.id.name(&self.ctx.galaxy)
     }
 
     /// Applies a decided event and appends it. What must follow once it is durable (its
@@ -285,7 +406,7 @@ impl Shard {
         if let Err(e) = self.state.apply(self.now, &event) {
             panic!(
                 "BUG: an event decided on {}'s state does not apply to it: {e}",
-                self.ctx.galaxy.name(self.id)
+                self.name()
             );
         }
         let version = self.state.version_after(&event).unwrap_or(0);
@@ -301,7 +422,8 @@ impl Shard {
                     line: player_line(galaxy, id, now, &event, version, seq),
                 });
                 let feed = feed.map(|kind| MeshEvent {
-                    system: id,
+                    system: id.system,
+                    instance: id.n,
                     seq,
                     t: now,
                     kind,
@@ -335,7 +457,7 @@ impl Shard {
     /// Runs `then` once record `seq` is durable.
     fn after_durable(&self, seq: u64, then: impl FnOnce(Result<(), LogError>) + Send + 'static) {
         if self.acks.send((seq, Box::new(then))).is_err() {
-            tracing::error!("acker of {} is gone", self.ctx.galaxy.name(self.id));
+            tracing::error!("acker of {} is gone", self.name());
         }
     }
 
@@ -369,7 +491,7 @@ impl Shard {
         let home = self.id;
         self.on_durable(rec, move |r| {
             if r.is_ok() {
-                ctx.directory.set(&player.name, Location::In(home));
+                ctx.directory.set(&player.name, Place::In(home));
             }
             let _ = reply.send(r.map(|()| player).map_err(MeshError::Storage));
         });
@@ -401,10 +523,10 @@ impl Shard {
         let seq = rec.seq;
         // The feed tells of the departure at the commit (`Committed`), not here.
         self.on_durable(rec, |_| {});
-        let travel = self
-            .ctx
-            .galaxy
-            .travel_ticks(self.id, to, self.ctx.config.rules.ticks_per_ly);
+        let travel =
+            self.ctx
+                .galaxy
+                .travel_ticks(self.id.system, to, self.ctx.config.rules.ticks_per_ly);
         self.send_departure(xfer, seq, travel, Some(reply));
     }
 
@@ -430,7 +552,7 @@ impl Shard {
         };
         self.ctx.directory.set(
             &d.player.name,
-            Location::Jumping {
+            Place::Jumping {
                 from: self.id,
                 xfer,
                 to: d.to,
@@ -464,12 +586,22 @@ impl Shard {
         let every = self.ctx.config.rules.economy_every_ticks.max(1);
         if self.now.is_multiple_of(every) {
             self.economy_step();
-            self.gossip();
+            if self.id.is_primary() {
+                self.gossip();
+            }
+        }
+        if self.id.is_primary() {
+            self.steer_instances();
+        } else {
+            self.instance_tick();
         }
         if self.records_since_snapshot >= self.ctx.config.snapshot_every_records {
             self.snapshot_in_background();
         }
-        self.tick_times.push(started.elapsed());
+        let cost = started.elapsed();
+        self.tick_times.push(cost);
+        self.dilation
+            .observe(u64::try_from(cost.as_micros()).unwrap_or(u64::MAX));
     }
 
     fn land(&mut self, jump: Jump) {
@@ -483,7 +615,8 @@ impl Shard {
         let ctx = self.ctx.clone();
         let tseq = jump.tseq;
         let landed = Landed {
-            system: self.id,
+            system: self.id.system,
+            instance: self.id.n,
             population: self.state.players.len(),
         };
         let name = jump.player.name;
@@ -511,7 +644,8 @@ impl Shard {
         let ctx = self.ctx.clone();
         self.after_durable(pos.next_seq - 1, move |r| {
             if let Err(e) = r {
-                return tracing::warn!("snapshot of {} skipped: {e}", ctx.galaxy.slug(state.id));
+                let slug = state.instance_id().slug(&ctx.galaxy);
+                return tracing::warn!("snapshot of {slug} skipped: {e}");
             }
             tokio::task::spawn_blocking(move || {
                 let (meta, bytes) = encode_snapshot(&ctx.galaxy, pos, &state);
@@ -589,14 +723,21 @@ impl Shard {
     fn status(&self) -> ShardStatus {
         let pos = self.log.position();
         ShardStatus {
-            system: self.ctx.galaxy.name(self.id).to_string(),
-            slug: self.ctx.galaxy.slug(self.id).to_string(),
+            system: self.ctx.galaxy.name(self.id.system).to_string(),
+            slug: self.ctx.galaxy.slug(self.id.system).to_string(),
+            instance: self.id.n,
+            shard: self.id.slug(&self.ctx.galaxy),
+            instance_name: self.name(),
+            merging: self.merging,
+            instances: Vec::new(),
             population: self.state.players.len(),
             departing: self.state.departing.len(),
             in_transit_towards: self.incoming.len(),
             tick: self.now,
             tick_p50_us: self.tick_times.percentile_us(50.0),
             tick_p99_us: self.tick_times.percentile_us(99.0),
+            dilation: self.dilation.factor(),
+            tick_period_us: self.dilation.period_us(),
             log_durable_seq: self.log.durable_seq(),
             log_next_seq: pos.next_seq,
             state_hash: format!("{:016x}", self.state.state_hash()),
@@ -608,7 +749,7 @@ impl Shard {
 /// A snapshot of `state`, which includes the log's records before `pos`.
 fn encode_snapshot(galaxy: &Galaxy, pos: Position, state: &SystemState) -> (SnapshotMeta, Vec<u8>) {
     let meta = SnapshotMeta {
-        name: galaxy.slug(state.id).to_string(),
+        name: state.instance_id().slug(galaxy),
         upto_seq: pos.next_seq - 1,
         log_offset: pos.offset,
         log_line: pos.line,
@@ -618,10 +759,21 @@ fn encode_snapshot(galaxy: &Galaxy, pos: Position, state: &SystemState) -> (Snap
     (meta, bytes)
 }
 
-/// Runs each waiting action once its record is durable, in log order.
-async fn acker(log: Log, mut rx: mpsc::UnboundedReceiver<(u64, AfterDurable)>) {
+/// One tick period at `tick_hz`, in microseconds: the budget a tick's work must fit in.
+fn tick_budget_us(tick_hz: u32) -> u64 {
+    1_000_000 / u64::from(tick_hz.max(1))
+}
+
+/// Runs each waiting action once its record is durable, in log order, and says in `acked` up
+/// to which record it has (the departure pipeline waits for it: see there).
+async fn acker(
+    log: Log,
+    mut rx: mpsc::UnboundedReceiver<(u64, AfterDurable)>,
+    acked: tokio::sync::watch::Sender<u64>,
+) {
     while let Some((seq, then)) = rx.recv().await {
         let r = log.durable(seq).await;
         then(r);
+        acked.send_replace(seq);
     }
 }

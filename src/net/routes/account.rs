@@ -6,7 +6,8 @@ use axum::Json;
 use serde::{Deserialize, Serialize};
 
 use super::{check_ip, Authed, Body, ClientIp, PlayerView, Shared};
-use crate::mesh::directory::Location;
+use crate::mesh::codec::xfer_text;
+use crate::mesh::directory::Place;
 use crate::mesh::trading::Opponent;
 use crate::net::auth::{key_of, new_token};
 use crate::net::error::ApiError;
@@ -59,6 +60,12 @@ pub struct Me {
     name: String,
     /// The system the player is in, or null while in a jump.
     system: Option<String>,
+    /// The instance of the system the player is in (1: the system itself; null in a jump).
+    instance: Option<u16>,
+    /// Its name ("Sol #2").
+    instance_name: Option<String>,
+    /// Why the player is in another instance than the system itself, in words.
+    notice: Option<String>,
     jumping: Option<JumpingView>,
     /// The player's state (while in a jump: as they left, when this server committed the jump).
     player: Option<PlayerView>,
@@ -83,21 +90,31 @@ pub async fn me(
     let (at, ship) = state.mesh.ship(&name).await?;
     let g = state.mesh.galaxy();
     Ok(Json(match at {
-        Location::In(s) => {
+        Place::In(s) => {
             let (player, attacking) = match ship {
                 Some(ship) => (Some(ship.player.into()), ship.attacking),
                 None => (None, None),
             };
             Me {
                 name,
-                system: Some(g.name(s).to_string()),
+                system: Some(g.name(s.system).to_string()),
+                instance: Some(s.n),
+                instance_name: Some(s.name(g)),
+                notice: (!s.is_primary()).then(|| {
+                    format!(
+                        "{} is crowded: you are now in {}",
+                        g.name(s.system),
+                        s.name(g)
+                    )
+                }),
                 jumping: None,
                 player,
                 attacking,
             }
         }
-        Location::Jumping { from, xfer, to } => {
-            let xfer = format!("{}:{xfer}", g.slug(from));
+        Place::Jumping { from, xfer, to } => {
+            let xfer = xfer_text(g, from, xfer);
+            let (from, to) = (from.system, to.system);
             let flight = state.flights.get(&name, &xfer);
             Me {
                 jumping: Some(JumpingView {
@@ -108,6 +125,9 @@ pub async fn me(
                 }),
                 name,
                 system: None,
+                instance: None,
+                instance_name: None,
+                notice: None,
                 player: flight.map(|f| f.player.into()),
                 attacking: None,
             }

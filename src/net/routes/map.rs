@@ -7,8 +7,7 @@ use axum::Json;
 use serde::{Deserialize, Serialize};
 
 use super::{travel_ms, Authed, Params, Public, Shared};
-use crate::mesh::directory::Location;
-use crate::mesh::{MeshError, ShardStatus};
+use crate::mesh::ShardStatus;
 use crate::net::error::ApiError;
 
 /// Names a scan lists by default, and at most.
@@ -30,6 +29,30 @@ pub struct SystemView {
     population: usize,
     /// Committed jumps on their way to the system.
     in_transit_towards: usize,
+    /// Time dilation: how fast the system's clock runs (1.0 = real time).
+    dilation: f64,
+    /// The system's instances when it is crowded (the system itself first), with their own
+    /// populations and dilation; `population` is their sum.
+    instances: Vec<InstanceView>,
+}
+
+#[derive(Serialize)]
+pub struct InstanceView {
+    instance: u16,
+    name: String,
+    population: usize,
+    dilation: f64,
+}
+
+impl InstanceView {
+    fn of(s: &ShardStatus) -> InstanceView {
+        InstanceView {
+            instance: s.instance,
+            name: s.instance_name.clone(),
+            population: s.population,
+            dilation: s.dilation,
+        }
+    }
 }
 
 #[derive(Serialize)]
@@ -69,8 +92,13 @@ pub async fn systems(
                         travel_ms: travel_ms(&state, id, n),
                     })
                     .collect(),
-                population: s.population,
+                population: s.population + s.instances.iter().map(|i| i.population).sum::<usize>(),
                 in_transit_towards: s.in_transit_towards,
+                dilation: s.dilation,
+                instances: std::iter::once(&s)
+                    .chain(&s.instances)
+                    .map(InstanceView::of)
+                    .collect(),
             })
             .collect(),
     ))
@@ -93,6 +121,9 @@ pub struct ScanQuery {
 #[derive(Serialize)]
 pub struct ScanView {
     system: String,
+    /// The instance of the system the player is in (1: the system itself): a scan sees the
+    /// players of that instance.
+    instance: u16,
     /// Players in the system, the scanner included.
     population: usize,
     others: usize,
@@ -115,26 +146,11 @@ pub async fn scan(
             format!("limit is at most {SCAN_MAX_NAMES}"),
         ));
     }
-    let here = match state.mesh.locate(&name) {
-        Some(Location::In(s)) => s,
-        Some(Location::Jumping { .. }) => return Err(MeshError::InJump(name).into()),
-        None => return Err(MeshError::UnknownPlayer(name).into()),
-    };
-    let mut names = state.mesh.who(here, limit.saturating_add(1)).await?;
-    let population = if names.len() <= limit {
-        names.len()
-    } else {
-        names.truncate(limit);
-        // Only the population figure of the one system is needed; the mesh answers it for all.
-        state
-            .mesh
-            .status()
-            .await?
-            .get(usize::from(here.0))
-            .map_or(names.len(), |s| s.population)
-    };
+    let (here, mut names, population) = state.mesh.scan(&name, limit.saturating_add(1)).await?;
+    names.truncate(limit);
     Ok(Json(ScanView {
-        system: state.mesh.galaxy().name(here).to_string(),
+        system: state.mesh.galaxy().name(here.system).to_string(),
+        instance: here.n,
         population,
         others: population.saturating_sub(1),
         truncated: names.len() < population,

@@ -9,6 +9,7 @@ use std::collections::BTreeSet;
 use super::decide::{combat_event, decayed_by};
 use super::{ApplyError, Departing, Event, SystemState};
 use crate::sim::combat::{self, CombatOutcome};
+use crate::sim::instance::{InstanceId, MAX_INSTANCES_PER_SYSTEM, PRIMARY_INSTANCE};
 use crate::sim::market;
 
 impl SystemState {
@@ -19,12 +20,20 @@ impl SystemState {
         }
         if let Some(name) = event.player() {
             let downed = self.players.get(name).is_some_and(|p| p.hull == 0);
-            if downed && !matches!(event, Event::Destroyed { .. }) {
+            // A trade under way settles even if its player was shot down meanwhile.
+            let allowed = matches!(
+                event,
+                Event::Destroyed { .. } | Event::EscrowSettle { .. } | Event::EscrowRefund { .. }
+            );
+            if downed && !allowed {
                 return Err(format!("'{name}' acts while shot down"));
             }
         }
         match event {
             Event::Join { player, key } => {
+                if !self.is_primary() {
+                    return Err(format!("'{}' joins an instance", player.name));
+                }
                 if self.names.contains_key(&player.name) || self.players.contains_key(&player.name)
                 {
                     return Err(format!("name '{}' joined twice", player.name));
@@ -59,6 +68,7 @@ impl SystemState {
                 if self.player_mut(player)?.fuel < *fuel {
                     return Err(format!("'{player}' departs with too little fuel"));
                 }
+                self.check_destination(*to, *fuel)?;
                 let mut p = self.players.remove(player).expect("checked just above");
                 p.fuel -= fuel;
                 p.version += 1;
@@ -87,8 +97,8 @@ impl SystemState {
             Event::Arrive { from, xfer, player } => {
                 if self.landed_upto.get(from).is_some_and(|&n| *xfer <= n) {
                     return Err(format!(
-                        "transfer {xfer} from system {} landed twice",
-                        from.0
+                        "transfer {xfer} from system {} (instance {}) landed twice",
+                        from.system.0, from.n
                     ));
                 }
                 if self.players.contains_key(&player.name) {
@@ -98,6 +108,9 @@ impl SystemState {
                 self.players.insert(player.name.clone(), player.clone());
             }
             Event::Trade { player, trade } => {
+                if !self.is_primary() {
+                    return Err(format!("trade by '{player}' in an instance"));
+                }
                 let mut m = self.market.clone();
                 let p = self
                     .players
@@ -126,9 +139,12 @@ impl SystemState {
                     ));
                 }
                 let mut m = self.market.clone();
-                if m.advance(self.kind, *from, *to) != *report
-                    || decayed_by(&self.wrecks, *to) != *decayed
-                {
+                let made = if self.is_primary() {
+                    m.advance(self.kind, *from, *to)
+                } else {
+                    Default::default()
+                };
+                if made != *report || decayed_by(&self.wrecks, *to) != *decayed {
                     return Err(format!(
                         "economy step {from}..{to} does not match this market"
                     ));
@@ -218,7 +234,7 @@ impl SystemState {
                 match jump_home {
                     Some((xfer, home)) => {
                         self.players.remove(player);
-                        self.leave(respawned, *xfer, *home, 0);
+                        self.leave(respawned, *xfer, InstanceId::primary(*home), 0);
                     }
                     None => {
                         self.players.insert(player.clone(), respawned);
@@ -235,8 +251,93 @@ impl SystemState {
                 p.cargo = cargo;
                 p.version += 1;
             }
+            Event::Split { instance } => {
+                let n = *instance;
+                if !self.is_primary()
+                    || n <= PRIMARY_INSTANCE
+                    || n > MAX_INSTANCES_PER_SYSTEM
+                    || self.instances.contains(&n)
+                {
+                    return Err(format!("instance {n} cannot open here"));
+                }
+                self.instances.insert(n);
+            }
+            Event::Retire { instance } => {
+                let n = *instance;
+                let at = InstanceId::new(self.id, n);
+                if !self.instances.contains(&n) || self.departing.values().any(|d| d.to == at) {
+                    return Err(format!(
+                        "instance {n} is not open, or a move to it is prepared"
+                    ));
+                }
+                self.instances.remove(&n);
+            }
+            Event::Escrow {
+                escrow,
+                player,
+                order,
+                held_cr,
+                held_qty,
+            } => {
+                let e = super::Escrow {
+                    player: player.clone(),
+                    order: *order,
+                    held_cr: *held_cr,
+                    held_qty: *held_qty,
+                };
+                self.apply_escrow(*escrow, e)?;
+            }
+            Event::EscrowSettle {
+                escrow,
+                player,
+                total_cr,
+            } => self.apply_settle(*escrow, player, Some(*total_cr))?,
+            Event::EscrowRefund { escrow, player } => self.apply_settle(*escrow, player, None)?,
+            Event::RemoteTrade {
+                instance,
+                escrow,
+                player,
+                trade,
+            } => {
+                let outcome = super::RemoteOutcome {
+                    player: player.clone(),
+                    trade: *trade,
+                };
+                self.apply_remote_trade(*instance, *escrow, outcome)?;
+            }
+            Event::RemoteTradeDone { instance, escrow } => {
+                self.remote_trades
+                    .remove(&(*instance, *escrow))
+                    .ok_or_else(|| format!("escrow {instance}:{escrow} was never traded here"))?;
+            }
         }
         self.tick = t;
+        Ok(())
+    }
+
+    /// Where a prepared jump may go: another system's primary; or, for a move (no fuel),
+    /// another open instance of this system: from the primary to an open instance, from an
+    /// instance back to the primary.
+    fn check_destination(&self, to: InstanceId, fuel: u32) -> Result<(), ApplyError> {
+        if to.system != self.id {
+            return match to.is_primary() {
+                true => Ok(()),
+                false => Err(format!(
+                    "a jump lands in instance {} of another system",
+                    to.n
+                )),
+            };
+        }
+        let open = match self.is_primary() {
+            true => self.instances.contains(&to.n),
+            false => to.is_primary(),
+        };
+        if !open || fuel != 0 || to.n == self.instance {
+            return Err(format!(
+                "no move to instance {} from instance {}",
+                to.n, self.instance
+            ));
+        }
         Ok(())
     }
 
@@ -247,13 +348,7 @@ impl SystemState {
     }
 
     /// A player leaves on transfer `xfer` (the next one): they wait for the transition log.
-    fn leave(
-        &mut self,
-        player: crate::sim::player::Player,
-        xfer: u64,
-        to: crate::sim::galaxy::SystemId,
-        fuel: u32,
-    ) {
+    fn leave(&mut self, player: crate::sim::player::Player, xfer: u64, to: InstanceId, fuel: u32) {
         assert_eq!(xfer, self.next_xfer, "transfers are numbered in order");
         self.engaged.remove(&player.name);
         self.next_xfer += 1;

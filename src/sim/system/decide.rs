@@ -5,6 +5,7 @@ use super::{Event, Reject, SystemState, MAX_PLAYERS_PER_SYSTEM};
 use crate::sim::combat::{self, Attack, Wrecks, MAX_WRECKS_PER_SYSTEM};
 use crate::sim::galaxy::{Galaxy, SystemId};
 use crate::sim::goods::{Cargo, GOOD_COUNT};
+use crate::sim::instance::{InstanceId, MAX_INSTANCES_PER_SYSTEM, PRIMARY_INSTANCE};
 use crate::sim::market::{self, Order};
 use crate::sim::player::{validate_name, Player};
 use crate::sim::rng::Rng;
@@ -18,13 +19,28 @@ impl SystemState {
         })
     }
 
-    /// A player here whose ship can act (not shot down).
-    fn able(&self, galaxy: &Galaxy, name: &str) -> Result<&Player, Reject> {
+    /// A player here whose ship can act (not shot down, no trade under way).
+    pub(super) fn able(&self, galaxy: &Galaxy, name: &str) -> Result<&Player, Reject> {
         let p = self.here(galaxy, name)?;
         if p.hull == 0 {
             return Err(Reject::Downed);
         }
+        if self.has_escrow(name) {
+            return Err(Reject::TradePending(galaxy.name(self.id).to_string()));
+        }
         Ok(p)
+    }
+
+    /// Refuses what only the primary instance does (the market, the accounts).
+    fn primary_only(&self, galaxy: &Galaxy, what: &'static str) -> Result<(), Reject> {
+        if self.is_primary() {
+            return Ok(());
+        }
+        Err(Reject::NotPrimary {
+            instance: self.instance_id().name(galaxy),
+            system: galaxy.name(self.id).to_string(),
+            what,
+        })
     }
 
     /// A new player at home with the starting ship.
@@ -35,6 +51,7 @@ impl SystemState {
         name: &str,
         key: &str,
     ) -> Result<Event, Reject> {
+        self.primary_only(galaxy, "take new players")?;
         if self.id != galaxy.home() {
             return Err(Reject::NotHome {
                 home: galaxy.name(galaxy.home()).to_string(),
@@ -110,14 +127,61 @@ impl SystemState {
         Ok(Event::Depart {
             xfer: self.next_xfer,
             player: name.to_string(),
-            to,
+            to: InstanceId::primary(to),
             fuel: need,
         })
     }
 
+    /// Prepares the move of a player to instance `to` of this system: a jump with no lane, no
+    /// fuel and no travel time. The primary moves players to its open instances; an instance
+    /// moves them back to the primary only.
+    pub fn decide_move(&self, galaxy: &Galaxy, name: &str, to: u16) -> Result<Event, Reject> {
+        self.able(galaxy, name)?;
+        let open = if self.is_primary() {
+            self.instances.contains(&to)
+        } else {
+            to == PRIMARY_INSTANCE
+        };
+        if !open || to == self.instance {
+            return Err(Reject::NoInstance(format!(
+                "{} #{to}",
+                galaxy.name(self.id)
+            )));
+        }
+        Ok(Event::Depart {
+            xfer: self.next_xfer,
+            player: name.to_string(),
+            to: InstanceId::new(self.id, to),
+            fuel: 0,
+        })
+    }
+
+    /// Opens instance `n` (primary only; `n` not open already).
+    pub fn decide_split(&self, galaxy: &Galaxy, n: u16) -> Result<Event, Reject> {
+        self.primary_only(galaxy, "open instances")?;
+        if n <= PRIMARY_INSTANCE || n > MAX_INSTANCES_PER_SYSTEM || self.instances.contains(&n) {
+            return Err(Reject::NoInstance(format!("{} #{n}", galaxy.name(self.id))));
+        }
+        Ok(Event::Split { instance: n })
+    }
+
+    /// Closes instance `n` (primary only; open, and no move towards it still prepared here).
+    /// That the instance itself is empty is for its shard to say: it holds its players.
+    pub fn decide_retire(&self, galaxy: &Galaxy, n: u16) -> Result<Event, Reject> {
+        self.primary_only(galaxy, "close instances")?;
+        let towards = self
+            .departing
+            .values()
+            .any(|d| d.to == InstanceId::new(self.id, n));
+        if !self.instances.contains(&n) || towards {
+            return Err(Reject::NoInstance(format!("{} #{n}", galaxy.name(self.id))));
+        }
+        Ok(Event::Retire { instance: n })
+    }
+
     /// Lands a jump, unless it already landed (then `None`: seeing a transfer twice changes
     /// nothing).
-    pub fn decide_arrive(&self, from: SystemId, xfer: u64, player: &Player) -> Option<Event> {
+    pub fn decide_arrive(&self, from: InstanceId, xfer: u64, player: &Player) -> Option<Event> {
         if self.landed_upto.get(&from).is_some_and(|&n| xfer <= n) {
             return None;
         }
@@ -133,6 +197,7 @@ impl SystemState {
         name: &str,
         order: &Order,
     ) -> Result<Event, Reject> {
+        self.primary_only(galaxy, "trade")?;
         let p = self.able(galaxy, name)?;
         let trade = market::decide_trade(&self.market, p.credits, &p.cargo, p.hold, order)?;
         Ok(Event::Trade {
@@ -205,8 +270,12 @@ impl SystemState {
 
     /// The destruction of a ship shot down (`None` if `name` is not down here). Away from
     /// home the pilot leaves for home on the system's next transfer.
+    /// A pilot with a trade under way is destroyed once it is settled.
     pub fn decide_destroyed(&self, galaxy: &Galaxy, name: &str) -> Option<Event> {
         let by = self.downed.get(name)?;
+        if self.has_escrow(name) {
+            return None;
+        }
         let p = self.players.get(name)?;
         let wreck = (!p.cargo.is_empty()).then(|| self.wrecks.next_id());
         let evicted = match (wreck, self.wrecks.len() >= MAX_WRECKS_PER_SYSTEM) {
@@ -227,13 +296,18 @@ impl SystemState {
     }
 
     /// The economy step from tick `from` (at least the market's tick) to `to`, if it changes
-    /// anything.
+    /// anything. An instance other than the primary has no market: its step only decays
+    /// wrecks.
     pub fn decide_economy(&self, from: u64, to: u64) -> Option<Event> {
         let from = from.max(self.market_tick);
         if to <= from {
             return None;
         }
-        let report = self.market.clone().advance(self.kind, from, to);
+        let report = if self.is_primary() {
+            self.market.clone().advance(self.kind, from, to)
+        } else {
+            Default::default()
+        };
         let decayed = decayed_by(&self.wrecks, to);
         if report.is_empty() && decayed == [0; GOOD_COUNT] {
             return None;

@@ -7,7 +7,8 @@
 use crate::sim::combat::{LootError, LootTake};
 use crate::sim::galaxy::SystemId;
 use crate::sim::goods::{Cargo, GOOD_COUNT};
-use crate::sim::market::{TickReport, Trade, TradeError};
+use crate::sim::instance::InstanceId;
+use crate::sim::market::{Order, TickReport, Trade, TradeError};
 use crate::sim::player::Player;
 
 /// The most players one system holds (in it, or departing from it).
@@ -26,11 +27,13 @@ pub enum Event {
         cost: u64,
     },
     /// A jump is prepared: the player leaves the system (fuel burnt) and waits for the
-    /// transition log to take the jump, the commit point.
+    /// transition log to take the jump, the commit point. A jump to another system goes to its
+    /// primary instance; a move to another instance of the same system (a split or a merge)
+    /// is a jump too, with no fuel and no travel time.
     Depart {
         xfer: u64,
         player: String,
-        to: SystemId,
+        to: InstanceId,
         fuel: u32,
     },
     /// The transition log holds jump `xfer`: the player is gone from here for good.
@@ -38,9 +41,9 @@ pub enum Event {
     /// Jump `xfer` of `player` never reached the transition log: the player is back, fuel
     /// refunded.
     DepartAbort { xfer: u64, player: String },
-    /// Jump `xfer` from system `from` lands here, with the player's state as it left.
+    /// Jump `xfer` from instance `from` lands here, with the player's state as it left.
     Arrive {
-        from: SystemId,
+        from: InstanceId,
         xfer: u64,
         player: Player,
     },
@@ -81,6 +84,43 @@ pub enum Event {
     },
     /// Goods moved from a wreck into a looter's hold.
     Loot { player: String, take: LootTake },
+    /// The system is crowded: instance `instance` opens (primary only). Recorded before any
+    /// player is moved there.
+    Split { instance: u16 },
+    /// Instance `instance` is empty and closes (primary only). Recorded after its last player
+    /// left it, for good; its log stays.
+    Retire { instance: u16 },
+    /// A trade asked in an instance (not the primary): what it needs is taken from the player
+    /// into escrow `escrow` (credits for a buy, the goods for a sell) and the order goes to the
+    /// primary's market ([`super::escrow`]).
+    Escrow {
+        escrow: u64,
+        player: String,
+        order: Order,
+        held_cr: u64,
+        held_qty: u32,
+    },
+    /// The primary's market took escrow `escrow`'s trade (`trade.remote`): the player gets the
+    /// goods (buy) or the price (sell), and what the escrow held beyond it back.
+    EscrowSettle {
+        escrow: u64,
+        player: String,
+        total_cr: u64,
+    },
+    /// The primary's market refused escrow `escrow`'s trade (or never saw it): everything held
+    /// goes back to the player.
+    EscrowRefund { escrow: u64, player: String },
+    /// The primary's half of a trade asked in instance `instance`: the market gives or takes
+    /// the goods and the price; they are in escrow until the instance settles (primary only).
+    /// The commit point of such a trade.
+    RemoteTrade {
+        instance: u16,
+        escrow: u64,
+        player: String,
+        trade: Trade,
+    },
+    /// Instance `instance` settled escrow `escrow`: the primary forgets its outcome.
+    RemoteTradeDone { instance: u16, escrow: u64 },
 }
 
 impl Event {
@@ -95,8 +135,17 @@ impl Event {
             | Event::Trade { player, .. }
             | Event::Engage { player, .. }
             | Event::Destroyed { player, .. }
-            | Event::Loot { player, .. } => Some(player),
-            Event::DepartDone { .. } | Event::Economy { .. } | Event::Combat { .. } => None,
+            | Event::Loot { player, .. }
+            | Event::Escrow { player, .. }
+            | Event::EscrowSettle { player, .. }
+            | Event::EscrowRefund { player, .. } => Some(player),
+            Event::DepartDone { .. }
+            | Event::Economy { .. }
+            | Event::Combat { .. }
+            | Event::Split { .. }
+            | Event::Retire { .. }
+            | Event::RemoteTrade { .. }
+            | Event::RemoteTradeDone { .. } => None,
         }
     }
 
@@ -141,6 +190,16 @@ pub enum Reject {
     Downed,
     #[error("you cannot attack yourself")]
     SelfAttack,
+    #[error("{0} is not an open instance of this system")]
+    NoInstance(String),
+    #[error("your trade is on its way to {0}'s market; wait for its answer")]
+    TradePending(String),
+    #[error("{instance} cannot {what}; that is done in {system}'s primary instance")]
+    NotPrimary {
+        instance: String,
+        system: String,
+        what: &'static str,
+    },
 }
 
 impl Reject {
@@ -161,14 +220,36 @@ impl Reject {
             Reject::Loot(e) => e.code(),
             Reject::Downed => "downed",
             Reject::SelfAttack => "self_attack",
+            Reject::NoInstance(_) => "no_instance",
+            Reject::TradePending(_) => "trade_pending",
+            Reject::NotPrimary { .. } => "not_primary",
         }
     }
+}
+
+/// Goods or credits a player in an instance put in escrow for a trade with the primary's
+/// market, until the primary's answer is settled.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Escrow {
+    pub player: String,
+    pub order: Order,
+    /// Credits held (a buy: what the player may pay).
+    pub held_cr: u64,
+    /// Units of `order.good` held (a sell: what the player sells).
+    pub held_qty: u32,
+}
+
+/// The outcome of an instance's trade, kept by the primary until the instance has settled it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RemoteOutcome {
+    pub player: String,
+    pub trade: Trade,
 }
 
 /// A player waiting for the transition log to take their jump.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Departing {
     pub player: Player,
-    pub to: SystemId,
+    pub to: InstanceId,
     pub fuel: u32,
 }

@@ -11,18 +11,21 @@
 
 mod apply;
 mod decide;
+mod escrow;
 mod event;
 #[cfg(test)]
 mod tests;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
-pub use event::{Departing, Event, Reject, MAX_PLAYERS_PER_SYSTEM};
+pub use escrow::EscrowRequest;
+pub use event::{Departing, Escrow, Event, Reject, RemoteOutcome, MAX_PLAYERS_PER_SYSTEM};
 
 use super::combat::Wrecks;
 use super::economy::{economy_of, EconomyKind};
 use super::galaxy::{Galaxy, SystemId};
 use super::goods::{Good, GOOD_COUNT};
+use super::instance::{InstanceId, PRIMARY_INSTANCE};
 use super::market::Market;
 use super::player::Player;
 use super::rng::system_seed;
@@ -32,6 +35,13 @@ use super::rng::system_seed;
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SystemState {
     pub id: SystemId,
+    /// Which instance of the system this is: [`PRIMARY_INSTANCE`] for the system itself, 2..
+    /// for an instance opened when it was crowded ([`super::instance`]). An instance has no
+    /// market of its own (the system's one market is the primary's) and no accounts.
+    pub instance: u16,
+    /// The instances of this system that are open (primary only): opened by [`Event::Split`],
+    /// closed by [`Event::Retire`].
+    pub instances: BTreeSet<u16>,
     /// What the economy makes and uses here (a function of the galaxy).
     pub kind: EconomyKind,
     /// The system's random seed (a function of its slug): combat draws from it.
@@ -44,14 +54,15 @@ pub struct SystemState {
     pub departing: BTreeMap<u64, Departing>,
     /// Transfer number of the next jump prepared here.
     pub next_xfer: u64,
-    /// For each system of origin, the highest transfer number that has landed here. Jumps from
-    /// one origin land in the order of their numbers, so this is enough to make landing
-    /// idempotent.
-    pub landed_upto: BTreeMap<SystemId, u64>,
+    /// For each origin (a system's instance), the highest transfer number that has landed
+    /// here. Jumps from one origin land in the order of their numbers, so this is enough to
+    /// make landing idempotent.
+    pub landed_upto: BTreeMap<InstanceId, u64>,
     /// Every name ever taken, with its access key hash (home system only): names are unique
     /// in the galaxy.
     pub names: BTreeMap<String, String>,
-    /// The local market: stocks, prices, till.
+    /// The local market: stocks, prices, till. Empty (and never used) in an instance other
+    /// than the primary.
     pub market: Market,
     /// The tick the market's economy has been stepped to.
     pub market_tick: u64,
@@ -63,6 +74,13 @@ pub struct SystemState {
     /// Ships shot down (hull 0), with who gets the kill: each is destroyed by the next event
     /// the shard records ([`Event::Destroyed`]).
     pub downed: BTreeMap<String, String>,
+    /// An instance's trades on their way to the primary's market, by escrow number
+    /// ([`escrow`]): what each holds of its player's credits or goods.
+    pub escrows: BTreeMap<u64, Escrow>,
+    /// Number of the next escrow opened here.
+    pub next_escrow: u64,
+    /// A primary's: trades of instances taken by its market, not yet known settled there.
+    pub remote_trades: BTreeMap<(u16, u64), RemoteOutcome>,
 }
 
 /// A logged event that cannot apply to the state: the log and the state disagree.
@@ -74,6 +92,8 @@ impl SystemState {
         let kind = economy_of(galaxy, id);
         SystemState {
             id,
+            instance: PRIMARY_INSTANCE,
+            instances: BTreeSet::new(),
             kind,
             seed: system_seed(galaxy.slug(id)),
             tick: 0,
@@ -87,7 +107,36 @@ impl SystemState {
             wrecks: Wrecks::new(),
             engaged: BTreeMap::new(),
             downed: BTreeMap::new(),
+            escrows: BTreeMap::new(),
+            next_escrow: 1,
+            remote_trades: BTreeMap::new(),
         }
+    }
+
+    /// Instance `at` of a system before its first event. The primary is [`SystemState::new`];
+    /// another instance starts with no market (its stock and till are zero and stay so: trades
+    /// go to the primary's market) and a seed of its own.
+    pub fn new_instance(galaxy: &Galaxy, at: InstanceId) -> SystemState {
+        let mut state = SystemState::new(galaxy, at.system);
+        if !at.is_primary() {
+            state.instance = at.n;
+            state.seed = system_seed(&at.slug(galaxy));
+            state.market = Market::from_parts([0; GOOD_COUNT], 0).expect("an empty market");
+        }
+        state
+    }
+
+    /// Which instance this is.
+    pub fn instance_id(&self) -> InstanceId {
+        InstanceId {
+            system: self.id,
+            n: self.instance,
+        }
+    }
+
+    /// Whether this is the system's primary instance (the one with the market and accounts).
+    pub fn is_primary(&self) -> bool {
+        self.instance == PRIMARY_INSTANCE
     }
 
     /// Players in the system plus those departing from it.
@@ -100,6 +149,11 @@ impl SystemState {
         self.players
             .values()
             .chain(self.departing.values().map(|d| &d.player))
+    }
+
+    /// Whether `name` has a trade on its way to the primary's market (then they wait).
+    pub fn has_escrow(&self, name: &str) -> bool {
+        self.escrows.values().any(|e| e.player == name)
     }
 
     /// Credits held by everyone in this system, departing ones included (not the till).
@@ -131,6 +185,17 @@ impl SystemState {
                 h.update(bytes);
             };
             put(&self.id.0.to_le_bytes());
+            // Instances were added later: what a primary without instances hashes is unchanged.
+            if !self.is_primary() {
+                put(b"instance");
+                put(&self.instance.to_le_bytes());
+            }
+            if !self.instances.is_empty() {
+                put(b"instances");
+                for n in &self.instances {
+                    put(&n.to_le_bytes());
+                }
+            }
             put(&self.tick.to_le_bytes());
             put(&self.next_xfer.to_le_bytes());
             let put_player = |put: &mut dyn FnMut(&[u8]), p: &Player| {
@@ -150,14 +215,20 @@ impl SystemState {
                 put_player(&mut put, p);
             }
             put(&(self.departing.len() as u64).to_le_bytes());
+            let put_instance = |put: &mut dyn FnMut(&[u8]), at: &InstanceId| {
+                put(&at.system.0.to_le_bytes());
+                if !at.is_primary() {
+                    put(&at.n.to_le_bytes());
+                }
+            };
             for (x, d) in &self.departing {
                 put(&x.to_le_bytes());
-                put(&d.to.0.to_le_bytes());
+                put_instance(&mut put, &d.to);
                 put(&d.fuel.to_le_bytes());
                 put_player(&mut put, &d.player);
             }
             for (s, n) in &self.landed_upto {
-                put(&s.0.to_le_bytes());
+                put_instance(&mut put, s);
                 put(&n.to_le_bytes());
             }
             put(&(self.names.len() as u64).to_le_bytes());
@@ -183,6 +254,37 @@ impl SystemState {
                 for (a, b) in map {
                     put(a.as_bytes());
                     put(b.as_bytes());
+                }
+            }
+            // Escrows were added later: a state without them hashes as before.
+            let put_order = |put: &mut dyn FnMut(&[u8]), o: &crate::sim::market::Order| {
+                put(o.side.name().as_bytes());
+                put(o.good.name().as_bytes());
+                put(&o.qty.to_le_bytes());
+                put(&o.price_limit_cr.unwrap_or(u64::MAX).to_le_bytes());
+            };
+            if !self.escrows.is_empty() || self.next_escrow != 1 {
+                put(b"escrows");
+                put(&self.next_escrow.to_le_bytes());
+                for (id, e) in &self.escrows {
+                    put(&id.to_le_bytes());
+                    put(e.player.as_bytes());
+                    put_order(&mut put, &e.order);
+                    put(&e.held_cr.to_le_bytes());
+                    put(&e.held_qty.to_le_bytes());
+                }
+            }
+            if !self.remote_trades.is_empty() {
+                put(b"remote");
+                put(&(self.remote_trades.len() as u64).to_le_bytes());
+                for ((n, id), o) in &self.remote_trades {
+                    put(&n.to_le_bytes());
+                    put(&id.to_le_bytes());
+                    put(o.player.as_bytes());
+                    put(o.trade.side.name().as_bytes());
+                    put(o.trade.good.name().as_bytes());
+                    put(&o.trade.qty.to_le_bytes());
+                    put(&o.trade.total_cr.to_le_bytes());
                 }
             }
         }

@@ -4,6 +4,7 @@
 use super::*;
 use crate::sim::galaxy::Galaxy;
 use crate::sim::goods::Good;
+use crate::sim::instance::InstanceId;
 use crate::sim::market::{Order, Side};
 use crate::sim::player::Player;
 use crate::sim::rules::Rules;
@@ -84,10 +85,12 @@ fn landing_twice_is_a_no_op() {
     let mut p = Player::starter("ann", &r);
     p.fuel = 3;
     p.version = 2;
-    let e = b.decide_arrive(g.home(), 7, &p).unwrap();
+    let e = b
+        .decide_arrive(InstanceId::primary(g.home()), 7, &p)
+        .unwrap();
     b.apply(5, &e).unwrap();
-    assert_eq!(b.decide_arrive(g.home(), 7, &p), None);
-    assert_eq!(b.decide_arrive(g.home(), 3, &p), None);
+    assert_eq!(b.decide_arrive(InstanceId::primary(g.home()), 7, &p), None);
+    assert_eq!(b.decide_arrive(InstanceId::primary(g.home()), 3, &p), None);
     assert!(
         b.apply(6, &e).is_err(),
         "replaying a landing twice is refused"
@@ -303,7 +306,11 @@ fn a_pilot_destroyed_away_from_home_leaves_for_home() {
     let mut s = SystemState::new(&g, ac);
     for (i, name) in ["ann", "bob"].into_iter().enumerate() {
         let e = s
-            .decide_arrive(g.home(), i as u64 + 1, &Player::starter(name, &r))
+            .decide_arrive(
+                InstanceId::primary(g.home()),
+                i as u64 + 1,
+                &Player::starter(name, &r),
+            )
             .unwrap();
         s.apply(0, &e).unwrap();
     }
@@ -324,7 +331,10 @@ fn a_pilot_destroyed_away_from_home_leaves_for_home() {
     s.apply(t, &e).unwrap();
     assert!(!s.players.contains_key("bob"));
     let d = &s.departing[&1];
-    assert_eq!((d.to, d.fuel, d.player.hull), (g.home(), 0, 100));
+    assert_eq!(
+        (d.to, d.fuel, d.player.hull),
+        (InstanceId::primary(g.home()), 0, 100)
+    );
     assert_eq!(s.version_after(&e), Some(d.player.version));
 }
 
