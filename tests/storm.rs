@@ -477,10 +477,24 @@ async fn acknowledged_jumps_survive_sigkill_storms() {
     // 3. Every acknowledged trade is in a system log, as that player's event of that version.
     let mut trade_records: HashSet<(String, u64, String)> = HashSet::new();
     for entry in std::fs::read_dir(data.join("systems")).unwrap() {
+        // A trade in an instance of a crowded system is an escrow settled at the system's
+        // one market (docs/PROTOCOL.md): its ack carries the settlement's version.
+        let mut escrow_sides: HashMap<String, String> = HashMap::new();
         for (kind, f) in read_records(&entry.unwrap().path()) {
-            if kind == "trade" {
-                let v = f["v"].parse().unwrap();
-                trade_records.insert((f["player"].clone(), v, f["side"].clone()));
+            match kind.as_str() {
+                "trade" => {
+                    let v = f["v"].parse().unwrap();
+                    trade_records.insert((f["player"].clone(), v, f["side"].clone()));
+                }
+                "trade.escrow" => {
+                    escrow_sides.insert(f["escrow"].clone(), f["side"].clone());
+                }
+                "trade.settle" => {
+                    let v = f["v"].parse().unwrap();
+                    let side = escrow_sides[&f["escrow"]].clone();
+                    trade_records.insert((f["player"].clone(), v, side));
+                }
+                _ => {}
             }
         }
     }
