@@ -51,7 +51,9 @@ impl Action {
             Action::Join => &["join"],
             Action::Travel => &["depart"],
             Action::Refuel => &["refuel"],
-            Action::Trade => &["trade"],
+            // In an instance of a crowded system, a trade is acknowledged at the settlement
+            // of its escrow at the system's one market (docs/PROTOCOL.md).
+            Action::Trade => &["trade", "trade.settle"],
             // A standing attack order is an `engage` record (`target=` the ship fired at).
             Action::Attack => &["engage"],
         }
@@ -141,8 +143,21 @@ pub fn check_acks(
 
     // Every event of those players in the system logs, by (player, version).
     let mut events: HashMap<(String, u64), Seen> = HashMap::new();
-    for id in galaxy.ids() {
-        let slug = galaxy.slug(id);
+    // Every log of every system: its primary's, and its instances' (retired ones included).
+    let logs: Vec<String> = galaxy
+        .ids()
+        .flat_map(|id| {
+            let instances = super::recovery::instance_logs(datadir, galaxy, id);
+            std::iter::once(galaxy.slug(id).to_string()).chain(
+                instances
+                    .into_iter()
+                    .filter(|&n| n > 1)
+                    .map(move |n| format!("{}.{n}", galaxy.slug(id))),
+            )
+        })
+        .collect();
+    for slug in &logs {
+        let slug = slug.as_str();
         for path in segments(
             &datadir.archive_dir(),
             slug,
