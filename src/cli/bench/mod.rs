@@ -4,6 +4,7 @@
 
 pub mod api;
 pub mod battle;
+pub mod instances;
 pub mod jumps;
 pub mod storage;
 pub mod tick;
@@ -36,6 +37,9 @@ pub enum Which {
     Tick(tick::TickArgs),
     /// HTTP API requests/s and p99 latency: status and travel calls, 64 clients, loopback.
     Api(api::ApiArgs),
+    /// Instances: time to split a system of 1,000 players and to merge it back, and jumps/s
+    /// of the whole mesh while systems split and merge.
+    Instances(instances::InstancesArgs),
 }
 
 pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
@@ -44,6 +48,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
         Which::Jumps(a) => jumps::run(a),
         Which::Tick(a) => tick::run(a),
         Which::Api(a) => api::run(a),
+        Which::Instances(a) => instances::run(a),
     }
 }
 
