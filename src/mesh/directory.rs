@@ -5,6 +5,10 @@
 //! after the event that moved a player is durable (departures: when prepared, so new requests
 //! stop going to the old system). Never read by the simulation.
 //!
+//! Each update carries the player's version after the event that moved them, and an older
+//! update never overwrites a newer one: a shard may move a player on (prepare a jump) before its
+//! acker has told of their landing, and that late landing must not send requests back there.
+//!
 //! It knows players by instance ([`Place`]): a request goes to the shard of the instance the
 //! player is in. Callers that only care about star systems (the API) see a [`Location`], in
 //! which a move between two instances of one system is no jump: the player stays in the system.
@@ -79,8 +83,9 @@ pub struct Landed {
 /// The routing table and the landing waiters.
 #[derive(Default)]
 pub struct Directory {
-    /// std RwLock: held for a map lookup only, never across an await.
-    places: RwLock<HashMap<String, Place>>,
+    /// Each player's place and the version it was set at. std RwLock: held for a map lookup
+    /// only, never across an await.
+    places: RwLock<HashMap<String, (Place, u64)>>,
     waiters: Mutex<HashMap<String, Vec<oneshot::Sender<Landed>>>>,
 }
 
@@ -96,15 +101,18 @@ impl Directory {
             .read()
             .unwrap_or_else(|e| e.into_inner())
             .get(name)
-            .copied()
+            .map(|(at, _)| *at)
     }
 
-    pub fn set(&self, name: &str, at: Place) {
+    /// Notes that the player is at `at` since the event that gave them `version` (ignored if
+    /// routing knows of a later one).
+    pub fn set(&self, name: &str, at: Place, version: u64) {
         let mut map = self.places.write().unwrap_or_else(|e| e.into_inner());
         match map.get_mut(name) {
-            Some(slot) => *slot = at,
+            Some(slot) if slot.1 <= version => *slot = (at, version),
+            Some(_) => {}
             None => {
-                map.insert(name.to_string(), at);
+                map.insert(name.to_string(), (at, version));
             }
         }
     }
@@ -117,13 +125,14 @@ impl Directory {
         self.len() == 0
     }
 
-    /// Records a durable landing and wakes whoever waits for it.
-    pub fn landed(&self, name: &str, landed: Landed) {
+    /// Records a durable landing (the player's version after it: `version`) and wakes whoever
+    /// waits for it.
+    pub fn landed(&self, name: &str, landed: Landed, version: u64) {
         let at = InstanceId {
             system: landed.system,
             n: landed.instance,
         };
-        self.set(name, Place::In(at));
+        self.set(name, Place::In(at), version);
         let waiters = self
             .waiters
             .lock()
@@ -144,5 +153,37 @@ impl Directory {
             .or_default()
             .push(tx);
         rx
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_late_landing_never_overwrites_a_later_move() {
+        let d = Directory::default();
+        let sol = InstanceId::primary(SystemId(0));
+        let two = InstanceId::new(SystemId(0), 2);
+        let moving = Place::Jumping {
+            from: sol,
+            xfer: 3,
+            to: two,
+        };
+        d.set("ann", moving, 6);
+        let landed = Landed {
+            system: SystemId(0),
+            instance: 1,
+            population: 1,
+        };
+        d.landed("ann", landed, 5);
+        assert_eq!(
+            d.place("ann"),
+            Some(moving),
+            "the landing at version 5 came late"
+        );
+        d.set("ann", Place::In(two), 7);
+        assert_eq!(d.place("ann"), Some(Place::In(two)));
+        assert_eq!(d.get("ann"), Some(Location::In(SystemId(0))));
     }
 }

@@ -350,11 +350,12 @@ impl Mesh {
         let mut receivers = receivers.into_iter();
         for sys in recovered.systems {
             let at = sys.state.instance_id();
-            for name in sys.state.players.keys() {
-                ctx.directory.set(name, Place::In(at));
+            for p in sys.state.players.values() {
+                ctx.directory.set(&p.name, Place::In(at), p.version);
             }
             for d in sys.state.departing.values() {
-                ctx.directory.set(&d.player.name, Place::In(at));
+                ctx.directory
+                    .set(&d.player.name, Place::In(at), d.player.version);
             }
             let arriving = landings.remove(&at).unwrap_or_default();
             for j in &arriving {
@@ -363,7 +364,7 @@ impl Mesh {
                     xfer: j.xfer,
                     to: j.to,
                 };
-                ctx.directory.set(&j.player.name, jumping);
+                ctx.directory.set(&j.player.name, jumping, j.player.version);
             }
             // Primaries come first, in galaxy order, then the open instances.
             let (tx, rx) = match at.is_primary() {
@@ -420,6 +421,11 @@ impl Mesh {
     /// Where a player is, by instance, as routing knows it.
     pub fn place(&self, name: &str) -> Option<Place> {
         self.ctx.directory.place(name)
+    }
+
+    /// Whether [`Mesh::stop`] was called.
+    pub fn is_stopped(&self) -> bool {
+        self.ctx.is_stopping()
     }
 
     /// Players known to routing.

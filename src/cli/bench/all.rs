@@ -37,6 +37,10 @@ const BENCHES: &[Bench] = &[
         args: &[],
     },
     Bench {
+        name: "instances",
+        args: &[],
+    },
+    Bench {
         name: "swarm",
         args: &[],
     },
@@ -71,6 +75,7 @@ fn rows(name: &str, v: &Value) -> Vec<Row> {
             "jumps" => "jumps",
             "tick" => "tick",
             "swarm" => "swarm",
+            "instances" => "instances",
             _ => "api",
         },
         what,
@@ -132,6 +137,16 @@ fn rows(name: &str, v: &Value) -> Vec<Row> {
                 num(v, "/battle/tick_p99_us").map(|us| us / 1000.0),
                 "ms",
                 Some(("<", 100.0)),
+            ),
+        ],
+        "instances" => vec![
+            row("split 1,000 players", num(v, "/split_ms"), "ms", None),
+            row("merge them back", num(v, "/merge_ms"), "ms", None),
+            row(
+                "jumps while splitting/merging",
+                num(v, "/jumps_per_s"),
+                "/s",
+                None,
             ),
         ],
         "swarm" => vec![

@@ -220,7 +220,11 @@ pub async fn measure(
 
 /// Lets players 0..`active` jump for `seconds` (after a one-second warm-up); returns the sorted
 /// commit latencies (ms) of jumps acknowledged while measuring, landings, and the time measured.
-async fn phase(mesh: &Mesh, active: usize, seconds: f64) -> anyhow::Result<(Vec<f64>, u64, f64)> {
+pub(super) async fn phase(
+    mesh: &Mesh,
+    active: usize,
+    seconds: f64,
+) -> anyhow::Result<(Vec<f64>, u64, f64)> {
     let stop = Arc::new(AtomicBool::new(false));
     let measuring = Arc::new(AtomicBool::new(false));
     let latencies: Arc<Mutex<Vec<f64>>> = Arc::new(Mutex::new(Vec::new()));

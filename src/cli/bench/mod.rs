@@ -5,6 +5,7 @@
 pub mod all;
 pub mod api;
 pub mod battle;
+pub mod instances;
 pub mod jumps;
 pub mod mixed;
 pub mod postgres;
@@ -53,6 +54,9 @@ pub enum Which {
     /// on), measured in the same run as mltrader's jumps, as a ratio. By hand:
     /// scripts/bench-postgres.sh installs and starts a throwaway server and runs this.
     Postgres(postgres::PostgresArgs),
+    /// Instances: time to split a system of 1,000 players and to merge it back, and jumps/s
+    /// of the whole mesh while systems split and merge.
+    Instances(instances::InstancesArgs),
 }
 
 pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
@@ -64,6 +68,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
         Some(Which::Api(a)) => api::run(a),
         Some(Which::Postgres(a)) => postgres::run(a),
         Some(Which::Swarm(a)) => swarm::run(a),
+        Some(Which::Instances(a)) => instances::run(a),
     }
 }
 

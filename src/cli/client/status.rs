@@ -1,5 +1,5 @@
-//! `mltrader status`: the player's own state: where they are (or their jump), fuel, credits,
-//! hull, hold and cargo, and whom they fire at.
+//! `mltrader status`: the player's own state: where they are (their instance of a crowded
+//! system, or their jump), fuel, credits, hull, hold and cargo, and whom they fire at.
 
 use std::process::ExitCode;
 
@@ -20,7 +20,14 @@ pub fn run(args: StatusArgs) -> anyhow::Result<ExitCode> {
         let me: Value = api.get("/v1/me").await?;
         let name = me["name"].as_str().unwrap_or("?");
         let mut text = match (me["system"].as_str(), me["jumping"].as_object()) {
-            (Some(system), _) => format!("{name} is in {system}\n"),
+            (Some(system), _) => {
+                // A crowded system's other instances ("Sol #2") say why the player is there.
+                let here = me["instance_name"].as_str().unwrap_or(system);
+                match me["notice"].as_str() {
+                    Some(notice) => format!("{name} is in {here} ({notice})\n"),
+                    None => format!("{name} is in {here}\n"),
+                }
+            }
             (None, Some(j)) => {
                 let eta = j
                     .get("eta_ms")

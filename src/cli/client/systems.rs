@@ -1,4 +1,5 @@
-//! `mltrader systems`: the map: every system, its population and its lanes.
+//! `mltrader systems`: the map: every system, its population and its lanes, and the instances
+//! of crowded systems with their populations and time dilation.
 
 use std::process::ExitCode;
 
@@ -55,6 +56,21 @@ pub fn run(args: SystemsArgs) -> anyhow::Result<ExitCode> {
                 "{name:<width$} {population:>6} players   lanes: {}{dilation}\n",
                 lanes.join(", ")
             ));
+            let instances = s["instances"].as_array().cloned().unwrap_or_default();
+            if instances.len() > 1 {
+                for i in &instances {
+                    let dilation = match i["dilation"].as_f64() {
+                        Some(d) if d < 1.0 => format!("   time dilation {:.0}%", d * 100.0),
+                        _ => String::new(),
+                    };
+                    text.push_str(&format!(
+                        "  {:<w$} {:>6} players{dilation}\n",
+                        i["name"].as_str().unwrap_or("?"),
+                        i["population"].as_u64().unwrap_or(0),
+                        w = width - 2
+                    ));
+                }
+            }
         }
         text.push_str(&format!("{} systems\n", list.len()));
         Ok(Output {

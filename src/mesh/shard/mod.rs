@@ -491,7 +491,8 @@ impl Shard {
         let home = self.id;
         self.on_durable(rec, move |r| {
             if r.is_ok() {
-                ctx.directory.set(&player.name, Place::In(home));
+                ctx.directory
+                    .set(&player.name, Place::In(home), player.version);
             }
             let _ = reply.send(r.map(|()| player).map_err(MeshError::Storage));
         });
@@ -550,14 +551,14 @@ impl Shard {
             player: d.player.clone(),
             tseq: 0,
         };
-        self.ctx.directory.set(
-            &d.player.name,
-            Place::Jumping {
-                from: self.id,
-                xfer,
-                to: d.to,
-            },
-        );
+        let jumping = Place::Jumping {
+            from: self.id,
+            xfer,
+            to: d.to,
+        };
+        self.ctx
+            .directory
+            .set(&d.player.name, jumping, d.player.version);
         let pending = PendingDeparture { seq, jump, reply };
         if let Err(mpsc::error::SendError(p)) = self.departures.send(pending) {
             // The pipeline is gone (stopping): the jump stays prepared; recovery settles it.
@@ -620,9 +621,10 @@ impl Shard {
             population: self.state.players.len(),
         };
         let name = jump.player.name;
+        let version = jump.player.version + 1;
         self.on_durable(rec, move |r| {
             if r.is_ok() {
-                ctx.directory.landed(&name, landed);
+                ctx.directory.landed(&name, landed, version);
                 ctx.checkpoint.settle(tseq, LANDED);
             }
         });
