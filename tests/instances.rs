@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 use mltrader::mesh::audit::audit;
 use mltrader::mesh::codec::decode_event;
 use mltrader::mesh::directory::Place;
+use mltrader::mesh::events::MeshEventKind;
 use mltrader::mesh::instances::{groups, InstancePolicy};
 use mltrader::mesh::{Mesh, MeshConfig};
 use mltrader::sim::galaxy::{Galaxy, SystemId};
@@ -190,6 +191,18 @@ async fn a_crowd_splits_a_system_into_instances_and_merges_back_with_groups_kept
         })
     };
 
+    // Every player moved hears of it on the feed (the API streams it as `instanced`).
+    let mut feed = mesh.events();
+    let notices = tokio::spawn(async move {
+        let mut moved = Vec::new();
+        while let Ok(e) = feed.recv().await {
+            if let MeshEventKind::Moved { notice, .. } = &e.kind {
+                moved.push(notice.clone());
+            }
+        }
+        moved
+    });
+
     // Into Sol: the fighters first, a pair at a time, each pair taking up its fight as soon
     // as both are there (they split Sol already), then the crowd.
     let mut pairs = tokio::task::JoinSet::new();
@@ -308,6 +321,15 @@ async fn a_crowd_splits_a_system_into_instances_and_merges_back_with_groups_kept
         mesh.wait_landing(&name(i)).await.unwrap();
     }
     let live = mesh.stop().await.unwrap();
+    drop(mesh);
+    let notices = notices.await.unwrap();
+    assert!(
+        notices
+            .iter()
+            .any(|n| n.starts_with("Sol is crowded: you are now in Sol #")),
+        "{:?}",
+        notices.first()
+    );
 
     // 1 -> many -> 1.
     let counts = counts.lock().unwrap().clone();
@@ -558,6 +580,28 @@ async fn splits_and_merges_survive_sigkill() {
         );
         tokio::time::sleep(Duration::from_millis(30)).await;
     }
+
+    // A player moved to an instance is told so, and their token works there as before.
+    let mut told = None;
+    for t in &tokens {
+        if let Some((200, me)) = shared.get("/v1/me", Some(t)).await {
+            if me["instance"].as_u64().is_some_and(|n| n > 1) {
+                told = Some(me);
+                break;
+            }
+        }
+    }
+    let me = told.expect("someone is in an instance of Sol");
+    assert_eq!(me["system"], "Sol");
+    let notice = me["notice"].as_str().unwrap();
+    assert!(
+        notice.starts_with("Sol is crowded: you are now in Sol #"),
+        "{notice}"
+    );
+    assert_eq!(
+        me["instance_name"].as_str().unwrap(),
+        format!("Sol #{}", me["instance"])
+    );
 
     // Back out, while the server is killed as Sol merges.
     let mut leaving = tokio::task::JoinSet::new();
