@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 use mltrader::mesh::audit::audit;
 use mltrader::mesh::codec::decode_event;
 use mltrader::mesh::directory::Place;
+use mltrader::mesh::events::MeshEventKind;
 use mltrader::mesh::instances::{groups, InstancePolicy};
 use mltrader::mesh::{Mesh, MeshConfig};
 use mltrader::sim::galaxy::{Galaxy, SystemId};
@@ -54,12 +55,13 @@ fn size() -> Size {
     }
 }
 
+/// Room for every player at 25 an instance, and some.
 fn policy() -> InstancePolicy {
     InstancePolicy {
         split_above_players: 50,
         merge_below_players: 10,
         cooldown_ms: 300,
-        max_instances: 64,
+        max_instances: u16::try_from(size().players / 25 + 8).unwrap(),
     }
 }
 
@@ -105,7 +107,7 @@ async fn keep_fighting(mesh: Mesh, fighters: usize, stop: Arc<AtomicBool>) {
                         let _ = mesh.engage(&b, Some(&a)).await;
                     }
                 }
-                tokio::time::sleep(Duration::from_millis(50)).await;
+                tokio::time::sleep(Duration::from_millis(200)).await;
             }
         });
     }
@@ -189,6 +191,18 @@ async fn a_crowd_splits_a_system_into_instances_and_merges_back_with_groups_kept
             }
         })
     };
+
+    // Every player moved hears of it on the feed (the API streams it as `instanced`).
+    let mut feed = mesh.events();
+    let notices = tokio::spawn(async move {
+        let mut moved = Vec::new();
+        while let Ok(e) = feed.recv().await {
+            if let MeshEventKind::Moved { notice, .. } = &e.kind {
+                moved.push(notice.clone());
+            }
+        }
+        moved
+    });
 
     // Into Sol: the fighters first, a pair at a time, each pair taking up its fight as soon
     // as both are there (they split Sol already), then the crowd.
@@ -308,6 +322,15 @@ async fn a_crowd_splits_a_system_into_instances_and_merges_back_with_groups_kept
         mesh.wait_landing(&name(i)).await.unwrap();
     }
     let live = mesh.stop().await.unwrap();
+    drop(mesh);
+    let notices = notices.await.unwrap();
+    assert!(
+        notices
+            .iter()
+            .any(|n| n.starts_with("Sol is crowded: you are now in Sol #")),
+        "{:?}",
+        notices.first()
+    );
 
     // 1 -> many -> 1.
     let counts = counts.lock().unwrap().clone();
@@ -456,7 +479,7 @@ async fn kill_and_restart(server: &mut Option<common::Server>, data: &Path, shar
     );
     let data = data.to_path_buf();
     let restarted = tokio::task::spawn_blocking(move || {
-        common::Server::start_with(Some(&data), &[], &SERVER_ARGS)
+        common::Server::start_with(Some(&data), &[], &server_args())
     })
     .await
     .unwrap();
@@ -464,30 +487,34 @@ async fn kill_and_restart(server: &mut Option<common::Server>, data: &Path, shar
     *server = Some(restarted);
 }
 
-const SERVER_ARGS: [&str; 14] = [
-    "--tick-hz",
-    "20",
-    "--split-above",
-    "50",
-    "--merge-below",
-    "10",
-    "--instance-cooldown-ms",
-    "300",
-    "--max-instances",
-    "64",
-    "--snapshot-every",
-    "500",
-    "--checkpoint-every-ms",
-    "100",
-];
-
+/// The real server's flags: the policy's, with a short cool-down, and frequent snapshots and
+/// checkpoints (so that recovery starts from them too).
+fn server_args() -> Vec<&'static str> {
+    let max = Box::leak(policy().max_instances.to_string().into_boxed_str());
+    vec![
+        "--tick-hz",
+        "20",
+        "--split-above",
+        "50",
+        "--merge-below",
+        "10",
+        "--instance-cooldown-ms",
+        "300",
+        "--max-instances",
+        max,
+        "--snapshot-every",
+        "500",
+        "--checkpoint-every-ms",
+        "100",
+    ]
+}
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn splits_and_merges_survive_sigkill() {
     let size = size();
     let started = Instant::now();
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    let mut server = Some(common::Server::start_with(Some(&data), &[], &SERVER_ARGS));
+    let mut server = Some(common::Server::start_with(Some(&data), &[], &server_args()));
     let shared = Arc::new(Shared {
         url: std::sync::RwLock::new(server.as_ref().unwrap().url().to_string()),
         client: reqwest::Client::builder()
@@ -559,6 +586,28 @@ async fn splits_and_merges_survive_sigkill() {
         tokio::time::sleep(Duration::from_millis(30)).await;
     }
 
+    // A player moved to an instance is told so, and their token works there as before.
+    let mut told = None;
+    for t in &tokens {
+        if let Some((200, me)) = shared.get("/v1/me", Some(t)).await {
+            if me["instance"].as_u64().is_some_and(|n| n > 1) {
+                told = Some(me);
+                break;
+            }
+        }
+    }
+    let me = told.expect("someone is in an instance of Sol");
+    assert_eq!(me["system"], "Sol");
+    let notice = me["notice"].as_str().unwrap();
+    assert!(
+        notice.starts_with("Sol is crowded: you are now in Sol #"),
+        "{notice}"
+    );
+    assert_eq!(
+        me["instance_name"].as_str().unwrap(),
+        format!("Sol #{}", me["instance"])
+    );
+
     // Back out, while the server is killed as Sol merges.
     let mut leaving = tokio::task::JoinSet::new();
     for (i, chunk) in tokens.chunks(25).enumerate() {
@@ -570,17 +619,16 @@ async fn splits_and_merges_survive_sigkill() {
             }
         });
     }
-    let mut low = usize::MAX;
     while kills < size.kills {
         let n = shared.sol_instances().await.unwrap_or(usize::MAX);
-        low = low.min(n);
-        if n < peak && n != usize::MAX {
+        // Each time Sol has fewer instances (and again once it is one).
+        if n != usize::MAX && (n < peak || n == 1) {
             kill_and_restart(&mut server, &data, &shared).await;
             kills += 1;
             peak = n;
         }
         assert!(
-            started.elapsed() < Duration::from_secs(120),
+            started.elapsed() < Duration::from_secs(600),
             "Sol never merged"
         );
         tokio::time::sleep(Duration::from_millis(30)).await;

@@ -86,6 +86,7 @@ pub fn run(args: InstancesArgs) -> anyhow::Result<ExitCode> {
         num("merge_ms"),
         num("merge_retired")
     );
+    println!("    (both wait for ticks: a step of the policy, the moves and the landings each take one, 100 ms at 10 Hz)");
     println!("  {players} players jumping for {seconds} s:");
     println!(
         "    instances on                  {:>8.0} jumps/s   commit p99 {:.2} ms   {} splits, {} retirements, {} moves, at most {} shards",
@@ -147,8 +148,8 @@ async fn measure(
     eprintln!("splitting...");
     let (mesh, _) = Mesh::start(datadir.clone(), galaxy.clone(), config(split.clone(), 10)).await?;
     let started = Instant::now();
-    let split_at = settle(&mesh, sol, |s| {
-        s.population <= split.split_above_players && !s.instances.is_empty()
+    let split_at = settle(&mesh, sol, |s, open| {
+        s.population <= split.split_above_players && open > 0
     })
     .await?;
     let split_ms = started.elapsed().as_secs_f64() * 1e3;
@@ -164,10 +165,7 @@ async fn measure(
     eprintln!("merging...");
     let (mesh, _) = Mesh::start(datadir.clone(), galaxy.clone(), config(merge, 10)).await?;
     let started = Instant::now();
-    settle(&mesh, sol, |s| {
-        s.instances.is_empty() && s.population == crowd
-    })
-    .await?;
+    settle(&mesh, sol, |s, open| open == 0 && s.population == crowd).await?;
     let merge_ms = started.elapsed().as_secs_f64() * 1e3;
     mesh.stop().await?;
     let merge_retired = count_kinds(&datadir, &galaxy)?.1;
@@ -227,12 +225,13 @@ async fn join(mesh: &Mesh, n: usize) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Waits until `system`'s figures pass `done` and nothing of it moves any more (no jump
-/// prepared or on its way in any of its instances); returns the primary's figures then.
+/// Waits until `system`'s figures and its number of open instances (retirements recorded)
+/// pass `done` and nothing of it moves any more (no jump prepared or on its way in any of its
+/// instances); returns the primary's figures then.
 async fn settle(
     mesh: &Mesh,
     system: crate::sim::galaxy::SystemId,
-    done: impl Fn(&ShardStatus) -> bool,
+    done: impl Fn(&ShardStatus, usize) -> bool,
 ) -> anyhow::Result<ShardStatus> {
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
@@ -240,7 +239,7 @@ async fn settle(
         let quiet = std::iter::once(&s)
             .chain(&s.instances)
             .all(|i| i.departing == 0 && i.in_transit_towards == 0);
-        if quiet && done(&s) {
+        if quiet && done(&s, mesh.instances_of(system).len()) {
             return Ok(s);
         }
         anyhow::ensure!(

@@ -170,9 +170,6 @@ impl Shard {
                 }
                 None => false,
             };
-            if stopped {
-                ctx.close_instance(at);
-            }
             let _ = me.send(Command::InstanceRetired { n, stopped }).await;
         });
     }
@@ -188,12 +185,14 @@ impl Shard {
             return;
         }
         t.open.remove(&n);
+        let at = InstanceId::new(self.id.system, n);
+        // Its shard has stopped; its queue goes as its retirement is recorded.
+        self.ctx.close_instance(at);
         match self.state.decide_retire(&self.ctx.galaxy, n) {
             Ok(event) => {
                 if let Ok(rec) = self.record(event) {
                     self.on_durable(rec, |_| {});
                 }
-                let at = InstanceId::new(self.id.system, n);
                 tracing::info!("{} closed", at.name(&self.ctx.galaxy));
             }
             Err(e) => panic!("BUG: instance {n} stopped but cannot retire: {e}"),

@@ -291,7 +291,7 @@ impl Shard {
                             continue;
                         }
                         let name = self.name();
-                        let result = self.stop(&mut rx).await;
+                        let result = self.stop_retired(&mut rx).await;
                         if let Err(e) = &result {
                             tracing::error!("{name} did not close cleanly: {e}");
                         }
@@ -675,7 +675,26 @@ impl Shard {
 
     /// Stops: lets the departure pipeline finish what it holds, logs what it committed, flushes
     /// the log and writes a snapshot.
-    async fn stop(mut self, rx: &mut mpsc::Receiver<Command>) -> Result<ShardStatus, MeshError> {
+    async fn stop(self, rx: &mut mpsc::Receiver<Command>) -> Result<ShardStatus, MeshError> {
+        self.close(rx, Closing::Snapshot).await
+    }
+
+    /// Stops for good, as a retired instance: like [`Self::stop`], but without a snapshot. The
+    /// instance is empty; a snapshot would first need every player's log synced (the lines of
+    /// its moves: seconds of fsyncs when dozens of instances retire at once), and replaying its
+    /// log since its last periodic snapshot at the next start is cheap.
+    async fn stop_retired(
+        self,
+        rx: &mut mpsc::Receiver<Command>,
+    ) -> Result<ShardStatus, MeshError> {
+        self.close(rx, Closing::FlushOnly).await
+    }
+
+    async fn close(
+        mut self,
+        rx: &mut mpsc::Receiver<Command>,
+        how: Closing,
+    ) -> Result<ShardStatus, MeshError> {
         let (dummy, _) = mpsc::unbounded_channel();
         drop(std::mem::replace(&mut self.departures, dummy));
         // Keep reading the queue while the pipeline drains: it reports commits through it.
@@ -697,7 +716,10 @@ impl Shard {
                 other => self.handle(other),
             }
         }
-        let snap = self.encode_snapshot();
+        let snap = match how {
+            Closing::Snapshot => self.encode_snapshot(),
+            Closing::FlushOnly => None,
+        };
         let status = self.status();
         // Let the acker finish (it sends the last player-log lines), then flush everything.
         let (dummy, _) = mpsc::unbounded_channel();
@@ -708,10 +730,10 @@ impl Shard {
         let dir = self.ctx.datadir.snapshots_dir();
         tokio::task::spawn_blocking(move || -> Result<(), MeshError> {
             log.close().map_err(MeshError::Storage)?;
-            ctx.projector
-                .sync()
-                .map_err(|e| MeshError::Internal(format!("player logs: {e}")))?;
             if let Some((meta, bytes)) = snap {
+                ctx.projector
+                    .sync()
+                    .map_err(|e| MeshError::Internal(format!("player logs: {e}")))?;
                 snapshot::write(&dir, &meta, &bytes)
                     .map_err(|e| MeshError::Snapshot(e.to_string()))?;
             }
@@ -759,6 +781,12 @@ fn encode_snapshot(galaxy: &Galaxy, pos: Position, state: &SystemState) -> (Snap
     };
     let bytes = snapshot::encode(&meta, |w| encode_state(w, galaxy, state));
     (meta, bytes)
+}
+
+/// How a shard closes: with a snapshot (a stop), or only flushed (a retirement).
+enum Closing {
+    Snapshot,
+    FlushOnly,
 }
 
 /// One tick period at `tick_hz`, in microseconds: the budget a tick's work must fit in.
