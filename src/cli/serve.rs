@@ -31,7 +31,8 @@ pub struct ServeArgs {
     /// Ticks per second of every system's loop.
     #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=1000))]
     pub tick_hz: u32,
-    /// Jump travel time in ticks per light year (default 10: one second a light year at 10 Hz).
+    /// Jump travel time in ticks per light year (default 10: one second a light year at 10 Hz;
+    /// 0: instant, a jump lands as soon as the destination hears of it).
     #[arg(long, default_value_t = 10)]
     pub ticks_per_ly: u32,
     /// A system snapshots its state after this many records.

@@ -2,8 +2,9 @@
 //!
 //! This is a routing hint, not game state: the shard that owns a player is the authority, and a
 //! request sent to the wrong shard is answered "not here" and routed again. Shards write it only
-//! after the event that moved a player is durable (departures: when prepared, so new requests
-//! stop going to the old system). Never read by the simulation.
+//! once the move is durable: a departure when prepared (so new requests stop going to the old
+//! system), a landing as soon as it is applied (its `jump` record is durable, and recovery
+//! lands every committed jump). Never read by the simulation.
 //!
 //! Each update carries the player's version after the event that moved them, and an older
 //! update never overwrites a newer one: a shard may move a player on (prepare a jump) before its
@@ -125,7 +126,7 @@ impl Directory {
         self.len() == 0
     }
 
-    /// Records a durable landing (the player's version after it: `version`) and wakes whoever
+    /// Records a landing (the player's version after it: `version`) and wakes whoever
     /// waits for it.
     pub fn landed(&self, name: &str, landed: Landed, version: u64) {
         let at = InstanceId {

@@ -546,9 +546,8 @@ impl Mesh {
             None => return Err(MeshError::UnknownPlayer(name.to_string())),
             Some(Place::In(at)) => {
                 let population = self
-                    .ask_at(at, |reply| Command::Status { reply })
-                    .await?
-                    .population;
+                    .ask_at(at, |reply| Command::Population { reply })
+                    .await?;
                 return Ok(Landed {
                     system: at.system,
                     instance: at.n,
@@ -616,9 +615,8 @@ impl Mesh {
         let population = match names.len() < limit {
             true => names.len(),
             false => {
-                self.ask_at(at, |reply| Command::Status { reply })
+                self.ask_at(at, |reply| Command::Population { reply })
                     .await?
-                    .population
             }
         };
         Ok((at, names, population))

@@ -120,7 +120,10 @@ const WARM_UP: Duration = Duration::from_secs(1);
 
 /// What the two sides acknowledge, printed under the table and in the JSON.
 const MLTRADER_ACKS: &str = "mltrader acknowledges a jump once its `depart` record (origin \
-    system's log) and then its `jump` record (transition log) are written and fdatasync'd";
+    system's log) and then its `jump` record (transition log) are written and fdatasync'd; it \
+    tells of a landing once the destination has applied it (the landing is durable with its \
+    `jump` record: recovery lands every committed jump), and its `arrive` record is durable \
+    before any later action of the player is acknowledged";
 const POSTGRES_ACKS: &str = "PostgreSQL acknowledges a jump when COMMIT returns with \
     synchronous_commit=on and fsync=on: the commit's WAL record flushed to disk";
 
@@ -461,9 +464,10 @@ fn print_table(r: &Report) {
         setting("wal_sync_method")
     );
     println!(
-        "  Latency is from the request to that acknowledgement. A landing on mltrader waits for \
-         the destination's next tick (10 ms at 100 Hz); on PostgreSQL it is the connection's \
-         next transaction, so there the number of connections, not of players, sets the pace."
+        "  Latency is from the request to that acknowledgement. A landing on mltrader (travel time \
+         0) is the destination's next request, its `arrive` record made durable with the \
+         player's next action; on PostgreSQL it is the connection's next transaction, so there \
+         the number of connections, not of players, sets the pace."
     );
 }
 

@@ -78,9 +78,7 @@ pub enum Command {
         reply: Reply<LootAck>,
     },
     /// The live market and the prices heard from elsewhere.
-    Market {
-        reply: oneshot::Sender<MarketView>,
-    },
+    Market { reply: oneshot::Sender<MarketView> },
     /// The wrecks floating here.
     Wrecks {
         reply: oneshot::Sender<Vec<WreckView>>,
@@ -89,10 +87,7 @@ pub enum Command {
     Gossip(Arc<PriceView>),
     /// From this shard's departure pipeline: jump `xfer` is record `tseq` of the transition
     /// log.
-    Committed {
-        xfer: u64,
-        tseq: u64,
-    },
+    Committed { xfer: u64, tseq: u64 },
     /// From another shard's departure pipeline: a committed jump towards this system.
     Landing(Jump),
     /// A player's state, if they are here.
@@ -110,9 +105,10 @@ pub enum Command {
         limit: usize,
         reply: oneshot::Sender<Vec<String>>,
     },
-    Status {
-        reply: oneshot::Sender<ShardStatus>,
-    },
+    /// Everything the operator sees of the shard (costly: it hashes the state).
+    Status { reply: oneshot::Sender<ShardStatus> },
+    /// Players here now (cheap: for whoever only wants the count).
+    Population { reply: oneshot::Sender<usize> },
     /// Every account (name, key hash) this system registered (the home system holds them).
     Accounts {
         reply: oneshot::Sender<Vec<(String, String)>>,
@@ -125,24 +121,13 @@ pub enum Command {
     Merge,
     /// To an instance, from its primary: if empty and quiet, flush, snapshot and stop, and
     /// answer true; otherwise answer false and go on.
-    Retire {
-        reply: oneshot::Sender<bool>,
-    },
+    Retire { reply: oneshot::Sender<bool> },
     /// To a primary, from its instance `n`: how loaded it is (every tick).
-    InstanceLoad {
-        n: u16,
-        load: InstanceLoad,
-    },
+    InstanceLoad { n: u16, load: InstanceLoad },
     /// To a primary: instance `n` runs (or could not be started).
-    InstanceReady {
-        n: u16,
-        ok: bool,
-    },
+    InstanceReady { n: u16, ok: bool },
     /// To a primary: instance `n` answered the retire question (stopped, or not empty yet).
-    InstanceRetired {
-        n: u16,
-        stopped: bool,
-    },
+    InstanceRetired { n: u16, stopped: bool },
     /// To a primary, from an instance: the trade of an escrow, against the one market.
     RemoteTrade {
         req: EscrowRequest,
@@ -155,10 +140,7 @@ pub enum Command {
         reply: Reply<TradeAck>,
     },
     /// To a primary, from an instance: escrow `escrow` of instance `n` is settled (durable).
-    RemoteTradeDone {
-        n: u16,
-        escrow: u64,
-    },
+    RemoteTradeDone { n: u16, escrow: u64 },
 }
 
 /// What a primary answers an instance's trade.
@@ -335,6 +317,7 @@ impl Shard {
                     });
                 }
             }
+            Command::Landing(jump) if jump.travel_ticks == 0 => self.land(jump),
             Command::Landing(jump) => self.on_landing(jump),
             Command::Trade { name, order, reply } => self.trade(name, order, reply),
             Command::Engage {
@@ -363,6 +346,9 @@ impl Shard {
             }
             Command::Status { reply } => {
                 let _ = reply.send(self.status());
+            }
+            Command::Population { reply } => {
+                let _ = reply.send(self.state.players.len());
             }
             Command::Accounts { reply } => {
                 let all = self.state.names.iter();
@@ -568,6 +554,9 @@ impl Shard {
         }
     }
 
+    /// Queues a committed jump towards here to land at its tick. (A jump with no travel time,
+    /// a move between instances or instant travel, lands as soon as it is handed over: see
+    /// `handle`.)
     fn on_landing(&mut self, jump: Jump) {
         let at = self.now + jump.travel_ticks;
         self.incoming.insert((at, jump.from, jump.xfer), jump);
@@ -620,11 +609,14 @@ impl Shard {
             instance: self.id.n,
             population: self.state.players.len(),
         };
-        let name = jump.player.name;
-        let version = jump.player.version + 1;
+        // Whoever waits for the landing is told now, not after this log's next sync: the
+        // landing is as durable as its `jump` record, which is (recovery lands every committed
+        // jump, once), and the player's next actions here come after this record in the log,
+        // so their acknowledgements wait for it. Only the checkpoint waits for the record.
+        ctx.directory
+            .landed(&jump.player.name, landed, jump.player.version + 1);
         self.on_durable(rec, move |r| {
             if r.is_ok() {
-                ctx.directory.landed(&name, landed, version);
                 ctx.checkpoint.settle(tseq, LANDED);
             }
         });

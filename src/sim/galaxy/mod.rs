@@ -656,8 +656,13 @@ impl Galaxy {
 
     /// Ticks to travel from `a` to `b` at `ticks_per_ly`:
     /// `ceil(distance_ly * ticks_per_ly)` (ignoring float noise below 1e-9),
-    /// at least 1. Panics like [`Galaxy::system`].
+    /// at least 1; 0 only when `ticks_per_ly` is 0 (instant travel: the jump lands as soon as
+    /// the destination hears of it, as benchmarks of the protocol alone want). Panics like
+    /// [`Galaxy::system`].
     pub fn travel_ticks(&self, a: SystemId, b: SystemId, ticks_per_ly: u32) -> u64 {
+        if ticks_per_ly == 0 {
+            return 0;
+        }
         let ticks = ceil_ignoring_noise(self.distance_ly(a, b) * f64::from(ticks_per_ly));
         // Distances are bounded (MAX_COORDINATE_LY), so this fits a u64.
         (ticks as u64).max(1)

@@ -447,7 +447,7 @@ fn ticks_and_fuel() {
     assert_eq!(galaxy.travel_ticks(b, c, 10), 1);
     assert_eq!(galaxy.travel_ticks(b, c, 100), 10);
     assert_eq!(galaxy.travel_ticks(a, a, 10), 1);
-    assert_eq!(galaxy.travel_ticks(a, b, 0), 1);
+    assert_eq!(galaxy.travel_ticks(a, b, 0), 0);
     let far = galaxy_toml(&[("A", [-1e6; 3]), ("B", [1e6; 3])], "");
     let far = Galaxy::from_toml_str(&far).unwrap();
     assert!(far.travel_ticks(a, b, u32::MAX) > 1);
