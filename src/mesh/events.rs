@@ -259,6 +259,42 @@ mod tests {
         }
     }
 
+    /// With 0 ticks a light year a jump lands when its destination is handed it, not at the
+    /// destination's next tick: at one tick a second, a landing with no tick between the
+    /// jump and the landing is impossible unless it lands at once. (Three tries, in case one
+    /// straddles a tick.)
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn instant_travel_lands_without_waiting_for_a_tick() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = MeshConfig {
+            tick_hz: 1,
+            ..MeshConfig::default()
+        };
+        config.rules.ticks_per_ly = 0;
+        let (mesh, _) = Mesh::start(DataDir::at(dir.path()), Galaxy::default_galaxy(), config)
+            .await
+            .unwrap();
+        let g = mesh.galaxy().clone();
+        let (home, to) = (g.home(), g.lookup("Alpha Centauri").unwrap());
+        mesh.join("Bob", "k").await.unwrap();
+        let mut between_ticks = 0;
+        for (from, dest) in [(home, to), (to, home), (home, to)] {
+            let before = mesh.system_status(dest).await.unwrap().tick;
+            let ack = mesh.jump("Bob", dest).await.unwrap();
+            assert_eq!((ack.from, ack.to, ack.travel_ticks), (from, dest, 0));
+            let landed = mesh.wait_landing("Bob").await.unwrap();
+            let after = mesh.system_status(dest).await.unwrap().tick;
+            assert_eq!(landed.system, dest);
+            assert_eq!(
+                mesh.locate("Bob"),
+                Some(crate::mesh::directory::Location::In(dest))
+            );
+            between_ticks += usize::from(after == before);
+        }
+        assert!(between_ticks > 0, "every landing waited for a tick");
+        mesh.stop().await.unwrap();
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn events_are_published_once_durable_in_order_with_systems_and_populations() {
         let dir = tempfile::tempdir().unwrap();

@@ -7,6 +7,7 @@ pub mod api;
 pub mod battle;
 pub mod instances;
 pub mod jumps;
+pub mod many_files;
 pub mod mixed;
 pub mod postgres;
 pub mod storage;

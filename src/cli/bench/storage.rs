@@ -4,7 +4,8 @@
 //!
 //! 1. **The raw floor**: a 100-byte `write` + `fdatasync` on a plain appended `std::fs::File`
 //!    (ops/s, p50/p99 latency), and 1 MB `write` + `fdatasync` throughput (MB/s, and the same
-//!    bytes counted as 100-byte records/s).
+//!    bytes counted as 100-byte records/s). Then the same 100-byte syncs from 1, 4 and 37
+//!    threads with a file each ([`many_files`]): what the disk gives the mesh's 37 logs.
 //! 2. **Durable appends through [`Log`]** with 1, 16 and 256 concurrent writers. Each writer
 //!    appends one record of about 100 bytes, waits until it is durable, notes the
 //!    acknowledgement latency and repeats. One writer is a plain thread using
@@ -38,6 +39,7 @@ use anyhow::Context;
 use clap::Args;
 use serde_json::{json, Value};
 
+use super::many_files::{self, ManyFiles};
 use super::{int, load_average, percentile, Size};
 use crate::store::disk::AppendFile;
 use crate::store::log::{Log, LogError};
@@ -67,6 +69,10 @@ const TARGET_REPLAY_RECORDS_PER_S: f64 = 2_000_000.0;
 const KIND: &str = "bench";
 /// Padding that brings a record to about 100 bytes once encoded (printed: the mean size).
 const PAD: &str = "xxxxxxxxxxxxxxxxxxxxxxxxxx";
+/// Files syncing at once in the many-files runs: one, a few, and as many as the mesh of the
+/// default galaxy has logs (36 systems and the transition log).
+const MANY_FILES: [usize; 3] = [1, 4, 37];
+
 /// Records in one `append_batch` call in the batched variant.
 const BATCH: usize = 16;
 
@@ -80,6 +86,8 @@ struct Plan {
     measure: Duration,
     replay_records: u64,
     replay_reps: usize,
+    /// How long each many-files run lasts.
+    many_files: Duration,
 }
 
 impl Plan {
@@ -93,6 +101,7 @@ impl Plan {
                 measure: Duration::from_millis(1000),
                 replay_records: 300_000,
                 replay_reps: 3,
+                many_files: Duration::from_millis(1000),
             },
             Size::Large => Plan {
                 rounds: 10,
@@ -102,6 +111,7 @@ impl Plan {
                 measure: Duration::from_secs(8),
                 replay_records: 2_000_000,
                 replay_reps: 5,
+                many_files: Duration::from_secs(4),
             },
         }
     }
@@ -129,7 +139,7 @@ impl Drop for BenchDir {
 }
 
 /// Sorted latencies in microseconds, from nanoseconds.
-fn sorted_us(ns: impl IntoIterator<Item = u64>) -> Vec<f64> {
+pub(super) fn sorted_us(ns: impl IntoIterator<Item = u64>) -> Vec<f64> {
     let mut v: Vec<f64> = ns.into_iter().map(|n| n as f64 / 1000.0).collect();
     v.sort_by(f64::total_cmp);
     v
@@ -168,6 +178,14 @@ pub fn run(args: StorageArgs) -> anyhow::Result<ExitCode> {
     ));
 
     let (raw, single) = raw_and_single_writer(&dir.path, &plan)?;
+    let mut many = Vec::new();
+    for files in MANY_FILES {
+        progress(&format!(
+            "raw floor with {files} files syncing at once, {:.1} s",
+            plan.many_files.as_secs_f64()
+        ));
+        many.push(many_files::measure(&dir.path, files, plan.many_files)?);
+    }
     let mut writers = vec![single];
     writers.extend(durable_writers(&dir.path, &plan)?);
     let replay = replay(&dir.path, &plan)?;
@@ -179,6 +197,7 @@ pub fn run(args: StorageArgs) -> anyhow::Result<ExitCode> {
         cores,
         dir: dir.path.display().to_string(),
         raw,
+        many,
         rounds: plan.rounds,
         writers,
         replay,
@@ -709,6 +728,8 @@ struct Report {
     cores: usize,
     dir: String,
     raw: Raw,
+    /// The raw floor with several files syncing at once.
+    many: Vec<ManyFiles>,
     /// Slices of raw fdatasync alternating with the single-writer Log.
     rounds: usize,
     writers: Vec<WriterResult>,
@@ -790,6 +811,24 @@ impl Report {
             raw.mb_per_s(),
             int(raw.mb_records_per_s())
         );
+        println!(
+            "   with N files at once (a thread each, 100-byte write+fdatasync; {} files = the \
+             logs of the default galaxy's mesh):",
+            MANY_FILES[MANY_FILES.len() - 1]
+        );
+        for m in &self.many {
+            println!(
+                "   {:>3} files  {:>10} syncs/s   p50 {:>7.0} µs   p99 {:>7.0} µs   max {:>7.0} µs   \
+                 {:.2}% of syncs >= {} ms",
+                m.files,
+                int(m.syncs_per_s),
+                m.p50_us,
+                m.p99_us,
+                m.max_us,
+                100.0 * m.stalls as f64 / m.syncs.max(1) as f64,
+                many_files::STALL.as_millis()
+            );
+        }
         println!();
         println!(
             "2. durable appends through Log: each writer appends, waits until durable, repeats \
@@ -960,6 +999,7 @@ impl Report {
                 "mb_per_s": raw.mb_per_s(),
                 "mb_records_per_s_equiv_100b": raw.mb_records_per_s(),
             },
+            "raw_many_files": self.many,
             "writers": writers,
             "single_writer_p99_over_raw_p99": ratio,
             "replay": {
