@@ -568,6 +568,21 @@ impl Mesh {
     /// A player's state and where they are (by instance; a move between instances is waited
     /// for). No state while in a jump between systems.
     pub async fn look_in(&self, name: &str) -> Result<(Place, Option<Player>), MeshError> {
+        self.ask_where_player_is(name, |reply| Command::Look {
+            name: name.to_string(),
+            reply,
+        })
+        .await
+    }
+
+    /// Asks the shard of the instance `name` is in (waiting for a move between instances),
+    /// and asks again if they moved meanwhile. No answer (None) while in a jump between
+    /// systems.
+    pub(crate) async fn ask_where_player_is<T>(
+        &self,
+        name: &str,
+        make: impl Fn(oneshot::Sender<Option<T>>) -> Command,
+    ) -> Result<(Place, Option<T>), MeshError> {
         for _ in 0..MAX_ROUTE_ATTEMPTS {
             let at = match self.settled(name).await {
                 Ok(at) => at,
@@ -579,16 +594,11 @@ impl Mesh {
                 }
                 Err(e) => return Err(e),
             };
-            let asked = self
-                .ask_at(at, |reply| Command::Look {
-                    name: name.to_string(),
-                    reply,
-                })
-                .await;
+            let asked = self.ask_at(at, &make).await;
             let moved = self.place(name) != Some(Place::In(at));
             match asked {
                 Ok(None) | Err(MeshError::ShuttingDown) if moved => continue,
-                Ok(p) => return Ok((Place::In(at), p)),
+                Ok(answer) => return Ok((Place::In(at), answer)),
                 Err(e) => return Err(e),
             }
         }

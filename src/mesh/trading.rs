@@ -120,31 +120,11 @@ impl Mesh {
     /// A player's ship and standing order, and where they are (by instance; a move between
     /// instances is waited for). No ship while in a jump between systems.
     pub async fn ship(&self, name: &str) -> Result<(Place, Option<Ship>), MeshError> {
-        for _ in 0..super::MAX_ROUTE_ATTEMPTS {
-            let at = match self.settled(name).await {
-                Ok(at) => at,
-                Err(MeshError::InJump(_)) => {
-                    let place = self
-                        .place(name)
-                        .ok_or_else(|| MeshError::UnknownPlayer(name.to_string()))?;
-                    return Ok((place, None));
-                }
-                Err(e) => return Err(e),
-            };
-            let asked = self
-                .ask_at(at, |reply| Command::Ship {
-                    name: name.to_string(),
-                    reply,
-                })
-                .await;
-            let moved = self.place(name) != Some(Place::In(at));
-            match asked {
-                Ok(None) | Err(MeshError::ShuttingDown) if moved => continue,
-                Ok(ship) => return Ok((Place::In(at), ship)),
-                Err(e) => return Err(e),
-            }
-        }
-        Err(MeshError::Internal(format!("could not find '{name}'")))
+        self.ask_where_player_is(name, |reply| Command::Ship {
+            name: name.to_string(),
+            reply,
+        })
+        .await
     }
 
     /// The system a player is in (an error while in a jump).

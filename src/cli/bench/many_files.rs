@@ -98,8 +98,8 @@ mod tests {
         let m = measure(dir.path(), 3, Duration::from_millis(100)).unwrap();
         assert_eq!(m.files, 3);
         assert!(m.syncs >= 3, "each thread syncs at least once: {m:?}");
+        assert!(m.syncs_per_s > 0.0 && m.p50_us > 0.0, "{m:?}");
         assert!(m.p50_us <= m.p99_us && m.p99_us <= m.max_us, "{m:?}");
-        assert!(m.stalls <= m.syncs);
         assert_eq!(
             std::fs::read_dir(dir.path()).unwrap().count(),
             0,
