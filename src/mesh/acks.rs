@@ -12,13 +12,14 @@
 //! Only reads. A torn last line of the ack log (the writer was killed mid-line) is a note.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
+use super::audit::segments;
 use crate::sim::galaxy::Galaxy;
-use crate::store::datadir::{archived_segments, DataDir};
-use crate::store::log::{first_seq, read_from};
+use crate::store::datadir::DataDir;
+use crate::store::log::read_from;
 use crate::store::record::Record;
 use crate::store::scan::{scan, ScanStart};
 
@@ -162,7 +163,7 @@ pub fn check_acks(
             &datadir.archive_dir(),
             slug,
             datadir.system_log(slug),
-            &mut r,
+            &mut r.notes,
         ) {
             read_log(&mut r, &path, |rec| {
                 let (Some(player), Some(v)) = (rec.get("player"), rec.get("v")) else {
@@ -185,7 +186,7 @@ pub fn check_acks(
     // Committed jumps: xfer -> (player, version).
     let mut committed: HashMap<String, (String, u64)> = HashMap::new();
     let tlog = datadir.transitions_log();
-    for path in segments(&datadir.archive_root(), "transitions", tlog, &mut r) {
+    for path in segments(&datadir.archive_root(), "transitions", tlog, &mut r.notes) {
         read_log(&mut r, &path, |rec| {
             if rec.kind != "jump" {
                 return;
@@ -354,29 +355,11 @@ fn read_log(r: &mut AckReport, path: &Path, mut visit: impl FnMut(&Record<'_>)) 
     }
 }
 
-/// The segments of a log, oldest first: archived ones, then the active one; an archived
-/// segment that overlaps the active log (an interrupted compaction) is left out.
-fn segments(archive_dir: &Path, name: &str, active: PathBuf, r: &mut AckReport) -> Vec<PathBuf> {
-    let active_first = first_seq(&active);
-    let mut out = Vec::new();
-    for (_, last, path) in archived_segments(archive_dir, name) {
-        if active_first.is_some_and(|a| last >= a) {
-            r.notes.push(format!(
-                "{}: also in {} (an interrupted compaction); not read twice",
-                path.display(),
-                active.display()
-            ));
-            continue;
-        }
-        out.push(path);
-    }
-    out.push(active);
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::path::PathBuf;
+
     use crate::mesh::directory::Location;
     use crate::mesh::{Mesh, MeshConfig};
 

@@ -142,7 +142,7 @@ pub fn audit(datadir: &DataDir, galaxy: &Galaxy) -> AuditReport {
     let mut jumps: HashMap<(InstanceId, u64), JumpSeen> = HashMap::new();
     let mut expect = 1u64;
     let tlog = datadir.transitions_log();
-    for tpath in segments(&datadir.archive_root(), "transitions", tlog, &mut r) {
+    for tpath in segments(&datadir.archive_root(), "transitions", tlog, &mut r.notes) {
         if !tpath.exists() {
             continue;
         }
@@ -478,12 +478,17 @@ fn read_segment(
 /// The segments of a log, oldest first: archived ones, then the active one. An archived
 /// segment that overlaps the active log (left by an interrupted compaction, which writes the
 /// archive before cutting the active log) is left out, with a note.
-fn segments(archive_dir: &Path, name: &str, active: PathBuf, r: &mut AuditReport) -> Vec<PathBuf> {
+pub(crate) fn segments(
+    archive_dir: &Path,
+    name: &str,
+    active: PathBuf,
+    notes: &mut Vec<String>,
+) -> Vec<PathBuf> {
     let active_first = crate::store::log::first_seq(&active);
     let mut out = Vec::new();
     for (_, last, path) in archived_segments(archive_dir, name) {
         if active_first.is_some_and(|a| last >= a) {
-            r.notes.push(format!(
+            notes.push(format!(
                 "{}: also in {} (an interrupted compaction); not read twice",
                 path.display(),
                 active.display()
@@ -537,7 +542,12 @@ fn audit_system(
     }
 
     let mut expect = 1u64;
-    for path in segments(&datadir.archive_dir(), slug, datadir.system_log(slug), r) {
+    for path in segments(
+        &datadir.archive_dir(),
+        slug,
+        datadir.system_log(slug),
+        &mut r.notes,
+    ) {
         if !path.exists() {
             continue;
         }

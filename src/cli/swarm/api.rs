@@ -93,21 +93,8 @@ pub struct Market {
     pub heard: Vec<Heard>,
 }
 
-/// Buy or sell.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Side {
-    Buy,
-    Sell,
-}
-
-impl Side {
-    pub fn name(self) -> &'static str {
-        match self {
-            Side::Buy => "buy",
-            Side::Sell => "sell",
-        }
-    }
-}
+/// Buy or sell: the game's own, as the API names it.
+pub use crate::sim::market::Side;
 
 /// `POST /v1/trade`.
 #[derive(Clone, Debug, Deserialize)]
