@@ -2,8 +2,10 @@
 //! directory from its first record, verifies every checksum and sequence number, replays every
 //! system from scratch, and proves the mesh's invariants across logs:
 //!
-//! - every committed jump (a `jump` in the transition log) was prepared by its origin, is never
-//!   cancelled there, and lands at most once, at its destination, with the state it left with;
+//! - every committed jump (a `jump` in the transition log whose `depart` its origin holds) is
+//!   never cancelled there, and lands at most once, at its destination, with the state it left
+//!   with; a `jump` whose `depart` a crash lost is void (`depart.void`, or a note before the
+//!   next start writes it) and never lands;
 //! - every player who ever joined is in exactly one place (a system, a prepared jump, or a
 //!   committed jump in flight), never two, never none;
 //! - each player's history has no gap and no repeat (versions 1, 2, 3, ... across all logs);
@@ -309,7 +311,33 @@ pub fn audit(datadir: &DataDir, galaxy: &Galaxy) -> AuditReport {
             ));
         }
     }
+    let by_id: HashMap<InstanceId, &SystemState> =
+        states.iter().map(|s| (s.instance_id(), s)).collect();
     for seen in jumps.values() {
+        let (from, xfer) = (seen.jump.from, seen.jump.xfer);
+        let text = crate::mesh::codec::xfer_text(galaxy, from, xfer);
+        let origin = by_id.get(&from);
+        if origin.is_some_and(|o| o.voided.contains(&xfer)) {
+            if seen.landed {
+                r.problems
+                    .push(format!("jump {text} lands but its origin voided it"));
+            }
+            continue;
+        }
+        if origin.is_some_and(|o| xfer >= o.next_xfer) {
+            if seen.landed {
+                r.problems.push(format!(
+                    "jump {text} lands but was never prepared in its origin's log"
+                ));
+                continue;
+            }
+            r.notes.push(format!(
+                "jump {text} of '{}' is in the transition log but its prepare was lost: the next \
+                 start voids it",
+                seen.jump.player.name
+            ));
+            continue;
+        }
         if !seen.landed {
             r.jumps_in_flight += 1;
             let p = &seen.jump.player;
@@ -595,6 +623,10 @@ fn check_event(
     match event {
         Event::DepartDone { xfer } if !jumps.contains_key(&(id, *xfer)) => Err(format!(
             "jump {} is marked done but the transition log does not hold it",
+            xfer_text(id, *xfer)
+        )),
+        Event::DepartVoid { xfer } if !jumps.contains_key(&(id, *xfer)) => Err(format!(
+            "jump {} is voided but the transition log does not hold it",
             xfer_text(id, *xfer)
         )),
         Event::DepartAbort { xfer, .. } if jumps.contains_key(&(id, *xfer)) => Err(format!(

@@ -18,7 +18,8 @@ use crate::sim::system::{Departing, Escrow, Event, RemoteOutcome, SystemState};
 use crate::store::record::{Line, Record};
 use crate::store::snapshot::SnapshotWriter;
 
-/// A jump as the transition log holds it: the commit point, with the player's whole state.
+/// A jump as the transition log holds it: with its origin's `depart`, the commit point; it
+/// carries the player's whole state.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Jump {
     pub from: InstanceId,
@@ -43,6 +44,7 @@ pub fn event_kind(event: &Event) -> &'static str {
         Event::Depart { .. } => "depart",
         Event::DepartDone { .. } => "depart.done",
         Event::DepartAbort { .. } => "depart.abort",
+        Event::DepartVoid { .. } => "depart.void",
         Event::Arrive { .. } => "arrive",
         Event::Trade { .. } => "trade",
         Event::Economy { .. } => "economy",
@@ -225,7 +227,7 @@ pub fn encode_event(
                 .num("fuel", fuel)
                 .num("v", version);
         }
-        Event::DepartDone { xfer } => {
+        Event::DepartDone { xfer } | Event::DepartVoid { xfer } => {
             line.field("xfer", &xfer_text(galaxy, system, *xfer));
         }
         Event::DepartAbort { xfer, player } => {
@@ -424,6 +426,9 @@ pub fn decode_event(
             fuel: num(rec, "fuel")?,
         },
         "depart.done" => Event::DepartDone {
+            xfer: local_xfer(rec)?,
+        },
+        "depart.void" => Event::DepartVoid {
             xfer: local_xfer(rec)?,
         },
         "depart.abort" => Event::DepartAbort {
@@ -645,6 +650,11 @@ pub fn encode_state(w: &mut SnapshotWriter, galaxy: &Galaxy, state: &SystemState
     for p in state.players.values() {
         w.record("player", |l| put_player(l, p));
     }
+    for xfer in &state.voided {
+        w.record("voided", |l| {
+            l.field("xfer", &xfer_text(galaxy, state.instance_id(), *xfer));
+        });
+    }
     for (xfer, d) in &state.departing {
         w.record("departing", |l| {
             l.field("xfer", &xfer_text(galaxy, state.instance_id(), *xfer))
@@ -737,6 +747,13 @@ pub fn decode_state_record(
             let p = get_player(rec)?;
             state.players.insert(p.name.clone(), p);
         }
+        "voided" => {
+            let (from, xfer) = parse_xfer(galaxy, rec.str("xfer").map_err(|e| e.to_string())?)?;
+            if from != state.instance_id() {
+                return Err("void transfer of another system".into());
+            }
+            state.voided.insert(xfer);
+        }
         "departing" => {
             let (from, xfer) = parse_xfer(galaxy, rec.str("xfer").map_err(|e| e.to_string())?)?;
             if from != state.instance_id() {
@@ -805,6 +822,7 @@ mod tests {
                 fuel: 5,
             },
             Event::DepartDone { xfer: 9 },
+            Event::DepartVoid { xfer: 10 },
             Event::DepartAbort {
                 xfer: 9,
                 player: p.name.clone(),
@@ -969,7 +987,7 @@ mod tests {
     }
 
     #[test]
-    fn instance_states_round_trip_through_snapshots() {
+    fn instance_and_void_states_round_trip_through_snapshots() {
         let g = Galaxy::default_galaxy();
         let two = InstanceId::new(g.home(), 2);
         let mut primary = SystemState::new(&g, g.home());
@@ -988,6 +1006,9 @@ mod tests {
         let req = inst.escrow_request(1).unwrap();
         let remote = primary.decide_remote_trade(&g, &req).unwrap();
         primary.apply(3, &remote).unwrap();
+        // A jump voided by recovery stays void in a snapshot.
+        primary.apply(4, &Event::DepartVoid { xfer: 1 }).unwrap();
+        assert!(primary.voided.contains(&1));
         let dir = tempfile::tempdir().unwrap();
         for (at, state) in [(primary.instance_id(), &primary), (two, &inst)] {
             let meta = SnapshotMeta {

@@ -1,10 +1,12 @@
-//! The departure pipeline of one shard: the two-step commit of a jump.
+//! The departure pipeline of one shard: the commit of a jump.
 //!
-//! 1. The shard has appended `depart` (the prepare) to its own log; the pipeline waits until
-//!    that record is durable, so that nothing the jump depends on can be lost.
-//! 2. It appends `jump` (with the player's whole state) to the transition log and waits until
-//!    that is durable: this is the commit point. Only then is the player told, the destination
-//!    shard handed the jump, and the origin shard told to log `depart.done`.
+//! 1. The shard has appended `depart` (the prepare) to its own log.
+//! 2. The pipeline appends `jump` (with the player's whole state) to the transition log at
+//!    once, without waiting for the `depart` to be durable, and waits until both are: the two
+//!    records durable together are the commit point (a parallel commit). Only then is the
+//!    player told, the destination shard handed the jump, and the origin shard told to log
+//!    `depart.done`. A crash may leave the `jump` without its `depart`: recovery voids it
+//!    (see docs/PROTOCOL.md); nobody was told it happened.
 //!
 //! The destination is handed the jump only once the origin's acker has sent the player-log
 //! lines up to the `depart` (a player's lines must reach the projector in version order, and a
@@ -102,17 +104,16 @@ pub async fn run(
     }
 }
 
-/// Steps 1 and 2 for a batch.
+/// Steps 1 and 2 for a batch, at once: the `jump` records are appended without waiting for
+/// the `depart` records, and the batch is committed once both are durable (the two syncs, on
+/// two files, overlap). A crash between the two leaves a `jump` whose `depart` is lost:
+/// recovery voids it (`depart.void`), and nobody was told, since the replies wait for both.
 async fn commit(
     ctx: &Context,
     system_log: &Log,
     batch: &mut [PendingDeparture],
 ) -> Result<(), MeshError> {
     let last_prepare = batch.iter().map(|p| p.seq).max().unwrap_or(0);
-    system_log
-        .durable(last_prepare)
-        .await
-        .map_err(MeshError::Storage)?;
     let galaxy = &ctx.galaxy;
     let appended = ctx
         .checkpoint
@@ -127,14 +128,20 @@ async fn commit(
             batch.len(),
         )
         .map_err(MeshError::Storage)?;
-    if let Some((first, last)) = appended {
-        for (p, tseq) in batch.iter_mut().zip(first..) {
-            p.jump.tseq = tseq;
-        }
-        ctx.transitions
-            .durable(last)
+    let Some((first, last)) = appended else {
+        return system_log
+            .durable(last_prepare)
             .await
-            .map_err(MeshError::Storage)?;
+            .map_err(MeshError::Storage);
+    };
+    for (p, tseq) in batch.iter_mut().zip(first..) {
+        p.jump.tseq = tseq;
     }
+    let (prepared, committed) = tokio::join!(
+        system_log.durable(last_prepare),
+        ctx.transitions.durable(last)
+    );
+    prepared.map_err(MeshError::Storage)?;
+    committed.map_err(MeshError::Storage)?;
     Ok(())
 }

@@ -135,7 +135,8 @@ impl MeshEventKind {
                 units: *units,
                 cost: *cost,
             },
-            Event::Depart { .. } => return None,
+            // A void jump was never told (recovery writes it, before anyone listens).
+            Event::Depart { .. } | Event::DepartVoid { .. } => return None,
             Event::DepartDone { xfer } => {
                 let d = state.departing.get(xfer)?;
                 if d.to.system == state.id {

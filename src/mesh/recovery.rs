@@ -3,8 +3,11 @@
 //! 1. Each system: the newest valid snapshot, then its log from there (torn tail cut); then
 //!    each of its instances that has a log or is open (a retired instance is read too: jumps
 //!    in the transition log may come from it, and it must be empty).
-//! 2. The transition log: every `jump` must have been prepared by its origin's log; jumps not
-//!    yet landed are handed to their destination again (landing is idempotent).
+//! 2. The transition log: a `jump` whose prepare is durable in its origin's log is committed,
+//!    and handed to its destination again if it has not landed (landing is idempotent). A
+//!    `jump` whose prepare the crash lost (the departure pipeline writes the two at once) is
+//!    void: the origin logs `depart.void` and the number is never used again; nobody was told
+//!    the jump happened, since a jump is acknowledged only once both records are durable.
 //! 3. Each jump still prepared in its origin: committed if the transition log holds it (the
 //!    origin logs `depart.done`), otherwise aborted (`depart.abort`: the player is back, fuel
 //!    refunded; nobody was told it had left).
@@ -64,6 +67,9 @@ pub struct RecoveryReport {
     pub jumps_cancelled: u64,
     /// Committed jumps still to land (they land after their travel time).
     pub jumps_in_flight: u64,
+    /// Jumps in the transition log whose prepare (`depart`) the crash lost: void, never
+    /// landed, player still where they were (nobody was told they left).
+    pub jumps_voided: u64,
     /// Trades of instances left open by the stop: taken by the primary's market (settled) or
     /// not (refunded).
     pub trades_settled: u64,
@@ -81,7 +87,7 @@ impl RecoveryReport {
     /// One or two lines for a person.
     pub fn summary(&self) -> String {
         let mut s = format!(
-            "recovered {} systems, {} players in {} ms: {} records replayed ({} snapshots), {} transition records; jumps: {} completed, {} cancelled, {} in flight; instance trades: {} settled, {} refunded",
+            "recovered {} systems, {} players in {} ms: {} records replayed ({} snapshots), {} transition records; jumps: {} completed, {} cancelled, {} voided, {} in flight; instance trades: {} settled, {} refunded",
             self.systems,
             self.players,
             self.duration_ms,
@@ -90,6 +96,7 @@ impl RecoveryReport {
             self.transition_records,
             self.jumps_completed,
             self.jumps_cancelled,
+            self.jumps_voided,
             self.jumps_in_flight,
             self.trades_settled,
             self.trades_refunded
@@ -298,6 +305,7 @@ pub fn recover(datadir: &DataDir, galaxy: &Galaxy) -> Result<Recovered, MeshErro
     let mut committed: BTreeMap<(InstanceId, u64), ()> = BTreeMap::new();
     let mut landings: HashMap<InstanceId, Vec<Jump>> = HashMap::new();
     let mut last_xfer: BTreeMap<InstanceId, u64> = BTreeMap::new();
+    let mut voids: BTreeMap<InstanceId, Vec<u64>> = BTreeMap::new();
     let tpath = datadir.transitions_log();
     let checkpoint = load_checkpoint(datadir, &mut report.bad_snapshots);
     let tstart = start_after(&tpath, checkpoint.as_ref());
@@ -311,18 +319,21 @@ pub fn recover(datadir: &DataDir, galaxy: &Galaxy) -> Result<Recovered, MeshErro
                 jump.xfer
             ));
         };
-        if jump.xfer >= origin.next_xfer {
-            return Err(format!(
-                "jump {from}:{} was never prepared in {from}'s log",
-                jump.xfer
-            ));
-        }
         let prev = last_xfer.insert(jump.from, jump.xfer).unwrap_or(0);
         if jump.xfer <= prev {
             return Err(format!(
                 "jump {from}:{} is out of order or repeated",
                 jump.xfer
             ));
+        }
+        // A jump whose prepare was lost in the crash (the two were written at once) is void:
+        // nobody was told it happened. One voided by an earlier start stays void.
+        if jump.xfer >= origin.next_xfer {
+            voids.entry(jump.from).or_default().push(jump.xfer);
+            return Ok(());
+        }
+        if origin.voided.contains(&jump.xfer) {
+            return Ok(());
         }
         if let Some(d) = origin.departing.get(&jump.xfer) {
             if d.player != jump.player || d.to != jump.to {
@@ -356,6 +367,21 @@ pub fn recover(datadir: &DataDir, galaxy: &Galaxy) -> Result<Recovered, MeshErro
             t.bytes,
             t.reason
         ));
+    }
+
+    // Step 2b: void the jumps whose prepare was lost, in order, before the origin prepares
+    // anything again (their numbers are never used again).
+    for (at, xfers) in voids {
+        let sys = all.get_mut(&at).expect("checked in step 2");
+        let mut last = None;
+        for xfer in xfers {
+            report.jumps_voided += 1;
+            last =
+                Some(settle(galaxy, sys, Event::DepartVoid { xfer }).map_err(MeshError::Storage)?);
+        }
+        if let Some(seq) = last {
+            sys.log.wait_durable(seq).map_err(MeshError::Storage)?;
+        }
     }
 
     // Step 3: settle prepared jumps.
@@ -614,6 +640,101 @@ mod tests {
             log.close().unwrap();
         }
         credits - paid
+    }
+
+    /// The logs a crash leaves when Ann's `jump` reached the transition log but her `depart`
+    /// did not reach Sol's log (the departure pipeline writes the two at once). Returns her
+    /// destination.
+    fn crashed_with_a_lost_prepare(datadir: &DataDir, galaxy: &Galaxy) -> InstanceId {
+        datadir.create().unwrap();
+        let sol = InstanceId::primary(galaxy.home());
+        let mut p = Writing::open(datadir, galaxy, sol);
+        let ann = Player::starter("Ann", &Rules::default());
+        p.record(
+            galaxy,
+            1,
+            Event::Join {
+                player: ann,
+                key: "k".into(),
+            },
+        );
+        let to = galaxy.neighbours(galaxy.home())[0];
+        let depart = p.state.decide_depart(galaxy, "Ann", to).unwrap();
+        // Applied to a copy only: the crash lost the record.
+        let mut lost = p.state.clone();
+        lost.apply(2, &depart).unwrap();
+        let jump = Jump {
+            from: sol,
+            xfer: 1,
+            to: InstanceId::primary(to),
+            t: 2,
+            travel_ticks: 0,
+            player: lost.departing[&1].player.clone(),
+            tseq: 0,
+        };
+        let start = ScanStart {
+            offset: 0,
+            line: 1,
+            expect_seq: Some(1),
+        };
+        let (transitions, _) = Log::open(&datadir.transitions_log(), start, |_| Ok(())).unwrap();
+        let seq = transitions
+            .append("jump", |l| encode_jump(l, galaxy, &jump))
+            .unwrap();
+        transitions.wait_durable(seq).unwrap();
+        for log in [p.log, transitions] {
+            log.close().unwrap();
+        }
+        InstanceId::primary(to)
+    }
+
+    fn close(r: Recovered) {
+        for s in r.systems {
+            s.log.close().unwrap();
+        }
+        r.transitions.close().unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_jump_whose_prepare_was_lost_is_void_and_stays_void() {
+        let galaxy = Galaxy::default_galaxy();
+        let dir = tempfile::tempdir().unwrap();
+        let datadir = DataDir::at(dir.path());
+        let to = crashed_with_a_lost_prepare(&datadir, &galaxy);
+        let home = galaxy.home().index();
+
+        let before = audit(&datadir, &galaxy);
+        assert!(before.ok(), "as the crash left it: {:?}", before.problems);
+        assert!(
+            before.notes.iter().any(|n| n.contains("prepare was lost")),
+            "{:?}",
+            before.notes
+        );
+        assert_eq!(before.jumps_in_flight, 0, "a void jump is not in flight");
+
+        let r = recover(&datadir, &galaxy).unwrap();
+        assert_eq!(r.report.jumps_voided, 1);
+        assert_eq!(r.report.jumps_in_flight, 0);
+        assert!(r.landings.is_empty(), "a void jump never lands");
+        let sol = &r.systems[home].state;
+        let ann = &sol.players["Ann"];
+        assert_eq!(ann.fuel, Player::starter("Ann", &Rules::default()).fuel);
+        assert_eq!(ann.version, 1, "her history goes on from her join");
+        assert_eq!(sol.next_xfer, 2, "the void number is never used again");
+        assert!(sol.voided.contains(&1));
+        close(r);
+        let after = audit(&datadir, &galaxy);
+        assert!(after.ok(), "after recovery: {:?}", after.problems);
+        assert_eq!(after.players, 1);
+
+        // A second start finds the jump void already: it voids nothing more, lands nothing.
+        let again = recover(&datadir, &galaxy).unwrap();
+        assert_eq!(again.report.jumps_voided, 0);
+        assert!(again.landings.is_empty());
+        assert!(again.systems[home].state.players.contains_key("Ann"));
+        assert!(again.systems[to.system.index()].state.players.is_empty());
+        close(again);
+        assert!(audit(&datadir, &galaxy).ok());
     }
 
     #[tokio::test]

@@ -106,7 +106,7 @@ pub fn run(args: ApiArgs) -> anyhow::Result<ExitCode> {
         opt(&f["travel_cpu_us_per_req"]),
         opt(&f["travel_cores_busy"])
     );
-    println!("          a travel answer comes at the commit point (jump durable in the transition log); travel time excluded");
+    println!("          a travel answer comes at the commit point (depart and jump durable); travel time excluded");
     Ok(ExitCode::SUCCESS)
 }
 

@@ -119,8 +119,9 @@ const WORKLOAD_SEED: u64 = 0x7067_6265_6e63_6800; // "pgbench"
 const WARM_UP: Duration = Duration::from_secs(1);
 
 /// What the two sides acknowledge, printed under the table and in the JSON.
-const MLTRADER_ACKS: &str = "mltrader acknowledges a jump once its `depart` record (origin \
-    system's log) and then its `jump` record (transition log) are written and fdatasync'd; it \
+const MLTRADER_ACKS: &str = "mltrader acknowledges a jump once both its `depart` record \
+    (origin system's log) and its `jump` record (transition log) are written and fdatasync'd \
+    (written at once, synced in parallel; recovery voids a `jump` whose `depart` was lost); it \
     tells of a landing once the destination has applied it (the landing is durable with its \
     `jump` record: recovery lands every committed jump), and its `arrive` record is durable \
     before any later action of the player is acknowledged";

@@ -79,6 +79,16 @@ impl SystemState {
                     .remove(xfer)
                     .ok_or_else(|| format!("transfer {xfer} is not departing"))?;
             }
+            Event::DepartVoid { xfer } => {
+                if *xfer < self.next_xfer {
+                    return Err(format!(
+                        "transfer {xfer} cannot be void: it was prepared here ({} is next)",
+                        self.next_xfer
+                    ));
+                }
+                self.next_xfer = xfer + 1;
+                self.voided.insert(*xfer);
+            }
             Event::DepartAbort { xfer, player } => {
                 match self.departing.get(xfer) {
                     Some(d) if d.player.name == *player => {}

@@ -41,6 +41,10 @@ pub enum Event {
     /// Jump `xfer` of `player` never reached the transition log: the player is back, fuel
     /// refunded.
     DepartAbort { xfer: u64, player: String },
+    /// Jump `xfer` reached the transition log but its `depart` (the prepare) was lost in a
+    /// crash: the jump is void (it never lands) and its number is never used again. Written by
+    /// recovery only; nobody was told the jump happened (see docs/PROTOCOL.md).
+    DepartVoid { xfer: u64 },
     /// Jump `xfer` from instance `from` lands here, with the player's state as it left.
     Arrive {
         from: InstanceId,
@@ -140,6 +144,7 @@ impl Event {
             | Event::EscrowSettle { player, .. }
             | Event::EscrowRefund { player, .. } => Some(player),
             Event::DepartDone { .. }
+            | Event::DepartVoid { .. }
             | Event::Economy { .. }
             | Event::Combat { .. }
             | Event::Split { .. }

@@ -54,6 +54,9 @@ pub struct SystemState {
     pub departing: BTreeMap<u64, Departing>,
     /// Transfer number of the next jump prepared here.
     pub next_xfer: u64,
+    /// Transfers whose `jump` reached the transition log after their `depart` was lost in a
+    /// crash ([`Event::DepartVoid`]): they never land. Empty unless a crash hit that window.
+    pub voided: BTreeSet<u64>,
     /// For each origin (a system's instance), the highest transfer number that has landed
     /// here. Jumps from one origin land in the order of their numbers, so this is enough to
     /// make landing idempotent.
@@ -100,6 +103,7 @@ impl SystemState {
             players: BTreeMap::new(),
             departing: BTreeMap::new(),
             next_xfer: 1,
+            voided: BTreeSet::new(),
             landed_upto: BTreeMap::new(),
             names: BTreeMap::new(),
             market: Market::new(kind),
@@ -198,6 +202,13 @@ impl SystemState {
             }
             put(&self.tick.to_le_bytes());
             put(&self.next_xfer.to_le_bytes());
+            // Void transfers were added later: a state without any hashes as before.
+            if !self.voided.is_empty() {
+                put(b"voided");
+                for x in &self.voided {
+                    put(&x.to_le_bytes());
+                }
+            }
             let put_player = |put: &mut dyn FnMut(&[u8]), p: &Player| {
                 put(p.name.as_bytes());
                 put(&p.credits.to_le_bytes());

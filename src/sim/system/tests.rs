@@ -54,6 +54,27 @@ fn an_aborted_jump_gives_everything_back() {
 }
 
 #[test]
+fn a_void_jump_uses_up_its_number_and_nothing_else() {
+    let (g, r, mut s) = setup();
+    join(&g, &r, &mut s, "ann");
+    let before = s.clone();
+    s.apply(1, &Event::DepartVoid { xfer: 1 }).unwrap();
+    assert_eq!(s.players, before.players, "nobody moves, nothing is spent");
+    assert_eq!(s.next_xfer, 2);
+    assert_ne!(
+        s.state_hash(),
+        before.state_hash(),
+        "the void is part of the state"
+    );
+    let to = g.lookup("Alpha Centauri").unwrap();
+    let e = s.decide_depart(&g, "ann", to).unwrap();
+    assert!(matches!(e, Event::Depart { xfer: 2, .. }), "{e:?}");
+    s.apply(2, &e).unwrap();
+    let err = s.apply(3, &Event::DepartVoid { xfer: 2 }).unwrap_err();
+    assert!(err.contains("cannot be void"), "{err}");
+}
+
+#[test]
 fn refusals_change_nothing_and_say_why() {
     let (g, r, mut s) = setup();
     join(&g, &r, &mut s, "ann");
