@@ -65,6 +65,9 @@ impl Server {
         let mut url = None;
         for line in lines.by_ref() {
             let line = line.expect("read server output");
+            if line.contains("recovered") {
+                eprintln!("storm: {line}");
+            }
             if let Some(rest) = line.split(" on http://").nth(1) {
                 url = Some(format!(
                     "http://{}",
@@ -73,8 +76,15 @@ impl Server {
                 break;
             }
         }
-        // Keep draining, so the server never blocks on a full pipe.
-        std::thread::spawn(move || for _ in lines {});
+        // Keep draining, so the server never blocks on a full pipe; show what each recovery
+        // settled (completed, cancelled, voided jumps) with --nocapture.
+        std::thread::spawn(move || {
+            for line in lines.map_while(Result::ok) {
+                if line.contains("recovered") {
+                    eprintln!("storm: {line}");
+                }
+            }
+        });
         Server {
             child,
             url: url.expect("server printed its address"),
@@ -257,6 +267,11 @@ async fn acknowledged_jumps_survive_sigkill_storms() {
     let size = size();
     let dir = tempfile::tempdir().unwrap();
     let data: PathBuf = dir.path().join("data");
+    if std::env::var_os("MLTRADER_STORM_KEEP").is_some() {
+        // To look at the logs after a failure, by hand.
+        eprintln!("storm: data directory {} is kept", data.display());
+        std::mem::forget(dir);
+    }
     let started = Instant::now();
 
     let server = Server::start(&data);

@@ -5,7 +5,8 @@
 //! - every committed jump (a `jump` in the transition log whose `depart` its origin holds) is
 //!   never cancelled there, and lands at most once, at its destination, with the state it left
 //!   with; a `jump` whose `depart` a crash lost is void (`depart.void`, or a note before the
-//!   next start writes it) and never lands;
+//!   next start writes it) and never lands; a jump in flight can still land (its destination
+//!   has landed no later jump of its origin: landing is idempotent by that number);
 //! - every player who ever joined is in exactly one place (a system, a prepared jump, or a
 //!   committed jump in flight), never two, never none;
 //! - each player's history has no gap and no repeat (versions 1, 2, 3, ... across all logs);
@@ -337,6 +338,19 @@ pub fn audit(datadir: &DataDir, galaxy: &Galaxy) -> AuditReport {
                 seen.jump.player.name
             ));
             continue;
+        }
+        if !seen.landed
+            && by_id
+                .get(&seen.jump.to)
+                .and_then(|d| d.landed_upto.get(&from))
+                .is_some_and(|&upto| upto >= xfer)
+        {
+            r.problems.push(format!(
+                "jump {text} of '{}' is in flight, but {} has landed a later jump of its origin: \
+                 it can never land",
+                seen.jump.player.name,
+                seen.jump.to.slug(galaxy)
+            ));
         }
         if !seen.landed {
             r.jumps_in_flight += 1;

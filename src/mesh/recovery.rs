@@ -695,6 +695,84 @@ mod tests {
         r.transitions.close().unwrap();
     }
 
+    /// A jump handed over again by recovery and queued for a later tick must land before a
+    /// newer jump of the same origin that needs no travel time (landing is idempotent by the
+    /// highest number landed per origin, so a newer one landing first would drop it).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_recovered_jump_lands_before_a_newer_instant_one_of_its_origin() {
+        let galaxy = Galaxy::default_galaxy();
+        let dir = tempfile::tempdir().unwrap();
+        let datadir = DataDir::at(dir.path());
+        datadir.create().unwrap();
+        let sol = InstanceId::primary(galaxy.home());
+        let to = galaxy.neighbours(galaxy.home())[0];
+        let mut p = Writing::open(&datadir, &galaxy, sol);
+        for name in ["Ann", "Bob"] {
+            let player = Player::starter(name, &Rules::default());
+            p.record(
+                &galaxy,
+                1,
+                Event::Join {
+                    player,
+                    key: "k".into(),
+                },
+            );
+        }
+        p.record(
+            &galaxy,
+            2,
+            p.state.decide_depart(&galaxy, "Ann", to).unwrap(),
+        );
+        // Ann's jump is committed and takes 2 ticks (the server ran with travel times then).
+        let jump = Jump {
+            from: sol,
+            xfer: 1,
+            to: InstanceId::primary(to),
+            t: 2,
+            travel_ticks: 2,
+            player: p.state.departing[&1].player.clone(),
+            tseq: 0,
+        };
+        let start = ScanStart {
+            offset: 0,
+            line: 1,
+            expect_seq: Some(1),
+        };
+        let (transitions, _) = Log::open(&datadir.transitions_log(), start, |_| Ok(())).unwrap();
+        let seq = transitions
+            .append("jump", |l| encode_jump(l, &galaxy, &jump))
+            .unwrap();
+        transitions.wait_durable(seq).unwrap();
+        for log in [p.log, transitions] {
+            log.close().unwrap();
+        }
+
+        // Restarted with instant travel and slow ticks: Bob's jump lands long before the tick
+        // Ann's is queued for.
+        let mut config = crate::mesh::MeshConfig {
+            tick_hz: 5,
+            ..crate::mesh::MeshConfig::default()
+        };
+        config.rules.ticks_per_ly = 0;
+        let (mesh, report) = crate::mesh::Mesh::start(datadir.clone(), galaxy.clone(), config)
+            .await
+            .unwrap();
+        assert_eq!(report.jumps_in_flight, 1);
+        mesh.jump("Bob", to).await.unwrap();
+        let wait = std::time::Duration::from_secs(10);
+        for name in ["Bob", "Ann"] {
+            let landed = tokio::time::timeout(wait, mesh.wait_landing(name))
+                .await
+                .unwrap_or_else(|_| panic!("{name} never landed"))
+                .unwrap();
+            assert_eq!(landed.system, to, "{name}");
+        }
+        mesh.stop().await.unwrap();
+        let after = audit(&datadir, &galaxy);
+        assert!(after.ok(), "{:?}", after.problems);
+        assert_eq!(after.jumps_in_flight, 0);
+    }
+
     #[tokio::test]
     async fn a_jump_whose_prepare_was_lost_is_void_and_stays_void() {
         let galaxy = Galaxy::default_galaxy();

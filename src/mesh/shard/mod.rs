@@ -176,6 +176,9 @@ pub struct Shard {
     now: u64,
     /// Committed jumps towards this system, by landing tick.
     incoming: BTreeMap<(u64, InstanceId, u64), Jump>,
+    /// For each origin, the latest landing tick queued in `incoming`: a jump never lands
+    /// before an earlier jump of its origin (see [`landing_tick`]).
+    queued_until: BTreeMap<InstanceId, u64>,
     acks: mpsc::UnboundedSender<(u64, AfterDurable)>,
     acks_task: tokio::task::JoinHandle<()>,
     departures: mpsc::UnboundedSender<PendingDeparture>,
@@ -233,6 +236,7 @@ impl Shard {
             log,
             now,
             incoming: BTreeMap::new(),
+            queued_until: BTreeMap::new(),
             acks,
             acks_task,
             departures,
@@ -317,7 +321,6 @@ impl Shard {
                     });
                 }
             }
-            Command::Landing(jump) if jump.travel_ticks == 0 => self.land(jump),
             Command::Landing(jump) => self.on_landing(jump),
             Command::Trade { name, order, reply } => self.trade(name, order, reply),
             Command::Engage {
@@ -554,12 +557,19 @@ impl Shard {
         }
     }
 
-    /// Queues a committed jump towards here to land at its tick. (A jump with no travel time,
-    /// a move between instances or instant travel, lands as soon as it is handed over: see
-    /// `handle`.)
+    /// Lands a committed jump towards here, or queues it to land at its tick (see
+    /// [`landing_tick`]). A jump with no travel time (a move between instances, or instant
+    /// travel) lands as soon as it is handed over, unless an earlier jump of its origin is
+    /// still queued.
     fn on_landing(&mut self, jump: Jump) {
-        let at = self.now + jump.travel_ticks;
-        self.incoming.insert((at, jump.from, jump.xfer), jump);
+        let queued = self.queued_until.get(&jump.from).copied();
+        match landing_tick(self.now, jump.travel_ticks, queued) {
+            None => self.land(jump),
+            Some(at) => {
+                self.queued_until.insert(jump.from, at);
+                self.incoming.insert((at, jump.from, jump.xfer), jump);
+            }
+        }
     }
 
     fn tick(&mut self) {
@@ -782,6 +792,24 @@ enum Closing {
 }
 
 /// One tick period at `tick_hz`, in microseconds: the budget a tick's work must fit in.
+/// When a jump handed over at tick `now` lands: `None` for at once, or the tick to queue it
+/// for. `queued` is the latest tick a jump of the same origin is queued for here.
+///
+/// Landing is made idempotent by one number per origin (the highest transfer landed, see
+/// docs/PROTOCOL.md), so the jumps of an origin must land in the order of their numbers. They
+/// are handed over in that order, but their travel times differ (a respawn's way home, a move
+/// with none, or a jump handed over again by recovery and queued for the first tick while a
+/// new one from the same origin arrives with no travel time). So a jump never lands before a
+/// jump of its origin queued earlier: it waits for that tick, and within a tick the queue
+/// lands an origin's jumps by number.
+fn landing_tick(now: u64, travel_ticks: u64, queued: Option<u64>) -> Option<u64> {
+    let after_earlier = queued.filter(|&at| at > now);
+    match (travel_ticks, after_earlier) {
+        (0, None) => None,
+        (t, earlier) => Some((now + t).max(earlier.unwrap_or(0))),
+    }
+}
+
 fn tick_budget_us(tick_hz: u32) -> u64 {
     1_000_000 / u64::from(tick_hz.max(1))
 }
@@ -797,5 +825,24 @@ async fn acker(
         let r = log.durable(seq).await;
         then(r);
         acked.send_replace(seq);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::landing_tick;
+
+    #[test]
+    fn a_jump_never_lands_before_an_earlier_one_of_its_origin() {
+        // Nothing of its origin queued: no travel lands at once, travel waits.
+        assert_eq!(landing_tick(10, 0, None), None);
+        assert_eq!(landing_tick(10, 3, None), Some(13));
+        // Queued ticks already past (landed) do not hold anything back.
+        assert_eq!(landing_tick(10, 0, Some(10)), None);
+        assert_eq!(landing_tick(10, 3, Some(7)), Some(13));
+        // An earlier jump of the origin still queued: wait for its tick.
+        assert_eq!(landing_tick(10, 0, Some(12)), Some(12));
+        assert_eq!(landing_tick(10, 1, Some(15)), Some(15));
+        assert_eq!(landing_tick(10, 8, Some(15)), Some(18));
     }
 }
