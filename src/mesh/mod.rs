@@ -348,6 +348,7 @@ impl Mesh {
         }
         tokio::spawn(write_checkpoints(ctx.clone()));
         let mut receivers = receivers.into_iter();
+        let mut ready = Vec::with_capacity(recovered.systems.len());
         for sys in recovered.systems {
             let at = sys.state.instance_id();
             for p in sys.state.players.values() {
@@ -378,6 +379,11 @@ impl Mesh {
                     (tx, rx)
                 }
             };
+            ready.push((sys, arriving, tx, rx));
+        }
+        // Every queue is known before any shard runs: a primary may move players to one of
+        // its instances at its first tick, and a committed move must find the instance's queue.
+        for (sys, arriving, tx, rx) in ready {
             let shard = Shard::new(ctx.clone(), sys.state, sys.log, arriving, tx);
             tokio::spawn(shard.run(rx));
         }
