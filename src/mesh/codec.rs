@@ -372,12 +372,55 @@ pub fn player_line(
     version: u64,
     seq: u64,
 ) -> String {
-    let mut buf = String::with_capacity(160);
-    let mut line = Line::new(&mut buf, version, event_kind(event));
-    encode_event(&mut line, galaxy, system, t, event, version);
-    line.field("src", &format!("{}:{seq}", system.slug(galaxy)));
-    line.finish();
-    buf
+    PlayerLine::encode(galaxy, system, t, event, version).finish(galaxy, system, seq)
+}
+
+/// A player-log line built with its system-log record, so that the event is encoded once:
+/// the record takes [`PlayerLine::fields`], then the line gets the record's place (`src=`).
+pub struct PlayerLine {
+    buf: String,
+    /// Where the fields start (after `version kind`) and end (before `src=`).
+    fields: std::ops::Range<usize>,
+}
+
+impl PlayerLine {
+    pub fn encode(
+        galaxy: &Galaxy,
+        system: InstanceId,
+        t: u64,
+        event: &Event,
+        version: u64,
+    ) -> PlayerLine {
+        let mut buf = String::with_capacity(192);
+        crate::store::record::LineBuilder::start(&mut buf, version, event_kind(event));
+        let head = buf.len();
+        encode_event(
+            &mut Line::resume(&mut buf, 0),
+            galaxy,
+            system,
+            t,
+            event,
+            version,
+        );
+        let end = buf.len();
+        PlayerLine {
+            buf,
+            fields: head..end,
+        }
+    }
+
+    /// The event's fields, as the system-log record writes them.
+    pub fn fields(&self) -> &str {
+        &self.buf[self.fields.clone()]
+    }
+
+    /// The whole line, once the record is number `seq` of `system`'s log.
+    pub fn finish(mut self, galaxy: &Galaxy, system: InstanceId, seq: u64) -> String {
+        let mut line = Line::resume(&mut self.buf, 0);
+        line.field("src", &format!("{}:{seq}", system.slug(galaxy)));
+        line.finish();
+        self.buf
+    }
 }
 
 /// Reads an event of the log of instance `system` back: its tick and the event.
@@ -888,8 +931,37 @@ mod tests {
                 },
             },
         ] {
+            assert_shared_encoding(&g, InstanceId::primary(sol), &e);
             assert_eq!(round_trip(&g, sol, &e), (42, e));
         }
+    }
+
+    /// A record written from a [`PlayerLine`]'s fields is the record `encode_event` writes, and
+    /// the player line is that record's text with `src=` added.
+    fn assert_shared_encoding(galaxy: &Galaxy, at: InstanceId, event: &Event) {
+        let kind = event_kind(event);
+        let mut direct = String::new();
+        let mut line = Line::new(&mut direct, 7, kind);
+        encode_event(&mut line, galaxy, at, 42, event, 3);
+        line.finish();
+
+        let shared = PlayerLine::encode(galaxy, at, 42, event, 3);
+        let mut via = String::new();
+        let mut line = Line::new(&mut via, 7, kind);
+        line.encoded(shared.fields());
+        line.finish();
+        assert_eq!(
+            via, direct,
+            "{kind}: the shared fields make the same record"
+        );
+
+        let projected = shared.finish(galaxy, at, 11);
+        let rec = parse_line(projected.as_bytes()).unwrap();
+        assert_eq!(
+            rec.get("src"),
+            Some(format!("{}:11", at.slug(galaxy)).as_str())
+        );
+        assert_eq!(decode_event(galaxy, at, &rec).unwrap(), (42, event.clone()));
     }
 
     #[test]

@@ -169,8 +169,25 @@ impl<'a> Line<'a> {
         Line { buf, start }
     }
 
+    /// Continues the line that starts at `start` in `buf`, its `seq kind` already written.
+    pub fn resume(buf: &'a mut String, start: usize) -> Line<'a> {
+        assert!(start <= buf.len(), "a line starts inside its buffer");
+        Line { buf, start }
+    }
+
     pub fn field(&mut self, key: &str, value: &str) -> &mut Self {
         push_field(self.buf, key, value);
+        self
+    }
+
+    /// Appends fields another line encoded (their ` key=value` text, as [`Line::field`] wrote
+    /// it): a projection and its record share the encoding of their fields.
+    pub fn encoded(&mut self, fields: &str) -> &mut Self {
+        assert!(
+            fields.is_empty() || fields.starts_with(' '),
+            "encoded fields start with a space"
+        );
+        self.buf.push_str(fields);
         self
     }
 

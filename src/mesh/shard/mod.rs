@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot};
 
 use super::checkpoint::{LANDED, ORIGIN_DONE};
-use super::codec::{encode_event, encode_state, event_kind, player_line, Jump};
+use super::codec::{encode_event, encode_state, event_kind, Jump, PlayerLine};
 use super::departures::PendingDeparture;
 use super::dilation::Dilation;
 use super::directory::{Landed, Place};
@@ -400,15 +400,23 @@ impl Shard {
         }
         let version = self.state.version_after(&event).unwrap_or(0);
         let (galaxy, id, now) = (&self.ctx.galaxy, self.id, self.now);
-        match self.log.append(event_kind(&event), |l| {
-            encode_event(l, galaxy, id, now, &event, version)
-        }) {
+        // An event about a player is encoded once, for its record and its player-log line.
+        let projected = event
+            .player()
+            .map(|name| (name, PlayerLine::encode(galaxy, id, now, &event, version)));
+        let appended = self.log.append(event_kind(&event), |l| match &projected {
+            Some((_, p)) => {
+                l.encoded(p.fields());
+            }
+            None => encode_event(l, galaxy, id, now, &event, version),
+        });
+        match appended {
             Ok(seq) => {
                 self.records_since_snapshot += 1;
-                let line = event.player().map(|name| Projected {
+                let line = projected.map(|(name, p)| Projected {
                     player: name.to_string(),
                     version,
-                    line: player_line(galaxy, id, now, &event, version, seq),
+                    line: p.finish(galaxy, id, seq),
                 });
                 let feed = feed.map(|kind| MeshEvent {
                     system: id.system,
