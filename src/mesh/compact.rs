@@ -138,39 +138,8 @@ fn compact_log(
 mod tests {
     use super::*;
     use crate::mesh::audit::audit;
-    use crate::mesh::{Mesh, MeshConfig};
-
-    fn config() -> MeshConfig {
-        let mut c = MeshConfig {
-            tick_hz: 200,
-            snapshot_every_records: 40,
-            checkpoint_every_ms: 20,
-            ..MeshConfig::default()
-        };
-        c.rules.ticks_per_ly = 1;
-        c.rules.starting_fuel = 1_000_000;
-        c.rules.fuel_capacity = 1_000_000;
-        c
-    }
-
-    async fn join(mesh: &Mesh, players: usize) {
-        for i in 0..players {
-            mesh.join(&format!("p {i}"), "k").await.unwrap();
-        }
-    }
-
-    async fn jump(mesh: &Mesh, players: usize, jumps: usize) {
-        for j in 0..jumps {
-            let name = format!("p {}", j % players);
-            let here = match mesh.locate(&name) {
-                Some(crate::mesh::directory::Location::In(s)) => s,
-                _ => mesh.wait_landing(&name).await.unwrap().system,
-            };
-            let to = mesh.galaxy().neighbours(here)[j % mesh.galaxy().neighbours(here).len()];
-            mesh.jump(&name, to).await.unwrap();
-            mesh.wait_landing(&name).await.unwrap();
-        }
-    }
+    use crate::mesh::test_support::{fast_config as config, join, jump};
+    use crate::mesh::Mesh;
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn compaction_archives_old_segments_and_changes_nothing() {

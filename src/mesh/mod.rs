@@ -28,6 +28,8 @@ pub mod projector;
 pub mod recovery;
 pub mod shard;
 pub mod stats;
+#[cfg(test)]
+mod test_support;
 pub mod trading;
 
 use std::collections::BTreeMap;
@@ -284,7 +286,14 @@ pub(crate) async fn open_instance(ctx: Arc<Context>, at: InstanceId) -> Result<(
         }
         map.insert(at, tx.clone());
     }
-    let shard = Shard::new(ctx.clone(), sys.state, sys.log, Vec::new(), tx);
+    let shard = Shard::new(
+        ctx.clone(),
+        sys.state,
+        sys.log,
+        sys.replayed,
+        Vec::new(),
+        tx,
+    );
     tokio::spawn(shard.run(rx));
     Ok(())
 }
@@ -384,7 +393,7 @@ impl Mesh {
         // Every queue is known before any shard runs: a primary may move players to one of
         // its instances at its first tick, and a committed move must find the instance's queue.
         for (sys, arriving, tx, rx) in ready {
-            let shard = Shard::new(ctx.clone(), sys.state, sys.log, arriving, tx);
+            let shard = Shard::new(ctx.clone(), sys.state, sys.log, sys.replayed, arriving, tx);
             tokio::spawn(shard.run(rx));
         }
         assert!(

@@ -851,4 +851,58 @@ mod tests {
             assert_eq!(after.trades, u64::from(taken));
         }
     }
+
+    /// A shard crashed before it wrote `snapshot_every_records` records still snapshots: the
+    /// records recovery replayed count towards its next snapshot. (They once did not, and a
+    /// mesh killed every few seconds replayed its whole history at every start.)
+    #[test]
+    fn a_shard_that_crashes_often_still_snapshots() {
+        use crate::mesh::test_support::{fast_config, join, jump};
+        use crate::mesh::{Mesh, MeshConfig};
+
+        let dir = tempfile::tempdir().unwrap();
+        let datadir = DataDir::at(dir.path());
+        let galaxy = Galaxy::default_galaxy();
+        let config = MeshConfig {
+            snapshot_every_records: 20,
+            ..fast_config()
+        };
+        let mut reports = Vec::new();
+        for round in 0..10 {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .unwrap();
+            let report = rt.block_on(async {
+                let (mesh, report) = Mesh::start(datadir.clone(), galaxy.clone(), config.clone())
+                    .await
+                    .unwrap();
+                if round == 0 {
+                    join(&mesh, 8).await;
+                }
+                // 6 jumps: 18 records, fewer than a snapshot's worth in any one system.
+                jump(&mesh, 8, 6).await;
+                report
+            });
+            // A crash: every task dropped where it stands, no clean stop, no last snapshot.
+            rt.shutdown_timeout(std::time::Duration::from_secs(5));
+            reports.push(report);
+        }
+        let loaded: Vec<usize> = reports.iter().map(|r| r.snapshots_loaded).collect();
+        let replayed: Vec<u64> = reports.iter().map(|r| r.records_replayed).collect();
+        let last = reports.last().unwrap();
+        assert_eq!(last.players, 8, "{last:?}");
+        assert!(
+            loaded.last() > loaded.get(1),
+            "no shard snapshotted between crashes: snapshots loaded {loaded:?}, records replayed {replayed:?}"
+        );
+        let most = *replayed.iter().max().unwrap();
+        assert!(
+            *replayed.last().unwrap() < most,
+            "replay only grows: {replayed:?}"
+        );
+        let audit = audit(&datadir, &galaxy);
+        assert!(audit.ok(), "{:?}", audit.problems);
+    }
 }

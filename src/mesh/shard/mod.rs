@@ -204,10 +204,13 @@ pub struct Shard {
 }
 
 impl Shard {
+    /// `replayed` is how many records recovery read after the last snapshot: they count
+    /// towards the next one, so that a shard restarted often still snapshots.
     pub fn new(
         ctx: Arc<Context>,
         state: SystemState,
         log: Log,
+        replayed: u64,
         landings: Vec<Jump>,
         self_tx: mpsc::Sender<Command>,
     ) -> Shard {
@@ -241,7 +244,7 @@ impl Shard {
             acks_task,
             departures,
             departures_task,
-            records_since_snapshot: 0,
+            records_since_snapshot: replayed,
             failed: None,
             economy_from: now,
             prices: PriceView::new(),
