@@ -23,8 +23,9 @@ use std::time::{Duration, Instant};
 
 use crate::store::datadir::{player_file_stem, DataDir};
 use crate::store::disk::{sync_parent_dir, AppendFile, RealFile};
+use crate::store::log::{read_and_scan, read_from, LogError};
 use crate::store::record::{Line, Record};
-use crate::store::scan::{ScanStart, BATCH_FIELD};
+use crate::store::scan::{scan, ScanOutcome, ScanStart, BATCH_FIELD};
 
 /// Player log files kept open between writes, at most (and at most a quarter of the
 /// descriptor limit, leaving room for sockets and the system logs). Reopening a player's file
@@ -334,9 +335,47 @@ pub fn catch_up(datadir: &DataDir, mut lines: Vec<Projected>) -> CatchUp {
     out
 }
 
+/// How much of the end of a player log recovery reads to find its last line and a torn tail.
+/// A torn tail is at most one round of the projector's lines for one player, far less.
+const PLAYER_LOG_TAIL: u64 = 64 * 1024;
+
+/// Scans the end of a player log: its last version and a torn tail, without reading the whole
+/// history (which grows forever, and recovery would read it all at every start). Reads the
+/// whole file when it is short, or when its end alone holds no valid line or a corruption (so
+/// that the message names the right line).
+fn scan_player_log_end(path: &Path) -> Result<ScanOutcome, LogError> {
+    let len = match std::fs::metadata(path) {
+        Ok(m) => m.len(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => 0,
+        Err(e) => {
+            return Err(LogError::Read {
+                path: path.display().to_string(),
+                error: e.to_string(),
+            })
+        }
+    };
+    if len > PLAYER_LOG_TAIL {
+        let from = len - PLAYER_LOG_TAIL;
+        let bytes = read_from(path, from)?;
+        // The window starts inside a line: the first whole line follows the first newline.
+        if let Some(nl) = memchr::memchr(b'\n', &bytes) {
+            let start = ScanStart {
+                offset: from + nl as u64 + 1,
+                line: 1, // unknown here, and unused: only the offsets and versions are
+                expect_seq: None,
+            };
+            if let Ok(end) = scan(&bytes[nl + 1..], start, |_| Ok(())) {
+                if end.last_seq.is_some() {
+                    return Ok(end);
+                }
+            }
+        }
+    }
+    read_and_scan(path, ScanStart::BEGINNING, |_| Ok(()))
+}
+
 fn catch_up_one(path: &Path, lines: &[Projected], out: &mut CatchUp) -> Result<(), String> {
-    let scanned = crate::store::log::read_and_scan(path, ScanStart::BEGINNING, |_| Ok(()))
-        .map_err(|e| e.to_string())?;
+    let scanned = scan_player_log_end(path).map_err(|e| e.to_string())?;
     let last = scanned.last_seq.unwrap_or(0);
     let missing: Vec<&Projected> = lines.iter().filter(|p| p.version > last).collect();
     if missing.is_empty() && scanned.torn.is_none() {
@@ -364,4 +403,84 @@ fn catch_up_one(path: &Path, lines: &[Projected], out: &mut CatchUp) -> Result<(
         sync_parent_dir(path).map_err(|e| e.to_string())?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::record::LineBuilder;
+
+    fn projected(version: u64) -> Projected {
+        let mut b = LineBuilder::new(version, "trade");
+        b.field("note", &"x".repeat(100))
+            .field("src", &format!("sol:{version}"));
+        Projected {
+            player: "Ann".into(),
+            version,
+            line: b.finish(),
+        }
+    }
+
+    fn versions(path: &Path) -> Vec<u64> {
+        let mut seen = Vec::new();
+        read_and_scan(path, ScanStart::BEGINNING, |r| {
+            seen.push(r.seq);
+            Ok(())
+        })
+        .unwrap();
+        seen
+    }
+
+    #[test]
+    fn catch_up_cuts_a_torn_tail_and_adds_what_is_missing_to_short_and_long_logs() {
+        // 3 lines fit the tail window; 2,000 lines (about 260 KB) do not.
+        for written in [3u64, 2_000] {
+            let dir = tempfile::tempdir().unwrap();
+            let datadir = DataDir::at(dir.path());
+            datadir.create().unwrap();
+            let path = datadir.player_log("Ann");
+            let mut bytes: String = (1..=written).map(|v| projected(v).line).collect();
+            assert_eq!(written > 3, bytes.len() as u64 > PLAYER_LOG_TAIL);
+            bytes.push_str(&projected(written + 1).line[..20]);
+            std::fs::write(&path, bytes).unwrap();
+            let end = scan_player_log_end(&path).unwrap();
+            assert_eq!(end.last_seq, Some(written));
+            assert_eq!(
+                written > 3,
+                end.records < written,
+                "a long log is read from its end"
+            );
+
+            // Recovery replayed records about Ann from before the end of her log to 3 past it.
+            let replayed = || (written.saturating_sub(2)..=written + 3).map(projected);
+            let caught = catch_up(&datadir, replayed().collect());
+            assert!(caught.problems.is_empty(), "{:?}", caught.problems);
+            assert_eq!((caught.lines_added, caught.torn_cut), (3, 1), "{written}");
+            assert_eq!(versions(&path), (1..=written + 3).collect::<Vec<_>>());
+
+            // A log that is whole is left as it is.
+            let before = std::fs::read(&path).unwrap();
+            let again = catch_up(&datadir, replayed().collect());
+            assert_eq!((again.lines_added, again.torn_cut), (0, 0));
+            assert_eq!(std::fs::read(&path).unwrap(), before);
+        }
+    }
+
+    #[test]
+    fn catch_up_reports_a_gap_it_cannot_fill() {
+        let dir = tempfile::tempdir().unwrap();
+        let datadir = DataDir::at(dir.path());
+        datadir.create().unwrap();
+        let path = datadir.player_log("Ann");
+        let bytes: String = (1..=1_000).map(|v| projected(v).line).collect();
+        std::fs::write(&path, bytes).unwrap();
+        let caught = catch_up(&datadir, (1_005..=1_006).map(projected).collect());
+        assert_eq!(caught.lines_added, 0);
+        assert!(
+            caught.problems[0].contains("up to version 1000")
+                && caught.problems[0].contains("at 1005"),
+            "{:?}",
+            caught.problems
+        );
+    }
 }
