@@ -580,6 +580,21 @@ mod tests {
         }
     }
 
+    /// A new transition log holding `jump`, durable: the jump is committed.
+    fn committed(datadir: &DataDir, galaxy: &Galaxy, jump: &Jump) -> Log {
+        let start = ScanStart {
+            offset: 0,
+            line: 1,
+            expect_seq: Some(1),
+        };
+        let (transitions, _) = Log::open(&datadir.transitions_log(), start, |_| Ok(())).unwrap();
+        let seq = transitions
+            .append("jump", |l| encode_jump(l, galaxy, jump))
+            .unwrap();
+        transitions.wait_durable(seq).unwrap();
+        transitions
+    }
+
     /// The logs a crash leaves with Ann in Sol #2, her purchase of ore in escrow, and the
     /// primary's market having taken it (`taken`) or not yet.
     fn crashed_with_an_open_escrow(datadir: &DataDir, galaxy: &Galaxy, taken: bool) -> u64 {
@@ -603,16 +618,7 @@ mod tests {
             player: d.player.clone(),
             tseq: 0,
         };
-        let start = ScanStart {
-            offset: 0,
-            line: 1,
-            expect_seq: Some(1),
-        };
-        let (transitions, _) = Log::open(&datadir.transitions_log(), start, |_| Ok(())).unwrap();
-        let seq = transitions
-            .append("jump", |l| encode_jump(l, galaxy, &jump))
-            .unwrap();
-        transitions.wait_durable(seq).unwrap();
+        let transitions = committed(datadir, galaxy, &jump);
         p.record(galaxy, 4, Event::DepartDone { xfer: 1 });
         let mut i = Writing::open(datadir, galaxy, two);
         i.record(galaxy, 1, i.state.decide_arrive(sol, 1, &d.player).unwrap());
@@ -672,16 +678,7 @@ mod tests {
             player: lost.departing[&1].player.clone(),
             tseq: 0,
         };
-        let start = ScanStart {
-            offset: 0,
-            line: 1,
-            expect_seq: Some(1),
-        };
-        let (transitions, _) = Log::open(&datadir.transitions_log(), start, |_| Ok(())).unwrap();
-        let seq = transitions
-            .append("jump", |l| encode_jump(l, galaxy, &jump))
-            .unwrap();
-        transitions.wait_durable(seq).unwrap();
+        let transitions = committed(datadir, galaxy, &jump);
         for log in [p.log, transitions] {
             log.close().unwrap();
         }
@@ -733,16 +730,7 @@ mod tests {
             player: p.state.departing[&1].player.clone(),
             tseq: 0,
         };
-        let start = ScanStart {
-            offset: 0,
-            line: 1,
-            expect_seq: Some(1),
-        };
-        let (transitions, _) = Log::open(&datadir.transitions_log(), start, |_| Ok(())).unwrap();
-        let seq = transitions
-            .append("jump", |l| encode_jump(l, &galaxy, &jump))
-            .unwrap();
-        transitions.wait_durable(seq).unwrap();
+        let transitions = committed(&datadir, &galaxy, &jump);
         for log in [p.log, transitions] {
             log.close().unwrap();
         }

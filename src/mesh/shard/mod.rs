@@ -802,7 +802,6 @@ enum Closing {
     FlushOnly,
 }
 
-/// One tick period at `tick_hz`, in microseconds: the budget a tick's work must fit in.
 /// When a jump handed over at tick `now` lands: `None` for at once, or the tick to queue it
 /// for. `queued` is the latest tick a jump of the same origin is queued for here.
 ///
@@ -821,6 +820,7 @@ fn landing_tick(now: u64, travel_ticks: u64, queued: Option<u64>) -> Option<u64>
     }
 }
 
+/// One tick period at `tick_hz`, in microseconds: the budget a tick's work must fit in.
 fn tick_budget_us(tick_hz: u32) -> u64 {
     1_000_000 / u64::from(tick_hz.max(1))
 }
