@@ -47,6 +47,10 @@ fn size() -> Size {
 struct Server {
     child: Child,
     url: String,
+    /// The last lines the server wrote to stderr (each is also echoed), for a failure message.
+    stderr: Arc<Mutex<Vec<String>>>,
+    /// Reads stderr until the process is gone.
+    stderr_reader: std::thread::JoinHandle<()>,
 }
 
 impl Server {
@@ -57,9 +61,24 @@ impl Server {
             .args(["--checkpoint-every-ms", "100", "--data"])
             .arg(data)
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(Stdio::piped())
             .spawn()
             .expect("start mltrader serve");
+        let stderr = Arc::new(Mutex::new(Vec::new()));
+        let errors = BufReader::new(child.stderr.take().expect("stderr")).lines();
+        let stderr_reader = std::thread::spawn({
+            let stderr = stderr.clone();
+            move || {
+                for line in errors.map_while(Result::ok) {
+                    eprintln!("{line}");
+                    let mut last = stderr.lock().unwrap();
+                    if last.len() == 20 {
+                        last.remove(0);
+                    }
+                    last.push(line);
+                }
+            }
+        });
         let stdout = child.stdout.take().expect("stdout");
         let mut lines = BufReader::new(stdout).lines();
         let mut url = None;
@@ -88,6 +107,8 @@ impl Server {
         Server {
             child,
             url: url.expect("server printed its address"),
+            stderr,
+            stderr_reader,
         }
     }
 
@@ -101,7 +122,12 @@ impl Server {
         // SAFETY: kill(2) on the server we spawned; it touches no memory.
         assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0, "SIGTERM");
         let status = self.child.wait().expect("reap");
-        assert!(status.success(), "graceful stop exits 0, got {status}");
+        self.stderr_reader.join().expect("stderr reader");
+        assert!(
+            status.success(),
+            "graceful stop exits 0, got {status}; the server's last lines on stderr:\n{}",
+            self.stderr.lock().unwrap().join("\n")
+        );
     }
 }
 

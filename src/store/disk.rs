@@ -63,8 +63,14 @@ pub fn sync_parent_dir(path: &Path) -> io::Result<()> {
 
 /// Writes `bytes` to `path` atomically: a temporary file, fsync, rename, fsync the directory.
 /// After a crash, `path` holds either its old content or all of `bytes`, never a mix.
+///
+/// Two threads may write the same path at once (a shard's periodic snapshot and the one it
+/// writes as it stops can be at the same record): each has a temporary file of its own, so
+/// neither truncates the other's nor finds it renamed away.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
-    let tmp = path.with_extension("tmp");
+    static NEXT_TMP: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = NEXT_TMP.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let tmp = path.with_extension(format!("{n}.tmp"));
     {
         let mut f = File::create(&tmp)?;
         f.write_all(bytes)?;

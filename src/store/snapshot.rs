@@ -88,16 +88,22 @@ pub fn encode(meta: &SnapshotMeta, body: impl FnOnce(&mut SnapshotWriter)) -> Ve
 /// Writes encoded snapshot bytes durably and prunes old snapshots of the same log.
 pub fn write(dir: &Path, meta: &SnapshotMeta, bytes: &[u8]) -> Result<PathBuf, SnapshotError> {
     let path = dir.join(file_name(&meta.name, meta.upto_seq));
-    let io = |error| SnapshotError::Io {
-        path: path.display().to_string(),
-        error,
+    let io = |at: &Path| {
+        let path = at.display().to_string();
+        move |error| SnapshotError::Io { path, error }
     };
-    std::fs::create_dir_all(dir).map_err(io)?;
-    write_atomic(&path, bytes).map_err(io)?;
-    let mut all = list(dir, &meta.name).map_err(io)?;
+    std::fs::create_dir_all(dir).map_err(io(dir))?;
+    write_atomic(&path, bytes).map_err(io(&path))?;
+    // Another writer of the same log (a periodic snapshot still being written as the shard
+    // stops) may prune at the same time: a file already gone is pruned. Only the oldest files
+    // go, so the newest snapshot always stays.
+    let mut all = list(dir, &meta.name).map_err(io(dir))?;
     while all.len() > SNAPSHOTS_KEPT {
         let (_, old) = all.remove(0);
-        std::fs::remove_file(&old).map_err(io)?;
+        match std::fs::remove_file(&old) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(io(&old)(e)),
+            _ => {}
+        }
     }
     Ok(path)
 }
@@ -231,6 +237,36 @@ mod tests {
         .unwrap();
         assert_eq!(m, meta(12));
         assert_eq!(names, vec!["p 0", "p 1", "p 2"]);
+    }
+
+    /// A shard's periodic snapshot can still be writing when it stops and writes its last one,
+    /// and the mesh's checkpoint task can race the checkpoint written at stop: both prune the
+    /// same old files, and may write the same sequence number. Neither may fail.
+    #[test]
+    fn concurrent_writers_of_one_log_never_fail() {
+        let dir = tempfile::tempdir().unwrap();
+        std::thread::scope(|s| {
+            for t in 0..4u64 {
+                let dir = dir.path();
+                s.spawn(move || {
+                    for i in 1..=200u64 {
+                        // Threads 2 and 3 write the same sequence numbers.
+                        let upto = i * 4 + t.min(2);
+                        let m = meta(upto);
+                        write(dir, &m, &encode(&m, body))
+                            .unwrap_or_else(|e| panic!("writer {t} at {upto}: {e}"));
+                    }
+                });
+            }
+        });
+        let all = list(dir.path(), "sol").unwrap();
+        assert_eq!(
+            all.iter().map(|(u, _)| *u).collect::<Vec<_>>(),
+            vec![801, 802]
+        );
+        for (_, path) in &all {
+            load(path, |_| Ok(())).unwrap();
+        }
     }
 
     #[test]
