@@ -118,6 +118,8 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
             )
         })?;
     let addr = listener.local_addr()?;
+    // Listen before telling anyone where we serve: a signal sent right after is not lost.
+    let signalled = shutdown_signal();
     println!(
         "serving {systems} systems from {} on http://{addr} (Ctrl-C to stop)",
         args.data.display()
@@ -132,7 +134,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         tokio::spawn(start_demo(url, args.bots as usize))
     });
     let stopped = async move {
-        shutdown_signal().await;
+        signalled.await;
         match demo {
             Some(task) if task.is_finished() => match task.await {
                 Ok(Ok(swarm)) => print!("{}", swarm.stop().await.human()),
@@ -179,8 +181,11 @@ async fn start_demo(url: String, bots: usize) -> anyhow::Result<crate::cli::swar
         .context("cannot start the demo swarm")
 }
 
-/// Resolves on Ctrl-C or SIGTERM.
-async fn shutdown_signal() {
-    crate::net::shutdown::stop_signal().await;
-    println!("stopping...");
+/// Resolves on Ctrl-C or SIGTERM, listened for from this call on.
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
+    let signalled = crate::net::shutdown::stop_signal();
+    async move {
+        signalled.await;
+        println!("stopping...");
+    }
 }

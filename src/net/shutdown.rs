@@ -38,36 +38,48 @@ impl Stopping {
         }
     }
 
-    /// Triggers on Ctrl-C or SIGTERM (the signals `mltrader serve` stops on). Must be called
-    /// inside a tokio runtime.
+    /// Triggers on Ctrl-C or SIGTERM (the signals `mltrader serve` stops on), from the moment
+    /// of this call on. Must be called inside a tokio runtime.
     pub fn on_signals(self: &std::sync::Arc<Stopping>) {
         let me = self.clone();
+        let signalled = stop_signal();
         tokio::spawn(async move {
-            stop_signal().await;
+            signalled.await;
             me.trigger();
         });
     }
 }
 
-/// Resolves on Ctrl-C or SIGTERM.
-pub async fn stop_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
+/// Listens for Ctrl-C and SIGTERM from the moment of this call, and resolves on the first.
+///
+/// The listeners are registered here, not when the answer is first polled: a signal that
+/// arrives in between would otherwise go to nobody, and `mltrader serve`, SIGTERMed right after
+/// it printed its address, ran on (it did, before this was so). Must be called inside a tokio
+/// runtime.
+pub fn stop_signal() -> impl std::future::Future<Output = ()> + Send + 'static {
     #[cfg(unix)]
-    let term = async {
-        use tokio::signal::unix::{signal, SignalKind};
-        match signal(SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
+    {
+        use tokio::signal::unix::{signal, Signal, SignalKind};
+        // A signal that cannot be listened to (the runtime refused) is not waited for.
+        async fn first(signal: Option<Signal>) {
+            match signal {
+                Some(mut s) => drop(s.recv().await),
+                None => std::future::pending().await,
             }
-            Err(_) => std::future::pending::<()>().await,
         }
-    };
+        let interrupt = first(signal(SignalKind::interrupt()).ok());
+        let terminate = first(signal(SignalKind::terminate()).ok());
+        async move {
+            tokio::select! {
+                () = interrupt => {},
+                () = terminate => {},
+            }
+        }
+    }
     #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        _ = ctrl_c => {},
-        _ = term => {},
+    {
+        async {
+            let _ = tokio::signal::ctrl_c().await;
+        }
     }
 }

@@ -122,15 +122,16 @@ pub fn run(args: SwarmArgs) -> anyhow::Result<ExitCode> {
         .context("cannot start the runtime")?;
     let summary = rt.block_on(async {
         let duration = args.duration.map(Duration::from_secs_f64);
+        let signalled = crate::net::shutdown::stop_signal();
         let stop = async move {
             match duration {
                 Some(d) => {
                     tokio::select! {
                         _ = tokio::time::sleep(d) => {}
-                        _ = crate::net::shutdown::stop_signal() => {}
+                        _ = signalled => {}
                     }
                 }
-                None => crate::net::shutdown::stop_signal().await,
+                None => signalled.await,
             }
         };
         run_swarm(config, stop).await
