@@ -10,6 +10,7 @@ pub mod jumps;
 pub mod many_files;
 pub mod mixed;
 pub mod postgres;
+pub mod rounds;
 pub mod storage;
 pub mod swarm;
 pub mod tick;

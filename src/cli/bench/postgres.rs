@@ -4,9 +4,9 @@
 //! trades per second in the mixed run.
 //!
 //! **What each side acknowledges** (the same durability):
-//! - mltrader acknowledges a jump once its `depart` record (in the origin system's log) and then
-//!   its `jump` record (in the transition log) are written and fdatasync'd: the jump's commit
-//!   point (docs/PROTOCOL.md). Measured by [`super::jumps::measure`], the code `bench jumps` runs.
+//! - mltrader acknowledges a jump once its `depart` record (in the origin system's log) and its
+//!   `jump` record (in the transition log) are both written and fdatasync'd, in parallel: the
+//!   jump's commit point (docs/PROTOCOL.md). Measured by [`super::jumps::measure`], the code `bench jumps` runs.
 //! - PostgreSQL acknowledges a jump when its `COMMIT` returns with `synchronous_commit=on` and
 //!   `fsync=on`: the commit's WAL record is flushed to disk (with fsync or fdatasync, per the
 //!   server's `wal_sync_method`). The benchmark reads these settings from the server, prints
@@ -32,9 +32,10 @@
 //! Fair to PostgreSQL: prepared statements on every connection; BEGIN, COMMIT and the
 //! statements that do not wait for an answer are pipelined (two round trips a jump, one a
 //! landing); no foreign keys; several connection counts are measured ([`DEFAULT_CLIENTS`]) and
-//! the best is the baseline. mltrader's trade API does not exist yet, so the ratio is of jumps
-//! only; trades are PostgreSQL's row alone. Both sides share this machine's cores with their
-//! clients. Prints figures; never asserts. By hand only: `scripts/bench-postgres.sh` installs
+//! the best is the baseline. The ratio is of jumps; the mixed run is compared by trades/s in a
+//! row of its own. The jumps comparison is repeated (`--rounds`, 3 at `--size large`) and the
+//! median of the rounds' ratios is the figure ([`super::rounds`]). Both sides share this
+//! machine's cores with their clients. Prints figures; never asserts. By hand only: `scripts/bench-postgres.sh` installs
 //! PostgreSQL, starts a throwaway cluster, runs this and removes the cluster.
 
 use std::collections::BTreeMap;
@@ -51,6 +52,7 @@ use tokio_postgres::types::ToSql;
 use tokio_postgres::{Client, NoTls, Statement};
 
 use super::jumps::PhaseFigures;
+use super::rounds::{medians, PgJumps, Round};
 use super::{int, load_average, percentile, scratch_dir, Size};
 use crate::sim::galaxy::{Galaxy, SystemId};
 use crate::sim::goods::{Good, GOOD_COUNT};
@@ -67,6 +69,10 @@ pub struct PostgresArgs {
     /// Run size: `small` measures 3 s a phase, `large` 10 s.
     #[arg(long, value_enum, default_value_t = Size::Small)]
     pub size: Size,
+    /// Rounds of the jumps comparison (mltrader, then PostgreSQL at every connection count);
+    /// the ratio is the median of the rounds' (default: 1 small, 3 large).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=MAX_ROUNDS))]
+    pub rounds: Option<u32>,
     /// Players jumping at once, on both sides (default: the largest --clients count).
     #[arg(long)]
     pub players: Option<usize>,
@@ -89,6 +95,9 @@ pub const DEFAULT_CLIENTS: [usize; 3] = [16, 64, 256];
 
 /// The most client connections one phase opens (each is a PostgreSQL backend process).
 const MAX_CLIENTS: usize = 1_000;
+
+/// The most rounds a run may have (a large round takes about a minute).
+const MAX_ROUNDS: i64 = 50;
 
 /// The most players a run may have (each is a row, a task on the mesh side).
 const MAX_PLAYERS: usize = 100_000;
@@ -151,10 +160,11 @@ pub fn run(args: PostgresArgs) -> anyhow::Result<ExitCode> {
              ({players}): a connection drives at least one player"
         );
     }
-    let seconds = match args.size {
-        Size::Small => 3.0,
-        Size::Large => 10.0,
+    let (seconds, rounds) = match args.size {
+        Size::Small => (3.0, 1),
+        Size::Large => (10.0, 3),
     };
+    let rounds = args.rounds.map_or(rounds, |r| r as usize);
     let config: tokio_postgres::Config = args
         .url
         .parse()
@@ -169,6 +179,7 @@ pub fn run(args: PostgresArgs) -> anyhow::Result<ExitCode> {
         players,
         connections: &args.clients,
         seconds,
+        rounds,
     };
     let result = rt.block_on(compare(&plan, &dir));
     let _ = std::fs::remove_dir_all(&dir);
@@ -196,6 +207,8 @@ struct Plan<'a> {
     connections: &'a [usize],
     /// How long each phase measures, after its warm-up.
     seconds: f64,
+    /// Rounds of the jumps comparison.
+    rounds: usize,
 }
 
 /// Everything one run measured.
@@ -212,19 +225,21 @@ struct Report {
     load_average_end: Option<f64>,
     /// Players jumping at once, on both sides.
     players: usize,
-    /// PostgreSQL, one row a connection count, in the order asked.
+    /// PostgreSQL, one row a connection count, in the order asked (the first round).
     postgres: Vec<PgRow>,
-    /// mltrader's embedded mesh, the same players jumping.
+    /// mltrader's embedded mesh, the same players jumping (the first round).
     mltrader: PhaseFigures,
     /// mltrader's embedded mesh, the same players jumping and trading.
     mltrader_jumps_and_trades: super::mixed::MixedFigures,
     /// mltrader / PostgreSQL's best, trades/s in the mixed run.
     trade_ratio: f64,
-    /// The connection count at which PostgreSQL made the most jumps/s: the baseline.
-    best_postgres_connections: usize,
+    /// Every round of the jumps comparison, the first one included.
+    rounds: Vec<Round>,
+    /// Over the rounds: the median of PostgreSQL's best jumps/s.
     postgres_jumps_per_s: f64,
+    /// Over the rounds: the median of mltrader's jumps/s.
     mltrader_jumps_per_s: f64,
-    /// mltrader / PostgreSQL's best, jumps/s, the same players.
+    /// The median of the rounds' ratios (mltrader / PostgreSQL's best, jumps/s, same players).
     ratio: f64,
     target_ratio: f64,
     target_met: bool,
@@ -274,7 +289,8 @@ enum Workload {
 }
 
 /// Measures mltrader's mesh, then PostgreSQL with every connection count, the same players;
-/// PostgreSQL's best count is the baseline.
+/// PostgreSQL's best count is the baseline. The mixed runs are in the first round only; the
+/// later rounds repeat the jumps.
 async fn compare(plan: &Plan<'_>, dir: &std::path::Path) -> anyhow::Result<Report> {
     let (players, seconds, url) = (plan.players, plan.seconds, plan.url);
     let load_average_start = load_average();
@@ -285,13 +301,7 @@ async fn compare(plan: &Plan<'_>, dir: &std::path::Path) -> anyhow::Result<Repor
     let most = plan.connections.iter().copied().max().unwrap_or(1);
     check_connections(&settings, most)?;
 
-    progress(&format!(
-        "mltrader: {players} players jumping for {seconds} s..."
-    ));
-    let mesh_dir = dir.join("mltrader");
-    let mut phases = super::jumps::measure(&mesh_dir, players, &[players], seconds).await?;
-    let _ = std::fs::remove_dir_all(&mesh_dir);
-    let mltrader = phases.pop().context("measure returned no phase")?;
+    let mltrader = mltrader_jumps(dir, players, seconds, 1, plan.rounds).await?;
     progress(&format!(
         "mltrader: {players} players jumping and trading for {seconds} s..."
     ));
@@ -326,17 +336,41 @@ async fn compare(plan: &Plan<'_>, dir: &std::path::Path) -> anyhow::Result<Repor
             jumps_and_trades,
         });
     }
+    let pg_jumps = |rows: &[PgRow]| {
+        rows.iter()
+            .map(|r| PgJumps {
+                connections: r.connections,
+                jumps_per_s: r.jumps.jumps_per_s,
+            })
+            .collect()
+    };
+    let mut rounds = vec![Round::new(mltrader.jumps_per_s, pg_jumps(&postgres))];
+    for round in 2..=plan.rounds {
+        let ml = mltrader_jumps(dir, players, seconds, round, plan.rounds).await?;
+        let mut pg = Vec::new();
+        for &connections in plan.connections {
+            let sessions = open_sessions(plan.config, url, connections, players, &galaxy).await?;
+            checkpoint(&admin).await;
+            progress(&format!(
+                "round {round}/{}: {players} players on {connections} connections jumping for \
+                 {seconds} s...",
+                plan.rounds
+            ));
+            let (_, jumps) = pg_phase(sessions, &galaxy, Workload::Jumps, seconds).await?;
+            pg.push(PgJumps {
+                connections,
+                jumps_per_s: jumps.jumps_per_s,
+            });
+        }
+        rounds.push(Round::new(ml.jumps_per_s, pg));
+    }
     verify(&admin, &galaxy).await?;
     admin
         .batch_execute(&format!("DROP SCHEMA IF EXISTS {SCHEMA} CASCADE"))
         .await
         .context("cannot drop the benchmark's schema")?;
 
-    let best = postgres
-        .iter()
-        .max_by(|a, b| a.jumps.jumps_per_s.total_cmp(&b.jumps.jumps_per_s))
-        .context("no connection count measured")?;
-    let ratio = mltrader.jumps_per_s / best.jumps.jumps_per_s.max(f64::MIN_POSITIVE);
+    let median = medians(&rounds);
     let best_trades = postgres
         .iter()
         .map(|r| r.jumps_and_trades.trades_per_s)
@@ -345,12 +379,12 @@ async fn compare(plan: &Plan<'_>, dir: &std::path::Path) -> anyhow::Result<Repor
     Ok(Report {
         mltrader_jumps_and_trades,
         trade_ratio,
-        best_postgres_connections: best.connections,
-        postgres_jumps_per_s: best.jumps.jumps_per_s,
-        mltrader_jumps_per_s: mltrader.jumps_per_s,
-        ratio,
+        rounds,
+        postgres_jumps_per_s: median.postgres_best_jumps_per_s,
+        mltrader_jumps_per_s: median.mltrader_jumps_per_s,
+        ratio: median.ratio,
         target_ratio: TARGET_RATIO,
-        target_met: ratio >= TARGET_RATIO,
+        target_met: median.ratio >= TARGET_RATIO,
         ratio_covers: RATIO_COVERS,
         mltrader_acknowledges: MLTRADER_ACKS,
         postgres_acknowledges: POSTGRES_ACKS,
@@ -364,6 +398,28 @@ async fn compare(plan: &Plan<'_>, dir: &std::path::Path) -> anyhow::Result<Repor
         postgres,
         mltrader,
     })
+}
+
+/// mltrader's jumps, `players` jumping for `seconds` on a new mesh in `dir` (removed after).
+async fn mltrader_jumps(
+    dir: &std::path::Path,
+    players: usize,
+    seconds: f64,
+    round: usize,
+    rounds: usize,
+) -> anyhow::Result<PhaseFigures> {
+    let of = if rounds > 1 {
+        format!("round {round}/{rounds}: ")
+    } else {
+        String::new()
+    };
+    progress(&format!(
+        "{of}mltrader: {players} players jumping for {seconds} s..."
+    ));
+    let mesh_dir = dir.join("mltrader");
+    let mut phases = super::jumps::measure(&mesh_dir, players, &[players], seconds).await?;
+    let _ = std::fs::remove_dir_all(&mesh_dir);
+    phases.pop().context("measure returned no phase")
 }
 
 fn print_table(r: &Report) {
@@ -451,9 +507,38 @@ fn print_table(r: &Report) {
     );
     println!();
     println!(
-        "  mltrader / PostgreSQL's best ({} connections), jumps/s: {:.1}x   target >= \
+        "  jumps, round by round (mltrader, then PostgreSQL at every connection count; the \
+         tables above are round 1)"
+    );
+    println!(
+        "  {:<8} {:>10}  {:>26}  {:>6}",
+        "round", "mltrader", "PostgreSQL's best (conn.)", "ratio"
+    );
+    for (i, round) in r.rounds.iter().enumerate() {
+        println!(
+            "  {:<8} {:>10}  {:>26}  {:>5.1}x",
+            i + 1,
+            int(round.mltrader_jumps_per_s),
+            format!(
+                "{} ({})",
+                int(round.best_postgres_jumps_per_s),
+                round.best_postgres_connections
+            ),
+            round.ratio,
+        );
+    }
+    println!(
+        "  {:<8} {:>10}  {:>26}  {:>5.1}x",
+        "median",
+        int(r.mltrader_jumps_per_s),
+        int(r.postgres_jumps_per_s),
+        r.ratio,
+    );
+    println!();
+    println!(
+        "  mltrader / PostgreSQL's best, jumps/s, median of {} round(s): {:.1}x   target >= \
          {TARGET_RATIO:.0}x: {}",
-        r.best_postgres_connections,
+        r.rounds.len(),
         r.ratio,
         if r.target_met { "met" } else { "NOT met" }
     );
