@@ -269,13 +269,7 @@ pub(super) async fn phase(
             Ok::<(), anyhow::Error>(())
         }));
     }
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    measuring.store(true, Ordering::Relaxed);
-    let started = Instant::now();
-    tokio::time::sleep(Duration::from_secs_f64(seconds)).await;
-    measuring.store(false, Ordering::Relaxed);
-    let elapsed = started.elapsed().as_secs_f64();
-    stop.store(true, Ordering::Relaxed);
+    let elapsed = super::measure_window(Duration::from_secs(1), seconds, &measuring, &stop).await;
     for t in tasks {
         t.await??;
     }

@@ -83,6 +83,26 @@ pub fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[rank.min(sorted.len() - 1)]
 }
 
+/// A phase's clock, for workers that count only while `measuring` is up and quit once `stop`
+/// is: lets them warm up for `warm_up`, measures for `seconds`, then stops them. Returns the
+/// seconds actually measured.
+pub async fn measure_window(
+    warm_up: std::time::Duration,
+    seconds: f64,
+    measuring: &std::sync::atomic::AtomicBool,
+    stop: &std::sync::atomic::AtomicBool,
+) -> f64 {
+    use std::sync::atomic::Ordering::Relaxed;
+    tokio::time::sleep(warm_up).await;
+    measuring.store(true, Relaxed);
+    let started = std::time::Instant::now();
+    tokio::time::sleep(std::time::Duration::from_secs_f64(seconds)).await;
+    measuring.store(false, Relaxed);
+    let elapsed = started.elapsed().as_secs_f64();
+    stop.store(true, Relaxed);
+    elapsed
+}
+
 /// The 1-minute load average (Linux), to tell a busy machine's figures apart.
 pub fn load_average() -> Option<f64> {
     std::fs::read_to_string("/proc/loadavg")

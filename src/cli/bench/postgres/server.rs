@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use anyhow::Context as _;
 use tokio_postgres::types::ToSql;
@@ -17,7 +17,7 @@ use super::{
     progress, PgFigures, Workload, MAX_BUY_UNITS, SCHEMA, STARTING_CREDITS, STARTING_FUEL, WARM_UP,
     WORKLOAD_SEED,
 };
-use crate::cli::bench::percentile;
+use crate::cli::bench::{measure_window, percentile};
 use crate::sim::galaxy::{Galaxy, SystemId};
 use crate::sim::goods::{Good, GOOD_COUNT};
 use crate::sim::market::{Market, Side};
@@ -463,13 +463,7 @@ pub(super) async fn pg_phase(
             Ok::<_, anyhow::Error>((session, tally))
         }));
     }
-    tokio::time::sleep(WARM_UP).await;
-    measuring.store(true, Ordering::Relaxed);
-    let started = Instant::now();
-    tokio::time::sleep(Duration::from_secs_f64(seconds)).await;
-    measuring.store(false, Ordering::Relaxed);
-    let elapsed = started.elapsed().as_secs_f64();
-    stop.store(true, Ordering::Relaxed);
+    let elapsed = measure_window(WARM_UP, seconds, &measuring, &stop).await;
     let mut sessions = Vec::with_capacity(connections);
     let mut all = Tally::default();
     for t in tasks {
