@@ -290,9 +290,9 @@ enum Workload {
     JumpsAndTrades,
 }
 
-/// Measures mltrader's mesh, then PostgreSQL with every connection count, the same players;
-/// PostgreSQL's best count is the baseline. The mixed runs are in the first round only; the
-/// later rounds repeat the jumps.
+/// Measures the jumps in rounds (each: mltrader's mesh, then PostgreSQL with every connection
+/// count, the same players; PostgreSQL's best count is the round's baseline), then the mixed
+/// run once on both sides.
 async fn compare(plan: &Plan<'_>, dir: &std::path::Path) -> anyhow::Result<Report> {
     let (players, seconds, url) = (plan.players, plan.seconds, plan.url);
     let load_average_start = load_average();
@@ -302,8 +302,43 @@ async fn compare(plan: &Plan<'_>, dir: &std::path::Path) -> anyhow::Result<Repor
     check_durable(&settings, url)?;
     let most = plan.connections.iter().copied().max().unwrap_or(1);
     check_connections(&settings, most)?;
+    let galaxy = Arc::new(Galaxy::default_galaxy());
+    progress(&format!(
+        "PostgreSQL {} at '{url}': creating schema {SCHEMA} with {players} players",
+        settings.get("server_version").map_or("?", String::as_str)
+    ));
+    create_schema(&admin, &galaxy, players).await?;
+    // Nothing of the schema's creation is left to flush while mltrader measures.
+    checkpoint(&admin).await;
 
-    let mltrader = mltrader_jumps(dir, players, seconds, 1, plan.rounds).await?;
+    let mut rounds = Vec::with_capacity(plan.rounds);
+    // Round 1's figures in full, for the tables.
+    let mut first: Option<(PhaseFigures, Vec<PgFigures>)> = None;
+    for round in 1..=plan.rounds {
+        let label = round_label(round, plan.rounds);
+        progress(&format!(
+            "{label}mltrader: {players} players jumping for {seconds} s..."
+        ));
+        let mesh_dir = dir.join("mltrader");
+        let mut phases = super::jumps::measure(&mesh_dir, players, &[players], seconds).await?;
+        let _ = std::fs::remove_dir_all(&mesh_dir);
+        let ml = phases.pop().context("measure returned no phase")?;
+        let mut pg = Vec::with_capacity(plan.connections.len());
+        for &connections in plan.connections {
+            pg.push(pg_measure(plan, &admin, &galaxy, connections, Workload::Jumps, &label).await?);
+        }
+        let pg_jumps = pg
+            .iter()
+            .map(|f| PgJumps {
+                connections: f.connections,
+                jumps_per_s: f.jumps_per_s,
+            })
+            .collect();
+        rounds.push(Round::new(ml.jumps_per_s, pg_jumps));
+        first.get_or_insert((ml, pg));
+    }
+    let (mltrader, pg_jumps) = first.context("no round measured")?;
+
     progress(&format!(
         "mltrader: {players} players jumping and trading for {seconds} s..."
     ));
@@ -311,60 +346,15 @@ async fn compare(plan: &Plan<'_>, dir: &std::path::Path) -> anyhow::Result<Repor
     let mltrader_jumps_and_trades =
         super::mixed::measure(&mixed_dir, players, seconds, WORKLOAD_SEED).await?;
     let _ = std::fs::remove_dir_all(&mixed_dir);
-
-    let galaxy = Arc::new(Galaxy::default_galaxy());
-    progress(&format!(
-        "PostgreSQL {} at '{url}': creating schema {SCHEMA} with {players} players",
-        settings.get("server_version").map_or("?", String::as_str)
-    ));
-    create_schema(&admin, &galaxy, players).await?;
-    let mut postgres = Vec::new();
-    for &connections in plan.connections {
-        let sessions = open_sessions(plan.config, url, connections, players, &galaxy).await?;
-        checkpoint(&admin).await;
-        progress(&format!(
-            "{players} players on {connections} connections jumping for {seconds} s..."
-        ));
-        let (sessions, jumps) = pg_phase(sessions, &galaxy, Workload::Jumps, seconds).await?;
-        checkpoint(&admin).await;
-        progress(&format!(
-            "{players} players on {connections} connections jumping and trading for {seconds} s..."
-        ));
-        let (_, jumps_and_trades) =
-            pg_phase(sessions, &galaxy, Workload::JumpsAndTrades, seconds).await?;
+    let mut postgres = Vec::with_capacity(plan.connections.len());
+    for (&connections, jumps) in plan.connections.iter().zip(pg_jumps) {
+        let workload = Workload::JumpsAndTrades;
+        let jumps_and_trades = pg_measure(plan, &admin, &galaxy, connections, workload, "").await?;
         postgres.push(PgRow {
             connections,
             jumps,
             jumps_and_trades,
         });
-    }
-    let pg_jumps = |rows: &[PgRow]| {
-        rows.iter()
-            .map(|r| PgJumps {
-                connections: r.connections,
-                jumps_per_s: r.jumps.jumps_per_s,
-            })
-            .collect()
-    };
-    let mut rounds = vec![Round::new(mltrader.jumps_per_s, pg_jumps(&postgres))];
-    for round in 2..=plan.rounds {
-        let ml = mltrader_jumps(dir, players, seconds, round, plan.rounds).await?;
-        let mut pg = Vec::new();
-        for &connections in plan.connections {
-            let sessions = open_sessions(plan.config, url, connections, players, &galaxy).await?;
-            checkpoint(&admin).await;
-            progress(&format!(
-                "round {round}/{}: {players} players on {connections} connections jumping for \
-                 {seconds} s...",
-                plan.rounds
-            ));
-            let (_, jumps) = pg_phase(sessions, &galaxy, Workload::Jumps, seconds).await?;
-            pg.push(PgJumps {
-                connections,
-                jumps_per_s: jumps.jumps_per_s,
-            });
-        }
-        rounds.push(Round::new(ml.jumps_per_s, pg));
     }
     verify(&admin, &galaxy).await?;
     admin
@@ -402,24 +392,34 @@ async fn compare(plan: &Plan<'_>, dir: &std::path::Path) -> anyhow::Result<Repor
     })
 }
 
-/// mltrader's jumps, `players` jumping for `seconds` on a new mesh in `dir` (removed after).
-async fn mltrader_jumps(
-    dir: &std::path::Path,
-    players: usize,
-    seconds: f64,
-    round: usize,
-    rounds: usize,
-) -> anyhow::Result<PhaseFigures> {
-    let of = if rounds > 1 {
+/// `round 2/3: ` before a phase's progress line, or nothing when there is one round.
+fn round_label(round: usize, rounds: usize) -> String {
+    if rounds > 1 {
         format!("round {round}/{rounds}: ")
     } else {
         String::new()
+    }
+}
+
+/// One PostgreSQL phase on `connections` new sessions (players where earlier phases left
+/// them), after a checkpoint, so that no earlier phase's pages are flushed during it.
+async fn pg_measure(
+    plan: &Plan<'_>,
+    admin: &tokio_postgres::Client,
+    galaxy: &Arc<Galaxy>,
+    connections: usize,
+    workload: Workload,
+    label: &str,
+) -> anyhow::Result<PgFigures> {
+    let sessions = open_sessions(plan.config, plan.url, connections, plan.players, galaxy).await?;
+    checkpoint(admin).await;
+    let doing = match workload {
+        Workload::Jumps => "jumping",
+        Workload::JumpsAndTrades => "jumping and trading",
     };
     progress(&format!(
-        "{of}mltrader: {players} players jumping for {seconds} s..."
+        "{label}{} players on {connections} connections {doing} for {} s...",
+        plan.players, plan.seconds
     ));
-    let mesh_dir = dir.join("mltrader");
-    let mut phases = super::jumps::measure(&mesh_dir, players, &[players], seconds).await?;
-    let _ = std::fs::remove_dir_all(&mesh_dir);
-    phases.pop().context("measure returned no phase")
+    pg_phase(sessions, galaxy, workload, plan.seconds).await
 }

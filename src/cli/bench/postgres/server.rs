@@ -413,31 +413,31 @@ struct Tally {
     trades_refused: u64,
 }
 
-/// Runs `workload` on every session for `seconds` after the warm-up; returns the sessions
-/// (for the next phase) and the figures.
+/// Runs `workload` on every session for `seconds` after the warm-up, then closes them.
 pub(super) async fn pg_phase(
     sessions: Vec<Session>,
     galaxy: &Arc<Galaxy>,
     workload: Workload,
     seconds: f64,
-) -> anyhow::Result<(Vec<Session>, PgFigures)> {
+) -> anyhow::Result<PgFigures> {
     let connections = sessions.len();
     let stop = Arc::new(AtomicBool::new(false));
     let measuring = Arc::new(AtomicBool::new(false));
     let mut tasks = Vec::with_capacity(connections);
-    for mut session in sessions {
+    for session in sessions {
         let (galaxy, stop, measuring) = (galaxy.clone(), stop.clone(), measuring.clone());
         tasks.push(tokio::spawn(async move {
             let mut tally = Tally::default();
             let Session {
-                client: c,
+                client,
                 sql,
-                pilots,
-                turn,
-            } = &mut session;
+                mut pilots,
+                mut turn,
+            } = session;
+            let (c, sql) = (&client, &sql);
             while !stop.load(Ordering::Relaxed) {
-                let next = (*turn + 1) % pilots.len();
-                let p = &mut pilots[std::mem::replace(turn, next)];
+                let next = (turn + 1) % pilots.len();
+                let p = &mut pilots[std::mem::replace(&mut turn, next)];
                 let to = pick_neighbour(&galaxy, p.here, &mut p.rng);
                 let started = Instant::now();
                 let transition = jump(c, sql, p, &galaxy, to).await?;
@@ -460,15 +460,13 @@ pub(super) async fn pg_phase(
                     }
                 }
             }
-            Ok::<_, anyhow::Error>((session, tally))
+            Ok::<_, anyhow::Error>(tally)
         }));
     }
     let elapsed = measure_window(WARM_UP, seconds, &measuring, &stop).await;
-    let mut sessions = Vec::with_capacity(connections);
     let mut all = Tally::default();
     for t in tasks {
-        let (session, tally) = t.await??;
-        sessions.push(session);
+        let tally = t.await??;
         all.jump_ms.extend(tally.jump_ms);
         all.trade_ms.extend(tally.trade_ms);
         all.landings += tally.landings;
@@ -490,7 +488,7 @@ pub(super) async fn pg_phase(
         trade_p99_ms: percentile(&all.trade_ms, 99.0),
         trades_refused: all.trades_refused,
     };
-    Ok((sessions, figures))
+    Ok(figures)
 }
 
 /// One parameter of a statement.
