@@ -1189,3 +1189,136 @@ async fn prices_of_a_system_not_heard_yet_are_404_not_heard() {
     })
     .await;
 }
+
+/// Every JSON body is read the same strict way (one extractor): a key given twice is 422
+/// `bad_field` like an unknown field (the last value does not silently win), `null` where the
+/// document allows no null is 422, an integer written `2.0` is the integer 2 (JSON Schema's
+/// reading), ceasing fire with no order standing records nothing, and a route from a system to
+/// itself is 0 light years (not `-0.0`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bodies_are_read_as_the_document_says_and_refusals_write_nothing() {
+    let server = Server::start(&[]);
+    let http = Http::new(server.url());
+    let ann = http.join("Ann").await;
+    let a = Some(ann.as_str());
+    settle(&http).await;
+    let before = settled_file_sizes(server.data_dir());
+
+    let twice: [(&str, Option<&str>, &str); 8] = [
+        (
+            "/v1/trade",
+            a,
+            r#"{"side":"buy","good":"ore","qty":1,"qty":2}"#,
+        ),
+        (
+            "/v1/trade",
+            a,
+            r#"{"side":"sell","good":"ore","qty":1,"side":"buy"}"#,
+        ),
+        ("/v1/refuel", a, r#"{"units":1,"units":2}"#),
+        ("/v1/travel", a, r#"{"to":"Vega","to":"Alpha Centauri"}"#),
+        ("/v1/attack", a, r#"{"target":null,"target":null}"#),
+        ("/v1/loot", a, r#"{"wreck":1,"wreck":1}"#),
+        ("/v1/join", None, r#"{"name":"Dup","name":"Dup2"}"#),
+        ("/v1/join", None, r#"{"name":"Dup","x":{"k":1,"k":2}}"#),
+    ];
+    for (path, token, body) in twice {
+        let answer = http
+            .post_raw(path, token, "application/json", body.as_bytes().to_vec())
+            .await;
+        refused(&answer, 422, "bad_field");
+        let message = answer.body["error"]["message"].as_str().unwrap_or("");
+        assert!(message.contains("given twice"), "{path} {body}: {answer:?}");
+    }
+    for (path, body) in [
+        ("/v1/refuel", json!({"units": null})),
+        (
+            "/v1/trade",
+            json!({"side": "buy", "good": "ore", "qty": 1, "limit_cr": null}),
+        ),
+        ("/v1/travel", json!({"to": "Vega", "from": null})),
+    ] {
+        refused(&http.post(path, a, body).await, 422, "bad_field");
+    }
+    // Cease fire with no order standing: answered, and nothing recorded.
+    let ceased = http.post("/v1/attack", a, json!({"target": null})).await;
+    assert_eq!(ceased.status, 200, "{ceased:?}");
+    assert_eq!(ceased.body["target"], Value::Null);
+    settle(&http).await;
+    assert_eq!(
+        settled_file_sizes(server.data_dir()),
+        before,
+        "a refused body or a cease-fire with no order wrote something"
+    );
+
+    let here = http.get("/v1/route?from=Sol&to=Sol", None).await;
+    assert_eq!(here.status, 200, "{here:?}");
+    let d = here.body["distance_ly"].as_f64().expect("a number");
+    assert!(d == 0.0 && d.is_sign_positive(), "{here:?}");
+
+    // An integer written with a zero fraction is that integer.
+    let bought = http
+        .post(
+            "/v1/trade",
+            a,
+            json!({"side": "buy", "good": "ore", "qty": 2.0, "limit_cr": 1000.0}),
+        )
+        .await;
+    assert_eq!(
+        (bought.status, &bought.body["qty"]),
+        (200, &json!(2)),
+        "{bought:?}"
+    );
+    refused(
+        &http
+            .post(
+                "/v1/trade",
+                a,
+                json!({"side": "buy", "good": "ore", "qty": 2.5}),
+            )
+            .await,
+        422,
+        "bad_field",
+    );
+}
+
+/// After a restart, a player whose jump is in flight still sees their state and when they
+/// land: recovery hands the committed jump, which holds the whole player, to the destination,
+/// and `GET /v1/me` asks it there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_restart_me_shows_a_player_in_flight_with_their_state_and_eta() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    // Sol to Alpha Centauri is 4.4 ly: at 1,000 ticks a light year and 10 Hz, 440 s in flight.
+    let slow = ["--ticks-per-ly", "1000", "--tick-hz", "10"];
+    let server = Server::start_with(Some(&data), &[], &slow);
+    let http = Http::new(server.url());
+    let ann = http.join("Ann").await;
+    let a = Some(ann.as_str());
+    let went = http
+        .post("/v1/travel", a, json!({"to": "Alpha Centauri"}))
+        .await;
+    assert_eq!(went.status, 200, "{went:?}");
+    let travel_ms = went.body["travel_ms"].as_u64().unwrap();
+    let before = http.get("/v1/me", a).await.body;
+    assert_eq!(before["player"], went.body["player"], "{before}");
+    assert!(before["jumping"]["eta_ms"].as_u64().is_some(), "{before}");
+    server.kill();
+
+    let server = Server::start_with(Some(&data), &[], &slow);
+    let http = Http::new(server.url());
+    let after = http.get("/v1/me", a).await;
+    assert_eq!(after.status, 200, "{after:?}");
+    let me = &after.body;
+    assert_eq!(me["system"], Value::Null, "{me}");
+    assert_eq!(me["jumping"]["to"], "Alpha Centauri", "{me}");
+    assert_eq!(me["jumping"]["xfer"], went.body["xfer"], "{me}");
+    assert_eq!(
+        me["player"], before["player"],
+        "the player as they travel, fuel and credits included"
+    );
+    let eta_ms = me["jumping"]["eta_ms"]
+        .as_u64()
+        .expect("an eta after the restart");
+    assert!(eta_ms > 0 && eta_ms <= travel_ms, "{eta_ms} of {travel_ms}");
+}

@@ -83,18 +83,20 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
 }
 
 async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
+    // Whatever can be refused is refused before the data directory is touched: a refused start
+    // leaves no LOCK, archive/ or galaxy.toml behind.
+    let instances = instance_policy(&args)?;
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| {
+            format!(
+                "cannot listen on {}; is another mltrader running? Use --listen with another port",
+                args.listen
+            )
+        })?;
     let datadir = DataDir::at(&args.data);
     let galaxy = galaxy_for(&datadir, args.galaxy.as_deref(), true)?;
     let _lock = datadir.lock_exclusive().map_err(anyhow::Error::msg)?;
-    let instances = InstancePolicy {
-        split_above_players: args.split_above,
-        merge_below_players: args.merge_below,
-        cooldown_ms: args.instance_cooldown_ms,
-        max_instances: args.max_instances,
-    };
-    instances
-        .check()
-        .map_err(|e| anyhow::anyhow!("bad instance settings: {e}"))?;
     let mut config = MeshConfig {
         tick_hz: args.tick_hz,
         snapshot_every_records: args.snapshot_every,
@@ -109,14 +111,6 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         .with_context(|| format!("cannot recover {}", args.data.display()))?;
     println!("{}", report.summary());
     let app = crate::net::router(mesh.clone()).await?;
-    let listener = tokio::net::TcpListener::bind(args.listen)
-        .await
-        .with_context(|| {
-            format!(
-                "cannot listen on {}; is another mltrader running? Use --listen with another port",
-                args.listen
-            )
-        })?;
     let addr = listener.local_addr()?;
     // Listen before telling anyone where we serve: a signal sent right after is not lost.
     let signalled = shutdown_signal();
@@ -153,6 +147,25 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let players: usize = statuses.iter().map(|s| s.population + s.departing).sum();
     println!("stopped cleanly: {players} players in systems, logs flushed, snapshots written");
     Ok(ExitCode::SUCCESS)
+}
+
+/// The instance settings of the command line, checked.
+fn instance_policy(args: &ServeArgs) -> anyhow::Result<InstancePolicy> {
+    let instances = InstancePolicy {
+        split_above_players: args.split_above,
+        merge_below_players: args.merge_below,
+        cooldown_ms: args.instance_cooldown_ms,
+        max_instances: args.max_instances,
+    };
+    instances.check().map_err(|e| {
+        anyhow::anyhow!(
+            "bad instance settings (--split-above {}, --merge-below {}, --max-instances {}): {e}",
+            args.split_above,
+            args.merge_below,
+            args.max_instances
+        )
+    })?;
+    Ok(instances)
 }
 
 /// Starts the demo swarm against the server at `url`, with a seed of its own each start (so

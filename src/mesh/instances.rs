@@ -91,10 +91,12 @@ impl InstancePolicy {
         }
         if self.merge_below_players >= self.fill() {
             return Err(format!(
-                "the merge threshold ({}) must be below half the split threshold ({}): a new \
-                 instance is filled to half, and must not merge back at once",
+                "the merge threshold ({} players) must be less than {}, half of the split \
+                 threshold of {} rounded down: a new instance starts with that many players and \
+                 must not merge back at once",
                 self.merge_below_players,
-                self.fill()
+                self.fill(),
+                self.split_above_players
             ));
         }
         Ok(())

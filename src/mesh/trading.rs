@@ -13,6 +13,7 @@ use super::economy::{unix_ms, EconomyView, HeardPrices};
 use super::shard::Command;
 use super::{Mesh, MeshError};
 use crate::sim::galaxy::SystemId;
+use crate::sim::instance::InstanceId;
 use crate::sim::market::Order;
 use crate::sim::player::Player;
 
@@ -78,6 +79,15 @@ pub struct Opponent {
     pub hull: u32,
 }
 
+/// A committed jump not landed yet, as its destination holds it.
+#[derive(Clone, Debug)]
+pub struct InFlight {
+    /// The player as they travel (as they left, fuel burnt).
+    pub player: Player,
+    /// Ticks of the destination until the landing is due.
+    pub ticks_left: u64,
+}
+
 /// A player in a system and the standing order they fire by (none when they are not fighting,
 /// and once their target is shot down or gone).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -125,6 +135,19 @@ impl Mesh {
             reply,
         })
         .await
+    }
+
+    /// Jump `xfer` of instance `from` as its destination `to` holds it: the player it carries
+    /// and the ticks until it lands. None once it landed, or in the instant between the jump's
+    /// commit and its handover to the destination.
+    pub async fn in_flight(
+        &self,
+        from: InstanceId,
+        xfer: u64,
+        to: InstanceId,
+    ) -> Result<Option<InFlight>, MeshError> {
+        self.ask_at(to, |reply| Command::Incoming { from, xfer, reply })
+            .await
     }
 
     /// The system a player is in (an error while in a jump).

@@ -9,8 +9,9 @@ use super::combat::BASIC_SHIP_HULL_POINTS;
 use super::goods::{Cargo, BASIC_SHIP_HOLD_UNITS};
 use super::rules::Rules;
 
-/// Longest player name, in bytes.
-pub const MAX_NAME_BYTES: usize = 48;
+/// Longest player name, in characters (Unicode scalar values, as JSON Schema's `maxLength`
+/// counts them, so that `openapi.json` states the same rule exactly).
+pub const MAX_NAME_CHARS: usize = 48;
 
 /// One player: pilot and ship. Cloned into a transfer record at departure; nothing of it is
 /// looked up in the system of departure afterwards.
@@ -90,7 +91,7 @@ fn cargo_as_map<S: serde::Serializer>(cargo: &Cargo, s: S) -> Result<S::Ok, S::E
 pub enum NameError {
     #[error("a player name cannot be empty")]
     Empty,
-    #[error("a player name is at most {MAX_NAME_BYTES} bytes")]
+    #[error("a player name is at most {MAX_NAME_CHARS} characters")]
     TooLong,
     #[error("a player name cannot contain control characters")]
     Control,
@@ -103,7 +104,7 @@ pub fn validate_name(name: &str) -> Result<(), NameError> {
     if name.is_empty() {
         return Err(NameError::Empty);
     }
-    if name.len() > MAX_NAME_BYTES {
+    if name.chars().count() > MAX_NAME_CHARS {
         return Err(NameError::TooLong);
     }
     if name.chars().any(char::is_control) {
@@ -127,5 +128,8 @@ mod tests {
         assert_eq!(validate_name(" x"), Err(NameError::Spaces));
         assert_eq!(validate_name("a\nb"), Err(NameError::Control));
         assert_eq!(validate_name(&"x".repeat(49)), Err(NameError::TooLong));
+        // Counted in characters (as JSON Schema's maxLength counts them), not bytes.
+        assert!(validate_name(&"é".repeat(48)).is_ok());
+        assert_eq!(validate_name(&"é".repeat(49)), Err(NameError::TooLong));
     }
 }

@@ -12,7 +12,7 @@ use super::{token, ClientOpts, Failure, Output};
 #[derive(Args, Debug)]
 #[command(after_help = super::EXIT_CODES_HELP)]
 pub struct JoinArgs {
-    /// Your player name (1 to 48 bytes; spaces inside are fine).
+    /// Your player name (1 to 48 characters; spaces inside are fine).
     pub name: String,
     /// Replace the token saved by an earlier join (that player's token is then lost, unless
     /// you copied it).

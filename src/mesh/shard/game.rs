@@ -176,6 +176,12 @@ impl Shard {
         let decided = self
             .state
             .decide_engage(&self.ctx.galaxy, &name, target.as_deref());
+        let ceases = matches!(decided, Ok(Event::Engage { target: None, .. }));
+        if ceases && !self.state.engaged.contains_key(&name) {
+            // Cease fire with no order standing: nothing changes, so nothing is recorded.
+            let _ = reply.send(Ok(self.state.players[&name].clone()));
+            return;
+        }
         let Some((rec, reply)) = self.record_or_answer(decided, reply) else {
             return;
         };

@@ -30,7 +30,7 @@ use super::events::{MeshEvent, MeshEventKind};
 use super::instances::{InstanceLoad, InstanceTable};
 use super::projector::Projected;
 use super::stats::TickTimes;
-use super::trading::{LootAck, MarketView, Ship, TradeAck, WreckView};
+use super::trading::{InFlight, LootAck, MarketView, Ship, TradeAck, WreckView};
 use super::{Context, JumpAck, MeshError, ShardStatus};
 use crate::sim::galaxy::Galaxy;
 use crate::sim::galaxy::SystemId;
@@ -94,6 +94,13 @@ pub enum Command {
     Look {
         name: String,
         reply: oneshot::Sender<Option<Player>>,
+    },
+    /// A committed jump on its way here: jump `xfer` of instance `from`, with the player it
+    /// carries and the ticks until its landing, if this shard holds it queued.
+    Incoming {
+        from: InstanceId,
+        xfer: u64,
+        reply: oneshot::Sender<Option<InFlight>>,
     },
     /// A player's state and the standing order they fire by, if they are here.
     Ship {
@@ -347,6 +354,9 @@ impl Shard {
             Command::Ship { name, reply } => {
                 let _ = reply.send(self.ship(&name));
             }
+            Command::Incoming { from, xfer, reply } => {
+                let _ = reply.send(self.in_flight(from, xfer));
+            }
             Command::Who { limit, reply } => {
                 let _ = reply.send(self.state.players.keys().take(limit).cloned().collect());
             }
@@ -581,6 +591,19 @@ impl Shard {
                 self.incoming.insert((at, jump.from, jump.xfer), jump);
             }
         }
+    }
+
+    /// Jump `xfer` of `from` if it is queued here to land: the player it carries and the
+    /// ticks until its landing tick (after a restart too: recovery queues every committed jump
+    /// that has not landed).
+    fn in_flight(&self, from: InstanceId, xfer: u64) -> Option<InFlight> {
+        self.incoming
+            .iter()
+            .find(|((_, f, x), _)| *f == from && *x == xfer)
+            .map(|(&(at, _, _), jump)| InFlight {
+                player: jump.player.clone(),
+                ticks_left: at.saturating_sub(self.now),
+            })
     }
 
     fn tick(&mut self) {

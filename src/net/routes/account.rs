@@ -11,7 +11,9 @@ use crate::mesh::directory::Place;
 use crate::mesh::trading::Opponent;
 use crate::net::auth::{key_of, new_token};
 use crate::net::error::ApiError;
-use crate::sim::player::validate_name;
+use crate::net::AppState;
+use crate::sim::instance::InstanceId;
+use crate::sim::player::{validate_name, Player};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -67,7 +69,7 @@ pub struct Me {
     /// Why the player is in another instance than the system itself, in words.
     notice: Option<String>,
     jumping: Option<JumpingView>,
-    /// The player's state (while in a jump: as they left, when this server committed the jump).
+    /// The player's state (while in a jump: as they travel, fuel burnt; after a restart too).
     player: Option<PlayerView>,
     /// The player's standing order to fire and the target's hull (null: not attacking; the
     /// order ends when the target is shot down or leaves, or the player is).
@@ -79,7 +81,8 @@ pub struct JumpingView {
     xfer: String,
     from: String,
     to: String,
-    /// Milliseconds until the landing is due, when this server committed the jump.
+    /// Milliseconds until the landing is due (null only in the instant between the jump's
+    /// commit and its handover to the destination).
     eta_ms: Option<u64>,
 }
 
@@ -113,14 +116,18 @@ pub async fn me(
             }
         }
         Place::Jumping { from, xfer, to } => {
+            let seen = jump_seen(&state, &name, (from, xfer, to)).await?;
             let xfer = xfer_text(g, from, xfer);
             let (from, to) = (from.system, to.system);
-            let flight = state.flights.get(&name, &xfer);
+            let (player, eta_ms) = match seen {
+                Some((player, eta_ms)) => (Some(player.into()), Some(eta_ms)),
+                None => (None, None),
+            };
             Me {
                 jumping: Some(JumpingView {
                     from: g.name(from).to_string(),
                     to: g.name(to).to_string(),
-                    eta_ms: flight.as_ref().map(|f| f.remaining_ms()),
+                    eta_ms,
                     xfer,
                 }),
                 name,
@@ -128,9 +135,31 @@ pub async fn me(
                 instance: None,
                 instance_name: None,
                 notice: None,
-                player: flight.map(|f| f.player.into()),
+                player,
                 attacking: None,
             }
         }
     }))
+}
+
+/// The player in jump `xfer` and the milliseconds until it lands: as this API committed it
+/// (its clock), or else as the destination holds it queued (after a restart, recovery hands
+/// every committed jump to its destination with the player it carries). None only in the
+/// instant between a jump's commit and its handover, or if it just landed.
+async fn jump_seen(
+    state: &AppState,
+    name: &str,
+    (from, xfer, to): (InstanceId, u64, InstanceId),
+) -> Result<Option<(Player, u64)>, ApiError> {
+    let g = state.mesh.galaxy();
+    if let Some(f) = state.flights.get(name, &xfer_text(g, from, xfer)) {
+        let eta_ms = f.remaining_ms();
+        return Ok(Some((f.player, eta_ms)));
+    }
+    let tick_hz = u64::from(state.mesh.config().tick_hz.max(1));
+    Ok(state
+        .mesh
+        .in_flight(from, xfer, to)
+        .await?
+        .map(|f| (f.player, f.ticks_left.saturating_mul(1000) / tick_hz)))
 }

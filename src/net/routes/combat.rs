@@ -15,7 +15,7 @@ use crate::mesh::trading::WreckView;
 use crate::net::error::ApiError;
 use crate::net::events::ApiEvent;
 use crate::net::AppState;
-use crate::sim::player::MAX_NAME_BYTES;
+use crate::sim::player::MAX_NAME_CHARS;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -53,10 +53,13 @@ pub async fn attack(
 
 async fn engage(state: &AppState, name: &str, req: AttackRequest) -> Result<Attacking, ApiError> {
     let target = req.target.flatten();
-    if target.as_ref().is_some_and(|t| t.len() > MAX_NAME_BYTES) {
+    if target
+        .as_ref()
+        .is_some_and(|t| t.chars().count() > MAX_NAME_CHARS)
+    {
         return Err(ApiError::bad_request(
             "bad_name",
-            format!("a player name is at most {MAX_NAME_BYTES} bytes; `mltrader scan` lists who is here"),
+            format!("a player name is at most {MAX_NAME_CHARS} characters; `mltrader scan` lists who is here"),
         ));
     }
     let _guard = state.actions.acquire(name).await?;

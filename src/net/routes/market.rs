@@ -93,7 +93,8 @@ pub struct TradeRequest {
     /// `bad_quantity`, not a type error).
     qty: u64,
     /// The worst average price per unit accepted: a buy pays at most `limit_cr * qty`, a sale
-    /// gets at least that.
+    /// gets at least that. Omitted: no limit (null is refused).
+    #[serde(default, deserialize_with = "super::non_null")]
     limit_cr: Option<u64>,
 }
 

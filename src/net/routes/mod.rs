@@ -11,6 +11,7 @@ mod history;
 mod map;
 mod market;
 mod refuel;
+mod strict;
 mod travel;
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -23,7 +24,7 @@ use axum::response::IntoResponse;
 use axum::routing::{get, post, MethodRouter};
 use axum::{Json, Router};
 use serde::de::DeserializeOwned;
-use serde::Serialize;
+use serde::{Deserialize, Deserializer, Serialize};
 
 use super::error::ApiError;
 use super::events::ApiEvent;
@@ -187,15 +188,17 @@ pub fn rate_limited(wait: std::time::Duration) -> ApiError {
 }
 
 /// A JSON body, checked: malformed JSON, wrong types, unknown fields (every request type
-/// denies them), missing content type and oversized bodies are [`ApiError`]s with a code.
-/// The body must be a JSON object (serde would otherwise take `["Ann"]` for `{"name": "Ann"}`).
+/// denies them), a key given twice ([`strict`]), missing content type and oversized bodies are
+/// [`ApiError`]s with a code. The body must be a JSON object (serde would otherwise take
+/// `["Ann"]` for `{"name": "Ann"}`). A number with a zero fraction (`15.0`) is an integer.
 pub struct Body<T>(pub T);
 
 impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Body<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Body<T>, ApiError> {
-        let Json(v) = Json::<serde_json::Value>::from_request(req, state).await?;
+        let Json(strict::StrictValue(v)) =
+            Json::<strict::StrictValue>::from_request(req, state).await?;
         let bad = |m: String| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "bad_field", m);
         if !v.is_object() {
             return Err(bad("the body must be a JSON object".into()));
@@ -204,6 +207,15 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Body<T> {
             .map(Body)
             .map_err(|e| bad(super::error::short(&format!("bad body: {e}"))))
     }
+}
+
+/// For an optional field of a request body: absent is `None`, a value is `Some`, and `null`
+/// is refused as a wrong type (422 `bad_field`), as `openapi.json` says (omit the field
+/// instead). Use with `#[serde(default, deserialize_with = "non_null")]`.
+pub fn non_null<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
+    d: D,
+) -> Result<Option<T>, D::Error> {
+    T::deserialize(d).map(Some)
 }
 
 /// A query string, checked like [`Body`].

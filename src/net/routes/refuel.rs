@@ -12,7 +12,8 @@ use crate::net::AppState;
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 pub struct RefuelRequest {
-    /// Units to buy (1 to the tank's size); default: fill the tank.
+    /// Units to buy (1 to the tank's size); omitted: fill the tank (null is refused).
+    #[serde(default, deserialize_with = "super::non_null")]
     units: Option<u32>,
 }
 

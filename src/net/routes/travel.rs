@@ -30,7 +30,8 @@ pub const PROGRESS_MAX_MS: u64 = 1000;
 #[serde(deny_unknown_fields)]
 pub struct TravelRequest {
     to: String,
-    /// When given, the player must be there ("you are in Vega, not Sol").
+    /// When given, the player must be there ("you are in Vega, not Sol"); null is refused.
+    #[serde(default, deserialize_with = "super::non_null")]
     from: Option<String>,
     /// Wait for the landing before answering.
     #[serde(default)]
@@ -265,7 +266,8 @@ pub async fn route(
         from: g.name(from).to_string(),
         to: g.name(to).to_string(),
         jumps: hops.len(),
-        distance_ly: hops.iter().map(|h| h.distance_ly).sum(),
+        // Folded from +0.0: an empty f64 `sum()` is -0.0, which JSON would show as `-0.0`.
+        distance_ly: hops.iter().fold(0.0, |total, h| total + h.distance_ly),
         fuel: hops.iter().map(|h| u64::from(h.fuel)).sum(),
         travel_ms: hops.iter().map(|h| h.travel_ms).sum(),
         hops,
