@@ -1190,20 +1190,27 @@ async fn prices_of_a_system_not_heard_yet_are_404_not_heard() {
     .await;
 }
 
-/// Every JSON body is read the same strict way (one extractor): a key given twice is 422
-/// `bad_field` like an unknown field (the last value does not silently win), `null` where the
-/// document allows no null is 422, an integer written `2.0` is the integer 2 (JSON Schema's
-/// reading), ceasing fire with no order standing records nothing, and a route from a system to
-/// itself is 0 light years (not `-0.0`).
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn bodies_are_read_as_the_document_says_and_refusals_write_nothing() {
+/// A fresh server with one player, Ann, and the sizes of its files once quiet.
+async fn one_player() -> (
+    Server,
+    Http,
+    String,
+    std::collections::BTreeMap<std::path::PathBuf, u64>,
+) {
     let server = Server::start(&[]);
     let http = Http::new(server.url());
     let ann = http.join("Ann").await;
-    let a = Some(ann.as_str());
     settle(&http).await;
     let before = settled_file_sizes(server.data_dir());
+    (server, http, ann, before)
+}
 
+/// Every JSON body is read by one extractor: a key given twice is 422 `bad_field` like an
+/// unknown field (the last value does not silently win), at any depth, and writes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_given_twice_in_any_body_is_422_and_writes_nothing() {
+    let (server, http, ann, before) = one_player().await;
+    let a = Some(ann.as_str());
     let twice: [(&str, Option<&str>, &str); 8] = [
         (
             "/v1/trade",
@@ -1230,6 +1237,15 @@ async fn bodies_are_read_as_the_document_says_and_refusals_write_nothing() {
         let message = answer.body["error"]["message"].as_str().unwrap_or("");
         assert!(message.contains("given twice"), "{path} {body}: {answer:?}");
     }
+    settle(&http).await;
+    assert_eq!(settled_file_sizes(server.data_dir()), before);
+}
+
+/// `null` where the document allows none is 422 `bad_field` (omit the field instead).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn null_in_an_optional_field_is_422_and_writes_nothing() {
+    let (server, http, ann, before) = one_player().await;
+    let a = Some(ann.as_str());
     for (path, body) in [
         ("/v1/refuel", json!({"units": null})),
         (
@@ -1240,23 +1256,44 @@ async fn bodies_are_read_as_the_document_says_and_refusals_write_nothing() {
     ] {
         refused(&http.post(path, a, body).await, 422, "bad_field");
     }
-    // Cease fire with no order standing: answered, and nothing recorded.
-    let ceased = http.post("/v1/attack", a, json!({"target": null})).await;
+    settle(&http).await;
+    assert_eq!(settled_file_sizes(server.data_dir()), before);
+}
+
+/// Ceasing fire with no order standing is answered and records nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ceasing_fire_with_no_order_standing_records_nothing() {
+    let (server, http, ann, before) = one_player().await;
+    let ceased = http
+        .post("/v1/attack", Some(&ann), json!({"target": null}))
+        .await;
     assert_eq!(ceased.status, 200, "{ceased:?}");
     assert_eq!(ceased.body["target"], Value::Null);
     settle(&http).await;
     assert_eq!(
         settled_file_sizes(server.data_dir()),
         before,
-        "a refused body or a cease-fire with no order wrote something"
+        "a cease-fire with no order wrote a record"
     );
+}
 
+/// A route from a system to itself is 0 light years, not `-0.0`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_route_to_the_same_system_is_zero_light_years() {
+    let server = Server::start(&[]);
+    let http = Http::new(server.url());
     let here = http.get("/v1/route?from=Sol&to=Sol", None).await;
     assert_eq!(here.status, 200, "{here:?}");
     let d = here.body["distance_ly"].as_f64().expect("a number");
     assert!(d == 0.0 && d.is_sign_positive(), "{here:?}");
+}
 
-    // An integer written with a zero fraction is that integer.
+/// An integer written with a zero fraction (`2.0`, an integer to JSON Schema) is that integer;
+/// a fraction is still a type error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_integer_written_with_a_zero_fraction_is_that_integer() {
+    let (_server, http, ann, _) = one_player().await;
+    let a = Some(ann.as_str());
     let bought = http
         .post(
             "/v1/trade",
