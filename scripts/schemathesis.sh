@@ -74,11 +74,16 @@ status=0
     --request-timeout 10 \
     --workers 2 \
     --no-color \
-    "$@" || status=$?
+    "$@" 2>&1 | tee "$WORK/schemathesis.log" || status=$?
 
 if ! kill -0 "$SERVER_PID" 2>/dev/null; then
     echo "the server died during the run:" >&2
     tail -n 50 "$WORK/server.log" >&2
     exit 1
+fi
+# One closing line with the count, for whoever reads CI's output.
+cases=$(sed -n 's/^ *\([0-9][0-9]*\) generated.*/\1/p' "$WORK/schemathesis.log" | tail -n 1)
+if [ "$status" -eq 0 ] && [ -n "$cases" ]; then
+    echo "schemathesis: $cases passed, 0 failed"
 fi
 exit "$status"

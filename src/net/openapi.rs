@@ -31,7 +31,7 @@ pub fn operations(doc: &serde_json::Value) -> Vec<(String, String)> {
 mod tests {
     use super::*;
     use crate::net::error::CODES;
-    use crate::net::routes::ROUTES;
+    use crate::net::routes::{MAX_BODY_INTEGER, ROUTES};
     use crate::sim::goods::Good;
     use crate::sim::market::MAX_TRADE_UNITS;
     use crate::sim::player::{validate_name, MAX_NAME_CHARS};
@@ -183,6 +183,14 @@ mod tests {
         );
         let qty = &schema(&doc, "TradeRequest")["properties"]["qty"];
         assert_eq!(qty["maximum"].as_u64(), Some(u64::from(MAX_TRADE_UNITS)));
+        for (request, field) in [("TradeRequest", "limit_cr"), ("LootRequest", "wreck")] {
+            let f = &schema(&doc, request)["properties"][field];
+            assert_eq!(
+                f["maximum"].as_u64(),
+                Some(MAX_BODY_INTEGER),
+                "{request}.{field}"
+            );
+        }
     }
 
     #[test]

@@ -93,6 +93,7 @@ pub async fn wrecks(
 #[serde(deny_unknown_fields)]
 pub struct LootRequest {
     /// A wreck's `id`, from `GET /v1/wrecks`.
+    #[serde(deserialize_with = "super::body_integer")]
     wreck: u64,
 }
 

@@ -94,7 +94,7 @@ pub struct TradeRequest {
     qty: u64,
     /// The worst average price per unit accepted: a buy pays at most `limit_cr * qty`, a sale
     /// gets at least that. Omitted: no limit (null is refused).
-    #[serde(default, deserialize_with = "super::non_null")]
+    #[serde(default, deserialize_with = "super::non_null_body_integer")]
     limit_cr: Option<u64>,
 }
 

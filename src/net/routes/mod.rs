@@ -218,6 +218,27 @@ pub fn non_null<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
     T::deserialize(d).map(Some)
 }
 
+/// The largest integer a request body may give (2^53): every integer up to it reads the same
+/// as JSON text and as a double, so clients in every language mean the same number, and an
+/// integer written with a zero fraction ([`strict`]) is exact. `openapi.json` says `maximum`.
+pub const MAX_BODY_INTEGER: u64 = 1 << 53;
+
+/// An integer field of a body, at most [`MAX_BODY_INTEGER`] (more is 422 `bad_field`).
+pub fn body_integer<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+    let n = u64::deserialize(d)?;
+    if n > MAX_BODY_INTEGER {
+        return Err(serde::de::Error::custom(format!(
+            "{n} is larger than {MAX_BODY_INTEGER}, the largest integer a body may give"
+        )));
+    }
+    Ok(n)
+}
+
+/// An optional integer field: [`non_null`] and [`body_integer`].
+pub fn non_null_body_integer<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+    body_integer(d).map(Some)
+}
+
 /// A query string, checked like [`Body`].
 pub struct Params<T>(pub T);
 
