@@ -71,6 +71,7 @@ status=0
     --header "Authorization: Bearer $TOKEN" \
     --max-examples "$MAX_EXAMPLES" \
     --seed "$SEED" \
+    --generation-database none \
     --request-timeout 10 \
     --workers 2 \
     --no-color \

@@ -1317,6 +1317,18 @@ async fn an_integer_written_with_a_zero_fraction_is_that_integer() {
         422,
         "bad_field",
     );
+    // Integers are at most 2^53 (the document's `maximum`): above, a double would not hold
+    // the number written.
+    let over = 9_007_199_254_740_993_u64;
+    for (path, body) in [
+        ("/v1/loot", json!({"wreck": over})),
+        (
+            "/v1/trade",
+            json!({"side": "buy", "good": "ore", "qty": 1, "limit_cr": over}),
+        ),
+    ] {
+        refused(&http.post(path, a, body).await, 422, "bad_field");
+    }
 }
 
 /// After a restart, a player whose jump is in flight still sees their state and when they
