@@ -1002,4 +1002,6 @@ fn track_event(
 }
 
 #[cfg(test)]
+mod forge;
+#[cfg(test)]
 mod tests;
