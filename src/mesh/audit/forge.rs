@@ -6,11 +6,13 @@
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
-use crate::mesh::directory::Location;
+use crate::mesh::directory::{Location, Place};
+use crate::mesh::instances::InstancePolicy;
 use crate::mesh::test_support::fast_config;
 use crate::mesh::Mesh;
 use crate::sim::galaxy::{Galaxy, SystemId};
 use crate::sim::goods::Good;
+use crate::sim::instance::InstanceId;
 use crate::sim::market::{Order, Side};
 use crate::store::datadir::DataDir;
 use crate::store::record::{parse_line, Line, BATCH_FIELD};
@@ -133,6 +135,83 @@ pub fn find(recs: &[Rec], pick: impl Fn(&Rec) -> bool) -> usize {
     let found: Vec<usize> = (0..recs.len()).filter(|&i| pick(&recs[i])).collect();
     assert_eq!(found.len(), 1, "expected one such record, found {found:?}");
     found[0]
+}
+
+/// A sound directory where the home system split: `p 0` .. `p 7` join home, which opens
+/// instances; the first player in an instance buys one unit there (an escrow the primary's
+/// market takes, then settled).
+pub fn crowded_copy() -> (Copy, InstanceId, String) {
+    static CROWDED: OnceLock<(Sound, InstanceId, String)> = OnceLock::new();
+    let (sound, at, trader) =
+        CROWDED.get_or_init(|| std::thread::spawn(write_crowded).join().unwrap());
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("data");
+    copy_dir(&sound.dir, &root);
+    let copy = Copy {
+        _dir: dir,
+        datadir: DataDir::at(root),
+        galaxy: Galaxy::default_galaxy(),
+        home: sound.home,
+        away: sound.away,
+    };
+    (copy, *at, trader.clone())
+}
+
+fn write_crowded() -> (Sound, InstanceId, String) {
+    let dir = tempfile::tempdir().unwrap().keep();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let datadir = DataDir::at(&dir);
+        let mut config = fast_config();
+        config.snapshot_every_records = 1_000_000;
+        config.instances = InstancePolicy {
+            split_above_players: 2,
+            merge_below_players: 0,
+            cooldown_ms: 0,
+            max_instances: 4,
+        };
+        let (mesh, _) = Mesh::start(datadir, Galaxy::default_galaxy(), config)
+            .await
+            .unwrap();
+        let names: Vec<String> = (0..8).map(|i| format!("p {i}")).collect();
+        for name in &names {
+            mesh.join(name, "k").await.unwrap();
+        }
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        let (trader, at) = loop {
+            let found = names.iter().find_map(|n| match mesh.place(n) {
+                Some(Place::In(at)) if !at.is_primary() => Some((n.clone(), at)),
+                _ => None,
+            });
+            if let Some(found) = found {
+                break found;
+            }
+            assert!(std::time::Instant::now() < deadline, "no instance opened");
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        };
+        let mut bought = false;
+        for good in Good::ALL {
+            let order = Order {
+                side: Side::Buy,
+                good,
+                qty: 1,
+                price_limit_cr: None,
+            };
+            if mesh.trade(&trader, order).await.is_ok() {
+                bought = true;
+                break;
+            }
+        }
+        assert!(bought, "{trader} could buy nothing in {at:?}");
+        mesh.stop().await.unwrap();
+        let home = at.system;
+        let away = mesh.galaxy().neighbours(home)[0];
+        (Sound { dir, home, away }, at, trader)
+    })
 }
 
 /// The sound directory and what happened in it.

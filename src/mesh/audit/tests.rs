@@ -51,7 +51,7 @@ async fn replaying_the_logs_gives_the_live_state_hashes() {
 }
 
 use super::forge::{
-    edit_log, find, last_tick, read_recs, remove, sound_copy, write_recs, Copy, Rec,
+    crowded_copy, edit_log, find, last_tick, read_recs, remove, sound_copy, write_recs, Copy, Rec,
 };
 
 /// Audits `c` and asserts that it fails with a problem containing each of `expected`.
@@ -592,4 +592,137 @@ fn an_instance_log_never_opened_is_a_problem() {
         )],
     );
     assert_eq!(r.problems.len(), 1, "{:#?}", r.problems);
+}
+
+#[test]
+fn the_crowded_directory_has_no_problem() {
+    let (c, at, _) = crowded_copy();
+    let r = audit(&c.datadir, &c.galaxy);
+    assert!(r.ok(), "{:#?}", r.problems);
+    assert!(r.instances >= 1, "{at:?}");
+    assert!(r.trades >= 1);
+}
+
+/// The instance `at`'s log.
+fn instance_log(c: &Copy, at: crate::sim::instance::InstanceId) -> std::path::PathBuf {
+    c.datadir.system_log(&at.slug(&c.galaxy))
+}
+
+#[test]
+fn a_retired_instance_holding_players_is_a_problem() {
+    let (c, at, _) = crowded_copy();
+    let slug = at.slug(&c.galaxy);
+    edit_log(&c.system_log(c.home), |recs| {
+        let t = last_tick(recs);
+        recs.push(Rec {
+            seq: 0,
+            kind: "retire".into(),
+            fields: vec![("t".into(), t), ("instance".into(), slug.clone())],
+        });
+    });
+    assert_problems(&c, &[&format!("{slug} is retired but holds")]);
+}
+
+/// The escrow `trader` opened in `at`: its id text.
+fn escrow_of(c: &Copy, at: crate::sim::instance::InstanceId, trader: &str) -> String {
+    let recs = read_recs(&instance_log(c, at));
+    let i = find(&recs, |r| r.is("trade.escrow", "player", trader));
+    recs[i].get("escrow").unwrap().to_string()
+}
+
+#[test]
+fn a_settlement_at_another_price_is_a_problem() {
+    let (c, at, trader) = crowded_copy();
+    let escrow = escrow_of(&c, at, &trader);
+    let mut total = 0;
+    edit_log(&instance_log(&c, at), |recs| {
+        let i = find(recs, |r| r.is("trade.settle", "escrow", &escrow));
+        total = recs[i].get("total").unwrap().parse::<u64>().unwrap();
+        recs[i].set("total", &(total + 1).to_string());
+    });
+    assert_problems(
+        &c,
+        &[&format!(
+            "escrow {escrow} settles at {} cr but the market took it at {total}",
+            total + 1
+        )],
+    );
+}
+
+#[test]
+fn a_settlement_the_market_never_took_is_a_problem() {
+    let (c, at, trader) = crowded_copy();
+    let escrow = escrow_of(&c, at, &trader);
+    edit_log(&c.system_log(c.home), |recs| {
+        let i = find(recs, |r| r.is("trade.remote", "escrow", &escrow));
+        remove(recs, i);
+        if let Some(i) = recs
+            .iter()
+            .position(|r| r.is("trade.done", "escrow", &escrow))
+        {
+            remove(recs, i);
+        }
+    });
+    assert_problems(
+        &c,
+        &[&format!(
+            "escrow {escrow} settles but the primary's market never took it"
+        )],
+    );
+}
+
+#[test]
+fn a_trade_the_market_took_twice_is_a_problem() {
+    let (c, at, trader) = crowded_copy();
+    let escrow = escrow_of(&c, at, &trader);
+    edit_log(&c.system_log(c.home), |recs| {
+        let i = find(recs, |r| r.is("trade.remote", "escrow", &escrow));
+        let again = recs[i].unbatched();
+        recs.insert(i + 1, again);
+    });
+    assert_problems(&c, &[&format!("escrow {escrow} traded twice")]);
+}
+
+#[test]
+fn a_refund_of_a_trade_the_market_took_is_a_problem() {
+    let (c, at, trader) = crowded_copy();
+    let escrow = escrow_of(&c, at, &trader);
+    edit_log(&instance_log(&c, at), |recs| {
+        let i = find(recs, |r| r.is("trade.settle", "escrow", &escrow));
+        recs[i].kind = "trade.refund".into();
+        recs[i].fields.retain(|(k, _)| k != "total");
+    });
+    assert_problems(
+        &c,
+        &[&format!(
+            "escrow {escrow} is refunded but the primary's market took it"
+        )],
+    );
+}
+
+#[test]
+fn an_open_escrow_whose_primary_forgot_the_trade_is_a_problem() {
+    let (c, at, trader) = crowded_copy();
+    let escrow = escrow_of(&c, at, &trader);
+    // The instance never settles, yet the primary marked the trade done (forgot it).
+    edit_log(&instance_log(&c, at), |recs| {
+        let i = find(recs, |r| r.is("trade.settle", "escrow", &escrow));
+        remove(recs, i);
+    });
+    edit_log(&c.system_log(c.home), |recs| {
+        if !recs.iter().any(|r| r.is("trade.done", "escrow", &escrow)) {
+            let t = last_tick(recs);
+            recs.push(Rec {
+                seq: 0,
+                kind: "trade.done".into(),
+                fields: vec![("t".into(), t), ("escrow".into(), escrow.clone())],
+            });
+        }
+    });
+    assert_problems(
+        &c,
+        &[&format!(
+            "escrow {escrow} is open but its primary forgot the trade"
+        )],
+    );
 }
