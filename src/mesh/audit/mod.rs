@@ -489,8 +489,9 @@ struct Layout {
 }
 
 /// Every start creates `transitions.log`, each system's log and `players/` (recovery opens
-/// each log, which creates it): one missing is a problem. A directory with none of the logs
-/// never saw a server start: a note, and nothing to prove.
+/// each log, which creates it) before it writes any record: one missing is a problem. A
+/// directory whose logs hold no record at all (none there, or a first start stopped while it
+/// created them) has nothing to prove: a note.
 fn check_layout(datadir: &DataDir, galaxy: &Galaxy, r: &mut AuditReport) -> Layout {
     let held = |active: &Path, archive: &Path, name: &str| {
         active.exists() || !archived_segments(archive, name).is_empty()
@@ -504,10 +505,19 @@ fn check_layout(datadir: &DataDir, galaxy: &Galaxy, r: &mut AuditReport) -> Layo
         .map(|slug| datadir.system_log(slug))
         .collect();
     let players_dir = datadir.players_dir().is_dir();
-    if !transitions && missing_systems.len() == galaxy.len() {
+    let holds_records = |path: PathBuf| std::fs::metadata(path).is_ok_and(|m| m.len() > 0);
+    let archive_empty = std::fs::read_dir(datadir.archive_dir())
+        .map_or(true, |mut entries| entries.next().is_none());
+    let no_record = archive_empty
+        && archived_segments(&datadir.archive_root(), "transitions").is_empty()
+        && !holds_records(tlog.clone())
+        && galaxy
+            .ids()
+            .all(|id| !holds_records(datadir.system_log(galaxy.slug(id))));
+    if no_record {
         r.notes.push(format!(
-            "{}: no log at all: no server has started on this directory, so there is nothing \
-             to prove",
+            "{}: no record in any log: no server has written here, so there is nothing to \
+             prove",
             datadir.root().display()
         ));
         return Layout { players_dir };

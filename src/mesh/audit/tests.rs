@@ -420,7 +420,11 @@ fn a_directory_no_server_started_in_is_a_note() {
     let datadir = DataDir::at(dir.path());
     let r = audit(&datadir, &Galaxy::default_galaxy());
     assert!(r.ok(), "{:#?}", r.problems);
-    assert!(r.notes[0].contains("no log at all"), "{:#?}", r.notes);
+    assert!(
+        r.notes[0].contains("no record in any log"),
+        "{:#?}",
+        r.notes
+    );
 }
 
 #[test]
