@@ -537,6 +537,18 @@ mod tests {
         let r = check_acks(&datadir, &galaxy, &path).unwrap();
         assert_eq!(r.problems.len(), 4, "{:#?}", r.problems);
         assert_eq!(r.confirmed, 2);
+
+        // A line that is not an ack (not the torn last one), and a travel without its xfer.
+        let mut no_xfer = acks.clone();
+        no_xfer[1].xfer = None;
+        let path = write_acks(dir.path(), &no_xfer, "{\"player\":1}\n");
+        let r2 = check_acks(&datadir, &galaxy, &path).unwrap();
+        assert_eq!(r2.problems.len(), 2, "{:#?}", r2.problems);
+        assert!(r2.problems.iter().any(|p| p.contains("line 4: not an ack")));
+        assert!(r2
+            .problems
+            .iter()
+            .any(|p| p.contains("the ack has no xfer")));
         assert!(r.problems.iter().any(|p| p.contains("version 99")));
         assert!(r.problems.iter().any(|p| p.contains("not trade")));
         assert!(r.problems.iter().any(|p| p.contains("sol:77")));

@@ -730,3 +730,57 @@ fn an_open_escrow_whose_primary_forgot_the_trade_is_a_problem() {
         )],
     );
 }
+
+#[test]
+fn a_departure_voided_with_no_jump_is_a_problem() {
+    let c = sound_copy();
+    let forged = format!("{}:99", c.galaxy.slug(c.home));
+    edit_log(&c.system_log(c.home), |recs| {
+        let t = last_tick(recs);
+        recs.push(Rec {
+            seq: 0,
+            kind: "depart.void".into(),
+            fields: vec![("t".into(), t), ("xfer".into(), forged.clone())],
+        });
+    });
+    assert_problems(
+        &c,
+        &[&format!(
+            "jump {forged} is voided but the transition log does not hold it"
+        )],
+    );
+}
+
+#[test]
+fn a_snapshot_whose_records_do_not_give_its_hash_is_a_problem() {
+    let c = sound_copy();
+    let snap = std::fs::read_dir(c.datadir.snapshots_dir())
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| {
+            p.file_name()
+                .unwrap()
+                .to_str()
+                .unwrap()
+                .starts_with(&format!("{}.", c.galaxy.slug(c.away)))
+        })
+        .unwrap();
+    // One player's credits in the snapshot, re-encoded with valid checksums.
+    edit_log(&snap, |recs| {
+        let i = recs
+            .iter()
+            .position(|r| r.get("player") == Some("cat") && r.get("credits").is_some())
+            .expect("the snapshot holds cat");
+        let credits: u64 = recs[i].get("credits").unwrap().parse().unwrap();
+        recs[i].set("credits", &(credits + 1).to_string());
+    });
+    let r = assert_problems(
+        &c,
+        &[&format!(
+            "{}: its records do not give its own state hash",
+            snap.display()
+        )],
+    );
+    assert_eq!(r.problems.len(), 1, "{:#?}", r.problems);
+}
