@@ -549,6 +549,38 @@ mod tests {
             .problems
             .iter()
             .any(|p| p.contains("the ack has no xfer")));
+
+        // The travel's jump in the transition log at another version, then not there at all.
+        use crate::mesh::audit::forge::{edit_log, find, remove};
+        let good = write_acks(dir.path(), &acks, "");
+        let xfer = acks[1].xfer.clone().unwrap();
+        let v = acks[1].version;
+        edit_log(&datadir.transitions_log(), |recs| {
+            let i = find(recs, |r| r.is("jump", "xfer", &xfer));
+            recs[i].set("v", &(v + 1).to_string());
+        });
+        let r3 = check_acks(&datadir, &galaxy, &good).unwrap();
+        assert_eq!(r3.problems.len(), 1, "{:#?}", r3.problems);
+        assert!(
+            r3.problems[0].contains(&format!(
+                "the transition log's jump {xfer} is of 'Ann' at version {}",
+                v + 1
+            )),
+            "{:#?}",
+            r3.problems
+        );
+        edit_log(&datadir.transitions_log(), |recs| {
+            let i = find(recs, |r| r.is("jump", "xfer", &xfer));
+            remove(recs, i);
+        });
+        let r4 = check_acks(&datadir, &galaxy, &good).unwrap();
+        assert_eq!(r4.problems.len(), 1, "{:#?}", r4.problems);
+        assert!(
+            r4.problems[0].contains(&format!("jump {xfer} is prepared (")),
+            "{:#?}",
+            r4.problems
+        );
+        assert!(r4.problems[0].contains("but not committed in the transition log"));
         assert!(r.problems.iter().any(|p| p.contains("version 99")));
         assert!(r.problems.iter().any(|p| p.contains("not trade")));
         assert!(r.problems.iter().any(|p| p.contains("sol:77")));

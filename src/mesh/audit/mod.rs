@@ -1012,6 +1012,6 @@ fn track_event(
 }
 
 #[cfg(test)]
-mod forge;
+pub(crate) mod forge;
 #[cfg(test)]
 mod tests;
