@@ -1,5 +1,6 @@
 //! One writer per data directory: a second `serve`, or a `compact`, on a directory a server
-//! is using is refused with a message that says what to do; after the server stops, both work.
+//! is using is refused with a message that says what to do, and so is a `check` (but not a
+//! `check --live`); after the server stops, all work.
 
 mod common;
 
@@ -26,13 +27,19 @@ fn a_data_directory_in_use_refuses_a_second_writer() {
         .unwrap();
     assert_eq!(compact.status.code(), Some(2), "{compact:?}");
 
-    // Reading needs no lock.
+    // A whole check refuses (the logs change while read); `--live` reads each log alone.
     let check = mltrader()
         .args(["check", "--data"])
         .arg(&data)
         .output()
         .unwrap();
-    assert!(check.status.success(), "{check:?}");
+    assert_eq!(check.status.code(), Some(2), "{check:?}");
+    let live = mltrader()
+        .args(["check", "--live", "--data"])
+        .arg(&data)
+        .output()
+        .unwrap();
+    assert!(live.status.success(), "{live:?}");
 
     assert!(server.stop_in_place().success());
     let compact = mltrader()

@@ -4,8 +4,10 @@
 //! logs, with the version the server answered, also after the server was killed.
 //!
 //! An acknowledged action of player P that answered version v must show as P's event of
-//! version v in the system logs, of the kind the action writes ([`Action::kinds`]). A travel
-//! must also be committed: the transition log holds its `jump` (same `xfer`, same version).
+//! version v in the system logs, of the kind the action writes ([`Action::kinds`]), with what
+//! the ack says was done ([`Ack::details`]: a trade's side, good, units and total; a refuel's
+//! units and cost; an attack's target). A travel must also be committed: the transition log
+//! holds its `jump` (same `xfer`, same version).
 //! The system logs are the truth (see docs/FORMAT.md); player logs are a projection and are not
 //! read.
 //!
@@ -61,7 +63,11 @@ impl Action {
     }
 }
 
-/// One line of an ack log: `{"player":"bot-1-0","action":"travel","version":4,"xfer":"sol:9"}`.
+/// One line of an ack log: `{"player":"bot-1-0","action":"travel","version":4,"xfer":"sol:9"}`,
+/// `{"player":"bot-1-0","action":"trade","version":5,"side":"buy","good":"food","qty":3,
+/// "total_cr":96}`. The details of what was acknowledged (all optional: ack logs written before
+/// they existed stay readable, and prove only player, version and kind) are each compared with
+/// the field of the logged record that holds them ([`Ack::details`]).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Ack {
@@ -72,9 +78,69 @@ pub struct Ack {
     /// The jump's transfer id (travel only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub xfer: Option<String>,
+    /// A trade's side (`buy`, `sell`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub side: Option<String>,
+    /// A trade's good.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub good: Option<String>,
+    /// A trade's units.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub qty: Option<u64>,
+    /// What a trade paid or earned in all, in credits.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub total_cr: Option<u64>,
+    /// Fuel units a refuel bought.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub units: Option<u64>,
+    /// What a refuel cost, in credits.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cost_cr: Option<u64>,
+    /// The ship an attack order is aimed at.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<String>,
 }
 
 impl Ack {
+    /// An ack of `action` answered at `version`, with no details.
+    pub fn new(player: &str, action: Action, version: u64) -> Ack {
+        Ack {
+            player: player.to_string(),
+            action,
+            version,
+            xfer: None,
+            side: None,
+            good: None,
+            qty: None,
+            total_cr: None,
+            units: None,
+            cost_cr: None,
+            target: None,
+        }
+    }
+
+    /// The details this ack holds, each with the record field that must hold the same value.
+    pub fn details(&self) -> Vec<(&'static str, String)> {
+        let text = [
+            ("side", self.side.clone()),
+            ("good", self.good.clone()),
+            ("target", self.target.clone()),
+        ];
+        let nums = [
+            ("qty", self.qty),
+            ("total", self.total_cr),
+            ("units", self.units),
+            ("cost", self.cost_cr),
+        ];
+        text.into_iter()
+            .filter_map(|(k, v)| Some((k, v?)))
+            .chain(
+                nums.into_iter()
+                    .filter_map(|(k, v)| Some((k, v?.to_string()))),
+            )
+            .collect()
+    }
+
     /// The line, newline included.
     pub fn to_line(&self) -> String {
         let mut line = serde_json::to_string(self).expect("an ack is always JSON");
@@ -123,8 +189,22 @@ pub const MAX_LISTED_PROBLEMS: usize = 100;
 struct Seen {
     kind: String,
     xfer: Option<String>,
+    /// The fields an ack's details are compared with ([`DETAIL_FIELDS`]); a settlement's
+    /// side, good and quantity come from its escrow's record.
+    details: Vec<(&'static str, String)>,
     /// `slug:seq`, for messages.
     at: String,
+}
+
+/// The record fields that hold what an action did.
+const DETAIL_FIELDS: [&str; 7] = ["side", "good", "qty", "total", "units", "cost", "target"];
+
+/// The detail fields of `rec`.
+fn details_of(rec: &Record<'_>) -> Vec<(&'static str, String)> {
+    DETAIL_FIELDS
+        .iter()
+        .filter_map(|k| Some((*k, rec.get(k)?.to_string())))
+        .collect()
 }
 
 /// Checks every ack of the ack log at `acks_path` against the data directory.
@@ -159,6 +239,8 @@ pub fn check_acks(
         .collect();
     for slug in &logs {
         let slug = slug.as_str();
+        // The orders of this log's escrows, by escrow id: a settlement's details.
+        let mut escrows: HashMap<String, Vec<(&'static str, String)>> = HashMap::new();
         for path in segments(
             &datadir.archive_dir(),
             slug,
@@ -175,9 +257,21 @@ pub fn check_acks(
                 let Ok(v) = v.parse::<u64>() else {
                     return;
                 };
+                let mut details = details_of(rec);
+                match (rec.kind, rec.get("escrow")) {
+                    ("trade.escrow", Some(e)) => {
+                        details.retain(|(k, _)| *k != "total");
+                        escrows.insert(e.to_string(), details.clone());
+                    }
+                    ("trade.settle", Some(e)) => {
+                        details.extend(escrows.remove(e).unwrap_or_default());
+                    }
+                    _ => {}
+                }
                 events.entry((player.to_string(), v)).or_insert(Seen {
                     kind: rec.kind.to_string(),
                     xfer: rec.get("xfer").map(str::to_string),
+                    details,
                     at: format!("{slug}:{}", rec.seq),
                 });
             });
@@ -254,6 +348,16 @@ fn verify(
             seen.at,
             ack.action.kinds().join("/")
         ));
+    }
+    for (key, acked) in ack.details() {
+        let logged = seen.details.iter().find(|(k, _)| *k == key).map(|(_, v)| v);
+        if logged != Some(&acked) {
+            return Err(format!(
+                "{what}: acknowledged {key}={acked}, but the logs hold {key}={} ({})",
+                logged.map_or("(none)", String::as_str),
+                seen.at
+            ));
+        }
     }
     if ack.action != Action::Travel {
         return Ok(());
@@ -373,12 +477,7 @@ mod tests {
 
     #[test]
     fn ack_lines_round_trip_and_omit_a_missing_xfer() {
-        let a = Ack {
-            player: "bot-1-0".into(),
-            action: Action::Refuel,
-            version: 3,
-            xfer: None,
-        };
+        let a = Ack::new("bot-1-0", Action::Refuel, 3);
         assert_eq!(
             a.to_line(),
             "{\"player\":\"bot-1-0\",\"action\":\"refuel\",\"version\":3}\n"
@@ -402,31 +501,19 @@ mod tests {
             .unwrap();
         let mut acks = Vec::new();
         let p = mesh.join("Ann", "k").await.unwrap();
-        acks.push(Ack {
-            player: "Ann".into(),
-            action: Action::Join,
-            version: p.version,
-            xfer: None,
-        });
+        acks.push(Ack::new("Ann", Action::Join, p.version));
         let Some(Location::In(here)) = mesh.locate("Ann") else {
             panic!("Ann is not in a system");
         };
         let to = mesh.galaxy().neighbours(here)[0];
         let ack = mesh.jump("Ann", to).await.unwrap();
         acks.push(Ack {
-            player: "Ann".into(),
-            action: Action::Travel,
-            version: ack.player.version,
             xfer: Some(ack.xfer.clone()),
+            ..Ack::new("Ann", Action::Travel, ack.player.version)
         });
         mesh.wait_landing("Ann").await.unwrap();
         let after = mesh.refuel("Ann", None).await.unwrap();
-        acks.push(Ack {
-            player: "Ann".into(),
-            action: Action::Refuel,
-            version: after.version,
-            xfer: None,
-        });
+        acks.push(Ack::new("Ann", Action::Refuel, after.version));
         mesh.stop().await.unwrap();
 
         let good = write_acks(dir.path(), &acks, "{\"player\":\"Ann\",\"act");
@@ -442,27 +529,179 @@ mod tests {
 
         // A version never written, a wrong kind, a wrong xfer, and a repeated ack.
         let mut bad = acks.clone();
-        bad.push(Ack {
-            player: "Ann".into(),
-            action: Action::Refuel,
-            version: 99,
-            xfer: None,
-        });
-        bad.push(Ack {
-            player: "Ann".into(),
-            action: Action::Trade,
-            version: 3,
-            xfer: None,
-        });
+        bad.push(Ack::new("Ann", Action::Refuel, 99));
+        bad.push(Ack::new("Ann", Action::Trade, 3));
         bad[1].xfer = Some("sol:77".into());
         bad.push(acks[2].clone());
         let path = write_acks(dir.path(), &bad, "");
         let r = check_acks(&datadir, &galaxy, &path).unwrap();
         assert_eq!(r.problems.len(), 4, "{:#?}", r.problems);
         assert_eq!(r.confirmed, 2);
+
+        // A line that is not an ack (not the torn last one), and a travel without its xfer.
+        let mut no_xfer = acks.clone();
+        no_xfer[1].xfer = None;
+        let path = write_acks(dir.path(), &no_xfer, "{\"player\":1}\n");
+        let r2 = check_acks(&datadir, &galaxy, &path).unwrap();
+        assert_eq!(r2.problems.len(), 2, "{:#?}", r2.problems);
+        assert!(r2.problems.iter().any(|p| p.contains("line 4: not an ack")));
+        assert!(r2
+            .problems
+            .iter()
+            .any(|p| p.contains("the ack has no xfer")));
+
+        // The travel's jump in the transition log at another version, then not there at all.
+        use crate::mesh::audit::forge::{edit_log, find, remove};
+        let good = write_acks(dir.path(), &acks, "");
+        let xfer = acks[1].xfer.clone().unwrap();
+        let v = acks[1].version;
+        edit_log(&datadir.transitions_log(), |recs| {
+            let i = find(recs, |r| r.is("jump", "xfer", &xfer));
+            recs[i].set("v", &(v + 1).to_string());
+        });
+        let r3 = check_acks(&datadir, &galaxy, &good).unwrap();
+        assert_eq!(r3.problems.len(), 1, "{:#?}", r3.problems);
+        assert!(
+            r3.problems[0].contains(&format!(
+                "the transition log's jump {xfer} is of 'Ann' at version {}",
+                v + 1
+            )),
+            "{:#?}",
+            r3.problems
+        );
+        edit_log(&datadir.transitions_log(), |recs| {
+            let i = find(recs, |r| r.is("jump", "xfer", &xfer));
+            remove(recs, i);
+        });
+        let r4 = check_acks(&datadir, &galaxy, &good).unwrap();
+        assert_eq!(r4.problems.len(), 1, "{:#?}", r4.problems);
+        assert!(
+            r4.problems[0].contains(&format!("jump {xfer} is prepared (")),
+            "{:#?}",
+            r4.problems
+        );
+        assert!(r4.problems[0].contains("but not committed in the transition log"));
         assert!(r.problems.iter().any(|p| p.contains("version 99")));
         assert!(r.problems.iter().any(|p| p.contains("not trade")));
         assert!(r.problems.iter().any(|p| p.contains("sol:77")));
         assert!(r.problems.iter().any(|p| p.contains("a second ack")));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_ack_whose_trade_or_refuel_differs_from_the_logs_is_a_problem() {
+        let dir = tempfile::tempdir().unwrap();
+        let datadir = DataDir::at(dir.path().join("data"));
+        let galaxy = Galaxy::default_galaxy();
+        let mut config = MeshConfig {
+            tick_hz: 200,
+            ..MeshConfig::default()
+        };
+        config.rules.ticks_per_ly = 1;
+        let (mesh, _) = Mesh::start(datadir.clone(), galaxy.clone(), config)
+            .await
+            .unwrap();
+        let joined = mesh.join("Ann", "k").await.unwrap();
+        let Some(Location::In(here)) = mesh.locate("Ann") else {
+            panic!("Ann is not in a system");
+        };
+        let to = mesh.galaxy().neighbours(here)[0];
+        mesh.jump("Ann", to).await.unwrap();
+        mesh.wait_landing("Ann").await.unwrap();
+        let (_, landed) = mesh.look("Ann").await.unwrap();
+        let landed = landed.expect("Ann has landed");
+        let refueled = mesh.refuel("Ann", None).await.unwrap();
+        let mut traded = None;
+        for good in crate::sim::goods::Good::ALL {
+            let order = crate::sim::market::Order {
+                side: crate::sim::market::Side::Buy,
+                good,
+                qty: 2,
+                price_limit_cr: None,
+            };
+            if let Ok(t) = mesh.trade("Ann", order).await {
+                traded = Some(t);
+                break;
+            }
+        }
+        let traded = traded.expect("Ann could buy some good");
+        mesh.stop().await.unwrap();
+
+        let refuel = Ack {
+            units: Some(u64::from(refueled.fuel - landed.fuel)),
+            cost_cr: Some(landed.credits - refueled.credits),
+            ..Ack::new("Ann", Action::Refuel, refueled.version)
+        };
+        let trade = Ack {
+            side: Some(traded.side.into()),
+            good: Some(traded.good.into()),
+            qty: Some(u64::from(traded.qty)),
+            total_cr: Some(traded.total_cr),
+            ..Ack::new("Ann", Action::Trade, traded.player.version)
+        };
+        let join = Ack::new("Ann", Action::Join, joined.version);
+        let path = write_acks(
+            dir.path(),
+            &[join.clone(), refuel.clone(), trade.clone()],
+            "",
+        );
+        let r = check_acks(&datadir, &galaxy, &path).unwrap();
+        assert!(r.ok(), "{:#?}", r.problems);
+        assert_eq!(r.confirmed, 3);
+
+        let units = refuel.units.unwrap();
+        let cost = refuel.cost_cr.unwrap();
+        let total = traded.total_cr;
+        let variants = [
+            (
+                Ack {
+                    qty: Some(3),
+                    ..trade.clone()
+                },
+                "acknowledged qty=3, but the logs hold qty=2".to_string(),
+            ),
+            (
+                Ack {
+                    total_cr: Some(total + 1),
+                    ..trade.clone()
+                },
+                format!(
+                    "acknowledged total={}, but the logs hold total={total}",
+                    total + 1
+                ),
+            ),
+            (
+                Ack {
+                    side: Some("sell".into()),
+                    ..trade.clone()
+                },
+                "acknowledged side=sell, but the logs hold side=buy".to_string(),
+            ),
+            (
+                Ack {
+                    units: Some(units + 1),
+                    ..refuel.clone()
+                },
+                format!(
+                    "acknowledged units={}, but the logs hold units={units}",
+                    units + 1
+                ),
+            ),
+            (
+                Ack {
+                    cost_cr: Some(cost + 1),
+                    ..refuel.clone()
+                },
+                format!(
+                    "acknowledged cost={}, but the logs hold cost={cost}",
+                    cost + 1
+                ),
+            ),
+        ];
+        for (bad, why) in variants {
+            let path = write_acks(dir.path(), &[join.clone(), bad], "");
+            let r = check_acks(&datadir, &galaxy, &path).unwrap();
+            assert_eq!(r.problems.len(), 1, "{why}: {:#?}", r.problems);
+            assert!(r.problems[0].contains(&why), "{why}: {:#?}", r.problems);
+        }
     }
 }

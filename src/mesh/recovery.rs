@@ -595,10 +595,24 @@ mod tests {
         transitions
     }
 
+    /// What every start creates before it writes a record (the auditor checks they are all
+    /// there): the folders, and each system's log.
+    fn as_a_start_leaves_it(datadir: &DataDir, galaxy: &Galaxy) {
+        datadir.create().unwrap();
+        for id in galaxy.ids() {
+            let path = datadir.system_log(galaxy.slug(id));
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+                .unwrap();
+        }
+    }
+
     /// The logs a crash leaves with Ann in Sol #2, her purchase of ore in escrow, and the
     /// primary's market having taken it (`taken`) or not yet.
     fn crashed_with_an_open_escrow(datadir: &DataDir, galaxy: &Galaxy, taken: bool) -> u64 {
-        datadir.create().unwrap();
+        as_a_start_leaves_it(datadir, galaxy);
         let sol = InstanceId::primary(galaxy.home());
         let two = InstanceId::new(galaxy.home(), 2);
         let mut p = Writing::open(datadir, galaxy, sol);
@@ -652,7 +666,7 @@ mod tests {
     /// did not reach Sol's log (the departure pipeline writes the two at once). Returns her
     /// destination.
     fn crashed_with_a_lost_prepare(datadir: &DataDir, galaxy: &Galaxy) -> InstanceId {
-        datadir.create().unwrap();
+        as_a_start_leaves_it(datadir, galaxy);
         let sol = InstanceId::primary(galaxy.home());
         let mut p = Writing::open(datadir, galaxy, sol);
         let ann = Player::starter("Ann", &Rules::default());

@@ -96,16 +96,59 @@ impl DataDir {
             .open(&path)
             .map_err(|e| format!("cannot open {}: {e}", path.display()))?;
         match f.try_lock() {
-            Ok(()) => Ok(f),
+            Ok(()) => {
+                write_pid(&f, &path)?;
+                Ok(f)
+            }
             Err(std::fs::TryLockError::WouldBlock) => Err(format!(
-                "{} is in use by another mltrader (serve or compact); stop it first",
-                self.root.display()
+                "{} is in use by another mltrader (serve, compact or check{}); stop it first",
+                self.root.display(),
+                holder_text(&path)
             )),
             Err(std::fs::TryLockError::Error(e)) => {
                 Err(format!("cannot lock {}: {e}", path.display()))
             }
         }
     }
+
+    /// Takes the directory's lock shared, to read the directory while no writer can start;
+    /// `None` if there is no `LOCK` file (no writer ever ran here, so none can be running).
+    /// Fails while a writer (`serve`, `compact`) holds it, saying which process.
+    pub fn lock_shared(&self) -> Result<Option<std::fs::File>, String> {
+        let path = self.lock_file();
+        let f = match std::fs::File::open(&path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(format!("cannot open {}: {e}", path.display())),
+        };
+        match f.try_lock_shared() {
+            Ok(()) => Ok(Some(f)),
+            Err(std::fs::TryLockError::WouldBlock) => Err(format!(
+                "{} is in use by a running mltrader (LOCK held{})",
+                self.root.display(),
+                holder_text(&path)
+            )),
+            Err(std::fs::TryLockError::Error(e)) => {
+                Err(format!("cannot lock {}: {e}", path.display()))
+            }
+        }
+    }
+}
+
+/// Writes the process id into the lock file, for the messages of those it keeps out.
+fn write_pid(mut f: &std::fs::File, path: &Path) -> Result<(), String> {
+    use std::io::Write;
+    f.set_len(0)
+        .and_then(|()| writeln!(f, "{}", std::process::id()))
+        .map_err(|e| format!("cannot write {}: {e}", path.display()))
+}
+
+/// ` by pid N`, if the lock file names its holder.
+fn holder_text(path: &Path) -> String {
+    std::fs::read_to_string(path)
+        .ok()
+        .and_then(|s| s.trim().parse::<u32>().ok())
+        .map_or_else(String::new, |pid| format!(" by pid {pid}"))
 }
 
 /// Archived segments of log `name` in `dir` (`<name>.<first>-<last>.log`), oldest first.

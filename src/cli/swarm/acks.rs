@@ -54,18 +54,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("acks");
         let log = AckLog::create(&path).unwrap();
+        log.record(&Ack::new("bot-1-0", Action::Join, 1)).unwrap();
         log.record(&Ack {
-            player: "bot-1-0".into(),
-            action: Action::Join,
-            version: 1,
-            xfer: None,
-        })
-        .unwrap();
-        log.record(&Ack {
-            player: "bot-1-0".into(),
-            action: Action::Travel,
-            version: 2,
             xfer: Some("sol:1".into()),
+            ..Ack::new("bot-1-0", Action::Travel, 2)
         })
         .unwrap();
         let text = std::fs::read_to_string(&path).unwrap();

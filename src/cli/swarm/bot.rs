@@ -23,7 +23,7 @@ use std::time::Duration;
 use xxhash_rust::xxh3::xxh3_64_with_seed;
 
 use super::acks::{Ack, AckLog, Action};
-use super::api::{Call, CallError, GameApi, Lane, Market, PlayerView, Side, SystemView};
+use super::api::{Call, CallError, GameApi, Lane, Market, PlayerView, Side, SystemView, Traded};
 use super::policy::{Arm, Candidate, Policy};
 use super::stats::Stats;
 use crate::sim::goods::{Good, BASIC_SHIP_HOLD_UNITS};
@@ -261,15 +261,26 @@ impl<A: GameApi> Bot<A> {
         }
     }
 
-    fn ack(&self, action: Action, version: u64, xfer: Option<String>) {
+    /// An ack of this bot's `action`, answered at `version`, without details yet.
+    fn ack_of(&self, action: Action, version: u64) -> Ack {
+        Ack::new(&self.name, action, version)
+    }
+
+    /// An acknowledged trade, with what the server answered it did.
+    fn trade_ack(&self, side: Side, good: &str, qty: u32, t: &Traded) -> Ack {
+        Ack {
+            side: Some(side.name().to_string()),
+            good: Some(good.to_string()),
+            qty: Some(u64::from(qty)),
+            total_cr: Some(t.total_cr),
+            ..self.ack_of(Action::Trade, t.player.version)
+        }
+    }
+
+    /// Writes `ack` to the ack log, if there is one.
+    fn ack(&self, ack: Ack) {
         let Some(log) = &self.shared.acks else {
             return;
-        };
-        let ack = Ack {
-            player: self.name.clone(),
-            action,
-            version,
-            xfer,
         };
         match log.record(&ack) {
             Ok(()) => {
@@ -338,9 +349,13 @@ impl<A: GameApi> Bot<A> {
 
         if player.fuel < lane.fuel {
             let r = self.api.refuel(&token, self.refuel_units(&player)).await?;
-            self.ack(Action::Refuel, r.player.version, None);
-            self.stats().refuels.fetch_add(1, Ordering::Relaxed);
             let bought = r.player.fuel.saturating_sub(player.fuel);
+            self.ack(Ack {
+                units: Some(u64::from(bought)),
+                cost_cr: Some(r.cost_cr),
+                ..self.ack_of(Action::Refuel, r.player.version)
+            });
+            self.stats().refuels.fetch_add(1, Ordering::Relaxed);
             if bought > 0 {
                 self.fuel_price_cr = (r.cost_cr / u64::from(bought)).max(1);
             }
@@ -359,7 +374,10 @@ impl<A: GameApi> Bot<A> {
             }
         }
         let t = self.api.travel(&token, &lane.to).await?;
-        self.ack(Action::Travel, t.player.version, Some(t.xfer.clone()));
+        self.ack(Ack {
+            xfer: Some(t.xfer.clone()),
+            ..self.ack_of(Action::Travel, t.player.version)
+        });
         self.stats().jumps.fetch_add(1, Ordering::Relaxed);
         self.trip = Some(Trip {
             candidate,
@@ -380,7 +398,7 @@ impl<A: GameApi> Bot<A> {
         match self.api.join(&self.name).await {
             Ok(j) => {
                 self.token = Some(j.token);
-                self.ack(Action::Join, j.player.version, None);
+                self.ack(self.ack_of(Action::Join, j.player.version));
                 self.stats().joined.fetch_add(1, Ordering::Relaxed);
                 self.set_online(true);
                 Ok(())
@@ -508,7 +526,7 @@ impl<A: GameApi> Bot<A> {
             }
             match self.api.trade(token, Side::Buy, good, qty).await {
                 Ok(t) => {
-                    self.ack(Action::Trade, t.player.version, None);
+                    self.ack(self.trade_ack(Side::Buy, good, qty, &t));
                     self.stats().trades.fetch_add(1, Ordering::Relaxed);
                     *player = t.player;
                     return Ok(true);
@@ -538,7 +556,7 @@ impl<A: GameApi> Bot<A> {
                 }
                 match self.api.trade(token, Side::Sell, &good, qty).await {
                     Ok(t) => {
-                        self.ack(Action::Trade, t.player.version, None);
+                        self.ack(self.trade_ack(Side::Sell, &good, qty, &t));
                         self.stats().trades.fetch_add(1, Ordering::Relaxed);
                         *player = t.player;
                         break;
@@ -576,7 +594,10 @@ impl<A: GameApi> Bot<A> {
         let target = targets[self.rng.below(targets.len() as u64) as usize].clone();
         match self.api.attack(token, &target).await {
             Ok(a) => {
-                self.ack(Action::Attack, a.player.version, None);
+                self.ack(Ack {
+                    target: Some(target.clone()),
+                    ..self.ack_of(Action::Attack, a.player.version)
+                });
                 self.stats().attacks.fetch_add(1, Ordering::Relaxed);
                 Ok(())
             }
