@@ -46,7 +46,8 @@ const HALF_BODY: &[u8] = b"POST /v1/join HTTP/1.1\r\nHost: x\r\nContent-Type: ap
 
 /// Opens `n` connections from `from` to `to`, each sending `bytes` and then nothing. A
 /// connection that cannot be opened within [`CONNECT_TIMEOUT`] is counted, not kept: it means
-/// the server no longer accepts.
+/// the server no longer accepts (and after a batch of which none opened, the rest are counted
+/// without trying).
 async fn flood(from: Ipv4Addr, to: SocketAddr, n: usize, bytes: &'static [u8]) -> Flood {
     let mut out = Flood::default();
     let mut left = n;
@@ -67,14 +68,23 @@ async fn flood(from: Ipv4Addr, to: SocketAddr, n: usize, bytes: &'static [u8]) -
                 std::io::Result::Ok(tcp)
             });
         }
+        let mut connected = 0;
         for opened in opening.join_all().await {
             match opened {
-                Ok(tcp) => out.open.push(tcp),
+                Ok(tcp) => {
+                    out.open.push(tcp);
+                    connected += 1;
+                }
                 Err(e) => {
                     out.not_connected += 1;
                     out.first_error.get_or_insert(e.to_string());
                 }
             }
+        }
+        if connected == 0 {
+            // The server accepts no more: the rest would wait for nothing.
+            out.not_connected += left;
+            break;
         }
     }
     out
@@ -226,4 +236,136 @@ async fn half_requests_neither_starve_other_clients_nor_stay_open() {
         refused >= refused_at_least.max(1) && refused <= HALF_HEADERS + HALF_BODIES,
         "{said:?}: at least {refused_at_least} were over the per-address cap"
     );
+}
+
+/// Addresses of a flood spread so that no one of them reaches the per-address cap.
+const SPREAD_ADDRESSES: u8 = 20;
+/// Half-heads from each of them: together well past the open-file limit.
+const SPREAD_HALF_HEADS: usize = 200;
+/// Players who join (each a new player log file) while the flood holds every connection.
+const JOINS_DURING_FLOOD: usize = 30;
+
+/// A flood from many addresses fills the total connection cap; the mesh still has the
+/// descriptors it needs to write: players who join over a connection opened before the flood
+/// (each join opens a new player log and appends to the system's log) and travel are answered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_that_fills_the_connection_cap_leaves_the_mesh_its_files() {
+    // The kept connection must outlive the flood's opening, idle.
+    let server = Server::start_limited(
+        None,
+        &[],
+        &["--max-instances", "1", "--header-timeout-s", "60"],
+        Some(FD_LIMIT),
+    );
+    let addr: SocketAddr = server
+        .url()
+        .trim_start_matches("http://")
+        .parse()
+        .expect("server address");
+    // One kept-alive connection, opened before the flood and used for everything after it
+    // (by hand: a pooling client may open a new connection for the next request before the
+    // last one is back in its pool, and a new connection is refused while the cap is full).
+    let mut kept = KeptConnection(TcpStream::connect(addr).await.expect("connect"));
+    assert_eq!(kept.request("GET", "/v1/status", None, None).await.0, 200);
+
+    let mut held = Vec::new();
+    for i in 0..SPREAD_ADDRESSES {
+        let from = Ipv4Addr::new(127, 0, 1, 10 + i);
+        let f = flood(from, addr, SPREAD_HALF_HEADS, HALF_HEAD).await;
+        held.extend(f.open);
+    }
+    for i in 0..JOINS_DURING_FLOOD {
+        let name = format!("late {i}");
+        let (status, joined) = promptly(
+            "POST /v1/join",
+            kept.request("POST", "/v1/join", None, Some(json!({ "name": name }))),
+        )
+        .await;
+        assert_eq!(status, 201, "join of {name}: {joined}");
+        let token = joined["token"].as_str().expect("token").to_string();
+        let (status, travel) = promptly(
+            "POST /v1/travel",
+            kept.request(
+                "POST",
+                "/v1/travel",
+                Some(&token),
+                Some(json!({"to": "Barnard's Star"})),
+            ),
+        )
+        .await;
+        assert_eq!(status, 200, "travel of {name}: {travel}");
+    }
+    drop(held);
+
+    let mut server = server;
+    let exit = tokio::task::spawn_blocking(move || {
+        let status = server.stop_in_place();
+        (status, server)
+    });
+    let (exit, server) = exit.await.unwrap();
+    assert!(exit.success(), "graceful stop after the flood: {exit}");
+    let said = server
+        .output()
+        .into_iter()
+        .find(|l| l.starts_with("refused "))
+        .unwrap_or_else(|| panic!("no refusal count in {:?}", server.output()));
+    assert!(
+        !said.contains("(0 over the total"),
+        "the flood was meant to reach the total cap: {said:?}"
+    );
+    let report = common::check(server.data_dir());
+    assert!(
+        report.status.success(),
+        "check after the flood: {}{}",
+        String::from_utf8_lossy(&report.stdout),
+        String::from_utf8_lossy(&report.stderr)
+    );
+}
+
+/// One HTTP/1.1 connection, used for one request after another.
+struct KeptConnection(TcpStream);
+
+impl KeptConnection {
+    /// Sends a request and reads its answer (status and JSON body; the server sends every
+    /// answer of these routes with a `content-length`).
+    async fn request(
+        &mut self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<serde_json::Value>,
+    ) -> (u16, serde_json::Value) {
+        let body = body.map(|b| b.to_string()).unwrap_or_default();
+        let auth = token.map_or(String::new(), |t| format!("Authorization: Bearer {t}\r\n"));
+        let head = format!(
+            "{method} {path} HTTP/1.1\r\nHost: x\r\n{auth}Content-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+            body.len()
+        );
+        self.0.write_all(head.as_bytes()).await.expect("send head");
+        self.0.write_all(body.as_bytes()).await.expect("send body");
+        let mut got = Vec::new();
+        let mut buf = [0u8; 4096];
+        let head_end = loop {
+            if let Some(i) = got.windows(4).position(|w| w == b"\r\n\r\n") {
+                break i + 4;
+            }
+            let n = self.0.read(&mut buf).await.expect("read answer");
+            assert!(n > 0, "the server closed the kept connection");
+            got.extend_from_slice(&buf[..n]);
+        };
+        let head = String::from_utf8_lossy(&got[..head_end]).to_ascii_lowercase();
+        let status: u16 = head[9..12].parse().expect("status code");
+        let length: usize = head
+            .lines()
+            .find_map(|l| l.strip_prefix("content-length:"))
+            .and_then(|v| v.trim().parse().ok())
+            .expect("content-length");
+        while got.len() < head_end + length {
+            let n = self.0.read(&mut buf).await.expect("read body");
+            assert!(n > 0, "the server closed the kept connection mid-answer");
+            got.extend_from_slice(&buf[..n]);
+        }
+        let answer = serde_json::from_slice(&got[head_end..head_end + length]).unwrap_or_default();
+        (status, answer)
+    }
 }
