@@ -7,14 +7,16 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use anyhow::Context as _;
-use axum::serve::ListenerExt;
 use clap::Args;
 
 use super::common::galaxy_for;
 use crate::mesh::instances::InstancePolicy;
 use crate::mesh::{Mesh, MeshConfig};
+use crate::net::connections::{self, Admission, Caps};
+use crate::net::server::{self, Timeouts};
 use crate::store::datadir::DataDir;
 
 #[derive(Args, Debug)]
@@ -64,6 +66,22 @@ pub struct ServeArgs {
     /// The most instances a system may have open, itself included (1: never split).
     #[arg(long, default_value_t = 16)]
     pub max_instances: u16,
+    /// Seconds a connection may take to send a request's head (headers), counted from when it
+    /// starts waiting for one: an idle kept-alive connection is closed after this too.
+    #[arg(long, default_value_t = server::DEFAULT_HEADER_TIMEOUT_S,
+          value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub header_timeout_s: u64,
+    /// Seconds a request's body may take to arrive whole, from the end of its head.
+    #[arg(long, default_value_t = server::DEFAULT_BODY_TIMEOUT_S,
+          value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub body_timeout_s: u64,
+    /// Connections open at once, all clients together (default: the open-file limit less what
+    /// the mesh keeps in reserve for its logs, snapshots and player logs; more is refused).
+    #[arg(long)]
+    pub max_connections: Option<usize>,
+    /// Connections open at once from one client address, loopback included (0: no cap).
+    #[arg(long, default_value_t = connections::DEFAULT_MAX_CONNECTIONS_PER_IP)]
+    pub max_connections_per_ip: usize,
 }
 
 /// Bots of `serve --demo` unless `--bots` says otherwise.
@@ -86,6 +104,8 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     // Whatever can be refused is refused before the data directory is touched: a refused start
     // leaves no LOCK, archive/ or galaxy.toml behind.
     let instances = instance_policy(&args)?;
+    let systems = galaxy_for(&DataDir::at(&args.data), args.galaxy.as_deref(), false)?.len();
+    let caps = connection_caps(&args, systems * usize::from(args.max_instances))?;
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| {
@@ -110,7 +130,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         .await
         .with_context(|| format!("cannot recover {}", args.data.display()))?;
     println!("{}", report.summary());
-    let app = crate::net::router(mesh.clone()).await?;
+    let api = crate::net::for_serve(mesh.clone()).await?;
     let addr = listener.local_addr()?;
     // Listen before telling anyone where we serve: a signal sent right after is not lost.
     let signalled = shutdown_signal();
@@ -118,10 +138,18 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         "serving {systems} systems from {} on http://{addr} (Ctrl-C to stop)",
         args.data.display()
     );
-    // Answers are small and each is awaited by a client: send them at once (no Nagle delay).
-    let listener = listener.tap_io(|tcp| {
-        let _ = tcp.set_nodelay(true);
-    });
+    println!(
+        "connections: at most {} ({} per address), header timeout {} s, body timeout {} s",
+        caps.max_total,
+        caps.max_per_ip.map_or("no cap".into(), |n| n.to_string()),
+        args.header_timeout_s,
+        args.body_timeout_s
+    );
+    let admission = Admission::new(caps);
+    let timeouts = Timeouts {
+        header: Duration::from_secs(args.header_timeout_s),
+        body: Duration::from_secs(args.body_timeout_s),
+    };
     // The demo swarm starts once the API serves (it first asks for the map).
     let demo = args.demo.then(|| {
         let url = format!("http://{addr}");
@@ -139,10 +167,16 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
             None => {}
         }
     };
-    axum::serve(listener, app)
-        .with_graceful_shutdown(stopped)
-        .await
-        .context("the API server failed")?;
+    server::serve(listener, api.router, admission.clone(), timeouts, stopped).await;
+    let refused = admission.refused();
+    if refused.sum() > 0 {
+        println!(
+            "refused {} connections over the caps ({} over the total, {} over the per-address cap)",
+            refused.sum(),
+            refused.over_total,
+            refused.over_per_ip
+        );
+    }
     let statuses = mesh.stop().await.context("stopping the mesh")?;
     let players: usize = statuses.iter().map(|s| s.population + s.departing).sum();
     println!("stopped cleanly: {players} players in systems, logs flushed, snapshots written");
@@ -166,6 +200,25 @@ fn instance_policy(args: &ServeArgs) -> anyhow::Result<InstancePolicy> {
         )
     })?;
     Ok(instances)
+}
+
+/// The connection caps of this start: the total fits the open-file limit less the mesh's
+/// reserve (`shards`: systems times the instances each may open); the demo's bots, which
+/// connect from this machine, get room beyond the per-address cap.
+fn connection_caps(args: &ServeArgs, shards: usize) -> anyhow::Result<Caps> {
+    let limit = crate::mesh::projector::descriptor_limit();
+    let demo_clients = if args.demo { args.bots as usize } else { 0 };
+    let reserve = connections::mesh_reserve_files(limit, shards, demo_clients);
+    let max_total = connections::max_connections(limit, reserve, args.max_connections)?;
+    let max_per_ip = match args.max_connections_per_ip {
+        0 => None,
+        n => Some(n + demo_clients),
+    };
+    println!("file descriptors: limit {limit}, {reserve} kept for the mesh ({shards} shards, player logs)");
+    Ok(Caps {
+        max_total,
+        max_per_ip,
+    })
 }
 
 /// Starts the demo swarm against the server at `url`, with a seed of its own each start (so

@@ -180,7 +180,7 @@ const MAX_PENDING_BYTES: usize = 8 << 20;
 fn run(dir: PathBuf, rx: Receiver<Msg>) {
     let mut files = Files {
         dir,
-        max_open: MAX_OPEN_PLAYER_FILES.min(descriptor_limit() / 4).max(16),
+        max_open: player_files_open_max(descriptor_limit()),
         open: HashMap::new(),
         dirty: HashSet::new(),
     };
@@ -264,8 +264,14 @@ fn write_pending(
     }
 }
 
+/// Player log files the projector keeps open at most under a descriptor limit of
+/// `descriptor_limit` (the API's connection cap leaves room for these: `net::connections`).
+pub fn player_files_open_max(descriptor_limit: usize) -> usize {
+    MAX_OPEN_PLAYER_FILES.min(descriptor_limit / 4).max(16)
+}
+
 /// The process's soft limit on open files (1,024 if unknown).
-fn descriptor_limit() -> usize {
+pub fn descriptor_limit() -> usize {
     #[cfg(unix)]
     {
         let mut limit = libc::rlimit {

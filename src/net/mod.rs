@@ -8,6 +8,7 @@
 
 pub mod actions;
 pub mod auth;
+pub mod connections;
 pub mod error;
 pub mod events;
 pub mod flights;
@@ -15,12 +16,12 @@ pub mod history;
 pub mod limits;
 pub mod openapi;
 pub mod routes;
+pub mod server;
 pub mod shutdown;
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::sync::Arc;
 
-use axum::extract::connect_info::IntoMakeServiceWithConnectInfo;
 use axum::Router;
 
 use crate::mesh::{Mesh, MeshError};
@@ -144,25 +145,21 @@ pub struct AppState {
     pub stopping: Arc<shutdown::Stopping>,
 }
 
-/// The API as `mltrader serve` runs it: settings from the environment, each connection's
-/// client address recorded (for the per-IP join limit), and long answers (event streams,
-/// landing waits) ended on Ctrl-C or SIGTERM so that the graceful shutdown can finish.
-pub async fn router(
-    mesh: Mesh,
-) -> Result<IntoMakeServiceWithConnectInfo<Router, SocketAddr>, NetError> {
+/// The API as `mltrader serve` runs it: settings from the environment, players' history from
+/// the mesh's data directory, and long answers (event streams, landing waits) ended on Ctrl-C or
+/// SIGTERM so that the graceful shutdown can finish. Serve it with [`server::serve`].
+pub async fn for_serve(mesh: Mesh) -> Result<Api, NetError> {
     let mut config = NetConfig::from_env()?;
     config.history = Some(mesh.datadir().clone());
     let api = Api::build(mesh, config).await?;
     api.stopping.on_signals();
-    Ok(api
-        .router
-        .into_make_service_with_connect_info::<SocketAddr>())
+    Ok(api)
 }
 
 /// The API, built: its router and the handle that ends its long answers.
 pub struct Api {
-    /// Serve it with `into_make_service_with_connect_info::<SocketAddr>()`, or joins count as
-    /// coming from one unknown address.
+    /// Serve it with [`server::serve`] (or axum's `into_make_service_with_connect_info::<SocketAddr>()`),
+    /// or joins count as coming from one unknown address.
     pub router: Router,
     pub stopping: Arc<shutdown::Stopping>,
     pub state: Arc<AppState>,

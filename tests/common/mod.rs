@@ -45,6 +45,18 @@ impl Server {
 
     /// A server on `data` (a new temporary directory if `None`), with environment variables.
     pub fn start_with(data: Option<&Path>, env: &[(&str, &str)], extra: &[&str]) -> Server {
+        Server::start_limited(data, env, extra, None)
+    }
+
+    /// [`Server::start_with`], with the process's open-file limit (soft and hard, so that the
+    /// server cannot raise it) set to `fd_limit` when given: how a test makes the limit
+    /// reachable.
+    pub fn start_limited(
+        data: Option<&Path>,
+        env: &[(&str, &str)],
+        extra: &[&str],
+        fd_limit: Option<u64>,
+    ) -> Server {
         let (dir, data) = match data {
             Some(d) => (None, d.to_path_buf()),
             None => {
@@ -64,6 +76,9 @@ impl Server {
         }
         for (k, v) in env {
             cmd.env(k, v);
+        }
+        if let Some(limit) = fd_limit {
+            set_fd_limit(&mut cmd, limit);
         }
         let mut child = cmd
             .stdout(Stdio::piped())
@@ -159,6 +174,26 @@ impl Drop for Server {
             let _ = c.kill();
             let _ = c.wait();
         }
+    }
+}
+
+/// Sets RLIMIT_NOFILE (soft and hard) of the process `cmd` starts.
+fn set_fd_limit(cmd: &mut Command, limit: u64) {
+    use std::os::unix::process::CommandExt as _;
+    let limit = libc::rlim_t::try_from(limit).expect("an rlim_t");
+    // SAFETY: the closure runs in the child between fork and exec; it calls setrlimit(2), which
+    // is async-signal-safe, on a struct of its own, and allocates nothing.
+    unsafe {
+        cmd.pre_exec(move || {
+            let rl = libc::rlimit {
+                rlim_cur: limit,
+                rlim_max: limit,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &rl) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
     }
 }
 

@@ -6,7 +6,10 @@
 //!
 //! Clients and server share the machine's cores, so the figures are a floor for the server
 //! alone. Rate limits stay on (every request goes through the limiter) with a limit too high to
-//! refuse. Prints what it measures; never asserts.
+//! refuse. The status call is measured on two servers of the same router, in alternated rounds:
+//! `mltrader serve`'s accept loop (`net::server`: connection caps, header and body deadlines)
+//! and plain `axum::serve` (none of them), so the cost of the limits is their ratio. Prints what
+//! it measures; never asserts.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -15,13 +18,16 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use axum::serve::ListenerExt;
+use axum::Router;
 use clap::Args;
 use reqwest::header::{HeaderValue, AUTHORIZATION};
 use serde_json::{json, Value};
 
 use super::{percentile, scratch_dir, Size};
 use crate::mesh::{Mesh, MeshConfig};
+use crate::net::connections::{self, Admission, Caps};
 use crate::net::limits::Rate;
+use crate::net::server::Timeouts;
 use crate::net::{Api, NetConfig};
 use crate::sim::galaxy::Galaxy;
 use crate::store::datadir::DataDir;
@@ -49,6 +55,9 @@ const TARGET_STATUS_P99_MS: f64 = 5.0;
 const PLAYERS_PER_TRAVEL_CLIENT: usize = 16;
 /// Extra wait after a landing is due before a player jumps again.
 const LANDING_SLACK_MS: u64 = 30;
+/// Status rounds on each server (with the limits, without), alternated; the median round of
+/// each is reported.
+const LIMITS_ROUNDS: usize = 3;
 
 pub fn run(args: ApiArgs) -> anyhow::Result<ExitCode> {
     anyhow::ensure!(args.clients > 0, "--clients must be at least 1");
@@ -90,6 +99,14 @@ pub fn run(args: ApiArgs) -> anyhow::Result<ExitCode> {
         "          target >= {TARGET_STATUS_PER_S:.0} req/s: {}   target p99 < {TARGET_STATUS_P99_MS} ms: {}",
         met(num("status_per_s") >= TARGET_STATUS_PER_S),
         met(num("status_p99_ms") < TARGET_STATUS_P99_MS)
+    );
+    println!(
+        "  limits  GET /v1/me        {:>9.0} req/s   p99 {:.2} ms with them; {:.0} req/s   p99 {:.2} ms without (axum::serve): {:.3}x the throughput",
+        num("status_per_s"),
+        num("status_p99_ms"),
+        num("status_plain_per_s"),
+        num("status_plain_p99_ms"),
+        num("limits_throughput_ratio"),
     );
     println!(
         "  travel  POST /v1/travel   {:>9.0} req/s   p50 {:.2} ms   p99 {:.2} ms   ({} committed, {} in_jump, {} errors; {} players)",
@@ -147,17 +164,8 @@ async fn measure(dir: &std::path::Path, clients: usize, seconds: f64) -> anyhow:
         ..NetConfig::default()
     };
     let api = Api::build(mesh.clone(), net).await?;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let url = format!("http://{}", listener.local_addr()?);
-    // Answers leave at once (no Nagle delay behind the client's delayed ACK).
-    let listener = listener.tap_io(|tcp| {
-        let _ = tcp.set_nodelay(true);
-    });
-    let app = api
-        .router
-        .clone()
-        .into_make_service_with_connect_info::<std::net::SocketAddr>();
-    let server = tokio::spawn(async move { axum::serve(listener, app).await });
+    let (url, limited) = serve_limited(api.router.clone(), clients).await?;
+    let (plain_url, plain) = serve_plain(api.router.clone()).await?;
     let http = reqwest::Client::builder()
         .pool_max_idle_per_host(clients)
         .tcp_nodelay(true)
@@ -167,7 +175,15 @@ async fn measure(dir: &std::path::Path, clients: usize, seconds: f64) -> anyhow:
     eprintln!("joining {clients} players...");
     let tokens = join_all(&http, &url, "status", clients).await?;
     eprintln!("status: {clients} clients calling GET /v1/me for {seconds} s...");
-    let status = status_phase(&http, &url, tokens, seconds).await;
+    let mut with_limits = Vec::new();
+    let mut without = Vec::new();
+    for round in 1..=LIMITS_ROUNDS {
+        eprintln!("  round {round}: with the limits, then without");
+        with_limits.push(status_phase(&http, &url, tokens.clone(), seconds).await);
+        without.push(status_phase(&http, &plain_url, tokens.clone(), seconds).await);
+    }
+    let status = median_round(with_limits);
+    let status_plain = median_round(without);
     let players = clients * PLAYERS_PER_TRAVEL_CLIENT;
     eprintln!("joining {players} travellers...");
     let travellers = join_all(&http, &url, "traveller", players).await?;
@@ -175,7 +191,8 @@ async fn measure(dir: &std::path::Path, clients: usize, seconds: f64) -> anyhow:
     let travel = travel_phase(&http, &url, travellers, clients, seconds).await;
 
     api.stop_streams();
-    server.abort();
+    limited.abort();
+    plain.abort();
     mesh.stop().await.context("stopping the mesh")?;
     Ok(json!({
         "clients": clients,
@@ -185,6 +202,11 @@ async fn measure(dir: &std::path::Path, clients: usize, seconds: f64) -> anyhow:
         "status_p99_ms": status.p99_ms,
         "status_ok": status.ok,
         "status_errors": status.errors,
+        "status_plain_per_s": status_plain.per_s,
+        "status_plain_p99_ms": status_plain.p99_ms,
+        "limits_throughput_ratio": status.per_s / status_plain.per_s.max(f64::MIN_POSITIVE),
+        "limits_p99_ratio": status.p99_ms / status_plain.p99_ms.max(f64::MIN_POSITIVE),
+        "limits_rounds": LIMITS_ROUNDS,
         "travel_per_s": travel.per_s,
         "travel_p50_ms": travel.p50_ms,
         "travel_p99_ms": travel.p99_ms,
@@ -199,6 +221,56 @@ async fn measure(dir: &std::path::Path, clients: usize, seconds: f64) -> anyhow:
         "target_status_per_s": TARGET_STATUS_PER_S,
         "target_status_p99_ms": TARGET_STATUS_P99_MS,
     }))
+}
+
+/// The router served as `mltrader serve` serves it (`net::server`: caps, header and body
+/// deadlines), with the caps `serve` would set beside this bench's mesh and room for every
+/// client's connection (and a pool's spare ones) from 127.0.0.1.
+async fn serve_limited(
+    router: Router,
+    clients: usize,
+) -> anyhow::Result<(String, tokio::task::JoinHandle<()>)> {
+    let limit = crate::mesh::projector::descriptor_limit();
+    let systems = Galaxy::default_galaxy().len();
+    let reserve = connections::mesh_reserve_files(limit, systems, 0);
+    let caps = Caps {
+        max_total: connections::max_connections(limit, reserve, None)?,
+        max_per_ip: Some(2 * clients + connections::DEFAULT_MAX_CONNECTIONS_PER_IP),
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let url = format!("http://{}", listener.local_addr()?);
+    let serving = crate::net::server::serve(
+        listener,
+        router,
+        Admission::new(caps),
+        Timeouts::default(),
+        std::future::pending(),
+    );
+    Ok((url, tokio::spawn(serving)))
+}
+
+/// The router served by plain `axum::serve` (no caps, no deadlines): the baseline of the
+/// limits' cost.
+async fn serve_plain(router: Router) -> anyhow::Result<(String, tokio::task::JoinHandle<()>)> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let url = format!("http://{}", listener.local_addr()?);
+    // Answers leave at once (no Nagle delay behind the client's delayed ACK), as in net::server.
+    let listener = listener.tap_io(|tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
+    let app = router.into_make_service_with_connect_info::<std::net::SocketAddr>();
+    let serving = async move {
+        let _ = axum::serve(listener, app).await;
+    };
+    Ok((url, tokio::spawn(serving)))
+}
+
+/// The round of median throughput.
+fn median_round(mut rounds: Vec<Figures>) -> Figures {
+    assert!(!rounds.is_empty(), "no rounds measured");
+    rounds.sort_by(|a, b| a.per_s.total_cmp(&b.per_s));
+    let middle = (rounds.len() - 1) / 2;
+    rounds.swap_remove(middle)
 }
 
 /// Joins `n` players through the API (64 at a time); returns their tokens.
