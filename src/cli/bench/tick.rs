@@ -113,11 +113,12 @@ pub fn run(args: TickArgs) -> anyhow::Result<ExitCode> {
             println!(
                 "  {:<20} {:>8} {:>10} {:>10} {:>12} {:>12} {:>8.1} {:>9.2}",
                 s["system"].as_str().unwrap_or(""),
-                s["population"],
-                s["tick_p50_us"],
-                s["tick_p99_us"],
-                s["tick_late_p50_us"],
-                s["tick_late_p99_us"],
+                // As numbers: a JSON value's Display ignores the width.
+                s["population"].as_u64().unwrap_or(0),
+                s["tick_p50_us"].as_u64().unwrap_or(0),
+                s["tick_p99_us"].as_u64().unwrap_or(0),
+                s["tick_late_p50_us"].as_u64().unwrap_or(0),
+                s["tick_late_p99_us"].as_u64().unwrap_or(0),
                 s["ticks_per_s"].as_f64().unwrap_or(0.0),
                 s["dilation"].as_f64().unwrap_or(0.0)
             );
