@@ -165,6 +165,9 @@ pub struct ShardStatus {
     pub tick: u64,
     pub tick_p50_us: u32,
     pub tick_p99_us: u32,
+    /// How late the last minute's ticks started after they were due, in microseconds.
+    pub tick_late_p50_us: u32,
+    pub tick_late_p99_us: u32,
     /// Time dilation: how fast the system's clock runs (1.0 = real time, at least 0.1), slowed
     /// when its ticks cannot finish within the budget ([`dilation`]).
     pub dilation: f64,

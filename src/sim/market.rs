@@ -780,43 +780,108 @@ mod tests {
         (0..GOOD_COUNT).prop_map(|i| Good::ALL[i])
     }
 
+    /// Cases each accept-counting property runs.
+    const COUNTED_CASES: u32 = 256;
+
+    /// Runs `check` on [`COUNTED_CASES`] inputs from `strategy`. `check` returns whether the
+    /// input was accepted (and so checked) or rightly refused; fails unless at least
+    /// `min_accepted` were accepted, so a generator that yields only refused inputs (a property
+    /// that checks nothing) cannot pass.
+    fn run_counting<S: Strategy>(
+        name: &str,
+        strategy: S,
+        min_accepted: u32,
+        check: impl Fn(S::Value) -> Result<bool, TestCaseError>,
+    ) where
+        S::Value: std::fmt::Debug,
+    {
+        let accepted = std::sync::atomic::AtomicU32::new(0);
+        let mut runner = proptest::test_runner::TestRunner::new(ProptestConfig {
+            cases: COUNTED_CASES,
+            failure_persistence: None,
+            ..ProptestConfig::default()
+        });
+        let result = runner.run(&strategy, |value| {
+            if check(value)? {
+                accepted.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
+            Ok(())
+        });
+        if let Err(e) = result {
+            panic!("{name}: {e}");
+        }
+        let accepted = accepted.into_inner();
+        eprintln!("{name}: {accepted} of {COUNTED_CASES} inputs accepted");
+        assert!(
+            accepted >= min_accepted,
+            "{name}: only {accepted} of {COUNTED_CASES} inputs were accepted (at least {min_accepted} wanted): the property checked almost nothing"
+        );
+    }
+
+    #[test]
+    fn prices_stay_within_bounds_for_any_stock() {
+        // Buying needs the stock (any of 0..=max), selling needs room: with quantities below
+        // 2,000 against stocks in the thousands, most inputs can do both.
+        let inputs = || (any_market(), any_good(), 1u32..2_000);
+        let check = |side: Side| {
+            move |(m, good, qty): (Market, Good, u32)| {
+                let p = m.price_cr(good);
+                let in_bounds = min_price_cr(good) <= p && p <= max_price_cr(good);
+                prop_assert!(in_bounds, "{} at {}", p, m.stock(good));
+                let q = u64::from(qty);
+                let quote = match side {
+                    Side::Buy => m.quote_buy(good, qty),
+                    Side::Sell => m.quote_sell(good, qty),
+                };
+                let Ok(total) = quote else { return Ok(false) };
+                match side {
+                    Side::Buy => {
+                        let most = q * max_price_cr(good) * (1_000 + SPREAD_PERMILLE) / 1_000 + 1;
+                        prop_assert!(total <= most);
+                        prop_assert!(total >= q * min_price_cr(good));
+                    }
+                    Side::Sell => {
+                        prop_assert!(total <= q * max_price_cr(good));
+                        let least = q * min_price_cr(good) * (1_000 - SPREAD_PERMILLE) / 1_000;
+                        prop_assert!(total + 1 >= least);
+                    }
+                }
+                Ok(true)
+            }
+        };
+        run_counting("buy quotes", inputs(), COUNTED_CASES / 4, check(Side::Buy));
+        run_counting(
+            "sell quotes",
+            inputs(),
+            COUNTED_CASES / 4,
+            check(Side::Sell),
+        );
+    }
+
+    #[test]
+    fn buying_then_selling_never_creates_credits() {
+        let inputs = (any_market(), any_good(), 1u32..5_000);
+        run_counting(
+            "buy then sell",
+            inputs,
+            COUNTED_CASES / 4,
+            |(mut m, good, qty)| {
+                let Ok(paid) = m.buy(good, qty) else {
+                    return Ok(false);
+                };
+                let got = m.sell(good, qty).unwrap();
+                prop_assert!(got < paid, "paid {} got {}", paid, got);
+                Ok(true)
+            },
+        );
+    }
+
     proptest! {
         #[test]
         fn the_closed_form_sum_is_the_sum_over_units(
             t in 1u64..3_000, lo in 0u64..20_000, n in 0u64..2_000
         ) {
             prop_assert_eq!(curve_sum(t, lo, lo + n), curve_sum_slow(t, lo, lo + n));
-        }
-
-        #[test]
-        fn prices_stay_within_bounds_for_any_stock(
-            m in any_market(), good in any_good(), qty in 1u32..2_000
-        ) {
-            let p = m.price_cr(good);
-            let in_bounds = min_price_cr(good) <= p && p <= max_price_cr(good);
-            prop_assert!(in_bounds, "{} at {}", p, m.stock(good));
-            let q = u64::from(qty);
-            if let Ok(total) = m.quote_buy(good, qty) {
-                let most = q * max_price_cr(good) * (1_000 + SPREAD_PERMILLE) / 1_000 + 1;
-                prop_assert!(total <= most);
-                prop_assert!(total >= q * min_price_cr(good));
-            }
-            if let Ok(total) = m.quote_sell(good, qty) {
-                prop_assert!(total <= q * max_price_cr(good));
-                let least = q * min_price_cr(good) * (1_000 - SPREAD_PERMILLE) / 1_000;
-                prop_assert!(total + 1 >= least);
-            }
-        }
-
-        #[test]
-        fn buying_then_selling_never_creates_credits(
-            m in any_market(), good in any_good(), qty in 1u32..5_000
-        ) {
-            let mut m = m;
-            if let Ok(paid) = m.buy(good, qty) {
-                let got = m.sell(good, qty).unwrap();
-                prop_assert!(got < paid, "paid {} got {}", paid, got);
-            }
         }
 
         /// Any mix of trades and economy ticks: no panic, stocks within bounds, and every trade

@@ -163,10 +163,14 @@ fn rows(name: &str, v: &Value) -> Vec<Row> {
                 None,
             ),
             row(
-                "acks missing from the logs",
-                v["acks_all_found"]
-                    .as_bool()
-                    .map(|ok| f64::from(u8::from(!ok))),
+                "actions acknowledged",
+                num(v, "/acks/acknowledged"),
+                "",
+                Some((">=", 1.0)),
+            ),
+            row(
+                "acknowledged, missing from the logs",
+                num(v, "/acks/missing"),
                 "",
                 Some(("<=", 0.0)),
             ),

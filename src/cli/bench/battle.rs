@@ -3,8 +3,9 @@
 //! target) and renews it about once a second at a random pilot, as a player at the terminal
 //! would when their target is destroyed; destroyed ships respawn at home, which is where the
 //! battle is, so the fight never ends. Reports the shard's tick p50/p99 against the 100 ms
-//! budget, the ticks it actually achieved per second, and the combat's own figures from the
-//! log (shots, ships destroyed). Prints figures; never asserts.
+//! budget, how late its ticks started (p50/p99), the ticks it actually achieved per second,
+//! its time dilation factor, and the combat's own figures from the log (shots, ships
+//! destroyed). Prints figures; never asserts.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -92,6 +93,9 @@ pub async fn measure(
         "seconds": elapsed,
         "tick_p50_us": after.tick_p50_us,
         "tick_p99_us": after.tick_p99_us,
+        "tick_late_p50_us": after.tick_late_p50_us,
+        "tick_late_p99_us": after.tick_late_p99_us,
+        "dilation": after.dilation,
         "ticks_per_s": (after.tick - before.tick) as f64 / elapsed,
         "orders_per_s": orders.load(Ordering::Relaxed) as f64 / (elapsed + 2.0),
         "shots_total": shots,
@@ -134,6 +138,12 @@ pub fn print(f: &serde_json::Value, budget_us: u32) {
         } else {
             "NOT met"
         }
+    );
+    println!(
+        "    ticks started late by p50 {} us, p99 {} us; dilation {:.2} at the end",
+        f["tick_late_p50_us"],
+        f["tick_late_p99_us"],
+        f["dilation"].as_f64().unwrap_or(0.0)
     );
     println!(
         "    ticks achieved {:.1} /s (10 asked); {} shots, {} ships destroyed in all; {:.0} orders/s",

@@ -2,8 +2,9 @@
 //! `mltrader serve` on a scratch data directory (short jumps: 50 Hz ticks, one tick per light
 //! year), a `mltrader swarm` of trader bots playing it over HTTP with an ack log, then the
 //! server stopped and `mltrader check --acks` run on its data directory. Reports the swarm's
-//! jumps/s, trades/s, acknowledged actions and profit per trip, and whether every
-//! acknowledged action was found in the logs. Prints figures; never asserts.
+//! jumps/s, trades/s and profit per trip, and the actions the server acknowledged, how many of
+//! them `check` found in the logs and how many it did not. Exits 1 when nothing was
+//! acknowledged (a run that proves nothing) or an acknowledged action is missing.
 
 use std::path::PathBuf;
 use std::process::{Command, ExitCode, Stdio};
@@ -48,7 +49,7 @@ pub fn run(args: SwarmBenchArgs) -> anyhow::Result<ExitCode> {
     let f = result?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&f)?);
-        return Ok(ExitCode::SUCCESS);
+        return Ok(exit_code(&f));
     }
     let s = &f["swarm"];
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
@@ -67,15 +68,47 @@ pub fn run(args: SwarmBenchArgs) -> anyhow::Result<ExitCode> {
             .as_f64()
             .unwrap_or(0.0)
     );
+    let acks = &f["acks"];
     println!(
-        "  check --acks after the stop: {}",
-        if f["acks_all_found"] == true {
-            "every acknowledged action is in the logs"
+        "  check --acks after the stop: {} acknowledged, {} found in the logs, {} missing{}",
+        acks["acknowledged"],
+        acks["found"],
+        acks["missing"],
+        if f["check_exit_ok"] == true {
+            ""
         } else {
-            "PROBLEMS (see --json)"
+            " (check FAILED: see --json)"
         }
     );
-    Ok(ExitCode::SUCCESS)
+    Ok(exit_code(&f))
+}
+
+/// Success only when actions were acknowledged and `check` found every one of them.
+fn exit_code(f: &Value) -> ExitCode {
+    let acks = &f["acks"];
+    let acknowledged = acks["acknowledged"].as_u64().unwrap_or(0);
+    let missing = acks["missing"].as_u64().unwrap_or(u64::MAX);
+    if acknowledged == 0 {
+        eprintln!("bench swarm: the server acknowledged nothing, so the run proves nothing");
+        return ExitCode::FAILURE;
+    }
+    if missing > 0 || f["check_exit_ok"] != true {
+        eprintln!("bench swarm: {missing} acknowledged actions are not in the logs");
+        return ExitCode::FAILURE;
+    }
+    ExitCode::SUCCESS
+}
+
+/// The ack counts of a `check --json --acks` report: acknowledged (lines of the ack log),
+/// found (confirmed in the logs) and missing (the rest).
+fn ack_counts(report: &Value) -> Value {
+    let acknowledged = report["acks"]["acks"].as_u64().unwrap_or(0);
+    let found = report["acks"]["confirmed"].as_u64().unwrap_or(0);
+    json!({
+        "acknowledged": acknowledged,
+        "found": found,
+        "missing": acknowledged.saturating_sub(found),
+    })
 }
 
 fn measure(dir: &std::path::Path, bots: u64, seconds: u64) -> anyhow::Result<Value> {
@@ -147,7 +180,35 @@ fn measure(dir: &std::path::Path, bots: u64, seconds: u64) -> anyhow::Result<Val
         "seconds": seconds,
         "swarm": summary,
         "check_exit_ok": check.status.success(),
-        "acks_all_found": check.status.success(),
+        "acks": ack_counts(&report),
         "check": report,
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run_with(acknowledged: u64, found: u64, check_ok: bool) -> Value {
+        let report = json!({"acks": {"acks": acknowledged, "confirmed": found}});
+        json!({"check_exit_ok": check_ok, "acks": ack_counts(&report)})
+    }
+
+    #[test]
+    fn counts_are_reported_and_a_run_that_proves_nothing_fails() {
+        let f = run_with(120, 118, false);
+        assert_eq!(
+            f["acks"],
+            json!({"acknowledged": 120, "found": 118, "missing": 2})
+        );
+        assert_eq!(exit_code(&f), ExitCode::FAILURE, "two missing");
+        assert_eq!(exit_code(&run_with(120, 120, true)), ExitCode::SUCCESS);
+        assert_eq!(
+            exit_code(&run_with(0, 0, true)),
+            ExitCode::FAILURE,
+            "nothing acknowledged: check passes, and proves nothing"
+        );
+        let no_report = json!({"check_exit_ok": true, "acks": ack_counts(&Value::Null)});
+        assert_eq!(exit_code(&no_report), ExitCode::FAILURE);
+    }
 }

@@ -2,6 +2,10 @@
 //! galaxy at 10 Hz (a share of them always jumping, the rest idle), reported per shard as
 //! p50/p99 tick time against the 100 ms budget, and resident memory per player.
 //!
+//! A tick's own cost is not what players feel: beside it, per shard, how late ticks started
+//! after they were due (p50/p99 of the start delay), the ticks per second the shard actually
+//! achieved during the run (against the 10 asked), and its time dilation factor at the end.
+//!
 //! Memory per player is the growth of the process's resident set from before the joins to
 //! after them (the mesh, its logs' buffers and routing all included), divided by the players,
 //! measured after the allocator gave its free pages back (glibc `malloc_trim`), and also
@@ -94,17 +98,29 @@ pub fn run(args: TickArgs) -> anyhow::Result<ExitCode> {
         args.moving_percent
     );
     println!(
-        "  {:<20} {:>8} {:>10} {:>10}",
-        "system", "players", "p50 us", "p99 us"
+        "  {:<20} {:>8} {:>10} {:>10} {:>12} {:>12} {:>8} {:>9}",
+        "system",
+        "players",
+        "p50 us",
+        "p99 us",
+        "late p50 us",
+        "late p99 us",
+        "ticks/s",
+        "dilation"
     );
     if let Some(shards) = f["shards"].as_array() {
         for s in shards {
             println!(
-                "  {:<20} {:>8} {:>10} {:>10}",
+                "  {:<20} {:>8} {:>10} {:>10} {:>12} {:>12} {:>8.1} {:>9.2}",
                 s["system"].as_str().unwrap_or(""),
-                s["population"],
-                s["tick_p50_us"],
-                s["tick_p99_us"]
+                // As numbers: a JSON value's Display ignores the width.
+                s["population"].as_u64().unwrap_or(0),
+                s["tick_p50_us"].as_u64().unwrap_or(0),
+                s["tick_p99_us"].as_u64().unwrap_or(0),
+                s["tick_late_p50_us"].as_u64().unwrap_or(0),
+                s["tick_late_p99_us"].as_u64().unwrap_or(0),
+                s["ticks_per_s"].as_f64().unwrap_or(0.0),
+                s["dilation"].as_f64().unwrap_or(0.0)
             );
         }
     }
@@ -116,6 +132,12 @@ pub fn run(args: TickArgs) -> anyhow::Result<ExitCode> {
         } else {
             "NOT met"
         }
+    );
+    println!(
+        "  worst shard start delay       p99 {} us; fewest ticks achieved {:.1} /s (10 asked); lowest dilation {:.2}",
+        f["worst_tick_late_p99_us"],
+        f["min_ticks_per_s"].as_f64().unwrap_or(0.0),
+        f["min_dilation"].as_f64().unwrap_or(0.0)
     );
     let bpp = f["rss_bytes_per_player"].as_f64().unwrap_or(0.0);
     println!(
@@ -203,22 +225,34 @@ async fn measure(
             Ok::<(), crate::mesh::MeshError>(())
         }));
     }
+    let before = mesh.status().await?;
     let started = Instant::now();
     tokio::time::sleep(Duration::from_secs_f64(seconds)).await;
     let shards = mesh.status().await?;
     let elapsed = started.elapsed().as_secs_f64();
+    let shards = with_ticks_per_s(&before, shards, elapsed)?;
     stop.store(true, Ordering::Relaxed);
     for t in tasks {
         t.await??;
     }
     mesh.stop().await?;
-    let worst = shards.iter().map(|s| s.tick_p99_us).max().unwrap_or(0);
+    let worst = max_of(&shards, "tick_p99_us");
+    let worst_late = max_of(&shards, "tick_late_p99_us");
+    let min_of = |key: &str| {
+        shards
+            .iter()
+            .filter_map(|s| s[key].as_f64())
+            .fold(f64::INFINITY, f64::min)
+    };
     Ok(serde_json::json!({
         "players": players,
         "moving": movers,
         "seconds": elapsed,
         "jumps_per_s": jumps.load(Ordering::Relaxed) as f64 / elapsed,
         "worst_tick_p99_us": worst,
+        "worst_tick_late_p99_us": worst_late,
+        "min_ticks_per_s": min_of("ticks_per_s"),
+        "min_dilation": min_of("dilation"),
         "rss_before_bytes": rss_before,
         "rss_after_bytes": rss_after,
         "rss_after_untrimmed_bytes": rss_untrimmed,
@@ -226,4 +260,79 @@ async fn measure(
         "rss_bytes_per_player": rss_after.saturating_sub(rss_before) as f64 / players.max(1) as f64,
         "shards": shards,
     }))
+}
+
+/// The shards' statuses at the end, each with `ticks_per_s`: the ticks it ran since `before`,
+/// over `elapsed_s` seconds (what it achieved, not what was asked).
+fn with_ticks_per_s(
+    before: &[crate::mesh::ShardStatus],
+    after: Vec<crate::mesh::ShardStatus>,
+    elapsed_s: f64,
+) -> anyhow::Result<Vec<serde_json::Value>> {
+    after
+        .into_iter()
+        .map(|s| {
+            let ticks_before = before
+                .iter()
+                .find(|b| b.shard == s.shard)
+                .map_or(0, |b| b.tick);
+            let ticks = s.tick.saturating_sub(ticks_before);
+            let mut v = serde_json::to_value(&s)?;
+            v["ticks_per_s"] = serde_json::json!(ticks as f64 / elapsed_s.max(1e-9));
+            Ok(v)
+        })
+        .collect()
+}
+
+/// The largest integer `key` over the shards.
+fn max_of(shards: &[serde_json::Value], key: &str) -> u64 {
+    shards
+        .iter()
+        .filter_map(|s| s[key].as_u64())
+        .max()
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn status(shard: &str, tick: u64) -> crate::mesh::ShardStatus {
+        crate::mesh::ShardStatus {
+            system: shard.into(),
+            slug: shard.into(),
+            instance: 1,
+            shard: shard.into(),
+            instance_name: shard.into(),
+            merging: false,
+            instances: Vec::new(),
+            population: 0,
+            departing: 0,
+            in_transit_towards: 0,
+            tick,
+            tick_p50_us: 0,
+            tick_p99_us: 0,
+            tick_late_p50_us: 0,
+            tick_late_p99_us: 0,
+            dilation: 1.0,
+            tick_period_us: 100_000,
+            log_durable_seq: 0,
+            log_next_seq: 1,
+            state_hash: String::new(),
+            failed: None,
+        }
+    }
+
+    #[test]
+    fn ticks_per_s_are_the_ticks_run_during_the_window() {
+        let before = [status("sol", 100), status("vega", 7)];
+        let after = vec![status("sol", 150), status("vega", 27)];
+        let shards = with_ticks_per_s(&before, after, 5.0).unwrap();
+        assert_eq!(shards[0]["ticks_per_s"], 10.0, "50 ticks in 5 s");
+        assert_eq!(
+            shards[1]["ticks_per_s"], 4.0,
+            "a slowed shard: 20 ticks in 5 s"
+        );
+        assert_eq!(max_of(&shards, "tick"), 150);
+    }
 }

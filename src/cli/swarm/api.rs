@@ -162,11 +162,6 @@ impl CallError {
             CallError::Refused { code, .. } | CallError::Unreachable { code, .. } => code,
         }
     }
-
-    /// The route does not exist on this server (404 `no_route`): an older server.
-    pub fn is_no_route(&self) -> bool {
-        matches!(self, CallError::Refused { status: 404, code, .. } if code == "no_route")
-    }
 }
 
 /// A call's result.

@@ -9,8 +9,9 @@
 //! happens: a refusal is counted and the next trip starts from what the server says
 //! (`GET /v1/me`); no fuel means buying fuel; a full hold or empty purse means buying less; a
 //! 429 waits for `Retry-After`; an unreachable server is asked again with a growing pause (the
-//! server may be restarting); an unknown token joins again. A server without trading or combat
-//! (404 `no_route`) is remembered for the whole swarm, and the bots travel without them.
+//! server may be restarting); an unknown token joins again. Any other refusal, a 404 included
+//! (a server without the market or combat routes is not one the bots were written for), is
+//! counted as an error by its code.
 //!
 //! Every action the server acknowledged goes to the ack log, after the answer. Never reads a
 //! clock to decide (only to wait); all its randomness comes from its own seeded [`Rng`].
@@ -302,7 +303,7 @@ impl<A: GameApi> Bot<A> {
             self.api.landing(&token).await?;
             return Ok(());
         };
-        if self.stats().trading() && !player.cargo.is_empty() {
+        if !player.cargo.is_empty() {
             self.sell_all(&token, &mut player).await?;
         }
         if let Some(trip) = self.trip.take() {
@@ -336,7 +337,7 @@ impl<A: GameApi> Bot<A> {
                 format!("{} is stranded in {here}", self.name),
             ));
         }
-        let options = self.options(&here, &player, market.as_ref(), &lanes);
+        let options = self.options(&here, &player, &market, &lanes);
         let candidates: Vec<Candidate> = options.iter().map(|(c, _)| c.clone()).collect();
         let pick = self.policy.choose(&mut self.rng, &candidates);
         let (mut candidate, qty) = options[pick].clone();
@@ -388,7 +389,7 @@ impl<A: GameApi> Bot<A> {
             tokio::time::sleep(Duration::from_millis(t.travel_ms)).await;
         }
         self.api.landing(&token).await?;
-        if self.stats().fighting() && self.rng.chance_percent(self.config.attack_percent) {
+        if self.rng.chance_percent(self.config.attack_percent) {
             self.attack(&token).await?;
         }
         Ok(())
@@ -420,19 +421,9 @@ impl<A: GameApi> Bot<A> {
         }
     }
 
-    /// The local market, or None when the server has none.
-    async fn look(&self, token: &str) -> Call<Option<Market>> {
-        if !self.stats().trading() {
-            return Ok(None);
-        }
-        match self.api.market(token).await {
-            Ok(m) => Ok(Some(m)),
-            Err(e) if e.is_no_route() => {
-                self.stats().trading.store(false, Ordering::Relaxed);
-                Ok(None)
-            }
-            Err(e) => Err(e),
-        }
+    /// The local market.
+    async fn look(&self, token: &str) -> Call<Market> {
+        self.api.market(token).await
     }
 
     /// Whether the bot has the fuel for `lane`, or the credits to buy it.
@@ -463,7 +454,7 @@ impl<A: GameApi> Bot<A> {
         &self,
         here: &str,
         player: &PlayerView,
-        market: Option<&Market>,
+        market: &Market,
         lanes: &[Lane],
     ) -> Vec<(Candidate, u32)> {
         let mut out = Vec::new();
@@ -480,9 +471,6 @@ impl<A: GameApi> Bot<A> {
                 },
                 0,
             ));
-            let Some(market) = market else {
-                continue;
-            };
             let heard = market.heard.iter().find(|h| h.system == lane.to);
             for quote in &market.goods {
                 let Some(buy_cr) = quote.buy_cr else {
@@ -531,10 +519,6 @@ impl<A: GameApi> Bot<A> {
                     *player = t.player;
                     return Ok(true);
                 }
-                Err(e) if e.is_no_route() => {
-                    self.stats().trading.store(false, Ordering::Relaxed);
-                    return Ok(false);
-                }
                 Err(e @ CallError::Refused { status: 409, .. }) => {
                     // no_credits, no_stock, no_cargo_space, price_limit: try less.
                     self.stats().error(e.code());
@@ -560,10 +544,6 @@ impl<A: GameApi> Bot<A> {
                         self.stats().trades.fetch_add(1, Ordering::Relaxed);
                         *player = t.player;
                         break;
-                    }
-                    Err(e) if e.is_no_route() => {
-                        self.stats().trading.store(false, Ordering::Relaxed);
-                        return Ok(());
                     }
                     Err(e @ CallError::Refused { status: 409, .. }) => {
                         self.stats().error(e.code());
@@ -599,10 +579,6 @@ impl<A: GameApi> Bot<A> {
                     ..self.ack_of(Action::Attack, a.player.version)
                 });
                 self.stats().attacks.fetch_add(1, Ordering::Relaxed);
-                Ok(())
-            }
-            Err(e) if e.is_no_route() => {
-                self.stats().fighting.store(false, Ordering::Relaxed);
                 Ok(())
             }
             Err(e @ CallError::Refused { status: 409, .. }) => {
@@ -971,7 +947,6 @@ mod tests {
         assert!(s.trades.load(Ordering::Relaxed) > 50);
         assert!(s.refuels.load(Ordering::Relaxed) > 10);
         assert!(s.attacks.load(Ordering::Relaxed) > 0);
-        assert!(s.trading() && s.fighting());
         let acks = read_acks(&path);
         assert_eq!(acks.len() as u64, s.acks.load(Ordering::Relaxed));
         let history = fake.state.lock().unwrap().history.clone();
@@ -1067,8 +1042,10 @@ mod tests {
         assert_eq!(a, play(5).await);
     }
 
+    /// A server without a market is not silently played around: every turn's 404 is an
+    /// error the summary shows by its code, and nothing is traded or flown.
     #[tokio::test]
-    async fn without_trading_bots_travel_and_refuel() {
+    async fn a_server_without_a_market_is_an_error_not_a_fallback() {
         let fake = Arc::new(Fake::new(false));
         let shared = swarm(&fake, None).await;
         let mut bot = Bot::new(fake.clone(), shared.clone(), config(0));
@@ -1076,11 +1053,15 @@ mod tests {
             bot.turn().await;
         }
         let s = &shared.stats;
-        assert!(!s.trading());
         assert_eq!(s.trades.load(Ordering::Relaxed), 0);
-        assert!(s.jumps.load(Ordering::Relaxed) >= 25);
-        assert!(s.refuels.load(Ordering::Relaxed) >= 5);
-        assert_eq!(s.errors.load(Ordering::Relaxed), 0, "a 404 is not an error");
+        assert_eq!(s.jumps.load(Ordering::Relaxed), 0);
+        let summary = s.summary(1, 0, 1, "fake");
+        assert_eq!(
+            summary.errors_by_code.get("no_route"),
+            Some(&29),
+            "each turn after the join: {:?}",
+            summary.errors_by_code
+        );
     }
 
     #[tokio::test]
@@ -1120,7 +1101,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_poor_bot_buys_the_fuel_it_can_and_a_broke_one_waits() {
-        let fake = Arc::new(Fake::new(false));
+        let fake = Arc::new(Fake::new(true));
         let shared = swarm(&fake, None).await;
         let mut bot = Bot::new(fake.clone(), shared.clone(), config(0));
         bot.turn().await;

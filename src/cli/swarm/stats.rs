@@ -7,7 +7,7 @@
 //! Never talks to the galaxy; never decides anything for a bot.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::Instant;
 
@@ -41,10 +41,6 @@ pub struct Stats {
     /// Lines written to the ack log.
     pub acks: AtomicU64,
     pub errors: AtomicU64,
-    /// False once the server answered 404 `no_route` to the market or a trade.
-    pub trading: AtomicBool,
-    /// False once the server answered 404 `no_route` to an attack.
-    pub fighting: AtomicBool,
     errors_by_code: Mutex<BTreeMap<String, u64>>,
     trips: Mutex<Vec<Trip>>,
 }
@@ -61,8 +57,6 @@ impl Stats {
             attacks: AtomicU64::new(0),
             acks: AtomicU64::new(0),
             errors: AtomicU64::new(0),
-            trading: AtomicBool::new(true),
-            fighting: AtomicBool::new(true),
             errors_by_code: Mutex::new(BTreeMap::new()),
             trips: Mutex::new(Vec::new()),
         }
@@ -90,14 +84,6 @@ impl Stats {
             profit_cr,
             baseline,
         });
-    }
-
-    pub fn trading(&self) -> bool {
-        self.trading.load(Ordering::Relaxed)
-    }
-
-    pub fn fighting(&self) -> bool {
-        self.fighting.load(Ordering::Relaxed)
     }
 
     fn get(counter: &AtomicU64) -> u64 {
@@ -179,8 +165,6 @@ impl Stats {
             acks: Self::get(&self.acks),
             errors: Self::get(&self.errors),
             errors_by_code: self.errors_by_code.lock().expect("stats lock").clone(),
-            trading: self.trading(),
-            fighting: self.fighting(),
             trips: trip_count,
             mean_profit_per_trip_cr: (trip_count > 0).then_some(mean_profit),
             baseline_trips,
@@ -231,12 +215,11 @@ pub fn progress_line(stats: &Stats, bots: usize, now: Counts, before: Counts) ->
         profit.push_str(&format!(", random bots {baseline:+.1}"));
     }
     format!(
-        "swarm {:.0} s: {}/{bots} bots online, {:.1} jumps/s, {:.1} trades/s{}, {} errors, {} trips, {profit}",
+        "swarm {:.0} s: {}/{bots} bots online, {:.1} jumps/s, {:.1} trades/s, {} errors, {} trips, {profit}",
         now.at_ms as f64 / 1000.0,
         now.online,
         (now.jumps - before.jumps) as f64 / secs,
         (now.trades - before.trades) as f64 / secs,
-        if stats.trading() { "" } else { " (no trading here)" },
         now.errors,
         trips,
     )
@@ -285,10 +268,6 @@ pub struct Summary {
     pub acks: u64,
     pub errors: u64,
     pub errors_by_code: BTreeMap<String, u64>,
-    /// Whether the server offered trading (false: 404 `no_route`, bots only travelled).
-    pub trading: bool,
-    /// Whether the server offered attacks.
-    pub fighting: bool,
     /// Trips of the learning bots, and their mean profit.
     pub trips: u64,
     pub mean_profit_per_trip_cr: Option<f64>,
@@ -332,15 +311,6 @@ impl Summary {
             self.refuels,
             self.attacks
         ));
-        if !self.trading {
-            out.push_str(
-                "  this server has no market (404 no_route): the bots only travelled and refuelled, \
-                 so a trip's profit is the fuel it burns\n",
-            );
-        }
-        if !self.fighting {
-            out.push_str("  this server has no combat (404 no_route): no attacks\n");
-        }
         let mean = |m: Option<f64>| m.map_or("-".to_string(), |m| format!("{m:+.1} cr"));
         out.push_str(&format!(
             "  learning bots: {} trips, {} per trip; random bots: {} trips, {} per trip\n",

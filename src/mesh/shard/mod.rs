@@ -192,6 +192,9 @@ pub struct Shard {
     departures_task: tokio::task::JoinHandle<()>,
     records_since_snapshot: u64,
     tick_times: TickTimes,
+    /// How late the last ticks started after they were due (the loop busy with requests, or
+    /// the thread not scheduled): what a tick's own cost does not show.
+    tick_late: TickTimes,
     /// Slows the clock when ticks overrun their budget ([`super::dilation`]).
     dilation: Dilation,
     /// Set when the log failed: the shard answers every request with it until restarted.
@@ -240,6 +243,7 @@ impl Shard {
         let mut shard = Shard {
             id,
             tick_times: TickTimes::new(ctx.config.tick_hz as usize * 60),
+            tick_late: TickTimes::new(ctx.config.tick_hz as usize * 60),
             dilation: Dilation::new(tick_budget_us(ctx.config.tick_hz)),
             ctx,
             state,
@@ -299,6 +303,8 @@ impl Shard {
                 },
                 () = &mut next_tick => {
                     let due = next_tick.deadline();
+                    self.tick_late
+                        .push(tokio::time::Instant::now().saturating_duration_since(due));
                     self.tick();
                     let now = tokio::time::Instant::now();
                     let period = self.period();
@@ -796,6 +802,8 @@ impl Shard {
             tick: self.now,
             tick_p50_us: self.tick_times.percentile_us(50.0),
             tick_p99_us: self.tick_times.percentile_us(99.0),
+            tick_late_p50_us: self.tick_late.percentile_us(50.0),
+            tick_late_p99_us: self.tick_late.percentile_us(99.0),
             dilation: self.dilation.factor(),
             tick_period_us: self.dilation.period_us(),
             log_durable_seq: self.log.durable_seq(),
