@@ -136,7 +136,9 @@ impl NameIndex {
     /// Notes a name as taken. Never refuses: a logged join stands, even one whose key
     /// collides with an older name (data written before these rules).
     pub fn insert(&mut self, name: String, account: String) {
-        self.holders.entry(key(&name)).or_insert_with(|| name.clone());
+        self.holders
+            .entry(key(&name))
+            .or_insert_with(|| name.clone());
         self.accounts.insert(name, account);
     }
 
@@ -187,7 +189,10 @@ mod tests {
     fn names_may_hold_spaces_and_unicode_but_not_control_characters() {
         assert!(validate_name("Barnard's Kid").is_ok());
         assert!(validate_name("Ünïcødé 🚀").is_ok());
-        assert!(validate_name("❤\u{FE0F} Ann").is_ok(), "emoji variation selector");
+        assert!(
+            validate_name("❤\u{FE0F} Ann").is_ok(),
+            "emoji variation selector"
+        );
         assert_eq!(validate_name(""), Err(NameError::Empty));
         assert_eq!(validate_name(" x"), Err(NameError::Spaces));
         assert_eq!(validate_name("x\u{3000}"), Err(NameError::Spaces));
@@ -238,7 +243,14 @@ mod tests {
     #[test]
     fn case_and_confusables_share_a_key() {
         let ann = key("Ann");
-        for same in ["ann", "ANN", "aNn", "\u{0410}nn", "Ann\u{FE0F}", "\u{FF21}nn"] {
+        for same in [
+            "ann",
+            "ANN",
+            "aNn",
+            "\u{0410}nn",
+            "Ann\u{FE0F}",
+            "\u{FF21}nn",
+        ] {
             assert_eq!(key(same), ann, "{same:?}");
         }
         assert_eq!(key("Zo\u{00EB}"), key("zoe\u{0308}"));
