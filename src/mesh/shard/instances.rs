@@ -12,7 +12,9 @@
 //! instance's shard happen in tasks that report back through the queue.
 
 use super::{Command, Shard};
-use crate::mesh::instances::{pick_movers, plan, InstanceLoad, PrimaryView, Step, RETIRE_RETRY_MS};
+use crate::mesh::instances::{
+    pick_movers, plan, InstanceLoad, OpenInstance, PrimaryView, Step, RETIRE_RETRY_MS,
+};
 use crate::sim::instance::{InstanceId, PRIMARY_INSTANCE};
 
 impl Shard {
@@ -57,7 +59,7 @@ impl Shard {
         };
         let Ok(rec) = self.record(event) else { return };
         if let Some(t) = self.instances.as_mut() {
-            t.open.insert(n, Default::default());
+            t.open.insert(n, OpenInstance::opened());
             t.last_change_ms = Some(now_ms);
         }
         let at = InstanceId::new(self.id.system, n);
