@@ -65,6 +65,34 @@ impl std::fmt::Display for CodePoint {
     }
 }
 
+/// The name rules as an ECMA-262 regular expression with the `u` flag (for the OpenAPI
+/// document): no control or format character, none of the other invisible characters
+/// ([`INVISIBLE_OTHER`]), no white space at either end. The length (1 to [`MAX_NAME_BYTES`]
+/// bytes of the NFC form) is not a regex's to say: `minLength: 1` holds, bytes are checked by
+/// the server.
+pub const NAME_PATTERN: &str = concat!(
+    r"^[^\s\p{Cc}\p{Cf}\u034F\u115F-\u1160\u17B4-\u17B5\u2065\u3164\uFFA0\uFFF0-\uFFF8\u{E0000}\u{E0002}-\u{E001F}\u{E0080}-\u{E00FF}\u{E01F0}-\u{E0FFF}]",
+    r"(?:[^\p{Cc}\p{Cf}\u034F\u115F-\u1160\u17B4-\u17B5\u2065\u3164\uFFA0\uFFF0-\uFFF8\u{E0000}\u{E0002}-\u{E001F}\u{E0080}-\u{E00FF}\u{E01F0}-\u{E0FFF}]*",
+    r"[^\s\p{Cc}\p{Cf}\u034F\u115F-\u1160\u17B4-\u17B5\u2065\u3164\uFFA0\uFFF0-\uFFF8\u{E0000}\u{E0002}-\u{E001F}\u{E0080}-\u{E00FF}\u{E01F0}-\u{E0FFF}])?$"
+);
+
+/// The characters refused as invisible that are not format characters (Cf): default-ignorable
+/// code points that are not variation selectors. What [`NAME_PATTERN`] lists by code point
+/// (the tests check both against the Unicode data).
+pub const INVISIBLE_OTHER: &[(char, char)] = &[
+    ('\u{034F}', '\u{034F}'),
+    ('\u{115F}', '\u{1160}'),
+    ('\u{17B4}', '\u{17B5}'),
+    ('\u{2065}', '\u{2065}'),
+    ('\u{3164}', '\u{3164}'),
+    ('\u{FFA0}', '\u{FFA0}'),
+    ('\u{FFF0}', '\u{FFF8}'),
+    ('\u{E0000}', '\u{E0000}'),
+    ('\u{E0002}', '\u{E001F}'),
+    ('\u{E0080}', '\u{E00FF}'),
+    ('\u{E01F0}', '\u{E0FFF}'),
+];
+
 /// The name a new player gets for `raw`: its NFC form, if that is a valid name.
 pub fn canonical(raw: &str) -> Result<String, NameError> {
     let name: String = raw.nfc().collect();
@@ -238,6 +266,41 @@ mod tests {
         let e = validate_name(&format!("{RLO}nnA")).unwrap_err().to_string();
         assert!(e.contains("U+202E at character 1"), "{e}");
         assert!(e.contains("category Cf"), "{e}");
+    }
+
+    /// [`INVISIBLE_OTHER`] (and so [`NAME_PATTERN`]) says exactly what [`is_invisible`]
+    /// refuses besides format characters.
+    #[test]
+    fn the_pattern_lists_every_invisible_character_that_is_not_a_format_character() {
+        let mut ranges: Vec<(char, char)> = Vec::new();
+        let other = (0..=u32::from(char::MAX))
+            .filter_map(char::from_u32)
+            .filter(|&c| {
+                is_invisible(c) && GeneralCategory::for_char(c) != GeneralCategory::Format
+            });
+        for c in other {
+            match ranges.last_mut() {
+                Some((_, last)) if u32::from(*last) + 1 == u32::from(c) => *last = c,
+                _ => ranges.push((c, c)),
+            }
+        }
+        let text: Vec<String> = ranges
+            .iter()
+            .map(|(a, b)| format!("{}-{}", CodePoint(*a), CodePoint(*b)))
+            .collect();
+        assert_eq!(ranges, INVISIBLE_OTHER, "{text:?}");
+        let escape = |c: char| match u32::from(c) {
+            n if n > 0xFFFF => format!("\\u{{{n:X}}}"),
+            n => format!("\\u{n:04X}"),
+        };
+        let class: String = ranges
+            .iter()
+            .map(|&(a, b)| match a == b {
+                true => escape(a),
+                false => format!("{}-{}", escape(a), escape(b)),
+            })
+            .collect();
+        assert_eq!(NAME_PATTERN.matches(&class).count(), 3, "{class}");
     }
 
     #[test]
