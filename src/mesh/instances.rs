@@ -16,11 +16,12 @@
 //! - **Hysteresis and cool-down**: a split or a merge is never decided within `cooldown_ms` of
 //!   the last one, and the gap between the thresholds (over 50 splits, a new instance holds
 //!   25, under 10 merges) keeps a population hovering near a threshold from flapping.
-//! - **After a restart** the primary knows its open instances (its log lists them) but not
-//!   how many players each holds: it plans nothing until every one of them has reported its
-//!   load once (a tick), so that recovery keeps the layout it found. Planning at once would
-//!   take the instances for empty and fill each again (a crowded Sol at 16 instances of 25
-//!   became 16 of 50 after a kill -9). The layout is restored, not re-planned.
+//! - **After a restart** the primary's table starts from what recovery found in each open
+//!   instance (its players, prepared jumps and the moves committed towards it:
+//!   [`InstanceTable::restore`]), so that the first plan sees the layout as it was and keeps
+//!   it. Without that it took the instances for empty and filled each again (a crowded Sol at
+//!   16 instances of 25 became 16 of 50 after a kill -9). The layout is restored, not
+//!   re-planned.
 //! - **Groups stay together**: players fighting each other (standing attack orders, either
 //!   way, transitively) are one group ([`groups`]); a group moves whole or not at all, and
 //!   players in no fight move first.
@@ -124,9 +125,6 @@ pub struct InstanceLoad {
 pub struct OpenInstance {
     /// Its shard runs (a split is recorded first; the shard starts once that is durable).
     pub ready: bool,
-    /// Its load is known: it was opened empty by this primary, or it has reported since this
-    /// primary started (after a restart, it holds whatever the crash left there).
-    pub known: bool,
     /// It was told to merge: no more moves towards it; it retires once empty.
     pub closing: bool,
     /// A retire question is on its way to it.
@@ -142,14 +140,6 @@ pub struct OpenInstance {
 }
 
 impl OpenInstance {
-    /// An instance this primary has just opened: known to be empty.
-    pub fn opened() -> OpenInstance {
-        OpenInstance {
-            known: true,
-            ..OpenInstance::default()
-        }
-    }
-
     /// Players it holds or will hold once the moves on their way land: those it reported,
     /// and the moves towards it that it has not reported landed (the primary's count of the
     /// moves it sent, or the instance's count of those committed on their way, whichever is
@@ -168,8 +158,8 @@ pub struct InstanceTable {
 }
 
 impl InstanceTable {
-    /// The table of a primary whose state lists `open` (after a restart: their shards run,
-    /// their loads are unknown until they report).
+    /// The table of a primary whose state lists `open` (after a restart: their shards run;
+    /// their loads are [`InstanceTable::restore`]d before the primary's first tick).
     pub fn new(open: &BTreeSet<u16>) -> InstanceTable {
         InstanceTable {
             open: open
@@ -191,7 +181,14 @@ impl InstanceTable {
         if let Some(i) = self.open.get_mut(&n) {
             i.sent.retain(|&x| x > load.landed_from_primary);
             i.load = load;
-            i.known = true;
+        }
+    }
+
+    /// After a restart: the load recovery found in each open instance (as if each had
+    /// reported), so that the first plan sees the instances as they are, not empty.
+    pub fn restore(&mut self, loads: impl IntoIterator<Item = (u16, InstanceLoad)>) {
+        for (n, load) in loads {
+            self.report(n, load);
         }
     }
 
@@ -203,7 +200,6 @@ impl InstanceTable {
                 n,
                 players: i.players(),
                 ready: i.ready,
-                known: i.known,
                 closing: i.closing,
                 low_since_ms: i.low_since_ms,
             })
@@ -213,7 +209,7 @@ impl InstanceTable {
     /// Updates since when each instance has been below the merge threshold.
     pub fn watch_low(&mut self, policy: &InstancePolicy, now_ms: u64) {
         for i in self.open.values_mut() {
-            if i.players() < policy.merge_below_players && i.ready && i.known {
+            if i.players() < policy.merge_below_players && i.ready {
                 i.low_since_ms.get_or_insert(now_ms);
             } else {
                 i.low_since_ms = None;
@@ -229,8 +225,6 @@ pub struct InstanceView {
     /// Players there, moves on their way included.
     pub players: usize,
     pub ready: bool,
-    /// Its load is known ([`OpenInstance::known`]); nothing is planned until all are.
-    pub known: bool,
     pub closing: bool,
     pub low_since_ms: Option<u64>,
 }
@@ -260,13 +254,9 @@ pub enum Step {
     Retire(u16),
 }
 
-/// The steps to take now. Pure: the same view gives the same steps. None while the load of an
-/// open instance is unknown (after a restart, until it reports).
+/// The steps to take now. Pure: the same view gives the same steps.
 pub fn plan(policy: &InstancePolicy, view: &PrimaryView<'_>) -> Vec<Step> {
     let mut steps = Vec::new();
-    if view.instances.iter().any(|i| !i.known) {
-        return steps;
-    }
     for i in view.instances {
         if i.closing && i.players == 0 {
             steps.push(Step::Retire(i.n));
@@ -426,7 +416,6 @@ mod tests {
             n,
             players,
             ready: true,
-            known: true,
             closing: false,
             low_since_ms: None,
         }
@@ -494,35 +483,27 @@ mod tests {
         assert_eq!(plan(&policy(), &primary(10, 40, &full)), vec![]);
     }
 
-    /// After a restart, instances are open but their loads unknown: taking them for empty
-    /// would fill them again (16 instances of 25 became 16 of 50 after a kill -9).
+    /// After a restart, the table starts from what recovery found: taking the instances for
+    /// empty would fill them again (16 instances of 25 became 16 of 50 after a kill -9).
     #[test]
-    fn nothing_is_planned_until_every_recovered_instance_has_reported() {
+    fn a_restored_table_keeps_the_layout_it_found() {
         let mut table = InstanceTable::new(&BTreeSet::from([2, 3]));
-        let crowded = |t: &InstanceTable, now_ms| {
-            let views = t.views();
-            plan(&policy(), &primary(now_ms, 150, &views))
-        };
-        assert_eq!(crowded(&table, 0), vec![], "no report yet");
-        table.watch_low(&policy(), 0);
-        assert!(table.open.values().all(|i| i.low_since_ms.is_none()));
         let full = InstanceLoad {
             players: 25,
             ..InstanceLoad::default()
         };
-        table.report(2, full);
-        assert_eq!(crowded(&table, 10), vec![], "3 has not reported");
         // 3 holds 20, and 5 moves committed before the crash are on their way there.
         let landing = InstanceLoad {
             players: 20,
             incoming: 5,
             ..InstanceLoad::default()
         };
-        table.report(3, landing);
+        table.restore([(2, full), (3, landing)]);
         assert_eq!(table.open[&3].players(), 25);
-        // Both full: the primary splits (16 instances allowed), it fills no one.
+        let views = table.views();
+        // Both full: the crowded primary splits (16 instances allowed), it fills no one.
         assert_eq!(
-            crowded(&table, 20),
+            plan(&policy(), &primary(0, 150, &views)),
             (4..=8).map(Step::Split).collect::<Vec<_>>()
         );
     }

@@ -12,9 +12,7 @@
 //! instance's shard happen in tasks that report back through the queue.
 
 use super::{Command, Shard};
-use crate::mesh::instances::{
-    pick_movers, plan, InstanceLoad, OpenInstance, PrimaryView, Step, RETIRE_RETRY_MS,
-};
+use crate::mesh::instances::{pick_movers, plan, InstanceLoad, PrimaryView, Step, RETIRE_RETRY_MS};
 use crate::sim::instance::{InstanceId, PRIMARY_INSTANCE};
 
 impl Shard {
@@ -59,7 +57,7 @@ impl Shard {
         };
         let Ok(rec) = self.record(event) else { return };
         if let Some(t) = self.instances.as_mut() {
-            t.open.insert(n, OpenInstance::opened());
+            t.open.insert(n, Default::default());
             t.last_change_ms = Some(now_ms);
         }
         let at = InstanceId::new(self.id.system, n);
@@ -198,6 +196,14 @@ impl Shard {
                 tracing::info!("{} closed", at.name(&self.ctx.galaxy));
             }
             Err(e) => panic!("BUG: instance {n} stopped but cannot retire: {e}"),
+        }
+    }
+
+    /// Primary, after a restart, before its first tick: the loads recovery found in its open
+    /// instances.
+    pub(crate) fn restore_instance_loads(&mut self, loads: &[(u16, InstanceLoad)]) {
+        if let Some(t) = self.instances.as_mut() {
+            t.restore(loads.iter().copied());
         }
     }
 
