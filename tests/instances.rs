@@ -660,3 +660,119 @@ async fn splits_and_merges_survive_sigkill() {
         started.elapsed().as_secs_f64()
     );
 }
+
+/// Sol's instances and each one's population (the system itself first), if the server answers.
+async fn sol_layout(shared: &Shared) -> Option<Vec<(u64, u64)>> {
+    let (200, systems) = shared.get("/v1/systems", None).await? else {
+        return None;
+    };
+    let sol = systems.as_array()?.iter().find(|s| s["name"] == "Sol")?;
+    let instances = sol["instances"].as_array()?;
+    let pair = |i: &Value| Some((i["instance"].as_u64()?, i["population"].as_u64()?));
+    instances.iter().map(pair).collect()
+}
+
+/// Which instance of Sol each player is in, by token.
+async fn sol_places(shared: &Shared, tokens: &[String]) -> Vec<Option<u64>> {
+    let mut places = Vec::with_capacity(tokens.len());
+    for t in tokens {
+        let me = match shared.get("/v1/me", Some(t)).await {
+            Some((200, me)) => me,
+            other => panic!("/v1/me: {other:?}"),
+        };
+        places.push(me["instance"].as_u64());
+    }
+    places
+}
+
+/// Recovery keeps the instance layout it found. Sol, capped at 5 instances, holds 250 players:
+/// 4 instances of 25 and 150 left in the primary. After a SIGKILL and a restart, the same 4
+/// instances hold the same 25 each, and every player is in the same instance as before (the
+/// primary used to take its recovered instances for empty at its first tick, and filled each
+/// with 25 more).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sigkill_keeps_the_instance_layout() {
+    const PLAYERS: usize = 250;
+    let args = [
+        "--tick-hz",
+        "20",
+        "--split-above",
+        "50",
+        "--merge-below",
+        "10",
+        "--instance-cooldown-ms",
+        "100",
+        "--max-instances",
+        "5",
+        "--snapshot-every",
+        "500",
+        "--checkpoint-every-ms",
+        "100",
+    ];
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let server = common::Server::start_with(Some(&data), &[], &args);
+    let shared = Arc::new(Shared {
+        url: std::sync::RwLock::new(server.url().to_string()),
+        client: reqwest::Client::builder()
+            .timeout(Duration::from_secs(5))
+            .build()
+            .unwrap(),
+    });
+    let mut joins = tokio::task::JoinSet::new();
+    for chunk in (0..PLAYERS).collect::<Vec<_>>().chunks(25) {
+        let (shared, chunk) = (shared.clone(), chunk.to_vec());
+        joins.spawn(async move {
+            let mut tokens = Vec::new();
+            for i in chunk {
+                tokens.push(join_retrying(&shared, &name(i)).await.expect("joined once"));
+            }
+            tokens
+        });
+    }
+    let tokens: Vec<String> = joins.join_all().await.into_iter().flatten().collect();
+    let full = vec![(1, 150), (2, 25), (3, 25), (4, 25), (5, 25)];
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while sol_layout(&shared).await.as_ref() != Some(&full) {
+        assert!(
+            Instant::now() < deadline,
+            "Sol never reached {full:?}: {:?}",
+            sol_layout(&shared).await
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let before = sol_places(&shared, &tokens).await;
+
+    let mut server = Some(server);
+    let out = {
+        server.take().unwrap().kill();
+        common::check(&data)
+    };
+    assert!(
+        out.status.success(),
+        "check after the SIGKILL: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let restarted = tokio::task::spawn_blocking({
+        let (data, args) = (data.clone(), args.to_vec());
+        move || common::Server::start_with(Some(&data), &[], &args)
+    })
+    .await
+    .unwrap();
+    *shared.url.write().unwrap() = restarted.url().to_string();
+    server = Some(restarted);
+    // 40 ticks (2 s): the primary has long planned (and, before, refilled its instances).
+    for _ in 0..20 {
+        let layout = sol_layout(&shared).await;
+        assert_eq!(layout.as_ref(), Some(&full), "the layout after the restart");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let after = sol_places(&shared, &tokens).await;
+    let moved: Vec<(usize, Option<u64>, Option<u64>)> = (0..PLAYERS)
+        .filter(|&i| before[i] != after[i])
+        .map(|i| (i, before[i], after[i]))
+        .collect();
+    assert!(moved.is_empty(), "players moved by the restart: {moved:?}");
+    let status = server.take().unwrap().stop();
+    assert!(status.success(), "a clean stop: {status}");
+}

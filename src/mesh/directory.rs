@@ -10,17 +10,21 @@
 //! update never overwrites a newer one: a shard may move a player on (prepare a jump) before its
 //! acker has told of their landing, and that late landing must not send requests back there.
 //!
+//! It also resolves a name as a person may type it (`attack ann` for `Ann`): by the names'
+//! uniqueness key ([`crate::sim::names::key`]), when exactly one player holds that key.
+//!
 //! It knows players by instance ([`Place`]): a request goes to the shard of the instance the
 //! player is in. Callers that only care about star systems (the API) see a [`Location`], in
 //! which a move between two instances of one system is no jump: the player stays in the system.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::{Mutex, RwLock};
 
 use tokio::sync::oneshot;
 
 use crate::sim::galaxy::SystemId;
 use crate::sim::instance::InstanceId;
+use crate::sim::names;
 
 /// Where a player is, by star system, as far as routing knows.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -87,6 +91,9 @@ pub struct Directory {
     /// Each player's place and the version it was set at. std RwLock: held for a map lookup
     /// only, never across an await.
     places: RwLock<HashMap<String, (Place, u64)>>,
+    /// The names of the players routing knows, by uniqueness key: more than one only for names
+    /// taken before the rules on look-alikes. std RwLock, like `places`.
+    by_key: RwLock<HashMap<String, BTreeSet<String>>>,
     waiters: Mutex<HashMap<String, Vec<oneshot::Sender<Landed>>>>,
 }
 
@@ -114,7 +121,30 @@ impl Directory {
             Some(_) => {}
             None => {
                 map.insert(name.to_string(), (at, version));
+                drop(map);
+                self.by_key
+                    .write()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .entry(names::key(name))
+                    .or_default()
+                    .insert(name.to_string());
             }
+        }
+    }
+
+    /// The player `typed` means: that name if routing knows it, else the one player whose
+    /// name looks the same (case, look-alike characters, NFC). `None` if none does, or if
+    /// several do (names taken before the rules on look-alikes: the exact name is needed).
+    pub fn resolve(&self, typed: &str) -> Option<String> {
+        let known = self.places.read().unwrap_or_else(|e| e.into_inner());
+        if known.contains_key(typed) {
+            return Some(typed.to_string());
+        }
+        drop(known);
+        let by_key = self.by_key.read().unwrap_or_else(|e| e.into_inner());
+        match by_key.get(&names::key(typed)) {
+            Some(holders) if holders.len() == 1 => holders.first().cloned(),
+            _ => None,
         }
     }
 
@@ -160,6 +190,25 @@ impl Directory {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_name_resolves_up_to_case_and_look_alikes_when_unambiguous() {
+        let d = Directory::default();
+        let sol = Place::In(InstanceId::primary(SystemId(0)));
+        d.set("Bob", sol, 1);
+        d.set("Zo\u{00EB}", sol, 1);
+        assert_eq!(d.resolve("Bob").as_deref(), Some("Bob"));
+        assert_eq!(d.resolve("bob").as_deref(), Some("Bob"));
+        assert_eq!(d.resolve("B0B").as_deref(), Some("Bob"));
+        assert_eq!(d.resolve("zoe\u{0308}").as_deref(), Some("Zo\u{00EB}"));
+        assert_eq!(d.resolve("Rob"), None);
+        // Two names of one key (taken before the rules): only the exact names resolve.
+        d.set("Ann", sol, 1);
+        d.set("ann", sol, 1);
+        assert_eq!(d.resolve("ann").as_deref(), Some("ann"));
+        assert_eq!(d.resolve("Ann").as_deref(), Some("Ann"));
+        assert_eq!(d.resolve("ANN"), None, "ambiguous");
+    }
 
     #[test]
     fn a_late_landing_never_overwrites_a_later_move() {

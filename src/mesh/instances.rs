@@ -16,6 +16,12 @@
 //! - **Hysteresis and cool-down**: a split or a merge is never decided within `cooldown_ms` of
 //!   the last one, and the gap between the thresholds (over 50 splits, a new instance holds
 //!   25, under 10 merges) keeps a population hovering near a threshold from flapping.
+//! - **After a restart** the primary's table starts from what recovery found in each open
+//!   instance (its players, prepared jumps and the moves committed towards it:
+//!   [`InstanceTable::restore`]), so that the first plan sees the layout as it was and keeps
+//!   it. Without that it took the instances for empty and filled each again (a crowded Sol at
+//!   16 instances of 25 became 16 of 50 after a kill -9). The layout is restored, not
+//!   re-planned.
 //! - **Groups stay together**: players fighting each other (standing attack orders, either
 //!   way, transitively) are one group ([`groups`]); a group moves whole or not at all, and
 //!   players in no fight move first.
@@ -136,9 +142,13 @@ pub struct OpenInstance {
 }
 
 impl OpenInstance {
-    /// Players it holds or will hold once the moves on their way land.
+    /// Players it holds or will hold once the moves on their way land: those it reported,
+    /// and the moves towards it that it has not reported landed (the primary's count of the
+    /// moves it sent, or the instance's count of those committed on their way, whichever is
+    /// higher: after a restart the primary has sent nothing yet, but moves committed before
+    /// the crash still land there).
     pub fn players(&self) -> usize {
-        self.load.players + self.sent.len()
+        self.load.players + self.sent.len().max(self.load.incoming)
     }
 }
 
@@ -150,7 +160,8 @@ pub struct InstanceTable {
 }
 
 impl InstanceTable {
-    /// The table of a primary whose state lists `open` (after a restart: their shards run).
+    /// The table of a primary whose state lists `open` (after a restart: their shards run;
+    /// their loads are [`InstanceTable::restore`]d before the primary's first tick).
     pub fn new(open: &BTreeSet<u16>) -> InstanceTable {
         InstanceTable {
             open: open
@@ -172,6 +183,14 @@ impl InstanceTable {
         if let Some(i) = self.open.get_mut(&n) {
             i.sent.retain(|&x| x > load.landed_from_primary);
             i.load = load;
+        }
+    }
+
+    /// After a restart: the load recovery found in each open instance (as if each had
+    /// reported), so that the first plan sees the instances as they are, not empty.
+    pub fn restore(&mut self, loads: impl IntoIterator<Item = (u16, InstanceLoad)>) {
+        for (n, load) in loads {
+            self.report(n, load);
         }
     }
 
@@ -464,6 +483,31 @@ mod tests {
         assert_eq!(steps, vec![Step::Fill { n: 2, players: 25 }]);
         let full = [view(2, 25)];
         assert_eq!(plan(&policy(), &primary(10, 40, &full)), vec![]);
+    }
+
+    /// After a restart, the table starts from what recovery found: taking the instances for
+    /// empty would fill them again (16 instances of 25 became 16 of 50 after a kill -9).
+    #[test]
+    fn a_restored_table_keeps_the_layout_it_found() {
+        let mut table = InstanceTable::new(&BTreeSet::from([2, 3]));
+        let full = InstanceLoad {
+            players: 25,
+            ..InstanceLoad::default()
+        };
+        // 3 holds 20, and 5 moves committed before the crash are on their way there.
+        let landing = InstanceLoad {
+            players: 20,
+            incoming: 5,
+            ..InstanceLoad::default()
+        };
+        table.restore([(2, full), (3, landing)]);
+        assert_eq!(table.open[&3].players(), 25);
+        let views = table.views();
+        // Both full: the crowded primary splits (16 instances allowed), it fills no one.
+        assert_eq!(
+            plan(&policy(), &primary(0, 150, &views)),
+            (4..=8).map(Step::Split).collect::<Vec<_>>()
+        );
     }
 
     #[test]

@@ -49,6 +49,7 @@ use crate::store::datadir::DataDir;
 use crate::store::log::{Log, LogError};
 use directory::{Directory, Landed, Location, Place};
 use events::MeshEvent;
+use instances::InstanceLoad;
 use recovery::RecoveryReport;
 use shard::{Command, Shard};
 
@@ -301,6 +302,29 @@ pub(crate) async fn open_instance(ctx: Arc<Context>, at: InstanceId) -> Result<(
     Ok(())
 }
 
+/// The load of each open instance as recovery found it, by system: what the instance will
+/// report at its first tick (its players, its prepared jumps, the jumps handed to it to land).
+/// `recovered`: each instance's state and how many jumps recovery hands it to land.
+fn recovered_instance_loads<'a>(
+    recovered: impl Iterator<Item = (&'a crate::sim::system::SystemState, usize)>,
+) -> BTreeMap<SystemId, Vec<(u16, InstanceLoad)>> {
+    let mut loads: BTreeMap<SystemId, Vec<(u16, InstanceLoad)>> = BTreeMap::new();
+    for (state, arriving) in recovered.filter(|(s, _)| !s.is_primary()) {
+        let primary = InstanceId::primary(state.id);
+        let load = InstanceLoad {
+            players: state.players.len(),
+            departing: state.departing.len(),
+            incoming: arriving,
+            landed_from_primary: state.landed_upto.get(&primary).copied().unwrap_or(0),
+        };
+        loads
+            .entry(state.id)
+            .or_default()
+            .push((state.instance, load));
+    }
+    loads
+}
+
 /// The running mesh. Cheap to clone.
 #[derive(Clone)]
 pub struct Mesh {
@@ -393,10 +417,15 @@ impl Mesh {
             };
             ready.push((sys, arriving, tx, rx));
         }
+        // What each open instance holds, for its primary's first plan: the layout is restored,
+        // not re-planned (see `instances`).
+        let loads = recovered_instance_loads(ready.iter().map(|(s, a, ..)| (&s.state, a.len())));
         // Every queue is known before any shard runs: a primary may move players to one of
         // its instances at its first tick, and a committed move must find the instance's queue.
         for (sys, arriving, tx, rx) in ready {
-            let shard = Shard::new(ctx.clone(), sys.state, sys.log, sys.replayed, arriving, tx);
+            let system = sys.state.id;
+            let mut shard = Shard::new(ctx.clone(), sys.state, sys.log, sys.replayed, arriving, tx);
+            shard.restore_instance_loads(loads.get(&system).map_or(&[], Vec::as_slice));
             tokio::spawn(shard.run(rx));
         }
         assert!(

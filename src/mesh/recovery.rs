@@ -545,6 +545,8 @@ mod tests {
     use crate::sim::market::{Order, Side};
     use crate::sim::player::Player;
     use crate::sim::rules::Rules;
+    use crate::sim::system::Reject;
+    use unicode_normalization::UnicodeNormalization;
 
     /// A log being written by hand, with the state it gives.
     struct Writing {
@@ -906,5 +908,76 @@ mod tests {
         );
         let audit = audit(&datadir, &galaxy);
         assert!(audit.ok(), "{:?}", audit.problems);
+    }
+
+    /// A data directory written before the rules on look-alike names: `Ann` and `ann` joined
+    /// (the join records the rules then accepted), and `Zoë` decomposed. After a restart all
+    /// three are there and play under their own names; only new look-alikes are refused, and
+    /// the refusal names the player they look like. Again after a second restart (the names
+    /// then come from the snapshot).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn names_taken_before_the_look_alike_rules_stay_their_owners() {
+        use crate::mesh::{Mesh, MeshError};
+        let galaxy = Galaxy::default_galaxy();
+        let dir = tempfile::tempdir().unwrap();
+        let datadir = DataDir::at(dir.path());
+        datadir.create().unwrap();
+        let sol = InstanceId::primary(galaxy.home());
+        let old_names = ["Ann", "ann", "Zoe\u{0308}"];
+        let mut p = Writing::open(&datadir, &galaxy, sol);
+        for (t, name) in (1..).zip(old_names) {
+            let player = Player::starter(name, &Rules::default());
+            let key = format!("key of {name}");
+            p.record(&galaxy, t, Event::Join { player, key });
+        }
+        p.log.close().unwrap();
+
+        let config = crate::mesh::test_support::fast_config;
+        let to = galaxy.neighbours(galaxy.home())[0];
+        for (restart, newcomer) in [(1, "Bob"), (2, "Cy")] {
+            let (mesh, _) = Mesh::start(datadir.clone(), galaxy.clone(), config())
+                .await
+                .unwrap();
+            let accounts = mesh.accounts().await.unwrap();
+            for name in old_names {
+                assert!(
+                    accounts.contains(&(name.to_string(), format!("key of {name}"))),
+                    "restart {restart}: {name:?} kept their account: {accounts:?}"
+                );
+            }
+            for (asked, like) in [
+                ("ANN", "Ann"),
+                ("Zo\u{00EB}", "Zoe\u{0308}"),
+                ("\u{0410}nn", "Ann"),
+            ] {
+                match mesh.join(asked, "k").await {
+                    Err(MeshError::Rejected(r @ Reject::NameTaken { .. })) => {
+                        let nfc: String = asked.nfc().collect();
+                        assert_eq!(
+                            r.to_string(),
+                            format!("'{nfc}' is taken: too similar to '{like}'"),
+                            "restart {restart}"
+                        );
+                    }
+                    other => panic!("restart {restart}: {asked:?} joined: {other:?}"),
+                }
+            }
+            mesh.join(newcomer, "k").await.unwrap();
+            // Each old player still plays under their own name: a jump there and back.
+            for name in old_names {
+                let home = mesh.locate(name);
+                assert!(home.is_some(), "restart {restart}: {name:?} is routed");
+                let back = match restart {
+                    1 => to,
+                    _ => galaxy.home(),
+                };
+                mesh.jump(name, back).await.unwrap();
+                let landed = mesh.wait_landing(name).await.unwrap();
+                assert_eq!(landed.system, back, "restart {restart}: {name:?}");
+            }
+            mesh.stop().await.unwrap();
+        }
+        let after = audit(&datadir, &galaxy);
+        assert!(after.ok(), "{:?}", after.problems);
     }
 }

@@ -109,9 +109,16 @@ impl Mesh {
 
     /// Sets a standing order to fire at `target` every tick (`None`: cease fire).
     pub async fn engage(&self, name: &str, target: Option<&str>) -> Result<Player, MeshError> {
+        // `attack bob` means Bob when no other name looks like it; else the exact name is asked.
+        let target = target.map(|t| {
+            self.ctx
+                .directory
+                .resolve(t)
+                .unwrap_or_else(|| t.to_string())
+        });
         self.routed(name, |reply| Command::Engage {
             name: name.to_string(),
-            target: target.map(str::to_string),
+            target: target.clone(),
             reply,
         })
         .await

@@ -138,6 +138,19 @@ mod tests {
         assert_eq!(target["maxLength"].as_u64(), Some(MAX_NAME_CHARS as u64));
     }
 
+    /// The pattern is the server's own rules, built from the Unicode data it checks with.
+    #[test]
+    fn the_name_pattern_is_the_one_the_rules_give() {
+        let doc = doc();
+        let expected = crate::sim::names::name_pattern();
+        assert_eq!(
+            schema(&doc, "PlayerName")["pattern"].as_str(),
+            Some(expected.as_str()),
+            "openapi.json's PlayerName pattern must be {}",
+            serde_json::Value::String(expected.clone())
+        );
+    }
+
     proptest::proptest! {
         #[test]
         fn any_name_is_valid_by_the_document_exactly_when_the_server_takes_it(

@@ -8,6 +8,7 @@ pub mod galaxy;
 pub mod goods;
 pub mod instance;
 pub mod market;
+pub mod names;
 pub mod player;
 pub mod rng;
 pub mod rules;

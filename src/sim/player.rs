@@ -9,9 +9,7 @@ use super::combat::BASIC_SHIP_HULL_POINTS;
 use super::goods::{Cargo, BASIC_SHIP_HOLD_UNITS};
 use super::rules::Rules;
 
-/// Longest player name, in characters (Unicode scalar values, as JSON Schema's `maxLength`
-/// counts them, so that `openapi.json` states the same rule exactly).
-pub const MAX_NAME_CHARS: usize = 48;
+pub use super::names::{validate_name, NameError, MAX_NAME_CHARS};
 
 /// One player: pilot and ship. Cloned into a transfer record at departure; nothing of it is
 /// looked up in the system of departure afterwards.
@@ -84,52 +82,4 @@ fn cargo_as_map<S: serde::Serializer>(cargo: &Cargo, s: S) -> Result<S::Ok, S::E
         m.serialize_entry(good.name(), &qty)?;
     }
     m.end()
-}
-
-/// Why a name cannot be a player's name.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-pub enum NameError {
-    #[error("a player name cannot be empty")]
-    Empty,
-    #[error("a player name is at most {MAX_NAME_CHARS} characters")]
-    TooLong,
-    #[error("a player name cannot contain control characters")]
-    Control,
-    #[error("a player name cannot start or end with a space")]
-    Spaces,
-}
-
-/// Checks a new player's name: any printable UTF-8, spaces inside allowed.
-pub fn validate_name(name: &str) -> Result<(), NameError> {
-    if name.is_empty() {
-        return Err(NameError::Empty);
-    }
-    if name.chars().count() > MAX_NAME_CHARS {
-        return Err(NameError::TooLong);
-    }
-    if name.chars().any(char::is_control) {
-        return Err(NameError::Control);
-    }
-    if name.trim() != name {
-        return Err(NameError::Spaces);
-    }
-    Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn names_may_hold_spaces_and_unicode_but_not_control_characters() {
-        assert!(validate_name("Barnard's Kid").is_ok());
-        assert!(validate_name("Ünïcødé 🚀").is_ok());
-        assert_eq!(validate_name(""), Err(NameError::Empty));
-        assert_eq!(validate_name(" x"), Err(NameError::Spaces));
-        assert_eq!(validate_name("a\nb"), Err(NameError::Control));
-        assert_eq!(validate_name(&"x".repeat(49)), Err(NameError::TooLong));
-        // Counted in characters (as JSON Schema's maxLength counts them), not bytes.
-        assert!(validate_name(&"é".repeat(48)).is_ok());
-        assert_eq!(validate_name(&"é".repeat(49)), Err(NameError::TooLong));
-    }
 }

@@ -199,6 +199,14 @@ impl Shard {
         }
     }
 
+    /// Primary, after a restart, before its first tick: the loads recovery found in its open
+    /// instances.
+    pub(crate) fn restore_instance_loads(&mut self, loads: &[(u16, InstanceLoad)]) {
+        if let Some(t) = self.instances.as_mut() {
+            t.restore(loads.iter().copied());
+        }
+    }
+
     pub(super) fn on_instance_load(&mut self, n: u16, load: InstanceLoad) {
         if let Some(t) = self.instances.as_mut() {
             t.report(n, load);

@@ -499,6 +499,11 @@ impl Shard {
         let decided = self
             .state
             .decide_join(&self.ctx.galaxy, &self.ctx.config.rules, &name, &key);
+        // The rules name the player (the NFC form of what was asked).
+        let name = match &decided {
+            Ok(Event::Join { player, .. }) => player.name.clone(),
+            _ => name,
+        };
         let Some((rec, reply)) = self.record_or_answer(decided, reply) else {
             return;
         };

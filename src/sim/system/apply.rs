@@ -34,7 +34,7 @@ impl SystemState {
                 if !self.is_primary() {
                     return Err(format!("'{}' joins an instance", player.name));
                 }
-                if self.names.contains_key(&player.name) || self.players.contains_key(&player.name)
+                if self.names.contains_name(&player.name) || self.players.contains_key(&player.name)
                 {
                     return Err(format!("name '{}' joined twice", player.name));
                 }

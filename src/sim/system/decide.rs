@@ -7,7 +7,8 @@ use crate::sim::galaxy::{Galaxy, SystemId};
 use crate::sim::goods::{Cargo, GOOD_COUNT};
 use crate::sim::instance::{InstanceId, MAX_INSTANCES_PER_SYSTEM, PRIMARY_INSTANCE};
 use crate::sim::market::{self, Order};
-use crate::sim::player::{validate_name, Player};
+use crate::sim::names;
+use crate::sim::player::Player;
 use crate::sim::rng::Rng;
 use crate::sim::rules::Rules;
 
@@ -43,7 +44,8 @@ impl SystemState {
         })
     }
 
-    /// A new player at home with the starting ship.
+    /// A new player at home with the starting ship, named the NFC form of `name` (the
+    /// [`names`] rules: valid, and unlike every name taken).
     pub fn decide_join(
         &self,
         galaxy: &Galaxy,
@@ -58,15 +60,18 @@ impl SystemState {
                 system: galaxy.name(self.id).to_string(),
             });
         }
-        validate_name(name).map_err(|e| Reject::BadName(e.to_string()))?;
-        if self.names.contains_key(name) {
-            return Err(Reject::NameTaken(name.to_string()));
+        let name = names::canonical(name).map_err(|e| Reject::BadName(e.to_string()))?;
+        if let Some(taken) = self.names.similar_to(&name) {
+            return Err(Reject::NameTaken {
+                taken: taken.to_string(),
+                name,
+            });
         }
         if self.population() >= MAX_PLAYERS_PER_SYSTEM {
             return Err(Reject::Full(galaxy.name(self.id).to_string()));
         }
         Ok(Event::Join {
-            player: Player::starter(name, rules),
+            player: Player::starter(&name, rules),
             key: key.to_string(),
         })
     }

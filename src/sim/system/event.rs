@@ -169,8 +169,10 @@ impl Event {
 pub enum Reject {
     #[error("no player '{player}' in {system}")]
     NotHere { player: String, system: String },
-    #[error("the name '{0}' is taken")]
-    NameTaken(String),
+    /// `name` (in NFC) is taken by `taken`: the same name, or one that differs only in case or
+    /// by look-alike characters ([`crate::sim::names::key`]).
+    #[error("{}", name_taken_text(.name, .taken))]
+    NameTaken { name: String, taken: String },
     #[error("bad name: {0}")]
     BadName(String),
     #[error("new players join at {home}, not {system}")]
@@ -207,12 +209,20 @@ pub enum Reject {
     },
 }
 
+/// "the name 'Ann' is taken", or "'ann' is taken: too similar to 'Ann'".
+fn name_taken_text(name: &str, taken: &str) -> String {
+    match name == taken {
+        true => format!("the name '{name}' is taken"),
+        false => format!("'{name}' is taken: too similar to '{taken}'"),
+    }
+}
+
 impl Reject {
     /// A stable, machine-readable code for each kind of refusal.
     pub fn code(&self) -> &'static str {
         match self {
             Reject::NotHere { .. } => "not_here",
-            Reject::NameTaken(_) => "name_taken",
+            Reject::NameTaken { .. } => "name_taken",
             Reject::BadName(_) => "bad_name",
             Reject::NotHome { .. } => "not_home",
             Reject::NoLane { .. } => "no_lane",

@@ -27,6 +27,7 @@ use super::galaxy::{Galaxy, SystemId};
 use super::goods::{Good, GOOD_COUNT};
 use super::instance::{InstanceId, PRIMARY_INSTANCE};
 use super::market::Market;
+use super::names::NameIndex;
 use super::player::Player;
 use super::rng::system_seed;
 
@@ -62,8 +63,8 @@ pub struct SystemState {
     /// make landing idempotent.
     pub landed_upto: BTreeMap<InstanceId, u64>,
     /// Every name ever taken, with its access key hash (home system only): names are unique
-    /// in the galaxy.
-    pub names: BTreeMap<String, String>,
+    /// in the galaxy, up to case and look-alikes for new joins ([`NameIndex`]).
+    pub names: NameIndex,
     /// The local market: stocks, prices, till. Empty (and never used) in an instance other
     /// than the primary.
     pub market: Market,
@@ -105,7 +106,7 @@ impl SystemState {
             next_xfer: 1,
             voided: BTreeSet::new(),
             landed_upto: BTreeMap::new(),
-            names: BTreeMap::new(),
+            names: NameIndex::default(),
             market: Market::new(kind),
             market_tick: 0,
             wrecks: Wrecks::new(),

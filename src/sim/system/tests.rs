@@ -75,6 +75,34 @@ fn a_void_jump_uses_up_its_number_and_nothing_else() {
 }
 
 #[test]
+fn a_new_name_is_stored_in_nfc_and_unlike_every_name_taken() {
+    let (g, r, mut s) = setup();
+    let e = s.decide_join(&g, &r, "Zoe\u{0308}", "k").unwrap();
+    s.apply(1, &e).unwrap();
+    assert!(
+        s.players.contains_key("Zo\u{00EB}"),
+        "{:?}",
+        s.players.keys()
+    );
+    join(&g, &r, &mut s, "Ann");
+    let refused = [
+        ("Zo\u{00EB}", "the name 'Zo\u{00EB}' is taken"),
+        ("ann", "'ann' is taken: too similar to 'Ann'"),
+        ("ANN", "'ANN' is taken: too similar to 'Ann'"),
+        ("\u{0391}nn", "'\u{0391}nn' is taken: too similar to 'Ann'"),
+    ];
+    for (name, why) in refused {
+        let err = s.decide_join(&g, &r, name, "k").unwrap_err();
+        assert_eq!((err.code(), err.to_string().as_str()), ("name_taken", why));
+    }
+    for name in ["Ann\u{200B}", "\u{202E}nnA"] {
+        let err = s.decide_join(&g, &r, name, "k").unwrap_err();
+        assert_eq!(err.code(), "bad_name", "{name:?}");
+    }
+    assert_eq!(s.population(), 2, "refusals change nothing");
+}
+
+#[test]
 fn refusals_change_nothing_and_say_why() {
     let (g, r, mut s) = setup();
     join(&g, &r, &mut s, "ann");
