@@ -117,10 +117,12 @@ pub async fn serve(
             body_timeout: timeouts.body,
         };
         let conn = graceful.watch(http.serve_connection(TokioIo::new(tcp), service));
+        tracing::trace!(%peer, "connection accepted");
         tokio::spawn(async move {
             // An error here is the client's (a reset, a timeout, a bad request): hyper has
             // answered what it could; the connection is over either way.
-            let _ = conn.await;
+            let ended = conn.await;
+            tracing::trace!(%peer, ?ended, "connection closed");
             drop(permit);
         });
     }
@@ -196,6 +198,8 @@ impl hyper::service::Service<hyper::Request<Incoming>> for ConnectionService {
     type Future = axum::routing::future::RouteFuture<std::convert::Infallible>;
 
     fn call(&self, req: hyper::Request<Incoming>) -> Self::Future {
+        // The path only: never a header (a token travels in `Authorization`) nor the query.
+        tracing::debug!(peer = %self.peer, method = %req.method(), path = req.uri().path(), "request");
         let deadline = tokio::time::Instant::now() + self.body_timeout;
         let mut req = req.map(|body| Body::new(DeadlineBody::new(body, deadline)));
         req.extensions_mut().insert(ConnectInfo(self.peer));
