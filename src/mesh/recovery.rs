@@ -891,6 +891,7 @@ mod tests {
             });
             // A crash: every task dropped where it stands, no clean stop, no last snapshot.
             rt.shutdown_timeout(std::time::Duration::from_secs(5));
+            crate::mesh::test_support::wait_until_quiet(dir.path());
             reports.push(report);
         }
         let loaded: Vec<usize> = reports.iter().map(|r| r.snapshots_loaded).collect();

@@ -39,3 +39,50 @@ pub async fn jump(mesh: &Mesh, players: usize, jumps: usize) {
         mesh.wait_landing(&name).await.unwrap();
     }
 }
+
+/// Waits until no file under `dir` has changed for `QUIET` (at most a minute). A mesh
+/// "crashed" by dropping its runtime leaves the logs' committer threads alive (a real crash
+/// kills them), still writing what was appended before the drop; a restart that read the logs
+/// meanwhile would race them for the same sequence numbers. Once they are done, the directory
+/// is what a crash a moment later would have left.
+pub fn wait_until_quiet(dir: &std::path::Path) {
+    const QUIET: std::time::Duration = std::time::Duration::from_millis(500);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let mut last = state_of(dir);
+    let mut since = std::time::Instant::now();
+    while since.elapsed() < QUIET {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{} kept changing for a minute",
+            dir.display()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        let now = state_of(dir);
+        if now != last {
+            last = now;
+            since = std::time::Instant::now();
+        }
+    }
+}
+
+/// Every file under `dir` with its length and modification time, sorted.
+fn state_of(dir: &std::path::Path) -> Vec<(std::path::PathBuf, u64, std::time::SystemTime)> {
+    let mut out = Vec::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            let Ok(meta) = e.metadata() else { continue };
+            if meta.is_dir() {
+                todo.push(e.path());
+            } else {
+                let modified = meta.modified().unwrap_or(std::time::UNIX_EPOCH);
+                out.push((e.path(), meta.len(), modified));
+            }
+        }
+    }
+    out.sort();
+    out
+}
