@@ -465,7 +465,6 @@ mod tests {
     use std::path::PathBuf;
 
     use crate::mesh::directory::Location;
-    use crate::mesh::{Mesh, MeshConfig};
 
     fn write_acks(dir: &Path, acks: &[Ack], tail: &str) -> PathBuf {
         let path = dir.join("acks.jsonl");
@@ -491,14 +490,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let datadir = DataDir::at(dir.path().join("data"));
         let galaxy = Galaxy::default_galaxy();
-        let mut config = MeshConfig {
-            tick_hz: 200,
-            ..MeshConfig::default()
-        };
-        config.rules.ticks_per_ly = 1;
-        let (mesh, _) = Mesh::start(datadir.clone(), galaxy.clone(), config)
-            .await
-            .unwrap();
+        let mesh = crate::mesh::test_support::start_quick(&datadir, &galaxy).await;
         let mut acks = Vec::new();
         let p = mesh.join("Ann", "k").await.unwrap();
         acks.push(Ack::new("Ann", Action::Join, p.version));
@@ -592,14 +584,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let datadir = DataDir::at(dir.path().join("data"));
         let galaxy = Galaxy::default_galaxy();
-        let mut config = MeshConfig {
-            tick_hz: 200,
-            ..MeshConfig::default()
-        };
-        config.rules.ticks_per_ly = 1;
-        let (mesh, _) = Mesh::start(datadir.clone(), galaxy.clone(), config)
-            .await
-            .unwrap();
+        let mesh = crate::mesh::test_support::start_quick(&datadir, &galaxy).await;
         let joined = mesh.join("Ann", "k").await.unwrap();
         let Some(Location::In(here)) = mesh.locate("Ann") else {
             panic!("Ann is not in a system");

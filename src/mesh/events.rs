@@ -301,12 +301,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let datadir = DataDir::at(dir.path());
         let galaxy = Galaxy::default_galaxy();
-        let mut config = MeshConfig {
-            tick_hz: 200,
-            ..MeshConfig::default()
-        };
-        config.rules.ticks_per_ly = 1;
-        let (mesh, _) = Mesh::start(datadir, galaxy, config).await.unwrap();
+        let mesh = crate::mesh::test_support::start_quick(&datadir, &galaxy).await;
         let g = mesh.galaxy().clone();
         let (home, to) = (g.home(), g.lookup("Alpha Centauri").unwrap());
         let mut feed = mesh.events();

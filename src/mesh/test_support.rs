@@ -19,6 +19,23 @@ pub fn fast_config() -> MeshConfig {
     c
 }
 
+/// A mesh at 200 Hz and one tick per light year, otherwise the game's own rules (fuel runs
+/// out), started on `datadir`.
+pub async fn start_quick(
+    datadir: &crate::store::datadir::DataDir,
+    galaxy: &crate::sim::galaxy::Galaxy,
+) -> Mesh {
+    let mut config = MeshConfig {
+        tick_hz: 200,
+        ..MeshConfig::default()
+    };
+    config.rules.ticks_per_ly = 1;
+    let (mesh, _) = Mesh::start(datadir.clone(), galaxy.clone(), config)
+        .await
+        .expect("start a mesh");
+    mesh
+}
+
 /// Joins players `p 0` .. `p {players - 1}`.
 pub async fn join(mesh: &Mesh, players: usize) {
     for i in 0..players {

@@ -3,21 +3,13 @@
 
 use super::*;
 use crate::mesh::directory::Location;
-use crate::mesh::{Mesh, MeshConfig};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replaying_the_logs_gives_the_live_state_hashes() {
     let dir = tempfile::tempdir().unwrap();
     let datadir = DataDir::at(dir.path());
     let galaxy = Galaxy::default_galaxy();
-    let mut config = MeshConfig {
-        tick_hz: 200,
-        ..MeshConfig::default()
-    };
-    config.rules.ticks_per_ly = 1;
-    let (mesh, _) = Mesh::start(datadir.clone(), galaxy.clone(), config)
-        .await
-        .unwrap();
+    let mesh = crate::mesh::test_support::start_quick(&datadir, &galaxy).await;
     for i in 0..12 {
         mesh.join(&format!("p {i}"), "k").await.unwrap();
     }
