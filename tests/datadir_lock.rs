@@ -1,6 +1,6 @@
 //! One writer per data directory: a second `serve`, or a `compact`, on a directory a server
-//! is using is refused with a message that says what to do, and so is a `check` (but not a
-//! `check --live`); after the server stops, all work.
+//! is using is refused with a message that says what to do, and so are a `check` (but not a
+//! `check --live`) and a `replay`; after the server stops, all work.
 
 mod common;
 
@@ -40,6 +40,15 @@ fn a_data_directory_in_use_refuses_a_second_writer() {
         .output()
         .unwrap();
     assert!(live.status.success(), "{live:?}");
+    // So does a replay, for the same reason.
+    let replay = mltrader()
+        .args(["replay", "--data"])
+        .arg(&data)
+        .output()
+        .unwrap();
+    assert_eq!(replay.status.code(), Some(2), "{replay:?}");
+    let err = String::from_utf8_lossy(&replay.stderr);
+    assert!(err.contains("stop it first"), "{err}");
 
     assert!(server.stop_in_place().success());
     let compact = mltrader()

@@ -6,7 +6,8 @@
 //! invariants: `mesh::audit`, what a restart from the first record costs an operator), and,
 //! for comparison, the **scan** alone (the same files read into memory, then checksummed,
 //! parsed and sequence-checked from memory with no game state: the storage layer's ceiling).
-//! The file reads are timed and printed on their own too. Never writes to the data directory.
+//! The file reads are timed and printed on their own too. Never writes to the data directory;
+//! refuses one a running server holds (its LOCK).
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -41,6 +42,13 @@ struct ScanOnly {
 pub fn run(args: ReplayArgs) -> anyhow::Result<ExitCode> {
     let datadir = existing_datadir(&args.data)?;
     let galaxy = galaxy_for(&datadir, None, false)?;
+    // Held to the end, as `check` holds it: the logs of a running server change while they are
+    // read, and a replay would report problems that are not there (and a hash of no moment).
+    let _lock = datadir.lock_shared().map_err(|e| {
+        anyhow::anyhow!(
+            "{e}: its logs change while they are read, so a replay would rebuild a state that              never was; stop it first (`mltrader check --live` reads a running server's logs)"
+        )
+    })?;
     let r = audit(&datadir, &galaxy);
     let rebuild_per_s = r.records as f64 / r.seconds.max(1e-9);
     let s = scan_only(datadir.root())?;
