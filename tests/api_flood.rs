@@ -131,6 +131,8 @@ async fn promptly<T>(label: &str, what: impl std::future::Future<Output = T>) ->
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn half_requests_neither_starve_other_clients_nor_stay_open() {
+    // Both tests of this file may run at once, each holding its flood open.
+    common::raise_own_fd_limit(2 * (HALF_HEADERS + HALF_BODIES) as u64 + 1_000);
     let header_s = HEADER_TIMEOUT_S.to_string();
     let body_s = BODY_TIMEOUT_S.to_string();
     let server = Server::start_limited(
@@ -250,6 +252,8 @@ const JOINS_DURING_FLOOD: usize = 30;
 /// (each join opens a new player log and appends to the system's log) and travel are answered.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_flood_that_fills_the_connection_cap_leaves_the_mesh_its_files() {
+    // Both tests of this file may run at once, each holding its flood open.
+    common::raise_own_fd_limit(2 * (HALF_HEADERS + HALF_BODIES) as u64 + 1_000);
     // The kept connection must outlive the flood's opening, idle.
     let server = Server::start_limited(
         None,

@@ -177,6 +177,34 @@ impl Drop for Server {
     }
 }
 
+/// Raises this test process's own open-file limit (soft, up to the hard one) so that it can
+/// hold `needed` files at once; panics, saying what to do, if the hard limit is lower.
+#[allow(dead_code)] // Not every test binary floods.
+pub fn raise_own_fd_limit(needed: u64) {
+    let mut rl = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit write and read a struct of our own.
+    unsafe {
+        assert_eq!(
+            libc::getrlimit(libc::RLIMIT_NOFILE, &mut rl),
+            0,
+            "getrlimit"
+        );
+        assert!(
+            rl.rlim_max >= needed,
+            "this test holds {needed} sockets but the hard open-file limit is {}: raise it \
+             (ulimit -Hn) to run it",
+            rl.rlim_max
+        );
+        if rl.rlim_cur < needed {
+            rl.rlim_cur = rl.rlim_max;
+            assert_eq!(libc::setrlimit(libc::RLIMIT_NOFILE, &rl), 0, "setrlimit");
+        }
+    }
+}
+
 /// Sets RLIMIT_NOFILE (soft and hard) of the process `cmd` starts.
 fn set_fd_limit(cmd: &mut Command, limit: u64) {
     use std::os::unix::process::CommandExt as _;
