@@ -114,12 +114,36 @@ impl Shared {
     }
 }
 
-/// A handle to one log; clone it freely. Dropping the last handle does not stop the committer:
-/// call [`Log::close`] to flush and stop it.
+/// A handle to one log; clone it freely. [`Log::close`] flushes, stops the committer and waits
+/// for it; dropping the last handle without closing tells the committer to flush what was
+/// appended and stop, without waiting for it (a drop must not wait for a disk).
 #[derive(Clone)]
 pub struct Log {
     shared: Arc<Shared>,
-    committer: Arc<Mutex<Option<JoinHandle<()>>>>,
+    committer: Arc<Committer>,
+}
+
+/// The committer thread of a log, shared by every handle. Without this, a log dropped without
+/// `close` (a retired instance's, a test's mesh whose runtime was dropped) kept its thread and
+/// its file open, asleep, for the life of the process.
+struct Committer {
+    shared: Arc<Shared>,
+    thread: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl Committer {
+    /// Tells the committer to write and sync everything appended, then end.
+    fn tell_to_close(&self) {
+        self.shared.lock_pending().closing = true;
+        self.shared.committer_cv.notify_all();
+        self.shared.pending_cv.notify_all();
+    }
+}
+
+impl Drop for Committer {
+    fn drop(&mut self) {
+        self.tell_to_close();
+    }
 }
 
 /// Where the next record of a log goes: its sequence number, byte offset and line number.
@@ -218,10 +242,11 @@ impl Log {
             .name(format!("commit {}", short_name(&shared.name)))
             .spawn(move || committer(for_thread, file))
             .expect("cannot spawn a committer thread");
-        Log {
-            shared,
-            committer: Arc::new(Mutex::new(Some(handle))),
-        }
+        let committer = Arc::new(Committer {
+            shared: shared.clone(),
+            thread: Mutex::new(Some(handle)),
+        });
+        Log { shared, committer }
     }
 
     /// The file this log writes (for messages).
@@ -381,11 +406,10 @@ impl Log {
     /// Flushes everything appended, stops the committer, and returns the last durable sequence
     /// number (or the failure).
     pub fn close(&self) -> Result<u64, LogError> {
-        self.shared.lock_pending().closing = true;
-        self.shared.committer_cv.notify_all();
-        self.shared.pending_cv.notify_all();
+        self.committer.tell_to_close();
         let handle = self
             .committer
+            .thread
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .take();
@@ -599,6 +623,37 @@ mod tests {
         let out = scan(&durable, ScanStart::BEGINNING, |_| Ok(())).unwrap();
         assert_eq!(out.records, 100);
         assert_eq!(log.close().unwrap(), 100);
+    }
+
+    /// Dropping every handle without `close` makes the committer write and sync what was
+    /// appended, then end: no thread (and no open file) is left behind asleep.
+    #[test]
+    fn dropping_the_last_handle_flushes_and_ends_the_committer() {
+        let file = SimFile::default();
+        let log = Log::with_file("sim".into(), Box::new(file.clone()), 1);
+        let thread = log.committer.thread.lock().unwrap().take().unwrap();
+        let other = log.clone();
+        append_n(&log, 50);
+        drop(log);
+        append_n(&other, 50);
+        drop(other);
+        let (ended, ended_rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = thread.join();
+            let _ = ended.send(());
+        });
+        assert!(
+            ended_rx
+                .recv_timeout(std::time::Duration::from_secs(10))
+                .is_ok(),
+            "the committer of a dropped log still runs 10 s later"
+        );
+        let durable = file.lock().durable.clone();
+        let out = scan(&durable, ScanStart::BEGINNING, |_| Ok(())).unwrap();
+        assert_eq!(
+            out.records, 100,
+            "what was appended before the drop is durable"
+        );
     }
 
     /// A simulated file whose every sync takes [`SLOW_SYNC_MS`], as a real disk's fdatasync
