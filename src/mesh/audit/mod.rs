@@ -443,41 +443,27 @@ fn read_jumps(
     r: &mut AuditReport,
 ) -> HashMap<(InstanceId, u64), JumpSeen> {
     let mut jumps: HashMap<(InstanceId, u64), JumpSeen> = HashMap::new();
-    let mut expect = 1u64;
     let tlog = datadir.transitions_log();
     let mut notes = Vec::new();
-    for tpath in segments(&datadir.archive_root(), "transitions", tlog, &mut notes) {
-        if !tpath.exists() {
-            continue;
+    let paths = segments(&datadir.archive_root(), "transitions", tlog, &mut notes);
+    read_log(r, paths, |rec| {
+        let jump = decode_jump(galaxy, rec)?;
+        let key = (jump.from, jump.xfer);
+        if jumps.contains_key(&key) {
+            return Err(format!(
+                "jump {} appears twice",
+                crate::mesh::codec::xfer_text(galaxy, jump.from, jump.xfer)
+            ));
         }
-        let start = ScanStart {
-            offset: 0,
-            line: 1,
-            expect_seq: Some(expect),
-        };
-        let next = read_segment(r, &tpath, start, |rec| {
-            let jump = decode_jump(galaxy, rec)?;
-            let key = (jump.from, jump.xfer);
-            if jumps.contains_key(&key) {
-                return Err(format!(
-                    "jump {} appears twice",
-                    crate::mesh::codec::xfer_text(galaxy, jump.from, jump.xfer)
-                ));
-            }
-            jumps.insert(
-                key,
-                JumpSeen {
-                    jump,
-                    landed: false,
-                },
-            );
-            Ok(())
-        });
-        match next {
-            Some(n) => expect = n,
-            None => break,
-        }
-    }
+        jumps.insert(
+            key,
+            JumpSeen {
+                jump,
+                landed: false,
+            },
+        );
+        Ok(())
+    });
     r.notes.extend(notes);
     jumps
 }
@@ -843,38 +829,48 @@ fn replay_log(
     mut visit: impl FnMut(&mut SystemState, u64, u64, &Event) -> Result<(), String>,
 ) -> Option<u64> {
     let slug = id.slug(galaxy);
-    let mut expect = 1u64;
-    for path in segments(
+    let paths = segments(
         &datadir.archive_dir(),
         &slug,
         datadir.system_log(&slug),
         &mut r.notes,
-    ) {
-        if !path.exists() {
-            continue;
+    );
+    let next = read_log(r, paths, |rec| {
+        let (t, event) = decode_event(galaxy, id, rec)?;
+        visit(state, rec.seq, t, &event)?;
+        if let Some((spath, hash)) = snapshots.get(&rec.seq) {
+            if *hash != state.state_hash() {
+                return Err(format!(
+                    "snapshot {} does not match the replayed state at record {}",
+                    spath.display(),
+                    rec.seq
+                ));
+            }
         }
+        Ok(())
+    })?;
+    Some(next - 1)
+}
+
+/// Reads the segments of one log in order (a segment not there is skipped), each record's
+/// sequence number following the last one's across segments. Returns the next expected
+/// sequence number, or `None` at the first corrupt segment (the problem is reported; what
+/// follows it is not read).
+fn read_log(
+    r: &mut AuditReport,
+    paths: Vec<PathBuf>,
+    mut visit: impl FnMut(&crate::store::record::Record<'_>) -> Result<(), String>,
+) -> Option<u64> {
+    let mut expect = 1u64;
+    for path in paths.iter().filter(|p| p.exists()) {
         let start = ScanStart {
             offset: 0,
             line: 1,
             expect_seq: Some(expect),
         };
-        let next = read_segment(r, &path, start, |rec| {
-            let (t, event) = decode_event(galaxy, id, rec)?;
-            visit(state, rec.seq, t, &event)?;
-            if let Some((spath, hash)) = snapshots.get(&rec.seq) {
-                if *hash != state.state_hash() {
-                    return Err(format!(
-                        "snapshot {} does not match the replayed state at record {}",
-                        spath.display(),
-                        rec.seq
-                    ));
-                }
-            }
-            Ok(())
-        });
-        expect = next?;
+        expect = read_segment(r, path, start, &mut visit)?;
     }
-    Some(expect - 1)
+    Some(expect)
 }
 
 /// Cross-log checks of one event, before it applies.
