@@ -149,11 +149,7 @@ async fn half_requests_neither_starve_other_clients_nor_stay_open() {
         ],
         Some(FD_LIMIT),
     );
-    let addr: SocketAddr = server
-        .url()
-        .trim_start_matches("http://")
-        .parse()
-        .expect("server address");
+    let addr = server.addr();
 
     let started = Instant::now();
     let heads = flood(HEADER_FLOODER, addr, HALF_HEADERS, HALF_HEAD).await;
@@ -261,11 +257,7 @@ async fn a_flood_that_fills_the_connection_cap_leaves_the_mesh_its_files() {
         &["--max-instances", "1", "--header-timeout-s", "60"],
         Some(FD_LIMIT),
     );
-    let addr: SocketAddr = server
-        .url()
-        .trim_start_matches("http://")
-        .parse()
-        .expect("server address");
+    let addr = server.addr();
     // One kept-alive connection, opened before the flood and used for everything after it
     // (by hand: a pooling client may open a new connection for the next request before the
     // last one is back in its pool, and a new connection is refused while the cap is full).

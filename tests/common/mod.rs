@@ -124,6 +124,15 @@ impl Server {
         &self.url
     }
 
+    /// The address it listens on, for tests that speak raw TCP to it.
+    #[allow(dead_code)] // Not every test binary speaks raw TCP.
+    pub fn addr(&self) -> std::net::SocketAddr {
+        self.url
+            .trim_start_matches("http://")
+            .parse()
+            .expect("the server's address")
+    }
+
     pub fn data_dir(&self) -> &Path {
         &self.data
     }

@@ -159,12 +159,7 @@ pub fn crowded_copy() -> (Copy, InstanceId, String) {
 
 fn write_crowded() -> (Sound, InstanceId, String) {
     let dir = tempfile::tempdir().unwrap().keep();
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
+    on_a_runtime_of_its_own(async {
         let datadir = DataDir::at(&dir);
         let mut config = fast_config();
         config.snapshot_every_records = 1_000_000;
@@ -276,12 +271,7 @@ pub fn sound() -> &'static Sound {
 /// destination) and stay; `dan` buys one unit. Snapshots only at the stop, which covers all.
 fn write_sound() -> Sound {
     let dir = tempfile::tempdir().unwrap().keep();
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
+    on_a_runtime_of_its_own(async {
         let datadir = DataDir::at(&dir);
         let mut config = fast_config();
         config.snapshot_every_records = 1_000_000;
@@ -328,4 +318,15 @@ async fn futures_buy(mesh: &Mesh) -> bool {
         }
     }
     false
+}
+
+/// Runs `work` on a runtime of its own: the sound directories are written once per test
+/// process, from whichever test asks first, outside any test's runtime.
+fn on_a_runtime_of_its_own<T>(work: impl std::future::Future<Output = T>) -> T {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("a runtime")
+        .block_on(work)
 }
