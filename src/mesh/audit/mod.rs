@@ -203,13 +203,29 @@ pub fn audit(datadir: &DataDir, galaxy: &Galaxy) -> AuditReport {
             ));
         }
         for n in split.difference(&logs) {
-            r.problems.push(format!(
-                "{}: missing: {} opened instance {n} (its log is created when it opens)",
-                datadir
-                    .system_log(&InstanceId::new(id, *n).slug(galaxy))
-                    .display(),
-                galaxy.name(id)
-            ));
+            let at = InstanceId::new(id, *n);
+            let path = datadir.system_log(&at.slug(galaxy));
+            // `split` is durable before the instance's shard starts and creates its log: a
+            // crash in between leaves an opened instance without a log, legitimately, as long
+            // as nothing ever happened there (no jump to or from it, no snapshot of it).
+            let used = jumps.values().any(|j| j.jump.from == at || j.jump.to == at)
+                || !snapshot::list(&datadir.snapshots_dir(), &at.slug(galaxy))
+                    .unwrap_or_default()
+                    .is_empty();
+            if used {
+                r.problems.push(format!(
+                    "{}: missing: {} opened instance {n}, and jumps or snapshots refer to it",
+                    path.display(),
+                    galaxy.name(id)
+                ));
+            } else {
+                r.notes.push(format!(
+                    "{}: absent: {} opened instance {n} but stopped before its shard started \
+                     (nothing happened there; the next start creates its log)",
+                    path.display(),
+                    galaxy.name(id)
+                ));
+            }
         }
         logs.extend(split.iter().copied());
         let mut instances = Vec::new();

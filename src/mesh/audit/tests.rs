@@ -591,6 +591,47 @@ fn an_instance_log_never_opened_is_a_problem() {
 }
 
 #[test]
+fn an_opened_instance_without_a_log_is_a_note_until_something_happened_there() {
+    // A crash between the durable `split` and the start of the instance's shard: its log was
+    // never created. Nothing happened there, so this is legitimate.
+    let c = sound_copy();
+    let slug = format!("{}.2", c.galaxy.slug(c.home));
+    edit_log(&c.system_log(c.home), |recs| {
+        let t = last_tick(recs);
+        recs.push(Rec {
+            seq: 0,
+            kind: "split".into(),
+            fields: vec![("t".into(), t), ("instance".into(), slug.clone())],
+        });
+    });
+    let r = audit(&c.datadir, &c.galaxy);
+    assert!(r.ok(), "{:#?}", r.problems);
+    let path = c.datadir.system_log(&slug);
+    assert!(
+        r.notes.iter().any(|n| n.contains(&format!(
+            "{}: absent: {} opened instance 2 but stopped before its shard started",
+            path.display(),
+            c.galaxy.name(c.home)
+        ))),
+        "{:#?}",
+        r.notes
+    );
+    // An instance players jumped to, whose log is gone, is a problem.
+    let (c, at, _) = crowded_copy();
+    let path = instance_log(&c, at);
+    std::fs::remove_file(&path).unwrap();
+    assert_problems(
+        &c,
+        &[&format!(
+            "{}: missing: {} opened instance {}, and jumps or snapshots refer to it",
+            path.display(),
+            c.galaxy.name(c.home),
+            at.n
+        )],
+    );
+}
+
+#[test]
 fn the_crowded_directory_has_no_problem() {
     let (c, at, _) = crowded_copy();
     let r = audit(&c.datadir, &c.galaxy);
