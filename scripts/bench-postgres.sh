@@ -4,7 +4,7 @@
 # Installs PostgreSQL from Debian if it is missing, creates a throwaway cluster with initdb in a
 # scratch directory, starts it on a private unix socket with the durable defaults (fsync=on,
 # synchronous_commit=on, full_page_writes=on), runs
-#     target/release/mltrader bench postgres --url <that server> [your arguments]
+#     target/release/mltrader-bench postgres --url <that server> [your arguments]
 # and stops and removes the cluster at the end, whatever happens.
 #
 #     scripts/bench-postgres.sh --size small            # about a minute
@@ -36,9 +36,9 @@ if [ -z "$bindir" ] || [ ! -x "$bindir/initdb" ]; then
 fi
 say "PostgreSQL server programs: $bindir ($("$bindir/postgres" --version))"
 
-if [ ! -x target/release/mltrader ]; then
-    say "building mltrader: cargo build --release"
-    cargo build --release
+if [ ! -x target/release/mltrader-bench ]; then
+    say "building mltrader-bench: cargo build --release --workspace"
+    cargo build --release --workspace
 fi
 
 # initdb and the server refuse to run as root: root runs them as the postgres user (the
@@ -84,7 +84,7 @@ as_server "$bindir/initdb" -D "$data" --username=postgres --auth=trust --no-loca
 # 300 connections: the 256-client run plus the benchmark's own.
 cat >>"$data/postgresql.conf" <<EOF
 
-# mltrader bench postgres
+# mltrader-bench postgres
 listen_addresses = ''
 unix_socket_directories = '$work'
 port = $port
@@ -106,7 +106,7 @@ done
 "$bindir/pg_isready" -h "$work" -p "$port" >&2
 
 url="host=$work port=$port user=postgres dbname=postgres"
-say "running: target/release/mltrader bench postgres --url '$url' $*"
+say "running: target/release/mltrader-bench postgres --url '$url' $*"
 status=0
-target/release/mltrader bench postgres --url "$url" --dir "$work" "$@" || status=$?
+target/release/mltrader-bench postgres --url "$url" --dir "$work" "$@" || status=$?
 exit "$status"

@@ -1,0 +1,1029 @@
+//! The auditor behind `mltrader check` and `mltrader replay`: reads every log of a data
+//! directory from its first record, verifies every checksum and sequence number, replays every
+//! system from scratch, and proves the mesh's invariants across logs:
+//!
+//! - every committed jump (a `jump` in the transition log whose `depart` its origin holds) is
+//!   never cancelled there, and lands at most once, at its destination, with the state it left
+//!   with; a `jump` whose `depart` a crash lost is void (`depart.void`, or a note before the
+//!   next start writes it) and never lands; a jump in flight can still land (its destination
+//!   has landed no later jump of its origin: landing is idempotent by that number);
+//! - every player who ever joined is in exactly one place (a system, a prepared jump, or a
+//!   committed jump in flight), never two, never none;
+//! - each player's history has no gap and no repeat (versions 1, 2, 3, ... across all logs);
+//! - credits held (players, jumps in flight, market tills) = credits created - credits
+//!   destroyed, by the named rules only (created: starting grants, the tills' first funds,
+//!   subsidies; destroyed: fuel purchases, taxes);
+//! - for each good, units held (holds, jumps in flight, market stocks, wrecks) = units made -
+//!   units destroyed, by the named rules only (made: the markets' first stocks, production;
+//!   destroyed: consumption, wreck decay);
+//! - every snapshot's state hash equals the replayed state's at the same record;
+//! - one market per system: a trade asked in an instance is in escrow (its credits or goods
+//!   counted there) until its instance settles it; it is settled at the price the primary's
+//!   market took it at (`trade.remote`), or refunded only if the market never took it;
+//! - instances: every instance log belongs to an instance its primary opened (`split`), and an
+//!   instance retired (`retire`) holds no one at the end. Jumps between instances (moves) are
+//!   proved like any jump, so "exactly one place" holds across instances too.
+//!
+//! - the layout is whole: every start creates `transitions.log`, each system's log and
+//!   `players/`, and each instance's log when it opens; one missing is a problem (a directory
+//!   with no log at all, where no server ever started, is a note); no snapshot stops at a record
+//!   its log does not hold;
+//! - each player's log is their history, and holds at least every event a snapshot covers (the
+//!   projector makes those lines durable before a shard snapshots).
+//!
+//! Only reads. A torn tail (left by a crash, cut at the next start) and a prepared jump not yet
+//! settled are notes, not problems: they are what a crash leaves, and recovery settles them.
+//!
+//! Never run [`audit`] on the directory of a running server: the logs are read one after the
+//! other, so a record in one may answer a record another log got after it was read.
+//! `mltrader check` refuses a locked directory; [`live::audit_live`] is what can be proved then.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use serde::Serialize;
+
+pub mod live;
+
+use super::codec::{decode_event, decode_jump, decode_state_record, Jump};
+use sim::galaxy::Galaxy;
+use sim::goods::{Cargo, GOOD_COUNT};
+use sim::instance::InstanceId;
+use sim::system::{Event, SystemState};
+use store::datadir::{archived_segments, DataDir};
+use store::log::read_from;
+use store::scan::{scan, ScanStart};
+use store::snapshot;
+
+/// What an audit found.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct AuditReport {
+    pub files: u64,
+    pub records: u64,
+    pub bytes: u64,
+    /// Violations and corruption: any one makes the check fail.
+    pub problems: Vec<String>,
+    /// What a crash legitimately leaves (torn tails, unsettled jumps).
+    pub notes: Vec<String>,
+    pub players: u64,
+    pub jumps: u64,
+    pub jumps_in_flight: u64,
+    /// Credits held at the end: players (in systems and in flight) and market tills.
+    pub credits_held: u128,
+    /// Credits created by the rules: starting grants, the tills' first funds, subsidies.
+    pub credits_granted: u128,
+    /// Credits destroyed by the rules: fuel purchases, taxes.
+    pub credits_spent: u128,
+    /// Units of goods held at the end (all goods): holds, jumps in flight, stocks, wrecks.
+    pub goods_held: u128,
+    /// Units made by the rules: the markets' first stocks, production.
+    pub goods_made: u128,
+    /// Units destroyed by the rules: consumption, wreck decay.
+    pub goods_destroyed: u128,
+    /// Trades replayed.
+    pub trades: u64,
+    /// Ships destroyed in combat.
+    pub ships_destroyed: u64,
+    /// Each system's (and instance's) replayed state hash, by log name (`sol`, `sol.2`).
+    pub system_hashes: BTreeMap<String, String>,
+    /// Instances ever opened, retired ones included.
+    pub instances: u64,
+    /// A hash over all system hashes (galaxy order).
+    pub galaxy_hash: String,
+    /// Seconds spent reading and replaying.
+    pub seconds: f64,
+}
+
+impl AuditReport {
+    pub fn ok(&self) -> bool {
+        self.problems.is_empty()
+    }
+}
+
+/// Credits and goods the rules created and destroyed, as the logs say, per good.
+#[derive(Default)]
+struct Ledger {
+    /// Trades of instances' escrows the primaries' markets took, by escrow.
+    remote: HashMap<(InstanceId, u64), sim::market::Trade>,
+    credits_made: u128,
+    credits_destroyed: u128,
+    goods_made: [u128; GOOD_COUNT],
+    goods_destroyed: [u128; GOOD_COUNT],
+    trades: u64,
+    destroyed_ships: u64,
+}
+
+impl Ledger {
+    fn made(&mut self, units: &[u64; GOOD_COUNT]) {
+        for (sum, n) in self.goods_made.iter_mut().zip(units) {
+            *sum += u128::from(*n);
+        }
+    }
+
+    fn destroyed(&mut self, units: &[u64; GOOD_COUNT]) {
+        for (sum, n) in self.goods_destroyed.iter_mut().zip(units) {
+            *sum += u128::from(*n);
+        }
+    }
+}
+
+/// Adds a hold's goods to per-good sums.
+fn add_cargo(sum: &mut [u128; GOOD_COUNT], cargo: &Cargo) {
+    for (good, qty) in cargo.iter() {
+        sum[good.index()] += u128::from(qty);
+    }
+}
+
+/// One event about a player, as the system logs hold it.
+#[derive(Clone, Copy)]
+struct Version {
+    /// The player's version after the event.
+    v: u64,
+    kind: &'static str,
+    /// The log that holds it, and its record there.
+    log: InstanceId,
+    seq: u64,
+}
+
+/// What the auditor remembers of each player.
+#[derive(Default)]
+struct Track {
+    /// Events about the player in the system logs.
+    versions: Vec<Version>,
+    places: u32,
+}
+
+/// Where the newest snapshot of each log stops: the player-log lines of every event up to
+/// there are durable (the projector's barrier before a snapshot).
+type SnapshotUpto = HashMap<InstanceId, u64>;
+
+struct JumpSeen {
+    jump: Jump,
+    landed: bool,
+}
+
+/// Audits the data directory.
+pub fn audit(datadir: &DataDir, galaxy: &Galaxy) -> AuditReport {
+    let started = Instant::now();
+    let mut r = AuditReport::default();
+    let mut players: HashMap<String, Track> = HashMap::new();
+    let mut snapshot_upto = SnapshotUpto::new();
+    let layout = check_layout(datadir, galaxy, &mut r);
+
+    // The transition log first, so that systems can be checked against it.
+    let mut jumps = read_jumps(datadir, galaxy, &mut r);
+    r.jumps = jumps.len() as u64;
+
+    let mut states = Vec::with_capacity(galaxy.len());
+    let mut ledger = Ledger::default();
+    for id in galaxy.ids() {
+        let mut split = std::collections::BTreeSet::new();
+        let primary = audit_system(
+            datadir,
+            galaxy,
+            InstanceId::primary(id),
+            &mut r,
+            &mut CrossLog {
+                jumps: &mut jumps,
+                players: &mut players,
+                ledger: &mut ledger,
+                split: &mut split,
+                snapshot_upto: &mut snapshot_upto,
+            },
+        );
+        let mut logs = super::recovery::instance_logs(datadir, galaxy, id);
+        for n in logs.difference(&split) {
+            r.problems.push(format!(
+                "{}: a log of instance {n}, which {} never opened",
+                datadir
+                    .system_log(&InstanceId::new(id, *n).slug(galaxy))
+                    .display(),
+                galaxy.name(id)
+            ));
+        }
+        for n in split.difference(&logs) {
+            let at = InstanceId::new(id, *n);
+            let path = datadir.system_log(&at.slug(galaxy));
+            // `split` is durable before the instance's shard starts and creates its log: a
+            // crash in between leaves an opened instance without a log, legitimately, as long
+            // as nothing ever happened there (no jump to or from it, no snapshot of it).
+            let used = jumps.values().any(|j| j.jump.from == at || j.jump.to == at)
+                || !snapshot::list(&datadir.snapshots_dir(), &at.slug(galaxy))
+                    .unwrap_or_default()
+                    .is_empty();
+            if used {
+                r.problems.push(format!(
+                    "{}: missing: {} opened instance {n}, and jumps or snapshots refer to it",
+                    path.display(),
+                    galaxy.name(id)
+                ));
+            } else {
+                r.notes.push(format!(
+                    "{}: absent: {} opened instance {n} but stopped before its shard started \
+                     (nothing happened there; the next start creates its log)",
+                    path.display(),
+                    galaxy.name(id)
+                ));
+            }
+        }
+        logs.extend(split.iter().copied());
+        let mut instances = Vec::new();
+        for n in logs {
+            let at = InstanceId::new(id, n);
+            let state = audit_system(
+                datadir,
+                galaxy,
+                at,
+                &mut r,
+                &mut CrossLog {
+                    jumps: &mut jumps,
+                    players: &mut players,
+                    ledger: &mut ledger,
+                    split: &mut std::collections::BTreeSet::new(),
+                    snapshot_upto: &mut snapshot_upto,
+                },
+            );
+            if !primary.instances.contains(&n) && state.population() > 0 {
+                r.problems.push(format!(
+                    "{} is retired but holds {} players",
+                    at.slug(galaxy),
+                    state.population()
+                ));
+            }
+            r.instances += 1;
+            instances.push(state);
+        }
+        for state in std::iter::once(primary).chain(instances) {
+            r.system_hashes.insert(
+                state.instance_id().slug(galaxy),
+                format!("{:016x}", state.state_hash()),
+            );
+            states.push(state);
+        }
+    }
+
+    // Places at the end.
+    let mut goods_held = [0u128; GOOD_COUNT];
+    for s in &states {
+        r.credits_held += u128::from(s.market.till_cr());
+        for (good, n) in s.market.stocks().iter().enumerate() {
+            goods_held[good] += u128::from(*n);
+        }
+        for (good, n) in s.wrecks.total_units().iter().enumerate() {
+            goods_held[good] += u128::from(*n);
+        }
+        for p in s.players.values() {
+            players.entry(p.name.clone()).or_default().places += 1;
+            r.credits_held += u128::from(p.credits);
+            add_cargo(&mut goods_held, &p.cargo);
+        }
+        for (xfer, d) in &s.departing {
+            if jumps.contains_key(&(s.instance_id(), *xfer)) {
+                // Committed: counted below as in flight (or landed).
+                continue;
+            }
+            r.notes.push(format!(
+                "jump {} of '{}' is prepared but not committed: the next start cancels it",
+                crate::codec::xfer_text(galaxy, s.instance_id(), *xfer),
+                d.player.name
+            ));
+            players.entry(d.player.name.clone()).or_default().places += 1;
+            r.credits_held += u128::from(d.player.credits);
+            add_cargo(&mut goods_held, &d.player.cargo);
+        }
+    }
+    // Trades of instances in escrow: what the escrow holds now depends on whether the
+    // primary's market took the trade.
+    let outcomes_kept: std::collections::HashSet<(InstanceId, u64)> = states
+        .iter()
+        .filter(|s| s.is_primary())
+        .flat_map(|s| {
+            let system = s.id;
+            s.remote_trades
+                .keys()
+                .map(move |(n, e)| (InstanceId::new(system, *n), *e))
+        })
+        .collect();
+    for s in &states {
+        for (id, e) in &s.escrows {
+            let at = s.instance_id();
+            let good = e.order.good.index();
+            let text = crate::codec::xfer_text(galaxy, at, *id);
+            match ledger.remote.get(&(at, *id)) {
+                Some(t) => {
+                    if !outcomes_kept.contains(&(at, *id)) {
+                        r.problems.push(format!(
+                            "escrow {text} is open but its primary forgot the trade"
+                        ));
+                    }
+                    match t.side {
+                        sim::market::Side::Buy => {
+                            r.credits_held += u128::from(e.held_cr.saturating_sub(t.total_cr));
+                            goods_held[good] += u128::from(t.qty);
+                        }
+                        sim::market::Side::Sell => {
+                            r.credits_held += u128::from(t.total_cr);
+                            goods_held[good] += u128::from(e.held_qty.saturating_sub(t.qty));
+                        }
+                    }
+                }
+                None => {
+                    r.credits_held += u128::from(e.held_cr);
+                    goods_held[good] += u128::from(e.held_qty);
+                }
+            }
+            r.notes.push(format!(
+                "trade of escrow {text} ('{}') is not settled: the next start settles it",
+                e.player
+            ));
+        }
+    }
+    let by_id: HashMap<InstanceId, &SystemState> =
+        states.iter().map(|s| (s.instance_id(), s)).collect();
+    for seen in jumps.values() {
+        let (from, xfer) = (seen.jump.from, seen.jump.xfer);
+        let text = crate::codec::xfer_text(galaxy, from, xfer);
+        let origin = by_id.get(&from);
+        if origin.is_some_and(|o| o.voided.contains(&xfer)) {
+            if seen.landed {
+                r.problems
+                    .push(format!("jump {text} lands but its origin voided it"));
+            }
+            continue;
+        }
+        if origin.is_some_and(|o| xfer >= o.next_xfer) {
+            if seen.landed {
+                r.problems.push(format!(
+                    "jump {text} lands but was never prepared in its origin's log"
+                ));
+                continue;
+            }
+            r.notes.push(format!(
+                "jump {text} of '{}' is in the transition log but its prepare was lost: the next \
+                 start voids it",
+                seen.jump.player.name
+            ));
+            continue;
+        }
+        if !seen.landed
+            && by_id
+                .get(&seen.jump.to)
+                .and_then(|d| d.landed_upto.get(&from))
+                .is_some_and(|&upto| upto >= xfer)
+        {
+            r.problems.push(format!(
+                "jump {text} of '{}' is in flight, but {} has landed a later jump of its origin: \
+                 it can never land",
+                seen.jump.player.name,
+                seen.jump.to.slug(galaxy)
+            ));
+        }
+        if !seen.landed {
+            r.jumps_in_flight += 1;
+            let p = &seen.jump.player;
+            players.entry(p.name.clone()).or_default().places += 1;
+            r.credits_held += u128::from(p.credits);
+            add_cargo(&mut goods_held, &p.cargo);
+        }
+    }
+    r.credits_granted = ledger.credits_made;
+    r.credits_spent = ledger.credits_destroyed;
+    r.trades = ledger.trades;
+    r.ships_destroyed = ledger.destroyed_ships;
+    for good in sim::goods::Good::ALL {
+        let i = good.index();
+        let (held, made, gone) = (
+            goods_held[i],
+            ledger.goods_made[i],
+            ledger.goods_destroyed[i],
+        );
+        r.goods_held += held;
+        r.goods_made += made;
+        r.goods_destroyed += gone;
+        if held + gone != made {
+            r.problems.push(format!(
+                "{good} not conserved: {held} units held, but {made} made - {gone} destroyed = {}",
+                made as i128 - gone as i128
+            ));
+        }
+    }
+    for (name, track) in &mut players {
+        if track.places != 1 {
+            r.problems.push(format!(
+                "player '{name}' is in {} places (must be exactly one)",
+                track.places
+            ));
+        }
+        track.versions.sort_unstable_by_key(|e| e.v);
+        for (i, e) in track.versions.iter().enumerate() {
+            if e.v != i as u64 + 1 {
+                r.problems.push(format!(
+                    "player '{name}' history has a gap or repeat at version {} (found {})",
+                    i + 1,
+                    e.v
+                ));
+                break;
+            }
+        }
+    }
+    r.players = players.len() as u64;
+    if layout.players_dir {
+        audit_player_logs(datadir, galaxy, &players, &snapshot_upto, &mut r);
+    }
+    if r.credits_held != r.credits_granted.saturating_sub(r.credits_spent)
+        || r.credits_spent > r.credits_granted
+    {
+        r.problems.push(format!(
+            "credits not conserved: {} held, but {} granted - {} spent = {}",
+            r.credits_held,
+            r.credits_granted,
+            r.credits_spent,
+            r.credits_granted as i128 - r.credits_spent as i128
+        ));
+    }
+    let mut h = xxhash_rust::xxh3::Xxh3::new();
+    for hash in r.system_hashes.values() {
+        h.update(hash.as_bytes());
+    }
+    r.galaxy_hash = format!("{:016x}", h.digest());
+    r.seconds = started.elapsed().as_secs_f64();
+    r
+}
+
+/// Every jump of the transition log (archived segments, then the active one), by origin and
+/// transfer id; one held twice, or a record that is not a jump, is a problem.
+fn read_jumps(
+    datadir: &DataDir,
+    galaxy: &Galaxy,
+    r: &mut AuditReport,
+) -> HashMap<(InstanceId, u64), JumpSeen> {
+    let mut jumps: HashMap<(InstanceId, u64), JumpSeen> = HashMap::new();
+    let tlog = datadir.transitions_log();
+    let mut notes = Vec::new();
+    let paths = segments(&datadir.archive_root(), "transitions", tlog, &mut notes);
+    read_log(r, paths, |rec| {
+        let jump = decode_jump(galaxy, rec)?;
+        let key = (jump.from, jump.xfer);
+        if jumps.contains_key(&key) {
+            return Err(format!(
+                "jump {} appears twice",
+                crate::codec::xfer_text(galaxy, jump.from, jump.xfer)
+            ));
+        }
+        jumps.insert(
+            key,
+            JumpSeen {
+                jump,
+                landed: false,
+            },
+        );
+        Ok(())
+    });
+    r.notes.extend(notes);
+    jumps
+}
+
+/// What of the layout [`check_layout`] found.
+struct Layout {
+    /// `players/` exists: the player logs are checked only then.
+    players_dir: bool,
+}
+
+/// Every start creates `transitions.log`, each system's log and `players/` (recovery opens
+/// each log, which creates it) before it writes any record: one missing is a problem. A
+/// directory whose logs hold no record at all (none there, or a first start stopped while it
+/// created them) has nothing to prove: a note.
+fn check_layout(datadir: &DataDir, galaxy: &Galaxy, r: &mut AuditReport) -> Layout {
+    let held = |active: &Path, archive: &Path, name: &str| {
+        active.exists() || !archived_segments(archive, name).is_empty()
+    };
+    let tlog = datadir.transitions_log();
+    let transitions = held(&tlog, &datadir.archive_root(), "transitions");
+    let missing_systems: Vec<PathBuf> = galaxy
+        .ids()
+        .map(|id| galaxy.slug(id))
+        .filter(|slug| !held(&datadir.system_log(slug), &datadir.archive_dir(), slug))
+        .map(|slug| datadir.system_log(slug))
+        .collect();
+    let players_dir = datadir.players_dir().is_dir();
+    let holds_records = |path: PathBuf| std::fs::metadata(path).is_ok_and(|m| m.len() > 0);
+    let archive_empty = std::fs::read_dir(datadir.archive_dir())
+        .map_or(true, |mut entries| entries.next().is_none());
+    let no_record = archive_empty
+        && archived_segments(&datadir.archive_root(), "transitions").is_empty()
+        && !holds_records(tlog.clone())
+        && galaxy
+            .ids()
+            .all(|id| !holds_records(datadir.system_log(galaxy.slug(id))));
+    if no_record {
+        r.notes.push(format!(
+            "{}: no record in any log: no server has written here, so there is nothing to \
+             prove",
+            datadir.root().display()
+        ));
+        return Layout { players_dir };
+    }
+    if !transitions {
+        r.problems.push(format!(
+            "{}: missing: every start creates it, and the jumps it held cannot be proved",
+            tlog.display()
+        ));
+    }
+    for path in missing_systems {
+        r.problems.push(format!(
+            "{}: missing: every start creates each system's log",
+            path.display()
+        ));
+    }
+    if !players_dir {
+        r.problems.push(format!(
+            "{}: missing: every start creates it, and the players' histories cannot be checked",
+            datadir.players_dir().display()
+        ));
+    }
+    Layout { players_dir }
+}
+
+/// Each player's log must be their history: line N is their N-th event, of the same kind as
+/// the system logs say. A log behind (a crash before its lines were written) is a note, as long
+/// as what it lacks is newer than its system's newest snapshot: the lines up to a snapshot are
+/// made durable before the snapshot is written, so lacking one of those (or the whole file) is
+/// a problem.
+fn audit_player_logs(
+    datadir: &DataDir,
+    galaxy: &Galaxy,
+    players: &HashMap<String, Track>,
+    snapshot_upto: &SnapshotUpto,
+    r: &mut AuditReport,
+) {
+    let entries = match std::fs::read_dir(datadir.players_dir()) {
+        Ok(entries) => entries,
+        Err(e) => {
+            r.problems.push(format!(
+                "{}: cannot list: {e}",
+                datadir.players_dir().display()
+            ));
+            return;
+        }
+    };
+    let mut files: Vec<PathBuf> = entries.flatten().map(|e| e.path()).collect();
+    files.sort();
+    let mut with_log = std::collections::HashSet::new();
+    for path in files {
+        let Some(stem) = path.file_stem().and_then(|s| s.to_str()) else {
+            continue;
+        };
+        let Some(name) = store::datadir::player_name_from_stem(stem) else {
+            r.problems
+                .push(format!("{}: not a player log name", path.display()));
+            continue;
+        };
+        let Some(track) = players.get(&name) else {
+            r.problems.push(format!(
+                "{}: no such player in the system logs",
+                path.display()
+            ));
+            continue;
+        };
+        with_log.insert(name);
+        let lines = audit_player_log(r, &path, track);
+        judge_missing_lines(galaxy, &path, track, lines, snapshot_upto, r);
+    }
+    let mut without: Vec<(&String, &Track)> = players
+        .iter()
+        .filter(|(name, _)| !with_log.contains(*name))
+        .collect();
+    without.sort_by_key(|(name, _)| *name);
+    for (name, track) in without {
+        judge_missing_lines(
+            galaxy,
+            &datadir.player_log(name),
+            track,
+            0,
+            snapshot_upto,
+            r,
+        );
+    }
+}
+
+/// Reads one player's log against their events; returns how many lines match.
+fn audit_player_log(r: &mut AuditReport, path: &Path, track: &Track) -> u64 {
+    let mut lines = 0u64;
+    let start = ScanStart {
+        offset: 0,
+        line: 1,
+        expect_seq: Some(1),
+    };
+    read_segment(r, path, start, |rec| {
+        let expected = track.versions.get(rec.seq as usize - 1);
+        match expected {
+            Some(e) if e.v == rec.seq && e.kind == rec.kind => {
+                lines += 1;
+                Ok(())
+            }
+            Some(e) => Err(format!(
+                "event {} is '{}' here but '{}' in the system logs",
+                rec.seq, rec.kind, e.kind
+            )),
+            None => Err(format!("event {} is not in the system logs", rec.seq)),
+        }
+    });
+    lines
+}
+
+/// A player log with `lines` of the player's events: a note if what it lacks is all newer
+/// than the snapshots, a problem if a snapshot covers any of it.
+fn judge_missing_lines(
+    galaxy: &Galaxy,
+    path: &Path,
+    track: &Track,
+    lines: u64,
+    snapshot_upto: &SnapshotUpto,
+    r: &mut AuditReport,
+) {
+    let events = track.versions.len() as u64;
+    let lacking = track.versions.get(lines as usize..).unwrap_or_default();
+    if lacking.is_empty() {
+        return;
+    }
+    let covered = lacking
+        .iter()
+        .find(|e| snapshot_upto.get(&e.log).is_some_and(|&upto| e.seq <= upto));
+    let what = if lines == 0 && !path.exists() {
+        "missing".to_string()
+    } else {
+        format!("{lines} of {events} events")
+    };
+    match covered {
+        Some(e) => r.problems.push(format!(
+            "{}: {what}, but event {} ({} record {}) is behind a snapshot of its log, and the \
+             lines up to a snapshot are durable before it is written: the player log lost it",
+            path.display(),
+            e.v,
+            e.log.slug(galaxy),
+            e.seq
+        )),
+        None => r.notes.push(format!(
+            "{}: {what} (behind; the next start catches it up)",
+            path.display()
+        )),
+    }
+}
+
+/// Reads one log segment, counting files, records and bytes, and turning corruption into a
+/// problem and a torn tail into a note. Returns the next expected sequence number.
+fn read_segment(
+    r: &mut AuditReport,
+    path: &Path,
+    start: ScanStart,
+    visit: impl FnMut(&store::record::Record<'_>) -> Result<(), String>,
+) -> Option<u64> {
+    r.files += 1;
+    let bytes = match read_from(path, 0) {
+        Ok(b) => b,
+        Err(e) => {
+            r.problems.push(e.to_string());
+            return None;
+        }
+    };
+    r.bytes += bytes.len() as u64;
+    match scan(&bytes, start, visit) {
+        Ok(out) => {
+            r.records += out.records;
+            if let Some(t) = out.torn {
+                r.notes.push(format!(
+                    "{} line {}: torn tail of {} bytes ({}); the next start cuts it",
+                    path.display(),
+                    t.line,
+                    t.bytes,
+                    t.reason
+                ));
+            }
+            Some(
+                out.last_seq
+                    .map_or(start.expect_seq.unwrap_or(1), |s| s + 1),
+            )
+        }
+        Err(c) => {
+            r.problems.push(format!("{}: {c}", path.display()));
+            None
+        }
+    }
+}
+
+/// The segments of a log, oldest first: archived ones, then the active one. An archived
+/// segment that overlaps the active log (left by an interrupted compaction, which writes the
+/// archive before cutting the active log) is left out, with a note.
+pub(crate) fn segments(
+    archive_dir: &Path,
+    name: &str,
+    active: PathBuf,
+    notes: &mut Vec<String>,
+) -> Vec<PathBuf> {
+    let active_first = store::log::first_seq(&active);
+    let mut out = Vec::new();
+    for (_, last, path) in archived_segments(archive_dir, name) {
+        if active_first.is_some_and(|a| last >= a) {
+            notes.push(format!(
+                "{}: also in {} (an interrupted compaction); not read twice",
+                path.display(),
+                active.display()
+            ));
+            continue;
+        }
+        out.push(path);
+    }
+    out.push(active);
+    out
+}
+
+/// What one system's replay reads from, and feeds, the other logs' audit.
+struct CrossLog<'a> {
+    jumps: &'a mut HashMap<(InstanceId, u64), JumpSeen>,
+    players: &'a mut HashMap<String, Track>,
+    ledger: &'a mut Ledger,
+    /// The instances the log opens (a primary's).
+    split: &'a mut std::collections::BTreeSet<u16>,
+    snapshot_upto: &'a mut SnapshotUpto,
+}
+
+/// A log's snapshots that give their own state hash, by the record they stop at: (file, hash).
+type Snapshots = BTreeMap<u64, (PathBuf, u64)>;
+
+/// Replays the log of instance `id` from its first record, checking each event against the
+/// other logs; notes the instances it opens, and where its newest snapshot stops.
+fn audit_system(
+    datadir: &DataDir,
+    galaxy: &Galaxy,
+    id: InstanceId,
+    r: &mut AuditReport,
+    cross: &mut CrossLog<'_>,
+) -> SystemState {
+    let mut state = SystemState::new_instance(galaxy, id);
+    // The market's first stock and till: made by the rules when the system began.
+    cross.ledger.credits_made += u128::from(state.market.till_cr());
+    cross.ledger.made(&state.market.stocks());
+    let snapshots = load_snapshots(datadir, galaxy, id, r);
+    if let Some(upto) = snapshots.keys().next_back() {
+        cross.snapshot_upto.insert(id, *upto);
+    }
+    let last = replay_log(
+        datadir,
+        galaxy,
+        id,
+        r,
+        &mut state,
+        &snapshots,
+        |state, seq, t, event| {
+            check_event(galaxy, id, event, cross.jumps, cross.ledger)?;
+            state.apply(t, event)?;
+            if let Event::Split { instance } = event {
+                cross.split.insert(*instance);
+            }
+            track_event(state, id, seq, event, cross.players);
+            Ok(())
+        },
+    );
+    let Some(last) = last else {
+        return state;
+    };
+    let log = datadir.system_log(&id.slug(galaxy));
+    for (upto, (path, _)) in snapshots.range(last + 1..) {
+        r.problems.push(format!(
+            "{}: stops at record {upto}, but {} ends at record {last}: the log lost records \
+             the snapshot holds",
+            path.display(),
+            log.display()
+        ));
+    }
+    state
+}
+
+/// The snapshots of instance `id`; one whose records do not give its own hash is a problem,
+/// one that cannot be read a note (recovery uses an older one).
+fn load_snapshots(
+    datadir: &DataDir,
+    galaxy: &Galaxy,
+    id: InstanceId,
+    r: &mut AuditReport,
+) -> Snapshots {
+    let slug = id.slug(galaxy);
+    let mut snapshots = Snapshots::new();
+    for (_, path) in snapshot::list(&datadir.snapshots_dir(), &slug).unwrap_or_default() {
+        r.files += 1;
+        let mut snap_state = SystemState::new_instance(galaxy, id);
+        match snapshot::load(&path, |rec| {
+            decode_state_record(galaxy, &mut snap_state, rec)
+        }) {
+            Ok(meta) if meta.state_hash == snap_state.state_hash() => {
+                snapshots.insert(meta.upto_seq, (path, meta.state_hash));
+            }
+            Ok(_) => r.problems.push(format!(
+                "{}: its records do not give its own state hash",
+                path.display()
+            )),
+            Err(e) => r
+                .notes
+                .push(format!("{e}; recovery uses an older snapshot")),
+        }
+    }
+    snapshots
+}
+
+/// Reads the log of instance `id` (archived segments, then the active one) into `state`:
+/// `visit` applies each event; every snapshot is compared with the state at its record.
+/// Returns the last record's sequence number read (0 for none), or `None` if the log is
+/// corrupt (the problem is reported).
+fn replay_log(
+    datadir: &DataDir,
+    galaxy: &Galaxy,
+    id: InstanceId,
+    r: &mut AuditReport,
+    state: &mut SystemState,
+    snapshots: &Snapshots,
+    mut visit: impl FnMut(&mut SystemState, u64, u64, &Event) -> Result<(), String>,
+) -> Option<u64> {
+    let slug = id.slug(galaxy);
+    let paths = segments(
+        &datadir.archive_dir(),
+        &slug,
+        datadir.system_log(&slug),
+        &mut r.notes,
+    );
+    let next = read_log(r, paths, |rec| {
+        let (t, event) = decode_event(galaxy, id, rec)?;
+        visit(state, rec.seq, t, &event)?;
+        if let Some((spath, hash)) = snapshots.get(&rec.seq) {
+            if *hash != state.state_hash() {
+                return Err(format!(
+                    "snapshot {} does not match the replayed state at record {}",
+                    spath.display(),
+                    rec.seq
+                ));
+            }
+        }
+        Ok(())
+    })?;
+    Some(next - 1)
+}
+
+/// Reads the segments of one log in order (a segment not there is skipped), each record's
+/// sequence number following the last one's across segments. Returns the next expected
+/// sequence number, or `None` at the first corrupt segment (the problem is reported; what
+/// follows it is not read).
+fn read_log(
+    r: &mut AuditReport,
+    paths: Vec<PathBuf>,
+    mut visit: impl FnMut(&store::record::Record<'_>) -> Result<(), String>,
+) -> Option<u64> {
+    let mut expect = 1u64;
+    for path in paths.iter().filter(|p| p.exists()) {
+        let start = ScanStart {
+            offset: 0,
+            line: 1,
+            expect_seq: Some(expect),
+        };
+        expect = read_segment(r, path, start, &mut visit)?;
+    }
+    Some(expect)
+}
+
+/// Cross-log checks of one event, before it applies.
+fn check_event(
+    galaxy: &Galaxy,
+    id: InstanceId,
+    event: &Event,
+    jumps: &mut HashMap<(InstanceId, u64), JumpSeen>,
+    ledger: &mut Ledger,
+) -> Result<(), String> {
+    let xfer_text = |from: InstanceId, xfer: u64| crate::codec::xfer_text(galaxy, from, xfer);
+    match event {
+        Event::DepartDone { xfer } if !jumps.contains_key(&(id, *xfer)) => Err(format!(
+            "jump {} is marked done but the transition log does not hold it",
+            xfer_text(id, *xfer)
+        )),
+        Event::DepartVoid { xfer } if !jumps.contains_key(&(id, *xfer)) => Err(format!(
+            "jump {} is voided but the transition log does not hold it",
+            xfer_text(id, *xfer)
+        )),
+        Event::DepartAbort { xfer, .. } if jumps.contains_key(&(id, *xfer)) => Err(format!(
+            "jump {} was committed in the transition log but cancelled here",
+            xfer_text(id, *xfer)
+        )),
+        Event::Arrive { from, xfer, player } => {
+            let text = xfer_text(*from, *xfer);
+            let seen = jumps
+                .get_mut(&(*from, *xfer))
+                .ok_or_else(|| format!("jump {text} lands but was never committed"))?;
+            if seen.jump.to != id {
+                return Err(format!("jump {text} lands in the wrong system"));
+            }
+            let mut expected = seen.jump.player.clone();
+            expected.version += 1;
+            if expected != *player {
+                return Err(format!(
+                    "jump {text} lands with another state than it left with"
+                ));
+            }
+            if seen.landed {
+                return Err(format!("jump {text} lands twice"));
+            }
+            seen.landed = true;
+            Ok(())
+        }
+        Event::Join { player, .. } => {
+            ledger.credits_made += u128::from(player.credits);
+            let mut first = [0u128; GOOD_COUNT];
+            add_cargo(&mut first, &player.cargo);
+            ledger.made(&first.map(|n| n as u64));
+            Ok(())
+        }
+        Event::Refuel { cost, .. } => {
+            ledger.credits_destroyed += u128::from(*cost);
+            Ok(())
+        }
+        Event::Economy {
+            report, decayed, ..
+        } => {
+            ledger.made(&report.produced);
+            ledger.destroyed(&report.consumed);
+            ledger.destroyed(decayed);
+            ledger.credits_made += u128::from(report.subsidy_cr);
+            ledger.credits_destroyed += u128::from(report.tax_cr);
+            Ok(())
+        }
+        Event::Destroyed { evicted, .. } => {
+            let mut gone = [0u128; GOOD_COUNT];
+            add_cargo(&mut gone, evicted);
+            ledger.destroyed(&gone.map(|n| n as u64));
+            ledger.destroyed_ships += 1;
+            Ok(())
+        }
+        Event::Trade { .. } => {
+            ledger.trades += 1;
+            Ok(())
+        }
+        Event::RemoteTrade {
+            instance,
+            escrow,
+            trade,
+            ..
+        } => {
+            ledger.trades += 1;
+            let at = InstanceId::new(id.system, *instance);
+            if ledger.remote.insert((at, *escrow), *trade).is_some() {
+                return Err(format!("escrow {} traded twice", xfer_text(at, *escrow)));
+            }
+            Ok(())
+        }
+        Event::EscrowSettle {
+            escrow, total_cr, ..
+        } => match ledger.remote.get(&(id, *escrow)) {
+            Some(t) if t.total_cr == *total_cr => Ok(()),
+            Some(t) => Err(format!(
+                "escrow {} settles at {total_cr} cr but the market took it at {}",
+                xfer_text(id, *escrow),
+                t.total_cr
+            )),
+            None => Err(format!(
+                "escrow {} settles but the primary's market never took it",
+                xfer_text(id, *escrow)
+            )),
+        },
+        Event::EscrowRefund { escrow, .. } if ledger.remote.contains_key(&(id, *escrow)) => {
+            Err(format!(
+                "escrow {} is refunded but the primary's market took it",
+                xfer_text(id, *escrow)
+            ))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Notes the player version an applied event produced, and where.
+fn track_event(
+    state: &SystemState,
+    log: InstanceId,
+    seq: u64,
+    event: &Event,
+    players: &mut HashMap<String, Track>,
+) {
+    if let (Some(name), Some(v)) = (event.player(), state.version_after(event)) {
+        players
+            .entry(name.to_string())
+            .or_default()
+            .versions
+            .push(Version {
+                v,
+                kind: crate::codec::event_kind(event),
+                log,
+                seq,
+            });
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod forge;
+#[cfg(test)]
+mod tests;

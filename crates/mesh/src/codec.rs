@@ -1,0 +1,1130 @@
+//! How the game's events and jumps are written as log records, and read back.
+//!
+//! Systems are named by slug (`alpha-centauri`), an instance other than a system's primary by
+//! `<slug>.<n>` (`sol.2`), a jump by `xfer=<origin slug>:<number>` (`sol:7`, `sol.2:7`), the
+//! same in every log, so `grep -r 'xfer=sol:7' mltrader-data/` shows one jump's whole life.
+//! Every record about a player carries `v=`, the player's version after the event.
+//! `docs/FORMAT.md` lists every kind with an example.
+//!
+//! Owns the mapping only; never writes a file and never decides anything.
+
+use sim::combat::{LootTake, Wreck, Wrecks};
+use sim::galaxy::{Galaxy, SystemId};
+use sim::goods::{parse_units, units_text, Cargo, Good};
+use sim::instance::{InstanceId, PRIMARY_INSTANCE};
+use sim::market::{Market, Order, Side, TickReport, Trade};
+use sim::player::Player;
+use sim::system::{Departing, Escrow, Event, RemoteOutcome, SystemState};
+use store::record::{Line, Record};
+use store::snapshot::SnapshotWriter;
+
+/// A jump as the transition log holds it: with its origin's `depart`, the commit point; it
+/// carries the player's whole state.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Jump {
+    pub from: InstanceId,
+    pub xfer: u64,
+    pub to: InstanceId,
+    /// Tick of the system of origin when the jump was prepared.
+    pub t: u64,
+    /// Travel time in ticks of the destination's clock.
+    pub travel_ticks: u64,
+    /// The player as they left: fuel already burnt, version of the departure.
+    pub player: Player,
+    /// Sequence number of the `jump` record in the transition log (0 before it is appended).
+    /// Not a field of the record: it is the record's own number.
+    pub tseq: u64,
+}
+
+/// The kind (second word of the line) of each event.
+pub fn event_kind(event: &Event) -> &'static str {
+    match event {
+        Event::Join { .. } => "join",
+        Event::Refuel { .. } => "refuel",
+        Event::Depart { .. } => "depart",
+        Event::DepartDone { .. } => "depart.done",
+        Event::DepartAbort { .. } => "depart.abort",
+        Event::DepartVoid { .. } => "depart.void",
+        Event::Arrive { .. } => "arrive",
+        Event::Trade { .. } => "trade",
+        Event::Economy { .. } => "economy",
+        Event::Engage { .. } => "engage",
+        Event::Combat { .. } => "combat",
+        Event::Destroyed { .. } => "destroyed",
+        Event::Loot { .. } => "loot",
+        Event::Split { .. } => "split",
+        Event::Retire { .. } => "retire",
+        Event::Escrow { .. } => "trade.escrow",
+        Event::EscrowSettle { .. } => "trade.settle",
+        Event::EscrowRefund { .. } => "trade.refund",
+        Event::RemoteTrade { .. } => "trade.remote",
+        Event::RemoteTradeDone { .. } => "trade.done",
+    }
+}
+
+/// Writes an order's fields: side, good, qty, and limit (per unit) if any.
+fn put_order(line: &mut Line<'_>, o: &Order) {
+    line.field("side", o.side.name())
+        .field("good", o.good.name())
+        .num("qty", o.qty);
+    if let Some(limit) = o.price_limit_cr {
+        line.num("limit", limit);
+    }
+}
+
+fn side_field(rec: &Record<'_>) -> Result<Side, String> {
+    match rec.str("side").map_err(|e| e.to_string())? {
+        "buy" => Ok(Side::Buy),
+        "sell" => Ok(Side::Sell),
+        other => Err(format!("side={other} is neither buy nor sell")),
+    }
+}
+
+fn good_field(rec: &Record<'_>) -> Result<Good, String> {
+    Good::parse(rec.str("good").map_err(|e| e.to_string())?).map_err(|e| e.to_string())
+}
+
+fn get_order(rec: &Record<'_>) -> Result<Order, String> {
+    Ok(Order {
+        side: side_field(rec)?,
+        good: good_field(rec)?,
+        qty: num(rec, "qty")?,
+        price_limit_cr: opt_num(rec, "limit")?,
+    })
+}
+
+fn get_trade(rec: &Record<'_>) -> Result<Trade, String> {
+    Ok(Trade {
+        side: side_field(rec)?,
+        good: good_field(rec)?,
+        qty: num(rec, "qty")?,
+        total_cr: num(rec, "total")?,
+    })
+}
+
+fn put_player(line: &mut Line<'_>, p: &Player) {
+    line.field("player", &p.name)
+        .num("credits", p.credits)
+        .num("fuel", p.fuel)
+        .num("tank", p.fuel_capacity)
+        .num("hull", p.hull)
+        .num("hold", p.hold)
+        .field("cargo", &p.cargo.to_string())
+        .num("v", p.version);
+}
+
+fn cargo_field(rec: &Record<'_>, key: &'static str) -> Result<Cargo, String> {
+    let text = rec.str(key).map_err(|e| e.to_string())?;
+    text.parse().map_err(|e| format!("{key}={text}: {e}"))
+}
+
+fn units_field(rec: &Record<'_>, key: &'static str) -> Result<[u64; 8], String> {
+    let text = rec.str(key).map_err(|e| e.to_string())?;
+    parse_units(text).map_err(|e| format!("{key}={text}: {e}"))
+}
+
+fn name_field(rec: &Record<'_>, key: &'static str) -> Result<String, String> {
+    Ok(rec.str(key).map_err(|e| e.to_string())?.to_string())
+}
+
+/// An optional numeric field: absent is `None`, present but malformed is an error.
+fn opt_num<T: std::str::FromStr>(rec: &Record<'_>, key: &'static str) -> Result<Option<T>, String> {
+    match rec.get(key) {
+        None => Ok(None),
+        Some(_) => num(rec, key).map(Some),
+    }
+}
+
+fn get_player(rec: &Record<'_>) -> Result<Player, String> {
+    Ok(Player {
+        name: rec.str("player").map_err(|e| e.to_string())?.to_string(),
+        credits: rec.num("credits").map_err(|e| e.to_string())?,
+        fuel: rec.num("fuel").map_err(|e| e.to_string())?,
+        fuel_capacity: rec.num("tank").map_err(|e| e.to_string())?,
+        hull: rec.num("hull").map_err(|e| e.to_string())?,
+        hold: rec.num("hold").map_err(|e| e.to_string())?,
+        cargo: cargo_field(rec, "cargo")?,
+        version: rec.num("v").map_err(|e| e.to_string())?,
+    })
+}
+
+/// A transfer id: `sol:7`, `sol.2:7`.
+pub fn xfer_text(galaxy: &Galaxy, from: InstanceId, n: u64) -> String {
+    format!("{}:{n}", from.slug(galaxy))
+}
+
+/// Parses `sol:7` (or `sol.2:7`) into its origin and number.
+pub fn parse_xfer(galaxy: &Galaxy, text: &str) -> Result<(InstanceId, u64), String> {
+    let (slug, n) = text
+        .rsplit_once(':')
+        .ok_or_else(|| format!("bad transfer id {text:?}"))?;
+    let from = InstanceId::parse(galaxy, slug)
+        .ok_or_else(|| format!("transfer {text:?} names an unknown system"))?;
+    let n = n
+        .parse()
+        .map_err(|_| format!("bad transfer number in {text:?}"))?;
+    Ok((from, n))
+}
+
+fn system_field(galaxy: &Galaxy, rec: &Record<'_>, key: &'static str) -> Result<SystemId, String> {
+    let slug = rec.str(key).map_err(|e| e.to_string())?;
+    galaxy
+        .by_slug(slug)
+        .ok_or_else(|| format!("{key}={slug} is not a system of this galaxy"))
+}
+
+/// A field naming a system's instance by its slug (`sol`, `sol.2`).
+fn instance_field(
+    galaxy: &Galaxy,
+    rec: &Record<'_>,
+    key: &'static str,
+) -> Result<InstanceId, String> {
+    let slug = rec.str(key).map_err(|e| e.to_string())?;
+    InstanceId::parse(galaxy, slug)
+        .ok_or_else(|| format!("{key}={slug} is not a system (or instance) of this galaxy"))
+}
+
+fn num<T: std::str::FromStr>(rec: &Record<'_>, key: &'static str) -> Result<T, String> {
+    rec.num(key).map_err(|e| e.to_string())
+}
+
+/// Writes `event`, which happened in instance `system` at tick `t`, as the fields of a record
+/// of kind [`event_kind`]. `version` is the player's version after the event, for events that
+/// carry a player by name only.
+pub fn encode_event(
+    line: &mut Line<'_>,
+    galaxy: &Galaxy,
+    system: InstanceId,
+    t: u64,
+    event: &Event,
+    version: u64,
+) {
+    line.num("t", t);
+    match event {
+        Event::Join { player, key } => {
+            put_player(line, player);
+            line.field("key", key);
+        }
+        Event::Refuel {
+            player,
+            units,
+            cost,
+        } => {
+            line.field("player", player)
+                .num("units", units)
+                .num("cost", cost)
+                .num("v", version);
+        }
+        Event::Depart {
+            xfer,
+            player,
+            to,
+            fuel,
+        } => {
+            line.field("xfer", &xfer_text(galaxy, system, *xfer))
+                .field("player", player)
+                .field("to", &to.slug(galaxy))
+                .num("fuel", fuel)
+                .num("v", version);
+        }
+        Event::DepartDone { xfer } | Event::DepartVoid { xfer } => {
+            line.field("xfer", &xfer_text(galaxy, system, *xfer));
+        }
+        Event::DepartAbort { xfer, player } => {
+            line.field("xfer", &xfer_text(galaxy, system, *xfer))
+                .field("player", player)
+                .num("v", version);
+        }
+        Event::Arrive { from, xfer, player } => {
+            line.field("xfer", &xfer_text(galaxy, *from, *xfer));
+            put_player(line, player);
+        }
+        Event::Trade { player, trade } => {
+            line.field("player", player)
+                .field("side", trade.side.name())
+                .field("good", trade.good.name())
+                .num("qty", trade.qty)
+                .num("total", trade.total_cr)
+                .num("v", version);
+        }
+        Event::Economy {
+            from,
+            to,
+            report,
+            decayed,
+        } => {
+            line.num("from", from)
+                .num("to", to)
+                .field("made", &units_text(&report.produced))
+                .field("used", &units_text(&report.consumed))
+                .num("subsidy", report.subsidy_cr)
+                .num("tax", report.tax_cr)
+                .field("decayed", &units_text(decayed));
+        }
+        Event::Engage { player, target } => {
+            line.field("player", player);
+            if let Some(target) = target {
+                line.field("target", target);
+            }
+            line.num("v", version);
+        }
+        Event::Combat {
+            shots,
+            hits,
+            damage,
+            downed,
+        } => {
+            line.num("shots", shots)
+                .num("hits", hits)
+                .num("damage", damage)
+                .num("downed", downed);
+        }
+        Event::Destroyed {
+            player,
+            by,
+            wreck,
+            jump_home,
+            evicted,
+        } => {
+            line.field("player", player).field("by", by);
+            if let Some(w) = wreck {
+                line.num("wreck", w);
+            }
+            if let Some((xfer, home)) = jump_home {
+                line.field("xfer", &xfer_text(galaxy, system, *xfer))
+                    .field("to", galaxy.slug(*home));
+            }
+            if !evicted.is_empty() {
+                line.field("evicted", &evicted.to_string());
+            }
+            line.num("v", version);
+        }
+        Event::Loot { player, take } => {
+            line.field("player", player)
+                .num("wreck", take.wreck_id)
+                .field("took", &take.taken.to_string())
+                .num("v", version);
+        }
+        Event::Split { instance } | Event::Retire { instance } => {
+            line.field(
+                "instance",
+                &InstanceId::new(system.system, *instance).slug(galaxy),
+            );
+        }
+        Event::Escrow {
+            escrow,
+            player,
+            order,
+            held_cr,
+            held_qty,
+        } => {
+            line.field("escrow", &xfer_text(galaxy, system, *escrow))
+                .field("player", player);
+            put_order(line, order);
+            line.num("held_cr", held_cr)
+                .num("held_qty", held_qty)
+                .num("v", version);
+        }
+        Event::EscrowSettle {
+            escrow,
+            player,
+            total_cr,
+        } => {
+            line.field("escrow", &xfer_text(galaxy, system, *escrow))
+                .field("player", player)
+                .num("total", total_cr)
+                .num("v", version);
+        }
+        Event::EscrowRefund { escrow, player } => {
+            line.field("escrow", &xfer_text(galaxy, system, *escrow))
+                .field("player", player)
+                .num("v", version);
+        }
+        Event::RemoteTrade {
+            instance,
+            escrow,
+            player,
+            trade,
+        } => {
+            let at = InstanceId::new(system.system, *instance);
+            line.field("escrow", &xfer_text(galaxy, at, *escrow))
+                .field("player", player)
+                .field("side", trade.side.name())
+                .field("good", trade.good.name())
+                .num("qty", trade.qty)
+                .num("total", trade.total_cr);
+        }
+        Event::RemoteTradeDone { instance, escrow } => {
+            let at = InstanceId::new(system.system, *instance);
+            line.field("escrow", &xfer_text(galaxy, at, *escrow));
+        }
+    }
+}
+
+/// The line of a player's log (`players/<name>.log`) for `event`, recorded as record `seq` of
+/// `system`'s log: numbered by the player's `version`, fields as in the system log, then
+/// `src=<slug>:<seq>`.
+pub fn player_line(
+    galaxy: &Galaxy,
+    system: InstanceId,
+    t: u64,
+    event: &Event,
+    version: u64,
+    seq: u64,
+) -> String {
+    PlayerLine::encode(galaxy, system, t, event, version).finish(galaxy, system, seq)
+}
+
+/// A player-log line built with its system-log record, so that the event is encoded once:
+/// the record takes [`PlayerLine::fields`], then the line gets the record's place (`src=`).
+pub struct PlayerLine {
+    buf: String,
+    /// Where the fields start (after `version kind`) and end (before `src=`).
+    fields: std::ops::Range<usize>,
+}
+
+impl PlayerLine {
+    pub fn encode(
+        galaxy: &Galaxy,
+        system: InstanceId,
+        t: u64,
+        event: &Event,
+        version: u64,
+    ) -> PlayerLine {
+        let mut buf = String::with_capacity(192);
+        store::record::LineBuilder::start(&mut buf, version, event_kind(event));
+        let head = buf.len();
+        encode_event(
+            &mut Line::resume(&mut buf, 0),
+            galaxy,
+            system,
+            t,
+            event,
+            version,
+        );
+        let end = buf.len();
+        PlayerLine {
+            buf,
+            fields: head..end,
+        }
+    }
+
+    /// The event's fields, as the system-log record writes them.
+    pub fn fields(&self) -> &str {
+        &self.buf[self.fields.clone()]
+    }
+
+    /// The whole line, once the record is number `seq` of `system`'s log.
+    pub fn finish(mut self, galaxy: &Galaxy, system: InstanceId, seq: u64) -> String {
+        let mut line = Line::resume(&mut self.buf, 0);
+        line.field("src", &format!("{}:{seq}", system.slug(galaxy)));
+        line.finish();
+        self.buf
+    }
+}
+
+/// Reads an event of the log of instance `system` back: its tick and the event.
+pub fn decode_event(
+    galaxy: &Galaxy,
+    system: InstanceId,
+    rec: &Record<'_>,
+) -> Result<(u64, Event), String> {
+    let t = num(rec, "t")?;
+    let local_xfer = |rec: &Record<'_>| -> Result<u64, String> {
+        let (from, n) = parse_xfer(galaxy, rec.str("xfer").map_err(|e| e.to_string())?)?;
+        if from != system {
+            return Err(format!(
+                "transfer of {} in the log of {}",
+                from.slug(galaxy),
+                system.slug(galaxy)
+            ));
+        }
+        Ok(n)
+    };
+    let local_escrow = |rec: &Record<'_>| -> Result<u64, String> {
+        let (at, n) = parse_xfer(galaxy, rec.str("escrow").map_err(|e| e.to_string())?)?;
+        if at != system {
+            return Err(format!(
+                "escrow of {} in the log of {}",
+                at.slug(galaxy),
+                system.slug(galaxy)
+            ));
+        }
+        Ok(n)
+    };
+    let event = match rec.kind {
+        "join" => Event::Join {
+            player: get_player(rec)?,
+            key: rec.str("key").map_err(|e| e.to_string())?.to_string(),
+        },
+        "refuel" => Event::Refuel {
+            player: rec.str("player").map_err(|e| e.to_string())?.to_string(),
+            units: num(rec, "units")?,
+            cost: num(rec, "cost")?,
+        },
+        "depart" => Event::Depart {
+            xfer: local_xfer(rec)?,
+            player: rec.str("player").map_err(|e| e.to_string())?.to_string(),
+            to: instance_field(galaxy, rec, "to")?,
+            fuel: num(rec, "fuel")?,
+        },
+        "depart.done" => Event::DepartDone {
+            xfer: local_xfer(rec)?,
+        },
+        "depart.void" => Event::DepartVoid {
+            xfer: local_xfer(rec)?,
+        },
+        "depart.abort" => Event::DepartAbort {
+            xfer: local_xfer(rec)?,
+            player: rec.str("player").map_err(|e| e.to_string())?.to_string(),
+        },
+        "arrive" => {
+            let (from, xfer) = parse_xfer(galaxy, rec.str("xfer").map_err(|e| e.to_string())?)?;
+            Event::Arrive {
+                from,
+                xfer,
+                player: get_player(rec)?,
+            }
+        }
+        "trade" => Event::Trade {
+            player: name_field(rec, "player")?,
+            trade: get_trade(rec)?,
+        },
+        "trade.escrow" => Event::Escrow {
+            escrow: local_escrow(rec)?,
+            player: name_field(rec, "player")?,
+            order: get_order(rec)?,
+            held_cr: num(rec, "held_cr")?,
+            held_qty: num(rec, "held_qty")?,
+        },
+        "trade.settle" => Event::EscrowSettle {
+            escrow: local_escrow(rec)?,
+            player: name_field(rec, "player")?,
+            total_cr: num(rec, "total")?,
+        },
+        "trade.refund" => Event::EscrowRefund {
+            escrow: local_escrow(rec)?,
+            player: name_field(rec, "player")?,
+        },
+        "trade.remote" | "trade.done" => {
+            let (at, escrow) = parse_xfer(galaxy, rec.str("escrow").map_err(|e| e.to_string())?)?;
+            if at.system != system.system || at.is_primary() || !system.is_primary() {
+                return Err(format!(
+                    "escrow of {} in the log of {}",
+                    at.slug(galaxy),
+                    system.slug(galaxy)
+                ));
+            }
+            match rec.kind {
+                "trade.remote" => Event::RemoteTrade {
+                    instance: at.n,
+                    escrow,
+                    player: name_field(rec, "player")?,
+                    trade: get_trade(rec)?,
+                },
+                _ => Event::RemoteTradeDone {
+                    instance: at.n,
+                    escrow,
+                },
+            }
+        }
+        "economy" => Event::Economy {
+            from: num(rec, "from")?,
+            to: num(rec, "to")?,
+            report: TickReport {
+                produced: units_field(rec, "made")?,
+                consumed: units_field(rec, "used")?,
+                subsidy_cr: num(rec, "subsidy")?,
+                tax_cr: num(rec, "tax")?,
+            },
+            decayed: units_field(rec, "decayed")?,
+        },
+        "engage" => Event::Engage {
+            player: name_field(rec, "player")?,
+            target: rec
+                .get("target")
+                .map(|_| name_field(rec, "target"))
+                .transpose()?,
+        },
+        "combat" => Event::Combat {
+            shots: num(rec, "shots")?,
+            hits: num(rec, "hits")?,
+            damage: num(rec, "damage")?,
+            downed: num(rec, "downed")?,
+        },
+        "destroyed" => Event::Destroyed {
+            player: name_field(rec, "player")?,
+            by: name_field(rec, "by")?,
+            wreck: opt_num(rec, "wreck")?,
+            jump_home: match rec.get("xfer") {
+                None => None,
+                Some(_) => Some((local_xfer(rec)?, system_field(galaxy, rec, "to")?)),
+            },
+            evicted: match rec.get("evicted") {
+                None => Cargo::new(),
+                Some(_) => cargo_field(rec, "evicted")?,
+            },
+        },
+        "loot" => Event::Loot {
+            player: name_field(rec, "player")?,
+            take: LootTake {
+                wreck_id: num(rec, "wreck")?,
+                taken: cargo_field(rec, "took")?,
+            },
+        },
+        "split" | "retire" => {
+            let at = instance_field(galaxy, rec, "instance")?;
+            if at.system != system.system || at.is_primary() {
+                return Err(format!(
+                    "instance {} in the log of {}",
+                    at.slug(galaxy),
+                    system.slug(galaxy)
+                ));
+            }
+            match rec.kind {
+                "split" => Event::Split { instance: at.n },
+                _ => Event::Retire { instance: at.n },
+            }
+        }
+        other => return Err(format!("unknown record kind {other:?} in a system log")),
+    };
+    Ok((t, event))
+}
+
+/// Writes a jump record of the transition log.
+pub fn encode_jump(line: &mut Line<'_>, galaxy: &Galaxy, jump: &Jump) {
+    line.field("xfer", &xfer_text(galaxy, jump.from, jump.xfer))
+        .field("from", &jump.from.slug(galaxy))
+        .field("to", &jump.to.slug(galaxy))
+        .num("t", jump.t)
+        .num("travel", jump.travel_ticks);
+    put_player(line, &jump.player);
+}
+
+/// Reads a jump record of the transition log.
+pub fn decode_jump(galaxy: &Galaxy, rec: &Record<'_>) -> Result<Jump, String> {
+    if rec.kind != "jump" {
+        return Err(format!(
+            "unknown record kind {:?} in the transition log",
+            rec.kind
+        ));
+    }
+    let (from, xfer) = parse_xfer(galaxy, rec.str("xfer").map_err(|e| e.to_string())?)?;
+    if instance_field(galaxy, rec, "from")? != from {
+        return Err("from= and xfer= disagree".into());
+    }
+    Ok(Jump {
+        from,
+        xfer,
+        to: instance_field(galaxy, rec, "to")?,
+        t: num(rec, "t")?,
+        travel_ticks: num(rec, "travel")?,
+        player: get_player(rec)?,
+        tseq: rec.seq,
+    })
+}
+
+/// Writes a system's state as the body of a snapshot.
+pub fn encode_state(w: &mut SnapshotWriter, galaxy: &Galaxy, state: &SystemState) {
+    w.record("state", |l| {
+        l.field("system", galaxy.slug(state.id));
+        if !state.is_primary() {
+            l.num("instance", state.instance);
+        }
+        if state.next_escrow != 1 {
+            l.num("next_escrow", state.next_escrow);
+        }
+        l.num("t", state.tick)
+            .num("next_xfer", state.next_xfer)
+            .num("market_tick", state.market_tick)
+            .field("stock", &units_text(&state.market.stocks()))
+            .num("till", state.market.till_cr())
+            .num("next_wreck", state.wrecks.next_id());
+    });
+    for n in &state.instances {
+        w.record("instance", |l| {
+            l.field("open", &InstanceId::new(state.id, *n).slug(galaxy));
+        });
+    }
+    for (id, e) in &state.escrows {
+        w.record("escrow", |l| {
+            l.field("escrow", &xfer_text(galaxy, state.instance_id(), *id))
+                .field("player", &e.player);
+            put_order(l, &e.order);
+            l.num("held_cr", e.held_cr).num("held_qty", e.held_qty);
+        });
+    }
+    for ((n, id), o) in &state.remote_trades {
+        w.record("remote", |l| {
+            l.field(
+                "escrow",
+                &xfer_text(galaxy, InstanceId::new(state.id, *n), *id),
+            )
+            .field("player", &o.player)
+            .field("side", o.trade.side.name())
+            .field("good", o.trade.good.name())
+            .num("qty", o.trade.qty)
+            .num("total", o.trade.total_cr);
+        });
+    }
+    for (id, wreck) in state.wrecks.iter() {
+        w.record("wreck", |l| {
+            l.num("id", id)
+                .field("pilot", &wreck.pilot)
+                .num("t", wreck.tick)
+                .field("cargo", &wreck.cargo.to_string());
+        });
+    }
+    for (attacker, target) in &state.engaged {
+        w.record("engaged", |l| {
+            l.field("player", attacker).field("target", target);
+        });
+    }
+    for (pilot, by) in &state.downed {
+        w.record("downed", |l| {
+            l.field("player", pilot).field("by", by);
+        });
+    }
+    for (from, upto) in &state.landed_upto {
+        w.record("landed", |l| {
+            l.field("from", &from.slug(galaxy)).num("upto", upto);
+        });
+    }
+    for p in state.players.values() {
+        w.record("player", |l| put_player(l, p));
+    }
+    for xfer in &state.voided {
+        w.record("voided", |l| {
+            l.field("xfer", &xfer_text(galaxy, state.instance_id(), *xfer));
+        });
+    }
+    for (xfer, d) in &state.departing {
+        w.record("departing", |l| {
+            l.field("xfer", &xfer_text(galaxy, state.instance_id(), *xfer))
+                .field("to", &d.to.slug(galaxy))
+                .num("burnt", d.fuel);
+            put_player(l, &d.player);
+        });
+    }
+    for (name, key) in &state.names {
+        w.record("name", |l| {
+            l.field("player", name).field("key", key);
+        });
+    }
+}
+
+/// Rebuilds a system's state from snapshot body records, one at a time.
+pub fn decode_state_record(
+    galaxy: &Galaxy,
+    state: &mut SystemState,
+    rec: &Record<'_>,
+) -> Result<(), String> {
+    match rec.kind {
+        "state" => {
+            let instance = opt_num(rec, "instance")?.unwrap_or(PRIMARY_INSTANCE);
+            if system_field(galaxy, rec, "system")? != state.id || instance != state.instance {
+                return Err("snapshot of another system or instance".into());
+            }
+            state.tick = num(rec, "t")?;
+            state.next_xfer = num(rec, "next_xfer")?;
+            state.next_escrow = opt_num(rec, "next_escrow")?.unwrap_or(1);
+            state.market_tick = num(rec, "market_tick")?;
+            state.market = Market::from_parts(units_field(rec, "stock")?, num(rec, "till")?)?;
+            state.wrecks = Wrecks::from_parts(num(rec, "next_wreck")?, Vec::new())?;
+        }
+        "wreck" => {
+            let wreck = Wreck {
+                pilot: name_field(rec, "pilot")?,
+                tick: num(rec, "t")?,
+                cargo: cargo_field(rec, "cargo")?,
+            };
+            state.wrecks.restore(num(rec, "id")?, wreck)?;
+        }
+        "instance" => {
+            let at = instance_field(galaxy, rec, "open")?;
+            if at.system != state.id || at.is_primary() || !state.is_primary() {
+                return Err("an open instance of another system".into());
+            }
+            state.instances.insert(at.n);
+        }
+        "escrow" => {
+            let (at, id) = parse_xfer(galaxy, rec.str("escrow").map_err(|e| e.to_string())?)?;
+            if at != state.instance_id() {
+                return Err("an escrow of another instance".into());
+            }
+            let e = Escrow {
+                player: name_field(rec, "player")?,
+                order: get_order(rec)?,
+                held_cr: num(rec, "held_cr")?,
+                held_qty: num(rec, "held_qty")?,
+            };
+            state.escrows.insert(id, e);
+        }
+        "remote" => {
+            let (at, id) = parse_xfer(galaxy, rec.str("escrow").map_err(|e| e.to_string())?)?;
+            if at.system != state.id || at.is_primary() {
+                return Err("a trade of another system".into());
+            }
+            let o = RemoteOutcome {
+                player: name_field(rec, "player")?,
+                trade: get_trade(rec)?,
+            };
+            state.remote_trades.insert((at.n, id), o);
+        }
+        "engaged" => {
+            state
+                .engaged
+                .insert(name_field(rec, "player")?, name_field(rec, "target")?);
+        }
+        "downed" => {
+            state
+                .downed
+                .insert(name_field(rec, "player")?, name_field(rec, "by")?);
+        }
+        "landed" => {
+            state
+                .landed_upto
+                .insert(instance_field(galaxy, rec, "from")?, num(rec, "upto")?);
+        }
+        "player" => {
+            let p = get_player(rec)?;
+            state.players.insert(p.name.clone(), p);
+        }
+        "voided" => {
+            let (from, xfer) = parse_xfer(galaxy, rec.str("xfer").map_err(|e| e.to_string())?)?;
+            if from != state.instance_id() {
+                return Err("void transfer of another system".into());
+            }
+            state.voided.insert(xfer);
+        }
+        "departing" => {
+            let (from, xfer) = parse_xfer(galaxy, rec.str("xfer").map_err(|e| e.to_string())?)?;
+            if from != state.instance_id() {
+                return Err("departing transfer of another system".into());
+            }
+            state.departing.insert(
+                xfer,
+                Departing {
+                    player: get_player(rec)?,
+                    to: instance_field(galaxy, rec, "to")?,
+                    fuel: num(rec, "burnt")?,
+                },
+            );
+        }
+        "name" => {
+            state.names.insert(
+                rec.str("player").map_err(|e| e.to_string())?.to_string(),
+                rec.str("key").map_err(|e| e.to_string())?.to_string(),
+            );
+        }
+        other => return Err(format!("unknown snapshot record {other:?}")),
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use store::record::parse_line;
+    use store::snapshot::SnapshotMeta;
+
+    fn round_trip(galaxy: &Galaxy, system: SystemId, event: &Event) -> (u64, Event) {
+        let mut buf = String::new();
+        let mut line = Line::new(&mut buf, 1, event_kind(event));
+        encode_event(&mut line, galaxy, InstanceId::primary(system), 42, event, 3);
+        line.finish();
+        let rec = parse_line(buf.as_bytes()).unwrap();
+        decode_event(galaxy, InstanceId::primary(system), &rec).unwrap()
+    }
+
+    #[test]
+    fn every_event_round_trips() {
+        let g = Galaxy::default_galaxy();
+        let sol = g.home();
+        let ac = g.lookup("Alpha Centauri").unwrap();
+        let mut p = Player::starter("Barnard's \"Kid\"", &sim::rules::Rules::default());
+        p.credits = 10;
+        p.fuel = 2;
+        p.version = 3;
+        p.cargo.add(Good::Ore, 7).unwrap();
+        p.hull = 55;
+        for e in [
+            Event::Join {
+                player: p.clone(),
+                key: "00ff".into(),
+            },
+            Event::Refuel {
+                player: p.name.clone(),
+                units: 5,
+                cost: 10,
+            },
+            Event::Depart {
+                xfer: 9,
+                player: p.name.clone(),
+                to: InstanceId::primary(ac),
+                fuel: 5,
+            },
+            Event::DepartDone { xfer: 9 },
+            Event::DepartVoid { xfer: 10 },
+            Event::DepartAbort {
+                xfer: 9,
+                player: p.name.clone(),
+            },
+            Event::Arrive {
+                from: InstanceId::new(ac, 3),
+                xfer: 4,
+                player: p.clone(),
+            },
+            Event::Trade {
+                player: p.name.clone(),
+                trade: Trade {
+                    side: Side::Sell,
+                    good: Good::Luxuries,
+                    qty: 3,
+                    total_cr: 999,
+                },
+            },
+            Event::Economy {
+                from: 10,
+                to: 20,
+                report: TickReport {
+                    produced: [1, 0, 0, 0, 0, 0, 0, 2],
+                    consumed: [0, 3, 0, 0, 0, 0, 0, 0],
+                    subsidy_cr: 0,
+                    tax_cr: 77,
+                },
+                decayed: [0, 0, 0, 0, 5, 0, 0, 0],
+            },
+            Event::Engage {
+                player: p.name.clone(),
+                target: Some("Bob".into()),
+            },
+            Event::Engage {
+                player: p.name.clone(),
+                target: None,
+            },
+            Event::Combat {
+                shots: 10,
+                hits: 8,
+                damage: 120,
+                downed: 1,
+            },
+            Event::Destroyed {
+                player: p.name.clone(),
+                by: "Bob".into(),
+                wreck: Some(3),
+                jump_home: Some((12, ac)),
+                evicted: p.cargo,
+            },
+            Event::Destroyed {
+                player: p.name.clone(),
+                by: "Bob".into(),
+                wreck: None,
+                jump_home: None,
+                evicted: Cargo::new(),
+            },
+            Event::Loot {
+                player: p.name.clone(),
+                take: LootTake {
+                    wreck_id: 3,
+                    taken: p.cargo,
+                },
+            },
+        ] {
+            assert_shared_encoding(&g, InstanceId::primary(sol), &e);
+            assert_eq!(round_trip(&g, sol, &e), (42, e));
+        }
+    }
+
+    /// A record written from a [`PlayerLine`]'s fields is the record `encode_event` writes, and
+    /// the player line is that record's text with `src=` added.
+    fn assert_shared_encoding(galaxy: &Galaxy, at: InstanceId, event: &Event) {
+        let kind = event_kind(event);
+        let mut direct = String::new();
+        let mut line = Line::new(&mut direct, 7, kind);
+        encode_event(&mut line, galaxy, at, 42, event, 3);
+        line.finish();
+
+        let shared = PlayerLine::encode(galaxy, at, 42, event, 3);
+        let mut via = String::new();
+        let mut line = Line::new(&mut via, 7, kind);
+        line.encoded(shared.fields());
+        line.finish();
+        assert_eq!(
+            via, direct,
+            "{kind}: the shared fields make the same record"
+        );
+
+        let projected = shared.finish(galaxy, at, 11);
+        let rec = parse_line(projected.as_bytes()).unwrap();
+        assert_eq!(
+            rec.get("src"),
+            Some(format!("{}:11", at.slug(galaxy)).as_str())
+        );
+        assert_eq!(decode_event(galaxy, at, &rec).unwrap(), (42, event.clone()));
+    }
+
+    #[test]
+    fn instance_events_round_trip() {
+        let g = Galaxy::default_galaxy();
+        let (sol, two) = (InstanceId::primary(g.home()), InstanceId::new(g.home(), 2));
+        let trade = Trade {
+            side: Side::Buy,
+            good: Good::Ore,
+            qty: 3,
+            total_cr: 120,
+        };
+        let order = Order {
+            side: Side::Sell,
+            good: Good::Food,
+            qty: 4,
+            price_limit_cr: Some(9),
+        };
+        let cases = [
+            (sol, Event::Split { instance: 2 }),
+            (sol, Event::Retire { instance: 2 }),
+            (
+                sol,
+                Event::Depart {
+                    xfer: 5,
+                    player: "ann".into(),
+                    to: two,
+                    fuel: 0,
+                },
+            ),
+            (
+                two,
+                Event::Escrow {
+                    escrow: 7,
+                    player: "ann".into(),
+                    order,
+                    held_cr: 0,
+                    held_qty: 4,
+                },
+            ),
+            (
+                two,
+                Event::EscrowSettle {
+                    escrow: 7,
+                    player: "ann".into(),
+                    total_cr: 33,
+                },
+            ),
+            (
+                two,
+                Event::EscrowRefund {
+                    escrow: 7,
+                    player: "ann".into(),
+                },
+            ),
+            (
+                sol,
+                Event::RemoteTrade {
+                    instance: 2,
+                    escrow: 7,
+                    player: "ann".into(),
+                    trade,
+                },
+            ),
+            (
+                sol,
+                Event::RemoteTradeDone {
+                    instance: 2,
+                    escrow: 7,
+                },
+            ),
+        ];
+        for (at, e) in cases {
+            let mut buf = String::new();
+            let mut line = Line::new(&mut buf, 1, event_kind(&e));
+            encode_event(&mut line, &g, at, 42, &e, 3);
+            line.finish();
+            let rec = parse_line(buf.as_bytes()).unwrap();
+            assert_eq!(decode_event(&g, at, &rec).unwrap(), (42, e), "{buf}");
+        }
+        let mut buf = String::new();
+        let mut line = Line::new(&mut buf, 1, "trade.escrow");
+        let e = Event::EscrowRefund {
+            escrow: 7,
+            player: "ann".into(),
+        };
+        encode_event(&mut line, &g, two, 42, &e, 3);
+        line.finish();
+        assert!(buf.contains("escrow=sol.2:7"), "{buf}");
+        let rec = parse_line(buf.as_bytes()).unwrap();
+        assert!(
+            decode_event(&g, sol, &rec).is_err(),
+            "an escrow of sol.2 in sol's log"
+        );
+    }
+
+    #[test]
+    fn instance_and_void_states_round_trip_through_snapshots() {
+        let g = Galaxy::default_galaxy();
+        let two = InstanceId::new(g.home(), 2);
+        let mut primary = SystemState::new(&g, g.home());
+        primary.apply(1, &Event::Split { instance: 2 }).unwrap();
+        let mut inst = SystemState::new_instance(&g, two);
+        let ann = Player::starter("ann", &sim::rules::Rules::default());
+        inst.players.insert("ann".into(), ann);
+        let order = Order {
+            side: Side::Buy,
+            good: Good::Ore,
+            qty: 2,
+            price_limit_cr: None,
+        };
+        let escrow = inst.decide_escrow(&g, "ann", &order).unwrap();
+        inst.apply(2, &escrow).unwrap();
+        let req = inst.escrow_request(1).unwrap();
+        let remote = primary.decide_remote_trade(&g, &req).unwrap();
+        primary.apply(3, &remote).unwrap();
+        // A jump voided by recovery stays void in a snapshot.
+        primary.apply(4, &Event::DepartVoid { xfer: 1 }).unwrap();
+        assert!(primary.voided.contains(&1));
+        let dir = tempfile::tempdir().unwrap();
+        for (at, state) in [(primary.instance_id(), &primary), (two, &inst)] {
+            let meta = SnapshotMeta {
+                name: at.slug(&g),
+                upto_seq: 9,
+                log_offset: 0,
+                log_line: 1,
+                state_hash: state.state_hash(),
+            };
+            let bytes = store::snapshot::encode(&meta, |w| encode_state(w, &g, state));
+            let path = store::snapshot::write(dir.path(), &meta, &bytes).unwrap();
+            let mut back = SystemState::new_instance(&g, at);
+            store::snapshot::load(&path, |r| decode_state_record(&g, &mut back, r)).unwrap();
+            assert_eq!(&back, state);
+        }
+    }
+
+    #[test]
+    fn jumps_round_trip_and_read_well() {
+        let g = Galaxy::default_galaxy();
+        let j = Jump {
+            from: InstanceId::primary(g.home()),
+            xfer: 7,
+            to: InstanceId::primary(g.lookup("Alpha Centauri").unwrap()),
+            t: 100,
+            travel_ticks: 44,
+            player: Player {
+                credits: 1,
+                fuel: 2,
+                fuel_capacity: 3,
+                version: 4,
+                ..Player::starter("ann", &sim::rules::Rules::default())
+            },
+            tseq: 5,
+        };
+        let mut buf = String::new();
+        let mut line = Line::new(&mut buf, 5, "jump");
+        encode_jump(&mut line, &g, &j);
+        line.finish();
+        assert!(
+            buf.starts_with("5 jump xfer=sol:7 from=sol to=alpha-centauri t=100"),
+            "{buf}"
+        );
+        let rec = parse_line(buf.as_bytes()).unwrap();
+        assert_eq!(decode_jump(&g, &rec).unwrap(), j);
+    }
+}

@@ -1,0 +1,147 @@
+//! The departure pipeline of one shard: the commit of a jump.
+//!
+//! 1. The shard has appended `depart` (the prepare) to its own log.
+//! 2. The pipeline appends `jump` (with the player's whole state) to the transition log at
+//!    once, without waiting for the `depart` to be durable, and waits until both are: the two
+//!    records durable together are the commit point (a parallel commit). Only then is the
+//!    player told, the destination shard handed the jump, and the origin shard told to log
+//!    `depart.done`. A crash may leave the `jump` without its `depart`: recovery voids it
+//!    (see docs/PROTOCOL.md); nobody was told it happened.
+//!
+//! The destination is handed the jump only once the origin's acker has sent the player-log
+//! lines up to the `depart` (a player's lines must reach the projector in version order, and a
+//! move between instances lands within a tick, faster than an acker may be).
+//!
+//! The destination is handed the jump before the origin is told of the commit: once the origin
+//! has logged `depart.done`, the jump is already in the destination's queue. A primary relies
+//! on it to close an instance: when it holds no prepared move towards the instance any more,
+//! anything it moved there is queued there, ahead of the question "are you empty?".
+//!
+//! Jumps leave in the order they were prepared (one FIFO a shard), so a destination sees the
+//! jumps of one origin in the order of their transfer numbers, which makes landing idempotent
+//! with one number per origin. On a storage failure the jump is neither committed nor aborted
+//! here: the disk may or may not hold it, so recovery, which reads the transition log, settles
+//! it. Never decides game rules; never touches a shard's state.
+
+use std::sync::Arc;
+
+use tokio::sync::mpsc;
+
+use super::codec::{encode_jump, xfer_text, Jump};
+use super::shard::{Command, Reply};
+use super::{Context, JumpAck, MeshError};
+use store::log::Log;
+
+/// Most jumps committed in one transition-log batch.
+pub const MAX_DEPARTURE_BATCH: usize = 4096;
+
+/// A prepared jump waiting for its commit.
+pub struct PendingDeparture {
+    /// Sequence number of the `depart` record in the origin's log.
+    pub seq: u64,
+    pub jump: Jump,
+    pub reply: Option<Reply<JumpAck>>,
+}
+
+pub async fn run(
+    ctx: Arc<Context>,
+    system_log: Log,
+    mut acked: tokio::sync::watch::Receiver<u64>,
+    origin: mpsc::Sender<Command>,
+    mut rx: mpsc::UnboundedReceiver<PendingDeparture>,
+) {
+    let mut batch = Vec::with_capacity(64);
+    while let Some(first) = rx.recv().await {
+        batch.clear();
+        batch.push(first);
+        while batch.len() < MAX_DEPARTURE_BATCH {
+            match rx.try_recv() {
+                Ok(p) => batch.push(p),
+                Err(_) => break,
+            }
+        }
+        if let Err(e) = commit(&ctx, &system_log, &mut batch).await {
+            for p in batch.drain(..) {
+                if let Some(r) = p.reply {
+                    let _ = r.send(Err(e.clone()));
+                }
+            }
+            continue;
+        }
+        // The prepares' lines are with the projector before any landing's (an acker that is
+        // gone, when the shard stops, has sent all it will).
+        let last_prepare = batch.iter().map(|p| p.seq).max().unwrap_or(0);
+        let _ = acked.wait_for(|&seq| seq >= last_prepare).await;
+        for p in batch.drain(..) {
+            let ack = JumpAck {
+                xfer: xfer_text(&ctx.galaxy, p.jump.from, p.jump.xfer),
+                from: p.jump.from.system,
+                to: p.jump.to.system,
+                travel_ticks: p.jump.travel_ticks,
+                travel_ms: p.jump.travel_ticks * 1000 / u64::from(ctx.config.tick_hz),
+                player: p.jump.player.clone(),
+            };
+            let committed = Command::Committed {
+                xfer: p.jump.xfer,
+                tseq: p.jump.tseq,
+            };
+            // The destination first (see the module's comment).
+            match ctx.shard(p.jump.to) {
+                Some(dest) => {
+                    let _ = dest.send(Command::Landing(p.jump)).await;
+                }
+                None => tracing::error!(
+                    "jump {} is committed towards {}, which runs no shard; the next start lands it",
+                    ack.xfer,
+                    p.jump.to.slug(&ctx.galaxy)
+                ),
+            }
+            let _ = origin.send(committed).await;
+            if let Some(r) = p.reply {
+                let _ = r.send(Ok(ack));
+            }
+        }
+    }
+}
+
+/// Steps 1 and 2 for a batch, at once: the `jump` records are appended without waiting for
+/// the `depart` records, and the batch is committed once both are durable (the two syncs, on
+/// two files, overlap). A crash between the two leaves a `jump` whose `depart` is lost:
+/// recovery voids it (`depart.void`), and nobody was told, since the replies wait for both.
+async fn commit(
+    ctx: &Context,
+    system_log: &Log,
+    batch: &mut [PendingDeparture],
+) -> Result<(), MeshError> {
+    let last_prepare = batch.iter().map(|p| p.seq).max().unwrap_or(0);
+    let galaxy = &ctx.galaxy;
+    let appended = ctx
+        .checkpoint
+        .append_registered(
+            || {
+                ctx.transitions.append_batch_at(
+                    batch,
+                    |_| "jump",
+                    |p, line| encode_jump(line, galaxy, &p.jump),
+                )
+            },
+            batch.len(),
+        )
+        .map_err(MeshError::Storage)?;
+    let Some((first, last)) = appended else {
+        return system_log
+            .durable(last_prepare)
+            .await
+            .map_err(MeshError::Storage);
+    };
+    for (p, tseq) in batch.iter_mut().zip(first..) {
+        p.jump.tseq = tseq;
+    }
+    let (prepared, committed) = tokio::join!(
+        system_log.durable(last_prepare),
+        ctx.transitions.durable(last)
+    );
+    prepared.map_err(MeshError::Storage)?;
+    committed.map_err(MeshError::Storage)?;
+    Ok(())
+}

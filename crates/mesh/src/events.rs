@@ -1,0 +1,382 @@
+//! The mesh's event feed: what happened in each system, told to whoever listens (the API's
+//! event streams), once it is durable.
+//!
+//! Each shard publishes an event from its acker, after the record is durable and after what
+//! else waited on it (routing, landing waiters): whoever hears of a landing finds routing up to
+//! date. Departures are published at their commit (the origin's `depart.done`), never at the
+//! prepare, so no one hears of a jump that recovery could still cancel. Recovery publishes
+//! nothing (no one listens yet).
+//!
+//! One bounded broadcast for the whole mesh: publishing never blocks a shard; a listener that
+//! falls more than [`FEED_LEN`] events behind misses the oldest (it is told how many). Events of
+//! one system come in its log order; events of different systems in the order they became
+//! durable. A view of the logs, never an authority: nothing here is read back by the mesh.
+
+use serde::Serialize;
+
+use sim::galaxy::{Galaxy, SystemId};
+use sim::instance::InstanceId;
+use sim::system::{Event, SystemState};
+
+/// Events a listener may fall behind by before it misses some.
+pub const FEED_LEN: usize = 65_536;
+
+/// One durable event of one system.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct MeshEvent {
+    /// Where it happened.
+    pub system: SystemId,
+    /// In which instance of the system (1: the system itself).
+    pub instance: u16,
+    /// Its record in that system's log.
+    pub seq: u64,
+    /// The system's tick it is stamped with.
+    pub t: u64,
+    pub kind: MeshEventKind,
+}
+
+/// What happened. Transfer ids are `<origin slug>:<number>`, as in the logs and the API.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum MeshEventKind {
+    /// A new player appeared (at the home system).
+    Joined { player: String },
+    /// The player's jump towards `to` is committed: they left for good.
+    Departed {
+        player: String,
+        to: SystemId,
+        xfer: String,
+    },
+    /// The player landed; `population` counts them too.
+    Arrived {
+        player: String,
+        from: SystemId,
+        xfer: String,
+        population: usize,
+    },
+    /// The player bought `units` of fuel for `cost` credits.
+    Refueled {
+        player: String,
+        units: u32,
+        cost: u64,
+    },
+    /// The player's jump never reached the transition log: they are back.
+    Cancelled { player: String, xfer: String },
+    /// The player traded with the local market.
+    Traded {
+        player: String,
+        side: &'static str,
+        good: &'static str,
+        qty: u32,
+        total_cr: u64,
+    },
+    /// The player set (or, with no target, dropped) a standing order to fire.
+    Engaged {
+        player: String,
+        target: Option<String>,
+    },
+    /// The player's ship was destroyed; its cargo is wreck `wreck` (if any).
+    Destroyed {
+        player: String,
+        by: String,
+        wreck: Option<u64>,
+    },
+    /// The player took `took` from wreck `wreck`.
+    Looted {
+        player: String,
+        wreck: u64,
+        took: String,
+    },
+    /// The player was moved to another instance of the system they are in (it was crowded,
+    /// or their instance closed); `notice` says so in words.
+    Moved {
+        player: String,
+        from_instance: u16,
+        instance: u16,
+        notice: String,
+    },
+}
+
+impl MeshEventKind {
+    /// The player it is about.
+    pub fn player(&self) -> &str {
+        match self {
+            MeshEventKind::Joined { player }
+            | MeshEventKind::Departed { player, .. }
+            | MeshEventKind::Arrived { player, .. }
+            | MeshEventKind::Refueled { player, .. }
+            | MeshEventKind::Cancelled { player, .. }
+            | MeshEventKind::Traded { player, .. }
+            | MeshEventKind::Engaged { player, .. }
+            | MeshEventKind::Destroyed { player, .. }
+            | MeshEventKind::Looted { player, .. }
+            | MeshEventKind::Moved { player, .. } => player,
+        }
+    }
+
+    /// What the feed says of `event`, a record of system `state.id` about to be applied to
+    /// `state` (a committed departure is still listed then). None for the prepare of a jump:
+    /// its departure is told at the commit.
+    /// Moves between instances of a system are told as `Moved` at the landing (not as a
+    /// departure and an arrival: the player never left the system).
+    pub fn of(galaxy: &Galaxy, state: &SystemState, event: &Event) -> Option<MeshEventKind> {
+        let xfer_id = |from: InstanceId, xfer: u64| crate::codec::xfer_text(galaxy, from, xfer);
+        Some(match event {
+            Event::Join { player, .. } => MeshEventKind::Joined {
+                player: player.name.clone(),
+            },
+            Event::Refuel {
+                player,
+                units,
+                cost,
+            } => MeshEventKind::Refueled {
+                player: player.clone(),
+                units: *units,
+                cost: *cost,
+            },
+            // A void jump was never told (recovery writes it, before anyone listens).
+            Event::Depart { .. } | Event::DepartVoid { .. } => return None,
+            Event::DepartDone { xfer } => {
+                let d = state.departing.get(xfer)?;
+                if d.to.system == state.id {
+                    return None;
+                }
+                MeshEventKind::Departed {
+                    player: d.player.name.clone(),
+                    to: d.to.system,
+                    xfer: xfer_id(state.instance_id(), *xfer),
+                }
+            }
+            Event::DepartAbort { xfer, player } => MeshEventKind::Cancelled {
+                player: player.clone(),
+                xfer: xfer_id(state.instance_id(), *xfer),
+            },
+            Event::Arrive {
+                from,
+                xfer: _,
+                player,
+            } if from.system == state.id => {
+                let here = state.instance_id();
+                let notice = if here.is_primary() {
+                    format!(
+                        "{} has closed: you are back in {}",
+                        from.name(galaxy),
+                        here.name(galaxy)
+                    )
+                } else {
+                    format!(
+                        "{} is crowded: you are now in {}",
+                        galaxy.name(state.id),
+                        here.name(galaxy)
+                    )
+                };
+                MeshEventKind::Moved {
+                    player: player.name.clone(),
+                    from_instance: from.n,
+                    instance: here.n,
+                    notice,
+                }
+            }
+            Event::Arrive { from, xfer, player } => MeshEventKind::Arrived {
+                player: player.name.clone(),
+                from: from.system,
+                xfer: xfer_id(*from, *xfer),
+                // Arriving adds the player (a landing seen twice is never recorded).
+                population: state.players.len() + 1,
+            },
+            Event::Trade { player, trade } => MeshEventKind::Traded {
+                player: player.clone(),
+                side: trade.side.name(),
+                good: trade.good.name(),
+                qty: trade.qty,
+                total_cr: trade.total_cr,
+            },
+            Event::Engage { player, target } => MeshEventKind::Engaged {
+                player: player.clone(),
+                target: target.clone(),
+            },
+            Event::Destroyed {
+                player, by, wreck, ..
+            } => MeshEventKind::Destroyed {
+                player: player.clone(),
+                by: by.clone(),
+                wreck: *wreck,
+            },
+            Event::Loot { player, take } => MeshEventKind::Looted {
+                player: player.clone(),
+                wreck: take.wreck_id,
+                took: take.taken.to_string(),
+            },
+            // A trade in an instance is told when it is settled, as a trade.
+            Event::EscrowSettle {
+                escrow,
+                player,
+                total_cr,
+            } => {
+                let e = state.escrows.get(escrow)?;
+                MeshEventKind::Traded {
+                    player: player.clone(),
+                    side: e.order.side.name(),
+                    good: e.order.good.name(),
+                    qty: e.order.qty,
+                    total_cr: *total_cr,
+                }
+            }
+            Event::Economy { .. }
+            | Event::Combat { .. }
+            | Event::Split { .. }
+            | Event::Retire { .. }
+            | Event::Escrow { .. }
+            | Event::EscrowRefund { .. }
+            | Event::RemoteTrade { .. }
+            | Event::RemoteTradeDone { .. } => return None,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use tokio::sync::broadcast;
+
+    use super::*;
+    use crate::{Mesh, MeshConfig};
+    use store::datadir::DataDir;
+
+    /// The next event of `player` (others' are skipped), within 5 s.
+    async fn next_of(rx: &mut broadcast::Receiver<Arc<MeshEvent>>, player: &str) -> MeshEvent {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        loop {
+            let e = tokio::time::timeout_at(deadline, rx.recv())
+                .await
+                .expect("an event within 5 s")
+                .expect("the feed is open");
+            if e.kind.player() == player {
+                return (*e).clone();
+            }
+        }
+    }
+
+    /// With 0 ticks a light year a jump lands when its destination is handed it, not at the
+    /// destination's next tick: at one tick a second, a landing with no tick between the
+    /// jump and the landing is impossible unless it lands at once. (Three tries, in case one
+    /// straddles a tick.)
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn instant_travel_lands_without_waiting_for_a_tick() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = MeshConfig {
+            tick_hz: 1,
+            ..MeshConfig::default()
+        };
+        config.rules.ticks_per_ly = 0;
+        let (mesh, _) = Mesh::start(DataDir::at(dir.path()), Galaxy::default_galaxy(), config)
+            .await
+            .unwrap();
+        let g = mesh.galaxy().clone();
+        let (home, to) = (g.home(), g.lookup("Alpha Centauri").unwrap());
+        mesh.join("Bob", "k").await.unwrap();
+        let mut between_ticks = 0;
+        for (from, dest) in [(home, to), (to, home), (home, to)] {
+            let before = mesh.system_status(dest).await.unwrap().tick;
+            let ack = mesh.jump("Bob", dest).await.unwrap();
+            assert_eq!((ack.from, ack.to, ack.travel_ticks), (from, dest, 0));
+            let landed = mesh.wait_landing("Bob").await.unwrap();
+            let after = mesh.system_status(dest).await.unwrap().tick;
+            assert_eq!(landed.system, dest);
+            assert_eq!(
+                mesh.locate("Bob"),
+                Some(crate::directory::Location::In(dest))
+            );
+            between_ticks += usize::from(after == before);
+        }
+        assert!(between_ticks > 0, "every landing waited for a tick");
+        mesh.stop().await.unwrap();
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn events_are_published_once_durable_in_order_with_systems_and_populations() {
+        let dir = tempfile::tempdir().unwrap();
+        let datadir = DataDir::at(dir.path());
+        let galaxy = Galaxy::default_galaxy();
+        let mesh = crate::test_support::start_quick(&datadir, &galaxy).await;
+        let g = mesh.galaxy().clone();
+        let (home, to) = (g.home(), g.lookup("Alpha Centauri").unwrap());
+        let mut feed = mesh.events();
+        mesh.join("Bob", "k").await.unwrap();
+        mesh.jump("Bob", to).await.unwrap();
+        mesh.wait_landing("Bob").await.unwrap();
+        mesh.join("Ann", "k").await.unwrap();
+
+        // Every event is durable in its system's log when it is heard of.
+        let durable = |e: &MeshEvent, mesh: &Mesh| {
+            let mesh = mesh.clone();
+            let (system, seq) = (e.system, e.seq);
+            async move {
+                let s = mesh.system_status(system).await.unwrap();
+                assert!(
+                    s.log_durable_seq >= seq,
+                    "{seq} heard before durable: {s:?}"
+                );
+            }
+        };
+        let joined = next_of(&mut feed, "Ann").await;
+        durable(&joined, &mesh).await;
+        assert_eq!(
+            (joined.system, &joined.kind),
+            (
+                home,
+                &MeshEventKind::Joined {
+                    player: "Ann".into()
+                }
+            )
+        );
+        let ack = mesh.jump("Ann", to).await.unwrap();
+        let departed = next_of(&mut feed, "Ann").await;
+        durable(&departed, &mesh).await;
+        assert_eq!(
+            (departed.system, &departed.kind),
+            (
+                home,
+                &MeshEventKind::Departed {
+                    player: "Ann".into(),
+                    to,
+                    xfer: ack.xfer.clone()
+                }
+            )
+        );
+        assert!(departed.seq > joined.seq && departed.t >= joined.t);
+        let arrived = next_of(&mut feed, "Ann").await;
+        durable(&arrived, &mesh).await;
+        assert_eq!(
+            (arrived.system, &arrived.kind),
+            (
+                to,
+                &MeshEventKind::Arrived {
+                    player: "Ann".into(),
+                    from: home,
+                    xfer: ack.xfer,
+                    population: 2,
+                }
+            ),
+            "Bob landed there first"
+        );
+        // Whoever hears of a landing finds routing up to date.
+        assert_eq!(mesh.locate("Ann"), Some(crate::directory::Location::In(to)));
+        mesh.stop().await.unwrap();
+    }
+
+    #[test]
+    fn the_prepare_of_a_jump_is_not_published() {
+        let g = Galaxy::default_galaxy();
+        let state = SystemState::new(&g, g.home());
+        let event = Event::Depart {
+            xfer: 1,
+            player: "Ann".into(),
+            to: InstanceId::primary(g.lookup("Alpha Centauri").unwrap()),
+            fuel: 1,
+        };
+        assert_eq!(MeshEventKind::of(&g, &state, &event), None);
+    }
+}

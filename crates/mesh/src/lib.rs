@@ -1,0 +1,782 @@
+//! The mesh: star systems as shards, each with its own loop and log, and the handoff of players
+//! between them through the transition log.
+//!
+//! In the embedded default one process runs every shard as a tokio task, spread over the
+//! machine's cores by the runtime. Shards share no mutable game state; the routing directory
+//! ([`directory`]) is a hint that the owning shard always has the last word on.
+//!
+//! A crowded system opens instances of itself ([`instances`]): more shards for the same star
+//! system ("Sol #2"), each with its own log and loop, which players are moved to and from
+//! through the same jump protocol. A shard is named by an [`InstanceId`] (system, number);
+//! instance 1 is the system itself.
+//!
+//! [`Mesh`] is the whole API the network and command-line layers use: join, refuel, jump, look,
+//! status, stop. It never exposes a shard's state by reference.
+
+pub mod acks;
+pub mod audit;
+pub mod checkpoint;
+pub mod codec;
+pub mod compact;
+pub mod departures;
+pub mod dilation;
+pub mod directory;
+pub mod economy;
+pub mod events;
+pub mod instances;
+pub mod projector;
+pub mod recovery;
+pub mod shard;
+pub mod stats;
+#[cfg(test)]
+mod test_support;
+pub mod trading;
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
+use std::time::Duration;
+
+use serde::Serialize;
+use tokio::sync::{broadcast, mpsc, oneshot};
+
+use directory::{Directory, Landed, Location, Place};
+use events::MeshEvent;
+use instances::InstanceLoad;
+use recovery::RecoveryReport;
+use shard::{Command, Shard};
+use sim::galaxy::{Galaxy, SystemId};
+use sim::instance::InstanceId;
+use sim::player::Player;
+use sim::rules::Rules;
+use sim::system::Reject;
+use store::datadir::DataDir;
+use store::log::{Log, LogError};
+
+/// Requests a shard's queue holds before senders wait (backpressure).
+pub const SHARD_QUEUE_LEN: usize = 16 * 1024;
+
+/// How often routing retries when a player moved between lookup and arrival.
+const MAX_ROUTE_ATTEMPTS: usize = 4;
+
+/// How long a request waits for a move between two instances of a system (no travel time:
+/// a tick or two) to land before it looks again.
+const MOVE_WAIT: Duration = Duration::from_secs(2);
+
+/// How the mesh runs.
+#[derive(Clone, Debug)]
+pub struct MeshConfig {
+    /// Ticks per second of every shard's loop.
+    pub tick_hz: u32,
+    pub rules: Rules,
+    /// A shard snapshots after this many records.
+    pub snapshot_every_records: u64,
+    /// How often the transition log's checkpoint is written, in milliseconds.
+    pub checkpoint_every_ms: u64,
+    /// How long a system's published prices take to reach the galaxy-wide economy view, in
+    /// milliseconds (systems hear each other by gossip along the lanes).
+    pub economy_delay_ms: u64,
+    /// When crowded systems open instances and emptied ones close ([`instances`]).
+    pub instances: instances::InstancePolicy,
+}
+
+impl Default for MeshConfig {
+    fn default() -> MeshConfig {
+        MeshConfig {
+            tick_hz: 10,
+            rules: Rules::default(),
+            snapshot_every_records: 100_000,
+            checkpoint_every_ms: checkpoint::CHECKPOINT_EVERY_MS,
+            economy_delay_ms: 1_000,
+            instances: instances::InstancePolicy::default(),
+        }
+    }
+}
+
+/// Why a mesh request failed.
+#[derive(Clone, Debug, thiserror::Error)]
+pub enum MeshError {
+    #[error("{0}")]
+    Rejected(#[from] Reject),
+    #[error("no player '{0}'; join first")]
+    UnknownPlayer(String),
+    #[error("'{0}' is in a jump; wait for the landing")]
+    InJump(String),
+    #[error("storage failure: {0}")]
+    Storage(LogError),
+    #[error("snapshot failure: {0}")]
+    Snapshot(String),
+    #[error("the galaxy is shutting down")]
+    ShuttingDown,
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl MeshError {
+    /// A stable, machine-readable code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            MeshError::Rejected(r) => r.code(),
+            MeshError::UnknownPlayer(_) => "unknown_player",
+            MeshError::InJump(_) => "in_jump",
+            MeshError::Storage(_) => "storage",
+            MeshError::Snapshot(_) => "snapshot",
+            MeshError::ShuttingDown => "shutting_down",
+            MeshError::Internal(_) => "internal",
+        }
+    }
+}
+
+/// A committed jump, as told to the player.
+#[derive(Clone, Debug, Serialize)]
+pub struct JumpAck {
+    /// The transfer id, `<origin slug>:<number>`, the same in every log.
+    pub xfer: String,
+    #[serde(skip)]
+    pub from: SystemId,
+    #[serde(skip)]
+    pub to: SystemId,
+    pub travel_ticks: u64,
+    /// Travel time at the configured tick rate.
+    pub travel_ms: u64,
+    /// The player as they travel.
+    pub player: Player,
+}
+
+/// A shard's figures.
+#[derive(Clone, Debug, Serialize)]
+pub struct ShardStatus {
+    pub system: String,
+    pub slug: String,
+    /// Which instance of the system this shard runs (1: the system itself).
+    pub instance: u16,
+    /// The instance's slug, as its log is named (`sol`, `sol.2`).
+    pub shard: String,
+    /// The instance's name, as players see it (`Sol`, `Sol #2`).
+    pub instance_name: String,
+    /// An instance moving its players back to the primary before it closes.
+    pub merging: bool,
+    /// A primary's open instances (in [`Mesh::status`]; empty elsewhere).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub instances: Vec<ShardStatus>,
+    /// Players in the instance.
+    pub population: usize,
+    pub departing: usize,
+    pub in_transit_towards: usize,
+    pub tick: u64,
+    pub tick_p50_us: u32,
+    pub tick_p99_us: u32,
+    /// How late the last minute's ticks started after they were due, in microseconds.
+    pub tick_late_p50_us: u32,
+    pub tick_late_p99_us: u32,
+    /// Time dilation: how fast the system's clock runs (1.0 = real time, at least 0.1), slowed
+    /// when its ticks cannot finish within the budget ([`dilation`]).
+    pub dilation: f64,
+    /// The tick period now, in microseconds (the budget, 1/tick rate, when not dilated).
+    pub tick_period_us: u64,
+    pub log_durable_seq: u64,
+    pub log_next_seq: u64,
+    pub state_hash: String,
+    pub failed: Option<String>,
+}
+
+/// What every shard and pipeline shares: read-only settings, the transition log (append-only,
+/// thread-safe), the routing hint, the event feed, and the queues of all shards.
+pub struct Context {
+    pub galaxy: Arc<Galaxy>,
+    pub config: MeshConfig,
+    pub datadir: DataDir,
+    pub transitions: Log,
+    pub directory: Directory,
+    /// Which committed jumps are not settled yet: how far back recovery must read.
+    pub checkpoint: checkpoint::Checkpoint,
+    /// Writes the players' history logs.
+    pub projector: projector::Projector,
+    /// The event feed ([`events`]): durable events of every system.
+    events: broadcast::Sender<Arc<MeshEvent>>,
+    shards: OnceLock<Vec<mpsc::Sender<Command>>>,
+    /// The queues of the open instances other than primaries: added when one starts, removed
+    /// when it retires. std RwLock: held for a map operation only, never across an await.
+    instances: RwLock<BTreeMap<InstanceId, mpsc::Sender<Command>>>,
+    /// Set (under the `instances` lock) when the mesh stops: no instance starts after it.
+    stopping: AtomicBool,
+    /// The galaxy-wide economy view ([`economy`]), fed through `published`.
+    prices: Arc<Mutex<economy::PriceView>>,
+    published: mpsc::UnboundedSender<(tokio::time::Instant, economy::Published)>,
+}
+
+impl Context {
+    /// Whether anyone listens to the event feed (if not, there is nothing to build).
+    pub fn feed_heard(&self) -> bool {
+        self.events.receiver_count() > 0
+    }
+
+    /// Publishes a durable event; never blocks (nobody listening: nobody to tell).
+    pub fn publish(&self, event: MeshEvent) {
+        let _ = self.events.send(Arc::new(event));
+    }
+
+    /// The queue of the shard of a system's instance (None if it does not run).
+    pub fn shard(&self, at: InstanceId) -> Option<mpsc::Sender<Command>> {
+        if at.is_primary() {
+            return self
+                .shards
+                .get()
+                .and_then(|s| s.get(at.system.index()))
+                .cloned();
+        }
+        self.instances_read().get(&at).cloned()
+    }
+
+    fn instances_read(
+        &self,
+    ) -> std::sync::RwLockReadGuard<'_, BTreeMap<InstanceId, mpsc::Sender<Command>>> {
+        self.instances.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn instances_write(
+        &self,
+    ) -> std::sync::RwLockWriteGuard<'_, BTreeMap<InstanceId, mpsc::Sender<Command>>> {
+        self.instances.write().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The running instances of `system` other than its primary.
+    pub fn instance_ids(&self, system: SystemId) -> Vec<InstanceId> {
+        let lo = InstanceId { system, n: 0 };
+        let hi = InstanceId {
+            system,
+            n: u16::MAX,
+        };
+        self.instances_read()
+            .range(lo..=hi)
+            .map(|(at, _)| *at)
+            .collect()
+    }
+
+    /// Forgets a retired instance's queue.
+    pub fn close_instance(&self, at: InstanceId) {
+        self.instances_write().remove(&at);
+    }
+
+    /// Whether the mesh is stopping (no instance opens any more).
+    pub fn is_stopping(&self) -> bool {
+        self.stopping.load(Ordering::Acquire)
+    }
+}
+
+/// Starts the shard of instance `at` at run time, once its `split` is durable in the primary's
+/// log: its state comes from its log (a number used before continues its log; its state is
+/// empty, as it was retired empty).
+pub(crate) async fn open_instance(ctx: Arc<Context>, at: InstanceId) -> Result<(), MeshError> {
+    assert!(!at.is_primary(), "a primary runs from the start");
+    let (d, g) = (ctx.datadir.clone(), ctx.galaxy.clone());
+    let sys = tokio::task::spawn_blocking(move || recovery::recover_system(&d, &g, at))
+        .await
+        .map_err(|e| MeshError::Internal(e.to_string()))??;
+    if sys.state.population() > 0 {
+        let _ = sys.log.close();
+        return Err(MeshError::Internal(format!(
+            "{} holds players, but it was closed empty",
+            sys.log.name()
+        )));
+    }
+    let (tx, rx) = mpsc::channel(SHARD_QUEUE_LEN);
+    {
+        let mut map = ctx.instances_write();
+        if ctx.is_stopping() {
+            drop(map);
+            let _ = sys.log.close();
+            return Err(MeshError::ShuttingDown);
+        }
+        map.insert(at, tx.clone());
+    }
+    let shard = Shard::new(
+        ctx.clone(),
+        sys.state,
+        sys.log,
+        sys.replayed,
+        Vec::new(),
+        tx,
+    );
+    tokio::spawn(shard.run(rx));
+    Ok(())
+}
+
+/// The load of each open instance as recovery found it, by system: what the instance will
+/// report at its first tick (its players, its prepared jumps, the jumps handed to it to land).
+/// `recovered`: each instance's state and how many jumps recovery hands it to land.
+fn recovered_instance_loads<'a>(
+    recovered: impl Iterator<Item = (&'a sim::system::SystemState, usize)>,
+) -> BTreeMap<SystemId, Vec<(u16, InstanceLoad)>> {
+    let mut loads: BTreeMap<SystemId, Vec<(u16, InstanceLoad)>> = BTreeMap::new();
+    for (state, arriving) in recovered.filter(|(s, _)| !s.is_primary()) {
+        let primary = InstanceId::primary(state.id);
+        let load = InstanceLoad {
+            players: state.players.len(),
+            departing: state.departing.len(),
+            incoming: arriving,
+            landed_from_primary: state.landed_upto.get(&primary).copied().unwrap_or(0),
+        };
+        loads
+            .entry(state.id)
+            .or_default()
+            .push((state.instance, load));
+    }
+    loads
+}
+
+/// The running mesh. Cheap to clone.
+#[derive(Clone)]
+pub struct Mesh {
+    ctx: Arc<Context>,
+}
+
+impl Mesh {
+    /// Recovers `datadir` and starts a shard per system. Must be called inside a tokio runtime.
+    pub async fn start(
+        datadir: DataDir,
+        galaxy: Galaxy,
+        config: MeshConfig,
+    ) -> Result<(Mesh, RecoveryReport), MeshError> {
+        assert!(config.tick_hz > 0, "tick rate must be positive");
+        let galaxy = Arc::new(galaxy);
+        let (g, d) = (galaxy.clone(), datadir.clone());
+        let d2 = datadir.clone();
+        let recovered = tokio::task::spawn_blocking(move || recovery::recover(&d, &g))
+            .await
+            .map_err(|e| MeshError::Internal(e.to_string()))??;
+        let prices = Arc::new(Mutex::new(economy::PriceView::new()));
+        let (published, published_rx) = mpsc::unbounded_channel();
+        tokio::spawn(economy::run_galaxy_view(
+            prices.clone(),
+            published_rx,
+            std::time::Duration::from_millis(config.economy_delay_ms),
+        ));
+        let ctx = Arc::new(Context {
+            galaxy,
+            config,
+            datadir,
+            transitions: recovered.transitions,
+            directory: Directory::default(),
+            projector: projector::Projector::start(&d2),
+            checkpoint: checkpoint::Checkpoint::default(),
+            events: broadcast::channel(events::FEED_LEN).0,
+            shards: OnceLock::new(),
+            instances: RwLock::new(BTreeMap::new()),
+            stopping: AtomicBool::new(false),
+            prices,
+            published,
+        });
+        let mut senders = Vec::new();
+        let mut receivers = Vec::new();
+        for _ in 0..ctx.galaxy.len() {
+            let (tx, rx) = mpsc::channel(SHARD_QUEUE_LEN);
+            senders.push(tx);
+            receivers.push(rx);
+        }
+        if ctx.shards.set(senders.clone()).is_err() {
+            unreachable!("shard queues are set once");
+        }
+        let mut landings = recovered.landings;
+        for j in landings.values().flatten() {
+            ctx.checkpoint
+                .register(j.tseq, recovered.transitions_start, checkpoint::LANDED);
+        }
+        tokio::spawn(write_checkpoints(ctx.clone()));
+        let mut receivers = receivers.into_iter();
+        let mut ready = Vec::with_capacity(recovered.systems.len());
+        for sys in recovered.systems {
+            let at = sys.state.instance_id();
+            for p in sys.state.players.values() {
+                ctx.directory.set(&p.name, Place::In(at), p.version);
+            }
+            for d in sys.state.departing.values() {
+                ctx.directory
+                    .set(&d.player.name, Place::In(at), d.player.version);
+            }
+            let arriving = landings.remove(&at).unwrap_or_default();
+            for j in &arriving {
+                let jumping = Place::Jumping {
+                    from: j.from,
+                    xfer: j.xfer,
+                    to: j.to,
+                };
+                ctx.directory.set(&j.player.name, jumping, j.player.version);
+            }
+            // Primaries come first, in galaxy order, then the open instances.
+            let (tx, rx) = match at.is_primary() {
+                true => {
+                    let rx = receivers.next().expect("a queue per system");
+                    (senders[at.system.index()].clone(), rx)
+                }
+                false => {
+                    let (tx, rx) = mpsc::channel(SHARD_QUEUE_LEN);
+                    ctx.instances_write().insert(at, tx.clone());
+                    (tx, rx)
+                }
+            };
+            ready.push((sys, arriving, tx, rx));
+        }
+        // What each open instance holds, for its primary's first plan: the layout is restored,
+        // not re-planned (see `instances`).
+        let loads = recovered_instance_loads(ready.iter().map(|(s, a, ..)| (&s.state, a.len())));
+        // Every queue is known before any shard runs: a primary may move players to one of
+        // its instances at its first tick, and a committed move must find the instance's queue.
+        for (sys, arriving, tx, rx) in ready {
+            let system = sys.state.id;
+            let mut shard = Shard::new(ctx.clone(), sys.state, sys.log, sys.replayed, arriving, tx);
+            shard.restore_instance_loads(loads.get(&system).map_or(&[], Vec::as_slice));
+            tokio::spawn(shard.run(rx));
+        }
+        assert!(
+            landings.is_empty(),
+            "recovery hands jumps to running shards only"
+        );
+        Ok((Mesh { ctx }, recovered.report))
+    }
+
+    pub fn galaxy(&self) -> &Galaxy {
+        &self.ctx.galaxy
+    }
+
+    /// The data directory the mesh runs on (read-only uses: players' history logs).
+    pub fn datadir(&self) -> &DataDir {
+        &self.ctx.datadir
+    }
+
+    /// The figures of a system's primary shard.
+    pub async fn system_status(&self, system: SystemId) -> Result<ShardStatus, MeshError> {
+        self.ask(system, |reply| Command::Status { reply }).await
+    }
+
+    pub fn config(&self) -> &MeshConfig {
+        &self.ctx.config
+    }
+
+    /// A listener of the event feed: every event that becomes durable from now on, in each
+    /// system's log order. Falling more than [`events::FEED_LEN`] events behind loses the
+    /// oldest (`recv` says how many).
+    pub fn events(&self) -> broadcast::Receiver<Arc<MeshEvent>> {
+        self.ctx.events.subscribe()
+    }
+
+    /// Where a player is, by star system, as routing knows it.
+    pub fn locate(&self, name: &str) -> Option<Location> {
+        self.ctx.directory.get(name)
+    }
+
+    /// Where a player is, by instance, as routing knows it.
+    pub fn place(&self, name: &str) -> Option<Place> {
+        self.ctx.directory.place(name)
+    }
+
+    /// Whether [`Mesh::stop`] was called.
+    pub fn is_stopped(&self) -> bool {
+        self.ctx.is_stopping()
+    }
+
+    /// Players known to routing.
+    pub fn players(&self) -> usize {
+        self.ctx.directory.len()
+    }
+
+    /// The open instances of `system` other than its primary.
+    pub fn instances_of(&self, system: SystemId) -> Vec<InstanceId> {
+        self.ctx.instance_ids(system)
+    }
+
+    /// Asks a system's primary shard.
+    pub(crate) async fn ask<T>(
+        &self,
+        system: SystemId,
+        make: impl FnOnce(oneshot::Sender<T>) -> Command,
+    ) -> Result<T, MeshError> {
+        self.ask_at(InstanceId::primary(system), make).await
+    }
+
+    /// Asks the shard of instance `at`.
+    pub(crate) async fn ask_at<T>(
+        &self,
+        at: InstanceId,
+        make: impl FnOnce(oneshot::Sender<T>) -> Command,
+    ) -> Result<T, MeshError> {
+        let (tx, rx) = oneshot::channel();
+        let shard = self.ctx.shard(at).ok_or(MeshError::ShuttingDown)?;
+        shard
+            .send(make(tx))
+            .await
+            .map_err(|_| MeshError::ShuttingDown)?;
+        rx.await.map_err(|_| MeshError::ShuttingDown)
+    }
+
+    /// The instance a player is in, waiting (a little) for a move between instances to land:
+    /// such a move takes a tick, and the player never left the system, so a request is not
+    /// refused for it.
+    async fn settled(&self, name: &str) -> Result<InstanceId, MeshError> {
+        for _ in 0..MAX_ROUTE_ATTEMPTS {
+            match self.place(name) {
+                None => return Err(MeshError::UnknownPlayer(name.to_string())),
+                Some(Place::In(at)) => return Ok(at),
+                Some(p) if p.is_move() => {
+                    // Listen, then look again: a landing missed by the one is seen by the other.
+                    let landing = self.ctx.directory.wait_landing(name);
+                    if self.place(name) == Some(p) {
+                        let _ = tokio::time::timeout(MOVE_WAIT, landing).await;
+                    }
+                }
+                Some(Place::Jumping { .. }) => return Err(MeshError::InJump(name.to_string())),
+            }
+        }
+        Err(MeshError::Internal(format!(
+            "'{name}' is still moving between instances; try again"
+        )))
+    }
+
+    /// Sends a request to the shard that holds `name`, following the player if they moved.
+    pub(crate) async fn routed<T>(
+        &self,
+        name: &str,
+        make: impl Fn(oneshot::Sender<Result<T, MeshError>>) -> Command,
+    ) -> Result<T, MeshError> {
+        for _ in 0..MAX_ROUTE_ATTEMPTS {
+            let at = self.settled(name).await?;
+            let moved = || self.place(name) != Some(Place::In(at));
+            match self.ask_at(at, &make).await {
+                Ok(Err(MeshError::Rejected(Reject::NotHere { .. }))) if moved() => continue,
+                // An instance that closed just now: its players are elsewhere.
+                Err(MeshError::ShuttingDown) if !at.is_primary() && moved() => continue,
+                Ok(other) => return other,
+                Err(e) => return Err(e),
+            }
+        }
+        Err(MeshError::Internal(format!(
+            "could not route a request for '{name}'"
+        )))
+    }
+
+    /// A new player at the home system; `key` is the hash of their access token.
+    pub async fn join(&self, name: &str, key: &str) -> Result<Player, MeshError> {
+        let home = self.ctx.galaxy.home();
+        self.ask(home, |reply| Command::Join {
+            name: name.to_string(),
+            key: key.to_string(),
+            reply,
+        })
+        .await?
+    }
+
+    /// Buys fuel (a full tank, or `units`).
+    pub async fn refuel(&self, name: &str, units: Option<u32>) -> Result<Player, MeshError> {
+        self.routed(name, |reply| Command::Refuel {
+            name: name.to_string(),
+            units,
+            reply,
+        })
+        .await
+    }
+
+    /// Jumps to a neighbouring system. Returns once the jump is committed (durable in the
+    /// transition log); the landing follows after the travel time ([`Mesh::wait_landing`]).
+    pub async fn jump(&self, name: &str, to: SystemId) -> Result<JumpAck, MeshError> {
+        self.routed(name, |reply| Command::Jump {
+            name: name.to_string(),
+            to,
+            reply,
+        })
+        .await
+    }
+
+    /// Waits for a player's landing (returns at once if they are in a system).
+    pub async fn wait_landing(&self, name: &str) -> Result<Landed, MeshError> {
+        let rx = self.ctx.directory.wait_landing(name);
+        match self.place(name) {
+            None => return Err(MeshError::UnknownPlayer(name.to_string())),
+            Some(Place::In(at)) => {
+                let population = self
+                    .ask_at(at, |reply| Command::Population { reply })
+                    .await?;
+                return Ok(Landed {
+                    system: at.system,
+                    instance: at.n,
+                    population,
+                });
+            }
+            Some(Place::Jumping { .. }) => {}
+        }
+        rx.await.map_err(|_| MeshError::ShuttingDown)
+    }
+
+    /// A player's state and where they are (by star system).
+    pub async fn look(&self, name: &str) -> Result<(Location, Option<Player>), MeshError> {
+        let (at, player) = self.look_in(name).await?;
+        Ok((at.location(), player))
+    }
+
+    /// A player's state and where they are (by instance; a move between instances is waited
+    /// for). No state while in a jump between systems.
+    pub async fn look_in(&self, name: &str) -> Result<(Place, Option<Player>), MeshError> {
+        self.ask_where_player_is(name, |reply| Command::Look {
+            name: name.to_string(),
+            reply,
+        })
+        .await
+    }
+
+    /// Asks the shard of the instance `name` is in (waiting for a move between instances),
+    /// and asks again if they moved meanwhile. No answer (None) while in a jump between
+    /// systems.
+    pub(crate) async fn ask_where_player_is<T>(
+        &self,
+        name: &str,
+        make: impl Fn(oneshot::Sender<Option<T>>) -> Command,
+    ) -> Result<(Place, Option<T>), MeshError> {
+        for _ in 0..MAX_ROUTE_ATTEMPTS {
+            let at = match self.settled(name).await {
+                Ok(at) => at,
+                Err(MeshError::InJump(_)) => {
+                    let place = self
+                        .place(name)
+                        .ok_or_else(|| MeshError::UnknownPlayer(name.to_string()))?;
+                    return Ok((place, None));
+                }
+                Err(e) => return Err(e),
+            };
+            let asked = self.ask_at(at, &make).await;
+            let moved = self.place(name) != Some(Place::In(at));
+            match asked {
+                Ok(None) | Err(MeshError::ShuttingDown) if moved => continue,
+                Ok(answer) => return Ok((Place::In(at), answer)),
+                Err(e) => return Err(e),
+            }
+        }
+        Err(MeshError::Internal(format!("could not find '{name}'")))
+    }
+
+    /// Names of players in a system's primary instance (at most `limit`).
+    pub async fn who(&self, system: SystemId, limit: usize) -> Result<Vec<String>, MeshError> {
+        self.ask(system, |reply| Command::Who { limit, reply })
+            .await
+    }
+
+    /// What `name` sees around them: the instance they are in, the names of the players there
+    /// (at most `limit`) and how many there are.
+    pub async fn scan(
+        &self,
+        name: &str,
+        limit: usize,
+    ) -> Result<(InstanceId, Vec<String>, usize), MeshError> {
+        let at = self.settled(name).await?;
+        let names = self
+            .ask_at(at, |reply| Command::Who { limit, reply })
+            .await?;
+        let population = match names.len() < limit {
+            true => names.len(),
+            false => {
+                self.ask_at(at, |reply| Command::Population { reply })
+                    .await?
+            }
+        };
+        Ok((at, names, population))
+    }
+
+    /// Every account: player name and the hash of their access key.
+    pub async fn accounts(&self) -> Result<Vec<(String, String)>, MeshError> {
+        let home = self.ctx.galaxy.home();
+        self.ask(home, |reply| Command::Accounts { reply }).await
+    }
+
+    /// Every system's figures, in galaxy order: its primary's, with those of its open
+    /// instances in `instances`.
+    pub async fn status(&self) -> Result<Vec<ShardStatus>, MeshError> {
+        let mut out = Vec::with_capacity(self.ctx.galaxy.len());
+        for id in self.ctx.galaxy.ids() {
+            let mut primary = self.ask(id, |reply| Command::Status { reply }).await?;
+            for at in self.ctx.instance_ids(id) {
+                // An instance closing right now is skipped.
+                if let Ok(s) = self.ask_at(at, |reply| Command::Status { reply }).await {
+                    primary.instances.push(s);
+                }
+            }
+            out.push(primary);
+        }
+        Ok(out)
+    }
+
+    /// Stops every shard, instances included (each flushes and snapshots), then the
+    /// transition log. Returns every shard's last figures (primaries and instances alike).
+    pub async fn stop(&self) -> Result<Vec<ShardStatus>, MeshError> {
+        let targets: Vec<InstanceId> = {
+            let map = self.ctx.instances_write();
+            self.ctx.stopping.store(true, Ordering::Release);
+            let instances = map.keys().copied();
+            self.ctx
+                .galaxy
+                .ids()
+                .map(InstanceId::primary)
+                .chain(instances)
+                .collect()
+        };
+        let mut waits = Vec::new();
+        for at in targets {
+            let (tx, rx) = oneshot::channel();
+            if let Some(s) = self.ctx.shard(at) {
+                if s.send(Command::Stop { reply: tx }).await.is_ok() {
+                    waits.push((at, rx));
+                }
+            }
+        }
+        let mut out = Vec::new();
+        let mut first_err = None;
+        for (at, w) in waits {
+            match w.await {
+                Ok(Ok(s)) => out.push(s),
+                Ok(Err(e)) => {
+                    first_err.get_or_insert(e);
+                }
+                // An instance that retired (and stopped) meanwhile.
+                Err(_) if !at.is_primary() => {}
+                Err(_) => {
+                    first_err.get_or_insert(MeshError::ShuttingDown);
+                }
+            }
+        }
+        let ctx = self.ctx.clone();
+        tokio::task::spawn_blocking(move || -> Result<(), MeshError> {
+            ctx.transitions.close().map_err(MeshError::Storage)?;
+            ctx.checkpoint
+                .write(&ctx.transitions, &ctx.datadir.snapshots_dir())
+                .map_err(MeshError::Snapshot)?;
+            ctx.projector
+                .stop()
+                .map_err(|e| MeshError::Internal(format!("player logs: {e}")))
+        })
+        .await
+        .map_err(|e| MeshError::Internal(e.to_string()))??;
+        match first_err {
+            Some(e) => Err(e),
+            None => Ok(out),
+        }
+    }
+}
+
+/// Writes a transition-log checkpoint every few seconds, for as long as the mesh runs.
+async fn write_checkpoints(ctx: Arc<Context>) {
+    let period = std::time::Duration::from_millis(ctx.config.checkpoint_every_ms.max(1));
+    let mut every = tokio::time::interval(period);
+    every.tick().await;
+    loop {
+        every.tick().await;
+        if Arc::strong_count(&ctx) <= 1 {
+            return;
+        }
+        let c = ctx.clone();
+        let written = tokio::task::spawn_blocking(move || {
+            c.checkpoint
+                .write(&c.transitions, &c.datadir.snapshots_dir())
+        })
+        .await;
+        if let Ok(Err(e)) = written {
+            tracing::warn!("transition-log checkpoint failed: {e}");
+        }
+    }
+}

@@ -1,0 +1,984 @@
+//! Bringing a data directory back after any stop, clean or not.
+//!
+//! 1. Each system: the newest valid snapshot, then its log from there (torn tail cut); then
+//!    each of its instances that has a log or is open (a retired instance is read too: jumps
+//!    in the transition log may come from it, and it must be empty).
+//! 2. The transition log: a `jump` whose prepare is durable in its origin's log is committed,
+//!    and handed to its destination again if it has not landed (landing is idempotent). A
+//!    `jump` whose prepare the crash lost (the departure pipeline writes the two at once) is
+//!    void: the origin logs `depart.void` and the number is never used again; nobody was told
+//!    the jump happened, since a jump is acknowledged only once both records are durable.
+//! 3. Each jump still prepared in its origin: committed if the transition log holds it (the
+//!    origin logs `depart.done`), otherwise aborted (`depart.abort`: the player is back, fuel
+//!    refunded; nobody was told it had left).
+//!
+//! 4. Each trade of an instance left in escrow: settled if the primary's market took it (its
+//!    state keeps the outcome until the settlement is known), otherwise refunded; then the
+//!    primary forgets the outcomes (`trade.done`).
+//!
+//! Never guesses: any disagreement between logs is an error naming the file and line.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::time::Instant;
+
+use serde::Serialize;
+
+use super::checkpoint::TRANSITIONS_CHECKPOINT;
+use super::codec::{
+    decode_event, decode_jump, decode_state_record, encode_event, event_kind, player_line, Jump,
+};
+use super::projector::{catch_up, line_from_record, Projected};
+use super::MeshError;
+use sim::galaxy::{Galaxy, SystemId};
+use sim::instance::{InstanceId, PRIMARY_INSTANCE};
+use sim::system::{Event, SystemState};
+use store::datadir::DataDir;
+use store::log::{Log, LogError, Position};
+use store::scan::{ScanStart, TornTail};
+use store::snapshot::{self, SnapshotMeta};
+
+/// One system, recovered.
+pub struct RecoveredSystem {
+    pub state: SystemState,
+    pub log: Log,
+    pub snapshot: Option<SnapshotMeta>,
+    pub replayed: u64,
+    pub cut: Option<TornTail>,
+    /// Snapshots found unusable (and skipped for an older one), with the reason.
+    pub bad_snapshots: Vec<String>,
+    /// Player-log lines for every replayed record about a player.
+    pub projections: Vec<Projected>,
+}
+
+/// What recovery did, for the operator.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct RecoveryReport {
+    pub systems: usize,
+    pub snapshots_loaded: usize,
+    pub records_replayed: u64,
+    pub transition_records: u64,
+    /// The transition log was read after this record (settled jumps before it were skipped).
+    pub transitions_from_checkpoint: Option<u64>,
+    pub torn_tails_cut: Vec<String>,
+    pub bad_snapshots: Vec<String>,
+    /// Jumps that had passed their commit point and were settled as done.
+    pub jumps_completed: u64,
+    /// Jumps prepared but never committed: cancelled, player back where they were.
+    pub jumps_cancelled: u64,
+    /// Committed jumps still to land (they land after their travel time).
+    pub jumps_in_flight: u64,
+    /// Jumps in the transition log whose prepare (`depart`) the crash lost: void, never
+    /// landed, player still where they were (nobody was told they left).
+    pub jumps_voided: u64,
+    /// Trades of instances left open by the stop: taken by the primary's market (settled) or
+    /// not (refunded).
+    pub trades_settled: u64,
+    pub trades_refunded: u64,
+    pub players: usize,
+    /// Lines added to player logs that were behind, and torn player logs cut.
+    pub player_lines_added: u64,
+    pub player_logs_cut: u64,
+    /// Player logs that could not be completed (they stay behind; `check` reports them).
+    pub player_log_problems: Vec<String>,
+    pub duration_ms: u64,
+}
+
+impl RecoveryReport {
+    /// One or two lines for a person.
+    pub fn summary(&self) -> String {
+        let mut s = format!(
+            "recovered {} systems, {} players in {} ms: {} records replayed ({} snapshots), {} transition records; jumps: {} completed, {} cancelled, {} voided, {} in flight; instance trades: {} settled, {} refunded",
+            self.systems,
+            self.players,
+            self.duration_ms,
+            self.records_replayed,
+            self.snapshots_loaded,
+            self.transition_records,
+            self.jumps_completed,
+            self.jumps_cancelled,
+            self.jumps_voided,
+            self.jumps_in_flight,
+            self.trades_settled,
+            self.trades_refunded
+        );
+        for t in &self.torn_tails_cut {
+            s.push_str(&format!("\n  torn tail cut: {t}"));
+        }
+        for b in &self.bad_snapshots {
+            s.push_str(&format!("\n  snapshot skipped: {b}"));
+        }
+        if self.player_lines_added + self.player_logs_cut > 0 {
+            s.push_str(&format!(
+                "\n  player logs caught up: {} lines added, {} torn tails cut",
+                self.player_lines_added, self.player_logs_cut
+            ));
+        }
+        for p in &self.player_log_problems {
+            s.push_str(&format!("\n  player log left behind: {p}"));
+        }
+        s
+    }
+}
+
+/// Everything recovery hands to the mesh.
+pub struct Recovered {
+    /// Every system's primary, in galaxy order, then every open instance.
+    pub systems: Vec<RecoveredSystem>,
+    pub transitions: Log,
+    /// Where the transition log was read from (unsettled jumps are readable from there).
+    pub transitions_start: Position,
+    /// Committed jumps not yet landed, per destination.
+    pub landings: HashMap<InstanceId, Vec<Jump>>,
+    pub report: RecoveryReport,
+}
+
+/// Where to start reading a log, given the snapshot (or checkpoint) recovery starts from.
+fn start_after(path: &std::path::Path, snap: Option<&SnapshotMeta>) -> ScanStart {
+    let Some(meta) = snap else {
+        return ScanStart {
+            offset: 0,
+            line: 1,
+            expect_seq: Some(1),
+        };
+    };
+    let after = meta.upto_seq + 1;
+    let len = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
+    if len == 0 || store::log::first_seq(path) == Some(after) {
+        // The log is new, or was compacted right after the snapshot.
+        ScanStart {
+            offset: 0,
+            line: 1,
+            expect_seq: Some(after),
+        }
+    } else {
+        ScanStart {
+            offset: meta.log_offset,
+            line: meta.log_line,
+            expect_seq: Some(after),
+        }
+    }
+}
+
+/// The newest valid checkpoint of the transition log, if any.
+pub fn load_checkpoint(datadir: &DataDir, bad: &mut Vec<String>) -> Option<SnapshotMeta> {
+    let list = snapshot::list(&datadir.snapshots_dir(), TRANSITIONS_CHECKPOINT).ok()?;
+    for (_, path) in list.into_iter().rev() {
+        match snapshot::load(&path, |_| Err("a checkpoint has no body".into())) {
+            Ok(meta) => return Some(meta),
+            Err(e) => bad.push(e.to_string()),
+        }
+    }
+    None
+}
+
+/// Loads the newest valid snapshot of a system's instance, if any.
+pub fn load_snapshot(
+    datadir: &DataDir,
+    galaxy: &Galaxy,
+    id: InstanceId,
+    bad: &mut Vec<String>,
+) -> Result<Option<(SystemState, SnapshotMeta)>, MeshError> {
+    let slug = id.slug(galaxy);
+    let list = snapshot::list(&datadir.snapshots_dir(), &slug)
+        .map_err(|e| MeshError::Internal(format!("cannot list snapshots: {e}")))?;
+    for (_, path) in list.into_iter().rev() {
+        let mut state = SystemState::new_instance(galaxy, id);
+        match snapshot::load(&path, |r| decode_state_record(galaxy, &mut state, r)) {
+            Ok(meta) if meta.state_hash == state.state_hash() && meta.name == slug => {
+                return Ok(Some((state, meta)));
+            }
+            Ok(_) => bad.push(format!("{}: state hash does not match", path.display())),
+            Err(e) => bad.push(e.to_string()),
+        }
+    }
+    Ok(None)
+}
+
+/// The instances of `system` other than the primary that have a log in `datadir`.
+pub fn instance_logs(datadir: &DataDir, galaxy: &Galaxy, system: SystemId) -> BTreeSet<u16> {
+    let prefix = format!("{}.", galaxy.slug(system));
+    std::fs::read_dir(datadir.systems_dir())
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| {
+            let file = e.file_name().to_str()?.to_string();
+            let slug = file.strip_suffix(".log")?;
+            slug.strip_prefix(&prefix)?;
+            let at = InstanceId::parse(galaxy, slug)?;
+            (at.system == system).then_some(at.n)
+        })
+        .collect()
+}
+
+/// Step 1 for one system's instance (the system itself: its primary).
+pub fn recover_system(
+    datadir: &DataDir,
+    galaxy: &Galaxy,
+    id: InstanceId,
+) -> Result<RecoveredSystem, MeshError> {
+    let slug = id.slug(galaxy);
+    let path = datadir.system_log(&slug);
+    let mut bad_snapshots = Vec::new();
+    let (mut state, snap) = match load_snapshot(datadir, galaxy, id, &mut bad_snapshots)? {
+        Some((state, meta)) => (state, Some(meta)),
+        None => (SystemState::new_instance(galaxy, id), None),
+    };
+    let start = start_after(&path, snap.as_ref());
+    let mut replayed = 0u64;
+    let mut projections = Vec::new();
+    let slug = slug.as_str();
+    let (log, opened) = Log::open(&path, start, |rec| {
+        let (t, event) = decode_event(galaxy, id, rec)?;
+        state.apply(t, &event)?;
+        if let (Some(name), Some(version)) = (event.player(), state.version_after(&event)) {
+            projections.push(Projected {
+                player: name.to_string(),
+                version,
+                line: line_from_record(rec, version, slug),
+            });
+        }
+        replayed += 1;
+        Ok(())
+    })
+    .map_err(MeshError::Storage)?;
+    Ok(RecoveredSystem {
+        state,
+        log,
+        snapshot: snap,
+        replayed,
+        cut: opened.cut,
+        bad_snapshots,
+        projections,
+    })
+}
+
+/// Recovers the whole data directory. Must run inside a tokio runtime only because the logs'
+/// async waiters use tokio primitives; it blocks while it reads.
+pub fn recover(datadir: &DataDir, galaxy: &Galaxy) -> Result<Recovered, MeshError> {
+    let started = Instant::now();
+    datadir.create().map_err(|e| {
+        MeshError::Internal(format!("cannot create {}: {e}", datadir.root().display()))
+    })?;
+    let mut report = RecoveryReport {
+        systems: galaxy.len(),
+        ..RecoveryReport::default()
+    };
+    // Step 1: every primary, then its instances (open, or with a log).
+    let mut all: BTreeMap<InstanceId, RecoveredSystem> = BTreeMap::new();
+    let recover_one = |at: InstanceId,
+                       report: &mut RecoveryReport,
+                       all: &mut BTreeMap<InstanceId, RecoveredSystem>|
+     -> Result<(), MeshError> {
+        let r = recover_system(datadir, galaxy, at)?;
+        report.records_replayed += r.replayed;
+        report.snapshots_loaded += usize::from(r.snapshot.is_some());
+        if let Some(t) = &r.cut {
+            report.torn_tails_cut.push(format!(
+                "{} line {}: {} bytes, {} well-formed records after the bad line ({})",
+                r.log.name(),
+                t.line,
+                t.bytes,
+                t.valid_records_cut,
+                t.reason
+            ));
+        }
+        report.bad_snapshots.extend(r.bad_snapshots.iter().cloned());
+        all.insert(at, r);
+        Ok(())
+    };
+    for id in galaxy.ids() {
+        recover_one(InstanceId::primary(id), &mut report, &mut all)?;
+        let mut instances = instance_logs(datadir, galaxy, id);
+        instances.extend(
+            all[&InstanceId::primary(id)]
+                .state
+                .instances
+                .iter()
+                .copied(),
+        );
+        for n in instances {
+            recover_one(InstanceId::new(id, n), &mut report, &mut all)?;
+        }
+    }
+    // Step 2: the transition log.
+    let mut committed: BTreeMap<(InstanceId, u64), ()> = BTreeMap::new();
+    let mut landings: HashMap<InstanceId, Vec<Jump>> = HashMap::new();
+    let mut last_xfer: BTreeMap<InstanceId, u64> = BTreeMap::new();
+    let mut voids: BTreeMap<InstanceId, Vec<u64>> = BTreeMap::new();
+    let tpath = datadir.transitions_log();
+    let checkpoint = load_checkpoint(datadir, &mut report.bad_snapshots);
+    let tstart = start_after(&tpath, checkpoint.as_ref());
+    report.transitions_from_checkpoint = checkpoint.map(|c| c.upto_seq);
+    let (transitions, opened) = Log::open(&tpath, tstart, |rec| {
+        let jump = decode_jump(galaxy, rec)?;
+        let from = jump.from.slug(galaxy);
+        let Some(origin) = all.get(&jump.from).map(|r| &r.state) else {
+            return Err(format!(
+                "jump {from}:{} comes from an instance with no log",
+                jump.xfer
+            ));
+        };
+        let prev = last_xfer.insert(jump.from, jump.xfer).unwrap_or(0);
+        if jump.xfer <= prev {
+            return Err(format!(
+                "jump {from}:{} is out of order or repeated",
+                jump.xfer
+            ));
+        }
+        // A jump whose prepare was lost in the crash (the two were written at once) is void:
+        // nobody was told it happened. One voided by an earlier start stays void.
+        if jump.xfer >= origin.next_xfer {
+            voids.entry(jump.from).or_default().push(jump.xfer);
+            return Ok(());
+        }
+        if origin.voided.contains(&jump.xfer) {
+            return Ok(());
+        }
+        if let Some(d) = origin.departing.get(&jump.xfer) {
+            if d.player != jump.player || d.to != jump.to {
+                return Err(format!(
+                    "jump {from}:{} disagrees with its prepare record",
+                    jump.xfer
+                ));
+            }
+            committed.insert((jump.from, jump.xfer), ());
+        }
+        let Some(dest) = all.get(&jump.to).map(|r| &r.state) else {
+            return Err(format!(
+                "jump {from}:{} goes to {}, which was never opened",
+                jump.xfer,
+                jump.to.slug(galaxy)
+            ));
+        };
+        let landed = dest.landed_upto.get(&jump.from).copied().unwrap_or(0);
+        if jump.xfer > landed {
+            landings.entry(jump.to).or_default().push(jump);
+        }
+        Ok(())
+    })
+    .map_err(MeshError::Storage)?;
+    report.transition_records = opened.scan.records;
+    if let Some(t) = &opened.cut {
+        report.torn_tails_cut.push(format!(
+            "{} line {}: {} bytes ({})",
+            transitions.name(),
+            t.line,
+            t.bytes,
+            t.reason
+        ));
+    }
+
+    // Step 2b: void the jumps whose prepare was lost, in order, before the origin prepares
+    // anything again (their numbers are never used again).
+    for (at, xfers) in voids {
+        let sys = all.get_mut(&at).expect("checked in step 2");
+        let mut last = None;
+        for xfer in xfers {
+            report.jumps_voided += 1;
+            last =
+                Some(settle(galaxy, sys, Event::DepartVoid { xfer }).map_err(MeshError::Storage)?);
+        }
+        if let Some(seq) = last {
+            sys.log.wait_durable(seq).map_err(MeshError::Storage)?;
+        }
+    }
+
+    // Step 3: settle prepared jumps.
+    for sys in all.values_mut() {
+        let xfers: Vec<u64> = sys.state.departing.keys().copied().collect();
+        let mut last = None;
+        for xfer in xfers {
+            let event = if committed.contains_key(&(sys.state.instance_id(), xfer)) {
+                report.jumps_completed += 1;
+                Event::DepartDone { xfer }
+            } else {
+                report.jumps_cancelled += 1;
+                Event::DepartAbort {
+                    xfer,
+                    player: sys.state.departing[&xfer].player.name.clone(),
+                }
+            };
+            last = Some(settle(galaxy, sys, event).map_err(MeshError::Storage)?);
+        }
+        if let Some(seq) = last {
+            sys.log.wait_durable(seq).map_err(MeshError::Storage)?;
+        }
+    }
+
+    // Step 3b: trades of instances left in escrow. The primary's state says which it took
+    // (and at what price): those are settled, the others refunded. Once the instances' logs
+    // hold that durably, the primaries forget the outcomes.
+    let outcomes: BTreeMap<(SystemId, u16, u64), u64> = all
+        .values()
+        .filter(|r| r.state.is_primary())
+        .flat_map(|r| {
+            let system = r.state.id;
+            let taken = r.state.remote_trades.iter();
+            taken.map(move |((n, id), o)| ((system, *n, *id), o.trade.total_cr))
+        })
+        .collect();
+    for sys in all.values_mut().filter(|r| !r.state.is_primary()) {
+        let (system, n) = (sys.state.id, sys.state.instance);
+        let open: Vec<u64> = sys.state.escrows.keys().copied().collect();
+        let mut last = None;
+        for id in open {
+            let total = outcomes.get(&(system, n, id)).copied();
+            match total {
+                Some(_) => report.trades_settled += 1,
+                None => report.trades_refunded += 1,
+            }
+            let event = sys.state.decide_settle(id, total).expect("an open escrow");
+            last = Some(settle(galaxy, sys, event).map_err(MeshError::Storage)?);
+        }
+        if let Some(seq) = last {
+            sys.log.wait_durable(seq).map_err(MeshError::Storage)?;
+        }
+    }
+    for sys in all.values_mut().filter(|r| r.state.is_primary()) {
+        let done: Vec<(u16, u64)> = sys.state.remote_trades.keys().copied().collect();
+        let mut last = None;
+        for (instance, escrow) in done {
+            let event = Event::RemoteTradeDone { instance, escrow };
+            last = Some(settle(galaxy, sys, event).map_err(MeshError::Storage)?);
+        }
+        if let Some(seq) = last {
+            sys.log.wait_durable(seq).map_err(MeshError::Storage)?;
+        }
+    }
+
+    // A retired instance is empty for good: it is retired only once empty and stopped.
+    let mut systems = Vec::with_capacity(all.len());
+    let mut instances = Vec::new();
+    let mut retired_lines = Vec::new();
+    let open: BTreeSet<InstanceId> = all
+        .values()
+        .flat_map(|r| {
+            let system = r.state.id;
+            let others = r
+                .state
+                .instances
+                .iter()
+                .map(move |&n| InstanceId::new(system, n));
+            std::iter::once(InstanceId::primary(system)).chain(others)
+        })
+        .collect();
+    let keys: Vec<InstanceId> = all.keys().copied().collect();
+    for at in keys {
+        let is_open = open.contains(&at);
+        let sys = all.remove(&at).expect("listed just above");
+        if is_open {
+            match at.n == PRIMARY_INSTANCE {
+                true => systems.push(sys),
+                false => instances.push(sys),
+            }
+            continue;
+        }
+        if sys.state.population() > 0 || landings.contains_key(&at) {
+            return Err(MeshError::Internal(format!(
+                "{} is retired but holds players or has jumps on their way to it",
+                sys.log.name()
+            )));
+        }
+        let mut sys = sys;
+        retired_lines.append(&mut sys.projections);
+        sys.log.close().map_err(MeshError::Storage)?;
+    }
+    systems.extend(instances);
+
+    // Step 4: player logs that are behind get the lines they lack.
+    let lines: Vec<Projected> = systems
+        .iter_mut()
+        .flat_map(|s| std::mem::take(&mut s.projections))
+        .chain(retired_lines)
+        .collect();
+    let caught = catch_up(datadir, lines);
+    report.player_lines_added = caught.lines_added;
+    report.player_logs_cut = caught.torn_cut;
+    report.player_log_problems = caught.problems;
+
+    report.jumps_in_flight = landings.values().map(|l| l.len() as u64).sum();
+    report.players = systems.iter().map(|s| s.state.population()).sum::<usize>()
+        + report.jumps_in_flight as usize;
+    report.duration_ms = started.elapsed().as_millis() as u64;
+    let transitions_start = Position {
+        next_seq: tstart.expect_seq.unwrap_or(1),
+        offset: tstart.offset,
+        line: tstart.line,
+    };
+    Ok(Recovered {
+        systems,
+        transitions,
+        transitions_start,
+        landings,
+        report,
+    })
+}
+
+/// Applies and logs a settling event decided by recovery (and projects it).
+fn settle(galaxy: &Galaxy, sys: &mut RecoveredSystem, event: Event) -> Result<u64, LogError> {
+    let t = sys.state.tick;
+    if let Err(e) = sys.state.apply(t, &event) {
+        panic!("BUG: settling what a crash left open does not apply: {e} ({event:?})");
+    }
+    let version = sys.state.version_after(&event).unwrap_or(0);
+    let id = sys.state.instance_id();
+    let seq = sys.log.append(event_kind(&event), |l| {
+        encode_event(l, galaxy, id, t, &event, version)
+    })?;
+    if let Some(name) = event.player() {
+        sys.projections.push(Projected {
+            player: name.to_string(),
+            version,
+            line: player_line(galaxy, id, t, &event, version, seq),
+        });
+    }
+    Ok(seq)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::audit::audit;
+    use crate::codec::encode_jump;
+    use sim::goods::Good;
+    use sim::market::{Order, Side};
+    use sim::player::Player;
+    use sim::rules::Rules;
+    use sim::system::Reject;
+    use unicode_normalization::UnicodeNormalization;
+
+    /// A log being written by hand, with the state it gives.
+    struct Writing {
+        at: InstanceId,
+        state: SystemState,
+        log: Log,
+    }
+
+    impl Writing {
+        fn open(datadir: &DataDir, galaxy: &Galaxy, at: InstanceId) -> Writing {
+            let start = ScanStart {
+                offset: 0,
+                line: 1,
+                expect_seq: Some(1),
+            };
+            let path = datadir.system_log(&at.slug(galaxy));
+            let (log, _) = Log::open(&path, start, |_| Ok(())).unwrap();
+            let state = SystemState::new_instance(galaxy, at);
+            Writing { at, state, log }
+        }
+
+        fn record(&mut self, galaxy: &Galaxy, t: u64, event: Event) {
+            self.state.apply(t, &event).unwrap();
+            let v = self.state.version_after(&event).unwrap_or(0);
+            let at = self.at;
+            let seq = self
+                .log
+                .append(event_kind(&event), |l| {
+                    encode_event(l, galaxy, at, t, &event, v)
+                })
+                .unwrap();
+            self.log.wait_durable(seq).unwrap();
+        }
+    }
+
+    /// A new transition log holding `jump`, durable: the jump is committed.
+    fn committed(datadir: &DataDir, galaxy: &Galaxy, jump: &Jump) -> Log {
+        let start = ScanStart {
+            offset: 0,
+            line: 1,
+            expect_seq: Some(1),
+        };
+        let (transitions, _) = Log::open(&datadir.transitions_log(), start, |_| Ok(())).unwrap();
+        let seq = transitions
+            .append("jump", |l| encode_jump(l, galaxy, jump))
+            .unwrap();
+        transitions.wait_durable(seq).unwrap();
+        transitions
+    }
+
+    /// What every start creates before it writes a record (the auditor checks they are all
+    /// there): the folders, and each system's log.
+    fn as_a_start_leaves_it(datadir: &DataDir, galaxy: &Galaxy) {
+        datadir.create().unwrap();
+        for id in galaxy.ids() {
+            let path = datadir.system_log(galaxy.slug(id));
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+                .unwrap();
+        }
+    }
+
+    /// The logs a crash leaves with Ann in Sol #2, her purchase of ore in escrow, and the
+    /// primary's market having taken it (`taken`) or not yet.
+    fn crashed_with_an_open_escrow(datadir: &DataDir, galaxy: &Galaxy, taken: bool) -> u64 {
+        as_a_start_leaves_it(datadir, galaxy);
+        let sol = InstanceId::primary(galaxy.home());
+        let two = InstanceId::new(galaxy.home(), 2);
+        let mut p = Writing::open(datadir, galaxy, sol);
+        let ann = Player::starter("Ann", &Rules::default());
+        let credits = ann.credits;
+        let key = "k".to_string();
+        p.record(galaxy, 1, Event::Join { player: ann, key });
+        p.record(galaxy, 2, Event::Split { instance: 2 });
+        p.record(galaxy, 3, p.state.decide_move(galaxy, "Ann", 2).unwrap());
+        let d = p.state.departing[&1].clone();
+        let jump = Jump {
+            from: sol,
+            xfer: 1,
+            to: two,
+            t: 3,
+            travel_ticks: 0,
+            player: d.player.clone(),
+            tseq: 0,
+        };
+        let transitions = committed(datadir, galaxy, &jump);
+        p.record(galaxy, 4, Event::DepartDone { xfer: 1 });
+        let mut i = Writing::open(datadir, galaxy, two);
+        i.record(galaxy, 1, i.state.decide_arrive(sol, 1, &d.player).unwrap());
+        let order = Order {
+            side: Side::Buy,
+            good: Good::Ore,
+            qty: 2,
+            price_limit_cr: None,
+        };
+        i.record(
+            galaxy,
+            2,
+            i.state.decide_escrow(galaxy, "Ann", &order).unwrap(),
+        );
+        let mut paid = 0;
+        if taken {
+            let req = i.state.escrow_request(1).unwrap();
+            let remote = p.state.decide_remote_trade(galaxy, &req).unwrap();
+            if let Event::RemoteTrade { trade, .. } = &remote {
+                paid = trade.total_cr;
+            }
+            p.record(galaxy, 5, remote);
+        }
+        for log in [p.log, i.log, transitions] {
+            log.close().unwrap();
+        }
+        credits - paid
+    }
+
+    /// The logs a crash leaves when Ann's `jump` reached the transition log but her `depart`
+    /// did not reach Sol's log (the departure pipeline writes the two at once). Returns her
+    /// destination.
+    fn crashed_with_a_lost_prepare(datadir: &DataDir, galaxy: &Galaxy) -> InstanceId {
+        as_a_start_leaves_it(datadir, galaxy);
+        let sol = InstanceId::primary(galaxy.home());
+        let mut p = Writing::open(datadir, galaxy, sol);
+        let ann = Player::starter("Ann", &Rules::default());
+        p.record(
+            galaxy,
+            1,
+            Event::Join {
+                player: ann,
+                key: "k".into(),
+            },
+        );
+        let to = galaxy.neighbours(galaxy.home())[0];
+        let depart = p.state.decide_depart(galaxy, "Ann", to).unwrap();
+        // Applied to a copy only: the crash lost the record.
+        let mut lost = p.state.clone();
+        lost.apply(2, &depart).unwrap();
+        let jump = Jump {
+            from: sol,
+            xfer: 1,
+            to: InstanceId::primary(to),
+            t: 2,
+            travel_ticks: 0,
+            player: lost.departing[&1].player.clone(),
+            tseq: 0,
+        };
+        let transitions = committed(datadir, galaxy, &jump);
+        for log in [p.log, transitions] {
+            log.close().unwrap();
+        }
+        InstanceId::primary(to)
+    }
+
+    fn close(r: Recovered) {
+        for s in r.systems {
+            s.log.close().unwrap();
+        }
+        r.transitions.close().unwrap();
+    }
+
+    /// A jump handed over again by recovery and queued for a later tick must land before a
+    /// newer jump of the same origin that needs no travel time (landing is idempotent by the
+    /// highest number landed per origin, so a newer one landing first would drop it).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_recovered_jump_lands_before_a_newer_instant_one_of_its_origin() {
+        let galaxy = Galaxy::default_galaxy();
+        let dir = tempfile::tempdir().unwrap();
+        let datadir = DataDir::at(dir.path());
+        datadir.create().unwrap();
+        let sol = InstanceId::primary(galaxy.home());
+        let to = galaxy.neighbours(galaxy.home())[0];
+        let mut p = Writing::open(&datadir, &galaxy, sol);
+        for name in ["Ann", "Bob"] {
+            let player = Player::starter(name, &Rules::default());
+            p.record(
+                &galaxy,
+                1,
+                Event::Join {
+                    player,
+                    key: "k".into(),
+                },
+            );
+        }
+        p.record(
+            &galaxy,
+            2,
+            p.state.decide_depart(&galaxy, "Ann", to).unwrap(),
+        );
+        // Ann's jump is committed and takes 2 ticks (the server ran with travel times then).
+        let jump = Jump {
+            from: sol,
+            xfer: 1,
+            to: InstanceId::primary(to),
+            t: 2,
+            travel_ticks: 2,
+            player: p.state.departing[&1].player.clone(),
+            tseq: 0,
+        };
+        let transitions = committed(&datadir, &galaxy, &jump);
+        for log in [p.log, transitions] {
+            log.close().unwrap();
+        }
+
+        // Restarted with instant travel and slow ticks: Bob's jump lands long before the tick
+        // Ann's is queued for.
+        let mut config = crate::MeshConfig {
+            tick_hz: 5,
+            ..crate::MeshConfig::default()
+        };
+        config.rules.ticks_per_ly = 0;
+        let (mesh, report) = crate::Mesh::start(datadir.clone(), galaxy.clone(), config)
+            .await
+            .unwrap();
+        assert_eq!(report.jumps_in_flight, 1);
+        mesh.jump("Bob", to).await.unwrap();
+        let wait = std::time::Duration::from_secs(10);
+        for name in ["Bob", "Ann"] {
+            let landed = tokio::time::timeout(wait, mesh.wait_landing(name))
+                .await
+                .unwrap_or_else(|_| panic!("{name} never landed"))
+                .unwrap();
+            assert_eq!(landed.system, to, "{name}");
+        }
+        mesh.stop().await.unwrap();
+        let after = audit(&datadir, &galaxy);
+        assert!(after.ok(), "{:?}", after.problems);
+        assert_eq!(after.jumps_in_flight, 0);
+    }
+
+    #[tokio::test]
+    async fn a_jump_whose_prepare_was_lost_is_void_and_stays_void() {
+        let galaxy = Galaxy::default_galaxy();
+        let dir = tempfile::tempdir().unwrap();
+        let datadir = DataDir::at(dir.path());
+        let to = crashed_with_a_lost_prepare(&datadir, &galaxy);
+        let home = galaxy.home().index();
+
+        let before = audit(&datadir, &galaxy);
+        assert!(before.ok(), "as the crash left it: {:?}", before.problems);
+        assert!(
+            before.notes.iter().any(|n| n.contains("prepare was lost")),
+            "{:?}",
+            before.notes
+        );
+        assert_eq!(before.jumps_in_flight, 0, "a void jump is not in flight");
+
+        let r = recover(&datadir, &galaxy).unwrap();
+        assert_eq!(r.report.jumps_voided, 1);
+        assert_eq!(r.report.jumps_in_flight, 0);
+        assert!(r.landings.is_empty(), "a void jump never lands");
+        let sol = &r.systems[home].state;
+        let ann = &sol.players["Ann"];
+        assert_eq!(ann.fuel, Player::starter("Ann", &Rules::default()).fuel);
+        assert_eq!(ann.version, 1, "her history goes on from her join");
+        assert_eq!(sol.next_xfer, 2, "the void number is never used again");
+        assert!(sol.voided.contains(&1));
+        close(r);
+        let after = audit(&datadir, &galaxy);
+        assert!(after.ok(), "after recovery: {:?}", after.problems);
+        assert_eq!(after.players, 1);
+
+        // A second start finds the jump void already: it voids nothing more, lands nothing.
+        let again = recover(&datadir, &galaxy).unwrap();
+        assert_eq!(again.report.jumps_voided, 0);
+        assert!(again.landings.is_empty());
+        assert!(again.systems[home].state.players.contains_key("Ann"));
+        assert!(again.systems[to.system.index()].state.players.is_empty());
+        close(again);
+        assert!(audit(&datadir, &galaxy).ok());
+    }
+
+    #[tokio::test]
+    async fn recovery_settles_a_trade_the_market_took_and_refunds_one_it_did_not() {
+        let galaxy = Galaxy::default_galaxy();
+        for taken in [true, false] {
+            let dir = tempfile::tempdir().unwrap();
+            let datadir = DataDir::at(dir.path());
+            let credits = crashed_with_an_open_escrow(&datadir, &galaxy, taken);
+            let before = audit(&datadir, &galaxy);
+            assert!(before.ok(), "as the crash left it: {:?}", before.problems);
+            assert_eq!(
+                before.credits_held,
+                before.credits_granted - before.credits_spent
+            );
+            let r = recover(&datadir, &galaxy).unwrap();
+            assert_eq!(
+                (r.report.trades_settled, r.report.trades_refunded),
+                if taken { (1, 0) } else { (0, 1) }
+            );
+            let two = r.systems.iter().find(|s| !s.state.is_primary()).unwrap();
+            let ann = &two.state.players["Ann"];
+            assert!(two.state.escrows.is_empty());
+            assert_eq!(ann.credits, credits);
+            assert_eq!(ann.cargo.get(Good::Ore), if taken { 2 } else { 0 });
+            assert!(r.systems[galaxy.home().index()]
+                .state
+                .remote_trades
+                .is_empty());
+            for s in r.systems {
+                s.log.close().unwrap();
+            }
+            r.transitions.close().unwrap();
+            let after = audit(&datadir, &galaxy);
+            assert!(after.ok(), "after recovery: {:?}", after.problems);
+            assert_eq!(after.trades, u64::from(taken));
+        }
+    }
+
+    /// A shard crashed before it wrote `snapshot_every_records` records still snapshots: the
+    /// records recovery replayed count towards its next snapshot. (They once did not, and a
+    /// mesh killed every few seconds replayed its whole history at every start.)
+    #[test]
+    fn a_shard_that_crashes_often_still_snapshots() {
+        use crate::test_support::{fast_config, join, jump};
+        use crate::{Mesh, MeshConfig};
+
+        let dir = tempfile::tempdir().unwrap();
+        let datadir = DataDir::at(dir.path());
+        let galaxy = Galaxy::default_galaxy();
+        let config = MeshConfig {
+            snapshot_every_records: 20,
+            ..fast_config()
+        };
+        let mut reports = Vec::new();
+        for round in 0..10 {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .unwrap();
+            let report = rt.block_on(async {
+                let (mesh, report) = Mesh::start(datadir.clone(), galaxy.clone(), config.clone())
+                    .await
+                    .unwrap();
+                if round == 0 {
+                    join(&mesh, 8).await;
+                }
+                // 6 jumps: 18 records, fewer than a snapshot's worth in any one system.
+                jump(&mesh, 8, 6).await;
+                report
+            });
+            // A crash: every task dropped where it stands, no clean stop, no last snapshot.
+            rt.shutdown_timeout(std::time::Duration::from_secs(5));
+            crate::test_support::wait_until_quiet(dir.path());
+            reports.push(report);
+        }
+        let loaded: Vec<usize> = reports.iter().map(|r| r.snapshots_loaded).collect();
+        let replayed: Vec<u64> = reports.iter().map(|r| r.records_replayed).collect();
+        let last = reports.last().unwrap();
+        assert_eq!(last.players, 8, "{last:?}");
+        assert!(
+            loaded.last() > loaded.get(1),
+            "no shard snapshotted between crashes: snapshots loaded {loaded:?}, records replayed {replayed:?}"
+        );
+        let most = *replayed.iter().max().unwrap();
+        assert!(
+            *replayed.last().unwrap() < most,
+            "replay only grows: {replayed:?}"
+        );
+        let audit = audit(&datadir, &galaxy);
+        assert!(audit.ok(), "{:?}", audit.problems);
+    }
+
+    /// A data directory written before the rules on look-alike names: `Ann` and `ann` joined
+    /// (the join records the rules then accepted), and `Zoë` decomposed. After a restart all
+    /// three are there and play under their own names; only new look-alikes are refused, and
+    /// the refusal names the player they look like. Again after a second restart (the names
+    /// then come from the snapshot).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn names_taken_before_the_look_alike_rules_stay_their_owners() {
+        use crate::{Mesh, MeshError};
+        let galaxy = Galaxy::default_galaxy();
+        let dir = tempfile::tempdir().unwrap();
+        let datadir = DataDir::at(dir.path());
+        datadir.create().unwrap();
+        let sol = InstanceId::primary(galaxy.home());
+        let old_names = ["Ann", "ann", "Zoe\u{0308}"];
+        let mut p = Writing::open(&datadir, &galaxy, sol);
+        for (t, name) in (1..).zip(old_names) {
+            let player = Player::starter(name, &Rules::default());
+            let key = format!("key of {name}");
+            p.record(&galaxy, t, Event::Join { player, key });
+        }
+        p.log.close().unwrap();
+
+        let config = crate::test_support::fast_config;
+        let to = galaxy.neighbours(galaxy.home())[0];
+        for (restart, newcomer) in [(1, "Bob"), (2, "Cy")] {
+            let (mesh, _) = Mesh::start(datadir.clone(), galaxy.clone(), config())
+                .await
+                .unwrap();
+            let accounts = mesh.accounts().await.unwrap();
+            for name in old_names {
+                assert!(
+                    accounts.contains(&(name.to_string(), format!("key of {name}"))),
+                    "restart {restart}: {name:?} kept their account: {accounts:?}"
+                );
+            }
+            for (asked, like) in [
+                ("ANN", "Ann"),
+                ("Zo\u{00EB}", "Zoe\u{0308}"),
+                ("\u{0410}nn", "Ann"),
+            ] {
+                match mesh.join(asked, "k").await {
+                    Err(MeshError::Rejected(r @ Reject::NameTaken { .. })) => {
+                        let nfc: String = asked.nfc().collect();
+                        assert_eq!(
+                            r.to_string(),
+                            format!("'{nfc}' is taken: too similar to '{like}'"),
+                            "restart {restart}"
+                        );
+                    }
+                    other => panic!("restart {restart}: {asked:?} joined: {other:?}"),
+                }
+            }
+            mesh.join(newcomer, "k").await.unwrap();
+            // Each old player still plays under their own name: a jump there and back.
+            for name in old_names {
+                let home = mesh.locate(name);
+                assert!(home.is_some(), "restart {restart}: {name:?} is routed");
+                let back = match restart {
+                    1 => to,
+                    _ => galaxy.home(),
+                };
+                mesh.jump(name, back).await.unwrap();
+                let landed = mesh.wait_landing(name).await.unwrap();
+                assert_eq!(landed.system, back, "restart {restart}: {name:?}");
+            }
+            mesh.stop().await.unwrap();
+        }
+        let after = audit(&datadir, &galaxy);
+        assert!(after.ok(), "{:?}", after.problems);
+    }
+}

@@ -1,0 +1,895 @@
+//! One star system's shard: it alone owns the system's state and log, runs its tick loop, and
+//! takes requests from a bounded queue, one at a time.
+//!
+//! For every request: decide (pure, `sim`), apply to the state, append the event to the log, and
+//! answer only once the event is durable (the acker task waits for that, in log order, so the
+//! tick loop never waits on the disk), then publish it on the mesh's event feed
+//! ([`super::events`]). A jump goes on to the departure pipeline ([`super::departures`]), which
+//! makes the transition log's `jump` record the commit point; its departure is published when
+//! the origin logs that commit (`depart.done`).
+//!
+//! Never shares its state with another shard: the only ways in are its queue and, at recovery,
+//! the logs. Never blocks its loop on I/O, except a final flush when stopping.
+
+mod game;
+mod instances;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::{mpsc, oneshot};
+
+use super::checkpoint::{LANDED, ORIGIN_DONE};
+use super::codec::{encode_event, encode_state, event_kind, Jump, PlayerLine};
+use super::departures::PendingDeparture;
+use super::dilation::Dilation;
+use super::directory::{Landed, Place};
+use super::economy::PriceView;
+use super::events::{MeshEvent, MeshEventKind};
+use super::instances::{InstanceLoad, InstanceTable};
+use super::projector::Projected;
+use super::stats::TickTimes;
+use super::trading::{InFlight, LootAck, MarketView, Ship, TradeAck, WreckView};
+use super::{Context, JumpAck, MeshError, ShardStatus};
+use sim::galaxy::Galaxy;
+use sim::galaxy::SystemId;
+use sim::instance::InstanceId;
+use sim::market::Order;
+use sim::market::Trade;
+use sim::player::Player;
+use sim::system::{EscrowRequest, Event, Reject, SystemState};
+use store::log::{Log, LogError, Position};
+use store::snapshot::{self, SnapshotMeta};
+
+pub type Reply<T> = oneshot::Sender<Result<T, MeshError>>;
+
+/// What a shard can be asked.
+pub enum Command {
+    Join {
+        name: String,
+        key: String,
+        reply: Reply<Player>,
+    },
+    Refuel {
+        name: String,
+        units: Option<u32>,
+        reply: Reply<Player>,
+    },
+    Jump {
+        name: String,
+        to: SystemId,
+        reply: Reply<JumpAck>,
+    },
+    Trade {
+        name: String,
+        order: Order,
+        reply: Reply<TradeAck>,
+    },
+    /// A standing order to fire at `target` (`None`: cease fire).
+    Engage {
+        name: String,
+        target: Option<String>,
+        reply: Reply<Player>,
+    },
+    Loot {
+        name: String,
+        wreck: u64,
+        reply: Reply<LootAck>,
+    },
+    /// The live market and the prices heard from elsewhere.
+    Market { reply: oneshot::Sender<MarketView> },
+    /// The wrecks floating here.
+    Wrecks {
+        reply: oneshot::Sender<Vec<WreckView>>,
+    },
+    /// A neighbour's price view (economy gossip).
+    Gossip(Arc<PriceView>),
+    /// From this shard's departure pipeline: jump `xfer` is record `tseq` of the transition
+    /// log.
+    Committed { xfer: u64, tseq: u64 },
+    /// From another shard's departure pipeline: a committed jump towards this system.
+    Landing(Jump),
+    /// A player's state, if they are here.
+    Look {
+        name: String,
+        reply: oneshot::Sender<Option<Player>>,
+    },
+    /// A committed jump on its way here: jump `xfer` of instance `from`, with the player it
+    /// carries and the ticks until its landing, if this shard holds it queued.
+    Incoming {
+        from: InstanceId,
+        xfer: u64,
+        reply: oneshot::Sender<Option<InFlight>>,
+    },
+    /// A player's state and the standing order they fire by, if they are here.
+    Ship {
+        name: String,
+        reply: oneshot::Sender<Option<Ship>>,
+    },
+    /// Names of the players here (at most `limit`).
+    Who {
+        limit: usize,
+        reply: oneshot::Sender<Vec<String>>,
+    },
+    /// Everything the operator sees of the shard (costly: it hashes the state).
+    Status { reply: oneshot::Sender<ShardStatus> },
+    /// Players here now (cheap: for whoever only wants the count).
+    Population { reply: oneshot::Sender<usize> },
+    /// Every account (name, key hash) this system registered (the home system holds them).
+    Accounts {
+        reply: oneshot::Sender<Vec<(String, String)>>,
+    },
+    /// Flush, snapshot and stop.
+    Stop {
+        reply: oneshot::Sender<Result<ShardStatus, MeshError>>,
+    },
+    /// To an instance, from its primary: move every player back to the primary.
+    Merge,
+    /// To an instance, from its primary: if empty and quiet, flush, snapshot and stop, and
+    /// answer true; otherwise answer false and go on.
+    Retire { reply: oneshot::Sender<bool> },
+    /// To a primary, from its instance `n`: how loaded it is (every tick).
+    InstanceLoad { n: u16, load: InstanceLoad },
+    /// To a primary: instance `n` runs (or could not be started).
+    InstanceReady { n: u16, ok: bool },
+    /// To a primary: instance `n` answered the retire question (stopped, or not empty yet).
+    InstanceRetired { n: u16, stopped: bool },
+    /// To a primary, from an instance: the trade of an escrow, against the one market.
+    RemoteTrade {
+        req: EscrowRequest,
+        reply: oneshot::Sender<RemoteAnswer>,
+    },
+    /// To an instance, from its own task: the primary's answer about escrow `escrow`.
+    EscrowAnswered {
+        escrow: u64,
+        answer: RemoteAnswer,
+        reply: Reply<TradeAck>,
+    },
+    /// To a primary, from an instance: escrow `escrow` of instance `n` is settled (durable).
+    RemoteTradeDone { n: u16, escrow: u64 },
+}
+
+/// What a primary answers an instance's trade.
+#[derive(Debug)]
+pub enum RemoteAnswer {
+    /// Recorded (durable) in the primary's log at this price: settle.
+    Taken(Trade),
+    /// Not recorded, and never will be: refund.
+    Refused(MeshError),
+    /// Perhaps recorded (a storage failure, or the primary went away): the escrow stays open
+    /// until recovery settles it from the primary's log.
+    Unknown(MeshError),
+}
+
+/// Work that must wait until a record is durable, run by the acker in log order.
+type AfterDurable = Box<dyn FnOnce(Result<(), LogError>) + Send>;
+
+/// A record appended, and what to send once it is durable ([`Shard::on_durable`]).
+#[must_use = "hand it to on_durable, or its player-log line and feed event are lost"]
+struct Recorded {
+    seq: u64,
+    line: Option<Projected>,
+    feed: Option<MeshEvent>,
+}
+
+pub struct Shard {
+    /// The system and instance this shard runs.
+    id: InstanceId,
+    ctx: Arc<Context>,
+    state: SystemState,
+    log: Log,
+    /// The shard's clock, in ticks. Events are stamped with it.
+    now: u64,
+    /// Committed jumps towards this system, by landing tick.
+    incoming: BTreeMap<(u64, InstanceId, u64), Jump>,
+    /// For each origin, the latest landing tick queued in `incoming`: a jump never lands
+    /// before an earlier jump of its origin (see [`landing_tick`]).
+    queued_until: BTreeMap<InstanceId, u64>,
+    acks: mpsc::UnboundedSender<(u64, AfterDurable)>,
+    acks_task: tokio::task::JoinHandle<()>,
+    departures: mpsc::UnboundedSender<PendingDeparture>,
+    departures_task: tokio::task::JoinHandle<()>,
+    records_since_snapshot: u64,
+    tick_times: TickTimes,
+    /// How late the last ticks started after they were due (the loop busy with requests, or
+    /// the thread not scheduled): what a tick's own cost does not show.
+    tick_late: TickTimes,
+    /// Slows the clock when ticks overrun their budget ([`super::dilation`]).
+    dilation: Dilation,
+    /// Set when the log failed: the shard answers every request with it until restarted.
+    failed: Option<LogError>,
+    /// The tick the next economy step starts from.
+    economy_from: u64,
+    /// Prices heard from other systems (gossip), and this system's own last report.
+    prices: PriceView,
+    /// This shard's own queue, for tasks that report back to it.
+    me: mpsc::Sender<Command>,
+    /// When the shard started: the instance policy's clock (wall time, never game time).
+    started: tokio::time::Instant,
+    /// A primary's instances and the policy's memory (None in an instance).
+    instances: Option<InstanceTable>,
+    /// An instance told to merge: it moves every player back to the primary.
+    merging: bool,
+}
+
+impl Shard {
+    /// `replayed` is how many records recovery read after the last snapshot: they count
+    /// towards the next one, so that a shard restarted often still snapshots.
+    pub fn new(
+        ctx: Arc<Context>,
+        state: SystemState,
+        log: Log,
+        replayed: u64,
+        landings: Vec<Jump>,
+        self_tx: mpsc::Sender<Command>,
+    ) -> Shard {
+        let id = state.instance_id();
+        let (acks, acks_rx) = mpsc::unbounded_channel();
+        let (acked, acked_rx) = tokio::sync::watch::channel(0);
+        let acks_task = tokio::spawn(acker(log.clone(), acks_rx, acked));
+        let (departures, dep_rx) = mpsc::unbounded_channel();
+        let departures_task = tokio::spawn(super::departures::run(
+            ctx.clone(),
+            log.clone(),
+            acked_rx,
+            self_tx.clone(),
+            dep_rx,
+        ));
+        let instances = state
+            .is_primary()
+            .then(|| InstanceTable::new(&state.instances));
+        let now = state.tick;
+        let mut shard = Shard {
+            id,
+            tick_times: TickTimes::new(ctx.config.tick_hz as usize * 60),
+            tick_late: TickTimes::new(ctx.config.tick_hz as usize * 60),
+            dilation: Dilation::new(tick_budget_us(ctx.config.tick_hz)),
+            ctx,
+            state,
+            log,
+            now,
+            incoming: BTreeMap::new(),
+            queued_until: BTreeMap::new(),
+            acks,
+            acks_task,
+            departures,
+            departures_task,
+            records_since_snapshot: replayed,
+            failed: None,
+            economy_from: now,
+            prices: PriceView::new(),
+            me: self_tx,
+            started: tokio::time::Instant::now(),
+            instances,
+            merging: false,
+        };
+        for j in landings {
+            shard.on_landing(j);
+        }
+        shard
+    }
+
+    /// The shard's loop: requests as they come, a tick every period: the configured rate, or
+    /// slower while the system is dilated. A tick that starts late moves the next one back
+    /// (never a burst of ticks to catch up).
+    pub async fn run(mut self, mut rx: mpsc::Receiver<Command>) {
+        let first = tokio::time::Instant::now() + self.period();
+        let next_tick = tokio::time::sleep_until(first);
+        tokio::pin!(next_tick);
+        loop {
+            tokio::select! {
+                cmd = rx.recv() => match cmd {
+                    Some(Command::Stop { reply }) => {
+                        let result = self.stop(&mut rx).await;
+                        let _ = reply.send(result);
+                        return;
+                    }
+                    Some(Command::Retire { reply }) => {
+                        if !self.can_retire() {
+                            let _ = reply.send(false);
+                            continue;
+                        }
+                        let name = self.name();
+                        let result = self.stop_retired(&mut rx).await;
+                        if let Err(e) = &result {
+                            tracing::error!("{name} did not close cleanly: {e}");
+                        }
+                        let _ = reply.send(result.is_ok());
+                        return;
+                    }
+                    Some(cmd) => self.handle(cmd),
+                    None => return,
+                },
+                () = &mut next_tick => {
+                    let due = next_tick.deadline();
+                    self.tick_late
+                        .push(tokio::time::Instant::now().saturating_duration_since(due));
+                    self.tick();
+                    let now = tokio::time::Instant::now();
+                    let period = self.period();
+                    let next = if due + period > now { due + period } else { now + period };
+                    next_tick.as_mut().reset(next);
+                }
+            }
+        }
+    }
+
+    /// The tick period now (the budget, stretched by dilation).
+    fn period(&self) -> Duration {
+        Duration::from_micros(self.dilation.period_us())
+    }
+
+    fn handle(&mut self, cmd: Command) {
+        match cmd {
+            Command::Join { name, key, reply } => self.join(name, key, reply),
+            Command::Refuel { name, units, reply } => self.refuel(name, units, reply),
+            Command::Jump { name, to, reply } => self.jump(name, to, reply),
+            Command::Committed { xfer, tseq } => {
+                // The player is gone for good: the feed tells of the departure with this
+                // record; only the checkpoint waits for it.
+                if let Ok(rec) = self.record(Event::DepartDone { xfer }) {
+                    let ctx = self.ctx.clone();
+                    self.on_durable(rec, move |r| {
+                        if r.is_ok() {
+                            ctx.checkpoint.settle(tseq, ORIGIN_DONE);
+                        }
+                    });
+                }
+            }
+            Command::Landing(jump) => self.on_landing(jump),
+            Command::Trade { name, order, reply } => self.trade(name, order, reply),
+            Command::Engage {
+                name,
+                target,
+                reply,
+            } => self.engage(name, target, reply),
+            Command::Loot { name, wreck, reply } => self.loot(name, wreck, reply),
+            Command::Market { reply } => {
+                let _ = reply.send(self.market_view());
+            }
+            Command::Wrecks { reply } => {
+                let _ = reply.send(self.wreck_views());
+            }
+            Command::Gossip(view) => {
+                self.prices.merge(&view);
+            }
+            Command::Look { name, reply } => {
+                let _ = reply.send(self.state.players.get(&name).cloned());
+            }
+            Command::Ship { name, reply } => {
+                let _ = reply.send(self.ship(&name));
+            }
+            Command::Incoming { from, xfer, reply } => {
+                let _ = reply.send(self.in_flight(from, xfer));
+            }
+            Command::Who { limit, reply } => {
+                let _ = reply.send(self.state.players.keys().take(limit).cloned().collect());
+            }
+            Command::Status { reply } => {
+                let _ = reply.send(self.status());
+            }
+            Command::Population { reply } => {
+                let _ = reply.send(self.state.players.len());
+            }
+            Command::Accounts { reply } => {
+                let all = self.state.names.iter();
+                let _ = reply.send(all.map(|(n, k)| (n.clone(), k.clone())).collect());
+            }
+            Command::Merge => self.merging = !self.id.is_primary(),
+            Command::InstanceLoad { n, load } => self.on_instance_load(n, load),
+            Command::InstanceReady { n, ok } => self.on_instance_ready(n, ok),
+            Command::InstanceRetired { n, stopped } => self.on_instance_retired(n, stopped),
+            Command::RemoteTrade { req, reply } => self.remote_trade(req, reply),
+            Command::EscrowAnswered {
+                escrow,
+                answer,
+                reply,
+            } => self.escrow_answered(escrow, answer, reply),
+            Command::RemoteTradeDone { n, escrow } => self.remote_trade_done(n, escrow),
+            Command::Stop { .. } => unreachable!("handled by run"),
+            // While stopping, a retire question is answered no: the next start settles it.
+            Command::Retire { reply } => drop(reply.send(false)),
+        }
+    }
+
+    /// The name players see: `Sol`, or `Sol #2`.
+    fn name(&self) -> String {
+        self.id.name(&self.ctx.galaxy)
+    }
+
+    /// Applies a decided event and appends it. What must follow once it is durable (its
+    /// player-log line, its event on the feed) is in the answer: hand it to [`Self::on_durable`].
+    fn record(&mut self, event: Event) -> Result<Recorded, MeshError> {
+        if let Some(e) = &self.failed {
+            return Err(MeshError::Storage(e.clone()));
+        }
+        // Before applying: a committed departure is still listed. Nothing to build if nobody
+        // listens.
+        let feed = self
+            .ctx
+            .feed_heard()
+            .then(|| MeshEventKind::of(&self.ctx.galaxy, &self.state, &event))
+            .flatten();
+        if let Err(e) = self.state.apply(self.now, &event) {
+            panic!(
+                "BUG: an event decided on {}'s state does not apply to it: {e}",
+                self.name()
+            );
+        }
+        let version = self.state.version_after(&event).unwrap_or(0);
+        let (galaxy, id, now) = (&self.ctx.galaxy, self.id, self.now);
+        // An event about a player is encoded once, for its record and its player-log line.
+        let projected = event
+            .player()
+            .map(|name| (name, PlayerLine::encode(galaxy, id, now, &event, version)));
+        let appended = self.log.append(event_kind(&event), |l| match &projected {
+            Some((_, p)) => {
+                l.encoded(p.fields());
+            }
+            None => encode_event(l, galaxy, id, now, &event, version),
+        });
+        match appended {
+            Ok(seq) => {
+                self.records_since_snapshot += 1;
+                let line = projected.map(|(name, p)| Projected {
+                    player: name.to_string(),
+                    version,
+                    line: p.finish(galaxy, id, seq),
+                });
+                let feed = feed.map(|kind| MeshEvent {
+                    system: id.system,
+                    instance: id.n,
+                    seq,
+                    t: now,
+                    kind,
+                });
+                Ok(Recorded { seq, line, feed })
+            }
+            Err(e) => {
+                self.failed = Some(e.clone());
+                Err(MeshError::Storage(e))
+            }
+        }
+    }
+
+    /// Once `rec` is durable: sends its player-log line, runs `then`, and publishes its event
+    /// on the mesh's feed (last: whoever hears of it finds routing and waiters already told).
+    fn on_durable(&self, rec: Recorded, then: impl FnOnce(Result<(), LogError>) + Send + 'static) {
+        let Recorded { seq, line, feed } = rec;
+        let ctx = self.ctx.clone();
+        self.after_durable(seq, move |r| {
+            let durable = r.is_ok();
+            if let (true, Some(line)) = (durable, line) {
+                ctx.projector.send(line);
+            }
+            then(r);
+            if let (true, Some(event)) = (durable, feed) {
+                ctx.publish(event);
+            }
+        });
+    }
+
+    /// Runs `then` once record `seq` is durable.
+    fn after_durable(&self, seq: u64, then: impl FnOnce(Result<(), LogError>) + Send + 'static) {
+        if self.acks.send((seq, Box::new(then))).is_err() {
+            tracing::error!("acker of {} is gone", self.name());
+        }
+    }
+
+    /// Records a decided event; a refusal or a storage failure is answered at once (None).
+    fn record_or_answer<T>(
+        &mut self,
+        decided: Result<Event, Reject>,
+        reply: Reply<T>,
+    ) -> Option<(Recorded, Reply<T>)> {
+        match decided
+            .map_err(MeshError::Rejected)
+            .and_then(|event| self.record(event))
+        {
+            Ok(rec) => Some((rec, reply)),
+            Err(e) => {
+                let _ = reply.send(Err(e));
+                None
+            }
+        }
+    }
+
+    fn join(&mut self, name: String, key: String, reply: Reply<Player>) {
+        let decided = self
+            .state
+            .decide_join(&self.ctx.galaxy, &self.ctx.config.rules, &name, &key);
+        // The rules name the player (the NFC form of what was asked).
+        let name = match &decided {
+            Ok(Event::Join { player, .. }) => player.name.clone(),
+            _ => name,
+        };
+        let Some((rec, reply)) = self.record_or_answer(decided, reply) else {
+            return;
+        };
+        let player = self.state.players[&name].clone();
+        let ctx = self.ctx.clone();
+        let home = self.id;
+        self.on_durable(rec, move |r| {
+            if r.is_ok() {
+                ctx.directory
+                    .set(&player.name, Place::In(home), player.version);
+            }
+            let _ = reply.send(r.map(|()| player).map_err(MeshError::Storage));
+        });
+    }
+
+    fn refuel(&mut self, name: String, units: Option<u32>, reply: Reply<Player>) {
+        let decided =
+            self.state
+                .decide_refuel(&self.ctx.galaxy, &self.ctx.config.rules, &name, units);
+        let Some((rec, reply)) = self.record_or_answer(decided, reply) else {
+            return;
+        };
+        let player = self.state.players[&name].clone();
+        self.on_durable(rec, move |r| {
+            let _ = reply.send(r.map(|()| player).map_err(MeshError::Storage));
+        });
+    }
+
+    fn jump(&mut self, name: String, to: SystemId, reply: Reply<JumpAck>) {
+        let decided = self.state.decide_depart(&self.ctx.galaxy, &name, to);
+        let xfer = self.state.next_xfer;
+        assert!(
+            matches!(&decided, Ok(Event::Depart { xfer: x, .. }) if *x == xfer) || decided.is_err(),
+            "a departure takes the system's next transfer number"
+        );
+        let Some((rec, reply)) = self.record_or_answer(decided, reply) else {
+            return;
+        };
+        let seq = rec.seq;
+        // The feed tells of the departure at the commit (`Committed`), not here.
+        self.on_durable(rec, |_| {});
+        let travel =
+            self.ctx
+                .galaxy
+                .travel_ticks(self.id.system, to, self.ctx.config.rules.ticks_per_ly);
+        self.send_departure(xfer, seq, travel, Some(reply));
+    }
+
+    /// Hands prepared jump `xfer` (its prepare is record `seq`) to the departure pipeline,
+    /// which commits it in the transition log, answers `reply`, and hands it to its
+    /// destination. Routing sees the player in the jump from now on.
+    fn send_departure(
+        &mut self,
+        xfer: u64,
+        seq: u64,
+        travel_ticks: u64,
+        reply: Option<Reply<JumpAck>>,
+    ) {
+        let d = &self.state.departing[&xfer];
+        let jump = Jump {
+            from: self.id,
+            xfer,
+            to: d.to,
+            t: self.now,
+            travel_ticks,
+            player: d.player.clone(),
+            tseq: 0,
+        };
+        let jumping = Place::Jumping {
+            from: self.id,
+            xfer,
+            to: d.to,
+        };
+        self.ctx
+            .directory
+            .set(&d.player.name, jumping, d.player.version);
+        let pending = PendingDeparture { seq, jump, reply };
+        if let Err(mpsc::error::SendError(p)) = self.departures.send(pending) {
+            // The pipeline is gone (stopping): the jump stays prepared; recovery settles it.
+            if let Some(r) = p.reply {
+                let _ = r.send(Err(MeshError::ShuttingDown));
+            }
+        }
+    }
+
+    /// Lands a committed jump towards here, or queues it to land at its tick (see
+    /// [`landing_tick`]). A jump with no travel time (a move between instances, or instant
+    /// travel) lands as soon as it is handed over, unless an earlier jump of its origin is
+    /// still queued.
+    fn on_landing(&mut self, jump: Jump) {
+        let queued = self.queued_until.get(&jump.from).copied();
+        match landing_tick(self.now, jump.travel_ticks, queued) {
+            None => self.land(jump),
+            Some(at) => {
+                self.queued_until.insert(jump.from, at);
+                self.incoming.insert((at, jump.from, jump.xfer), jump);
+            }
+        }
+    }
+
+    /// Jump `xfer` of `from` if it is queued here to land: the player it carries and the
+    /// ticks until its landing tick (after a restart too: recovery queues every committed jump
+    /// that has not landed).
+    fn in_flight(&self, from: InstanceId, xfer: u64) -> Option<InFlight> {
+        self.incoming
+            .iter()
+            .find(|((_, f, x), _)| *f == from && *x == xfer)
+            .map(|(&(at, _, _), jump)| InFlight {
+                player: jump.player.clone(),
+                ticks_left: at.saturating_sub(self.now),
+            })
+    }
+
+    fn tick(&mut self) {
+        let started = Instant::now();
+        self.now += 1;
+        while let Some(entry) = self.incoming.first_entry() {
+            if entry.key().0 > self.now {
+                break;
+            }
+            let jump = entry.remove();
+            self.land(jump);
+        }
+        self.fight();
+        let every = self.ctx.config.rules.economy_every_ticks.max(1);
+        if self.now.is_multiple_of(every) {
+            self.economy_step();
+            if self.id.is_primary() {
+                self.gossip();
+            }
+        }
+        if self.id.is_primary() {
+            self.steer_instances();
+        } else {
+            self.instance_tick();
+        }
+        if self.records_since_snapshot >= self.ctx.config.snapshot_every_records {
+            self.snapshot_in_background();
+        }
+        let cost = started.elapsed();
+        self.tick_times.push(cost);
+        self.dilation
+            .observe(u64::try_from(cost.as_micros()).unwrap_or(u64::MAX));
+    }
+
+    fn land(&mut self, jump: Jump) {
+        let Some(event) = self.state.decide_arrive(jump.from, jump.xfer, &jump.player) else {
+            // Landed already (seen twice): changes nothing. It landed durably before recovery
+            // handed it over again, so it is settled.
+            self.ctx.checkpoint.settle(jump.tseq, LANDED);
+            return;
+        };
+        let Ok(rec) = self.record(event) else { return };
+        let ctx = self.ctx.clone();
+        let tseq = jump.tseq;
+        let landed = Landed {
+            system: self.id.system,
+            instance: self.id.n,
+            population: self.state.players.len(),
+        };
+        // Whoever waits for the landing is told now, not after this log's next sync: the
+        // landing is as durable as its `jump` record, which is (recovery lands every committed
+        // jump, once), and the player's next actions here come after this record in the log,
+        // so their acknowledgements wait for it. Only the checkpoint waits for the record.
+        ctx.directory
+            .landed(&jump.player.name, landed, jump.player.version + 1);
+        self.on_durable(rec, move |r| {
+            if r.is_ok() {
+                ctx.checkpoint.settle(tseq, LANDED);
+            }
+        });
+    }
+
+    /// Encodes the state now and writes it once the log is durable up to here.
+    ///
+    /// The acker runs the write after every earlier action, which sent the player-log lines
+    /// up to here; the projector's sync makes them durable first.
+    ///
+    /// The tick only clones the state; hashing and encoding it (tens of milliseconds for tens
+    /// of thousands of players) happen on a blocking thread, off the tick.
+    fn snapshot_in_background(&mut self) {
+        let Some(pos) = self.snapshot_position() else {
+            return;
+        };
+        self.records_since_snapshot = 0;
+        let state = self.state.clone();
+        let ctx = self.ctx.clone();
+        self.after_durable(pos.next_seq - 1, move |r| {
+            if let Err(e) = r {
+                let slug = state.instance_id().slug(&ctx.galaxy);
+                return tracing::warn!("snapshot of {slug} skipped: {e}");
+            }
+            tokio::task::spawn_blocking(move || {
+                let (meta, bytes) = encode_snapshot(&ctx.galaxy, pos, &state);
+                if let Err(e) = ctx.projector.sync() {
+                    return tracing::warn!("snapshot of {} skipped: player logs: {e}", meta.name);
+                }
+                if let Err(e) = snapshot::write(&ctx.datadir.snapshots_dir(), &meta, &bytes) {
+                    tracing::warn!("snapshot of {} failed: {e}", meta.name);
+                }
+            });
+        });
+    }
+
+    /// Where the log stands for a snapshot of the state as it is now (None: nothing to
+    /// snapshot, or the log failed).
+    fn snapshot_position(&self) -> Option<Position> {
+        let pos = self.log.position();
+        (pos.next_seq > 1 && self.failed.is_none()).then_some(pos)
+    }
+
+    fn encode_snapshot(&self) -> Option<(SnapshotMeta, Vec<u8>)> {
+        let pos = self.snapshot_position()?;
+        Some(encode_snapshot(&self.ctx.galaxy, pos, &self.state))
+    }
+
+    /// Stops: lets the departure pipeline finish what it holds, logs what it committed, flushes
+    /// the log and writes a snapshot.
+    async fn stop(self, rx: &mut mpsc::Receiver<Command>) -> Result<ShardStatus, MeshError> {
+        self.close(rx, Closing::Snapshot).await
+    }
+
+    /// Stops for good, as a retired instance: like [`Self::stop`], but without a snapshot. The
+    /// instance is empty; a snapshot would first need every player's log synced (the lines of
+    /// its moves: seconds of fsyncs when dozens of instances retire at once), and replaying its
+    /// log since its last periodic snapshot at the next start is cheap.
+    async fn stop_retired(
+        self,
+        rx: &mut mpsc::Receiver<Command>,
+    ) -> Result<ShardStatus, MeshError> {
+        self.close(rx, Closing::FlushOnly).await
+    }
+
+    async fn close(
+        mut self,
+        rx: &mut mpsc::Receiver<Command>,
+        how: Closing,
+    ) -> Result<ShardStatus, MeshError> {
+        let (dummy, _) = mpsc::unbounded_channel();
+        drop(std::mem::replace(&mut self.departures, dummy));
+        // Keep reading the queue while the pipeline drains: it reports commits through it.
+        let mut pipeline_done = false;
+        loop {
+            let cmd = if pipeline_done {
+                match rx.try_recv() {
+                    Ok(cmd) => cmd,
+                    Err(_) => break,
+                }
+            } else {
+                tokio::select! {
+                    _ = &mut self.departures_task => { pipeline_done = true; continue }
+                    cmd = rx.recv() => match cmd { Some(c) => c, None => { pipeline_done = true; continue } },
+                }
+            };
+            match cmd {
+                Command::Stop { reply } => drop(reply.send(Err(MeshError::ShuttingDown))),
+                other => self.handle(other),
+            }
+        }
+        let snap = match how {
+            Closing::Snapshot => self.encode_snapshot(),
+            Closing::FlushOnly => None,
+        };
+        let status = self.status();
+        // Let the acker finish (it sends the last player-log lines), then flush everything.
+        let (dummy, _) = mpsc::unbounded_channel();
+        drop(std::mem::replace(&mut self.acks, dummy));
+        let _ = (&mut self.acks_task).await;
+        let log = self.log.clone();
+        let ctx = self.ctx.clone();
+        let dir = self.ctx.datadir.snapshots_dir();
+        tokio::task::spawn_blocking(move || -> Result<(), MeshError> {
+            log.close().map_err(MeshError::Storage)?;
+            if let Some((meta, bytes)) = snap {
+                ctx.projector
+                    .sync()
+                    .map_err(|e| MeshError::Internal(format!("player logs: {e}")))?;
+                snapshot::write(&dir, &meta, &bytes)
+                    .map_err(|e| MeshError::Snapshot(e.to_string()))?;
+            }
+            Ok(())
+        })
+        .await
+        .map_err(|e| MeshError::Internal(e.to_string()))??;
+        Ok(status)
+    }
+
+    fn status(&self) -> ShardStatus {
+        let pos = self.log.position();
+        ShardStatus {
+            system: self.ctx.galaxy.name(self.id.system).to_string(),
+            slug: self.ctx.galaxy.slug(self.id.system).to_string(),
+            instance: self.id.n,
+            shard: self.id.slug(&self.ctx.galaxy),
+            instance_name: self.name(),
+            merging: self.merging,
+            instances: Vec::new(),
+            population: self.state.players.len(),
+            departing: self.state.departing.len(),
+            in_transit_towards: self.incoming.len(),
+            tick: self.now,
+            tick_p50_us: self.tick_times.percentile_us(50.0),
+            tick_p99_us: self.tick_times.percentile_us(99.0),
+            tick_late_p50_us: self.tick_late.percentile_us(50.0),
+            tick_late_p99_us: self.tick_late.percentile_us(99.0),
+            dilation: self.dilation.factor(),
+            tick_period_us: self.dilation.period_us(),
+            log_durable_seq: self.log.durable_seq(),
+            log_next_seq: pos.next_seq,
+            state_hash: format!("{:016x}", self.state.state_hash()),
+            failed: self.failed.as_ref().map(|e| e.to_string()),
+        }
+    }
+}
+
+/// A snapshot of `state`, which includes the log's records before `pos`.
+fn encode_snapshot(galaxy: &Galaxy, pos: Position, state: &SystemState) -> (SnapshotMeta, Vec<u8>) {
+    let meta = SnapshotMeta {
+        name: state.instance_id().slug(galaxy),
+        upto_seq: pos.next_seq - 1,
+        log_offset: pos.offset,
+        log_line: pos.line,
+        state_hash: state.state_hash(),
+    };
+    let bytes = snapshot::encode(&meta, |w| encode_state(w, galaxy, state));
+    (meta, bytes)
+}
+
+/// How a shard closes: with a snapshot (a stop), or only flushed (a retirement).
+enum Closing {
+    Snapshot,
+    FlushOnly,
+}
+
+/// When a jump handed over at tick `now` lands: `None` for at once, or the tick to queue it
+/// for. `queued` is the latest tick a jump of the same origin is queued for here.
+///
+/// Landing is made idempotent by one number per origin (the highest transfer landed, see
+/// docs/PROTOCOL.md), so the jumps of an origin must land in the order of their numbers. They
+/// are handed over in that order, but their travel times differ (a respawn's way home, a move
+/// with none, or a jump handed over again by recovery and queued for the first tick while a
+/// new one from the same origin arrives with no travel time). So a jump never lands before a
+/// jump of its origin queued earlier: it waits for that tick, and within a tick the queue
+/// lands an origin's jumps by number.
+fn landing_tick(now: u64, travel_ticks: u64, queued: Option<u64>) -> Option<u64> {
+    let after_earlier = queued.filter(|&at| at > now);
+    match (travel_ticks, after_earlier) {
+        (0, None) => None,
+        (t, earlier) => Some((now + t).max(earlier.unwrap_or(0))),
+    }
+}
+
+/// One tick period at `tick_hz`, in microseconds: the budget a tick's work must fit in.
+fn tick_budget_us(tick_hz: u32) -> u64 {
+    1_000_000 / u64::from(tick_hz.max(1))
+}
+
+/// Runs each waiting action once its record is durable, in log order, and says in `acked` up
+/// to which record it has (the departure pipeline waits for it: see there).
+async fn acker(
+    log: Log,
+    mut rx: mpsc::UnboundedReceiver<(u64, AfterDurable)>,
+    acked: tokio::sync::watch::Sender<u64>,
+) {
+    while let Some((seq, then)) = rx.recv().await {
+        let r = log.durable(seq).await;
+        then(r);
+        acked.send_replace(seq);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::landing_tick;
+
+    #[test]
+    fn a_jump_never_lands_before_an_earlier_one_of_its_origin() {
+        // Nothing of its origin queued: no travel lands at once, travel waits.
+        assert_eq!(landing_tick(10, 0, None), None);
+        assert_eq!(landing_tick(10, 3, None), Some(13));
+        // Queued ticks already past (landed) do not hold anything back.
+        assert_eq!(landing_tick(10, 0, Some(10)), None);
+        assert_eq!(landing_tick(10, 3, Some(7)), Some(13));
+        // An earlier jump of the origin still queued: wait for its tick.
+        assert_eq!(landing_tick(10, 0, Some(12)), Some(12));
+        assert_eq!(landing_tick(10, 1, Some(15)), Some(15));
+        assert_eq!(landing_tick(10, 8, Some(15)), Some(18));
+    }
+}

@@ -1,0 +1,429 @@
+//! The event stream (`GET /v1/events`, server-sent events): what a player may see.
+//!
+//! Two sources, merged per stream. The mesh's event feed ([`mesh::events`]) tells of the
+//! others in the player's system: players arriving (`arrived`) and leaving (`left`), and joins
+//! when the player is at the home system (`joined`). The API layer itself tells the player of
+//! their own actions, with what only it knows: their jumps (`departed` with the travel time,
+//! `progress` with the time left, `landed` with the population), refuels (with the tank and
+//! purse after), trades (`traded`), loot (`looted`) and refused actions (`error`). Fights are
+//! public in a system: the feed tells everyone there of a ship destroyed (`destroyed`, the
+//! player's own included), and a player of an order to fire at them (`attacked`). The feed's
+//! other events about the player themselves only tell the stream where they are now. Not
+//! streamed: others' refuels, trades and loot (their own business; see docs/API.md).
+//!
+//! Owns the per-player channels and the stream limits; never blocks a request or a shard on a
+//! slow subscriber (the channels and the feed are bounded broadcasts: a subscriber that lags is
+//! told how many events it missed and goes on) and never sends a player's private event to
+//! anyone else.
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::http::StatusCode;
+use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
+use futures_util::Stream;
+use serde::Serialize;
+use tokio::sync::broadcast;
+
+use super::error::ApiError;
+use super::shutdown::Stopping;
+use mesh::directory::Location;
+use mesh::events::{MeshEvent, MeshEventKind};
+use mesh::Mesh;
+use sim::galaxy::SystemId;
+
+/// Events a player's subscribers may fall behind by before they miss some (the mesh's feed
+/// holds [`mesh::events::FEED_LEN`]).
+pub const PLAYER_CHANNEL_LEN: usize = 256;
+/// Streams one player may hold open at once.
+pub const MAX_STREAMS_PER_PLAYER: usize = 4;
+/// Streams the server holds open at once.
+pub const MAX_STREAMS: usize = 4096;
+/// A comment line this often keeps idle connections (and proxies) alive.
+pub const KEEP_ALIVE_S: u64 = 15;
+
+/// One event. Serialized as the SSE `data` (JSON); its `type` is also the SSE event name.
+#[derive(Clone, Debug, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ApiEvent {
+    /// First event of every stream: where the player is now.
+    Hello {
+        player: String,
+        /// Null while in a jump.
+        system: Option<String>,
+    },
+    /// A new player appeared at the home system, where you are.
+    Joined { player: String, system: String },
+    /// Another player landed in your system; `population` counts them too.
+    Arrived {
+        player: String,
+        xfer: String,
+        from: String,
+        system: String,
+        population: usize,
+    },
+    /// Another player's jump out of your system is committed: they left.
+    Left {
+        player: String,
+        xfer: String,
+        system: String,
+        to: String,
+    },
+    /// The player's jump is committed.
+    Departed {
+        xfer: String,
+        from: String,
+        to: String,
+        travel_ms: u64,
+    },
+    /// The player is in a jump; `remaining_ms` until the landing is due.
+    Progress {
+        xfer: String,
+        to: String,
+        remaining_ms: u64,
+    },
+    /// The player landed; `population` counts them too.
+    Landed {
+        xfer: String,
+        system: String,
+        population: usize,
+    },
+    /// The player bought fuel.
+    Refueled {
+        bought_units: u32,
+        cost_cr: u64,
+        fuel: u32,
+        credits: u64,
+    },
+    /// The player traded at their system's market.
+    Traded {
+        side: &'static str,
+        good: &'static str,
+        qty: u32,
+        total_cr: u64,
+        credits: u64,
+    },
+    /// The player took goods from a wreck.
+    Looted {
+        wreck: u64,
+        took: std::collections::BTreeMap<&'static str, u32>,
+    },
+    /// Another player in your system set a standing order to fire at you.
+    Attacked { by: String, system: String },
+    /// A ship in your system (yours included) was destroyed; its cargo is wreck `wreck`
+    /// (null: it carried nothing). Its pilot respawns with a basic ship at home.
+    Destroyed {
+        player: String,
+        by: String,
+        wreck: Option<u64>,
+        system: String,
+    },
+    /// An action of the player was refused.
+    Error {
+        route: String,
+        code: String,
+        message: String,
+    },
+    /// This stream fell behind and missed `missed` events.
+    Lagged { missed: u64 },
+    /// The player was moved to another instance of their system ("Sol is crowded: you are
+    /// now in Sol #2"); nothing else changes for them.
+    Instanced {
+        system: String,
+        instance: u16,
+        message: String,
+    },
+}
+
+impl ApiEvent {
+    fn name(&self) -> &'static str {
+        match self {
+            ApiEvent::Hello { .. } => "hello",
+            ApiEvent::Joined { .. } => "joined",
+            ApiEvent::Arrived { .. } => "arrived",
+            ApiEvent::Left { .. } => "left",
+            ApiEvent::Departed { .. } => "departed",
+            ApiEvent::Progress { .. } => "progress",
+            ApiEvent::Landed { .. } => "landed",
+            ApiEvent::Refueled { .. } => "refueled",
+            ApiEvent::Traded { .. } => "traded",
+            ApiEvent::Looted { .. } => "looted",
+            ApiEvent::Attacked { .. } => "attacked",
+            ApiEvent::Destroyed { .. } => "destroyed",
+            ApiEvent::Error { .. } => "error",
+            ApiEvent::Lagged { .. } => "lagged",
+            ApiEvent::Instanced { .. } => "instanced",
+        }
+    }
+
+    fn to_sse(&self) -> SseEvent {
+        let event = SseEvent::default().event(self.name());
+        match event.clone().json_data(self) {
+            Ok(e) => e,
+            // Serializing plain strings and numbers does not fail; say so if it ever did.
+            Err(_) => event.data("{}"),
+        }
+    }
+}
+
+/// The per-player channels, and the mesh whose feed every stream listens to.
+pub struct Hub {
+    mesh: Mesh,
+    /// std mutex: held for a map operation only, never across an await.
+    private: Mutex<HashMap<String, broadcast::Sender<Arc<ApiEvent>>>>,
+    streams: AtomicUsize,
+    /// Streams end when the server stops (or a graceful shutdown would wait for them forever).
+    stopping: Arc<Stopping>,
+}
+
+impl Hub {
+    pub fn new(mesh: Mesh, stopping: Arc<Stopping>) -> Hub {
+        Hub {
+            mesh,
+            private: Mutex::new(HashMap::new()),
+            streams: AtomicUsize::new(0),
+            stopping,
+        }
+    }
+
+    /// An event for `player` alone (dropped if they have no open stream).
+    pub fn tell(&self, player: &str, event: ApiEvent) {
+        let map = self.private.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(tx) = map.get(player) {
+            let _ = tx.send(Arc::new(event));
+        }
+    }
+
+    /// Whether `player` has a stream open (so that nobody computes events nobody reads).
+    pub fn is_watched(&self, player: &str) -> bool {
+        self.private
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains_key(player)
+    }
+
+    /// Streams open now.
+    pub fn streams(&self) -> usize {
+        self.streams.load(Ordering::Relaxed)
+    }
+
+    /// Opens a stream for `player`, starting with `hello` (where they are).
+    pub fn subscribe(
+        self: &Arc<Hub>,
+        player: &str,
+    ) -> Result<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>, ApiError> {
+        let too_many =
+            |m: &str| ApiError::new(StatusCode::TOO_MANY_REQUESTS, "too_many_streams", m);
+        let private_rx = {
+            let mut map = self.private.lock().unwrap_or_else(|e| e.into_inner());
+            let tx = map
+                .entry(player.to_string())
+                .or_insert_with(|| broadcast::channel(PLAYER_CHANNEL_LEN).0);
+            if tx.receiver_count() >= MAX_STREAMS_PER_PLAYER {
+                return Err(too_many(&format!(
+                    "you have {MAX_STREAMS_PER_PLAYER} event streams open already; close one"
+                ))
+                .retry_after_s(KEEP_ALIVE_S));
+            }
+            if self.streams.fetch_add(1, Ordering::Relaxed) >= MAX_STREAMS {
+                self.streams.fetch_sub(1, Ordering::Relaxed);
+                if tx.receiver_count() == 0 {
+                    map.remove(player);
+                }
+                return Err(ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "too_many_streams",
+                    "the server has too many event streams open; try again later",
+                )
+                .retry_after_s(KEEP_ALIVE_S));
+            }
+            tx.subscribe()
+        };
+        // Listen first, then locate: a move missed by the one is seen by the other.
+        let feed = self.mesh.events();
+        let here = self.here(player);
+        let hello = ApiEvent::Hello {
+            player: player.to_string(),
+            system: here.map(|s| self.mesh.galaxy().name(s).to_string()),
+        };
+        let sub = Subscription {
+            hub: self.clone(),
+            player: player.to_string(),
+            private_rx: Some(private_rx),
+            feed,
+            here,
+            hello: Some(hello),
+            stop: Box::pin(self.stopping.wait()),
+        };
+        let stream = futures_util::stream::unfold(sub, |mut sub| async move {
+            let event = sub.next().await?;
+            Some((Ok(event.to_sse()), sub))
+        });
+        Ok(Sse::new(stream)
+            .keep_alive(KeepAlive::new().interval(Duration::from_secs(KEEP_ALIVE_S))))
+    }
+}
+
+impl Hub {
+    /// The system `player` is in, as routing knows it (None in a jump).
+    fn here(&self, player: &str) -> Option<SystemId> {
+        match self.mesh.locate(player) {
+            Some(Location::In(s)) => Some(s),
+            _ => None,
+        }
+    }
+}
+
+/// One open stream. Dropping it (the client went away) closes the player's channel if it was
+/// their last stream.
+struct Subscription {
+    hub: Arc<Hub>,
+    player: String,
+    private_rx: Option<broadcast::Receiver<Arc<ApiEvent>>>,
+    feed: broadcast::Receiver<Arc<MeshEvent>>,
+    /// Where the player is (None in a jump): asked of routing when the stream opens, and again
+    /// at each event of the feed about the player (the only events that move them) and after
+    /// missing events. Routing is told of a move before the feed publishes it.
+    here: Option<SystemId>,
+    hello: Option<ApiEvent>,
+    stop: Pin<Box<dyn Future<Output = ()> + Send>>,
+}
+
+/// What a stream woke up for.
+enum Woke {
+    Private(Result<Arc<ApiEvent>, broadcast::error::RecvError>),
+    Feed(Result<Arc<MeshEvent>, broadcast::error::RecvError>),
+    Stop,
+}
+
+impl Subscription {
+    /// The next event, or `None` when the server stops.
+    async fn next(&mut self) -> Option<Arc<ApiEvent>> {
+        if let Some(h) = self.hello.take() {
+            return Some(Arc::new(h));
+        }
+        loop {
+            let private = self.private_rx.as_mut()?;
+            let woke = tokio::select! {
+                r = private.recv() => Woke::Private(r),
+                r = self.feed.recv() => Woke::Feed(r),
+                () = &mut self.stop => Woke::Stop,
+            };
+            match woke {
+                Woke::Private(Ok(e)) => return Some(e),
+                Woke::Feed(Ok(e)) => {
+                    if let Some(seen) = self.see(&e) {
+                        return Some(Arc::new(seen));
+                    }
+                }
+                Woke::Private(Err(broadcast::error::RecvError::Lagged(missed))) => {
+                    return Some(Arc::new(ApiEvent::Lagged { missed }))
+                }
+                Woke::Feed(Err(broadcast::error::RecvError::Lagged(missed))) => {
+                    // The missed events may have moved the player.
+                    self.here = self.hub.here(&self.player);
+                    return Some(Arc::new(ApiEvent::Lagged { missed }));
+                }
+                Woke::Private(Err(broadcast::error::RecvError::Closed))
+                | Woke::Feed(Err(broadcast::error::RecvError::Closed))
+                | Woke::Stop => return None,
+            }
+        }
+    }
+
+    /// What the player sees of an event of the feed: those of others in the player's system,
+    /// and the destruction of their own ship. A string and a number compared for most events;
+    /// routing asked for the player's own.
+    fn see(&mut self, e: &MeshEvent) -> Option<ApiEvent> {
+        let name = |s: SystemId| self.hub.mesh.galaxy().name(s).to_string();
+        let destroyed = |kind: &MeshEventKind| match kind {
+            MeshEventKind::Destroyed { player, by, wreck } => Some(ApiEvent::Destroyed {
+                player: player.clone(),
+                by: by.clone(),
+                wreck: *wreck,
+                system: name(e.system),
+            }),
+            _ => None,
+        };
+        if e.kind.player() == self.player {
+            // The API layer tells the player of their own actions; this says where they are.
+            // Only the loss of their ship is not an action of theirs.
+            self.here = self.hub.here(&self.player);
+            // Moves between instances are no action of theirs: the mesh tells of them.
+            if let MeshEventKind::Moved {
+                instance, notice, ..
+            } = &e.kind
+            {
+                return Some(ApiEvent::Instanced {
+                    system: self.hub.mesh.galaxy().name(e.system).to_string(),
+                    instance: *instance,
+                    message: notice.clone(),
+                });
+            }
+            return destroyed(&e.kind);
+        }
+        if self.here != Some(e.system) {
+            return None;
+        }
+        match &e.kind {
+            MeshEventKind::Joined { player } => Some(ApiEvent::Joined {
+                player: player.clone(),
+                system: name(e.system),
+            }),
+            MeshEventKind::Arrived {
+                player,
+                from,
+                xfer,
+                population,
+            } => Some(ApiEvent::Arrived {
+                player: player.clone(),
+                xfer: xfer.clone(),
+                from: name(*from),
+                system: name(e.system),
+                population: *population,
+            }),
+            MeshEventKind::Departed { player, to, xfer } => Some(ApiEvent::Left {
+                player: player.clone(),
+                xfer: xfer.clone(),
+                system: name(e.system),
+                to: name(*to),
+            }),
+            // Fights are public in the system: who shot whom down, and who takes aim at you.
+            MeshEventKind::Destroyed { .. } => destroyed(&e.kind),
+            MeshEventKind::Engaged {
+                player,
+                target: Some(target),
+            } if *target == self.player => Some(ApiEvent::Attacked {
+                by: player.clone(),
+                system: name(e.system),
+            }),
+            // Others' purchases and loot are their own business. Only recovery cancels jumps,
+            // and it publishes nothing (nobody is connected then).
+            MeshEventKind::Refueled { .. }
+            | MeshEventKind::Cancelled { .. }
+            | MeshEventKind::Traded { .. }
+            | MeshEventKind::Engaged { .. }
+            | MeshEventKind::Looted { .. }
+            | MeshEventKind::Moved { .. } => None,
+        }
+    }
+}
+
+impl Drop for Subscription {
+    fn drop(&mut self) {
+        drop(self.private_rx.take());
+        self.hub.streams.fetch_sub(1, Ordering::Relaxed);
+        let mut map = self.hub.private.lock().unwrap_or_else(|e| e.into_inner());
+        if map
+            .get(&self.player)
+            .is_some_and(|tx| tx.receiver_count() == 0)
+        {
+            map.remove(&self.player);
+        }
+    }
+}

@@ -1,0 +1,165 @@
+//! `POST /v1/join` (a new player and their token) and `GET /v1/me` (the player's own state).
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::Json;
+use serde::{Deserialize, Serialize};
+
+use super::{check_ip, Authed, Body, ClientIp, PlayerView, Shared};
+use crate::auth::{key_of, new_token};
+use crate::error::ApiError;
+use crate::AppState;
+use mesh::codec::xfer_text;
+use mesh::directory::Place;
+use mesh::trading::Opponent;
+use sim::instance::InstanceId;
+use sim::player::{validate_name, Player};
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JoinRequest {
+    name: String,
+}
+
+#[derive(Serialize)]
+pub struct Joined {
+    name: String,
+    /// The access token: shown once, stored by the server only as its hash.
+    token: String,
+    system: String,
+    player: PlayerView,
+}
+
+pub async fn join(
+    State(state): State<Shared>,
+    ClientIp(ip): ClientIp,
+    body: Result<Body<JoinRequest>, ApiError>,
+) -> Result<(StatusCode, Json<Joined>), ApiError> {
+    // Counted before the body is even read: a flood of bad joins is still a flood.
+    check_ip(&state, &state.join_limits, ip)?;
+    let Body(req) = body?;
+    validate_name(&req.name).map_err(|e| ApiError::bad_request("bad_name", e.to_string()))?;
+    let token = new_token().map_err(|e| ApiError::internal(format!("no random source: {e}")))?;
+    let key = key_of(&token);
+    let player = state.mesh.join(&req.name, &key).await?;
+    state.accounts.insert(key, player.name.clone());
+    let home = state.mesh.galaxy().home();
+    // The mesh's feed tells the players at home (the event stream).
+    let system = state.mesh.galaxy().name(home).to_string();
+    Ok((
+        StatusCode::CREATED,
+        Json(Joined {
+            name: player.name.clone(),
+            token,
+            system,
+            player: player.into(),
+        }),
+    ))
+}
+
+#[derive(Serialize)]
+pub struct Me {
+    name: String,
+    /// The system the player is in, or null while in a jump.
+    system: Option<String>,
+    /// The instance of the system the player is in (1: the system itself; null in a jump).
+    instance: Option<u16>,
+    /// Its name ("Sol #2").
+    instance_name: Option<String>,
+    /// Why the player is in another instance than the system itself, in words.
+    notice: Option<String>,
+    jumping: Option<JumpingView>,
+    /// The player's state (while in a jump: as they travel, fuel burnt; after a restart too).
+    player: Option<PlayerView>,
+    /// The player's standing order to fire and the target's hull (null: not attacking; the
+    /// order ends when the target is shot down or leaves, or the player is).
+    attacking: Option<Opponent>,
+}
+
+#[derive(Serialize)]
+pub struct JumpingView {
+    xfer: String,
+    from: String,
+    to: String,
+    /// Milliseconds until the landing is due (null only in the instant between the jump's
+    /// commit and its handover to the destination).
+    eta_ms: Option<u64>,
+}
+
+pub async fn me(
+    State(state): State<Shared>,
+    Authed { name }: Authed,
+) -> Result<Json<Me>, ApiError> {
+    let (at, ship) = state.mesh.ship(&name).await?;
+    let g = state.mesh.galaxy();
+    Ok(Json(match at {
+        Place::In(s) => {
+            let (player, attacking) = match ship {
+                Some(ship) => (Some(ship.player.into()), ship.attacking),
+                None => (None, None),
+            };
+            Me {
+                name,
+                system: Some(g.name(s.system).to_string()),
+                instance: Some(s.n),
+                instance_name: Some(s.name(g)),
+                notice: (!s.is_primary()).then(|| {
+                    format!(
+                        "{} is crowded: you are now in {}",
+                        g.name(s.system),
+                        s.name(g)
+                    )
+                }),
+                jumping: None,
+                player,
+                attacking,
+            }
+        }
+        Place::Jumping { from, xfer, to } => {
+            let seen = jump_seen(&state, &name, (from, xfer, to)).await?;
+            let xfer = xfer_text(g, from, xfer);
+            let (from, to) = (from.system, to.system);
+            let (player, eta_ms) = match seen {
+                Some((player, eta_ms)) => (Some(player.into()), Some(eta_ms)),
+                None => (None, None),
+            };
+            Me {
+                jumping: Some(JumpingView {
+                    from: g.name(from).to_string(),
+                    to: g.name(to).to_string(),
+                    eta_ms,
+                    xfer,
+                }),
+                name,
+                system: None,
+                instance: None,
+                instance_name: None,
+                notice: None,
+                player,
+                attacking: None,
+            }
+        }
+    }))
+}
+
+/// The player in jump `xfer` and the milliseconds until it lands: as this API committed it
+/// (its clock), or else as the destination holds it queued (after a restart, recovery hands
+/// every committed jump to its destination with the player it carries). None only in the
+/// instant between a jump's commit and its handover, or if it just landed.
+async fn jump_seen(
+    state: &AppState,
+    name: &str,
+    (from, xfer, to): (InstanceId, u64, InstanceId),
+) -> Result<Option<(Player, u64)>, ApiError> {
+    let g = state.mesh.galaxy();
+    if let Some(f) = state.flights.get(name, &xfer_text(g, from, xfer)) {
+        let eta_ms = f.remaining_ms();
+        return Ok(Some((f.player, eta_ms)));
+    }
+    let tick_hz = u64::from(state.mesh.config().tick_hz.max(1));
+    Ok(state
+        .mesh
+        .in_flight(from, xfer, to)
+        .await?
+        .map(|f| (f.player, f.ticks_left.saturating_mul(1000) / tick_hz)))
+}

@@ -1,0 +1,177 @@
+//! The markets: `GET /v1/market` (the player's own system live, and the prices it has heard
+//! from the others), `POST /v1/trade` (buy or sell there) and `GET /v1/economy` (the galaxy
+//! view: where each good is cheapest and dearest, with the age of every figure).
+//!
+//! Checks the request (the good's name, the quantity) before the mesh is asked; never prices
+//! a trade itself (the shard decides and records it in its tick, atomically).
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::Json;
+use serde::{Deserialize, Serialize};
+
+use super::{refused, system, Authed, Body, Params, PlayerView, Public, Shared};
+use crate::error::ApiError;
+use crate::events::ApiEvent;
+use crate::AppState;
+use mesh::directory::Location;
+use mesh::economy::{EconomyView, HeardPrices};
+use mesh::trading::MarketView;
+use mesh::MeshError;
+use sim::galaxy::SystemId;
+use sim::goods::Good;
+use sim::market::{Order, Side, MAX_TRADE_UNITS};
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MarketQuery {
+    /// Another system: its prices as the player's system last heard them.
+    system: Option<String>,
+}
+
+/// A market: live (the player's own system) or heard (another system, with its age).
+#[derive(Serialize)]
+#[serde(untagged)]
+pub enum MarketAnswer {
+    Live {
+        /// Always true: prices now.
+        live: bool,
+        #[serde(flatten)]
+        view: MarketView,
+    },
+    Heard {
+        /// Always false: prices as last heard, `age_ms` old.
+        live: bool,
+        #[serde(flatten)]
+        heard: HeardPrices,
+    },
+}
+
+pub async fn market(
+    State(state): State<Shared>,
+    Authed { name }: Authed,
+    q: Result<Params<MarketQuery>, ApiError>,
+) -> Result<Json<MarketAnswer>, ApiError> {
+    let Params(q) = q?;
+    let g = state.mesh.galaxy();
+    let asked = q.system.as_deref().map(|s| system(g, s)).transpose()?;
+    let here = here(&state, &name)?;
+    let view = state.mesh.market(here).await?;
+    let Some(other) = asked.filter(|&s| s != here) else {
+        return Ok(Json(MarketAnswer::Live { live: true, view }));
+    };
+    let other_name = g.name(other);
+    match view.heard.into_iter().find(|h| h.system == other_name) {
+        Some(heard) => Ok(Json(MarketAnswer::Heard { live: false, heard })),
+        None => Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_heard",
+            format!(
+                "{} has not heard {other_name}'s prices yet: prices spread along the lanes each \
+                 second; ask again shortly, or see GET /v1/economy",
+                g.name(here)
+            ),
+        )),
+    }
+}
+
+/// The system `name` is in (409 `in_jump` during a jump).
+pub fn here(state: &AppState, name: &str) -> Result<SystemId, ApiError> {
+    match state.mesh.locate(name) {
+        Some(Location::In(s)) => Ok(s),
+        Some(Location::Jumping { .. }) => Err(MeshError::InJump(name.to_string()).into()),
+        None => Err(MeshError::UnknownPlayer(name.to_string()).into()),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TradeRequest {
+    side: TradeSide,
+    good: String,
+    /// Units, 1 to [`MAX_TRADE_UNITS`] (wider than that here, so that too many is
+    /// `bad_quantity`, not a type error).
+    qty: u64,
+    /// The worst average price per unit accepted: a buy pays at most `limit_cr * qty`, a sale
+    /// gets at least that. Omitted: no limit (null is refused).
+    #[serde(default, deserialize_with = "super::non_null_body_integer")]
+    limit_cr: Option<u64>,
+}
+
+#[derive(Deserialize, Clone, Copy)]
+#[serde(rename_all = "lowercase")]
+enum TradeSide {
+    Buy,
+    Sell,
+}
+
+/// A trade done: what moved and the player after it.
+#[derive(Serialize)]
+pub struct Traded {
+    side: &'static str,
+    good: &'static str,
+    qty: u32,
+    /// Credits paid (buy) or received (sell).
+    total_cr: u64,
+    player: PlayerView,
+}
+
+pub async fn trade(
+    State(state): State<Shared>,
+    Authed { name }: Authed,
+    body: Result<Body<TradeRequest>, ApiError>,
+) -> Result<Json<Traded>, ApiError> {
+    let result = match body {
+        Ok(Body(req)) => deal(&state, &name, req).await,
+        Err(e) => Err(e),
+    };
+    result
+        .map(Json)
+        .map_err(|e| refused(&state, &name, "trade", e))
+}
+
+async fn deal(state: &AppState, name: &str, req: TradeRequest) -> Result<Traded, ApiError> {
+    let good =
+        Good::parse(&req.good).map_err(|e| ApiError::bad_request("unknown_good", e.to_string()))?;
+    let qty = u32::try_from(req.qty)
+        .ok()
+        .filter(|q| (1..=MAX_TRADE_UNITS).contains(q))
+        .ok_or_else(|| {
+            ApiError::bad_request(
+                "bad_quantity",
+                format!("qty must be between 1 and {MAX_TRADE_UNITS} units"),
+            )
+        })?;
+    let order = Order {
+        side: match req.side {
+            TradeSide::Buy => Side::Buy,
+            TradeSide::Sell => Side::Sell,
+        },
+        good,
+        qty,
+        price_limit_cr: req.limit_cr,
+    };
+    let _guard = state.actions.acquire(name).await?;
+    let ack = state.mesh.trade(name, order).await?;
+    state.events.tell(
+        name,
+        ApiEvent::Traded {
+            side: ack.side,
+            good: ack.good,
+            qty: ack.qty,
+            total_cr: ack.total_cr,
+            credits: ack.player.credits,
+        },
+    );
+    Ok(Traded {
+        side: ack.side,
+        good: ack.good,
+        qty: ack.qty,
+        total_cr: ack.total_cr,
+        player: ack.player.into(),
+    })
+}
+
+pub async fn economy(State(state): State<Shared>, _: Public) -> Json<EconomyView> {
+    Json(state.mesh.economy())
+}

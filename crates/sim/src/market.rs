@@ -1,0 +1,1028 @@
+//! One star system's market: stocks, prices, the till, trades, and the board of prices heard
+//! from other systems.
+//!
+//! Rules, all in integers so a replay is bit-exact on every machine:
+//!
+//! - **Price curve.** The mid price of the unit that takes a good's stock from `x - 1` to `x`
+//!   is `base * g(x) / (1000 * T)`, `T` the good's target stock, with `g` piecewise linear:
+//!   4 x base at stock 0, base at `T`, a quarter of base at `4T` and above. So prices always
+//!   stay within `[base/4, 4 base]` ([`min_price_cr`], [`max_price_cr`]).
+//! - **Trades move the price unit by unit.** A trade of `q` units pays the exact sum of the
+//!   curve over the units it moves (closed form, O(1)), so a large trade costs more per unit,
+//!   and splitting a trade saves nothing: the cost of moving a stock from one level to another
+//!   does not depend on the path. Buyers pay the sum plus [`SPREAD_PERMILLE`], rounded up;
+//!   sellers get it minus the spread, rounded down: any round trip loses credits.
+//! - **Credits are conserved in trade.** The market has a till: what a player pays goes into
+//!   it, what a player is paid comes out of it ([`apply_trade`] asserts player + till is
+//!   unchanged). The till reverts toward [`TILL_TARGET_CR`] each tick: a shortfall is refilled
+//!   (the rule "subsidy", credits created) and an excess is skimmed (the rule "tax", credits
+//!   destroyed), at most [`TILL_REVERSION_CR_PER_TICK`] a tick.
+//! - **Goods are conserved in trade** (player cargo + market stock unchanged) and made or
+//!   destroyed only by the economy's tick: each stock moves toward its kind's rest level
+//!   (`economy::EconomyKind::rest_stock_units`); rising is the rule "production", falling is
+//!   the rule "consumption". Stocks never exceed [`max_stock_units`].
+//!
+//! Two steps, as in `system`: [`decide_trade`] checks a request against the market and the
+//! player and returns a [`Trade`] (or a [`TradeError`] that changes nothing); [`apply_trade`]
+//! changes market, credits and cargo together. Never does I/O, never reads a clock.
+
+use std::collections::BTreeMap;
+
+use super::economy::{units_between, EconomyKind};
+use super::galaxy::SystemId;
+use super::goods::{Cargo, Good, UnknownGood, GOOD_COUNT};
+
+/// The market's cut on every trade, in per-mille of the mid price (buyers pay this much more,
+/// sellers get this much less).
+pub const SPREAD_PERMILLE: u64 = 50;
+
+/// The most units one trade may move.
+pub const MAX_TRADE_UNITS: u32 = 100_000;
+
+/// A market holds at most this many times a good's target stock.
+pub const MAX_STOCK_TARGETS: u64 = 8;
+
+/// The till every market starts with and reverts to, in credits.
+pub const TILL_TARGET_CR: u64 = 1_000_000;
+
+/// How far the till moves toward [`TILL_TARGET_CR`] per tick, in credits (subsidy or tax).
+pub const TILL_REVERSION_CR_PER_TICK: u64 = 1_000;
+
+/// Price at stock 0, in per-mille of base.
+const PRICE_AT_EMPTY_PERMILLE: u128 = 4_000;
+/// Price at and above [`PRICE_FLOOR_AT_TARGETS`] times the target stock, in per-mille of base.
+const PRICE_FLOOR_PERMILLE: u128 = 250;
+/// From this many targets of stock up, the price is at its floor.
+const PRICE_FLOOR_AT_TARGETS: u64 = 4;
+
+/// The most units of `good` a market holds.
+pub fn max_stock_units(good: Good) -> u64 {
+    good.target_stock_units() * MAX_STOCK_TARGETS
+}
+
+/// The lowest mid price of `good`, in credits (a quarter of base).
+pub fn min_price_cr(good: Good) -> u64 {
+    good.base_price_cr() * PRICE_FLOOR_PERMILLE as u64 / 1_000
+}
+
+/// The highest mid price of `good`, in credits (four times base).
+pub fn max_price_cr(good: Good) -> u64 {
+    good.base_price_cr() * PRICE_AT_EMPTY_PERMILLE as u64 / 1_000
+}
+
+/// `g(x)`: the mid price at stock `x` in per-mille of base, times the target `t`.
+fn curve(t: u64, x: u64) -> u128 {
+    let (t, x) = (u128::from(t), u128::from(x));
+    if x <= t {
+        PRICE_AT_EMPTY_PERMILLE * t - 3_000 * x
+    } else if x <= u128::from(PRICE_FLOOR_AT_TARGETS) * t {
+        1_250 * t - 250 * x
+    } else {
+        PRICE_FLOOR_PERMILLE * t
+    }
+}
+
+/// The sum of [`curve`] over stocks `lo+1 ..= hi`, in O(1): an arithmetic series per piece.
+fn curve_sum(t: u64, lo: u64, hi: u64) -> u128 {
+    assert!(lo <= hi && t > 0, "curve_sum({t}, {lo}, {hi})");
+    let floor_at = PRICE_FLOOR_AT_TARGETS * t;
+    let pieces: [(u64, u64, u128, u128); 3] = [
+        (1, t, PRICE_AT_EMPTY_PERMILLE * u128::from(t), 3_000),
+        (t + 1, floor_at, 1_250 * u128::from(t), 250),
+        (
+            floor_at + 1,
+            u64::MAX,
+            PRICE_FLOOR_PERMILLE * u128::from(t),
+            0,
+        ),
+    ];
+    let mut sum = 0u128;
+    for (start, end, intercept, slope) in pieces {
+        let (a, b) = ((lo + 1).max(start), hi.min(end));
+        if a > b {
+            continue;
+        }
+        let n = u128::from(b - a + 1);
+        let sum_x = (u128::from(a) + u128::from(b)) * n / 2;
+        sum += intercept * n - slope * sum_x;
+    }
+    sum
+}
+
+/// Which way a trade goes, from the player's side.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Side {
+    /// The player buys from the market.
+    Buy,
+    /// The player sells to the market.
+    Sell,
+}
+
+impl Side {
+    /// `buy` or `sell`, for logs and the API.
+    pub fn name(self) -> &'static str {
+        match self {
+            Side::Buy => "buy",
+            Side::Sell => "sell",
+        }
+    }
+}
+
+/// What a player asks for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Order {
+    pub side: Side,
+    pub good: Good,
+    /// Units, 1 to [`MAX_TRADE_UNITS`].
+    pub qty: u32,
+    /// The worst average price per unit the player accepts, in credits: buying pays at most
+    /// this times `qty`, selling gets at least that. `None`: any price.
+    pub price_limit_cr: Option<u64>,
+}
+
+/// A trade decided by [`decide_trade`]: everything needed to apply it to market, credits and
+/// cargo at once, and to log it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Trade {
+    pub side: Side,
+    pub good: Good,
+    pub qty: u32,
+    /// Credits that move: from player to till on a buy, from till to player on a sell.
+    pub total_cr: u64,
+}
+
+/// A trade refused. Nothing changed; the message says what to do instead.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum TradeError {
+    #[error(transparent)]
+    UnknownGood(#[from] UnknownGood),
+    #[error("trade between 1 and {MAX_TRADE_UNITS} units at a time, not {qty}")]
+    BadQuantity { qty: u64 },
+    #[error("the market has only {have} {good}; buy at most {have}, or buy elsewhere")]
+    NoStock { good: Good, want: u32, have: u64 },
+    #[error("the market takes at most {room} more {good}; sell fewer, or sell elsewhere")]
+    MarketFull { good: Good, want: u32, room: u64 },
+    #[error("the market's till holds {have} cr, {need} needed; sell fewer, or come back later")]
+    MarketBroke { need: u64, have: u64 },
+    #[error("{}", price_limit_message(.side, .good, .qty, .total, .limit))]
+    PriceLimit {
+        side: Side,
+        good: Good,
+        qty: u32,
+        total: u64,
+        limit: u64,
+    },
+    #[error("not enough credits: {need} cr needed, {have} on hand; buy fewer")]
+    NoCredits { need: u64, have: u64 },
+    #[error(
+        "not enough hold space: {need} hold units needed, {free} free; buy fewer or sell first"
+    )]
+    NoCargoSpace { need: u64, free: u64 },
+    #[error("you carry only {have} {good}; sell at most that")]
+    NotCarried { good: Good, want: u32, have: u32 },
+    #[error("the trade would overflow a credit balance; trade fewer units")]
+    TooLarge,
+}
+
+impl TradeError {
+    /// A stable, machine-readable code for each refusal.
+    pub fn code(&self) -> &'static str {
+        match self {
+            TradeError::UnknownGood(_) => "unknown_good",
+            TradeError::BadQuantity { .. } => "bad_quantity",
+            TradeError::NoStock { .. } => "no_stock",
+            TradeError::MarketFull { .. } => "market_full",
+            TradeError::MarketBroke { .. } => "market_broke",
+            TradeError::PriceLimit { .. } => "price_limit",
+            TradeError::NoCredits { .. } => "no_credits",
+            TradeError::NoCargoSpace { .. } => "no_cargo_space",
+            TradeError::NotCarried { .. } => "not_carried",
+            TradeError::TooLarge => "too_large",
+        }
+    }
+}
+
+/// What one economy step made and destroyed, for the log: goods by "production" and
+/// "consumption", credits by "subsidy" and "tax".
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TickReport {
+    /// Units made, per good (index order).
+    pub produced: [u64; GOOD_COUNT],
+    /// Units used up, per good (index order).
+    pub consumed: [u64; GOOD_COUNT],
+    /// Credits created into the till.
+    pub subsidy_cr: u64,
+    /// Credits removed from the till.
+    pub tax_cr: u64,
+}
+
+impl TickReport {
+    /// True when the step changed nothing.
+    pub fn is_empty(&self) -> bool {
+        *self == TickReport::default()
+    }
+}
+
+/// One system's market. Stocks are at most [`max_stock_units`]; the till never goes negative.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Market {
+    /// Units on sale, per good (index order).
+    stock: [u64; GOOD_COUNT],
+    /// Credits the market pays sellers from and takes buyers' payments into.
+    till_cr: u64,
+}
+
+impl Market {
+    /// A market of `kind` at rest: each stock at its rest level, the till at its target.
+    pub fn new(kind: EconomyKind) -> Market {
+        Market {
+            stock: kind.rest_stocks(),
+            till_cr: TILL_TARGET_CR,
+        }
+    }
+
+    /// A market from saved values (a snapshot), checked against the bounds.
+    pub fn from_parts(stock: [u64; GOOD_COUNT], till_cr: u64) -> Result<Market, String> {
+        for good in Good::ALL {
+            if stock[good.index()] > max_stock_units(good) {
+                return Err(format!(
+                    "stock of {good} is {}, over the most a market holds ({})",
+                    stock[good.index()],
+                    max_stock_units(good)
+                ));
+            }
+        }
+        Ok(Market { stock, till_cr })
+    }
+
+    /// Units of `good` on sale.
+    pub fn stock(&self, good: Good) -> u64 {
+        self.stock[good.index()]
+    }
+
+    /// Every stock, in good index order.
+    pub fn stocks(&self) -> [u64; GOOD_COUNT] {
+        self.stock
+    }
+
+    /// Credits in the till.
+    pub fn till_cr(&self) -> u64 {
+        self.till_cr
+    }
+
+    /// The mid price of `good` at the current stock, in credits (before the spread): what a
+    /// price board shows.
+    pub fn price_cr(&self, good: Good) -> u64 {
+        let t = good.target_stock_units();
+        let price =
+            u128::from(good.base_price_cr()) * curve(t, self.stock(good)) / (1_000 * u128::from(t));
+        // Between base/4 and 4 base by the shape of the curve.
+        price as u64
+    }
+
+    /// Every mid price, in good index order.
+    pub fn prices_cr(&self) -> [u64; GOOD_COUNT] {
+        Good::ALL.map(|g| self.price_cr(g))
+    }
+
+    /// What buying `qty` units of `good` costs, in credits (rounded up), or why it cannot be.
+    pub fn quote_buy(&self, good: Good, qty: u32) -> Result<u64, TradeError> {
+        check_qty(qty)?;
+        let have = self.stock(good);
+        let lo = have
+            .checked_sub(u64::from(qty))
+            .ok_or(TradeError::NoStock {
+                good,
+                want: qty,
+                have,
+            })?;
+        let raw = curve_sum(good.target_stock_units(), lo, have);
+        Ok(to_credits(good, raw, 1_000 + SPREAD_PERMILLE, true))
+    }
+
+    /// What selling `qty` units of `good` pays, in credits (rounded down), or why it cannot be.
+    pub fn quote_sell(&self, good: Good, qty: u32) -> Result<u64, TradeError> {
+        check_qty(qty)?;
+        let have = self.stock(good);
+        let room = max_stock_units(good) - have;
+        if u64::from(qty) > room {
+            return Err(TradeError::MarketFull {
+                good,
+                want: qty,
+                room,
+            });
+        }
+        let raw = curve_sum(good.target_stock_units(), have, have + u64::from(qty));
+        let total = to_credits(good, raw, 1_000 - SPREAD_PERMILLE, false);
+        if total > self.till_cr {
+            return Err(TradeError::MarketBroke {
+                need: total,
+                have: self.till_cr,
+            });
+        }
+        Ok(total)
+    }
+
+    /// The market's half of a purchase by a player: the stock falls by `qty`, the till takes
+    /// the price, which is returned.
+    pub fn buy(&mut self, good: Good, qty: u32) -> Result<u64, TradeError> {
+        let total = self.quote_buy(good, qty)?;
+        let till = self
+            .till_cr
+            .checked_add(total)
+            .ok_or(TradeError::TooLarge)?;
+        self.stock[good.index()] -= u64::from(qty);
+        self.till_cr = till;
+        Ok(total)
+    }
+
+    /// The market's half of a sale by a player: the stock rises by `qty`, the till pays the
+    /// price, which is returned.
+    pub fn sell(&mut self, good: Good, qty: u32) -> Result<u64, TradeError> {
+        let total = self.quote_sell(good, qty)?;
+        self.stock[good.index()] += u64::from(qty);
+        self.till_cr -= total;
+        Ok(total)
+    }
+
+    /// One economy step, tick `tick`: see [`Market::advance`].
+    pub fn tick(&mut self, kind: EconomyKind, tick: u64) -> TickReport {
+        self.advance(kind, tick, tick.saturating_add(1))
+    }
+
+    /// The economy steps of ticks `from..to` at once, in O(goods): each stock moves toward its
+    /// rest level by its rate (production below rest, consumption above), never past it, and
+    /// the till toward its target. Gives exactly what ticking one by one gives, so a quiet
+    /// system may catch up lazily.
+    pub fn advance(&mut self, kind: EconomyKind, from: u64, to: u64) -> TickReport {
+        let mut report = TickReport::default();
+        for good in Good::ALL {
+            let i = good.index();
+            let rest = kind.rest_stock_units(good).min(max_stock_units(good));
+            let step = units_between(kind.recovery_per_100_ticks(good), from, to);
+            let s = self.stock[i];
+            if s < rest {
+                report.produced[i] = step.min(rest - s);
+                self.stock[i] += report.produced[i];
+            } else {
+                report.consumed[i] = step.min(s - rest);
+                self.stock[i] -= report.consumed[i];
+            }
+            assert!(
+                self.stock[i] <= max_stock_units(good),
+                "{good} over its max"
+            );
+        }
+        let till_step = TILL_REVERSION_CR_PER_TICK.saturating_mul(to - from);
+        if self.till_cr < TILL_TARGET_CR {
+            report.subsidy_cr = till_step.min(TILL_TARGET_CR - self.till_cr);
+            self.till_cr += report.subsidy_cr;
+        } else {
+            report.tax_cr = till_step.min(self.till_cr - TILL_TARGET_CR);
+            self.till_cr -= report.tax_cr;
+        }
+        report
+    }
+}
+
+fn price_limit_message(side: &Side, good: &Good, qty: &u32, total: &u64, limit: &u64) -> String {
+    let (verb, beyond) = match side {
+        Side::Buy => ("buying", "above"),
+        Side::Sell => ("selling", "below"),
+    };
+    let average = total / u64::from(*qty).max(1);
+    format!(
+        "{verb} {qty} {good} comes to {total} cr ({average} cr/unit on average), {beyond} your \
+         limit of {limit} cr/unit; trade fewer units or change the limit"
+    )
+}
+
+fn check_qty(qty: u32) -> Result<(), TradeError> {
+    if qty == 0 || qty > MAX_TRADE_UNITS {
+        return Err(TradeError::BadQuantity {
+            qty: u64::from(qty),
+        });
+    }
+    Ok(())
+}
+
+/// Credits for a curve sum `raw` with the spread applied (`factor_permille`), rounded up for
+/// what a player pays and down for what a player gets.
+fn to_credits(good: Good, raw: u128, factor_permille: u64, round_up: bool) -> u64 {
+    let num = u128::from(good.base_price_cr()) * raw * u128::from(factor_permille);
+    let den = 1_000_000 * u128::from(good.target_stock_units());
+    let credits = if round_up {
+        num.div_ceil(den)
+    } else {
+        num / den
+    };
+    // At most MAX_TRADE_UNITS * 4.2 * the dearest base price: far below u64::MAX.
+    u64::try_from(credits).unwrap_or(u64::MAX)
+}
+
+/// Checks `order` against the market and the player (credits, cargo, hold space), and returns
+/// the trade to apply, or why it cannot happen. Changes nothing.
+pub fn decide_trade(
+    market: &Market,
+    credits: u64,
+    cargo: &Cargo,
+    hold_capacity_units: u32,
+    order: &Order,
+) -> Result<Trade, TradeError> {
+    let Order {
+        side,
+        good,
+        qty,
+        price_limit_cr,
+    } = *order;
+    let total_cr = match side {
+        Side::Buy => market.quote_buy(good, qty)?,
+        Side::Sell => market.quote_sell(good, qty)?,
+    };
+    if let Some(limit) = price_limit_cr {
+        let bound = u128::from(limit) * u128::from(qty);
+        let over = match side {
+            Side::Buy => u128::from(total_cr) > bound,
+            Side::Sell => u128::from(total_cr) < bound,
+        };
+        if over {
+            let total = total_cr;
+            return Err(TradeError::PriceLimit {
+                side,
+                good,
+                qty,
+                total,
+                limit,
+            });
+        }
+    }
+    match side {
+        Side::Buy => {
+            if total_cr > credits {
+                return Err(TradeError::NoCredits {
+                    need: total_cr,
+                    have: credits,
+                });
+            }
+            let need = u64::from(qty) * u64::from(good.hold_units_per_unit());
+            let free = u64::from(hold_capacity_units).saturating_sub(cargo.hold_used());
+            if need > free {
+                return Err(TradeError::NoCargoSpace { need, free });
+            }
+            market
+                .till_cr()
+                .checked_add(total_cr)
+                .ok_or(TradeError::TooLarge)?;
+            let mut after = *cargo;
+            after
+                .add(good, u64::from(qty))
+                .map_err(|_| TradeError::TooLarge)?;
+        }
+        Side::Sell => {
+            let have = cargo.get(good);
+            if qty > have {
+                return Err(TradeError::NotCarried {
+                    good,
+                    want: qty,
+                    have,
+                });
+            }
+            credits.checked_add(total_cr).ok_or(TradeError::TooLarge)?;
+        }
+    }
+    Ok(Trade {
+        side,
+        good,
+        qty,
+        total_cr,
+    })
+}
+
+/// Applies a decided (or logged) trade to the market, the player's credits and cargo, all or
+/// nothing. An error means the trade does not fit this state (a log disagreeing with the state
+/// it is replayed onto, e.g. a different price); nothing changed then. Asserts that credits
+/// (player + till) and goods (cargo + stock) are conserved.
+pub fn apply_trade(
+    market: &mut Market,
+    credits: &mut u64,
+    cargo: &mut Cargo,
+    trade: &Trade,
+) -> Result<(), String> {
+    let Trade {
+        side,
+        good,
+        qty,
+        total_cr,
+    } = *trade;
+    let credits_before = u128::from(*credits) + u128::from(market.till_cr());
+    let goods_before = u64::from(cargo.get(good)) + market.stock(good);
+    let mut new_market = market.clone();
+    let mut new_cargo = *cargo;
+    let refused = |e: &dyn std::fmt::Display| format!("{} {qty} {good}: {e}", side.name());
+    let new_credits = match side {
+        Side::Buy => {
+            new_cargo
+                .add(good, u64::from(qty))
+                .map_err(|e| refused(&e))?;
+            let paid = new_market.buy(good, qty).map_err(|e| refused(&e))?;
+            check_total(paid, total_cr)?;
+            credits
+                .checked_sub(paid)
+                .ok_or_else(|| refused(&"not enough credits"))?
+        }
+        Side::Sell => {
+            new_cargo
+                .remove(good, u64::from(qty))
+                .map_err(|e| refused(&e))?;
+            let got = new_market.sell(good, qty).map_err(|e| refused(&e))?;
+            check_total(got, total_cr)?;
+            credits
+                .checked_add(got)
+                .ok_or_else(|| refused(&"credits overflow"))?
+        }
+    };
+    *market = new_market;
+    *cargo = new_cargo;
+    *credits = new_credits;
+    assert_eq!(
+        u128::from(*credits) + u128::from(market.till_cr()),
+        credits_before,
+        "a trade created or destroyed credits"
+    );
+    assert_eq!(
+        u64::from(cargo.get(good)) + market.stock(good),
+        goods_before,
+        "a trade created or destroyed goods"
+    );
+    Ok(())
+}
+
+fn check_total(actual: u64, logged: u64) -> Result<(), String> {
+    if actual == logged {
+        Ok(())
+    } else {
+        Err(format!(
+            "the trade was decided at {logged} cr but comes to {actual} cr on this state"
+        ))
+    }
+}
+
+/// Prices a system published, and when.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct PriceReport {
+    /// The tick of the publishing system when it took these prices.
+    pub tick: u64,
+    /// Mid prices, per good (index order), in credits.
+    pub prices_cr: [u64; GOOD_COUNT],
+}
+
+/// The last prices heard from other systems: what economy gossip carries. At most one report
+/// per system (so at most `galaxy::MAX_SYSTEMS` entries).
+///
+/// Merging keeps, per system, the greater report: the newer tick, and on equal ticks (only
+/// possible if two replicas of one shard disagreed) the greater price list. That is a join
+/// (commutative, associative, idempotent), so boards that have heard the same reports, in any
+/// order and grouping, are equal: views converge once publishing stops.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PriceBoard {
+    reports: BTreeMap<SystemId, PriceReport>,
+}
+
+impl PriceBoard {
+    /// An empty board.
+    pub fn new() -> PriceBoard {
+        PriceBoard::default()
+    }
+
+    /// Takes in one report; true if the board changed.
+    pub fn record(&mut self, system: SystemId, report: PriceReport) -> bool {
+        match self.reports.get_mut(&system) {
+            Some(known) if *known >= report => false,
+            Some(known) => {
+                *known = report;
+                true
+            }
+            None => {
+                self.reports.insert(system, report);
+                true
+            }
+        }
+    }
+
+    /// Takes in every report of `other`; returns how many entries changed.
+    pub fn merge(&mut self, other: &PriceBoard) -> usize {
+        other
+            .reports
+            .iter()
+            .filter(|(&s, &r)| self.record(s, r))
+            .count()
+    }
+
+    /// The last report heard from `system`.
+    pub fn get(&self, system: SystemId) -> Option<&PriceReport> {
+        self.reports.get(&system)
+    }
+
+    /// How old the last report from `system` is at tick `now`, in ticks.
+    pub fn age_ticks(&self, system: SystemId, now: u64) -> Option<u64> {
+        self.get(system).map(|r| now.saturating_sub(r.tick))
+    }
+
+    /// Every report, by system id.
+    pub fn iter(&self) -> impl Iterator<Item = (SystemId, &PriceReport)> + '_ {
+        self.reports.iter().map(|(&s, r)| (s, r))
+    }
+
+    /// How many systems the board has heard from.
+    pub fn len(&self) -> usize {
+        self.reports.len()
+    }
+
+    /// True when the board has heard from no system.
+    pub fn is_empty(&self) -> bool {
+        self.reports.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn order(side: Side, good: Good, qty: u32) -> Order {
+        Order {
+            side,
+            good,
+            qty,
+            price_limit_cr: None,
+        }
+    }
+
+    /// The price curve summed unit by unit, the slow and obvious way.
+    fn curve_sum_slow(t: u64, lo: u64, hi: u64) -> u128 {
+        (lo + 1..=hi).map(|x| curve(t, x)).sum()
+    }
+
+    #[test]
+    fn prices_rest_cheap_where_made_and_dear_where_used() {
+        let m = Market::new(EconomyKind::Agricultural);
+        assert_eq!(m.price_cr(Good::Food), 9, "3/4 of 12 at twice the target");
+        assert_eq!(
+            m.price_cr(Good::Electronics),
+            400,
+            "5/2 of 160 at half the target"
+        );
+        assert_eq!(m.price_cr(Good::Ore), 20, "neutral goods rest at base");
+        assert_eq!(m.till_cr(), TILL_TARGET_CR);
+    }
+
+    #[test]
+    fn big_trades_cost_more_per_unit_and_splitting_saves_nothing() {
+        let m = Market::new(EconomyKind::HighTech);
+        let one = m.quote_buy(Good::Food, 1).unwrap();
+        let many = m.quote_buy(Good::Food, 500).unwrap();
+        assert!(many > 500 * one - 500, "{many} vs {one}");
+        let mut split = m.clone();
+        let a = split.buy(Good::Food, 200).unwrap();
+        let b = split.buy(Good::Food, 300).unwrap();
+        assert!(a + b >= many && a + b <= many + 1, "only rounding differs");
+        assert!(m.quote_buy(Good::Food, 1).unwrap() > m.quote_sell(Good::Food, 1).unwrap());
+    }
+
+    #[test]
+    fn refusals_have_stable_codes_and_say_what_to_do() {
+        let m = Market::new(EconomyKind::Mining);
+        let mut cargo = Cargo::new();
+        let code = |r: Result<Trade, TradeError>| r.unwrap_err().code();
+        let buy = |qty| order(Side::Buy, Good::Ore, qty);
+        assert_eq!(
+            code(decide_trade(&m, 10_000, &cargo, 100, &buy(0))),
+            "bad_quantity"
+        );
+        assert_eq!(
+            code(decide_trade(&m, 10, &cargo, 100, &buy(10))),
+            "no_credits"
+        );
+        assert_eq!(
+            code(decide_trade(&m, 10_000, &cargo, 10, &buy(10))),
+            "no_cargo_space"
+        );
+        let stock = m.stock(Good::Ore) as u32;
+        let err = m.quote_buy(Good::Ore, stock + 1).unwrap_err();
+        assert_eq!(err.code(), "no_stock");
+        assert!(err.to_string().contains("buy at most"), "{err}");
+        let sell = order(Side::Sell, Good::Ore, 5);
+        assert_eq!(code(decide_trade(&m, 0, &cargo, 100, &sell)), "not_carried");
+        cargo.add(Good::Ore, 5).unwrap();
+        let limited = Order {
+            price_limit_cr: Some(1_000),
+            ..sell
+        };
+        let err = decide_trade(&m, 0, &cargo, 100, &limited).unwrap_err();
+        assert_eq!(err.code(), "price_limit");
+        assert!(
+            err.to_string().contains("below your limit of 1000"),
+            "{err}"
+        );
+        assert!(decide_trade(&m, 0, &cargo, 100, &sell).is_ok());
+        let full = Market::from_parts([0; GOOD_COUNT], 0).unwrap();
+        assert_eq!(
+            full.quote_sell(Good::Ore, 5).unwrap_err().code(),
+            "market_broke"
+        );
+        let unknown: TradeError = Good::parse("gold").unwrap_err().into();
+        assert_eq!(unknown.code(), "unknown_good");
+    }
+
+    #[test]
+    fn a_logged_trade_that_no_longer_fits_changes_nothing() {
+        let mut m = Market::new(EconomyKind::Refinery);
+        let (mut credits, mut cargo) = (100_000, Cargo::new());
+        let t = decide_trade(
+            &m,
+            credits,
+            &cargo,
+            1_000,
+            &order(Side::Buy, Good::Fuel, 50),
+        )
+        .unwrap();
+        let wrong = Trade {
+            total_cr: t.total_cr - 1,
+            ..t
+        };
+        let before = (m.clone(), credits, cargo);
+        assert!(apply_trade(&mut m, &mut credits, &mut cargo, &wrong).is_err());
+        assert_eq!((m.clone(), credits, cargo), before);
+        apply_trade(&mut m, &mut credits, &mut cargo, &t).unwrap();
+        assert_eq!(cargo.get(Good::Fuel), 50);
+    }
+
+    #[test]
+    fn the_economy_brings_stocks_and_till_back_to_rest() {
+        let kind = EconomyKind::Agricultural;
+        let mut m = Market::new(kind);
+        m.buy(Good::Food, 1_000).unwrap();
+        let mut made = 0;
+        for t in 0..300 {
+            made += m.tick(kind, t).produced[Good::Food.index()];
+        }
+        assert_eq!(made, 1_000, "400 per 100 ticks, capped at rest");
+        assert_eq!(m, Market::new(kind), "stocks and till are back at rest");
+    }
+
+    fn any_market() -> impl Strategy<Value = Market> {
+        let stock =
+            Good::ALL.map(|g| prop_oneof![0..=max_stock_units(g), Just(max_stock_units(g))]);
+        (stock, 0u64..3 * TILL_TARGET_CR).prop_map(|(s, till)| Market::from_parts(s, till).unwrap())
+    }
+
+    fn any_good() -> impl Strategy<Value = Good> {
+        (0..GOOD_COUNT).prop_map(|i| Good::ALL[i])
+    }
+
+    /// Cases each accept-counting property runs.
+    const COUNTED_CASES: u32 = 256;
+
+    /// Runs `check` on [`COUNTED_CASES`] inputs from `strategy`. `check` returns whether the
+    /// input was accepted (and so checked) or rightly refused; fails unless at least
+    /// `min_accepted` were accepted, so a generator that yields only refused inputs (a property
+    /// that checks nothing) cannot pass.
+    fn run_counting<S: Strategy>(
+        name: &str,
+        strategy: S,
+        min_accepted: u32,
+        check: impl Fn(S::Value) -> Result<bool, TestCaseError>,
+    ) where
+        S::Value: std::fmt::Debug,
+    {
+        let accepted = std::sync::atomic::AtomicU32::new(0);
+        let mut runner = proptest::test_runner::TestRunner::new(ProptestConfig {
+            cases: COUNTED_CASES,
+            failure_persistence: None,
+            ..ProptestConfig::default()
+        });
+        let result = runner.run(&strategy, |value| {
+            if check(value)? {
+                accepted.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
+            Ok(())
+        });
+        if let Err(e) = result {
+            panic!("{name}: {e}");
+        }
+        let accepted = accepted.into_inner();
+        eprintln!("{name}: {accepted} of {COUNTED_CASES} inputs accepted");
+        assert!(
+            accepted >= min_accepted,
+            "{name}: only {accepted} of {COUNTED_CASES} inputs were accepted (at least {min_accepted} wanted): the property checked almost nothing"
+        );
+    }
+
+    #[test]
+    fn prices_stay_within_bounds_for_any_stock() {
+        // Buying needs the stock (any of 0..=max), selling needs room: with quantities below
+        // 2,000 against stocks in the thousands, most inputs can do both.
+        let inputs = || (any_market(), any_good(), 1u32..2_000);
+        let check = |side: Side| {
+            move |(m, good, qty): (Market, Good, u32)| {
+                let p = m.price_cr(good);
+                let in_bounds = min_price_cr(good) <= p && p <= max_price_cr(good);
+                prop_assert!(in_bounds, "{} at {}", p, m.stock(good));
+                let q = u64::from(qty);
+                let quote = match side {
+                    Side::Buy => m.quote_buy(good, qty),
+                    Side::Sell => m.quote_sell(good, qty),
+                };
+                let Ok(total) = quote else { return Ok(false) };
+                match side {
+                    Side::Buy => {
+                        let most = q * max_price_cr(good) * (1_000 + SPREAD_PERMILLE) / 1_000 + 1;
+                        prop_assert!(total <= most);
+                        prop_assert!(total >= q * min_price_cr(good));
+                    }
+                    Side::Sell => {
+                        prop_assert!(total <= q * max_price_cr(good));
+                        let least = q * min_price_cr(good) * (1_000 - SPREAD_PERMILLE) / 1_000;
+                        prop_assert!(total + 1 >= least);
+                    }
+                }
+                Ok(true)
+            }
+        };
+        run_counting("buy quotes", inputs(), COUNTED_CASES / 4, check(Side::Buy));
+        run_counting(
+            "sell quotes",
+            inputs(),
+            COUNTED_CASES / 4,
+            check(Side::Sell),
+        );
+    }
+
+    #[test]
+    fn buying_then_selling_never_creates_credits() {
+        let inputs = (any_market(), any_good(), 1u32..5_000);
+        run_counting(
+            "buy then sell",
+            inputs,
+            COUNTED_CASES / 4,
+            |(mut m, good, qty)| {
+                let Ok(paid) = m.buy(good, qty) else {
+                    return Ok(false);
+                };
+                let got = m.sell(good, qty).unwrap();
+                prop_assert!(got < paid, "paid {} got {}", paid, got);
+                Ok(true)
+            },
+        );
+    }
+
+    proptest! {
+        #[test]
+        fn the_closed_form_sum_is_the_sum_over_units(
+            t in 1u64..3_000, lo in 0u64..20_000, n in 0u64..2_000
+        ) {
+            prop_assert_eq!(curve_sum(t, lo, lo + n), curve_sum_slow(t, lo, lo + n));
+        }
+
+        /// Any mix of trades and economy ticks: no panic, stocks within bounds, and every trade
+        /// conserves credits (player + till) and goods (cargo + stock) exactly; only the tick's
+        /// named rules create or destroy them, by the amounts it reports.
+        #[test]
+        fn trades_and_ticks_conserve_and_stay_in_bounds(
+            kind in (0..EconomyKind::ALL.len()).prop_map(|i| EconomyKind::ALL[i]),
+            ops in proptest::collection::vec((
+                0u8..3,
+                any_good(),
+                prop_oneof![3 => 1u32..60, 1 => 0u32..3_000],
+                proptest::option::weighted(0.3, 0u64..1_000),
+            ), 1..120),
+        ) {
+            let mut m = Market::new(kind);
+            let (mut credits, mut cargo) = (50_000u64, Cargo::new());
+            let mut created_cr: i128 = 0;
+            let mut made = [0i128; GOOD_COUNT];
+            let total_cr = |m: &Market, c: u64| i128::from(m.till_cr()) + i128::from(c);
+            let total_goods = |m: &Market, c: &Cargo| {
+                Good::ALL.map(|g| i128::from(m.stock(g)) + i128::from(c.get(g)))
+            };
+            let (cr0, goods0) = (total_cr(&m, credits), total_goods(&m, &cargo));
+            for (t, (op, good, qty, limit)) in ops.into_iter().enumerate() {
+                if op == 2 {
+                    let r = m.tick(kind, t as u64);
+                    created_cr += i128::from(r.subsidy_cr) - i128::from(r.tax_cr);
+                    for i in Good::ALL.map(Good::index) {
+                        made[i] += i128::from(r.produced[i]) - i128::from(r.consumed[i]);
+                    }
+                } else {
+                    let side = if op == 0 { Side::Buy } else { Side::Sell };
+                    let o = Order { side, good, qty, price_limit_cr: limit };
+                    let before = (m.clone(), credits, cargo);
+                    match decide_trade(&m, credits, &cargo, 2_000, &o) {
+                        Ok(trade) => {
+                            apply_trade(&mut m, &mut credits, &mut cargo, &trade).unwrap();
+                            prop_assert!(cargo.hold_used() <= 2_000);
+                            if let Some(l) = limit {
+                                let bound = l * u64::from(qty);
+                                let within = match side {
+                                    Side::Buy => trade.total_cr <= bound,
+                                    Side::Sell => trade.total_cr >= bound,
+                                };
+                                prop_assert!(within, "limit {} on {:?}", l, trade);
+                            }
+                        }
+                        Err(_) => prop_assert_eq!((m.clone(), credits, cargo), before),
+                    }
+                }
+                for g in Good::ALL {
+                    prop_assert!(m.stock(g) <= max_stock_units(g));
+                }
+                prop_assert_eq!(total_cr(&m, credits), cr0 + created_cr);
+                let now = total_goods(&m, &cargo);
+                for i in Good::ALL.map(Good::index) {
+                    prop_assert_eq!(now[i], goods0[i] + made[i]);
+                }
+            }
+        }
+
+        #[test]
+        fn advancing_many_ticks_equals_ticking_one_by_one(
+            m in any_market(), kind_i in 0..6usize, start in 0u64..1_000_000, n in 0u64..400
+        ) {
+            let kind = EconomyKind::ALL[kind_i];
+            let (mut a, mut b) = (m.clone(), m);
+            let mut sum = TickReport::default();
+            for t in start..start + n {
+                let r = a.tick(kind, t);
+                for i in Good::ALL.map(Good::index) {
+                    sum.produced[i] += r.produced[i];
+                    sum.consumed[i] += r.consumed[i];
+                }
+                sum.subsidy_cr += r.subsidy_cr;
+                sum.tax_cr += r.tax_cr;
+            }
+            prop_assert_eq!(b.advance(kind, start, start + n), sum);
+            prop_assert_eq!(a, b);
+        }
+
+        /// Gossip: boards built from the same reports, merged in any order and grouping,
+        /// are equal; merging is idempotent.
+        #[test]
+        fn merging_boards_in_any_order_converges(
+            reports in proptest::collection::vec(
+                (0u16..6, 0u64..8, proptest::array::uniform8(0u64..3)), 0..40),
+            shuffle in any::<u64>(),
+            cuts in proptest::collection::vec(0usize..40, 0..5),
+        ) {
+            // Spread the reports over several boards (the gossip views)...
+            let mut boards = vec![PriceBoard::new(); cuts.len() + 1];
+            for (i, &(s, tick, prices_cr)) in reports.iter().enumerate() {
+                let b = cuts.iter().filter(|&&c| c <= i).count();
+                boards[b].record(SystemId(s), PriceReport { tick, prices_cr });
+            }
+            // ...merge them in order, and in a shuffled order by pairs.
+            let mut forward = PriceBoard::new();
+            for b in &boards {
+                forward.merge(b);
+            }
+            let mut order: Vec<usize> = (0..boards.len()).collect();
+            let mut rng = crate::rng::Rng::from_seed(shuffle);
+            for i in (1..order.len()).rev() {
+                order.swap(i, rng.below(i as u64 + 1) as usize);
+            }
+            let mut pairs: Vec<PriceBoard> = order.chunks(2).map(|c| {
+                let mut b = boards[c[0]].clone();
+                for &j in &c[1..] { b.merge(&boards[j]); }
+                b
+            }).collect();
+            pairs.reverse();
+            let mut backward = PriceBoard::new();
+            for b in &pairs {
+                backward.merge(b);
+            }
+            prop_assert_eq!(&forward, &backward);
+            prop_assert_eq!(forward.merge(&backward), 0, "merging again changes nothing");
+            for (s, r) in forward.iter() {
+                let newest = reports.iter().filter(|x| SystemId(x.0) == s).map(|x| x.1).max();
+                prop_assert_eq!(Some(r.tick), newest, "newest report wins");
+            }
+        }
+    }
+
+    #[test]
+    fn a_board_keeps_the_newest_report_and_tells_its_age() {
+        let mut b = PriceBoard::new();
+        let old = PriceReport {
+            tick: 5,
+            prices_cr: [1; GOOD_COUNT],
+        };
+        let new = PriceReport {
+            tick: 9,
+            prices_cr: [2; GOOD_COUNT],
+        };
+        assert!(b.record(SystemId(3), new));
+        assert!(!b.record(SystemId(3), old));
+        assert_eq!(b.get(SystemId(3)), Some(&new));
+        assert_eq!(b.age_ticks(SystemId(3), 20), Some(11));
+        assert_eq!(b.age_ticks(SystemId(4), 20), None);
+    }
+}

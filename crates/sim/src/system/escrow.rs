@@ -1,0 +1,383 @@
+//! One market per star system, whatever its instances: the primary instance holds the market,
+//! and a trade asked in another instance reaches it through an escrow, in three recorded steps
+//! (each one an event of a log, so a replay and a crash recovery see the same):
+//!
+//! 1. **Escrow** (the instance's log, `trade.escrow`): what the trade may need is taken from the
+//!    player: for a buy, their credits (up to the price limit times the quantity, if they set
+//!    one); for a sell, the goods. The player can do nothing else until step 3.
+//! 2. **Remote trade** (the primary's log, `trade.remote`): the primary decides the order
+//!    against the one market with what the escrow holds, and records it; **this is the commit
+//!    point**. The goods (buy) or the price (sell) leave the market into the escrow's hands.
+//!    The primary records nothing if it refuses.
+//! 3. **Settle** (the instance's log): `trade.settle` gives the player the goods or the price
+//!    and returns what the escrow held beyond it; `trade.refund` returns everything if the
+//!    primary refused. Then the primary forgets the outcome (`trade.done`).
+//!
+//! An instance asks once per escrow (its requests may reach the primary in any order); the
+//! primary refuses an escrow whose outcome it still holds, and the auditor proves that no
+//! escrow was ever traded twice.
+//!
+//! Credits and goods are never in two places: between steps 2 and 3 they are in the escrow
+//! (the auditor counts them there), and recovery settles an escrow left open by a crash from the
+//! primary's state: committed (the primary kept the outcome) -> settle, otherwise -> refund.
+//! The instance waits until the escrow is durable before it asks the primary, and the primary
+//! forgets an outcome only once the settle is durable, so the two logs can never disagree.
+//!
+//! Pure rules, like the rest of `system`: never does I/O.
+
+use super::{Escrow, Event, Reject, RemoteOutcome, SystemState};
+use crate::galaxy::Galaxy;
+use crate::goods::Cargo;
+use crate::market::{self, Order, Side, TradeError, MAX_TRADE_UNITS};
+
+/// What an instance sends the primary for escrow `escrow`: the order, what is held, and what
+/// the market must know of the player to check it (their other credits, cargo and hold, which
+/// cannot change while the escrow is open).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EscrowRequest {
+    pub instance: u16,
+    pub escrow: u64,
+    pub player: String,
+    pub order: Order,
+    pub held_cr: u64,
+    pub held_qty: u32,
+    /// The player's credits outside the escrow.
+    pub credits: u64,
+    /// The player's cargo outside the escrow.
+    pub cargo: Cargo,
+    pub hold: u32,
+}
+
+impl SystemState {
+    /// Step 1, in an instance: the escrow for `order`.
+    pub fn decide_escrow(
+        &self,
+        galaxy: &Galaxy,
+        name: &str,
+        order: &Order,
+    ) -> Result<Event, Reject> {
+        if self.is_primary() {
+            return Err(Reject::NoInstance(galaxy.name(self.id).to_string()));
+        }
+        let p = self.able(galaxy, name)?;
+        if order.qty == 0 || order.qty > MAX_TRADE_UNITS {
+            let qty = u64::from(order.qty);
+            return Err(TradeError::BadQuantity { qty }.into());
+        }
+        let (held_cr, held_qty) = match order.side {
+            Side::Buy => {
+                let most = order
+                    .price_limit_cr
+                    .map_or(u64::MAX, |l| l.saturating_mul(u64::from(order.qty)));
+                (p.credits.min(most), 0)
+            }
+            Side::Sell => {
+                let have = p.cargo.get(order.good);
+                if order.qty > have {
+                    let (good, want) = (order.good, order.qty);
+                    return Err(TradeError::NotCarried { good, want, have }.into());
+                }
+                (0, order.qty)
+            }
+        };
+        Ok(Event::Escrow {
+            escrow: self.next_escrow,
+            player: name.to_string(),
+            order: *order,
+            held_cr,
+            held_qty,
+        })
+    }
+
+    /// What an instance sends the primary for its open escrow `escrow`.
+    pub fn escrow_request(&self, escrow: u64) -> Option<EscrowRequest> {
+        let e = self.escrows.get(&escrow)?;
+        let p = self.players.get(&e.player)?;
+        Some(EscrowRequest {
+            instance: self.instance,
+            escrow,
+            player: e.player.clone(),
+            order: e.order,
+            held_cr: e.held_cr,
+            held_qty: e.held_qty,
+            credits: p.credits,
+            cargo: p.cargo,
+            hold: p.hold,
+        })
+    }
+
+    /// Step 2, in the primary: the trade of an instance's escrow against the market.
+    pub fn decide_remote_trade(
+        &self,
+        galaxy: &Galaxy,
+        req: &EscrowRequest,
+    ) -> Result<Event, Reject> {
+        let open = self.is_primary() && self.instances.contains(&req.instance);
+        if !open || self.remote_trades.contains_key(&(req.instance, req.escrow)) {
+            return Err(Reject::NoInstance(format!(
+                "{} #{}",
+                galaxy.name(self.id),
+                req.instance
+            )));
+        }
+        let trade = match req.order.side {
+            // The escrow's credits pay; the player's hold must take the goods.
+            Side::Buy => {
+                market::decide_trade(&self.market, req.held_cr, &req.cargo, req.hold, &req.order)?
+            }
+            // The escrow's goods are sold; the player's credits must take the price.
+            Side::Sell => {
+                let mut cargo = req.cargo;
+                cargo
+                    .add(req.order.good, u64::from(req.held_qty))
+                    .map_err(|_| TradeError::TooLarge)?;
+                market::decide_trade(&self.market, req.credits, &cargo, req.hold, &req.order)?
+            }
+        };
+        Ok(Event::RemoteTrade {
+            instance: req.instance,
+            escrow: req.escrow,
+            player: req.player.clone(),
+            trade,
+        })
+    }
+
+    /// Step 3, in an instance: settle escrow `escrow` by the primary's answer (`Some(total)`:
+    /// the trade was taken at that price; `None`: refused).
+    pub fn decide_settle(&self, escrow: u64, total_cr: Option<u64>) -> Option<Event> {
+        let e = self.escrows.get(&escrow)?;
+        let player = e.player.clone();
+        Some(match total_cr {
+            Some(total_cr) => Event::EscrowSettle {
+                escrow,
+                player,
+                total_cr,
+            },
+            None => Event::EscrowRefund { escrow, player },
+        })
+    }
+
+    /// Applies [`Event::Escrow`].
+    pub(super) fn apply_escrow(&mut self, id: u64, e: Escrow) -> Result<(), String> {
+        if self.is_primary() || id != self.next_escrow || self.has_escrow(&e.player) {
+            return Err(format!("escrow {id} of '{}' cannot open here", e.player));
+        }
+        let p = self
+            .players
+            .get_mut(&e.player)
+            .ok_or_else(|| format!("escrow by '{}', who is not here", e.player))?;
+        let mut cargo = p.cargo;
+        cargo
+            .remove(e.order.good, u64::from(e.held_qty))
+            .map_err(|err| format!("escrow of '{}': {err}", e.player))?;
+        let credits = p
+            .credits
+            .checked_sub(e.held_cr)
+            .ok_or_else(|| format!("escrow of '{}' holds more than they have", e.player))?;
+        p.credits = credits;
+        p.cargo = cargo;
+        p.version += 1;
+        self.next_escrow += 1;
+        self.escrows.insert(id, e);
+        Ok(())
+    }
+
+    /// Applies [`Event::EscrowSettle`] (`Some(total)`) or [`Event::EscrowRefund`] (`None`).
+    pub(super) fn apply_settle(
+        &mut self,
+        id: u64,
+        player: &str,
+        total_cr: Option<u64>,
+    ) -> Result<(), String> {
+        let e = match self.escrows.get(&id) {
+            Some(e) if e.player == player => e.clone(),
+            _ => return Err(format!("escrow {id} of '{player}' is not open here")),
+        };
+        let p = self
+            .players
+            .get_mut(player)
+            .ok_or_else(|| format!("escrow {id} settles for '{player}', who is not here"))?;
+        let (mut credits, mut cargo) = (p.credits, p.cargo);
+        let good = e.order.good;
+        let overflow = || format!("escrow {id} of '{player}' overflows");
+        match (total_cr, e.order.side) {
+            (None, _) => {
+                credits = credits.checked_add(e.held_cr).ok_or_else(overflow)?;
+                cargo
+                    .add(good, u64::from(e.held_qty))
+                    .map_err(|_| overflow())?;
+            }
+            (Some(total), Side::Buy) => {
+                let back = e
+                    .held_cr
+                    .checked_sub(total)
+                    .ok_or_else(|| format!("escrow {id} paid {total}, more than it held"))?;
+                credits = credits.checked_add(back).ok_or_else(overflow)?;
+                cargo
+                    .add(good, u64::from(e.order.qty))
+                    .map_err(|_| overflow())?;
+            }
+            (Some(total), Side::Sell) => {
+                if e.held_qty != e.order.qty {
+                    return Err(format!("escrow {id} holds another quantity than it sold"));
+                }
+                credits = credits.checked_add(total).ok_or_else(overflow)?;
+            }
+        }
+        if cargo.hold_used() > u64::from(p.hold) {
+            return Err(format!("escrow {id} overfills '{player}''s hold"));
+        }
+        p.credits = credits;
+        p.cargo = cargo;
+        p.version += 1;
+        self.escrows.remove(&id);
+        Ok(())
+    }
+
+    /// Applies [`Event::RemoteTrade`]: the market's half of an instance's trade.
+    pub(super) fn apply_remote_trade(
+        &mut self,
+        instance: u16,
+        escrow: u64,
+        outcome: RemoteOutcome,
+    ) -> Result<(), String> {
+        let open = self.is_primary() && self.instances.contains(&instance);
+        if !open || self.remote_trades.contains_key(&(instance, escrow)) {
+            return Err(format!(
+                "trade of escrow {instance}:{escrow} cannot apply here"
+            ));
+        }
+        let t = outcome.trade;
+        let mut m = self.market.clone();
+        let total = match t.side {
+            Side::Buy => m.buy(t.good, t.qty),
+            Side::Sell => m.sell(t.good, t.qty),
+        }
+        .map_err(|e| format!("trade of escrow {instance}:{escrow}: {e}"))?;
+        if total != t.total_cr {
+            return Err(format!(
+                "trade of escrow {instance}:{escrow} was decided at {} cr but comes to {total}",
+                t.total_cr
+            ));
+        }
+        self.market = m;
+        self.remote_trades.insert((instance, escrow), outcome);
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::goods::Good;
+    use crate::instance::InstanceId;
+    use crate::player::Player;
+    use crate::rules::Rules;
+
+    fn order(side: Side, qty: u32) -> Order {
+        Order {
+            side,
+            good: Good::Ore,
+            qty,
+            price_limit_cr: None,
+        }
+    }
+
+    /// A primary with instance 2 open, and instance 2 with Ann in it.
+    fn states() -> (Galaxy, SystemState, SystemState) {
+        let g = Galaxy::default_galaxy();
+        let mut primary = SystemState::new(&g, g.home());
+        primary.apply(1, &Event::Split { instance: 2 }).unwrap();
+        let mut two = SystemState::new_instance(&g, InstanceId::new(g.home(), 2));
+        let ann = Player::starter("Ann", &Rules::default());
+        two.players.insert("Ann".into(), ann);
+        (g, primary, two)
+    }
+
+    /// Credits and ore across both states, escrows included (as the auditor counts them).
+    fn totals(primary: &SystemState, two: &SystemState) -> (u128, u128) {
+        let mut cr = u128::from(primary.market.till_cr());
+        let mut ore = u128::from(primary.market.stock(Good::Ore));
+        for p in two.players.values() {
+            cr += u128::from(p.credits);
+            ore += u128::from(p.cargo.get(Good::Ore));
+        }
+        for (id, e) in &two.escrows {
+            match primary.remote_trades.get(&(2, *id)) {
+                Some(o) if o.trade.side == Side::Buy => {
+                    cr += u128::from(e.held_cr - o.trade.total_cr);
+                    ore += u128::from(o.trade.qty);
+                }
+                Some(o) => cr += u128::from(o.trade.total_cr),
+                None => {
+                    cr += u128::from(e.held_cr);
+                    ore += u128::from(e.held_qty);
+                }
+            }
+        }
+        (cr, ore)
+    }
+
+    #[test]
+    fn a_trade_in_an_instance_goes_through_the_primarys_market_and_conserves_everything() {
+        let (g, mut primary, mut two) = states();
+        let before = totals(&primary, &two);
+        let stock = primary.market.stock(Good::Ore);
+        for (t, side) in [(2, Side::Buy), (5, Side::Sell)] {
+            let escrow = two.decide_escrow(&g, "Ann", &order(side, 10)).unwrap();
+            two.apply(t, &escrow).unwrap();
+            assert_eq!(totals(&primary, &two), before, "escrow open");
+            assert_eq!(
+                two.decide_escrow(&g, "Ann", &order(side, 1)),
+                Err(Reject::TradePending("Sol".into())),
+                "one trade at a time"
+            );
+            let id = two.next_escrow - 1;
+            let req = two.escrow_request(id).unwrap();
+            let remote = primary.decide_remote_trade(&g, &req).unwrap();
+            primary.apply(t + 1, &remote).unwrap();
+            assert_eq!(totals(&primary, &two), before, "committed, not settled");
+            assert!(primary.decide_remote_trade(&g, &req).is_err(), "taken once");
+            let Event::RemoteTrade { trade, .. } = remote else {
+                unreachable!()
+            };
+            let settle = two.decide_settle(id, Some(trade.total_cr)).unwrap();
+            two.apply(t + 2, &settle).unwrap();
+            assert_eq!(totals(&primary, &two), before, "settled");
+            let done = Event::RemoteTradeDone {
+                instance: 2,
+                escrow: id,
+            };
+            primary.apply(t + 2, &done).unwrap();
+            assert!(two.escrows.is_empty() && primary.remote_trades.is_empty());
+        }
+        assert_eq!(primary.market.stock(Good::Ore), stock, "bought 10, sold 10");
+        assert_eq!(two.players["Ann"].version, 5, "escrow and settle, twice");
+    }
+
+    #[test]
+    fn a_refused_trade_gives_everything_back() {
+        let (g, primary, mut two) = states();
+        let before = totals(&primary, &two);
+        let ann = two.players["Ann"].clone();
+        let mut o = order(Side::Buy, 10);
+        o.price_limit_cr = Some(1);
+        let escrow = two.decide_escrow(&g, "Ann", &o).unwrap();
+        two.apply(2, &escrow).unwrap();
+        assert_eq!(
+            two.players["Ann"].credits,
+            ann.credits - 10,
+            "holds 10 x 1 cr"
+        );
+        let req = two.escrow_request(1).unwrap();
+        let refused = primary.decide_remote_trade(&g, &req).unwrap_err();
+        assert_eq!(refused.code(), "price_limit");
+        two.apply(3, &two.decide_settle(1, None).unwrap()).unwrap();
+        assert_eq!(two.players["Ann"].credits, ann.credits);
+        assert_eq!(totals(&primary, &two), before);
+        assert!(
+            two.decide_escrow(&g, "Ann", &order(Side::Sell, 1)).is_err(),
+            "nothing to sell"
+        );
+    }
+}

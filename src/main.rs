@@ -1,5 +1,0 @@
-//! The `mltrader` binary: parses the command line and hands over to `cli`.
-
-fn main() -> std::process::ExitCode {
-    mltrader::cli::main()
-}
