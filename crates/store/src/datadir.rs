@@ -8,6 +8,8 @@
 //!   players/<name>.log     each player's history: a projection, rebuilt from the above
 //!   snapshots/<slug>.<seq>.snap   shard snapshots (the newest two per system)
 //!   archive/systems/<slug>.<first>-<last>.log   old log segments behind a snapshot
+//!   LOCK                   held (an OS lock) by the one process writing here; its pid
+//!   EPOCH                  the number of the last `serve` claim of this directory
 //! ```
 //!
 //! Owns paths and the creation of folders; never reads or writes records.
@@ -83,6 +85,11 @@ impl DataDir {
     /// The lock file `mltrader serve` and `mltrader compact` hold while they write.
     pub fn lock_file(&self) -> PathBuf {
         self.root.join("LOCK")
+    }
+    /// The epoch of the last claim of this directory (`serve`), one number
+    /// ([`crate::backend::FileOwnership`]).
+    pub fn epoch_file(&self) -> PathBuf {
+        self.root.join("EPOCH")
     }
 
     /// Takes the directory's write lock (an OS file lock, released when the process exits,

@@ -83,8 +83,10 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
 /// What the simulated disk should do at a given step.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Fault {
-    /// The operation fails with an I/O error (as a full disk would), changing nothing.
+    /// The operation fails with an I/O error (as a full disk would: ENOSPC), changing nothing.
     Fail,
+    /// The operation fails with EIO (a failing device), changing nothing.
+    Eio,
     /// The process dies before the operation takes effect: every later operation fails.
     Crash,
 }
@@ -140,6 +142,9 @@ impl SimFile {
                 io::ErrorKind::StorageFull,
                 "simulated: no space left on device",
             )),
+            Some((at, Fault::Eio)) if at == step => {
+                Err(io::Error::other("simulated: input/output error (EIO)"))
+            }
             Some((at, Fault::Crash)) if at == step => {
                 s.crashed = true;
                 Err(io::Error::other("simulated crash"))

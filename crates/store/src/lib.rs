@@ -5,6 +5,7 @@
 //! This layer never knows what a record means (that is `sim` and `mesh`); it never reads a
 //! clock to decide anything.
 
+pub mod backend;
 #[cfg(test)]
 mod crash_tests;
 pub mod datadir;

@@ -154,12 +154,23 @@ pub struct Position {
     pub line: u64,
 }
 
+impl Position {
+    /// The start of a log: record 1, byte 0, line 1.
+    pub const BEGINNING: Position = Position {
+        next_seq: 1,
+        offset: 0,
+        line: 1,
+    };
+}
+
 /// What opening an existing log found.
 #[derive(Clone, Debug)]
 pub struct Opened {
     pub scan: ScanOutcome,
     /// The torn tail that was cut off, if any.
     pub cut: Option<TornTail>,
+    /// Where reading started (the first record read is `from.next_seq`).
+    pub from: Position,
 }
 
 impl Log {
@@ -170,9 +181,28 @@ impl Log {
         start: ScanStart,
         visit: impl FnMut(&super::record::Record<'_>) -> Result<(), String>,
     ) -> Result<(Log, Opened), LogError> {
-        let name = path.display().to_string();
-        let scan_out = read_and_scan(path, start, visit)?;
-        let mut file = RealFile::open_append(path).map_err(|e| LogError::Failed {
+        let bytes = read_from(path, start.offset)?;
+        let file = || -> std::io::Result<Box<dyn AppendFile>> {
+            Ok(Box::new(RealFile::open_append(path)?))
+        };
+        Log::open_over(path.display().to_string(), &bytes, start, file, visit)
+    }
+
+    /// Opens a log whose stored bytes from `start.offset` on are `bytes`, for appending after
+    /// recovering it (the same steps as [`Log::open`] on any [`AppendFile`]): `visit` sees
+    /// every record, corruption is refused before `file` is opened, a torn tail is cut.
+    pub fn open_over(
+        name: String,
+        bytes: &[u8],
+        start: ScanStart,
+        file: impl FnOnce() -> std::io::Result<Box<dyn AppendFile>>,
+        visit: impl FnMut(&super::record::Record<'_>) -> Result<(), String>,
+    ) -> Result<(Log, Opened), LogError> {
+        let scan_out = scan(bytes, start, visit).map_err(|corruption| LogError::Corrupt {
+            path: name.clone(),
+            corruption,
+        })?;
+        let mut file = file().map_err(|e| LogError::Failed {
             path: name.clone(),
             error: format!("cannot open for appending: {e}"),
         })?;
@@ -192,13 +222,19 @@ impl Log {
             offset: scan_out.end_offset,
             line: scan_out.next_line,
         };
-        let log = Log::with_file_at(name, Box::new(file), at);
+        let log = Log::with_file_at(name, file, at);
         let cut = scan_out.torn.clone();
+        let from = Position {
+            next_seq: start.expect_seq.unwrap_or(1),
+            offset: start.offset,
+            line: start.line,
+        };
         Ok((
             log,
             Opened {
                 scan: scan_out,
                 cut,
+                from,
             },
         ))
     }

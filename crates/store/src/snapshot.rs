@@ -88,24 +88,37 @@ pub fn encode(meta: &SnapshotMeta, body: impl FnOnce(&mut SnapshotWriter)) -> Ve
 /// Writes encoded snapshot bytes durably and prunes old snapshots of the same log.
 pub fn write(dir: &Path, meta: &SnapshotMeta, bytes: &[u8]) -> Result<PathBuf, SnapshotError> {
     let path = dir.join(file_name(&meta.name, meta.upto_seq));
-    let io = |at: &Path| {
-        let path = at.display().to_string();
-        move |error| SnapshotError::Io { path, error }
-    };
-    std::fs::create_dir_all(dir).map_err(io(dir))?;
-    write_atomic(&path, bytes).map_err(io(&path))?;
-    // Another writer of the same log (a periodic snapshot still being written as the shard
-    // stops) may prune at the same time: a file already gone is pruned. Only the oldest files
-    // go, so the newest snapshot always stays.
-    let mut all = list(dir, &meta.name).map_err(io(dir))?;
-    while all.len() > SNAPSHOTS_KEPT {
+    std::fs::create_dir_all(dir).map_err(io_at(dir))?;
+    write_atomic(&path, bytes).map_err(io_at(&path))?;
+    prune(dir, &meta.name, SNAPSHOTS_KEPT)?;
+    Ok(path)
+}
+
+/// Removes all but the newest `keep` snapshots of log `name`.
+///
+/// Another writer of the same log (a periodic snapshot still being written as the shard
+/// stops) may prune at the same time: a file already gone is pruned. Only the oldest files
+/// go, so the newest snapshot always stays.
+pub fn prune(dir: &Path, name: &str, keep: usize) -> Result<(), SnapshotError> {
+    let mut all = list(dir, name).map_err(io_at(dir))?;
+    while all.len() > keep {
         let (_, old) = all.remove(0);
         match std::fs::remove_file(&old) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(io(&old)(e)),
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(io_at(&old)(e)),
             _ => {}
         }
     }
-    Ok(path)
+    Ok(())
+}
+
+/// The file a snapshot of log `name` up to record `upto` is kept in, under `dir`.
+pub fn path_of(dir: &Path, name: &str, upto: u64) -> PathBuf {
+    dir.join(file_name(name, upto))
+}
+
+fn io_at(at: &Path) -> impl FnOnce(std::io::Error) -> SnapshotError {
+    let path = at.display().to_string();
+    move |error| SnapshotError::Io { path, error }
 }
 
 /// The snapshot files of log `name`, oldest first.
@@ -142,22 +155,32 @@ pub fn list(dir: &Path, name: &str) -> std::io::Result<Vec<(u64, PathBuf)>> {
 /// Reads and fully validates one snapshot; on success calls `visit` on each body record.
 pub fn load(
     path: &Path,
-    mut visit: impl FnMut(&Record<'_>) -> Result<(), String>,
+    visit: impl FnMut(&Record<'_>) -> Result<(), String>,
 ) -> Result<SnapshotMeta, SnapshotError> {
     let shown = path.display().to_string();
     let bytes = std::fs::read(path).map_err(|error| SnapshotError::Io {
         path: shown.clone(),
         error,
     })?;
+    load_bytes(&shown, &bytes, visit)
+}
+
+/// Fully validates the snapshot `bytes` (named `shown` in errors); on success calls `visit`
+/// on each body record.
+pub fn load_bytes(
+    shown: &str,
+    bytes: &[u8],
+    mut visit: impl FnMut(&Record<'_>) -> Result<(), String>,
+) -> Result<SnapshotMeta, SnapshotError> {
     let invalid = |reason: String| SnapshotError::Invalid {
-        path: shown.clone(),
+        path: shown.to_string(),
         reason,
     };
     // First pass: structure only, so that a bad snapshot never feeds half a state to `visit`.
     let mut meta = None;
     let mut end = None;
     let mut body = 0u64;
-    let out = scan(&bytes, ScanStart::BEGINNING, |r| {
+    let out = scan(bytes, ScanStart::BEGINNING, |r| {
         if end.is_some() {
             return Err("records after snapshot.end".into());
         }
@@ -180,7 +203,7 @@ pub fn load(
         None => return Err(invalid("no snapshot.end record".into())),
     }
     // Second pass: hand the body to the caller.
-    scan(&bytes, ScanStart::BEGINNING, |r| match r.kind {
+    scan(bytes, ScanStart::BEGINNING, |r| match r.kind {
         "snapshot" | "snapshot.end" => Ok(()),
         _ => visit(r),
     })
