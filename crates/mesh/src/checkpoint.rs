@@ -11,6 +11,7 @@
 use std::collections::BTreeMap;
 use std::sync::Mutex;
 
+use store::backend::SnapshotStore;
 use store::log::{Log, LogError, Position};
 use store::snapshot::{self, SnapshotMeta};
 
@@ -85,7 +86,7 @@ impl Checkpoint {
     }
 
     /// Writes a checkpoint if recovery could start later than the last one says.
-    pub fn write(&self, transitions: &Log, dir: &std::path::Path) -> Result<(), String> {
+    pub fn write(&self, transitions: &Log, snapshots: &dyn SnapshotStore) -> Result<(), String> {
         let mut inner = self.lock();
         let at = match inner.pending.first_key_value() {
             Some((_, (pos, _))) => *pos,
@@ -106,7 +107,7 @@ impl Checkpoint {
         let bytes = snapshot::encode(&meta, |_| {});
         inner.written = Some(upto);
         drop(inner);
-        snapshot::write(dir, &meta, &bytes).map_err(|e| e.to_string())?;
+        snapshots.put(&meta, &bytes).map_err(|e| e.to_string())?;
         Ok(())
     }
 }

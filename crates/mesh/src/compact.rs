@@ -6,6 +6,9 @@
 //! rename, directory fsync) before the active log is replaced by its tail the same way. A crash
 //! in between leaves the records in both files; recovery reads only the active log and the
 //! auditor skips an archived segment that overlaps it. Never changes a record.
+//!
+//! A file tool: it moves files and names them in its report, so it works on the data
+//! directory itself, not through the storage traits ([`store::backend`]).
 
 use std::path::Path;
 
@@ -15,6 +18,7 @@ use super::recovery::{instance_logs, load_checkpoint, load_snapshot};
 use super::MeshError;
 use sim::galaxy::Galaxy;
 use sim::instance::InstanceId;
+use store::backend::FileSnapshots;
 use store::datadir::{archived_segment_path, DataDir};
 use store::disk::write_atomic;
 use store::log::{first_seq, read_from};
@@ -34,6 +38,7 @@ pub struct CompactReport {
 /// Compacts every log of the data directory.
 pub fn compact(datadir: &DataDir, galaxy: &Galaxy) -> Result<CompactReport, MeshError> {
     let mut report = CompactReport::default();
+    let snapshots = FileSnapshots::new(datadir);
     let io = |e: String| MeshError::Internal(e);
     std::fs::create_dir_all(datadir.archive_dir()).map_err(|e| {
         io(format!(
@@ -49,7 +54,7 @@ pub fn compact(datadir: &DataDir, galaxy: &Galaxy) -> Result<CompactReport, Mesh
     for at in every {
         let slug = at.slug(galaxy);
         let mut bad = Vec::new();
-        let meta = load_snapshot(datadir, galaxy, at, &mut bad)?.map(|(_, m)| m);
+        let meta = load_snapshot(&snapshots, galaxy, at, &mut bad)?.map(|(_, m)| m);
         let done = match meta {
             Some(m) => compact_log(
                 &datadir.system_log(&slug),
@@ -63,7 +68,7 @@ pub fn compact(datadir: &DataDir, galaxy: &Galaxy) -> Result<CompactReport, Mesh
         record(&mut report, done);
     }
     let mut bad = Vec::new();
-    let done = match load_checkpoint(datadir, &mut bad) {
+    let done = match load_checkpoint(&snapshots, &mut bad) {
         Some(m) => compact_log(
             &datadir.transitions_log(),
             &datadir.archive_root(),

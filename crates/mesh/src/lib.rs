@@ -26,6 +26,8 @@ pub mod events;
 pub mod instances;
 pub mod projector;
 pub mod recovery;
+#[cfg(test)]
+mod seam_tests;
 pub mod shard;
 pub mod stats;
 #[cfg(test)]
@@ -50,6 +52,7 @@ use sim::instance::InstanceId;
 use sim::player::Player;
 use sim::rules::Rules;
 use sim::system::Reject;
+use store::backend::Storage;
 use store::datadir::DataDir;
 use store::log::{Log, LogError};
 
@@ -185,7 +188,10 @@ pub struct ShardStatus {
 pub struct Context {
     pub galaxy: Arc<Galaxy>,
     pub config: MeshConfig,
+    /// The players' history logs are files here ([`projector`]); `net` reads them.
     pub datadir: DataDir,
+    /// The logs and snapshots the shards write (files, or memory in tests).
+    pub storage: Storage,
     pub transitions: Log,
     pub directory: Directory,
     /// Which committed jumps are not settled yet: how far back recovery must read.
@@ -269,8 +275,8 @@ impl Context {
 /// empty, as it was retired empty).
 pub(crate) async fn open_instance(ctx: Arc<Context>, at: InstanceId) -> Result<(), MeshError> {
     assert!(!at.is_primary(), "a primary runs from the start");
-    let (d, g) = (ctx.datadir.clone(), ctx.galaxy.clone());
-    let sys = tokio::task::spawn_blocking(move || recovery::recover_system(&d, &g, at))
+    let (storage, g) = (ctx.storage.clone(), ctx.galaxy.clone());
+    let sys = tokio::task::spawn_blocking(move || recovery::recover_system(&storage, &g, at))
         .await
         .map_err(|e| MeshError::Internal(e.to_string()))??;
     if sys.state.population() > 0 {
@@ -338,11 +344,22 @@ impl Mesh {
         galaxy: Galaxy,
         config: MeshConfig,
     ) -> Result<(Mesh, RecoveryReport), MeshError> {
+        Mesh::start_on(Storage::files(&datadir), datadir, galaxy, config).await
+    }
+
+    /// Recovers the logs and snapshots of `storage` (and the player logs in `datadir`) and
+    /// starts a shard per system. Must be called inside a tokio runtime.
+    pub async fn start_on(
+        storage: Storage,
+        datadir: DataDir,
+        galaxy: Galaxy,
+        config: MeshConfig,
+    ) -> Result<(Mesh, RecoveryReport), MeshError> {
         assert!(config.tick_hz > 0, "tick rate must be positive");
         let galaxy = Arc::new(galaxy);
-        let (g, d) = (galaxy.clone(), datadir.clone());
+        let (g, d, st) = (galaxy.clone(), datadir.clone(), storage.clone());
         let d2 = datadir.clone();
-        let recovered = tokio::task::spawn_blocking(move || recovery::recover(&d, &g))
+        let recovered = tokio::task::spawn_blocking(move || recovery::recover_on(&st, &d, &g))
             .await
             .map_err(|e| MeshError::Internal(e.to_string()))??;
         let prices = Arc::new(Mutex::new(economy::PriceView::new()));
@@ -356,6 +373,7 @@ impl Mesh {
             galaxy,
             config,
             datadir,
+            storage,
             transitions: recovered.transitions,
             directory: Directory::default(),
             projector: projector::Projector::start(&d2),
@@ -744,7 +762,7 @@ impl Mesh {
         tokio::task::spawn_blocking(move || -> Result<(), MeshError> {
             ctx.transitions.close().map_err(MeshError::Storage)?;
             ctx.checkpoint
-                .write(&ctx.transitions, &ctx.datadir.snapshots_dir())
+                .write(&ctx.transitions, &*ctx.storage.snapshots)
                 .map_err(MeshError::Snapshot)?;
             ctx.projector
                 .stop()
@@ -771,8 +789,7 @@ async fn write_checkpoints(ctx: Arc<Context>) {
         }
         let c = ctx.clone();
         let written = tokio::task::spawn_blocking(move || {
-            c.checkpoint
-                .write(&c.transitions, &c.datadir.snapshots_dir())
+            c.checkpoint.write(&c.transitions, &*c.storage.snapshots)
         })
         .await;
         if let Ok(Err(e)) = written {

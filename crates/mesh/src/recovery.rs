@@ -17,6 +17,9 @@
 //!    primary forgets the outcomes (`trade.done`).
 //!
 //! Never guesses: any disagreement between logs is an error naming the file and line.
+//!
+//! Logs and snapshots are read through the storage traits ([`store::backend`]): files by
+//! default, memory in tests. The player logs (step 4) stay files ([`crate::projector`]).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::Instant;
@@ -32,10 +35,13 @@ use super::MeshError;
 use sim::galaxy::{Galaxy, SystemId};
 use sim::instance::{InstanceId, PRIMARY_INSTANCE};
 use sim::system::{Event, SystemState};
+use store::backend::{
+    system_log, FileLogs, LogStore, SnapshotStore, Storage, SYSTEMS_PREFIX, TRANSITIONS_LOG,
+};
 use store::datadir::DataDir;
 use store::log::{Log, LogError, Position};
-use store::scan::{ScanStart, TornTail};
-use store::snapshot::{self, SnapshotMeta};
+use store::scan::TornTail;
+use store::snapshot::SnapshotMeta;
 
 /// One system, recovered.
 pub struct RecoveredSystem {
@@ -132,38 +138,28 @@ pub struct Recovered {
     pub report: RecoveryReport,
 }
 
-/// Where to start reading a log, given the snapshot (or checkpoint) recovery starts from.
-fn start_after(path: &std::path::Path, snap: Option<&SnapshotMeta>) -> ScanStart {
-    let Some(meta) = snap else {
-        return ScanStart {
-            offset: 0,
-            line: 1,
-            expect_seq: Some(1),
-        };
-    };
-    let after = meta.upto_seq + 1;
-    let len = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
-    if len == 0 || store::log::first_seq(path) == Some(after) {
-        // The log is new, or was compacted right after the snapshot.
-        ScanStart {
-            offset: 0,
-            line: 1,
-            expect_seq: Some(after),
-        }
-    } else {
-        ScanStart {
+/// Where to start reading a log, given the snapshot (or checkpoint) recovery starts from: the
+/// position the snapshot names (the store reads from its beginning if it was compacted there).
+fn start_after(snap: Option<&SnapshotMeta>) -> Position {
+    match snap {
+        None => Position::BEGINNING,
+        Some(meta) => Position {
+            next_seq: meta.upto_seq + 1,
             offset: meta.log_offset,
             line: meta.log_line,
-            expect_seq: Some(after),
-        }
+        },
     }
 }
 
 /// The newest valid checkpoint of the transition log, if any.
-pub fn load_checkpoint(datadir: &DataDir, bad: &mut Vec<String>) -> Option<SnapshotMeta> {
-    let list = snapshot::list(&datadir.snapshots_dir(), TRANSITIONS_CHECKPOINT).ok()?;
-    for (_, path) in list.into_iter().rev() {
-        match snapshot::load(&path, |_| Err("a checkpoint has no body".into())) {
+pub fn load_checkpoint(
+    snapshots: &dyn SnapshotStore,
+    bad: &mut Vec<String>,
+) -> Option<SnapshotMeta> {
+    let list = snapshots.list(TRANSITIONS_CHECKPOINT).ok()?;
+    for upto in list.into_iter().rev() {
+        let no_body = &mut |_: &store::record::Record<'_>| Err("a checkpoint has no body".into());
+        match snapshots.get(TRANSITIONS_CHECKPOINT, upto, no_body) {
             Ok(meta) => return Some(meta),
             Err(e) => bad.push(e.to_string()),
         }
@@ -173,75 +169,89 @@ pub fn load_checkpoint(datadir: &DataDir, bad: &mut Vec<String>) -> Option<Snaps
 
 /// Loads the newest valid snapshot of a system's instance, if any.
 pub fn load_snapshot(
-    datadir: &DataDir,
+    snapshots: &dyn SnapshotStore,
     galaxy: &Galaxy,
     id: InstanceId,
     bad: &mut Vec<String>,
 ) -> Result<Option<(SystemState, SnapshotMeta)>, MeshError> {
     let slug = id.slug(galaxy);
-    let list = snapshot::list(&datadir.snapshots_dir(), &slug)
+    let list = snapshots
+        .list(&slug)
         .map_err(|e| MeshError::Internal(format!("cannot list snapshots: {e}")))?;
-    for (_, path) in list.into_iter().rev() {
+    for upto in list.into_iter().rev() {
         let mut state = SystemState::new_instance(galaxy, id);
-        match snapshot::load(&path, |r| decode_state_record(galaxy, &mut state, r)) {
+        match snapshots.get(&slug, upto, &mut |r| {
+            decode_state_record(galaxy, &mut state, r)
+        }) {
             Ok(meta) if meta.state_hash == state.state_hash() && meta.name == slug => {
                 return Ok(Some((state, meta)));
             }
-            Ok(_) => bad.push(format!("{}: state hash does not match", path.display())),
+            Ok(_) => bad.push(format!(
+                "{}: state hash does not match",
+                snapshots.describe(&slug, upto)
+            )),
             Err(e) => bad.push(e.to_string()),
         }
     }
     Ok(None)
 }
 
-/// The instances of `system` other than the primary that have a log in `datadir`.
+/// The instances of `system` other than the primary that have a log in `datadir` (for the
+/// file tools: audit, `check --acks`, compact).
 pub fn instance_logs(datadir: &DataDir, galaxy: &Galaxy, system: SystemId) -> BTreeSet<u16> {
-    let prefix = format!("{}.", galaxy.slug(system));
-    std::fs::read_dir(datadir.systems_dir())
-        .into_iter()
-        .flatten()
-        .flatten()
-        .filter_map(|e| {
-            let file = e.file_name().to_str()?.to_string();
-            let slug = file.strip_suffix(".log")?;
-            slug.strip_prefix(&prefix)?;
-            let at = InstanceId::parse(galaxy, slug)?;
+    instances_with_a_log(&FileLogs::new(datadir), galaxy, system)
+}
+
+/// The instances of `system` other than the primary that have a log in `logs`.
+pub fn instances_with_a_log(
+    logs: &dyn LogStore,
+    galaxy: &Galaxy,
+    system: SystemId,
+) -> BTreeSet<u16> {
+    let prefix = system_log(&format!("{}.", galaxy.slug(system)));
+    logs.list(&prefix)
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|name| {
+            let at = InstanceId::parse(galaxy, name.strip_prefix(SYSTEMS_PREFIX)?)?;
             (at.system == system).then_some(at.n)
         })
         .collect()
 }
 
-/// Step 1 for one system's instance (the system itself: its primary).
+/// Step 1 for one system's instance (the system itself: its primary): its newest valid
+/// snapshot, then its log from there (torn tail cut).
 pub fn recover_system(
-    datadir: &DataDir,
+    storage: &Storage,
     galaxy: &Galaxy,
     id: InstanceId,
 ) -> Result<RecoveredSystem, MeshError> {
     let slug = id.slug(galaxy);
-    let path = datadir.system_log(&slug);
     let mut bad_snapshots = Vec::new();
-    let (mut state, snap) = match load_snapshot(datadir, galaxy, id, &mut bad_snapshots)? {
+    let loaded = load_snapshot(&*storage.snapshots, galaxy, id, &mut bad_snapshots)?;
+    let (mut state, snap) = match loaded {
         Some((state, meta)) => (state, Some(meta)),
         None => (SystemState::new_instance(galaxy, id), None),
     };
-    let start = start_after(&path, snap.as_ref());
+    let from = start_after(snap.as_ref());
     let mut replayed = 0u64;
     let mut projections = Vec::new();
-    let slug = slug.as_str();
-    let (log, opened) = Log::open(&path, start, |rec| {
-        let (t, event) = decode_event(galaxy, id, rec)?;
-        state.apply(t, &event)?;
-        if let (Some(name), Some(version)) = (event.player(), state.version_after(&event)) {
-            projections.push(Projected {
-                player: name.to_string(),
-                version,
-                line: line_from_record(rec, version, slug),
-            });
-        }
-        replayed += 1;
-        Ok(())
-    })
-    .map_err(MeshError::Storage)?;
+    let (log, opened) = storage
+        .logs
+        .open(&system_log(&slug), from, &mut |rec| {
+            let (t, event) = decode_event(galaxy, id, rec)?;
+            state.apply(t, &event)?;
+            if let (Some(name), Some(version)) = (event.player(), state.version_after(&event)) {
+                projections.push(Projected {
+                    player: name.to_string(),
+                    version,
+                    line: line_from_record(rec, version, &slug),
+                });
+            }
+            replayed += 1;
+            Ok(())
+        })
+        .map_err(MeshError::Storage)?;
     Ok(RecoveredSystem {
         state,
         log,
@@ -253,9 +263,19 @@ pub fn recover_system(
     })
 }
 
-/// Recovers the whole data directory. Must run inside a tokio runtime only because the logs'
-/// async waiters use tokio primitives; it blocks while it reads.
+/// Recovers the whole data directory from its files. Must run inside a tokio runtime only
+/// because the logs' async waiters use tokio primitives; it blocks while it reads.
 pub fn recover(datadir: &DataDir, galaxy: &Galaxy) -> Result<Recovered, MeshError> {
+    recover_on(&Storage::files(datadir), datadir, galaxy)
+}
+
+/// Recovers the logs and snapshots of `storage`, and the player logs of `datadir` (they stay
+/// files: see [`crate::projector`]): the steps of the module's comment, in order.
+pub fn recover_on(
+    storage: &Storage,
+    datadir: &DataDir,
+    galaxy: &Galaxy,
+) -> Result<Recovered, MeshError> {
     let started = Instant::now();
     datadir.create().map_err(|e| {
         MeshError::Internal(format!("cannot create {}: {e}", datadir.root().display()))
@@ -264,32 +284,41 @@ pub fn recover(datadir: &DataDir, galaxy: &Galaxy) -> Result<Recovered, MeshErro
         systems: galaxy.len(),
         ..RecoveryReport::default()
     };
-    // Step 1: every primary, then its instances (open, or with a log).
-    let mut all: BTreeMap<InstanceId, RecoveredSystem> = BTreeMap::new();
-    let recover_one = |at: InstanceId,
-                       report: &mut RecoveryReport,
-                       all: &mut BTreeMap<InstanceId, RecoveredSystem>|
-     -> Result<(), MeshError> {
-        let r = recover_system(datadir, galaxy, at)?;
-        report.records_replayed += r.replayed;
-        report.snapshots_loaded += usize::from(r.snapshot.is_some());
-        if let Some(t) = &r.cut {
-            report.torn_tails_cut.push(format!(
-                "{} line {}: {} bytes, {} well-formed records after the bad line ({})",
-                r.log.name(),
-                t.line,
-                t.bytes,
-                t.valid_records_cut,
-                t.reason
-            ));
-        }
-        report.bad_snapshots.extend(r.bad_snapshots.iter().cloned());
-        all.insert(at, r);
-        Ok(())
-    };
+    let mut all = recover_every_system(storage, galaxy, &mut report)?;
+    let read = read_transitions(storage, galaxy, &all, &mut report)?;
+    void_lost_prepares(galaxy, &mut all, read.voids, &mut report)?;
+    settle_prepared_jumps(galaxy, &mut all, &read.committed, &mut report)?;
+    settle_escrowed_trades(galaxy, &mut all, &mut report)?;
+    let (mut systems, retired_lines) = close_retired(all, &read.landings)?;
+    catch_up_player_logs(datadir, &mut systems, retired_lines, &mut report);
+
+    report.jumps_in_flight = read.landings.values().map(|l| l.len() as u64).sum();
+    report.players = systems.iter().map(|s| s.state.population()).sum::<usize>()
+        + report.jumps_in_flight as usize;
+    report.duration_ms = started.elapsed().as_millis() as u64;
+    Ok(Recovered {
+        systems,
+        transitions: read.transitions,
+        transitions_start: read.start,
+        landings: read.landings,
+        report,
+    })
+}
+
+/// Every system's instance by id, as step 1 left it.
+type Systems = BTreeMap<InstanceId, RecoveredSystem>;
+
+/// Step 1: every primary, then its instances (open, or with a log: a retired instance is read
+/// too, since jumps in the transition log may come from it, and it must be empty).
+fn recover_every_system(
+    storage: &Storage,
+    galaxy: &Galaxy,
+    report: &mut RecoveryReport,
+) -> Result<Systems, MeshError> {
+    let mut all = Systems::new();
     for id in galaxy.ids() {
-        recover_one(InstanceId::primary(id), &mut report, &mut all)?;
-        let mut instances = instance_logs(datadir, galaxy, id);
+        recover_into(storage, galaxy, InstanceId::primary(id), report, &mut all)?;
+        let mut instances = instances_with_a_log(&*storage.logs, galaxy, id);
         instances.extend(
             all[&InstanceId::primary(id)]
                 .state
@@ -298,66 +327,117 @@ pub fn recover(datadir: &DataDir, galaxy: &Galaxy) -> Result<Recovered, MeshErro
                 .copied(),
         );
         for n in instances {
-            recover_one(InstanceId::new(id, n), &mut report, &mut all)?;
+            recover_into(storage, galaxy, InstanceId::new(id, n), report, &mut all)?;
         }
     }
-    // Step 2: the transition log.
-    let mut committed: BTreeMap<(InstanceId, u64), ()> = BTreeMap::new();
+    Ok(all)
+}
+
+/// Step 1 for one instance, counted in the report and added to `all`.
+fn recover_into(
+    storage: &Storage,
+    galaxy: &Galaxy,
+    at: InstanceId,
+    report: &mut RecoveryReport,
+    all: &mut Systems,
+) -> Result<(), MeshError> {
+    let r = recover_system(storage, galaxy, at)?;
+    report.records_replayed += r.replayed;
+    report.snapshots_loaded += usize::from(r.snapshot.is_some());
+    if let Some(t) = &r.cut {
+        report.torn_tails_cut.push(format!(
+            "{} line {}: {} bytes, {} well-formed records after the bad line ({})",
+            r.log.name(),
+            t.line,
+            t.bytes,
+            t.valid_records_cut,
+            t.reason
+        ));
+    }
+    report.bad_snapshots.extend(r.bad_snapshots.iter().cloned());
+    all.insert(at, r);
+    Ok(())
+}
+
+/// What step 2 found in the transition log.
+struct TransitionsRead {
+    transitions: Log,
+    /// Where it was read from (unsettled jumps are readable from there).
+    start: Position,
+    /// Jumps whose prepare is durable in their origin: committed.
+    committed: BTreeSet<(InstanceId, u64)>,
+    /// Committed jumps not yet landed, per destination.
+    landings: HashMap<InstanceId, Vec<Jump>>,
+    /// Jumps whose prepare the crash lost, per origin, in order: void.
+    voids: BTreeMap<InstanceId, Vec<u64>>,
+}
+
+/// Step 2: the transition log, from its newest checkpoint. A `jump` whose prepare is durable in
+/// its origin's log is committed, and handed to its destination again if it has not landed; a
+/// `jump` whose prepare the crash lost is void. Any disagreement is an error.
+fn read_transitions(
+    storage: &Storage,
+    galaxy: &Galaxy,
+    all: &Systems,
+    report: &mut RecoveryReport,
+) -> Result<TransitionsRead, MeshError> {
+    let mut committed = BTreeSet::new();
     let mut landings: HashMap<InstanceId, Vec<Jump>> = HashMap::new();
     let mut last_xfer: BTreeMap<InstanceId, u64> = BTreeMap::new();
     let mut voids: BTreeMap<InstanceId, Vec<u64>> = BTreeMap::new();
-    let tpath = datadir.transitions_log();
-    let checkpoint = load_checkpoint(datadir, &mut report.bad_snapshots);
-    let tstart = start_after(&tpath, checkpoint.as_ref());
+    let checkpoint = load_checkpoint(&*storage.snapshots, &mut report.bad_snapshots);
+    let from = start_after(checkpoint.as_ref());
     report.transitions_from_checkpoint = checkpoint.map(|c| c.upto_seq);
-    let (transitions, opened) = Log::open(&tpath, tstart, |rec| {
-        let jump = decode_jump(galaxy, rec)?;
-        let from = jump.from.slug(galaxy);
-        let Some(origin) = all.get(&jump.from).map(|r| &r.state) else {
-            return Err(format!(
-                "jump {from}:{} comes from an instance with no log",
-                jump.xfer
-            ));
-        };
-        let prev = last_xfer.insert(jump.from, jump.xfer).unwrap_or(0);
-        if jump.xfer <= prev {
-            return Err(format!(
-                "jump {from}:{} is out of order or repeated",
-                jump.xfer
-            ));
-        }
-        // A jump whose prepare was lost in the crash (the two were written at once) is void:
-        // nobody was told it happened. One voided by an earlier start stays void.
-        if jump.xfer >= origin.next_xfer {
-            voids.entry(jump.from).or_default().push(jump.xfer);
-            return Ok(());
-        }
-        if origin.voided.contains(&jump.xfer) {
-            return Ok(());
-        }
-        if let Some(d) = origin.departing.get(&jump.xfer) {
-            if d.player != jump.player || d.to != jump.to {
+    let (transitions, opened) = storage
+        .logs
+        .open(TRANSITIONS_LOG, from, &mut |rec| {
+            let jump = decode_jump(galaxy, rec)?;
+            let from = jump.from.slug(galaxy);
+            let Some(origin) = all.get(&jump.from).map(|r| &r.state) else {
                 return Err(format!(
-                    "jump {from}:{} disagrees with its prepare record",
+                    "jump {from}:{} comes from an instance with no log",
+                    jump.xfer
+                ));
+            };
+            let prev = last_xfer.insert(jump.from, jump.xfer).unwrap_or(0);
+            if jump.xfer <= prev {
+                return Err(format!(
+                    "jump {from}:{} is out of order or repeated",
                     jump.xfer
                 ));
             }
-            committed.insert((jump.from, jump.xfer), ());
-        }
-        let Some(dest) = all.get(&jump.to).map(|r| &r.state) else {
-            return Err(format!(
-                "jump {from}:{} goes to {}, which was never opened",
-                jump.xfer,
-                jump.to.slug(galaxy)
-            ));
-        };
-        let landed = dest.landed_upto.get(&jump.from).copied().unwrap_or(0);
-        if jump.xfer > landed {
-            landings.entry(jump.to).or_default().push(jump);
-        }
-        Ok(())
-    })
-    .map_err(MeshError::Storage)?;
+            // A jump whose prepare was lost in the crash (the two were written at once) is
+            // void: nobody was told it happened. One voided by an earlier start stays void.
+            if jump.xfer >= origin.next_xfer {
+                voids.entry(jump.from).or_default().push(jump.xfer);
+                return Ok(());
+            }
+            if origin.voided.contains(&jump.xfer) {
+                return Ok(());
+            }
+            if let Some(d) = origin.departing.get(&jump.xfer) {
+                if d.player != jump.player || d.to != jump.to {
+                    return Err(format!(
+                        "jump {from}:{} disagrees with its prepare record",
+                        jump.xfer
+                    ));
+                }
+                committed.insert((jump.from, jump.xfer));
+            }
+            let Some(dest) = all.get(&jump.to).map(|r| &r.state) else {
+                return Err(format!(
+                    "jump {from}:{} goes to {}, which was never opened",
+                    jump.xfer,
+                    jump.to.slug(galaxy)
+                ));
+            };
+            let landed = dest.landed_upto.get(&jump.from).copied().unwrap_or(0);
+            if jump.xfer > landed {
+                landings.entry(jump.to).or_default().push(jump);
+            }
+            Ok(())
+        })
+        .map_err(MeshError::Storage)?;
     report.transition_records = opened.scan.records;
     if let Some(t) = &opened.cut {
         report.torn_tails_cut.push(format!(
@@ -368,47 +448,86 @@ pub fn recover(datadir: &DataDir, galaxy: &Galaxy) -> Result<Recovered, MeshErro
             t.reason
         ));
     }
+    Ok(TransitionsRead {
+        transitions,
+        start: opened.from,
+        committed,
+        landings,
+        voids,
+    })
+}
 
-    // Step 2b: void the jumps whose prepare was lost, in order, before the origin prepares
-    // anything again (their numbers are never used again).
+/// Logs `events` for one instance in order, then waits until the last is durable.
+fn settle_all(
+    galaxy: &Galaxy,
+    sys: &mut RecoveredSystem,
+    events: impl IntoIterator<Item = Event>,
+) -> Result<(), MeshError> {
+    let mut last = None;
+    for event in events {
+        last = Some(settle(galaxy, sys, event).map_err(MeshError::Storage)?);
+    }
+    if let Some(seq) = last {
+        sys.log.wait_durable(seq).map_err(MeshError::Storage)?;
+    }
+    Ok(())
+}
+
+/// Step 2b: void the jumps whose prepare was lost, in order, before the origin prepares
+/// anything again (their numbers are never used again).
+fn void_lost_prepares(
+    galaxy: &Galaxy,
+    all: &mut Systems,
+    voids: BTreeMap<InstanceId, Vec<u64>>,
+    report: &mut RecoveryReport,
+) -> Result<(), MeshError> {
     for (at, xfers) in voids {
         let sys = all.get_mut(&at).expect("checked in step 2");
-        let mut last = None;
-        for xfer in xfers {
-            report.jumps_voided += 1;
-            last =
-                Some(settle(galaxy, sys, Event::DepartVoid { xfer }).map_err(MeshError::Storage)?);
-        }
-        if let Some(seq) = last {
-            sys.log.wait_durable(seq).map_err(MeshError::Storage)?;
-        }
+        report.jumps_voided += xfers.len() as u64;
+        settle_all(
+            galaxy,
+            sys,
+            xfers.into_iter().map(|xfer| Event::DepartVoid { xfer }),
+        )?;
     }
+    Ok(())
+}
 
-    // Step 3: settle prepared jumps.
+/// Step 3: each jump still prepared in its origin is committed if the transition log holds it
+/// (`depart.done`), otherwise aborted (`depart.abort`: the player is back, fuel refunded;
+/// nobody was told it had left).
+fn settle_prepared_jumps(
+    galaxy: &Galaxy,
+    all: &mut Systems,
+    committed: &BTreeSet<(InstanceId, u64)>,
+    report: &mut RecoveryReport,
+) -> Result<(), MeshError> {
     for sys in all.values_mut() {
         let xfers: Vec<u64> = sys.state.departing.keys().copied().collect();
-        let mut last = None;
+        let mut events = Vec::with_capacity(xfers.len());
         for xfer in xfers {
-            let event = if committed.contains_key(&(sys.state.instance_id(), xfer)) {
+            if committed.contains(&(sys.state.instance_id(), xfer)) {
                 report.jumps_completed += 1;
-                Event::DepartDone { xfer }
+                events.push(Event::DepartDone { xfer });
             } else {
                 report.jumps_cancelled += 1;
-                Event::DepartAbort {
-                    xfer,
-                    player: sys.state.departing[&xfer].player.name.clone(),
-                }
-            };
-            last = Some(settle(galaxy, sys, event).map_err(MeshError::Storage)?);
+                let player = sys.state.departing[&xfer].player.name.clone();
+                events.push(Event::DepartAbort { xfer, player });
+            }
         }
-        if let Some(seq) = last {
-            sys.log.wait_durable(seq).map_err(MeshError::Storage)?;
-        }
+        settle_all(galaxy, sys, events)?;
     }
+    Ok(())
+}
 
-    // Step 3b: trades of instances left in escrow. The primary's state says which it took
-    // (and at what price): those are settled, the others refunded. Once the instances' logs
-    // hold that durably, the primaries forget the outcomes.
+/// Step 3b: trades of instances left in escrow. The primary's state says which it took (and
+/// at what price): those are settled, the others refunded. Once the instances' logs hold that
+/// durably, the primaries forget the outcomes (`trade.done`).
+fn settle_escrowed_trades(
+    galaxy: &Galaxy,
+    all: &mut Systems,
+    report: &mut RecoveryReport,
+) -> Result<(), MeshError> {
     let outcomes: BTreeMap<(SystemId, u16, u64), u64> = all
         .values()
         .filter(|r| r.state.is_primary())
@@ -421,33 +540,34 @@ pub fn recover(datadir: &DataDir, galaxy: &Galaxy) -> Result<Recovered, MeshErro
     for sys in all.values_mut().filter(|r| !r.state.is_primary()) {
         let (system, n) = (sys.state.id, sys.state.instance);
         let open: Vec<u64> = sys.state.escrows.keys().copied().collect();
-        let mut last = None;
+        let mut events = Vec::with_capacity(open.len());
         for id in open {
             let total = outcomes.get(&(system, n, id)).copied();
             match total {
                 Some(_) => report.trades_settled += 1,
                 None => report.trades_refunded += 1,
             }
-            let event = sys.state.decide_settle(id, total).expect("an open escrow");
-            last = Some(settle(galaxy, sys, event).map_err(MeshError::Storage)?);
+            events.push(sys.state.decide_settle(id, total).expect("an open escrow"));
         }
-        if let Some(seq) = last {
-            sys.log.wait_durable(seq).map_err(MeshError::Storage)?;
-        }
+        settle_all(galaxy, sys, events)?;
     }
     for sys in all.values_mut().filter(|r| r.state.is_primary()) {
         let done: Vec<(u16, u64)> = sys.state.remote_trades.keys().copied().collect();
-        let mut last = None;
-        for (instance, escrow) in done {
-            let event = Event::RemoteTradeDone { instance, escrow };
-            last = Some(settle(galaxy, sys, event).map_err(MeshError::Storage)?);
-        }
-        if let Some(seq) = last {
-            sys.log.wait_durable(seq).map_err(MeshError::Storage)?;
-        }
+        let events = done
+            .into_iter()
+            .map(|(instance, escrow)| Event::RemoteTradeDone { instance, escrow });
+        settle_all(galaxy, sys, events)?;
     }
+    Ok(())
+}
 
-    // A retired instance is empty for good: it is retired only once empty and stopped.
+/// Closes the logs of retired instances (a retired instance is empty for good: it is retired
+/// only once empty and stopped) and returns the open ones (primaries in galaxy order, then the
+/// open instances) and the player-log lines of the retired ones.
+fn close_retired(
+    mut all: Systems,
+    landings: &HashMap<InstanceId, Vec<Jump>>,
+) -> Result<(Vec<RecoveredSystem>, Vec<Projected>), MeshError> {
     let mut systems = Vec::with_capacity(all.len());
     let mut instances = Vec::new();
     let mut retired_lines = Vec::new();
@@ -466,7 +586,7 @@ pub fn recover(datadir: &DataDir, galaxy: &Galaxy) -> Result<Recovered, MeshErro
     let keys: Vec<InstanceId> = all.keys().copied().collect();
     for at in keys {
         let is_open = open.contains(&at);
-        let sys = all.remove(&at).expect("listed just above");
+        let mut sys = all.remove(&at).expect("listed just above");
         if is_open {
             match at.n == PRIMARY_INSTANCE {
                 true => systems.push(sys),
@@ -480,13 +600,20 @@ pub fn recover(datadir: &DataDir, galaxy: &Galaxy) -> Result<Recovered, MeshErro
                 sys.log.name()
             )));
         }
-        let mut sys = sys;
         retired_lines.append(&mut sys.projections);
         sys.log.close().map_err(MeshError::Storage)?;
     }
     systems.extend(instances);
+    Ok((systems, retired_lines))
+}
 
-    // Step 4: player logs that are behind get the lines they lack.
+/// Step 4: player logs that are behind get the lines they lack.
+fn catch_up_player_logs(
+    datadir: &DataDir,
+    systems: &mut [RecoveredSystem],
+    retired_lines: Vec<Projected>,
+    report: &mut RecoveryReport,
+) {
     let lines: Vec<Projected> = systems
         .iter_mut()
         .flat_map(|s| std::mem::take(&mut s.projections))
@@ -496,23 +623,6 @@ pub fn recover(datadir: &DataDir, galaxy: &Galaxy) -> Result<Recovered, MeshErro
     report.player_lines_added = caught.lines_added;
     report.player_logs_cut = caught.torn_cut;
     report.player_log_problems = caught.problems;
-
-    report.jumps_in_flight = landings.values().map(|l| l.len() as u64).sum();
-    report.players = systems.iter().map(|s| s.state.population()).sum::<usize>()
-        + report.jumps_in_flight as usize;
-    report.duration_ms = started.elapsed().as_millis() as u64;
-    let transitions_start = Position {
-        next_seq: tstart.expect_seq.unwrap_or(1),
-        offset: tstart.offset,
-        line: tstart.line,
-    };
-    Ok(Recovered {
-        systems,
-        transitions,
-        transitions_start,
-        landings,
-        report,
-    })
 }
 
 /// Applies and logs a settling event decided by recovery (and projects it).
@@ -546,6 +656,7 @@ mod tests {
     use sim::player::Player;
     use sim::rules::Rules;
     use sim::system::Reject;
+    use store::scan::ScanStart;
     use unicode_normalization::UnicodeNormalization;
 
     /// A log being written by hand, with the state it gives.

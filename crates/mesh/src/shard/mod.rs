@@ -701,7 +701,7 @@ impl Shard {
                 if let Err(e) = ctx.projector.sync() {
                     return tracing::warn!("snapshot of {} skipped: player logs: {e}", meta.name);
                 }
-                if let Err(e) = snapshot::write(&ctx.datadir.snapshots_dir(), &meta, &bytes) {
+                if let Err(e) = ctx.storage.snapshots.put(&meta, &bytes) {
                     tracing::warn!("snapshot of {} failed: {e}", meta.name);
                 }
             });
@@ -774,14 +774,15 @@ impl Shard {
         let _ = (&mut self.acks_task).await;
         let log = self.log.clone();
         let ctx = self.ctx.clone();
-        let dir = self.ctx.datadir.snapshots_dir();
         tokio::task::spawn_blocking(move || -> Result<(), MeshError> {
             log.close().map_err(MeshError::Storage)?;
             if let Some((meta, bytes)) = snap {
                 ctx.projector
                     .sync()
                     .map_err(|e| MeshError::Internal(format!("player logs: {e}")))?;
-                snapshot::write(&dir, &meta, &bytes)
+                ctx.storage
+                    .snapshots
+                    .put(&meta, &bytes)
                     .map_err(|e| MeshError::Snapshot(e.to_string()))?;
             }
             Ok(())
