@@ -12,6 +12,10 @@
 //! read.
 //!
 //! Only reads. A torn last line of the ack log (the writer was killed mid-line) is a note.
+//!
+//! A file tool, like the audit and `compact`: it reads the data directory's files (archived
+//! segments too) and names them in its findings, so it does not go through the storage traits
+//! ([`store::backend`]).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::Path;

@@ -10,6 +10,12 @@
 //! so the records after the newest snapshot, which recovery replays anyway, are all that can
 //! be missing; recovery appends them ([`catch_up`]).
 //!
+//! Stays on files, not on the storage traits ([`store::backend`]): `players/<name>.log` are
+//! read by path by `net`'s history (a read from the file's end) and by `check`, and they keep a
+//! file handle open per active player (a cache sized to the open-file limit). Moving them onto
+//! the log store needs a tail read in [`store::backend::LogStore`] and `net` to use it; until
+//! then a mesh on another store still writes its player logs to a data directory.
+//!
 //! Never decides anything and never writes a system log.
 
 use std::collections::{HashMap, HashSet};

@@ -17,6 +17,7 @@ use mesh::instances::InstancePolicy;
 use mesh::{Mesh, MeshConfig};
 use net::connections::{self, Admission, Caps};
 use net::server::{self, Timeouts};
+use store::backend::{FileOwnership, Ownership};
 use store::datadir::DataDir;
 
 #[derive(Args, Debug)]
@@ -116,7 +117,9 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         })?;
     let datadir = DataDir::at(&args.data);
     let galaxy = galaxy_for(&datadir, args.galaxy.as_deref(), true)?;
-    let _lock = datadir.lock_exclusive().map_err(anyhow::Error::msg)?;
+    // Claimed (LOCK held, EPOCH counted up) until this returns: one writer per directory.
+    let ownership = FileOwnership::new(&datadir);
+    let _claim = ownership.claim("mesh")?;
     let mut config = MeshConfig {
         tick_hz: args.tick_hz,
         snapshot_every_records: args.snapshot_every,
