@@ -372,6 +372,16 @@ struct TransitionsRead {
     voids: BTreeMap<InstanceId, Vec<u64>>,
 }
 
+/// The jumps of the transition log, sorted as they are read.
+#[derive(Default)]
+struct JumpsRead {
+    committed: BTreeSet<(InstanceId, u64)>,
+    landings: HashMap<InstanceId, Vec<Jump>>,
+    voids: BTreeMap<InstanceId, Vec<u64>>,
+    /// The last jump number read per origin (they must grow).
+    last_xfer: BTreeMap<InstanceId, u64>,
+}
+
 /// Step 2: the transition log, from its newest checkpoint. A `jump` whose prepare is durable in
 /// its origin's log is committed, and handed to its destination again if it has not landed; a
 /// `jump` whose prepare the crash lost is void. Any disagreement is an error.
@@ -381,61 +391,14 @@ fn read_transitions(
     all: &Systems,
     report: &mut RecoveryReport,
 ) -> Result<TransitionsRead, MeshError> {
-    let mut committed = BTreeSet::new();
-    let mut landings: HashMap<InstanceId, Vec<Jump>> = HashMap::new();
-    let mut last_xfer: BTreeMap<InstanceId, u64> = BTreeMap::new();
-    let mut voids: BTreeMap<InstanceId, Vec<u64>> = BTreeMap::new();
+    let mut read = JumpsRead::default();
     let checkpoint = load_checkpoint(&*storage.snapshots, &mut report.bad_snapshots);
     let from = start_after(checkpoint.as_ref());
     report.transitions_from_checkpoint = checkpoint.map(|c| c.upto_seq);
     let (transitions, opened) = storage
         .logs
         .open(TRANSITIONS_LOG, from, &mut |rec| {
-            let jump = decode_jump(galaxy, rec)?;
-            let from = jump.from.slug(galaxy);
-            let Some(origin) = all.get(&jump.from).map(|r| &r.state) else {
-                return Err(format!(
-                    "jump {from}:{} comes from an instance with no log",
-                    jump.xfer
-                ));
-            };
-            let prev = last_xfer.insert(jump.from, jump.xfer).unwrap_or(0);
-            if jump.xfer <= prev {
-                return Err(format!(
-                    "jump {from}:{} is out of order or repeated",
-                    jump.xfer
-                ));
-            }
-            // A jump whose prepare was lost in the crash (the two were written at once) is
-            // void: nobody was told it happened. One voided by an earlier start stays void.
-            if jump.xfer >= origin.next_xfer {
-                voids.entry(jump.from).or_default().push(jump.xfer);
-                return Ok(());
-            }
-            if origin.voided.contains(&jump.xfer) {
-                return Ok(());
-            }
-            if let Some(d) = origin.departing.get(&jump.xfer) {
-                if d.player != jump.player || d.to != jump.to {
-                    return Err(format!(
-                        "jump {from}:{} disagrees with its prepare record",
-                        jump.xfer
-                    ));
-                }
-                committed.insert((jump.from, jump.xfer));
-            }
-            let Some(dest) = all.get(&jump.to).map(|r| &r.state) else {
-                return Err(format!(
-                    "jump {from}:{} goes to {}, which was never opened",
-                    jump.xfer,
-                    jump.to.slug(galaxy)
-                ));
-            };
-            let landed = dest.landed_upto.get(&jump.from).copied().unwrap_or(0);
-            if jump.xfer > landed {
-                landings.entry(jump.to).or_default().push(jump);
-            }
-            Ok(())
+            sort_jump(galaxy, all, decode_jump(galaxy, rec)?, &mut read)
         })
         .map_err(MeshError::Storage)?;
     report.transition_records = opened.scan.records;
@@ -451,10 +414,64 @@ fn read_transitions(
     Ok(TransitionsRead {
         transitions,
         start: opened.from,
-        committed,
-        landings,
-        voids,
+        committed: read.committed,
+        landings: read.landings,
+        voids: read.voids,
     })
+}
+
+/// Step 2 for one `jump` record: void, committed, to land, or an error saying why the logs
+/// disagree.
+fn sort_jump(
+    galaxy: &Galaxy,
+    all: &Systems,
+    jump: Jump,
+    read: &mut JumpsRead,
+) -> Result<(), String> {
+    let from = jump.from.slug(galaxy);
+    let Some(origin) = all.get(&jump.from).map(|r| &r.state) else {
+        return Err(format!(
+            "jump {from}:{} comes from an instance with no log",
+            jump.xfer
+        ));
+    };
+    let prev = read.last_xfer.insert(jump.from, jump.xfer).unwrap_or(0);
+    if jump.xfer <= prev {
+        return Err(format!(
+            "jump {from}:{} is out of order or repeated",
+            jump.xfer
+        ));
+    }
+    // A jump whose prepare was lost in the crash (the two were written at once) is void:
+    // nobody was told it happened. One voided by an earlier start stays void.
+    if jump.xfer >= origin.next_xfer {
+        read.voids.entry(jump.from).or_default().push(jump.xfer);
+        return Ok(());
+    }
+    if origin.voided.contains(&jump.xfer) {
+        return Ok(());
+    }
+    if let Some(d) = origin.departing.get(&jump.xfer) {
+        if d.player != jump.player || d.to != jump.to {
+            return Err(format!(
+                "jump {from}:{} disagrees with its prepare record",
+                jump.xfer
+            ));
+        }
+        read.committed.insert((jump.from, jump.xfer));
+    }
+    let Some(dest) = all.get(&jump.to).map(|r| &r.state) else {
+        return Err(format!(
+            "jump {from}:{} goes to {}, which was never opened",
+            jump.xfer,
+            jump.to.slug(galaxy)
+        ));
+    };
+    let landed = dest.landed_upto.get(&jump.from).copied().unwrap_or(0);
+    if jump.xfer > landed {
+        read.landings.entry(jump.to).or_default().push(jump);
+    }
+    Ok(())
 }
 
 /// Logs `events` for one instance in order, then waits until the last is durable.
