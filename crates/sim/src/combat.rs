@@ -30,6 +30,7 @@
 
 use std::collections::BTreeMap;
 
+use super::apply_error::ApplyError;
 use super::goods::{Cargo, GOOD_COUNT};
 use super::rng::Rng;
 
@@ -375,13 +376,15 @@ pub fn apply_outcome(
     cargo: &mut Cargo,
     wrecks: &mut Wrecks,
     tick: u64,
-) -> Result<(Option<Respawn>, Option<Wreck>), String> {
+) -> Result<(Option<Respawn>, Option<Wreck>), ApplyError> {
     let expected = hull_points.saturating_sub(outcome.damage_points);
     if expected != outcome.hull_after || (expected == 0) != outcome.destroyed_by.is_some() {
-        return Err(format!(
-            "'{}' has {} hull; {} damage cannot leave {}",
-            outcome.target, hull_points, outcome.damage_points, outcome.hull_after
-        ));
+        return Err(ApplyError::HullMismatch {
+            target: outcome.target.clone(),
+            hull_points: *hull_points,
+            damage_points: outcome.damage_points,
+            hull_after: outcome.hull_after,
+        });
     }
     *hull_points = expected;
     let Some(killer) = &outcome.destroyed_by else {
@@ -465,18 +468,23 @@ pub fn decide_loot(
 
 /// Moves a decided loot from the wreck to the looter's hold, all or nothing; an emptied wreck
 /// is removed. Asserts that no goods are made or lost.
-pub fn apply_loot(wrecks: &mut Wrecks, cargo: &mut Cargo, take: &LootTake) -> Result<(), String> {
+pub fn apply_loot(
+    wrecks: &mut Wrecks,
+    cargo: &mut Cargo,
+    take: &LootTake,
+) -> Result<(), ApplyError> {
     let wreck = wrecks
         .by_id
         .get_mut(&take.wreck_id)
-        .ok_or_else(|| format!("loot of wreck {}, which is not here", take.wreck_id))?;
+        .ok_or(ApplyError::WreckNotHere {
+            wreck: take.wreck_id,
+        })?;
     let before = wreck.cargo.total_units() + cargo.total_units();
     let (mut left, mut hold) = (wreck.cargo, *cargo);
     for (good, qty) in take.taken.iter() {
         left.remove(good, qty.into())
-            .map_err(|e| format!("loot: {e}"))?;
-        hold.add(good, qty.into())
-            .map_err(|e| format!("loot: {e}"))?;
+            .map_err(ApplyError::LootCargo)?;
+        hold.add(good, qty.into()).map_err(ApplyError::LootCargo)?;
     }
     assert_eq!(
         left.total_units() + hold.total_units(),
