@@ -183,7 +183,9 @@ pub fn load_snapshot(
         .map_err(|e| MeshError::Internal(format!("cannot list snapshots: {e}")))?;
     for (_, path) in list.into_iter().rev() {
         let mut state = SystemState::new_instance(galaxy, id);
-        match snapshot::load(&path, |r| decode_state_record(galaxy, &mut state, r)) {
+        match snapshot::load(&path, |r| {
+            decode_state_record(galaxy, &mut state, r).map_err(|e| e.to_string())
+        }) {
             Ok(meta) if meta.state_hash == state.state_hash() && meta.name == slug => {
                 return Ok(Some((state, meta)));
             }

@@ -6,7 +6,7 @@
 //! messages are what an operator reads from `mltrader check` and recovery; they name the
 //! player, the transfer, the escrow or the tick concerned. Never does I/O.
 
-use crate::goods::{CargoError, Good};
+use crate::goods::{Cargo, CargoError, Good};
 use crate::market::{Side, TradeError};
 
 /// A logged event that cannot apply to the state: the log and the state disagree. Nothing
@@ -160,6 +160,17 @@ pub enum ApplyError {
     },
     #[error("escrow {instance}:{escrow} was never traded here")]
     NeverTraded { instance: u16, escrow: u64 },
+}
+
+/// A saved state (a snapshot's market or wrecks) outside what the rules allow.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum RestoreError {
+    #[error("stock of {good} is {stock}, over the most a market holds ({max})")]
+    StockOverMax { good: Good, stock: u64, max: u64 },
+    #[error("{count} wrecks, over {max}")]
+    TooManyWrecks { count: usize, max: usize },
+    #[error("wreck {id} (tick {tick}, '{cargo}') is out of place")]
+    WreckOutOfPlace { id: u64, tick: u64, cargo: Cargo },
 }
 
 /// Why the market or the hold cannot take a logged trade (inside [`ApplyError::TradeRefused`],

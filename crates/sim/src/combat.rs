@@ -30,7 +30,7 @@
 
 use std::collections::BTreeMap;
 
-use super::apply_error::ApplyError;
+use super::apply_error::{ApplyError, RestoreError};
 use super::goods::{Cargo, GOOD_COUNT};
 use super::rng::Rng;
 
@@ -251,12 +251,12 @@ impl Wrecks {
     /// Wrecks from saved values (a snapshot): `next_id` is the id the next wreck gets.
     /// Checked: ids rising and below `next_id`, ticks not falling, none empty, at most the
     /// limit.
-    pub fn from_parts(next_id: u64, wrecks: Vec<(u64, Wreck)>) -> Result<Wrecks, String> {
+    pub fn from_parts(next_id: u64, wrecks: Vec<(u64, Wreck)>) -> Result<Wrecks, RestoreError> {
         if wrecks.len() > MAX_WRECKS_PER_SYSTEM {
-            return Err(format!(
-                "{} wrecks, over {MAX_WRECKS_PER_SYSTEM}",
-                wrecks.len()
-            ));
+            return Err(RestoreError::TooManyWrecks {
+                count: wrecks.len(),
+                max: MAX_WRECKS_PER_SYSTEM,
+            });
         }
         let mut by_id = BTreeMap::new();
         let mut last: Option<(u64, u64)> = None;
@@ -264,10 +264,11 @@ impl Wrecks {
             let in_order =
                 last.is_none_or(|(last_id, last_tick)| last_id < id && last_tick <= w.tick);
             if id >= next_id || w.cargo.is_empty() || !in_order {
-                return Err(format!(
-                    "wreck {id} (tick {}, '{}') is out of place",
-                    w.tick, w.cargo
-                ));
+                return Err(RestoreError::WreckOutOfPlace {
+                    id,
+                    tick: w.tick,
+                    cargo: w.cargo,
+                });
             }
             last = Some((id, w.tick));
             by_id.insert(id, w);
@@ -278,7 +279,7 @@ impl Wrecks {
     /// Puts back wreck `id` read from a snapshot, after the ones already restored: checked
     /// like [`Wrecks::from_parts`] (ids rising and below the next id, ticks not falling, not
     /// empty, at most the limit).
-    pub fn restore(&mut self, id: u64, wreck: Wreck) -> Result<(), String> {
+    pub fn restore(&mut self, id: u64, wreck: Wreck) -> Result<(), RestoreError> {
         let in_order = self
             .by_id
             .last_key_value()
@@ -288,10 +289,11 @@ impl Wrecks {
             || !in_order
             || self.by_id.len() >= MAX_WRECKS_PER_SYSTEM
         {
-            return Err(format!(
-                "wreck {id} (tick {}, '{}') is out of place",
-                wreck.tick, wreck.cargo
-            ));
+            return Err(RestoreError::WreckOutOfPlace {
+                id,
+                tick: wreck.tick,
+                cargo: wreck.cargo,
+            });
         }
         self.by_id.insert(id, wreck);
         Ok(())

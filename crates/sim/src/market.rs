@@ -28,7 +28,7 @@
 
 use std::collections::BTreeMap;
 
-use super::apply_error::{ApplyError, TradeMismatch};
+use super::apply_error::{ApplyError, RestoreError, TradeMismatch};
 use super::economy::{units_between, EconomyKind};
 use super::galaxy::SystemId;
 use super::goods::{Cargo, Good, UnknownGood, GOOD_COUNT};
@@ -243,14 +243,14 @@ impl Market {
     }
 
     /// A market from saved values (a snapshot), checked against the bounds.
-    pub fn from_parts(stock: [u64; GOOD_COUNT], till_cr: u64) -> Result<Market, String> {
+    pub fn from_parts(stock: [u64; GOOD_COUNT], till_cr: u64) -> Result<Market, RestoreError> {
         for good in Good::ALL {
             if stock[good.index()] > max_stock_units(good) {
-                return Err(format!(
-                    "stock of {good} is {}, over the most a market holds ({})",
-                    stock[good.index()],
-                    max_stock_units(good)
-                ));
+                return Err(RestoreError::StockOverMax {
+                    good,
+                    stock: stock[good.index()],
+                    max: max_stock_units(good),
+                });
             }
         }
         Ok(Market { stock, till_cr })
