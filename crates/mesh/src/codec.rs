@@ -8,15 +8,83 @@
 //!
 //! Owns the mapping only; never writes a file and never decides anything.
 
+use sim::apply_error::RestoreError;
 use sim::combat::{LootTake, Wreck, Wrecks};
 use sim::galaxy::{Galaxy, SystemId};
-use sim::goods::{parse_units, units_text, Cargo, Good};
+use sim::goods::{
+    parse_units, units_text, Cargo, CargoParseError, Good, UnitsParseError, UnknownGood,
+};
 use sim::instance::{InstanceId, PRIMARY_INSTANCE};
 use sim::market::{Market, Order, Side, TickReport, Trade};
 use sim::player::Player;
 use sim::system::{Departing, Escrow, Event, RemoteOutcome, SystemState};
-use store::record::{Line, Record};
+use store::record::{Line, Record, RecordError};
 use store::snapshot::SnapshotWriter;
+
+/// Why a record does not read back as an event, a jump or a part of a snapshot. Each names
+/// the field, the value and, where it helps, the record's kind; the caller adds the file and
+/// the line. Messages are one line for operators, so each includes its cause.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DecodeError {
+    /// A field missing, or not a number where one is expected.
+    #[error("{kind}: {why}")]
+    Field { kind: String, why: RecordError },
+    #[error("side={value} is neither buy nor sell")]
+    BadSide { value: String },
+    #[error(transparent)]
+    UnknownGood(#[from] UnknownGood),
+    #[error("{key}={text}: {why}")]
+    BadCargo {
+        key: &'static str,
+        text: String,
+        why: CargoParseError,
+    },
+    #[error("{key}={text}: {why}")]
+    BadUnits {
+        key: &'static str,
+        text: String,
+        why: UnitsParseError,
+    },
+    #[error("bad transfer id {text:?}")]
+    BadTransferId { text: String },
+    #[error("transfer {text:?} names an unknown system")]
+    TransferOfUnknownSystem { text: String },
+    #[error("bad transfer number in {text:?}")]
+    BadTransferNumber { text: String },
+    #[error("{key}={slug} is not a system of this galaxy")]
+    UnknownSystem { key: &'static str, slug: String },
+    #[error("{key}={slug} is not a system (or instance) of this galaxy")]
+    UnknownInstance { key: &'static str, slug: String },
+    /// A transfer, an escrow or an instance of another system in a system's log.
+    #[error("{what} of {of} in the log of {log}")]
+    NotOfThisLog {
+        what: &'static str,
+        of: String,
+        log: String,
+    },
+    #[error("unknown record kind {kind:?} in a system log")]
+    UnknownEventKind { kind: String },
+    #[error("unknown record kind {kind:?} in the transition log")]
+    NotAJump { kind: String },
+    #[error("from= and xfer= disagree")]
+    JumpOriginDisagrees,
+    /// A snapshot record about another system or instance than the one restored.
+    #[error("{what}")]
+    NotOfThisSnapshot { what: &'static str },
+    #[error("unknown snapshot record {kind:?}")]
+    UnknownSnapshotKind { kind: String },
+    /// A snapshot's market or wrecks outside what a state can be (the rules' own check).
+    #[error("{why}")]
+    ImpossibleState { why: RestoreError },
+}
+
+/// For the callbacks that still take a `String` error (the log's replay callback, the
+/// audit's): the message, as before the errors were typed.
+impl From<DecodeError> for String {
+    fn from(e: DecodeError) -> String {
+        e.to_string()
+    }
+}
 
 /// A jump as the transition log holds it: with its origin's `depart`, the commit point; it
 /// carries the player's whole state.
@@ -72,19 +140,29 @@ fn put_order(line: &mut Line<'_>, o: &Order) {
     }
 }
 
-fn side_field(rec: &Record<'_>) -> Result<Side, String> {
-    match rec.str("side").map_err(|e| e.to_string())? {
+/// The value of field `key`, which must be there.
+fn str_field<'r>(rec: &'r Record<'_>, key: &'static str) -> Result<&'r str, DecodeError> {
+    rec.str(key).map_err(|why| DecodeError::Field {
+        kind: rec.kind.to_string(),
+        why,
+    })
+}
+
+fn side_field(rec: &Record<'_>) -> Result<Side, DecodeError> {
+    match str_field(rec, "side")? {
         "buy" => Ok(Side::Buy),
         "sell" => Ok(Side::Sell),
-        other => Err(format!("side={other} is neither buy nor sell")),
+        other => Err(DecodeError::BadSide {
+            value: other.to_string(),
+        }),
     }
 }
 
-fn good_field(rec: &Record<'_>) -> Result<Good, String> {
-    Good::parse(rec.str("good").map_err(|e| e.to_string())?).map_err(|e| e.to_string())
+fn good_field(rec: &Record<'_>) -> Result<Good, DecodeError> {
+    Ok(Good::parse(str_field(rec, "good")?)?)
 }
 
-fn get_order(rec: &Record<'_>) -> Result<Order, String> {
+fn get_order(rec: &Record<'_>) -> Result<Order, DecodeError> {
     Ok(Order {
         side: side_field(rec)?,
         good: good_field(rec)?,
@@ -93,7 +171,7 @@ fn get_order(rec: &Record<'_>) -> Result<Order, String> {
     })
 }
 
-fn get_trade(rec: &Record<'_>) -> Result<Trade, String> {
+fn get_trade(rec: &Record<'_>) -> Result<Trade, DecodeError> {
     Ok(Trade {
         side: side_field(rec)?,
         good: good_field(rec)?,
@@ -113,38 +191,49 @@ fn put_player(line: &mut Line<'_>, p: &Player) {
         .num("v", p.version);
 }
 
-fn cargo_field(rec: &Record<'_>, key: &'static str) -> Result<Cargo, String> {
-    let text = rec.str(key).map_err(|e| e.to_string())?;
-    text.parse().map_err(|e| format!("{key}={text}: {e}"))
+fn cargo_field(rec: &Record<'_>, key: &'static str) -> Result<Cargo, DecodeError> {
+    let text = str_field(rec, key)?;
+    text.parse().map_err(|why| DecodeError::BadCargo {
+        key,
+        text: text.to_string(),
+        why,
+    })
 }
 
-fn units_field(rec: &Record<'_>, key: &'static str) -> Result<[u64; 8], String> {
-    let text = rec.str(key).map_err(|e| e.to_string())?;
-    parse_units(text).map_err(|e| format!("{key}={text}: {e}"))
+fn units_field(rec: &Record<'_>, key: &'static str) -> Result<[u64; 8], DecodeError> {
+    let text = str_field(rec, key)?;
+    parse_units(text).map_err(|why| DecodeError::BadUnits {
+        key,
+        text: text.to_string(),
+        why,
+    })
 }
 
-fn name_field(rec: &Record<'_>, key: &'static str) -> Result<String, String> {
-    Ok(rec.str(key).map_err(|e| e.to_string())?.to_string())
+fn name_field(rec: &Record<'_>, key: &'static str) -> Result<String, DecodeError> {
+    Ok(str_field(rec, key)?.to_string())
 }
 
 /// An optional numeric field: absent is `None`, present but malformed is an error.
-fn opt_num<T: std::str::FromStr>(rec: &Record<'_>, key: &'static str) -> Result<Option<T>, String> {
+fn opt_num<T: std::str::FromStr>(
+    rec: &Record<'_>,
+    key: &'static str,
+) -> Result<Option<T>, DecodeError> {
     match rec.get(key) {
         None => Ok(None),
         Some(_) => num(rec, key).map(Some),
     }
 }
 
-fn get_player(rec: &Record<'_>) -> Result<Player, String> {
+fn get_player(rec: &Record<'_>) -> Result<Player, DecodeError> {
     Ok(Player {
-        name: rec.str("player").map_err(|e| e.to_string())?.to_string(),
-        credits: rec.num("credits").map_err(|e| e.to_string())?,
-        fuel: rec.num("fuel").map_err(|e| e.to_string())?,
-        fuel_capacity: rec.num("tank").map_err(|e| e.to_string())?,
-        hull: rec.num("hull").map_err(|e| e.to_string())?,
-        hold: rec.num("hold").map_err(|e| e.to_string())?,
+        name: name_field(rec, "player")?,
+        credits: num(rec, "credits")?,
+        fuel: num(rec, "fuel")?,
+        fuel_capacity: num(rec, "tank")?,
+        hull: num(rec, "hull")?,
+        hold: num(rec, "hold")?,
         cargo: cargo_field(rec, "cargo")?,
-        version: rec.num("v").map_err(|e| e.to_string())?,
+        version: num(rec, "v")?,
     })
 }
 
@@ -154,23 +243,40 @@ pub fn xfer_text(galaxy: &Galaxy, from: InstanceId, n: u64) -> String {
 }
 
 /// Parses `sol:7` (or `sol.2:7`) into its origin and number.
-pub fn parse_xfer(galaxy: &Galaxy, text: &str) -> Result<(InstanceId, u64), String> {
+pub fn parse_xfer(galaxy: &Galaxy, text: &str) -> Result<(InstanceId, u64), DecodeError> {
+    let text_owned = || text.to_string();
     let (slug, n) = text
         .rsplit_once(':')
-        .ok_or_else(|| format!("bad transfer id {text:?}"))?;
+        .ok_or_else(|| DecodeError::BadTransferId { text: text_owned() })?;
     let from = InstanceId::parse(galaxy, slug)
-        .ok_or_else(|| format!("transfer {text:?} names an unknown system"))?;
+        .ok_or_else(|| DecodeError::TransferOfUnknownSystem { text: text_owned() })?;
     let n = n
         .parse()
-        .map_err(|_| format!("bad transfer number in {text:?}"))?;
+        .map_err(|_| DecodeError::BadTransferNumber { text: text_owned() })?;
     Ok((from, n))
 }
 
-fn system_field(galaxy: &Galaxy, rec: &Record<'_>, key: &'static str) -> Result<SystemId, String> {
-    let slug = rec.str(key).map_err(|e| e.to_string())?;
+/// A field holding a transfer id (`xfer=sol:7`) or an escrow id (`escrow=sol.2:3`).
+fn xfer_field(
+    galaxy: &Galaxy,
+    rec: &Record<'_>,
+    key: &'static str,
+) -> Result<(InstanceId, u64), DecodeError> {
+    parse_xfer(galaxy, str_field(rec, key)?)
+}
+
+fn system_field(
+    galaxy: &Galaxy,
+    rec: &Record<'_>,
+    key: &'static str,
+) -> Result<SystemId, DecodeError> {
+    let slug = str_field(rec, key)?;
     galaxy
         .by_slug(slug)
-        .ok_or_else(|| format!("{key}={slug} is not a system of this galaxy"))
+        .ok_or_else(|| DecodeError::UnknownSystem {
+            key,
+            slug: slug.to_string(),
+        })
 }
 
 /// A field naming a system's instance by its slug (`sol`, `sol.2`).
@@ -178,14 +284,19 @@ fn instance_field(
     galaxy: &Galaxy,
     rec: &Record<'_>,
     key: &'static str,
-) -> Result<InstanceId, String> {
-    let slug = rec.str(key).map_err(|e| e.to_string())?;
-    InstanceId::parse(galaxy, slug)
-        .ok_or_else(|| format!("{key}={slug} is not a system (or instance) of this galaxy"))
+) -> Result<InstanceId, DecodeError> {
+    let slug = str_field(rec, key)?;
+    InstanceId::parse(galaxy, slug).ok_or_else(|| DecodeError::UnknownInstance {
+        key,
+        slug: slug.to_string(),
+    })
 }
 
-fn num<T: std::str::FromStr>(rec: &Record<'_>, key: &'static str) -> Result<T, String> {
-    rec.num(key).map_err(|e| e.to_string())
+fn num<T: std::str::FromStr>(rec: &Record<'_>, key: &'static str) -> Result<T, DecodeError> {
+    rec.num(key).map_err(|why| DecodeError::Field {
+        kind: rec.kind.to_string(),
+        why,
+    })
 }
 
 /// Writes `event`, which happened in instance `system` at tick `t`, as the fields of a record
@@ -200,6 +311,7 @@ pub fn encode_event(
     version: u64,
 ) {
     line.num("t", t);
+    let at = LogOf { galaxy, system };
     match event {
         Event::Join { player, key } => {
             put_player(line, player);
@@ -215,52 +327,100 @@ pub fn encode_event(
                 .num("cost", cost)
                 .num("v", version);
         }
-        Event::Depart {
-            xfer,
-            player,
-            to,
-            fuel,
-        } => {
-            line.field("xfer", &xfer_text(galaxy, system, *xfer))
-                .field("player", player)
-                .field("to", &to.slug(galaxy))
-                .num("fuel", fuel)
-                .num("v", version);
-        }
-        Event::DepartDone { xfer } | Event::DepartVoid { xfer } => {
-            line.field("xfer", &xfer_text(galaxy, system, *xfer));
-        }
-        Event::DepartAbort { xfer, player } => {
-            line.field("xfer", &xfer_text(galaxy, system, *xfer))
-                .field("player", player)
-                .num("v", version);
-        }
-        Event::Arrive { from, xfer, player } => {
-            line.field("xfer", &xfer_text(galaxy, *from, *xfer));
-            put_player(line, player);
-        }
+        Event::Depart { .. }
+        | Event::DepartDone { .. }
+        | Event::DepartVoid { .. }
+        | Event::DepartAbort { .. }
+        | Event::Arrive { .. } => encode_transfer(line, &at, event, version),
         Event::Trade { player, trade } => {
-            line.field("player", player)
-                .field("side", trade.side.name())
-                .field("good", trade.good.name())
-                .num("qty", trade.qty)
-                .num("total", trade.total_cr)
-                .num("v", version);
+            line.field("player", player);
+            put_trade(line, trade);
+            line.num("v", version);
         }
         Event::Economy {
             from,
             to,
             report,
             decayed,
-        } => {
-            line.num("from", from)
-                .num("to", to)
-                .field("made", &units_text(&report.produced))
-                .field("used", &units_text(&report.consumed))
-                .num("subsidy", report.subsidy_cr)
-                .num("tax", report.tax_cr)
-                .field("decayed", &units_text(decayed));
+        } => encode_economy(line, (*from, *to), report, decayed),
+        Event::Engage { .. }
+        | Event::Combat { .. }
+        | Event::Destroyed { .. }
+        | Event::Loot { .. } => encode_combat(line, &at, event, version),
+        Event::Split { instance } | Event::Retire { instance } => {
+            line.field(
+                "instance",
+                &InstanceId::new(system.system, *instance).slug(galaxy),
+            );
         }
+        Event::Escrow { .. }
+        | Event::EscrowSettle { .. }
+        | Event::EscrowRefund { .. }
+        | Event::RemoteTrade { .. }
+        | Event::RemoteTradeDone { .. } => encode_escrow(line, &at, event, version),
+    }
+}
+
+/// A trade's fields: side, good, qty, and the total in credits.
+fn put_trade(line: &mut Line<'_>, trade: &Trade) {
+    line.field("side", trade.side.name())
+        .field("good", trade.good.name())
+        .num("qty", trade.qty)
+        .num("total", trade.total_cr);
+}
+
+/// The fields of a jump's or a move's events: `depart` (with its `.done`, `.void` and
+/// `.abort`) in the log of origin, `arrive` in the destination's.
+fn encode_transfer(line: &mut Line<'_>, at: &LogOf<'_>, event: &Event, version: u64) {
+    let xfer = |n: u64| xfer_text(at.galaxy, at.system, n);
+    match event {
+        Event::Depart {
+            xfer: n,
+            player,
+            to,
+            fuel,
+        } => {
+            line.field("xfer", &xfer(*n))
+                .field("player", player)
+                .field("to", &to.slug(at.galaxy))
+                .num("fuel", fuel)
+                .num("v", version);
+        }
+        Event::DepartDone { xfer: n } | Event::DepartVoid { xfer: n } => {
+            line.field("xfer", &xfer(*n));
+        }
+        Event::DepartAbort { xfer: n, player } => {
+            line.field("xfer", &xfer(*n))
+                .field("player", player)
+                .num("v", version);
+        }
+        Event::Arrive { from, xfer, player } => {
+            line.field("xfer", &xfer_text(at.galaxy, *from, *xfer));
+            put_player(line, player);
+        }
+        other => unreachable!("{} is not a transfer's event", event_kind(other)),
+    }
+}
+
+/// The fields of `economy`: the market's step over ticks `from..to`, the wrecks' decay.
+fn encode_economy(
+    line: &mut Line<'_>,
+    (from, to): (u64, u64),
+    report: &TickReport,
+    decayed: &[u64; 8],
+) {
+    line.num("from", from)
+        .num("to", to)
+        .field("made", &units_text(&report.produced))
+        .field("used", &units_text(&report.consumed))
+        .num("subsidy", report.subsidy_cr)
+        .num("tax", report.tax_cr)
+        .field("decayed", &units_text(decayed));
+}
+
+/// The fields of combat's events: `engage`, `combat`, `destroyed` and `loot`.
+fn encode_combat(line: &mut Line<'_>, at: &LogOf<'_>, event: &Event, version: u64) {
+    match event {
         Event::Engage { player, target } => {
             line.field("player", player);
             if let Some(target) = target {
@@ -291,8 +451,8 @@ pub fn encode_event(
                 line.num("wreck", w);
             }
             if let Some((xfer, home)) = jump_home {
-                line.field("xfer", &xfer_text(galaxy, system, *xfer))
-                    .field("to", galaxy.slug(*home));
+                line.field("xfer", &xfer_text(at.galaxy, at.system, *xfer))
+                    .field("to", at.galaxy.slug(*home));
             }
             if !evicted.is_empty() {
                 line.field("evicted", &evicted.to_string());
@@ -305,12 +465,20 @@ pub fn encode_event(
                 .field("took", &take.taken.to_string())
                 .num("v", version);
         }
-        Event::Split { instance } | Event::Retire { instance } => {
-            line.field(
-                "instance",
-                &InstanceId::new(system.system, *instance).slug(galaxy),
-            );
-        }
+        other => unreachable!("{} is not a combat event", event_kind(other)),
+    }
+}
+
+/// The fields of an instance's trades through its primary's market: `trade.escrow`,
+/// `.settle` and `.refund` in the instance's log, `trade.remote` and `.done` in the
+/// primary's (whose escrow ids name the instance).
+fn encode_escrow(line: &mut Line<'_>, at: &LogOf<'_>, event: &Event, version: u64) {
+    let escrow_of = |instance: u16, n: u64| {
+        let of = InstanceId::new(at.system.system, instance);
+        xfer_text(at.galaxy, of, n)
+    };
+    let own = |n: u64| xfer_text(at.galaxy, at.system, n);
+    match event {
         Event::Escrow {
             escrow,
             player,
@@ -318,8 +486,7 @@ pub fn encode_event(
             held_cr,
             held_qty,
         } => {
-            line.field("escrow", &xfer_text(galaxy, system, *escrow))
-                .field("player", player);
+            line.field("escrow", &own(*escrow)).field("player", player);
             put_order(line, order);
             line.num("held_cr", held_cr)
                 .num("held_qty", held_qty)
@@ -330,13 +497,13 @@ pub fn encode_event(
             player,
             total_cr,
         } => {
-            line.field("escrow", &xfer_text(galaxy, system, *escrow))
+            line.field("escrow", &own(*escrow))
                 .field("player", player)
                 .num("total", total_cr)
                 .num("v", version);
         }
         Event::EscrowRefund { escrow, player } => {
-            line.field("escrow", &xfer_text(galaxy, system, *escrow))
+            line.field("escrow", &own(*escrow))
                 .field("player", player)
                 .num("v", version);
         }
@@ -346,18 +513,14 @@ pub fn encode_event(
             player,
             trade,
         } => {
-            let at = InstanceId::new(system.system, *instance);
-            line.field("escrow", &xfer_text(galaxy, at, *escrow))
-                .field("player", player)
-                .field("side", trade.side.name())
-                .field("good", trade.good.name())
-                .num("qty", trade.qty)
-                .num("total", trade.total_cr);
+            line.field("escrow", &escrow_of(*instance, *escrow))
+                .field("player", player);
+            put_trade(line, trade);
         }
         Event::RemoteTradeDone { instance, escrow } => {
-            let at = InstanceId::new(system.system, *instance);
-            line.field("escrow", &xfer_text(galaxy, at, *escrow));
+            line.field("escrow", &escrow_of(*instance, *escrow));
         }
+        other => unreachable!("{} is not an escrow's event", event_kind(other)),
     }
 }
 
@@ -423,122 +586,53 @@ impl PlayerLine {
     }
 }
 
-/// Reads an event of the log of instance `system` back: its tick and the event.
+/// Reads an event of the log of instance `system` back: its tick and the event. One function
+/// reads each kind that has more than a field or two.
 pub fn decode_event(
     galaxy: &Galaxy,
     system: InstanceId,
     rec: &Record<'_>,
-) -> Result<(u64, Event), String> {
+) -> Result<(u64, Event), DecodeError> {
     let t = num(rec, "t")?;
-    let local_xfer = |rec: &Record<'_>| -> Result<u64, String> {
-        let (from, n) = parse_xfer(galaxy, rec.str("xfer").map_err(|e| e.to_string())?)?;
-        if from != system {
-            return Err(format!(
-                "transfer of {} in the log of {}",
-                from.slug(galaxy),
-                system.slug(galaxy)
-            ));
-        }
-        Ok(n)
-    };
-    let local_escrow = |rec: &Record<'_>| -> Result<u64, String> {
-        let (at, n) = parse_xfer(galaxy, rec.str("escrow").map_err(|e| e.to_string())?)?;
-        if at != system {
-            return Err(format!(
-                "escrow of {} in the log of {}",
-                at.slug(galaxy),
-                system.slug(galaxy)
-            ));
-        }
-        Ok(n)
-    };
+    let here = LogOf { galaxy, system };
     let event = match rec.kind {
         "join" => Event::Join {
             player: get_player(rec)?,
-            key: rec.str("key").map_err(|e| e.to_string())?.to_string(),
+            key: name_field(rec, "key")?,
         },
         "refuel" => Event::Refuel {
-            player: rec.str("player").map_err(|e| e.to_string())?.to_string(),
+            player: name_field(rec, "player")?,
             units: num(rec, "units")?,
             cost: num(rec, "cost")?,
         },
-        "depart" => Event::Depart {
-            xfer: local_xfer(rec)?,
-            player: rec.str("player").map_err(|e| e.to_string())?.to_string(),
-            to: instance_field(galaxy, rec, "to")?,
-            fuel: num(rec, "fuel")?,
-        },
+        "depart" => decode_depart(&here, rec)?,
         "depart.done" => Event::DepartDone {
-            xfer: local_xfer(rec)?,
+            xfer: here.local(rec, "xfer")?,
         },
         "depart.void" => Event::DepartVoid {
-            xfer: local_xfer(rec)?,
+            xfer: here.local(rec, "xfer")?,
         },
         "depart.abort" => Event::DepartAbort {
-            xfer: local_xfer(rec)?,
-            player: rec.str("player").map_err(|e| e.to_string())?.to_string(),
+            xfer: here.local(rec, "xfer")?,
+            player: name_field(rec, "player")?,
         },
-        "arrive" => {
-            let (from, xfer) = parse_xfer(galaxy, rec.str("xfer").map_err(|e| e.to_string())?)?;
-            Event::Arrive {
-                from,
-                xfer,
-                player: get_player(rec)?,
-            }
-        }
+        "arrive" => decode_arrive(galaxy, rec)?,
         "trade" => Event::Trade {
             player: name_field(rec, "player")?,
             trade: get_trade(rec)?,
         },
-        "trade.escrow" => Event::Escrow {
-            escrow: local_escrow(rec)?,
-            player: name_field(rec, "player")?,
-            order: get_order(rec)?,
-            held_cr: num(rec, "held_cr")?,
-            held_qty: num(rec, "held_qty")?,
-        },
+        "trade.escrow" => decode_escrow(&here, rec)?,
         "trade.settle" => Event::EscrowSettle {
-            escrow: local_escrow(rec)?,
+            escrow: here.local(rec, "escrow")?,
             player: name_field(rec, "player")?,
             total_cr: num(rec, "total")?,
         },
         "trade.refund" => Event::EscrowRefund {
-            escrow: local_escrow(rec)?,
+            escrow: here.local(rec, "escrow")?,
             player: name_field(rec, "player")?,
         },
-        "trade.remote" | "trade.done" => {
-            let (at, escrow) = parse_xfer(galaxy, rec.str("escrow").map_err(|e| e.to_string())?)?;
-            if at.system != system.system || at.is_primary() || !system.is_primary() {
-                return Err(format!(
-                    "escrow of {} in the log of {}",
-                    at.slug(galaxy),
-                    system.slug(galaxy)
-                ));
-            }
-            match rec.kind {
-                "trade.remote" => Event::RemoteTrade {
-                    instance: at.n,
-                    escrow,
-                    player: name_field(rec, "player")?,
-                    trade: get_trade(rec)?,
-                },
-                _ => Event::RemoteTradeDone {
-                    instance: at.n,
-                    escrow,
-                },
-            }
-        }
-        "economy" => Event::Economy {
-            from: num(rec, "from")?,
-            to: num(rec, "to")?,
-            report: TickReport {
-                produced: units_field(rec, "made")?,
-                consumed: units_field(rec, "used")?,
-                subsidy_cr: num(rec, "subsidy")?,
-                tax_cr: num(rec, "tax")?,
-            },
-            decayed: units_field(rec, "decayed")?,
-        },
+        "trade.remote" | "trade.done" => decode_remote_trade(&here, rec)?,
+        "economy" => decode_economy(rec)?,
         "engage" => Event::Engage {
             player: name_field(rec, "player")?,
             target: rec
@@ -552,19 +646,7 @@ pub fn decode_event(
             damage: num(rec, "damage")?,
             downed: num(rec, "downed")?,
         },
-        "destroyed" => Event::Destroyed {
-            player: name_field(rec, "player")?,
-            by: name_field(rec, "by")?,
-            wreck: opt_num(rec, "wreck")?,
-            jump_home: match rec.get("xfer") {
-                None => None,
-                Some(_) => Some((local_xfer(rec)?, system_field(galaxy, rec, "to")?)),
-            },
-            evicted: match rec.get("evicted") {
-                None => Cargo::new(),
-                Some(_) => cargo_field(rec, "evicted")?,
-            },
-        },
+        "destroyed" => decode_destroyed(&here, rec)?,
         "loot" => Event::Loot {
             player: name_field(rec, "player")?,
             take: LootTake {
@@ -572,23 +654,141 @@ pub fn decode_event(
                 taken: cargo_field(rec, "took")?,
             },
         },
-        "split" | "retire" => {
-            let at = instance_field(galaxy, rec, "instance")?;
-            if at.system != system.system || at.is_primary() {
-                return Err(format!(
-                    "instance {} in the log of {}",
-                    at.slug(galaxy),
-                    system.slug(galaxy)
-                ));
-            }
-            match rec.kind {
-                "split" => Event::Split { instance: at.n },
-                _ => Event::Retire { instance: at.n },
-            }
+        "split" | "retire" => decode_split_or_retire(&here, rec)?,
+        other => {
+            return Err(DecodeError::UnknownEventKind {
+                kind: other.to_string(),
+            })
         }
-        other => return Err(format!("unknown record kind {other:?} in a system log")),
     };
     Ok((t, event))
+}
+
+/// The log a record is read from: the instance whose log it is, in its galaxy.
+struct LogOf<'g> {
+    galaxy: &'g Galaxy,
+    system: InstanceId,
+}
+
+impl LogOf<'_> {
+    /// The number of a transfer (`key` = `xfer`) or an escrow (`escrow`) that must be this
+    /// log's own.
+    fn local(&self, rec: &Record<'_>, key: &'static str) -> Result<u64, DecodeError> {
+        let (from, n) = xfer_field(self.galaxy, rec, key)?;
+        if from != self.system {
+            let what = if key == "xfer" { "transfer" } else { key };
+            return Err(self.not_ours(what, from));
+        }
+        Ok(n)
+    }
+
+    /// A `what` of instance `of` found in this log.
+    fn not_ours(&self, what: &'static str, of: InstanceId) -> DecodeError {
+        DecodeError::NotOfThisLog {
+            what,
+            of: of.slug(self.galaxy),
+            log: self.system.slug(self.galaxy),
+        }
+    }
+}
+
+/// `depart`: a player leaves on one of this log's transfers.
+fn decode_depart(here: &LogOf<'_>, rec: &Record<'_>) -> Result<Event, DecodeError> {
+    Ok(Event::Depart {
+        xfer: here.local(rec, "xfer")?,
+        player: name_field(rec, "player")?,
+        to: instance_field(here.galaxy, rec, "to")?,
+        fuel: num(rec, "fuel")?,
+    })
+}
+
+/// `arrive`: a player lands from another log's transfer, with their whole state.
+fn decode_arrive(galaxy: &Galaxy, rec: &Record<'_>) -> Result<Event, DecodeError> {
+    let (from, xfer) = xfer_field(galaxy, rec, "xfer")?;
+    Ok(Event::Arrive {
+        from,
+        xfer,
+        player: get_player(rec)?,
+    })
+}
+
+/// `trade.escrow`: an instance holds a player's credits or goods for a trade at the primary.
+fn decode_escrow(here: &LogOf<'_>, rec: &Record<'_>) -> Result<Event, DecodeError> {
+    Ok(Event::Escrow {
+        escrow: here.local(rec, "escrow")?,
+        player: name_field(rec, "player")?,
+        order: get_order(rec)?,
+        held_cr: num(rec, "held_cr")?,
+        held_qty: num(rec, "held_qty")?,
+    })
+}
+
+/// `trade.remote` and `trade.done`, in a primary's log: an escrow of one of its instances,
+/// traded at its market, then known settled.
+fn decode_remote_trade(here: &LogOf<'_>, rec: &Record<'_>) -> Result<Event, DecodeError> {
+    let (at, escrow) = xfer_field(here.galaxy, rec, "escrow")?;
+    if at.system != here.system.system || at.is_primary() || !here.system.is_primary() {
+        return Err(here.not_ours("escrow", at));
+    }
+    Ok(match rec.kind {
+        "trade.remote" => Event::RemoteTrade {
+            instance: at.n,
+            escrow,
+            player: name_field(rec, "player")?,
+            trade: get_trade(rec)?,
+        },
+        _ => Event::RemoteTradeDone {
+            instance: at.n,
+            escrow,
+        },
+    })
+}
+
+/// `economy`: the market's step over ticks `from..to` and the wrecks' decay.
+fn decode_economy(rec: &Record<'_>) -> Result<Event, DecodeError> {
+    Ok(Event::Economy {
+        from: num(rec, "from")?,
+        to: num(rec, "to")?,
+        report: TickReport {
+            produced: units_field(rec, "made")?,
+            consumed: units_field(rec, "used")?,
+            subsidy_cr: num(rec, "subsidy")?,
+            tax_cr: num(rec, "tax")?,
+        },
+        decayed: units_field(rec, "decayed")?,
+    })
+}
+
+/// `destroyed`: a ship shot down, its wreck, and the jump home if it respawns there.
+fn decode_destroyed(here: &LogOf<'_>, rec: &Record<'_>) -> Result<Event, DecodeError> {
+    Ok(Event::Destroyed {
+        player: name_field(rec, "player")?,
+        by: name_field(rec, "by")?,
+        wreck: opt_num(rec, "wreck")?,
+        jump_home: match rec.get("xfer") {
+            None => None,
+            Some(_) => Some((
+                here.local(rec, "xfer")?,
+                system_field(here.galaxy, rec, "to")?,
+            )),
+        },
+        evicted: match rec.get("evicted") {
+            None => Cargo::new(),
+            Some(_) => cargo_field(rec, "evicted")?,
+        },
+    })
+}
+
+/// `split` and `retire`: an instance of this log's system opens or closes.
+fn decode_split_or_retire(here: &LogOf<'_>, rec: &Record<'_>) -> Result<Event, DecodeError> {
+    let at = instance_field(here.galaxy, rec, "instance")?;
+    if at.system != here.system.system || at.is_primary() {
+        return Err(here.not_ours("instance", at));
+    }
+    Ok(match rec.kind {
+        "split" => Event::Split { instance: at.n },
+        _ => Event::Retire { instance: at.n },
+    })
 }
 
 /// Writes a jump record of the transition log.
@@ -602,16 +802,15 @@ pub fn encode_jump(line: &mut Line<'_>, galaxy: &Galaxy, jump: &Jump) {
 }
 
 /// Reads a jump record of the transition log.
-pub fn decode_jump(galaxy: &Galaxy, rec: &Record<'_>) -> Result<Jump, String> {
+pub fn decode_jump(galaxy: &Galaxy, rec: &Record<'_>) -> Result<Jump, DecodeError> {
     if rec.kind != "jump" {
-        return Err(format!(
-            "unknown record kind {:?} in the transition log",
-            rec.kind
-        ));
+        return Err(DecodeError::NotAJump {
+            kind: rec.kind.to_string(),
+        });
     }
-    let (from, xfer) = parse_xfer(galaxy, rec.str("xfer").map_err(|e| e.to_string())?)?;
+    let (from, xfer) = xfer_field(galaxy, rec, "xfer")?;
     if instance_field(galaxy, rec, "from")? != from {
-        return Err("from= and xfer= disagree".into());
+        return Err(DecodeError::JumpOriginDisagrees);
     }
     Ok(Jump {
         from,
@@ -718,19 +917,23 @@ pub fn decode_state_record(
     galaxy: &Galaxy,
     state: &mut SystemState,
     rec: &Record<'_>,
-) -> Result<(), String> {
+) -> Result<(), DecodeError> {
+    let not_ours = |what| DecodeError::NotOfThisSnapshot { what };
+    let impossible = |why| DecodeError::ImpossibleState { why };
     match rec.kind {
         "state" => {
             let instance = opt_num(rec, "instance")?.unwrap_or(PRIMARY_INSTANCE);
             if system_field(galaxy, rec, "system")? != state.id || instance != state.instance {
-                return Err("snapshot of another system or instance".into());
+                return Err(not_ours("snapshot of another system or instance"));
             }
             state.tick = num(rec, "t")?;
             state.next_xfer = num(rec, "next_xfer")?;
             state.next_escrow = opt_num(rec, "next_escrow")?.unwrap_or(1);
             state.market_tick = num(rec, "market_tick")?;
-            state.market = Market::from_parts(units_field(rec, "stock")?, num(rec, "till")?)?;
-            state.wrecks = Wrecks::from_parts(num(rec, "next_wreck")?, Vec::new())?;
+            state.market = Market::from_parts(units_field(rec, "stock")?, num(rec, "till")?)
+                .map_err(impossible)?;
+            state.wrecks =
+                Wrecks::from_parts(num(rec, "next_wreck")?, Vec::new()).map_err(impossible)?;
         }
         "wreck" => {
             let wreck = Wreck {
@@ -738,19 +941,22 @@ pub fn decode_state_record(
                 tick: num(rec, "t")?,
                 cargo: cargo_field(rec, "cargo")?,
             };
-            state.wrecks.restore(num(rec, "id")?, wreck)?;
+            state
+                .wrecks
+                .restore(num(rec, "id")?, wreck)
+                .map_err(impossible)?;
         }
         "instance" => {
             let at = instance_field(galaxy, rec, "open")?;
             if at.system != state.id || at.is_primary() || !state.is_primary() {
-                return Err("an open instance of another system".into());
+                return Err(not_ours("an open instance of another system"));
             }
             state.instances.insert(at.n);
         }
         "escrow" => {
-            let (at, id) = parse_xfer(galaxy, rec.str("escrow").map_err(|e| e.to_string())?)?;
+            let (at, id) = xfer_field(galaxy, rec, "escrow")?;
             if at != state.instance_id() {
-                return Err("an escrow of another instance".into());
+                return Err(not_ours("an escrow of another instance"));
             }
             let e = Escrow {
                 player: name_field(rec, "player")?,
@@ -761,9 +967,9 @@ pub fn decode_state_record(
             state.escrows.insert(id, e);
         }
         "remote" => {
-            let (at, id) = parse_xfer(galaxy, rec.str("escrow").map_err(|e| e.to_string())?)?;
+            let (at, id) = xfer_field(galaxy, rec, "escrow")?;
             if at.system != state.id || at.is_primary() {
-                return Err("a trade of another system".into());
+                return Err(not_ours("a trade of another system"));
             }
             let o = RemoteOutcome {
                 player: name_field(rec, "player")?,
@@ -791,16 +997,16 @@ pub fn decode_state_record(
             state.players.insert(p.name.clone(), p);
         }
         "voided" => {
-            let (from, xfer) = parse_xfer(galaxy, rec.str("xfer").map_err(|e| e.to_string())?)?;
+            let (from, xfer) = xfer_field(galaxy, rec, "xfer")?;
             if from != state.instance_id() {
-                return Err("void transfer of another system".into());
+                return Err(not_ours("void transfer of another system"));
             }
             state.voided.insert(xfer);
         }
         "departing" => {
-            let (from, xfer) = parse_xfer(galaxy, rec.str("xfer").map_err(|e| e.to_string())?)?;
+            let (from, xfer) = xfer_field(galaxy, rec, "xfer")?;
             if from != state.instance_id() {
-                return Err("departing transfer of another system".into());
+                return Err(not_ours("departing transfer of another system"));
             }
             state.departing.insert(
                 xfer,
@@ -812,12 +1018,15 @@ pub fn decode_state_record(
             );
         }
         "name" => {
-            state.names.insert(
-                rec.str("player").map_err(|e| e.to_string())?.to_string(),
-                rec.str("key").map_err(|e| e.to_string())?.to_string(),
-            );
+            state
+                .names
+                .insert(name_field(rec, "player")?, name_field(rec, "key")?);
         }
-        other => return Err(format!("unknown snapshot record {other:?}")),
+        other => {
+            return Err(DecodeError::UnknownSnapshotKind {
+                kind: other.to_string(),
+            })
+        }
     }
     Ok(())
 }
@@ -825,7 +1034,7 @@ pub fn decode_state_record(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use store::record::parse_line;
+    use store::record::{parse_line, Record, RecordError};
     use store::snapshot::SnapshotMeta;
 
     fn round_trip(galaxy: &Galaxy, system: SystemId, event: &Event) -> (u64, Event) {
@@ -1093,7 +1302,10 @@ mod tests {
             let bytes = store::snapshot::encode(&meta, |w| encode_state(w, &g, state));
             let path = store::snapshot::write(dir.path(), &meta, &bytes).unwrap();
             let mut back = SystemState::new_instance(&g, at);
-            store::snapshot::load(&path, |r| decode_state_record(&g, &mut back, r)).unwrap();
+            store::snapshot::load(&path, |r| {
+                decode_state_record(&g, &mut back, r).map_err(|e| e.to_string())
+            })
+            .unwrap();
             assert_eq!(&back, state);
         }
     }
@@ -1126,5 +1338,69 @@ mod tests {
         );
         let rec = parse_line(buf.as_bytes()).unwrap();
         assert_eq!(decode_jump(&g, &rec).unwrap(), j);
+    }
+
+    /// A record that does not read back says what is wrong: the field and the record's kind,
+    /// the transfer of another system, the unknown kind.
+    #[test]
+    fn a_bad_event_record_names_its_kind_and_field() {
+        let g = Galaxy::default_galaxy();
+        let sol = InstanceId::primary(g.home());
+        let decode = |kind: &'static str, fields: &[(&'static str, &'static str)]| {
+            let fields = fields.iter().map(|&(k, v)| (k, v.into())).collect();
+            let rec = Record {
+                seq: 1,
+                kind,
+                fields,
+            };
+            decode_event(&g, sol, &rec).unwrap_err()
+        };
+        let depart = [
+            ("t", "3"),
+            ("xfer", "sol:1"),
+            ("player", "ann"),
+            ("to", "alpha-centauri"),
+        ];
+        let missing = decode("depart", &depart);
+        assert_eq!(
+            missing,
+            DecodeError::Field {
+                kind: "depart".into(),
+                why: RecordError::MissingField("fuel"),
+            }
+        );
+        assert_eq!(missing.to_string(), "depart: missing field \"fuel\"");
+
+        let mut foreign = depart;
+        foreign[1] = ("xfer", "alpha-centauri:1");
+        let foreign = decode("depart", &foreign);
+        assert_eq!(
+            foreign.to_string(),
+            "transfer of alpha-centauri in the log of sol"
+        );
+        assert!(matches!(
+            foreign,
+            DecodeError::NotOfThisLog {
+                what: "transfer",
+                ..
+            }
+        ));
+
+        let bad = decode("refuel", &[("t", "3"), ("player", "ann"), ("units", "x")]);
+        assert!(
+            matches!(&bad, DecodeError::Field { kind, why: RecordError::BadValue { key: "units", .. } } if kind == "refuel"),
+            "{bad:?}"
+        );
+        assert!(
+            bad.to_string()
+                .starts_with("refuel: field \"units\" has bad value \"x\""),
+            "{bad}"
+        );
+
+        let unknown = decode("teleport", &[("t", "3")]);
+        assert_eq!(
+            unknown.to_string(),
+            "unknown record kind \"teleport\" in a system log"
+        );
     }
 }

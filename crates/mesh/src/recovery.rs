@@ -181,7 +181,7 @@ pub fn load_snapshot(
     for upto in list.into_iter().rev() {
         let mut state = SystemState::new_instance(galaxy, id);
         match snapshots.get(&slug, upto, &mut |r| {
-            decode_state_record(galaxy, &mut state, r)
+            decode_state_record(galaxy, &mut state, r).map_err(|e| e.to_string())
         }) {
             Ok(meta) if meta.state_hash == state.state_hash() && meta.name == slug => {
                 return Ok(Some((state, meta)));

@@ -30,6 +30,7 @@
 
 use std::collections::BTreeMap;
 
+use super::apply_error::{ApplyError, RestoreError};
 use super::goods::{Cargo, GOOD_COUNT};
 use super::rng::Rng;
 
@@ -250,12 +251,12 @@ impl Wrecks {
     /// Wrecks from saved values (a snapshot): `next_id` is the id the next wreck gets.
     /// Checked: ids rising and below `next_id`, ticks not falling, none empty, at most the
     /// limit.
-    pub fn from_parts(next_id: u64, wrecks: Vec<(u64, Wreck)>) -> Result<Wrecks, String> {
+    pub fn from_parts(next_id: u64, wrecks: Vec<(u64, Wreck)>) -> Result<Wrecks, RestoreError> {
         if wrecks.len() > MAX_WRECKS_PER_SYSTEM {
-            return Err(format!(
-                "{} wrecks, over {MAX_WRECKS_PER_SYSTEM}",
-                wrecks.len()
-            ));
+            return Err(RestoreError::TooManyWrecks {
+                count: wrecks.len(),
+                max: MAX_WRECKS_PER_SYSTEM,
+            });
         }
         let mut by_id = BTreeMap::new();
         let mut last: Option<(u64, u64)> = None;
@@ -263,10 +264,11 @@ impl Wrecks {
             let in_order =
                 last.is_none_or(|(last_id, last_tick)| last_id < id && last_tick <= w.tick);
             if id >= next_id || w.cargo.is_empty() || !in_order {
-                return Err(format!(
-                    "wreck {id} (tick {}, '{}') is out of place",
-                    w.tick, w.cargo
-                ));
+                return Err(RestoreError::WreckOutOfPlace {
+                    id,
+                    tick: w.tick,
+                    cargo: w.cargo,
+                });
             }
             last = Some((id, w.tick));
             by_id.insert(id, w);
@@ -277,7 +279,7 @@ impl Wrecks {
     /// Puts back wreck `id` read from a snapshot, after the ones already restored: checked
     /// like [`Wrecks::from_parts`] (ids rising and below the next id, ticks not falling, not
     /// empty, at most the limit).
-    pub fn restore(&mut self, id: u64, wreck: Wreck) -> Result<(), String> {
+    pub fn restore(&mut self, id: u64, wreck: Wreck) -> Result<(), RestoreError> {
         let in_order = self
             .by_id
             .last_key_value()
@@ -287,10 +289,11 @@ impl Wrecks {
             || !in_order
             || self.by_id.len() >= MAX_WRECKS_PER_SYSTEM
         {
-            return Err(format!(
-                "wreck {id} (tick {}, '{}') is out of place",
-                wreck.tick, wreck.cargo
-            ));
+            return Err(RestoreError::WreckOutOfPlace {
+                id,
+                tick: wreck.tick,
+                cargo: wreck.cargo,
+            });
         }
         self.by_id.insert(id, wreck);
         Ok(())
@@ -375,13 +378,15 @@ pub fn apply_outcome(
     cargo: &mut Cargo,
     wrecks: &mut Wrecks,
     tick: u64,
-) -> Result<(Option<Respawn>, Option<Wreck>), String> {
+) -> Result<(Option<Respawn>, Option<Wreck>), ApplyError> {
     let expected = hull_points.saturating_sub(outcome.damage_points);
     if expected != outcome.hull_after || (expected == 0) != outcome.destroyed_by.is_some() {
-        return Err(format!(
-            "'{}' has {} hull; {} damage cannot leave {}",
-            outcome.target, hull_points, outcome.damage_points, outcome.hull_after
-        ));
+        return Err(ApplyError::HullMismatch {
+            target: outcome.target.clone(),
+            hull_points: *hull_points,
+            damage_points: outcome.damage_points,
+            hull_after: outcome.hull_after,
+        });
     }
     *hull_points = expected;
     let Some(killer) = &outcome.destroyed_by else {
@@ -465,18 +470,23 @@ pub fn decide_loot(
 
 /// Moves a decided loot from the wreck to the looter's hold, all or nothing; an emptied wreck
 /// is removed. Asserts that no goods are made or lost.
-pub fn apply_loot(wrecks: &mut Wrecks, cargo: &mut Cargo, take: &LootTake) -> Result<(), String> {
+pub fn apply_loot(
+    wrecks: &mut Wrecks,
+    cargo: &mut Cargo,
+    take: &LootTake,
+) -> Result<(), ApplyError> {
     let wreck = wrecks
         .by_id
         .get_mut(&take.wreck_id)
-        .ok_or_else(|| format!("loot of wreck {}, which is not here", take.wreck_id))?;
+        .ok_or(ApplyError::WreckNotHere {
+            wreck: take.wreck_id,
+        })?;
     let before = wreck.cargo.total_units() + cargo.total_units();
     let (mut left, mut hold) = (wreck.cargo, *cargo);
     for (good, qty) in take.taken.iter() {
         left.remove(good, qty.into())
-            .map_err(|e| format!("loot: {e}"))?;
-        hold.add(good, qty.into())
-            .map_err(|e| format!("loot: {e}"))?;
+            .map_err(ApplyError::LootCargo)?;
+        hold.add(good, qty.into()).map_err(ApplyError::LootCargo)?;
     }
     assert_eq!(
         left.total_units() + hold.total_units(),

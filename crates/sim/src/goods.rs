@@ -363,8 +363,21 @@ pub fn units_text(units: &[u64; GOOD_COUNT]) -> String {
     }
 }
 
+/// A [`units_text`] that does not read back. The message names the bad item.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum UnitsParseError {
+    #[error("item '{item}' is not 'good:quantity'")]
+    NoColon { item: String },
+    #[error(transparent)]
+    UnknownGood(#[from] UnknownGood),
+    #[error("quantity of {good} is '{qty}', not a whole number")]
+    BadQuantity { good: Good, qty: String },
+    #[error("{good} is zero or listed twice in '{text}'")]
+    ZeroOrTwice { good: Good, text: String },
+}
+
 /// Reads [`units_text`] back; the message names the bad item.
-pub fn parse_units(text: &str) -> Result<[u64; GOOD_COUNT], String> {
+pub fn parse_units(text: &str) -> Result<[u64; GOOD_COUNT], UnitsParseError> {
     let mut units = [0u64; GOOD_COUNT];
     if text == "-" {
         return Ok(units);
@@ -372,13 +385,19 @@ pub fn parse_units(text: &str) -> Result<[u64; GOOD_COUNT], String> {
     for item in text.split(',') {
         let (name, qty) = item
             .split_once(':')
-            .ok_or_else(|| format!("item '{item}' is not 'good:quantity'"))?;
-        let good = Good::parse(name).map_err(|e| e.to_string())?;
-        let qty: u64 = qty
-            .parse()
-            .map_err(|_| format!("quantity of {good} is '{qty}', not a whole number"))?;
+            .ok_or_else(|| UnitsParseError::NoColon {
+                item: item.to_string(),
+            })?;
+        let good = Good::parse(name)?;
+        let qty: u64 = qty.parse().map_err(|_| UnitsParseError::BadQuantity {
+            good,
+            qty: qty.to_string(),
+        })?;
         if qty == 0 || units[good.index()] != 0 {
-            return Err(format!("{good} is zero or listed twice in '{text}'"));
+            return Err(UnitsParseError::ZeroOrTwice {
+                good,
+                text: text.to_string(),
+            });
         }
         units[good.index()] = qty;
     }

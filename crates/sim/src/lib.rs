@@ -2,6 +2,7 @@
 //! next state is a function of its state and its inputs only. This layer never does I/O, never
 //! reads a clock, and never imports `store`, `mesh` or `cli`.
 
+pub mod apply_error;
 pub mod combat;
 pub mod economy;
 pub mod galaxy;

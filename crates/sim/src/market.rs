@@ -28,6 +28,7 @@
 
 use std::collections::BTreeMap;
 
+use super::apply_error::{ApplyError, RestoreError, TradeMismatch};
 use super::economy::{units_between, EconomyKind};
 use super::galaxy::SystemId;
 use super::goods::{Cargo, Good, UnknownGood, GOOD_COUNT};
@@ -242,14 +243,14 @@ impl Market {
     }
 
     /// A market from saved values (a snapshot), checked against the bounds.
-    pub fn from_parts(stock: [u64; GOOD_COUNT], till_cr: u64) -> Result<Market, String> {
+    pub fn from_parts(stock: [u64; GOOD_COUNT], till_cr: u64) -> Result<Market, RestoreError> {
         for good in Good::ALL {
             if stock[good.index()] > max_stock_units(good) {
-                return Err(format!(
-                    "stock of {good} is {}, over the most a market holds ({})",
-                    stock[good.index()],
-                    max_stock_units(good)
-                ));
+                return Err(RestoreError::StockOverMax {
+                    good,
+                    stock: stock[good.index()],
+                    max: max_stock_units(good),
+                });
             }
         }
         Ok(Market { stock, till_cr })
@@ -507,7 +508,7 @@ pub fn apply_trade(
     credits: &mut u64,
     cargo: &mut Cargo,
     trade: &Trade,
-) -> Result<(), String> {
+) -> Result<(), ApplyError> {
     let Trade {
         side,
         good,
@@ -518,27 +519,32 @@ pub fn apply_trade(
     let goods_before = u64::from(cargo.get(good)) + market.stock(good);
     let mut new_market = market.clone();
     let mut new_cargo = *cargo;
-    let refused = |e: &dyn std::fmt::Display| format!("{} {qty} {good}: {e}", side.name());
+    let refused = |why: TradeMismatch| ApplyError::TradeRefused {
+        side,
+        qty,
+        good,
+        why,
+    };
     let new_credits = match side {
         Side::Buy => {
             new_cargo
                 .add(good, u64::from(qty))
-                .map_err(|e| refused(&e))?;
-            let paid = new_market.buy(good, qty).map_err(|e| refused(&e))?;
+                .map_err(|e| refused(e.into()))?;
+            let paid = new_market.buy(good, qty).map_err(|e| refused(e.into()))?;
             check_total(paid, total_cr)?;
             credits
                 .checked_sub(paid)
-                .ok_or_else(|| refused(&"not enough credits"))?
+                .ok_or_else(|| refused(TradeMismatch::NoCredits))?
         }
         Side::Sell => {
             new_cargo
                 .remove(good, u64::from(qty))
-                .map_err(|e| refused(&e))?;
-            let got = new_market.sell(good, qty).map_err(|e| refused(&e))?;
+                .map_err(|e| refused(e.into()))?;
+            let got = new_market.sell(good, qty).map_err(|e| refused(e.into()))?;
             check_total(got, total_cr)?;
             credits
                 .checked_add(got)
-                .ok_or_else(|| refused(&"credits overflow"))?
+                .ok_or_else(|| refused(TradeMismatch::CreditsOverflow))?
         }
     };
     *market = new_market;
@@ -557,13 +563,13 @@ pub fn apply_trade(
     Ok(())
 }
 
-fn check_total(actual: u64, logged: u64) -> Result<(), String> {
-    if actual == logged {
-        Ok(())
-    } else {
-        Err(format!(
-            "the trade was decided at {logged} cr but comes to {actual} cr on this state"
-        ))
+fn check_total(actual_cr: u64, logged_cr: u64) -> Result<(), ApplyError> {
+    match actual_cr == logged_cr {
+        true => Ok(()),
+        false => Err(ApplyError::TradeTotal {
+            logged_cr,
+            actual_cr,
+        }),
     }
 }
 

@@ -184,6 +184,12 @@ pub fn archived_segment_path(dir: &Path, name: &str, first: u64, last: u64) -> P
 
 /// A player's name as a file name: ASCII letters, digits, `-` and `_` stand as they are; every
 /// other byte is `%XX`. Distinct names give distinct files ("p12" and "p 12" never collide).
+///
+/// On a case-insensitive filesystem (macOS, Windows) two stems that differ only in case are one
+/// file. They cannot belong to two players: a stem is ASCII, its escapes are whole `%XX` units
+/// holding only bytes that are never letters, so stems equal ignoring case come from names
+/// equal up to ASCII case, and those share a uniqueness key (`sim::names::key` folds case),
+/// which a new join refuses. The property test below checks it.
 pub fn player_file_stem(name: &str) -> String {
     let mut out = String::with_capacity(name.len());
     for b in name.bytes() {
@@ -228,5 +234,55 @@ mod tests {
             assert_eq!(player_name_from_stem(&stem).as_deref(), Some(name));
         }
         assert_ne!(player_file_stem("p12"), player_file_stem("p 12"));
+    }
+
+    /// Letters of both cases (ASCII and not, with the awkward ones: `ß`, final sigma, the
+    /// Kelvin sign, dotted and dotless i), digits, `%` and the hex digits of escapes.
+    const NAME_CHARS: &str = "([aAcCfFzZ0239%_ .-]|é|É|ß|Σ|σ|ς|\u{212A}|İ|ı){1,6}";
+
+    /// `text` with the case of its characters flipped where `flips` says so.
+    fn flip_case(text: &str, flips: &[bool]) -> String {
+        let flip = |(i, c): (usize, char)| match flips[i % flips.len()] {
+            false => c.to_string(),
+            true if c.is_lowercase() => c.to_uppercase().to_string(),
+            true => c.to_lowercase().to_string(),
+        };
+        text.chars().enumerate().map(flip).collect()
+    }
+
+    /// Pairs of names that are likely to collide ignoring case: the second is the first with
+    /// its case changed, or the first's stem (with `%XX` in it) with its case changed, taken
+    /// as a name, or any other name.
+    fn name_pairs() -> impl proptest::strategy::Strategy<Value = (String, String)> {
+        use proptest::prelude::*;
+        let flips = proptest::collection::vec(any::<bool>(), 1..8);
+        (NAME_CHARS, NAME_CHARS, flips, 0..3u8).prop_map(|(a, other, flips, how)| {
+            let source = match how {
+                0 => a.clone(),
+                1 => player_file_stem(&a),
+                _ => other,
+            };
+            let b = flip_case(&source, &flips);
+            (a, b)
+        })
+    }
+
+    proptest::proptest! {
+        /// `players/Ann.log` and `players/ann.log` are one file on a case-insensitive
+        /// filesystem: two different players (different uniqueness keys) must never get file
+        /// names that are equal ignoring case, ASCII or Unicode.
+        #[test]
+        fn different_players_never_get_file_names_equal_ignoring_case((a, b) in name_pairs()) {
+            proptest::prop_assume!(sim::names::validate_name(&a).is_ok());
+            proptest::prop_assume!(sim::names::validate_name(&b).is_ok());
+            proptest::prop_assume!(sim::names::key(&a) != sim::names::key(&b));
+            let (stem_a, stem_b) = (player_file_stem(&a), player_file_stem(&b));
+            proptest::prop_assert!(stem_a.is_ascii() && stem_b.is_ascii());
+            let why = format!("{a:?} and {b:?} are different players but {stem_a:?} and \
+                {stem_b:?} are one file on a case-insensitive filesystem");
+            proptest::prop_assert_ne!(stem_a.to_ascii_lowercase(), stem_b.to_ascii_lowercase(), "{}", why);
+            proptest::prop_assert_ne!(stem_a.to_lowercase(), stem_b.to_lowercase(), "{}", why);
+            proptest::prop_assert_ne!(stem_a.to_uppercase(), stem_b.to_uppercase(), "{}", why);
+        }
     }
 }

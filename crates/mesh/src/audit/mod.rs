@@ -814,7 +814,7 @@ fn load_snapshots(
         r.files += 1;
         let mut snap_state = SystemState::new_instance(galaxy, id);
         match snapshot::load(&path, |rec| {
-            decode_state_record(galaxy, &mut snap_state, rec)
+            decode_state_record(galaxy, &mut snap_state, rec).map_err(|e| e.to_string())
         }) {
             Ok(meta) if meta.state_hash == snap_state.state_hash() => {
                 snapshots.insert(meta.upto_seq, (path, meta.state_hash));

@@ -8,280 +8,55 @@ use std::collections::BTreeSet;
 
 use super::decide::{combat_event, decayed_by};
 use super::{ApplyError, Departing, Event, SystemState};
-use crate::combat::{self, CombatOutcome};
+use crate::combat::{self, CombatOutcome, LootTake};
+use crate::galaxy::SystemId;
+use crate::goods::{Cargo, GOOD_COUNT};
 use crate::instance::{InstanceId, MAX_INSTANCES_PER_SYSTEM, PRIMARY_INSTANCE};
-use crate::market;
+use crate::market::{self, TickReport, Trade};
+use crate::player::Player;
 
 impl SystemState {
-    /// Applies an event stamped with tick `t`.
+    /// Applies an event stamped with tick `t`: first what every event must respect (time
+    /// runs forward, a ship shot down does nothing), then the event's own rules, one function
+    /// for each kind. The state's tick moves to `t` only if the event applied.
     pub fn apply(&mut self, t: u64, event: &Event) -> Result<(), ApplyError> {
-        if t < self.tick {
-            return Err(format!("tick {t} is before the state's tick {}", self.tick));
-        }
-        if let Some(name) = event.player() {
-            let downed = self.players.get(name).is_some_and(|p| p.hull == 0);
-            // A trade under way settles even if its player was shot down meanwhile.
-            let allowed = matches!(
-                event,
-                Event::Destroyed { .. } | Event::EscrowSettle { .. } | Event::EscrowRefund { .. }
-            );
-            if downed && !allowed {
-                return Err(format!("'{name}' acts while shot down"));
-            }
-        }
+        self.check_may_act(t, event)?;
         match event {
-            Event::Join { player, key } => {
-                if !self.is_primary() {
-                    return Err(format!("'{}' joins an instance", player.name));
-                }
-                if self.names.contains_name(&player.name) || self.players.contains_key(&player.name)
-                {
-                    return Err(format!("name '{}' joined twice", player.name));
-                }
-                self.names.insert(player.name.clone(), key.clone());
-                self.players.insert(player.name.clone(), player.clone());
-            }
+            Event::Join { player, key } => self.apply_join(player, key)?,
             Event::Refuel {
                 player,
                 units,
                 cost,
-            } => {
-                let p = self.player_mut(player)?;
-                if p.credits < *cost || p.fuel + units > p.fuel_capacity {
-                    return Err(format!(
-                        "refuel of {units} for {cost} impossible for '{player}'"
-                    ));
-                }
-                p.credits -= cost;
-                p.fuel += units;
-                p.version += 1;
-            }
+            } => self.apply_refuel(player, *units, *cost)?,
             Event::Depart {
                 xfer,
                 player,
                 to,
                 fuel,
-            } => {
-                if *xfer != self.next_xfer {
-                    return Err(format!("transfer {xfer} where {} was next", self.next_xfer));
-                }
-                if self.player_mut(player)?.fuel < *fuel {
-                    return Err(format!("'{player}' departs with too little fuel"));
-                }
-                self.check_destination(*to, *fuel)?;
-                let mut p = self.players.remove(player).expect("checked just above");
-                p.fuel -= fuel;
-                p.version += 1;
-                self.leave(p, *xfer, *to, *fuel);
-            }
-            Event::DepartDone { xfer } => {
-                self.departing
-                    .remove(xfer)
-                    .ok_or_else(|| format!("transfer {xfer} is not departing"))?;
-            }
-            Event::DepartVoid { xfer } => {
-                if *xfer < self.next_xfer {
-                    return Err(format!(
-                        "transfer {xfer} cannot be void: it was prepared here ({} is next)",
-                        self.next_xfer
-                    ));
-                }
-                self.next_xfer = xfer + 1;
-                self.voided.insert(*xfer);
-            }
-            Event::DepartAbort { xfer, player } => {
-                match self.departing.get(xfer) {
-                    Some(d) if d.player.name == *player => {}
-                    Some(_) => return Err(format!("transfer {xfer} is not '{player}''s")),
-                    None => return Err(format!("transfer {xfer} is not departing")),
-                }
-                if self.players.contains_key(player) {
-                    return Err(format!("aborted transfer {xfer}: player is here twice"));
-                }
-                let d = self.departing.remove(xfer).expect("checked just above");
-                let mut p = d.player;
-                p.fuel += d.fuel;
-                p.version += 1;
-                self.players.insert(p.name.clone(), p);
-            }
-            Event::Arrive { from, xfer, player } => {
-                if self.landed_upto.get(from).is_some_and(|&n| *xfer <= n) {
-                    return Err(format!(
-                        "transfer {xfer} from system {} (instance {}) landed twice",
-                        from.system.0, from.n
-                    ));
-                }
-                if self.players.contains_key(&player.name) {
-                    return Err(format!("'{}' lands but is already here", player.name));
-                }
-                self.landed_upto.insert(*from, *xfer);
-                self.players.insert(player.name.clone(), player.clone());
-            }
-            Event::Trade { player, trade } => {
-                if !self.is_primary() {
-                    return Err(format!("trade by '{player}' in an instance"));
-                }
-                let mut m = self.market.clone();
-                let p = self
-                    .players
-                    .get_mut(player)
-                    .ok_or_else(|| format!("trade by '{player}', who is not here"))?;
-                let (mut credits, mut cargo) = (p.credits, p.cargo);
-                market::apply_trade(&mut m, &mut credits, &mut cargo, trade)?;
-                if cargo.hold_used() > u64::from(p.hold) {
-                    return Err(format!("trade overfills '{player}''s hold"));
-                }
-                p.credits = credits;
-                p.cargo = cargo;
-                p.version += 1;
-                self.market = m;
-            }
+            } => self.apply_depart(*xfer, player, *to, *fuel)?,
+            Event::DepartDone { xfer } => self.apply_depart_done(*xfer)?,
+            Event::DepartVoid { xfer } => self.apply_depart_void(*xfer)?,
+            Event::DepartAbort { xfer, player } => self.apply_depart_abort(*xfer, player)?,
+            Event::Arrive { from, xfer, player } => self.apply_arrive(*from, *xfer, player)?,
+            Event::Trade { player, trade } => self.apply_local_trade(player, trade)?,
             Event::Economy {
                 from,
                 to,
                 report,
                 decayed,
-            } => {
-                if *from < self.market_tick || to <= from || *to > t {
-                    return Err(format!(
-                        "economy step {from}..{to} at tick {t} (market at {})",
-                        self.market_tick
-                    ));
-                }
-                let mut m = self.market.clone();
-                let made = if self.is_primary() {
-                    m.advance(self.kind, *from, *to)
-                } else {
-                    Default::default()
-                };
-                if made != *report || decayed_by(&self.wrecks, *to) != *decayed {
-                    return Err(format!(
-                        "economy step {from}..{to} does not match this market"
-                    ));
-                }
-                self.wrecks.expire(*to);
-                self.market = m;
-                self.market_tick = *to;
-            }
-            Event::Engage { player, target } => {
-                if let Some(target) = target {
-                    if self.players.get(target).is_none_or(|p| p.hull == 0) || target == player {
-                        return Err(format!("'{player}' engages '{target}', who is not here"));
-                    }
-                }
-                let p = self.player_mut(player)?;
-                p.version += 1;
-                match target {
-                    Some(target) => self.engaged.insert(player.clone(), target.clone()),
-                    None => self.engaged.remove(player),
-                };
-            }
-            Event::Combat { .. } => {
-                let report = self.combat_report(t);
-                if combat_event(&report) != *event {
-                    return Err(format!("combat at tick {t} does not match this state"));
-                }
-                for (attack, _) in &report.refused {
-                    self.engaged.remove(&attack.attacker);
-                }
-                let mut shot_down = BTreeSet::new();
-                for CombatOutcome {
-                    target,
-                    hull_after,
-                    destroyed_by,
-                    ..
-                } in report.outcomes
-                {
-                    let p = self
-                        .players
-                        .get_mut(&target)
-                        .expect("resolve reads players");
-                    p.hull = hull_after;
-                    if let Some(killer) = destroyed_by {
-                        self.engaged.remove(&target);
-                        shot_down.insert(target.clone());
-                        self.downed.insert(target, killer);
-                    }
-                }
-                // Orders against a ship shot down end with it (one pass a tick).
-                if !shot_down.is_empty() {
-                    self.engaged.retain(|_, target| !shot_down.contains(target));
-                }
-            }
+            } => self.apply_economy(t, (*from, *to), report, decayed)?,
+            Event::Engage { player, target } => self.apply_engage(player, target.as_deref())?,
+            Event::Combat { .. } => self.apply_combat(t, event)?,
             Event::Destroyed {
                 player,
                 by,
                 wreck,
                 jump_home,
                 evicted,
-            } => {
-                if self.downed.get(player) != Some(by) {
-                    return Err(format!("'{player}' destroyed but not shot down by '{by}'"));
-                }
-                let p = self.player_mut(player)?;
-                let expect_wreck = (!p.cargo.is_empty()).then(|| self.wrecks.next_id());
-                if *wreck != expect_wreck {
-                    return Err(format!("'{player}''s wreck should be {expect_wreck:?}"));
-                }
-                if jump_home.is_some_and(|(x, _)| x != self.next_xfer) {
-                    return Err(format!("respawn jump where {} was next", self.next_xfer));
-                }
-                let p = self.players.get_mut(player).expect("checked just above");
-                let mut cargo = p.cargo;
-                let outcome = CombatOutcome {
-                    target: player.clone(),
-                    damage_points: 0,
-                    hull_after: 0,
-                    destroyed_by: Some(by.clone()),
-                };
-                let (_, gone) =
-                    combat::apply_outcome(&outcome, &mut 0, &mut cargo, &mut self.wrecks, t)?;
-                if gone.map_or(Default::default(), |w| w.cargo) != *evicted {
-                    return Err(format!("'{player}''s wreck evicts another cargo"));
-                }
-                let respawned = p.respawned();
-                self.downed.remove(player);
-                match jump_home {
-                    Some((xfer, home)) => {
-                        self.players.remove(player);
-                        self.leave(respawned, *xfer, InstanceId::primary(*home), 0);
-                    }
-                    None => {
-                        self.players.insert(player.clone(), respawned);
-                    }
-                }
-            }
-            Event::Loot { player, take } => {
-                let p = self
-                    .players
-                    .get_mut(player)
-                    .ok_or_else(|| format!("loot by '{player}', who is not here"))?;
-                let mut cargo = p.cargo;
-                combat::apply_loot(&mut self.wrecks, &mut cargo, take)?;
-                p.cargo = cargo;
-                p.version += 1;
-            }
-            Event::Split { instance } => {
-                let n = *instance;
-                if !self.is_primary()
-                    || n <= PRIMARY_INSTANCE
-                    || n > MAX_INSTANCES_PER_SYSTEM
-                    || self.instances.contains(&n)
-                {
-                    return Err(format!("instance {n} cannot open here"));
-                }
-                self.instances.insert(n);
-            }
-            Event::Retire { instance } => {
-                let n = *instance;
-                let at = InstanceId::new(self.id, n);
-                if !self.instances.contains(&n) || self.departing.values().any(|d| d.to == at) {
-                    return Err(format!(
-                        "instance {n} is not open, or a move to it is prepared"
-                    ));
-                }
-                self.instances.remove(&n);
-            }
+            } => self.apply_destroyed(t, player, by, *wreck, *jump_home, evicted)?,
+            Event::Loot { player, take } => self.apply_loot(player, take)?,
+            Event::Split { instance } => self.apply_split(*instance)?,
+            Event::Retire { instance } => self.apply_retire(*instance)?,
             Event::Escrow {
                 escrow,
                 player,
@@ -316,13 +91,385 @@ impl SystemState {
                 self.apply_remote_trade(*instance, *escrow, outcome)?;
             }
             Event::RemoteTradeDone { instance, escrow } => {
-                self.remote_trades
-                    .remove(&(*instance, *escrow))
-                    .ok_or_else(|| format!("escrow {instance}:{escrow} was never traded here"))?;
+                self.apply_remote_trade_done(*instance, *escrow)?
             }
         }
         self.tick = t;
         Ok(())
+    }
+
+    /// What every event respects: ticks never go back, and a ship shot down does nothing but
+    /// be destroyed, except that a trade under way settles even if its player was shot down
+    /// meanwhile.
+    fn check_may_act(&self, t: u64, event: &Event) -> Result<(), ApplyError> {
+        if t < self.tick {
+            return Err(ApplyError::TickBefore {
+                tick: t,
+                state_tick: self.tick,
+            });
+        }
+        let Some(name) = event.player() else {
+            return Ok(());
+        };
+        let downed = self.players.get(name).is_some_and(|p| p.hull == 0);
+        let allowed = matches!(
+            event,
+            Event::Destroyed { .. } | Event::EscrowSettle { .. } | Event::EscrowRefund { .. }
+        );
+        match downed && !allowed {
+            true => Err(ApplyError::ActsWhileShotDown {
+                player: name.to_string(),
+            }),
+            false => Ok(()),
+        }
+    }
+
+    /// [`Event::Join`]: a new player, in a primary, under a name not taken.
+    fn apply_join(&mut self, player: &Player, key: &str) -> Result<(), ApplyError> {
+        if !self.is_primary() {
+            return Err(ApplyError::JoinInInstance {
+                player: player.name.clone(),
+            });
+        }
+        if self.names.contains_name(&player.name) || self.players.contains_key(&player.name) {
+            return Err(ApplyError::JoinedTwice {
+                player: player.name.clone(),
+            });
+        }
+        self.names.insert(player.name.clone(), key.to_string());
+        self.players.insert(player.name.clone(), player.clone());
+        Ok(())
+    }
+
+    /// [`Event::Refuel`]: `units` of fuel for `cost` credits, within the tank.
+    fn apply_refuel(&mut self, player: &str, units: u32, cost: u64) -> Result<(), ApplyError> {
+        let p = self.player_mut(player)?;
+        if p.credits < cost || p.fuel + units > p.fuel_capacity {
+            return Err(ApplyError::RefuelImpossible {
+                player: player.to_string(),
+                units,
+                cost,
+            });
+        }
+        p.credits -= cost;
+        p.fuel += units;
+        p.version += 1;
+        Ok(())
+    }
+
+    /// [`Event::Depart`]: the player leaves on the next transfer, burning `fuel`.
+    fn apply_depart(
+        &mut self,
+        xfer: u64,
+        player: &str,
+        to: InstanceId,
+        fuel: u32,
+    ) -> Result<(), ApplyError> {
+        if xfer != self.next_xfer {
+            return Err(ApplyError::TransferOutOfOrder {
+                xfer,
+                next: self.next_xfer,
+            });
+        }
+        if self.player_mut(player)?.fuel < fuel {
+            return Err(ApplyError::TooLittleFuel {
+                player: player.to_string(),
+            });
+        }
+        self.check_destination(to, fuel)?;
+        let mut p = self.players.remove(player).expect("checked just above");
+        p.fuel -= fuel;
+        p.version += 1;
+        self.leave(p, xfer, to, fuel);
+        Ok(())
+    }
+
+    /// [`Event::DepartDone`]: the transition log has the jump; it is no longer waiting here.
+    fn apply_depart_done(&mut self, xfer: u64) -> Result<(), ApplyError> {
+        self.departing
+            .remove(&xfer)
+            .map(|_| ())
+            .ok_or(ApplyError::NotDeparting { xfer })
+    }
+
+    /// [`Event::DepartVoid`]: a transfer number that was never prepared here is used up.
+    fn apply_depart_void(&mut self, xfer: u64) -> Result<(), ApplyError> {
+        if xfer < self.next_xfer {
+            return Err(ApplyError::VoidOfPrepared {
+                xfer,
+                next: self.next_xfer,
+            });
+        }
+        self.next_xfer = xfer + 1;
+        self.voided.insert(xfer);
+        Ok(())
+    }
+
+    /// [`Event::DepartAbort`]: a prepared jump did not happen; the player is back, fuel too.
+    fn apply_depart_abort(&mut self, xfer: u64, player: &str) -> Result<(), ApplyError> {
+        match self.departing.get(&xfer) {
+            Some(d) if d.player.name == *player => {}
+            Some(_) => {
+                return Err(ApplyError::NotTheirTransfer {
+                    xfer,
+                    player: player.to_string(),
+                })
+            }
+            None => return Err(ApplyError::NotDeparting { xfer }),
+        }
+        if self.players.contains_key(player) {
+            return Err(ApplyError::AbortedWhileHere { xfer });
+        }
+        let d = self.departing.remove(&xfer).expect("checked just above");
+        let mut p = d.player;
+        p.fuel += d.fuel;
+        p.version += 1;
+        self.players.insert(p.name.clone(), p);
+        Ok(())
+    }
+
+    /// [`Event::Arrive`]: a player lands from transfer `xfer` of `from`, once.
+    fn apply_arrive(
+        &mut self,
+        from: InstanceId,
+        xfer: u64,
+        player: &Player,
+    ) -> Result<(), ApplyError> {
+        if self.landed_upto.get(&from).is_some_and(|&n| xfer <= n) {
+            return Err(ApplyError::LandedTwice {
+                xfer,
+                system: from.system.0,
+                instance: from.n,
+            });
+        }
+        if self.players.contains_key(&player.name) {
+            return Err(ApplyError::LandsWhileHere {
+                player: player.name.clone(),
+            });
+        }
+        self.landed_upto.insert(from, xfer);
+        self.players.insert(player.name.clone(), player.clone());
+        Ok(())
+    }
+
+    /// [`Event::Trade`]: a trade with this primary's market, all or nothing.
+    fn apply_local_trade(&mut self, player: &str, trade: &Trade) -> Result<(), ApplyError> {
+        if !self.is_primary() {
+            return Err(ApplyError::TradeInInstance {
+                player: player.to_string(),
+            });
+        }
+        let mut m = self.market.clone();
+        let p = self
+            .players
+            .get_mut(player)
+            .ok_or_else(|| ApplyError::ActorNotHere {
+                action: "trade",
+                player: player.to_string(),
+            })?;
+        let (mut credits, mut cargo) = (p.credits, p.cargo);
+        market::apply_trade(&mut m, &mut credits, &mut cargo, trade)?;
+        if cargo.hold_used() > u64::from(p.hold) {
+            return Err(ApplyError::TradeOverfillsHold {
+                player: player.to_string(),
+            });
+        }
+        p.credits = credits;
+        p.cargo = cargo;
+        p.version += 1;
+        self.market = m;
+        Ok(())
+    }
+
+    /// [`Event::Economy`]: the market's production and consumption over ticks `from..to`
+    /// (an instance has no market: it makes nothing), and the wrecks that decayed by `to`.
+    fn apply_economy(
+        &mut self,
+        t: u64,
+        (from, to): (u64, u64),
+        report: &TickReport,
+        decayed: &[u64; GOOD_COUNT],
+    ) -> Result<(), ApplyError> {
+        if from < self.market_tick || to <= from || to > t {
+            return Err(ApplyError::EconomyOutOfOrder {
+                from,
+                to,
+                tick: t,
+                market_tick: self.market_tick,
+            });
+        }
+        let mut m = self.market.clone();
+        let made = if self.is_primary() {
+            m.advance(self.kind, from, to)
+        } else {
+            Default::default()
+        };
+        if made != *report || decayed_by(&self.wrecks, to) != *decayed {
+            return Err(ApplyError::EconomyMismatch { from, to });
+        }
+        self.wrecks.expire(to);
+        self.market = m;
+        self.market_tick = to;
+        Ok(())
+    }
+
+    /// [`Event::Engage`]: a standing order to attack `target` (`None`: stop attacking).
+    fn apply_engage(&mut self, player: &str, target: Option<&str>) -> Result<(), ApplyError> {
+        if let Some(target) = target {
+            if self.players.get(target).is_none_or(|p| p.hull == 0) || target == player {
+                return Err(ApplyError::TargetNotHere {
+                    player: player.to_string(),
+                    target: target.to_string(),
+                });
+            }
+        }
+        let p = self.player_mut(player)?;
+        p.version += 1;
+        match target {
+            Some(target) => self.engaged.insert(player.to_string(), target.to_string()),
+            None => self.engaged.remove(player),
+        };
+        Ok(())
+    }
+
+    /// [`Event::Combat`]: this tick's shots, which must be what this state resolves to.
+    fn apply_combat(&mut self, t: u64, event: &Event) -> Result<(), ApplyError> {
+        let report = self.combat_report(t);
+        if combat_event(&report) != *event {
+            return Err(ApplyError::CombatMismatch { tick: t });
+        }
+        for (attack, _) in &report.refused {
+            self.engaged.remove(&attack.attacker);
+        }
+        let mut shot_down = BTreeSet::new();
+        for CombatOutcome {
+            target,
+            hull_after,
+            destroyed_by,
+            ..
+        } in report.outcomes
+        {
+            let p = self
+                .players
+                .get_mut(&target)
+                .expect("resolve reads players");
+            p.hull = hull_after;
+            if let Some(killer) = destroyed_by {
+                self.engaged.remove(&target);
+                shot_down.insert(target.clone());
+                self.downed.insert(target, killer);
+            }
+        }
+        // Orders against a ship shot down end with it (one pass a tick).
+        if !shot_down.is_empty() {
+            self.engaged.retain(|_, target| !shot_down.contains(target));
+        }
+        Ok(())
+    }
+
+    /// [`Event::Destroyed`]: a ship shot down by `by` leaves its cargo as a wreck and
+    /// respawns, here or at home (`jump_home`: the transfer that takes it there).
+    fn apply_destroyed(
+        &mut self,
+        t: u64,
+        player: &str,
+        by: &str,
+        wreck: Option<u64>,
+        jump_home: Option<(u64, SystemId)>,
+        evicted: &Cargo,
+    ) -> Result<(), ApplyError> {
+        if self.downed.get(player).map(String::as_str) != Some(by) {
+            return Err(ApplyError::NotShotDown {
+                player: player.to_string(),
+                by: by.to_string(),
+            });
+        }
+        let p = self.player_mut(player)?;
+        let expected = (!p.cargo.is_empty()).then(|| self.wrecks.next_id());
+        if wreck != expected {
+            return Err(ApplyError::WrongWreck {
+                player: player.to_string(),
+                expected,
+            });
+        }
+        if jump_home.is_some_and(|(x, _)| x != self.next_xfer) {
+            return Err(ApplyError::RespawnOutOfOrder {
+                next: self.next_xfer,
+            });
+        }
+        let p = self.players.get_mut(player).expect("checked just above");
+        let mut cargo = p.cargo;
+        let outcome = CombatOutcome {
+            target: player.to_string(),
+            damage_points: 0,
+            hull_after: 0,
+            destroyed_by: Some(by.to_string()),
+        };
+        let (_, gone) = combat::apply_outcome(&outcome, &mut 0, &mut cargo, &mut self.wrecks, t)?;
+        if gone.map_or(Default::default(), |w| w.cargo) != *evicted {
+            return Err(ApplyError::WrongEviction {
+                player: player.to_string(),
+            });
+        }
+        let respawned = p.respawned();
+        self.downed.remove(player);
+        match jump_home {
+            Some((xfer, home)) => {
+                self.players.remove(player);
+                self.leave(respawned, xfer, InstanceId::primary(home), 0);
+            }
+            None => {
+                self.players.insert(player.to_string(), respawned);
+            }
+        }
+        Ok(())
+    }
+
+    /// [`Event::Loot`]: goods from a wreck into the player's hold.
+    fn apply_loot(&mut self, player: &str, take: &LootTake) -> Result<(), ApplyError> {
+        let p = self
+            .players
+            .get_mut(player)
+            .ok_or_else(|| ApplyError::ActorNotHere {
+                action: "loot",
+                player: player.to_string(),
+            })?;
+        let mut cargo = p.cargo;
+        combat::apply_loot(&mut self.wrecks, &mut cargo, take)?;
+        p.cargo = cargo;
+        p.version += 1;
+        Ok(())
+    }
+
+    /// [`Event::Split`]: a primary opens instance `n` (2 to the limit, not open yet).
+    fn apply_split(&mut self, n: u16) -> Result<(), ApplyError> {
+        if !self.is_primary()
+            || n <= PRIMARY_INSTANCE
+            || n > MAX_INSTANCES_PER_SYSTEM
+            || self.instances.contains(&n)
+        {
+            return Err(ApplyError::CannotOpen { instance: n });
+        }
+        self.instances.insert(n);
+        Ok(())
+    }
+
+    /// [`Event::Retire`]: a primary closes instance `n`, to which no move is prepared.
+    fn apply_retire(&mut self, n: u16) -> Result<(), ApplyError> {
+        let at = InstanceId::new(self.id, n);
+        if !self.instances.contains(&n) || self.departing.values().any(|d| d.to == at) {
+            return Err(ApplyError::CannotRetire { instance: n });
+        }
+        self.instances.remove(&n);
+        Ok(())
+    }
+
+    /// [`Event::RemoteTradeDone`]: the instance has settled the escrow this market traded.
+    fn apply_remote_trade_done(&mut self, instance: u16, escrow: u64) -> Result<(), ApplyError> {
+        self.remote_trades
+            .remove(&(instance, escrow))
+            .map(|_| ())
+            .ok_or(ApplyError::NeverTraded { instance, escrow })
     }
 
     /// Where a prepared jump may go: another system's primary; or, for a move (no fuel),
@@ -332,10 +479,7 @@ impl SystemState {
         if to.system != self.id {
             return match to.is_primary() {
                 true => Ok(()),
-                false => Err(format!(
-                    "a jump lands in instance {} of another system",
-                    to.n
-                )),
+                false => Err(ApplyError::JumpToForeignInstance { instance: to.n }),
             };
         }
         let open = match self.is_primary() {
@@ -343,10 +487,10 @@ impl SystemState {
             false => to.is_primary(),
         };
         if !open || fuel != 0 || to.n == self.instance {
-            return Err(format!(
-                "no move to instance {} from instance {}",
-                to.n, self.instance
-            ));
+            return Err(ApplyError::NoMove {
+                to: to.n,
+                from: self.instance,
+            });
         }
         Ok(())
     }
@@ -354,7 +498,9 @@ impl SystemState {
     fn player_mut(&mut self, name: &str) -> Result<&mut crate::player::Player, ApplyError> {
         self.players
             .get_mut(name)
-            .ok_or_else(|| format!("'{name}' is not here"))
+            .ok_or_else(|| ApplyError::UnknownPlayer {
+                player: name.to_string(),
+            })
     }
 
     /// A player leaves on transfer `xfer` (the next one): they wait for the transition log.

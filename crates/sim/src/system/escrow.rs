@@ -25,7 +25,7 @@
 //!
 //! Pure rules, like the rest of `system`: never does I/O.
 
-use super::{Escrow, Event, Reject, RemoteOutcome, SystemState};
+use super::{ApplyError, Escrow, Event, Reject, RemoteOutcome, SystemState};
 use crate::galaxy::Galaxy;
 use crate::goods::Cargo;
 use crate::market::{self, Order, Side, TradeError, MAX_TRADE_UNITS};
@@ -158,22 +158,29 @@ impl SystemState {
     }
 
     /// Applies [`Event::Escrow`].
-    pub(super) fn apply_escrow(&mut self, id: u64, e: Escrow) -> Result<(), String> {
+    pub(super) fn apply_escrow(&mut self, id: u64, e: Escrow) -> Result<(), ApplyError> {
         if self.is_primary() || id != self.next_escrow || self.has_escrow(&e.player) {
-            return Err(format!("escrow {id} of '{}' cannot open here", e.player));
+            return Err(ApplyError::EscrowCannotOpen {
+                escrow: id,
+                player: e.player,
+            });
         }
-        let p = self
-            .players
-            .get_mut(&e.player)
-            .ok_or_else(|| format!("escrow by '{}', who is not here", e.player))?;
+        let Some(p) = self.players.get_mut(&e.player) else {
+            return Err(ApplyError::ActorNotHere {
+                action: "escrow",
+                player: e.player,
+            });
+        };
         let mut cargo = p.cargo;
-        cargo
-            .remove(e.order.good, u64::from(e.held_qty))
-            .map_err(|err| format!("escrow of '{}': {err}", e.player))?;
-        let credits = p
-            .credits
-            .checked_sub(e.held_cr)
-            .ok_or_else(|| format!("escrow of '{}' holds more than they have", e.player))?;
+        if let Err(why) = cargo.remove(e.order.good, u64::from(e.held_qty)) {
+            return Err(ApplyError::EscrowCargo {
+                player: e.player,
+                why,
+            });
+        }
+        let Some(credits) = p.credits.checked_sub(e.held_cr) else {
+            return Err(ApplyError::EscrowHoldsTooMuch { player: e.player });
+        };
         p.credits = credits;
         p.cargo = cargo;
         p.version += 1;
@@ -188,18 +195,29 @@ impl SystemState {
         id: u64,
         player: &str,
         total_cr: Option<u64>,
-    ) -> Result<(), String> {
+    ) -> Result<(), ApplyError> {
         let e = match self.escrows.get(&id) {
             Some(e) if e.player == player => e.clone(),
-            _ => return Err(format!("escrow {id} of '{player}' is not open here")),
+            _ => {
+                return Err(ApplyError::EscrowNotOpen {
+                    escrow: id,
+                    player: player.to_string(),
+                })
+            }
         };
         let p = self
             .players
             .get_mut(player)
-            .ok_or_else(|| format!("escrow {id} settles for '{player}', who is not here"))?;
+            .ok_or_else(|| ApplyError::EscrowSettlesAbsent {
+                escrow: id,
+                player: player.to_string(),
+            })?;
         let (mut credits, mut cargo) = (p.credits, p.cargo);
         let good = e.order.good;
-        let overflow = || format!("escrow {id} of '{player}' overflows");
+        let overflow = || ApplyError::EscrowOverflows {
+            escrow: id,
+            player: player.to_string(),
+        };
         match (total_cr, e.order.side) {
             (None, _) => {
                 credits = credits.checked_add(e.held_cr).ok_or_else(overflow)?;
@@ -211,7 +229,10 @@ impl SystemState {
                 let back = e
                     .held_cr
                     .checked_sub(total)
-                    .ok_or_else(|| format!("escrow {id} paid {total}, more than it held"))?;
+                    .ok_or(ApplyError::EscrowOverpaid {
+                        escrow: id,
+                        total_cr: total,
+                    })?;
                 credits = credits.checked_add(back).ok_or_else(overflow)?;
                 cargo
                     .add(good, u64::from(e.order.qty))
@@ -219,13 +240,16 @@ impl SystemState {
             }
             (Some(total), Side::Sell) => {
                 if e.held_qty != e.order.qty {
-                    return Err(format!("escrow {id} holds another quantity than it sold"));
+                    return Err(ApplyError::EscrowQuantity { escrow: id });
                 }
                 credits = credits.checked_add(total).ok_or_else(overflow)?;
             }
         }
         if cargo.hold_used() > u64::from(p.hold) {
-            return Err(format!("escrow {id} overfills '{player}''s hold"));
+            return Err(ApplyError::EscrowOverfillsHold {
+                escrow: id,
+                player: player.to_string(),
+            });
         }
         p.credits = credits;
         p.cargo = cargo;
@@ -240,12 +264,10 @@ impl SystemState {
         instance: u16,
         escrow: u64,
         outcome: RemoteOutcome,
-    ) -> Result<(), String> {
+    ) -> Result<(), ApplyError> {
         let open = self.is_primary() && self.instances.contains(&instance);
         if !open || self.remote_trades.contains_key(&(instance, escrow)) {
-            return Err(format!(
-                "trade of escrow {instance}:{escrow} cannot apply here"
-            ));
+            return Err(ApplyError::RemoteTradeCannotApply { instance, escrow });
         }
         let t = outcome.trade;
         let mut m = self.market.clone();
@@ -253,12 +275,18 @@ impl SystemState {
             Side::Buy => m.buy(t.good, t.qty),
             Side::Sell => m.sell(t.good, t.qty),
         }
-        .map_err(|e| format!("trade of escrow {instance}:{escrow}: {e}"))?;
+        .map_err(|why| ApplyError::RemoteTradeRefused {
+            instance,
+            escrow,
+            why,
+        })?;
         if total != t.total_cr {
-            return Err(format!(
-                "trade of escrow {instance}:{escrow} was decided at {} cr but comes to {total}",
-                t.total_cr
-            ));
+            return Err(ApplyError::RemoteTradeTotal {
+                instance,
+                escrow,
+                logged_cr: t.total_cr,
+                actual_cr: total,
+            });
         }
         self.market = m;
         self.remote_trades.insert((instance, escrow), outcome);

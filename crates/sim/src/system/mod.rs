@@ -18,6 +18,7 @@ mod tests;
 
 use std::collections::{BTreeMap, BTreeSet};
 
+pub use crate::apply_error::ApplyError;
 pub use escrow::EscrowRequest;
 pub use event::{Departing, Escrow, Event, Reject, RemoteOutcome, MAX_PLAYERS_PER_SYSTEM};
 
@@ -86,9 +87,6 @@ pub struct SystemState {
     /// A primary's: trades of instances taken by its market, not yet known settled there.
     pub remote_trades: BTreeMap<(u16, u64), RemoteOutcome>,
 }
-
-/// A logged event that cannot apply to the state: the log and the state disagree.
-pub type ApplyError = String;
 
 impl SystemState {
     /// A system of `galaxy` before its first event: no players, its market at rest.

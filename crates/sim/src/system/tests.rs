@@ -71,7 +71,8 @@ fn a_void_jump_uses_up_its_number_and_nothing_else() {
     assert!(matches!(e, Event::Depart { xfer: 2, .. }), "{e:?}");
     s.apply(2, &e).unwrap();
     let err = s.apply(3, &Event::DepartVoid { xfer: 2 }).unwrap_err();
-    assert!(err.contains("cannot be void"), "{err}");
+    assert_eq!(err, ApplyError::VoidOfPrepared { xfer: 2, next: 3 });
+    assert!(err.to_string().contains("cannot be void"), "{err}");
 }
 
 #[test]
