@@ -5,10 +5,10 @@
 
 use std::time::Duration;
 
+use ::api::{ErrorBody, StreamEvent};
 use reqwest::StatusCode;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
-use serde_json::Value;
 
 use super::{token, ClientOpts, Failure};
 use tokio::sync::mpsc;
@@ -92,7 +92,7 @@ impl Api {
     /// `GET /v1/events`: the player's event stream, read by a task of its own into a channel
     /// (so that a caller polling something else never blocks on it). The channel closes when
     /// the stream ends.
-    pub async fn events(&self) -> Result<mpsc::UnboundedReceiver<(String, Value)>, Failure> {
+    pub async fn events(&self) -> Result<mpsc::UnboundedReceiver<StreamEvent>, Failure> {
         // No overall timeout: a stream lasts as long as the caller listens.
         let resp = self
             .http
@@ -103,14 +103,13 @@ impl Api {
             .map_err(|e| self.unreachable(&e))?;
         if !resp.status().is_success() {
             let code = resp.status();
-            let body: Value = resp.json().await.unwrap_or(Value::Null);
-            return Err(Failure::refused(
-                body["error"]["code"].as_str().unwrap_or("http_error"),
-                body["error"]["message"].as_str().map_or_else(
-                    || format!("the event stream answered HTTP {code}"),
-                    str::to_string,
+            return Err(match resp.json::<ErrorBody>().await {
+                Ok(ErrorBody { error }) => Failure::refused(&error.code, error.message),
+                Err(_) => Failure::refused(
+                    "http_error",
+                    format!("the event stream answered HTTP {code}"),
                 ),
-            ));
+            });
         }
         let (tx, rx) = mpsc::unbounded_channel();
         tokio::spawn(read_events(resp, tx));
@@ -215,15 +214,13 @@ impl Api {
                 ),
             });
         }
-        let body: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-        let code = body["error"]["code"]
-            .as_str()
-            .unwrap_or("http_error")
-            .to_string();
-        let mut message = body["error"]["message"]
-            .as_str()
-            .map(str::to_string)
-            .unwrap_or_else(|| format!("{} answered HTTP {status}", self.base));
+        let (code, mut message) = match serde_json::from_slice::<ErrorBody>(&bytes) {
+            Ok(ErrorBody { error }) => (error.code, error.message),
+            Err(_) => (
+                "http_error".to_string(),
+                format!("{} answered HTTP {status}", self.base),
+            ),
+        };
         if code == "unauthorized" {
             message.push_str(&format!(
                 " (this server does not know your token: `mltrader join NAME` on it, or set {})",
@@ -242,9 +239,9 @@ impl Api {
 }
 
 /// Reads server-sent events (`event:` and `data:` lines, a blank line after each) into `tx`
-/// as (name, JSON data) until the stream or the receiver ends. Comments (keep-alives) are
-/// skipped.
-async fn read_events(mut resp: reqwest::Response, tx: mpsc::UnboundedSender<(String, Value)>) {
+/// until the stream or the receiver ends. Comments (keep-alives) and events this client does
+/// not know (a newer server's) are skipped.
+async fn read_events(mut resp: reqwest::Response, tx: mpsc::UnboundedSender<StreamEvent>) {
     let mut buf = String::new();
     while let Ok(Some(chunk)) = resp.chunk().await {
         buf.push_str(&String::from_utf8_lossy(&chunk));
@@ -262,8 +259,10 @@ async fn read_events(mut resp: reqwest::Response, tx: mpsc::UnboundedSender<(Str
             if name.is_empty() {
                 continue;
             }
-            let data = serde_json::from_str(&data).unwrap_or(Value::Null);
-            if tx.send((name, data)).is_err() {
+            let Ok(event) = serde_json::from_str::<StreamEvent>(&data) else {
+                continue;
+            };
+            if tx.send(event).is_err() {
                 return;
             }
         }

@@ -15,11 +15,12 @@
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
+use ::api::{AttackRequest, Attacking, Me, StreamEvent};
 use clap::Args;
-use serde_json::{json, Value};
+use serde_json::json;
 use tokio::sync::mpsc::UnboundedReceiver;
 
-use super::{Api, ClientOpts, Failure, Output};
+use super::{json_of, Api, ClientOpts, Failure, Output};
 
 /// How often the fight is looked at.
 const POLL_EVERY_MS: u64 = 200;
@@ -58,10 +59,12 @@ pub fn run(args: AttackArgs) -> anyhow::Result<ExitCode> {
 }
 
 async fn cease(api: Api) -> Result<Output, Failure> {
-    let r: Value = api.post("/v1/attack", &json!({"target": null})).await?;
+    let r: Attacking = api
+        .post("/v1/attack", &AttackRequest { target: Some(None) })
+        .await?;
     Ok(Output {
         human: Some("Ceased fire\n".to_string()),
-        json: r,
+        json: json_of(&r),
     })
 }
 
@@ -92,22 +95,22 @@ async fn attack(api: Api, target: String, args: AttackArgs) -> Result<Output, Fa
     } else {
         open_events(&api).await
     };
-    let r: Value = api.post("/v1/attack", &json!({"target": target})).await?;
-    let me_name = r["player"]["name"].as_str().unwrap_or("").to_string();
-    let mut hull = r["player"]["hull"].as_u64();
-    say(&format!(
-        "Firing at {target} every tick (your hull {})",
-        hull.map_or("?".to_string(), |h| h.to_string())
-    ));
+    let body = AttackRequest {
+        target: Some(Some(target.clone())),
+    };
+    let r: Attacking = api.post("/v1/attack", &body).await?;
+    let me_name = r.player.name.clone();
+    let mut hull = r.player.hull;
+    say(&format!("Firing at {target} every tick (your hull {hull})"));
     if args.no_wait {
         return Ok(Output {
             human: None,
-            json: r,
+            json: json_of(&r),
         });
     }
     let deadline = Instant::now() + Duration::from_secs(args.wait_s);
     let mut target_hull = None;
-    let mut last_me = r["player"].clone();
+    let mut last_me = r.player;
     let outcome = loop {
         if let Some(o) = news(&mut events, &me_name, &target, Duration::ZERO).await {
             break o;
@@ -115,18 +118,17 @@ async fn attack(api: Api, target: String, args: AttackArgs) -> Result<Output, Fa
         if Instant::now() >= deadline {
             break Outcome::Timeout;
         }
-        let me: Value = api.get("/v1/me").await?;
-        if !me["player"].is_null() {
-            last_me = me["player"].clone();
+        let me: Me = api.get("/v1/me").await?;
+        if let Some(p) = me.player {
+            if p.hull != hull {
+                say(&format!("Your hull: {}", p.hull));
+                hull = p.hull;
+            }
+            last_me = p;
         }
-        let h = me["player"]["hull"].as_u64();
-        if h.is_some() && h != hull {
-            say(&format!("Your hull: {}", h.unwrap_or(0)));
-            hull = h;
-        }
-        let aim = &me["attacking"];
-        let still_aiming = aim["target"].as_str() == Some(target.as_str());
-        if let Some(th) = aim["hull"].as_u64().filter(|_| still_aiming) {
+        let aim = me.attacking.filter(|a| a.target == target);
+        let still_aiming = aim.is_some();
+        if let Some(th) = aim.map(|a| a.hull) {
             if target_hull != Some(th) {
                 if target_hull.is_some() || th < 100 {
                     say(&format!("{target}'s hull: {th}"));
@@ -134,7 +136,7 @@ async fn attack(api: Api, target: String, args: AttackArgs) -> Result<Output, Fa
                 target_hull = Some(th);
             }
         }
-        if !still_aiming || me["system"].is_null() {
+        if !still_aiming || me.system.is_none() {
             let wait = Duration::from_millis(END_NEWS_WAIT_MS);
             break news(&mut events, &me_name, &target, wait)
                 .await
@@ -197,14 +199,14 @@ async fn attack(api: Api, target: String, args: AttackArgs) -> Result<Output, Fa
             "outcome": name,
             "by": by,
             "wreck": wreck,
-            "player": last_me,
+            "player": json_of(&last_me),
         }),
     })
 }
 
 /// The player's event stream, once its first event (`hello`) has come; None if the server
 /// does not open one.
-async fn open_events(api: &Api) -> Option<UnboundedReceiver<(String, Value)>> {
+async fn open_events(api: &Api) -> Option<UnboundedReceiver<StreamEvent>> {
     let mut rx = api.events().await.ok()?;
     let wait = Duration::from_millis(STREAM_OPEN_WAIT_MS);
     match tokio::time::timeout(wait, rx.recv()).await {
@@ -215,7 +217,7 @@ async fn open_events(api: &Api) -> Option<UnboundedReceiver<(String, Value)>> {
 
 /// The destruction of either ship, if the stream tells of one within `wait`.
 async fn news(
-    events: &mut Option<UnboundedReceiver<(String, Value)>>,
+    events: &mut Option<UnboundedReceiver<StreamEvent>>,
     me: &str,
     target: &str,
     wait: Duration,
@@ -231,16 +233,17 @@ async fn news(
                 .ok()
                 .flatten(),
         };
-        let (name, e) = next?;
-        if name != "destroyed" {
+        let StreamEvent::Destroyed {
+            player, by, wreck, ..
+        } = next?
+        else {
             continue;
+        };
+        if player == target {
+            return Some(Outcome::Won { by, wreck });
         }
-        let by = e["by"].as_str().unwrap_or("?").to_string();
-        let wreck = e["wreck"].as_u64();
-        match e["player"].as_str() {
-            Some(p) if p == target => return Some(Outcome::Won { by, wreck }),
-            Some(p) if p == me => return Some(Outcome::Lost { by, wreck }),
-            _ => {}
+        if player == me {
+            return Some(Outcome::Lost { by, wreck });
         }
     }
 }

@@ -8,10 +8,10 @@
 
 use std::process::ExitCode;
 
+use ::api::{BestPrice, GalaxyPrices};
 use clap::Args;
-use serde_json::Value;
 
-use super::{human_ms, ClientOpts, Output};
+use super::{human_ms, json_of, ClientOpts, Output};
 
 #[derive(Args, Debug)]
 #[command(after_help = super::EXIT_CODES_HELP)]
@@ -22,26 +22,20 @@ pub struct EconomyArgs {
 
 pub fn run(args: EconomyArgs) -> anyhow::Result<ExitCode> {
     super::run(&args.opts, |api| async move {
-        let e: Value = api.get_public("/v1/economy", &[]).await?;
-        let best = |b: &Value| match b.as_object() {
-            Some(_) => format!(
-                "{} {} cr ({})",
-                b["system"].as_str().unwrap_or("?"),
-                b["price_cr"],
-                human_ms(b["age_ms"].as_u64().unwrap_or(0))
-            ),
+        let e: GalaxyPrices = api.get_public("/v1/economy", &[]).await?;
+        let best = |b: &Option<BestPrice>| match b {
+            Some(b) => format!("{} {} cr ({})", b.system, b.price_cr, human_ms(b.age_ms)),
             None => "-".to_string(),
         };
-        let rows: Vec<[String; 4]> = e["goods"]
-            .as_array()
-            .into_iter()
-            .flatten()
+        let rows: Vec<[String; 4]> = e
+            .goods
+            .iter()
             .map(|g| {
                 [
-                    g["good"].as_str().unwrap_or("?").to_string(),
-                    best(&g["best_buy"]),
-                    best(&g["best_sell"]),
-                    format!("{} cr", g["spread_cr"]),
+                    g.good.clone(),
+                    best(&g.best_buy),
+                    best(&g.best_sell),
+                    format!("{} cr", g.spread_cr),
                 ]
             })
             .collect();
@@ -63,14 +57,14 @@ pub fn run(args: EconomyArgs) -> anyhow::Result<ExitCode> {
                 r[0], r[1], r[2], r[3]
             ));
         }
-        let systems = e["systems"].as_array().map_or(0, Vec::len);
+        let systems = e.systems.len();
         text.push_str(&format!(
             "(mid prices heard from {systems} systems, with their age; `mltrader market` shows \
              what trading costs here)\n"
         ));
         Ok(Output {
             human: Some(text),
-            json: e,
+            json: json_of(&e),
         })
     })
 }

@@ -2,10 +2,10 @@
 
 use std::process::ExitCode;
 
+use ::api::History;
 use clap::Args;
-use serde_json::Value;
 
-use super::{ClientOpts, Output};
+use super::{json_of, ClientOpts, Output};
 
 #[derive(Args, Debug)]
 #[command(after_help = super::EXIT_CODES_HELP)]
@@ -20,24 +20,19 @@ pub struct HistoryArgs {
 pub fn run(args: HistoryArgs) -> anyhow::Result<ExitCode> {
     let path = format!("/v1/history?limit={}", args.limit);
     super::run(&args.opts, |api| async move {
-        let history: Value = api.get(&path).await?;
+        let history: History = api.get(&path).await?;
         let mut text = String::new();
-        if history["truncated"].as_bool() == Some(true) {
+        if history.truncated {
             text.push_str("(older events not shown)\n");
         }
-        for e in history["entries"].as_array().into_iter().flatten() {
-            let fields: Vec<String> = e["fields"]
-                .as_object()
-                .map(|f| {
-                    f.iter()
-                        .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or("?")))
-                        .collect()
-                })
-                .unwrap_or_default();
+        for e in &history.entries {
+            let fields: Vec<String> = e.fields.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            // No padding after the version: the text printed before the wire types (a JSON
+            // number's Display ignores the width).
             text.push_str(&format!(
-                "#{:<5} {:<12} {}\n",
-                e["version"],
-                e["kind"].as_str().unwrap_or("?"),
+                "#{} {:<12} {}\n",
+                e.version,
+                e.kind,
                 fields.join(" ")
             ));
         }
@@ -46,7 +41,7 @@ pub fn run(args: HistoryArgs) -> anyhow::Result<ExitCode> {
         }
         Ok(Output {
             human: Some(text),
-            json: history,
+            json: json_of(&history),
         })
     })
 }

@@ -4,7 +4,6 @@
 use std::process::ExitCode;
 
 use clap::Args;
-use serde::Deserialize;
 use serde_json::json;
 
 use super::{token, ClientOpts, Failure, Output};
@@ -20,14 +19,6 @@ pub struct JoinArgs {
     pub force: bool,
     #[command(flatten)]
     pub opts: ClientOpts,
-}
-
-#[derive(Deserialize)]
-struct Joined {
-    name: String,
-    token: String,
-    system: String,
-    player: serde_json::Value,
 }
 
 pub fn run(args: JoinArgs) -> anyhow::Result<ExitCode> {
@@ -46,13 +37,18 @@ pub fn run(args: JoinArgs) -> anyhow::Result<ExitCode> {
                 ));
             }
         }
-        let joined: Joined = api
-            .post_public("/v1/join", &json!({"name": args.name}))
+        let joined: ::api::Joined = api
+            .post_public(
+                "/v1/join",
+                &::api::JoinRequest {
+                    name: args.name.clone(),
+                },
+            )
             .await?;
         let path = token::save(&joined.token)?;
-        let fuel = &joined.player["fuel"];
-        let capacity = &joined.player["fuel_capacity"];
-        let credits = &joined.player["credits"];
+        let fuel = joined.player.fuel;
+        let capacity = joined.player.fuel_capacity;
+        let credits = joined.player.credits;
         Ok(Output {
             human: Some(format!(
                 "Welcome, {}! You are in {} with {fuel}/{capacity} fuel and {credits} cr.\n\
@@ -65,7 +61,7 @@ pub fn run(args: JoinArgs) -> anyhow::Result<ExitCode> {
             json: json!({
                 "name": joined.name,
                 "system": joined.system,
-                "player": joined.player,
+                "player": super::json_of(&joined.player),
                 "token": joined.token,
                 "token_file": path,
             }),

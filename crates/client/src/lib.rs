@@ -198,13 +198,19 @@ pub fn human_ms(ms: u64) -> String {
     }
 }
 
-/// A cargo (a JSON object of good to units) for people, in the goods' order: "ore 10, food 3",
-/// or "empty".
-pub fn cargo_text(cargo: &Value) -> String {
+/// An answer as `--json` prints it: the server's JSON, read into its wire type and written
+/// back (the `api` crate's tests show that the two are the same JSON).
+pub fn json_of<T: serde::Serialize>(answer: &T) -> Value {
+    serde_json::to_value(answer).expect("BUG: a wire type always serializes")
+}
+
+/// Goods and their units for people, in the goods' order: "ore 10, food 3", or "empty".
+pub fn cargo_text<'a>(cargo: impl IntoIterator<Item = (&'a str, u32)>) -> String {
+    let cargo: std::collections::BTreeMap<&str, u32> = cargo.into_iter().collect();
     let items: Vec<String> = sim::goods::Good::ALL
         .iter()
         .filter_map(|g| {
-            let qty = cargo.get(g.name()).and_then(Value::as_u64)?;
+            let qty = *cargo.get(g.name())?;
             (qty > 0).then(|| format!("{} {qty}", g.name()))
         })
         .collect();
@@ -215,11 +221,12 @@ pub fn cargo_text(cargo: &Value) -> String {
     }
 }
 
-/// "hold 20/60" for a player object (hold units used of the hold's size).
-pub fn hold_text(player: &Value) -> String {
-    format!(
-        "hold {}/{}",
-        player["hold_used"].as_u64().unwrap_or(0),
-        player["hold"].as_u64().unwrap_or(0)
-    )
+/// "hold 20/60" for a player (hold units used of the hold's size).
+pub fn hold_text(player: &::api::Player) -> String {
+    format!("hold {}/{}", player.hold_used, player.hold)
+}
+
+/// Goods by name and their units, as pairs for [`cargo_text`].
+pub fn units(goods: &std::collections::BTreeMap<String, u32>) -> impl Iterator<Item = (&str, u32)> {
+    goods.iter().map(|(g, u)| (g.as_str(), *u))
 }

@@ -3,10 +3,10 @@
 
 use std::process::ExitCode;
 
+use ::api::{LootRequest, Looted, Wrecks};
 use clap::Args;
-use serde_json::{json, Value};
 
-use super::{cargo_text, hold_text, ClientOpts, Failure, Output};
+use super::{cargo_text, hold_text, json_of, units, ClientOpts, Failure, Output};
 
 #[derive(Args, Debug)]
 #[command(after_help = super::EXIT_CODES_HELP)]
@@ -22,27 +22,27 @@ pub fn run(args: LootArgs) -> anyhow::Result<ExitCode> {
         let wreck = match args.wreck {
             Some(id) => id,
             None => {
-                let w: Value = api.get("/v1/wrecks").await?;
-                w["wrecks"][0]["id"].as_u64().ok_or_else(|| {
+                let w: Wrecks = api.get("/v1/wrecks").await?;
+                w.wrecks.first().map(|x| x.id).ok_or_else(|| {
                     Failure::refused(
                         "no_wreck",
                         format!(
                             "no wrecks in {} to loot; `mltrader wrecks` lists them",
-                            w["system"].as_str().unwrap_or("your system")
+                            w.system
                         ),
                     )
                 })?
             }
         };
-        let r: Value = api.post("/v1/loot", &json!({"wreck": wreck})).await?;
+        let r: Looted = api.post("/v1/loot", &LootRequest { wreck }).await?;
         let human = format!(
             "Took {} from wreck #{wreck}; {}\n",
-            cargo_text(&r["took"]),
-            hold_text(&r["player"])
+            cargo_text(units(&r.took)),
+            hold_text(&r.player)
         );
         Ok(Output {
             human: Some(human),
-            json: r,
+            json: json_of(&r),
         })
     })
 }

@@ -11,10 +11,13 @@
 
 use std::process::ExitCode;
 
-use clap::Args;
-use serde_json::Value;
+use std::collections::BTreeMap;
 
-use super::{human_ms, ClientOpts, Output};
+use clap::Args;
+
+use ::api::{HeardMarket, HeardPrices, LiveMarket, Market};
+
+use super::{human_ms, json_of, ClientOpts, Output};
 use sim::goods::Good;
 
 /// Systems heard shown without `--all` (the freshest, which are the nearest).
@@ -34,57 +37,52 @@ pub struct MarketArgs {
 
 pub fn run(args: MarketArgs) -> anyhow::Result<ExitCode> {
     super::run(&args.opts, |api| async move {
-        let m: Value = match &args.system {
+        let m: Market = match &args.system {
             Some(s) => api.get_query("/v1/market", &[("system", s)]).await?,
             None => api.get("/v1/market").await?,
         };
-        let human = if m["live"].as_bool() == Some(true) {
-            live_text(&m, args.all)
-        } else {
-            format!(
+        let human = match &m {
+            Market::Live(live) => live_text(live, args.all),
+            Market::Heard(HeardMarket { heard, .. }) => format!(
                 "{} (heard {} ago, mid prices): {}\n",
-                m["system"].as_str().unwrap_or("?"),
-                human_ms(m["age_ms"].as_u64().unwrap_or(0)),
-                prices_text(&m["prices"])
-            )
+                heard.system,
+                human_ms(heard.age_ms),
+                prices_text(&heard.prices)
+            ),
         };
         Ok(Output {
             human: Some(human),
-            json: m,
+            json: json_of(&m),
         })
     })
 }
 
-fn live_text(m: &Value, all: bool) -> String {
-    let price = |v: &Value| v.as_u64().map_or("-".to_string(), |p| p.to_string());
-    let title = format!(
-        "{} ({}), live",
-        m["system"].as_str().unwrap_or("?"),
-        m["economy"].as_str().unwrap_or("?")
-    );
+fn live_text(m: &LiveMarket, all: bool) -> String {
+    let price = |v: Option<u64>| v.map_or("-".to_string(), |p| p.to_string());
+    let title = format!("{} ({}), live", m.system, m.economy);
     let width = title.chars().count().max(12);
     let mut text = format!(
         "{title:<width$} {:>6} {:>5} {:>5}\n",
         "stock", "buy", "sell"
     );
-    for q in m["goods"].as_array().into_iter().flatten() {
+    for q in &m.goods {
         text.push_str(&format!(
             "{:<width$} {:>6} {:>5} {:>5}\n",
-            q["good"].as_str().unwrap_or("?"),
-            price(&q["stock"]),
-            price(&q["buy_cr"]),
-            price(&q["sell_cr"]),
+            q.good,
+            price(Some(q.stock)),
+            price(q.buy_cr),
+            price(q.sell_cr),
         ));
     }
-    let mut heard: Vec<&Value> = m["heard"].as_array().into_iter().flatten().collect();
-    heard.sort_by_key(|h| h["age_ms"].as_u64().unwrap_or(u64::MAX));
+    let mut heard: Vec<&HeardPrices> = m.heard.iter().collect();
+    heard.sort_by_key(|h| h.age_ms);
     let shown = if all { heard.len() } else { HEARD_SHOWN };
     for h in heard.iter().take(shown) {
         text.push_str(&format!(
             "Heard: {}: {} ({} ago)\n",
-            h["system"].as_str().unwrap_or("?"),
-            prices_text(&h["prices"]),
-            human_ms(h["age_ms"].as_u64().unwrap_or(0))
+            h.system,
+            prices_text(&h.prices),
+            human_ms(h.age_ms)
         ));
     }
     if heard.is_empty() {
@@ -99,10 +97,10 @@ fn live_text(m: &Value, all: bool) -> String {
 }
 
 /// "food 30, water 6, ore 15 cr" in the goods' order.
-fn prices_text(prices: &Value) -> String {
+fn prices_text(prices: &BTreeMap<String, u64>) -> String {
     let items: Vec<String> = Good::ALL
         .iter()
-        .filter_map(|g| Some(format!("{} {}", g.name(), prices.get(g.name())?.as_u64()?)))
+        .filter_map(|g| Some(format!("{} {}", g.name(), prices.get(g.name())?)))
         .collect();
     format!("{} cr", items.join(", "))
 }

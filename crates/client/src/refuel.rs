@@ -3,9 +3,9 @@
 use std::process::ExitCode;
 
 use clap::Args;
-use serde_json::{json, Value};
 
-use super::{ClientOpts, Output};
+use super::{json_of, ClientOpts, Output};
+use ::api::{RefuelRequest, Refueled};
 
 #[derive(Args, Debug)]
 #[command(after_help = super::EXIT_CODES_HELP)]
@@ -18,17 +18,14 @@ pub struct RefuelArgs {
 
 pub fn run(args: RefuelArgs) -> anyhow::Result<ExitCode> {
     super::run(&args.opts, |api| async move {
-        let body = match args.units {
-            Some(u) => json!({"units": u}),
-            None => json!({}),
-        };
-        let r: Value = api.post("/v1/refuel", &body).await?;
+        let body = RefuelRequest { units: args.units };
+        let r: Refueled = api.post("/v1/refuel", &body).await?;
         Ok(Output {
             human: Some(format!(
                 "Bought {} fuel for {} cr: tank {}/{}, {} cr left\n",
-                r["bought_units"], r["cost_cr"], r["fuel"], r["fuel_capacity"], r["credits"]
+                r.bought_units, r.cost_cr, r.player.fuel, r.player.fuel_capacity, r.player.credits
             )),
-            json: r,
+            json: json_of(&r),
         })
     })
 }

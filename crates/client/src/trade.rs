@@ -8,9 +8,9 @@
 use std::process::ExitCode;
 
 use clap::Args;
-use serde_json::{json, Value};
 
-use super::{hold_text, ClientOpts, Output};
+use super::{hold_text, json_of, ClientOpts, Output};
+use ::api::{TradeRequest, TradeSide, Traded};
 
 #[derive(Args, Debug)]
 #[command(after_help = super::EXIT_CODES_HELP)]
@@ -28,38 +28,42 @@ pub struct TradeArgs {
 }
 
 pub fn buy(args: TradeArgs) -> anyhow::Result<ExitCode> {
-    trade("buy", args)
+    trade(TradeSide::Buy, args)
 }
 
 pub fn sell(args: TradeArgs) -> anyhow::Result<ExitCode> {
-    trade("sell", args)
+    trade(TradeSide::Sell, args)
 }
 
-fn trade(side: &'static str, args: TradeArgs) -> anyhow::Result<ExitCode> {
+fn trade(side: TradeSide, args: TradeArgs) -> anyhow::Result<ExitCode> {
     super::run(&args.opts, |api| async move {
-        let mut body = json!({"side": side, "good": args.good, "qty": args.qty});
-        if let Some(limit) = args.limit {
-            body["limit_cr"] = json!(limit);
-        }
-        let r: Value = api.post("/v1/trade", &body).await?;
-        let qty = r["qty"].as_u64().unwrap_or(0);
-        let total = r["total_cr"].as_u64().unwrap_or(0);
+        let body = TradeRequest {
+            side,
+            good: args.good.clone(),
+            qty: u64::from(args.qty),
+            limit_cr: args.limit,
+        };
+        let r: Traded = api.post("/v1/trade", &body).await?;
+        let qty = u64::from(r.qty);
+        let total = r.total_cr;
         let per_unit = if qty == 0 {
             0.0
         } else {
             total as f64 / qty as f64
         };
-        let player = &r["player"];
         let human = format!(
             "{} {qty} {} for {total} cr ({per_unit:.1} cr/unit); {} cr left, {}\n",
-            if side == "buy" { "Bought" } else { "Sold" },
-            r["good"].as_str().unwrap_or("?"),
-            player["credits"],
-            hold_text(player)
+            match side {
+                TradeSide::Buy => "Bought",
+                TradeSide::Sell => "Sold",
+            },
+            r.good,
+            r.player.credits,
+            hold_text(&r.player)
         );
         Ok(Output {
             human: Some(human),
-            json: r,
+            json: json_of(&r),
         })
     })
 }

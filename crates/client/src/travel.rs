@@ -15,10 +15,10 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use clap::Args;
-use serde::Deserialize;
-use serde_json::{json, Value};
+use serde_json::json;
 
-use super::{human_ms, others_line, Api, ClientOpts, Failure, Output};
+use super::{human_ms, json_of, others_line, Api, ClientOpts, Failure, Output};
+use ::api::{Landed, Me, RefuelRequest, Refueled, Route, TravelRequest, Traveled};
 
 /// How often the time left is redrawn on a terminal.
 const REDRAW_EVERY_MS: u64 = 100;
@@ -42,34 +42,11 @@ pub struct TravelArgs {
     pub opts: ClientOpts,
 }
 
-#[derive(Deserialize)]
-struct Hop {
+/// One jump to make: the system it goes to and the fuel it burns (0: not known, the server
+/// checks).
+struct Leg {
     to: String,
     fuel: u32,
-}
-
-#[derive(Deserialize)]
-struct Route {
-    from: String,
-    to: String,
-    hops: Vec<Hop>,
-    fuel: u64,
-    travel_ms: u64,
-}
-
-#[derive(Deserialize)]
-struct Traveled {
-    xfer: String,
-    to: String,
-    travel_ms: u64,
-    player: Value,
-}
-
-#[derive(Deserialize)]
-struct Landed {
-    system: String,
-    population: usize,
-    others: usize,
 }
 
 pub fn run(args: TravelArgs) -> anyhow::Result<ExitCode> {
@@ -101,26 +78,22 @@ async fn travel(api: Api, args: TravelArgs) -> Result<Output, Failure> {
         [from, to] => (Some(from.clone()), to.clone()),
         _ => return Err(Failure::local("usage", "give TO, or FROM and TO")),
     };
-    let me: Value = api.get("/v1/me").await?;
-    let mut fuel = me["player"]["fuel"].as_u64().unwrap_or(0);
-    if let Some(j) = me["jumping"].as_object() {
+    let me: Me = api.get("/v1/me").await?;
+    let mut fuel = me.player.as_ref().map_or(0, |p| u64::from(p.fuel));
+    if let Some(j) = &me.jumping {
         let eta = j
-            .get("eta_ms")
-            .and_then(Value::as_u64)
+            .eta_ms
             .map(|ms| format!(" (lands in {})", human_ms(ms)))
             .unwrap_or_default();
         return Err(Failure::refused(
             "in_jump",
             format!(
                 "you are in a jump to {}{eta}; wait for the landing (`mltrader status`)",
-                j["to"].as_str().unwrap_or("?")
+                j.to
             ),
         ));
     }
-    let Some(here) = from
-        .clone()
-        .or_else(|| me["system"].as_str().map(str::to_string))
-    else {
+    let Some(here) = from.clone().or_else(|| me.system.clone()) else {
         return Err(Failure::refused(
             "unknown_player",
             "the server does not say where you are",
@@ -128,8 +101,8 @@ async fn travel(api: Api, args: TravelArgs) -> Result<Output, Failure> {
     };
     // Shown once the first jump is accepted (so a refused FROM is not preceded by a route).
     let mut route_line = None;
-    let hops: Vec<Hop> = if args.direct {
-        vec![Hop {
+    let hops: Vec<Leg> = if args.direct {
+        vec![Leg {
             to: to.clone(),
             fuel: 0,
         }]
@@ -151,12 +124,19 @@ async fn travel(api: Api, args: TravelArgs) -> Result<Output, Failure> {
         }
         if route.hops.is_empty() {
             // Already there: the server refuses with its own code (`same_system`).
-            vec![Hop {
+            vec![Leg {
                 to: to.clone(),
                 fuel: 0,
             }]
         } else {
-            route.hops
+            route
+                .hops
+                .into_iter()
+                .map(|h| Leg {
+                    to: h.to,
+                    fuel: h.fuel,
+                })
+                .collect()
         }
     };
     if args.no_wait && hops.len() > 1 {
@@ -174,24 +154,23 @@ async fn travel(api: Api, args: TravelArgs) -> Result<Output, Failure> {
     let count = hops.len();
     for (i, hop) in hops.iter().enumerate() {
         if args.refuel && u64::from(hop.fuel) > fuel {
-            let r: Value = api.post("/v1/refuel", &json!({})).await?;
-            fuel = r["fuel"].as_u64().unwrap_or(fuel);
+            // The travel's answer below says the fuel after the jump.
+            let r: Refueled = api.post("/v1/refuel", &RefuelRequest::default()).await?;
             screen.line(&format!(
                 "Refueled: {} units for {} cr",
-                r["bought_units"], r["cost_cr"]
+                r.bought_units, r.cost_cr
             ));
         }
-        let mut body = json!({"to": hop.to});
-        if i == 0 {
-            if let Some(f) = &from {
-                body["from"] = json!(f);
-            }
-        }
+        let body = TravelRequest {
+            to: hop.to.clone(),
+            from: if i == 0 { from.clone() } else { None },
+            wait: false,
+        };
         let ack: Traveled = api.post("/v1/travel", &body).await?;
         if let Some(line) = route_line.take() {
             screen.line(&line);
         }
-        fuel = ack.player["fuel"].as_u64().unwrap_or(fuel);
+        fuel = u64::from(ack.player.fuel);
         let step = if count > 1 {
             format!(" {}/{count}", i + 1)
         } else {
@@ -205,7 +184,7 @@ async fn travel(api: Api, args: TravelArgs) -> Result<Output, Failure> {
             ));
             return Ok(Output {
                 human: None,
-                json: json!({"xfer": ack.xfer, "to": ack.to, "travel_ms": ack.travel_ms, "player": ack.player}),
+                json: json!({"xfer": ack.xfer, "to": ack.to, "travel_ms": ack.travel_ms, "player": json_of(&ack.player)}),
             });
         }
         let landed = wait_with_progress(&api, &screen, &entering, ack.travel_ms).await?;

@@ -616,7 +616,7 @@ async fn the_served_openapi_document_is_the_file_and_every_operation_is_routed()
     let served = http.get("/openapi.json", None).await;
     assert_eq!(served.status, 200);
     assert_eq!(served.headers["content-type"], "application/json");
-    let file = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../net/openapi.json"))
+    let file = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../api/openapi.json"))
         .unwrap();
     let file: Value = serde_json::from_str(&file).unwrap();
     assert_eq!(served.body, file, "the served document is openapi.json");

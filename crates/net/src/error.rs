@@ -1,6 +1,6 @@
 //! API errors: an HTTP status, a stable machine-readable code, and a short message that says
-//! what to do. Body: `{"error": {"code": "...", "message": "..."}}`, plus a `Retry-After`
-//! header (seconds) on 429.
+//! what to do. Body: [`api::ErrorBody`] (`{"error": {"code": "...", "message": "..."}}`), plus a
+//! `Retry-After` header (seconds) on 429.
 //!
 //! Owns the mapping of every failure to HTTP; never hides a storage failure as a refusal.
 
@@ -13,54 +13,8 @@ use mesh::MeshError;
 use sim::market::TradeError;
 use sim::system::Reject;
 
-/// Every code this API answers with, for the documentation (`openapi.json` lists the same).
-/// The codes of game refusals come from the rules ([`sim::system::Reject::code`]) and
-/// the mesh ([`MeshError::code`]).
-pub const CODES: &[&str] = &[
-    // Requests this layer refuses.
-    "bad_json",
-    "bad_field",
-    "bad_content_type",
-    "too_large",
-    "bad_query",
-    "bad_quantity",
-    "bad_name",
-    "unauthorized",
-    "rate_limited",
-    "busy",
-    "too_many_streams",
-    "unknown_system",
-    "not_here",
-    "no_route",
-    "method_not_allowed",
-    "not_implemented",
-    "unknown_good",
-    "not_heard",
-    // Game refusals (sim) and mesh failures.
-    "name_taken",
-    "not_home",
-    "no_lane",
-    "same_system",
-    "no_fuel",
-    "tank_full",
-    "no_credits",
-    "system_full",
-    "no_stock",
-    "market_full",
-    "market_broke",
-    "price_limit",
-    "no_cargo_space",
-    "not_carried",
-    "no_wreck",
-    "downed",
-    "self_attack",
-    "unknown_player",
-    "in_jump",
-    "storage",
-    "snapshot",
-    "shutting_down",
-    "internal",
-];
+/// Every code this API answers with: the wire's list ([`api::CODES`]).
+pub use api::CODES;
 
 #[derive(Debug)]
 pub struct ApiError {
@@ -160,7 +114,7 @@ pub fn short(text: &str) -> String {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = serde_json::json!({"error": {"code": self.code, "message": self.message}});
+        let body = api::ErrorBody::new(self.code, self.message);
         let mut response = (self.status, Json(body)).into_response();
         if let Some(s) = self.retry_after_s {
             if let Ok(v) = HeaderValue::from_str(&s.to_string()) {

@@ -1,4 +1,5 @@
-//! The event stream (`GET /v1/events`, server-sent events): what a player may see.
+//! The event stream (`GET /v1/events`, server-sent events of [`api::StreamEvent`]): what a
+//! player may see.
 //!
 //! Two sources, merged per stream. The mesh's event feed ([`mesh::events`]) tells of the
 //! others in the player's system: players arriving (`arrived`) and leaving (`left`), and joins
@@ -27,11 +28,11 @@ use std::time::Duration;
 use axum::http::StatusCode;
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use futures_util::Stream;
-use serde::Serialize;
 use tokio::sync::broadcast;
 
 use super::error::ApiError;
 use super::shutdown::Stopping;
+use api::StreamEvent;
 use mesh::directory::Location;
 use mesh::events::{MeshEvent, MeshEventKind};
 use mesh::Mesh;
@@ -47,127 +48,13 @@ pub const MAX_STREAMS: usize = 4096;
 /// A comment line this often keeps idle connections (and proxies) alive.
 pub const KEEP_ALIVE_S: u64 = 15;
 
-/// One event. Serialized as the SSE `data` (JSON); its `type` is also the SSE event name.
-#[derive(Clone, Debug, Serialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
-pub enum ApiEvent {
-    /// First event of every stream: where the player is now.
-    Hello {
-        player: String,
-        /// Null while in a jump.
-        system: Option<String>,
-    },
-    /// A new player appeared at the home system, where you are.
-    Joined { player: String, system: String },
-    /// Another player landed in your system; `population` counts them too.
-    Arrived {
-        player: String,
-        xfer: String,
-        from: String,
-        system: String,
-        population: usize,
-    },
-    /// Another player's jump out of your system is committed: they left.
-    Left {
-        player: String,
-        xfer: String,
-        system: String,
-        to: String,
-    },
-    /// The player's jump is committed.
-    Departed {
-        xfer: String,
-        from: String,
-        to: String,
-        travel_ms: u64,
-    },
-    /// The player is in a jump; `remaining_ms` until the landing is due.
-    Progress {
-        xfer: String,
-        to: String,
-        remaining_ms: u64,
-    },
-    /// The player landed; `population` counts them too.
-    Landed {
-        xfer: String,
-        system: String,
-        population: usize,
-    },
-    /// The player bought fuel.
-    Refueled {
-        bought_units: u32,
-        cost_cr: u64,
-        fuel: u32,
-        credits: u64,
-    },
-    /// The player traded at their system's market.
-    Traded {
-        side: &'static str,
-        good: &'static str,
-        qty: u32,
-        total_cr: u64,
-        credits: u64,
-    },
-    /// The player took goods from a wreck.
-    Looted {
-        wreck: u64,
-        took: std::collections::BTreeMap<&'static str, u32>,
-    },
-    /// Another player in your system set a standing order to fire at you.
-    Attacked { by: String, system: String },
-    /// A ship in your system (yours included) was destroyed; its cargo is wreck `wreck`
-    /// (null: it carried nothing). Its pilot respawns with a basic ship at home.
-    Destroyed {
-        player: String,
-        by: String,
-        wreck: Option<u64>,
-        system: String,
-    },
-    /// An action of the player was refused.
-    Error {
-        route: String,
-        code: String,
-        message: String,
-    },
-    /// This stream fell behind and missed `missed` events.
-    Lagged { missed: u64 },
-    /// The player was moved to another instance of their system ("Sol is crowded: you are
-    /// now in Sol #2"); nothing else changes for them.
-    Instanced {
-        system: String,
-        instance: u16,
-        message: String,
-    },
-}
-
-impl ApiEvent {
-    fn name(&self) -> &'static str {
-        match self {
-            ApiEvent::Hello { .. } => "hello",
-            ApiEvent::Joined { .. } => "joined",
-            ApiEvent::Arrived { .. } => "arrived",
-            ApiEvent::Left { .. } => "left",
-            ApiEvent::Departed { .. } => "departed",
-            ApiEvent::Progress { .. } => "progress",
-            ApiEvent::Landed { .. } => "landed",
-            ApiEvent::Refueled { .. } => "refueled",
-            ApiEvent::Traded { .. } => "traded",
-            ApiEvent::Looted { .. } => "looted",
-            ApiEvent::Attacked { .. } => "attacked",
-            ApiEvent::Destroyed { .. } => "destroyed",
-            ApiEvent::Error { .. } => "error",
-            ApiEvent::Lagged { .. } => "lagged",
-            ApiEvent::Instanced { .. } => "instanced",
-        }
-    }
-
-    fn to_sse(&self) -> SseEvent {
-        let event = SseEvent::default().event(self.name());
-        match event.clone().json_data(self) {
-            Ok(e) => e,
-            // Serializing plain strings and numbers does not fail; say so if it ever did.
-            Err(_) => event.data("{}"),
-        }
+/// One event as a server-sent event: its `type` is the SSE event name, the JSON the `data`.
+fn to_sse(event: &StreamEvent) -> SseEvent {
+    let sse = SseEvent::default().event(event.name());
+    match sse.clone().json_data(event) {
+        Ok(e) => e,
+        // Serializing plain strings and numbers does not fail; say so if it ever did.
+        Err(_) => sse.data("{}"),
     }
 }
 
@@ -175,7 +62,7 @@ impl ApiEvent {
 pub struct Hub {
     mesh: Mesh,
     /// std mutex: held for a map operation only, never across an await.
-    private: Mutex<HashMap<String, broadcast::Sender<Arc<ApiEvent>>>>,
+    private: Mutex<HashMap<String, broadcast::Sender<Arc<StreamEvent>>>>,
     streams: AtomicUsize,
     /// Streams end when the server stops (or a graceful shutdown would wait for them forever).
     stopping: Arc<Stopping>,
@@ -192,7 +79,7 @@ impl Hub {
     }
 
     /// An event for `player` alone (dropped if they have no open stream).
-    pub fn tell(&self, player: &str, event: ApiEvent) {
+    pub fn tell(&self, player: &str, event: StreamEvent) {
         let map = self.private.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(tx) = map.get(player) {
             let _ = tx.send(Arc::new(event));
@@ -247,7 +134,7 @@ impl Hub {
         // Listen first, then locate: a move missed by the one is seen by the other.
         let feed = self.mesh.events();
         let here = self.here(player);
-        let hello = ApiEvent::Hello {
+        let hello = StreamEvent::Hello {
             player: player.to_string(),
             system: here.map(|s| self.mesh.galaxy().name(s).to_string()),
         };
@@ -262,7 +149,7 @@ impl Hub {
         };
         let stream = futures_util::stream::unfold(sub, |mut sub| async move {
             let event = sub.next().await?;
-            Some((Ok(event.to_sse()), sub))
+            Some((Ok(to_sse(&event)), sub))
         });
         Ok(Sse::new(stream)
             .keep_alive(KeepAlive::new().interval(Duration::from_secs(KEEP_ALIVE_S))))
@@ -284,26 +171,26 @@ impl Hub {
 struct Subscription {
     hub: Arc<Hub>,
     player: String,
-    private_rx: Option<broadcast::Receiver<Arc<ApiEvent>>>,
+    private_rx: Option<broadcast::Receiver<Arc<StreamEvent>>>,
     feed: broadcast::Receiver<Arc<MeshEvent>>,
     /// Where the player is (None in a jump): asked of routing when the stream opens, and again
     /// at each event of the feed about the player (the only events that move them) and after
     /// missing events. Routing is told of a move before the feed publishes it.
     here: Option<SystemId>,
-    hello: Option<ApiEvent>,
+    hello: Option<StreamEvent>,
     stop: Pin<Box<dyn Future<Output = ()> + Send>>,
 }
 
 /// What a stream woke up for.
 enum Woke {
-    Private(Result<Arc<ApiEvent>, broadcast::error::RecvError>),
+    Private(Result<Arc<StreamEvent>, broadcast::error::RecvError>),
     Feed(Result<Arc<MeshEvent>, broadcast::error::RecvError>),
     Stop,
 }
 
 impl Subscription {
     /// The next event, or `None` when the server stops.
-    async fn next(&mut self) -> Option<Arc<ApiEvent>> {
+    async fn next(&mut self) -> Option<Arc<StreamEvent>> {
         if let Some(h) = self.hello.take() {
             return Some(Arc::new(h));
         }
@@ -322,12 +209,12 @@ impl Subscription {
                     }
                 }
                 Woke::Private(Err(broadcast::error::RecvError::Lagged(missed))) => {
-                    return Some(Arc::new(ApiEvent::Lagged { missed }))
+                    return Some(Arc::new(StreamEvent::Lagged { missed }))
                 }
                 Woke::Feed(Err(broadcast::error::RecvError::Lagged(missed))) => {
                     // The missed events may have moved the player.
                     self.here = self.hub.here(&self.player);
-                    return Some(Arc::new(ApiEvent::Lagged { missed }));
+                    return Some(Arc::new(StreamEvent::Lagged { missed }));
                 }
                 Woke::Private(Err(broadcast::error::RecvError::Closed))
                 | Woke::Feed(Err(broadcast::error::RecvError::Closed))
@@ -339,10 +226,10 @@ impl Subscription {
     /// What the player sees of an event of the feed: those of others in the player's system,
     /// and the destruction of their own ship. A string and a number compared for most events;
     /// routing asked for the player's own.
-    fn see(&mut self, e: &MeshEvent) -> Option<ApiEvent> {
+    fn see(&mut self, e: &MeshEvent) -> Option<StreamEvent> {
         let name = |s: SystemId| self.hub.mesh.galaxy().name(s).to_string();
         let destroyed = |kind: &MeshEventKind| match kind {
-            MeshEventKind::Destroyed { player, by, wreck } => Some(ApiEvent::Destroyed {
+            MeshEventKind::Destroyed { player, by, wreck } => Some(StreamEvent::Destroyed {
                 player: player.clone(),
                 by: by.clone(),
                 wreck: *wreck,
@@ -359,7 +246,7 @@ impl Subscription {
                 instance, notice, ..
             } = &e.kind
             {
-                return Some(ApiEvent::Instanced {
+                return Some(StreamEvent::Instanced {
                     system: self.hub.mesh.galaxy().name(e.system).to_string(),
                     instance: *instance,
                     message: notice.clone(),
@@ -371,7 +258,7 @@ impl Subscription {
             return None;
         }
         match &e.kind {
-            MeshEventKind::Joined { player } => Some(ApiEvent::Joined {
+            MeshEventKind::Joined { player } => Some(StreamEvent::Joined {
                 player: player.clone(),
                 system: name(e.system),
             }),
@@ -380,14 +267,14 @@ impl Subscription {
                 from,
                 xfer,
                 population,
-            } => Some(ApiEvent::Arrived {
+            } => Some(StreamEvent::Arrived {
                 player: player.clone(),
                 xfer: xfer.clone(),
                 from: name(*from),
                 system: name(e.system),
                 population: *population,
             }),
-            MeshEventKind::Departed { player, to, xfer } => Some(ApiEvent::Left {
+            MeshEventKind::Departed { player, to, xfer } => Some(StreamEvent::Left {
                 player: player.clone(),
                 xfer: xfer.clone(),
                 system: name(e.system),
@@ -398,7 +285,7 @@ impl Subscription {
             MeshEventKind::Engaged {
                 player,
                 target: Some(target),
-            } if *target == self.player => Some(ApiEvent::Attacked {
+            } if *target == self.player => Some(StreamEvent::Attacked {
                 by: player.clone(),
                 system: name(e.system),
             }),

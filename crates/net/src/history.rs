@@ -8,29 +8,17 @@
 use std::collections::BTreeMap;
 use std::io::{Read, Seek, SeekFrom};
 
-use serde::Serialize;
-
 use store::datadir::DataDir;
 use store::record::parse_line;
 
 /// Bytes read from the end of a history file at most.
 pub const MAX_HISTORY_READ_BYTES: u64 = 4 * 1024 * 1024;
 
-/// One event of a player's history.
-#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
-pub struct Entry {
-    /// The player's version after the event: entry N is their N-th event.
-    pub version: u64,
-    /// The record kind (`join`, `refuel`, `depart`, `arrive`, ...).
-    pub kind: String,
-    /// The record's fields as written (see docs/FORMAT.md), without `src`.
-    pub fields: BTreeMap<String, String>,
-    /// The record this entry copies: `<system slug>:<sequence>`.
-    pub src: Option<String>,
-}
+/// One event of a player's history: the wire's [`api::HistoryEntry`].
+pub use api::HistoryEntry as Entry;
 
 /// The newest entries of a history.
-#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct History {
     pub entries: Vec<Entry>,
     /// Older entries exist that are not in `entries`.

@@ -1,6 +1,7 @@
 //! The network face of the mesh: an HTTP/JSON API (axum) that routes every request to the
 //! shard that owns the player at that moment, so clients never know shards exist. The routes,
-//! their bodies and their error codes are in `docs/API.md` and `openapi.json`.
+//! their bodies and their error codes are in `docs/API.md` and `openapi.json`; the bodies are
+//! the wire types of the `api` crate ([`wire`] converts into them).
 //!
 //! Owns request parsing, authentication, rate limits, the event stream and the mapping of
 //! errors to HTTP; never decides a game rule and never writes a log (everything that acts goes
@@ -18,6 +19,7 @@ pub mod openapi;
 pub mod routes;
 pub mod server;
 pub mod shutdown;
+pub mod wire;
 
 use std::net::IpAddr;
 use std::sync::Arc;

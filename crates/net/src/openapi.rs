@@ -1,12 +1,12 @@
-//! The OpenAPI 3 document of the API: `openapi.json` at the root of the repository, compiled
-//! in and served as is at `GET /openapi.json`.
+//! The OpenAPI 3 document of the API: `crates/api/openapi.json` ([`api::OPENAPI`]), served as is
+//! at `GET /openapi.json`.
 //!
 //! The document is written by hand; a test checks that its operations are exactly the routes
 //! of [`super::routes::ROUTES`] (the table the router is built from) and that the error codes
 //! it lists are [`super::error::CODES`]. Never generated at run time.
 
 /// The document, as kept in the repository.
-pub const DOCUMENT: &str = include_str!("../openapi.json");
+pub const DOCUMENT: &str = api::OPENAPI;
 
 /// The `(METHOD, path)` of every operation of the document, sorted (`GET`, `/v1/me`).
 pub fn operations(doc: &serde_json::Value) -> Vec<(String, String)> {

@@ -3,7 +3,9 @@
 //! use a fake galaxy behind the same trait.
 //!
 //! Answers keep only the fields the bots read (unknown fields are ignored, so the server may
-//! add some). Never decides anything: the bot does.
+//! add some): partial views of the `api` crate's wire types of the same routes (`Joined`,
+//! `Me`, `Traveled`, ...), which the bots' fake galaxy builds by hand. Requests and the error
+//! body are the `api` crate's own ([`super::http`]). Never decides anything: the bot does.
 
 use std::collections::BTreeMap;
 use std::future::Future;

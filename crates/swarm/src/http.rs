@@ -5,13 +5,19 @@
 //! errors into messages for people, while bots need a token per call, the HTTP status and
 //! `Retry-After` as numbers. The timeouts are the client's.
 //!
+//! Requests are the `api` crate's types, and so is the error body; answers are read into the
+//! bots' own partial views ([`super::api`]).
+//!
 //! Never retries: the bot decides what a failure means.
 
 use std::time::Duration;
 
+use ::api::{
+    AttackRequest, ErrorBody, JoinRequest, RefuelRequest, TradeRequest, TradeSide, TravelRequest,
+};
 use reqwest::{RequestBuilder, StatusCode};
 use serde::de::DeserializeOwned;
-use serde_json::{json, Value};
+use serde::Serialize;
 
 use super::api::{
     Attacked, Call, CallError, GameApi, Joined, Landed, Market, Me, Refueled, Scan, Side,
@@ -55,11 +61,11 @@ impl HttpApi {
             .bearer_auth(token)
     }
 
-    fn post(&self, path: &str, token: &str, body: Value) -> RequestBuilder {
+    fn post(&self, path: &str, token: &str, body: &impl Serialize) -> RequestBuilder {
         self.http
             .post(format!("{}{path}", self.base))
             .bearer_auth(token)
-            .json(&body)
+            .json(body)
     }
 
     async fn send<T: DeserializeOwned>(&self, req: RequestBuilder, timeout_s: u64) -> Call<T> {
@@ -90,15 +96,10 @@ impl HttpApi {
                 message: format!("{} answered something else than the API: {e}", self.base),
             });
         }
-        let body: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-        let code = body["error"]["code"]
-            .as_str()
-            .unwrap_or("http_error")
-            .to_string();
-        let message = body["error"]["message"]
-            .as_str()
-            .map(str::to_string)
-            .unwrap_or_else(|| format!("HTTP {status}"));
+        let (code, message) = match serde_json::from_slice::<ErrorBody>(&bytes) {
+            Ok(ErrorBody { error }) => (error.code, error.message),
+            Err(_) => ("http_error".to_string(), format!("HTTP {status}")),
+        };
         if status.is_client_error() || status == StatusCode::NOT_IMPLEMENTED {
             Err(CallError::Refused {
                 status: status.as_u16(),
@@ -122,7 +123,9 @@ impl GameApi for HttpApi {
         let req = self
             .http
             .post(format!("{}/v1/join", self.base))
-            .json(&json!({ "name": name }));
+            .json(&JoinRequest {
+                name: name.to_string(),
+            });
         self.send(req, REQUEST_TIMEOUT_S).await
     }
 
@@ -137,23 +140,32 @@ impl GameApi for HttpApi {
     }
 
     async fn trade(&self, token: &str, side: Side, good: &str, qty: u32) -> Call<Traded> {
-        let body = json!({"side": side.name(), "good": good, "qty": qty});
-        self.send(self.post("/v1/trade", token, body), REQUEST_TIMEOUT_S)
+        let body = TradeRequest {
+            side: match side {
+                Side::Buy => TradeSide::Buy,
+                Side::Sell => TradeSide::Sell,
+            },
+            good: good.to_string(),
+            qty: u64::from(qty),
+            limit_cr: None,
+        };
+        self.send(self.post("/v1/trade", token, &body), REQUEST_TIMEOUT_S)
             .await
     }
 
     async fn refuel(&self, token: &str, units: Option<u32>) -> Call<Refueled> {
-        let body = match units {
-            Some(u) => json!({ "units": u }),
-            None => json!({}),
-        };
-        self.send(self.post("/v1/refuel", token, body), REQUEST_TIMEOUT_S)
+        let body = RefuelRequest { units };
+        self.send(self.post("/v1/refuel", token, &body), REQUEST_TIMEOUT_S)
             .await
     }
 
     async fn travel(&self, token: &str, to: &str) -> Call<Traveled> {
-        let body = json!({ "to": to });
-        self.send(self.post("/v1/travel", token, body), REQUEST_TIMEOUT_S)
+        let body = TravelRequest {
+            to: to.to_string(),
+            from: None,
+            wait: false,
+        };
+        self.send(self.post("/v1/travel", token, &body), REQUEST_TIMEOUT_S)
             .await
     }
 
@@ -176,8 +188,10 @@ impl GameApi for HttpApi {
     }
 
     async fn attack(&self, token: &str, target: &str) -> Call<Attacked> {
-        let body = json!({ "target": target });
-        self.send(self.post("/v1/attack", token, body), REQUEST_TIMEOUT_S)
+        let body = AttackRequest {
+            target: Some(Some(target.to_string())),
+        };
+        self.send(self.post("/v1/attack", token, &body), REQUEST_TIMEOUT_S)
             .await
     }
 }

@@ -3,32 +3,16 @@
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
-use serde::{Deserialize, Serialize};
 
-use super::{check_ip, Authed, Body, ClientIp, PlayerView, Shared};
+use super::{check_ip, Authed, Body, ClientIp, Shared};
 use crate::auth::{key_of, new_token};
 use crate::error::ApiError;
-use crate::AppState;
+use crate::{wire, AppState};
+use api::{JoinRequest, Joined, Jumping, Me};
 use mesh::codec::xfer_text;
 use mesh::directory::Place;
-use mesh::trading::Opponent;
 use sim::instance::InstanceId;
 use sim::player::{validate_name, Player};
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct JoinRequest {
-    name: String,
-}
-
-#[derive(Serialize)]
-pub struct Joined {
-    name: String,
-    /// The access token: shown once, stored by the server only as its hash.
-    token: String,
-    system: String,
-    player: PlayerView,
-}
 
 pub async fn join(
     State(state): State<Shared>,
@@ -52,38 +36,9 @@ pub async fn join(
             name: player.name.clone(),
             token,
             system,
-            player: player.into(),
+            player: wire::player(player),
         }),
     ))
-}
-
-#[derive(Serialize)]
-pub struct Me {
-    name: String,
-    /// The system the player is in, or null while in a jump.
-    system: Option<String>,
-    /// The instance of the system the player is in (1: the system itself; null in a jump).
-    instance: Option<u16>,
-    /// Its name ("Sol #2").
-    instance_name: Option<String>,
-    /// Why the player is in another instance than the system itself, in words.
-    notice: Option<String>,
-    jumping: Option<JumpingView>,
-    /// The player's state (while in a jump: as they travel, fuel burnt; after a restart too).
-    player: Option<PlayerView>,
-    /// The player's standing order to fire and the target's hull (null: not attacking; the
-    /// order ends when the target is shot down or leaves, or the player is).
-    attacking: Option<Opponent>,
-}
-
-#[derive(Serialize)]
-pub struct JumpingView {
-    xfer: String,
-    from: String,
-    to: String,
-    /// Milliseconds until the landing is due (null only in the instant between the jump's
-    /// commit and its handover to the destination).
-    eta_ms: Option<u64>,
 }
 
 pub async fn me(
@@ -95,7 +50,10 @@ pub async fn me(
     Ok(Json(match at {
         Place::In(s) => {
             let (player, attacking) = match ship {
-                Some(ship) => (Some(ship.player.into()), ship.attacking),
+                Some(ship) => (
+                    Some(wire::player(ship.player)),
+                    ship.attacking.map(wire::opponent),
+                ),
                 None => (None, None),
             };
             Me {
@@ -120,11 +78,11 @@ pub async fn me(
             let xfer = xfer_text(g, from, xfer);
             let (from, to) = (from.system, to.system);
             let (player, eta_ms) = match seen {
-                Some((player, eta_ms)) => (Some(player.into()), Some(eta_ms)),
+                Some((player, eta_ms)) => (Some(wire::player(player)), Some(eta_ms)),
                 None => (None, None),
             };
             Me {
-                jumping: Some(JumpingView {
+                jumping: Some(Jumping {
                     from: g.name(from).to_string(),
                     to: g.name(to).to_string(),
                     eta_ms,

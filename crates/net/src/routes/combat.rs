@@ -7,35 +7,13 @@
 
 use axum::extract::State;
 use axum::Json;
-use serde::{Deserialize, Deserializer, Serialize};
 
 use super::market::here;
-use super::{refused, Authed, Body, PlayerView, Shared};
+use super::{refused, Authed, Body, Shared};
 use crate::error::ApiError;
-use crate::events::ApiEvent;
-use crate::AppState;
-use mesh::trading::WreckView;
+use crate::{wire, AppState};
+use api::{AttackRequest, Attacking, LootRequest, Looted, StreamEvent, Wrecks};
 use sim::player::MAX_NAME_CHARS;
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct AttackRequest {
-    /// Required: a player's name, or null to cease fire (`Some(None)`).
-    #[serde(deserialize_with = "present")]
-    target: Option<Option<String>>,
-}
-
-/// A field that must be given, null included.
-fn present<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Option<String>>, D::Error> {
-    Option::<String>::deserialize(d).map(Some)
-}
-
-#[derive(Serialize)]
-pub struct Attacking {
-    /// Whom the player now fires at (null: cease fire).
-    target: Option<String>,
-    player: PlayerView,
-}
 
 pub async fn attack(
     State(state): State<Shared>,
@@ -66,43 +44,20 @@ async fn engage(state: &AppState, name: &str, req: AttackRequest) -> Result<Atta
     let player = state.mesh.engage(name, target.as_deref()).await?;
     Ok(Attacking {
         target,
-        player: player.into(),
+        player: wire::player(player),
     })
-}
-
-#[derive(Serialize)]
-pub struct WrecksView {
-    system: String,
-    /// Oldest first.
-    wrecks: Vec<WreckView>,
 }
 
 pub async fn wrecks(
     State(state): State<Shared>,
     Authed { name }: Authed,
-) -> Result<Json<WrecksView>, ApiError> {
+) -> Result<Json<Wrecks>, ApiError> {
     let here = here(&state, &name)?;
     let wrecks = state.mesh.wrecks(here).await?;
-    Ok(Json(WrecksView {
+    Ok(Json(Wrecks {
         system: state.mesh.galaxy().name(here).to_string(),
-        wrecks,
+        wrecks: wrecks.into_iter().map(wire::wreck).collect(),
     }))
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct LootRequest {
-    /// A wreck's `id`, from `GET /v1/wrecks`.
-    #[serde(deserialize_with = "super::body_integer")]
-    wreck: u64,
-}
-
-#[derive(Serialize)]
-pub struct Looted {
-    wreck: u64,
-    /// What moved into the hold (what did not fit stays in the wreck).
-    took: std::collections::BTreeMap<&'static str, u32>,
-    player: PlayerView,
 }
 
 pub async fn loot(
@@ -124,14 +79,14 @@ async fn take(state: &AppState, name: &str, wreck: u64) -> Result<Looted, ApiErr
     let ack = state.mesh.loot(name, wreck).await?;
     state.events.tell(
         name,
-        ApiEvent::Looted {
+        StreamEvent::Looted {
             wreck: ack.wreck,
-            took: ack.took.clone(),
+            took: wire::goods(ack.took.clone()),
         },
     );
     Ok(Looted {
         wreck: ack.wreck,
-        took: ack.took,
-        player: ack.player.into(),
+        took: wire::goods(ack.took),
+        player: wire::player(ack.player),
     })
 }

@@ -3,36 +3,21 @@
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
-use serde::{Deserialize, Serialize};
 
 use super::{Authed, Params, Shared};
 use crate::error::ApiError;
-use crate::history::{self, Entry};
+use crate::history;
+use api::{History, HistoryQuery};
 
 /// Entries listed by default, and at most.
 pub const HISTORY_DEFAULT_ENTRIES: usize = 100;
 pub const HISTORY_MAX_ENTRIES: usize = 1000;
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct HistoryQuery {
-    limit: Option<usize>,
-}
-
-#[derive(Serialize)]
-pub struct HistoryView {
-    player: String,
-    /// Oldest first.
-    entries: Vec<Entry>,
-    /// Older entries exist that are not listed.
-    truncated: bool,
-}
-
 pub async fn history(
     State(state): State<Shared>,
     Authed { name }: Authed,
     q: Result<Params<HistoryQuery>, ApiError>,
-) -> Result<Json<HistoryView>, ApiError> {
+) -> Result<Json<History>, ApiError> {
     let Params(q) = q?;
     let limit = q.limit.unwrap_or(HISTORY_DEFAULT_ENTRIES);
     if limit == 0 || limit > HISTORY_MAX_ENTRIES {
@@ -54,7 +39,7 @@ pub async fn history(
         .await
         .map_err(|e| ApiError::internal(e.to_string()))?
         .map_err(|e| ApiError::internal(format!("cannot read the history of '{name}': {e}")))?;
-    Ok(Json(HistoryView {
+    Ok(Json(History {
         player: name,
         entries: read.entries,
         truncated: read.truncated,

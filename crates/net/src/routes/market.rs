@@ -8,61 +8,38 @@
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
-use serde::{Deserialize, Serialize};
 
-use super::{refused, system, Authed, Body, Params, PlayerView, Public, Shared};
+use super::{refused, system, Authed, Body, Params, Public, Shared};
 use crate::error::ApiError;
-use crate::events::ApiEvent;
-use crate::AppState;
+use crate::{wire, AppState};
+use api::{
+    GalaxyPrices, HeardMarket, Market, MarketQuery, StreamEvent, TradeRequest, TradeSide, Traded,
+};
 use mesh::directory::Location;
-use mesh::economy::{EconomyView, HeardPrices};
-use mesh::trading::MarketView;
 use mesh::MeshError;
 use sim::galaxy::SystemId;
 use sim::goods::Good;
 use sim::market::{Order, Side, MAX_TRADE_UNITS};
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct MarketQuery {
-    /// Another system: its prices as the player's system last heard them.
-    system: Option<String>,
-}
-
-/// A market: live (the player's own system) or heard (another system, with its age).
-#[derive(Serialize)]
-#[serde(untagged)]
-pub enum MarketAnswer {
-    Live {
-        /// Always true: prices now.
-        live: bool,
-        #[serde(flatten)]
-        view: MarketView,
-    },
-    Heard {
-        /// Always false: prices as last heard, `age_ms` old.
-        live: bool,
-        #[serde(flatten)]
-        heard: HeardPrices,
-    },
-}
-
 pub async fn market(
     State(state): State<Shared>,
     Authed { name }: Authed,
     q: Result<Params<MarketQuery>, ApiError>,
-) -> Result<Json<MarketAnswer>, ApiError> {
+) -> Result<Json<Market>, ApiError> {
     let Params(q) = q?;
     let g = state.mesh.galaxy();
     let asked = q.system.as_deref().map(|s| system(g, s)).transpose()?;
     let here = here(&state, &name)?;
     let view = state.mesh.market(here).await?;
     let Some(other) = asked.filter(|&s| s != here) else {
-        return Ok(Json(MarketAnswer::Live { live: true, view }));
+        return Ok(Json(Market::Live(wire::live_market(view))));
     };
     let other_name = g.name(other);
     match view.heard.into_iter().find(|h| h.system == other_name) {
-        Some(heard) => Ok(Json(MarketAnswer::Heard { live: false, heard })),
+        Some(heard) => Ok(Json(Market::Heard(HeardMarket {
+            live: false,
+            heard: wire::heard_prices(heard),
+        }))),
         None => Err(ApiError::new(
             StatusCode::NOT_FOUND,
             "not_heard",
@@ -82,38 +59,6 @@ pub fn here(state: &AppState, name: &str) -> Result<SystemId, ApiError> {
         Some(Location::Jumping { .. }) => Err(MeshError::InJump(name.to_string()).into()),
         None => Err(MeshError::UnknownPlayer(name.to_string()).into()),
     }
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct TradeRequest {
-    side: TradeSide,
-    good: String,
-    /// Units, 1 to [`MAX_TRADE_UNITS`] (wider than that here, so that too many is
-    /// `bad_quantity`, not a type error).
-    qty: u64,
-    /// The worst average price per unit accepted: a buy pays at most `limit_cr * qty`, a sale
-    /// gets at least that. Omitted: no limit (null is refused).
-    #[serde(default, deserialize_with = "super::non_null_body_integer")]
-    limit_cr: Option<u64>,
-}
-
-#[derive(Deserialize, Clone, Copy)]
-#[serde(rename_all = "lowercase")]
-enum TradeSide {
-    Buy,
-    Sell,
-}
-
-/// A trade done: what moved and the player after it.
-#[derive(Serialize)]
-pub struct Traded {
-    side: &'static str,
-    good: &'static str,
-    qty: u32,
-    /// Credits paid (buy) or received (sell).
-    total_cr: u64,
-    player: PlayerView,
 }
 
 pub async fn trade(
@@ -153,25 +98,30 @@ async fn deal(state: &AppState, name: &str, req: TradeRequest) -> Result<Traded,
     };
     let _guard = state.actions.acquire(name).await?;
     let ack = state.mesh.trade(name, order).await?;
+    assert_eq!(
+        ack.side,
+        order.side.name(),
+        "the mesh traded another side than asked"
+    );
     state.events.tell(
         name,
-        ApiEvent::Traded {
-            side: ack.side,
-            good: ack.good,
+        StreamEvent::Traded {
+            side: req.side,
+            good: ack.good.to_string(),
             qty: ack.qty,
             total_cr: ack.total_cr,
             credits: ack.player.credits,
         },
     );
     Ok(Traded {
-        side: ack.side,
-        good: ack.good,
+        side: req.side,
+        good: ack.good.to_string(),
         qty: ack.qty,
         total_cr: ack.total_cr,
-        player: ack.player.into(),
+        player: wire::player(ack.player),
     })
 }
 
-pub async fn economy(State(state): State<Shared>, _: Public) -> Json<EconomyView> {
-    Json(state.mesh.economy())
+pub async fn economy(State(state): State<Shared>, _: Public) -> Json<GalaxyPrices> {
+    Json(wire::galaxy_prices(state.mesh.economy()))
 }

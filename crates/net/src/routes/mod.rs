@@ -24,14 +24,11 @@ use axum::response::IntoResponse;
 use axum::routing::{get, post, MethodRouter};
 use axum::{Json, Router};
 use serde::de::DeserializeOwned;
-use serde::{Deserialize, Deserializer, Serialize};
 
 use super::error::ApiError;
-use super::events::ApiEvent;
 use super::limits::Limiter;
 use super::{AppState, MAX_BODY_BYTES};
 use sim::galaxy::{Galaxy, SystemId};
-use sim::player::Player;
 
 type Shared = Arc<AppState>;
 
@@ -187,8 +184,8 @@ pub fn rate_limited(wait: std::time::Duration) -> ApiError {
     .retry_after_s(seconds)
 }
 
-/// A JSON body, checked: malformed JSON, wrong types, unknown fields (every request type
-/// denies them), a key given twice ([`strict`]), missing content type and oversized bodies are
+/// A JSON body (one of the `api` crate's requests), checked: malformed JSON, wrong types,
+/// unknown fields (every request type denies them), a key given twice ([`strict`]), missing content type and oversized bodies are
 /// [`ApiError`]s with a code. The body must be a JSON object (serde would otherwise take
 /// `["Ann"]` for `{"name": "Ann"}`). A number with a zero fraction (`15.0`) is an integer.
 pub struct Body<T>(pub T);
@@ -209,35 +206,8 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Body<T> {
     }
 }
 
-/// For an optional field of a request body: absent is `None`, a value is `Some`, and `null`
-/// is refused as a wrong type (422 `bad_field`), as `openapi.json` says (omit the field
-/// instead). Use with `#[serde(default, deserialize_with = "non_null")]`.
-pub fn non_null<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
-    d: D,
-) -> Result<Option<T>, D::Error> {
-    T::deserialize(d).map(Some)
-}
-
-/// The largest integer a request body may give (2^53): every integer up to it reads the same
-/// as JSON text and as a double, so clients in every language mean the same number, and an
-/// integer written with a zero fraction ([`strict`]) is exact. `openapi.json` says `maximum`.
-pub const MAX_BODY_INTEGER: u64 = 1 << 53;
-
-/// An integer field of a body, at most [`MAX_BODY_INTEGER`] (more is 422 `bad_field`).
-pub fn body_integer<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
-    let n = u64::deserialize(d)?;
-    if n > MAX_BODY_INTEGER {
-        return Err(serde::de::Error::custom(format!(
-            "{n} is larger than {MAX_BODY_INTEGER}, the largest integer a body may give"
-        )));
-    }
-    Ok(n)
-}
-
-/// An optional integer field: [`non_null`] and [`body_integer`].
-pub fn non_null_body_integer<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
-    body_integer(d).map(Some)
-}
+/// The largest integer a request body may give (the wire's: [`api::MAX_BODY_INTEGER`]).
+pub use api::MAX_BODY_INTEGER;
 
 /// A query string, checked like [`Body`].
 pub struct Params<T>(pub T);
@@ -295,24 +265,6 @@ impl FromRequestParts<Shared> for Public {
     }
 }
 
-/// A player as the API shows them: their state (fuel, credits, hull, hold, cargo, version)
-/// and the hold units their cargo takes.
-#[derive(Serialize)]
-pub struct PlayerView {
-    #[serde(flatten)]
-    pub player: Player,
-    pub hold_used: u64,
-}
-
-impl From<Player> for PlayerView {
-    fn from(player: Player) -> PlayerView {
-        PlayerView {
-            hold_used: player.cargo.hold_used(),
-            player,
-        }
-    }
-}
-
 /// The longest system name a request may give, in bytes (names, plus quotes and spaces a
 /// player may type around them); longer ones are refused before any lookup.
 const MAX_SYSTEM_INPUT_BYTES: usize = sim::galaxy::MAX_NAME_BYTES + 8;
@@ -348,7 +300,7 @@ pub fn travel_ms(state: &AppState, a: SystemId, b: SystemId) -> u64 {
 pub fn refused(state: &AppState, name: &str, route: &str, e: ApiError) -> ApiError {
     state.events.tell(
         name,
-        ApiEvent::Error {
+        api::StreamEvent::Error {
             route: route.to_string(),
             code: e.code.to_string(),
             message: e.message.clone(),

@@ -2,29 +2,11 @@
 
 use axum::extract::State;
 use axum::Json;
-use serde::{Deserialize, Serialize};
 
-use super::{refused, Authed, Body, PlayerView, Shared};
+use super::{refused, Authed, Body, Shared};
 use crate::error::ApiError;
-use crate::events::ApiEvent;
-use crate::AppState;
-
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-pub struct RefuelRequest {
-    /// Units to buy (1 to the tank's size); omitted: fill the tank (null is refused).
-    #[serde(default, deserialize_with = "super::non_null")]
-    units: Option<u32>,
-}
-
-/// The player after the purchase (its fields at the top level), and what was bought.
-#[derive(Serialize)]
-pub struct Refueled {
-    #[serde(flatten)]
-    player: PlayerView,
-    bought_units: u32,
-    cost_cr: u64,
-}
+use crate::{wire, AppState};
+use api::{RefuelRequest, Refueled, StreamEvent};
 
 pub async fn refuel(
     State(state): State<Shared>,
@@ -63,7 +45,7 @@ async fn buy(state: &AppState, name: &str, units: Option<u32>) -> Result<Refuele
     };
     state.events.tell(
         name,
-        ApiEvent::Refueled {
+        StreamEvent::Refueled {
             bought_units,
             cost_cr,
             fuel: after.fuel,
@@ -71,7 +53,7 @@ async fn buy(state: &AppState, name: &str, units: Option<u32>) -> Result<Refuele
         },
     );
     Ok(Refueled {
-        player: after.into(),
+        player: wire::player(after),
         bought_units,
         cost_cr,
     })

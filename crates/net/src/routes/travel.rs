@@ -10,13 +10,12 @@ use std::time::Duration;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
-use serde::{Deserialize, Serialize};
 
-use super::{refused, system, travel_ms, Authed, Body, Params, PlayerView, Public, Shared};
+use super::{refused, system, travel_ms, Authed, Body, Params, Public, Shared};
 use crate::error::ApiError;
-use crate::events::ApiEvent;
 use crate::limits::MAX_WAITS_PER_PLAYER;
-use crate::AppState;
+use crate::{wire, AppState};
+use api::{Hop, Landed, Route, RouteQuery, StreamEvent, TravelRequest, Traveled};
 use mesh::directory::Location;
 use mesh::MeshError;
 
@@ -25,39 +24,6 @@ pub const LANDING_WAIT_MAX_S: u64 = 60;
 /// Progress events of a jump come every quarter of its travel time, within these bounds.
 pub const PROGRESS_MIN_MS: u64 = 50;
 pub const PROGRESS_MAX_MS: u64 = 1000;
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct TravelRequest {
-    to: String,
-    /// When given, the player must be there ("you are in Vega, not Sol"); null is refused.
-    #[serde(default, deserialize_with = "super::non_null")]
-    from: Option<String>,
-    /// Wait for the landing before answering.
-    #[serde(default)]
-    wait: bool,
-}
-
-#[derive(Serialize)]
-pub struct Traveled {
-    xfer: String,
-    from: String,
-    to: String,
-    travel_ms: u64,
-    /// The player as they travel (fuel burnt).
-    player: PlayerView,
-    /// Present when `wait` was asked.
-    landed: Option<LandedView>,
-}
-
-#[derive(Serialize)]
-pub struct LandedView {
-    system: String,
-    /// Players in the system right after the landing, the lander included.
-    population: usize,
-    /// `population - 1`.
-    others: usize,
-}
 
 pub async fn travel(
     State(state): State<Shared>,
@@ -101,7 +67,7 @@ async fn jump(state: &Arc<AppState>, name: &str, req: TravelRequest) -> Result<T
     if state.events.is_watched(name) {
         state.events.tell(
             name,
-            ApiEvent::Departed {
+            StreamEvent::Departed {
                 xfer: ack.xfer.clone(),
                 from: g.name(ack.from).to_string(),
                 to: g.name(ack.to).to_string(),
@@ -126,7 +92,7 @@ async fn jump(state: &Arc<AppState>, name: &str, req: TravelRequest) -> Result<T
         to: g.name(ack.to).to_string(),
         xfer: ack.xfer,
         travel_ms: ack.travel_ms,
-        player: ack.player.into(),
+        player: wire::player(ack.player),
         landed,
     })
 }
@@ -145,7 +111,7 @@ fn watch_jump(state: Arc<AppState>, name: String, xfer: String, to: String, trav
                 landed = &mut landing => {
                     if let Ok(l) = landed {
                         state.flights.landed(&name);
-                        state.events.tell(&name, ApiEvent::Landed {
+                        state.events.tell(&name, StreamEvent::Landed {
                             xfer,
                             system: state.mesh.galaxy().name(l.system).to_string(),
                             population: l.population,
@@ -155,7 +121,7 @@ fn watch_jump(state: Arc<AppState>, name: String, xfer: String, to: String, trav
                 }
                 _ = ticks.tick() => {
                     let remaining_ms = state.flights.get(&name, &xfer).map_or(0, |f| f.remaining_ms());
-                    state.events.tell(&name, ApiEvent::Progress {
+                    state.events.tell(&name, StreamEvent::Progress {
                         xfer: xfer.clone(),
                         to: to.clone(),
                         remaining_ms,
@@ -173,7 +139,7 @@ fn landing_wait_max() -> Duration {
 }
 
 /// Waits for the player's landing (at once if they are in a system).
-async fn wait_landing(state: &AppState, name: &str) -> Result<LandedView, ApiError> {
+async fn wait_landing(state: &AppState, name: &str) -> Result<Landed, ApiError> {
     let _open = state
         .waits
         .enter(name, MAX_WAITS_PER_PLAYER)
@@ -197,7 +163,7 @@ async fn wait_landing(state: &AppState, name: &str) -> Result<LandedView, ApiErr
         () = state.stopping.wait() => return Err(MeshError::ShuttingDown.into()),
     };
     state.flights.landed(name);
-    Ok(LandedView {
+    Ok(Landed {
         system: state.mesh.galaxy().name(landed.system).to_string(),
         population: landed.population,
         others: landed.population.saturating_sub(1),
@@ -207,54 +173,24 @@ async fn wait_landing(state: &AppState, name: &str) -> Result<LandedView, ApiErr
 pub async fn landing(
     State(state): State<Shared>,
     Authed { name }: Authed,
-) -> Result<Json<LandedView>, ApiError> {
+) -> Result<Json<Landed>, ApiError> {
     wait_landing(&state, &name).await.map(Json)
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RouteQuery {
-    from: String,
-    to: String,
-}
-
-#[derive(Serialize)]
-pub struct RouteView {
-    from: String,
-    to: String,
-    /// Number of jumps (0 when `from` is `to`).
-    jumps: usize,
-    distance_ly: f64,
-    /// Fuel units the whole route burns.
-    fuel: u64,
-    /// Travel time of all the jumps, without the time between them.
-    travel_ms: u64,
-    hops: Vec<HopView>,
-}
-
-#[derive(Serialize)]
-pub struct HopView {
-    from: String,
-    to: String,
-    distance_ly: f64,
-    fuel: u32,
-    travel_ms: u64,
 }
 
 pub async fn route(
     State(state): State<Shared>,
     _: Public,
     q: Result<Params<RouteQuery>, ApiError>,
-) -> Result<Json<RouteView>, ApiError> {
+) -> Result<Json<Route>, ApiError> {
     let Params(q) = q?;
     let g = state.mesh.galaxy();
     let (from, to) = (system(g, &q.from)?, system(g, &q.to)?);
     let path = g
         .route(from, to)
         .ok_or_else(|| ApiError::internal("the galaxy is not connected"))?;
-    let hops: Vec<HopView> = path
+    let hops: Vec<Hop> = path
         .windows(2)
-        .map(|w| HopView {
+        .map(|w| Hop {
             from: g.name(w[0]).to_string(),
             to: g.name(w[1]).to_string(),
             distance_ly: g.distance_ly(w[0], w[1]),
@@ -262,7 +198,7 @@ pub async fn route(
             travel_ms: travel_ms(&state, w[0], w[1]),
         })
         .collect();
-    Ok(Json(RouteView {
+    Ok(Json(Route {
         from: g.name(from).to_string(),
         to: g.name(to).to_string(),
         jumps: hops.len(),
