@@ -186,8 +186,7 @@ impl AckReport {
     }
 }
 
-/// The most problems listed one by one; the rest are counted in one more line.
-pub const MAX_LISTED_PROBLEMS: usize = 100;
+pub use super::limits::MAX_LISTED_PROBLEMS;
 
 /// An event about a player, as a system log holds it.
 struct Seen {

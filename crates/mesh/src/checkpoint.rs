@@ -18,8 +18,7 @@ use store::snapshot::{self, SnapshotMeta};
 /// Name of the transition log's checkpoints in `snapshots/` (no system slug starts with `_`).
 pub const TRANSITIONS_CHECKPOINT: &str = "_transitions";
 
-/// How often the running mesh writes a checkpoint by default, in milliseconds.
-pub const CHECKPOINT_EVERY_MS: u64 = 5_000;
+pub use super::limits::CHECKPOINT_EVERY_MS;
 
 /// What must still happen before a jump is settled.
 pub const ORIGIN_DONE: u8 = 1;

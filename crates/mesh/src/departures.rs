@@ -22,18 +22,26 @@
 //! with one number per origin. On a storage failure the jump is neither committed nor aborted
 //! here: the disk may or may not hold it, so recovery, which reads the transition log, settles
 //! it. Never decides game rules; never touches a shard's state.
+//!
+//! Every queue here is bounded ([`super::limits`]). The queue from the shard holds
+//! [`super::limits::DEPARTURE_QUEUE_LEN`] jumps; the shard reserves a place before it prepares a
+//! jump, so a full queue refuses the jump (`busy`) before anything is written. The handover to
+//! the destination and the report to the origin wait while their shard's queue is full
+//! ([`super::limits::SHARD_QUEUE_LEN`]): the pipeline waits, never a shard's loop, so no cycle
+//! of waits can form. The protocol's invariants ([`super::protocol::invariants`]) are checked
+//! as jumps leave the queue (numbers grow) and once their records are appended (the commit).
 
 use std::sync::Arc;
 
 use tokio::sync::mpsc;
 
 use super::codec::{encode_jump, xfer_text, Jump};
+use super::protocol::invariants::{self as inv, must};
 use super::shard::{Command, Reply};
 use super::{Context, JumpAck, MeshError};
 use store::log::Log;
 
-/// Most jumps committed in one transition-log batch.
-pub const MAX_DEPARTURE_BATCH: usize = 4096;
+pub use super::limits::MAX_DEPARTURE_BATCH;
 
 /// A prepared jump waiting for its commit.
 pub struct PendingDeparture {
@@ -48,9 +56,11 @@ pub async fn run(
     system_log: Log,
     mut acked: tokio::sync::watch::Receiver<u64>,
     origin: mpsc::Sender<Command>,
-    mut rx: mpsc::UnboundedReceiver<PendingDeparture>,
+    mut rx: mpsc::Receiver<PendingDeparture>,
 ) {
     let mut batch = Vec::with_capacity(64);
+    // The number of the last jump taken from the queue: they leave in the order of their numbers.
+    let mut last_xfer = None;
     while let Some(first) = rx.recv().await {
         batch.clear();
         batch.push(first);
@@ -59,6 +69,10 @@ pub async fn run(
                 Ok(p) => batch.push(p),
                 Err(_) => break,
             }
+        }
+        for p in &batch {
+            must(inv::transfer_grows(p.jump.from, last_xfer, p.jump.xfer));
+            last_xfer = Some(p.jump.xfer);
         }
         if let Err(e) = commit(&ctx, &system_log, &mut batch).await {
             for p in batch.drain(..) {
@@ -136,6 +150,16 @@ async fn commit(
     };
     for (p, tseq) in batch.iter_mut().zip(first..) {
         p.jump.tseq = tseq;
+    }
+    assert_eq!(
+        last + 1 - first,
+        batch.len() as u64,
+        "a record for each jump of the batch"
+    );
+    let mut previous = None;
+    for p in batch.iter() {
+        must(inv::committed(&p.jump, previous));
+        previous = Some(p.jump.tseq);
     }
     let (prepared, committed) = tokio::join!(
         system_log.durable(last_prepare),

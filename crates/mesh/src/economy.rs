@@ -196,7 +196,7 @@ pub struct Published {
 /// gone.
 pub async fn run_galaxy_view(
     view: Arc<Mutex<PriceView>>,
-    mut rx: mpsc::UnboundedReceiver<(tokio::time::Instant, Published)>,
+    mut rx: mpsc::Receiver<(tokio::time::Instant, Published)>,
     delay: Duration,
 ) {
     while let Some((sent, p)) = rx.recv().await {

@@ -18,8 +18,7 @@ use sim::galaxy::{Galaxy, SystemId};
 use sim::instance::InstanceId;
 use sim::system::{Event, SystemState};
 
-/// Events a listener may fall behind by before it misses some.
-pub const FEED_LEN: usize = 65_536;
+pub use super::limits::FEED_LEN;
 
 /// One durable event of one system.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]

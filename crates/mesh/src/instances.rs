@@ -39,11 +39,7 @@ use sim::system::SystemState;
 /// A clock slower than this (see [`super::dilation`]) counts as overloaded for the policy.
 pub const DILATED_BELOW: f64 = 0.9;
 
-/// The most players a primary moves out in one tick (a bound on the tick's work).
-pub const MAX_MOVES_PER_TICK: usize = 2_000;
-
-/// How often a primary asks a closing instance again whether it is empty, in milliseconds.
-pub const RETIRE_RETRY_MS: u64 = 100;
+pub use super::limits::{MAX_MOVES_PER_TICK, RETIRE_RETRY_MS};
 
 /// The policy's settings (`mltrader serve --split-above ... --merge-below ...`).
 #[derive(Clone, Debug, Serialize)]
@@ -65,7 +61,7 @@ impl Default for InstancePolicy {
             split_above_players: 50,
             merge_below_players: 10,
             cooldown_ms: 5_000,
-            max_instances: 16,
+            max_instances: super::limits::DEFAULT_MAX_INSTANCES,
         }
     }
 }

@@ -24,7 +24,9 @@ pub mod directory;
 pub mod economy;
 pub mod events;
 pub mod instances;
+pub mod limits;
 pub mod projector;
+pub mod protocol;
 pub mod recovery;
 #[cfg(test)]
 mod seam_tests;
@@ -37,7 +39,6 @@ pub mod trading;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, RwLock};
-use std::time::Duration;
 
 use serde::Serialize;
 use tokio::sync::{broadcast, mpsc, oneshot};
@@ -56,15 +57,8 @@ use store::backend::Storage;
 use store::datadir::DataDir;
 use store::log::{Log, LogError};
 
-/// Requests a shard's queue holds before senders wait (backpressure).
-pub const SHARD_QUEUE_LEN: usize = 16 * 1024;
-
-/// How often routing retries when a player moved between lookup and arrival.
-const MAX_ROUTE_ATTEMPTS: usize = 4;
-
-/// How long a request waits for a move between two instances of a system (no travel time:
-/// a tick or two) to land before it looks again.
-const MOVE_WAIT: Duration = Duration::from_secs(2);
+pub use limits::SHARD_QUEUE_LEN;
+use limits::{MAX_ROUTE_ATTEMPTS, MOVE_WAIT};
 
 /// How the mesh runs.
 #[derive(Clone, Debug)]
@@ -111,6 +105,9 @@ pub enum MeshError {
     Snapshot(String),
     #[error("the galaxy is shutting down")]
     ShuttingDown,
+    /// A bounded queue is full ([`limits`]); nothing was written: ask again in a moment.
+    #[error("{0}; nothing was done, try again in a moment")]
+    Busy(String),
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -125,6 +122,7 @@ impl MeshError {
             MeshError::Storage(_) => "storage",
             MeshError::Snapshot(_) => "snapshot",
             MeshError::ShuttingDown => "shutting_down",
+            MeshError::Busy(_) => "busy",
             MeshError::Internal(_) => "internal",
         }
     }
@@ -208,7 +206,7 @@ pub struct Context {
     stopping: AtomicBool,
     /// The galaxy-wide economy view ([`economy`]), fed through `published`.
     prices: Arc<Mutex<economy::PriceView>>,
-    published: mpsc::UnboundedSender<(tokio::time::Instant, economy::Published)>,
+    published: mpsc::Sender<(tokio::time::Instant, economy::Published)>,
 }
 
 impl Context {
@@ -363,7 +361,7 @@ impl Mesh {
             .await
             .map_err(|e| MeshError::Internal(e.to_string()))??;
         let prices = Arc::new(Mutex::new(economy::PriceView::new()));
-        let (published, published_rx) = mpsc::unbounded_channel();
+        let (published, published_rx) = mpsc::channel(limits::GALAXY_VIEW_QUEUE_LEN);
         tokio::spawn(economy::run_galaxy_view(
             prices.clone(),
             published_rx,

@@ -25,7 +25,7 @@ use std::path::{Path, PathBuf};
 use std::sync::mpsc::{channel, Receiver, RecvTimeoutError, Sender};
 use std::sync::Mutex;
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use store::datadir::{player_file_stem, DataDir};
 use store::disk::{sync_parent_dir, AppendFile, RealFile};
@@ -33,10 +33,7 @@ use store::log::{read_and_scan, read_from, LogError};
 use store::record::{Line, Record};
 use store::scan::{scan, ScanOutcome, ScanStart, BATCH_FIELD};
 
-/// Player log files kept open between writes, at most (and at most a quarter of the
-/// descriptor limit, leaving room for sockets and the system logs). Reopening a player's file
-/// for each write was the cost that made jumps slower with more players than files open.
-pub const MAX_OPEN_PLAYER_FILES: usize = 16_384;
+pub use super::limits::MAX_OPEN_PLAYER_FILES;
 
 /// One line of one player's log.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -175,13 +172,7 @@ impl Files {
     }
 }
 
-/// How long lines wait in memory before they are written: long enough that a player who
-/// jumps several times a second gets one write for several lines (with thousands of players,
-/// opening their files is the projector's main cost), short enough that `history` is current.
-const WRITE_EVERY: Duration = Duration::from_millis(100);
-
-/// Lines waiting beyond this many bytes are written at once.
-const MAX_PENDING_BYTES: usize = 8 << 20;
+use super::limits::{PROJECTOR_MAX_PENDING_BYTES, PROJECTOR_WRITE_EVERY};
 
 fn run(dir: PathBuf, rx: Receiver<Msg>) {
     let mut files = Files {
@@ -202,7 +193,7 @@ fn run(dir: PathBuf, rx: Receiver<Msg>) {
                 Err(_) => return,
             }
         } else {
-            match rx.recv_timeout(WRITE_EVERY.saturating_sub(last_write.elapsed())) {
+            match rx.recv_timeout(PROJECTOR_WRITE_EVERY.saturating_sub(last_write.elapsed())) {
                 Ok(m) => Some(m),
                 Err(RecvTimeoutError::Timeout) => None,
                 // Stopping: `stop` synced everything sent before; write what came after.
@@ -231,8 +222,8 @@ fn run(dir: PathBuf, rx: Receiver<Msg>) {
             };
         }
         if !syncs.is_empty()
-            || pending_bytes >= MAX_PENDING_BYTES
-            || last_write.elapsed() >= WRITE_EVERY
+            || pending_bytes >= PROJECTOR_MAX_PENDING_BYTES
+            || last_write.elapsed() >= PROJECTOR_WRITE_EVERY
         {
             write_pending(&mut files, &mut pending, &mut failed);
             pending_bytes = 0;
@@ -347,9 +338,7 @@ pub fn catch_up(datadir: &DataDir, mut lines: Vec<Projected>) -> CatchUp {
     out
 }
 
-/// How much of the end of a player log recovery reads to find its last line and a torn tail.
-/// A torn tail is at most one round of the projector's lines for one player, far less.
-const PLAYER_LOG_TAIL: u64 = 64 * 1024;
+use super::limits::PLAYER_LOG_TAIL_BYTES as PLAYER_LOG_TAIL;
 
 /// Scans the end of a player log: its last version and a torn tail, without reading the whole
 /// history (which grows forever, and recovery would read it all at every start). Reads the

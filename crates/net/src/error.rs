@@ -59,7 +59,7 @@ impl From<MeshError> for ApiError {
             )) => StatusCode::BAD_REQUEST,
             MeshError::Rejected(_) | MeshError::InJump(_) => StatusCode::CONFLICT,
             MeshError::UnknownPlayer(_) => StatusCode::NOT_FOUND,
-            MeshError::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
+            MeshError::ShuttingDown | MeshError::Busy(_) => StatusCode::SERVICE_UNAVAILABLE,
             MeshError::Storage(_) | MeshError::Snapshot(_) | MeshError::Internal(_) => {
                 StatusCode::INTERNAL_SERVER_ERROR
             }

@@ -1,6 +1,9 @@
 //! Rate limits: a token bucket per key (an access token, or a client IP for joins), so that
 //! one noisy client slows down alone and the galaxy keeps serving everyone else.
 //!
+//! Every rate and cap here has its reason beside it, and the way they relate is checked when the
+//! crate compiles (the `const _` lines below the constants).
+//!
 //! Owns the buckets and the arithmetic of refills; never decides who a request is for (the
 //! caller passes the key) and never sleeps: an empty bucket answers "retry after" at once.
 
@@ -31,6 +34,21 @@ pub const MAX_TRACKED_KEYS: usize = 65_536;
 /// Buckets are spread over this many locks, so that concurrent requests rarely wait on each
 /// other (std mutexes: held for a map lookup only, never across an await).
 const SHARDS: usize = 16;
+
+// How the limits relate, checked at compile time.
+
+// A bucket holds at least one second of its rate: a client at the sustained rate never waits.
+const _: () = assert!(TOKEN_BURST >= TOKEN_RATE_PER_S);
+const _: () = assert!(JOIN_BURST >= JOIN_RATE_PER_S);
+const _: () = assert!(PUBLIC_BURST >= PUBLIC_RATE_PER_S);
+// Joins are rarer than a player's requests, and the public routes (each asks every shard) are
+// held tighter than a token's.
+const _: () =
+    assert!(JOIN_RATE_PER_S <= PUBLIC_RATE_PER_S && PUBLIC_RATE_PER_S <= TOKEN_RATE_PER_S);
+// The tracked keys spread evenly over the locks, several to each.
+const _: () = assert!(MAX_TRACKED_KEYS.is_multiple_of(SHARDS) && MAX_TRACKED_KEYS / SHARDS >= 1024);
+// A player waits for a landing on at most a few requests, never on more than their token's burst.
+const _: () = assert!(MAX_WAITS_PER_PLAYER >= 1 && (MAX_WAITS_PER_PLAYER as f64) <= TOKEN_BURST);
 
 /// A sustained rate and a burst.
 #[derive(Clone, Copy, Debug, PartialEq)]

@@ -38,7 +38,7 @@
 //! other, so a record in one may answer a record another log got after it was read.
 //! `mltrader check` refuses a locked directory; [`live::audit_live`] is what can be proved then.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -47,7 +47,7 @@ use serde::Serialize;
 pub mod live;
 
 use super::codec::{decode_event, decode_jump, decode_state_record, Jump};
-use sim::galaxy::Galaxy;
+use sim::galaxy::{Galaxy, SystemId};
 use sim::goods::{Cargo, GOOD_COUNT};
 use sim::instance::InstanceId;
 use sim::system::{Event, SystemState};
@@ -163,109 +163,179 @@ struct JumpSeen {
     landed: bool,
 }
 
-/// Audits the data directory.
+/// What the audit gathers as it reads the logs, for the checks across them at the end.
+#[derive(Default)]
+struct Tally {
+    /// Every jump of the transition log, by origin and transfer id.
+    jumps: HashMap<(InstanceId, u64), JumpSeen>,
+    players: HashMap<String, Track>,
+    ledger: Ledger,
+    snapshot_upto: SnapshotUpto,
+}
+
+impl Tally {
+    /// What the replay of one log reads from and feeds; `split` gathers the instances it opens.
+    fn cross<'a>(&'a mut self, split: &'a mut BTreeSet<u16>) -> CrossLog<'a> {
+        CrossLog {
+            jumps: &mut self.jumps,
+            players: &mut self.players,
+            ledger: &mut self.ledger,
+            split,
+            snapshot_upto: &mut self.snapshot_upto,
+        }
+    }
+}
+
+/// Audits the data directory: the layout, the transition log, every system's logs replayed,
+/// then where everything is at the end (players, goods, credits, jumps), each player's
+/// history, and the player logs.
 pub fn audit(datadir: &DataDir, galaxy: &Galaxy) -> AuditReport {
     let started = Instant::now();
     let mut r = AuditReport::default();
-    let mut players: HashMap<String, Track> = HashMap::new();
-    let mut snapshot_upto = SnapshotUpto::new();
+    let mut tally = Tally::default();
     let layout = check_layout(datadir, galaxy, &mut r);
 
     // The transition log first, so that systems can be checked against it.
-    let mut jumps = read_jumps(datadir, galaxy, &mut r);
-    r.jumps = jumps.len() as u64;
+    tally.jumps = read_jumps(datadir, galaxy, &mut r);
+    r.jumps = tally.jumps.len() as u64;
 
     let mut states = Vec::with_capacity(galaxy.len());
-    let mut ledger = Ledger::default();
     for id in galaxy.ids() {
-        let mut split = std::collections::BTreeSet::new();
-        let primary = audit_system(
-            datadir,
-            galaxy,
-            InstanceId::primary(id),
-            &mut r,
-            &mut CrossLog {
-                jumps: &mut jumps,
-                players: &mut players,
-                ledger: &mut ledger,
-                split: &mut split,
-                snapshot_upto: &mut snapshot_upto,
-            },
-        );
-        let mut logs = super::recovery::instance_logs(datadir, galaxy, id);
-        for n in logs.difference(&split) {
-            r.problems.push(format!(
-                "{}: a log of instance {n}, which {} never opened",
-                datadir
-                    .system_log(&InstanceId::new(id, *n).slug(galaxy))
-                    .display(),
-                galaxy.name(id)
-            ));
-        }
-        for n in split.difference(&logs) {
-            let at = InstanceId::new(id, *n);
-            let path = datadir.system_log(&at.slug(galaxy));
-            // `split` is durable before the instance's shard starts and creates its log: a
-            // crash in between leaves an opened instance without a log, legitimately, as long
-            // as nothing ever happened there (no jump to or from it, no snapshot of it).
-            let used = jumps.values().any(|j| j.jump.from == at || j.jump.to == at)
-                || !snapshot::list(&datadir.snapshots_dir(), &at.slug(galaxy))
-                    .unwrap_or_default()
-                    .is_empty();
-            if used {
-                r.problems.push(format!(
-                    "{}: missing: {} opened instance {n}, and jumps or snapshots refer to it",
-                    path.display(),
-                    galaxy.name(id)
-                ));
-            } else {
-                r.notes.push(format!(
-                    "{}: absent: {} opened instance {n} but stopped before its shard started \
-                     (nothing happened there; the next start creates its log)",
-                    path.display(),
-                    galaxy.name(id)
-                ));
-            }
-        }
-        logs.extend(split.iter().copied());
-        let mut instances = Vec::new();
-        for n in logs {
-            let at = InstanceId::new(id, n);
-            let state = audit_system(
-                datadir,
-                galaxy,
-                at,
-                &mut r,
-                &mut CrossLog {
-                    jumps: &mut jumps,
-                    players: &mut players,
-                    ledger: &mut ledger,
-                    split: &mut std::collections::BTreeSet::new(),
-                    snapshot_upto: &mut snapshot_upto,
-                },
-            );
-            if !primary.instances.contains(&n) && state.population() > 0 {
-                r.problems.push(format!(
-                    "{} is retired but holds {} players",
-                    at.slug(galaxy),
-                    state.population()
-                ));
-            }
-            r.instances += 1;
-            instances.push(state);
-        }
-        for state in std::iter::once(primary).chain(instances) {
-            r.system_hashes.insert(
-                state.instance_id().slug(galaxy),
-                format!("{:016x}", state.state_hash()),
-            );
-            states.push(state);
-        }
+        states.extend(audit_star_system(datadir, galaxy, id, &mut r, &mut tally));
     }
 
     // Places at the end.
     let mut goods_held = [0u128; GOOD_COUNT];
-    for s in &states {
+    count_places(galaxy, &states, &mut tally, &mut goods_held, &mut r);
+    count_escrows(galaxy, &states, &tally.ledger, &mut goods_held, &mut r);
+    count_jumps(galaxy, &states, &mut tally, &mut goods_held, &mut r);
+    check_goods(&tally.ledger, &goods_held, &mut r);
+    check_histories(&mut tally.players, &mut r);
+    r.players = tally.players.len() as u64;
+    if layout.players_dir {
+        audit_player_logs(
+            datadir,
+            galaxy,
+            &tally.players,
+            &tally.snapshot_upto,
+            &mut r,
+        );
+    }
+    check_credits(&mut r);
+    r.galaxy_hash = galaxy_hash(&r.system_hashes);
+    r.seconds = started.elapsed().as_secs_f64();
+    r
+}
+
+/// Replays the logs of star system `id`: its primary, then every instance it opened or that
+/// has a log, each noted with its state hash. Answers their states, the primary first.
+fn audit_star_system(
+    datadir: &DataDir,
+    galaxy: &Galaxy,
+    id: SystemId,
+    r: &mut AuditReport,
+    tally: &mut Tally,
+) -> Vec<SystemState> {
+    let mut split = BTreeSet::new();
+    let primary = audit_system(
+        datadir,
+        galaxy,
+        InstanceId::primary(id),
+        r,
+        &mut tally.cross(&mut split),
+    );
+    let mut logs = super::recovery::instance_logs(datadir, galaxy, id);
+    check_instance_logs(datadir, galaxy, id, (&logs, &split), &tally.jumps, r);
+    logs.extend(split.iter().copied());
+    let mut instances = Vec::new();
+    for n in logs {
+        let at = InstanceId::new(id, n);
+        let state = audit_system(
+            datadir,
+            galaxy,
+            at,
+            r,
+            &mut tally.cross(&mut BTreeSet::new()),
+        );
+        if !primary.instances.contains(&n) && state.population() > 0 {
+            r.problems.push(format!(
+                "{} is retired but holds {} players",
+                at.slug(galaxy),
+                state.population()
+            ));
+        }
+        r.instances += 1;
+        instances.push(state);
+    }
+    let states: Vec<SystemState> = std::iter::once(primary).chain(instances).collect();
+    for state in &states {
+        r.system_hashes.insert(
+            state.instance_id().slug(galaxy),
+            format!("{:016x}", state.state_hash()),
+        );
+    }
+    states
+}
+
+/// The instance logs of system `id` against the instances its primary opened (`split`): a log
+/// of an instance never opened is a problem; an opened instance without a log is a note if
+/// nothing refers to it, a problem if jumps or snapshots do.
+fn check_instance_logs(
+    datadir: &DataDir,
+    galaxy: &Galaxy,
+    id: SystemId,
+    (logs, split): (&BTreeSet<u16>, &BTreeSet<u16>),
+    jumps: &HashMap<(InstanceId, u64), JumpSeen>,
+    r: &mut AuditReport,
+) {
+    for n in logs.difference(split) {
+        r.problems.push(format!(
+            "{}: a log of instance {n}, which {} never opened",
+            datadir
+                .system_log(&InstanceId::new(id, *n).slug(galaxy))
+                .display(),
+            galaxy.name(id)
+        ));
+    }
+    for n in split.difference(logs) {
+        let at = InstanceId::new(id, *n);
+        let path = datadir.system_log(&at.slug(galaxy));
+        // `split` is durable before the instance's shard starts and creates its log: a
+        // crash in between leaves an opened instance without a log, legitimately, as long
+        // as nothing ever happened there (no jump to or from it, no snapshot of it).
+        let used = jumps.values().any(|j| j.jump.from == at || j.jump.to == at)
+            || !snapshot::list(&datadir.snapshots_dir(), &at.slug(galaxy))
+                .unwrap_or_default()
+                .is_empty();
+        if used {
+            r.problems.push(format!(
+                "{}: missing: {} opened instance {n}, and jumps or snapshots refer to it",
+                path.display(),
+                galaxy.name(id)
+            ));
+        } else {
+            r.notes.push(format!(
+                "{}: absent: {} opened instance {n} but stopped before its shard started \
+                 (nothing happened there; the next start creates its log)",
+                path.display(),
+                galaxy.name(id)
+            ));
+        }
+    }
+}
+
+/// Counts what every system holds at the end (market tills and stocks, wrecks, players and
+/// their cargo), and the jumps prepared but not committed (a note each: the next start cancels
+/// them), whose players are counted there.
+fn count_places(
+    galaxy: &Galaxy,
+    states: &[SystemState],
+    tally: &mut Tally,
+    goods_held: &mut [u128; GOOD_COUNT],
+    r: &mut AuditReport,
+) {
+    let players = &mut tally.players;
+    for s in states {
         r.credits_held += u128::from(s.market.till_cr());
         for (good, n) in s.market.stocks().iter().enumerate() {
             goods_held[good] += u128::from(*n);
@@ -276,10 +346,10 @@ pub fn audit(datadir: &DataDir, galaxy: &Galaxy) -> AuditReport {
         for p in s.players.values() {
             players.entry(p.name.clone()).or_default().places += 1;
             r.credits_held += u128::from(p.credits);
-            add_cargo(&mut goods_held, &p.cargo);
+            add_cargo(goods_held, &p.cargo);
         }
         for (xfer, d) in &s.departing {
-            if jumps.contains_key(&(s.instance_id(), *xfer)) {
+            if tally.jumps.contains_key(&(s.instance_id(), *xfer)) {
                 // Committed: counted below as in flight (or landed).
                 continue;
             }
@@ -290,11 +360,21 @@ pub fn audit(datadir: &DataDir, galaxy: &Galaxy) -> AuditReport {
             ));
             players.entry(d.player.name.clone()).or_default().places += 1;
             r.credits_held += u128::from(d.player.credits);
-            add_cargo(&mut goods_held, &d.player.cargo);
+            add_cargo(goods_held, &d.player.cargo);
         }
     }
-    // Trades of instances in escrow: what the escrow holds now depends on whether the
-    // primary's market took the trade.
+}
+
+/// Counts what the instances' open escrows hold: what an escrow holds now depends on whether
+/// the primary's market took the trade. An escrow whose trade its primary took and forgot is a
+/// problem; each open escrow is a note (the next start settles it).
+fn count_escrows(
+    galaxy: &Galaxy,
+    states: &[SystemState],
+    ledger: &Ledger,
+    goods_held: &mut [u128; GOOD_COUNT],
+    r: &mut AuditReport,
+) {
     let outcomes_kept: std::collections::HashSet<(InstanceId, u64)> = states
         .iter()
         .filter(|s| s.is_primary())
@@ -305,7 +385,7 @@ pub fn audit(datadir: &DataDir, galaxy: &Galaxy) -> AuditReport {
                 .map(move |(n, e)| (InstanceId::new(system, *n), *e))
         })
         .collect();
-    for s in &states {
+    for s in states {
         for (id, e) in &s.escrows {
             let at = s.instance_id();
             let good = e.order.good.index();
@@ -339,9 +419,22 @@ pub fn audit(datadir: &DataDir, galaxy: &Galaxy) -> AuditReport {
             ));
         }
     }
+}
+
+/// Judges every committed jump against its origin and destination at the end: a void jump or
+/// one never prepared never lands (a lost prepare not yet voided is a note), a jump in flight
+/// can still land; counts the players, credits and goods of the jumps in flight.
+fn count_jumps(
+    galaxy: &Galaxy,
+    states: &[SystemState],
+    tally: &mut Tally,
+    goods_held: &mut [u128; GOOD_COUNT],
+    r: &mut AuditReport,
+) {
+    let players = &mut tally.players;
     let by_id: HashMap<InstanceId, &SystemState> =
         states.iter().map(|s| (s.instance_id(), s)).collect();
-    for seen in jumps.values() {
+    for seen in tally.jumps.values() {
         let (from, xfer) = (seen.jump.from, seen.jump.xfer);
         let text = crate::codec::xfer_text(galaxy, from, xfer);
         let origin = by_id.get(&from);
@@ -384,9 +477,14 @@ pub fn audit(datadir: &DataDir, galaxy: &Galaxy) -> AuditReport {
             let p = &seen.jump.player;
             players.entry(p.name.clone()).or_default().places += 1;
             r.credits_held += u128::from(p.credits);
-            add_cargo(&mut goods_held, &p.cargo);
+            add_cargo(goods_held, &p.cargo);
         }
     }
+}
+
+/// Copies the ledger's totals into the report and checks, for each good, that the units held
+/// are the units made less the units destroyed.
+fn check_goods(ledger: &Ledger, goods_held: &[u128; GOOD_COUNT], r: &mut AuditReport) {
     r.credits_granted = ledger.credits_made;
     r.credits_spent = ledger.credits_destroyed;
     r.trades = ledger.trades;
@@ -408,7 +506,11 @@ pub fn audit(datadir: &DataDir, galaxy: &Galaxy) -> AuditReport {
             ));
         }
     }
-    for (name, track) in &mut players {
+}
+
+/// Every player is in exactly one place, and their history has no gap and no repeat.
+fn check_histories(players: &mut HashMap<String, Track>, r: &mut AuditReport) {
+    for (name, track) in players {
         if track.places != 1 {
             r.problems.push(format!(
                 "player '{name}' is in {} places (must be exactly one)",
@@ -427,10 +529,10 @@ pub fn audit(datadir: &DataDir, galaxy: &Galaxy) -> AuditReport {
             }
         }
     }
-    r.players = players.len() as u64;
-    if layout.players_dir {
-        audit_player_logs(datadir, galaxy, &players, &snapshot_upto, &mut r);
-    }
+}
+
+/// The credits held are the credits granted less the credits spent.
+fn check_credits(r: &mut AuditReport) {
     if r.credits_held != r.credits_granted.saturating_sub(r.credits_spent)
         || r.credits_spent > r.credits_granted
     {
@@ -442,13 +544,15 @@ pub fn audit(datadir: &DataDir, galaxy: &Galaxy) -> AuditReport {
             r.credits_granted as i128 - r.credits_spent as i128
         ));
     }
+}
+
+/// One hash of the galaxy: of every system's state hash, in the order of their names.
+fn galaxy_hash(system_hashes: &BTreeMap<String, String>) -> String {
     let mut h = xxhash_rust::xxh3::Xxh3::new();
-    for hash in r.system_hashes.values() {
+    for hash in system_hashes.values() {
         h.update(hash.as_bytes());
     }
-    r.galaxy_hash = format!("{:016x}", h.digest());
-    r.seconds = started.elapsed().as_secs_f64();
-    r
+    format!("{:016x}", h.digest())
 }
 
 /// Every jump of the transition log (archived segments, then the active one), by origin and

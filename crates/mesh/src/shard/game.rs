@@ -224,12 +224,18 @@ impl Shard {
                 continue;
             };
             let jump = event.prepared_xfer();
+            // A full departure queue: the pilot stays shot down, destroyed at a later tick.
+            let permit = match jump.map(|_| self.reserve_departure()) {
+                Some(Err(_)) => continue,
+                Some(Ok(permit)) => Some(permit),
+                None => None,
+            };
             let Ok(rec) = self.record(event) else { return };
             let seq = rec.seq;
             self.on_durable(rec, |_| {});
-            if let Some(xfer) = jump {
+            if let (Some(xfer), Some(permit)) = (jump, permit) {
                 let travel = self.ctx.config.rules.respawn_ticks;
-                self.send_departure(xfer, seq, travel, None);
+                self.send_departure(permit, xfer, seq, travel, None);
             }
         }
     }
@@ -260,7 +266,8 @@ impl Shard {
                 let _ = q.try_send(super::Command::Gossip(view.clone()));
             }
         }
-        let _ = self.ctx.published.send((
+        // A full queue drops this report (limits::GALAXY_VIEW_QUEUE_LEN): the next repairs it.
+        let _ = self.ctx.published.try_send((
             tokio::time::Instant::now(),
             Published {
                 system: self.id.system,

@@ -116,11 +116,13 @@ impl Shard {
     /// departure pipeline. Returns its transfer number.
     fn move_player(&mut self, name: &str, to: u16) -> Option<u64> {
         let event = self.state.decide_move(&self.ctx.galaxy, name, to).ok()?;
+        // A full departure queue: the player stays, and a later tick moves them.
+        let permit = self.reserve_departure().ok()?;
         let xfer = self.state.next_xfer;
         let rec = self.record(event).ok()?;
         let seq = rec.seq;
         self.on_durable(rec, |_| {});
-        self.send_departure(xfer, seq, 0, None);
+        self.send_departure(permit, xfer, seq, 0, None);
         Some(xfer)
     }
 

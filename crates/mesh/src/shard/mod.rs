@@ -18,6 +18,8 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use tokio::sync::mpsc::error::TrySendError;
+use tokio::sync::mpsc::OwnedPermit;
 use tokio::sync::{mpsc, oneshot};
 
 use super::checkpoint::{LANDED, ORIGIN_DONE};
@@ -28,7 +30,9 @@ use super::directory::{Landed, Place};
 use super::economy::PriceView;
 use super::events::{MeshEvent, MeshEventKind};
 use super::instances::{InstanceLoad, InstanceTable};
+use super::limits::DEPARTURE_QUEUE_LEN;
 use super::projector::Projected;
+use super::protocol::invariants::{self as inv, must};
 use super::stats::TickTimes;
 use super::trading::{InFlight, LootAck, MarketView, Ship, TradeAck, WreckView};
 use super::{Context, JumpAck, MeshError, ShardStatus};
@@ -186,9 +190,19 @@ pub struct Shard {
     /// For each origin, the latest landing tick queued in `incoming`: a jump never lands
     /// before an earlier jump of its origin (see [`landing_tick`]).
     queued_until: BTreeMap<InstanceId, u64>,
+    /// To the acker, one entry a record. Unbounded, but within the shard (not between shards)
+    /// and bounded by the log: an append waits while the log holds
+    /// [`store::log::MAX_PENDING_BYTES`] not yet written, and the acker takes entries as fast
+    /// as their records become durable. Bounding it here would mean refusing records that
+    /// cannot be refused (a landing, `depart.done`).
     acks: mpsc::UnboundedSender<(u64, AfterDurable)>,
     acks_task: tokio::task::JoinHandle<()>,
-    departures: mpsc::UnboundedSender<PendingDeparture>,
+    /// To the departure pipeline, which commits jumps and hands them between shards; bounded by
+    /// [`DEPARTURE_QUEUE_LEN`]. A place is reserved before a jump is prepared
+    /// ([`Self::reserve_departure`]), so a full queue refuses the jump before anything is
+    /// written, and the loop never waits for the pipeline (which waits on the shards' queues:
+    /// the other way round could deadlock).
+    departures: mpsc::Sender<PendingDeparture>,
     departures_task: tokio::task::JoinHandle<()>,
     records_since_snapshot: u64,
     tick_times: TickTimes,
@@ -228,7 +242,7 @@ impl Shard {
         let (acks, acks_rx) = mpsc::unbounded_channel();
         let (acked, acked_rx) = tokio::sync::watch::channel(0);
         let acks_task = tokio::spawn(acker(log.clone(), acks_rx, acked));
-        let (departures, dep_rx) = mpsc::unbounded_channel();
+        let (departures, dep_rx) = mpsc::channel(DEPARTURE_QUEUE_LEN);
         let departures_task = tokio::spawn(super::departures::run(
             ctx.clone(),
             log.clone(),
@@ -326,6 +340,7 @@ impl Shard {
             Command::Refuel { name, units, reply } => self.refuel(name, units, reply),
             Command::Jump { name, to, reply } => self.jump(name, to, reply),
             Command::Committed { xfer, tseq } => {
+                must(inv::commit_was_prepared(&self.state, xfer, tseq));
                 // The player is gone for good: the feed tells of the departure with this
                 // record; only the checkpoint waits for it.
                 if let Ok(rec) = self.record(Event::DepartDone { xfer }) {
@@ -337,7 +352,10 @@ impl Shard {
                     });
                 }
             }
-            Command::Landing(jump) => self.on_landing(jump),
+            Command::Landing(jump) => {
+                must(inv::handed_to_its_destination(&self.state, &jump));
+                self.on_landing(jump)
+            }
             Command::Trade { name, order, reply } => self.trade(name, order, reply),
             Command::Engage {
                 name,
@@ -539,9 +557,16 @@ impl Shard {
             matches!(&decided, Ok(Event::Depart { xfer: x, .. }) if *x == xfer) || decided.is_err(),
             "a departure takes the system's next transfer number"
         );
+        // A refusal by the rules is answered as such, whatever the queue holds.
+        let permit = match decided.is_ok().then(|| self.reserve_departure()) {
+            Some(Err(e)) => return drop(reply.send(Err(e))),
+            Some(Ok(permit)) => Some(permit),
+            None => None,
+        };
         let Some((rec, reply)) = self.record_or_answer(decided, reply) else {
             return;
         };
+        let permit = permit.expect("a place is reserved for every decided jump");
         let seq = rec.seq;
         // The feed tells of the departure at the commit (`Committed`), not here.
         self.on_durable(rec, |_| {});
@@ -549,14 +574,23 @@ impl Shard {
             self.ctx
                 .galaxy
                 .travel_ticks(self.id.system, to, self.ctx.config.rules.ticks_per_ly);
-        self.send_departure(xfer, seq, travel, Some(reply));
+        self.send_departure(permit, xfer, seq, travel, Some(reply));
+    }
+
+    /// A place in the departure pipeline's queue, taken before a jump is prepared (the loop
+    /// never waits for it). Refused with `busy` when the queue holds [`DEPARTURE_QUEUE_LEN`]
+    /// jumps, with `shutting_down` when the pipeline is gone.
+    fn reserve_departure(&self) -> Result<OwnedPermit<PendingDeparture>, MeshError> {
+        reserve_departure_in(&self.departures, || self.name())
     }
 
     /// Hands prepared jump `xfer` (its prepare is record `seq`) to the departure pipeline,
-    /// which commits it in the transition log, answers `reply`, and hands it to its
-    /// destination. Routing sees the player in the jump from now on.
+    /// through the place `permit` reserved for it; the pipeline commits it in the transition
+    /// log, answers `reply`, and hands it to its destination. Routing sees the player in the
+    /// jump from now on.
     fn send_departure(
         &mut self,
+        permit: OwnedPermit<PendingDeparture>,
         xfer: u64,
         seq: u64,
         travel_ticks: u64,
@@ -572,6 +606,7 @@ impl Shard {
             player: d.player.clone(),
             tseq: 0,
         };
+        must(inv::prepared_by_origin(&self.state, &jump));
         let jumping = Place::Jumping {
             from: self.id,
             xfer,
@@ -580,13 +615,8 @@ impl Shard {
         self.ctx
             .directory
             .set(&d.player.name, jumping, d.player.version);
-        let pending = PendingDeparture { seq, jump, reply };
-        if let Err(mpsc::error::SendError(p)) = self.departures.send(pending) {
-            // The pipeline is gone (stopping): the jump stays prepared; recovery settles it.
-            if let Some(r) = p.reply {
-                let _ = r.send(Err(MeshError::ShuttingDown));
-            }
-        }
+        // The pipeline holds our sender, so it is there to take it (a place is reserved).
+        permit.send(PendingDeparture { seq, jump, reply });
     }
 
     /// Lands a committed jump towards here, or queues it to land at its tick (see
@@ -656,7 +686,11 @@ impl Shard {
             self.ctx.checkpoint.settle(jump.tseq, LANDED);
             return;
         };
+        if let Event::Arrive { player, .. } = &event {
+            must(inv::landing_follows_departure(&jump, player));
+        }
         let Ok(rec) = self.record(event) else { return };
+        must(inv::landed_here(&self.state, &jump));
         let ctx = self.ctx.clone();
         let tseq = jump.tseq;
         let landed = Landed {
@@ -742,7 +776,7 @@ impl Shard {
         rx: &mut mpsc::Receiver<Command>,
         how: Closing,
     ) -> Result<ShardStatus, MeshError> {
-        let (dummy, _) = mpsc::unbounded_channel();
+        let (dummy, _) = mpsc::channel(1);
         drop(std::mem::replace(&mut self.departures, dummy));
         // Keep reading the queue while the pipeline drains: it reports commits through it.
         let mut pipeline_done = false;
@@ -857,6 +891,22 @@ fn landing_tick(now: u64, travel_ticks: u64, queued: Option<u64>) -> Option<u64>
     }
 }
 
+/// A place in `queue` (a shard's departure queue) for one more prepared jump; `shard` names the
+/// shard for the refusal.
+fn reserve_departure_in(
+    queue: &mpsc::Sender<PendingDeparture>,
+    shard: impl FnOnce() -> String,
+) -> Result<OwnedPermit<PendingDeparture>, MeshError> {
+    match queue.clone().try_reserve_owned() {
+        Ok(permit) => Ok(permit),
+        Err(TrySendError::Full(_)) => Err(MeshError::Busy(format!(
+            "{} has {DEPARTURE_QUEUE_LEN} jumps waiting for their commit",
+            shard()
+        ))),
+        Err(TrySendError::Closed(_)) => Err(MeshError::ShuttingDown),
+    }
+}
+
 /// One tick period at `tick_hz`, in microseconds: the budget a tick's work must fit in.
 fn tick_budget_us(tick_hz: u32) -> u64 {
     1_000_000 / u64::from(tick_hz.max(1))
@@ -878,7 +928,64 @@ async fn acker(
 
 #[cfg(test)]
 mod tests {
-    use super::landing_tick;
+    use super::{landing_tick, reserve_departure_in, PendingDeparture, DEPARTURE_QUEUE_LEN};
+    use crate::codec::Jump;
+    use crate::MeshError;
+    use sim::galaxy::Galaxy;
+    use sim::instance::InstanceId;
+    use sim::player::Player;
+    use tokio::sync::mpsc;
+
+    fn departure(g: &Galaxy, xfer: u64) -> PendingDeparture {
+        let home = g.home();
+        let to = g.neighbours(home)[0];
+        let jump = Jump {
+            from: InstanceId::primary(home),
+            xfer,
+            to: InstanceId::primary(to),
+            t: 0,
+            travel_ticks: 1,
+            player: Player::starter("ann", &sim::rules::Rules::default()),
+            tseq: 0,
+        };
+        PendingDeparture {
+            seq: xfer,
+            jump,
+            reply: None,
+        }
+    }
+
+    /// The queue between a shard and its departure pipeline (which hands jumps over between
+    /// shards) is bounded: once it holds DEPARTURE_QUEUE_LEN jumps the next is refused with
+    /// `busy`, naming the shard, and a place freed by the pipeline takes the next again.
+    #[test]
+    fn a_full_departure_queue_refuses_the_next_jump_until_a_place_frees() {
+        let g = Galaxy::default_galaxy();
+        let (queue, mut pipeline) = mpsc::channel(DEPARTURE_QUEUE_LEN);
+        let sol = || "Sol".to_string();
+        for xfer in 1..=DEPARTURE_QUEUE_LEN as u64 {
+            let place = reserve_departure_in(&queue, sol).expect("a place while not full");
+            place.send(departure(&g, xfer));
+        }
+        match reserve_departure_in(&queue, sol) {
+            Err(e @ MeshError::Busy(_)) => {
+                assert_eq!(e.code(), "busy");
+                let text = e.to_string();
+                assert!(text.contains("Sol has 8192 jumps waiting"), "{text}");
+            }
+            Err(e) => panic!("a full queue refused with {e}, not busy"),
+            Ok(_) => panic!("a full departure queue took one more jump"),
+        }
+        let first = pipeline.try_recv().expect("the first jump is queued");
+        assert_eq!(first.jump.xfer, 1, "jumps leave in order");
+        let place = reserve_departure_in(&queue, sol).expect("the freed place");
+        drop(place);
+        drop(pipeline);
+        assert!(matches!(
+            reserve_departure_in(&queue, sol),
+            Err(MeshError::ShuttingDown)
+        ));
+    }
 
     #[test]
     fn a_jump_never_lands_before_an_earlier_one_of_its_origin() {

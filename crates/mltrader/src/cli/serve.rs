@@ -65,7 +65,7 @@ pub struct ServeArgs {
     #[arg(long, default_value_t = 5_000)]
     pub instance_cooldown_ms: u64,
     /// The most instances a system may have open, itself included (1: never split).
-    #[arg(long, default_value_t = 16)]
+    #[arg(long, default_value_t = mesh::limits::DEFAULT_MAX_INSTANCES)]
     pub max_instances: u16,
     /// Seconds a connection may take to send a request's head (headers), counted from when it
     /// starts waiting for one: an idle kept-alive connection is closed after this too.
