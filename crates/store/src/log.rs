@@ -744,8 +744,9 @@ mod tests {
         // Each appender waits for its record before the next, so a sync can hold at most one
         // record per appender: RECORDS / APPENDERS syncs at best. While a 2 ms sync runs, the
         // other appenders (woken in microseconds) append, so nearly every sync carries several
-        // records. A sync per record (no group commit) makes RECORDS syncs; require at least 4
-        // records per sync on average, which leaves room for a loaded machine's slow wake-ups.
+        // records. A sync per record (no group commit) makes RECORDS syncs; requiring at least 4
+        // records per sync on average... was too tight on a loaded 2-core machine (212 syncs
+        // seen, 8 threads waking slowly): require 2, still far from the 800 of no sharing.
         let syncs = disk_syncs.load(Ordering::Relaxed);
         eprintln!("{syncs} syncs for {RECORDS} records");
         assert!(
@@ -753,7 +754,7 @@ mod tests {
             "{syncs} syncs: a sync cannot hold two records of one appender"
         );
         assert!(
-            syncs <= RECORDS / 4,
+            syncs <= RECORDS / 2,
             "{syncs} syncs for {RECORDS} records from {APPENDERS} appenders: the syncs are not shared"
         );
         assert_eq!(

@@ -441,14 +441,23 @@ pub fn file_sizes(dir: &Path) -> BTreeMap<PathBuf, u64> {
 }
 
 /// [`file_sizes`] once they stop changing (the projector writes player logs a moment after
-/// each record is durable): the same twice in a row, 100 ms apart.
+/// each record is durable, every 100 ms, later on a loaded machine): the same for 500 ms,
+/// sampled every 100 ms. (Twice in a row 100 ms apart was seen to miss a player-log write
+/// under load.)
 pub fn settled_file_sizes(dir: &Path) -> BTreeMap<PathBuf, u64> {
+    const SAME_SAMPLES: u32 = 5;
     let deadline = Instant::now() + Duration::from_secs(10);
     let mut last = file_sizes(dir);
+    let mut same = 0;
     loop {
         std::thread::sleep(Duration::from_millis(100));
         let now = file_sizes(dir);
-        if now == last || Instant::now() > deadline {
+        if now == last {
+            same += 1;
+        } else {
+            same = 0;
+        }
+        if same >= SAME_SAMPLES || Instant::now() > deadline {
             return now;
         }
         last = now;
