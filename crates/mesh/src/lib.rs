@@ -49,6 +49,7 @@ use instances::InstanceLoad;
 use recovery::RecoveryReport;
 use shard::{Command, Shard};
 use sim::galaxy::{Galaxy, SystemId};
+use sim::ids::Tick;
 use sim::instance::InstanceId;
 use sim::player::Player;
 use sim::rules::Rules;
@@ -164,7 +165,7 @@ pub struct ShardStatus {
     pub population: usize,
     pub departing: usize,
     pub in_transit_towards: usize,
-    pub tick: u64,
+    pub tick: Tick,
     pub tick_p50_us: u32,
     pub tick_p99_us: u32,
     /// How late the last minute's ticks started after they were due, in microseconds.
@@ -319,7 +320,7 @@ fn recovered_instance_loads<'a>(
             players: state.players.len(),
             departing: state.departing.len(),
             incoming: arriving,
-            landed_from_primary: state.landed_upto.get(&primary).copied().unwrap_or(0),
+            landed_from_primary: state.landed_upto.get(&primary).copied().unwrap_or_default(),
         };
         loads
             .entry(state.id)

@@ -136,6 +136,7 @@ mod tests {
     use crate::codec::{encode_jump, Jump};
     use sim::galaxy::Galaxy;
     use sim::goods::{Cargo, Good};
+    use sim::ids::{Tick, Version, Xfer};
     use sim::instance::InstanceId;
     use sim::player::Player;
     use store::record::Line;
@@ -154,9 +155,9 @@ mod tests {
         let at = InstanceId::new(longest, MAX_INSTANCES_PER_SYSTEM);
         let jump = Jump {
             from: at,
-            xfer: u64::MAX,
+            xfer: Xfer(u64::MAX),
             to: at,
-            t: u64::MAX,
+            t: Tick(u64::MAX),
             travel_ticks: u64::MAX,
             player: Player {
                 name: "\u{1D538}".repeat(MAX_NAME_CHARS),
@@ -166,7 +167,7 @@ mod tests {
                 hull: u32::MAX,
                 hold: u32::MAX,
                 cargo,
-                version: u64::MAX,
+                version: Version(u64::MAX),
             },
             tseq: u64::MAX,
         };

@@ -24,7 +24,7 @@ pub fn player(p: Player) -> api::Player {
         fuel_capacity: p.fuel_capacity,
         hull: p.hull,
         hold: p.hold,
-        version: p.version,
+        version: p.version.0,
     }
 }
 
@@ -126,7 +126,7 @@ pub fn shard_status(s: ShardStatus) -> api::ShardStatus {
         population: s.population,
         departing: s.departing,
         in_transit_towards: s.in_transit_towards,
-        tick: s.tick,
+        tick: s.tick.0,
         tick_p50_us: s.tick_p50_us,
         tick_p99_us: s.tick_p99_us,
         tick_late_p50_us: s.tick_late_p50_us,
