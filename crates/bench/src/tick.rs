@@ -297,6 +297,7 @@ fn max_of(shards: &[serde_json::Value], key: &str) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use store::seq::Seq;
 
     fn status(shard: &str, tick: u64) -> mesh::ShardStatus {
         mesh::ShardStatus {
@@ -317,8 +318,8 @@ mod tests {
             tick_late_p99_us: 0,
             dilation: 1.0,
             tick_period_us: 100_000,
-            log_durable_seq: 0,
-            log_next_seq: 1,
+            log_durable_seq: Seq(0),
+            log_next_seq: Seq(1),
             state_hash: String::new(),
             failed: None,
         }

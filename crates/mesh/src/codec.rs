@@ -20,6 +20,7 @@ use sim::market::{Market, Order, Side, TickReport, Trade};
 use sim::player::Player;
 use sim::system::{Departing, Escrow, Event, RemoteOutcome, SystemState};
 use store::record::{Line, Record, RecordError};
+use store::seq::Seq;
 use store::snapshot::SnapshotWriter;
 
 /// Why a record does not read back as an event, a jump or a part of a snapshot. Each names
@@ -102,7 +103,7 @@ pub struct Jump {
     pub player: Player,
     /// Sequence number of the `jump` record in the transition log (0 before it is appended).
     /// Not a field of the record: it is the record's own number.
-    pub tseq: u64,
+    pub tseq: Seq,
 }
 
 /// The kind (second word of the line) of each event.
@@ -539,7 +540,7 @@ pub fn player_line(
     t: Tick,
     event: &Event,
     version: Version,
-    seq: u64,
+    seq: Seq,
 ) -> String {
     PlayerLine::encode(galaxy, system, t, event, version).finish(galaxy, system, seq)
 }
@@ -584,7 +585,7 @@ impl PlayerLine {
     }
 
     /// The whole line, once the record is number `seq` of `system`'s log.
-    pub fn finish(mut self, galaxy: &Galaxy, system: InstanceId, seq: u64) -> String {
+    pub fn finish(mut self, galaxy: &Galaxy, system: InstanceId, seq: Seq) -> String {
         let mut line = Line::resume(&mut self.buf, 0);
         line.field("src", &format!("{}:{seq}", system.slug(galaxy)));
         line.finish();
@@ -826,7 +827,7 @@ pub fn decode_jump(galaxy: &Galaxy, rec: &Record<'_>) -> Result<Jump, DecodeErro
         t: Tick(num(rec, "t")?),
         travel_ticks: num(rec, "travel")?,
         player: get_player(rec)?,
-        tseq: rec.seq,
+        tseq: Seq(rec.seq),
     })
 }
 
@@ -1179,7 +1180,7 @@ mod tests {
             "{kind}: the shared fields make the same record"
         );
 
-        let projected = shared.finish(galaxy, at, 11);
+        let projected = shared.finish(galaxy, at, Seq(11));
         let rec = parse_line(projected.as_bytes()).unwrap();
         assert_eq!(
             rec.get("src"),
@@ -1348,7 +1349,7 @@ mod tests {
                 version: Version(4),
                 ..Player::starter("ann", &sim::rules::Rules::default())
             },
-            tseq: 5,
+            tseq: Seq(5),
         };
         let mut buf = String::new();
         let mut line = Line::new(&mut buf, 5, "jump");

@@ -18,6 +18,7 @@ use sim::galaxy::{Galaxy, SystemId};
 use sim::ids::{Tick, Xfer};
 use sim::instance::InstanceId;
 use sim::system::{Event, SystemState};
+use store::seq::Seq;
 
 pub use super::limits::FEED_LEN;
 
@@ -29,7 +30,7 @@ pub struct MeshEvent {
     /// In which instance of the system (1: the system itself).
     pub instance: u16,
     /// Its record in that system's log.
-    pub seq: u64,
+    pub seq: Seq,
     /// The system's tick it is stamped with.
     pub t: Tick,
     pub kind: MeshEventKind,

@@ -57,6 +57,7 @@ use sim::system::Reject;
 use store::backend::Storage;
 use store::datadir::DataDir;
 use store::log::{Log, LogError};
+use store::seq::Seq;
 
 pub use limits::SHARD_QUEUE_LEN;
 use limits::{MAX_ROUTE_ATTEMPTS, MOVE_WAIT};
@@ -176,8 +177,8 @@ pub struct ShardStatus {
     pub dilation: f64,
     /// The tick period now, in microseconds (the budget, 1/tick rate, when not dilated).
     pub tick_period_us: u64,
-    pub log_durable_seq: u64,
-    pub log_next_seq: u64,
+    pub log_durable_seq: Seq,
+    pub log_next_seq: Seq,
     pub state_hash: String,
     pub failed: Option<String>,
 }

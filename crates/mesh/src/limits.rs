@@ -140,6 +140,7 @@ mod tests {
     use sim::instance::InstanceId;
     use sim::player::Player;
     use store::record::Line;
+    use store::seq::Seq;
 
     /// The bound is real: the largest jump the mesh can write (the longest system names of the
     /// galaxy, the last instance, the longest name in 4-byte characters, every good and every
@@ -169,7 +170,7 @@ mod tests {
                 cargo,
                 version: Version(u64::MAX),
             },
-            tseq: u64::MAX,
+            tseq: Seq(u64::MAX),
         };
         let mut buf = String::new();
         let mut line = Line::new(&mut buf, u64::MAX, "jump");

@@ -42,6 +42,7 @@ use store::backend::{
 use store::datadir::DataDir;
 use store::log::{Log, LogError, Position};
 use store::scan::TornTail;
+use store::seq::Seq;
 use store::snapshot::SnapshotMeta;
 
 /// One system, recovered.
@@ -651,7 +652,7 @@ fn catch_up_player_logs(
 }
 
 /// Applies and logs a settling event decided by recovery (and projects it).
-fn settle(galaxy: &Galaxy, sys: &mut RecoveredSystem, event: Event) -> Result<u64, LogError> {
+fn settle(galaxy: &Galaxy, sys: &mut RecoveredSystem, event: Event) -> Result<Seq, LogError> {
     let t = sys.state.tick;
     if let Err(e) = sys.state.apply(t, &event) {
         panic!("BUG: settling what a crash left open does not apply: {e} ({event:?})");
@@ -773,7 +774,7 @@ mod tests {
             t: Tick(3),
             travel_ticks: 0,
             player: d.player.clone(),
-            tseq: 0,
+            tseq: Seq(0),
         };
         let transitions = committed(datadir, galaxy, &jump);
         p.record(galaxy, Tick(4), Event::DepartDone { xfer: Xfer(1) });
@@ -837,7 +838,7 @@ mod tests {
             t: Tick(2),
             travel_ticks: 0,
             player: lost.departing[&Xfer(1)].player.clone(),
-            tseq: 0,
+            tseq: Seq(0),
         };
         let transitions = committed(datadir, galaxy, &jump);
         for log in [p.log, transitions] {
@@ -889,7 +890,7 @@ mod tests {
             t: Tick(2),
             travel_ticks: 2,
             player: p.state.departing[&Xfer(1)].player.clone(),
-            tseq: 0,
+            tseq: Seq(0),
         };
         let transitions = committed(&datadir, &galaxy, &jump);
         for log in [p.log, transitions] {

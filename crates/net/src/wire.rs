@@ -133,8 +133,8 @@ pub fn shard_status(s: ShardStatus) -> api::ShardStatus {
         tick_late_p99_us: s.tick_late_p99_us,
         dilation: s.dilation,
         tick_period_us: s.tick_period_us,
-        log_durable_seq: s.log_durable_seq,
-        log_next_seq: s.log_next_seq,
+        log_durable_seq: s.log_durable_seq.0,
+        log_next_seq: s.log_next_seq.0,
         state_hash: s.state_hash,
         failed: s.failed,
     }

@@ -13,6 +13,8 @@ use sim::instance::InstanceId;
 use sim::player::Player;
 use sim::system::SystemState;
 
+use store::seq::Seq;
+
 use crate::codec::Jump;
 
 /// A broken invariant of the jump protocol: which one, and of which jump.
@@ -82,9 +84,9 @@ pub fn transfer_grows(
 /// Commit (`jump`, in the transition log): the record is numbered (it has its sequence number
 /// in the transition log), joins two different shards, and a batch's records follow each other.
 /// `previous_tseq` is the sequence number of the jump committed just before in the same batch.
-pub fn committed(jump: &Jump, previous_tseq: Option<u64>) -> Result<(), Violation> {
+pub fn committed(jump: &Jump, previous_tseq: Option<Seq>) -> Result<(), Violation> {
     let (from, xfer) = (jump.from, jump.xfer);
-    if jump.tseq == 0 {
+    if jump.tseq == Seq(0) {
         return violation(
             from,
             xfer,
@@ -95,7 +97,7 @@ pub fn committed(jump: &Jump, previous_tseq: Option<u64>) -> Result<(), Violatio
         return violation(from, xfer, "jumps to where it is".into());
     }
     match previous_tseq {
-        Some(p) if jump.tseq != p + 1 => {
+        Some(p) if jump.tseq != p.next() => {
             let what = format!("record {} follows record {p} of its batch", jump.tseq);
             violation(from, xfer, what)
         }
@@ -105,9 +107,9 @@ pub fn committed(jump: &Jump, previous_tseq: Option<u64>) -> Result<(), Violatio
 
 /// Commit, read back by the origin (`depart.done` about to be written): a committed jump's
 /// origin prepared it and still holds it.
-pub fn commit_was_prepared(origin: &SystemState, xfer: Xfer, tseq: u64) -> Result<(), Violation> {
+pub fn commit_was_prepared(origin: &SystemState, xfer: Xfer, tseq: Seq) -> Result<(), Violation> {
     let from = origin.instance_id();
-    if tseq == 0 {
+    if tseq == Seq(0) {
         return violation(
             from,
             xfer,
@@ -137,7 +139,7 @@ pub fn handed_to_its_destination(dest: &SystemState, jump: &Jump) -> Result<(), 
         );
         return violation(from, xfer, what);
     }
-    if jump.tseq == 0 {
+    if jump.tseq == Seq(0) {
         return violation(from, xfer, "handed over before its commit".into());
     }
     if let Some(&landed) = dest.landed_upto.get(&from) {
@@ -235,7 +237,7 @@ mod tests {
             t: Tick(2),
             travel_ticks: 3,
             player: d.player.clone(),
-            tseq: 9,
+            tseq: Seq(9),
         };
         (home, SystemState::new(&g, to), jump)
     }
@@ -284,14 +286,14 @@ mod tests {
     fn a_commit_is_a_numbered_record_of_a_prepared_jump() {
         let (home, dest, jump) = prepared();
         assert_eq!(committed(&jump, None), Ok(()));
-        assert_eq!(committed(&jump, Some(8)), Ok(()));
+        assert_eq!(committed(&jump, Some(Seq(8))), Ok(()));
         assert!(
-            committed(&jump, Some(9)).is_err(),
+            committed(&jump, Some(Seq(9))).is_err(),
             "records of a batch follow each other"
         );
         assert!(committed(
             &Jump {
-                tseq: 0,
+                tseq: Seq(0),
                 ..jump.clone()
             },
             None
@@ -306,7 +308,7 @@ mod tests {
         )
         .is_err());
         assert_eq!(commit_was_prepared(&home, jump.xfer, jump.tseq), Ok(()));
-        assert!(commit_was_prepared(&home, jump.xfer, 0).is_err());
+        assert!(commit_was_prepared(&home, jump.xfer, Seq(0)).is_err());
         assert!(commit_was_prepared(&dest, jump.xfer, jump.tseq).is_err());
     }
 
@@ -319,7 +321,7 @@ mod tests {
         assert!(handed_to_its_destination(
             &dest,
             &Jump {
-                tseq: 0,
+                tseq: Seq(0),
                 ..jump.clone()
             }
         )

@@ -45,6 +45,7 @@ use sim::market::Trade;
 use sim::player::Player;
 use sim::system::{EscrowRequest, Event, Reject, SystemState};
 use store::log::{Log, LogError, Position};
+use store::seq::Seq;
 use store::snapshot::{self, SnapshotMeta};
 
 pub type Reply<T> = oneshot::Sender<Result<T, MeshError>>;
@@ -92,7 +93,7 @@ pub enum Command {
     Gossip(Arc<PriceView>),
     /// From this shard's departure pipeline: jump `xfer` is record `tseq` of the transition
     /// log.
-    Committed { xfer: Xfer, tseq: u64 },
+    Committed { xfer: Xfer, tseq: Seq },
     /// From another shard's departure pipeline: a committed jump towards this system.
     Landing(Jump),
     /// A player's state, if they are here.
@@ -173,7 +174,7 @@ type AfterDurable = Box<dyn FnOnce(Result<(), LogError>) + Send>;
 /// A record appended, and what to send once it is durable ([`Shard::on_durable`]).
 #[must_use = "hand it to on_durable, or its player-log line and feed event are lost"]
 struct Recorded {
-    seq: u64,
+    seq: Seq,
     line: Option<Projected>,
     feed: Option<MeshEvent>,
 }
@@ -196,7 +197,7 @@ pub struct Shard {
     /// [`store::log::MAX_PENDING_BYTES`] not yet written, and the acker takes entries as fast
     /// as their records become durable. Bounding it here would mean refusing records that
     /// cannot be refused (a landing, `depart.done`).
-    acks: mpsc::UnboundedSender<(u64, AfterDurable)>,
+    acks: mpsc::UnboundedSender<(Seq, AfterDurable)>,
     acks_task: tokio::task::JoinHandle<()>,
     /// To the departure pipeline, which commits jumps and hands them between shards; bounded by
     /// [`DEPARTURE_QUEUE_LEN`]. A place is reserved before a jump is prepared
@@ -241,7 +242,7 @@ impl Shard {
     ) -> Shard {
         let id = state.instance_id();
         let (acks, acks_rx) = mpsc::unbounded_channel();
-        let (acked, acked_rx) = tokio::sync::watch::channel(0);
+        let (acked, acked_rx) = tokio::sync::watch::channel(Seq(0));
         let acks_task = tokio::spawn(acker(log.clone(), acks_rx, acked));
         let (departures, dep_rx) = mpsc::channel(DEPARTURE_QUEUE_LEN);
         let departures_task = tokio::spawn(super::departures::run(
@@ -490,7 +491,7 @@ impl Shard {
     }
 
     /// Runs `then` once record `seq` is durable.
-    fn after_durable(&self, seq: u64, then: impl FnOnce(Result<(), LogError>) + Send + 'static) {
+    fn after_durable(&self, seq: Seq, then: impl FnOnce(Result<(), LogError>) + Send + 'static) {
         if self.acks.send((seq, Box::new(then))).is_err() {
             tracing::error!("acker of {} is gone", self.name());
         }
@@ -593,7 +594,7 @@ impl Shard {
         &mut self,
         permit: OwnedPermit<PendingDeparture>,
         xfer: Xfer,
-        seq: u64,
+        seq: Seq,
         travel_ticks: u64,
         reply: Option<Reply<JumpAck>>,
     ) {
@@ -605,7 +606,7 @@ impl Shard {
             t: self.now,
             travel_ticks,
             player: d.player.clone(),
-            tseq: 0,
+            tseq: Seq(0),
         };
         must(inv::prepared_by_origin(&self.state, &jump));
         let jumping = Place::Jumping {
@@ -726,7 +727,7 @@ impl Shard {
         self.records_since_snapshot = 0;
         let state = self.state.clone();
         let ctx = self.ctx.clone();
-        self.after_durable(pos.next_seq - 1, move |r| {
+        self.after_durable(Seq(pos.next_seq - 1), move |r| {
             if let Err(e) = r {
                 let slug = state.instance_id().slug(&ctx.galaxy);
                 return tracing::warn!("snapshot of {slug} skipped: {e}");
@@ -848,7 +849,7 @@ impl Shard {
             dilation: self.dilation.factor(),
             tick_period_us: self.dilation.period_us(),
             log_durable_seq: self.log.durable_seq(),
-            log_next_seq: pos.next_seq,
+            log_next_seq: Seq(pos.next_seq),
             state_hash: format!("{:016x}", self.state.state_hash()),
             failed: self.failed.as_ref().map(|e| e.to_string()),
         }
@@ -917,8 +918,8 @@ fn tick_budget_us(tick_hz: u32) -> u64 {
 /// to which record it has (the departure pipeline waits for it: see there).
 async fn acker(
     log: Log,
-    mut rx: mpsc::UnboundedReceiver<(u64, AfterDurable)>,
-    acked: tokio::sync::watch::Sender<u64>,
+    mut rx: mpsc::UnboundedReceiver<(Seq, AfterDurable)>,
+    acked: tokio::sync::watch::Sender<Seq>,
 ) {
     while let Some((seq, then)) = rx.recv().await {
         let r = log.durable(seq).await;
@@ -936,6 +937,7 @@ mod tests {
     use sim::ids::{Tick, Xfer};
     use sim::instance::InstanceId;
     use sim::player::Player;
+    use store::seq::Seq;
     use tokio::sync::mpsc;
 
     fn departure(g: &Galaxy, xfer: Xfer) -> PendingDeparture {
@@ -948,10 +950,10 @@ mod tests {
             t: Tick(0),
             travel_ticks: 1,
             player: Player::starter("ann", &sim::rules::Rules::default()),
-            tseq: 0,
+            tseq: Seq(0),
         };
         PendingDeparture {
-            seq: xfer.0,
+            seq: Seq(xfer.0),
             jump,
             reply: None,
         }
