@@ -96,7 +96,7 @@ pub async fn measure(
         "tick_late_p50_us": after.tick_late_p50_us,
         "tick_late_p99_us": after.tick_late_p99_us,
         "dilation": after.dilation,
-        "ticks_per_s": (after.tick - before.tick) as f64 / elapsed,
+        "ticks_per_s": after.tick.ticks_since(before.tick) as f64 / elapsed,
         "orders_per_s": orders.load(Ordering::Relaxed) as f64 / (elapsed + 2.0),
         "shots_total": shots,
         "ships_destroyed_total": destroyed,

@@ -45,6 +45,7 @@ use store::disk::AppendFile;
 use store::log::{Log, LogError};
 use store::record::Line;
 use store::scan::{scan, ScanStart};
+use store::seq::Seq;
 
 #[derive(Args, Debug)]
 pub struct StorageArgs {
@@ -321,7 +322,7 @@ fn raw_and_single_writer(dir: &Path, plan: &Plan) -> anyhow::Result<(Raw, Writer
         p50_us: percentile(&log_lat, 50.0),
         p99_us: percentile(&log_lat, 99.0),
         p999_us: percentile(&log_lat, 99.9),
-        durable_records: durable1 - durable0,
+        durable_records: durable1.records_since(durable0),
         fsyncs: syncs1 - syncs0,
         synced_bytes: bytes1 - bytes0,
         cpu_ns: log_cpu_ns,
@@ -508,7 +509,7 @@ fn player_name(i: usize) -> String {
 }
 
 /// One writer's loop body: appends `batch` records (one call) and returns the last sequence.
-fn append_some(log: &Log, player: &str, n: &mut u64, batch: usize) -> Result<u64, LogError> {
+fn append_some(log: &Log, player: &str, n: &mut u64, batch: usize) -> Result<Seq, LogError> {
     if batch == 1 {
         let seq = log.append(KIND, |l| encode(l, player, *n))?;
         *n += 1;
@@ -603,7 +604,7 @@ fn durable_writers(dir: &Path, plan: &Plan) -> anyhow::Result<Vec<WriterResult>>
             p50_us: percentile(&lat, 50.0),
             p99_us: percentile(&lat, 99.0),
             p999_us: percentile(&lat, 99.9),
-            durable_records: durable1 - durable0,
+            durable_records: durable1.records_since(durable0),
             fsyncs: syncs1 - syncs0,
             synced_bytes: bytes1 - bytes0,
             cpu_ns: cpu0.zip(cpu1).map(|(a, b)| b.saturating_sub(a)),
@@ -654,7 +655,7 @@ fn replay(dir: &Path, plan: &Plan) -> anyhow::Result<Replay> {
     let (log, _) = Log::open(&path, ScanStart::BEGINNING, |_| Ok(()))?;
     let players: Vec<String> = (0..1000).map(player_name).collect();
     let t = Instant::now();
-    let mut last = 0;
+    let mut last = Seq(0);
     for n in 0..plan.replay_records {
         let player = &players[(n % 1000) as usize];
         last = log.append(KIND, |l| encode(l, player, n))?;

@@ -24,6 +24,7 @@ use clap::Args;
 use super::{scratch_dir, Size};
 use mesh::{Mesh, MeshConfig};
 use sim::galaxy::Galaxy;
+use sim::ids::Tick;
 use store::datadir::DataDir;
 
 #[derive(Args, Debug)]
@@ -275,8 +276,8 @@ fn with_ticks_per_s(
             let ticks_before = before
                 .iter()
                 .find(|b| b.shard == s.shard)
-                .map_or(0, |b| b.tick);
-            let ticks = s.tick.saturating_sub(ticks_before);
+                .map_or(Tick(0), |b| b.tick);
+            let ticks = s.tick.ticks_since(ticks_before);
             let mut v = serde_json::to_value(&s)?;
             v["ticks_per_s"] = serde_json::json!(ticks as f64 / elapsed_s.max(1e-9));
             Ok(v)
@@ -296,6 +297,7 @@ fn max_of(shards: &[serde_json::Value], key: &str) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use store::seq::Seq;
 
     fn status(shard: &str, tick: u64) -> mesh::ShardStatus {
         mesh::ShardStatus {
@@ -309,15 +311,15 @@ mod tests {
             population: 0,
             departing: 0,
             in_transit_towards: 0,
-            tick,
+            tick: Tick(tick),
             tick_p50_us: 0,
             tick_p99_us: 0,
             tick_late_p50_us: 0,
             tick_late_p99_us: 0,
             dilation: 1.0,
             tick_period_us: 100_000,
-            log_durable_seq: 0,
-            log_next_seq: 1,
+            log_durable_seq: Seq(0),
+            log_next_seq: Seq(1),
             state_hash: String::new(),
             failed: None,
         }

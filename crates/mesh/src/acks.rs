@@ -496,7 +496,7 @@ mod tests {
         let mesh = crate::test_support::start_quick(&datadir, &galaxy).await;
         let mut acks = Vec::new();
         let p = mesh.join("Ann", "k").await.unwrap();
-        acks.push(Ack::new("Ann", Action::Join, p.version));
+        acks.push(Ack::new("Ann", Action::Join, p.version.0));
         let Some(Location::In(here)) = mesh.locate("Ann") else {
             panic!("Ann is not in a system");
         };
@@ -504,11 +504,11 @@ mod tests {
         let ack = mesh.jump("Ann", to).await.unwrap();
         acks.push(Ack {
             xfer: Some(ack.xfer.clone()),
-            ..Ack::new("Ann", Action::Travel, ack.player.version)
+            ..Ack::new("Ann", Action::Travel, ack.player.version.0)
         });
         mesh.wait_landing("Ann").await.unwrap();
         let after = mesh.refuel("Ann", None).await.unwrap();
-        acks.push(Ack::new("Ann", Action::Refuel, after.version));
+        acks.push(Ack::new("Ann", Action::Refuel, after.version.0));
         mesh.stop().await.unwrap();
 
         let good = write_acks(dir.path(), &acks, "{\"player\":\"Ann\",\"act");
@@ -617,16 +617,16 @@ mod tests {
         let refuel = Ack {
             units: Some(u64::from(refueled.fuel - landed.fuel)),
             cost_cr: Some(landed.credits - refueled.credits),
-            ..Ack::new("Ann", Action::Refuel, refueled.version)
+            ..Ack::new("Ann", Action::Refuel, refueled.version.0)
         };
         let trade = Ack {
             side: Some(traded.side.into()),
             good: Some(traded.good.into()),
             qty: Some(u64::from(traded.qty)),
             total_cr: Some(traded.total_cr),
-            ..Ack::new("Ann", Action::Trade, traded.player.version)
+            ..Ack::new("Ann", Action::Trade, traded.player.version.0)
         };
-        let join = Ack::new("Ann", Action::Join, joined.version);
+        let join = Ack::new("Ann", Action::Join, joined.version.0);
         let path = write_acks(
             dir.path(),
             &[join.clone(), refuel.clone(), trade.clone()],

@@ -13,6 +13,7 @@ use std::sync::Mutex;
 
 use store::backend::SnapshotStore;
 use store::log::{Log, LogError, Position};
+use store::seq::Seq;
 use store::snapshot::{self, SnapshotMeta};
 
 /// Name of the transition log's checkpoints in `snapshots/` (no system slug starts with `_`).
@@ -28,7 +29,7 @@ pub const LANDED: u8 = 2;
 struct Inner {
     /// Unsettled jumps by transition-log sequence number: where recovery must start to see
     /// them, and what they still wait for (bits of ORIGIN_DONE and LANDED).
-    pending: BTreeMap<u64, (Position, u8)>,
+    pending: BTreeMap<Seq, (Position, u8)>,
     /// The last checkpoint written.
     written: Option<u64>,
 }
@@ -48,28 +49,30 @@ impl Checkpoint {
     /// unsettled, both under the tracker's lock. Returns the first and last sequence numbers.
     pub fn append_registered(
         &self,
-        append: impl FnOnce() -> Result<Option<(Position, u64)>, LogError>,
+        append: impl FnOnce() -> Result<Option<(Position, Seq)>, LogError>,
         count: usize,
-    ) -> Result<Option<(u64, u64)>, LogError> {
+    ) -> Result<Option<(Seq, Seq)>, LogError> {
         let mut inner = self.lock();
         let Some((start, last)) = append()? else {
             return Ok(None);
         };
-        let first = start.next_seq;
-        assert_eq!(last + 1 - first, count as u64, "one record per jump");
-        for seq in first..=last {
-            inner.pending.insert(seq, (start, ORIGIN_DONE | LANDED));
+        let first = Seq(start.next_seq);
+        assert_eq!(last.0 + 1 - first.0, count as u64, "one record per jump");
+        for seq in first.0..=last.0 {
+            inner
+                .pending
+                .insert(Seq(seq), (start, ORIGIN_DONE | LANDED));
         }
         Ok(Some((first, last)))
     }
 
     /// Registers a jump found unsettled by recovery (it waits for `waits`), readable from `at`.
-    pub fn register(&self, tseq: u64, at: Position, waits: u8) {
+    pub fn register(&self, tseq: Seq, at: Position, waits: u8) {
         self.lock().pending.insert(tseq, (at, waits));
     }
 
     /// Notes that jump `tseq` no longer waits for `what`.
-    pub fn settle(&self, tseq: u64, what: u8) {
+    pub fn settle(&self, tseq: Seq, what: u8) {
         let mut inner = self.lock();
         if let Some((_, waits)) = inner.pending.get_mut(&tseq) {
             *waits &= !what;
@@ -126,13 +129,13 @@ mod tests {
     #[test]
     fn a_jump_is_settled_only_when_done_and_landed() {
         let c = Checkpoint::default();
-        c.register(3, pos(3), ORIGIN_DONE | LANDED);
-        c.register(4, pos(3), LANDED);
-        c.settle(3, LANDED);
+        c.register(Seq(3), pos(3), ORIGIN_DONE | LANDED);
+        c.register(Seq(4), pos(3), LANDED);
+        c.settle(Seq(3), LANDED);
         assert_eq!(c.unsettled(), 2);
-        c.settle(4, LANDED);
+        c.settle(Seq(4), LANDED);
         assert_eq!(c.unsettled(), 1);
-        c.settle(3, ORIGIN_DONE);
+        c.settle(Seq(3), ORIGIN_DONE);
         assert_eq!(c.unsettled(), 0);
     }
 }

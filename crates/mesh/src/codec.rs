@@ -14,11 +14,13 @@ use sim::galaxy::{Galaxy, SystemId};
 use sim::goods::{
     parse_units, units_text, Cargo, CargoParseError, Good, UnitsParseError, UnknownGood,
 };
+use sim::ids::{EscrowId, Tick, Version, Xfer};
 use sim::instance::{InstanceId, PRIMARY_INSTANCE};
 use sim::market::{Market, Order, Side, TickReport, Trade};
 use sim::player::Player;
 use sim::system::{Departing, Escrow, Event, RemoteOutcome, SystemState};
 use store::record::{Line, Record, RecordError};
+use store::seq::Seq;
 use store::snapshot::SnapshotWriter;
 
 /// Why a record does not read back as an event, a jump or a part of a snapshot. Each names
@@ -91,17 +93,17 @@ impl From<DecodeError> for String {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Jump {
     pub from: InstanceId,
-    pub xfer: u64,
+    pub xfer: Xfer,
     pub to: InstanceId,
     /// Tick of the system of origin when the jump was prepared.
-    pub t: u64,
+    pub t: Tick,
     /// Travel time in ticks of the destination's clock.
     pub travel_ticks: u64,
     /// The player as they left: fuel already burnt, version of the departure.
     pub player: Player,
     /// Sequence number of the `jump` record in the transition log (0 before it is appended).
     /// Not a field of the record: it is the record's own number.
-    pub tseq: u64,
+    pub tseq: Seq,
 }
 
 /// The kind (second word of the line) of each event.
@@ -233,16 +235,21 @@ fn get_player(rec: &Record<'_>) -> Result<Player, DecodeError> {
         hull: num(rec, "hull")?,
         hold: num(rec, "hold")?,
         cargo: cargo_field(rec, "cargo")?,
-        version: num(rec, "v")?,
+        version: Version(num(rec, "v")?),
     })
 }
 
 /// A transfer id: `sol:7`, `sol.2:7`.
-pub fn xfer_text(galaxy: &Galaxy, from: InstanceId, n: u64) -> String {
+pub fn xfer_text(galaxy: &Galaxy, from: InstanceId, n: Xfer) -> String {
     format!("{}:{n}", from.slug(galaxy))
 }
 
-/// Parses `sol:7` (or `sol.2:7`) into its origin and number.
+/// An escrow id, written like a transfer id: `sol.2:3`.
+pub fn escrow_text(galaxy: &Galaxy, at: InstanceId, n: EscrowId) -> String {
+    format!("{}:{n}", at.slug(galaxy))
+}
+
+/// Parses `sol:7` (or `sol.2:7`) into its origin and number (a transfer's or an escrow's).
 pub fn parse_xfer(galaxy: &Galaxy, text: &str) -> Result<(InstanceId, u64), DecodeError> {
     let text_owned = || text.to_string();
     let (slug, n) = text
@@ -306,9 +313,9 @@ pub fn encode_event(
     line: &mut Line<'_>,
     galaxy: &Galaxy,
     system: InstanceId,
-    t: u64,
+    t: Tick,
     event: &Event,
-    version: u64,
+    version: Version,
 ) {
     line.num("t", t);
     let at = LogOf { galaxy, system };
@@ -371,8 +378,8 @@ fn put_trade(line: &mut Line<'_>, trade: &Trade) {
 
 /// The fields of a jump's or a move's events: `depart` (with its `.done`, `.void` and
 /// `.abort`) in the log of origin, `arrive` in the destination's.
-fn encode_transfer(line: &mut Line<'_>, at: &LogOf<'_>, event: &Event, version: u64) {
-    let xfer = |n: u64| xfer_text(at.galaxy, at.system, n);
+fn encode_transfer(line: &mut Line<'_>, at: &LogOf<'_>, event: &Event, version: Version) {
+    let xfer = |n: Xfer| xfer_text(at.galaxy, at.system, n);
     match event {
         Event::Depart {
             xfer: n,
@@ -405,7 +412,7 @@ fn encode_transfer(line: &mut Line<'_>, at: &LogOf<'_>, event: &Event, version: 
 /// The fields of `economy`: the market's step over ticks `from..to`, the wrecks' decay.
 fn encode_economy(
     line: &mut Line<'_>,
-    (from, to): (u64, u64),
+    (from, to): (Tick, Tick),
     report: &TickReport,
     decayed: &[u64; 8],
 ) {
@@ -419,7 +426,7 @@ fn encode_economy(
 }
 
 /// The fields of combat's events: `engage`, `combat`, `destroyed` and `loot`.
-fn encode_combat(line: &mut Line<'_>, at: &LogOf<'_>, event: &Event, version: u64) {
+fn encode_combat(line: &mut Line<'_>, at: &LogOf<'_>, event: &Event, version: Version) {
     match event {
         Event::Engage { player, target } => {
             line.field("player", player);
@@ -472,12 +479,12 @@ fn encode_combat(line: &mut Line<'_>, at: &LogOf<'_>, event: &Event, version: u6
 /// The fields of an instance's trades through its primary's market: `trade.escrow`,
 /// `.settle` and `.refund` in the instance's log, `trade.remote` and `.done` in the
 /// primary's (whose escrow ids name the instance).
-fn encode_escrow(line: &mut Line<'_>, at: &LogOf<'_>, event: &Event, version: u64) {
-    let escrow_of = |instance: u16, n: u64| {
+fn encode_escrow(line: &mut Line<'_>, at: &LogOf<'_>, event: &Event, version: Version) {
+    let escrow_of = |instance: u16, n: EscrowId| {
         let of = InstanceId::new(at.system.system, instance);
-        xfer_text(at.galaxy, of, n)
+        escrow_text(at.galaxy, of, n)
     };
-    let own = |n: u64| xfer_text(at.galaxy, at.system, n);
+    let own = |n: EscrowId| escrow_text(at.galaxy, at.system, n);
     match event {
         Event::Escrow {
             escrow,
@@ -530,10 +537,10 @@ fn encode_escrow(line: &mut Line<'_>, at: &LogOf<'_>, event: &Event, version: u6
 pub fn player_line(
     galaxy: &Galaxy,
     system: InstanceId,
-    t: u64,
+    t: Tick,
     event: &Event,
-    version: u64,
-    seq: u64,
+    version: Version,
+    seq: Seq,
 ) -> String {
     PlayerLine::encode(galaxy, system, t, event, version).finish(galaxy, system, seq)
 }
@@ -550,12 +557,12 @@ impl PlayerLine {
     pub fn encode(
         galaxy: &Galaxy,
         system: InstanceId,
-        t: u64,
+        t: Tick,
         event: &Event,
-        version: u64,
+        version: Version,
     ) -> PlayerLine {
         let mut buf = String::with_capacity(192);
-        store::record::LineBuilder::start(&mut buf, version, event_kind(event));
+        store::record::LineBuilder::start(&mut buf, version.0, event_kind(event));
         let head = buf.len();
         encode_event(
             &mut Line::resume(&mut buf, 0),
@@ -578,7 +585,7 @@ impl PlayerLine {
     }
 
     /// The whole line, once the record is number `seq` of `system`'s log.
-    pub fn finish(mut self, galaxy: &Galaxy, system: InstanceId, seq: u64) -> String {
+    pub fn finish(mut self, galaxy: &Galaxy, system: InstanceId, seq: Seq) -> String {
         let mut line = Line::resume(&mut self.buf, 0);
         line.field("src", &format!("{}:{seq}", system.slug(galaxy)));
         line.finish();
@@ -592,8 +599,8 @@ pub fn decode_event(
     galaxy: &Galaxy,
     system: InstanceId,
     rec: &Record<'_>,
-) -> Result<(u64, Event), DecodeError> {
-    let t = num(rec, "t")?;
+) -> Result<(Tick, Event), DecodeError> {
+    let t = Tick(num(rec, "t")?);
     let here = LogOf { galaxy, system };
     let event = match rec.kind {
         "join" => Event::Join {
@@ -607,13 +614,13 @@ pub fn decode_event(
         },
         "depart" => decode_depart(&here, rec)?,
         "depart.done" => Event::DepartDone {
-            xfer: here.local(rec, "xfer")?,
+            xfer: Xfer(here.local(rec, "xfer")?),
         },
         "depart.void" => Event::DepartVoid {
-            xfer: here.local(rec, "xfer")?,
+            xfer: Xfer(here.local(rec, "xfer")?),
         },
         "depart.abort" => Event::DepartAbort {
-            xfer: here.local(rec, "xfer")?,
+            xfer: Xfer(here.local(rec, "xfer")?),
             player: name_field(rec, "player")?,
         },
         "arrive" => decode_arrive(galaxy, rec)?,
@@ -623,12 +630,12 @@ pub fn decode_event(
         },
         "trade.escrow" => decode_escrow(&here, rec)?,
         "trade.settle" => Event::EscrowSettle {
-            escrow: here.local(rec, "escrow")?,
+            escrow: EscrowId(here.local(rec, "escrow")?),
             player: name_field(rec, "player")?,
             total_cr: num(rec, "total")?,
         },
         "trade.refund" => Event::EscrowRefund {
-            escrow: here.local(rec, "escrow")?,
+            escrow: EscrowId(here.local(rec, "escrow")?),
             player: name_field(rec, "player")?,
         },
         "trade.remote" | "trade.done" => decode_remote_trade(&here, rec)?,
@@ -695,7 +702,7 @@ impl LogOf<'_> {
 /// `depart`: a player leaves on one of this log's transfers.
 fn decode_depart(here: &LogOf<'_>, rec: &Record<'_>) -> Result<Event, DecodeError> {
     Ok(Event::Depart {
-        xfer: here.local(rec, "xfer")?,
+        xfer: Xfer(here.local(rec, "xfer")?),
         player: name_field(rec, "player")?,
         to: instance_field(here.galaxy, rec, "to")?,
         fuel: num(rec, "fuel")?,
@@ -707,7 +714,7 @@ fn decode_arrive(galaxy: &Galaxy, rec: &Record<'_>) -> Result<Event, DecodeError
     let (from, xfer) = xfer_field(galaxy, rec, "xfer")?;
     Ok(Event::Arrive {
         from,
-        xfer,
+        xfer: Xfer(xfer),
         player: get_player(rec)?,
     })
 }
@@ -715,7 +722,7 @@ fn decode_arrive(galaxy: &Galaxy, rec: &Record<'_>) -> Result<Event, DecodeError
 /// `trade.escrow`: an instance holds a player's credits or goods for a trade at the primary.
 fn decode_escrow(here: &LogOf<'_>, rec: &Record<'_>) -> Result<Event, DecodeError> {
     Ok(Event::Escrow {
-        escrow: here.local(rec, "escrow")?,
+        escrow: EscrowId(here.local(rec, "escrow")?),
         player: name_field(rec, "player")?,
         order: get_order(rec)?,
         held_cr: num(rec, "held_cr")?,
@@ -727,6 +734,7 @@ fn decode_escrow(here: &LogOf<'_>, rec: &Record<'_>) -> Result<Event, DecodeErro
 /// traded at its market, then known settled.
 fn decode_remote_trade(here: &LogOf<'_>, rec: &Record<'_>) -> Result<Event, DecodeError> {
     let (at, escrow) = xfer_field(here.galaxy, rec, "escrow")?;
+    let escrow = EscrowId(escrow);
     if at.system != here.system.system || at.is_primary() || !here.system.is_primary() {
         return Err(here.not_ours("escrow", at));
     }
@@ -747,8 +755,8 @@ fn decode_remote_trade(here: &LogOf<'_>, rec: &Record<'_>) -> Result<Event, Deco
 /// `economy`: the market's step over ticks `from..to` and the wrecks' decay.
 fn decode_economy(rec: &Record<'_>) -> Result<Event, DecodeError> {
     Ok(Event::Economy {
-        from: num(rec, "from")?,
-        to: num(rec, "to")?,
+        from: Tick(num(rec, "from")?),
+        to: Tick(num(rec, "to")?),
         report: TickReport {
             produced: units_field(rec, "made")?,
             consumed: units_field(rec, "used")?,
@@ -768,7 +776,7 @@ fn decode_destroyed(here: &LogOf<'_>, rec: &Record<'_>) -> Result<Event, DecodeE
         jump_home: match rec.get("xfer") {
             None => None,
             Some(_) => Some((
-                here.local(rec, "xfer")?,
+                Xfer(here.local(rec, "xfer")?),
                 system_field(here.galaxy, rec, "to")?,
             )),
         },
@@ -814,12 +822,12 @@ pub fn decode_jump(galaxy: &Galaxy, rec: &Record<'_>) -> Result<Jump, DecodeErro
     }
     Ok(Jump {
         from,
-        xfer,
+        xfer: Xfer(xfer),
         to: instance_field(galaxy, rec, "to")?,
-        t: num(rec, "t")?,
+        t: Tick(num(rec, "t")?),
         travel_ticks: num(rec, "travel")?,
         player: get_player(rec)?,
-        tseq: rec.seq,
+        tseq: Seq(rec.seq),
     })
 }
 
@@ -830,7 +838,7 @@ pub fn encode_state(w: &mut SnapshotWriter, galaxy: &Galaxy, state: &SystemState
         if !state.is_primary() {
             l.num("instance", state.instance);
         }
-        if state.next_escrow != 1 {
+        if state.next_escrow != EscrowId(1) {
             l.num("next_escrow", state.next_escrow);
         }
         l.num("t", state.tick)
@@ -847,7 +855,7 @@ pub fn encode_state(w: &mut SnapshotWriter, galaxy: &Galaxy, state: &SystemState
     }
     for (id, e) in &state.escrows {
         w.record("escrow", |l| {
-            l.field("escrow", &xfer_text(galaxy, state.instance_id(), *id))
+            l.field("escrow", &escrow_text(galaxy, state.instance_id(), *id))
                 .field("player", &e.player);
             put_order(l, &e.order);
             l.num("held_cr", e.held_cr).num("held_qty", e.held_qty);
@@ -857,7 +865,7 @@ pub fn encode_state(w: &mut SnapshotWriter, galaxy: &Galaxy, state: &SystemState
         w.record("remote", |l| {
             l.field(
                 "escrow",
-                &xfer_text(galaxy, InstanceId::new(state.id, *n), *id),
+                &escrow_text(galaxy, InstanceId::new(state.id, *n), *id),
             )
             .field("player", &o.player)
             .field("side", o.trade.side.name())
@@ -926,10 +934,10 @@ pub fn decode_state_record(
             if system_field(galaxy, rec, "system")? != state.id || instance != state.instance {
                 return Err(not_ours("snapshot of another system or instance"));
             }
-            state.tick = num(rec, "t")?;
-            state.next_xfer = num(rec, "next_xfer")?;
-            state.next_escrow = opt_num(rec, "next_escrow")?.unwrap_or(1);
-            state.market_tick = num(rec, "market_tick")?;
+            state.tick = Tick(num(rec, "t")?);
+            state.next_xfer = Xfer(num(rec, "next_xfer")?);
+            state.next_escrow = EscrowId(opt_num(rec, "next_escrow")?.unwrap_or(1));
+            state.market_tick = Tick(num(rec, "market_tick")?);
             state.market = Market::from_parts(units_field(rec, "stock")?, num(rec, "till")?)
                 .map_err(impossible)?;
             state.wrecks =
@@ -964,7 +972,7 @@ pub fn decode_state_record(
                 held_cr: num(rec, "held_cr")?,
                 held_qty: num(rec, "held_qty")?,
             };
-            state.escrows.insert(id, e);
+            state.escrows.insert(EscrowId(id), e);
         }
         "remote" => {
             let (at, id) = xfer_field(galaxy, rec, "escrow")?;
@@ -975,7 +983,7 @@ pub fn decode_state_record(
                 player: name_field(rec, "player")?,
                 trade: get_trade(rec)?,
             };
-            state.remote_trades.insert((at.n, id), o);
+            state.remote_trades.insert((at.n, EscrowId(id)), o);
         }
         "engaged" => {
             state
@@ -988,9 +996,10 @@ pub fn decode_state_record(
                 .insert(name_field(rec, "player")?, name_field(rec, "by")?);
         }
         "landed" => {
-            state
-                .landed_upto
-                .insert(instance_field(galaxy, rec, "from")?, num(rec, "upto")?);
+            state.landed_upto.insert(
+                instance_field(galaxy, rec, "from")?,
+                Xfer(num(rec, "upto")?),
+            );
         }
         "player" => {
             let p = get_player(rec)?;
@@ -1001,7 +1010,7 @@ pub fn decode_state_record(
             if from != state.instance_id() {
                 return Err(not_ours("void transfer of another system"));
             }
-            state.voided.insert(xfer);
+            state.voided.insert(Xfer(xfer));
         }
         "departing" => {
             let (from, xfer) = xfer_field(galaxy, rec, "xfer")?;
@@ -1009,7 +1018,7 @@ pub fn decode_state_record(
                 return Err(not_ours("departing transfer of another system"));
             }
             state.departing.insert(
-                xfer,
+                Xfer(xfer),
                 Departing {
                     player: get_player(rec)?,
                     to: instance_field(galaxy, rec, "to")?,
@@ -1037,10 +1046,17 @@ mod tests {
     use store::record::{parse_line, Record, RecordError};
     use store::snapshot::SnapshotMeta;
 
-    fn round_trip(galaxy: &Galaxy, system: SystemId, event: &Event) -> (u64, Event) {
+    fn round_trip(galaxy: &Galaxy, system: SystemId, event: &Event) -> (Tick, Event) {
         let mut buf = String::new();
         let mut line = Line::new(&mut buf, 1, event_kind(event));
-        encode_event(&mut line, galaxy, InstanceId::primary(system), 42, event, 3);
+        encode_event(
+            &mut line,
+            galaxy,
+            InstanceId::primary(system),
+            Tick(42),
+            event,
+            Version(3),
+        );
         line.finish();
         let rec = parse_line(buf.as_bytes()).unwrap();
         decode_event(galaxy, InstanceId::primary(system), &rec).unwrap()
@@ -1054,7 +1070,7 @@ mod tests {
         let mut p = Player::starter("Barnard's \"Kid\"", &sim::rules::Rules::default());
         p.credits = 10;
         p.fuel = 2;
-        p.version = 3;
+        p.version = Version(3);
         p.cargo.add(Good::Ore, 7).unwrap();
         p.hull = 55;
         for e in [
@@ -1068,20 +1084,20 @@ mod tests {
                 cost: 10,
             },
             Event::Depart {
-                xfer: 9,
+                xfer: Xfer(9),
                 player: p.name.clone(),
                 to: InstanceId::primary(ac),
                 fuel: 5,
             },
-            Event::DepartDone { xfer: 9 },
-            Event::DepartVoid { xfer: 10 },
+            Event::DepartDone { xfer: Xfer(9) },
+            Event::DepartVoid { xfer: Xfer(10) },
             Event::DepartAbort {
-                xfer: 9,
+                xfer: Xfer(9),
                 player: p.name.clone(),
             },
             Event::Arrive {
                 from: InstanceId::new(ac, 3),
-                xfer: 4,
+                xfer: Xfer(4),
                 player: p.clone(),
             },
             Event::Trade {
@@ -1094,8 +1110,8 @@ mod tests {
                 },
             },
             Event::Economy {
-                from: 10,
-                to: 20,
+                from: Tick(10),
+                to: Tick(20),
                 report: TickReport {
                     produced: [1, 0, 0, 0, 0, 0, 0, 2],
                     consumed: [0, 3, 0, 0, 0, 0, 0, 0],
@@ -1122,7 +1138,7 @@ mod tests {
                 player: p.name.clone(),
                 by: "Bob".into(),
                 wreck: Some(3),
-                jump_home: Some((12, ac)),
+                jump_home: Some((Xfer(12), ac)),
                 evicted: p.cargo,
             },
             Event::Destroyed {
@@ -1141,7 +1157,7 @@ mod tests {
             },
         ] {
             assert_shared_encoding(&g, InstanceId::primary(sol), &e);
-            assert_eq!(round_trip(&g, sol, &e), (42, e));
+            assert_eq!(round_trip(&g, sol, &e), (Tick(42), e));
         }
     }
 
@@ -1151,10 +1167,10 @@ mod tests {
         let kind = event_kind(event);
         let mut direct = String::new();
         let mut line = Line::new(&mut direct, 7, kind);
-        encode_event(&mut line, galaxy, at, 42, event, 3);
+        encode_event(&mut line, galaxy, at, Tick(42), event, Version(3));
         line.finish();
 
-        let shared = PlayerLine::encode(galaxy, at, 42, event, 3);
+        let shared = PlayerLine::encode(galaxy, at, Tick(42), event, Version(3));
         let mut via = String::new();
         let mut line = Line::new(&mut via, 7, kind);
         line.encoded(shared.fields());
@@ -1164,13 +1180,16 @@ mod tests {
             "{kind}: the shared fields make the same record"
         );
 
-        let projected = shared.finish(galaxy, at, 11);
+        let projected = shared.finish(galaxy, at, Seq(11));
         let rec = parse_line(projected.as_bytes()).unwrap();
         assert_eq!(
             rec.get("src"),
             Some(format!("{}:11", at.slug(galaxy)).as_str())
         );
-        assert_eq!(decode_event(galaxy, at, &rec).unwrap(), (42, event.clone()));
+        assert_eq!(
+            decode_event(galaxy, at, &rec).unwrap(),
+            (Tick(42), event.clone())
+        );
     }
 
     #[test]
@@ -1195,7 +1214,7 @@ mod tests {
             (
                 sol,
                 Event::Depart {
-                    xfer: 5,
+                    xfer: Xfer(5),
                     player: "ann".into(),
                     to: two,
                     fuel: 0,
@@ -1204,7 +1223,7 @@ mod tests {
             (
                 two,
                 Event::Escrow {
-                    escrow: 7,
+                    escrow: EscrowId(7),
                     player: "ann".into(),
                     order,
                     held_cr: 0,
@@ -1214,7 +1233,7 @@ mod tests {
             (
                 two,
                 Event::EscrowSettle {
-                    escrow: 7,
+                    escrow: EscrowId(7),
                     player: "ann".into(),
                     total_cr: 33,
                 },
@@ -1222,7 +1241,7 @@ mod tests {
             (
                 two,
                 Event::EscrowRefund {
-                    escrow: 7,
+                    escrow: EscrowId(7),
                     player: "ann".into(),
                 },
             ),
@@ -1230,7 +1249,7 @@ mod tests {
                 sol,
                 Event::RemoteTrade {
                     instance: 2,
-                    escrow: 7,
+                    escrow: EscrowId(7),
                     player: "ann".into(),
                     trade,
                 },
@@ -1239,25 +1258,25 @@ mod tests {
                 sol,
                 Event::RemoteTradeDone {
                     instance: 2,
-                    escrow: 7,
+                    escrow: EscrowId(7),
                 },
             ),
         ];
         for (at, e) in cases {
             let mut buf = String::new();
             let mut line = Line::new(&mut buf, 1, event_kind(&e));
-            encode_event(&mut line, &g, at, 42, &e, 3);
+            encode_event(&mut line, &g, at, Tick(42), &e, Version(3));
             line.finish();
             let rec = parse_line(buf.as_bytes()).unwrap();
-            assert_eq!(decode_event(&g, at, &rec).unwrap(), (42, e), "{buf}");
+            assert_eq!(decode_event(&g, at, &rec).unwrap(), (Tick(42), e), "{buf}");
         }
         let mut buf = String::new();
         let mut line = Line::new(&mut buf, 1, "trade.escrow");
         let e = Event::EscrowRefund {
-            escrow: 7,
+            escrow: EscrowId(7),
             player: "ann".into(),
         };
-        encode_event(&mut line, &g, two, 42, &e, 3);
+        encode_event(&mut line, &g, two, Tick(42), &e, Version(3));
         line.finish();
         assert!(buf.contains("escrow=sol.2:7"), "{buf}");
         let rec = parse_line(buf.as_bytes()).unwrap();
@@ -1272,7 +1291,9 @@ mod tests {
         let g = Galaxy::default_galaxy();
         let two = InstanceId::new(g.home(), 2);
         let mut primary = SystemState::new(&g, g.home());
-        primary.apply(1, &Event::Split { instance: 2 }).unwrap();
+        primary
+            .apply(Tick(1), &Event::Split { instance: 2 })
+            .unwrap();
         let mut inst = SystemState::new_instance(&g, two);
         let ann = Player::starter("ann", &sim::rules::Rules::default());
         inst.players.insert("ann".into(), ann);
@@ -1283,13 +1304,15 @@ mod tests {
             price_limit_cr: None,
         };
         let escrow = inst.decide_escrow(&g, "ann", &order).unwrap();
-        inst.apply(2, &escrow).unwrap();
-        let req = inst.escrow_request(1).unwrap();
+        inst.apply(Tick(2), &escrow).unwrap();
+        let req = inst.escrow_request(EscrowId(1)).unwrap();
         let remote = primary.decide_remote_trade(&g, &req).unwrap();
-        primary.apply(3, &remote).unwrap();
+        primary.apply(Tick(3), &remote).unwrap();
         // A jump voided by recovery stays void in a snapshot.
-        primary.apply(4, &Event::DepartVoid { xfer: 1 }).unwrap();
-        assert!(primary.voided.contains(&1));
+        primary
+            .apply(Tick(4), &Event::DepartVoid { xfer: Xfer(1) })
+            .unwrap();
+        assert!(primary.voided.contains(&Xfer(1)));
         let dir = tempfile::tempdir().unwrap();
         for (at, state) in [(primary.instance_id(), &primary), (two, &inst)] {
             let meta = SnapshotMeta {
@@ -1315,18 +1338,18 @@ mod tests {
         let g = Galaxy::default_galaxy();
         let j = Jump {
             from: InstanceId::primary(g.home()),
-            xfer: 7,
+            xfer: Xfer(7),
             to: InstanceId::primary(g.lookup("Alpha Centauri").unwrap()),
-            t: 100,
+            t: Tick(100),
             travel_ticks: 44,
             player: Player {
                 credits: 1,
                 fuel: 2,
                 fuel_capacity: 3,
-                version: 4,
+                version: Version(4),
                 ..Player::starter("ann", &sim::rules::Rules::default())
             },
-            tseq: 5,
+            tseq: Seq(5),
         };
         let mut buf = String::new();
         let mut line = Line::new(&mut buf, 5, "jump");

@@ -40,13 +40,14 @@ use super::protocol::invariants::{self as inv, must};
 use super::shard::{Command, Reply};
 use super::{Context, JumpAck, MeshError};
 use store::log::Log;
+use store::seq::Seq;
 
 pub use super::limits::MAX_DEPARTURE_BATCH;
 
 /// A prepared jump waiting for its commit.
 pub struct PendingDeparture {
     /// Sequence number of the `depart` record in the origin's log.
-    pub seq: u64,
+    pub seq: Seq,
     pub jump: Jump,
     pub reply: Option<Reply<JumpAck>>,
 }
@@ -54,7 +55,7 @@ pub struct PendingDeparture {
 pub async fn run(
     ctx: Arc<Context>,
     system_log: Log,
-    mut acked: tokio::sync::watch::Receiver<u64>,
+    mut acked: tokio::sync::watch::Receiver<Seq>,
     origin: mpsc::Sender<Command>,
     mut rx: mpsc::Receiver<PendingDeparture>,
 ) {
@@ -84,7 +85,7 @@ pub async fn run(
         }
         // The prepares' lines are with the projector before any landing's (an acker that is
         // gone, when the shard stops, has sent all it will).
-        let last_prepare = batch.iter().map(|p| p.seq).max().unwrap_or(0);
+        let last_prepare = batch.iter().map(|p| p.seq).max().unwrap_or_default();
         let _ = acked.wait_for(|&seq| seq >= last_prepare).await;
         for p in batch.drain(..) {
             let ack = JumpAck {
@@ -127,7 +128,7 @@ async fn commit(
     system_log: &Log,
     batch: &mut [PendingDeparture],
 ) -> Result<(), MeshError> {
-    let last_prepare = batch.iter().map(|p| p.seq).max().unwrap_or(0);
+    let last_prepare = batch.iter().map(|p| p.seq).max().unwrap_or_default();
     let galaxy = &ctx.galaxy;
     let appended = ctx
         .checkpoint
@@ -148,11 +149,11 @@ async fn commit(
             .await
             .map_err(MeshError::Storage);
     };
-    for (p, tseq) in batch.iter_mut().zip(first..) {
-        p.jump.tseq = tseq;
+    for (p, tseq) in batch.iter_mut().zip(first.0..) {
+        p.jump.tseq = Seq(tseq);
     }
     assert_eq!(
-        last + 1 - first,
+        last.0 + 1 - first.0,
         batch.len() as u64,
         "a record for each jump of the batch"
     );

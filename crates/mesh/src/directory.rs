@@ -23,6 +23,7 @@ use std::sync::{Mutex, RwLock};
 use tokio::sync::oneshot;
 
 use sim::galaxy::SystemId;
+use sim::ids::{Version, Xfer};
 use sim::instance::InstanceId;
 use sim::names;
 
@@ -34,7 +35,7 @@ pub enum Location {
     /// Between systems: jump `xfer` of system `from`, towards `to`.
     Jumping {
         from: SystemId,
-        xfer: u64,
+        xfer: Xfer,
         to: SystemId,
     },
 }
@@ -48,7 +49,7 @@ pub enum Place {
     /// one system when both are of the same system).
     Jumping {
         from: InstanceId,
-        xfer: u64,
+        xfer: Xfer,
         to: InstanceId,
     },
 }
@@ -90,7 +91,7 @@ pub struct Landed {
 pub struct Directory {
     /// Each player's place and the version it was set at. std RwLock: held for a map lookup
     /// only, never across an await.
-    places: RwLock<HashMap<String, (Place, u64)>>,
+    places: RwLock<HashMap<String, (Place, Version)>>,
     /// The names of the players routing knows, by uniqueness key: more than one only for names
     /// taken before the rules on look-alikes. std RwLock, like `places`.
     by_key: RwLock<HashMap<String, BTreeSet<String>>>,
@@ -114,7 +115,7 @@ impl Directory {
 
     /// Notes that the player is at `at` since the event that gave them `version` (ignored if
     /// routing knows of a later one).
-    pub fn set(&self, name: &str, at: Place, version: u64) {
+    pub fn set(&self, name: &str, at: Place, version: Version) {
         let mut map = self.places.write().unwrap_or_else(|e| e.into_inner());
         match map.get_mut(name) {
             Some(slot) if slot.1 <= version => *slot = (at, version),
@@ -158,7 +159,7 @@ impl Directory {
 
     /// Records a landing (the player's version after it: `version`) and wakes whoever
     /// waits for it.
-    pub fn landed(&self, name: &str, landed: Landed, version: u64) {
+    pub fn landed(&self, name: &str, landed: Landed, version: Version) {
         let at = InstanceId {
             system: landed.system,
             n: landed.instance,
@@ -190,21 +191,22 @@ impl Directory {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use sim::ids::Version;
 
     #[test]
     fn a_name_resolves_up_to_case_and_look_alikes_when_unambiguous() {
         let d = Directory::default();
         let sol = Place::In(InstanceId::primary(SystemId(0)));
-        d.set("Bob", sol, 1);
-        d.set("Zo\u{00EB}", sol, 1);
+        d.set("Bob", sol, Version(1));
+        d.set("Zo\u{00EB}", sol, Version(1));
         assert_eq!(d.resolve("Bob").as_deref(), Some("Bob"));
         assert_eq!(d.resolve("bob").as_deref(), Some("Bob"));
         assert_eq!(d.resolve("B0B").as_deref(), Some("Bob"));
         assert_eq!(d.resolve("zoe\u{0308}").as_deref(), Some("Zo\u{00EB}"));
         assert_eq!(d.resolve("Rob"), None);
         // Two names of one key (taken before the rules): only the exact names resolve.
-        d.set("Ann", sol, 1);
-        d.set("ann", sol, 1);
+        d.set("Ann", sol, Version(1));
+        d.set("ann", sol, Version(1));
         assert_eq!(d.resolve("ann").as_deref(), Some("ann"));
         assert_eq!(d.resolve("Ann").as_deref(), Some("Ann"));
         assert_eq!(d.resolve("ANN"), None, "ambiguous");
@@ -217,22 +219,22 @@ mod tests {
         let two = InstanceId::new(SystemId(0), 2);
         let moving = Place::Jumping {
             from: sol,
-            xfer: 3,
+            xfer: Xfer(3),
             to: two,
         };
-        d.set("ann", moving, 6);
+        d.set("ann", moving, Version(6));
         let landed = Landed {
             system: SystemId(0),
             instance: 1,
             population: 1,
         };
-        d.landed("ann", landed, 5);
+        d.landed("ann", landed, Version(5));
         assert_eq!(
             d.place("ann"),
             Some(moving),
             "the landing at version 5 came late"
         );
-        d.set("ann", Place::In(two), 7);
+        d.set("ann", Place::In(two), Version(7));
         assert_eq!(d.place("ann"), Some(Place::In(two)));
         assert_eq!(d.get("ann"), Some(Location::In(SystemId(0))));
     }

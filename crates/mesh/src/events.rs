@@ -15,8 +15,10 @@
 use serde::Serialize;
 
 use sim::galaxy::{Galaxy, SystemId};
+use sim::ids::{Tick, Xfer};
 use sim::instance::InstanceId;
 use sim::system::{Event, SystemState};
+use store::seq::Seq;
 
 pub use super::limits::FEED_LEN;
 
@@ -28,9 +30,9 @@ pub struct MeshEvent {
     /// In which instance of the system (1: the system itself).
     pub instance: u16,
     /// Its record in that system's log.
-    pub seq: u64,
+    pub seq: Seq,
     /// The system's tick it is stamped with.
-    pub t: u64,
+    pub t: Tick,
     pub kind: MeshEventKind,
 }
 
@@ -119,7 +121,7 @@ impl MeshEventKind {
     /// Moves between instances of a system are told as `Moved` at the landing (not as a
     /// departure and an arrival: the player never left the system).
     pub fn of(galaxy: &Galaxy, state: &SystemState, event: &Event) -> Option<MeshEventKind> {
-        let xfer_id = |from: InstanceId, xfer: u64| crate::codec::xfer_text(galaxy, from, xfer);
+        let xfer_id = |from: InstanceId, xfer: Xfer| crate::codec::xfer_text(galaxy, from, xfer);
         Some(match event {
             Event::Join { player, .. } => MeshEventKind::Joined {
                 player: player.name.clone(),
@@ -371,7 +373,7 @@ mod tests {
         let g = Galaxy::default_galaxy();
         let state = SystemState::new(&g, g.home());
         let event = Event::Depart {
-            xfer: 1,
+            xfer: Xfer(1),
             player: "Ann".into(),
             to: InstanceId::primary(g.lookup("Alpha Centauri").unwrap()),
             fuel: 1,

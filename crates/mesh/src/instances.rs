@@ -33,6 +33,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::Serialize;
 
+use sim::ids::Xfer;
 use sim::instance::{MAX_INSTANCES_PER_SYSTEM, PRIMARY_INSTANCE};
 use sim::system::SystemState;
 
@@ -115,7 +116,7 @@ pub struct InstanceLoad {
     /// Committed jumps (moves) on their way there.
     pub incoming: usize,
     /// The highest move from the primary that landed there.
-    pub landed_from_primary: u64,
+    pub landed_from_primary: Xfer,
 }
 
 /// What the primary knows of one open instance.
@@ -132,7 +133,7 @@ pub struct OpenInstance {
     /// Its last report.
     pub load: InstanceLoad,
     /// Moves the primary prepared towards it that its reports do not show landed yet.
-    pub sent: BTreeSet<u64>,
+    pub sent: BTreeSet<Xfer>,
     /// Since when it has held fewer players than the merge threshold.
     pub low_since_ms: Option<u64>,
 }

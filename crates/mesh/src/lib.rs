@@ -49,6 +49,7 @@ use instances::InstanceLoad;
 use recovery::RecoveryReport;
 use shard::{Command, Shard};
 use sim::galaxy::{Galaxy, SystemId};
+use sim::ids::Tick;
 use sim::instance::InstanceId;
 use sim::player::Player;
 use sim::rules::Rules;
@@ -56,6 +57,7 @@ use sim::system::Reject;
 use store::backend::Storage;
 use store::datadir::DataDir;
 use store::log::{Log, LogError};
+use store::seq::Seq;
 
 pub use limits::SHARD_QUEUE_LEN;
 use limits::{MAX_ROUTE_ATTEMPTS, MOVE_WAIT};
@@ -164,7 +166,7 @@ pub struct ShardStatus {
     pub population: usize,
     pub departing: usize,
     pub in_transit_towards: usize,
-    pub tick: u64,
+    pub tick: Tick,
     pub tick_p50_us: u32,
     pub tick_p99_us: u32,
     /// How late the last minute's ticks started after they were due, in microseconds.
@@ -175,8 +177,8 @@ pub struct ShardStatus {
     pub dilation: f64,
     /// The tick period now, in microseconds (the budget, 1/tick rate, when not dilated).
     pub tick_period_us: u64,
-    pub log_durable_seq: u64,
-    pub log_next_seq: u64,
+    pub log_durable_seq: Seq,
+    pub log_next_seq: Seq,
     pub state_hash: String,
     pub failed: Option<String>,
 }
@@ -319,7 +321,7 @@ fn recovered_instance_loads<'a>(
             players: state.players.len(),
             departing: state.departing.len(),
             incoming: arriving,
-            landed_from_primary: state.landed_upto.get(&primary).copied().unwrap_or(0),
+            landed_from_primary: state.landed_upto.get(&primary).copied().unwrap_or_default(),
         };
         loads
             .entry(state.id)

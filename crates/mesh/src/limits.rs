@@ -136,9 +136,11 @@ mod tests {
     use crate::codec::{encode_jump, Jump};
     use sim::galaxy::Galaxy;
     use sim::goods::{Cargo, Good};
+    use sim::ids::{Tick, Version, Xfer};
     use sim::instance::InstanceId;
     use sim::player::Player;
     use store::record::Line;
+    use store::seq::Seq;
 
     /// The bound is real: the largest jump the mesh can write (the longest system names of the
     /// galaxy, the last instance, the longest name in 4-byte characters, every good and every
@@ -154,9 +156,9 @@ mod tests {
         let at = InstanceId::new(longest, MAX_INSTANCES_PER_SYSTEM);
         let jump = Jump {
             from: at,
-            xfer: u64::MAX,
+            xfer: Xfer(u64::MAX),
             to: at,
-            t: u64::MAX,
+            t: Tick(u64::MAX),
             travel_ticks: u64::MAX,
             player: Player {
                 name: "\u{1D538}".repeat(MAX_NAME_CHARS),
@@ -166,9 +168,9 @@ mod tests {
                 hull: u32::MAX,
                 hold: u32::MAX,
                 cargo,
-                version: u64::MAX,
+                version: Version(u64::MAX),
             },
-            tseq: u64::MAX,
+            tseq: Seq(u64::MAX),
         };
         let mut buf = String::new();
         let mut line = Line::new(&mut buf, u64::MAX, "jump");

@@ -33,6 +33,7 @@ use super::codec::{
 use super::projector::{catch_up, line_from_record, Projected};
 use super::MeshError;
 use sim::galaxy::{Galaxy, SystemId};
+use sim::ids::{EscrowId, Xfer};
 use sim::instance::{InstanceId, PRIMARY_INSTANCE};
 use sim::system::{Event, SystemState};
 use store::backend::{
@@ -41,6 +42,7 @@ use store::backend::{
 use store::datadir::DataDir;
 use store::log::{Log, LogError, Position};
 use store::scan::TornTail;
+use store::seq::Seq;
 use store::snapshot::SnapshotMeta;
 
 /// One system, recovered.
@@ -244,8 +246,8 @@ pub fn recover_system(
             if let (Some(name), Some(version)) = (event.player(), state.version_after(&event)) {
                 projections.push(Projected {
                     player: name.to_string(),
-                    version,
-                    line: line_from_record(rec, version, &slug),
+                    version: version.0,
+                    line: line_from_record(rec, version.0, &slug),
                 });
             }
             replayed += 1;
@@ -365,21 +367,21 @@ struct TransitionsRead {
     /// Where it was read from (unsettled jumps are readable from there).
     start: Position,
     /// Jumps whose prepare is durable in their origin: committed.
-    committed: BTreeSet<(InstanceId, u64)>,
+    committed: BTreeSet<(InstanceId, Xfer)>,
     /// Committed jumps not yet landed, per destination.
     landings: HashMap<InstanceId, Vec<Jump>>,
     /// Jumps whose prepare the crash lost, per origin, in order: void.
-    voids: BTreeMap<InstanceId, Vec<u64>>,
+    voids: BTreeMap<InstanceId, Vec<Xfer>>,
 }
 
 /// The jumps of the transition log, sorted as they are read.
 #[derive(Default)]
 struct JumpsRead {
-    committed: BTreeSet<(InstanceId, u64)>,
+    committed: BTreeSet<(InstanceId, Xfer)>,
     landings: HashMap<InstanceId, Vec<Jump>>,
-    voids: BTreeMap<InstanceId, Vec<u64>>,
+    voids: BTreeMap<InstanceId, Vec<Xfer>>,
     /// The last jump number read per origin (they must grow).
-    last_xfer: BTreeMap<InstanceId, u64>,
+    last_xfer: BTreeMap<InstanceId, Xfer>,
 }
 
 /// Step 2: the transition log, from its newest checkpoint. A `jump` whose prepare is durable in
@@ -435,7 +437,10 @@ fn sort_jump(
             jump.xfer
         ));
     };
-    let prev = read.last_xfer.insert(jump.from, jump.xfer).unwrap_or(0);
+    let prev = read
+        .last_xfer
+        .insert(jump.from, jump.xfer)
+        .unwrap_or_default();
     if jump.xfer <= prev {
         return Err(format!(
             "jump {from}:{} is out of order or repeated",
@@ -467,7 +472,11 @@ fn sort_jump(
             jump.to.slug(galaxy)
         ));
     };
-    let landed = dest.landed_upto.get(&jump.from).copied().unwrap_or(0);
+    let landed = dest
+        .landed_upto
+        .get(&jump.from)
+        .copied()
+        .unwrap_or_default();
     if jump.xfer > landed {
         read.landings.entry(jump.to).or_default().push(jump);
     }
@@ -495,7 +504,7 @@ fn settle_all(
 fn void_lost_prepares(
     galaxy: &Galaxy,
     all: &mut Systems,
-    voids: BTreeMap<InstanceId, Vec<u64>>,
+    voids: BTreeMap<InstanceId, Vec<Xfer>>,
     report: &mut RecoveryReport,
 ) -> Result<(), MeshError> {
     for (at, xfers) in voids {
@@ -516,11 +525,11 @@ fn void_lost_prepares(
 fn settle_prepared_jumps(
     galaxy: &Galaxy,
     all: &mut Systems,
-    committed: &BTreeSet<(InstanceId, u64)>,
+    committed: &BTreeSet<(InstanceId, Xfer)>,
     report: &mut RecoveryReport,
 ) -> Result<(), MeshError> {
     for sys in all.values_mut() {
-        let xfers: Vec<u64> = sys.state.departing.keys().copied().collect();
+        let xfers: Vec<Xfer> = sys.state.departing.keys().copied().collect();
         let mut events = Vec::with_capacity(xfers.len());
         for xfer in xfers {
             if committed.contains(&(sys.state.instance_id(), xfer)) {
@@ -545,7 +554,7 @@ fn settle_escrowed_trades(
     all: &mut Systems,
     report: &mut RecoveryReport,
 ) -> Result<(), MeshError> {
-    let outcomes: BTreeMap<(SystemId, u16, u64), u64> = all
+    let outcomes: BTreeMap<(SystemId, u16, EscrowId), u64> = all
         .values()
         .filter(|r| r.state.is_primary())
         .flat_map(|r| {
@@ -556,7 +565,7 @@ fn settle_escrowed_trades(
         .collect();
     for sys in all.values_mut().filter(|r| !r.state.is_primary()) {
         let (system, n) = (sys.state.id, sys.state.instance);
-        let open: Vec<u64> = sys.state.escrows.keys().copied().collect();
+        let open: Vec<EscrowId> = sys.state.escrows.keys().copied().collect();
         let mut events = Vec::with_capacity(open.len());
         for id in open {
             let total = outcomes.get(&(system, n, id)).copied();
@@ -569,7 +578,7 @@ fn settle_escrowed_trades(
         settle_all(galaxy, sys, events)?;
     }
     for sys in all.values_mut().filter(|r| r.state.is_primary()) {
-        let done: Vec<(u16, u64)> = sys.state.remote_trades.keys().copied().collect();
+        let done: Vec<(u16, EscrowId)> = sys.state.remote_trades.keys().copied().collect();
         let events = done
             .into_iter()
             .map(|(instance, escrow)| Event::RemoteTradeDone { instance, escrow });
@@ -643,12 +652,12 @@ fn catch_up_player_logs(
 }
 
 /// Applies and logs a settling event decided by recovery (and projects it).
-fn settle(galaxy: &Galaxy, sys: &mut RecoveredSystem, event: Event) -> Result<u64, LogError> {
+fn settle(galaxy: &Galaxy, sys: &mut RecoveredSystem, event: Event) -> Result<Seq, LogError> {
     let t = sys.state.tick;
     if let Err(e) = sys.state.apply(t, &event) {
         panic!("BUG: settling what a crash left open does not apply: {e} ({event:?})");
     }
-    let version = sys.state.version_after(&event).unwrap_or(0);
+    let version = sys.state.version_after(&event).unwrap_or_default();
     let id = sys.state.instance_id();
     let seq = sys.log.append(event_kind(&event), |l| {
         encode_event(l, galaxy, id, t, &event, version)
@@ -656,7 +665,7 @@ fn settle(galaxy: &Galaxy, sys: &mut RecoveredSystem, event: Event) -> Result<u6
     if let Some(name) = event.player() {
         sys.projections.push(Projected {
             player: name.to_string(),
-            version,
+            version: version.0,
             line: player_line(galaxy, id, t, &event, version, seq),
         });
     }
@@ -669,6 +678,7 @@ mod tests {
     use crate::audit::audit;
     use crate::codec::encode_jump;
     use sim::goods::Good;
+    use sim::ids::{Tick, Version};
     use sim::market::{Order, Side};
     use sim::player::Player;
     use sim::rules::Rules;
@@ -696,9 +706,9 @@ mod tests {
             Writing { at, state, log }
         }
 
-        fn record(&mut self, galaxy: &Galaxy, t: u64, event: Event) {
+        fn record(&mut self, galaxy: &Galaxy, t: Tick, event: Event) {
             self.state.apply(t, &event).unwrap();
-            let v = self.state.version_after(&event).unwrap_or(0);
+            let v = self.state.version_after(&event).unwrap_or_default();
             let at = self.at;
             let seq = self
                 .log
@@ -749,23 +759,31 @@ mod tests {
         let ann = Player::starter("Ann", &Rules::default());
         let credits = ann.credits;
         let key = "k".to_string();
-        p.record(galaxy, 1, Event::Join { player: ann, key });
-        p.record(galaxy, 2, Event::Split { instance: 2 });
-        p.record(galaxy, 3, p.state.decide_move(galaxy, "Ann", 2).unwrap());
-        let d = p.state.departing[&1].clone();
+        p.record(galaxy, Tick(1), Event::Join { player: ann, key });
+        p.record(galaxy, Tick(2), Event::Split { instance: 2 });
+        p.record(
+            galaxy,
+            Tick(3),
+            p.state.decide_move(galaxy, "Ann", 2).unwrap(),
+        );
+        let d = p.state.departing[&Xfer(1)].clone();
         let jump = Jump {
             from: sol,
-            xfer: 1,
+            xfer: Xfer(1),
             to: two,
-            t: 3,
+            t: Tick(3),
             travel_ticks: 0,
             player: d.player.clone(),
-            tseq: 0,
+            tseq: Seq(0),
         };
         let transitions = committed(datadir, galaxy, &jump);
-        p.record(galaxy, 4, Event::DepartDone { xfer: 1 });
+        p.record(galaxy, Tick(4), Event::DepartDone { xfer: Xfer(1) });
         let mut i = Writing::open(datadir, galaxy, two);
-        i.record(galaxy, 1, i.state.decide_arrive(sol, 1, &d.player).unwrap());
+        i.record(
+            galaxy,
+            Tick(1),
+            i.state.decide_arrive(sol, Xfer(1), &d.player).unwrap(),
+        );
         let order = Order {
             side: Side::Buy,
             good: Good::Ore,
@@ -774,17 +792,17 @@ mod tests {
         };
         i.record(
             galaxy,
-            2,
+            Tick(2),
             i.state.decide_escrow(galaxy, "Ann", &order).unwrap(),
         );
         let mut paid = 0;
         if taken {
-            let req = i.state.escrow_request(1).unwrap();
+            let req = i.state.escrow_request(EscrowId(1)).unwrap();
             let remote = p.state.decide_remote_trade(galaxy, &req).unwrap();
             if let Event::RemoteTrade { trade, .. } = &remote {
                 paid = trade.total_cr;
             }
-            p.record(galaxy, 5, remote);
+            p.record(galaxy, Tick(5), remote);
         }
         for log in [p.log, i.log, transitions] {
             log.close().unwrap();
@@ -802,7 +820,7 @@ mod tests {
         let ann = Player::starter("Ann", &Rules::default());
         p.record(
             galaxy,
-            1,
+            Tick(1),
             Event::Join {
                 player: ann,
                 key: "k".into(),
@@ -812,15 +830,15 @@ mod tests {
         let depart = p.state.decide_depart(galaxy, "Ann", to).unwrap();
         // Applied to a copy only: the crash lost the record.
         let mut lost = p.state.clone();
-        lost.apply(2, &depart).unwrap();
+        lost.apply(Tick(2), &depart).unwrap();
         let jump = Jump {
             from: sol,
-            xfer: 1,
+            xfer: Xfer(1),
             to: InstanceId::primary(to),
-            t: 2,
+            t: Tick(2),
             travel_ticks: 0,
-            player: lost.departing[&1].player.clone(),
-            tseq: 0,
+            player: lost.departing[&Xfer(1)].player.clone(),
+            tseq: Seq(0),
         };
         let transitions = committed(datadir, galaxy, &jump);
         for log in [p.log, transitions] {
@@ -852,7 +870,7 @@ mod tests {
             let player = Player::starter(name, &Rules::default());
             p.record(
                 &galaxy,
-                1,
+                Tick(1),
                 Event::Join {
                     player,
                     key: "k".into(),
@@ -861,18 +879,18 @@ mod tests {
         }
         p.record(
             &galaxy,
-            2,
+            Tick(2),
             p.state.decide_depart(&galaxy, "Ann", to).unwrap(),
         );
         // Ann's jump is committed and takes 2 ticks (the server ran with travel times then).
         let jump = Jump {
             from: sol,
-            xfer: 1,
+            xfer: Xfer(1),
             to: InstanceId::primary(to),
-            t: 2,
+            t: Tick(2),
             travel_ticks: 2,
-            player: p.state.departing[&1].player.clone(),
-            tseq: 0,
+            player: p.state.departing[&Xfer(1)].player.clone(),
+            tseq: Seq(0),
         };
         let transitions = committed(&datadir, &galaxy, &jump);
         for log in [p.log, transitions] {
@@ -929,9 +947,13 @@ mod tests {
         let sol = &r.systems[home].state;
         let ann = &sol.players["Ann"];
         assert_eq!(ann.fuel, Player::starter("Ann", &Rules::default()).fuel);
-        assert_eq!(ann.version, 1, "her history goes on from her join");
-        assert_eq!(sol.next_xfer, 2, "the void number is never used again");
-        assert!(sol.voided.contains(&1));
+        assert_eq!(ann.version, Version(1), "her history goes on from her join");
+        assert_eq!(
+            sol.next_xfer,
+            Xfer(2),
+            "the void number is never used again"
+        );
+        assert!(sol.voided.contains(&Xfer(1)));
         close(r);
         let after = audit(&datadir, &galaxy);
         assert!(after.ok(), "after recovery: {:?}", after.problems);
@@ -1057,7 +1079,7 @@ mod tests {
         for (t, name) in (1..).zip(old_names) {
             let player = Player::starter(name, &Rules::default());
             let key = format!("key of {name}");
-            p.record(&galaxy, t, Event::Join { player, key });
+            p.record(&galaxy, Tick(t), Event::Join { player, key });
         }
         p.log.close().unwrap();
 

@@ -13,6 +13,7 @@ use super::economy::{unix_ms, EconomyView, HeardPrices};
 use super::shard::Command;
 use super::{Mesh, MeshError};
 use sim::galaxy::SystemId;
+use sim::ids::Xfer;
 use sim::instance::InstanceId;
 use sim::market::Order;
 use sim::player::Player;
@@ -150,7 +151,7 @@ impl Mesh {
     pub async fn in_flight(
         &self,
         from: InstanceId,
-        xfer: u64,
+        xfer: Xfer,
         to: InstanceId,
     ) -> Result<Option<InFlight>, MeshError> {
         self.ask_at(to, |reply| Command::Incoming { from, xfer, reply })

@@ -24,7 +24,7 @@ pub fn player(p: Player) -> api::Player {
         fuel_capacity: p.fuel_capacity,
         hull: p.hull,
         hold: p.hold,
-        version: p.version,
+        version: p.version.0,
     }
 }
 
@@ -126,15 +126,15 @@ pub fn shard_status(s: ShardStatus) -> api::ShardStatus {
         population: s.population,
         departing: s.departing,
         in_transit_towards: s.in_transit_towards,
-        tick: s.tick,
+        tick: s.tick.0,
         tick_p50_us: s.tick_p50_us,
         tick_p99_us: s.tick_p99_us,
         tick_late_p50_us: s.tick_late_p50_us,
         tick_late_p99_us: s.tick_late_p99_us,
         dilation: s.dilation,
         tick_period_us: s.tick_period_us,
-        log_durable_seq: s.log_durable_seq,
-        log_next_seq: s.log_next_seq,
+        log_durable_seq: s.log_durable_seq.0,
+        log_next_seq: s.log_next_seq.0,
         state_hash: s.state_hash,
         failed: s.failed,
     }

@@ -7,6 +7,7 @@
 //! player, the transfer, the escrow or the tick concerned. Never does I/O.
 
 use crate::goods::{Cargo, CargoError, Good};
+use crate::ids::{EscrowId, Tick, Xfer};
 use crate::market::{Side, TradeError};
 
 /// A logged event that cannot apply to the state: the log and the state disagree. Nothing
@@ -15,7 +16,7 @@ use crate::market::{Side, TradeError};
 pub enum ApplyError {
     // Order and presence.
     #[error("tick {tick} is before the state's tick {state_tick}")]
-    TickBefore { tick: u64, state_tick: u64 },
+    TickBefore { tick: Tick, state_tick: Tick },
     #[error("'{player}' acts while shot down")]
     ActsWhileShotDown { player: String },
     #[error("'{player}' is not here")]
@@ -40,7 +41,7 @@ pub enum ApplyError {
     },
     #[error("transfer {xfer} from system {system} (instance {instance}) landed twice")]
     LandedTwice {
-        xfer: u64,
+        xfer: Xfer,
         system: u16,
         instance: u16,
     },
@@ -49,7 +50,7 @@ pub enum ApplyError {
 
     // Transfers (jumps and moves between instances).
     #[error("transfer {xfer} where {next} was next")]
-    TransferOutOfOrder { xfer: u64, next: u64 },
+    TransferOutOfOrder { xfer: Xfer, next: Xfer },
     #[error("'{player}' departs with too little fuel")]
     TooLittleFuel { player: String },
     #[error("a jump lands in instance {instance} of another system")]
@@ -57,13 +58,13 @@ pub enum ApplyError {
     #[error("no move to instance {to} from instance {from}")]
     NoMove { to: u16, from: u16 },
     #[error("transfer {xfer} is not departing")]
-    NotDeparting { xfer: u64 },
+    NotDeparting { xfer: Xfer },
     #[error("transfer {xfer} cannot be void: it was prepared here ({next} is next)")]
-    VoidOfPrepared { xfer: u64, next: u64 },
+    VoidOfPrepared { xfer: Xfer, next: Xfer },
     #[error("transfer {xfer} is not '{player}''s")]
-    NotTheirTransfer { xfer: u64, player: String },
+    NotTheirTransfer { xfer: Xfer, player: String },
     #[error("aborted transfer {xfer}: player is here twice")]
-    AbortedWhileHere { xfer: u64 },
+    AbortedWhileHere { xfer: Xfer },
 
     // Trades and the economy.
     #[error("trade by '{player}' in an instance")]
@@ -82,19 +83,19 @@ pub enum ApplyError {
     TradeTotal { logged_cr: u64, actual_cr: u64 },
     #[error("economy step {from}..{to} at tick {tick} (market at {market_tick})")]
     EconomyOutOfOrder {
-        from: u64,
-        to: u64,
-        tick: u64,
-        market_tick: u64,
+        from: Tick,
+        to: Tick,
+        tick: Tick,
+        market_tick: Tick,
     },
     #[error("economy step {from}..{to} does not match this market")]
-    EconomyMismatch { from: u64, to: u64 },
+    EconomyMismatch { from: Tick, to: Tick },
 
     // Combat, wrecks and loot.
     #[error("'{player}' engages '{target}', who is not here")]
     TargetNotHere { player: String, target: String },
     #[error("combat at tick {tick} does not match this state")]
-    CombatMismatch { tick: u64 },
+    CombatMismatch { tick: Tick },
     #[error("'{target}' has {hull_points} hull; {damage_points} damage cannot leave {hull_after}")]
     HullMismatch {
         target: String,
@@ -110,7 +111,7 @@ pub enum ApplyError {
         expected: Option<u64>,
     },
     #[error("respawn jump where {next} was next")]
-    RespawnOutOfOrder { next: u64 },
+    RespawnOutOfOrder { next: Xfer },
     #[error("'{player}''s wreck evicts another cargo")]
     WrongEviction { player: String },
     #[error("loot of wreck {wreck}, which is not here")]
@@ -126,40 +127,40 @@ pub enum ApplyError {
 
     // Escrows (an instance's trades with its primary's market).
     #[error("escrow {escrow} of '{player}' cannot open here")]
-    EscrowCannotOpen { escrow: u64, player: String },
+    EscrowCannotOpen { escrow: EscrowId, player: String },
     #[error("escrow of '{player}': {why}")]
     EscrowCargo { player: String, why: CargoError },
     #[error("escrow of '{player}' holds more than they have")]
     EscrowHoldsTooMuch { player: String },
     #[error("escrow {escrow} of '{player}' is not open here")]
-    EscrowNotOpen { escrow: u64, player: String },
+    EscrowNotOpen { escrow: EscrowId, player: String },
     #[error("escrow {escrow} settles for '{player}', who is not here")]
-    EscrowSettlesAbsent { escrow: u64, player: String },
+    EscrowSettlesAbsent { escrow: EscrowId, player: String },
     #[error("escrow {escrow} of '{player}' overflows")]
-    EscrowOverflows { escrow: u64, player: String },
+    EscrowOverflows { escrow: EscrowId, player: String },
     #[error("escrow {escrow} paid {total_cr}, more than it held")]
-    EscrowOverpaid { escrow: u64, total_cr: u64 },
+    EscrowOverpaid { escrow: EscrowId, total_cr: u64 },
     #[error("escrow {escrow} holds another quantity than it sold")]
-    EscrowQuantity { escrow: u64 },
+    EscrowQuantity { escrow: EscrowId },
     #[error("escrow {escrow} overfills '{player}''s hold")]
-    EscrowOverfillsHold { escrow: u64, player: String },
+    EscrowOverfillsHold { escrow: EscrowId, player: String },
     #[error("trade of escrow {instance}:{escrow} cannot apply here")]
-    RemoteTradeCannotApply { instance: u16, escrow: u64 },
+    RemoteTradeCannotApply { instance: u16, escrow: EscrowId },
     #[error("trade of escrow {instance}:{escrow}: {why}")]
     RemoteTradeRefused {
         instance: u16,
-        escrow: u64,
+        escrow: EscrowId,
         why: TradeError,
     },
     #[error("trade of escrow {instance}:{escrow} was decided at {logged_cr} cr but comes to {actual_cr}")]
     RemoteTradeTotal {
         instance: u16,
-        escrow: u64,
+        escrow: EscrowId,
         logged_cr: u64,
         actual_cr: u64,
     },
     #[error("escrow {instance}:{escrow} was never traded here")]
-    NeverTraded { instance: u16, escrow: u64 },
+    NeverTraded { instance: u16, escrow: EscrowId },
 }
 
 /// A saved state (a snapshot's market or wrecks) outside what the rules allow.

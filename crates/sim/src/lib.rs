@@ -7,6 +7,7 @@ pub mod combat;
 pub mod economy;
 pub mod galaxy;
 pub mod goods;
+pub mod ids;
 pub mod instance;
 pub mod market;
 pub mod names;

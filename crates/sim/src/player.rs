@@ -7,6 +7,7 @@ use serde::Serialize;
 
 use super::combat::BASIC_SHIP_HULL_POINTS;
 use super::goods::{Cargo, BASIC_SHIP_HOLD_UNITS};
+use super::ids::Version;
 use super::rules::Rules;
 
 pub use super::names::{validate_name, NameError, MAX_NAME_CHARS};
@@ -35,7 +36,7 @@ pub struct Player {
     /// event about them, whichever log it is in, so the events of one player, gathered from all
     /// logs and sorted by it, are their history; a gap or a repeat is a lost or duplicated
     /// player, which `mltrader check` reports.
-    pub version: u64,
+    pub version: Version,
 }
 
 impl Player {
@@ -49,7 +50,7 @@ impl Player {
             hull: BASIC_SHIP_HULL_POINTS,
             hold: BASIC_SHIP_HOLD_UNITS,
             cargo: Cargo::new(),
-            version: 1,
+            version: Version(1),
         }
     }
 
@@ -64,7 +65,7 @@ impl Player {
             hull: BASIC_SHIP_HULL_POINTS,
             hold: BASIC_SHIP_HOLD_UNITS,
             cargo: Cargo::new(),
-            version: self.version + 1,
+            version: self.version.next(),
         }
     }
 

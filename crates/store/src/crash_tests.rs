@@ -34,6 +34,7 @@ use super::disk::{Fault, SimFile};
 use super::log::{Log, LogError};
 use super::record::{Line, Record};
 use super::scan::{scan, ScanOutcome, ScanStart};
+use crate::seq::Seq;
 
 /// The name the workload's log is opened under; every failure message must carry it.
 const LOG_NAME: &str = "systems/crash-test.log";
@@ -191,11 +192,13 @@ fn run_thread(log: &Log, ops: &[Op]) -> ThreadOutcome {
         let appended = match op {
             Op::One(r) => log
                 .append(r.kind, |l| r.encode(l))
-                .map(|s| vec![(s, r.clone())]),
+                .map(|s| vec![(s.0, r.clone())]),
             Op::Batch(rs) => log
                 .append_batch(rs, |r| r.kind, |r, l| r.encode(l))
                 .map(|last| {
-                    let last = last.expect("a non-empty batch has a last sequence number");
+                    let last = last
+                        .expect("a non-empty batch has a last sequence number")
+                        .0;
                     let first = last + 1 - rs.len() as u64;
                     (first..=last).zip(rs.iter().cloned()).collect()
                 }),
@@ -209,7 +212,7 @@ fn run_thread(log: &Log, ops: &[Op]) -> ThreadOutcome {
         };
         let (first, last) = (recs[0].0, recs[recs.len() - 1].0);
         t.appended.extend(recs);
-        match log.wait_durable(last) {
+        match log.wait_durable(Seq(last)) {
             Ok(()) => t.waits.push(Wait {
                 first,
                 last,
@@ -251,7 +254,7 @@ fn run_workload(work: &Workload, file: &SimFile, next_seq: u64) -> Run {
         waits: Vec::new(),
         append_errors: Vec::new(),
         refused_after_failure: Vec::new(),
-        durable_seq: log.durable_seq(),
+        durable_seq: log.durable_seq().0,
         late_append: None,
         close: Ok(0),
     };
@@ -272,9 +275,9 @@ fn run_workload(work: &Workload, file: &SimFile, next_seq: u64) -> Run {
         run.refused_after_failure.extend(t.refused_after_failure);
     }
     if run.waits.iter().any(|w| w.result.is_err()) {
-        run.late_append = Some(log.append("chat", |_| {}));
+        run.late_append = Some(log.append("chat", |_| {}).map(|s| s.0));
     }
-    run.close = log.close();
+    run.close = log.close().map(|s| s.0);
     run
 }
 
@@ -447,7 +450,7 @@ fn reopen_and_extend(image: &[u8], out: &ScanOutcome, what: &str) -> Result<(), 
         let seq = log
             .append(r.kind, |l| r.encode(l))
             .map_err(|e| e.to_string())?;
-        if seq != next + i as u64 {
+        if seq != Seq(next + i as u64) {
             return Err(format!(
                 "{what}: reopened log gave {seq}, expected {}",
                 next + i as u64
@@ -455,9 +458,10 @@ fn reopen_and_extend(image: &[u8], out: &ScanOutcome, what: &str) -> Result<(), 
         }
     }
     let last = next + extra.len() as u64 - 1;
-    log.wait_durable(last).map_err(|e| format!("{what}: {e}"))?;
+    log.wait_durable(Seq(last))
+        .map_err(|e| format!("{what}: {e}"))?;
     match log.close() {
-        Ok(s) if s == last => {}
+        Ok(s) if s == Seq(last) => {}
         other => return Err(format!("{what}: reopened close gave {other:?}")),
     }
     let s = file.lock();

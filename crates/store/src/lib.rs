@@ -13,4 +13,5 @@ pub mod disk;
 pub mod log;
 pub mod record;
 pub mod scan;
+pub mod seq;
 pub mod snapshot;

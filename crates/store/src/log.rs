@@ -19,6 +19,7 @@ use std::thread::JoinHandle;
 use super::disk::{AppendFile, RealFile};
 use super::record::Line;
 use super::scan::{scan, Corruption, ScanOutcome, ScanStart, TornTail};
+use super::seq::Seq;
 
 /// Appenders wait when this many bytes are pending and not yet written: memory stays bounded
 /// when the disk is slower than the appenders.
@@ -293,7 +294,7 @@ impl Log {
     /// Appends one record: `encode` writes its fields onto a [`Line`] that already carries the
     /// sequence number and `kind`. Returns the sequence number; the record is durable only once
     /// [`Log::wait_durable`] or [`Log::durable`] says so.
-    pub fn append(&self, kind: &str, encode: impl FnOnce(&mut Line<'_>)) -> Result<u64, LogError> {
+    pub fn append(&self, kind: &str, encode: impl FnOnce(&mut Line<'_>)) -> Result<Seq, LogError> {
         let mut p = self.reserve()?;
         let seq = p.next.next_seq;
         let before = p.buf.len();
@@ -307,7 +308,7 @@ impl Log {
         let added = (p.buf.len() - before) as u64;
         p.advance(added);
         self.wake_committer(p);
-        Ok(seq)
+        Ok(Seq(seq))
     }
 
     /// Appends several records under one lock: `encode` is called with the sequence number of
@@ -317,7 +318,7 @@ impl Log {
         items: &[T],
         kind: impl Fn(&T) -> &'static str,
         encode: impl Fn(&T, &mut Line<'_>),
-    ) -> Result<Option<u64>, LogError> {
+    ) -> Result<Option<Seq>, LogError> {
         Ok(self
             .append_batch_at(items, kind, encode)?
             .map(|(_, last)| last))
@@ -329,7 +330,7 @@ impl Log {
         items: &[T],
         kind: impl Fn(&T) -> &'static str,
         encode: impl Fn(&T, &mut Line<'_>),
-    ) -> Result<Option<(Position, u64)>, LogError> {
+    ) -> Result<Option<(Position, Seq)>, LogError> {
         if items.is_empty() {
             return Ok(None);
         }
@@ -350,7 +351,7 @@ impl Log {
         }
         let last = p.next.next_seq - 1;
         self.wake_committer(p);
-        Ok(Some((start, last)))
+        Ok(Some((start, Seq(last))))
     }
 
     /// Releases the pending lock, waking the committer if it sleeps for lack of work.
@@ -388,8 +389,8 @@ impl Log {
     }
 
     /// Highest sequence number known durable.
-    pub fn durable_seq(&self) -> u64 {
-        self.shared.durable_seq.load(Ordering::SeqCst)
+    pub fn durable_seq(&self) -> Seq {
+        Seq(self.shared.durable_seq.load(Ordering::SeqCst))
     }
 
     /// Where the next record will go. Exact only while no one else appends (a shard asks this
@@ -399,7 +400,7 @@ impl Log {
     }
 
     /// Blocks until record `seq` is durable.
-    pub fn wait_durable(&self, seq: u64) -> Result<(), LogError> {
+    pub fn wait_durable(&self, seq: Seq) -> Result<(), LogError> {
         if self.durable_seq() >= seq {
             return Ok(());
         }
@@ -427,7 +428,7 @@ impl Log {
     }
 
     /// Waits (async) until record `seq` is durable.
-    pub fn durable(&self, seq: u64) -> Durable<'_> {
+    pub fn durable(&self, seq: Seq) -> Durable<'_> {
         Durable { log: self, seq }
     }
 
@@ -441,7 +442,7 @@ impl Log {
 
     /// Flushes everything appended, stops the committer, and returns the last durable sequence
     /// number (or the failure).
-    pub fn close(&self) -> Result<u64, LogError> {
+    pub fn close(&self) -> Result<Seq, LogError> {
         self.committer.tell_to_close();
         let handle = self
             .committer
@@ -467,7 +468,7 @@ fn short_name(path: &str) -> String {
 /// The future of [`Log::durable`]: ready once record `seq` is durable, or the log failed.
 pub struct Durable<'a> {
     log: &'a Log,
-    seq: u64,
+    seq: Seq,
 }
 
 impl std::future::Future for Durable<'_> {
@@ -485,7 +486,7 @@ impl std::future::Future for Durable<'_> {
             .waiters
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .push((self.seq, cx.waker().clone()));
+            .push((self.seq.0, cx.waker().clone()));
         // The committer may have published between the check and the registration.
         if self.log.durable_seq() >= self.seq {
             return Poll::Ready(Ok(()));
@@ -637,7 +638,7 @@ mod tests {
     use super::*;
     use crate::disk::{Fault, SimFile};
 
-    fn append_n(log: &Log, n: u64) -> Vec<u64> {
+    fn append_n(log: &Log, n: u64) -> Vec<Seq> {
         (0..n)
             .map(|i| {
                 log.append("test", |l| {
@@ -653,12 +654,12 @@ mod tests {
         let file = SimFile::default();
         let log = Log::with_file("sim".into(), Box::new(file.clone()), 1);
         let seqs = append_n(&log, 100);
-        assert_eq!(seqs, (1..=100).collect::<Vec<_>>());
-        log.wait_durable(100).unwrap();
+        assert_eq!(seqs, (1..=100).map(Seq).collect::<Vec<_>>());
+        log.wait_durable(Seq(100)).unwrap();
         let durable = file.lock().durable.clone();
         let out = scan(&durable, ScanStart::BEGINNING, |_| Ok(())).unwrap();
         assert_eq!(out.records, 100);
-        assert_eq!(log.close().unwrap(), 100);
+        assert_eq!(log.close().unwrap(), Seq(100));
     }
 
     /// Dropping every handle without `close` makes the committer write and sync what was
@@ -801,7 +802,7 @@ mod tests {
         for t in tasks {
             t.await.unwrap().unwrap();
         }
-        assert_eq!(log.durable_seq(), 50);
+        assert_eq!(log.durable_seq(), Seq(50));
         log.close().unwrap();
     }
 
@@ -812,9 +813,9 @@ mod tests {
         let (log, opened) = Log::open(&path, ScanStart::BEGINNING, |_| Ok(())).unwrap();
         assert_eq!(opened.scan.records, 0);
         let seqs = append_n(&log, 5);
-        log.wait_durable(5).unwrap();
+        log.wait_durable(Seq(5)).unwrap();
         log.close().unwrap();
-        assert_eq!(seqs.last(), Some(&5));
+        assert_eq!(seqs.last(), Some(&Seq(5)));
         // Tear a write.
         use std::io::Write;
         let mut f = std::fs::OpenOptions::new()
@@ -827,8 +828,8 @@ mod tests {
         assert_eq!(opened.scan.records, 5);
         assert_eq!(opened.cut.as_ref().map(|t| t.line), Some(6));
         let seq = log.append("test", |_| {}).unwrap();
-        assert_eq!(seq, 6);
-        log.wait_durable(6).unwrap();
+        assert_eq!(seq, Seq(6));
+        log.wait_durable(Seq(6)).unwrap();
         log.close().unwrap();
         let out = read_and_scan(&path, ScanStart::BEGINNING, |_| Ok(())).unwrap();
         assert_eq!((out.records, out.torn), (6, None));

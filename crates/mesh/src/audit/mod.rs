@@ -49,6 +49,7 @@ pub mod live;
 use super::codec::{decode_event, decode_jump, decode_state_record, Jump};
 use sim::galaxy::{Galaxy, SystemId};
 use sim::goods::{Cargo, GOOD_COUNT};
+use sim::ids::{EscrowId, Tick, Xfer};
 use sim::instance::InstanceId;
 use sim::system::{Event, SystemState};
 use store::datadir::{archived_segments, DataDir};
@@ -105,7 +106,7 @@ impl AuditReport {
 #[derive(Default)]
 struct Ledger {
     /// Trades of instances' escrows the primaries' markets took, by escrow.
-    remote: HashMap<(InstanceId, u64), sim::market::Trade>,
+    remote: HashMap<(InstanceId, EscrowId), sim::market::Trade>,
     credits_made: u128,
     credits_destroyed: u128,
     goods_made: [u128; GOOD_COUNT],
@@ -167,7 +168,7 @@ struct JumpSeen {
 #[derive(Default)]
 struct Tally {
     /// Every jump of the transition log, by origin and transfer id.
-    jumps: HashMap<(InstanceId, u64), JumpSeen>,
+    jumps: HashMap<(InstanceId, Xfer), JumpSeen>,
     players: HashMap<String, Track>,
     ledger: Ledger,
     snapshot_upto: SnapshotUpto,
@@ -285,7 +286,7 @@ fn check_instance_logs(
     galaxy: &Galaxy,
     id: SystemId,
     (logs, split): (&BTreeSet<u16>, &BTreeSet<u16>),
-    jumps: &HashMap<(InstanceId, u64), JumpSeen>,
+    jumps: &HashMap<(InstanceId, Xfer), JumpSeen>,
     r: &mut AuditReport,
 ) {
     for n in logs.difference(split) {
@@ -375,7 +376,7 @@ fn count_escrows(
     goods_held: &mut [u128; GOOD_COUNT],
     r: &mut AuditReport,
 ) {
-    let outcomes_kept: std::collections::HashSet<(InstanceId, u64)> = states
+    let outcomes_kept: std::collections::HashSet<(InstanceId, EscrowId)> = states
         .iter()
         .filter(|s| s.is_primary())
         .flat_map(|s| {
@@ -389,7 +390,7 @@ fn count_escrows(
         for (id, e) in &s.escrows {
             let at = s.instance_id();
             let good = e.order.good.index();
-            let text = crate::codec::xfer_text(galaxy, at, *id);
+            let text = crate::codec::escrow_text(galaxy, at, *id);
             match ledger.remote.get(&(at, *id)) {
                 Some(t) => {
                     if !outcomes_kept.contains(&(at, *id)) {
@@ -561,8 +562,8 @@ fn read_jumps(
     datadir: &DataDir,
     galaxy: &Galaxy,
     r: &mut AuditReport,
-) -> HashMap<(InstanceId, u64), JumpSeen> {
-    let mut jumps: HashMap<(InstanceId, u64), JumpSeen> = HashMap::new();
+) -> HashMap<(InstanceId, Xfer), JumpSeen> {
+    let mut jumps: HashMap<(InstanceId, Xfer), JumpSeen> = HashMap::new();
     let tlog = datadir.transitions_log();
     let mut notes = Vec::new();
     let paths = segments(&datadir.archive_root(), "transitions", tlog, &mut notes);
@@ -844,7 +845,7 @@ pub(crate) fn segments(
 
 /// What one system's replay reads from, and feeds, the other logs' audit.
 struct CrossLog<'a> {
-    jumps: &'a mut HashMap<(InstanceId, u64), JumpSeen>,
+    jumps: &'a mut HashMap<(InstanceId, Xfer), JumpSeen>,
     players: &'a mut HashMap<String, Track>,
     ledger: &'a mut Ledger,
     /// The instances the log opens (a primary's).
@@ -946,7 +947,7 @@ fn replay_log(
     r: &mut AuditReport,
     state: &mut SystemState,
     snapshots: &Snapshots,
-    mut visit: impl FnMut(&mut SystemState, u64, u64, &Event) -> Result<(), String>,
+    mut visit: impl FnMut(&mut SystemState, u64, Tick, &Event) -> Result<(), String>,
 ) -> Option<u64> {
     let slug = id.slug(galaxy);
     let paths = segments(
@@ -998,10 +999,11 @@ fn check_event(
     galaxy: &Galaxy,
     id: InstanceId,
     event: &Event,
-    jumps: &mut HashMap<(InstanceId, u64), JumpSeen>,
+    jumps: &mut HashMap<(InstanceId, Xfer), JumpSeen>,
     ledger: &mut Ledger,
 ) -> Result<(), String> {
-    let xfer_text = |from: InstanceId, xfer: u64| crate::codec::xfer_text(galaxy, from, xfer);
+    let xfer_text = |from: InstanceId, xfer: Xfer| crate::codec::xfer_text(galaxy, from, xfer);
+    let escrow_text = |at: InstanceId, n: EscrowId| crate::codec::escrow_text(galaxy, at, n);
     match event {
         Event::DepartDone { xfer } if !jumps.contains_key(&(id, *xfer)) => Err(format!(
             "jump {} is marked done but the transition log does not hold it",
@@ -1024,7 +1026,7 @@ fn check_event(
                 return Err(format!("jump {text} lands in the wrong system"));
             }
             let mut expected = seen.jump.player.clone();
-            expected.version += 1;
+            expected.version = expected.version.next();
             if expected != *player {
                 return Err(format!(
                     "jump {text} lands with another state than it left with"
@@ -1077,7 +1079,7 @@ fn check_event(
             ledger.trades += 1;
             let at = InstanceId::new(id.system, *instance);
             if ledger.remote.insert((at, *escrow), *trade).is_some() {
-                return Err(format!("escrow {} traded twice", xfer_text(at, *escrow)));
+                return Err(format!("escrow {} traded twice", escrow_text(at, *escrow)));
             }
             Ok(())
         }
@@ -1087,18 +1089,18 @@ fn check_event(
             Some(t) if t.total_cr == *total_cr => Ok(()),
             Some(t) => Err(format!(
                 "escrow {} settles at {total_cr} cr but the market took it at {}",
-                xfer_text(id, *escrow),
+                escrow_text(id, *escrow),
                 t.total_cr
             )),
             None => Err(format!(
                 "escrow {} settles but the primary's market never took it",
-                xfer_text(id, *escrow)
+                escrow_text(id, *escrow)
             )),
         },
         Event::EscrowRefund { escrow, .. } if ledger.remote.contains_key(&(id, *escrow)) => {
             Err(format!(
                 "escrow {} is refunded but the primary's market took it",
-                xfer_text(id, *escrow)
+                escrow_text(id, *escrow)
             ))
         }
         _ => Ok(()),
@@ -1119,7 +1121,7 @@ fn track_event(
             .or_default()
             .versions
             .push(Version {
-                v,
+                v: v.0,
                 kind: crate::codec::event_kind(event),
                 log,
                 seq,

@@ -8,9 +8,12 @@
 //!
 //! Never does I/O, never changes what it is shown, never decides a rule of the game.
 
+use sim::ids::Xfer;
 use sim::instance::InstanceId;
 use sim::player::Player;
 use sim::system::SystemState;
+
+use store::seq::Seq;
 
 use crate::codec::Jump;
 
@@ -19,11 +22,11 @@ use crate::codec::Jump;
 #[error("jump protocol: transfer {xfer} of {from:?}: {what}")]
 pub struct Violation {
     pub from: InstanceId,
-    pub xfer: u64,
+    pub xfer: Xfer,
     pub what: String,
 }
 
-fn violation(from: InstanceId, xfer: u64, what: String) -> Result<(), Violation> {
+fn violation(from: InstanceId, xfer: Xfer, what: String) -> Result<(), Violation> {
     Err(Violation { from, xfer, what })
 }
 
@@ -67,7 +70,11 @@ pub fn prepared_by_origin(origin: &SystemState, jump: &Jump) -> Result<(), Viola
 /// Transfer numbers grow per origin: jumps leave an origin (and reach a destination) in the
 /// order of their numbers, which is what makes landing idempotent with one number per origin.
 /// `previous` is the number of the origin's jump seen last at this place, if any.
-pub fn transfer_grows(from: InstanceId, previous: Option<u64>, xfer: u64) -> Result<(), Violation> {
+pub fn transfer_grows(
+    from: InstanceId,
+    previous: Option<Xfer>,
+    xfer: Xfer,
+) -> Result<(), Violation> {
     match previous {
         Some(p) if xfer <= p => violation(from, xfer, format!("comes after transfer {p}")),
         _ => Ok(()),
@@ -77,9 +84,9 @@ pub fn transfer_grows(from: InstanceId, previous: Option<u64>, xfer: u64) -> Res
 /// Commit (`jump`, in the transition log): the record is numbered (it has its sequence number
 /// in the transition log), joins two different shards, and a batch's records follow each other.
 /// `previous_tseq` is the sequence number of the jump committed just before in the same batch.
-pub fn committed(jump: &Jump, previous_tseq: Option<u64>) -> Result<(), Violation> {
+pub fn committed(jump: &Jump, previous_tseq: Option<Seq>) -> Result<(), Violation> {
     let (from, xfer) = (jump.from, jump.xfer);
-    if jump.tseq == 0 {
+    if jump.tseq == Seq(0) {
         return violation(
             from,
             xfer,
@@ -90,7 +97,7 @@ pub fn committed(jump: &Jump, previous_tseq: Option<u64>) -> Result<(), Violatio
         return violation(from, xfer, "jumps to where it is".into());
     }
     match previous_tseq {
-        Some(p) if jump.tseq != p + 1 => {
+        Some(p) if jump.tseq != p.next() => {
             let what = format!("record {} follows record {p} of its batch", jump.tseq);
             violation(from, xfer, what)
         }
@@ -100,9 +107,9 @@ pub fn committed(jump: &Jump, previous_tseq: Option<u64>) -> Result<(), Violatio
 
 /// Commit, read back by the origin (`depart.done` about to be written): a committed jump's
 /// origin prepared it and still holds it.
-pub fn commit_was_prepared(origin: &SystemState, xfer: u64, tseq: u64) -> Result<(), Violation> {
+pub fn commit_was_prepared(origin: &SystemState, xfer: Xfer, tseq: Seq) -> Result<(), Violation> {
     let from = origin.instance_id();
-    if tseq == 0 {
+    if tseq == Seq(0) {
         return violation(
             from,
             xfer,
@@ -132,7 +139,7 @@ pub fn handed_to_its_destination(dest: &SystemState, jump: &Jump) -> Result<(), 
         );
         return violation(from, xfer, what);
     }
-    if jump.tseq == 0 {
+    if jump.tseq == Seq(0) {
         return violation(from, xfer, "handed over before its commit".into());
     }
     if let Some(&landed) = dest.landed_upto.get(&from) {
@@ -152,7 +159,7 @@ pub fn landing_follows_departure(jump: &Jump, landed: &Player) -> Result<(), Vio
         let what = format!("{} left, {} landed", jump.player.name, landed.name);
         return violation(from, xfer, what);
     }
-    if landed.version != jump.player.version + 1 {
+    if landed.version != jump.player.version.next() {
         let (left, now) = (jump.player.version, landed.version);
         return violation(
             from,
@@ -168,7 +175,7 @@ pub fn landing_follows_departure(jump: &Jump, landed: &Player) -> Result<(), Vio
 pub fn landed_here(dest: &SystemState, jump: &Jump) -> Result<(), Violation> {
     let (from, xfer) = (jump.from, jump.xfer);
     if dest.landed_upto.get(&from) != Some(&xfer) {
-        let upto = dest.landed_upto.get(&from);
+        let upto = dest.landed_upto.get(&from).map(|x| x.0);
         return violation(
             from,
             xfer,
@@ -188,7 +195,7 @@ pub fn landed_here(dest: &SystemState, jump: &Jump) -> Result<(), Violation> {
 /// Void (`depart.void`, written by recovery in the origin's log): only a jump whose prepare
 /// the origin never made durably is void: its number is one the origin has not given out, and
 /// it is not departing.
-pub fn void_was_never_prepared(origin: &SystemState, xfer: u64) -> Result<(), Violation> {
+pub fn void_was_never_prepared(origin: &SystemState, xfer: Xfer) -> Result<(), Violation> {
     let from = origin.instance_id();
     if origin.departing.contains_key(&xfer) {
         return violation(from, xfer, "void, but its origin holds it prepared".into());
@@ -207,6 +214,7 @@ pub fn void_was_never_prepared(origin: &SystemState, xfer: u64) -> Result<(), Vi
 mod tests {
     use super::*;
     use sim::galaxy::Galaxy;
+    use sim::ids::Tick;
     use sim::rules::Rules;
 
     /// Ann joined at home and prepared a jump to the first neighbour: the origin's state, the
@@ -216,20 +224,20 @@ mod tests {
         let rules = Rules::default();
         let mut home = SystemState::new(&g, g.home());
         let join = home.decide_join(&g, &rules, "ann", "k").unwrap();
-        home.apply(1, &join).unwrap();
+        home.apply(Tick(1), &join).unwrap();
         let to = g.neighbours(g.home())[0];
         let depart = home.decide_depart(&g, "ann", to).unwrap();
         let xfer = depart.prepared_xfer().unwrap();
-        home.apply(2, &depart).unwrap();
+        home.apply(Tick(2), &depart).unwrap();
         let d = &home.departing[&xfer];
         let jump = Jump {
             from: home.instance_id(),
             xfer,
             to: d.to,
-            t: 2,
+            t: Tick(2),
             travel_ticks: 3,
             player: d.player.clone(),
-            tseq: 9,
+            tseq: Seq(9),
         };
         (home, SystemState::new(&g, to), jump)
     }
@@ -255,7 +263,7 @@ mod tests {
             "another player"
         );
         let unknown = Jump {
-            xfer: jump.xfer + 1,
+            xfer: jump.xfer.next(),
             ..jump
         };
         assert!(
@@ -267,10 +275,10 @@ mod tests {
     #[test]
     fn transfer_numbers_grow_per_origin() {
         let (_, _, jump) = prepared();
-        assert_eq!(transfer_grows(jump.from, None, 1), Ok(()));
-        assert_eq!(transfer_grows(jump.from, Some(1), 2), Ok(()));
-        assert!(transfer_grows(jump.from, Some(2), 2).is_err());
-        let v = transfer_grows(jump.from, Some(5), 3).unwrap_err();
+        assert_eq!(transfer_grows(jump.from, None, Xfer(1)), Ok(()));
+        assert_eq!(transfer_grows(jump.from, Some(Xfer(1)), Xfer(2)), Ok(()));
+        assert!(transfer_grows(jump.from, Some(Xfer(2)), Xfer(2)).is_err());
+        let v = transfer_grows(jump.from, Some(Xfer(5)), Xfer(3)).unwrap_err();
         assert_eq!(v.what, "comes after transfer 5");
     }
 
@@ -278,14 +286,14 @@ mod tests {
     fn a_commit_is_a_numbered_record_of_a_prepared_jump() {
         let (home, dest, jump) = prepared();
         assert_eq!(committed(&jump, None), Ok(()));
-        assert_eq!(committed(&jump, Some(8)), Ok(()));
+        assert_eq!(committed(&jump, Some(Seq(8))), Ok(()));
         assert!(
-            committed(&jump, Some(9)).is_err(),
+            committed(&jump, Some(Seq(9))).is_err(),
             "records of a batch follow each other"
         );
         assert!(committed(
             &Jump {
-                tseq: 0,
+                tseq: Seq(0),
                 ..jump.clone()
             },
             None
@@ -300,7 +308,7 @@ mod tests {
         )
         .is_err());
         assert_eq!(commit_was_prepared(&home, jump.xfer, jump.tseq), Ok(()));
-        assert!(commit_was_prepared(&home, jump.xfer, 0).is_err());
+        assert!(commit_was_prepared(&home, jump.xfer, Seq(0)).is_err());
         assert!(commit_was_prepared(&dest, jump.xfer, jump.tseq).is_err());
     }
 
@@ -313,7 +321,7 @@ mod tests {
         assert!(handed_to_its_destination(
             &dest,
             &Jump {
-                tseq: 0,
+                tseq: Seq(0),
                 ..jump.clone()
             }
         )
@@ -343,7 +351,7 @@ mod tests {
         other.name = "bob".into();
         assert!(landing_follows_departure(&jump, &other).is_err());
         assert!(landed_here(&dest, &jump).is_err(), "not applied yet");
-        dest.apply(5, &arrive).unwrap();
+        dest.apply(Tick(5), &arrive).unwrap();
         assert_eq!(landed_here(&dest, &jump), Ok(()));
     }
 
@@ -351,7 +359,10 @@ mod tests {
     fn only_a_jump_never_prepared_is_void() {
         let (home, _, jump) = prepared();
         assert_eq!(void_was_never_prepared(&home, home.next_xfer), Ok(()));
-        assert_eq!(void_was_never_prepared(&home, home.next_xfer + 5), Ok(()));
+        assert_eq!(
+            void_was_never_prepared(&home, Xfer(home.next_xfer.0 + 5)),
+            Ok(())
+        );
         assert!(void_was_never_prepared(&home, jump.xfer).is_err());
     }
 
@@ -359,6 +370,6 @@ mod tests {
     #[should_panic(expected = "BUG: jump protocol: transfer 3")]
     fn a_broken_invariant_at_a_write_site_is_a_crash_naming_the_jump() {
         let (_, _, jump) = prepared();
-        must(transfer_grows(jump.from, Some(3), 3));
+        must(transfer_grows(jump.from, Some(Xfer(3)), Xfer(3)));
     }
 }

@@ -18,6 +18,7 @@ use crate::economy::{unix_ms, HeardPrices, Published};
 use crate::trading::{GoodQuote, LootAck, MarketView, Opponent, Ship, TradeAck, WreckView};
 use crate::MeshError;
 use sim::goods::Good;
+use sim::ids::EscrowId;
 use sim::instance::InstanceId;
 use sim::market::{Order, PriceReport};
 use sim::player::Player;
@@ -105,7 +106,7 @@ impl Shard {
     /// tell the primary it may forget the outcome.
     pub(super) fn escrow_answered(
         &mut self,
-        escrow: u64,
+        escrow: EscrowId,
         answer: RemoteAnswer,
         reply: Reply<TradeAck>,
     ) {
@@ -159,7 +160,7 @@ impl Shard {
     }
 
     /// Primary: instance `n` settled escrow `escrow`; the outcome is forgotten.
-    pub(super) fn remote_trade_done(&mut self, n: u16, escrow: u64) {
+    pub(super) fn remote_trade_done(&mut self, n: u16, escrow: EscrowId) {
         if !self.state.remote_trades.contains_key(&(n, escrow)) {
             return;
         }
@@ -255,7 +256,7 @@ impl Shard {
     /// view: gossip), and to the galaxy view. Never waits: a full queue skips a round.
     pub(super) fn gossip(&mut self) {
         let report = PriceReport {
-            tick: self.now,
+            tick: self.now.0,
             prices_cr: self.state.market.prices_cr(),
         };
         let at = unix_ms();
@@ -285,7 +286,7 @@ impl Shard {
             system: galaxy.name(self.id.system).to_string(),
             slug: galaxy.slug(self.id.system).to_string(),
             economy: self.state.kind.name(),
-            tick: self.now,
+            tick: self.now.0,
             till_cr: m.till_cr(),
             goods: Good::ALL
                 .iter()
@@ -327,7 +328,7 @@ impl Shard {
                 id,
                 pilot: w.pilot.clone(),
                 cargo: w.cargo.iter().map(|(g, q)| (g.name(), q)).collect(),
-                age_ms: self.now.saturating_sub(w.tick) * tick_ms,
+                age_ms: self.now.0.saturating_sub(w.tick) * tick_ms,
             })
             .collect()
     }

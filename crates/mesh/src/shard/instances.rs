@@ -13,6 +13,7 @@
 
 use super::{Command, Shard};
 use crate::instances::{pick_movers, plan, InstanceLoad, PrimaryView, Step, RETIRE_RETRY_MS};
+use sim::ids::Xfer;
 use sim::instance::{InstanceId, PRIMARY_INSTANCE};
 
 impl Shard {
@@ -114,7 +115,7 @@ impl Shard {
 
     /// Prepares the move of `name` to instance `to` of this system and hands it to the
     /// departure pipeline. Returns its transfer number.
-    fn move_player(&mut self, name: &str, to: u16) -> Option<u64> {
+    fn move_player(&mut self, name: &str, to: u16) -> Option<Xfer> {
         let event = self.state.decide_move(&self.ctx.galaxy, name, to).ok()?;
         // A full departure queue: the player stays, and a later tick moves them.
         let permit = self.reserve_departure().ok()?;
@@ -236,7 +237,12 @@ impl Shard {
             players: self.state.players.len(),
             departing: self.state.departing.len(),
             incoming: self.incoming.len(),
-            landed_from_primary: self.state.landed_upto.get(&primary).copied().unwrap_or(0),
+            landed_from_primary: self
+                .state
+                .landed_upto
+                .get(&primary)
+                .copied()
+                .unwrap_or_default(),
         };
         if let Some(q) = self.ctx.shard(primary) {
             // Never waits: a full queue skips a report (the next tick sends another).

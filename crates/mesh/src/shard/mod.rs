@@ -38,12 +38,14 @@ use super::trading::{InFlight, LootAck, MarketView, Ship, TradeAck, WreckView};
 use super::{Context, JumpAck, MeshError, ShardStatus};
 use sim::galaxy::Galaxy;
 use sim::galaxy::SystemId;
+use sim::ids::{EscrowId, Tick, Xfer};
 use sim::instance::InstanceId;
 use sim::market::Order;
 use sim::market::Trade;
 use sim::player::Player;
 use sim::system::{EscrowRequest, Event, Reject, SystemState};
 use store::log::{Log, LogError, Position};
+use store::seq::Seq;
 use store::snapshot::{self, SnapshotMeta};
 
 pub type Reply<T> = oneshot::Sender<Result<T, MeshError>>;
@@ -91,7 +93,7 @@ pub enum Command {
     Gossip(Arc<PriceView>),
     /// From this shard's departure pipeline: jump `xfer` is record `tseq` of the transition
     /// log.
-    Committed { xfer: u64, tseq: u64 },
+    Committed { xfer: Xfer, tseq: Seq },
     /// From another shard's departure pipeline: a committed jump towards this system.
     Landing(Jump),
     /// A player's state, if they are here.
@@ -103,7 +105,7 @@ pub enum Command {
     /// carries and the ticks until its landing, if this shard holds it queued.
     Incoming {
         from: InstanceId,
-        xfer: u64,
+        xfer: Xfer,
         reply: oneshot::Sender<Option<InFlight>>,
     },
     /// A player's state and the standing order they fire by, if they are here.
@@ -146,12 +148,12 @@ pub enum Command {
     },
     /// To an instance, from its own task: the primary's answer about escrow `escrow`.
     EscrowAnswered {
-        escrow: u64,
+        escrow: EscrowId,
         answer: RemoteAnswer,
         reply: Reply<TradeAck>,
     },
     /// To a primary, from an instance: escrow `escrow` of instance `n` is settled (durable).
-    RemoteTradeDone { n: u16, escrow: u64 },
+    RemoteTradeDone { n: u16, escrow: EscrowId },
 }
 
 /// What a primary answers an instance's trade.
@@ -172,7 +174,7 @@ type AfterDurable = Box<dyn FnOnce(Result<(), LogError>) + Send>;
 /// A record appended, and what to send once it is durable ([`Shard::on_durable`]).
 #[must_use = "hand it to on_durable, or its player-log line and feed event are lost"]
 struct Recorded {
-    seq: u64,
+    seq: Seq,
     line: Option<Projected>,
     feed: Option<MeshEvent>,
 }
@@ -184,18 +186,18 @@ pub struct Shard {
     state: SystemState,
     log: Log,
     /// The shard's clock, in ticks. Events are stamped with it.
-    now: u64,
+    now: Tick,
     /// Committed jumps towards this system, by landing tick.
-    incoming: BTreeMap<(u64, InstanceId, u64), Jump>,
+    incoming: BTreeMap<(Tick, InstanceId, Xfer), Jump>,
     /// For each origin, the latest landing tick queued in `incoming`: a jump never lands
     /// before an earlier jump of its origin (see [`landing_tick`]).
-    queued_until: BTreeMap<InstanceId, u64>,
+    queued_until: BTreeMap<InstanceId, Tick>,
     /// To the acker, one entry a record. Unbounded, but within the shard (not between shards)
     /// and bounded by the log: an append waits while the log holds
     /// [`store::log::MAX_PENDING_BYTES`] not yet written, and the acker takes entries as fast
     /// as their records become durable. Bounding it here would mean refusing records that
     /// cannot be refused (a landing, `depart.done`).
-    acks: mpsc::UnboundedSender<(u64, AfterDurable)>,
+    acks: mpsc::UnboundedSender<(Seq, AfterDurable)>,
     acks_task: tokio::task::JoinHandle<()>,
     /// To the departure pipeline, which commits jumps and hands them between shards; bounded by
     /// [`DEPARTURE_QUEUE_LEN`]. A place is reserved before a jump is prepared
@@ -214,7 +216,7 @@ pub struct Shard {
     /// Set when the log failed: the shard answers every request with it until restarted.
     failed: Option<LogError>,
     /// The tick the next economy step starts from.
-    economy_from: u64,
+    economy_from: Tick,
     /// Prices heard from other systems (gossip), and this system's own last report.
     prices: PriceView,
     /// This shard's own queue, for tasks that report back to it.
@@ -240,7 +242,7 @@ impl Shard {
     ) -> Shard {
         let id = state.instance_id();
         let (acks, acks_rx) = mpsc::unbounded_channel();
-        let (acked, acked_rx) = tokio::sync::watch::channel(0);
+        let (acked, acked_rx) = tokio::sync::watch::channel(Seq(0));
         let acks_task = tokio::spawn(acker(log.clone(), acks_rx, acked));
         let (departures, dep_rx) = mpsc::channel(DEPARTURE_QUEUE_LEN);
         let departures_task = tokio::spawn(super::departures::run(
@@ -435,7 +437,7 @@ impl Shard {
                 self.name()
             );
         }
-        let version = self.state.version_after(&event).unwrap_or(0);
+        let version = self.state.version_after(&event).unwrap_or_default();
         let (galaxy, id, now) = (&self.ctx.galaxy, self.id, self.now);
         // An event about a player is encoded once, for its record and its player-log line.
         let projected = event
@@ -452,7 +454,7 @@ impl Shard {
                 self.records_since_snapshot += 1;
                 let line = projected.map(|(name, p)| Projected {
                     player: name.to_string(),
-                    version,
+                    version: version.0,
                     line: p.finish(galaxy, id, seq),
                 });
                 let feed = feed.map(|kind| MeshEvent {
@@ -489,7 +491,7 @@ impl Shard {
     }
 
     /// Runs `then` once record `seq` is durable.
-    fn after_durable(&self, seq: u64, then: impl FnOnce(Result<(), LogError>) + Send + 'static) {
+    fn after_durable(&self, seq: Seq, then: impl FnOnce(Result<(), LogError>) + Send + 'static) {
         if self.acks.send((seq, Box::new(then))).is_err() {
             tracing::error!("acker of {} is gone", self.name());
         }
@@ -591,8 +593,8 @@ impl Shard {
     fn send_departure(
         &mut self,
         permit: OwnedPermit<PendingDeparture>,
-        xfer: u64,
-        seq: u64,
+        xfer: Xfer,
+        seq: Seq,
         travel_ticks: u64,
         reply: Option<Reply<JumpAck>>,
     ) {
@@ -604,7 +606,7 @@ impl Shard {
             t: self.now,
             travel_ticks,
             player: d.player.clone(),
-            tseq: 0,
+            tseq: Seq(0),
         };
         must(inv::prepared_by_origin(&self.state, &jump));
         let jumping = Place::Jumping {
@@ -637,19 +639,19 @@ impl Shard {
     /// Jump `xfer` of `from` if it is queued here to land: the player it carries and the
     /// ticks until its landing tick (after a restart too: recovery queues every committed jump
     /// that has not landed).
-    fn in_flight(&self, from: InstanceId, xfer: u64) -> Option<InFlight> {
+    fn in_flight(&self, from: InstanceId, xfer: Xfer) -> Option<InFlight> {
         self.incoming
             .iter()
             .find(|((_, f, x), _)| *f == from && *x == xfer)
             .map(|(&(at, _, _), jump)| InFlight {
                 player: jump.player.clone(),
-                ticks_left: at.saturating_sub(self.now),
+                ticks_left: at.ticks_since(self.now),
             })
     }
 
     fn tick(&mut self) {
         let started = Instant::now();
-        self.now += 1;
+        self.now = self.now.next();
         while let Some(entry) = self.incoming.first_entry() {
             if entry.key().0 > self.now {
                 break;
@@ -659,7 +661,7 @@ impl Shard {
         }
         self.fight();
         let every = self.ctx.config.rules.economy_every_ticks.max(1);
-        if self.now.is_multiple_of(every) {
+        if self.now.0.is_multiple_of(every) {
             self.economy_step();
             if self.id.is_primary() {
                 self.gossip();
@@ -703,7 +705,7 @@ impl Shard {
         // jump, once), and the player's next actions here come after this record in the log,
         // so their acknowledgements wait for it. Only the checkpoint waits for the record.
         ctx.directory
-            .landed(&jump.player.name, landed, jump.player.version + 1);
+            .landed(&jump.player.name, landed, jump.player.version.next());
         self.on_durable(rec, move |r| {
             if r.is_ok() {
                 ctx.checkpoint.settle(tseq, LANDED);
@@ -725,7 +727,7 @@ impl Shard {
         self.records_since_snapshot = 0;
         let state = self.state.clone();
         let ctx = self.ctx.clone();
-        self.after_durable(pos.next_seq - 1, move |r| {
+        self.after_durable(Seq(pos.next_seq - 1), move |r| {
             if let Err(e) = r {
                 let slug = state.instance_id().slug(&ctx.galaxy);
                 return tracing::warn!("snapshot of {slug} skipped: {e}");
@@ -847,7 +849,7 @@ impl Shard {
             dilation: self.dilation.factor(),
             tick_period_us: self.dilation.period_us(),
             log_durable_seq: self.log.durable_seq(),
-            log_next_seq: pos.next_seq,
+            log_next_seq: Seq(pos.next_seq),
             state_hash: format!("{:016x}", self.state.state_hash()),
             failed: self.failed.as_ref().map(|e| e.to_string()),
         }
@@ -883,11 +885,11 @@ enum Closing {
 /// new one from the same origin arrives with no travel time). So a jump never lands before a
 /// jump of its origin queued earlier: it waits for that tick, and within a tick the queue
 /// lands an origin's jumps by number.
-fn landing_tick(now: u64, travel_ticks: u64, queued: Option<u64>) -> Option<u64> {
+fn landing_tick(now: Tick, travel_ticks: u64, queued: Option<Tick>) -> Option<Tick> {
     let after_earlier = queued.filter(|&at| at > now);
     match (travel_ticks, after_earlier) {
         (0, None) => None,
-        (t, earlier) => Some((now + t).max(earlier.unwrap_or(0))),
+        (ticks, earlier) => Some(now.plus(ticks).max(earlier.unwrap_or_default())),
     }
 }
 
@@ -916,8 +918,8 @@ fn tick_budget_us(tick_hz: u32) -> u64 {
 /// to which record it has (the departure pipeline waits for it: see there).
 async fn acker(
     log: Log,
-    mut rx: mpsc::UnboundedReceiver<(u64, AfterDurable)>,
-    acked: tokio::sync::watch::Sender<u64>,
+    mut rx: mpsc::UnboundedReceiver<(Seq, AfterDurable)>,
+    acked: tokio::sync::watch::Sender<Seq>,
 ) {
     while let Some((seq, then)) = rx.recv().await {
         let r = log.durable(seq).await;
@@ -932,24 +934,26 @@ mod tests {
     use crate::codec::Jump;
     use crate::MeshError;
     use sim::galaxy::Galaxy;
+    use sim::ids::{Tick, Xfer};
     use sim::instance::InstanceId;
     use sim::player::Player;
+    use store::seq::Seq;
     use tokio::sync::mpsc;
 
-    fn departure(g: &Galaxy, xfer: u64) -> PendingDeparture {
+    fn departure(g: &Galaxy, xfer: Xfer) -> PendingDeparture {
         let home = g.home();
         let to = g.neighbours(home)[0];
         let jump = Jump {
             from: InstanceId::primary(home),
             xfer,
             to: InstanceId::primary(to),
-            t: 0,
+            t: Tick(0),
             travel_ticks: 1,
             player: Player::starter("ann", &sim::rules::Rules::default()),
-            tseq: 0,
+            tseq: Seq(0),
         };
         PendingDeparture {
-            seq: xfer,
+            seq: Seq(xfer.0),
             jump,
             reply: None,
         }
@@ -965,7 +969,7 @@ mod tests {
         let sol = || "Sol".to_string();
         for xfer in 1..=DEPARTURE_QUEUE_LEN as u64 {
             let place = reserve_departure_in(&queue, sol).expect("a place while not full");
-            place.send(departure(&g, xfer));
+            place.send(departure(&g, Xfer(xfer)));
         }
         match reserve_departure_in(&queue, sol) {
             Err(e @ MeshError::Busy(_)) => {
@@ -977,7 +981,7 @@ mod tests {
             Ok(_) => panic!("a full departure queue took one more jump"),
         }
         let first = pipeline.try_recv().expect("the first jump is queued");
-        assert_eq!(first.jump.xfer, 1, "jumps leave in order");
+        assert_eq!(first.jump.xfer, Xfer(1), "jumps leave in order");
         let place = reserve_departure_in(&queue, sol).expect("the freed place");
         drop(place);
         drop(pipeline);
@@ -990,14 +994,14 @@ mod tests {
     #[test]
     fn a_jump_never_lands_before_an_earlier_one_of_its_origin() {
         // Nothing of its origin queued: no travel lands at once, travel waits.
-        assert_eq!(landing_tick(10, 0, None), None);
-        assert_eq!(landing_tick(10, 3, None), Some(13));
+        assert_eq!(landing_tick(Tick(10), 0, None), None);
+        assert_eq!(landing_tick(Tick(10), 3, None), Some(Tick(13)));
         // Queued ticks already past (landed) do not hold anything back.
-        assert_eq!(landing_tick(10, 0, Some(10)), None);
-        assert_eq!(landing_tick(10, 3, Some(7)), Some(13));
+        assert_eq!(landing_tick(Tick(10), 0, Some(Tick(10))), None);
+        assert_eq!(landing_tick(Tick(10), 3, Some(Tick(7))), Some(Tick(13)));
         // An earlier jump of the origin still queued: wait for its tick.
-        assert_eq!(landing_tick(10, 0, Some(12)), Some(12));
-        assert_eq!(landing_tick(10, 1, Some(15)), Some(15));
-        assert_eq!(landing_tick(10, 8, Some(15)), Some(18));
+        assert_eq!(landing_tick(Tick(10), 0, Some(Tick(12))), Some(Tick(12)));
+        assert_eq!(landing_tick(Tick(10), 1, Some(Tick(15))), Some(Tick(15)));
+        assert_eq!(landing_tick(Tick(10), 8, Some(Tick(15))), Some(Tick(18)));
     }
 }

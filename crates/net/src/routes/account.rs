@@ -11,6 +11,7 @@ use crate::{wire, AppState};
 use api::{JoinRequest, Joined, Jumping, Me};
 use mesh::codec::xfer_text;
 use mesh::directory::Place;
+use sim::ids::Xfer;
 use sim::instance::InstanceId;
 use sim::player::{validate_name, Player};
 
@@ -107,7 +108,7 @@ pub async fn me(
 async fn jump_seen(
     state: &AppState,
     name: &str,
-    (from, xfer, to): (InstanceId, u64, InstanceId),
+    (from, xfer, to): (InstanceId, Xfer, InstanceId),
 ) -> Result<Option<(Player, u64)>, ApiError> {
     let g = state.mesh.galaxy();
     if let Some(f) = state.flights.get(name, &xfer_text(g, from, xfer)) {

@@ -11,6 +11,7 @@ use super::{ApplyError, Departing, Event, SystemState};
 use crate::combat::{self, CombatOutcome, LootTake};
 use crate::galaxy::SystemId;
 use crate::goods::{Cargo, GOOD_COUNT};
+use crate::ids::{EscrowId, Tick, Version, Xfer};
 use crate::instance::{InstanceId, MAX_INSTANCES_PER_SYSTEM, PRIMARY_INSTANCE};
 use crate::market::{self, TickReport, Trade};
 use crate::player::Player;
@@ -19,7 +20,7 @@ impl SystemState {
     /// Applies an event stamped with tick `t`: first what every event must respect (time
     /// runs forward, a ship shot down does nothing), then the event's own rules, one function
     /// for each kind. The state's tick moves to `t` only if the event applied.
-    pub fn apply(&mut self, t: u64, event: &Event) -> Result<(), ApplyError> {
+    pub fn apply(&mut self, t: Tick, event: &Event) -> Result<(), ApplyError> {
         self.check_may_act(t, event)?;
         match event {
             Event::Join { player, key } => self.apply_join(player, key)?,
@@ -101,7 +102,7 @@ impl SystemState {
     /// What every event respects: ticks never go back, and a ship shot down does nothing but
     /// be destroyed, except that a trade under way settles even if its player was shot down
     /// meanwhile.
-    fn check_may_act(&self, t: u64, event: &Event) -> Result<(), ApplyError> {
+    fn check_may_act(&self, t: Tick, event: &Event) -> Result<(), ApplyError> {
         if t < self.tick {
             return Err(ApplyError::TickBefore {
                 tick: t,
@@ -153,14 +154,14 @@ impl SystemState {
         }
         p.credits -= cost;
         p.fuel += units;
-        p.version += 1;
+        p.version = p.version.next();
         Ok(())
     }
 
     /// [`Event::Depart`]: the player leaves on the next transfer, burning `fuel`.
     fn apply_depart(
         &mut self,
-        xfer: u64,
+        xfer: Xfer,
         player: &str,
         to: InstanceId,
         fuel: u32,
@@ -179,13 +180,13 @@ impl SystemState {
         self.check_destination(to, fuel)?;
         let mut p = self.players.remove(player).expect("checked just above");
         p.fuel -= fuel;
-        p.version += 1;
+        p.version = p.version.next();
         self.leave(p, xfer, to, fuel);
         Ok(())
     }
 
     /// [`Event::DepartDone`]: the transition log has the jump; it is no longer waiting here.
-    fn apply_depart_done(&mut self, xfer: u64) -> Result<(), ApplyError> {
+    fn apply_depart_done(&mut self, xfer: Xfer) -> Result<(), ApplyError> {
         self.departing
             .remove(&xfer)
             .map(|_| ())
@@ -193,20 +194,20 @@ impl SystemState {
     }
 
     /// [`Event::DepartVoid`]: a transfer number that was never prepared here is used up.
-    fn apply_depart_void(&mut self, xfer: u64) -> Result<(), ApplyError> {
+    fn apply_depart_void(&mut self, xfer: Xfer) -> Result<(), ApplyError> {
         if xfer < self.next_xfer {
             return Err(ApplyError::VoidOfPrepared {
                 xfer,
                 next: self.next_xfer,
             });
         }
-        self.next_xfer = xfer + 1;
+        self.next_xfer = xfer.next();
         self.voided.insert(xfer);
         Ok(())
     }
 
     /// [`Event::DepartAbort`]: a prepared jump did not happen; the player is back, fuel too.
-    fn apply_depart_abort(&mut self, xfer: u64, player: &str) -> Result<(), ApplyError> {
+    fn apply_depart_abort(&mut self, xfer: Xfer, player: &str) -> Result<(), ApplyError> {
         match self.departing.get(&xfer) {
             Some(d) if d.player.name == *player => {}
             Some(_) => {
@@ -223,7 +224,7 @@ impl SystemState {
         let d = self.departing.remove(&xfer).expect("checked just above");
         let mut p = d.player;
         p.fuel += d.fuel;
-        p.version += 1;
+        p.version = p.version.next();
         self.players.insert(p.name.clone(), p);
         Ok(())
     }
@@ -232,7 +233,7 @@ impl SystemState {
     fn apply_arrive(
         &mut self,
         from: InstanceId,
-        xfer: u64,
+        xfer: Xfer,
         player: &Player,
     ) -> Result<(), ApplyError> {
         if self.landed_upto.get(&from).is_some_and(|&n| xfer <= n) {
@@ -276,7 +277,7 @@ impl SystemState {
         }
         p.credits = credits;
         p.cargo = cargo;
-        p.version += 1;
+        p.version = p.version.next();
         self.market = m;
         Ok(())
     }
@@ -285,8 +286,8 @@ impl SystemState {
     /// (an instance has no market: it makes nothing), and the wrecks that decayed by `to`.
     fn apply_economy(
         &mut self,
-        t: u64,
-        (from, to): (u64, u64),
+        t: Tick,
+        (from, to): (Tick, Tick),
         report: &TickReport,
         decayed: &[u64; GOOD_COUNT],
     ) -> Result<(), ApplyError> {
@@ -300,14 +301,14 @@ impl SystemState {
         }
         let mut m = self.market.clone();
         let made = if self.is_primary() {
-            m.advance(self.kind, from, to)
+            m.advance(self.kind, from.0, to.0)
         } else {
             Default::default()
         };
         if made != *report || decayed_by(&self.wrecks, to) != *decayed {
             return Err(ApplyError::EconomyMismatch { from, to });
         }
-        self.wrecks.expire(to);
+        self.wrecks.expire(to.0);
         self.market = m;
         self.market_tick = to;
         Ok(())
@@ -324,7 +325,7 @@ impl SystemState {
             }
         }
         let p = self.player_mut(player)?;
-        p.version += 1;
+        p.version = p.version.next();
         match target {
             Some(target) => self.engaged.insert(player.to_string(), target.to_string()),
             None => self.engaged.remove(player),
@@ -333,7 +334,7 @@ impl SystemState {
     }
 
     /// [`Event::Combat`]: this tick's shots, which must be what this state resolves to.
-    fn apply_combat(&mut self, t: u64, event: &Event) -> Result<(), ApplyError> {
+    fn apply_combat(&mut self, t: Tick, event: &Event) -> Result<(), ApplyError> {
         let report = self.combat_report(t);
         if combat_event(&report) != *event {
             return Err(ApplyError::CombatMismatch { tick: t });
@@ -371,11 +372,11 @@ impl SystemState {
     /// respawns, here or at home (`jump_home`: the transfer that takes it there).
     fn apply_destroyed(
         &mut self,
-        t: u64,
+        t: Tick,
         player: &str,
         by: &str,
         wreck: Option<u64>,
-        jump_home: Option<(u64, SystemId)>,
+        jump_home: Option<(Xfer, SystemId)>,
         evicted: &Cargo,
     ) -> Result<(), ApplyError> {
         if self.downed.get(player).map(String::as_str) != Some(by) {
@@ -405,7 +406,7 @@ impl SystemState {
             hull_after: 0,
             destroyed_by: Some(by.to_string()),
         };
-        let (_, gone) = combat::apply_outcome(&outcome, &mut 0, &mut cargo, &mut self.wrecks, t)?;
+        let (_, gone) = combat::apply_outcome(&outcome, &mut 0, &mut cargo, &mut self.wrecks, t.0)?;
         if gone.map_or(Default::default(), |w| w.cargo) != *evicted {
             return Err(ApplyError::WrongEviction {
                 player: player.to_string(),
@@ -437,7 +438,7 @@ impl SystemState {
         let mut cargo = p.cargo;
         combat::apply_loot(&mut self.wrecks, &mut cargo, take)?;
         p.cargo = cargo;
-        p.version += 1;
+        p.version = p.version.next();
         Ok(())
     }
 
@@ -465,7 +466,11 @@ impl SystemState {
     }
 
     /// [`Event::RemoteTradeDone`]: the instance has settled the escrow this market traded.
-    fn apply_remote_trade_done(&mut self, instance: u16, escrow: u64) -> Result<(), ApplyError> {
+    fn apply_remote_trade_done(
+        &mut self,
+        instance: u16,
+        escrow: EscrowId,
+    ) -> Result<(), ApplyError> {
         self.remote_trades
             .remove(&(instance, escrow))
             .map(|_| ())
@@ -504,15 +509,15 @@ impl SystemState {
     }
 
     /// A player leaves on transfer `xfer` (the next one): they wait for the transition log.
-    fn leave(&mut self, player: crate::player::Player, xfer: u64, to: InstanceId, fuel: u32) {
+    fn leave(&mut self, player: crate::player::Player, xfer: Xfer, to: InstanceId, fuel: u32) {
         assert_eq!(xfer, self.next_xfer, "transfers are numbered in order");
         self.engaged.remove(&player.name);
-        self.next_xfer += 1;
+        self.next_xfer = self.next_xfer.next();
         self.departing.insert(xfer, Departing { player, to, fuel });
     }
 
     /// The version of the player `event` is about, once it has applied to this state.
-    pub fn version_after(&self, event: &Event) -> Option<u64> {
+    pub fn version_after(&self, event: &Event) -> Option<Version> {
         if let Some(x) = event.prepared_xfer() {
             return self.departing.get(&x).map(|d| d.player.version);
         }

@@ -5,6 +5,7 @@ use super::{Event, Reject, SystemState, MAX_PLAYERS_PER_SYSTEM};
 use crate::combat::{self, Attack, Wrecks, MAX_WRECKS_PER_SYSTEM};
 use crate::galaxy::{Galaxy, SystemId};
 use crate::goods::{Cargo, GOOD_COUNT};
+use crate::ids::{Tick, Xfer};
 use crate::instance::{InstanceId, MAX_INSTANCES_PER_SYSTEM, PRIMARY_INSTANCE};
 use crate::market::{self, Order};
 use crate::names;
@@ -186,12 +187,12 @@ impl SystemState {
 
     /// Lands a jump, unless it already landed (then `None`: seeing a transfer twice changes
     /// nothing).
-    pub fn decide_arrive(&self, from: InstanceId, xfer: u64, player: &Player) -> Option<Event> {
+    pub fn decide_arrive(&self, from: InstanceId, xfer: Xfer, player: &Player) -> Option<Event> {
         if self.landed_upto.get(&from).is_some_and(|&n| xfer <= n) {
             return None;
         }
         let mut player = player.clone();
-        player.version += 1;
+        player.version = player.version.next();
         Some(Event::Arrive { from, xfer, player })
     }
 
@@ -259,13 +260,13 @@ impl SystemState {
     }
 
     /// Resolves the standing orders at tick `t`: what [`Event::Combat`] at `t` will do.
-    pub(super) fn combat_report(&self, t: u64) -> combat::CombatReport {
+    pub(super) fn combat_report(&self, t: Tick) -> combat::CombatReport {
         let ships = |pilot: &str| self.players.get(pilot).map(|p| p.hull);
-        combat::resolve(&self.attacks(), &ships, &mut Rng::for_tick(self.seed, t))
+        combat::resolve(&self.attacks(), &ships, &mut Rng::for_tick(self.seed, t.0))
     }
 
     /// A tick of combat at tick `t`, if any standing order is left.
-    pub fn decide_combat(&self, t: u64) -> Option<Event> {
+    pub fn decide_combat(&self, t: Tick) -> Option<Event> {
         if self.engaged.is_empty() {
             return None;
         }
@@ -303,13 +304,13 @@ impl SystemState {
     /// The economy step from tick `from` (at least the market's tick) to `to`, if it changes
     /// anything. An instance other than the primary has no market: its step only decays
     /// wrecks.
-    pub fn decide_economy(&self, from: u64, to: u64) -> Option<Event> {
+    pub fn decide_economy(&self, from: Tick, to: Tick) -> Option<Event> {
         let from = from.max(self.market_tick);
         if to <= from {
             return None;
         }
         let report = if self.is_primary() {
-            self.market.clone().advance(self.kind, from, to)
+            self.market.clone().advance(self.kind, from.0, to.0)
         } else {
             Default::default()
         };
@@ -345,11 +346,11 @@ pub(super) fn combat_event(report: &combat::CombatReport) -> Event {
 }
 
 /// Units of each good in the wrecks that decay by tick `to`.
-pub(super) fn decayed_by(wrecks: &Wrecks, to: u64) -> [u64; GOOD_COUNT] {
+pub(super) fn decayed_by(wrecks: &Wrecks, to: Tick) -> [u64; GOOD_COUNT] {
     let mut gone = [0u64; GOOD_COUNT];
     for (_, w) in wrecks
         .iter()
-        .take_while(|(_, w)| w.tick.saturating_add(combat::WRECK_LIFETIME_TICKS) <= to)
+        .take_while(|(_, w)| w.tick.saturating_add(combat::WRECK_LIFETIME_TICKS) <= to.0)
     {
         for (good, qty) in w.cargo.iter() {
             gone[good.index()] += u64::from(qty);

@@ -28,6 +28,7 @@
 use super::{ApplyError, Escrow, Event, Reject, RemoteOutcome, SystemState};
 use crate::galaxy::Galaxy;
 use crate::goods::Cargo;
+use crate::ids::EscrowId;
 use crate::market::{self, Order, Side, TradeError, MAX_TRADE_UNITS};
 
 /// What an instance sends the primary for escrow `escrow`: the order, what is held, and what
@@ -36,7 +37,7 @@ use crate::market::{self, Order, Side, TradeError, MAX_TRADE_UNITS};
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct EscrowRequest {
     pub instance: u16,
-    pub escrow: u64,
+    pub escrow: EscrowId,
     pub player: String,
     pub order: Order,
     pub held_cr: u64,
@@ -90,7 +91,7 @@ impl SystemState {
     }
 
     /// What an instance sends the primary for its open escrow `escrow`.
-    pub fn escrow_request(&self, escrow: u64) -> Option<EscrowRequest> {
+    pub fn escrow_request(&self, escrow: EscrowId) -> Option<EscrowRequest> {
         let e = self.escrows.get(&escrow)?;
         let p = self.players.get(&e.player)?;
         Some(EscrowRequest {
@@ -144,7 +145,7 @@ impl SystemState {
 
     /// Step 3, in an instance: settle escrow `escrow` by the primary's answer (`Some(total)`:
     /// the trade was taken at that price; `None`: refused).
-    pub fn decide_settle(&self, escrow: u64, total_cr: Option<u64>) -> Option<Event> {
+    pub fn decide_settle(&self, escrow: EscrowId, total_cr: Option<u64>) -> Option<Event> {
         let e = self.escrows.get(&escrow)?;
         let player = e.player.clone();
         Some(match total_cr {
@@ -158,7 +159,7 @@ impl SystemState {
     }
 
     /// Applies [`Event::Escrow`].
-    pub(super) fn apply_escrow(&mut self, id: u64, e: Escrow) -> Result<(), ApplyError> {
+    pub(super) fn apply_escrow(&mut self, id: EscrowId, e: Escrow) -> Result<(), ApplyError> {
         if self.is_primary() || id != self.next_escrow || self.has_escrow(&e.player) {
             return Err(ApplyError::EscrowCannotOpen {
                 escrow: id,
@@ -183,8 +184,8 @@ impl SystemState {
         };
         p.credits = credits;
         p.cargo = cargo;
-        p.version += 1;
-        self.next_escrow += 1;
+        p.version = p.version.next();
+        self.next_escrow = self.next_escrow.next();
         self.escrows.insert(id, e);
         Ok(())
     }
@@ -192,7 +193,7 @@ impl SystemState {
     /// Applies [`Event::EscrowSettle`] (`Some(total)`) or [`Event::EscrowRefund`] (`None`).
     pub(super) fn apply_settle(
         &mut self,
-        id: u64,
+        id: EscrowId,
         player: &str,
         total_cr: Option<u64>,
     ) -> Result<(), ApplyError> {
@@ -253,7 +254,7 @@ impl SystemState {
         }
         p.credits = credits;
         p.cargo = cargo;
-        p.version += 1;
+        p.version = p.version.next();
         self.escrows.remove(&id);
         Ok(())
     }
@@ -262,7 +263,7 @@ impl SystemState {
     pub(super) fn apply_remote_trade(
         &mut self,
         instance: u16,
-        escrow: u64,
+        escrow: EscrowId,
         outcome: RemoteOutcome,
     ) -> Result<(), ApplyError> {
         let open = self.is_primary() && self.instances.contains(&instance);
@@ -298,6 +299,7 @@ impl SystemState {
 mod tests {
     use super::*;
     use crate::goods::Good;
+    use crate::ids::{EscrowId, Tick, Version};
     use crate::instance::InstanceId;
     use crate::player::Player;
     use crate::rules::Rules;
@@ -315,7 +317,9 @@ mod tests {
     fn states() -> (Galaxy, SystemState, SystemState) {
         let g = Galaxy::default_galaxy();
         let mut primary = SystemState::new(&g, g.home());
-        primary.apply(1, &Event::Split { instance: 2 }).unwrap();
+        primary
+            .apply(Tick(1), &Event::Split { instance: 2 })
+            .unwrap();
         let mut two = SystemState::new_instance(&g, InstanceId::new(g.home(), 2));
         let ann = Player::starter("Ann", &Rules::default());
         two.players.insert("Ann".into(), ann);
@@ -353,34 +357,38 @@ mod tests {
         let stock = primary.market.stock(Good::Ore);
         for (t, side) in [(2, Side::Buy), (5, Side::Sell)] {
             let escrow = two.decide_escrow(&g, "Ann", &order(side, 10)).unwrap();
-            two.apply(t, &escrow).unwrap();
+            two.apply(Tick(t), &escrow).unwrap();
             assert_eq!(totals(&primary, &two), before, "escrow open");
             assert_eq!(
                 two.decide_escrow(&g, "Ann", &order(side, 1)),
                 Err(Reject::TradePending("Sol".into())),
                 "one trade at a time"
             );
-            let id = two.next_escrow - 1;
+            let id = EscrowId(two.next_escrow.0 - 1);
             let req = two.escrow_request(id).unwrap();
             let remote = primary.decide_remote_trade(&g, &req).unwrap();
-            primary.apply(t + 1, &remote).unwrap();
+            primary.apply(Tick(t + 1), &remote).unwrap();
             assert_eq!(totals(&primary, &two), before, "committed, not settled");
             assert!(primary.decide_remote_trade(&g, &req).is_err(), "taken once");
             let Event::RemoteTrade { trade, .. } = remote else {
                 unreachable!()
             };
             let settle = two.decide_settle(id, Some(trade.total_cr)).unwrap();
-            two.apply(t + 2, &settle).unwrap();
+            two.apply(Tick(t + 2), &settle).unwrap();
             assert_eq!(totals(&primary, &two), before, "settled");
             let done = Event::RemoteTradeDone {
                 instance: 2,
                 escrow: id,
             };
-            primary.apply(t + 2, &done).unwrap();
+            primary.apply(Tick(t + 2), &done).unwrap();
             assert!(two.escrows.is_empty() && primary.remote_trades.is_empty());
         }
         assert_eq!(primary.market.stock(Good::Ore), stock, "bought 10, sold 10");
-        assert_eq!(two.players["Ann"].version, 5, "escrow and settle, twice");
+        assert_eq!(
+            two.players["Ann"].version,
+            Version(5),
+            "escrow and settle, twice"
+        );
     }
 
     #[test]
@@ -391,16 +399,17 @@ mod tests {
         let mut o = order(Side::Buy, 10);
         o.price_limit_cr = Some(1);
         let escrow = two.decide_escrow(&g, "Ann", &o).unwrap();
-        two.apply(2, &escrow).unwrap();
+        two.apply(Tick(2), &escrow).unwrap();
         assert_eq!(
             two.players["Ann"].credits,
             ann.credits - 10,
             "holds 10 x 1 cr"
         );
-        let req = two.escrow_request(1).unwrap();
+        let req = two.escrow_request(EscrowId(1)).unwrap();
         let refused = primary.decide_remote_trade(&g, &req).unwrap_err();
         assert_eq!(refused.code(), "price_limit");
-        two.apply(3, &two.decide_settle(1, None).unwrap()).unwrap();
+        two.apply(Tick(3), &two.decide_settle(EscrowId(1), None).unwrap())
+            .unwrap();
         assert_eq!(two.players["Ann"].credits, ann.credits);
         assert_eq!(totals(&primary, &two), before);
         assert!(

@@ -7,6 +7,7 @@
 use crate::combat::{LootError, LootTake};
 use crate::galaxy::SystemId;
 use crate::goods::{Cargo, GOOD_COUNT};
+use crate::ids::{EscrowId, Tick, Xfer};
 use crate::instance::InstanceId;
 use crate::market::{Order, TickReport, Trade, TradeError};
 use crate::player::Player;
@@ -31,24 +32,24 @@ pub enum Event {
     /// primary instance; a move to another instance of the same system (a split or a merge)
     /// is a jump too, with no fuel and no travel time.
     Depart {
-        xfer: u64,
+        xfer: Xfer,
         player: String,
         to: InstanceId,
         fuel: u32,
     },
     /// The transition log holds jump `xfer`: the player is gone from here for good.
-    DepartDone { xfer: u64 },
+    DepartDone { xfer: Xfer },
     /// Jump `xfer` of `player` never reached the transition log: the player is back, fuel
     /// refunded.
-    DepartAbort { xfer: u64, player: String },
+    DepartAbort { xfer: Xfer, player: String },
     /// Jump `xfer` reached the transition log but its `depart` (the prepare) was lost in a
     /// crash: the jump is void (it never lands) and its number is never used again. Written by
     /// recovery only; nobody was told the jump happened (see docs/PROTOCOL.md).
-    DepartVoid { xfer: u64 },
+    DepartVoid { xfer: Xfer },
     /// Jump `xfer` from instance `from` lands here, with the player's state as it left.
     Arrive {
         from: InstanceId,
-        xfer: u64,
+        xfer: Xfer,
         player: Player,
     },
     /// A trade with the local market: credits, cargo and stock change together.
@@ -57,8 +58,8 @@ pub enum Event {
     /// rules "production" and "consumption"), the till toward its target ("subsidy", "tax"),
     /// and wrecks older than their lifetime vanish with their cargo ("wreck decay").
     Economy {
-        from: u64,
-        to: u64,
+        from: Tick,
+        to: Tick,
         report: TickReport,
         decayed: [u64; GOOD_COUNT],
     },
@@ -83,7 +84,7 @@ pub enum Event {
         player: String,
         by: String,
         wreck: Option<u64>,
-        jump_home: Option<(u64, SystemId)>,
+        jump_home: Option<(Xfer, SystemId)>,
         evicted: Cargo,
     },
     /// Goods moved from a wreck into a looter's hold.
@@ -98,7 +99,7 @@ pub enum Event {
     /// into escrow `escrow` (credits for a buy, the goods for a sell) and the order goes to the
     /// primary's market ([`super::escrow`]).
     Escrow {
-        escrow: u64,
+        escrow: EscrowId,
         player: String,
         order: Order,
         held_cr: u64,
@@ -107,24 +108,24 @@ pub enum Event {
     /// The primary's market took escrow `escrow`'s trade (`trade.remote`): the player gets the
     /// goods (buy) or the price (sell), and what the escrow held beyond it back.
     EscrowSettle {
-        escrow: u64,
+        escrow: EscrowId,
         player: String,
         total_cr: u64,
     },
     /// The primary's market refused escrow `escrow`'s trade (or never saw it): everything held
     /// goes back to the player.
-    EscrowRefund { escrow: u64, player: String },
+    EscrowRefund { escrow: EscrowId, player: String },
     /// The primary's half of a trade asked in instance `instance`: the market gives or takes
     /// the goods and the price; they are in escrow until the instance settles (primary only).
     /// The commit point of such a trade.
     RemoteTrade {
         instance: u16,
-        escrow: u64,
+        escrow: EscrowId,
         player: String,
         trade: Trade,
     },
     /// Instance `instance` settled escrow `escrow`: the primary forgets its outcome.
-    RemoteTradeDone { instance: u16, escrow: u64 },
+    RemoteTradeDone { instance: u16, escrow: EscrowId },
 }
 
 impl Event {
@@ -155,7 +156,7 @@ impl Event {
     }
 
     /// The transfer this event prepares (a jump, or a respawn's way home), if any.
-    pub fn prepared_xfer(&self) -> Option<u64> {
+    pub fn prepared_xfer(&self) -> Option<Xfer> {
         match self {
             Event::Depart { xfer, .. } => Some(*xfer),
             Event::Destroyed { jump_home, .. } => jump_home.map(|(x, _)| x),

@@ -26,6 +26,7 @@ use super::combat::Wrecks;
 use super::economy::{economy_of, EconomyKind};
 use super::galaxy::{Galaxy, SystemId};
 use super::goods::{Good, GOOD_COUNT};
+use super::ids::{EscrowId, Tick, Xfer};
 use super::instance::{InstanceId, PRIMARY_INSTANCE};
 use super::market::Market;
 use super::names::NameIndex;
@@ -49,20 +50,20 @@ pub struct SystemState {
     /// The system's random seed (a function of its slug): combat draws from it.
     pub seed: u64,
     /// Tick of the last event applied.
-    pub tick: u64,
+    pub tick: Tick,
     /// Players in the system, by name.
     pub players: BTreeMap<String, Player>,
     /// Jumps prepared here and not yet known committed or aborted, by transfer number.
-    pub departing: BTreeMap<u64, Departing>,
+    pub departing: BTreeMap<Xfer, Departing>,
     /// Transfer number of the next jump prepared here.
-    pub next_xfer: u64,
+    pub next_xfer: Xfer,
     /// Transfers whose `jump` reached the transition log after their `depart` was lost in a
     /// crash ([`Event::DepartVoid`]): they never land. Empty unless a crash hit that window.
-    pub voided: BTreeSet<u64>,
+    pub voided: BTreeSet<Xfer>,
     /// For each origin (a system's instance), the highest transfer number that has landed
     /// here. Jumps from one origin land in the order of their numbers, so this is enough to
     /// make landing idempotent.
-    pub landed_upto: BTreeMap<InstanceId, u64>,
+    pub landed_upto: BTreeMap<InstanceId, Xfer>,
     /// Every name ever taken, with its access key hash (home system only): names are unique
     /// in the galaxy, up to case and look-alikes for new joins ([`NameIndex`]).
     pub names: NameIndex,
@@ -70,7 +71,7 @@ pub struct SystemState {
     /// than the primary.
     pub market: Market,
     /// The tick the market's economy has been stepped to.
-    pub market_tick: u64,
+    pub market_tick: Tick,
     /// Destroyed ships' cargo, waiting to be looted or to decay.
     pub wrecks: Wrecks,
     /// Standing attack orders: attacker -> target. Both are players here; an order whose
@@ -81,11 +82,11 @@ pub struct SystemState {
     pub downed: BTreeMap<String, String>,
     /// An instance's trades on their way to the primary's market, by escrow number
     /// ([`escrow`]): what each holds of its player's credits or goods.
-    pub escrows: BTreeMap<u64, Escrow>,
+    pub escrows: BTreeMap<EscrowId, Escrow>,
     /// Number of the next escrow opened here.
-    pub next_escrow: u64,
+    pub next_escrow: EscrowId,
     /// A primary's: trades of instances taken by its market, not yet known settled there.
-    pub remote_trades: BTreeMap<(u16, u64), RemoteOutcome>,
+    pub remote_trades: BTreeMap<(u16, EscrowId), RemoteOutcome>,
 }
 
 impl SystemState {
@@ -98,20 +99,20 @@ impl SystemState {
             instances: BTreeSet::new(),
             kind,
             seed: system_seed(galaxy.slug(id)),
-            tick: 0,
+            tick: Tick(0),
             players: BTreeMap::new(),
             departing: BTreeMap::new(),
-            next_xfer: 1,
+            next_xfer: Xfer(1),
             voided: BTreeSet::new(),
             landed_upto: BTreeMap::new(),
             names: NameIndex::default(),
             market: Market::new(kind),
-            market_tick: 0,
+            market_tick: Tick(0),
             wrecks: Wrecks::new(),
             engaged: BTreeMap::new(),
             downed: BTreeMap::new(),
             escrows: BTreeMap::new(),
-            next_escrow: 1,
+            next_escrow: EscrowId(1),
             remote_trades: BTreeMap::new(),
         }
     }
@@ -199,13 +200,13 @@ impl SystemState {
                     put(&n.to_le_bytes());
                 }
             }
-            put(&self.tick.to_le_bytes());
-            put(&self.next_xfer.to_le_bytes());
+            put(&self.tick.0.to_le_bytes());
+            put(&self.next_xfer.0.to_le_bytes());
             // Void transfers were added later: a state without any hashes as before.
             if !self.voided.is_empty() {
                 put(b"voided");
                 for x in &self.voided {
-                    put(&x.to_le_bytes());
+                    put(&x.0.to_le_bytes());
                 }
             }
             let put_player = |put: &mut dyn FnMut(&[u8]), p: &Player| {
@@ -218,7 +219,7 @@ impl SystemState {
                 for good in Good::ALL {
                     put(&p.cargo.get(good).to_le_bytes());
                 }
-                put(&p.version.to_le_bytes());
+                put(&p.version.0.to_le_bytes());
             };
             put(&(self.players.len() as u64).to_le_bytes());
             for p in self.players.values() {
@@ -232,14 +233,14 @@ impl SystemState {
                 }
             };
             for (x, d) in &self.departing {
-                put(&x.to_le_bytes());
+                put(&x.0.to_le_bytes());
                 put_instance(&mut put, &d.to);
                 put(&d.fuel.to_le_bytes());
                 put_player(&mut put, &d.player);
             }
             for (s, n) in &self.landed_upto {
                 put_instance(&mut put, s);
-                put(&n.to_le_bytes());
+                put(&n.0.to_le_bytes());
             }
             put(&(self.names.len() as u64).to_le_bytes());
             for (n, k) in &self.names {
@@ -250,7 +251,7 @@ impl SystemState {
                 put(&s.to_le_bytes());
             }
             put(&self.market.till_cr().to_le_bytes());
-            put(&self.market_tick.to_le_bytes());
+            put(&self.market_tick.0.to_le_bytes());
             put(&self.wrecks.next_id().to_le_bytes());
             put(&(self.wrecks.len() as u64).to_le_bytes());
             for (id, w) in self.wrecks.iter() {
@@ -273,11 +274,11 @@ impl SystemState {
                 put(&o.qty.to_le_bytes());
                 put(&o.price_limit_cr.unwrap_or(u64::MAX).to_le_bytes());
             };
-            if !self.escrows.is_empty() || self.next_escrow != 1 {
+            if !self.escrows.is_empty() || self.next_escrow != EscrowId(1) {
                 put(b"escrows");
-                put(&self.next_escrow.to_le_bytes());
+                put(&self.next_escrow.0.to_le_bytes());
                 for (id, e) in &self.escrows {
-                    put(&id.to_le_bytes());
+                    put(&id.0.to_le_bytes());
                     put(e.player.as_bytes());
                     put_order(&mut put, &e.order);
                     put(&e.held_cr.to_le_bytes());
@@ -289,7 +290,7 @@ impl SystemState {
                 put(&(self.remote_trades.len() as u64).to_le_bytes());
                 for ((n, id), o) in &self.remote_trades {
                     put(&n.to_le_bytes());
-                    put(&id.to_le_bytes());
+                    put(&id.0.to_le_bytes());
                     put(o.player.as_bytes());
                     put(o.trade.side.name().as_bytes());
                     put(o.trade.good.name().as_bytes());

@@ -4,6 +4,7 @@
 use super::*;
 use crate::galaxy::Galaxy;
 use crate::goods::Good;
+use crate::ids::{Tick, Version, Xfer};
 use crate::instance::InstanceId;
 use crate::market::{Order, Side};
 use crate::player::Player;
@@ -27,10 +28,11 @@ fn a_jump_moves_the_player_out_and_burns_fuel() {
     join(&g, &r, &mut s, "ann");
     let to = g.lookup("Alpha Centauri").unwrap();
     let e = s.decide_depart(&g, "ann", to).unwrap();
-    s.apply(1, &e).unwrap();
+    s.apply(Tick(1), &e).unwrap();
     assert!(!s.players.contains_key("ann"));
     assert_eq!(s.population(), 1, "departing still counts here");
-    s.apply(2, &Event::DepartDone { xfer: 1 }).unwrap();
+    s.apply(Tick(2), &Event::DepartDone { xfer: Xfer(1) })
+        .unwrap();
     assert_eq!(s.population(), 0);
 }
 
@@ -41,16 +43,16 @@ fn an_aborted_jump_gives_everything_back() {
     let before = s.players["ann"].clone();
     let to = g.lookup("Barnard's Star").unwrap();
     let e = s.decide_depart(&g, "ann", to).unwrap();
-    s.apply(1, &e).unwrap();
+    s.apply(Tick(1), &e).unwrap();
     let abort = Event::DepartAbort {
-        xfer: 1,
+        xfer: Xfer(1),
         player: "ann".into(),
     };
-    s.apply(1, &abort).unwrap();
+    s.apply(Tick(1), &abort).unwrap();
     let after = &s.players["ann"];
     assert_eq!(after.fuel, before.fuel);
     assert_eq!(after.credits, before.credits);
-    assert_eq!(after.version, before.version + 2);
+    assert_eq!(after.version, Version(before.version.0 + 2));
 }
 
 #[test]
@@ -58,9 +60,10 @@ fn a_void_jump_uses_up_its_number_and_nothing_else() {
     let (g, r, mut s) = setup();
     join(&g, &r, &mut s, "ann");
     let before = s.clone();
-    s.apply(1, &Event::DepartVoid { xfer: 1 }).unwrap();
+    s.apply(Tick(1), &Event::DepartVoid { xfer: Xfer(1) })
+        .unwrap();
     assert_eq!(s.players, before.players, "nobody moves, nothing is spent");
-    assert_eq!(s.next_xfer, 2);
+    assert_eq!(s.next_xfer, Xfer(2));
     assert_ne!(
         s.state_hash(),
         before.state_hash(),
@@ -68,10 +71,18 @@ fn a_void_jump_uses_up_its_number_and_nothing_else() {
     );
     let to = g.lookup("Alpha Centauri").unwrap();
     let e = s.decide_depart(&g, "ann", to).unwrap();
-    assert!(matches!(e, Event::Depart { xfer: 2, .. }), "{e:?}");
-    s.apply(2, &e).unwrap();
-    let err = s.apply(3, &Event::DepartVoid { xfer: 2 }).unwrap_err();
-    assert_eq!(err, ApplyError::VoidOfPrepared { xfer: 2, next: 3 });
+    assert!(matches!(e, Event::Depart { xfer: Xfer(2), .. }), "{e:?}");
+    s.apply(Tick(2), &e).unwrap();
+    let err = s
+        .apply(Tick(3), &Event::DepartVoid { xfer: Xfer(2) })
+        .unwrap_err();
+    assert_eq!(
+        err,
+        ApplyError::VoidOfPrepared {
+            xfer: Xfer(2),
+            next: Xfer(3)
+        }
+    );
     assert!(err.to_string().contains("cannot be void"), "{err}");
 }
 
@@ -79,7 +90,7 @@ fn a_void_jump_uses_up_its_number_and_nothing_else() {
 fn a_new_name_is_stored_in_nfc_and_unlike_every_name_taken() {
     let (g, r, mut s) = setup();
     let e = s.decide_join(&g, &r, "Zoe\u{0308}", "k").unwrap();
-    s.apply(1, &e).unwrap();
+    s.apply(Tick(1), &e).unwrap();
     assert!(
         s.players.contains_key("Zo\u{00EB}"),
         "{:?}",
@@ -134,15 +145,21 @@ fn landing_twice_is_a_no_op() {
     let mut b = SystemState::new(&g, ac);
     let mut p = Player::starter("ann", &r);
     p.fuel = 3;
-    p.version = 2;
+    p.version = Version(2);
     let e = b
-        .decide_arrive(InstanceId::primary(g.home()), 7, &p)
+        .decide_arrive(InstanceId::primary(g.home()), Xfer(7), &p)
         .unwrap();
-    b.apply(5, &e).unwrap();
-    assert_eq!(b.decide_arrive(InstanceId::primary(g.home()), 7, &p), None);
-    assert_eq!(b.decide_arrive(InstanceId::primary(g.home()), 3, &p), None);
+    b.apply(Tick(5), &e).unwrap();
+    assert_eq!(
+        b.decide_arrive(InstanceId::primary(g.home()), Xfer(7), &p),
+        None
+    );
+    assert_eq!(
+        b.decide_arrive(InstanceId::primary(g.home()), Xfer(3), &p),
+        None
+    );
     assert!(
-        b.apply(6, &e).is_err(),
+        b.apply(Tick(6), &e).is_err(),
         "replaying a landing twice is refused"
     );
 }
@@ -187,7 +204,7 @@ proptest! {
                     Event::DepartDone { xfer } => s.departing[xfer].player.credits,
                     _ => 0,
                 };
-                s.apply(t as u64, &e).unwrap();
+                s.apply(Tick(t as u64), &e).unwrap();
                 held -= departed;
                 log.push((t as u64, e));
             }
@@ -195,7 +212,7 @@ proptest! {
         prop_assert_eq!(s.credits_total(), u128::from(held - spent));
         let mut replayed = SystemState::new(&g, g.home());
         for (t, e) in &log {
-            replayed.apply(*t, e).unwrap();
+            replayed.apply(Tick(*t), e).unwrap();
         }
         prop_assert_eq!(replayed.state_hash(), s.state_hash());
         prop_assert_eq!(replayed, s);
@@ -227,7 +244,7 @@ fn a_trade_moves_credits_cargo_and_stock_together() {
     let e = s
         .decide_trade(&g, "ann", &ordered(Side::Buy, Good::Food, 10))
         .unwrap();
-    s.apply(1, &e).unwrap();
+    s.apply(Tick(1), &e).unwrap();
     assert_eq!(s.players["ann"].cargo.get(Good::Food), 10);
     assert!(s.players["ann"].credits < r.starting_credits);
     assert_eq!(totals(&s), before, "a trade creates and destroys nothing");
@@ -238,7 +255,7 @@ fn a_trade_moves_credits_cargo_and_stock_together() {
     let e = s
         .decide_trade(&g, "ann", &ordered(Side::Sell, Good::Food, 10))
         .unwrap();
-    s.apply(2, &e).unwrap();
+    s.apply(Tick(2), &e).unwrap();
     assert!(
         s.players["ann"].credits < r.starting_credits,
         "a round trip loses the spread"
@@ -257,10 +274,10 @@ fn a_trade_decided_on_another_state_does_not_apply() {
     let b = s
         .decide_trade(&g, "bob", &ordered(Side::Buy, Good::Ore, 20))
         .unwrap();
-    s.apply(1, &a).unwrap();
+    s.apply(Tick(1), &a).unwrap();
     let snapshot = s.clone();
     assert!(
-        s.apply(1, &b).is_err(),
+        s.apply(Tick(1), &b).is_err(),
         "the price moved: the logged total is wrong"
     );
     assert_eq!(s, snapshot, "a refused apply changes nothing");
@@ -270,14 +287,20 @@ fn a_trade_decided_on_another_state_does_not_apply() {
 fn the_economy_moves_stocks_back_toward_rest_and_says_how_much() {
     let (g, r, mut s) = setup();
     join(&g, &r, &mut s, "ann");
-    assert_eq!(s.decide_economy(0, 50), None, "a market at rest stays");
+    assert_eq!(
+        s.decide_economy(Tick(0), Tick(50)),
+        None,
+        "a market at rest stays"
+    );
     let e = s
         .decide_trade(&g, "ann", &ordered(Side::Buy, Good::Electronics, 5))
         .unwrap();
-    s.apply(1, &e).unwrap();
+    s.apply(Tick(1), &e).unwrap();
     let before = totals(&s);
-    let step = s.decide_economy(1, 200).expect("below rest: production");
-    s.apply(200, &step).unwrap();
+    let step = s
+        .decide_economy(Tick(1), Tick(200))
+        .expect("below rest: production");
+    s.apply(Tick(200), &step).unwrap();
     let Event::Economy { report, .. } = &step else {
         unreachable!()
     };
@@ -288,7 +311,7 @@ fn the_economy_moves_stocks_back_toward_rest_and_says_how_much() {
         before.1.iter().sum::<u64>() + made
     );
     assert!(
-        s.apply(200, &step).is_err(),
+        s.apply(Tick(200), &step).is_err(),
         "a step cannot be applied twice"
     );
 }
@@ -297,7 +320,7 @@ fn the_economy_moves_stocks_back_toward_rest_and_says_how_much() {
 fn fight(g: &Galaxy, r: &Rules, s: &mut SystemState) -> Vec<(u64, Event)> {
     let mut log = Vec::new();
     let mut record = |s: &mut SystemState, t: u64, e: Event| {
-        s.apply(t, &e).unwrap();
+        s.apply(Tick(t), &e).unwrap();
         log.push((t, e));
     };
     for name in ["ann", "bob"] {
@@ -311,7 +334,9 @@ fn fight(g: &Galaxy, r: &Rules, s: &mut SystemState) -> Vec<(u64, Event)> {
     let e = s.decide_engage(g, "ann", Some("bob")).unwrap();
     record(s, 0, e);
     for t in 1..200 {
-        let Some(e) = s.decide_combat(t) else { break };
+        let Some(e) = s.decide_combat(Tick(t)) else {
+            break;
+        };
         record(s, t, e);
         let downed: Vec<String> = s.downed.keys().cloned().collect();
         for name in downed {
@@ -335,7 +360,7 @@ fn combat_destroys_a_ship_leaves_a_wreck_and_replays_exactly() {
     // Replaying gives the same combat, shot for shot.
     let mut replayed = SystemState::new(&g, g.home());
     for (t, e) in &log {
-        replayed.apply(*t, e).unwrap();
+        replayed.apply(Tick(*t), e).unwrap();
     }
     assert_eq!(replayed.state_hash(), s.state_hash());
     // Loot: ann takes the ore; goods are conserved.
@@ -358,29 +383,29 @@ fn a_pilot_destroyed_away_from_home_leaves_for_home() {
         let e = s
             .decide_arrive(
                 InstanceId::primary(g.home()),
-                i as u64 + 1,
+                Xfer(i as u64 + 1),
                 &Player::starter(name, &r),
             )
             .unwrap();
-        s.apply(0, &e).unwrap();
+        s.apply(Tick(0), &e).unwrap();
     }
     let e = s.decide_engage(&g, "ann", Some("bob")).unwrap();
-    s.apply(0, &e).unwrap();
+    s.apply(Tick(0), &e).unwrap();
     let mut t = 0;
     while s.downed.is_empty() {
         t += 1;
-        let e = s.decide_combat(t).expect("still fighting");
-        s.apply(t, &e).unwrap();
+        let e = s.decide_combat(Tick(t)).expect("still fighting");
+        s.apply(Tick(t), &e).unwrap();
     }
     assert_eq!(
         s.decide_trade(&g, "bob", &ordered(Side::Buy, Good::Food, 1)),
         Err(Reject::Downed)
     );
     let e = s.decide_destroyed(&g, "bob").unwrap();
-    assert_eq!(e.prepared_xfer(), Some(1));
-    s.apply(t, &e).unwrap();
+    assert_eq!(e.prepared_xfer(), Some(Xfer(1)));
+    s.apply(Tick(t), &e).unwrap();
     assert!(!s.players.contains_key("bob"));
-    let d = &s.departing[&1];
+    let d = &s.departing[&Xfer(1)];
     assert_eq!(
         (d.to, d.fuel, d.player.hull),
         (InstanceId::primary(g.home()), 0, 100)
@@ -402,16 +427,16 @@ fn attacks_need_both_pilots_here() {
     );
     join(&g, &r, &mut s, "bob");
     let e = s.decide_engage(&g, "ann", Some("bob")).unwrap();
-    s.apply(1, &e).unwrap();
+    s.apply(Tick(1), &e).unwrap();
     // Bob leaves: the order is dropped at the next combat tick, nobody is shot.
     let to = g.neighbours(g.home())[0];
     let e = s.decide_depart(&g, "bob", to).unwrap();
-    s.apply(1, &e).unwrap();
-    let combat = s.decide_combat(2).unwrap();
+    s.apply(Tick(1), &e).unwrap();
+    let combat = s.decide_combat(Tick(2)).unwrap();
     assert!(matches!(combat, Event::Combat { shots: 0, .. }));
-    s.apply(2, &combat).unwrap();
+    s.apply(Tick(2), &combat).unwrap();
     assert!(s.engaged.is_empty());
-    assert_eq!(s.decide_combat(3), None);
+    assert_eq!(s.decide_combat(Tick(3)), None);
 }
 
 proptest! {
@@ -436,8 +461,8 @@ proptest! {
                 1 => s.decide_trade(&g, name, &ordered(Side::Buy, good, qty)).ok(),
                 2 => s.decide_trade(&g, name, &ordered(Side::Sell, good, qty)).ok(),
                 3 => s.decide_engage(&g, name, Some(names[(who + 1) % 4])).ok(),
-                4 => s.decide_economy(s.market_tick, t),
-                _ => s.decide_combat(t),
+                4 => s.decide_economy(s.market_tick, Tick(t)),
+                _ => s.decide_combat(Tick(t)),
             }];
             for e in decided.drain(..).flatten() {
                 match &e {
@@ -452,12 +477,12 @@ proptest! {
                     }
                     _ => {}
                 }
-                s.apply(t, &e).unwrap();
+                s.apply(Tick(t), &e).unwrap();
                 log.push((t, e));
                 let downed: Vec<String> = s.downed.keys().cloned().collect();
                 for name in downed {
                     let e = s.decide_destroyed(&g, &name).unwrap();
-                    s.apply(t, &e).unwrap();
+                    s.apply(Tick(t), &e).unwrap();
                     log.push((t, e));
                 }
             }
@@ -469,7 +494,7 @@ proptest! {
         }
         let mut replayed = SystemState::new(&g, g.home());
         for (t, e) in &log {
-            replayed.apply(*t, e).unwrap();
+            replayed.apply(Tick(*t), e).unwrap();
         }
         prop_assert_eq!(replayed.state_hash(), s.state_hash());
         prop_assert_eq!(replayed, s);

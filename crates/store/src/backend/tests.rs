@@ -3,9 +3,10 @@
 
 use super::*;
 use crate::disk::Fault;
+use crate::seq::Seq;
 
-fn append(log: &Log, n: u64) -> u64 {
-    let mut last = 0;
+fn append(log: &Log, n: u64) -> Seq {
+    let mut last = Seq(0);
     for i in 0..n {
         last = log
             .append("test", |l| {
@@ -49,7 +50,7 @@ fn opens_reads_and_lists(store: &dyn LogStore) {
         .unwrap();
     assert_eq!(seqs, vec![6, 7, 8]);
     assert_eq!(opened.from, kept);
-    assert_eq!(log.append("test", |_| {}).unwrap(), 9);
+    assert_eq!(log.append("test", |_| {}).unwrap(), Seq(9));
     log.close().unwrap();
     assert_eq!(store.list(SYSTEMS_PREFIX).unwrap(), vec![name]);
     assert_eq!(store.list("").unwrap(), vec![TRANSITIONS_LOG.to_string()]);
@@ -91,7 +92,7 @@ fn a_failed_append_names_the_log_and_loses_nothing_acknowledged() {
         assert!(err.contains("memory:systems/sol"), "{err}");
         assert!(err.contains(says), "{err}");
         let after = store.crash(true);
-        assert_eq!(count(&after, &name, Position::BEGINNING), acked);
+        assert_eq!(count(&after, &name, Position::BEGINNING), acked.0);
     }
 }
 
@@ -113,18 +114,18 @@ fn a_crash_loses_the_unsynced_and_a_torn_write_is_cut() {
     assert!(!store.file(name).lock().unsynced.is_empty());
 
     let lost = store.crash(false);
-    assert_eq!(count(&lost, name, Position::BEGINNING), acked);
+    assert_eq!(count(&lost, name, Position::BEGINNING), acked.0);
 
     let torn = store.crash(true);
     let (log, opened) = torn
         .open(name, Position::BEGINNING, &mut |_| Ok(()))
         .unwrap();
     let cut = opened.cut.expect("the torn write is cut");
-    assert_eq!(cut.line, acked + 1);
-    assert_eq!(opened.scan.records, acked);
-    assert_eq!(log.append("test", |_| {}).unwrap(), acked + 1);
+    assert_eq!(cut.line, acked.0 + 1);
+    assert_eq!(opened.scan.records, acked.0);
+    assert_eq!(log.append("test", |_| {}).unwrap(), acked.next());
     log.close().unwrap();
-    assert_eq!(count(&torn, name, Position::BEGINNING), acked + 1);
+    assert_eq!(count(&torn, name, Position::BEGINNING), acked.0 + 1);
 }
 
 fn meta(upto: u64) -> SnapshotMeta {
