@@ -27,11 +27,11 @@ use crate::datadir::DataDir;
 use crate::disk::{write_atomic, AppendFile, Fault, SimFile};
 use crate::log::{first_seq, read_and_scan, Log, LogError, Opened, Position};
 use crate::record::{parse_line, Record, MAX_RECORD_BYTES};
-use crate::scan::{scan, ScanOutcome, ScanStart};
+use crate::scan::{scan, ScanOutcome, ScanStart, VisitError};
 use crate::snapshot::{self, SnapshotError, SnapshotMeta, SNAPSHOTS_KEPT};
 
 /// What a store hands each record it reads to.
-pub type Visit<'a> = &'a mut dyn FnMut(&Record<'_>) -> Result<(), String>;
+pub type Visit<'a> = &'a mut dyn FnMut(&Record<'_>) -> Result<(), VisitError>;
 
 /// The name of the transition log.
 pub const TRANSITIONS_LOG: &str = "transitions";

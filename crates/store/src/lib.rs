@@ -14,3 +14,5 @@ pub mod log;
 pub mod record;
 pub mod scan;
 pub mod snapshot;
+
+pub use scan::VisitError;

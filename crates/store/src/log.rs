@@ -18,7 +18,7 @@ use std::thread::JoinHandle;
 
 use super::disk::{AppendFile, RealFile};
 use super::record::Line;
-use super::scan::{scan, Corruption, ScanOutcome, ScanStart, TornTail};
+use super::scan::{scan, Corruption, ScanOutcome, ScanStart, TornTail, VisitError};
 
 /// Appenders wait when this many bytes are pending and not yet written: memory stays bounded
 /// when the disk is slower than the appenders.
@@ -33,9 +33,11 @@ pub enum LogError {
     Closed { path: String },
     #[error("{path}: cannot read: {error}")]
     Read { path: String, error: String },
+    /// A bad line, or a record the reader refused (the refusal kept as the corruption's source).
     #[error("{path}: {corruption}. The log is corrupt before its last durable point; nothing was changed. Run `mltrader check` for the full list, and restore this file from a replica or backup")]
     Corrupt {
         path: String,
+        #[source]
         corruption: Corruption,
     },
 }
@@ -179,7 +181,7 @@ impl Log {
     pub fn open(
         path: &Path,
         start: ScanStart,
-        visit: impl FnMut(&super::record::Record<'_>) -> Result<(), String>,
+        visit: impl FnMut(&super::record::Record<'_>) -> Result<(), VisitError>,
     ) -> Result<(Log, Opened), LogError> {
         let bytes = read_from(path, start.offset)?;
         let file = || -> std::io::Result<Box<dyn AppendFile>> {
@@ -196,7 +198,7 @@ impl Log {
         bytes: &[u8],
         start: ScanStart,
         file: impl FnOnce() -> std::io::Result<Box<dyn AppendFile>>,
-        visit: impl FnMut(&super::record::Record<'_>) -> Result<(), String>,
+        visit: impl FnMut(&super::record::Record<'_>) -> Result<(), VisitError>,
     ) -> Result<(Log, Opened), LogError> {
         let scan_out = scan(bytes, start, visit).map_err(|corruption| LogError::Corrupt {
             path: name.clone(),
@@ -586,7 +588,7 @@ fn committer(shared: Arc<Shared>, mut file: Box<dyn AppendFile>) {
 pub fn read_and_scan(
     path: &Path,
     start: ScanStart,
-    visit: impl FnMut(&super::record::Record<'_>) -> Result<(), String>,
+    visit: impl FnMut(&super::record::Record<'_>) -> Result<(), VisitError>,
 ) -> Result<ScanOutcome, LogError> {
     let bytes = read_from(path, start.offset)?;
     scan(&bytes, start, visit).map_err(|corruption| LogError::Corrupt {
