@@ -200,7 +200,8 @@ impl LogStore for FileLogs {
                 .and_then(|()| crate::disk::sync_parent_dir(dir))
                 .map_err(|e| LogError::Failed {
                     path: dir.display().to_string(),
-                    error: format!("cannot create: {e}"),
+                    what: "cannot create".into(),
+                    error: Arc::new(e),
                 })?;
         }
         Log::open(&path, start, visit)
@@ -222,7 +223,7 @@ impl LogStore for FileLogs {
             Err(e) => {
                 return Err(LogError::Read {
                     path: dir.display().to_string(),
-                    error: e.to_string(),
+                    error: Arc::new(e),
                 })
             }
         };
@@ -502,12 +503,10 @@ fn stored_from(
     let start = start_in(durable.len() as u64, first, from);
     let offset = usize::try_from(start.offset).unwrap_or(usize::MAX);
     if offset > durable.len() {
-        return Err(LogError::Read {
+        return Err(LogError::ShorterThanSnapshot {
             path: MemLogs::shown(name),
-            error: format!(
-                "log is {} bytes, shorter than the snapshot's offset {offset}",
-                durable.len()
-            ),
+            len_bytes: durable.len() as u64,
+            offset: start.offset,
         });
     }
     Ok((durable[offset..].to_vec(), start))
