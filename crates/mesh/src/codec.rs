@@ -80,14 +80,6 @@ pub enum DecodeError {
     ImpossibleState { why: RestoreError },
 }
 
-/// For the callbacks that still take a `String` error (the log's replay callback, the
-/// audit's): the message, as before the errors were typed.
-impl From<DecodeError> for String {
-    fn from(e: DecodeError) -> String {
-        e.to_string()
-    }
-}
-
 /// A jump as the transition log holds it: with its origin's `depart`, the commit point; it
 /// carries the player's whole state.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -1325,10 +1317,7 @@ mod tests {
             let bytes = store::snapshot::encode(&meta, |w| encode_state(w, &g, state));
             let path = store::snapshot::write(dir.path(), &meta, &bytes).unwrap();
             let mut back = SystemState::new_instance(&g, at);
-            store::snapshot::load(&path, |r| {
-                decode_state_record(&g, &mut back, r).map_err(|e| e.to_string())
-            })
-            .unwrap();
+            store::snapshot::load(&path, |r| Ok(decode_state_record(&g, &mut back, r)?)).unwrap();
             assert_eq!(&back, state);
         }
     }

@@ -351,7 +351,7 @@ fn scan_player_log_end(path: &Path) -> Result<ScanOutcome, LogError> {
         Err(e) => {
             return Err(LogError::Read {
                 path: path.display().to_string(),
-                error: e.to_string(),
+                error: std::sync::Arc::new(e),
             })
         }
     };

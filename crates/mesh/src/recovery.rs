@@ -16,7 +16,11 @@
 //!    state keeps the outcome until the settlement is known), otherwise refunded; then the
 //!    primary forgets the outcomes (`trade.done`).
 //!
-//! Never guesses: any disagreement between logs is an error naming the file and line.
+//! Never guesses: any disagreement between logs is an error naming the file and line. The jump
+//! protocol's invariants ([`crate::protocol::invariants`]) are checked again here, where the
+//! records are read back: a violation in the transition log is a [`BadJump`] that names the
+//! jump, kept as the source of the store's error that names the log and line; a settling
+//! record recovery is about to write that would break one is a bug ([`must`]).
 //!
 //! Logs and snapshots are read through the storage traits ([`store::backend`]): files by
 //! default, memory in tests. The player logs (step 4) stay files ([`crate::projector`]).
@@ -31,6 +35,10 @@ use super::codec::{
     decode_event, decode_jump, decode_state_record, encode_event, event_kind, player_line, Jump,
 };
 use super::projector::{catch_up, line_from_record, Projected};
+use super::protocol::invariants::{
+    commit_was_prepared, committed, handed_to_its_destination, must, prepared_by_origin,
+    transfer_grows, void_was_never_prepared, Violation,
+};
 use super::MeshError;
 use sim::galaxy::{Galaxy, SystemId};
 use sim::ids::{EscrowId, Xfer};
@@ -183,7 +191,7 @@ pub fn load_snapshot(
     for upto in list.into_iter().rev() {
         let mut state = SystemState::new_instance(galaxy, id);
         match snapshots.get(&slug, upto, &mut |r| {
-            decode_state_record(galaxy, &mut state, r).map_err(|e| e.to_string())
+            Ok(decode_state_record(galaxy, &mut state, r)?)
         }) {
             Ok(meta) if meta.state_hash == state.state_hash() && meta.name == slug => {
                 return Ok(Some((state, meta)));
@@ -366,8 +374,9 @@ struct TransitionsRead {
     transitions: Log,
     /// Where it was read from (unsettled jumps are readable from there).
     start: Position,
-    /// Jumps whose prepare is durable in their origin: committed.
-    committed: BTreeSet<(InstanceId, Xfer)>,
+    /// Jumps whose prepare is durable in their origin: committed, with their record's
+    /// sequence number in the transition log.
+    committed: BTreeMap<(InstanceId, Xfer), Seq>,
     /// Committed jumps not yet landed, per destination.
     landings: HashMap<InstanceId, Vec<Jump>>,
     /// Jumps whose prepare the crash lost, per origin, in order: void.
@@ -377,7 +386,7 @@ struct TransitionsRead {
 /// The jumps of the transition log, sorted as they are read.
 #[derive(Default)]
 struct JumpsRead {
-    committed: BTreeSet<(InstanceId, Xfer)>,
+    committed: BTreeMap<(InstanceId, Xfer), Seq>,
     landings: HashMap<InstanceId, Vec<Jump>>,
     voids: BTreeMap<InstanceId, Vec<Xfer>>,
     /// The last jump number read per origin (they must grow).
@@ -400,7 +409,12 @@ fn read_transitions(
     let (transitions, opened) = storage
         .logs
         .open(TRANSITIONS_LOG, from, &mut |rec| {
-            sort_jump(galaxy, all, decode_jump(galaxy, rec)?, &mut read)
+            Ok(sort_jump(
+                galaxy,
+                all,
+                decode_jump(galaxy, rec)?,
+                &mut read,
+            )?)
         })
         .map_err(MeshError::Storage)?;
     report.transition_records = opened.scan.records;
@@ -422,6 +436,22 @@ fn read_transitions(
     })
 }
 
+/// Why a `jump` record of the transition log cannot be read as the other logs have it.
+#[derive(Debug, thiserror::Error)]
+pub enum BadJump {
+    #[error("jump {jump} comes from an instance with no log")]
+    NoOrigin { jump: String },
+    #[error("jump {jump} goes to {to}, which was never opened")]
+    NoDestination { jump: String, to: String },
+    /// The record breaks an invariant of the jump protocol (a damaged or forged log).
+    #[error("jump {jump}: {violation}")]
+    Protocol {
+        jump: String,
+        #[source]
+        violation: Violation,
+    },
+}
+
 /// Step 2 for one `jump` record: void, committed, to land, or an error saying why the logs
 /// disagree.
 fn sort_jump(
@@ -429,24 +459,22 @@ fn sort_jump(
     all: &Systems,
     jump: Jump,
     read: &mut JumpsRead,
-) -> Result<(), String> {
-    let from = jump.from.slug(galaxy);
-    let Some(origin) = all.get(&jump.from).map(|r| &r.state) else {
-        return Err(format!(
-            "jump {from}:{} comes from an instance with no log",
-            jump.xfer
-        ));
+) -> Result<(), BadJump> {
+    let text = || crate::codec::xfer_text(galaxy, jump.from, jump.xfer);
+    let protocol = |violation| BadJump::Protocol {
+        jump: text(),
+        violation,
     };
-    let prev = read
+    let Some(origin) = all.get(&jump.from).map(|r| &r.state) else {
+        return Err(BadJump::NoOrigin { jump: text() });
+    };
+    committed(&jump, None).map_err(protocol)?;
+    // Numbers start at 1: a first jump numbered 0 comes after none, and is refused too.
+    let previous = read
         .last_xfer
         .insert(jump.from, jump.xfer)
         .unwrap_or_default();
-    if jump.xfer <= prev {
-        return Err(format!(
-            "jump {from}:{} is out of order or repeated",
-            jump.xfer
-        ));
-    }
+    transfer_grows(jump.from, Some(previous), jump.xfer).map_err(protocol)?;
     // A jump whose prepare was lost in the crash (the two were written at once) is void:
     // nobody was told it happened. One voided by an earlier start stays void.
     if jump.xfer >= origin.next_xfer {
@@ -456,28 +484,18 @@ fn sort_jump(
     if origin.voided.contains(&jump.xfer) {
         return Ok(());
     }
-    if let Some(d) = origin.departing.get(&jump.xfer) {
-        if d.player != jump.player || d.to != jump.to {
-            return Err(format!(
-                "jump {from}:{} disagrees with its prepare record",
-                jump.xfer
-            ));
-        }
-        read.committed.insert((jump.from, jump.xfer));
+    if origin.departing.contains_key(&jump.xfer) {
+        prepared_by_origin(origin, &jump).map_err(protocol)?;
+        read.committed.insert((jump.from, jump.xfer), jump.tseq);
     }
     let Some(dest) = all.get(&jump.to).map(|r| &r.state) else {
-        return Err(format!(
-            "jump {from}:{} goes to {}, which was never opened",
-            jump.xfer,
-            jump.to.slug(galaxy)
-        ));
+        return Err(BadJump::NoDestination {
+            jump: text(),
+            to: jump.to.slug(galaxy),
+        });
     };
-    let landed = dest
-        .landed_upto
-        .get(&jump.from)
-        .copied()
-        .unwrap_or_default();
-    if jump.xfer > landed {
+    // Not landed yet: handed over again (one already landed is not: landing is idempotent).
+    if handed_to_its_destination(dest, &jump).is_ok() {
         read.landings.entry(jump.to).or_default().push(jump);
     }
     Ok(())
@@ -510,6 +528,9 @@ fn void_lost_prepares(
     for (at, xfers) in voids {
         let sys = all.get_mut(&at).expect("checked in step 2");
         report.jumps_voided += xfers.len() as u64;
+        for &xfer in &xfers {
+            must(void_was_never_prepared(&sys.state, xfer));
+        }
         settle_all(
             galaxy,
             sys,
@@ -525,14 +546,15 @@ fn void_lost_prepares(
 fn settle_prepared_jumps(
     galaxy: &Galaxy,
     all: &mut Systems,
-    committed: &BTreeSet<(InstanceId, Xfer)>,
+    committed: &BTreeMap<(InstanceId, Xfer), Seq>,
     report: &mut RecoveryReport,
 ) -> Result<(), MeshError> {
     for sys in all.values_mut() {
         let xfers: Vec<Xfer> = sys.state.departing.keys().copied().collect();
         let mut events = Vec::with_capacity(xfers.len());
         for xfer in xfers {
-            if committed.contains(&(sys.state.instance_id(), xfer)) {
+            if let Some(&tseq) = committed.get(&(sys.state.instance_id(), xfer)) {
+                must(commit_was_prepared(&sys.state, xfer, tseq));
                 report.jumps_completed += 1;
                 events.push(Event::DepartDone { xfer });
             } else {
@@ -921,6 +943,64 @@ mod tests {
         let after = audit(&datadir, &galaxy);
         assert!(after.ok(), "{:?}", after.problems);
         assert_eq!(after.jumps_in_flight, 0);
+    }
+
+    /// A transition log forged (or damaged) so that its jump carries Ann one version on from
+    /// the departure her origin prepared: recovery refuses to start, naming the jump, the
+    /// protocol's invariant and the log, and keeps the violation as the error's source.
+    #[test]
+    fn a_jump_that_breaks_the_protocol_is_refused_naming_the_jump_and_the_log() {
+        let galaxy = Galaxy::default_galaxy();
+        let dir = tempfile::tempdir().unwrap();
+        let datadir = DataDir::at(dir.path());
+        as_a_start_leaves_it(&datadir, &galaxy);
+        let sol = InstanceId::primary(galaxy.home());
+        let to = galaxy.neighbours(galaxy.home())[0];
+        let mut p = Writing::open(&datadir, &galaxy, sol);
+        let ann = Player::starter("Ann", &Rules::default());
+        let join = Event::Join {
+            player: ann,
+            key: "k".into(),
+        };
+        p.record(&galaxy, Tick(1), join);
+        p.record(
+            &galaxy,
+            Tick(2),
+            p.state.decide_depart(&galaxy, "Ann", to).unwrap(),
+        );
+        let mut player = p.state.departing[&Xfer(1)].player.clone();
+        player.version = player.version.next();
+        let forged = Jump {
+            from: sol,
+            xfer: Xfer(1),
+            to: InstanceId::primary(to),
+            t: Tick(2),
+            travel_ticks: 0,
+            player,
+            tseq: Seq(0),
+        };
+        let transitions = committed(&datadir, &galaxy, &forged);
+        for log in [p.log, transitions] {
+            log.close().unwrap();
+        }
+
+        let Err(err) = recover(&datadir, &galaxy) else {
+            panic!("recovery accepted a jump that is not the departure its origin prepared");
+        };
+        let text = err.to_string();
+        let log = datadir.transitions_log().display().to_string();
+        let jump = crate::codec::xfer_text(&galaxy, sol, Xfer(1));
+        for part in [&log, "line 1", &format!("jump {jump}"), "another player"] {
+            assert!(text.contains(part), "{part:?} not in: {text}");
+        }
+        let MeshError::Storage(LogError::Corrupt { corruption, .. }) = &err else {
+            panic!("not the transition log's corruption: {err:?}");
+        };
+        let source = corruption.refused.as_deref().expect("the refusal is kept");
+        let Some(BadJump::Protocol { violation, .. }) = source.downcast_ref::<BadJump>() else {
+            panic!("the refusal is not a BadJump: {source:?}");
+        };
+        assert_eq!(violation.xfer, Xfer(1));
     }
 
     #[tokio::test]

@@ -187,11 +187,3 @@ pub enum TradeMismatch {
     #[error("credits overflow")]
     CreditsOverflow,
 }
-
-/// For the callbacks that still take a `String` error (the log's replay callback in
-/// `store::log`, the audit's replay): the message, as before the errors were typed.
-impl From<ApplyError> for String {
-    fn from(e: ApplyError) -> String {
-        e.to_string()
-    }
-}

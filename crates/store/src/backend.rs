@@ -4,7 +4,8 @@
 //! - [`LogStore`]: named append-only logs. Open one for appending from its recovered end (every
 //!   valid record handed to the caller, a torn tail cut), read one from a position, list them.
 //! - [`SnapshotStore`]: a log's snapshots. Put, list, get, keep the newest N.
-//! - [`Ownership`]: claim, renew and release a unit, with an epoch that only grows.
+//! - [`Ownership`]: claim, renew and release a unit, with an epoch that only grows; or claim it
+//!   shared, to read it while nobody writes.
 //!
 //! The implementations: files ([`FileLogs`], [`FileSnapshots`], [`FileOwnership`]: the data
 //! directory, byte for byte what it always was; the default), and memory ([`MemLogs`],
@@ -27,11 +28,15 @@ use crate::datadir::DataDir;
 use crate::disk::{write_atomic, AppendFile, Fault, SimFile};
 use crate::log::{first_seq, read_and_scan, Log, LogError, Opened, Position};
 use crate::record::{parse_line, Record, MAX_RECORD_BYTES};
-use crate::scan::{scan, ScanOutcome, ScanStart};
+use crate::scan::{scan, ScanOutcome, ScanStart, VisitError};
 use crate::snapshot::{self, SnapshotError, SnapshotMeta, SNAPSHOTS_KEPT};
 
 /// What a store hands each record it reads to.
-pub type Visit<'a> = &'a mut dyn FnMut(&Record<'_>) -> Result<(), String>;
+pub type Visit<'a> = &'a mut dyn FnMut(&Record<'_>) -> Result<(), VisitError>;
+
+/// The unit a mesh claims, and the tools that read or rewrite its logs (for files: the whole
+/// data directory).
+pub const MESH_UNIT: &str = "mesh";
 
 /// The name of the transition log.
 pub const TRANSITIONS_LOG: &str = "transitions";
@@ -75,12 +80,17 @@ pub trait SnapshotStore: Send + Sync {
     fn describe(&self, name: &str, upto: u64) -> String;
 }
 
-/// A unit held by one owner at a time.
+/// A unit held by one owner at a time, or read by any number of readers while no owner holds
+/// it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Claim {
     pub unit: String,
-    /// Grows with every claim of the unit, whoever makes it, across restarts.
+    /// Grows with every owner's claim of the unit, whoever makes it, across restarts; a
+    /// reader's claim has the last owner's epoch (0: never owned).
     pub epoch: u64,
+    /// A reader's claim ([`Ownership::claim_shared`]): others may read alongside, nobody may
+    /// own the unit until it is released.
+    pub shared: bool,
 }
 
 /// Why a unit cannot be claimed or kept.
@@ -95,10 +105,24 @@ pub enum OwnershipError {
     Failed { unit: String, reason: String },
 }
 
-/// Who may write a unit (for files: the whole data directory).
+/// Who may write a unit (for files: the whole data directory), and who may read it knowing
+/// nobody writes it meanwhile. Every tool takes its claim here: `serve` and `compact` own the
+/// directory, `check` and `replay` claim it shared (`check --live` reads beside a running
+/// owner on purpose, and claims nothing).
+///
+/// Renewal: a claim on files is the OS lock of `LOCK`, held until it is released or the process
+/// ends (even by SIGKILL), and no other process can take it meanwhile; it cannot expire, so
+/// nothing needs to renew it, and [`Ownership::renew`] only says whether it is still held. A
+/// lease-based implementation (the next issues' JetStream backend) expires claims: its owner
+/// must renew within the lease, and that is where a renewal loop belongs.
 pub trait Ownership: Send + Sync {
     /// Claims `unit` for this process, with an epoch greater than every earlier claim's.
+    /// Refused while anyone else holds it, owner or reader.
     fn claim(&self, unit: &str) -> Result<Claim, OwnershipError>;
+    /// Claims `unit` to read it: any number of readers at once, refused while an owner holds
+    /// it, and no owner can claim it until every reader has released it. The epoch does not
+    /// grow (nothing is written).
+    fn claim_shared(&self, unit: &str) -> Result<Claim, OwnershipError>;
     /// Says the claim is still held (for a lease: extends it).
     fn renew(&self, claim: &Claim) -> Result<(), OwnershipError>;
     /// Lets the unit go.
@@ -176,7 +200,8 @@ impl LogStore for FileLogs {
                 .and_then(|()| crate::disk::sync_parent_dir(dir))
                 .map_err(|e| LogError::Failed {
                     path: dir.display().to_string(),
-                    error: format!("cannot create: {e}"),
+                    what: "cannot create".into(),
+                    error: Arc::new(e),
                 })?;
         }
         Log::open(&path, start, visit)
@@ -198,7 +223,7 @@ impl LogStore for FileLogs {
             Err(e) => {
                 return Err(LogError::Read {
                     path: dir.display().to_string(),
-                    error: e.to_string(),
+                    error: Arc::new(e),
                 })
             }
         };
@@ -265,8 +290,17 @@ impl SnapshotStore for FileSnapshots {
 /// the holder's pid, and a crash there must never take the epoch back.)
 pub struct FileOwnership {
     datadir: DataDir,
-    /// The held lock and its epoch.
-    held: Mutex<Option<(u64, std::fs::File)>>,
+    /// The claim held, if any.
+    held: Mutex<Option<FileClaim>>,
+}
+
+/// A claim a [`FileOwnership`] holds: closing its file releases the OS lock.
+struct FileClaim {
+    epoch: u64,
+    shared: bool,
+    /// The open `LOCK` file (for a reader, none if no owner ever made one: none can be
+    /// running).
+    _lock: Option<std::fs::File>,
 }
 
 impl FileOwnership {
@@ -277,7 +311,7 @@ impl FileOwnership {
         }
     }
 
-    fn held(&self) -> MutexGuard<'_, Option<(u64, std::fs::File)>> {
+    fn held(&self) -> MutexGuard<'_, Option<FileClaim>> {
         self.held.lock().unwrap_or_else(|e| e.into_inner())
     }
 
@@ -314,16 +348,37 @@ impl Ownership for FileOwnership {
                 reason: format!("cannot write: {e}"),
             }
         })?;
-        *held = Some((epoch, lock));
+        *held = Some(FileClaim {
+            epoch,
+            shared: false,
+            _lock: Some(lock),
+        });
         Ok(Claim {
             unit: self.datadir.root().display().to_string(),
             epoch,
+            shared: false,
+        })
+    }
+
+    fn claim_shared(&self, _unit: &str) -> Result<Claim, OwnershipError> {
+        let mut held = self.held();
+        let lock = self.datadir.lock_shared().map_err(OwnershipError::Held)?;
+        let epoch = self.last_epoch()?;
+        *held = Some(FileClaim {
+            epoch,
+            shared: true,
+            _lock: lock,
+        });
+        Ok(Claim {
+            unit: self.datadir.root().display().to_string(),
+            epoch,
+            shared: true,
         })
     }
 
     fn renew(&self, claim: &Claim) -> Result<(), OwnershipError> {
         match &*self.held() {
-            Some((epoch, _)) if *epoch == claim.epoch => Ok(()),
+            Some(h) if h.epoch == claim.epoch && h.shared == claim.shared => Ok(()),
             _ => Err(OwnershipError::NotHeld {
                 unit: claim.unit.clone(),
                 epoch: claim.epoch,
@@ -448,12 +503,10 @@ fn stored_from(
     let start = start_in(durable.len() as u64, first, from);
     let offset = usize::try_from(start.offset).unwrap_or(usize::MAX);
     if offset > durable.len() {
-        return Err(LogError::Read {
+        return Err(LogError::ShorterThanSnapshot {
             path: MemLogs::shown(name),
-            error: format!(
-                "log is {} bytes, shorter than the snapshot's offset {offset}",
-                durable.len()
-            ),
+            len_bytes: durable.len() as u64,
+            offset: start.offset,
         });
     }
     Ok((durable[offset..].to_vec(), start))
@@ -522,10 +575,19 @@ impl SnapshotStore for MemSnapshots {
     }
 }
 
-/// In-memory ownership for tests: each unit's holder and its last epoch.
+/// In-memory ownership for tests: each unit's holders and its last epoch.
 #[derive(Default)]
 pub struct MemOwnership {
-    units: Mutex<BTreeMap<String, (bool, u64)>>,
+    units: Mutex<BTreeMap<String, MemUnit>>,
+}
+
+/// Who holds one unit of a [`MemOwnership`].
+#[derive(Default)]
+struct MemUnit {
+    owned: bool,
+    readers: u64,
+    /// The last owner's epoch (0: never owned).
+    epoch: u64,
 }
 
 impl MemOwnership {
@@ -533,7 +595,7 @@ impl MemOwnership {
         MemOwnership::default()
     }
 
-    fn units(&self) -> MutexGuard<'_, BTreeMap<String, (bool, u64)>> {
+    fn units(&self) -> MutexGuard<'_, BTreeMap<String, MemUnit>> {
         self.units.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
@@ -541,34 +603,63 @@ impl MemOwnership {
 impl Ownership for MemOwnership {
     fn claim(&self, unit: &str) -> Result<Claim, OwnershipError> {
         let mut units = self.units();
-        let (held, epoch) = units.entry(unit.to_string()).or_insert((false, 0));
-        if *held {
+        let u = units.entry(unit.to_string()).or_default();
+        if u.owned || u.readers > 0 {
+            let (epoch, readers) = (u.epoch, u.readers);
             return Err(OwnershipError::Held(format!(
-                "{unit} is held (epoch {epoch})"
+                "{unit} is held (epoch {epoch}, {readers} readers)"
             )));
         }
-        *held = true;
-        *epoch += 1;
+        u.owned = true;
+        u.epoch += 1;
         Ok(Claim {
             unit: unit.to_string(),
-            epoch: *epoch,
+            epoch: u.epoch,
+            shared: false,
+        })
+    }
+
+    fn claim_shared(&self, unit: &str) -> Result<Claim, OwnershipError> {
+        let mut units = self.units();
+        let u = units.entry(unit.to_string()).or_default();
+        if u.owned {
+            return Err(OwnershipError::Held(format!(
+                "{unit} is held (epoch {})",
+                u.epoch
+            )));
+        }
+        u.readers += 1;
+        Ok(Claim {
+            unit: unit.to_string(),
+            epoch: u.epoch,
+            shared: true,
         })
     }
 
     fn renew(&self, claim: &Claim) -> Result<(), OwnershipError> {
-        match self.units().get(&claim.unit) {
-            Some((true, epoch)) if *epoch == claim.epoch => Ok(()),
-            _ => Err(OwnershipError::NotHeld {
+        let held = self.units().get(&claim.unit).is_some_and(|u| {
+            let holds = if claim.shared { u.readers > 0 } else { u.owned };
+            holds && u.epoch == claim.epoch
+        });
+        if held {
+            Ok(())
+        } else {
+            Err(OwnershipError::NotHeld {
                 unit: claim.unit.clone(),
                 epoch: claim.epoch,
-            }),
+            })
         }
     }
 
     fn release(&self, claim: &Claim) -> Result<(), OwnershipError> {
         self.renew(claim)?;
-        if let Some((held, _)) = self.units().get_mut(&claim.unit) {
-            *held = false;
+        if let Some(u) = self.units().get_mut(&claim.unit) {
+            if claim.shared {
+                assert!(u.readers > 0, "a held reader's claim counts");
+                u.readers -= 1;
+            } else {
+                u.owned = false;
+            }
         }
         Ok(())
     }

@@ -15,3 +15,5 @@ pub mod record;
 pub mod scan;
 pub mod seq;
 pub mod snapshot;
+
+pub use scan::VisitError;

@@ -18,7 +18,7 @@ use std::thread::JoinHandle;
 
 use super::disk::{AppendFile, RealFile};
 use super::record::Line;
-use super::scan::{scan, Corruption, ScanOutcome, ScanStart, TornTail};
+use super::scan::{scan, Corruption, ScanOutcome, ScanStart, TornTail, VisitError};
 use super::seq::Seq;
 
 /// Appenders wait when this many bytes are pending and not yet written: memory stays bounded
@@ -28,15 +28,35 @@ pub const MAX_PENDING_BYTES: usize = 32 * 1024 * 1024;
 /// A log-level failure, naming the file.
 #[derive(Clone, Debug, thiserror::Error)]
 pub enum LogError {
-    #[error("{path}: {error}; every acknowledged record is safe, the records not acknowledged may or may not be on disk. Free the disk or fix the cause, then restart: recovery settles them from the file")]
-    Failed { path: String, error: String },
+    /// What failed (`what`), and the I/O error, kept as the source (shared: a poisoned log
+    /// gives the same error to every waiter).
+    #[error("{path}: {what}: {error}; every acknowledged record is safe, the records not acknowledged may or may not be on disk. Free the disk or fix the cause, then restart: recovery settles them from the file")]
+    Failed {
+        path: String,
+        what: String,
+        #[source]
+        error: Arc<std::io::Error>,
+    },
     #[error("{path} is closed")]
     Closed { path: String },
     #[error("{path}: cannot read: {error}")]
-    Read { path: String, error: String },
+    Read {
+        path: String,
+        #[source]
+        error: Arc<std::io::Error>,
+    },
+    /// A log shorter than the snapshot recovery starts from says it holds (it lost its end).
+    #[error("{path}: cannot read: {len_bytes} bytes, shorter than the snapshot's offset {offset}")]
+    ShorterThanSnapshot {
+        path: String,
+        len_bytes: u64,
+        offset: u64,
+    },
+    /// A bad line, or a record the reader refused (the refusal kept as the corruption's source).
     #[error("{path}: {corruption}. The log is corrupt before its last durable point; nothing was changed. Run `mltrader check` for the full list, and restore this file from a replica or backup")]
     Corrupt {
         path: String,
+        #[source]
         corruption: Corruption,
     },
 }
@@ -51,8 +71,9 @@ struct Pending {
     /// every append costs a futex call each; it is the biggest cost of an append otherwise.)
     committer_idle: bool,
     closing: bool,
-    /// Set when a write or sync failed; the log accepts nothing after that.
-    poisoned: Option<String>,
+    /// Set when a write or sync failed (what, and the error); the log accepts nothing after
+    /// that.
+    poisoned: Option<(String, Arc<std::io::Error>)>,
 }
 
 impl Pending {
@@ -105,10 +126,11 @@ impl Shared {
 
     fn failure(&self) -> Option<LogError> {
         let p = self.lock_pending();
-        if let Some(e) = &p.poisoned {
+        if let Some((what, error)) = &p.poisoned {
             return Some(LogError::Failed {
                 path: self.name.clone(),
-                error: e.clone(),
+                what: what.clone(),
+                error: error.clone(),
             });
         }
         None
@@ -180,7 +202,7 @@ impl Log {
     pub fn open(
         path: &Path,
         start: ScanStart,
-        visit: impl FnMut(&super::record::Record<'_>) -> Result<(), String>,
+        visit: impl FnMut(&super::record::Record<'_>) -> Result<(), VisitError>,
     ) -> Result<(Log, Opened), LogError> {
         let bytes = read_from(path, start.offset)?;
         let file = || -> std::io::Result<Box<dyn AppendFile>> {
@@ -197,7 +219,7 @@ impl Log {
         bytes: &[u8],
         start: ScanStart,
         file: impl FnOnce() -> std::io::Result<Box<dyn AppendFile>>,
-        visit: impl FnMut(&super::record::Record<'_>) -> Result<(), String>,
+        visit: impl FnMut(&super::record::Record<'_>) -> Result<(), VisitError>,
     ) -> Result<(Log, Opened), LogError> {
         let scan_out = scan(bytes, start, visit).map_err(|corruption| LogError::Corrupt {
             path: name.clone(),
@@ -205,12 +227,14 @@ impl Log {
         })?;
         let mut file = file().map_err(|e| LogError::Failed {
             path: name.clone(),
-            error: format!("cannot open for appending: {e}"),
+            what: "cannot open for appending".into(),
+            error: Arc::new(e),
         })?;
         if let Some(torn) = &scan_out.torn {
             file.truncate(torn.offset).map_err(|e| LogError::Failed {
                 path: name.clone(),
-                error: format!("cannot cut torn tail at byte {}: {e}", torn.offset),
+                what: format!("cannot cut torn tail at byte {}", torn.offset),
+                error: Arc::new(e),
             })?;
         }
         let next_seq = scan_out
@@ -366,10 +390,11 @@ impl Log {
     fn reserve(&self) -> Result<MutexGuard<'_, Pending>, LogError> {
         let mut p = self.shared.lock_pending();
         loop {
-            if let Some(e) = &p.poisoned {
+            if let Some((what, error)) = &p.poisoned {
                 return Err(LogError::Failed {
                     path: self.shared.name.clone(),
-                    error: e.clone(),
+                    what: what.clone(),
+                    error: error.clone(),
                 });
             }
             if p.closing {
@@ -556,10 +581,11 @@ fn committer(shared: Arc<Shared>, mut file: Box<dyn AppendFile>) {
                 shared.durable_seq.store(last_seq, Ordering::SeqCst);
             }
             Err(e) => {
-                shared.lock_pending().poisoned = Some(format!(
-                    "write or sync failed ({e}) after record {}",
+                let what = format!(
+                    "write or sync failed after record {}",
                     shared.durable_seq.load(Ordering::Acquire)
-                ));
+                );
+                shared.lock_pending().poisoned = Some((what, Arc::new(e)));
             }
         }
         let poisoned = shared.lock_pending().poisoned.is_some();
@@ -587,7 +613,7 @@ fn committer(shared: Arc<Shared>, mut file: Box<dyn AppendFile>) {
 pub fn read_and_scan(
     path: &Path,
     start: ScanStart,
-    visit: impl FnMut(&super::record::Record<'_>) -> Result<(), String>,
+    visit: impl FnMut(&super::record::Record<'_>) -> Result<(), VisitError>,
 ) -> Result<ScanOutcome, LogError> {
     let bytes = read_from(path, start.offset)?;
     scan(&bytes, start, visit).map_err(|corruption| LogError::Corrupt {
@@ -613,7 +639,7 @@ pub fn read_from(path: &Path, offset: u64) -> Result<Vec<u8>, LogError> {
     use std::io::{Read, Seek, SeekFrom};
     let err = |e: std::io::Error| LogError::Read {
         path: path.display().to_string(),
-        error: e.to_string(),
+        error: Arc::new(e),
     };
     let mut f = match std::fs::File::open(path) {
         Ok(f) => f,
@@ -622,9 +648,10 @@ pub fn read_from(path: &Path, offset: u64) -> Result<Vec<u8>, LogError> {
     };
     let len = f.metadata().map_err(err)?.len();
     if len < offset {
-        return Err(LogError::Read {
+        return Err(LogError::ShorterThanSnapshot {
             path: path.display().to_string(),
-            error: format!("file is {len} bytes, shorter than the snapshot's offset {offset}"),
+            len_bytes: len,
+            offset,
         });
     }
     f.seek(SeekFrom::Start(offset)).map_err(err)?;

@@ -11,7 +11,14 @@
 //!
 //! This module never writes; cutting the torn tail is the caller's decision.
 
+use std::sync::Arc;
+
 use super::record::{parse_line, Record, RecordError};
+
+/// Why a visitor refused a record (replay found it impossible): any error, kept whole as the
+/// source of the [`Corruption`] that names the line (and of the store's error that names the
+/// file). A `String` or `&str` converts into it with `?` or `.into()`.
+pub type VisitError = Box<dyn std::error::Error + Send + Sync>;
 
 /// The field that marks the first record of each group-commit batch (`b=<batch number>`),
 /// always first on its line. Batch n+1 is written only after batch n was synced, so a bad line
@@ -69,12 +76,18 @@ pub struct ScanOutcome {
 }
 
 /// A reason a log cannot be trusted, with the place.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+///
+/// `reason` says it whole (a refusal's text included, for messages that are shown without
+/// their sources); `refused` keeps the visitor's own error, typed, as the source.
+#[derive(Clone, Debug, thiserror::Error)]
 #[error("line {line} (byte {offset}): {reason}")]
 pub struct Corruption {
     pub line: u64,
     pub offset: u64,
     pub reason: String,
+    /// The visitor's error, when it refused the record.
+    #[source]
+    pub refused: Option<Arc<dyn std::error::Error + Send + Sync>>,
 }
 
 /// Scans `bytes` (the file's content from `start.offset` on), calling `visit` on every valid
@@ -83,7 +96,7 @@ pub struct Corruption {
 pub fn scan(
     bytes: &[u8],
     start: ScanStart,
-    mut visit: impl FnMut(&Record<'_>) -> Result<(), String>,
+    mut visit: impl FnMut(&Record<'_>) -> Result<(), VisitError>,
 ) -> Result<ScanOutcome, Corruption> {
     let mut pos = 0usize;
     let mut line_no = start.line;
@@ -116,6 +129,7 @@ pub fn scan(
                             reason: format!(
                                 "{reason}, and a later synced batch follows it (line {line_no})"
                             ),
+                            refused: None,
                         });
                     }
                     // Same (last, never synced) batch as the bad line: part of the torn tail.
@@ -130,13 +144,15 @@ pub fn scan(
                             line: line_no,
                             offset: start.offset + pos as u64,
                             reason: format!("sequence number {} where {e} was expected", rec.seq),
+                            refused: None,
                         });
                     }
                 }
-                visit(&rec).map_err(|reason| Corruption {
+                visit(&rec).map_err(|refused| Corruption {
                     line: line_no,
                     offset: start.offset + pos as u64,
-                    reason: format!("replay refused record {}: {reason}", rec.seq),
+                    reason: format!("replay refused record {}: {refused}", rec.seq),
+                    refused: Some(Arc::from(refused)),
                 })?;
                 expect = Some(rec.seq + 1);
                 last_seq = Some(rec.seq);

@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 
 use super::disk::write_atomic;
 use super::record::{Line, Record};
-use super::scan::{scan, ScanStart};
+use super::scan::{scan, Corruption, ScanStart, VisitError};
 
 /// How many snapshots of one log are kept (the newest ones).
 pub const SNAPSHOTS_KEPT: usize = 2;
@@ -39,9 +39,20 @@ pub struct SnapshotMeta {
 #[derive(Debug, thiserror::Error)]
 pub enum SnapshotError {
     #[error("{path}: {error}")]
-    Io { path: String, error: std::io::Error },
+    Io {
+        path: String,
+        #[source]
+        error: std::io::Error,
+    },
     #[error("{path}: not a complete snapshot: {reason}")]
     Invalid { path: String, reason: String },
+    /// A bad line, or a body record the reader refused (kept as the corruption's source).
+    #[error("{path}: not a complete snapshot: {corruption}")]
+    Corrupt {
+        path: String,
+        #[source]
+        corruption: Corruption,
+    },
 }
 
 /// Builds a snapshot's body: each call adds one record.
@@ -155,7 +166,7 @@ pub fn list(dir: &Path, name: &str) -> std::io::Result<Vec<(u64, PathBuf)>> {
 /// Reads and fully validates one snapshot; on success calls `visit` on each body record.
 pub fn load(
     path: &Path,
-    visit: impl FnMut(&Record<'_>) -> Result<(), String>,
+    visit: impl FnMut(&Record<'_>) -> Result<(), VisitError>,
 ) -> Result<SnapshotMeta, SnapshotError> {
     let shown = path.display().to_string();
     let bytes = std::fs::read(path).map_err(|error| SnapshotError::Io {
@@ -170,11 +181,15 @@ pub fn load(
 pub fn load_bytes(
     shown: &str,
     bytes: &[u8],
-    mut visit: impl FnMut(&Record<'_>) -> Result<(), String>,
+    mut visit: impl FnMut(&Record<'_>) -> Result<(), VisitError>,
 ) -> Result<SnapshotMeta, SnapshotError> {
     let invalid = |reason: String| SnapshotError::Invalid {
         path: shown.to_string(),
         reason,
+    };
+    let corrupt = |corruption: Corruption| SnapshotError::Corrupt {
+        path: shown.to_string(),
+        corruption,
     };
     // First pass: structure only, so that a bad snapshot never feeds half a state to `visit`.
     let mut meta = None;
@@ -186,13 +201,13 @@ pub fn load_bytes(
         }
         match r.kind {
             "snapshot" if r.seq == 1 => meta = Some(parse_meta(r)?),
-            "snapshot.end" => end = Some(r.num::<u64>("records").map_err(|e| e.to_string())?),
+            "snapshot.end" => end = Some(r.num::<u64>("records")?),
             _ if meta.is_none() => return Err("no snapshot header".into()),
             _ => body += 1,
         }
         Ok(())
     })
-    .map_err(|c| invalid(c.to_string()))?;
+    .map_err(corrupt)?;
     if let Some(t) = out.torn {
         return Err(invalid(format!("torn at line {}: {}", t.line, t.reason)));
     }
@@ -207,17 +222,17 @@ pub fn load_bytes(
         "snapshot" | "snapshot.end" => Ok(()),
         _ => visit(r),
     })
-    .map_err(|c| invalid(c.to_string()))?;
+    .map_err(corrupt)?;
     Ok(meta)
 }
 
-fn parse_meta(r: &Record<'_>) -> Result<SnapshotMeta, String> {
-    let hash = r.str("hash").map_err(|e| e.to_string())?;
+fn parse_meta(r: &Record<'_>) -> Result<SnapshotMeta, VisitError> {
+    let hash = r.str("hash")?;
     Ok(SnapshotMeta {
-        name: r.str("log").map_err(|e| e.to_string())?.to_string(),
-        upto_seq: r.num("upto").map_err(|e| e.to_string())?,
-        log_offset: r.num("offset").map_err(|e| e.to_string())?,
-        log_line: r.num("line").map_err(|e| e.to_string())?,
+        name: r.str("log")?.to_string(),
+        upto_seq: r.num("upto")?,
+        log_offset: r.num("offset")?,
+        log_line: r.num("line")?,
         state_hash: u64::from_str_radix(hash, 16).map_err(|_| format!("bad hash {hash:?}"))?,
     })
 }

@@ -45,7 +45,7 @@ pub fn audit_live(datadir: &DataDir, galaxy: &Galaxy) -> AuditReport {
                 &mut r,
                 &mut state,
                 &snapshots,
-                |state, _, t, event| state.apply(t, event).map_err(|e| e.to_string()),
+                |state, _, t, event| Ok(state.apply(t, event)?),
             );
             r.instances += u64::from(!at.is_primary());
             r.system_hashes

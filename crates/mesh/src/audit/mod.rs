@@ -54,7 +54,7 @@ use sim::instance::InstanceId;
 use sim::system::{Event, SystemState};
 use store::datadir::{archived_segments, DataDir};
 use store::log::read_from;
-use store::scan::{scan, ScanStart};
+use store::scan::{scan, ScanStart, VisitError};
 use store::snapshot;
 
 /// What an audit found.
@@ -574,7 +574,8 @@ fn read_jumps(
             return Err(format!(
                 "jump {} appears twice",
                 crate::codec::xfer_text(galaxy, jump.from, jump.xfer)
-            ));
+            )
+            .into());
         }
         jumps.insert(
             key,
@@ -730,8 +731,9 @@ fn audit_player_log(r: &mut AuditReport, path: &Path, track: &Track) -> u64 {
             Some(e) => Err(format!(
                 "event {} is '{}' here but '{}' in the system logs",
                 rec.seq, rec.kind, e.kind
-            )),
-            None => Err(format!("event {} is not in the system logs", rec.seq)),
+            )
+            .into()),
+            None => Err(format!("event {} is not in the system logs", rec.seq).into()),
         }
     });
     lines
@@ -782,7 +784,7 @@ fn read_segment(
     r: &mut AuditReport,
     path: &Path,
     start: ScanStart,
-    visit: impl FnMut(&store::record::Record<'_>) -> Result<(), String>,
+    visit: impl FnMut(&store::record::Record<'_>) -> Result<(), VisitError>,
 ) -> Option<u64> {
     r.files += 1;
     let bytes = match read_from(path, 0) {
@@ -919,7 +921,7 @@ fn load_snapshots(
         r.files += 1;
         let mut snap_state = SystemState::new_instance(galaxy, id);
         match snapshot::load(&path, |rec| {
-            decode_state_record(galaxy, &mut snap_state, rec).map_err(|e| e.to_string())
+            Ok(decode_state_record(galaxy, &mut snap_state, rec)?)
         }) {
             Ok(meta) if meta.state_hash == snap_state.state_hash() => {
                 snapshots.insert(meta.upto_seq, (path, meta.state_hash));
@@ -947,7 +949,7 @@ fn replay_log(
     r: &mut AuditReport,
     state: &mut SystemState,
     snapshots: &Snapshots,
-    mut visit: impl FnMut(&mut SystemState, u64, Tick, &Event) -> Result<(), String>,
+    mut visit: impl FnMut(&mut SystemState, u64, Tick, &Event) -> Result<(), VisitError>,
 ) -> Option<u64> {
     let slug = id.slug(galaxy);
     let paths = segments(
@@ -965,7 +967,8 @@ fn replay_log(
                     "snapshot {} does not match the replayed state at record {}",
                     spath.display(),
                     rec.seq
-                ));
+                )
+                .into());
             }
         }
         Ok(())
@@ -980,7 +983,7 @@ fn replay_log(
 fn read_log(
     r: &mut AuditReport,
     paths: Vec<PathBuf>,
-    mut visit: impl FnMut(&store::record::Record<'_>) -> Result<(), String>,
+    mut visit: impl FnMut(&store::record::Record<'_>) -> Result<(), VisitError>,
 ) -> Option<u64> {
     let mut expect = 1u64;
     for path in paths.iter().filter(|p| p.exists()) {

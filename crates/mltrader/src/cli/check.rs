@@ -16,6 +16,7 @@ use super::common::{existing_datadir, galaxy_for};
 use mesh::acks::{check_acks, AckReport};
 use mesh::audit::live::audit_live;
 use mesh::audit::{audit, AuditReport};
+use store::backend::{FileOwnership, Ownership, MESH_UNIT};
 
 #[derive(Args, Debug)]
 pub struct CheckArgs {
@@ -41,17 +42,19 @@ pub struct CheckArgs {
 pub fn run(args: CheckArgs) -> anyhow::Result<ExitCode> {
     let datadir = existing_datadir(&args.data)?;
     let galaxy = galaxy_for(&datadir, None, false)?;
-    // Held to the end: no server starts while the logs are read.
-    let _lock = if args.live {
+    // Held to the end: no server starts while the logs are read. `--live` reads beside a
+    // running server on purpose, and claims nothing.
+    let ownership = FileOwnership::new(&datadir);
+    let _claim = if args.live {
         None
     } else {
-        datadir.lock_shared().map_err(|e| {
+        Some(ownership.claim_shared(MESH_UNIT).map_err(|e| {
             anyhow::anyhow!(
                 "{e}: its logs change while they are read, so a check would report problems \
                  that are not there; stop it first, or use `mltrader check --live` (each log \
                  on its own, nothing across logs)"
             )
-        })?
+        })?)
     };
     let r = if args.live {
         audit_live(&datadir, &galaxy)

@@ -7,6 +7,7 @@ use clap::Args;
 
 use super::common::{existing_datadir, galaxy_for};
 use mesh::compact::compact;
+use store::backend::{FileOwnership, Ownership, MESH_UNIT};
 
 #[derive(Args, Debug)]
 pub struct CompactArgs {
@@ -20,7 +21,9 @@ pub struct CompactArgs {
 
 pub fn run(args: CompactArgs) -> anyhow::Result<ExitCode> {
     let datadir = existing_datadir(&args.data)?;
-    let _lock = datadir.lock_exclusive().map_err(anyhow::Error::msg)?;
+    // Owned (LOCK held, EPOCH counted up) until this returns: compaction rewrites the logs.
+    let ownership = FileOwnership::new(&datadir);
+    let _claim = ownership.claim(MESH_UNIT)?;
     let galaxy = galaxy_for(&datadir, None, false)?;
     let r = compact(&datadir, &galaxy)?;
     if args.json {

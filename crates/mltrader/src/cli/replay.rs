@@ -18,6 +18,7 @@ use clap::Args;
 
 use super::common::{existing_datadir, galaxy_for};
 use mesh::audit::audit;
+use store::backend::{FileOwnership, Ownership, MESH_UNIT};
 use store::scan::{scan, ScanStart};
 
 #[derive(Args, Debug)]
@@ -44,7 +45,8 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<ExitCode> {
     let galaxy = galaxy_for(&datadir, None, false)?;
     // Held to the end, as `check` holds it: the logs of a running server change while they are
     // read, and a replay would report problems that are not there (and a hash of no moment).
-    let _lock = datadir.lock_shared().map_err(|e| {
+    let ownership = FileOwnership::new(&datadir);
+    let _claim = ownership.claim_shared(MESH_UNIT).map_err(|e| {
         anyhow::anyhow!(
             "{e}: its logs change while they are read, so a replay would rebuild a state that              never was; stop it first (`mltrader check --live` reads a running server's logs)"
         )

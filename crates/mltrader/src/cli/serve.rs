@@ -17,7 +17,7 @@ use mesh::instances::InstancePolicy;
 use mesh::{Mesh, MeshConfig};
 use net::connections::{self, Admission, Caps};
 use net::server::{self, Timeouts};
-use store::backend::{FileOwnership, Ownership};
+use store::backend::{FileOwnership, Ownership, MESH_UNIT};
 use store::datadir::DataDir;
 
 #[derive(Args, Debug)]
@@ -119,7 +119,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let galaxy = galaxy_for(&datadir, args.galaxy.as_deref(), true)?;
     // Claimed (LOCK held, EPOCH counted up) until this returns: one writer per directory.
     let ownership = FileOwnership::new(&datadir);
-    let _claim = ownership.claim("mesh")?;
+    let _claim = ownership.claim(MESH_UNIT)?;
     let mut config = MeshConfig {
         tick_hz: args.tick_hz,
         snapshot_every_records: args.snapshot_every,

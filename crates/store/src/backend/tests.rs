@@ -192,6 +192,49 @@ fn claims_are_exclusive_and_epochs_grow(owners: [&dyn Ownership; 2]) {
     b.release(&second).unwrap();
 }
 
+/// Readers share a unit and keep an owner out until the last one leaves; an owner keeps
+/// readers out; a reader's claim has the last owner's epoch and does not make it grow.
+fn readers_share_and_exclude_owners(owners: [&dyn Ownership; 2]) {
+    let [a, b] = owners;
+    let owned = a.claim("unit").unwrap();
+    assert!(
+        b.claim_shared("unit").is_err(),
+        "a reader came in while the unit is owned"
+    );
+    a.release(&owned).unwrap();
+    let r1 = a.claim_shared("unit").unwrap();
+    let r2 = b.claim_shared("unit").unwrap();
+    assert_eq!((r1.epoch, r2.epoch), (owned.epoch, owned.epoch));
+    assert!(r1.shared && r2.shared);
+    assert!(
+        a.claim("unit").is_err() && b.claim("unit").is_err(),
+        "an owner came in while the unit is read"
+    );
+    a.renew(&r1).unwrap();
+    a.release(&r1).unwrap();
+    assert!(b.claim("unit").is_err(), "one reader is still there");
+    b.release(&r2).unwrap();
+    let next = b.claim("unit").unwrap();
+    assert_eq!(
+        next.epoch,
+        owned.epoch + 1,
+        "reading does not count as a claim"
+    );
+    b.release(&next).unwrap();
+}
+
+#[test]
+fn files_and_memory_share_readers_alike() {
+    let dir = tempfile::tempdir().unwrap();
+    let datadir = DataDir::at(dir.path());
+    datadir.create().unwrap();
+    let (a, b) = (FileOwnership::new(&datadir), FileOwnership::new(&datadir));
+    readers_share_and_exclude_owners([&a, &b]);
+    let mem = MemOwnership::new();
+    let (c, d) = (&mem, &mem);
+    readers_share_and_exclude_owners([c, d]);
+}
+
 #[test]
 fn files_and_memory_own_alike() {
     let dir = tempfile::tempdir().unwrap();
