@@ -17,7 +17,7 @@ use anyhow::Context as _;
 use clap::Args;
 
 use super::{percentile, scratch_dir, Size};
-use mesh::directory::Location;
+use mesh::directory::SystemPlace;
 use mesh::{Mesh, MeshConfig};
 use sim::galaxy::Galaxy;
 use store::datadir::DataDir;
@@ -240,7 +240,7 @@ pub(super) async fn phase(
         );
         tasks.push(tokio::spawn(async move {
             let name = format!("bench {i}");
-            let Some(Location::In(mut here)) = mesh.locate(&name) else {
+            let Some(SystemPlace::In(mut here)) = mesh.locate(&name) else {
                 anyhow::bail!("'{name}' is not in a system");
             };
             let mut mine = Vec::new();

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 
 use super::percentile;
-use mesh::directory::Location;
+use mesh::directory::SystemPlace;
 use mesh::{Mesh, MeshConfig};
 use sim::galaxy::Galaxy;
 use sim::goods::{Good, GOOD_COUNT};
@@ -75,7 +75,7 @@ pub async fn measure(
             let mut rng = Rng::from_seed(seed.wrapping_add(i as u64));
             let mut holding: Option<(Good, u32)> = None;
             while Instant::now() < deadline {
-                let Some(Location::In(here)) = mesh.locate(&name) else {
+                let Some(SystemPlace::In(here)) = mesh.locate(&name) else {
                     mesh.wait_landing(&name).await?;
                     continue;
                 };

@@ -213,7 +213,7 @@ async fn measure(
             let name = format!("p{i}");
             let mut k = i;
             while !stop.load(Ordering::Relaxed) {
-                let Some(mesh::directory::Location::In(here)) = mesh.locate(&name) else {
+                let Some(mesh::directory::SystemPlace::In(here)) = mesh.locate(&name) else {
                     mesh.wait_landing(&name).await?;
                     continue;
                 };

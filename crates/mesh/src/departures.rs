@@ -37,7 +37,7 @@ use tokio::sync::mpsc;
 
 use super::codec::{encode_jump, xfer_text, Jump};
 use super::protocol::invariants::{self as inv, must};
-use super::shard::{Command, Reply};
+use super::shard::{Reply, ShardMessage};
 use super::{Context, JumpAck, MeshError};
 use store::log::Log;
 use store::seq::Seq;
@@ -56,7 +56,7 @@ pub async fn run(
     ctx: Arc<Context>,
     system_log: Log,
     mut acked: tokio::sync::watch::Receiver<Seq>,
-    origin: mpsc::Sender<Command>,
+    origin: mpsc::Sender<ShardMessage>,
     mut rx: mpsc::Receiver<PendingDeparture>,
 ) {
     let mut batch = Vec::with_capacity(64);
@@ -96,14 +96,14 @@ pub async fn run(
                 travel_ms: p.jump.travel_ticks * 1000 / u64::from(ctx.config.tick_hz),
                 player: p.jump.player.clone(),
             };
-            let committed = Command::Committed {
+            let committed = ShardMessage::Committed {
                 xfer: p.jump.xfer,
                 tseq: p.jump.tseq,
             };
             // The destination first (see the module's comment).
             match ctx.shard(p.jump.to) {
                 Some(dest) => {
-                    let _ = dest.send(Command::Landing(p.jump)).await;
+                    let _ = dest.send(ShardMessage::Landing(p.jump)).await;
                 }
                 None => tracing::error!(
                     "jump {} is committed towards {}, which runs no shard; the next start lands it",

@@ -14,7 +14,7 @@
 //! uniqueness key ([`sim::names::key`]), when exactly one player holds that key.
 //!
 //! It knows players by instance ([`Place`]): a request goes to the shard of the instance the
-//! player is in. Callers that only care about star systems (the API) see a [`Location`], in
+//! player is in. Callers that only care about star systems (the API) see a [`SystemPlace`], in
 //! which a move between two instances of one system is no jump: the player stays in the system.
 
 use std::collections::{BTreeSet, HashMap};
@@ -29,7 +29,7 @@ use sim::names;
 
 /// Where a player is, by star system, as far as routing knows.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Location {
+pub enum SystemPlace {
     /// In a system (in any of its instances, or moving between two of them).
     In(SystemId),
     /// Between systems: jump `xfer` of system `from`, towards `to`.
@@ -56,13 +56,13 @@ pub enum Place {
 
 impl Place {
     /// The same place by star system.
-    pub fn location(self) -> Location {
+    pub fn system_place(self) -> SystemPlace {
         match self {
-            Place::In(at) => Location::In(at.system),
+            Place::In(at) => SystemPlace::In(at.system),
             Place::Jumping { from, to, .. } if from.system == to.system => {
-                Location::In(from.system)
+                SystemPlace::In(from.system)
             }
-            Place::Jumping { from, xfer, to } => Location::Jumping {
+            Place::Jumping { from, xfer, to } => SystemPlace::Jumping {
                 from: from.system,
                 xfer,
                 to: to.system,
@@ -100,8 +100,8 @@ pub struct Directory {
 
 impl Directory {
     /// Where a player is, by star system.
-    pub fn get(&self, name: &str) -> Option<Location> {
-        self.place(name).map(Place::location)
+    pub fn get(&self, name: &str) -> Option<SystemPlace> {
+        self.place(name).map(Place::system_place)
     }
 
     /// Where a player is, by instance.
@@ -236,6 +236,6 @@ mod tests {
         );
         d.set("ann", Place::In(two), Version(7));
         assert_eq!(d.place("ann"), Some(Place::In(two)));
-        assert_eq!(d.get("ann"), Some(Location::In(SystemId(0))));
+        assert_eq!(d.get("ann"), Some(SystemPlace::In(SystemId(0))));
     }
 }

@@ -13,7 +13,7 @@
 //! [`Mesh`] is the whole API the network and command-line layers use: join, refuel, jump, look,
 //! status, stop. It never exposes a shard's state by reference.
 
-pub mod acks;
+pub mod ack_log;
 pub mod audit;
 pub mod checkpoint;
 pub mod codec;
@@ -21,10 +21,10 @@ pub mod compact;
 pub mod departures;
 pub mod dilation;
 pub mod directory;
-pub mod economy;
-pub mod events;
+pub mod feed;
 pub mod instances;
 pub mod limits;
+pub mod price_sync;
 pub mod projector;
 pub mod protocol;
 pub mod recovery;
@@ -43,11 +43,11 @@ use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use serde::Serialize;
 use tokio::sync::{broadcast, mpsc, oneshot};
 
-use directory::{Directory, Landed, Location, Place};
-use events::MeshEvent;
+use directory::{Directory, Landed, Place, SystemPlace};
+use feed::FeedEvent;
 use instances::InstanceLoad;
 use recovery::RecoveryReport;
-use shard::{Command, Shard};
+use shard::{Shard, ShardMessage};
 use sim::galaxy::{Galaxy, SystemId};
 use sim::ids::Tick;
 use sim::instance::InstanceId;
@@ -198,17 +198,17 @@ pub struct Context {
     pub checkpoint: checkpoint::Checkpoint,
     /// Writes the players' history logs.
     pub projector: projector::Projector,
-    /// The event feed ([`events`]): durable events of every system.
-    events: broadcast::Sender<Arc<MeshEvent>>,
-    shards: OnceLock<Vec<mpsc::Sender<Command>>>,
+    /// The event feed ([`feed`]): durable events of every system.
+    events: broadcast::Sender<Arc<FeedEvent>>,
+    shards: OnceLock<Vec<mpsc::Sender<ShardMessage>>>,
     /// The queues of the open instances other than primaries: added when one starts, removed
     /// when it retires. std RwLock: held for a map operation only, never across an await.
-    instances: RwLock<BTreeMap<InstanceId, mpsc::Sender<Command>>>,
+    instances: RwLock<BTreeMap<InstanceId, mpsc::Sender<ShardMessage>>>,
     /// Set (under the `instances` lock) when the mesh stops: no instance starts after it.
     stopping: AtomicBool,
-    /// The galaxy-wide economy view ([`economy`]), fed through `published`.
-    prices: Arc<Mutex<economy::PriceView>>,
-    published: mpsc::Sender<(tokio::time::Instant, economy::Published)>,
+    /// The galaxy-wide economy view ([`price_sync`]), fed through `published`.
+    prices: Arc<Mutex<price_sync::PriceView>>,
+    published: mpsc::Sender<(tokio::time::Instant, price_sync::Published)>,
 }
 
 impl Context {
@@ -218,12 +218,12 @@ impl Context {
     }
 
     /// Publishes a durable event; never blocks (nobody listening: nobody to tell).
-    pub fn publish(&self, event: MeshEvent) {
+    pub fn publish(&self, event: FeedEvent) {
         let _ = self.events.send(Arc::new(event));
     }
 
     /// The queue of the shard of a system's instance (None if it does not run).
-    pub fn shard(&self, at: InstanceId) -> Option<mpsc::Sender<Command>> {
+    pub fn shard(&self, at: InstanceId) -> Option<mpsc::Sender<ShardMessage>> {
         if at.is_primary() {
             return self
                 .shards
@@ -236,13 +236,13 @@ impl Context {
 
     fn instances_read(
         &self,
-    ) -> std::sync::RwLockReadGuard<'_, BTreeMap<InstanceId, mpsc::Sender<Command>>> {
+    ) -> std::sync::RwLockReadGuard<'_, BTreeMap<InstanceId, mpsc::Sender<ShardMessage>>> {
         self.instances.read().unwrap_or_else(|e| e.into_inner())
     }
 
     fn instances_write(
         &self,
-    ) -> std::sync::RwLockWriteGuard<'_, BTreeMap<InstanceId, mpsc::Sender<Command>>> {
+    ) -> std::sync::RwLockWriteGuard<'_, BTreeMap<InstanceId, mpsc::Sender<ShardMessage>>> {
         self.instances.write().unwrap_or_else(|e| e.into_inner())
     }
 
@@ -362,9 +362,9 @@ impl Mesh {
         let recovered = tokio::task::spawn_blocking(move || recovery::recover_on(&st, &d, &g))
             .await
             .map_err(|e| MeshError::Internal(e.to_string()))??;
-        let prices = Arc::new(Mutex::new(economy::PriceView::new()));
+        let prices = Arc::new(Mutex::new(price_sync::PriceView::new()));
         let (published, published_rx) = mpsc::channel(limits::GALAXY_VIEW_QUEUE_LEN);
-        tokio::spawn(economy::run_galaxy_view(
+        tokio::spawn(price_sync::run_galaxy_view(
             prices.clone(),
             published_rx,
             std::time::Duration::from_millis(config.economy_delay_ms),
@@ -378,7 +378,7 @@ impl Mesh {
             directory: Directory::default(),
             projector: projector::Projector::start(&d2),
             checkpoint: checkpoint::Checkpoint::default(),
-            events: broadcast::channel(events::FEED_LEN).0,
+            events: broadcast::channel(feed::FEED_LEN).0,
             shards: OnceLock::new(),
             instances: RwLock::new(BTreeMap::new()),
             stopping: AtomicBool::new(false),
@@ -464,7 +464,8 @@ impl Mesh {
 
     /// The figures of a system's primary shard.
     pub async fn system_status(&self, system: SystemId) -> Result<ShardStatus, MeshError> {
-        self.ask(system, |reply| Command::Status { reply }).await
+        self.ask(system, |reply| ShardMessage::Status { reply })
+            .await
     }
 
     pub fn config(&self) -> &MeshConfig {
@@ -472,14 +473,14 @@ impl Mesh {
     }
 
     /// A listener of the event feed: every event that becomes durable from now on, in each
-    /// system's log order. Falling more than [`events::FEED_LEN`] events behind loses the
+    /// system's log order. Falling more than [`feed::FEED_LEN`] events behind loses the
     /// oldest (`recv` says how many).
-    pub fn events(&self) -> broadcast::Receiver<Arc<MeshEvent>> {
+    pub fn events(&self) -> broadcast::Receiver<Arc<FeedEvent>> {
         self.ctx.events.subscribe()
     }
 
     /// Where a player is, by star system, as routing knows it.
-    pub fn locate(&self, name: &str) -> Option<Location> {
+    pub fn locate(&self, name: &str) -> Option<SystemPlace> {
         self.ctx.directory.get(name)
     }
 
@@ -507,7 +508,7 @@ impl Mesh {
     pub(crate) async fn ask<T>(
         &self,
         system: SystemId,
-        make: impl FnOnce(oneshot::Sender<T>) -> Command,
+        make: impl FnOnce(oneshot::Sender<T>) -> ShardMessage,
     ) -> Result<T, MeshError> {
         self.ask_at(InstanceId::primary(system), make).await
     }
@@ -516,7 +517,7 @@ impl Mesh {
     pub(crate) async fn ask_at<T>(
         &self,
         at: InstanceId,
-        make: impl FnOnce(oneshot::Sender<T>) -> Command,
+        make: impl FnOnce(oneshot::Sender<T>) -> ShardMessage,
     ) -> Result<T, MeshError> {
         let (tx, rx) = oneshot::channel();
         let shard = self.ctx.shard(at).ok_or(MeshError::ShuttingDown)?;
@@ -554,7 +555,7 @@ impl Mesh {
     pub(crate) async fn routed<T>(
         &self,
         name: &str,
-        make: impl Fn(oneshot::Sender<Result<T, MeshError>>) -> Command,
+        make: impl Fn(oneshot::Sender<Result<T, MeshError>>) -> ShardMessage,
     ) -> Result<T, MeshError> {
         for _ in 0..MAX_ROUTE_ATTEMPTS {
             let at = self.settled(name).await?;
@@ -575,7 +576,7 @@ impl Mesh {
     /// A new player at the home system; `key` is the hash of their access token.
     pub async fn join(&self, name: &str, key: &str) -> Result<Player, MeshError> {
         let home = self.ctx.galaxy.home();
-        self.ask(home, |reply| Command::Join {
+        self.ask(home, |reply| ShardMessage::Join {
             name: name.to_string(),
             key: key.to_string(),
             reply,
@@ -585,7 +586,7 @@ impl Mesh {
 
     /// Buys fuel (a full tank, or `units`).
     pub async fn refuel(&self, name: &str, units: Option<u32>) -> Result<Player, MeshError> {
-        self.routed(name, |reply| Command::Refuel {
+        self.routed(name, |reply| ShardMessage::Refuel {
             name: name.to_string(),
             units,
             reply,
@@ -596,7 +597,7 @@ impl Mesh {
     /// Jumps to a neighbouring system. Returns once the jump is committed (durable in the
     /// transition log); the landing follows after the travel time ([`Mesh::wait_landing`]).
     pub async fn jump(&self, name: &str, to: SystemId) -> Result<JumpAck, MeshError> {
-        self.routed(name, |reply| Command::Jump {
+        self.routed(name, |reply| ShardMessage::Jump {
             name: name.to_string(),
             to,
             reply,
@@ -611,7 +612,7 @@ impl Mesh {
             None => return Err(MeshError::UnknownPlayer(name.to_string())),
             Some(Place::In(at)) => {
                 let population = self
-                    .ask_at(at, |reply| Command::Population { reply })
+                    .ask_at(at, |reply| ShardMessage::Population { reply })
                     .await?;
                 return Ok(Landed {
                     system: at.system,
@@ -625,15 +626,15 @@ impl Mesh {
     }
 
     /// A player's state and where they are (by star system).
-    pub async fn look(&self, name: &str) -> Result<(Location, Option<Player>), MeshError> {
+    pub async fn look(&self, name: &str) -> Result<(SystemPlace, Option<Player>), MeshError> {
         let (at, player) = self.look_in(name).await?;
-        Ok((at.location(), player))
+        Ok((at.system_place(), player))
     }
 
     /// A player's state and where they are (by instance; a move between instances is waited
     /// for). No state while in a jump between systems.
     pub async fn look_in(&self, name: &str) -> Result<(Place, Option<Player>), MeshError> {
-        self.ask_where_player_is(name, |reply| Command::Look {
+        self.ask_where_player_is(name, |reply| ShardMessage::Look {
             name: name.to_string(),
             reply,
         })
@@ -646,7 +647,7 @@ impl Mesh {
     pub(crate) async fn ask_where_player_is<T>(
         &self,
         name: &str,
-        make: impl Fn(oneshot::Sender<Option<T>>) -> Command,
+        make: impl Fn(oneshot::Sender<Option<T>>) -> ShardMessage,
     ) -> Result<(Place, Option<T>), MeshError> {
         for _ in 0..MAX_ROUTE_ATTEMPTS {
             let at = match self.settled(name).await {
@@ -672,7 +673,7 @@ impl Mesh {
 
     /// Names of players in a system's primary instance (at most `limit`).
     pub async fn who(&self, system: SystemId, limit: usize) -> Result<Vec<String>, MeshError> {
-        self.ask(system, |reply| Command::Who { limit, reply })
+        self.ask(system, |reply| ShardMessage::Who { limit, reply })
             .await
     }
 
@@ -685,12 +686,12 @@ impl Mesh {
     ) -> Result<(InstanceId, Vec<String>, usize), MeshError> {
         let at = self.settled(name).await?;
         let names = self
-            .ask_at(at, |reply| Command::Who { limit, reply })
+            .ask_at(at, |reply| ShardMessage::Who { limit, reply })
             .await?;
         let population = match names.len() < limit {
             true => names.len(),
             false => {
-                self.ask_at(at, |reply| Command::Population { reply })
+                self.ask_at(at, |reply| ShardMessage::Population { reply })
                     .await?
             }
         };
@@ -700,7 +701,8 @@ impl Mesh {
     /// Every account: player name and the hash of their access key.
     pub async fn accounts(&self) -> Result<Vec<(String, String)>, MeshError> {
         let home = self.ctx.galaxy.home();
-        self.ask(home, |reply| Command::Accounts { reply }).await
+        self.ask(home, |reply| ShardMessage::Accounts { reply })
+            .await
     }
 
     /// Every system's figures, in galaxy order: its primary's, with those of its open
@@ -708,10 +710,13 @@ impl Mesh {
     pub async fn status(&self) -> Result<Vec<ShardStatus>, MeshError> {
         let mut out = Vec::with_capacity(self.ctx.galaxy.len());
         for id in self.ctx.galaxy.ids() {
-            let mut primary = self.ask(id, |reply| Command::Status { reply }).await?;
+            let mut primary = self.ask(id, |reply| ShardMessage::Status { reply }).await?;
             for at in self.ctx.instance_ids(id) {
                 // An instance closing right now is skipped.
-                if let Ok(s) = self.ask_at(at, |reply| Command::Status { reply }).await {
+                if let Ok(s) = self
+                    .ask_at(at, |reply| ShardMessage::Status { reply })
+                    .await
+                {
                     primary.instances.push(s);
                 }
             }
@@ -738,7 +743,7 @@ impl Mesh {
         for at in targets {
             let (tx, rx) = oneshot::channel();
             if let Some(s) = self.ctx.shard(at) {
-                if s.send(Command::Stop { reply: tx }).await.is_ok() {
+                if s.send(ShardMessage::Stop { reply: tx }).await.is_ok() {
                     waits.push((at, rx));
                 }
             }

@@ -3,7 +3,7 @@
 //! record the mesh writes. How the limits relate is checked when the crate compiles (the
 //! `const _: () = assert!(..)` lines at the end).
 //!
-//! The modules that use a limit re-export it where it was before (`events::FEED_LEN`,
+//! The modules that use a limit re-export it where it was before (`feed::FEED_LEN`,
 //! `checkpoint::CHECKPOINT_EVERY_MS`, ...), so their readers still see it at hand. The size of a
 //! record is the store's ([`store::record::MAX_RECORD_BYTES`]); the rules' limits are `sim`'s.
 //!

@@ -10,7 +10,7 @@ use store::backend::{system_log, MemLogs, MemSnapshots, Storage, TRANSITIONS_LOG
 use store::datadir::DataDir;
 use store::disk::Fault;
 
-use crate::directory::Location;
+use crate::directory::SystemPlace;
 use crate::test_support::fast_config;
 use crate::{Mesh, MeshError};
 
@@ -104,7 +104,7 @@ fn restart_and_check(
         for (name, system) in acked {
             assert_eq!(
                 mesh.locate(name),
-                Some(Location::In(*system)),
+                Some(SystemPlace::In(*system)),
                 "{name}'s acknowledged jump was lost: {}",
                 report.summary()
             );

@@ -1,7 +1,7 @@
 //! Helpers for the mesh's own tests: a fast mesh, players joining, players jumping around.
 //! Test code only; nothing here may be used by the running game.
 
-use super::directory::Location;
+use super::directory::SystemPlace;
 use super::{Mesh, MeshConfig};
 
 /// A fast mesh: 200 Hz ticks, one tick per light year, fuel that never runs out, a snapshot
@@ -45,7 +45,7 @@ pub async fn jump(mesh: &Mesh, players: usize, jumps: usize) {
     for j in 0..jumps {
         let name = format!("p {}", j % players);
         let here = match mesh.locate(&name) {
-            Some(Location::In(s)) => s,
+            Some(SystemPlace::In(s)) => s,
             _ => mesh.wait_landing(&name).await.unwrap().system,
         };
         let to = mesh.galaxy().neighbours(here)[j % mesh.galaxy().neighbours(here).len()];

@@ -8,9 +8,9 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use super::directory::{Location, Place};
-use super::economy::{unix_ms, EconomyView, HeardPrices};
-use super::shard::Command;
+use super::directory::{Place, SystemPlace};
+use super::price_sync::{unix_ms, GalaxyPriceView, HeardPrices};
+use super::shard::ShardMessage;
 use super::{Mesh, MeshError};
 use sim::galaxy::SystemId;
 use sim::ids::Xfer;
@@ -100,7 +100,7 @@ pub struct Ship {
 impl Mesh {
     /// Buys or sells at the player's local market; answered once the trade is durable.
     pub async fn trade(&self, name: &str, order: Order) -> Result<TradeAck, MeshError> {
-        self.routed(name, |reply| Command::Trade {
+        self.routed(name, |reply| ShardMessage::Trade {
             name: name.to_string(),
             order,
             reply,
@@ -117,7 +117,7 @@ impl Mesh {
                 .resolve(t)
                 .unwrap_or_else(|| t.to_string())
         });
-        self.routed(name, |reply| Command::Engage {
+        self.routed(name, |reply| ShardMessage::Engage {
             name: name.to_string(),
             target: target.clone(),
             reply,
@@ -127,7 +127,7 @@ impl Mesh {
 
     /// Takes what fits of wreck `wreck` in the player's system.
     pub async fn loot(&self, name: &str, wreck: u64) -> Result<LootAck, MeshError> {
-        self.routed(name, |reply| Command::Loot {
+        self.routed(name, |reply| ShardMessage::Loot {
             name: name.to_string(),
             wreck,
             reply,
@@ -138,7 +138,7 @@ impl Mesh {
     /// A player's ship and standing order, and where they are (by instance; a move between
     /// instances is waited for). No ship while in a jump between systems.
     pub async fn ship(&self, name: &str) -> Result<(Place, Option<Ship>), MeshError> {
-        self.ask_where_player_is(name, |reply| Command::Ship {
+        self.ask_where_player_is(name, |reply| ShardMessage::Ship {
             name: name.to_string(),
             reply,
         })
@@ -154,7 +154,7 @@ impl Mesh {
         xfer: Xfer,
         to: InstanceId,
     ) -> Result<Option<InFlight>, MeshError> {
-        self.ask_at(to, |reply| Command::Incoming { from, xfer, reply })
+        self.ask_at(to, |reply| ShardMessage::Incoming { from, xfer, reply })
             .await
     }
 
@@ -162,26 +162,28 @@ impl Mesh {
     pub fn system_of(&self, name: &str) -> Result<SystemId, MeshError> {
         match self.locate(name) {
             None => Err(MeshError::UnknownPlayer(name.to_string())),
-            Some(Location::Jumping { .. }) => Err(MeshError::InJump(name.to_string())),
-            Some(Location::In(s)) => Ok(s),
+            Some(SystemPlace::Jumping { .. }) => Err(MeshError::InJump(name.to_string())),
+            Some(SystemPlace::In(s)) => Ok(s),
         }
     }
 
     /// A system's live market and what it has heard of others.
     pub async fn market(&self, system: SystemId) -> Result<MarketView, MeshError> {
-        self.ask(system, |reply| Command::Market { reply }).await
+        self.ask(system, |reply| ShardMessage::Market { reply })
+            .await
     }
 
     /// The wrecks in a system.
     pub async fn wrecks(&self, system: SystemId) -> Result<Vec<WreckView>, MeshError> {
-        self.ask(system, |reply| Command::Wrecks { reply }).await
+        self.ask(system, |reply| ShardMessage::Wrecks { reply })
+            .await
     }
 
     /// The galaxy-wide economy view: every system's last prices heard, best places to buy and
     /// sell each good.
-    pub fn economy(&self) -> EconomyView {
+    pub fn economy(&self) -> GalaxyPriceView {
         let view = self.ctx.prices.lock().unwrap_or_else(|e| e.into_inner());
-        EconomyView::of(&self.ctx.galaxy, &view, unix_ms())
+        GalaxyPriceView::of(&self.ctx.galaxy, &view, unix_ms())
     }
 }
 
@@ -347,7 +349,7 @@ mod tests {
         mesh.wait_landing("cid").await.unwrap();
         mesh.engage("ann", Some("cid")).await.unwrap();
         until("cid sent home", || async {
-            mesh.locate("cid") != Some(Location::In(ac))
+            mesh.locate("cid") != Some(SystemPlace::In(ac))
         })
         .await;
         let landed = mesh.wait_landing("cid").await.unwrap();

@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use mesh::audit::audit;
 use mesh::codec::decode_event;
 use mesh::directory::Place;
-use mesh::events::MeshEventKind;
+use mesh::feed::FeedEventKind;
 use mesh::instances::{groups, InstancePolicy};
 use mesh::{Mesh, MeshConfig};
 use serde_json::{json, Value};
@@ -197,7 +197,7 @@ async fn a_crowd_splits_a_system_into_instances_and_merges_back_with_groups_kept
     let notices = tokio::spawn(async move {
         let mut moved = Vec::new();
         while let Ok(e) = feed.recv().await {
-            if let MeshEventKind::Moved { notice, .. } = &e.kind {
+            if let FeedEventKind::Moved { notice, .. } = &e.kind {
                 moved.push(notice.clone());
             }
         }

@@ -1,7 +1,7 @@
 //! The event stream (`GET /v1/events`, server-sent events of [`api::StreamEvent`]): what a
 //! player may see.
 //!
-//! Two sources, merged per stream. The mesh's event feed ([`mesh::events`]) tells of the
+//! Two sources, merged per stream. The mesh's event feed ([`mesh::feed`]) tells of the
 //! others in the player's system: players arriving (`arrived`) and leaving (`left`), and joins
 //! when the player is at the home system (`joined`). The API layer itself tells the player of
 //! their own actions, with what only it knows: their jumps (`departed` with the travel time,
@@ -33,13 +33,13 @@ use tokio::sync::broadcast;
 use super::error::ApiError;
 use super::shutdown::Stopping;
 use api::StreamEvent;
-use mesh::directory::Location;
-use mesh::events::{MeshEvent, MeshEventKind};
+use mesh::directory::SystemPlace;
+use mesh::feed::{FeedEvent, FeedEventKind};
 use mesh::Mesh;
 use sim::galaxy::SystemId;
 
 /// Events a player's subscribers may fall behind by before they miss some (the mesh's feed
-/// holds [`mesh::events::FEED_LEN`]).
+/// holds [`mesh::feed::FEED_LEN`]).
 pub const PLAYER_CHANNEL_LEN: usize = 256;
 /// Streams one player may hold open at once.
 pub const MAX_STREAMS_PER_PLAYER: usize = 4;
@@ -160,7 +160,7 @@ impl Hub {
     /// The system `player` is in, as routing knows it (None in a jump).
     fn here(&self, player: &str) -> Option<SystemId> {
         match self.mesh.locate(player) {
-            Some(Location::In(s)) => Some(s),
+            Some(SystemPlace::In(s)) => Some(s),
             _ => None,
         }
     }
@@ -172,7 +172,7 @@ struct Subscription {
     hub: Arc<Hub>,
     player: String,
     private_rx: Option<broadcast::Receiver<Arc<StreamEvent>>>,
-    feed: broadcast::Receiver<Arc<MeshEvent>>,
+    feed: broadcast::Receiver<Arc<FeedEvent>>,
     /// Where the player is (None in a jump): asked of routing when the stream opens, and again
     /// at each event of the feed about the player (the only events that move them) and after
     /// missing events. Routing is told of a move before the feed publishes it.
@@ -184,7 +184,7 @@ struct Subscription {
 /// What a stream woke up for.
 enum Woke {
     Private(Result<Arc<StreamEvent>, broadcast::error::RecvError>),
-    Feed(Result<Arc<MeshEvent>, broadcast::error::RecvError>),
+    Feed(Result<Arc<FeedEvent>, broadcast::error::RecvError>),
     Stop,
 }
 
@@ -226,10 +226,10 @@ impl Subscription {
     /// What the player sees of an event of the feed: those of others in the player's system,
     /// and the destruction of their own ship. A string and a number compared for most events;
     /// routing asked for the player's own.
-    fn see(&mut self, e: &MeshEvent) -> Option<StreamEvent> {
+    fn see(&mut self, e: &FeedEvent) -> Option<StreamEvent> {
         let name = |s: SystemId| self.hub.mesh.galaxy().name(s).to_string();
-        let destroyed = |kind: &MeshEventKind| match kind {
-            MeshEventKind::Destroyed { player, by, wreck } => Some(StreamEvent::Destroyed {
+        let destroyed = |kind: &FeedEventKind| match kind {
+            FeedEventKind::Destroyed { player, by, wreck } => Some(StreamEvent::Destroyed {
                 player: player.clone(),
                 by: by.clone(),
                 wreck: *wreck,
@@ -242,7 +242,7 @@ impl Subscription {
             // Only the loss of their ship is not an action of theirs.
             self.here = self.hub.here(&self.player);
             // Moves between instances are no action of theirs: the mesh tells of them.
-            if let MeshEventKind::Moved {
+            if let FeedEventKind::Moved {
                 instance, notice, ..
             } = &e.kind
             {
@@ -258,11 +258,11 @@ impl Subscription {
             return None;
         }
         match &e.kind {
-            MeshEventKind::Joined { player } => Some(StreamEvent::Joined {
+            FeedEventKind::Joined { player } => Some(StreamEvent::Joined {
                 player: player.clone(),
                 system: name(e.system),
             }),
-            MeshEventKind::Arrived {
+            FeedEventKind::Arrived {
                 player,
                 from,
                 xfer,
@@ -274,15 +274,15 @@ impl Subscription {
                 system: name(e.system),
                 population: *population,
             }),
-            MeshEventKind::Departed { player, to, xfer } => Some(StreamEvent::Left {
+            FeedEventKind::Departed { player, to, xfer } => Some(StreamEvent::Left {
                 player: player.clone(),
                 xfer: xfer.clone(),
                 system: name(e.system),
                 to: name(*to),
             }),
             // Fights are public in the system: who shot whom down, and who takes aim at you.
-            MeshEventKind::Destroyed { .. } => destroyed(&e.kind),
-            MeshEventKind::Engaged {
+            FeedEventKind::Destroyed { .. } => destroyed(&e.kind),
+            FeedEventKind::Engaged {
                 player,
                 target: Some(target),
             } if *target == self.player => Some(StreamEvent::Attacked {
@@ -291,12 +291,12 @@ impl Subscription {
             }),
             // Others' purchases and loot are their own business. Only recovery cancels jumps,
             // and it publishes nothing (nobody is connected then).
-            MeshEventKind::Refueled { .. }
-            | MeshEventKind::Cancelled { .. }
-            | MeshEventKind::Traded { .. }
-            | MeshEventKind::Engaged { .. }
-            | MeshEventKind::Looted { .. }
-            | MeshEventKind::Moved { .. } => None,
+            FeedEventKind::Refueled { .. }
+            | FeedEventKind::Cancelled { .. }
+            | FeedEventKind::Traded { .. }
+            | FeedEventKind::Engaged { .. }
+            | FeedEventKind::Looted { .. }
+            | FeedEventKind::Moved { .. } => None,
         }
     }
 }

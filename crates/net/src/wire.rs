@@ -4,7 +4,7 @@
 //! Copies fields only; never computes, rounds or renames a value (the JSON on the wire is
 //! what the views hold), and never depends on the request.
 
-use mesh::economy::{Best, EconomyView, GoodSummary, HeardPrices};
+use mesh::price_sync::{Best, GalaxyPriceView, GoodSummary, HeardPrices};
 use mesh::trading::{GoodQuote, MarketView, Opponent, WreckView};
 use mesh::ShardStatus;
 use sim::player::Player;
@@ -106,7 +106,7 @@ fn good_summary(g: GoodSummary) -> api::GoodSummary {
 }
 
 /// The galaxy-wide price view.
-pub fn galaxy_prices(e: EconomyView) -> api::GalaxyPrices {
+pub fn galaxy_prices(e: GalaxyPriceView) -> api::GalaxyPrices {
     api::GalaxyPrices {
         goods: e.goods.into_iter().map(good_summary).collect(),
         systems: e.systems.into_iter().map(heard_prices).collect(),

@@ -23,7 +23,7 @@ use std::time::Duration;
 
 use xxhash_rust::xxh3::xxh3_64_with_seed;
 
-use super::acks::{Ack, AckLog, Action};
+use super::ack_log::{Ack, AckLog, Action};
 use super::api::{Call, CallError, GameApi, Lane, Market, PlayerView, Side, SystemView, Traded};
 use super::policy::{Arm, Candidate, Policy};
 use super::stats::Stats;

@@ -18,7 +18,7 @@
 //! Also runs inside `mltrader serve --demo` ([`spawn`]), so a new galaxy is alive at once.
 //! Never talks to the mesh or the data directory: everything goes through the API.
 
-pub mod acks;
+pub mod ack_log;
 pub mod api;
 pub mod bot;
 pub mod http;
@@ -35,7 +35,7 @@ use anyhow::Context as _;
 use clap::Args;
 use tokio::sync::watch;
 
-use self::acks::AckLog;
+use self::ack_log::AckLog;
 use self::api::GameApi;
 use self::bot::{Bot, BotConfig, Map, Pauses, Shared};
 use self::http::HttpApi;

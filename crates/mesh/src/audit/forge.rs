@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
-use crate::directory::{Location, Place};
+use crate::directory::{Place, SystemPlace};
 use crate::instances::InstancePolicy;
 use crate::test_support::fast_config;
 use crate::Mesh;
@@ -281,12 +281,12 @@ fn write_sound() -> Sound {
         for name in ["ann", "bob", "cat", "dan"] {
             mesh.join(name, "k").await.unwrap();
         }
-        let Some(Location::In(home)) = mesh.locate("ann") else {
+        let Some(SystemPlace::In(home)) = mesh.locate("ann") else {
             panic!("ann is not in a system");
         };
         let away = mesh.galaxy().neighbours(home)[0];
         for name in ["bob", "cat"] {
-            assert_eq!(mesh.locate(name), Some(Location::In(home)));
+            assert_eq!(mesh.locate(name), Some(SystemPlace::In(home)));
         }
         mesh.jump("ann", away).await.unwrap();
         mesh.wait_landing("ann").await.unwrap();

@@ -2,7 +2,7 @@
 //! caught on a data directory that has exactly that problem.
 
 use super::*;
-use crate::directory::Location;
+use crate::directory::SystemPlace;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replaying_the_logs_gives_the_live_state_hashes() {
@@ -15,7 +15,7 @@ async fn replaying_the_logs_gives_the_live_state_hashes() {
     }
     for j in 0..60usize {
         let name = format!("p {}", j % 12);
-        let Some(Location::In(here)) = mesh.locate(&name) else {
+        let Some(SystemPlace::In(here)) = mesh.locate(&name) else {
             panic!("{name} is not in a system");
         };
         if j % 5 == 0 {

@@ -9,12 +9,12 @@
 //!
 //! Same discipline as the rest of the shard: decide (pure), record, answer once durable. A
 //! combat or economy step is recorded like any event, so replay reproduces it; the gossip of
-//! prices is advice, never recorded ([`crate::economy`]).
+//! prices is advice, never recorded ([`crate::price_sync`]).
 
 use std::sync::Arc;
 
-use super::{Command, RemoteAnswer, Reply, Shard};
-use crate::economy::{unix_ms, HeardPrices, Published};
+use super::{RemoteAnswer, Reply, Shard, ShardMessage};
+use crate::price_sync::{unix_ms, HeardPrices, Published};
 use crate::trading::{GoodQuote, LootAck, MarketView, Opponent, Ship, TradeAck, WreckView};
 use crate::MeshError;
 use sim::goods::Good;
@@ -143,7 +143,7 @@ impl Shard {
                 (Ok(()), None) => {
                     if let Some(q) = primary {
                         tokio::spawn(async move {
-                            let _ = q.send(Command::RemoteTradeDone { n, escrow }).await;
+                            let _ = q.send(ShardMessage::RemoteTradeDone { n, escrow }).await;
                         });
                     }
                     Ok(TradeAck {
@@ -264,7 +264,7 @@ impl Shard {
         let view = Arc::new(self.prices.clone());
         for &n in self.ctx.galaxy.neighbours(self.id.system) {
             if let Some(q) = self.ctx.shard(InstanceId::primary(n)) {
-                let _ = q.try_send(super::Command::Gossip(view.clone()));
+                let _ = q.try_send(super::ShardMessage::Gossip(view.clone()));
             }
         }
         // A full queue drops this report (limits::GALAXY_VIEW_QUEUE_LEN): the next repairs it.
@@ -339,7 +339,7 @@ impl Shard {
 /// answer was lost is unknown (recovery settles it).
 async fn ask_primary(
     ctx: Arc<crate::Context>,
-    me: tokio::sync::mpsc::Sender<Command>,
+    me: tokio::sync::mpsc::Sender<ShardMessage>,
     primary: InstanceId,
     req: EscrowRequest,
     reply: Reply<TradeAck>,
@@ -349,7 +349,7 @@ async fn ask_primary(
         None => RemoteAnswer::Refused(MeshError::ShuttingDown),
         Some(q) => {
             let (tx, rx) = tokio::sync::oneshot::channel();
-            match q.send(Command::RemoteTrade { req, reply: tx }).await {
+            match q.send(ShardMessage::RemoteTrade { req, reply: tx }).await {
                 Err(_) => RemoteAnswer::Refused(MeshError::ShuttingDown),
                 Ok(()) => rx
                     .await
@@ -358,7 +358,7 @@ async fn ask_primary(
         }
     };
     let _ = me
-        .send(Command::EscrowAnswered {
+        .send(ShardMessage::EscrowAnswered {
             escrow,
             answer,
             reply,

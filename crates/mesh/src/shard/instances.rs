@@ -11,7 +11,7 @@
 //! what recovery settles like any jump. Never blocks the loop: starting and stopping an
 //! instance's shard happen in tasks that report back through the queue.
 
-use super::{Command, Shard};
+use super::{Shard, ShardMessage};
 use crate::instances::{pick_movers, plan, InstanceLoad, PrimaryView, Step, RETIRE_RETRY_MS};
 use sim::ids::Xfer;
 use sim::instance::{InstanceId, PRIMARY_INSTANCE};
@@ -80,7 +80,7 @@ impl Shard {
                         false
                     }
                 };
-                let _ = me.send(Command::InstanceReady { n, ok }).await;
+                let _ = me.send(ShardMessage::InstanceReady { n, ok }).await;
             });
         });
     }
@@ -131,7 +131,7 @@ impl Shard {
     fn merge(&mut self, n: u16, now_ms: u64) {
         let at = InstanceId::new(self.id.system, n);
         let Some(q) = self.ctx.shard(at) else { return };
-        if q.try_send(Command::Merge).is_err() {
+        if q.try_send(ShardMessage::Merge).is_err() {
             return;
         }
         if let Some(t) = self.instances.as_mut() {
@@ -144,7 +144,7 @@ impl Shard {
     }
 
     /// Asks closing instance `n` to stop if it is empty; the answer comes back as
-    /// [`Command::InstanceRetired`].
+    /// [`ShardMessage::InstanceRetired`].
     fn retire(&mut self, n: u16, now_ms: u64) {
         let at = InstanceId::new(self.id.system, n);
         // No move towards it may still be prepared here (moves committed since are queued
@@ -168,12 +168,12 @@ impl Shard {
             let (tx, rx) = tokio::sync::oneshot::channel();
             let stopped = match ctx.shard(at) {
                 Some(q) => {
-                    q.send(Command::Retire { reply: tx }).await.is_ok()
+                    q.send(ShardMessage::Retire { reply: tx }).await.is_ok()
                         && matches!(rx.await, Ok(true))
                 }
                 None => false,
             };
-            let _ = me.send(Command::InstanceRetired { n, stopped }).await;
+            let _ = me.send(ShardMessage::InstanceRetired { n, stopped }).await;
         });
     }
 
@@ -246,7 +246,7 @@ impl Shard {
         };
         if let Some(q) = self.ctx.shard(primary) {
             // Never waits: a full queue skips a report (the next tick sends another).
-            let _ = q.try_send(Command::InstanceLoad { n: self.id.n, load });
+            let _ = q.try_send(ShardMessage::InstanceLoad { n: self.id.n, load });
         }
     }
 

@@ -4,7 +4,7 @@
 //! For every request: decide (pure, `sim`), apply to the state, append the event to the log, and
 //! answer only once the event is durable (the acker task waits for that, in log order, so the
 //! tick loop never waits on the disk), then publish it on the mesh's event feed
-//! ([`super::events`]). A jump goes on to the departure pipeline ([`super::departures`]), which
+//! ([`super::feed`]). A jump goes on to the departure pipeline ([`super::departures`]), which
 //! makes the transition log's `jump` record the commit point; its departure is published when
 //! the origin logs that commit (`depart.done`).
 //!
@@ -27,10 +27,10 @@ use super::codec::{encode_event, encode_state, event_kind, Jump, PlayerLine};
 use super::departures::PendingDeparture;
 use super::dilation::Dilation;
 use super::directory::{Landed, Place};
-use super::economy::PriceView;
-use super::events::{MeshEvent, MeshEventKind};
+use super::feed::{FeedEvent, FeedEventKind};
 use super::instances::{InstanceLoad, InstanceTable};
 use super::limits::DEPARTURE_QUEUE_LEN;
+use super::price_sync::PriceView;
 use super::projector::Projected;
 use super::protocol::invariants::{self as inv, must};
 use super::stats::TickTimes;
@@ -51,7 +51,7 @@ use store::snapshot::{self, SnapshotMeta};
 pub type Reply<T> = oneshot::Sender<Result<T, MeshError>>;
 
 /// What a shard can be asked.
-pub enum Command {
+pub enum ShardMessage {
     Join {
         name: String,
         key: String,
@@ -176,7 +176,7 @@ type AfterDurable = Box<dyn FnOnce(Result<(), LogError>) + Send>;
 struct Recorded {
     seq: Seq,
     line: Option<Projected>,
-    feed: Option<MeshEvent>,
+    feed: Option<FeedEvent>,
 }
 
 pub struct Shard {
@@ -220,7 +220,7 @@ pub struct Shard {
     /// Prices heard from other systems (gossip), and this system's own last report.
     prices: PriceView,
     /// This shard's own queue, for tasks that report back to it.
-    me: mpsc::Sender<Command>,
+    me: mpsc::Sender<ShardMessage>,
     /// When the shard started: the instance policy's clock (wall time, never game time).
     started: tokio::time::Instant,
     /// A primary's instances and the policy's memory (None in an instance).
@@ -238,7 +238,7 @@ impl Shard {
         log: Log,
         replayed: u64,
         landings: Vec<Jump>,
-        self_tx: mpsc::Sender<Command>,
+        self_tx: mpsc::Sender<ShardMessage>,
     ) -> Shard {
         let id = state.instance_id();
         let (acks, acks_rx) = mpsc::unbounded_channel();
@@ -289,19 +289,19 @@ impl Shard {
     /// The shard's loop: requests as they come, a tick every period: the configured rate, or
     /// slower while the system is dilated. A tick that starts late moves the next one back
     /// (never a burst of ticks to catch up).
-    pub async fn run(mut self, mut rx: mpsc::Receiver<Command>) {
+    pub async fn run(mut self, mut rx: mpsc::Receiver<ShardMessage>) {
         let first = tokio::time::Instant::now() + self.period();
         let next_tick = tokio::time::sleep_until(first);
         tokio::pin!(next_tick);
         loop {
             tokio::select! {
                 cmd = rx.recv() => match cmd {
-                    Some(Command::Stop { reply }) => {
+                    Some(ShardMessage::Stop { reply }) => {
                         let result = self.stop(&mut rx).await;
                         let _ = reply.send(result);
                         return;
                     }
-                    Some(Command::Retire { reply }) => {
+                    Some(ShardMessage::Retire { reply }) => {
                         if !self.can_retire() {
                             let _ = reply.send(false);
                             continue;
@@ -336,12 +336,12 @@ impl Shard {
         Duration::from_micros(self.dilation.period_us())
     }
 
-    fn handle(&mut self, cmd: Command) {
+    fn handle(&mut self, cmd: ShardMessage) {
         match cmd {
-            Command::Join { name, key, reply } => self.join(name, key, reply),
-            Command::Refuel { name, units, reply } => self.refuel(name, units, reply),
-            Command::Jump { name, to, reply } => self.jump(name, to, reply),
-            Command::Committed { xfer, tseq } => {
+            ShardMessage::Join { name, key, reply } => self.join(name, key, reply),
+            ShardMessage::Refuel { name, units, reply } => self.refuel(name, units, reply),
+            ShardMessage::Jump { name, to, reply } => self.jump(name, to, reply),
+            ShardMessage::Committed { xfer, tseq } => {
                 must(inv::commit_was_prepared(&self.state, xfer, tseq));
                 // The player is gone for good: the feed tells of the departure with this
                 // record; only the checkpoint waits for it.
@@ -354,62 +354,62 @@ impl Shard {
                     });
                 }
             }
-            Command::Landing(jump) => {
+            ShardMessage::Landing(jump) => {
                 must(inv::handed_to_its_destination(&self.state, &jump));
                 self.on_landing(jump)
             }
-            Command::Trade { name, order, reply } => self.trade(name, order, reply),
-            Command::Engage {
+            ShardMessage::Trade { name, order, reply } => self.trade(name, order, reply),
+            ShardMessage::Engage {
                 name,
                 target,
                 reply,
             } => self.engage(name, target, reply),
-            Command::Loot { name, wreck, reply } => self.loot(name, wreck, reply),
-            Command::Market { reply } => {
+            ShardMessage::Loot { name, wreck, reply } => self.loot(name, wreck, reply),
+            ShardMessage::Market { reply } => {
                 let _ = reply.send(self.market_view());
             }
-            Command::Wrecks { reply } => {
+            ShardMessage::Wrecks { reply } => {
                 let _ = reply.send(self.wreck_views());
             }
-            Command::Gossip(view) => {
+            ShardMessage::Gossip(view) => {
                 self.prices.merge(&view);
             }
-            Command::Look { name, reply } => {
+            ShardMessage::Look { name, reply } => {
                 let _ = reply.send(self.state.players.get(&name).cloned());
             }
-            Command::Ship { name, reply } => {
+            ShardMessage::Ship { name, reply } => {
                 let _ = reply.send(self.ship(&name));
             }
-            Command::Incoming { from, xfer, reply } => {
+            ShardMessage::Incoming { from, xfer, reply } => {
                 let _ = reply.send(self.in_flight(from, xfer));
             }
-            Command::Who { limit, reply } => {
+            ShardMessage::Who { limit, reply } => {
                 let _ = reply.send(self.state.players.keys().take(limit).cloned().collect());
             }
-            Command::Status { reply } => {
+            ShardMessage::Status { reply } => {
                 let _ = reply.send(self.status());
             }
-            Command::Population { reply } => {
+            ShardMessage::Population { reply } => {
                 let _ = reply.send(self.state.players.len());
             }
-            Command::Accounts { reply } => {
+            ShardMessage::Accounts { reply } => {
                 let all = self.state.names.iter();
                 let _ = reply.send(all.map(|(n, k)| (n.clone(), k.clone())).collect());
             }
-            Command::Merge => self.merging = !self.id.is_primary(),
-            Command::InstanceLoad { n, load } => self.on_instance_load(n, load),
-            Command::InstanceReady { n, ok } => self.on_instance_ready(n, ok),
-            Command::InstanceRetired { n, stopped } => self.on_instance_retired(n, stopped),
-            Command::RemoteTrade { req, reply } => self.remote_trade(req, reply),
-            Command::EscrowAnswered {
+            ShardMessage::Merge => self.merging = !self.id.is_primary(),
+            ShardMessage::InstanceLoad { n, load } => self.on_instance_load(n, load),
+            ShardMessage::InstanceReady { n, ok } => self.on_instance_ready(n, ok),
+            ShardMessage::InstanceRetired { n, stopped } => self.on_instance_retired(n, stopped),
+            ShardMessage::RemoteTrade { req, reply } => self.remote_trade(req, reply),
+            ShardMessage::EscrowAnswered {
                 escrow,
                 answer,
                 reply,
             } => self.escrow_answered(escrow, answer, reply),
-            Command::RemoteTradeDone { n, escrow } => self.remote_trade_done(n, escrow),
-            Command::Stop { .. } => unreachable!("handled by run"),
+            ShardMessage::RemoteTradeDone { n, escrow } => self.remote_trade_done(n, escrow),
+            ShardMessage::Stop { .. } => unreachable!("handled by run"),
             // While stopping, a retire question is answered no: the next start settles it.
-            Command::Retire { reply } => drop(reply.send(false)),
+            ShardMessage::Retire { reply } => drop(reply.send(false)),
         }
     }
 
@@ -429,7 +429,7 @@ impl Shard {
         let feed = self
             .ctx
             .feed_heard()
-            .then(|| MeshEventKind::of(&self.ctx.galaxy, &self.state, &event))
+            .then(|| FeedEventKind::of(&self.ctx.galaxy, &self.state, &event))
             .flatten();
         if let Err(e) = self.state.apply(self.now, &event) {
             panic!(
@@ -457,7 +457,7 @@ impl Shard {
                     version: version.0,
                     line: p.finish(galaxy, id, seq),
                 });
-                let feed = feed.map(|kind| MeshEvent {
+                let feed = feed.map(|kind| FeedEvent {
                     system: id.system,
                     instance: id.n,
                     seq,
@@ -758,7 +758,7 @@ impl Shard {
 
     /// Stops: lets the departure pipeline finish what it holds, logs what it committed, flushes
     /// the log and writes a snapshot.
-    async fn stop(self, rx: &mut mpsc::Receiver<Command>) -> Result<ShardStatus, MeshError> {
+    async fn stop(self, rx: &mut mpsc::Receiver<ShardMessage>) -> Result<ShardStatus, MeshError> {
         self.close(rx, Closing::Snapshot).await
     }
 
@@ -768,14 +768,14 @@ impl Shard {
     /// log since its last periodic snapshot at the next start is cheap.
     async fn stop_retired(
         self,
-        rx: &mut mpsc::Receiver<Command>,
+        rx: &mut mpsc::Receiver<ShardMessage>,
     ) -> Result<ShardStatus, MeshError> {
         self.close(rx, Closing::FlushOnly).await
     }
 
     async fn close(
         mut self,
-        rx: &mut mpsc::Receiver<Command>,
+        rx: &mut mpsc::Receiver<ShardMessage>,
         how: Closing,
     ) -> Result<ShardStatus, MeshError> {
         let (dummy, _) = mpsc::channel(1);
@@ -795,7 +795,7 @@ impl Shard {
                 }
             };
             match cmd {
-                Command::Stop { reply } => drop(reply.send(Err(MeshError::ShuttingDown))),
+                ShardMessage::Stop { reply } => drop(reply.send(Err(MeshError::ShuttingDown))),
                 other => self.handle(other),
             }
         }

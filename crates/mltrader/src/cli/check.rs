@@ -1,6 +1,6 @@
 //! `mltrader check`: verify a data directory and say in one line whether it is sound. With
 //! `--acks FILE` (an ack log written by `mltrader swarm --ack-log FILE`), also verify that every
-//! action the server acknowledged is in the logs (`mesh::acks`).
+//! action the server acknowledged is in the logs (`mesh::ack_log`).
 //!
 //! A directory a server is writing is refused (its `LOCK` is held): the logs are read one after
 //! the other, so judging them together would report problems that are not there. The check
@@ -13,7 +13,7 @@ use std::process::ExitCode;
 use clap::Args;
 
 use super::common::{existing_datadir, galaxy_for};
-use mesh::acks::{check_acks, AckReport};
+use mesh::ack_log::{check_acks, AckReport};
 use mesh::audit::live::audit_live;
 use mesh::audit::{audit, AuditReport};
 use store::backend::{FileOwnership, Ownership, MESH_UNIT};

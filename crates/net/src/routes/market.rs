@@ -15,7 +15,7 @@ use crate::{wire, AppState};
 use api::{
     GalaxyPrices, HeardMarket, Market, MarketQuery, StreamEvent, TradeRequest, TradeSide, Traded,
 };
-use mesh::directory::Location;
+use mesh::directory::SystemPlace;
 use mesh::MeshError;
 use sim::galaxy::SystemId;
 use sim::goods::Good;
@@ -55,8 +55,8 @@ pub async fn market(
 /// The system `name` is in (409 `in_jump` during a jump).
 pub fn here(state: &AppState, name: &str) -> Result<SystemId, ApiError> {
     match state.mesh.locate(name) {
-        Some(Location::In(s)) => Ok(s),
-        Some(Location::Jumping { .. }) => Err(MeshError::InJump(name.to_string()).into()),
+        Some(SystemPlace::In(s)) => Ok(s),
+        Some(SystemPlace::Jumping { .. }) => Err(MeshError::InJump(name.to_string()).into()),
         None => Err(MeshError::UnknownPlayer(name.to_string()).into()),
     }
 }

@@ -16,7 +16,7 @@ use crate::error::ApiError;
 use crate::limits::MAX_WAITS_PER_PLAYER;
 use crate::{wire, AppState};
 use api::{Hop, Landed, Route, RouteQuery, StreamEvent, TravelRequest, Traveled};
-use mesh::directory::Location;
+use mesh::directory::SystemPlace;
 use mesh::MeshError;
 
 /// The longest a landing wait lasts before answering 409 `in_jump` ("ask again").
@@ -46,14 +46,14 @@ async fn jump(state: &Arc<AppState>, name: &str, req: TravelRequest) -> Result<T
     let guard = state.actions.acquire(name).await?;
     if let Some(from) = from {
         match state.mesh.locate(name) {
-            Some(Location::In(here)) if here != from => {
+            Some(SystemPlace::In(here)) if here != from => {
                 return Err(ApiError::new(
                     StatusCode::CONFLICT,
                     "not_here",
                     format!("you are in {}, not {}", g.name(here), g.name(from)),
                 ))
             }
-            Some(Location::Jumping { .. }) => {
+            Some(SystemPlace::Jumping { .. }) => {
                 return Err(MeshError::InJump(name.to_string()).into());
             }
             _ => {}

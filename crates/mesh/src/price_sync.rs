@@ -135,14 +135,14 @@ pub struct GoodSummary {
 
 /// The galaxy-wide economy view (`mltrader economy`, `GET /v1/economy`).
 #[derive(Clone, Debug, Serialize)]
-pub struct EconomyView {
+pub struct GalaxyPriceView {
     pub goods: Vec<GoodSummary>,
     pub systems: Vec<HeardPrices>,
 }
 
-impl EconomyView {
+impl GalaxyPriceView {
     /// Summarises `view` at wall-clock time `now_ms`.
-    pub fn of(galaxy: &Galaxy, view: &PriceView, now_ms: u64) -> EconomyView {
+    pub fn of(galaxy: &Galaxy, view: &PriceView, now_ms: u64) -> GalaxyPriceView {
         let systems: Vec<HeardPrices> = view
             .iter()
             .map(|(s, r, at)| HeardPrices::new(galaxy, s, &r.prices_cr, now_ms.saturating_sub(at)))
@@ -181,7 +181,7 @@ impl EconomyView {
                 }
             })
             .collect();
-        EconomyView { goods, systems }
+        GalaxyPriceView { goods, systems }
     }
 }
 
@@ -268,7 +268,7 @@ mod tests {
         let (a, b) = (SystemId(0), SystemId(1));
         v.record(a, report(1, 10), 1_000);
         v.record(b, report(1, 30), 2_000);
-        let e = EconomyView::of(&g, &v, 5_000);
+        let e = GalaxyPriceView::of(&g, &v, 5_000);
         let food = &e.goods[0];
         assert_eq!(food.best_buy.as_ref().unwrap().system, g.name(a));
         assert_eq!(food.best_sell.as_ref().unwrap().system, g.name(b));

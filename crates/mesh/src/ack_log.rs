@@ -467,7 +467,7 @@ mod tests {
     use super::*;
     use std::path::PathBuf;
 
-    use crate::directory::Location;
+    use crate::directory::SystemPlace;
 
     fn write_acks(dir: &Path, acks: &[Ack], tail: &str) -> PathBuf {
         let path = dir.join("acks.jsonl");
@@ -497,7 +497,7 @@ mod tests {
         let mut acks = Vec::new();
         let p = mesh.join("Ann", "k").await.unwrap();
         acks.push(Ack::new("Ann", Action::Join, p.version.0));
-        let Some(Location::In(here)) = mesh.locate("Ann") else {
+        let Some(SystemPlace::In(here)) = mesh.locate("Ann") else {
             panic!("Ann is not in a system");
         };
         let to = mesh.galaxy().neighbours(here)[0];
@@ -589,7 +589,7 @@ mod tests {
         let galaxy = Galaxy::default_galaxy();
         let mesh = crate::test_support::start_quick(&datadir, &galaxy).await;
         let joined = mesh.join("Ann", "k").await.unwrap();
-        let Some(Location::In(here)) = mesh.locate("Ann") else {
+        let Some(SystemPlace::In(here)) = mesh.locate("Ann") else {
             panic!("Ann is not in a system");
         };
         let to = mesh.galaxy().neighbours(here)[0];

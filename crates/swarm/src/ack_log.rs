@@ -1,5 +1,5 @@
 //! The ack log (`--ack-log FILE`): one JSON line per action the server acknowledged, in the
-//! format `mltrader check --acks FILE` reads ([`mesh::acks::Ack`]).
+//! format `mltrader check --acks FILE` reads ([`mesh::ack_log::Ack`]).
 //!
 //! A line is written only after the server's answer arrived, and flushed at once (one write of
 //! the whole line), so a swarm killed at any moment leaves at most a torn last line. Never
@@ -12,7 +12,7 @@ use std::sync::Mutex;
 
 use anyhow::Context as _;
 
-pub use mesh::acks::{Ack, Action};
+pub use mesh::ack_log::{Ack, Action};
 
 /// The ack log of one run.
 pub struct AckLog {

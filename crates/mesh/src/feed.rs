@@ -24,7 +24,7 @@ pub use super::limits::FEED_LEN;
 
 /// One durable event of one system.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct MeshEvent {
+pub struct FeedEvent {
     /// Where it happened.
     pub system: SystemId,
     /// In which instance of the system (1: the system itself).
@@ -33,13 +33,13 @@ pub struct MeshEvent {
     pub seq: Seq,
     /// The system's tick it is stamped with.
     pub t: Tick,
-    pub kind: MeshEventKind,
+    pub kind: FeedEventKind,
 }
 
 /// What happened. Transfer ids are `<origin slug>:<number>`, as in the logs and the API.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
-pub enum MeshEventKind {
+pub enum FeedEventKind {
     /// A new player appeared (at the home system).
     Joined { player: String },
     /// The player's jump towards `to` is committed: they left for good.
@@ -98,20 +98,20 @@ pub enum MeshEventKind {
     },
 }
 
-impl MeshEventKind {
+impl FeedEventKind {
     /// The player it is about.
     pub fn player(&self) -> &str {
         match self {
-            MeshEventKind::Joined { player }
-            | MeshEventKind::Departed { player, .. }
-            | MeshEventKind::Arrived { player, .. }
-            | MeshEventKind::Refueled { player, .. }
-            | MeshEventKind::Cancelled { player, .. }
-            | MeshEventKind::Traded { player, .. }
-            | MeshEventKind::Engaged { player, .. }
-            | MeshEventKind::Destroyed { player, .. }
-            | MeshEventKind::Looted { player, .. }
-            | MeshEventKind::Moved { player, .. } => player,
+            FeedEventKind::Joined { player }
+            | FeedEventKind::Departed { player, .. }
+            | FeedEventKind::Arrived { player, .. }
+            | FeedEventKind::Refueled { player, .. }
+            | FeedEventKind::Cancelled { player, .. }
+            | FeedEventKind::Traded { player, .. }
+            | FeedEventKind::Engaged { player, .. }
+            | FeedEventKind::Destroyed { player, .. }
+            | FeedEventKind::Looted { player, .. }
+            | FeedEventKind::Moved { player, .. } => player,
         }
     }
 
@@ -120,17 +120,17 @@ impl MeshEventKind {
     /// its departure is told at the commit.
     /// Moves between instances of a system are told as `Moved` at the landing (not as a
     /// departure and an arrival: the player never left the system).
-    pub fn of(galaxy: &Galaxy, state: &SystemState, event: &Event) -> Option<MeshEventKind> {
+    pub fn of(galaxy: &Galaxy, state: &SystemState, event: &Event) -> Option<FeedEventKind> {
         let xfer_id = |from: InstanceId, xfer: Xfer| crate::codec::xfer_text(galaxy, from, xfer);
         Some(match event {
-            Event::Join { player, .. } => MeshEventKind::Joined {
+            Event::Join { player, .. } => FeedEventKind::Joined {
                 player: player.name.clone(),
             },
             Event::Refuel {
                 player,
                 units,
                 cost,
-            } => MeshEventKind::Refueled {
+            } => FeedEventKind::Refueled {
                 player: player.clone(),
                 units: *units,
                 cost: *cost,
@@ -142,13 +142,13 @@ impl MeshEventKind {
                 if d.to.system == state.id {
                     return None;
                 }
-                MeshEventKind::Departed {
+                FeedEventKind::Departed {
                     player: d.player.name.clone(),
                     to: d.to.system,
                     xfer: xfer_id(state.instance_id(), *xfer),
                 }
             }
-            Event::DepartAbort { xfer, player } => MeshEventKind::Cancelled {
+            Event::DepartAbort { xfer, player } => FeedEventKind::Cancelled {
                 player: player.clone(),
                 xfer: xfer_id(state.instance_id(), *xfer),
             },
@@ -171,39 +171,39 @@ impl MeshEventKind {
                         here.name(galaxy)
                     )
                 };
-                MeshEventKind::Moved {
+                FeedEventKind::Moved {
                     player: player.name.clone(),
                     from_instance: from.n,
                     instance: here.n,
                     notice,
                 }
             }
-            Event::Arrive { from, xfer, player } => MeshEventKind::Arrived {
+            Event::Arrive { from, xfer, player } => FeedEventKind::Arrived {
                 player: player.name.clone(),
                 from: from.system,
                 xfer: xfer_id(*from, *xfer),
                 // Arriving adds the player (a landing seen twice is never recorded).
                 population: state.players.len() + 1,
             },
-            Event::Trade { player, trade } => MeshEventKind::Traded {
+            Event::Trade { player, trade } => FeedEventKind::Traded {
                 player: player.clone(),
                 side: trade.side.name(),
                 good: trade.good.name(),
                 qty: trade.qty,
                 total_cr: trade.total_cr,
             },
-            Event::Engage { player, target } => MeshEventKind::Engaged {
+            Event::Engage { player, target } => FeedEventKind::Engaged {
                 player: player.clone(),
                 target: target.clone(),
             },
             Event::Destroyed {
                 player, by, wreck, ..
-            } => MeshEventKind::Destroyed {
+            } => FeedEventKind::Destroyed {
                 player: player.clone(),
                 by: by.clone(),
                 wreck: *wreck,
             },
-            Event::Loot { player, take } => MeshEventKind::Looted {
+            Event::Loot { player, take } => FeedEventKind::Looted {
                 player: player.clone(),
                 wreck: take.wreck_id,
                 took: take.taken.to_string(),
@@ -215,7 +215,7 @@ impl MeshEventKind {
                 total_cr,
             } => {
                 let e = state.escrows.get(escrow)?;
-                MeshEventKind::Traded {
+                FeedEventKind::Traded {
                     player: player.clone(),
                     side: e.order.side.name(),
                     good: e.order.good.name(),
@@ -247,7 +247,7 @@ mod tests {
     use store::datadir::DataDir;
 
     /// The next event of `player` (others' are skipped), within 5 s.
-    async fn next_of(rx: &mut broadcast::Receiver<Arc<MeshEvent>>, player: &str) -> MeshEvent {
+    async fn next_of(rx: &mut broadcast::Receiver<Arc<FeedEvent>>, player: &str) -> FeedEvent {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
         loop {
             let e = tokio::time::timeout_at(deadline, rx.recv())
@@ -288,7 +288,7 @@ mod tests {
             assert_eq!(landed.system, dest);
             assert_eq!(
                 mesh.locate("Bob"),
-                Some(crate::directory::Location::In(dest))
+                Some(crate::directory::SystemPlace::In(dest))
             );
             between_ticks += usize::from(after == before);
         }
@@ -311,7 +311,7 @@ mod tests {
         mesh.join("Ann", "k").await.unwrap();
 
         // Every event is durable in its system's log when it is heard of.
-        let durable = |e: &MeshEvent, mesh: &Mesh| {
+        let durable = |e: &FeedEvent, mesh: &Mesh| {
             let mesh = mesh.clone();
             let (system, seq) = (e.system, e.seq);
             async move {
@@ -328,7 +328,7 @@ mod tests {
             (joined.system, &joined.kind),
             (
                 home,
-                &MeshEventKind::Joined {
+                &FeedEventKind::Joined {
                     player: "Ann".into()
                 }
             )
@@ -340,7 +340,7 @@ mod tests {
             (departed.system, &departed.kind),
             (
                 home,
-                &MeshEventKind::Departed {
+                &FeedEventKind::Departed {
                     player: "Ann".into(),
                     to,
                     xfer: ack.xfer.clone()
@@ -354,7 +354,7 @@ mod tests {
             (arrived.system, &arrived.kind),
             (
                 to,
-                &MeshEventKind::Arrived {
+                &FeedEventKind::Arrived {
                     player: "Ann".into(),
                     from: home,
                     xfer: ack.xfer,
@@ -364,7 +364,10 @@ mod tests {
             "Bob landed there first"
         );
         // Whoever hears of a landing finds routing up to date.
-        assert_eq!(mesh.locate("Ann"), Some(crate::directory::Location::In(to)));
+        assert_eq!(
+            mesh.locate("Ann"),
+            Some(crate::directory::SystemPlace::In(to))
+        );
         mesh.stop().await.unwrap();
     }
 
@@ -378,6 +381,6 @@ mod tests {
             to: InstanceId::primary(g.lookup("Alpha Centauri").unwrap()),
             fuel: 1,
         };
-        assert_eq!(MeshEventKind::of(&g, &state, &event), None);
+        assert_eq!(FeedEventKind::of(&g, &state, &event), None);
     }
 }
