@@ -181,8 +181,12 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         );
     }
     let statuses = mesh.stop().await.context("stopping the mesh")?;
-    let players: usize = statuses.iter().map(|s| s.population + s.departing).sum();
-    println!("stopped cleanly: {players} players in systems, logs flushed, snapshots written");
+    let in_systems: usize = statuses.iter().map(|s| s.population + s.departing).sum();
+    let in_jumps: usize = statuses.iter().map(|s| s.in_transit_towards).sum();
+    println!(
+        "stopped cleanly: {in_systems} players in systems, {in_jumps} in jumps (they land after \
+         the next start), logs flushed, snapshots written"
+    );
     Ok(ExitCode::SUCCESS)
 }
 
