@@ -92,7 +92,8 @@ async fn unacknowledged_jump(mesh: &Mesh, name: &str, from: SystemId) -> Option<
     }
 }
 
-/// Restarts on `machine`: every acknowledged place holds; then a clean stop and a second
+/// Restarts on `machine`: every acknowledged place holds (a landing the crash lost is landed
+/// again from its committed jump); then a clean stop and a second
 /// restart give the same state hashes (what was recovered is what is durable).
 fn restart_and_check(
     machine: &Machine,
@@ -102,6 +103,14 @@ fn restart_and_check(
     let report = rt.block_on(async {
         let (mesh, report) = machine.start().await;
         for (name, system) in acked {
+            // A landing is told before its record is durable (it is as durable as its
+            // committed `jump`: recovery lands it again), so a crash may leave a player on the
+            // way to where they landed: wait for the landing, which must be there.
+            let landed = tokio::time::timeout(Duration::from_secs(10), mesh.wait_landing(name))
+                .await
+                .unwrap_or_else(|_| panic!("{name} never landed again: {}", report.summary()))
+                .unwrap();
+            assert_eq!(landed.system, *system, "{name} landed elsewhere");
             assert_eq!(
                 mesh.locate(name),
                 Some(SystemPlace::In(*system)),
