@@ -494,8 +494,16 @@ fn sort_jump(
             to: jump.to.slug(galaxy),
         });
     };
-    // Not landed yet: handed over again (one already landed is not: landing is idempotent).
-    if handed_to_its_destination(dest, &jump).is_ok() {
+    // Not landed yet: handed over again (one already landed is not: landing is idempotent),
+    // and the handover's invariant is checked like a live one, not used as the filter (a
+    // violation is refused, not taken for "landed").
+    let landed = dest
+        .landed_upto
+        .get(&jump.from)
+        .copied()
+        .unwrap_or_default();
+    if jump.xfer > landed {
+        handed_to_its_destination(dest, &jump).map_err(protocol)?;
         read.landings.entry(jump.to).or_default().push(jump);
     }
     Ok(())
