@@ -178,4 +178,51 @@ mod tests {
         state.apply(Tick(0), &event).expect("applies");
         assert_eq!(decide_landing(&state, &j), None, "seen twice: nothing");
     }
+
+    proptest::proptest! {
+        /// Whatever the travel times and the ticks jumps are handed over at (in number order
+        /// per origin, as the pipelines hand them), each origin's jumps land in number order,
+        /// each once, none before its travel time is over.
+        #[test]
+        fn every_origin_lands_in_number_order(
+            handed in proptest::collection::vec((0u16..3, 0u64..4, 0u64..3), 1..60)
+        ) {
+            let g = Galaxy::default_galaxy();
+            let origins: Vec<InstanceId> =
+                g.ids().take(3).map(InstanceId::primary).collect();
+            let mut a = Arrivals::new();
+            let mut next = [0u64; 3];
+            let mut landed: Vec<(InstanceId, u64, Tick)> = Vec::new();
+            let mut due_at = BTreeMap::new();
+            let mut now = Tick(0);
+            for (origin, travel, wait) in handed {
+                next[origin as usize] += 1;
+                let j = jump(origins[origin as usize], next[origin as usize], travel);
+                due_at.insert((j.from, j.xfer), now.plus(travel));
+                if let Some(j) = a.handed(now, j) {
+                    landed.push((j.from, j.xfer.0, now));
+                }
+                for _ in 0..wait {
+                    now = now.next();
+                    while let Some(j) = a.pop_due(now) {
+                        landed.push((j.from, j.xfer.0, now));
+                    }
+                }
+            }
+            for _ in 0..10 {
+                now = now.next();
+                while let Some(j) = a.pop_due(now) {
+                    landed.push((j.from, j.xfer.0, now));
+                }
+            }
+            proptest::prop_assert!(a.is_empty(), "everything lands within 10 ticks");
+            proptest::prop_assert_eq!(landed.len(), due_at.len(), "each jump lands once");
+            let mut last = BTreeMap::new();
+            for (from, xfer, at) in landed {
+                let before = last.insert(from, xfer).unwrap_or(0);
+                proptest::prop_assert!(xfer > before, "{from:?}: {xfer} landed after {before}");
+                proptest::prop_assert!(at >= due_at[&(from, Xfer(xfer))], "landed early");
+            }
+        }
+    }
 }
