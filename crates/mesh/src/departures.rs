@@ -37,7 +37,7 @@ use std::sync::Arc;
 use tokio::sync::mpsc;
 
 use super::codec::{encode_jump, xfer_text, Jump};
-use super::protocol::commit::{self, Commits, Prepared};
+use super::protocol::commit::{self, Commits, Handover, Prepared};
 use super::shard::{Reply, ShardMessage};
 use super::{Context, JumpAck, MeshError};
 use store::log::Log;
@@ -93,45 +93,51 @@ pub async fn run(
         // gone, when the shard stops, has sent all it will).
         let last_prepare = commit::last_prepare(&batch);
         let _ = acked.wait_for(|&seq| seq >= last_prepare).await;
-        for (p, reply) in batch.into_iter().zip(batch_replies) {
-            hand_over(&ctx, &origin, p.jump, reply).await;
+        let mut replies = batch_replies.into_iter();
+        let mut reply = None;
+        for step in commit::hand_over(batch) {
+            if let Handover::Land(_) = step {
+                reply = replies.next().flatten();
+            }
+            carry_out(&ctx, &origin, step, &mut reply).await;
         }
     }
 }
 
-/// A committed jump: to its destination first (see the module's comment), then to its origin
-/// (`depart.done`), then the player is told.
-async fn hand_over(
+/// One step of a committed jump's handover ([`Handover`], in the core's order): to its
+/// destination, to its origin (`depart.done`), to the player (`reply`, taken).
+async fn carry_out(
     ctx: &Context,
     origin: &mpsc::Sender<ShardMessage>,
-    jump: Jump,
-    reply: Option<Reply<JumpAck>>,
+    step: Handover,
+    reply: &mut Option<Reply<JumpAck>>,
 ) {
-    let ack = JumpAck {
-        xfer: xfer_text(&ctx.galaxy, jump.from, jump.xfer),
-        from: jump.from.system,
-        to: jump.to.system,
-        travel_ticks: jump.travel_ticks,
-        travel_ms: jump.travel_ticks * 1000 / u64::from(ctx.config.tick_hz),
-        player: jump.player.clone(),
-    };
-    let committed = ShardMessage::Committed {
-        xfer: jump.xfer,
-        tseq: jump.tseq,
-    };
-    match ctx.shard(jump.to) {
-        Some(dest) => {
-            let _ = dest.send(ShardMessage::Landing(jump)).await;
+    match step {
+        Handover::Land(jump) => match ctx.shard(jump.to) {
+            Some(dest) => {
+                let _ = dest.send(ShardMessage::Landing(jump)).await;
+            }
+            None => tracing::error!(
+                "jump {} is committed towards {}, which runs no shard; the next start lands it",
+                xfer_text(&ctx.galaxy, jump.from, jump.xfer),
+                jump.to.slug(&ctx.galaxy)
+            ),
+        },
+        Handover::Done { xfer, tseq, .. } => {
+            let _ = origin.send(ShardMessage::Committed { xfer, tseq }).await;
         }
-        None => tracing::error!(
-            "jump {} is committed towards {}, which runs no shard; the next start lands it",
-            ack.xfer,
-            jump.to.slug(&ctx.galaxy)
-        ),
-    }
-    let _ = origin.send(committed).await;
-    if let Some(r) = reply {
-        let _ = r.send(Ok(ack));
+        Handover::Answer(jump) => {
+            if let Some(r) = reply.take() {
+                let _ = r.send(Ok(JumpAck {
+                    xfer: xfer_text(&ctx.galaxy, jump.from, jump.xfer),
+                    from: jump.from.system,
+                    to: jump.to.system,
+                    travel_ticks: jump.travel_ticks,
+                    travel_ms: jump.travel_ticks * 1000 / u64::from(ctx.config.tick_hz),
+                    player: jump.player,
+                }));
+            }
+        }
     }
 }
 

@@ -15,6 +15,8 @@
 use std::collections::VecDeque;
 
 use sim::ids::Xfer;
+use sim::instance::InstanceId;
+use sim::system::{Event, SystemState};
 use store::seq::Seq;
 
 use super::invariants::{self as inv, must};
@@ -114,6 +116,53 @@ pub fn is_committed(batch: &[Prepared], own_durable: Seq, transitions_durable: S
         && transitions_durable >= last_jump(batch)
 }
 
+/// What a committed jump sets off, in the order the driver must carry it out.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Handover {
+    /// Hand the jump to its destination (`jump.to`), first: once the origin has recorded
+    /// `depart.done`, the jump must already be on its way (a primary closing an instance relies
+    /// on it: a move it no longer holds as prepared is queued at the instance).
+    Land(Jump),
+    /// Tell the origin the jump is committed: it records [`done`].
+    Done {
+        origin: InstanceId,
+        xfer: Xfer,
+        tseq: Seq,
+    },
+    /// Tell the player the jump happened.
+    Answer(Jump),
+}
+
+/// The handovers of a committed batch, jump by jump in the batch's order.
+pub fn hand_over(batch: Vec<Prepared>) -> Vec<Handover> {
+    assert!(
+        batch.iter().all(|p| p.jump.tseq > Seq(0)),
+        "BUG: a jump is handed over before its record is appended"
+    );
+    batch
+        .into_iter()
+        .flat_map(|p| {
+            let done = Handover::Done {
+                origin: p.jump.from,
+                xfer: p.jump.xfer,
+                tseq: p.jump.tseq,
+            };
+            [
+                Handover::Land(p.jump.clone()),
+                done,
+                Handover::Answer(p.jump),
+            ]
+        })
+        .collect()
+}
+
+/// The origin's record once told its jump `xfer` is committed (record `tseq` of the
+/// transition log): `depart.done`, the departure dropped for good.
+pub fn done(origin: &SystemState, xfer: Xfer, tseq: Seq) -> Event {
+    must(inv::commit_was_prepared(origin, xfer, tseq));
+    Event::DepartDone { xfer }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -158,6 +207,20 @@ mod tests {
         );
         assert!(is_committed(&batch, Seq(12), Seq(41)));
         assert!(!is_committed(&[], Seq(12), Seq(41)), "nothing to commit");
+        let kinds: Vec<&str> = hand_over(batch)
+            .iter()
+            .map(|h| match h {
+                Handover::Land(_) => "land",
+                Handover::Done { .. } => "done",
+                Handover::Answer(_) => "answer",
+            })
+            .collect();
+        let expected = ["land", "done", "answer"];
+        assert_eq!(
+            kinds,
+            [expected, expected].concat(),
+            "destination first, per jump"
+        );
     }
 
     #[test]

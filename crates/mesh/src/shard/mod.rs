@@ -32,6 +32,7 @@ use super::limits::DEPARTURE_QUEUE_LEN;
 use super::price_sync::PriceView;
 use super::projector::Projected;
 use super::protocol::arrivals::{decide_landing, Arrivals};
+use super::protocol::commit;
 use super::protocol::invariants::{self as inv, must};
 use super::stats::TickTimes;
 use super::trading::{InFlight, LootAck, MarketView, Ship, TradeAck, WreckView};
@@ -339,10 +340,9 @@ impl Shard {
             ShardMessage::Refuel { name, units, reply } => self.refuel(name, units, reply),
             ShardMessage::Jump { name, to, reply } => self.jump(name, to, reply),
             ShardMessage::Committed { xfer, tseq } => {
-                must(inv::commit_was_prepared(&self.state, xfer, tseq));
                 // The player is gone for good: the feed tells of the departure with this
                 // record; only the checkpoint waits for it.
-                if let Ok(rec) = self.record(Event::DepartDone { xfer }) {
+                if let Ok(rec) = self.record(commit::done(&self.state, xfer, tseq)) {
                     let ctx = self.ctx.clone();
                     self.on_durable(rec, move |r| {
                         if r.is_ok() {
