@@ -17,8 +17,9 @@ pub enum Bug {
     /// Recovery takes a `jump` whose `depart` the crash lost for committed: it lands while
     /// its player is still at the origin (a duplicate).
     LostPrepareLands,
-    /// A landing ignores the highest number landed from its origin: a jump handed over again
-    /// (after a restart) lands twice.
+    /// Recovery hands every committed jump of the transition log over again, landed or not,
+    /// and a landing ignores the highest number landed from its origin: a jump that landed
+    /// before the restart lands twice.
     LandTwice,
     /// Recovery refunds an instance's escrowed trade even though the primary's market took it
     /// (goods or credits created).
