@@ -249,9 +249,11 @@ pub fn parse_xfer(galaxy: &Galaxy, text: &str) -> Result<(InstanceId, u64), Deco
         .ok_or_else(|| DecodeError::BadTransferId { text: text_owned() })?;
     let from = InstanceId::parse(galaxy, slug)
         .ok_or_else(|| DecodeError::TransferOfUnknownSystem { text: text_owned() })?;
-    let n = n
-        .parse()
-        .map_err(|_| DecodeError::BadTransferNumber { text: text_owned() })?;
+    // Digits only: `sol:+7` would name jump sol:7 where a grep for `xfer=sol:7` misses it.
+    let n = Some(n)
+        .filter(|n| n.bytes().all(|b| b.is_ascii_digit()))
+        .and_then(|n| n.parse().ok())
+        .ok_or_else(|| DecodeError::BadTransferNumber { text: text_owned() })?;
     Ok((from, n))
 }
 
@@ -1037,6 +1039,23 @@ mod tests {
     use super::*;
     use store::record::{parse_line, Record, RecordError};
     use store::snapshot::SnapshotMeta;
+
+    /// Found by fuzzing (event_codec): `xfer=sol:+7` named jump sol:7.
+    #[test]
+    fn a_transfer_number_is_digits_only() {
+        let g = Galaxy::default_galaxy();
+        let sol = InstanceId::primary(g.home());
+        assert_eq!(parse_xfer(&g, "sol:7").unwrap(), (sol, 7));
+        for bad in ["sol:+7", "sol:-7", "sol: 7", "sol:"] {
+            assert!(
+                matches!(
+                    parse_xfer(&g, bad),
+                    Err(DecodeError::BadTransferNumber { .. })
+                ),
+                "{bad} read as a transfer"
+            );
+        }
+    }
 
     fn round_trip(galaxy: &Galaxy, system: SystemId, event: &Event) -> (Tick, Event) {
         let mut buf = String::new();

@@ -93,14 +93,20 @@ impl<'a> Record<'a> {
         buf
     }
 
-    /// The value of `key` parsed as a number (or anything `FromStr`).
+    /// The value of `key` parsed as a number (or anything `FromStr`). A leading `+` is
+    /// refused: the writer never puts one, and `+7` read as 7 would be a record that a grep for
+    /// `=7` misses.
     pub fn num<T: std::str::FromStr>(&self, key: &'static str) -> Result<T, RecordError> {
         let v = self.str(key)?;
-        v.parse().map_err(|_| RecordError::BadValue {
-            key,
-            value: v.to_string(),
-            expected: std::any::type_name::<T>(),
-        })
+        let signed = v.starts_with('+');
+        v.parse()
+            .ok()
+            .filter(|_| !signed)
+            .ok_or_else(|| RecordError::BadValue {
+                key,
+                value: v.to_string(),
+                expected: std::any::type_name::<T>(),
+            })
     }
 }
 
@@ -494,6 +500,16 @@ mod tests {
             Some("per aspera\nad astra \u{1F680} \\ é\u{7}")
         );
         assert_eq!(rec.get("empty"), Some(""));
+    }
+
+    /// Found by fuzzing (event_codec): `+7` was read as 7.
+    #[test]
+    fn a_number_with_a_plus_sign_is_refused() {
+        let rec_line = encode(1, "refuel", &[("units", "+7"), ("cost", "7")]);
+        let rec = parse_line(rec_line.as_bytes()).unwrap();
+        assert_eq!(rec.num::<u64>("cost").unwrap(), 7);
+        let e = rec.num::<u64>("units").unwrap_err().to_string();
+        assert!(e.contains("+7"), "{e}");
     }
 
     #[test]
