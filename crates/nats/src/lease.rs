@@ -17,7 +17,8 @@ use std::collections::BTreeMap;
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
-use async_nats::jetstream::kv::{self, CreateErrorKind, UpdateErrorKind};
+use async_nats::jetstream::kv::{self, UpdateErrorKind};
+use async_nats::jetstream::stream::LastRawMessageErrorKind;
 use async_nats::jetstream::stream::StorageType;
 use store::backend::{Claim, Ownership, OwnershipError};
 
@@ -84,21 +85,6 @@ impl NatsOwnership {
         format!("node={} epoch={epoch}", self.nats.node).into_bytes()
     }
 
-    /// Who holds `unit` now, for the message of a refused claim.
-    fn holder(&self, unit: &str) -> String {
-        let kv = self.kv.clone();
-        let key = unit.to_string();
-        let entry = self.nats.bridge.run(async move { kv.entry(key).await });
-        match entry {
-            Ok(Ok(Some(e))) => format!(
-                "{} (revision {})",
-                String::from_utf8_lossy(&e.value),
-                e.revision
-            ),
-            _ => "another node".into(),
-        }
-    }
-
     fn failed(unit: &str, reason: impl std::fmt::Display) -> OwnershipError {
         OwnershipError::Failed {
             unit: unit.to_string(),
@@ -126,14 +112,13 @@ impl Ownership for NatsOwnership {
         let created = self
             .nats
             .bridge
-            .run(async move { kv.create(key, value.into()).await })
+            .run(create_at_leader(kv, key, value))
             .map_err(|e| Self::failed(unit, e))?;
         let epoch = match created {
-            Ok(revision) => revision,
-            Err(e) if e.kind() == CreateErrorKind::AlreadyExists => {
+            Ok(Created::Claimed(revision)) => revision,
+            Ok(Created::HeldBy { value, revision }) => {
                 return Err(OwnershipError::Held(format!(
-                    "{unit} is held by {}; its lease ends {} s after its holder's last renewal",
-                    self.holder(unit),
+                    "{unit} is held by {value} (revision {revision}); its lease ends {} s after its holder's last renewal",
                     self.lease.as_secs_f64()
                 )))
             }
@@ -220,4 +205,53 @@ impl NatsOwnership {
             Err(e) => Err(Self::failed(unit, e)),
         }
     }
+}
+
+/// What a create of a key found.
+enum Created {
+    /// The key was free (absent, expired, deleted): this is its new revision.
+    Claimed(u64),
+    /// Someone holds it: the key's value and revision.
+    HeldBy { value: String, revision: u64 },
+}
+
+/// How many times a create looks again when the key changes under it (expires, is deleted).
+const CREATE_ATTEMPTS: u32 = 3;
+
+/// Creates `key` if nobody holds it: a compare-and-set on "no message" first, then, if the
+/// key's last message (read from the stream's leader) is a delete marker, on that marker's
+/// revision. (async-nats's `Store::create` reads the key with a direct get, which any replica
+/// answers: a follower that has not applied a release yet made a free key look held.)
+async fn create_at_leader(
+    kv: kv::Store,
+    key: String,
+    value: Vec<u8>,
+) -> Result<Created, async_nats::Error> {
+    let subject = format!("{}{key}", kv.prefix);
+    let mut expected = 0;
+    for _ in 0..CREATE_ATTEMPTS {
+        match kv.update(&key, value.clone().into(), expected).await {
+            Ok(revision) => return Ok(Created::Claimed(revision)),
+            Err(e) if e.kind() == UpdateErrorKind::WrongLastRevision => {}
+            Err(e) => return Err(e.into()),
+        }
+        let last = match kv.stream.get_last_raw_message_by_subject(&subject).await {
+            Ok(last) => last,
+            Err(e) if matches!(e.kind(), LastRawMessageErrorKind::NoMessageFound) => {
+                expected = 0;
+                continue;
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let operation = last.headers.get("KV-Operation").map(|v| v.as_str());
+        if matches!(operation, Some("DEL" | "PURGE")) {
+            expected = last.sequence;
+            continue;
+        }
+        return Ok(Created::HeldBy {
+            value: String::from_utf8_lossy(&last.payload).into_owned(),
+            revision: last.sequence,
+        });
+    }
+    Err(format!("{key} changed under {CREATE_ATTEMPTS} attempts to claim it").into())
 }
