@@ -96,7 +96,7 @@ impl NatsLogs {
             ..Default::default()
         };
         let js = nats.jetstream.clone();
-        let mut stream = nats.bridge.run(async move {
+        let stream = nats.bridge.run(async move {
             js.get_or_create_stream(config)
                 .await
                 .map_err(|e| NatsError::jetstream(format!("cannot open stream {LOGS_STREAM}"), e))
@@ -111,7 +111,6 @@ impl NatsLogs {
                 ),
             ));
         }
-        let _ = &mut stream;
         Ok(NatsLogs {
             nats: nats.clone(),
             stream,
