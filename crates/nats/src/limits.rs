@@ -29,3 +29,12 @@ pub const MONITOR_TIMEOUT_MS: u64 = 5_000;
 
 const _: () = assert!(PUBLISH_RETRY_FOR_MS < DUPLICATE_WINDOW_S * 1_000 / 2);
 const _: () = assert!(ACK_TIMEOUT_MS < PUBLISH_RETRY_FOR_MS);
+
+/// The galaxy's lease: a holder that has not renewed it for this long loses it.
+pub const LEASE_MS: u64 = 10_000;
+
+/// How often a holder renews its lease: several renewals fit in one lease, so one slow or
+/// failed renewal (an election stalls KV writes for seconds) does not lose it.
+pub const RENEW_EVERY_MS: u64 = LEASE_MS / 4;
+
+const _: () = assert!(RENEW_EVERY_MS * 3 <= LEASE_MS);
