@@ -20,6 +20,7 @@ use super::{percentile, scratch_dir, Size};
 use mesh::directory::SystemPlace;
 use mesh::{Mesh, MeshConfig};
 use sim::galaxy::Galaxy;
+use store::backend::Storage;
 use store::datadir::DataDir;
 
 #[derive(Args, Debug)]
@@ -44,7 +45,7 @@ const TARGET_P99_MS: f64 = 2.0;
 
 /// Players jumping at once in the latency phase: enough to share fsyncs, few enough that the
 /// latency is the protocol's and not a queue's (at full load, latency = players / throughput).
-const LATENCY_PLAYERS: usize = 64;
+pub const LATENCY_PLAYERS: usize = 64;
 
 pub fn run(args: JumpsArgs) -> anyhow::Result<ExitCode> {
     let (players, seconds) = match args.size {
@@ -166,6 +167,19 @@ pub async fn measure(
     phases: &[usize],
     seconds: f64,
 ) -> anyhow::Result<Vec<PhaseFigures>> {
+    let storage = Storage::files(&DataDir::at(dir.join("data")));
+    measure_on(storage, dir, players, phases, seconds).await
+}
+
+/// [`measure`] with the logs and snapshots in `storage` (`bench jetstream` passes JetStream's);
+/// the player logs stay in `dir`.
+pub async fn measure_on(
+    storage: Storage,
+    dir: &std::path::Path,
+    players: usize,
+    phases: &[usize],
+    seconds: f64,
+) -> anyhow::Result<Vec<PhaseFigures>> {
     assert!(
         phases.iter().all(|&active| active <= players),
         "a phase cannot have more players jumping ({phases:?}) than joined ({players})"
@@ -186,7 +200,7 @@ pub async fn measure(
     // as its destination is handed it, not at the next tick. Faster ticks (1,000 Hz on 36 shards) measured a worse commit p99 on 2 cores
     // (about 22 ms against 4 ms): the tick wake-ups compete with the commit path.
     config.rules.ticks_per_ly = 0;
-    let (mesh, _) = Mesh::start(datadir, galaxy, config)
+    let (mesh, _) = Mesh::start_on(storage, datadir, galaxy, config)
         .await
         .context("cannot start the mesh")?;
     eprintln!("joining {players} players...");

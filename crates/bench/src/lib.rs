@@ -8,6 +8,7 @@ pub mod all;
 pub mod api;
 pub mod battle;
 pub mod instances;
+pub mod jetstream;
 pub mod jumps;
 pub mod many_files;
 pub mod mixed;
@@ -61,6 +62,10 @@ pub enum Which {
     /// Instances: time to split a system of 1,000 players and to merge it back, and jumps/s
     /// of the whole mesh while systems split and merge.
     Instances(instances::InstancesArgs),
+    /// Durable jumps/s and commit latency with the logs in NATS JetStream (a three-node
+    /// cluster on loopback that it starts) against the local files, in the same run. By hand:
+    /// needs scripts/nats-install.sh.
+    Jetstream(jetstream::JetStreamArgs),
 }
 
 pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
@@ -73,6 +78,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
         Some(Which::Postgres(a)) => postgres::run(a),
         Some(Which::Swarm(a)) => swarm::run(a),
         Some(Which::Instances(a)) => instances::run(a),
+        Some(Which::Jetstream(a)) => jetstream::run(a),
     }
 }
 

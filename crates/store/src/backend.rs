@@ -149,7 +149,7 @@ impl Storage {
 /// Where a read of a log that holds `len` stored bytes, whose first record is `first`, starts
 /// for a caller at `from`: the beginning for a new log or one compacted right up to
 /// `from.next_seq`, else `from`'s offset and line.
-fn start_in(len: u64, first: Option<u64>, from: Position) -> ScanStart {
+pub fn start_in(len: u64, first: Option<u64>, from: Position) -> ScanStart {
     assert!(from.next_seq >= 1, "sequence numbers start at 1");
     let at_beginning = from.next_seq == 1 || len == 0 || first == Some(from.next_seq);
     ScanStart {

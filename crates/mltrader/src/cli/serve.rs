@@ -1,6 +1,10 @@
 //! `mltrader serve`: recover the data directory, run every system's shard, serve the API until
 //! Ctrl-C or SIGTERM, then stop cleanly (flush, snapshot) and exit 0.
 //!
+//! `--nats URL` keeps the logs in NATS JetStream instead of the data directory (docs/NATS.md):
+//! the node claims the galaxy's lease there, renews it, and exits if it loses it; snapshots and
+//! player logs stay in the data directory.
+//!
 //! `--demo` also runs a swarm of trader bots (`cli::swarm`) in the same process, playing through
 //! the server's own HTTP API, so a new galaxy is alive at once; it stops before the server does.
 
@@ -17,7 +21,7 @@ use mesh::instances::InstancePolicy;
 use mesh::{Mesh, MeshConfig};
 use net::connections::{self, Admission, Caps};
 use net::server::{self, Timeouts};
-use store::backend::{FileOwnership, Ownership, MESH_UNIT};
+use store::backend::{Claim, FileOwnership, FileSnapshots, Ownership, Storage, MESH_UNIT};
 use store::datadir::DataDir;
 
 #[derive(Args, Debug)]
@@ -83,6 +87,23 @@ pub struct ServeArgs {
     /// Connections open at once from one client address, loopback included (0: no cap).
     #[arg(long, default_value_t = connections::DEFAULT_MAX_CONNECTIONS_PER_IP)]
     pub max_connections_per_ip: usize,
+    /// Keep the logs in NATS JetStream at these servers (client URLs, comma-separated) instead
+    /// of the data directory (docs/NATS.md).
+    #[arg(long, requires_all = ["creds", "node", "nats_monitor"])]
+    pub nats: Option<String>,
+    /// With --nats: the credentials file (`user = "..."`, `password = "..."`).
+    #[arg(long, requires = "nats")]
+    pub creds: Option<PathBuf>,
+    /// With --nats: this node's name (in its lease and its connection).
+    #[arg(long, requires = "nats")]
+    pub node: Option<String>,
+    /// With --nats: the monitoring URL of every server (comma-separated), for the safety check
+    /// (each must sync every write: `sync_interval: always`).
+    #[arg(long, requires = "nats")]
+    pub nats_monitor: Option<String>,
+    /// With --nats: copies of each log in the cluster.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..=5))]
+    pub nats_replicas: u64,
 }
 
 /// Bots of `serve --demo` unless `--bots` says otherwise.
@@ -129,7 +150,14 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     };
     config.rules.ticks_per_ly = args.ticks_per_ly;
     let systems = galaxy.len();
-    let (mesh, report) = Mesh::start(datadir, galaxy, config)
+    let (storage, lease) = match &args.nats {
+        None => (Storage::files(&datadir), None),
+        Some(urls) => {
+            let (storage, lease) = nats_storage(&args, urls, &datadir).await?;
+            (storage, Some(lease))
+        }
+    };
+    let (mesh, report) = Mesh::start_on(storage, datadir, galaxy, config)
         .await
         .with_context(|| format!("cannot recover {}", args.data.display()))?;
     println!("{}", report.summary());
@@ -181,6 +209,9 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         );
     }
     let statuses = mesh.stop().await.context("stopping the mesh")?;
+    if let Some(lease) = lease {
+        lease.release().await;
+    }
     let in_systems: usize = statuses.iter().map(|s| s.population + s.departing).sum();
     let in_jumps: usize = statuses.iter().map(|s| s.in_transit_towards).sum();
     println!(
@@ -260,5 +291,91 @@ fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     async move {
         signalled.await;
         println!("stopping...");
+    }
+}
+
+/// The galaxy's lease in NATS, held while this node serves, renewed in the background.
+struct NatsLease {
+    ownership: std::sync::Arc<nats::NatsOwnership>,
+    claim: Claim,
+    renewing: tokio::task::JoinHandle<()>,
+}
+
+impl NatsLease {
+    /// Stops renewing and lets the lease go, so a standby can take over at once.
+    async fn release(self) {
+        self.renewing.abort();
+        let (ownership, claim) = (self.ownership, self.claim);
+        let released = tokio::task::spawn_blocking(move || ownership.release(&claim)).await;
+        if let Ok(Err(e)) = released {
+            eprintln!("could not release the galaxy's lease ({e}); it ends by itself");
+        }
+    }
+}
+
+/// Connects to NATS (credentials, safety check), claims the galaxy's lease, and returns the
+/// storage with the logs in JetStream (snapshots in the data directory).
+async fn nats_storage(
+    args: &ServeArgs,
+    urls: &str,
+    datadir: &DataDir,
+) -> anyhow::Result<(Storage, NatsLease)> {
+    let split = |list: &str| list.split(',').map(|s| s.trim().to_string()).collect();
+    let config = nats::NatsConfig {
+        urls: split(urls),
+        creds_file: args.creds.clone().context("--nats needs --creds")?,
+        monitor_urls: split(args.nats_monitor.as_deref().unwrap_or_default()),
+        node: args.node.clone().context("--nats needs --node")?,
+        safety: nats::Safety::Required,
+    };
+    let replicas = usize::try_from(args.nats_replicas)?;
+    let lease = Duration::from_millis(nats::limits::LEASE_MS);
+    let (logs, ownership, claim) = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
+        let nats = nats::Nats::connect(&config)?;
+        let logs = nats::NatsLogs::open(&nats, replicas)?;
+        let ownership =
+            nats::NatsOwnership::open(&nats, nats::lease::LEASES_BUCKET, lease, replicas)?;
+        let claim = ownership.claim(MESH_UNIT)?;
+        Ok((logs, std::sync::Arc::new(ownership), claim))
+    })
+    .await??;
+    println!(
+        "logs in NATS JetStream at {urls}: galaxy lease claimed, epoch {}",
+        claim.epoch
+    );
+    let renewing = tokio::spawn(renew_forever(ownership.clone(), claim.clone()));
+    let storage = Storage {
+        logs: std::sync::Arc::new(logs),
+        snapshots: std::sync::Arc::new(FileSnapshots::new(datadir)),
+    };
+    Ok((
+        storage,
+        NatsLease {
+            ownership,
+            claim,
+            renewing,
+        },
+    ))
+}
+
+/// Renews the lease every [`nats::limits::RENEW_EVERY_MS`]; a node that lost it (another
+/// claimed it: this one was paused or cut off longer than the lease) stops at once: its log
+/// appends would be refused anyway (fencing), and it must not answer players.
+async fn renew_forever(ownership: std::sync::Arc<nats::NatsOwnership>, claim: Claim) {
+    loop {
+        tokio::time::sleep(Duration::from_millis(nats::limits::RENEW_EVERY_MS)).await;
+        let (o, c) = (ownership.clone(), claim.clone());
+        match tokio::task::spawn_blocking(move || o.renew(&c)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(store::backend::OwnershipError::NotHeld { .. })) => {
+                eprintln!(
+                    "lost the galaxy's lease (epoch {}): another node serves it now; stopping",
+                    claim.epoch
+                );
+                std::process::exit(3);
+            }
+            Ok(Err(e)) => eprintln!("cannot renew the galaxy's lease yet: {e}"),
+            Err(e) => eprintln!("cannot renew the galaxy's lease yet: {e}"),
+        }
     }
 }

@@ -154,6 +154,12 @@ impl Server {
         }
     }
 
+    /// How the server exited, if it has (reaps it), without stopping it.
+    #[allow(dead_code)] // Only the tests of a server that stops by itself ask.
+    pub fn exited(&mut self) -> Option<ExitStatus> {
+        self.child.as_mut()?.try_wait().expect("wait for server")
+    }
+
     /// Asks the server to stop (SIGTERM) and waits for it; returns how it exited.
     pub fn stop(mut self) -> ExitStatus {
         self.stop_in_place()

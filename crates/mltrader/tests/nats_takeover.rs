@@ -1,0 +1,157 @@
+//! `serve --nats`: the logs in a three-node JetStream cluster (scripts/nats-cluster.sh), the
+//! galaxy's lease in its KV. A second node is refused while the first holds the lease; when
+//! the first is paused past its lease (SIGSTOP), the second takes over with the player where
+//! they were; the first, resumed (SIGCONT), learns it lost the lease and exits (3).
+//!
+//! Needs nats-server: `MLTRADER_NATS_SERVER`, PATH, or target/nats-venv (scripts/nats-install.sh).
+//! Without it the test fails when `MLTRADER_NATS_REQUIRED=1` (CI) and skips loudly otherwise.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::{mltrader, Player, Server};
+
+fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn server_exe() -> Option<PathBuf> {
+    let venv = workspace_root().join("target/nats-venv/bin/nats-server");
+    let found = std::env::var_os("MLTRADER_NATS_SERVER")
+        .map(PathBuf::from)
+        .or_else(|| {
+            std::env::split_paths(&std::env::var_os("PATH")?)
+                .map(|d| d.join("nats-server"))
+                .find(|p| p.is_file())
+        })
+        .or_else(|| venv.is_file().then_some(venv));
+    if found.is_none() {
+        let required = std::env::var("MLTRADER_NATS_REQUIRED").is_ok_and(|v| v == "1");
+        assert!(
+            !required,
+            "MLTRADER_NATS_REQUIRED=1 but no nats-server: run scripts/nats-install.sh"
+        );
+        eprintln!(
+            "\n*** SKIPPED: no nats-server; run scripts/nats-install.sh to test serve --nats ***\n"
+        );
+    }
+    found
+}
+
+/// A cluster from the script, stopped on drop.
+struct Cluster {
+    dir: tempfile::TempDir,
+    exe: PathBuf,
+}
+
+impl Cluster {
+    fn start(exe: PathBuf) -> Cluster {
+        let dir = tempfile::tempdir().unwrap();
+        let base = 30_000 + (std::process::id() % 200) as u16 * 100;
+        let ok = Command::new("bash")
+            .arg(workspace_root().join("scripts/nats-cluster.sh"))
+            .arg("start")
+            .arg(dir.path())
+            .env("NATS_BASE_PORT", base.to_string())
+            .env("MLTRADER_NATS_SERVER", &exe)
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "scripts/nats-cluster.sh start failed");
+        Cluster { dir, exe }
+    }
+
+    /// `serve`'s flags for node `node`.
+    fn flags(&self, node: &str) -> Vec<String> {
+        let env = std::fs::read_to_string(self.dir.path().join("cluster.env")).unwrap();
+        let value = |key: &str| {
+            env.lines()
+                .find_map(|l| l.strip_prefix(key))
+                .unwrap()
+                .to_string()
+        };
+        vec![
+            "--nats".into(),
+            value("NATS_URLS="),
+            "--creds".into(),
+            self.dir.path().join("creds").display().to_string(),
+            "--node".into(),
+            node.into(),
+            "--nats-monitor".into(),
+            value("NATS_MONITOR_URLS="),
+        ]
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        let _ = Command::new("bash")
+            .arg(workspace_root().join("scripts/nats-cluster.sh"))
+            .arg("stop")
+            .arg(self.dir.path())
+            .env("MLTRADER_NATS_SERVER", &self.exe)
+            .status();
+    }
+}
+
+fn signal(pid: u32, sig: libc::c_int) {
+    let pid = libc::pid_t::try_from(pid).unwrap();
+    // SAFETY: kill(2) on a child of this process, with a valid signal number.
+    assert_eq!(unsafe { libc::kill(pid, sig) }, 0);
+}
+
+#[test]
+fn a_standby_takes_over_a_paused_node_and_the_paused_node_stops() {
+    let Some(exe) = server_exe() else { return };
+    let cluster = Cluster::start(exe);
+    let alpha_flags = cluster.flags("alpha");
+    let alpha_flags: Vec<&str> = alpha_flags.iter().map(String::as_str).collect();
+    let mut alpha = Server::start(&alpha_flags);
+    let ann = Player::join(&alpha, "Ann");
+    ann.run(&["travel", "Alpha Centauri"]).ok();
+
+    // While alpha holds the lease, beta is refused, naming the holder.
+    let beta_dir = tempfile::tempdir().unwrap();
+    let beta_flags = cluster.flags("beta");
+    let refused = mltrader()
+        .args(["serve", "--listen", "127.0.0.1:0", "--data"])
+        .arg(beta_dir.path().join("data"))
+        .args(&beta_flags)
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success(), "a second node must not serve");
+    assert!(said.contains("held by node=alpha"), "{said}");
+
+    // alpha pauses past its lease; beta takes over.
+    signal(alpha.pid(), libc::SIGSTOP);
+    std::thread::sleep(Duration::from_secs(11));
+    let beta_flags: Vec<&str> = beta_flags.iter().map(String::as_str).collect();
+    let beta = Server::start_with(Some(&beta_dir.path().join("data")), &[], &beta_flags);
+    let status = ann.run_at(beta.url(), &["status"]).ok();
+    assert!(
+        status.stdout.contains("Ann is in Alpha Centauri"),
+        "{status:?}"
+    );
+    ann.run_at(beta.url(), &["travel", "Sol"]).ok();
+
+    // alpha resumes: its next renewal finds the lease gone, and it exits with 3.
+    signal(alpha.pid(), libc::SIGCONT);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let exited = loop {
+        if let Some(status) = alpha.exited() {
+            break status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the paused node still runs 20 s after SIGCONT"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(exited.code(), Some(3), "{exited:?}");
+    let status = ann.run_at(beta.url(), &["status"]).ok();
+    assert!(status.stdout.contains("Ann is in Sol"), "{status:?}");
+}

@@ -1,0 +1,257 @@
+//! Ownership as leases in a JetStream KV bucket: [`NatsOwnership`] implements [`Ownership`].
+//!
+//! One key per unit (the galaxy, [`store::backend::MESH_UNIT`], in this step). A claim is a
+//! compare-and-set create of the key: it succeeds only if nobody holds it, and the revision it
+//! gets (a stream sequence of the bucket, which only grows) is the claim's epoch, greater than
+//! every earlier claim's, across restarts and across nodes. The holder renews by updating the
+//! key at the revision it last wrote (compare-and-set again: a holder that was replaced learns
+//! it on its next renewal); it releases by deleting at that revision. The bucket's `max_age` is
+//! the lease: a key not renewed within it disappears (the server's clock decides, no node's),
+//! and the next claim takes the unit with a higher epoch.
+//!
+//! This module never writes a key without the revision it expects. It has no shared (reader)
+//! claims: readers of a stream do not block its owner here (`check` and `replay` read an
+//! export; docs/NATS.md).
+
+use std::collections::BTreeMap;
+use std::sync::{Mutex, MutexGuard};
+use std::time::Duration;
+
+use async_nats::jetstream::kv::{self, UpdateErrorKind};
+use async_nats::jetstream::stream::LastRawMessageErrorKind;
+use async_nats::jetstream::stream::StorageType;
+use store::backend::{Claim, Ownership, OwnershipError};
+
+use crate::{Nats, NatsError};
+
+/// The bucket of leases.
+pub const LEASES_BUCKET: &str = "mlt_leases";
+
+/// Leases in a KV bucket, held by node [`Nats`]'s name.
+pub struct NatsOwnership {
+    nats: Nats,
+    kv: kv::Store,
+    lease: Duration,
+    /// The claims this node holds: unit → (epoch, revision of its last write of the key).
+    held: Mutex<BTreeMap<String, (u64, u64)>>,
+}
+
+impl NatsOwnership {
+    /// Opens the bucket `bucket` (creating it: `replicas` copies, file storage, one revision a
+    /// key, keys expiring `lease` after their last write). Every node must use the same lease.
+    pub fn open(
+        nats: &Nats,
+        bucket: &str,
+        lease: Duration,
+        replicas: usize,
+    ) -> Result<NatsOwnership, NatsError> {
+        assert!(
+            lease >= Duration::from_secs(1),
+            "a lease of at least a second"
+        );
+        let config = kv::Config {
+            bucket: bucket.to_string(),
+            history: 1,
+            max_age: lease,
+            storage: StorageType::File,
+            num_replicas: replicas,
+            ..Default::default()
+        };
+        let js = nats.jetstream.clone();
+        let what = format!("cannot open bucket {bucket}");
+        let kv = nats.bridge.run(async move {
+            js.create_or_update_key_value(config)
+                .await
+                .map_err(|e| NatsError::jetstream(what, e))
+        })??;
+        Ok(NatsOwnership {
+            nats: nats.clone(),
+            kv,
+            lease,
+            held: Mutex::new(BTreeMap::new()),
+        })
+    }
+
+    /// How long a claim lasts without a renewal.
+    pub fn lease(&self) -> Duration {
+        self.lease
+    }
+
+    fn held(&self) -> MutexGuard<'_, BTreeMap<String, (u64, u64)>> {
+        self.held.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn value(&self, epoch: u64) -> Vec<u8> {
+        format!("node={} epoch={epoch}", self.nats.node).into_bytes()
+    }
+
+    fn failed(unit: &str, reason: impl std::fmt::Display) -> OwnershipError {
+        OwnershipError::Failed {
+            unit: unit.to_string(),
+            reason: reason.to_string(),
+        }
+    }
+
+    /// The revision this node last wrote for `claim`, if it holds it.
+    fn revision_of(&self, claim: &Claim) -> Result<u64, OwnershipError> {
+        match self.held().get(&claim.unit) {
+            Some(&(epoch, revision)) if epoch == claim.epoch && !claim.shared => Ok(revision),
+            _ => Err(OwnershipError::NotHeld {
+                unit: claim.unit.clone(),
+                epoch: claim.epoch,
+            }),
+        }
+    }
+}
+
+impl Ownership for NatsOwnership {
+    fn claim(&self, unit: &str) -> Result<Claim, OwnershipError> {
+        let kv = self.kv.clone();
+        let key = unit.to_string();
+        let value = format!("node={}", self.nats.node).into_bytes();
+        let created = self
+            .nats
+            .bridge
+            .run(create_at_leader(kv, key, value))
+            .map_err(|e| Self::failed(unit, e))?;
+        let epoch = match created {
+            Ok(Created::Claimed(revision)) => revision,
+            Ok(Created::HeldBy { value, revision }) => {
+                return Err(OwnershipError::Held(format!(
+                    "{unit} is held by {value} (revision {revision}); its lease ends {} s after its holder's last renewal",
+                    self.lease.as_secs_f64()
+                )))
+            }
+            Err(e) => return Err(Self::failed(unit, e)),
+        };
+        assert!(epoch > 0, "a KV revision is a stream sequence, from 1");
+        self.held().insert(unit.to_string(), (epoch, epoch));
+        Ok(Claim {
+            unit: unit.to_string(),
+            epoch,
+            shared: false,
+        })
+    }
+
+    fn claim_shared(&self, unit: &str) -> Result<Claim, OwnershipError> {
+        Err(Self::failed(
+            unit,
+            "a JetStream lease has no shared claims: read an export of the streams (docs/NATS.md)",
+        ))
+    }
+
+    fn renew(&self, claim: &Claim) -> Result<(), OwnershipError> {
+        let revision = self.revision_of(claim)?;
+        let written = self.write(&claim.unit, claim.epoch, revision);
+        match written {
+            Ok(new_revision) => {
+                assert!(new_revision > revision, "a KV revision only grows");
+                self.held()
+                    .insert(claim.unit.clone(), (claim.epoch, new_revision));
+                Ok(())
+            }
+            Err(e) => {
+                if matches!(e, OwnershipError::NotHeld { .. }) {
+                    self.held().remove(&claim.unit);
+                }
+                Err(e)
+            }
+        }
+    }
+
+    fn release(&self, claim: &Claim) -> Result<(), OwnershipError> {
+        let revision = self.revision_of(claim)?;
+        let kv = self.kv.clone();
+        let key = claim.unit.clone();
+        let deleted = self
+            .nats
+            .bridge
+            .run(async move { kv.delete_expect_revision(key, Some(revision)).await })
+            .map_err(|e| Self::failed(&claim.unit, e))?;
+        self.held().remove(&claim.unit);
+        match deleted {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == UpdateErrorKind::WrongLastRevision => {
+                Err(OwnershipError::NotHeld {
+                    unit: claim.unit.clone(),
+                    epoch: claim.epoch,
+                })
+            }
+            Err(e) => Err(Self::failed(&claim.unit, e)),
+        }
+    }
+}
+
+impl NatsOwnership {
+    /// Writes the key of `unit` (holder and epoch) if its revision is still `revision`;
+    /// returns the new revision. Another revision means someone else wrote it: not held.
+    fn write(&self, unit: &str, epoch: u64, revision: u64) -> Result<u64, OwnershipError> {
+        let kv = self.kv.clone();
+        let key = unit.to_string();
+        let value = self.value(epoch);
+        let updated = self
+            .nats
+            .bridge
+            .run(async move { kv.update(key, value.into(), revision).await })
+            .map_err(|e| Self::failed(unit, e))?;
+        match updated {
+            Ok(new_revision) => Ok(new_revision),
+            Err(e) if e.kind() == UpdateErrorKind::WrongLastRevision => {
+                Err(OwnershipError::NotHeld {
+                    unit: unit.to_string(),
+                    epoch,
+                })
+            }
+            Err(e) => Err(Self::failed(unit, e)),
+        }
+    }
+}
+
+/// What a create of a key found.
+enum Created {
+    /// The key was free (absent, expired, deleted): this is its new revision.
+    Claimed(u64),
+    /// Someone holds it: the key's value and revision.
+    HeldBy { value: String, revision: u64 },
+}
+
+/// How many times a create looks again when the key changes under it (expires, is deleted).
+const CREATE_ATTEMPTS: u32 = 3;
+
+/// Creates `key` if nobody holds it: a compare-and-set on "no message" first, then, if the
+/// key's last message (read from the stream's leader) is a delete marker, on that marker's
+/// revision. (async-nats's `Store::create` reads the key with a direct get, which any replica
+/// answers: a follower that has not applied a release yet made a free key look held.)
+async fn create_at_leader(
+    kv: kv::Store,
+    key: String,
+    value: Vec<u8>,
+) -> Result<Created, async_nats::Error> {
+    let subject = format!("{}{key}", kv.prefix);
+    let mut expected = 0;
+    for _ in 0..CREATE_ATTEMPTS {
+        match kv.update(&key, value.clone().into(), expected).await {
+            Ok(revision) => return Ok(Created::Claimed(revision)),
+            Err(e) if e.kind() == UpdateErrorKind::WrongLastRevision => {}
+            Err(e) => return Err(e.into()),
+        }
+        let last = match kv.stream.get_last_raw_message_by_subject(&subject).await {
+            Ok(last) => last,
+            Err(e) if matches!(e.kind(), LastRawMessageErrorKind::NoMessageFound) => {
+                expected = 0;
+                continue;
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let operation = last.headers.get("KV-Operation").map(|v| v.as_str());
+        if matches!(operation, Some("DEL" | "PURGE")) {
+            expected = last.sequence;
+            continue;
+        }
+        return Ok(Created::HeldBy {
+            value: String::from_utf8_lossy(&last.payload).into_owned(),
+            revision: last.sequence,
+        });
+    }
+    Err(format!("{key} changed under {CREATE_ATTEMPTS} attempts to claim it").into())
+}

@@ -1,0 +1,103 @@
+//! The storage seam over NATS JetStream: the galaxy's logs in one replicated stream, and
+//! ownership as leases in a KV bucket (docs/NATS.md).
+//!
+//! - [`Nats::connect`]: a connection with credentials ([`Credentials`], a file), refused with a
+//!   clear error when they are missing or wrong, and the safety check ([`safety`]): every
+//!   server named is nats-server 2.10 or newer and syncs every write (`sync_interval:
+//!   always`), else nothing starts.
+//! - [`NatsLogs`]: [`store::backend::LogStore`] on one stream, one subject per log
+//!   ([`subject`]); a message carries one group commit's exact record lines, published with a
+//!   message id (a retry after a lost ack is not stored twice) and the subject's expected last
+//!   sequence (a writer that lost its place, a zombie, is refused).
+//! - [`NatsOwnership`]: [`store::backend::Ownership`] as leases in a KV bucket, the epoch being
+//!   the revision of the claim.
+//!
+//! This crate never interprets records (the store's scanner reads the bytes, as it reads
+//! files) and never decides what recovery does; it never writes to a stream without the
+//! expected last sequence of the subject.
+
+mod bridge;
+mod creds;
+mod error;
+pub mod lease;
+pub mod limits;
+pub mod logs;
+pub mod safety;
+pub mod subject;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+pub use bridge::Bridge;
+pub use creds::Credentials;
+pub use error::NatsError;
+pub use lease::NatsOwnership;
+pub use logs::NatsLogs;
+pub use safety::Safety;
+
+/// How to reach the NATS servers, and how strictly to check them.
+#[derive(Clone, Debug)]
+pub struct NatsConfig {
+    /// Client URLs of the servers (`nats://127.0.0.1:4222`); any one of them is enough to
+    /// connect, the client learns the others.
+    pub urls: Vec<String>,
+    /// The credentials file ([`Credentials`]).
+    pub creds_file: std::path::PathBuf,
+    /// Monitoring URLs (`http://127.0.0.1:8222`) of every server of the cluster: the safety
+    /// check reads each one's `/varz`.
+    pub monitor_urls: Vec<String>,
+    /// This node's name (in the connection's name and in the leases it holds).
+    pub node: String,
+    pub safety: Safety,
+}
+
+/// A connection to the NATS servers, checked safe, with the runtime that drives it. Clone it
+/// freely: every clone shares one connection.
+#[derive(Clone)]
+pub struct Nats {
+    pub(crate) bridge: Arc<Bridge>,
+    pub(crate) client: async_nats::Client,
+    pub(crate) jetstream: async_nats::jetstream::Context,
+    pub(crate) node: String,
+}
+
+impl Nats {
+    /// Reads the credentials, connects, and runs the safety check; blocks until done. Callable
+    /// from any thread, inside a tokio runtime or not (the connection runs on its own).
+    pub fn connect(config: &NatsConfig) -> Result<Nats, NatsError> {
+        assert!(!config.node.is_empty(), "a node has a name");
+        let creds = Credentials::load(&config.creds_file)?;
+        let bridge = Arc::new(Bridge::new()?);
+        let urls = config.urls.clone();
+        let node = config.node.clone();
+        let creds_file = config.creds_file.clone();
+        let client = bridge.run(async move {
+            async_nats::ConnectOptions::with_user_and_password(creds.user, creds.password)
+                .name(format!("mltrader {node}"))
+                .connection_timeout(Duration::from_millis(limits::CONNECT_TIMEOUT_MS))
+                .connect(urls.clone())
+                .await
+                .map_err(|error| NatsError::connect(&urls, &creds_file, error))
+        })??;
+        let version = client.server_info().version;
+        safety::check(&bridge, &version, &config.monitor_urls, config.safety)?;
+        let for_context = client.clone();
+        // Building a context spawns its ack task: on the bridge's runtime.
+        let jetstream = bridge.run(async move {
+            async_nats::jetstream::ContextBuilder::new()
+                .timeout(Duration::from_millis(limits::ACK_TIMEOUT_MS))
+                .build(for_context)
+        })?;
+        Ok(Nats {
+            bridge,
+            client,
+            jetstream,
+            node: config.node.clone(),
+        })
+    }
+
+    /// The largest message the server takes (its `max_payload`), in bytes.
+    pub fn max_payload_bytes(&self) -> usize {
+        self.client.server_info().max_payload
+    }
+}

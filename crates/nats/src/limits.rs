@@ -1,0 +1,40 @@
+//! The limits and timeouts of the JetStream backend, in one place, with units in the names.
+
+/// The oldest server that can sync every write (`sync_interval: always` came with 2.10).
+pub const MIN_SERVER_VERSION: (u64, u64) = (2, 10);
+
+/// How long a first connection may take before it is an error.
+pub const CONNECT_TIMEOUT_MS: u64 = 5_000;
+
+/// How long a publish waits for its ack before it counts as lost and is sent again (same
+/// message id, same expected sequence: deduplication makes the retry safe).
+pub const ACK_TIMEOUT_MS: u64 = 5_000;
+
+/// How long one batch is retried (lost acks, a stream leader's election: 4-9 s measured)
+/// before the log gives up and is poisoned. Far below [`DUPLICATE_WINDOW_S`], so that every
+/// retry of a batch is within the window that deduplicates it.
+pub const PUBLISH_RETRY_FOR_MS: u64 = 30_000;
+
+/// The pause between two attempts of one batch.
+pub const PUBLISH_RETRY_PAUSE_MS: u64 = 200;
+
+/// The stream's duplicate window: a message id seen within it is not stored again.
+pub const DUPLICATE_WINDOW_S: u64 = 300;
+
+/// Bytes kept free below the server's `max_payload` for the headers of a message.
+pub const HEADER_ROOM_BYTES: usize = 1_024;
+
+/// How long a request to a server's monitoring port may take.
+pub const MONITOR_TIMEOUT_MS: u64 = 5_000;
+
+const _: () = assert!(PUBLISH_RETRY_FOR_MS < DUPLICATE_WINDOW_S * 1_000 / 2);
+const _: () = assert!(ACK_TIMEOUT_MS < PUBLISH_RETRY_FOR_MS);
+
+/// The galaxy's lease: a holder that has not renewed it for this long loses it.
+pub const LEASE_MS: u64 = 10_000;
+
+/// How often a holder renews its lease: several renewals fit in one lease, so one slow or
+/// failed renewal (an election stalls KV writes for seconds) does not lose it.
+pub const RENEW_EVERY_MS: u64 = LEASE_MS / 4;
+
+const _: () = assert!(RENEW_EVERY_MS * 3 <= LEASE_MS);

@@ -1,0 +1,575 @@
+//! The logs in one JetStream stream: [`NatsLogs`] implements [`LogStore`], one subject per log
+//! ([`crate::subject`]), and [`JetStreamFile`] is the [`AppendFile`] a log's committer writes
+//! through.
+//!
+//! The log's committer (store::log) appends a group commit's records, then syncs once. Here
+//! `append` only buffers, and `sync` publishes the buffer as one message (split at line ends
+//! only when it exceeds the server's `max_payload`) and waits for the stream's ack, which on a
+//! `sync_interval: always` server means the three replicas' quorum has it on disk. So a record
+//! is acknowledged to a player only once JetStream has it, exactly as with files.
+//!
+//! Every message carries:
+//! - `Nats-Msg-Id`: this writer's id and the batch's number. A publish whose ack is lost is
+//!   sent again with the same id and the same expected sequence; the stream checks ids first,
+//!   answers `duplicate` with the original sequence, and stores nothing twice.
+//! - `Nats-Expected-Last-Subject-Sequence`: the stream sequence of the subject's last message
+//!   as this writer knows it. A writer that lost its place (another node took over and wrote:
+//!   this one is a zombie) is refused (error 10071), its log is poisoned, and it stops.
+//!
+//! Message bodies are the exact record lines, checksums included: the subject's messages in
+//! order are byte for byte the file the local mode would have written, and reading a log hands
+//! them to the store's scanner as the file and memory backends do. This module never writes
+//! without the expected sequence and never interprets a record.
+
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_nats::jetstream::consumer::pull::OrderedConfig;
+use async_nats::jetstream::context::PublishErrorKind;
+use async_nats::jetstream::message::PublishMessage;
+use async_nats::jetstream::stream::{Config, LastRawMessageErrorKind, StorageType, Stream};
+use async_nats::jetstream::Context;
+use futures_util::{StreamExt, TryStreamExt};
+use store::backend::{start_in, LogStore, Visit};
+use store::disk::AppendFile;
+use store::log::{Log, LogError, Opened, Position};
+use store::record::{parse_line, MAX_RECORD_BYTES};
+use store::scan::{scan, ScanOutcome, ScanStart};
+
+use crate::limits::{
+    DUPLICATE_WINDOW_S, HEADER_ROOM_BYTES, PUBLISH_RETRY_FOR_MS, PUBLISH_RETRY_PAUSE_MS,
+};
+use crate::subject::{self, LOG_SUBJECT_PREFIX};
+use crate::{Nats, NatsError};
+
+/// The stream that holds every log of the galaxy.
+pub const LOGS_STREAM: &str = "MLT_LOGS";
+
+/// Counts of what the publishes met, for tests and figures.
+#[derive(Debug, Default)]
+pub struct PublishStats {
+    /// Messages stored (each a group commit, or a piece of one).
+    pub messages: AtomicU64,
+    /// Attempts sent again after a lost ack or a transient failure.
+    pub retries: AtomicU64,
+    /// Retries the stream answered `duplicate` (it had the first attempt already).
+    pub duplicates: AtomicU64,
+}
+
+/// Faults to inject, for tests.
+#[derive(Debug, Default)]
+struct Faults {
+    /// The next this many acks are dropped after they arrive, as a network would lose them.
+    lost_acks: AtomicU32,
+}
+
+impl Faults {
+    fn take_lost_ack(&self) -> bool {
+        self.lost_acks
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok()
+    }
+}
+
+/// The logs of a galaxy, in the stream [`LOGS_STREAM`].
+pub struct NatsLogs {
+    nats: Nats,
+    stream: Stream,
+    stats: Arc<PublishStats>,
+    faults: Arc<Faults>,
+}
+
+impl NatsLogs {
+    /// Opens the logs' stream, creating it if needed: file storage, `replicas` copies (3 in a
+    /// cluster), a duplicate window of [`DUPLICATE_WINDOW_S`]. An existing stream with other
+    /// replicas or storage is refused (the error names the setting).
+    pub fn open(nats: &Nats, replicas: usize) -> Result<NatsLogs, NatsError> {
+        assert!(replicas >= 1, "a stream has at least one replica");
+        let config = Config {
+            name: LOGS_STREAM.into(),
+            subjects: vec![format!("{LOG_SUBJECT_PREFIX}>")],
+            storage: StorageType::File,
+            num_replicas: replicas,
+            duplicate_window: Duration::from_secs(DUPLICATE_WINDOW_S),
+            allow_direct: true,
+            ..Default::default()
+        };
+        let js = nats.jetstream.clone();
+        let stream = nats.bridge.run(async move {
+            js.get_or_create_stream(config)
+                .await
+                .map_err(|e| NatsError::jetstream(format!("cannot open stream {LOGS_STREAM}"), e))
+        })??;
+        let info = stream.cached_info().config.clone();
+        if info.num_replicas != replicas || info.storage != StorageType::File {
+            return Err(NatsError::jetstream(
+                format!("stream {LOGS_STREAM}"),
+                format!(
+                    "exists with {} replicas and {:?} storage; this node wants {replicas} and file storage (num_replicas, storage)",
+                    info.num_replicas, info.storage
+                ),
+            ));
+        }
+        Ok(NatsLogs {
+            nats: nats.clone(),
+            stream,
+            stats: Arc::new(PublishStats::default()),
+            faults: Arc::new(Faults::default()),
+        })
+    }
+
+    /// What the publishes of the logs opened here met.
+    pub fn stats(&self) -> &PublishStats {
+        &self.stats
+    }
+
+    /// Drops the next `acks` publish acks after they arrive (the message is stored, the writer
+    /// does not learn it), so a test can see the retry deduplicated.
+    pub fn simulate_lost_acks_for_tests(&self, acks: u32) {
+        self.faults.lost_acks.store(acks, Ordering::SeqCst);
+    }
+
+    /// Every byte of log `name` (its messages in order), and the stream sequence of its last
+    /// message (0: none).
+    pub fn bytes_of(&self, name: &str) -> Result<(Vec<u8>, u64), NatsError> {
+        let stream = self.stream.clone();
+        let subject = subject::of_log(name);
+        self.nats.bridge.run(read_subject(stream, subject))?
+    }
+
+    /// How many messages log `name` has.
+    pub fn messages_in(&self, name: &str) -> Result<u64, NatsError> {
+        let stream = self.stream.clone();
+        let subject = subject::of_log(name);
+        self.nats.bridge.run(async move {
+            let info = stream
+                .info_with_subjects(&subject)
+                .await
+                .map_err(|e| NatsError::jetstream(format!("subjects of {LOGS_STREAM}"), e))?;
+            let counts: Vec<(String, usize)> = info
+                .try_collect()
+                .await
+                .map_err(|e| NatsError::jetstream(format!("subjects of {LOGS_STREAM}"), e))?;
+            Ok(counts
+                .into_iter()
+                .filter(|(s, _)| *s == subject)
+                .map(|(_, n)| n as u64)
+                .sum())
+        })?
+    }
+
+    fn shown(name: &str) -> String {
+        format!("nats:{LOGS_STREAM}/{}", subject::of_log(name))
+    }
+
+    /// The bytes of log `name` from where a read at `from` starts, that start, and what the
+    /// writer needs: the subject's last stream sequence and its stored length.
+    fn stored_from(&self, name: &str, from: Position) -> Result<Stored, LogError> {
+        let (all, last_subject_seq) = self.bytes_of(name).map_err(|e| LogError::Read {
+            path: Self::shown(name),
+            error: Arc::new(e.into_io()),
+        })?;
+        let first_line = all[..all.len().min(MAX_RECORD_BYTES)]
+            .split_inclusive(|b| *b == b'\n')
+            .next()
+            .unwrap_or(&[]);
+        let first = parse_line(first_line).ok().map(|r| r.seq);
+        let start = start_in(all.len() as u64, first, from);
+        let offset = usize::try_from(start.offset).unwrap_or(usize::MAX);
+        if offset > all.len() {
+            return Err(LogError::ShorterThanSnapshot {
+                path: Self::shown(name),
+                len_bytes: all.len() as u64,
+                offset: start.offset,
+            });
+        }
+        Ok(Stored {
+            stored_bytes: all.len() as u64,
+            bytes: all[offset..].to_vec(),
+            start,
+            last_subject_seq,
+        })
+    }
+}
+
+/// A log's stored bytes as a read found them.
+struct Stored {
+    bytes: Vec<u8>,
+    start: ScanStart,
+    last_subject_seq: u64,
+    stored_bytes: u64,
+}
+
+impl LogStore for NatsLogs {
+    fn open(
+        &self,
+        name: &str,
+        from: Position,
+        visit: Visit<'_>,
+    ) -> Result<(Log, Opened), LogError> {
+        let stored = self.stored_from(name, from)?;
+        let max_message_bytes = self
+            .nats
+            .max_payload_bytes()
+            .saturating_sub(HEADER_ROOM_BYTES);
+        if max_message_bytes < MAX_RECORD_BYTES {
+            return Err(LogError::Read {
+                path: Self::shown(name),
+                error: Arc::new(std::io::Error::other(format!(
+                    "the server's max_payload ({} bytes) cannot hold a record of {MAX_RECORD_BYTES} bytes and the headers: raise max_payload",
+                    self.nats.max_payload_bytes()
+                ))),
+            });
+        }
+        let file = JetStreamFile {
+            nats: self.nats.clone(),
+            subject: subject::of_log(name),
+            last_subject_seq: stored.last_subject_seq,
+            stored_bytes: stored.stored_bytes,
+            writer_id: writer_id(),
+            batches: 0,
+            buffered: Vec::new(),
+            max_message_bytes,
+            stats: self.stats.clone(),
+            faults: self.faults.clone(),
+        };
+        let handle: Box<dyn AppendFile> = Box::new(file);
+        Log::open_over(
+            Self::shown(name),
+            &stored.bytes,
+            stored.start,
+            || Ok(handle),
+            visit,
+        )
+    }
+
+    fn read(&self, name: &str, from: Position, visit: Visit<'_>) -> Result<ScanOutcome, LogError> {
+        let stored = self.stored_from(name, from)?;
+        scan(&stored.bytes, stored.start, visit).map_err(|corruption| LogError::Corrupt {
+            path: Self::shown(name),
+            corruption,
+        })
+    }
+
+    fn list(&self, prefix: &str) -> Result<Vec<String>, LogError> {
+        let stream = self.stream.clone();
+        let filter = format!("{LOG_SUBJECT_PREFIX}>");
+        let subjects = self.nats.bridge.run(async move {
+            let info = stream.info_with_subjects(&filter).await?;
+            info.try_collect::<Vec<(String, usize)>>().await
+        });
+        let subjects = subjects
+            .and_then(|r| r.map_err(|e| NatsError::jetstream("cannot list subjects", e)))
+            .map_err(|e| LogError::Read {
+                path: format!("nats:{LOGS_STREAM}"),
+                error: Arc::new(e.into_io()),
+            })?;
+        let mut names: Vec<String> = subjects
+            .into_iter()
+            .filter_map(|(s, _)| subject::to_log(&s))
+            .filter(|n| {
+                n.strip_prefix(prefix)
+                    .is_some_and(|rest| !rest.contains('/'))
+            })
+            .collect();
+        names.sort();
+        Ok(names)
+    }
+}
+
+/// A new writer's id: random, so that two writers of one log (an owner and a zombie) never
+/// share a message id (the stream would answer one's publish as a duplicate of the other's).
+fn writer_id() -> String {
+    let mut bytes = [0u8; 8];
+    getrandom::fill(&mut bytes).expect("the OS random source works");
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Every message of `subject`, in order, concatenated, and the stream sequence of the last
+/// one (0: none).
+async fn read_subject(stream: Stream, subject: String) -> Result<(Vec<u8>, u64), NatsError> {
+    let last = match stream.get_last_raw_message_by_subject(&subject).await {
+        Ok(message) => message.sequence,
+        Err(e) if matches!(e.kind(), LastRawMessageErrorKind::NoMessageFound) => {
+            return Ok((Vec::new(), 0))
+        }
+        Err(e) => {
+            return Err(NatsError::jetstream(
+                format!("last message of {subject}"),
+                e,
+            ))
+        }
+    };
+    let consumer = stream
+        .create_consumer(OrderedConfig {
+            filter_subject: subject.clone(),
+            ..Default::default()
+        })
+        .await
+        .map_err(|e| NatsError::jetstream(format!("cannot read {subject}"), e))?;
+    let mut messages = consumer
+        .messages()
+        .await
+        .map_err(|e| NatsError::jetstream(format!("cannot read {subject}"), e))?;
+    let mut bytes = Vec::new();
+    let mut seen = 0;
+    while seen < last {
+        let message = messages
+            .next()
+            .await
+            .ok_or_else(|| NatsError::jetstream(format!("reading {subject}"), "ended early"))?
+            .map_err(|e| NatsError::jetstream(format!("reading {subject}"), e))?;
+        let stream_seq = message
+            .info()
+            .map_err(|e| NatsError::jetstream(format!("reading {subject}"), e))?
+            .stream_sequence;
+        assert!(stream_seq > seen, "an ordered consumer delivers in order");
+        if !message.payload.ends_with(b"\n") {
+            return Err(NatsError::NotWholeLines {
+                subject,
+                stream_seq,
+            });
+        }
+        bytes.extend_from_slice(&message.payload);
+        seen = stream_seq;
+    }
+    Ok((bytes, seen))
+}
+
+/// A log's subject as the committer's file: `append` buffers, `sync` publishes (fenced,
+/// deduplicated) and waits for the ack.
+pub struct JetStreamFile {
+    nats: Nats,
+    subject: String,
+    /// The stream sequence of the subject's last message as this writer knows it (0: none):
+    /// the expected last sequence of its next publish.
+    last_subject_seq: u64,
+    /// Bytes the subject holds (its messages' lengths summed).
+    stored_bytes: u64,
+    writer_id: String,
+    /// Batches published by this writer (numbers its message ids).
+    batches: u64,
+    /// Appended, not yet published.
+    buffered: Vec<u8>,
+    /// The largest message body sent: the server's max_payload less room for headers.
+    max_message_bytes: usize,
+    stats: Arc<PublishStats>,
+    faults: Arc<Faults>,
+}
+
+impl AppendFile for JetStreamFile {
+    fn append(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        self.buffered.extend_from_slice(bytes);
+        Ok(())
+    }
+
+    fn sync(&mut self) -> std::io::Result<()> {
+        if self.buffered.is_empty() {
+            return Ok(());
+        }
+        assert!(
+            self.buffered.ends_with(b"\n"),
+            "the committer syncs whole records only"
+        );
+        self.batches += 1;
+        let batch = std::mem::take(&mut self.buffered);
+        for (piece_number, piece) in pieces(&batch, self.max_message_bytes).enumerate() {
+            let id = format!("{}.{}.{piece_number}", self.writer_id, self.batches);
+            let sequence = self
+                .publish(id, piece.to_vec())
+                .map_err(NatsError::into_io)?;
+            assert!(
+                sequence > self.last_subject_seq,
+                "a stream's sequence only grows"
+            );
+            self.last_subject_seq = sequence;
+            self.stored_bytes += piece.len() as u64;
+        }
+        Ok(())
+    }
+
+    fn truncate(&mut self, len: u64) -> std::io::Result<()> {
+        if len == self.stored_bytes {
+            return Ok(());
+        }
+        Err(std::io::Error::other(format!(
+            "{}: a stream's messages cannot be cut (asked to cut at byte {len} of {}); they hold whole records, so a torn tail here is corruption",
+            self.subject, self.stored_bytes
+        )))
+    }
+}
+
+impl JetStreamFile {
+    /// Publishes one message and returns its stream sequence.
+    fn publish(&self, id: String, body: Vec<u8>) -> Result<u64, NatsError> {
+        let attempt = Attempt {
+            js: self.nats.jetstream.clone(),
+            subject: self.subject.clone(),
+            id,
+            expected_last_seq: self.last_subject_seq,
+            body,
+            stats: self.stats.clone(),
+            faults: self.faults.clone(),
+        };
+        self.nats.bridge.run(attempt.until_acked())?
+    }
+}
+
+/// One message to publish, as many times as it takes.
+struct Attempt {
+    js: Context,
+    subject: String,
+    id: String,
+    expected_last_seq: u64,
+    body: Vec<u8>,
+    stats: Arc<PublishStats>,
+    faults: Arc<Faults>,
+}
+
+impl Attempt {
+    /// Sends the message until the stream acks it, for at most [`PUBLISH_RETRY_FOR_MS`]: a
+    /// lost ack or a transient failure (a leader's election) is retried with the same id and
+    /// expected sequence; a refused expected sequence (fencing) is never retried.
+    async fn until_acked(self) -> Result<u64, NatsError> {
+        let started = Instant::now();
+        let mut attempts = 0u32;
+        loop {
+            attempts += 1;
+            let publish = PublishMessage::build()
+                .payload(self.body.clone().into())
+                .message_id(&self.id)
+                .expected_last_subject_sequence(self.expected_last_seq);
+            let outcome = match self.js.send_publish(self.subject.clone(), publish).await {
+                Ok(ack) => ack.await,
+                Err(e) => Err(e),
+            };
+            let outcome = match outcome {
+                Ok(_) if self.faults.take_lost_ack() => Err(Failure::Lost),
+                Ok(ack) => Ok(ack),
+                Err(e) => Err(Failure::Publish(e)),
+            };
+            let failure = match outcome {
+                Ok(ack) => return self.acked(ack, attempts),
+                Err(Failure::Publish(e)) if e.kind() == PublishErrorKind::WrongLastSequence => {
+                    return Err(NatsError::Fenced {
+                        subject: self.subject.clone(),
+                        expected_last_seq: self.expected_last_seq,
+                        detail: e.to_string(),
+                    })
+                }
+                Err(Failure::Publish(e))
+                    if matches!(
+                        e.kind(),
+                        PublishErrorKind::MaxPayloadExceeded | PublishErrorKind::WrongLastMessageId
+                    ) =>
+                {
+                    return Err(self.failed(attempts, started, e.to_string()))
+                }
+                Err(failure) => failure,
+            };
+            if started.elapsed() >= Duration::from_millis(PUBLISH_RETRY_FOR_MS) {
+                return Err(self.failed(attempts, started, failure.to_string()));
+            }
+            tracing::debug!(
+                "{}: publish attempt {attempts}: {failure}; retrying",
+                self.subject
+            );
+            self.stats.retries.fetch_add(1, Ordering::Relaxed);
+            tokio::time::sleep(Duration::from_millis(PUBLISH_RETRY_PAUSE_MS)).await;
+        }
+    }
+
+    /// The stream stored the message (or had it already, for a retry).
+    fn acked(
+        &self,
+        ack: async_nats::jetstream::publish::PublishAck,
+        attempts: u32,
+    ) -> Result<u64, NatsError> {
+        if ack.duplicate && attempts == 1 {
+            // Ids are this writer's random id and its batch number: nobody else sends this id.
+            return Err(NatsError::jetstream(
+                format!("publish to {}", self.subject),
+                format!(
+                    "message id {} was already in the stream (sequence {}) before this writer sent it",
+                    self.id, ack.sequence
+                ),
+            ));
+        }
+        assert!(
+            ack.sequence > self.expected_last_seq,
+            "{}: acked at sequence {} after expecting last {}",
+            self.subject,
+            ack.sequence,
+            self.expected_last_seq
+        );
+        if ack.duplicate {
+            self.stats.duplicates.fetch_add(1, Ordering::Relaxed);
+        } else {
+            self.stats.messages.fetch_add(1, Ordering::Relaxed);
+        }
+        Ok(ack.sequence)
+    }
+
+    fn failed(&self, attempts: u32, started: Instant, reason: String) -> NatsError {
+        NatsError::Publish {
+            subject: self.subject.clone(),
+            attempts,
+            elapsed_ms: started.elapsed().as_millis(),
+            reason,
+        }
+    }
+}
+
+/// Why one attempt did not get an ack.
+enum Failure {
+    /// The ack arrived and was dropped ([`NatsLogs::simulate_lost_acks_for_tests`]).
+    Lost,
+    Publish(async_nats::jetstream::context::PublishError),
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Failure::Lost => write!(f, "ack lost (simulated)"),
+            Failure::Publish(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+/// `batch` cut at line ends into pieces of at most `max_bytes` (a single line longer than that
+/// is a piece of its own: the caller ensures records fit).
+fn pieces(batch: &[u8], max_bytes: usize) -> impl Iterator<Item = &[u8]> {
+    let mut rest = batch;
+    std::iter::from_fn(move || {
+        if rest.is_empty() {
+            return None;
+        }
+        let mut end = 0;
+        for line in rest.split_inclusive(|b| *b == b'\n') {
+            if end > 0 && end + line.len() > max_bytes {
+                break;
+            }
+            end += line.len();
+        }
+        let (piece, after) = rest.split_at(end);
+        rest = after;
+        Some(piece)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pieces_are_whole_lines_within_the_limit() {
+        let batch = b"aaaa\nbb\ncccccc\nd\n";
+        let cut: Vec<&[u8]> = pieces(batch, 8).collect();
+        assert_eq!(cut, vec![&b"aaaa\nbb\n"[..], b"cccccc\n", b"d\n"]);
+        let whole: Vec<&[u8]> = pieces(batch, 1 << 20).collect();
+        assert_eq!(whole, vec![&batch[..]], "a batch that fits is one message");
+        let long: Vec<&[u8]> = pieces(b"toolongline\nx\n", 4).collect();
+        assert_eq!(long, vec![&b"toolongline\n"[..], b"x\n"]);
+    }
+}
