@@ -31,12 +31,13 @@
 //! of waits can form. The protocol's invariants ([`super::protocol::invariants`]) are checked
 //! as jumps leave the queue (numbers grow) and once their records are appended (the commit).
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 
 use tokio::sync::mpsc;
 
 use super::codec::{encode_jump, xfer_text, Jump};
-use super::protocol::invariants::{self as inv, must};
+use super::protocol::commit::{self, Commits, Handover, Prepared};
 use super::shard::{Reply, ShardMessage};
 use super::{Context, JumpAck, MeshError};
 use store::log::Log;
@@ -44,7 +45,7 @@ use store::seq::Seq;
 
 pub use super::limits::MAX_DEPARTURE_BATCH;
 
-/// A prepared jump waiting for its commit.
+/// A prepared jump waiting for its commit, and who waits for it.
 pub struct PendingDeparture {
     /// Sequence number of the `depart` record in the origin's log.
     pub seq: Seq,
@@ -52,6 +53,9 @@ pub struct PendingDeparture {
     pub reply: Option<Reply<JumpAck>>,
 }
 
+/// The pipeline's driver of the protocol core's commit ([`commit`]): takes prepared jumps from
+/// the shard's queue into [`Commits`] (with whom to answer), appends a batch, waits until it
+/// is committed, then hands each jump over and answers.
 pub async fn run(
     ctx: Arc<Context>,
     system_log: Log,
@@ -59,61 +63,79 @@ pub async fn run(
     origin: mpsc::Sender<ShardMessage>,
     mut rx: mpsc::Receiver<PendingDeparture>,
 ) {
-    let mut batch = Vec::with_capacity(64);
-    // The number of the last jump taken from the queue: they leave in the order of their numbers.
-    let mut last_xfer = None;
+    let mut commits = Commits::new();
+    // The replies of the jumps in `commits`, in the same order.
+    let mut replies = VecDeque::new();
+    let queue = |commits: &mut Commits, replies: &mut VecDeque<_>, p: PendingDeparture| {
+        commits.push(Prepared {
+            prepare_seq: p.seq,
+            jump: p.jump,
+        });
+        replies.push_back(p.reply);
+    };
     while let Some(first) = rx.recv().await {
-        batch.clear();
-        batch.push(first);
-        while batch.len() < MAX_DEPARTURE_BATCH {
+        queue(&mut commits, &mut replies, first);
+        for _ in 1..MAX_DEPARTURE_BATCH {
             match rx.try_recv() {
-                Ok(p) => batch.push(p),
+                Ok(p) => queue(&mut commits, &mut replies, p),
                 Err(_) => break,
             }
         }
-        for p in &batch {
-            must(inv::transfer_grows(p.jump.from, last_xfer, p.jump.xfer));
-            last_xfer = Some(p.jump.xfer);
-        }
+        let mut batch = commits.take_batch(MAX_DEPARTURE_BATCH);
+        let batch_replies: Vec<_> = replies.drain(..batch.len()).collect();
         if let Err(e) = commit(&ctx, &system_log, &mut batch).await {
-            for p in batch.drain(..) {
-                if let Some(r) = p.reply {
-                    let _ = r.send(Err(e.clone()));
-                }
+            for r in batch_replies.into_iter().flatten() {
+                let _ = r.send(Err(e.clone()));
             }
             continue;
         }
         // The prepares' lines are with the projector before any landing's (an acker that is
         // gone, when the shard stops, has sent all it will).
-        let last_prepare = batch.iter().map(|p| p.seq).max().unwrap_or_default();
+        let last_prepare = commit::last_prepare(&batch);
         let _ = acked.wait_for(|&seq| seq >= last_prepare).await;
-        for p in batch.drain(..) {
-            let ack = JumpAck {
-                xfer: xfer_text(&ctx.galaxy, p.jump.from, p.jump.xfer),
-                from: p.jump.from.system,
-                to: p.jump.to.system,
-                travel_ticks: p.jump.travel_ticks,
-                travel_ms: p.jump.travel_ticks * 1000 / u64::from(ctx.config.tick_hz),
-                player: p.jump.player.clone(),
-            };
-            let committed = ShardMessage::Committed {
-                xfer: p.jump.xfer,
-                tseq: p.jump.tseq,
-            };
-            // The destination first (see the module's comment).
-            match ctx.shard(p.jump.to) {
-                Some(dest) => {
-                    let _ = dest.send(ShardMessage::Landing(p.jump)).await;
-                }
-                None => tracing::error!(
-                    "jump {} is committed towards {}, which runs no shard; the next start lands it",
-                    ack.xfer,
-                    p.jump.to.slug(&ctx.galaxy)
-                ),
+        let mut replies = batch_replies.into_iter();
+        let mut reply = None;
+        for step in commit::hand_over(batch) {
+            if let Handover::Land(_) = step {
+                reply = replies.next().flatten();
             }
-            let _ = origin.send(committed).await;
-            if let Some(r) = p.reply {
-                let _ = r.send(Ok(ack));
+            carry_out(&ctx, &origin, step, &mut reply).await;
+        }
+    }
+}
+
+/// One step of a committed jump's handover ([`Handover`], in the core's order): to its
+/// destination, to its origin (`depart.done`), to the player (`reply`, taken).
+async fn carry_out(
+    ctx: &Context,
+    origin: &mpsc::Sender<ShardMessage>,
+    step: Handover,
+    reply: &mut Option<Reply<JumpAck>>,
+) {
+    match step {
+        Handover::Land(jump) => match ctx.shard(jump.to) {
+            Some(dest) => {
+                let _ = dest.send(ShardMessage::Landing(jump)).await;
+            }
+            None => tracing::error!(
+                "jump {} is committed towards {}, which runs no shard; the next start lands it",
+                xfer_text(&ctx.galaxy, jump.from, jump.xfer),
+                jump.to.slug(&ctx.galaxy)
+            ),
+        },
+        Handover::Done { xfer, tseq, .. } => {
+            let _ = origin.send(ShardMessage::Committed { xfer, tseq }).await;
+        }
+        Handover::Answer(jump) => {
+            if let Some(r) = reply.take() {
+                let _ = r.send(Ok(JumpAck {
+                    xfer: xfer_text(&ctx.galaxy, jump.from, jump.xfer),
+                    from: jump.from.system,
+                    to: jump.to.system,
+                    travel_ticks: jump.travel_ticks,
+                    travel_ms: jump.travel_ticks * 1000 / u64::from(ctx.config.tick_hz),
+                    player: jump.player,
+                }));
             }
         }
     }
@@ -123,12 +145,8 @@ pub async fn run(
 /// the `depart` records, and the batch is committed once both are durable (the two syncs, on
 /// two files, overlap). A crash between the two leaves a `jump` whose `depart` is lost:
 /// recovery voids it (`depart.void`), and nobody was told, since the replies wait for both.
-async fn commit(
-    ctx: &Context,
-    system_log: &Log,
-    batch: &mut [PendingDeparture],
-) -> Result<(), MeshError> {
-    let last_prepare = batch.iter().map(|p| p.seq).max().unwrap_or_default();
+async fn commit(ctx: &Context, system_log: &Log, batch: &mut [Prepared]) -> Result<(), MeshError> {
+    let last_prepare = commit::last_prepare(batch);
     let galaxy = &ctx.galaxy;
     let appended = ctx
         .checkpoint
@@ -149,24 +167,25 @@ async fn commit(
             .await
             .map_err(MeshError::Storage);
     };
-    for (p, tseq) in batch.iter_mut().zip(first.0..) {
-        p.jump.tseq = Seq(tseq);
-    }
     assert_eq!(
         last.0 + 1 - first.0,
         batch.len() as u64,
         "a record for each jump of the batch"
     );
-    let mut previous = None;
-    for p in batch.iter() {
-        must(inv::committed(&p.jump, previous));
-        previous = Some(p.jump.tseq);
-    }
+    commit::appended(batch, first);
     let (prepared, committed) = tokio::join!(
         system_log.durable(last_prepare),
         ctx.transitions.durable(last)
     );
     prepared.map_err(MeshError::Storage)?;
     committed.map_err(MeshError::Storage)?;
+    assert!(
+        commit::is_committed(
+            batch,
+            system_log.durable_seq(),
+            ctx.transitions.durable_seq()
+        ),
+        "BUG: a batch is answered before the core calls it committed"
+    );
     Ok(())
 }

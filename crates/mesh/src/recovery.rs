@@ -16,6 +16,9 @@
 //!    state keeps the outcome until the settlement is known), otherwise refunded; then the
 //!    primary forgets the outcomes (`trade.done`).
 //!
+//! What to complete, void, cancel or hand over again is the protocol core's decision
+//! ([`crate::protocol::settle`]); this module reads the logs for it and records what it says.
+//!
 //! Never guesses: any disagreement between logs is an error naming the file and line. The jump
 //! protocol's invariants ([`crate::protocol::invariants`]) are checked again here, where the
 //! records are read back: a violation in the transition log is a [`BadJump`] that names the
@@ -35,13 +38,11 @@ use super::codec::{
     decode_event, decode_jump, decode_state_record, encode_event, event_kind, player_line, Jump,
 };
 use super::projector::{catch_up, line_from_record, Projected};
-use super::protocol::invariants::{
-    commit_was_prepared, committed, handed_to_its_destination, must, prepared_by_origin,
-    transfer_grows, void_was_never_prepared, Violation,
-};
+pub use super::protocol::settle::BadJump;
+use super::protocol::settle::{self, JumpsRead};
 use super::MeshError;
 use sim::galaxy::{Galaxy, SystemId};
-use sim::ids::{EscrowId, Xfer};
+use sim::ids::Xfer;
 use sim::instance::{InstanceId, PRIMARY_INSTANCE};
 use sim::system::{Event, SystemState};
 use store::backend::{
@@ -383,16 +384,6 @@ struct TransitionsRead {
     voids: BTreeMap<InstanceId, Vec<Xfer>>,
 }
 
-/// The jumps of the transition log, sorted as they are read.
-#[derive(Default)]
-struct JumpsRead {
-    committed: BTreeMap<(InstanceId, Xfer), Seq>,
-    landings: HashMap<InstanceId, Vec<Jump>>,
-    voids: BTreeMap<InstanceId, Vec<Xfer>>,
-    /// The last jump number read per origin (they must grow).
-    last_xfer: BTreeMap<InstanceId, Xfer>,
-}
-
 /// Step 2: the transition log, from its newest checkpoint. A `jump` whose prepare is durable in
 /// its origin's log is committed, and handed to its destination again if it has not landed; a
 /// `jump` whose prepare the crash lost is void. Any disagreement is an error.
@@ -409,12 +400,8 @@ fn read_transitions(
     let (transitions, opened) = storage
         .logs
         .open(TRANSITIONS_LOG, from, &mut |rec| {
-            Ok(sort_jump(
-                galaxy,
-                all,
-                decode_jump(galaxy, rec)?,
-                &mut read,
-            )?)
+            let jump = decode_jump(galaxy, rec)?;
+            Ok(read.read(galaxy, |id| all.get(&id).map(|r| &r.state), jump)?)
         })
         .map_err(MeshError::Storage)?;
     report.transition_records = opened.scan.records;
@@ -434,79 +421,6 @@ fn read_transitions(
         landings: read.landings,
         voids: read.voids,
     })
-}
-
-/// Why a `jump` record of the transition log cannot be read as the other logs have it.
-#[derive(Debug, thiserror::Error)]
-pub enum BadJump {
-    #[error("jump {jump} comes from an instance with no log")]
-    NoOrigin { jump: String },
-    #[error("jump {jump} goes to {to}, which was never opened")]
-    NoDestination { jump: String, to: String },
-    /// The record breaks an invariant of the jump protocol (a damaged or forged log).
-    #[error("jump {jump}: {violation}")]
-    Protocol {
-        jump: String,
-        #[source]
-        violation: Violation,
-    },
-}
-
-/// Step 2 for one `jump` record: void, committed, to land, or an error saying why the logs
-/// disagree.
-fn sort_jump(
-    galaxy: &Galaxy,
-    all: &Systems,
-    jump: Jump,
-    read: &mut JumpsRead,
-) -> Result<(), BadJump> {
-    let text = || crate::codec::xfer_text(galaxy, jump.from, jump.xfer);
-    let protocol = |violation| BadJump::Protocol {
-        jump: text(),
-        violation,
-    };
-    let Some(origin) = all.get(&jump.from).map(|r| &r.state) else {
-        return Err(BadJump::NoOrigin { jump: text() });
-    };
-    committed(&jump, None).map_err(protocol)?;
-    // Numbers start at 1: a first jump numbered 0 comes after none, and is refused too.
-    let previous = read
-        .last_xfer
-        .insert(jump.from, jump.xfer)
-        .unwrap_or_default();
-    transfer_grows(jump.from, Some(previous), jump.xfer).map_err(protocol)?;
-    // A jump whose prepare was lost in the crash (the two were written at once) is void:
-    // nobody was told it happened. One voided by an earlier start stays void.
-    if jump.xfer >= origin.next_xfer {
-        read.voids.entry(jump.from).or_default().push(jump.xfer);
-        return Ok(());
-    }
-    if origin.voided.contains(&jump.xfer) {
-        return Ok(());
-    }
-    if origin.departing.contains_key(&jump.xfer) {
-        prepared_by_origin(origin, &jump).map_err(protocol)?;
-        read.committed.insert((jump.from, jump.xfer), jump.tseq);
-    }
-    let Some(dest) = all.get(&jump.to).map(|r| &r.state) else {
-        return Err(BadJump::NoDestination {
-            jump: text(),
-            to: jump.to.slug(galaxy),
-        });
-    };
-    // Not landed yet: handed over again (one already landed is not: landing is idempotent),
-    // and the handover's invariant is checked like a live one, not used as the filter (a
-    // violation is refused, not taken for "landed").
-    let landed = dest
-        .landed_upto
-        .get(&jump.from)
-        .copied()
-        .unwrap_or_default();
-    if jump.xfer > landed {
-        handed_to_its_destination(dest, &jump).map_err(protocol)?;
-        read.landings.entry(jump.to).or_default().push(jump);
-    }
-    Ok(())
 }
 
 /// Logs `events` for one instance in order, then waits until the last is durable.
@@ -536,14 +450,8 @@ fn void_lost_prepares(
     for (at, xfers) in voids {
         let sys = all.get_mut(&at).expect("checked in step 2");
         report.jumps_voided += xfers.len() as u64;
-        for &xfer in &xfers {
-            must(void_was_never_prepared(&sys.state, xfer));
-        }
-        settle_all(
-            galaxy,
-            sys,
-            xfers.into_iter().map(|xfer| Event::DepartVoid { xfer }),
-        )?;
+        let events = settle::voids(&sys.state, &xfers);
+        settle_all(galaxy, sys, events)?;
     }
     Ok(())
 }
@@ -558,17 +466,11 @@ fn settle_prepared_jumps(
     report: &mut RecoveryReport,
 ) -> Result<(), MeshError> {
     for sys in all.values_mut() {
-        let xfers: Vec<Xfer> = sys.state.departing.keys().copied().collect();
-        let mut events = Vec::with_capacity(xfers.len());
-        for xfer in xfers {
-            if let Some(&tseq) = committed.get(&(sys.state.instance_id(), xfer)) {
-                must(commit_was_prepared(&sys.state, xfer, tseq));
-                report.jumps_completed += 1;
-                events.push(Event::DepartDone { xfer });
-            } else {
-                report.jumps_cancelled += 1;
-                let player = sys.state.departing[&xfer].player.name.clone();
-                events.push(Event::DepartAbort { xfer, player });
+        let events = settle::prepared(&sys.state, committed);
+        for e in &events {
+            match e {
+                Event::DepartDone { .. } => report.jumps_completed += 1,
+                _ => report.jumps_cancelled += 1,
             }
         }
         settle_all(galaxy, sys, events)?;
@@ -584,34 +486,15 @@ fn settle_escrowed_trades(
     all: &mut Systems,
     report: &mut RecoveryReport,
 ) -> Result<(), MeshError> {
-    let outcomes: BTreeMap<(SystemId, u16, EscrowId), u64> = all
-        .values()
-        .filter(|r| r.state.is_primary())
-        .flat_map(|r| {
-            let system = r.state.id;
-            let taken = r.state.remote_trades.iter();
-            taken.map(move |((n, id), o)| ((system, *n, *id), o.trade.total_cr))
-        })
-        .collect();
+    let outcomes = settle::escrow_outcomes(all.values().map(|r| &r.state));
     for sys in all.values_mut().filter(|r| !r.state.is_primary()) {
-        let (system, n) = (sys.state.id, sys.state.instance);
-        let open: Vec<EscrowId> = sys.state.escrows.keys().copied().collect();
-        let mut events = Vec::with_capacity(open.len());
-        for id in open {
-            let total = outcomes.get(&(system, n, id)).copied();
-            match total {
-                Some(_) => report.trades_settled += 1,
-                None => report.trades_refunded += 1,
-            }
-            events.push(sys.state.decide_settle(id, total).expect("an open escrow"));
-        }
+        let (events, settled) = settle::escrows(&sys.state, &outcomes);
+        report.trades_settled += settled as u64;
+        report.trades_refunded += (events.len() - settled) as u64;
         settle_all(galaxy, sys, events)?;
     }
     for sys in all.values_mut().filter(|r| r.state.is_primary()) {
-        let done: Vec<(u16, EscrowId)> = sys.state.remote_trades.keys().copied().collect();
-        let events = done
-            .into_iter()
-            .map(|(instance, escrow)| Event::RemoteTradeDone { instance, escrow });
+        let events = settle::forget_outcomes(&sys.state);
         settle_all(galaxy, sys, events)?;
     }
     Ok(())
@@ -827,7 +710,7 @@ mod tests {
         );
         let mut paid = 0;
         if taken {
-            let req = i.state.escrow_request(EscrowId(1)).unwrap();
+            let req = i.state.escrow_request(sim::ids::EscrowId(1)).unwrap();
             let remote = p.state.decide_remote_trade(galaxy, &req).unwrap();
             if let Event::RemoteTrade { trade, .. } = &remote {
                 paid = trade.total_cr;

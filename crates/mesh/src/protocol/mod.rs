@@ -1,6 +1,22 @@
-//! The jump protocol's rules, apart from the code that runs it: today its invariants
-//! ([`invariants`]), checked where its records are written and where they are read back.
+//! The jump protocol's core, apart from the code that runs it: the decisions of the handoff,
+//! as pure state machines and functions that take inputs (a jump handed over, a tick, records
+//! durable up to a point, the records recovery read) and say what to do (land now, commit,
+//! record these settling events, hand these jumps again).
 //!
-//! Never does I/O and never holds state: it judges what it is shown.
+//! Two drivers run it: the shards on tokio with files ([`crate::shard`],
+//! [`crate::departures`], [`crate::recovery`]) and the deterministic simulator (`crates/dst`),
+//! which drives it under injected crashes and disk faults, seed by seed.
+//!
+//! - [`arrivals`]: a destination's queue of committed jumps, and the idempotent landing;
+//! - [`commit`]: the departure pipeline's commit point (both records durable);
+//! - [`settle`]: what recovery completes, voids, cancels or hands over again;
+//! - [`invariants`]: each step's invariant, checked where records are written and read back;
+//! - [`bugs`]: test-only switches that re-introduce known bugs (feature `bug-switches`).
+//!
+//! Never does I/O, never reads a clock, never spawns: whatever it needs is given to it.
 
+pub mod arrivals;
+pub mod bugs;
+pub mod commit;
 pub mod invariants;
+pub mod settle;

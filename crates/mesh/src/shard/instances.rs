@@ -236,7 +236,7 @@ impl Shard {
         let load = InstanceLoad {
             players: self.state.players.len(),
             departing: self.state.departing.len(),
-            incoming: self.incoming.len(),
+            incoming: self.arrivals.len(),
             landed_from_primary: self
                 .state
                 .landed_upto
@@ -256,7 +256,7 @@ impl Shard {
             && self.failed.is_none()
             && self.state.players.is_empty()
             && self.state.departing.is_empty()
-            && self.incoming.is_empty()
+            && self.arrivals.is_empty()
             && self.state.escrows.is_empty()
     }
 }

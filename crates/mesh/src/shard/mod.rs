@@ -14,7 +14,6 @@
 mod game;
 mod instances;
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -32,6 +31,8 @@ use super::instances::{InstanceLoad, InstanceTable};
 use super::limits::DEPARTURE_QUEUE_LEN;
 use super::price_sync::PriceView;
 use super::projector::Projected;
+use super::protocol::arrivals::{decide_landing, Arrivals};
+use super::protocol::commit;
 use super::protocol::invariants::{self as inv, must};
 use super::stats::TickTimes;
 use super::trading::{InFlight, LootAck, MarketView, Ship, TradeAck, WreckView};
@@ -187,11 +188,9 @@ pub struct Shard {
     log: Log,
     /// The shard's clock, in ticks. Events are stamped with it.
     now: Tick,
-    /// Committed jumps towards this system, by landing tick.
-    incoming: BTreeMap<(Tick, InstanceId, Xfer), Jump>,
-    /// For each origin, the latest landing tick queued in `incoming`: a jump never lands
-    /// before an earlier jump of its origin (see [`landing_tick`]).
-    queued_until: BTreeMap<InstanceId, Tick>,
+    /// Committed jumps towards this system, queued until their landing tick (the protocol
+    /// core's [`Arrivals`]).
+    arrivals: Arrivals,
     /// To the acker, one entry a record. Unbounded, but within the shard (not between shards)
     /// and bounded by the log: an append waits while the log holds
     /// [`store::log::MAX_PENDING_BYTES`] not yet written, and the acker takes entries as fast
@@ -265,8 +264,7 @@ impl Shard {
             state,
             log,
             now,
-            incoming: BTreeMap::new(),
-            queued_until: BTreeMap::new(),
+            arrivals: Arrivals::new(),
             acks,
             acks_task,
             departures,
@@ -342,10 +340,9 @@ impl Shard {
             ShardMessage::Refuel { name, units, reply } => self.refuel(name, units, reply),
             ShardMessage::Jump { name, to, reply } => self.jump(name, to, reply),
             ShardMessage::Committed { xfer, tseq } => {
-                must(inv::commit_was_prepared(&self.state, xfer, tseq));
                 // The player is gone for good: the feed tells of the departure with this
                 // record; only the checkpoint waits for it.
-                if let Ok(rec) = self.record(Event::DepartDone { xfer }) {
+                if let Ok(rec) = self.record(commit::done(&self.state, xfer, tseq)) {
                     let ctx = self.ctx.clone();
                     self.on_durable(rec, move |r| {
                         if r.is_ok() {
@@ -622,17 +619,12 @@ impl Shard {
     }
 
     /// Lands a committed jump towards here, or queues it to land at its tick (see
-    /// [`landing_tick`]). A jump with no travel time (a move between instances, or instant
+    /// [`Arrivals::handed`]). A jump with no travel time (a move between instances, or instant
     /// travel) lands as soon as it is handed over, unless an earlier jump of its origin is
     /// still queued.
     fn on_landing(&mut self, jump: Jump) {
-        let queued = self.queued_until.get(&jump.from).copied();
-        match landing_tick(self.now, jump.travel_ticks, queued) {
-            None => self.land(jump),
-            Some(at) => {
-                self.queued_until.insert(jump.from, at);
-                self.incoming.insert((at, jump.from, jump.xfer), jump);
-            }
+        if let Some(jump) = self.arrivals.handed(self.now, jump) {
+            self.land(jump);
         }
     }
 
@@ -640,23 +632,16 @@ impl Shard {
     /// ticks until its landing tick (after a restart too: recovery queues every committed jump
     /// that has not landed).
     fn in_flight(&self, from: InstanceId, xfer: Xfer) -> Option<InFlight> {
-        self.incoming
-            .iter()
-            .find(|((_, f, x), _)| *f == from && *x == xfer)
-            .map(|(&(at, _, _), jump)| InFlight {
-                player: jump.player.clone(),
-                ticks_left: at.ticks_since(self.now),
-            })
+        self.arrivals.find(from, xfer).map(|(at, jump)| InFlight {
+            player: jump.player.clone(),
+            ticks_left: at.ticks_since(self.now),
+        })
     }
 
     fn tick(&mut self) {
         let started = Instant::now();
         self.now = self.now.next();
-        while let Some(entry) = self.incoming.first_entry() {
-            if entry.key().0 > self.now {
-                break;
-            }
-            let jump = entry.remove();
+        while let Some(jump) = self.arrivals.pop_due(self.now) {
             self.land(jump);
         }
         self.fight();
@@ -682,7 +667,7 @@ impl Shard {
     }
 
     fn land(&mut self, jump: Jump) {
-        let Some(event) = self.state.decide_arrive(jump.from, jump.xfer, &jump.player) else {
+        let Some(event) = decide_landing(&self.state, &jump) else {
             // Landed already (seen twice): changes nothing. It landed durably before recovery
             // handed it over again, so it is settled.
             self.ctx.checkpoint.settle(jump.tseq, LANDED);
@@ -840,7 +825,7 @@ impl Shard {
             instances: Vec::new(),
             population: self.state.players.len(),
             departing: self.state.departing.len(),
-            in_transit_towards: self.incoming.len(),
+            in_transit_towards: self.arrivals.len(),
             tick: self.now,
             tick_p50_us: self.tick_times.percentile_us(50.0),
             tick_p99_us: self.tick_times.percentile_us(99.0),
@@ -873,24 +858,6 @@ fn encode_snapshot(galaxy: &Galaxy, pos: Position, state: &SystemState) -> (Snap
 enum Closing {
     Snapshot,
     FlushOnly,
-}
-
-/// When a jump handed over at tick `now` lands: `None` for at once, or the tick to queue it
-/// for. `queued` is the latest tick a jump of the same origin is queued for here.
-///
-/// Landing is made idempotent by one number per origin (the highest transfer landed, see
-/// docs/PROTOCOL.md), so the jumps of an origin must land in the order of their numbers. They
-/// are handed over in that order, but their travel times differ (a respawn's way home, a move
-/// with none, or a jump handed over again by recovery and queued for the first tick while a
-/// new one from the same origin arrives with no travel time). So a jump never lands before a
-/// jump of its origin queued earlier: it waits for that tick, and within a tick the queue
-/// lands an origin's jumps by number.
-fn landing_tick(now: Tick, travel_ticks: u64, queued: Option<Tick>) -> Option<Tick> {
-    let after_earlier = queued.filter(|&at| at > now);
-    match (travel_ticks, after_earlier) {
-        (0, None) => None,
-        (ticks, earlier) => Some(now.plus(ticks).max(earlier.unwrap_or_default())),
-    }
 }
 
 /// A place in `queue` (a shard's departure queue) for one more prepared jump; `shard` names the
@@ -930,7 +897,7 @@ async fn acker(
 
 #[cfg(test)]
 mod tests {
-    use super::{landing_tick, reserve_departure_in, PendingDeparture, DEPARTURE_QUEUE_LEN};
+    use super::{reserve_departure_in, PendingDeparture, DEPARTURE_QUEUE_LEN};
     use crate::codec::Jump;
     use crate::MeshError;
     use sim::galaxy::Galaxy;
@@ -989,19 +956,5 @@ mod tests {
             reserve_departure_in(&queue, sol),
             Err(MeshError::ShuttingDown)
         ));
-    }
-
-    #[test]
-    fn a_jump_never_lands_before_an_earlier_one_of_its_origin() {
-        // Nothing of its origin queued: no travel lands at once, travel waits.
-        assert_eq!(landing_tick(Tick(10), 0, None), None);
-        assert_eq!(landing_tick(Tick(10), 3, None), Some(Tick(13)));
-        // Queued ticks already past (landed) do not hold anything back.
-        assert_eq!(landing_tick(Tick(10), 0, Some(Tick(10))), None);
-        assert_eq!(landing_tick(Tick(10), 3, Some(Tick(7))), Some(Tick(13)));
-        // An earlier jump of the origin still queued: wait for its tick.
-        assert_eq!(landing_tick(Tick(10), 0, Some(Tick(12))), Some(Tick(12)));
-        assert_eq!(landing_tick(Tick(10), 1, Some(Tick(15))), Some(Tick(15)));
-        assert_eq!(landing_tick(Tick(10), 8, Some(Tick(15))), Some(Tick(18)));
     }
 }

@@ -1,0 +1,75 @@
+//! Test-only switches that re-introduce, one at a time, bugs the jump protocol has had or could
+//! have, so that the deterministic simulator (`crates/dst`) can show it catches each.
+//!
+//! Compiled only with the cargo feature `bug-switches` (off by default: the server never has
+//! it); without it [`on`] is a constant `false` that the compiler removes. The switch is
+//! thread-local, so seeds run on parallel threads each choose their own.
+//!
+//! Never read anywhere but at the one place of the core each bug lives in.
+
+/// A bug the protocol core can be told to have.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Bug {
+    /// A jump with no travel time lands at once even when an earlier jump of its origin is
+    /// still queued here (a recovered jump, say): landing is idempotent by the highest number
+    /// landed per origin, so the earlier jump is then taken for "landed already" and dropped.
+    LandBeforeEarlier,
+    /// Recovery takes a `jump` whose `depart` the crash lost for committed: it lands while
+    /// its player is still at the origin (a duplicate).
+    LostPrepareLands,
+    /// A landing ignores the highest number landed from its origin: a jump handed over again
+    /// (after a restart) lands twice.
+    LandTwice,
+    /// Recovery refunds an instance's escrowed trade even though the primary's market took it
+    /// (goods or credits created).
+    SettleAndRefund,
+}
+
+impl Bug {
+    /// Every bug, for runners that try each.
+    pub const ALL: [Bug; 4] = [
+        Bug::LandBeforeEarlier,
+        Bug::LostPrepareLands,
+        Bug::LandTwice,
+        Bug::SettleAndRefund,
+    ];
+
+    /// The name used on command lines (`--bug land-twice`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Bug::LandBeforeEarlier => "land-before-earlier",
+            Bug::LostPrepareLands => "lost-prepare-lands",
+            Bug::LandTwice => "land-twice",
+            Bug::SettleAndRefund => "settle-and-refund",
+        }
+    }
+
+    /// The bug named `name` (see [`Bug::name`]).
+    pub fn parse(name: &str) -> Option<Bug> {
+        Bug::ALL.into_iter().find(|b| b.name() == name)
+    }
+}
+
+#[cfg(feature = "bug-switches")]
+thread_local! {
+    static ACTIVE: std::cell::Cell<Option<Bug>> = const { std::cell::Cell::new(None) };
+}
+
+/// Sets (or clears) the bug this thread's protocol core has from now on.
+#[cfg(feature = "bug-switches")]
+pub fn set(bug: Option<Bug>) {
+    ACTIVE.with(|a| a.set(bug));
+}
+
+/// Whether this thread's core has `bug` now.
+#[cfg(feature = "bug-switches")]
+pub fn on(bug: Bug) -> bool {
+    ACTIVE.with(|a| a.get()) == Some(bug)
+}
+
+/// Whether this thread's core has `bug` now: never, without the feature.
+#[cfg(not(feature = "bug-switches"))]
+#[inline(always)]
+pub fn on(_bug: Bug) -> bool {
+    false
+}
