@@ -1,19 +1,26 @@
-//! The bug switches a run may turn on, by name (`--bug`). Until `mesh::protocol::bugs` is
-//! merged there are none: asking for one is an error, never a silent no-op.
+//! The bug switches a run may turn on, by name (`--bug`): the protocol core's own
+//! (`mesh::protocol::bugs`), each re-introducing one real bug where it would live. The switch
+//! is per thread: each runner thread sets it before its seeds.
+//!
+//! Never changes what a seed does unless a switch is asked for.
 
-/// A bug switch (none yet).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Bug {}
+pub use mesh::protocol::bugs::Bug;
 
-/// The switch named `name`, if any is asked for.
+/// The switch named `name`, if one is asked for; an unknown name is an error listing them.
 pub fn parse(name: Option<&str>) -> anyhow::Result<Option<Bug>> {
-    match name {
-        None => Ok(None),
-        Some(n) => anyhow::bail!("no bug switch {n:?}: this build has none"),
+    let Some(name) = name else {
+        return Ok(None);
+    };
+    match Bug::parse(name) {
+        Some(bug) => Ok(Some(bug)),
+        None => {
+            let known: Vec<&str> = Bug::ALL.iter().map(|b| b.name()).collect();
+            anyhow::bail!("no bug switch {name:?}; there are: {}", known.join(", "))
+        }
     }
 }
 
-/// Turns `bug` on for the seeds of this thread.
+/// Turns `bug` on (or every switch off) for the seeds of this thread.
 pub fn set(bug: Option<Bug>) {
-    let _ = bug;
+    mesh::protocol::bugs::set(bug);
 }

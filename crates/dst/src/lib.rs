@@ -12,7 +12,6 @@
 //! seeds: a seed's run depends on its number (and the options) only.
 
 pub mod bugs;
-pub mod core;
 pub mod disk;
 pub mod invariants;
 pub mod recovery;
@@ -170,18 +169,19 @@ fn violation_of_panic(payload: Box<dyn std::any::Any + Send>) -> Violation {
 }
 
 fn failure_of(w: &World, v: Violation) -> Failure {
-    let story = match &v.player {
-        Some(p) => w.trace.story(p),
-        None => w.trace.last(trace::STORY_LINES),
+    let line = |e: &trace::Entry| format!("{:>6} {}", e.step, e.text);
+    let mut story: Vec<String> = match &v.player {
+        Some(p) => w.trace.story(p).into_iter().map(line).collect(),
+        None => Vec::new(),
     };
+    // What happened last, whoever it was about (another player's jump may be the cause).
+    story.push("  ... the last steps, whoever they touched:".into());
+    story.extend(w.trace.last(trace::CONTEXT_LINES).into_iter().map(line));
     Failure {
         what: v.to_string(),
         step: w.step,
         player: v.player.clone(),
-        story: story
-            .into_iter()
-            .map(|e| format!("{:>6} {}", e.step, e.text))
-            .collect(),
+        story,
     }
 }
 

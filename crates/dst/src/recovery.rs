@@ -16,11 +16,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use mesh::codec::{decode_event, decode_jump, encode_event, event_kind, Jump};
-use mesh::protocol::invariants::{
-    commit_was_prepared, committed, handed_to_its_destination, must, prepared_by_origin,
-    transfer_grows, void_was_never_prepared,
-};
-use sim::ids::{EscrowId, Version, Xfer};
+use mesh::protocol::settle::{self, JumpsRead};
+use sim::ids::{Version, Xfer};
 use sim::instance::InstanceId;
 use sim::system::{Event, SystemState};
 use store::backend::{system_log, SYSTEMS_PREFIX, TRANSITIONS_LOG};
@@ -89,6 +86,7 @@ struct Seen {
 pub fn restart(w: &mut World) -> Result<(), Violation> {
     let mut files = w.down.take().expect("a restart follows a crash");
     w.counts.recoveries += 1;
+    change_travel_times(w);
     let mut seen = Seen::default();
     let mut all: BTreeMap<InstanceId, Replayed> = BTreeMap::new();
     let ids: Vec<_> = w.galaxy.ids().collect();
@@ -114,9 +112,13 @@ pub fn restart(w: &mut World) -> Result<(), Violation> {
     let mut read = JumpsRead::default();
     let reopened = SimLog::reopen(TRANSITIONS_LOG, tbytes, |rec| {
         let jump = decode_jump(&w.galaxy, rec)?;
-        sort_jump(w, &all, jump, &mut read).map_err(|e| e.into())
+        read.read(&w.galaxy, |id| all.get(&id).map(|r| &r.state), jump)?;
+        Ok(())
     })
     .map_err(|e| refused(w, e))?;
+    // In destination order (the core hands a hash map; a seed never iterates one).
+    let landings: BTreeMap<InstanceId, Vec<Jump>> =
+        std::mem::take(&mut read.landings).into_iter().collect();
     w.transitions = reopened.log;
     if reopened.torn.is_some() {
         w.note(
@@ -129,7 +131,7 @@ pub fn restart(w: &mut World) -> Result<(), Violation> {
     void_lost_prepares(w, &mut all, read.voids)?;
     settle_prepared(w, &mut all, &read.committed)?;
     settle_escrows(w, &mut all);
-    close_retired(w, &mut all, &read.landings)?;
+    close_retired(w, &mut all, &landings)?;
     w.landed = seen.landed;
     for (at, r) in all {
         let mut shard = Shard::new(&w.galaxy, at, r.state, r.log);
@@ -142,10 +144,10 @@ pub fn restart(w: &mut World) -> Result<(), Violation> {
         format!(
             "RESTART: {} shards, {} landings handed again",
             w.shards.len(),
-            read.landings.values().map(Vec::len).sum::<usize>()
+            landings.values().map(Vec::len).sum::<usize>()
         ),
     );
-    for (to, jumps) in read.landings {
+    for (to, jumps) in landings {
         for jump in jumps {
             w.committed.insert((jump.from, jump.xfer), jump.clone());
             w.counts.landings_rehanded += 1;
@@ -166,6 +168,26 @@ pub fn restart(w: &mut World) -> Result<(), Violation> {
     invariants::conservation(w)?;
     invariants::acks_survive(w, &seen.versions)?;
     Ok(())
+}
+
+/// One restart in four, the operator restarts with other travel times (`ticks_per_ly`): jumps
+/// already committed keep the travel their record says, new ones take the new setting (so an
+/// origin can have a jump queued with travel and a newer one with none, as in
+/// `a_recovered_jump_lands_before_a_newer_instant_one_of_its_origin`).
+fn change_travel_times(w: &mut World) {
+    if !w.rng.chance_percent(25) {
+        return;
+    }
+    let before = w.rules.ticks_per_ly;
+    w.rules.ticks_per_ly = [0, 1, 2][w.rng.below(3) as usize];
+    if w.rules.ticks_per_ly != before {
+        w.counts.travel_changes += 1;
+        let text = format!(
+            "RESTART with ticks_per_ly {} (was {before})",
+            w.rules.ticks_per_ly
+        );
+        w.note(None, None, text);
+    }
 }
 
 fn refused(w: &World, e: String) -> Violation {
@@ -225,59 +247,8 @@ fn replay(
     Ok(())
 }
 
-/// The jumps of the transition log, sorted as they are read (`mesh::recovery::sort_jump`).
-#[derive(Default)]
-struct JumpsRead {
-    committed: BTreeMap<(InstanceId, Xfer), Seq>,
-    landings: BTreeMap<InstanceId, Vec<Jump>>,
-    voids: BTreeMap<InstanceId, Vec<Xfer>>,
-    last_xfer: BTreeMap<InstanceId, Xfer>,
-}
-
-fn sort_jump(
-    w: &World,
-    all: &BTreeMap<InstanceId, Replayed>,
-    jump: Jump,
-    read: &mut JumpsRead,
-) -> Result<(), String> {
-    let text = w.jump_text(jump.from, jump.xfer);
-    let Some(origin) = all.get(&jump.from).map(|r| &r.state) else {
-        return Err(format!("jump {text} comes from an instance with no log"));
-    };
-    committed(&jump, None).map_err(|v| v.to_string())?;
-    let previous = read
-        .last_xfer
-        .insert(jump.from, jump.xfer)
-        .unwrap_or_default();
-    transfer_grows(jump.from, Some(previous), jump.xfer).map_err(|v| v.to_string())?;
-    if jump.xfer >= origin.next_xfer {
-        read.voids.entry(jump.from).or_default().push(jump.xfer);
-        return Ok(());
-    }
-    if origin.voided.contains(&jump.xfer) {
-        return Ok(());
-    }
-    if origin.departing.contains_key(&jump.xfer) {
-        prepared_by_origin(origin, &jump).map_err(|v| v.to_string())?;
-        read.committed.insert((jump.from, jump.xfer), jump.tseq);
-    }
-    let Some(dest) = all.get(&jump.to).map(|r| &r.state) else {
-        return Err(format!("jump {text} goes to an instance never opened"));
-    };
-    let landed = dest
-        .landed_upto
-        .get(&jump.from)
-        .copied()
-        .unwrap_or_default();
-    if jump.xfer > landed {
-        handed_to_its_destination(dest, &jump).map_err(|v| v.to_string())?;
-        read.landings.entry(jump.to).or_default().push(jump);
-    }
-    Ok(())
-}
-
 /// Applies and appends a settling event, as recovery's `settle` does.
-fn settle(w: &mut World, r: &mut Replayed, event: Event) {
+fn settle_event(w: &mut World, r: &mut Replayed, event: Event) {
     let t = r.state.tick;
     if let Err(e) = r.state.apply(t, &event) {
         panic!("BUG: settling what a crash left open does not apply: {e} ({event:?})");
@@ -300,128 +271,103 @@ fn flush(r: &mut Replayed) {
     }
 }
 
+/// Step 2b: the jumps whose prepare the crash lost are void, in order (`settle::voids`).
 fn void_lost_prepares(
     w: &mut World,
     all: &mut BTreeMap<InstanceId, Replayed>,
     voids: BTreeMap<InstanceId, Vec<Xfer>>,
 ) -> Result<(), Violation> {
     for (at, xfers) in voids {
-        let r = all.get_mut(&at).expect("checked while sorting");
-        for xfer in xfers {
-            must(void_was_never_prepared(&r.state, xfer));
+        let r = all.get_mut(&at).expect("checked while reading");
+        for event in settle::voids(&r.state, &xfers) {
+            let Event::DepartVoid { xfer } = event else {
+                unreachable!("voids are depart.void")
+            };
             let key = (at, xfer);
             let text = w.jump_text(at, xfer);
             if w.acked_jumps.contains(&key) {
-                return Err(Violation::jump(
-                    "?",
-                    key,
-                    format!("acknowledged jump {text} is voided by recovery"),
-                ));
+                let what = format!("acknowledged jump {text} is voided by recovery");
+                return Err(Violation::jump("?", key, what));
             }
             w.counts.jumps_voided += 1;
             w.voided.insert(key);
             w.note(None, Some(key), format!("recovery voids jump {text}"));
-            settle(w, r, Event::DepartVoid { xfer });
+            settle_event(w, r, event);
         }
         flush(r);
     }
     Ok(())
 }
 
+/// Step 3: each jump still prepared is done if the transition log holds it, aborted otherwise
+/// (`settle::prepared`).
 fn settle_prepared(
     w: &mut World,
     all: &mut BTreeMap<InstanceId, Replayed>,
     committed: &BTreeMap<(InstanceId, Xfer), Seq>,
 ) -> Result<(), Violation> {
     for (at, r) in all.iter_mut() {
-        let xfers: Vec<Xfer> = r.state.departing.keys().copied().collect();
-        for xfer in xfers {
+        for event in settle::prepared(&r.state, committed) {
+            let xfer = match &event {
+                Event::DepartDone { xfer } | Event::DepartAbort { xfer, .. } => *xfer,
+                other => unreachable!("settle::prepared decided {other:?}"),
+            };
             let key = (*at, xfer);
             let text = w.jump_text(*at, xfer);
             let player = r.state.departing[&xfer].player.name.clone();
-            let event = match committed.get(&key) {
-                Some(&tseq) => {
-                    must(commit_was_prepared(&r.state, xfer, tseq));
-                    w.counts.jumps_completed_by_recovery += 1;
-                    w.note(
-                        Some(&player),
-                        Some(key),
-                        format!("recovery completes jump {text} of {player}"),
-                    );
-                    Event::DepartDone { xfer }
+            if let Event::DepartAbort { .. } = event {
+                if w.acked_jumps.contains(&key) {
+                    let what =
+                        format!("acknowledged jump {text} of {player} is aborted by recovery");
+                    return Err(Violation::jump(&player, key, what));
                 }
-                None => {
-                    if w.acked_jumps.contains(&key) {
-                        return Err(Violation::jump(
-                            &player,
-                            key,
-                            format!("acknowledged jump {text} of {player} is aborted by recovery"),
-                        ));
-                    }
-                    w.counts.jumps_aborted += 1;
-                    w.note(
-                        Some(&player),
-                        Some(key),
-                        format!("recovery aborts jump {text} of {player}"),
-                    );
-                    Event::DepartAbort {
-                        xfer,
-                        player: player.clone(),
-                    }
-                }
-            };
-            settle(w, r, event);
+                w.counts.jumps_aborted += 1;
+                w.note(
+                    Some(&player),
+                    Some(key),
+                    format!("recovery aborts jump {text} of {player}"),
+                );
+            } else {
+                w.counts.jumps_completed_by_recovery += 1;
+                w.note(
+                    Some(&player),
+                    Some(key),
+                    format!("recovery completes jump {text} of {player}"),
+                );
+            }
+            settle_event(w, r, event);
         }
         flush(r);
     }
     Ok(())
 }
 
-/// Escrows left open: settled if the primary took the trade, refunded otherwise; then the
-/// primaries forget the outcomes (`settle_escrowed_trades`).
+/// Step 3b: escrows left open are settled if the primary's market took the trade, refunded
+/// otherwise; then the primaries forget the outcomes (`settle::escrows`).
 fn settle_escrows(w: &mut World, all: &mut BTreeMap<InstanceId, Replayed>) {
-    let outcomes: BTreeMap<(InstanceId, EscrowId), u64> = all
-        .values()
-        .filter(|r| r.state.is_primary())
-        .flat_map(|r| {
-            let system = r.state.id;
-            r.state
-                .remote_trades
-                .iter()
-                .map(move |((n, id), o)| ((InstanceId::new(system, *n), *id), o.trade.total_cr))
-        })
-        .collect();
+    let outcomes = settle::escrow_outcomes(all.values().map(|r| &r.state));
     for (at, r) in all.iter_mut().filter(|(at, _)| !at.is_primary()) {
-        let open: Vec<EscrowId> = r.state.escrows.keys().copied().collect();
-        for id in open {
-            let total = outcomes.get(&(*at, id)).copied();
-            match total {
-                Some(_) => w.counts.escrows_settled += 1,
-                None => w.counts.escrows_refunded += 1,
-            }
-            let event = r.state.decide_settle(id, total).expect("an open escrow");
+        let (events, settled) = settle::escrows(&r.state, &outcomes);
+        w.counts.escrows_settled += settled as u64;
+        w.counts.escrows_refunded += (events.len() - settled) as u64;
+        for event in events {
             let player = event.player().unwrap_or_default().to_string();
+            let how = match event {
+                Event::EscrowSettle { .. } => "settles",
+                _ => "refunds",
+            };
             w.note(
                 Some(&player),
                 None,
-                format!(
-                    "recovery {} escrow {id} of {player} in {}",
-                    if total.is_some() {
-                        "settles"
-                    } else {
-                        "refunds"
-                    },
-                    w.name(*at)
-                ),
+                format!("recovery {how} an escrow of {player} in {}", w.name(*at)),
             );
-            settle(w, r, event);
+            settle_event(w, r, event);
         }
         flush(r);
     }
     for r in all.values_mut().filter(|r| r.state.is_primary()) {
-        let done: Vec<(u16, EscrowId)> = r.state.remote_trades.keys().copied().collect();
-        for (instance, escrow) in done {
-            settle(w, r, Event::RemoteTradeDone { instance, escrow });
+        for event in settle::forget_outcomes(&r.state) {
+            settle_event(w, r, event);
         }
         flush(r);
     }

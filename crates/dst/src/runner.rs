@@ -167,7 +167,8 @@ fn failed_seed(plan: &Plan, seed: u64, f: Failure) -> FailedSeed {
 
 /// Adds a seed's counts to a total.
 pub fn add(total: &mut Counts, c: &Counts) {
-    let pairs: [(&mut u64, u64); 20] = [
+    let pairs: [(&mut u64, u64); 21] = [
+        (&mut total.travel_changes, c.travel_changes),
         (&mut total.steps, c.steps),
         (&mut total.requests, c.requests),
         (&mut total.acks, c.acks),
@@ -216,7 +217,7 @@ impl Summary {
         let mut s = format!(
             "{} seeds from {} ({} steps each{}), {} jobs: {:.1} s wall, {:.1} s CPU\n\
              {:.1} seeds/s, {:.1} seeds/s/core, {:.2} ms CPU per seed; {} steps\n\
-             faults: {} crashes, {} torn writes, {} EIO, {} ENOSPC, {} slow-disk spells; {} recoveries\n\
+             faults: {} crashes, {} torn writes, {} EIO, {} ENOSPC, {} slow-disk spells; {} recoveries ({} with other travel times)\n\
              jumps: {} committed, {} landed, {} voided, {} aborted, {} completed by recovery, {} landings handed again\n\
              instances: {} splits, {} moves; escrows {} settled, {} refunded; {} requests, {} acknowledged; audits: {} (every {} seeds)\n\
              violations: {}",
@@ -237,6 +238,7 @@ impl Summary {
             t.enospc,
             t.slow_spells,
             t.recoveries,
+            t.travel_changes,
             t.jumps_committed,
             t.jumps_landed,
             t.jumps_voided,

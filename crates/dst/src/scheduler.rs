@@ -330,7 +330,7 @@ fn deliver(w: &mut World, from: Sender, to: InstanceId) {
             w.on_landing(to, jump);
         }
         Msg::Committed { xfer, tseq } => {
-            must(inv::commit_was_prepared(&w.shards[&to].state, xfer, tseq));
+            let done = mesh::protocol::commit::done(&w.shards[&to].state, xfer, tseq);
             let text = w.jump_text(to, xfer);
             let name = w.shards[&to].state.departing[&xfer].player.name.clone();
             w.note(
@@ -338,7 +338,7 @@ fn deliver(w: &mut World, from: Sender, to: InstanceId) {
                 Some((to, xfer)),
                 format!("{} logs depart.done of {text}", w.name(to)),
             );
-            let _ = w.record_then(to, sim::system::Event::DepartDone { xfer }, After::Nothing);
+            let _ = w.record_then(to, done, After::Nothing);
         }
         Msg::RemoteTrade { req } => {
             let instance = InstanceId::new(to.system, req.instance);

@@ -11,6 +11,9 @@ use xxhash_rust::xxh3::Xxh3;
 /// How many lines of a player's story a failure shows.
 pub const STORY_LINES: usize = 30;
 
+/// How many of the last lines, whoever they touched, a failure shows after the story.
+pub const CONTEXT_LINES: usize = 12;
+
 /// One line of the trace.
 #[derive(Clone, Debug)]
 pub struct Entry {

@@ -13,7 +13,9 @@ use sim::instance::{InstanceId, PRIMARY_INSTANCE};
 use sim::market::{Order, Side};
 use sim::system::{Event, Reject};
 
-use crate::world::{jump_of, After, Prepared, World};
+use mesh::protocol::commit::Prepared;
+
+use crate::world::{jump_of, After, World};
 
 /// Instance numbers a primary may open (each at most once a seed).
 const INSTANCE_NUMBERS: [u16; 2] = [2, 3];
@@ -214,7 +216,7 @@ fn prepare(w: &mut World, at: InstanceId, event: Event) -> Result<(), ()> {
         .get_mut(&at)
         .expect("running")
         .queue
-        .push_back(Prepared {
+        .push(Prepared {
             prepare_seq: seq,
             jump,
         });

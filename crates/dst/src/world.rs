@@ -25,20 +25,13 @@ use sim::system::{EscrowRequest, Event, SystemState};
 use store::backend::{system_log, TRANSITIONS_LOG};
 use store::seq::Seq;
 
-use crate::core::Arrivals;
 use crate::disk::SimLog;
 use crate::trace::Trace;
+use mesh::protocol::arrivals::{decide_landing, Arrivals};
+use mesh::protocol::commit::{self, Commits, Handover, Prepared};
 
 /// Most jumps the pipeline appends to the transition log at once (as `MAX_DEPARTURE_BATCH`).
 pub const MAX_BATCH: usize = mesh::limits::MAX_DEPARTURE_BATCH;
-
-/// A prepared jump in its origin's departure pipeline.
-#[derive(Clone, Debug)]
-pub struct Prepared {
-    /// The `depart` record in the origin's log.
-    pub prepare_seq: Seq,
-    pub jump: Jump,
-}
 
 /// What a shard's acker runs once a record is durable (or the log failed).
 #[derive(Clone, Debug)]
@@ -117,11 +110,9 @@ pub struct Shard {
     /// The acker has run every entry up to this record.
     pub acked: Seq,
     /// Prepared jumps for the pipeline, in order.
-    pub queue: VecDeque<Prepared>,
+    pub queue: Commits,
     /// The batch the pipeline appended to the transition log, waiting for its commit point.
     pub batch: Vec<Prepared>,
-    /// Last transfer number the pipeline took (they must grow).
-    pub last_xfer: Option<Xfer>,
     /// The log failed: the shard answers errors until a restart.
     pub failed: bool,
     /// An instance that moves every player back to its primary.
@@ -140,9 +131,8 @@ impl Shard {
             arrivals: Arrivals::new(),
             acker: VecDeque::new(),
             acked: Seq(0),
-            queue: VecDeque::new(),
+            queue: Commits::new(),
             batch: Vec::new(),
-            last_xfer: None,
             failed: false,
             merging: false,
         }
@@ -213,6 +203,8 @@ pub struct Counts {
     pub enospc: u64,
     pub slow_spells: u64,
     pub recoveries: u64,
+    /// Restarts with other travel times (`ticks_per_ly`).
+    pub travel_changes: u64,
     pub jumps_committed: u64,
     pub jumps_landed: u64,
     pub jumps_voided: u64,
@@ -476,52 +468,42 @@ impl World {
     pub fn pipeline_append(&mut self, at: InstanceId) {
         let galaxy = &self.galaxy;
         let shard = self.shards.get_mut(&at).expect("a running shard");
-        let take = shard.queue.len().min(MAX_BATCH);
-        let mut batch: Vec<Prepared> = shard.queue.drain(..take).collect();
+        let mut batch = shard.queue.take_batch(MAX_BATCH);
+        let mut first = None;
+        let mut failed = false;
         for p in &batch {
-            must(inv::transfer_grows(
-                p.jump.from,
-                shard.last_xfer,
-                p.jump.xfer,
-            ));
-            shard.last_xfer = Some(p.jump.xfer);
-        }
-        for p in &mut batch {
             match self
                 .transitions
                 .append("jump", |l| encode_jump(l, galaxy, &p.jump))
             {
                 Ok(seq) => {
-                    p.jump.tseq = seq;
+                    first.get_or_insert(seq);
                 }
                 Err(_) => {
-                    // The transition log failed: the batch is answered with errors; recovery
-                    // settles what the disk holds.
-                    let players: Vec<String> = batch
-                        .iter()
-                        .filter(|p| p.jump.to.system != p.jump.from.system)
-                        .map(|p| p.jump.player.name.clone())
-                        .collect();
-                    for name in players {
-                        self.reply(&name, None);
-                    }
-                    self.note(
-                        None,
-                        None,
-                        format!(
-                            "pipeline of {}: transition log failed",
-                            at.slug(&self.galaxy)
-                        ),
-                    );
-                    return;
+                    failed = true;
+                    break;
                 }
             }
         }
-        let mut previous = None;
-        for p in &batch {
-            must(inv::committed(&p.jump, previous));
-            previous = Some(p.jump.tseq);
+        if failed {
+            // The transition log failed: the batch is answered with errors; recovery settles
+            // what the disk holds.
+            let players: Vec<String> = batch
+                .iter()
+                .filter(|p| p.jump.to.system != p.jump.from.system)
+                .map(|p| p.jump.player.name.clone())
+                .collect();
+            for name in players {
+                self.reply(&name, None);
+            }
+            let text = format!(
+                "pipeline of {}: transition log failed",
+                at.slug(&self.galaxy)
+            );
+            self.note(None, None, text);
+            return;
         }
+        commit::appended(&mut batch, first.expect("a batch is never empty"));
         let text = batch
             .iter()
             .map(|p| {
@@ -541,28 +523,30 @@ impl World {
     /// the acker past the prepares), or failed (a log failed first).
     pub fn commit_ready(&self, at: InstanceId) -> Option<bool> {
         let s = &self.shards[&at];
-        let last_prepare = s.batch.iter().map(|p| p.prepare_seq).max()?;
-        let last_t = s.batch.iter().map(|p| p.jump.tseq).max()?;
-        let origin_ok = s.log.durable_seq() >= last_prepare;
-        let trans_ok = self.transitions.durable_seq() >= last_t;
-        if origin_ok && trans_ok && s.acked >= last_prepare {
+        if s.batch.is_empty() {
+            return None;
+        }
+        let last_prepare = commit::last_prepare(&s.batch);
+        let (own, trans) = (s.log.durable_seq(), self.transitions.durable_seq());
+        // The pipeline also waits for the acker past the prepares (their lines go first).
+        if commit::is_committed(&s.batch, own, trans) && s.acked >= last_prepare {
             return Some(true);
         }
-        let failed = (!origin_ok && s.log.failed().is_some())
-            || (!trans_ok && self.transitions.failed().is_some());
-        failed.then_some(false)
+        let origin_lost = own < last_prepare && s.log.failed().is_some();
+        let trans_lost = trans < commit::last_jump(&s.batch) && self.transitions.failed().is_some();
+        (origin_lost || trans_lost).then_some(false)
     }
 
-    /// The commit of shard `at`'s batch (`departures::run` after `commit`): the player is
-    /// answered, the destination handed the jump first, then the origin told.
+    /// The commit of shard `at`'s batch (`departures::run` after `commit`), in the core's
+    /// order: the destination handed the jump, the origin told, the player answered.
     pub fn commit(&mut self, at: InstanceId) {
         let ok = self.commit_ready(at).expect("commit only when decided");
         let batch = std::mem::take(&mut self.shards.get_mut(&at).expect("running").batch);
-        for p in batch {
-            let key = (p.jump.from, p.jump.xfer);
-            let name = p.jump.player.name.clone();
-            let text = self.jump_text(p.jump.from, p.jump.xfer);
-            if !ok {
+        if !ok {
+            for p in batch {
+                let key = (p.jump.from, p.jump.xfer);
+                let name = p.jump.player.name.clone();
+                let text = self.jump_text(p.jump.from, p.jump.xfer);
                 self.note(
                     Some(&name),
                     Some(key),
@@ -571,23 +555,32 @@ impl World {
                 if p.jump.to.system != p.jump.from.system {
                     self.reply(&name, None);
                 }
-                continue;
             }
-            self.counts.jumps_committed += 1;
-            self.note(
-                Some(&name),
-                Some(key),
-                format!("jump {text} of {name} committed (t{})", p.jump.tseq),
-            );
-            let (to, xfer, tseq, version) =
-                (p.jump.to, p.jump.xfer, p.jump.tseq, p.jump.player.version);
-            let is_move = to.system == at.system;
-            self.committed.insert(key, p.jump.clone());
-            self.send(Sender::Pipeline(at), to, Msg::Landing(p.jump));
-            self.send(Sender::Pipeline(at), at, Msg::Committed { xfer, tseq });
-            if !is_move {
-                self.acked_jumps.insert(key);
-                self.reply(&name, Some((version, "jump")));
+            return;
+        }
+        for step in commit::hand_over(batch) {
+            match step {
+                Handover::Land(jump) => {
+                    let key = (jump.from, jump.xfer);
+                    let name = jump.player.name.clone();
+                    let text = self.jump_text(jump.from, jump.xfer);
+                    self.counts.jumps_committed += 1;
+                    let line = format!("jump {text} of {name} committed (t{})", jump.tseq);
+                    self.note(Some(&name), Some(key), line);
+                    self.committed.insert(key, jump.clone());
+                    self.send(Sender::Pipeline(at), jump.to, Msg::Landing(jump));
+                }
+                Handover::Done { origin, xfer, tseq } => {
+                    self.send(Sender::Pipeline(at), origin, Msg::Committed { xfer, tseq });
+                }
+                Handover::Answer(jump) => {
+                    // A move between instances answers nobody.
+                    if jump.to.system != jump.from.system {
+                        self.acked_jumps.insert((jump.from, jump.xfer));
+                        let version = jump.player.version;
+                        self.reply(&jump.player.name, Some((version, "jump")));
+                    }
+                }
             }
         }
     }
@@ -598,7 +591,7 @@ impl World {
         let name = jump.player.name.clone();
         let text = self.jump_text(jump.from, jump.xfer);
         let dest = &self.shards[&at];
-        let Some(event) = crate::core::decide_landing(&dest.state, &jump) else {
+        let Some(event) = decide_landing(&dest.state, &jump) else {
             self.note(
                 Some(&name),
                 Some(key),
