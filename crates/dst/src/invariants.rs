@@ -7,7 +7,8 @@
 //!   acknowledged to them, and the logs hold that version's event.
 //! - [`conservation`]: credits and goods everywhere (players, jumps, escrows, markets) equal
 //!   what the rules created and destroyed by the events applied ([`crate::world::Ledger`]).
-//! - jumps: a jump lands once, after the earlier ones of its origin, never once void; an
+//! - jumps: a jump lands once, after the earlier ones of its origin ([`lands_in_order`]),
+//!   never once void ([`dropped_only_if_landed`] for one taken for landed); an
 //!   acknowledged jump is never voided or aborted (checked where it happens: `world`,
 //!   `recovery`).
 //!
@@ -274,6 +275,33 @@ pub fn dropped_only_if_landed(w: &World, jump: &Jump) -> Result<(), Violation> {
             "jump {text} of {} was dropped as landed already at {}, but it never landed (a later jump of its origin landed first)",
             jump.player.name,
             jump.to.slug(&w.galaxy)
+        ),
+    ))
+}
+
+/// A jump lands after every earlier committed jump of its origin towards the same
+/// destination (landing is idempotent by the highest number landed per origin, so one landing
+/// early would make the earlier ones look landed).
+pub fn lands_in_order(w: &World, jump: &Jump) -> Result<(), Violation> {
+    let earlier = w
+        .committed
+        .range((jump.from, Xfer(0))..(jump.from, jump.xfer))
+        .find(|(_, j)| j.to == jump.to && w.in_flight(j.from, j.xfer, j.to));
+    let Some((_, e)) = earlier else {
+        return Ok(());
+    };
+    let (text, before) = (
+        w.jump_text(jump.from, jump.xfer),
+        w.jump_text(e.from, e.xfer),
+    );
+    Err(Violation::jump(
+        &jump.player.name,
+        (jump.from, jump.xfer),
+        format!(
+            "jump {text} of {} lands at {} before the earlier jump {before} of {}",
+            jump.player.name,
+            jump.to.slug(&w.galaxy),
+            e.player.name
         ),
     ))
 }

@@ -134,7 +134,7 @@ pub fn restart(w: &mut World) -> Result<(), Violation> {
     close_retired(w, &mut all, &landings)?;
     w.landed = seen.landed;
     for (at, r) in all {
-        let mut shard = Shard::new(&w.galaxy, at, r.state, r.log);
+        let mut shard = Shard::new(at, r.state, r.log);
         shard.acked = shard.log.durable_seq();
         w.shards.insert(at, shard);
     }

@@ -120,8 +120,7 @@ pub struct Shard {
 }
 
 impl Shard {
-    pub fn new(galaxy: &Galaxy, id: InstanceId, state: SystemState, log: SimLog) -> Shard {
-        let _ = galaxy;
+    pub fn new(id: InstanceId, state: SystemState, log: SimLog) -> Shard {
         let now = state.tick;
         Shard {
             id,
@@ -297,7 +296,7 @@ impl World {
             let state = SystemState::new(&galaxy, id);
             ledger.market(&state);
             let log = SimLog::create(&log_name(&galaxy, at));
-            shards.insert(at, Shard::new(&galaxy, at, state, log));
+            shards.insert(at, Shard::new(at, state, log));
         }
         let clients = (0..players)
             .map(|i| (format!("pilot{i}"), Client::default()))
@@ -607,6 +606,9 @@ impl World {
         };
         if let Event::Arrive { player, .. } = &event {
             must(inv::landing_follows_departure(&jump, player));
+        }
+        if let Err(v) = crate::invariants::lands_in_order(self, &jump) {
+            v.fail();
         }
         if self.landed.contains(&key) {
             crate::invariants::fail_now(crate::invariants::Violation::jump(

@@ -71,7 +71,9 @@ fn the_same_seed_gives_the_same_run_bit_for_bit() {
     for seed in [0, 7, 123_456] {
         let a = run_seed(seed, opts);
         // The second run on another thread: nothing of a seed depends on its thread.
-        let b = std::thread::spawn(move || run_seed(seed, opts)).join().unwrap();
+        let b = std::thread::spawn(move || run_seed(seed, opts))
+            .join()
+            .unwrap();
         assert_eq!(a.digest, b.digest, "seed {seed}: digests differ");
         assert_eq!(a.trace, b.trace, "seed {seed}: traces differ");
         assert_eq!(a.counts.steps, b.counts.steps);
