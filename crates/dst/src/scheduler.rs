@@ -99,7 +99,7 @@ pub fn enabled(w: &World, faults: Faults) -> Vec<(u64, Action)> {
     // Faults are drawn per world, then a log among the healthy ones.
     if !healthy.is_empty() {
         let id = healthy[(w.step as usize) % healthy.len()].clone();
-        let e = if w.step % 2 == 0 {
+        let e = if w.step.is_multiple_of(2) {
             DiskError::Eio
         } else {
             DiskError::Enospc
@@ -439,16 +439,13 @@ fn tick(w: &mut World, at: InstanceId) {
     let s = w.shards.get_mut(&at).expect("running");
     s.now = s.now.next();
     let now = s.now;
-    loop {
-        let Some(jump) = w
-            .shards
-            .get_mut(&at)
-            .expect("running")
-            .arrivals
-            .pop_due(now)
-        else {
-            break;
-        };
+    while let Some(jump) = w
+        .shards
+        .get_mut(&at)
+        .expect("running")
+        .arrivals
+        .pop_due(now)
+    {
         w.land(at, jump);
     }
 }

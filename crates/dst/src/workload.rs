@@ -190,7 +190,7 @@ fn jump(w: &mut World, player: &str, at: InstanceId) {
 }
 
 /// Records a `depart` and hands the jump to the pipeline (as `Shard::jump`/`send_departure`).
-fn prepare(w: &mut World, at: InstanceId, event: Event) -> Result<(), ()> {
+fn prepare(w: &mut World, at: InstanceId, event: Event) -> Result<(), crate::world::ShardFailed> {
     let Event::Depart {
         xfer, ref player, ..
     } = event

@@ -142,10 +142,14 @@ impl Shard {
         self.acker.is_empty()
             && self.queue.is_empty()
             && self.batch.is_empty()
-            && self.arrivals.len() == 0
+            && self.arrivals.is_empty()
             && self.log.is_flushed()
     }
 }
+
+/// A shard's log failed: it records nothing and answers errors until the restart.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ShardFailed;
 
 /// A player's client: asks one thing at a time and waits for the answer.
 #[derive(Clone, Debug, Default)]
@@ -372,11 +376,11 @@ impl World {
 
     /// Applies a decided event to shard `at` and appends it to its log (as `Shard::record`).
     /// Err: the log failed (the shard answers errors from now on).
-    pub fn record(&mut self, at: InstanceId, event: Event) -> Result<Seq, ()> {
+    pub fn record(&mut self, at: InstanceId, event: Event) -> Result<Seq, ShardFailed> {
         let galaxy = &self.galaxy;
         let shard = self.shards.get_mut(&at).expect("a running shard");
         if shard.failed {
-            return Err(());
+            return Err(ShardFailed);
         }
         let now = shard.now;
         if let Err(e) = shard.state.apply(now, &event) {
@@ -397,13 +401,18 @@ impl World {
             Ok(seq) => Ok(seq),
             Err(_) => {
                 shard.failed = true;
-                Err(())
+                Err(ShardFailed)
             }
         }
     }
 
     /// Records `event` and queues `after` for when it is durable (`on_durable`).
-    pub fn record_then(&mut self, at: InstanceId, event: Event, after: After) -> Result<Seq, ()> {
+    pub fn record_then(
+        &mut self,
+        at: InstanceId,
+        event: Event,
+        after: After,
+    ) -> Result<Seq, ShardFailed> {
         let seq = self.record(at, event)?;
         self.shards
             .get_mut(&at)
