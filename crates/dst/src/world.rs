@@ -613,6 +613,12 @@ impl World {
                 .ok();
             return;
         };
+        if self.shards[&at].failed {
+            // Its record fails, as the real shard's would: recovery lands it (the transition
+            // log holds it), and the jumps behind it wait for it there.
+            let line = format!("jump {text} of {name}: arrive not recorded (log failed)");
+            return self.note(Some(&name), Some(key), line);
+        }
         if let Event::Arrive { player, .. } = &event {
             must(inv::landing_follows_departure(&jump, player));
         }
