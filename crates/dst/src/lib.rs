@@ -70,10 +70,29 @@ pub struct Failure {
     pub story: Vec<String>,
 }
 
+thread_local! {
+    /// Set while this thread runs a seed: a panic then is the seed's failure, reported with
+    /// its replay line, not a crash of the tool.
+    static IN_SEED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Installs a panic hook that says nothing of panics inside a seed (the runner reports them as
+/// the seed's failure) and leaves every other panic to the previous hook.
+pub fn quiet_panics_in_seeds() {
+    let previous = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        if !IN_SEED.with(|f| f.get()) {
+            previous(info);
+        }
+    }));
+}
+
 /// Runs seed `seed`.
 pub fn run_seed(seed: u64, opts: Options) -> SeedRun {
     let mut w = World::new(seed, opts.keep_trace);
+    IN_SEED.with(|f| f.set(true));
     let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| drive(&mut w, opts)));
+    IN_SEED.with(|f| f.set(false));
     let failure = match outcome {
         Ok(Ok(())) => None,
         Ok(Err(v)) => Some(failure_of(&w, v)),

@@ -93,7 +93,7 @@ fn main() -> anyhow::Result<()> {
         stop_at_first: cli.stop_at_first,
         progress: !cli.json,
     };
-    std::panic::set_hook(Box::new(|_| {}));
+    dst::quiet_panics_in_seeds();
     let summary = runner::run(&plan, &|| dst::bugs::set(bug));
     if cli.json {
         println!("{}", serde_json::to_string_pretty(&summary)?);
