@@ -146,7 +146,7 @@ pub fn run(plan: &Plan, set_bug: &(dyn Fn() + Sync)) -> Summary {
 
 fn failed_seed(plan: &Plan, seed: u64, f: Failure) -> FailedSeed {
     // Without a kept trace, run the seed again with it: the same seed gives the same run.
-    let f = if f.story.is_empty() && !plan.opts.keep_trace {
+    let f = if !plan.opts.keep_trace {
         let opts = Options {
             keep_trace: true,
             ..plan.opts
