@@ -315,3 +315,64 @@ pub fn lands_in_order(w: &World, jump: &Jump) -> Result<(), Violation> {
         ),
     ))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sim::instance::InstanceId;
+    use sim::player::Player;
+
+    /// A world whose home holds `pilot0`, as its join left it.
+    fn world_with_a_player() -> (World, InstanceId) {
+        let mut w = World::new(1, true);
+        let home = InstanceId::primary(w.galaxy.home());
+        let event = w.shards[&home]
+            .state
+            .decide_join(&w.galaxy, &w.rules, "pilot0", "k")
+            .expect("joins");
+        w.record(home, event).expect("records");
+        assert!(check_step(&w).is_ok(), "a join breaks nothing");
+        (w, home)
+    }
+
+    #[test]
+    fn a_player_in_two_systems_is_reported_by_name() {
+        let (mut w, home) = world_with_a_player();
+        let other = InstanceId::primary(w.galaxy.neighbours(home.system)[0]);
+        let p = w.shards[&home].state.players["pilot0"].clone();
+        w.shards
+            .get_mut(&other)
+            .unwrap()
+            .state
+            .players
+            .insert(p.name.clone(), p);
+        let v = one_place(&w).expect_err("two places");
+        assert_eq!(v.player.as_deref(), Some("pilot0"));
+        assert!(v.what.contains("is in 2 places"), "{}", v.what);
+    }
+
+    #[test]
+    fn an_acknowledged_player_who_vanished_is_reported() {
+        let (mut w, home) = world_with_a_player();
+        w.reply("pilot0", Some((sim::ids::Version(1), "join")));
+        w.shards.get_mut(&home).unwrap().state.players.clear();
+        let v = one_place(&w).expect_err("nowhere");
+        assert!(v.what.contains("is nowhere"), "{}", v.what);
+    }
+
+    #[test]
+    fn credits_no_rule_made_are_reported() {
+        let (mut w, home) = world_with_a_player();
+        let p: &mut Player = w
+            .shards
+            .get_mut(&home)
+            .unwrap()
+            .state
+            .players
+            .get_mut("pilot0")
+            .unwrap();
+        p.credits += 5;
+        let v = conservation(&w).expect_err("credits from nowhere");
+        assert!(v.what.contains("(+5)"), "{}", v.what);
+    }
+}
