@@ -117,8 +117,7 @@ pub fn restart(w: &mut World) -> Result<(), Violation> {
     })
     .map_err(|e| refused(w, e))?;
     // In destination order (the core hands a hash map; a seed never iterates one).
-    let landings: BTreeMap<InstanceId, Vec<Jump>> =
-        std::mem::take(&mut read.landings).into_iter().collect();
+    let landings: BTreeMap<InstanceId, Vec<Jump>> = std::mem::take(&mut read.landings);
     w.transitions = reopened.log;
     if reopened.torn.is_some() {
         w.note(

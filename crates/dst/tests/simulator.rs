@@ -116,9 +116,6 @@ fn an_escrow_settled_and_refunded_is_caught() {
 }
 
 #[test]
-#[ignore = "unreachable through the drivers: the core's recovery (settle::JumpsRead::read) hands \
-            again only jumps above the destination's landed_upto, so no landed jump is ever \
-            handed twice; see docs/TESTING.md"]
 fn a_jump_landing_twice_is_caught() {
     caught(Bug::LandTwice);
 }

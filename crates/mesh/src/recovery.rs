@@ -28,7 +28,7 @@
 //! Logs and snapshots are read through the storage traits ([`store::backend`]): files by
 //! default, memory in tests. The player logs (step 4) stay files ([`crate::projector`]).
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Instant;
 
 use serde::Serialize;
@@ -145,7 +145,7 @@ pub struct Recovered {
     /// Where the transition log was read from (unsettled jumps are readable from there).
     pub transitions_start: Position,
     /// Committed jumps not yet landed, per destination.
-    pub landings: HashMap<InstanceId, Vec<Jump>>,
+    pub landings: BTreeMap<InstanceId, Vec<Jump>>,
     pub report: RecoveryReport,
 }
 
@@ -379,7 +379,7 @@ struct TransitionsRead {
     /// sequence number in the transition log.
     committed: BTreeMap<(InstanceId, Xfer), Seq>,
     /// Committed jumps not yet landed, per destination.
-    landings: HashMap<InstanceId, Vec<Jump>>,
+    landings: BTreeMap<InstanceId, Vec<Jump>>,
     /// Jumps whose prepare the crash lost, per origin, in order: void.
     voids: BTreeMap<InstanceId, Vec<Xfer>>,
 }
@@ -505,7 +505,7 @@ fn settle_escrowed_trades(
 /// open instances) and the player-log lines of the retired ones.
 fn close_retired(
     mut all: Systems,
-    landings: &HashMap<InstanceId, Vec<Jump>>,
+    landings: &BTreeMap<InstanceId, Vec<Jump>>,
 ) -> Result<(Vec<RecoveredSystem>, Vec<Projected>), MeshError> {
     let mut systems = Vec::with_capacity(all.len());
     let mut instances = Vec::new();

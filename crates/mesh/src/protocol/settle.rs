@@ -14,7 +14,7 @@
 //! Pure: recovery (files or memory) and the simulator drive it; it reads what it is shown and
 //! returns the events to record, in order. Never does I/O, never applies an event.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
 use sim::galaxy::{Galaxy, SystemId};
 use sim::ids::{EscrowId, Xfer};
@@ -53,7 +53,7 @@ pub struct JumpsRead {
     pub committed: BTreeMap<(InstanceId, Xfer), Seq>,
     /// Committed jumps not yet landed, per destination, in the order read (hand them over in
     /// that order).
-    pub landings: HashMap<InstanceId, Vec<Jump>>,
+    pub landings: BTreeMap<InstanceId, Vec<Jump>>,
     /// Jumps whose prepare the crash lost, per origin, in order: void.
     pub voids: BTreeMap<InstanceId, Vec<Xfer>>,
     /// The last jump number read per origin (they must grow).
