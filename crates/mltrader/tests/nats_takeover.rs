@@ -19,26 +19,7 @@ fn workspace_root() -> PathBuf {
 }
 
 fn server_exe() -> Option<PathBuf> {
-    let venv = workspace_root().join("target/nats-venv/bin/nats-server");
-    let found = std::env::var_os("MLTRADER_NATS_SERVER")
-        .map(PathBuf::from)
-        .or_else(|| {
-            std::env::split_paths(&std::env::var_os("PATH")?)
-                .map(|d| d.join("nats-server"))
-                .find(|p| p.is_file())
-        })
-        .or_else(|| venv.is_file().then_some(venv));
-    if found.is_none() {
-        let required = std::env::var("MLTRADER_NATS_REQUIRED").is_ok_and(|v| v == "1");
-        assert!(
-            !required,
-            "MLTRADER_NATS_REQUIRED=1 but no nats-server: run scripts/nats-install.sh"
-        );
-        eprintln!(
-            "\n*** SKIPPED: no nats-server; run scripts/nats-install.sh to test serve --nats ***\n"
-        );
-    }
-    found
+    nats::locate::nats_server_for_test(&workspace_root(), "serve --nats")
 }
 
 /// A cluster from the script, stopped on drop.

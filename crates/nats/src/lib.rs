@@ -21,6 +21,7 @@ mod creds;
 mod error;
 pub mod lease;
 pub mod limits;
+pub mod locate;
 pub mod logs;
 pub mod safety;
 pub mod subject;

@@ -31,10 +31,10 @@ use async_nats::jetstream::message::PublishMessage;
 use async_nats::jetstream::stream::{Config, LastRawMessageErrorKind, StorageType, Stream};
 use async_nats::jetstream::Context;
 use futures_util::{StreamExt, TryStreamExt};
-use store::backend::{start_in, LogStore, Visit};
+use store::backend::{read_start, LogStore, Visit};
 use store::disk::AppendFile;
 use store::log::{Log, LogError, Opened, Position};
-use store::record::{parse_line, MAX_RECORD_BYTES};
+use store::record::MAX_RECORD_BYTES;
 use store::scan::{scan, ScanOutcome, ScanStart};
 
 use crate::limits::{
@@ -170,20 +170,7 @@ impl NatsLogs {
             path: Self::shown(name),
             error: Arc::new(e.into_io()),
         })?;
-        let first_line = all[..all.len().min(MAX_RECORD_BYTES)]
-            .split_inclusive(|b| *b == b'\n')
-            .next()
-            .unwrap_or(&[]);
-        let first = parse_line(first_line).ok().map(|r| r.seq);
-        let start = start_in(all.len() as u64, first, from);
-        let offset = usize::try_from(start.offset).unwrap_or(usize::MAX);
-        if offset > all.len() {
-            return Err(LogError::ShorterThanSnapshot {
-                path: Self::shown(name),
-                len_bytes: all.len() as u64,
-                offset: start.offset,
-            });
-        }
+        let (offset, start) = read_start(&all, &Self::shown(name), from)?;
         Ok(Stored {
             stored_bytes: all.len() as u64,
             bytes: all[offset..].to_vec(),

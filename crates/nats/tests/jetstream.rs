@@ -27,27 +27,7 @@ fn workspace_root() -> PathBuf {
 /// The nats-server executable, or None (after a loud message) when it is missing and not
 /// required.
 fn server_exe() -> Option<PathBuf> {
-    let from_env = std::env::var_os("MLTRADER_NATS_SERVER").map(PathBuf::from);
-    let on_path = std::env::var_os("PATH").and_then(|paths| {
-        std::env::split_paths(&paths)
-            .map(|d| d.join("nats-server"))
-            .find(|p| p.is_file())
-    });
-    let venv = workspace_root().join("target/nats-venv/bin/nats-server");
-    let found = from_env
-        .or(on_path)
-        .or_else(|| venv.is_file().then_some(venv));
-    if found.is_none() {
-        let required = std::env::var("MLTRADER_NATS_REQUIRED").is_ok_and(|v| v == "1");
-        assert!(
-            !required,
-            "MLTRADER_NATS_REQUIRED=1 but no nats-server: run scripts/nats-install.sh and set MLTRADER_NATS_SERVER to the path it prints"
-        );
-        eprintln!(
-            "\n*** SKIPPED: no nats-server (MLTRADER_NATS_SERVER, PATH, target/nats-venv). Run scripts/nats-install.sh to test the JetStream backend. ***\n"
-        );
-    }
-    found
+    mltrader_nats::locate::nats_server_for_test(&workspace_root(), "the JetStream backend")
 }
 
 /// A port free now.

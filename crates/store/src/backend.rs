@@ -159,6 +159,31 @@ pub fn start_in(len: u64, first: Option<u64>, from: Position) -> ScanStart {
     }
 }
 
+/// Where a read at `from` starts in `stored`, a log's stored bytes from its first record (as a
+/// stream or memory holds them): the byte offset and the scan's start. Refused, naming the log
+/// as `shown`, when the log is shorter than `from` says (a snapshot ahead of its log).
+pub fn read_start(
+    stored: &[u8],
+    shown: &str,
+    from: Position,
+) -> Result<(usize, ScanStart), LogError> {
+    let first_line = stored[..stored.len().min(MAX_RECORD_BYTES)]
+        .split_inclusive(|b| *b == b'\n')
+        .next()
+        .unwrap_or(&[]);
+    let first = parse_line(first_line).ok().map(|r| r.seq);
+    let start = start_in(stored.len() as u64, first, from);
+    let offset = usize::try_from(start.offset).unwrap_or(usize::MAX);
+    if offset > stored.len() {
+        return Err(LogError::ShorterThanSnapshot {
+            path: shown.to_string(),
+            len_bytes: stored.len() as u64,
+            offset: start.offset,
+        });
+    }
+    Ok((offset, start))
+}
+
 /// The logs of a data directory: log `name` is the file `<root>/<name>.log`
 /// (`systems/<slug>.log`, `transitions.log`).
 pub struct FileLogs {
@@ -494,21 +519,7 @@ fn stored_from(
     from: Position,
 ) -> Result<(Vec<u8>, ScanStart), LogError> {
     let durable = file.lock().durable.clone();
-    let first_line = &durable[..durable.len().min(MAX_RECORD_BYTES)];
-    let first_line = first_line
-        .split_inclusive(|b| *b == b'\n')
-        .next()
-        .unwrap_or(&[]);
-    let first = parse_line(first_line).ok().map(|r| r.seq);
-    let start = start_in(durable.len() as u64, first, from);
-    let offset = usize::try_from(start.offset).unwrap_or(usize::MAX);
-    if offset > durable.len() {
-        return Err(LogError::ShorterThanSnapshot {
-            path: MemLogs::shown(name),
-            len_bytes: durable.len() as u64,
-            offset: start.offset,
-        });
-    }
+    let (offset, start) = read_start(&durable, &MemLogs::shown(name), from)?;
     Ok((durable[offset..].to_vec(), start))
 }
 
