@@ -51,6 +51,9 @@ pub const CODES: &[&str] = &[
     "storage",
     "snapshot",
     "shutting_down",
+    // A node of a galaxy on JetStream that is standing by (another node holds the galaxy's
+    // lease): 503 with Retry-After; a client with several server URLs tries the next one.
+    "standby",
     "internal",
 ];
 
