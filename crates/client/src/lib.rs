@@ -9,6 +9,7 @@
 pub mod api;
 pub mod attack;
 pub mod economy;
+pub mod follow;
 pub mod history;
 pub mod join;
 pub mod loot;
@@ -32,7 +33,7 @@ pub use api::Api;
 
 /// Where the galaxy is, unless `--server` or [`ENV_SERVER`] says otherwise.
 pub const DEFAULT_SERVER: &str = "http://127.0.0.1:7878";
-/// Environment variable: the server URL.
+/// Environment variable: the server URL, or several separated by commas.
 pub const ENV_SERVER: &str = "MLTRADER_SERVER";
 
 /// Exit code: done.
@@ -43,17 +44,24 @@ pub const EXIT_REFUSED: u8 = 1;
 pub const EXIT_LOCAL: u8 = 2;
 /// Exit code: the galaxy cannot serve now (unreachable, timed out, or a 5xx): try again later.
 pub const EXIT_UNREACHABLE: u8 = 3;
+/// Exit code: an action was sent and its answer lost (the node died or the connection broke
+/// after the request left): it may or may not have been done. Look (`mltrader status`) before
+/// doing it again; the client never sends it twice by itself.
+pub const EXIT_OUTCOME_UNKNOWN: u8 = 4;
 
 /// The exit codes, for `--help`.
 pub const EXIT_CODES_HELP: &str = "Exit codes: 0 done; 1 refused by the game (HTTP 4xx: unknown \
 system, no fuel, in a jump...); 2 usage or local problem (arguments, token file); 3 the galaxy \
-cannot serve now (unreachable, timed out, 5xx): retry later.";
+cannot serve now (unreachable, timed out, 5xx; with several --server URLs, none served within \
+30 s): retry later; 4 outcome unknown (the action was sent and its answer lost): look with \
+`mltrader status` before doing it again.";
 
 /// Options every client command takes.
 #[derive(Args, Debug, Clone, Default)]
 pub struct ClientOpts {
-    /// URL of the galaxy's API [env: MLTRADER_SERVER] [default: http://127.0.0.1:7878]
-    #[arg(long, value_name = "URL")]
+    /// URL of the galaxy's API, or the URLs of its nodes separated by commas (the client
+    /// follows the one serving) [env: MLTRADER_SERVER] [default: http://127.0.0.1:7878]
+    #[arg(long, value_name = "URL[,URL...]")]
     pub server: Option<String>,
     /// Print one JSON object on stdout (errors too), for scripts.
     #[arg(long)]
@@ -61,7 +69,8 @@ pub struct ClientOpts {
 }
 
 impl ClientOpts {
-    /// The server URL, without a trailing slash.
+    /// The server URL or URLs as given (`--server`, else [`ENV_SERVER`], else
+    /// [`DEFAULT_SERVER`]), without trailing slashes.
     pub fn server_url(&self) -> String {
         let url = self
             .server
@@ -72,7 +81,15 @@ impl ClientOpts {
                     .filter(|s| !s.trim().is_empty())
             })
             .unwrap_or_else(|| DEFAULT_SERVER.to_string());
-        url.trim().trim_end_matches('/').to_string()
+        url.split(',')
+            .map(|u| u.trim().trim_end_matches('/'))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    /// The server URLs, checked ([`follow::parse_urls`]).
+    pub fn server_urls(&self) -> Result<Vec<String>, Failure> {
+        follow::parse_urls(&self.server_url()).map_err(|m| Failure::local("bad_server", m))
     }
 }
 
@@ -85,6 +102,8 @@ pub enum Failure {
     Unreachable { code: String, message: String },
     /// A problem on this side: usage, token file.
     Local { code: String, message: String },
+    /// An action was sent and its answer lost: done or not, nobody here knows.
+    OutcomeUnknown { message: String },
 }
 
 impl Failure {
@@ -107,6 +126,7 @@ impl Failure {
             Failure::Refused { .. } => EXIT_REFUSED,
             Failure::Local { .. } => EXIT_LOCAL,
             Failure::Unreachable { .. } => EXIT_UNREACHABLE,
+            Failure::OutcomeUnknown { .. } => EXIT_OUTCOME_UNKNOWN,
         }
     }
 
@@ -115,6 +135,7 @@ impl Failure {
             Failure::Refused { code, .. }
             | Failure::Unreachable { code, .. }
             | Failure::Local { code, .. } => code,
+            Failure::OutcomeUnknown { .. } => "outcome_unknown",
         }
     }
 
@@ -122,7 +143,8 @@ impl Failure {
         match self {
             Failure::Refused { message, .. }
             | Failure::Unreachable { message, .. }
-            | Failure::Local { message, .. } => message,
+            | Failure::Local { message, .. }
+            | Failure::OutcomeUnknown { message } => message,
         }
     }
 }
@@ -137,7 +159,7 @@ pub struct Output {
 
 /// Runs a client command on a small runtime of its own and prints its result or its error;
 /// the exit code says which ([`EXIT_OK`], [`EXIT_REFUSED`], [`EXIT_LOCAL`],
-/// [`EXIT_UNREACHABLE`]).
+/// [`EXIT_UNREACHABLE`], [`EXIT_OUTCOME_UNKNOWN`]).
 pub fn run<F, Fut>(opts: &ClientOpts, command: F) -> anyhow::Result<ExitCode>
 where
     F: FnOnce(Api) -> Fut,

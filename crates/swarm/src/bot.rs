@@ -9,7 +9,9 @@
 //! happens: a refusal is counted and the next trip starts from what the server says
 //! (`GET /v1/me`); no fuel means buying fuel; a full hold or empty purse means buying less; a
 //! 429 waits for `Retry-After`; an unreachable server is asked again with a growing pause (the
-//! server may be restarting); an unknown token joins again. Any other refusal, a 404 included
+//! server may be restarting, or another node taking over); an action whose answer was lost
+//! (`outcome_unknown`: the node died after the request left) is never sent again, the next
+//! step starts from what the server says (`GET /v1/me`); an unknown token joins again. Any other refusal, a 404 included
 //! (a server without the market or combat routes is not one the bots were written for), is
 //! counted as an error by its code.
 //!

@@ -176,9 +176,14 @@ pub async fn run_swarm(
     stop: impl std::future::Future<Output = ()>,
 ) -> anyhow::Result<Summary> {
     let api = Arc::new(HttpApi::new(&config.server)?);
-    let handle = spawn(api, config.clone()).await?;
+    let handle = spawn(api.clone(), config.clone()).await?;
     stop.await;
-    Ok(handle.stop().await)
+    let mut summary = handle.stop().await;
+    let follow = api.follow_counts();
+    summary.requests_retried = follow.retries;
+    summary.server_switches = follow.switches;
+    summary.outcome_unknown = follow.outcome_unknown;
+    Ok(summary)
 }
 
 /// A running swarm.

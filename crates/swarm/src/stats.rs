@@ -149,6 +149,9 @@ impl Stats {
             beats_baseline: (baseline_trips > 0).then_some(mean_profit > baseline_mean),
         });
         Summary {
+            requests_retried: 0,
+            server_switches: 0,
+            outcome_unknown: 0,
             server: server.to_string(),
             seed,
             bots,
@@ -277,6 +280,13 @@ pub struct Summary {
     /// Mean profit per trip in each tenth of the run: the proof of learning.
     pub windows: Vec<Window>,
     pub learning: Option<Learning>,
+    /// Requests sent again to another node (or the same after a round) because the one asked
+    /// could not take them: refused, standing by, shutting down (several `--server` URLs).
+    pub requests_retried: u64,
+    /// Times the bots moved on to the next server URL.
+    pub server_switches: u64,
+    /// Actions whose answer was lost (the bot re-read its status after each).
+    pub outcome_unknown: u64,
 }
 
 impl Summary {
@@ -311,6 +321,13 @@ impl Summary {
             self.refuels,
             self.attacks
         ));
+        if self.server.contains(',') {
+            out.push_str(&format!(
+                "  following the serving node: {} requests retried, {} switches of URL, {} \
+                 actions of unknown outcome\n",
+                self.requests_retried, self.server_switches, self.outcome_unknown
+            ));
+        }
         let mean = |m: Option<f64>| m.map_or("-".to_string(), |m| format!("{m:+.1} cr"));
         out.push_str(&format!(
             "  learning bots: {} trips, {} per trip; random bots: {} trips, {} per trip\n",
