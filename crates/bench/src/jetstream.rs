@@ -2,16 +2,16 @@
 //! JetStream against the local files, in the same run (issue 18's figure).
 //!
 //! Each round measures the files, then JetStream on a new three-node cluster on loopback
-//! (started with scripts/nats-cluster.sh in the scratch directory, stopped after): the same
+//! (`nats::testing::TestCluster`: scripts/nats-cluster.sh in the scratch directory, stopped after): the same
 //! workload as `bench jumps` (`jumps::measure_on`), a latency phase of 64 players jumping, then
 //! a loaded phase. Needs nats-server (scripts/nats-install.sh). Prints figures; never asserts.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, ExitCode};
+use std::process::ExitCode;
 use std::sync::Arc;
 
-use anyhow::Context as _;
 use clap::Args;
+use nats::testing::TestCluster;
 
 use super::jumps::{measure_on, PhaseFigures, LATENCY_PLAYERS};
 use super::scratch_dir;
@@ -75,6 +75,11 @@ pub fn run(args: JetStreamArgs) -> anyhow::Result<ExitCode> {
 
 type Round = (Vec<PhaseFigures>, Vec<PhaseFigures>);
 
+/// The workspace (where scripts/nats-cluster.sh is).
+fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
 fn rounds(args: &JetStreamArgs, dir: &Path) -> anyhow::Result<Vec<Round>> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -93,9 +98,15 @@ fn rounds(args: &JetStreamArgs, dir: &Path) -> anyhow::Result<Vec<Round>> {
             args.seconds,
         ))?;
         eprintln!("round {}: JetStream", round + 1);
-        let cluster = Cluster::start(&dir.join(format!("round-{round}-cluster")), args.base_port)?;
+        let cluster = TestCluster::start_in(
+            &workspace_root(),
+            &dir.join(format!("round-{round}-cluster")),
+            args.base_port,
+            None,
+        )?;
         let js_dir = dir.join(format!("round-{round}-jetstream"));
-        let storage = cluster.storage(&DataDir::at(js_dir.join("data")), args.replicas)?;
+        let storage =
+            jetstream_storage(&cluster, &DataDir::at(js_dir.join("data")), args.replicas)?;
         let js = rt.block_on(measure_on(
             storage,
             &js_dir,
@@ -109,62 +120,16 @@ fn rounds(args: &JetStreamArgs, dir: &Path) -> anyhow::Result<Vec<Round>> {
     Ok(all)
 }
 
-/// A three-node cluster from scripts/nats-cluster.sh, stopped on drop.
-struct Cluster {
-    dir: PathBuf,
-}
-
-fn cluster_script() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/nats-cluster.sh")
-}
-
-impl Cluster {
-    fn start(dir: &Path, base_port: u16) -> anyhow::Result<Cluster> {
-        let status = Command::new("bash")
-            .arg(cluster_script())
-            .arg("start")
-            .arg(dir)
-            .env("NATS_BASE_PORT", base_port.to_string())
-            .status()
-            .context("cannot run scripts/nats-cluster.sh")?;
-        anyhow::ensure!(status.success(), "scripts/nats-cluster.sh start failed");
-        Ok(Cluster {
-            dir: dir.to_path_buf(),
-        })
-    }
-
-    /// The logs in the cluster's stream, the snapshots in `datadir`.
-    fn storage(&self, datadir: &DataDir, replicas: usize) -> anyhow::Result<Storage> {
-        let env = std::fs::read_to_string(self.dir.join("cluster.env"))?;
-        let list = |key: &str| -> Vec<String> {
-            env.lines()
-                .find_map(|l| l.strip_prefix(key))
-                .unwrap_or_default()
-                .split(',')
-                .map(String::from)
-                .collect()
-        };
-        let nats = nats::Nats::connect(&nats::NatsConfig {
-            urls: list("NATS_URLS="),
-            creds_file: self.dir.join("creds"),
-            monitor_urls: list("NATS_MONITOR_URLS="),
-            node: "bench".into(),
-            safety: nats::Safety::Required,
-        })?;
-        let logs = nats::NatsLogs::open(&nats, replicas)?;
-        Ok(Storage {
-            logs: Arc::new(logs),
-            snapshots: Arc::new(FileSnapshots::new(datadir)),
-        })
-    }
-}
-
-impl Drop for Cluster {
-    fn drop(&mut self) {
-        let _ = Command::new("bash")
-            .arg(cluster_script())
-            .arg("stop")
-            .arg(&self.dir)
-            .status();
-    }
+/// The logs in `cluster`'s stream, the snapshots in `datadir`.
+fn jetstream_storage(
+    cluster: &TestCluster,
+    datadir: &DataDir,
+    replicas: usize,
+) -> anyhow::Result<Storage> {
+    let nats = nats::Nats::connect(&cluster.config("bench"))?;
+    let logs = nats::NatsLogs::open(&nats, replicas)?;
+    Ok(Storage {
+        logs: Arc::new(logs),
+        snapshots: Arc::new(FileSnapshots::new(datadir)),
+    })
 }

@@ -9,10 +9,10 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::{mltrader, Player, Server};
+use nats::testing::TestCluster;
 
 fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
@@ -20,62 +20,6 @@ fn workspace_root() -> PathBuf {
 
 fn server_exe() -> Option<PathBuf> {
     nats::locate::nats_server_for_test(&workspace_root(), "serve --nats")
-}
-
-/// A cluster from the script, stopped on drop.
-struct Cluster {
-    dir: tempfile::TempDir,
-    exe: PathBuf,
-}
-
-impl Cluster {
-    fn start(exe: PathBuf) -> Cluster {
-        let dir = tempfile::tempdir().unwrap();
-        let base = 30_000 + (std::process::id() % 200) as u16 * 100;
-        let ok = Command::new("bash")
-            .arg(workspace_root().join("scripts/nats-cluster.sh"))
-            .arg("start")
-            .arg(dir.path())
-            .env("NATS_BASE_PORT", base.to_string())
-            .env("MLTRADER_NATS_SERVER", &exe)
-            .status()
-            .unwrap()
-            .success();
-        assert!(ok, "scripts/nats-cluster.sh start failed");
-        Cluster { dir, exe }
-    }
-
-    /// `serve`'s flags for node `node`.
-    fn flags(&self, node: &str) -> Vec<String> {
-        let env = std::fs::read_to_string(self.dir.path().join("cluster.env")).unwrap();
-        let value = |key: &str| {
-            env.lines()
-                .find_map(|l| l.strip_prefix(key))
-                .unwrap()
-                .to_string()
-        };
-        vec![
-            "--nats".into(),
-            value("NATS_URLS="),
-            "--creds".into(),
-            self.dir.path().join("creds").display().to_string(),
-            "--node".into(),
-            node.into(),
-            "--nats-monitor".into(),
-            value("NATS_MONITOR_URLS="),
-        ]
-    }
-}
-
-impl Drop for Cluster {
-    fn drop(&mut self) {
-        let _ = Command::new("bash")
-            .arg(workspace_root().join("scripts/nats-cluster.sh"))
-            .arg("stop")
-            .arg(self.dir.path())
-            .env("MLTRADER_NATS_SERVER", &self.exe)
-            .status();
-    }
 }
 
 fn signal(pid: u32, sig: libc::c_int) {
@@ -87,8 +31,8 @@ fn signal(pid: u32, sig: libc::c_int) {
 #[test]
 fn a_standby_takes_over_a_paused_node_and_the_paused_node_stops() {
     let Some(exe) = server_exe() else { return };
-    let cluster = Cluster::start(exe);
-    let alpha_flags = cluster.flags("alpha");
+    let cluster = TestCluster::start(&workspace_root(), exe);
+    let alpha_flags = cluster.serve_flags("alpha");
     let alpha_flags: Vec<&str> = alpha_flags.iter().map(String::as_str).collect();
     let mut alpha = Server::start(&alpha_flags);
     let ann = Player::join(&alpha, "Ann");
@@ -96,7 +40,7 @@ fn a_standby_takes_over_a_paused_node_and_the_paused_node_stops() {
 
     // While alpha holds the lease, beta is refused, naming the holder.
     let beta_dir = tempfile::tempdir().unwrap();
-    let beta_flags = cluster.flags("beta");
+    let beta_flags = cluster.serve_flags("beta");
     let refused = mltrader()
         .args(["serve", "--listen", "127.0.0.1:0", "--data"])
         .arg(beta_dir.path().join("data"))

@@ -25,6 +25,8 @@ pub mod locate;
 pub mod logs;
 pub mod safety;
 pub mod subject;
+#[cfg(feature = "testing")]
+pub mod testing;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -14,6 +14,7 @@ use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
 use mltrader_nats::logs::NatsLogs;
+use mltrader_nats::testing::TestCluster;
 use mltrader_nats::{Nats, NatsConfig, NatsOwnership, Safety};
 use store::backend::{FileLogs, LogStore, Ownership, OwnershipError};
 use store::datadir::DataDir;
@@ -39,94 +40,15 @@ fn free_port() -> u16 {
         .port()
 }
 
-/// A base port whose cluster ports (base..+2, +100..+102, +200..+202) are free now.
-fn free_base_port() -> u16 {
-    let start = 20_000 + (std::process::id() % 300) as u16 * 100;
-    (0..400u16)
-        .map(|i| 20_000 + (start - 20_000 + i * 97) % 40_000)
-        .find(|base| {
-            [0u16, 100, 200]
-                .iter()
-                .all(|o| (0..3u16).all(|i| TcpListener::bind(("127.0.0.1", base + o + i)).is_ok()))
-        })
-        .expect("no free ports for a cluster")
-}
-
-struct Cluster {
-    dir: tempfile::TempDir,
-    urls: Vec<String>,
-    monitors: Vec<String>,
-    exe: PathBuf,
-}
-
-impl Cluster {
-    fn start(exe: PathBuf) -> Cluster {
-        let dir = tempfile::tempdir().unwrap();
-        let status = Command::new("bash")
-            .arg(workspace_root().join("scripts/nats-cluster.sh"))
-            .arg("start")
-            .arg(dir.path())
-            .env("NATS_BASE_PORT", free_base_port().to_string())
-            .env("MLTRADER_NATS_SERVER", &exe)
-            .status()
-            .unwrap();
-        assert!(status.success(), "scripts/nats-cluster.sh start failed");
-        let env = std::fs::read_to_string(dir.path().join("cluster.env")).unwrap();
-        let value = |key: &str| -> Vec<String> {
-            env.lines()
-                .find_map(|l| l.strip_prefix(key))
-                .unwrap()
-                .split(',')
-                .map(String::from)
-                .collect()
-        };
-        Cluster {
-            urls: value("NATS_URLS="),
-            monitors: value("NATS_MONITOR_URLS="),
-            dir,
-            exe,
-        }
-    }
-
-    fn creds(&self) -> PathBuf {
-        self.dir.path().join("creds")
-    }
-
-    fn config(&self, node: &str) -> NatsConfig {
-        NatsConfig {
-            urls: self.urls.clone(),
-            creds_file: self.creds(),
-            monitor_urls: self.monitors.clone(),
-            node: node.into(),
-            safety: Safety::Required,
-        }
-    }
-
-    fn connect(&self, node: &str) -> Nats {
-        Nats::connect(&self.config(node)).unwrap()
-    }
-}
-
-impl Drop for Cluster {
-    fn drop(&mut self) {
-        let _ = Command::new("bash")
-            .arg(workspace_root().join("scripts/nats-cluster.sh"))
-            .arg("stop")
-            .arg(self.dir.path())
-            .env("MLTRADER_NATS_SERVER", &self.exe)
-            .status();
-    }
-}
-
 /// The cluster the running tests share (started by the first, stopped after the last).
-fn cluster() -> Option<Arc<Cluster>> {
-    static SHARED: Mutex<Weak<Cluster>> = Mutex::new(Weak::new());
+fn cluster() -> Option<Arc<TestCluster>> {
+    static SHARED: Mutex<Weak<TestCluster>> = Mutex::new(Weak::new());
     let exe = server_exe()?;
     let mut shared = SHARED.lock().unwrap_or_else(|e| e.into_inner());
     if let Some(c) = shared.upgrade() {
         return Some(c);
     }
-    let c = Arc::new(Cluster::start(exe));
+    let c = Arc::new(TestCluster::start(&workspace_root(), exe));
     *shared = Arc::downgrade(&c);
     Some(c)
 }
