@@ -2,8 +2,8 @@
 //! started and stopped with `scripts/nats-cluster.sh` (the same cluster an operator starts by
 //! hand: routes, `sync_interval: always`, a user and password): the one place the JetStream
 //! tests, the whole-binary tests and `mltrader-bench jetstream` get a cluster from. Also what
-//! the storm test needs to hurt it: the pid of each server, SIGKILL of one, restarting the
-//! stopped ones, and which server leads a stream ([`TestCluster::stream_leader`]).
+//! the storm test needs to hurt it: the pid of each server, SIGKILL of one, restarting it,
+//! and which server leads a stream ([`TestCluster::stream_leader`]).
 //!
 //! Behind the `testing` feature: never part of the product. Never installs nats-server (see
 //! [`super::locate`]) and never touches a cluster it did not start.
@@ -22,6 +22,8 @@ pub const SERVERS: usize = 3;
 const PORT_OFFSETS: [u16; 3] = [0, 100, 200];
 /// The lowest base port tried for a cluster on free ports.
 const FIRST_BASE_PORT: u16 = 20_000;
+/// How long a restarted server may take to be current with JetStream, in milliseconds.
+pub const RESTART_WAIT_MS: u64 = 60_000;
 /// How long a monitoring request may take, in milliseconds.
 const MONITOR_TIMEOUT_MS: u64 = 2_000;
 
@@ -34,6 +36,10 @@ pub struct TestCluster {
     script: PathBuf,
     urls: Vec<String>,
     monitors: Vec<String>,
+    /// Servers this process restarted ([`TestCluster::restart_server`]): its children, which it
+    /// must reap (a dead child not reaped still answers `kill -0`). A std mutex: held for a
+    /// `try_wait` or a `kill`, never across a wait for the cluster.
+    restarted: std::sync::Mutex<Vec<(usize, std::process::Child)>>,
 }
 
 /// Why a cluster did not start.
@@ -45,11 +51,12 @@ pub enum TestClusterError {
         #[source]
         source: std::io::Error,
     },
-    #[error("{script} start {dir} failed ({status})")]
+    #[error("{script} start {dir} failed ({status}); it said:\n{said}")]
     Start {
         script: PathBuf,
         dir: PathBuf,
         status: std::process::ExitStatus,
+        said: String,
     },
     #[error("cannot read {path}: {source}")]
     Read {
@@ -87,6 +94,7 @@ impl TestCluster {
             script,
             urls: Vec::new(),
             monitors: Vec::new(),
+            restarted: std::sync::Mutex::new(Vec::new()),
         };
         let mut cmd = cluster.script_command("start");
         cmd.env("NATS_BASE_PORT", base_port.to_string());
@@ -129,17 +137,22 @@ impl TestCluster {
     }
 
     fn run(&self, mut cmd: Command) -> Result<(), TestClusterError> {
-        let status = cmd.status().map_err(|source| TestClusterError::Run {
+        let out = cmd.output().map_err(|source| TestClusterError::Run {
             script: self.script.clone(),
             source,
         })?;
-        if status.success() {
+        if out.status.success() {
             Ok(())
         } else {
             Err(TestClusterError::Start {
                 script: self.script.clone(),
                 dir: self.dir.clone(),
-                status,
+                status: out.status,
+                said: format!(
+                    "{}{}",
+                    String::from_utf8_lossy(&out.stdout),
+                    String::from_utf8_lossy(&out.stderr)
+                ),
             })
         }
     }
@@ -202,10 +215,19 @@ impl TestCluster {
 
     /// The pid of server `i` (1-based) as the script recorded it, if it runs.
     pub fn server_pid(&self, i: usize) -> Option<u32> {
+        let mut restarted = self.restarted.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((_, child)) = restarted.iter_mut().find(|(n, _)| *n == i) {
+            return match child.try_wait() {
+                Ok(None) => Some(child.id()),
+                _ => None,
+            };
+        }
+        drop(restarted);
         let path = self.dir.join(Self::server_name(i)).join("pid");
         let pid: u32 = std::fs::read_to_string(path).ok()?.trim().parse().ok()?;
         let alive = Command::new("kill")
             .args(["-0", &pid.to_string()])
+            .stderr(std::process::Stdio::null())
             .status()
             .is_ok_and(|s| s.success());
         alive.then_some(pid)
@@ -216,6 +238,14 @@ impl TestCluster {
         let pid = self
             .server_pid(i)
             .unwrap_or_else(|| panic!("server n{i} is not running"));
+        let mut restarted = self.restarted.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(at) = restarted.iter().position(|(n, _)| *n == i) {
+            let (_, mut child) = restarted.remove(at);
+            child.kill().expect("SIGKILL a restarted server");
+            child.wait().expect("reap a restarted server");
+            return;
+        }
+        drop(restarted);
         let killed = Command::new("kill")
             .args(["-KILL", &pid.to_string()])
             .status()
@@ -230,11 +260,48 @@ impl TestCluster {
         panic!("n{i} (pid {pid}) still runs 5 s after SIGKILL");
     }
 
-    /// Starts again every server that is not running (the script's `start` skips the others)
-    /// and waits for a meta leader; panics if it cannot.
-    pub fn restart_stopped(&self) {
-        let cmd = self.script_command("start");
-        self.run(cmd).unwrap_or_else(|e| panic!("{e}"));
+    /// Starts server `i` (1-based) again, on its config and store, and waits until its
+    /// `/healthz` says it is current with JetStream; panics with its log's tail if it is not
+    /// within [`RESTART_WAIT_MS`].
+    pub fn restart_server(&self, i: usize) {
+        assert!(self.server_pid(i).is_none(), "n{i} still runs");
+        let node_dir = self.dir.join(Self::server_name(i));
+        let exe = self
+            .exe
+            .clone()
+            .or_else(|| super::locate::nats_server(&self.script.join("../..")))
+            .expect("nats-server (scripts/nats-install.sh)");
+        let log_path = node_dir.join("server.log");
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log_path)
+            .expect("the server's log");
+        let child = Command::new(exe)
+            .arg("-c")
+            .arg(node_dir.join("server.conf"))
+            .stdout(log.try_clone().expect("the server's log"))
+            .stderr(log)
+            .spawn()
+            .expect("start nats-server");
+        std::fs::write(node_dir.join("pid"), format!("{}\n", child.id())).expect("write pid");
+        self.restarted
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push((i, child));
+        let monitor = &self.monitors[i - 1];
+        let deadline = std::time::Instant::now() + Duration::from_millis(RESTART_WAIT_MS);
+        while http_get_json(monitor, "/healthz").is_none() {
+            if std::time::Instant::now() > deadline {
+                let log = std::fs::read_to_string(&log_path).unwrap_or_default();
+                let tail: Vec<&str> = log.lines().rev().take(30).collect();
+                panic!(
+                    "n{i} is not healthy {RESTART_WAIT_MS} ms after its restart; its log ends:\n{}",
+                    tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+                );
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
     }
 
     /// The server (1-based) that leads stream `stream`, as the first monitor that answers
@@ -256,6 +323,13 @@ impl TestCluster {
 
 impl Drop for TestCluster {
     fn drop(&mut self) {
+        // Restarted servers first: the script's wait for them would see unreaped children
+        // as running.
+        let restarted = self.restarted.get_mut().unwrap_or_else(|e| e.into_inner());
+        for (_, child) in restarted.iter_mut() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
         let _ = self.script_command("stop").status();
     }
 }
