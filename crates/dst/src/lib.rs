@@ -14,9 +14,11 @@
 pub mod bugs;
 pub mod disk;
 pub mod invariants;
+pub mod nodes;
 pub mod recovery;
 pub mod runner;
 pub mod scheduler;
+pub mod stream;
 pub mod trace;
 pub mod workload;
 pub mod world;
@@ -91,7 +93,13 @@ pub fn quiet_panics_in_seeds() {
 pub fn run_seed(seed: u64, opts: Options) -> SeedRun {
     let mut w = World::new(seed, opts.keep_trace);
     IN_SEED.with(|f| f.set(true));
-    let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| drive(&mut w, opts)));
+    let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| {
+        if nodes::is_stream_seed(seed) {
+            w.counts.stream_seeds += 1;
+            nodes::start(&mut w)?;
+        }
+        drive(&mut w, opts)
+    }));
     IN_SEED.with(|f| f.set(false));
     let failure = match outcome {
         Ok(Ok(())) => None,
@@ -123,14 +131,19 @@ fn drive(w: &mut World, opts: Options) -> Result<(), Violation> {
         w.counts.steps += 1;
         let action = scheduler::pick(w, opts.faults);
         scheduler::run(w, action)?;
-        if w.down.is_none() {
+        if w.down.is_none() && (w.js.is_none() || !w.shards.is_empty()) {
             invariants::check_step(w)?;
         }
     }
     w.step += 1;
-    recovery::crash(w);
-    w.step += 1;
-    recovery::restart(w)?;
+    if w.js.is_some() {
+        nodes::final_takeover(w)?;
+        nodes::epochs_in_order(w)?;
+    } else {
+        recovery::crash(w);
+        w.step += 1;
+        recovery::restart(w)?;
+    }
     if opts.audit_every > 0 && w.seed.is_multiple_of(opts.audit_every) {
         w.counts.audits += 1;
         audit(w)?;
@@ -153,18 +166,23 @@ pub fn audit(w: &World) -> Result<(), Violation> {
     .expect("a temporary directory");
     let datadir = store::datadir::DataDir::at(dir.path());
     datadir.create().expect("the data directory's layout");
-    let logs = w
-        .shards
-        .values()
-        .map(|s| (&s.log.name, &s.log.durable))
-        .chain(std::iter::once((
-            &w.transitions.name,
-            &w.transitions.durable,
-        )))
-        .chain(w.closed.iter());
+    let logs: Vec<(String, Vec<u8>)> = match &w.js {
+        // The truth is the stream's, whatever the nodes hold.
+        Some(_) => nodes::logs_for_audit(w),
+        None => w
+            .shards
+            .values()
+            .map(|s| (s.log.name.clone(), s.log.durable.clone()))
+            .chain(std::iter::once((
+                w.transitions.name.clone(),
+                w.transitions.durable.clone(),
+            )))
+            .chain(w.closed.iter().map(|(n, b)| (n.clone(), b.clone())))
+            .collect(),
+    };
     let files = store::backend::FileLogs::new(&datadir);
     for (name, bytes) in logs {
-        let path = files.path(name);
+        let path = files.path(&name);
         std::fs::write(&path, bytes).expect("writes a log");
     }
     let report = mesh::audit::audit(&datadir, &w.galaxy);
@@ -216,6 +234,9 @@ fn failure_of(w: &World, v: Violation) -> Failure {
 /// Every log's bytes (durable and not) and the trace, hashed.
 fn digest(w: &World) -> u64 {
     let mut h = xxhash_rust::xxh3::Xxh3::new();
+    if w.js.is_some() {
+        nodes::digest_into(w, &mut h);
+    }
     for s in w.shards.values() {
         h.update(s.log.name.as_bytes());
         h.update(&s.log.durable);

@@ -167,7 +167,7 @@ fn failed_seed(plan: &Plan, seed: u64, f: Failure) -> FailedSeed {
 
 /// Adds a seed's counts to a total.
 pub fn add(total: &mut Counts, c: &Counts) {
-    let pairs: [(&mut u64, u64); 21] = [
+    let pairs: [(&mut u64, u64); 38] = [
         (&mut total.travel_changes, c.travel_changes),
         (&mut total.steps, c.steps),
         (&mut total.requests, c.requests),
@@ -192,6 +192,23 @@ pub fn add(total: &mut Counts, c: &Counts) {
         (&mut total.escrows_settled, c.escrows_settled),
         (&mut total.escrows_refunded, c.escrows_refunded),
         (&mut total.audits, c.audits),
+        (&mut total.stream_seeds, c.stream_seeds),
+        (&mut total.takeovers, c.takeovers),
+        (&mut total.claims, c.claims),
+        (&mut total.fence_retries, c.fence_retries),
+        (&mut total.lease_records, c.lease_records),
+        (&mut total.zombie_appends_refused, c.zombie_appends_refused),
+        (&mut total.zombies_stopped, c.zombies_stopped),
+        (&mut total.appends_fenced, c.appends_fenced),
+        (&mut total.acks_lost, c.acks_lost),
+        (&mut total.duplicate_acks, c.duplicate_acks),
+        (&mut total.acks_twice, c.acks_twice),
+        (&mut total.publishes_stalled, c.publishes_stalled),
+        (&mut total.elections, c.elections),
+        (&mut total.pauses, c.pauses),
+        (&mut total.renewals, c.renewals),
+        (&mut total.renewals_unavailable, c.renewals_unavailable),
+        (&mut total.leases_lost, c.leases_lost),
     ];
     for (t, v) in pairs {
         *t += v;
@@ -220,6 +237,8 @@ impl Summary {
              faults: {} crashes, {} torn writes, {} EIO, {} ENOSPC, {} slow-disk spells; {} recoveries ({} with other travel times)\n\
              jumps: {} committed, {} landed, {} voided, {} aborted, {} completed by recovery, {} landings handed again\n\
              instances: {} splits, {} moves; escrows {} settled, {} refunded; {} requests, {} acknowledged; audits: {} (every {} seeds)\n\
+             stream world: {} seeds; {} takeovers ({} claims, {} re-read after a refused lease record), {} lease records; zombies: {} appends refused, {} stopped; {} appends of a replaced node refused\n\
+             stream faults: {} elections ({} publishes stalled, {} renewals unanswered of {} taken), {} pauses, {} leases lost; {} acks lost ({} retries answered duplicate), {} acks delivered twice\n\
              violations: {}",
             self.seeds,
             self.from,
@@ -253,6 +272,23 @@ impl Summary {
             t.acks,
             t.audits,
             self.audit_every,
+            t.stream_seeds,
+            t.takeovers,
+            t.claims,
+            t.fence_retries,
+            t.lease_records,
+            t.zombie_appends_refused,
+            t.zombies_stopped,
+            t.appends_fenced,
+            t.elections,
+            t.publishes_stalled,
+            t.renewals_unavailable,
+            t.renewals,
+            t.pauses,
+            t.leases_lost,
+            t.acks_lost,
+            t.duplicate_acks,
+            t.acks_twice,
             self.violations,
         );
         for f in &self.failures {
