@@ -38,6 +38,30 @@ pub struct Options {
     /// Keep every trace line (for `--trace`, and for a failure's story).
     pub keep_trace: bool,
     pub faults: scheduler::Faults,
+    /// Which world each seed runs.
+    pub worlds: Worlds,
+}
+
+/// Which world the seeds run: the local files (one process, crashes and disk faults), or the
+/// stream (JetStream, nodes, leases, takeovers, zombies; `nodes`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+pub enum Worlds {
+    /// Even seeds the files, odd seeds the stream.
+    #[default]
+    Both,
+    Files,
+    Stream,
+}
+
+impl Worlds {
+    /// Whether seed `seed` runs the stream world.
+    pub fn stream(self, seed: u64) -> bool {
+        match self {
+            Worlds::Both => nodes::is_stream_seed(seed),
+            Worlds::Files => false,
+            Worlds::Stream => true,
+        }
+    }
 }
 
 impl Default for Options {
@@ -47,6 +71,7 @@ impl Default for Options {
             audit_every: 1,
             keep_trace: true,
             faults: scheduler::Faults::default(),
+            worlds: Worlds::Both,
         }
     }
 }
@@ -94,7 +119,7 @@ pub fn run_seed(seed: u64, opts: Options) -> SeedRun {
     let mut w = World::new(seed, opts.keep_trace);
     IN_SEED.with(|f| f.set(true));
     let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| {
-        if nodes::is_stream_seed(seed) {
+        if opts.worlds.stream(seed) {
             w.counts.stream_seeds += 1;
             nodes::start(&mut w)?;
         }

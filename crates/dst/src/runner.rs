@@ -60,9 +60,16 @@ pub struct FailedSeed {
 }
 
 /// The command that replays `seed` alone with its trace.
-pub fn replay_command(seed: u64, steps: u64, bug: Option<&str>) -> String {
+pub fn replay_command(seed: u64, opts: &Options, bug: Option<&str>) -> String {
     let bug = bug.map(|b| format!(" --bug {b}")).unwrap_or_default();
-    format!("cargo run --release -p mltrader-dst -- --seed {seed} --steps {steps}{bug} --trace")
+    let world = match opts.worlds {
+        crate::Worlds::Both => String::new(),
+        other => format!(" --world {}", format!("{other:?}").to_lowercase()),
+    };
+    let steps = opts.steps;
+    format!(
+        "cargo run --release -p mltrader-dst -- --seed {seed} --steps {steps}{world}{bug} --trace"
+    )
 }
 
 /// Runs the plan; `set_bug` is called on each thread before its first seed.
@@ -160,7 +167,7 @@ fn failed_seed(plan: &Plan, seed: u64, f: Failure) -> FailedSeed {
         step: f.step,
         what: f.what,
         player: f.player,
-        replay: replay_command(seed, plan.opts.steps, plan.bug.as_deref()),
+        replay: replay_command(seed, &plan.opts, plan.bug.as_deref()),
         story: f.story,
     }
 }

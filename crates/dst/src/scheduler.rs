@@ -213,7 +213,10 @@ pub fn run(w: &mut World, action: Action) -> Result<(), crate::invariants::Viola
                 format!("SLOW disk: {name} for {SLOW_SPELL_STEPS} steps"),
             );
         }
-        Action::Crash if w.js.is_some() => crate::nodes::stop_active(w, "crashes"),
+        Action::Crash if w.js.is_some() => {
+            w.counts.crashes += 1;
+            crate::nodes::stop_active(w, "crashes");
+        }
         Action::Crash => recovery::crash(w),
         Action::Restart => return recovery::restart(w).map(|_| ()),
         Action::Node(a) => return crate::nodes::run(w, a),
