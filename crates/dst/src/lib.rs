@@ -3,7 +3,9 @@
 //! with the invariants checked after every step and every recovery, and the real auditor run on
 //! the simulated logs at the end. The same seed gives the same run, bit for bit.
 //!
-//! Modules: [`disk`] (simulated log files and their faults), [`world`] (the state of a run and
+//! Modules: [`disk`] (simulated log files and their faults), [`stream`] (a simulated
+//! JetStream: subjects, message ids, fencing, the KV lease), [`nodes`] (the stream world's
+//! nodes, takeovers and zombies), [`world`] (the state of a run and
 //! the shard's steps), [`workload`] (what players and primaries ask), [`scheduler`] (what
 //! happens next), [`recovery`] (crash and restart), [`invariants`], [`trace`], [`runner`]
 //! (many seeds on many threads). docs/TESTING.md explains it for a newcomer.

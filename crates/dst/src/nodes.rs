@@ -454,6 +454,7 @@ fn read(w: &mut World, node: u8) {
     };
     *takeover = takeover.read();
     *read = Some(logs);
+    w.counts.records_read_at_takeover += records as u64;
     w.note(
         None,
         None,
@@ -637,11 +638,15 @@ pub fn no_zombie_append(w: &World, a: &Accepted) -> Result<(), Violation> {
         player: None,
         jump: None,
         what: format!(
-            "{}: message {} of node {} at epoch {} accepted after the lease record of epoch {fenced_at} (epoch {serving} serves)",
+            "{}: message {} of node {} at epoch {} accepted {} while epoch {serving} serves",
             a.subject,
             a.seq,
             node_name(a.node),
-            a.epoch
+            a.epoch,
+            match fenced_at {
+                0 => "with no lease record before it".to_string(),
+                e => format!("after the lease record of epoch {e}"),
+            }
         ),
     })
 }

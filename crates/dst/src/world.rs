@@ -227,6 +227,8 @@ pub struct Counts {
     /// Takeovers whose `lease` record was refused (an old owner appended after the read).
     pub fence_retries: u64,
     pub lease_records: u64,
+    /// Records a taking-over node read (every log to its end: no snapshots here).
+    pub records_read_at_takeover: u64,
     pub zombie_appends_refused: u64,
     pub zombies_stopped: u64,
     /// Appends of the active node refused (it was replaced without knowing).
