@@ -778,9 +778,30 @@ pub fn final_takeover(w: &mut World) -> Result<(), Violation> {
     take_over_now(w, node)
 }
 
-/// The epochs of each subject as an export would check them: they never decrease, and every
-/// message after a `lease` record of epoch E carries epoch E until the next.
+/// The epochs of each subject as an export would check them: they never decrease, every
+/// message after a `lease` record of epoch E carries epoch E until the next, and one epoch is
+/// one node's.
 pub fn epochs_in_order(w: &World) -> Result<(), Violation> {
+    let mut holders: BTreeMap<u64, u8> = BTreeMap::new();
+    for (subject, messages) in &js(w).stream.subjects {
+        for m in messages {
+            let holder = *holders.entry(m.epoch).or_insert(m.node);
+            if holder != m.node {
+                return Err(Violation {
+                    invariant: "epochs_in_order",
+                    player: None,
+                    jump: None,
+                    what: format!(
+                        "{subject}: message {} of node {} carries epoch {}, which is node {}'s",
+                        m.seq,
+                        node_name(m.node),
+                        m.epoch,
+                        node_name(holder)
+                    ),
+                });
+            }
+        }
+    }
     for (subject, messages) in &js(w).stream.subjects {
         let mut fenced: Option<u64> = None;
         let mut last = 0;
@@ -852,5 +873,63 @@ pub fn digest_into(w: &World, h: &mut xxhash_rust::xxh3::Xxh3) {
             h.update(&m.epoch.to_le_bytes());
             h.update(&m.body);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bugs::{self, Bug};
+
+    /// Node 0 serves, a player's join is appended and not yet published; node 0 is paused past
+    /// its lease; node 1 claims, reads, fences and serves. The zombie wakes: its append is
+    /// `refused` (no fencing: accepted, and `no_zombie_append` says so). Then it renews and
+    /// stops.
+    fn zombie_after_takeover(bug: Option<Bug>) -> Result<World, Violation> {
+        bugs::set(bug);
+        let mut w = World::new(1, true);
+        start(&mut w).expect("node 0 takes the empty galaxy");
+        assert_eq!(js(&w).active.map(|a| a.node), Some(0));
+        crate::workload::request(&mut w, "pilot0");
+        let home = crate::world::log_name(
+            &w.galaxy,
+            sim::instance::InstanceId::primary(w.galaxy.home()),
+        );
+        let pending = w.shards.values().filter(|s| s.log.can_write()).count();
+        assert_eq!(pending, 1, "the join waits in the home log");
+        js_mut(&mut w).active.as_mut().unwrap().paused_until = u64::MAX;
+        w.step += LEASE_STEPS + 1;
+        js_mut(&mut w).roles[1] = Role::Standby;
+        claim(&mut w, 1);
+        read(&mut w, 1);
+        fence(&mut w, 1)?;
+        assert_eq!(js(&w).active.map(|a| a.node), Some(1), "node 1 serves");
+        let z = js(&w).zombie.clone().expect("node 0 is a zombie");
+        assert_eq!(z.logs.len(), 1);
+        assert_eq!(z.logs[0].name, home);
+        js_mut(&mut w).zombie.as_mut().unwrap().wakes_at = w.step;
+        let sent = zombie_send(&mut w, 0);
+        bugs::set(None);
+        sent?;
+        run(&mut w, NodeAction::ZombieRenew)?;
+        assert!(js(&w).zombie.is_none(), "the zombie stops");
+        Ok(w)
+    }
+
+    #[test]
+    fn a_zombie_woken_after_a_takeover_is_refused_and_stops() {
+        let w = zombie_after_takeover(None).expect("no violation");
+        assert_eq!(w.counts.zombie_appends_refused, 1);
+        assert_eq!(w.counts.zombies_stopped, 1);
+        epochs_in_order(&w).expect("epochs in order");
+    }
+
+    #[test]
+    fn a_zombie_append_accepted_is_a_violation() {
+        let v = zombie_after_takeover(Some(Bug::NoFencing))
+            .err()
+            .expect("caught");
+        assert_eq!(v.invariant, "no_zombie_append", "{v}");
+        assert!(v.what.contains("after the lease record of epoch"), "{v}");
     }
 }
