@@ -12,7 +12,7 @@
 //! stops a node, what expected sequence an append carries, when a takeover may serve) are
 //! `mesh::protocol::lease`'s. Never reads a clock: the store's clock is the step number.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 
 use mesh::protocol::lease::{self, AfterRenewal, Renewal, Takeover};
 
@@ -36,6 +36,9 @@ const CLAIM_WEIGHT: u64 = 50;
 const TAKEOVER_STEP_WEIGHT: u64 = 100;
 const NODE_BACK_WEIGHT: u64 = 20;
 const IDLE_WEIGHT: u64 = 10;
+/// A node taking over is paused (a long GC, SIGSTOP) more often than a fault's weight: its
+/// takeover lasts a few steps, and a pause there is what lets a newer owner overtake it.
+const TAKEOVER_PAUSE_WEIGHT: u64 = 5;
 
 /// A pause (SIGSTOP) lasts this many steps, at least and at most: often past the lease.
 const PAUSE_STEPS_MIN: u64 = 10;
@@ -62,6 +65,8 @@ pub enum Role {
         takeover: Takeover,
         revision: u64,
         read: Option<ReadLogs>,
+        /// Paused (SIGSTOP, a long GC) until this step: it takes no step before.
+        paused_until: u64,
     },
     /// Its old state is the [`Js::zombie`].
     Zombie,
@@ -125,7 +130,8 @@ pub struct Js {
 pub enum NodeAction {
     /// The active node (or a node taking over) renews its lease.
     Renew(u8),
-    Pause,
+    /// The active node, or a node taking over, is paused (SIGSTOP).
+    Pause(u8),
     Election,
     Claim(u8),
     Read(u8),
@@ -183,7 +189,7 @@ pub fn enabled(w: &World, crash: u64, faults: u64, all: &mut Vec<(u64, crate::sc
     if let Some(a) = js.active {
         if w.step >= a.paused_until {
             all.push((RENEW_WEIGHT, Action::Node(NodeAction::Renew(a.node))));
-            all.push((faults, Action::Node(NodeAction::Pause)));
+            all.push((faults, Action::Node(NodeAction::Pause(a.node))));
             all.push((crash, Action::Crash));
         }
     }
@@ -199,8 +205,13 @@ pub fn enabled(w: &World, crash: u64, faults: u64, all: &mut Vec<(u64, crate::sc
             Role::Standby if expired && available => {
                 all.push((CLAIM_WEIGHT, Action::Node(NodeAction::Claim(node))));
             }
-            Role::TakingOver { takeover, .. } => {
+            Role::TakingOver {
+                takeover,
+                paused_until,
+                ..
+            } if w.step >= *paused_until => {
                 all.push((RENEW_WEIGHT, Action::Node(NodeAction::Renew(node))));
+                all.push((TAKEOVER_PAUSE_WEIGHT, Action::Node(NodeAction::Pause(node))));
                 if available {
                     let next = match takeover {
                         Takeover::Claimed { .. } => NodeAction::Read(node),
@@ -233,12 +244,15 @@ pub fn run(w: &mut World, action: NodeAction) -> Result<(), Violation> {
     match action {
         NodeAction::Idle => Ok(()),
         NodeAction::Renew(node) => renew(w, node),
-        NodeAction::Pause => {
+        NodeAction::Pause(node) => {
             let steps = w.rng.range_inclusive(PAUSE_STEPS_MIN, PAUSE_STEPS_MAX);
             let until = w.step + steps;
-            let a = js_mut(w).active.as_mut().expect("an active node");
-            a.paused_until = until;
-            let node = a.node;
+            let js = js_mut(w);
+            match (js.active.as_mut(), &mut js.roles[node as usize]) {
+                (Some(a), _) if a.node == node => a.paused_until = until,
+                (_, Role::TakingOver { paused_until, .. }) => *paused_until = until,
+                (_, role) => unreachable!("node {node} paused as {role:?}"),
+            }
             w.counts.pauses += 1;
             w.note(
                 None,
@@ -399,6 +413,7 @@ fn claim(w: &mut World, node: u8) {
         takeover: Takeover::Claimed { epoch: l.epoch },
         revision: l.revision,
         read: None,
+        paused_until: 0,
     };
     w.counts.claims += 1;
     w.note(
@@ -412,32 +427,7 @@ fn claim(w: &mut World, node: u8) {
     );
 }
 
-/// Whether `node`'s claim still holds (else it gives the takeover up).
-fn still_holds(w: &mut World, node: u8, epoch: u64) -> bool {
-    let step = w.step;
-    let js = js_mut(w);
-    if js.stream.lease(step).is_some_and(|l| l.epoch == epoch) {
-        return true;
-    }
-    js.roles[node as usize] = Role::Standby;
-    w.note(
-        None,
-        None,
-        format!(
-            "node {}'s claim of epoch {epoch} expired before it served: standing by",
-            node_name(node)
-        ),
-    );
-    false
-}
-
 fn read(w: &mut World, node: u8) {
-    let Role::TakingOver { takeover, .. } = js(w).roles[node as usize].clone() else {
-        unreachable!("a read by a node taking over")
-    };
-    if !still_holds(w, node, takeover.epoch()) {
-        return;
-    }
     let js = js_mut(w);
     let mut logs = ReadLogs::default();
     for name in js.stream.subjects.keys() {
@@ -449,10 +439,31 @@ fn read(w: &mut World, node: u8) {
         .values()
         .map(|b| b.iter().filter(|&&c| c == b'\n').count())
         .sum();
+    // The highest epoch the logs were fenced with: a newer owner's means this claim is lost.
+    let highest = js
+        .stream
+        .subjects
+        .values()
+        .flatten()
+        .filter(|m| m.lease)
+        .map(|m| m.epoch)
+        .max()
+        .unwrap_or(0);
     let Role::TakingOver { takeover, read, .. } = &mut js.roles[node as usize] else {
-        unreachable!()
+        unreachable!("a read by a node taking over")
     };
-    *takeover = takeover.read();
+    let Some(next) = takeover.read_found(highest) else {
+        let text = format!(
+            "node {} reads epoch {highest}'s lease records, newer than its claim {}: standing by",
+            node_name(node),
+            takeover.epoch()
+        );
+        js.roles[node as usize] = Role::Standby;
+        w.counts.takeovers_outranked += 1;
+        w.note(None, None, text);
+        return;
+    };
+    *takeover = next;
     *read = Some(logs);
     w.counts.records_read_at_takeover += records as u64;
     w.note(
@@ -473,16 +484,18 @@ fn fence(w: &mut World, node: u8) -> Result<(), Violation> {
         takeover,
         revision,
         read,
+        ..
     } = js(w).roles[node as usize].clone()
     else {
         unreachable!("a fence by a node taking over")
     };
+    // No check of the lease here: a real node's check is never atomic with its appends. What
+    // stops a node whose claim expired meanwhile is the expected sequences (an owner that
+    // appended since the read refuses the fence) and the read's rule (a newer owner's lease
+    // records in the logs: stand by).
     let epoch = takeover.epoch();
-    if !still_holds(w, node, epoch) {
-        return Ok(());
-    }
     let read = read.expect("read before the fence");
-    make_zombie(w);
+    let memory = set_aside(w);
     js_mut(w).fencing = Some(Fencing {
         node,
         epoch,
@@ -492,15 +505,23 @@ fn fence(w: &mut World, node: u8) -> Result<(), Violation> {
     let served = recovery::restart(w);
     js_mut(w).fencing = None;
     match served {
-        Ok(true) => {}
+        Ok(true) => {
+            if let Some(m) = memory {
+                make_zombie(w, m);
+            }
+        }
         Ok(false) => {
             w.counts.fence_retries += 1;
-            recovery::forget_volatile(w);
             w.shards.clear();
+            recovery::forget_volatile(w);
+            if let Some(m) = memory {
+                give_back(w, m);
+            }
             js_mut(w).roles[node as usize] = Role::TakingOver {
                 takeover: takeover.fenced(false),
                 revision,
                 read: None,
+                paused_until: 0,
             };
             w.note(
                 None,
@@ -534,27 +555,71 @@ fn fence(w: &mut World, node: u8) -> Result<(), Violation> {
     Ok(())
 }
 
-/// The active node, if any, loses its state but what its logs still hold to send: a zombie.
-fn make_zombie(w: &mut World) {
-    let Some(a) = js_mut(w).active.take() else {
-        return;
+/// The active node's memory, set aside while a takeover recovers in the world's place: given
+/// back if the takeover's fence is refused (the active node goes on), made a zombie if not.
+struct Memory {
+    active: Active,
+    shards: BTreeMap<sim::instance::InstanceId, crate::world::Shard>,
+    transitions: SimLog,
+    channels:
+        BTreeMap<(crate::world::Sender, sim::instance::InstanceId), VecDeque<crate::world::Msg>>,
+    committed: BTreeMap<(sim::instance::InstanceId, sim::ids::Xfer), mesh::codec::Jump>,
+    slow: BTreeMap<String, u64>,
+    closed: BTreeMap<String, Vec<u8>>,
+    rules: sim::rules::Rules,
+    waiting: BTreeMap<String, bool>,
+}
+
+fn set_aside(w: &mut World) -> Option<Memory> {
+    let active = js_mut(w).active.take()?;
+    let memory = Memory {
+        active,
+        shards: std::mem::take(&mut w.shards),
+        transitions: std::mem::replace(
+            &mut w.transitions,
+            SimLog::create(store::backend::TRANSITIONS_LOG),
+        ),
+        channels: std::mem::take(&mut w.channels),
+        committed: std::mem::take(&mut w.committed),
+        slow: std::mem::take(&mut w.slow),
+        closed: w.closed.clone(),
+        rules: w.rules.clone(),
+        waiting: w
+            .clients
+            .iter()
+            .map(|(n, c)| (n.clone(), c.waiting))
+            .collect(),
     };
+    recovery::forget_volatile(w);
+    Some(memory)
+}
+
+fn give_back(w: &mut World, m: Memory) {
+    js_mut(w).active = Some(m.active);
+    w.shards = m.shards;
+    w.transitions = m.transitions;
+    w.channels = m.channels;
+    w.committed = m.committed;
+    w.slow = m.slow;
+    w.closed = m.closed;
+    w.rules = m.rules;
+    for (name, waiting) in m.waiting {
+        w.clients.get_mut(&name).expect("a client").waiting = waiting;
+    }
+}
+
+/// The old active node keeps what its logs still hold to send: a zombie.
+fn make_zombie(w: &mut World, m: Memory) {
+    let a = m.active;
     if let Some(old) = js_mut(w).zombie.take() {
         js_mut(w).roles[old.node as usize] = Role::Down {
             until: w.step + DOWN_STEPS_MIN,
         };
     }
-    let mut logs: Vec<SimLog> = Vec::new();
-    for s in std::mem::take(&mut w.shards).into_values() {
-        logs.push(s.log);
-    }
-    logs.push(std::mem::replace(
-        &mut w.transitions,
-        SimLog::create(store::backend::TRANSITIONS_LOG),
-    ));
+    let mut logs: Vec<SimLog> = m.shards.into_values().map(|s| s.log).collect();
+    logs.push(m.transitions);
     logs.retain(|l| l.failed().is_none() && (l.can_write() || l.can_sync()));
     let wakes_at = a.paused_until.max(w.step);
-    recovery::forget_volatile(w);
     let text = format!(
         "node {} is a zombie now (epoch {}; {} logs with records not acknowledged; awake at step {wakes_at})",
         node_name(a.node),

@@ -174,7 +174,7 @@ fn failed_seed(plan: &Plan, seed: u64, f: Failure) -> FailedSeed {
 
 /// Adds a seed's counts to a total.
 pub fn add(total: &mut Counts, c: &Counts) {
-    let pairs: [(&mut u64, u64); 39] = [
+    let pairs: [(&mut u64, u64); 40] = [
         (&mut total.travel_changes, c.travel_changes),
         (&mut total.steps, c.steps),
         (&mut total.requests, c.requests),
@@ -204,6 +204,7 @@ pub fn add(total: &mut Counts, c: &Counts) {
         (&mut total.claims, c.claims),
         (&mut total.fence_retries, c.fence_retries),
         (&mut total.lease_records, c.lease_records),
+        (&mut total.takeovers_outranked, c.takeovers_outranked),
         (
             &mut total.records_read_at_takeover,
             c.records_read_at_takeover,
@@ -248,7 +249,7 @@ impl Summary {
              faults: {} crashes, {} torn writes, {} EIO, {} ENOSPC, {} slow-disk spells; {} recoveries ({} with other travel times)\n\
              jumps: {} committed, {} landed, {} voided, {} aborted, {} completed by recovery, {} landings handed again\n\
              instances: {} splits, {} moves; escrows {} settled, {} refunded; {} requests, {} acknowledged; audits: {} (every {} seeds)\n\
-             stream world: {} seeds; {} takeovers ({} claims, {} re-read after a refused lease record, {} records read), {} lease records; zombies: {} appends refused, {} stopped; {} appends of a replaced node refused\n\
+             stream world: {} seeds; {} takeovers ({} claims, {} re-read after a refused lease record, {} given up to a newer owner, {} records read), {} lease records; zombies: {} appends refused, {} stopped; {} appends of a replaced node refused\n\
              stream faults: {} elections ({} publishes stalled, {} renewals unanswered of {} taken), {} pauses, {} leases lost; {} acks lost ({} retries answered duplicate), {} acks delivered twice\n\
              violations: {}",
             self.seeds,
@@ -287,6 +288,7 @@ impl Summary {
             t.takeovers,
             t.claims,
             t.fence_retries,
+            t.takeovers_outranked,
             t.records_read_at_takeover,
             t.lease_records,
             t.zombie_appends_refused,

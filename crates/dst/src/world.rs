@@ -226,6 +226,8 @@ pub struct Counts {
     pub claims: u64,
     /// Takeovers whose `lease` record was refused (an old owner appended after the read).
     pub fence_retries: u64,
+    /// Takeovers given up because the logs held a newer owner's lease records.
+    pub takeovers_outranked: u64,
     pub lease_records: u64,
     /// Records a taking-over node read (every log to its end: no snapshots here).
     pub records_read_at_takeover: u64,

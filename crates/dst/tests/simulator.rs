@@ -70,6 +70,7 @@ fn a_thousand_seeds_with_faults_break_no_invariant() {
         ("elections", t.elections),
         ("renewals unanswered in an election", t.renewals_unavailable),
         ("pauses", t.pauses),
+        ("takeovers given up to a newer owner", t.takeovers_outranked),
         ("leases lost", t.leases_lost),
         ("acks lost", t.acks_lost),
         ("retries answered duplicate", t.duplicate_acks),
@@ -149,4 +150,9 @@ fn a_standby_serving_before_its_lease_records_is_caught() {
 #[test]
 fn an_election_taken_for_a_lost_lease_is_caught() {
     caught(Bug::ElectionIsDeath);
+}
+
+#[test]
+fn a_takeover_fencing_over_a_newer_owner_is_caught() {
+    caught(Bug::FenceOverNewerEpoch);
 }

@@ -34,11 +34,14 @@ pub enum Bug {
     /// A renewal that fails because the store is electing a leader is read as a lost lease:
     /// the holder stops serving while it still holds the lease.
     ElectionIsDeath,
+    /// A node taking over that finds a newer owner's `lease` records in the logs it read (its
+    /// claim expired while it read or fenced) appends its own over them and serves.
+    FenceOverNewerEpoch,
 }
 
 impl Bug {
     /// Every bug, for runners that try each.
-    pub const ALL: [Bug; 7] = [
+    pub const ALL: [Bug; 8] = [
         Bug::LandBeforeEarlier,
         Bug::LostPrepareLands,
         Bug::LandTwice,
@@ -46,6 +49,7 @@ impl Bug {
         Bug::NoFencing,
         Bug::ServeBeforeLeaseRecord,
         Bug::ElectionIsDeath,
+        Bug::FenceOverNewerEpoch,
     ];
 
     /// The name used on command lines (`--bug land-twice`).
@@ -58,6 +62,7 @@ impl Bug {
             Bug::NoFencing => "no-fencing",
             Bug::ServeBeforeLeaseRecord => "serve-before-lease-record",
             Bug::ElectionIsDeath => "election-is-death",
+            Bug::FenceOverNewerEpoch => "fence-over-newer-epoch",
         }
     }
 

@@ -99,6 +99,19 @@ impl Takeover {
         }
     }
 
+    /// What the read found: the highest epoch of the `lease` records in the logs. A claim older
+    /// than one the logs hold was lost while this node read (its lease expired and another
+    /// node took over): it must stand by, never append its records over a newer owner's. The
+    /// node cannot know it from its own lease check, which is never atomic with its appends.
+    /// None: stand by.
+    pub fn read_found(self, highest_epoch_in_logs: u64) -> Option<Takeover> {
+        let read = self.read();
+        if highest_epoch_in_logs > self.epoch() && !bugs::on(Bug::FenceOverNewerEpoch) {
+            return None;
+        }
+        Some(read)
+    }
+
     /// The `lease` records were appended: every one accepted (`all_accepted`), or one refused
     /// because an old owner appended after the read (then: read again).
     pub fn fenced(self, all_accepted: bool) -> Takeover {
@@ -168,5 +181,17 @@ mod tests {
         let t = again.read().fenced(true);
         assert!(t.may_serve());
         assert_eq!(t.epoch(), 7);
+    }
+
+    #[test]
+    fn a_takeover_that_reads_a_newer_owner_stands_by() {
+        let t = Takeover::Claimed { epoch: 7 };
+        assert_eq!(t.read_found(6), Some(Takeover::Read { epoch: 7 }));
+        assert_eq!(
+            t.read_found(7),
+            Some(Takeover::Read { epoch: 7 }),
+            "its own"
+        );
+        assert_eq!(t.read_found(9), None, "epoch 9 owns the logs");
     }
 }
