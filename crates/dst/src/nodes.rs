@@ -4,9 +4,11 @@
 //! its lease, or be slow to renew; the stream may hold an election. A standby that finds the
 //! lease expired claims it (compare-and-set), reads every log to its end, and recovers with the
 //! real recovery, which fences every log with a `lease` record before anything else is written;
-//! then it serves. The old active node, if it still exists, becomes a zombie: it keeps what its
-//! logs had not yet got acknowledged and, once awake, publishes it (each append must be
-//! refused) and renews (it learns it lost the lease, and stops).
+//! then it serves; a refused fence means someone appended after the read: it reads again, and
+//! a read that finds a newer owner's `lease` records makes it stand by. Once its fence is
+//! accepted, the old active node, if it still exists, becomes a zombie: it keeps what its logs
+//! had not yet got acknowledged and, once awake, publishes it (each append must be refused)
+//! and renews (it learns it lost the lease, and stops).
 //!
 //! Owns the nodes' roles, the takeover's steps and the zombie; the decisions (when a renewal
 //! stops a node, what expected sequence an append carries, when a takeover may serve) are
