@@ -25,6 +25,7 @@ pub mod locate;
 pub mod logs;
 pub mod safety;
 pub mod subject;
+pub mod writers;
 
 use std::sync::Arc;
 use std::time::Duration;
