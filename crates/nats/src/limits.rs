@@ -38,3 +38,18 @@ pub const LEASE_MS: u64 = 10_000;
 pub const RENEW_EVERY_MS: u64 = LEASE_MS / 4;
 
 const _: () = assert!(RENEW_EVERY_MS * 3 <= LEASE_MS);
+
+/// How long one attempt at the snapshots' object store (a put, a get, a list, a delete) may
+/// take before it is abandoned and tried again: above [`ACK_TIMEOUT_MS`], since a put waits for
+/// several acks.
+pub const SNAPSHOT_ATTEMPT_TIMEOUT_MS: u64 = 10_000;
+
+/// How long a snapshot's put or get is retried (an election stops the bucket's stream for 4-9
+/// s) before it fails; a failed put leaves the previous snapshots in place.
+pub const SNAPSHOT_RETRY_FOR_MS: u64 = 30_000;
+
+/// The pause between two attempts at the object store.
+pub const SNAPSHOT_RETRY_PAUSE_MS: u64 = 200;
+
+const _: () = assert!(ACK_TIMEOUT_MS < SNAPSHOT_ATTEMPT_TIMEOUT_MS);
+const _: () = assert!(SNAPSHOT_ATTEMPT_TIMEOUT_MS < SNAPSHOT_RETRY_FOR_MS);

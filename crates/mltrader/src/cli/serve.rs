@@ -2,8 +2,9 @@
 //! Ctrl-C or SIGTERM, then stop cleanly (flush, snapshot) and exit 0.
 //!
 //! `--nats URL` keeps the logs in NATS JetStream instead of the data directory (docs/NATS.md):
-//! the node claims the galaxy's lease there, renews it, and exits if it loses it; snapshots and
-//! player logs stay in the data directory.
+//! the node claims the galaxy's lease there, renews it, and exits if it loses it; snapshots go
+//! to the object store bucket `mlt_snapshots` (with the galaxy's `galaxy.toml`, kept at first
+//! start), player logs stay in the data directory.
 //!
 //! `--demo` also runs a swarm of trader bots (`cli::swarm`) in the same process, playing through
 //! the server's own HTTP API, so a new galaxy is alive at once; it stops before the server does.
@@ -21,7 +22,7 @@ use mesh::instances::InstancePolicy;
 use mesh::{Mesh, MeshConfig};
 use net::connections::{self, Admission, Caps};
 use net::server::{self, Timeouts};
-use store::backend::{Claim, FileOwnership, FileSnapshots, Ownership, Storage, MESH_UNIT};
+use store::backend::{Claim, FileOwnership, Ownership, Storage, MESH_UNIT};
 use store::datadir::DataDir;
 
 #[derive(Args, Debug)]
@@ -314,7 +315,7 @@ impl NatsLease {
 }
 
 /// Connects to NATS (credentials, safety check), claims the galaxy's lease, and returns the
-/// storage with the logs in JetStream (snapshots in the data directory).
+/// storage with the logs and snapshots in JetStream (the galaxy kept beside the snapshots).
 async fn nats_storage(
     args: &ServeArgs,
     urls: &str,
@@ -330,15 +331,23 @@ async fn nats_storage(
     };
     let replicas = usize::try_from(args.nats_replicas)?;
     let lease = Duration::from_millis(nats::limits::LEASE_MS);
-    let (logs, ownership, claim) = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
-        let nats = nats::Nats::connect(&config)?;
-        let logs = nats::NatsLogs::open(&nats, replicas)?;
-        let ownership =
-            nats::NatsOwnership::open(&nats, nats::lease::LEASES_BUCKET, lease, replicas)?;
-        let claim = ownership.claim(MESH_UNIT)?;
-        Ok((logs, std::sync::Arc::new(ownership), claim))
-    })
-    .await??;
+    let galaxy_file = datadir.galaxy_file();
+    let (logs, ownership, claim, snapshots) =
+        tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
+            let nats = nats::Nats::connect(&config)?;
+            let logs = nats::NatsLogs::open(&nats, replicas)?;
+            let snapshots =
+                nats::NatsSnapshots::open(&nats, nats::snapshots::SNAPSHOTS_BUCKET, replicas)?;
+            snapshots.keep_galaxy(
+                &std::fs::read(&galaxy_file)?,
+                &galaxy_file.display().to_string(),
+            )?;
+            let ownership =
+                nats::NatsOwnership::open(&nats, nats::lease::LEASES_BUCKET, lease, replicas)?;
+            let claim = ownership.claim(MESH_UNIT)?;
+            Ok((logs, std::sync::Arc::new(ownership), claim, snapshots))
+        })
+        .await??;
     println!(
         "logs in NATS JetStream at {urls}: galaxy lease claimed, epoch {}",
         claim.epoch
@@ -346,7 +355,7 @@ async fn nats_storage(
     let renewing = tokio::spawn(renew_forever(ownership.clone(), claim.clone()));
     let storage = Storage {
         logs: std::sync::Arc::new(logs),
-        snapshots: std::sync::Arc::new(FileSnapshots::new(datadir)),
+        snapshots: std::sync::Arc::new(snapshots),
     };
     Ok((
         storage,
