@@ -349,9 +349,13 @@ impl UnsyncedServer {
             .unwrap();
         let monitor = format!("http://127.0.0.1:{monitor_port}");
         let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", monitor_port)).is_err() {
-            assert!(Instant::now() < deadline, "the single server did not start");
-            std::thread::sleep(Duration::from_millis(50));
+        // The server opens its monitoring port before its client port (JetStream starts in
+        // between): wait for both, or a loaded machine connects too early (seen in CI).
+        for port in [monitor_port, port] {
+            while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+                assert!(Instant::now() < deadline, "the single server did not start");
+                std::thread::sleep(Duration::from_millis(50));
+            }
         }
         UnsyncedServer {
             child,
