@@ -53,3 +53,7 @@ pub const SNAPSHOT_RETRY_PAUSE_MS: u64 = 200;
 
 const _: () = assert!(ACK_TIMEOUT_MS < SNAPSHOT_ATTEMPT_TIMEOUT_MS);
 const _: () = assert!(SNAPSHOT_ATTEMPT_TIMEOUT_MS < SNAPSHOT_RETRY_FOR_MS);
+
+/// How long a read of a log is tried again when the stream fails it (a request timing out
+/// during a leader's election, 4-9 s) before the read fails.
+pub const READ_RETRY_FOR_MS: u64 = 30_000;
