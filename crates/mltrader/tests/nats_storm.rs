@@ -219,13 +219,14 @@ impl Node {
         lines[lines.len().saturating_sub(n)..].join("\n")
     }
 
-    fn output_count(&self, needle: &str) -> usize {
-        self.lines
-            .lock()
-            .unwrap()
-            .iter()
-            .filter(|l| l.contains(needle))
-            .count()
+    /// The count of the last "N appends refused (fenced)" line the node printed (as it exits
+    /// having lost the lease).
+    fn fenced_appends(&self) -> Option<usize> {
+        let lines = self.lines.lock().unwrap();
+        lines.iter().rev().find_map(|l| {
+            let n = l.strip_suffix(" appends refused (fenced)")?;
+            n.split_whitespace().last()?.parse().ok()
+        })
     }
 }
 
@@ -446,7 +447,6 @@ impl Storm {
     /// the paused node; SIGCONT: it must refuse them, exit 3, and is started again (standby).
     fn zombie(&mut self) {
         let (paused, next) = (self.active, self.standby());
-        let refused_before = self.nodes[paused].output_count("append refused");
         let at = Instant::now();
         self.nodes[paused].signal(libc::SIGSTOP);
         eprintln!("storm: {} SIGSTOPped", self.nodes[paused].name);
@@ -482,7 +482,12 @@ impl Storm {
                 "the zombie acknowledged a join after losing its lease: {answer:?}"
             );
         }
-        self.zombie_refused += self.nodes[paused].output_count("append refused") - refused_before;
+        self.zombie_refused += self.nodes[paused].fenced_appends().unwrap_or_else(|| {
+            panic!(
+                "the zombie did not say how many appends were refused:\n{}",
+                self.nodes[paused].tail(30)
+            )
+        });
         self.record("SIGSTOP of the serving node past its lease", at);
         self.nodes[paused].start();
         self.nodes[paused].wait_for(Role::Standby, STANDBY_WAIT);
@@ -579,8 +584,6 @@ fn join_records(data: &Path) -> u64 {
 }
 
 #[test]
-#[ignore = "needs area A's standby (serve --nats waits and takes over, answering 503 standby) \
-            and area B's `mltrader export`: un-ignore once both are in main"]
 fn the_galaxy_survives_a_storm_of_node_and_stream_leader_deaths_and_a_zombie() {
     let Some(exe) = nats::locate::nats_server_for_test(&workspace_root(), "the storm") else {
         return;
@@ -626,45 +629,9 @@ fn the_galaxy_survives_a_storm_of_node_and_stream_leader_deaths_and_a_zombie() {
     assert_eq!(stopped.and_then(|s| s.code()), Some(0), "a clean stop");
     storm.nodes[1 - active].stop();
 
-    // The logs, exported from the stream, hold every acknowledged action.
-    let export = dir.path().join("export");
-    let mut export_cmd = mltrader();
-    export_cmd
-        .arg("export")
-        .args(storm.cluster.serve_flags("export"));
-    export_cmd.arg("--data").arg(&export);
-    let exported = export_cmd.output().expect("run mltrader export");
-    let export_said = String::from_utf8_lossy(&exported.stdout).into_owned();
-    assert!(
-        exported.status.success(),
-        "mltrader export failed: {export_said}{}",
-        String::from_utf8_lossy(&exported.stderr)
-    );
-    let zombie_accepted = export_said
-        .lines()
-        .find_map(|l| {
-            let (_, n) = l.split_once("zombie messages accepted")?;
-            n.trim_start_matches([':', ' ', '='])
-                .split_whitespace()
-                .next()?
-                .parse::<u64>()
-                .ok()
-        })
-        .unwrap_or_else(|| panic!("export reports no 'zombie messages accepted': {export_said}"));
-    let checked = mltrader()
-        .args(["check", "--json", "--data"])
-        .arg(&export)
-        .arg("--acks")
-        .arg(&acks_path)
-        .output()
-        .expect("run mltrader check");
-    let report: Value = serde_json::from_slice(&checked.stdout).unwrap_or_else(|e| {
-        panic!(
-            "check's report is not JSON ({e}): {}{}",
-            String::from_utf8_lossy(&checked.stdout),
-            String::from_utf8_lossy(&checked.stderr)
-        )
-    });
+    // No zombie message in the stream: in every log, epochs never decrease and everything
+    // after a lease record carries its epoch (the headers of issue 18's decision 4).
+    let zombie_accepted = zombie_messages_accepted(&storm.cluster);
 
     eprintln!("storm: the swarm: {summary:#}");
     eprintln!(
@@ -693,19 +660,31 @@ fn the_galaxy_survives_a_storm_of_node_and_stream_leader_deaths_and_a_zombie() {
         storm.zombie_refused,
         zombie_accepted
     );
+    assert_eq!(zombie_accepted, 0, "no zombie message in the stream");
+    assert!(
+        summary["acks"].as_u64() > Some(100),
+        "a storm, not a breeze: {summary:#}"
+    );
+    assert!(
+        summary["server_switches"].as_u64() > Some(0),
+        "the bots followed the serving node: {summary:#}"
+    );
 
-    assert!(checked.status.success(), "check failed: {report:#}");
-    assert_eq!(report["problems"], Value::Array(vec![]), "{report:#}");
+    // The logs, exported from the stream, hold every acknowledged action.
+    let Some((report, export)) = export_and_check(&storm.cluster, dir.path(), &acks_path) else {
+        // TODO(issue 18): remove once `mltrader export` (area B) is in main.
+        eprintln!(
+            "\n*** storm: `mltrader export` is not in this build: the export and `check --acks` \
+             part is NOT RUN ***\n"
+        );
+        return;
+    };
     let acks = &report["acks"];
     assert_eq!(acks["problems"], Value::Array(vec![]), "{acks:#}");
     assert_eq!(acks["acks"], acks["confirmed"], "every ack found: {acks:#}");
     assert_eq!(
         summary["acks"], acks["acks"],
         "the swarm's acks are the file's"
-    );
-    assert!(
-        acks["acks"].as_u64() > Some(100),
-        "a storm, not a breeze: {acks:#}"
     );
     let players = report["players"].as_u64().unwrap();
     assert_eq!(players, join_records(&export), "players equal to joins");
@@ -730,10 +709,70 @@ fn the_galaxy_survives_a_storm_of_node_and_stream_leader_deaths_and_a_zombie() {
         storm.zombie_refused > 0,
         "the zombie tried to append and was refused"
     );
-    assert_eq!(zombie_accepted, 0, "no zombie message in the stream");
 }
 
-/// What works before the standby: one node serving, the bots given its URL and a dead one,
+/// Logs of the stream in which a message of an older owner was accepted after a takeover
+/// (`nats::writers::check_fencing`); each breach is printed.
+fn zombie_messages_accepted(cluster: &TestCluster) -> usize {
+    use store::backend::LogStore;
+    let logs = nats::NatsLogs::open(&cluster.connect("storm-reader"), 3).unwrap();
+    let mut names = logs.list(store::backend::SYSTEMS_PREFIX).unwrap();
+    names.push(store::backend::TRANSITIONS_LOG.into());
+    let mut breaches = 0;
+    for name in &names {
+        let writers = logs.writers_of(name).unwrap();
+        if let Err(breach) = nats::writers::check_fencing(name, &writers) {
+            eprintln!("storm: {breach}");
+            breaches += 1;
+        }
+    }
+    breaches
+}
+
+/// `mltrader export` into `dir/export`, then `mltrader check --json --acks`: check's report
+/// (asserted sound) and the export's directory; None when this build has no `export`.
+fn export_and_check(cluster: &TestCluster, dir: &Path, acks: &Path) -> Option<(Value, PathBuf)> {
+    let has_export = mltrader()
+        .args(["help", "export"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !has_export {
+        return None;
+    }
+    let export = dir.join("export");
+    let exported = mltrader()
+        .arg("export")
+        .args(cluster.serve_flags("export"))
+        .arg("--data")
+        .arg(&export)
+        .output()
+        .expect("run mltrader export");
+    assert!(
+        exported.status.success(),
+        "mltrader export failed: {}{}",
+        String::from_utf8_lossy(&exported.stdout),
+        String::from_utf8_lossy(&exported.stderr)
+    );
+    let checked = mltrader()
+        .args(["check", "--json", "--data"])
+        .arg(&export)
+        .arg("--acks")
+        .arg(acks)
+        .output()
+        .expect("run mltrader check");
+    let report: Value = serde_json::from_slice(&checked.stdout).unwrap_or_else(|e| {
+        panic!(
+            "check's report is not JSON ({e}): {}{}",
+            String::from_utf8_lossy(&checked.stdout),
+            String::from_utf8_lossy(&checked.stderr)
+        )
+    });
+    assert!(checked.status.success(), "check failed: {report:#}");
+    assert_eq!(report["problems"], Value::Array(vec![]), "{report:#}");
+    Some((report, export))
+}
+
+/// The stream leader's death alone, under one node: the bots given its URL and a dead one,
 /// and the stream's leader killed under them twice: acknowledgements stop for the election and
 /// come back, the node keeps serving, and its figures are printed.
 #[test]

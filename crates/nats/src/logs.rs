@@ -15,10 +15,21 @@
 //! - `Nats-Expected-Last-Subject-Sequence`: the stream sequence of the subject's last message
 //!   as this writer knows it. A writer that lost its place (another node took over and wrote:
 //!   this one is a zombie) is refused (error 10071), its log is poisoned, and it stops.
+//! - `Mlt-Node` and `Mlt-Epoch`: the writing node and the epoch of the lease it holds
+//!   ([`NatsLogs::hold`]; 0 for a writer that holds none, as tests and benchmarks), so an
+//!   export can prove that no zombie's message was accepted: within a subject the epochs never
+//!   decrease, and every message after a `lease epoch=E` record carries E.
+//!
+//! A node holding the galaxy's lease appends a `lease` record ([`store::lease`]) to every log
+//! it opens, right after reading it to its end and before anything else, with the expected
+//! last sequence it read: from then on an older owner cannot append to that log.
 //!
 //! Message bodies are the exact record lines, checksums included: the subject's messages in
 //! order are byte for byte the file the local mode would have written, and reading a log hands
-//! them to the store's scanner as the file and memory backends do. This module never writes
+//! them to the store's scanner as the file and memory backends do. A read from a snapshot's
+//! position does not fetch the subject from its start: a binary search over stream sequences
+//! (each probe one message read at the stream leader) finds the message holding the
+//! position's record, and only it and the later messages are fetched. This module never writes
 //! without the expected sequence and never interprets a record.
 
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
@@ -26,6 +37,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_nats::jetstream::consumer::pull::OrderedConfig;
+use async_nats::jetstream::consumer::DeliverPolicy;
 use async_nats::jetstream::context::PublishErrorKind;
 use async_nats::jetstream::message::PublishMessage;
 use async_nats::jetstream::stream::{Config, LastRawMessageErrorKind, StorageType, Stream};
@@ -33,12 +45,14 @@ use async_nats::jetstream::Context;
 use futures_util::{StreamExt, TryStreamExt};
 use store::backend::{read_start, LogStore, Visit};
 use store::disk::AppendFile;
+use store::lease::{LeaseRecord, LEASE_KIND};
 use store::log::{Log, LogError, Opened, Position};
-use store::record::MAX_RECORD_BYTES;
+use store::record::{parse_line, MAX_RECORD_BYTES};
 use store::scan::{scan, ScanOutcome, ScanStart};
 
 use crate::limits::{
     DUPLICATE_WINDOW_S, HEADER_ROOM_BYTES, PUBLISH_RETRY_FOR_MS, PUBLISH_RETRY_PAUSE_MS,
+    READ_RETRY_FOR_MS,
 };
 use crate::subject::{self, LOG_SUBJECT_PREFIX};
 use crate::{Nats, NatsError};
@@ -49,12 +63,34 @@ pub const LOGS_STREAM: &str = "MLT_LOGS";
 /// Counts of what the publishes met, for tests and figures.
 #[derive(Debug, Default)]
 pub struct PublishStats {
+    /// Publishes the stream refused because another writer had appended since (fencing):
+    /// this node no longer owns the log.
+    pub fenced: AtomicU64,
     /// Messages stored (each a group commit, or a piece of one).
     pub messages: AtomicU64,
     /// Attempts sent again after a lost ack or a transient failure.
     pub retries: AtomicU64,
     /// Retries the stream answered `duplicate` (it had the first attempt already).
     pub duplicates: AtomicU64,
+}
+
+/// What the reads of logs fetched from the stream, for tests and figures (recovery's cost).
+#[derive(Debug, Default)]
+pub struct ReadStats {
+    /// Messages fetched, the search's probes included.
+    pub messages: AtomicU64,
+    /// Their payloads' bytes.
+    pub bytes: AtomicU64,
+    /// Messages fetched by searches for the message holding a position's record.
+    pub probes: AtomicU64,
+}
+
+impl ReadStats {
+    fn fetched(&self, payload_bytes: usize) {
+        self.messages.fetch_add(1, Ordering::Relaxed);
+        self.bytes
+            .fetch_add(payload_bytes as u64, Ordering::Relaxed);
+    }
 }
 
 /// Faults to inject, for tests.
@@ -72,12 +108,21 @@ impl Faults {
     }
 }
 
+/// The header naming the node that published a message.
+pub const NODE_HEADER: &str = "Mlt-Node";
+/// The header carrying the lease epoch of the node that published a message (0: none held).
+pub const EPOCH_HEADER: &str = "Mlt-Epoch";
+
 /// The logs of a galaxy, in the stream [`LOGS_STREAM`].
 pub struct NatsLogs {
-    nats: Nats,
-    stream: Stream,
+    pub(crate) nats: Nats,
+    pub(crate) stream: Stream,
     stats: Arc<PublishStats>,
+    reads: Arc<ReadStats>,
     faults: Arc<Faults>,
+    /// The epoch of the lease this node holds, set once by [`NatsLogs::hold`] before any log
+    /// is opened for writing: a node changes epoch only by starting again.
+    epoch: std::sync::OnceLock<u64>,
 }
 
 impl NatsLogs {
@@ -115,7 +160,37 @@ impl NatsLogs {
             nats: nats.clone(),
             stream,
             stats: Arc::new(PublishStats::default()),
+            reads: Arc::new(ReadStats::default()),
             faults: Arc::new(Faults::default()),
+            epoch: std::sync::OnceLock::new(),
+        })
+    }
+
+    /// From now on this node writes as the holder of the lease of epoch `epoch`: every log
+    /// opened gets a `lease` record first (fenced by the sequence read at open), and every
+    /// message carries the epoch in [`EPOCH_HEADER`]. Called once, right after the claim and
+    /// before the logs are opened; logs opened before keep epoch 0 (asserted against here by
+    /// the caller's order, not checked).
+    pub fn hold(&self, epoch: u64) {
+        assert!(epoch > 0, "a lease's epoch is from 1");
+        let set = self.epoch.set(epoch);
+        assert!(
+            set.is_ok() || self.epoch.get() == Some(&epoch),
+            "a node holds one lease epoch for its whole life (had {:?}, given {epoch})",
+            self.epoch.get()
+        );
+    }
+
+    /// The epoch this node writes under (0: it holds no lease).
+    pub fn epoch(&self) -> u64 {
+        self.epoch.get().copied().unwrap_or(0)
+    }
+
+    /// The lease record this node writes first to every log it opens, if it holds a lease.
+    fn lease_record(&self) -> Option<LeaseRecord> {
+        self.epoch.get().map(|&epoch| LeaseRecord {
+            epoch,
+            node: self.nats.node.clone(),
         })
     }
 
@@ -135,7 +210,12 @@ impl NatsLogs {
     pub fn bytes_of(&self, name: &str) -> Result<(Vec<u8>, u64), NatsError> {
         let stream = self.stream.clone();
         let subject = subject::of_log(name);
-        self.nats.bridge.run(read_subject(stream, subject))?
+        let reads = self.reads.clone();
+        let tail = self
+            .nats
+            .bridge
+            .run(read_tail_retrying(stream, subject, 1, reads))??;
+        Ok((tail.bytes, tail.last_subject_seq))
     }
 
     /// How many messages log `name` has.
@@ -163,19 +243,55 @@ impl NatsLogs {
         format!("nats:{LOGS_STREAM}/{}", subject::of_log(name))
     }
 
+    /// What the reads of logs fetched from the stream.
+    pub fn read_stats(&self) -> &ReadStats {
+        &self.reads
+    }
+
     /// The bytes of log `name` from where a read at `from` starts, that start, and what the
     /// writer needs: the subject's last stream sequence and its stored length.
+    ///
+    /// From a snapshot's position (`from.next_seq > 1`), only the messages from the one holding
+    /// record `from.next_seq` on are fetched ([`read_tail`]), and the scan starts at that
+    /// record's line, at `from`'s offset and line. Otherwise (and whenever the search cannot
+    /// place the record: a log shorter than the position, or a damaged line, which the scan
+    /// then reports) the whole subject is read, as a file is.
     fn stored_from(&self, name: &str, from: Position) -> Result<Stored, LogError> {
-        let (all, last_subject_seq) = self.bytes_of(name).map_err(|e| LogError::Read {
-            path: Self::shown(name),
-            error: Arc::new(e.into_io()),
-        })?;
+        let stream = self.stream.clone();
+        let subject = subject::of_log(name);
+        let reads = self.reads.clone();
+        let tail = self
+            .nats
+            .bridge
+            .run(read_tail_retrying(stream, subject, from.next_seq, reads))
+            .and_then(|r| r)
+            .map_err(|e| LogError::Read {
+                path: Self::shown(name),
+                error: Arc::new(e.into_io()),
+            })?;
+        if tail.from_record {
+            assert!(
+                from.next_seq > 1,
+                "a search is only made from a snapshot's position"
+            );
+            return Ok(Stored {
+                stored_bytes: from.offset + tail.bytes.len() as u64,
+                bytes: tail.bytes,
+                start: ScanStart {
+                    offset: from.offset,
+                    line: from.line,
+                    expect_seq: Some(from.next_seq),
+                },
+                last_subject_seq: tail.last_subject_seq,
+            });
+        }
+        let all = tail.bytes;
         let (offset, start) = read_start(&all, &Self::shown(name), from)?;
         Ok(Stored {
             stored_bytes: all.len() as u64,
             bytes: all[offset..].to_vec(),
             start,
-            last_subject_seq,
+            last_subject_seq: tail.last_subject_seq,
         })
     }
 }
@@ -218,17 +334,26 @@ impl LogStore for NatsLogs {
             batches: 0,
             buffered: Vec::new(),
             max_message_bytes,
+            node: self.nats.node.clone(),
+            epoch: self.epoch(),
             stats: self.stats.clone(),
             faults: self.faults.clone(),
         };
         let handle: Box<dyn AppendFile> = Box::new(file);
-        Log::open_over(
+        let (log, opened) = Log::open_over(
             Self::shown(name),
             &stored.bytes,
             stored.start,
             || Ok(handle),
             visit,
-        )
+        )?;
+        if let Some(lease) = self.lease_record() {
+            // First thing after the read, with the sequence the read found: if anyone wrote
+            // since, this is refused and the node must not serve the log.
+            let seq = log.append(LEASE_KIND, |line| lease.encode(line))?;
+            log.wait_durable(seq)?;
+        }
+        Ok((log, opened))
     }
 
     fn read(&self, name: &str, from: Position, visit: Visit<'_>) -> Result<ScanOutcome, LogError> {
@@ -273,13 +398,57 @@ fn writer_id() -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// Every message of `subject`, in order, concatenated, and the stream sequence of the last
-/// one (0: none).
-async fn read_subject(stream: Stream, subject: String) -> Result<(Vec<u8>, u64), NatsError> {
+/// A subject's bytes as [`read_tail`] fetched them.
+struct Tail {
+    /// From record `next_seq`'s line on if `from_record`, else every byte of the subject.
+    bytes: Vec<u8>,
+    from_record: bool,
+    /// The stream sequence of the subject's last message (0: none).
+    last_subject_seq: u64,
+}
+
+/// [`read_tail`], tried again on a failure of the stream (a request timing out while a leader
+/// is elected, or just after the stream was created) for up to [`READ_RETRY_FOR_MS`]; a
+/// message that is not whole lines is final.
+async fn read_tail_retrying(
+    stream: Stream,
+    subject: String,
+    next_seq: u64,
+    reads: Arc<ReadStats>,
+) -> Result<Tail, NatsError> {
+    let started = Instant::now();
+    loop {
+        match read_tail(stream.clone(), subject.clone(), next_seq, reads.clone()).await {
+            Err(e @ NatsError::JetStream { .. })
+                if started.elapsed() < Duration::from_millis(READ_RETRY_FOR_MS) =>
+            {
+                tracing::debug!("{subject}: read failed ({e}); retrying");
+                tokio::time::sleep(Duration::from_millis(PUBLISH_RETRY_PAUSE_MS)).await;
+            }
+            outcome => return outcome,
+        }
+    }
+}
+
+/// The bytes of `subject` from record `next_seq` on: the subject's last stream sequence is
+/// read from the stream leader; for `next_seq > 1`, [`find_message`] finds the message holding
+/// record `next_seq` (or ending just before it), and only it and the messages after it are
+/// fetched. When it cannot be placed, every message is fetched (`from_record` false) and the
+/// caller's scan says what is wrong.
+async fn read_tail(
+    stream: Stream,
+    subject: String,
+    next_seq: u64,
+    reads: Arc<ReadStats>,
+) -> Result<Tail, NatsError> {
     let last = match stream.get_last_raw_message_by_subject(&subject).await {
         Ok(message) => message.sequence,
         Err(e) if matches!(e.kind(), LastRawMessageErrorKind::NoMessageFound) => {
-            return Ok((Vec::new(), 0))
+            return Ok(Tail {
+                bytes: Vec::new(),
+                from_record: false,
+                last_subject_seq: 0,
+            })
         }
         Err(e) => {
             return Err(NatsError::jetstream(
@@ -288,9 +457,119 @@ async fn read_subject(stream: Stream, subject: String) -> Result<(Vec<u8>, u64),
             ))
         }
     };
+    if next_seq > 1 {
+        if let Some((at, payload)) = find_message(&stream, &subject, next_seq, last, &reads).await?
+        {
+            if let Some(cut) = line_of_record(&payload, next_seq) {
+                let mut bytes = payload[cut..].to_vec();
+                if at < last {
+                    bytes.extend(read_messages(&stream, &subject, at + 1, last, &reads).await?);
+                }
+                return Ok(Tail {
+                    bytes,
+                    from_record: true,
+                    last_subject_seq: last,
+                });
+            }
+        }
+    }
+    Ok(Tail {
+        bytes: read_messages(&stream, &subject, 1, last, &reads).await?,
+        from_record: false,
+        last_subject_seq: last,
+    })
+}
+
+/// The subject's last message (stream sequence and payload) whose first record is at most
+/// `record`, found by a binary search over stream sequences up to `last`, each probe the
+/// subject's first message at or after a sequence, read at the stream leader. Records grow
+/// with stream sequences within a subject, so the search is sound; it fetches about
+/// log2(`last`) messages. None when the subject's first record is after `record` (or a first
+/// line does not parse: the full read reports it).
+async fn find_message(
+    stream: &Stream,
+    subject: &str,
+    record: u64,
+    last: u64,
+    reads: &ReadStats,
+) -> Result<Option<(u64, Vec<u8>)>, NatsError> {
+    let probe = |from: u64| async move {
+        let message = stream
+            .get_first_raw_message_by_subject(subject, from)
+            .await
+            .map_err(|e| NatsError::jetstream(format!("reading {subject} at {from}"), e))?;
+        reads.fetched(message.payload.len());
+        reads.probes.fetch_add(1, Ordering::Relaxed);
+        let first = first_record(&message.payload);
+        Ok::<_, NatsError>((message.sequence, first, message.payload.to_vec()))
+    };
+    let (mut lo, first, mut best) = probe(1).await?;
+    if first.is_none_or(|f| f > record) {
+        return Ok(None);
+    }
+    let mut hi = last;
+    while lo < hi {
+        let mid = lo + (hi - lo).div_ceil(2);
+        let (at, first, payload) = probe(mid).await?;
+        assert!(
+            at >= mid && at <= last,
+            "{subject}: probe at {mid} found {at}"
+        );
+        match first {
+            Some(f) if f <= record => {
+                lo = at;
+                best = payload;
+            }
+            Some(_) => hi = mid - 1,
+            None => return Ok(None),
+        }
+    }
+    Ok(Some((lo, best)))
+}
+
+/// The sequence number of the first record of a message.
+fn first_record(payload: &[u8]) -> Option<u64> {
+    let line = payload.split_inclusive(|b| *b == b'\n').next()?;
+    parse_line(line).ok().map(|r| r.seq)
+}
+
+/// Where record `record`'s line starts in `payload`, a message of whole lines whose first
+/// record is at most `record`: its offset, or the payload's length when its last record is
+/// `record - 1` (the record is the next message's first, or not written yet). None when the
+/// payload does not hold the record or end just before it, or a line does not parse.
+fn line_of_record(payload: &[u8], record: u64) -> Option<usize> {
+    let mut offset = 0;
+    let mut last = None;
+    for line in payload.split_inclusive(|b| *b == b'\n') {
+        let seq = parse_line(line).ok()?.seq;
+        if seq == record {
+            return Some(offset);
+        }
+        offset += line.len();
+        last = Some(seq);
+    }
+    (last == Some(record - 1)).then_some(offset)
+}
+
+/// The messages of `subject` from stream sequence `from` to `last`, in order, concatenated,
+/// through an ordered consumer.
+async fn read_messages(
+    stream: &Stream,
+    subject: &str,
+    from: u64,
+    last: u64,
+    reads: &ReadStats,
+) -> Result<Vec<u8>, NatsError> {
+    assert!(
+        from >= 1 && from <= last,
+        "{subject}: a read from {from} to {last}"
+    );
     let consumer = stream
         .create_consumer(OrderedConfig {
-            filter_subject: subject.clone(),
+            filter_subject: subject.to_string(),
+            deliver_policy: DeliverPolicy::ByStartSequence {
+                start_sequence: from,
+            },
             ..Default::default()
         })
         .await
@@ -300,7 +579,7 @@ async fn read_subject(stream: Stream, subject: String) -> Result<(Vec<u8>, u64),
         .await
         .map_err(|e| NatsError::jetstream(format!("cannot read {subject}"), e))?;
     let mut bytes = Vec::new();
-    let mut seen = 0;
+    let mut seen = from - 1;
     while seen < last {
         let message = messages
             .next()
@@ -311,17 +590,24 @@ async fn read_subject(stream: Stream, subject: String) -> Result<(Vec<u8>, u64),
             .info()
             .map_err(|e| NatsError::jetstream(format!("reading {subject}"), e))?
             .stream_sequence;
-        assert!(stream_seq > seen, "an ordered consumer delivers in order");
+        if stream_seq <= seen {
+            // async-nats recreates an ordered consumer that had delivered nothing yet (after a
+            // missed heartbeat) from the stream's start, whatever its start sequence was
+            // (`recreate_ordered_consumer`: sequence 0 means `DeliverPolicy::All`): seen here
+            // under load. What comes before `from` again is skipped.
+            continue;
+        }
         if !message.payload.ends_with(b"\n") {
             return Err(NatsError::NotWholeLines {
-                subject,
+                subject: subject.to_string(),
                 stream_seq,
             });
         }
+        reads.fetched(message.payload.len());
         bytes.extend_from_slice(&message.payload);
         seen = stream_seq;
     }
-    Ok((bytes, seen))
+    Ok(bytes)
 }
 
 /// A log's subject as the committer's file: `append` buffers, `sync` publishes (fenced,
@@ -341,6 +627,9 @@ pub struct JetStreamFile {
     buffered: Vec<u8>,
     /// The largest message body sent: the server's max_payload less room for headers.
     max_message_bytes: usize,
+    /// This node's name and lease epoch, in every message's headers.
+    node: String,
+    epoch: u64,
     stats: Arc<PublishStats>,
     faults: Arc<Faults>,
 }
@@ -395,6 +684,8 @@ impl JetStreamFile {
             subject: self.subject.clone(),
             id,
             expected_last_seq: self.last_subject_seq,
+            node: self.node.clone(),
+            epoch: self.epoch,
             body,
             stats: self.stats.clone(),
             faults: self.faults.clone(),
@@ -409,6 +700,8 @@ struct Attempt {
     subject: String,
     id: String,
     expected_last_seq: u64,
+    node: String,
+    epoch: u64,
     body: Vec<u8>,
     stats: Arc<PublishStats>,
     faults: Arc<Faults>,
@@ -426,7 +719,9 @@ impl Attempt {
             let publish = PublishMessage::build()
                 .payload(self.body.clone().into())
                 .message_id(&self.id)
-                .expected_last_subject_sequence(self.expected_last_seq);
+                .expected_last_subject_sequence(self.expected_last_seq)
+                .header(NODE_HEADER, self.node.as_str())
+                .header(EPOCH_HEADER, self.epoch.to_string().as_str());
             let outcome = match self.js.send_publish(self.subject.clone(), publish).await {
                 Ok(ack) => ack.await,
                 Err(e) => Err(e),
@@ -439,11 +734,12 @@ impl Attempt {
             let failure = match outcome {
                 Ok(ack) => return self.acked(ack, attempts),
                 Err(Failure::Publish(e)) if e.kind() == PublishErrorKind::WrongLastSequence => {
+                    self.stats.fenced.fetch_add(1, Ordering::Relaxed);
                     return Err(NatsError::Fenced {
                         subject: self.subject.clone(),
                         expected_last_seq: self.expected_last_seq,
                         detail: e.to_string(),
-                    })
+                    });
                 }
                 Err(Failure::Publish(e))
                     if matches!(
