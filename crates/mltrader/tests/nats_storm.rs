@@ -726,6 +726,14 @@ fn the_galaxy_survives_a_storm_of_node_and_stream_leader_deaths_and_a_zombie() {
         summary["server_switches"].as_u64() > Some(0),
         "the bots followed the serving node: {summary:#}"
     );
+    // The codes of issue 18's decision 1, spelled here so that a change of the client's list
+    // cannot weaken the test.
+    for code in ["standby", "shutting_down"] {
+        assert!(
+            summary["errors_by_code"][code].is_null(),
+            "a bot was told '{code}' instead of following the serving node: {summary:#}"
+        );
+    }
 
     // The logs, exported from the stream, hold every acknowledged action.
     let Some((report, export)) = export_and_check(&storm.cluster, dir.path(), &acks_path) else {

@@ -334,18 +334,25 @@ impl Drop for TestCluster {
     }
 }
 
-/// A base port whose cluster ports (base..+2, +100..+102, +200..+202) are free now.
+/// A base port whose cluster ports (base..+2, +100..+102, +200..+202) are free now, and that
+/// no other cluster of this process was given (tests run at once: a port still free because a
+/// cluster's servers have not bound it yet must not be handed out twice).
 pub fn free_base_port() -> u16 {
+    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    let mut given = GIVEN.lock().unwrap_or_else(|e| e.into_inner());
     let span = 40_000u16;
     let start = (std::process::id() % 300) as u16 * 100;
-    (0..400u16)
+    let base = (0..400u16)
         .map(|i| FIRST_BASE_PORT + (start + i * 97) % span)
+        .filter(|base| given.iter().all(|g| g.abs_diff(*base) >= 300))
         .find(|base| {
             PORT_OFFSETS.iter().all(|o| {
                 (0..SERVERS as u16).all(|i| TcpListener::bind(("127.0.0.1", base + o + i)).is_ok())
             })
         })
-        .expect("no free ports for a cluster")
+        .expect("no free ports for a cluster");
+    given.push(base);
+    base
 }
 
 /// `GET path` on a monitoring URL (`http://127.0.0.1:PORT`), read as JSON; None on any
