@@ -375,7 +375,11 @@ fn export_snapshots(
 
 /// The players' logs: each system log's records about players, as lines of their logs
 /// (`mesh::projector`), appended where missing. A log is replayed from its newest snapshot
-/// whose lines are already written (none on the first run: from its start).
+/// whose lines are already written (none on the first run: from its start). The logs are read
+/// one after the other while nodes write: a player's next event may be in a log read before it
+/// was written, so a player's lines can have a gap in one pass. Then nothing is marked as
+/// projected, and the next pass replays the same records again (appending is idempotent: only
+/// versions a player's log lacks are added).
 fn project_players(
     datadir: &DataDir,
     galaxy: &Galaxy,
@@ -383,7 +387,8 @@ fn project_players(
     report: &mut Report,
 ) -> anyhow::Result<()> {
     let mut lines = Vec::new();
-    for (name, entry) in state.logs.iter_mut() {
+    let mut marks = Vec::new();
+    for (name, entry) in &state.logs {
         let Some(slug) = name.strip_prefix(SYSTEMS_PREFIX) else {
             continue;
         };
@@ -407,11 +412,18 @@ fn project_players(
             .with_context(|| format!("cannot replay {name} to write the players' logs"))?;
         recovered.log.close()?;
         lines.extend(recovered.projections);
-        entry.projected = entry.last_record;
+        marks.push((name.clone(), entry.last_record));
     }
     let caught = mesh::projector::catch_up(datadir, lines);
     report.player_lines_added += caught.lines_added;
-    report.player_log_problems.extend(caught.problems);
+    if caught.problems.is_empty() {
+        for (name, last_record) in marks {
+            if let Some(entry) = state.logs.get_mut(&name) {
+                entry.projected = last_record;
+            }
+        }
+    }
+    report.player_log_problems = caught.problems;
     Ok(())
 }
 
