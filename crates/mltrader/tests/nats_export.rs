@@ -266,7 +266,7 @@ fn an_export_is_a_data_directory_that_check_and_replay_accept_and_resumes_and_fo
     assert_same_files(&clean, &resumed);
 
     // --follow: a live backup of what a second node writes, until SIGTERM.
-    let mut follow = cluster
+    let follow = cluster
         .export(&clean, &["--follow"])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
