@@ -16,6 +16,7 @@ pub mod postgres;
 pub mod rounds;
 pub mod storage;
 pub mod swarm;
+pub mod takeover;
 pub mod tick;
 
 use std::process::ExitCode;
@@ -66,6 +67,10 @@ pub enum Which {
     /// cluster on loopback that it starts) against the local files, in the same run. By hand:
     /// needs scripts/nats-install.sh.
     Jetstream(jetstream::JetStreamArgs),
+    /// Takeover time with the logs in NATS JetStream: a standby's lease expiry to serving, kill
+    /// to the first 200, records replayed, over several SIGKILLs of the active node. By hand:
+    /// needs scripts/nats-install.sh and a release build of both binaries.
+    Takeover(takeover::TakeoverArgs),
 }
 
 pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
@@ -79,6 +84,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
         Some(Which::Swarm(a)) => swarm::run(a),
         Some(Which::Instances(a)) => instances::run(a),
         Some(Which::Jetstream(a)) => jetstream::run(a),
+        Some(Which::Takeover(a)) => takeover::run(a),
     }
 }
 

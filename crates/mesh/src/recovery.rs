@@ -49,6 +49,7 @@ use store::backend::{
     system_log, FileLogs, LogStore, SnapshotStore, Storage, SYSTEMS_PREFIX, TRANSITIONS_LOG,
 };
 use store::datadir::DataDir;
+use store::lease::LeaseRecord;
 use store::log::{Log, LogError, Position};
 use store::scan::TornTail;
 use store::seq::Seq;
@@ -250,6 +251,9 @@ pub fn recover_system(
     let (log, opened) = storage
         .logs
         .open(&system_log(&slug), from, &mut |rec| {
+            if LeaseRecord::decode(rec)?.is_some() {
+                return Ok(()); // a new owner's mark (docs/NATS.md), not an event
+            }
             let (t, event) = decode_event(galaxy, id, rec)?;
             state.apply(t, &event)?;
             if let (Some(name), Some(version)) = (event.player(), state.version_after(&event)) {
@@ -400,6 +404,9 @@ fn read_transitions(
     let (transitions, opened) = storage
         .logs
         .open(TRANSITIONS_LOG, from, &mut |rec| {
+            if LeaseRecord::decode(rec)?.is_some() {
+                return Ok(()); // a new owner's mark (docs/NATS.md), not a jump
+            }
             let jump = decode_jump(galaxy, rec)?;
             Ok(read.read(galaxy, |id| all.get(&id).map(|r| &r.state), jump)?)
         })

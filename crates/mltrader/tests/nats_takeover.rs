@@ -1,7 +1,15 @@
-//! `serve --nats`: the logs in a three-node JetStream cluster (scripts/nats-cluster.sh), the
-//! galaxy's lease in its KV. A second node is refused while the first holds the lease; when
-//! the first is paused past its lease (SIGSTOP), the second takes over with the player where
-//! they were; the first, resumed (SIGCONT), learns it lost the lease and exits (3).
+//! `serve --nats` on a three-node JetStream cluster (scripts/nats-cluster.sh): nodes started
+//! together, one serves and the others stand by (503 `standby` naming the holder); the active
+//! node SIGKILLed, a standby takes over by itself with the players where they were and their
+//! jumps finished (the test prints the takeover time: kill to the first 200, and the node's own
+//! lease expiry to serving); then the new active node paused past its lease (SIGSTOP), the
+//! next standby takes over, and the paused node, resumed (SIGCONT), exits 3 saying how many of
+//! its appends were refused. At the end every log in the stream is checked: epochs never
+//! decrease and nothing after a `lease` record was written under another epoch (no zombie
+//! append accepted).
+//!
+//! Small by default (a lease of 3 s, two players); `MLTRADER_TAKEOVER_PLAYERS=N` adds N players
+//! with some history before the first kill, by hand.
 //!
 //! Needs nats-server: `MLTRADER_NATS_SERVER`, PATH, or target/nats-venv (scripts/nats-install.sh).
 //! Without it the test fails when `MLTRADER_NATS_REQUIRED=1` (CI) and skips loudly otherwise.
@@ -12,7 +20,10 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{mltrader, Player, Server};
+use common::{Http, Player, Server};
+
+/// The lease the nodes of this test hold, in milliseconds.
+const LEASE_MS: u64 = 3_000;
 
 fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
@@ -45,25 +56,48 @@ impl Cluster {
         Cluster { dir, exe }
     }
 
+    fn env(&self, key: &str) -> String {
+        let env = std::fs::read_to_string(self.dir.path().join("cluster.env")).unwrap();
+        env.lines()
+            .find_map(|l| l.strip_prefix(key)?.strip_prefix('='))
+            .unwrap()
+            .to_string()
+    }
+
     /// `serve`'s flags for node `node`.
     fn flags(&self, node: &str) -> Vec<String> {
-        let env = std::fs::read_to_string(self.dir.path().join("cluster.env")).unwrap();
-        let value = |key: &str| {
-            env.lines()
-                .find_map(|l| l.strip_prefix(key))
-                .unwrap()
-                .to_string()
-        };
         vec![
             "--nats".into(),
-            value("NATS_URLS="),
+            self.env("NATS_URLS"),
             "--creds".into(),
-            self.dir.path().join("creds").display().to_string(),
+            self.creds().display().to_string(),
             "--node".into(),
             node.into(),
             "--nats-monitor".into(),
-            value("NATS_MONITOR_URLS="),
+            self.env("NATS_MONITOR_URLS"),
+            "--lease-ms".into(),
+            LEASE_MS.to_string(),
         ]
+    }
+
+    fn creds(&self) -> PathBuf {
+        self.dir.path().join("creds")
+    }
+
+    /// A connection of the test's own, to read the stream.
+    fn logs(&self) -> nats::NatsLogs {
+        let config = nats::NatsConfig {
+            urls: self.env("NATS_URLS").split(',').map(String::from).collect(),
+            creds_file: self.creds(),
+            monitor_urls: self
+                .env("NATS_MONITOR_URLS")
+                .split(',')
+                .map(String::from)
+                .collect(),
+            node: "test-reader".into(),
+            safety: nats::Safety::Required,
+        };
+        nats::NatsLogs::open(&nats::Nats::connect(&config).unwrap(), 3).unwrap()
     }
 }
 
@@ -78,6 +112,110 @@ impl Drop for Cluster {
     }
 }
 
+/// A node of the test: `serve --nats` on a data directory of its own.
+fn node(cluster: &Cluster, name: &str, extra: &[&str]) -> Server {
+    let flags = cluster.flags(name);
+    let mut args: Vec<&str> = flags.iter().map(String::as_str).collect();
+    args.extend_from_slice(extra);
+    Server::start(&args)
+}
+
+/// `GET /v1/status` at `url`: its status and error code.
+fn status_of(rt: &tokio::runtime::Runtime, url: &str) -> Option<(u16, String, String)> {
+    let http = Http::new(url);
+    rt.block_on(async {
+        let resp = http
+            .client
+            .get(format!("{url}/v1/status"))
+            .timeout(Duration::from_secs(5))
+            .send()
+            .await
+            .ok()?;
+        let status = resp.status().as_u16();
+        let retry = resp
+            .headers()
+            .get("retry-after")
+            .map(|v| v.to_str().unwrap_or("").to_string());
+        let body: serde_json::Value = resp.json().await.unwrap_or_default();
+        let code = body["error"]["code"].as_str().unwrap_or("").to_string();
+        let message = body["error"]["message"].as_str().unwrap_or("").to_string();
+        Some((status, format!("{code} retry-after={retry:?}"), message))
+    })
+}
+
+/// Waits until one of `nodes` serves (200) and the others stand by (503 standby naming it);
+/// returns the index of the serving one.
+fn which_serves(rt: &tokio::runtime::Runtime, nodes: &[(&str, &Server)]) -> usize {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let seen: Vec<_> = nodes.iter().map(|(_, s)| status_of(rt, s.url())).collect();
+        let serving: Vec<usize> = (0..nodes.len())
+            .filter(|&i| matches!(&seen[i], Some((200, _, _))))
+            .collect();
+        if let [active] = serving[..] {
+            let others_stand_by = (0..nodes.len()).filter(|&i| i != active).all(|i| {
+                matches!(&seen[i], Some((503, code, message))
+                    if code == "standby retry-after=Some(\"1\")"
+                        && message.contains(&format!("node={}", nodes[active].0)))
+            });
+            if others_stand_by {
+                return active;
+            }
+        }
+        assert!(serving.len() <= 1, "two nodes serve at once: {seen:?}");
+        assert!(Instant::now() < deadline, "no single node serves: {seen:?}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Waits until `server` answers 200; returns how long it took.
+fn until_serving(rt: &tokio::runtime::Runtime, server: &Server, since: Instant) -> Duration {
+    let deadline = since + Duration::from_millis(LEASE_MS) + Duration::from_secs(60);
+    loop {
+        if matches!(status_of(rt, server.url()), Some((200, _, _))) {
+            return since.elapsed();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the standby does not serve {} s after the kill; it said {:?}",
+            deadline.duration_since(since).as_secs(),
+            server.output()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// The `serving N ms after` of the node's "took over" line.
+fn expiry_to_serving_ms(server: &Server) -> i64 {
+    let line = server
+        .output()
+        .into_iter()
+        .find(|l| l.starts_with("took over from"))
+        .unwrap_or_else(|| panic!("no 'took over' line: {:?}", server.output()));
+    let ms = line
+        .split("serving ")
+        .nth(1)
+        .and_then(|r| r.split(" ms after").next())
+        .and_then(|n| n.parse().ok());
+    ms.unwrap_or_else(|| panic!("no figure in {line:?}"))
+}
+
+fn wait_for_exit(server: &mut Server, within: Duration) -> std::process::ExitStatus {
+    let deadline = Instant::now() + within;
+    loop {
+        if let Some(status) = server.exited() {
+            return status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the node still runs {} s after SIGCONT; it said {:?}",
+            within.as_secs(),
+            server.output()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 fn signal(pid: u32, sig: libc::c_int) {
     let pid = libc::pid_t::try_from(pid).unwrap();
     // SAFETY: kill(2) on a child of this process, with a valid signal number.
@@ -85,54 +223,111 @@ fn signal(pid: u32, sig: libc::c_int) {
 }
 
 #[test]
-fn a_standby_takes_over_a_paused_node_and_the_paused_node_stops() {
+fn standbys_take_over_a_killed_node_and_a_paused_one_and_no_zombie_append_is_accepted() {
     let Some(exe) = server_exe() else { return };
     let cluster = Cluster::start(exe);
-    let alpha_flags = cluster.flags("alpha");
-    let alpha_flags: Vec<&str> = alpha_flags.iter().map(String::as_str).collect();
-    let mut alpha = Server::start(&alpha_flags);
-    let ann = Player::join(&alpha, "Ann");
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    // Jumps of a few seconds (50 ticks a light year at 50 Hz), so one is in flight at the kill.
+    let slow = ["--ticks-per-ly", "50", "--tick-hz", "50"];
+    let alpha = node(&cluster, "alpha", &slow);
+    let beta = node(&cluster, "beta", &slow);
+    let nodes = [("alpha", &alpha), ("beta", &beta)];
+    let active = which_serves(&rt, &nodes);
+    let (mut active, standby) = match active {
+        0 => (alpha, beta),
+        _ => (beta, alpha),
+    };
+
+    let extra: usize = std::env::var("MLTRADER_TAKEOVER_PLAYERS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
+    for i in 0..extra {
+        let p = Player::join(&active, &format!("Extra{i}"));
+        p.run(&["refuel"]).ok();
+    }
+    let ann = Player::join(&active, "Ann");
     ann.run(&["travel", "Alpha Centauri"]).ok();
+    let bob = Player::join(&active, "Bob");
+    bob.run(&["travel", "--no-wait", "Alpha Centauri"]).ok();
 
-    // While alpha holds the lease, beta is refused, naming the holder.
-    let beta_dir = tempfile::tempdir().unwrap();
-    let beta_flags = cluster.flags("beta");
-    let refused = mltrader()
-        .args(["serve", "--listen", "127.0.0.1:0", "--data"])
-        .arg(beta_dir.path().join("data"))
-        .args(&beta_flags)
-        .output()
-        .unwrap();
-    let said = String::from_utf8_lossy(&refused.stderr);
-    assert!(!refused.status.success(), "a second node must not serve");
-    assert!(said.contains("held by node=alpha"), "{said}");
-
-    // alpha pauses past its lease; beta takes over.
-    signal(alpha.pid(), libc::SIGSTOP);
-    std::thread::sleep(Duration::from_secs(11));
-    let beta_flags: Vec<&str> = beta_flags.iter().map(String::as_str).collect();
-    let beta = Server::start_with(Some(&beta_dir.path().join("data")), &[], &beta_flags);
-    let status = ann.run_at(beta.url(), &["status"]).ok();
+    // SIGKILL the active node: the standby takes over by itself.
+    let killed = Instant::now();
+    signal(active.pid(), libc::SIGKILL);
+    let _ = wait_for_exit(&mut active, Duration::from_secs(10));
+    let took = until_serving(&rt, &standby, killed);
+    let expiry_to_serving = expiry_to_serving_ms(&standby);
+    println!(
+        "takeover after SIGKILL: kill -> first 200 from the standby {} ms (lease {LEASE_MS} ms); lease expiry -> serving {expiry_to_serving} ms",
+        took.as_millis()
+    );
+    assert!(
+        expiry_to_serving < 10_000,
+        "the standby served {expiry_to_serving} ms after the lease expired"
+    );
+    let status = ann.run_at(standby.url(), &["status"]).ok();
     assert!(
         status.stdout.contains("Ann is in Alpha Centauri"),
         "{status:?}"
     );
-    ann.run_at(beta.url(), &["travel", "Sol"]).ok();
-
-    // alpha resumes: its next renewal finds the lease gone, and it exits with 3.
-    signal(alpha.pid(), libc::SIGCONT);
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let exited = loop {
-        if let Some(status) = alpha.exited() {
-            break status;
+    // Bob's jump, in flight at the kill, lands on the new node.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let status = bob.run_at(standby.url(), &["status"]).ok();
+        if status.stdout.contains("Bob is in Alpha Centauri") {
+            break;
         }
-        assert!(
-            Instant::now() < deadline,
-            "the paused node still runs 20 s after SIGCONT"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    };
-    assert_eq!(exited.code(), Some(3), "{exited:?}");
-    let status = ann.run_at(beta.url(), &["status"]).ok();
+        assert!(Instant::now() < deadline, "Bob never landed: {status:?}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+
+    // A new standby; the active node pauses past its lease (a zombie): the standby takes over.
+    let mut paused = standby;
+    let gamma = node(&cluster, "gamma", &slow);
+    assert!(matches!(status_of(&rt, gamma.url()), Some((503, _, _))));
+    signal(paused.pid(), libc::SIGSTOP);
+    let stopped = Instant::now();
+    let took = until_serving(&rt, &gamma, stopped);
+    println!(
+        "takeover after SIGSTOP: stop -> first 200 from the standby {} ms; lease expiry -> serving {} ms",
+        took.as_millis(),
+        expiry_to_serving_ms(&gamma)
+    );
+    let status = ann.run_at(gamma.url(), &["status"]).ok();
+    assert!(
+        status.stdout.contains("Ann is in Alpha Centauri"),
+        "{status:?}"
+    );
+    ann.run_at(gamma.url(), &["travel", "Sol"]).ok();
+
+    // The zombie resumes: it learns it lost the lease (or is fenced) and exits 3.
+    signal(paused.pid(), libc::SIGCONT);
+    let exited = wait_for_exit(&mut paused, Duration::from_secs(20));
+    assert_eq!(exited.code(), Some(3), "{exited:?}: {:?}", paused.output());
+    let refused = paused
+        .output()
+        .into_iter()
+        .find(|l| l.contains("appends refused (fenced)"))
+        .unwrap_or_else(|| panic!("no count of fenced appends: {:?}", paused.output()));
+    println!("the zombie said: {refused}");
+    let status = ann.run_at(gamma.url(), &["status"]).ok();
     assert!(status.stdout.contains("Ann is in Sol"), "{status:?}");
+
+    // Every log: epochs never decrease, nothing after a lease record under another epoch, and
+    // three owners' lease records (alpha or beta, then the other, then gamma).
+    let logs = cluster.logs();
+    use store::backend::LogStore;
+    let mut names = logs.list(store::backend::SYSTEMS_PREFIX).unwrap();
+    names.push(store::backend::TRANSITIONS_LOG.into());
+    let mut lease_records = 0;
+    for name in &names {
+        let writers = logs.writers_of(name).unwrap();
+        nats::writers::check_fencing(name, &writers).unwrap();
+        lease_records += writers.iter().map(|w| w.leases.len()).sum::<usize>();
+    }
+    assert!(
+        lease_records >= 3 * names.len(),
+        "{lease_records} lease records in {} logs",
+        names.len()
+    );
 }

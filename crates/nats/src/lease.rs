@@ -15,7 +15,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::{Mutex, MutexGuard};
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_nats::jetstream::kv::{self, UpdateErrorKind};
 use async_nats::jetstream::stream::LastRawMessageErrorKind;
@@ -104,8 +104,41 @@ impl NatsOwnership {
     }
 }
 
-impl Ownership for NatsOwnership {
-    fn claim(&self, unit: &str) -> Result<Claim, OwnershipError> {
+/// Who holds a unit, as a claim attempt found it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Holder {
+    /// The holding node's name.
+    pub node: String,
+    /// Its epoch (the revision of its claim).
+    pub epoch: u64,
+    /// The revision of the key's last write (the claim or the last renewal).
+    pub revision: u64,
+    /// When the server stored that write, by the server's clock: the lease ends (the key
+    /// expires) [`NatsOwnership::lease`] after it, unless the holder renews.
+    pub written_at: SystemTime,
+}
+
+impl Holder {
+    /// When the key expires unless renewed, by the server's clock.
+    pub fn expires_at(&self, lease: Duration) -> SystemTime {
+        self.written_at + lease
+    }
+}
+
+/// What one claim attempt found.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ClaimAttempt {
+    /// The unit was free: this node holds it now.
+    Claimed(Claim),
+    /// Someone holds it.
+    Held(Holder),
+}
+
+impl NatsOwnership {
+    /// Claims `unit` if nobody holds it (compare-and-set at the stream's leader: of two nodes
+    /// trying at once, one wins), else says who holds it and since when. A standby calls this
+    /// every [`crate::limits::STANDBY_POLL_MS`].
+    pub fn try_claim(&self, unit: &str) -> Result<ClaimAttempt, OwnershipError> {
         let kv = self.kv.clone();
         let key = unit.to_string();
         let value = format!("node={}", self.nats.node).into_bytes();
@@ -116,21 +149,53 @@ impl Ownership for NatsOwnership {
             .map_err(|e| Self::failed(unit, e))?;
         let epoch = match created {
             Ok(Created::Claimed(revision)) => revision,
-            Ok(Created::HeldBy { value, revision }) => {
-                return Err(OwnershipError::Held(format!(
-                    "{unit} is held by {value} (revision {revision}); its lease ends {} s after its holder's last renewal",
-                    self.lease.as_secs_f64()
-                )))
-            }
+            Ok(Created::HeldBy {
+                value,
+                revision,
+                written_at,
+            }) => return Ok(ClaimAttempt::Held(holder_of(&value, revision, written_at))),
             Err(e) => return Err(Self::failed(unit, e)),
         };
         assert!(epoch > 0, "a KV revision is a stream sequence, from 1");
         self.held().insert(unit.to_string(), (epoch, epoch));
-        Ok(Claim {
+        Ok(ClaimAttempt::Claimed(Claim {
             unit: unit.to_string(),
             epoch,
             shared: false,
-        })
+        }))
+    }
+}
+
+/// The holder a key's value names (`node=alpha epoch=5`, or `node=alpha` as first written:
+/// the epoch is then the revision of that write).
+fn holder_of(value: &str, revision: u64, written_at: SystemTime) -> Holder {
+    let field = |key: &str| {
+        value
+            .split_whitespace()
+            .find_map(|kv| kv.strip_prefix(key)?.strip_prefix('='))
+    };
+    Holder {
+        node: field("node").unwrap_or(value).to_string(),
+        epoch: field("epoch")
+            .and_then(|e| e.parse().ok())
+            .unwrap_or(revision),
+        revision,
+        written_at,
+    }
+}
+
+impl Ownership for NatsOwnership {
+    fn claim(&self, unit: &str) -> Result<Claim, OwnershipError> {
+        match self.try_claim(unit)? {
+            ClaimAttempt::Claimed(claim) => Ok(claim),
+            ClaimAttempt::Held(holder) => Err(OwnershipError::Held(format!(
+                "{unit} is held by node={} epoch={} (revision {}); its lease ends {} s after its holder's last renewal",
+                holder.node,
+                holder.epoch,
+                holder.revision,
+                self.lease.as_secs_f64()
+            ))),
+        }
     }
 
     fn claim_shared(&self, unit: &str) -> Result<Claim, OwnershipError> {
@@ -211,8 +276,12 @@ impl NatsOwnership {
 enum Created {
     /// The key was free (absent, expired, deleted): this is its new revision.
     Claimed(u64),
-    /// Someone holds it: the key's value and revision.
-    HeldBy { value: String, revision: u64 },
+    /// Someone holds it: the key's value and revision, and when the server stored it.
+    HeldBy {
+        value: String,
+        revision: u64,
+        written_at: SystemTime,
+    },
 }
 
 /// How many times a create looks again when the key changes under it (expires, is deleted).
@@ -248,9 +317,11 @@ async fn create_at_leader(
             expected = last.sequence;
             continue;
         }
+        let nanos = u64::try_from(last.time.unix_timestamp_nanos()).unwrap_or(0);
         return Ok(Created::HeldBy {
             value: String::from_utf8_lossy(&last.payload).into_owned(),
             revision: last.sequence,
+            written_at: UNIX_EPOCH + Duration::from_nanos(nanos),
         });
     }
     Err(format!("{key} changed under {CREATE_ATTEMPTS} attempts to claim it").into())

@@ -29,6 +29,7 @@ pub mod logs;
 pub mod safety;
 pub mod snapshots;
 pub mod subject;
+pub mod writers;
 
 use std::sync::Arc;
 use std::time::Duration;

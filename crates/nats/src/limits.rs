@@ -30,14 +30,27 @@ pub const MONITOR_TIMEOUT_MS: u64 = 5_000;
 const _: () = assert!(PUBLISH_RETRY_FOR_MS < DUPLICATE_WINDOW_S * 1_000 / 2);
 const _: () = assert!(ACK_TIMEOUT_MS < PUBLISH_RETRY_FOR_MS);
 
-/// The galaxy's lease: a holder that has not renewed it for this long loses it.
-pub const LEASE_MS: u64 = 10_000;
+/// The galaxy's lease by default (`serve --lease-ms`): a holder that has not renewed it for
+/// this long loses it. Short, so that a standby takes over within seconds of a death.
+pub const LEASE_MS: u64 = 5_000;
 
-/// How often a holder renews its lease: several renewals fit in one lease, so one slow or
+/// The shortest lease accepted: a renewal every quarter of it must fit a KV round trip and a
+/// slow disk's fsync with room to spare.
+pub const MIN_LEASE_MS: u64 = 1_000;
+
+/// How many renewals fit in one lease: a holder renews every lease / this, so one slow or
 /// failed renewal (an election stalls KV writes for seconds) does not lose it.
-pub const RENEW_EVERY_MS: u64 = LEASE_MS / 4;
+pub const RENEWALS_PER_LEASE: u64 = 4;
 
-const _: () = assert!(RENEW_EVERY_MS * 3 <= LEASE_MS);
+/// How often a standby tries to claim the lease (a compare-and-set create at the bucket's
+/// leader, which also says who holds it and since when). Polling and not a KV watch: the
+/// server removes an expired key by `max_age` without a delete marker, so a watch sees no
+/// event when a lease expires (only when it is released).
+pub const STANDBY_POLL_MS: u64 = 200;
+
+const _: () = assert!(RENEWALS_PER_LEASE >= 3);
+const _: () = assert!(STANDBY_POLL_MS * 5 <= MIN_LEASE_MS);
+const _: () = assert!(MIN_LEASE_MS <= LEASE_MS);
 
 /// How long one attempt at the snapshots' object store (a put, a get, a list, a delete) may
 /// take before it is abandoned and tried again: above [`ACK_TIMEOUT_MS`], since a put waits for

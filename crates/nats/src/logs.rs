@@ -15,6 +15,14 @@
 //! - `Nats-Expected-Last-Subject-Sequence`: the stream sequence of the subject's last message
 //!   as this writer knows it. A writer that lost its place (another node took over and wrote:
 //!   this one is a zombie) is refused (error 10071), its log is poisoned, and it stops.
+//! - `Mlt-Node` and `Mlt-Epoch`: the writing node and the epoch of the lease it holds
+//!   ([`NatsLogs::hold`]; 0 for a writer that holds none, as tests and benchmarks), so an
+//!   export can prove that no zombie's message was accepted: within a subject the epochs never
+//!   decrease, and every message after a `lease epoch=E` record carries E.
+//!
+//! A node holding the galaxy's lease appends a `lease` record ([`store::lease`]) to every log
+//! it opens, right after reading it to its end and before anything else, with the expected
+//! last sequence it read: from then on an older owner cannot append to that log.
 //!
 //! Message bodies are the exact record lines, checksums included: the subject's messages in
 //! order are byte for byte the file the local mode would have written, and reading a log hands
@@ -37,6 +45,7 @@ use async_nats::jetstream::Context;
 use futures_util::{StreamExt, TryStreamExt};
 use store::backend::{read_start, LogStore, Visit};
 use store::disk::AppendFile;
+use store::lease::{LeaseRecord, LEASE_KIND};
 use store::log::{Log, LogError, Opened, Position};
 use store::record::{parse_line, MAX_RECORD_BYTES};
 use store::scan::{scan, ScanOutcome, ScanStart};
@@ -54,6 +63,9 @@ pub const LOGS_STREAM: &str = "MLT_LOGS";
 /// Counts of what the publishes met, for tests and figures.
 #[derive(Debug, Default)]
 pub struct PublishStats {
+    /// Publishes the stream refused because another writer had appended since (fencing):
+    /// this node no longer owns the log.
+    pub fenced: AtomicU64,
     /// Messages stored (each a group commit, or a piece of one).
     pub messages: AtomicU64,
     /// Attempts sent again after a lost ack or a transient failure.
@@ -96,13 +108,21 @@ impl Faults {
     }
 }
 
+/// The header naming the node that published a message.
+pub const NODE_HEADER: &str = "Mlt-Node";
+/// The header carrying the lease epoch of the node that published a message (0: none held).
+pub const EPOCH_HEADER: &str = "Mlt-Epoch";
+
 /// The logs of a galaxy, in the stream [`LOGS_STREAM`].
 pub struct NatsLogs {
-    nats: Nats,
-    stream: Stream,
+    pub(crate) nats: Nats,
+    pub(crate) stream: Stream,
     stats: Arc<PublishStats>,
     reads: Arc<ReadStats>,
     faults: Arc<Faults>,
+    /// The epoch of the lease this node holds, set once by [`NatsLogs::hold`] before any log
+    /// is opened for writing: a node changes epoch only by starting again.
+    epoch: std::sync::OnceLock<u64>,
 }
 
 impl NatsLogs {
@@ -142,6 +162,35 @@ impl NatsLogs {
             stats: Arc::new(PublishStats::default()),
             reads: Arc::new(ReadStats::default()),
             faults: Arc::new(Faults::default()),
+            epoch: std::sync::OnceLock::new(),
+        })
+    }
+
+    /// From now on this node writes as the holder of the lease of epoch `epoch`: every log
+    /// opened gets a `lease` record first (fenced by the sequence read at open), and every
+    /// message carries the epoch in [`EPOCH_HEADER`]. Called once, right after the claim and
+    /// before the logs are opened; logs opened before keep epoch 0 (asserted against here by
+    /// the caller's order, not checked).
+    pub fn hold(&self, epoch: u64) {
+        assert!(epoch > 0, "a lease's epoch is from 1");
+        let set = self.epoch.set(epoch);
+        assert!(
+            set.is_ok() || self.epoch.get() == Some(&epoch),
+            "a node holds one lease epoch for its whole life (had {:?}, given {epoch})",
+            self.epoch.get()
+        );
+    }
+
+    /// The epoch this node writes under (0: it holds no lease).
+    pub fn epoch(&self) -> u64 {
+        self.epoch.get().copied().unwrap_or(0)
+    }
+
+    /// The lease record this node writes first to every log it opens, if it holds a lease.
+    fn lease_record(&self) -> Option<LeaseRecord> {
+        self.epoch.get().map(|&epoch| LeaseRecord {
+            epoch,
+            node: self.nats.node.clone(),
         })
     }
 
@@ -295,17 +344,26 @@ impl LogStore for NatsLogs {
             batches: 0,
             buffered: Vec::new(),
             max_message_bytes,
+            node: self.nats.node.clone(),
+            epoch: self.epoch(),
             stats: self.stats.clone(),
             faults: self.faults.clone(),
         };
         let handle: Box<dyn AppendFile> = Box::new(file);
-        Log::open_over(
+        let (log, opened) = Log::open_over(
             Self::shown(name),
             &stored.bytes,
             stored.start,
             || Ok(handle),
             visit,
-        )
+        )?;
+        if let Some(lease) = self.lease_record() {
+            // First thing after the read, with the sequence the read found: if anyone wrote
+            // since, this is refused and the node must not serve the log.
+            let seq = log.append(LEASE_KIND, |line| lease.encode(line))?;
+            log.wait_durable(seq)?;
+        }
+        Ok((log, opened))
     }
 
     fn read(&self, name: &str, from: Position, visit: Visit<'_>) -> Result<ScanOutcome, LogError> {
@@ -579,6 +637,9 @@ pub struct JetStreamFile {
     buffered: Vec<u8>,
     /// The largest message body sent: the server's max_payload less room for headers.
     max_message_bytes: usize,
+    /// This node's name and lease epoch, in every message's headers.
+    node: String,
+    epoch: u64,
     stats: Arc<PublishStats>,
     faults: Arc<Faults>,
 }
@@ -633,6 +694,8 @@ impl JetStreamFile {
             subject: self.subject.clone(),
             id,
             expected_last_seq: self.last_subject_seq,
+            node: self.node.clone(),
+            epoch: self.epoch,
             body,
             stats: self.stats.clone(),
             faults: self.faults.clone(),
@@ -647,6 +710,8 @@ struct Attempt {
     subject: String,
     id: String,
     expected_last_seq: u64,
+    node: String,
+    epoch: u64,
     body: Vec<u8>,
     stats: Arc<PublishStats>,
     faults: Arc<Faults>,
@@ -664,7 +729,9 @@ impl Attempt {
             let publish = PublishMessage::build()
                 .payload(self.body.clone().into())
                 .message_id(&self.id)
-                .expected_last_subject_sequence(self.expected_last_seq);
+                .expected_last_subject_sequence(self.expected_last_seq)
+                .header(NODE_HEADER, self.node.as_str())
+                .header(EPOCH_HEADER, self.epoch.to_string().as_str());
             let outcome = match self.js.send_publish(self.subject.clone(), publish).await {
                 Ok(ack) => ack.await,
                 Err(e) => Err(e),
@@ -677,11 +744,12 @@ impl Attempt {
             let failure = match outcome {
                 Ok(ack) => return self.acked(ack, attempts),
                 Err(Failure::Publish(e)) if e.kind() == PublishErrorKind::WrongLastSequence => {
+                    self.stats.fenced.fetch_add(1, Ordering::Relaxed);
                     return Err(NatsError::Fenced {
                         subject: self.subject.clone(),
                         expected_last_seq: self.expected_last_seq,
                         detail: e.to_string(),
-                    })
+                    });
                 }
                 Err(Failure::Publish(e))
                     if matches!(

@@ -448,3 +448,78 @@ fn a_lease_has_one_holder_and_its_epoch_grows_on_takeover() {
     assert!(third.epoch > second.epoch);
     a.release(&third).unwrap();
 }
+
+#[test]
+fn a_new_owner_marks_each_log_with_a_lease_record_and_the_old_owner_is_refused_after_it() {
+    let Some(cluster) = cluster() else { return };
+    let name = "leased";
+    let old = NatsLogs::open(&cluster.connect("old-owner"), 3).unwrap();
+    old.hold(3);
+    let (zombie, _) = old
+        .open(name, Position::BEGINNING, &mut |_| Ok(()))
+        .unwrap();
+    append_batches(&zombie, &[2]);
+
+    // The new owner only opens the log: the lease record is its first append, fenced.
+    let new = NatsLogs::open(&cluster.connect("new-owner"), 3).unwrap();
+    new.hold(7);
+    let (owner, opened) = new
+        .open(name, Position::BEGINNING, &mut |_| Ok(()))
+        .unwrap();
+    assert_eq!(
+        opened.scan.records, 3,
+        "the old owner's lease record and two"
+    );
+
+    // The old owner's next append is refused, and counted.
+    let seq = zombie.append("test", |l| {
+        l.num("n", 99);
+    });
+    let err = zombie.wait_durable(seq.unwrap()).unwrap_err().to_string();
+    assert!(err.contains("append refused"), "{err}");
+    assert_eq!(
+        old.stats()
+            .fenced
+            .load(std::sync::atomic::Ordering::Relaxed),
+        1
+    );
+    assert_eq!(
+        new.stats()
+            .fenced
+            .load(std::sync::atomic::Ordering::Relaxed),
+        0
+    );
+    append_batches(&owner, &[1]);
+    owner.close().unwrap();
+
+    let kinds: Vec<(String, String)> = records(&new, name, Position::BEGINNING)
+        .into_iter()
+        .map(|r| (r.1, r.2))
+        .collect();
+    let expect = |k: &str, n: &str| (k.to_string(), n.to_string());
+    assert_eq!(
+        kinds,
+        vec![
+            expect("lease", ""),
+            expect("test", "0"),
+            expect("test", "1"),
+            expect("lease", ""),
+            expect("test", "0"),
+        ]
+    );
+    let writers = new.writers_of(name).unwrap();
+    let epochs: Vec<(Option<&str>, Option<u64>, usize)> = writers
+        .iter()
+        .map(|w| (w.node.as_deref(), w.epoch, w.leases.len()))
+        .collect();
+    assert_eq!(
+        epochs,
+        vec![
+            (Some("old-owner"), Some(3), 1),
+            (Some("old-owner"), Some(3), 0),
+            (Some("new-owner"), Some(7), 1),
+            (Some("new-owner"), Some(7), 0),
+        ]
+    );
+    mltrader_nats::writers::check_fencing(name, &writers).unwrap();
+}

@@ -19,6 +19,7 @@ pub mod openapi;
 pub mod routes;
 pub mod server;
 pub mod shutdown;
+pub mod standby;
 pub mod wire;
 
 use std::net::IpAddr;

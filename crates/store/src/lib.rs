@@ -10,6 +10,7 @@ pub mod backend;
 mod crash_tests;
 pub mod datadir;
 pub mod disk;
+pub mod lease;
 pub mod log;
 pub mod record;
 pub mod scan;

@@ -53,6 +53,7 @@ use sim::ids::{EscrowId, Tick, Xfer};
 use sim::instance::InstanceId;
 use sim::system::{Event, SystemState};
 use store::datadir::{archived_segments, DataDir};
+use store::lease::LeaseRecord;
 use store::log::read_from;
 use store::scan::{scan, ScanStart, VisitError};
 use store::snapshot;
@@ -980,11 +981,29 @@ fn replay_log(
 /// sequence number following the last one's across segments. Returns the next expected
 /// sequence number, or `None` at the first corrupt segment (the problem is reported; what
 /// follows it is not read).
+///
+/// `lease` records (a new owner's mark, docs/NATS.md) are not events: they are checked here
+/// (their epochs never decrease within a log, across its segments) and not visited.
 fn read_log(
     r: &mut AuditReport,
     paths: Vec<PathBuf>,
     mut visit: impl FnMut(&store::record::Record<'_>) -> Result<(), VisitError>,
 ) -> Option<u64> {
+    let mut last_lease: Option<LeaseRecord> = None;
+    let mut visit = |rec: &store::record::Record<'_>| -> Result<(), VisitError> {
+        let Some(lease) = LeaseRecord::decode(rec)? else {
+            return visit(rec);
+        };
+        if let Some(last) = last_lease.as_ref().filter(|last| lease.epoch < last.epoch) {
+            return Err(format!(
+                "lease epoch={} node={} after lease epoch={} node={}: a log's lease epochs never decrease",
+                lease.epoch, lease.node, last.epoch, last.node
+            )
+            .into());
+        }
+        last_lease = Some(lease);
+        Ok(())
+    };
     let mut expect = 1u64;
     for path in paths.iter().filter(|p| p.exists()) {
         let start = ScanStart {

@@ -817,3 +817,38 @@ fn a_snapshot_whose_records_do_not_give_its_hash_is_a_problem() {
     );
     assert_eq!(r.problems.len(), 1, "{:#?}", r.problems);
 }
+
+/// A `lease` record (a new owner's mark, docs/NATS.md) of epoch `epoch`.
+fn lease_rec(epoch: u64) -> Rec {
+    Rec {
+        seq: 0,
+        kind: store::lease::LEASE_KIND.into(),
+        fields: vec![
+            ("epoch".into(), epoch.to_string()),
+            ("node".into(), format!("node-{epoch}")),
+        ],
+    }
+}
+
+#[test]
+fn lease_records_are_not_events_but_their_epochs_never_decrease() {
+    let c = sound_copy();
+    let log = c.system_log(c.home);
+    edit_log(&log, |recs| {
+        recs.extend([lease_rec(4), lease_rec(4), lease_rec(7)])
+    });
+    edit_log(&c.datadir.transitions_log(), |recs| {
+        recs.extend([lease_rec(4), lease_rec(7)])
+    });
+    let r = audit(&c.datadir, &c.galaxy);
+    assert!(r.ok(), "{:#?}", r.problems);
+
+    let c = sound_copy();
+    edit_log(&c.datadir.transitions_log(), |recs| {
+        recs.extend([lease_rec(7), lease_rec(4)])
+    });
+    assert_problems(
+        &c,
+        &["lease epoch=4 node=node-4 after lease epoch=7 node=node-7: a log's lease epochs never decrease"],
+    );
+}

@@ -2,9 +2,10 @@
 //! Ctrl-C or SIGTERM, then stop cleanly (flush, snapshot) and exit 0.
 //!
 //! `--nats URL` keeps the logs in NATS JetStream instead of the data directory (docs/NATS.md):
-//! the node claims the galaxy's lease there, renews it, and exits if it loses it; snapshots go
-//! to the object store bucket `mlt_snapshots` (with the galaxy's `galaxy.toml`, kept at first
-//! start), player logs stay in the data directory.
+//! [`on_nats`] (this module's child) stands by while another node holds the galaxy's lease, takes
+//! over when it expires, and serves while it renews it; snapshots go to the object store bucket
+//! `mlt_snapshots` (with the galaxy's `galaxy.toml`, kept at first start), player logs stay in
+//! the data directory.
 //!
 //! `--demo` also runs a swarm of trader bots (`cli::swarm`) in the same process, playing through
 //! the server's own HTTP API, so a new galaxy is alive at once; it stops before the server does.
@@ -16,6 +17,8 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::Args;
+
+mod on_nats;
 
 use super::common::galaxy_for;
 use mesh::instances::InstancePolicy;
@@ -105,6 +108,12 @@ pub struct ServeArgs {
     /// With --nats: copies of each log in the cluster.
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..=5))]
     pub nats_replicas: u64,
+    /// With --nats: the galaxy's lease in milliseconds (every node must give the same): a node
+    /// that has not renewed it for this long loses it, and a standby takes over. Renewed every
+    /// quarter of it.
+    #[arg(long, default_value_t = nats::limits::LEASE_MS,
+          value_parser = clap::value_parser!(u64).range(nats::limits::MIN_LEASE_MS..=600_000))]
+    pub lease_ms: u64,
 }
 
 /// Bots of `serve --demo` unless `--bots` says otherwise.
@@ -124,11 +133,31 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
 }
 
 async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
+    let start = prepare(&args).await?;
+    match args.nats.clone() {
+        None => serve_files(args, start).await,
+        Some(urls) => on_nats::serve(args, urls, start).await,
+    }
+}
+
+/// What every start checks and holds before it serves: refused settings stop it before the
+/// data directory is touched.
+pub(crate) struct Start {
+    pub listener: tokio::net::TcpListener,
+    pub caps: Caps,
+    pub datadir: DataDir,
+    pub galaxy: sim::galaxy::Galaxy,
+    pub config: MeshConfig,
+    /// Held (LOCK held, EPOCH counted up) until the process ends: one writer per directory.
+    pub _local: (FileOwnership, Claim),
+}
+
+async fn prepare(args: &ServeArgs) -> anyhow::Result<Start> {
     // Whatever can be refused is refused before the data directory is touched: a refused start
     // leaves no LOCK, archive/ or galaxy.toml behind.
-    let instances = instance_policy(&args)?;
+    let instances = instance_policy(args)?;
     let systems = galaxy_for(&DataDir::at(&args.data), args.galaxy.as_deref(), false)?.len();
-    let caps = connection_caps(&args, systems * usize::from(args.max_instances))?;
+    let caps = connection_caps(args, systems * usize::from(args.max_instances))?;
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| {
@@ -139,9 +168,8 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         })?;
     let datadir = DataDir::at(&args.data);
     let galaxy = galaxy_for(&datadir, args.galaxy.as_deref(), true)?;
-    // Claimed (LOCK held, EPOCH counted up) until this returns: one writer per directory.
     let ownership = FileOwnership::new(&datadir);
-    let _claim = ownership.claim(MESH_UNIT)?;
+    let claim = ownership.claim(MESH_UNIT)?;
     let mut config = MeshConfig {
         tick_hz: args.tick_hz,
         snapshot_every_records: args.snapshot_every,
@@ -150,22 +178,52 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         ..MeshConfig::default()
     };
     config.rules.ticks_per_ly = args.ticks_per_ly;
-    let systems = galaxy.len();
-    let (storage, lease) = match &args.nats {
-        None => (Storage::files(&datadir), None),
-        Some(urls) => {
-            let (storage, lease) = nats_storage(&args, urls, &datadir).await?;
-            (storage, Some(lease))
-        }
-    };
-    let (mesh, report) = Mesh::start_on(storage, datadir, galaxy, config)
+    Ok(Start {
+        listener,
+        caps,
+        datadir,
+        galaxy,
+        config,
+        _local: (ownership, claim),
+    })
+}
+
+/// The local mode: the logs in the data directory.
+async fn serve_files(args: ServeArgs, start: Start) -> anyhow::Result<ExitCode> {
+    let systems = start.galaxy.len();
+    let storage = Storage::files(&start.datadir);
+    let (mesh, report) = Mesh::start_on(storage, start.datadir.clone(), start.galaxy, start.config)
         .await
         .with_context(|| format!("cannot recover {}", args.data.display()))?;
     println!("{}", report.summary());
     let api = net::for_serve(mesh.clone()).await?;
-    let addr = listener.local_addr()?;
+    let addr = start.listener.local_addr()?;
     // Listen before telling anyone where we serve: a signal sent right after is not lost.
     let signalled = shutdown_signal();
+    print_serving(systems, &args, addr, &start.caps);
+    let (admission, timeouts) = admission_of(&args, start.caps);
+    // The demo swarm starts once the API serves (it first asks for the map).
+    let demo = start_demo_at(&args, addr);
+    let stopped = async move {
+        signalled.await;
+        stop_demo(demo).await;
+    };
+    server::serve(
+        start.listener,
+        api.router,
+        admission.clone(),
+        timeouts,
+        stopped,
+    )
+    .await;
+    print_refused(&admission);
+    let statuses = mesh.stop().await.context("stopping the mesh")?;
+    print_stopped(&statuses);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The line a test or a person reads the address from: "serving ... on http://ADDR".
+pub(crate) fn print_serving(systems: usize, args: &ServeArgs, addr: SocketAddr, caps: &Caps) {
     println!(
         "serving {systems} systems from {} on http://{addr} (Ctrl-C to stop)",
         args.data.display()
@@ -177,29 +235,43 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         args.header_timeout_s,
         args.body_timeout_s
     );
-    let admission = Admission::new(caps);
+}
+
+pub(crate) fn admission_of(args: &ServeArgs, caps: Caps) -> (std::sync::Arc<Admission>, Timeouts) {
     let timeouts = Timeouts {
         header: Duration::from_secs(args.header_timeout_s),
         body: Duration::from_secs(args.body_timeout_s),
     };
-    // The demo swarm starts once the API serves (it first asks for the map).
-    let demo = args.demo.then(|| {
+    (Admission::new(caps), timeouts)
+}
+
+/// Starts the demo swarm (if asked) against the API at `addr`.
+pub(crate) fn start_demo_at(
+    args: &ServeArgs,
+    addr: SocketAddr,
+) -> Option<tokio::task::JoinHandle<anyhow::Result<swarm::SwarmHandle>>> {
+    args.demo.then(|| {
         let url = format!("http://{addr}");
         tokio::spawn(start_demo(url, args.bots as usize))
-    });
-    let stopped = async move {
-        signalled.await;
-        match demo {
-            Some(task) if task.is_finished() => match task.await {
-                Ok(Ok(swarm)) => print!("{}", swarm.stop().await.human()),
-                Ok(Err(e)) => eprintln!("the demo swarm did not start: {e:#}"),
-                Err(e) => eprintln!("the demo swarm failed: {e}"),
-            },
-            Some(task) => task.abort(),
-            None => {}
-        }
-    };
-    server::serve(listener, api.router, admission.clone(), timeouts, stopped).await;
+    })
+}
+
+/// Stops the demo swarm (before the server stops), printing its figures.
+pub(crate) async fn stop_demo(
+    demo: Option<tokio::task::JoinHandle<anyhow::Result<swarm::SwarmHandle>>>,
+) {
+    match demo {
+        Some(task) if task.is_finished() => match task.await {
+            Ok(Ok(swarm)) => print!("{}", swarm.stop().await.human()),
+            Ok(Err(e)) => eprintln!("the demo swarm did not start: {e:#}"),
+            Err(e) => eprintln!("the demo swarm failed: {e}"),
+        },
+        Some(task) => task.abort(),
+        None => {}
+    }
+}
+
+pub(crate) fn print_refused(admission: &Admission) {
     let refused = admission.refused();
     if refused.sum() > 0 {
         println!(
@@ -209,17 +281,15 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
             refused.over_per_ip
         );
     }
-    let statuses = mesh.stop().await.context("stopping the mesh")?;
-    if let Some(lease) = lease {
-        lease.release().await;
-    }
+}
+
+pub(crate) fn print_stopped(statuses: &[mesh::ShardStatus]) {
     let in_systems: usize = statuses.iter().map(|s| s.population + s.departing).sum();
     let in_jumps: usize = statuses.iter().map(|s| s.in_transit_towards).sum();
     println!(
         "stopped cleanly: {in_systems} players in systems, {in_jumps} in jumps (they land after \
          the next start), logs flushed, snapshots written"
     );
-    Ok(ExitCode::SUCCESS)
 }
 
 /// The instance settings of the command line, checked.
@@ -287,104 +357,10 @@ async fn start_demo(url: String, bots: usize) -> anyhow::Result<swarm::SwarmHand
 }
 
 /// Resolves on Ctrl-C or SIGTERM, listened for from this call on.
-fn shutdown_signal() -> impl std::future::Future<Output = ()> {
+pub(crate) fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     let signalled = net::shutdown::stop_signal();
     async move {
         signalled.await;
         println!("stopping...");
-    }
-}
-
-/// The galaxy's lease in NATS, held while this node serves, renewed in the background.
-struct NatsLease {
-    ownership: std::sync::Arc<nats::NatsOwnership>,
-    claim: Claim,
-    renewing: tokio::task::JoinHandle<()>,
-}
-
-impl NatsLease {
-    /// Stops renewing and lets the lease go, so a standby can take over at once.
-    async fn release(self) {
-        self.renewing.abort();
-        let (ownership, claim) = (self.ownership, self.claim);
-        let released = tokio::task::spawn_blocking(move || ownership.release(&claim)).await;
-        if let Ok(Err(e)) = released {
-            eprintln!("could not release the galaxy's lease ({e}); it ends by itself");
-        }
-    }
-}
-
-/// Connects to NATS (credentials, safety check), claims the galaxy's lease, and returns the
-/// storage with the logs and snapshots in JetStream (the galaxy kept beside the snapshots).
-async fn nats_storage(
-    args: &ServeArgs,
-    urls: &str,
-    datadir: &DataDir,
-) -> anyhow::Result<(Storage, NatsLease)> {
-    let split = |list: &str| list.split(',').map(|s| s.trim().to_string()).collect();
-    let config = nats::NatsConfig {
-        urls: split(urls),
-        creds_file: args.creds.clone().context("--nats needs --creds")?,
-        monitor_urls: split(args.nats_monitor.as_deref().unwrap_or_default()),
-        node: args.node.clone().context("--nats needs --node")?,
-        safety: nats::Safety::Required,
-    };
-    let replicas = usize::try_from(args.nats_replicas)?;
-    let lease = Duration::from_millis(nats::limits::LEASE_MS);
-    let galaxy_file = datadir.galaxy_file();
-    let (logs, ownership, claim, snapshots) =
-        tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
-            let nats = nats::Nats::connect(&config)?;
-            let logs = nats::NatsLogs::open(&nats, replicas)?;
-            let snapshots =
-                nats::NatsSnapshots::open(&nats, nats::snapshots::SNAPSHOTS_BUCKET, replicas)?;
-            snapshots.keep_galaxy(
-                &std::fs::read(&galaxy_file)?,
-                &galaxy_file.display().to_string(),
-            )?;
-            let ownership =
-                nats::NatsOwnership::open(&nats, nats::lease::LEASES_BUCKET, lease, replicas)?;
-            let claim = ownership.claim(MESH_UNIT)?;
-            Ok((logs, std::sync::Arc::new(ownership), claim, snapshots))
-        })
-        .await??;
-    println!(
-        "logs in NATS JetStream at {urls}: galaxy lease claimed, epoch {}",
-        claim.epoch
-    );
-    let renewing = tokio::spawn(renew_forever(ownership.clone(), claim.clone()));
-    let storage = Storage {
-        logs: std::sync::Arc::new(logs),
-        snapshots: std::sync::Arc::new(snapshots),
-    };
-    Ok((
-        storage,
-        NatsLease {
-            ownership,
-            claim,
-            renewing,
-        },
-    ))
-}
-
-/// Renews the lease every [`nats::limits::RENEW_EVERY_MS`]; a node that lost it (another
-/// claimed it: this one was paused or cut off longer than the lease) stops at once: its log
-/// appends would be refused anyway (fencing), and it must not answer players.
-async fn renew_forever(ownership: std::sync::Arc<nats::NatsOwnership>, claim: Claim) {
-    loop {
-        tokio::time::sleep(Duration::from_millis(nats::limits::RENEW_EVERY_MS)).await;
-        let (o, c) = (ownership.clone(), claim.clone());
-        match tokio::task::spawn_blocking(move || o.renew(&c)).await {
-            Ok(Ok(())) => {}
-            Ok(Err(store::backend::OwnershipError::NotHeld { .. })) => {
-                eprintln!(
-                    "lost the galaxy's lease (epoch {}): another node serves it now; stopping",
-                    claim.epoch
-                );
-                std::process::exit(3);
-            }
-            Ok(Err(e)) => eprintln!("cannot renew the galaxy's lease yet: {e}"),
-            Err(e) => eprintln!("cannot renew the galaxy's lease yet: {e}"),
-        }
     }
 }
