@@ -187,6 +187,26 @@ fn log_bytes(dir: &Path) -> u64 {
         .sum()
 }
 
+/// Waits until `server` serves (a node that stands by answers 503 `standby`).
+fn until_serving(server: &Server) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let out = mltrader()
+            .args(["systems", "--server", server.url()])
+            .output()
+            .unwrap();
+        if out.status.success() {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the node does not serve: {}",
+            said(&out)
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 #[test]
 fn an_export_is_a_data_directory_that_check_and_replay_accept_and_resumes_and_follows() {
     let Some(exe) = nats::locate::nats_server_for_test(&workspace_root(), "mltrader export") else {
@@ -200,6 +220,7 @@ fn an_export_is_a_data_directory_that_check_and_replay_accept_and_resumes_and_fo
     let flags = cluster.serve_flags("alpha", bots);
     let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
     let alpha = Server::start_with(Some(&tmp.path().join("alpha")), &[], &flags);
+    until_serving(&alpha);
     let ann = Player::join(&alpha, "Ann");
     ann.run(&["travel", "Alpha Centauri"]).ok();
     std::thread::sleep(play);
@@ -276,6 +297,7 @@ fn an_export_is_a_data_directory_that_check_and_replay_accept_and_resumes_and_fo
     let flags = cluster.serve_flags("beta", bots);
     let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
     let beta = Server::start_with(Some(&tmp.path().join("beta")), &[], &flags);
+    until_serving(&beta);
     ann.run_at(beta.url(), &["travel", "Sol"]).ok();
     let deadline = Instant::now() + Duration::from_secs(30);
     while log_bytes(&clean) < before + 5_000 {
@@ -303,5 +325,60 @@ fn an_export_is_a_data_directory_that_check_and_replay_accept_and_resumes_and_fo
         checked.status.success(),
         "check after two nodes: {}",
         said(&checked)
+    );
+    // Both nodes' claims are in every log (a lease record each), every message carries its
+    // writer's epoch, and none was a zombie's.
+    let out = cluster.export(&fresh, &["--json"]).output().unwrap();
+    assert!(out.status.success(), "{}", said(&out));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["new_messages"], 0, "nothing new: {report}");
+    assert_eq!(
+        report["takeovers_seen"], 2,
+        "alpha's claim and beta's: {report}"
+    );
+    assert_eq!(report["no_epoch_header"], 0, "{report}");
+    assert_eq!(report["zombie_messages_accepted"], 0, "{report}");
+    assert_eq!(
+        report["logs"]["systems/sol"]["epochs"]["lease_records"], 2,
+        "{report}"
+    );
+
+    // A writer without the lease (epoch 0) whose append the stream accepts: the export names it
+    // and fails.
+    let config = nats::NatsConfig {
+        urls: cluster
+            .value("NATS_URLS=")
+            .split(',')
+            .map(String::from)
+            .collect(),
+        creds_file: cluster.creds().into(),
+        monitor_urls: cluster
+            .value("NATS_MONITOR_URLS=")
+            .split(',')
+            .map(String::from)
+            .collect(),
+        node: "intruder".into(),
+        safety: nats::Safety::Required,
+    };
+    let logs = nats::NatsLogs::open(&nats::Nats::connect(&config).unwrap(), 3).unwrap();
+    let (log, _) = store::backend::LogStore::open(
+        &logs,
+        "systems/sol",
+        store::log::Position::BEGINNING,
+        &mut |_| Ok(()),
+    )
+    .unwrap();
+    let seq = log.append("test", |l| {
+        l.field("note", "no-lease");
+    });
+    log.wait_durable(seq.unwrap()).unwrap();
+    log.close().unwrap();
+    let out = cluster.export(&fresh, &[]).output().unwrap();
+    let text = said(&out);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(text.contains("zombie messages accepted: 1"), "{text}");
+    assert!(
+        text.contains("systems/sol: message") && text.contains("from node intruder: epoch 0"),
+        "{text}"
     );
 }

@@ -9,26 +9,21 @@
 //! written by a node that had lost the lease and was accepted anyway: a zombie message.
 //! Messages written before the headers existed are counted, not judged.
 //!
-//! This module never writes to a stream or a file, and never interprets a record other than a
-//! `lease` record's epoch.
+//! [`crate::writers`] checks a whole log at once, for tests; this check goes message by message
+//! and is kept between runs of a resumable export. This module never writes to a stream or a
+//! file, and never interprets a record other than a `lease` record.
 
 use async_nats::jetstream::consumer::pull::OrderedConfig;
 use async_nats::jetstream::consumer::DeliverPolicy;
 use async_nats::jetstream::stream::LastRawMessageErrorKind;
 use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
+use store::lease::LeaseRecord;
 use store::record::parse_line;
 
-use crate::logs::NatsLogs;
+use crate::logs::{NatsLogs, EPOCH_HEADER, NODE_HEADER};
 use crate::subject;
 use crate::NatsError;
-
-/// The header naming the node that published a message.
-pub const NODE_HEADER: &str = "Mlt-Node";
-/// The header carrying the publisher's lease epoch.
-pub const EPOCH_HEADER: &str = "Mlt-Epoch";
-/// The kind of the record a new owner appends to every log right after claiming the lease.
-pub const LEASE_RECORD: &str = "lease";
 
 /// How many problems an [`EpochCheck`] describes (it counts them all).
 pub const PROBLEMS_DESCRIBED_MAX: usize = 20;
@@ -157,14 +152,13 @@ impl EpochCheck {
             let Ok(record) = parse_line(line) else {
                 continue; // The store's scan reports bad lines; this check is about epochs.
             };
-            if record.kind == LEASE_RECORD {
-                match record.num::<u64>("epoch") {
-                    Ok(epoch) => leases.push((record.seq, epoch)),
-                    Err(e) => self.problem(format!(
-                        "{log}: message {} record {}: a lease record without a readable epoch ({e})",
-                        m.stream_seq, record.seq
-                    )),
-                }
+            match LeaseRecord::decode(&record) {
+                Ok(Some(lease)) => leases.push((record.seq, lease.epoch)),
+                Ok(None) => {}
+                Err(e) => self.problem(format!(
+                    "{log}: message {} record {}: an unreadable lease record ({e})",
+                    m.stream_seq, record.seq
+                )),
             }
         }
         // The epoch this message must carry: its own lease record's, else the last one's.
@@ -247,7 +241,11 @@ mod tests {
         c.message("sol", &msg(1, None, &line(1, "join", &[("player", "x")])));
         c.message(
             "sol",
-            &msg(2, Some(5), &line(2, "lease", &[("epoch", "5")])),
+            &msg(
+                2,
+                Some(5),
+                &line(2, "lease", &[("epoch", "5"), ("node", "a")]),
+            ),
         );
         c.message(
             "sol",
@@ -271,7 +269,11 @@ mod tests {
         // A takeover: the new owner's lease record and messages.
         c.message(
             "sol",
-            &msg(6, Some(9), &line(5, "lease", &[("epoch", "9")])),
+            &msg(
+                6,
+                Some(9),
+                &line(5, "lease", &[("epoch", "9"), ("node", "a")]),
+            ),
         );
         c.message(
             "sol",
@@ -290,11 +292,25 @@ mod tests {
     #[test]
     fn a_message_ahead_of_the_last_lease_record_is_a_zombie_too() {
         let mut c = EpochCheck::default();
-        c.message("t", &msg(1, Some(5), &line(1, "lease", &[("epoch", "5")])));
+        c.message(
+            "t",
+            &msg(
+                1,
+                Some(5),
+                &line(1, "lease", &[("epoch", "5"), ("node", "a")]),
+            ),
+        );
         // Epoch 6 without a lease record of 6 in this log: not the lease holder's message.
         c.message("t", &msg(2, Some(6), &line(2, "join", &[("player", "x")])));
         assert_eq!(c.zombie_messages, 1, "{:?}", c.problems);
-        c.message("t", &msg(3, Some(5), &line(3, "lease", &[("epoch", "4")])));
+        c.message(
+            "t",
+            &msg(
+                3,
+                Some(5),
+                &line(3, "lease", &[("epoch", "4"), ("node", "a")]),
+            ),
+        );
         assert!(
             c.zombie_messages >= 2,
             "a lease record's epoch never decreases"
