@@ -41,20 +41,35 @@ pub struct StoredMessage {
 }
 
 impl NatsLogs {
-    /// The messages of log `name` after stream sequence `after`, in order, up to the subject's
-    /// last message when called, stopping after the message that reaches `max_bytes` of
-    /// payload (at least one message when there is one). Empty when nothing is newer.
+    /// The stream's last sequence now, from its leader: an export that reads every log up to
+    /// it copies a prefix of the stream, one state the galaxy passed through (the messages of
+    /// all logs in the order they were acknowledged), however long the reading takes.
+    pub fn last_sequence(&self) -> Result<u64, NatsError> {
+        let mut stream = self.stream().clone();
+        self.nats().bridge.run(async move {
+            stream
+                .info()
+                .await
+                .map(|info| info.state.last_sequence)
+                .map_err(|e| NatsError::jetstream("the logs' stream's last sequence", e))
+        })?
+    }
+
+    /// The messages of log `name` after stream sequence `after` and up to `upto`, in order,
+    /// stopping after the message that reaches `max_bytes` of payload (at least one message
+    /// when there is one). Empty when nothing is newer.
     pub fn messages_after(
         &self,
         name: &str,
         after: u64,
+        upto: u64,
         max_bytes: usize,
     ) -> Result<Vec<StoredMessage>, NatsError> {
         let stream = self.stream().clone();
         let subject = subject::of_log(name);
         self.nats().bridge.run(async move {
             let last = match stream.get_last_raw_message_by_subject(&subject).await {
-                Ok(message) => message.sequence,
+                Ok(message) => message.sequence.min(upto),
                 Err(e) if matches!(e.kind(), LastRawMessageErrorKind::NoMessageFound) => 0,
                 Err(e) => {
                     return Err(NatsError::jetstream(
@@ -84,6 +99,8 @@ impl NatsLogs {
             let mut bytes = 0;
             let mut seen = after;
             while seen < last && (out.is_empty() || bytes < max_bytes) {
+                // The subject may have no message between `seen` and `upto`: a message after
+                // `upto` ends the read (it is the next pass's).
                 let message = messages
                     .next()
                     .await
@@ -98,6 +115,9 @@ impl NatsLogs {
                 if stream_seq <= seen {
                     // An ordered consumer recreated from the stream's start (see logs.rs).
                     continue;
+                }
+                if stream_seq > upto {
+                    break;
                 }
                 if !message.payload.ends_with(b"\n") {
                     return Err(NatsError::NotWholeLines {

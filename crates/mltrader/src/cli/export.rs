@@ -11,8 +11,14 @@
 //! so a crash anywhere never leaves a torn or doubled record. `--follow` goes on exporting what
 //! arrives until Ctrl-C: a live backup.
 //!
+//! Each pass copies every log up to one stream sequence read at its start: a prefix of the one
+//! stream that holds every log, so a state the galaxy passed through (as a crash would leave
+//! it), however long the copy takes while nodes write.
+//!
 //! While exporting, it checks the writers' headers ([`nats::export::EpochCheck`]) and reports
-//! the zombie messages accepted (exit status 1 if any). It never writes to JetStream.
+//! the zombie messages accepted (exit status 1 if any). It publishes nothing (it only creates
+//! the logs' stream and the snapshots' bucket, empty, on a cluster that has none, as a node
+//! would).
 
 use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
@@ -212,11 +218,14 @@ fn export_pass(
     stop: &AtomicBool,
 ) -> anyhow::Result<()> {
     export_snapshots(snapshots, datadir, report)?;
+    // Every log up to one stream sequence: a prefix of the stream, one state of the galaxy
+    // (as a crash would leave it), whatever the nodes write while this pass reads.
+    let upto = logs.last_sequence()?;
     let mut names = logs.list(TRANSITIONS_LOG)?;
     names.retain(|n| n == TRANSITIONS_LOG);
     names.extend(logs.list(SYSTEMS_PREFIX)?);
     for name in &names {
-        export_log(args, logs, datadir, name, state, report, stop)?;
+        export_log(args, logs, datadir, name, upto, state, report, stop)?;
         if stop.load(Ordering::SeqCst) {
             break;
         }
@@ -244,12 +253,15 @@ fn create_empty_logs(datadir: &DataDir, galaxy: &Galaxy) -> anyhow::Result<()> {
 }
 
 /// Appends log `name`'s new messages to its file: cut back to the recorded length first, then
-/// batch by batch, each written, synced, and only then recorded in the state file.
+/// batch by batch up to stream sequence `upto`, each written, synced, and only then recorded in
+/// the state file.
+#[allow(clippy::too_many_arguments)]
 fn export_log(
     args: &ExportArgs,
     logs: &NatsLogs,
     datadir: &DataDir,
     name: &str,
+    upto: u64,
     state: &mut ExportState,
     report: &mut Report,
     stop: &AtomicBool,
@@ -277,7 +289,7 @@ fn export_log(
         sync_parent_dir(&path)?;
     }
     loop {
-        let batch = logs.messages_after(name, entry.stream_seq, args.batch_bytes.max(1))?;
+        let batch = logs.messages_after(name, entry.stream_seq, upto, args.batch_bytes.max(1))?;
         if batch.is_empty() {
             return Ok(());
         }
