@@ -228,6 +228,21 @@ fn an_export_is_a_data_directory_that_check_and_replay_accept_and_resumes_and_fo
     std::thread::sleep(play);
     assert!(alpha.stop().success());
 
+    // A node's own data directory is not an export: refused, nothing cut.
+    let alpha_dir = tmp.path().join("alpha");
+    let before = files(&alpha_dir);
+    let refused = cluster.export(&alpha_dir, &[]).output().unwrap();
+    assert_eq!(refused.status.code(), Some(2), "{}", said(&refused));
+    assert!(
+        said(&refused).contains("not an export"),
+        "{}",
+        said(&refused)
+    );
+    assert!(
+        files(&alpha_dir) == before,
+        "the node's files are untouched"
+    );
+
     // A clean export: the data directory, which check and replay accept, grep-able.
     let clean = tmp.path().join("clean");
     let said_clean = export_ok(&cluster, &clean);

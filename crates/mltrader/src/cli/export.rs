@@ -153,8 +153,8 @@ pub fn run(args: ExportArgs) -> anyhow::Result<ExitCode> {
     datadir
         .create()
         .with_context(|| format!("cannot create {}", args.data.display()))?;
-    let galaxy = export_galaxy(&snapshots, &datadir, args.galaxy.as_deref())?;
     let mut state = load_state(&datadir)?;
+    let galaxy = export_galaxy(&snapshots, &datadir, args.galaxy.as_deref())?;
     let stop = Arc::new(AtomicBool::new(false));
     if args.follow {
         stop_on_ctrl_c(stop.clone())?;
@@ -510,8 +510,35 @@ fn export_galaxy(
     galaxy_for(datadir, None, false)
 }
 
+/// Refuses a directory that holds a galaxy's files but no export state: a local galaxy's data
+/// directory or a node's, whose logs a first export would cut to nothing.
+fn refuse_foreign_directory(datadir: &DataDir) -> anyhow::Result<()> {
+    let non_empty = |path: &Path| std::fs::metadata(path).is_ok_and(|m| m.len() > 0);
+    let any_in = |dir: PathBuf| {
+        std::fs::read_dir(dir).is_ok_and(|entries| {
+            entries
+                .flatten()
+                .any(|e| e.file_name().to_string_lossy().ends_with(".log") && non_empty(&e.path()))
+        })
+    };
+    let foreign = datadir.root().join("LOCK").exists()
+        || non_empty(&datadir.transitions_log())
+        || any_in(datadir.systems_dir())
+        || any_in(datadir.players_dir());
+    if foreign {
+        bail!(
+            "{} holds a galaxy's files but no {STATE_FILE}: it is a data directory, not an export; export into a new directory",
+            datadir.root().display()
+        );
+    }
+    Ok(())
+}
+
 fn load_state(datadir: &DataDir) -> anyhow::Result<ExportState> {
     let path = datadir.root().join(STATE_FILE);
+    if !path.exists() {
+        refuse_foreign_directory(datadir)?;
+    }
     let state = match std::fs::read(&path) {
         Ok(bytes) => serde_json::from_slice(&bytes).with_context(|| {
             format!(
