@@ -16,9 +16,9 @@
 //! it), however long the copy takes while nodes write.
 //!
 //! While exporting, it checks the writers' headers ([`nats::export::EpochCheck`]) and reports
-//! the zombie messages accepted (exit status 1 if any). It publishes nothing (it only creates
-//! the logs' stream and the snapshots' bucket, empty, on a cluster that has none, as a node
-//! would).
+//! the zombie messages accepted (exit status 1 if any). It publishes nothing (like a node, it
+//! creates the logs' stream and the snapshots' bucket, empty, on a cluster that has none, and
+//! purges snapshot chunks no object refers to once they are old: `NatsSnapshots::open`).
 
 use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
