@@ -501,9 +501,10 @@ fn read(w: &mut World, node: u8) {
     );
 }
 
-/// The takeover's fence and recovery: the old active node becomes a zombie, the real recovery
-/// reopens every log read, appending this epoch's `lease` record to each first (refused: an
-/// old owner appended after the read; read again), then settles and serves.
+/// The takeover's fence and recovery: the active node's memory is set aside, the real
+/// recovery reopens every log read, appending this epoch's `lease` record to each first
+/// (refused: an old owner appended after the read; the memory is given back and the node
+/// reads again), then settles and serves, and the old active node is a zombie.
 fn fence(w: &mut World, node: u8) -> Result<(), Violation> {
     let Role::TakingOver {
         takeover,
