@@ -25,6 +25,9 @@ pub enum DiskError {
     Eio,
     /// A full disk.
     Enospc,
+    /// Not a disk's: the stream refused an append whose expected last sequence is stale (error
+    /// 10071): another node owns the log now. The log is poisoned as by a disk error.
+    Fenced,
 }
 
 impl DiskError {
@@ -32,6 +35,7 @@ impl DiskError {
         match self {
             DiskError::Eio => "input/output error (EIO)",
             DiskError::Enospc => "no space left on device (ENOSPC)",
+            DiskError::Fenced => "refused by the stream: wrong last sequence (10071, fenced)",
         }
     }
 }
@@ -59,6 +63,10 @@ pub struct SimLog {
     armed: Option<DiskError>,
     /// Set when a write or sync failed: the log refuses everything after it.
     failed: Option<DiskError>,
+    /// Some when the log lives in the simulated stream (`crate::stream`): a write is a
+    /// publish of the batch, a sync the ack's arrival (or a retry); `durable` is what the
+    /// writer knows acknowledged.
+    pub writer: Option<crate::stream::Writer>,
 }
 
 /// What a reopened log found: its records (whole lines, in order) and the torn tail cut.
@@ -81,6 +89,7 @@ impl SimLog {
             batches: 0,
             armed: None,
             failed: None,
+            writer: None,
         }
     }
 
@@ -164,6 +173,28 @@ impl SimLog {
         assert!(self.written_last > self.durable_seq, "durable only grows");
         self.durable_seq = self.written_last;
         Ok(())
+    }
+
+    /// The batch written (a stream's message in flight) is acknowledged: durable.
+    pub fn acked(&mut self) {
+        assert!(
+            !self.written.is_empty(),
+            "{}: an ack with nothing in flight",
+            self.name
+        );
+        self.durable.append(&mut self.written);
+        assert!(self.written_last > self.durable_seq, "durable only grows");
+        self.durable_seq = self.written_last;
+    }
+
+    /// The log fails (a refused append): it refuses everything after.
+    pub fn fail(&mut self, e: DiskError) {
+        self.failed = Some(e);
+    }
+
+    /// The batch written and not yet durable (a stream's message in flight).
+    pub fn written(&self) -> &[u8] {
+        &self.written
     }
 
     /// Arms a disk error for the next write or sync.

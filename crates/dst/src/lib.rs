@@ -3,7 +3,9 @@
 //! with the invariants checked after every step and every recovery, and the real auditor run on
 //! the simulated logs at the end. The same seed gives the same run, bit for bit.
 //!
-//! Modules: [`disk`] (simulated log files and their faults), [`world`] (the state of a run and
+//! Modules: [`disk`] (simulated log files and their faults), [`stream`] (a simulated
+//! JetStream: subjects, message ids, fencing, the KV lease), [`nodes`] (the stream world's
+//! nodes, takeovers and zombies), [`world`] (the state of a run and
 //! the shard's steps), [`workload`] (what players and primaries ask), [`scheduler`] (what
 //! happens next), [`recovery`] (crash and restart), [`invariants`], [`trace`], [`runner`]
 //! (many seeds on many threads). docs/TESTING.md explains it for a newcomer.
@@ -14,9 +16,11 @@
 pub mod bugs;
 pub mod disk;
 pub mod invariants;
+pub mod nodes;
 pub mod recovery;
 pub mod runner;
 pub mod scheduler;
+pub mod stream;
 pub mod trace;
 pub mod workload;
 pub mod world;
@@ -36,6 +40,30 @@ pub struct Options {
     /// Keep every trace line (for `--trace`, and for a failure's story).
     pub keep_trace: bool,
     pub faults: scheduler::Faults,
+    /// Which world each seed runs.
+    pub worlds: Worlds,
+}
+
+/// Which world the seeds run: the local files (one process, crashes and disk faults), or the
+/// stream (JetStream, nodes, leases, takeovers, zombies; `nodes`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+pub enum Worlds {
+    /// Even seeds the files, odd seeds the stream.
+    #[default]
+    Both,
+    Files,
+    Stream,
+}
+
+impl Worlds {
+    /// Whether seed `seed` runs the stream world.
+    pub fn stream(self, seed: u64) -> bool {
+        match self {
+            Worlds::Both => nodes::is_stream_seed(seed),
+            Worlds::Files => false,
+            Worlds::Stream => true,
+        }
+    }
 }
 
 impl Default for Options {
@@ -45,6 +73,7 @@ impl Default for Options {
             audit_every: 1,
             keep_trace: true,
             faults: scheduler::Faults::default(),
+            worlds: Worlds::Both,
         }
     }
 }
@@ -91,7 +120,13 @@ pub fn quiet_panics_in_seeds() {
 pub fn run_seed(seed: u64, opts: Options) -> SeedRun {
     let mut w = World::new(seed, opts.keep_trace);
     IN_SEED.with(|f| f.set(true));
-    let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| drive(&mut w, opts)));
+    let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| {
+        if opts.worlds.stream(seed) {
+            w.counts.stream_seeds += 1;
+            nodes::start(&mut w)?;
+        }
+        drive(&mut w, opts)
+    }));
     IN_SEED.with(|f| f.set(false));
     let failure = match outcome {
         Ok(Ok(())) => None,
@@ -123,14 +158,19 @@ fn drive(w: &mut World, opts: Options) -> Result<(), Violation> {
         w.counts.steps += 1;
         let action = scheduler::pick(w, opts.faults);
         scheduler::run(w, action)?;
-        if w.down.is_none() {
+        if w.down.is_none() && (w.js.is_none() || !w.shards.is_empty()) {
             invariants::check_step(w)?;
         }
     }
     w.step += 1;
-    recovery::crash(w);
-    w.step += 1;
-    recovery::restart(w)?;
+    if w.js.is_some() {
+        nodes::final_takeover(w)?;
+        nodes::epochs_in_order(w)?;
+    } else {
+        recovery::crash(w);
+        w.step += 1;
+        recovery::restart(w)?;
+    }
     if opts.audit_every > 0 && w.seed.is_multiple_of(opts.audit_every) {
         w.counts.audits += 1;
         audit(w)?;
@@ -153,18 +193,23 @@ pub fn audit(w: &World) -> Result<(), Violation> {
     .expect("a temporary directory");
     let datadir = store::datadir::DataDir::at(dir.path());
     datadir.create().expect("the data directory's layout");
-    let logs = w
-        .shards
-        .values()
-        .map(|s| (&s.log.name, &s.log.durable))
-        .chain(std::iter::once((
-            &w.transitions.name,
-            &w.transitions.durable,
-        )))
-        .chain(w.closed.iter());
+    let logs: Vec<(String, Vec<u8>)> = match &w.js {
+        // The truth is the stream's, whatever the nodes hold.
+        Some(_) => nodes::logs_for_audit(w),
+        None => w
+            .shards
+            .values()
+            .map(|s| (s.log.name.clone(), s.log.durable.clone()))
+            .chain(std::iter::once((
+                w.transitions.name.clone(),
+                w.transitions.durable.clone(),
+            )))
+            .chain(w.closed.iter().map(|(n, b)| (n.clone(), b.clone())))
+            .collect(),
+    };
     let files = store::backend::FileLogs::new(&datadir);
     for (name, bytes) in logs {
-        let path = files.path(name);
+        let path = files.path(&name);
         std::fs::write(&path, bytes).expect("writes a log");
     }
     let report = mesh::audit::audit(&datadir, &w.galaxy);
@@ -216,6 +261,9 @@ fn failure_of(w: &World, v: Violation) -> Failure {
 /// Every log's bytes (durable and not) and the trace, hashed.
 fn digest(w: &World) -> u64 {
     let mut h = xxhash_rust::xxh3::Xxh3::new();
+    if w.js.is_some() {
+        nodes::digest_into(w, &mut h);
+    }
     for s in w.shards.values() {
         h.update(s.log.name.as_bytes());
         h.update(&s.log.durable);

@@ -40,6 +40,10 @@ struct Cli {
     /// Stop at the first failing seed.
     #[arg(long)]
     stop_at_first: bool,
+    /// Which world the seeds run: both (even seeds the files, odd seeds the stream), files,
+    /// or stream.
+    #[arg(long, value_enum, default_value = "both")]
+    world: dst::Worlds,
     /// The summary as JSON.
     #[arg(long)]
     json: bool,
@@ -52,6 +56,7 @@ fn main() -> anyhow::Result<()> {
         steps: cli.steps,
         audit_every: cli.audit_every,
         keep_trace: cli.trace,
+        worlds: cli.world,
         ..Options::default()
     };
     if let (Some(seed), true) = (cli.seed, cli.trace) {
@@ -71,7 +76,7 @@ fn main() -> anyhow::Result<()> {
             }
             println!(
                 "replay: {}",
-                runner::replay_command(seed, cli.steps, cli.bug.as_deref())
+                runner::replay_command(seed, &opts, cli.bug.as_deref())
             );
             std::process::exit(1);
         }

@@ -25,6 +25,7 @@ use store::seq::Seq;
 
 use crate::disk::SimLog;
 use crate::invariants::{self, Violation};
+use crate::stream::LEASE_KIND;
 use crate::world::{Ledger, Shard, World};
 
 /// The machine crashes now.
@@ -52,12 +53,7 @@ pub fn crash(w: &mut World) {
     }
     w.counts.torn_writes += torn.len() as u64;
     w.shards.clear();
-    w.channels.clear();
-    w.committed.clear();
-    w.slow.clear();
-    for c in w.clients.values_mut() {
-        c.waiting = false;
-    }
+    forget_volatile(w);
     w.down = Some(files);
     w.note(
         None,
@@ -65,6 +61,21 @@ pub fn crash(w: &mut World) {
         format!("CRASH: volatile state lost; torn writes: {torn:?}"),
     );
 }
+
+/// What a process loses when it stops, beside its shards: the channels, the jumps it knew
+/// committed, the slow-disk spells, and its clients' waits (their connections die).
+pub fn forget_volatile(w: &mut World) {
+    w.channels.clear();
+    w.committed.clear();
+    w.slow.clear();
+    for c in w.clients.values_mut() {
+        c.waiting = false;
+    }
+}
+
+/// A fence refused during a stream world's takeover (not a violation: the takeover reads
+/// again).
+const FENCE_REFUSED: &str = "fence refused";
 
 /// One instance as its log replays.
 struct Replayed {
@@ -82,8 +93,33 @@ struct Seen {
     ledger: Ledger,
 }
 
-/// The restart: recovery, then the shards run again.
-pub fn restart(w: &mut World) -> Result<(), Violation> {
+/// The restart: recovery, then the shards run again. In the stream world, every log reopened
+/// gets the taking-over node's `lease` record first (`nodes::fence_reopened`); Ok(false): one
+/// was refused, nothing was settled, and the takeover reads again.
+pub fn restart(w: &mut World) -> Result<bool, Violation> {
+    match recover(w) {
+        Ok(()) => Ok(true),
+        Err(v) if v.invariant == FENCE_REFUSED => {
+            w.note(None, None, format!("recovery stops: {}", v.what));
+            Ok(false)
+        }
+        Err(v) => Err(v),
+    }
+}
+
+fn fence(w: &mut World, log: &mut SimLog) -> Result<(), Violation> {
+    match crate::nodes::fence_reopened(w, log)? {
+        true => Ok(()),
+        false => Err(Violation {
+            invariant: FENCE_REFUSED,
+            player: None,
+            jump: None,
+            what: format!("the lease record of {} is refused", log.name),
+        }),
+    }
+}
+
+fn recover(w: &mut World) -> Result<(), Violation> {
     let mut files = w.down.take().expect("a restart follows a crash");
     w.counts.recoveries += 1;
     change_travel_times(w);
@@ -111,6 +147,9 @@ pub fn restart(w: &mut World) -> Result<(), Violation> {
     let tbytes = files.remove(TRANSITIONS_LOG).unwrap_or_default();
     let mut read = JumpsRead::default();
     let reopened = SimLog::reopen(TRANSITIONS_LOG, tbytes, |rec| {
+        if rec.kind == LEASE_KIND {
+            return Ok(());
+        }
         let jump = decode_jump(&w.galaxy, rec)?;
         read.read(&w.galaxy, |id| all.get(&id).map(|r| &r.state), jump)?;
         Ok(())
@@ -118,7 +157,9 @@ pub fn restart(w: &mut World) -> Result<(), Violation> {
     .map_err(|e| refused(w, e))?;
     // In destination order (the core hands a hash map; a seed never iterates one).
     let landings: BTreeMap<InstanceId, Vec<Jump>> = std::mem::take(&mut read.landings);
-    w.transitions = reopened.log;
+    let mut tlog = reopened.log;
+    fence(w, &mut tlog)?;
+    w.transitions = tlog;
     if reopened.torn.is_some() {
         w.note(
             None,
@@ -129,7 +170,7 @@ pub fn restart(w: &mut World) -> Result<(), Violation> {
     w.ledger = seen.ledger;
     void_lost_prepares(w, &mut all, read.voids)?;
     settle_prepared(w, &mut all, &read.committed)?;
-    settle_escrows(w, &mut all);
+    settle_escrows(w, &mut all)?;
     close_retired(w, &mut all, &landings)?;
     w.landed = seen.landed;
     for (at, r) in all {
@@ -211,6 +252,9 @@ fn replay(
     let mut state = SystemState::new_instance(&w.galaxy, at);
     let mut twice = None;
     let reopened = SimLog::reopen(&name, bytes, |rec| {
+        if rec.kind == LEASE_KIND {
+            return Ok(());
+        }
         let (t, event) = decode_event(&w.galaxy, at, rec)?;
         state.apply(t, &event)?;
         seen.ledger.account(&event);
@@ -236,13 +280,9 @@ fn replay(
     if reopened.torn.is_some() {
         w.note(None, None, format!("recovery cut a torn tail off {name}"));
     }
-    all.insert(
-        at,
-        Replayed {
-            state,
-            log: reopened.log,
-        },
-    );
+    let mut log = reopened.log;
+    fence(w, &mut log)?;
+    all.insert(at, Replayed { state, log });
     Ok(())
 }
 
@@ -263,11 +303,18 @@ fn settle_event(w: &mut World, r: &mut Replayed, event: Event) {
 }
 
 /// Makes everything recovery appended to `r`'s log durable (`settle_all` waits for it).
-fn flush(r: &mut Replayed) {
+fn flush(w: &mut World, r: &mut Replayed) -> Result<(), Violation> {
+    if r.log.writer.is_some() {
+        if r.log.can_write() {
+            crate::nodes::flush_reopened(w, &mut r.log)?;
+        }
+        return Ok(());
+    }
     if r.log.can_write() {
         r.log.write().expect("no fault is armed on a reopened log");
         r.log.sync().expect("no fault is armed on a reopened log");
     }
+    Ok(())
 }
 
 /// Step 2b: the jumps whose prepare the crash lost are void, in order (`settle::voids`).
@@ -293,7 +340,7 @@ fn void_lost_prepares(
             w.note(None, Some(key), format!("recovery voids jump {text}"));
             settle_event(w, r, event);
         }
-        flush(r);
+        flush(w, r)?;
     }
     Ok(())
 }
@@ -336,14 +383,17 @@ fn settle_prepared(
             }
             settle_event(w, r, event);
         }
-        flush(r);
+        flush(w, r)?;
     }
     Ok(())
 }
 
 /// Step 3b: escrows left open are settled if the primary's market took the trade, refunded
 /// otherwise; then the primaries forget the outcomes (`settle::escrows`).
-fn settle_escrows(w: &mut World, all: &mut BTreeMap<InstanceId, Replayed>) {
+fn settle_escrows(
+    w: &mut World,
+    all: &mut BTreeMap<InstanceId, Replayed>,
+) -> Result<(), Violation> {
     let outcomes = settle::escrow_outcomes(all.values().map(|r| &r.state));
     for (at, r) in all.iter_mut().filter(|(at, _)| !at.is_primary()) {
         let (events, settled) = settle::escrows(&r.state, &outcomes);
@@ -362,14 +412,15 @@ fn settle_escrows(w: &mut World, all: &mut BTreeMap<InstanceId, Replayed>) {
             );
             settle_event(w, r, event);
         }
-        flush(r);
+        flush(w, r)?;
     }
     for r in all.values_mut().filter(|r| r.state.is_primary()) {
         for event in settle::forget_outcomes(&r.state) {
             settle_event(w, r, event);
         }
-        flush(r);
+        flush(w, r)?;
     }
+    Ok(())
 }
 
 /// Retired instances (not open in their primary) must be empty; their logs are closed.

@@ -60,9 +60,16 @@ pub struct FailedSeed {
 }
 
 /// The command that replays `seed` alone with its trace.
-pub fn replay_command(seed: u64, steps: u64, bug: Option<&str>) -> String {
+pub fn replay_command(seed: u64, opts: &Options, bug: Option<&str>) -> String {
     let bug = bug.map(|b| format!(" --bug {b}")).unwrap_or_default();
-    format!("cargo run --release -p mltrader-dst -- --seed {seed} --steps {steps}{bug} --trace")
+    let world = match opts.worlds {
+        crate::Worlds::Both => String::new(),
+        other => format!(" --world {}", format!("{other:?}").to_lowercase()),
+    };
+    let steps = opts.steps;
+    format!(
+        "cargo run --release -p mltrader-dst -- --seed {seed} --steps {steps}{world}{bug} --trace"
+    )
 }
 
 /// Runs the plan; `set_bug` is called on each thread before its first seed.
@@ -160,14 +167,14 @@ fn failed_seed(plan: &Plan, seed: u64, f: Failure) -> FailedSeed {
         step: f.step,
         what: f.what,
         player: f.player,
-        replay: replay_command(seed, plan.opts.steps, plan.bug.as_deref()),
+        replay: replay_command(seed, &plan.opts, plan.bug.as_deref()),
         story: f.story,
     }
 }
 
 /// Adds a seed's counts to a total.
 pub fn add(total: &mut Counts, c: &Counts) {
-    let pairs: [(&mut u64, u64); 21] = [
+    let pairs: [(&mut u64, u64); 40] = [
         (&mut total.travel_changes, c.travel_changes),
         (&mut total.steps, c.steps),
         (&mut total.requests, c.requests),
@@ -192,6 +199,28 @@ pub fn add(total: &mut Counts, c: &Counts) {
         (&mut total.escrows_settled, c.escrows_settled),
         (&mut total.escrows_refunded, c.escrows_refunded),
         (&mut total.audits, c.audits),
+        (&mut total.stream_seeds, c.stream_seeds),
+        (&mut total.takeovers, c.takeovers),
+        (&mut total.claims, c.claims),
+        (&mut total.fence_retries, c.fence_retries),
+        (&mut total.lease_records, c.lease_records),
+        (&mut total.takeovers_outranked, c.takeovers_outranked),
+        (
+            &mut total.records_read_at_takeover,
+            c.records_read_at_takeover,
+        ),
+        (&mut total.zombie_appends_refused, c.zombie_appends_refused),
+        (&mut total.zombies_stopped, c.zombies_stopped),
+        (&mut total.appends_fenced, c.appends_fenced),
+        (&mut total.acks_lost, c.acks_lost),
+        (&mut total.duplicate_acks, c.duplicate_acks),
+        (&mut total.acks_twice, c.acks_twice),
+        (&mut total.publishes_stalled, c.publishes_stalled),
+        (&mut total.elections, c.elections),
+        (&mut total.pauses, c.pauses),
+        (&mut total.renewals, c.renewals),
+        (&mut total.renewals_unavailable, c.renewals_unavailable),
+        (&mut total.leases_lost, c.leases_lost),
     ];
     for (t, v) in pairs {
         *t += v;
@@ -220,6 +249,8 @@ impl Summary {
              faults: {} crashes, {} torn writes, {} EIO, {} ENOSPC, {} slow-disk spells; {} recoveries ({} with other travel times)\n\
              jumps: {} committed, {} landed, {} voided, {} aborted, {} completed by recovery, {} landings handed again\n\
              instances: {} splits, {} moves; escrows {} settled, {} refunded; {} requests, {} acknowledged; audits: {} (every {} seeds)\n\
+             stream world: {} seeds; {} takeovers ({} claims, {} re-read after a refused lease record, {} given up to a newer owner, {} records read), {} lease records; zombies: {} appends refused, {} stopped; {} appends of a replaced node refused\n\
+             stream faults: {} elections ({} publishes stalled, {} renewals unanswered of {} taken), {} pauses, {} leases lost; {} acks lost ({} retries answered duplicate), {} acks delivered twice\n\
              violations: {}",
             self.seeds,
             self.from,
@@ -253,6 +284,25 @@ impl Summary {
             t.acks,
             t.audits,
             self.audit_every,
+            t.stream_seeds,
+            t.takeovers,
+            t.claims,
+            t.fence_retries,
+            t.takeovers_outranked,
+            t.records_read_at_takeover,
+            t.lease_records,
+            t.zombie_appends_refused,
+            t.zombies_stopped,
+            t.appends_fenced,
+            t.elections,
+            t.publishes_stalled,
+            t.renewals_unavailable,
+            t.renewals,
+            t.pauses,
+            t.leases_lost,
+            t.acks_lost,
+            t.duplicate_acks,
+            t.acks_twice,
             self.violations,
         );
         for f in &self.failures {

@@ -39,6 +39,8 @@ pub enum Action {
     Slow(LogId),
     Crash,
     Restart,
+    /// The stream world's nodes, lease, stream faults and zombie.
+    Node(crate::nodes::NodeAction),
 }
 
 /// How often faults are drawn, as weights against the ordinary actions (about 100 each).
@@ -69,6 +71,15 @@ pub fn enabled(w: &World, faults: Faults) -> Vec<(u64, Action)> {
         all.push((1, Action::Restart));
         return all;
     }
+    if w.js.is_some() {
+        let any_failed = w.shards.values().any(|s| s.failed) || w.transitions.failed().is_some();
+        // A node whose log is refused exits (it was replaced): soon.
+        let crash = if any_failed { 200 } else { faults.crash };
+        crate::nodes::enabled(w, crash, faults.disk, &mut all);
+        if !w.serving() {
+            return all;
+        }
+    }
     for (name, c) in &w.clients {
         if !c.waiting && (!c.joined || w.whereis(name).is_some()) {
             all.push((60, Action::Request(name.clone())));
@@ -96,8 +107,8 @@ pub fn enabled(w: &World, faults: Faults) -> Vec<(u64, Action)> {
             healthy.push(id);
         }
     }
-    // Faults are drawn per world, then a log among the healthy ones.
-    if !healthy.is_empty() {
+    // Faults are drawn per world, then a log among the healthy ones (disks: the files' world).
+    if !healthy.is_empty() && w.js.is_none() {
         let id = healthy[(w.step as usize) % healthy.len()].clone();
         let e = if w.step.is_multiple_of(2) {
             DiskError::Eio
@@ -143,8 +154,10 @@ pub fn enabled(w: &World, faults: Faults) -> Vec<(u64, Action)> {
         }
     }
     // A failed shard is restarted by restarting the whole process, soon.
-    let crash = if any_failed { 200 } else { faults.crash };
-    all.push((crash, Action::Crash));
+    if w.js.is_none() {
+        let crash = if any_failed { 200 } else { faults.crash };
+        all.push((crash, Action::Crash));
+    }
     all
 }
 
@@ -166,6 +179,8 @@ pub fn pick(w: &mut World, faults: Faults) -> Action {
 pub fn run(w: &mut World, action: Action) -> Result<(), crate::invariants::Violation> {
     match action {
         Action::Request(p) => workload::request(w, &p),
+        Action::Write(id) if w.js.is_some() => return crate::nodes::send_log(w, id),
+        Action::Sync(id) if w.js.is_some() => return crate::nodes::receive_log(w, id),
         Action::Write(id) => write_or_sync(w, id, true),
         Action::Sync(id) => write_or_sync(w, id, false),
         Action::Ack(at) => ack(w, at),
@@ -198,8 +213,13 @@ pub fn run(w: &mut World, action: Action) -> Result<(), crate::invariants::Viola
                 format!("SLOW disk: {name} for {SLOW_SPELL_STEPS} steps"),
             );
         }
+        Action::Crash if w.js.is_some() => {
+            w.counts.crashes += 1;
+            crate::nodes::stop_active(w, "crashes");
+        }
         Action::Crash => recovery::crash(w),
-        Action::Restart => return recovery::restart(w),
+        Action::Restart => return recovery::restart(w).map(|_| ()),
+        Action::Node(a) => return crate::nodes::run(w, a),
     }
     Ok(())
 }
@@ -227,6 +247,7 @@ fn write_or_sync(w: &mut World, id: LogId, write: bool) {
             match e {
                 DiskError::Eio => w.counts.eio += 1,
                 DiskError::Enospc => w.counts.enospc += 1,
+                DiskError::Fenced => unreachable!("a file is never fenced"),
             }
             if let LogId::Shard(at) = id {
                 w.shards.get_mut(&at).expect("running").failed = true;

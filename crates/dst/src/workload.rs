@@ -310,7 +310,7 @@ pub fn start_instance(w: &mut World, primary: InstanceId, n: u16) {
         return;
     }
     let state = sim::system::SystemState::new_instance(&w.galaxy, inst);
-    let log = crate::disk::SimLog::create(&crate::world::log_name(&w.galaxy, inst));
+    let log = w.create_log(&crate::world::log_name(&w.galaxy, inst));
     let shard = crate::world::Shard::new(inst, state, log);
     w.shards.insert(inst, shard);
     w.note(None, None, format!("instance {} starts", w.name(inst)));

@@ -219,6 +219,33 @@ pub struct Counts {
     pub escrows_settled: u64,
     pub escrows_refunded: u64,
     pub audits: u64,
+    /// Seeds that ran the stream world (JetStream and nodes).
+    pub stream_seeds: u64,
+    /// Takeovers served (the first claim of a seed included).
+    pub takeovers: u64,
+    pub claims: u64,
+    /// Takeovers whose `lease` record was refused (an old owner appended after the read).
+    pub fence_retries: u64,
+    /// Takeovers given up because the logs held a newer owner's lease records.
+    pub takeovers_outranked: u64,
+    pub lease_records: u64,
+    /// Records a taking-over node read (every log to its end: no snapshots here).
+    pub records_read_at_takeover: u64,
+    pub zombie_appends_refused: u64,
+    pub zombies_stopped: u64,
+    /// Appends of the active node refused (it was replaced without knowing).
+    pub appends_fenced: u64,
+    pub acks_lost: u64,
+    /// Retries answered `duplicate` (the stream had the message).
+    pub duplicate_acks: u64,
+    /// Acks delivered a second time (ignored).
+    pub acks_twice: u64,
+    pub publishes_stalled: u64,
+    pub elections: u64,
+    pub pauses: u64,
+    pub renewals: u64,
+    pub renewals_unavailable: u64,
+    pub leases_lost: u64,
 }
 
 /// The whole simulated world of a seed.
@@ -255,6 +282,8 @@ pub struct World {
     pub step: u64,
     pub trace: Trace,
     pub counts: Counts,
+    /// The stream world (odd seeds): the simulated JetStream and the nodes; None: files.
+    pub js: Option<crate::nodes::Js>,
 }
 
 /// The galaxy of a seed: three to five systems a few light years apart.
@@ -327,7 +356,32 @@ impl World {
             step: 0,
             trace: Trace::new(keep_trace),
             counts: Counts::default(),
+            js: None,
         }
+    }
+
+    /// Whether the node holding the world's shards takes steps now (files: not crashed;
+    /// stream: an active node, not paused).
+    pub fn serving(&self) -> bool {
+        match &self.js {
+            None => self.down.is_none(),
+            Some(_) => crate::nodes::serving(self),
+        }
+    }
+
+    /// A new, empty log (an instance starting): in the stream, written by the active node.
+    pub fn create_log(&mut self, name: &str) -> SimLog {
+        let mut log = SimLog::create(name);
+        if let Some(js) = self.js.as_mut() {
+            let a = js.active.expect("an active node starts instances");
+            log.writer = Some(crate::stream::Writer::new(
+                &mut js.stream,
+                a.node,
+                a.epoch,
+                0,
+            ));
+        }
+        log
     }
 
     pub fn note(&mut self, who: Option<&str>, jump: Option<(InstanceId, Xfer)>, text: String) {

@@ -58,6 +58,23 @@ fn a_thousand_seeds_with_faults_break_no_invariant() {
         ("moves between instances", t.moves),
         ("escrows settled", t.escrows_settled),
         ("audits", t.audits),
+        // The stream world (odd seeds): takeovers, zombies, and the stream's faults.
+        ("stream-world seeds", t.stream_seeds),
+        ("takeovers", t.takeovers),
+        (
+            "takeovers reading again after a refused lease record",
+            t.fence_retries,
+        ),
+        ("zombie appends refused", t.zombie_appends_refused),
+        ("zombies stopped", t.zombies_stopped),
+        ("elections", t.elections),
+        ("renewals unanswered in an election", t.renewals_unavailable),
+        ("pauses", t.pauses),
+        ("takeovers given up to a newer owner", t.takeovers_outranked),
+        ("leases lost", t.leases_lost),
+        ("acks lost", t.acks_lost),
+        ("retries answered duplicate", t.duplicate_acks),
+        ("acks delivered twice", t.acks_twice),
     ] {
         assert!(n > 0, "no {what} in {CI_SEEDS} seeds");
     }
@@ -69,7 +86,7 @@ fn the_same_seed_gives_the_same_run_bit_for_bit() {
         steps: CI_STEPS,
         ..Options::default()
     };
-    for seed in [0, 7, 123_456] {
+    for seed in [0, 7, 123_456, 123_457] {
         let a = run_seed(seed, opts);
         // The second run on another thread: nothing of a seed depends on its thread.
         let b = std::thread::spawn(move || run_seed(seed, opts))
@@ -118,4 +135,24 @@ fn an_escrow_settled_and_refunded_is_caught() {
 #[test]
 fn a_jump_landing_twice_is_caught() {
     caught(Bug::LandTwice);
+}
+
+#[test]
+fn a_zombie_appending_without_fencing_is_caught() {
+    caught(Bug::NoFencing);
+}
+
+#[test]
+fn a_standby_serving_before_its_lease_records_is_caught() {
+    caught(Bug::ServeBeforeLeaseRecord);
+}
+
+#[test]
+fn an_election_taken_for_a_lost_lease_is_caught() {
+    caught(Bug::ElectionIsDeath);
+}
+
+#[test]
+fn a_takeover_fencing_over_a_newer_owner_is_caught() {
+    caught(Bug::FenceOverNewerEpoch);
 }

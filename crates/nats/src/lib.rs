@@ -11,6 +11,8 @@
 //!   sequence (a writer that lost its place, a zombie, is refused).
 //! - [`NatsOwnership`]: [`store::backend::Ownership`] as leases in a KV bucket, the epoch being
 //!   the revision of the claim.
+//! - [`NatsSnapshots`]: [`store::backend::SnapshotStore`] in an object store bucket, and the
+//!   galaxy's definition beside the snapshots.
 //!
 //! This crate never interprets records (the store's scanner reads the bytes, as it reads
 //! files) and never decides what recovery does; it never writes to a stream without the
@@ -24,6 +26,7 @@ pub mod limits;
 pub mod locate;
 pub mod logs;
 pub mod safety;
+pub mod snapshots;
 pub mod subject;
 pub mod writers;
 
@@ -36,6 +39,7 @@ pub use error::NatsError;
 pub use lease::NatsOwnership;
 pub use logs::NatsLogs;
 pub use safety::Safety;
+pub use snapshots::NatsSnapshots;
 
 /// How to reach the NATS servers, and how strictly to check them.
 #[derive(Clone, Debug)]

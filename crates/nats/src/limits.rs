@@ -51,3 +51,22 @@ pub const STANDBY_POLL_MS: u64 = 200;
 const _: () = assert!(RENEWALS_PER_LEASE >= 3);
 const _: () = assert!(STANDBY_POLL_MS * 5 <= MIN_LEASE_MS);
 const _: () = assert!(MIN_LEASE_MS <= LEASE_MS);
+
+/// How long one attempt at the snapshots' object store (a put, a get, a list, a delete) may
+/// take before it is abandoned and tried again: above [`ACK_TIMEOUT_MS`], since a put waits for
+/// several acks.
+pub const SNAPSHOT_ATTEMPT_TIMEOUT_MS: u64 = 10_000;
+
+/// How long a snapshot's put or get is retried (an election stops the bucket's stream for 4-9
+/// s) before it fails; a failed put leaves the previous snapshots in place.
+pub const SNAPSHOT_RETRY_FOR_MS: u64 = 30_000;
+
+/// The pause between two attempts at the object store.
+pub const SNAPSHOT_RETRY_PAUSE_MS: u64 = 200;
+
+const _: () = assert!(ACK_TIMEOUT_MS < SNAPSHOT_ATTEMPT_TIMEOUT_MS);
+const _: () = assert!(SNAPSHOT_ATTEMPT_TIMEOUT_MS < SNAPSHOT_RETRY_FOR_MS);
+
+/// How long a read of a log is tried again when the stream fails it (a request timing out
+/// during a leader's election, 4-9 s) before the read fails.
+pub const READ_RETRY_FOR_MS: u64 = 30_000;

@@ -24,15 +24,32 @@ pub enum Bug {
     /// Recovery refunds an instance's escrowed trade even though the primary's market took it
     /// (goods or credits created).
     SettleAndRefund,
+    /// A node appends to the shared log store without the expected last subject sequence (no
+    /// fencing): an old owner (a zombie) woken after a takeover appends after the new owner's
+    /// `lease` record.
+    NoFencing,
+    /// A node that took the lease serves right after reading the logs, without appending its
+    /// `lease` records first: a zombie's append after the read is accepted.
+    ServeBeforeLeaseRecord,
+    /// A renewal that fails because the store is electing a leader is read as a lost lease:
+    /// the holder stops serving while it still holds the lease.
+    ElectionIsDeath,
+    /// A node taking over that finds a newer owner's `lease` records in the logs it read (its
+    /// claim expired while it read or fenced) appends its own over them and serves.
+    FenceOverNewerEpoch,
 }
 
 impl Bug {
     /// Every bug, for runners that try each.
-    pub const ALL: [Bug; 4] = [
+    pub const ALL: [Bug; 8] = [
         Bug::LandBeforeEarlier,
         Bug::LostPrepareLands,
         Bug::LandTwice,
         Bug::SettleAndRefund,
+        Bug::NoFencing,
+        Bug::ServeBeforeLeaseRecord,
+        Bug::ElectionIsDeath,
+        Bug::FenceOverNewerEpoch,
     ];
 
     /// The name used on command lines (`--bug land-twice`).
@@ -42,6 +59,10 @@ impl Bug {
             Bug::LostPrepareLands => "lost-prepare-lands",
             Bug::LandTwice => "land-twice",
             Bug::SettleAndRefund => "settle-and-refund",
+            Bug::NoFencing => "no-fencing",
+            Bug::ServeBeforeLeaseRecord => "serve-before-lease-record",
+            Bug::ElectionIsDeath => "election-is-death",
+            Bug::FenceOverNewerEpoch => "fence-over-newer-epoch",
         }
     }
 

@@ -9,6 +9,7 @@
 //!
 //! - [`arrivals`]: a destination's queue of committed jumps, and the idempotent landing;
 //! - [`commit`]: the departure pipeline's commit point (both records durable);
+//! - [`lease`]: the galaxy's lease on a shared log store: renewal, fencing, takeover;
 //! - [`settle`]: what recovery completes, voids, cancels or hands over again;
 //! - [`invariants`]: each step's invariant, checked where records are written and read back;
 //! - [`bugs`]: test-only switches that re-introduce known bugs (feature `bug-switches`).
@@ -19,4 +20,5 @@ pub mod arrivals;
 pub mod bugs;
 pub mod commit;
 pub mod invariants;
+pub mod lease;
 pub mod settle;

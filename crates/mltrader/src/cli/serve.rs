@@ -3,8 +3,9 @@
 //!
 //! `--nats URL` keeps the logs in NATS JetStream instead of the data directory (docs/NATS.md):
 //! [`on_nats`] (this module's child) stands by while another node holds the galaxy's lease, takes
-//! over when it expires, and serves while it renews it; snapshots and player logs stay in the
-//! data directory.
+//! over when it expires, and serves while it renews it; snapshots go to the object store bucket
+//! `mlt_snapshots` (with the galaxy's `galaxy.toml`, kept at first start), player logs stay in
+//! the data directory.
 //!
 //! `--demo` also runs a swarm of trader bots (`cli::swarm`) in the same process, playing through
 //! the server's own HTTP API, so a new galaxy is alive at once; it stops before the server does.

@@ -21,9 +21,9 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context as _;
 use nats::lease::{ClaimAttempt, Holder};
-use nats::{NatsLogs, NatsOwnership};
+use nats::{NatsLogs, NatsOwnership, NatsSnapshots};
 use net::standby::Switch;
-use store::backend::{Claim, FileSnapshots, Ownership, OwnershipError, Storage, MESH_UNIT};
+use store::backend::{Claim, Ownership, OwnershipError, Storage, MESH_UNIT};
 
 use super::{
     admission_of, print_refused, print_serving, print_stopped, shutdown_signal, start_demo_at,
@@ -66,7 +66,7 @@ pub(super) async fn serve(args: ServeArgs, urls: String, start: Start) -> anyhow
     ));
     println!("listening on http://{addr} (503 standby until this node holds the galaxy's lease)");
 
-    let node = Node::connect(&args, &urls).await?;
+    let node = Node::connect(&args, &urls, start.datadir.galaxy_file()).await?;
     let taken = tokio::select! {
         taken = node.take_lease(&switch) => taken,
         () = &mut signalled => {
@@ -93,7 +93,7 @@ pub(super) async fn serve(args: ServeArgs, urls: String, start: Start) -> anyhow
 
     let storage = Storage {
         logs: node.logs.clone(),
-        snapshots: Arc::new(FileSnapshots::new(&start.datadir)),
+        snapshots: node.snapshots.clone(),
     };
     let started = Mesh::start_on(storage, start.datadir.clone(), start.galaxy, start.config).await;
     let (mesh, report) = match started {
@@ -136,6 +136,8 @@ pub(super) async fn serve(args: ServeArgs, urls: String, start: Start) -> anyhow
 struct Node {
     logs: Arc<NatsLogs>,
     ownership: Arc<NatsOwnership>,
+    /// Snapshots, and the galaxy's definition kept beside them at first start.
+    snapshots: Arc<NatsSnapshots>,
     lease: Duration,
 }
 
@@ -151,8 +153,14 @@ struct Taken {
 }
 
 impl Node {
-    /// Connects (credentials, safety check) and opens the logs' stream and the lease bucket.
-    async fn connect(args: &ServeArgs, urls: &str) -> anyhow::Result<Node> {
+    /// Connects (credentials, safety check), opens the logs' stream, the snapshots' bucket
+    /// (keeping the galaxy's definition there at first start, refusing a node whose
+    /// `galaxy_file` differs from it) and the lease bucket.
+    async fn connect(
+        args: &ServeArgs,
+        urls: &str,
+        galaxy_file: std::path::PathBuf,
+    ) -> anyhow::Result<Node> {
         let split = |list: &str| list.split(',').map(|s| s.trim().to_string()).collect();
         let config = nats::NatsConfig {
             urls: split(urls),
@@ -169,12 +177,19 @@ impl Node {
             // a new or busy cluster, or with two nodes creating them at once, it may time out.
             let logs =
                 again_for_a_while("open the logs' stream", || NatsLogs::open(&nats, replicas))?;
+            let snapshots = again_for_a_while("open the snapshots' bucket", || {
+                NatsSnapshots::open(&nats, nats::snapshots::SNAPSHOTS_BUCKET, replicas)
+            })?;
+            let local = std::fs::read(&galaxy_file)
+                .with_context(|| format!("cannot read {}", galaxy_file.display()))?;
+            snapshots.keep_galaxy(&local, &galaxy_file.display().to_string())?;
             let ownership = again_for_a_while("open the lease bucket", || {
                 NatsOwnership::open(&nats, nats::lease::LEASES_BUCKET, lease, replicas)
             })?;
             Ok(Node {
                 logs: Arc::new(logs),
                 ownership: Arc::new(ownership),
+                snapshots: Arc::new(snapshots),
                 lease,
             })
         })
