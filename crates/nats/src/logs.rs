@@ -743,7 +743,7 @@ impl Attempt {
             };
             let failure = match outcome {
                 Ok(ack) => return self.acked(ack, attempts),
-                Err(Failure::Publish(e)) if e.kind() == PublishErrorKind::WrongLastSequence => {
+                Err(Failure::Publish(e)) if crate::error::is_wrong_last_sequence(&e) => {
                     self.stats.fenced.fetch_add(1, Ordering::Relaxed);
                     return Err(NatsError::Fenced {
                         subject: self.subject.clone(),
