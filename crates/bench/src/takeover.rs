@@ -31,6 +31,10 @@ pub struct TakeoverArgs {
     /// Jumps each player makes before each kill (history to replay).
     #[arg(long, default_value_t = 4)]
     pub jumps: usize,
+    /// A system snapshots its state after this many records (`serve --snapshot-every`): with
+    /// snapshots in JetStream, a takeover replays only what follows them.
+    #[arg(long, default_value_t = 1_000)]
+    pub snapshot_every: u64,
     /// The galaxy's lease, in milliseconds (`serve --lease-ms`).
     #[arg(long, default_value_t = 5_000)]
     pub lease_ms: u64,
@@ -58,6 +62,7 @@ struct Round {
     expiry_to_claim_ms: f64,
     expiry_to_serving_ms: f64,
     records_replayed: f64,
+    snapshots_loaded: f64,
 }
 
 pub fn run(args: TakeoverArgs) -> anyhow::Result<ExitCode> {
@@ -75,12 +80,13 @@ pub fn run(args: TakeoverArgs) -> anyhow::Result<ExitCode> {
     );
     for (i, r) in rounds.iter().enumerate() {
         println!(
-            "  round {}: kill -> first 200 {:.0} ms; lease expiry -> claimed {:.0} ms, -> serving {:.0} ms; {:.0} records replayed",
+            "  round {}: kill -> first 200 {:.0} ms; lease expiry -> claimed {:.0} ms, -> serving {:.0} ms; {:.0} records replayed, {:.0} snapshots loaded",
             i + 1,
             r.kill_to_200_ms,
             r.expiry_to_claim_ms,
             r.expiry_to_serving_ms,
-            r.records_replayed
+            r.records_replayed,
+            r.snapshots_loaded
         );
     }
     let summary = |name: &str, f: fn(&Round) -> f64| {
@@ -97,6 +103,7 @@ pub fn run(args: TakeoverArgs) -> anyhow::Result<ExitCode> {
     summary("lease expiry -> claimed (ms)", |r| r.expiry_to_claim_ms);
     summary("lease expiry -> serving (ms)", |r| r.expiry_to_serving_ms);
     summary("records replayed", |r| r.records_replayed);
+    summary("snapshots loaded", |r| r.snapshots_loaded);
     Ok(ExitCode::SUCCESS)
 }
 
@@ -112,13 +119,7 @@ fn measure(args: &TakeoverArgs, dir: &Path) -> anyhow::Result<Vec<Round>> {
     let mut serial = 0;
     let start_node = |serial: &mut usize| {
         *serial += 1;
-        Node::start(
-            &exe,
-            &cluster,
-            dir,
-            &format!("node-{serial}"),
-            args.lease_ms,
-        )
+        Node::start(&exe, &cluster, dir, &format!("node-{serial}"), args)
     };
     let mut nodes = vec![start_node(&mut serial)?, start_node(&mut serial)?];
     let mut active = rt.block_on(which_serves(&http, &nodes))?;
@@ -133,7 +134,8 @@ fn measure(args: &TakeoverArgs, dir: &Path) -> anyhow::Result<Vec<Round>> {
             round + 1,
             nodes[active].name
         );
-        rt.block_on(history(&http, &nodes[active].url, &tokens, args.jumps))?;
+        let made = rt.block_on(history(&http, &nodes[active].url, &tokens, args.jumps))?;
+        eprintln!("  {made} jumps made");
         let killed = Instant::now();
         nodes[active].child.kill()?;
         let _ = nodes[active].child.wait();
@@ -141,8 +143,9 @@ fn measure(args: &TakeoverArgs, dir: &Path) -> anyhow::Result<Vec<Round>> {
         let standby = 0;
         rt.block_on(until_serving(&http, &nodes[standby].url, killed))?;
         let kill_to_200_ms = killed.elapsed().as_secs_f64() * 1e3;
-        let line = nodes[standby].took_over_line()?;
+        let (recovered, line) = nodes[standby].took_over_lines()?;
         rounds.push(Round {
+            snapshots_loaded: figure(&recovered, "records replayed (", " snapshots)")?,
             kill_to_200_ms,
             expiry_to_claim_ms: figure(&line, "claimed ", " ms after")?,
             expiry_to_serving_ms: figure(&line, "serving ", " ms after")?,
@@ -178,7 +181,7 @@ impl Node {
         cluster: &Cluster,
         dir: &Path,
         name: &str,
-        lease_ms: u64,
+        args: &TakeoverArgs,
     ) -> anyhow::Result<Node> {
         let mut child = Command::new(exe)
             .args(["serve", "--listen", "127.0.0.1:0", "--ticks-per-ly", "0"])
@@ -188,7 +191,8 @@ impl Node {
             .arg("--creds")
             .arg(cluster.dir.join("creds"))
             .args(["--nats-monitor", &cluster.env("NATS_MONITOR_URLS")?])
-            .args(["--node", name, "--lease-ms", &lease_ms.to_string()])
+            .args(["--node", name, "--lease-ms", &args.lease_ms.to_string()])
+            .args(["--snapshot-every", &args.snapshot_every.to_string()])
             .env("MLTRADER_TOKEN_RATE", "off")
             .env("MLTRADER_JOIN_RATE", "off")
             .stdout(Stdio::piped())
@@ -224,18 +228,21 @@ impl Node {
         })
     }
 
-    /// The node's "took over from ..." line (waits for it a little: it follows the serving
-    /// line).
-    fn took_over_line(&self) -> anyhow::Result<String> {
+    /// The node's "recovered ..." and "took over from ..." lines (waits for them a little:
+    /// they follow the serving line).
+    fn took_over_lines(&self) -> anyhow::Result<(String, String)> {
         let deadline = Instant::now() + Duration::from_secs(10);
+        let mut recovered = String::new();
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
             let line = self
                 .lines
                 .recv_timeout(left)
                 .with_context(|| format!("{} printed no 'took over' line", self.name))?;
-            if line.starts_with("took over from") {
-                return Ok(line);
+            if line.starts_with("recovered ") {
+                recovered = line;
+            } else if line.starts_with("took over from") {
+                return Ok((recovered, line));
             }
         }
     }
@@ -300,14 +307,24 @@ async fn join(http: &reqwest::Client, url: &str, name: &str) -> anyhow::Result<S
         .context("join answered no token")
 }
 
-/// Every player jumps `jumps` times between the two systems (where they are decides the
-/// direction: a jump to where one is already is refused and skipped).
+/// Every player fills the tank, then jumps `jumps` times between the two systems (where they
+/// are decides the direction: a jump to where one is already is refused and skipped). Returns
+/// the jumps made.
 async fn history(
     http: &reqwest::Client,
     url: &str,
     tokens: &[String],
     jumps: usize,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<usize> {
+    let mut made = 0;
+    for token in tokens {
+        // Refused with a full tank: that is fine, the jumps below say whether fuel lacked.
+        http.post(format!("{url}/v1/refuel"))
+            .bearer_auth(token)
+            .json(&serde_json::json!({}))
+            .send()
+            .await?;
+    }
     for _ in 0..jumps {
         for token in tokens {
             for to in JUMP_BETWEEN {
@@ -318,12 +335,13 @@ async fn history(
                     .send()
                     .await?;
                 if resp.status().is_success() {
+                    made += 1;
                     break;
                 }
             }
         }
     }
-    Ok(())
+    Ok(made)
 }
 
 /// A three-node cluster from scripts/nats-cluster.sh, stopped on drop.

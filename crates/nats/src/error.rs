@@ -74,3 +74,62 @@ impl NatsError {
         std::io::Error::other(self)
     }
 }
+
+/// Whether `error` (or an error it wraps) is the stream refusing a publish because the
+/// subject's last sequence is not the one expected: error 10071 ("wrong last sequence: N"),
+/// or 10164 ("wrong last sequence", without the number), which a stream's new leader was seen
+/// to answer after an election (async-nats maps only 10071 to its `WrongLastSequence` kind:
+/// 10164 arrives as `Other`). For a log this is fencing; for a lease key, "someone else wrote".
+pub fn is_wrong_last_sequence(error: &(dyn std::error::Error + 'static)) -> bool {
+    use async_nats::jetstream::context::{PublishError, PublishErrorKind};
+    use async_nats::jetstream::{Error as JetStreamError, ErrorCode};
+    /// "wrong last sequence" without the sequence (nats-server's JSStreamWrongLastSequenceConstantErr).
+    const WRONG_LAST_SEQUENCE_CONSTANT: ErrorCode = ErrorCode(10164);
+    let mut next = Some(error);
+    while let Some(e) = next {
+        if let Some(publish) = e.downcast_ref::<PublishError>() {
+            if publish.kind() == PublishErrorKind::WrongLastSequence {
+                return true;
+            }
+        }
+        if let Some(js) = e.downcast_ref::<JetStreamError>() {
+            let code = js.error_code();
+            if code == ErrorCode::STREAM_WRONG_LAST_SEQUENCE || code == WRONG_LAST_SEQUENCE_CONSTANT
+            {
+                return true;
+            }
+        }
+        next = e.source();
+    }
+    false
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use async_nats::jetstream::context::{PublishError, PublishErrorKind};
+
+    fn server_error(err_code: u64) -> async_nats::jetstream::Error {
+        serde_json::from_str(&format!(
+            r#"{{"code":400,"err_code":{err_code},"description":"wrong last sequence"}}"#
+        ))
+        .unwrap()
+    }
+
+    #[test]
+    fn both_wrong_last_sequence_codes_are_recognised_through_the_wrappers() {
+        let constant = PublishError::with_source(PublishErrorKind::Other, server_error(10164));
+        assert!(is_wrong_last_sequence(&constant), "10164 arrives as Other");
+        let numbered =
+            PublishError::with_source(PublishErrorKind::WrongLastSequence, server_error(10071));
+        assert!(is_wrong_last_sequence(&numbered));
+        let kv: async_nats::jetstream::kv::UpdateError =
+            PublishError::with_source(PublishErrorKind::Other, server_error(10164)).into();
+        assert!(is_wrong_last_sequence(&kv), "inside a KV update error");
+        let other = PublishError::with_source(PublishErrorKind::Other, server_error(10058));
+        assert!(!is_wrong_last_sequence(&other));
+        assert!(!is_wrong_last_sequence(&PublishError::new(
+            PublishErrorKind::TimedOut
+        )));
+    }
+}

@@ -22,6 +22,7 @@ use async_nats::jetstream::stream::LastRawMessageErrorKind;
 use async_nats::jetstream::stream::StorageType;
 use store::backend::{Claim, Ownership, OwnershipError};
 
+use crate::error::is_wrong_last_sequence;
 use crate::{Nats, NatsError};
 
 /// The bucket of leases.
@@ -236,7 +237,9 @@ impl Ownership for NatsOwnership {
         self.held().remove(&claim.unit);
         match deleted {
             Ok(()) => Ok(()),
-            Err(e) if e.kind() == UpdateErrorKind::WrongLastRevision => {
+            Err(e)
+                if e.kind() == UpdateErrorKind::WrongLastRevision || is_wrong_last_sequence(&e) =>
+            {
                 Err(OwnershipError::NotHeld {
                     unit: claim.unit.clone(),
                     epoch: claim.epoch,
@@ -261,7 +264,9 @@ impl NatsOwnership {
             .map_err(|e| Self::failed(unit, e))?;
         match updated {
             Ok(new_revision) => Ok(new_revision),
-            Err(e) if e.kind() == UpdateErrorKind::WrongLastRevision => {
+            Err(e)
+                if e.kind() == UpdateErrorKind::WrongLastRevision || is_wrong_last_sequence(&e) =>
+            {
                 Err(OwnershipError::NotHeld {
                     unit: unit.to_string(),
                     epoch,
@@ -301,7 +306,9 @@ async fn create_at_leader(
     for _ in 0..CREATE_ATTEMPTS {
         match kv.update(&key, value.clone().into(), expected).await {
             Ok(revision) => return Ok(Created::Claimed(revision)),
-            Err(e) if e.kind() == UpdateErrorKind::WrongLastRevision => {}
+            Err(e)
+                if e.kind() == UpdateErrorKind::WrongLastRevision || is_wrong_last_sequence(&e) => {
+            }
             Err(e) => return Err(e.into()),
         }
         let last = match kv.stream.get_last_raw_message_by_subject(&subject).await {
