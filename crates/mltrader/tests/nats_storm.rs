@@ -736,15 +736,14 @@ fn the_galaxy_survives_a_storm_of_node_and_stream_leader_deaths_and_a_zombie() {
     }
 
     // The logs, exported from the stream, hold every acknowledged action.
-    let Some((report, export)) = export_and_check(&storm.cluster, dir.path(), &acks_path) else {
-        // TODO(issue 18): remove once `mltrader export` (area B) is in main.
-        eprintln!(
-            "\n*** storm: `mltrader export` is not in this build: the export and `check --acks` \
-             part is NOT RUN ***\n"
-        );
-        return;
-    };
+    let (report, export, export_zombies) = export_and_check(&storm.cluster, dir.path(), &acks_path);
+    eprintln!("storm: the export's zombie messages accepted: {export_zombies}");
+    assert_eq!(export_zombies, 0, "the export found no zombie message");
     let acks = &report["acks"];
+    eprintln!(
+        "storm: check --acks on the export: {} acks, {} confirmed, {} players, {} problems",
+        acks["acks"], acks["confirmed"], report["players"], report["problems"]
+    );
     assert_eq!(acks["problems"], Value::Array(vec![]), "{acks:#}");
     assert_eq!(acks["acks"], acks["confirmed"], "every ack found: {acks:#}");
     assert_eq!(
@@ -796,29 +795,33 @@ fn zombie_messages_accepted(cluster: &TestCluster) -> usize {
 }
 
 /// `mltrader export` into `dir/export`, then `mltrader check --json --acks`: check's report
-/// (asserted sound) and the export's directory; None when this build has no `export`.
-fn export_and_check(cluster: &TestCluster, dir: &Path, acks: &Path) -> Option<(Value, PathBuf)> {
-    let has_export = mltrader()
-        .args(["help", "export"])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !has_export {
-        return None;
-    }
+/// (asserted sound), the export's directory, and its count of zombie messages accepted.
+fn export_and_check(cluster: &TestCluster, dir: &Path, acks: &Path) -> (Value, PathBuf, u64) {
     let export = dir.join("export");
     let exported = mltrader()
-        .arg("export")
-        .args(cluster.serve_flags("export"))
+        .args(["export", "--nats", &cluster.urls().join(",")])
+        .arg("--creds")
+        .arg(cluster.creds())
+        .args(["--nats-monitor", &cluster.monitors().join(",")])
         .arg("--data")
         .arg(&export)
         .output()
         .expect("run mltrader export");
+    let said = String::from_utf8_lossy(&exported.stdout).into_owned();
     assert!(
         exported.status.success(),
-        "mltrader export failed: {}{}",
-        String::from_utf8_lossy(&exported.stdout),
+        "mltrader export failed: {said}{}",
         String::from_utf8_lossy(&exported.stderr)
     );
+    let zombies = said
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("zombie messages accepted: ")?
+                .trim()
+                .parse()
+                .ok()
+        })
+        .unwrap_or_else(|| panic!("the export did not count zombie messages: {said}"));
     let checked = mltrader()
         .args(["check", "--json", "--data"])
         .arg(&export)
@@ -835,7 +838,7 @@ fn export_and_check(cluster: &TestCluster, dir: &Path, acks: &Path) -> Option<(V
     });
     assert!(checked.status.success(), "check failed: {report:#}");
     assert_eq!(report["problems"], Value::Array(vec![]), "{report:#}");
-    Some((report, export))
+    (report, export, zombies)
 }
 
 /// The stream leader's death alone, under one node: the bots given its URL and a dead one,
