@@ -219,12 +219,13 @@ impl Node {
         lines[lines.len().saturating_sub(n)..].join("\n")
     }
 
-    /// The count of the last "N appends refused (fenced)" line the node printed (as it exits
-    /// having lost the lease).
+    /// The count of the last "N appends refused (fenced)" the node printed (as it exits having
+    /// lost the lease, or at its first refused append: "N appends refused (fenced): another
+    /// node owns ...").
     fn fenced_appends(&self) -> Option<usize> {
         let lines = self.lines.lock().unwrap();
         lines.iter().rev().find_map(|l| {
-            let n = l.strip_suffix(" appends refused (fenced)")?;
+            let (n, _) = l.split_once(" appends refused (fenced)")?;
             n.split_whitespace().last()?.parse().ok()
         })
     }
