@@ -25,8 +25,8 @@ use store::seq::Seq;
 
 use crate::disk::SimLog;
 use crate::invariants::{self, Violation};
-use crate::stream::LEASE_KIND;
 use crate::world::{Ledger, Shard, World};
+use store::lease::LeaseRecord;
 
 /// The machine crashes now.
 pub fn crash(w: &mut World) {
@@ -147,8 +147,8 @@ fn recover(w: &mut World) -> Result<(), Violation> {
     let tbytes = files.remove(TRANSITIONS_LOG).unwrap_or_default();
     let mut read = JumpsRead::default();
     let reopened = SimLog::reopen(TRANSITIONS_LOG, tbytes, |rec| {
-        if rec.kind == LEASE_KIND {
-            return Ok(());
+        if LeaseRecord::decode(rec)?.is_some() {
+            return Ok(()); // a new owner's mark, not a jump (as mesh::recovery)
         }
         let jump = decode_jump(&w.galaxy, rec)?;
         read.read(&w.galaxy, |id| all.get(&id).map(|r| &r.state), jump)?;
@@ -252,8 +252,8 @@ fn replay(
     let mut state = SystemState::new_instance(&w.galaxy, at);
     let mut twice = None;
     let reopened = SimLog::reopen(&name, bytes, |rec| {
-        if rec.kind == LEASE_KIND {
-            return Ok(());
+        if LeaseRecord::decode(rec)?.is_some() {
+            return Ok(()); // a new owner's mark, not an event (as mesh::recovery)
         }
         let (t, event) = decode_event(&w.galaxy, at, rec)?;
         state.apply(t, &event)?;

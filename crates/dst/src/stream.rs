@@ -17,7 +17,7 @@
 //! A crash here is a node's, never the stream's. A message whose ack was lost is stored all the
 //! same; the writer learns it by retrying with the same id.
 //!
-//! Never interprets records beyond the `lease` record, never reads a clock, never draws a
+//! Never interprets records, never reads a clock, never draws a
 //! random number itself (the caller passes what the seed chose).
 
 use std::collections::BTreeMap;
@@ -27,9 +27,9 @@ use store::record::Line;
 use crate::disk::{DiskError, SimLog};
 
 /// The kind of the record a new owner appends to every log right after its claim and its read
-/// (`SEQ lease b=N epoch=E node=NAME ~CRC`). Modelled here until the real codec reads it (area
-/// A of issue 18): replay skips it, the audit sees the logs without it.
-pub const LEASE_KIND: &str = "lease";
+/// (`SEQ lease b=N epoch=E node=NAME ~CRC`): the real codec's (`store::lease`), which replay,
+/// recovery and the auditor skip.
+pub use store::lease::LEASE_KIND;
 
 /// A message's id: its writer and the writer's batch number.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -235,10 +235,13 @@ impl SimStream {
     }
 }
 
-/// The `lease` record a new owner appends (sequence `seq` of its log, first of its batch).
+/// The `lease` record a new owner appends, as the real backend writes it (`store::lease`).
 pub fn encode_lease(line: &mut Line<'_>, epoch: u64, node: u8) {
-    line.num("epoch", epoch);
-    line.field("node", &node_name(node));
+    let record = store::lease::LeaseRecord {
+        epoch,
+        node: node_name(node),
+    };
+    record.encode(line);
 }
 
 /// A node's name (`n0`, `n1`...).

@@ -4,6 +4,7 @@
 pub mod check;
 pub mod common;
 pub mod compact;
+pub mod export;
 pub mod replay;
 pub mod serve;
 
@@ -31,6 +32,9 @@ pub enum Command {
     Replay(replay::ReplayArgs),
     /// Move the log segments behind each snapshot into archive/ (server stopped).
     Compact(compact::CompactArgs),
+    /// Write a JetStream galaxy's logs, snapshots and players' logs as a data directory
+    /// (resumable; --follow: a live backup), checking that no zombie's message was accepted.
+    Export(export::ExportArgs),
     /// Join the galaxy as a new player (you start in the home system; your token is saved).
     Join(client::join::JoinArgs),
     /// Travel to a system, jump by jump along the shortest route.
@@ -78,6 +82,7 @@ pub fn main() -> ExitCode {
         Command::Check(a) => check::run(a),
         Command::Replay(a) => replay::run(a),
         Command::Compact(a) => compact::run(a),
+        Command::Export(a) => export::run(a),
         Command::Join(a) => client::join::run(a),
         Command::Travel(a) => client::travel::run(a),
         Command::Status(a) => client::status::run(a),

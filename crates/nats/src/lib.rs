@@ -21,6 +21,7 @@
 mod bridge;
 mod creds;
 mod error;
+pub mod export;
 pub mod lease;
 pub mod limits;
 pub mod locate;

@@ -70,3 +70,9 @@ const _: () = assert!(SNAPSHOT_ATTEMPT_TIMEOUT_MS < SNAPSHOT_RETRY_FOR_MS);
 /// How long a read of a log is tried again when the stream fails it (a request timing out
 /// during a leader's election, 4-9 s) before the read fails.
 pub const READ_RETRY_FOR_MS: u64 = 30_000;
+
+/// Chunks of the snapshots' bucket that no object refers to (a put cut short) are purged at a
+/// node's start once this old: far longer than any put in progress takes.
+pub const ORPHAN_CHUNKS_MIN_AGE_S: u64 = 600;
+
+const _: () = assert!(SNAPSHOT_RETRY_FOR_MS / 1_000 * 4 < ORPHAN_CHUNKS_MIN_AGE_S);

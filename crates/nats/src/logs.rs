@@ -248,6 +248,16 @@ impl NatsLogs {
         &self.reads
     }
 
+    /// The logs' stream, for the other read paths of this crate (crate::export).
+    pub(crate) fn stream(&self) -> &Stream {
+        &self.stream
+    }
+
+    /// The connection, for the other read paths of this crate.
+    pub(crate) fn nats(&self) -> &Nats {
+        &self.nats
+    }
+
     /// The bytes of log `name` from where a read at `from` starts, that start, and what the
     /// writer needs: the subject's last stream sequence and its stored length.
     ///

@@ -11,7 +11,8 @@
 //! Durability: a put publishes the object's chunks and then its metadata, each waiting for the
 //! stream's ack (a quorum of replicas on disk, the servers syncing every write). The object
 //! exists only once its metadata is stored, so a put cut short leaves no visible object (its
-//! chunks stay in the stream, unreferenced). A failed put is sent again whole, within
+//! chunks stay in the stream, unreferenced, until a node's start purges those older than
+//! [`ORPHAN_CHUNKS_MIN_AGE_S`]). A failed put is sent again whole, within
 //! [`SNAPSHOT_RETRY_FOR_MS`] (an election stops writes for 4-9 s). A get checks the object
 //! store's SHA-256 digest and the size, then validates the snapshot's structure
 //! ([`store::snapshot::load_bytes`]) before one body record reaches the caller; a missing,
@@ -34,7 +35,10 @@ use sha2::{Digest, Sha256};
 use store::backend::{SnapshotStore, Visit};
 use store::snapshot::{self, SnapshotError, SnapshotMeta, SNAPSHOTS_KEPT};
 
-use crate::limits::{SNAPSHOT_ATTEMPT_TIMEOUT_MS, SNAPSHOT_RETRY_FOR_MS, SNAPSHOT_RETRY_PAUSE_MS};
+use crate::limits::{
+    ORPHAN_CHUNKS_MIN_AGE_S, SNAPSHOT_ATTEMPT_TIMEOUT_MS, SNAPSHOT_RETRY_FOR_MS,
+    SNAPSHOT_RETRY_PAUSE_MS,
+};
 use crate::{Nats, NatsError};
 
 /// The object store bucket of a galaxy's snapshots (its stream is `OBJ_mlt_snapshots`).
@@ -132,11 +136,79 @@ impl NatsSnapshots {
             Ok((store, stream))
         })??;
         let (store, stream) = store;
-        Ok(NatsSnapshots {
+        let snapshots = NatsSnapshots {
             nats: nats.clone(),
             bucket: bucket.to_string(),
             store,
             stream,
+        };
+        match snapshots.sweep_orphan_chunks(Duration::from_secs(ORPHAN_CHUNKS_MIN_AGE_S)) {
+            Ok(0) => {}
+            Ok(n) => tracing::info!("{bucket}: purged the chunks of {n} puts cut short"),
+            Err(e) => tracing::warn!("{bucket}: could not sweep the chunks of puts cut short: {e}"),
+        }
+        Ok(snapshots)
+    }
+
+    /// Purges the chunks no object refers to that are older than `older_than` (a put cut
+    /// short leaves its chunks, and its retry writes new ones under a new id); returns how many
+    /// objects' worth of chunks it purged. The age keeps a put in progress (its metadata not
+    /// published yet) safe: [`ORPHAN_CHUNKS_MIN_AGE_S`] at a node's start.
+    pub fn sweep_orphan_chunks(&self, older_than: Duration) -> Result<u64, SnapshotError> {
+        let shown = format!("nats:{} (chunks)", self.bucket);
+        let referred: std::collections::BTreeSet<String> = self
+            .retrying(&shown, || {
+                let store = self.store.clone();
+                async move {
+                    let list = store.list().await.map_err(|e| e.to_string())?;
+                    let infos: Vec<object_store::ObjectInfo> =
+                        list.try_collect().await.map_err(|e| e.to_string())?;
+                    Ok::<_, String>(infos.into_iter().map(|i| i.nuid).collect::<Vec<_>>())
+                }
+            })?
+            .into_iter()
+            .collect();
+        let prefix = format!("$O.{}.C.", self.bucket);
+        let stream = self.stream.clone();
+        let now_s = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i64);
+        let min_age_s = older_than.as_secs() as i64;
+        self.retrying(&shown, || {
+            let stream = stream.clone();
+            let prefix = prefix.clone();
+            let referred = referred.clone();
+            async move {
+                let info = stream
+                    .info_with_subjects(format!("{prefix}>"))
+                    .await
+                    .map_err(|e| e.to_string())?;
+                let subjects: Vec<(String, usize)> =
+                    info.try_collect().await.map_err(|e| e.to_string())?;
+                let mut purged = 0u64;
+                for (subject, _) in subjects {
+                    let Some(nuid) = subject.strip_prefix(&prefix) else {
+                        continue;
+                    };
+                    if referred.contains(nuid) {
+                        continue;
+                    }
+                    let last = stream
+                        .get_last_raw_message_by_subject(&subject)
+                        .await
+                        .map_err(|e| e.to_string())?;
+                    if now_s - last.time.unix_timestamp() < min_age_s {
+                        continue;
+                    }
+                    stream
+                        .purge()
+                        .filter(&subject)
+                        .await
+                        .map_err(|e| e.to_string())?;
+                    purged += 1;
+                }
+                Ok::<_, String>(purged)
+            }
         })
     }
 

@@ -201,6 +201,59 @@ fn the_galaxy_is_kept_once_and_a_different_one_refused() {
     );
 }
 
+/// A put cut short leaves chunks no object refers to; the sweep purges them once old enough,
+/// and never the chunks of an object.
+#[test]
+fn chunks_of_a_put_cut_short_are_swept_and_objects_kept() {
+    let Some(cluster) = common::shared() else {
+        return;
+    };
+    let store = NatsSnapshots::open(&cluster.connect("a"), "test_snaps_orphans", 3).unwrap();
+    let whole = snapshot("sol", 40, 3_000);
+    store.put(&meta("sol", 40), &whole).unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let chunk_subjects = || {
+        rt.block_on(async {
+            let js = cluster.raw().await;
+            let stream = js.get_stream("OBJ_test_snaps_orphans").await.unwrap();
+            let info = stream
+                .info_with_subjects("$O.test_snaps_orphans.C.>")
+                .await
+                .unwrap();
+            let subjects: Vec<(String, usize)> =
+                futures_util::TryStreamExt::try_collect(info).await.unwrap();
+            subjects.len()
+        })
+    };
+    assert_eq!(chunk_subjects(), 1);
+    // The chunks of a put that died before its metadata.
+    rt.block_on(async {
+        let js = cluster.raw().await;
+        for _ in 0..3 {
+            js.publish("$O.test_snaps_orphans.C.cutshort", vec![b'x'; 1000].into())
+                .await
+                .unwrap()
+                .await
+                .unwrap();
+        }
+    });
+    assert_eq!(chunk_subjects(), 2);
+    assert_eq!(
+        store
+            .sweep_orphan_chunks(Duration::from_secs(3_600))
+            .unwrap(),
+        0,
+        "young chunks may be a put in progress"
+    );
+    assert_eq!(store.sweep_orphan_chunks(Duration::ZERO).unwrap(), 1);
+    assert_eq!(chunk_subjects(), 1);
+    assert_eq!(
+        store.bytes_of("sol", 40).unwrap(),
+        whole,
+        "the object's chunks stay"
+    );
+}
+
 /// The open question: the object store after a leader change. The leader of the bucket's
 /// stream is SIGKILLed; a put made at once must succeed (retried through the election) and be
 /// read back whole, as must the snapshot put before, from another connection too.

@@ -9,7 +9,8 @@
 //! - a renewal that finds the lease taken (or gone) means this node is no longer the owner: it
 //!   stops serving. A renewal that fails because the store is electing a leader says nothing
 //!   about the lease: the node keeps serving (its appends stall too, and fencing refuses them
-//!   if it was replaced meanwhile). An election is not every node dying;
+//!   if it was replaced meanwhile) until a whole lease has passed by its own clock since its
+//!   last renewal the store took. An election is not every node dying;
 //! - every append carries the expected last sequence of its subject as the writer knows it, so
 //!   a writer that lost its place (a zombie) is refused;
 //! - a new owner reads every log to its end, appends a `lease` record to each with the expected
@@ -42,11 +43,15 @@ pub enum AfterRenewal {
     Stop,
 }
 
-/// What the holder does after `renewal`.
-pub fn after_renewal(renewal: Renewal) -> AfterRenewal {
+/// What the holder does after `renewal`, `since_renewed_ms` after it sent its last renewal the
+/// store took (by its own clock), with a lease of `lease_ms`. An unanswered renewal keeps it
+/// serving until a whole lease has passed since then: the store counts from when it stored
+/// that renewal, later, so the node stops before anyone else can claim (docs/NATS.md).
+pub fn after_renewal(renewal: Renewal, since_renewed_ms: u64, lease_ms: u64) -> AfterRenewal {
     match renewal {
         Renewal::Renewed => AfterRenewal::KeepServing,
         Renewal::Unavailable if bugs::on(Bug::ElectionIsDeath) => AfterRenewal::Stop,
+        Renewal::Unavailable if since_renewed_ms >= lease_ms => AfterRenewal::Stop,
         Renewal::Unavailable => AfterRenewal::KeepServing,
         Renewal::Lost => AfterRenewal::Stop,
     }
@@ -150,12 +155,19 @@ mod tests {
 
     #[test]
     fn an_election_is_not_a_lost_lease() {
-        assert_eq!(after_renewal(Renewal::Renewed), AfterRenewal::KeepServing);
+        let lease_ms = 5_000;
+        let keep = AfterRenewal::KeepServing;
+        assert_eq!(after_renewal(Renewal::Renewed, 9_999, lease_ms), keep);
+        assert_eq!(after_renewal(Renewal::Unavailable, 4_999, lease_ms), keep);
         assert_eq!(
-            after_renewal(Renewal::Unavailable),
-            AfterRenewal::KeepServing
+            after_renewal(Renewal::Unavailable, 5_000, lease_ms),
+            AfterRenewal::Stop,
+            "a whole lease without a renewal: the lease may be another's"
         );
-        assert_eq!(after_renewal(Renewal::Lost), AfterRenewal::Stop);
+        assert_eq!(
+            after_renewal(Renewal::Lost, 0, lease_ms),
+            AfterRenewal::Stop
+        );
     }
 
     #[test]
