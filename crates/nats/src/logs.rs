@@ -186,6 +186,51 @@ impl NatsLogs {
         self.epoch.get().copied().unwrap_or(0)
     }
 
+    /// Refuses (as fenced, and counted so) to take log `name` when its last message was
+    /// written under an epoch newer than `epoch`.
+    fn refuse_if_newer_owner(&self, name: &str, epoch: u64) -> Result<(), LogError> {
+        let stream = self.stream.clone();
+        let subject = subject::of_log(name);
+        let last = self
+            .nats
+            .bridge
+            .run(async move { stream.get_last_raw_message_by_subject(&subject).await })
+            .map_err(|e| LogError::Read {
+                path: Self::shown(name),
+                error: Arc::new(e.into_io()),
+            })?;
+        let last = match last {
+            Ok(last) => last,
+            Err(e) if matches!(e.kind(), LastRawMessageErrorKind::NoMessageFound) => return Ok(()),
+            Err(e) => {
+                return Err(LogError::Read {
+                    path: Self::shown(name),
+                    error: Arc::new(NatsError::jetstream("last message", e).into_io()),
+                })
+            }
+        };
+        let header = |key: &str| last.headers.get(key).map(|v| v.as_str().to_string());
+        let writer_epoch: u64 = header(EPOCH_HEADER)
+            .and_then(|e| e.parse().ok())
+            .unwrap_or(0);
+        if writer_epoch <= epoch {
+            return Ok(());
+        }
+        self.stats.fenced.fetch_add(1, Ordering::Relaxed);
+        let error = NatsError::Fenced {
+            subject: subject::of_log(name),
+            expected_last_seq: last.sequence,
+            detail: format!(
+                "its last message was written by node {} under epoch {writer_epoch}, newer than this node's {epoch}",
+                header(NODE_HEADER).unwrap_or_default()
+            ),
+        };
+        Err(LogError::Read {
+            path: Self::shown(name),
+            error: Arc::new(error.into_io()),
+        })
+    }
+
     /// The lease record this node writes first to every log it opens, if it holds a lease.
     fn lease_record(&self) -> Option<LeaseRecord> {
         self.epoch.get().map(|&epoch| LeaseRecord {
@@ -358,6 +403,10 @@ impl LogStore for NatsLogs {
             visit,
         )?;
         if let Some(lease) = self.lease_record() {
+            // A newer owner wrote this log already (this node's claim expired while it was
+            // paused between its claim and this read): its expected sequence would match, so
+            // only the writer's epoch on the log's last message tells. Refuse, as fencing would.
+            self.refuse_if_newer_owner(name, lease.epoch)?;
             // First thing after the read, with the sequence the read found: if anyone wrote
             // since, this is refused and the node must not serve the log.
             let seq = log.append(LEASE_KIND, |line| lease.encode(line))?;

@@ -444,4 +444,19 @@ fn a_new_owner_marks_each_log_with_a_lease_record_and_the_old_owner_is_refused_a
         ]
     );
     mltrader_nats::writers::check_fencing(name, &writers).unwrap();
+
+    // An older owner that reads the log only now (it was paused between its claim and its
+    // read) would find its expected sequence right: the newer epoch on the last message refuses it.
+    let err = match old.open(name, Position::BEGINNING, &mut |_| Ok(())) {
+        Ok(_) => panic!("an older epoch's lease record was appended after a newer owner's"),
+        Err(e) => e.to_string(),
+    };
+    assert!(err.contains("newer than this node's 3"), "{err}");
+    assert_eq!(
+        old.stats()
+            .fenced
+            .load(std::sync::atomic::Ordering::Relaxed),
+        2
+    );
+    assert_eq!(new.writers_of(name).unwrap().len(), 4, "nothing appended");
 }

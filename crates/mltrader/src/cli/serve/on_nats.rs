@@ -35,6 +35,13 @@ use net::server;
 /// The exit status of a node that learnt another node owns the galaxy.
 pub const EXIT_NOT_OWNER: u8 = 3;
 
+/// Environment variable, for tests only: a node that learns it lost the lease keeps serving
+/// instead of stopping, so that a test can prove the last guard, fencing, at the level of the
+/// whole binary (a resumed zombie's appends are refused by the stream, and it stops then).
+/// Without it a paused node stops by its own clock before it tries one append. Never set it
+/// in production: a node that ignores the loss of its lease answers reads from stale state.
+pub const TEST_ONLY_IGNORE_LEASE_LOSS_ENV: &str = "MLTRADER_TEST_ONLY_IGNORE_LEASE_LOSS";
+
 /// How often the node looks at the count of appends refused by fencing.
 const FENCE_WATCH_MS: u64 = 100;
 
@@ -305,16 +312,29 @@ async fn renew_forever(
     let lease = ownership.lease();
     let every = lease / u32::try_from(nats::limits::RENEWALS_PER_LEASE).unwrap_or(4);
     let mut held_since = claim_sent;
+    let ignore_loss = std::env::var_os(TEST_ONLY_IGNORE_LEASE_LOSS_ENV).is_some();
+    if ignore_loss {
+        eprintln!(
+            "{TEST_ONLY_IGNORE_LEASE_LOSS_ENV} is set: this node keeps serving after it loses the lease, until an append is refused (for tests only)"
+        );
+    }
     loop {
         tokio::time::sleep(every).await;
         let sent = Instant::now();
         let Some(left) = lease.checked_sub(sent.duration_since(held_since)) else {
+            if ignore_loss {
+                held_since = sent;
+                continue;
+            }
             expired_by_own_clock(&logs, &claim, lease);
         };
         let (o, c) = (ownership.clone(), claim.clone());
         let renewal = tokio::time::timeout(left, tokio::task::spawn_blocking(move || o.renew(&c)));
         match renewal.await {
             Ok(Ok(Ok(()))) => held_since = sent,
+            Ok(Ok(Err(OwnershipError::NotHeld { .. }))) if ignore_loss => {
+                eprintln!("lost the galaxy's lease; ignored ({TEST_ONLY_IGNORE_LEASE_LOSS_ENV})");
+            }
             Ok(Ok(Err(OwnershipError::NotHeld { .. }))) => {
                 println!(
                     "lost the galaxy's lease (epoch {}): another node serves it now; stopping",
@@ -325,6 +345,7 @@ async fn renew_forever(
             }
             Ok(Ok(Err(e))) => eprintln!("cannot renew the galaxy's lease yet: {e}"),
             Ok(Err(e)) => eprintln!("cannot renew the galaxy's lease yet: {e}"),
+            Err(_) if ignore_loss => {}
             Err(_) => expired_by_own_clock(&logs, &claim, lease),
         }
     }
