@@ -56,11 +56,21 @@ impl Cluster {
 
 /// A node of the test: `serve --nats` on a data directory of its own.
 fn node(cluster: &Cluster, name: &str, extra: &[&str]) -> Server {
+    node_with(cluster, name, &[], extra)
+}
+
+/// The same, with environment variables.
+fn node_with(cluster: &Cluster, name: &str, env: &[(&str, &str)], extra: &[&str]) -> Server {
     let flags = cluster.flags(name);
     let mut args: Vec<&str> = flags.iter().map(String::as_str).collect();
     args.extend_from_slice(extra);
-    Server::start(&args)
+    Server::start_with(None, env, &args)
 }
+
+/// Makes a node that lost its lease keep serving until the stream refuses an append
+/// (`serve --nats`'s test-only switch): without it a resumed zombie stops by its own clock
+/// before it tries to append, and fencing, the last guard, would go untested here.
+const IGNORE_LEASE_LOSS: (&str, &str) = ("MLTRADER_TEST_ONLY_IGNORE_LEASE_LOSS", "1");
 
 /// `GET /v1/status` at `url`: its status and error code.
 fn status_of(rt: &tokio::runtime::Runtime, url: &str) -> Option<(u16, String, String)> {
@@ -171,8 +181,9 @@ fn standbys_take_over_a_killed_node_and_a_paused_one_and_no_zombie_append_is_acc
     let rt = tokio::runtime::Runtime::new().unwrap();
     // Jumps of a few seconds (50 ticks a light year at 50 Hz), so one is in flight at the kill.
     let slow = ["--ticks-per-ly", "50", "--tick-hz", "50"];
-    let alpha = node(&cluster, "alpha", &slow);
-    let beta = node(&cluster, "beta", &slow);
+    // Alpha and beta ignore the loss of their lease: whichever is paused later is fenced.
+    let alpha = node_with(&cluster, "alpha", &[IGNORE_LEASE_LOSS], &slow);
+    let beta = node_with(&cluster, "beta", &[IGNORE_LEASE_LOSS], &slow);
     let nodes = [("alpha", &alpha), ("beta", &beta)];
     let active = which_serves(&rt, &nodes);
     let (mut active, standby) = match active {
@@ -242,16 +253,42 @@ fn standbys_take_over_a_killed_node_and_a_paused_one_and_no_zombie_append_is_acc
     );
     ann.run_at(gamma.url(), &["travel", "Sol"]).ok();
 
-    // The zombie resumes: it learns it lost the lease (or is fenced) and exits 3.
+    // The zombie resumes with a join waiting for it. It ignores the loss of its lease (the
+    // test-only switch), so only fencing stops it: its append (the join's, or any other) is
+    // refused by the stream, it exits 3 and says how many appends were refused.
+    let zombie_url = paused.url().to_string();
+    let probe = std::thread::spawn(move || {
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        rt.block_on(async {
+            let http = Http::new(&zombie_url);
+            let req = http
+                .client
+                .post(format!("{zombie_url}/v1/join"))
+                .json(&serde_json::json!({ "name": "Zed" }));
+            req.send().await.map(|r| r.status().as_u16()).ok()
+        })
+    });
+    std::thread::sleep(Duration::from_millis(300));
     signal(paused.pid(), libc::SIGCONT);
     let exited = wait_for_exit(&mut paused, Duration::from_secs(20));
     assert_eq!(exited.code(), Some(3), "{exited:?}: {:?}", paused.output());
+    let answer = probe.join().unwrap();
+    assert!(
+        !answer.is_some_and(|status| (200..300).contains(&status)),
+        "the zombie acknowledged a join: {answer:?}"
+    );
     let refused = paused
         .output()
         .into_iter()
         .find(|l| l.contains("appends refused (fenced)"))
         .unwrap_or_else(|| panic!("no count of fenced appends: {:?}", paused.output()));
-    println!("the zombie said: {refused}");
+    println!("the zombie said: {refused}; its join was answered {answer:?}");
+    let count: u64 = refused
+        .split(" appends refused")
+        .next()
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no count in {refused:?}"));
+    assert!(count > 0, "the zombie's appends were not refused: {refused:?}");
     let status = ann.run_at(gamma.url(), &["status"]).ok();
     assert!(status.stdout.contains("Ann is in Sol"), "{status:?}");
 
