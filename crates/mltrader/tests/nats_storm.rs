@@ -51,6 +51,8 @@ const ZOMBIE_EXIT_WAIT: Duration = Duration::from_secs(20);
 const ACK_POLL: Duration = Duration::from_millis(20);
 /// Requests sent to the zombie just before it resumes.
 const ZOMBIE_PROBES: usize = 4;
+/// The least time between two starts of a node by the supervisor.
+const RESTART_PAUSE: Duration = Duration::from_secs(1);
 /// Acknowledgements after a fault that say they flow again.
 const ACKS_FLOWING: usize = 20;
 /// A request's timeout, in the test's own HTTP.
@@ -100,6 +102,10 @@ struct Node {
     data: PathBuf,
     flags: Vec<String>,
     child: Option<Child>,
+    /// When it was last started (the supervisor waits [`RESTART_PAUSE`] between starts).
+    started: Instant,
+    /// It exited by itself and the supervisor will start it again.
+    restart_due: bool,
     /// Everything it printed, stdout and stderr, across its restarts.
     lines: Arc<Mutex<Vec<String>>>,
 }
@@ -112,6 +118,8 @@ impl Node {
             data: dir.join(name),
             flags: cluster.serve_flags(name),
             child: None,
+            started: Instant::now(),
+            restart_due: false,
             lines: Arc::new(Mutex::new(Vec::new())),
         }
     }
@@ -137,6 +145,8 @@ impl Node {
         self.drain(BufReader::new(out));
         self.drain(BufReader::new(err));
         self.child = Some(child);
+        self.started = Instant::now();
+        self.restart_due = false;
         eprintln!("storm: {} started on {}", self.name, self.url());
     }
 
@@ -366,16 +376,15 @@ impl Storm {
     /// started again (it stands by, and takes over if nobody serves).
     fn supervise(&mut self) {
         for node in &mut self.nodes {
-            let Some(child) = node.child.as_mut() else {
-                continue;
-            };
-            if let Ok(Some(status)) = child.try_wait() {
-                node.child = None;
-                eprintln!(
-                    "storm: {} exited by itself ({status}); restarting it",
-                    node.name
-                );
-                self.self_stops.push(format!("{} ({status})", node.name));
+            if let Some(child) = node.child.as_mut() {
+                if let Ok(Some(status)) = child.try_wait() {
+                    node.child = None;
+                    node.restart_due = true;
+                    eprintln!("storm: {} exited by itself ({status})", node.name);
+                    self.self_stops.push(format!("{} ({status})", node.name));
+                }
+            }
+            if node.restart_due && node.started.elapsed() >= RESTART_PAUSE {
                 node.start();
             }
         }
