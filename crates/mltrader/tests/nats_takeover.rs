@@ -288,7 +288,10 @@ fn standbys_take_over_a_killed_node_and_a_paused_one_and_no_zombie_append_is_acc
         .next()
         .and_then(|n| n.trim().parse().ok())
         .unwrap_or_else(|| panic!("no count in {refused:?}"));
-    assert!(count > 0, "the zombie's appends were not refused: {refused:?}");
+    assert!(
+        count > 0,
+        "the zombie's appends were not refused: {refused:?}"
+    );
     let status = ann.run_at(gamma.url(), &["status"]).ok();
     assert!(status.stdout.contains("Ann is in Sol"), "{status:?}");
 
