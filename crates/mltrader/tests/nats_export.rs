@@ -29,93 +29,34 @@ fn env_or(key: &str, default: u64) -> u64 {
         .unwrap_or(default)
 }
 
-/// A cluster from the script on free ports, stopped on drop.
-struct Cluster {
-    dir: tempfile::TempDir,
-    exe: PathBuf,
-}
+/// The shared test cluster (`nats::testing`), with this test's commands.
+struct Cluster(nats::testing::TestCluster);
 
 impl Cluster {
     fn start(exe: PathBuf) -> Cluster {
-        let dir = tempfile::tempdir().unwrap();
-        let free = |base: u16| {
-            [0u16, 100, 200].iter().all(|o| {
-                (0..3u16).all(|i| std::net::TcpListener::bind(("127.0.0.1", base + o + i)).is_ok())
-            })
-        };
-        let first = 31_000 + (std::process::id() % 150) as u16 * 100 + 50;
-        let base = (0..300u16)
-            .map(|i| 20_000 + (first - 20_000 + i * 97) % 40_000)
-            .find(|b| free(*b))
-            .expect("free ports for a cluster");
-        let ok = Command::new("bash")
-            .arg(workspace_root().join("scripts/nats-cluster.sh"))
-            .arg("start")
-            .arg(dir.path())
-            .env("NATS_BASE_PORT", base.to_string())
-            .env("MLTRADER_NATS_SERVER", &exe)
-            .status()
-            .unwrap()
-            .success();
-        assert!(ok, "scripts/nats-cluster.sh start failed");
-        Cluster { dir, exe }
-    }
-
-    fn value(&self, key: &str) -> String {
-        let env = std::fs::read_to_string(self.dir.path().join("cluster.env")).unwrap();
-        env.lines()
-            .find_map(|l| l.strip_prefix(key))
-            .unwrap()
-            .to_string()
+        Cluster(nats::testing::TestCluster::start(&workspace_root(), exe))
     }
 
     fn creds(&self) -> String {
-        self.dir.path().join("creds").display().to_string()
+        self.0.creds().display().to_string()
     }
 
     /// `serve`'s flags for node `node`, with the demo bots.
     fn serve_flags(&self, node: &str, bots: u64) -> Vec<String> {
-        [
-            "--nats",
-            &self.value("NATS_URLS="),
-            "--creds",
-            &self.creds(),
-            "--node",
-            node,
-            "--nats-monitor",
-            &self.value("NATS_MONITOR_URLS="),
-            "--demo",
-            "--bots",
-            &bots.to_string(),
-        ]
-        .map(String::from)
-        .to_vec()
+        let mut flags = self.0.serve_flags(node);
+        flags.extend(["--demo".into(), "--bots".into(), bots.to_string()]);
+        flags
     }
 
     /// `mltrader export` into `data`, with `extra` flags.
     fn export(&self, data: &Path, extra: &[&str]) -> Command {
         let mut cmd = mltrader();
-        cmd.args(["export", "--nats", &self.value("NATS_URLS="), "--creds"])
+        cmd.args(["export", "--nats", &self.0.urls().join(","), "--creds"])
             .arg(self.creds())
-            .args([
-                "--nats-monitor",
-                &self.value("NATS_MONITOR_URLS="),
-                "--data",
-            ])
+            .args(["--nats-monitor", &self.0.monitors().join(","), "--data"])
             .arg(data)
             .args(extra);
         cmd
-    }
-}
-
-impl Drop for Cluster {
-    fn drop(&mut self) {
-        let _ = Command::new("bash")
-            .arg(workspace_root().join("scripts/nats-cluster.sh"))
-            .arg("stop")
-            .arg(self.dir.path())
-            .env("MLTRADER_NATS_SERVER", &self.exe)
-            .status();
     }
 }
 
@@ -372,22 +313,7 @@ fn an_export_is_a_data_directory_that_check_and_replay_accept_and_resumes_and_fo
 
     // A writer without the lease (epoch 0) whose append the stream accepts: the export names it
     // and fails.
-    let config = nats::NatsConfig {
-        urls: cluster
-            .value("NATS_URLS=")
-            .split(',')
-            .map(String::from)
-            .collect(),
-        creds_file: cluster.creds().into(),
-        monitor_urls: cluster
-            .value("NATS_MONITOR_URLS=")
-            .split(',')
-            .map(String::from)
-            .collect(),
-        node: "intruder".into(),
-        safety: nats::Safety::Required,
-    };
-    let logs = nats::NatsLogs::open(&nats::Nats::connect(&config).unwrap(), 3).unwrap();
+    let logs = nats::NatsLogs::open(&cluster.0.connect("intruder"), 3).unwrap();
     let (log, _) = store::backend::LogStore::open(
         &logs,
         "systems/sol",
