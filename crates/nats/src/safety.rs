@@ -8,6 +8,13 @@
 //! set, and omits the field under the default (checked on 2.15.1). This module reads, never
 //! writes, and never lets an unsafe server through unless the caller said
 //! [`Safety::AllowUnsafeUnsyncedServerForTests`].
+//!
+//! A server whose monitoring port does not answer is not judged unsafe: a node must be able to
+//! start (a standby restarted, a takeover) while one server of the cluster is down, as
+//! JetStream itself keeps serving with a majority. So the check passes when a majority of the
+//! monitoring URLs answer and every one that answers is safe (the silent ones are named in a
+//! warning); it refuses when a server that answers is unsafe, or when fewer than a majority
+//! answer.
 
 use std::time::Duration;
 
@@ -68,10 +75,22 @@ pub fn check(
             reason: "no monitoring URL given: the check reads `jetstream.config.sync_always` from each server's /varz; name every server's (--nats-monitor http://HOST:PORT)".into(),
         });
     }
+    let mut silent = Vec::new();
     for url in monitor_urls {
-        if let Err(e) = check_server(bridge, url) {
-            findings.push(e);
+        match check_server(bridge, url) {
+            Ok(()) => {}
+            Err(e @ NatsError::Monitor { .. }) => silent.push(e),
+            Err(e) => findings.push(e),
         }
+    }
+    let answered = monitor_urls.len() - silent.len();
+    if answered > monitor_urls.len() / 2 {
+        for e in &silent {
+            tracing::warn!("not checked (a majority of the servers were, and are safe): {e}");
+            eprintln!("warning: a NATS server's monitoring did not answer, not checked: {e}");
+        }
+    } else {
+        findings.extend(silent);
     }
     match (findings.into_iter().next(), safety) {
         (None, _) => Ok(()),

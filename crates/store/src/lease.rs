@@ -1,7 +1,9 @@
 //! The `lease` record: the mark a new owner of a log writes as its first record, right after it
 //! read the log to its end (docs/FORMAT.md, docs/NATS.md).
 //!
-//!     57 lease b=12 epoch=41 node=beta ~3c0a9f1e
+//! ```text
+//! 57 lease b=12 epoch=41 node=beta ~3c0a9f1e
+//! ```
 //!
 //! It says "from this record on, the writer is `node`, holding the lease of epoch `epoch`".
 //! The JetStream backend appends it with the subject's expected last sequence, so an old owner
