@@ -19,6 +19,7 @@ use anyhow::Context as _;
 use clap::Args;
 
 use super::{mltrader_exe, percentile, scratch_dir};
+use nats::testing::TestCluster;
 
 #[derive(Args, Debug)]
 pub struct TakeoverArgs {
@@ -109,7 +110,12 @@ pub fn run(args: TakeoverArgs) -> anyhow::Result<ExitCode> {
 
 fn measure(args: &TakeoverArgs, dir: &Path) -> anyhow::Result<Vec<Round>> {
     let exe = mltrader_exe()?;
-    let cluster = Cluster::start(&dir.join("cluster"), args.base_port)?;
+    let cluster = TestCluster::start_in(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("../.."),
+        &dir.join("cluster"),
+        args.base_port,
+        None,
+    )?;
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
@@ -178,7 +184,7 @@ struct Node {
 impl Node {
     fn start(
         exe: &Path,
-        cluster: &Cluster,
+        cluster: &TestCluster,
         dir: &Path,
         name: &str,
         args: &TakeoverArgs,
@@ -187,11 +193,8 @@ impl Node {
             .args(["serve", "--listen", "127.0.0.1:0", "--ticks-per-ly", "0"])
             .arg("--data")
             .arg(dir.join(name))
-            .args(["--nats", &cluster.env("NATS_URLS")?])
-            .arg("--creds")
-            .arg(cluster.dir.join("creds"))
-            .args(["--nats-monitor", &cluster.env("NATS_MONITOR_URLS")?])
-            .args(["--node", name, "--lease-ms", &args.lease_ms.to_string()])
+            .args(cluster.serve_flags(name))
+            .args(["--lease-ms", &args.lease_ms.to_string()])
             .args(["--snapshot-every", &args.snapshot_every.to_string()])
             .env("MLTRADER_TOKEN_RATE", "off")
             .env("MLTRADER_JOIN_RATE", "off")
@@ -342,47 +345,4 @@ async fn history(
         }
     }
     Ok(made)
-}
-
-/// A three-node cluster from scripts/nats-cluster.sh, stopped on drop.
-struct Cluster {
-    dir: PathBuf,
-}
-
-fn cluster_script() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/nats-cluster.sh")
-}
-
-impl Cluster {
-    fn start(dir: &Path, base_port: u16) -> anyhow::Result<Cluster> {
-        let status = Command::new("bash")
-            .arg(cluster_script())
-            .arg("start")
-            .arg(dir)
-            .env("NATS_BASE_PORT", base_port.to_string())
-            .status()
-            .context("cannot run scripts/nats-cluster.sh")?;
-        anyhow::ensure!(status.success(), "scripts/nats-cluster.sh start failed");
-        Ok(Cluster {
-            dir: dir.to_path_buf(),
-        })
-    }
-
-    fn env(&self, key: &str) -> anyhow::Result<String> {
-        let env = std::fs::read_to_string(self.dir.join("cluster.env"))?;
-        env.lines()
-            .find_map(|l| l.strip_prefix(key)?.strip_prefix('='))
-            .map(String::from)
-            .with_context(|| format!("no {key} in cluster.env"))
-    }
-}
-
-impl Drop for Cluster {
-    fn drop(&mut self) {
-        let _ = Command::new("bash")
-            .arg(cluster_script())
-            .arg("stop")
-            .arg(&self.dir)
-            .status();
-    }
 }
