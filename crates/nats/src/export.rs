@@ -13,15 +13,12 @@
 //! and is kept between runs of a resumable export. This module never writes to a stream or a
 //! file, and never interprets a record other than a `lease` record.
 
-use async_nats::jetstream::consumer::pull::OrderedConfig;
-use async_nats::jetstream::consumer::DeliverPolicy;
 use async_nats::jetstream::stream::LastRawMessageErrorKind;
-use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
 use store::lease::LeaseRecord;
 use store::record::parse_line;
 
-use crate::logs::{NatsLogs, EPOCH_HEADER, NODE_HEADER};
+use crate::logs::{visit_messages, NatsLogs, Next, EPOCH_HEADER, NODE_HEADER};
 use crate::subject;
 use crate::NatsError;
 
@@ -81,50 +78,9 @@ impl NatsLogs {
             if last <= after {
                 return Ok(Vec::new());
             }
-            let consumer = stream
-                .create_consumer(OrderedConfig {
-                    filter_subject: subject.clone(),
-                    deliver_policy: DeliverPolicy::ByStartSequence {
-                        start_sequence: after + 1,
-                    },
-                    ..Default::default()
-                })
-                .await
-                .map_err(|e| NatsError::jetstream(format!("cannot read {subject}"), e))?;
-            let mut messages = consumer
-                .messages()
-                .await
-                .map_err(|e| NatsError::jetstream(format!("cannot read {subject}"), e))?;
             let mut out = Vec::new();
             let mut bytes = 0;
-            let mut seen = after;
-            while seen < last && (out.is_empty() || bytes < max_bytes) {
-                // The subject may have no message between `seen` and `upto`: a message after
-                // `upto` ends the read (it is the next pass's).
-                let message = messages
-                    .next()
-                    .await
-                    .ok_or_else(|| {
-                        NatsError::jetstream(format!("reading {subject}"), "ended early")
-                    })?
-                    .map_err(|e| NatsError::jetstream(format!("reading {subject}"), e))?;
-                let stream_seq = message
-                    .info()
-                    .map_err(|e| NatsError::jetstream(format!("reading {subject}"), e))?
-                    .stream_sequence;
-                if stream_seq <= seen {
-                    // An ordered consumer recreated from the stream's start (see logs.rs).
-                    continue;
-                }
-                if stream_seq > upto {
-                    break;
-                }
-                if !message.payload.ends_with(b"\n") {
-                    return Err(NatsError::NotWholeLines {
-                        subject,
-                        stream_seq,
-                    });
-                }
+            visit_messages(&stream, &subject, after + 1, last, |stream_seq, message| {
                 let header = |name: &str| {
                     message
                         .headers
@@ -139,8 +95,13 @@ impl NatsLogs {
                     epoch: header(EPOCH_HEADER),
                     payload: message.payload.to_vec(),
                 });
-                seen = stream_seq;
-            }
+                if bytes < max_bytes {
+                    Next::More
+                } else {
+                    Next::Stop
+                }
+            })
+            .await?;
             Ok(out)
         })?
     }

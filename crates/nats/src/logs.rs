@@ -619,6 +619,34 @@ async fn read_messages(
     last: u64,
     reads: &ReadStats,
 ) -> Result<Vec<u8>, NatsError> {
+    let mut bytes = Vec::new();
+    visit_messages(stream, subject, from, last, |_, message| {
+        reads.fetched(message.payload.len());
+        bytes.extend_from_slice(&message.payload);
+        Next::More
+    })
+    .await?;
+    Ok(bytes)
+}
+
+/// Whether [`visit_messages`] goes on to the next message.
+pub(crate) enum Next {
+    More,
+    Stop,
+}
+
+/// Hands the messages of `subject` from stream sequence `from` to `last` to `visit`, in order,
+/// with their stream sequences, through an ordered consumer, until `visit` says stop or the
+/// message at `last` was handed. Every message handed holds whole lines (else the read fails:
+/// a stream never tears a record). The one read path of the logs' subjects: recovery's
+/// (`read_messages`) and export's (`NatsLogs::messages_after`).
+pub(crate) async fn visit_messages(
+    stream: &Stream,
+    subject: &str,
+    from: u64,
+    last: u64,
+    mut visit: impl FnMut(u64, &async_nats::jetstream::Message) -> Next,
+) -> Result<(), NatsError> {
     assert!(
         from >= 1 && from <= last,
         "{subject}: a read from {from} to {last}"
@@ -637,7 +665,6 @@ async fn read_messages(
         .messages()
         .await
         .map_err(|e| NatsError::jetstream(format!("cannot read {subject}"), e))?;
-    let mut bytes = Vec::new();
     let mut seen = from - 1;
     while seen < last {
         let message = messages
@@ -656,17 +683,23 @@ async fn read_messages(
             // under load. What comes before `from` again is skipped.
             continue;
         }
+        if stream_seq > last {
+            // The subject has no message between `seen` and `last` (a read bounded below the
+            // subject's end): the next one is not this read's.
+            break;
+        }
         if !message.payload.ends_with(b"\n") {
             return Err(NatsError::NotWholeLines {
                 subject: subject.to_string(),
                 stream_seq,
             });
         }
-        reads.fetched(message.payload.len());
-        bytes.extend_from_slice(&message.payload);
         seen = stream_seq;
+        if let Next::Stop = visit(stream_seq, &message) {
+            break;
+        }
     }
-    Ok(bytes)
+    Ok(())
 }
 
 /// A log's subject as the committer's file: `append` buffers, `sync` publishes (fenced,
