@@ -9,7 +9,10 @@
 //!
 //! - [`arrivals`]: a destination's queue of committed jumps, and the idempotent landing;
 //! - [`commit`]: the departure pipeline's commit point (both records durable);
+//! - [`deal`]: which node serves which unit (rendezvous hashing over the live nodes);
 //! - [`lease`]: the galaxy's lease on a shared log store: renewal, fencing, takeover;
+//! - [`members`]: which nodes are live, judged from polls of their keys (silence counted only
+//!   over polls the store answered);
 //! - [`settle`]: what recovery completes, voids, cancels or hands over again;
 //! - [`invariants`]: each step's invariant, checked where records are written and read back;
 //! - [`bugs`]: test-only switches that re-introduce known bugs (feature `bug-switches`).
@@ -19,6 +22,8 @@
 pub mod arrivals;
 pub mod bugs;
 pub mod commit;
+pub mod deal;
 pub mod invariants;
 pub mod lease;
+pub mod members;
 pub mod settle;
