@@ -39,6 +39,9 @@ pub enum NatsError {
     /// A message that does not hold whole record lines.
     #[error("{subject}: message {stream_seq} does not end with a whole line; this stream holds only whole records: it is corrupt")]
     NotWholeLines { subject: String, stream_seq: u64 },
+    /// A node's announcement in the members' bucket (`members`) that cannot be made or left.
+    #[error("member {node}: {reason}")]
+    Member { node: String, reason: String },
     #[error("the NATS runtime: {0}")]
     Runtime(String),
 }

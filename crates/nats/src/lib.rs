@@ -11,6 +11,8 @@
 //!   sequence (a writer that lost its place, a zombie, is refused).
 //! - [`NatsOwnership`]: [`store::backend::Ownership`] as leases in a KV bucket, the epoch being
 //!   the revision of the claim.
+//! - [`members`]: the nodes announcing themselves in a KV bucket (key = node name, renewed
+//!   every quarter period), and a poll of every key for an observer to judge who is live.
 //! - [`NatsSnapshots`]: [`store::backend::SnapshotStore`] in an object store bucket, and the
 //!   galaxy's definition beside the snapshots.
 //!
@@ -26,6 +28,7 @@ pub mod lease;
 pub mod limits;
 pub mod locate;
 pub mod logs;
+pub mod members;
 pub mod safety;
 pub mod snapshots;
 pub mod subject;

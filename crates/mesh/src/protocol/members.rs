@@ -12,7 +12,7 @@
 //!   and write for seconds, and then some servers route writes to the new leader seconds
 //!   after others answer reads (measured: members' renewals refused "no stream found for given
 //!   subject" for more than 2 s while an observer's polls were answered; with the count of
-//!   decision 2 alone, both members were judged gone in 5 runs of 11, 2.1 to 6.6 s after the
+//!   decision 2 alone, both members were judged gone in 7 runs of 17, 2.1 to 6.6 s after the
 //!   kill): silence that every member shares is the store's, never the nodes'.
 //!
 //! So a member is judged gone only while others are seen renewing; an observer is itself a
