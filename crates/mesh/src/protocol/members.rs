@@ -64,7 +64,8 @@ impl Roster {
         }
     }
 
-    /// A poll the store answered, sent at `now_ms`, found these keys (deleted ones left out).
+    /// A poll the store answered, returned at `now_ms`, found these keys (deleted ones left
+    /// out).
     pub fn answered(&mut self, present: BTreeMap<String, Seen>, now_ms: u64) {
         assert!(
             present.len() <= MAX_NODES,
