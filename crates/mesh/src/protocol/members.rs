@@ -251,4 +251,106 @@ mod tests {
         roster.answered(poll(&[("a", 1), ("c", 10)]), 6_000);
         assert_eq!(roster.live(6_000), vec!["c"]);
     }
+
+    /// The store at one step of a simulated run.
+    #[derive(Clone, Copy, Debug)]
+    enum Store {
+        /// Writes go through, polls are answered.
+        Up,
+        /// Electing: no write goes through, but polls are answered (some servers answer
+        /// reads before writes reach the new leader).
+        ReadsOnly,
+        /// Electing: nothing is answered.
+        Down,
+    }
+
+    const STEP_MS: u64 = 250;
+
+    fn store() -> impl proptest::strategy::Strategy<Value = Vec<Store>> {
+        use proptest::prelude::*;
+        // Runs of one state, of 1 to 40 steps (up to 10 periods).
+        proptest::collection::vec(
+            (
+                prop_oneof![Just(Store::Up), Just(Store::ReadsOnly), Just(Store::Down)],
+                1usize..40,
+            ),
+            1..8,
+        )
+        .prop_map(|runs| {
+            runs.into_iter()
+                .flat_map(|(state, len)| std::iter::repeat_n(state, len))
+                .collect()
+        })
+    }
+
+    proptest::proptest! {
+        /// Members renew at every step the store takes writes; some die at a step of their
+        /// own. Whatever the store does, a living member is never judged gone, and once the
+        /// store has been up for a period and two polls, every dead member is.
+        #[test]
+        fn only_the_dead_are_judged_gone_whatever_the_store_does(
+            deaths in proptest::collection::vec(proptest::option::of(0usize..200), 2..6),
+            states in store(),
+        ) {
+            // Someone lives, and every death falls before the store settles up.
+            let deaths: Vec<Option<usize>> = deaths
+                .iter()
+                .enumerate()
+                .map(|(i, d)| d.filter(|d| i > 0 && *d < states.len()))
+                .collect();
+            let names: Vec<String> = (0..deaths.len()).map(|i| format!("n{i}")).collect();
+            let mut revisions: Vec<u64> = (1..=deaths.len() as u64).collect();
+            let mut next_revision = deaths.len() as u64 + 1;
+            let mut roster = Roster::new(PERIOD_MS);
+            let settle = (PERIOD_MS / STEP_MS) as usize + 2;
+            let states: Vec<Store> = states
+                .into_iter()
+                .chain(std::iter::repeat_n(Store::Up, settle))
+                .collect();
+            for (step, state) in states.iter().enumerate() {
+                let now = step as u64 * STEP_MS;
+                if matches!(state, Store::Up) {
+                    for (i, death) in deaths.iter().enumerate() {
+                        if death.is_none_or(|d| step < d) {
+                            revisions[i] = next_revision;
+                            next_revision += 1;
+                        }
+                    }
+                }
+                if matches!(state, Store::Down) {
+                    roster.unanswered();
+                    continue;
+                }
+                let keys = names
+                    .iter()
+                    .zip(&revisions)
+                    .map(|(n, r)| (n.clone(), Seen { revision: *r }))
+                    .collect();
+                roster.answered(keys, now);
+                let live = roster.live(now);
+                for (i, death) in deaths.iter().enumerate() {
+                    if death.is_none_or(|d| step < d) {
+                        proptest::prop_assert!(
+                            live.contains(&names[i].as_str()),
+                            "{} is alive but judged gone at step {step} ({state:?})",
+                            names[i]
+                        );
+                    }
+                }
+            }
+            let end = (states.len() as u64 - 1) * STEP_MS;
+            let live = roster.live(end);
+            for (i, death) in deaths.iter().enumerate() {
+                let dead = death.is_some();
+                proptest::prop_assert_eq!(
+                    !live.contains(&names[i].as_str()),
+                    dead,
+                    "{} (death {:?}) at the end, live {:?}",
+                    names[i],
+                    death,
+                    live
+                );
+            }
+        }
+    }
 }
