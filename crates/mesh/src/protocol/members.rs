@@ -94,7 +94,9 @@ impl Roster {
             .map(|(node, seen)| {
                 let tracked = match self.members.get(node.as_str()) {
                     Some(t) if t.revision == seen.revision => {
-                        let others_wrote = written.iter().any(|w| *w != node.as_str());
+                        // This key is unchanged, so every key written is another's.
+                        debug_assert!(!written.contains(&node.as_str()));
+                        let others_wrote = !written.is_empty();
                         Tracked {
                             revision: t.revision,
                             counting_from_ms: t.counting_from_ms.or(others_wrote.then_some(now_ms)),
