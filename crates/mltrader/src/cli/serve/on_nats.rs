@@ -395,10 +395,12 @@ fn expired_by_own_clock(logs: &NatsLogs, claim: &Claim, lease: Duration) -> ! {
 /// "N appends refused (fenced)": publishes the stream refused because another writer had
 /// appended since (this node was no longer the owner).
 fn fenced_line(logs: &NatsLogs) -> String {
-    format!(
-        "{} appends refused (fenced)",
-        logs.stats().fenced.load(Ordering::Relaxed)
-    )
+    let stats = logs.stats();
+    let count = stats.fenced.load(Ordering::Relaxed);
+    match stats.first_fenced() {
+        Some(first) => format!("{count} appends refused (fenced); the first: {first}"),
+        None => format!("{count} appends refused (fenced)"),
+    }
 }
 
 /// Stops the node (exit 3) as soon as one append is refused by fencing: another node owns
