@@ -551,6 +551,9 @@ fn renew_until_stopped(
                 state.standing = Standing::Replaced { revision };
                 return;
             }
+            // Unanswered, or 10164/10158 (an earlier renewal of this node still in process,
+            // `is_in_process`): tried again at the same revision; if that earlier one was
+            // stored, the next try is refused and adopts it.
             Ok(Err(e)) => {
                 state.failed_renewals += 1;
                 state.last_failure = Some(e.to_string());
