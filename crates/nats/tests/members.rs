@@ -335,3 +335,58 @@ fn no_member_is_judged_gone_while_the_buckets_leader_is_elected() {
     alpha.leave().unwrap();
     beta.leave().unwrap();
 }
+
+#[test]
+fn a_name_announced_again_replaces_the_first_and_a_foreign_value_is_never_a_member() {
+    let Some(cluster) = common::shared() else {
+        return;
+    };
+    let bucket = "mlt_nodes_twice";
+    let first = announce(&cluster.connect("alpha"), bucket, "http://127.0.0.1:4001");
+    // A second process under the same name (a restart while the first still runs).
+    let second = announce(&cluster.connect("alpha"), bucket, "http://127.0.0.1:4002");
+    let deadline = Instant::now() + Duration::from_millis(4 * period_ms());
+    while !matches!(first.standing(), Standing::Replaced { .. }) {
+        assert!(
+            Instant::now() < deadline,
+            "the first announcement was never told it was replaced: {:?}",
+            first.standing()
+        );
+        std::thread::sleep(poll_every());
+    }
+    // The second renews on; the first renews no more and its leave deletes nothing.
+    std::thread::sleep(Duration::from_millis(period_ms() / 2));
+    assert!(matches!(second.standing(), Standing::Renewed { .. }));
+    let refused = first.leave().unwrap_err().to_string();
+    assert!(refused.contains("written by another"), "{refused}");
+
+    // A key that is not an announcement, written by something else.
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let js = cluster.raw().await;
+        let kv = js.get_key_value(bucket).await.unwrap();
+        kv.put("intruder", "hello".into()).await.unwrap();
+    });
+    let observer = Members::open(
+        &cluster.connect("observer"),
+        bucket,
+        Duration::from_millis(period_ms()),
+        3,
+    )
+    .unwrap();
+    let listing = observer.poll().unwrap();
+    assert_eq!(
+        listing.members.keys().collect::<Vec<_>>(),
+        ["alpha"],
+        "{listing:?}"
+    );
+    assert_eq!(listing.members["alpha"].url, "http://127.0.0.1:4002");
+    assert_eq!(listing.malformed.len(), 1, "{listing:?}");
+    assert_eq!(listing.malformed[0].key, "intruder");
+    assert_eq!(listing.malformed[0].reason, "no url=<api url>");
+    second.leave().unwrap();
+    assert!(observer.poll().unwrap().members.is_empty());
+}
