@@ -390,3 +390,49 @@ fn a_name_announced_again_replaces_the_first_and_a_foreign_value_is_never_a_memb
     second.leave().unwrap();
     assert!(observer.poll().unwrap().members.is_empty());
 }
+
+#[test]
+fn a_poll_lists_every_member_of_a_larger_galaxy_and_says_how_long_it_took() {
+    let Some(cluster) = common::shared() else {
+        return;
+    };
+    let keys: usize = std::env::var("MLTRADER_MEMBERS_KEYS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(50);
+    let bucket = "mlt_nodes_many";
+    let observer = Members::open(
+        &cluster.connect("observer"),
+        bucket,
+        Duration::from_millis(period_ms()),
+        3,
+    )
+    .unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    // The announcements of `keys` nodes, as Members::announce writes them.
+    runtime.block_on(async {
+        let js = cluster.raw().await;
+        let kv = js.get_key_value(bucket).await.unwrap();
+        for i in 0..keys {
+            let value = format!("url=http://10.0.0.{}:7878 started={}", i % 250, now_ms());
+            kv.put(format!("node-{i}"), value.into()).await.unwrap();
+        }
+    });
+    let mut took = Vec::new();
+    for _ in 0..20 {
+        let start = Instant::now();
+        let listing = observer.poll().unwrap();
+        took.push(start.elapsed());
+        assert_eq!(listing.members.len(), keys);
+        assert!(listing.malformed.is_empty());
+    }
+    took.sort();
+    println!(
+        "a poll of {keys} members: p50 {} ms, max {} ms (20 polls)",
+        took[took.len() / 2].as_millis(),
+        took[took.len() - 1].as_millis()
+    );
+}
