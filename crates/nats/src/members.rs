@@ -265,7 +265,10 @@ enum Write {
 }
 
 /// Every key's last write: an ordered consumer from the last message of each subject of the
-/// bucket, created at the stream's leader, read until nothing is pending.
+/// bucket, created at the stream's leader, read until nothing is pending, then deleted (the
+/// server would keep it 30 s after its reader is gone, async-nats's fixed inactivity
+/// threshold for ordered consumers: about 24 consumers per node at the bucket's leader with a
+/// 5 s period). A poll given up keeps its consumer those 30 s.
 async fn last_writes(
     kv: kv::Store,
     inbox: String,
@@ -281,6 +284,21 @@ async fn last_writes(
             ..Default::default()
         })
         .await?;
+    let name = consumer.cached_info().name.clone();
+    let read = read_last_writes(&kv, consumer).await;
+    if let Err(e) = kv.stream.delete_consumer(&name).await {
+        tracing::debug!(
+            "members poll: consumer {name} not deleted ({e}): the server drops it in 30 s"
+        );
+    }
+    read
+}
+
+/// Reads a poll's consumer until nothing is pending.
+async fn read_last_writes(
+    kv: &kv::Store,
+    consumer: async_nats::jetstream::consumer::Consumer<push::OrderedConfig>,
+) -> Result<BTreeMap<String, Write>, async_nats::Error> {
     let mut writes = BTreeMap::new();
     if consumer.cached_info().num_pending == 0 {
         return Ok(writes);

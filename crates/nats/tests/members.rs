@@ -435,4 +435,13 @@ fn a_poll_lists_every_member_of_a_larger_galaxy_and_says_how_long_it_took() {
         took[took.len() / 2].as_millis(),
         took[took.len() - 1].as_millis()
     );
+    // The polls' consumers do not linger at the bucket's leader.
+    let consumers = || {
+        runtime.block_on(async {
+            let js = cluster.raw().await;
+            let mut stream = js.get_stream(format!("KV_{bucket}")).await.unwrap();
+            stream.info().await.unwrap().state.consumer_count
+        })
+    };
+    assert_eq!(consumers(), 0, "every poll deletes its consumer");
 }
