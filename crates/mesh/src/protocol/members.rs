@@ -19,7 +19,10 @@
 //! member and renews, so in a galaxy its own renewals are such writes ("count silence only
 //! while your own KV writes succeed", DISTRIBUTED.md). A member judged gone by silence is live
 //! again when its key's revision changes (it renews after all, or restarts and announces
-//! itself). A new roster gives every member a whole period of others' writes.
+//! itself). A new roster gives every member a whole period of others' writes. A member whose
+//! own writes fail for a whole period while others' get through (its server cannot reach the
+//! leader, say) is judged gone, as a member cut off is: that is a partial fault, not the store
+//! electing, and its units must move.
 //!
 //! Pure: never does I/O, never reads a clock (times are given in milliseconds of the host's
 //! clock; only differences between them matter), never decides what a node serves (that is
