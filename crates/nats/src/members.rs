@@ -362,6 +362,8 @@ pub struct Announcement {
     nats: Nats,
     kv: kv::Store,
     node: String,
+    /// The key's value as this process writes it (its start time makes it this process's).
+    value: String,
     shared: Arc<Mutex<Shared>>,
     stop: Option<mpsc::Sender<()>>,
     renewals: Option<JoinHandle<()>>,
@@ -384,6 +386,7 @@ impl Announcement {
         let (stop, stopped) = mpsc::channel();
         let renewals = {
             let (nats, kv, node, shared) = (nats.clone(), kv.clone(), node.clone(), shared.clone());
+            let value = value.clone();
             std::thread::Builder::new()
                 .name(format!("announce {node}"))
                 .spawn(move || renew_until_stopped(nats, kv, node, value, shared, stopped, every))
@@ -393,6 +396,7 @@ impl Announcement {
             nats,
             kv,
             node,
+            value,
             shared,
             stop: Some(stop),
             renewals: Some(renewals),
@@ -439,19 +443,33 @@ impl Announcement {
             }
         };
         let started = std::time::Instant::now();
+        let mut revision = revision;
         loop {
-            let kv = self.kv.clone();
-            let key = self.node.clone();
-            let deleted = self
-                .nats
-                .bridge
-                .run(async move { kv.delete_expect_revision(key, Some(revision)).await })?;
+            let (kv, key, value) = (self.kv.clone(), self.node.clone(), self.value.clone());
+            let deleted = self.nats.bridge.run(async move {
+                match kv.delete_expect_revision(&key, Some(revision)).await {
+                    Ok(()) => Ok(Deleted::Done),
+                    Err(e)
+                        if e.kind() == UpdateErrorKind::WrongLastRevision
+                            || is_wrong_last_sequence(&e) =>
+                    {
+                        // A renewal stored although its answer was lost: delete at it.
+                        Ok(match own_later_write(&kv, &key, &value, revision).await? {
+                            Some(own) => Deleted::Retry(own),
+                            None => Deleted::Replaced,
+                        })
+                    }
+                    Err(e) => Err(async_nats::Error::from(e)),
+                }
+            })?;
             let reason = match deleted {
-                Ok(()) => return Ok(()),
-                Err(e)
-                    if e.kind() == UpdateErrorKind::WrongLastRevision
-                        || is_wrong_last_sequence(&e) =>
-                {
+                Ok(Deleted::Done) => return Ok(()),
+                Ok(Deleted::Retry(own)) => {
+                    assert!(own > revision, "a KV revision only grows");
+                    revision = own;
+                    continue;
+                }
+                Ok(Deleted::Replaced) => {
                     return Err(NatsError::Member {
                         node: self.node.clone(),
                         reason: format!(
@@ -472,6 +490,16 @@ impl Announcement {
             std::thread::sleep(Duration::from_millis(LEAVE_RETRY_PAUSE_MS));
         }
     }
+}
+
+/// What one delete of a leave met.
+enum Deleted {
+    Done,
+    /// The key holds this announcement's own later write (a renewal whose answer was lost):
+    /// delete at that revision.
+    Retry(u64),
+    /// Someone else wrote the key.
+    Replaced,
 }
 
 impl Drop for Announcement {
@@ -512,23 +540,33 @@ async fn renew(
         Ok(Err(e))
             if e.kind() == UpdateErrorKind::WrongLastRevision || is_wrong_last_sequence(&e) =>
         {
-            let subject = format!("{}{key}", kv.prefix);
-            let last =
-                tokio::time::timeout(timeout, kv.stream.get_last_raw_message_by_subject(&subject))
-                    .await
-                    .map_err(|_| format!("no answer within {} ms", timeout.as_millis()))??;
-            let deleted = matches!(
-                last.headers.get("KV-Operation").map(|v| v.as_str()),
-                Some("DEL" | "PURGE")
-            );
-            if !deleted && last.payload.as_ref() == value.as_bytes() && last.sequence > revision {
-                Ok(Renewal::Stored(last.sequence))
-            } else {
-                Ok(Renewal::Replaced)
-            }
+            let own = tokio::time::timeout(timeout, own_later_write(&kv, &key, &value, revision))
+                .await
+                .map_err(|_| format!("no answer within {} ms", timeout.as_millis()))??;
+            Ok(own.map_or(Renewal::Replaced, Renewal::Stored))
         }
         Ok(Err(e)) => Err(e.into()),
     }
+}
+
+/// The revision of `key`'s last write, read at the stream's leader, if it is later than
+/// `revision` and holds this announcement's own `value` (its start time makes it this
+/// process's): a renewal stored although its answer was lost. None: someone else wrote it, or
+/// deleted it.
+async fn own_later_write(
+    kv: &kv::Store,
+    key: &str,
+    value: &str,
+    revision: u64,
+) -> Result<Option<u64>, async_nats::Error> {
+    let subject = format!("{}{key}", kv.prefix);
+    let last = kv.stream.get_last_raw_message_by_subject(&subject).await?;
+    let deleted = matches!(
+        last.headers.get("KV-Operation").map(|v| v.as_str()),
+        Some("DEL" | "PURGE")
+    );
+    let own = !deleted && last.payload.as_ref() == value.as_bytes() && last.sequence > revision;
+    Ok(own.then_some(last.sequence))
 }
 
 /// The renewal loop: every `every`, an update of the key at the revision last written, until

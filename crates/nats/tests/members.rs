@@ -445,3 +445,47 @@ fn a_poll_lists_every_member_of_a_larger_galaxy_and_says_how_long_it_took() {
     };
     assert_eq!(consumers(), 0, "every poll deletes its consumer");
 }
+
+#[test]
+fn a_renewal_stored_whose_answer_was_lost_is_adopted_by_the_renewals_and_by_leave() {
+    let Some(cluster) = common::shared() else {
+        return;
+    };
+    let bucket = "mlt_nodes_lost_answer";
+    let period = Duration::from_millis(period_ms());
+    let (url, started) = ("http://127.0.0.1:5001", now_ms());
+    let members = Members::open(&cluster.connect("alpha"), bucket, period, 3).unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let kv = runtime.block_on(async {
+        let js = cluster.raw().await;
+        js.get_key_value(bucket).await.unwrap()
+    });
+    // Writes alpha's own value again, at the revision a poll finds (as a renewal of alpha's
+    // whose answer was lost): returns the revision written.
+    let write_own = || {
+        let value = format!("url={url} started={started}");
+        loop {
+            let revision = members.poll().unwrap().members["alpha"].revision;
+            let written = runtime.block_on(kv.update("alpha", value.clone().into(), revision));
+            if let Ok(written) = written {
+                return written;
+            }
+        }
+    };
+
+    let announcement = members.announce(url, started).unwrap();
+    let written = write_own();
+    std::thread::sleep(period);
+    match announcement.standing() {
+        Standing::Renewed { revision } => assert!(revision > written, "renewed past it"),
+        replaced => panic!("its own write taken for another's: {replaced:?}"),
+    }
+
+    let written = write_own();
+    let left = announcement.leave();
+    assert!(left.is_ok(), "leave after its own write at {written}: {left:?}");
+    assert!(!members.poll().unwrap().members.contains_key("alpha"));
+}
