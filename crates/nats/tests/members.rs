@@ -486,6 +486,33 @@ fn a_renewal_stored_whose_answer_was_lost_is_adopted_by_the_renewals_and_by_leav
 
     let written = write_own();
     let left = announcement.leave();
-    assert!(left.is_ok(), "leave after its own write at {written}: {left:?}");
+    assert!(
+        left.is_ok(),
+        "leave after its own write at {written}: {left:?}"
+    );
     assert!(!members.poll().unwrap().members.contains_key("alpha"));
+}
+
+#[test]
+fn a_node_name_that_is_no_key_or_a_url_with_a_space_is_refused_saying_so() {
+    let Some(cluster) = common::shared() else {
+        return;
+    };
+    let bucket = "mlt_nodes_bad";
+    let period = Duration::from_millis(period_ms());
+    let bad_name = Members::open(&cluster.connect("node a"), bucket, period, 3).unwrap();
+    let refused = bad_name.announce("http://127.0.0.1:6001", now_ms()).err();
+    let refused = refused.expect("a name with a space is refused").to_string();
+    assert!(
+        refused.contains("member node a: a node's name is a KV key"),
+        "{refused}"
+    );
+    let good = Members::open(&cluster.connect("alpha"), bucket, period, 3).unwrap();
+    let refused = good.announce("http://127.0.0.1:6001 x", now_ms()).err();
+    let refused = refused.expect("a URL with a space is refused").to_string();
+    assert!(refused.contains("is empty or holds a space"), "{refused}");
+    assert!(
+        good.poll().unwrap().members.is_empty(),
+        "nothing was written"
+    );
 }
