@@ -37,7 +37,7 @@ use sim::system::{Event, SystemState};
 use store::seq::Seq;
 
 use super::bugs::{self, Bug};
-use super::invariants::{must, transfer_grows, Violation};
+use super::invariants::{handed_to_its_destination, must, transfer_grows, Violation};
 use crate::codec::{xfer_text, Jump};
 
 /// Most publishes of one pair in flight (sent, not acknowledged): one. With two, a lost `k`
@@ -116,6 +116,24 @@ pub struct Publish {
     pub expected_last: Option<PairSeq>,
 }
 
+/// What the stream answered a publish it took.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PublishAnswer {
+    /// Stored at this position: the subject's last, as this writer knows it.
+    Stored(PairSeq),
+    /// A copy was stored before, at this position (by this writer or another).
+    Duplicate(PairSeq),
+}
+
+/// What a refused publish means for its writer ([`Outbox::refused`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Refusal {
+    /// A newer owner fenced the subject: stop serving the origin.
+    Fenced,
+    /// The writer's own last publish was after what it knew: it knows now, and publishes again.
+    Resynced,
+}
+
 /// One origin unit's jumps towards other units, from the `depart` to its `depart.done`.
 #[derive(Clone, Debug, Default)]
 pub struct Outbox {
@@ -150,6 +168,16 @@ impl Outbox {
         must(unpublished(&jump));
         let stage = Stage::Prepared { prepare_seq };
         self.jumps.insert((jump.from, jump.xfer), (jump, stage));
+    }
+
+    /// A jump a node taking the origin over found departing ([`at_takeover`]): committed (its
+    /// `depart` was read from the log), to publish again.
+    pub fn recovered(&mut self, jump: Jump) {
+        let previous = self.last_xfer.insert(jump.from, jump.xfer);
+        must(transfer_grows(jump.from, previous, jump.xfer));
+        must(unpublished(&jump));
+        self.jumps
+            .insert((jump.from, jump.xfer), (jump, Stage::Committed));
     }
 
     /// Whether a new departure fits.
@@ -215,19 +243,53 @@ impl Outbox {
         out
     }
 
-    /// The publish of jump `xfer` of `from` was answered: stored (or a duplicate of a stored
-    /// one) at `at`. Returns the `depart.done` to append (the outbox forgets the jump), or
-    /// None for an answer to nothing in flight (a stale or repeated acknowledgement).
-    pub fn acked(&mut self, from: InstanceId, xfer: Xfer, at: PairSeq) -> Option<Event> {
+    /// The publish of jump `xfer` of `from` was answered: stored, or a duplicate of a stored
+    /// copy. Returns the `depart.done` to append (the outbox forgets the jump), or None for an
+    /// answer to nothing in flight (a stale or repeated acknowledgement).
+    ///
+    /// Only `Stored` tells the writer the subject's last sequence. A duplicate's sequence is
+    /// the stored copy's, which may be another writer's: a new owner's republish after its
+    /// `lease` record. A zombie that took it for its last sequence would pass the fence with
+    /// its next publish (the simulator found this: seed 5 of the cross-node world).
+    pub fn acked(&mut self, from: InstanceId, xfer: Xfer, answer: PublishAnswer) -> Option<Event> {
         let (jump, stage) = self.jumps.get(&(from, xfer))?;
         if *stage != Stage::InFlight {
             return None;
         }
         let pair = pair_of(jump);
-        let known = self.known_last.entry(pair).or_default();
-        *known = (*known).max(at);
+        if let PublishAnswer::Stored(at) = answer {
+            self.learn_last(pair, at);
+        }
         self.jumps.remove(&(from, xfer));
         Some(Event::DepartDone { xfer })
+    }
+
+    /// The publish of jump `xfer` of `from` (by a writer at epoch `epoch`) was refused: its
+    /// expected last sequence was stale (10071). The writer read the subject's last message:
+    /// sequence `last`, written at epoch `last_epoch`. Of a newer epoch: another node owns the
+    /// origin now, and this one stops ([`Refusal::Fenced`]). Of its own: the writer's own
+    /// earlier publish, whose acknowledgement was lost or answered `duplicate` (which says
+    /// nothing of the last sequence): it learns `last` and publishes the jump again.
+    pub fn refused(
+        &mut self,
+        from: InstanceId,
+        xfer: Xfer,
+        epoch: u64,
+        last: PairSeq,
+        last_epoch: u64,
+    ) -> Refusal {
+        if last_epoch > epoch {
+            return Refusal::Fenced;
+        }
+        let Some((jump, stage)) = self.jumps.get_mut(&(from, xfer)) else {
+            return Refusal::Resynced;
+        };
+        let pair = pair_of(jump);
+        if *stage == Stage::InFlight {
+            *stage = Stage::Committed;
+        }
+        self.learn_last(pair, last);
+        Refusal::Resynced
     }
 
     /// The publish of jump `xfer` of `from` got no answer (a timeout, an election): it goes
@@ -383,6 +445,9 @@ impl Inbox {
         );
         read.unlanded.push_back((at, jump.from, jump.xfer));
         jump.tseq = Seq(at.0);
+        if dedup {
+            must(handed_to_its_destination(state, &jump));
+        }
         Some(jump)
     }
 
@@ -515,11 +580,12 @@ mod tests {
         o.unanswered(home, Xfer(1));
         let again: Vec<u64> = o.to_publish().iter().map(|p| p.jump.xfer.0).collect();
         assert_eq!(again, [1], "the retry, not jump 3");
+        let stored = PublishAnswer::Stored(PairSeq(7));
         assert_eq!(
-            o.acked(home, Xfer(1), PairSeq(7)),
+            o.acked(home, Xfer(1), stored),
             Some(Event::DepartDone { xfer: Xfer(1) })
         );
-        assert_eq!(o.acked(home, Xfer(1), PairSeq(7)), None, "a repeated ack");
+        assert_eq!(o.acked(home, Xfer(1), stored), None, "a repeated ack");
         let next = o.to_publish();
         assert_eq!(next.len(), 1);
         assert_eq!(next[0].jump.xfer, Xfer(3));
@@ -528,6 +594,40 @@ mod tests {
             Some(PairSeq(7)),
             "fenced at what it knows"
         );
+    }
+
+    /// A zombie whose publish is answered `duplicate` of its successor's copy must not take
+    /// that copy's position for its subject's last: its next publish would pass the fence.
+    #[test]
+    fn a_duplicate_answer_never_moves_the_fence_and_a_newer_epoch_stops_the_writer() {
+        let (a, _) = neighbours();
+        let home = InstanceId::primary(galaxy().home());
+        let mut o = Outbox::new();
+        o.learn_last(
+            Pair {
+                from: galaxy().home(),
+                to: a,
+            },
+            PairSeq(3),
+        );
+        for x in 1..=3 {
+            o.prepared(Seq(x), jump_to(a, x));
+        }
+        o.durable(home, Seq(3));
+        assert_eq!(o.to_publish().len(), 1);
+        // The successor (epoch 9) fenced at 10 and republished jump 1 at 11.
+        let dup = PublishAnswer::Duplicate(PairSeq(11));
+        assert!(o.acked(home, Xfer(1), dup).is_some(), "jump 1 is stored");
+        let next = o.to_publish();
+        assert_eq!(next[0].expected_last, Some(PairSeq(3)), "not 11: refused");
+        let refusal = o.refused(home, Xfer(2), 5, PairSeq(11), 9);
+        assert_eq!(refusal, Refusal::Fenced, "epoch 9 owns the origin");
+        // Its own earlier publish (epoch 5) at 12, whose ack was lost: learn it, go again.
+        let refusal = o.refused(home, Xfer(2), 5, PairSeq(12), 5);
+        assert_eq!(refusal, Refusal::Resynced);
+        let again = o.to_publish();
+        assert_eq!(again[0].jump.xfer, Xfer(2));
+        assert_eq!(again[0].expected_last, Some(PairSeq(12)));
     }
 
     #[test]
