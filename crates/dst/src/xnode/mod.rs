@@ -1044,7 +1044,12 @@ impl XWorld {
         let u = self.unit_mut(node, unit);
         u.now = u.now.next();
         let now = u.now;
-        while let Some(jump) = self.unit_mut(node, unit).arrivals.pop_due(now) {
+        // A landing may stop a zombie (its stale state refuses it): then nothing more lands.
+        while let Some(jump) = self.nodes[node as usize]
+            .units
+            .get_mut(&unit)
+            .and_then(|u| u.arrivals.pop_due(now))
+        {
             self.land(node, unit, jump);
         }
     }
