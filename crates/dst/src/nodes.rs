@@ -1,8 +1,9 @@
 //! The stream world: two or three nodes share one simulated JetStream ([`crate::stream`]) and
 //! contend for the galaxy's lease. One node is active (the world's shards are its state); the
 //! others stand by. The active node renews its lease; it may crash, be paused (SIGSTOP) past
-//! its lease, or be slow to renew; the stream may hold an election. A standby that finds the
-//! lease expired claims it (compare-and-set), reads every log to its end, and recovers with the
+//! its lease, or be slow to renew; the stream may hold an election. A standby polls the lease
+//! key and counts its silence over the polls the store answered (`lease::Watch`); after a
+//! lease of it, it takes the key (compare-and-set at the revision it watched), reads every log to its end, and recovers with the
 //! real recovery, which fences every log with a `lease` record before anything else is written;
 //! then it serves; a refused fence means someone appended after the read: it reads again, and
 //! a read that finds a newer owner's `lease` records makes it stand by. Once its fence is
@@ -16,7 +17,7 @@
 
 use std::collections::{BTreeMap, VecDeque};
 
-use mesh::protocol::lease::{self, AfterRenewal, Renewal, Takeover};
+use mesh::protocol::lease::{AfterRenewal, Holding, Renewal, Takeover, Watch};
 
 use crate::disk::SimLog;
 use crate::invariants::Violation;
@@ -49,6 +50,9 @@ const PAUSE_STEPS_MAX: u64 = 160;
 /// lease; here a little less than the lease, so that renewals fail and most leases survive).
 const ELECTION_STEPS_MIN: u64 = 10;
 const ELECTION_STEPS_MAX: u64 = 50;
+/// How long a holder keeps serving past its lease while the store leaves its renewals
+/// unanswered (the real one: `nats::limits::UNANSWERED_GRACE_MS`).
+const GRACE_STEPS: u64 = 2 * LEASE_STEPS;
 /// A stopped or crashed node comes back as a standby after this many steps at least.
 const DOWN_STEPS_MIN: u64 = 20;
 const DOWN_STEPS_MAX: u64 = 120;
@@ -66,8 +70,8 @@ pub enum Role {
     TakingOver {
         takeover: Takeover,
         revision: u64,
-        /// The step of its last write of the key the store took (its own clock's view).
-        renewed_at: u64,
+        /// Its own clock's view of its renewals.
+        holding: Holding,
         read: Option<ReadLogs>,
         /// Paused (SIGSTOP, a long GC) until this step: it takes no step before.
         paused_until: u64,
@@ -94,8 +98,8 @@ pub struct Active {
     pub epoch: u64,
     /// The revision of its last write of the lease key.
     pub revision: u64,
-    /// The step of that write (its own clock's view of when the lease was last renewed).
-    pub renewed_at: u64,
+    /// Its own clock's view of its renewals.
+    pub holding: Holding,
     /// Paused (SIGSTOP) until this step: it takes no step before.
     pub paused_until: u64,
 }
@@ -124,6 +128,8 @@ pub struct Fencing {
 pub struct Js {
     pub stream: SimStream,
     pub roles: Vec<Role>,
+    /// Each node's watch of the lease key (a standby's count of the holder's silence).
+    pub watches: Vec<Watch>,
     pub active: Option<Active>,
     pub zombie: Option<Zombie>,
     /// The epoch whose recovered state the world holds (its lease records written).
@@ -139,7 +145,8 @@ pub enum NodeAction {
     /// The active node, or a node taking over, is paused (SIGSTOP).
     Pause(u8),
     Election,
-    Claim(u8),
+    /// A standby polls the lease key (and claims it, free or silent for a lease).
+    Poll(u8),
     Read(u8),
     Fence(u8),
     NodeBack(u8),
@@ -162,6 +169,7 @@ pub fn start(w: &mut World) -> Result<(), Violation> {
     w.js = Some(Js {
         stream: SimStream::default(),
         roles: vec![Role::Standby; nodes],
+        watches: vec![Watch::new(LEASE_STEPS); nodes],
         active: None,
         zombie: None,
         serving_epoch: 0,
@@ -204,12 +212,11 @@ pub fn enabled(w: &World, crash: u64, faults: u64, all: &mut Vec<(u64, crate::sc
     if available && js.active.is_some() {
         all.push((faults, Action::Node(NodeAction::Election)));
     }
-    let expired = js.stream.lease(w.step).is_none();
     for (i, role) in js.roles.iter().enumerate() {
         let node = i as u8;
         match role {
-            Role::Standby if expired && available => {
-                all.push((CLAIM_WEIGHT, Action::Node(NodeAction::Claim(node))));
+            Role::Standby => {
+                all.push((CLAIM_WEIGHT, Action::Node(NodeAction::Poll(node))));
             }
             Role::TakingOver {
                 takeover,
@@ -283,8 +290,8 @@ pub fn run(w: &mut World, action: NodeAction) -> Result<(), Violation> {
             );
             Ok(())
         }
-        NodeAction::Claim(node) => {
-            claim(w, node);
+        NodeAction::Poll(node) => {
+            poll(w, node);
             Ok(())
         }
         NodeAction::Read(node) => {
@@ -294,6 +301,7 @@ pub fn run(w: &mut World, action: NodeAction) -> Result<(), Violation> {
         NodeAction::Fence(node) => fence(w, node),
         NodeAction::NodeBack(node) => {
             js_mut(w).roles[node as usize] = Role::Standby;
+            js_mut(w).watches[node as usize] = Watch::new(LEASE_STEPS);
             w.note(
                 None,
                 None,
@@ -314,9 +322,9 @@ pub fn run(w: &mut World, action: NodeAction) -> Result<(), Violation> {
                 "a zombie's lease was taken over: its renewal cannot succeed"
             );
             // The real node would also stop by its own clock (a whole lease without a
-            // renewal); the zombie here does not look at it (0), so that only fencing and a
+            // renewal); the zombie here does not look at it, so that only fencing and a
             // renewal that finds the lease lost stop it: the harder case.
-            if lease::after_renewal(renewal, 0, LEASE_STEPS) == AfterRenewal::KeepServing {
+            if renewal != Renewal::Lost {
                 w.counts.renewals_unavailable += 1;
                 return Ok(());
             }
@@ -343,33 +351,32 @@ fn renew(w: &mut World, node: u8) -> Result<(), Violation> {
     let step = w.step;
     let js = js_mut(w);
     let active = js.active.filter(|a| a.node == node);
-    let (revision, renewed_at) = match (&js.roles[node as usize], active) {
-        (_, Some(a)) => (a.revision, a.renewed_at),
+    let (revision, mut holding) = match (&js.roles[node as usize], active) {
+        (_, Some(a)) => (a.revision, a.holding),
         (
             Role::TakingOver {
-                revision,
-                renewed_at,
-                ..
+                revision, holding, ..
             },
             None,
-        ) => (*revision, *renewed_at),
+        ) => (*revision, *holding),
         (role, None) => unreachable!("node {node} renews as {role:?}"),
     };
     let (renewal, revision) = js.stream.renew(step, revision);
+    let after = holding.renewal(renewal, step);
+    match (js.active.as_mut(), &mut js.roles[node as usize]) {
+        (Some(a), _) if a.node == node => (a.revision, a.holding) = (revision, holding),
+        (
+            _,
+            Role::TakingOver {
+                revision: r,
+                holding: h,
+                ..
+            },
+        ) => (*r, *h) = (revision, holding),
+        _ => unreachable!("a renewal of the holder"),
+    }
     match renewal {
         Renewal::Renewed => {
-            match (js.active.as_mut(), &mut js.roles[node as usize]) {
-                (Some(a), _) if a.node == node => (a.revision, a.renewed_at) = (revision, step),
-                (
-                    _,
-                    Role::TakingOver {
-                        revision: r,
-                        renewed_at: at,
-                        ..
-                    },
-                ) => (*r, *at) = (revision, step),
-                _ => unreachable!("a renewal of the holder"),
-            }
             w.counts.renewals += 1;
             return Ok(());
         }
@@ -378,29 +385,32 @@ fn renew(w: &mut World, node: u8) -> Result<(), Violation> {
     }
     let text = format!("node {} renews: {renewal:?}", node_name(node));
     w.note(None, None, text);
-    let since = step - renewed_at;
-    if lease::after_renewal(renewal, since, LEASE_STEPS) == AfterRenewal::KeepServing {
+    if after == AfterRenewal::KeepServing && !holding.expired(step) {
         return Ok(());
     }
-    // The node stops. It must not while it still holds the lease: an election is not a death.
+    // The node stops. It must not while it still holds the lease and the store only failed to
+    // answer within the grace: an election is not a death.
+    let since = step - holding.renewed_at();
     let js = js_mut(w);
-    if let Some(l) = js.stream.lease(step).filter(|l| l.node == node) {
-        return Err(Violation {
-            invariant: "election_is_not_death",
-            player: None,
-            jump: None,
-            what: format!(
-                "node {} stops serving while it holds the lease (epoch {}, {} steps left; its last renewal {since} steps ago): its renewal met an election ({renewal:?})",
-                node_name(node),
-                l.epoch,
-                (l.written_at + LEASE_STEPS).saturating_sub(step)
-            ),
-        });
+    if let Some(l) = js.stream.key().filter(|l| l.revision == revision) {
+        if renewal == Renewal::Unavailable && since < LEASE_STEPS + GRACE_STEPS {
+            return Err(Violation {
+                invariant: "election_is_not_death",
+                player: None,
+                jump: None,
+                what: format!(
+                    "node {} stops serving while it holds the lease (epoch {}; its last renewal {since} steps ago): its renewal met an election ({renewal:?})",
+                    node_name(node),
+                    l.epoch,
+                ),
+            });
+        }
     }
     if active.is_some() {
         stop_active(w, "lost its lease");
     } else {
         js_mut(w).roles[node as usize] = Role::Standby;
+        js_mut(w).watches[node as usize] = Watch::new(LEASE_STEPS);
         w.note(
             None,
             None,
@@ -427,16 +437,36 @@ pub fn stop_active(w: &mut World, why: &str) {
     );
 }
 
-fn claim(w: &mut World, node: u8) {
+/// A standby polls the lease key: claims it if there is none, counts the holder's silence
+/// while the store answers, and takes the key over at the revision it saw silent for a lease.
+fn poll(w: &mut World, node: u8) {
     let step = w.step;
     let js = js_mut(w);
-    let Some(l) = js.stream.claim(step, node) else {
+    let watch = &mut js.watches[node as usize];
+    if !js.stream.available(step) {
+        watch.unanswered();
+        return;
+    }
+    let revision = js.stream.key().map_or(0, |l| l.revision);
+    watch.answered(revision, step);
+    if revision == 0 {
+        claim(w, node, 0);
+    } else if let Some(silent) = watch.silent(step) {
+        claim(w, node, silent);
+    }
+}
+
+/// A compare-and-set claim at `expected` (0: no key).
+fn claim(w: &mut World, node: u8, expected: u64) {
+    let step = w.step;
+    let js = js_mut(w);
+    let Some(l) = js.stream.claim(step, node, expected) else {
         return;
     };
     js.roles[node as usize] = Role::TakingOver {
         takeover: Takeover::Claimed { epoch: l.epoch },
         revision: l.revision,
-        renewed_at: step,
+        holding: Holding::new(step, LEASE_STEPS, GRACE_STEPS),
         read: None,
         paused_until: 0,
     };
@@ -509,7 +539,7 @@ fn fence(w: &mut World, node: u8) -> Result<(), Violation> {
     let Role::TakingOver {
         takeover,
         revision,
-        renewed_at,
+        holding,
         read,
         ..
     } = js(w).roles[node as usize].clone()
@@ -547,7 +577,7 @@ fn fence(w: &mut World, node: u8) -> Result<(), Violation> {
             js_mut(w).roles[node as usize] = Role::TakingOver {
                 takeover: takeover.fenced(false),
                 revision,
-                renewed_at,
+                holding,
                 read: None,
                 paused_until: 0,
             };
@@ -571,7 +601,7 @@ fn fence(w: &mut World, node: u8) -> Result<(), Violation> {
         node,
         epoch,
         revision,
-        renewed_at,
+        holding,
         paused_until: 0,
     });
     js.serving_epoch = epoch;
@@ -839,7 +869,8 @@ fn note_received(w: &mut World, name: &str, received: Received, zombie: bool) {
 /// the end of a seed). It must succeed.
 fn take_over_now(w: &mut World, node: u8) -> Result<(), Violation> {
     js_mut(w).roles[node as usize] = Role::Standby;
-    claim(w, node);
+    let silent = js(w).stream.key().map_or(0, |l| l.revision);
+    claim(w, node, silent);
     read(w, node);
     fence(w, node)?;
     assert!(
@@ -861,12 +892,11 @@ pub fn final_takeover(w: &mut World) -> Result<(), Violation> {
     for role in &mut js_mut(w).roles {
         *role = Role::Standby;
     }
+    // The election ends; the node taking over has watched the key for a lease.
     let stream = &js(w).stream;
-    let clear = stream.unavailable_until.max(
-        stream
-            .lease_written()
-            .map_or(0, |l| l.written_at + LEASE_STEPS),
-    );
+    let clear = stream
+        .unavailable_until
+        .max(stream.key().map_or(0, |l| l.written_at + LEASE_STEPS));
     w.step = w.step.max(clear);
     let node = (w.rng.below(js(w).roles.len() as u64)) as u8;
     take_over_now(w, node)
@@ -971,7 +1001,8 @@ mod tests {
         js_mut(&mut w).active.as_mut().unwrap().paused_until = u64::MAX;
         w.step += LEASE_STEPS + 1;
         js_mut(&mut w).roles[1] = Role::Standby;
-        claim(&mut w, 1);
+        let silent = js(&w).stream.key().expect("node 0's lease").revision;
+        claim(&mut w, 1, silent);
         read(&mut w, 1);
         fence(&mut w, 1)?;
         assert_eq!(js(&w).active.map(|a| a.node), Some(1), "node 1 serves");
@@ -985,6 +1016,46 @@ mod tests {
         run(&mut w, NodeAction::ZombieRenew)?;
         assert!(js(&w).zombie.is_none(), "the zombie stops");
         Ok(w)
+    }
+
+    /// Node 0 serves and renews; node 1 watches; the store elects for longer than the lease
+    /// (both polls and renewals go unanswered); once it answers again node 1 polls before
+    /// node 0 renews. Whether node 1 claimed the lease.
+    fn election_longer_than_the_lease(bug: Option<Bug>) -> bool {
+        bugs::set(bug);
+        let mut w = World::new(1, true);
+        start(&mut w).expect("node 0 takes the empty galaxy");
+        js_mut(&mut w).roles.truncate(2);
+        js_mut(&mut w).watches.truncate(2);
+        let s = w.step;
+        renew(&mut w, 0).expect("renewed");
+        poll(&mut w, 1);
+        js_mut(&mut w).stream.unavailable_until = s + LEASE_STEPS + 10;
+        w.step = s + 10;
+        poll(&mut w, 1);
+        w.step = s + 20;
+        renew(&mut w, 0).expect("an election is not a death");
+        w.step = s + LEASE_STEPS + 11;
+        poll(&mut w, 1);
+        let claimed = matches!(js(&w).roles[1], Role::TakingOver { .. });
+        bugs::set(None);
+        if !claimed {
+            renew(&mut w, 0).expect("renewed after the election");
+            assert!(
+                js(&w).active.is_some_and(|a| a.node == 0),
+                "node 0 serves on"
+            );
+        }
+        claimed
+    }
+
+    #[test]
+    fn an_election_longer_than_the_lease_hands_nothing_over() {
+        assert!(!election_longer_than_the_lease(None));
+        assert!(
+            election_longer_than_the_lease(Some(Bug::WatchCountsElections)),
+            "a watch that counts the election as silence takes the lease of a live holder"
+        );
     }
 
     #[test]

@@ -8,8 +8,9 @@
 //!   expected sequence (a stale one is refused: error 10071, "wrong last sequence");
 //! - the stream may be unavailable for a while (a leader election): publishes, reads, claims
 //!   and renewals get no answer;
-//! - the lease is a key whose revision is the epoch; it expires by the store's clock (here the
-//!   step number), a claim is a compare-and-set create, a renewal a compare-and-set update;
+//! - the lease is a key whose revision is the epoch; the store never expires it (its watchers
+//!   judge it: `mesh::protocol::lease::Watch`); a claim is a compare-and-set create, or an
+//!   update at the revision a watcher saw silent for a lease; a renewal a compare-and-set update;
 //! - every message carries its writer's node and epoch (the `Mlt-Node` and `Mlt-Epoch`
 //!   headers), so the invariants can prove no zombie message was accepted.
 //!
@@ -185,16 +186,15 @@ impl SimStream {
         })
     }
 
-    /// The lease as the key holds it now, if it has not expired by the store's clock.
-    pub fn lease(&self, step: u64) -> Option<Lease> {
+    /// The lease as the key holds it now.
+    pub fn key(&self) -> Option<Lease> {
         self.lease
-            .filter(|l| !mesh::protocol::lease::expired(l.written_at, LEASE_STEPS, step))
     }
 
-    /// A compare-and-set claim: succeeds only if nobody holds the lease; the new revision is
-    /// the epoch. None: refused (held, or the store is unavailable).
-    pub fn claim(&mut self, step: u64, node: u8) -> Option<Lease> {
-        if !self.available(step) || self.lease(step).is_some() {
+    /// A compare-and-set claim at `expected` (0: no key): the new revision is the epoch. None:
+    /// refused (the key changed, or the store is unavailable).
+    pub fn claim(&mut self, step: u64, node: u8, expected: u64) -> Option<Lease> {
+        if !self.available(step) || self.lease.map_or(0, |l| l.revision) != expected {
             return None;
         }
         self.kv_revision += 1;
@@ -214,7 +214,7 @@ impl SimStream {
         if !self.available(step) {
             return (Renewal::Unavailable, revision);
         }
-        match self.lease(step) {
+        match self.lease {
             Some(l) if l.revision == revision => {
                 self.kv_revision += 1;
                 let renewed = Lease {
@@ -227,11 +227,6 @@ impl SimStream {
             }
             _ => (Renewal::Lost, revision),
         }
-    }
-
-    /// The lease's key without its expiry (for the invariant on stopping).
-    pub fn lease_written(&self) -> Option<Lease> {
-        self.lease
     }
 }
 
@@ -552,15 +547,16 @@ mod tests {
     }
 
     #[test]
-    fn a_lease_is_claimed_once_renewed_by_its_revision_and_expires() {
+    fn a_lease_is_claimed_once_renewed_by_its_revision_and_taken_at_a_revision() {
         use mesh::protocol::lease::Renewal;
         let mut s = SimStream::default();
-        let a = s.claim(0, 0).expect("free");
-        assert!(s.claim(1, 1).is_none(), "held");
+        let a = s.claim(0, 0, 0).expect("free");
+        assert!(s.claim(1, 1, 0).is_none(), "held");
         let (r, rev) = s.renew(10, a.revision);
         assert_eq!(r, Renewal::Renewed);
         assert_eq!(s.renew(11, a.revision).0, Renewal::Lost, "an old revision");
-        let b = s.claim(10 + LEASE_STEPS, 1).expect("expired");
+        assert!(s.claim(12, 1, a.revision).is_none(), "renewed since");
+        let b = s.claim(10 + LEASE_STEPS, 1, rev).expect("silent at rev");
         assert!(b.epoch > a.epoch, "epochs grow");
         assert_eq!(s.renew(10 + LEASE_STEPS, rev).0, Renewal::Lost);
     }

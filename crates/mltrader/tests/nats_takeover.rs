@@ -313,3 +313,70 @@ fn standbys_take_over_a_killed_node_and_a_paused_one_and_no_zombie_append_is_acc
         names.len()
     );
 }
+
+/// The lease bucket's stream leader is killed: its election (4-9 s) outlasts the lease, and
+/// for all that time no node can write or read the key. That must not look like the serving
+/// node dying: it keeps serving and the standby does not take over (issue 19: no mass takeover
+/// while the engine elects). Seen failing with the standby's count going on through the
+/// election (no `watch.unanswered()`): beta took over and alpha stopped, exit 3.
+#[test]
+fn an_election_of_the_lease_bucket_hands_nothing_over() {
+    let Some(exe) = server_exe() else { return };
+    let cluster = Cluster::start(exe);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let mut alpha = node(&cluster, "alpha", &[]);
+    let first = which_serves(&rt, &[("alpha", &alpha)]);
+    assert_eq!(first, 0);
+    let beta = node(&cluster, "beta", &[]);
+    assert_eq!(
+        which_serves(&rt, &[("alpha", &alpha), ("beta", &beta)]),
+        0,
+        "alpha serves, beta stands by"
+    );
+
+    let bucket = format!("KV_{}", nats::lease::LEASES_BUCKET);
+    let leader = (0..100)
+        .find_map(|_| {
+            let leader = cluster.0.stream_leader(&bucket);
+            if leader.is_none() {
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            leader
+        })
+        .expect("the lease bucket's stream has a leader");
+    let killed = Instant::now();
+    cluster.0.kill_server(leader);
+    let new_leader = loop {
+        if let Some(l) = cluster.0.stream_leader(&bucket).filter(|&l| l != leader) {
+            break l;
+        }
+        assert!(
+            killed.elapsed() < Duration::from_secs(60),
+            "no new leader of {bucket}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let election = killed.elapsed();
+    println!(
+        "the lease bucket's leader n{leader} killed; n{new_leader} leads {} ms later (lease {LEASE_MS} ms)",
+        election.as_millis()
+    );
+    // Two leases more: a standby that counted the election as silence would have taken over.
+    std::thread::sleep(Duration::from_millis(2 * LEASE_MS));
+    assert!(
+        alpha.exited().is_none(),
+        "alpha stopped during the election: {:?}",
+        alpha.output()
+    );
+    assert_eq!(
+        which_serves(&rt, &[("alpha", &alpha), ("beta", &beta)]),
+        0,
+        "alpha still serves, beta stands by"
+    );
+    assert!(
+        !beta.output().iter().any(|l| l.starts_with("took over")),
+        "beta took over: {:?}",
+        beta.output()
+    );
+    cluster.0.restart_server(leader);
+}

@@ -5,9 +5,12 @@
 //! gets (a stream sequence of the bucket, which only grows) is the claim's epoch, greater than
 //! every earlier claim's, across restarts and across nodes. The holder renews by updating the
 //! key at the revision it last wrote (compare-and-set again: a holder that was replaced learns
-//! it on its next renewal); it releases by deleting at that revision. The bucket's `max_age` is
-//! the lease: a key not renewed within it disappears (the server's clock decides, no node's),
-//! and the next claim takes the unit with a higher epoch.
+//! it on its next renewal); it releases by deleting at that revision. The key never expires by
+//! itself: the nodes that watch it judge it (`mesh::protocol::lease::Watch`: a lease of
+//! silence over polls the store answered, so that an election of the bucket's stream, which
+//! stalls every node's writes, never looks like the holder dying), and take it over with a
+//! compare-and-set at the revision they saw silent ([`NatsOwnership::take_over`]), getting a
+//! higher epoch.
 //!
 //! This module never writes a key without the revision it expects. It has no shared (reader)
 //! claims: readers of a stream do not block its owner here (`check` and `replay` read an
@@ -39,7 +42,7 @@ pub struct NatsOwnership {
 
 impl NatsOwnership {
     /// Opens the bucket `bucket` (creating it: `replicas` copies, file storage, one revision a
-    /// key, keys expiring `lease` after their last write). Every node must use the same lease.
+    /// key, no expiry: watchers judge a lease). Every node must use the same lease.
     pub fn open(
         nats: &Nats,
         bucket: &str,
@@ -53,7 +56,6 @@ impl NatsOwnership {
         let config = kv::Config {
             bucket: bucket.to_string(),
             history: 1,
-            max_age: lease,
             storage: StorageType::File,
             num_replicas: replicas,
             ..Default::default()
@@ -114,13 +116,14 @@ pub struct Holder {
     pub epoch: u64,
     /// The revision of the key's last write (the claim or the last renewal).
     pub revision: u64,
-    /// When the server stored that write, by the server's clock: the lease ends (the key
-    /// expires) [`NatsOwnership::lease`] after it, unless the holder renews.
+    /// When the server stored that write, by the server's clock: the lease nominally ends
+    /// [`NatsOwnership::lease`] after it, unless the holder renews (a watcher judges it by its
+    /// own count, which an election stalls).
     pub written_at: SystemTime,
 }
 
 impl Holder {
-    /// When the key expires unless renewed, by the server's clock.
+    /// When the lease nominally ends unless renewed, by the server's clock.
     pub fn expires_at(&self, lease: Duration) -> SystemTime {
         self.written_at + lease
     }
@@ -164,6 +167,58 @@ impl NatsOwnership {
             epoch,
             shared: false,
         }))
+    }
+}
+
+impl NatsOwnership {
+    /// Takes `unit` over from a holder whose key a watcher saw silent at `revision` for a whole
+    /// lease: a compare-and-set at that revision (a renewal since makes it fail: then it says
+    /// who holds it now).
+    pub fn take_over(&self, unit: &str, revision: u64) -> Result<ClaimAttempt, OwnershipError> {
+        assert!(revision > 0, "a key to take over has a revision");
+        let kv = self.kv.clone();
+        let key = unit.to_string();
+        let value = format!("node={}", self.nats.node).into_bytes();
+        let taken = self
+            .nats
+            .bridge
+            .run(async move {
+                match kv.update(&key, value.into(), revision).await {
+                    Ok(new_revision) => Ok(Created::Claimed(new_revision)),
+                    Err(e)
+                        if e.kind() == UpdateErrorKind::WrongLastRevision
+                            || is_wrong_last_sequence(&e) =>
+                    {
+                        match last_at_leader(&kv, &key).await? {
+                            Some(last) if !last.deleted => Ok(Created::HeldBy {
+                                value: last.value,
+                                revision: last.revision,
+                                written_at: last.written_at,
+                            }),
+                            _ => Err(format!("{key} was released while taken over").into()),
+                        }
+                    }
+                    Err(e) => Err(async_nats::Error::from(e)),
+                }
+            })
+            .map_err(|e| Self::failed(unit, e))?;
+        match taken {
+            Ok(Created::Claimed(epoch)) => {
+                assert!(epoch > revision, "a KV revision only grows");
+                self.held().insert(unit.to_string(), (epoch, epoch));
+                Ok(ClaimAttempt::Claimed(Claim {
+                    unit: unit.to_string(),
+                    epoch,
+                    shared: false,
+                }))
+            }
+            Ok(Created::HeldBy {
+                value,
+                revision,
+                written_at,
+            }) => Ok(ClaimAttempt::Held(holder_of(&value, revision, written_at))),
+            Err(e) => Err(Self::failed(unit, e)),
+        }
     }
 }
 
@@ -252,26 +307,51 @@ impl Ownership for NatsOwnership {
 
 impl NatsOwnership {
     /// Writes the key of `unit` (holder and epoch) if its revision is still `revision`;
-    /// returns the new revision. Another revision means someone else wrote it: not held.
+    /// returns the new revision. Another revision means someone else wrote it (not held), or
+    /// that an earlier write of this node's landed after its caller stopped waiting for it
+    /// (the key names this node and epoch): then the write is made again at that revision.
+    /// Gives up after [`crate::limits::RENEWALS_PER_LEASE`]'s share of the lease without an
+    /// answer (an election): the caller tries again at its next renewal.
     fn write(&self, unit: &str, epoch: u64, revision: u64) -> Result<u64, OwnershipError> {
         let kv = self.kv.clone();
         let key = unit.to_string();
         let value = self.value(epoch);
+        let within = self.lease / u32::try_from(crate::limits::RENEWALS_PER_LEASE).unwrap_or(4);
         let updated = self
             .nats
             .bridge
-            .run(async move { kv.update(key, value.into(), revision).await })
+            .run(async move {
+                let attempt = async {
+                    let mut expected = revision;
+                    for _ in 0..2 {
+                        match kv.update(&key, value.clone().into(), expected).await {
+                            Ok(new_revision) => return Ok(Some(new_revision)),
+                            Err(e)
+                                if e.kind() == UpdateErrorKind::WrongLastRevision
+                                    || is_wrong_last_sequence(&e) => {}
+                            Err(e) => return Err(async_nats::Error::from(e)),
+                        }
+                        match last_at_leader(&kv, &key).await? {
+                            Some(last) if !last.deleted && last.value.as_bytes() == value => {
+                                expected = last.revision;
+                            }
+                            _ => return Ok(None),
+                        }
+                    }
+                    Ok(None)
+                };
+                match tokio::time::timeout(within, attempt).await {
+                    Ok(result) => result,
+                    Err(_) => Err(format!("no answer within {} ms", within.as_millis()).into()),
+                }
+            })
             .map_err(|e| Self::failed(unit, e))?;
         match updated {
-            Ok(new_revision) => Ok(new_revision),
-            Err(e)
-                if e.kind() == UpdateErrorKind::WrongLastRevision || is_wrong_last_sequence(&e) =>
-            {
-                Err(OwnershipError::NotHeld {
-                    unit: unit.to_string(),
-                    epoch,
-                })
-            }
+            Ok(Some(new_revision)) => Ok(new_revision),
+            Ok(None) => Err(OwnershipError::NotHeld {
+                unit: unit.to_string(),
+                epoch,
+            }),
             Err(e) => Err(Self::failed(unit, e)),
         }
     }
@@ -301,7 +381,6 @@ async fn create_at_leader(
     key: String,
     value: Vec<u8>,
 ) -> Result<Created, async_nats::Error> {
-    let subject = format!("{}{key}", kv.prefix);
     let mut expected = 0;
     for _ in 0..CREATE_ATTEMPTS {
         match kv.update(&key, value.clone().into(), expected).await {
@@ -311,25 +390,47 @@ async fn create_at_leader(
             }
             Err(e) => return Err(e.into()),
         }
-        let last = match kv.stream.get_last_raw_message_by_subject(&subject).await {
-            Ok(last) => last,
-            Err(e) if matches!(e.kind(), LastRawMessageErrorKind::NoMessageFound) => {
-                expected = 0;
-                continue;
-            }
-            Err(e) => return Err(e.into()),
+        let Some(last) = last_at_leader(&kv, &key).await? else {
+            expected = 0;
+            continue;
         };
-        let operation = last.headers.get("KV-Operation").map(|v| v.as_str());
-        if matches!(operation, Some("DEL" | "PURGE")) {
-            expected = last.sequence;
+        if last.deleted {
+            expected = last.revision;
             continue;
         }
-        let nanos = u64::try_from(last.time.unix_timestamp_nanos()).unwrap_or(0);
         return Ok(Created::HeldBy {
-            value: String::from_utf8_lossy(&last.payload).into_owned(),
-            revision: last.sequence,
-            written_at: UNIX_EPOCH + Duration::from_nanos(nanos),
+            value: last.value,
+            revision: last.revision,
+            written_at: last.written_at,
         });
     }
     Err(format!("{key} changed under {CREATE_ATTEMPTS} attempts to claim it").into())
+}
+
+/// A key's last message, as the bucket stream's leader has it.
+struct Last {
+    value: String,
+    revision: u64,
+    written_at: SystemTime,
+    /// A delete or purge marker (a released key).
+    deleted: bool,
+}
+
+/// Reads `key`'s last message from the stream's leader (a direct get, which any replica
+/// answers, could be behind). None: the key was never written.
+async fn last_at_leader(kv: &kv::Store, key: &str) -> Result<Option<Last>, async_nats::Error> {
+    let subject = format!("{}{key}", kv.prefix);
+    let last = match kv.stream.get_last_raw_message_by_subject(&subject).await {
+        Ok(last) => last,
+        Err(e) if matches!(e.kind(), LastRawMessageErrorKind::NoMessageFound) => return Ok(None),
+        Err(e) => return Err(e.into()),
+    };
+    let operation = last.headers.get("KV-Operation").map(|v| v.as_str());
+    let nanos = u64::try_from(last.time.unix_timestamp_nanos()).unwrap_or(0);
+    Ok(Some(Last {
+        value: String::from_utf8_lossy(&last.payload).into_owned(),
+        revision: last.sequence,
+        written_at: UNIX_EPOCH + Duration::from_nanos(nanos),
+        deleted: matches!(operation, Some("DEL" | "PURGE")),
+    }))
 }

@@ -42,11 +42,16 @@ pub const MIN_LEASE_MS: u64 = 1_000;
 /// failed renewal (an election stalls KV writes for seconds) does not lose it.
 pub const RENEWALS_PER_LEASE: u64 = 4;
 
-/// How often a standby tries to claim the lease (a compare-and-set create at the bucket's
-/// leader, which also says who holds it and since when). Polling and not a KV watch: the
-/// server removes an expired key by `max_age` without a delete marker, so a watch sees no
-/// event when a lease expires (only when it is released).
+/// How often a standby polls the lease (a compare-and-set create at the bucket's leader, which
+/// also says who holds it at which revision). Polling and not a KV watch: the standby must
+/// know which of its looks the store answered, since it counts the holder's silence only over
+/// those (`mesh::protocol::lease::Watch`).
 pub const STANDBY_POLL_MS: u64 = 200;
+
+/// How long past its lease a holder whose renewals the store leaves unanswered (an election:
+/// 4-9 s measured; a holder cut off from the store) keeps serving. Its appends stall meanwhile,
+/// and fencing refuses them if it was replaced; this bounds how long it may answer reads.
+pub const UNANSWERED_GRACE_MS: u64 = 20_000;
 
 const _: () = assert!(RENEWALS_PER_LEASE >= 3);
 const _: () = assert!(STANDBY_POLL_MS * 5 <= MIN_LEASE_MS);

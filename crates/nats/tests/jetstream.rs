@@ -13,6 +13,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
+use mltrader_nats::lease::ClaimAttempt;
 use mltrader_nats::logs::NatsLogs;
 use mltrader_nats::testing::TestCluster;
 use mltrader_nats::{Nats, NatsConfig, NatsOwnership, Safety};
@@ -344,16 +345,33 @@ fn a_lease_has_one_holder_and_its_epoch_grows_on_takeover() {
         assert!(b.claim(unit).is_err(), "a renewed lease is not taken");
     }
 
-    // a stops renewing (paused, partitioned): b takes over once the lease ends.
+    // a stops renewing (paused, partitioned): b, having seen the key keep its revision for a
+    // whole lease, takes it over at that revision. The key itself never expires.
     let deadline = Instant::now() + lease * 5;
+    let mut seen: Option<(u64, Instant)> = None;
     let second = loop {
-        match b.claim(unit) {
-            Ok(claim) => break claim,
-            Err(OwnershipError::Held(_)) if Instant::now() < deadline => {
-                std::thread::sleep(Duration::from_millis(200))
+        assert!(
+            Instant::now() < deadline,
+            "no takeover {:?} after the lease",
+            lease * 5
+        );
+        let holder = match b.try_claim(unit).unwrap() {
+            ClaimAttempt::Claimed(_) => panic!("the key of a silent holder stays until taken over"),
+            ClaimAttempt::Held(holder) => holder,
+        };
+        assert_eq!(holder.node, "node-a");
+        match seen {
+            Some((revision, since)) if revision == holder.revision => {
+                if since.elapsed() >= lease {
+                    match b.take_over(unit, revision).unwrap() {
+                        ClaimAttempt::Claimed(claim) => break claim,
+                        ClaimAttempt::Held(h) => panic!("a silent key changed: {h:?}"),
+                    }
+                }
             }
-            Err(e) => panic!("no takeover {} s after the lease: {e}", lease.as_secs() * 5),
+            _ => seen = Some((holder.revision, Instant::now())),
         }
+        std::thread::sleep(Duration::from_millis(200));
     };
     assert!(
         second.epoch > first.epoch,
@@ -365,6 +383,10 @@ fn a_lease_has_one_holder_and_its_epoch_grows_on_takeover() {
         matches!(a.renew(&first), Err(OwnershipError::NotHeld { .. })),
         "the old holder learns it lost the lease"
     );
+    match a.take_over(unit, first.epoch) {
+        Ok(ClaimAttempt::Held(h)) => assert_eq!(h.node, "node-b", "{h:?}"),
+        other => panic!("a take-over at an old revision must fail: {other:?}"),
+    }
     b.release(&second).unwrap();
     let third = a.claim(unit).unwrap();
     assert!(third.epoch > second.epoch);

@@ -34,6 +34,9 @@ pub enum Bug {
     /// A renewal that fails because the store is electing a leader is read as a lost lease:
     /// the holder stops serving while it still holds the lease.
     ElectionIsDeath,
+    /// A watcher of a lease counts the polls the store did not answer as silence: after an
+    /// election longer than the lease it takes the lease of a holder that renews again.
+    WatchCountsElections,
     /// A node taking over that finds a newer owner's `lease` records in the logs it read (its
     /// claim expired while it read or fenced) appends its own over them and serves.
     FenceOverNewerEpoch,
@@ -61,7 +64,7 @@ pub enum Bug {
 
 impl Bug {
     /// Every bug, for runners that try each.
-    pub const ALL: [Bug; 13] = [
+    pub const ALL: [Bug; 14] = [
         Bug::LandBeforeEarlier,
         Bug::LostPrepareLands,
         Bug::LandTwice,
@@ -69,6 +72,7 @@ impl Bug {
         Bug::NoFencing,
         Bug::ServeBeforeLeaseRecord,
         Bug::ElectionIsDeath,
+        Bug::WatchCountsElections,
         Bug::FenceOverNewerEpoch,
         Bug::PublishBeforeDurable,
         Bug::AbortCommittedAtTakeover,
@@ -87,6 +91,7 @@ impl Bug {
             Bug::NoFencing => "no-fencing",
             Bug::ServeBeforeLeaseRecord => "serve-before-lease-record",
             Bug::ElectionIsDeath => "election-is-death",
+            Bug::WatchCountsElections => "watch-counts-elections",
             Bug::FenceOverNewerEpoch => "fence-over-newer-epoch",
             Bug::PublishBeforeDurable => "publish-before-durable",
             Bug::AbortCommittedAtTakeover => "abort-committed-at-takeover",

@@ -1,16 +1,24 @@
-//! The galaxy's lease on a shared log store (JetStream), as pure decisions: when a lease has
-//! expired, what a node does when its renewal fails, what expected sequence an append carries,
-//! and the steps of a takeover (claim, read every log to its end, fence every log with a
-//! `lease` record, then serve).
+//! A lease on a shared log store (JetStream), as pure decisions: when a holder stops, when a
+//! watcher may take the lease over, what expected sequence an append carries, and the steps of
+//! a takeover (claim, read every log to its end, fence every log with a `lease` record, then
+//! serve).
 //!
-//! The rules (docs/NATS.md, issue 18):
-//! - a lease ends by the store's clock, never a node's: a key not renewed within the lease is
-//!   gone, and a compare-and-set claim takes it with a higher epoch;
-//! - a renewal that finds the lease taken (or gone) means this node is no longer the owner: it
-//!   stops serving. A renewal that fails because the store is electing a leader says nothing
-//!   about the lease: the node keeps serving (its appends stall too, and fencing refuses them
-//!   if it was replaced meanwhile) until a whole lease has passed by its own clock since its
-//!   last renewal the store took. An election is not every node dying;
+//! The rules (docs/NATS.md, issues 18 and 19):
+//! - a lease is a key whose revision is the epoch. The store never expires it: the nodes that
+//!   watch it judge it ([`Watch`]). A watcher counts a lease of silence (the revision
+//!   unchanged) only over polls the store answered, and starts again after any poll it did not
+//!   answer; then it takes the key with a compare-and-set at the revision it watched (a
+//!   renewal by the holder in between makes that fail). A leader election stalls every write
+//!   and every read of the key for seconds: it stalls the count too, so it never looks like
+//!   the holder dying (no mass takeover while the engine elects);
+//! - the holder renews with a compare-and-set several times a lease ([`Holding`]). A renewal
+//!   that finds the key taken means this node is no longer the owner: it stops serving. A
+//!   renewal the store did not answer says nothing about the lease: the watchers' count stalls
+//!   as the holder's does, so the holder keeps serving (its appends stall too, and fencing
+//!   refuses them if it was replaced meanwhile), up to a grace that bounds how long a node cut
+//!   off from the store may answer reads. Otherwise it stops once a whole lease has passed by
+//!   its own clock since it sent its last renewal the store took: a watcher counts from when
+//!   it first saw that renewal, later, so the holder stops first;
 //! - every append carries the expected last sequence of its subject as the writer knows it, so
 //!   a writer that lost its place (a zombie) is refused;
 //! - a new owner reads every log to its end, appends a `lease` record to each with the expected
@@ -19,7 +27,7 @@
 //!
 //! The real server's lease loop and the deterministic simulator (`crates/dst`) both take these
 //! decisions from here. Never does I/O, never reads a clock: times are given in milliseconds of
-//! the store's clock.
+//! the caller's own monotonic clock (steps, in the simulator).
 
 use super::bugs::{self, Bug};
 
@@ -30,7 +38,7 @@ pub enum Renewal {
     Renewed,
     /// The store did not answer (a leader election, a network cut): nothing is known.
     Unavailable,
-    /// The lease is someone else's, or gone (expired): this node is no longer the owner.
+    /// The lease is someone else's: this node is no longer the owner.
     Lost,
 }
 
@@ -43,24 +51,109 @@ pub enum AfterRenewal {
     Stop,
 }
 
-/// What the holder does after `renewal`, `since_renewed_ms` after it sent its last renewal the
-/// store took (by its own clock), with a lease of `lease_ms`. An unanswered renewal keeps it
-/// serving until a whole lease has passed since then: the store counts from when it stored
-/// that renewal, later, so the node stops before anyone else can claim (docs/NATS.md).
-pub fn after_renewal(renewal: Renewal, since_renewed_ms: u64, lease_ms: u64) -> AfterRenewal {
-    match renewal {
-        Renewal::Renewed => AfterRenewal::KeepServing,
-        Renewal::Unavailable if bugs::on(Bug::ElectionIsDeath) => AfterRenewal::Stop,
-        Renewal::Unavailable if since_renewed_ms >= lease_ms => AfterRenewal::Stop,
-        Renewal::Unavailable => AfterRenewal::KeepServing,
-        Renewal::Lost => AfterRenewal::Stop,
+/// A holder's view of its own lease: when it last renewed, when the store last left a renewal
+/// unanswered.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Holding {
+    lease_ms: u64,
+    grace_ms: u64,
+    /// When the last renewal the store took was sent (the claim, at first).
+    renewed_at: u64,
+    /// When the last renewal the store did not answer was sent, if after `renewed_at`.
+    unanswered_at: Option<u64>,
+}
+
+impl Holding {
+    /// A lease of `lease_ms` claimed by a request sent at `claim_sent`; renewals the store
+    /// leaves unanswered keep the holder serving for at most `grace_ms` past the lease.
+    pub fn new(claim_sent: u64, lease_ms: u64, grace_ms: u64) -> Holding {
+        assert!(lease_ms > 0, "a lease lasts some time");
+        Holding {
+            lease_ms,
+            grace_ms,
+            renewed_at: claim_sent,
+            unanswered_at: None,
+        }
+    }
+
+    /// When the last renewal the store took was sent.
+    pub fn renewed_at(&self) -> u64 {
+        self.renewed_at
+    }
+
+    /// A renewal sent at `sent` met `renewal`: whether the holder keeps serving.
+    pub fn renewal(&mut self, renewal: Renewal, sent: u64) -> AfterRenewal {
+        match renewal {
+            Renewal::Renewed => {
+                self.renewed_at = self.renewed_at.max(sent);
+                self.unanswered_at = None;
+                AfterRenewal::KeepServing
+            }
+            Renewal::Unavailable => {
+                self.unanswered_at = Some(sent.max(self.renewed_at));
+                AfterRenewal::KeepServing
+            }
+            Renewal::Lost => AfterRenewal::Stop,
+        }
+    }
+
+    /// Whether, at `now`, the holder must stop by its own clock: a whole lease since it sent
+    /// its last renewal the store took, or since the last one the store left unanswered (the
+    /// watchers' count stalled then too), and never later than the grace past the lease.
+    pub fn expired(&self, now: u64) -> bool {
+        let since_renewed = now.saturating_sub(self.renewed_at);
+        if since_renewed >= self.lease_ms.saturating_add(self.grace_ms) {
+            return true;
+        }
+        let counted_from = match self.unanswered_at {
+            Some(_) if bugs::on(Bug::ElectionIsDeath) => self.renewed_at,
+            Some(at) => at,
+            None => self.renewed_at,
+        };
+        now.saturating_sub(counted_from) >= self.lease_ms
     }
 }
 
-/// Whether a lease last written at `written_ms` (store clock) has expired at `now_ms`.
-pub fn expired(written_ms: u64, lease_ms: u64, now_ms: u64) -> bool {
-    assert!(lease_ms > 0, "a lease lasts some time");
-    now_ms >= written_ms.saturating_add(lease_ms)
+/// A watcher's count of a lease key's silence.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Watch {
+    lease_ms: u64,
+    /// The revision last seen, and when the first answered poll that saw it returned.
+    seen: Option<(u64, u64)>,
+}
+
+impl Watch {
+    pub fn new(lease_ms: u64) -> Watch {
+        assert!(lease_ms > 0, "a lease lasts some time");
+        Watch {
+            lease_ms,
+            seen: None,
+        }
+    }
+
+    /// A poll the store answered, returned at `now`: the key's revision is `revision` (0: no
+    /// key). A new revision starts the count again.
+    pub fn answered(&mut self, revision: u64, now: u64) {
+        match self.seen {
+            Some((seen, _)) if seen == revision => {}
+            _ => self.seen = Some((revision, now)),
+        }
+    }
+
+    /// A poll the store did not answer (an election, a network cut): the count starts again
+    /// at the next answered poll, since the holder's renewals may have failed meanwhile.
+    pub fn unanswered(&mut self) {
+        if !bugs::on(Bug::WatchCountsElections) {
+            self.seen = None;
+        }
+    }
+
+    /// Some(revision) once the key has kept `revision` for a whole lease over answered polls:
+    /// take it over with a compare-and-set at that revision.
+    pub fn silent(&self, now: u64) -> Option<u64> {
+        let (revision, since) = self.seen?;
+        (now.saturating_sub(since) >= self.lease_ms).then_some(revision)
+    }
 }
 
 /// The expected last subject sequence an append carries, given the last sequence this writer
@@ -155,25 +248,57 @@ mod tests {
 
     #[test]
     fn an_election_is_not_a_lost_lease() {
-        let lease_ms = 5_000;
-        let keep = AfterRenewal::KeepServing;
-        assert_eq!(after_renewal(Renewal::Renewed, 9_999, lease_ms), keep);
-        assert_eq!(after_renewal(Renewal::Unavailable, 4_999, lease_ms), keep);
+        let mut h = Holding::new(0, 5_000, 20_000);
+        assert!(!h.expired(4_999));
+        assert!(h.expired(5_000), "a whole lease without a renewal");
         assert_eq!(
-            after_renewal(Renewal::Unavailable, 5_000, lease_ms),
-            AfterRenewal::Stop,
-            "a whole lease without a renewal: the lease may be another's"
+            h.renewal(Renewal::Renewed, 1_000),
+            AfterRenewal::KeepServing
         );
-        assert_eq!(
-            after_renewal(Renewal::Lost, 0, lease_ms),
-            AfterRenewal::Stop
+        assert!(!h.expired(5_999));
+        assert!(h.expired(6_000));
+        // The store elects: renewals go unanswered, and the holder keeps serving.
+        for sent in [2_000, 4_000, 6_000, 8_000, 10_000] {
+            assert_eq!(
+                h.renewal(Renewal::Unavailable, sent),
+                AfterRenewal::KeepServing
+            );
+            assert!(
+                !h.expired(sent + 2_000),
+                "an election at {sent} is not a death"
+            );
+        }
+        assert!(
+            h.expired(15_000),
+            "a lease past the last unanswered renewal"
         );
+        let mut long = h;
+        for sent in (12_000..30_000).step_by(2_000) {
+            long.renewal(Renewal::Unavailable, sent);
+        }
+        assert!(long.expired(26_000), "never past the grace");
+        assert_eq!(h.renewal(Renewal::Lost, 11_000), AfterRenewal::Stop);
     }
 
     #[test]
-    fn a_lease_expires_by_the_store_clock_after_its_period() {
-        assert!(!expired(1_000, 10_000, 10_999));
-        assert!(expired(1_000, 10_000, 11_000));
+    fn a_watch_counts_silence_only_while_the_store_answers() {
+        let mut w = Watch::new(5_000);
+        assert_eq!(w.silent(0), None, "nothing seen");
+        w.answered(7, 1_000);
+        w.answered(7, 5_999);
+        assert_eq!(w.silent(5_999), None);
+        assert_eq!(w.silent(6_000), Some(7), "a lease of silence");
+        w.answered(8, 6_100);
+        assert_eq!(w.silent(11_099), None, "the holder renewed: counting again");
+        // An election from 7 000 to 16 000: the holder could renew nothing, nor could anyone.
+        w.unanswered();
+        w.answered(8, 16_000);
+        assert_eq!(
+            w.silent(16_000),
+            None,
+            "the election is not silence: no takeover"
+        );
+        assert_eq!(w.silent(21_000), Some(8));
     }
 
     #[test]

@@ -2,16 +2,19 @@
 //!
 //! The node listens on its API address at once. While another node holds the galaxy's lease
 //! it stands by: it answers every request 503 `standby` naming the holder ([`net::standby`])
-//! and tries to claim the lease every [`nats::limits::STANDBY_POLL_MS`] (a compare-and-set at
-//! the bucket's leader: of two standbys, one wins). Once it holds the lease it recovers the
+//! and polls the lease every [`nats::limits::STANDBY_POLL_MS`], counting the holder's silence
+//! over the polls the store answered (`mesh::protocol::lease::Watch`: an election is not a
+//! death); after a whole lease of it, it takes the lease over (a compare-and-set at the
+//! bucket's leader: of two standbys, one wins). Once it holds the lease it recovers the
 //! galaxy from the stream, writing a `lease` record to every log as it opens it (fencing: an
 //! older owner cannot append after it), switches its API to serving, and renews the lease every
 //! quarter of it.
 //!
 //! It stops with exit status 3, at once, when it learns that it is no longer the owner: a
-//! renewal answered "held by another", a renewal that has not succeeded for a whole lease by
-//! this node's own clock (another node may hold it by now), or an append the stream refused
-//! (fenced). It never serves a request of the game before it holds the lease and has fenced
+//! renewal answered "held by another", no renewal taken for a whole lease by this node's own
+//! clock (another node may hold it by now; renewals the store left unanswered stall that count,
+//! as they stall the watchers', up to [`nats::limits::UNANSWERED_GRACE_MS`] past the lease:
+//! `mesh::protocol::lease::Holding`), or an append the stream refused (fenced). It never serves a request of the game before it holds the lease and has fenced
 //! every log, and never keeps serving once it knows another node may own the galaxy.
 
 use std::process::ExitCode;
@@ -20,6 +23,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context as _;
+use mesh::protocol::lease::{AfterRenewal, Holding, Renewal, Watch};
 use nats::lease::{ClaimAttempt, Holder};
 use nats::{NatsLogs, NatsOwnership, NatsSnapshots};
 use net::standby::Switch;
@@ -203,17 +207,27 @@ impl Node {
         .await?
     }
 
-    /// Claims the lease, at once if it is free, else as soon as it expires: standing by
-    /// meanwhile (the API answers 503 naming the holder). Errors reaching the bucket (an
-    /// election stalls it for seconds) are not silence: the lease ends only when the server
-    /// removes the key, so this node only tries again.
+    /// Claims the lease, at once if it is free, else once its holder has been silent for a
+    /// whole lease over the polls the store answered: standing by meanwhile (the API answers
+    /// 503 naming the holder). A poll the store does not answer (an election stalls the bucket
+    /// for seconds) starts the count again: the holder could not renew either.
     async fn take_lease(&self, switch: &Switch) -> Taken {
         let mut previous: Option<Holder> = None;
         let mut complained: Option<Instant> = None;
+        let clock = Instant::now();
+        let ms =
+            |t: Instant| u64::try_from(t.duration_since(clock).as_millis()).unwrap_or(u64::MAX);
+        let lease_ms = u64::try_from(self.lease.as_millis()).unwrap_or(u64::MAX);
+        let mut watch = Watch::new(lease_ms);
         loop {
             let ownership = self.ownership.clone();
             let sent = Instant::now();
-            let attempt = tokio::task::spawn_blocking(move || ownership.try_claim(MESH_UNIT)).await;
+            let silent = watch.silent(ms(sent));
+            let attempt = tokio::task::spawn_blocking(move || match silent {
+                Some(revision) => ownership.take_over(MESH_UNIT, revision),
+                None => ownership.try_claim(MESH_UNIT),
+            })
+            .await;
             match attempt {
                 Ok(Ok(ClaimAttempt::Claimed(claim))) => {
                     return Taken {
@@ -224,6 +238,7 @@ impl Node {
                     }
                 }
                 Ok(Ok(ClaimAttempt::Held(holder))) => {
+                    watch.answered(holder.revision, ms(Instant::now()));
                     let named = format!("node={} epoch={}", holder.node, holder.epoch);
                     if previous.as_ref().map(|p| p.epoch) != Some(holder.epoch) {
                         println!(
@@ -233,8 +248,14 @@ impl Node {
                     }
                     previous = Some(holder);
                 }
-                Ok(Err(e)) => complain(&mut complained, &e.to_string()),
-                Err(e) => complain(&mut complained, &e.to_string()),
+                Ok(Err(e)) => {
+                    watch.unanswered();
+                    complain(&mut complained, &e.to_string());
+                }
+                Err(e) => {
+                    watch.unanswered();
+                    complain(&mut complained, &e.to_string());
+                }
             }
             tokio::time::sleep(Duration::from_millis(nats::limits::STANDBY_POLL_MS)).await;
         }
@@ -298,11 +319,11 @@ fn taken_over_line(previous: &Holder, lease: Duration, taken: &Taken, replayed: 
     )
 }
 
-/// Renews the lease every quarter of it. Stops the node (exit 3) at once when a renewal finds
-/// the lease taken by another, or when no renewal has succeeded for a whole lease by this
-/// node's clock, counted from when the last successful one was sent (the server counts from
-/// when it stored it, later): by then another node may hold the lease. A renewal that fails
-/// otherwise (a timeout: an election stalls KV writes for seconds) is tried again meanwhile.
+/// Renews the lease every quarter of it (each attempt given that long). Stops the node (exit
+/// 3) at once when a renewal finds the lease taken by another, or when by this node's own
+/// clock no renewal was taken for a whole lease (`Holding`: renewals the store left unanswered,
+/// as in an election, stall that count, as they stall the watchers', up to
+/// [`nats::limits::UNANSWERED_GRACE_MS`] past the lease).
 async fn renew_forever(
     ownership: Arc<NatsOwnership>,
     logs: Arc<NatsLogs>,
@@ -311,7 +332,11 @@ async fn renew_forever(
 ) {
     let lease = ownership.lease();
     let every = lease / u32::try_from(nats::limits::RENEWALS_PER_LEASE).unwrap_or(4);
-    let mut held_since = claim_sent;
+    let ms = |t: Instant| {
+        u64::try_from(t.saturating_duration_since(claim_sent).as_millis()).unwrap_or(u64::MAX)
+    };
+    let lease_ms = u64::try_from(lease.as_millis()).unwrap_or(u64::MAX);
+    let mut holding = Holding::new(0, lease_ms, nats::limits::UNANSWERED_GRACE_MS);
     let ignore_loss = std::env::var_os(TEST_ONLY_IGNORE_LEASE_LOSS_ENV).is_some();
     if ignore_loss {
         eprintln!(
@@ -321,21 +346,31 @@ async fn renew_forever(
     loop {
         tokio::time::sleep(every).await;
         let sent = Instant::now();
-        let Some(left) = lease.checked_sub(sent.duration_since(held_since)) else {
-            if ignore_loss {
-                held_since = sent;
-                continue;
+        if holding.expired(ms(sent)) {
+            if !ignore_loss {
+                expired_by_own_clock(&logs, &claim, lease);
             }
-            expired_by_own_clock(&logs, &claim, lease);
-        };
+            holding = Holding::new(ms(sent), lease_ms, nats::limits::UNANSWERED_GRACE_MS);
+        }
         let (o, c) = (ownership.clone(), claim.clone());
-        let renewal = tokio::time::timeout(left, tokio::task::spawn_blocking(move || o.renew(&c)));
-        match renewal.await {
-            Ok(Ok(Ok(()))) => held_since = sent,
-            Ok(Ok(Err(OwnershipError::NotHeld { .. }))) if ignore_loss => {
+        let renewal = match tokio::task::spawn_blocking(move || o.renew(&c)).await {
+            Ok(Ok(())) => Renewal::Renewed,
+            Ok(Err(OwnershipError::NotHeld { .. })) => Renewal::Lost,
+            Ok(Err(e)) => {
+                eprintln!("cannot renew the galaxy's lease yet: {e}");
+                Renewal::Unavailable
+            }
+            Err(e) => {
+                eprintln!("cannot renew the galaxy's lease yet: {e}");
+                Renewal::Unavailable
+            }
+        };
+        match holding.renewal(renewal, ms(sent)) {
+            AfterRenewal::KeepServing => {}
+            AfterRenewal::Stop if ignore_loss => {
                 eprintln!("lost the galaxy's lease; ignored ({TEST_ONLY_IGNORE_LEASE_LOSS_ENV})");
             }
-            Ok(Ok(Err(OwnershipError::NotHeld { .. }))) => {
+            AfterRenewal::Stop => {
                 println!(
                     "lost the galaxy's lease (epoch {}): another node serves it now; stopping",
                     claim.epoch
@@ -343,10 +378,6 @@ async fn renew_forever(
                 println!("{}", fenced_line(&logs));
                 std::process::exit(EXIT_NOT_OWNER.into());
             }
-            Ok(Ok(Err(e))) => eprintln!("cannot renew the galaxy's lease yet: {e}"),
-            Ok(Err(e)) => eprintln!("cannot renew the galaxy's lease yet: {e}"),
-            Err(_) if ignore_loss => {}
-            Err(_) => expired_by_own_clock(&logs, &claim, lease),
         }
     }
 }
