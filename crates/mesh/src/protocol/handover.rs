@@ -381,6 +381,15 @@ struct PairRead {
     unlanded: VecDeque<(PairSeq, InstanceId, Xfer)>,
 }
 
+impl PairRead {
+    /// Drops the jumps `state` has landed (so the list holds only what waits: bounded by the
+    /// travel times, not by the time since the last snapshot).
+    fn forget_landed(&mut self, state: &SystemState) {
+        self.unlanded
+            .retain(|&(_, origin, xfer)| state.landed_upto.get(&origin).is_none_or(|&l| xfer > l));
+    }
+}
+
 /// A destination unit's pair subjects, from the positions its snapshot recorded.
 #[derive(Clone, Debug, Default)]
 pub struct Inbox {
@@ -431,6 +440,7 @@ impl Inbox {
             return None;
         }
         read.read_upto = read.read_upto.max(at);
+        read.forget_landed(state);
         let landed = state.landed_upto.get(&jump.from).copied();
         let queued = read
             .unlanded
@@ -470,9 +480,7 @@ impl Inbox {
     pub fn positions(&mut self, state: &SystemState) -> BTreeMap<SystemId, PairSeq> {
         let mut out = BTreeMap::new();
         for (&from, read) in self.pairs.iter_mut() {
-            read.unlanded.retain(|&(_, origin, xfer)| {
-                state.landed_upto.get(&origin).is_none_or(|&l| xfer > l)
-            });
+            read.forget_landed(state);
             let covered = match read.unlanded.front() {
                 Some(&(first, _, _)) if !bugs::on(Bug::SnapshotPastQueued) => PairSeq(first.0 - 1),
                 _ => read.read_upto,
@@ -710,6 +718,24 @@ mod tests {
             "landed"
         );
         assert!(again.delivered(&dest, PairSeq(13), jump_to(a, 3)).is_some());
+    }
+
+    /// Without a snapshot for a long while, what a destination holds of its pair subjects is
+    /// what waits to land, not everything read since.
+    #[test]
+    fn a_destination_forgets_what_landed_without_waiting_for_a_snapshot() {
+        let g = galaxy();
+        let (a, _) = neighbours();
+        let mut dest = SystemState::new(&g, a);
+        let mut inbox = Inbox::from_positions(&BTreeMap::new());
+        for x in 1..=(MAX_UNLANDED_PER_PAIR as u64 + 10) {
+            let j = inbox
+                .delivered(&dest, PairSeq(x), jump_to(a, x))
+                .expect("new");
+            let arrive = Inbox::decide_landing(&dest, &j).expect("lands");
+            dest.apply(Tick(x), &arrive).unwrap();
+        }
+        assert!(inbox.unlanded() <= 1, "{} held", inbox.unlanded());
     }
 
     #[test]
