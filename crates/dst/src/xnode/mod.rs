@@ -112,12 +112,25 @@ pub struct Unit {
     pub consumers: BTreeMap<SystemId, u64>,
 }
 
-/// A node: up or crashed, paused or running, and the units it holds in memory.
+/// What a node taking a unit over read, before its `lease` records.
+#[derive(Clone, Debug)]
+pub struct Claimed {
+    pub epoch: u64,
+    pub state: SystemState,
+    pub records: u64,
+    /// The last sequence of the unit's log at the read: the fence's expected sequence.
+    pub log_last: u64,
+    pub positions: BTreeMap<SystemId, PairSeq>,
+}
+
+/// A node: up or crashed, paused or running, the units it holds in memory and those it
+/// claimed and read but has not fenced yet.
 #[derive(Clone, Debug, Default)]
 pub struct Node {
     pub up: bool,
     pub paused: bool,
     pub units: BTreeMap<SystemId, Unit>,
+    pub claims: BTreeMap<SystemId, Claimed>,
 }
 
 /// A request on its way to the stream.
@@ -195,6 +208,10 @@ pub struct XCounts {
     pub lapses: u64,
     pub takeovers: u64,
     pub takeovers_from_snapshot: u64,
+    /// Lease records refused (a zombie wrote between the read and the fence): read again.
+    pub fence_retries: u64,
+    /// Claims given up at the fence: another node claimed the unit since.
+    pub takeovers_outranked: u64,
     pub republished: u64,
     pub zombie_writes_refused: u64,
     /// Publishes refused because an ack was lost or answered duplicate (the writer's own).
@@ -209,7 +226,7 @@ pub struct XCounts {
 impl XCounts {
     /// Adds a seed's counts to a total.
     pub fn add(&mut self, c: &XCounts) {
-        let pairs: [(&mut u64, u64); 32] = [
+        let pairs: [(&mut u64, u64); 34] = [
             (&mut self.seeds, c.seeds),
             (&mut self.steps, c.steps),
             (&mut self.quiet_steps, c.quiet_steps),
@@ -250,6 +267,8 @@ impl XCounts {
             (&mut self.lapses, c.lapses),
             (&mut self.takeovers, c.takeovers),
             (&mut self.takeovers_from_snapshot, c.takeovers_from_snapshot),
+            (&mut self.fence_retries, c.fence_retries),
+            (&mut self.takeovers_outranked, c.takeovers_outranked),
             (&mut self.republished, c.republished),
             (&mut self.zombie_writes_refused, c.zombie_writes_refused),
             (&mut self.publishes_resynced, c.publishes_resynced),
@@ -266,7 +285,7 @@ impl XCounts {
     /// One line for the summary.
     pub fn text(&self) -> String {
         format!(
-            "cross-node world: {} seeds ({} quiet steps at the ends); jumps {} committed, {} published ({} answered duplicate, {} stored twice), {} landed, {} deliveries dropped, {} redeliveries, {} ids forgotten; {} crashes (with a jump: {} depart not durable, {} committed unpublished, {} publish unanswered, {} depart.done not durable, {} queued at the destination, {} arrive not durable, {} landed since the snapshot), {} pauses, {} lapses; {} takeovers ({} from a snapshot, {} jumps republished); zombies: {} writes refused, {} stopped; {} publishes resynced after a lost or duplicate ack; {} answers lost, {} twice; {} snapshots; {} requests, {} acknowledged",
+            "cross-node world: {} seeds ({} quiet steps at the ends); jumps {} committed, {} published ({} answered duplicate, {} stored twice), {} landed, {} deliveries dropped, {} redeliveries, {} ids forgotten; {} crashes (with a jump: {} depart not durable, {} committed unpublished, {} publish unanswered, {} depart.done not durable, {} queued at the destination, {} arrive not durable, {} landed since the snapshot), {} pauses, {} lapses; {} takeovers ({} from a snapshot, {} lease records refused and read again, {} claims given up, {} jumps republished); zombies: {} writes refused, {} stopped; {} publishes resynced after a lost or duplicate ack; {} answers lost, {} twice; {} snapshots; {} requests, {} acknowledged",
             self.seeds,
             self.quiet_steps,
             self.jumps_committed,
@@ -289,6 +308,8 @@ impl XCounts {
             self.lapses,
             self.takeovers,
             self.takeovers_from_snapshot,
+            self.fence_retries,
+            self.takeovers_outranked,
             self.republished,
             self.zombie_writes_refused,
             self.zombies_stopped,
@@ -396,14 +417,30 @@ impl XWorld {
 
     // ----- takeover -----
 
-    /// Node `node` claims `unit` and takes it over: snapshot, log, fences, republishes.
+    /// Node `node` claims `unit` and takes it over at once (the start of a seed).
     pub fn takeover(&mut self, node: NodeId, unit: SystemId) -> Result<(), Violation> {
+        self.claim(node, unit);
+        self.fence(node, unit)
+    }
+
+    /// Node `node` claims `unit` (compare-and-set at the epoch it read) and reads it: its
+    /// snapshot, then its log after it. Its `lease` records come in a later step ([`Self::fence`]):
+    /// a zombie may write in between, and then the fence is refused and the node reads again.
+    fn claim(&mut self, node: NodeId, unit: SystemId) {
         let (_, epoch_now) = self.stream.lease(unit);
         let epoch = self
             .stream
             .claim(unit, node, epoch_now)
             .expect("a claim at the epoch just read");
         self.silent_since.remove(&unit);
+        let claimed = self.read_unit(unit, epoch);
+        self.nodes[node as usize].claims.insert(unit, claimed);
+        let text = format!("CLAIM: n{node} claims {} at epoch {epoch}", self.slug(unit));
+        self.note(None, None, text);
+    }
+
+    /// A unit's snapshot and its log after it, replayed.
+    fn read_unit(&mut self, unit: SystemId, epoch: u64) -> Claimed {
         let snap = self.stream.snapshots.get(&unit).cloned();
         let (mut state, log_seq, mut records, positions) = match snap {
             Some(s) => {
@@ -412,31 +449,67 @@ impl XWorld {
             }
             None => (SystemState::new(&self.galaxy, unit), 0, 0, BTreeMap::new()),
         };
-        let subject = self.stream.units.entry(unit).or_default().clone();
+        let subject = self.stream.units.entry(unit).or_default();
         for msg in subject.after(log_seq) {
             if let Body::Data(recs) = &msg.body {
                 for (t, event) in recs {
                     state.apply(*t, event).unwrap_or_else(|e| {
-                        panic!(
-                            "BUG: {}'s log does not replay at {}: {e}",
-                            self.slug(unit),
-                            msg.seq
-                        )
+                        panic!("BUG: a unit's log does not replay at {}: {e}", msg.seq)
                     });
                     records += 1;
                 }
             }
         }
-        // Fence the unit's log, then each of its pair subjects.
-        let last = subject.last_seq();
-        let expected = mesh::protocol::lease::expected_last_seq(last);
+        Claimed {
+            epoch,
+            state,
+            records,
+            log_last: subject.last_seq(),
+            positions,
+        }
+    }
+
+    /// Node `node`, having claimed and read `unit`, appends its `lease` record to the unit's
+    /// log (refused if anyone wrote since the read: read again) and to each of its pair
+    /// subjects, republishes what is committed and serves the unit.
+    fn fence(&mut self, node: NodeId, unit: SystemId) -> Result<(), Violation> {
+        let claimed = self.nodes[node as usize]
+            .claims
+            .remove(&unit)
+            .expect("a claim to fence");
+        let epoch = claimed.epoch;
+        if self.stream.lease(unit) != (node, epoch) {
+            self.counts.takeovers_outranked += 1;
+            let text = format!("n{node} gives {} up: its claim was taken", self.slug(unit));
+            self.note(None, None, text);
+            return Ok(());
+        }
+        let Claimed {
+            mut state,
+            mut records,
+            positions,
+            ..
+        } = claimed.clone();
+        let expected = mesh::protocol::lease::expected_last_seq(claimed.log_last);
         let id = format!("lease {} e{epoch}", self.slug(unit));
-        let fenced_at = self.stream.units[&unit].fenced_at();
+        let fenced_at = self.stream.units.entry(unit).or_default().fenced_at();
         let answer = self
             .stream
             .append_unit(unit, &id, expected, (node, epoch, Body::Lease));
-        let Answer::Stored(known_last) = answer else {
-            panic!("BUG: a takeover's lease record refused in the step of its read: {answer:?}")
+        let known_last = match answer {
+            Answer::Stored(seq) => seq,
+            Answer::Duplicate(_) => panic!("BUG: a lease record's id stored twice"),
+            Answer::WrongLastSeq(_) => {
+                self.counts.fence_retries += 1;
+                let again = self.read_unit(unit, epoch);
+                self.nodes[node as usize].claims.insert(unit, again);
+                let text = format!(
+                    "n{node}: the lease record of {} refused: reads again",
+                    self.slug(unit)
+                );
+                self.note(None, None, text);
+                return Ok(());
+            }
         };
         let msg = self.stream.units[&unit]
             .msgs
@@ -1084,6 +1157,12 @@ impl XWorld {
         for unit in units {
             self.drop_unit(node, unit, "crashed");
         }
+        let claims = std::mem::take(&mut self.nodes[node as usize].claims);
+        for unit in claims.keys() {
+            if self.owner(*unit) == node {
+                self.silent_since.entry(*unit).or_insert(self.step);
+            }
+        }
         let n = &mut self.nodes[node as usize];
         n.up = false;
         n.paused = false;
@@ -1132,7 +1211,8 @@ impl XWorld {
     fn pause(&mut self, node: NodeId) {
         self.counts.pauses += 1;
         self.nodes[node as usize].paused = true;
-        let units: Vec<SystemId> = self.nodes[node as usize].units.keys().copied().collect();
+        let n = &self.nodes[node as usize];
+        let units: Vec<SystemId> = n.units.keys().chain(n.claims.keys()).copied().collect();
         for unit in units {
             if self.owner(unit) == node {
                 self.silent_since.entry(unit).or_insert(self.step);
@@ -1220,7 +1300,8 @@ pub enum Action {
     Tick(NodeId, SystemId),
     Snapshot(NodeId, SystemId),
     Renew(NodeId),
-    Takeover(NodeId, SystemId),
+    Claim(NodeId, SystemId),
+    Fence(NodeId, SystemId),
     // Faults.
     Crash(NodeId),
     Restart(NodeId),
@@ -1282,6 +1363,9 @@ pub fn enabled(w: &XWorld) -> Vec<(u64, Action)> {
             all.push((4, Action::Crash(n)));
             all.push((3, Action::Pause(n)));
         }
+        for &id in node.claims.keys() {
+            all.push((60, Action::Fence(n, id)));
+        }
         for (&id, u) in &node.units {
             if !u.queue.is_empty() && u.in_flight.is_none() {
                 all.push((200, Action::SendBatch(n, id)));
@@ -1334,8 +1418,9 @@ pub fn enabled(w: &XWorld) -> Vec<(u64, Action)> {
             continue;
         }
         for (n, node) in w.nodes.iter().enumerate() {
-            if w.running(n as NodeId) && !node.units.contains_key(&unit) {
-                all.push((100, Action::Takeover(n as NodeId, unit)));
+            let free = !node.units.contains_key(&unit) && !node.claims.contains_key(&unit);
+            if w.running(n as NodeId) && free {
+                all.push((100, Action::Claim(n as NodeId, unit)));
             }
         }
     }
@@ -1410,7 +1495,8 @@ impl XWorld {
             Action::Tick(n, u) => self.tick(n, u),
             Action::Snapshot(n, u) => self.snapshot(n, u),
             Action::Renew(n) => self.renew(n),
-            Action::Takeover(n, u) => self.takeover(n, u)?,
+            Action::Claim(n, u) => self.claim(n, u),
+            Action::Fence(n, u) => self.fence(n, u)?,
             Action::Crash(n) => self.crash(n),
             Action::Restart(n) => self.restart(n),
             Action::Pause(n) => self.pause(n),
