@@ -111,7 +111,10 @@ fn a_thousand_seeds_with_faults_break_no_invariant() {
         ),
         ("cross-node takeovers", t.xnode.takeovers),
         ("takeovers from a snapshot", t.xnode.takeovers_from_snapshot),
-        ("cross-node lease records refused, read again", t.xnode.fence_retries),
+        (
+            "cross-node lease records refused, read again",
+            t.xnode.fence_retries,
+        ),
         ("cross-node claims given up", t.xnode.takeovers_outranked),
         ("jumps republished at a takeover", t.xnode.republished),
         ("zombie writes refused", t.xnode.zombie_writes_refused),

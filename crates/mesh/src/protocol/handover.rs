@@ -39,18 +39,7 @@ use store::seq::Seq;
 use super::bugs::{self, Bug};
 use super::invariants::{handed_to_its_destination, must, transfer_grows, Violation};
 use crate::codec::{xfer_text, Jump};
-
-/// Most publishes of one pair in flight (sent, not acknowledged): one. With two, a lost `k`
-/// and a stored `k + 1` would put the retry of `k` after `k + 1` on the subject.
-pub const MAX_PUBLISHES_IN_FLIGHT_PER_PAIR: usize = 1;
-
-/// Most jumps an origin holds in its outbox (prepared, committed, or published and not yet
-/// acknowledged): past it the origin refuses new departures (busy) until the pair subjects
-/// catch up.
-pub const MAX_OUTBOX_JUMPS: usize = 4_096;
-
-/// Most jumps a destination holds read but not landed, per pair subject.
-pub const MAX_UNLANDED_PER_PAIR: usize = 4_096;
+use crate::limits::{MAX_OUTBOX_JUMPS, MAX_PUBLISHES_IN_FLIGHT_PER_PAIR, MAX_UNLANDED_PER_PAIR};
 
 /// A position on a pair subject: the stream sequence of one of its messages (0: before the
 /// first).
