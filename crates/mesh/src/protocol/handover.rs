@@ -741,4 +741,129 @@ mod tests {
         o.prepared(Seq(1), jump_to(a, 2));
         o.prepared(Seq(2), jump_to(a, 2));
     }
+
+    proptest::proptest! {
+        /// Whatever is lost, delayed, reordered or retried between one origin and the stream
+        /// (dedup by id first, then the expected last sequence, as JetStream), each pair
+        /// subject ends with every committed jump once, in number order, and nothing that was
+        /// not committed.
+        #[test]
+        fn a_pair_subject_holds_each_committed_jump_once_in_order(
+            ops in proptest::collection::vec((0u8..6, 0u8..8), 1..200)
+        ) {
+            let g = galaxy();
+            let home = InstanceId::primary(g.home());
+            let (a, b) = neighbours();
+            let mut o = Outbox::new();
+            let mut prepared = 0u64;
+            let mut committed: Vec<u64> = Vec::new();
+            // The stream: per pair, (position, number); the ids stored.
+            let mut subjects: BTreeMap<Pair, Vec<(u64, u64)>> = BTreeMap::new();
+            let mut ids: BTreeMap<u64, u64> = BTreeMap::new();
+            let mut next_seq = 0u64;
+            let mut network: Vec<Publish> = Vec::new();
+            let mut answers: Vec<(u64, PublishAnswer)> = Vec::new();
+            let mut store = |p: &Publish, subjects: &mut BTreeMap<Pair, Vec<(u64, u64)>>| {
+                if let Some(&at) = ids.get(&p.jump.xfer.0) {
+                    return Some(PublishAnswer::Duplicate(PairSeq(at)));
+                }
+                let subject = subjects.entry(p.pair).or_default();
+                let last = subject.last().map_or(0, |m| m.0);
+                if p.expected_last.is_some_and(|e| e.0 != last) {
+                    return None;
+                }
+                next_seq += 1;
+                subject.push((next_seq, p.jump.xfer.0));
+                ids.insert(p.jump.xfer.0, next_seq);
+                Some(PublishAnswer::Stored(PairSeq(next_seq)))
+            };
+            let drain = ops.len();
+            for (i, (op, arg)) in ops.into_iter().chain(std::iter::repeat_n((9, 0), 400)).enumerate() {
+                let quiet = i >= drain;
+                match (op, quiet) {
+                    (0, false) => {
+                        prepared += 1;
+                        let to = if arg % 2 == 0 { a } else { b };
+                        o.prepared(Seq(prepared), jump_to(to, prepared));
+                    }
+                    (1, false) => {
+                        let upto = prepared.saturating_sub(u64::from(arg % 3));
+                        committed.extend(o.durable(home, Seq(upto)).iter().map(|j| j.xfer.0));
+                    }
+                    (2, false) if !network.is_empty() => {
+                        let p = network.remove(usize::from(arg) % network.len());
+                        match store(&p, &mut subjects) {
+                            Some(answer) if arg % 4 != 0 => answers.push((p.jump.xfer.0, answer)),
+                            Some(_) => {} // the answer is lost
+                            None => {
+                                let last = subjects[&p.pair].last().expect("refused: not empty").0;
+                                let r = o.refused(home, p.jump.xfer, 1, PairSeq(last), 1);
+                                proptest::prop_assert_eq!(r, Refusal::Resynced, "one writer");
+                            }
+                        }
+                    }
+                    (3, false) if !answers.is_empty() => {
+                        let (x, answer) = answers.remove(usize::from(arg) % answers.len());
+                        let _ = o.acked(home, Xfer(x), answer);
+                    }
+                    (4, false) => network.extend(o.to_publish()),
+                    (5, false) => {
+                        // A timeout: what is in flight with nothing on its way goes again.
+                        let on_way = |x: Xfer| {
+                            network.iter().any(|p| p.jump.xfer == x)
+                                || answers.iter().any(|(n, _)| *n == x.0)
+                        };
+                        let stuck: Vec<Xfer> = o
+                            .jumps()
+                            .filter(|(j, s)| *s == Stage::InFlight && !on_way(j.xfer))
+                            .map(|(j, _)| j.xfer)
+                            .collect();
+                        for x in stuck {
+                            o.unanswered(home, x);
+                        }
+                    }
+                    (_, false) => {}
+                    _ => {
+                        // Send what may go, deliver and answer everything in order, and time
+                        // out what is in flight with nothing on its way.
+                        network.extend(o.to_publish());
+                        while !network.is_empty() {
+                            let p = network.remove(0);
+                            match store(&p, &mut subjects) {
+                                Some(answer) => answers.push((p.jump.xfer.0, answer)),
+                                None => {
+                                    let last = subjects[&p.pair].last().expect("refused").0;
+                                    o.refused(home, p.jump.xfer, 1, PairSeq(last), 1);
+                                }
+                            }
+                        }
+                        for (x, answer) in std::mem::take(&mut answers) {
+                            let _ = o.acked(home, Xfer(x), answer);
+                        }
+                        let stuck: Vec<Xfer> = o
+                            .jumps()
+                            .filter(|(_, s)| *s == Stage::InFlight)
+                            .map(|(j, _)| j.xfer)
+                            .collect();
+                        for x in stuck {
+                            o.unanswered(home, x);
+                        }
+                        if quiet && o.jumps().all(|(_, s)| matches!(s, Stage::Prepared { .. })) {
+                            committed.extend(o.durable(home, Seq(prepared)).iter().map(|j| j.xfer.0));
+                        }
+                    }
+                }
+            }
+            proptest::prop_assert!(o.is_empty(), "everything committed is acknowledged at the end");
+            let mut stored: Vec<u64> = Vec::new();
+            for subject in subjects.values() {
+                let numbers: Vec<u64> = subject.iter().map(|m| m.1).collect();
+                proptest::prop_assert!(numbers.windows(2).all(|w| w[0] < w[1]), "in order, once: {:?}", numbers);
+                stored.extend(numbers);
+            }
+            stored.sort_unstable();
+            committed.sort_unstable();
+            proptest::prop_assert_eq!(stored, committed, "each committed jump, and only those");
+        }
+    }
 }
