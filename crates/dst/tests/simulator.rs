@@ -116,6 +116,7 @@ fn a_thousand_seeds_with_faults_break_no_invariant() {
             t.xnode.fence_retries,
         ),
         ("cross-node claims given up", t.xnode.takeovers_outranked),
+        ("snapshots put by zombies", t.xnode.zombie_snapshots),
         ("jumps republished at a takeover", t.xnode.republished),
         ("zombie writes refused", t.xnode.zombie_writes_refused),
         ("cross-node zombies stopped", t.xnode.zombies_stopped),
