@@ -76,28 +76,46 @@ impl NatsError {
 }
 
 /// Whether `error` (or an error it wraps) is the stream refusing a publish because the
-/// subject's last sequence is not the one expected: error 10071 ("wrong last sequence: N"),
-/// or 10164 ("wrong last sequence", without the number), which a stream's new leader was seen
-/// to answer after an election (async-nats maps only 10071 to its `WrongLastSequence` kind:
-/// 10164 arrives as `Other`). For a log this is fencing; for a lease key, "someone else wrote".
+/// subject's last sequence is not the one expected: error 10071 ("wrong last sequence: N").
+/// For a log this is fencing; for a lease key, "someone else wrote". Not 10164 ("wrong last
+/// sequence" without a number): see [`is_in_process`].
 pub fn is_wrong_last_sequence(error: &(dyn std::error::Error + 'static)) -> bool {
     use async_nats::jetstream::context::{PublishError, PublishErrorKind};
     use async_nats::jetstream::{Error as JetStreamError, ErrorCode};
-    /// "wrong last sequence" without the sequence (nats-server's JSStreamWrongLastSequenceConstantErr).
-    const WRONG_LAST_SEQUENCE_CONSTANT: ErrorCode = ErrorCode(10164);
+    any_source(error, |e| {
+        e.downcast_ref::<PublishError>()
+            .is_some_and(|p| p.kind() == PublishErrorKind::WrongLastSequence)
+            || e.downcast_ref::<JetStreamError>()
+                .is_some_and(|js| js.error_code() == ErrorCode::STREAM_WRONG_LAST_SEQUENCE)
+    })
+}
+
+/// Whether `error` (or an error it wraps) is the stream saying that an earlier message is still
+/// being stored: 10164 ("wrong last sequence", without a number: a message with an expected
+/// sequence is in process on the same subject; nats-server's
+/// JSStreamWrongLastSequenceConstantErr) or 10158 ("duplicate message id is in process"). A
+/// writer's retry that overtakes its own first attempt, still in the stream's Raft log, gets
+/// one of them (seen in the large storm, where an ack took longer than its timeout). Neither
+/// says anything about who owns the subject: try again (the retry then meets the stored
+/// message: a duplicate, or the last sequence it expected).
+pub fn is_in_process(error: &(dyn std::error::Error + 'static)) -> bool {
+    use async_nats::jetstream::{Error as JetStreamError, ErrorCode};
+    const IN_PROCESS: [ErrorCode; 2] = [ErrorCode(10164), ErrorCode(10158)];
+    any_source(error, |e| {
+        e.downcast_ref::<JetStreamError>()
+            .is_some_and(|js| IN_PROCESS.contains(&js.error_code()))
+    })
+}
+
+/// Whether `error` or any error it wraps passes `test`.
+fn any_source(
+    error: &(dyn std::error::Error + 'static),
+    test: impl Fn(&(dyn std::error::Error + 'static)) -> bool,
+) -> bool {
     let mut next = Some(error);
     while let Some(e) = next {
-        if let Some(publish) = e.downcast_ref::<PublishError>() {
-            if publish.kind() == PublishErrorKind::WrongLastSequence {
-                return true;
-            }
-        }
-        if let Some(js) = e.downcast_ref::<JetStreamError>() {
-            let code = js.error_code();
-            if code == ErrorCode::STREAM_WRONG_LAST_SEQUENCE || code == WRONG_LAST_SEQUENCE_CONSTANT
-            {
-                return true;
-            }
+        if test(e) {
+            return true;
         }
         next = e.source();
     }
@@ -117,15 +135,19 @@ mod tests {
     }
 
     #[test]
-    fn both_wrong_last_sequence_codes_are_recognised_through_the_wrappers() {
+    fn a_wrong_last_sequence_is_told_from_a_message_in_process_through_the_wrappers() {
         let constant = PublishError::with_source(PublishErrorKind::Other, server_error(10164));
-        assert!(is_wrong_last_sequence(&constant), "10164 arrives as Other");
+        assert!(!is_wrong_last_sequence(&constant), "10164 is not fencing");
+        assert!(is_in_process(&constant), "10164 arrives as Other");
         let numbered =
             PublishError::with_source(PublishErrorKind::WrongLastSequence, server_error(10071));
         assert!(is_wrong_last_sequence(&numbered));
+        assert!(!is_in_process(&numbered));
         let kv: async_nats::jetstream::kv::UpdateError =
             PublishError::with_source(PublishErrorKind::Other, server_error(10164)).into();
-        assert!(is_wrong_last_sequence(&kv), "inside a KV update error");
+        assert!(is_in_process(&kv), "inside a KV update error");
+        let id = PublishError::with_source(PublishErrorKind::Other, server_error(10158));
+        assert!(is_in_process(&id) && !is_wrong_last_sequence(&id));
         let other = PublishError::with_source(PublishErrorKind::Other, server_error(10058));
         assert!(!is_wrong_last_sequence(&other));
         assert!(!is_wrong_last_sequence(&PublishError::new(

@@ -72,6 +72,27 @@ pub struct PublishStats {
     pub retries: AtomicU64,
     /// Retries the stream answered `duplicate` (it had the first attempt already).
     pub duplicates: AtomicU64,
+    /// Attempts the stream answered "an earlier message is in process" (error 10164 or
+    /// 10158: a retry that overtook its own first attempt), retried.
+    pub in_process: AtomicU64,
+    /// The first refusal by fencing, as the stream said it (subject, expected sequence).
+    pub first_fenced: std::sync::Mutex<Option<String>>,
+}
+
+impl PublishStats {
+    /// The first refusal by fencing, if any, for the node's last words.
+    pub fn first_fenced(&self) -> Option<String> {
+        self.first_fenced
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    fn fence(&self, error: &NatsError) {
+        self.fenced.fetch_add(1, Ordering::Relaxed);
+        let mut first = self.first_fenced.lock().unwrap_or_else(|e| e.into_inner());
+        first.get_or_insert_with(|| error.to_string());
+    }
 }
 
 /// What the reads of logs fetched from the stream, for tests and figures (recovery's cost).
@@ -216,7 +237,6 @@ impl NatsLogs {
         if writer_epoch <= epoch {
             return Ok(());
         }
-        self.stats.fenced.fetch_add(1, Ordering::Relaxed);
         let error = NatsError::Fenced {
             subject: subject::of_log(name),
             expected_last_seq: last.sequence,
@@ -225,6 +245,7 @@ impl NatsLogs {
                 header(NODE_HEADER).unwrap_or_default()
             ),
         };
+        self.stats.fence(&error);
         Err(LogError::Read {
             path: Self::shown(name),
             error: Arc::new(error.into_io()),
@@ -826,12 +847,17 @@ impl Attempt {
             let failure = match outcome {
                 Ok(ack) => return self.acked(ack, attempts),
                 Err(Failure::Publish(e)) if crate::error::is_wrong_last_sequence(&e) => {
-                    self.stats.fenced.fetch_add(1, Ordering::Relaxed);
-                    return Err(NatsError::Fenced {
+                    let error = NatsError::Fenced {
                         subject: self.subject.clone(),
                         expected_last_seq: self.expected_last_seq,
                         detail: e.to_string(),
-                    });
+                    };
+                    self.stats.fence(&error);
+                    return Err(error);
+                }
+                Err(Failure::Publish(e)) if crate::error::is_in_process(&e) => {
+                    self.stats.in_process.fetch_add(1, Ordering::Relaxed);
+                    Failure::Publish(e)
                 }
                 Err(Failure::Publish(e))
                     if matches!(

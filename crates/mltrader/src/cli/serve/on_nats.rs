@@ -161,6 +161,8 @@ struct Taken {
     claimed_at: SystemTime,
     /// The holder this node last saw before it claimed (none: the lease was free).
     previous: Option<Holder>,
+    /// The key was free when claimed: the previous holder, if any, released it (a clean stop).
+    released: bool,
 }
 
 impl Node {
@@ -235,6 +237,7 @@ impl Node {
                         sent,
                         claimed_at: SystemTime::now(),
                         previous,
+                        released: silent.is_none(),
                     }
                 }
                 Ok(Ok(ClaimAttempt::Held(holder))) => {
@@ -301,15 +304,24 @@ fn complain(last: &mut Option<Instant>, error: &str) {
     *last = Some(Instant::now());
 }
 
-/// "took over from ...": when the previous holder's lease expired (by the server's clock),
-/// how long after this node claimed it and served, and what it replayed.
+/// "took over from ...": when the previous holder's lease expired (its last renewal as the
+/// server stored it, plus the lease), how long after this node claimed it and served, and
+/// what it replayed; or, when the holder released it, how long serving took after the claim.
 fn taken_over_line(previous: &Holder, lease: Duration, taken: &Taken, replayed: u64) -> String {
     let ms = |t: SystemTime| -> i128 {
         t.duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_millis() as i128)
     };
-    let expired = ms(previous.expires_at(lease));
     let serving = ms(SystemTime::now());
+    if taken.released {
+        return format!(
+            "took over from node={} epoch={}, which released the lease: serving {} ms after the claim; {replayed} records replayed",
+            previous.node,
+            previous.epoch,
+            serving - ms(taken.claimed_at),
+        );
+    }
+    let expired = ms(previous.expires_at(lease));
     format!(
         "took over from node={} epoch={}: its lease expired at {expired} ms (server clock, unix); claimed {} ms after, serving {} ms after; {replayed} records replayed",
         previous.node,
@@ -395,10 +407,12 @@ fn expired_by_own_clock(logs: &NatsLogs, claim: &Claim, lease: Duration) -> ! {
 /// "N appends refused (fenced)": publishes the stream refused because another writer had
 /// appended since (this node was no longer the owner).
 fn fenced_line(logs: &NatsLogs) -> String {
-    format!(
-        "{} appends refused (fenced)",
-        logs.stats().fenced.load(Ordering::Relaxed)
-    )
+    let stats = logs.stats();
+    let count = stats.fenced.load(Ordering::Relaxed);
+    match stats.first_fenced() {
+        Some(first) => format!("{count} appends refused (fenced); the first: {first}"),
+        None => format!("{count} appends refused (fenced)"),
+    }
 }
 
 /// Stops the node (exit 3) as soon as one append is refused by fencing: another node owns
