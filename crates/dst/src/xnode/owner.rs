@@ -28,70 +28,75 @@ impl XWorld {
 
     pub(super) fn request(&mut self, player: &str) {
         self.counts.requests += 1;
-        let joined = self.clients[player].joined;
-        let holders: Vec<(NodeId, SystemId)> = self.holders(player);
-        if !joined {
-            let home = self.galaxy.home();
-            let at: Vec<NodeId> = (0..self.nodes.len() as NodeId)
-                .filter(|&n| self.running(n) && self.nodes[n as usize].units.contains_key(&home))
-                .collect();
-            let node = at[self.rng.below(at.len() as u64) as usize];
-            let u = &self.nodes[node as usize].units[&home];
-            match u
-                .state
-                .decide_join(&self.galaxy, &self.rules, player, "key")
-            {
-                Ok(event) => {
-                    let version = Version(1);
-                    let after = After::Reply {
-                        player: player.to_string(),
-                        version,
-                        what: "join",
-                    };
-                    self.record(node, home, event, after);
-                    self.clients.get_mut(player).expect("a client").waiting = Some((node, home));
-                    self.note(Some(player), None, format!("{player} joins at n{node}"));
-                }
-                Err(Reject::NameTaken { .. }) => {
-                    self.clients.get_mut(player).expect("a client").joined = true;
-                }
-                Err(e) => self.note(Some(player), None, format!("{player}: join refused: {e}")),
-            }
-            return;
+        if !self.clients[player].joined {
+            return self.join(player);
         }
+        let holders: Vec<(NodeId, SystemId)> = self.holders(player);
         let (node, unit) = holders[self.rng.below(holders.len() as u64) as usize];
-        let u = &self.nodes[node as usize].units[&unit];
-        let p = &u.state.players[player];
         let neighbours = self.galaxy.neighbours(unit).to_vec();
         if neighbours.is_empty() {
             return;
         }
         let to = neighbours[self.rng.below(neighbours.len() as u64) as usize];
-        let need = self.galaxy.fuel_cost(unit, to);
-        if p.fuel < need || self.rng.chance_percent(10) {
-            match u
-                .state
-                .decide_refuel(&self.galaxy, &self.rules, player, None)
-            {
-                Ok(event) => {
-                    let version = p.version.next();
-                    let after = After::Reply {
-                        player: player.to_string(),
-                        version,
-                        what: "refuel",
-                    };
-                    self.record(node, unit, event, after);
-                    self.clients.get_mut(player).expect("a client").waiting = Some((node, unit));
-                    self.note(
-                        Some(player),
-                        None,
-                        format!("{player} refuels at {} (n{node})", self.slug(unit)),
-                    );
-                }
-                Err(e) => self.note(Some(player), None, format!("{player}: refuel refused: {e}")),
-            }
-            return;
+        let fuel = self.nodes[node as usize].units[&unit].state.players[player].fuel;
+        if fuel < self.galaxy.fuel_cost(unit, to) || self.rng.chance_percent(10) {
+            return self.refuel(node, unit, player);
         }
+        self.depart(node, unit, player, to);
+    }
+
+    /// A join at home, at any running node that holds home (a zombie's is refused later).
+    fn join(&mut self, player: &str) {
+        let home = self.galaxy.home();
+        let at: Vec<NodeId> = (0..self.nodes.len() as NodeId)
+            .filter(|&n| self.running(n) && self.nodes[n as usize].units.contains_key(&home))
+            .collect();
+        let node = at[self.rng.below(at.len() as u64) as usize];
+        let u = &self.nodes[node as usize].units[&home];
+        match u
+            .state
+            .decide_join(&self.galaxy, &self.rules, player, "key")
+        {
+            Ok(event) => {
+                let after = After::Reply {
+                    player: player.to_string(),
+                    version: Version(1),
+                    what: "join",
+                };
+                self.record(node, home, event, after);
+                self.clients.get_mut(player).expect("a client").waiting = Some((node, home));
+                self.note(Some(player), None, format!("{player} joins at n{node}"));
+            }
+            Err(Reject::NameTaken { .. }) => {
+                self.clients.get_mut(player).expect("a client").joined = true;
+            }
+            Err(e) => self.note(Some(player), None, format!("{player}: join refused: {e}")),
+        }
+    }
+
+    fn refuel(&mut self, node: NodeId, unit: SystemId, player: &str) {
+        let state = &self.nodes[node as usize].units[&unit].state;
+        let version = state.players[player].version.next();
+        match state.decide_refuel(&self.galaxy, &self.rules, player, None) {
+            Ok(event) => {
+                let after = After::Reply {
+                    player: player.to_string(),
+                    version,
+                    what: "refuel",
+                };
+                self.record(node, unit, event, after);
+                self.clients.get_mut(player).expect("a client").waiting = Some((node, unit));
+                let text = format!("{player} refuels at {} (n{node})", self.slug(unit));
+                self.note(Some(player), None, text);
+            }
+            Err(e) => self.note(Some(player), None, format!("{player}: refuel refused: {e}")),
+        }
+    }
+
+    /// A jump to `to`: the `depart` decided, applied and queued; the jump into the outbox,
+    /// prepared (published only once the `depart` is durable).
+    fn depart(&mut self, node: NodeId, unit: SystemId, player: &str, to: SystemId) {
+        let u = &self.nodes[node as usize].units[&unit];
         if !u.outbox.has_room() {
             return;
         }
@@ -103,31 +108,24 @@ impl XWorld {
         };
         let xfer = event.prepared_xfer().expect("a depart");
         let prepare_seq = self.record(node, unit, event, After::Nothing);
+        let travel_ticks = self.galaxy.travel_ticks(unit, to, self.rules.ticks_per_ly);
+        let from = InstanceId::primary(unit);
         let u = self.unit_mut(node, unit);
         let d = &u.state.departing[&xfer];
-        let from = InstanceId::primary(unit);
         let jump = Jump {
             from,
             xfer,
             to: d.to,
             t: u.now,
-            travel_ticks: 0,
+            travel_ticks,
             player: d.player.clone(),
             tseq: Seq(0),
         };
-        let travel = self.galaxy.travel_ticks(unit, to, self.rules.ticks_per_ly);
-        let jump = Jump {
-            travel_ticks: travel,
-            ..jump
-        };
-        must(inv::prepared_by_origin(
-            &self.unit_mut(node, unit).state,
-            &jump,
-        ));
-        self.unit_mut(node, unit).outbox.prepared(prepare_seq, jump);
+        must(inv::prepared_by_origin(&u.state, &jump));
+        u.outbox.prepared(prepare_seq, jump);
         self.clients.get_mut(player).expect("a client").waiting = Some((node, unit));
         let text = format!(
-            "{player} prepares jump {} to {} at n{node} (travel {travel})",
+            "{player} prepares jump {} to {} at n{node} (travel {travel_ticks})",
             xfer_text(&self.galaxy, from, xfer),
             self.slug(to)
         );

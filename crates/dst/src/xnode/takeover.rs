@@ -110,42 +110,9 @@ impl XWorld {
             .expect("stored");
         self.truth
             .stored_unit(&self.galaxy, unit, fenced_at, &msg)?;
-        let mut outbox = Outbox::new();
         let others: Vec<SystemId> = self.galaxy.ids().filter(|&o| o != unit).collect();
-        for &to in &others {
-            let pair = Pair { from: unit, to };
-            let subject = self.stream.pairs.entry(pair).or_default();
-            let (last, fenced_at) = (subject.last_seq(), subject.fenced_at());
-            let answer =
-                self.stream
-                    .publish_pair(pair, None, Some(last), (node, epoch, Body::Lease));
-            let Answer::Stored(seq) = answer else {
-                panic!("BUG: a pair's lease record refused in the step of its read: {answer:?}")
-            };
-            let msg = self.stream.pairs[&pair]
-                .msgs
-                .last()
-                .cloned()
-                .expect("stored");
-            self.truth
-                .stored_pair(&self.galaxy, pair, fenced_at, &msg)?;
-            outbox.learn_last(pair, PairSeq(seq));
-        }
-        let mut queue = Vec::new();
-        for step in handover::at_takeover(&self.galaxy, &self.rules, &state) {
-            match step {
-                AtTakeover::Republish(jump) => {
-                    self.counts.republished += 1;
-                    outbox.recovered(jump);
-                }
-                AtTakeover::Abort(event) => {
-                    let t = state.tick;
-                    state.apply(t, &event).expect("an abort applies");
-                    records += 1;
-                    queue.push((t, event, After::Nothing));
-                }
-            }
-        }
+        let mut outbox = self.fence_pairs(node, unit, epoch, &others)?;
+        let queue = self.republish(&mut outbox, &mut state, &mut records);
         let inbox = Inbox::from_positions(&positions);
         let consumers = others
             .iter()
@@ -175,6 +142,60 @@ impl XWorld {
         );
         self.note(None, None, text);
         Ok(())
+    }
+
+    /// The `lease` records of a new owner (epoch `epoch`) on `unit`'s pair subjects towards
+    /// `others`: its outbox, knowing each subject's last sequence.
+    fn fence_pairs(
+        &mut self,
+        node: NodeId,
+        unit: SystemId,
+        epoch: u64,
+        others: &[SystemId],
+    ) -> Result<Outbox, Violation> {
+        let mut outbox = Outbox::new();
+        for &to in others {
+            let pair = Pair { from: unit, to };
+            let subject = self.stream.pairs.entry(pair).or_default();
+            let (last, fenced_at) = (subject.last_seq(), subject.fenced_at());
+            let lease = (node, epoch, Body::Lease);
+            let answer = self.stream.publish_pair(pair, None, Some(last), lease);
+            let Answer::Stored(seq) = answer else {
+                panic!("BUG: a pair's lease record refused in the step of its read: {answer:?}")
+            };
+            let msg = self.stream.pairs[&pair].msgs.last().cloned();
+            let msg = msg.expect("stored");
+            self.truth
+                .stored_pair(&self.galaxy, pair, fenced_at, &msg)?;
+            outbox.learn_last(pair, PairSeq(seq));
+        }
+        Ok(outbox)
+    }
+
+    /// What the core says of each jump the replayed `state` holds as departing: republished
+    /// (into `outbox`), or, only with a bug switch, aborted (applied, and returned to append).
+    fn republish(
+        &mut self,
+        outbox: &mut Outbox,
+        state: &mut SystemState,
+        records: &mut u64,
+    ) -> Vec<(Tick, Event, After)> {
+        let mut queue = Vec::new();
+        for step in handover::at_takeover(&self.galaxy, &self.rules, state) {
+            match step {
+                AtTakeover::Republish(jump) => {
+                    self.counts.republished += 1;
+                    outbox.recovered(jump);
+                }
+                AtTakeover::Abort(event) => {
+                    let t = state.tick;
+                    state.apply(t, &event).expect("an abort applies");
+                    *records += 1;
+                    queue.push((t, event, After::Nothing));
+                }
+            }
+        }
+        queue
     }
 
     /// Node `node` forgets `unit` (fenced, its lease lost, or crashed): its waiting clients
