@@ -94,6 +94,14 @@ fn a_thousand_seeds_with_faults_break_no_invariant() {
             t.xnode.crash_publish_unanswered,
         ),
         (
+            "crashes after a depart is stored, before its owner is told",
+            t.xnode.crash_depart_stored_untold,
+        ),
+        (
+            "crashes after a jump is stored on its pair, before its owner is told",
+            t.xnode.crash_publish_stored_unacked,
+        ),
+        (
             "crashes before a depart.done is durable",
             t.xnode.crash_done_not_durable,
         ),

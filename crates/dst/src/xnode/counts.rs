@@ -26,6 +26,10 @@ pub struct XCounts {
     pub crash_depart_not_durable: u64,
     pub crash_committed_unpublished: u64,
     pub crash_publish_unanswered: u64,
+    /// Of those: the `depart` stored, its owner not yet told (after durable, before the ack).
+    pub crash_depart_stored_untold: u64,
+    /// Of those: the `jump` stored on its pair subject, its owner not yet told.
+    pub crash_publish_stored_unacked: u64,
     pub crash_done_not_durable: u64,
     pub crash_dest_queued: u64,
     pub crash_arrive_not_durable: u64,
@@ -54,7 +58,7 @@ pub struct XCounts {
 impl XCounts {
     /// Adds a seed's counts to a total.
     pub fn add(&mut self, c: &XCounts) {
-        let pairs: [(&mut u64, u64); 35] = [
+        let pairs: [(&mut u64, u64); 37] = [
             (&mut self.seeds, c.seeds),
             (&mut self.steps, c.steps),
             (&mut self.quiet_steps, c.quiet_steps),
@@ -80,6 +84,14 @@ impl XCounts {
             (
                 &mut self.crash_publish_unanswered,
                 c.crash_publish_unanswered,
+            ),
+            (
+                &mut self.crash_depart_stored_untold,
+                c.crash_depart_stored_untold,
+            ),
+            (
+                &mut self.crash_publish_stored_unacked,
+                c.crash_publish_stored_unacked,
             ),
             (&mut self.crash_done_not_durable, c.crash_done_not_durable),
             (&mut self.crash_dest_queued, c.crash_dest_queued),
@@ -114,7 +126,7 @@ impl XCounts {
     /// One line for the summary.
     pub fn text(&self) -> String {
         format!(
-            "cross-node world: {} seeds ({} quiet steps at the ends); jumps {} committed, {} published ({} answered duplicate, {} stored twice), {} landed, {} deliveries dropped, {} redeliveries, {} ids forgotten; {} crashes (with a jump: {} depart not durable, {} committed unpublished, {} publish unanswered, {} depart.done not durable, {} queued at the destination, {} arrive not durable, {} landed since the snapshot), {} pauses, {} lapses; {} takeovers ({} from a snapshot, {} lease records refused and read again, {} claims given up, {} jumps republished); zombies: {} writes refused, {} stopped; {} publishes resynced after a lost or duplicate ack; {} answers lost, {} twice; {} snapshots ({} by zombies); {} requests, {} acknowledged",
+            "cross-node world: {} seeds ({} quiet steps at the ends); jumps {} committed, {} published ({} answered duplicate, {} stored twice), {} landed, {} deliveries dropped, {} redeliveries, {} ids forgotten; {} crashes (with a jump: {} depart not durable ({} stored, owner untold), {} committed unpublished, {} publish unanswered ({} stored, owner untold), {} depart.done not durable, {} queued at the destination, {} arrive not durable, {} landed since the snapshot), {} pauses, {} lapses; {} takeovers ({} from a snapshot, {} lease records refused and read again, {} claims given up, {} jumps republished); zombies: {} writes refused, {} stopped; {} publishes resynced after a lost or duplicate ack; {} answers lost, {} twice; {} snapshots ({} by zombies); {} requests, {} acknowledged",
             self.seeds,
             self.quiet_steps,
             self.jumps_committed,
@@ -127,8 +139,10 @@ impl XCounts {
             self.ids_forgotten,
             self.crashes,
             self.crash_depart_not_durable,
+            self.crash_depart_stored_untold,
             self.crash_committed_unpublished,
             self.crash_publish_unanswered,
+            self.crash_publish_stored_unacked,
             self.crash_done_not_durable,
             self.crash_dest_queued,
             self.crash_arrive_not_durable,

@@ -46,6 +46,20 @@ impl XWorld {
             u64::from(stages.iter().any(|s| matches!(s, Stage::Prepared { .. })));
         c.crash_committed_unpublished += u64::from(stages.contains(&Stage::Committed));
         c.crash_publish_unanswered += u64::from(stages.contains(&Stage::InFlight));
+        // The same steps as the stream saw them: stored, and its writer not yet told.
+        let truth = &self.truth;
+        let told_late = |stage: fn(&Stage) -> bool,
+                         stored: &dyn Fn(&(InstanceId, Xfer)) -> bool| {
+            u.outbox
+                .jumps()
+                .any(|(j, s)| stage(&s) && stored(&(j.from, j.xfer)))
+        };
+        let prepared = |s: &Stage| matches!(s, Stage::Prepared { .. });
+        let in_flight = |s: &Stage| *s == Stage::InFlight;
+        c.crash_depart_stored_untold +=
+            u64::from(told_late(prepared, &|k| truth.departs.contains_key(k)));
+        c.crash_publish_stored_unacked +=
+            u64::from(told_late(in_flight, &|k| truth.on_pair.contains_key(k)));
         c.crash_done_not_durable += u64::from(done);
         c.crash_dest_queued += u64::from(!u.arrivals.is_empty());
         c.crash_arrive_not_durable += u64::from(arrive);
