@@ -54,6 +54,9 @@ pub struct Truth {
     last_on_pair: BTreeMap<(Pair, InstanceId), Xfer>,
     /// Copies of a jump stored again (a duplicate past the window).
     pub duplicates_stored: u64,
+    /// The jumps in flight ([`Truth::in_flight`]), kept as records are stored, with their
+    /// player as they left: the checks after every step read it instead of every jump ever.
+    flying: BTreeMap<Key, Player>,
 }
 
 impl Truth {
@@ -73,6 +76,7 @@ impl Truth {
             acked_jumps: BTreeSet::new(),
             last_on_pair: BTreeMap::new(),
             duplicates_stored: 0,
+            flying: BTreeMap::new(),
         }
     }
 
@@ -84,14 +88,27 @@ impl Truth {
                 || (self.departs.contains_key(key) && !self.aborted.contains(key)))
     }
 
+    /// The jumps kept as in flight are exactly those [`Truth::in_flight`] finds from every
+    /// jump ever stored (checked at the end of a seed: it reads them all).
+    pub fn flying_is_kept_right(&self) -> Result<(), Violation> {
+        let keys = self.departs.keys().chain(self.on_pair.keys());
+        let from_all: std::collections::BTreeSet<&Key> =
+            keys.filter(|k| self.in_flight(k)).collect();
+        let kept: std::collections::BTreeSet<&Key> = self.flying.keys().collect();
+        if from_all != kept {
+            return Err(Violation {
+                invariant: "flying_kept_right",
+                player: None,
+                jump: None,
+                what: format!("in flight by the logs {from_all:?}, kept {kept:?}"),
+            });
+        }
+        Ok(())
+    }
+
     /// The jumps in flight, with their player as they left.
     pub fn flying(&self) -> impl Iterator<Item = (&Key, &Player)> + '_ {
-        let pair = self.on_pair.iter().map(|(k, j)| (k, &j.player));
-        let departs = self
-            .departs
-            .iter()
-            .filter(|(k, _)| !self.on_pair.contains_key(k));
-        pair.chain(departs).filter(|(k, _)| self.in_flight(k))
+        self.flying.iter()
     }
 
     /// A message stored in unit `unit`'s log, whose last `lease` record before it was of epoch
@@ -134,6 +151,9 @@ impl Truth {
                 return Err(Violation::jump(player, (at, *xfer), what));
             }
             self.aborted.insert((at, *xfer));
+            if !self.on_pair.contains_key(&(at, *xfer)) {
+                self.flying.remove(&(at, *xfer));
+            }
         }
         let state = self.mirror.get_mut(&unit).expect("every unit is mirrored");
         state.apply(t, event).map_err(|e| Violation {
@@ -153,10 +173,12 @@ impl Truth {
             Event::Refuel { cost, .. } => self.credits -= i128::from(*cost),
             Event::Depart { xfer, .. } => {
                 let player = state.departing[xfer].player.clone();
+                self.flying.insert((at, *xfer), player.clone());
                 self.departs.insert((at, *xfer), player);
             }
             Event::Arrive { from, xfer, .. } => {
                 self.arrived.insert((*from, *xfer));
+                self.flying.remove(&(*from, *xfer));
             }
             _ => {}
         }
@@ -181,8 +203,8 @@ impl Truth {
         }
         let earlier = self
             .on_pair
-            .iter()
-            .filter(|(k, j)| k.0 == key.0 && k.1 < key.1 && j.to == at);
+            .range((key.0, Xfer(0))..key)
+            .filter(|(_, j)| j.to == at);
         for (k, j) in earlier {
             if !self.arrived.contains(k) {
                 let what = format!(
@@ -243,6 +265,9 @@ impl Truth {
             what: format!("on {subject}: {v}"),
         })?;
         self.on_pair.insert(key, jump.clone());
+        if !self.arrived.contains(&key) {
+            self.flying.insert(key, jump.player.clone());
+        }
         Ok(())
     }
 
@@ -319,6 +344,7 @@ impl Truth {
 
     /// Once nothing moves any more: every acknowledged jump landed, and nothing is in flight.
     pub fn acked_jumps_land(&self, galaxy: &Galaxy) -> Result<(), Violation> {
+        self.flying_is_kept_right()?;
         for key in &self.acked_jumps {
             if !self.arrived.contains(key) {
                 let name = self.departs.get(key).map_or("?", |p| p.name.as_str());
