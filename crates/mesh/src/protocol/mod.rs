@@ -9,6 +9,8 @@
 //!
 //! - [`arrivals`]: a destination's queue of committed jumps, and the idempotent landing;
 //! - [`commit`]: the departure pipeline's commit point (both records durable);
+//! - [`handover`]: a jump between units on different nodes (the origin's outbox of committed
+//!   jumps and their pair subjects, the destination's reading of them and its snapshot);
 //! - [`lease`]: the galaxy's lease on a shared log store: renewal, fencing, takeover;
 //! - [`settle`]: what recovery completes, voids, cancels or hands over again;
 //! - [`invariants`]: each step's invariant, checked where records are written and read back;
@@ -19,6 +21,7 @@
 pub mod arrivals;
 pub mod bugs;
 pub mod commit;
+pub mod handover;
 pub mod invariants;
 pub mod lease;
 pub mod settle;
