@@ -6,7 +6,8 @@
 //! Modules: [`disk`] (simulated log files and their faults), [`stream`] (a simulated
 //! JetStream: subjects, message ids, fencing, the KV lease), [`nodes`] (the stream world's
 //! nodes, takeovers and zombies), [`world`] (the state of a run and
-//! the shard's steps), [`workload`] (what players and primaries ask), [`scheduler`] (what
+//! the shard's steps), [`xnode`] (the cross-node world: units on several nodes, jumps
+//! between them through pair subjects), [`workload`] (what players and primaries ask), [`scheduler`] (what
 //! happens next), [`recovery`] (crash and restart), [`invariants`], [`trace`], [`runner`]
 //! (many seeds on many threads). docs/TESTING.md explains it for a newcomer.
 //!
@@ -24,6 +25,7 @@ pub mod stream;
 pub mod trace;
 pub mod workload;
 pub mod world;
+pub mod xnode;
 
 use std::panic::AssertUnwindSafe;
 
@@ -44,24 +46,37 @@ pub struct Options {
     pub worlds: Worlds,
 }
 
-/// Which world the seeds run: the local files (one process, crashes and disk faults), or the
-/// stream (JetStream, nodes, leases, takeovers, zombies; `nodes`).
+/// Which world the seeds run: the local files (one process, crashes and disk faults), the
+/// stream (JetStream, nodes, leases, takeovers, zombies; `nodes`), or the cross-node world
+/// (units on several nodes, jumps between them through pair subjects; `xnode`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
 pub enum Worlds {
-    /// Even seeds the files, odd seeds the stream.
+    /// Every world: odd seeds the stream, seeds 2 mod 4 the cross-node world, the others
+    /// (0 mod 4) the files.
     #[default]
-    Both,
+    #[value(alias = "both")]
+    All,
     Files,
     Stream,
+    Xnode,
 }
 
 impl Worlds {
     /// Whether seed `seed` runs the stream world.
     pub fn stream(self, seed: u64) -> bool {
         match self {
-            Worlds::Both => nodes::is_stream_seed(seed),
-            Worlds::Files => false,
+            Worlds::All => nodes::is_stream_seed(seed),
+            Worlds::Files | Worlds::Xnode => false,
             Worlds::Stream => true,
+        }
+    }
+
+    /// Whether seed `seed` runs the cross-node world.
+    pub fn xnode(self, seed: u64) -> bool {
+        match self {
+            Worlds::All => xnode::is_xnode_seed(seed),
+            Worlds::Files | Worlds::Stream => false,
+            Worlds::Xnode => true,
         }
     }
 }
@@ -73,7 +88,7 @@ impl Default for Options {
             audit_every: 1,
             keep_trace: true,
             faults: scheduler::Faults::default(),
-            worlds: Worlds::Both,
+            worlds: Worlds::All,
         }
     }
 }
@@ -118,6 +133,12 @@ pub fn quiet_panics_in_seeds() {
 
 /// Runs seed `seed`.
 pub fn run_seed(seed: u64, opts: Options) -> SeedRun {
+    if opts.worlds.xnode(seed) {
+        IN_SEED.with(|f| f.set(true));
+        let run = xnode::run_seed(seed, opts);
+        IN_SEED.with(|f| f.set(false));
+        return run;
+    }
     let mut w = World::new(seed, opts.keep_trace);
     IN_SEED.with(|f| f.set(true));
     let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| {
@@ -224,7 +245,7 @@ pub fn audit(w: &World) -> Result<(), Violation> {
     })
 }
 
-fn violation_of_panic(payload: Box<dyn std::any::Any + Send>) -> Violation {
+pub(crate) fn violation_of_panic(payload: Box<dyn std::any::Any + Send>) -> Violation {
     if let Some(v) = payload.downcast_ref::<Violation>() {
         return v.clone();
     }

@@ -40,9 +40,9 @@ struct Cli {
     /// Stop at the first failing seed.
     #[arg(long)]
     stop_at_first: bool,
-    /// Which world the seeds run: both (even seeds the files, odd seeds the stream), files,
-    /// or stream.
-    #[arg(long, value_enum, default_value = "both")]
+    /// Which world the seeds run: all (odd seeds the stream, seeds 2 mod 4 the cross-node
+    /// world, the rest the files; "both" is its old name), files, stream, or xnode.
+    #[arg(long, value_enum, default_value = "all")]
     world: dst::Worlds,
     /// The summary as JSON.
     #[arg(long)]

@@ -63,7 +63,7 @@ pub struct FailedSeed {
 pub fn replay_command(seed: u64, opts: &Options, bug: Option<&str>) -> String {
     let bug = bug.map(|b| format!(" --bug {b}")).unwrap_or_default();
     let world = match opts.worlds {
-        crate::Worlds::Both => String::new(),
+        crate::Worlds::All => String::new(),
         other => format!(" --world {}", format!("{other:?}").to_lowercase()),
     };
     let steps = opts.steps;
@@ -225,6 +225,7 @@ pub fn add(total: &mut Counts, c: &Counts) {
     for (t, v) in pairs {
         *t += v;
     }
+    total.xnode.add(&c.xnode);
 }
 
 /// CPU time of the whole process so far (user + system), in seconds.
@@ -251,6 +252,7 @@ impl Summary {
              instances: {} splits, {} moves; escrows {} settled, {} refunded; {} requests, {} acknowledged; audits: {} (every {} seeds)\n\
              stream world: {} seeds; {} takeovers ({} claims, {} re-read after a refused lease record, {} given up to a newer owner, {} records read), {} lease records; zombies: {} appends refused, {} stopped; {} appends of a replaced node refused\n\
              stream faults: {} elections ({} publishes stalled, {} renewals unanswered of {} taken), {} pauses, {} leases lost; {} acks lost ({} retries answered duplicate), {} acks delivered twice\n\
+             {}\n\
              violations: {}",
             self.seeds,
             self.from,
@@ -303,6 +305,7 @@ impl Summary {
             t.acks_lost,
             t.duplicate_acks,
             t.acks_twice,
+            t.xnode.text(),
             self.violations,
         );
         for f in &self.failures {

@@ -246,6 +246,8 @@ pub struct Counts {
     pub renewals: u64,
     pub renewals_unavailable: u64,
     pub leases_lost: u64,
+    /// The cross-node world's own counts (seeds 2 mod 4).
+    pub xnode: crate::xnode::XCounts,
 }
 
 /// The whole simulated world of a seed.

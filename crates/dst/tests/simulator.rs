@@ -76,6 +76,71 @@ fn a_thousand_seeds_with_faults_break_no_invariant() {
         ("acks lost", t.acks_lost),
         ("retries answered duplicate", t.duplicate_acks),
         ("acks delivered twice", t.acks_twice),
+        // The cross-node world (seeds 2 mod 4): a crash at every step of a jump between
+        // nodes, takeovers of either side, zombies, and the pair subjects' faults.
+        ("cross-node seeds", t.xnode.seeds),
+        ("cross-node jumps committed", t.xnode.jumps_committed),
+        ("cross-node jumps landed", t.xnode.jumps_landed),
+        (
+            "crashes before a depart is durable",
+            t.xnode.crash_depart_not_durable,
+        ),
+        (
+            "crashes after a commit, before its publish",
+            t.xnode.crash_committed_unpublished,
+        ),
+        (
+            "crashes with a publish unanswered",
+            t.xnode.crash_publish_unanswered,
+        ),
+        (
+            "crashes after a depart is stored, before its owner is told",
+            t.xnode.crash_depart_stored_untold,
+        ),
+        (
+            "crashes after a jump is stored on its pair, before its owner is told",
+            t.xnode.crash_publish_stored_unacked,
+        ),
+        (
+            "crashes before a depart.done is durable",
+            t.xnode.crash_done_not_durable,
+        ),
+        (
+            "crashes with a jump queued at its destination",
+            t.xnode.crash_dest_queued,
+        ),
+        (
+            "crashes before an arrive is durable",
+            t.xnode.crash_arrive_not_durable,
+        ),
+        (
+            "crashes after a landing, before the snapshot",
+            t.xnode.crash_dest_before_snapshot,
+        ),
+        ("cross-node takeovers", t.xnode.takeovers),
+        ("takeovers from a snapshot", t.xnode.takeovers_from_snapshot),
+        (
+            "cross-node lease records refused, read again",
+            t.xnode.fence_retries,
+        ),
+        ("cross-node claims given up", t.xnode.takeovers_outranked),
+        ("snapshots put by zombies", t.xnode.zombie_snapshots),
+        ("jumps republished at a takeover", t.xnode.republished),
+        ("zombie writes refused", t.xnode.zombie_writes_refused),
+        ("cross-node zombies stopped", t.xnode.zombies_stopped),
+        ("leases lapsing under a running owner", t.xnode.lapses),
+        ("publishes answered duplicate", t.xnode.publishes_duplicate),
+        (
+            "jumps stored twice (past the duplicate window)",
+            t.xnode.duplicates_stored,
+        ),
+        ("redeliveries", t.xnode.redeliveries),
+        (
+            "deliveries dropped as seen or landed",
+            t.xnode.deliveries_dropped,
+        ),
+        ("pair answers lost", t.xnode.answers_lost),
+        ("pair answers delivered twice", t.xnode.answers_twice),
     ] {
         assert!(n > 0, "no {what} in {CI_SEEDS} seeds");
     }
@@ -87,7 +152,8 @@ fn the_same_seed_gives_the_same_run_bit_for_bit() {
         steps: CI_STEPS,
         ..Options::default()
     };
-    for seed in [0, 7, 123_456, 123_457] {
+    // 2 and 123,458: the cross-node world.
+    for seed in [0, 2, 7, 123_456, 123_457, 123_458] {
         let a = run_seed(seed, opts);
         // The second run on another thread: nothing of a seed depends on its thread.
         let b = std::thread::spawn(move || run_seed(seed, opts))
@@ -156,4 +222,29 @@ fn an_election_taken_for_a_lost_lease_is_caught() {
 #[test]
 fn a_takeover_fencing_over_a_newer_owner_is_caught() {
     caught(Bug::FenceOverNewerEpoch);
+}
+
+#[test]
+fn a_jump_published_before_its_depart_is_durable_is_caught() {
+    caught(Bug::PublishBeforeDurable);
+}
+
+#[test]
+fn a_takeover_aborting_a_committed_jump_is_caught() {
+    caught(Bug::AbortCommittedAtTakeover);
+}
+
+#[test]
+fn a_landing_without_the_per_origin_dedup_is_caught() {
+    caught(Bug::LandWithoutDedup);
+}
+
+#[test]
+fn a_zombie_origin_publishing_unfenced_is_caught() {
+    caught(Bug::ZombiePublishUnfenced);
+}
+
+#[test]
+fn a_snapshot_recording_past_a_queued_jump_is_caught() {
+    caught(Bug::SnapshotPastQueued);
 }

@@ -97,6 +97,21 @@ pub const PLAYER_LOG_TAIL_BYTES: u64 = 64 * 1024;
 /// more line.
 pub const MAX_LISTED_PROBLEMS: usize = 100;
 
+// Across nodes (issue 19: `protocol::handover`).
+
+/// Most publishes of one pair subject in flight (sent, not acknowledged): one. With two, a
+/// lost `k` and a stored `k + 1` would put the retry of `k` after `k + 1` on the subject.
+pub const MAX_PUBLISHES_IN_FLIGHT_PER_PAIR: usize = 1;
+
+/// Most jumps an origin holds in its outbox (prepared, committed, or published and not yet
+/// acknowledged): past it the origin refuses new departures (busy) until the pair subjects
+/// catch up.
+pub const MAX_OUTBOX_JUMPS: usize = 4_096;
+
+/// Most jumps a destination holds read but not landed, per pair subject (what waits for its
+/// travel time).
+pub const MAX_UNLANDED_PER_PAIR: usize = 4_096;
+
 // Records.
 
 /// Digits of the largest `u64`.
@@ -127,6 +142,10 @@ const _: () =
 const _: () = assert!(MAX_JUMP_RECORD_BYTES <= MAX_RECORD_BYTES);
 // A player's torn tail (one projector round for one player) fits in the tail recovery reads.
 const _: () = assert!(MAX_JUMP_RECORD_BYTES as u64 <= PLAYER_LOG_TAIL_BYTES);
+// Order per pair subject rests on one publish in flight per pair.
+const _: () = assert!(MAX_PUBLISHES_IN_FLIGHT_PER_PAIR == 1);
+// A destination can hold, waiting, every jump an origin may have outstanding on one pair.
+const _: () = assert!(MAX_OUTBOX_JUMPS <= MAX_UNLANDED_PER_PAIR);
 // The feed can hold every event of a full shard queue.
 const _: () = assert!(SHARD_QUEUE_LEN <= FEED_LEN);
 

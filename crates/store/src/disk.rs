@@ -80,6 +80,33 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
     sync_parent_dir(path)
 }
 
+/// Removes from `dir` the temporary files [`write_atomic`] leaves when its process dies between
+/// the create and the rename (`NAME.N.tmp`, N a number): their bytes never became the file's.
+/// Returns how many it removed. For a writer that owns `dir` and starts again (its lock held):
+/// another process's write in progress would lose its temporary file.
+pub fn remove_stale_tmp(dir: &Path) -> io::Result<usize> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(0),
+        Err(e) => return Err(e),
+    };
+    let mut removed = 0;
+    for entry in entries {
+        let entry = entry?;
+        let name = entry.file_name();
+        let stale = name
+            .to_str()
+            .and_then(|n| n.strip_suffix(".tmp"))
+            .and_then(|n| n.rsplit_once('.'))
+            .is_some_and(|(_, n)| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()));
+        if stale && entry.file_type()?.is_file() {
+            std::fs::remove_file(entry.path())?;
+            removed += 1;
+        }
+    }
+    Ok(removed)
+}
+
 /// What the simulated disk should do at a given step.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Fault {
@@ -171,5 +198,33 @@ impl AppendFile for SimFile {
         let len = usize::try_from(len).map_err(io::Error::other)?;
         s.durable.truncate(len);
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod stale_tmp_tests {
+    use super::*;
+
+    #[test]
+    fn only_the_temporary_files_of_atomic_writes_are_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        for name in [
+            "export.state.43.tmp",
+            "sol@1200.7.tmp",
+            "keep.tmp",
+            "a.log",
+            "x.y.tmp",
+        ] {
+            std::fs::write(dir.path().join(name), b"x").unwrap();
+        }
+        write_atomic(&dir.path().join("export.state.json"), b"{}").unwrap();
+        assert_eq!(remove_stale_tmp(dir.path()).unwrap(), 2);
+        let mut left: Vec<String> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        left.sort();
+        assert_eq!(left, ["a.log", "export.state.json", "keep.tmp", "x.y.tmp"]);
+        assert_eq!(remove_stale_tmp(&dir.path().join("none")).unwrap(), 0);
     }
 }

@@ -40,11 +40,31 @@ pub enum Bug {
     /// A node taking over that finds a newer owner's `lease` records in the logs it read (its
     /// claim expired while it read or fenced) appends its own over them and serves.
     FenceOverNewerEpoch,
+    /// Across nodes (`handover`): an origin publishes a jump to its pair subject as soon as its
+    /// `depart` is appended, before it is durable: a crash that loses the `depart` leaves the
+    /// player at the origin and the jump landing at the destination.
+    PublishBeforeDurable,
+    /// Across nodes: a node taking over an origin aborts every jump still departing (the local
+    /// recovery's rule for a `depart` with no `jump` record), though each was committed and may
+    /// be on its pair subject or told to its player.
+    AbortCommittedAtTakeover,
+    /// Across nodes: a destination lands every jump its pair subjects deliver, without the
+    /// per-origin check (the highest number landed) nor the consumer's position: a
+    /// redelivery, a duplicate stored again or a takeover reading from an earlier position
+    /// lands a jump twice.
+    LandWithoutDedup,
+    /// Across nodes: an origin publishes to its pair subjects without the expected last
+    /// sequence: a zombie origin's publish after its successor's `lease` record is accepted.
+    ZombiePublishUnfenced,
+    /// Across nodes: a destination's snapshot records, per pair subject, the last position
+    /// read, past jumps read but still queued for their travel: a takeover from that snapshot
+    /// never lands them.
+    SnapshotPastQueued,
 }
 
 impl Bug {
     /// Every bug, for runners that try each.
-    pub const ALL: [Bug; 9] = [
+    pub const ALL: [Bug; 14] = [
         Bug::LandBeforeEarlier,
         Bug::LostPrepareLands,
         Bug::LandTwice,
@@ -54,6 +74,11 @@ impl Bug {
         Bug::ElectionIsDeath,
         Bug::WatchCountsElections,
         Bug::FenceOverNewerEpoch,
+        Bug::PublishBeforeDurable,
+        Bug::AbortCommittedAtTakeover,
+        Bug::LandWithoutDedup,
+        Bug::ZombiePublishUnfenced,
+        Bug::SnapshotPastQueued,
     ];
 
     /// The name used on command lines (`--bug land-twice`).
@@ -68,6 +93,11 @@ impl Bug {
             Bug::ElectionIsDeath => "election-is-death",
             Bug::WatchCountsElections => "watch-counts-elections",
             Bug::FenceOverNewerEpoch => "fence-over-newer-epoch",
+            Bug::PublishBeforeDurable => "publish-before-durable",
+            Bug::AbortCommittedAtTakeover => "abort-committed-at-takeover",
+            Bug::LandWithoutDedup => "land-without-dedup",
+            Bug::ZombiePublishUnfenced => "zombie-publish-unfenced",
+            Bug::SnapshotPastQueued => "snapshot-past-queued",
         }
     }
 

@@ -10,6 +10,8 @@
 //! - [`arrivals`]: a destination's queue of committed jumps, and the idempotent landing;
 //! - [`commit`]: the departure pipeline's commit point (both records durable);
 //! - [`deal`]: which node serves which unit (rendezvous hashing over the live nodes);
+//! - [`handover`]: a jump between units on different nodes (the origin's outbox of committed
+//!   jumps and their pair subjects, the destination's reading of them and its snapshot);
 //! - [`lease`]: the galaxy's lease on a shared log store: renewal, fencing, takeover;
 //! - [`members`]: which nodes are live, judged from polls of their keys (silence counted only
 //!   over polls the store answered);
@@ -23,6 +25,7 @@ pub mod arrivals;
 pub mod bugs;
 pub mod commit;
 pub mod deal;
+pub mod handover;
 pub mod invariants;
 pub mod lease;
 pub mod members;

@@ -43,7 +43,7 @@ use store::backend::{
     TRANSITIONS_LOG,
 };
 use store::datadir::DataDir;
-use store::disk::{sync_parent_dir, write_atomic};
+use store::disk::{remove_stale_tmp, sync_parent_dir, write_atomic};
 use store::record::parse_line;
 use store::snapshot::{self, SnapshotError, SnapshotMeta, SNAPSHOTS_KEPT};
 
@@ -538,6 +538,10 @@ fn load_state(datadir: &DataDir) -> anyhow::Result<ExportState> {
     let path = datadir.root().join(STATE_FILE);
     if !path.exists() {
         refuse_foreign_directory(datadir)?;
+    }
+    // A killed export may have left the temporary files of its last atomic writes.
+    for dir in [datadir.root().to_path_buf(), datadir.snapshots_dir()] {
+        remove_stale_tmp(&dir).with_context(|| format!("cannot clean {}", dir.display()))?;
     }
     let state = match std::fs::read(&path) {
         Ok(bytes) => serde_json::from_slice(&bytes).with_context(|| {
