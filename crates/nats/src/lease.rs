@@ -60,13 +60,7 @@ impl NatsOwnership {
             num_replicas: replicas,
             ..Default::default()
         };
-        let js = nats.jetstream.clone();
-        let what = format!("cannot open bucket {bucket}");
-        let kv = nats.bridge.run(async move {
-            js.create_or_update_key_value(config)
-                .await
-                .map_err(|e| NatsError::jetstream(what, e))
-        })??;
+        let kv = nats.open_bucket(config)?;
         Ok(NatsOwnership {
             nats: nats.clone(),
             kv,

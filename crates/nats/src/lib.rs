@@ -108,6 +108,20 @@ impl Nats {
         })
     }
 
+    /// Creates KV bucket `config.bucket`, or updates it to `config`, and opens it; blocks.
+    pub(crate) fn open_bucket(
+        &self,
+        config: async_nats::jetstream::kv::Config,
+    ) -> Result<async_nats::jetstream::kv::Store, NatsError> {
+        let js = self.jetstream.clone();
+        let what = format!("cannot open bucket {}", config.bucket);
+        self.bridge.run(async move {
+            js.create_or_update_key_value(config)
+                .await
+                .map_err(|e| NatsError::jetstream(what, e))
+        })?
+    }
+
     /// The largest message the server takes (its `max_payload`), in bytes.
     pub fn max_payload_bytes(&self) -> usize {
         self.client.server_info().max_payload
