@@ -476,17 +476,23 @@ impl Storm {
 
     /// SIGKILL of the serving node; the standby takes over; the killed node stands by.
     fn kill_active(&mut self) {
-        let dead = self.active;
+        self.take_active_away("SIGKILL of the serving node", "the kill", Node::kill);
+    }
+
+    /// The serving node goes (`end`: killed, stopped); the standby takes over; the node that
+    /// went is started again and stands by.
+    fn take_active_away(&mut self, fault: &str, after: &str, end: impl FnOnce(&mut Node)) {
+        let gone = self.active;
         let at = Instant::now();
-        self.nodes[dead].kill();
-        let took = self.wait_serving(Some(dead));
+        end(&mut self.nodes[gone]);
+        let took = self.wait_serving(Some(gone));
         eprintln!(
-            "storm: {} serves {took:?} after the kill",
+            "storm: {} serves {took:?} after {after}",
             self.nodes[self.active].name
         );
-        self.record("SIGKILL of the serving node", at);
-        self.nodes[dead].start();
-        self.nodes[dead].wait_for(Role::Standby, STANDBY_WAIT);
+        self.record(fault, at);
+        self.nodes[gone].start();
+        self.nodes[gone].wait_for(Role::Standby, STANDBY_WAIT);
     }
 
     /// SIGKILL of the logs stream's leader; it is restarted once another leads.
@@ -523,19 +529,14 @@ impl Storm {
     /// A clean stop (SIGTERM) of the serving node: it releases the lease, the standby takes
     /// over at once; the stopped node is started again (standby).
     fn stop_active(&mut self) {
-        let stopped = self.active;
-        let at = Instant::now();
-        let status = self.nodes[stopped].stop();
-        assert_eq!(status.and_then(|s| s.code()), Some(0), "a clean stop");
-        self.nodes[stopped].child = None;
-        let took = self.wait_serving(Some(stopped));
-        eprintln!(
-            "storm: {} serves {took:?} after the clean stop",
-            self.nodes[self.active].name
+        self.take_active_away(
+            "clean stop (SIGTERM) of the serving node",
+            "the clean stop",
+            |node| {
+                let status = node.stop();
+                assert_eq!(status.and_then(|s| s.code()), Some(0), "a clean stop");
+            },
         );
-        self.record("clean stop (SIGTERM) of the serving node", at);
-        self.nodes[stopped].start();
-        self.nodes[stopped].wait_for(Role::Standby, STANDBY_WAIT);
     }
 
     /// SIGSTOP of the serving node past its lease; the standby takes over; requests wait for

@@ -145,22 +145,30 @@ impl NatsOwnership {
             .bridge
             .run(create_at_leader(kv, key, value))
             .map_err(|e| Self::failed(unit, e))?;
-        let epoch = match created {
-            Ok(Created::Claimed(revision)) => revision,
-            Ok(Created::HeldBy {
-                value,
-                revision,
-                written_at,
-            }) => return Ok(ClaimAttempt::Held(holder_of(&value, revision, written_at))),
-            Err(e) => return Err(Self::failed(unit, e)),
-        };
-        assert!(epoch > 0, "a KV revision is a stream sequence, from 1");
-        self.held().insert(unit.to_string(), (epoch, epoch));
-        Ok(ClaimAttempt::Claimed(Claim {
-            unit: unit.to_string(),
-            epoch,
-            shared: false,
-        }))
+        self.claim_attempt(unit, 0, created)
+    }
+
+    /// What a create (`after` 0) or a take-over at revision `after` came to: this node holds
+    /// `unit` at the write's revision (its epoch), or someone holds it.
+    fn claim_attempt(
+        &self,
+        unit: &str,
+        after: u64,
+        outcome: Result<Created, async_nats::Error>,
+    ) -> Result<ClaimAttempt, OwnershipError> {
+        match outcome {
+            Ok(Created::Claimed(epoch)) => {
+                assert!(epoch > after, "a KV revision only grows, from 1");
+                self.held().insert(unit.to_string(), (epoch, epoch));
+                Ok(ClaimAttempt::Claimed(Claim {
+                    unit: unit.to_string(),
+                    epoch,
+                    shared: false,
+                }))
+            }
+            Ok(Created::HeldBy(last)) => Ok(ClaimAttempt::Held(holder_of(&last))),
+            Err(e) => Err(Self::failed(unit, e)),
+        }
     }
 }
 
@@ -184,11 +192,7 @@ impl NatsOwnership {
                             || is_wrong_last_sequence(&e) =>
                     {
                         match last_at_leader(&kv, &key).await? {
-                            Some(last) if !last.deleted => Ok(Created::HeldBy {
-                                value: last.value,
-                                revision: last.revision,
-                                written_at: last.written_at,
-                            }),
+                            Some(last) if !last.deleted => Ok(Created::HeldBy(last)),
                             _ => Err(format!("{key} was released while taken over").into()),
                         }
                     }
@@ -196,41 +200,25 @@ impl NatsOwnership {
                 }
             })
             .map_err(|e| Self::failed(unit, e))?;
-        match taken {
-            Ok(Created::Claimed(epoch)) => {
-                assert!(epoch > revision, "a KV revision only grows");
-                self.held().insert(unit.to_string(), (epoch, epoch));
-                Ok(ClaimAttempt::Claimed(Claim {
-                    unit: unit.to_string(),
-                    epoch,
-                    shared: false,
-                }))
-            }
-            Ok(Created::HeldBy {
-                value,
-                revision,
-                written_at,
-            }) => Ok(ClaimAttempt::Held(holder_of(&value, revision, written_at))),
-            Err(e) => Err(Self::failed(unit, e)),
-        }
+        self.claim_attempt(unit, revision, taken)
     }
 }
 
-/// The holder a key's value names (`node=alpha epoch=5`, or `node=alpha` as first written:
-/// the epoch is then the revision of that write).
-fn holder_of(value: &str, revision: u64, written_at: SystemTime) -> Holder {
+/// The holder a key's last write names (`node=alpha epoch=5`, or `node=alpha` as first
+/// written: the epoch is then the revision of that write).
+fn holder_of(last: &Last) -> Holder {
     let field = |key: &str| {
-        value
+        last.value
             .split_whitespace()
             .find_map(|kv| kv.strip_prefix(key)?.strip_prefix('='))
     };
     Holder {
-        node: field("node").unwrap_or(value).to_string(),
+        node: field("node").unwrap_or(&last.value).to_string(),
         epoch: field("epoch")
             .and_then(|e| e.parse().ok())
-            .unwrap_or(revision),
-        revision,
-        written_at,
+            .unwrap_or(last.revision),
+        revision: last.revision,
+        written_at: last.written_at,
     }
 }
 
@@ -353,14 +341,10 @@ impl NatsOwnership {
 
 /// What a create of a key found.
 enum Created {
-    /// The key was free (absent, expired, deleted): this is its new revision.
+    /// The key was free (absent, deleted) or taken over: this is its new revision.
     Claimed(u64),
-    /// Someone holds it: the key's value and revision, and when the server stored it.
-    HeldBy {
-        value: String,
-        revision: u64,
-        written_at: SystemTime,
-    },
+    /// Someone holds it: the key's last write.
+    HeldBy(Last),
 }
 
 /// How many times a create looks again when the key changes under it (expires, is deleted).
@@ -392,11 +376,7 @@ async fn create_at_leader(
             expected = last.revision;
             continue;
         }
-        return Ok(Created::HeldBy {
-            value: last.value,
-            revision: last.revision,
-            written_at: last.written_at,
-        });
+        return Ok(Created::HeldBy(last));
     }
     Err(format!("{key} changed under {CREATE_ATTEMPTS} attempts to claim it").into())
 }

@@ -217,21 +217,20 @@ impl Node {
         let mut previous: Option<Holder> = None;
         let mut complained: Option<Instant> = None;
         let clock = Instant::now();
-        let ms =
-            |t: Instant| u64::try_from(t.duration_since(clock).as_millis()).unwrap_or(u64::MAX);
+        let ms = |t: Instant| ms_since(clock, t);
         let lease_ms = u64::try_from(self.lease.as_millis()).unwrap_or(u64::MAX);
         let mut watch = Watch::new(lease_ms);
         loop {
             let ownership = self.ownership.clone();
             let sent = Instant::now();
             let silent = watch.silent(ms(sent));
-            let attempt = tokio::task::spawn_blocking(move || match silent {
+            let attempt = lease_call(move || match silent {
                 Some(revision) => ownership.take_over(MESH_UNIT, revision),
                 None => ownership.try_claim(MESH_UNIT),
             })
             .await;
             match attempt {
-                Ok(Ok(ClaimAttempt::Claimed(claim))) => {
+                Ok(ClaimAttempt::Claimed(claim)) => {
                     return Taken {
                         claim,
                         sent,
@@ -240,7 +239,7 @@ impl Node {
                         released: silent.is_none(),
                     }
                 }
-                Ok(Ok(ClaimAttempt::Held(holder))) => {
+                Ok(ClaimAttempt::Held(holder)) => {
                     watch.answered(holder.revision, ms(Instant::now()));
                     let named = format!("node={} epoch={}", holder.node, holder.epoch);
                     if previous.as_ref().map(|p| p.epoch) != Some(holder.epoch) {
@@ -250,10 +249,6 @@ impl Node {
                         switch.set_holder(named);
                     }
                     previous = Some(holder);
-                }
-                Ok(Err(e)) => {
-                    watch.unanswered();
-                    complain(&mut complained, &e.to_string());
                 }
                 Err(e) => {
                     watch.unanswered();
@@ -267,11 +262,31 @@ impl Node {
     /// Lets the lease go, so a standby can take over at once.
     async fn release(&self, claim: &Claim) {
         let (ownership, claim) = (self.ownership.clone(), claim.clone());
-        let released = tokio::task::spawn_blocking(move || ownership.release(&claim)).await;
-        if let Ok(Err(e)) = released {
-            eprintln!("could not release the galaxy's lease ({e}); it ends by itself");
+        if let Err(e) = lease_call(move || ownership.release(&claim)).await {
+            eprintln!(
+                "could not release the galaxy's lease ({e}); a standby takes it over after a lease of silence"
+            );
         }
     }
+}
+
+/// Runs a blocking call of the lease bucket off the async threads; a task that could not run
+/// is a failure of the call.
+async fn lease_call<T: Send + 'static>(
+    call: impl FnOnce() -> Result<T, OwnershipError> + Send + 'static,
+) -> Result<T, OwnershipError> {
+    tokio::task::spawn_blocking(call).await.unwrap_or_else(|e| {
+        Err(OwnershipError::Failed {
+            unit: MESH_UNIT.to_string(),
+            reason: e.to_string(),
+        })
+    })
+}
+
+/// Milliseconds from `start` to `t` on this node's monotonic clock: the time of the pure lease
+/// rules (`Watch`, `Holding`).
+fn ms_since(start: Instant, t: Instant) -> u64 {
+    u64::try_from(t.saturating_duration_since(start).as_millis()).unwrap_or(u64::MAX)
 }
 
 /// Runs `open` until it succeeds, for at most [`OPEN_RETRY_FOR_MS`]: a JetStream request can
@@ -344,9 +359,7 @@ async fn renew_forever(
 ) {
     let lease = ownership.lease();
     let every = lease / u32::try_from(nats::limits::RENEWALS_PER_LEASE).unwrap_or(4);
-    let ms = |t: Instant| {
-        u64::try_from(t.saturating_duration_since(claim_sent).as_millis()).unwrap_or(u64::MAX)
-    };
+    let ms = |t: Instant| ms_since(claim_sent, t);
     let lease_ms = u64::try_from(lease.as_millis()).unwrap_or(u64::MAX);
     let mut holding = Holding::new(0, lease_ms, nats::limits::UNANSWERED_GRACE_MS);
     let ignore_loss = std::env::var_os(TEST_ONLY_IGNORE_LEASE_LOSS_ENV).is_some();
@@ -365,13 +378,9 @@ async fn renew_forever(
             holding = Holding::new(ms(sent), lease_ms, nats::limits::UNANSWERED_GRACE_MS);
         }
         let (o, c) = (ownership.clone(), claim.clone());
-        let renewal = match tokio::task::spawn_blocking(move || o.renew(&c)).await {
-            Ok(Ok(())) => Renewal::Renewed,
-            Ok(Err(OwnershipError::NotHeld { .. })) => Renewal::Lost,
-            Ok(Err(e)) => {
-                eprintln!("cannot renew the galaxy's lease yet: {e}");
-                Renewal::Unavailable
-            }
+        let renewal = match lease_call(move || o.renew(&c)).await {
+            Ok(()) => Renewal::Renewed,
+            Err(OwnershipError::NotHeld { .. }) => Renewal::Lost,
             Err(e) => {
                 eprintln!("cannot renew the galaxy's lease yet: {e}");
                 Renewal::Unavailable
