@@ -24,6 +24,7 @@ pub mod directory;
 pub mod feed;
 pub mod instances;
 pub mod limits;
+pub mod links;
 pub mod price_sync;
 pub mod projector;
 pub mod protocol;
