@@ -37,6 +37,9 @@ pub enum LinkError {
     Malformed(String),
 }
 
+/// Where a reader of pair subjects sends what it reads.
+pub type ArrivalSink = mpsc::Sender<Result<Arrived, LinkError>>;
+
 /// A jump read from a pair subject, at its position there.
 #[derive(Clone, Debug)]
 pub struct Arrived {
@@ -65,7 +68,7 @@ pub trait Links: Send + Sync + 'static {
         &self,
         to: SystemId,
         after: BTreeMap<SystemId, PairSeq>,
-        sink: mpsc::Sender<Result<Arrived, LinkError>>,
+        sink: ArrivalSink,
     ) -> Result<(), LinkError>;
 }
 
@@ -82,7 +85,7 @@ struct MemoryPairs {
     /// Per pair: the highest epoch that fenced it, and its messages (None: a lease mark).
     pairs: BTreeMap<Pair, (u64, Vec<Option<Jump>>)>,
     /// Readers waiting for new messages, per destination.
-    readers: Vec<(SystemId, mpsc::Sender<Result<Arrived, LinkError>>, BTreeMap<SystemId, PairSeq>)>,
+    readers: Vec<(SystemId, ArrivalSink, BTreeMap<SystemId, PairSeq>)>,
 }
 
 impl MemoryLinks {
@@ -173,7 +176,7 @@ impl Links for MemoryLinks {
         &self,
         to: SystemId,
         after: BTreeMap<SystemId, PairSeq>,
-        sink: mpsc::Sender<Result<Arrived, LinkError>>,
+        sink: ArrivalSink,
     ) -> Result<(), LinkError> {
         let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         inner.readers.push((to, sink, after));
