@@ -180,7 +180,7 @@ impl Directory {
     /// waits here for their landing is let go (the receiver sees its sender dropped).
     pub fn left(&self, name: &str, version: Version) {
         let mut map = self.places.write().unwrap_or_else(|e| e.into_inner());
-        if !map.get(name).is_some_and(|slot| slot.1 <= version) {
+        if map.get(name).is_none_or(|slot| slot.1 > version) {
             return;
         }
         map.remove(name);
