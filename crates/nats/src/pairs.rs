@@ -691,7 +691,8 @@ impl Shared {
                 // says more): what comes before the position again is skipped.
                 continue;
             }
-            let decoded = self.decode(subject, pair, PairSeq(at), &message.payload);
+            let decoded =
+                decode_message(&self.galaxy, subject, pair, PairSeq(at), &message.payload);
             progress.next = at + 1;
             progress.failing_since = None;
             read_since_check = true;
@@ -707,59 +708,58 @@ impl Shared {
             }
         }
     }
+}
 
-    /// The message at `at` of `pair`'s subject: a jump of that pair (Some), a fence mark
-    /// (None), or Malformed naming the subject and the sequence.
-    fn decode(
-        &self,
-        subject: &str,
-        pair: Pair,
-        at: PairSeq,
-        payload: &[u8],
-    ) -> Result<Option<Arrived>, LinkError> {
-        let malformed = |why: String| {
-            LinkError::Malformed(format!(
-                "{subject}, stream {JUMPS_STREAM} sequence {at}: {why}"
-            ))
-        };
-        let Some(line) = payload.strip_suffix(b"\n") else {
-            return Err(malformed("not a record line (no line end)".into()));
-        };
-        if line.contains(&b'\n') {
-            return Err(malformed(
-                "more than one line: a message is one record".into(),
-            ));
-        }
-        let record = parse_line(payload).map_err(|e| malformed(format!("not a record: {e}")))?;
-        if record.seq != 0 {
-            return Err(malformed(format!(
-                "record number {} where a pair subject's records have 0",
-                record.seq
-            )));
-        }
-        if LeaseRecord::is_lease(&record) {
-            LeaseRecord::decode(&record)
-                .map_err(|e| malformed(format!("a bad lease record: {e}")))?;
-            return Ok(None);
-        }
-        if record.kind != JUMP_KIND {
-            return Err(malformed(format!(
-                "a record of kind {:?}: a pair subject holds jumps and lease records only",
-                record.kind
-            )));
-        }
-        let jump = decode_jump(&self.galaxy, &record)
-            .map_err(|e| malformed(format!("a bad jump: {e}")))?;
-        if Pair::of(&jump) != Some(pair) {
-            return Err(malformed(format!(
-                "jump {} goes from {} to {}, not along this pair",
-                msg_id(&self.galaxy, &jump),
-                jump.from.slug(&self.galaxy),
-                jump.to.slug(&self.galaxy)
-            )));
-        }
-        Ok(Some(Arrived { at, jump }))
+/// The message at `at` of `pair`'s subject (named `subject`): a jump of that pair (Some), a
+/// fence mark (None), or Malformed naming the subject and the sequence. What every reader of
+/// a pair subject runs on each message.
+pub fn decode_message(
+    galaxy: &Galaxy,
+    subject: &str,
+    pair: Pair,
+    at: PairSeq,
+    payload: &[u8],
+) -> Result<Option<Arrived>, LinkError> {
+    let malformed = |why: String| {
+        LinkError::Malformed(format!(
+            "{subject}, stream {JUMPS_STREAM} sequence {at}: {why}"
+        ))
+    };
+    let Some(line) = payload.strip_suffix(b"\n") else {
+        return Err(malformed("not a record line (no line end)".into()));
+    };
+    if line.contains(&b'\n') {
+        return Err(malformed(
+            "more than one line: a message is one record".into(),
+        ));
     }
+    let record = parse_line(payload).map_err(|e| malformed(format!("not a record: {e}")))?;
+    if record.seq != 0 {
+        return Err(malformed(format!(
+            "record number {} where a pair subject's records have 0",
+            record.seq
+        )));
+    }
+    if LeaseRecord::is_lease(&record) {
+        LeaseRecord::decode(&record).map_err(|e| malformed(format!("a bad lease record: {e}")))?;
+        return Ok(None);
+    }
+    if record.kind != JUMP_KIND {
+        return Err(malformed(format!(
+            "a record of kind {:?}: a pair subject holds jumps and lease records only",
+            record.kind
+        )));
+    }
+    let jump = decode_jump(galaxy, &record).map_err(|e| malformed(format!("a bad jump: {e}")))?;
+    if Pair::of(&jump) != Some(pair) {
+        return Err(malformed(format!(
+            "jump {} goes from {} to {}, not along this pair",
+            msg_id(galaxy, &jump),
+            jump.from.slug(galaxy),
+            jump.to.slug(galaxy)
+        )));
+    }
+    Ok(Some(Arrived { at, jump }))
 }
 
 /// Where a reader of one pair stands.
@@ -867,5 +867,110 @@ impl Links for NatsLinks {
             drop(self.shared.nats.bridge.spawn(reader));
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sim::ids::{Tick, Xfer};
+    use sim::instance::InstanceId;
+    use sim::player::Player;
+    use sim::rules::Rules;
+    use store::seq::Seq;
+
+    fn setup() -> (Galaxy, Pair, Jump) {
+        let g = Galaxy::default_galaxy();
+        let from = g.home();
+        let to = g.neighbours(from)[0];
+        let jump = Jump {
+            from: InstanceId::new(from, 2),
+            xfer: Xfer(7),
+            to: InstanceId::primary(to),
+            t: Tick(40),
+            travel_ticks: 5,
+            player: Player::starter("Barnard's Kid", &Rules::default()),
+            tseq: Seq(0),
+        };
+        (g, Pair { from, to }, jump)
+    }
+
+    fn malformed(outcome: Result<Option<Arrived>, LinkError>) -> String {
+        match outcome {
+            Err(LinkError::Malformed(why)) => why,
+            other => panic!("not malformed: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_jump_line_reads_back_and_a_lease_mark_is_skipped() {
+        let (g, pair, jump) = setup();
+        let line = NatsLinks::jump_line(&g, &jump);
+        assert!(line.starts_with(b"0 jump xfer=sol.2:7 from=sol.2 to="));
+        let read = decode_message(&g, "s", pair, PairSeq(9), &line).unwrap();
+        let arrived = read.expect("a jump");
+        assert_eq!((arrived.at, arrived.jump), (PairSeq(9), jump));
+        let mark = NatsLinks::lease_line(&LeaseRecord {
+            epoch: 3,
+            node: "b".into(),
+        });
+        assert!(mark.starts_with(b"0 lease epoch=3 node=b ~"));
+        assert!(decode_message(&g, "s", pair, PairSeq(10), &mark)
+            .unwrap()
+            .is_none());
+    }
+
+    #[test]
+    fn anything_else_on_a_pair_subject_is_malformed_naming_subject_and_sequence() {
+        let (g, pair, jump) = setup();
+        let line = NatsLinks::jump_line(&g, &jump);
+        let subject = "mlt.jump.sol.x";
+        let at = PairSeq(12);
+        let why = malformed(decode_message(
+            &g,
+            subject,
+            pair,
+            at,
+            &line[..line.len() - 1],
+        ));
+        assert!(
+            why.starts_with("mlt.jump.sol.x, stream MLT_JUMPS sequence 12: "),
+            "{why}"
+        );
+        let two = [line.clone(), line.clone()].concat();
+        assert!(malformed(decode_message(&g, subject, pair, at, &two)).contains("more than one"));
+        let mut torn = line.clone();
+        torn[5] ^= 1;
+        assert!(malformed(decode_message(&g, subject, pair, at, &torn)).contains("checksum"));
+        let mut numbered = store::record::LineBuilder::new(4, "lease");
+        numbered.field_num("epoch", 1).field("node", "a");
+        let numbered = numbered.finish();
+        assert!(
+            malformed(decode_message(&g, subject, pair, at, numbered.as_bytes()))
+                .contains("record number 4")
+        );
+        let mut other = store::record::LineBuilder::new(0, "join");
+        other.field("player", "x");
+        let why = malformed(decode_message(
+            &g,
+            subject,
+            pair,
+            at,
+            other.finish().as_bytes(),
+        ));
+        assert!(why.contains("kind \"join\""), "{why}");
+        let reverse = Pair {
+            from: pair.to,
+            to: pair.from,
+        };
+        assert!(malformed(decode_message(&g, subject, reverse, at, &line))
+            .contains("not along this pair"));
+        let mut bad_lease = store::record::LineBuilder::new(0, "lease");
+        bad_lease.field("node", "a");
+        let bad_lease = bad_lease.finish();
+        assert!(
+            malformed(decode_message(&g, subject, pair, at, bad_lease.as_bytes()))
+                .contains("a bad lease record")
+        );
     }
 }

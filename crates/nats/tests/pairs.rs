@@ -9,8 +9,10 @@
 //! takes systems no other test touches ([`lane`]): its own origins (transfer ids are message
 //! ids) and its own destinations (a reader reads every lane into its destination).
 //!
-//! Small by default (seconds, and about 20 s for the leader's death);
-//! `MLTRADER_PAIRS_JUMPS=N` sets the jumps per pair of the leader test (default 40) by hand.
+//! Small by default (seconds, and about 15 s for the leader's death); by hand,
+//! `MLTRADER_PAIRS_JUMPS=N` sets the jumps per pair of the leader test (default 40) and
+//! `MLTRADER_PAIRS_RATE=PAIRSxJUMPS` the size of the rate test (default 4x25; at most 7
+//! pairs: the galaxy's disjoint lanes that no other test takes).
 
 mod common;
 
@@ -38,9 +40,8 @@ fn galaxy() -> Arc<Galaxy> {
     Arc::new(Galaxy::default_galaxy())
 }
 
-/// Lane `k` of a set of lanes no two of which share a system (greedy over the galaxy's lanes):
-/// test `k` owns both its systems.
-fn lane(g: &Galaxy, k: usize) -> (SystemId, SystemId) {
+/// Lanes no two of which share a system (greedy over the galaxy's lanes).
+fn disjoint_lanes(g: &Galaxy) -> Vec<(SystemId, SystemId)> {
     let mut used: Vec<SystemId> = Vec::new();
     let mut disjoint = Vec::new();
     for (a, b) in g.lanes() {
@@ -49,6 +50,13 @@ fn lane(g: &Galaxy, k: usize) -> (SystemId, SystemId) {
             disjoint.push((a, b));
         }
     }
+    disjoint
+}
+
+/// Lane `k` of [`disjoint_lanes`]: test `k` owns both its systems (the rate test takes those
+/// from [`FIRST_RATE_LANE`] on).
+fn lane(g: &Galaxy, k: usize) -> (SystemId, SystemId) {
+    let disjoint = disjoint_lanes(g);
     assert!(
         k < disjoint.len(),
         "the galaxy has {} disjoint lanes",
@@ -56,6 +64,9 @@ fn lane(g: &Galaxy, k: usize) -> (SystemId, SystemId) {
     );
     disjoint[k]
 }
+
+/// The first lane of [`disjoint_lanes`] the rate test takes; those before are the other tests'.
+const FIRST_RATE_LANE: usize = 7;
 
 /// Jump `xfer` of origin instance `from` to system `to`'s primary instance.
 fn jump(from: InstanceId, to: SystemId, xfer: u64) -> Jump {
@@ -594,5 +605,99 @@ fn every_jump_is_read_once_in_order_while_the_jumps_stream_leader_is_killed() {
             let stored = messages(&cluster, &writer.subject(from, to)).await;
             assert_eq!(jump_numbers(&stored), (1..=jumps).collect::<Vec<_>>());
         }
+    });
+}
+
+/// The rate test's pairs and jumps per pair: `MLTRADER_PAIRS_RATE=PAIRSxJUMPS` (default 4x25).
+fn rate_test_size() -> (usize, u64) {
+    let spec = std::env::var("MLTRADER_PAIRS_RATE").unwrap_or_else(|_| "4x25".into());
+    let (pairs, jumps) = spec
+        .split_once('x')
+        .and_then(|(p, j)| Some((p.parse().ok()?, j.parse().ok()?)))
+        .unwrap_or_else(|| panic!("MLTRADER_PAIRS_RATE={spec}: PAIRSxJUMPS, as 4x25"));
+    (pairs, jumps)
+}
+
+/// The `q` quantile of sorted `v`.
+fn quantile(v: &[Duration], q: f64) -> Duration {
+    v[((v.len() - 1) as f64 * q).round() as usize]
+}
+
+#[test]
+fn pairs_publishing_at_once_are_read_once_in_order_and_say_how_fast() {
+    let Some(cluster) = common::shared() else {
+        return;
+    };
+    let g = galaxy();
+    let (pairs, jumps) = rate_test_size();
+    let lanes: Vec<(SystemId, SystemId)> = disjoint_lanes(&g)
+        .into_iter()
+        .skip(FIRST_RATE_LANE)
+        .take(pairs)
+        .collect();
+    assert_eq!(
+        lanes.len(),
+        pairs,
+        "the galaxy has {} free disjoint lanes",
+        lanes.len()
+    );
+    let writer = Arc::new(open(&cluster.connect("pairs-rate-w"), &g, "w"));
+    let reader_links = open(&cluster.connect("pairs-rate-r"), &g, "r");
+    runtime().block_on(async {
+        for &(from, _) in &lanes {
+            writer.fence_outgoing(from, 1).await.unwrap();
+        }
+        let mut readers: Vec<_> = lanes
+            .iter()
+            .map(|&(_, to)| reader(&reader_links, to, BTreeMap::new()))
+            .collect();
+        let started = Instant::now();
+        let publishers: Vec<_> = lanes
+            .iter()
+            .map(|&(from, to)| {
+                let writer = writer.clone();
+                tokio::spawn(async move {
+                    let mut took = Vec::new();
+                    for x in 1..=jumps {
+                        let one = Instant::now();
+                        writer
+                            .publish(1, jump(InstanceId::primary(from), to, x))
+                            .await
+                            .unwrap();
+                        took.push(one.elapsed());
+                    }
+                    took
+                })
+            })
+            .collect();
+        let mut took = Vec::new();
+        for p in publishers {
+            took.extend(p.await.unwrap());
+        }
+        let published = started.elapsed();
+        for (r, &(from, _)) in readers.iter_mut().zip(&lanes) {
+            let numbers: Vec<u64> = ok(next_n(r, jumps as usize).await)
+                .iter()
+                .map(|a| {
+                    assert_eq!(a.jump.from.system, from);
+                    a.jump.xfer.0
+                })
+                .collect();
+            assert_eq!(numbers, (1..=jumps).collect::<Vec<_>>(), "once, in order");
+        }
+        let read = started.elapsed();
+        for r in readers.iter_mut() {
+            nothing_more(r).await;
+        }
+        took.sort();
+        let total = pairs as u64 * jumps;
+        println!(
+            "{total} jumps on {pairs} pairs (one publish in flight each): published in {published:?} ({:.0} jumps/s), all read {:?} after the start; publish p50 {:?}, p99 {:?}, max {:?}",
+            total as f64 / published.as_secs_f64(),
+            read,
+            quantile(&took, 0.5),
+            quantile(&took, 0.99),
+            took.last().unwrap()
+        );
     });
 }
