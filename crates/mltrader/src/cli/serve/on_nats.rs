@@ -293,7 +293,7 @@ pub(super) fn ms_since(start: Instant, t: Instant) -> u64 {
 
 /// Runs `open` until it succeeds, for at most [`OPEN_RETRY_FOR_MS`]: a JetStream request can
 /// time out while the cluster elects or is busy.
-fn again_for_a_while<T>(
+pub(super) fn again_for_a_while<T>(
     what: &str,
     mut open: impl FnMut() -> Result<T, nats::NatsError>,
 ) -> anyhow::Result<T> {

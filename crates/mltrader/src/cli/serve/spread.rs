@@ -38,7 +38,7 @@ use nats::{NatsLogs, NatsOwnership};
 use sim::galaxy::SystemId;
 use store::backend::{Claim, Ownership, OwnershipError, Storage};
 
-use super::on_nats::{lease_call, ms_since, Node};
+use super::on_nats::{again_for_a_while, lease_call, ms_since, Node};
 use super::{admission_of, print_refused, shutdown_signal, ServeArgs, Start};
 use net::server;
 
@@ -71,8 +71,12 @@ pub(super) async fn serve(args: ServeArgs, urls: String, start: Start) -> anyhow
     let links: Arc<dyn mesh::links::Links> = {
         let (c, g, n) = (nats_conn.clone(), galaxy.clone(), me.clone());
         Arc::new(
-            tokio::task::spawn_blocking(move || nats::pairs::NatsLinks::open(&c, g, replicas, &n))
-                .await??,
+            tokio::task::spawn_blocking(move || {
+                again_for_a_while("open the jumps' stream", || {
+                    nats::pairs::NatsLinks::open(&c, g.clone(), replicas, &n)
+                })
+            })
+            .await??,
         )
     };
     let base = Storage {
@@ -101,7 +105,9 @@ pub(super) async fn serve(args: ServeArgs, urls: String, start: Start) -> anyhow
     let members = {
         let c = nats_conn.clone();
         tokio::task::spawn_blocking(move || {
-            Members::open(&c, nats::members::NODES_BUCKET, lease, replicas)
+            again_for_a_while("open the members' bucket", || {
+                Members::open(&c, nats::members::NODES_BUCKET, lease, replicas)
+            })
         })
         .await??
     };
