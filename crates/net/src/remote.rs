@@ -9,7 +9,9 @@
 //! - [`entry`]: the layer in front of the router. For `POST /v1/join` when the home system is
 //!   not run here, and for an authenticated player not in this node's units
 //!   (`mesh.place(name)` is None), it applies this node's limits (the only place they apply),
-//!   forwards the request and returns the owner's answer as is. It authenticates against the
+//!   forwards the request and returns the owner's answer as is. "Held here" is stricter than
+//!   the mesh knowing the player: the player's system (or an end of their jump) must be one
+//!   this node serves ([`Remote::serves`]), so a unit just handed over is not answered for. It authenticates against the
 //!   node's account cache, then [`Remote::account`] (cached after).
 //! - [`Owner`]: the owner's side: runs a forwarded request through this node's own router as
 //!   the player it names, marked with [`Vouched`], a request extension that only this module
@@ -37,6 +39,7 @@ use axum::Router;
 use tower_service::Service;
 
 use api::forward::{valid_request_id, ForwardedReply, ForwardedRequest, ForwardedResponse};
+use mesh::directory::SystemPlace;
 use sim::galaxy::SystemId;
 
 use crate::error::ApiError;
@@ -203,7 +206,7 @@ pub(crate) async fn entry(
     parts.extensions.insert(Vouched {
         player: Some(name.clone()),
     });
-    if route.path == "/v1/events" || state.mesh.place(&name).is_some() {
+    if route.path == "/v1/events" || holds(&state, remote.as_ref(), &name) {
         return next.run(Request::from_parts(parts, body)).await;
     }
     let answer = match forwarded(&parts, body, Some(name)).await {
@@ -211,6 +214,16 @@ pub(crate) async fn entry(
         Err(e) => return e.into_response(),
     };
     answered(answer)
+}
+
+/// Whether this node holds `name`: in one of the systems it serves, or in a jump from or to
+/// one. (The mesh may still know a player of a system this node just handed over.)
+fn holds(state: &AppState, remote: &dyn Remote, name: &str) -> bool {
+    match state.mesh.locate(name) {
+        None => false,
+        Some(SystemPlace::In(system)) => remote.serves(system),
+        Some(SystemPlace::Jumping { from, to, .. }) => remote.serves(from) || remote.serves(to),
+    }
 }
 
 /// The player of the request's token: this node's cache, then the galaxy's accounts (a miss
@@ -349,12 +362,13 @@ impl Owner {
         Owner { router, state }
     }
 
-    /// Runs `request` as the player it names, unless that player is in none of this node's
-    /// units ([`ForwardedReply::NotHere`]: nothing ran). An acting request (POST) runs once per
+    /// Runs `request` as the player it names, unless that player is in none of the systems this
+    /// node serves ([`ForwardedReply::NotHere`]: nothing ran; an API without a [`Remote`]
+    /// serves every system). An acting request (POST) runs once per
     /// request id while its answer is remembered.
     pub async fn answer(&self, request: ForwardedRequest) -> ForwardedReply {
-        if let Some(player) = &request.player {
-            if self.state.mesh.place(player).is_none() {
+        if let (Some(player), Some(remote)) = (&request.player, &self.state.remote) {
+            if !holds(&self.state, remote.as_ref(), player) {
                 return ForwardedReply::NotHere;
             }
         }
