@@ -46,6 +46,10 @@ use net::server;
 /// How often the node polls the members and the leases of the units it waits for.
 pub const ROUND_MS: u64 = 250;
 
+/// A round starts hand-overs and claims for at most the lease / this, then renews again in the
+/// next round (a renewal is due every quarter lease).
+pub const WORK_BUDGET_PER_LEASE: u64 = 10;
+
 /// A unit this node runs: its claim, the lease rules' state, and its logs (for fencing).
 struct Running {
     claim: Claim,
@@ -95,7 +99,14 @@ pub(super) async fn serve(args: ServeArgs, urls: String, start: Start) -> anyhow
     )?;
     let remote = {
         let (c, g) = (nats_conn.clone(), start.galaxy.clone());
-        Arc::new(tokio::task::spawn_blocking(move || NatsRemote::new(&c, g, replicas)).await??)
+        Arc::new(
+            tokio::task::spawn_blocking(move || {
+                again_for_a_while("open the accounts' bucket", || {
+                    NatsRemote::new(&c, g.clone(), replicas)
+                })
+            })
+            .await??,
+        )
     };
     let mut net_config = net::NetConfig::from_env()?;
     net_config.history = Some(start.datadir.clone());
@@ -232,11 +243,26 @@ impl Spread {
             self.stop(system, "a newer owner fenced it").await;
         }
         let systems: Vec<SystemId> = self.mesh.galaxy().ids().collect();
-        for system in systems {
-            let unit = self.unit(system);
-            let mine = deal::owner_of(&unit, &live) == Some(self.me.as_str());
-            match (self.running.contains_key(&system), mine) {
-                (true, true) => self.renew(system).await,
+        let mine = |s: &Spread, system: SystemId| {
+            deal::owner_of(&s.unit(system), &live) == Some(s.me.as_str())
+        };
+        // Renewals first, every round, whatever else there is to do: a hand-over or a start
+        // takes tens to hundreds of milliseconds, and a round that did many before renewing
+        // would lose the leases it holds.
+        for &system in &systems {
+            if self.running.contains_key(&system) {
+                self.renew(system).await;
+            }
+        }
+        // Then hand-overs and claims, within a budget of time a round, renewing between them.
+        let began = Instant::now();
+        let budget = Duration::from_millis(self.lease_ms / WORK_BUDGET_PER_LEASE);
+        for &system in &systems {
+            if began.elapsed() > budget {
+                break;
+            }
+            match (self.running.contains_key(&system), mine(self, system)) {
+                (true, true) => {}
                 (true, false) => self.hand_over(system).await,
                 (false, true) => self.claim(system).await,
                 (false, false) => {
