@@ -144,7 +144,7 @@ pub(super) async fn serve(args: ServeArgs, urls: String, start: Start) -> anyhow
         tokio::task::spawn_blocking(move || m.announce(&u, started_ms)).await??
     };
     println!(
-        "node {me} listening on {url}: a node of a spread galaxy ({} systems), logs in NATS JetStream at {urls}",
+        "node {me} listening on {url} (a node of a spread galaxy of {} systems; logs in NATS JetStream at {urls})",
         galaxy.len()
     );
     let mut spread = Spread {
