@@ -397,7 +397,7 @@ fn faults(
     cluster: &TestCluster,
     run: &Path,
     flags: &[String],
-    nodes: &mut Vec<Node>,
+    nodes: &mut [Node],
 ) -> anyhow::Result<()> {
     let last = nodes.len() - 1;
     drain(&nodes[0]);
