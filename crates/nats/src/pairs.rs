@@ -51,11 +51,12 @@ use store::lease::{LeaseRecord, LEASE_KIND};
 use store::record::{is_bare, parse_line, Line, MAX_RECORD_BYTES};
 
 use crate::error::{is_in_process, is_wrong_last_sequence};
+use crate::export::{EpochCheck, StoredMessage};
 use crate::limits::{
     DUPLICATE_WINDOW_S, HEADER_ROOM_BYTES, PAIR_PUBLISH_RETRY_FOR_MS, PAIR_READ_EXPIRES_MS,
     PAIR_READ_RETRY_FOR_MS, PAIR_READ_STALL_CHECK_MS, PAIR_RETRY_PAUSE_MS,
 };
-use crate::logs::{EPOCH_HEADER, NODE_HEADER};
+use crate::logs::{visit_messages, Next, EPOCH_HEADER, NODE_HEADER};
 use crate::subject::{self, JUMP_SUBJECT_PREFIX};
 use crate::{Nats, NatsError};
 
@@ -274,6 +275,73 @@ impl NatsLinks {
     /// The subject of the jumps from unit `from` to unit `to`.
     pub fn subject(&self, from: SystemId, to: SystemId) -> String {
         self.shared.subject(Pair { from, to })
+    }
+
+    /// Every message of the pair subject from `from` to `to`, in order, with its writer's
+    /// headers, as `mltrader export` reads a log's. Blocks; for checks and tests.
+    pub fn messages_of(
+        &self,
+        from: SystemId,
+        to: SystemId,
+    ) -> Result<Vec<StoredMessage>, NatsError> {
+        let stream = self.shared.stream.clone();
+        let subject = self.subject(from, to);
+        self.shared.nats.bridge.run(async move {
+            let last = match stream.get_last_raw_message_by_subject(&subject).await {
+                Ok(message) => message.sequence,
+                Err(e) if matches!(e.kind(), LastRawMessageErrorKind::NoMessageFound) => {
+                    return Ok(Vec::new())
+                }
+                Err(e) => {
+                    return Err(NatsError::jetstream(
+                        format!("last message of {subject}"),
+                        e,
+                    ))
+                }
+            };
+            let mut out = Vec::new();
+            visit_messages(&stream, &subject, 1, last, |stream_seq, message| {
+                let header = |name: &str| {
+                    message
+                        .headers
+                        .as_ref()
+                        .and_then(|h| h.get(name))
+                        .map(|v| v.as_str().to_string())
+                };
+                out.push(StoredMessage {
+                    stream_seq,
+                    node: header(NODE_HEADER),
+                    epoch: header(EPOCH_HEADER),
+                    payload: message.payload.to_vec(),
+                });
+                Next::More
+            })
+            .await?;
+            Ok(out)
+        })?
+    }
+
+    /// Checks the pair subject from `from` to `to` against fencing's promise, with the check
+    /// `mltrader export` makes of a log ([`EpochCheck`]): the writers' epochs never decrease,
+    /// and every message after a fence mark of epoch E carries E (until the next mark). A
+    /// message without an epoch header is a breach. The first breach, named; blocks.
+    pub fn check_fencing(&self, from: SystemId, to: SystemId) -> Result<(), String> {
+        let subject = self.subject(from, to);
+        let messages = self.messages_of(from, to).map_err(|e| e.to_string())?;
+        let mut check = EpochCheck::default();
+        for m in &messages {
+            check.message(&subject, m);
+        }
+        if let Some(problem) = check.problems.first() {
+            return Err(problem.clone());
+        }
+        if check.no_epoch_header > 0 {
+            return Err(format!(
+                "{subject}: {} messages without an epoch header",
+                check.no_epoch_header
+            ));
+        }
+        Ok(())
     }
 
     /// A jump's message body: its record line (`seq` 0), exactly what a reader decodes.
@@ -850,13 +918,14 @@ impl Links for NatsLinks {
     ) -> Result<(), LinkError> {
         let galaxy = &self.shared.galaxy;
         let lanes = galaxy.neighbours(to);
-        for from in after.keys() {
-            assert!(
-                lanes.contains(from),
-                "BUG: a position on the pair from {} to {}, which have no lane",
+        // Positions come from a snapshot: one of a pair that is no lane is refused, not
+        // panicked on.
+        if let Some(from) = after.keys().find(|from| !lanes.contains(from)) {
+            return Err(LinkError::Malformed(format!(
+                "a position on the pair from {} to {}, which have no lane: not a position of this galaxy",
                 galaxy.slug(*from),
                 galaxy.slug(to)
-            );
+            )));
         }
         for &from in lanes {
             let start = after.get(&from).copied().unwrap_or_default();

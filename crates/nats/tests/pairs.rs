@@ -361,7 +361,27 @@ fn a_zombie_origin_is_refused_after_a_newer_owner_fences_its_pairs() {
                 "marks on the lane to {}",
                 g.slug(lane_to)
             );
+            new.check_fencing(from, lane_to).unwrap();
         }
+        // A message of the old epoch that got in anyway (a writer that sends no expected
+        // sequence) is what check_fencing exists to find. On this test's own pair, last: the
+        // fence marks above went to other tests' destinations too, this must not.
+        let js = cluster.raw().await;
+        let mut headers = async_nats::HeaderMap::new();
+        headers.insert("Mlt-Node", "old");
+        headers.insert("Mlt-Epoch", "4");
+        let body = NatsLinks::jump_line(&g, &jump(origin, to, 99));
+        js.publish_with_headers(subject.clone(), headers, body.into())
+            .await
+            .unwrap()
+            .await
+            .unwrap();
+        let breach = new.check_fencing(from, to).unwrap_err();
+        println!("check_fencing: {breach}");
+        assert!(
+            breach.contains(&subject) && breach.contains("epoch 4 after a message of epoch 5"),
+            "{breach}"
+        );
     });
 }
 
@@ -600,10 +620,11 @@ fn every_jump_is_read_once_in_order_while_the_jumps_stream_leader_is_killed() {
             );
             assert!(read.windows(2).all(|w| w[0].at < w[1].at), "positions grow");
         }
-        // Nothing stored twice either.
+        // Nothing stored twice either, and no message against the fence marks.
         for &(from, to) in &pairs {
             let stored = messages(&cluster, &writer.subject(from, to)).await;
             assert_eq!(jump_numbers(&stored), (1..=jumps).collect::<Vec<_>>());
+            writer.check_fencing(from, to).unwrap();
         }
     });
 }
