@@ -54,7 +54,7 @@ use crate::error::{is_in_process, is_wrong_last_sequence};
 use crate::export::{EpochCheck, StoredMessage};
 use crate::limits::{
     DUPLICATE_WINDOW_S, HEADER_ROOM_BYTES, PAIR_PUBLISH_RETRY_FOR_MS, PAIR_READ_EXPIRES_MS,
-    PAIR_READ_RETRY_FOR_MS, PAIR_READ_STALL_CHECK_MS, PAIR_RETRY_PAUSE_MS,
+    PAIR_READ_MAX_PAUSE_MS, PAIR_READ_STALL_CHECK_MS, PAIR_READ_WARN_EVERY_MS, PAIR_RETRY_PAUSE_MS,
 };
 use crate::logs::{visit_messages, Next, EPOCH_HEADER, NODE_HEADER};
 use crate::subject::{self, JUMP_SUBJECT_PREFIX};
@@ -638,14 +638,20 @@ impl Shared {
     }
 
     /// Reads `pair`'s subject from after `after` into `sink`, live, until the sink is closed
-    /// or reading fails for good (the error sent first).
+    /// or a message is malformed (the error sent first). A failing stream is tried again for
+    /// as long as the sink is open (a warning every [`PAIR_READ_WARN_EVERY_MS`]).
     async fn read_pair(self: Arc<Self>, pair: Pair, after: PairSeq, sink: ArrivalSink) {
         let subject = self.subject(pair);
         let mut progress = Progress {
             next: after.0 + 1,
             failing_since: None,
         };
+        let mut pause_ms = PAIR_RETRY_PAUSE_MS;
+        let mut warned_at_ms = 0;
         loop {
+            if progress.failing_since.is_none() {
+                (pause_ms, warned_at_ms) = (PAIR_RETRY_PAUSE_MS, 0);
+            }
             let outcome = tokio::select! {
                 _ = sink.closed() => return,
                 outcome = self.read_with_one_consumer(&subject, pair, &mut progress, &sink) => outcome,
@@ -659,20 +665,22 @@ impl Shared {
                 ReadEnd::Engine(reason) => reason,
             };
             let since = *progress.failing_since.get_or_insert_with(Instant::now);
-            if since.elapsed() >= Duration::from_millis(PAIR_READ_RETRY_FOR_MS) {
-                let error = LinkError::Unavailable(format!(
-                    "{subject}: no consumer could read it from stream sequence {} for {} ms (last: {reason}); read it again from there",
-                    progress.next,
-                    since.elapsed().as_millis()
-                ));
-                let _ = sink.send(Err(error)).await;
-                return;
+            let failing_ms = since.elapsed().as_millis() as u64;
+            if failing_ms >= warned_at_ms + PAIR_READ_WARN_EVERY_MS {
+                warned_at_ms = failing_ms;
+                tracing::warn!(
+                    "{subject}: no consumer has read it from stream sequence {} for {failing_ms} ms (last: {reason}); trying again",
+                    progress.next
+                );
+            } else {
+                tracing::debug!(
+                    "{subject}: reading from {}: {reason}; a new consumer",
+                    progress.next
+                );
             }
-            tracing::debug!(
-                "{subject}: reading from {}: {reason}; a new consumer",
-                progress.next
-            );
-            tokio::time::sleep(Duration::from_millis(PAIR_RETRY_PAUSE_MS)).await;
+            tokio::time::sleep(Duration::from_millis(pause_ms)).await;
+            // Reset at the top of the loop once a consumer delivers again.
+            pause_ms = (pause_ms * 2).min(PAIR_READ_MAX_PAUSE_MS);
         }
     }
 

@@ -472,13 +472,13 @@ fn the_reader_skips_lease_marks_and_reports_a_malformed_message() {
         );
         println!("malformed: {why}");
         nothing_more(&mut arrivals).await;
-        assert_eq!(
-            links
-                .stats()
-                .marks_skipped
-                .load(std::sync::atomic::Ordering::Relaxed),
-            2
-        );
+        // At least its own two: other tests fence every lane of their origins, and some of
+        // those lead into this test's destination.
+        let skipped = links
+            .stats()
+            .marks_skipped
+            .load(std::sync::atomic::Ordering::Relaxed);
+        assert!(skipped >= 2, "{skipped} marks skipped");
     });
 }
 
