@@ -646,6 +646,10 @@ impl Shared {
             next: after.0 + 1,
             failing_since: None,
         };
+        if let Err(error) = self.check_position(&subject, after).await {
+            let _ = sink.send(Err(error)).await;
+            return;
+        }
         let mut pause_ms = PAIR_RETRY_PAUSE_MS;
         let mut warned_at_ms = 0;
         loop {
@@ -682,6 +686,32 @@ impl Shared {
             // Reset at the top of the loop once a consumer delivers again.
             pause_ms = (pause_ms * 2).min(PAIR_READ_MAX_PAUSE_MS);
         }
+    }
+
+    /// Refuses a position past the subject's last message: positions are of messages read
+    /// from it, and a subject never loses its last message (nothing purges pair subjects),
+    /// so the stream was replaced or lost data; reading on would skip every jump stored below
+    /// the position, silently. When the stream does not answer for
+    /// [`PAIR_PUBLISH_RETRY_FOR_MS`], reading starts unchecked (a warning says so).
+    async fn check_position(&self, subject: &str, after: PairSeq) -> Result<(), LinkError> {
+        if after == PairSeq(0) {
+            return Ok(());
+        }
+        let deadline = Instant::now() + Duration::from_millis(PAIR_PUBLISH_RETRY_FOR_MS);
+        let last = match self.last_until(subject, deadline).await {
+            Ok(last) => last,
+            Err(e) => {
+                tracing::warn!("{subject}: position {after} not checked: {e}");
+                return Ok(());
+            }
+        };
+        if after <= last.seq {
+            return Ok(());
+        }
+        Err(LinkError::Malformed(format!(
+            "{subject}: the position to read after, {after}, is past the subject's last message ({}): stream {JUMPS_STREAM} was replaced or lost messages; nothing read, so that no jump is skipped",
+            last.seq
+        )))
     }
 
     /// Reads with one ordered consumer from `progress.next` until it fails, a message is

@@ -217,6 +217,16 @@ fn a_published_jump_is_read_back_from_the_start_from_a_position_and_live() {
             .map(|a| a.jump.xfer.0)
             .collect();
         assert_eq!(again, [1, 2, 3]);
+        // A position past the subject's end (a stream replaced under a snapshot) is refused.
+        let mut past = reader(
+            &links,
+            to,
+            BTreeMap::from([(from, PairSeq(at[2].0 + 1_000))]),
+        );
+        let Err(LinkError::Malformed(why)) = &next_n(&mut past, 1).await[0] else {
+            panic!("a position past the end was read from")
+        };
+        assert!(why.contains("past the subject's last message"), "{why}");
         let mut after_first = reader(&links, to, BTreeMap::from([(from, at[0])]));
         let rest: Vec<(PairSeq, u64)> = ok(next_n(&mut after_first, 2).await)
             .iter()
