@@ -10,7 +10,8 @@
 //! ids) and its own destinations (a reader reads every lane into its destination).
 //!
 //! Small by default (seconds, and about 15 s for the leader's death); by hand,
-//! `MLTRADER_PAIRS_JUMPS=N` sets the jumps per pair of the leader test (default 40) and
+//! `MLTRADER_PAIRS_JUMPS=N` sets the jumps per pair of the leader test (default 40),
+//! `MLTRADER_PAIRS_KILLS=K` how many leaders it kills in turn (default 1), and
 //! `MLTRADER_PAIRS_RATE=PAIRSxJUMPS` the size of the rate test (default 4x25; at most 7
 //! pairs: the galaxy's disjoint lanes that no other test takes).
 
@@ -537,6 +538,15 @@ async fn new_leader(cluster: &common::Cluster, killed: &str) -> String {
     }
 }
 
+/// How many times the leader test kills the stream's leader: `MLTRADER_PAIRS_KILLS` (default
+/// 1; each killed server is restarted before the next kill).
+fn leader_test_kills() -> u32 {
+    std::env::var("MLTRADER_PAIRS_KILLS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(1)
+}
+
 /// The leader test's jumps per pair.
 fn leader_test_jumps() -> u64 {
     std::env::var("MLTRADER_PAIRS_JUMPS")
@@ -569,7 +579,7 @@ fn every_jump_is_read_once_in_order_while_the_jumps_stream_leader_is_killed() {
         }
         let mut into_b = reader(&reader_links, b, BTreeMap::new());
         let mut into_a = reader(&reader_links, a, BTreeMap::new());
-        let leader = cluster.leader_of(JUMPS_STREAM).await;
+        let kills = leader_test_kills();
         let started = Instant::now();
         let publishers: Vec<_> = pairs
             .iter()
@@ -592,16 +602,28 @@ fn every_jump_is_read_once_in_order_while_the_jumps_stream_leader_is_killed() {
                 })
             })
             .collect();
-        tokio::time::sleep(Duration::from_millis(300)).await;
-        let killed_at = started.elapsed();
-        let to_kill = leader.clone();
-        let killer = cluster.clone();
-        tokio::task::spawn_blocking(move || killer.kill(&to_kill)).await.unwrap();
-        let new_leader = new_leader(&cluster, &leader).await;
-        println!(
-            "killed {leader}, the leader of {JUMPS_STREAM}, at {killed_at:?}; {new_leader} leads {:?} after the kill",
-            started.elapsed() - killed_at
-        );
+        for kill in 1..=kills {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            let leader = cluster.leader_of(JUMPS_STREAM).await;
+            let killed_at = started.elapsed();
+            let (killer, to_kill) = (cluster.clone(), leader.clone());
+            tokio::task::spawn_blocking(move || killer.kill(&to_kill))
+                .await
+                .unwrap();
+            let new_leader = new_leader(&cluster, &leader).await;
+            println!(
+                "kill {kill}: {leader}, the leader of {JUMPS_STREAM}, at {killed_at:?}; {new_leader} leads {:?} after the kill",
+                started.elapsed() - killed_at
+            );
+            if kill < kills {
+                // Two servers of three down would stop the stream: the killed one comes back
+                // before the next kill.
+                let restarter = cluster.clone();
+                tokio::task::spawn_blocking(move || restarter.restart_dead())
+                    .await
+                    .unwrap();
+            }
+        }
         for (i, p) in publishers.into_iter().enumerate() {
             let (longest, unavailable) = p.await.unwrap();
             println!("pair {i}: longest publish {longest:?}, {unavailable} unavailable");
