@@ -95,6 +95,8 @@ pub struct PairStats {
     pub consumers: AtomicU64,
     /// Consumers replaced by the watchdog: silent for a check period with messages to deliver.
     pub stalls: AtomicU64,
+    /// The watchdog's requests for a subject's last sequence (one per idle pair per period).
+    pub stall_checks: AtomicU64,
 }
 
 fn bump(counter: &AtomicU64) {
@@ -760,6 +762,7 @@ impl Shared {
                         pending_since = None;
                         continue;
                     }
+                    bump(&self.stats.stall_checks);
                     let Ok(last) = self.last_message(subject).await else {
                         continue; // the stream does not answer: nothing to judge
                     };

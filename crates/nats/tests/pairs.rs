@@ -754,3 +754,65 @@ fn pairs_publishing_at_once_are_read_once_in_order_and_say_how_fast() {
         );
     });
 }
+
+/// CPU seconds (user + system) of process `pid` so far, from /proc.
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .unwrap()
+        .1
+        .split_whitespace()
+        .collect();
+    let ticks: f64 = fields[11].parse::<f64>().unwrap() + fields[12].parse::<f64>().unwrap();
+    ticks / 100.0 // USER_HZ on Linux
+}
+
+/// The three servers' CPU seconds over `window`.
+fn servers_cpu_over(cluster: &common::Cluster, window: Duration) -> f64 {
+    let pids: Vec<u32> = (1..=3)
+        .map(|i| cluster.inner.server_pid(i).expect("a running server"))
+        .collect();
+    let before: f64 = pids.iter().map(|&p| cpu_seconds(p)).sum();
+    std::thread::sleep(window);
+    pids.iter().map(|&p| cpu_seconds(p)).sum::<f64>() - before
+}
+
+/// By hand (ignored: it measures, it guards nothing): what readers of every pair subject of
+/// the galaxy cost the servers while no jump is published, against the same cluster with none.
+/// `MLTRADER_PAIRS_IDLE_S` sets each window (default 20 s).
+#[test]
+#[ignore]
+fn idle_readers_of_every_pair_cost_the_servers() {
+    let Some(cluster) = common::Cluster::start_own() else {
+        return;
+    };
+    let g = galaxy();
+    let window = Duration::from_secs(
+        std::env::var("MLTRADER_PAIRS_IDLE_S")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(20),
+    );
+    let links = open(&cluster.connect("pairs-idle"), &g, "idle");
+    std::thread::sleep(Duration::from_secs(2));
+    let quiet = servers_cpu_over(&cluster, window);
+    let mut receivers = Vec::new();
+    for to in g.ids() {
+        receivers.push(reader(&links, to, BTreeMap::new()));
+    }
+    let pairs: usize = g.ids().map(|s| g.neighbours(s).len()).sum();
+    std::thread::sleep(Duration::from_secs(5));
+    let client_before = cpu_seconds(std::process::id());
+    let reading = servers_cpu_over(&cluster, window);
+    let client = cpu_seconds(std::process::id()) - client_before;
+    let stats = links.stats();
+    println!(
+        "{pairs} pairs read, idle: the three servers used {quiet:.2} CPU s in {window:?} without readers, {reading:.2} with ({:.1}% of one core more); this client {client:.2} CPU s; consumers {}, watchdog checks {}, stalls {}",
+        (reading - quiet) / window.as_secs_f64() * 100.0,
+        stats.consumers.load(std::sync::atomic::Ordering::Relaxed),
+        stats.stall_checks.load(std::sync::atomic::Ordering::Relaxed),
+        stats.stalls.load(std::sync::atomic::Ordering::Relaxed)
+    );
+    drop(receivers);
+}
