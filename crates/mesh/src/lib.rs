@@ -773,8 +773,13 @@ impl Mesh {
     }
 
     /// Every account: player name and the hash of their access key.
+    /// On a node of a spread galaxy that does not run the home system: none here (the API
+    /// looks accounts up elsewhere).
     pub async fn accounts(&self) -> Result<Vec<(String, String)>, MeshError> {
         let home = self.ctx.galaxy.home();
+        if matches!(self.ctx.handoff, Handoff::Units(_)) && !self.ctx.runs(home) {
+            return Ok(Vec::new());
+        }
         self.ask(home, |reply| ShardMessage::Accounts { reply })
             .await
     }
