@@ -26,8 +26,11 @@
 //! else is [`LinkError::Malformed`] naming the subject and the sequence. An ordered consumer
 //! and not a loop of direct gets: the server pushes each new message as it is stored (a loop
 //! would poll, paying a request per message and a pause between polls for latency), and the
-//! client re-creates it by itself after missed heartbeats (a leader's election); when it fails
-//! anyway, the reader creates a new one from the last position it delivered.
+//! client re-creates it by itself after missed heartbeats (a leader's election, within about
+//! twice [`PAIR_READ_EXPIRES_MS`]); when it fails anyway, or stays silent for a whole
+//! [`PAIR_READ_STALL_CHECK_MS`] while its subject holds more (the watchdog), the reader
+//! creates a new one from the last position it delivered, for as long as its sink is open. A
+//! position past the subject's last message is refused before anything is read.
 //!
 //! Never decides a game rule, never lands, aborts or reorders a jump, never publishes without an
 //! expected last subject sequence (outside the simulator's bug switch), and never runs on nor
