@@ -39,7 +39,7 @@ use tokio::sync::mpsc;
 use super::codec::{encode_jump, xfer_text, Jump};
 use super::protocol::commit::{self, Commits, Handover, Prepared};
 use super::shard::{Reply, ShardMessage};
-use super::{Context, JumpAck, MeshError};
+use super::{Context, Handoff, JumpAck, MeshError};
 use store::log::Log;
 use store::seq::Seq;
 
@@ -83,7 +83,13 @@ pub async fn run(
         }
         let mut batch = commits.take_batch(MAX_DEPARTURE_BATCH);
         let batch_replies: Vec<_> = replies.drain(..batch.len()).collect();
-        if let Err(e) = commit(&ctx, &system_log, &mut batch).await {
+        let committed = match &ctx.handoff {
+            Handoff::Local { transitions } => {
+                commit(&ctx, transitions, &system_log, &mut batch).await
+            }
+            Handoff::Units(_) => commit_at_prepare(&system_log, &mut batch).await,
+        };
+        if let Err(e) = committed {
             for r in batch_replies.into_iter().flatten() {
                 let _ = r.send(Err(e.clone()));
             }
@@ -95,33 +101,48 @@ pub async fn run(
         let _ = acked.wait_for(|&seq| seq >= last_prepare).await;
         let mut replies = batch_replies.into_iter();
         let mut reply = None;
+        // A jump whose handover failed for good (a newer owner fenced its pair subject) goes
+        // no further here: no `depart.done`, no answer; the new owner publishes it again.
+        let mut given_up = false;
         for step in commit::hand_over(batch) {
             if let Handover::Land(_) = step {
                 reply = replies.next().flatten();
+                given_up = false;
             }
-            carry_out(&ctx, &origin, step, &mut reply).await;
+            if !given_up {
+                given_up = !carry_out(&ctx, &origin, step, &mut reply).await;
+            }
         }
     }
 }
 
 /// One step of a committed jump's handover ([`Handover`], in the core's order): to its
-/// destination, to its origin (`depart.done`), to the player (`reply`, taken).
+/// destination, to its origin (`depart.done`), to the player (`reply`, taken). False when the
+/// jump's handover cannot go on here (fenced).
 async fn carry_out(
     ctx: &Context,
     origin: &mpsc::Sender<ShardMessage>,
     step: Handover,
     reply: &mut Option<Reply<JumpAck>>,
-) {
+) -> bool {
     match step {
-        Handover::Land(jump) => match ctx.shard(jump.to) {
-            Some(dest) => {
-                let _ = dest.send(ShardMessage::Landing(jump)).await;
+        Handover::Land(jump) => match &ctx.handoff {
+            Handoff::Units(units) if jump.to.system != jump.from.system => {
+                return units.publish(ctx, jump).await;
             }
-            None => tracing::error!(
-                "jump {} is committed towards {}, which runs no shard; the next start lands it",
-                xfer_text(&ctx.galaxy, jump.from, jump.xfer),
-                jump.to.slug(&ctx.galaxy)
-            ),
+            // A move within the unit: no transition log holds it, so `depart.done` (the next
+            // step) waits until its landing is durable.
+            Handoff::Units(_) => land_then(ctx, jump).await,
+            Handoff::Local { .. } => match ctx.shard(jump.to) {
+                Some(dest) => {
+                    let _ = dest.send(ShardMessage::Landing(jump)).await;
+                }
+                None => tracing::error!(
+                    "jump {} is committed towards {}, which runs no shard; the next start lands it",
+                    xfer_text(&ctx.galaxy, jump.from, jump.xfer),
+                    jump.to.slug(&ctx.galaxy)
+                ),
+            },
         },
         Handover::Done { xfer, tseq, .. } => {
             let _ = origin.send(ShardMessage::Committed { xfer, tseq }).await;
@@ -139,20 +160,26 @@ async fn carry_out(
             }
         }
     }
+    true
 }
 
 /// Steps 1 and 2 for a batch, at once: the `jump` records are appended without waiting for
 /// the `depart` records, and the batch is committed once both are durable (the two syncs, on
 /// two files, overlap). A crash between the two leaves a `jump` whose `depart` is lost:
 /// recovery voids it (`depart.void`), and nobody was told, since the replies wait for both.
-async fn commit(ctx: &Context, system_log: &Log, batch: &mut [Prepared]) -> Result<(), MeshError> {
+async fn commit(
+    ctx: &Context,
+    transitions: &Log,
+    system_log: &Log,
+    batch: &mut [Prepared],
+) -> Result<(), MeshError> {
     let last_prepare = commit::last_prepare(batch);
     let galaxy = &ctx.galaxy;
     let appended = ctx
         .checkpoint
         .append_registered(
             || {
-                ctx.transitions.append_batch_at(
+                transitions.append_batch_at(
                     batch,
                     |_| "jump",
                     |p, line| encode_jump(line, galaxy, &p.jump),
@@ -173,19 +200,46 @@ async fn commit(ctx: &Context, system_log: &Log, batch: &mut [Prepared]) -> Resu
         "a record for each jump of the batch"
     );
     commit::appended(batch, first);
-    let (prepared, committed) = tokio::join!(
-        system_log.durable(last_prepare),
-        ctx.transitions.durable(last)
-    );
+    let (prepared, committed) =
+        tokio::join!(system_log.durable(last_prepare), transitions.durable(last));
     prepared.map_err(MeshError::Storage)?;
     committed.map_err(MeshError::Storage)?;
     assert!(
-        commit::is_committed(
-            batch,
-            system_log.durable_seq(),
-            ctx.transitions.durable_seq()
-        ),
+        commit::is_committed(batch, system_log.durable_seq(), transitions.durable_seq()),
         "BUG: a batch is answered before the core calls it committed"
     );
     Ok(())
+}
+
+/// The commit on a node of a spread galaxy (docs/PROTOCOL.md "Across nodes"): the batch is
+/// committed once its `depart` records are durable (and fenced: a zombie's append is refused),
+/// with no transition log. Each jump is numbered by its `depart`'s record ([`commit::at_prepare`]).
+async fn commit_at_prepare(system_log: &Log, batch: &mut [Prepared]) -> Result<(), MeshError> {
+    let last_prepare = commit::last_prepare(batch);
+    system_log
+        .durable(last_prepare)
+        .await
+        .map_err(MeshError::Storage)?;
+    commit::at_prepare(batch);
+    assert!(
+        commit::is_committed(batch, system_log.durable_seq(), last_prepare),
+        "BUG: a batch is answered before the core calls it committed"
+    );
+    Ok(())
+}
+
+/// Hands a jump within a unit to its destination and waits until its landing is durable (the
+/// destination gone: the unit stops, and the next start lands it from the `depart`).
+pub(crate) async fn land_then(ctx: &Context, jump: Jump) {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let Some(dest) = ctx.shard(jump.to) else {
+        return;
+    };
+    if dest
+        .send(ShardMessage::LandingThen { jump, landed: tx })
+        .await
+        .is_ok()
+    {
+        let _ = rx.await;
+    }
 }

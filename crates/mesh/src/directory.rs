@@ -175,6 +175,49 @@ impl Directory {
         }
     }
 
+    /// The player left this node (a jump towards a unit another node runs) as of `version`:
+    /// routing forgets them unless it knows a newer place (they landed back here). Whoever
+    /// waits here for their landing is let go (the receiver sees its sender dropped).
+    pub fn left(&self, name: &str, version: Version) {
+        let mut map = self.places.write().unwrap_or_else(|e| e.into_inner());
+        if map.get(name).is_none_or(|slot| slot.1 > version) {
+            return;
+        }
+        map.remove(name);
+        drop(map);
+        let mut by_key = self.by_key.write().unwrap_or_else(|e| e.into_inner());
+        let key = names::key(name);
+        if let Some(holders) = by_key.get_mut(&key) {
+            holders.remove(name);
+            if holders.is_empty() {
+                by_key.remove(&key);
+            }
+        }
+        drop(by_key);
+        self.waiters
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(name);
+    }
+
+    /// Forgets every player in `system` or on their way to it (its unit stopped running here).
+    pub fn forget_system(&self, system: SystemId) {
+        let gone: Vec<(String, Version)> = self
+            .places
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .filter(|(_, (place, _))| match place {
+                Place::In(at) => at.system == system,
+                Place::Jumping { to, .. } => to.system == system,
+            })
+            .map(|(name, (_, v))| (name.clone(), *v))
+            .collect();
+        for (name, version) in gone {
+            self.left(&name, version);
+        }
+    }
+
     /// A receiver told of the player's next landing.
     pub fn wait_landing(&self, name: &str) -> oneshot::Receiver<Landed> {
         let (tx, rx) = oneshot::channel();

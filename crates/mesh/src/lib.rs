@@ -36,10 +36,13 @@ pub mod stats;
 #[cfg(test)]
 mod test_support;
 pub mod trading;
+pub mod units;
+#[cfg(test)]
+mod units_tests;
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, OnceLock, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 
 use serde::Serialize;
 use tokio::sync::{broadcast, mpsc, oneshot};
@@ -184,6 +187,27 @@ pub struct ShardStatus {
     pub failed: Option<String>,
 }
 
+/// How a committed jump reaches its destination.
+pub enum Handoff {
+    /// One process runs the whole galaxy: a jump commits with its record in the galaxy's
+    /// transition log (the parallel commit, [`departures`]) and is handed over in memory.
+    Local { transitions: Log },
+    /// A node of a spread galaxy runs some units (a system with its instances): a jump commits
+    /// at its durable `depart`; one towards another unit travels on its pair subject
+    /// ([`units`], docs/PROTOCOL.md "Across nodes").
+    Units(units::Units),
+}
+
+impl Handoff {
+    /// The galaxy's transition log (only in one process).
+    pub fn transitions(&self) -> Option<&Log> {
+        match self {
+            Handoff::Local { transitions } => Some(transitions),
+            Handoff::Units(_) => None,
+        }
+    }
+}
+
 /// What every shard and pipeline shares: read-only settings, the transition log (append-only,
 /// thread-safe), the routing hint, the event feed, and the queues of all shards.
 pub struct Context {
@@ -191,9 +215,11 @@ pub struct Context {
     pub config: MeshConfig,
     /// The players' history logs are files here ([`projector`]); `net` reads them.
     pub datadir: DataDir,
-    /// The logs and snapshots the shards write (files, or memory in tests).
+    /// The logs and snapshots the shards write (files, or memory in tests). On a node of a
+    /// spread galaxy each unit writes its logs under its own lease ([`Context::storage_of`]).
     pub storage: Storage,
-    pub transitions: Log,
+    /// How a committed jump reaches its destination ([`Handoff`]).
+    pub handoff: Handoff,
     pub directory: Directory,
     /// Which committed jumps are not settled yet: how far back recovery must read.
     pub checkpoint: checkpoint::Checkpoint,
@@ -201,11 +227,11 @@ pub struct Context {
     pub projector: projector::Projector,
     /// The event feed ([`feed`]): durable events of every system.
     events: broadcast::Sender<Arc<FeedEvent>>,
-    shards: OnceLock<Vec<mpsc::Sender<ShardMessage>>>,
-    /// The queues of the open instances other than primaries: added when one starts, removed
-    /// when it retires. std RwLock: held for a map operation only, never across an await.
-    instances: RwLock<BTreeMap<InstanceId, mpsc::Sender<ShardMessage>>>,
-    /// Set (under the `instances` lock) when the mesh stops: no instance starts after it.
+    /// The queue of every running shard, primaries and instances: added when one starts,
+    /// removed when it retires (an instance) or its unit is handed over (a node of a spread
+    /// galaxy). std RwLock: held for a map operation only, never across an await.
+    queues: RwLock<BTreeMap<InstanceId, mpsc::Sender<ShardMessage>>>,
+    /// Set (under the `queues` lock) when the mesh stops: no shard starts after it.
     stopping: AtomicBool,
     /// The galaxy-wide economy view ([`price_sync`]), fed through `published`.
     prices: Arc<Mutex<price_sync::PriceView>>,
@@ -223,46 +249,69 @@ impl Context {
         let _ = self.events.send(Arc::new(event));
     }
 
-    /// The queue of the shard of a system's instance (None if it does not run).
+    /// The queue of the shard of a system's instance (None if it does not run here).
     pub fn shard(&self, at: InstanceId) -> Option<mpsc::Sender<ShardMessage>> {
-        if at.is_primary() {
-            return self
-                .shards
-                .get()
-                .and_then(|s| s.get(at.system.index()))
-                .cloned();
-        }
-        self.instances_read().get(&at).cloned()
+        self.queues_read().get(&at).cloned()
     }
 
-    fn instances_read(
+    fn queues_read(
         &self,
     ) -> std::sync::RwLockReadGuard<'_, BTreeMap<InstanceId, mpsc::Sender<ShardMessage>>> {
-        self.instances.read().unwrap_or_else(|e| e.into_inner())
+        self.queues.read().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn instances_write(
+    fn queues_write(
         &self,
     ) -> std::sync::RwLockWriteGuard<'_, BTreeMap<InstanceId, mpsc::Sender<ShardMessage>>> {
-        self.instances.write().unwrap_or_else(|e| e.into_inner())
+        self.queues.write().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// The running instances of `system` other than its primary.
-    pub fn instance_ids(&self, system: SystemId) -> Vec<InstanceId> {
+    /// The running shards of `system`: its primary first, then its instances.
+    fn shards_of(&self, system: SystemId) -> Vec<InstanceId> {
         let lo = InstanceId { system, n: 0 };
         let hi = InstanceId {
             system,
             n: u16::MAX,
         };
-        self.instances_read()
+        self.queues_read()
             .range(lo..=hi)
             .map(|(at, _)| *at)
             .collect()
     }
 
+    /// The running instances of `system` other than its primary.
+    pub fn instance_ids(&self, system: SystemId) -> Vec<InstanceId> {
+        let mut all = self.shards_of(system);
+        all.retain(|at| !at.is_primary());
+        all
+    }
+
+    /// Whether the primary of `system` runs here.
+    pub fn runs(&self, system: SystemId) -> bool {
+        self.queues_read()
+            .contains_key(&InstanceId::primary(system))
+    }
+
     /// Forgets a retired instance's queue.
     pub fn close_instance(&self, at: InstanceId) {
-        self.instances_write().remove(&at);
+        self.queues_write().remove(&at);
+    }
+
+    /// The storage the shards of `system` write to: the unit's own (its lease's epoch) on a
+    /// node of a spread galaxy, the mesh's otherwise.
+    pub fn storage_of(&self, system: SystemId) -> Storage {
+        match &self.handoff {
+            Handoff::Units(u) => u.storage_of(system).unwrap_or_else(|| self.storage.clone()),
+            Handoff::Local { .. } => self.storage.clone(),
+        }
+    }
+
+    /// Notes, for the transition log's checkpoint, that jump `tseq` no longer waits for
+    /// `what` (only in one process: a spread galaxy has no transition log).
+    pub fn settle_checkpoint(&self, tseq: Seq, what: u8) {
+        if matches!(self.handoff, Handoff::Local { .. }) {
+            self.checkpoint.settle(tseq, what);
+        }
     }
 
     /// Whether the mesh is stopping (no instance opens any more).
@@ -276,7 +325,7 @@ impl Context {
 /// empty, as it was retired empty).
 pub(crate) async fn open_instance(ctx: Arc<Context>, at: InstanceId) -> Result<(), MeshError> {
     assert!(!at.is_primary(), "a primary runs from the start");
-    let (storage, g) = (ctx.storage.clone(), ctx.galaxy.clone());
+    let (storage, g) = (ctx.storage_of(at.system), ctx.galaxy.clone());
     let sys = tokio::task::spawn_blocking(move || recovery::recover_system(&storage, &g, at))
         .await
         .map_err(|e| MeshError::Internal(e.to_string()))??;
@@ -289,7 +338,7 @@ pub(crate) async fn open_instance(ctx: Arc<Context>, at: InstanceId) -> Result<(
     }
     let (tx, rx) = mpsc::channel(SHARD_QUEUE_LEN);
     {
-        let mut map = ctx.instances_write();
+        let mut map = ctx.queues_write();
         if ctx.is_stopping() {
             drop(map);
             let _ = sys.log.close();
@@ -359,10 +408,51 @@ impl Mesh {
         assert!(config.tick_hz > 0, "tick rate must be positive");
         let galaxy = Arc::new(galaxy);
         let (g, d, st) = (galaxy.clone(), datadir.clone(), storage.clone());
-        let d2 = datadir.clone();
         let recovered = tokio::task::spawn_blocking(move || recovery::recover_on(&st, &d, &g))
             .await
             .map_err(|e| MeshError::Internal(e.to_string()))??;
+        let handoff = Handoff::Local {
+            transitions: recovered.transitions,
+        };
+        let ctx = Context::new(storage, datadir, galaxy, config, handoff);
+        let landings = recovered.landings;
+        for j in landings.values().flatten() {
+            ctx.checkpoint
+                .register(j.tseq, recovered.transitions_start, checkpoint::LANDED);
+        }
+        tokio::spawn(write_checkpoints(ctx.clone()));
+        start_shards(&ctx, recovered.systems, landings);
+        Ok((Mesh { ctx }, recovered.report))
+    }
+
+    /// A node of a spread galaxy: runs no unit until told to ([`Mesh::add_unit`]); jumps
+    /// towards units of other nodes travel through `links`. Must be called inside a tokio
+    /// runtime.
+    pub fn start_node(
+        storage: Storage,
+        datadir: DataDir,
+        galaxy: Galaxy,
+        config: MeshConfig,
+        links: Arc<dyn links::Links>,
+    ) -> Result<Mesh, MeshError> {
+        assert!(config.tick_hz > 0, "tick rate must be positive");
+        datadir.create().map_err(|e| {
+            MeshError::Internal(format!("cannot create {}: {e}", datadir.root().display()))
+        })?;
+        let handoff = Handoff::Units(units::Units::new(links));
+        let ctx = Context::new(storage, datadir, Arc::new(galaxy), config, handoff);
+        Ok(Mesh { ctx })
+    }
+}
+
+impl Context {
+    fn new(
+        storage: Storage,
+        datadir: DataDir,
+        galaxy: Arc<Galaxy>,
+        config: MeshConfig,
+        handoff: Handoff,
+    ) -> Arc<Context> {
         let prices = Arc::new(Mutex::new(price_sync::PriceView::new()));
         let (published, published_rx) = mpsc::channel(limits::GALAXY_VIEW_QUEUE_LEN);
         tokio::spawn(price_sync::run_galaxy_view(
@@ -370,90 +460,73 @@ impl Mesh {
             published_rx,
             std::time::Duration::from_millis(config.economy_delay_ms),
         ));
-        let ctx = Arc::new(Context {
+        let projector = projector::Projector::start(&datadir);
+        Arc::new(Context {
             galaxy,
             config,
             datadir,
             storage,
-            transitions: recovered.transitions,
+            handoff,
             directory: Directory::default(),
-            projector: projector::Projector::start(&d2),
+            projector,
             checkpoint: checkpoint::Checkpoint::default(),
             events: broadcast::channel(feed::FEED_LEN).0,
-            shards: OnceLock::new(),
-            instances: RwLock::new(BTreeMap::new()),
+            queues: RwLock::new(BTreeMap::new()),
             stopping: AtomicBool::new(false),
             prices,
             published,
-        });
-        let mut senders = Vec::new();
-        let mut receivers = Vec::new();
-        for _ in 0..ctx.galaxy.len() {
-            let (tx, rx) = mpsc::channel(SHARD_QUEUE_LEN);
-            senders.push(tx);
-            receivers.push(rx);
-        }
-        if ctx.shards.set(senders.clone()).is_err() {
-            unreachable!("shard queues are set once");
-        }
-        let mut landings = recovered.landings;
-        for j in landings.values().flatten() {
-            ctx.checkpoint
-                .register(j.tseq, recovered.transitions_start, checkpoint::LANDED);
-        }
-        tokio::spawn(write_checkpoints(ctx.clone()));
-        let mut receivers = receivers.into_iter();
-        let mut ready = Vec::with_capacity(recovered.systems.len());
-        for sys in recovered.systems {
-            let at = sys.state.instance_id();
-            for p in sys.state.players.values() {
-                ctx.directory.set(&p.name, Place::In(at), p.version);
-            }
-            for d in sys.state.departing.values() {
-                ctx.directory
-                    .set(&d.player.name, Place::In(at), d.player.version);
-            }
-            let arriving = landings.remove(&at).unwrap_or_default();
-            for j in &arriving {
-                let jumping = Place::Jumping {
-                    from: j.from,
-                    xfer: j.xfer,
-                    to: j.to,
-                };
-                ctx.directory.set(&j.player.name, jumping, j.player.version);
-            }
-            // Primaries come first, in galaxy order, then the open instances.
-            let (tx, rx) = match at.is_primary() {
-                true => {
-                    let rx = receivers.next().expect("a queue per system");
-                    (senders[at.system.index()].clone(), rx)
-                }
-                false => {
-                    let (tx, rx) = mpsc::channel(SHARD_QUEUE_LEN);
-                    ctx.instances_write().insert(at, tx.clone());
-                    (tx, rx)
-                }
-            };
-            ready.push((sys, arriving, tx, rx));
-        }
-        // What each open instance holds, for its primary's first plan: the layout is restored,
-        // not re-planned (see `instances`).
-        let loads = recovered_instance_loads(ready.iter().map(|(s, a, ..)| (&s.state, a.len())));
-        // Every queue is known before any shard runs: a primary may move players to one of
-        // its instances at its first tick, and a committed move must find the instance's queue.
-        for (sys, arriving, tx, rx) in ready {
-            let system = sys.state.id;
-            let mut shard = Shard::new(ctx.clone(), sys.state, sys.log, sys.replayed, arriving, tx);
-            shard.restore_instance_loads(loads.get(&system).map_or(&[], Vec::as_slice));
-            tokio::spawn(shard.run(rx));
-        }
-        assert!(
-            landings.is_empty(),
-            "recovery hands jumps to running shards only"
-        );
-        Ok((Mesh { ctx }, recovered.report))
+        })
     }
+}
 
+/// Starts a shard for each recovered instance, handing each the committed jumps recovery
+/// found for it to land.
+pub(crate) fn start_shards(
+    ctx: &Arc<Context>,
+    systems: Vec<recovery::RecoveredSystem>,
+    mut landings: BTreeMap<InstanceId, Vec<codec::Jump>>,
+) {
+    let mut ready = Vec::with_capacity(systems.len());
+    for sys in systems {
+        let at = sys.state.instance_id();
+        for p in sys.state.players.values() {
+            ctx.directory.set(&p.name, Place::In(at), p.version);
+        }
+        for d in sys.state.departing.values() {
+            ctx.directory
+                .set(&d.player.name, Place::In(at), d.player.version);
+        }
+        let arriving = landings.remove(&at).unwrap_or_default();
+        for j in &arriving {
+            let jumping = Place::Jumping {
+                from: j.from,
+                xfer: j.xfer,
+                to: j.to,
+            };
+            ctx.directory.set(&j.player.name, jumping, j.player.version);
+        }
+        let (tx, rx) = mpsc::channel(SHARD_QUEUE_LEN);
+        ctx.queues_write().insert(at, tx.clone());
+        ready.push((sys, arriving, tx, rx));
+    }
+    // What each open instance holds, for its primary's first plan: the layout is restored,
+    // not re-planned (see `instances`).
+    let loads = recovered_instance_loads(ready.iter().map(|(s, a, ..)| (&s.state, a.len())));
+    // Every queue is known before any shard runs: a primary may move players to one of
+    // its instances at its first tick, and a committed move must find the instance's queue.
+    for (sys, arriving, tx, rx) in ready {
+        let system = sys.state.id;
+        let mut shard = Shard::new(ctx.clone(), sys.state, sys.log, sys.replayed, arriving, tx);
+        shard.restore_instance_loads(loads.get(&system).map_or(&[], Vec::as_slice));
+        tokio::spawn(shard.run(rx));
+    }
+    assert!(
+        landings.is_empty(),
+        "recovery hands jumps to running shards only"
+    );
+}
+
+impl Mesh {
     pub fn galaxy(&self) -> &Galaxy {
         &self.ctx.galaxy
     }
@@ -700,8 +773,13 @@ impl Mesh {
     }
 
     /// Every account: player name and the hash of their access key.
+    /// On a node of a spread galaxy that does not run the home system: none here (the API
+    /// looks accounts up elsewhere).
     pub async fn accounts(&self) -> Result<Vec<(String, String)>, MeshError> {
         let home = self.ctx.galaxy.home();
+        if matches!(self.ctx.handoff, Handoff::Units(_)) && !self.ctx.runs(home) {
+            return Ok(Vec::new());
+        }
         self.ask(home, |reply| ShardMessage::Accounts { reply })
             .await
     }
@@ -710,7 +788,7 @@ impl Mesh {
     /// instances in `instances`.
     pub async fn status(&self) -> Result<Vec<ShardStatus>, MeshError> {
         let mut out = Vec::with_capacity(self.ctx.galaxy.len());
-        for id in self.ctx.galaxy.ids() {
+        for id in self.ctx.galaxy.ids().filter(|&id| self.ctx.runs(id)) {
             let mut primary = self.ask(id, |reply| ShardMessage::Status { reply }).await?;
             for at in self.ctx.instance_ids(id) {
                 // An instance closing right now is skipped.
@@ -729,17 +807,43 @@ impl Mesh {
     /// Stops every shard, instances included (each flushes and snapshots), then the
     /// transition log. Returns every shard's last figures (primaries and instances alike).
     pub async fn stop(&self) -> Result<Vec<ShardStatus>, MeshError> {
-        let targets: Vec<InstanceId> = {
-            let map = self.ctx.instances_write();
+        let mut targets: Vec<InstanceId> = {
+            let map = self.ctx.queues_write();
             self.ctx.stopping.store(true, Ordering::Release);
-            let instances = map.keys().copied();
-            self.ctx
-                .galaxy
-                .ids()
-                .map(InstanceId::primary)
-                .chain(instances)
-                .collect()
+            map.keys().copied().collect()
         };
+        // Primaries first, then the instances.
+        targets.sort_by_key(|at| (!at.is_primary(), *at));
+        if let Handoff::Units(u) = &self.ctx.handoff {
+            u.stop_reading();
+        }
+        let (out, first_err) = self.stop_shards(targets).await;
+        let ctx = self.ctx.clone();
+        tokio::task::spawn_blocking(move || -> Result<(), MeshError> {
+            if let Some(transitions) = ctx.handoff.transitions() {
+                transitions.close().map_err(MeshError::Storage)?;
+                ctx.checkpoint
+                    .write(transitions, &*ctx.storage.snapshots)
+                    .map_err(MeshError::Snapshot)?;
+            }
+            ctx.projector
+                .stop()
+                .map_err(|e| MeshError::Internal(format!("player logs: {e}")))
+        })
+        .await
+        .map_err(|e| MeshError::Internal(e.to_string()))??;
+        match first_err {
+            Some(e) => Err(e),
+            None => Ok(out),
+        }
+    }
+
+    /// Stops the shards `targets` (each drains its departures, flushes and snapshots) and
+    /// forgets their queues: their last figures, and the first error met.
+    pub(crate) async fn stop_shards(
+        &self,
+        targets: Vec<InstanceId>,
+    ) -> (Vec<ShardStatus>, Option<MeshError>) {
         let mut waits = Vec::new();
         for at in targets {
             let (tx, rx) = oneshot::channel();
@@ -749,6 +853,7 @@ impl Mesh {
                 }
             }
         }
+        let stopped: Vec<InstanceId> = waits.iter().map(|(at, _)| *at).collect();
         let mut out = Vec::new();
         let mut first_err = None;
         for (at, w) in waits {
@@ -764,22 +869,12 @@ impl Mesh {
                 }
             }
         }
-        let ctx = self.ctx.clone();
-        tokio::task::spawn_blocking(move || -> Result<(), MeshError> {
-            ctx.transitions.close().map_err(MeshError::Storage)?;
-            ctx.checkpoint
-                .write(&ctx.transitions, &*ctx.storage.snapshots)
-                .map_err(MeshError::Snapshot)?;
-            ctx.projector
-                .stop()
-                .map_err(|e| MeshError::Internal(format!("player logs: {e}")))
-        })
-        .await
-        .map_err(|e| MeshError::Internal(e.to_string()))??;
-        match first_err {
-            Some(e) => Err(e),
-            None => Ok(out),
+        let mut queues = self.ctx.queues_write();
+        for at in &stopped {
+            queues.remove(at);
         }
+        drop(queues);
+        (out, first_err)
     }
 }
 
@@ -794,8 +889,9 @@ async fn write_checkpoints(ctx: Arc<Context>) {
             return;
         }
         let c = ctx.clone();
-        let written = tokio::task::spawn_blocking(move || {
-            c.checkpoint.write(&c.transitions, &*c.storage.snapshots)
+        let written = tokio::task::spawn_blocking(move || match c.handoff.transitions() {
+            Some(t) => c.checkpoint.write(t, &*c.storage.snapshots),
+            None => Ok(()),
         })
         .await;
         if let Ok(Err(e)) = written {

@@ -132,6 +132,14 @@ impl MemoryLinks {
 impl Links for MemoryLinks {
     fn fence_outgoing(&self, from: SystemId, epoch: u64) -> LinkFuture<'_, Result<(), LinkError>> {
         let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        let newer = inner
+            .pairs
+            .iter()
+            .find(|(p, (fence, _))| p.from == from && *fence > epoch);
+        if let Some((pair, (fence, _))) = newer {
+            let why = format!("pair {pair:?} is fenced by epoch {fence}, newer than {epoch}");
+            return Box::pin(std::future::ready(Err(LinkError::Fenced(why))));
+        }
         let tos: Vec<Pair> = inner
             .pairs
             .keys()

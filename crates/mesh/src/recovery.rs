@@ -38,6 +38,7 @@ use super::codec::{
     decode_event, decode_jump, decode_state_record, encode_event, event_kind, player_line, Jump,
 };
 use super::projector::{catch_up, line_from_record, Projected};
+use super::protocol::handover::{self, AtTakeover};
 pub use super::protocol::settle::BadJump;
 use super::protocol::settle::{self, JumpsRead};
 use super::MeshError;
@@ -320,6 +321,107 @@ pub fn recover_on(
     })
 }
 
+/// A unit (a system with its instances) recovered by a node of a spread galaxy
+/// (docs/PROTOCOL.md "Across nodes"), before its shards run.
+pub struct RecoveredUnit {
+    /// The primary, then its open instances.
+    pub systems: Vec<RecoveredSystem>,
+    /// Jumps committed towards other units (a `depart` without `depart.done`: every one of
+    /// them, since a `depart` read back was durable), in order per origin: to publish again,
+    /// then [`finish_published`].
+    pub republish: Vec<Jump>,
+    pub report: RecoveryReport,
+}
+
+/// Recovers unit `system` for a node that holds its lease: step 1 for its primary and
+/// instances; then each move between its instances still departing is committed (its
+/// `depart` is durable, and no transition log exists across nodes): landed at its destination
+/// if it has not landed (durably), then `depart.done`; each jump towards another unit still
+/// departing is to publish again (never aborted); trades left in escrow are settled as in
+/// [`recover_on`].
+pub fn recover_unit(
+    storage: &Storage,
+    datadir: &DataDir,
+    galaxy: &Galaxy,
+    rules: &sim::rules::Rules,
+    system: SystemId,
+) -> Result<RecoveredUnit, MeshError> {
+    let started = Instant::now();
+    let mut report = RecoveryReport {
+        systems: 1,
+        ..RecoveryReport::default()
+    };
+    let mut all = Systems::new();
+    recover_with_instances(storage, galaxy, system, &mut report, &mut all)?;
+    let mut republish = Vec::new();
+    let mut moves = Vec::new();
+    for (&from, sys) in &all {
+        for step in handover::at_takeover(galaxy, rules, &sys.state) {
+            match step {
+                AtTakeover::Republish(jump) => republish.push(jump),
+                AtTakeover::Abort(e) => panic!("BUG: a committed jump aborted at takeover: {e:?}"),
+            }
+        }
+        let within = sys.state.departing.iter();
+        for (&xfer, d) in within.filter(|(_, d)| d.to.system == system) {
+            moves.push(Jump {
+                from,
+                xfer,
+                to: d.to,
+                t: sys.state.tick,
+                travel_ticks: 0,
+                player: d.player.clone(),
+                tseq: Seq(xfer.0),
+            });
+        }
+    }
+    for jump in moves {
+        let dest = all.get_mut(&jump.to).ok_or_else(|| {
+            MeshError::Internal(format!(
+                "a move within {} goes to {}, which has no log",
+                galaxy.slug(system),
+                jump.to.slug(galaxy)
+            ))
+        })?;
+        let landing = crate::protocol::arrivals::decide_landing(&dest.state, &jump);
+        settle_all(galaxy, dest, landing)?;
+        let origin = all.get_mut(&jump.from).expect("read above");
+        settle_all(galaxy, origin, [Event::DepartDone { xfer: jump.xfer }])?;
+        report.jumps_completed += 1;
+    }
+    settle_escrowed_trades(galaxy, &mut all, &mut report)?;
+    let (mut systems, retired_lines) = close_retired(all, &BTreeMap::new())?;
+    catch_up_player_logs(datadir, &mut systems, retired_lines, &mut report);
+    report.jumps_in_flight = republish.len() as u64;
+    report.players = systems.iter().map(|s| s.state.population()).sum::<usize>();
+    report.duration_ms = started.elapsed().as_millis() as u64;
+    Ok(RecoveredUnit {
+        systems,
+        republish,
+        report,
+    })
+}
+
+/// Records `depart.done` for the jumps of `unit` published again (origin, number), once the
+/// stream holds each, and waits until the records are durable.
+pub fn finish_published(
+    galaxy: &Galaxy,
+    unit: &mut RecoveredUnit,
+    published: &[(InstanceId, Xfer)],
+) -> Result<(), MeshError> {
+    for sys in unit.systems.iter_mut() {
+        let at = sys.state.instance_id();
+        let done = published
+            .iter()
+            .filter(|(from, _)| *from == at)
+            .map(|&(_, xfer)| Event::DepartDone { xfer });
+        let done: Vec<Event> = done.collect();
+        unit.report.jumps_completed += done.len() as u64;
+        settle_all(galaxy, sys, done)?;
+    }
+    Ok(())
+}
+
 /// Every system's instance by id, as step 1 left it.
 type Systems = BTreeMap<InstanceId, RecoveredSystem>;
 
@@ -332,20 +434,32 @@ fn recover_every_system(
 ) -> Result<Systems, MeshError> {
     let mut all = Systems::new();
     for id in galaxy.ids() {
-        recover_into(storage, galaxy, InstanceId::primary(id), report, &mut all)?;
-        let mut instances = instances_with_a_log(&*storage.logs, galaxy, id);
-        instances.extend(
-            all[&InstanceId::primary(id)]
-                .state
-                .instances
-                .iter()
-                .copied(),
-        );
-        for n in instances {
-            recover_into(storage, galaxy, InstanceId::new(id, n), report, &mut all)?;
-        }
+        recover_with_instances(storage, galaxy, id, report, &mut all)?;
     }
     Ok(all)
+}
+
+/// Step 1 for one system: its primary, then its instances (open, or with a log).
+fn recover_with_instances(
+    storage: &Storage,
+    galaxy: &Galaxy,
+    id: SystemId,
+    report: &mut RecoveryReport,
+    all: &mut Systems,
+) -> Result<(), MeshError> {
+    recover_into(storage, galaxy, InstanceId::primary(id), report, all)?;
+    let mut instances = instances_with_a_log(&*storage.logs, galaxy, id);
+    instances.extend(
+        all[&InstanceId::primary(id)]
+            .state
+            .instances
+            .iter()
+            .copied(),
+    );
+    for n in instances {
+        recover_into(storage, galaxy, InstanceId::new(id, n), report, all)?;
+    }
+    Ok(())
 }
 
 /// Step 1 for one instance, counted in the report and added to `all`.

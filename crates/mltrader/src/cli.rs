@@ -7,11 +7,6 @@ pub mod compact;
 pub mod export;
 pub mod replay;
 pub mod serve;
-// `serve`'s NatsRemote (any node answers any player), compiled from here until the node runner
-// wires it in: then `mod remote;` goes into serve.rs and these three lines go away.
-#[allow(dead_code)]
-#[path = "cli/serve/remote.rs"]
-pub mod serve_remote;
 
 use std::process::ExitCode;
 

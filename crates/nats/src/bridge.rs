@@ -39,6 +39,17 @@ impl Bridge {
             .handle()
     }
 
+    /// Starts `future` on the bridge's runtime and returns at once: for work that outlives a
+    /// call (a reader of pair subjects) or that a caller's own runtime awaits through the
+    /// handle (a publish), so that it never runs on, nor blocks, the caller's workers.
+    pub fn spawn<F>(&self, future: F) -> tokio::task::JoinHandle<F::Output>
+    where
+        F: Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        self.handle().spawn(future)
+    }
+
     /// Runs `future` on the bridge's runtime and blocks the calling thread until it is done.
     pub fn run<F>(&self, future: F) -> Result<F::Output, NatsError>
     where

@@ -18,6 +18,9 @@
 //!   where a player is, and the galaxy's accounts (token key to player name).
 //! - [`NatsSnapshots`]: [`store::backend::SnapshotStore`] in an object store bucket, and the
 //!   galaxy's definition beside the snapshots.
+//! - [`NatsLinks`] ([`pairs`]): mesh's `links::Links` on the pair subjects of issue 19, one per
+//!   origin and destination unit (`mlt.jump.<from>.<to>`): the committed jumps handed between
+//!   nodes, deduplicated by transfer id, fenced by the origin's lease epoch, read live.
 //!
 //! This crate never interprets records (the store's scanner reads the bytes, as it reads
 //! files) and never decides what recovery does; it never writes to a stream without the
@@ -33,6 +36,7 @@ pub mod limits;
 pub mod locate;
 pub mod logs;
 pub mod members;
+pub mod pairs;
 pub mod requests;
 pub mod safety;
 pub mod snapshots;
@@ -50,6 +54,7 @@ pub use creds::Credentials;
 pub use error::NatsError;
 pub use lease::NatsOwnership;
 pub use logs::NatsLogs;
+pub use pairs::NatsLinks;
 pub use safety::Safety;
 pub use snapshots::NatsSnapshots;
 

@@ -81,3 +81,42 @@ pub const READ_RETRY_FOR_MS: u64 = 30_000;
 pub const ORPHAN_CHUNKS_MIN_AGE_S: u64 = 600;
 
 const _: () = assert!(SNAPSHOT_RETRY_FOR_MS / 1_000 * 4 < ORPHAN_CHUNKS_MIN_AGE_S);
+
+/// How long one publish to a pair subject (a jump, or a fence mark) is retried (lost acks, "in
+/// process" answers, a stream leader's election: 4-9 s measured) before the caller is told
+/// `Unavailable` (whether it is stored is then unknown; publishing again is safe). Far below
+/// [`DUPLICATE_WINDOW_S`], so that every retry of a jump is within the window that
+/// deduplicates it.
+pub const PAIR_PUBLISH_RETRY_FOR_MS: u64 = 30_000;
+
+/// The pause between two attempts at a pair subject (a publish, a read of its last message, a
+/// reader's consumer).
+pub const PAIR_RETRY_PAUSE_MS: u64 = 200;
+
+/// How long a reader of a pair subject tries to create its consumer again (after an error of
+/// the stream) before it reports `Unavailable` to its sink and ends. The ordered consumer
+/// itself rides out a leader's election (it re-creates itself after missed heartbeats); this
+/// bounds what it gives up on.
+pub const PAIR_READ_RETRY_FOR_MS: u64 = 60_000;
+
+const _: () = assert!(PAIR_PUBLISH_RETRY_FOR_MS < DUPLICATE_WINDOW_S * 1_000 / 2);
+const _: () = assert!(ACK_TIMEOUT_MS < PAIR_PUBLISH_RETRY_FOR_MS);
+const _: () = assert!(PAIR_RETRY_PAUSE_MS * 10 <= PAIR_PUBLISH_RETRY_FOR_MS);
+
+/// The expiry of a pair reader's pull requests (the ordered consumer's `max_expires`): the
+/// client sets the idle heartbeat to half of it and re-creates the consumer after two
+/// heartbeats missed, so a consumer lost with its server (a leader's death) is replaced within
+/// about twice this. async-nats's default (30 s, heartbeats every 15 s) left a reader silent
+/// for over 30 s after the stream leader was killed (tests/pairs.rs, seen). Costs one pull
+/// request per idle pair per period.
+pub const PAIR_READ_EXPIRES_MS: u64 = 2_000;
+
+const _: () = assert!(PAIR_READ_EXPIRES_MS * 4 < PAIR_READ_RETRY_FOR_MS);
+
+/// How often a pair reader that delivered nothing since the last check asks the stream leader
+/// for its subject's last sequence; a consumer that has delivered nothing over a whole period
+/// while that sequence is past its position is replaced by a new one from there. Costs one
+/// request per idle pair per period; bounds a silent reader to about twice this.
+pub const PAIR_READ_STALL_CHECK_MS: u64 = 2_500;
+
+const _: () = assert!(PAIR_READ_STALL_CHECK_MS * 4 < PAIR_READ_RETRY_FOR_MS);

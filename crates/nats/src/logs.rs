@@ -202,6 +202,22 @@ impl NatsLogs {
         );
     }
 
+    /// The same stream, for one unit of a spread galaxy held under its own lease of epoch
+    /// `epoch` (issue 19): logs opened through it get a `lease` record of that epoch first,
+    /// and its publishes are counted apart (a fencing seen here is this unit's).
+    pub fn for_unit(&self, epoch: u64) -> NatsLogs {
+        let unit = NatsLogs {
+            nats: self.nats.clone(),
+            stream: self.stream.clone(),
+            stats: Arc::new(PublishStats::default()),
+            reads: self.reads.clone(),
+            faults: self.faults.clone(),
+            epoch: std::sync::OnceLock::new(),
+        };
+        unit.hold(epoch);
+        unit
+    }
+
     /// The epoch this node writes under (0: it holds no lease).
     pub fn epoch(&self) -> u64 {
         self.epoch.get().copied().unwrap_or(0)

@@ -1,13 +1,73 @@
 //! Log names as NATS subjects, and back: `transitions` is `mlt.log.transitions`,
-//! `systems/sol.2` is `mlt.log.systems.sol_2e2`.
+//! `systems/sol.2` is `mlt.log.systems.sol_2e2`; and the pair subjects of issue 19, one per
+//! origin and destination unit: `mlt.jump.sol.alpha-centauri`.
 //!
 //! A name's folders (`/`) become subject tokens (`.`); every byte other than an ASCII letter,
 //! digit or `-` (a `.` in an instance's slug, `_` itself, anything a subject cannot hold) is
-//! written `_` and two lowercase hex digits, so the mapping is one to one and reversible. This
-//! module never sees record bytes.
+//! written `_` and two lowercase hex digits, so the mapping is one to one and reversible. A
+//! pair subject's two tokens are the two systems' slugs escaped the same way. This module
+//! never sees record bytes.
 
 /// The subjects of every log: `mlt.log.>` is the stream's subject filter.
 pub const LOG_SUBJECT_PREFIX: &str = "mlt.log.";
+
+/// The subjects of every pair of units: `mlt.jump.>` is the jumps' stream's subject filter.
+pub const JUMP_SUBJECT_PREFIX: &str = "mlt.jump.";
+
+/// Writes `token` escaped: letters, digits and `-` as themselves, any other byte `_` and two
+/// hex digits.
+fn push_escaped(subject: &mut String, token: &str) {
+    for b in token.bytes() {
+        if b.is_ascii_alphanumeric() || b == b'-' {
+            subject.push(char::from(b));
+        } else {
+            subject.push_str(&format!("_{b:02x}"));
+        }
+    }
+}
+
+/// The pair subject of jumps from the unit of system slug `from` to that of `to`.
+pub fn of_pair(from: &str, to: &str) -> String {
+    assert!(
+        !from.is_empty() && !to.is_empty(),
+        "a pair names two systems ({from:?}, {to:?})"
+    );
+    assert!(from != to, "a pair is of two systems, not {from:?} twice");
+    let mut subject = String::from(JUMP_SUBJECT_PREFIX);
+    push_escaped(&mut subject, from);
+    subject.push('.');
+    push_escaped(&mut subject, to);
+    subject
+}
+
+/// The two slugs (origin, destination) of `subject`, if it is a pair subject written by
+/// [`of_pair`].
+pub fn to_pair(subject: &str) -> Option<(String, String)> {
+    let rest = subject.strip_prefix(JUMP_SUBJECT_PREFIX)?;
+    let (from, to) = rest.split_once('.')?;
+    Some((unescape(from)?, unescape(to)?))
+}
+
+/// The bytes [`push_escaped`] wrote as `token`, if it wrote them.
+fn unescape(token: &str) -> Option<String> {
+    let mut bytes = Vec::with_capacity(token.len());
+    let mut it = token.bytes();
+    while let Some(b) = it.next() {
+        match b {
+            b'_' => {
+                let hex = [it.next()?, it.next()?];
+                let hex = std::str::from_utf8(&hex).ok()?;
+                bytes.push(u8::from_str_radix(hex, 16).ok()?);
+            }
+            b if b.is_ascii_alphanumeric() || b == b'-' => bytes.push(b),
+            _ => return None,
+        }
+    }
+    if bytes.is_empty() {
+        return None;
+    }
+    String::from_utf8(bytes).ok()
+}
 
 /// The subject of log `name`.
 pub fn of_log(name: &str) -> String {
@@ -18,13 +78,7 @@ pub fn of_log(name: &str) -> String {
         if i > 0 {
             subject.push('.');
         }
-        for b in folder.bytes() {
-            if b.is_ascii_alphanumeric() || b == b'-' {
-                subject.push(char::from(b));
-            } else {
-                subject.push_str(&format!("_{b:02x}"));
-            }
-        }
+        push_escaped(&mut subject, folder);
     }
     subject
 }
@@ -60,6 +114,22 @@ mod tests {
         assert_eq!(of_log("systems/sol"), "mlt.log.systems.sol");
         assert_eq!(of_log("systems/sol.2"), "mlt.log.systems.sol_2e2");
         assert_eq!(of_log("a_b"), "mlt.log.a_5fb");
+        assert_eq!(
+            of_pair("sol", "alpha-centauri"),
+            "mlt.jump.sol.alpha-centauri"
+        );
+        assert_eq!(of_pair("barnard's", "sol"), "mlt.jump.barnard_27s.sol");
+        assert_eq!(
+            to_pair("mlt.jump.sol.a_2eb"),
+            Some(("sol".into(), "a.b".into()))
+        );
+        assert_eq!(to_pair("mlt.jump.sol"), None, "two tokens");
+        assert_eq!(
+            to_pair("mlt.jump.sol.a.b"),
+            None,
+            "a dot is escaped in a slug"
+        );
+        assert_eq!(to_pair("mlt.log.sol.b"), None);
     }
 
     proptest! {
@@ -69,6 +139,17 @@ mod tests {
         fn names_round_trip(name in "[a-z0-9._*> é-]{1,12}(/[a-z0-9._-]{1,12}){0,2}") {
             let subject = of_log(&name);
             prop_assert_eq!(to_log(&subject), Some(name.clone()));
+            prop_assert!(subject.split('.').all(|t| !t.is_empty()
+                && t.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')));
+        }
+
+        /// Every pair of slugs comes back from its subject, which has exactly four tokens.
+        #[test]
+        fn pairs_round_trip(from in "[a-z0-9._*> é'-]{1,12}", to in "[a-z0-9._*> é'-]{1,12}") {
+            prop_assume!(from != to);
+            let subject = of_pair(&from, &to);
+            prop_assert_eq!(to_pair(&subject), Some((from.clone(), to.clone())));
+            prop_assert_eq!(subject.split('.').count(), 4);
             prop_assert!(subject.split('.').all(|t| !t.is_empty()
                 && t.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')));
         }

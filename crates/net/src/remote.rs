@@ -508,3 +508,50 @@ impl Remembered {
         self.len() == 0
     }
 }
+
+/// How many times a travel that waits asks the destination's node for the landing while that
+/// node does not hold the player yet (it reads the jump a moment after the commit).
+pub const LANDING_ASKS: usize = 20;
+
+/// The pause between two such asks, in milliseconds.
+pub const LANDING_ASK_PAUSE_MS: u64 = 100;
+
+/// A travel that waits, when its destination runs on another node: `GET /v1/landing` for
+/// `player` carried to the node that runs `system`, asked again while that node does not hold
+/// the player yet (the jump is on its way to it) or the unit is moving.
+pub async fn wait_landing_at(
+    remote: &dyn Remote,
+    system: SystemId,
+    player: &str,
+) -> Result<api::Landed, ApiError> {
+    let mut last = None;
+    for _ in 0..LANDING_ASKS {
+        let request = ForwardedRequest {
+            request_id: new_request_id()?,
+            player: Some(player.to_string()),
+            method: "GET".into(),
+            path_and_query: "/v1/landing".into(),
+            content_type: None,
+            body: String::new(),
+        };
+        match remote.forward_to(system, request).await {
+            Ok(r) if r.status == 200 => {
+                return serde_json::from_str(&r.body).map_err(|e| {
+                    ApiError::internal(format!("the landing's node answered {e}: {}", r.body))
+                });
+            }
+            Ok(r) => last = Some(format!("{} {}", r.status, r.body)),
+            Err(RemoteError::UnitMoving(why)) => last = Some(why),
+            Err(e) => return Err(e.into()),
+        }
+        tokio::time::sleep(Duration::from_millis(LANDING_ASK_PAUSE_MS)).await;
+    }
+    Err(ApiError::new(
+        StatusCode::CONFLICT,
+        "in_jump",
+        format!(
+            "the jump is committed, but its landing could not be waited for ({}); ask GET /v1/landing",
+            last.unwrap_or_default()
+        ),
+    ))
+}

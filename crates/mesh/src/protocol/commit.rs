@@ -91,6 +91,22 @@ pub fn appended(batch: &mut [Prepared], first_tseq: Seq) {
     }
 }
 
+/// Numbers the jumps of `batch` on a node of a spread galaxy, which has no transition log: by
+/// their `depart` records (durable: the commit point), which grow with the batch.
+pub fn at_prepare(batch: &mut [Prepared]) {
+    let mut previous = Seq(0);
+    for p in batch.iter_mut() {
+        p.jump.tseq = p.prepare_seq;
+        must(inv::committed(&p.jump, None));
+        assert!(
+            p.jump.tseq > previous,
+            "BUG: jump protocol: departs {previous} and {} of one batch out of order",
+            p.jump.tseq
+        );
+        previous = p.jump.tseq;
+    }
+}
+
 /// The origin's record a batch waits for: its last `depart`.
 pub fn last_prepare(batch: &[Prepared]) -> Seq {
     batch

@@ -97,6 +97,18 @@ pub enum ShardMessage {
     Committed { xfer: Xfer, tseq: Seq },
     /// From another shard's departure pipeline: a committed jump towards this system.
     Landing(Jump),
+    /// On a node of a spread galaxy, from a departure pipeline of the same unit (a move
+    /// between instances, committed at its durable `depart` with no transition log): the jump
+    /// to land, and who is told once its `arrive` is durable (or it had landed before), so
+    /// that the origin records `depart.done` only then.
+    LandingThen {
+        jump: Jump,
+        landed: oneshot::Sender<()>,
+    },
+    /// On a node of a spread galaxy, read from a pair subject towards this unit: a committed
+    /// jump, or one that landed here before (read again from the start after a takeover, or
+    /// stored twice past the duplicate window): dropped then.
+    Read(Jump),
     /// A player's state, if they are here.
     Look {
         name: String,
@@ -226,6 +238,9 @@ pub struct Shard {
     instances: Option<InstanceTable>,
     /// An instance told to merge: it moves every player back to the primary.
     merging: bool,
+    /// Who waits for a landing to be durable ([`ShardMessage::LandingThen`]), by origin and
+    /// number.
+    landing_acks: std::collections::HashMap<(InstanceId, Xfer), oneshot::Sender<()>>,
 }
 
 impl Shard {
@@ -277,6 +292,7 @@ impl Shard {
             started: tokio::time::Instant::now(),
             instances,
             merging: false,
+            landing_acks: Default::default(),
         };
         for j in landings {
             shard.on_landing(j);
@@ -341,18 +357,50 @@ impl Shard {
             ShardMessage::Jump { name, to, reply } => self.jump(name, to, reply),
             ShardMessage::Committed { xfer, tseq } => {
                 // The player is gone for good: the feed tells of the departure with this
-                // record; only the checkpoint waits for it.
+                // record; only the checkpoint waits for it. A player who left for a unit of
+                // another node is no longer routed here (one landing here is newer: kept).
+                let left = self.state.departing.get(&xfer).and_then(|d| {
+                    let elsewhere = d.to.system != self.id.system
+                        && matches!(self.ctx.handoff, super::Handoff::Units(_));
+                    elsewhere.then(|| (d.player.name.clone(), d.player.version))
+                });
                 if let Ok(rec) = self.record(commit::done(&self.state, xfer, tseq)) {
                     let ctx = self.ctx.clone();
                     self.on_durable(rec, move |r| {
                         if r.is_ok() {
-                            ctx.checkpoint.settle(tseq, ORIGIN_DONE);
+                            ctx.settle_checkpoint(tseq, ORIGIN_DONE);
+                            if let Some((name, version)) = left {
+                                ctx.directory.left(&name, version);
+                            }
                         }
                     });
                 }
             }
             ShardMessage::Landing(jump) => {
                 must(inv::handed_to_its_destination(&self.state, &jump));
+                self.on_landing(jump)
+            }
+            ShardMessage::Read(jump) => {
+                let landed = self.state.landed_upto.get(&jump.from);
+                if landed.is_some_and(|&l| jump.xfer <= l) {
+                    return;
+                }
+                must(inv::handed_to_its_destination(&self.state, &jump));
+                // Routing here knows the player from now on (arriving), so that this node
+                // answers for them and their landing can be waited for here.
+                let arriving = Place::Jumping {
+                    from: jump.from,
+                    xfer: jump.xfer,
+                    to: jump.to,
+                };
+                self.ctx
+                    .directory
+                    .set(&jump.player.name, arriving, jump.player.version);
+                self.on_landing(jump)
+            }
+            ShardMessage::LandingThen { jump, landed } => {
+                must(inv::handed_to_its_destination(&self.state, &jump));
+                self.landing_acks.insert((jump.from, jump.xfer), landed);
                 self.on_landing(jump)
             }
             ShardMessage::Trade { name, order, reply } => self.trade(name, order, reply),
@@ -670,7 +718,10 @@ impl Shard {
         let Some(event) = decide_landing(&self.state, &jump) else {
             // Landed already (seen twice): changes nothing. It landed durably before recovery
             // handed it over again, so it is settled.
-            self.ctx.checkpoint.settle(jump.tseq, LANDED);
+            self.ctx.settle_checkpoint(jump.tseq, LANDED);
+            if let Some(ack) = self.landing_acks.remove(&(jump.from, jump.xfer)) {
+                let _ = ack.send(());
+            }
             return;
         };
         if let Event::Arrive { player, .. } = &event {
@@ -691,9 +742,13 @@ impl Shard {
         // so their acknowledgements wait for it. Only the checkpoint waits for the record.
         ctx.directory
             .landed(&jump.player.name, landed, jump.player.version.next());
+        let ack = self.landing_acks.remove(&(jump.from, jump.xfer));
         self.on_durable(rec, move |r| {
             if r.is_ok() {
-                ctx.checkpoint.settle(tseq, LANDED);
+                ctx.settle_checkpoint(tseq, LANDED);
+                if let Some(ack) = ack {
+                    let _ = ack.send(());
+                }
             }
         });
     }

@@ -19,6 +19,8 @@ use anyhow::Context as _;
 use clap::Args;
 
 mod on_nats;
+mod remote;
+mod spread;
 
 use super::common::galaxy_for;
 use mesh::instances::InstancePolicy;
@@ -114,6 +116,10 @@ pub struct ServeArgs {
     #[arg(long, default_value_t = nats::limits::LEASE_MS,
           value_parser = clap::value_parser!(u64).range(nats::limits::MIN_LEASE_MS..=600_000))]
     pub lease_ms: u64,
+    /// With --nats: spread the galaxy over every node started so (each serves a share of the
+    /// systems, docs/NATS.md "Spread over nodes") instead of one serving node and standbys.
+    #[arg(long, requires = "nats")]
+    pub spread: bool,
 }
 
 /// Bots of `serve --demo` unless `--bots` says otherwise.
@@ -136,6 +142,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let start = prepare(&args).await?;
     match args.nats.clone() {
         None => serve_files(args, start).await,
+        Some(urls) if args.spread => spread::serve(args, urls, start).await,
         Some(urls) => on_nats::serve(args, urls, start).await,
     }
 }

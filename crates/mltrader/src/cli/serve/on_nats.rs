@@ -144,12 +144,13 @@ pub(super) async fn serve(args: ServeArgs, urls: String, start: Start) -> anyhow
 }
 
 /// This node's connection, logs and lease bucket.
-struct Node {
-    logs: Arc<NatsLogs>,
-    ownership: Arc<NatsOwnership>,
+pub(super) struct Node {
+    pub nats: nats::Nats,
+    pub logs: Arc<NatsLogs>,
+    pub ownership: Arc<NatsOwnership>,
     /// Snapshots, and the galaxy's definition kept beside them at first start.
-    snapshots: Arc<NatsSnapshots>,
-    lease: Duration,
+    pub snapshots: Arc<NatsSnapshots>,
+    pub lease: Duration,
 }
 
 /// How this node came to hold the lease.
@@ -169,7 +170,7 @@ impl Node {
     /// Connects (credentials, safety check), opens the logs' stream, the snapshots' bucket
     /// (keeping the galaxy's definition there at first start, refusing a node whose
     /// `galaxy_file` differs from it) and the lease bucket.
-    async fn connect(
+    pub(super) async fn connect(
         args: &ServeArgs,
         urls: &str,
         galaxy_file: std::path::PathBuf,
@@ -200,6 +201,7 @@ impl Node {
                 NatsOwnership::open(&nats, nats::lease::LEASES_BUCKET, lease, replicas)
             })?;
             Ok(Node {
+                nats,
                 logs: Arc::new(logs),
                 ownership: Arc::new(ownership),
                 snapshots: Arc::new(snapshots),
@@ -272,7 +274,7 @@ impl Node {
 
 /// Runs a blocking call of the lease bucket off the async threads; a task that could not run
 /// is a failure of the call.
-async fn lease_call<T: Send + 'static>(
+pub(super) async fn lease_call<T: Send + 'static>(
     call: impl FnOnce() -> Result<T, OwnershipError> + Send + 'static,
 ) -> Result<T, OwnershipError> {
     tokio::task::spawn_blocking(call).await.unwrap_or_else(|e| {
@@ -285,15 +287,15 @@ async fn lease_call<T: Send + 'static>(
 
 /// Milliseconds from `start` to `t` on this node's monotonic clock: the time of the pure lease
 /// rules (`Watch`, `Holding`).
-fn ms_since(start: Instant, t: Instant) -> u64 {
+pub(super) fn ms_since(start: Instant, t: Instant) -> u64 {
     u64::try_from(t.saturating_duration_since(start).as_millis()).unwrap_or(u64::MAX)
 }
 
 /// Runs `open` until it succeeds, for at most [`OPEN_RETRY_FOR_MS`]: a JetStream request can
 /// time out while the cluster elects or is busy.
-fn again_for_a_while<T>(
+pub(super) fn again_for_a_while<T, E: Into<anyhow::Error> + std::fmt::Display>(
     what: &str,
-    mut open: impl FnMut() -> Result<T, nats::NatsError>,
+    mut open: impl FnMut() -> Result<T, E>,
 ) -> anyhow::Result<T> {
     let started = Instant::now();
     loop {
@@ -304,7 +306,7 @@ fn again_for_a_while<T>(
                 std::thread::sleep(Duration::from_millis(OPEN_RETRY_PAUSE_MS));
             }
             Err(e) => {
-                return Err(e)
+                return Err(e.into())
                     .with_context(|| format!("cannot {what} within {OPEN_RETRY_FOR_MS} ms"))
             }
         }
