@@ -29,8 +29,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use common::nats_nodes::{
-    export_and_check, http, join_records, start_swarm, stop_swarm, AckWatch, Node, Swarm,
-    ACK_POLL,
+    export_and_check, http, join_records, start_swarm, stop_swarm, AckWatch, Node, Swarm, ACK_POLL,
 };
 use nats::testing::TestCluster;
 use serde_json::Value;
@@ -280,7 +279,11 @@ fn a_spread_galaxy_loses_and_duplicates_no_one_through_node_and_leader_deaths_an
     let urls: Vec<String> = spread.nodes.iter().map(Node::url).collect();
     let swarms: Vec<Swarm> = (0..3)
         .map(|k| {
-            let order = [urls[k].clone(), urls[(k + 1) % 3].clone(), urls[(k + 2) % 3].clone()];
+            let order = [
+                urls[k].clone(),
+                urls[(k + 1) % 3].clone(),
+                urls[(k + 2) % 3].clone(),
+            ];
             start_swarm(&order.join(","), size.bots, 19 + k as u64, &acks_path(k))
         })
         .collect();
@@ -294,7 +297,12 @@ fn a_spread_galaxy_loses_and_duplicates_no_one_through_node_and_leader_deaths_an
     let summaries: Vec<Value> = swarms.into_iter().map(stop_swarm).collect();
     for n in &mut spread.nodes {
         let status = n.stop();
-        assert_eq!(status.and_then(|s| s.code()), Some(0), "{} stops cleanly", n.name);
+        assert_eq!(
+            status.and_then(|s| s.code()),
+            Some(0),
+            "{} stops cleanly",
+            n.name
+        );
     }
     // Every swarm's acknowledgements, in one file for check --acks.
     let all_acks = dir.path().join("acks.log");
@@ -320,11 +328,25 @@ fn a_spread_galaxy_loses_and_duplicates_no_one_through_node_and_leader_deaths_an
         report["problems"].as_array().map_or(0, Vec::len),
         started.elapsed()
     );
-    assert!(spread.doubles.is_empty(), "served twice: {:?}", spread.doubles);
+    assert!(
+        spread.doubles.is_empty(),
+        "served twice: {:?}",
+        spread.doubles
+    );
     assert_eq!(zombies, 0, "the export found no zombie message");
-    assert_eq!(report["problems"], serde_json::json!([]), "check found problems");
-    assert_eq!(acks["acks"], acks["confirmed"], "every acknowledged action found");
-    assert!(acks["acks"].as_u64().unwrap_or(0) > 0, "the bots were acknowledged");
+    assert_eq!(
+        report["problems"],
+        serde_json::json!([]),
+        "check found problems"
+    );
+    assert_eq!(
+        acks["acks"], acks["confirmed"],
+        "every acknowledged action found"
+    );
+    assert!(
+        acks["acks"].as_u64().unwrap_or(0) > 0,
+        "the bots were acknowledged"
+    );
     let players = report["players"].as_u64().unwrap();
     assert_eq!(players, join_records(&export), "players equal to joins");
 }
