@@ -748,7 +748,12 @@ fn departs_of(
         let (t, event) = decode_event(galaxy, at, rec)?;
         state.apply(t, &event)?;
         match &event {
-            Event::Depart { xfer, .. } => {
+            // A ship destroyed away from home respawns there by a jump of its own.
+            Event::Depart { xfer, .. }
+            | Event::Destroyed {
+                jump_home: Some((xfer, _)),
+                ..
+            } => {
                 let d = state
                     .departing
                     .get(xfer)
