@@ -106,21 +106,38 @@ struct Spread {
 }
 
 impl Spread {
-    /// One look at every node that answers: who serves what. A system served by two nodes in
-    /// one look is recorded (the nodes are asked one after the other, so a hand-over between
-    /// two answers could show one system twice only if one node still said it served it after
-    /// the other had started it: never allowed).
+    /// One look at every node that answers: who serves what. The nodes are asked one after
+    /// the other, twice round; a system that one node lists both before and after another node
+    /// listed it was served by both at that moment (a hand-over between two answers shows a
+    /// system at its old owner, then at its new one: never sandwiched), and is recorded.
     fn look(&mut self, skip: &[usize]) -> BTreeMap<String, String> {
-        let mut owners: BTreeMap<String, String> = BTreeMap::new();
-        for (i, node) in self.nodes.iter().enumerate() {
-            if skip.contains(&i) {
-                continue;
-            }
-            for slug in served_by(node).unwrap_or_default() {
-                if let Some(other) = owners.insert(slug.clone(), node.name.clone()) {
-                    self.doubles
-                        .push(format!("{slug}: {other} and {}", node.name));
+        let mut answers: Vec<(usize, Vec<String>)> = Vec::new();
+        for _round in 0..2 {
+            for (i, node) in self.nodes.iter().enumerate() {
+                if !skip.contains(&i) {
+                    answers.push((i, served_by(node).unwrap_or_default()));
                 }
+            }
+        }
+        for (k, (p, first)) in answers.iter().enumerate() {
+            for (m, (q, middle)) in answers.iter().enumerate().skip(k + 1) {
+                let later = answers.iter().skip(m + 1).filter(|(n, _)| n == p);
+                for (_, last) in later {
+                    for slug in first.iter().filter(|s| middle.contains(s) && last.contains(s)) {
+                        if p != q {
+                            let (a, b) = (&self.nodes[*p].name, &self.nodes[*q].name);
+                            self.doubles.push(format!("{slug}: {a} and {b}"));
+                        }
+                    }
+                }
+            }
+        }
+        // The latest answer of each node says who serves what now.
+        let mut owners: BTreeMap<String, String> = BTreeMap::new();
+        let half = answers.len() / 2;
+        for (i, served) in &answers[half..] {
+            for slug in served {
+                owners.insert(slug.clone(), self.nodes[*i].name.clone());
             }
         }
         owners
