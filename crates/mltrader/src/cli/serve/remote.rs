@@ -196,8 +196,10 @@ impl NatsRemote {
             .forward(unit, &request.request_id, payload, timeout)
             .await;
         match answer {
-            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| {
-                RemoteError::Unavailable(format!("unit {unit} answered something unreadable: {e}"))
+            // An answer came, so the request may have run: unreadable is an unknown outcome.
+            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| RemoteError::OutcomeUnknown {
+                request_id: request.request_id.clone(),
+                message: format!("unit {unit} answered something unreadable ({e})"),
             }),
             Err(e @ RequestError::NoResponders { .. }) => {
                 Err(RemoteError::UnitMoving(e.to_string()))
