@@ -364,21 +364,20 @@ impl Owner {
 
     /// Runs `request` as the player it names, unless that player is in none of the systems this
     /// node serves ([`ForwardedReply::NotHere`]: nothing ran; an API without a [`Remote`]
-    /// serves every system). An acting request (POST) runs once per
-    /// request id while its answer is remembered.
+    /// serves every system). An acting request (POST) of a player runs once per request id
+    /// while its answer is remembered; a join is never remembered (its answer is a token).
     pub async fn answer(&self, request: ForwardedRequest) -> ForwardedReply {
         if let (Some(player), Some(remote)) = (&request.player, &self.state.remote) {
             if !holds(&self.state, remote.as_ref(), player) {
                 return ForwardedReply::NotHere;
             }
         }
-        if request.method != "POST" {
+        // Only an authenticated player's actions are remembered: a join's answer holds a new
+        // token, and anyone who sent the same Idempotency-Key would be given it.
+        let Some(player) = request.player.clone().filter(|_| request.method == "POST") else {
             return ForwardedReply::Answered(self.run(request).await);
-        }
-        let key = (
-            request.player.clone().unwrap_or_default(),
-            request.request_id.clone(),
-        );
+        };
+        let key = (player, request.request_id.clone());
         ForwardedReply::Answered(self.state.remembered.once(key, self.run(request)).await)
     }
 

@@ -476,6 +476,33 @@ async fn a_retry_with_the_same_idempotency_key_acts_once() {
         Some(2),
         "two buys, not three: {me:?}"
     );
+    // A join is never remembered: the same key on someone else's join does not hand them
+    // the first joiner's token.
+    let key = [("idempotency-key", "join-1")];
+    let first = send(
+        &n.a,
+        "POST",
+        "/v1/join",
+        None,
+        &key,
+        Some(json!({"name": "Cy"})),
+    )
+    .await;
+    let other = send(
+        &n.a,
+        "POST",
+        "/v1/join",
+        None,
+        &key,
+        Some(json!({"name": "Mallory"})),
+    )
+    .await;
+    assert_eq!(
+        (first.status, other.status),
+        (StatusCode::CREATED, StatusCode::CREATED)
+    );
+    assert_ne!(first.body["token"], other.body["token"], "{other:?}");
+    assert_eq!(other.body["name"].as_str(), Some("Mallory"));
     let bad = send(
         &n.a,
         "GET",
