@@ -377,7 +377,18 @@ impl Owner {
         let Some(player) = request.player.clone().filter(|_| request.method == "POST") else {
             return ForwardedReply::Answered(self.run(request).await);
         };
-        let key = (player, request.request_id.clone());
+        // The request itself is part of the key: a client that sends another request under an
+        // Idempotency-Key it used before gets that request run, never the other's answer.
+        let fingerprint = {
+            use sha2::{Digest, Sha256};
+            let mut h = Sha256::new();
+            for part in [&request.method, &request.path_and_query, &request.body] {
+                h.update(part.as_bytes());
+                h.update([0]);
+            }
+            h.finalize().to_vec()
+        };
+        let key = (player, request.request_id.clone(), fingerprint);
         ForwardedReply::Answered(self.state.remembered.once(key, self.run(request)).await)
     }
 
@@ -446,12 +457,15 @@ impl Owner {
 
 type Slot = Arc<tokio::sync::Mutex<Option<ForwardedResponse>>>;
 
-/// The answers of acting requests by (player, request id), for [`REMEMBER_MS`], at most
+/// Player, request id, and the SHA-256 of the request's method, path and body.
+type RememberedKey = (String, String, Vec<u8>);
+
+/// The answers of acting requests by (player, request id, request), for [`REMEMBER_MS`], at most
 /// [`MAX_REMEMBERED`]. In memory: forgotten when this node stops or dies.
 #[derive(Default)]
 pub struct Remembered {
     /// std mutex: held for a map operation only, never across an await.
-    by_id: Mutex<HashMap<(String, String), (Instant, Slot)>>,
+    by_id: Mutex<HashMap<RememberedKey, (Instant, Slot)>>,
 }
 
 impl Remembered {
@@ -460,7 +474,7 @@ impl Remembered {
     /// remembered: the retry runs.
     async fn once(
         &self,
-        key: (String, String),
+        key: RememberedKey,
         run: impl Future<Output = ForwardedResponse>,
     ) -> ForwardedResponse {
         let slot = {
