@@ -913,11 +913,36 @@ fn runtime_stopped(e: tokio::task::JoinError) -> LinkError {
     LinkError::Unavailable(format!("the NATS runtime stopped the task: {e}"))
 }
 
+/// The units a jump from `from` may go to, so its pair subjects: its lanes, and the home
+/// system (a ship destroyed anywhere respawns at home: `Event::Destroyed`'s jump home, which
+/// needs no lane).
+pub fn pair_ends_from(galaxy: &Galaxy, from: SystemId) -> Vec<SystemId> {
+    let mut ends = galaxy.neighbours(from).to_vec();
+    let home = galaxy.home();
+    if from != home && !ends.contains(&home) {
+        ends.push(home);
+    }
+    ends
+}
+
+/// The units a jump towards `to` may come from: its lanes, and every system for the home one.
+pub fn pair_ends_towards(galaxy: &Galaxy, to: SystemId) -> Vec<SystemId> {
+    if to == galaxy.home() {
+        return galaxy.ids().filter(|&s| s != to).collect();
+    }
+    galaxy.neighbours(to).to_vec()
+}
+
+/// Whether jumps may travel on the pair subject `pair` ([`pair_ends_from`]).
+pub fn is_pair(galaxy: &Galaxy, pair: Pair) -> bool {
+    pair.from != pair.to && (galaxy.has_lane(pair.from, pair.to) || pair.to == galaxy.home())
+}
+
 impl Links for NatsLinks {
     fn fence_outgoing(&self, from: SystemId, epoch: u64) -> LinkFuture<'_, Result<(), LinkError>> {
         assert!(epoch > 0, "a lease's epoch is from 1");
         let shared = self.shared.clone();
-        let lanes: Vec<SystemId> = shared.galaxy.neighbours(from).to_vec();
+        let lanes: Vec<SystemId> = pair_ends_from(&shared.galaxy, from);
         Box::pin(async move {
             // Every lane at once: a takeover waits for the slowest, not for their sum.
             let tasks: Vec<_> = lanes
@@ -952,7 +977,7 @@ impl Links for NatsLinks {
             )
         });
         assert!(
-            galaxy.has_lane(pair.from, pair.to),
+            is_pair(galaxy, pair),
             "BUG: jump {} between {} and {}, which have no lane (so no fenced pair subject)",
             msg_id(galaxy, &jump),
             galaxy.slug(pair.from),
@@ -979,7 +1004,7 @@ impl Links for NatsLinks {
         sink: ArrivalSink,
     ) -> Result<(), LinkError> {
         let galaxy = &self.shared.galaxy;
-        let lanes = galaxy.neighbours(to);
+        let lanes = pair_ends_towards(galaxy, to);
         // Positions come from a snapshot: one of a pair that is no lane is refused, not
         // panicked on.
         if let Some(from) = after.keys().find(|from| !lanes.contains(from)) {
@@ -989,7 +1014,7 @@ impl Links for NatsLinks {
                 galaxy.slug(to)
             )));
         }
-        for &from in lanes {
+        for from in lanes {
             let start = after.get(&from).copied().unwrap_or_default();
             let reader = self
                 .shared

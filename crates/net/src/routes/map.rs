@@ -30,10 +30,23 @@ pub async fn systems(
     _: Public,
 ) -> Result<Json<Vec<System>>, ApiError> {
     let g = state.mesh.galaxy();
-    let status = state.mesh.status().await?;
+    // On a node of a spread galaxy the status covers only the systems it runs; the others are
+    // listed all the same (the map is the galaxy's), with no figures of their own here.
+    let mut status: std::collections::BTreeMap<String, ShardStatus> = state
+        .mesh
+        .status()
+        .await?
+        .into_iter()
+        .map(|s| (s.slug.clone(), s))
+        .collect();
     Ok(Json(
         g.ids()
-            .zip(status)
+            .map(|id| {
+                let s = status
+                    .remove(g.slug(id))
+                    .unwrap_or_else(|| elsewhere(g, id));
+                (id, s)
+            })
             .map(|(id, s)| System {
                 name: g.name(id).to_string(),
                 slug: g.slug(id).to_string(),
@@ -97,4 +110,32 @@ pub async fn scan(
         truncated: names.len() < population,
         names,
     }))
+}
+
+/// The figures of a system another node runs, as this node shows it: none (no players known
+/// here, real-time clock).
+fn elsewhere(g: &sim::galaxy::Galaxy, id: sim::galaxy::SystemId) -> ShardStatus {
+    ShardStatus {
+        system: g.name(id).to_string(),
+        slug: g.slug(id).to_string(),
+        instance: 1,
+        shard: g.slug(id).to_string(),
+        instance_name: g.name(id).to_string(),
+        merging: false,
+        instances: Vec::new(),
+        population: 0,
+        departing: 0,
+        in_transit_towards: 0,
+        tick: sim::ids::Tick(0),
+        tick_p50_us: 0,
+        tick_p99_us: 0,
+        tick_late_p50_us: 0,
+        tick_late_p99_us: 0,
+        dilation: 1.0,
+        tick_period_us: 0,
+        log_durable_seq: store::seq::Seq(0),
+        log_next_seq: store::seq::Seq(0),
+        state_hash: String::new(),
+        failed: None,
+    }
 }
