@@ -34,8 +34,20 @@ pub const BACKOFF_MIN_MS: u64 = 100;
 pub const BACKOFF_MAX_MS: u64 = 1_000;
 /// The most URLs one list may hold (a galaxy has a few nodes).
 pub const MAX_SERVERS: usize = 16;
-/// The error codes of a 503 that mean "not this node": try the next URL.
-pub const FOLLOW_CODES: &[&str] = &["standby", "shutting_down"];
+/// The error codes of a 503 that mean "not this node" or "nothing was done, not now": try the
+/// next URL. `unit_moving` and `remote_unavailable` come from a galaxy spread over nodes
+/// (docs/NATS.md, "Any node answers any player"): the player's system is being handed over or
+/// taken over, or the node cannot reach the others; neither delivered the request anywhere.
+pub const FOLLOW_CODES: &[&str] = &[
+    "standby",
+    "shutting_down",
+    "unit_moving",
+    "remote_unavailable",
+];
+
+/// The error code of a 504 whose request reached the node that owns the player's system and
+/// got no answer: a write's outcome is unknown (a read is sent again).
+pub const OUTCOME_UNKNOWN_CODE: &str = "outcome_unknown";
 
 /// Whether a request may be sent twice.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -256,6 +268,29 @@ impl Servers {
                     continue;
                 }
             };
+            if resp.status() == StatusCode::GATEWAY_TIMEOUT {
+                let body = resp.bytes().await.unwrap_or_default();
+                match serde_json::from_slice::<ErrorBody>(&body) {
+                    Ok(ErrorBody { error }) if error.code == OUTCOME_UNKNOWN_CODE => {
+                        let why = format!(
+                            "504 {}: {} (request_id {})",
+                            error.code,
+                            error.message,
+                            error.request_id.as_deref().unwrap_or("none")
+                        );
+                        self.sent_and_lost(follow, kind, &url, why).await?;
+                        continue;
+                    }
+                    _ => {
+                        return Ok(Opened::Answered(Answer {
+                            url,
+                            status: StatusCode::GATEWAY_TIMEOUT,
+                            retry_after: None,
+                            body: body.to_vec(),
+                        }))
+                    }
+                }
+            }
             if resp.status() != StatusCode::SERVICE_UNAVAILABLE {
                 return Ok(Opened::Streaming { url, resp });
             }
@@ -512,6 +547,40 @@ mod tests {
         assert_eq!(standby_hits.load(Ordering::SeqCst), 1);
         let c = s.counts();
         assert_eq!((c.switches, c.retries, c.outcome_unknown), (2, 2, 0));
+    }
+
+    #[tokio::test]
+    async fn a_unit_moving_is_passed_over_and_an_unknown_outcome_is_never_sent_again() {
+        let (moving, moving_hits) = node(
+            503,
+            r#"{"error":{"code":"unit_moving","message":"unit sys.sol: no node answers"}}"#,
+        )
+        .await;
+        let (active, _) = serving().await;
+        let s = servers(&[&moving, &active], 5_000);
+        let answer = post(&s).await.expect("nothing was done there: sent on");
+        assert_eq!(
+            (answer.url.as_str(), moving_hits.load(Ordering::SeqCst)),
+            (active.as_str(), 1)
+        );
+
+        let (unknown, unknown_hits) = node(
+            504,
+            r#"{"error":{"code":"outcome_unknown","message":"sent, no answer","request_id":"0a1b"}}"#,
+        )
+        .await;
+        let s = servers(&[&unknown, &active], 5_000);
+        match post(&s).await {
+            Err(SendError::OutcomeUnknown { url, why }) => {
+                assert_eq!(url, unknown);
+                assert!(why.contains("request_id 0a1b"), "{why}");
+            }
+            other => panic!("want outcome unknown, got {other:?}"),
+        }
+        assert_eq!(unknown_hits.load(Ordering::SeqCst), 1, "never sent again");
+        assert_eq!(s.counts().outcome_unknown, 1);
+        let answer = get(&s).await.expect("a read follows");
+        assert_eq!(answer.url, active);
     }
 
     #[tokio::test]

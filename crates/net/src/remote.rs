@@ -364,21 +364,31 @@ impl Owner {
 
     /// Runs `request` as the player it names, unless that player is in none of the systems this
     /// node serves ([`ForwardedReply::NotHere`]: nothing ran; an API without a [`Remote`]
-    /// serves every system). An acting request (POST) runs once per
-    /// request id while its answer is remembered.
+    /// serves every system). An acting request (POST) of a player runs once per request id
+    /// while its answer is remembered; a join is never remembered (its answer is a token).
     pub async fn answer(&self, request: ForwardedRequest) -> ForwardedReply {
         if let (Some(player), Some(remote)) = (&request.player, &self.state.remote) {
             if !holds(&self.state, remote.as_ref(), player) {
                 return ForwardedReply::NotHere;
             }
         }
-        if request.method != "POST" {
+        // Only an authenticated player's actions are remembered: a join's answer holds a new
+        // token, and anyone who sent the same Idempotency-Key would be given it.
+        let Some(player) = request.player.clone().filter(|_| request.method == "POST") else {
             return ForwardedReply::Answered(self.run(request).await);
-        }
-        let key = (
-            request.player.clone().unwrap_or_default(),
-            request.request_id.clone(),
-        );
+        };
+        // The request itself is part of the key: a client that sends another request under an
+        // Idempotency-Key it used before gets that request run, never the other's answer.
+        let fingerprint = {
+            use sha2::{Digest, Sha256};
+            let mut h = Sha256::new();
+            for part in [&request.method, &request.path_and_query, &request.body] {
+                h.update(part.as_bytes());
+                h.update([0]);
+            }
+            h.finalize().to_vec()
+        };
+        let key = (player, request.request_id.clone(), fingerprint);
         ForwardedReply::Answered(self.state.remembered.once(key, self.run(request)).await)
     }
 
@@ -447,12 +457,15 @@ impl Owner {
 
 type Slot = Arc<tokio::sync::Mutex<Option<ForwardedResponse>>>;
 
-/// The answers of acting requests by (player, request id), for [`REMEMBER_MS`], at most
+/// Player, request id, and the SHA-256 of the request's method, path and body.
+type RememberedKey = (String, String, Vec<u8>);
+
+/// The answers of acting requests by (player, request id, request), for [`REMEMBER_MS`], at most
 /// [`MAX_REMEMBERED`]. In memory: forgotten when this node stops or dies.
 #[derive(Default)]
 pub struct Remembered {
     /// std mutex: held for a map operation only, never across an await.
-    by_id: Mutex<HashMap<(String, String), (Instant, Slot)>>,
+    by_id: Mutex<HashMap<RememberedKey, (Instant, Slot)>>,
 }
 
 impl Remembered {
@@ -461,7 +474,7 @@ impl Remembered {
     /// remembered: the retry runs.
     async fn once(
         &self,
-        key: (String, String),
+        key: RememberedKey,
         run: impl Future<Output = ForwardedResponse>,
     ) -> ForwardedResponse {
         let slot = {

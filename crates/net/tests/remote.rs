@@ -476,6 +476,49 @@ async fn a_retry_with_the_same_idempotency_key_acts_once() {
         Some(2),
         "two buys, not three: {me:?}"
     );
+    // Another request under a key used before runs; it never gets the other's answer.
+    let sell = json!({"side": "sell", "good": "food", "qty": 1});
+    let reused = send(
+        &n.a,
+        "POST",
+        "/v1/trade",
+        Some(&ann),
+        &[("idempotency-key", "buy-food-1")],
+        Some(sell),
+    )
+    .await;
+    assert_eq!(
+        (reused.status, reused.body["side"].as_str()),
+        (StatusCode::OK, Some("sell")),
+        "{reused:?}"
+    );
+    // A join is never remembered: the same key on someone else's join does not hand them
+    // the first joiner's token.
+    let key = [("idempotency-key", "join-1")];
+    let first = send(
+        &n.a,
+        "POST",
+        "/v1/join",
+        None,
+        &key,
+        Some(json!({"name": "Cy"})),
+    )
+    .await;
+    let other = send(
+        &n.a,
+        "POST",
+        "/v1/join",
+        None,
+        &key,
+        Some(json!({"name": "Mallory"})),
+    )
+    .await;
+    assert_eq!(
+        (first.status, other.status),
+        (StatusCode::CREATED, StatusCode::CREATED)
+    );
+    assert_ne!(first.body["token"], other.body["token"], "{other:?}");
+    assert_eq!(other.body["name"].as_str(), Some("Mallory"));
     let bad = send(
         &n.a,
         "GET",
