@@ -54,6 +54,14 @@ pub const CODES: &[&str] = &[
     // A node of a galaxy on JetStream that is standing by (another node holds the galaxy's
     // lease): 503 with Retry-After; a client with several server URLs tries the next one.
     "standby",
+    // A galaxy spread over nodes (docs/NATS.md "Any node answers any player"): 503 with
+    // Retry-After when no node serves the player's system right now (a takeover or hand-over
+    // under way); 504 when a request was sent to the owner and no answer came (its outcome is
+    // unknown: the body's `request_id` makes a retry safe while the owner lives); 503 when
+    // this node cannot reach the others (NATS).
+    "unit_moving",
+    "outcome_unknown",
+    "remote_unavailable",
     "internal",
 ];
 
@@ -70,6 +78,10 @@ pub struct ErrorDetail {
     pub code: String,
     /// Short, for people: what went wrong and what to do.
     pub message: String,
+    /// The id of a request whose outcome is unknown (`outcome_unknown`): send the request
+    /// again with the header `Idempotency-Key: <request_id>`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
 }
 
 impl ErrorBody {
@@ -78,6 +90,7 @@ impl ErrorBody {
             error: ErrorDetail {
                 code: code.into(),
                 message: message.into(),
+                request_id: None,
             },
         }
     }

@@ -16,6 +16,7 @@
 
 pub mod cargo;
 pub mod error;
+pub mod forward;
 pub mod request;
 pub mod response;
 pub mod stream;

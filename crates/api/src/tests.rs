@@ -416,8 +416,9 @@ fn the_error_body_and_codes_match_the_document() {
         "Error.error",
         detail,
         &round_trip(&ErrorDetail {
-            code: "busy".into(),
+            code: "outcome_unknown".into(),
             message: "wait".into(),
+            request_id: Some("0123abcd".into()),
         }),
     );
     let listed: BTreeSet<&str> = doc["components"]["schemas"]["ErrorCode"]["enum"]

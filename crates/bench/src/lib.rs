@@ -14,6 +14,7 @@ pub mod many_files;
 pub mod mixed;
 pub mod postgres;
 pub mod rounds;
+pub mod spread;
 pub mod storage;
 pub mod swarm;
 pub mod takeover;
@@ -71,6 +72,10 @@ pub enum Which {
     /// to the first 200, records replayed, over several SIGKILLs of the active node. By hand:
     /// needs scripts/nats-install.sh and a release build of both binaries.
     Takeover(takeover::TakeoverArgs),
+    /// A galaxy spread over 1, 2, 3 nodes (`serve --nats --spread`): durable jumps/s and commit
+    /// latency, the share crossing nodes, requests forwarded a second, a node's takeover and a
+    /// clean leave. By hand: needs scripts/nats-install.sh and a release build of both binaries.
+    Spread(spread::SpreadArgs),
 }
 
 pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
@@ -85,6 +90,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
         Some(Which::Instances(a)) => instances::run(a),
         Some(Which::Jetstream(a)) => jetstream::run(a),
         Some(Which::Takeover(a)) => takeover::run(a),
+        Some(Which::Spread(a)) => spread::run(a),
     }
 }
 

@@ -123,9 +123,15 @@ fn measure(args: &TakeoverArgs, dir: &Path) -> anyhow::Result<Vec<Round>> {
         .timeout(Duration::from_secs(30))
         .build()?;
     let mut serial = 0;
+    let flags = [
+        "--lease-ms".to_string(),
+        args.lease_ms.to_string(),
+        "--snapshot-every".to_string(),
+        args.snapshot_every.to_string(),
+    ];
     let start_node = |serial: &mut usize| {
         *serial += 1;
-        Node::start(&exe, &cluster, dir, &format!("node-{serial}"), args)
+        Node::start(&exe, &cluster, dir, &format!("node-{serial}"), &flags)
     };
     let mut nodes = vec![start_node(&mut serial)?, start_node(&mut serial)?];
     let mut active = rt.block_on(which_serves(&http, &nodes))?;
@@ -167,35 +173,37 @@ fn measure(args: &TakeoverArgs, dir: &Path) -> anyhow::Result<Vec<Round>> {
 }
 
 /// The number between `before` and `after` in `line`.
-fn figure(line: &str, before: &str, after: &str) -> anyhow::Result<f64> {
+pub(crate) fn figure(line: &str, before: &str, after: &str) -> anyhow::Result<f64> {
     line.rsplit(before)
         .find_map(|rest| rest.split(after).next()?.trim().parse().ok())
         .with_context(|| format!("no figure between {before:?} and {after:?} in {line:?}"))
 }
 
 /// A `mltrader serve --nats` process, killed on drop.
-struct Node {
-    name: String,
-    child: Child,
-    url: String,
-    lines: mpsc::Receiver<String>,
+pub(crate) struct Node {
+    pub name: String,
+    pub child: Child,
+    pub url: String,
+    /// What it prints on stdout, line by line.
+    pub lines: mpsc::Receiver<String>,
 }
 
 impl Node {
-    fn start(
+    /// Starts `mltrader serve --nats` on a free port with jumps that land at once and no rate
+    /// limits, `flags` added; waits for its address.
+    pub(crate) fn start(
         exe: &Path,
         cluster: &TestCluster,
         dir: &Path,
         name: &str,
-        args: &TakeoverArgs,
+        flags: &[String],
     ) -> anyhow::Result<Node> {
         let mut child = Command::new(exe)
             .args(["serve", "--listen", "127.0.0.1:0", "--ticks-per-ly", "0"])
             .arg("--data")
             .arg(dir.join(name))
             .args(cluster.serve_flags(name))
-            .args(["--lease-ms", &args.lease_ms.to_string()])
-            .args(["--snapshot-every", &args.snapshot_every.to_string()])
+            .args(flags)
             .env("MLTRADER_TOKEN_RATE", "off")
             .env("MLTRADER_JOIN_RATE", "off")
             .stdout(Stdio::piped())
@@ -258,7 +266,7 @@ impl Drop for Node {
     }
 }
 
-async fn status(http: &reqwest::Client, url: &str) -> Option<u16> {
+pub(crate) async fn status(http: &reqwest::Client, url: &str) -> Option<u16> {
     let resp = http
         .get(format!("{url}/v1/status"))
         .timeout(Duration::from_secs(2))
@@ -292,7 +300,7 @@ async fn until_serving(http: &reqwest::Client, url: &str, since: Instant) -> any
     anyhow::bail!("the standby at {url} does not serve {TAKEOVER_TIMEOUT_S} s after the kill")
 }
 
-async fn join(http: &reqwest::Client, url: &str, name: &str) -> anyhow::Result<String> {
+pub(crate) async fn join(http: &reqwest::Client, url: &str, name: &str) -> anyhow::Result<String> {
     let resp = http
         .post(format!("{url}/v1/join"))
         .json(&serde_json::json!({ "name": name }))

@@ -7,7 +7,10 @@
 //! version v in the system logs, of the kind the action writes ([`Action::kinds`]), with what
 //! the ack says was done ([`Ack::details`]: a trade's side, good, units and total; a refuel's
 //! units and cost; an attack's target). A travel must also be committed: the transition log
-//! holds its `jump` (same `xfer`, same version).
+//! holds its `jump` (same `xfer`, same version). In the export of a spread galaxy (`jumps.log`
+//! present, [`Commits::Departs`]) a travel is committed by its durable `depart` itself (the
+//! event of the answered version, with the ack's `xfer`); a jump it published (in `jumps.log`)
+//! must then be of the same player and version.
 //! The system logs are the truth (see docs/FORMAT.md); player logs are a projection and are not
 //! read.
 //!
@@ -22,7 +25,7 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use super::audit::segments;
+use super::audit::{segments, Commits};
 use sim::galaxy::Galaxy;
 use store::datadir::DataDir;
 use store::log::read_from;
@@ -280,10 +283,19 @@ pub fn check_acks(
             });
         }
     }
-    // Committed jumps: xfer -> (player, version).
+    // Committed jumps (of a spread galaxy: published ones): xfer -> (player, version).
     let mut committed: HashMap<String, (String, u64)> = HashMap::new();
-    let tlog = datadir.transitions_log();
-    for path in segments(&datadir.archive_root(), "transitions", tlog, &mut r.notes) {
+    let commits = Commits::of(datadir);
+    let jump_logs = match commits {
+        Commits::TransitionLog => segments(
+            &datadir.archive_root(),
+            "transitions",
+            datadir.transitions_log(),
+            &mut r.notes,
+        ),
+        Commits::Departs => vec![datadir.jumps_log()],
+    };
+    for path in jump_logs {
         read_log(&mut r, &path, |rec| {
             if rec.kind != "jump" {
                 return;
@@ -313,7 +325,7 @@ pub fn check_acks(
             ));
             continue;
         }
-        match verify(ack, &events, &committed) {
+        match verify(ack, &events, &committed, commits) {
             Ok(()) => r.confirmed += 1,
             Err(why) => problems.push(format!("line {line}: {why}")),
         }
@@ -332,6 +344,7 @@ fn verify(
     ack: &Ack,
     events: &HashMap<(String, u64), Seen>,
     committed: &HashMap<String, (String, u64)>,
+    commits: Commits,
 ) -> Result<(), String> {
     let what = format!(
         "{} of '{}' acknowledged at version {}",
@@ -375,15 +388,20 @@ fn verify(
             seen.xfer.as_deref().unwrap_or("-")
         ));
     }
-    match committed.get(xfer) {
-        Some((p, v)) if *p == ack.player && *v == ack.version => Ok(()),
-        Some((p, v)) => Err(format!(
+    match (committed.get(xfer), commits) {
+        (Some((p, v)), _) if *p == ack.player && *v == ack.version => Ok(()),
+        (Some((p, v)), Commits::TransitionLog) => Err(format!(
             "{what}: the transition log's jump {xfer} is of '{p}' at version {v}"
         )),
-        None => Err(format!(
+        (Some((p, v)), Commits::Departs) => Err(format!(
+            "{what}: jumps.log's jump {xfer} is of '{p}' at version {v}"
+        )),
+        (None, Commits::TransitionLog) => Err(format!(
             "{what}: jump {xfer} is prepared ({}) but not committed in the transition log",
             seen.at
         )),
+        // Committed at its durable `depart` (found above); not published yet, or a move.
+        (None, Commits::Departs) => Ok(()),
     }
 }
 
@@ -580,6 +598,69 @@ mod tests {
         assert!(r.problems.iter().any(|p| p.contains("not trade")));
         assert!(r.problems.iter().any(|p| p.contains("sol:77")));
         assert!(r.problems.iter().any(|p| p.contains("a second ack")));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_travel_is_committed_at_its_depart_in_a_spread_export() {
+        use crate::audit::forge::{as_spread_export, edit_log, find, remove};
+        let dir = tempfile::tempdir().unwrap();
+        let datadir = DataDir::at(dir.path().join("data"));
+        let galaxy = Galaxy::default_galaxy();
+        let mesh = crate::test_support::start_quick(&datadir, &galaxy).await;
+        let p = mesh.join("Ann", "k").await.unwrap();
+        let Some(SystemPlace::In(here)) = mesh.locate("Ann") else {
+            panic!("Ann is not in a system");
+        };
+        let ack = mesh
+            .jump("Ann", mesh.galaxy().neighbours(here)[0])
+            .await
+            .unwrap();
+        mesh.wait_landing("Ann").await.unwrap();
+        mesh.stop().await.unwrap();
+        as_spread_export(&datadir, &galaxy);
+        let travel = Ack {
+            xfer: Some(ack.xfer.clone()),
+            ..Ack::new("Ann", Action::Travel, ack.player.version.0)
+        };
+        let acks = [Ack::new("Ann", Action::Join, p.version.0), travel.clone()];
+        let path = write_acks(dir.path(), &acks, "");
+        let r = check_acks(&datadir, &galaxy, &path).unwrap();
+        assert!(r.ok(), "{:#?}", r.problems);
+        assert_eq!(r.confirmed, 2);
+
+        // The published jump at another version than the acknowledged depart.
+        let v = travel.version;
+        edit_log(&datadir.jumps_log(), |recs| {
+            let i = find(recs, |r| r.is("jump", "xfer", &ack.xfer));
+            recs[i].set("v", &(v + 1).to_string());
+        });
+        let r = check_acks(&datadir, &galaxy, &path).unwrap();
+        assert_eq!(r.problems.len(), 1, "{:#?}", r.problems);
+        assert!(
+            r.problems[0].contains(&format!(
+                "jumps.log's jump {} is of 'Ann' at version {}",
+                ack.xfer,
+                v + 1
+            )),
+            "{:#?}",
+            r.problems
+        );
+        // Not published (yet): committed all the same, at its durable depart.
+        edit_log(&datadir.jumps_log(), |recs| {
+            let i = find(recs, |r| r.is("jump", "xfer", &ack.xfer));
+            remove(recs, i);
+        });
+        let r = check_acks(&datadir, &galaxy, &path).unwrap();
+        assert!(r.ok(), "{:#?}", r.problems);
+        // An acknowledged travel whose depart the logs do not hold is not found.
+        let other = Ack {
+            xfer: Some(format!("{}:9", galaxy.slug(here))),
+            ..travel.clone()
+        };
+        let path = write_acks(dir.path(), &[other], "");
+        let r = check_acks(&datadir, &galaxy, &path).unwrap();
+        assert_eq!(r.problems.len(), 1, "{:#?}", r.problems);
+        assert!(r.problems[0].contains("is xfer"), "{:#?}", r.problems);
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -5,6 +5,7 @@ pub mod check;
 pub mod common;
 pub mod compact;
 pub mod export;
+pub mod export_jumps;
 pub mod replay;
 pub mod serve;
 

@@ -42,6 +42,12 @@ pub enum NatsError {
     /// A node's announcement in the members' bucket (`members`) that cannot be made or left.
     #[error("member {node}: {reason}")]
     Member { node: String, reason: String },
+    /// A unit's name that is not `sys.<slug>` (`requests`, `whereis`).
+    #[error("unit {unit:?}: {reason}")]
+    Unit { unit: String, reason: String },
+    /// The galaxy's accounts bucket (`accounts`) refused or did not answer.
+    #[error("accounts: {what}: {reason}")]
+    Accounts { what: String, reason: String },
     #[error("the NATS runtime: {0}")]
     Runtime(String),
 }

@@ -9,18 +9,25 @@
 //! written by a node that had lost the lease and was accepted anyway: a zombie message.
 //! Messages written before the headers existed are counted, not judged.
 //!
+//! The same rule holds on each pair subject of a spread galaxy (issue 19, [`JumpsReader`]): only
+//! the owner of the origin unit writes there, its new owner's first message is its fence mark
+//! (a `lease` record), and every message carries the writer's epoch.
+//!
 //! [`crate::writers`] checks a whole log at once, for tests; this check goes message by message
 //! and is kept between runs of a resumable export. This module never writes to a stream or a
-//! file, and never interprets a record other than a `lease` record.
+//! file, never creates a stream, and never interprets a record other than a `lease` record.
 
-use async_nats::jetstream::stream::LastRawMessageErrorKind;
+use async_nats::jetstream::context::GetStreamErrorKind;
+use async_nats::jetstream::stream::{LastRawMessageErrorKind, Stream};
+use async_nats::jetstream::ErrorCode;
 use serde::{Deserialize, Serialize};
 use store::lease::LeaseRecord;
 use store::record::parse_line;
 
 use crate::logs::{visit_messages, NatsLogs, Next, EPOCH_HEADER, NODE_HEADER};
-use crate::subject;
-use crate::NatsError;
+use crate::pairs::JUMPS_STREAM;
+use crate::subject::{self, JUMP_SUBJECT_PREFIX};
+use crate::{Nats, NatsError};
 
 /// How many problems an [`EpochCheck`] describes (it counts them all).
 pub const PROBLEMS_DESCRIBED_MAX: usize = 20;
@@ -94,6 +101,106 @@ impl NatsLogs {
                     node: header(NODE_HEADER),
                     epoch: header(EPOCH_HEADER),
                     payload: message.payload.to_vec(),
+                });
+                if bytes < max_bytes {
+                    Next::More
+                } else {
+                    Next::Stop
+                }
+            })
+            .await?;
+            Ok(out)
+        })?
+    }
+}
+
+/// One message of a pair subject as the jumps' stream holds it.
+#[derive(Clone, Debug)]
+pub struct PairMessage {
+    /// Its subject, `mlt.jump.<from>.<to>` ([`subject::of_pair`]).
+    pub subject: String,
+    pub message: StoredMessage,
+}
+
+/// The jumps' stream ([`JUMPS_STREAM`], every pair subject of a spread galaxy) as an export
+/// reads it: opened only if it exists (a reader never creates it), read in stream order.
+pub struct JumpsReader {
+    nats: Nats,
+    stream: Stream,
+}
+
+impl JumpsReader {
+    /// The jumps' stream, or None when the cluster has none (the galaxy was never spread).
+    pub fn open(nats: &Nats) -> Result<Option<JumpsReader>, NatsError> {
+        let js = nats.jetstream.clone();
+        let stream = nats.bridge.run(async move {
+            match js.get_stream(JUMPS_STREAM).await {
+                Ok(stream) => Ok(Some(stream)),
+                Err(e) => match e.kind() {
+                    GetStreamErrorKind::JetStream(error)
+                        if error.error_code() == ErrorCode::STREAM_NOT_FOUND =>
+                    {
+                        Ok(None)
+                    }
+                    _ => Err(NatsError::jetstream(
+                        format!("cannot look for stream {JUMPS_STREAM}"),
+                        e,
+                    )),
+                },
+            }
+        })??;
+        Ok(stream.map(|stream| JumpsReader {
+            nats: nats.clone(),
+            stream,
+        }))
+    }
+
+    /// The stream's last sequence now, from its leader.
+    pub fn last_sequence(&self) -> Result<u64, NatsError> {
+        let mut stream = self.stream.clone();
+        self.nats.bridge.run(async move {
+            stream
+                .info()
+                .await
+                .map(|info| info.state.last_sequence)
+                .map_err(|e| NatsError::jetstream("the jumps' stream's last sequence", e))
+        })?
+    }
+
+    /// The messages of every pair subject after stream sequence `after` and up to `upto`, in
+    /// stream order, stopping after the message that reaches `max_bytes` of payload (at least
+    /// one message when there is one). Empty when nothing is newer.
+    pub fn messages_after(
+        &self,
+        after: u64,
+        upto: u64,
+        max_bytes: usize,
+    ) -> Result<Vec<PairMessage>, NatsError> {
+        if upto <= after {
+            return Ok(Vec::new());
+        }
+        let stream = self.stream.clone();
+        let filter = format!("{JUMP_SUBJECT_PREFIX}>");
+        self.nats.bridge.run(async move {
+            let mut out = Vec::new();
+            let mut bytes = 0;
+            visit_messages(&stream, &filter, after + 1, upto, |stream_seq, message| {
+                let header = |name: &str| {
+                    message
+                        .headers
+                        .as_ref()
+                        .and_then(|h| h.get(name))
+                        .map(|v| v.as_str().to_string())
+                };
+                bytes += message.payload.len();
+                out.push(PairMessage {
+                    subject: message.subject.to_string(),
+                    message: StoredMessage {
+                        stream_seq,
+                        node: header(NODE_HEADER),
+                        epoch: header(EPOCH_HEADER),
+                        payload: message.payload.to_vec(),
+                    },
                 });
                 if bytes < max_bytes {
                     Next::More

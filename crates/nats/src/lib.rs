@@ -13,6 +13,9 @@
 //!   the revision of the claim.
 //! - [`members`]: the nodes announcing themselves in a KV bucket (key = node name, renewed
 //!   every quarter period), and a poll of every key for an observer to judge who is live.
+//! - [`requests`], [`whereis`], [`accounts`]: any node answers any player (issue 19): a
+//!   player's request carried to the owner of their unit, the scatter request that finds
+//!   where a player is, and the galaxy's accounts (token key to player name).
 //! - [`NatsSnapshots`]: [`store::backend::SnapshotStore`] in an object store bucket, and the
 //!   galaxy's definition beside the snapshots.
 //! - [`NatsLinks`] ([`pairs`]): mesh's `links::Links` on the pair subjects of issue 19, one per
@@ -27,6 +30,7 @@
 //! files) and never decides what recovery does; it never writes to a stream without the
 //! expected last sequence of the subject.
 
+pub mod accounts;
 mod bridge;
 mod creds;
 mod error;
@@ -38,11 +42,13 @@ pub mod logs;
 pub mod members;
 pub mod news;
 pub mod pairs;
+pub mod requests;
 pub mod safety;
 pub mod snapshots;
 pub mod subject;
 #[cfg(feature = "testing")]
 pub mod testing;
+pub mod whereis;
 pub mod writers;
 
 use std::sync::Arc;

@@ -93,11 +93,16 @@ pub const PAIR_PUBLISH_RETRY_FOR_MS: u64 = 30_000;
 /// reader's consumer).
 pub const PAIR_RETRY_PAUSE_MS: u64 = 200;
 
-/// How long a reader of a pair subject tries to create its consumer again (after an error of
-/// the stream) before it reports `Unavailable` to its sink and ends. The ordered consumer
-/// itself rides out a leader's election (it re-creates itself after missed heartbeats); this
-/// bounds what it gives up on.
-pub const PAIR_READ_RETRY_FOR_MS: u64 = 60_000;
+/// How often a reader of a pair subject whose consumers keep failing (the stream unavailable)
+/// says so in a warning, naming the pair and its position. It never gives up: a pair whose
+/// reading ended would leave its jumps unlanded until the unit moves to another node (the
+/// mesh reads each pair once per unit start), so it tries again for as long as the sink is
+/// open, the pause between tries growing to [`PAIR_READ_MAX_PAUSE_MS`].
+pub const PAIR_READ_WARN_EVERY_MS: u64 = 60_000;
+
+/// The longest pause between two consumers of a failing reader (from
+/// [`PAIR_RETRY_PAUSE_MS`], doubling): bounds the requests an outage costs per pair.
+pub const PAIR_READ_MAX_PAUSE_MS: u64 = 2_000;
 
 const _: () = assert!(PAIR_PUBLISH_RETRY_FOR_MS < DUPLICATE_WINDOW_S * 1_000 / 2);
 const _: () = assert!(ACK_TIMEOUT_MS < PAIR_PUBLISH_RETRY_FOR_MS);
@@ -111,7 +116,7 @@ const _: () = assert!(PAIR_RETRY_PAUSE_MS * 10 <= PAIR_PUBLISH_RETRY_FOR_MS);
 /// request per idle pair per period.
 pub const PAIR_READ_EXPIRES_MS: u64 = 2_000;
 
-const _: () = assert!(PAIR_READ_EXPIRES_MS * 4 < PAIR_READ_RETRY_FOR_MS);
+const _: () = assert!(PAIR_RETRY_PAUSE_MS <= PAIR_READ_MAX_PAUSE_MS);
 
 /// How often a pair reader that delivered nothing since the last check asks the stream leader
 /// for its subject's last sequence; a consumer that has delivered nothing over a whole period
@@ -119,7 +124,7 @@ const _: () = assert!(PAIR_READ_EXPIRES_MS * 4 < PAIR_READ_RETRY_FOR_MS);
 /// request per idle pair per period; bounds a silent reader to about twice this.
 pub const PAIR_READ_STALL_CHECK_MS: u64 = 2_500;
 
-const _: () = assert!(PAIR_READ_STALL_CHECK_MS * 4 < PAIR_READ_RETRY_FOR_MS);
+const _: () = assert!(PAIR_READ_STALL_CHECK_MS * 4 < PAIR_READ_WARN_EVERY_MS);
 
 /// News (gossip, price reports, feed events: `news`) told by this node's systems and not yet
 /// handed to the connection. Publishing is a copy into the client's buffer, so the queue only

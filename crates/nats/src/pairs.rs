@@ -26,8 +26,11 @@
 //! else is [`LinkError::Malformed`] naming the subject and the sequence. An ordered consumer
 //! and not a loop of direct gets: the server pushes each new message as it is stored (a loop
 //! would poll, paying a request per message and a pause between polls for latency), and the
-//! client re-creates it by itself after missed heartbeats (a leader's election); when it fails
-//! anyway, the reader creates a new one from the last position it delivered.
+//! client re-creates it by itself after missed heartbeats (a leader's election, within about
+//! twice [`PAIR_READ_EXPIRES_MS`]); when it fails anyway, or stays silent for a whole
+//! [`PAIR_READ_STALL_CHECK_MS`] while its subject holds more (the watchdog), the reader
+//! creates a new one from the last position it delivered, for as long as its sink is open. A
+//! position past the subject's last message is refused before anything is read.
 //!
 //! Never decides a game rule, never lands, aborts or reorders a jump, never publishes without an
 //! expected last subject sequence (outside the simulator's bug switch), and never runs on nor
@@ -51,11 +54,12 @@ use store::lease::{LeaseRecord, LEASE_KIND};
 use store::record::{is_bare, parse_line, Line, MAX_RECORD_BYTES};
 
 use crate::error::{is_in_process, is_wrong_last_sequence};
+use crate::export::{EpochCheck, StoredMessage};
 use crate::limits::{
     DUPLICATE_WINDOW_S, HEADER_ROOM_BYTES, PAIR_PUBLISH_RETRY_FOR_MS, PAIR_READ_EXPIRES_MS,
-    PAIR_READ_RETRY_FOR_MS, PAIR_READ_STALL_CHECK_MS, PAIR_RETRY_PAUSE_MS,
+    PAIR_READ_MAX_PAUSE_MS, PAIR_READ_STALL_CHECK_MS, PAIR_READ_WARN_EVERY_MS, PAIR_RETRY_PAUSE_MS,
 };
-use crate::logs::{EPOCH_HEADER, NODE_HEADER};
+use crate::logs::{visit_messages, Next, EPOCH_HEADER, NODE_HEADER};
 use crate::subject::{self, JUMP_SUBJECT_PREFIX};
 use crate::{Nats, NatsError};
 
@@ -94,6 +98,8 @@ pub struct PairStats {
     pub consumers: AtomicU64,
     /// Consumers replaced by the watchdog: silent for a check period with messages to deliver.
     pub stalls: AtomicU64,
+    /// The watchdog's requests for a subject's last sequence (one per idle pair per period).
+    pub stall_checks: AtomicU64,
 }
 
 fn bump(counter: &AtomicU64) {
@@ -106,6 +112,9 @@ struct Faults {
     /// The next this many publish acks are dropped after they arrive (the message is stored,
     /// the writer does not learn it), as a network would lose them.
     lost_acks: AtomicU32,
+    /// A pause, in milliseconds, between a fence's read of the subject's last message and its
+    /// mark's publish: a test makes another writer get in between.
+    fence_pause_ms: AtomicU64,
 }
 
 impl Faults {
@@ -271,9 +280,87 @@ impl NatsLinks {
         self.shared.faults.lost_acks.store(acks, Ordering::SeqCst);
     }
 
+    /// Pauses every fence mark for `pause` between the read of its subject's last message and
+    /// its publish, so a test can make another writer get in between (the race a fence must
+    /// lose safely).
+    pub fn simulate_slow_fence_for_tests(&self, pause: Duration) {
+        let ms = u64::try_from(pause.as_millis()).unwrap_or(u64::MAX);
+        self.shared
+            .faults
+            .fence_pause_ms
+            .store(ms, Ordering::SeqCst);
+    }
+
     /// The subject of the jumps from unit `from` to unit `to`.
     pub fn subject(&self, from: SystemId, to: SystemId) -> String {
         self.shared.subject(Pair { from, to })
+    }
+
+    /// Every message of the pair subject from `from` to `to`, in order, with its writer's
+    /// headers, as `mltrader export` reads a log's. Blocks; for checks and tests.
+    pub fn messages_of(
+        &self,
+        from: SystemId,
+        to: SystemId,
+    ) -> Result<Vec<StoredMessage>, NatsError> {
+        let stream = self.shared.stream.clone();
+        let subject = self.subject(from, to);
+        self.shared.nats.bridge.run(async move {
+            let last = match stream.get_last_raw_message_by_subject(&subject).await {
+                Ok(message) => message.sequence,
+                Err(e) if matches!(e.kind(), LastRawMessageErrorKind::NoMessageFound) => {
+                    return Ok(Vec::new())
+                }
+                Err(e) => {
+                    return Err(NatsError::jetstream(
+                        format!("last message of {subject}"),
+                        e,
+                    ))
+                }
+            };
+            let mut out = Vec::new();
+            visit_messages(&stream, &subject, 1, last, |stream_seq, message| {
+                let header = |name: &str| {
+                    message
+                        .headers
+                        .as_ref()
+                        .and_then(|h| h.get(name))
+                        .map(|v| v.as_str().to_string())
+                };
+                out.push(StoredMessage {
+                    stream_seq,
+                    node: header(NODE_HEADER),
+                    epoch: header(EPOCH_HEADER),
+                    payload: message.payload.to_vec(),
+                });
+                Next::More
+            })
+            .await?;
+            Ok(out)
+        })?
+    }
+
+    /// Checks the pair subject from `from` to `to` against fencing's promise, with the check
+    /// `mltrader export` makes of a log ([`EpochCheck`]): the writers' epochs never decrease,
+    /// and every message after a fence mark of epoch E carries E (until the next mark). A
+    /// message without an epoch header is a breach. The first breach, named; blocks.
+    pub fn check_fencing(&self, from: SystemId, to: SystemId) -> Result<(), String> {
+        let subject = self.subject(from, to);
+        let messages = self.messages_of(from, to).map_err(|e| e.to_string())?;
+        let mut check = EpochCheck::default();
+        for m in &messages {
+            check.message(&subject, m);
+        }
+        if let Some(problem) = check.problems.first() {
+            return Err(problem.clone());
+        }
+        if check.no_epoch_header > 0 {
+            return Err(format!(
+                "{subject}: {} messages without an epoch header",
+                check.no_epoch_header
+            ));
+        }
+        Ok(())
     }
 
     /// A jump's message body: its record line (`seq` 0), exactly what a reader decodes.
@@ -529,6 +616,10 @@ impl Shared {
         while Instant::now() < deadline {
             let last = self.last_until(&subject, deadline).await?;
             self.judge(&subject, epoch, &last)?;
+            let pause_ms = self.faults.fence_pause_ms.load(Ordering::SeqCst);
+            if pause_ms > 0 {
+                tokio::time::sleep(Duration::from_millis(pause_ms)).await;
+            }
             match self.send(&subject, &id, Some(last.seq), epoch, &body).await {
                 Ok(Answer::Stored(at)) => {
                     assert!(
@@ -570,14 +661,24 @@ impl Shared {
     }
 
     /// Reads `pair`'s subject from after `after` into `sink`, live, until the sink is closed
-    /// or reading fails for good (the error sent first).
+    /// or a message is malformed (the error sent first). A failing stream is tried again for
+    /// as long as the sink is open (a warning every [`PAIR_READ_WARN_EVERY_MS`]).
     async fn read_pair(self: Arc<Self>, pair: Pair, after: PairSeq, sink: ArrivalSink) {
         let subject = self.subject(pair);
         let mut progress = Progress {
             next: after.0 + 1,
             failing_since: None,
         };
+        if let Err(error) = self.check_position(&subject, after).await {
+            let _ = sink.send(Err(error)).await;
+            return;
+        }
+        let mut pause_ms = PAIR_RETRY_PAUSE_MS;
+        let mut warned_at_ms = 0;
         loop {
+            if progress.failing_since.is_none() {
+                (pause_ms, warned_at_ms) = (PAIR_RETRY_PAUSE_MS, 0);
+            }
             let outcome = tokio::select! {
                 _ = sink.closed() => return,
                 outcome = self.read_with_one_consumer(&subject, pair, &mut progress, &sink) => outcome,
@@ -591,21 +692,49 @@ impl Shared {
                 ReadEnd::Engine(reason) => reason,
             };
             let since = *progress.failing_since.get_or_insert_with(Instant::now);
-            if since.elapsed() >= Duration::from_millis(PAIR_READ_RETRY_FOR_MS) {
-                let error = LinkError::Unavailable(format!(
-                    "{subject}: no consumer could read it from stream sequence {} for {} ms (last: {reason}); read it again from there",
-                    progress.next,
-                    since.elapsed().as_millis()
-                ));
-                let _ = sink.send(Err(error)).await;
-                return;
+            let failing_ms = since.elapsed().as_millis() as u64;
+            if failing_ms >= warned_at_ms + PAIR_READ_WARN_EVERY_MS {
+                warned_at_ms = failing_ms;
+                tracing::warn!(
+                    "{subject}: no consumer has read it from stream sequence {} for {failing_ms} ms (last: {reason}); trying again",
+                    progress.next
+                );
+            } else {
+                tracing::debug!(
+                    "{subject}: reading from {}: {reason}; a new consumer",
+                    progress.next
+                );
             }
-            tracing::debug!(
-                "{subject}: reading from {}: {reason}; a new consumer",
-                progress.next
-            );
-            tokio::time::sleep(Duration::from_millis(PAIR_RETRY_PAUSE_MS)).await;
+            tokio::time::sleep(Duration::from_millis(pause_ms)).await;
+            // Reset at the top of the loop once a consumer delivers again.
+            pause_ms = (pause_ms * 2).min(PAIR_READ_MAX_PAUSE_MS);
         }
+    }
+
+    /// Refuses a position past the subject's last message: positions are of messages read
+    /// from it, and a subject never loses its last message (nothing purges pair subjects),
+    /// so the stream was replaced or lost data; reading on would skip every jump stored below
+    /// the position, silently. When the stream does not answer for
+    /// [`PAIR_PUBLISH_RETRY_FOR_MS`], reading starts unchecked (a warning says so).
+    async fn check_position(&self, subject: &str, after: PairSeq) -> Result<(), LinkError> {
+        if after == PairSeq(0) {
+            return Ok(());
+        }
+        let deadline = Instant::now() + Duration::from_millis(PAIR_PUBLISH_RETRY_FOR_MS);
+        let last = match self.last_until(subject, deadline).await {
+            Ok(last) => last,
+            Err(e) => {
+                tracing::warn!("{subject}: position {after} not checked: {e}");
+                return Ok(());
+            }
+        };
+        if after <= last.seq {
+            return Ok(());
+        }
+        Err(LinkError::Malformed(format!(
+            "{subject}: the position to read after, {after}, is past the subject's last message ({}): stream {JUMPS_STREAM} was replaced or lost messages; nothing read, so that no jump is skipped",
+            last.seq
+        )))
     }
 
     /// Reads with one ordered consumer from `progress.next` until it fails, a message is
@@ -654,6 +783,7 @@ impl Shared {
                         pending_since = None;
                         continue;
                     }
+                    bump(&self.stats.stall_checks);
                     let Ok(last) = self.last_message(subject).await else {
                         continue; // the stream does not answer: nothing to judge
                     };
@@ -850,13 +980,14 @@ impl Links for NatsLinks {
     ) -> Result<(), LinkError> {
         let galaxy = &self.shared.galaxy;
         let lanes = galaxy.neighbours(to);
-        for from in after.keys() {
-            assert!(
-                lanes.contains(from),
-                "BUG: a position on the pair from {} to {}, which have no lane",
+        // Positions come from a snapshot: one of a pair that is no lane is refused, not
+        // panicked on.
+        if let Some(from) = after.keys().find(|from| !lanes.contains(from)) {
+            return Err(LinkError::Malformed(format!(
+                "a position on the pair from {} to {}, which have no lane: not a position of this galaxy",
                 galaxy.slug(*from),
                 galaxy.slug(to)
-            );
+            )));
         }
         for &from in lanes {
             let start = after.get(&from).copied().unwrap_or_default();

@@ -23,6 +23,8 @@ pub struct ApiError {
     pub message: String,
     /// Seconds to wait before asking again (the `Retry-After` header).
     pub retry_after_s: Option<u64>,
+    /// The id of a request whose outcome is unknown (`outcome_unknown`), in the body.
+    pub request_id: Option<String>,
 }
 
 impl ApiError {
@@ -33,6 +35,7 @@ impl ApiError {
             code,
             message: message.into(),
             retry_after_s: None,
+            request_id: None,
         }
     }
 
@@ -114,7 +117,8 @@ pub fn short(text: &str) -> String {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = api::ErrorBody::new(self.code, self.message);
+        let mut body = api::ErrorBody::new(self.code, self.message);
+        body.error.request_id = self.request_id;
         let mut response = (self.status, Json(body)).into_response();
         if let Some(s) = self.retry_after_s {
             if let Ok(v) = HeaderValue::from_str(&s.to_string()) {

@@ -16,6 +16,7 @@ pub mod flights;
 pub mod history;
 pub mod limits;
 pub mod openapi;
+pub mod remote;
 pub mod routes;
 pub mod server;
 pub mod shutdown;
@@ -146,6 +147,11 @@ pub struct AppState {
     pub flights: flights::Flights,
     pub events: Arc<events::Hub>,
     pub stopping: Arc<shutdown::Stopping>,
+    /// The galaxy's other nodes, when this node runs only some of its systems (issue 19);
+    /// None: a single-node server, and `remote::entry` passes every request through.
+    pub remote: Option<Arc<dyn remote::Remote>>,
+    /// The answers of forwarded acting requests by request id (this node as an owner).
+    pub remembered: remote::Remembered,
 }
 
 /// The API as `mltrader serve` runs it: settings from the environment, players' history from
@@ -171,6 +177,16 @@ pub struct Api {
 impl Api {
     /// Builds the API over a running mesh (loads the accounts once).
     pub async fn build(mesh: Mesh, config: NetConfig) -> Result<Api, NetError> {
+        Api::with_remote(mesh, config, None).await
+    }
+
+    /// Builds the API of one node of a galaxy spread over several ([`remote`]): a player this
+    /// node does not hold is served through `remote`.
+    pub async fn with_remote(
+        mesh: Mesh,
+        config: NetConfig,
+        remote: Option<Arc<dyn remote::Remote>>,
+    ) -> Result<Api, NetError> {
         let accounts = auth::Accounts::default();
         for (name, key) in mesh.accounts().await? {
             accounts.insert(key, name);
@@ -188,12 +204,19 @@ impl Api {
             actions: actions::ActionLocks::default(),
             flights: flights::Flights::default(),
             stopping: stopping.clone(),
+            remote,
+            remembered: remote::Remembered::default(),
         });
         Ok(Api {
             router: routes::router(state.clone()),
             stopping,
             state,
         })
+    }
+
+    /// The owner's side of forwarded requests: runs them through this API's router.
+    pub fn owner(&self) -> remote::Owner {
+        remote::Owner::new(self.router.clone(), self.state.clone())
     }
 
     /// Ends event streams and landing waits (call before a graceful shutdown).

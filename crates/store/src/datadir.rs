@@ -65,6 +65,12 @@ impl DataDir {
     pub fn transitions_log(&self) -> PathBuf {
         self.root.join("transitions.log")
     }
+    /// The jumps a spread galaxy (issue 19) handed between units, as `mltrader export` writes
+    /// them from the pair subjects: present only in the export of a spread galaxy, which has
+    /// no transition log (docs/NATS.md "Exporting a spread galaxy").
+    pub fn jumps_log(&self) -> PathBuf {
+        self.root.join("jumps.log")
+    }
     pub fn players_dir(&self) -> PathBuf {
         self.root.join("players")
     }

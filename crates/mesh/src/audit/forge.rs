@@ -107,6 +107,29 @@ pub fn edit_log(path: &Path, edit: impl FnOnce(&mut Vec<Rec>)) {
     write_recs(path, first, &recs);
 }
 
+/// Rewrites the data directory of a galaxy served by one node as `mltrader export` writes a
+/// spread galaxy's: the transition log's jumps between systems go to `jumps.log`, numbered
+/// from 1 (moves between instances are never published), the transition log is left empty,
+/// and the snapshots are removed (a test that forges a log then has no snapshot disagreeing).
+pub fn as_spread_export(datadir: &DataDir, galaxy: &Galaxy) {
+    let tlog = datadir.transitions_log();
+    let system_of = |slug: &str| {
+        InstanceId::parse(galaxy, slug)
+            .expect("a slug of the galaxy")
+            .system
+    };
+    let published: Vec<Rec> = read_recs(&tlog)
+        .into_iter()
+        .filter(|r| r.kind == "jump")
+        .filter(|r| system_of(r.get("from").unwrap()) != system_of(r.get("to").unwrap()))
+        .map(|r| r.unbatched())
+        .collect();
+    write_recs(&datadir.jumps_log(), 1, &published);
+    std::fs::write(&tlog, b"").unwrap();
+    std::fs::remove_dir_all(datadir.snapshots_dir()).unwrap();
+    std::fs::create_dir_all(datadir.snapshots_dir()).unwrap();
+}
+
 /// The tick of the last record of `recs` that has one.
 pub fn last_tick(recs: &[Rec]) -> String {
     recs.iter()

@@ -14,7 +14,7 @@
 
 use std::time::Instant;
 
-use super::{check_layout, load_snapshots, read_jumps, replay_log, AuditReport};
+use super::{check_layout, load_snapshots, read_jumps, replay_log, AuditReport, Commits};
 use sim::galaxy::Galaxy;
 use sim::instance::InstanceId;
 use sim::system::SystemState;
@@ -29,7 +29,7 @@ pub const NOT_PROVED: &str = "live check: each log was proved on its own, as far
 pub fn audit_live(datadir: &DataDir, galaxy: &Galaxy) -> AuditReport {
     let started = Instant::now();
     let mut r = AuditReport::default();
-    check_layout(datadir, galaxy, &mut r);
+    check_layout(datadir, galaxy, Commits::of(datadir), &mut r);
     r.jumps = read_jumps(datadir, galaxy, &mut r).len() as u64;
     for id in galaxy.ids() {
         let instances = crate::recovery::instance_logs(datadir, galaxy, id);

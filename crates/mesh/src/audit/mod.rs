@@ -31,6 +31,24 @@
 //! - each player's log is their history, and holds at least every event a snapshot covers (the
 //!   projector makes those lines durable before a shard snapshots).
 //!
+//! **A spread galaxy** (issue 19: systems spread over nodes, docs/PROTOCOL.md "Across nodes")
+//! has no transition log: a jump commits at its origin's durable `depart`; a jump to another
+//! system is then published to its pair subject and its origin logs `depart.done`; a move
+//! between instances of one system lands (`arrive`) before its `depart.done` and is never
+//! published. Its export is recognised by `jumps.log` (the pair subjects' jumps, one per
+//! transfer id, written by `mltrader export`): then the committed jumps are the `depart`s,
+//! gathered in a first pass over the system logs (the player as they left: the replayed
+//! state's `departing` after the `depart`), and every invariant above is proved against them;
+//! and also:
+//!
+//! - every jump of `jumps.log` is a committed jump between systems, of the same player in the
+//!   same state and towards the same destination as its `depart`;
+//! - a `depart.done` of a jump between systems has its jump in `jumps.log` (published before
+//!   done), and a jump landed in another system was published; a `depart.done` of a move
+//!   follows its landing (so a move marked done has landed);
+//! - a committed jump is never cancelled: a `depart.abort` or `depart.void` is a problem;
+//! - the transition log, created empty by the export, holds no record.
+//!
 //! Only reads. A torn tail (left by a crash, cut at the next start) and a prepared jump not yet
 //! settled are notes, not problems: they are what a crash leaves, and recovery settles them.
 //!
@@ -56,6 +74,7 @@ use store::datadir::{archived_segments, DataDir};
 use store::lease::LeaseRecord;
 use store::log::read_from;
 use store::scan::{scan, ScanStart, VisitError};
+use store::seq::Seq;
 use store::snapshot;
 
 /// What an audit found.
@@ -163,12 +182,62 @@ type SnapshotUpto = HashMap<InstanceId, u64>;
 struct JumpSeen {
     jump: Jump,
     landed: bool,
+    /// A spread galaxy's: its jump is in `jumps.log` (published on its pair subject).
+    published: bool,
+    /// A spread galaxy's: its origin logged `depart.done`.
+    done: bool,
+    /// A spread galaxy's: its origin cancelled it (`depart.abort`, a problem there); the
+    /// player is back in the origin, so the jump is not in flight.
+    aborted: bool,
+}
+
+impl JumpSeen {
+    fn new(jump: Jump) -> JumpSeen {
+        JumpSeen {
+            jump,
+            landed: false,
+            published: false,
+            done: false,
+            aborted: false,
+        }
+    }
+
+    /// A jump to another system (not a move between instances of one).
+    fn crosses_systems(&self) -> bool {
+        self.jump.from.system != self.jump.to.system
+    }
+}
+
+/// Where the galaxy's jumps are committed: what the audit judges them by.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Commits {
+    /// A galaxy served by one node: a jump is committed by its `jump` record in the transition
+    /// log together with its origin's `depart`.
+    #[default]
+    TransitionLog,
+    /// The export of a spread galaxy (`jumps.log` is there): a jump is committed at its
+    /// origin's durable `depart`; `jumps.log` holds the jumps published on pair subjects.
+    Departs,
+}
+
+impl Commits {
+    /// How the galaxy of `datadir` commits its jumps: [`Commits::Departs`] when it holds
+    /// `jumps.log`.
+    pub fn of(datadir: &DataDir) -> Commits {
+        if datadir.jumps_log().exists() {
+            Commits::Departs
+        } else {
+            Commits::TransitionLog
+        }
+    }
 }
 
 /// What the audit gathers as it reads the logs, for the checks across them at the end.
 #[derive(Default)]
 struct Tally {
-    /// Every jump of the transition log, by origin and transfer id.
+    commits: Commits,
+    /// Every committed jump (of the transition log, or a spread galaxy's `depart`s), by origin
+    /// and transfer id.
     jumps: HashMap<(InstanceId, Xfer), JumpSeen>,
     players: HashMap<String, Track>,
     ledger: Ledger,
@@ -179,6 +248,7 @@ impl Tally {
     /// What the replay of one log reads from and feeds; `split` gathers the instances it opens.
     fn cross<'a>(&'a mut self, split: &'a mut BTreeSet<u16>) -> CrossLog<'a> {
         CrossLog {
+            commits: self.commits,
             jumps: &mut self.jumps,
             players: &mut self.players,
             ledger: &mut self.ledger,
@@ -194,11 +264,18 @@ impl Tally {
 pub fn audit(datadir: &DataDir, galaxy: &Galaxy) -> AuditReport {
     let started = Instant::now();
     let mut r = AuditReport::default();
-    let mut tally = Tally::default();
-    let layout = check_layout(datadir, galaxy, &mut r);
+    let commits = Commits::of(datadir);
+    let mut tally = Tally {
+        commits,
+        ..Tally::default()
+    };
+    let layout = check_layout(datadir, galaxy, commits, &mut r);
 
-    // The transition log first, so that systems can be checked against it.
-    tally.jumps = read_jumps(datadir, galaxy, &mut r);
+    // The committed jumps first, so that systems can be checked against them.
+    tally.jumps = match commits {
+        Commits::TransitionLog => read_jumps(datadir, galaxy, &mut r),
+        Commits::Departs => read_spread_jumps(datadir, galaxy, &mut r),
+    };
     r.jumps = tally.jumps.len() as u64;
 
     let mut states = Vec::with_capacity(galaxy.len());
@@ -439,6 +516,9 @@ fn count_jumps(
     for seen in tally.jumps.values() {
         let (from, xfer) = (seen.jump.from, seen.jump.xfer);
         let text = crate::codec::xfer_text(galaxy, from, xfer);
+        if tally.commits == Commits::Departs && !judge_spread_jump(galaxy, seen, r) {
+            continue;
+        }
         let origin = by_id.get(&from);
         if origin.is_some_and(|o| o.voided.contains(&xfer)) {
             if seen.landed {
@@ -482,6 +562,37 @@ fn count_jumps(
             add_cargo(goods_held, &p.cargo);
         }
     }
+}
+
+/// The checks of a spread galaxy's committed jump at the end (the module's comment); false
+/// when the jump is not in flight whatever else holds (its origin cancelled it: the player
+/// is counted there).
+fn judge_spread_jump(galaxy: &Galaxy, seen: &JumpSeen, r: &mut AuditReport) -> bool {
+    let text = crate::codec::xfer_text(galaxy, seen.jump.from, seen.jump.xfer);
+    if seen.aborted {
+        if seen.landed {
+            r.problems
+                .push(format!("jump {text} lands but its origin cancelled it"));
+        }
+        return false;
+    }
+    if seen.crosses_systems() && seen.landed && !seen.published {
+        r.problems.push(format!(
+            "jump {text} of '{}' lands in {}, but jumps.log does not hold it: a destination \
+             lands only what it read from its pair subject",
+            seen.jump.player.name,
+            seen.jump.to.slug(galaxy)
+        ));
+    }
+    if !seen.crosses_systems() && seen.done && !seen.landed {
+        r.problems.push(format!(
+            "move {text} of '{}' is marked done but never landed in {}: a move lands before \
+             its depart.done",
+            seen.jump.player.name,
+            seen.jump.to.slug(galaxy)
+        ));
+    }
+    true
 }
 
 /// Copies the ledger's totals into the report and checks, for each good, that the units held
@@ -578,17 +689,152 @@ fn read_jumps(
             )
             .into());
         }
-        jumps.insert(
-            key,
-            JumpSeen {
-                jump,
-                landed: false,
-            },
-        );
+        jumps.insert(key, JumpSeen::new(jump));
         Ok(())
     });
     r.notes.extend(notes);
     jumps
+}
+
+/// A spread galaxy's committed jumps: every `depart` of the system logs (first pass), each
+/// marked published when `jumps.log` holds it (checked against it).
+fn read_spread_jumps(
+    datadir: &DataDir,
+    galaxy: &Galaxy,
+    r: &mut AuditReport,
+) -> HashMap<(InstanceId, Xfer), JumpSeen> {
+    let mut jumps = HashMap::new();
+    for id in galaxy.ids() {
+        let mut split = BTreeSet::new();
+        departs_of(
+            datadir,
+            galaxy,
+            InstanceId::primary(id),
+            &mut jumps,
+            &mut split,
+        );
+        let mut logs = super::recovery::instance_logs(datadir, galaxy, id);
+        logs.extend(split);
+        for n in logs {
+            let at = InstanceId::new(id, n);
+            departs_of(datadir, galaxy, at, &mut jumps, &mut BTreeSet::new());
+        }
+    }
+    read_published(datadir, galaxy, &mut jumps, r);
+    jumps
+}
+
+/// The first pass over the log of instance `at`: replays it (nothing judged, nothing counted:
+/// the second pass does) and adds each `depart` to `jumps` as the player left, from the
+/// replayed state's `departing`; notes the instances it opens in `split`. A log that does not
+/// replay stops there (the second pass reports it).
+fn departs_of(
+    datadir: &DataDir,
+    galaxy: &Galaxy,
+    at: InstanceId,
+    jumps: &mut HashMap<(InstanceId, Xfer), JumpSeen>,
+    split: &mut BTreeSet<u16>,
+) {
+    let slug = at.slug(galaxy);
+    let mut unread = AuditReport::default();
+    let paths = segments(
+        &datadir.archive_dir(),
+        &slug,
+        datadir.system_log(&slug),
+        &mut unread.notes,
+    );
+    let mut state = SystemState::new_instance(galaxy, at);
+    read_log(&mut unread, paths, |rec| {
+        let (t, event) = decode_event(galaxy, at, rec)?;
+        state.apply(t, &event)?;
+        match &event {
+            Event::Depart { xfer, .. } => {
+                let d = state
+                    .departing
+                    .get(xfer)
+                    .expect("a depart applied leaves its player departing");
+                let jump = Jump {
+                    from: at,
+                    xfer: *xfer,
+                    to: d.to,
+                    t,
+                    travel_ticks: 0,
+                    player: d.player.clone(),
+                    tseq: Seq(0),
+                };
+                let before = jumps.insert((at, *xfer), JumpSeen::new(jump));
+                assert!(
+                    before.is_none(),
+                    "a log's transfer numbers grow (the replay refuses one out of order)"
+                );
+            }
+            Event::Split { instance } => {
+                split.insert(*instance);
+            }
+            _ => {}
+        }
+        Ok(())
+    });
+}
+
+/// Reads `jumps.log`: each jump published once, a jump between systems, equal to the committed
+/// jump of its `depart` (same player in the same state, same destination); marks those
+/// published. The export writes only jumps whose `depart` it exported (it reads the pair
+/// subjects after the logs), so a jump without its `depart` was published uncommitted.
+fn read_published(
+    datadir: &DataDir,
+    galaxy: &Galaxy,
+    jumps: &mut HashMap<(InstanceId, Xfer), JumpSeen>,
+    r: &mut AuditReport,
+) {
+    let path = datadir.jumps_log();
+    let mut problems = Vec::new();
+    let mut seen_ids = std::collections::HashSet::new();
+    read_log(r, vec![path.clone()], |rec| {
+        let jump = decode_jump(galaxy, rec)?;
+        let text = crate::codec::xfer_text(galaxy, jump.from, jump.xfer);
+        if !seen_ids.insert((jump.from, jump.xfer)) {
+            return Err(format!("jump {text} appears twice").into());
+        }
+        let at = format!("{} record {}", path.display(), rec.seq);
+        if jump.from.system == jump.to.system {
+            problems.push(format!(
+                "{at}: jump {text} is a move between instances of {}, which is never published",
+                galaxy.name(jump.from.system)
+            ));
+        }
+        let Some(seen) = jumps.get_mut(&(jump.from, jump.xfer)) else {
+            problems.push(format!(
+                "{at}: jump {text} of '{}' is published, but its origin never departed it: a \
+                 jump is published only once its depart is durable",
+                jump.player.name
+            ));
+            return Ok(());
+        };
+        let departed = &seen.jump;
+        if departed.player.name != jump.player.name {
+            problems.push(format!(
+                "{at}: jump {text} is published for '{}', but its depart is of '{}'",
+                jump.player.name, departed.player.name
+            ));
+        } else if departed.player != jump.player {
+            problems.push(format!(
+                "{at}: jump {text} of '{}' is published with another state than its depart left \
+                 with",
+                jump.player.name
+            ));
+        }
+        if departed.to != jump.to {
+            problems.push(format!(
+                "{at}: jump {text} is published towards {}, but its depart goes to {}",
+                jump.to.slug(galaxy),
+                departed.to.slug(galaxy)
+            ));
+        }
+        seen.published = true;
+        Ok(())
+    });
+    r.problems.extend(problems);
 }
 
 /// What of the layout [`check_layout`] found.
@@ -601,7 +847,12 @@ struct Layout {
 /// each log, which creates it) before it writes any record: one missing is a problem. A
 /// directory whose logs hold no record at all (none there, or a first start stopped while it
 /// created them) has nothing to prove: a note.
-fn check_layout(datadir: &DataDir, galaxy: &Galaxy, r: &mut AuditReport) -> Layout {
+fn check_layout(
+    datadir: &DataDir,
+    galaxy: &Galaxy,
+    commits: Commits,
+    r: &mut AuditReport,
+) -> Layout {
     let held = |active: &Path, archive: &Path, name: &str| {
         active.exists() || !archived_segments(archive, name).is_empty()
     };
@@ -631,11 +882,23 @@ fn check_layout(datadir: &DataDir, galaxy: &Galaxy, r: &mut AuditReport) -> Layo
         ));
         return Layout { players_dir };
     }
-    if !transitions {
-        r.problems.push(format!(
+    match commits {
+        Commits::TransitionLog if !transitions => r.problems.push(format!(
             "{}: missing: every start creates it, and the jumps it held cannot be proved",
             tlog.display()
-        ));
+        )),
+        Commits::Departs
+            if holds_records(tlog.clone())
+                || !archived_segments(&datadir.archive_root(), "transitions").is_empty() =>
+        {
+            r.problems.push(format!(
+                "{}: holds records, but {} marks the export of a spread galaxy, which has no \
+                 transition log: its jumps would not be judged",
+                tlog.display(),
+                datadir.jumps_log().display()
+            ))
+        }
+        _ => {}
     }
     for path in missing_systems {
         r.problems.push(format!(
@@ -848,6 +1111,7 @@ pub(crate) fn segments(
 
 /// What one system's replay reads from, and feeds, the other logs' audit.
 struct CrossLog<'a> {
+    commits: Commits,
     jumps: &'a mut HashMap<(InstanceId, Xfer), JumpSeen>,
     players: &'a mut HashMap<String, Track>,
     ledger: &'a mut Ledger,
@@ -876,6 +1140,9 @@ fn audit_system(
     if let Some(upto) = snapshots.keys().next_back() {
         cross.snapshot_upto.insert(id, *upto);
     }
+    let log = datadir.system_log(&id.slug(galaxy));
+    // Problems the replay goes on after (the event applies as the logs say).
+    let mut problems = Vec::new();
     let last = replay_log(
         datadir,
         galaxy,
@@ -884,7 +1151,11 @@ fn audit_system(
         &mut state,
         &snapshots,
         |state, seq, t, event| {
-            check_event(galaxy, id, event, cross.jumps, cross.ledger)?;
+            if let Some(problem) =
+                check_event(galaxy, id, event, cross.commits, cross.jumps, cross.ledger)?
+            {
+                problems.push(format!("{} record {seq}: {problem}", log.display()));
+            }
             state.apply(t, event)?;
             if let Event::Split { instance } = event {
                 cross.split.insert(*instance);
@@ -893,10 +1164,10 @@ fn audit_system(
             Ok(())
         },
     );
+    r.problems.extend(problems);
     let Some(last) = last else {
         return state;
     };
-    let log = datadir.system_log(&id.slug(galaxy));
     for (upto, (path, _)) in snapshots.range(last + 1..) {
         r.problems.push(format!(
             "{}: stops at record {upto}, but {} ends at record {last}: the log lost records \
@@ -1016,16 +1287,38 @@ fn read_log(
     Some(expect)
 }
 
-/// Cross-log checks of one event, before it applies.
+/// Cross-log checks of one event, before it applies: an error stops the log's replay (the
+/// event contradicts the other logs), `Ok(Some(problem))` is a problem the replay goes on
+/// after (the event applies as the logs say).
 fn check_event(
     galaxy: &Galaxy,
     id: InstanceId,
     event: &Event,
+    commits: Commits,
     jumps: &mut HashMap<(InstanceId, Xfer), JumpSeen>,
     ledger: &mut Ledger,
+) -> Result<Option<String>, String> {
+    let problem = match commits {
+        Commits::TransitionLog => {
+            check_transition_log_commit(galaxy, id, event, jumps)?;
+            None
+        }
+        Commits::Departs => check_depart_commit(galaxy, id, event, jumps)?,
+    };
+    check_landing(galaxy, id, event, jumps)?;
+    count_by_the_rules(id, galaxy, event, ledger)?;
+    Ok(problem)
+}
+
+/// A galaxy with a transition log: `depart.done` and `depart.void` follow a `jump` record, and
+/// a committed jump is never cancelled.
+fn check_transition_log_commit(
+    galaxy: &Galaxy,
+    id: InstanceId,
+    event: &Event,
+    jumps: &HashMap<(InstanceId, Xfer), JumpSeen>,
 ) -> Result<(), String> {
     let xfer_text = |from: InstanceId, xfer: Xfer| crate::codec::xfer_text(galaxy, from, xfer);
-    let escrow_text = |at: InstanceId, n: EscrowId| crate::codec::escrow_text(galaxy, at, n);
     match event {
         Event::DepartDone { xfer } if !jumps.contains_key(&(id, *xfer)) => Err(format!(
             "jump {} is marked done but the transition log does not hold it",
@@ -1039,27 +1332,97 @@ fn check_event(
             "jump {} was committed in the transition log but cancelled here",
             xfer_text(id, *xfer)
         )),
-        Event::Arrive { from, xfer, player } => {
-            let text = xfer_text(*from, *xfer);
-            let seen = jumps
-                .get_mut(&(*from, *xfer))
-                .ok_or_else(|| format!("jump {text} lands but was never committed"))?;
-            if seen.jump.to != id {
-                return Err(format!("jump {text} lands in the wrong system"));
-            }
-            let mut expected = seen.jump.player.clone();
-            expected.version = expected.version.next();
-            if expected != *player {
-                return Err(format!(
-                    "jump {text} lands with another state than it left with"
-                ));
-            }
-            if seen.landed {
-                return Err(format!("jump {text} lands twice"));
-            }
-            seen.landed = true;
-            Ok(())
+        _ => Ok(()),
+    }
+}
+
+/// A spread galaxy (committed at the durable `depart`): a jump between systems is published
+/// (in `jumps.log`) before its `depart.done`; nothing is ever cancelled or voided. Answers the
+/// problem, if any, after which the event still applies.
+fn check_depart_commit(
+    galaxy: &Galaxy,
+    id: InstanceId,
+    event: &Event,
+    jumps: &mut HashMap<(InstanceId, Xfer), JumpSeen>,
+) -> Result<Option<String>, String> {
+    let xfer_text = |xfer: Xfer| crate::codec::xfer_text(galaxy, id, xfer);
+    match event {
+        Event::DepartDone { xfer } => {
+            let seen = jumps.get_mut(&(id, *xfer)).ok_or_else(|| {
+                format!(
+                    "jump {} is marked done but its origin never departed it",
+                    xfer_text(*xfer)
+                )
+            })?;
+            seen.done = true;
+            Ok((seen.crosses_systems() && !seen.published).then(|| {
+                format!(
+                    "jump {} of '{}' is marked done but jumps.log does not hold it: a jump \
+                     between systems is published before its depart.done",
+                    xfer_text(*xfer),
+                    seen.jump.player.name
+                )
+            }))
         }
+        Event::DepartAbort { xfer, player } => {
+            if let Some(seen) = jumps.get_mut(&(id, *xfer)) {
+                seen.aborted = true;
+            }
+            Ok(Some(format!(
+                "jump {} of '{player}' is cancelled (depart.abort), but in a spread galaxy a \
+                 durable depart is committed and never cancelled",
+                xfer_text(*xfer)
+            )))
+        }
+        Event::DepartVoid { xfer } => Ok(Some(format!(
+            "transfer {} is voided (depart.void), but a spread galaxy has no transition log \
+             and never voids a transfer",
+            xfer_text(*xfer)
+        ))),
+        _ => Ok(None),
+    }
+}
+
+/// An `arrive` lands a committed jump towards here, with the state it left with, once.
+fn check_landing(
+    galaxy: &Galaxy,
+    id: InstanceId,
+    event: &Event,
+    jumps: &mut HashMap<(InstanceId, Xfer), JumpSeen>,
+) -> Result<(), String> {
+    let Event::Arrive { from, xfer, player } = event else {
+        return Ok(());
+    };
+    let text = crate::codec::xfer_text(galaxy, *from, *xfer);
+    let seen = jumps
+        .get_mut(&(*from, *xfer))
+        .ok_or_else(|| format!("jump {text} lands but was never committed"))?;
+    if seen.jump.to != id {
+        return Err(format!("jump {text} lands in the wrong system"));
+    }
+    let mut expected = seen.jump.player.clone();
+    expected.version = expected.version.next();
+    if expected != *player {
+        return Err(format!(
+            "jump {text} lands with another state than it left with"
+        ));
+    }
+    if seen.landed {
+        return Err(format!("jump {text} lands twice"));
+    }
+    seen.landed = true;
+    Ok(())
+}
+
+/// The credits and goods an event makes or destroys by the rules, and the escrows' trades.
+fn count_by_the_rules(
+    id: InstanceId,
+    galaxy: &Galaxy,
+    event: &Event,
+    ledger: &mut Ledger,
+) -> Result<(), String> {
+    let escrow_text = |at: InstanceId, n: EscrowId| crate::codec::escrow_text(galaxy, at, n);
+    match event {
         Event::Join { player, .. } => {
             ledger.credits_made += u128::from(player.credits);
             let mut first = [0u128; GOOD_COUNT];
@@ -1153,5 +1516,7 @@ fn track_event(
 
 #[cfg(test)]
 pub(crate) mod forge;
+#[cfg(test)]
+mod spread_tests;
 #[cfg(test)]
 mod tests;

@@ -386,6 +386,16 @@ impl Shard {
                     return;
                 }
                 must(inv::handed_to_its_destination(&self.state, &jump));
+                // Routing here knows the player from now on (arriving), so that this node
+                // answers for them and their landing can be waited for here.
+                let arriving = Place::Jumping {
+                    from: jump.from,
+                    xfer: jump.xfer,
+                    to: jump.to,
+                };
+                self.ctx
+                    .directory
+                    .set(&jump.player.name, arriving, jump.player.version);
                 self.on_landing(jump)
             }
             ShardMessage::LandingThen { jump, landed } => {

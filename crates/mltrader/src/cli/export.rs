@@ -16,7 +16,10 @@
 //! it), however long the copy takes while nodes write.
 //!
 //! While exporting, it checks the writers' headers ([`nats::export::EpochCheck`]) and reports
-//! the zombie messages accepted (exit status 1 if any). It publishes nothing (like a node, it
+//! the zombie messages accepted (exit status 1 if any).
+//!
+//! A spread galaxy's (issue 19) pair subjects, when the stream `MLT_JUMPS` exists, are written
+//! as `jumps.log` after the logs of each pass ([`super::export_jumps`]). It publishes nothing (like a node, it
 //! creates the logs' stream and the snapshots' bucket, empty, on a cluster that has none, and
 //! purges snapshot chunks no object refers to once they are old: `NatsSnapshots::open`).
 
@@ -48,6 +51,8 @@ use store::record::parse_line;
 use store::snapshot::{self, SnapshotError, SnapshotMeta, SNAPSHOTS_KEPT};
 
 use super::common::galaxy_for;
+use super::export_jumps::{departed_number, export_jumps, JumpsInput, JumpsReport};
+use nats::export::JumpsReader;
 
 /// The export's state file, in the exported directory.
 pub const STATE_FILE: &str = "export.state.json";
@@ -104,6 +109,14 @@ pub struct LogState {
     pub projected: u64,
     /// The writers' epochs, checked so far.
     pub epochs: EpochCheck,
+    /// The highest transfer number of a `depart` exported (system logs; 0: none): a spread
+    /// galaxy's jumps are written to `jumps.log` only up to it ([`super::export_jumps`]).
+    #[serde(default)]
+    pub last_depart: u64,
+    /// Whether `last_depart` covers every record exported (false in a state written before it
+    /// existed: the exported file is read once to count them).
+    #[serde(default)]
+    pub departs_counted: bool,
 }
 
 /// The state file: every log's [`LogState`].
@@ -133,7 +146,18 @@ pub struct Report {
     pub takeovers_seen: u64,
     pub no_epoch_header: u64,
     pub zombie_messages_accepted: u64,
+    /// A spread galaxy's pair subjects as the last pass wrote them to `jumps.log` (None: the
+    /// cluster has no stream `MLT_JUMPS`).
+    pub jumps: Option<JumpsReport>,
     pub problems: Vec<String>,
+}
+
+/// The pair subjects' export across passes.
+#[derive(Default)]
+struct JumpsExport {
+    reader: Option<JumpsReader>,
+    /// What the last `jumps.log` was written from (the next pass skips the same).
+    last: Option<JumpsInput>,
 }
 
 pub fn run(args: ExportArgs) -> anyhow::Result<ExitCode> {
@@ -163,6 +187,7 @@ pub fn run(args: ExportArgs) -> anyhow::Result<ExitCode> {
         data: args.data.display().to_string(),
         ..Default::default()
     };
+    let mut jumps = JumpsExport::default();
     loop {
         let before = report.new_messages;
         export_pass(
@@ -174,6 +199,15 @@ pub fn run(args: ExportArgs) -> anyhow::Result<ExitCode> {
             &mut state,
             &mut report,
             &stop,
+        )?;
+        export_pair_subjects(
+            &args,
+            &conn,
+            &datadir,
+            &galaxy,
+            &state,
+            &mut jumps,
+            &mut report,
         )?;
         if !args.follow || stop.load(Ordering::SeqCst) {
             break;
@@ -236,6 +270,85 @@ fn export_pass(
     Ok(())
 }
 
+/// After the logs of a pass: `jumps.log` from the pair subjects, when the stream `MLT_JUMPS`
+/// exists (looked for at each pass until it does), up to the departs exported.
+fn export_pair_subjects(
+    args: &ExportArgs,
+    conn: &nats::Nats,
+    datadir: &DataDir,
+    galaxy: &Galaxy,
+    state: &ExportState,
+    jumps: &mut JumpsExport,
+    report: &mut Report,
+) -> anyhow::Result<()> {
+    if jumps.reader.is_none() {
+        jumps.reader = JumpsReader::open(conn)?;
+    }
+    let Some(reader) = &jumps.reader else {
+        return Ok(());
+    };
+    let mut departed = BTreeMap::new();
+    for (name, entry) in &state.logs {
+        let Some(slug) = name.strip_prefix(SYSTEMS_PREFIX) else {
+            continue;
+        };
+        let last_depart = if entry.departs_counted {
+            entry.last_depart
+        } else {
+            // Not exported in this pass (it was stopped) since a state without the count.
+            last_depart_in(&datadir.root().join(format!("{name}.log")), entry.len_bytes)?
+        };
+        if let (Some(at), true) = (InstanceId::parse(galaxy, slug), last_depart > 0) {
+            departed.insert(at, last_depart);
+        }
+    }
+    let written = export_jumps(
+        reader,
+        datadir,
+        galaxy,
+        departed,
+        args.batch_bytes,
+        jumps.last.as_ref(),
+    )?;
+    if let Some((jumps_report, input)) = written {
+        if !args.json {
+            eprintln!(
+                "jumps: {} written to {} ({} fence marks, {} stored twice, {} after the logs' cut)",
+                jumps_report.jumps,
+                datadir.jumps_log().display(),
+                jumps_report.fence_marks,
+                jumps_report.duplicates,
+                jumps_report.after_cut
+            );
+        }
+        report.jumps = Some(jumps_report);
+        jumps.last = Some(input);
+    }
+    Ok(())
+}
+
+/// Counts the `depart` records of the `len_bytes` first bytes of the exported log at `path`
+/// (for a state written before departs were counted): the highest transfer number.
+fn last_depart_in(path: &Path, len_bytes: u64) -> anyhow::Result<u64> {
+    let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let len = usize::try_from(len_bytes)?.min(bytes.len());
+    let mut last = 0;
+    for line in bytes[..len].split_inclusive(|b| *b == b'\n') {
+        let record = parse_line(line)
+            .with_context(|| format!("{}: a line that is not a record", path.display()))?;
+        last = last.max(depart_of(&record));
+    }
+    Ok(last)
+}
+
+/// The transfer number of `record` if it is a `depart` (0 otherwise).
+fn depart_of(record: &store::record::Record<'_>) -> u64 {
+    if record.kind != "depart" {
+        return 0;
+    }
+    record.get("xfer").and_then(departed_number).unwrap_or(0)
+}
+
 /// The logs every start of a local galaxy creates (the transition log and each system's), empty
 /// where JetStream has no message for them: `check` expects them.
 fn create_empty_logs(datadir: &DataDir, galaxy: &Galaxy) -> anyhow::Result<()> {
@@ -288,6 +401,13 @@ fn export_log(
     if created {
         sync_parent_dir(&path)?;
     }
+    if !entry.departs_counted {
+        if entry.len_bytes > 0 && name.starts_with(SYSTEMS_PREFIX) {
+            entry.last_depart = last_depart_in(&path, entry.len_bytes)?;
+        }
+        entry.departs_counted = true;
+        state.logs.insert(name.to_string(), entry.clone());
+    }
     loop {
         let batch = logs.messages_after(name, entry.stream_seq, upto, args.batch_bytes.max(1))?;
         if batch.is_empty() {
@@ -316,6 +436,7 @@ fn export_log(
                 }
                 entry.last_record = record.seq;
                 entry.records += 1;
+                entry.last_depart = entry.last_depart.max(depart_of(&record));
             }
             entry.epochs.message(name, m);
             entry.stream_seq = m.stream_seq;
@@ -577,6 +698,18 @@ fn totals(state: &ExportState, report: &mut Report) {
             report.takeovers_seen = entry.epochs.lease_records;
         }
     }
+    if let Some(jumps) = &report.jumps {
+        report.zombie_messages_accepted += jumps.zombie_messages;
+        report.problems.extend(jumps.problems.iter().cloned());
+        let unlisted = jumps
+            .problem_count
+            .saturating_sub(jumps.problems.len() as u64);
+        if unlisted > 0 {
+            report.problems.push(format!(
+                "jumps.log: {unlisted} more problems on the pair subjects"
+            ));
+        }
+    }
 }
 
 fn print_report(r: &Report) {
@@ -607,6 +740,22 @@ fn print_report(r: &Report) {
         "total: {} messages, {} records, {} bytes; takeovers seen: {}; no epoch header: {}",
         r.messages, r.records, r.bytes, r.takeovers_seen, r.no_epoch_header
     );
+    match &r.jumps {
+        Some(j) => println!(
+            "jumps.log: {} jumps from {} messages of {} pair subjects (stream MLT_JUMPS up to {}); \
+             fence marks {}, stored twice {} (written once), published after the logs' cut {} \
+             (left for the next pass), zombie messages {}",
+            j.jumps,
+            j.messages,
+            j.subjects.len(),
+            j.stream_seq,
+            j.fence_marks,
+            j.duplicates,
+            j.after_cut,
+            j.zombie_messages
+        ),
+        None => println!("jumps.log: none (no stream MLT_JUMPS: not a spread galaxy)"),
+    }
     for p in &r.problems {
         println!("problem: {p}");
     }

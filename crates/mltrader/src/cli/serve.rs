@@ -19,6 +19,7 @@ use anyhow::Context as _;
 use clap::Args;
 
 mod on_nats;
+mod remote;
 mod spread;
 
 use super::common::galaxy_for;

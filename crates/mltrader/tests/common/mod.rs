@@ -6,6 +6,8 @@
 //! Each test file uses part of it.
 #![allow(dead_code)]
 
+pub mod nats_nodes;
+
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};

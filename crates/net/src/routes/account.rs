@@ -2,30 +2,44 @@
 
 use axum::extract::State;
 use axum::http::StatusCode;
+use axum::Extension;
 use axum::Json;
 
 use super::{check_ip, Authed, Body, ClientIp, Shared};
 use crate::auth::{key_of, new_token};
 use crate::error::ApiError;
+use crate::remote::Vouched;
 use crate::{wire, AppState};
 use api::{JoinRequest, Joined, Jumping, Me};
 use mesh::codec::xfer_text;
 use mesh::directory::Place;
 use sim::ids::Xfer;
 use sim::instance::InstanceId;
-use sim::player::{validate_name, Player};
+use sim::names::canonical;
+use sim::player::Player;
 
 pub async fn join(
     State(state): State<Shared>,
     ClientIp(ip): ClientIp,
+    vouched: Option<Extension<Vouched>>,
     body: Result<Body<JoinRequest>, ApiError>,
 ) -> Result<(StatusCode, Json<Joined>), ApiError> {
-    // Counted before the body is even read: a flood of bad joins is still a flood.
-    check_ip(&state, &state.join_limits, ip)?;
+    // Counted before the body is even read: a flood of bad joins is still a flood. A join
+    // forwarded by another node was counted there.
+    if vouched.is_none() {
+        check_ip(&state, &state.join_limits, ip)?;
+    }
     let Body(req) = body?;
-    validate_name(&req.name).map_err(|e| ApiError::bad_request("bad_name", e.to_string()))?;
+    let name =
+        canonical(&req.name).map_err(|e| ApiError::bad_request("bad_name", e.to_string()))?;
     let token = new_token().map_err(|e| ApiError::internal(format!("no random source: {e}")))?;
     let key = key_of(&token);
+    // Across nodes the account is recorded in the galaxy's accounts before the join, so that
+    // a token handed out is always found by every node. A join then refused (name taken)
+    // leaves a record under a key whose token nobody ever got: harmless.
+    if let Some(remote) = &state.remote {
+        remote.record_account(&key, &name).await?;
+    }
     let player = state.mesh.join(&req.name, &key).await?;
     state.accounts.insert(key, player.name.clone());
     let home = state.mesh.galaxy().home();

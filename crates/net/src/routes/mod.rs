@@ -114,6 +114,11 @@ pub fn router(state: Shared) -> Router {
         .fallback(no_route)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        // Outermost: a player held by another node is forwarded before anything else runs.
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            crate::remote::entry,
+        ))
         .with_state(state)
 }
 
@@ -150,24 +155,44 @@ impl FromRequestParts<Shared> for Authed {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &Shared) -> Result<Authed, ApiError> {
+        // Authenticated, and counted, by this node's entry layer or by the node that forwarded
+        // the request (crate::remote): taken as is, never counted twice.
+        if let Some(vouched) = parts.extensions.get::<crate::remote::Vouched>() {
+            let name = vouched.player().ok_or_else(|| {
+                ApiError::internal(
+                    "BUG: a request vouched for no player reached a route with a token",
+                )
+            })?;
+            return Ok(Authed {
+                name: name.to_string(),
+            });
+        }
         let unauthorized = |m: &str| ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", m);
-        let value = parts.headers.get(header::AUTHORIZATION).ok_or_else(|| {
-            unauthorized("no token: join first (`mltrader join NAME`) or set MLTRADER_TOKEN")
-        })?;
-        let token = value
-            .to_str()
-            .ok()
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .ok_or_else(|| unauthorized("the Authorization header must be `Bearer <token>`"))?;
+        let token = bearer_token(parts)?;
         let (name, key) = state
             .accounts
-            .player_and_key(token.trim())
+            .player_and_key(token)
             .ok_or_else(|| unauthorized("unknown token; join again to get one"))?;
         if let Err(wait) = state.token_limits.check(&key) {
             return Err(rate_limited(wait));
         }
         Ok(Authed { name })
     }
+}
+
+/// The token of a request's `Authorization: Bearer <token>` header, or 401 saying what is
+/// wrong with it.
+pub fn bearer_token(parts: &Parts) -> Result<&str, ApiError> {
+    let unauthorized = |m: &str| ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", m);
+    let value = parts.headers.get(header::AUTHORIZATION).ok_or_else(|| {
+        unauthorized("no token: join first (`mltrader join NAME`) or set MLTRADER_TOKEN")
+    })?;
+    value
+        .to_str()
+        .ok()
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim)
+        .ok_or_else(|| unauthorized("the Authorization header must be `Bearer <token>`"))
 }
 
 /// 429 with the seconds to wait.

@@ -82,10 +82,13 @@ async fn jump(state: &Arc<AppState>, name: &str, req: TravelRequest) -> Result<T
             ack.travel_ms,
         );
     }
-    let landed = if req.wait {
-        Some(wait_landing(state, name).await?)
-    } else {
-        None
+    let landed = match (req.wait, &state.remote) {
+        (false, _) => None,
+        // Landing on another node (a spread galaxy): waited for there.
+        (true, Some(remote)) if !remote.serves(ack.to) => {
+            Some(crate::remote::wait_landing_at(remote.as_ref(), ack.to, name).await?)
+        }
+        (true, _) => Some(wait_landing(state, name).await?),
     };
     Ok(Traveled {
         from: g.name(ack.from).to_string(),

@@ -293,9 +293,9 @@ pub(super) fn ms_since(start: Instant, t: Instant) -> u64 {
 
 /// Runs `open` until it succeeds, for at most [`OPEN_RETRY_FOR_MS`]: a JetStream request can
 /// time out while the cluster elects or is busy.
-pub(super) fn again_for_a_while<T>(
+pub(super) fn again_for_a_while<T, E: Into<anyhow::Error> + std::fmt::Display>(
     what: &str,
-    mut open: impl FnMut() -> Result<T, nats::NatsError>,
+    mut open: impl FnMut() -> Result<T, E>,
 ) -> anyhow::Result<T> {
     let started = Instant::now();
     loop {
@@ -306,7 +306,7 @@ pub(super) fn again_for_a_while<T>(
                 std::thread::sleep(Duration::from_millis(OPEN_RETRY_PAUSE_MS));
             }
             Err(e) => {
-                return Err(e)
+                return Err(e.into())
                     .with_context(|| format!("cannot {what} within {OPEN_RETRY_FOR_MS} ms"))
             }
         }

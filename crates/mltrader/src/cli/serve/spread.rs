@@ -39,15 +39,22 @@ use sim::galaxy::SystemId;
 use store::backend::{Claim, Ownership, OwnershipError, Storage};
 
 use super::on_nats::{again_for_a_while, lease_call, ms_since, Node};
+use super::remote::{NatsRemote, ServedUnit};
 use super::{admission_of, print_refused, shutdown_signal, ServeArgs, Start};
 use net::server;
 
 /// How often the node polls the members and the leases of the units it waits for.
 pub const ROUND_MS: u64 = 250;
 
+/// A round starts hand-overs and claims for at most the lease / this, then renews again in the
+/// next round (a renewal is due every quarter lease).
+pub const WORK_BUDGET_PER_LEASE: u64 = 10;
+
 /// A unit this node runs: its claim, the lease rules' state, and its logs (for fencing).
 struct Running {
     claim: Claim,
+    /// Its players' requests forwarded by other nodes are answered here while it is held.
+    served: Option<ServedUnit>,
     holding: Holding,
     /// When the last renewal was sent.
     renewed: Instant,
@@ -90,7 +97,23 @@ pub(super) async fn serve(args: ServeArgs, urls: String, start: Start) -> anyhow
         start.config.clone(),
         links,
     )?;
-    let api = net::for_serve(mesh.clone()).await?;
+    let remote = {
+        let (c, g) = (nats_conn.clone(), start.galaxy.clone());
+        Arc::new(
+            tokio::task::spawn_blocking(move || {
+                again_for_a_while("open the accounts' bucket", || {
+                    NatsRemote::new(&c, g.clone(), replicas)
+                })
+            })
+            .await??,
+        )
+    };
+    let mut net_config = net::NetConfig::from_env()?;
+    net_config.history = Some(start.datadir.clone());
+    let as_remote: Arc<dyn net::remote::Remote> = remote.clone();
+    let api = net::Api::with_remote(mesh.clone(), net_config, Some(as_remote)).await?;
+    api.stopping.on_signals();
+    let _whereis = remote.answer_whereis(mesh.clone()).await?;
     let (admission, timeouts) = admission_of(&args, start.caps);
     let (stop_server, server_stopped) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(server::serve(
@@ -121,12 +144,14 @@ pub(super) async fn serve(args: ServeArgs, urls: String, start: Start) -> anyhow
         tokio::task::spawn_blocking(move || m.announce(&u, started_ms)).await??
     };
     println!(
-        "node {me} listening on {url}: a node of a spread galaxy ({} systems), logs in NATS JetStream at {urls}",
+        "node {me} listening on {url} (a node of a spread galaxy of {} systems; logs in NATS JetStream at {urls})",
         galaxy.len()
     );
     let mut spread = Spread {
         me: me.clone(),
         mesh: mesh.clone(),
+        remote: remote.clone(),
+        owner: api.owner(),
         ownership: node.ownership.clone(),
         logs: node.logs.clone(),
         snapshots: node.snapshots.clone(),
@@ -159,6 +184,9 @@ pub(super) async fn serve(args: ServeArgs, urls: String, start: Start) -> anyhow
 struct Spread {
     me: String,
     mesh: Mesh,
+    /// Carries the requests of players this node does not hold; answers those of its units.
+    remote: Arc<NatsRemote>,
+    owner: net::remote::Owner,
     ownership: Arc<NatsOwnership>,
     logs: Arc<NatsLogs>,
     snapshots: Arc<nats::NatsSnapshots>,
@@ -215,11 +243,26 @@ impl Spread {
             self.stop(system, "a newer owner fenced it").await;
         }
         let systems: Vec<SystemId> = self.mesh.galaxy().ids().collect();
-        for system in systems {
-            let unit = self.unit(system);
-            let mine = deal::owner_of(&unit, &live) == Some(self.me.as_str());
-            match (self.running.contains_key(&system), mine) {
-                (true, true) => self.renew(system).await,
+        let mine = |s: &Spread, system: SystemId| {
+            deal::owner_of(&s.unit(system), &live) == Some(s.me.as_str())
+        };
+        // Renewals first, every round, whatever else there is to do: a hand-over or a start
+        // takes tens to hundreds of milliseconds, and a round that did many before renewing
+        // would lose the leases it holds.
+        for &system in &systems {
+            if self.running.contains_key(&system) {
+                self.renew(system).await;
+            }
+        }
+        // Then hand-overs and claims, within a budget of time a round, renewing between them.
+        let began = Instant::now();
+        let budget = Duration::from_millis(self.lease_ms / WORK_BUDGET_PER_LEASE);
+        for &system in &systems {
+            if began.elapsed() > budget {
+                break;
+            }
+            match (self.running.contains_key(&system), mine(self, system)) {
+                (true, true) => {}
                 (true, false) => self.hand_over(system).await,
                 (false, true) => self.claim(system).await,
                 (false, false) => {
@@ -304,10 +347,18 @@ impl Spread {
                     started.republished
                 );
                 let now = ms_since(self.clock, sent);
+                let served = match self.remote.serve_unit(system, self.owner.clone()).await {
+                    Ok(served) => Some(served),
+                    Err(e) => {
+                        eprintln!("unit {unit}: its players' requests from other nodes are not answered here ({e:#})");
+                        None
+                    }
+                };
                 self.running.insert(
                     system,
                     Running {
                         claim,
+                        served,
                         holding: Holding::new(
                             now,
                             self.lease_ms,
@@ -374,9 +425,11 @@ impl Spread {
     /// Stops a unit this node may no longer own (its lease is not released: it is not ours).
     async fn stop(&mut self, system: SystemId, why: &str) {
         let unit = self.unit(system);
-        if self.running.remove(&system).is_none() {
+        let Some(r) = self.running.remove(&system) else {
             return;
-        }
+        };
+        // Not ours any more: no forwarded request is answered from here from now on.
+        drop(r.served);
         println!("unit {unit}: stopped here: {why}");
         if let Err(e) = self.mesh.stop_unit(system).await {
             eprintln!("unit {unit}: did not stop cleanly ({e})");
@@ -387,10 +440,14 @@ impl Spread {
     /// snapshotted), then releases its lease so that its new owner claims it at once.
     async fn hand_over(&mut self, system: SystemId) {
         let unit = self.unit(system);
-        let Some(r) = self.running.remove(&system) else {
+        let Some(mut r) = self.running.remove(&system) else {
             return;
         };
         let began = Instant::now();
+        // Requests already here are answered; the next ones wait for the new owner.
+        if let Some(served) = r.served.take() {
+            served.stop().await;
+        }
         if let Err(e) = self.mesh.stop_unit(system).await {
             eprintln!("unit {unit}: did not stop cleanly ({e}); its next owner recovers it");
         }

@@ -1,0 +1,552 @@
+//! `net::remote::Remote` over NATS (issue 19, decision 9: any node answers any player): where a
+//! player is (the scatter question of `nats::whereis`, cached), their request carried to the
+//! owner of their unit (`nats::requests`, `mlt.req.sys.<slug>`), and the galaxy's accounts
+//! (`nats::accounts`, KV bucket `mlt_accounts`).
+//!
+//! The node runner builds one [`NatsRemote`], gives it to `net::Api::with_remote`, then:
+//! - for each unit it starts serving (once fenced), calls [`NatsRemote::serve_unit`] with
+//!   `api.owner()` and keeps the [`ServedUnit`]; it stops it ([`ServedUnit::stop`], or drops
+//!   it) when it hands the unit over;
+//! - once, calls [`NatsRemote::answer_whereis`] with its mesh and keeps the answerer.
+//!
+//! Never decides who owns a unit (the dealing and the leases do), never runs a request itself
+//! (the node's router does, through `net::remote::Owner`), and never sends a request again once
+//! it may have been delivered.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::Context as _;
+use api::forward::{ForwardedReply, ForwardedRequest, ForwardedResponse};
+use mesh::directory::Place;
+use mesh::protocol::deal::unit_of_system;
+use mesh::Mesh;
+use nats::accounts::{Accounts, ACCOUNTS_BUCKET};
+use nats::requests::{Handler, RequestError, Requester, Responder};
+use nats::whereis::{self, Answerer, Whereabouts};
+use nats::Nats;
+use net::remote::{Owner, Remote, RemoteError, RemoteFuture};
+use sim::galaxy::{Galaxy, SystemId};
+
+/// How long a forwarded request waits for its answer once delivered, in milliseconds, for
+/// every route but the two that may wait for a landing.
+pub const FORWARD_TIMEOUT_MS: u64 = 10_000;
+
+/// The same for `POST /v1/travel` (with `wait`) and `GET /v1/landing`, which wait up to
+/// `net`'s LANDING_WAIT_MAX_S (60 s) for a landing: that and a margin.
+pub const FORWARD_LANDING_TIMEOUT_MS: u64 = 65_000;
+
+/// How many times a request answered "not here" (the player moved since this node looked)
+/// is sent again, each after asking where the player is.
+pub const MAX_NOT_HERE_RETRIES: usize = 3;
+
+/// Players whose unit this node remembers; past this the cache is emptied (and filled again
+/// by the next questions).
+pub const MAX_CACHED_PLAYERS: usize = 100_000;
+
+/// How long the question "where is this player" waits for answers, in milliseconds (a node
+/// that holds the player "in" ends it at once).
+pub const WHEREIS_WINDOW_MS: u64 = nats::whereis::DEFAULT_WINDOW_MS;
+
+const _: () = assert!(FORWARD_TIMEOUT_MS < FORWARD_LANDING_TIMEOUT_MS);
+
+/// The units this node serves now (a [`ServedUnit`] each).
+type Serving = Arc<Mutex<BTreeSet<SystemId>>>;
+
+/// `net::remote::Remote` over NATS.
+pub struct NatsRemote {
+    nats: Nats,
+    galaxy: Galaxy,
+    requester: Requester,
+    accounts: Accounts,
+    /// The unit each player was last answered from. std mutex: held for a map operation only.
+    places: Mutex<HashMap<String, String>>,
+    serving: Serving,
+}
+
+impl NatsRemote {
+    /// Opens the accounts' bucket (`replicas` copies, as the other buckets); blocks.
+    pub fn new(nats: &Nats, galaxy: Galaxy, replicas: usize) -> anyhow::Result<NatsRemote> {
+        let accounts = Accounts::open(nats, ACCOUNTS_BUCKET, replicas)
+            .with_context(|| format!("opening the accounts' bucket {ACCOUNTS_BUCKET}"))?;
+        Ok(NatsRemote {
+            nats: nats.clone(),
+            galaxy,
+            requester: Requester::new(nats),
+            accounts,
+            places: Mutex::new(HashMap::new()),
+            serving: Arc::default(),
+        })
+    }
+
+    fn unit(&self, system: SystemId) -> String {
+        unit_of_system(self.galaxy.slug(system))
+    }
+
+    /// Answers the requests of `system`'s unit with `owner` (the node's `api.owner()`) from now
+    /// until the returned [`ServedUnit`] is stopped or dropped. Call it once the node is
+    /// fenced as the unit's owner.
+    pub async fn serve_unit(&self, system: SystemId, owner: Owner) -> anyhow::Result<ServedUnit> {
+        let unit = self.unit(system);
+        let handler: Handler = Arc::new(move |payload: Vec<u8>| {
+            let owner = owner.clone();
+            Box::pin(async move {
+                let reply = match serde_json::from_slice::<ForwardedRequest>(&payload) {
+                    Ok(request) => owner.answer(request).await,
+                    Err(e) => ForwardedReply::Answered(bad_request(&e.to_string())),
+                };
+                serde_json::to_vec(&reply).expect("a reply serializes")
+            })
+        });
+        let responder = Responder::start(&self.nats, &unit, handler)
+            .await
+            .with_context(|| format!("answering the requests of unit {unit}"))?;
+        let fresh = self
+            .serving
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(system);
+        assert!(fresh, "unit {unit} is served once at a time by a node");
+        Ok(ServedUnit {
+            system,
+            responder: Some(responder),
+            serving: self.serving.clone(),
+        })
+    }
+
+    /// Answers the galaxy's question "where is this player" for the players `mesh` holds in the
+    /// units this node serves, until the returned answerer is dropped: in one of them, or in a
+    /// jump (arriving: at the destination if this node serves it, else at the origin, which
+    /// knows the flight).
+    pub async fn answer_whereis(&self, mesh: Mesh) -> anyhow::Result<Answerer> {
+        let galaxy = self.galaxy.clone();
+        let serving = self.serving.clone();
+        let lookup: whereis::Lookup = Arc::new(move |name: &str| {
+            let unit = |s: SystemId| unit_of_system(galaxy.slug(s));
+            let place = mesh.place(name)?;
+            let here = serving.lock().unwrap_or_else(|e| e.into_inner());
+            match place {
+                Place::In(at) => here
+                    .contains(&at.system)
+                    .then(|| (unit(at.system), Whereabouts::In)),
+                Place::Jumping { from, to, .. } if from.system == to.system => here
+                    .contains(&from.system)
+                    .then(|| (unit(from.system), Whereabouts::In)),
+                Place::Jumping { from, to, .. } => {
+                    let at = [to, from]
+                        .into_iter()
+                        .find(|at| here.contains(&at.system))?;
+                    Some((unit(at.system), Whereabouts::Arriving))
+                }
+            }
+        });
+        Answerer::start(&self.nats, lookup)
+            .await
+            .context("answering where players are")
+    }
+
+    fn cached(&self, name: &str) -> Option<String> {
+        let places = self.places.lock().unwrap_or_else(|e| e.into_inner());
+        places.get(name).cloned()
+    }
+
+    fn remember(&self, name: &str, unit: Option<String>) {
+        let mut places = self.places.lock().unwrap_or_else(|e| e.into_inner());
+        match unit {
+            Some(unit) => {
+                if places.len() >= MAX_CACHED_PLAYERS {
+                    places.clear();
+                }
+                places.insert(name.to_string(), unit);
+            }
+            None => {
+                places.remove(name);
+            }
+        }
+    }
+
+    /// Where `name` is: the cache, else the galaxy's answer.
+    async fn find(&self, name: &str) -> Result<String, RemoteError> {
+        if let Some(unit) = self.cached(name) {
+            return Ok(unit);
+        }
+        let window = Duration::from_millis(WHEREIS_WINDOW_MS);
+        let heard = whereis::ask(&self.nats, name, window)
+            .await
+            .map_err(|e| RemoteError::Unavailable(e.to_string()))?;
+        match heard.best {
+            Some(seen) => Ok(seen.unit),
+            None => Err(RemoteError::UnitMoving(format!(
+                "no node holds {name} right now (its system is being taken over or handed over)"
+            ))),
+        }
+    }
+
+    /// Sends `request` to `unit`'s owner: its reply, or why there is none.
+    async fn send(
+        &self,
+        unit: &str,
+        request: &ForwardedRequest,
+    ) -> Result<ForwardedReply, RemoteError> {
+        let payload = serde_json::to_vec(request).expect("a request serializes");
+        let timeout = Duration::from_millis(timeout_ms(request));
+        let answer = self
+            .requester
+            .forward(unit, &request.request_id, payload, timeout)
+            .await;
+        match answer {
+            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| {
+                RemoteError::Unavailable(format!("unit {unit} answered something unreadable: {e}"))
+            }),
+            Err(e @ RequestError::NoResponders { .. }) => {
+                Err(RemoteError::UnitMoving(e.to_string()))
+            }
+            Err(e @ RequestError::OutcomeUnknown { .. }) => Err(RemoteError::OutcomeUnknown {
+                request_id: request.request_id.clone(),
+                message: e.to_string(),
+            }),
+            Err(e @ RequestError::Transport { .. }) => Err(RemoteError::Unavailable(e.to_string())),
+        }
+    }
+}
+
+/// The longest a request may wait for its answer (see the constants).
+fn timeout_ms(request: &ForwardedRequest) -> u64 {
+    let path = request.path_and_query.split('?').next().unwrap_or_default();
+    match path {
+        "/v1/travel" | "/v1/landing" => FORWARD_LANDING_TIMEOUT_MS,
+        _ => FORWARD_TIMEOUT_MS,
+    }
+}
+
+/// 400 `bad_json`: a forwarded request that is not one (a node of another version).
+fn bad_request(reason: &str) -> ForwardedResponse {
+    let body = api::ErrorBody::new(
+        "bad_json",
+        format!("a forwarded request that cannot be read: {reason}"),
+    );
+    ForwardedResponse {
+        status: 400,
+        content_type: Some("application/json".into()),
+        retry_after_s: None,
+        body: serde_json::to_string(&body).expect("an error body serializes"),
+    }
+}
+
+impl Remote for NatsRemote {
+    fn forward(
+        &self,
+        request: ForwardedRequest,
+    ) -> RemoteFuture<'_, Result<ForwardedResponse, RemoteError>> {
+        Box::pin(async move {
+            let name = request
+                .player
+                .clone()
+                .expect("net forwards a request of an authenticated player");
+            for _ in 0..=MAX_NOT_HERE_RETRIES {
+                let unit = self.find(&name).await?;
+                match self.send(&unit, &request).await {
+                    Ok(ForwardedReply::Answered(response)) => {
+                        self.remember(&name, Some(unit));
+                        return Ok(response);
+                    }
+                    // Nothing ran there: ask again where the player is.
+                    Ok(ForwardedReply::NotHere) => self.remember(&name, None),
+                    Err(e) => {
+                        self.remember(&name, None);
+                        return Err(e);
+                    }
+                }
+            }
+            Err(RemoteError::UnitMoving(format!(
+                "{name} moved between nodes {} times while this node looked for them",
+                MAX_NOT_HERE_RETRIES + 1
+            )))
+        })
+    }
+
+    fn forward_to(
+        &self,
+        system: SystemId,
+        request: ForwardedRequest,
+    ) -> RemoteFuture<'_, Result<ForwardedResponse, RemoteError>> {
+        Box::pin(async move {
+            let unit = self.unit(system);
+            match self.send(&unit, &request).await? {
+                ForwardedReply::Answered(response) => Ok(response),
+                ForwardedReply::NotHere => Err(RemoteError::UnitMoving(format!(
+                    "unit {unit} is being handed over"
+                ))),
+            }
+        })
+    }
+
+    fn serves(&self, system: SystemId) -> bool {
+        let serving = self.serving.lock().unwrap_or_else(|e| e.into_inner());
+        serving.contains(&system)
+    }
+
+    fn account<'a>(
+        &'a self,
+        key: &'a str,
+    ) -> RemoteFuture<'a, Result<Option<String>, RemoteError>> {
+        Box::pin(async move {
+            self.accounts
+                .get(key)
+                .await
+                .map_err(|e| RemoteError::Unavailable(e.to_string()))
+        })
+    }
+
+    fn record_account<'a>(
+        &'a self,
+        key: &'a str,
+        name: &'a str,
+    ) -> RemoteFuture<'a, Result<(), RemoteError>> {
+        Box::pin(async move {
+            self.accounts
+                .put(key, name)
+                .await
+                .map_err(|e| RemoteError::Unavailable(e.to_string()))
+        })
+    }
+}
+
+/// A unit whose requests this node answers; stop or drop it when the unit is handed over.
+pub struct ServedUnit {
+    system: SystemId,
+    responder: Option<Responder>,
+    serving: Serving,
+}
+
+impl ServedUnit {
+    /// Stops answering: returns once the unit's requests no longer come here and those that
+    /// came are answered (`nats::requests::Responder::stop`).
+    pub async fn stop(mut self) {
+        self.unmark();
+        if let Some(responder) = self.responder.take() {
+            responder.stop().await;
+        }
+    }
+
+    fn unmark(&self) {
+        let mut serving = self.serving.lock().unwrap_or_else(|e| e.into_inner());
+        serving.remove(&self.system);
+    }
+}
+
+impl Drop for ServedUnit {
+    fn drop(&mut self) {
+        self.unmark();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! Two nodes over a real three-node NATS cluster, each with its own mesh and API: node B
+    //! serves every unit, node A none; a player joins and plays through A's API, answered by
+    //! B over `mlt.req.sys.<slug>`; when B stops serving the player's unit, A says
+    //! `unit_moving`. Small: about 10 s (`cargo test -p mltrader --bin mltrader serve_remote`).
+
+    use super::*;
+    use std::net::SocketAddr;
+    use std::path::Path;
+
+    use mesh::MeshConfig;
+    use net::{Api, NetConfig};
+    use serde_json::{json, Value};
+    use store::datadir::DataDir;
+
+    struct Node {
+        api: Api,
+        remote: Arc<NatsRemote>,
+        url: String,
+    }
+
+    async fn node(nats: &Nats, dir: &Path, name: &str) -> Node {
+        let datadir = DataDir::at(dir.join(name));
+        datadir.create().unwrap();
+        let mut config = MeshConfig {
+            tick_hz: 50,
+            ..MeshConfig::default()
+        };
+        config.rules.ticks_per_ly = 1;
+        let (mesh, _) = Mesh::start(datadir, Galaxy::default_galaxy(), config)
+            .await
+            .unwrap();
+        let remote = Arc::new(NatsRemote::new(nats, Galaxy::default_galaxy(), 3).unwrap());
+        let net = NetConfig {
+            token_rate: None,
+            join_rate: None,
+            ip_rate: None,
+            ..NetConfig::default()
+        };
+        let api = Api::with_remote(mesh, net, Some(remote.clone() as Arc<dyn Remote>))
+            .await
+            .unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let app = api
+            .router
+            .clone()
+            .into_make_service_with_connect_info::<SocketAddr>();
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        Node { api, remote, url }
+    }
+
+    async fn call(
+        http: &reqwest::Client,
+        method: reqwest::Method,
+        url: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> (u16, Value) {
+        let mut req = http.request(method, url);
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let res = req.send().await.unwrap();
+        let status = res.status().as_u16();
+        (status, res.json().await.unwrap_or(Value::Null))
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_player_of_node_b_plays_through_node_a_over_nats() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+        let Some(exe) = nats::locate::nats_server_for_test(&root, "any node answers any player")
+        else {
+            return;
+        };
+        let cluster = nats::testing::TestCluster::start(&root, exe);
+        let dir = tempfile::tempdir().unwrap();
+        let (na, nb) = (cluster.connect("a"), cluster.connect("b"));
+        let (a, b) = (
+            node(&na, dir.path(), "a").await,
+            node(&nb, dir.path(), "b").await,
+        );
+        let galaxy = Galaxy::default_galaxy();
+        let mut served = Vec::new();
+        for system in galaxy.ids() {
+            served.push(b.remote.serve_unit(system, b.api.owner()).await.unwrap());
+        }
+        let _wa = a
+            .remote
+            .answer_whereis(a.api.state.mesh.clone())
+            .await
+            .unwrap();
+        let _wb = b
+            .remote
+            .answer_whereis(b.api.state.mesh.clone())
+            .await
+            .unwrap();
+        assert!(!a.remote.serves(galaxy.home()) && b.remote.serves(galaxy.home()));
+
+        let http = reqwest::Client::new();
+        let (status, joined) = call(
+            &http,
+            reqwest::Method::POST,
+            &format!("{}/v1/join", a.url),
+            None,
+            Some(json!({"name": "Ann"})),
+        )
+        .await;
+        assert_eq!(status, 201, "{joined}");
+        let token = joined["token"].as_str().unwrap().to_string();
+        assert!(b.api.state.mesh.place("Ann").is_some());
+        assert!(a.api.state.mesh.place("Ann").is_none());
+
+        let at_a = |path: &str| format!("{}{path}", a.url);
+        let (status, bought) = call(
+            &http,
+            reqwest::Method::POST,
+            &at_a("/v1/trade"),
+            Some(&token),
+            Some(json!({"side": "buy", "good": "food", "qty": 2})),
+        )
+        .await;
+        assert_eq!(status, 200, "{bought}");
+        let (status, went) = call(
+            &http,
+            reqwest::Method::POST,
+            &at_a("/v1/travel"),
+            Some(&token),
+            Some(json!({"to": "Alpha Centauri", "wait": true})),
+        )
+        .await;
+        assert_eq!(status, 200, "{went}");
+        let (status, refuel) = call(
+            &http,
+            reqwest::Method::POST,
+            &at_a("/v1/refuel"),
+            Some(&token),
+            Some(json!({})),
+        )
+        .await;
+        assert_eq!(status, 200, "{refuel}");
+        let started = std::time::Instant::now();
+        const LOOKS: u32 = 20;
+        let mut me = Value::Null;
+        for _ in 0..LOOKS {
+            let (status, body) = call(
+                &http,
+                reqwest::Method::GET,
+                &at_a("/v1/me"),
+                Some(&token),
+                None,
+            )
+            .await;
+            assert_eq!(status, 200, "{body}");
+            me = body;
+        }
+        let per_look = started.elapsed() / LOOKS;
+        assert_eq!(me["system"].as_str(), Some("Alpha Centauri"), "{me}");
+        assert_eq!(me["player"]["cargo"]["food"].as_u64(), Some(2), "{me}");
+        println!("GET /v1/me through node A, answered by B over NATS: {per_look:?} a request (mean of {LOOKS})");
+
+        // An unknown token: refused after the accounts' bucket says so.
+        let forged = format!("mlt_{}", "0".repeat(64));
+        let (status, refused) = call(
+            &http,
+            reqwest::Method::GET,
+            &at_a("/v1/me"),
+            Some(&forged),
+            None,
+        )
+        .await;
+        assert_eq!(status, 401, "{refused}");
+
+        // B hands Alpha Centauri's unit over and nobody takes it: A says so, and nothing ran.
+        let alpha = galaxy.lookup("Alpha Centauri").unwrap();
+        let index = galaxy.ids().position(|s| s == alpha).unwrap();
+        served.remove(index).stop().await;
+        let (status, moving) = call(
+            &http,
+            reqwest::Method::POST,
+            &at_a("/v1/refuel"),
+            Some(&token),
+            Some(json!({})),
+        )
+        .await;
+        assert_eq!(status, 503, "{moving}");
+        assert_eq!(
+            moving["error"]["code"].as_str(),
+            Some("unit_moving"),
+            "{moving}"
+        );
+        // Served again: A finds it again.
+        served.push(b.remote.serve_unit(alpha, b.api.owner()).await.unwrap());
+        let (status, body) = call(
+            &http,
+            reqwest::Method::GET,
+            &at_a("/v1/me"),
+            Some(&token),
+            None,
+        )
+        .await;
+        assert_eq!(status, 200, "{body}");
+    }
+}
