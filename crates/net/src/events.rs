@@ -164,6 +164,27 @@ impl Hub {
             _ => None,
         }
     }
+
+    /// Where `player` is after `e`, an event about them: as routing knows it, or, when routing
+    /// does not know them (another node of a spread galaxy holds them, and its events reach
+    /// this node's feed through `mesh::spread_news`), as the event says.
+    fn here_after(&self, player: &str, e: &FeedEvent) -> Option<SystemId> {
+        match self.mesh.locate(player) {
+            Some(SystemPlace::In(s)) => Some(s),
+            Some(SystemPlace::Jumping { .. }) => None,
+            None => seen_at(e),
+        }
+    }
+}
+
+/// Where the player an event is about is once it happened: in a jump after a departure, in
+/// the event's system after anything else (a join, a landing, a move, a cancelled jump, an
+/// action there).
+fn seen_at(e: &FeedEvent) -> Option<SystemId> {
+    match e.kind {
+        FeedEventKind::Departed { .. } => None,
+        _ => Some(e.system),
+    }
 }
 
 /// One open stream. Dropping it (the client went away) closes the player's channel if it was
@@ -240,7 +261,7 @@ impl Subscription {
         if e.kind.player() == self.player {
             // The API layer tells the player of their own actions; this says where they are.
             // Only the loss of their ship is not an action of theirs.
-            self.here = self.hub.here(&self.player);
+            self.here = self.hub.here_after(&self.player, e);
             // Moves between instances are no action of theirs: the mesh tells of them.
             if let FeedEventKind::Moved {
                 instance, notice, ..
@@ -312,5 +333,48 @@ impl Drop for Subscription {
         {
             map.remove(&self.player);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sim::ids::Tick;
+    use store::seq::Seq;
+
+    fn event(system: u16, kind: FeedEventKind) -> FeedEvent {
+        FeedEvent {
+            system: SystemId(system),
+            instance: 1,
+            seq: Seq(1),
+            t: Tick(1),
+            kind,
+        }
+    }
+
+    /// A stream on a node that does not hold its player follows them by their own events.
+    #[test]
+    fn a_player_held_elsewhere_is_placed_by_their_own_events() {
+        let player = || "ann".to_string();
+        let arrived = FeedEventKind::Arrived {
+            player: player(),
+            from: SystemId(0),
+            xfer: "sol:1".into(),
+            population: 1,
+        };
+        assert_eq!(seen_at(&event(2, arrived)), Some(SystemId(2)));
+        let joined = FeedEventKind::Joined { player: player() };
+        assert_eq!(seen_at(&event(0, joined)), Some(SystemId(0)));
+        let departed = FeedEventKind::Departed {
+            player: player(),
+            to: SystemId(2),
+            xfer: "sol:1".into(),
+        };
+        assert_eq!(seen_at(&event(0, departed)), None, "in a jump");
+        let cancelled = FeedEventKind::Cancelled {
+            player: player(),
+            xfer: "sol:1".into(),
+        };
+        assert_eq!(seen_at(&event(0, cancelled)), Some(SystemId(0)), "back");
     }
 }
