@@ -151,8 +151,6 @@ impl NatsRemote {
     /// before the bucket held them (a galaxy of issue 18, or a join whose record came first)
     /// are found by every node. Written once each; an account already there is left as is.
     /// Returns how many were written or found. Call it after starting the home system's unit.
-    // Not called yet: spread.rs (the lead's) would call it once the home unit serves.
-    #[allow(dead_code)]
     pub async fn record_accounts(&self, accounts: &[(String, String)]) -> anyhow::Result<usize> {
         for (name, key) in accounts {
             self.accounts

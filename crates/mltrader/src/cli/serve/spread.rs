@@ -350,6 +350,9 @@ impl Spread {
                     started.republished
                 );
                 let now = ms_since(self.clock, sent);
+                if system == self.mesh.galaxy().home() {
+                    self.record_accounts().await;
+                }
                 let served = match self.remote.serve_unit(system, self.owner.clone()).await {
                     Ok(served) => Some(served),
                     Err(e) => {
@@ -466,6 +469,19 @@ impl Spread {
         let systems: Vec<SystemId> = self.running.keys().copied().collect();
         for system in systems {
             self.hand_over(system).await;
+        }
+    }
+
+    /// The home system's accounts into the accounts' bucket, so that every node finds the
+    /// players who joined before it held them (a failure is said, and the next start of the
+    /// home unit tries again).
+    async fn record_accounts(&self) {
+        let recorded = match self.mesh.accounts().await {
+            Ok(accounts) => self.remote.record_accounts(&accounts).await,
+            Err(e) => Err(e.into()),
+        };
+        if let Err(e) = recorded {
+            eprintln!("the home system's accounts are not all in the accounts' bucket ({e:#}); players who joined before may be refused by other nodes");
         }
     }
 
