@@ -2,9 +2,10 @@
 //! `serve --nats --spread` with its demo bots plays (every jump between systems goes through
 //! the pair subjects of stream `MLT_JUMPS`, whichever node runs each side), a second node joins
 //! (units are dealt again and handed over: their new owner fences the pair subjects), then both
-//! leave; the export writes `jumps.log` and `check` on it finds no problem, `check --acks`
-//! finds every action a player was told of; a message a writer without the lease published
-//! on a pair subject (accepted by the stream) makes the export fail naming it.
+//! leave; the export writes `jumps.log` and `check` on it finds no problem; a message a
+//! writer without the lease published on a pair subject (accepted by the stream) makes the
+//! export fail naming it. (The demo bots were not seen playing on a spread node: the export
+//! holds Ann's one jump and the fence marks.)
 //!
 //! Size: `MLTRADER_TEST_SPREAD_SECONDS` of play per phase (default 3) with
 //! `MLTRADER_TEST_SPREAD_BOTS` bots (default 8). Needs nats-server (see nats_takeover.rs).
@@ -80,14 +81,10 @@ fn until_serving(server: &Server) {
 /// A spread node `node` with `bots` demo bots.
 fn spread_node(cluster: &nats::testing::TestCluster, dir: &Path, node: &str, bots: u64) -> Server {
     let mut flags = cluster.serve_flags(node);
-    flags.extend([
-        "--spread".into(),
-        "--lease-ms".into(),
-        "3000".into(),
-        "--demo".into(),
-        "--bots".into(),
-        bots.to_string(),
-    ]);
+    flags.extend(["--spread".into(), "--lease-ms".into(), "3000".into()]);
+    if bots > 0 {
+        flags.extend(["--demo".into(), "--bots".into(), bots.to_string()]);
+    }
     let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
     Server::start_with(Some(&dir.join(node)), &[], &flags)
 }
@@ -122,8 +119,16 @@ fn a_spread_galaxys_export_holds_its_published_jumps_and_check_proves_them() {
     assert!(out.status.success(), "export: {}", said(&out));
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let jumps = &report["jumps"];
-    println!("export of the spread galaxy: {jumps}");
-    assert_eq!(report["zombie_messages_accepted"], 0, "{report}");
+    println!(
+        "export of the spread galaxy: {} jumps written from {} messages of {} pair subjects, {} fence marks, {} stored twice, {} after the cut",
+        jumps["jumps"],
+        jumps["messages"],
+        jumps["subjects"].as_object().map_or(0, |s| s.len()),
+        jumps["fence_marks"],
+        jumps["duplicates"],
+        jumps["after_cut"]
+    );
+    assert_eq!(report["zombie_messages_accepted"], 0, "{}", said(&out));
     assert!(
         jumps["jumps"].as_u64().unwrap() > 0,
         "the bots jumped: {jumps}"
@@ -142,9 +147,12 @@ fn a_spread_galaxys_export_holds_its_published_jumps_and_check_proves_them() {
         jumps_log.starts_with("1 jump xfer="),
         "numbered from 1: {jumps_log:.200}"
     );
-    if travel.json().get("xfer").is_some() {
-        assert!(jumps_log.contains("player=Ann"), "Ann's jump is published");
-    }
+    assert!(
+        travel.stdout.contains("jump to Alpha Centauri"),
+        "Ann's travel: {}",
+        travel.stdout
+    );
+    assert!(jumps_log.contains("player=Ann"), "Ann's jump is published");
 
     let checked = mltrader()
         .args(["check", "--data"])
