@@ -12,18 +12,21 @@
 //! one system come in its log order; events of different systems in the order they became
 //! durable. A view of the logs, never an authority: nothing here is read back by the mesh.
 
-use serde::Serialize;
+use serde::{Deserialize, Deserializer, Serialize};
 
 use sim::galaxy::{Galaxy, SystemId};
+use sim::goods::Good;
 use sim::ids::{Tick, Xfer};
 use sim::instance::InstanceId;
+use sim::market::Side;
 use sim::system::{Event, SystemState};
 use store::seq::Seq;
 
 pub use super::limits::FEED_LEN;
 
-/// One durable event of one system.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+/// One durable event of one system. Serialized as JSON between the nodes of a spread galaxy
+/// (`nats::news`), so it reads back as written ([`Deserialize`]).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FeedEvent {
     /// Where it happened.
     pub system: SystemId,
@@ -37,7 +40,7 @@ pub struct FeedEvent {
 }
 
 /// What happened. Transfer ids are `<origin slug>:<number>`, as in the logs and the API.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum FeedEventKind {
     /// A new player appeared (at the home system).
@@ -66,8 +69,10 @@ pub enum FeedEventKind {
     /// The player traded with the local market.
     Traded {
         player: String,
-        side: &'static str,
-        good: &'static str,
+        #[serde(deserialize_with = "side_name")]
+        side: GameName,
+        #[serde(deserialize_with = "good_name")]
+        good: GameName,
         qty: u32,
         total_cr: u64,
     },
@@ -96,6 +101,32 @@ pub enum FeedEventKind {
         instance: u16,
         notice: String,
     },
+}
+
+/// A name of the game's own (a good's, a side's): a static string, read back from JSON by
+/// looking it up ([`good_name`], [`side_name`]). A type alias and not `&'static str` written
+/// out: serde's derive borrows every `&str` field from its input, which would make
+/// `FeedEvent` readable only from `'static` bytes.
+pub type GameName = &'static str;
+
+/// A side's name read back as the game's own (`buy`, `sell`); any other is an error.
+fn side_name<'de, D: Deserializer<'de>>(d: D) -> Result<&'static str, D::Error> {
+    let text = String::deserialize(d)?;
+    [Side::Buy, Side::Sell]
+        .into_iter()
+        .map(Side::name)
+        .find(|n| *n == text)
+        .ok_or_else(|| serde::de::Error::custom(format!("no side {text:?} (buy or sell)")))
+}
+
+/// A good's name read back as the game's own; an unknown good is an error naming it.
+fn good_name<'de, D: Deserializer<'de>>(d: D) -> Result<&'static str, D::Error> {
+    let text = String::deserialize(d)?;
+    Good::ALL
+        .into_iter()
+        .map(Good::name)
+        .find(|n| *n == text)
+        .ok_or_else(|| serde::de::Error::custom(format!("no good {text:?}")))
 }
 
 impl FeedEventKind {
@@ -369,6 +400,47 @@ mod tests {
             Some(crate::directory::SystemPlace::In(to))
         );
         mesh.stop().await.unwrap();
+    }
+
+    /// An event reads back from its JSON as it was (the nodes of a spread galaxy send each
+    /// other events so); a good or side the game does not have is refused, naming it.
+    #[test]
+    fn events_read_back_from_their_json() {
+        let traded = FeedEvent {
+            system: SystemId(3),
+            instance: 2,
+            seq: Seq(41),
+            t: Tick(7),
+            kind: FeedEventKind::Traded {
+                player: "Ann".into(),
+                side: "sell",
+                good: sim::goods::Good::ALL[1].name(),
+                qty: 5,
+                total_cr: 120,
+            },
+        };
+        let moved = FeedEvent {
+            kind: FeedEventKind::Moved {
+                player: "Bob".into(),
+                from_instance: 2,
+                instance: 1,
+                notice: "Sol #2 has closed: you are back in Sol".into(),
+            },
+            ..traded.clone()
+        };
+        for e in [traded.clone(), moved] {
+            let json = serde_json::to_string(&e).unwrap();
+            let back: FeedEvent = serde_json::from_str(&json).unwrap();
+            assert_eq!(back, e, "{json}");
+        }
+        let json = serde_json::to_string(&traded).unwrap();
+        let good = sim::goods::Good::ALL[1].name();
+        let bad = json.replace(&format!("\"{good}\""), "\"gold bars\"");
+        let err = serde_json::from_str::<FeedEvent>(&bad).unwrap_err();
+        assert!(err.to_string().contains("no good \"gold bars\""), "{err}");
+        let bad = json.replace("\"sell\"", "\"steal\"");
+        let err = serde_json::from_str::<FeedEvent>(&bad).unwrap_err();
+        assert!(err.to_string().contains("no side \"steal\""), "{err}");
     }
 
     #[test]

@@ -32,6 +32,7 @@ pub mod recovery;
 #[cfg(test)]
 mod seam_tests;
 pub mod shard;
+pub mod spread_news;
 pub mod stats;
 #[cfg(test)]
 mod test_support;
@@ -42,7 +43,7 @@ mod units_tests;
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
 
 use serde::Serialize;
 use tokio::sync::{broadcast, mpsc, oneshot};
@@ -236,17 +237,23 @@ pub struct Context {
     /// The galaxy-wide economy view ([`price_sync`]), fed through `published`.
     prices: Arc<Mutex<price_sync::PriceView>>,
     published: mpsc::Sender<(tokio::time::Instant, price_sync::Published)>,
+    /// On a node of a spread galaxy, the carrier of news to and from the other nodes
+    /// ([`spread_news`]), attached once after the start; unset in one process.
+    news: OnceLock<spread_news::NodeNews>,
 }
 
 impl Context {
     /// Whether anyone listens to the event feed (if not, there is nothing to build).
     pub fn feed_heard(&self) -> bool {
-        self.events.receiver_count() > 0
+        self.events.receiver_count() > 0 || self.tells_news()
     }
 
-    /// Publishes a durable event; never blocks (nobody listening: nobody to tell).
+    /// Publishes a durable event, here and to the other nodes ([`spread_news`]); never blocks
+    /// (nobody listening: nobody to tell).
     pub fn publish(&self, event: FeedEvent) {
-        let _ = self.events.send(Arc::new(event));
+        let event = Arc::new(event);
+        self.event_away(&event);
+        let _ = self.events.send(event);
     }
 
     /// The queue of the shard of a system's instance (None if it does not run here).
@@ -475,6 +482,7 @@ impl Context {
             stopping: AtomicBool::new(false),
             prices,
             published,
+            news: OnceLock::new(),
         })
     }
 }

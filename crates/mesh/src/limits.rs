@@ -46,6 +46,13 @@ pub const GALAXY_VIEW_QUEUE_LEN: usize = 65_536;
 /// how many).
 pub const FEED_LEN: usize = 65_536;
 
+/// What other nodes of a spread galaxy told this one ([`crate::spread_news`]: gossip, price
+/// reports, feed events) and this node has not taken in yet. Taking in is a map lookup and a
+/// `try_send`, so the queue only fills if the node's runtime is starved; a full queue drops
+/// what comes (the carrier counts it): gossip and reports are repaired by the next round, a
+/// feed event is lost to this node's listeners, as a lagging listener of [`FEED_LEN`] loses it.
+pub const NEWS_INBOX_LEN: usize = 16_384;
+
 // Work per tick.
 
 /// The most players a primary moves out in one tick (a bound on the tick's work).

@@ -186,6 +186,7 @@ impl GalaxyPriceView {
 }
 
 /// One report on its way to the galaxy view.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Published {
     pub system: SystemId,
     pub report: PriceReport,

@@ -21,6 +21,10 @@
 //! - [`NatsLinks`] ([`pairs`]): mesh's `links::Links` on the pair subjects of issue 19, one per
 //!   origin and destination unit (`mlt.jump.<from>.<to>`): the committed jumps handed between
 //!   nodes, deduplicated by transfer id, fenced by the origin's lease epoch, read live.
+//! - [`NatsNews`] ([`news`]): mesh's `spread_news::News` on core NATS subjects: price gossip
+//!   towards neighbours on other nodes, every system's report for every node's economy view,
+//!   and every unit's feed events for every node's `/v1/events` (soft state, lossy, repaired
+//!   by the next round).
 //!
 //! This crate never interprets records (the store's scanner reads the bytes, as it reads
 //! files) and never decides what recovery does; it never writes to a stream without the
@@ -36,6 +40,7 @@ pub mod limits;
 pub mod locate;
 pub mod logs;
 pub mod members;
+pub mod news;
 pub mod pairs;
 pub mod requests;
 pub mod safety;
@@ -54,6 +59,7 @@ pub use creds::Credentials;
 pub use error::NatsError;
 pub use lease::NatsOwnership;
 pub use logs::NatsLogs;
+pub use news::NatsNews;
 pub use pairs::NatsLinks;
 pub use safety::Safety;
 pub use snapshots::NatsSnapshots;

@@ -125,3 +125,10 @@ const _: () = assert!(PAIR_RETRY_PAUSE_MS <= PAIR_READ_MAX_PAUSE_MS);
 pub const PAIR_READ_STALL_CHECK_MS: u64 = 2_500;
 
 const _: () = assert!(PAIR_READ_STALL_CHECK_MS * 4 < PAIR_READ_WARN_EVERY_MS);
+
+/// News (gossip, price reports, feed events: `news`) told by this node's systems and not yet
+/// handed to the connection. Publishing is a copy into the client's buffer, so the queue only
+/// fills while the connection is down or starved; a full queue drops what comes (counted):
+/// gossip and reports are repaired by the next round, a feed event is lost to the other
+/// nodes' listeners. A second's worth of a busy node's events.
+pub const NEWS_OUTBOX_LEN: usize = 16_384;

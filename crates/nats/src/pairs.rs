@@ -112,6 +112,9 @@ struct Faults {
     /// The next this many publish acks are dropped after they arrive (the message is stored,
     /// the writer does not learn it), as a network would lose them.
     lost_acks: AtomicU32,
+    /// A pause, in milliseconds, between a fence's read of the subject's last message and its
+    /// mark's publish: a test makes another writer get in between.
+    fence_pause_ms: AtomicU64,
 }
 
 impl Faults {
@@ -275,6 +278,17 @@ impl NatsLinks {
     /// does not learn it), so a test can see the retries deduplicated.
     pub fn simulate_lost_acks_for_tests(&self, acks: u32) {
         self.shared.faults.lost_acks.store(acks, Ordering::SeqCst);
+    }
+
+    /// Pauses every fence mark for `pause` between the read of its subject's last message and
+    /// its publish, so a test can make another writer get in between (the race a fence must
+    /// lose safely).
+    pub fn simulate_slow_fence_for_tests(&self, pause: Duration) {
+        let ms = u64::try_from(pause.as_millis()).unwrap_or(u64::MAX);
+        self.shared
+            .faults
+            .fence_pause_ms
+            .store(ms, Ordering::SeqCst);
     }
 
     /// The subject of the jumps from unit `from` to unit `to`.
@@ -602,6 +616,10 @@ impl Shared {
         while Instant::now() < deadline {
             let last = self.last_until(&subject, deadline).await?;
             self.judge(&subject, epoch, &last)?;
+            let pause_ms = self.faults.fence_pause_ms.load(Ordering::SeqCst);
+            if pause_ms > 0 {
+                tokio::time::sleep(Duration::from_millis(pause_ms)).await;
+            }
             match self.send(&subject, &id, Some(last.seq), epoch, &body).await {
                 Ok(Answer::Stored(at)) => {
                     assert!(

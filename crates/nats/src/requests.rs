@@ -5,12 +5,13 @@
 //!   [`OWNERS_QUEUE`] (one member answers each request) once it is fenced, and hands each
 //!   request to the node's handler; dropping it unsubscribes (a node drops it when it hands the
 //!   unit over). A request already received is still answered.
-//! - [`Requester::forward`]: sends one request and waits for the answer. "No responders" (the
-//!   server knows nobody subscribed: a takeover or hand-over under way, or the owner's
-//!   subscription not yet known to this server) is retried with a pause for at most
-//!   [`NO_RESPONDERS_RETRY_FOR_MS`]: nothing was delivered, so sending again is safe. A
-//!   request that was sent and got no answer in time is **never** sent again here: its outcome
-//!   is unknown ([`RequestError::OutcomeUnknown`], with the request's id).
+//! - [`Requester::forward`]: sends one request and waits for the answer. The owner sends a
+//!   receipt ([`RECEIVED_HEADER`]) before it runs the request. "No responders" (the server
+//!   knows nobody subscribed: a takeover or hand-over under way, or the owner's subscription
+//!   not yet known to this server) and silence (no receipt: lost between the servers) are
+//!   sent again for at most [`NO_RESPONDERS_RETRY_FOR_MS`]. A request whose receipt came and
+//!   whose answer did not in time is **never** sent again: its outcome is unknown
+//!   ([`RequestError::OutcomeUnknown`], with the request's id).
 //!
 //! The payloads are opaque bytes (the API's `api::forward` JSON, which this crate, below the
 //! api crate, never reads). This module never retries a request that may have been delivered,
@@ -21,7 +22,6 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use async_nats::RequestErrorKind;
 use futures_util::StreamExt;
 use tokio::sync::Semaphore;
 
@@ -46,11 +46,20 @@ pub const NO_RESPONDERS_PAUSE_MS: u64 = 50;
 /// client's, bounded by its subscription capacity).
 pub const MAX_REQUESTS_IN_FLIGHT: usize = 1_024;
 
+/// How long a sender waits for the owner's receipt of a request before it sends it again
+/// (lost between the servers, or held by a stalled owner: see [`Requester::forward`]).
+pub const RECEIVED_WAIT_MS: u64 = 500;
+
+/// The header of an owner's receipt of a request (an empty message on the reply subject,
+/// sent before the request runs).
+pub const RECEIVED_HEADER: &str = "Mlt-Received";
+
 /// How long a stopping responder goes on answering before it unsubscribes: far longer than a
 /// request spends on the wire between the servers, far shorter than a lease.
 pub const STOP_GRACE_MS: u64 = 300;
 
 const _: () = assert!(STOP_GRACE_MS < NO_RESPONDERS_RETRY_FOR_MS);
+const _: () = assert!(RECEIVED_WAIT_MS * 2 <= NO_RESPONDERS_RETRY_FOR_MS);
 const _: () = assert!(NO_RESPONDERS_PAUSE_MS * 10 <= NO_RESPONDERS_RETRY_FOR_MS);
 
 /// The subject of unit `unit`'s requests: `sys.<slug>` is `mlt.req.sys.<slug>`, the slug
@@ -111,8 +120,15 @@ impl Requester {
     }
 
     /// Sends `payload` (request `request_id`) to the owner of `unit` and returns its reply's
-    /// payload, waiting at most `timeout` for it once delivered. "No responders" is sent again
-    /// for up to [`NO_RESPONDERS_RETRY_FOR_MS`]; a timeout is never sent again.
+    /// payload, waiting at most `timeout` for it once the owner said it received it.
+    ///
+    /// Every send of one call has the same reply subject, so an answer to any of them is
+    /// read. A send the server answers "no responders" was delivered to nobody; a send that
+    /// gets neither that nor the owner's receipt within [`RECEIVED_WAIT_MS`] was lost between
+    /// the servers (an owner's unsubscription not yet known everywhere) or is held by a stalled
+    /// owner: both are sent again for up to [`NO_RESPONDERS_RETRY_FOR_MS`] (the owner answers a
+    /// request id it has seen with the first answer, `net::remote`). Once received, the request
+    /// is never sent again: no answer within `timeout` is an unknown outcome.
     pub async fn forward(
         &self,
         unit: &str,
@@ -121,49 +137,113 @@ impl Requester {
         timeout: Duration,
     ) -> Result<Vec<u8>, RequestError> {
         assert!(!timeout.is_zero(), "a request waits for its answer a while");
-        let subject = subject_of_unit(unit).map_err(|e| RequestError::Transport {
+        let transport = |reason: String| RequestError::Transport {
             unit: unit.to_string(),
-            reason: e.to_string(),
-        })?;
+            reason,
+        };
+        let unknown = || RequestError::OutcomeUnknown {
+            unit: unit.to_string(),
+            request_id: request_id.to_string(),
+            timeout_ms: timeout.as_millis() as u64,
+        };
+        let subject = subject_of_unit(unit).map_err(|e| transport(e.to_string()))?;
+        let client = &self.nats.client;
+        let inbox = client.new_inbox();
+        let mut replies = client
+            .subscribe(inbox.clone())
+            .await
+            .map_err(|e| transport(e.to_string()))?;
         let started = Instant::now();
+        // Whether the last send got neither a receipt nor a refusal.
+        let mut last_silent;
         loop {
-            let client = self.nats.client.clone();
-            let request = async_nats::Request::new()
-                .payload(payload.clone().into())
-                .timeout(Some(timeout));
-            let sent = client.send_request(subject.clone(), request).await;
-            let error = match sent {
-                Ok(reply) => return Ok(reply.payload.to_vec()),
-                Err(e) => e,
-            };
-            match error.kind() {
-                RequestErrorKind::NoResponders => {
-                    let waited_ms = started.elapsed().as_millis() as u64;
-                    if waited_ms >= NO_RESPONDERS_RETRY_FOR_MS {
-                        return Err(RequestError::NoResponders {
-                            unit: unit.to_string(),
-                            waited_ms,
-                        });
-                    }
-                    tokio::time::sleep(Duration::from_millis(NO_RESPONDERS_PAUSE_MS)).await;
-                }
-                RequestErrorKind::InvalidSubject | RequestErrorKind::MaxPayloadExceeded => {
-                    return Err(RequestError::Transport {
-                        unit: unit.to_string(),
-                        reason: error.to_string(),
-                    })
-                }
-                // Timed out, or the connection broke with the request sent (async-nats says
-                // `Other` both when the send failed and when the answer's channel closed, so
-                // it cannot be told apart): the request may have been delivered.
-                RequestErrorKind::TimedOut | RequestErrorKind::Other => {
-                    return Err(RequestError::OutcomeUnknown {
-                        unit: unit.to_string(),
-                        request_id: request_id.to_string(),
-                        timeout_ms: timeout.as_millis() as u64,
-                    })
-                }
+            client
+                .publish_with_reply(subject.clone(), inbox.clone(), payload.clone().into())
+                .await
+                .map_err(|e| transport(e.to_string()))?;
+            // Sent from here on (the receipt's wait counts from the flush).
+            if client.flush().await.is_err() {
+                return Err(unknown());
             }
+            match first_reply(&mut replies, Duration::from_millis(RECEIVED_WAIT_MS)).await {
+                First::Answer(bytes) => return Ok(bytes),
+                First::Received => {
+                    return match answer(&mut replies, timeout).await {
+                        Some(bytes) => Ok(bytes),
+                        None => Err(unknown()),
+                    }
+                }
+                First::Closed => return Err(unknown()),
+                First::NoResponders => last_silent = false,
+                First::Nothing => last_silent = true,
+            }
+            let waited_ms = started.elapsed().as_millis() as u64;
+            if waited_ms < NO_RESPONDERS_RETRY_FOR_MS {
+                tokio::time::sleep(Duration::from_millis(NO_RESPONDERS_PAUSE_MS)).await;
+                continue;
+            }
+            // A last look for a late receipt of an earlier send. A silent send followed by
+            // refusals was lost between the servers: an owner receipts every request it reads,
+            // before anything else, even while it stops, and it unsubscribes only from the
+            // same loop; so once the server refuses, an owner holding an unreceipted request
+            // would be one stalled for this whole wait with its unsubscription sent.
+            let no_responders = RequestError::NoResponders {
+                unit: unit.to_string(),
+                waited_ms,
+            };
+            return match first_reply(&mut replies, Duration::from_millis(RECEIVED_WAIT_MS)).await {
+                First::Answer(bytes) => Ok(bytes),
+                First::Received => answer(&mut replies, timeout).await.ok_or_else(unknown),
+                First::NoResponders => Err(no_responders),
+                First::Nothing if !last_silent => Err(no_responders),
+                First::Nothing | First::Closed => Err(unknown()),
+            };
+        }
+    }
+}
+
+/// The first thing heard on a request's reply subject.
+enum First {
+    /// The owner's answer (an owner of an older version sends no receipt).
+    Answer(Vec<u8>),
+    /// The owner's receipt: the answer follows.
+    Received,
+    /// The server's "no responders": delivered to nobody.
+    NoResponders,
+    /// Nothing within the wait.
+    Nothing,
+    /// The connection closed.
+    Closed,
+}
+
+fn is_receipt(message: &async_nats::Message) -> bool {
+    message
+        .headers
+        .as_ref()
+        .is_some_and(|h| h.get(RECEIVED_HEADER).is_some())
+}
+
+async fn first_reply(replies: &mut async_nats::Subscriber, wait: Duration) -> First {
+    match tokio::time::timeout(wait, replies.next()).await {
+        Err(_) => First::Nothing,
+        Ok(None) => First::Closed,
+        Ok(Some(m)) if m.status == Some(async_nats::StatusCode::NO_RESPONDERS) => {
+            First::NoResponders
+        }
+        Ok(Some(m)) if is_receipt(&m) => First::Received,
+        Ok(Some(m)) => First::Answer(m.payload.to_vec()),
+    }
+}
+
+/// The answer after a receipt (skipping the receipts and refusals of the other sends).
+async fn answer(replies: &mut async_nats::Subscriber, timeout: Duration) -> Option<Vec<u8>> {
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        let m = tokio::time::timeout_at(deadline, replies.next())
+            .await
+            .ok()??;
+        if m.status.is_none() && !is_receipt(&m) {
+            return Some(m.payload.to_vec());
         }
     }
 }
@@ -248,6 +328,7 @@ async fn answer_until_drained(
 ) {
     let in_flight = Arc::new(Semaphore::new(MAX_REQUESTS_IN_FLIGHT));
     let mut stopping = false;
+    let mut unsubscribed = false;
     let grace = tokio::time::sleep(Duration::from_secs(3_600 * 24 * 365));
     tokio::pin!(grace);
     loop {
@@ -258,7 +339,18 @@ async fn answer_until_drained(
                 grace.as_mut().reset(tokio::time::Instant::now() + Duration::from_millis(STOP_GRACE_MS));
                 continue;
             }
-            _ = &mut grace, if stopping => break,
+            _ = &mut grace, if stopping && !unsubscribed => {
+                // Unsubscribes, and waits until this node's server has processed it (a ping's
+                // answer); the requests delivered before are still read below, to the end.
+                unsubscribed = true;
+                if let Err(e) = subscription.unsubscribe().await {
+                    tracing::warn!(%unit, "cannot unsubscribe the unit's requests: {e}");
+                }
+                if let Err(e) = client.flush().await {
+                    tracing::warn!(%unit, "cannot flush the unit's unsubscription: {e}");
+                }
+                continue;
+            }
         };
         let Some(message) = message else {
             break;
@@ -267,6 +359,15 @@ async fn answer_until_drained(
             tracing::warn!(%unit, "a request without a reply subject: ignored");
             continue;
         };
+        // The receipt, at once: from now on the sender never sends this request again.
+        let mut headers = async_nats::HeaderMap::new();
+        headers.insert(RECEIVED_HEADER, "1");
+        if let Err(e) = client
+            .publish_with_headers(reply_to.clone(), headers, Vec::new().into())
+            .await
+        {
+            tracing::warn!(%unit, "cannot send a request's receipt: {e}");
+        }
         let Ok(permit) = in_flight.clone().acquire_owned().await else {
             break;
         };
@@ -278,13 +379,6 @@ async fn answer_until_drained(
             }
             drop(permit);
         });
-    }
-    // Unsubscribes, and waits until this node's server has processed it (a ping's answer).
-    if let Err(e) = subscription.unsubscribe().await {
-        tracing::warn!(%unit, "cannot unsubscribe the unit's requests: {e}");
-    }
-    if let Err(e) = client.flush().await {
-        tracing::warn!(%unit, "cannot flush the unit's unsubscription: {e}");
     }
     // Every answer under way is sent before a stop returns.
     let all = u32::try_from(MAX_REQUESTS_IN_FLIGHT).expect("a small limit");

@@ -519,6 +519,48 @@ fn a_jump_of_another_pair_on_a_pair_subject_is_malformed() {
     });
 }
 
+#[test]
+fn an_older_owner_whose_fence_races_a_newer_one_is_fenced_and_its_mark_not_stored() {
+    let Some(cluster) = common::shared() else {
+        return;
+    };
+    let g = galaxy();
+    let (from, to) = lane(&g, 6);
+    let origin = InstanceId::primary(from);
+    let six = open(&cluster.connect("pairs-race-6"), &g, "six");
+    let seven = open(&cluster.connect("pairs-race-7"), &g, "seven");
+    // Epoch 6 reads each lane's last message, then waits; epoch 7 fences meanwhile; epoch 6's
+    // marks then go out with a stale expected sequence.
+    six.simulate_slow_fence_for_tests(Duration::from_millis(3_000));
+    runtime().block_on(async {
+        let (old, new) = tokio::join!(six.fence_outgoing(from, 6), async {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            seven.fence_outgoing(from, 7).await
+        });
+        new.unwrap();
+        let raced = six
+            .stats()
+            .resynced
+            .load(std::sync::atomic::Ordering::Relaxed);
+        println!("the older fence: {old:?}; {raced} marks refused for a stale expected sequence");
+        assert!(matches!(old, Err(LinkError::Fenced(_))), "{old:?}");
+        assert_eq!(raced as usize, g.neighbours(from).len(), "every lane raced");
+        for &lane_to in g.neighbours(from) {
+            let marks: Vec<String> = messages(&cluster, &seven.subject(from, lane_to))
+                .await
+                .into_iter()
+                .filter(|m| m.1.starts_with("0 lease "))
+                .map(|m| m.3)
+                .collect();
+            assert_eq!(marks, ["7"], "only the newer owner's mark");
+            seven.check_fencing(from, lane_to).unwrap();
+        }
+        let refused = six.publish(6, jump(origin, to, 1)).await;
+        assert!(matches!(refused, Err(LinkError::Fenced(_))), "{refused:?}");
+        seven.publish(7, jump(origin, to, 1)).await.unwrap();
+    });
+}
+
 /// The server that leads the jumps' stream once it is not `killed`.
 async fn new_leader(cluster: &common::Cluster, killed: &str) -> String {
     let deadline = Instant::now() + Duration::from_secs(30);

@@ -263,19 +263,25 @@ impl Shard {
         self.prices.record(self.id.system, report, at);
         let view = Arc::new(self.prices.clone());
         for &n in self.ctx.galaxy.neighbours(self.id.system) {
-            if let Some(q) = self.ctx.shard(InstanceId::primary(n)) {
-                let _ = q.try_send(super::ShardMessage::Gossip(view.clone()));
+            match self.ctx.shard(InstanceId::primary(n)) {
+                Some(q) => {
+                    let _ = q.try_send(super::ShardMessage::Gossip(view.clone()));
+                }
+                // Run by another node (or by none, mid hand-over): told through the news.
+                None => self.ctx.gossip_away(self.id.system, n, &view),
             }
         }
+        let published = Published {
+            system: self.id.system,
+            report,
+            published_ms: at,
+        };
+        self.ctx.report_away(&published);
         // A full queue drops this report (limits::GALAXY_VIEW_QUEUE_LEN): the next repairs it.
-        let _ = self.ctx.published.try_send((
-            tokio::time::Instant::now(),
-            Published {
-                system: self.id.system,
-                report,
-                published_ms: at,
-            },
-        ));
+        let _ = self
+            .ctx
+            .published
+            .try_send((tokio::time::Instant::now(), published));
     }
 
     pub(super) fn market_view(&self) -> MarketView {

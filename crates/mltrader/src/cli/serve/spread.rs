@@ -97,6 +97,9 @@ pub(super) async fn serve(args: ServeArgs, urls: String, start: Start) -> anyhow
         start.config.clone(),
         links,
     )?;
+    // Gossip, price reports and feed events between the nodes (before any unit starts).
+    mesh.attach_news(nats::news::NatsNews::start(&nats_conn, galaxy.clone()))
+        .await?;
     let remote = {
         let (c, g) = (nats_conn.clone(), start.galaxy.clone());
         Arc::new(
