@@ -1,10 +1,10 @@
 //! `mltrader export` and `mltrader check` on a spread galaxy (issue 19): a node of
-//! `serve --nats --spread` with its demo bots plays (every jump between systems goes through
+//! `serve --nats --spread` with a swarm of bots playing through its API (every jump between systems goes through
 //! the pair subjects of stream `MLT_JUMPS`, whichever node runs each side), a second node joins
 //! (units are dealt again and handed over: their new owner fences the pair subjects), then both
-//! leave; the export writes `jumps.log` and `check` on it finds no problem, `check --acks`
-//! finds every action a player was told of; a message a writer without the lease published
-//! on a pair subject (accepted by the stream) makes the export fail naming it.
+//! leave; the export writes `jumps.log` and `check --acks` on it finds no problem and every
+//! action the bots were told of; a message a writer without the lease published on a pair
+//! subject (accepted by the stream) makes the export fail naming it.
 //!
 //! Size: `MLTRADER_TEST_SPREAD_SECONDS` of play per phase (default 3) with
 //! `MLTRADER_TEST_SPREAD_BOTS` bots (default 8). Needs nats-server (see nats_takeover.rs).
@@ -12,7 +12,7 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Command, Output, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -77,17 +77,10 @@ fn until_serving(server: &Server) {
     }
 }
 
-/// A spread node `node` with `bots` demo bots.
-fn spread_node(cluster: &nats::testing::TestCluster, dir: &Path, node: &str, bots: u64) -> Server {
+/// A spread node `node`.
+fn spread_node(cluster: &nats::testing::TestCluster, dir: &Path, node: &str) -> Server {
     let mut flags = cluster.serve_flags(node);
-    flags.extend([
-        "--spread".into(),
-        "--lease-ms".into(),
-        "3000".into(),
-        "--demo".into(),
-        "--bots".into(),
-        bots.to_string(),
-    ]);
+    flags.extend(["--spread".into(), "--lease-ms".into(), "3000".into()]);
     let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
     Server::start_with(Some(&dir.join(node)), &[], &flags)
 }
@@ -100,19 +93,43 @@ fn a_spread_galaxys_export_holds_its_published_jumps_and_check_proves_them() {
         return;
     };
     let play = Duration::from_secs(env_or("MLTRADER_TEST_SPREAD_SECONDS", 3));
-    let bots = env_or("MLTRADER_TEST_SPREAD_BOTS", 8);
+    let bots = env_or("MLTRADER_TEST_SPREAD_BOTS", 8).max(1);
     let cluster = nats::testing::TestCluster::start(&workspace_root(), exe);
     let tmp = tempfile::tempdir().unwrap();
 
-    let alpha = spread_node(&cluster, tmp.path(), "alpha", bots);
+    let alpha = spread_node(&cluster, tmp.path(), "alpha");
     until_serving(&alpha);
     let ann = Player::join(&alpha, "Ann");
     let travel = ann.run(&["travel", "Alpha Centauri"]);
+    let acks = tmp.path().join("acks.log");
+    let swarm = mltrader()
+        .args([
+            "swarm",
+            "--server",
+            alpha.url(),
+            "--bots",
+            &bots.to_string(),
+        ])
+        .args(["--seed", "19", "--json", "--ack-log"])
+        .arg(&acks)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
     std::thread::sleep(play);
     // A second node: the units are dealt again, and those dealt to beta are handed over (its
     // fence marks on their pair subjects); the bots play on.
-    let beta = spread_node(&cluster, tmp.path(), "beta", 0);
+    let beta = spread_node(&cluster, tmp.path(), "beta");
     std::thread::sleep(play * 2);
+    common::sigterm(swarm.id());
+    let summary = swarm.wait_with_output().unwrap();
+    println!(
+        "the swarm: {}",
+        String::from_utf8_lossy(&summary.stdout)
+            .chars()
+            .take(600)
+            .collect::<String>()
+    );
     assert!(beta.stop().success(), "beta leaves cleanly");
     std::thread::sleep(play);
     assert!(alpha.stop().success(), "alpha leaves cleanly");
@@ -122,8 +139,16 @@ fn a_spread_galaxys_export_holds_its_published_jumps_and_check_proves_them() {
     assert!(out.status.success(), "export: {}", said(&out));
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let jumps = &report["jumps"];
-    println!("export of the spread galaxy: {jumps}");
-    assert_eq!(report["zombie_messages_accepted"], 0, "{report}");
+    println!(
+        "export of the spread galaxy: {} jumps written from {} messages of {} pair subjects, {} fence marks, {} stored twice, {} after the cut",
+        jumps["jumps"],
+        jumps["messages"],
+        jumps["subjects"].as_object().map_or(0, |s| s.len()),
+        jumps["fence_marks"],
+        jumps["duplicates"],
+        jumps["after_cut"]
+    );
+    assert_eq!(report["zombie_messages_accepted"], 0, "{}", said(&out));
     assert!(
         jumps["jumps"].as_u64().unwrap() > 0,
         "the bots jumped: {jumps}"
@@ -142,13 +167,18 @@ fn a_spread_galaxys_export_holds_its_published_jumps_and_check_proves_them() {
         jumps_log.starts_with("1 jump xfer="),
         "numbered from 1: {jumps_log:.200}"
     );
-    if travel.json().get("xfer").is_some() {
-        assert!(jumps_log.contains("player=Ann"), "Ann's jump is published");
-    }
+    assert!(
+        travel.stdout.contains("jump to Alpha Centauri"),
+        "Ann's travel: {}",
+        travel.stdout
+    );
+    assert!(jumps_log.contains("player=Ann"), "Ann's jump is published");
 
     let checked = mltrader()
         .args(["check", "--data"])
         .arg(&data)
+        .arg("--acks")
+        .arg(&acks)
         .output()
         .unwrap();
     println!("{}", String::from_utf8_lossy(&checked.stdout));

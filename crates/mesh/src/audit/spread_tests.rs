@@ -230,3 +230,48 @@ fn a_transition_log_with_records_in_a_spread_export_is_a_problem() {
         &["a spread galaxy, which has no transition log: its jumps would not be judged"],
     );
 }
+
+#[test]
+fn a_move_marked_done_that_never_landed_is_a_problem() {
+    let (c, at, trader) = crowded_copy();
+    spread(&c);
+    // The last move into an instance of a player who did nothing there after landing: its
+    // landing (and the player's log line of it) is lost, its depart.done kept.
+    let primary = read_recs(&c.system_log(at.system));
+    let moved = primary
+        .iter()
+        .rev()
+        .filter(|r| r.kind == "depart" && r.get("to").is_some_and(|to| to.contains('.')))
+        .find(|r| r.get("player") != Some(trader.as_str()))
+        .expect("a player moved into an instance")
+        .clone();
+    let (xfer, player) = (moved.get("xfer").unwrap(), moved.get("player").unwrap());
+    let instance = moved.get("to").unwrap().to_string();
+    let log = c.datadir.system_log(&instance);
+    let mut version = 0;
+    edit_log(&log, |recs| {
+        let i = find(recs, |r| r.is("arrive", "xfer", xfer));
+        version = recs[i].get("v").unwrap().parse::<u64>().unwrap();
+        assert!(
+            !recs[i + 1..]
+                .iter()
+                .any(|r| r.get("player") == Some(player)),
+            "{player} did nothing after landing"
+        );
+        remove(recs, i);
+    });
+    edit_log(&c.datadir.player_log(player), |recs| {
+        assert_eq!(
+            recs.last().unwrap().seq,
+            version,
+            "the landing is its last line"
+        );
+        recs.pop();
+    });
+    assert_exact_problems(
+        &c,
+        &[&format!(
+            "move {xfer} of '{player}' is marked done but never landed in {instance}"
+        )],
+    );
+}
