@@ -544,8 +544,10 @@ fn an_older_owner_whose_fence_races_a_newer_one_is_fenced_and_its_mark_not_store
             .load(std::sync::atomic::Ordering::Relaxed);
         println!("the older fence: {old:?}; {raced} marks refused for a stale expected sequence");
         assert!(matches!(old, Err(LinkError::Fenced(_))), "{old:?}");
-        assert_eq!(raced as usize, g.neighbours(from).len(), "every lane raced");
-        for &lane_to in g.neighbours(from) {
+        // Every pair subject out of the origin: its lanes and the one towards home.
+        let ends = mltrader_nats::pairs::pair_ends_from(&g, from);
+        assert_eq!(raced as usize, ends.len(), "every pair raced");
+        for lane_to in ends {
             let marks: Vec<String> = messages(&cluster, &seven.subject(from, lane_to))
                 .await
                 .into_iter()
@@ -843,7 +845,7 @@ fn idle_readers_of_every_pair_cost_the_servers() {
     for to in g.ids() {
         receivers.push(reader(&links, to, BTreeMap::new()));
     }
-    let pairs: usize = g.ids().map(|s| g.neighbours(s).len()).sum();
+    let pairs: usize = g.ids().map(|s| mltrader_nats::pairs::pair_ends_towards(&g, s).len()).sum();
     std::thread::sleep(Duration::from_secs(5));
     let client_before = cpu_seconds(std::process::id());
     let reading = servers_cpu_over(&cluster, window);
