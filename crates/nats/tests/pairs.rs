@@ -845,7 +845,10 @@ fn idle_readers_of_every_pair_cost_the_servers() {
     for to in g.ids() {
         receivers.push(reader(&links, to, BTreeMap::new()));
     }
-    let pairs: usize = g.ids().map(|s| mltrader_nats::pairs::pair_ends_towards(&g, s).len()).sum();
+    let pairs: usize = g
+        .ids()
+        .map(|s| mltrader_nats::pairs::pair_ends_towards(&g, s).len())
+        .sum();
     std::thread::sleep(Duration::from_secs(5));
     let client_before = cpu_seconds(std::process::id());
     let reading = servers_cpu_over(&cluster, window);
