@@ -272,6 +272,13 @@ async fn jumps(
                 let took = sent.elapsed().as_secs_f64() * 1e3;
                 if !ok {
                     load.lock().unwrap().failed += 1;
+                    // Out of fuel, most often: a full tank (the bench measures jumps, not trade).
+                    let _ = http
+                        .post(format!("{url}/v1/refuel"))
+                        .bearer_auth(token)
+                        .json(&serde_json::json!({}))
+                        .send()
+                        .await;
                     // Where the player is: asked again (a refused jump says little).
                     if let Ok(r) = http
                         .get(format!("{url}/v1/me"))
