@@ -44,6 +44,25 @@ pub struct StoredMessage {
     pub payload: Vec<u8>,
 }
 
+impl StoredMessage {
+    /// Message `stream_seq` as fetched, with its writer's headers.
+    fn of(stream_seq: u64, message: &async_nats::jetstream::Message) -> StoredMessage {
+        let header = |name: &str| {
+            message
+                .headers
+                .as_ref()
+                .and_then(|h| h.get(name))
+                .map(|v| v.as_str().to_string())
+        };
+        StoredMessage {
+            stream_seq,
+            node: header(NODE_HEADER),
+            epoch: header(EPOCH_HEADER),
+            payload: message.payload.to_vec(),
+        }
+    }
+}
+
 impl NatsLogs {
     /// The stream's last sequence now, from its leader: an export that reads every log up to
     /// it copies a prefix of the stream, one state the galaxy passed through (the messages of
@@ -88,20 +107,8 @@ impl NatsLogs {
             let mut out = Vec::new();
             let mut bytes = 0;
             visit_messages(&stream, &subject, after + 1, last, |stream_seq, message| {
-                let header = |name: &str| {
-                    message
-                        .headers
-                        .as_ref()
-                        .and_then(|h| h.get(name))
-                        .map(|v| v.as_str().to_string())
-                };
                 bytes += message.payload.len();
-                out.push(StoredMessage {
-                    stream_seq,
-                    node: header(NODE_HEADER),
-                    epoch: header(EPOCH_HEADER),
-                    payload: message.payload.to_vec(),
-                });
+                out.push(StoredMessage::of(stream_seq, message));
                 if bytes < max_bytes {
                     Next::More
                 } else {
@@ -185,22 +192,10 @@ impl JumpsReader {
             let mut out = Vec::new();
             let mut bytes = 0;
             visit_messages(&stream, &filter, after + 1, upto, |stream_seq, message| {
-                let header = |name: &str| {
-                    message
-                        .headers
-                        .as_ref()
-                        .and_then(|h| h.get(name))
-                        .map(|v| v.as_str().to_string())
-                };
                 bytes += message.payload.len();
                 out.push(PairMessage {
                     subject: message.subject.to_string(),
-                    message: StoredMessage {
-                        stream_seq,
-                        node: header(NODE_HEADER),
-                        epoch: header(EPOCH_HEADER),
-                        payload: message.payload.to_vec(),
-                    },
+                    message: StoredMessage::of(stream_seq, message),
                 });
                 if bytes < max_bytes {
                     Next::More
