@@ -15,6 +15,15 @@ use super::TradeSide;
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum StreamEvent {
+    /// A market shock began in your system: `good` (null: every good the system makes) tends
+    /// toward a new price until the system's tick `until` (`mltrader market` lists it).
+    Shock {
+        system: String,
+        kind: String,
+        good: Option<String>,
+        until: u64,
+        message: String,
+    },
     /// First event of every stream: where the player is now.
     Hello {
         player: String,
@@ -123,6 +132,7 @@ impl StreamEvent {
             StreamEvent::Error { .. } => "error",
             StreamEvent::Lagged { .. } => "lagged",
             StreamEvent::Instanced { .. } => "instanced",
+            StreamEvent::Shock { .. } => "shock",
         }
     }
 }

@@ -16,6 +16,24 @@ use super::{human_ms, json_of, ClientOpts, Output};
 #[derive(Args, Debug)]
 #[command(after_help = super::EXIT_CODES_HELP)]
 pub struct EconomyArgs {
+    /// Instead of the live prices: the economy report from the logs of a data directory
+    /// (`--data`): credits created and destroyed by named source and sink, goods made and
+    /// used, price history, the most profitable routes by game hour (`mltrader economy
+    /// --report`, run by the binary: this crate only parses the flags).
+    #[arg(long)]
+    pub report: bool,
+    /// With --report: the data directory whose logs to read (live or exported).
+    #[arg(long, default_value = "mltrader-data", requires = "report")]
+    pub data: std::path::PathBuf,
+    /// With --report: the first tick of the window (each system's `t=`).
+    #[arg(long, value_name = "TICK", requires = "report")]
+    pub from: Option<u64>,
+    /// With --report: the tick the window ends before (default: the end of the logs).
+    #[arg(long, value_name = "TICK", requires = "report")]
+    pub to: Option<u64>,
+    /// With --report: the width of a bucket, in ticks (default: a game hour, 600 ticks).
+    #[arg(long, value_name = "TICKS", requires = "report")]
+    pub bucket_ticks: Option<u64>,
     #[command(flatten)]
     pub opts: ClientOpts,
 }

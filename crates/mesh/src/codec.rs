@@ -10,6 +10,7 @@
 
 use sim::apply_error::RestoreError;
 use sim::combat::{LootTake, Wreck, Wrecks};
+use sim::economy::EconomyModel;
 use sim::galaxy::{Galaxy, SystemId};
 use sim::goods::{
     parse_units, units_text, Cargo, CargoParseError, Good, UnitsParseError, UnknownGood,
@@ -18,6 +19,7 @@ use sim::ids::{EscrowId, Tick, Version, Xfer};
 use sim::instance::{InstanceId, PRIMARY_INSTANCE};
 use sim::market::{Market, Order, Side, TickReport, Trade};
 use sim::player::Player;
+use sim::shock::{Shock, ShockKind, MAX_SHOCKS_PER_SYSTEM};
 use sim::system::{Departing, Escrow, Event, RemoteOutcome, SystemState};
 use store::record::{Line, Record, RecordError};
 use store::seq::Seq;
@@ -66,6 +68,10 @@ pub enum DecodeError {
     },
     #[error("unknown record kind {kind:?} in a system log")]
     UnknownEventKind { kind: String },
+    #[error("model={model}: no such economy model (1 or 2); a newer mltrader wrote this log")]
+    UnknownEconomyModel { model: u64 },
+    #[error("kind={kind}: no such market shock (shortage, boom, glut, mining_strike, blockade)")]
+    UnknownShock { kind: String },
     #[error("unknown record kind {kind:?} in the transition log")]
     NotAJump { kind: String },
     #[error("from= and xfer= disagree")]
@@ -110,6 +116,7 @@ pub fn event_kind(event: &Event) -> &'static str {
         Event::Arrive { .. } => "arrive",
         Event::Trade { .. } => "trade",
         Event::Economy { .. } => "economy",
+        Event::Shock { .. } => "shock",
         Event::Engage { .. } => "engage",
         Event::Combat { .. } => "combat",
         Event::Destroyed { .. } => "destroyed",
@@ -341,9 +348,11 @@ pub fn encode_event(
         Event::Economy {
             from,
             to,
+            model,
             report,
             decayed,
-        } => encode_economy(line, (*from, *to), report, decayed),
+        } => encode_economy(line, (*from, *to), *model, report, decayed),
+        Event::Shock { shock } => put_shock(line, shock),
         Event::Engage { .. }
         | Event::Combat { .. }
         | Event::Destroyed { .. }
@@ -407,16 +416,45 @@ fn encode_transfer(line: &mut Line<'_>, at: &LogOf<'_>, event: &Event, version: 
 fn encode_economy(
     line: &mut Line<'_>,
     (from, to): (Tick, Tick),
+    model: EconomyModel,
     report: &TickReport,
     decayed: &[u64; 8],
 ) {
-    line.num("from", from)
-        .num("to", to)
-        .field("made", &units_text(&report.produced))
+    line.num("from", from).num("to", to);
+    // The steady model's records are as they always were: no `model=`.
+    if model != EconomyModel::Steady {
+        line.num("model", model.number());
+    }
+    line.field("made", &units_text(&report.produced))
         .field("used", &units_text(&report.consumed))
         .num("subsidy", report.subsidy_cr)
         .num("tax", report.tax_cr)
         .field("decayed", &units_text(decayed));
+}
+
+/// A shock's fields, in its log record and in a snapshot: `kind`, `good` (absent: every good
+/// the system makes) and `until`.
+fn put_shock(line: &mut Line<'_>, shock: &Shock) {
+    line.field("kind", shock.kind.name());
+    if let Some(good) = shock.good {
+        line.field("good", good.name());
+    }
+    line.num("until", shock.until);
+}
+
+/// A shock from its fields ([`put_shock`]).
+fn get_shock(rec: &Record<'_>) -> Result<Shock, DecodeError> {
+    let kind_name: String = name_field(rec, "kind")?;
+    let kind = ShockKind::parse(&kind_name).ok_or(DecodeError::UnknownShock { kind: kind_name })?;
+    let good = match rec.get("good") {
+        Some(_) => Some(Good::parse(&name_field(rec, "good")?)?),
+        None => None,
+    };
+    Ok(Shock {
+        kind,
+        good,
+        until: num(rec, "until")?,
+    })
 }
 
 /// The fields of combat's events: `engage`, `combat`, `destroyed` and `loot`.
@@ -634,6 +672,9 @@ pub fn decode_event(
         },
         "trade.remote" | "trade.done" => decode_remote_trade(&here, rec)?,
         "economy" => decode_economy(rec)?,
+        "shock" => Event::Shock {
+            shock: get_shock(rec)?,
+        },
         "engage" => Event::Engage {
             player: name_field(rec, "player")?,
             target: rec
@@ -748,9 +789,16 @@ fn decode_remote_trade(here: &LogOf<'_>, rec: &Record<'_>) -> Result<Event, Deco
 
 /// `economy`: the market's step over ticks `from..to` and the wrecks' decay.
 fn decode_economy(rec: &Record<'_>) -> Result<Event, DecodeError> {
+    let model = match opt_num(rec, "model")? {
+        None => EconomyModel::Steady,
+        Some(n) => {
+            EconomyModel::from_number(n).ok_or(DecodeError::UnknownEconomyModel { model: n })?
+        }
+    };
     Ok(Event::Economy {
         from: Tick(num(rec, "from")?),
         to: Tick(num(rec, "to")?),
+        model,
         report: TickReport {
             produced: units_field(rec, "made")?,
             consumed: units_field(rec, "used")?,
@@ -876,6 +924,9 @@ pub fn encode_state(w: &mut SnapshotWriter, galaxy: &Galaxy, state: &SystemState
                 .field("cargo", &wreck.cargo.to_string());
         });
     }
+    for shock in &state.shocks {
+        w.record("shock", |l| put_shock(l, shock));
+    }
     for (attacker, target) in &state.engaged {
         w.record("engaged", |l| {
             l.field("player", attacker).field("target", target);
@@ -979,6 +1030,12 @@ pub fn decode_state_record(
             };
             state.remote_trades.insert((at.n, EscrowId(id)), o);
         }
+        "shock" => {
+            if !state.is_primary() || state.shocks.len() >= MAX_SHOCKS_PER_SYSTEM {
+                return Err(impossible(RestoreError::TooManyShocks));
+            }
+            state.shocks.push(get_shock(rec)?);
+        }
         "engaged" => {
             state
                 .engaged
@@ -1074,6 +1131,32 @@ mod tests {
     }
 
     #[test]
+    fn a_steady_economy_step_is_written_as_before_issue_22_and_a_living_one_says_so() {
+        let g = Galaxy::default_galaxy();
+        let at = InstanceId::primary(g.home());
+        let text = |model| {
+            let mut out = String::new();
+            let mut line = Line::new(&mut out, 7, "economy");
+            let e = Event::Economy {
+                from: Tick(150),
+                to: Tick(160),
+                model,
+                report: TickReport::default(),
+                decayed: [0; 8],
+            };
+            encode_event(&mut line, &g, at, Tick(160), &e, Version(0));
+            line.finish();
+            out
+        };
+        let old = text(EconomyModel::Steady);
+        assert!(
+            old.starts_with("7 economy t=160 from=150 to=160 made=- used=- subsidy=0 tax=0"),
+            "{old}"
+        );
+        assert!(text(EconomyModel::Living).contains(" model=2 "));
+    }
+
+    #[test]
     fn every_event_round_trips() {
         let g = Galaxy::default_galaxy();
         let sol = g.home();
@@ -1123,6 +1206,7 @@ mod tests {
             Event::Economy {
                 from: Tick(10),
                 to: Tick(20),
+                model: EconomyModel::Steady,
                 report: TickReport {
                     produced: [1, 0, 0, 0, 0, 0, 0, 2],
                     consumed: [0, 3, 0, 0, 0, 0, 0, 0],
@@ -1130,6 +1214,27 @@ mod tests {
                     tax_cr: 77,
                 },
                 decayed: [0, 0, 0, 0, 5, 0, 0, 0],
+            },
+            Event::Economy {
+                from: Tick(20),
+                to: Tick(30),
+                model: EconomyModel::Living,
+                report: TickReport::default(),
+                decayed: [0; 8],
+            },
+            Event::Shock {
+                shock: Shock {
+                    kind: ShockKind::MiningStrike,
+                    good: Some(Good::Ore),
+                    until: 4_000,
+                },
+            },
+            Event::Shock {
+                shock: Shock {
+                    kind: ShockKind::Blockade,
+                    good: None,
+                    until: 5_000,
+                },
             },
             Event::Engage {
                 player: p.name.clone(),
@@ -1319,6 +1424,13 @@ mod tests {
         let req = inst.escrow_request(EscrowId(1)).unwrap();
         let remote = primary.decide_remote_trade(&g, &req).unwrap();
         primary.apply(Tick(3), &remote).unwrap();
+        // A market shock runs on in a snapshot.
+        let shock = Shock {
+            kind: ShockKind::Glut,
+            good: Some(Good::Food),
+            until: 900,
+        };
+        primary.apply(Tick(3), &Event::Shock { shock }).unwrap();
         // A jump voided by recovery stays void in a snapshot.
         primary
             .apply(Tick(4), &Event::DepartVoid { xfer: Xfer(1) })

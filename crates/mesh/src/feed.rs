@@ -101,6 +101,16 @@ pub enum FeedEventKind {
         instance: u16,
         notice: String,
     },
+    /// A market shock began in the system (`sim::shock`): `good` (none: every good the system
+    /// makes) tends toward a new price until tick `until`. About no player: told to everyone
+    /// there.
+    Shock {
+        kind: String,
+        good: Option<String>,
+        until: u64,
+        /// In words, for a player: "a mining strike in Sol: ore runs dear".
+        notice: String,
+    },
 }
 
 /// A name of the game's own (a good's, a side's): a static string, read back from JSON by
@@ -130,9 +140,9 @@ fn good_name<'de, D: Deserializer<'de>>(d: D) -> Result<&'static str, D::Error> 
 }
 
 impl FeedEventKind {
-    /// The player it is about.
-    pub fn player(&self) -> &str {
-        match self {
+    /// The player it is about (none for a market shock, about a system).
+    pub fn player(&self) -> Option<&str> {
+        Some(match self {
             FeedEventKind::Joined { player }
             | FeedEventKind::Departed { player, .. }
             | FeedEventKind::Arrived { player, .. }
@@ -143,7 +153,8 @@ impl FeedEventKind {
             | FeedEventKind::Destroyed { player, .. }
             | FeedEventKind::Looted { player, .. }
             | FeedEventKind::Moved { player, .. } => player,
-        }
+            FeedEventKind::Shock { .. } => return None,
+        })
     }
 
     /// What the feed says of `event`, a record of system `state.id` about to be applied to
@@ -254,6 +265,12 @@ impl FeedEventKind {
                     total_cr: *total_cr,
                 }
             }
+            Event::Shock { shock } => FeedEventKind::Shock {
+                kind: shock.kind.name().to_string(),
+                good: shock.good.map(|g| g.name().to_string()),
+                until: shock.until,
+                notice: shock_notice(galaxy.name(state.id), shock),
+            },
             Event::Economy { .. }
             | Event::Combat { .. }
             | Event::Split { .. }
@@ -263,6 +280,21 @@ impl FeedEventKind {
             | Event::RemoteTrade { .. }
             | Event::RemoteTradeDone { .. } => return None,
         })
+    }
+}
+
+/// A shock in words: what it is, where, and which way its prices go.
+pub fn shock_notice(system: &str, shock: &sim::shock::Shock) -> String {
+    use sim::shock::ShockKind;
+    let good = shock.good.map_or("what it makes", |g| g.name());
+    match shock.kind {
+        ShockKind::Shortage => format!("a shortage of {good} in {system}: {good} runs dear"),
+        ShockKind::Boom => format!("demand for {good} booms in {system}: {good} runs dear"),
+        ShockKind::Glut => format!("a glut of {good} in {system}: {good} runs cheap"),
+        ShockKind::MiningStrike => format!("a mining strike in {system}: {good} runs dear"),
+        ShockKind::Blockade => {
+            format!("a blockade after the battle in {system}: {good} runs dear")
+        }
     }
 }
 
@@ -285,7 +317,7 @@ mod tests {
                 .await
                 .expect("an event within 5 s")
                 .expect("the feed is open");
-            if e.kind.player() == player {
+            if e.kind.player() == Some(player) {
                 return (*e).clone();
             }
         }

@@ -526,7 +526,7 @@ mod tests {
         let mut out = Vec::new();
         loop {
             match feed.try_recv() {
-                Ok(e) if e.kind.player() == player => out.push((*e).clone()),
+                Ok(e) if e.kind.player() == Some(player) => out.push((*e).clone()),
                 Ok(_) => {}
                 Err(broadcast::error::TryRecvError::Empty) => return out,
                 Err(e) => panic!("the feed: {e}"),
@@ -587,10 +587,11 @@ mod tests {
         assert!(events_of(&mut feed_b, "ann", Duration::ZERO)
             .await
             .is_empty());
-        assert_eq!(a.news_counts().unwrap().events_in, 1, "b's arrival");
-        assert_eq!(
-            b.news_counts().unwrap().events_in,
-            2,
+        // Market shocks (issue 22: about no player, drawn at random in the economy steps)
+        // cross nodes too, so the counts are at least the player's events.
+        assert!(a.news_counts().unwrap().events_in >= 1, "b's arrival");
+        assert!(
+            b.news_counts().unwrap().events_in >= 2,
             "a's join and departure"
         );
         s.stop().await;

@@ -16,6 +16,9 @@ pub fn fast_config() -> MeshConfig {
     c.rules.ticks_per_ly = 1;
     c.rules.starting_fuel = 1_000_000;
     c.rules.fuel_capacity = 1_000_000;
+    // No market shocks: at 200 Hz they would add economy records at random to tests that
+    // count records (the shocks have tests of their own).
+    c.rules.shocks_per_100k_ticks = 0;
     c
 }
 

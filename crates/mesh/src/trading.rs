@@ -216,6 +216,8 @@ mod tests {
         };
         config.rules.ticks_per_ly = 1;
         config.rules.respawn_ticks = 5;
+        // No market shocks: the price views must settle to converge.
+        config.rules.shocks_per_100k_ticks = 0;
         config
     }
 

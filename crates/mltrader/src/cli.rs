@@ -4,6 +4,7 @@
 pub mod check;
 pub mod common;
 pub mod compact;
+pub mod economy;
 pub mod export;
 pub mod export_jumps;
 pub mod replay;
@@ -57,7 +58,8 @@ pub enum Command {
     Buy(client::trade::TradeArgs),
     /// Sell GOOD at your system's market.
     Sell(client::trade::TradeArgs),
-    /// The galaxy's economy: where each good is cheapest and dearest, and how old the figures are.
+    /// The galaxy's economy: where each good is cheapest and dearest, and how old the figures
+    /// are; with --report, where credits and goods came from and went, from the logs.
     Economy(client::economy::EconomyArgs),
     /// Fire at a player in your system until one ship is destroyed or leaves (--cease to stop).
     Attack(client::attack::AttackArgs),
@@ -94,6 +96,7 @@ pub fn main() -> ExitCode {
         Command::Market(a) => client::market::run(a),
         Command::Buy(a) => client::trade::buy(a),
         Command::Sell(a) => client::trade::sell(a),
+        Command::Economy(a) if a.report => economy::run(a),
         Command::Economy(a) => client::economy::run(a),
         Command::Attack(a) => client::attack::run(a),
         Command::Wrecks(a) => client::wrecks::run(a),

@@ -258,7 +258,7 @@ impl Subscription {
             }),
             _ => None,
         };
-        if e.kind.player() == self.player {
+        if e.kind.player() == Some(self.player.as_str()) {
             // The API layer tells the player of their own actions; this says where they are.
             // Only the loss of their ship is not an action of theirs.
             self.here = self.hub.here_after(&self.player, e);
@@ -312,6 +312,19 @@ impl Subscription {
             }),
             // Others' purchases and loot are their own business. Only recovery cancels jumps,
             // and it publishes nothing (nobody is connected then).
+            // A market shock is news for everyone in the system.
+            FeedEventKind::Shock {
+                kind,
+                good,
+                until,
+                notice,
+            } => Some(StreamEvent::Shock {
+                system: name(e.system),
+                kind: kind.clone(),
+                good: good.clone(),
+                until: *until,
+                message: notice.clone(),
+            }),
             FeedEventKind::Refueled { .. }
             | FeedEventKind::Cancelled { .. }
             | FeedEventKind::Traded { .. }

@@ -90,6 +90,11 @@ pub enum ApplyError {
     },
     #[error("economy step {from}..{to} does not match this market")]
     EconomyMismatch { from: Tick, to: Tick },
+    #[error(
+        "a {kind} shock until tick {until} cannot begin here now (an instance, over, or \
+             clashing with a running shock)"
+    )]
+    ShockMismatch { kind: &'static str, until: u64 },
 
     // Combat, wrecks and loot.
     #[error("'{player}' engages '{target}', who is not here")]
@@ -172,6 +177,11 @@ pub enum RestoreError {
     TooManyWrecks { count: usize, max: usize },
     #[error("wreck {id} (tick {tick}, '{cargo}') is out of place")]
     WreckOutOfPlace { id: u64, tick: u64, cargo: Cargo },
+    #[error(
+        "a shock in an instance, or more than {} shocks in one system",
+        crate::shock::MAX_SHOCKS_PER_SYSTEM
+    )]
+    TooManyShocks,
 }
 
 /// Why the market or the hold cannot take a logged trade (inside [`ApplyError::TradeRefused`],

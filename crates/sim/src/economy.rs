@@ -35,6 +35,59 @@ pub const NEUTRAL_REST_PERMILLE: u64 = 1_000;
 /// per 100 ticks.
 pub const NEUTRAL_DRIFT_PERMILLE_PER_100_TICKS: u64 = 10;
 
+/// The fewest and most a made good's rest level is bent by its inputs' stock, in per-mille
+/// (the chains: a factory short of ore makes fewer metals, one with plenty makes more).
+pub const CHAIN_MIN_PERMILLE: u64 = 500;
+pub const CHAIN_MAX_PERMILLE: u64 = 1_500;
+
+/// How much faster than its table rate a market moves toward rest when far from it, at most,
+/// in per-mille: a drained market's production answers, a flooded one's use does.
+pub const FAR_FROM_REST_BOOST_PERMILLE: u64 = 3_000;
+
+/// Which rules a logged economy step followed: old logs replay by the rules they were
+/// written with (`model=` in the `economy` record, absent for [`EconomyModel::Steady`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum EconomyModel {
+    /// Before issue 22: every stock moves toward its fixed rest level at its table rate.
+    #[default]
+    Steady,
+    /// Issue 22: rates grow with the distance from rest, made goods rest higher or lower
+    /// with their inputs' stock (the chains), and shocks bend rest levels and rates.
+    Living,
+}
+
+impl EconomyModel {
+    /// The number logged as `model=` (1 is never written: its absence means it).
+    pub fn number(self) -> u64 {
+        match self {
+            EconomyModel::Steady => 1,
+            EconomyModel::Living => 2,
+        }
+    }
+
+    /// The model numbered `n`.
+    pub fn from_number(n: u64) -> Option<EconomyModel> {
+        match n {
+            1 => Some(EconomyModel::Steady),
+            2 => Some(EconomyModel::Living),
+            _ => None,
+        }
+    }
+}
+
+/// The goods a made good is made from: its stock rests higher when they are plentiful in the
+/// same market, lower when they are short ([`CHAIN_MIN_PERMILLE`], [`CHAIN_MAX_PERMILLE`]).
+pub fn chain_inputs(good: Good) -> &'static [Good] {
+    match good {
+        Metals => &[Ore],
+        Fuel => &[Ore],
+        Electronics => &[Metals],
+        Medicine => &[Food, Water],
+        Luxuries => &[Electronics],
+        Food | Water | Ore => &[],
+    }
+}
+
 /// The kind of a star system's economy.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum EconomyKind {

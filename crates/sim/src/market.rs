@@ -29,9 +29,13 @@
 use std::collections::BTreeMap;
 
 use super::apply_error::{ApplyError, RestoreError, TradeMismatch};
-use super::economy::{units_between, EconomyKind};
+use super::economy::{
+    chain_inputs, units_between, units_in_tick, EconomyKind, Role, CHAIN_MAX_PERMILLE,
+    CHAIN_MIN_PERMILLE, FAR_FROM_REST_BOOST_PERMILLE,
+};
 use super::galaxy::SystemId;
 use super::goods::{Cargo, Good, UnknownGood, GOOD_COUNT};
+use super::shock::{self, Shock};
 
 /// The market's cut on every trade, in per-mille of the mid price (buyers pay this much more,
 /// sellers get this much less).
@@ -381,6 +385,105 @@ impl Market {
         } else {
             report.tax_cr = till_step.min(self.till_cr - TILL_TARGET_CR);
             self.till_cr -= report.tax_cr;
+        }
+        report
+    }
+}
+
+impl Market {
+    /// Where `good`'s stock rests at tick `t` under the living economy: its kind's rest level,
+    /// bent for a made good by its inputs' stock here (the chains) and by the shocks running,
+    /// never above [`max_stock_units`].
+    pub fn living_rest_units(
+        &self,
+        kind: EconomyKind,
+        shocks: &[Shock],
+        good: Good,
+        t: u64,
+    ) -> u64 {
+        let mut rest = u128::from(kind.rest_stock_units(good));
+        if matches!(kind.role(good), Role::Produces { .. }) {
+            let chain = chain_inputs(good)
+                .iter()
+                .map(|&input| {
+                    let input_rest = kind.rest_stock_units(input).max(1);
+                    self.stock(input) * 1_000 / input_rest
+                })
+                .min()
+                .map_or(1_000, |p| p.clamp(CHAIN_MIN_PERMILLE, CHAIN_MAX_PERMILLE));
+            rest = rest * u128::from(chain) / 1_000;
+        }
+        rest = rest * u128::from(shock::rest_permille(shocks, kind, good, t)) / 1_000;
+        (rest as u64).min(max_stock_units(good))
+    }
+
+    /// The living economy's steps over ticks `from..to` (issue 22), tick by tick, so any split
+    /// of a span gives the same stocks: each stock moves toward [`Market::living_rest_units`]
+    /// at its table rate, times the shocks' rate, times up to
+    /// 1 + [`FAR_FROM_REST_BOOST_PERMILLE`]/1000 as it lies far from rest (a drained market's
+    /// production answers; a flooded one's use does), never past rest; the till as in
+    /// [`Market::advance`]. A span where nothing moves skips to the next shock's end, so a
+    /// quiet system catches up in O(goods x shocks).
+    pub fn advance_living(
+        &mut self,
+        kind: EconomyKind,
+        shocks: &[Shock],
+        from: u64,
+        to: u64,
+    ) -> TickReport {
+        assert!(from <= to, "economy step {from}..{to} runs backwards");
+        let mut report = TickReport::default();
+        let mut t = from;
+        while t < to {
+            let before = self.clone();
+            let mut at_rest = true;
+            for good in Good::ALL {
+                let i = good.index();
+                let rest = before.living_rest_units(kind, shocks, good, t);
+                let s = self.stock[i];
+                let distance = s.abs_diff(rest);
+                if distance == 0 {
+                    continue;
+                }
+                at_rest = false;
+                let base = kind.recovery_per_100_ticks(good)
+                    * shock::rate_permille(shocks, kind, good, t)
+                    / 1_000;
+                let far = distance.min(rest.max(1)) * FAR_FROM_REST_BOOST_PERMILLE / rest.max(1);
+                let rate = (base * (1_000 + far) / 1_000).max(1);
+                let step = units_in_tick(rate, t).min(distance);
+                if s < rest {
+                    report.produced[i] += step;
+                    self.stock[i] += step;
+                } else {
+                    report.consumed[i] += step;
+                    self.stock[i] -= step;
+                }
+                assert!(
+                    self.stock[i] <= max_stock_units(good),
+                    "{good} over its max"
+                );
+            }
+            if self.till_cr < TILL_TARGET_CR {
+                let add = TILL_REVERSION_CR_PER_TICK.min(TILL_TARGET_CR - self.till_cr);
+                report.subsidy_cr += add;
+                self.till_cr += add;
+            } else {
+                let take = TILL_REVERSION_CR_PER_TICK.min(self.till_cr - TILL_TARGET_CR);
+                report.tax_cr += take;
+                self.till_cr -= take;
+            }
+            t += 1;
+            if at_rest && self.till_cr == TILL_TARGET_CR {
+                // Nothing moves until a shock ends and a rest level with it.
+                t = shocks
+                    .iter()
+                    .map(|s| s.until)
+                    .filter(|&u| u > t)
+                    .min()
+                    .unwrap_or(to)
+                    .min(to);
+            }
         }
         report
     }
@@ -764,6 +867,84 @@ mod tests {
     }
 
     #[test]
+    fn a_market_at_rest_stays_at_rest_in_the_living_economy() {
+        for kind in EconomyKind::ALL {
+            let mut m = Market::new(kind);
+            assert!(m.advance_living(kind, &[], 0, 10_000).is_empty(), "{kind}");
+        }
+    }
+
+    #[test]
+    fn a_drained_market_answers_faster_and_its_price_comes_back() {
+        let kind = EconomyKind::Agricultural;
+        let mut steady = Market::new(kind);
+        let rest_price = steady.price_cr(Good::Food);
+        let all = steady.stock(Good::Food) as u32;
+        steady.buy(Good::Food, all).unwrap();
+        let mut living = steady.clone();
+        assert_eq!(
+            living.price_cr(Good::Food),
+            max_price_cr(Good::Food),
+            "drained: ceiling"
+        );
+        let steady_made = steady.advance(kind, 0, 100).produced[Good::Food.index()];
+        let living_made = living.advance_living(kind, &[], 0, 100).produced[Good::Food.index()];
+        assert_eq!(steady_made, 400, "the table rate");
+        assert!(
+            living_made >= 3 * steady_made,
+            "far from rest, production answers: {living_made} in 100 ticks"
+        );
+        living.advance_living(kind, &[], 100, 3_000);
+        assert_eq!(living.price_cr(Good::Food), rest_price, "back at rest");
+    }
+
+    #[test]
+    fn a_flooded_market_recovers_and_a_shock_moves_the_price_then_ends() {
+        let kind = EconomyKind::Industrial;
+        let mut m = Market::new(kind);
+        let room = (max_stock_units(Good::Food) - m.stock(Good::Food)) as u32;
+        m.till_cr = u64::MAX / 4;
+        m.sell(Good::Food, room).unwrap();
+        assert_eq!(
+            m.price_cr(Good::Food),
+            min_price_cr(Good::Food),
+            "flooded: floor"
+        );
+        m.advance_living(kind, &[], 0, 2_000);
+        assert!(
+            m.price_cr(Good::Food) > min_price_cr(Good::Food),
+            "not pinned"
+        );
+        m.advance_living(kind, &[], 2_000, 20_000);
+        let rest = Market::new(kind);
+        assert_eq!(m.stocks(), rest.stocks(), "recovered to rest");
+        // A glut of metals (made here) for 3,000 ticks: cheaper, then back.
+        let glut = [Shock {
+            kind: crate::shock::ShockKind::Glut,
+            good: Some(Good::Metals),
+            until: 23_000,
+        }];
+        let before = m.price_cr(Good::Metals);
+        m.advance_living(kind, &glut, 20_000, 23_000);
+        assert!(m.price_cr(Good::Metals) < before, "a glut makes it cheap");
+        m.advance_living(kind, &glut, 23_000, 40_000);
+        assert_eq!(m.price_cr(Good::Metals), before, "and ends");
+    }
+
+    #[test]
+    fn ore_brought_to_a_factory_makes_its_metals_cheaper() {
+        let kind = EconomyKind::Industrial;
+        let mut m = Market::new(kind);
+        let before = m.price_cr(Good::Metals);
+        m.sell(Good::Ore, 1_500).unwrap();
+        m.advance_living(kind, &[], 0, 100);
+        assert!(
+            m.price_cr(Good::Metals) < before,
+            "more ore, more metals: cheaper"
+        );
+    }
+
+    #[test]
     fn the_economy_brings_stocks_and_till_back_to_rest() {
         let kind = EconomyKind::Agricultural;
         let mut m = Market::new(kind);
@@ -948,6 +1129,30 @@ mod tests {
                     prop_assert_eq!(now[i], goods0[i] + made[i]);
                 }
             }
+        }
+
+        #[test]
+        fn the_living_economy_gives_the_same_market_for_any_split_of_a_span(
+            m in any_market(), kind_i in 0..6usize, start in 0u64..1_000_000,
+            n in 0u64..400, cut in 0u64..400, until in 0u64..800
+        ) {
+            let kind = EconomyKind::ALL[kind_i];
+            let shocks = [Shock {
+                kind: crate::shock::ShockKind::Shortage,
+                good: Some(Good::Ore),
+                until: start + until,
+            }];
+            let cut = start + cut.min(n);
+            let (mut a, mut b) = (m.clone(), m);
+            let whole = a.advance_living(kind, &shocks, start, start + n);
+            let first = b.advance_living(kind, &shocks, start, cut);
+            let second = b.advance_living(kind, &shocks, cut, start + n);
+            prop_assert_eq!(&a, &b);
+            for i in Good::ALL.map(Good::index) {
+                prop_assert_eq!(whole.produced[i], first.produced[i] + second.produced[i]);
+                prop_assert_eq!(whole.consumed[i], first.consumed[i] + second.consumed[i]);
+            }
+            prop_assert_eq!(whole.subsidy_cr, first.subsidy_cr + second.subsidy_cr);
         }
 
         #[test]

@@ -23,6 +23,14 @@ pub struct Rules {
     /// A shard takes an economy step (production, consumption, till reversion, wreck decay)
     /// every this many ticks, and logs what it made and used.
     pub economy_every_ticks: u64,
+    /// Expected market shocks per system per 100,000 ticks (`shock::draw`; 0: none). Drawn
+    /// by the shard and logged, so replay does not depend on it.
+    #[serde(default = "default_shocks")]
+    pub shocks_per_100k_ticks: u64,
+}
+
+fn default_shocks() -> u64 {
+    crate::shock::SHOCKS_PER_100K_TICKS
 }
 
 impl Default for Rules {
@@ -35,6 +43,7 @@ impl Default for Rules {
             ticks_per_ly: 10,
             respawn_ticks: 30,
             economy_every_ticks: 10,
+            shocks_per_100k_ticks: crate::shock::SHOCKS_PER_100K_TICKS,
         }
     }
 }

@@ -62,6 +62,7 @@ use std::time::Instant;
 
 use serde::Serialize;
 
+pub mod economy;
 pub mod live;
 
 use super::codec::{decode_event, decode_jump, decode_state_record, Jump};
@@ -102,6 +103,16 @@ pub struct AuditReport {
     pub goods_made: u128,
     /// Units destroyed by the rules: consumption, wreck decay.
     pub goods_destroyed: u128,
+    /// Credits created, by the rule that created them (`sim::ledger::CreditSource` names):
+    /// their sum is `credits_granted`.
+    pub credits_by_source: BTreeMap<String, u128>,
+    /// Credits destroyed, by rule (`sim::ledger::CreditSink` names): their sum is
+    /// `credits_spent`.
+    pub credits_by_sink: BTreeMap<String, u128>,
+    /// Units made, by rule and then by good (`sim::ledger::GoodsSource` names).
+    pub goods_by_source: BTreeMap<String, BTreeMap<String, u128>>,
+    /// Units destroyed, by rule and then by good (`sim::ledger::GoodsSink` names).
+    pub goods_by_sink: BTreeMap<String, BTreeMap<String, u128>>,
     /// Trades replayed.
     pub trades: u64,
     /// Ships destroyed in combat.
@@ -133,6 +144,40 @@ struct Ledger {
     goods_destroyed: [u128; GOOD_COUNT],
     trades: u64,
     destroyed_ships: u64,
+    /// The same flows by named rule (`sim::ledger`), counted apart from the totals above so
+    /// that each checks the other.
+    named: NamedLedger,
+}
+
+/// Credits and goods by the rule that created or destroyed them.
+#[derive(Default)]
+struct NamedLedger {
+    credits_in: BTreeMap<&'static str, u128>,
+    credits_out: BTreeMap<&'static str, u128>,
+    goods_in: BTreeMap<&'static str, [u128; GOOD_COUNT]>,
+    goods_out: BTreeMap<&'static str, [u128; GOOD_COUNT]>,
+}
+
+impl NamedLedger {
+    fn add(&mut self, flows: &sim::ledger::Flows) {
+        for (rule, n) in &flows.credits_in {
+            *self.credits_in.entry(rule.name()).or_default() += u128::from(*n);
+        }
+        for (rule, n) in &flows.credits_out {
+            *self.credits_out.entry(rule.name()).or_default() += u128::from(*n);
+        }
+        let add_units = |sum: &mut [u128; GOOD_COUNT], units: &[u64; GOOD_COUNT]| {
+            for (s, n) in sum.iter_mut().zip(units) {
+                *s += u128::from(*n);
+            }
+        };
+        for (rule, units) in &flows.goods_in {
+            add_units(self.goods_in.entry(rule.name()).or_default(), units);
+        }
+        for (rule, units) in &flows.goods_out {
+            add_units(self.goods_out.entry(rule.name()).or_default(), units);
+        }
+    }
 }
 
 impl Ledger {
@@ -246,8 +291,13 @@ struct Tally {
 
 impl Tally {
     /// What the replay of one log reads from and feeds; `split` gathers the instances it opens.
-    fn cross<'a>(&'a mut self, split: &'a mut BTreeSet<u16>) -> CrossLog<'a> {
+    fn cross<'a>(
+        &'a mut self,
+        split: &'a mut BTreeSet<u16>,
+        watch: &'a mut dyn Watch,
+    ) -> CrossLog<'a> {
         CrossLog {
+            watch,
             commits: self.commits,
             jumps: &mut self.jumps,
             players: &mut self.players,
@@ -258,10 +308,33 @@ impl Tally {
     }
 }
 
+/// What an audit shows as it replays the system logs: the economy report
+/// ([`economy::EconomyBook`]) is one. It sees every system and instance log once, in galaxy
+/// order, each from its first record.
+pub trait Watch {
+    /// Instance `at` as it begins, before its log's first record.
+    fn begin(&mut self, at: InstanceId, state: &SystemState);
+    /// `event`, recorded at tick `t` in `at`'s log and applied: `after` is the state it gave.
+    fn event(&mut self, at: InstanceId, t: Tick, event: &Event, after: &SystemState);
+}
+
+/// A watcher that looks at nothing: a plain audit.
+struct NoWatch;
+
+impl Watch for NoWatch {
+    fn begin(&mut self, _: InstanceId, _: &SystemState) {}
+    fn event(&mut self, _: InstanceId, _: Tick, _: &Event, _: &SystemState) {}
+}
+
 /// Audits the data directory: the layout, the transition log, every system's logs replayed,
 /// then where everything is at the end (players, goods, credits, jumps), each player's
 /// history, and the player logs.
 pub fn audit(datadir: &DataDir, galaxy: &Galaxy) -> AuditReport {
+    audit_watched(datadir, galaxy, &mut NoWatch)
+}
+
+/// [`audit`], showing `watch` every system's replay.
+pub fn audit_watched(datadir: &DataDir, galaxy: &Galaxy, watch: &mut dyn Watch) -> AuditReport {
     let started = Instant::now();
     let mut r = AuditReport::default();
     let commits = Commits::of(datadir);
@@ -280,7 +353,9 @@ pub fn audit(datadir: &DataDir, galaxy: &Galaxy) -> AuditReport {
 
     let mut states = Vec::with_capacity(galaxy.len());
     for id in galaxy.ids() {
-        states.extend(audit_star_system(datadir, galaxy, id, &mut r, &mut tally));
+        states.extend(audit_star_system(
+            datadir, galaxy, id, &mut r, &mut tally, watch,
+        ));
     }
 
     // Places at the end.
@@ -314,6 +389,7 @@ fn audit_star_system(
     id: SystemId,
     r: &mut AuditReport,
     tally: &mut Tally,
+    watch: &mut dyn Watch,
 ) -> Vec<SystemState> {
     let mut split = BTreeSet::new();
     let primary = audit_system(
@@ -321,7 +397,7 @@ fn audit_star_system(
         galaxy,
         InstanceId::primary(id),
         r,
-        &mut tally.cross(&mut split),
+        &mut tally.cross(&mut split, watch),
     );
     let mut logs = super::recovery::instance_logs(datadir, galaxy, id);
     check_instance_logs(datadir, galaxy, id, (&logs, &split), &tally.jumps, r);
@@ -334,7 +410,7 @@ fn audit_star_system(
             galaxy,
             at,
             r,
-            &mut tally.cross(&mut BTreeSet::new()),
+            &mut tally.cross(&mut BTreeSet::new(), watch),
         );
         if !primary.instances.contains(&n) && state.population() > 0 {
             r.problems.push(format!(
@@ -602,6 +678,7 @@ fn check_goods(ledger: &Ledger, goods_held: &[u128; GOOD_COUNT], r: &mut AuditRe
     r.credits_spent = ledger.credits_destroyed;
     r.trades = ledger.trades;
     r.ships_destroyed = ledger.destroyed_ships;
+    copy_named(ledger, r);
     for good in sim::goods::Good::ALL {
         let i = good.index();
         let (held, made, gone) = (
@@ -616,6 +693,54 @@ fn check_goods(ledger: &Ledger, goods_held: &[u128; GOOD_COUNT], r: &mut AuditRe
             r.problems.push(format!(
                 "{good} not conserved: {held} units held, but {made} made - {gone} destroyed = {}",
                 made as i128 - gone as i128
+            ));
+        }
+    }
+}
+
+/// Copies the flows by named rule into the report, and checks that they add up to the totals
+/// counted apart: a rule that creates or destroys without a name in `sim::ledger` shows here.
+fn copy_named(ledger: &Ledger, r: &mut AuditReport) {
+    let named = &ledger.named;
+    let goods = |by_rule: &BTreeMap<&'static str, [u128; GOOD_COUNT]>| {
+        by_rule
+            .iter()
+            .map(|(rule, units)| {
+                let per_good = sim::goods::Good::ALL
+                    .iter()
+                    .map(|g| (g.name().to_string(), units[g.index()]))
+                    .collect();
+                (rule.to_string(), per_good)
+            })
+            .collect()
+    };
+    let credits = |by_rule: &BTreeMap<&'static str, u128>| {
+        by_rule
+            .iter()
+            .map(|(rule, n)| (rule.to_string(), *n))
+            .collect()
+    };
+    r.credits_by_source = credits(&named.credits_in);
+    r.credits_by_sink = credits(&named.credits_out);
+    r.goods_by_source = goods(&named.goods_in);
+    r.goods_by_sink = goods(&named.goods_out);
+    let sources: u128 = named.credits_in.values().sum();
+    let sinks: u128 = named.credits_out.values().sum();
+    if sources != r.credits_granted || sinks != r.credits_spent {
+        r.problems.push(format!(
+            "the credits by named source and sink ({sources} created, {sinks} destroyed) differ \
+             from the totals counted by the rules ({} granted, {} spent)",
+            r.credits_granted, r.credits_spent
+        ));
+    }
+    for good in sim::goods::Good::ALL {
+        let i = good.index();
+        let made: u128 = named.goods_in.values().map(|u| u[i]).sum();
+        let gone: u128 = named.goods_out.values().map(|u| u[i]).sum();
+        if made != ledger.goods_made[i] || gone != ledger.goods_destroyed[i] {
+            r.problems.push(format!(
+                "{good} by named source and sink ({made} made, {gone} destroyed) differs from \
+                 the totals counted by the rules"
             ));
         }
     }
@@ -1123,6 +1248,7 @@ struct CrossLog<'a> {
     /// The instances the log opens (a primary's).
     split: &'a mut std::collections::BTreeSet<u16>,
     snapshot_upto: &'a mut SnapshotUpto,
+    watch: &'a mut dyn Watch,
 }
 
 /// A log's snapshots that give their own state hash, by the record they stop at: (file, hash).
@@ -1138,9 +1264,14 @@ fn audit_system(
     cross: &mut CrossLog<'_>,
 ) -> SystemState {
     let mut state = SystemState::new_instance(galaxy, id);
+    cross.watch.begin(id, &state);
     // The market's first stock and till: made by the rules when the system began.
     cross.ledger.credits_made += u128::from(state.market.till_cr());
     cross.ledger.made(&state.market.stocks());
+    cross.ledger.named.add(&sim::ledger::flows_at_start(
+        state.market.till_cr(),
+        state.market.stocks(),
+    ));
     let snapshots = load_snapshots(datadir, galaxy, id, r);
     if let Some(upto) = snapshots.keys().next_back() {
         cross.snapshot_upto.insert(id, *upto);
@@ -1162,6 +1293,7 @@ fn audit_system(
                 problems.push(format!("{} record {seq}: {problem}", log.display()));
             }
             state.apply(t, event)?;
+            cross.watch.event(id, t, event, state);
             if let Event::Split { instance } = event {
                 cross.split.insert(*instance);
             }
@@ -1427,6 +1559,7 @@ fn count_by_the_rules(
     ledger: &mut Ledger,
 ) -> Result<(), String> {
     let escrow_text = |at: InstanceId, n: EscrowId| crate::codec::escrow_text(galaxy, at, n);
+    ledger.named.add(&sim::ledger::flows_of(event));
     match event {
         Event::Join { player, .. } => {
             ledger.credits_made += u128::from(player.credits);

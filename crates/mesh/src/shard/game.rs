@@ -245,6 +245,13 @@ impl Shard {
     pub(super) fn economy_step(&mut self) {
         let from = self.economy_from;
         self.economy_from = self.now;
+        // A shock drawn in this step is recorded (and applied) first: the step feels it.
+        let rules = &self.ctx.config.rules;
+        if let Some(event) = self.state.decide_shock(rules, from, self.now) {
+            if let Ok(rec) = self.record(event) {
+                self.on_durable(rec, |_| {});
+            }
+        }
         if let Some(event) = self.state.decide_economy(from, self.now) {
             if let Ok(rec) = self.record(event) {
                 self.on_durable(rec, |_| {});

@@ -128,6 +128,17 @@ fn print_report(r: &AuditReport, live: bool, verbose: bool) {
         r.credits_granted,
         r.credits_spent
     );
+    let named = |m: &std::collections::BTreeMap<String, u128>| {
+        m.iter()
+            .map(|(k, v)| format!("{k} {v}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    println!(
+        "credits by source: {}; by sink: {}",
+        named(&r.credits_by_source),
+        named(&r.credits_by_sink)
+    );
 }
 
 fn print_acks(a: &AckReport, path: &str, verbose: bool) {

@@ -9,12 +9,14 @@ use std::collections::BTreeSet;
 use super::decide::{combat_event, decayed_by};
 use super::{ApplyError, Departing, Event, SystemState};
 use crate::combat::{self, CombatOutcome, LootTake};
+use crate::economy::EconomyModel;
 use crate::galaxy::SystemId;
 use crate::goods::{Cargo, GOOD_COUNT};
 use crate::ids::{EscrowId, Tick, Version, Xfer};
 use crate::instance::{InstanceId, MAX_INSTANCES_PER_SYSTEM, PRIMARY_INSTANCE};
 use crate::market::{self, TickReport, Trade};
 use crate::player::Player;
+use crate::shock::{Shock, MAX_SHOCKS_PER_SYSTEM};
 
 impl SystemState {
     /// Applies an event stamped with tick `t`: first what every event must respect (time
@@ -43,9 +45,11 @@ impl SystemState {
             Event::Economy {
                 from,
                 to,
+                model,
                 report,
                 decayed,
-            } => self.apply_economy(t, (*from, *to), report, decayed)?,
+            } => self.apply_economy(t, (*from, *to), *model, report, decayed)?,
+            Event::Shock { shock } => self.apply_shock(t, shock)?,
             Event::Engage { player, target } => self.apply_engage(player, target.as_deref())?,
             Event::Combat { .. } => self.apply_combat(t, event)?,
             Event::Destroyed {
@@ -288,6 +292,7 @@ impl SystemState {
         &mut self,
         t: Tick,
         (from, to): (Tick, Tick),
+        model: EconomyModel,
         report: &TickReport,
         decayed: &[u64; GOOD_COUNT],
     ) -> Result<(), ApplyError> {
@@ -300,10 +305,10 @@ impl SystemState {
             });
         }
         let mut m = self.market.clone();
-        let made = if self.is_primary() {
-            m.advance(self.kind, from.0, to.0)
-        } else {
-            Default::default()
+        let made = match (self.is_primary(), model) {
+            (false, _) => Default::default(),
+            (true, EconomyModel::Steady) => m.advance(self.kind, from.0, to.0),
+            (true, EconomyModel::Living) => m.advance_living(self.kind, &self.shocks, from.0, to.0),
         };
         if made != *report || decayed_by(&self.wrecks, to) != *decayed {
             return Err(ApplyError::EconomyMismatch { from, to });
@@ -311,6 +316,28 @@ impl SystemState {
         self.wrecks.expire(to.0);
         self.market = m;
         self.market_tick = to;
+        self.shocks.retain(|s| s.until > to.0);
+        Ok(())
+    }
+
+    /// [`Event::Shock`]: a market shock begins (primary only), ending after `t`, with room
+    /// for it and no other shock on its good.
+    fn apply_shock(&mut self, t: Tick, shock: &Shock) -> Result<(), ApplyError> {
+        let clash = self
+            .shocks
+            .iter()
+            .any(|s| s.good == shock.good || s.good.is_none() || shock.good.is_none());
+        if !self.is_primary()
+            || shock.until <= t.0
+            || self.shocks.len() >= MAX_SHOCKS_PER_SYSTEM
+            || clash
+        {
+            return Err(ApplyError::ShockMismatch {
+                kind: shock.kind.name(),
+                until: shock.until,
+            });
+        }
+        self.shocks.push(*shock);
         Ok(())
     }
 

@@ -3,6 +3,7 @@
 
 use super::{Event, Reject, SystemState, MAX_PLAYERS_PER_SYSTEM};
 use crate::combat::{self, Attack, Wrecks, MAX_WRECKS_PER_SYSTEM};
+use crate::economy::EconomyModel;
 use crate::galaxy::{Galaxy, SystemId};
 use crate::goods::{Cargo, GOOD_COUNT};
 use crate::ids::{Tick, Xfer};
@@ -12,6 +13,7 @@ use crate::names;
 use crate::player::Player;
 use crate::rng::Rng;
 use crate::rules::Rules;
+use crate::shock;
 
 impl SystemState {
     fn here(&self, galaxy: &Galaxy, name: &str) -> Result<&Player, Reject> {
@@ -310,7 +312,9 @@ impl SystemState {
             return None;
         }
         let report = if self.is_primary() {
-            self.market.clone().advance(self.kind, from.0, to.0)
+            self.market
+                .clone()
+                .advance_living(self.kind, &self.shocks, from.0, to.0)
         } else {
             Default::default()
         };
@@ -321,9 +325,34 @@ impl SystemState {
         Some(Event::Economy {
             from,
             to,
+            model: EconomyModel::Living,
             report,
             decayed,
         })
+    }
+
+    /// The market shock the economy step from tick `from` to `to` draws, if any (primary
+    /// only): from the system's seeded generator (`shock::draw`), a blockade likelier while a
+    /// wreck younger than `shock::BLOCKADE_AFTER_TICKS` lies here. Recorded before the step,
+    /// so the step already feels it.
+    pub fn decide_shock(&self, rules: &Rules, from: Tick, to: Tick) -> Option<Event> {
+        let from = from.max(self.market_tick);
+        if !self.is_primary() || to <= from {
+            return None;
+        }
+        let fought = self
+            .wrecks
+            .iter()
+            .any(|(_, w)| to.0.saturating_sub(w.tick) < shock::BLOCKADE_AFTER_TICKS);
+        let drawn = shock::draw(
+            self.seed,
+            self.kind,
+            (from.0, to.0),
+            rules.shocks_per_100k_ticks,
+            &self.shocks,
+            fought,
+        )?;
+        Some(Event::Shock { shock: drawn })
     }
 }
 

@@ -5,12 +5,14 @@
 //! credits and goods appear here, next to the event that carries them out.
 
 use crate::combat::{LootError, LootTake};
+use crate::economy::EconomyModel;
 use crate::galaxy::SystemId;
 use crate::goods::{Cargo, GOOD_COUNT};
 use crate::ids::{EscrowId, Tick, Xfer};
 use crate::instance::InstanceId;
 use crate::market::{Order, TickReport, Trade, TradeError};
 use crate::player::Player;
+use crate::shock::Shock;
 
 /// The most players one system holds (in it, or departing from it).
 pub const MAX_PLAYERS_PER_SYSTEM: usize = 1_000_000;
@@ -60,9 +62,14 @@ pub enum Event {
     Economy {
         from: Tick,
         to: Tick,
+        /// Which rules the step followed: replay steps by them (old logs: `Steady`).
+        model: EconomyModel,
         report: TickReport,
         decayed: [u64; GOOD_COUNT],
     },
+    /// A market shock begins (primary only), drawn from the system's seeded generator in the
+    /// economy step (`shock::draw`): it bends rest levels and rates until `shock.until`.
+    Shock { shock: Shock },
     /// A standing order: fire at `target` every tick while both are here (`None`: cease fire).
     Engage {
         player: String,
@@ -147,6 +154,7 @@ impl Event {
             Event::DepartDone { .. }
             | Event::DepartVoid { .. }
             | Event::Economy { .. }
+            | Event::Shock { .. }
             | Event::Combat { .. }
             | Event::Split { .. }
             | Event::Retire { .. }

@@ -32,6 +32,7 @@ use super::market::Market;
 use super::names::NameIndex;
 use super::player::Player;
 use super::rng::system_seed;
+use super::shock::Shock;
 
 /// The whole state of one star system. Deterministic iteration everywhere (B-trees), so the
 /// hash and any rule that walks players give the same answer on replay.
@@ -72,6 +73,10 @@ pub struct SystemState {
     pub market: Market,
     /// The tick the market's economy has been stepped to.
     pub market_tick: Tick,
+    /// Market shocks running here (primary only; at most `shock::MAX_SHOCKS_PER_SYSTEM`),
+    /// in the order they began: each bends rest levels until its `until`, and is dropped by
+    /// the first economy step that reaches it.
+    pub shocks: Vec<Shock>,
     /// Destroyed ships' cargo, waiting to be looted or to decay.
     pub wrecks: Wrecks,
     /// Standing attack orders: attacker -> target. Both are players here; an order whose
@@ -108,6 +113,7 @@ impl SystemState {
             names: NameIndex::default(),
             market: Market::new(kind),
             market_tick: Tick(0),
+            shocks: Vec::new(),
             wrecks: Wrecks::new(),
             engaged: BTreeMap::new(),
             downed: BTreeMap::new(),
@@ -252,6 +258,15 @@ impl SystemState {
             }
             put(&self.market.till_cr().to_le_bytes());
             put(&self.market_tick.0.to_le_bytes());
+            // Shocks were added later (issue 22): a state without any hashes as before.
+            if !self.shocks.is_empty() {
+                put(b"shocks");
+                for s in &self.shocks {
+                    put(s.kind.name().as_bytes());
+                    put(s.good.map_or("all", |g| g.name()).as_bytes());
+                    put(&s.until.to_le_bytes());
+                }
+            }
             put(&self.wrecks.next_id().to_le_bytes());
             put(&(self.wrecks.len() as u64).to_le_bytes());
             for (id, w) in self.wrecks.iter() {
