@@ -136,12 +136,14 @@ pub fn ensure_copies(
 /// yet is left out), asking `of_region` for its last sequences with [`SOURCE_TIMEOUT_MS`].
 pub fn copy_status(nats: &Nats, of_region: &str) -> Result<Vec<CopyStatus>, NatsError> {
     let js = nats.jetstream.clone();
-    let remote = async_nats::jetstream::ContextBuilder::new()
-        .timeout(Duration::from_millis(SOURCE_TIMEOUT_MS))
-        .api_prefix(region::api_prefix(of_region))
-        .build(nats.client.clone());
+    let client = nats.client.clone();
     let of_region = of_region.to_string();
     nats.bridge.run(async move {
+        // Built on the bridge's runtime: a context spawns its ack task.
+        let remote = async_nats::jetstream::ContextBuilder::new()
+            .timeout(Duration::from_millis(SOURCE_TIMEOUT_MS))
+            .api_prefix(region::api_prefix(&of_region))
+            .build(client);
         let mut out = Vec::new();
         for stream in copied_streams() {
             let name = region::copy_name(&stream, &of_region);
