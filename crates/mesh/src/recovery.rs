@@ -194,13 +194,16 @@ pub fn load_snapshot(
     Ok(load_snapshot_with_reads(snapshots, galaxy, id, bad)?.map(|(state, meta, _)| (state, meta)))
 }
 
+/// A snapshot's state, header and pair subjects' read positions (by origin system).
+pub type LoadedSnapshot = (SystemState, SnapshotMeta, BTreeMap<SystemId, PairSeq>);
+
 /// [`load_snapshot`], with the pair subjects' read positions the snapshot records.
 pub fn load_snapshot_with_reads(
     snapshots: &dyn SnapshotStore,
     galaxy: &Galaxy,
     id: InstanceId,
     bad: &mut Vec<String>,
-) -> Result<Option<(SystemState, SnapshotMeta, BTreeMap<SystemId, PairSeq>)>, MeshError> {
+) -> Result<Option<LoadedSnapshot>, MeshError> {
     let slug = id.slug(galaxy);
     let list = snapshots
         .list(&slug)
