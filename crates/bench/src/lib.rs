@@ -7,6 +7,7 @@
 pub mod all;
 pub mod api;
 pub mod battle;
+pub mod economy;
 pub mod instances;
 pub mod jetstream;
 pub mod jumps;
@@ -76,6 +77,11 @@ pub enum Which {
     /// latency, the share crossing nodes, requests forwarded a second, a node's takeover and a
     /// clean leave. By hand: needs scripts/nats-install.sh and a release build of both binaries.
     Spread(spread::SpreadArgs),
+    /// Is the economy alive under a crowd of traders (issue 22)? `serve` sped up + `swarm`
+    /// for some game hours, then from the logs: profit per sale of learning and random bots
+    /// by hour, profitable routes and how the best shift, prices at floors and ceilings,
+    /// credits in circulation against sources and sinks.
+    Economy(economy::EconomyBenchArgs),
 }
 
 pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
@@ -91,6 +97,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
         Some(Which::Jetstream(a)) => jetstream::run(a),
         Some(Which::Takeover(a)) => takeover::run(a),
         Some(Which::Spread(a)) => spread::run(a),
+        Some(Which::Economy(a)) => economy::run(a),
     }
 }
 

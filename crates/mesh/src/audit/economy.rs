@@ -343,7 +343,13 @@ impl EconomyBook {
             // Prices carry forward from the bucket before where a system took no step.
             prices.extend(acc.prices);
             let (profitable, best) = rank_routes(&self.galaxy, &prices);
-            let best_kept = best.iter().filter(|r| best_before.contains(r)).count() as u64;
+            // The same route (lane, direction, good), whatever its margin now.
+            let same =
+                |a: &Route, b: &Route| (&a.from, &a.to, &a.good) == (&b.from, &b.to, &b.good);
+            let best_kept = best
+                .iter()
+                .filter(|r| best_before.iter().any(|b| same(r, b)))
+                .count() as u64;
             let from = w.from + b * w.bucket_ticks;
             buckets.push(Bucket {
                 from,
