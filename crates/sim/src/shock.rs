@@ -139,8 +139,8 @@ pub fn rate_permille(shocks: &[Shock], kind: EconomyKind, good: Good, t: u64) ->
 }
 
 /// The shock (if any) a system of `kind` with system seed `seed` draws in the economy step
-/// over ticks `from..to` at `per_100k_ticks` shocks per 100,000 ticks, holding `active` (those
-/// still running at `from`), and `fought`: a
+/// over ticks `from..to` at `per_100k_ticks` shocks per 100,000 ticks, holding `active` (all it
+/// holds, ended or not), and `fought`: a
 /// wreck younger than [`BLOCKADE_AFTER_TICKS`] lies there. Deterministic: the same inputs
 /// draw the same shock. At most one per step; none while [`MAX_SHOCKS_PER_SYSTEM`] run or
 /// when the drawn good already has one.
@@ -153,8 +153,7 @@ pub fn draw(
     fought: bool,
 ) -> Option<Shock> {
     assert!(from <= to, "shock step {from}..{to} runs backwards");
-    let running: Vec<&Shock> = active.iter().filter(|s| s.until > from).collect();
-    if running.len() >= MAX_SHOCKS_PER_SYSTEM || to == from {
+    if active.len() >= MAX_SHOCKS_PER_SYSTEM || to == from {
         return None;
     }
     let mut rng = Rng::for_tick(seed ^ SHOCK_SEED_SALT, to);
@@ -181,16 +180,23 @@ pub fn draw(
         ShockKind::MiningStrike => Some(Good::Ore),
         _ => Some(Good::ALL[rng.below(Good::ALL.len() as u64) as usize]),
     };
-    let clash = running.iter().any(|s| s.good == good || s.good.is_none());
-    if clash {
-        return None;
-    }
     let until = to + rng.range_inclusive(SHOCK_MIN_TICKS, SHOCK_MAX_TICKS);
-    Some(Shock {
+    let drawn = Shock {
         kind: shock_kind,
         good,
         until,
-    })
+    };
+    (!clashes(active, &drawn)).then_some(drawn)
+}
+
+/// Whether `new` may not begin beside `active` (the shocks a system holds, ended or not
+/// until its next economy step drops them): one on the same good, or a blockade (every good
+/// the system makes) beside any other. `draw` and the state's apply both ask this, so a drawn
+/// shock always applies.
+pub fn clashes(active: &[Shock], new: &Shock) -> bool {
+    active
+        .iter()
+        .any(|s| s.good == new.good || s.good.is_none() || new.good.is_none())
 }
 
 #[cfg(test)]

@@ -323,10 +323,7 @@ impl SystemState {
     /// [`Event::Shock`]: a market shock begins (primary only), ending after `t`, with room
     /// for it and no other shock on its good.
     fn apply_shock(&mut self, t: Tick, shock: &Shock) -> Result<(), ApplyError> {
-        let clash = self
-            .shocks
-            .iter()
-            .any(|s| s.good == shock.good || s.good.is_none() || shock.good.is_none());
+        let clash = crate::shock::clashes(&self.shocks, shock);
         if !self.is_primary()
             || shock.until <= t.0
             || self.shocks.len() >= MAX_SHOCKS_PER_SYSTEM

@@ -502,3 +502,39 @@ proptest! {
         prop_assert_eq!(replayed, s);
     }
 }
+
+/// Every shock the economy draws applies, whatever runs and whatever fighting went on (a
+/// blockade drawn beside a running shock once crashed a shard under 1,000 bots).
+#[test]
+fn every_drawn_shock_applies_and_ends() {
+    let (g, mut r, mut s) = setup();
+    r.shocks_per_100k_ticks = 2_000;
+    join(&g, &r, &mut s, "ann");
+    s.wrecks = crate::combat::Wrecks::from_parts(1_000, Vec::new()).unwrap();
+    let mut wreck_id = 0;
+    let mut drawn = 0;
+    let mut t = 1;
+    while t < 200_000 {
+        let (from, to) = (Tick(t), Tick(t + 10));
+        if t % 5_000 == 1 {
+            // A battle now and then: a fresh wreck makes blockades likely.
+            let wreck = crate::combat::Wreck {
+                pilot: "x".into(),
+                cargo: "ore:1".parse().unwrap(),
+                tick: t,
+            };
+            s.wrecks.restore(wreck_id, wreck).unwrap();
+            wreck_id += 1;
+        }
+        if let Some(e) = s.decide_shock(&r, from, to) {
+            s.apply(to, &e).expect("a drawn shock applies");
+            drawn += 1;
+        }
+        if let Some(e) = s.decide_economy(from, to) {
+            s.apply(to, &e).expect("the step applies");
+        }
+        t += 10;
+    }
+    assert!(drawn > 20, "{drawn} shocks");
+    assert!(s.shocks.iter().all(|x| x.until > s.market_tick.0));
+}
