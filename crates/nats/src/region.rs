@@ -105,7 +105,6 @@ mod tests {
             "",
             "EU",
             "e.u",
-            "1eu",
             "log",
             "jump",
             "req",
