@@ -140,8 +140,15 @@ fn good_name<'de, D: Deserializer<'de>>(d: D) -> Result<&'static str, D::Error> 
 }
 
 impl FeedEventKind {
-    /// The player it is about (none for a market shock, about a system).
-    pub fn player(&self) -> Option<&str> {
+    /// The player it is about; empty for a market shock, which is about a system (no player
+    /// has an empty name, so comparing with a name stays right). [`FeedEventKind::about`]
+    /// says it with an `Option`.
+    pub fn player(&self) -> &str {
+        self.about().unwrap_or("")
+    }
+
+    /// The player it is about, if any (none for a market shock).
+    pub fn about(&self) -> Option<&str> {
         Some(match self {
             FeedEventKind::Joined { player }
             | FeedEventKind::Departed { player, .. }
@@ -317,7 +324,7 @@ mod tests {
                 .await
                 .expect("an event within 5 s")
                 .expect("the feed is open");
-            if e.kind.player() == Some(player) {
+            if e.kind.player() == player {
                 return (*e).clone();
             }
         }

@@ -526,7 +526,7 @@ mod tests {
         let mut out = Vec::new();
         loop {
             match feed.try_recv() {
-                Ok(e) if e.kind.player() == Some(player) => out.push((*e).clone()),
+                Ok(e) if e.kind.player() == player => out.push((*e).clone()),
                 Ok(_) => {}
                 Err(broadcast::error::TryRecvError::Empty) => return out,
                 Err(e) => panic!("the feed: {e}"),

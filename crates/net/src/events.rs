@@ -258,7 +258,7 @@ impl Subscription {
             }),
             _ => None,
         };
-        if e.kind.player() == Some(self.player.as_str()) {
+        if e.kind.about() == Some(self.player.as_str()) {
             // The API layer tells the player of their own actions; this says where they are.
             // Only the loss of their ship is not an action of theirs.
             self.here = self.hub.here_after(&self.player, e);
