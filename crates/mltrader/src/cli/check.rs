@@ -115,8 +115,16 @@ fn print_report(r: &AuditReport, live: bool, verbose: bool) {
         );
         return;
     }
+    // One line, first when sound and last always (scripts and tests read it): the named
+    // sources and sinks ride at its end.
+    let named = |m: &std::collections::BTreeMap<String, u128>| {
+        m.iter()
+            .map(|(k, v)| format!("{k} {v}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
     println!(
-        "{verdict}: {} files, {} records, {} problems, {} notes ({} players, {} jumps, {} in flight; credits {} held = {} granted - {} spent)",
+        "{verdict}: {} files, {} records, {} problems, {} notes ({} players, {} jumps, {} in flight; credits {} held = {} granted - {} spent; by source: {}; by sink: {})",
         r.files,
         r.records,
         r.problems.len(),
@@ -126,16 +134,7 @@ fn print_report(r: &AuditReport, live: bool, verbose: bool) {
         r.jumps_in_flight,
         r.credits_held,
         r.credits_granted,
-        r.credits_spent
-    );
-    let named = |m: &std::collections::BTreeMap<String, u128>| {
-        m.iter()
-            .map(|(k, v)| format!("{k} {v}"))
-            .collect::<Vec<_>>()
-            .join(", ")
-    };
-    println!(
-        "credits by source: {}; by sink: {}",
+        r.credits_spent,
         named(&r.credits_by_source),
         named(&r.credits_by_sink)
     );
