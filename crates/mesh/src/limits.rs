@@ -209,3 +209,9 @@ mod tests {
         );
     }
 }
+
+/// How long a unit's start waits for its outgoing pair subjects to be fenced, in milliseconds,
+/// before it gives up (and its node releases the lease, to claim it again later). A pair
+/// subject in a region out of reach would otherwise hold the start, and the node's round with
+/// it, for the whole publish retry (seconds): the round also renews the node's other leases.
+pub const UNIT_FENCE_WAIT_MS: u64 = 2_000;
