@@ -66,6 +66,10 @@ pub async fn keep_copies(nats: &Nats, own: &str, galaxy: &Galaxy, replicas: usiz
     }
 }
 
+/// What the reader task heard: (region, its re-homed systems), one entry a region that
+/// answered, taken by the next round.
+type Heard = Arc<Mutex<Vec<(String, BTreeMap<String, Home>)>>>;
+
 /// Which systems this node's region serves now.
 pub struct Homes {
     region: Option<String>,
@@ -74,7 +78,7 @@ pub struct Homes {
     /// a system is re-homed into one region at a time).
     rehomed: BTreeMap<String, Home>,
     /// What the reader task read last: (region, its homes), one entry a region that answered.
-    heard: Arc<Mutex<Vec<(String, BTreeMap<String, Home>)>>>,
+    heard: Heard,
     reader: Option<tokio::task::JoinHandle<()>>,
     /// When a home last changed.
     changed: Option<Instant>,
@@ -178,7 +182,7 @@ async fn read_homes(
     own: String,
     others: Vec<String>,
     nats: Nats,
-    heard: Arc<Mutex<Vec<(String, BTreeMap<String, Home>)>>>,
+    heard: Heard,
 ) {
     let mut every = tokio::time::interval(Duration::from_millis(HOMES_EVERY_MS));
     every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
