@@ -292,6 +292,16 @@ fn two_regions_hand_jumps_over_copy_each_other_and_promote() {
     // is known exactly: the 10 records written with the link cut (2 group commits).
     regions.link("eu", "us").heal();
     regions.restart_region("us");
+    // The leafnode is up; us's JetStream API answers across it a moment later (interest
+    // crosses the link after the connection: seen taking longer than one request at 50 ms).
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !copy_status(&eu, "us").unwrap().iter().all(|s| s.reachable) {
+        assert!(
+            Instant::now() < deadline,
+            "us's API does not answer 30 s after its restart"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
     let again = rehome_from_copy(&eu, "us", &systems).unwrap();
     let again_b = again.iter().find(|p| p.system == slug_b).unwrap();
     assert_eq!(again_b.messages_written, 0, "a rerun writes nothing twice");
