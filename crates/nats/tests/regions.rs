@@ -241,7 +241,46 @@ fn two_regions_hand_jumps_over_copy_each_other_and_promote() {
     );
     assert!(logs.copied_last_seq <= before, "{logs:?}");
     println!("FACT copy status of MLT_LOGS while cut: {logs:?}");
+    // A takeover of a (a new epoch) while the link is cut: its pair subjects live in us, so
+    // their fences are owed, not waited for.
+    let fence_started = Instant::now();
+    rt.block_on(eu_links.fence_outgoing(a, 8))
+        .expect("fencing does not wait for a cut link");
+    let fence_took = fence_started.elapsed();
+    println!("FACT with the link cut, fence_outgoing of a unit whose lanes all cross the link took {fence_took:?}");
+    assert!(fence_took < Duration::from_secs(2), "{fence_took:?}");
     regions.heal();
+    // Its first jump after the heal stores the owed fence first, then the jump.
+    rt.block_on(async {
+        eu_links
+            .publish(8, jump(origin, b, jumps + 1))
+            .await
+            .unwrap();
+        let got = tokio::time::timeout(Duration::from_secs(30), arrivals.recv())
+            .await
+            .expect("the jump arrives")
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            got.jump.xfer.0,
+            jumps + 1,
+            "the fence mark is skipped, the jump read"
+        );
+    });
+    let stored = eu_links.messages_of(a, b).unwrap();
+    let tail: Vec<(Option<String>, bool)> = stored[stored.len() - 2..]
+        .iter()
+        .map(|m| (m.epoch.clone(), m.payload.windows(5).any(|w| w == b"lease")))
+        .collect();
+    assert_eq!(
+        tail,
+        [
+            (Some("8".to_string()), true),
+            (Some("8".to_string()), false)
+        ],
+        "the owed fence mark of epoch 8, then the jump"
+    );
+    eu_links.check_fencing(a, b).unwrap();
     let healed = wait_copy(&eu, "MLT_LOGS", Duration::from_secs(60));
     println!("FIGURE after heal the copy of us's logs caught up in {healed:?}");
 
