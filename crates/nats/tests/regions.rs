@@ -112,7 +112,9 @@ fn two_regions_hand_jumps_over_copy_each_other_and_promote() {
     let us_logs = NatsLogs::open(&us, 1).unwrap();
     assert_eq!(eu_logs.subject_of("systems/sol"), "mlt.eu.log.systems.sol");
     let log_b = mltrader_store_name(&slug_b);
-    let (us_log, _) = us_logs
+    // us's owner of b writes under lease epoch 5: the copy's messages carry it.
+    let us_unit = us_logs.for_unit(5);
+    let (us_log, _) = us_unit
         .open(&log_b, Position::BEGINNING, &mut |_| Ok(()))
         .unwrap();
     append(&us_log, records, 10);
@@ -350,6 +352,29 @@ fn two_regions_hand_jumps_over_copy_each_other_and_promote() {
         again_b.lost_after
     );
     assert_eq!(again_b.lost_after, LostAfter::Exactly { messages: 2 });
+
+    // The new owner in eu takes b above the home epoch: the re-homed messages keep their
+    // writers' epochs, so an owner under an older epoch than theirs is refused (fenced).
+    let home_epoch = home[&slug_b].home_epoch;
+    assert!(
+        eu_logs_again
+            .for_unit(4)
+            .open(&log_b, Position::BEGINNING, &mut |_| Ok(()))
+            .is_err(),
+        "an epoch below the copy's (5) is fenced"
+    );
+    let owner = eu_logs_again.for_unit(home_epoch);
+    let (log, _) = owner
+        .open(&log_b, Position::BEGINNING, &mut |_| Ok(()))
+        .expect("the new owner opens the re-homed log above the home epoch");
+    append(&log, 3, 3);
+    drop(log);
+    // From now on the survivor wrote the subject itself: a late rerun is refused, not mixed in.
+    let late = rehome_from_copy(&eu, "us", &systems).expect_err("a late rerun is refused");
+    assert!(
+        late.to_string().contains("was not copied from region us"),
+        "refused for what the new owner wrote: {late}"
+    );
 }
 
 /// The log name of system `slug` (`systems/<slug>`).
