@@ -148,6 +148,31 @@ fn region_status_copy_and_promote_from_the_command_line() {
     assert_eq!(systems_of(&status, "eu"), eu_systems);
     assert_eq!(systems_of(&status, "us"), us_systems);
 
+    // us answers: promoting it is refused (it is not lost).
+    let r = regions.region("eu");
+    let refused = Command::new(env!("CARGO_BIN_EXE_mltrader"))
+        .args(["region", "promote", "us", "--into", "eu", "--region", "eu"])
+        .args(["--nats", &r.urls().join(",")])
+        .args(["--creds", &regions.creds().display().to_string()])
+        .args(["--nats-monitor", &r.monitors().join(",")])
+        .args([
+            "--galaxy",
+            &workspace_root()
+                .join("crates/sim/src/galaxy/stars.toml")
+                .display()
+                .to_string(),
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        !refused.status.success(),
+        "a reachable region is not promoted"
+    );
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("it is not lost"),
+        "{}",
+        String::from_utf8_lossy(&refused.stderr)
+    );
     regions.kill_region("us");
     let down = region_cmd(&regions, "eu", &["status", "--json"]);
     let us_down = down
