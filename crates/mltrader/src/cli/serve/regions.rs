@@ -178,12 +178,7 @@ impl Drop for Homes {
 
 /// The reader task: this region's homes and every other region's that answers, every
 /// [`HOMES_EVERY_MS`], into `heard`.
-async fn read_homes(
-    own: String,
-    others: Vec<String>,
-    nats: Nats,
-    heard: Heard,
-) {
+async fn read_homes(own: String, others: Vec<String>, nats: Nats, heard: Heard) {
     let mut every = tokio::time::interval(Duration::from_millis(HOMES_EVERY_MS));
     every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
