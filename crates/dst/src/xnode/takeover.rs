@@ -108,8 +108,7 @@ impl XWorld {
             .last()
             .cloned()
             .expect("stored");
-        self.truth
-            .stored_unit(&self.galaxy, unit, fenced_at, &msg)?;
+        self.stored_unit(unit, fenced_at, &msg)?;
         let others: Vec<SystemId> = self.galaxy.ids().filter(|&o| o != unit).collect();
         let mut outbox = self.fence_pairs(node, unit, epoch, &others)?;
         let queue = self.republish(&mut outbox, &mut state, &mut records);
@@ -165,8 +164,7 @@ impl XWorld {
             };
             let msg = self.stream.pairs[&pair].msgs.last().cloned();
             let msg = msg.expect("stored");
-            self.truth
-                .stored_pair(&self.galaxy, pair, fenced_at, &msg)?;
+            self.stored_pair(pair, fenced_at, &msg)?;
             outbox.learn_last(pair, PairSeq(seq));
         }
         Ok(outbox)

@@ -103,17 +103,23 @@ pub struct Reconciled {
 }
 
 /// Reconciles system `state` (as replayed from the copy) with `jumps`: every jump from it the
-/// survivor's pair subjects hold (any order, duplicates allowed). A jump whose number the copy
-/// has used (below its next transfer number) has its `depart` in the copy: nothing to do.
-/// Any other is a departure committed in the lost region after the copy's last message: its
-/// player left. In number order, the events: `depart.void` of the number before it when
-/// numbers were skipped (used by records lost with the lost region: never reused), then
-/// `depart` (no fuel: the jump carries the player as they left) and `depart.done` (the jump is
-/// on its pair subject) when the copy has the player here, or `depart.void` of its number
-/// when it does not (their join or arrival was lost; the jump alone carries them).
+/// survivor's pair subjects hold (any order, duplicates allowed), and `arriving`: the jumps
+/// towards it that the promotion will hand it (on the copy's pair subjects, and the
+/// survivor's to publish again).
+///
+/// A jump whose number the copy has used (below its next transfer number) has its `depart`
+/// in the copy: nothing to do. Any other is a departure committed in the lost region after the
+/// copy's last message: its player left. In number order, the events: `depart.void` of the
+/// number before it when numbers were skipped (used by records lost with the lost region:
+/// never reused); then, when the copy does not have the player here but one of `arriving`
+/// carries them unlanded, their landing (lost with the region: the player came and left),
+/// with every earlier unlanded jump of the same origin (landings are in order per origin);
+/// then `depart` (no fuel: the jump carries the player as they left) and `depart.done` (the
+/// jump is on its pair subject) when the player is here, or `depart.void` of its number when
+/// they are not (their join was lost; the jump alone carries them).
 ///
 /// Panics if an event does not apply to the state (a bug of this function).
-pub fn reconcile(state: &SystemState, jumps: &[Jump]) -> Reconciled {
+pub fn reconcile(state: &SystemState, jumps: &[Jump], arriving: &[Jump]) -> Reconciled {
     let mut out = Reconciled::default();
     if bugs::on(Bug::PromoteWithoutReconcile) {
         return out;
@@ -122,25 +128,23 @@ pub fn reconcile(state: &SystemState, jumps: &[Jump]) -> Reconciled {
     let here = InstanceId::primary(state.id);
     let mut by_number: BTreeMap<Xfer, &Jump> = BTreeMap::new();
     for jump in jumps {
-        assert_eq!(
-            jump.from, here,
-            "a jump from another system given to reconcile"
-        );
+        assert_eq!(jump.from, here, "a jump from another system given to reconcile");
         by_number.entry(jump.xfer).or_insert(jump);
+    }
+    let mut towards: BTreeMap<(InstanceId, Xfer), &Jump> = BTreeMap::new();
+    for jump in arriving {
+        assert_eq!(jump.to.system, state.id, "a jump to another system given to reconcile");
+        towards.entry((jump.from, jump.xfer)).or_insert(jump);
     }
     let t = state.tick;
     for (&xfer, &jump) in by_number.range(state.next_xfer..) {
         if xfer.0 > state.next_xfer.0 {
-            apply(
-                &mut state,
-                t,
-                &mut out,
-                Event::DepartVoid {
-                    xfer: Xfer(xfer.0 - 1),
-                },
-            );
+            apply(&mut state, t, &mut out, Event::DepartVoid { xfer: Xfer(xfer.0 - 1) });
         }
         let name = &jump.player.name;
+        if !state.players.contains_key(name) {
+            land_on_the_way(&mut state, t, &mut out, &towards, name);
+        }
         let copy_player = state.players.get(name).cloned();
         if copy_player.is_some() {
             let depart = Event::Depart {
@@ -161,6 +165,39 @@ pub fn reconcile(state: &SystemState, jumps: &[Jump]) -> Reconciled {
     }
     assert!(by_number.keys().all(|&x| x < state.next_xfer));
     out
+}
+
+/// Lands the unlanded jump of `towards` that carries `name`, if any, after every earlier
+/// unlanded jump of its origin.
+fn land_on_the_way(
+    state: &mut SystemState,
+    t: sim::ids::Tick,
+    out: &mut Reconciled,
+    towards: &BTreeMap<(InstanceId, Xfer), &Jump>,
+    name: &str,
+) {
+    let unlanded = |s: &SystemState, j: &Jump| s.landed_upto.get(&j.from).is_none_or(|&u| j.xfer > u);
+    let Some(carrying) = towards
+        .values()
+        .find(|j| j.player.name == name && unlanded(state, j))
+        .map(|j| (j.from, j.xfer))
+    else {
+        return;
+    };
+    let (from, upto) = carrying;
+    let earlier: Vec<&Jump> = towards
+        .range((from, Xfer(0))..=(from, upto))
+        .map(|(_, j)| *j)
+        .filter(|j| unlanded(state, j))
+        .collect();
+    for j in earlier {
+        let arrive = Event::Arrive {
+            from: j.from,
+            xfer: j.xfer,
+            player: j.player.clone(),
+        };
+        apply(state, t, out, arrive);
+    }
 }
 
 fn apply(state: &mut SystemState, t: sim::ids::Tick, out: &mut Reconciled, event: Event) {
@@ -351,7 +388,7 @@ mod tests {
         // Jump 1 of ann was lost with the lost region (never published); jump 2 of bob is on
         // the survivor's pair subject, twice (a duplicate past the window).
         let j = jump(&g, 2, "bob", 900);
-        let r = reconcile(&state, &[j.clone(), j.clone()]);
+        let r = reconcile(&state, &[j.clone(), j.clone()], &[]);
         assert_eq!(
             r.events,
             vec![
@@ -390,7 +427,7 @@ mod tests {
         let mut state = ava_with(&g, &["ann"]);
         let e = state.decide_depart(&g, "ann", bel).expect("a depart");
         state.apply(Tick(0), &e).expect("applies");
-        let r = reconcile(&state, &[jump(&g, 1, "ann", 1)]);
+        let r = reconcile(&state, &[jump(&g, 1, "ann", 1)], &[]);
         assert_eq!(r, Reconciled::default());
     }
 
@@ -398,10 +435,53 @@ mod tests {
     fn a_departure_of_a_player_the_copy_never_saw_only_uses_up_its_number() {
         let g = galaxy();
         let state = ava_with(&g, &[]);
-        let r = reconcile(&state, &[jump(&g, 1, "cid", 500)]);
+        let r = reconcile(&state, &[jump(&g, 1, "cid", 500)], &[]);
         assert_eq!(r.events, vec![Event::DepartVoid { xfer: Xfer(1) }]);
         assert_eq!(r.departures[0].copy_player, None);
         assert_eq!(r.departures[0].credits_changed_in_lost_records(), -500);
+    }
+
+    #[test]
+    fn a_player_who_came_and_left_in_lost_records_lands_then_leaves() {
+        let g = galaxy();
+        let (ava, bel) = ids(&g);
+        // Bel's jumps 1 (of dan) and 2 (of eve) towards Ava are in the copy, unlanded: both
+        // landed in records lost with the region, and eve left again by Ava's jump 1, which
+        // the survivor holds. Landing eve alone would put Bel's number 2 landed before 1.
+        let state = ava_with(&g, &[]);
+        let arriving = |xfer: u64, name: &str| {
+            let mut j = jump(&g, xfer, name, 300);
+            j.from = InstanceId::primary(bel);
+            j.to = InstanceId::primary(ava);
+            j
+        };
+        let (dan, eve) = (arriving(1, "dan"), arriving(2, "eve"));
+        let mut leaves = jump(&g, 1, "eve", 250);
+        leaves.to = InstanceId::primary(bel);
+        let r = reconcile(&state, &[leaves.clone()], &[eve.clone(), dan.clone()]);
+        assert_eq!(
+            r.events,
+            vec![
+                Event::Arrive {
+                    from: dan.from,
+                    xfer: Xfer(1),
+                    player: dan.player.clone()
+                },
+                Event::Arrive {
+                    from: eve.from,
+                    xfer: Xfer(2),
+                    player: eve.player.clone()
+                },
+                Event::Depart {
+                    xfer: Xfer(1),
+                    player: "eve".into(),
+                    to: leaves.to,
+                    fuel: 0
+                },
+                Event::DepartDone { xfer: Xfer(1) },
+            ]
+        );
+        assert_eq!(r.departures[0].credits_changed_in_lost_records(), 50);
     }
 
     #[test]
