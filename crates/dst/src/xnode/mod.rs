@@ -301,8 +301,7 @@ impl XWorld {
         msg: &Msg<Records>,
     ) -> Result<(), Violation> {
         self.history.push((Where::Unit(unit), msg.seq));
-        self.truth
-            .stored_unit(&self.galaxy, unit, fenced_at, msg)
+        self.truth.stored_unit(&self.galaxy, unit, fenced_at, msg)
     }
 
     /// A message stored on `pair`'s subject: judged by the truth, and kept in the history.
@@ -313,8 +312,7 @@ impl XWorld {
         msg: &Msg<Jump>,
     ) -> Result<(), Violation> {
         self.history.push((Where::Pair(pair), msg.seq));
-        self.truth
-            .stored_pair(&self.galaxy, pair, fenced_at, msg)
+        self.truth.stored_pair(&self.galaxy, pair, fenced_at, msg)
     }
 
     pub fn note(&mut self, who: Option<&str>, jump: Option<(InstanceId, Xfer)>, text: String) {

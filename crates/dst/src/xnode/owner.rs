@@ -167,7 +167,12 @@ impl XWorld {
         };
         u.in_flight = Some(batch.clone());
         let epoch = u.epoch;
-        let wire = self.wire(node, epoch, self.stream.region_of(unit), Req::Append { unit, batch });
+        let wire = self.wire(
+            node,
+            epoch,
+            self.stream.region_of(unit),
+            Req::Append { unit, batch },
+        );
         self.requests.push(wire);
     }
 

@@ -126,7 +126,10 @@ impl RCounts {
             (&mut self.messages_copied, c.messages_copied),
             (&mut self.regions_killed, c.regions_killed),
             (&mut self.regions_back, c.regions_back),
-            (&mut self.fence_steps_waiting_for_link, c.fence_steps_waiting_for_link),
+            (
+                &mut self.fence_steps_waiting_for_link,
+                c.fence_steps_waiting_for_link,
+            ),
             (&mut self.promotions, c.promotions),
             (&mut self.messages_lost, c.messages_lost),
             (
@@ -179,7 +182,11 @@ pub(super) fn start(w: &mut XWorld) {
     let home = w.galaxy.home();
     let mut homes: BTreeMap<SystemId, Region> = BTreeMap::new();
     for &u in &units {
-        let r = if u == home { 0 } else { w.rng.below(2) as Region };
+        let r = if u == home {
+            0
+        } else {
+            w.rng.below(2) as Region
+        };
         homes.insert(u, r);
     }
     if !homes.values().any(|&r| r == 1) {
@@ -345,7 +352,11 @@ impl XWorld {
         let r = self.regions.as_mut().expect("regions");
         r.link_up = false;
         self.counts.regions.partitions += 1;
-        self.note(None, None, "PARTITION: the link between regions is cut".into());
+        self.note(
+            None,
+            None,
+            "PARTITION: the link between regions is cut".into(),
+        );
     }
 
     pub(super) fn heal(&mut self) {
@@ -602,8 +613,7 @@ impl XWorld {
                         continue;
                     }
                     let fenced_at = fenced.get(&at).copied();
-                    self.truth
-                        .stored_unit(&self.galaxy, u, fenced_at, &msg)?;
+                    self.truth.stored_unit(&self.galaxy, u, fenced_at, &msg)?;
                     if let Body::Lease = msg.body {
                         fenced.insert(at, msg.epoch);
                     }
@@ -616,8 +626,7 @@ impl XWorld {
                         continue;
                     }
                     let fenced_at = fenced.get(&at).copied();
-                    self.truth
-                        .stored_pair(&self.galaxy, p, fenced_at, &msg)?;
+                    self.truth.stored_pair(&self.galaxy, p, fenced_at, &msg)?;
                     if let Body::Lease = msg.body {
                         fenced.insert(at, msg.epoch);
                     }
@@ -660,15 +669,14 @@ impl XWorld {
                 Where::Pair(p) => {
                     let m = find(&archive_pairs[&p], seq).expect("listed").clone();
                     let id = match &m.body {
-                        Body::Data(j) => Some(format!("jump {}", handover::msg_id(&self.galaxy, j))),
+                        Body::Data(j) => {
+                            Some(format!("jump {}", handover::msg_id(&self.galaxy, j)))
+                        }
                         Body::Lease => None,
                     };
-                    let a = self.stream.publish_pair(
-                        p,
-                        id.as_deref(),
-                        None,
-                        (m.node, m.epoch, m.body),
-                    );
+                    let a =
+                        self.stream
+                            .publish_pair(p, id.as_deref(), None, (m.node, m.epoch, m.body));
                     (a, id.unwrap_or_default())
                 }
             };
@@ -737,9 +745,10 @@ impl XWorld {
             .collect()
     }
 
-    /// Decision 5's first reconcile: the jumps from a promoted unit on the survivor's pair
-    /// subjects that its copy has no `depart` for are departures (`promote::reconcile`),
-    /// appended to its log before anyone serves it.
+    /// Decision 5's first reconcile: the jumps from promoted units on the survivor's pair
+    /// subjects that their copies have no `depart` for are departures
+    /// (`promote::reconcile`), appended to their logs (an event a message) before anyone
+    /// serves them.
     fn reconcile_departures(
         &mut self,
         units: &BTreeSet<SystemId>,
@@ -747,51 +756,42 @@ impl XWorld {
         epochs: &BTreeMap<SystemId, u64>,
         again: &[Jump],
     ) -> Result<(), Violation> {
-        for &u in units {
-            // The jumps it will be handed: on its pair subjects (the copy's), and again.
-            let arriving: Vec<Jump> = self
-                .stream
+        let jumps_on = |towards: bool| -> Vec<Jump> {
+            self.stream
                 .pairs
                 .iter()
-                .filter(|(p, _)| p.to == u)
+                .filter(|(p, _)| match towards {
+                    true => units.contains(&p.to),
+                    false => units.contains(&p.from) && !units.contains(&p.to),
+                })
                 .flat_map(|(_, s)| s.msgs.iter())
                 .filter_map(|m| match &m.body {
                     Body::Data(j) => Some(j.clone()),
                     Body::Lease => None,
                 })
-                .chain(again.iter().filter(|j| j.to.system == u).cloned())
-                .collect();
-            let jumps: Vec<Jump> = self
-                .stream
-                .pairs
-                .iter()
-                .filter(|(p, _)| p.from == u && !units.contains(&p.to))
-                .flat_map(|(_, s)| s.msgs.iter())
-                .filter_map(|m| match &m.body {
-                    Body::Data(j) => Some(j.clone()),
-                    Body::Lease => None,
-                })
-                .collect();
-            let r = promote::reconcile(&copy_states[&u], &jumps, &arriving);
-            if r.events.is_empty() {
-                continue;
-            }
+                .collect()
+        };
+        let leaving = jumps_on(false);
+        let mut arriving = jumps_on(true);
+        arriving.extend(again.iter().cloned());
+        let r = promote::reconcile(copy_states, &leaving, &arriving);
+        for (i, (u, event)) in r.events.into_iter().enumerate() {
             let t = copy_states[&u].tick;
-            let records: Records = r.events.iter().map(|e| (t, e.clone())).collect();
-            let id = format!("reconcile {}", self.galaxy.slug(u));
+            let id = format!("reconcile {} {i}", self.galaxy.slug(u));
             let fenced_at = self.stream.units.entry(u).or_default().fenced_at();
-            let body = Body::Data(records);
+            let body = Body::Data(vec![(t, event)]);
             let answer = self
                 .stream
                 .append_unit(u, &id, None, (NodeId::MAX, epochs[&u], body));
             assert!(matches!(answer, Answer::Stored(_)), "{answer:?}");
             let msg = self.stream.units[&u].msgs.last().cloned().expect("stored");
             self.stored_unit(u, fenced_at, &msg)?;
-            self.truth.reconciled(&r.departures);
-            self.counts.regions.departures_reconciled += r.departures.len() as u64;
+        }
+        self.truth.reconciled(&r.departures);
+        self.counts.regions.departures_reconciled += r.departures.len() as u64;
+        if !r.departures.is_empty() {
             let text = format!(
-                "RECONCILE: {} applies {} departures the copy lacks",
-                self.galaxy.slug(u),
+                "RECONCILE: {} departures the copy lacks applied",
                 r.departures.len()
             );
             self.note(None, None, text);
@@ -832,11 +832,15 @@ impl XWorld {
             let fenced_at = self.stream.pairs.entry(pair).or_default().fenced_at();
             let epoch = fenced_at.unwrap_or(0).max(self.stream.lease(pair.from).1);
             let body = Body::Data(jump.clone());
-            let answer = self
-                .stream
-                .publish_pair(pair, Some(&id), None, (NodeId::MAX, epoch, body));
+            let answer =
+                self.stream
+                    .publish_pair(pair, Some(&id), None, (NodeId::MAX, epoch, body));
             if let Answer::Stored(_) = answer {
-                let msg = self.stream.pairs[&pair].msgs.last().cloned().expect("stored");
+                let msg = self.stream.pairs[&pair]
+                    .msgs
+                    .last()
+                    .cloned()
+                    .expect("stored");
                 self.stored_pair(pair, fenced_at, &msg)?;
                 self.counts.regions.jumps_republished += 1;
                 let key = Some((jump.from, jump.xfer));
@@ -865,11 +869,9 @@ impl XWorld {
                     match e {
                         Event::Depart { xfer, to, .. } if units.contains(&to.system) => {
                             let d = &state.departing[xfer];
-                            let travel = self.galaxy.travel_ticks(
-                                u,
-                                to.system,
-                                self.rules.ticks_per_ly,
-                            );
+                            let travel =
+                                self.galaxy
+                                    .travel_ticks(u, to.system, self.rules.ticks_per_ly);
                             let jump = Jump {
                                 from: InstanceId::primary(u),
                                 xfer: *xfer,

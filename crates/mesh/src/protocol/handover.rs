@@ -258,7 +258,8 @@ impl Outbox {
     /// sequence `last`, written at epoch `last_epoch`. Of a newer epoch: another node owns the
     /// origin now, and this one stops ([`Refusal::Fenced`]). Of its own: the writer's own
     /// earlier publish, whose acknowledgement was lost or answered `duplicate` (which says
-    /// nothing of the last sequence): it learns `last` and publishes the jump again.
+    /// nothing of the last sequence): it learns `last` (even below what it knew: the subject may
+    /// have been re-homed) and publishes the jump again.
     pub fn refused(
         &mut self,
         from: InstanceId,
@@ -277,7 +278,11 @@ impl Outbox {
         if *stage == Stage::InFlight {
             *stage = Stage::Committed;
         }
-        self.learn_last(pair, last);
+        // The last sequence just read is the subject's, even below what the writer knew: a
+        // promotion (issue 20) re-homes a pair subject into the survivor's stream, whose
+        // sequences are its own. Keeping the higher one refused every publish after it for
+        // ever (the simulator's regions world: a jump never landed).
+        self.known_last.insert(pair, last);
         Refusal::Resynced
     }
 

@@ -93,118 +93,280 @@ impl Departure {
     }
 }
 
-/// What a promoted system records before it serves ([`reconcile`]).
+/// What the promoted systems record before they serve ([`reconcile`]).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Reconciled {
-    /// Events to append to its log, in order, at the state's tick.
-    pub events: Vec<Event>,
-    /// The committed departures they apply, in transfer order.
+    /// Events to append, each to its system's log, in this order, at that state's tick.
+    pub events: Vec<(SystemId, Event)>,
+    /// The committed departures they apply, in the order applied.
     pub departures: Vec<Departure>,
 }
 
-/// Reconciles system `state` (as replayed from the copy) with `jumps`: every jump from it the
-/// survivor's pair subjects hold (any order, duplicates allowed), and `arriving`: the jumps
-/// towards it that the promotion will hand it (on the copy's pair subjects, and the
-/// survivor's to publish again).
+/// Reconciles the promoted systems' `states` (as replayed from the copy) with `leaving`:
+/// every jump from one of them that the survivor's pair subjects hold (any order, duplicates
+/// allowed), and `arriving`: the jumps towards them the promotion hands them (on the copy's
+/// pair subjects, and the survivor's to publish again).
 ///
-/// A jump whose number the copy has used (below its next transfer number) has its `depart`
-/// in the copy: nothing to do. Any other is a departure committed in the lost region after the
-/// copy's last message: its player left. In number order, the events: `depart.void` of the
-/// number before it when numbers were skipped (used by records lost with the lost region:
-/// never reused); then, when the copy does not have the player here but one of `arriving`
-/// carries them unlanded, their landing (lost with the region: the player came and left),
-/// with every earlier unlanded jump of the same origin (landings are in order per origin);
-/// then `depart` (no fuel: the jump carries the player as they left) and `depart.done` (the
-/// jump is on its pair subject) when the player is here, or `depart.void` of its number when
-/// they are not (their join was lost; the jump alone carries them).
+/// A jump whose number the copy has used (below its origin's next transfer number) has its
+/// `depart` in the copy: nothing to do. Any other is a departure committed in the lost region
+/// after the copy's last message: its player left, whatever the lost records did with them
+/// before. Departures are taken in number order per origin and in version order per player
+/// (the order they happened in). For each, the events: `depart.void` of the number before it
+/// when numbers were skipped (used by lost records: never reused); then the player is found
+/// where the copy has them: here; or in a jump towards here not landed (it landed in lost
+/// records: landed now, after every earlier unlanded jump of its origin, as landings are in
+/// order per origin); or in another promoted system, or a jump towards it (landed there, then
+/// moved here by a jump of that system with no fuel, landed at once: the lost records' moves
+/// are lost, the place they left him in is not); then `depart` (no fuel: the jump carries the
+/// player as they left) and `depart.done` (the jump is on its pair subject), or `depart.void`
+/// of its number when the copy has the player nowhere (their join was lost; the jump alone
+/// carries them).
 ///
-/// Panics if an event does not apply to the state (a bug of this function).
-pub fn reconcile(state: &SystemState, jumps: &[Jump], arriving: &[Jump]) -> Reconciled {
+/// Panics if an event does not apply to its state (a bug of this function).
+pub fn reconcile(
+    states: &BTreeMap<SystemId, SystemState>,
+    leaving: &[Jump],
+    arriving: &[Jump],
+) -> Reconciled {
     let mut out = Reconciled::default();
     if bugs::on(Bug::PromoteWithoutReconcile) {
         return out;
     }
-    let mut state = state.clone();
-    let here = InstanceId::primary(state.id);
-    let mut by_number: BTreeMap<Xfer, &Jump> = BTreeMap::new();
-    for jump in jumps {
-        assert_eq!(jump.from, here, "a jump from another system given to reconcile");
-        by_number.entry(jump.xfer).or_insert(jump);
-    }
-    let mut towards: BTreeMap<(InstanceId, Xfer), &Jump> = BTreeMap::new();
+    let mut w = Work {
+        states: states.clone(),
+        towards: BTreeMap::new(),
+        out: &mut out,
+    };
     for jump in arriving {
-        assert_eq!(jump.to.system, state.id, "a jump to another system given to reconcile");
-        towards.entry((jump.from, jump.xfer)).or_insert(jump);
+        assert!(
+            w.states.contains_key(&jump.to.system),
+            "a jump towards a system not promoted"
+        );
+        w.towards
+            .entry((jump.from, jump.xfer))
+            .or_insert_with(|| jump.clone());
     }
-    let t = state.tick;
-    for (&xfer, &jump) in by_number.range(state.next_xfer..) {
-        if xfer.0 > state.next_xfer.0 {
-            apply(&mut state, t, &mut out, Event::DepartVoid { xfer: Xfer(xfer.0 - 1) });
+    // Jumps committed in the copy from a promoted system to another: its new owner publishes
+    // them again, and they may have landed in lost records.
+    for (&id, state) in states {
+        for (&xfer, d) in &state.departing {
+            if !states.contains_key(&d.to.system) || d.to.system == id {
+                continue;
+            }
+            let from = InstanceId::primary(id);
+            let jump = Jump {
+                from,
+                xfer,
+                to: d.to,
+                t: state.tick,
+                travel_ticks: 0,
+                player: d.player.clone(),
+                tseq: store::seq::Seq(0),
+            };
+            w.towards.entry((from, xfer)).or_insert(jump);
+        }
+    }
+    let mut pending: BTreeMap<(InstanceId, Xfer), &Jump> = BTreeMap::new();
+    for jump in leaving {
+        let next = w
+            .states
+            .get(&jump.from.system)
+            .expect("a jump from a promoted system")
+            .next_xfer;
+        if jump.xfer >= next {
+            pending.entry((jump.from, jump.xfer)).or_insert(jump);
+        }
+    }
+    while let Some(key) = w.next_departure(&pending) {
+        let jump = pending.remove(&key).expect("listed");
+        w.depart(jump);
+    }
+    assert!(pending.is_empty());
+    out
+}
+
+/// The states as reconciled so far, and the events written.
+struct Work<'a> {
+    states: BTreeMap<SystemId, SystemState>,
+    towards: BTreeMap<(InstanceId, Xfer), Jump>,
+    out: &'a mut Reconciled,
+}
+
+impl Work<'_> {
+    /// The pending departure to apply next: first of its origin's (by number) and of its
+    /// player's (by version), the order they happened in; and, if its player must be moved
+    /// from another promoted system, one with no departure pending (the move takes that
+    /// system's next number, which a pending departure holds).
+    fn next_departure(
+        &self,
+        pending: &BTreeMap<(InstanceId, Xfer), &Jump>,
+    ) -> Option<(InstanceId, Xfer)> {
+        let first_of_player = |j: &Jump| {
+            pending
+                .values()
+                .filter(|o| o.player.name == j.player.name)
+                .all(|o| o.player.version >= j.player.version)
+        };
+        let first_of_origin = |from: InstanceId, xfer: Xfer| {
+            pending.range((from, Xfer(0))..).next().map(|(k, _)| k.1) == Some(xfer)
+        };
+        let ready: Vec<(InstanceId, Xfer)> = pending
+            .iter()
+            .filter(|((from, xfer), j)| first_of_origin(*from, *xfer) && first_of_player(j))
+            .map(|(k, _)| *k)
+            .collect();
+        let moves_from_busy = |k: &(InstanceId, Xfer)| {
+            let here = k.0.system;
+            match self.source_of(here, &pending[k].player.name) {
+                Some(there) if there != here => {
+                    pending.keys().any(|(from, _)| from.system == there)
+                }
+                _ => false,
+            }
+        };
+        let free = ready.iter().find(|k| !moves_from_busy(k));
+        if pending.is_empty() {
+            return None;
+        }
+        let key = free.or(ready.first()).copied();
+        Some(key.expect("the departures' orders (per origin, per player) have a cycle"))
+    }
+
+    /// Where the copy has player `name` for a departure from `here`: here or on the way, or in
+    /// another promoted system or on the way to it; None: nowhere.
+    fn source_of(&self, here: SystemId, name: &str) -> Option<SystemId> {
+        let at = |s: SystemId| {
+            self.states[&s].players.contains_key(name)
+                || self.towards.values().any(|j| {
+                    j.to.system == s && j.player.name == name && unlanded(&self.states[&s], j)
+                })
+        };
+        if at(here) {
+            return Some(here);
+        }
+        self.states.keys().copied().find(|&s| s != here && at(s))
+    }
+
+    fn apply(&mut self, at: SystemId, event: Event) {
+        let state = self.states.get_mut(&at).expect("a promoted system");
+        let t = state.tick;
+        state
+            .apply(t, &event)
+            .unwrap_or_else(|e| panic!("BUG: a reconcile event does not apply: {event:?}: {e}"));
+        self.out.events.push((at, event));
+    }
+
+    fn depart(&mut self, jump: &Jump) {
+        let here = jump.from.system;
+        let next = self.states[&here].next_xfer;
+        if jump.xfer > next {
+            self.apply(
+                here,
+                Event::DepartVoid {
+                    xfer: Xfer(jump.xfer.0 - 1),
+                },
+            );
         }
         let name = &jump.player.name;
-        if !state.players.contains_key(name) {
-            land_on_the_way(&mut state, t, &mut out, &towards, name);
+        self.bring(here, name);
+        let copy_player = self.states[&here].players.get(name).cloned();
+        match copy_player {
+            Some(_) => {
+                let depart = Event::Depart {
+                    xfer: jump.xfer,
+                    player: name.clone(),
+                    to: jump.to,
+                    fuel: 0,
+                };
+                self.apply(here, depart);
+                self.apply(here, Event::DepartDone { xfer: jump.xfer });
+            }
+            None => self.apply(here, Event::DepartVoid { xfer: jump.xfer }),
         }
-        let copy_player = state.players.get(name).cloned();
-        if copy_player.is_some() {
-            let depart = Event::Depart {
-                xfer,
-                player: name.clone(),
-                to: jump.to,
-                fuel: 0,
-            };
-            apply(&mut state, t, &mut out, depart);
-            apply(&mut state, t, &mut out, Event::DepartDone { xfer });
-        } else {
-            apply(&mut state, t, &mut out, Event::DepartVoid { xfer });
-        }
-        out.departures.push(Departure {
+        self.out.departures.push(Departure {
             jump: jump.clone(),
             copy_player,
         });
     }
-    assert!(by_number.keys().all(|&x| x < state.next_xfer));
-    out
-}
 
-/// Lands the unlanded jump of `towards` that carries `name`, if any, after every earlier
-/// unlanded jump of its origin.
-fn land_on_the_way(
-    state: &mut SystemState,
-    t: sim::ids::Tick,
-    out: &mut Reconciled,
-    towards: &BTreeMap<(InstanceId, Xfer), &Jump>,
-    name: &str,
-) {
-    let unlanded = |s: &SystemState, j: &Jump| s.landed_upto.get(&j.from).is_none_or(|&u| j.xfer > u);
-    let Some(carrying) = towards
-        .values()
-        .find(|j| j.player.name == name && unlanded(state, j))
-        .map(|j| (j.from, j.xfer))
-    else {
-        return;
-    };
-    let (from, upto) = carrying;
-    let earlier: Vec<&Jump> = towards
-        .range((from, Xfer(0))..=(from, upto))
-        .map(|(_, j)| *j)
-        .filter(|j| unlanded(state, j))
-        .collect();
-    for j in earlier {
-        let arrive = Event::Arrive {
-            from: j.from,
-            xfer: j.xfer,
-            player: j.player.clone(),
+    /// Puts player `name` in system `here` if the copy has them in a promoted system or in a
+    /// jump towards one.
+    fn bring(&mut self, here: SystemId, name: &str) {
+        if self.states[&here].players.contains_key(name) {
+            return;
+        }
+        if self.land_on_the_way(here, name) {
+            return;
+        }
+        let systems: Vec<SystemId> = self.states.keys().copied().filter(|&s| s != here).collect();
+        let elsewhere = systems
+            .into_iter()
+            .find(|s| self.states[s].players.contains_key(name) || self.land_on_the_way(*s, name));
+        let Some(there) = elsewhere else {
+            return;
         };
-        apply(state, t, out, arrive);
+        // Moved from there to here by a jump of no fuel, landed at once.
+        let xfer = self.states[&there].next_xfer;
+        let to = InstanceId::primary(here);
+        let depart = Event::Depart {
+            xfer,
+            player: name.to_string(),
+            to,
+            fuel: 0,
+        };
+        self.apply(there, depart);
+        let player = self.states[&there].departing[&xfer].player.clone();
+        self.apply(there, Event::DepartDone { xfer });
+        let from = InstanceId::primary(there);
+        self.land_earlier(here, from, xfer);
+        self.apply(here, Event::Arrive { from, xfer, player });
+    }
+
+    /// Lands the unlanded jump towards `at` that carries `name`, if any, after every earlier
+    /// unlanded jump of its origin. Whether it did.
+    fn land_on_the_way(&mut self, at: SystemId, name: &str) -> bool {
+        let state = &self.states[&at];
+        let carrying = self
+            .towards
+            .values()
+            .find(|j| j.to.system == at && j.player.name == name && unlanded(state, j))
+            .map(|j| (j.from, j.xfer));
+        let Some((from, xfer)) = carrying else {
+            return false;
+        };
+        self.land_earlier(at, from, xfer);
+        let jump = self.towards[&(from, xfer)].clone();
+        let arrive = Event::Arrive {
+            from,
+            xfer,
+            player: jump.player,
+        };
+        self.apply(at, arrive);
+        true
+    }
+
+    /// Lands every unlanded jump of `from` towards `at` numbered below `below`.
+    fn land_earlier(&mut self, at: SystemId, from: InstanceId, below: Xfer) {
+        let earlier: Vec<Jump> = self
+            .towards
+            .range((from, Xfer(0))..(from, below))
+            .map(|(_, j)| j)
+            .filter(|j| j.to.system == at && unlanded(&self.states[&at], j))
+            .cloned()
+            .collect();
+        for j in earlier {
+            let arrive = Event::Arrive {
+                from: j.from,
+                xfer: j.xfer,
+                player: j.player,
+            };
+            self.apply(at, arrive);
+        }
     }
 }
 
-fn apply(state: &mut SystemState, t: sim::ids::Tick, out: &mut Reconciled, event: Event) {
-    state
-        .apply(t, &event)
-        .unwrap_or_else(|e| panic!("BUG: a reconcile event does not apply: {event:?}: {e}"));
-    out.events.push(event);
+fn unlanded(state: &SystemState, j: &Jump) -> bool {
+    state.landed_upto.get(&j.from).is_none_or(|&u| j.xfer > u)
 }
 
 /// The survivor's committed jumps towards promoted systems to publish again: of `departs`
@@ -361,6 +523,68 @@ mod tests {
         }
     }
 
+    /// One promoted system.
+    fn one(state: &SystemState) -> BTreeMap<SystemId, SystemState> {
+        [(state.id, state.clone())].into()
+    }
+
+    /// The reconcile's events at system `at`.
+    fn only(r: &Reconciled, at: SystemId) -> Vec<Event> {
+        r.events
+            .iter()
+            .filter(|(s, _)| *s == at)
+            .map(|(_, e)| e.clone())
+            .collect()
+    }
+
+    #[test]
+    fn a_player_the_copy_has_in_another_promoted_system_is_moved_then_leaves() {
+        let g = galaxy();
+        let (ava, bel) = ids(&g);
+        // The copy has eve at Bel; lost records took her to Ava, and Ava's jump 1 (on the
+        // survivor's pair subject) took her away.
+        let mut bel_state = SystemState::new(&g, bel);
+        let rules = Rules::default();
+        // A join is for the home system only: give Bel eve by an arrival.
+        let mut eve = Player::starter("eve", &rules);
+        eve.version = Version(3);
+        let from = InstanceId::primary(ava);
+        let arrive = Event::Arrive {
+            from,
+            xfer: Xfer(9),
+            player: eve,
+        };
+        bel_state.apply(Tick(0), &arrive).expect("applies");
+        let states: BTreeMap<_, _> = [(ava, ava_with(&g, &[])), (bel, bel_state)].into();
+        let mut leaves = jump(&g, 1, "eve", 100);
+        leaves.to = InstanceId::primary(bel);
+        let r = reconcile(&states, &[leaves.clone()], &[]);
+        let kinds: Vec<(SystemId, &'static str)> = r
+            .events
+            .iter()
+            .map(|(s, e)| (*s, crate::codec::event_kind(e)))
+            .collect();
+        assert_eq!(
+            kinds,
+            vec![
+                (bel, "depart"),
+                (bel, "depart.done"),
+                (ava, "arrive"),
+                (ava, "depart"),
+                (ava, "depart.done"),
+            ]
+        );
+        let mut after = states.clone();
+        for (s, e) in &r.events {
+            let st = after.get_mut(s).expect("a state");
+            st.apply(st.tick, e).expect("applies");
+        }
+        assert!(
+            after.values().all(|s| !s.players.contains_key("eve")),
+            "eve left: in no system"
+        );
+    }
+
     #[test]
     fn the_promoted_epoch_is_above_every_epoch_of_the_lost_generation() {
         let e = promoted_epoch(0, 17);
@@ -388,9 +612,10 @@ mod tests {
         // Jump 1 of ann was lost with the lost region (never published); jump 2 of bob is on
         // the survivor's pair subject, twice (a duplicate past the window).
         let j = jump(&g, 2, "bob", 900);
-        let r = reconcile(&state, &[j.clone(), j.clone()], &[]);
+        let (ava, _) = ids(&g);
+        let r = reconcile(&one(&state), &[j.clone(), j.clone()], &[]);
         assert_eq!(
-            r.events,
+            only(&r, ava),
             vec![
                 Event::DepartVoid { xfer: Xfer(1) },
                 Event::Depart {
@@ -409,8 +634,8 @@ mod tests {
             starting - 900
         );
         let mut s = state.clone();
-        for e in &r.events {
-            s.apply(s.tick, e).expect("applies");
+        for e in only(&r, ava) {
+            s.apply(s.tick, &e).expect("applies");
         }
         assert!(
             !s.players.contains_key("bob"),
@@ -427,7 +652,7 @@ mod tests {
         let mut state = ava_with(&g, &["ann"]);
         let e = state.decide_depart(&g, "ann", bel).expect("a depart");
         state.apply(Tick(0), &e).expect("applies");
-        let r = reconcile(&state, &[jump(&g, 1, "ann", 1)], &[]);
+        let r = reconcile(&one(&state), &[jump(&g, 1, "ann", 1)], &[]);
         assert_eq!(r, Reconciled::default());
     }
 
@@ -435,8 +660,9 @@ mod tests {
     fn a_departure_of_a_player_the_copy_never_saw_only_uses_up_its_number() {
         let g = galaxy();
         let state = ava_with(&g, &[]);
-        let r = reconcile(&state, &[jump(&g, 1, "cid", 500)], &[]);
-        assert_eq!(r.events, vec![Event::DepartVoid { xfer: Xfer(1) }]);
+        let r = reconcile(&one(&state), &[jump(&g, 1, "cid", 500)], &[]);
+        let (ava, _) = ids(&g);
+        assert_eq!(only(&r, ava), vec![Event::DepartVoid { xfer: Xfer(1) }]);
         assert_eq!(r.departures[0].copy_player, None);
         assert_eq!(r.departures[0].credits_changed_in_lost_records(), -500);
     }
@@ -458,9 +684,9 @@ mod tests {
         let (dan, eve) = (arriving(1, "dan"), arriving(2, "eve"));
         let mut leaves = jump(&g, 1, "eve", 250);
         leaves.to = InstanceId::primary(bel);
-        let r = reconcile(&state, &[leaves.clone()], &[eve.clone(), dan.clone()]);
+        let r = reconcile(&one(&state), &[leaves.clone()], &[eve.clone(), dan.clone()]);
         assert_eq!(
-            r.events,
+            only(&r, ava),
             vec![
                 Event::Arrive {
                     from: dan.from,
