@@ -553,6 +553,7 @@ impl XWorld {
         let served = self.write_copy(&archive_units, &archive_pairs, copy_last);
         self.counts.regions.messages_served_from_copy += served;
         self.copy_is_served(&archive_units, copy_last)?;
+        self.fence_promoted_pairs(&epochs)?;
         let copy_states = self.copy_states(&units);
         let again = self.to_republish(&units, &archive_pairs, &copy_states, copy_last);
         self.reconcile_departures(&units, &copy_states, &epochs, &again)?;
@@ -722,6 +723,31 @@ impl XWorld {
                         copy.len()
                     ),
                 });
+            }
+        }
+        Ok(())
+    }
+
+    /// A `lease` record of each promoted unit's new epoch on each of its pair subjects, now
+    /// all in the survivor's stream: an old owner's publish still on its way (sent before its
+    /// region was lost, or by a region believed lost and only cut off) is refused from here,
+    /// before the reconcile reads them.
+    fn fence_promoted_pairs(&mut self, epochs: &BTreeMap<SystemId, u64>) -> Result<(), Violation> {
+        for (&u, &epoch) in epochs {
+            let others: Vec<SystemId> = self.galaxy.ids().filter(|&o| o != u).collect();
+            for to in others {
+                let pair = Pair { from: u, to };
+                let subject = self.stream.pairs.entry(pair).or_default();
+                let (last, fenced_at) = (subject.last_seq(), subject.fenced_at());
+                let lease = (NodeId::MAX, epoch, Body::Lease);
+                let answer = self.stream.publish_pair(pair, None, Some(last), lease);
+                assert!(matches!(answer, Answer::Stored(_)), "{answer:?}");
+                let msg = self.stream.pairs[&pair]
+                    .msgs
+                    .last()
+                    .cloned()
+                    .expect("stored");
+                self.stored_pair(pair, fenced_at, &msg)?;
             }
         }
         Ok(())
