@@ -633,6 +633,31 @@ mod tests {
     }
 
     #[test]
+    fn a_refused_publish_learns_a_last_sequence_below_what_it_knew() {
+        // A promotion (issue 20) re-homed the pair subject into the survivor's stream: its
+        // sequences are the survivor's, below the 40 this writer knew of the lost region's.
+        let (a, _) = neighbours();
+        let home = InstanceId::primary(galaxy().home());
+        let pair = Pair {
+            from: galaxy().home(),
+            to: a,
+        };
+        let mut o = Outbox::new();
+        o.learn_last(pair, PairSeq(40));
+        o.prepared(Seq(1), jump_to(a, 1));
+        o.durable(home, Seq(1));
+        assert_eq!(o.to_publish()[0].expected_last, Some(PairSeq(40)));
+        let refusal = o.refused(home, Xfer(1), 5, PairSeq(7), 5);
+        assert_eq!(refusal, Refusal::Resynced);
+        let again = o.to_publish();
+        assert_eq!(
+            again[0].expected_last,
+            Some(PairSeq(7)),
+            "refused for ever at 40"
+        );
+    }
+
+    #[test]
     fn a_takeover_republishes_every_committed_jump_and_aborts_none() {
         let g = galaxy();
         let rules = Rules::default();
