@@ -39,6 +39,32 @@ pub const LINK_DELAY_STEPS_MAX: u64 = 8;
 /// Nodes in a seed of this world: one or two per region.
 pub const REGION_NODES_MAX: u64 = 4;
 
+/// The regions' names in the galaxy file (region 0 is the home unit's).
+pub const REGION_NAMES: [&str; REGIONS] = ["eu", "us"];
+
+/// `galaxy` written again with each system's home region (`homes`), and parsed.
+fn with_regions(galaxy: &Galaxy, homes: &BTreeMap<SystemId, Region>) -> Galaxy {
+    let mut text = format!(
+        "home = \"{}\"\nlane_range_ly = {}\n",
+        galaxy.name(galaxy.home()),
+        galaxy.lane_range_ly()
+    );
+    for id in galaxy.ids() {
+        let s = galaxy.system(id);
+        let [x, y, z] = s.position_ly;
+        text.push_str(&format!(
+            "[[system]]\nname = \"{}\"\nposition_ly = [{x}, {y}, {z}]\nregion = \"{}\"\n",
+            s.name, REGION_NAMES[homes[&id] as usize]
+        ));
+    }
+    let out = Galaxy::from_toml_str(&text).expect("the galaxy with regions parses");
+    for id in galaxy.ids() {
+        assert_eq!(out.slug(id), galaxy.slug(id));
+        assert_eq!(out.neighbours(id), galaxy.neighbours(id));
+    }
+    out
+}
+
 /// A subject of a stream: a unit's log or a pair subject.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Where {
@@ -193,6 +219,20 @@ pub(super) fn start(w: &mut XWorld) {
         let other = *units.iter().find(|&&u| u != home).expect("two units");
         homes.insert(other, 1);
     }
+    // The homes go into the galaxy file (`region = "eu"` on each system), and are read back
+    // from it, as the server reads them.
+    w.galaxy = with_regions(&w.galaxy, &homes);
+    let homes: BTreeMap<SystemId, Region> = units
+        .iter()
+        .map(|&u| {
+            let name = w.galaxy.region_of(u).expect("every system has a region");
+            let r = REGION_NAMES
+                .iter()
+                .position(|&n| n == name)
+                .expect("a region of ours");
+            (u, r as Region)
+        })
+        .collect();
     let nodes = w.rng.range_inclusive(2, REGION_NODES_MAX) as usize;
     let of_node: Vec<Region> = (0..nodes).map(|n| (n % 2) as Region).collect();
     w.nodes = vec![
@@ -229,7 +269,7 @@ pub(super) fn start(w: &mut XWorld) {
         of_node,
         homes
             .iter()
-            .map(|(u, r)| format!("{}:{r}", w.galaxy.slug(*u)))
+            .map(|(u, r)| format!("{}:{}", w.galaxy.slug(*u), REGION_NAMES[*r as usize]))
             .collect::<Vec<_>>()
     );
     w.note(None, None, text);
