@@ -125,8 +125,10 @@ pub struct RCounts {
     pub copy_lag_max: u64,
     pub regions_killed: u64,
     pub regions_back: u64,
-    /// Steps takeovers waited for the link (their `lease` records go to the other region).
-    pub fence_steps_waiting_for_link: u64,
+    /// Pair subjects' `lease` records a takeover left for later (across a cut link).
+    pub pair_fences_deferred: u64,
+    /// Of those, written once the link was back.
+    pub pair_fences_written_later: u64,
     pub promotions: u64,
     /// Messages lost at promotions (after the copy's last), by the truth.
     pub messages_lost: u64,
@@ -141,7 +143,7 @@ pub struct RCounts {
 
 impl RCounts {
     pub fn add(&mut self, c: &RCounts) {
-        let pairs: [(&mut u64, u64); 18] = [
+        let pairs: [(&mut u64, u64); 19] = [
             (&mut self.seeds, c.seeds),
             (&mut self.partitions, c.partitions),
             (&mut self.heals, c.heals),
@@ -152,9 +154,10 @@ impl RCounts {
             (&mut self.messages_copied, c.messages_copied),
             (&mut self.regions_killed, c.regions_killed),
             (&mut self.regions_back, c.regions_back),
+            (&mut self.pair_fences_deferred, c.pair_fences_deferred),
             (
-                &mut self.fence_steps_waiting_for_link,
-                c.fence_steps_waiting_for_link,
+                &mut self.pair_fences_written_later,
+                c.pair_fences_written_later,
             ),
             (&mut self.promotions, c.promotions),
             (&mut self.messages_lost, c.messages_lost),
@@ -175,7 +178,7 @@ impl RCounts {
 
     pub fn text(&self) -> String {
         format!(
-            "regions world: {} seeds; {} partitions ({} steps cut), {} heals, {} messages dropped on the link; {} jumps across the link ({} after a drop); {} messages copied (largest lag {}); {} regions killed, {} back; {} steps of takeovers waiting for the link; {} promotions: {} messages served from the copy, {} lost, {} departures reconciled, {} jumps republished, {} acknowledged jumps lost as reported; {} exact losses checked",
+            "regions world: {} seeds; {} partitions ({} steps cut), {} heals, {} messages dropped on the link; {} jumps across the link ({} after a drop); {} messages copied (largest lag {}); {} regions killed, {} back; {} pair fences deferred by takeovers across a cut link ({} written later); {} promotions: {} messages served from the copy, {} lost, {} departures reconciled, {} jumps republished, {} acknowledged jumps lost as reported; {} exact losses checked",
             self.seeds,
             self.partitions,
             self.partitioned_steps,
@@ -187,7 +190,8 @@ impl RCounts {
             self.copy_lag_max,
             self.regions_killed,
             self.regions_back,
-            self.fence_steps_waiting_for_link,
+            self.pair_fences_deferred,
+            self.pair_fences_written_later,
             self.promotions,
             self.messages_served_from_copy,
             self.messages_lost,
@@ -288,6 +292,19 @@ pub(super) fn enabled(w: &XWorld, all: &mut Vec<(u64, Action)>) {
     } else {
         all.push((if quiet { 500 } else { 8 }, Action::Heal));
     }
+    for (n, node) in w.nodes.iter().enumerate() {
+        let n = n as NodeId;
+        if !w.running(n) {
+            continue;
+        }
+        for (&id, u) in &node.units {
+            for pair in u.outbox.unfenced() {
+                if w.reaches(n, pair) && w.stream.lease(id) == (n, u.epoch) {
+                    all.push((60, Action::FencePair(n, id, pair)));
+                }
+            }
+        }
+    }
     for region in 0..REGIONS as Region {
         if r.link_up && r.alive.iter().all(|&a| a) && w.copyable(region).is_some() {
             all.push((100, Action::Copy(region)));
@@ -330,17 +347,33 @@ impl XWorld {
         moved
     }
 
-    /// Whether node `node`'s takeover of `unit` can write its `lease` records now: every pair
-    /// subject of the unit in another region is across a live link.
-    pub(super) fn can_fence(&self, node: NodeId, unit: SystemId) -> bool {
+    /// Whether node `node` reaches `pair`'s subject now: in its own region, or across a live
+    /// link in a live region.
+    pub(super) fn reaches(&self, node: NodeId, pair: Pair) -> bool {
         let Some(r) = &self.regions else {
             return true;
         };
-        let mine = r.of_node[node as usize];
-        self.galaxy.ids().filter(|&o| o != unit).all(|o| {
-            let there = self.stream.region_of(o);
-            there == mine || (r.link_up && r.alive[there as usize])
-        })
+        let there = self.stream.region_of_pair(pair);
+        there == r.of_node[node as usize] || (r.link_up && r.alive[there as usize])
+    }
+
+    /// The owner `node` of `unit` writes its deferred `lease` record on `pair` (the link is
+    /// back): its jumps there may go.
+    pub(super) fn fence_pair_later(
+        &mut self,
+        node: NodeId,
+        unit: SystemId,
+        pair: Pair,
+    ) -> Result<(), Violation> {
+        let epoch = self.nodes[node as usize].units[&unit].epoch;
+        let seq = self.fence_pair(node, epoch, pair)?;
+        self.unit_mut(node, unit).outbox.fenced(pair, seq);
+        let text = format!(
+            "n{node} fences {} at {seq} (deferred)",
+            pair_name(&self.galaxy, pair)
+        );
+        self.note(None, None, text);
+        Ok(())
     }
 
     /// Whether node `node` may claim `unit`: it is of the unit's home region, and alive.
@@ -987,7 +1020,7 @@ impl XWorld {
         Ok(())
     }
 
-    /// Steps the link spends cut, and takeovers waiting for it, counted.
+    /// Steps the link spends cut, counted.
     pub(super) fn count_region_step(&mut self) {
         let Some(r) = &self.regions else {
             return;
@@ -995,11 +1028,6 @@ impl XWorld {
         if !r.link_up {
             self.counts.regions.partitioned_steps += 1;
         }
-        let waiting = (0..self.nodes.len() as NodeId)
-            .flat_map(|n| self.nodes[n as usize].claims.keys().map(move |&u| (n, u)))
-            .filter(|&(n, u)| !self.can_fence(n, u))
-            .count();
-        self.counts.regions.fence_steps_waiting_for_link += waiting as u64;
     }
 
     /// A publish of jump `xfer` of `from` lost on the link (it is sent again).

@@ -44,6 +44,7 @@ pub enum Action {
     KillRegion(Region),
     RegionBack(Region),
     Promote(Region),
+    FencePair(NodeId, SystemId, Pair),
 }
 
 /// The actions possible now, with their weights.
@@ -101,9 +102,7 @@ pub fn enabled(w: &XWorld) -> Vec<(u64, Action)> {
             all.push((3, Action::Pause(n)));
         }
         for &id in node.claims.keys() {
-            if w.can_fence(n, id) {
-                all.push((60, Action::Fence(n, id)));
-            }
+            all.push((60, Action::Fence(n, id)));
         }
         for (&id, u) in &node.units {
             if !u.queue.is_empty() && u.in_flight.is_none() {
@@ -267,6 +266,10 @@ impl XWorld {
             Action::KillRegion(r) => self.kill_region(r),
             Action::RegionBack(r) => self.region_back(r)?,
             Action::Promote(r) => self.promote(r)?,
+            Action::FencePair(n, u, p) => {
+                self.fence_pair_later(n, u, p)?;
+                self.counts.regions.pair_fences_written_later += 1;
+            }
         }
         Ok(())
     }

@@ -25,7 +25,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use sim::galaxy::SystemId;
-use sim::ids::Xfer;
+use sim::ids::{Version, Xfer};
 use sim::instance::InstanceId;
 use sim::player::Player;
 use sim::system::{Event, SystemState};
@@ -195,8 +195,8 @@ struct Work<'a> {
 impl Work<'_> {
     /// The pending departure to apply next: first of its origin's (by number) and of its
     /// player's (by version), the order they happened in; and, if its player must be moved
-    /// from another promoted system, one with no departure pending (the move takes that
-    /// system's next number, which a pending departure holds).
+    /// from another promoted system, one whose next number no pending departure holds (the
+    /// move takes it).
     fn next_departure(
         &self,
         pending: &BTreeMap<(InstanceId, Xfer), &Jump>,
@@ -217,9 +217,11 @@ impl Work<'_> {
             .collect();
         let moves_from_busy = |k: &(InstanceId, Xfer)| {
             let here = k.0.system;
-            match self.source_of(here, &pending[k].player.name) {
+            let j = pending[k];
+            match self.source_of(here, &j.player.name, j.player.version) {
                 Some(there) if there != here => {
-                    pending.keys().any(|(from, _)| from.system == there)
+                    let next = self.states[&there].next_xfer;
+                    pending.contains_key(&(InstanceId::primary(there), next))
                 }
                 _ => false,
             }
@@ -232,13 +234,20 @@ impl Work<'_> {
         Some(key.expect("the departures' orders (per origin, per player) have a cycle"))
     }
 
-    /// Where the copy has player `name` for a departure from `here`: here or on the way, or in
-    /// another promoted system or on the way to it; None: nowhere.
-    fn source_of(&self, here: SystemId, name: &str) -> Option<SystemId> {
+    /// Where the copy has player `name` for a departure from `here` at version `before`:
+    /// here or on the way, or in another promoted system or on the way to it, at a version
+    /// below `before`; None: nowhere.
+    fn source_of(&self, here: SystemId, name: &str, before: Version) -> Option<SystemId> {
         let at = |s: SystemId| {
-            self.states[&s].players.contains_key(name)
+            self.states[&s]
+                .players
+                .get(name)
+                .is_some_and(|p| s == here || p.version < before)
                 || self.towards.values().any(|j| {
-                    j.to.system == s && j.player.name == name && unlanded(&self.states[&s], j)
+                    j.to.system == s
+                        && j.player.name == name
+                        && j.player.version < before
+                        && unlanded(&self.states[&s], j)
                 })
         };
         if at(here) {
@@ -268,7 +277,7 @@ impl Work<'_> {
             );
         }
         let name = &jump.player.name;
-        self.bring(here, name);
+        self.bring(here, name, jump.player.version);
         let copy_player = self.states[&here].players.get(name).cloned();
         match copy_player {
             Some(_) => {
@@ -290,18 +299,23 @@ impl Work<'_> {
     }
 
     /// Puts player `name` in system `here` if the copy has them in a promoted system or in a
-    /// jump towards one.
-    fn bring(&mut self, here: SystemId, name: &str) {
+    /// jump towards one, at a version below `before` (the departure's: a place the player was
+    /// in before it, never one they reached after).
+    fn bring(&mut self, here: SystemId, name: &str, before: Version) {
         if self.states[&here].players.contains_key(name) {
             return;
         }
-        if self.land_on_the_way(here, name) {
+        if self.land_on_the_way(here, name, before) {
             return;
         }
         let systems: Vec<SystemId> = self.states.keys().copied().filter(|&s| s != here).collect();
-        let elsewhere = systems
-            .into_iter()
-            .find(|s| self.states[s].players.contains_key(name) || self.land_on_the_way(*s, name));
+        let elsewhere = systems.into_iter().find(|s| {
+            let in_it = self.states[s]
+                .players
+                .get(name)
+                .is_some_and(|p| p.version < before);
+            in_it || self.land_on_the_way(*s, name, before)
+        });
         let Some(there) = elsewhere else {
             return;
         };
@@ -322,14 +336,19 @@ impl Work<'_> {
         self.apply(here, Event::Arrive { from, xfer, player });
     }
 
-    /// Lands the unlanded jump towards `at` that carries `name`, if any, after every earlier
-    /// unlanded jump of its origin. Whether it did.
-    fn land_on_the_way(&mut self, at: SystemId, name: &str) -> bool {
+    /// Lands the unlanded jump towards `at` that carries `name` at a version below `before`,
+    /// if any, after every earlier unlanded jump of its origin. Whether it did.
+    fn land_on_the_way(&mut self, at: SystemId, name: &str, before: Version) -> bool {
         let state = &self.states[&at];
         let carrying = self
             .towards
             .values()
-            .find(|j| j.to.system == at && j.player.name == name && unlanded(state, j))
+            .find(|j| {
+                j.to.system == at
+                    && j.player.name == name
+                    && j.player.version < before
+                    && unlanded(state, j)
+            })
             .map(|j| (j.from, j.xfer));
         let Some((from, xfer)) = carrying else {
             return false;
@@ -586,6 +605,34 @@ mod tests {
     }
 
     #[test]
+    fn a_place_the_player_reached_after_the_departure_is_not_where_they_left_from() {
+        let g = galaxy();
+        let (ava, bel) = ids(&g);
+        // The copy has neither ava's join of fay nor her jump 2 to Bel (both lost); the
+        // survivor holds that jump, and a later one of hers (version 4) towards Bel, which the
+        // promotion hands Bel. She left Ava at version 2: Bel, where she went afterwards, is
+        // not where she left from (the simulator, seed 1267 of --world regions, moved her
+        // from Bel to Ava to leave again, and she was nowhere).
+        let states: BTreeMap<_, _> =
+            [(ava, ava_with(&g, &[])), (bel, SystemState::new(&g, bel))].into();
+        let mut left = jump(&g, 2, "fay", 500);
+        left.player.version = Version(2);
+        let mut later = jump(&g, 1, "fay", 500);
+        later.from = InstanceId::primary(ava);
+        later.player.version = Version(4);
+        let mut later_from_elsewhere = later.clone();
+        later_from_elsewhere.xfer = Xfer(7);
+        let r = reconcile(&states, &[left], &[later_from_elsewhere]);
+        assert_eq!(
+            r.events,
+            vec![
+                (ava, Event::DepartVoid { xfer: Xfer(1) }),
+                (ava, Event::DepartVoid { xfer: Xfer(2) }),
+            ]
+        );
+    }
+
+    #[test]
     fn the_promoted_epoch_is_above_every_epoch_of_the_lost_generation() {
         let e = promoted_epoch(0, 17);
         assert!(e > 17);
@@ -684,6 +731,8 @@ mod tests {
         let (dan, eve) = (arriving(1, "dan"), arriving(2, "eve"));
         let mut leaves = jump(&g, 1, "eve", 250);
         leaves.to = InstanceId::primary(bel);
+        // She left after she landed: a later version than the jump she came by.
+        leaves.player.version = Version(8);
         let r = reconcile(&one(&state), &[leaves.clone()], &[eve.clone(), dan.clone()]);
         assert_eq!(
             only(&r, ava),
