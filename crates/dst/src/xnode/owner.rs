@@ -218,6 +218,7 @@ impl XWorld {
                     self.stream
                         .append_unit(unit, &batch.id, batch.expected, (node, epoch, body));
                 if let Answer::Stored(_) = answer {
+                    self.old_owner_fenced(node, epoch, &batch.id)?;
                     let msg = self.stream.units[&unit]
                         .msgs
                         .last()
@@ -248,6 +249,7 @@ impl XWorld {
                         .publish_pair(pair, Some(&id), expected, (node, epoch, body));
                 match answer {
                     Answer::Stored(_) => {
+                        self.old_owner_fenced(node, epoch, &id)?;
                         self.counts.jumps_published += 1;
                         self.count_across(node, target, (jump.from, jump.xfer));
                         let msg = self.stream.pairs[&pair]

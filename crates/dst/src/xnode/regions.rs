@@ -1060,6 +1060,37 @@ impl XWorld {
         Ok(())
     }
 
+    /// A message of node `node` at `epoch` was just stored by a survivor: after a promotion, a
+    /// node of the lost region writing at an epoch of its old generation (an old owner, its
+    /// message sent before its region was lost) must never be (`old_owner_fenced`): the
+    /// survivor reads what it stores.
+    pub(super) fn old_owner_fenced(
+        &self,
+        node: NodeId,
+        epoch: u64,
+        id: &str,
+    ) -> Result<(), Violation> {
+        let Some(r) = &self.regions else {
+            return Ok(());
+        };
+        let Some(p) = &r.promoted else {
+            return Ok(());
+        };
+        let old = r.of_node[node as usize] == p.lost && promote::generation_of(epoch) == 0;
+        if !old {
+            return Ok(());
+        }
+        Err(Violation {
+            invariant: "old_owner_fenced",
+            player: None,
+            jump: None,
+            what: format!(
+                "{id} of n{node} at epoch {epoch}, an owner of the lost region {}, is stored by the survivor after the promotion",
+                REGION_NAMES[p.lost as usize]
+            ),
+        })
+    }
+
     /// Steps the link spends cut, counted.
     pub(super) fn count_region_step(&mut self) {
         let Some(r) = &self.regions else {
