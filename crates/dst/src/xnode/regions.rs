@@ -928,6 +928,14 @@ impl XWorld {
         }
         self.truth.reconciled(&r.departures);
         self.counts.regions.departures_reconciled += r.departures.len() as u64;
+        for d in &r.unresolved {
+            let text = format!(
+                "RECONCILE: {} left by {} but cannot be moved out of where the copy has them: may be served twice",
+                d.jump.player.name,
+                mesh::codec::xfer_text(&self.galaxy, d.jump.from, d.jump.xfer)
+            );
+            self.note(Some(&d.jump.player.name), None, text);
+        }
         if !r.departures.is_empty() {
             let text = format!(
                 "RECONCILE: {} departures the copy lacks applied",
