@@ -64,8 +64,20 @@ pub struct CopyStatus {
     /// Since when the mirror last heard from its source, in milliseconds (the server's
     /// `mirror.active`), if it has.
     pub active_ms: Option<u64>,
-    /// Whether the source region answered now.
+    /// Whether the source region answered now (about this stream, or that it has none).
     pub reachable: bool,
+    /// The source region answered that it has no such stream (nothing to copy yet).
+    pub source_missing: bool,
+}
+
+/// What the source region answered about one stream.
+enum SourceAnswer {
+    /// Its last sequence and, if the copy lacks messages, the time of the first it lacks.
+    Last(u64, Option<SystemTime>),
+    /// It has no such stream.
+    Missing,
+    /// No answer within [`SOURCE_TIMEOUT_MS`].
+    Unreachable,
 }
 
 /// Makes (or keeps) the copies, in this node's region, of every stream of [`copied_streams`]
@@ -170,8 +182,11 @@ pub fn copy_status(nats: &Nats, of_region: &str) -> Result<Vec<CopyStatus>, Nats
             let source = remote_last(&remote, &stream, copied_last_seq).await;
             let now = SystemTime::now();
             let age = |t: SystemTime| now.duration_since(t).unwrap_or_default().as_secs_f64();
+            let reachable = !matches!(source, SourceAnswer::Unreachable);
+            let source_missing = matches!(source, SourceAnswer::Missing);
             let (source_last_seq, lag_messages, lag_s) = match source {
-                Some((last, first_missing_time)) => {
+                SourceAnswer::Missing => (None, 0, 0.0),
+                SourceAnswer::Last(last, first_missing_time) => {
                     let lag = last.saturating_sub(copied_last_seq);
                     let lag_s = if lag == 0 {
                         0.0
@@ -180,7 +195,7 @@ pub fn copy_status(nats: &Nats, of_region: &str) -> Result<Vec<CopyStatus>, Nats
                     };
                     (Some(last), lag, lag_s)
                 }
-                None => {
+                SourceAnswer::Unreachable => {
                     let lag = mirror.as_ref().map(|m| m.lag).unwrap_or(0);
                     (None, lag, copied_last_time.map(age).unwrap_or(0.0))
                 }
@@ -191,7 +206,8 @@ pub fn copy_status(nats: &Nats, of_region: &str) -> Result<Vec<CopyStatus>, Nats
                 copy: name,
                 copied_last_seq,
                 copied_last_time_ms: copied_last_time.map(unix_ms),
-                reachable: source_last_seq.is_some(),
+                reachable,
+                source_missing,
                 source_last_seq,
                 lag_messages,
                 lag_s,
@@ -204,33 +220,41 @@ pub fn copy_status(nats: &Nats, of_region: &str) -> Result<Vec<CopyStatus>, Nats
     })?
 }
 
-/// The source stream's last sequence and, if the copy lacks messages, the time of the first
-/// one it lacks; None when the source does not answer within [`SOURCE_TIMEOUT_MS`] (or has no
-/// such stream).
+/// What the source region answers about `stream` within [`SOURCE_TIMEOUT_MS`] per request.
 async fn remote_last(
     remote: &async_nats::jetstream::Context,
     stream: &str,
     copied_last_seq: u64,
-) -> Option<(u64, Option<SystemTime>)> {
+) -> SourceAnswer {
     let timeout = Duration::from_millis(SOURCE_TIMEOUT_MS);
-    let mut source = tokio::time::timeout(timeout, remote.get_stream(stream))
-        .await
-        .ok()?
-        .ok()?;
-    let info = tokio::time::timeout(timeout, source.info())
-        .await
-        .ok()?
-        .ok()?;
+    let mut source = match tokio::time::timeout(timeout, remote.get_stream(stream)).await {
+        Ok(Ok(source)) => source,
+        Ok(Err(e)) => {
+            return match e.kind() {
+                GetStreamErrorKind::JetStream(error)
+                    if error.error_code() == ErrorCode::STREAM_NOT_FOUND =>
+                {
+                    SourceAnswer::Missing
+                }
+                _ => SourceAnswer::Unreachable,
+            }
+        }
+        Err(_) => return SourceAnswer::Unreachable,
+    };
+    let info = match tokio::time::timeout(timeout, source.info()).await {
+        Ok(Ok(info)) => info.clone(),
+        _ => return SourceAnswer::Unreachable,
+    };
     let last = info.state.last_sequence;
     if last <= copied_last_seq {
-        return Some((last, None));
+        return SourceAnswer::Last(last, None);
     }
     let first_missing = (copied_last_seq + 1).max(info.state.first_sequence);
     let time = match tokio::time::timeout(timeout, source.get_raw_message(first_missing)).await {
         Ok(Ok(message)) => Some(SystemTime::from(message.time)),
         _ => None,
     };
-    Some((last, time))
+    SourceAnswer::Last(last, time)
 }
 
 /// `t` in milliseconds since the Unix epoch (0 before it).

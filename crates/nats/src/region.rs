@@ -9,15 +9,15 @@ use crate::subject::{JUMP_SUBJECT_PREFIX, LOG_SUBJECT_PREFIX};
 
 /// The longest region name, in bytes.
 pub const MAX_REGION_NAME_BYTES: usize = 16;
+const _: () = assert!(MAX_REGION_NAME_BYTES == sim::galaxy::MAX_REGION_BYTES);
 
 /// Whether `name` can name a region: 1 to [`MAX_REGION_NAME_BYTES`] lowercase ASCII letters,
-/// digits or `-`, starting with a letter (a subject token, a domain, a stream name's suffix),
-/// and neither `log` nor `jump` (which would make region subjects ambiguous with the plain
-/// ones: `mlt.log.jump.x`).
+/// digits or `-` (a subject token, a domain, a stream name's suffix: as the galaxy file
+/// checks, `sim::galaxy::MAX_REGION_BYTES`), and none of `log`, `jump`, `req` (the second
+/// token of the subjects without regions: `mlt.jump.<region>.…` would read as a pair).
 pub fn is_region_name(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= MAX_REGION_NAME_BYTES
-        && name.as_bytes()[0].is_ascii_lowercase()
         && name
             .bytes()
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
@@ -28,7 +28,7 @@ pub fn is_region_name(name: &str) -> bool {
 
 /// Why a region name was refused.
 #[derive(Debug, thiserror::Error)]
-#[error("{name:?} is not a region name: 1 to {MAX_REGION_NAME_BYTES} lowercase letters, digits or '-', starting with a letter, not 'log', 'jump' or 'req'")]
+#[error("{name:?} is not a region name: 1 to {MAX_REGION_NAME_BYTES} lowercase letters, digits or '-', not 'log', 'jump' or 'req'")]
 pub struct BadRegionName {
     pub name: String,
 }
@@ -40,6 +40,20 @@ pub fn checked(name: &str) -> Result<String, BadRegionName> {
     } else {
         Err(BadRegionName { name: name.into() })
     }
+}
+
+/// Every system's home region (slug to region) as the galaxy file names them, for
+/// `NatsLinks::set_homes`; None when the galaxy names no regions.
+pub fn galaxy_homes(
+    galaxy: &sim::galaxy::Galaxy,
+) -> Option<std::collections::HashMap<String, String>> {
+    galaxy
+        .ids()
+        .map(|id| {
+            let home = galaxy.region_of(id)?;
+            Some((galaxy.slug(id).to_string(), home.to_string()))
+        })
+        .collect()
 }
 
 /// The prefix of the logs' subjects: `mlt.log.` without regions, `mlt.<region>.log.` in
@@ -91,7 +105,6 @@ mod tests {
             "",
             "EU",
             "e.u",
-            "1eu",
             "log",
             "jump",
             "req",
