@@ -120,6 +120,9 @@ pub struct ServeArgs {
     /// systems, docs/NATS.md "Spread over nodes") instead of one serving node and standbys.
     #[arg(long, requires = "nats")]
     pub spread: bool,
+    /// Do not serve the operator's map (`/`, `/v1/map*`: 404). `/metrics` stays.
+    #[arg(long)]
+    pub no_map: bool,
 }
 
 /// Bots of `serve --demo` unless `--bots` says otherwise.
@@ -127,6 +130,9 @@ pub const DEMO_BOTS: u64 = 20;
 
 pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     mesh::projector::raise_descriptor_limit();
+    if args.no_map {
+        net::turn_map_off();
+    }
     let mut rt = tokio::runtime::Builder::new_multi_thread();
     if let Some(n) = args.threads {
         rt.worker_threads(n);
