@@ -914,6 +914,34 @@ pub fn encode_state(w: &mut SnapshotWriter, galaxy: &Galaxy, state: &SystemState
     }
 }
 
+/// The kind of a snapshot body record that says where a destination unit read one pair
+/// subject to: `pair.read from=<origin slug> upto=<stream sequence>` (issue 19: a takeover
+/// reads each pair subject after it, not from its start). Only a spread node's primaries
+/// write them; a snapshot without them is read from the start.
+pub const PAIR_READ_KIND: &str = "pair.read";
+
+/// Writes the pair subjects' read positions of a snapshot (by origin system), after its state.
+pub fn encode_pair_reads(
+    w: &mut SnapshotWriter,
+    galaxy: &Galaxy,
+    positions: &std::collections::BTreeMap<SystemId, crate::protocol::handover::PairSeq>,
+) {
+    for (&from, at) in positions {
+        w.record(PAIR_READ_KIND, |l| {
+            l.field("from", galaxy.slug(from)).num("upto", at.0);
+        });
+    }
+}
+
+/// The origin system and position of a `pair.read` record.
+pub fn decode_pair_read(
+    galaxy: &Galaxy,
+    rec: &Record<'_>,
+) -> Result<(SystemId, crate::protocol::handover::PairSeq), DecodeError> {
+    let from = system_field(galaxy, rec, "from")?;
+    Ok((from, crate::protocol::handover::PairSeq(num(rec, "upto")?)))
+}
+
 /// Rebuilds a system's state from snapshot body records, one at a time.
 pub fn decode_state_record(
     galaxy: &Galaxy,
@@ -1024,6 +1052,11 @@ pub fn decode_state_record(
             state
                 .names
                 .insert(name_field(rec, "player")?, name_field(rec, "key")?);
+        }
+        // Where the unit's pair subjects were read to: not state (no part of the hash), read
+        // by recovery with `decode_pair_read` (issue 19).
+        PAIR_READ_KIND => {
+            decode_pair_read(galaxy, rec)?;
         }
         other => {
             return Err(DecodeError::UnknownSnapshotKind {

@@ -533,6 +533,7 @@ pub(crate) fn start_shards(
     for (sys, arriving, tx, rx) in ready {
         let system = sys.state.id;
         let mut shard = Shard::new(ctx.clone(), sys.state, sys.log, sys.replayed, arriving, tx);
+        shard.read_pairs_after(&sys.pair_reads);
         shard.restore_instance_loads(loads.get(&system).map_or(&[], Vec::as_slice));
         tokio::spawn(shard.run(rx));
     }

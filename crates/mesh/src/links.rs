@@ -86,6 +86,8 @@ struct MemoryPairs {
     pairs: BTreeMap<Pair, (u64, Vec<Option<Jump>>)>,
     /// Readers waiting for new messages, per destination.
     readers: Vec<(SystemId, ArrivalSink, BTreeMap<SystemId, PairSeq>)>,
+    /// Where each reader started, in the order they started: (destination, positions).
+    starts: Vec<(SystemId, BTreeMap<SystemId, PairSeq>)>,
 }
 
 impl MemoryLinks {
@@ -103,9 +105,20 @@ impl MemoryLinks {
             .unwrap_or_default()
     }
 
+    /// The positions each reader of the pair subjects towards `to` started after, oldest first.
+    pub fn read_starts(&self, to: SystemId) -> Vec<BTreeMap<SystemId, PairSeq>> {
+        let inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        inner
+            .starts
+            .iter()
+            .filter(|(t, _)| *t == to)
+            .map(|(_, after)| after.clone())
+            .collect()
+    }
+
     /// Sends readers what they have not had yet.
     fn pump(inner: &mut MemoryPairs) {
-        let MemoryPairs { pairs, readers } = inner;
+        let MemoryPairs { pairs, readers, .. } = inner;
         readers.retain_mut(|(to, sink, after)| {
             for (pair, (_, messages)) in pairs.iter().filter(|(p, _)| p.to == *to) {
                 let from = after.entry(pair.from).or_default();
@@ -187,6 +200,7 @@ impl Links for MemoryLinks {
         sink: ArrivalSink,
     ) -> Result<(), LinkError> {
         let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        inner.starts.push((to, after.clone()));
         inner.readers.push((to, sink, after));
         MemoryLinks::pump(&mut inner);
         Ok(())

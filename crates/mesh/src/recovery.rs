@@ -35,10 +35,11 @@ use serde::Serialize;
 
 use super::checkpoint::TRANSITIONS_CHECKPOINT;
 use super::codec::{
-    decode_event, decode_jump, decode_state_record, encode_event, event_kind, player_line, Jump,
+    decode_event, decode_jump, decode_pair_read, decode_state_record, encode_event, event_kind,
+    player_line, Jump, PAIR_READ_KIND,
 };
 use super::projector::{catch_up, line_from_record, Projected};
-use super::protocol::handover::{self, AtTakeover};
+use super::protocol::handover::{self, AtTakeover, PairSeq};
 pub use super::protocol::settle::BadJump;
 use super::protocol::settle::{self, JumpsRead};
 use super::MeshError;
@@ -67,6 +68,9 @@ pub struct RecoveredSystem {
     pub bad_snapshots: Vec<String>,
     /// Player-log lines for every replayed record about a player.
     pub projections: Vec<Projected>,
+    /// Where its snapshot says the unit's pair subjects were read to, by origin system (a
+    /// spread unit's primary; empty otherwise): its readers start after them.
+    pub pair_reads: BTreeMap<SystemId, PairSeq>,
 }
 
 /// What recovery did, for the operator.
@@ -187,17 +191,36 @@ pub fn load_snapshot(
     id: InstanceId,
     bad: &mut Vec<String>,
 ) -> Result<Option<(SystemState, SnapshotMeta)>, MeshError> {
+    Ok(load_snapshot_with_reads(snapshots, galaxy, id, bad)?.map(|(state, meta, _)| (state, meta)))
+}
+
+/// A snapshot's state, header and pair subjects' read positions (by origin system).
+pub type LoadedSnapshot = (SystemState, SnapshotMeta, BTreeMap<SystemId, PairSeq>);
+
+/// [`load_snapshot`], with the pair subjects' read positions the snapshot records.
+pub fn load_snapshot_with_reads(
+    snapshots: &dyn SnapshotStore,
+    galaxy: &Galaxy,
+    id: InstanceId,
+    bad: &mut Vec<String>,
+) -> Result<Option<LoadedSnapshot>, MeshError> {
     let slug = id.slug(galaxy);
     let list = snapshots
         .list(&slug)
         .map_err(|e| MeshError::Internal(format!("cannot list snapshots: {e}")))?;
     for upto in list.into_iter().rev() {
         let mut state = SystemState::new_instance(galaxy, id);
+        let mut reads = BTreeMap::new();
         match snapshots.get(&slug, upto, &mut |r| {
+            if r.kind == PAIR_READ_KIND {
+                let (from, at) = decode_pair_read(galaxy, r)?;
+                reads.insert(from, at);
+                return Ok(());
+            }
             Ok(decode_state_record(galaxy, &mut state, r)?)
         }) {
             Ok(meta) if meta.state_hash == state.state_hash() && meta.name == slug => {
-                return Ok(Some((state, meta)));
+                return Ok(Some((state, meta, reads)));
             }
             Ok(_) => bad.push(format!(
                 "{}: state hash does not match",
@@ -241,10 +264,10 @@ pub fn recover_system(
 ) -> Result<RecoveredSystem, MeshError> {
     let slug = id.slug(galaxy);
     let mut bad_snapshots = Vec::new();
-    let loaded = load_snapshot(&*storage.snapshots, galaxy, id, &mut bad_snapshots)?;
-    let (mut state, snap) = match loaded {
-        Some((state, meta)) => (state, Some(meta)),
-        None => (SystemState::new_instance(galaxy, id), None),
+    let loaded = load_snapshot_with_reads(&*storage.snapshots, galaxy, id, &mut bad_snapshots)?;
+    let (mut state, snap, pair_reads) = match loaded {
+        Some((state, meta, reads)) => (state, Some(meta), reads),
+        None => (SystemState::new_instance(galaxy, id), None, BTreeMap::new()),
     };
     let from = start_after(snap.as_ref());
     let mut replayed = 0u64;
@@ -276,6 +299,7 @@ pub fn recover_system(
         cut: opened.cut,
         bad_snapshots,
         projections,
+        pair_reads,
     })
 }
 

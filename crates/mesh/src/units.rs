@@ -259,11 +259,18 @@ impl Mesh {
             }
             return Err(MeshError::ShuttingDown);
         }
+        // The primary's snapshot says up to where every jump read had landed: read on from
+        // there (what landed after it, in the log replayed, is read again and dropped).
+        let reads = unit
+            .systems
+            .first()
+            .map(|primary| primary.pair_reads.clone())
+            .unwrap_or_default();
         start_shards(&ctx, unit.systems, BTreeMap::new());
         let (tx, rx) = mpsc::channel(ARRIVALS_QUEUE_LEN);
         units
             .links
-            .read_towards(system, BTreeMap::new(), tx)
+            .read_towards(system, reads, tx)
             .map_err(link_error)?;
         let reader = tokio::spawn(hand_arrivals(ctx.clone(), system, rx));
         if let Some(u) = units.running_mut().get_mut(&system) {

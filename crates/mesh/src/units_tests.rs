@@ -1,6 +1,7 @@
 //! Tests of a galaxy spread over nodes ([`crate::units`]), in one process: two meshes as two
 //! nodes, sharing one store of logs (files) and pair subjects in memory ([`MemoryLinks`]).
 
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -127,6 +128,16 @@ async fn a_jump_between_nodes_lands_once_and_follows_its_unit_when_handed_over()
     assert_eq!(b.place("ann"), None, "b forgets the unit's players");
     let started = a.start_unit(next, s.storage.clone(), 2).await.unwrap();
     assert_eq!(started.republished, 0);
+    // b's snapshot at the hand-over recorded that the pair subject's first message landed: a
+    // reads on after it, not from the start.
+    let starts = s.memory.read_starts(next);
+    assert_eq!(starts.len(), 2, "{starts:?}");
+    assert_eq!(
+        starts[0],
+        BTreeMap::new(),
+        "the first owner read from the start"
+    );
+    assert_eq!(starts[1], BTreeMap::from([(home, PairSeq(1))]));
     assert_eq!(
         a.place("ann"),
         Some(Place::In(InstanceId::primary(next))),

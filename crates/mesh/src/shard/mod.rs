@@ -14,6 +14,7 @@
 mod game;
 mod instances;
 
+use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -23,7 +24,7 @@ use tokio::sync::mpsc::OwnedPermit;
 use tokio::sync::{mpsc, oneshot};
 
 use super::checkpoint::{LANDED, ORIGIN_DONE};
-use super::codec::{encode_event, encode_state, event_kind, Jump, PlayerLine};
+use super::codec::{encode_event, encode_pair_reads, encode_state, event_kind, Jump, PlayerLine};
 use super::departures::PendingDeparture;
 use super::dilation::Dilation;
 use super::directory::{Landed, Place};
@@ -34,6 +35,7 @@ use super::price_sync::PriceView;
 use super::projector::Projected;
 use super::protocol::arrivals::{decide_landing, Arrivals};
 use super::protocol::commit;
+use super::protocol::handover::{Inbox, PairSeq};
 use super::protocol::invariants::{self as inv, must};
 use super::stats::TickTimes;
 use super::trading::{InFlight, LootAck, MarketView, Ship, TradeAck, WreckView};
@@ -242,6 +244,9 @@ pub struct Shard {
     /// Who waits for a landing to be durable ([`ShardMessage::LandingThen`]), by origin and
     /// number.
     landing_acks: std::collections::HashMap<(InstanceId, Xfer), oneshot::Sender<()>>,
+    /// A spread unit's primary: what its pair subjects delivered, and up to where every jump
+    /// read has landed (its snapshots record that, so a takeover reads on from there).
+    inbox: Inbox,
 }
 
 impl Shard {
@@ -294,6 +299,7 @@ impl Shard {
             instances,
             merging: false,
             landing_acks: Default::default(),
+            inbox: Inbox::default(),
         };
         for j in landings {
             shard.on_landing(j);
@@ -382,11 +388,12 @@ impl Shard {
                 self.on_landing(jump)
             }
             ShardMessage::Read(jump) => {
-                let landed = self.state.landed_upto.get(&jump.from);
-                if landed.is_some_and(|&l| jump.xfer <= l) {
+                // Drops a redelivery and what landed already; numbers the jump with its
+                // position on the pair subject (its `tseq`).
+                let at = PairSeq(jump.tseq.0);
+                let Some(jump) = self.inbox.delivered(&self.state, at, jump) else {
                     return;
-                }
-                must(inv::handed_to_its_destination(&self.state, &jump));
+                };
                 // Routing here knows the player from now on (arriving), so that this node
                 // answers for them and their landing can be waited for here.
                 let arriving = Place::Jumping {
@@ -772,6 +779,7 @@ impl Shard {
         };
         self.records_since_snapshot = 0;
         let state = self.state.clone();
+        let reads = self.inbox.positions(&self.state);
         let ctx = self.ctx.clone();
         self.after_durable(Seq(pos.next_seq - 1), move |r| {
             if let Err(e) = r {
@@ -779,7 +787,7 @@ impl Shard {
                 return tracing::warn!("snapshot of {slug} skipped: {e}");
             }
             tokio::task::spawn_blocking(move || {
-                let (meta, bytes) = encode_snapshot(&ctx.galaxy, pos, &state);
+                let (meta, bytes) = encode_snapshot(&ctx.galaxy, pos, &state, &reads);
                 if let Err(e) = ctx.projector.sync() {
                     return tracing::warn!("snapshot of {} skipped: player logs: {e}", meta.name);
                 }
@@ -801,9 +809,15 @@ impl Shard {
         (pos.next_seq > 1 && self.failed.is_none()).then_some(pos)
     }
 
-    fn encode_snapshot(&self) -> Option<(SnapshotMeta, Vec<u8>)> {
+    fn encode_snapshot(&mut self) -> Option<(SnapshotMeta, Vec<u8>)> {
         let pos = self.snapshot_position()?;
-        Some(encode_snapshot(&self.ctx.galaxy, pos, &self.state))
+        let reads = self.inbox.positions(&self.state);
+        Some(encode_snapshot(&self.ctx.galaxy, pos, &self.state, &reads))
+    }
+
+    /// A spread unit's primary reads its pair subjects after `positions` (its snapshot's).
+    pub fn read_pairs_after(&mut self, positions: &BTreeMap<SystemId, PairSeq>) {
+        self.inbox = Inbox::from_positions(positions);
     }
 
     /// Stops: lets the departure pipeline finish what it holds, logs what it committed, flushes
@@ -906,8 +920,14 @@ impl Shard {
     }
 }
 
-/// A snapshot of `state`, which includes the log's records before `pos`.
-fn encode_snapshot(galaxy: &Galaxy, pos: Position, state: &SystemState) -> (SnapshotMeta, Vec<u8>) {
+/// A snapshot of `state`, which includes the log's records before `pos`, and of where its
+/// pair subjects were read to (`reads`: every jump up to there landed in `state`).
+fn encode_snapshot(
+    galaxy: &Galaxy,
+    pos: Position,
+    state: &SystemState,
+    reads: &BTreeMap<SystemId, PairSeq>,
+) -> (SnapshotMeta, Vec<u8>) {
     let meta = SnapshotMeta {
         name: state.instance_id().slug(galaxy),
         upto_seq: pos.next_seq - 1,
@@ -915,7 +935,10 @@ fn encode_snapshot(galaxy: &Galaxy, pos: Position, state: &SystemState) -> (Snap
         log_line: pos.line,
         state_hash: state.state_hash(),
     };
-    let bytes = snapshot::encode(&meta, |w| encode_state(w, galaxy, state));
+    let bytes = snapshot::encode(&meta, |w| {
+        encode_state(w, galaxy, state);
+        encode_pair_reads(w, galaxy, reads);
+    });
     (meta, bytes)
 }
 

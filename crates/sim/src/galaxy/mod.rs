@@ -27,15 +27,22 @@
 //! [[system]]
 //! name = "Sol"                       # any UTF-8, 1 to 64 bytes, unique ignoring case
 //! position_ly = [0.0, 0.0, 0.0]      # x, y, z in light years
+//! region = "eu"                      # optional: the home region (issue 20)
 //!
 //! [[system]]
 //! name = "Alpha Centauri"
 //! position_ly = [-1.63, -1.37, -3.82]
+//! region = "us"
 //! ```
 //!
 //! Systems get ids in file order, starting at 0. `home` may name a system
 //! by its name (any case) or its slug. Every problem found in a file is
 //! reported as a [`GalaxyError`] naming the line of the file where it is.
+//!
+//! A system's `region` is the region of the mesh whose nodes serve it when the galaxy runs
+//! over several regions (docs/REGIONS.md): a short slug (1 to 16 bytes of lowercase ASCII
+//! letters, digits and `-`). Either every system names one or none does; a galaxy without
+//! regions runs in one.
 //!
 //! # Lanes
 //!
@@ -104,6 +111,8 @@ pub struct StarSystem {
     /// Position in light years: x, y, z (equatorial, Sol at the origin in the
     /// built-in galaxy).
     pub position_ly: [f64; 3],
+    /// The home region, if the galaxy file names regions (every system then has one).
+    pub region: Option<String>,
 }
 
 /// The galaxy: its star systems, the jump lanes between them and the home
@@ -239,6 +248,35 @@ pub enum GalaxyError {
         /// The value as read.
         value: f64,
     },
+    /// A system's `region` is not a region slug.
+    #[error(
+        "galaxy file line {line}: system '{name}' has region {}: a region is 1 to {MAX_REGION_BYTES} bytes of lowercase ASCII letters, digits and '-' (e.g. \"eu\")",
+        quoted(.region)
+    )]
+    BadRegion {
+        /// 1-based line of the region.
+        line: usize,
+        /// The system's name.
+        name: String,
+        /// The region as read.
+        region: String,
+    },
+    /// Some systems name a region and others do not.
+    #[error(
+        "galaxy file line {line}: system '{name}' {} a region but the first system, '{first}', {}: either every system names its region or none does",
+        if *.first_has { "does not name" } else { "names" },
+        if *.first_has { "does" } else { "does not" }
+    )]
+    SomeRegions {
+        /// 1-based line of the system's name.
+        line: usize,
+        /// The system's name.
+        name: String,
+        /// The first system's name.
+        first: String,
+        /// Whether the first system names a region.
+        first_has: bool,
+    },
     /// `home` names no system of the file.
     #[error(
         "galaxy file line {line}: home {} is not one of the systems{}",
@@ -270,6 +308,8 @@ impl GalaxyError {
             | GalaxyError::DuplicateSlug { line, .. }
             | GalaxyError::BadPosition { line, .. }
             | GalaxyError::BadLaneRange { line, .. }
+            | GalaxyError::BadRegion { line, .. }
+            | GalaxyError::SomeRegions { line, .. }
             | GalaxyError::UnknownHome { line, .. } => *line,
         }
     }
@@ -331,6 +371,30 @@ struct RawGalaxy {
 struct RawSystem {
     name: Spanned<String>,
     position_ly: Spanned<[f64; 3]>,
+    #[serde(default)]
+    region: Option<Spanned<String>>,
+}
+
+/// The longest region slug, in bytes.
+pub const MAX_REGION_BYTES: usize = 16;
+
+/// Checks a region slug: 1 to [`MAX_REGION_BYTES`] bytes of lowercase ASCII letters, digits and
+/// `-` (it names a JetStream domain and subject tokens, which take no other bytes).
+fn check_region(region: &str, system: &str, line: usize) -> Result<(), GalaxyError> {
+    let ok = !region.is_empty()
+        && region.len() <= MAX_REGION_BYTES
+        && region
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+    if ok {
+        Ok(())
+    } else {
+        Err(GalaxyError::BadRegion {
+            line,
+            name: system.to_string(),
+            region: region.to_string(),
+        })
+    }
 }
 
 /// The 1-based line of byte `offset` of `text`.
@@ -401,6 +465,25 @@ impl Galaxy {
             let position_line = line(raw_system.position_ly.span().start);
             let name = raw_system.name.into_inner();
             let position_ly = raw_system.position_ly.into_inner();
+            let region = match raw_system.region {
+                Some(region) => {
+                    let region_line = line(region.span().start);
+                    let region = region.into_inner();
+                    check_region(&region, &name, region_line)?;
+                    Some(region)
+                }
+                None => None,
+            };
+            if let Some(first) = systems.first() {
+                if first.region.is_some() != region.is_some() {
+                    return Err(GalaxyError::SomeRegions {
+                        line: name_line,
+                        name,
+                        first: first.name.clone(),
+                        first_has: first.region.is_some(),
+                    });
+                }
+            }
 
             check_name(&name, name_line)?;
             let folded = name.to_lowercase();
@@ -446,6 +529,7 @@ impl Galaxy {
                 name,
                 slug,
                 position_ly,
+                region,
             });
         }
 
@@ -551,6 +635,23 @@ impl Galaxy {
             asked: asked.to_string(),
             suggestion: self.suggest(&folded).map(|id| self.name(id).to_string()),
         })
+    }
+
+    /// The home region of system `id`, if the galaxy names regions.
+    pub fn region_of(&self, id: SystemId) -> Option<&str> {
+        self.system(id).region.as_deref()
+    }
+
+    /// The regions the galaxy names, sorted, each once (empty for a galaxy without regions).
+    pub fn regions(&self) -> Vec<&str> {
+        let mut regions: Vec<&str> = self
+            .systems
+            .iter()
+            .filter_map(|s| s.region.as_deref())
+            .collect();
+        regions.sort_unstable();
+        regions.dedup();
+        regions
     }
 
     /// Where new players start.

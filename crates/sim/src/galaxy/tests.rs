@@ -643,3 +643,59 @@ fn any_names_give_safe_unique_slugs() {
         "only {accepted} of {NAME_SET_CASES} name sets were accepted: the property checked almost nothing"
     );
 }
+
+#[test]
+fn default_galaxy_homes_sol_in_europe_and_alpha_centauri_in_the_us() {
+    let galaxy = Galaxy::default_galaxy();
+    assert_eq!(galaxy.regions(), vec!["eu", "us"]);
+    assert_eq!(galaxy.region_of(id(&galaxy, "Sol")), Some("eu"));
+    assert_eq!(galaxy.region_of(id(&galaxy, "Alpha Centauri")), Some("us"));
+    let in_eu = galaxy
+        .ids()
+        .filter(|&s| galaxy.region_of(s) == Some("eu"))
+        .count();
+    // Both regions serve a fair share of the galaxy.
+    assert!(
+        in_eu * 3 >= galaxy.len() && in_eu * 3 <= galaxy.len() * 2,
+        "{in_eu}"
+    );
+}
+
+#[test]
+fn regions_are_all_or_none_and_slugs() {
+    let none = Galaxy::from_toml_str(&galaxy_toml(
+        &[("A", [0.0, 0.0, 0.0]), ("B", [1.0, 0.0, 0.0])],
+        "",
+    ))
+    .unwrap();
+    assert!(none.regions().is_empty());
+    assert_eq!(none.region_of(SystemId(0)), None);
+
+    let both = "[[system]]\nname = \"A\"\nposition_ly = [0.0, 0.0, 0.0]\nregion = \"eu\"\n\
+                [[system]]\nname = \"B\"\nposition_ly = [1.0, 0.0, 0.0]\nregion = \"us-2\"\n";
+    let galaxy = Galaxy::from_toml_str(both).unwrap();
+    assert_eq!(galaxy.regions(), vec!["eu", "us-2"]);
+
+    let missing = "[[system]]\nname = \"A\"\nposition_ly = [0.0, 0.0, 0.0]\nregion = \"eu\"\n\
+                   [[system]]\nname = \"B\"\nposition_ly = [1.0, 0.0, 0.0]\n";
+    let error = expect_error(
+        missing,
+        6,
+        "'B' does not name a region but the first system, 'A', does",
+    );
+    assert!(matches!(error, GalaxyError::SomeRegions { .. }));
+    let late = "[[system]]\nname = \"A\"\nposition_ly = [0.0, 0.0, 0.0]\n\
+                [[system]]\nname = \"B\"\nposition_ly = [1.0, 0.0, 0.0]\nregion = \"eu\"\n";
+    expect_error(
+        late,
+        5,
+        "'B' names a region but the first system, 'A', does not",
+    );
+    for bad in ["", "EU", "e u", "eu.west", "a-very-long-region-name"] {
+        let text = format!(
+            "[[system]]\nname = \"A\"\nposition_ly = [0.0, 0.0, 0.0]\nregion = \"{bad}\"\n"
+        );
+        let error = expect_error(&text, 4, "a region is 1 to 16 bytes");
+        assert!(matches!(error, GalaxyError::BadRegion { .. }), "{bad:?}");
+    }
+}
