@@ -6,6 +6,7 @@ pub mod common;
 pub mod compact;
 pub mod export;
 pub mod export_jumps;
+pub mod region;
 pub mod replay;
 pub mod serve;
 
@@ -36,6 +37,9 @@ pub enum Command {
     /// Write a JetStream galaxy's logs, snapshots and players' logs as a data directory
     /// (resumable; --follow: a live backup), checking that no zombie's message was accepted.
     Export(export::ExportArgs),
+    /// Regions (issue 20): each region's systems, links and copies (`status`), make the copies
+    /// (`copy`), and take over a lost region's systems from the copy (`promote`).
+    Region(region::RegionArgs),
     /// Join the galaxy as a new player (you start in the home system; your token is saved).
     Join(client::join::JoinArgs),
     /// Travel to a system, jump by jump along the shortest route.
@@ -84,6 +88,7 @@ pub fn main() -> ExitCode {
         Command::Replay(a) => replay::run(a),
         Command::Compact(a) => compact::run(a),
         Command::Export(a) => export::run(a),
+        Command::Region(a) => region::run(a),
         Command::Join(a) => client::join::run(a),
         Command::Travel(a) => client::travel::run(a),
         Command::Status(a) => client::status::run(a),

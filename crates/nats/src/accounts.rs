@@ -101,31 +101,67 @@ impl Accounts {
         }
     }
 
+    /// Region mode (issue 20): the accounts' bucket of another region, `region`, through the
+    /// leafnode link (its domain's API). Fails at once if the link or that region is down.
+    pub async fn of_region(nats: &Nats, region: &str, bucket: &str) -> Result<Accounts, NatsError> {
+        let js = async_nats::jetstream::ContextBuilder::new()
+            .timeout(Duration::from_millis(ACCOUNTS_ATTEMPT_TIMEOUT_MS))
+            .api_prefix(crate::region::api_prefix(region))
+            .build(nats.client().clone());
+        let kv = js.get_key_value(bucket).await.map_err(|e| {
+            NatsError::jetstream(format!("cannot open bucket {bucket} of region {region}"), e)
+        })?;
+        Ok(Accounts { kv })
+    }
+
     /// The player the token of key `key` acts for, or None if no account has it.
     pub async fn get(&self, key: &str) -> Result<Option<String>, NatsError> {
         check(key)?;
         let started = Instant::now();
         loop {
-            let attempt = tokio::time::timeout(
-                Duration::from_millis(ACCOUNTS_ATTEMPT_TIMEOUT_MS),
-                self.kv.get(key),
-            )
-            .await;
-            let reason = match attempt {
-                Ok(Ok(None)) => return Ok(None),
-                Ok(Ok(Some(bytes))) => {
-                    return String::from_utf8(bytes.to_vec()).map(Some).map_err(|_| {
-                        NatsError::Accounts {
-                            what: format!("account {key}"),
-                            reason: "its value is not a UTF-8 name".into(),
-                        }
+            let reason = match self.get_once(key).await {
+                Ok(found) => return Ok(found),
+                Err(Some(reason)) => reason,
+                Err(None) => {
+                    return Err(NatsError::Accounts {
+                        what: format!("account {key}"),
+                        reason: "its value is not a UTF-8 name".into(),
                     })
                 }
-                Ok(Err(e)) => e.to_string(),
-                Err(_) => format!("no answer in {ACCOUNTS_ATTEMPT_TIMEOUT_MS} ms"),
             };
             give_up_after(started, &format!("cannot read account {key}"), reason).await?;
         }
+    }
+
+    /// [`Accounts::get`] without retries (another region's bucket: a link that is cut must not
+    /// hold a request for seconds). Err(None): the value is no name.
+    async fn get_once(&self, key: &str) -> Result<Option<String>, Option<String>> {
+        let attempt = tokio::time::timeout(
+            Duration::from_millis(ACCOUNTS_ATTEMPT_TIMEOUT_MS),
+            self.kv.get(key),
+        )
+        .await;
+        match attempt {
+            Ok(Ok(None)) => Ok(None),
+            Ok(Ok(Some(bytes))) => String::from_utf8(bytes.to_vec())
+                .map(Some)
+                .map_err(|_| None),
+            Ok(Err(e)) => Err(Some(e.to_string())),
+            Err(_) => Err(Some(format!(
+                "no answer in {ACCOUNTS_ATTEMPT_TIMEOUT_MS} ms"
+            ))),
+        }
+    }
+
+    /// One attempt at [`Accounts::get`] (for another region's bucket).
+    pub async fn get_without_retry(&self, key: &str) -> Result<Option<String>, NatsError> {
+        check(key)?;
+        self.get_once(key)
+            .await
+            .map_err(|reason| NatsError::Accounts {
+                what: format!("account {key}"),
+                reason: reason.unwrap_or_else(|| "its value is not a UTF-8 name".into()),
+            })
     }
 }
 

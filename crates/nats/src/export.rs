@@ -26,7 +26,7 @@ use store::record::parse_line;
 
 use crate::logs::{visit_messages, NatsLogs, Next, EPOCH_HEADER, NODE_HEADER};
 use crate::pairs::JUMPS_STREAM;
-use crate::subject::{self, JUMP_SUBJECT_PREFIX};
+use crate::region;
 use crate::{Nats, NatsError};
 
 /// How many problems an [`EpochCheck`] describes (it counts them all).
@@ -89,7 +89,7 @@ impl NatsLogs {
         max_bytes: usize,
     ) -> Result<Vec<StoredMessage>, NatsError> {
         let stream = self.stream().clone();
-        let subject = subject::of_log(name);
+        let subject = self.subject_of(name);
         self.nats().bridge.run(async move {
             let last = match stream.get_last_raw_message_by_subject(&subject).await {
                 Ok(message) => message.sequence.min(upto),
@@ -124,7 +124,7 @@ impl NatsLogs {
 /// One message of a pair subject as the jumps' stream holds it.
 #[derive(Clone, Debug)]
 pub struct PairMessage {
-    /// Its subject, `mlt.jump.<from>.<to>` ([`subject::of_pair`]).
+    /// Its subject, `mlt.jump.<from>.<to>` (`crate::subject::of_pair`).
     pub subject: String,
     pub message: StoredMessage,
 }
@@ -134,14 +134,31 @@ pub struct PairMessage {
 pub struct JumpsReader {
     nats: Nats,
     stream: Stream,
+    /// The prefix of its pair subjects: `mlt.jump.`, or a region's `mlt.<region>.jump.`.
+    prefix: String,
 }
 
 impl JumpsReader {
     /// The jumps' stream, or None when the cluster has none (the galaxy was never spread).
     pub fn open(nats: &Nats) -> Result<Option<JumpsReader>, NatsError> {
+        Self::open_named(nats, JUMPS_STREAM, nats.region())
+    }
+
+    /// The copy, in this node's region, of region `region`'s jumps' stream
+    /// (`MLT_JUMPS_OF_<region>`, crate::copies), or None when there is none.
+    pub fn open_copy(nats: &Nats, region: &str) -> Result<Option<JumpsReader>, NatsError> {
+        Self::open_named(nats, &region::copy_name(JUMPS_STREAM, region), Some(region))
+    }
+
+    fn open_named(
+        nats: &Nats,
+        name: &str,
+        region: Option<&str>,
+    ) -> Result<Option<JumpsReader>, NatsError> {
         let js = nats.jetstream.clone();
+        let name = name.to_string();
         let stream = nats.bridge.run(async move {
-            match js.get_stream(JUMPS_STREAM).await {
+            match js.get_stream(&name).await {
                 Ok(stream) => Ok(Some(stream)),
                 Err(e) => match e.kind() {
                     GetStreamErrorKind::JetStream(error)
@@ -150,7 +167,7 @@ impl JumpsReader {
                         Ok(None)
                     }
                     _ => Err(NatsError::jetstream(
-                        format!("cannot look for stream {JUMPS_STREAM}"),
+                        format!("cannot look for stream {name}"),
                         e,
                     )),
                 },
@@ -159,7 +176,19 @@ impl JumpsReader {
         Ok(stream.map(|stream| JumpsReader {
             nats: nats.clone(),
             stream,
+            prefix: region::jump_prefix(region),
         }))
+    }
+
+    /// The prefix of this stream's pair subjects (`mlt.jump.`, `mlt.us.jump.`): the
+    /// exporter parses a subject with `subject::to_pair_with(prefix, ..)`.
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    /// The stream, for the other read paths of this crate (crate::rehome).
+    pub(crate) fn stream(&self) -> &Stream {
+        &self.stream
     }
 
     /// The stream's last sequence now, from its leader.
@@ -187,7 +216,7 @@ impl JumpsReader {
             return Ok(Vec::new());
         }
         let stream = self.stream.clone();
-        let filter = format!("{JUMP_SUBJECT_PREFIX}>");
+        let filter = format!("{}>", self.prefix);
         self.nats.bridge.run(async move {
             let mut out = Vec::new();
             let mut bytes = 0;

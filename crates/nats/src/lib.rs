@@ -32,6 +32,7 @@
 
 pub mod accounts;
 mod bridge;
+pub mod copies;
 mod creds;
 mod error;
 pub mod export;
@@ -42,6 +43,8 @@ pub mod logs;
 pub mod members;
 pub mod news;
 pub mod pairs;
+pub mod region;
+pub mod rehome;
 pub mod requests;
 pub mod safety;
 pub mod snapshots;
@@ -88,12 +91,27 @@ pub struct Nats {
     pub(crate) client: async_nats::Client,
     pub(crate) jetstream: async_nats::jetstream::Context,
     pub(crate) node: String,
+    /// The region this node is in (issue 20), whose domain `jetstream` speaks to; None: no
+    /// regions (issues 18/19: subjects without a region).
+    pub(crate) region: Option<String>,
 }
 
 impl Nats {
     /// Reads the credentials, connects, and runs the safety check; blocks until done. Callable
     /// from any thread, inside a tokio runtime or not (the connection runs on its own).
     pub fn connect(config: &NatsConfig) -> Result<Nats, NatsError> {
+        Nats::connect_in_region(config, None)
+    }
+
+    /// [`Nats::connect`] for a node of region `region` (issue 20): its JetStream context
+    /// speaks to the region's own domain (`$JS.<region>.API`, never another region's by
+    /// accident), and the logs and pair subjects it opens carry the region
+    /// ([`region::log_prefix`]). None: as [`Nats::connect`]. (A parameter rather than a field
+    /// of [`NatsConfig`], so that the places building a config need no change.)
+    pub fn connect_in_region(config: &NatsConfig, region: Option<&str>) -> Result<Nats, NatsError> {
+        if let Some(r) = region {
+            region::checked(r).map_err(|e| NatsError::jetstream("region", e))?;
+        }
         assert!(!config.node.is_empty(), "a node has a name");
         let creds = Credentials::load(&config.creds_file)?;
         let bridge = Arc::new(Bridge::new()?);
@@ -112,17 +130,58 @@ impl Nats {
         safety::check(&bridge, &version, &config.monitor_urls, config.safety)?;
         let for_context = client.clone();
         // Building a context spawns its ack task: on the bridge's runtime.
+        let domain = region.map(String::from);
         let jetstream = bridge.run(async move {
-            async_nats::jetstream::ContextBuilder::new()
-                .timeout(Duration::from_millis(limits::ACK_TIMEOUT_MS))
-                .build(for_context)
+            let builder = async_nats::jetstream::ContextBuilder::new()
+                .timeout(Duration::from_millis(limits::ACK_TIMEOUT_MS));
+            match domain {
+                Some(d) => builder
+                    .api_prefix(region::api_prefix(&d))
+                    .build(for_context),
+                None => builder.build(for_context),
+            }
         })?;
         Ok(Nats {
             bridge,
             client,
             jetstream,
             node: config.node.clone(),
+            region: region.map(String::from),
         })
+    }
+
+    /// The region this connection's node is in (None: no regions).
+    pub fn region(&self) -> Option<&str> {
+        self.region.as_deref()
+    }
+
+    /// A JetStream context on region `region`'s domain, over this connection (through the
+    /// leafnode link when it is another region's).
+    pub fn jetstream_of(&self, region: &str) -> async_nats::jetstream::Context {
+        let client = self.client.clone();
+        let prefix = region::api_prefix(region);
+        self.bridge
+            .run(async move {
+                async_nats::jetstream::ContextBuilder::new()
+                    .timeout(Duration::from_millis(limits::ACK_TIMEOUT_MS))
+                    .api_prefix(prefix)
+                    .build(client)
+            })
+            .expect("the bridge runs")
+    }
+
+    /// The core NATS client (for tests and the region tools).
+    pub fn client(&self) -> &async_nats::Client {
+        &self.client
+    }
+
+    /// Runs `future` on the connection's runtime and waits for it.
+    pub fn block_on<F>(&self, future: F) -> F::Output
+    where
+        F: std::future::Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        self.bridge.run(future).expect("the bridge runs")
     }
 
     /// Creates KV bucket `config.bucket`, or updates it to `config`, and opens it; blocks.

@@ -54,7 +54,7 @@ use crate::limits::{
     DUPLICATE_WINDOW_S, HEADER_ROOM_BYTES, PUBLISH_RETRY_FOR_MS, PUBLISH_RETRY_PAUSE_MS,
     READ_RETRY_FOR_MS,
 };
-use crate::subject::{self, LOG_SUBJECT_PREFIX};
+use crate::{region, subject};
 use crate::{Nats, NatsError};
 
 /// The stream that holds every log of the galaxy.
@@ -138,6 +138,13 @@ pub const EPOCH_HEADER: &str = "Mlt-Epoch";
 pub struct NatsLogs {
     pub(crate) nats: Nats,
     pub(crate) stream: Stream,
+    /// The prefix of the logs' subjects: `mlt.log.`, or `mlt.<region>.log.` in region mode
+    /// (crate::region::log_prefix).
+    prefix: String,
+    /// The stream's name: [`LOGS_STREAM`], or a copy's (`MLT_LOGS_OF_us`).
+    stream_name: String,
+    /// A copy of another region's logs (crate::copies): read, never written.
+    read_only: bool,
     stats: Arc<PublishStats>,
     reads: Arc<ReadStats>,
     faults: Arc<Faults>,
@@ -149,12 +156,14 @@ pub struct NatsLogs {
 impl NatsLogs {
     /// Opens the logs' stream, creating it if needed: file storage, `replicas` copies (3 in a
     /// cluster), a duplicate window of [`DUPLICATE_WINDOW_S`]. An existing stream with other
-    /// replicas or storage is refused (the error names the setting).
+    /// replicas or storage, or other subjects (a galaxy's stream without regions opened by a
+    /// node of a region, or the other way round), is refused (the error names the setting).
     pub fn open(nats: &Nats, replicas: usize) -> Result<NatsLogs, NatsError> {
         assert!(replicas >= 1, "a stream has at least one replica");
+        let subjects = vec![format!("{}>", region::log_prefix(nats.region()))];
         let config = Config {
             name: LOGS_STREAM.into(),
-            subjects: vec![format!("{LOG_SUBJECT_PREFIX}>")],
+            subjects: subjects.clone(),
             storage: StorageType::File,
             num_replicas: replicas,
             duplicate_window: Duration::from_secs(DUPLICATE_WINDOW_S),
@@ -177,9 +186,21 @@ impl NatsLogs {
                 ),
             ));
         }
+        if info.subjects != subjects {
+            return Err(NatsError::jetstream(
+                format!("stream {LOGS_STREAM}"),
+                format!(
+                    "exists with subjects {:?}; this node wants {subjects:?} (a galaxy is run with regions or without, never both)",
+                    info.subjects
+                ),
+            ));
+        }
         Ok(NatsLogs {
             nats: nats.clone(),
             stream,
+            prefix: region::log_prefix(nats.region()),
+            stream_name: LOGS_STREAM.into(),
+            read_only: false,
             stats: Arc::new(PublishStats::default()),
             reads: Arc::new(ReadStats::default()),
             faults: Arc::new(Faults::default()),
@@ -206,9 +227,13 @@ impl NatsLogs {
     /// `epoch` (issue 19): logs opened through it get a `lease` record of that epoch first,
     /// and its publishes are counted apart (a fencing seen here is this unit's).
     pub fn for_unit(&self, epoch: u64) -> NatsLogs {
+        assert!(!self.read_only, "a copy is never written");
         let unit = NatsLogs {
             nats: self.nats.clone(),
             stream: self.stream.clone(),
+            prefix: self.prefix.clone(),
+            stream_name: self.stream_name.clone(),
+            read_only: false,
             stats: Arc::new(PublishStats::default()),
             reads: self.reads.clone(),
             faults: self.faults.clone(),
@@ -227,13 +252,13 @@ impl NatsLogs {
     /// written under an epoch newer than `epoch`.
     fn refuse_if_newer_owner(&self, name: &str, epoch: u64) -> Result<(), LogError> {
         let stream = self.stream.clone();
-        let subject = subject::of_log(name);
+        let subject = self.subject_of(name);
         let last = self
             .nats
             .bridge
             .run(async move { stream.get_last_raw_message_by_subject(&subject).await })
             .map_err(|e| LogError::Read {
-                path: Self::shown(name),
+                path: self.shown(name),
                 error: Arc::new(e.into_io()),
             })?;
         let last = match last {
@@ -241,7 +266,7 @@ impl NatsLogs {
             Err(e) if matches!(e.kind(), LastRawMessageErrorKind::NoMessageFound) => return Ok(()),
             Err(e) => {
                 return Err(LogError::Read {
-                    path: Self::shown(name),
+                    path: self.shown(name),
                     error: Arc::new(NatsError::jetstream("last message", e).into_io()),
                 })
             }
@@ -254,7 +279,7 @@ impl NatsLogs {
             return Ok(());
         }
         let error = NatsError::Fenced {
-            subject: subject::of_log(name),
+            subject: self.subject_of(name),
             expected_last_seq: last.sequence,
             detail: format!(
                 "its last message was written by node {} under epoch {writer_epoch}, newer than this node's {epoch}",
@@ -263,7 +288,7 @@ impl NatsLogs {
         };
         self.stats.fence(&error);
         Err(LogError::Read {
-            path: Self::shown(name),
+            path: self.shown(name),
             error: Arc::new(error.into_io()),
         })
     }
@@ -291,7 +316,7 @@ impl NatsLogs {
     /// message (0: none).
     pub fn bytes_of(&self, name: &str) -> Result<(Vec<u8>, u64), NatsError> {
         let stream = self.stream.clone();
-        let subject = subject::of_log(name);
+        let subject = self.subject_of(name);
         let reads = self.reads.clone();
         let tail = self
             .nats
@@ -303,7 +328,7 @@ impl NatsLogs {
     /// How many messages log `name` has.
     pub fn messages_in(&self, name: &str) -> Result<u64, NatsError> {
         let stream = self.stream.clone();
-        let subject = subject::of_log(name);
+        let subject = self.subject_of(name);
         self.nats.bridge.run(async move {
             let info = stream
                 .info_with_subjects(&subject)
@@ -321,8 +346,59 @@ impl NatsLogs {
         })?
     }
 
-    fn shown(name: &str) -> String {
-        format!("nats:{LOGS_STREAM}/{}", subject::of_log(name))
+    fn shown(&self, name: &str) -> String {
+        format!("nats:{}/{}", self.stream_name, self.subject_of(name))
+    }
+
+    /// The subject of log `name` in this stream.
+    pub fn subject_of(&self, name: &str) -> String {
+        subject::of_log_with(&self.prefix, name)
+    }
+
+    /// The log name of `subject`, if it is one of this stream's logs.
+    pub fn name_of(&self, subject: &str) -> Option<String> {
+        subject::to_log_with(&self.prefix, subject)
+    }
+
+    /// The prefix of this stream's log subjects (`mlt.log.`, `mlt.eu.log.`).
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    /// The stream's name ([`LOGS_STREAM`], or a copy's).
+    pub fn stream_name(&self) -> &str {
+        &self.stream_name
+    }
+
+    /// The copy, in this node's region, of region `region`'s logs (stream
+    /// `MLT_LOGS_OF_<region>`, made by crate::copies): read-only, its subjects under
+    /// `region`'s prefix. Refused if the copy does not exist.
+    pub fn open_copy(nats: &Nats, region: &str) -> Result<NatsLogs, NatsError> {
+        let name = region::copy_name(LOGS_STREAM, region);
+        let js = nats.jetstream.clone();
+        let what = format!("cannot open the copy {name} of region {region}'s logs (made by `mltrader region status` or crate::copies)");
+        let stream_name = name.clone();
+        let stream = nats.bridge.run(async move {
+            js.get_stream(&stream_name)
+                .await
+                .map_err(|e| NatsError::jetstream(what, e))
+        })??;
+        Ok(NatsLogs {
+            nats: nats.clone(),
+            stream,
+            prefix: region::log_prefix(Some(region)),
+            stream_name: name,
+            read_only: true,
+            stats: Arc::new(PublishStats::default()),
+            reads: Arc::new(ReadStats::default()),
+            faults: Arc::new(Faults::default()),
+            epoch: std::sync::OnceLock::new(),
+        })
+    }
+
+    /// Whether this is a copy (never written).
+    pub fn is_read_only(&self) -> bool {
+        self.read_only
     }
 
     /// What the reads of logs fetched from the stream.
@@ -350,7 +426,7 @@ impl NatsLogs {
     /// then reports) the whole subject is read, as a file is.
     fn stored_from(&self, name: &str, from: Position) -> Result<Stored, LogError> {
         let stream = self.stream.clone();
-        let subject = subject::of_log(name);
+        let subject = self.subject_of(name);
         let reads = self.reads.clone();
         let tail = self
             .nats
@@ -358,7 +434,7 @@ impl NatsLogs {
             .run(read_tail_retrying(stream, subject, from.next_seq, reads))
             .and_then(|r| r)
             .map_err(|e| LogError::Read {
-                path: Self::shown(name),
+                path: self.shown(name),
                 error: Arc::new(e.into_io()),
             })?;
         if tail.from_record {
@@ -378,7 +454,7 @@ impl NatsLogs {
             });
         }
         let all = tail.bytes;
-        let (offset, start) = read_start(&all, &Self::shown(name), from)?;
+        let (offset, start) = read_start(&all, &self.shown(name), from)?;
         Ok(Stored {
             stored_bytes: all.len() as u64,
             bytes: all[offset..].to_vec(),
@@ -403,6 +479,14 @@ impl LogStore for NatsLogs {
         from: Position,
         visit: Visit<'_>,
     ) -> Result<(Log, Opened), LogError> {
+        if self.read_only {
+            return Err(LogError::Read {
+                path: self.shown(name),
+                error: Arc::new(std::io::Error::other(
+                    "a copy of another region's logs is read-only: promote the region to write it",
+                )),
+            });
+        }
         let stored = self.stored_from(name, from)?;
         let max_message_bytes = self
             .nats
@@ -410,7 +494,7 @@ impl LogStore for NatsLogs {
             .saturating_sub(HEADER_ROOM_BYTES);
         if max_message_bytes < MAX_RECORD_BYTES {
             return Err(LogError::Read {
-                path: Self::shown(name),
+                path: self.shown(name),
                 error: Arc::new(std::io::Error::other(format!(
                     "the server's max_payload ({} bytes) cannot hold a record of {MAX_RECORD_BYTES} bytes and the headers: raise max_payload",
                     self.nats.max_payload_bytes()
@@ -419,7 +503,7 @@ impl LogStore for NatsLogs {
         }
         let file = JetStreamFile {
             nats: self.nats.clone(),
-            subject: subject::of_log(name),
+            subject: self.subject_of(name),
             last_subject_seq: stored.last_subject_seq,
             stored_bytes: stored.stored_bytes,
             writer_id: writer_id(),
@@ -433,7 +517,7 @@ impl LogStore for NatsLogs {
         };
         let handle: Box<dyn AppendFile> = Box::new(file);
         let (log, opened) = Log::open_over(
-            Self::shown(name),
+            self.shown(name),
             &stored.bytes,
             stored.start,
             || Ok(handle),
@@ -455,14 +539,14 @@ impl LogStore for NatsLogs {
     fn read(&self, name: &str, from: Position, visit: Visit<'_>) -> Result<ScanOutcome, LogError> {
         let stored = self.stored_from(name, from)?;
         scan(&stored.bytes, stored.start, visit).map_err(|corruption| LogError::Corrupt {
-            path: Self::shown(name),
+            path: self.shown(name),
             corruption,
         })
     }
 
     fn list(&self, prefix: &str) -> Result<Vec<String>, LogError> {
         let stream = self.stream.clone();
-        let filter = format!("{LOG_SUBJECT_PREFIX}>");
+        let filter = format!("{}>", self.prefix);
         let subjects = self.nats.bridge.run(async move {
             let info = stream.info_with_subjects(&filter).await?;
             info.try_collect::<Vec<(String, usize)>>().await
@@ -470,12 +554,12 @@ impl LogStore for NatsLogs {
         let subjects = subjects
             .and_then(|r| r.map_err(|e| NatsError::jetstream("cannot list subjects", e)))
             .map_err(|e| LogError::Read {
-                path: format!("nats:{LOGS_STREAM}"),
+                path: format!("nats:{}", self.stream_name),
                 error: Arc::new(e.into_io()),
             })?;
         let mut names: Vec<String> = subjects
             .into_iter()
-            .filter_map(|(s, _)| subject::to_log(&s))
+            .filter_map(|(s, _)| self.name_of(&s))
             .filter(|n| {
                 n.strip_prefix(prefix)
                     .is_some_and(|rest| !rest.contains('/'))

@@ -60,7 +60,7 @@ use crate::limits::{
     PAIR_READ_MAX_PAUSE_MS, PAIR_READ_STALL_CHECK_MS, PAIR_READ_WARN_EVERY_MS, PAIR_RETRY_PAUSE_MS,
 };
 use crate::logs::{visit_messages, Next, EPOCH_HEADER, NODE_HEADER};
-use crate::subject::{self, JUMP_SUBJECT_PREFIX};
+use crate::{region, subject};
 use crate::{Nats, NatsError};
 
 /// The stream that holds every pair subject of the galaxy.
@@ -142,6 +142,14 @@ struct Shared {
     /// included): one publish in flight per pair. The map itself is behind a std mutex, held
     /// only to find or add an entry, never across an await.
     writers: Mutex<HashMap<Pair, Arc<tokio::sync::Mutex<PairWriter>>>>,
+    /// Region mode (issue 20): each system's home region (slug to region), which picks a
+    /// pair subject's prefix (`mlt.<destination's home>.jump.`); empty without regions. Changed
+    /// by a re-homing ([`NatsLinks::set_home`]). A std lock, held only to read or replace.
+    homes: std::sync::RwLock<HashMap<String, String>>,
+    /// The jumps' streams of other regions (the same name in their domains), looked up on
+    /// first use: a writer towards a system homed there reads its pair subject's last message
+    /// there. A std mutex, never held across an await.
+    remote: Mutex<HashMap<String, Stream>>,
     stats: PairStats,
     faults: Faults,
 }
@@ -202,7 +210,7 @@ impl NatsLinks {
                 "a node's name is written in fence marks: letters, digits and _.:/+@- only, not empty",
             ));
         }
-        let subjects = vec![format!("{JUMP_SUBJECT_PREFIX}>")];
+        let subjects = vec![format!("{}>", region::jump_prefix(nats.region()))];
         let config = Config {
             name: JUMPS_STREAM.into(),
             subjects: subjects.clone(),
@@ -263,6 +271,8 @@ impl NatsLinks {
                 galaxy,
                 node: node.to_string(),
                 writers: Mutex::new(HashMap::new()),
+                homes: std::sync::RwLock::new(HashMap::new()),
+                remote: Mutex::new(HashMap::new()),
                 stats: PairStats::default(),
                 faults: Faults::default(),
             }),
@@ -291,6 +301,41 @@ impl NatsLinks {
             .store(ms, Ordering::SeqCst);
     }
 
+    /// Region mode: every system's home region (slug to region name), replacing what was
+    /// known. Call it after [`NatsLinks::open`] and before any jump when the connection is a
+    /// region's ([`Nats::connect_in_region`]); every system of the galaxy must have one.
+    pub fn set_homes(&self, homes: HashMap<String, String>) {
+        assert!(
+            self.shared.nats.region().is_some(),
+            "homes are for a node of a region"
+        );
+        for id in self.shared.galaxy.ids() {
+            let slug = self.shared.galaxy.slug(id);
+            let home = homes
+                .get(slug)
+                .unwrap_or_else(|| panic!("system {slug} has no home region"));
+            assert!(region::is_region_name(home), "{home:?} is a region name");
+        }
+        *self.shared.homes.write().unwrap_or_else(|e| e.into_inner()) = homes;
+    }
+
+    /// Region mode: system `slug` is now homed in `region` (a promotion re-homed it): jumps
+    /// towards it from now on go to `mlt.<region>.jump.…`.
+    pub fn set_home(&self, slug: &str, region: &str) {
+        assert!(
+            region::is_region_name(region),
+            "{region:?} is a region name"
+        );
+        let mut homes = self.shared.homes.write().unwrap_or_else(|e| e.into_inner());
+        assert!(homes.contains_key(slug), "system {slug} has a home already");
+        homes.insert(slug.to_string(), region.to_string());
+    }
+
+    /// Region mode: the home region of system `slug` as this node knows it.
+    pub fn home_of(&self, slug: &str) -> Option<String> {
+        self.shared.home_of(slug)
+    }
+
     /// The subject of the jumps from unit `from` to unit `to`.
     pub fn subject(&self, from: SystemId, to: SystemId) -> String {
         self.shared.subject(Pair { from, to })
@@ -303,9 +348,10 @@ impl NatsLinks {
         from: SystemId,
         to: SystemId,
     ) -> Result<Vec<StoredMessage>, NatsError> {
-        let stream = self.shared.stream.clone();
         let subject = self.subject(from, to);
+        let shared = self.shared.clone();
         self.shared.nats.bridge.run(async move {
+            let stream = shared.stream_for(&subject).await?;
             let last = match stream.get_last_raw_message_by_subject(&subject).await {
                 Ok(message) => message.sequence,
                 Err(e) if matches!(e.kind(), LastRawMessageErrorKind::NoMessageFound) => {
@@ -384,7 +430,58 @@ impl NatsLinks {
 
 impl Shared {
     fn subject(&self, pair: Pair) -> String {
-        subject::of_pair(self.galaxy.slug(pair.from), self.galaxy.slug(pair.to))
+        let (from, to) = (self.galaxy.slug(pair.from), self.galaxy.slug(pair.to));
+        let prefix = region::jump_prefix(self.home_of(to).as_deref());
+        subject::of_pair_with(&prefix, from, to)
+    }
+
+    /// The home region of system `slug`: None without regions.
+    fn home_of(&self, slug: &str) -> Option<String> {
+        self.nats.region()?;
+        let homes = self.homes.read().unwrap_or_else(|e| e.into_inner());
+        let home = homes.get(slug).unwrap_or_else(|| {
+            panic!("system {slug} has no home region: NatsLinks::set_homes before any jump")
+        });
+        Some(home.clone())
+    }
+
+    /// The region whose stream holds pair subject `subject` (`mlt.<region>.jump.…`), if it
+    /// is another region than this node's.
+    fn other_region_of(&self, subject: &str) -> Option<String> {
+        let own = self.nats.region()?;
+        let region = subject.strip_prefix("mlt.")?.split('.').next()?;
+        (region != own && region != "jump").then(|| region.to_string())
+    }
+
+    /// The stream that holds `subject`: this region's, or another region's jumps' stream
+    /// (through the leafnode link), looked up once.
+    async fn stream_for(&self, subject: &str) -> Result<Stream, NatsError> {
+        let Some(region) = self.other_region_of(subject) else {
+            return Ok(self.stream.clone());
+        };
+        if let Some(stream) = self
+            .remote
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&region)
+        {
+            return Ok(stream.clone());
+        }
+        let js = async_nats::jetstream::ContextBuilder::new()
+            .timeout(Duration::from_millis(crate::limits::ACK_TIMEOUT_MS))
+            .api_prefix(region::api_prefix(&region))
+            .build(self.nats.client.clone());
+        let stream = js.get_stream(JUMPS_STREAM).await.map_err(|e| {
+            NatsError::jetstream(
+                format!("cannot reach stream {JUMPS_STREAM} of region {region} (the link to it?)"),
+                e,
+            )
+        })?;
+        self.remote
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(region, stream.clone());
+        Ok(stream)
     }
 
     /// The writer state of `pair`, made on first use.
@@ -429,6 +526,15 @@ impl Shared {
                     "{subject} is stored by stream {}, not {JUMPS_STREAM}",
                     ack.stream
                 );
+                if let Some(own) = self.nats.region() {
+                    let home = self.other_region_of(subject);
+                    let want = home.as_deref().unwrap_or(own);
+                    assert_eq!(
+                        ack.domain.as_str(),
+                        want,
+                        "{subject} is stored in the domain of its destination's home"
+                    );
+                }
                 let at = PairSeq(ack.sequence);
                 Ok(if ack.duplicate {
                     Answer::Duplicate(at)
@@ -447,7 +553,8 @@ impl Shared {
 
     /// The subject's last message, read at the stream leader.
     async fn last_message(&self, subject: &str) -> Result<LastMessage, NatsError> {
-        match self.stream.get_last_raw_message_by_subject(subject).await {
+        let stream = self.stream_for(subject).await?;
+        match stream.get_last_raw_message_by_subject(subject).await {
             Ok(message) => {
                 let header = |key: &str| message.headers.get(key).map(|v| v.as_str().to_string());
                 Ok(LastMessage {
@@ -747,6 +854,10 @@ impl Shared {
         sink: &ArrivalSink,
     ) -> ReadEnd {
         assert!(progress.next >= 1, "stream sequences are from 1");
+        assert!(
+            self.other_region_of(subject).is_none(),
+            "{subject}: a unit reads the pair subjects into it, which live in its own region"
+        );
         let consumer = self
             .stream
             .create_consumer(OrderedConfig {

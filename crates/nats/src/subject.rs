@@ -5,7 +5,9 @@
 //! A name's folders (`/`) become subject tokens (`.`); every byte other than an ASCII letter,
 //! digit or `-` (a `.` in an instance's slug, `_` itself, anything a subject cannot hold) is
 //! written `_` and two lowercase hex digits, so the mapping is one to one and reversible. A
-//! pair subject's two tokens are the two systems' slugs escaped the same way. This module
+//! pair subject's two tokens are the two systems' slugs escaped the same way. In region mode
+//! (issue 20) the same names sit under a region's prefix (`mlt.eu.log.`, `mlt.us.jump.`:
+//! the `_with` functions, crate::region). This module
 //! never sees record bytes.
 
 /// The subjects of every log: `mlt.log.>` is the stream's subject filter.
@@ -28,12 +30,22 @@ fn push_escaped(subject: &mut String, token: &str) {
 
 /// The pair subject of jumps from the unit of system slug `from` to that of `to`.
 pub fn of_pair(from: &str, to: &str) -> String {
+    of_pair_with(JUMP_SUBJECT_PREFIX, from, to)
+}
+
+/// [`of_pair`] under `prefix` (`mlt.jump.`, or a region's `mlt.<region>.jump.`:
+/// crate::region::jump_prefix).
+pub fn of_pair_with(prefix: &str, from: &str, to: &str) -> String {
+    assert!(
+        prefix.ends_with('.'),
+        "a prefix ends with a dot: {prefix:?}"
+    );
     assert!(
         !from.is_empty() && !to.is_empty(),
         "a pair names two systems ({from:?}, {to:?})"
     );
     assert!(from != to, "a pair is of two systems, not {from:?} twice");
-    let mut subject = String::from(JUMP_SUBJECT_PREFIX);
+    let mut subject = String::from(prefix);
     push_escaped(&mut subject, from);
     subject.push('.');
     push_escaped(&mut subject, to);
@@ -43,7 +55,12 @@ pub fn of_pair(from: &str, to: &str) -> String {
 /// The two slugs (origin, destination) of `subject`, if it is a pair subject written by
 /// [`of_pair`].
 pub fn to_pair(subject: &str) -> Option<(String, String)> {
-    let rest = subject.strip_prefix(JUMP_SUBJECT_PREFIX)?;
+    to_pair_with(JUMP_SUBJECT_PREFIX, subject)
+}
+
+/// [`to_pair`] under `prefix` ([`of_pair_with`]).
+pub fn to_pair_with(prefix: &str, subject: &str) -> Option<(String, String)> {
+    let rest = subject.strip_prefix(prefix)?;
     let (from, to) = rest.split_once('.')?;
     Some((unescape(from)?, unescape(to)?))
 }
@@ -71,8 +88,18 @@ fn unescape(token: &str) -> Option<String> {
 
 /// The subject of log `name`.
 pub fn of_log(name: &str) -> String {
+    of_log_with(LOG_SUBJECT_PREFIX, name)
+}
+
+/// [`of_log`] under `prefix` (`mlt.log.`, or a region's `mlt.<region>.log.`:
+/// crate::region::log_prefix).
+pub fn of_log_with(prefix: &str, name: &str) -> String {
+    assert!(
+        prefix.ends_with('.'),
+        "a prefix ends with a dot: {prefix:?}"
+    );
     assert!(!name.is_empty(), "a log has a name");
-    let mut subject = String::from(LOG_SUBJECT_PREFIX);
+    let mut subject = String::from(prefix);
     for (i, folder) in name.split('/').enumerate() {
         assert!(!folder.is_empty(), "log name {name:?} has an empty folder");
         if i > 0 {
@@ -85,7 +112,12 @@ pub fn of_log(name: &str) -> String {
 
 /// The log name of `subject`, if it is a log's subject written by [`of_log`].
 pub fn to_log(subject: &str) -> Option<String> {
-    let rest = subject.strip_prefix(LOG_SUBJECT_PREFIX)?;
+    to_log_with(LOG_SUBJECT_PREFIX, subject)
+}
+
+/// [`to_log`] under `prefix` ([`of_log_with`]).
+pub fn to_log_with(prefix: &str, subject: &str) -> Option<String> {
+    let rest = subject.strip_prefix(prefix)?;
     let mut bytes = Vec::with_capacity(rest.len());
     let mut it = rest.bytes();
     while let Some(b) = it.next() {
@@ -130,6 +162,28 @@ mod tests {
             "a dot is escaped in a slug"
         );
         assert_eq!(to_pair("mlt.log.sol.b"), None);
+        assert_eq!(
+            of_pair_with("mlt.us.jump.", "sol", "alpha-centauri"),
+            "mlt.us.jump.sol.alpha-centauri"
+        );
+        assert_eq!(
+            to_pair_with("mlt.us.jump.", "mlt.us.jump.sol.a_2eb"),
+            Some(("sol".into(), "a.b".into()))
+        );
+        assert_eq!(
+            to_pair("mlt.us.jump.sol.b"),
+            None,
+            "a region's subject is not plain"
+        );
+        assert_eq!(
+            of_log_with("mlt.eu.log.", "systems/sol.2"),
+            "mlt.eu.log.systems.sol_2e2"
+        );
+        assert_eq!(
+            to_log_with("mlt.eu.log.", "mlt.eu.log.systems.sol"),
+            Some("systems/sol".into())
+        );
+        assert_eq!(to_log("mlt.eu.log.systems.sol"), None);
     }
 
     proptest! {

@@ -16,6 +16,11 @@ use std::time::Duration;
 
 use super::{NatsConfig, Safety};
 
+mod regions;
+mod wan;
+pub use regions::{TestRegion, TestRegions};
+pub use wan::WanProxy;
+
 /// The servers of a test cluster.
 pub const SERVERS: usize = 3;
 /// Port offsets of the script: clients at BASE.., routes at BASE+100.., monitoring at BASE+200..

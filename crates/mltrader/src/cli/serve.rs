@@ -19,6 +19,7 @@ use anyhow::Context as _;
 use clap::Args;
 
 mod on_nats;
+mod regions;
 mod remote;
 mod spread;
 
@@ -120,6 +121,11 @@ pub struct ServeArgs {
     /// systems, docs/NATS.md "Spread over nodes") instead of one serving node and standbys.
     #[arg(long, requires = "nats")]
     pub spread: bool,
+    /// With --spread: the region this node is in (issue 20, docs/REGIONS.md): its --nats
+    /// servers are that region's cluster (JetStream domain = the region), and it serves the
+    /// systems the galaxy file homes there (`region = "eu"`), with the region's other nodes.
+    #[arg(long, requires = "spread")]
+    pub region: Option<String>,
     /// Do not serve the operator's map (`/`, `/v1/map*`: 404). `/metrics` stays.
     #[arg(long)]
     pub no_map: bool,

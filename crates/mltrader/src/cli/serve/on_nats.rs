@@ -185,8 +185,9 @@ impl Node {
         };
         let replicas = usize::try_from(args.nats_replicas)?;
         let lease = Duration::from_millis(args.lease_ms);
+        let region = args.region.clone();
         tokio::task::spawn_blocking(move || -> anyhow::Result<Node> {
-            let nats = nats::Nats::connect(&config)?;
+            let nats = nats::Nats::connect_in_region(&config, region.as_deref())?;
             // Creating the stream and the bucket is a request to the cluster's meta leader: on
             // a new or busy cluster, or with two nodes creating them at once, it may time out.
             let logs =

@@ -60,6 +60,10 @@ pub struct NatsRemote {
     galaxy: Galaxy,
     requester: Requester,
     accounts: Accounts,
+    /// Region mode (issue 20): the other regions, whose accounts' buckets are asked (through
+    /// the link) for a token this region's bucket does not know; each opened on first use.
+    other_regions: Vec<String>,
+    others: tokio::sync::Mutex<HashMap<String, Accounts>>,
     /// The unit each player was last answered from. std mutex: held for a map operation only.
     places: Mutex<HashMap<String, String>>,
     serving: Serving,
@@ -70,14 +74,67 @@ impl NatsRemote {
     pub fn new(nats: &Nats, galaxy: Galaxy, replicas: usize) -> anyhow::Result<NatsRemote> {
         let accounts = Accounts::open(nats, ACCOUNTS_BUCKET, replicas)
             .with_context(|| format!("opening the accounts' bucket {ACCOUNTS_BUCKET}"))?;
+        let other_regions = match nats.region() {
+            Some(own) => galaxy
+                .regions()
+                .into_iter()
+                .filter(|r| *r != own)
+                .map(str::to_string)
+                .collect(),
+            None => Vec::new(),
+        };
         Ok(NatsRemote {
             nats: nats.clone(),
             galaxy,
             requester: Requester::new(nats),
             accounts,
+            other_regions,
+            others: tokio::sync::Mutex::new(HashMap::new()),
             places: Mutex::new(HashMap::new()),
             serving: Arc::default(),
         })
+    }
+
+    /// Region mode: the account of `key` as another region's bucket has it (a player who
+    /// joined there), copied into this region's bucket so that a cut link later does not
+    /// lock them out here. Unknown everywhere: None; a region that cannot be asked and no
+    /// answer elsewhere: unavailable (it may know the token).
+    async fn account_elsewhere(&self, key: &str) -> Result<Option<String>, RemoteError> {
+        let mut unreachable = Vec::new();
+        for region in &self.other_regions {
+            let accounts = {
+                let mut others = self.others.lock().await;
+                match others.get(region) {
+                    Some(a) => a.clone(),
+                    None => match Accounts::of_region(&self.nats, region, ACCOUNTS_BUCKET).await {
+                        Ok(a) => others.entry(region.clone()).or_insert(a).clone(),
+                        Err(e) => {
+                            unreachable.push(format!("region {region}: {e}"));
+                            continue;
+                        }
+                    },
+                }
+            };
+            match accounts.get_without_retry(key).await {
+                Ok(Some(name)) => {
+                    if let Err(e) = self.accounts.put(key, &name).await {
+                        tracing::warn!(
+                            "account of {name} from region {region} not copied here: {e}"
+                        );
+                    }
+                    return Ok(Some(name));
+                }
+                Ok(None) => {}
+                Err(e) => unreachable.push(format!("region {region}: {e}")),
+            }
+        }
+        match unreachable.is_empty() {
+            true => Ok(None),
+            false => Err(RemoteError::Unavailable(format!(
+                "this token is not known in this region, and {} (the link between regions?); try again",
+                unreachable.join("; ")
+            ))),
+        }
     }
 
     fn unit(&self, system: SystemId) -> String {
@@ -309,10 +366,15 @@ impl Remote for NatsRemote {
         key: &'a str,
     ) -> RemoteFuture<'a, Result<Option<String>, RemoteError>> {
         Box::pin(async move {
-            self.accounts
+            let here = self
+                .accounts
                 .get(key)
                 .await
-                .map_err(|e| RemoteError::Unavailable(e.to_string()))
+                .map_err(|e| RemoteError::Unavailable(e.to_string()))?;
+            if here.is_some() || self.other_regions.is_empty() {
+                return Ok(here);
+            }
+            self.account_elsewhere(key).await
         })
     }
 

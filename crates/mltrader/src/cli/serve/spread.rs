@@ -39,6 +39,7 @@ use sim::galaxy::SystemId;
 use store::backend::{Claim, Ownership, OwnershipError, Storage};
 
 use super::on_nats::{again_for_a_while, lease_call, ms_since, Node};
+use super::regions;
 use super::remote::{NatsRemote, ServedUnit};
 use super::{admission_of, print_refused, shutdown_signal, ServeArgs, Start};
 use net::server;
@@ -75,7 +76,8 @@ pub(super) async fn serve(args: ServeArgs, urls: String, start: Start) -> anyhow
     let replicas = usize::try_from(args.nats_replicas)?;
     let lease = node.lease;
     let (nats_conn, galaxy) = (node.nats.clone(), Arc::new(start.galaxy.clone()));
-    let links: Arc<dyn mesh::links::Links> = {
+    let region = regions::checked(&args, &galaxy)?;
+    let pairs = {
         let (c, g, n) = (nats_conn.clone(), galaxy.clone(), me.clone());
         Arc::new(
             tokio::task::spawn_blocking(move || {
@@ -86,6 +88,18 @@ pub(super) async fn serve(args: ServeArgs, urls: String, start: Start) -> anyhow
             .await??,
         )
     };
+    if region.is_some() {
+        // Every system's pair subjects live in its home region (decision 3).
+        let homes = galaxy
+            .ids()
+            .filter_map(|s| Some((galaxy.slug(s).to_string(), galaxy.region_of(s)?.to_string())))
+            .collect();
+        pairs.set_homes(homes);
+    }
+    let links: Arc<dyn mesh::links::Links> = pairs.clone();
+    if let Some(own) = &region {
+        regions::keep_copies(&nats_conn, own, &galaxy, replicas).await;
+    }
     let base = Storage {
         logs: node.logs.clone(),
         snapshots: node.snapshots.clone(),
@@ -146,9 +160,19 @@ pub(super) async fn serve(args: ServeArgs, urls: String, start: Start) -> anyhow
         let (m, u) = (members.clone(), url.clone());
         tokio::task::spawn_blocking(move || m.announce(&u, started_ms)).await??
     };
+    let share = match &region {
+        Some(r) => format!(
+            "in region {r}, which homes {} of its {} systems",
+            galaxy
+                .ids()
+                .filter(|&s| galaxy.region_of(s) == Some(r.as_str()))
+                .count(),
+            galaxy.len()
+        ),
+        None => format!("of {} systems", galaxy.len()),
+    };
     println!(
-        "node {me} listening on {url} (a node of a spread galaxy of {} systems; logs in NATS JetStream at {urls})",
-        galaxy.len()
+        "node {me} listening on {url} (a node of a spread galaxy {share}; logs in NATS JetStream at {urls})"
     );
     let mut spread = Spread {
         me: me.clone(),
@@ -163,6 +187,7 @@ pub(super) async fn serve(args: ServeArgs, urls: String, start: Start) -> anyhow
         clock: Instant::now(),
         running: BTreeMap::new(),
         waiting: BTreeMap::new(),
+        homes: regions::Homes::new(&galaxy, region, nats_conn.clone(), pairs.clone()),
     };
     let mut every = tokio::time::interval(Duration::from_millis(ROUND_MS));
     loop {
@@ -199,6 +224,8 @@ struct Spread {
     clock: Instant,
     running: BTreeMap<SystemId, Running>,
     waiting: BTreeMap<SystemId, Waiting>,
+    /// Which systems this node's region serves (all without regions).
+    homes: regions::Homes,
 }
 
 impl Spread {
@@ -245,7 +272,15 @@ impl Spread {
         for system in self.mesh.fenced_units() {
             self.stop(system, "a newer owner fenced it").await;
         }
-        let systems: Vec<SystemId> = self.mesh.galaxy().ids().collect();
+        self.homes.refresh().await;
+        let systems: Vec<SystemId> = self
+            .mesh
+            .galaxy()
+            .ids()
+            .filter(|&s| {
+                self.homes.served_here(self.mesh.galaxy(), s) || self.running.contains_key(&s)
+            })
+            .collect();
         let mine = |s: &Spread, system: SystemId| {
             deal::owner_of(&s.unit(system), &live) == Some(s.me.as_str())
         };
@@ -264,7 +299,8 @@ impl Spread {
             if began.elapsed() > budget {
                 break;
             }
-            match (self.running.contains_key(&system), mine(self, system)) {
+            let mine = mine(self, system) && self.homes.served_here(self.mesh.galaxy(), system);
+            match (self.running.contains_key(&system), mine) {
                 (true, true) => {}
                 (true, false) => self.hand_over(system).await,
                 (false, true) => self.claim(system).await,
@@ -329,13 +365,15 @@ impl Spread {
         taken_over: bool,
     ) {
         let unit = self.unit(system);
-        let logs = Arc::new(self.logs.for_unit(claim.epoch));
+        // A system re-homed here by a promotion runs above every epoch of its old region.
+        let epoch = self.homes.epoch_of(self.mesh.galaxy(), system, claim.epoch);
+        let logs = Arc::new(self.logs.for_unit(epoch));
         let storage = Storage {
             logs: logs.clone(),
             snapshots: self.snapshots.clone(),
         };
         let began = Instant::now();
-        match self.mesh.start_unit(system, storage, claim.epoch).await {
+        match self.mesh.start_unit(system, storage, epoch).await {
             Ok(started) => {
                 let how = match (&previous, taken_over) {
                     (Some(p), true) => format!("taken over from {p} after a lease of silence"),
@@ -343,8 +381,7 @@ impl Spread {
                     (None, _) => "claimed".to_string(),
                 };
                 println!(
-                    "unit {unit}: serving, epoch {} ({how}); started in {} ms: {} records replayed, {} jumps published again",
-                    claim.epoch,
+                    "unit {unit}: serving, epoch {epoch} ({how}); started in {} ms: {} records replayed, {} jumps published again",
                     began.elapsed().as_millis(),
                     started.recovery.records_replayed,
                     started.republished
