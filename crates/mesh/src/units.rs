@@ -24,6 +24,7 @@ use store::backend::Storage;
 use tokio::sync::mpsc;
 
 use crate::codec::{xfer_text, Jump};
+use crate::limits::UNIT_FENCE_WAIT_MS;
 use crate::links::{Arrived, LinkError, Links};
 use crate::recovery::{self, RecoveryReport};
 use crate::shard::ShardMessage;
@@ -214,11 +215,15 @@ impl Mesh {
         let ctx = self.ctx.clone();
         let slug = ctx.galaxy.slug(system).to_string();
         let link_error = |e: LinkError| MeshError::Internal(format!("unit {slug}: {e}"));
-        units
-            .links
-            .fence_outgoing(system, epoch)
-            .await
-            .map_err(link_error)?;
+        let fence_wait = Duration::from_millis(UNIT_FENCE_WAIT_MS);
+        match tokio::time::timeout(fence_wait, units.links.fence_outgoing(system, epoch)).await {
+            Ok(fenced) => fenced.map_err(link_error)?,
+            Err(_) => {
+                return Err(link_error(LinkError::Unavailable(format!(
+                    "its pair subjects were not all fenced within {UNIT_FENCE_WAIT_MS} ms (one in a region out of reach?)"
+                ))))
+            }
+        }
         let (g, d, rules) = (
             ctx.galaxy.clone(),
             ctx.datadir.clone(),
