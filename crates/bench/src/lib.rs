@@ -11,6 +11,7 @@ pub mod instances;
 pub mod jetstream;
 pub mod jumps;
 pub mod many_files;
+pub mod map;
 pub mod mixed;
 pub mod postgres;
 pub mod rounds;
@@ -76,6 +77,8 @@ pub enum Which {
     /// latency, the share crossing nodes, requests forwarded a second, a node's takeover and a
     /// clean leave. By hand: needs scripts/nats-install.sh and a release build of both binaries.
     Spread(spread::SpreadArgs),
+    /// The cost of the operator's map: API and jump throughput without and with open pages.
+    Map(map::MapArgs),
 }
 
 pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
@@ -91,6 +94,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
         Some(Which::Jetstream(a)) => jetstream::run(a),
         Some(Which::Takeover(a)) => takeover::run(a),
         Some(Which::Spread(a)) => spread::run(a),
+        Some(Which::Map(a)) => map::run(a),
     }
 }
 

@@ -229,11 +229,13 @@ impl Mesh {
             ctx.datadir.clone(),
             ctx.config.rules.clone(),
         );
+        let recovery_started = std::time::Instant::now();
         let mut unit = tokio::task::spawn_blocking(move || {
             recovery::recover_unit(&storage, &d, &g, &rules, system)
         })
         .await
         .map_err(|e| MeshError::Internal(e.to_string()))??;
+        ctx.metrics.recovered(recovery_started.elapsed());
         // Before any shard runs (and may publish a newer jump of the same origin): every jump
         // committed towards another unit and not finished goes out again, in number order.
         let republished = unit.republish.len();
