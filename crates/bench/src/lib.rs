@@ -12,6 +12,7 @@ pub mod instances;
 pub mod jetstream;
 pub mod jumps;
 pub mod many_files;
+pub mod map;
 pub mod mixed;
 pub mod postgres;
 pub mod rounds;
@@ -82,6 +83,8 @@ pub enum Which {
     /// by hour, profitable routes and how the best shift, prices at floors and ceilings,
     /// credits in circulation against sources and sinks.
     Economy(economy::EconomyBenchArgs),
+    /// The cost of the operator's map: API and jump throughput without and with open pages.
+    Map(map::MapArgs),
 }
 
 pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
@@ -98,6 +101,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
         Some(Which::Takeover(a)) => takeover::run(a),
         Some(Which::Spread(a)) => spread::run(a),
         Some(Which::Economy(a)) => economy::run(a),
+        Some(Which::Map(a)) => map::run(a),
     }
 }
 

@@ -47,18 +47,21 @@ pub struct Options {
 }
 
 /// Which world the seeds run: the local files (one process, crashes and disk faults), the
-/// stream (JetStream, nodes, leases, takeovers, zombies; `nodes`), or the cross-node world
-/// (units on several nodes, jumps between them through pair subjects; `xnode`).
+/// stream (JetStream, nodes, leases, takeovers, zombies; `nodes`), the cross-node world
+/// (units on several nodes, jumps between them through pair subjects; `xnode`), or that world
+/// with two regions joined by a link (`xnode::regions`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
 pub enum Worlds {
-    /// Every world: odd seeds the stream, seeds 2 mod 4 the cross-node world, the others
-    /// (0 mod 4) the files.
+    /// Every world: odd seeds the stream, seeds 2 mod 8 the cross-node world, 6 mod 8 the
+    /// cross-node world with two regions, the others (0 mod 4) the files.
     #[default]
     #[value(alias = "both")]
     All,
     Files,
     Stream,
     Xnode,
+    /// The cross-node world with two regions (issue 20) in every seed.
+    Regions,
 }
 
 impl Worlds {
@@ -66,7 +69,7 @@ impl Worlds {
     pub fn stream(self, seed: u64) -> bool {
         match self {
             Worlds::All => nodes::is_stream_seed(seed),
-            Worlds::Files | Worlds::Xnode => false,
+            Worlds::Files | Worlds::Xnode | Worlds::Regions => false,
             Worlds::Stream => true,
         }
     }
@@ -76,7 +79,16 @@ impl Worlds {
         match self {
             Worlds::All => xnode::is_xnode_seed(seed),
             Worlds::Files | Worlds::Stream => false,
-            Worlds::Xnode => true,
+            Worlds::Xnode | Worlds::Regions => true,
+        }
+    }
+
+    /// Whether seed `seed` runs the cross-node world with two regions.
+    pub fn regions(self, seed: u64) -> bool {
+        match self {
+            Worlds::All => xnode::is_regions_seed(seed),
+            Worlds::Files | Worlds::Stream | Worlds::Xnode => false,
+            Worlds::Regions => true,
         }
     }
 }
@@ -135,7 +147,7 @@ pub fn quiet_panics_in_seeds() {
 pub fn run_seed(seed: u64, opts: Options) -> SeedRun {
     if opts.worlds.xnode(seed) {
         IN_SEED.with(|f| f.set(true));
-        let run = xnode::run_seed(seed, opts);
+        let run = xnode::run_seed(seed, opts, opts.worlds.regions(seed));
         IN_SEED.with(|f| f.set(false));
         return run;
     }

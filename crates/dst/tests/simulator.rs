@@ -141,6 +141,41 @@ fn a_thousand_seeds_with_faults_break_no_invariant() {
         ),
         ("pair answers lost", t.xnode.answers_lost),
         ("pair answers delivered twice", t.xnode.answers_twice),
+        // The regions world (seeds 6 mod 8): the link cut and healed, jumps across it after a
+        // drop, the copies, regions lost and back, promotions and what they reconcile.
+        ("regions-world seeds", t.xnode.regions.seeds),
+        ("partitions", t.xnode.regions.partitions),
+        ("heals", t.xnode.regions.heals),
+        (
+            "messages dropped on the link",
+            t.xnode.regions.dropped_on_link,
+        ),
+        ("jumps across the link", t.xnode.regions.jumps_across),
+        (
+            "jumps across the link after a drop",
+            t.xnode.regions.jumps_across_after_drop,
+        ),
+        ("messages copied", t.xnode.regions.messages_copied),
+        ("regions lost", t.xnode.regions.regions_killed),
+        ("regions back", t.xnode.regions.regions_back),
+        ("promotions", t.xnode.regions.promotions),
+        (
+            "messages lost at a promotion",
+            t.xnode.regions.messages_lost,
+        ),
+        (
+            "departures reconciled at a promotion",
+            t.xnode.regions.departures_reconciled,
+        ),
+        (
+            "jumps republished at a promotion",
+            t.xnode.regions.jumps_republished,
+        ),
+        (
+            "acknowledged jumps lost as reported",
+            t.xnode.regions.acked_jumps_lost,
+        ),
+        ("exact losses checked", t.xnode.regions.exact_losses_checked),
     ] {
         assert!(n > 0, "no {what} in {CI_SEEDS} seeds");
     }
@@ -152,8 +187,8 @@ fn the_same_seed_gives_the_same_run_bit_for_bit() {
         steps: CI_STEPS,
         ..Options::default()
     };
-    // 2 and 123,458: the cross-node world.
-    for seed in [0, 2, 7, 123_456, 123_457, 123_458] {
+    // 2 and 123,458: the cross-node world; 6 and 123,462: with two regions.
+    for seed in [0, 2, 6, 7, 123_456, 123_457, 123_458, 123_462] {
         let a = run_seed(seed, opts);
         // The second run on another thread: nothing of a seed depends on its thread.
         let b = std::thread::spawn(move || run_seed(seed, opts))
@@ -247,4 +282,14 @@ fn a_zombie_origin_publishing_unfenced_is_caught() {
 #[test]
 fn a_snapshot_recording_past_a_queued_jump_is_caught() {
     caught(Bug::SnapshotPastQueued);
+}
+
+#[test]
+fn a_promotion_without_the_reconcile_is_caught() {
+    caught(Bug::PromoteWithoutReconcile);
+}
+
+#[test]
+fn a_promoted_epoch_only_above_the_copy_is_caught() {
+    caught(Bug::PromoteEpochAboveCopy);
 }

@@ -25,6 +25,7 @@ pub mod feed;
 pub mod instances;
 pub mod limits;
 pub mod links;
+pub mod metrics;
 pub mod price_sync;
 pub mod projector;
 pub mod protocol;
@@ -240,6 +241,8 @@ pub struct Context {
     /// On a node of a spread galaxy, the carrier of news to and from the other nodes
     /// ([`spread_news`]), attached once after the start; unset in one process.
     news: OnceLock<spread_news::NodeNews>,
+    /// What `GET /metrics` shows of the mesh ([`metrics`]): atomics the shards add to.
+    pub metrics: metrics::MeshMetrics,
 }
 
 impl Context {
@@ -415,13 +418,16 @@ impl Mesh {
         assert!(config.tick_hz > 0, "tick rate must be positive");
         let galaxy = Arc::new(galaxy);
         let (g, d, st) = (galaxy.clone(), datadir.clone(), storage.clone());
+        let recovery_started = std::time::Instant::now();
         let recovered = tokio::task::spawn_blocking(move || recovery::recover_on(&st, &d, &g))
             .await
             .map_err(|e| MeshError::Internal(e.to_string()))??;
+        let recovery_took = recovery_started.elapsed();
         let handoff = Handoff::Local {
             transitions: recovered.transitions,
         };
         let ctx = Context::new(storage, datadir, galaxy, config, handoff);
+        ctx.metrics.recovered(recovery_took);
         let landings = recovered.landings;
         for j in landings.values().flatten() {
             ctx.checkpoint
@@ -468,6 +474,7 @@ impl Context {
             std::time::Duration::from_millis(config.economy_delay_ms),
         ));
         let projector = projector::Projector::start(&datadir);
+        let galaxy_len = galaxy.ids().count();
         Arc::new(Context {
             galaxy,
             config,
@@ -483,6 +490,7 @@ impl Context {
             prices,
             published,
             news: OnceLock::new(),
+            metrics: metrics::MeshMetrics::new(galaxy_len),
         })
     }
 }
@@ -680,12 +688,24 @@ impl Mesh {
     /// Jumps to a neighbouring system. Returns once the jump is committed (durable in the
     /// transition log); the landing follows after the travel time ([`Mesh::wait_landing`]).
     pub async fn jump(&self, name: &str, to: SystemId) -> Result<JumpAck, MeshError> {
-        self.routed(name, |reply| ShardMessage::Jump {
-            name: name.to_string(),
-            to,
-            reply,
-        })
-        .await
+        let ack = self
+            .routed(name, |reply| ShardMessage::Jump {
+                name: name.to_string(),
+                to,
+                reply,
+            })
+            .await?;
+        self.ctx
+            .metrics
+            .system(ack.from)
+            .jumps
+            .fetch_add(1, Ordering::Relaxed);
+        Ok(ack)
+    }
+
+    /// The mesh's counters ([`metrics`]).
+    pub fn metrics(&self) -> &metrics::MeshMetrics {
+        &self.ctx.metrics
     }
 
     /// Waits for a player's landing (returns at once if they are in a system).

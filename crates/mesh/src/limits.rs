@@ -156,6 +156,12 @@ const _: () = assert!(MAX_OUTBOX_JUMPS <= MAX_UNLANDED_PER_PAIR);
 // The feed can hold every event of a full shard queue.
 const _: () = assert!(SHARD_QUEUE_LEN <= FEED_LEN);
 
+/// How long a unit's start waits for its outgoing pair subjects to be fenced, in milliseconds,
+/// before it gives up (and its node releases the lease, to claim it again later). A pair
+/// subject in a region out of reach would otherwise hold the start, and the node's round with
+/// it, for the whole publish retry (seconds): the round also renews the node's other leases.
+pub const UNIT_FENCE_WAIT_MS: u64 = 2_000;
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -100,12 +100,22 @@ pub struct Ship {
 impl Mesh {
     /// Buys or sells at the player's local market; answered once the trade is durable.
     pub async fn trade(&self, name: &str, order: Order) -> Result<TradeAck, MeshError> {
-        self.routed(name, |reply| ShardMessage::Trade {
-            name: name.to_string(),
-            order,
-            reply,
-        })
-        .await
+        let ack = self
+            .routed(name, |reply| ShardMessage::Trade {
+                name: name.to_string(),
+                order,
+                reply,
+            })
+            .await?;
+        // Where the trade was made: a player acts one action at a time (the API's locks), so
+        // they are still there.
+        if let Some(crate::directory::Place::In(at)) = self.place(name) {
+            self.metrics()
+                .system(at.system)
+                .trades
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+        Ok(ack)
     }
 
     /// Sets a standing order to fire at `target` every tick (`None`: cease fire).

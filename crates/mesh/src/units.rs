@@ -24,6 +24,7 @@ use store::backend::Storage;
 use tokio::sync::mpsc;
 
 use crate::codec::{xfer_text, Jump};
+use crate::limits::UNIT_FENCE_WAIT_MS;
 use crate::links::{Arrived, LinkError, Links};
 use crate::recovery::{self, RecoveryReport};
 use crate::shard::ShardMessage;
@@ -214,21 +215,27 @@ impl Mesh {
         let ctx = self.ctx.clone();
         let slug = ctx.galaxy.slug(system).to_string();
         let link_error = |e: LinkError| MeshError::Internal(format!("unit {slug}: {e}"));
-        units
-            .links
-            .fence_outgoing(system, epoch)
-            .await
-            .map_err(link_error)?;
+        let fence_wait = Duration::from_millis(UNIT_FENCE_WAIT_MS);
+        match tokio::time::timeout(fence_wait, units.links.fence_outgoing(system, epoch)).await {
+            Ok(fenced) => fenced.map_err(link_error)?,
+            Err(_) => {
+                return Err(link_error(LinkError::Unavailable(format!(
+                    "its pair subjects were not all fenced within {UNIT_FENCE_WAIT_MS} ms (one in a region out of reach?)"
+                ))))
+            }
+        }
         let (g, d, rules) = (
             ctx.galaxy.clone(),
             ctx.datadir.clone(),
             ctx.config.rules.clone(),
         );
+        let recovery_started = std::time::Instant::now();
         let mut unit = tokio::task::spawn_blocking(move || {
             recovery::recover_unit(&storage, &d, &g, &rules, system)
         })
         .await
         .map_err(|e| MeshError::Internal(e.to_string()))??;
+        ctx.metrics.recovered(recovery_started.elapsed());
         // Before any shard runs (and may publish a newer jump of the same origin): every jump
         // committed towards another unit and not finished goes out again, in number order.
         let republished = unit.republish.len();

@@ -407,6 +407,8 @@ async fn call(http: &Http, method: &str, path: &str, token: Option<&str>) -> Ans
         ("POST", "/v1/loot") => http.post(path, token, json!({"wreck": 0})).await,
         ("POST", "/v1/join") => http.post(path, token, json!({"name": "Someone"})).await,
         ("GET", "/v1/route") => http.get("/v1/route?from=Sol&to=Vega", token).await,
+        ("GET", "/v1/map/system") => http.get("/v1/map/system?name=Sol", token).await,
+        ("GET", "/v1/map/player") => http.get("/v1/map/player?name=Bob", token).await,
         ("GET", "/v1/events") => {
             // A stream never ends: look at the status and the first event only.
             let mut req = http.client.get(format!("{}{path}", http.url));

@@ -154,7 +154,7 @@ fn two_regions_play_across_a_delayed_link_that_is_cut_and_healed() {
     };
     let size = size();
     let dir = tempfile::tempdir().unwrap();
-    let regions = TestRegions::start(exe, &["eu", "us"], 1, DELAY_MS);
+    let mut regions = TestRegions::start(exe, &["eu", "us"], 1, DELAY_MS);
     let galaxy = Galaxy::default_galaxy();
     let homed = |region: &str| {
         let mut s: Vec<String> = galaxy
@@ -292,7 +292,83 @@ fn two_regions_play_across_a_delayed_link_that_is_cut_and_healed() {
         statuses[1],
         tails(&nodes)
     );
-    for n in &mut nodes {
-        n.stop();
+
+    // The region us is lost once eu's copy has everything: promoted into eu, every player is
+    // there once (nothing was acknowledged after the copy's last message).
+    let copy_current = Instant::now();
+    loop {
+        let status = region_cmd(&regions, "eu", &["status", "--json"]);
+        let lag: u64 = status
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|r| r["region"] == "us")
+            .flat_map(|r| r["copies"].as_array().cloned().unwrap_or_default())
+            .filter_map(|c| c["lag_messages"].as_u64())
+            .sum();
+        if lag == 0 {
+            break;
+        }
+        assert!(
+            copy_current.elapsed() < SETTLE_WAIT,
+            "eu's copy of us still lags {lag} messages: {status}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
     }
+    nodes[1].kill();
+    regions.kill_region("us");
+    let promoted_at = Instant::now();
+    let points = region_cmd(&regions, "eu", &["promote", "us", "--into", "eu", "--json"]);
+    let promote_took = promoted_at.elapsed();
+    let all: Vec<String> = {
+        let mut s: Vec<String> = galaxy.ids().map(|id| galaxy.slug(id).to_string()).collect();
+        s.sort();
+        s
+    };
+    let population = loop {
+        let served = status(&nodes[0]).unwrap_or_default();
+        let moving = sum(&served, "departing") + sum(&served, "in_transit_towards");
+        if slugs(&served) == all && moving == 0 {
+            break sum(&served, "population");
+        }
+        assert!(
+            promoted_at.elapsed() < WHOLE_WAIT,
+            "eu1 serves {:?} {WHOLE_WAIT:?} after the promotion ({moving} moving); promote said {points}\n{}",
+            slugs(&served),
+            tails(&nodes)
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    eprintln!(
+        "regions: promotion of us into eu took {promote_took:?}; eu1 served every system {:?} after it",
+        promoted_at.elapsed()
+    );
+    assert_eq!(
+        population,
+        players,
+        "after the promotion eu holds {population} players, {players} joined; promote said {points}\n{}",
+        tails(&nodes)
+    );
+    nodes[0].stop();
+}
+
+/// Runs `mltrader region ARGS` as region `region` sees it; its JSON output.
+fn region_cmd(regions: &TestRegions, region: &str, args: &[&str]) -> Value {
+    let r = regions.region(region);
+    let out = common::mltrader()
+        .arg("region")
+        .args(args)
+        .args(["--nats", &r.urls().join(",")])
+        .args(["--creds", &regions.creds().display().to_string()])
+        .args(["--nats-monitor", &r.monitors().join(",")])
+        .args(["--region", region])
+        .output()
+        .expect("run mltrader region");
+    assert!(
+        out.status.success(),
+        "mltrader region {args:?} failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap_or(Value::Null)
 }

@@ -163,6 +163,10 @@ struct PairWriter {
     /// The highest epoch this node fenced the pair with: a publish under an older epoch is
     /// refused here without asking the stream.
     fenced_at: u64,
+    /// Region mode: the epoch of a fence deferred because the pair subject lives in another
+    /// region (`fence_outgoing` does not wait for the link): written before the pair's next
+    /// publish. 0: none owed.
+    owed_fence: u64,
 }
 
 /// The subject's last message, as the stream leader says.
@@ -626,7 +630,12 @@ impl Shared {
         let subject = self.subject(pair);
         let writer = self.writer(pair);
         let mut writer = writer.lock().await;
-        if epoch < writer.fenced_at {
+        if writer.owed_fence > writer.fenced_at {
+            // A fence deferred across the link: stored before this pair's first jump.
+            let owed = writer.owed_fence;
+            self.fence_locked(pair, owed, &mut writer).await?;
+        }
+        if epoch < writer.fenced_at.max(writer.owed_fence) {
             bump(&self.stats.fenced);
             return Err(LinkError::Fenced(format!(
                 "{subject}: jump {id} under epoch {epoch}, but this node fenced the pair under epoch {}",
@@ -701,6 +710,27 @@ impl Shared {
     /// sequence read just before (again on a race), unless a newer epoch wrote there (Fenced);
     /// the writer then knows the mark's sequence as the last.
     async fn fence_pair(self: Arc<Self>, pair: Pair, epoch: u64) -> Result<(), LinkError> {
+        let writer = self.writer(pair);
+        let mut writer = writer.lock().await;
+        self.fence_locked(pair, epoch, &mut writer).await
+    }
+
+    /// Region mode: records that `pair`'s fence of `epoch` is owed (its subject lives in
+    /// another region): the pair's next publish stores it first ([`Shared::publish_jump`]).
+    async fn owe_fence(self: Arc<Self>, pair: Pair, epoch: u64) -> Result<(), LinkError> {
+        let writer = self.writer(pair);
+        let mut writer = writer.lock().await;
+        writer.owed_fence = writer.owed_fence.max(epoch);
+        Ok(())
+    }
+
+    /// [`Shared::fence_pair`] with the pair's writer held.
+    async fn fence_locked(
+        &self,
+        pair: Pair,
+        epoch: u64,
+        writer: &mut PairWriter,
+    ) -> Result<(), LinkError> {
         let subject = self.subject(pair);
         let record = LeaseRecord {
             epoch,
@@ -715,8 +745,6 @@ impl Shared {
             self.galaxy.slug(pair.to),
             self.node
         );
-        let writer = self.writer(pair);
-        let mut writer = writer.lock().await;
         let started = Instant::now();
         let deadline = started + Duration::from_millis(PAIR_PUBLISH_RETRY_FOR_MS);
         let mut failure = String::new();
@@ -1059,8 +1087,20 @@ impl Links for NatsLinks {
             let tasks: Vec<_> = lanes
                 .into_iter()
                 .map(|to| {
-                    let fence = shared.clone().fence_pair(Pair { from, to }, epoch);
-                    shared.nats.bridge.spawn(fence)
+                    let pair = Pair { from, to };
+                    if shared.other_region_of(&shared.subject(pair)).is_some() {
+                        // Its subject lives in another region: fenced before its first
+                        // publish, so that a cut link never holds a takeover up.
+                        shared
+                            .nats
+                            .bridge
+                            .spawn(shared.clone().owe_fence(pair, epoch))
+                    } else {
+                        shared
+                            .nats
+                            .bridge
+                            .spawn(shared.clone().fence_pair(pair, epoch))
+                    }
                 })
                 .collect();
             let mut outcome = Ok(());

@@ -112,7 +112,9 @@ fn two_regions_hand_jumps_over_copy_each_other_and_promote() {
     let us_logs = NatsLogs::open(&us, 1).unwrap();
     assert_eq!(eu_logs.subject_of("systems/sol"), "mlt.eu.log.systems.sol");
     let log_b = mltrader_store_name(&slug_b);
-    let (us_log, _) = us_logs
+    // us's owner of b writes under lease epoch 5: the copy's messages carry it.
+    let us_unit = us_logs.for_unit(5);
+    let (us_log, _) = us_unit
         .open(&log_b, Position::BEGINNING, &mut |_| Ok(()))
         .unwrap();
     append(&us_log, records, 10);
@@ -241,7 +243,46 @@ fn two_regions_hand_jumps_over_copy_each_other_and_promote() {
     );
     assert!(logs.copied_last_seq <= before, "{logs:?}");
     println!("FACT copy status of MLT_LOGS while cut: {logs:?}");
+    // A takeover of a (a new epoch) while the link is cut: its pair subjects live in us, so
+    // their fences are owed, not waited for.
+    let fence_started = Instant::now();
+    rt.block_on(eu_links.fence_outgoing(a, 8))
+        .expect("fencing does not wait for a cut link");
+    let fence_took = fence_started.elapsed();
+    println!("FACT with the link cut, fence_outgoing of a unit whose lanes all cross the link took {fence_took:?}");
+    assert!(fence_took < Duration::from_secs(2), "{fence_took:?}");
     regions.heal();
+    // Its first jump after the heal stores the owed fence first, then the jump.
+    rt.block_on(async {
+        eu_links
+            .publish(8, jump(origin, b, jumps + 1))
+            .await
+            .unwrap();
+        let got = tokio::time::timeout(Duration::from_secs(30), arrivals.recv())
+            .await
+            .expect("the jump arrives")
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            got.jump.xfer.0,
+            jumps + 1,
+            "the fence mark is skipped, the jump read"
+        );
+    });
+    let stored = eu_links.messages_of(a, b).unwrap();
+    let tail: Vec<(Option<String>, bool)> = stored[stored.len() - 2..]
+        .iter()
+        .map(|m| (m.epoch.clone(), m.payload.windows(5).any(|w| w == b"lease")))
+        .collect();
+    assert_eq!(
+        tail,
+        [
+            (Some("8".to_string()), true),
+            (Some("8".to_string()), false)
+        ],
+        "the owed fence mark of epoch 8, then the jump"
+    );
+    eu_links.check_fencing(a, b).unwrap();
     let healed = wait_copy(&eu, "MLT_LOGS", Duration::from_secs(60));
     println!("FIGURE after heal the copy of us's logs caught up in {healed:?}");
 
@@ -292,6 +333,16 @@ fn two_regions_hand_jumps_over_copy_each_other_and_promote() {
     // is known exactly: the 10 records written with the link cut (2 group commits).
     regions.link("eu", "us").heal();
     regions.restart_region("us");
+    // The leafnode is up; us's JetStream API answers across it a moment later (interest
+    // crosses the link after the connection: seen taking longer than one request at 50 ms).
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !copy_status(&eu, "us").unwrap().iter().all(|s| s.reachable) {
+        assert!(
+            Instant::now() < deadline,
+            "us's API does not answer 30 s after its restart"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
     let again = rehome_from_copy(&eu, "us", &systems).unwrap();
     let again_b = again.iter().find(|p| p.system == slug_b).unwrap();
     assert_eq!(again_b.messages_written, 0, "a rerun writes nothing twice");
@@ -301,6 +352,29 @@ fn two_regions_hand_jumps_over_copy_each_other_and_promote() {
         again_b.lost_after
     );
     assert_eq!(again_b.lost_after, LostAfter::Exactly { messages: 2 });
+
+    // The new owner in eu takes b above the home epoch: the re-homed messages keep their
+    // writers' epochs, so an owner under an older epoch than theirs is refused (fenced).
+    let home_epoch = home[&slug_b].home_epoch;
+    assert!(
+        eu_logs_again
+            .for_unit(4)
+            .open(&log_b, Position::BEGINNING, &mut |_| Ok(()))
+            .is_err(),
+        "an epoch below the copy's (5) is fenced"
+    );
+    let owner = eu_logs_again.for_unit(home_epoch);
+    let (log, _) = owner
+        .open(&log_b, Position::BEGINNING, &mut |_| Ok(()))
+        .expect("the new owner opens the re-homed log above the home epoch");
+    append(&log, 3, 3);
+    drop(log);
+    // From now on the survivor wrote the subject itself: a late rerun is refused, not mixed in.
+    let late = rehome_from_copy(&eu, "us", &systems).expect_err("a late rerun is refused");
+    assert!(
+        late.to_string().contains("was not copied from region us"),
+        "refused for what the new owner wrote: {late}"
+    );
 }
 
 /// The log name of system `slug` (`systems/<slug>`).

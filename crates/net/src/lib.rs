@@ -15,6 +15,7 @@ pub mod events;
 pub mod flights;
 pub mod history;
 pub mod limits;
+pub mod map_view;
 pub mod openapi;
 pub mod remote;
 pub mod routes;
@@ -60,6 +61,18 @@ pub struct NetConfig {
     pub limit_loopback: bool,
     /// Where players' history logs are (`GET /v1/history` answers 501 without it).
     pub history: Option<DataDir>,
+    /// Whether the operator's map is served (`/`, `/v1/map*`); `serve --no-map` turns it off
+    /// ([`turn_map_off`]).
+    pub map: bool,
+}
+
+/// Set by `serve --no-map` before the API is built: every server of this process then starts
+/// with its map off. Process-wide because each serve mode builds its own [`NetConfig`].
+static MAP_OFF: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Turns the map off for every API this process builds from now on (`serve --no-map`).
+pub fn turn_map_off() {
+    MAP_OFF.store(true, std::sync::atomic::Ordering::Relaxed);
 }
 
 impl Default for NetConfig {
@@ -79,6 +92,7 @@ impl Default for NetConfig {
             }),
             limit_loopback: false,
             history: None,
+            map: !MAP_OFF.load(std::sync::atomic::Ordering::Relaxed),
         }
     }
 }
@@ -152,6 +166,10 @@ pub struct AppState {
     pub remote: Option<Arc<dyn remote::Remote>>,
     /// The answers of forwarded acting requests by request id (this node as an owner).
     pub remembered: remote::Remembered,
+    /// Requests answered, by route and status (`GET /metrics`).
+    pub requests: routes::metrics::RequestCounts,
+    /// The operator's live map ([`map_view`]).
+    pub map: Arc<map_view::MapView>,
 }
 
 /// The API as `mltrader serve` runs it: settings from the environment, players' history from
@@ -194,6 +212,7 @@ impl Api {
         let stopping = Arc::new(shutdown::Stopping::default());
         let state = Arc::new(AppState {
             events: Arc::new(events::Hub::new(mesh.clone(), stopping.clone())),
+            map: map_view::MapView::new(mesh.clone(), stopping.clone()),
             mesh,
             accounts,
             token_limits: Limiter::new(config.token_rate, usize::MAX),
@@ -206,7 +225,11 @@ impl Api {
             stopping: stopping.clone(),
             remote,
             remembered: remote::Remembered::default(),
+            requests: routes::metrics::RequestCounts::new(routes::all_routes()),
         });
+        if state.config.map {
+            state.map.listen();
+        }
         Ok(Api {
             router: routes::router(state.clone()),
             stopping,

@@ -9,6 +9,7 @@
 
 use std::collections::HashMap;
 use std::hash::{BuildHasher, Hash};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -117,6 +118,8 @@ pub struct Limiter<K> {
     max_keys_per_shard: usize,
     shards: Vec<Mutex<Shard<K>>>,
     hasher: std::collections::hash_map::RandomState,
+    /// Requests refused since the start (`GET /metrics`: `mltrader_rate_limited_total`).
+    refused: AtomicU64,
 }
 
 struct Shard<K> {
@@ -139,7 +142,13 @@ impl<K: Hash + Eq + Clone> Limiter<K> {
                 })
                 .collect(),
             hasher: Default::default(),
+            refused: AtomicU64::new(0),
         }
+    }
+
+    /// Requests this limiter refused since the start.
+    pub fn refused(&self) -> u64 {
+        self.refused.load(Ordering::Relaxed)
     }
 
     pub fn rate(&self) -> Option<Rate> {
@@ -148,7 +157,11 @@ impl<K: Hash + Eq + Clone> Limiter<K> {
 
     /// Counts one request of `key`: `Err(wait)` when its bucket is empty.
     pub fn check(&self, key: &K) -> Result<(), Duration> {
-        self.check_at(key, Instant::now())
+        let checked = self.check_at(key, Instant::now());
+        if checked.is_err() {
+            self.refused.fetch_add(1, Ordering::Relaxed);
+        }
+        checked
     }
 
     /// [`Limiter::check`] at a given time (for tests).

@@ -57,6 +57,9 @@ pub struct Truth {
     /// The jumps in flight ([`Truth::in_flight`]), kept as records are stored, with their
     /// player as they left: the checks after every step read it instead of every jump ever.
     flying: BTreeMap<Key, Player>,
+    /// Jumps whose `depart` was lost with a lost region (after its copy's last message): a
+    /// copy of their jump on a survivor's pair subject is no publish before the commit.
+    pub departs_lost: BTreeSet<Key>,
 }
 
 impl Truth {
@@ -77,6 +80,25 @@ impl Truth {
             last_on_pair: BTreeMap::new(),
             duplicates_stored: 0,
             flying: BTreeMap::new(),
+            departs_lost: BTreeSet::new(),
+        }
+    }
+
+    /// Departures a promotion's reconcile applied (their events stored already): the player
+    /// left as the jump carries them (in flight, unless landed), and the credits the lost
+    /// records changed and the jump carried are the rules' doing.
+    pub fn reconciled(&mut self, departures: &[mesh::protocol::promote::Departure]) {
+        for d in departures {
+            let key = (d.jump.from, d.jump.xfer);
+            if d.copy_player.is_some() {
+                self.departs.insert(key, d.jump.player.clone());
+            }
+            if self.arrived.contains(&key) {
+                self.flying.remove(&key);
+            } else if self.on_pair.contains_key(&key) {
+                self.flying.insert(key, d.jump.player.clone());
+            }
+            self.credits -= d.credits_changed_in_lost_records();
         }
     }
 
@@ -241,7 +263,7 @@ impl Truth {
         let key = (jump.from, jump.xfer);
         let name = &jump.player.name;
         let text = mesh::codec::xfer_text(galaxy, jump.from, jump.xfer);
-        if !self.departs.contains_key(&key) {
+        if !self.departs.contains_key(&key) && !self.departs_lost.contains(&key) {
             let what = format!(
                 "jump {text} of {name} is on {subject} but its depart is not in {}'s log",
                 galaxy.slug(pair.from)

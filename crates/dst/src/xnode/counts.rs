@@ -53,6 +53,8 @@ pub struct XCounts {
     pub snapshots: u64,
     /// Snapshots put by a node that no longer held the unit's lease.
     pub zombie_snapshots: u64,
+    /// The regions world's (seeds with two regions).
+    pub regions: super::regions::RCounts,
 }
 
 impl XCounts {
@@ -121,6 +123,7 @@ impl XCounts {
         for (t, v) in pairs {
             *t += v;
         }
+        self.regions.add(&c.regions);
     }
 
     /// One line for the summary.
@@ -163,6 +166,6 @@ impl XCounts {
             self.zombie_snapshots,
             self.requests,
             self.acks,
-        )
+        ) + "; " + &self.regions.text()
     }
 }

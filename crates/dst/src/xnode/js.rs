@@ -25,6 +25,13 @@ pub type Records = Vec<(Tick, Event)>;
 /// A node of the world (n0, n1, n2).
 pub type NodeId = u8;
 
+/// A region (the regions world: 0 and 1; the cross-node world has region 0 only). Each has
+/// its own stream (sequences, duplicate window) and KV (lease revisions).
+pub type Region = u8;
+
+/// Regions in the regions world.
+pub const REGIONS: usize = 2;
+
 /// What a message holds.
 #[derive(Clone, Debug)]
 pub enum Body<T> {
@@ -41,6 +48,8 @@ pub struct Msg<T> {
     pub node: NodeId,
     pub epoch: u64,
     pub body: Body<T>,
+    /// The world's step it was stored at (the copy of its region lags behind it).
+    pub at_step: u64,
 }
 
 /// One subject's messages, in order.
@@ -99,21 +108,40 @@ pub struct Snapshot {
     pub epoch: u64,
 }
 
-/// The galaxy's stream and KV, as the cross-node world sees it.
+/// The galaxy's streams and KVs, as the cross-node world sees them: one region's (the
+/// cross-node world) or two (the regions world: a unit's log and lease live in its home
+/// region's, a pair subject in its destination's home region's; each region numbers its own
+/// messages and lease revisions and has its own duplicate window).
 #[derive(Clone, Debug, Default)]
 pub struct Stream {
-    next_seq: u64,
+    /// Per region: its stream's last sequence.
+    pub next_seq: [u64; REGIONS],
     pub units: BTreeMap<SystemId, Subject<Records>>,
     pub pairs: BTreeMap<Pair, Subject<Jump>>,
-    /// The duplicate window: message id -> sequence stored.
-    ids: BTreeMap<String, u64>,
+    /// Per region, the duplicate window: message id -> sequence stored.
+    pub ids: [BTreeMap<String, u64>; REGIONS],
     /// Each unit's lease: its owner and epoch (the KV key's revision).
     pub leases: BTreeMap<SystemId, (NodeId, u64)>,
-    next_epoch: u64,
+    /// Per region: the KV's last revision (the epochs it gives).
+    pub next_epoch: [u64; REGIONS],
     pub snapshots: BTreeMap<SystemId, Snapshot>,
+    /// Each unit's home region (empty: every unit in region 0).
+    pub home: BTreeMap<SystemId, Region>,
+    /// The world's step now (stamped on each message stored).
+    pub now: u64,
 }
 
 impl Stream {
+    /// The home region of `unit`.
+    pub fn region_of(&self, unit: SystemId) -> Region {
+        self.home.get(&unit).copied().unwrap_or(0)
+    }
+
+    /// The region whose stream holds `pair`'s subject: its destination's home.
+    pub fn region_of_pair(&self, pair: Pair) -> Region {
+        self.region_of(pair.to)
+    }
+
     fn publish<T>(
         next_seq: &mut u64,
         ids: &mut BTreeMap<String, u64>,
@@ -121,6 +149,7 @@ impl Stream {
         id: Option<&str>,
         expected: Option<u64>,
         msg: (NodeId, u64, Body<T>),
+        at_step: u64,
     ) -> Answer {
         if let Some(&seq) = id.and_then(|id| ids.get(id)) {
             return Answer::Duplicate(seq);
@@ -140,6 +169,7 @@ impl Stream {
             node,
             epoch,
             body,
+            at_step,
         });
         Answer::Stored(seq)
     }
@@ -152,14 +182,16 @@ impl Stream {
         expected: Option<u64>,
         msg: (NodeId, u64, Body<Records>),
     ) -> Answer {
+        let r = self.region_of(unit) as usize;
         let subject = self.units.entry(unit).or_default();
         Stream::publish(
-            &mut self.next_seq,
-            &mut self.ids,
+            &mut self.next_seq[r],
+            &mut self.ids[r],
             subject,
             Some(id),
             expected,
             msg,
+            self.now,
         )
     }
 
@@ -171,25 +203,34 @@ impl Stream {
         expected: Option<u64>,
         msg: (NodeId, u64, Body<Jump>),
     ) -> Answer {
+        let r = self.region_of_pair(pair) as usize;
         let subject = self.pairs.entry(pair).or_default();
         Stream::publish(
-            &mut self.next_seq,
-            &mut self.ids,
+            &mut self.next_seq[r],
+            &mut self.ids[r],
             subject,
             id,
             expected,
             msg,
+            self.now,
         )
     }
 
     /// The duplicate window passed for `id`: a publish of it is stored again.
     pub fn forget_id(&mut self, id: &str) -> bool {
-        self.ids.remove(id).is_some()
+        let mut any = false;
+        for ids in &mut self.ids {
+            any |= ids.remove(id).is_some();
+        }
+        any
     }
 
-    /// The ids of the pair subjects' jumps still in the window.
+    /// The ids of the pair subjects' jumps still in a window.
     pub fn jump_ids(&self) -> impl Iterator<Item = &String> + '_ {
-        self.ids.keys().filter(|id| id.starts_with("jump "))
+        self.ids
+            .iter()
+            .flat_map(|ids| ids.keys())
+            .filter(|id| id.starts_with("jump "))
     }
 
     /// Compare-and-set of unit `unit`'s lease at `epoch` (0: absent): the new epoch.
@@ -198,9 +239,10 @@ impl Stream {
         if now != epoch {
             return None;
         }
-        self.next_epoch += 1;
-        self.leases.insert(unit, (node, self.next_epoch));
-        Some(self.next_epoch)
+        let r = self.region_of(unit) as usize;
+        self.next_epoch[r] += 1;
+        self.leases.insert(unit, (node, self.next_epoch[r]));
+        Some(self.next_epoch[r])
     }
 
     /// The lease of `unit`: owner and epoch.

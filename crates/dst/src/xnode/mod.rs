@@ -32,6 +32,7 @@ pub mod counts;
 mod faults;
 pub mod js;
 mod owner;
+pub mod regions;
 pub mod scheduler;
 mod takeover;
 
@@ -57,7 +58,8 @@ use crate::trace::Trace;
 use crate::{Failure, Options, SeedRun};
 use checks::Truth;
 pub use counts::XCounts;
-use js::{Answer, Body, NodeId, Records, Snapshot, Stream};
+use js::{Answer, Body, Msg, NodeId, Records, Region, Snapshot, Stream};
+use regions::{Regions, Where};
 pub use scheduler::{enabled, Action, Retry};
 
 /// Nodes in a seed: two or three.
@@ -73,9 +75,14 @@ pub const LEASE_STEPS: u64 = 25;
 pub const QUIET_STEPS_MAX: u64 = 6_000;
 
 /// Seeds that run this world when every world runs: 2 mod 4 (the files keep 0 mod 4, the
-/// stream world the odd seeds).
+/// stream world the odd seeds); of them, 6 mod 8 with two regions ([`is_regions_seed`]).
 pub fn is_xnode_seed(seed: u64) -> bool {
     seed % 4 == 2
+}
+
+/// Seeds of this world that run with two regions when every world runs: 6 mod 8.
+pub fn is_regions_seed(seed: u64) -> bool {
+    seed % 8 == 6
 }
 
 /// What an owner does once a group commit is acknowledged.
@@ -178,6 +185,11 @@ pub struct Wire<T> {
     pub node: NodeId,
     pub epoch: u64,
     pub what: T,
+    /// The region whose stream it goes to (a request) or comes from (an answer).
+    pub target: Region,
+    /// The first step it may arrive at: later than sent when it crosses the link between
+    /// regions (the link's delay).
+    pub ready_at: u64,
 }
 
 /// A player's client: one request at a time.
@@ -207,10 +219,14 @@ pub struct XWorld {
     pub counts: XCounts,
     /// Faults and new requests stop (the quiet end of a seed).
     pub quiet: bool,
+    /// Two regions, their link and copies (the regions world), or None (one region).
+    pub regions: Option<Regions>,
+    /// Every message stored, in the order stored (a promotion rebuilds the truth from it).
+    pub history: Vec<(Where, u64)>,
 }
 
 impl XWorld {
-    pub fn new(seed: u64, keep_trace: bool) -> XWorld {
+    pub fn new(seed: u64, keep_trace: bool, with_regions: bool) -> XWorld {
         let mut rng = Rng::from_seed(seed);
         let galaxy = crate::world::galaxy_of(&mut rng);
         let rules = crate::world::rules_of(&mut rng);
@@ -245,7 +261,13 @@ impl XWorld {
                 ..XCounts::default()
             },
             quiet: false,
+            regions: None,
+            history: Vec::new(),
         };
+        if with_regions {
+            regions::start(&mut w);
+            return w;
+        }
         // Units dealt at random: some node may own none, one may own all.
         let units: Vec<SystemId> = w.galaxy.ids().collect();
         for unit in units {
@@ -253,6 +275,44 @@ impl XWorld {
             w.takeover(node, unit).expect("a first takeover");
         }
         w
+    }
+
+    /// A message from node `node` (at `epoch`) to or from region `target`'s stream: delayed
+    /// by the link when it crosses it.
+    pub(super) fn wire<T>(&self, node: NodeId, epoch: u64, target: Region, what: T) -> Wire<T> {
+        let delay = match &self.regions {
+            Some(r) if r.of_node[node as usize] != target => r.delay_steps,
+            _ => 0,
+        };
+        Wire {
+            node,
+            epoch,
+            what,
+            target,
+            ready_at: self.step + delay,
+        }
+    }
+
+    /// A message stored in `unit`'s log: judged by the truth, and kept in the history.
+    pub(super) fn stored_unit(
+        &mut self,
+        unit: SystemId,
+        fenced_at: Option<u64>,
+        msg: &Msg<Records>,
+    ) -> Result<(), Violation> {
+        self.history.push((Where::Unit(unit), msg.seq));
+        self.truth.stored_unit(&self.galaxy, unit, fenced_at, msg)
+    }
+
+    /// A message stored on `pair`'s subject: judged by the truth, and kept in the history.
+    pub(super) fn stored_pair(
+        &mut self,
+        pair: Pair,
+        fenced_at: Option<u64>,
+        msg: &Msg<Jump>,
+    ) -> Result<(), Violation> {
+        self.history.push((Where::Pair(pair), msg.seq));
+        self.truth.stored_pair(&self.galaxy, pair, fenced_at, msg)
     }
 
     pub fn note(&mut self, who: Option<&str>, jump: Option<(InstanceId, Xfer)>, text: String) {
@@ -285,6 +345,8 @@ impl XWorld {
 fn drive(w: &mut XWorld, opts: Options) -> Result<(), Violation> {
     while w.step < opts.steps {
         w.step += 1;
+        w.stream.now = w.step;
+        w.count_region_step();
         w.counts.steps += 1;
         if let Some(action) = w.pick() {
             w.run(action)?;
@@ -296,18 +358,21 @@ fn drive(w: &mut XWorld, opts: Options) -> Result<(), Violation> {
     let end = w.step + QUIET_STEPS_MAX;
     while !w.settled() && w.step < end {
         w.step += 1;
+        w.stream.now = w.step;
+        w.count_region_step();
         w.counts.quiet_steps += 1;
         if let Some(action) = w.pick() {
             w.run(action)?;
         }
         w.check_step()?;
     }
-    w.truth.acked_jumps_land(&w.galaxy)
+    w.truth.acked_jumps_land(&w.galaxy)?;
+    regions::at_end(w)
 }
 
 /// Runs seed `seed` in the cross-node world.
-pub fn run_seed(seed: u64, opts: Options) -> SeedRun {
-    let mut w = XWorld::new(seed, opts.keep_trace);
+pub fn run_seed(seed: u64, opts: Options, with_regions: bool) -> SeedRun {
+    let mut w = XWorld::new(seed, opts.keep_trace, with_regions);
     let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| drive(&mut w, opts)));
     let violation = match outcome {
         Ok(Ok(())) => None,

@@ -167,11 +167,13 @@ impl XWorld {
         };
         u.in_flight = Some(batch.clone());
         let epoch = u.epoch;
-        self.requests.push(Wire {
+        let wire = self.wire(
             node,
             epoch,
-            what: Req::Append { unit, batch },
-        });
+            self.stream.region_of(unit),
+            Req::Append { unit, batch },
+        );
+        self.requests.push(wire);
     }
 
     /// Sends the outbox's publishes.
@@ -188,18 +190,26 @@ impl XWorld {
                 Some((from, xfer)),
                 format!("n{node} publishes {id}"),
             );
-            self.requests.push(Wire {
-                node,
-                epoch,
-                what: Req::Publish { unit, id, publish },
-            });
+            let target = self.stream.region_of_pair(publish.pair);
+            let wire = self.wire(node, epoch, target, Req::Publish { unit, id, publish });
+            self.requests.push(wire);
         }
     }
 
     /// The stream takes request `i`.
     pub(super) fn store(&mut self, i: usize) -> Result<(), Violation> {
         let wire = self.requests.remove(i);
-        let (node, epoch) = (wire.node, wire.epoch);
+        let now = match &wire.what {
+            Req::Append { unit, .. } => self.stream.region_of(*unit),
+            Req::Publish { publish, .. } => self.stream.region_of_pair(publish.pair),
+        };
+        if self.lost_on_the_way(&wire) || self.moved_since(wire.target, now) {
+            if let Req::Publish { publish, .. } = &wire.what {
+                self.dropped_on_link(publish.jump.from, publish.jump.xfer);
+            }
+            return Ok(());
+        }
+        let (node, epoch, target) = (wire.node, wire.epoch, wire.target);
         let reply = match wire.what {
             Req::Append { unit, batch } => {
                 let fenced_at = self.stream.units.entry(unit).or_default().fenced_at();
@@ -208,13 +218,13 @@ impl XWorld {
                     self.stream
                         .append_unit(unit, &batch.id, batch.expected, (node, epoch, body));
                 if let Answer::Stored(_) = answer {
+                    self.old_owner_fenced(node, epoch, &batch.id)?;
                     let msg = self.stream.units[&unit]
                         .msgs
                         .last()
                         .cloned()
                         .expect("stored");
-                    self.truth
-                        .stored_unit(&self.galaxy, unit, fenced_at, &msg)?;
+                    self.stored_unit(unit, fenced_at, &msg)?;
                     self.count_landings(&batch.records);
                 }
                 if let Answer::WrongLastSeq(_) = answer {
@@ -239,15 +249,16 @@ impl XWorld {
                         .publish_pair(pair, Some(&id), expected, (node, epoch, body));
                 match answer {
                     Answer::Stored(_) => {
+                        self.old_owner_fenced(node, epoch, &id)?;
                         self.counts.jumps_published += 1;
+                        self.count_across(node, target, (jump.from, jump.xfer));
                         let msg = self.stream.pairs[&pair]
                             .msgs
                             .last()
                             .cloned()
                             .expect("stored");
                         let before = self.truth.duplicates_stored;
-                        self.truth
-                            .stored_pair(&self.galaxy, pair, fenced_at, &msg)?;
+                        self.stored_pair(pair, fenced_at, &msg)?;
                         self.counts.duplicates_stored += self.truth.duplicates_stored - before;
                     }
                     Answer::Duplicate(_) => self.counts.publishes_duplicate += 1,
@@ -264,11 +275,8 @@ impl XWorld {
                 }
             }
         };
-        self.answers.push(Wire {
-            node,
-            epoch,
-            what: reply,
-        });
+        let wire = self.wire(node, epoch, target, reply);
+        self.answers.push(wire);
         Ok(())
     }
 
@@ -283,6 +291,9 @@ impl XWorld {
     /// Answer `i` reaches its node.
     pub(super) fn answer(&mut self, i: usize) -> Result<(), Violation> {
         let wire = self.answers.remove(i);
+        if self.lost_on_the_way(&wire) {
+            return Ok(());
+        }
         let node = wire.node;
         let unit = match &wire.what {
             Reply::Append { unit, .. } | Reply::Publish { unit, .. } => *unit,
@@ -417,11 +428,10 @@ impl XWorld {
             return;
         };
         let pair = Pair::of(jump).expect("a jump between units");
-        let last = self.stream.pairs[&pair]
-            .msgs
-            .last()
-            .expect("refused: not empty");
-        let (last_seq, last_epoch) = (PairSeq(last.seq), last.epoch);
+        // Empty only when a promotion moved the subject to another region and its copy held
+        // nothing of it.
+        let last = self.stream.pairs.get(&pair).and_then(|s| s.msgs.last());
+        let (last_seq, last_epoch) = last.map_or((PairSeq(0), 0), |m| (PairSeq(m.seq), m.epoch));
         let u = self.unit_mut(node, unit);
         let epoch = u.epoch;
         match u.outbox.refused(from, xfer, epoch, last_seq, last_epoch) {
@@ -441,11 +451,9 @@ impl XWorld {
         match what {
             Retry::Append => {
                 let batch = u.in_flight.clone().expect("a batch in flight");
-                self.requests.push(Wire {
-                    node,
-                    epoch,
-                    what: Req::Append { unit, batch },
-                });
+                let target = self.stream.region_of(unit);
+                let wire = self.wire(node, epoch, target, Req::Append { unit, batch });
+                self.requests.push(wire);
             }
             Retry::Publish(from, xfer) => u.outbox.unanswered(from, xfer),
         }

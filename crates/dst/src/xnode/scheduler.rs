@@ -37,6 +37,14 @@ pub enum Action {
     AnswerTwice(usize),
     Redeliver(NodeId, SystemId, SystemId),
     ForgetId,
+    // The regions world's ([`super::regions`]).
+    Partition,
+    Heal,
+    Copy(Region),
+    KillRegion(Region),
+    RegionBack(Region),
+    Promote(Region),
+    FencePair(NodeId, SystemId, Pair),
 }
 
 /// The actions possible now, with their weights.
@@ -59,12 +67,15 @@ pub fn enabled(w: &XWorld) -> Vec<(u64, Action)> {
             }
         }
     }
-    for i in 0..w.requests.len() {
-        all.push((150, Action::Store(i)));
+    for (i, r) in w.requests.iter().enumerate() {
+        // A request across the link between regions arrives after its delay.
+        if r.ready_at <= w.step {
+            all.push((150, Action::Store(i)));
+        }
     }
     for (i, a) in w.answers.iter().enumerate() {
         // A paused node's answers wait for it.
-        if w.nodes[a.node as usize].paused {
+        if w.nodes[a.node as usize].paused || a.ready_at > w.step {
             continue;
         }
         all.push((150, Action::Answer(i)));
@@ -76,7 +87,9 @@ pub fn enabled(w: &XWorld) -> Vec<(u64, Action)> {
     for (n, node) in w.nodes.iter().enumerate() {
         let n = n as NodeId;
         if !node.up {
-            all.push((if quiet { 500 } else { 10 }, Action::Restart(n)));
+            if w.may_restart(n) {
+                all.push((if quiet { 500 } else { 10 }, Action::Restart(n)));
+            }
             continue;
         }
         if node.paused {
@@ -144,7 +157,7 @@ pub fn enabled(w: &XWorld) -> Vec<(u64, Action)> {
         }
         for (n, node) in w.nodes.iter().enumerate() {
             let free = !node.units.contains_key(&unit) && !node.claims.contains_key(&unit);
-            if w.running(n as NodeId) && free {
+            if w.running(n as NodeId) && free && w.may_claim(n as NodeId, unit) {
                 all.push((100, Action::Claim(n as NodeId, unit)));
             }
         }
@@ -152,6 +165,7 @@ pub fn enabled(w: &XWorld) -> Vec<(u64, Action)> {
     if !quiet && !w.stream.pairs.is_empty() {
         all.push((3, Action::ForgetId));
     }
+    regions::enabled(w, &mut all);
     all
 }
 
@@ -246,6 +260,16 @@ impl XWorld {
             }
             Action::Redeliver(n, u, o) => self.redeliver(n, u, o),
             Action::ForgetId => self.forget_id(),
+            Action::Partition => self.partition(),
+            Action::Heal => self.heal(),
+            Action::Copy(r) => self.copy(r),
+            Action::KillRegion(r) => self.kill_region(r),
+            Action::RegionBack(r) => self.region_back(r)?,
+            Action::Promote(r) => self.promote(r)?,
+            Action::FencePair(n, u, p) => {
+                self.fence_pair_later(n, u, p)?;
+                self.counts.regions.pair_fences_written_later += 1;
+            }
         }
         Ok(())
     }

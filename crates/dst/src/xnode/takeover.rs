@@ -108,8 +108,7 @@ impl XWorld {
             .last()
             .cloned()
             .expect("stored");
-        self.truth
-            .stored_unit(&self.galaxy, unit, fenced_at, &msg)?;
+        self.stored_unit(unit, fenced_at, &msg)?;
         let others: Vec<SystemId> = self.galaxy.ids().filter(|&o| o != unit).collect();
         let mut outbox = self.fence_pairs(node, unit, epoch, &others)?;
         let queue = self.republish(&mut outbox, &mut state, &mut records);
@@ -156,20 +155,36 @@ impl XWorld {
         let mut outbox = Outbox::new();
         for &to in others {
             let pair = Pair { from: unit, to };
-            let subject = self.stream.pairs.entry(pair).or_default();
-            let (last, fenced_at) = (subject.last_seq(), subject.fenced_at());
-            let lease = (node, epoch, Body::Lease);
-            let answer = self.stream.publish_pair(pair, None, Some(last), lease);
-            let Answer::Stored(seq) = answer else {
-                panic!("BUG: a pair's lease record refused in the step of its read: {answer:?}")
-            };
-            let msg = self.stream.pairs[&pair].msgs.last().cloned();
-            let msg = msg.expect("stored");
-            self.truth
-                .stored_pair(&self.galaxy, pair, fenced_at, &msg)?;
-            outbox.learn_last(pair, PairSeq(seq));
+            // A pair subject across a cut link waits: the unit serves meanwhile.
+            if !self.reaches(node, pair) {
+                outbox.fence_later(pair);
+                self.counts.regions.pair_fences_deferred += 1;
+                continue;
+            }
+            let seq = self.fence_pair(node, epoch, pair)?;
+            outbox.learn_last(pair, seq);
         }
         Ok(outbox)
+    }
+
+    /// The `lease` record of node `node`'s epoch `epoch` on `pair`'s subject: where stored.
+    pub(super) fn fence_pair(
+        &mut self,
+        node: NodeId,
+        epoch: u64,
+        pair: Pair,
+    ) -> Result<PairSeq, Violation> {
+        let subject = self.stream.pairs.entry(pair).or_default();
+        let (last, fenced_at) = (subject.last_seq(), subject.fenced_at());
+        let lease = (node, epoch, Body::Lease);
+        let answer = self.stream.publish_pair(pair, None, Some(last), lease);
+        let Answer::Stored(seq) = answer else {
+            panic!("BUG: a pair's lease record refused in the step of its read: {answer:?}")
+        };
+        let msg = self.stream.pairs[&pair].msgs.last().cloned();
+        let msg = msg.expect("stored");
+        self.stored_pair(pair, fenced_at, &msg)?;
+        Ok(PairSeq(seq))
     }
 
     /// What the core says of each jump the replayed `state` holds as departing: republished

@@ -60,11 +60,21 @@ pub enum Bug {
     /// read, past jumps read but still queued for their travel: a takeover from that snapshot
     /// never lands them.
     SnapshotPastQueued,
+    /// Across regions (`promote`): a promotion re-homes the lost region's systems from the
+    /// copy without reconciling with the survivor's own logs: a departure the copy lacks but
+    /// the survivor's pair subjects hold is not applied (the player is served twice), and a
+    /// survivor's jump towards a promoted system that the copy lacks is not published again
+    /// (the player is lost).
+    PromoteWithoutReconcile,
+    /// Across regions: a promoted system's new home takes the epoch just above the highest
+    /// epoch its copy shows, not a new generation: an owner the lost region elected after the
+    /// copy's last message holds an epoch as high, and is not fenced.
+    PromoteEpochAboveCopy,
 }
 
 impl Bug {
     /// Every bug, for runners that try each.
-    pub const ALL: [Bug; 14] = [
+    pub const ALL: [Bug; 16] = [
         Bug::LandBeforeEarlier,
         Bug::LostPrepareLands,
         Bug::LandTwice,
@@ -79,6 +89,8 @@ impl Bug {
         Bug::LandWithoutDedup,
         Bug::ZombiePublishUnfenced,
         Bug::SnapshotPastQueued,
+        Bug::PromoteWithoutReconcile,
+        Bug::PromoteEpochAboveCopy,
     ];
 
     /// The name used on command lines (`--bug land-twice`).
@@ -98,6 +110,8 @@ impl Bug {
             Bug::LandWithoutDedup => "land-without-dedup",
             Bug::ZombiePublishUnfenced => "zombie-publish-unfenced",
             Bug::SnapshotPastQueued => "snapshot-past-queued",
+            Bug::PromoteWithoutReconcile => "promote-without-reconcile",
+            Bug::PromoteEpochAboveCopy => "promote-epoch-above-copy",
         }
     }
 

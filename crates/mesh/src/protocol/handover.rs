@@ -27,7 +27,7 @@
 //! later step. Never does I/O, never reads a clock, never names a NATS subject (the `nats`
 //! crate escapes the slugs).
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use sim::galaxy::{Galaxy, SystemId};
 use sim::ids::Xfer;
@@ -133,9 +133,30 @@ pub struct Outbox {
     known_last: BTreeMap<Pair, PairSeq>,
     /// The last number queued per origin instance: they must grow.
     last_xfer: BTreeMap<InstanceId, Xfer>,
+    /// Pair subjects this owner has not written its `lease` record on yet (in another region
+    /// across a cut link, issue 20): nothing is published on them until it has
+    /// ([`Outbox::fenced`]), so the unit serves meanwhile and its jumps there wait.
+    unfenced: BTreeSet<Pair>,
 }
 
 impl Outbox {
+    /// The owner could not write its `lease` record on `pair` at its takeover: its jumps on
+    /// it wait for [`Outbox::fenced`].
+    pub fn fence_later(&mut self, pair: Pair) {
+        self.unfenced.insert(pair);
+    }
+
+    /// The owner's `lease` record on `pair` is stored at `at`: its jumps there may go.
+    pub fn fenced(&mut self, pair: Pair, at: PairSeq) {
+        self.unfenced.remove(&pair);
+        self.learn_last(pair, at);
+    }
+
+    /// The pair subjects still waiting for this owner's `lease` record.
+    pub fn unfenced(&self) -> impl Iterator<Item = Pair> + '_ {
+        self.unfenced.iter().copied()
+    }
+
     pub fn new() -> Outbox {
         Outbox::default()
     }
@@ -206,6 +227,9 @@ impl Outbox {
         let mut out = Vec::new();
         for (jump, stage) in self.jumps.values_mut() {
             let pair = pair_of(jump);
+            if self.unfenced.contains(&pair) {
+                continue;
+            }
             let in_flight = busy.entry(pair).or_default();
             if *in_flight >= MAX_PUBLISHES_IN_FLIGHT_PER_PAIR {
                 continue;
@@ -258,7 +282,8 @@ impl Outbox {
     /// sequence `last`, written at epoch `last_epoch`. Of a newer epoch: another node owns the
     /// origin now, and this one stops ([`Refusal::Fenced`]). Of its own: the writer's own
     /// earlier publish, whose acknowledgement was lost or answered `duplicate` (which says
-    /// nothing of the last sequence): it learns `last` and publishes the jump again.
+    /// nothing of the last sequence): it learns `last` (even below what it knew: the subject may
+    /// have been re-homed) and publishes the jump again.
     pub fn refused(
         &mut self,
         from: InstanceId,
@@ -277,7 +302,11 @@ impl Outbox {
         if *stage == Stage::InFlight {
             *stage = Stage::Committed;
         }
-        self.learn_last(pair, last);
+        // The last sequence just read is the subject's, even below what the writer knew: a
+        // promotion (issue 20) re-homes a pair subject into the survivor's stream, whose
+        // sequences are its own. Keeping the higher one refused every publish after it for
+        // ever (the simulator's regions world: a jump never landed).
+        self.known_last.insert(pair, last);
         Refusal::Resynced
     }
 
@@ -625,6 +654,56 @@ mod tests {
         let again = o.to_publish();
         assert_eq!(again[0].jump.xfer, Xfer(2));
         assert_eq!(again[0].expected_last, Some(PairSeq(12)));
+    }
+
+    #[test]
+    fn nothing_is_published_on_a_pair_subject_before_the_owner_fenced_it() {
+        let (a, b) = neighbours();
+        let home = InstanceId::primary(galaxy().home());
+        let far = Pair {
+            from: galaxy().home(),
+            to: a,
+        };
+        let mut o = Outbox::new();
+        o.fence_later(far);
+        o.prepared(Seq(1), jump_to(a, 1));
+        o.prepared(Seq(2), jump_to(b, 2));
+        o.durable(home, Seq(2));
+        let now: Vec<u64> = o.to_publish().iter().map(|p| p.jump.xfer.0).collect();
+        assert_eq!(
+            now,
+            vec![2],
+            "the jump towards the unfenced pair waits, the other goes"
+        );
+        o.fenced(far, PairSeq(9));
+        let later = o.to_publish();
+        assert_eq!(later[0].jump.xfer, Xfer(1));
+        assert_eq!(later[0].expected_last, Some(PairSeq(9)));
+    }
+
+    #[test]
+    fn a_refused_publish_learns_a_last_sequence_below_what_it_knew() {
+        // A promotion (issue 20) re-homed the pair subject into the survivor's stream: its
+        // sequences are the survivor's, below the 40 this writer knew of the lost region's.
+        let (a, _) = neighbours();
+        let home = InstanceId::primary(galaxy().home());
+        let pair = Pair {
+            from: galaxy().home(),
+            to: a,
+        };
+        let mut o = Outbox::new();
+        o.learn_last(pair, PairSeq(40));
+        o.prepared(Seq(1), jump_to(a, 1));
+        o.durable(home, Seq(1));
+        assert_eq!(o.to_publish()[0].expected_last, Some(PairSeq(40)));
+        let refusal = o.refused(home, Xfer(1), 5, PairSeq(7), 5);
+        assert_eq!(refusal, Refusal::Resynced);
+        let again = o.to_publish();
+        assert_eq!(
+            again[0].expected_last,
+            Some(PairSeq(7)),
+            "refused for ever at 40"
+        );
     }
 
     #[test]

@@ -15,6 +15,8 @@
 //! - [`lease`]: the galaxy's lease on a shared log store: renewal, fencing, takeover;
 //! - [`members`]: which nodes are live, judged from polls of their keys (silence counted only
 //!   over polls the store answered);
+//! - [`promote`]: a surviving region taking a lost region's systems from its copy (the epoch
+//!   to take, the reconcile with the survivor's logs, the loss report);
 //! - [`settle`]: what recovery completes, voids, cancels or hands over again;
 //! - [`invariants`]: each step's invariant, checked where records are written and read back;
 //! - [`bugs`]: test-only switches that re-introduce known bugs (feature `bug-switches`).
@@ -29,4 +31,5 @@ pub mod handover;
 pub mod invariants;
 pub mod lease;
 pub mod members;
+pub mod promote;
 pub mod settle;

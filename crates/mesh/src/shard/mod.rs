@@ -15,6 +15,7 @@ mod game;
 mod instances;
 
 use std::collections::BTreeMap;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -210,7 +211,7 @@ pub struct Shard {
     /// [`store::log::MAX_PENDING_BYTES`] not yet written, and the acker takes entries as fast
     /// as their records become durable. Bounding it here would mean refusing records that
     /// cannot be refused (a landing, `depart.done`).
-    acks: mpsc::UnboundedSender<(Seq, AfterDurable)>,
+    acks: mpsc::UnboundedSender<(Seq, Instant, AfterDurable)>,
     acks_task: tokio::task::JoinHandle<()>,
     /// To the departure pipeline, which commits jumps and hands them between shards; bounded by
     /// [`DEPARTURE_QUEUE_LEN`]. A place is reserved before a jump is prepared
@@ -262,7 +263,7 @@ impl Shard {
         let id = state.instance_id();
         let (acks, acks_rx) = mpsc::unbounded_channel();
         let (acked, acked_rx) = tokio::sync::watch::channel(Seq(0));
-        let acks_task = tokio::spawn(acker(log.clone(), acks_rx, acked));
+        let acks_task = tokio::spawn(acker(ctx.clone(), id.system, log.clone(), acks_rx, acked));
         let (departures, dep_rx) = mpsc::channel(DEPARTURE_QUEUE_LEN);
         let departures_task = tokio::spawn(super::departures::run(
             ctx.clone(),
@@ -544,7 +545,11 @@ impl Shard {
 
     /// Runs `then` once record `seq` is durable.
     fn after_durable(&self, seq: Seq, then: impl FnOnce(Result<(), LogError>) + Send + 'static) {
-        if self.acks.send((seq, Box::new(then))).is_err() {
+        if self
+            .acks
+            .send((seq, Instant::now(), Box::new(then)))
+            .is_err()
+        {
             tracing::error!("acker of {} is gone", self.name());
         }
     }
@@ -717,6 +722,7 @@ impl Shard {
         }
         let cost = started.elapsed();
         self.tick_times.push(cost);
+        self.ctx.metrics.system(self.id.system).tick.observe(cost);
         self.dilation
             .observe(u64::try_from(cost.as_micros()).unwrap_or(u64::MAX));
     }
@@ -786,8 +792,12 @@ impl Shard {
                     return tracing::warn!("snapshot of {} skipped: player logs: {e}", meta.name);
                 }
                 if let Err(e) = ctx.storage.snapshots.put(&meta, &bytes) {
-                    tracing::warn!("snapshot of {} failed: {e}", meta.name);
+                    ctx.metrics
+                        .snapshot_failures
+                        .fetch_add(1, Ordering::Relaxed);
+                    return tracing::warn!("snapshot of {} failed: {e}", meta.name);
                 }
+                ctx.metrics.snapshots.fetch_add(1, Ordering::Relaxed);
             });
         });
     }
@@ -962,12 +972,19 @@ fn tick_budget_us(tick_hz: u32) -> u64 {
 /// Runs each waiting action once its record is durable, in log order, and says in `acked` up
 /// to which record it has (the departure pipeline waits for it: see there).
 async fn acker(
+    ctx: Arc<Context>,
+    system: SystemId,
     log: Log,
-    mut rx: mpsc::UnboundedReceiver<(Seq, AfterDurable)>,
+    mut rx: mpsc::UnboundedReceiver<(Seq, Instant, AfterDurable)>,
     acked: tokio::sync::watch::Sender<Seq>,
 ) {
-    while let Some((seq, then)) = rx.recv().await {
+    let commits = &ctx.metrics.system(system).commit;
+    while let Some((seq, appended, then)) = rx.recv().await {
         let r = log.durable(seq).await;
+        // Append to durable, as the player waits for it (a failed log's records are not).
+        if r.is_ok() {
+            commits.observe(appended.elapsed());
+        }
         then(r);
         acked.send_replace(seq);
     }

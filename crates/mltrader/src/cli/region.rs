@@ -88,6 +88,10 @@ pub struct PromoteArgs {
     pub into: String,
     #[command(flatten)]
     pub conn: Connection,
+    /// Promote even though LOST's JetStream API answers (its nodes may still serve: two
+    /// owners of its systems until they read `mlt_homes` and stop).
+    #[arg(long)]
+    pub even_if_reachable: bool,
     /// Print the recovery points as JSON.
     #[arg(long)]
     pub json: bool,
@@ -315,6 +319,14 @@ fn promote(args: PromoteArgs) -> anyhow::Result<ExitCode> {
     let (nats, galaxy) = connect(&args.conn)?;
     if !galaxy.regions().contains(&args.lost.as_str()) {
         bail!("the galaxy has no region {}", args.lost);
+    }
+    if let Some(ms) = round_trip_ms(&nats, &args.lost) {
+        if !args.even_if_reachable {
+            bail!(
+                "region {} answers (JetStream round trip {ms:.1} ms): it is not lost, and promoting it now would give its systems two owners; if its nodes are down for good, pass --even-if-reachable",
+                args.lost
+            );
+        }
     }
     let recorded = all_homes(&nats, &galaxy, &args.conn.region);
     let systems: Vec<String> = current_homes(&galaxy, &recorded)

@@ -126,6 +126,9 @@ pub struct ServeArgs {
     /// systems the galaxy file homes there (`region = "eu"`), with the region's other nodes.
     #[arg(long, requires = "spread")]
     pub region: Option<String>,
+    /// Do not serve the operator's map (`/`, `/v1/map*`: 404). `/metrics` stays.
+    #[arg(long)]
+    pub no_map: bool,
 }
 
 /// Bots of `serve --demo` unless `--bots` says otherwise.
@@ -133,6 +136,9 @@ pub const DEMO_BOTS: u64 = 20;
 
 pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     mesh::projector::raise_descriptor_limit();
+    if args.no_map {
+        net::turn_map_off();
+    }
     let mut rt = tokio::runtime::Builder::new_multi_thread();
     if let Some(n) = args.threads {
         rt.worker_threads(n);

@@ -68,9 +68,12 @@ impl Server {
             }
         };
         let mut cmd = mltrader();
-        cmd.args(["serve", "--listen", "127.0.0.1:0", "--data"])
-            .arg(&data)
-            .args(extra);
+        cmd.arg("serve");
+        // Any free port, unless the test names one (to restart a server where it was).
+        if !extra.contains(&"--listen") {
+            cmd.args(["--listen", "127.0.0.1:0"]);
+        }
+        cmd.arg("--data").arg(&data).args(extra);
         for (flag, value) in DEFAULT_SERVER_ARGS {
             if !extra.contains(flag) {
                 cmd.args([flag, value]);

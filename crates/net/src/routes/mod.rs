@@ -10,6 +10,8 @@ mod events;
 mod history;
 mod map;
 mod market;
+pub mod metrics;
+pub mod page;
 mod refuel;
 mod strict;
 mod travel;
@@ -76,8 +78,42 @@ pub const ROUTES: &[RouteInfo] = &[
     route("GET", "/v1/route", false, false),
     route("GET", "/v1/economy", false, false),
     route("GET", "/v1/status", false, false),
+    route("GET", "/v1/map", false, false),
+    route("GET", "/v1/map/system", false, false),
+    route("GET", "/v1/map/player", false, false),
     route("GET", "/openapi.json", false, false),
 ];
+
+/// The routes outside the API's table and its OpenAPI document: they answer no JSON (the
+/// Prometheus text, the map's page and its event stream; docs/OPERATIONS.md).
+pub const PAGE_ROUTES: &[RouteInfo] = &[
+    route("GET", "/metrics", false, false),
+    route("GET", "/", false, false),
+    route("GET", "/map.js", false, false),
+    route("GET", "/map.css", false, false),
+    route("GET", "/v1/map/stream", false, false),
+];
+
+/// Every route the router mounts, the API's and the pages', as (method, path).
+pub fn all_routes() -> Vec<(&'static str, &'static str)> {
+    ROUTES
+        .iter()
+        .chain(PAGE_ROUTES)
+        .map(|r| (r.method, r.path))
+        .collect()
+}
+
+/// The handler of a route outside the table.
+fn page_handler(r: &RouteInfo) -> MethodRouter<Shared> {
+    match (r.method, r.path) {
+        ("GET", "/metrics") => get(metrics::metrics),
+        ("GET", "/") => get(page::index),
+        ("GET", "/map.js") => get(page::script),
+        ("GET", "/map.css") => get(page::style),
+        ("GET", "/v1/map/stream") => get(page::map_stream),
+        (m, p) => panic!("BUG: route {m} {p} is in PAGE_ROUTES but has no handler"),
+    }
+}
 
 /// The handler of a route of the table.
 fn handler(r: &RouteInfo) -> MethodRouter<Shared> {
@@ -99,6 +135,9 @@ fn handler(r: &RouteInfo) -> MethodRouter<Shared> {
         ("GET", "/v1/systems") => get(map::systems),
         ("GET", "/v1/route") => get(travel::route),
         ("GET", "/v1/status") => get(map::status),
+        ("GET", "/v1/map") => get(page::map_state),
+        ("GET", "/v1/map/system") => get(page::map_system),
+        ("GET", "/v1/map/player") => get(page::map_player),
         ("GET", "/openapi.json") => get(openapi),
         (m, p) => panic!("BUG: route {m} {p} is in ROUTES but has no handler"),
     }
@@ -110,14 +149,22 @@ pub fn router(state: Shared) -> Router {
     for r in ROUTES {
         router = router.route(r.path, handler(r));
     }
+    for r in PAGE_ROUTES {
+        router = router.route(r.path, page_handler(r));
+    }
     router
         .fallback(no_route)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
-        // Outermost: a player held by another node is forwarded before anything else runs.
+        // A player held by another node is forwarded before anything else runs.
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             crate::remote::entry,
+        ))
+        // Outermost: every answer is counted, the forwarded ones too, at this node.
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            metrics::count_requests,
         ))
         .with_state(state)
 }

@@ -13,7 +13,7 @@
 //! never writes a home.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::bail;
@@ -25,6 +25,12 @@ use super::ServeArgs;
 
 /// How often the homes' buckets are read, in milliseconds.
 pub const HOMES_EVERY_MS: u64 = 1_000;
+
+/// How long the homes must stay unchanged before a system re-homed here is claimed, in
+/// milliseconds: a promotion writes them one system at a time, and a unit started while its
+/// neighbours are still homed in the lost region would wait for that region to fence its pair
+/// subjects towards them.
+pub const HOMES_SETTLE_MS: u64 = 2 * HOMES_EVERY_MS;
 
 /// The node's region, checked against the galaxy file: None without `--region`.
 pub fn checked(args: &ServeArgs, galaxy: &Galaxy) -> anyhow::Result<Option<String>> {
@@ -60,77 +66,59 @@ pub async fn keep_copies(nats: &Nats, own: &str, galaxy: &Galaxy, replicas: usiz
     }
 }
 
+/// What the reader task heard: (region, its re-homed systems), one entry a region that
+/// answered, taken by the next round.
+type Heard = Arc<Mutex<Vec<(String, BTreeMap<String, Home>)>>>;
+
 /// Which systems this node's region serves now.
 pub struct Homes {
     region: Option<String>,
-    /// The other regions the galaxy names.
-    others: Vec<String>,
-    nats: Nats,
     pairs: Arc<nats::pairs::NatsLinks>,
     /// Re-homed systems as the buckets last said, by slug (own region's and others' merged:
     /// a system is re-homed into one region at a time).
     rehomed: BTreeMap<String, Home>,
-    read_at: Option<Instant>,
+    /// What the reader task read last: (region, its homes), one entry a region that answered.
+    heard: Heard,
+    reader: Option<tokio::task::JoinHandle<()>>,
+    /// When a home last changed.
+    changed: Option<Instant>,
 }
 
 impl Homes {
+    /// Starts reading the homes' buckets every [`HOMES_EVERY_MS`] in a task of its own (a
+    /// region that does not answer makes a read wait seconds: never in the node's round, whose
+    /// renewals cannot wait).
     pub fn new(
         galaxy: &Galaxy,
         region: Option<String>,
         nats: Nats,
         pairs: Arc<nats::pairs::NatsLinks>,
     ) -> Homes {
-        let others = galaxy
-            .regions()
-            .into_iter()
-            .filter(|r| Some(*r) != region.as_deref())
-            .map(str::to_string)
-            .collect();
+        let heard = Arc::new(Mutex::new(Vec::new()));
+        let reader = region.clone().map(|own| {
+            let others: Vec<String> = galaxy
+                .regions()
+                .into_iter()
+                .filter(|r| *r != own)
+                .map(str::to_string)
+                .collect();
+            tokio::spawn(read_homes(own, others, nats, heard.clone()))
+        });
         Homes {
             region,
-            others,
-            nats,
             pairs,
             rehomed: BTreeMap::new(),
-            read_at: None,
+            heard,
+            reader,
+            changed: None,
         }
     }
 
-    /// Reads the homes' buckets again if [`HOMES_EVERY_MS`] have passed (a region that does
-    /// not answer keeps what was last read of it).
-    pub async fn refresh(&mut self) {
-        let Some(own) = self.region.clone() else {
-            return;
-        };
-        if self
-            .read_at
-            .is_some_and(|t| t.elapsed() < Duration::from_millis(HOMES_EVERY_MS))
-        {
-            return;
-        }
-        self.read_at = Some(Instant::now());
-        let nats = self.nats.clone();
-        let read = tokio::task::spawn_blocking(move || {
-            let mut found = Vec::new();
-            match nats::rehome::homes(&nats) {
-                Ok(homes) => found.push((own.clone(), homes)),
-                Err(e) => tracing::warn!("region {own}: cannot read its homes: {e}"),
-            }
-            found
-        })
-        .await
-        .unwrap_or_default();
-        let others = self.others.clone();
-        let nats = self.nats.clone();
-        let read_others = tokio::task::spawn_blocking(move || {
-            others
-                .into_iter()
-                .filter_map(|r| nats::rehome::homes_of(&nats, &r).ok().map(|h| (r, h)))
-                .collect::<Vec<_>>()
-        })
-        .await
-        .unwrap_or_default();
-        for (_, homes) in read.into_iter().chain(read_others) {
+    /// Takes in what the reader heard since the last round: a newer home of a system points
+    /// its pair subjects there.
+    pub fn refresh(&mut self) {
+        let heard = std::mem::take(&mut *self.heard.lock().unwrap_or_else(|e| e.into_inner()));
+        for (_, homes) in heard {
             for (slug, home) in homes {
                 let newer = self
                     .rehomed
@@ -143,6 +131,7 @@ impl Homes {
                     );
                     self.pairs.set_home(&slug, &home.region);
                     self.rehomed.insert(slug, home);
+                    self.changed = Some(Instant::now());
                 }
             }
         }
@@ -159,6 +148,13 @@ impl Homes {
         }
     }
 
+    /// Whether no home changed for [`HOMES_SETTLE_MS`]: units are claimed only then (a unit
+    /// already running is kept).
+    pub fn settled(&self) -> bool {
+        self.changed
+            .is_none_or(|t| t.elapsed() >= Duration::from_millis(HOMES_SETTLE_MS))
+    }
+
     /// The epoch a unit claimed at lease revision `revision` runs under: above the home epoch
     /// of a system re-homed here (every epoch its old region gave was below that), the
     /// revision itself otherwise.
@@ -168,6 +164,43 @@ impl Homes {
                 home.home_epoch.saturating_add(revision)
             }
             _ => revision,
+        }
+    }
+}
+
+impl Drop for Homes {
+    fn drop(&mut self) {
+        if let Some(r) = self.reader.take() {
+            r.abort();
+        }
+    }
+}
+
+/// The reader task: this region's homes and every other region's that answers, every
+/// [`HOMES_EVERY_MS`], into `heard`.
+async fn read_homes(own: String, others: Vec<String>, nats: Nats, heard: Heard) {
+    let mut every = tokio::time::interval(Duration::from_millis(HOMES_EVERY_MS));
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        every.tick().await;
+        let n = nats.clone();
+        let o = own.clone();
+        match tokio::task::spawn_blocking(move || nats::rehome::homes(&n).map(|h| (o, h))).await {
+            Ok(Ok(read)) => heard.lock().unwrap_or_else(|e| e.into_inner()).push(read),
+            Ok(Err(e)) => tracing::warn!("region {own}: cannot read its homes: {e}"),
+            Err(_) => return,
+        }
+        for other in &others {
+            let (n, r) = (nats.clone(), other.clone());
+            // Unreachable (the link cut, the region lost): what was heard of it stands.
+            if let Ok(Ok(homes)) =
+                tokio::task::spawn_blocking(move || nats::rehome::homes_of(&n, &r)).await
+            {
+                heard
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .push((other.clone(), homes));
+            }
         }
     }
 }

@@ -272,7 +272,7 @@ impl Spread {
         for system in self.mesh.fenced_units() {
             self.stop(system, "a newer owner fenced it").await;
         }
-        self.homes.refresh().await;
+        self.homes.refresh();
         let systems: Vec<SystemId> = self
             .mesh
             .galaxy()
@@ -303,7 +303,8 @@ impl Spread {
             match (self.running.contains_key(&system), mine) {
                 (true, true) => {}
                 (true, false) => self.hand_over(system).await,
-                (false, true) => self.claim(system).await,
+                (false, true) if self.homes.settled() => self.claim(system).await,
+                (false, true) => {}
                 (false, false) => {
                     self.waiting.remove(&system);
                 }
