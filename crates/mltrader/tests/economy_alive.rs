@@ -37,7 +37,15 @@ fn learners_beat_random_routes_pay_prices_move_and_credits_add_up() {
     let server = Server::start_with(
         Some(&data),
         &[],
-        &["--tick-hz", &TICK_HZ.to_string(), "--ticks-per-ly", "10"],
+        &[
+            "--tick-hz",
+            &TICK_HZ.to_string(),
+            "--ticks-per-ly",
+            "10",
+            // The game's own shocks (the tests' servers are quiet by default).
+            "--shocks-per-100k-ticks",
+            &sim::shock::SHOCKS_PER_100K_TICKS.to_string(),
+        ],
     );
     let seconds = (hours * TICKS_PER_GAME_HOUR / TICK_HZ).to_string();
     let swarm = mltrader()

@@ -49,7 +49,9 @@ fn the_economy_report_adds_up_with_checks_conservation_figures() {
     let seconds = env_or("MLTRADER_ECONOMY_TEST_SECONDS", 6).to_string();
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    let server = Server::start_with(Some(&data), &[], &[]);
+    // The game's own shocks (the tests' servers are quiet by default).
+    let shocks = sim::shock::SHOCKS_PER_100K_TICKS.to_string();
+    let server = Server::start_with(Some(&data), &[], &["--shocks-per-100k-ticks", &shocks]);
     let swarm = mltrader()
         .args([
             "swarm",

@@ -49,6 +49,10 @@ pub struct ServeArgs {
     /// 0: instant, a jump lands as soon as the destination hears of it).
     #[arg(long, default_value_t = 10)]
     pub ticks_per_ly: u32,
+    /// Market shocks (shortage, boom, glut, strike, blockade: docs/ECONOMY.md) a system draws
+    /// per 100,000 ticks on average; 0: quiet markets (tests that watch the logs for writes).
+    #[arg(long, default_value_t = sim::shock::SHOCKS_PER_100K_TICKS)]
+    pub shocks_per_100k_ticks: u64,
     /// A system snapshots its state after this many records.
     #[arg(long, default_value_t = 100_000)]
     pub snapshot_every: u64,
@@ -197,6 +201,7 @@ async fn prepare(args: &ServeArgs) -> anyhow::Result<Start> {
         ..MeshConfig::default()
     };
     config.rules.ticks_per_ly = args.ticks_per_ly;
+    config.rules.shocks_per_100k_ticks = args.shocks_per_100k_ticks;
     Ok(Start {
         listener,
         caps,

@@ -18,7 +18,13 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 /// Server flags the tests run with unless they pass their own: short jumps.
-pub const DEFAULT_SERVER_ARGS: &[(&str, &str)] = &[("--ticks-per-ly", "1"), ("--tick-hz", "50")];
+/// Quiet markets (no shocks) unless a test asks: the tests that check a refused request wrote
+/// nothing watch the logs, and a shock writes records of its own.
+pub const DEFAULT_SERVER_ARGS: &[(&str, &str)] = &[
+    ("--ticks-per-ly", "1"),
+    ("--tick-hz", "50"),
+    ("--shocks-per-100k-ticks", "0"),
+];
 
 /// How long a server may take to print its address.
 const START_TIMEOUT: Duration = Duration::from_secs(30);
