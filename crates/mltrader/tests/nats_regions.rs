@@ -6,9 +6,11 @@
 //!
 //! Size: `MLT_REGIONS_CLI_RECORDS` records written in a `us` system (default 50).
 
-use std::path::Path;
-use std::process::Command;
+mod common;
 
+use std::path::Path;
+
+use common::nats_nodes::region_cmd;
 use nats::logs::NatsLogs;
 use nats::testing::TestRegions;
 use sim::galaxy::Galaxy;
@@ -17,29 +19,6 @@ use store::log::Position;
 
 fn workspace_root() -> std::path::PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-/// Runs `mltrader region ARGS` against region `region`'s servers; its JSON output.
-fn region_cmd(regions: &TestRegions, region: &str, args: &[&str]) -> serde_json::Value {
-    let r = regions.region(region);
-    let galaxy = workspace_root().join("crates/sim/src/galaxy/stars.toml");
-    let out = Command::new(env!("CARGO_BIN_EXE_mltrader"))
-        .arg("region")
-        .args(args)
-        .args(["--nats", &r.urls().join(",")])
-        .args(["--creds", &regions.creds().display().to_string()])
-        .args(["--nats-monitor", &r.monitors().join(",")])
-        .args(["--region", region])
-        .args(["--galaxy", &galaxy.display().to_string()])
-        .output()
-        .expect("run mltrader");
-    assert!(
-        out.status.success(),
-        "mltrader region {args:?} failed: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null)
 }
 
 fn systems_of(status: &serde_json::Value, region: &str) -> Vec<String> {
@@ -150,7 +129,7 @@ fn region_status_copy_and_promote_from_the_command_line() {
 
     // us answers: promoting it is refused (it is not lost).
     let r = regions.region("eu");
-    let refused = Command::new(env!("CARGO_BIN_EXE_mltrader"))
+    let refused = common::mltrader()
         .args(["region", "promote", "us", "--into", "eu", "--region", "eu"])
         .args(["--nats", &r.urls().join(",")])
         .args(["--creds", &regions.creds().display().to_string()])

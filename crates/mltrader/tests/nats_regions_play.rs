@@ -13,14 +13,14 @@
 
 mod common;
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::free_port;
-use common::nats_nodes::{http, start_swarm, stop_swarm, AckWatch, Node, Swarm, HTTP_TIMEOUT};
+use common::nats_nodes::{
+    http, http_as, region_cmd, start_swarm, stop_swarm, AckWatch, Node, Swarm,
+};
 use nats::testing::TestRegions;
 use serde_json::{json, Value};
 use sim::galaxy::Galaxy;
@@ -108,35 +108,9 @@ fn sum(systems: &[Value], field: &str) -> u64 {
     systems.iter().filter_map(|s| s[field].as_u64()).sum()
 }
 
-/// One HTTP/1.0 request with a player's token: (status, body as JSON); (0, Null) without an
-/// answer.
+/// One request as the player of `token`: (status, body as JSON); (0, Null) without an answer.
 fn call(base: &str, method: &str, path: &str, token: &str, body: Option<Value>) -> (u16, Value) {
-    let addr = base.strip_prefix("http://").expect("an http URL");
-    let Ok(mut conn) = TcpStream::connect_timeout(&addr.parse().unwrap(), HTTP_TIMEOUT) else {
-        return (0, Value::Null);
-    };
-    conn.set_read_timeout(Some(HTTP_TIMEOUT)).unwrap();
-    let body = body.map(|b| b.to_string()).unwrap_or_default();
-    let sent = write!(
-        conn,
-        "{method} {path} HTTP/1.0\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\n\
-         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    );
-    let mut answer = Vec::new();
-    if sent.is_err() || conn.read_to_end(&mut answer).is_err() {
-        return (0, Value::Null);
-    }
-    let text = String::from_utf8_lossy(&answer);
-    let Some((head, body)) = text.split_once("\r\n\r\n") else {
-        return (0, Value::Null);
-    };
-    let status = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    (status, serde_json::from_str(body).unwrap_or(Value::Null))
+    http_as(base, method, path, Some(token), body.as_ref()).unwrap_or((0, Value::Null))
 }
 
 fn tails(nodes: &[Node]) -> String {
@@ -350,25 +324,4 @@ fn two_regions_play_across_a_delayed_link_that_is_cut_and_healed() {
         tails(&nodes)
     );
     nodes[0].stop();
-}
-
-/// Runs `mltrader region ARGS` as region `region` sees it; its JSON output.
-fn region_cmd(regions: &TestRegions, region: &str, args: &[&str]) -> Value {
-    let r = regions.region(region);
-    let out = common::mltrader()
-        .arg("region")
-        .args(args)
-        .args(["--nats", &r.urls().join(",")])
-        .args(["--creds", &regions.creds().display().to_string()])
-        .args(["--nats-monitor", &r.monitors().join(",")])
-        .args(["--region", region])
-        .output()
-        .expect("run mltrader region");
-    assert!(
-        out.status.success(),
-        "mltrader region {args:?} failed: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap_or(Value::Null)
 }

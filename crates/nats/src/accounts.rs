@@ -119,23 +119,23 @@ impl Accounts {
         check(key)?;
         let started = Instant::now();
         loop {
-            let reason = match self.get_once(key).await {
-                Ok(found) => return Ok(found),
-                Err(Some(reason)) => reason,
-                Err(None) => {
-                    return Err(NatsError::Accounts {
-                        what: format!("account {key}"),
-                        reason: "its value is not a UTF-8 name".into(),
-                    })
+            match self.get_once(key).await {
+                Err(Unread::Unanswered(reason)) => {
+                    give_up_after(started, &format!("cannot read account {key}"), reason).await?
                 }
-            };
-            give_up_after(started, &format!("cannot read account {key}"), reason).await?;
+                other => return other.map_err(|e| e.into_error(key)),
+            }
         }
     }
 
-    /// [`Accounts::get`] without retries (another region's bucket: a link that is cut must not
-    /// hold a request for seconds). Err(None): the value is no name.
-    async fn get_once(&self, key: &str) -> Result<Option<String>, Option<String>> {
+    /// One attempt at [`Accounts::get`], for another region's bucket (a link that is cut must
+    /// not hold a request for seconds).
+    pub async fn get_without_retry(&self, key: &str) -> Result<Option<String>, NatsError> {
+        check(key)?;
+        self.get_once(key).await.map_err(|e| e.into_error(key))
+    }
+
+    async fn get_once(&self, key: &str) -> Result<Option<String>, Unread> {
         let attempt = tokio::time::timeout(
             Duration::from_millis(ACCOUNTS_ATTEMPT_TIMEOUT_MS),
             self.kv.get(key),
@@ -145,23 +145,32 @@ impl Accounts {
             Ok(Ok(None)) => Ok(None),
             Ok(Ok(Some(bytes))) => String::from_utf8(bytes.to_vec())
                 .map(Some)
-                .map_err(|_| None),
-            Ok(Err(e)) => Err(Some(e.to_string())),
-            Err(_) => Err(Some(format!(
+                .map_err(|_| Unread::NotAName),
+            Ok(Err(e)) => Err(Unread::Unanswered(e.to_string())),
+            Err(_) => Err(Unread::Unanswered(format!(
                 "no answer in {ACCOUNTS_ATTEMPT_TIMEOUT_MS} ms"
             ))),
         }
     }
+}
 
-    /// One attempt at [`Accounts::get`] (for another region's bucket).
-    pub async fn get_without_retry(&self, key: &str) -> Result<Option<String>, NatsError> {
-        check(key)?;
-        self.get_once(key)
-            .await
-            .map_err(|reason| NatsError::Accounts {
-                what: format!("account {key}"),
-                reason: reason.unwrap_or_else(|| "its value is not a UTF-8 name".into()),
-            })
+/// Why one read of an account gave no name.
+enum Unread {
+    /// The bucket did not answer (worth another attempt).
+    Unanswered(String),
+    /// The value is not a UTF-8 name (another attempt reads the same).
+    NotAName,
+}
+
+impl Unread {
+    fn into_error(self, key: &str) -> NatsError {
+        NatsError::Accounts {
+            what: format!("account {key}"),
+            reason: match self {
+                Unread::Unanswered(reason) => reason,
+                Unread::NotAName => "its value is not a UTF-8 name".into(),
+            },
+        }
     }
 }
 

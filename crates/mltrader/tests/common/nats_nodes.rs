@@ -155,13 +155,27 @@ impl Drop for Node {
 /// One HTTP/1.0 request (the connection closes after the answer): the status and the body as
 /// JSON (Null if it is not), or None if there was no answer.
 pub fn http(base: &str, method: &str, path: &str, body: Option<&Value>) -> Option<(u16, Value)> {
+    http_as(base, method, path, None, body)
+}
+
+/// [`http`] as the player whose token is `token` (none: anonymous).
+pub fn http_as(
+    base: &str,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: Option<&Value>,
+) -> Option<(u16, Value)> {
     let addr = base.strip_prefix("http://")?;
     let mut conn = TcpStream::connect_timeout(&addr.parse().ok()?, HTTP_TIMEOUT).ok()?;
     conn.set_read_timeout(Some(HTTP_TIMEOUT)).ok()?;
     let body = body.map(Value::to_string).unwrap_or_default();
+    let auth = token
+        .map(|t| format!("Authorization: Bearer {t}\r\n"))
+        .unwrap_or_default();
     write!(
         conn,
-        "{method} {path} HTTP/1.0\r\nHost: {addr}\r\nContent-Type: application/json\r\n\
+        "{method} {path} HTTP/1.0\r\nHost: {addr}\r\n{auth}Content-Type: application/json\r\n\
          Content-Length: {}\r\n\r\n{body}",
         body.len()
     )
@@ -365,4 +379,30 @@ pub fn export_and_check(cluster: &TestCluster, dir: &Path, acks: &Path) -> (Valu
     assert!(checked.status.success(), "check failed: {report:#}");
     assert_eq!(report["problems"], Value::Array(vec![]), "{report:#}");
     (report, export, zombies)
+}
+
+/// Runs `mltrader region ARGS` against region `region`'s servers of `regions`, with the
+/// built-in galaxy's file; its JSON output (Null if it printed none). Panics if it fails.
+pub fn region_cmd(regions: &nats::testing::TestRegions, region: &str, args: &[&str]) -> Value {
+    let r = regions.region(region);
+    let galaxy = Path::new(env!("CARGO_MANIFEST_DIR")).join("../sim/src/galaxy/stars.toml");
+    let out = mltrader()
+        .arg("region")
+        .args(args)
+        .args(["--nats", &r.urls().join(",")])
+        .arg("--creds")
+        .arg(regions.creds())
+        .args(["--nats-monitor", &r.monitors().join(",")])
+        .args(["--region", region])
+        .arg("--galaxy")
+        .arg(&galaxy)
+        .output()
+        .expect("run mltrader region");
+    assert!(
+        out.status.success(),
+        "mltrader region {args:?} failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap_or(Value::Null)
 }

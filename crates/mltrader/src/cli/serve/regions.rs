@@ -66,9 +66,9 @@ pub async fn keep_copies(nats: &Nats, own: &str, galaxy: &Galaxy, replicas: usiz
     }
 }
 
-/// What the reader task heard: (region, its re-homed systems), one entry a region that
-/// answered, taken by the next round.
-type Heard = Arc<Mutex<Vec<(String, BTreeMap<String, Home>)>>>;
+/// What the reader task heard: the re-homed systems of each region that answered (by slug),
+/// taken by the next round.
+type Heard = Arc<Mutex<Vec<BTreeMap<String, Home>>>>;
 
 /// Which systems this node's region serves now.
 pub struct Homes {
@@ -77,7 +77,6 @@ pub struct Homes {
     /// Re-homed systems as the buckets last said, by slug (own region's and others' merged:
     /// a system is re-homed into one region at a time).
     rehomed: BTreeMap<String, Home>,
-    /// What the reader task read last: (region, its homes), one entry a region that answered.
     heard: Heard,
     reader: Option<tokio::task::JoinHandle<()>>,
     /// When a home last changed.
@@ -96,13 +95,8 @@ impl Homes {
     ) -> Homes {
         let heard = Arc::new(Mutex::new(Vec::new()));
         let reader = region.clone().map(|own| {
-            let others: Vec<String> = galaxy
-                .regions()
-                .into_iter()
-                .filter(|r| *r != own)
-                .map(str::to_string)
-                .collect();
-            tokio::spawn(read_homes(own, others, nats, heard.clone()))
+            let regions = galaxy.regions().into_iter().map(str::to_string).collect();
+            tokio::spawn(read_homes(own, regions, nats, heard.clone()))
         });
         Homes {
             region,
@@ -118,7 +112,7 @@ impl Homes {
     /// its pair subjects there.
     pub fn refresh(&mut self) {
         let heard = std::mem::take(&mut *self.heard.lock().unwrap_or_else(|e| e.into_inner()));
-        for (_, homes) in heard {
+        for homes in heard {
             for (slug, home) in homes {
                 let newer = self
                     .rehomed
@@ -176,30 +170,24 @@ impl Drop for Homes {
     }
 }
 
-/// The reader task: this region's homes and every other region's that answers, every
-/// [`HOMES_EVERY_MS`], into `heard`.
-async fn read_homes(own: String, others: Vec<String>, nats: Nats, heard: Heard) {
+/// The reader task: the homes of every region of `regions` that answers (this node's region
+/// `own` included, through its own domain), every [`HOMES_EVERY_MS`], into `heard`. A region
+/// that does not answer (the link cut, the region lost): what was heard of it stands; only
+/// this node's own region not answering is said.
+async fn read_homes(own: String, regions: Vec<String>, nats: Nats, heard: Heard) {
     let mut every = tokio::time::interval(Duration::from_millis(HOMES_EVERY_MS));
     every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         every.tick().await;
-        let n = nats.clone();
-        let o = own.clone();
-        match tokio::task::spawn_blocking(move || nats::rehome::homes(&n).map(|h| (o, h))).await {
-            Ok(Ok(read)) => heard.lock().unwrap_or_else(|e| e.into_inner()).push(read),
-            Ok(Err(e)) => tracing::warn!("region {own}: cannot read its homes: {e}"),
-            Err(_) => return,
-        }
-        for other in &others {
-            let (n, r) = (nats.clone(), other.clone());
-            // Unreachable (the link cut, the region lost): what was heard of it stands.
-            if let Ok(Ok(homes)) =
-                tokio::task::spawn_blocking(move || nats::rehome::homes_of(&n, &r)).await
-            {
-                heard
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .push((other.clone(), homes));
+        for region in &regions {
+            let (n, r) = (nats.clone(), region.clone());
+            match tokio::task::spawn_blocking(move || nats::rehome::homes_of(&n, &r)).await {
+                Ok(Ok(homes)) => heard.lock().unwrap_or_else(|e| e.into_inner()).push(homes),
+                Ok(Err(e)) if *region == own => {
+                    tracing::warn!("region {own}: cannot read its homes: {e}")
+                }
+                Ok(Err(_)) => {}
+                Err(_) => return,
             }
         }
     }

@@ -90,10 +90,7 @@ pub(super) async fn serve(args: ServeArgs, urls: String, start: Start) -> anyhow
     };
     if region.is_some() {
         // Every system's pair subjects live in its home region (decision 3).
-        let homes = galaxy
-            .ids()
-            .filter_map(|s| Some((galaxy.slug(s).to_string(), galaxy.region_of(s)?.to_string())))
-            .collect();
+        let homes = nats::region::galaxy_homes(&galaxy).context("every system has a region")?;
         pairs.set_homes(homes);
     }
     let links: Arc<dyn mesh::links::Links> = pairs.clone();
