@@ -6,10 +6,10 @@
 //!   request to the node's handler; dropping it unsubscribes (a node drops it when it hands the
 //!   unit over). A request already received is still answered.
 //! - [`Requester::forward`]: sends one request and waits for the answer. The owner sends a
-//!   receipt ([`RECEIVED_HEADER`]) before it runs the request. "No responders" (the server
-//!   knows nobody subscribed: a takeover or hand-over under way, or the owner's subscription
-//!   not yet known to this server) and silence (no receipt: lost between the servers) are
-//!   sent again for at most [`NO_RESPONDERS_RETRY_FOR_MS`]. A request whose receipt came and
+//!   receipt ([`RECEIVED_HEADER`]) and writes it out before it runs the request. "No
+//!   responders" (the server knows nobody subscribed: a takeover or hand-over under way, or
+//!   the owner's subscription not yet known to this server) and silence (no receipt: lost
+//!   between the servers) are sent again for at most [`NO_RESPONDERS_RETRY_FOR_MS`]. A request whose receipt came and
 //!   whose answer did not in time is **never** sent again: its outcome is unknown
 //!   ([`RequestError::OutcomeUnknown`], with the request's id).
 //!
@@ -373,6 +373,14 @@ async fn answer_until_drained(
         };
         let (client, handler, unit) = (client.clone(), handler.clone(), unit.clone());
         tokio::spawn(async move {
+            // The request runs only once its receipt is on the wire: an owner killed with
+            // the receipt still in its client's buffer never ran the request, and its sender,
+            // told "no responders" afterwards, is right to say it was delivered to nobody.
+            if let Err(e) = client.flush().await {
+                tracing::warn!(%unit, "cannot flush a request's receipt: {e}; not run");
+                drop(permit);
+                return;
+            }
             let answer = handler(message.payload.to_vec()).await;
             if let Err(e) = client.publish(reply_to, answer.into()).await {
                 tracing::warn!(%unit, "cannot send a request's answer: {e}");
