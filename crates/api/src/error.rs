@@ -35,6 +35,7 @@ pub const CODES: &[&str] = &[
     "same_system",
     "no_fuel",
     "tank_full",
+    "hull_whole",
     "no_credits",
     "system_full",
     "no_stock",

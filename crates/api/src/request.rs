@@ -83,6 +83,19 @@ pub struct RefuelRequest {
     pub units: Option<u32>,
 }
 
+/// `POST /v1/repair`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RepairRequest {
+    /// Hull points to mend (1 to the hull's size); omitted: mend it whole (null is refused).
+    #[serde(
+        default,
+        deserialize_with = "non_null",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub points: Option<u32>,
+}
+
 /// Buy or sell, as the API spells it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]

@@ -109,6 +109,18 @@ pub struct Refueled {
     pub cost_cr: u64,
 }
 
+/// `POST /v1/repair`: the player after the repair (its fields at the top level), and what was
+/// mended for what.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Repaired {
+    #[serde(flatten)]
+    pub player: Player,
+    /// Hull points mended.
+    pub repaired_points: u32,
+    /// Credits paid (a credit sink: they leave the game).
+    pub cost_cr: u64,
+}
+
 /// A lane of the map, with its cost.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Lane {
@@ -284,6 +296,23 @@ pub struct LiveMarket {
     pub goods: Vec<Quote>,
     /// The last prices heard from other systems.
     pub heard: Vec<HeardPrices>,
+    /// The market shocks running in the system now (docs/ECONOMY.md, Shocks). Empty from a
+    /// server before them.
+    #[serde(default)]
+    pub shocks: Vec<MarketShock>,
+}
+
+/// A market shock running in a system: what moves its prices, and for how long.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MarketShock {
+    /// `shortage`, `boom`, `glut`, `mining_strike` or `blockade`.
+    pub kind: String,
+    /// The good it bends; null for a blockade (every good the system makes).
+    pub good: Option<String>,
+    /// The system's tick it ends before.
+    pub until_tick: u64,
+    /// Ticks left (a game hour is 600 ticks).
+    pub remaining_ticks: u64,
 }
 
 /// Another system's market as the player's system last heard it.
@@ -309,8 +338,12 @@ pub struct Traded {
     pub side: super::TradeSide,
     pub good: String,
     pub qty: u32,
-    /// Credits paid (buy) or received (sell).
+    /// Credits the market took (buy) or paid (sell), before the station's fee.
     pub total_cr: u64,
+    /// The station's trade fee (a credit sink, docs/ECONOMY.md): paid on top of `total_cr` on
+    /// a buy, taken from it on a sell. 0 from a server before the fee.
+    #[serde(default)]
+    pub fee_cr: u64,
     pub player: Player,
 }
 

@@ -218,6 +218,15 @@ fn the_travel_and_map_bodies_match_the_document() {
             cost_cr: 26,
         },
     );
+    check(
+        &doc,
+        "Repaired",
+        &Repaired {
+            player: player(),
+            repaired_points: 30,
+            cost_cr: 150,
+        },
+    );
     let lane = Lane {
         to: "Vega".into(),
         distance_ly: 4.5,
@@ -328,6 +337,12 @@ fn the_market_and_combat_bodies_match_the_document() {
         till_cr: 5000,
         goods: vec![quote],
         heard: vec![heard()],
+        shocks: vec![MarketShock {
+            kind: "mining_strike".into(),
+            good: Some("ore".into()),
+            until_tick: 2_570,
+            remaining_ticks: 1_670,
+        }],
     }));
     same_fields(&doc, "Market (live)", &markets[0], &live);
     let heard_market = round_trip(&Market::Heard(HeardMarket {
@@ -344,6 +359,7 @@ fn the_market_and_combat_bodies_match_the_document() {
                 good: "ore".into(),
                 qty: 3,
                 total_cr: 99,
+                fee_cr: 1,
                 player: player(),
             },
         );
@@ -562,5 +578,10 @@ fn requests_round_trip_and_omit_what_is_not_given() {
     let too_big = format!("{{\"wreck\": {}}}", MAX_BODY_INTEGER + 1);
     assert!(serde_json::from_str::<LootRequest>(&too_big).is_err());
     assert!(serde_json::from_str::<RefuelRequest>(r#"{"units": null}"#).is_err());
+    assert_eq!(
+        round_trip(&RepairRequest { points: None }),
+        serde_json::json!({})
+    );
+    assert!(serde_json::from_str::<RepairRequest>(r#"{"points": null}"#).is_err());
     assert!(serde_json::from_str::<AttackRequest>("{}").is_err());
 }

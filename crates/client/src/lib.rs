@@ -15,6 +15,7 @@ pub mod join;
 pub mod loot;
 pub mod market;
 pub mod refuel;
+pub mod repair;
 pub mod scan;
 pub mod status;
 pub mod systems;

@@ -6,6 +6,7 @@
 //! Sol (high_tech), live    stock   buy  sell
 //! food                      1000    32    28
 //! ...
+//! Shock: mining strike of ore for 1840 more ticks (until tick 2570)
 //! Heard: Alpha Centauri: food 30, water 6, ore 15, ... luxuries 700 cr (0.2 s ago)
 //! ```
 
@@ -72,6 +73,15 @@ fn live_text(m: &LiveMarket, all: bool) -> String {
             price(Some(q.stock)),
             price(q.buy_cr),
             price(q.sell_cr),
+        ));
+    }
+    for s in &m.shocks {
+        text.push_str(&format!(
+            "Shock: {} of {} for {} more ticks (until tick {})\n",
+            s.kind.replace('_', " "),
+            s.good.as_deref().unwrap_or("everything made here"),
+            s.remaining_ticks,
+            s.until_tick
         ));
     }
     let mut heard: Vec<&HeardPrices> = m.heard.iter().collect();

@@ -172,7 +172,11 @@ impl Ledger {
     pub fn account(&mut self, event: &Event) {
         match event {
             Event::Join { player, .. } => self.credits += i128::from(player.credits),
-            Event::Refuel { cost, .. } => self.credits -= i128::from(*cost),
+            Event::Refuel { cost, .. } | Event::Repair { cost, .. } => {
+                self.credits -= i128::from(*cost)
+            }
+            // The station's fee leaves the game (sim::ledger::CreditSink::TradeFee).
+            Event::Trade { trade, .. } => self.credits -= i128::from(trade.fee_cr),
             _ => {}
         }
     }

@@ -109,6 +109,7 @@ pub fn event_kind(event: &Event) -> &'static str {
     match event {
         Event::Join { .. } => "join",
         Event::Refuel { .. } => "refuel",
+        Event::Repair { .. } => "repair",
         Event::Depart { .. } => "depart",
         Event::DepartDone { .. } => "depart.done",
         Event::DepartAbort { .. } => "depart.abort",
@@ -178,6 +179,11 @@ fn get_trade(rec: &Record<'_>) -> Result<Trade, DecodeError> {
         good: good_field(rec)?,
         qty: num(rec, "qty")?,
         total_cr: num(rec, "total")?,
+        // Absent before the trade fee (issue 22) and in `trade.remote`: none was paid.
+        fee_cr: match rec.get("fee") {
+            Some(_) => num(rec, "fee")?,
+            None => 0,
+        },
     })
 }
 
@@ -335,6 +341,16 @@ pub fn encode_event(
                 .num("cost", cost)
                 .num("v", version);
         }
+        Event::Repair {
+            player,
+            points,
+            cost,
+        } => {
+            line.field("player", player)
+                .num("points", points)
+                .num("cost", cost)
+                .num("v", version);
+        }
         Event::Depart { .. }
         | Event::DepartDone { .. }
         | Event::DepartVoid { .. }
@@ -377,6 +393,10 @@ fn put_trade(line: &mut Line<'_>, trade: &Trade) {
         .field("good", trade.good.name())
         .num("qty", trade.qty)
         .num("total", trade.total_cr);
+    // Written only when paid, so a trade without a fee is the same bytes as before it.
+    if trade.fee_cr > 0 {
+        line.num("fee", trade.fee_cr);
+    }
 }
 
 /// The fields of a jump's or a move's events: `depart` (with its `.done`, `.void` and
@@ -642,6 +662,11 @@ pub fn decode_event(
         "refuel" => Event::Refuel {
             player: name_field(rec, "player")?,
             units: num(rec, "units")?,
+            cost: num(rec, "cost")?,
+        },
+        "repair" => Event::Repair {
+            player: name_field(rec, "player")?,
+            points: num(rec, "points")?,
             cost: num(rec, "cost")?,
         },
         "depart" => decode_depart(&here, rec)?,
@@ -1210,6 +1235,11 @@ mod tests {
                 units: 5,
                 cost: 10,
             },
+            Event::Repair {
+                player: p.name.clone(),
+                points: 12,
+                cost: 60,
+            },
             Event::Depart {
                 xfer: Xfer(9),
                 player: p.name.clone(),
@@ -1234,6 +1264,7 @@ mod tests {
                     good: Good::Luxuries,
                     qty: 3,
                     total_cr: 999,
+                    fee_cr: 19,
                 },
             },
             Event::Economy {
@@ -1350,6 +1381,7 @@ mod tests {
             good: Good::Ore,
             qty: 3,
             total_cr: 120,
+            fee_cr: 0,
         };
         let order = Order {
             side: Side::Sell,

@@ -184,6 +184,8 @@ impl FeedEventKind {
                 units: *units,
                 cost: *cost,
             },
+            // A repair is told to the player in its answer only (not on the event stream yet).
+            Event::Repair { .. } => return None,
             // A void jump was never told (recovery writes it, before anyone listens).
             Event::Depart { .. } | Event::DepartVoid { .. } => return None,
             Event::DepartDone { xfer } => {

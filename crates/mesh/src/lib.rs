@@ -685,6 +685,16 @@ impl Mesh {
         .await
     }
 
+    /// Mends the hull at the station (whole, or `points`): acknowledged once durable.
+    pub async fn repair(&self, name: &str, points: Option<u32>) -> Result<Player, MeshError> {
+        self.routed(name, |reply| ShardMessage::Repair {
+            name: name.to_string(),
+            points,
+            reply,
+        })
+        .await
+    }
+
     /// Jumps to a neighbouring system. Returns once the jump is committed (durable in the
     /// transition log); the landing follows after the travel time ([`Mesh::wait_landing`]).
     pub async fn jump(&self, name: &str, to: SystemId) -> Result<JumpAck, MeshError> {

@@ -24,8 +24,10 @@ pub struct TradeAck {
     pub side: &'static str,
     pub good: &'static str,
     pub qty: u32,
-    /// Credits paid (buy) or received (sell).
+    /// Credits the market took (buy) or paid (sell), before the fee.
     pub total_cr: u64,
+    /// The station's trade fee, paid on top (buy) or taken from the total (sell).
+    pub fee_cr: u64,
     pub player: Player,
 }
 
@@ -60,6 +62,21 @@ pub struct MarketView {
     pub till_cr: u64,
     pub goods: Vec<GoodQuote>,
     pub heard: Vec<HeardPrices>,
+    /// The market shocks running here now (at most `sim::shock::MAX_SHOCKS_PER_SYSTEM`).
+    pub shocks: Vec<ShockView>,
+}
+
+/// A market shock running in a system, as `market` shows it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct ShockView {
+    /// `shortage`, `boom`, `glut`, `mining_strike` or `blockade`.
+    pub kind: &'static str,
+    /// The good it bends; `None` for a blockade (every good the system makes).
+    pub good: Option<&'static str>,
+    /// The system's tick it ends before.
+    pub until_tick: u64,
+    /// Ticks left from the system's tick now.
+    pub remaining_ticks: u64,
 }
 
 /// A wreck floating in a system.
@@ -183,10 +200,23 @@ impl Mesh {
             .await
     }
 
-    /// The wrecks in a system.
+    /// The wrecks in a system's primary instance.
     pub async fn wrecks(&self, system: SystemId) -> Result<Vec<WreckView>, MeshError> {
         self.ask(system, |reply| ShardMessage::Wrecks { reply })
             .await
+    }
+
+    /// The wrecks `name` sees: those of the instance they are in (each instance has its own
+    /// wrecks, its own fights; only the market is shared), and which instance that is.
+    pub async fn wrecks_seen_by(
+        &self,
+        name: &str,
+    ) -> Result<(InstanceId, Vec<WreckView>), MeshError> {
+        let at = self.settled(name).await?;
+        let wrecks = self
+            .ask_at(at, |reply| ShardMessage::Wrecks { reply })
+            .await?;
+        Ok((at, wrecks))
     }
 
     /// The galaxy-wide economy view: every system's last prices heard, best places to buy and
@@ -313,7 +343,11 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(bought.player.cargo.get(Good::Electronics), 5);
-        assert_eq!(bought.player.credits, 1_000 - bought.total_cr);
+        assert!(bought.fee_cr > 0, "the station's fee");
+        assert_eq!(
+            bought.player.credits,
+            1_000 - bought.total_cr - bought.fee_cr
+        );
         mesh.jump("ann", ac).await.unwrap();
         let in_jump = mesh.trade("ann", order(Side::Sell, Good::Electronics, 5));
         assert_eq!(

@@ -55,6 +55,8 @@ pub enum Command {
     History(client::history::HistoryArgs),
     /// Buy fuel at your system's station (a full tank, or UNITS).
     Refuel(client::refuel::RefuelArgs),
+    /// Mend your ship's hull at the station (5 cr a hull point)
+    Repair(client::repair::RepairArgs),
     /// Your system's market, live, and the prices heard from other systems (or, with SYSTEM,
     /// that system's as last heard).
     Market(client::market::MarketArgs),
@@ -98,6 +100,7 @@ pub fn main() -> ExitCode {
         Command::Scan(a) => client::scan::run(a),
         Command::History(a) => client::history::run(a),
         Command::Refuel(a) => client::refuel::run(a),
+        Command::Repair(a) => client::repair::run(a),
         Command::Market(a) => client::market::run(a),
         Command::Buy(a) => client::trade::buy(a),
         Command::Sell(a) => client::trade::sell(a),

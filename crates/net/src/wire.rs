@@ -69,6 +69,16 @@ pub fn live_market(m: MarketView) -> api::LiveMarket {
         till_cr: m.till_cr,
         goods: m.goods.into_iter().map(quote).collect(),
         heard: m.heard.into_iter().map(heard_prices).collect(),
+        shocks: m
+            .shocks
+            .into_iter()
+            .map(|s| api::MarketShock {
+                kind: s.kind.to_string(),
+                good: s.good.map(str::to_string),
+                until_tick: s.until_tick,
+                remaining_ticks: s.remaining_ticks,
+            })
+            .collect(),
     }
 }
 

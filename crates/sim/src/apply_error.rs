@@ -39,6 +39,12 @@ pub enum ApplyError {
         units: u32,
         cost: u64,
     },
+    #[error("{player} cannot repair {points} hull points for {cost} cr (credits short, or past a whole hull)")]
+    RepairImpossible {
+        player: String,
+        points: u32,
+        cost: u64,
+    },
     #[error("transfer {xfer} from system {system} (instance {instance}) landed twice")]
     LandedTwice {
         xfer: Xfer,
@@ -81,6 +87,8 @@ pub enum ApplyError {
     },
     #[error("the trade was decided at {logged_cr} cr but comes to {actual_cr} cr on this state")]
     TradeTotal { logged_cr: u64, actual_cr: u64 },
+    #[error("the trade's fee of {fee_cr} cr is not below its total of {total_cr} cr")]
+    TradeFee { fee_cr: u64, total_cr: u64 },
     #[error("economy step {from}..{to} at tick {tick} (market at {market_tick})")]
     EconomyOutOfOrder {
         from: Tick,

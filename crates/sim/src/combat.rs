@@ -37,6 +37,11 @@ use super::rng::Rng;
 /// Hull of a basic (starter or respawned) ship, in hull points.
 pub const BASIC_SHIP_HULL_POINTS: u32 = 100;
 
+/// What a station charges to mend one hull point, in credits (the rule "hull repair", a
+/// credit sink): a full repair of a basic ship from 1 point costs 495 cr, half the starting
+/// credits.
+pub const REPAIR_PRICE_CR_PER_HULL_POINT: u64 = 5;
+
 /// Chance that a shot hits, in percent.
 pub const HIT_CHANCE_PERCENT: u32 = 80;
 

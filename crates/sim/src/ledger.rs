@@ -33,8 +33,12 @@ pub enum CreditSource {
 pub enum CreditSink {
     /// Fuel bought at a station (the rule "fuel purchase").
     Fuel,
+    /// Hull mended at a station (the rule "hull repair").
+    Repair,
     /// Credits taken from a till above its target (the rule "tax").
     Tax,
+    /// The station's fee on a trade (`market::TRADE_FEE_PERMILLE`, the rule "trade fee").
+    TradeFee,
 }
 
 /// A rule that makes goods.
@@ -78,7 +82,7 @@ macro_rules! named {
 }
 
 named!(CreditSource { StartGrant => "start_grant", MarketFunds => "market_funds", Subsidy => "subsidy" });
-named!(CreditSink { Fuel => "fuel", Tax => "tax" });
+named!(CreditSink { Fuel => "fuel", Repair => "repair", Tax => "tax", TradeFee => "trade_fee" });
 named!(GoodsSource { MarketStock => "market_stock", StartCargo => "start_cargo", Production => "production" });
 named!(GoodsSink { Consumption => "consumption", WreckDecay => "wreck_decay", WreckEvicted => "wreck_evicted" });
 
@@ -145,6 +149,7 @@ pub fn flows_of(event: &Event) -> Flows {
                 .push((GoodsSource::StartCargo, units_of(&player.cargo)));
         }
         Event::Refuel { cost, .. } => f.credits_out.push((CreditSink::Fuel, *cost)),
+        Event::Repair { cost, .. } => f.credits_out.push((CreditSink::Repair, *cost)),
         Event::Economy {
             report, decayed, ..
         } => {
@@ -160,6 +165,7 @@ pub fn flows_of(event: &Event) -> Flows {
                 .push((GoodsSink::WreckEvicted, units_of(evicted)));
         }
         Event::Trade { trade, .. } | Event::RemoteTrade { trade, .. } => {
+            f.credits_out.push((CreditSink::TradeFee, trade.fee_cr));
             let t = &mut f.transfers;
             match trade.side {
                 Side::Buy => {
@@ -205,6 +211,24 @@ mod tests {
         assert_eq!(f.goods_in.len(), 1);
         assert!(f.goods_out.is_empty());
         assert_eq!(f.net_credits(), 7);
+    }
+
+    #[test]
+    fn a_trade_fee_is_a_sink_and_the_total_a_transfer() {
+        let trade = crate::market::Trade {
+            side: Side::Sell,
+            good: crate::goods::Good::Ore,
+            qty: 3,
+            total_cr: 500,
+            fee_cr: 10,
+        };
+        let f = flows_of(&Event::Trade {
+            player: "ann".into(),
+            trade,
+        });
+        assert_eq!(f.credits_out, vec![(CreditSink::TradeFee, 10)]);
+        assert_eq!(f.transfers.sold_to_markets_cr, 500);
+        assert_eq!(f.net_credits(), -10);
     }
 
     #[test]

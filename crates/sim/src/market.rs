@@ -41,6 +41,23 @@ use super::shock::{self, Shock};
 /// sellers get this much less).
 pub const SPREAD_PERMILLE: u64 = 50;
 
+/// The station's fee on every trade with its market, in per-mille of the trade's total
+/// (rounded down): a buyer pays it on top, a seller gets the total less it. The fee leaves the
+/// game (the credit sink "trade_fee", `ledger::CreditSink::TradeFee`), unlike the spread,
+/// which goes to the till. Sized so that the credits players take out of the tills (which
+/// the subsidy refills) go back out of the game: docs/ECONOMY.md, "Trade fee".
+/// Only trades with the local market pay it (a trade in an instance, through an escrow,
+/// does not yet).
+pub const TRADE_FEE_PERMILLE: u64 = 80;
+
+/// The fee on a trade of `total_cr` at `fee_permille`, rounded down: always below the total
+/// (a seller is never left with nothing), 0 on a trade too small to bear one.
+pub fn trade_fee_cr(total_cr: u64, fee_permille: u64) -> u64 {
+    assert!(fee_permille < 1_000, "a fee of {fee_permille} per-mille");
+    let fee = u128::from(total_cr) * u128::from(fee_permille) / 1_000;
+    u64::try_from(fee).expect("a fee below the total fits in u64")
+}
+
 /// The most units one trade may move.
 pub const MAX_TRADE_UNITS: u32 = 100_000;
 
@@ -154,6 +171,20 @@ pub struct Trade {
     pub qty: u32,
     /// Credits that move: from player to till on a buy, from till to player on a sell.
     pub total_cr: u64,
+    /// Credits the player pays the station on top (a buy) or leaves of the total (a sell),
+    /// destroyed (the sink "trade_fee"). Logged as `fee=`; 0 (not written) before the fee
+    /// existed and for trades through an escrow. Always below `total_cr` or 0.
+    pub fee_cr: u64,
+}
+
+impl Trade {
+    /// Credits that leave the player (a buy) or reach them (a sell): the total and the fee.
+    pub fn player_cr(&self) -> u64 {
+        match self.side {
+            Side::Buy => self.total_cr + self.fee_cr,
+            Side::Sell => self.total_cr - self.fee_cr,
+        }
+    }
 }
 
 /// A trade refused. Nothing changed; the message says what to do instead.
@@ -525,13 +556,15 @@ fn to_credits(good: Good, raw: u128, factor_permille: u64, round_up: bool) -> u6
 }
 
 /// Checks `order` against the market and the player (credits, cargo, hold space), and returns
-/// the trade to apply, or why it cannot happen. Changes nothing.
+/// the trade to apply with its fee at `fee_permille` of the total, or why it cannot happen.
+/// Changes nothing. The price limit bounds the market's total, not the fee.
 pub fn decide_trade(
     market: &Market,
     credits: u64,
     cargo: &Cargo,
     hold_capacity_units: u32,
     order: &Order,
+    fee_permille: u64,
 ) -> Result<Trade, TradeError> {
     let Order {
         side,
@@ -560,11 +593,13 @@ pub fn decide_trade(
             });
         }
     }
+    let fee_cr = trade_fee_cr(total_cr, fee_permille);
     match side {
         Side::Buy => {
-            if total_cr > credits {
+            let need = total_cr.checked_add(fee_cr).ok_or(TradeError::TooLarge)?;
+            if need > credits {
                 return Err(TradeError::NoCredits {
-                    need: total_cr,
+                    need,
                     have: credits,
                 });
             }
@@ -599,6 +634,7 @@ pub fn decide_trade(
         good,
         qty,
         total_cr,
+        fee_cr,
     })
 }
 
@@ -617,7 +653,11 @@ pub fn apply_trade(
         good,
         qty,
         total_cr,
+        fee_cr,
     } = *trade;
+    if fee_cr >= total_cr && fee_cr > 0 {
+        return Err(ApplyError::TradeFee { fee_cr, total_cr });
+    }
     let credits_before = u128::from(*credits) + u128::from(market.till_cr());
     let goods_before = u64::from(cargo.get(good)) + market.stock(good);
     let mut new_market = market.clone();
@@ -636,7 +676,7 @@ pub fn apply_trade(
             let paid = new_market.buy(good, qty).map_err(|e| refused(e.into()))?;
             check_total(paid, total_cr)?;
             credits
-                .checked_sub(paid)
+                .checked_sub(paid + fee_cr)
                 .ok_or_else(|| refused(TradeMismatch::NoCredits))?
         }
         Side::Sell => {
@@ -646,7 +686,7 @@ pub fn apply_trade(
             let got = new_market.sell(good, qty).map_err(|e| refused(e.into()))?;
             check_total(got, total_cr)?;
             credits
-                .checked_add(got)
+                .checked_add(got - fee_cr)
                 .ok_or_else(|| refused(TradeMismatch::CreditsOverflow))?
         }
     };
@@ -654,9 +694,9 @@ pub fn apply_trade(
     *cargo = new_cargo;
     *credits = new_credits;
     assert_eq!(
-        u128::from(*credits) + u128::from(market.till_cr()),
+        u128::from(*credits) + u128::from(market.till_cr()) + u128::from(fee_cr),
         credits_before,
-        "a trade created or destroyed credits"
+        "a trade created or destroyed credits other than its fee"
     );
     assert_eq!(
         u64::from(cargo.get(good)) + market.stock(good),
@@ -805,15 +845,15 @@ mod tests {
         let code = |r: Result<Trade, TradeError>| r.unwrap_err().code();
         let buy = |qty| order(Side::Buy, Good::Ore, qty);
         assert_eq!(
-            code(decide_trade(&m, 10_000, &cargo, 100, &buy(0))),
+            code(decide_trade(&m, 10_000, &cargo, 100, &buy(0), 0)),
             "bad_quantity"
         );
         assert_eq!(
-            code(decide_trade(&m, 10, &cargo, 100, &buy(10))),
+            code(decide_trade(&m, 10, &cargo, 100, &buy(10), 0)),
             "no_credits"
         );
         assert_eq!(
-            code(decide_trade(&m, 10_000, &cargo, 10, &buy(10))),
+            code(decide_trade(&m, 10_000, &cargo, 10, &buy(10), 0)),
             "no_cargo_space"
         );
         let stock = m.stock(Good::Ore) as u32;
@@ -821,19 +861,22 @@ mod tests {
         assert_eq!(err.code(), "no_stock");
         assert!(err.to_string().contains("buy at most"), "{err}");
         let sell = order(Side::Sell, Good::Ore, 5);
-        assert_eq!(code(decide_trade(&m, 0, &cargo, 100, &sell)), "not_carried");
+        assert_eq!(
+            code(decide_trade(&m, 0, &cargo, 100, &sell, 0)),
+            "not_carried"
+        );
         cargo.add(Good::Ore, 5).unwrap();
         let limited = Order {
             price_limit_cr: Some(1_000),
             ..sell
         };
-        let err = decide_trade(&m, 0, &cargo, 100, &limited).unwrap_err();
+        let err = decide_trade(&m, 0, &cargo, 100, &limited, 0).unwrap_err();
         assert_eq!(err.code(), "price_limit");
         assert!(
             err.to_string().contains("below your limit of 1000"),
             "{err}"
         );
-        assert!(decide_trade(&m, 0, &cargo, 100, &sell).is_ok());
+        assert!(decide_trade(&m, 0, &cargo, 100, &sell, 0).is_ok());
         let full = Market::from_parts([0; GOOD_COUNT], 0).unwrap();
         assert_eq!(
             full.quote_sell(Good::Ore, 5).unwrap_err().code(),
@@ -853,6 +896,7 @@ mod tests {
             &cargo,
             1_000,
             &order(Side::Buy, Good::Fuel, 50),
+            TRADE_FEE_PERMILLE,
         )
         .unwrap();
         let wrong = Trade {
@@ -864,6 +908,55 @@ mod tests {
         assert_eq!((m.clone(), credits, cargo), before);
         apply_trade(&mut m, &mut credits, &mut cargo, &t).unwrap();
         assert_eq!(cargo.get(Good::Fuel), 50);
+    }
+
+    #[test]
+    fn the_trade_fee_leaves_the_game_on_both_sides() {
+        let mut m = Market::new(EconomyKind::Refinery);
+        let (mut credits, mut cargo) = (100_000, Cargo::new());
+        let buy = order(Side::Buy, Good::Fuel, 50);
+        let t = decide_trade(&m, credits, &cargo, 1_000, &buy, TRADE_FEE_PERMILLE).unwrap();
+        assert_eq!(t.fee_cr, t.total_cr * TRADE_FEE_PERMILLE / 1_000);
+        assert!(t.fee_cr > 0, "{t:?}");
+        let (till0, credits0) = (m.till_cr(), credits);
+        apply_trade(&mut m, &mut credits, &mut cargo, &t).unwrap();
+        assert_eq!(
+            credits,
+            credits0 - t.total_cr - t.fee_cr,
+            "the buyer pays the fee on top"
+        );
+        assert_eq!(
+            m.till_cr(),
+            till0 + t.total_cr,
+            "the till gets the total only"
+        );
+        let sell = order(Side::Sell, Good::Fuel, 50);
+        let s = decide_trade(&m, credits, &cargo, 1_000, &sell, TRADE_FEE_PERMILLE).unwrap();
+        let credits1 = credits;
+        apply_trade(&mut m, &mut credits, &mut cargo, &s).unwrap();
+        assert_eq!(
+            credits,
+            credits1 + s.total_cr - s.fee_cr,
+            "the seller gets less the fee"
+        );
+        assert_eq!(s.player_cr(), s.total_cr - s.fee_cr);
+        // A buyer who has the total but not the fee is refused, and told what it needs.
+        let exact = m.quote_buy(Good::Fuel, 50).unwrap();
+        let err = decide_trade(&m, exact, &cargo, 1_000, &buy, TRADE_FEE_PERMILLE).unwrap_err();
+        assert_eq!(err.code(), "no_credits");
+        // A logged fee at or above the total is refused and changes nothing.
+        let bad = Trade {
+            fee_cr: s.total_cr,
+            ..s
+        };
+        let before = (m.clone(), credits, cargo);
+        assert!(apply_trade(&mut m, &mut credits, &mut cargo, &bad).is_err());
+        assert_eq!((m.clone(), credits, cargo), before);
+        assert_eq!(
+            trade_fee_cr(49, TRADE_FEE_PERMILLE),
+            0,
+            "too small to bear a fee"
+        );
     }
 
     #[test]
@@ -1104,9 +1197,11 @@ mod tests {
                     let side = if op == 0 { Side::Buy } else { Side::Sell };
                     let o = Order { side, good, qty, price_limit_cr: limit };
                     let before = (m.clone(), credits, cargo);
-                    match decide_trade(&m, credits, &cargo, 2_000, &o) {
+                    match decide_trade(&m, credits, &cargo, 2_000, &o, TRADE_FEE_PERMILLE) {
                         Ok(trade) => {
                             apply_trade(&mut m, &mut credits, &mut cargo, &trade).unwrap();
+                            prop_assert!(trade.fee_cr == 0 || trade.fee_cr < trade.total_cr);
+                            created_cr -= i128::from(trade.fee_cr);
                             prop_assert!(cargo.hold_used() <= 2_000);
                             if let Some(l) = limit {
                                 let bound = l * u64::from(qty);

@@ -27,6 +27,9 @@ pub struct PlayerView {
     /// Goods carried (only nonzero ones).
     #[serde(default)]
     pub cargo: BTreeMap<String, u32>,
+    /// Hull points (servers without combat do not say).
+    #[serde(default)]
+    pub hull: Option<u32>,
 }
 
 /// `POST /v1/join`.
@@ -64,6 +67,15 @@ pub struct Landed {
 pub struct Refueled {
     #[serde(flatten)]
     pub player: PlayerView,
+    pub cost_cr: u64,
+}
+
+/// `POST /v1/repair`: the player's fields at the top level, and the cost.
+#[derive(Clone, Debug, Deserialize)]
+pub struct Repaired {
+    #[serde(flatten)]
+    pub player: PlayerView,
+    pub repaired_points: u32,
     pub cost_cr: u64,
 }
 
@@ -188,6 +200,8 @@ pub trait GameApi: Send + Sync + 'static {
         token: &str,
         units: Option<u32>,
     ) -> impl Future<Output = Call<Refueled>> + Send;
+    /// Mends the hull whole at the station.
+    fn repair(&self, token: &str) -> impl Future<Output = Call<Repaired>> + Send;
     fn travel(&self, token: &str, to: &str) -> impl Future<Output = Call<Traveled>> + Send;
     /// Waits for the landing (at once if the player is in a system).
     fn landing(&self, token: &str) -> impl Future<Output = Call<Landed>> + Send;

@@ -29,6 +29,7 @@ use super::ack_log::{Ack, AckLog, Action};
 use super::api::{Call, CallError, GameApi, Lane, Market, PlayerView, Side, SystemView, Traded};
 use super::policy::{Arm, Candidate, Policy};
 use super::stats::Stats;
+use sim::combat::{BASIC_SHIP_HULL_POINTS, REPAIR_PRICE_CR_PER_HULL_POINT};
 use sim::goods::{Good, BASIC_SHIP_HOLD_UNITS};
 use sim::market::SPREAD_PERMILLE;
 use sim::rng::Rng;
@@ -44,6 +45,8 @@ pub const CREDIT_RESERVE_CR: u64 = 100;
 /// A purchase costs more per unit than the first unit's price as it moves the price; the bot
 /// budgets this much more, in per-mille.
 pub const PRICE_MARGIN_PERMILLE: u64 = 200;
+/// A bot mends its hull before a trip when it has fewer hull points than this.
+pub const REPAIR_BELOW_HULL_POINTS: u32 = 60;
 /// Halvings of a refused trade's quantity before the bot gives up on it.
 pub const MAX_TRADE_TRIES: u32 = 4;
 /// Fuel price the bot assumes until a refuel tells it (credits per unit).
@@ -321,6 +324,12 @@ impl<A: GameApi> Bot<A> {
             self.policy.learn(&trip.candidate, profit_cr as f64);
             self.stats().trip(profit_cr, self.config.baseline);
         }
+        // After the trip is learned, so that its profit is the trade's, not the repair's.
+        if self.needs_repair(&player) {
+            let r = self.api.repair(&token).await?;
+            self.stats().repairs.fetch_add(1, Ordering::Relaxed);
+            player = r.player;
+        }
         let market = self.look(&token).await?;
         let lanes: Vec<Lane> = self
             .shared
@@ -433,6 +442,18 @@ impl<A: GameApi> Bot<A> {
         let missing = lane.fuel.saturating_sub(player.fuel);
         lane.fuel <= player.fuel_capacity
             && u64::from(missing) * self.fuel_price_cr <= player.credits
+    }
+
+    /// Whether to mend the hull before the next trip: damaged below
+    /// [`REPAIR_BELOW_HULL_POINTS`] and the purse pays for a whole hull and keeps
+    /// [`CREDIT_RESERVE_CR`] (a bot never repairs with its fuel money).
+    fn needs_repair(&self, player: &PlayerView) -> bool {
+        let Some(hull) = player.hull else {
+            return false;
+        };
+        let missing = BASIC_SHIP_HULL_POINTS.saturating_sub(hull);
+        let cost_cr = u64::from(missing) * REPAIR_PRICE_CR_PER_HULL_POINT;
+        hull > 0 && hull < REPAIR_BELOW_HULL_POINTS && cost_cr + CREDIT_RESERVE_CR <= player.credits
     }
 
     /// Fuel to buy: a full tank, or what the purse pays for.
@@ -615,7 +636,7 @@ pub fn purchase_qty(player: &PlayerView, good: &str, stock: u64, buy_cr: u64) ->
 #[cfg(test)]
 mod tests {
     use super::super::api::{
-        Attacked, Heard, Joined, Landed, Me, Quote, Refueled, Scan, Traded, Traveled,
+        Attacked, Heard, Joined, Landed, Me, Quote, Refueled, Repaired, Scan, Traded, Traveled,
     };
     use super::*;
     use std::collections::{BTreeMap, VecDeque};
@@ -733,6 +754,7 @@ mod tests {
                     version: 1,
                     hold: Some(60),
                     cargo: BTreeMap::new(),
+                    hull: Some(BASIC_SHIP_HULL_POINTS),
                 };
                 s.history.push((name.to_string(), 1, "join"));
                 s.players.insert(
@@ -844,6 +866,29 @@ mod tests {
             })
         }
 
+        async fn repair(&self, token: &str) -> Call<Repaired> {
+            self.call(|s| {
+                let fp = s.player(token)?;
+                let hull = fp.p.hull.unwrap_or(BASIC_SHIP_HULL_POINTS);
+                let points = BASIC_SHIP_HULL_POINTS - hull;
+                if points == 0 {
+                    return Err(CallError::refused(409, "hull_whole", "whole"));
+                }
+                let cost_cr = u64::from(points) * REPAIR_PRICE_CR_PER_HULL_POINT;
+                if cost_cr > fp.p.credits {
+                    return Err(CallError::refused(409, "no_credits", "poor"));
+                }
+                fp.p.credits -= cost_cr;
+                fp.p.hull = Some(BASIC_SHIP_HULL_POINTS);
+                let player = s.event(token, "repair")?;
+                Ok(Repaired {
+                    player,
+                    repaired_points: points,
+                    cost_cr,
+                })
+            })
+        }
+
         async fn travel(&self, token: &str, to: &str) -> Call<Traveled> {
             self.call(|s| {
                 let fp = s.player(token)?;
@@ -890,6 +935,10 @@ mod tests {
 
         async fn attack(&self, token: &str, _target: &str) -> Call<Attacked> {
             self.call(|s| {
+                // The target fires back: the attacker's hull takes a beating (never to 0).
+                let fp = s.player(token)?;
+                let hull = fp.p.hull.unwrap_or(BASIC_SHIP_HULL_POINTS);
+                fp.p.hull = Some(hull.saturating_sub(45).max(1));
                 let player = s.event(token, "attack")?;
                 Ok(Attacked { player })
             })
@@ -949,6 +998,8 @@ mod tests {
         assert!(s.trades.load(Ordering::Relaxed) > 50);
         assert!(s.refuels.load(Ordering::Relaxed) > 10);
         assert!(s.attacks.load(Ordering::Relaxed) > 0);
+        // Damaged in fights, bots mend their hulls before their next trips.
+        assert!(s.repairs.load(Ordering::Relaxed) > 0);
         let acks = read_acks(&path);
         assert_eq!(acks.len() as u64, s.acks.load(Ordering::Relaxed));
         let history = fake.state.lock().unwrap().history.clone();

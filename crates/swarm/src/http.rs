@@ -17,7 +17,8 @@
 use std::time::Duration;
 
 use ::api::{
-    AttackRequest, ErrorBody, JoinRequest, RefuelRequest, TradeRequest, TradeSide, TravelRequest,
+    AttackRequest, ErrorBody, JoinRequest, RefuelRequest, RepairRequest, TradeRequest, TradeSide,
+    TravelRequest,
 };
 use client::follow::{parse_urls, Answer, FollowCounts, Kind, SendError, Servers};
 use reqwest::{RequestBuilder, StatusCode};
@@ -25,7 +26,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use super::api::{
-    Attacked, Call, CallError, GameApi, Joined, Landed, Market, Me, Refueled, Scan, Side,
+    Attacked, Call, CallError, GameApi, Joined, Landed, Market, Me, Refueled, Repaired, Scan, Side,
     SystemView, Traded, Traveled,
 };
 use client::api::{CONNECT_TIMEOUT_S, LANDING_TIMEOUT_S, REQUEST_TIMEOUT_S};
@@ -191,6 +192,11 @@ impl GameApi for HttpApi {
     async fn refuel(&self, token: &str, units: Option<u32>) -> Call<Refueled> {
         let body = RefuelRequest { units };
         self.post("/v1/refuel", token, &body).await
+    }
+
+    async fn repair(&self, token: &str) -> Call<Repaired> {
+        let body = RepairRequest { points: None };
+        self.post("/v1/repair", token, &body).await
     }
 
     async fn travel(&self, token: &str, to: &str) -> Call<Traveled> {

@@ -37,6 +37,8 @@ pub struct Stats {
     pub jumps: AtomicU64,
     pub trades: AtomicU64,
     pub refuels: AtomicU64,
+    /// Hull repairs bought.
+    pub repairs: AtomicU64,
     pub attacks: AtomicU64,
     /// Lines written to the ack log.
     pub acks: AtomicU64,
@@ -54,6 +56,7 @@ impl Stats {
             jumps: AtomicU64::new(0),
             trades: AtomicU64::new(0),
             refuels: AtomicU64::new(0),
+            repairs: AtomicU64::new(0),
             attacks: AtomicU64::new(0),
             acks: AtomicU64::new(0),
             errors: AtomicU64::new(0),
@@ -164,6 +167,7 @@ impl Stats {
             trades: Self::get(&self.trades),
             trades_per_s: Self::get(&self.trades) as f64 / secs,
             refuels: Self::get(&self.refuels),
+            repairs: Self::get(&self.repairs),
             attacks: Self::get(&self.attacks),
             acks: Self::get(&self.acks),
             errors: Self::get(&self.errors),
@@ -267,6 +271,7 @@ pub struct Summary {
     pub trades: u64,
     pub trades_per_s: f64,
     pub refuels: u64,
+    pub repairs: u64,
     pub attacks: u64,
     pub acks: u64,
     pub errors: u64,
@@ -313,12 +318,13 @@ impl Summary {
             self.online_at_end
         ));
         out.push_str(&format!(
-            "  {} jumps ({:.1}/s), {} trades ({:.1}/s), {} refuels, {} attacks; {errors}\n",
+            "  {} jumps ({:.1}/s), {} trades ({:.1}/s), {} refuels, {} repairs, {} attacks; {errors}\n",
             self.jumps,
             self.jumps_per_s,
             self.trades,
             self.trades_per_s,
             self.refuels,
+            self.repairs,
             self.attacks
         ));
         if self.server.contains(',') {

@@ -192,7 +192,10 @@ impl Truth {
                 self.joined.insert(player.name.clone());
                 self.credits += i128::from(player.credits);
             }
-            Event::Refuel { cost, .. } => self.credits -= i128::from(*cost),
+            Event::Refuel { cost, .. } | Event::Repair { cost, .. } => {
+                self.credits -= i128::from(*cost)
+            }
+            Event::Trade { trade, .. } => self.credits -= i128::from(trade.fee_cr),
             Event::Depart { xfer, .. } => {
                 let player = state.departing[xfer].player.clone();
                 self.flying.insert((at, *xfer), player.clone());

@@ -267,6 +267,7 @@ impl EconomyBook {
 
     /// A trader's trade: a buy adds to their cost basis, a sale is a trip's end (its profit is
     /// the price less the average cost of the units sold), counted in the sale's bucket.
+    /// `total` is the trader's side of it: the fee paid on top of a buy, taken from a sale.
     fn trade(&mut self, t: u64, player: &str, side: Side, good: Good, qty: u64, total: u64) {
         let basis = self.basis.entry(player.to_string()).or_default();
         let i = good.index();
@@ -451,7 +452,8 @@ impl super::Watch for EconomyBook {
         match event {
             Event::Trade { player, trade } | Event::RemoteTrade { player, trade, .. } => {
                 let qty = u64::from(trade.qty);
-                self.trade(t, player, trade.side, trade.good, qty, trade.total_cr);
+                // What the trader paid or got, the station's fee included.
+                self.trade(t, player, trade.side, trade.good, qty, trade.player_cr());
             }
             Event::Economy { .. } if at.is_primary() => {
                 self.sample_prices(t, at.system, after.market.prices_cr());

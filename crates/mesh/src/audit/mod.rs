@@ -1568,7 +1568,7 @@ fn count_by_the_rules(
             ledger.made(&first.map(|n| n as u64));
             Ok(())
         }
-        Event::Refuel { cost, .. } => {
+        Event::Refuel { cost, .. } | Event::Repair { cost, .. } => {
             ledger.credits_destroyed += u128::from(*cost);
             Ok(())
         }
@@ -1589,8 +1589,10 @@ fn count_by_the_rules(
             ledger.destroyed_ships += 1;
             Ok(())
         }
-        Event::Trade { .. } => {
+        Event::Trade { trade, .. } => {
             ledger.trades += 1;
+            // The station's fee leaves the game (the rule "trade fee").
+            ledger.credits_destroyed += u128::from(trade.fee_cr);
             Ok(())
         }
         Event::RemoteTrade {

@@ -15,7 +15,9 @@ use std::sync::Arc;
 
 use super::{RemoteAnswer, Reply, Shard, ShardMessage};
 use crate::price_sync::{unix_ms, HeardPrices, Published};
-use crate::trading::{GoodQuote, LootAck, MarketView, Opponent, Ship, TradeAck, WreckView};
+use crate::trading::{
+    GoodQuote, LootAck, MarketView, Opponent, Ship, ShockView, TradeAck, WreckView,
+};
 use crate::MeshError;
 use sim::goods::Good;
 use sim::ids::EscrowId;
@@ -30,9 +32,9 @@ impl Shard {
             return self.escrow_trade(name, order, reply);
         }
         let decided = self.state.decide_trade(&self.ctx.galaxy, &name, &order);
-        let total_cr = match &decided {
-            Ok(Event::Trade { trade, .. }) => trade.total_cr,
-            _ => 0,
+        let (total_cr, fee_cr) = match &decided {
+            Ok(Event::Trade { trade, .. }) => (trade.total_cr, trade.fee_cr),
+            _ => (0, 0),
         };
         let Some((rec, reply)) = self.record_or_answer(decided, reply) else {
             return;
@@ -43,6 +45,7 @@ impl Shard {
             good: order.good.name(),
             qty: order.qty,
             total_cr,
+            fee_cr,
             player,
         };
         self.on_durable(rec, move |r| {
@@ -151,6 +154,7 @@ impl Shard {
                         good: order.good.name(),
                         qty: order.qty,
                         total_cr: total.unwrap_or(0),
+                        fee_cr: 0,
                         player,
                     })
                 }
@@ -317,6 +321,18 @@ impl Shard {
                 .filter(|(s, _, _)| *s != self.id.system)
                 .map(|(s, r, at)| {
                     HeardPrices::new(galaxy, s, &r.prices_cr, now_ms.saturating_sub(at))
+                })
+                .collect(),
+            shocks: self
+                .state
+                .shocks
+                .iter()
+                .filter(|s| s.until > self.now.0)
+                .map(|s| ShockView {
+                    kind: s.kind.name(),
+                    good: s.good.map(Good::name),
+                    until_tick: s.until,
+                    remaining_ticks: s.until - self.now.0,
                 })
                 .collect(),
         }

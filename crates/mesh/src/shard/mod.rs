@@ -66,6 +66,12 @@ pub enum ShardMessage {
         units: Option<u32>,
         reply: Reply<Player>,
     },
+    /// Mend the hull (whole, or `points`) at the station.
+    Repair {
+        name: String,
+        points: Option<u32>,
+        reply: Reply<Player>,
+    },
     Jump {
         name: String,
         to: SystemId,
@@ -361,6 +367,11 @@ impl Shard {
         match cmd {
             ShardMessage::Join { name, key, reply } => self.join(name, key, reply),
             ShardMessage::Refuel { name, units, reply } => self.refuel(name, units, reply),
+            ShardMessage::Repair {
+                name,
+                points,
+                reply,
+            } => self.repair(name, points, reply),
             ShardMessage::Jump { name, to, reply } => self.jump(name, to, reply),
             ShardMessage::Committed { xfer, tseq } => {
                 // The player is gone for good: the feed tells of the departure with this
@@ -600,6 +611,17 @@ impl Shard {
         let decided =
             self.state
                 .decide_refuel(&self.ctx.galaxy, &self.ctx.config.rules, &name, units);
+        let Some((rec, reply)) = self.record_or_answer(decided, reply) else {
+            return;
+        };
+        let player = self.state.players[&name].clone();
+        self.on_durable(rec, move |r| {
+            let _ = reply.send(r.map(|()| player).map_err(MeshError::Storage));
+        });
+    }
+
+    fn repair(&mut self, name: String, points: Option<u32>, reply: Reply<Player>) {
+        let decided = self.state.decide_repair(&self.ctx.galaxy, &name, points);
         let Some((rec, reply)) = self.record_or_answer(decided, reply) else {
             return;
         };

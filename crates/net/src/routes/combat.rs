@@ -8,7 +8,6 @@
 use axum::extract::State;
 use axum::Json;
 
-use super::market::here;
 use super::{refused, Authed, Body, Shared};
 use crate::error::ApiError;
 use crate::{wire, AppState};
@@ -52,10 +51,10 @@ pub async fn wrecks(
     State(state): State<Shared>,
     Authed { name }: Authed,
 ) -> Result<Json<Wrecks>, ApiError> {
-    let here = here(&state, &name)?;
-    let wrecks = state.mesh.wrecks(here).await?;
+    // The player's own instance: its wrecks are the ones they can loot.
+    let (at, wrecks) = state.mesh.wrecks_seen_by(&name).await?;
     Ok(Json(Wrecks {
-        system: state.mesh.galaxy().name(here).to_string(),
+        system: state.mesh.galaxy().name(at.system).to_string(),
         wrecks: wrecks.into_iter().map(wire::wreck).collect(),
     }))
 }

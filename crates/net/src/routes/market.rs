@@ -118,6 +118,7 @@ async fn deal(state: &AppState, name: &str, req: TradeRequest) -> Result<Traded,
         good: ack.good.to_string(),
         qty: ack.qty,
         total_cr: ack.total_cr,
+        fee_cr: ack.fee_cr,
         player: wire::player(ack.player),
     })
 }

@@ -13,6 +13,7 @@ mod market;
 pub mod metrics;
 pub mod page;
 mod refuel;
+mod repair;
 mod strict;
 mod travel;
 
@@ -66,6 +67,7 @@ pub const ROUTES: &[RouteInfo] = &[
     route("POST", "/v1/travel", true, true),
     route("GET", "/v1/landing", true, false),
     route("POST", "/v1/refuel", true, true),
+    route("POST", "/v1/repair", true, true),
     route("GET", "/v1/scan", true, false),
     route("GET", "/v1/market", true, false),
     route("POST", "/v1/trade", true, true),
@@ -123,6 +125,7 @@ fn handler(r: &RouteInfo) -> MethodRouter<Shared> {
         ("POST", "/v1/travel") => post(travel::travel),
         ("GET", "/v1/landing") => get(travel::landing),
         ("POST", "/v1/refuel") => post(refuel::refuel),
+        ("POST", "/v1/repair") => post(repair::repair),
         ("GET", "/v1/scan") => get(map::scan),
         ("GET", "/v1/market") => get(market::market),
         ("POST", "/v1/trade") => post(market::trade),

@@ -31,6 +31,11 @@ impl SystemState {
                 units,
                 cost,
             } => self.apply_refuel(player, *units, *cost)?,
+            Event::Repair {
+                player,
+                points,
+                cost,
+            } => self.apply_repair(player, *points, *cost)?,
             Event::Depart {
                 xfer,
                 player,
@@ -159,6 +164,24 @@ impl SystemState {
         p.credits -= cost;
         p.fuel += units;
         p.version = p.version.next();
+        Ok(())
+    }
+
+    /// [`Event::Repair`]: `points` of hull for `cost` credits, up to the basic ship's hull.
+    fn apply_repair(&mut self, player: &str, points: u32, cost: u64) -> Result<(), ApplyError> {
+        let p = self.player_mut(player)?;
+        let whole = crate::combat::BASIC_SHIP_HULL_POINTS;
+        if points == 0 || p.credits < cost || p.hull.saturating_add(points) > whole {
+            return Err(ApplyError::RepairImpossible {
+                player: player.to_string(),
+                points,
+                cost,
+            });
+        }
+        p.credits -= cost;
+        p.hull += points;
+        p.version = p.version.next();
+        assert!(p.hull <= whole, "a repair past the hull of {whole}");
         Ok(())
     }
 

@@ -107,6 +107,36 @@ impl SystemState {
         })
     }
 
+    /// Mends the hull to whole (or `max_points`, whichever is less) at the station's price
+    /// ([`combat::REPAIR_PRICE_CR_PER_HULL_POINT`]), in any instance. A ship shot down is not
+    /// repaired: it is destroyed, and its pilot gets a new one.
+    pub fn decide_repair(
+        &self,
+        galaxy: &Galaxy,
+        name: &str,
+        max_points: Option<u32>,
+    ) -> Result<Event, Reject> {
+        let p = self.able(galaxy, name)?;
+        let whole = combat::BASIC_SHIP_HULL_POINTS;
+        let missing = whole.saturating_sub(p.hull);
+        let points = max_points.map_or(missing, |m| m.min(missing));
+        if points == 0 {
+            return Err(Reject::HullWhole(p.hull));
+        }
+        let cost = u64::from(points) * combat::REPAIR_PRICE_CR_PER_HULL_POINT;
+        if cost > p.credits {
+            return Err(Reject::NoCredits {
+                need: cost,
+                have: p.credits,
+            });
+        }
+        Ok(Event::Repair {
+            player: name.to_string(),
+            points,
+            cost,
+        })
+    }
+
     /// Prepares a jump to a neighbouring system.
     pub fn decide_depart(
         &self,
@@ -198,7 +228,8 @@ impl SystemState {
         Some(Event::Arrive { from, xfer, player })
     }
 
-    /// A trade with the local market, all or nothing.
+    /// A trade with the local market, all or nothing, with the station's fee
+    /// ([`market::TRADE_FEE_PERMILLE`]).
     pub fn decide_trade(
         &self,
         galaxy: &Galaxy,
@@ -207,7 +238,14 @@ impl SystemState {
     ) -> Result<Event, Reject> {
         self.primary_only(galaxy, "trade")?;
         let p = self.able(galaxy, name)?;
-        let trade = market::decide_trade(&self.market, p.credits, &p.cargo, p.hold, order)?;
+        let trade = market::decide_trade(
+            &self.market,
+            p.credits,
+            &p.cargo,
+            p.hold,
+            order,
+            market::TRADE_FEE_PERMILLE,
+        )?;
         Ok(Event::Trade {
             player: name.to_string(),
             trade,

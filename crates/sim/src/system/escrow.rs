@@ -121,20 +121,36 @@ impl SystemState {
                 req.instance
             )));
         }
+        // No fee through an escrow yet (`market::TRADE_FEE_PERMILLE`): the settle would have
+        // to carry it, and `trade.remote`, `trade.settle` do not.
+        const ESCROW_FEE_PERMILLE: u64 = 0;
         let trade = match req.order.side {
             // The escrow's credits pay; the player's hold must take the goods.
-            Side::Buy => {
-                market::decide_trade(&self.market, req.held_cr, &req.cargo, req.hold, &req.order)?
-            }
+            Side::Buy => market::decide_trade(
+                &self.market,
+                req.held_cr,
+                &req.cargo,
+                req.hold,
+                &req.order,
+                ESCROW_FEE_PERMILLE,
+            )?,
             // The escrow's goods are sold; the player's credits must take the price.
             Side::Sell => {
                 let mut cargo = req.cargo;
                 cargo
                     .add(req.order.good, u64::from(req.held_qty))
                     .map_err(|_| TradeError::TooLarge)?;
-                market::decide_trade(&self.market, req.credits, &cargo, req.hold, &req.order)?
+                market::decide_trade(
+                    &self.market,
+                    req.credits,
+                    &cargo,
+                    req.hold,
+                    &req.order,
+                    ESCROW_FEE_PERMILLE,
+                )?
             }
         };
+        assert_eq!(trade.fee_cr, 0, "a trade through an escrow pays no fee");
         Ok(Event::RemoteTrade {
             instance: req.instance,
             escrow: req.escrow,

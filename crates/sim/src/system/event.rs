@@ -29,6 +29,13 @@ pub enum Event {
         units: u32,
         cost: u64,
     },
+    /// Hull mended at the station: `points` hull points for `cost` credits, which leave the
+    /// game (the rule "hull repair"), up to the basic ship's hull.
+    Repair {
+        player: String,
+        points: u32,
+        cost: u64,
+    },
     /// A jump is prepared: the player leaves the system (fuel burnt) and waits for the
     /// transition log to take the jump, the commit point. A jump to another system goes to its
     /// primary instance; a move to another instance of the same system (a split or a merge)
@@ -142,6 +149,7 @@ impl Event {
         match self {
             Event::Join { player, .. } | Event::Arrive { player, .. } => Some(&player.name),
             Event::Refuel { player, .. }
+            | Event::Repair { player, .. }
             | Event::Depart { player, .. }
             | Event::DepartAbort { player, .. }
             | Event::Trade { player, .. }
@@ -194,6 +202,8 @@ pub enum Reject {
     NoFuel { to: String, need: u32, have: u32 },
     #[error("the tank is full")]
     TankFull,
+    #[error("the hull is whole ({0} points): nothing to repair")]
+    HullWhole(u32),
     #[error("not enough credits: {need} needed, {have} on hand")]
     NoCredits { need: u64, have: u64 },
     #[error("{0} is full ({MAX_PLAYERS_PER_SYSTEM} players)")]
@@ -238,6 +248,7 @@ impl Reject {
             Reject::SameSystem(_) => "same_system",
             Reject::NoFuel { .. } => "no_fuel",
             Reject::TankFull => "tank_full",
+            Reject::HullWhole(_) => "hull_whole",
             Reject::NoCredits { .. } => "no_credits",
             Reject::Full(_) => "system_full",
             Reject::Trade(e) => e.code(),

@@ -247,7 +247,16 @@ fn a_trade_moves_credits_cargo_and_stock_together() {
     s.apply(Tick(1), &e).unwrap();
     assert_eq!(s.players["ann"].cargo.get(Good::Food), 10);
     assert!(s.players["ann"].credits < r.starting_credits);
-    assert_eq!(totals(&s), before, "a trade creates and destroys nothing");
+    let Event::Trade { trade, .. } = &e else {
+        panic!("{e:?}")
+    };
+    assert!(trade.fee_cr > 0, "the station's fee: {trade:?}");
+    let (credits, goods) = totals(&s);
+    assert_eq!(
+        (credits + u128::from(trade.fee_cr), goods),
+        before,
+        "a trade creates and destroys nothing but its fee"
+    );
     let sell = s
         .decide_trade(&g, "ann", &ordered(Side::Sell, Good::Food, 11))
         .unwrap_err();
@@ -260,7 +269,12 @@ fn a_trade_moves_credits_cargo_and_stock_together() {
         s.players["ann"].credits < r.starting_credits,
         "a round trip loses the spread"
     );
-    assert_eq!(totals(&s), before);
+    let Event::Trade { trade: sold, .. } = &e else {
+        panic!("{e:?}")
+    };
+    let (credits, goods) = totals(&s);
+    let fees = u128::from(trade.fee_cr + sold.fee_cr);
+    assert_eq!((credits + fees, goods), before);
 }
 
 #[test]
@@ -446,7 +460,7 @@ proptest! {
     /// named rules, and replay to the same state.
     #[test]
     fn trade_and_combat_conserve_and_replay(
-        ops in proptest::collection::vec((0u8..6, 0usize..4, 0usize..8, 1u32..30), 1..150)
+        ops in proptest::collection::vec((0u8..7, 0usize..4, 0usize..8, 1u32..30), 1..150)
     ) {
         let (g, r, mut s) = setup();
         let names = ["a", "b", "c", "d"];
@@ -464,11 +478,14 @@ proptest! {
                 2 => s.decide_trade(&g, name, &ordered(Side::Sell, good, qty)).ok(),
                 3 => s.decide_engage(&g, name, Some(names[(who + 1) % 4])).ok(),
                 4 => s.decide_economy(s.market_tick, Tick(t)),
+                5 => s.decide_repair(&g, name, Some(qty)).ok(),
                 _ => s.decide_combat(Tick(t)),
             }];
             for e in decided.drain(..).flatten() {
                 match &e {
                     Event::Join { player, .. } => made_cr += u128::from(player.credits),
+                    Event::Trade { trade, .. } => gone_cr += u128::from(trade.fee_cr),
+                    Event::Repair { cost, .. } => gone_cr += u128::from(*cost),
                     Event::Economy { report, decayed, .. } => {
                         made_cr += u128::from(report.subsidy_cr);
                         gone_cr += u128::from(report.tax_cr);
@@ -537,4 +554,50 @@ fn every_drawn_shock_applies_and_ends() {
     }
     assert!(drawn > 20, "{drawn} shocks");
     assert!(s.shocks.iter().all(|x| x.until > s.market_tick.0));
+}
+
+#[test]
+fn a_damaged_ship_is_repaired_for_credits_up_to_a_whole_hull() {
+    use crate::combat::{BASIC_SHIP_HULL_POINTS, REPAIR_PRICE_CR_PER_HULL_POINT};
+    let (g, r, mut s) = setup();
+    join(&g, &r, &mut s, "ann");
+    let whole = BASIC_SHIP_HULL_POINTS;
+    let err = s.decide_repair(&g, "ann", None).unwrap_err();
+    assert_eq!(err.code(), "hull_whole", "{err}");
+    s.players.get_mut("ann").unwrap().hull = whole - 30;
+    let before = s.players["ann"].clone();
+    // Part of the damage, then the rest.
+    let e = s.decide_repair(&g, "ann", Some(10)).unwrap();
+    s.apply(s.tick, &e).unwrap();
+    let e = s.decide_repair(&g, "ann", None).unwrap();
+    assert_eq!(
+        e,
+        Event::Repair {
+            player: "ann".into(),
+            points: 20,
+            cost: 20 * REPAIR_PRICE_CR_PER_HULL_POINT
+        }
+    );
+    s.apply(s.tick, &e).unwrap();
+    let after = &s.players["ann"];
+    assert_eq!(after.hull, whole);
+    assert_eq!(
+        after.credits,
+        before.credits - 30 * REPAIR_PRICE_CR_PER_HULL_POINT
+    );
+    assert_eq!(after.version, before.version.next().next());
+    // A logged repair past a whole hull, or beyond the purse, does not apply.
+    assert!(s.apply(s.tick, &e).is_err());
+    s.players.get_mut("ann").unwrap().hull = 1;
+    s.players.get_mut("ann").unwrap().credits = 4;
+    let err = s.decide_repair(&g, "ann", None).unwrap_err();
+    assert_eq!(err.code(), "no_credits", "{err}");
+    let ledger = crate::ledger::flows_of(&e);
+    assert_eq!(
+        ledger.credits_out,
+        vec![(
+            crate::ledger::CreditSink::Repair,
+            20 * REPAIR_PRICE_CR_PER_HULL_POINT
+        )]
+    );
 }

@@ -1,0 +1,219 @@
+//! Wrecks and loot follow the instance rule: each instance of a crowded system has its own
+//! fights and its own wrecks (only the market is shared), so a player in an instance sees and
+//! loots that instance's wrecks through `GET /v1/wrecks`, and a player in the primary does
+//! not see them. Then the hull repair: the damaged winner mends its hull for credits at the
+//! station (`POST /v1/repair`), and `check` finds the ledger sound with the sink `repair`.
+//!
+//! Against a real `mltrader serve` that splits Sol early (`--split-above 4`); small by
+//! design (8 players, a few seconds).
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+/// Players joined into Sol: more than the split threshold, so Sol opens an instance.
+const PLAYERS: usize = 8;
+/// How long to wait for the split, the fight, the wreck, in seconds.
+const DEADLINE_S: u64 = 60;
+
+struct Api {
+    url: String,
+    client: reqwest::Client,
+}
+
+impl Api {
+    async fn post(&self, path: &str, token: Option<&str>, body: Value) -> (u16, Value) {
+        let mut req = self.client.post(format!("{}{path}", self.url)).json(&body);
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        let resp = req.send().await.expect("the server answers");
+        let status = resp.status().as_u16();
+        (status, resp.json().await.unwrap_or(Value::Null))
+    }
+
+    async fn get(&self, path: &str, token: &str) -> (u16, Value) {
+        let resp = self
+            .client
+            .get(format!("{}{path}", self.url))
+            .bearer_auth(token)
+            .send()
+            .await
+            .expect("the server answers");
+        let status = resp.status().as_u16();
+        (status, resp.json().await.unwrap_or(Value::Null))
+    }
+
+    /// The instance of Sol the player is in (1: the primary).
+    async fn instance(&self, token: &str) -> Option<u64> {
+        let (status, me) = self.get("/v1/me", token).await;
+        assert_eq!(status, 200, "{me}");
+        me["instance"].as_u64()
+    }
+
+    /// The pilots of the wrecks the player sees, with the wrecks' ids.
+    async fn wrecks(&self, token: &str) -> Vec<(String, u64)> {
+        let (status, w) = self.get("/v1/wrecks", token).await;
+        assert_eq!(status, 200, "{w}");
+        w["wrecks"]
+            .as_array()
+            .expect("a list of wrecks")
+            .iter()
+            .map(|w| {
+                let pilot = w["pilot"].as_str().expect("a pilot").to_string();
+                (pilot, w["id"].as_u64().expect("an id"))
+            })
+            .collect()
+    }
+}
+
+fn deadline() -> Instant {
+    Instant::now() + Duration::from_secs(DEADLINE_S)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_player_in_an_instance_sees_and_loots_its_wrecks_and_repairs_the_hull() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let args = [
+        "--tick-hz",
+        "20",
+        "--split-above",
+        "4",
+        "--merge-below",
+        "1",
+        "--instance-cooldown-ms",
+        "300",
+        "--max-instances",
+        "3",
+    ];
+    let server = common::Server::start_with(Some(&data), &[], &args);
+    let api = Api {
+        url: server.url().to_string(),
+        client: reqwest::Client::new(),
+    };
+
+    // Everyone joins and buys a little food, so that a ship shot down leaves a wreck.
+    let mut players = Vec::new();
+    for i in 0..PLAYERS {
+        let name = format!("w{i}");
+        let (status, joined) = api.post("/v1/join", None, json!({ "name": name })).await;
+        assert_eq!(status, 201, "{joined}");
+        let token = joined["token"].as_str().unwrap().to_string();
+        let end = deadline();
+        loop {
+            let body = json!({ "side": "buy", "good": "food", "qty": 5 });
+            let (status, traded) = api.post("/v1/trade", Some(&token), body).await;
+            if status == 200 {
+                break;
+            }
+            assert!(Instant::now() < end, "{name} never bought food: {traded}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        players.push((name, token));
+    }
+
+    // Sol splits: find two players in the same instance (not the primary) and one in the
+    // primary.
+    let end = deadline();
+    let (pair, outsider) = loop {
+        let mut by_instance = std::collections::BTreeMap::<u64, Vec<usize>>::new();
+        for (i, (_, token)) in players.iter().enumerate() {
+            if let Some(n) = api.instance(token).await {
+                by_instance.entry(n).or_default().push(i);
+            }
+        }
+        let pair = by_instance
+            .iter()
+            .find(|(n, who)| **n != 1 && who.len() >= 2)
+            .map(|(n, who)| (*n, who[0], who[1]));
+        let outsider = by_instance.get(&1).and_then(|who| who.first().copied());
+        if let (Some(pair), Some(outsider)) = (pair, outsider) {
+            break (pair, outsider);
+        }
+        assert!(Instant::now() < end, "Sol never split: {by_instance:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let (instance, a, b) = pair;
+    let (_, c_token) = &players[outsider];
+
+    // A and B fight each other until one of them is shot down and its wreck floats in their
+    // instance; the survivor (W) has taken hits.
+    let end = deadline();
+    let (winner, loser, wreck) = 'fight: loop {
+        for (me, other) in [(a, b), (b, a)] {
+            let seen = api.wrecks(&players[me].1).await;
+            if let Some((pilot, id)) = seen
+                .iter()
+                .find(|(p, _)| *p == players[a].0 || *p == players[b].0)
+            {
+                let loser = if *pilot == players[a].0 { a } else { b };
+                let winner = if loser == a { b } else { a };
+                break 'fight (winner, loser, *id);
+            }
+            let target = json!({ "target": players[other].0 });
+            let (status, e) = api.post("/v1/attack", Some(&players[me].1), target).await;
+            assert!(status == 200 || status == 409, "{status} {e}");
+        }
+        assert!(
+            Instant::now() < end,
+            "nobody was shot down in Sol #{instance}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let ((w_name, w_token), (l_name, _)) = (&players[winner], &players[loser]);
+    println!("{w_name} shot {l_name} down in Sol #{instance}: wreck {wreck}");
+    assert_eq!(
+        api.instance(w_token).await,
+        Some(instance),
+        "the winner stayed"
+    );
+
+    // The primary's player does not see it: it is not in their instance.
+    let in_primary = api.wrecks(c_token).await;
+    assert!(
+        in_primary.iter().all(|(pilot, _)| pilot != l_name),
+        "the primary's player sees the instance's wreck: {in_primary:?}"
+    );
+
+    // The winner loots it, from the instance it lies in.
+    let (status, looted) = api
+        .post("/v1/loot", Some(w_token), json!({ "wreck": wreck }))
+        .await;
+    assert_eq!(status, 200, "{looted}");
+
+    // The damaged winner mends the hull at the station, for 5 cr a point.
+    let (_, me) = api.get("/v1/me", w_token).await;
+    let hull = me["player"]["hull"].as_u64().expect("a hull");
+    let credits = me["player"]["credits"].as_u64().expect("credits");
+    assert!(
+        hull > 0 && hull < 100,
+        "the winner of a fight is damaged: {me}"
+    );
+    let (status, e) = api
+        .post("/v1/repair", Some(w_token), json!({ "points": 0 }))
+        .await;
+    assert_eq!(status, 400, "points 0 is refused: {e}");
+    let (status, repaired) = api.post("/v1/repair", Some(w_token), json!({})).await;
+    assert_eq!(status, 200, "{repaired}");
+    assert_eq!(repaired["hull"], 100, "{repaired}");
+    let points = repaired["repaired_points"].as_u64().unwrap();
+    assert_eq!(points, 100 - hull);
+    assert_eq!(repaired["cost_cr"].as_u64().unwrap(), 5 * points);
+    assert_eq!(repaired["credits"].as_u64().unwrap(), credits - 5 * points);
+    let (status, e) = api.post("/v1/repair", Some(w_token), json!({})).await;
+    assert_eq!(status, 409, "{e}");
+    assert_eq!(e["error"]["code"], "hull_whole", "{e}");
+
+    let status = server.stop();
+    assert!(status.success(), "{status:?}");
+    let out = common::check(&data);
+    let verdict = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "check: {verdict}");
+    assert!(
+        verdict.contains(&format!("repair {}", 5 * points)),
+        "the sink is named: {verdict}"
+    );
+}
