@@ -125,6 +125,23 @@ pub fn mltrader_exe() -> anyhow::Result<std::path::PathBuf> {
     Ok(exe)
 }
 
+/// A runtime of two workers and an HTTP client for `concurrency` requests in flight, each
+/// waited for at most 70 s (a jump across a cut link waits for the heal): the load of the
+/// benchmarks that drive `serve` nodes over HTTP.
+pub fn load_runtime(
+    concurrency: usize,
+) -> anyhow::Result<(tokio::runtime::Runtime, reqwest::Client)> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    let http = reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(70))
+        .pool_max_idle_per_host(concurrency)
+        .build()?;
+    Ok((rt, http))
+}
+
 /// The `p`-th percentile (0..=100) of sorted values.
 pub fn percentile(sorted: &[f64], p: f64) -> f64 {
     if sorted.is_empty() {

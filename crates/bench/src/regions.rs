@@ -86,14 +86,7 @@ pub fn run(args: RegionsArgs) -> anyhow::Result<ExitCode> {
     )?;
     let exe = mltrader_exe()?;
     let dir = scratch_dir(args.dir.as_deref(), "regions")?;
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()?;
-    let http = reqwest::Client::builder()
-        .timeout(Duration::from_secs(70))
-        .pool_max_idle_per_host(args.concurrency)
-        .build()?;
+    let (rt, http) = super::load_runtime(args.concurrency)?;
     println!(
         "bench regions: eu and us (one NATS server each, sync always, joined by a leafnode through a delaying proxy), one node each; {} players, {} s of jumps with {} in flight, the link cut {} s; everything on this machine's cores",
         args.players, args.seconds, args.concurrency, args.cut_seconds

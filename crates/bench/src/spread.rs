@@ -71,14 +71,7 @@ pub fn run(args: SpreadArgs) -> anyhow::Result<ExitCode> {
 
 fn measure_all(args: &SpreadArgs, dir: &Path) -> anyhow::Result<()> {
     let exe = mltrader_exe()?;
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()?;
-    let http = reqwest::Client::builder()
-        .timeout(Duration::from_secs(70))
-        .pool_max_idle_per_host(args.concurrency)
-        .build()?;
+    let (rt, http) = super::load_runtime(args.concurrency)?;
     println!(
         "bench spread: {} players, {} s of jumps with {} in flight, lease {} ms; JetStream: 3 servers on loopback, R3, sync always; everything on this machine's cores",
         args.players, args.seconds, args.concurrency, args.lease_ms
