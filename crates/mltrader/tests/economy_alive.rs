@@ -123,6 +123,21 @@ fn learners_beat_random_routes_pay_prices_move_and_credits_add_up() {
         "learners do no better than chance"
     );
 
+    // Markets answer: drained goods are made again and flooded ones used (mean reversion).
+    // With production and use turned off the rest of this test still passed (20 bots do not
+    // pin a price in two hours), so it is asserted here.
+    let units = |by_rule: &Value, rule: &str| -> u64 {
+        by_rule[rule]
+            .as_object()
+            .map_or(0, |goods| goods.values().map(|n| n.as_u64().unwrap()).sum())
+    };
+    let made = units(&r["flows"]["goods_made"], "production");
+    let used = units(&r["flows"]["goods_destroyed"], "consumption");
+    assert!(
+        made > 0 && used > 0,
+        "production {made}, consumption {used}"
+    );
+
     for g in r["goods"].as_array().unwrap() {
         for side in ["at_floor_permille", "at_ceiling_permille"] {
             assert!(
