@@ -394,6 +394,7 @@ async fn call(http: &Http, method: &str, path: &str, token: Option<&str>) -> Ans
                 .await
         }
         ("POST", "/v1/refuel") => http.post(path, token, json!({"units": 1})).await,
+        ("POST", "/v1/repair") => http.post(path, token, json!({"points": 1})).await,
         ("POST", "/v1/trade") => {
             http.post(
                 path,
@@ -480,6 +481,8 @@ async fn a_token_acts_for_its_own_player_and_no_other() {
                 assert_eq!(answer.body["name"], "Bob");
             }
             ("POST", "/v1/join") => assert_eq!(answer.status, 201, "{answer:?}"),
+            // Bob's hull is whole: nothing to mend, nothing written.
+            ("POST", "/v1/repair") => refused(&answer, 409, "hull_whole"),
             ("GET", "/v1/me") => assert_eq!(answer.body["name"], "Bob"),
             ("GET", "/v1/landing") => assert_eq!(answer.body["system"], "Alpha Centauri"),
             ("GET", "/v1/scan") => {
@@ -1075,6 +1078,8 @@ async fn markets_trades_fights_and_loot_answer_and_refusals_write_nothing() {
     let bought = http.post("/v1/trade", b, trade("buy", "ORE", 10)).await;
     assert_eq!(bought.status, 200, "{bought:?}");
     let total = bought.body["total_cr"].as_u64().unwrap();
+    let fee = bought.body["fee_cr"].as_u64().unwrap();
+    assert_eq!(fee, total * 80 / 1_000, "the station's 8% fee");
     let p = &bought.body["player"];
     assert_eq!(
         (
@@ -1084,7 +1089,7 @@ async fn markets_trades_fights_and_loot_answer_and_refusals_write_nothing() {
         ),
         (&json!("buy"), &json!("ore"), &json!(10))
     );
-    assert_eq!(p["credits"].as_u64().unwrap(), 1_000 - total);
+    assert_eq!(p["credits"].as_u64().unwrap(), 1_000 - total - fee);
     assert_eq!(
         (&p["cargo"], &p["hold_used"]),
         (&json!({"ore": 10}), &json!(20))
