@@ -20,7 +20,9 @@
 //! - **a promotion** (the last delay only, unless `--no-promote`): under load, region `us` is
 //!   killed (its node SIGKILLed, its server too), `mltrader region promote us --into eu` is
 //!   run, and `eu` serves every system: the promotion's time, the time until `eu` serves the
-//!   whole galaxy, the recovery point the promotion printed, and the players `eu` holds.
+//!   whole galaxy, the recovery point the promotion printed, and the players `eu` holds; then
+//!   `us`'s servers are started again (not its node) and their streams compared with `eu`'s
+//!   frozen copy: what was really lost.
 //!
 //! On two cores every node, server, proxy and client share the same CPUs: the latencies are
 //! those of the delay plus this machine's load. Prints every figure; never asserts.
@@ -274,6 +276,30 @@ impl Bench<'_> {
             promote_took.as_secs_f64(),
             serving.as_secs_f64(),
             tokens.len()
+        );
+        // What was really lost: the lost region's servers started again (its node stays
+        // down, so nothing more is written), their streams against eu's frozen copy.
+        regions.restart_region("us");
+        let eu = regions.connect("eu", "bench-lost");
+        let deadline = Instant::now() + Duration::from_secs(SETTLE_TIMEOUT_S);
+        let status = loop {
+            let status = nats::copies::copy_status(&eu, "us")?;
+            if status.iter().all(|c| c.reachable) {
+                break status;
+            }
+            anyhow::ensure!(
+                Instant::now() < deadline,
+                "us's streams do not answer {SETTLE_TIMEOUT_S} s after its servers started again"
+            );
+            std::thread::sleep(Duration::from_millis(500));
+        };
+        let really: Vec<String> = status
+            .iter()
+            .map(|c| format!("{} {}", c.stream, c.lag_messages))
+            .collect();
+        println!(
+            "  really lost (us's servers started again, their streams against eu's frozen copy, in messages): {}",
+            really.join(", ")
         );
         Ok(())
     }
