@@ -1,0 +1,161 @@
+//! The economy as this server shows it (`GET /economy`, `GET /v1/economy/report`): the same
+//! [`EconomyReport`] `mltrader economy --report` prints (one computation, two views), built
+//! from this server's data directory's logs by a full audit (`mesh::audit::audit_watched`), with
+//! the audit's conservation figures beside it, and kept for [`REPORT_CACHE_MS`] so that a page
+//! reload does not read every log again.
+//!
+//! Owns the cache and where the logs are read from; never writes a log, never takes the data
+//! directory's lock (like `economy --report`, it reads beside the live server), and never
+//! reads logs on an async worker (the audit runs on a blocking thread, one at a time).
+//! With `serve --nats` the logs are in JetStream: this module cannot read them, and says so.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+use mesh::audit::economy::{EconomyBook, EconomyReport, Window};
+use mesh::audit::{audit_watched, AuditReport};
+use sim::galaxy::Galaxy;
+use store::datadir::DataDir;
+
+/// How long a built report is served again before the logs are read anew, in milliseconds.
+pub const REPORT_CACHE_MS: u64 = 5_000;
+/// The most windows whose reports are kept at once (the oldest is dropped past it).
+pub const MAX_CACHED_WINDOWS: usize = 8;
+
+/// `mltrader check`'s conservation figures on the same logs, as `economy --report --json`
+/// prints them beside the report.
+#[derive(Clone, Debug, Serialize)]
+pub struct CheckFigures {
+    pub ok: bool,
+    pub problems: usize,
+    pub credits_held: u128,
+    pub credits_granted: u128,
+    pub credits_spent: u128,
+}
+
+impl CheckFigures {
+    fn of(audit: &AuditReport) -> CheckFigures {
+        CheckFigures {
+            ok: audit.ok(),
+            problems: audit.problems.len(),
+            credits_held: audit.credits_held,
+            credits_granted: audit.credits_granted,
+            credits_spent: audit.credits_spent,
+        }
+    }
+}
+
+/// A report and the figures it must agree with, as one build of it found them.
+#[derive(Debug, Serialize)]
+pub struct Built {
+    pub report: EconomyReport,
+    pub check: CheckFigures,
+    /// How long reading the logs took, in milliseconds.
+    pub build_ms: u64,
+    #[serde(skip)]
+    pub built_at: Instant,
+}
+
+/// Why there is no report.
+#[derive(Debug, thiserror::Error)]
+pub enum EconomyError {
+    /// A node whose logs are in JetStream (`serve --nats`): nothing here reads them yet.
+    #[error(
+        "this server's logs are in JetStream (serve --nats) and this page reads log files only: \
+         copy them with `mltrader export --nats URL --creds FILE --nats-monitor URL --data DIR`, then run `mltrader economy --report --data DIR`"
+    )]
+    LogsNotOnFiles,
+    #[error("the economy report could not be built: {0}")]
+    Failed(String),
+}
+
+/// The reports of this server's logs, built on demand and kept a few seconds.
+pub struct EconomyView {
+    /// The data directory whose logs are read; None: the logs are not on files here.
+    logs: Option<DataDir>,
+    galaxy: Galaxy,
+    /// std mutex: held only to look up or insert, never across the build.
+    cache: Mutex<Vec<(Window, Arc<Built>)>>,
+    /// One build at a time: ten reloads at once read the logs once (the others wait, then find
+    /// it in the cache), and an audit never takes both cores from the shards.
+    building: tokio::sync::Mutex<()>,
+}
+
+impl EconomyView {
+    /// A view of `logs` (None: a server whose logs are in JetStream) of `galaxy`.
+    pub fn new(logs: Option<DataDir>, galaxy: Galaxy) -> EconomyView {
+        EconomyView {
+            logs,
+            galaxy,
+            cache: Mutex::new(Vec::new()),
+            building: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    /// Whether a report can be built here at all.
+    pub fn available(&self) -> bool {
+        self.logs.is_some()
+    }
+
+    fn cached(&self, window: &Window) -> Option<Arc<Built>> {
+        let cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
+        let fresh = Duration::from_millis(REPORT_CACHE_MS);
+        cache
+            .iter()
+            .find(|(w, b)| w == window && b.built_at.elapsed() < fresh)
+            .map(|(_, b)| b.clone())
+    }
+
+    fn keep(&self, window: Window, built: Arc<Built>) {
+        let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
+        cache.retain(|(w, _)| *w != window);
+        if cache.len() >= MAX_CACHED_WINDOWS {
+            cache.remove(0);
+        }
+        cache.push((window, built));
+        assert!(cache.len() <= MAX_CACHED_WINDOWS);
+    }
+
+    /// The report over `window`: from the cache if built less than [`REPORT_CACHE_MS`] ago,
+    /// else read from the logs (on a blocking thread).
+    pub async fn report(&self, window: Window) -> Result<Arc<Built>, EconomyError> {
+        let Some(logs) = self.logs.clone() else {
+            return Err(EconomyError::LogsNotOnFiles);
+        };
+        if let Some(b) = self.cached(&window) {
+            return Ok(b);
+        }
+        let _one_at_a_time = self.building.lock().await;
+        if let Some(b) = self.cached(&window) {
+            return Ok(b);
+        }
+        let galaxy = self.galaxy.clone();
+        let built = tokio::task::spawn_blocking(move || build(&logs, &galaxy, window))
+            .await
+            .map_err(|e| EconomyError::Failed(format!("the audit's thread: {e}")))?;
+        let built = Arc::new(built);
+        self.keep(window, built.clone());
+        Ok(built)
+    }
+}
+
+/// Reads every log of `logs` once: the report over `window` and the audit's figures.
+fn build(logs: &DataDir, galaxy: &Galaxy, window: Window) -> Built {
+    let started = Instant::now();
+    let mut book = EconomyBook::new(galaxy, window);
+    let audit = audit_watched(logs, galaxy, &mut book);
+    Built {
+        report: book.report(),
+        check: CheckFigures::of(&audit),
+        build_ms: started.elapsed().as_millis() as u64,
+        built_at: Instant::now(),
+    }
+}
+
+/// Whether `datadir` holds this galaxy's logs as files (a server on files writes its home
+/// system's log at start; one on JetStream leaves the directory without logs).
+pub fn logs_on_files(datadir: &DataDir, galaxy: &Galaxy) -> bool {
+    datadir.system_log(galaxy.slug(galaxy.home())).is_file()
+}
