@@ -113,6 +113,7 @@ pub fn line_chart(title: &str, y_label: &str, series: &[Series]) -> Result<Strin
             .configure_mesh()
             .x_desc("tick")
             .y_desc(y_label)
+            .y_label_formatter(&|v| format!("{v:.0}"))
             .light_line_style(WHITE.mix(0.0))
             .draw()
             .map_err(|e| fail(&e))?;
