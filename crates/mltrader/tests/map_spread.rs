@@ -2,7 +2,8 @@
 //! nats-servers): each node's `GET /v1/map` names the node that runs each system, as the
 //! leases say, both nodes each for the systems it serves; and `GET /metrics` of a `--nats` node
 //! parses as Prometheus text (`prometheus-parse`) with its counters moved by a join and a jump
-//! made through it.
+//! made through it. Its economy's page says it cannot read the logs in JetStream (501 for the
+//! JSON).
 //!
 //! Small: two nodes, one player, about half a minute. Needs nats-server
 //! (scripts/nats-install.sh); fails without it under `MLTRADER_NATS_REQUIRED=1`.
@@ -198,6 +199,21 @@ async fn a_spread_galaxys_map_names_the_node_of_each_system_and_metrics_move() {
         1.0,
         "one jump, counted by the node that runs the home system"
     );
+
+    // The economy's page cannot read JetStream: it says so, and its JSON answers 501.
+    let page = client.get(format!("{alpha}/economy")).send().await.unwrap();
+    assert_eq!(page.status(), 200);
+    let page = page.text().await.unwrap();
+    assert!(
+        page.contains("id=\"unavailable\"") && page.contains("JetStream"),
+        "{page}"
+    );
+    let json = client
+        .get(format!("{alpha}/v1/economy/report"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(json.status(), 501);
     for n in &mut nodes {
         n.stop();
     }

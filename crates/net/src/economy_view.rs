@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
-use mesh::audit::economy::{EconomyBook, EconomyReport, Window};
+use mesh::audit::economy::{EconomyBook, EconomyReport, FlowTotals, GoodSummary, Window};
 use mesh::audit::{audit_watched, AuditReport};
 use sim::galaxy::Galaxy;
 use store::datadir::DataDir;
@@ -119,8 +119,21 @@ impl EconomyView {
     }
 
     /// The report over `window`: from the cache if built less than [`REPORT_CACHE_MS`] ago,
-    /// else read from the logs (on a blocking thread).
+    /// else read from the logs (on a blocking thread). A window that ends before it starts
+    /// holds no tick: its report has no flow, no bucket and no price, and the circulation at
+    /// `from` at both ends (read from the window open at `from`).
     pub async fn report(&self, window: Window) -> Result<Arc<Built>, EconomyError> {
+        match window.to {
+            Some(to) if to <= window.from => {
+                let open = self.report_of_ticks(Window { to: None, ..window }).await?;
+                Ok(Arc::new(empty(&open, window)))
+            }
+            _ => self.report_of_ticks(window).await,
+        }
+    }
+
+    async fn report_of_ticks(&self, window: Window) -> Result<Arc<Built>, EconomyError> {
+        assert!(window.to.is_none_or(|to| to > window.from));
         let Some(logs) = self.logs.clone() else {
             return Err(EconomyError::LogsNotOnFiles);
         };
@@ -138,6 +151,36 @@ impl EconomyView {
         let built = Arc::new(built);
         self.keep(window, built.clone());
         Ok(built)
+    }
+}
+
+/// The report of the empty `window`, from the report of the window open at its start.
+fn empty(open: &Built, window: Window) -> Built {
+    let r = &open.report;
+    assert_eq!(r.window.from, window.from);
+    Built {
+        report: EconomyReport {
+            window,
+            last_tick: r.last_tick,
+            circulation_at_start_cr: r.circulation_at_start_cr,
+            circulation_at_end_cr: r.circulation_at_start_cr,
+            flows: FlowTotals::default(),
+            buckets: Vec::new(),
+            goods: r
+                .goods
+                .iter()
+                .map(|g| GoodSummary {
+                    good: g.good.clone(),
+                    samples: 0,
+                    at_floor_permille: 0,
+                    at_ceiling_permille: 0,
+                })
+                .collect(),
+            prices: Vec::new(),
+        },
+        check: open.check.clone(),
+        build_ms: open.build_ms,
+        built_at: open.built_at,
     }
 }
 

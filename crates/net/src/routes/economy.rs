@@ -55,7 +55,10 @@ pub struct PageQuery {
     pub good: Option<String>,
 }
 
-/// The window a query asks for, or 400 `bad_query` saying what is wrong with it.
+/// The window a query asks for, or 400 `bad_query` saying what is wrong with it. A window that
+/// ends before it starts (`to <= from`) is empty, not wrong: its report says nothing flowed
+/// ([`crate::economy_view::EconomyView::report`]). A window open at its end gets buckets of at
+/// least [`MIN_OPEN_BUCKET_TICKS`] (the report's window says the width used).
 fn window_of(from: Option<u64>, to: Option<u64>, bucket: Option<u64>) -> Result<Window, ApiError> {
     let bad = |m: String| ApiError::bad_request("bad_query", m);
     let from = from.unwrap_or(0);
@@ -74,20 +77,15 @@ fn window_of(from: Option<u64>, to: Option<u64>, bucket: Option<u64>) -> Result<
             "bucket_ticks 0: give a width of at least one tick".into()
         ));
     }
-    match to {
-        Some(to) if to <= from => Err(bad(format!(
-            "from {from} to {to}: the window is empty; `to` is the tick it ends before"
-        ))),
-        None if bucket_ticks < MIN_OPEN_BUCKET_TICKS => Err(bad(format!(
-            "bucket_ticks {bucket_ticks}: a window without `to` takes buckets of at least \
-             {MIN_OPEN_BUCKET_TICKS} ticks"
-        ))),
-        _ => Ok(Window {
-            from,
-            to,
-            bucket_ticks,
-        }),
-    }
+    let bucket_ticks = match to {
+        None => bucket_ticks.max(MIN_OPEN_BUCKET_TICKS),
+        Some(_) => bucket_ticks,
+    };
+    Ok(Window {
+        from,
+        to,
+        bucket_ticks,
+    })
 }
 
 /// `GET /v1/economy/report`: the report and `mltrader check`'s figures on the same logs, as
@@ -552,13 +550,18 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_window_is_checked_like_the_cli_checks_it() {
+    fn a_window_is_checked_and_widened_where_it_must_be() {
         assert!(window_of(None, None, None).is_ok());
-        assert!(window_of(Some(10), Some(10), None).is_err());
+        assert_eq!(
+            window_of(Some(10), Some(10), None).unwrap().to,
+            Some(10),
+            "an empty window is a question with an empty answer"
+        );
         assert!(window_of(None, None, Some(0)).is_err());
-        assert!(
-            window_of(None, None, Some(1)).is_err(),
-            "open end, 1-tick buckets"
+        assert_eq!(
+            window_of(None, None, Some(1)).unwrap().bucket_ticks,
+            MIN_OPEN_BUCKET_TICKS,
+            "open end, 1-tick buckets: widened"
         );
         assert!(window_of(None, Some(100), Some(1)).is_ok());
         assert!(window_of(Some(MAX_WINDOW_TICK + 1), None, None).is_err());
