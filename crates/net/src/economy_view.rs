@@ -202,3 +202,39 @@ fn build(logs: &DataDir, galaxy: &Galaxy, window: Window) -> Built {
 pub fn logs_on_files(datadir: &DataDir, galaxy: &Galaxy) -> bool {
     datadir.system_log(galaxy.slug(galaxy.home())).is_file()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mesh::audit::economy::Window;
+
+    #[tokio::test]
+    async fn a_reload_within_the_cache_reads_no_log_and_another_window_does() {
+        let dir = tempfile::tempdir().unwrap();
+        let view = EconomyView::new(Some(DataDir::at(dir.path())), Galaxy::default_galaxy());
+        let all = Window::all();
+        let first = view.report(all).await.unwrap();
+        let again = view.report(all).await.unwrap();
+        assert!(Arc::ptr_eq(&first, &again), "served from the cache");
+        let other = Window {
+            to: Some(100),
+            ..all
+        };
+        let third = view.report(other).await.unwrap();
+        assert!(!Arc::ptr_eq(&first, &third), "another window is read anew");
+        let empty = Window {
+            from: 50,
+            to: Some(10),
+            ..all
+        };
+        let none = view.report(empty).await.unwrap();
+        assert!(none.report.buckets.is_empty() && none.report.flows.trades == 0);
+    }
+
+    #[tokio::test]
+    async fn without_log_files_the_view_says_why() {
+        let view = EconomyView::new(None, Galaxy::default_galaxy());
+        let e = view.report(Window::all()).await.unwrap_err();
+        assert!(e.to_string().contains("JetStream"), "{e}");
+    }
+}
