@@ -28,6 +28,7 @@ use std::time::{Duration, Instant};
 
 use async_nats::jetstream::message::PublishMessage;
 use async_nats::jetstream::stream::{LastRawMessageErrorKind, Stream};
+use mesh::protocol::promote;
 use serde::{Deserialize, Serialize};
 use store::backend::{LogStore, SYSTEMS_PREFIX};
 
@@ -56,7 +57,9 @@ pub const REHOME_RETRY_PAUSE_MS: u64 = 200;
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Home {
     pub region: String,
-    /// Above every epoch the copy shows for the system: its new owner's epoch must be higher.
+    /// The first epoch of the new home's generation (`promote::promoted_epoch`: generation <<
+    /// 40), above every epoch the lost region could issue for the system: its new owner's
+    /// epoch is `home_epoch + lease revision` (the generation above the revision).
     pub home_epoch: u64,
     /// The region it was re-homed from.
     pub from: String,
@@ -98,10 +101,26 @@ pub struct RecoveryPoint {
 }
 
 /// Re-homes `systems` (slugs) of region `lost` into this node's region from its copy (see the
-/// module's comment); blocks. The copies must exist (crate::copies::ensure_copies); they are
-/// frozen first (crate::copies::freeze_copies): from then on they no longer follow `lost`. Returns
-/// one recovery point per system, in the order given.
+/// module's comment): [`copy_systems`], then [`record_homes`] at once. A promotion that
+/// reconciles (crate::reconcile) calls the two itself, the reconcile between them. Blocks.
 pub fn rehome_from_copy(
+    nats: &Nats,
+    lost: &str,
+    systems: &[String],
+) -> Result<Vec<RecoveryPoint>, NatsError> {
+    let points = copy_systems(nats, lost, systems)?;
+    record_homes(nats, lost, &points)?;
+    Ok(points)
+}
+
+/// The first half of a re-homing: freezes the copies of region `lost`'s streams
+/// (crate::copies::freeze_copies: from then on they no longer follow `lost`), then writes each
+/// system's logs and pair subjects from the copy into this node's region, and says the
+/// recovery point of each, with its home epoch (`mesh::protocol::promote::promoted_epoch`:
+/// the next home generation above every epoch the copy shows). Records no home: the
+/// survivor's nodes do not serve the systems until [`record_homes`]. The copies must exist
+/// (crate::copies::ensure_copies). One recovery point per system, in the order given.
+pub fn copy_systems(
     nats: &Nats,
     lost: &str,
     systems: &[String],
@@ -129,12 +148,6 @@ pub fn rehome_from_copy(
         NatsError::jetstream(format!("logs of the copy of region {lost}"), e.to_string())
     })?;
     let survivor_log_prefix = region::log_prefix(Some(&survivor));
-    let homes = nats.open_bucket(async_nats::jetstream::kv::Config {
-        bucket: HOMES_BUCKET.into(),
-        history: 5,
-        storage: async_nats::jetstream::stream::StorageType::File,
-        ..Default::default()
-    })?;
     let mut points = Vec::new();
     for system in systems {
         let own_names: Vec<&String> = names
@@ -176,21 +189,11 @@ pub fn rehome_from_copy(
                 max_epoch = max_epoch.max(copied.max_epoch);
             }
         }
-        let lease_epoch = copied_lease_revision(nats, lost, system)?;
-        let home = Home {
-            region: survivor.clone(),
-            home_epoch: max_epoch.max(lease_epoch) + 1,
-            from: lost.to_string(),
-        };
-        let value = serde_json::to_vec(&home).expect("a home serializes");
-        let key = system.clone();
-        let bucket = homes.clone();
-        nats.bridge.run(async move {
-            bucket
-                .put(&key, value.into())
-                .await
-                .map_err(|e| NatsError::jetstream(format!("{HOMES_BUCKET} {key}"), e))
-        })??;
+        // The copy lags: the lost region may have elected owners after its last message, so
+        // the new home starts the next generation, above any epoch of the copy's.
+        let copy_max_epoch = max_epoch.max(copied_lease_revision(nats, lost, system)?);
+        let home_epoch =
+            promote::promoted_epoch(promote::generation_of(copy_max_epoch), copy_max_epoch);
         let copied_last_seq = logs.values().copied().max().unwrap_or(0);
         let lost_after = lost_after(nats, lost, &copy_logs, &own_names, &logs, &logs_status);
         points.push(RecoveryPoint {
@@ -200,11 +203,44 @@ pub fn rehome_from_copy(
             copy: logs_status.clone(),
             messages_written: written,
             pair_messages_written: pair_written,
-            home_epoch: home.home_epoch,
+            home_epoch,
             lost_after,
         });
     }
     Ok(points)
+}
+
+/// The second half of a re-homing: records each system of `points` as homed in this node's
+/// region (from `lost`, at its home epoch) in [`HOMES_BUCKET`] of this region's domain. The
+/// survivor's nodes claim them once the homes settle.
+pub fn record_homes(nats: &Nats, lost: &str, points: &[RecoveryPoint]) -> Result<(), NatsError> {
+    let survivor = nats
+        .region()
+        .ok_or_else(|| NatsError::jetstream("re-homing", "this node is in no region"))?
+        .to_string();
+    let homes = nats.open_bucket(async_nats::jetstream::kv::Config {
+        bucket: HOMES_BUCKET.into(),
+        history: 5,
+        storage: async_nats::jetstream::stream::StorageType::File,
+        ..Default::default()
+    })?;
+    for point in points {
+        let home = Home {
+            region: survivor.clone(),
+            home_epoch: point.home_epoch,
+            from: lost.to_string(),
+        };
+        let value = serde_json::to_vec(&home).expect("a home serializes");
+        let key = point.system.clone();
+        let bucket = homes.clone();
+        nats.bridge.run(async move {
+            bucket
+                .put(&key, value.into())
+                .await
+                .map_err(|e| NatsError::jetstream(format!("{HOMES_BUCKET} {key}"), e))
+        })??;
+    }
+    Ok(())
 }
 
 /// The re-homed systems recorded in this node's region's [`HOMES_BUCKET`] (empty when it has
