@@ -15,6 +15,7 @@ pub mod many_files;
 pub mod map;
 pub mod mixed;
 pub mod postgres;
+pub mod regions;
 pub mod rounds;
 pub mod spread;
 pub mod storage;
@@ -85,6 +86,11 @@ pub enum Which {
     Economy(economy::EconomyBenchArgs),
     /// The cost of the operator's map: API and jump throughput without and with open pages.
     Map(map::MapArgs),
+    /// Two regions (`serve --nats --spread --region`): commit latency within a region and
+    /// across the link against its delay, copy lag under load, jumps while the link is cut,
+    /// a promotion's time and recovery point. By hand: needs scripts/nats-install.sh and a
+    /// release build of both binaries.
+    Regions(regions::RegionsArgs),
 }
 
 pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
@@ -102,6 +108,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
         Some(Which::Spread(a)) => spread::run(a),
         Some(Which::Economy(a)) => economy::run(a),
         Some(Which::Map(a)) => map::run(a),
+        Some(Which::Regions(a)) => regions::run(a),
     }
 }
 
@@ -116,6 +123,23 @@ pub fn mltrader_exe() -> anyhow::Result<std::path::PathBuf> {
         exe.display()
     );
     Ok(exe)
+}
+
+/// A runtime of two workers and an HTTP client for `concurrency` requests in flight, each
+/// waited for at most 70 s (a jump across a cut link waits for the heal): the load of the
+/// benchmarks that drive `serve` nodes over HTTP.
+pub fn load_runtime(
+    concurrency: usize,
+) -> anyhow::Result<(tokio::runtime::Runtime, reqwest::Client)> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    let http = reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(70))
+        .pool_max_idle_per_host(concurrency)
+        .build()?;
+    Ok((rt, http))
 }
 
 /// The `p`-th percentile (0..=100) of sorted values.

@@ -71,14 +71,7 @@ pub fn run(args: SpreadArgs) -> anyhow::Result<ExitCode> {
 
 fn measure_all(args: &SpreadArgs, dir: &Path) -> anyhow::Result<()> {
     let exe = mltrader_exe()?;
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()?;
-    let http = reqwest::Client::builder()
-        .timeout(Duration::from_secs(70))
-        .pool_max_idle_per_host(args.concurrency)
-        .build()?;
+    let (rt, http) = super::load_runtime(args.concurrency)?;
     println!(
         "bench spread: {} players, {} s of jumps with {} in flight, lease {} ms; JetStream: 3 servers on loopback, R3, sync always; everything on this machine's cores",
         args.players, args.seconds, args.concurrency, args.lease_ms
@@ -119,7 +112,13 @@ fn measure_all(args: &SpreadArgs, dir: &Path) -> anyhow::Result<()> {
             tokens.push(rt.block_on(join(&http, &urls[i % n], &format!("Rider{i}")))?);
         }
         let cpu_before = cpu_ms(&nodes);
-        let load = rt.block_on(jumps(&http, &urls, &tokens, &galaxy, &owners, args))?;
+        let how = JumpLoad {
+            seconds: args.seconds,
+            concurrency: args.concurrency,
+            through_owner: false,
+            stay_with_owner: false,
+        };
+        let load = rt.block_on(jumps(&http, &urls, &tokens, &galaxy, &owners, how))?;
         let cpu = cpu_ms(&nodes) - cpu_before;
         let mut lat = load.latencies_ms.clone();
         lat.sort_by(f64::total_cmp);
@@ -145,12 +144,12 @@ fn measure_all(args: &SpreadArgs, dir: &Path) -> anyhow::Result<()> {
 }
 
 /// Each system's slug and the slugs of its neighbours, by name.
-struct Lanes {
-    slug_of: BTreeMap<String, String>,
-    neighbours: BTreeMap<String, Vec<String>>,
+pub(crate) struct Lanes {
+    pub slug_of: BTreeMap<String, String>,
+    pub neighbours: BTreeMap<String, Vec<String>>,
 }
 
-async fn lanes(http: &reqwest::Client, url: &str) -> anyhow::Result<Lanes> {
+pub(crate) async fn lanes(http: &reqwest::Client, url: &str) -> anyhow::Result<Lanes> {
     let systems: Value = http
         .get(format!("{url}/v1/systems"))
         .send()
@@ -177,7 +176,7 @@ async fn lanes(http: &reqwest::Client, url: &str) -> anyhow::Result<Lanes> {
 
 /// Waits until every system is served by the nodes (not those in `skip`): the node index
 /// serving each system's slug.
-async fn whole(
+pub(crate) async fn whole(
     http: &reqwest::Client,
     nodes: &[Node],
     skip: &[usize],
@@ -215,35 +214,51 @@ async fn whole(
 
 /// What a load of jumps did.
 #[derive(Default, Clone)]
-struct Load {
-    done: u64,
-    failed: u64,
-    crossed: u64,
-    seconds: f64,
-    latencies_ms: Vec<f64>,
+pub(crate) struct Load {
+    pub done: u64,
+    pub failed: u64,
+    /// Jumps between systems of different owners (nodes, or regions).
+    pub crossed: u64,
+    pub seconds: f64,
+    pub latencies_ms: Vec<f64>,
+    /// Each durable jump: when its answer came, whether it crossed owners, its latency (ms).
+    pub commits: Vec<(Instant, bool, f64)>,
+}
+
+/// How [`jumps`] loads the galaxy.
+#[derive(Clone, Copy)]
+pub(crate) struct JumpLoad {
+    pub seconds: u64,
+    /// Requests in flight at once.
+    pub concurrency: usize,
+    /// Each request through the node of the player's system's owner (`owners` indexes
+    /// `urls`), not through the nodes in turn.
+    pub through_owner: bool,
+    /// Only jumps between systems of the same owner (a region's own, while the link is cut).
+    pub stay_with_owner: bool,
 }
 
 /// `concurrency` workers, each with its share of the players, jump to random neighbours for
 /// `seconds`: a travel (its answer is the commit), then the landing waited for, through the
 /// nodes in turn.
-async fn jumps(
+pub(crate) async fn jumps(
     http: &reqwest::Client,
     urls: &[String],
     tokens: &[String],
     galaxy: &Lanes,
     owners: &BTreeMap<String, usize>,
-    args: &SpreadArgs,
+    how: JumpLoad,
 ) -> anyhow::Result<Load> {
     let load = Arc::new(Mutex::new(Load::default()));
-    let until = Instant::now() + Duration::from_secs(args.seconds);
+    let until = Instant::now() + Duration::from_secs(how.seconds);
     let started = Instant::now();
     let next = Arc::new(AtomicU64::new(0));
     let mut workers = Vec::new();
-    for w in 0..args.concurrency {
+    for w in 0..how.concurrency {
         let mine: Vec<String> = tokens
             .iter()
             .skip(w)
-            .step_by(args.concurrency)
+            .step_by(how.concurrency)
             .cloned()
             .collect();
         let (http, urls, load, next) = (http.clone(), urls.to_vec(), load.clone(), next.clone());
@@ -255,11 +270,24 @@ async fn jumps(
             while Instant::now() < until && !mine.is_empty() {
                 let k = next.fetch_add(1, Ordering::Relaxed) as usize;
                 let token = &mine[k % mine.len()];
-                let url = &urls[k % urls.len()];
                 let here = at.get(token).cloned().unwrap_or_else(|| "Sol".to_string());
+                let owner = |name: &str| slug_of.get(name).and_then(|s| owners.get(s)).copied();
+                let url = match owner(&here) {
+                    Some(o) if how.through_owner => &urls[o],
+                    _ => &urls[k % urls.len()],
+                };
                 let Some(options) = neighbours.get(&here) else {
                     break;
                 };
+                let options: Vec<&String> = options
+                    .iter()
+                    .filter(|to| !how.stay_with_owner || owner(to) == owner(&here))
+                    .collect();
+                if options.is_empty() {
+                    // No neighbour of the same owner: this player sits the load out.
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                    continue;
+                }
                 let to = options[k % options.len()].clone();
                 let sent = Instant::now();
                 let resp = http
@@ -294,12 +322,13 @@ async fn jumps(
                     }
                     continue;
                 }
-                let owner = |name: &str| slug_of.get(name).and_then(|s| owners.get(s)).copied();
                 {
+                    let crossed = owner(&here) != owner(&to);
                     let mut l = load.lock().unwrap();
                     l.done += 1;
-                    l.crossed += u64::from(owner(&here) != owner(&to));
+                    l.crossed += u64::from(crossed);
                     l.latencies_ms.push(took);
+                    l.commits.push((Instant::now(), crossed, took));
                 }
                 // The landing, waited for where it happens.
                 let _ = http

@@ -198,11 +198,22 @@ impl Node {
         name: &str,
         flags: &[String],
     ) -> anyhow::Result<Node> {
+        Node::start_on(exe, &cluster.serve_flags(name), dir, name, flags)
+    }
+
+    /// [`Node::start`] on the NATS servers that `nats_flags` name (`--nats URLS --creds ...`).
+    pub(crate) fn start_on(
+        exe: &Path,
+        nats_flags: &[String],
+        dir: &Path,
+        name: &str,
+        flags: &[String],
+    ) -> anyhow::Result<Node> {
         let mut child = Command::new(exe)
             .args(["serve", "--listen", "127.0.0.1:0", "--ticks-per-ly", "0"])
             .arg("--data")
             .arg(dir.join(name))
-            .args(cluster.serve_flags(name))
+            .args(nats_flags)
             .args(flags)
             .env("MLTRADER_TOKEN_RATE", "off")
             .env("MLTRADER_JOIN_RATE", "off")

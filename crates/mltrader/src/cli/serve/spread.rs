@@ -371,7 +371,11 @@ impl Spread {
             snapshots: self.snapshots.clone(),
         };
         let began = Instant::now();
-        match self.mesh.start_unit(system, storage, epoch).await {
+        let mesh = self.mesh.clone();
+        let started = self
+            .renewing_while(async move { mesh.start_unit(system, storage, epoch).await })
+            .await;
+        match started {
             Ok(started) => {
                 let how = match (&previous, taken_over) {
                     (Some(p), true) => format!("taken over from {p} after a lease of silence"),
@@ -413,6 +417,25 @@ impl Spread {
             Err(e) => {
                 eprintln!("unit {unit}: cannot start it here ({e}); releasing its lease");
                 self.release(&claim).await;
+            }
+        }
+    }
+
+    /// Runs `work` (a unit's start or stop: a recovery may take seconds) while the leases of
+    /// the units already running are renewed as they fall due, so that one slow unit never
+    /// costs the others their leases.
+    async fn renewing_while<T>(&mut self, work: impl std::future::Future<Output = T>) -> T {
+        let work = std::pin::pin!(work);
+        let mut work = work;
+        loop {
+            tokio::select! {
+                out = &mut work => return out,
+                _ = tokio::time::sleep(Duration::from_millis(ROUND_MS)) => {
+                    let running: Vec<SystemId> = self.running.keys().copied().collect();
+                    for system in running {
+                        self.renew(system).await;
+                    }
+                }
             }
         }
     }
@@ -472,6 +495,7 @@ impl Spread {
         // Not ours any more: no forwarded request is answered from here from now on.
         drop(r.served);
         println!("unit {unit}: stopped here: {why}");
+        // Not under `renewing_while`: a renewal may stop a unit, and this is that stop.
         if let Err(e) = self.mesh.stop_unit(system).await {
             eprintln!("unit {unit}: did not stop cleanly ({e})");
         }
@@ -489,7 +513,11 @@ impl Spread {
         if let Some(served) = r.served.take() {
             served.stop().await;
         }
-        if let Err(e) = self.mesh.stop_unit(system).await {
+        let mesh = self.mesh.clone();
+        let stopped = self
+            .renewing_while(async move { mesh.stop_unit(system).await })
+            .await;
+        if let Err(e) = stopped {
             eprintln!("unit {unit}: did not stop cleanly ({e}); its next owner recovers it");
         }
         self.release(&r.claim).await;
