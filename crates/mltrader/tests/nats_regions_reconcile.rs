@@ -373,3 +373,97 @@ fn promote_applies_the_departures_the_copy_lacks_and_republishes_the_survivors_j
         said(&verdict)
     );
 }
+
+/// A copy that really lags (a 50 ms link, not frozen): `us` writes group commits of
+/// `depart.void` records in Alpha Centauri as fast as they are durable and is killed right
+/// after the last (the link cut first, so that what the proxy holds is lost with it); `eu`
+/// promotes it. Prints the promotion's time (the command's whole run) and what its recovery
+/// point said against what `us`'s stream truly held after the copy (its last sequence, read
+/// before the kill). Asserts that the copy is a prefix of what `us` stored and that
+/// every copied message is served by `eu`.
+///
+/// Size: `MLT_REGIONS_LAG_COMMITS` group commits of 10 records (default 20).
+#[test]
+fn a_lagging_copys_recovery_point_against_what_was_lost() {
+    let Some(exe) = nats::locate::nats_server_for_test(&workspace_root(), "regions lag") else {
+        return;
+    };
+    let commits: u64 = std::env::var("MLT_REGIONS_LAG_COMMITS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(20);
+    let mut regions = TestRegions::start(exe, &["eu", "us"], 1, 50);
+    let g = Arc::new(Galaxy::default_galaxy());
+    let ac = g.by_slug("alpha-centauri").unwrap();
+    let eu = regions.connect("eu", "eu-1");
+    let us = regions.connect("us", "us-1");
+    let eu_logs = NatsLogs::open(&eu, 1).unwrap();
+    NatsLinks::open(&eu, g.clone(), 1, "eu-1").unwrap();
+    let us_logs = NatsLogs::open(&us, 1).unwrap();
+    NatsLinks::open(&us, g.clone(), 1, "us-1").unwrap();
+    let mut at_ac = Owner::open(&g, &us_logs, ac);
+    at_ac.write(Event::DepartVoid {
+        xfer: at_ac.state.next_xfer,
+    });
+    region_cmd(&regions, "eu", &["copy", "--nats-replicas", "1"]);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while nats::copies::copy_status(&eu, "us")
+        .unwrap()
+        .iter()
+        .any(|c| c.stream == "MLT_LOGS" && (c.copied_last_seq == 0 || c.lag_messages > 0))
+    {
+        assert!(Instant::now() < deadline, "copy never current");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    for _ in 0..commits {
+        let mut last = None;
+        for _ in 0..10 {
+            let xfer = at_ac.state.next_xfer;
+            let event = Event::DepartVoid { xfer };
+            let t = at_ac.state.tick;
+            at_ac.state.apply(t, &event).unwrap();
+            let id = at_ac.state.instance_id();
+            let gg = g.clone();
+            last = Some(
+                at_ac
+                    .log
+                    .append(event_kind(&event), |l| {
+                        encode_event(l, &gg, id, t, &event, Default::default())
+                    })
+                    .unwrap(),
+            );
+        }
+        at_ac.log.wait_durable(last.unwrap()).unwrap();
+    }
+    let us_last = us_logs.last_sequence().unwrap();
+    // The link cut first: what the proxy holds on its way (the 50 ms) is lost with the region,
+    // as on a real link; then the region dies.
+    regions.cut();
+    drop(at_ac);
+    regions.kill_region("us");
+
+    let started = Instant::now();
+    let out = region_cmd(&regions, "eu", &["promote", "us", "--into", "eu", "--json"]);
+    let took_ms = started.elapsed().as_millis();
+    let point = out
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["system"] == "alpha-centauri")
+        .unwrap()
+        .clone();
+    let copied = point["copied_last_seq"].as_u64().unwrap();
+    assert!(copied <= us_last, "the copy is a prefix of us's stream");
+    assert_eq!(
+        point["messages_written"].as_u64(),
+        Some(copied),
+        "every copied message of Alpha Centauri's log is served by eu: {point}"
+    );
+    let served = replay(&g, &eu_logs, ac);
+    println!(
+        "lagging copy (50 ms each way, {commits} group commits of 10 records written as fast as durable, us killed after the last): promote took {took_ms} ms (the command's whole run); recovery point: alpha-centauri copied up to seq {copied}, reported lost {}; truly lost: {} messages (us's stream ended at {us_last}); eu serves Alpha Centauri's next transfer number {}",
+        point["lost_after"],
+        us_last - copied,
+        served.next_xfer.0
+    );
+}
