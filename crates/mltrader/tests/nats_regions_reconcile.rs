@@ -104,12 +104,16 @@ impl Owner {
     }
 }
 
-fn publish(links: &NatsLinks, jump: &Jump) {
+fn wait<T>(future: impl std::future::Future<Output = T>) -> T {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .unwrap();
-    rt.block_on(links.publish(1, jump.clone())).unwrap();
+    rt.block_on(future)
+}
+
+fn publish(links: &NatsLinks, jump: &Jump) {
+    wait(links.publish(1, jump.clone())).unwrap();
 }
 
 /// The state of `system` as the logs of `logs` hold it.
@@ -257,6 +261,23 @@ fn promote_applies_the_departures_the_copy_lacks_and_republishes_the_survivors_j
     at_ac.write(Event::DepartDone {
         xfer: alice_back.xfer,
     });
+    // us's jumps' stream grows (fence marks of a us system's lanes within us), so that the
+    // sequence eu's writer knows of Sol -> Alpha Centauri in us's stream is above what that
+    // subject will have in eu's after the promotion.
+    let us_ids: Vec<SystemId> = g
+        .ids()
+        .filter(|&id| g.region_of(id) == Some("us"))
+        .collect();
+    for epoch in 1..=4 {
+        for &id in &us_ids {
+            wait(us_links.fence_outgoing(id, epoch)).unwrap();
+        }
+    }
+    let us_jumps_last = nats::export::JumpsReader::open(&us)
+        .unwrap()
+        .unwrap()
+        .last_sequence()
+        .unwrap();
     // bob leaves Sol for Alpha Centauri: his depart in eu, his jump only in us.
     let bob_out = at_sol.depart("bob", ac);
     publish(&eu_links, &bob_out);
@@ -315,6 +336,25 @@ fn promote_applies_the_departures_the_copy_lacks_and_republishes_the_survivors_j
     for id in g.ids() {
         eu_links.set_home(g.slug(id), "eu");
     }
+    // carol leaves Sol for Alpha Centauri after the promotion: the writer that knew the pair
+    // subject in us's stream publishes to eu's (re-homed) one.
+    let join = at_sol
+        .state
+        .decide_join(&g, &rules, "carol", "key")
+        .unwrap();
+    at_sol.write(join);
+    let carol_out = at_sol.depart("carol", ac);
+    publish(&eu_links, &carol_out);
+    at_sol.write(Event::DepartDone {
+        xfer: carol_out.xfer,
+    });
+    let carol_text = xfer_text(&g, carol_out.from, carol_out.xfer);
+    let before_carol = eu_links.messages_of(sol, ac).unwrap();
+    println!(
+        "us's jumps' stream ended at {us_jumps_last}; Sol -> Alpha Centauri in eu: {} messages, the last at {:?}",
+        before_carol.len(),
+        before_carol.last().map(|m| m.stream_seq)
+    );
     let ac_state = replay(&g, &eu_logs, ac);
     let sol_state = replay(&g, &eu_logs, sol);
     let towards_sol = jumps_on(&g, &eu_links, ac, sol);
@@ -357,6 +397,11 @@ fn promote_applies_the_departures_the_copy_lacks_and_republishes_the_survivors_j
         places.get("bob"),
         Some(&vec![format!("jump {bob_text}")]),
         "bob in exactly one place: {places:?}"
+    );
+    assert_eq!(
+        places.get("carol"),
+        Some(&vec![format!("jump {carol_text}")]),
+        "carol in exactly one place: {places:?}"
     );
     assert!(
         ac_state.next_xfer > alice_back.xfer,
