@@ -417,6 +417,37 @@ fn promote_applies_the_departures_the_copy_lacks_and_republishes_the_survivors_j
         "check of eu's export: {}",
         said(&verdict)
     );
+
+    // As if promote had stopped after its reconcile, before the homes: its first two steps
+    // run again, and write nothing (the subjects hold the copy, then what promote and eu
+    // wrote after it).
+    let us_slugs: Vec<String> = g
+        .ids()
+        .filter(|&id| g.region_of(id) == Some("us"))
+        .map(|id| g.slug(id).to_string())
+        .collect();
+    let again = nats::rehome::copy_systems(&eu, "us", &us_slugs).unwrap();
+    for p in &again {
+        assert_eq!(
+            (p.messages_written, p.pair_messages_written),
+            (0, 0),
+            "a rerun copies nothing: {p:?}"
+        );
+        let first = promoted[&p.system]["home_epoch"].as_u64().unwrap();
+        assert_eq!(p.home_epoch, first, "the same home epoch: {p:?}");
+    }
+    let epochs = again
+        .iter()
+        .map(|p| (g.by_slug(&p.system).unwrap(), p.home_epoch))
+        .collect();
+    let rerun = nats::reconcile::reconcile_promoted(&eu, &g, TICKS_PER_LY, &epochs).unwrap();
+    for (system, r) in &rerun {
+        assert!(
+            r.departures_applied.is_empty() && r.republished.is_empty() && r.records_written == 0,
+            "a rerun of the reconcile changes nothing in {}: {r:?}",
+            g.slug(*system)
+        );
+    }
 }
 
 /// A copy that really lags (a 50 ms link, not frozen): `us` writes group commits of

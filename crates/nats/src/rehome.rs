@@ -11,16 +11,17 @@
 //! Idempotent: every message it writes carries [`COPIED_FROM_HEADER`] and
 //! [`COPIED_SEQ_HEADER`] (the copy's sequence, the same as the lost stream's: a mirror keeps
 //! sequences), `Nats-Msg-Id` = `rehome.<region>.<seq>.<subject>` and the expected last
-//! sequence of its subject; a run after a crash starts on each subject after the last copied
-//! sequence its last message names, so it neither writes a message twice nor skips one.
+//! sequence of its subject; a run after a crash starts on each subject after the copied
+//! sequence its last copied message names, so it neither writes a message twice nor skips one
+//! (a promotion's reconcile may have written after it: read from the subject's start).
 //!
 //! Snapshots are not copied: a snapshot records positions in the lost region's jumps stream
 //! (stream sequences), which mean nothing in the survivor's; the promoted unit recovers from
 //! its whole log (logs are never trimmed) and reads its re-homed pair subjects from the start,
 //! where arrivals land each transfer once (mesh::protocol::arrivals).
 //!
-//! Never writes to the lost region or to a copy, never writes a subject the survivor wrote
-//! itself (a subject whose last message lacks [`COPIED_FROM_HEADER`] is refused), and never
+//! Never writes to the lost region or to a copy, never copies into a subject after messages the
+//! survivor wrote itself (refused when the copy has more than what was copied), and never
 //! changes a record's bytes.
 
 use std::collections::BTreeMap;
@@ -329,37 +330,72 @@ struct Copied {
     max_epoch: u64,
 }
 
-/// The destination subject's last message: its stream sequence and the copy's sequence it
-/// names (0, 0: none).
+/// Where the destination subject stands: the stream sequence of its last message copied from
+/// `lost` and the copy's sequence that message names (0, 0: none), and whether this region
+/// wrote the subject after it (a promotion's fence marks, reconcile records or republished
+/// jumps, or its nodes' writes): then nothing more may be copied into it.
+struct Destination {
+    last_copied: u64,
+    copied_upto: u64,
+    written_after: bool,
+}
+
+/// The copy's sequence a message names, if it was copied from `lost`.
+fn copied_seq(headers: Option<&async_nats::HeaderMap>, lost: &str) -> Option<u64> {
+    let headers = headers?;
+    let from = headers.get(COPIED_FROM_HEADER)?.as_str();
+    let seq = headers
+        .get(COPIED_SEQ_HEADER)?
+        .as_str()
+        .parse::<u64>()
+        .ok()?;
+    (from == lost).then_some(seq)
+}
+
+/// [`Destination`] of `subject` in `stream`: its last message if that was copied, else the
+/// last copied one found by reading the subject from its start (a rerun of a promotion that
+/// stopped after its reconcile wrote there).
 async fn destination_last(
     stream: &Stream,
     subject: &str,
     lost: &str,
-) -> Result<(u64, u64), NatsError> {
-    match stream.get_last_raw_message_by_subject(subject).await {
-        Ok(m) => {
-            let from = m
-                .headers
-                .get(COPIED_FROM_HEADER)
-                .map(|v| v.as_str().to_string());
-            let seq = m
-                .headers
-                .get(COPIED_SEQ_HEADER)
-                .and_then(|v| v.as_str().parse::<u64>().ok());
-            match (from, seq) {
-                (Some(f), Some(seq)) if f == lost => Ok((m.sequence, seq)),
-                _ => Err(NatsError::jetstream(
-                    format!("re-homing into {subject}"),
-                    format!("its last message (sequence {}) was not copied from region {lost}: this region wrote the subject itself; nothing written", m.sequence),
-                )),
-            }
+) -> Result<Destination, NatsError> {
+    let last = match stream.get_last_raw_message_by_subject(subject).await {
+        Ok(m) => m,
+        Err(e) if matches!(e.kind(), LastRawMessageErrorKind::NoMessageFound) => {
+            return Ok(Destination {
+                last_copied: 0,
+                copied_upto: 0,
+                written_after: false,
+            })
         }
-        Err(e) if matches!(e.kind(), LastRawMessageErrorKind::NoMessageFound) => Ok((0, 0)),
-        Err(e) => Err(NatsError::jetstream(
-            format!("last message of {subject}"),
-            e,
-        )),
+        Err(e) => {
+            return Err(NatsError::jetstream(
+                format!("last message of {subject}"),
+                e,
+            ))
+        }
+    };
+    if let Some(seq) = copied_seq(Some(&last.headers), lost) {
+        return Ok(Destination {
+            last_copied: last.sequence,
+            copied_upto: seq,
+            written_after: false,
+        });
     }
+    let mut found = (0, 0);
+    visit_messages(stream, subject, 1, last.sequence, |at, m| {
+        if let Some(seq) = copied_seq(m.headers.as_ref(), lost) {
+            found = (at, seq);
+        }
+        Next::More
+    })
+    .await?;
+    Ok(Destination {
+        last_copied: found.0,
+        copied_upto: found.1,
+        written_after: true,
+    })
 }
 
 /// Copies the messages of `from_subject` in the copy stream `from` that `to_subject` of
@@ -389,11 +425,18 @@ fn copy_subject(
                 ))
             }
         };
-        let (mut dest_last, mut copied_upto) = destination_last(&to, &to_subject, &lost).await?;
+        let dest = destination_last(&to, &to_subject, &lost).await?;
+        let (mut dest_last, mut copied_upto) = (dest.last_copied, dest.copied_upto);
         assert!(
             copied_upto <= last,
             "{to_subject} names copied sequence {copied_upto}, past the copy's last {last}"
         );
+        if dest.written_after && copied_upto < last {
+            return Err(NatsError::jetstream(
+                format!("re-homing into {to_subject}"),
+                format!("this region wrote the subject after its last message copied from region {lost} (copy sequence {copied_upto} of {last}): nothing written"),
+            ));
+        }
         let mut written = 0;
         let mut max_epoch = 0;
         while copied_upto < last {
@@ -474,9 +517,10 @@ async fn publish_retrying(
         };
         if is_wrong_last_sequence(&error) {
             // Stored by an attempt whose ack was lost, or a writer got in: the subject says.
-            let (at, copied) = destination_last(to, to_subject, lost).await?;
-            if copied == seq {
-                return Ok(at);
+            let dest = destination_last(to, to_subject, lost).await?;
+            let copied = dest.copied_upto;
+            if copied == seq && !dest.written_after {
+                return Ok(dest.last_copied);
             }
             return Err(NatsError::jetstream(
                 format!("re-homing into {to_subject}"),
