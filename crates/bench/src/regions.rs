@@ -271,7 +271,7 @@ impl Bench<'_> {
         let points = out.as_array().map_or(0, Vec::len);
         let (exact, at_most) = lost_messages(&out);
         println!(
-            "  promotion of us into eu under load (eu's copy {} messages behind just before the kill): promote took {:.2} s, eu served every system {:.1} s after it started; recovery point: {points} systems, {exact} messages lost exactly, at most {at_most} more (as of the last contact); eu holds {held} players, {} joined",
+            "  promotion of us into eu under load (eu's copy {} messages behind just before the kill): promote took {:.2} s, eu served every system {:.1} s after it started; recovery point: {points} systems, {exact} messages lost exactly, {at_most} known missing at the copy's last contact; eu holds {held} players, {} joined",
             lag_before.map_or("?".to_string(), |l| l.to_string()),
             promote_took.as_secs_f64(),
             serving.as_secs_f64(),
@@ -486,14 +486,15 @@ async fn settled(http: &reqwest::Client, urls: &[String]) -> anyhow::Result<u64>
     }
 }
 
-/// The messages a promotion's recovery points say were lost: (exactly, at most).
+/// The messages a promotion's recovery points say were lost: (exactly, known missing at the
+/// copy's last contact).
 fn lost_messages(points: &Value) -> (u64, u64) {
     let mut exact = 0;
     let mut at_most = 0;
     for p in points.as_array().into_iter().flatten() {
         let lost = &p["lost_after"];
         exact += lost["Exactly"]["messages"].as_u64().unwrap_or(0);
-        at_most += lost["AtMost"]["messages"].as_u64().unwrap_or(0);
+        at_most += lost["AsOfLastContact"]["messages"].as_u64().unwrap_or(0);
     }
     (exact, at_most)
 }

@@ -188,7 +188,10 @@ fn region_status_copy_and_promote_from_the_command_line() {
         .find(|p| p["system"] == "alpha-centauri")
         .unwrap();
     assert_eq!(ac["messages_written"].as_u64(), Some(messages), "{ac}");
-    assert!(ac["lost_after"]["AtMost"].is_object(), "us is down: {ac}");
+    assert!(
+        ac["lost_after"]["AsOfLastContact"].is_object(),
+        "us is down: {ac}"
+    );
     let after = region_cmd(&regions, "eu", &["status", "--json"]);
     let mut all: Vec<String> = eu_systems.iter().chain(&us_systems).cloned().collect();
     all.sort();

@@ -72,9 +72,12 @@ pub struct Home {
 pub enum LostAfter {
     /// The lost region answered: exactly this many of the system's messages were not copied.
     Exactly { messages: u64 },
-    /// It did not: at most `messages` (the whole stream's lag, as the mirror last knew it)
-    /// after stream sequence `after_seq`, as of the mirror's last contact.
-    AtMost {
+    /// It did not: `messages` after stream sequence `after_seq` were known not copied at the
+    /// mirror's last contact (the whole stream's lag then), `last_contact_ms_ago` before the
+    /// promotion. Not a bound: what the region acknowledged after that contact, or had on
+    /// the link, is lost too and no one here can count it (issue 20's lagging-copy test: 0
+    /// known, 21-23 really lost). Only the region's own streams, read again, say exactly.
+    AsOfLastContact {
         messages: u64,
         after_seq: u64,
         last_contact_ms_ago: Option<u64>,
@@ -633,7 +636,7 @@ fn lost_after(
         Some(s) => (s.lag_messages, s.copied_last_seq, s.active_ms),
         None => (0, 0, None),
     };
-    LostAfter::AtMost {
+    LostAfter::AsOfLastContact {
         messages,
         after_seq,
         last_contact_ms_ago: active,

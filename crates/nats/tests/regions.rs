@@ -312,7 +312,7 @@ fn two_regions_hand_jumps_over_copy_each_other_and_promote() {
         "the jumps into b are re-homed"
     );
     assert!(
-        matches!(point_b.lost_after, LostAfter::AtMost { .. }),
+        matches!(point_b.lost_after, LostAfter::AsOfLastContact { .. }),
         "{point_b:?}"
     );
     // The survivor's own subjects hold the same bytes as the copy.

@@ -426,15 +426,15 @@ fn print_reconciled(r: &SystemReconciled) {
 fn print_point(p: &RecoveryPoint) {
     let lost = match &p.lost_after {
         LostAfter::Exactly { messages } => format!("lost exactly {messages} messages"),
-        LostAfter::AtMost {
+        LostAfter::AsOfLastContact {
             messages,
             after_seq,
             last_contact_ms_ago,
         } => format!(
-            "lost at most {messages} messages after seq {after_seq}, as of last contact {}",
+            "lost {messages} messages after seq {after_seq} known at the copy's last contact ({}), and whatever the region acknowledged after it (not countable while it is down; read its streams again to know)",
             last_contact_ms_ago
                 .map(|ms| format!("{ms} ms before the promotion"))
-                .unwrap_or_else(|| "unknown".into())
+                .unwrap_or_else(|| "when unknown".into())
         ),
     };
     println!(
