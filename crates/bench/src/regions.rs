@@ -20,7 +20,9 @@
 //! - **a promotion** (the last delay only, unless `--no-promote`): under load, region `us` is
 //!   killed (its node SIGKILLed, its server too), `mltrader region promote us --into eu` is
 //!   run, and `eu` serves every system: the promotion's time, the time until `eu` serves the
-//!   whole galaxy, the recovery point the promotion printed, and the players `eu` holds.
+//!   whole galaxy, the recovery point the promotion printed, and the players `eu` holds; then
+//!   `us`'s servers are started again (not its node) and their streams compared with `eu`'s
+//!   frozen copy: what was really lost.
 //!
 //! On two cores every node, server, proxy and client share the same CPUs: the latencies are
 //! those of the delay plus this machine's load. Prints every figure; never asserts.
@@ -269,11 +271,35 @@ impl Bench<'_> {
         let points = out.as_array().map_or(0, Vec::len);
         let (exact, at_most) = lost_messages(&out);
         println!(
-            "  promotion of us into eu under load (eu's copy {} messages behind just before the kill): promote took {:.2} s, eu served every system {:.1} s after it started; recovery point: {points} systems, {exact} messages lost exactly, at most {at_most} more (as of the last contact); eu holds {held} players, {} joined",
+            "  promotion of us into eu under load (eu's copy {} messages behind just before the kill): promote took {:.2} s, eu served every system {:.1} s after it started; recovery point: {points} systems, {exact} messages lost exactly, {at_most} known missing at the copy's last contact; eu holds {held} players, {} joined",
             lag_before.map_or("?".to_string(), |l| l.to_string()),
             promote_took.as_secs_f64(),
             serving.as_secs_f64(),
             tokens.len()
+        );
+        // What was really lost: the lost region's servers started again (its node stays
+        // down, so nothing more is written), their streams against eu's frozen copy.
+        regions.restart_region("us");
+        let eu = regions.connect("eu", "bench-lost");
+        let deadline = Instant::now() + Duration::from_secs(SETTLE_TIMEOUT_S);
+        let status = loop {
+            let status = nats::copies::copy_status(&eu, "us")?;
+            if status.iter().all(|c| c.reachable) {
+                break status;
+            }
+            anyhow::ensure!(
+                Instant::now() < deadline,
+                "us's streams do not answer {SETTLE_TIMEOUT_S} s after its servers started again"
+            );
+            std::thread::sleep(Duration::from_millis(500));
+        };
+        let really: Vec<String> = status
+            .iter()
+            .map(|c| format!("{} {}", c.stream, c.lag_messages))
+            .collect();
+        println!(
+            "  really lost (us's servers started again, their streams against eu's frozen copy, in messages): {}",
+            really.join(", ")
         );
         Ok(())
     }
@@ -460,14 +486,15 @@ async fn settled(http: &reqwest::Client, urls: &[String]) -> anyhow::Result<u64>
     }
 }
 
-/// The messages a promotion's recovery points say were lost: (exactly, at most).
+/// The messages a promotion's recovery points say were lost: (exactly, known missing at the
+/// copy's last contact).
 fn lost_messages(points: &Value) -> (u64, u64) {
     let mut exact = 0;
     let mut at_most = 0;
     for p in points.as_array().into_iter().flatten() {
         let lost = &p["lost_after"];
         exact += lost["Exactly"]["messages"].as_u64().unwrap_or(0);
-        at_most += lost["AtMost"]["messages"].as_u64().unwrap_or(0);
+        at_most += lost["AsOfLastContact"]["messages"].as_u64().unwrap_or(0);
     }
     (exact, at_most)
 }

@@ -1,5 +1,6 @@
 //! The map's routes without a browser: served by default (the page, its state with every
-//! system and nothing secret in it), and all 404 with `serve --no-map` while `/metrics` stays.
+//! system and nothing secret in it), and all 404 with `serve --no-map` (the economy's page
+//! too) while `/metrics` stays.
 
 mod common;
 
@@ -54,7 +55,15 @@ async fn the_map_is_served_by_default_shows_no_token_and_no_map_turns_it_off() {
 
     let server = Server::start(&["--no-map"]);
     let http = Http::new(server.url());
-    for path in ["/", "/map.js", "/map.css", "/v1/map", "/v1/map/stream"] {
+    for path in [
+        "/",
+        "/map.js",
+        "/map.css",
+        "/v1/map",
+        "/v1/map/stream",
+        "/economy",
+        "/v1/economy/report",
+    ] {
         let a = http.get(path, None).await;
         assert_eq!(a.status, 404, "{path}: {a:?}");
     }

@@ -43,6 +43,7 @@ pub mod logs;
 pub mod members;
 pub mod news;
 pub mod pairs;
+pub mod reconcile;
 pub mod region;
 pub mod rehome;
 pub mod requests;

@@ -167,6 +167,29 @@ struct PairWriter {
     /// region (`fence_outgoing` does not wait for the link): written before the pair's next
     /// publish. 0: none owed.
     owed_fence: u64,
+    /// The subject `known_last` and `fenced_at` are of (None: none yet). A promotion re-homes
+    /// a pair's destination (`NatsLinks::set_home`): its subject then lives in another
+    /// region's stream, whose sequences are not the old one's, and which this node never
+    /// fenced ([`PairWriter::follow`]).
+    subject: Option<String>,
+}
+
+impl PairWriter {
+    /// Makes this writer's knowledge that of `subject`: when the pair's subject changed (its
+    /// destination re-homed), the last sequence is read again before the next publish, and the
+    /// fence this node wrote on the old subject is owed on the new one (written first).
+    fn follow(&mut self, subject: &str) {
+        match &self.subject {
+            Some(known) if known == subject => {}
+            Some(_) => {
+                self.known_last = None;
+                self.owed_fence = self.owed_fence.max(self.fenced_at);
+                self.fenced_at = 0;
+                self.subject = Some(subject.to_string());
+            }
+            None => self.subject = Some(subject.to_string()),
+        }
+    }
 }
 
 /// The subject's last message, as the stream leader says.
@@ -630,6 +653,7 @@ impl Shared {
         let subject = self.subject(pair);
         let writer = self.writer(pair);
         let mut writer = writer.lock().await;
+        writer.follow(&subject);
         if writer.owed_fence > writer.fenced_at {
             // A fence deferred across the link: stored before this pair's first jump.
             let owed = writer.owed_fence;
@@ -712,6 +736,7 @@ impl Shared {
     async fn fence_pair(self: Arc<Self>, pair: Pair, epoch: u64) -> Result<(), LinkError> {
         let writer = self.writer(pair);
         let mut writer = writer.lock().await;
+        writer.follow(&self.subject(pair));
         self.fence_locked(pair, epoch, &mut writer).await
     }
 
@@ -720,6 +745,7 @@ impl Shared {
     async fn owe_fence(self: Arc<Self>, pair: Pair, epoch: u64) -> Result<(), LinkError> {
         let writer = self.writer(pair);
         let mut writer = writer.lock().await;
+        writer.follow(&self.subject(pair));
         writer.owed_fence = writer.owed_fence.max(epoch);
         Ok(())
     }

@@ -11,16 +11,17 @@
 //! Idempotent: every message it writes carries [`COPIED_FROM_HEADER`] and
 //! [`COPIED_SEQ_HEADER`] (the copy's sequence, the same as the lost stream's: a mirror keeps
 //! sequences), `Nats-Msg-Id` = `rehome.<region>.<seq>.<subject>` and the expected last
-//! sequence of its subject; a run after a crash starts on each subject after the last copied
-//! sequence its last message names, so it neither writes a message twice nor skips one.
+//! sequence of its subject; a run after a crash starts on each subject after the copied
+//! sequence its last copied message names, so it neither writes a message twice nor skips one
+//! (a promotion's reconcile may have written after it: read from the subject's start).
 //!
 //! Snapshots are not copied: a snapshot records positions in the lost region's jumps stream
 //! (stream sequences), which mean nothing in the survivor's; the promoted unit recovers from
 //! its whole log (logs are never trimmed) and reads its re-homed pair subjects from the start,
 //! where arrivals land each transfer once (mesh::protocol::arrivals).
 //!
-//! Never writes to the lost region or to a copy, never writes a subject the survivor wrote
-//! itself (a subject whose last message lacks [`COPIED_FROM_HEADER`] is refused), and never
+//! Never writes to the lost region or to a copy, never copies into a subject after messages the
+//! survivor wrote itself (refused when the copy has more than what was copied), and never
 //! changes a record's bytes.
 
 use std::collections::BTreeMap;
@@ -28,6 +29,7 @@ use std::time::{Duration, Instant};
 
 use async_nats::jetstream::message::PublishMessage;
 use async_nats::jetstream::stream::{LastRawMessageErrorKind, Stream};
+use mesh::protocol::promote;
 use serde::{Deserialize, Serialize};
 use store::backend::{LogStore, SYSTEMS_PREFIX};
 
@@ -56,7 +58,9 @@ pub const REHOME_RETRY_PAUSE_MS: u64 = 200;
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Home {
     pub region: String,
-    /// Above every epoch the copy shows for the system: its new owner's epoch must be higher.
+    /// The first epoch of the new home's generation (`promote::promoted_epoch`: generation <<
+    /// 40), above every epoch the lost region could issue for the system: its new owner's
+    /// epoch is `home_epoch + lease revision` (the generation above the revision).
     pub home_epoch: u64,
     /// The region it was re-homed from.
     pub from: String,
@@ -68,9 +72,12 @@ pub struct Home {
 pub enum LostAfter {
     /// The lost region answered: exactly this many of the system's messages were not copied.
     Exactly { messages: u64 },
-    /// It did not: at most `messages` (the whole stream's lag, as the mirror last knew it)
-    /// after stream sequence `after_seq`, as of the mirror's last contact.
-    AtMost {
+    /// It did not: `messages` after stream sequence `after_seq` were known not copied at the
+    /// mirror's last contact (the whole stream's lag then), `last_contact_ms_ago` before the
+    /// promotion. Not a bound: what the region acknowledged after that contact, or had on
+    /// the link, is lost too and no one here can count it (issue 20's lagging-copy test: 0
+    /// known, 21-23 really lost). Only the region's own streams, read again, say exactly.
+    AsOfLastContact {
         messages: u64,
         after_seq: u64,
         last_contact_ms_ago: Option<u64>,
@@ -98,10 +105,26 @@ pub struct RecoveryPoint {
 }
 
 /// Re-homes `systems` (slugs) of region `lost` into this node's region from its copy (see the
-/// module's comment); blocks. The copies must exist (crate::copies::ensure_copies); they are
-/// frozen first (crate::copies::freeze_copies): from then on they no longer follow `lost`. Returns
-/// one recovery point per system, in the order given.
+/// module's comment): [`copy_systems`], then [`record_homes`] at once. A promotion that
+/// reconciles (crate::reconcile) calls the two itself, the reconcile between them. Blocks.
 pub fn rehome_from_copy(
+    nats: &Nats,
+    lost: &str,
+    systems: &[String],
+) -> Result<Vec<RecoveryPoint>, NatsError> {
+    let points = copy_systems(nats, lost, systems)?;
+    record_homes(nats, lost, &points)?;
+    Ok(points)
+}
+
+/// The first half of a re-homing: freezes the copies of region `lost`'s streams
+/// (crate::copies::freeze_copies: from then on they no longer follow `lost`), then writes each
+/// system's logs and pair subjects from the copy into this node's region, and says the
+/// recovery point of each, with its home epoch (`mesh::protocol::promote::promoted_epoch`:
+/// the next home generation above every epoch the copy shows). Records no home: the
+/// survivor's nodes do not serve the systems until [`record_homes`]. The copies must exist
+/// (crate::copies::ensure_copies). One recovery point per system, in the order given.
+pub fn copy_systems(
     nats: &Nats,
     lost: &str,
     systems: &[String],
@@ -129,12 +152,6 @@ pub fn rehome_from_copy(
         NatsError::jetstream(format!("logs of the copy of region {lost}"), e.to_string())
     })?;
     let survivor_log_prefix = region::log_prefix(Some(&survivor));
-    let homes = nats.open_bucket(async_nats::jetstream::kv::Config {
-        bucket: HOMES_BUCKET.into(),
-        history: 5,
-        storage: async_nats::jetstream::stream::StorageType::File,
-        ..Default::default()
-    })?;
     let mut points = Vec::new();
     for system in systems {
         let own_names: Vec<&String> = names
@@ -176,21 +193,11 @@ pub fn rehome_from_copy(
                 max_epoch = max_epoch.max(copied.max_epoch);
             }
         }
-        let lease_epoch = copied_lease_revision(nats, lost, system)?;
-        let home = Home {
-            region: survivor.clone(),
-            home_epoch: max_epoch.max(lease_epoch) + 1,
-            from: lost.to_string(),
-        };
-        let value = serde_json::to_vec(&home).expect("a home serializes");
-        let key = system.clone();
-        let bucket = homes.clone();
-        nats.bridge.run(async move {
-            bucket
-                .put(&key, value.into())
-                .await
-                .map_err(|e| NatsError::jetstream(format!("{HOMES_BUCKET} {key}"), e))
-        })??;
+        // The copy lags: the lost region may have elected owners after its last message, so
+        // the new home starts the next generation, above any epoch of the copy's.
+        let copy_max_epoch = max_epoch.max(copied_lease_revision(nats, lost, system)?);
+        let home_epoch =
+            promote::promoted_epoch(promote::generation_of(copy_max_epoch), copy_max_epoch);
         let copied_last_seq = logs.values().copied().max().unwrap_or(0);
         let lost_after = lost_after(nats, lost, &copy_logs, &own_names, &logs, &logs_status);
         points.push(RecoveryPoint {
@@ -200,11 +207,44 @@ pub fn rehome_from_copy(
             copy: logs_status.clone(),
             messages_written: written,
             pair_messages_written: pair_written,
-            home_epoch: home.home_epoch,
+            home_epoch,
             lost_after,
         });
     }
     Ok(points)
+}
+
+/// The second half of a re-homing: records each system of `points` as homed in this node's
+/// region (from `lost`, at its home epoch) in [`HOMES_BUCKET`] of this region's domain. The
+/// survivor's nodes claim them once the homes settle.
+pub fn record_homes(nats: &Nats, lost: &str, points: &[RecoveryPoint]) -> Result<(), NatsError> {
+    let survivor = nats
+        .region()
+        .ok_or_else(|| NatsError::jetstream("re-homing", "this node is in no region"))?
+        .to_string();
+    let homes = nats.open_bucket(async_nats::jetstream::kv::Config {
+        bucket: HOMES_BUCKET.into(),
+        history: 5,
+        storage: async_nats::jetstream::stream::StorageType::File,
+        ..Default::default()
+    })?;
+    for point in points {
+        let home = Home {
+            region: survivor.clone(),
+            home_epoch: point.home_epoch,
+            from: lost.to_string(),
+        };
+        let value = serde_json::to_vec(&home).expect("a home serializes");
+        let key = point.system.clone();
+        let bucket = homes.clone();
+        nats.bridge.run(async move {
+            bucket
+                .put(&key, value.into())
+                .await
+                .map_err(|e| NatsError::jetstream(format!("{HOMES_BUCKET} {key}"), e))
+        })??;
+    }
+    Ok(())
 }
 
 /// The re-homed systems recorded in this node's region's [`HOMES_BUCKET`] (empty when it has
@@ -293,37 +333,72 @@ struct Copied {
     max_epoch: u64,
 }
 
-/// The destination subject's last message: its stream sequence and the copy's sequence it
-/// names (0, 0: none).
+/// Where the destination subject stands: the stream sequence of its last message copied from
+/// `lost` and the copy's sequence that message names (0, 0: none), and whether this region
+/// wrote the subject after it (a promotion's fence marks, reconcile records or republished
+/// jumps, or its nodes' writes): then nothing more may be copied into it.
+struct Destination {
+    last_copied: u64,
+    copied_upto: u64,
+    written_after: bool,
+}
+
+/// The copy's sequence a message names, if it was copied from `lost`.
+fn copied_seq(headers: Option<&async_nats::HeaderMap>, lost: &str) -> Option<u64> {
+    let headers = headers?;
+    let from = headers.get(COPIED_FROM_HEADER)?.as_str();
+    let seq = headers
+        .get(COPIED_SEQ_HEADER)?
+        .as_str()
+        .parse::<u64>()
+        .ok()?;
+    (from == lost).then_some(seq)
+}
+
+/// [`Destination`] of `subject` in `stream`: its last message if that was copied, else the
+/// last copied one found by reading the subject from its start (a rerun of a promotion that
+/// stopped after its reconcile wrote there).
 async fn destination_last(
     stream: &Stream,
     subject: &str,
     lost: &str,
-) -> Result<(u64, u64), NatsError> {
-    match stream.get_last_raw_message_by_subject(subject).await {
-        Ok(m) => {
-            let from = m
-                .headers
-                .get(COPIED_FROM_HEADER)
-                .map(|v| v.as_str().to_string());
-            let seq = m
-                .headers
-                .get(COPIED_SEQ_HEADER)
-                .and_then(|v| v.as_str().parse::<u64>().ok());
-            match (from, seq) {
-                (Some(f), Some(seq)) if f == lost => Ok((m.sequence, seq)),
-                _ => Err(NatsError::jetstream(
-                    format!("re-homing into {subject}"),
-                    format!("its last message (sequence {}) was not copied from region {lost}: this region wrote the subject itself; nothing written", m.sequence),
-                )),
-            }
+) -> Result<Destination, NatsError> {
+    let last = match stream.get_last_raw_message_by_subject(subject).await {
+        Ok(m) => m,
+        Err(e) if matches!(e.kind(), LastRawMessageErrorKind::NoMessageFound) => {
+            return Ok(Destination {
+                last_copied: 0,
+                copied_upto: 0,
+                written_after: false,
+            })
         }
-        Err(e) if matches!(e.kind(), LastRawMessageErrorKind::NoMessageFound) => Ok((0, 0)),
-        Err(e) => Err(NatsError::jetstream(
-            format!("last message of {subject}"),
-            e,
-        )),
+        Err(e) => {
+            return Err(NatsError::jetstream(
+                format!("last message of {subject}"),
+                e,
+            ))
+        }
+    };
+    if let Some(seq) = copied_seq(Some(&last.headers), lost) {
+        return Ok(Destination {
+            last_copied: last.sequence,
+            copied_upto: seq,
+            written_after: false,
+        });
     }
+    let mut found = (0, 0);
+    visit_messages(stream, subject, 1, last.sequence, |at, m| {
+        if let Some(seq) = copied_seq(m.headers.as_ref(), lost) {
+            found = (at, seq);
+        }
+        Next::More
+    })
+    .await?;
+    Ok(Destination {
+        last_copied: found.0,
+        copied_upto: found.1,
+        written_after: true,
+    })
 }
 
 /// Copies the messages of `from_subject` in the copy stream `from` that `to_subject` of
@@ -353,11 +428,18 @@ fn copy_subject(
                 ))
             }
         };
-        let (mut dest_last, mut copied_upto) = destination_last(&to, &to_subject, &lost).await?;
+        let dest = destination_last(&to, &to_subject, &lost).await?;
+        let (mut dest_last, mut copied_upto) = (dest.last_copied, dest.copied_upto);
         assert!(
             copied_upto <= last,
             "{to_subject} names copied sequence {copied_upto}, past the copy's last {last}"
         );
+        if dest.written_after && copied_upto < last {
+            return Err(NatsError::jetstream(
+                format!("re-homing into {to_subject}"),
+                format!("this region wrote the subject after its last message copied from region {lost} (copy sequence {copied_upto} of {last}): nothing written"),
+            ));
+        }
         let mut written = 0;
         let mut max_epoch = 0;
         while copied_upto < last {
@@ -438,9 +520,10 @@ async fn publish_retrying(
         };
         if is_wrong_last_sequence(&error) {
             // Stored by an attempt whose ack was lost, or a writer got in: the subject says.
-            let (at, copied) = destination_last(to, to_subject, lost).await?;
-            if copied == seq {
-                return Ok(at);
+            let dest = destination_last(to, to_subject, lost).await?;
+            let copied = dest.copied_upto;
+            if copied == seq && !dest.written_after {
+                return Ok(dest.last_copied);
             }
             return Err(NatsError::jetstream(
                 format!("re-homing into {to_subject}"),
@@ -553,7 +636,7 @@ fn lost_after(
         Some(s) => (s.lag_messages, s.copied_last_seq, s.active_ms),
         None => (0, 0, None),
     };
-    LostAfter::AtMost {
+    LostAfter::AsOfLastContact {
         messages,
         after_seq,
         last_contact_ms_ago: active,

@@ -7,6 +7,10 @@
 const SVG = "http://www.w3.org/2000/svg";
 const W = 1000, H = 700, MARGIN = 60;
 const LANE_WINDOW_MS = 60000;
+// On a galaxy spread over nodes: how often the page asks again which node runs which system
+// (a hand-over moves systems between nodes), and the colours of the nodes, in their names' order.
+const OWNERS_REFRESH_MS = 10000;
+const NODE_COLOURS = ["#7fb3ff", "#ffb347", "#b39dff", "#7fffd4", "#ff8fab", "#d4e157", "#ffd54f", "#4dd0e1"];
 const RECONNECT_MS = 2000;
 
 const map = {
@@ -15,6 +19,8 @@ const map = {
   shards: [],
   servedHere: new Set(),
   spread: false,
+  owners: new Map(),    // slug -> node name (spread galaxies only)
+  node: null,           // this node's name (spread galaxies only)
   selected: null,
   source: null,
   awaySince: null,
@@ -55,6 +61,7 @@ function draw(state) {
   map.lanes.clear();
   map.servedHere = new Set(state.served_here);
   map.spread = state.spread;
+  setOwners(state);
   const at = project(state.systems);
   for (const s of state.systems) {
     const [x, y] = at(s);
@@ -91,6 +98,7 @@ function draw(state) {
     s.el = g;
     g.addEventListener("click", () => openPanel(s.slug));
     paintSystem(s);
+    paintOwner(s);
   }
   setShards(state.shards);
   paintLanes();
@@ -105,6 +113,33 @@ function paintSystem(s) {
   s.el.setAttribute("data-population", String(s.population));
   const extra = (s.instances || []).filter(i => i.instance > 1);
   s.instText.textContent = extra.map(i => `${i.name}: ${i.population}`).join("  ");
+}
+
+// Which node runs which system (a spread galaxy): one colour per node, in their names' order.
+function setOwners(state) {
+  map.owners = new Map(Object.entries(state.owners || {}));
+  map.node = state.node || null;
+}
+function nodeColour(node) {
+  const nodes = [...new Set(map.owners.values())].sort();
+  const i = nodes.indexOf(node);
+  return i < 0 ? null : NODE_COLOURS[i % NODE_COLOURS.length];
+}
+function paintOwner(s) {
+  const node = map.owners.get(s.slug);
+  if (node) s.el.setAttribute("data-node", node); else s.el.removeAttribute("data-node");
+  const colour = map.spread && node ? nodeColour(node) : null;
+  if (colour) s.circle.style.fill = colour; else s.circle.style.removeProperty("fill");
+}
+async function refreshOwners() {
+  if (!map.spread) return;
+  try {
+    const state = await fetchJson("/v1/map");
+    setOwners(state);
+    map.servedHere = new Set(state.served_here);
+    for (const s of map.systems.values()) paintOwner(s);
+    setShards(state.shards);
+  } catch (e) { /* away: the stream's reconnection reloads everything */ }
 }
 
 // The figures of every shard this node runs: populations, jumps in flight, tick p99, dilation.
@@ -129,7 +164,7 @@ function setShards(shards) {
   for (const f of shards) {
     const tr = document.createElement("tr");
     tr.setAttribute("data-shard", f.system + "." + f.instance);
-    const node = map.spread ? "this node" : "";
+    const node = map.spread ? (map.node ? `${map.node} (this node)` : "this node") : "";
     for (const [v, cls] of [[f.name, ""], [f.population, "num"], [(f.tick_p99_us / 1000).toFixed(2) + " ms", "num"],
                             [f.dilation.toFixed(2), "num"], [node, ""]]) {
       const td = document.createElement("td");
@@ -143,8 +178,9 @@ function setShards(shards) {
     const elsewhere = [...map.systems.values()].filter(s => !map.servedHere.has(s.slug));
     for (const s of elsewhere) {
       const tr = document.createElement("tr");
-      tr.innerHTML = "<td></td><td class=num>-</td><td class=num>-</td><td class=num>-</td><td>another node</td>";
+      tr.innerHTML = "<td></td><td class=num>-</td><td class=num>-</td><td class=num>-</td><td></td>";
       tr.firstChild.textContent = s.name;
+      tr.lastChild.textContent = map.owners.get(s.slug) || "another node (being handed over)";
       body.appendChild(tr);
     }
   }
@@ -168,8 +204,22 @@ function paintTotals() {
   if (map.spread) {
     const div = document.createElement("div");
     div.className = "muted";
-    div.textContent = `this node serves ${map.servedHere.size} of ${map.systems.size} systems (grey: another node)`;
+    div.textContent = `this node serves ${map.servedHere.size} of ${map.systems.size} systems (grey: no node holds it now)`;
     t.appendChild(div);
+    const legend = document.createElement("div");
+    legend.id = "nodes";
+    const counts = new Map();
+    for (const node of map.owners.values()) counts.set(node, (counts.get(node) || 0) + 1);
+    for (const node of [...counts.keys()].sort()) {
+      const item = document.createElement("span");
+      item.className = "node";
+      item.setAttribute("data-node", node);
+      item.innerHTML = `<i class="swatch"></i> <span></span>`;
+      item.firstChild.style.background = nodeColour(node);
+      item.lastChild.textContent = `${node}${node === map.node ? " (this node)" : ""}: ${counts.get(node)}`;
+      legend.appendChild(item);
+    }
+    t.appendChild(legend);
   }
 }
 
@@ -331,4 +381,5 @@ document.getElementById("search").addEventListener("submit", async e => {
 });
 
 setInterval(() => { paintLanes(); paintTotals(); }, 1000);
+setInterval(refreshOwners, OWNERS_REFRESH_MS);
 load().then(connect, e => { setConnection("away", "away"); map.wasAway = true; map.awaySince = Date.now(); connect(); });

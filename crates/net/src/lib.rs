@@ -9,7 +9,9 @@
 
 pub mod actions;
 pub mod auth;
+pub mod charts;
 pub mod connections;
+pub mod economy_view;
 pub mod error;
 pub mod events;
 pub mod flights;
@@ -61,9 +63,12 @@ pub struct NetConfig {
     pub limit_loopback: bool,
     /// Where players' history logs are (`GET /v1/history` answers 501 without it).
     pub history: Option<DataDir>,
-    /// Whether the operator's map is served (`/`, `/v1/map*`); `serve --no-map` turns it off
-    /// ([`turn_map_off`]).
+    /// Whether the operator's map is served (`/`, `/v1/map*`, and the economy's page
+    /// `/economy` with `/v1/economy/report`); `serve --no-map` turns it off ([`turn_map_off`]).
     pub map: bool,
+    /// The data directory whose log files the economy's page reads ([`economy_view`]); None:
+    /// the logs are not on files here (`serve --nats`), and the page says so.
+    pub economy_logs: Option<DataDir>,
 }
 
 /// Set by `serve --no-map` before the API is built: every server of this process then starts
@@ -92,6 +97,7 @@ impl Default for NetConfig {
             }),
             limit_loopback: false,
             history: None,
+            economy_logs: None,
             map: !MAP_OFF.load(std::sync::atomic::Ordering::Relaxed),
         }
     }
@@ -170,6 +176,8 @@ pub struct AppState {
     pub requests: routes::metrics::RequestCounts,
     /// The operator's live map ([`map_view`]).
     pub map: Arc<map_view::MapView>,
+    /// The economy's report, built from the logs and kept a few seconds ([`economy_view`]).
+    pub economy: economy_view::EconomyView,
 }
 
 /// The API as `mltrader serve` runs it: settings from the environment, players' history from
@@ -178,6 +186,9 @@ pub struct AppState {
 pub async fn for_serve(mesh: Mesh) -> Result<Api, NetError> {
     let mut config = NetConfig::from_env()?;
     config.history = Some(mesh.datadir().clone());
+    if economy_view::logs_on_files(mesh.datadir(), mesh.galaxy()) {
+        config.economy_logs = Some(mesh.datadir().clone());
+    }
     let api = Api::build(mesh, config).await?;
     api.stopping.on_signals();
     Ok(api)
@@ -213,6 +224,10 @@ impl Api {
         let state = Arc::new(AppState {
             events: Arc::new(events::Hub::new(mesh.clone(), stopping.clone())),
             map: map_view::MapView::new(mesh.clone(), stopping.clone()),
+            economy: economy_view::EconomyView::new(
+                config.economy_logs.clone(),
+                mesh.galaxy().clone(),
+            ),
             mesh,
             accounts,
             token_limits: Limiter::new(config.token_rate, usize::MAX),

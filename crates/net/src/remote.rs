@@ -23,7 +23,7 @@
 //! Never decides a game rule, never forwards a request that has no authenticated player (except
 //! a join), and never forwards `GET /v1/events` (a stream: it is served by the entry node).
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
@@ -134,6 +134,13 @@ pub trait Remote: Send + Sync + 'static {
 
     /// Whether this node runs `system` now.
     fn serves(&self, system: SystemId) -> bool;
+
+    /// Which node runs each system now, by node name, as the galaxy's leases say (for the
+    /// operator's map). A system no node holds (a hand-over under way) is left out. The
+    /// default knows no owner: a remote that cannot tell shows systems as "another node".
+    fn owners(&self) -> RemoteFuture<'_, Result<BTreeMap<SystemId, String>, RemoteError>> {
+        Box::pin(async { Ok(BTreeMap::new()) })
+    }
 
     /// The player whose token has key `key` (`auth::key_of`), or None if no account has it.
     fn account<'a>(&'a self, key: &'a str)

@@ -123,8 +123,9 @@ pub struct Reconciled {
 /// records: landed now, after every earlier unlanded jump of its origin, as landings are in
 /// order per origin); or in another promoted system, or a jump towards it (landed there, then
 /// moved here by a jump of that system with no fuel, landed at once: the lost records' moves
-/// are lost, the place they left him in is not); then `depart` (no fuel: the jump carries the
-/// player as they left) and `depart.done` (the jump is on its pair subject), or `depart.void`
+/// are lost, the place they left him in is not); then `depart` (burning the fuel the copy's
+/// player has above the jump's, at most all of it: the jump carries the player as they left)
+/// and `depart.done` (the jump is on its pair subject), or `depart.void`
 /// of its number when the copy has the player nowhere (their join was lost; the jump alone
 /// carries them).
 ///
@@ -313,12 +314,16 @@ impl Work<'_> {
             });
         }
         match copy_player {
-            Some(_) => {
+            Some(ref p) => {
+                // The fuel the lost `depart` burnt (the rest of what lost records changed is
+                // not redone: reported with the loss), so that the departure leaves with the
+                // jump's state when the lost records did nothing else to the player (and
+                // `mltrader check` of the promoted region's export finds them equal).
                 let depart = Event::Depart {
                     xfer: jump.xfer,
                     player: name.clone(),
                     to: jump.to,
-                    fuel: 0,
+                    fuel: p.fuel.saturating_sub(jump.player.fuel),
                 };
                 self.apply(here, depart);
                 self.apply(here, Event::DepartDone { xfer: jump.xfer });

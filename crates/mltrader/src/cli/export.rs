@@ -89,6 +89,15 @@ pub struct ExportArgs {
     /// Print the report as JSON.
     #[arg(long)]
     pub json: bool,
+    /// The region the servers named belong to (their JetStream domain), for a galaxy served
+    /// in regions (`serve --region`): its own logs and pair subjects are exported.
+    #[arg(long)]
+    pub region: Option<String>,
+    /// Export this region's copy of another region's streams instead (`mltrader region copy`,
+    /// docs/REGIONS.md): read-only, without snapshots (the copy of the snapshots' object store
+    /// is not read). Needs --region.
+    #[arg(long, requires = "region")]
+    pub copy_of: Option<String>,
     /// Bytes fetched, written and synced per step (smaller: more, shorter steps).
     #[arg(long, default_value_t = BATCH_BYTES_DEFAULT, hide = true)]
     pub batch_bytes: usize,
@@ -170,8 +179,17 @@ pub fn run(args: ExportArgs) -> anyhow::Result<ExitCode> {
         safety: nats::Safety::Required,
     };
     let replicas = usize::try_from(args.nats_replicas)?;
-    let conn = nats::Nats::connect(&config)?;
-    let logs = NatsLogs::open(&conn, replicas)?;
+    if let Some(region) = &args.region {
+        nats::region::checked(region)?;
+    }
+    let conn = nats::Nats::connect_in_region(&config, args.region.as_deref())?;
+    let logs = match &args.copy_of {
+        Some(other) if Some(other) == args.region.as_ref() => {
+            bail!("--copy-of {other}: that is this region (--region); export it without --copy-of")
+        }
+        Some(other) => NatsLogs::open_copy(&conn, other)?,
+        None => NatsLogs::open(&conn, replicas)?,
+    };
     let snapshots = NatsSnapshots::open(&conn, SNAPSHOTS_BUCKET, replicas)?;
     let datadir = DataDir::at(&args.data);
     datadir
@@ -251,7 +269,9 @@ fn export_pass(
     report: &mut Report,
     stop: &AtomicBool,
 ) -> anyhow::Result<()> {
-    export_snapshots(snapshots, datadir, report)?;
+    if args.copy_of.is_none() {
+        export_snapshots(snapshots, datadir, report)?;
+    }
     // Every log up to one stream sequence: a prefix of the stream, one state of the galaxy
     // (as a crash would leave it), whatever the nodes write while this pass reads.
     let upto = logs.last_sequence()?;
@@ -282,7 +302,10 @@ fn export_pair_subjects(
     report: &mut Report,
 ) -> anyhow::Result<()> {
     if jumps.reader.is_none() {
-        jumps.reader = JumpsReader::open(conn)?;
+        jumps.reader = match &args.copy_of {
+            Some(other) => JumpsReader::open_copy(conn, other)?,
+            None => JumpsReader::open(conn)?,
+        };
     }
     let Some(reader) = &jumps.reader else {
         return Ok(());

@@ -128,7 +128,7 @@ pub fn export_jumps(
                 "{JUMPS_STREAM}: messages come in order"
             );
             after = m.message.stream_seq;
-            read_message(galaxy, m, &mut jumps, &mut report);
+            read_message(galaxy, reader.prefix(), m, &mut jumps, &mut report);
         }
     }
     let before = jumps.len();
@@ -152,6 +152,7 @@ pub fn export_jumps(
 /// copy of its transfer id), a fence mark counted, or a problem.
 fn read_message(
     galaxy: &Galaxy,
+    prefix: &str,
     m: &PairMessage,
     jumps: &mut BTreeMap<(InstanceId, Xfer), Jump>,
     report: &mut JumpsReport,
@@ -163,7 +164,7 @@ fn read_message(
         .or_default()
         .message(&m.subject, &m.message);
     let at = m.message.stream_seq;
-    let Some(pair) = pair_of(galaxy, &m.subject) else {
+    let Some(pair) = pair_of(galaxy, prefix, &m.subject) else {
         report.problem(format!(
             "{}, stream {JUMPS_STREAM} sequence {at}: not the pair subject of two systems of this galaxy",
             m.subject
@@ -205,9 +206,10 @@ fn read_message(
     }
 }
 
-/// The pair of systems of pair subject `subject`, if both are of `galaxy`.
-fn pair_of(galaxy: &Galaxy, subject: &str) -> Option<Pair> {
-    let (from, to) = nats::subject::to_pair(subject)?;
+/// The pair of systems of pair subject `subject` (under `prefix`: `mlt.jump.`, or a region's
+/// `mlt.<region>.jump.`), if both are of `galaxy`.
+fn pair_of(galaxy: &Galaxy, prefix: &str, subject: &str) -> Option<Pair> {
+    let (from, to) = nats::subject::to_pair_with(prefix, subject)?;
     Some(Pair {
         from: galaxy.by_slug(&from)?,
         to: galaxy.by_slug(&to)?,

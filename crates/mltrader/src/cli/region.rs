@@ -20,7 +20,8 @@ use clap::{Args, Subcommand};
 use serde::Serialize;
 
 use nats::copies::{copy_status, ensure_copies, CopyStatus, SOURCE_TIMEOUT_MS};
-use nats::rehome::{homes, homes_of, rehome_from_copy, Home, LostAfter, RecoveryPoint};
+use nats::reconcile::{reconcile_promoted, SystemReconciled};
+use nats::rehome::{copy_systems, homes, homes_of, record_homes, Home, LostAfter, RecoveryPoint};
 use nats::snapshots::SNAPSHOTS_BUCKET;
 use nats::{Nats, NatsSnapshots};
 use sim::galaxy::Galaxy;
@@ -92,9 +93,22 @@ pub struct PromoteArgs {
     /// owners of its systems until they read `mlt_homes` and stop).
     #[arg(long)]
     pub even_if_reachable: bool,
+    /// Jump travel time in ticks per light year, as the nodes serve (`serve --ticks-per-ly`):
+    /// a survivor's jump published again carries it.
+    #[arg(long, default_value_t = 10)]
+    pub ticks_per_ly: u32,
     /// Print the recovery points as JSON.
     #[arg(long)]
     pub json: bool,
+}
+
+/// What `promote` did to one system: where it was recovered to, what may be lost, and what
+/// the reconcile with the survivor's records applied and published again.
+#[derive(Debug, Serialize)]
+pub struct Promoted {
+    #[serde(flatten)]
+    pub point: RecoveryPoint,
+    pub reconciled: SystemReconciled,
 }
 
 /// One region as `status` shows it.
@@ -335,41 +349,92 @@ fn promote(args: PromoteArgs) -> anyhow::Result<ExitCode> {
         .map(|(s, _)| s)
         .collect();
     let started = Instant::now();
-    let points = rehome_from_copy(&nats, &args.lost, &systems)?;
+    // The copy written here first, the reconcile next, the homes last: the survivor's nodes
+    // claim a system only once its home is recorded, so none serves it before it is
+    // reconciled (a rerun after a crash before the homes does it all again).
+    let points = copy_systems(&nats, &args.lost, &systems)?;
+    let galaxy = std::sync::Arc::new(galaxy);
+    let epochs = points
+        .iter()
+        .map(|p| {
+            let id = galaxy.by_slug(&p.system).expect("a system of the galaxy");
+            (id, p.home_epoch)
+        })
+        .collect();
+    let mut reconciled = reconcile_promoted(&nats, &galaxy, args.ticks_per_ly, &epochs)?;
+    record_homes(&nats, &args.lost, &points)?;
     let took = started.elapsed();
+    let promoted: Vec<Promoted> = points
+        .into_iter()
+        .map(|point| {
+            let id = galaxy
+                .by_slug(&point.system)
+                .expect("a system of the galaxy");
+            let reconciled = reconciled.remove(&id).unwrap_or_default();
+            Promoted { point, reconciled }
+        })
+        .collect();
+    let unresolved: usize = promoted.iter().map(|p| p.reconciled.unresolved.len()).sum();
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&points)?);
+        println!("{}", serde_json::to_string_pretty(&promoted)?);
     } else {
         println!(
             "promoted {} systems of region {} into {} in {:.2} s:",
-            points.len(),
+            promoted.len(),
             args.lost,
             args.into,
             took.as_secs_f64()
         );
-        for p in &points {
-            print_point(p);
+        for p in &promoted {
+            print_point(&p.point);
+            print_reconciled(&p.reconciled);
         }
         println!(
             "the nodes of {} take these systems with an epoch above each home epoch",
             args.into
         );
     }
+    if unresolved > 0 {
+        eprintln!("{unresolved} departures could not be reconciled: those players may be served twice (see `unresolved`)");
+        return Ok(ExitCode::from(1));
+    }
     Ok(ExitCode::SUCCESS)
+}
+
+fn print_reconciled(r: &SystemReconciled) {
+    if r.records_written == 0 && r.republished.is_empty() && r.unresolved.is_empty() {
+        return;
+    }
+    for d in &r.departures_applied {
+        println!("    reconciled: {d} (a departure the copy lacked, applied)");
+    }
+    if r.credits_changed_in_lost_records != 0 {
+        println!(
+            "    credits changed in lost records and carried by those jumps: {}",
+            r.credits_changed_in_lost_records
+        );
+    }
+    for j in &r.republished {
+        println!("    republished: jump {j} (committed here, lacking in the copy)");
+    }
+    for d in &r.unresolved {
+        println!("    UNRESOLVED: {d}: the player may be served twice");
+    }
+    println!("    {} records written to its log", r.records_written);
 }
 
 fn print_point(p: &RecoveryPoint) {
     let lost = match &p.lost_after {
         LostAfter::Exactly { messages } => format!("lost exactly {messages} messages"),
-        LostAfter::AtMost {
+        LostAfter::AsOfLastContact {
             messages,
             after_seq,
             last_contact_ms_ago,
         } => format!(
-            "lost at most {messages} messages after seq {after_seq}, as of last contact {}",
+            "lost {messages} messages after seq {after_seq} known at the copy's last contact ({}), and whatever the region acknowledged after it (not countable while it is down; read its streams again to know)",
             last_contact_ms_ago
                 .map(|ms| format!("{ms} ms before the promotion"))
-                .unwrap_or_else(|| "unknown".into())
+                .unwrap_or_else(|| "when unknown".into())
         ),
     };
     println!(

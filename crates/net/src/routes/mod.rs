@@ -6,6 +6,7 @@
 
 mod account;
 mod combat;
+mod economy;
 mod events;
 mod history;
 mod map;
@@ -83,6 +84,7 @@ pub const ROUTES: &[RouteInfo] = &[
     route("GET", "/v1/map", false, false),
     route("GET", "/v1/map/system", false, false),
     route("GET", "/v1/map/player", false, false),
+    route("GET", "/v1/economy/report", false, false),
     route("GET", "/openapi.json", false, false),
 ];
 
@@ -94,6 +96,7 @@ pub const PAGE_ROUTES: &[RouteInfo] = &[
     route("GET", "/map.js", false, false),
     route("GET", "/map.css", false, false),
     route("GET", "/v1/map/stream", false, false),
+    route("GET", "/economy", false, false),
 ];
 
 /// Every route the router mounts, the API's and the pages', as (method, path).
@@ -113,6 +116,7 @@ fn page_handler(r: &RouteInfo) -> MethodRouter<Shared> {
         ("GET", "/map.js") => get(page::script),
         ("GET", "/map.css") => get(page::style),
         ("GET", "/v1/map/stream") => get(page::map_stream),
+        ("GET", "/economy") => get(economy::page),
         (m, p) => panic!("BUG: route {m} {p} is in PAGE_ROUTES but has no handler"),
     }
 }
@@ -141,6 +145,7 @@ fn handler(r: &RouteInfo) -> MethodRouter<Shared> {
         ("GET", "/v1/map") => get(page::map_state),
         ("GET", "/v1/map/system") => get(page::map_system),
         ("GET", "/v1/map/player") => get(page::map_player),
+        ("GET", "/v1/economy/report") => get(economy::report),
         ("GET", "/openapi.json") => get(openapi),
         (m, p) => panic!("BUG: route {m} {p} is in ROUTES but has no handler"),
     }

@@ -11,6 +11,8 @@ use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 
 use super::{system, Params, Public, Shared};
@@ -31,7 +33,7 @@ pub const PANEL_MAX_PLAYERS: usize = 500;
 const MAX_SEARCH_BYTES: usize = 64;
 
 /// 404, as for any route that does not exist, when the map is turned off.
-fn map_on(state: &Shared) -> Result<(), ApiError> {
+pub(crate) fn map_on(state: &Shared) -> Result<(), ApiError> {
     if state.config.map {
         return Ok(());
     }
@@ -83,6 +85,11 @@ pub struct MapState {
     pub served_here: Vec<String>,
     /// Whether this node is one node of a galaxy spread over several.
     pub spread: bool,
+    /// On a spread galaxy: the node that runs each system (slug to node name), as the
+    /// galaxy's leases say; a system being handed over is left out. Empty on a single node.
+    pub owners: BTreeMap<String, String>,
+    /// This node's name, where the leases name it (None on a single node).
+    pub node: Option<String>,
     /// Jumps per lane in the last `lane_window_s` seconds.
     pub lanes: Vec<LaneJumps>,
     pub lane_window_s: u64,
@@ -109,6 +116,7 @@ pub async fn map_state(State(state): State<Shared>, p: Public) -> Result<Json<Ma
             .collect(),
         None => g.ids().map(|id| g.slug(id).to_string()).collect(),
     };
+    let (owners, node) = owners(&state).await;
     let lanes = state
         .map
         .recent_lanes()
@@ -124,9 +132,37 @@ pub async fn map_state(State(state): State<Shared>, p: Public) -> Result<Json<Ma
         shards: ShardFigures::of(&status),
         served_here,
         spread: state.remote.is_some(),
+        owners,
+        node,
         lanes,
         lane_window_s: LANE_WINDOW_S,
     }))
+}
+
+/// Who runs each system (slug to node) and this node's name, from the remote's leases. An
+/// unreadable lease bucket leaves the owners unknown (the map shows "another node"), with a
+/// warning: the map itself must not fail for it.
+async fn owners(state: &Shared) -> (BTreeMap<String, String>, Option<String>) {
+    let Some(remote) = &state.remote else {
+        return (BTreeMap::new(), None);
+    };
+    let g = state.mesh.galaxy();
+    let owners = match remote.owners().await {
+        Ok(o) => o,
+        Err(e) => {
+            tracing::warn!("the map cannot tell which node runs which system: {e}");
+            BTreeMap::new()
+        }
+    };
+    let node = owners
+        .iter()
+        .find(|(id, _)| remote.serves(**id))
+        .map(|(_, n)| n.clone());
+    let owners = owners
+        .into_iter()
+        .map(|(id, n)| (g.slug(id).to_string(), n))
+        .collect();
+    (owners, node)
 }
 
 #[derive(Debug, Deserialize)]

@@ -149,13 +149,26 @@ impl Homes {
             .is_none_or(|t| t.elapsed() >= Duration::from_millis(HOMES_SETTLE_MS))
     }
 
-    /// The epoch a unit claimed at lease revision `revision` runs under: above the home epoch
-    /// of a system re-homed here (every epoch its old region gave was below that), the
+    /// The epoch a unit claimed at lease revision `revision` runs under: for a system re-homed
+    /// here, its home's generation above the revision (`generation << 40 | revision`, above
+    /// every epoch its old region gave, however many owners it elected after the copy), the
     /// revision itself otherwise.
     pub fn epoch_of(&self, galaxy: &Galaxy, system: SystemId, revision: u64) -> u64 {
         match self.rehomed.get(galaxy.slug(system)) {
             Some(home) if Some(&home.region) == self.region.as_ref() => {
-                home.home_epoch.saturating_add(revision)
+                // The home's generation above this region's lease revision
+                // (`promote::promoted_epoch`): above every epoch the lost region could give.
+                let generation = mesh::protocol::promote::generation_of(home.home_epoch);
+                let epoch = home.home_epoch | revision;
+                assert!(
+                    revision < 1 << mesh::protocol::promote::EPOCH_GENERATION_SHIFT
+                        && mesh::protocol::promote::generation_of(epoch) == generation
+                        && epoch > home.home_epoch,
+                    "lease revision {revision} of {} does not fit under home epoch {}",
+                    galaxy.slug(system),
+                    home.home_epoch
+                );
+                epoch
             }
             _ => revision,
         }

@@ -13,7 +13,7 @@
 //! (the node's router does, through `net::remote::Owner`), and never sends a request again once
 //! it may have been delivered.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -23,6 +23,7 @@ use mesh::directory::Place;
 use mesh::protocol::deal::unit_of_system;
 use mesh::Mesh;
 use nats::accounts::{Accounts, ACCOUNTS_BUCKET};
+use nats::lease::LEASES_BUCKET;
 use nats::requests::{Handler, RequestError, Requester, Responder};
 use nats::whereis::{self, Answerer, Whereabouts};
 use nats::Nats;
@@ -49,6 +50,13 @@ pub const MAX_CACHED_PLAYERS: usize = 100_000;
 /// that holds the player "in" ends it at once).
 pub const WHEREIS_WINDOW_MS: u64 = nats::whereis::DEFAULT_WINDOW_MS;
 
+/// How long the owners read from the leases' bucket are kept, in milliseconds: ten map pages
+/// opening at once read the bucket once.
+pub const OWNERS_CACHE_MS: u64 = 1_000;
+
+/// How long one read of every lease may take, in milliseconds, before the map goes without.
+pub const OWNERS_READ_TIMEOUT_MS: u64 = 2_000;
+
 const _: () = assert!(FORWARD_TIMEOUT_MS < FORWARD_LANDING_TIMEOUT_MS);
 
 /// The units this node serves now (a [`ServedUnit`] each).
@@ -67,6 +75,9 @@ pub struct NatsRemote {
     /// The unit each player was last answered from. std mutex: held for a map operation only.
     places: Mutex<HashMap<String, String>>,
     serving: Serving,
+    /// The owners last read from the leases' bucket, and when ([`OWNERS_CACHE_MS`]). A tokio
+    /// mutex: held across the read, so that pages asking at once wait for one read.
+    owners: tokio::sync::Mutex<Option<(std::time::Instant, BTreeMap<SystemId, String>)>>,
 }
 
 impl NatsRemote {
@@ -92,6 +103,7 @@ impl NatsRemote {
             others: tokio::sync::Mutex::new(HashMap::new()),
             places: Mutex::new(HashMap::new()),
             serving: Arc::default(),
+            owners: tokio::sync::Mutex::new(None),
         })
     }
 
@@ -308,6 +320,58 @@ fn bad_request(reason: &str) -> ForwardedResponse {
     }
 }
 
+impl NatsRemote {
+    /// Which node holds each system's lease: every unit's key of the leases' bucket
+    /// (`nats::lease`, value `node=NAME epoch=N`), read on the connection's runtime. Only
+    /// reads: never claims, renews or deletes a key.
+    async fn read_owners(&self) -> Result<BTreeMap<SystemId, String>, RemoteError> {
+        let units: Vec<(SystemId, String)> = self
+            .galaxy
+            .ids()
+            .map(|id| (id, unit_of_system(self.galaxy.slug(id))))
+            .collect();
+        let nats = self.nats.clone();
+        let read = tokio::task::spawn_blocking(move || {
+            // A region's node speaks to its region's domain, as its leases do.
+            let js = nats.region().map(|r| nats.jetstream_of(r));
+            let client = nats.client().clone();
+            nats.block_on(async move {
+                let js = js.unwrap_or_else(|| async_nats::jetstream::new(client));
+                let read = async {
+                    let kv = js
+                        .get_key_value(LEASES_BUCKET)
+                        .await
+                        .map_err(|e| format!("opening bucket {LEASES_BUCKET}: {e}"))?;
+                    let mut owners = BTreeMap::new();
+                    for (id, unit) in units {
+                        let value = kv
+                            .get(&unit)
+                            .await
+                            .map_err(|e| format!("reading the lease of {unit}: {e}"))?;
+                        if let Some(node) = value.as_deref().and_then(lease_holder) {
+                            owners.insert(id, node.to_string());
+                        }
+                    }
+                    Ok::<_, String>(owners)
+                };
+                tokio::time::timeout(Duration::from_millis(OWNERS_READ_TIMEOUT_MS), read)
+                    .await
+                    .map_err(|_| format!("no answer in {OWNERS_READ_TIMEOUT_MS} ms"))?
+            })
+        });
+        read.await
+            .map_err(|e| RemoteError::Unavailable(format!("the leases' reader: {e}")))?
+            .map_err(|e| RemoteError::Unavailable(format!("the leases: {e}")))
+    }
+}
+
+/// The node named by a lease's value (`node=NAME epoch=N`, as `nats::lease` writes it).
+fn lease_holder(value: &[u8]) -> Option<&str> {
+    let text = std::str::from_utf8(value).ok()?;
+    let (node, _epoch) = text.strip_prefix("node=")?.rsplit_once(" epoch=")?;
+    (!node.is_empty()).then_some(node)
+}
+
 impl Remote for NatsRemote {
     fn forward(
         &self,
@@ -359,6 +423,20 @@ impl Remote for NatsRemote {
     fn serves(&self, system: SystemId) -> bool {
         let serving = self.serving.lock().unwrap_or_else(|e| e.into_inner());
         serving.contains(&system)
+    }
+
+    fn owners(&self) -> RemoteFuture<'_, Result<BTreeMap<SystemId, String>, RemoteError>> {
+        Box::pin(async move {
+            let mut cached = self.owners.lock().await;
+            if let Some((at, owners)) = cached.as_ref() {
+                if at.elapsed() < Duration::from_millis(OWNERS_CACHE_MS) {
+                    return Ok(owners.clone());
+                }
+            }
+            let owners = self.read_owners().await?;
+            *cached = Some((std::time::Instant::now(), owners.clone()));
+            Ok(owners)
+        })
     }
 
     fn account<'a>(
