@@ -952,11 +952,14 @@ mod tests {
         let before = (m.clone(), credits, cargo);
         assert!(apply_trade(&mut m, &mut credits, &mut cargo, &bad).is_err());
         assert_eq!((m.clone(), credits, cargo), before);
+        // The largest total whose fee rounds down to nothing, whatever the fee's size.
+        let too_small = 999 / TRADE_FEE_PERMILLE;
         assert_eq!(
-            trade_fee_cr(49, TRADE_FEE_PERMILLE),
+            trade_fee_cr(too_small, TRADE_FEE_PERMILLE),
             0,
             "too small to bear a fee"
         );
+        assert_eq!(trade_fee_cr(too_small + 1, TRADE_FEE_PERMILLE), 1);
     }
 
     #[test]
