@@ -159,6 +159,62 @@ pub struct System {
     pub dilation: f64,
     /// The system's instances (the system itself first).
     pub instances: Vec<InstancePopulation>,
+    /// Regions (issue 20): the region the galaxy file homes the system in (omitted without
+    /// regions).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub home_region: Option<String>,
+    /// Regions: the region serving the system when it is not this node's region (omitted when
+    /// served here). `population` is then the population as last heard from that region (its
+    /// owner's `GET /v1/status`, asked over the link), 0 when never heard.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub served_in: Option<String>,
+    /// With `served_in`: how old the population shown is, in seconds ("as of N s ago");
+    /// omitted when it was never heard.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub as_of_s_ago: Option<f64>,
+    /// With `served_in`: whether that region answers this node now (false: the link is cut
+    /// or the region lost; what is shown is as of `as_of_s_ago`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub served_in_reachable: Option<bool>,
+}
+
+/// `GET /v1/regions`: this node's region and its link to every other region (issue 20).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Regions {
+    /// This node's region (null: the node runs without regions, and `regions` is empty).
+    pub region: Option<String>,
+    pub regions: Vec<RegionLink>,
+}
+
+/// One other region as this node sees it, refreshed by a task of the node every few seconds.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RegionLink {
+    pub region: String,
+    /// The slugs of the systems the galaxy file homes there.
+    pub systems: Vec<String>,
+    /// Whether the region's JetStream API answered the last look.
+    pub reachable: bool,
+    /// How long `reachable` has held its value, in seconds (since this node started looking).
+    pub since_s: f64,
+    /// How long ago the region last answered, in seconds (null: never).
+    pub last_contact_s_ago: Option<f64>,
+    /// The JetStream round trip to the region at the last look, in ms (null: no answer).
+    pub round_trip_ms: Option<f64>,
+    /// This region's copies of that region's streams: the largest lag in messages and in
+    /// seconds over the copies (null: no copy could be read).
+    pub copy_lag_messages: Option<u64>,
+    pub copy_lag_s: Option<f64>,
+    /// The population of each of its systems as last heard, with its age.
+    pub populations: Vec<HeardPopulation>,
+}
+
+/// A system's population as heard from the region serving it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct HeardPopulation {
+    pub slug: String,
+    pub population: usize,
+    /// Seconds since it was heard.
+    pub age_s: f64,
 }
 
 /// One jump of a [`Route`].

@@ -253,6 +253,32 @@ fn the_travel_and_map_bodies_match_the_document() {
                 population: 5,
                 dilation: 1.0,
             }],
+            home_region: Some("us".into()),
+            served_in: Some("us".into()),
+            as_of_s_ago: Some(3.5),
+            served_in_reachable: Some(false),
+        },
+    );
+    check(
+        &doc,
+        "Regions",
+        &Regions {
+            region: Some("eu".into()),
+            regions: vec![RegionLink {
+                region: "us".into(),
+                systems: vec!["alpha-centauri".into()],
+                reachable: false,
+                since_s: 2.0,
+                last_contact_s_ago: Some(2.5),
+                round_trip_ms: None,
+                copy_lag_messages: Some(3),
+                copy_lag_s: None,
+                populations: vec![HeardPopulation {
+                    slug: "alpha-centauri".into(),
+                    population: 4,
+                    age_s: 2.5,
+                }],
+            }],
         },
     );
     let instance = &doc["components"]["schemas"]["System"]["properties"]["instances"]["items"];

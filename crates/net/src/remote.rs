@@ -142,6 +142,12 @@ pub trait Remote: Send + Sync + 'static {
         Box::pin(async { Ok(BTreeMap::new()) })
     }
 
+    /// Regions (issue 20): this node's region and its links to the others, as a task of the
+    /// node last saw them (never waits for the link). None: the node runs without regions.
+    fn regions(&self) -> Option<api::Regions> {
+        None
+    }
+
     /// The player whose token has key `key` (`auth::key_of`), or None if no account has it.
     fn account<'a>(&'a self, key: &'a str)
         -> RemoteFuture<'a, Result<Option<String>, RemoteError>>;

@@ -1,5 +1,7 @@
 //! What anyone may see of the galaxy: `GET /v1/systems` (the map: systems, lanes,
-//! populations), `GET /v1/status` (every shard's figures), and what a player sees around
+//! populations; in regions, the population of a system served in another region as last heard,
+//! with its age), `GET /v1/status` (every shard's figures), `GET /v1/regions` (the links to the
+//! other regions), and what a player sees around
 //! them: `GET /v1/scan` (who is in their system).
 
 use axum::extract::State;
@@ -32,6 +34,22 @@ pub async fn systems(
     let g = state.mesh.galaxy();
     // On a node of a spread galaxy the status covers only the systems it runs; the others are
     // listed all the same (the map is the galaxy's), with no figures of their own here.
+    let regions = state.remote.as_ref().and_then(|r| r.regions());
+    // Regions: slug -> (the region serving it, its population as heard, age, reachable).
+    let mut elsewhere_heard = std::collections::BTreeMap::new();
+    for link in regions.iter().flat_map(|r| &r.regions) {
+        for slug in &link.systems {
+            let heard = link.populations.iter().find(|p| &p.slug == slug);
+            elsewhere_heard.insert(
+                slug.clone(),
+                (
+                    link.region.clone(),
+                    heard.map(|p| (p.population, p.age_s)),
+                    link.reachable,
+                ),
+            );
+        }
+    }
     let mut status: std::collections::BTreeMap<String, ShardStatus> = state
         .mesh
         .status()
@@ -47,33 +65,45 @@ pub async fn systems(
                     .unwrap_or_else(|| elsewhere(g, id));
                 (id, s)
             })
-            .map(|(id, s)| System {
-                name: g.name(id).to_string(),
-                slug: g.slug(id).to_string(),
-                position_ly: g.system(id).position_ly,
-                home: id == g.home(),
-                neighbours: g
-                    .neighbours(id)
-                    .iter()
-                    .map(|n| g.name(*n).to_string())
-                    .collect(),
-                lanes: g
-                    .neighbours(id)
-                    .iter()
-                    .map(|&n| Lane {
-                        to: g.name(n).to_string(),
-                        distance_ly: g.distance_ly(id, n),
-                        fuel: g.fuel_cost(id, n),
-                        travel_ms: travel_ms(&state, id, n),
-                    })
-                    .collect(),
-                population: s.population + s.instances.iter().map(|i| i.population).sum::<usize>(),
-                in_transit_towards: s.in_transit_towards,
-                dilation: s.dilation,
-                instances: std::iter::once(&s)
-                    .chain(&s.instances)
-                    .map(instance_population)
-                    .collect(),
+            .map(|(id, s)| {
+                let home_region = g.region_of(id).map(str::to_string);
+                let heard = elsewhere_heard.get(g.slug(id));
+                let population = match heard {
+                    Some((_, Some((population, _)), _)) => *population,
+                    _ => s.population + s.instances.iter().map(|i| i.population).sum::<usize>(),
+                };
+                System {
+                    name: g.name(id).to_string(),
+                    slug: g.slug(id).to_string(),
+                    position_ly: g.system(id).position_ly,
+                    home: id == g.home(),
+                    neighbours: g
+                        .neighbours(id)
+                        .iter()
+                        .map(|n| g.name(*n).to_string())
+                        .collect(),
+                    lanes: g
+                        .neighbours(id)
+                        .iter()
+                        .map(|&n| Lane {
+                            to: g.name(n).to_string(),
+                            distance_ly: g.distance_ly(id, n),
+                            fuel: g.fuel_cost(id, n),
+                            travel_ms: travel_ms(&state, id, n),
+                        })
+                        .collect(),
+                    population,
+                    in_transit_towards: s.in_transit_towards,
+                    dilation: s.dilation,
+                    instances: std::iter::once(&s)
+                        .chain(&s.instances)
+                        .map(instance_population)
+                        .collect(),
+                    home_region,
+                    served_in: heard.map(|(region, _, _)| region.clone()),
+                    as_of_s_ago: heard.and_then(|(_, p, _)| p.map(|(_, age)| age)),
+                    served_in_reachable: heard.map(|(_, _, reachable)| *reachable),
+                }
             })
             .collect(),
     ))
@@ -85,6 +115,21 @@ pub async fn status(
 ) -> Result<Json<Vec<api::ShardStatus>>, ApiError> {
     let status = state.mesh.status().await?;
     Ok(Json(status.into_iter().map(wire::shard_status).collect()))
+}
+
+/// `GET /v1/regions`: this node's region and its links, as the node's links task last saw
+/// them (never waits for a link); a node without regions answers `region: null`, no links.
+pub async fn regions(State(state): State<Shared>, _: Public) -> Json<api::Regions> {
+    Json(
+        state
+            .remote
+            .as_ref()
+            .and_then(|r| r.regions())
+            .unwrap_or(api::Regions {
+                region: None,
+                regions: Vec::new(),
+            }),
+    )
 }
 
 pub async fn scan(

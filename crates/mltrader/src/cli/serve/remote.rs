@@ -78,10 +78,13 @@ pub struct NatsRemote {
     /// The owners last read from the leases' bucket, and when ([`OWNERS_CACHE_MS`]). A tokio
     /// mutex: held across the read, so that pages asking at once wait for one read.
     owners: tokio::sync::Mutex<Option<(std::time::Instant, BTreeMap<SystemId, String>)>>,
+    /// Region mode: the links to the other regions (`GET /v1/regions`, `/v1/systems`).
+    links: Option<super::regions::RegionLinks>,
 }
 
 impl NatsRemote {
-    /// Opens the accounts' bucket (`replicas` copies, as the other buckets); blocks.
+    /// Opens the accounts' bucket (`replicas` copies, as the other buckets); blocks. In region
+    /// mode, starts the links task (`regions::RegionLinks`) on the current tokio runtime.
     pub fn new(nats: &Nats, galaxy: Galaxy, replicas: usize) -> anyhow::Result<NatsRemote> {
         let accounts = Accounts::open(nats, ACCOUNTS_BUCKET, replicas)
             .with_context(|| format!("opening the accounts' bucket {ACCOUNTS_BUCKET}"))?;
@@ -94,8 +97,12 @@ impl NatsRemote {
                 .collect(),
             None => Vec::new(),
         };
+        let links = nats
+            .region()
+            .map(|own| super::regions::RegionLinks::start(nats.clone(), &galaxy, own));
         Ok(NatsRemote {
             nats: nats.clone(),
+            links,
             galaxy,
             requester: Requester::new(nats),
             accounts,
@@ -418,6 +425,10 @@ impl Remote for NatsRemote {
                 ))),
             }
         })
+    }
+
+    fn regions(&self) -> Option<api::Regions> {
+        self.links.as_ref().map(|l| l.view())
     }
 
     fn serves(&self, system: SystemId) -> bool {
