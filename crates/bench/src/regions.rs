@@ -129,7 +129,7 @@ impl Bench<'_> {
         let mut nodes = Vec::new();
         for region in REGIONS {
             let name = format!("{region}1");
-            let on = nats_flags(&regions, region, &name);
+            let on = regions.serve_flags(region, &name);
             nodes.push(Node::start_on(self.exe, &on, &self.run, &name, &flags)?);
         }
         let started = Instant::now();
@@ -311,16 +311,11 @@ impl Bench<'_> {
         region: &str,
         args: &[&str],
     ) -> anyhow::Result<Value> {
-        let r = regions.region(region);
         let galaxy = Path::new(env!("CARGO_MANIFEST_DIR")).join("../sim/src/galaxy/stars.toml");
         let out = Command::new(self.exe)
             .arg("region")
             .args(args)
-            .args(["--nats", &r.urls().join(",")])
-            .arg("--creds")
-            .arg(regions.creds())
-            .args(["--nats-monitor", &r.monitors().join(",")])
-            .args(["--region", region])
+            .args(regions.region_args(region))
             .arg("--galaxy")
             .arg(&galaxy)
             .output()
@@ -333,26 +328,6 @@ impl Bench<'_> {
         );
         Ok(serde_json::from_slice(&out.stdout).unwrap_or(Value::Null))
     }
-}
-
-/// `serve`'s flags for node `node` of region `region`.
-fn nats_flags(regions: &TestRegions, region: &str, node: &str) -> Vec<String> {
-    let r = regions.region(region);
-    vec![
-        "--nats".into(),
-        r.urls().join(","),
-        "--creds".into(),
-        regions.creds().display().to_string(),
-        "--node".into(),
-        node.into(),
-        "--nats-monitor".into(),
-        r.monitors().join(","),
-        "--nats-replicas".into(),
-        "1".into(),
-        "--spread".into(),
-        "--region".into(),
-        region.into(),
-    ]
 }
 
 fn print_load(load: &Load) {

@@ -14,10 +14,8 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::free_port;
 use common::nats_nodes::{
     http, http_as, region_cmd, start_swarm, stop_swarm, AckWatch, Node, Swarm,
 };
@@ -55,36 +53,6 @@ fn size() -> Size {
 
 fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-/// A node of region `region`: `serve --nats --spread --region`.
-fn region_node(regions: &TestRegions, region: &str, name: &str, dir: &Path) -> Node {
-    let r = regions.region(region);
-    Node {
-        name: name.to_string(),
-        port: free_port(),
-        data: dir.join(name),
-        flags: vec![
-            "--nats".into(),
-            r.urls().join(","),
-            "--creds".into(),
-            regions.creds().display().to_string(),
-            "--node".into(),
-            name.into(),
-            "--nats-monitor".into(),
-            r.monitors().join(","),
-            "--nats-replicas".into(),
-            "1".into(),
-            "--spread".into(),
-            "--region".into(),
-            region.into(),
-        ],
-        env: Vec::new(),
-        child: None,
-        started: Instant::now(),
-        restart_due: false,
-        lines: Arc::new(Mutex::new(Vec::new())),
-    }
 }
 
 /// A node's `/v1/status`: its systems, or None if it does not answer.
@@ -140,8 +108,8 @@ fn two_regions_play_across_a_delayed_link_that_is_cut_and_healed() {
         s
     };
     let mut nodes = vec![
-        region_node(&regions, "eu", "eu1", dir.path()),
-        region_node(&regions, "us", "us1", dir.path()),
+        Node::in_region(&regions, "eu", "eu1", dir.path()),
+        Node::in_region(&regions, "us", "us1", dir.path()),
     ];
     for n in &mut nodes {
         n.start();

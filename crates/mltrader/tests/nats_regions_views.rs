@@ -14,10 +14,8 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::free_port;
 use common::nats_nodes::{http, http_as, Node};
 use nats::testing::TestRegions;
 use serde_json::{json, Value};
@@ -31,36 +29,6 @@ const CUT_FOR: Duration = Duration::from_secs(4);
 
 fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-/// A node of region `region`: `serve --nats --spread --region`.
-fn region_node(regions: &TestRegions, region: &str, name: &str, dir: &Path) -> Node {
-    let r = regions.region(region);
-    Node {
-        name: name.to_string(),
-        port: free_port(),
-        data: dir.join(name),
-        flags: vec![
-            "--nats".into(),
-            r.urls().join(","),
-            "--creds".into(),
-            regions.creds().display().to_string(),
-            "--node".into(),
-            name.into(),
-            "--nats-monitor".into(),
-            r.monitors().join(","),
-            "--nats-replicas".into(),
-            "1".into(),
-            "--spread".into(),
-            "--region".into(),
-            region.into(),
-        ],
-        env: Vec::new(),
-        child: None,
-        started: Instant::now(),
-        restart_due: false,
-        lines: Arc::new(Mutex::new(Vec::new())),
-    }
 }
 
 fn get(node: &Node, path: &str) -> Value {
@@ -122,8 +90,8 @@ fn eu_shows_us_unreachable_with_the_age_of_what_it_heard() {
     let dir = tempfile::tempdir().unwrap();
     let regions = TestRegions::start(exe, &["eu", "us"], 1, DELAY_MS);
     let mut nodes = vec![
-        region_node(&regions, "eu", "eu1", dir.path()),
-        region_node(&regions, "us", "us1", dir.path()),
+        Node::in_region(&regions, "eu", "eu1", dir.path()),
+        Node::in_region(&regions, "us", "us1", dir.path()),
     ];
     for n in &mut nodes {
         n.start();

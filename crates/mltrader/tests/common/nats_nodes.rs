@@ -42,11 +42,26 @@ pub struct Node {
 
 impl Node {
     pub fn new(cluster: &TestCluster, name: &str, dir: &Path) -> Node {
+        Node::with_flags(cluster.serve_flags(name), name, dir)
+    }
+
+    /// A node of region `region` of `regions`: `serve --nats --spread --region`.
+    #[allow(dead_code)] // not every test binary has regions
+    pub fn in_region(
+        regions: &nats::testing::TestRegions,
+        region: &str,
+        name: &str,
+        dir: &Path,
+    ) -> Node {
+        Node::with_flags(regions.serve_flags(region, name), name, dir)
+    }
+
+    fn with_flags(flags: Vec<String>, name: &str, dir: &Path) -> Node {
         Node {
             name: name.to_string(),
             port: free_port(),
             data: dir.join(name),
-            flags: cluster.serve_flags(name),
+            flags,
             env: Vec::new(),
             child: None,
             started: Instant::now(),
@@ -384,16 +399,11 @@ pub fn export_and_check(cluster: &TestCluster, dir: &Path, acks: &Path) -> (Valu
 /// Runs `mltrader region ARGS` against region `region`'s servers of `regions`, with the
 /// built-in galaxy's file; its JSON output (Null if it printed none). Panics if it fails.
 pub fn region_cmd(regions: &nats::testing::TestRegions, region: &str, args: &[&str]) -> Value {
-    let r = regions.region(region);
     let galaxy = Path::new(env!("CARGO_MANIFEST_DIR")).join("../sim/src/galaxy/stars.toml");
     let out = mltrader()
         .arg("region")
         .args(args)
-        .args(["--nats", &r.urls().join(",")])
-        .arg("--creds")
-        .arg(regions.creds())
-        .args(["--nats-monitor", &r.monitors().join(",")])
-        .args(["--region", region])
+        .args(regions.region_args(region))
         .arg("--galaxy")
         .arg(&galaxy)
         .output()

@@ -292,6 +292,35 @@ impl TestRegions {
         }
     }
 
+    /// `mltrader serve`'s flags for node `node` of region `region`: its region's servers, one
+    /// copy of each stream per server of the region, spread over the region's nodes.
+    pub fn serve_flags(&self, region: &str, node: &str) -> Vec<String> {
+        let mut flags = self.region_args(region);
+        flags.extend([
+            "--node".into(),
+            node.into(),
+            "--nats-replicas".into(),
+            self.region(region).servers().to_string(),
+            "--spread".into(),
+        ]);
+        flags
+    }
+
+    /// The flags that point `mltrader region` (or `serve`) at region `region`'s servers.
+    pub fn region_args(&self, region: &str) -> Vec<String> {
+        let r = self.region(region);
+        vec![
+            "--nats".into(),
+            r.urls().join(","),
+            "--creds".into(),
+            self.creds().display().to_string(),
+            "--nats-monitor".into(),
+            r.monitors().join(","),
+            "--region".into(),
+            region.into(),
+        ]
+    }
+
     /// Connects as node `node` of `region`; panics on failure (for tests).
     pub fn connect(&self, region: &str, node: &str) -> crate::Nats {
         crate::Nats::connect_in_region(&self.config(region, node), Some(region))
