@@ -54,6 +54,11 @@ pub enum EconomyModel {
     /// Issue 22: rates grow with the distance from rest, made goods rest higher or lower
     /// with their inputs' stock (the chains), and shocks bend rest levels and rates.
     Living,
+    /// Issue 22's inflation target: the living economy, but a till below its target is
+    /// refilled in proportion to its shortfall (1/[`crate::market::TILL_SUBSIDY_REFILL_TICKS`]
+    /// of it a tick, rounded up) instead of at the full
+    /// [`crate::market::TILL_REVERSION_CR_PER_TICK`]: docs/ECONOMY.md, "The slow subsidy".
+    SlowSubsidy,
 }
 
 impl EconomyModel {
@@ -62,14 +67,19 @@ impl EconomyModel {
         match self {
             EconomyModel::Steady => 1,
             EconomyModel::Living => 2,
+            EconomyModel::SlowSubsidy => 3,
         }
     }
+
+    /// The model new economy steps follow.
+    pub const CURRENT: EconomyModel = EconomyModel::SlowSubsidy;
 
     /// The model numbered `n`.
     pub fn from_number(n: u64) -> Option<EconomyModel> {
         match n {
             1 => Some(EconomyModel::Steady),
             2 => Some(EconomyModel::Living),
+            3 => Some(EconomyModel::SlowSubsidy),
             _ => None,
         }
     }

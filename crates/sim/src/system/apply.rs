@@ -330,8 +330,7 @@ impl SystemState {
         let mut m = self.market.clone();
         let made = match (self.is_primary(), model) {
             (false, _) => Default::default(),
-            (true, EconomyModel::Steady) => m.advance(self.kind, from.0, to.0),
-            (true, EconomyModel::Living) => m.advance_living(self.kind, &self.shocks, from.0, to.0),
+            (true, model) => m.advance_model(model, self.kind, &self.shocks, from.0, to.0),
         };
         if made != *report || decayed_by(&self.wrecks, to) != *decayed {
             return Err(ApplyError::EconomyMismatch { from, to });

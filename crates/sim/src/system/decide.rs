@@ -350,9 +350,13 @@ impl SystemState {
             return None;
         }
         let report = if self.is_primary() {
-            self.market
-                .clone()
-                .advance_living(self.kind, &self.shocks, from.0, to.0)
+            self.market.clone().advance_model(
+                EconomyModel::CURRENT,
+                self.kind,
+                &self.shocks,
+                from.0,
+                to.0,
+            )
         } else {
             Default::default()
         };
@@ -363,7 +367,7 @@ impl SystemState {
         Some(Event::Economy {
             from,
             to,
-            model: EconomyModel::Living,
+            model: EconomyModel::CURRENT,
             report,
             decayed,
         })
