@@ -10,9 +10,7 @@
 
 mod common;
 
-use std::process::Stdio;
-
-use common::{mltrader, Server};
+use common::{mltrader, run_swarm, Server};
 use serde_json::Value;
 
 /// A game hour, in ticks (`mesh::audit::economy::TICKS_PER_GAME_HOUR`).
@@ -48,18 +46,16 @@ fn learners_beat_random_routes_pay_prices_move_and_credits_add_up() {
         ],
     );
     let seconds = (hours * TICKS_PER_GAME_HOUR / TICK_HZ).to_string();
-    let swarm = mltrader()
-        .args(["swarm", "--json", "--seed", &SEED.to_string()])
-        .args(["--bots", &bots.to_string(), "--duration", &seconds])
-        .args(["--server", server.url()])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .output()
-        .expect("run the swarm");
-    assert!(
-        swarm.status.success(),
-        "{}",
-        String::from_utf8_lossy(&swarm.stderr)
+    run_swarm(
+        server.url(),
+        &[
+            "--seed",
+            &SEED.to_string(),
+            "--bots",
+            &bots.to_string(),
+            "--duration",
+            &seconds,
+        ],
     );
     assert!(server.stop().success());
 

@@ -15,9 +15,8 @@ mod common;
 
 use std::net::SocketAddr;
 use std::path::Path;
-use std::process::Stdio;
 
-use common::{mltrader, Server};
+use common::{mltrader, run_swarm, Server};
 use mesh::{Mesh, MeshConfig};
 use net::{Api, NetConfig};
 use serde_json::Value;
@@ -99,25 +98,18 @@ async fn the_economy_page_names_every_rule_and_its_totals_are_checks() {
     let data = dir.path().join("data");
     let shocks = sim::shock::SHOCKS_PER_100K_TICKS.to_string();
     let server = Server::start_with(Some(&data), &[], &["--shocks-per-100k-ticks", &shocks]);
-    let swarm = mltrader()
-        .args([
-            "swarm",
+    run_swarm(
+        server.url(),
+        &[
             "--bots",
             &bots,
             "--duration",
             &seconds,
             "--seed",
             "7",
-        ])
-        .args(["--attack-percent", "50", "--json", "--server", server.url()])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .output()
-        .expect("run the swarm");
-    assert!(
-        swarm.status.success(),
-        "{}",
-        String::from_utf8_lossy(&swarm.stderr)
+            "--attack-percent",
+            "50",
+        ],
     );
     // The live server serves the page from its own logs.
     let (status, live) = get(&format!("{}/economy", server.url())).await;

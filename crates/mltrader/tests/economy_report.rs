@@ -9,9 +9,8 @@
 mod common;
 
 use std::path::Path;
-use std::process::Stdio;
 
-use common::{mltrader, Server};
+use common::{mltrader, run_swarm, Server};
 use serde_json::Value;
 
 fn env_or(key: &str, default: u64) -> u64 {
@@ -52,25 +51,18 @@ fn the_economy_report_adds_up_with_checks_conservation_figures() {
     // The game's own shocks (the tests' servers are quiet by default).
     let shocks = sim::shock::SHOCKS_PER_100K_TICKS.to_string();
     let server = Server::start_with(Some(&data), &[], &["--shocks-per-100k-ticks", &shocks]);
-    let swarm = mltrader()
-        .args([
-            "swarm",
+    run_swarm(
+        server.url(),
+        &[
             "--bots",
             &bots,
             "--duration",
             &seconds,
             "--seed",
             "5",
-        ])
-        .args(["--attack-percent", "50", "--json", "--server", server.url()])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .output()
-        .expect("run the swarm");
-    assert!(
-        swarm.status.success(),
-        "{}",
-        String::from_utf8_lossy(&swarm.stderr)
+            "--attack-percent",
+            "50",
+        ],
     );
     let status = server.stop();
     assert!(status.success(), "the server stopped with {status}");

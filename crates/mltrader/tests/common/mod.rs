@@ -481,6 +481,24 @@ pub fn settled_file_sizes(dir: &Path) -> BTreeMap<PathBuf, u64> {
     }
 }
 
+/// Runs `mltrader swarm --json --server URL ARGS` to its end; panics with its stderr if it
+/// fails.
+#[allow(dead_code)] // not every test binary runs a swarm
+pub fn run_swarm(url: &str, args: &[&str]) {
+    let swarm = mltrader()
+        .args(["swarm", "--json", "--server", url])
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .output()
+        .expect("run the swarm");
+    assert!(
+        swarm.status.success(),
+        "{}",
+        String::from_utf8_lossy(&swarm.stderr)
+    );
+}
+
 /// `mltrader check --data DIR`.
 pub fn check(data: &Path) -> Output {
     mltrader()
