@@ -84,8 +84,19 @@ pub struct NatsRemote {
 
 impl NatsRemote {
     /// Opens the accounts' bucket (`replicas` copies, as the other buckets); blocks. In region
-    /// mode, starts the links task (`regions::RegionLinks`) on the current tokio runtime.
-    pub fn new(nats: &Nats, galaxy: Galaxy, replicas: usize) -> anyhow::Result<NatsRemote> {
+    /// mode (`homes`: what the node heard of the homes, `regions::hear_homes`), starts the
+    /// links task (`regions::RegionLinks`) on the current tokio runtime.
+    pub fn new(
+        nats: &Nats,
+        galaxy: Galaxy,
+        replicas: usize,
+        homes: Option<Arc<super::regions::HeardHomes>>,
+    ) -> anyhow::Result<NatsRemote> {
+        assert_eq!(
+            nats.region().is_some(),
+            homes.is_some(),
+            "a node of a region is given the homes it heard"
+        );
         let accounts = Accounts::open(nats, ACCOUNTS_BUCKET, replicas)
             .with_context(|| format!("opening the accounts' bucket {ACCOUNTS_BUCKET}"))?;
         let other_regions = match nats.region() {
@@ -97,9 +108,9 @@ impl NatsRemote {
                 .collect(),
             None => Vec::new(),
         };
-        let links = nats
-            .region()
-            .map(|own| super::regions::RegionLinks::start(nats.clone(), &galaxy, own));
+        let serving = Serving::default();
+        let links = homes
+            .map(|heard| super::regions::RegionLinks::start(nats.clone(), heard, serving.clone()));
         Ok(NatsRemote {
             nats: nats.clone(),
             links,
@@ -109,7 +120,7 @@ impl NatsRemote {
             other_regions,
             others: tokio::sync::Mutex::new(HashMap::new()),
             places: Mutex::new(HashMap::new()),
-            serving: Arc::default(),
+            serving,
             owners: tokio::sync::Mutex::new(None),
         })
     }
@@ -431,6 +442,13 @@ impl Remote for NatsRemote {
         self.links.as_ref().map(|l| l.view())
     }
 
+    fn populations(&self) -> BTreeMap<String, (usize, f64)> {
+        self.links
+            .as_ref()
+            .map(|l| l.local_populations())
+            .unwrap_or_default()
+    }
+
     fn serves(&self, system: SystemId) -> bool {
         let serving = self.serving.lock().unwrap_or_else(|e| e.into_inner());
         serving.contains(&system)
@@ -543,7 +561,7 @@ mod tests {
         let (mesh, _) = Mesh::start(datadir, Galaxy::default_galaxy(), config)
             .await
             .unwrap();
-        let remote = Arc::new(NatsRemote::new(nats, Galaxy::default_galaxy(), 3).unwrap());
+        let remote = Arc::new(NatsRemote::new(nats, Galaxy::default_galaxy(), 3, None).unwrap());
         let net = NetConfig {
             token_rate: None,
             join_rate: None,
