@@ -11,12 +11,13 @@
 //!
 //! Then `us` is lost (its node and servers killed once `eu`'s copy is current) and promoted
 //! into `eu`: `eu`'s views follow the homes (Alpha Centauri homed and served in `eu`, with ann
-//! counted; `us` homes nothing). `us` comes back (its servers, then its node, the link up): its
+//! counted; `us` homes nothing), on both of `eu`'s nodes: the one that runs Alpha Centauri
+//! from its own figures, the other as heard from it (with its age). `us` comes back (its servers, then its node, the link up): its
 //! node serves none of the systems re-homed away from it, and a write through its API for
 //! ann (in Alpha Centauri) is forwarded to `eu` or refused, never acknowledged into `us`'s own
 //! stream (read to prove it).
 //!
-//! Size: small only (two nodes, one player; about a minute).
+//! Size: small only (three nodes, one player; about a minute).
 
 mod common;
 
@@ -105,6 +106,9 @@ fn eu_shows_us_unreachable_with_the_age_of_what_it_heard() {
     let mut nodes = vec![
         Node::in_region(&regions, "eu", "eu1", dir.path()),
         Node::in_region(&regions, "us", "us1", dir.path()),
+        // A second node of eu: after the promotion, one of the two runs Alpha Centauri and
+        // the other shows its population as heard from it.
+        Node::in_region(&regions, "eu", "eu2", dir.path()),
     ];
     for n in &mut nodes {
         n.start();
@@ -263,27 +267,49 @@ fn eu_shows_us_unreachable_with_the_age_of_what_it_heard() {
     nodes[1].kill();
     regions.kill_region("us");
     let points = region_cmd(&regions, "eu", &["promote", "us", "--into", "eu", "--json"]);
-    let seen = wait_for(
-        "eu shows Alpha Centauri homed and served in eu, ann in it",
-        &nodes,
-        || centauri(&nodes[0]),
-        |s| s["home_region"] == "eu" && s.get("served_in").is_none() && s["population"] == 1,
-    );
-    eprintln!("views: after the promotion, eu's Alpha Centauri {seen}");
-    assert!(seen.get("served_in_reachable").is_none(), "{seen}");
-    let link = link_to_us(&nodes[0]);
-    assert_eq!(
-        link["systems"],
-        json!([]),
-        "us homes nothing after the promotion: {link}\npromote said {points}"
-    );
-    let eu_status = get(&nodes[0], "/v1/status");
-    assert!(
-        eu_status
+    for eu_node in [0, 2] {
+        let seen = wait_for(
+            "eu shows Alpha Centauri homed and served in eu, ann in it",
+            &nodes,
+            || centauri(&nodes[eu_node]),
+            |s| s["home_region"] == "eu" && s.get("served_in").is_none() && s["population"] == 1,
+        );
+        eprintln!(
+            "views: after the promotion, {}'s Alpha Centauri {seen}",
+            nodes[eu_node].name
+        );
+        assert!(seen.get("served_in_reachable").is_none(), "{seen}");
+        let link = link_to_us(&nodes[eu_node]);
+        assert_eq!(
+            link["systems"],
+            json!([]),
+            "us homes nothing after the promotion: {link}\npromote said {points}"
+        );
+    }
+    let runs_centauri = |node: &Node| {
+        get(node, "/v1/status")
             .as_array()
-            .is_some_and(|s| s.iter().any(|s| s["slug"] == "alpha-centauri")),
-        "eu's node runs Alpha Centauri: {eu_status}"
+            .is_some_and(|s| s.iter().any(|s| s["slug"] == "alpha-centauri"))
+    };
+    let (runner, other) = match (runs_centauri(&nodes[0]), runs_centauri(&nodes[2])) {
+        (true, false) => (0, 2),
+        (false, true) => (2, 0),
+        both => panic!("one eu node runs Alpha Centauri: (eu1, eu2) = {both:?}"),
+    };
+    let runner_view = centauri(&nodes[runner]);
+    assert!(
+        runner_view.get("as_of_s_ago").is_none(),
+        "{} runs Alpha Centauri: its own figures, not heard: {runner_view}",
+        nodes[runner].name
     );
+    // The other eu node: ann counted as heard from the runner (the same region's other node).
+    let heard = wait_for(
+        "the other eu node hears Alpha Centauri's population from the one that runs it",
+        &nodes,
+        || centauri(&nodes[other]),
+        |s| s["population"] == 1 && s["as_of_s_ago"].as_f64().is_some_and(|a| a < 3.0),
+    );
+    assert!(heard.get("served_in").is_none(), "{heard}");
 
     // us comes back with the link up: its node serves nothing re-homed away from it.
     regions.restart_region("us");
