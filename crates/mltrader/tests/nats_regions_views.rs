@@ -17,7 +17,11 @@
 //! ann (in Alpha Centauri) is forwarded to `eu` or refused, never acknowledged into `us`'s own
 //! stream (read to prove it).
 //!
-//! Size: small only (three nodes, one player; about a minute).
+//! A second test keeps `us`'s node running behind a cut link while `us` is promoted, then heals
+//! the link: the node stops its re-homed units (their writes revoked) and writes nothing more
+//! into `us`'s stream for them.
+//!
+//! Size: small only (three nodes and two, one player each; about a minute in all).
 
 mod common;
 
@@ -365,6 +369,151 @@ fn eu_shows_us_unreachable_with_the_age_of_what_it_heard() {
             fuel_after, fuel_before,
             "a refuel answered 200 through us ran in eu"
         );
+    }
+    for n in &mut nodes {
+        n.stop();
+    }
+}
+
+/// Whether `node` printed a line containing `text`.
+fn said(node: &Node, text: &str) -> bool {
+    node.lines.lock().unwrap().iter().any(|l| l.contains(text))
+}
+
+/// A node of `us` that keeps running behind a cut link while `us` is promoted into `eu` (the
+/// split brain a manual promotion accepts: it goes on serving until the link heals), then the
+/// link heals: it stops Alpha Centauri's unit (its writes revoked as soon as it hears the
+/// survivor's homes) and from then on a write for a player there through `us`'s API is forwarded
+/// to `eu`, never written into `us`'s stream. Prints the time from the heal to the stop (the
+/// window docs/REGIONS.md names).
+#[test]
+fn a_node_behind_a_cut_link_stops_its_rehomed_units_when_the_link_heals() {
+    let Some(exe) = nats::locate::nats_server_for_test(&workspace_root(), "region heal") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let regions = TestRegions::start(exe, &["eu", "us"], 1, DELAY_MS);
+    let mut nodes = vec![
+        Node::in_region(&regions, "eu", "eu1", dir.path()),
+        Node::in_region(&regions, "us", "us1", dir.path()),
+    ];
+    for n in &mut nodes {
+        n.start();
+    }
+    let (eu, us) = (nodes[0].url(), nodes[1].url());
+    let joined = wait_for(
+        "a join through us",
+        &nodes,
+        || {
+            let (code, body) = http(&us, "POST", "/v1/join", Some(&json!({"name": "bea"})))
+                .unwrap_or((0, Value::Null));
+            json!({"code": code, "body": body})
+        },
+        |v| v["code"] == 201,
+    );
+    let token = joined["body"]["token"].as_str().unwrap().to_string();
+    wait_for(
+        "bea's jump to Alpha Centauri",
+        &nodes,
+        || {
+            let (code, body) = http_as(
+                &us,
+                "POST",
+                "/v1/travel",
+                Some(&token),
+                Some(&json!({"to": "Alpha Centauri", "wait": true})),
+            )
+            .unwrap_or((0, Value::Null));
+            json!({"code": code, "body": body})
+        },
+        |v| v["code"] == 200,
+    );
+    wait_for(
+        "bea in Alpha Centauri",
+        &nodes,
+        || {
+            http_as(&us, "GET", "/v1/me", Some(&token), None)
+                .map(|(_, me)| me)
+                .unwrap_or(Value::Null)
+        },
+        |me| me["system"] == "Alpha Centauri" && me["jumping"].is_null(),
+    );
+    // eu's copy current, then the link cut and us promoted into eu while us1 runs on.
+    let copy_current = Instant::now();
+    loop {
+        let status = region_cmd(&regions, "eu", &["status", "--json"]);
+        let lag: u64 = status
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|r| r["region"] == "us")
+            .flat_map(|r| r["copies"].as_array().cloned().unwrap_or_default())
+            .filter_map(|c| c["lag_messages"].as_u64())
+            .sum();
+        if lag == 0 {
+            break;
+        }
+        assert!(copy_current.elapsed() < WAIT, "eu's copy lags: {status}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    regions.cut();
+    region_cmd(&regions, "eu", &["promote", "us", "--into", "eu", "--json"]);
+    wait_for(
+        "eu serves Alpha Centauri",
+        &nodes,
+        || get(&nodes[0], "/v1/status"),
+        |s| {
+            s.as_array()
+                .is_some_and(|s| s.iter().any(|s| s["slug"] == "alpha-centauri"))
+        },
+    );
+    // Behind the cut, us1 still runs Alpha Centauri (it cannot know).
+    let us_status = get(&nodes[1], "/v1/status");
+    assert!(
+        us_status
+            .as_array()
+            .is_some_and(|s| s.iter().any(|s| s["slug"] == "alpha-centauri")),
+        "us1 still runs Alpha Centauri behind the cut: {us_status}"
+    );
+    let stopped =
+        "unit sys.alpha-centauri: stopped here: its system is homed in another region now";
+    assert!(!said(&nodes[1], stopped));
+
+    regions.heal();
+    let healed = Instant::now();
+    wait_for(
+        "us1 stops Alpha Centauri",
+        &nodes,
+        || json!(said(&nodes[1], stopped)),
+        |v| v == &json!(true),
+    );
+    let window = healed.elapsed();
+    eprintln!(
+        "views: us1 stopped Alpha Centauri {window:?} after the link healed (heal() returns once the leafnode is up)"
+    );
+    let us_logs = nats::NatsLogs::open(&regions.connect("us", "heal-check"), 1).unwrap();
+    let log = system_log("alpha-centauri");
+    let before = us_logs.bytes_of(&log).unwrap().1;
+    let (code, body) = http_as(
+        &us,
+        "POST",
+        "/v1/refuel",
+        Some(&token),
+        Some(&json!({"units": 1})),
+    )
+    .unwrap_or((0, Value::Null));
+    eprintln!("views: a refuel of bea through us after the heal: {code} {body}");
+    assert_eq!(
+        us_logs.bytes_of(&log).unwrap().1,
+        before,
+        "nothing written into us's Alpha Centauri log after its unit stopped (the refuel answered {code} {body})\n{}",
+        nodes[1].tail(30)
+    );
+    if code == 200 {
+        let me = http_as(&eu, "GET", "/v1/me", Some(&token), None)
+            .map(|(_, me)| me)
+            .unwrap_or(Value::Null);
+        assert_eq!(me["system"], "Alpha Centauri", "{me}");
     }
     for n in &mut nodes {
         n.stop();
