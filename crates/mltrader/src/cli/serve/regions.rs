@@ -232,6 +232,9 @@ pub async fn hear_homes(
         }
         tokio::time::sleep(Duration::from_millis(HOMES_START_RETRY_MS)).await;
     }
+    // What was recorded before this node started is no change to wait out: a promotion
+    // finished before (one under way goes on changing the homes, and the reader marks that).
+    heard.state().changed = None;
     let rehomed = heard.rehomed();
     let away: Vec<&str> = rehomed
         .iter()
