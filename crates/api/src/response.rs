@@ -170,9 +170,9 @@ pub struct System {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub served_in: Option<String>,
     /// How old the population shown is, in seconds ("as of N s ago"), when it was heard from
-    /// elsewhere: with `served_in`, from that region; without it, from the node of this
-    /// region that runs the system (regions only). Omitted when the answering node runs the
-    /// system, or never heard its population.
+    /// elsewhere: with `served_in`, from that region; without it, from the node (of this
+    /// region, in regions) that runs the system in a spread galaxy. Omitted when the answering
+    /// node runs the system, or never heard its population.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub as_of_s_ago: Option<f64>,
     /// With `served_in`: whether that region answers this node now (false: the link is cut

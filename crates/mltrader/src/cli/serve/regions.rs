@@ -20,9 +20,9 @@
 //! task of its own asks each region every [`LINKS_EVERY_MS`] for its JetStream round trip, the
 //! state of this region's copies of it (`nats::copies::copy_status`) and, while it answers, the
 //! population of the systems homed there now (as [`HeardHomes`] says: a promotion moves them;
-//! `GET /v1/status` forwarded to the owner of each of its systems' units over the link); and
-//! the population of this region's systems that other nodes of it run (the same question,
-//! within the region). `GET /v1/regions` and `GET /v1/systems` read what it last saw. It
+//! `GET /v1/status` forwarded to the owner of each of its systems' units over the link, as
+//! `super::populations` asks the nodes of this region). `GET /v1/regions` and `GET /v1/systems`
+//! read what it last saw. It
 //! never writes anything and never runs in the node's round (a cut link makes a call wait
 //! seconds, and the round renews the leases).
 
@@ -431,10 +431,6 @@ pub const LINKS_EVERY_MS: u64 = 1_000;
 /// `mltrader region status`: `nats::copies::SOURCE_TIMEOUT_MS`).
 pub const LINK_ANSWER_TIMEOUT_MS: u64 = nats::copies::SOURCE_TIMEOUT_MS;
 
-/// How long the links task waits for an owner's `GET /v1/status` over the link, in
-/// milliseconds.
-pub const POPULATION_TIMEOUT_MS: u64 = 2_000;
-
 /// What the links task last saw of one other region.
 struct LinkSeen {
     /// The systems homed there now, as this node heard (the galaxy file's, or a promotion's).
@@ -449,12 +445,10 @@ struct LinkSeen {
     populations: BTreeMap<String, (usize, Instant)>,
 }
 
-/// What the links task last saw: each other region, and the population of each system of
-/// this node's region that another node of it runs (by slug, with when it was heard).
+/// What the links task last saw of each other region.
 #[derive(Default)]
 struct Seen {
     links: BTreeMap<String, LinkSeen>,
-    local: BTreeMap<String, (usize, Instant)>,
 }
 
 /// The node's view of the other regions' links, kept by a task of its own.
@@ -465,13 +459,8 @@ pub struct RegionLinks {
 }
 
 impl RegionLinks {
-    /// Starts the links task of a node of region `heard.own()` (on the current tokio runtime);
-    /// `serving` is the systems this node runs (their population is its own, not asked).
-    pub fn start(
-        nats: Nats,
-        heard: Arc<HeardHomes>,
-        serving: Arc<Mutex<std::collections::BTreeSet<SystemId>>>,
-    ) -> RegionLinks {
+    /// Starts the links task of a node of region `heard.own()` (on the current tokio runtime).
+    pub fn start(nats: Nats, heard: Arc<HeardHomes>) -> RegionLinks {
         let now = Instant::now();
         let own = heard.own().to_string();
         let links = heard
@@ -492,11 +481,8 @@ impl RegionLinks {
                 (r.to_string(), link)
             })
             .collect();
-        let seen = Arc::new(Mutex::new(Seen {
-            links,
-            local: BTreeMap::new(),
-        }));
-        let task = tokio::spawn(watch_links(nats, heard, serving, seen.clone()));
+        let seen = Arc::new(Mutex::new(Seen { links }));
+        let task = tokio::spawn(watch_links(nats, heard, seen.clone()));
         RegionLinks { own, seen, task }
     }
 
@@ -532,16 +518,6 @@ impl RegionLinks {
             regions,
         }
     }
-
-    /// The population of each system of this node's region that another of its nodes runs,
-    /// as last heard from that node: slug to (population, age in seconds).
-    pub fn local_populations(&self) -> BTreeMap<String, (usize, f64)> {
-        let seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
-        seen.local
-            .iter()
-            .map(|(slug, (p, at))| (slug.clone(), (*p, at.elapsed().as_secs_f64())))
-            .collect()
-    }
 }
 
 impl Drop for RegionLinks {
@@ -551,7 +527,7 @@ impl Drop for RegionLinks {
 }
 
 /// The slugs of the systems homed in `region` now, as `heard` says.
-fn systems_of(heard: &HeardHomes, region: &str) -> Vec<String> {
+pub fn systems_of(heard: &HeardHomes, region: &str) -> Vec<String> {
     heard
         .galaxy
         .ids()
@@ -561,15 +537,9 @@ fn systems_of(heard: &HeardHomes, region: &str) -> Vec<String> {
 }
 
 /// The links task: every [`LINKS_EVERY_MS`], each other region's round trip, copies and
-/// populations into `seen`, then the population of this region's systems that other nodes of
-/// it run. What was heard of a region that stops answering stands, with its time; the systems
-/// of each region follow the homes heard (a promotion moves them).
-async fn watch_links(
-    nats: Nats,
-    heard: Arc<HeardHomes>,
-    serving: Arc<Mutex<std::collections::BTreeSet<SystemId>>>,
-    seen: Arc<Mutex<Seen>>,
-) {
+/// populations into `seen`. What was heard of a region that stops answering stands, with its
+/// time; the systems of each region follow the homes heard (a promotion moves them).
+async fn watch_links(nats: Nats, heard: Arc<HeardHomes>, seen: Arc<Mutex<Seen>>) {
     let requester = nats::requests::Requester::new(&nats);
     let regions: Vec<String> = {
         let seen = seen.lock().unwrap_or_else(|e| e.into_inner());
@@ -595,7 +565,11 @@ async fn watch_links(
             .await;
             let Ok((rtt, lag)) = looked else { return };
             let populations = match rtt {
-                Some(_) => populations_of(&requester, &systems, &mut asked, region).await,
+                Some(_) => {
+                    let whose = format!("region {region}");
+                    super::populations::populations_of(&requester, &systems, &mut asked, &whose)
+                        .await
+                }
                 None => BTreeMap::new(),
             };
             let now = Instant::now();
@@ -626,51 +600,7 @@ async fn watch_links(
             }
             l.systems = systems;
         }
-        // This region's systems that other nodes of it run.
-        let others: Vec<String> = {
-            let serving = serving.lock().unwrap_or_else(|e| e.into_inner());
-            systems_of(&heard, heard.own())
-                .into_iter()
-                .filter(|slug| {
-                    heard
-                        .galaxy
-                        .by_slug(slug)
-                        .is_some_and(|id| !serving.contains(&id))
-                })
-                .collect()
-        };
-        let populations = populations_of(&requester, &others, &mut asked, heard.own()).await;
-        let now = Instant::now();
-        let mut seen = seen.lock().unwrap_or_else(|e| e.into_inner());
-        seen.local.retain(|slug, _| others.contains(slug));
-        for (slug, population) in populations {
-            if others.contains(&slug) {
-                seen.local.insert(slug, (population, now));
-            }
-        }
     }
-}
-
-/// The population of each of `systems` whose owner answers: one `GET /v1/status` per owner
-/// node (its answer covers every system it runs, so a system already heard is not asked).
-async fn populations_of(
-    requester: &nats::requests::Requester,
-    systems: &[String],
-    asked: &mut u64,
-    region: &str,
-) -> BTreeMap<String, usize> {
-    let mut heard = BTreeMap::new();
-    for slug in systems {
-        if heard.contains_key(slug) {
-            continue;
-        }
-        *asked += 1;
-        match population_of(requester, slug, *asked).await {
-            Ok(p) => heard.extend(p),
-            Err(e) => tracing::debug!("region {region}: no population of {slug}: {e}"),
-        }
-    }
-    heard
 }
 
 /// The JetStream round trip to `region`'s domain, in ms, or None when it does not answer
@@ -689,50 +619,4 @@ fn round_trip_ms(nats: &Nats, region: &str) -> Option<f64> {
             _ => None,
         }
     })
-}
-
-/// The population of every system the owner of `slug`'s unit runs (its `GET /v1/status`,
-/// forwarded over NATS), by slug.
-async fn population_of(
-    requester: &nats::requests::Requester,
-    slug: &str,
-    asked: u64,
-) -> anyhow::Result<BTreeMap<String, usize>> {
-    use api::forward::{ForwardedReply, ForwardedRequest};
-    let unit = mesh::protocol::deal::unit_of_system(slug);
-    let request = ForwardedRequest {
-        request_id: format!("regions-{}-{asked}", std::process::id()),
-        player: None,
-        method: "GET".into(),
-        path_and_query: "/v1/status".into(),
-        content_type: None,
-        body: String::new(),
-    };
-    let payload = serde_json::to_vec(&request).expect("a request serializes");
-    let answer = requester
-        .forward(
-            &unit,
-            &request.request_id,
-            payload,
-            Duration::from_millis(POPULATION_TIMEOUT_MS),
-        )
-        .await?;
-    let ForwardedReply::Answered(response) = serde_json::from_slice(&answer)? else {
-        bail!("unit {unit} is being handed over");
-    };
-    if response.status != 200 {
-        bail!(
-            "unit {unit} answered {}: {}",
-            response.status,
-            response.body
-        );
-    }
-    let status: Vec<api::ShardStatus> = serde_json::from_str(&response.body)?;
-    Ok(status
-        .into_iter()
-        .map(|s| {
-            let population = s.population + s.instances.iter().map(|i| i.population).sum::<usize>();
-            (s.slug, population)
-        })
-        .collect())
 }

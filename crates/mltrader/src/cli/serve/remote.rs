@@ -80,12 +80,16 @@ pub struct NatsRemote {
     owners: tokio::sync::Mutex<Option<(std::time::Instant, BTreeMap<SystemId, String>)>>,
     /// Region mode: the links to the other regions (`GET /v1/regions`, `/v1/systems`).
     links: Option<super::regions::RegionLinks>,
+    /// The population of the systems other nodes of this region (or galaxy) run
+    /// (`/v1/systems`).
+    neighbours: super::populations::Neighbours,
 }
 
 impl NatsRemote {
-    /// Opens the accounts' bucket (`replicas` copies, as the other buckets); blocks. In region
-    /// mode (`homes`: what the node heard of the homes, `regions::hear_homes`), starts the
-    /// links task (`regions::RegionLinks`) on the current tokio runtime.
+    /// Opens the accounts' bucket (`replicas` copies, as the other buckets); blocks. Starts the
+    /// neighbours' task (`populations::Neighbours`) and, in region mode (`homes`: what the node
+    /// heard of the homes, `regions::hear_homes`), the links task (`regions::RegionLinks`), on
+    /// the current tokio runtime.
     pub fn new(
         nats: &Nats,
         galaxy: Galaxy,
@@ -109,11 +113,30 @@ impl NatsRemote {
             None => Vec::new(),
         };
         let serving = Serving::default();
-        let links = homes
-            .map(|heard| super::regions::RegionLinks::start(nats.clone(), heard, serving.clone()));
+        // The population of the systems the region's (or galaxy's) other nodes run.
+        let others: super::populations::Others = {
+            let (serving, galaxy, homes) = (serving.clone(), galaxy.clone(), homes.clone());
+            Arc::new(move || {
+                let serving = serving.lock().unwrap_or_else(|e| e.into_inner());
+                let ours: Vec<String> = match &homes {
+                    Some(heard) => super::regions::systems_of(heard, heard.own()),
+                    None => galaxy.ids().map(|id| galaxy.slug(id).to_string()).collect(),
+                };
+                ours.into_iter()
+                    .filter(|slug| {
+                        galaxy
+                            .by_slug(slug)
+                            .is_some_and(|id| !serving.contains(&id))
+                    })
+                    .collect()
+            })
+        };
+        let neighbours = super::populations::Neighbours::start(nats, others);
+        let links = homes.map(|heard| super::regions::RegionLinks::start(nats.clone(), heard));
         Ok(NatsRemote {
             nats: nats.clone(),
             links,
+            neighbours,
             galaxy,
             requester: Requester::new(nats),
             accounts,
@@ -443,10 +466,7 @@ impl Remote for NatsRemote {
     }
 
     fn populations(&self) -> BTreeMap<String, (usize, f64)> {
-        self.links
-            .as_ref()
-            .map(|l| l.local_populations())
-            .unwrap_or_default()
+        self.neighbours.populations()
     }
 
     fn serves(&self, system: SystemId) -> bool {
