@@ -49,8 +49,8 @@ pub const SPREAD_PERMILLE: u64 = 50;
 /// game (the credit sink "trade_fee", `ledger::CreditSink::TradeFee`), unlike the spread,
 /// which goes to the till. Sized so that the credits players take out of the tills (which
 /// the subsidy refills) go back out of the game: docs/ECONOMY.md, "Trade fee".
-/// Only trades with the local market pay it (a trade in an instance, through an escrow,
-/// does not yet).
+/// A trade in an instance pays it too, decided by the primary (`system::escrow`). A sale to
+/// a till below its target pays more ([`fee_permille`]).
 pub const TRADE_FEE_PERMILLE: u64 = 80;
 
 /// The fee on a sale to a market whose till is empty, in per-mille of the sale's total: the
@@ -232,7 +232,7 @@ pub struct Trade {
     pub total_cr: u64,
     /// Credits the player pays the station on top (a buy) or leaves of the total (a sell),
     /// destroyed (the sink "trade_fee"). Logged as `fee=`; 0 (not written) before the fee
-    /// existed and for trades through an escrow. Always below `total_cr` or 0.
+    /// existed (and through an escrow before fees there). Always below `total_cr` or 0.
     pub fee_cr: u64,
 }
 
