@@ -159,8 +159,9 @@ pub struct System {
     pub dilation: f64,
     /// The system's instances (the system itself first).
     pub instances: Vec<InstancePopulation>,
-    /// Regions (issue 20): the region the galaxy file homes the system in (omitted without
-    /// regions).
+    /// Regions (issue 20): the region the system is homed in now, as the answering node heard:
+    /// the galaxy file's, or the region a promotion (`mltrader region promote`) re-homed it
+    /// into (omitted without regions).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub home_region: Option<String>,
     /// Regions: the region serving the system when it is not this node's region (omitted when
@@ -168,8 +169,10 @@ pub struct System {
     /// owner's `GET /v1/status`, asked over the link), 0 when never heard.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub served_in: Option<String>,
-    /// With `served_in`: how old the population shown is, in seconds ("as of N s ago");
-    /// omitted when it was never heard.
+    /// How old the population shown is, in seconds ("as of N s ago"), when it was heard from
+    /// elsewhere: with `served_in`, from that region; without it, from the node (of this
+    /// region, in regions) that runs the system in a spread galaxy. Omitted when the answering
+    /// node runs the system, or never heard its population.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub as_of_s_ago: Option<f64>,
     /// With `served_in`: whether that region answers this node now (false: the link is cut
@@ -190,7 +193,8 @@ pub struct Regions {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct RegionLink {
     pub region: String,
-    /// The slugs of the systems the galaxy file homes there.
+    /// The slugs of the systems homed there now, as this node heard (the galaxy file's homes,
+    /// and the re-homes of promotions).
     pub systems: Vec<String>,
     /// Whether the region's JetStream API answered the last look.
     pub reachable: bool,

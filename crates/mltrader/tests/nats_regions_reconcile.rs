@@ -52,6 +52,46 @@ struct Owner {
 }
 
 impl Owner {
+    /// Instance `at`'s log (`alpha-centauri.2`), written as its owner would.
+    fn open_instance(galaxy: &Arc<Galaxy>, logs: &NatsLogs, at: InstanceId) -> Owner {
+        let (log, _) = logs
+            .for_unit(1)
+            .open(
+                &system_log(&at.slug(galaxy)),
+                Position::BEGINNING,
+                &mut |_| Ok(()),
+            )
+            .unwrap();
+        Owner {
+            galaxy: galaxy.clone(),
+            state: SystemState::new_instance(galaxy, at),
+            log,
+        }
+    }
+
+    /// `name` moves from this primary to its instance `to` (a move within the unit, as the
+    /// instance policy makes one): the instance opened (`split`) if it is not, `depart` of no
+    /// fuel here, `arrive` there, then `depart.done` here.
+    fn move_to(&mut self, name: &str, to: &mut Owner) {
+        let dest = to.state.instance_id();
+        if !self.state.instances.contains(&dest.n) {
+            self.write(Event::Split { instance: dest.n });
+        }
+        let xfer = self.state.next_xfer;
+        self.write(Event::Depart {
+            xfer,
+            player: name.to_string(),
+            to: dest,
+            fuel: 0,
+        });
+        // The landing first: a move's `depart.done` waits until its landing is durable.
+        let player = self.state.departing[&xfer].player.clone();
+        let from = self.state.instance_id();
+        let arrive = to.state.decide_arrive(from, xfer, &player).unwrap();
+        to.write(arrive);
+        self.write(Event::DepartDone { xfer });
+    }
+
     fn open(galaxy: &Arc<Galaxy>, logs: &NatsLogs, system: SystemId) -> Owner {
         let (log, _) = logs
             .for_unit(1)
@@ -118,10 +158,14 @@ fn publish(links: &NatsLinks, jump: &Jump) {
 
 /// The state of `system` as the logs of `logs` hold it.
 fn replay(galaxy: &Galaxy, logs: &NatsLogs, system: SystemId) -> SystemState {
-    let id = InstanceId::primary(system);
-    let mut state = SystemState::new(galaxy, system);
+    replay_instance(galaxy, logs, InstanceId::primary(system))
+}
+
+/// The state of instance `id` as the logs of `logs` hold it.
+fn replay_instance(galaxy: &Galaxy, logs: &NatsLogs, id: InstanceId) -> SystemState {
+    let mut state = SystemState::new_instance(galaxy, id);
     logs.read(
-        &system_log(galaxy.slug(system)),
+        &system_log(&id.slug(galaxy)),
         Position::BEGINNING,
         &mut |rec| {
             if LeaseRecord::decode(rec)?.is_some() {
@@ -541,5 +585,183 @@ fn a_lagging_copys_recovery_point_against_what_was_lost() {
         point["lost_after"],
         us_last - copied,
         served.next_xfer.0
+    );
+}
+
+/// Instances and promote (issue 20): the copy of `us` is frozen, then
+/// - dave, moved into Alpha Centauri #2 (in the copy), leaves it for Sol: his `depart` is in
+///   `us`'s log of `alpha-centauri.2` only, his jump on Sol's pair subject in `eu`: promote must
+///   apply the departure to the instance (else he is served in Alpha Centauri #2 and lands in
+///   Sol: twice);
+/// - erin, moved into Sol #2 (eu), leaves it for Alpha Centauri: her `depart` is in `eu`'s log
+///   of `sol.2`, her jump on `us`'s pair subject only: promote must publish it again (else she
+///   is nowhere).
+///
+/// After promote each is in exactly one place, and `check` of `eu`'s export is clean.
+#[test]
+fn promote_reconciles_departures_from_instances() {
+    let Some(exe) = nats::locate::nats_server_for_test(&workspace_root(), "regions instances")
+    else {
+        return;
+    };
+    let mut regions = TestRegions::start(exe, &["eu", "us"], 1, 10);
+    let g = Arc::new(Galaxy::default_galaxy());
+    let sol = g.by_slug("sol").unwrap();
+    let ac = g.by_slug("alpha-centauri").unwrap();
+    let homes = nats::region::galaxy_homes(&g).unwrap();
+    let eu = regions.connect("eu", "eu-1");
+    let us = regions.connect("us", "us-1");
+    let eu_logs = NatsLogs::open(&eu, 1).unwrap();
+    let us_logs = NatsLogs::open(&us, 1).unwrap();
+    let eu_links = NatsLinks::open(&eu, g.clone(), 1, "eu-1").unwrap();
+    eu_links.set_homes(homes.clone());
+    let us_links = NatsLinks::open(&us, g.clone(), 1, "us-1").unwrap();
+    us_links.set_homes(homes);
+
+    let rules = Rules::default();
+    let mut at_sol = Owner::open(&g, &eu_logs, sol);
+    let mut at_sol_2 = Owner::open_instance(&g, &eu_logs, InstanceId::new(sol, 2));
+    let mut at_ac = Owner::open(&g, &us_logs, ac);
+    let mut at_ac_2 = Owner::open_instance(&g, &us_logs, InstanceId::new(ac, 2));
+    for name in ["dave", "erin"] {
+        let join = at_sol.state.decide_join(&g, &rules, name, "key").unwrap();
+        at_sol.write(join);
+    }
+    // dave lands in Alpha Centauri and moves into its instance #2; the copy holds all of it.
+    let to_ac = at_sol.depart("dave", ac);
+    publish(&eu_links, &to_ac);
+    at_sol.write(Event::DepartDone { xfer: to_ac.xfer });
+    let arrive = at_ac
+        .state
+        .decide_arrive(to_ac.from, to_ac.xfer, &to_ac.player)
+        .unwrap();
+    at_ac.write(arrive);
+    at_ac.move_to("dave", &mut at_ac_2);
+    at_sol.move_to("erin", &mut at_sol_2);
+
+    region_cmd(&regions, "eu", &["copy", "--nats-replicas", "1"]);
+    let us_last = us_logs.last_sequence().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let status = nats::copies::copy_status(&eu, "us").unwrap();
+        let logs = status.iter().find(|c| c.stream == "MLT_LOGS").unwrap();
+        let jumps = status.iter().find(|c| c.stream == "MLT_JUMPS").unwrap();
+        if logs.copied_last_seq >= us_last && jumps.lag_messages == 0 && jumps.reachable {
+            break;
+        }
+        assert!(Instant::now() < deadline, "copy not current: {status:?}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    nats::copies::freeze_copies(&eu, "us").unwrap();
+
+    // dave leaves Alpha Centauri #2 for Sol: his depart only in us, his jump in eu.
+    let dave_back = at_ac_2.depart("dave", sol);
+    publish(&us_links, &dave_back);
+    at_ac_2.write(Event::DepartDone {
+        xfer: dave_back.xfer,
+    });
+    // erin leaves Sol #2 for Alpha Centauri: her depart in eu, her jump only in us.
+    let erin_out = at_sol_2.depart("erin", ac);
+    publish(&eu_links, &erin_out);
+    at_sol_2.write(Event::DepartDone {
+        xfer: erin_out.xfer,
+    });
+    drop((at_ac, at_ac_2));
+    regions.kill_region("us");
+
+    let out = region_cmd(
+        &regions,
+        "eu",
+        &[
+            "promote",
+            "us",
+            "--into",
+            "eu",
+            "--json",
+            "--ticks-per-ly",
+            "10",
+        ],
+    );
+    let ac_out = out
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["system"] == "alpha-centauri")
+        .unwrap()["reconciled"]
+        .clone();
+    let dave_text = xfer_text(&g, dave_back.from, dave_back.xfer);
+    let erin_text = xfer_text(&g, erin_out.from, erin_out.xfer);
+    assert_eq!(
+        ac_out["departures_applied"],
+        serde_json::json!([format!("dave left by {dave_text}")]),
+        "{ac_out}"
+    );
+    assert_eq!(
+        ac_out["republished"],
+        serde_json::json!([erin_text]),
+        "{ac_out}"
+    );
+    assert_eq!(ac_out["unresolved"], serde_json::json!([]), "{ac_out}");
+
+    for id in g.ids() {
+        eu_links.set_home(g.slug(id), "eu");
+    }
+    let states = [
+        ("alpha-centauri", replay(&g, &eu_logs, ac)),
+        (
+            "alpha-centauri #2",
+            replay_instance(&g, &eu_logs, InstanceId::new(ac, 2)),
+        ),
+        ("sol", replay(&g, &eu_logs, sol)),
+        (
+            "sol #2",
+            replay_instance(&g, &eu_logs, InstanceId::new(sol, 2)),
+        ),
+    ];
+    let mut places: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for (where_, state) in &states {
+        for name in state.players.keys() {
+            places
+                .entry(name.clone())
+                .or_default()
+                .push(where_.to_string());
+        }
+        for d in state.departing.values() {
+            places
+                .entry(d.player.name.clone())
+                .or_default()
+                .push(format!("departing {where_}"));
+        }
+    }
+    for (from, to, dest) in [(ac, sol, &states[2].1), (sol, ac, &states[0].1)] {
+        for j in jumps_on(&g, &eu_links, from, to) {
+            let landed = dest.landed_upto.get(&j.from).is_some_and(|&u| u >= j.xfer);
+            if !landed {
+                places
+                    .entry(j.player.name.clone())
+                    .or_default()
+                    .push(format!("jump {}", xfer_text(&g, j.from, j.xfer)));
+            }
+        }
+    }
+    assert_eq!(
+        places.get("dave"),
+        Some(&vec![format!("jump {dave_text}")]),
+        "dave in exactly one place: {places:?}"
+    );
+    assert_eq!(
+        places.get("erin"),
+        Some(&vec![format!("jump {erin_text}")]),
+        "erin in exactly one place: {places:?}"
+    );
+    let tmp = tempfile::tempdir().unwrap();
+    let promoted_dir = tmp.path().join("eu-promoted");
+    export(&regions, "eu", None, &promoted_dir);
+    let verdict = check(&promoted_dir);
+    println!("check of eu after the promotion: {}", said(&verdict));
+    assert!(
+        verdict.status.success(),
+        "check of eu's export: {}",
+        said(&verdict)
     );
 }

@@ -29,6 +29,11 @@ pub enum NatsError {
         expected_last_seq: u64,
         detail: String,
     },
+    /// An append refused by this node itself: its unit's writes were revoked
+    /// (`NatsLogs::revoker`), because another owner took the log over (a promotion re-homed its
+    /// system into another region, issue 20). Nothing after it is acknowledged.
+    #[error("{subject}: append refused, this unit's writes are revoked ({why}). This node no longer owns the log and must stop writing")]
+    Revoked { subject: String, why: String },
     #[error("{subject}: publish failed after {attempts} attempts over {elapsed_ms} ms: {reason}")]
     Publish {
         subject: String,

@@ -151,6 +151,33 @@ pub struct NatsLogs {
     /// The epoch of the lease this node holds, set once by [`NatsLogs::hold`] before any log
     /// is opened for writing: a node changes epoch only by starting again.
     epoch: std::sync::OnceLock<u64>,
+    /// Set once when this unit's writes are revoked ([`Revoker`]): every log opened here
+    /// refuses its next publish, and an ack that arrives after it is not passed on.
+    revoked: Revoked,
+}
+
+/// Why a unit's writes were revoked, once they are (shared by its logs' writers).
+type Revoked = Arc<std::sync::OnceLock<String>>;
+
+/// Revokes the writes of one unit's logs ([`NatsLogs::for_unit`]) from another task, at once:
+/// a holder that learns its unit is owned elsewhere now (a promotion re-homed its system into
+/// another region) calls [`Revoker::revoke`] without waiting for the node's round, and from
+/// then on no sync of those logs returns success (the publish is not sent, or its ack not
+/// passed on), so nothing more is acknowledged to a player. Never undone: the unit is stopped.
+#[derive(Clone, Debug)]
+pub struct Revoker(Revoked);
+
+impl Revoker {
+    /// Revokes the unit's writes; `why` is said in every refusal. A second call keeps the first
+    /// reason.
+    pub fn revoke(&self, why: &str) {
+        let _ = self.0.set(why.to_string());
+    }
+
+    /// Whether the writes are revoked.
+    pub fn is_revoked(&self) -> bool {
+        self.0.get().is_some()
+    }
 }
 
 impl NatsLogs {
@@ -205,6 +232,7 @@ impl NatsLogs {
             reads: Arc::new(ReadStats::default()),
             faults: Arc::new(Faults::default()),
             epoch: std::sync::OnceLock::new(),
+            revoked: Revoked::default(),
         })
     }
 
@@ -238,9 +266,16 @@ impl NatsLogs {
             reads: self.reads.clone(),
             faults: self.faults.clone(),
             epoch: std::sync::OnceLock::new(),
+            revoked: Revoked::default(),
         };
         unit.hold(epoch);
         unit
+    }
+
+    /// The handle that revokes the writes of the logs opened through this `NatsLogs` (one
+    /// unit's, from [`NatsLogs::for_unit`]): see [`Revoker`].
+    pub fn revoker(&self) -> Revoker {
+        Revoker(self.revoked.clone())
     }
 
     /// The epoch this node writes under (0: it holds no lease).
@@ -393,6 +428,7 @@ impl NatsLogs {
             reads: Arc::new(ReadStats::default()),
             faults: Arc::new(Faults::default()),
             epoch: std::sync::OnceLock::new(),
+            revoked: Revoked::default(),
         })
     }
 
@@ -514,6 +550,7 @@ impl LogStore for NatsLogs {
             epoch: self.epoch(),
             stats: self.stats.clone(),
             faults: self.faults.clone(),
+            revoked: self.revoked.clone(),
         };
         let handle: Box<dyn AppendFile> = Box::new(file);
         let (log, opened) = Log::open_over(
@@ -845,6 +882,8 @@ pub struct JetStreamFile {
     epoch: u64,
     stats: Arc<PublishStats>,
     faults: Arc<Faults>,
+    /// Its unit's writes revoked: checked before each publish and after each ack.
+    revoked: Revoked,
 }
 
 impl AppendFile for JetStreamFile {
@@ -864,10 +903,14 @@ impl AppendFile for JetStreamFile {
         self.batches += 1;
         let batch = std::mem::take(&mut self.buffered);
         for (piece_number, piece) in pieces(&batch, self.max_message_bytes).enumerate() {
+            self.refuse_if_revoked()?;
             let id = format!("{}.{}.{piece_number}", self.writer_id, self.batches);
             let sequence = self
                 .publish(id, piece.to_vec())
                 .map_err(NatsError::into_io)?;
+            // Revoked while the publish was on its way: stored, but not acknowledged to
+            // anyone (the log's committer keeps this error, so no record of it is durable).
+            self.refuse_if_revoked()?;
             assert!(
                 sequence > self.last_subject_seq,
                 "a stream's sequence only grows"
@@ -890,6 +933,19 @@ impl AppendFile for JetStreamFile {
 }
 
 impl JetStreamFile {
+    /// An error (counted as a fencing) once the unit's writes are revoked.
+    fn refuse_if_revoked(&self) -> std::io::Result<()> {
+        let Some(why) = self.revoked.get() else {
+            return Ok(());
+        };
+        let error = NatsError::Revoked {
+            subject: self.subject.clone(),
+            why: why.clone(),
+        };
+        self.stats.fence(&error);
+        Err(error.into_io())
+    }
+
     /// Publishes one message and returns its stream sequence.
     fn publish(&self, id: String, body: Vec<u8>) -> Result<u64, NatsError> {
         let attempt = Attempt {

@@ -6,14 +6,21 @@
 //!
 //! 1. fences every pair subject from a promoted system with a `lease` record of its promoted
 //!    epoch (an old owner's publish still on its way is refused from then on);
-//! 2. replays each promoted system's log as copied (its primary; instances are not reconciled);
+//! 2. replays each promoted system's log as copied (its primary; a departure from one of its
+//!    instances is reconciled apart, step 4b);
 //! 3. reads the jumps the survivor's pair subjects hold from promoted systems (`leaving`) and
 //!    towards them (`arriving`, all copied from the lost region's stream), and every jump
-//!    whose `depart` is in a survivor system's log towards a promoted system;
+//!    whose `depart` is in the log of a survivor system or of one of its instances towards a
+//!    promoted system;
 //! 4. asks `mesh::protocol::promote::to_republish` which of the survivor's jumps the copy
 //!    lacks, and `mesh::protocol::promote::reconcile` what the promoted systems must record:
 //!    a jump leaving a promoted system that its copy has no `depart` for is a committed
-//!    departure (applied: the player is never served twice);
+//!    departure (applied: the player is never served twice). `promote::reconcile` knows
+//!    primaries only: a jump leaving an instance of a promoted system (`alpha-centauri.2`)
+//!    that the copy of that instance's log has no `depart` for is applied to the instance by
+//!    [`instance_departures`] (its own transfer numbers: the skipped ones voided, then
+//!    `depart` and `depart.done` when the copy has the player there, else `depart.void` and
+//!    the departure reported unresolved: the copy has them elsewhere, maybe served twice);
 //! 5. appends those events to the promoted systems' logs under the promoted epoch, then
 //!    publishes the jumps to republish again (with their transfer ids: a duplicate if stored).
 //!
@@ -125,6 +132,10 @@ pub fn reconcile_promoted(
         .collect();
     let again = promote::to_republish(&departs, &copied, &landed);
     arriving.extend(again.iter().cloned());
+    // Jumps from instances: `promote::reconcile` knows primaries only (their transfer numbers
+    // are the primary's); an instance's departures are reconciled against its own log.
+    let (from_instances, leaving): (Vec<Jump>, Vec<Jump>) =
+        leaving.into_iter().partition(|j| !j.from.is_primary());
     let reconciled = promote::reconcile(&states, &leaving, &arriving);
 
     let mut out: BTreeMap<SystemId, SystemReconciled> = promoted
@@ -141,6 +152,7 @@ pub fn reconcile_promoted(
         let r = out.get_mut(&d.jump.from.system).expect("a promoted origin");
         r.unresolved.push(departure_text(galaxy, d));
     }
+    instance_departures(&logs, galaxy, epochs, &from_instances, &mut out)?;
     for jump in again {
         let pair = Pair::of(&jump).expect("a jump between two systems");
         let epoch = last_epoch(&links, pair)?;
@@ -206,6 +218,133 @@ fn replay(logs: &NatsLogs, galaxy: &Galaxy, system: SystemId) -> Result<SystemSt
     Ok(state)
 }
 
+/// The state of instance `at` as its log (here) has it, from its start (a new instance's if
+/// its log has nothing).
+fn replay_instance(
+    logs: &NatsLogs,
+    galaxy: &Galaxy,
+    at: InstanceId,
+) -> Result<SystemState, NatsError> {
+    let mut state = SystemState::new_instance(galaxy, at);
+    let name = system_log(&at.slug(galaxy));
+    logs.read(&name, Position::BEGINNING, &mut |rec| {
+        if LeaseRecord::decode(rec)?.is_some() {
+            return Ok(());
+        }
+        let (t, event) = decode_event(galaxy, at, rec)?;
+        state.apply(t, &event)?;
+        Ok(())
+    })
+    .map_err(|e| NatsError::jetstream(format!("replaying {name} for a promotion"), e))?;
+    Ok(state)
+}
+
+/// Step 4b: the jumps from instances of promoted systems (`jumps`, any order, duplicates
+/// allowed) whose number the copy of their instance's log has not used are departures the
+/// lost region committed after the copy's last message. Each is applied to its instance's log,
+/// in number order, under its system's promoted epoch: the numbers before it that the copy has
+/// not used are voided (used by lost records: never reused); then `depart` (burning the fuel
+/// the copy's player has above the jump's) and `depart.done` when the copy has the player in
+/// that instance; else `depart.void` of its number, and the departure is reported unresolved
+/// (the copy has them elsewhere: in the primary or another instance, moved there by lost
+/// records; they may be served twice there and where the jump lands).
+fn instance_departures(
+    logs: &NatsLogs,
+    galaxy: &Galaxy,
+    epochs: &BTreeMap<SystemId, u64>,
+    jumps: &[Jump],
+    out: &mut BTreeMap<SystemId, SystemReconciled>,
+) -> Result<(), NatsError> {
+    let mut by_instance: BTreeMap<InstanceId, BTreeMap<Xfer, &Jump>> = BTreeMap::new();
+    for j in jumps {
+        assert!(
+            !j.from.is_primary(),
+            "a primary's jump is promote::reconcile's"
+        );
+        by_instance
+            .entry(j.from)
+            .or_default()
+            .entry(j.xfer)
+            .or_insert(j);
+    }
+    for (at, jumps) in by_instance {
+        let mut state = replay_instance(logs, galaxy, at)?;
+        let copy_tick = state.tick;
+        let mut events = Vec::new();
+        let report = out
+            .get_mut(&at.system)
+            .expect("an instance of a promoted system");
+        for (xfer, jump) in jumps.range(state.next_xfer..) {
+            if *xfer > state.next_xfer {
+                events.push(Event::DepartVoid {
+                    xfer: Xfer(xfer.0 - 1),
+                });
+                apply_or_panic(&mut state, copy_tick, events.last().expect("pushed"));
+            }
+            let name = &jump.player.name;
+            let text = format!("{name} left by {}", xfer_text(galaxy, at, *xfer));
+            match state.players.get(name) {
+                Some(p) => {
+                    let depart = Event::Depart {
+                        xfer: *xfer,
+                        player: name.clone(),
+                        to: jump.to,
+                        fuel: p.fuel.saturating_sub(jump.player.fuel),
+                    };
+                    report.credits_changed_in_lost_records +=
+                        i128::from(p.credits) - i128::from(jump.player.credits);
+                    apply_or_panic(&mut state, copy_tick, &depart);
+                    events.push(depart);
+                    let done = Event::DepartDone { xfer: *xfer };
+                    apply_or_panic(&mut state, copy_tick, &done);
+                    events.push(done);
+                    report.departures_applied.push(text);
+                }
+                None => {
+                    let void = Event::DepartVoid { xfer: *xfer };
+                    apply_or_panic(&mut state, copy_tick, &void);
+                    events.push(void);
+                    report.unresolved.push(text);
+                }
+            }
+        }
+        if events.is_empty() {
+            continue;
+        }
+        let name = system_log(&at.slug(galaxy));
+        let unit = logs.for_unit(epochs[&at.system]);
+        let (log, _) = unit
+            .open(&name, Position::BEGINNING, &mut |_| Ok(()))
+            .map_err(|e| NatsError::jetstream(format!("opening {name} to reconcile"), e))?;
+        // Applied again from the copy's state, as written: each record carries its version.
+        let mut written = replay_instance(logs, galaxy, at)?;
+        let mut last = None;
+        for event in &events {
+            apply_or_panic(&mut written, copy_tick, event);
+            let version = written.version_after(event).unwrap_or_default();
+            let seq = log
+                .append(event_kind(event), |l| {
+                    encode_event(l, galaxy, at, copy_tick, event, version)
+                })
+                .map_err(|e| NatsError::jetstream(format!("reconcile of {name}"), e))?;
+            last = Some(seq);
+            report.records_written += 1;
+        }
+        if let Some(seq) = last {
+            log.wait_durable(seq)
+                .map_err(|e| NatsError::jetstream(format!("reconcile of {name}"), e))?;
+        }
+    }
+    Ok(())
+}
+
+/// Applies a reconcile's event to `state` at tick `t`: it must apply (else a bug here).
+fn apply_or_panic(state: &mut SystemState, t: sim::ids::Tick, event: &Event) {
+    state
+        .apply(t, event)
+        .unwrap_or_else(|e| panic!("BUG: a reconcile event does not apply: {e} ({event:?})"));
+}
+
 /// The jumps on `pair`'s subject (fence marks skipped), in order.
 fn jumps_on(links: &NatsLinks, galaxy: &Galaxy, pair: Pair) -> Result<Vec<Jump>, NatsError> {
     let subject = links.subject(pair.from, pair.to);
@@ -231,8 +370,9 @@ fn last_epoch(links: &NatsLinks, pair: Pair) -> Result<u64, NatsError> {
         .unwrap_or(0))
 }
 
-/// Every jump whose `depart` is in the log of a system of this region that is not promoted
-/// (and not aborted) towards a promoted system, as its origin's log says it left.
+/// Every jump whose `depart` is in the log of a system of this region that is not promoted, or
+/// of one of its instances (and not aborted), towards a promoted system, as its origin's log
+/// says it left.
 fn survivor_departs(
     logs: &NatsLogs,
     galaxy: &Galaxy,
@@ -248,10 +388,12 @@ fn survivor_departs(
         let Some(at) = InstanceId::parse(galaxy, slug) else {
             continue;
         };
-        if at != InstanceId::primary(at.system) || promoted.contains(&at.system) {
+        if promoted.contains(&at.system) {
             continue;
         }
-        let mut state = SystemState::new(galaxy, at.system);
+        // An instance's departures too: a jump from `sol.2` stored only in the lost region
+        // after the copy's last message must be published again, as a primary's.
+        let mut state = SystemState::new_instance(galaxy, at);
         let mut jumps: BTreeMap<Xfer, Jump> = BTreeMap::new();
         logs.read(&name, Position::BEGINNING, &mut |rec| {
             if LeaseRecord::decode(rec)?.is_some() {

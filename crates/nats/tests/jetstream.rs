@@ -482,3 +482,50 @@ fn a_new_owner_marks_each_log_with_a_lease_record_and_the_old_owner_is_refused_a
     );
     assert_eq!(new.writers_of(name).unwrap().len(), 4, "nothing appended");
 }
+
+/// A unit's writes revoked (`NatsLogs::revoker`, what a node does on hearing its system homed
+/// in another region, issue 20): its next group commit is refused before anything is sent,
+/// counted as a fencing, the log poisoned; the subject holds nothing of it.
+#[test]
+fn a_revoked_units_next_append_is_refused_and_nothing_of_it_is_stored() {
+    let Some(cluster) = cluster() else { return };
+    let name = "revoked";
+    let logs = NatsLogs::open(&cluster.connect("revoked-owner"), 3).unwrap();
+    let unit = logs.for_unit(5);
+    let (log, _) = unit
+        .open(name, Position::BEGINNING, &mut |_| Ok(()))
+        .unwrap();
+    append_batches(&log, &[2]);
+    let (_, stored_before) = logs.bytes_of(name).unwrap();
+
+    let revoker = unit.revoker();
+    assert!(!revoker.is_revoked());
+    revoker.revoke("system revoked is homed in region us now");
+    assert!(revoker.is_revoked());
+    let seq = log
+        .append("test", |l| {
+            l.num("n", 99);
+        })
+        .unwrap();
+    let err = log.wait_durable(seq).unwrap_err().to_string();
+    assert!(err.contains("writes are revoked"), "{err}");
+    assert!(err.contains("homed in region us now"), "{err}");
+    assert!(log.append("test", |_| {}).is_err(), "the log is poisoned");
+    assert_eq!(
+        unit.stats()
+            .fenced
+            .load(std::sync::atomic::Ordering::Relaxed),
+        1,
+        "counted as a fencing (the node's round stops the unit)"
+    );
+    let (_, stored_after) = logs.bytes_of(name).unwrap();
+    assert_eq!(
+        stored_after, stored_before,
+        "nothing stored after the revoke"
+    );
+    let kinds: Vec<String> = records(&logs, name, Position::BEGINNING)
+        .into_iter()
+        .map(|r| r.1)
+        .collect();
+    assert_eq!(kinds, vec!["lease", "test", "test"]);
+}

@@ -148,6 +148,13 @@ pub trait Remote: Send + Sync + 'static {
         None
     }
 
+    /// Regions: the population of each system of this node's region that another node of it
+    /// runs, as a task of the node last heard it from that node (never waits): slug to
+    /// (population, age in seconds). Empty when none was heard, or without regions.
+    fn populations(&self) -> BTreeMap<String, (usize, f64)> {
+        BTreeMap::new()
+    }
+
     /// The player whose token has key `key` (`auth::key_of`), or None if no account has it.
     fn account<'a>(&'a self, key: &'a str)
         -> RemoteFuture<'a, Result<Option<String>, RemoteError>>;

@@ -19,6 +19,7 @@ use anyhow::Context as _;
 use clap::Args;
 
 mod on_nats;
+mod populations;
 mod regions;
 mod remote;
 mod spread;

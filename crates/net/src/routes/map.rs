@@ -35,7 +35,9 @@ pub async fn systems(
     // On a node of a spread galaxy the status covers only the systems it runs; the others are
     // listed all the same (the map is the galaxy's), with no figures of their own here.
     let regions = state.remote.as_ref().and_then(|r| r.regions());
-    // Regions: slug -> (the region serving it, its population as heard, age, reachable).
+    // Regions: slug -> (the region serving it now, its population as heard, age, reachable).
+    // The links list the systems homed in each other region as the node heard (a promotion
+    // moves them); a system no other region homes is homed in this node's region.
     let mut elsewhere_heard = std::collections::BTreeMap::new();
     for link in regions.iter().flat_map(|r| &r.regions) {
         for slug in &link.systems {
@@ -50,6 +52,13 @@ pub async fn systems(
             );
         }
     }
+    let own_region = regions.as_ref().and_then(|r| r.region.clone());
+    // This region's systems that other nodes run: their population as last heard from them.
+    let local_heard = state
+        .remote
+        .as_ref()
+        .map(|r| r.populations())
+        .unwrap_or_default();
     let mut status: std::collections::BTreeMap<String, ShardStatus> = state
         .mesh
         .status()
@@ -60,17 +69,29 @@ pub async fn systems(
     Ok(Json(
         g.ids()
             .map(|id| {
-                let s = status
-                    .remove(g.slug(id))
-                    .unwrap_or_else(|| elsewhere(g, id));
-                (id, s)
+                let here = status.remove(g.slug(id));
+                let served_here = here.is_some();
+                (id, here.unwrap_or_else(|| elsewhere(g, id)), served_here)
             })
-            .map(|(id, s)| {
-                let home_region = g.region_of(id).map(str::to_string);
+            .map(|(id, s, served_here)| {
                 let heard = elsewhere_heard.get(g.slug(id));
-                let population = match heard {
-                    Some((_, Some((population, _)), _)) => *population,
+                let home_region = match (heard, &own_region) {
+                    (Some((region, _, _)), _) => Some(region.clone()),
+                    (None, Some(own)) => Some(own.clone()),
+                    (None, None) => g.region_of(id).map(str::to_string),
+                };
+                let local = (heard.is_none() && !served_here)
+                    .then(|| local_heard.get(g.slug(id)))
+                    .flatten();
+                let population = match (heard, local) {
+                    (Some((_, Some((population, _)), _)), _) => *population,
+                    (_, Some((population, _))) => *population,
                     _ => s.population + s.instances.iter().map(|i| i.population).sum::<usize>(),
+                };
+                let as_of_s_ago = match (heard, local) {
+                    (Some((_, p, _)), _) => p.map(|(_, age)| age),
+                    (None, Some((_, age))) => Some(*age),
+                    (None, None) => None,
                 };
                 System {
                     name: g.name(id).to_string(),
@@ -101,7 +122,7 @@ pub async fn systems(
                         .collect(),
                     home_region,
                     served_in: heard.map(|(region, _, _)| region.clone()),
-                    as_of_s_ago: heard.and_then(|(_, p, _)| p.map(|(_, age)| age)),
+                    as_of_s_ago,
                     served_in_reachable: heard.map(|(_, _, reachable)| *reachable),
                 }
             })

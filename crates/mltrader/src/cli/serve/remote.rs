@@ -80,12 +80,27 @@ pub struct NatsRemote {
     owners: tokio::sync::Mutex<Option<(std::time::Instant, BTreeMap<SystemId, String>)>>,
     /// Region mode: the links to the other regions (`GET /v1/regions`, `/v1/systems`).
     links: Option<super::regions::RegionLinks>,
+    /// The population of the systems other nodes of this region (or galaxy) run
+    /// (`/v1/systems`).
+    neighbours: super::populations::Neighbours,
 }
 
 impl NatsRemote {
-    /// Opens the accounts' bucket (`replicas` copies, as the other buckets); blocks. In region
-    /// mode, starts the links task (`regions::RegionLinks`) on the current tokio runtime.
-    pub fn new(nats: &Nats, galaxy: Galaxy, replicas: usize) -> anyhow::Result<NatsRemote> {
+    /// Opens the accounts' bucket (`replicas` copies, as the other buckets); blocks. Starts the
+    /// neighbours' task (`populations::Neighbours`) and, in region mode (`homes`: what the node
+    /// heard of the homes, `regions::hear_homes`), the links task (`regions::RegionLinks`), on
+    /// the current tokio runtime.
+    pub fn new(
+        nats: &Nats,
+        galaxy: Galaxy,
+        replicas: usize,
+        homes: Option<Arc<super::regions::HeardHomes>>,
+    ) -> anyhow::Result<NatsRemote> {
+        assert_eq!(
+            nats.region().is_some(),
+            homes.is_some(),
+            "a node of a region is given the homes it heard"
+        );
         let accounts = Accounts::open(nats, ACCOUNTS_BUCKET, replicas)
             .with_context(|| format!("opening the accounts' bucket {ACCOUNTS_BUCKET}"))?;
         let other_regions = match nats.region() {
@@ -97,19 +112,38 @@ impl NatsRemote {
                 .collect(),
             None => Vec::new(),
         };
-        let links = nats
-            .region()
-            .map(|own| super::regions::RegionLinks::start(nats.clone(), &galaxy, own));
+        let serving = Serving::default();
+        // The population of the systems the region's (or galaxy's) other nodes run.
+        let others: super::populations::Others = {
+            let (serving, galaxy, homes) = (serving.clone(), galaxy.clone(), homes.clone());
+            Arc::new(move || {
+                let serving = serving.lock().unwrap_or_else(|e| e.into_inner());
+                let ours: Vec<String> = match &homes {
+                    Some(heard) => super::regions::systems_of(heard, heard.own()),
+                    None => galaxy.ids().map(|id| galaxy.slug(id).to_string()).collect(),
+                };
+                ours.into_iter()
+                    .filter(|slug| {
+                        galaxy
+                            .by_slug(slug)
+                            .is_some_and(|id| !serving.contains(&id))
+                    })
+                    .collect()
+            })
+        };
+        let neighbours = super::populations::Neighbours::start(nats, others);
+        let links = homes.map(|heard| super::regions::RegionLinks::start(nats.clone(), heard));
         Ok(NatsRemote {
             nats: nats.clone(),
             links,
+            neighbours,
             galaxy,
             requester: Requester::new(nats),
             accounts,
             other_regions,
             others: tokio::sync::Mutex::new(HashMap::new()),
             places: Mutex::new(HashMap::new()),
-            serving: Arc::default(),
+            serving,
             owners: tokio::sync::Mutex::new(None),
         })
     }
@@ -431,6 +465,10 @@ impl Remote for NatsRemote {
         self.links.as_ref().map(|l| l.view())
     }
 
+    fn populations(&self) -> BTreeMap<String, (usize, f64)> {
+        self.neighbours.populations()
+    }
+
     fn serves(&self, system: SystemId) -> bool {
         let serving = self.serving.lock().unwrap_or_else(|e| e.into_inner());
         serving.contains(&system)
@@ -543,7 +581,7 @@ mod tests {
         let (mesh, _) = Mesh::start(datadir, Galaxy::default_galaxy(), config)
             .await
             .unwrap();
-        let remote = Arc::new(NatsRemote::new(nats, Galaxy::default_galaxy(), 3).unwrap());
+        let remote = Arc::new(NatsRemote::new(nats, Galaxy::default_galaxy(), 3, None).unwrap());
         let net = NetConfig {
             token_rate: None,
             join_rate: None,

@@ -97,6 +97,12 @@ pub(super) async fn serve(args: ServeArgs, urls: String, start: Start) -> anyhow
     if let Some(own) = &region {
         regions::keep_copies(&nats_conn, own, &galaxy, replicas).await;
     }
+    // Every region's homes, read before any unit is claimed (a region that comes back after a
+    // promotion serves none of the systems re-homed away from it), then every second.
+    let heard = match &region {
+        Some(own) => Some(regions::hear_homes(nats_conn.clone(), galaxy.clone(), own).await),
+        None => None,
+    };
     let base = Storage {
         logs: node.logs.clone(),
         snapshots: node.snapshots.clone(),
@@ -113,10 +119,11 @@ pub(super) async fn serve(args: ServeArgs, urls: String, start: Start) -> anyhow
         .await?;
     let remote = {
         let (c, g) = (nats_conn.clone(), start.galaxy.clone());
+        let h = heard.as_ref().map(|(h, _)| h.clone());
         Arc::new(
             tokio::task::spawn_blocking(move || {
                 again_for_a_while("open the accounts' bucket", || {
-                    NatsRemote::new(&c, g.clone(), replicas)
+                    NatsRemote::new(&c, g.clone(), replicas, h.clone())
                 })
             })
             .await??,
@@ -184,7 +191,7 @@ pub(super) async fn serve(args: ServeArgs, urls: String, start: Start) -> anyhow
         clock: Instant::now(),
         running: BTreeMap::new(),
         waiting: BTreeMap::new(),
-        homes: regions::Homes::new(&galaxy, region, nats_conn.clone(), pairs.clone()),
+        homes: regions::Homes::new(region, heard, pairs.clone()),
     };
     let mut every = tokio::time::interval(Duration::from_millis(ROUND_MS));
     loop {
@@ -366,6 +373,8 @@ impl Spread {
         // A system re-homed here by a promotion runs above every epoch of its old region.
         let epoch = self.homes.epoch_of(self.mesh.galaxy(), system, claim.epoch);
         let logs = Arc::new(self.logs.for_unit(epoch));
+        // Its writes revoked as soon as its system is heard homed in another region.
+        self.homes.watch(system, logs.revoker());
         let storage = Storage {
             logs: logs.clone(),
             snapshots: self.snapshots.clone(),
@@ -416,6 +425,7 @@ impl Spread {
             }
             Err(e) => {
                 eprintln!("unit {unit}: cannot start it here ({e}); releasing its lease");
+                self.homes.unwatch(system);
                 self.release(&claim).await;
             }
         }
@@ -443,6 +453,18 @@ impl Spread {
     /// Renews a unit's lease every quarter of it; stops the unit when the lease is lost or a
     /// newer owner fenced its log.
     async fn renew(&mut self, system: SystemId) {
+        let revoked = self
+            .running
+            .get(&system)
+            .is_some_and(|r| r.logs.revoker().is_revoked());
+        if revoked {
+            return self
+                .stop(
+                    system,
+                    "its system is homed in another region now (its writes were revoked)",
+                )
+                .await;
+        }
         let fenced = self
             .running
             .get(&system)
@@ -499,6 +521,7 @@ impl Spread {
         if let Err(e) = self.mesh.stop_unit(system).await {
             eprintln!("unit {unit}: did not stop cleanly ({e})");
         }
+        self.homes.unwatch(system);
     }
 
     /// Hands a unit over on purpose: stops it (what it committed is published, its state
@@ -520,6 +543,7 @@ impl Spread {
         if let Err(e) = stopped {
             eprintln!("unit {unit}: did not stop cleanly ({e}); its next owner recovers it");
         }
+        self.homes.unwatch(system);
         self.release(&r.claim).await;
         println!(
             "unit {unit}: handed over (dealt to another node) in {} ms",
