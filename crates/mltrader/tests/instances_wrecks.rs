@@ -26,27 +26,43 @@ struct Api {
     client: reqwest::Client,
 }
 
+/// How long to wait before sending a request the rate limit refused again, in milliseconds.
+const RATE_LIMITED_WAIT_MS: u64 = 100;
+
 impl Api {
+    /// POST, sent again after a short wait while the server answers 429 (the per-player rate
+    /// limit: this test polls and fights fast).
     async fn post(&self, path: &str, token: Option<&str>, body: Value) -> (u16, Value) {
-        let mut req = self.client.post(format!("{}{path}", self.url)).json(&body);
-        if let Some(t) = token {
-            req = req.bearer_auth(t);
+        loop {
+            let mut req = self.client.post(format!("{}{path}", self.url)).json(&body);
+            if let Some(t) = token {
+                req = req.bearer_auth(t);
+            }
+            let resp = req.send().await.expect("the server answers");
+            let status = resp.status().as_u16();
+            if status != 429 {
+                return (status, resp.json().await.unwrap_or(Value::Null));
+            }
+            tokio::time::sleep(Duration::from_millis(RATE_LIMITED_WAIT_MS)).await;
         }
-        let resp = req.send().await.expect("the server answers");
-        let status = resp.status().as_u16();
-        (status, resp.json().await.unwrap_or(Value::Null))
     }
 
+    /// GET, sent again after a short wait while the server answers 429.
     async fn get(&self, path: &str, token: &str) -> (u16, Value) {
-        let resp = self
-            .client
-            .get(format!("{}{path}", self.url))
-            .bearer_auth(token)
-            .send()
-            .await
-            .expect("the server answers");
-        let status = resp.status().as_u16();
-        (status, resp.json().await.unwrap_or(Value::Null))
+        loop {
+            let resp = self
+                .client
+                .get(format!("{}{path}", self.url))
+                .bearer_auth(token)
+                .send()
+                .await
+                .expect("the server answers");
+            let status = resp.status().as_u16();
+            if status != 429 {
+                return (status, resp.json().await.unwrap_or(Value::Null));
+            }
+            tokio::time::sleep(Duration::from_millis(RATE_LIMITED_WAIT_MS)).await;
+        }
     }
 
     /// The instance of Sol the player is in (1: the primary).
@@ -170,27 +186,73 @@ async fn a_player_in_an_instance_sees_and_loots_its_wrecks_and_repairs_the_hull(
     let (_, c_token) = &players[outsider];
 
     // A and B fight each other until one of them is shot down and its wreck floats in their
-    // instance; the survivor (W) has taken hits.
+    // instance; the survivor (W) has taken hits. Fire is simultaneous and hits are drawn (80%
+    // each): both can go down in the same tick, and a ship can win untouched. So: a whole ship
+    // holds its fire while the other is down to half its hull, until it has been hit; once a
+    // wreck of theirs appears both cease fire, and the round counts only if exactly one of
+    // them went down and the other is damaged; otherwise they fight another round.
     let end = deadline();
-    let (winner, loser, wreck) = 'fight: loop {
-        for (me, other) in [(a, b), (b, a)] {
-            let seen = api.wrecks(&players[me].1).await;
-            if let Some((pilot, id)) = seen
-                .iter()
-                .find(|(p, _)| *p == players[a].0 || *p == players[b].0)
-            {
+    let mut old_wrecks = std::collections::BTreeSet::new();
+    let (winner, loser, wreck) = loop {
+        assert!(
+            Instant::now() < end,
+            "nobody was shot down alone in Sol #{instance}"
+        );
+        let hull_of = |me: usize| {
+            let token = players[me].1.clone();
+            let api = &api;
+            async move {
+                let (_, me) = api.get("/v1/me", &token).await;
+                me["player"]["hull"].as_u64().unwrap_or(0)
+            }
+        };
+        let fighters = [players[a].0.clone(), players[b].0.clone()];
+        let new_wrecks: Vec<(String, u64)> = api
+            .wrecks(&players[a].1)
+            .await
+            .into_iter()
+            .filter(|(pilot, id)| fighters.contains(pilot) && !old_wrecks.contains(id))
+            .collect();
+        if !new_wrecks.is_empty() {
+            for me in [a, b] {
+                let cease = json!({ "target": null });
+                let (status, e) = api.post("/v1/attack", Some(&players[me].1), cease).await;
+                assert_eq!(status, 200, "{e}");
+            }
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            let all: Vec<(String, u64)> = api
+                .wrecks(&players[a].1)
+                .await
+                .into_iter()
+                .filter(|(pilot, id)| fighters.contains(pilot) && !old_wrecks.contains(id))
+                .collect();
+            old_wrecks.extend(all.iter().map(|(_, id)| *id));
+            if let [(pilot, id)] = all.as_slice() {
                 let loser = if *pilot == players[a].0 { a } else { b };
                 let winner = if loser == a { b } else { a };
-                break 'fight (winner, loser, *id);
+                let hull = hull_of(winner).await;
+                if hull > 0 && hull < 100 {
+                    break (winner, loser, *id);
+                }
             }
-            let target = json!({ "target": players[other].0 });
+            println!("another round: wrecks {all:?}");
+            continue;
+        }
+        let hulls = [hull_of(a).await, hull_of(b).await];
+        for (me, other) in [(a, b), (b, a)] {
+            let (mine, theirs) = if me == a {
+                (hulls[0], hulls[1])
+            } else {
+                (hulls[1], hulls[0])
+            };
+            let target = if mine == 100 && theirs <= 50 {
+                json!({ "target": null })
+            } else {
+                json!({ "target": players[other].0 })
+            };
             let (status, e) = api.post("/v1/attack", Some(&players[me].1), target).await;
             assert!(status == 200 || status == 409, "{status} {e}");
         }
-        assert!(
-            Instant::now() < end,
-            "nobody was shot down in Sol #{instance}"
-        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
     let ((w_name, w_token), (l_name, _)) = (&players[winner], &players[loser]);
