@@ -73,6 +73,14 @@ pub enum StreamEvent {
         fuel: u32,
         credits: u64,
     },
+    /// The player's hull was mended at the station (`repaired_points` for `cost_cr`, credits
+    /// that leave the game); `hull` and `credits` after it.
+    Repaired {
+        repaired_points: u32,
+        cost_cr: u64,
+        hull: u32,
+        credits: u64,
+    },
     /// The player traded at their system's market.
     Traded {
         side: TradeSide,
@@ -125,6 +133,7 @@ impl StreamEvent {
             StreamEvent::Progress { .. } => "progress",
             StreamEvent::Landed { .. } => "landed",
             StreamEvent::Refueled { .. } => "refueled",
+            StreamEvent::Repaired { .. } => "repaired",
             StreamEvent::Traded { .. } => "traded",
             StreamEvent::Looted { .. } => "looted",
             StreamEvent::Attacked { .. } => "attacked",

@@ -520,6 +520,12 @@ fn every_event() -> Vec<StreamEvent> {
             fuel: 20,
             credits: 994,
         },
+        Repaired {
+            repaired_points: 30,
+            cost_cr: 150,
+            hull: 100,
+            credits: 844,
+        },
         Traded {
             side: TradeSide::Sell,
             good: s("ore"),

@@ -208,14 +208,16 @@ pub fn holdings(w: &World) -> Ledger {
                 continue;
             }
             let (cr, qty) = (i128::from(o.trade.total_cr), i128::from(o.trade.qty));
+            let fee = i128::from(o.trade.fee_cr);
             let g = o.trade.good.index();
+            // The fee left the game when the market took the trade.
             match o.trade.side {
                 sim::market::Side::Buy => {
-                    h.credits -= cr;
+                    h.credits -= cr + fee;
                     h.goods[g] += qty;
                 }
                 sim::market::Side::Sell => {
-                    h.credits += cr;
+                    h.credits += cr - fee;
                     h.goods[g] -= qty;
                 }
             }

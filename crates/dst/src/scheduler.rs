@@ -404,12 +404,12 @@ fn deliver(w: &mut World, from: Sender, to: InstanceId) {
             player,
             answer,
         } => {
-            let total = match answer {
-                Answer::Taken(trade) => Some(trade.total_cr),
+            let taken = match answer {
+                Answer::Taken(trade) => Some(trade),
                 Answer::Refused => None,
                 Answer::Unknown => return w.reply(&player, None),
             };
-            let Some(event) = w.shards[&to].state.decide_settle(escrow, total) else {
+            let Some(event) = w.shards[&to].state.decide_settle(escrow, taken.as_ref()) else {
                 return w.reply(&player, None);
             };
             w.note(
@@ -418,10 +418,10 @@ fn deliver(w: &mut World, from: Sender, to: InstanceId) {
                 format!(
                     "{} settles escrow {escrow} of {player}: {}",
                     w.name(to),
-                    if total.is_some() { "taken" } else { "refunded" }
+                    if taken.is_some() { "taken" } else { "refunded" }
                 ),
             );
-            if total.is_some() {
+            if taken.is_some() {
                 w.counts.escrows_settled += 1;
             } else {
                 w.counts.escrows_refunded += 1;
@@ -435,7 +435,7 @@ fn deliver(w: &mut World, from: Sender, to: InstanceId) {
                 player,
                 version,
                 escrow,
-                refused: total.is_none(),
+                refused: taken.is_none(),
             };
             w.shards
                 .get_mut(&to)

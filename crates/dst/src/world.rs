@@ -175,8 +175,11 @@ impl Ledger {
             Event::Refuel { cost, .. } | Event::Repair { cost, .. } => {
                 self.credits -= i128::from(*cost)
             }
-            // The station's fee leaves the game (sim::ledger::CreditSink::TradeFee).
-            Event::Trade { trade, .. } => self.credits -= i128::from(trade.fee_cr),
+            // The station's fee leaves the game (sim::ledger::CreditSink::TradeFee), through an
+            // escrow at the primary's commit point.
+            Event::Trade { trade, .. } | Event::RemoteTrade { trade, .. } => {
+                self.credits -= i128::from(trade.fee_cr)
+            }
             _ => {}
         }
     }

@@ -39,6 +39,7 @@ pub enum Action {
     Join,
     Travel,
     Refuel,
+    Repair,
     Trade,
     Attack,
 }
@@ -49,6 +50,7 @@ impl Action {
             Action::Join => "join",
             Action::Travel => "travel",
             Action::Refuel => "refuel",
+            Action::Repair => "repair",
             Action::Trade => "trade",
             Action::Attack => "attack",
         }
@@ -61,6 +63,7 @@ impl Action {
             Action::Join => &["join"],
             Action::Travel => &["depart"],
             Action::Refuel => &["refuel"],
+            Action::Repair => &["repair"],
             // In an instance of a crowded system, a trade is acknowledged at the settlement
             // of its escrow at the system's one market (docs/PROTOCOL.md).
             Action::Trade => &["trade", "trade.settle"],
@@ -100,9 +103,12 @@ pub struct Ack {
     /// Fuel units a refuel bought.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub units: Option<u64>,
-    /// What a refuel cost, in credits.
+    /// What a refuel or a repair cost, in credits.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cost_cr: Option<u64>,
+    /// Hull points a repair mended.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub points: Option<u64>,
     /// The ship an attack order is aimed at.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub target: Option<String>,
@@ -122,6 +128,7 @@ impl Ack {
             total_cr: None,
             units: None,
             cost_cr: None,
+            points: None,
             target: None,
         }
     }
@@ -138,6 +145,7 @@ impl Ack {
             ("total", self.total_cr),
             ("units", self.units),
             ("cost", self.cost_cr),
+            ("points", self.points),
         ];
         text.into_iter()
             .filter_map(|(k, v)| Some((k, v?)))

@@ -179,7 +179,8 @@ fn get_trade(rec: &Record<'_>) -> Result<Trade, DecodeError> {
         good: good_field(rec)?,
         qty: num(rec, "qty")?,
         total_cr: num(rec, "total")?,
-        // Absent before the trade fee (issue 22) and in `trade.remote`: none was paid.
+        // Absent before the trade fee (issue 22), in `trade.remote` before fees through an
+        // escrow, and on trades too small to bear one: none was paid.
         fee_cr: match rec.get("fee") {
             Some(_) => num(rec, "fee")?,
             None => 0,
@@ -555,11 +556,17 @@ fn encode_escrow(line: &mut Line<'_>, at: &LogOf<'_>, event: &Event, version: Ve
             escrow,
             player,
             total_cr,
+            fee_cr,
         } => {
             line.field("escrow", &own(*escrow))
                 .field("player", player)
-                .num("total", total_cr)
-                .num("v", version);
+                .num("total", total_cr);
+            // Written only when paid, so a settle without a fee is the same bytes as before
+            // fees through an escrow.
+            if *fee_cr > 0 {
+                line.num("fee", fee_cr);
+            }
+            line.num("v", version);
         }
         Event::EscrowRefund { escrow, player } => {
             line.field("escrow", &own(*escrow))
@@ -690,6 +697,8 @@ pub fn decode_event(
             escrow: EscrowId(here.local(rec, "escrow")?),
             player: name_field(rec, "player")?,
             total_cr: num(rec, "total")?,
+            // Absent before fees through an escrow: none was paid.
+            fee_cr: opt_num(rec, "fee")?.unwrap_or(0),
         },
         "trade.refund" => Event::EscrowRefund {
             escrow: EscrowId(here.local(rec, "escrow")?),
@@ -934,11 +943,9 @@ pub fn encode_state(w: &mut SnapshotWriter, galaxy: &Galaxy, state: &SystemState
                 "escrow",
                 &escrow_text(galaxy, InstanceId::new(state.id, *n), *id),
             )
-            .field("player", &o.player)
-            .field("side", o.trade.side.name())
-            .field("good", o.trade.good.name())
-            .num("qty", o.trade.qty)
-            .num("total", o.trade.total_cr);
+            .field("player", &o.player);
+            // With `fee=` when the trade paid one, as in `trade.remote`.
+            put_trade(l, &o.trade);
         });
     }
     for (id, wreck) in state.wrecks.iter() {
@@ -1417,6 +1424,16 @@ mod tests {
                     escrow: EscrowId(7),
                     player: "ann".into(),
                     total_cr: 33,
+                    fee_cr: 0,
+                },
+            ),
+            (
+                two,
+                Event::EscrowSettle {
+                    escrow: EscrowId(7),
+                    player: "ann".into(),
+                    total_cr: 33,
+                    fee_cr: 2,
                 },
             ),
             (

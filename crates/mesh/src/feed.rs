@@ -64,6 +64,12 @@ pub enum FeedEventKind {
         units: u32,
         cost: u64,
     },
+    /// The player mended `points` of hull for `cost` credits.
+    Repaired {
+        player: String,
+        points: u32,
+        cost: u64,
+    },
     /// The player's jump never reached the transition log: they are back.
     Cancelled { player: String, xfer: String },
     /// The player traded with the local market.
@@ -154,6 +160,7 @@ impl FeedEventKind {
             | FeedEventKind::Departed { player, .. }
             | FeedEventKind::Arrived { player, .. }
             | FeedEventKind::Refueled { player, .. }
+            | FeedEventKind::Repaired { player, .. }
             | FeedEventKind::Cancelled { player, .. }
             | FeedEventKind::Traded { player, .. }
             | FeedEventKind::Engaged { player, .. }
@@ -184,8 +191,15 @@ impl FeedEventKind {
                 units: *units,
                 cost: *cost,
             },
-            // A repair is told to the player in its answer only (not on the event stream yet).
-            Event::Repair { .. } => return None,
+            Event::Repair {
+                player,
+                points,
+                cost,
+            } => FeedEventKind::Repaired {
+                player: player.clone(),
+                points: *points,
+                cost: *cost,
+            },
             // A void jump was never told (recovery writes it, before anyone listens).
             Event::Depart { .. } | Event::DepartVoid { .. } => return None,
             Event::DepartDone { xfer } => {
@@ -264,6 +278,7 @@ impl FeedEventKind {
                 escrow,
                 player,
                 total_cr,
+                ..
             } => {
                 let e = state.escrows.get(escrow)?;
                 FeedEventKind::Traded {

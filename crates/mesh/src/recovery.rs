@@ -858,7 +858,7 @@ mod tests {
             let req = i.state.escrow_request(sim::ids::EscrowId(1)).unwrap();
             let remote = p.state.decide_remote_trade(galaxy, &req).unwrap();
             if let Event::RemoteTrade { trade, .. } = &remote {
-                paid = trade.total_cr;
+                paid = trade.total_cr + trade.fee_cr;
             }
             p.record(galaxy, Tick(5), remote);
         }

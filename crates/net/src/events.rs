@@ -326,6 +326,7 @@ impl Subscription {
                 message: notice.clone(),
             }),
             FeedEventKind::Refueled { .. }
+            | FeedEventKind::Repaired { .. }
             | FeedEventKind::Cancelled { .. }
             | FeedEventKind::Traded { .. }
             | FeedEventKind::Engaged { .. }

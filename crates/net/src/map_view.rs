@@ -276,6 +276,7 @@ impl MapView {
             FeedEventKind::Shock { .. } => None,
             // A player's own business (crate::events): never on the map.
             FeedEventKind::Refueled { .. }
+            | FeedEventKind::Repaired { .. }
             | FeedEventKind::Cancelled { .. }
             | FeedEventKind::Traded { .. }
             | FeedEventKind::Engaged { .. }

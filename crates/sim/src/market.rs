@@ -49,9 +49,45 @@ pub const SPREAD_PERMILLE: u64 = 50;
 /// game (the credit sink "trade_fee", `ledger::CreditSink::TradeFee`), unlike the spread,
 /// which goes to the till. Sized so that the credits players take out of the tills (which
 /// the subsidy refills) go back out of the game: docs/ECONOMY.md, "Trade fee".
-/// Only trades with the local market pay it (a trade in an instance, through an escrow,
-/// does not yet).
+/// A trade in an instance pays it too, decided by the primary (`system::escrow`). A sale to
+/// a till below its target pays more ([`fee_permille`]).
 pub const TRADE_FEE_PERMILLE: u64 = 80;
+
+/// The fee on a sale to a market whose till is empty, in per-mille of the sale's total: the
+/// most a sale pays. Between a till at [`TILL_TARGET_CR`] (or above) and an empty one the
+/// fee on a sale rises in a straight line from [`TRADE_FEE_PERMILLE`] to this (see
+/// [`fee_permille`]). Set from measured runs: docs/ECONOMY.md, "The thin purse".
+pub const SALE_FEE_AT_EMPTY_TILL_PERMILLE: u64 = 800;
+
+const _: () = assert!(TRADE_FEE_PERMILLE <= SALE_FEE_AT_EMPTY_TILL_PERMILLE);
+const _: () = assert!(SALE_FEE_AT_EMPTY_TILL_PERMILLE < 1_000);
+
+/// The station's fee, in per-mille of the total, on a trade of `side` with a market whose
+/// till holds `till_cr` before it: [`TRADE_FEE_PERMILLE`] on a buy and on a sale to a till at
+/// or above its target; a sale to a till drained below its target pays more, in proportion to
+/// the shortfall, up to [`SALE_FEE_AT_EMPTY_TILL_PERMILLE`] at an empty till (the station
+/// pays less when its purse is thin). Why: the subsidy refills a drained till, so the credits
+/// traders take out of a thin purse are credits created; the bigger the crowd selling into a
+/// system, the thinner its purse and the more of that creation the fee takes back, with no
+/// state and no global figure (each shard decides alone). The fee is decided here and logged
+/// (`fee=`), and replay applies the logged fee: the rule can change without a model number.
+pub fn fee_permille(side: Side, till_cr: u64) -> u64 {
+    let permille = match side {
+        Side::Buy => TRADE_FEE_PERMILLE,
+        Side::Sell => {
+            let shortfall_cr = TILL_TARGET_CR.saturating_sub(till_cr);
+            let rise = u128::from(SALE_FEE_AT_EMPTY_TILL_PERMILLE - TRADE_FEE_PERMILLE)
+                * u128::from(shortfall_cr)
+                / u128::from(TILL_TARGET_CR);
+            TRADE_FEE_PERMILLE + u64::try_from(rise).expect("at most the cap's rise")
+        }
+    };
+    assert!(
+        (TRADE_FEE_PERMILLE..=SALE_FEE_AT_EMPTY_TILL_PERMILLE).contains(&permille),
+        "a fee of {permille} per-mille for a {side:?} at a till of {till_cr} cr"
+    );
+    permille
+}
 
 /// The fee on a trade of `total_cr` at `fee_permille`, rounded down: always below the total
 /// (a seller is never left with nothing), 0 on a trade too small to bear one.
@@ -196,7 +232,7 @@ pub struct Trade {
     pub total_cr: u64,
     /// Credits the player pays the station on top (a buy) or leaves of the total (a sell),
     /// destroyed (the sink "trade_fee"). Logged as `fee=`; 0 (not written) before the fee
-    /// existed and for trades through an escrow. Always below `total_cr` or 0.
+    /// existed (and through an escrow before fees there). Always below `total_cr` or 0.
     pub fee_cr: u64,
 }
 
@@ -1000,6 +1036,54 @@ mod tests {
             "too small to bear a fee"
         );
         assert_eq!(trade_fee_cr(smallest_with_fee, TRADE_FEE_PERMILLE), 1);
+    }
+
+    #[test]
+    fn a_sale_to_a_thin_purse_pays_a_higher_fee_and_a_buy_never_does() {
+        assert_eq!(fee_permille(Side::Sell, TILL_TARGET_CR), TRADE_FEE_PERMILLE);
+        assert_eq!(
+            fee_permille(Side::Sell, 2 * TILL_TARGET_CR),
+            TRADE_FEE_PERMILLE
+        );
+        assert_eq!(fee_permille(Side::Sell, 0), SALE_FEE_AT_EMPTY_TILL_PERMILLE);
+        let half = (TRADE_FEE_PERMILLE + SALE_FEE_AT_EMPTY_TILL_PERMILLE) / 2;
+        assert_eq!(fee_permille(Side::Sell, TILL_TARGET_CR / 2), half);
+        let mut last = 0;
+        for till_cr in (0..=TILL_TARGET_CR).rev().step_by(10_007) {
+            assert_eq!(fee_permille(Side::Buy, till_cr), TRADE_FEE_PERMILLE);
+            let sale = fee_permille(Side::Sell, till_cr);
+            assert!(sale >= last, "the thinner the purse, the higher the fee");
+            last = sale;
+        }
+        // A decided sale carries the fee of the till it was decided against.
+        let mut m = Market::new(EconomyKind::Refinery);
+        let mut cargo = Cargo::new();
+        cargo.add(Good::Fuel, 50).unwrap();
+        let sell = order(Side::Sell, Good::Fuel, 50);
+        let full = decide_trade(
+            &m,
+            0,
+            &cargo,
+            1_000,
+            &sell,
+            fee_permille(Side::Sell, m.till_cr()),
+        );
+        m.till_cr = TILL_TARGET_CR / 4;
+        let thin = decide_trade(
+            &m,
+            0,
+            &cargo,
+            1_000,
+            &sell,
+            fee_permille(Side::Sell, m.till_cr()),
+        );
+        let (full, thin) = (full.unwrap(), thin.unwrap());
+        assert_eq!(
+            full.total_cr, thin.total_cr,
+            "the price does not depend on the till"
+        );
+        assert_eq!(full.fee_cr, full.total_cr * TRADE_FEE_PERMILLE / 1_000);
+        assert!(thin.fee_cr > 2 * full.fee_cr, "{thin:?} against {full:?}");
     }
 
     #[test]

@@ -327,6 +327,11 @@ impl<A: GameApi> Bot<A> {
         // After the trip is learned, so that its profit is the trade's, not the repair's.
         if self.needs_repair(&player) {
             let r = self.api.repair(&token).await?;
+            self.ack(Ack {
+                points: Some(u64::from(r.repaired_points)),
+                cost_cr: Some(r.cost_cr),
+                ..self.ack_of(Action::Repair, r.player.version)
+            });
             self.stats().repairs.fetch_add(1, Ordering::Relaxed);
             player = r.player;
         }
@@ -1002,6 +1007,12 @@ mod tests {
         assert!(s.repairs.load(Ordering::Relaxed) > 0);
         let acks = read_acks(&path);
         assert_eq!(acks.len() as u64, s.acks.load(Ordering::Relaxed));
+        let repair_acks = acks.iter().filter(|a| a.action == Action::Repair);
+        assert_eq!(
+            repair_acks.count() as u64,
+            s.repairs.load(Ordering::Relaxed),
+            "every repair is in the ack log"
+        );
         let history = fake.state.lock().unwrap().history.clone();
         for a in &acks {
             let kind = history

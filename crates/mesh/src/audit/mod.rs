@@ -554,11 +554,12 @@ fn count_escrows(
                     }
                     match t.side {
                         sim::market::Side::Buy => {
-                            r.credits_held += u128::from(e.held_cr.saturating_sub(t.total_cr));
+                            let paid = t.total_cr + t.fee_cr;
+                            r.credits_held += u128::from(e.held_cr.saturating_sub(paid));
                             goods_held[good] += u128::from(t.qty);
                         }
                         sim::market::Side::Sell => {
-                            r.credits_held += u128::from(t.total_cr);
+                            r.credits_held += u128::from(t.total_cr - t.fee_cr);
                             goods_held[good] += u128::from(e.held_qty.saturating_sub(t.qty));
                         }
                     }
@@ -1602,6 +1603,8 @@ fn count_by_the_rules(
             ..
         } => {
             ledger.trades += 1;
+            // The station's fee leaves the game at the commit point (the rule "trade fee").
+            ledger.credits_destroyed += u128::from(trade.fee_cr);
             let at = InstanceId::new(id.system, *instance);
             if ledger.remote.insert((at, *escrow), *trade).is_some() {
                 return Err(format!("escrow {} traded twice", escrow_text(at, *escrow)));
@@ -1609,13 +1612,18 @@ fn count_by_the_rules(
             Ok(())
         }
         Event::EscrowSettle {
-            escrow, total_cr, ..
+            escrow,
+            total_cr,
+            fee_cr,
+            ..
         } => match ledger.remote.get(&(id, *escrow)) {
-            Some(t) if t.total_cr == *total_cr => Ok(()),
+            Some(t) if (t.total_cr, t.fee_cr) == (*total_cr, *fee_cr) => Ok(()),
             Some(t) => Err(format!(
-                "escrow {} settles at {total_cr} cr but the market took it at {}",
+                "escrow {} settles at {total_cr} cr with a fee of {fee_cr} cr but the market \
+                 took it at {} cr with a fee of {} cr",
                 escrow_text(id, *escrow),
-                t.total_cr
+                t.total_cr,
+                t.fee_cr
             )),
             None => Err(format!(
                 "escrow {} settles but the primary's market never took it",

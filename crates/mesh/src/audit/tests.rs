@@ -680,8 +680,31 @@ fn a_settlement_at_another_price_is_a_problem() {
     assert_problems(
         &c,
         &[&format!(
-            "escrow {escrow} settles at {} cr but the market took it at {total}",
+            "escrow {escrow} settles at {} cr with a fee of",
             total + 1
+        )],
+    );
+}
+
+#[test]
+fn a_settlement_with_another_fee_is_a_problem() {
+    let (c, at, trader) = crowded_copy();
+    let escrow = escrow_of(&c, at, &trader);
+    let mut fee = 0;
+    edit_log(&instance_log(&c, at), |recs| {
+        let i = find(recs, |r| r.is("trade.settle", "escrow", &escrow));
+        fee = recs[i]
+            .get("fee")
+            .expect("a fee through the escrow")
+            .parse::<u64>()
+            .unwrap();
+        recs[i].set("fee", &(fee + 1).to_string());
+    });
+    assert_problems(
+        &c,
+        &[&format!(
+            "with a fee of {} cr but the market took it at",
+            fee + 1
         )],
     );
 }

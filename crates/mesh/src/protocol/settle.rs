@@ -19,6 +19,7 @@ use std::collections::BTreeMap;
 use sim::galaxy::{Galaxy, SystemId};
 use sim::ids::{EscrowId, Xfer};
 use sim::instance::InstanceId;
+use sim::market::Trade;
 use sim::system::{Event, SystemState};
 use store::seq::Seq;
 
@@ -161,8 +162,8 @@ pub fn prepared(state: &SystemState, committed: &BTreeMap<(InstanceId, Xfer), Se
 }
 
 /// What the primaries' markets took of their instances' escrowed trades: by (system,
-/// instance, escrow), the trade's total in credits.
-pub type EscrowOutcomes = BTreeMap<(SystemId, u16, EscrowId), u64>;
+/// instance, escrow), the trade as taken (its total and the station's fee).
+pub type EscrowOutcomes = BTreeMap<(SystemId, u16, EscrowId), Trade>;
 
 /// The outcomes the primaries among `states` hold.
 pub fn escrow_outcomes<'a>(states: impl IntoIterator<Item = &'a SystemState>) -> EscrowOutcomes {
@@ -172,7 +173,7 @@ pub fn escrow_outcomes<'a>(states: impl IntoIterator<Item = &'a SystemState>) ->
         .flat_map(|s| {
             let system = s.id;
             let taken = s.remote_trades.iter();
-            taken.map(move |((n, id), o)| ((system, *n, *id), o.trade.total_cr))
+            taken.map(move |((n, id), o)| ((system, *n, *id), o.trade))
         })
         .collect()
 }
@@ -186,12 +187,12 @@ pub fn escrows(state: &SystemState, outcomes: &EscrowOutcomes) -> (Vec<Event>, u
         .escrows
         .keys()
         .map(|&id| {
-            let mut total = outcomes.get(&(system, n, id)).copied();
+            let mut taken = outcomes.get(&(system, n, id));
             if bugs::on(Bug::SettleAndRefund) {
-                total = None;
+                taken = None;
             }
-            settled += usize::from(total.is_some());
-            state.decide_settle(id, total).expect("an open escrow")
+            settled += usize::from(taken.is_some());
+            state.decide_settle(id, taken).expect("an open escrow")
         })
         .collect();
     (events, settled)

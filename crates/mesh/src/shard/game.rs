@@ -113,15 +113,15 @@ impl Shard {
         answer: RemoteAnswer,
         reply: Reply<TradeAck>,
     ) {
-        let (total, refused) = match answer {
-            RemoteAnswer::Taken(trade) => (Some(trade.total_cr), None),
+        let (taken, refused) = match answer {
+            RemoteAnswer::Taken(trade) => (Some(trade), None),
             RemoteAnswer::Refused(e) => (None, Some(e)),
             RemoteAnswer::Unknown(e) => {
                 let _ = reply.send(Err(e));
                 return;
             }
         };
-        let Some(event) = self.state.decide_settle(escrow, total) else {
+        let Some(event) = self.state.decide_settle(escrow, taken.as_ref()) else {
             let _ = reply.send(Err(MeshError::Internal(format!(
                 "escrow {escrow} is not open"
             ))));
@@ -153,8 +153,8 @@ impl Shard {
                         side: order.side.name(),
                         good: order.good.name(),
                         qty: order.qty,
-                        total_cr: total.unwrap_or(0),
-                        fee_cr: 0,
+                        total_cr: taken.map_or(0, |t| t.total_cr),
+                        fee_cr: taken.map_or(0, |t| t.fee_cr),
                         player,
                     })
                 }

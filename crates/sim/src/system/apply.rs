@@ -86,7 +86,8 @@ impl SystemState {
                 escrow,
                 player,
                 total_cr,
-            } => self.apply_settle(*escrow, player, Some(*total_cr))?,
+                fee_cr,
+            } => self.apply_settle(*escrow, player, Some((*total_cr, *fee_cr)))?,
             Event::EscrowRefund { escrow, player } => self.apply_settle(*escrow, player, None)?,
             Event::RemoteTrade {
                 instance,

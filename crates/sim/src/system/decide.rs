@@ -229,7 +229,7 @@ impl SystemState {
     }
 
     /// A trade with the local market, all or nothing, with the station's fee
-    /// ([`market::TRADE_FEE_PERMILLE`]).
+    /// ([`market::fee_permille`]: 8%, more on a sale to a drained till).
     pub fn decide_trade(
         &self,
         galaxy: &Galaxy,
@@ -244,7 +244,7 @@ impl SystemState {
             &p.cargo,
             p.hold,
             order,
-            market::TRADE_FEE_PERMILLE,
+            market::fee_permille(order.side, self.market.till_cr()),
         )?;
         Ok(Event::Trade {
             player: name.to_string(),

@@ -13,6 +13,11 @@
 //!    and returns what the escrow held beyond it; `trade.refund` returns everything if the
 //!    primary refused. Then the primary forgets the outcome (`trade.done`).
 //!
+//! The station's fee ([`market::fee_permille`], as on a local trade, from the primary's till)
+//! is decided by the primary in step 2 and leaves the game there (`trade.remote ... fee=`, the
+//! sink "trade_fee"): the escrow then holds the credits less the fee, and step 3 carries the
+//! fee (`trade.settle ... fee=`) so that the instance pays the player what the escrow holds.
+//!
 //! An instance asks once per escrow (its requests may reach the primary in any order); the
 //! primary refuses an escrow whose outcome it still holds, and the auditor proves that no
 //! escrow was ever traded twice.
@@ -29,7 +34,7 @@ use super::{ApplyError, Escrow, Event, Reject, RemoteOutcome, SystemState};
 use crate::galaxy::Galaxy;
 use crate::goods::Cargo;
 use crate::ids::EscrowId;
-use crate::market::{self, Order, Side, TradeError, MAX_TRADE_UNITS};
+use crate::market::{self, Order, Side, Trade, TradeError, MAX_TRADE_UNITS};
 
 /// What an instance sends the primary for escrow `escrow`: the order, what is held, and what
 /// the market must know of the player to check it (their other credits, cargo and hold, which
@@ -67,9 +72,13 @@ impl SystemState {
         }
         let (held_cr, held_qty) = match order.side {
             Side::Buy => {
-                let most = order
-                    .price_limit_cr
-                    .map_or(u64::MAX, |l| l.saturating_mul(u64::from(order.qty)));
+                // The price limit bounds the market's total; the station's fee comes on top
+                // (a buy's fee does not depend on the till).
+                let most = order.price_limit_cr.map_or(u64::MAX, |l| {
+                    let total = l.saturating_mul(u64::from(order.qty));
+                    let fee_permille = market::fee_permille(Side::Buy, 0);
+                    total.saturating_add(market::trade_fee_cr(total, fee_permille))
+                });
                 (p.credits.min(most), 0)
             }
             Side::Sell => {
@@ -121,9 +130,7 @@ impl SystemState {
                 req.instance
             )));
         }
-        // No fee through an escrow yet (`market::TRADE_FEE_PERMILLE`): the settle would have
-        // to carry it, and `trade.remote`, `trade.settle` do not.
-        const ESCROW_FEE_PERMILLE: u64 = 0;
+        let fee_permille = market::fee_permille(req.order.side, self.market.till_cr());
         let trade = match req.order.side {
             // The escrow's credits pay; the player's hold must take the goods.
             Side::Buy => market::decide_trade(
@@ -132,7 +139,7 @@ impl SystemState {
                 &req.cargo,
                 req.hold,
                 &req.order,
-                ESCROW_FEE_PERMILLE,
+                fee_permille,
             )?,
             // The escrow's goods are sold; the player's credits must take the price.
             Side::Sell => {
@@ -146,11 +153,15 @@ impl SystemState {
                     &cargo,
                     req.hold,
                     &req.order,
-                    ESCROW_FEE_PERMILLE,
+                    fee_permille,
                 )?
             }
         };
-        assert_eq!(trade.fee_cr, 0, "a trade through an escrow pays no fee");
+        assert!(
+            trade.side == Side::Sell || trade.total_cr + trade.fee_cr <= req.held_cr,
+            "a buy through escrow {} pays more than it holds",
+            req.escrow
+        );
         Ok(Event::RemoteTrade {
             instance: req.instance,
             escrow: req.escrow,
@@ -159,17 +170,25 @@ impl SystemState {
         })
     }
 
-    /// Step 3, in an instance: settle escrow `escrow` by the primary's answer (`Some(total)`:
-    /// the trade was taken at that price; `None`: refused).
-    pub fn decide_settle(&self, escrow: EscrowId, total_cr: Option<u64>) -> Option<Event> {
+    /// Step 3, in an instance: settle escrow `escrow` by the primary's answer (`Some(trade)`:
+    /// the market took it at that price and fee; `None`: refused).
+    pub fn decide_settle(&self, escrow: EscrowId, taken: Option<&Trade>) -> Option<Event> {
         let e = self.escrows.get(&escrow)?;
         let player = e.player.clone();
-        Some(match total_cr {
-            Some(total_cr) => Event::EscrowSettle {
-                escrow,
-                player,
-                total_cr,
-            },
+        Some(match taken {
+            Some(trade) => {
+                assert_eq!(
+                    (trade.side, trade.good, trade.qty),
+                    (e.order.side, e.order.good, e.order.qty),
+                    "escrow {escrow} settles another trade than it holds"
+                );
+                Event::EscrowSettle {
+                    escrow,
+                    player,
+                    total_cr: trade.total_cr,
+                    fee_cr: trade.fee_cr,
+                }
+            }
             None => Event::EscrowRefund { escrow, player },
         })
     }
@@ -206,12 +225,13 @@ impl SystemState {
         Ok(())
     }
 
-    /// Applies [`Event::EscrowSettle`] (`Some(total)`) or [`Event::EscrowRefund`] (`None`).
+    /// Applies [`Event::EscrowSettle`] (`Some((total, fee))`) or [`Event::EscrowRefund`]
+    /// (`None`).
     pub(super) fn apply_settle(
         &mut self,
         id: EscrowId,
         player: &str,
-        total_cr: Option<u64>,
+        taken: Option<(u64, u64)>,
     ) -> Result<(), ApplyError> {
         let e = match self.escrows.get(&id) {
             Some(e) if e.player == player => e.clone(),
@@ -235,31 +255,36 @@ impl SystemState {
             escrow: id,
             player: player.to_string(),
         };
-        match (total_cr, e.order.side) {
+        if let Some((total_cr, fee_cr)) = taken {
+            if fee_cr >= total_cr && fee_cr > 0 {
+                return Err(ApplyError::TradeFee { fee_cr, total_cr });
+            }
+        }
+        match (taken, e.order.side) {
             (None, _) => {
                 credits = credits.checked_add(e.held_cr).ok_or_else(overflow)?;
                 cargo
                     .add(good, u64::from(e.held_qty))
                     .map_err(|_| overflow())?;
             }
-            (Some(total), Side::Buy) => {
-                let back = e
-                    .held_cr
-                    .checked_sub(total)
-                    .ok_or(ApplyError::EscrowOverpaid {
-                        escrow: id,
-                        total_cr: total,
-                    })?;
+            (Some((total, fee)), Side::Buy) => {
+                let back =
+                    e.held_cr
+                        .checked_sub(total + fee)
+                        .ok_or(ApplyError::EscrowOverpaid {
+                            escrow: id,
+                            total_cr: total + fee,
+                        })?;
                 credits = credits.checked_add(back).ok_or_else(overflow)?;
                 cargo
                     .add(good, u64::from(e.order.qty))
                     .map_err(|_| overflow())?;
             }
-            (Some(total), Side::Sell) => {
+            (Some((total, fee)), Side::Sell) => {
                 if e.held_qty != e.order.qty {
                     return Err(ApplyError::EscrowQuantity { escrow: id });
                 }
-                credits = credits.checked_add(total).ok_or_else(overflow)?;
+                credits = credits.checked_add(total - fee).ok_or_else(overflow)?;
             }
         }
         if cargo.hold_used() > u64::from(p.hold) {
@@ -287,6 +312,10 @@ impl SystemState {
             return Err(ApplyError::RemoteTradeCannotApply { instance, escrow });
         }
         let t = outcome.trade;
+        if t.fee_cr >= t.total_cr && t.fee_cr > 0 {
+            let (fee_cr, total_cr) = (t.fee_cr, t.total_cr);
+            return Err(ApplyError::TradeFee { fee_cr, total_cr });
+        }
         let mut m = self.market.clone();
         let total = match t.side {
             Side::Buy => m.buy(t.good, t.qty),
@@ -353,10 +382,10 @@ mod tests {
         for (id, e) in &two.escrows {
             match primary.remote_trades.get(&(2, *id)) {
                 Some(o) if o.trade.side == Side::Buy => {
-                    cr += u128::from(e.held_cr - o.trade.total_cr);
+                    cr += u128::from(e.held_cr - o.trade.total_cr - o.trade.fee_cr);
                     ore += u128::from(o.trade.qty);
                 }
-                Some(o) => cr += u128::from(o.trade.total_cr),
+                Some(o) => cr += u128::from(o.trade.total_cr - o.trade.fee_cr),
                 None => {
                     cr += u128::from(e.held_cr);
                     ore += u128::from(e.held_qty);
@@ -369,12 +398,18 @@ mod tests {
     #[test]
     fn a_trade_in_an_instance_goes_through_the_primarys_market_and_conserves_everything() {
         let (g, mut primary, mut two) = states();
-        let before = totals(&primary, &two);
+        let (mut before_cr, before_ore) = totals(&primary, &two);
         let stock = primary.market.stock(Good::Ore);
+        let credits0 = two.players["Ann"].credits;
+        let mut fees_cr = 0;
         for (t, side) in [(2, Side::Buy), (5, Side::Sell)] {
             let escrow = two.decide_escrow(&g, "Ann", &order(side, 10)).unwrap();
             two.apply(Tick(t), &escrow).unwrap();
-            assert_eq!(totals(&primary, &two), before, "escrow open");
+            assert_eq!(
+                totals(&primary, &two),
+                (before_cr, before_ore),
+                "escrow open"
+            );
             assert_eq!(
                 two.decide_escrow(&g, "Ann", &order(side, 1)),
                 Err(Reject::TradePending("Sol".into())),
@@ -383,15 +418,32 @@ mod tests {
             let id = EscrowId(two.next_escrow.0 - 1);
             let req = two.escrow_request(id).unwrap();
             let remote = primary.decide_remote_trade(&g, &req).unwrap();
-            primary.apply(Tick(t + 1), &remote).unwrap();
-            assert_eq!(totals(&primary, &two), before, "committed, not settled");
-            assert!(primary.decide_remote_trade(&g, &req).is_err(), "taken once");
             let Event::RemoteTrade { trade, .. } = remote else {
                 unreachable!()
             };
-            let settle = two.decide_settle(id, Some(trade.total_cr)).unwrap();
+            assert_eq!(
+                trade.fee_cr,
+                market::trade_fee_cr(trade.total_cr, market::TRADE_FEE_PERMILLE),
+                "the station's fee, as on a local trade at a full till"
+            );
+            assert!(trade.fee_cr > 0, "{trade:?}");
+            fees_cr += trade.fee_cr;
+            // The fee leaves the game at the commit point, nothing else does.
+            before_cr -= u128::from(trade.fee_cr);
+            primary.apply(Tick(t + 1), &remote).unwrap();
+            assert_eq!(
+                totals(&primary, &two),
+                (before_cr, before_ore),
+                "committed, not settled"
+            );
+            assert!(primary.decide_remote_trade(&g, &req).is_err(), "taken once");
+            let settle = two.decide_settle(id, Some(&trade)).unwrap();
+            let Event::EscrowSettle { fee_cr, .. } = settle else {
+                unreachable!()
+            };
+            assert_eq!(fee_cr, trade.fee_cr, "the settle carries the fee");
             two.apply(Tick(t + 2), &settle).unwrap();
-            assert_eq!(totals(&primary, &two), before, "settled");
+            assert_eq!(totals(&primary, &two), (before_cr, before_ore), "settled");
             let done = Event::RemoteTradeDone {
                 instance: 2,
                 escrow: id,
@@ -400,6 +452,12 @@ mod tests {
             assert!(two.escrows.is_empty() && primary.remote_trades.is_empty());
         }
         assert_eq!(primary.market.stock(Good::Ore), stock, "bought 10, sold 10");
+        let spread_cr = primary.market.till_cr() - market::TILL_TARGET_CR;
+        assert_eq!(
+            two.players["Ann"].credits,
+            credits0 - spread_cr - fees_cr,
+            "Ann paid the spread to the till and the fees to the station"
+        );
         assert_eq!(
             two.players["Ann"].version,
             Version(5),

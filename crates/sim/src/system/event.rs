@@ -119,12 +119,15 @@ pub enum Event {
         held_cr: u64,
         held_qty: u32,
     },
-    /// The primary's market took escrow `escrow`'s trade (`trade.remote`): the player gets the
-    /// goods (buy) or the price (sell), and what the escrow held beyond it back.
+    /// The primary's market took escrow `escrow`'s trade (`trade.remote`) at `total_cr` with the
+    /// station's fee `fee_cr` (destroyed by the primary's `trade.remote`; 0 in logs before
+    /// fees through an escrow): the player gets the goods (buy) or the price less the fee
+    /// (sell), and what the escrow held beyond the price and the fee back.
     EscrowSettle {
         escrow: EscrowId,
         player: String,
         total_cr: u64,
+        fee_cr: u64,
     },
     /// The primary's market refused escrow `escrow`'s trade (or never saw it): everything held
     /// goes back to the player.

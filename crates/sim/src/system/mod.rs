@@ -311,6 +311,12 @@ impl SystemState {
                     put(o.trade.good.name().as_bytes());
                     put(&o.trade.qty.to_le_bytes());
                     put(&o.trade.total_cr.to_le_bytes());
+                    // Fees through an escrow were added later: a trade without one hashes as
+                    // before.
+                    if o.trade.fee_cr > 0 {
+                        put(b"fee");
+                        put(&o.trade.fee_cr.to_le_bytes());
+                    }
                 }
             }
         }
