@@ -17,6 +17,11 @@
 //! ann (in Alpha Centauri) is forwarded to `eu` or refused, never acknowledged into `us`'s own
 //! stream (read to prove it).
 //!
+//! Snapshots stay in their region (docs/REGIONS.md "Snapshots stay in their region"): `us1`
+//! leaves and comes back before the loss (its units snapshotted into `us`'s bucket, none into
+//! `eu`'s), and after `us` comes back the other `eu` node leaves (its handovers' snapshots of
+//! re-homed systems stay out of `us`'s bucket).
+//!
 //! A second test keeps `us`'s node running behind a cut link while `us` is promoted, then heals
 //! the link: the node stops its re-homed units (their writes revoked) and writes nothing more
 //! into `us`'s stream for them.
@@ -247,6 +252,21 @@ fn eu_shows_us_unreachable_with_the_age_of_what_it_heard() {
     );
     assert_eq!(seen["population"], 1, "{seen}");
 
+    // us1 leaves and comes back with the link up: each of its units is handed over with a
+    // snapshot (positions in us's log and jumps stream), which must stay in us's bucket.
+    nodes[1].stop();
+    nodes[1].start();
+    wait_for(
+        "eu hears Alpha Centauri afresh from the restarted us1",
+        &nodes,
+        || centauri(&nodes[0]),
+        |s| {
+            s["served_in_reachable"] == true
+                && s["population"] == 1
+                && s["as_of_s_ago"].as_f64().is_some_and(|a| a < 3.0)
+        },
+    );
+
     // us lost once eu's copy has everything, and promoted into eu.
     let copy_current = Instant::now();
     loop {
@@ -289,6 +309,12 @@ fn eu_shows_us_unreachable_with_the_age_of_what_it_heard() {
             .cloned()
             .collect()
     };
+    assert!(
+        us_snaps
+            .iter()
+            .any(|(name, _)| of_system(name) == "alpha-centauri"),
+        "us1's stop snapshotted Alpha Centauri into us's bucket: {us_snaps:?}"
+    );
     assert_eq!(
         foreign(&eu_snaps, &us_homed),
         vec![],
