@@ -77,7 +77,10 @@ write_config() {
         echo "    no_advertise: true"
         echo "    authorization { user: \"$(cred user)\", password: \"$(cred password)\" }"
         [ -z "$remotes" ] || echo "    reconnect: 1"
-        [ -z "$remotes" ] || echo "    remotes [ { urls: [ $remotes ] } ]"
+        # No object store subjects across the link: every region has a bucket mlt_snapshots, and
+        # a put is a plain publish on \$O.<bucket>.> (the server denies \$KV.> between domains, not
+        # \$O.>): without this one region's snapshots land in the other's bucket (docs/REGIONS.md).
+        [ -z "$remotes" ] || echo "    remotes [ { urls: [ $remotes ], deny_imports: [ \"\$O.>\" ], deny_exports: [ \"\$O.>\" ] } ]"
         echo "}"
     } >"$DIR/$r-n$i/server.conf"
 }

@@ -211,7 +211,9 @@ struct Seen {
 }
 
 /// The record fields that hold what an action did.
-const DETAIL_FIELDS: [&str; 7] = ["side", "good", "qty", "total", "units", "cost", "target"];
+const DETAIL_FIELDS: [&str; 8] = [
+    "side", "good", "qty", "total", "units", "cost", "points", "target",
+];
 
 /// The detail fields of `rec`.
 fn details_of(rec: &Record<'_>) -> Vec<(&'static str, String)> {
@@ -669,6 +671,42 @@ mod tests {
         let r = check_acks(&datadir, &galaxy, &path).unwrap();
         assert_eq!(r.problems.len(), 1, "{:#?}", r.problems);
         assert!(r.problems[0].contains("is xfer"), "{:#?}", r.problems);
+    }
+
+    #[test]
+    fn a_repairs_points_are_compared_with_its_record() {
+        // Before `points` was a detail field, every repair ack failed the check ("the logs
+        // hold points=(none)"): seen in a spread storm's `check --acks`.
+        let rec = store::record::parse_content("9 repair t=5 player=Ann points=30 cost=150 v=7")
+            .expect("a repair record");
+        let details = details_of(&rec);
+        assert!(
+            details.contains(&("points", "30".to_string())),
+            "{details:?}"
+        );
+        let seen = Seen {
+            kind: "repair".into(),
+            xfer: None,
+            details,
+            at: "sol:9".into(),
+        };
+        let events = HashMap::from([(("Ann".to_string(), 7), seen)]);
+        let none = HashMap::new();
+        let ack = Ack {
+            points: Some(30),
+            cost_cr: Some(150),
+            ..Ack::new("Ann", Action::Repair, 7)
+        };
+        assert_eq!(verify(&ack, &events, &none, Commits::Departs), Ok(()));
+        let wrong = Ack {
+            points: Some(31),
+            ..ack.clone()
+        };
+        let why = verify(&wrong, &events, &none, Commits::Departs).unwrap_err();
+        assert!(
+            why.contains("acknowledged points=31, but the logs hold points=30"),
+            "{why}"
+        );
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

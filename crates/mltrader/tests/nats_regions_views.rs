@@ -17,6 +17,11 @@
 //! ann (in Alpha Centauri) is forwarded to `eu` or refused, never acknowledged into `us`'s own
 //! stream (read to prove it).
 //!
+//! Snapshots stay in their region (docs/REGIONS.md "Snapshots stay in their region"): `us1`
+//! leaves and comes back before the loss (its units snapshotted into `us`'s bucket, none into
+//! `eu`'s), and after `us` comes back the other `eu` node leaves (its handovers' snapshots of
+//! re-homed systems stay out of `us`'s bucket).
+//!
 //! A second test keeps `us`'s node running behind a cut link while `us` is promoted, then heals
 //! the link: the node stops its re-homed units (their writes revoked) and writes nothing more
 //! into `us`'s stream for them.
@@ -247,6 +252,21 @@ fn eu_shows_us_unreachable_with_the_age_of_what_it_heard() {
     );
     assert_eq!(seen["population"], 1, "{seen}");
 
+    // us1 leaves and comes back with the link up: each of its units is handed over with a
+    // snapshot (positions in us's log and jumps stream), which must stay in us's bucket.
+    nodes[1].stop();
+    nodes[1].start();
+    wait_for(
+        "eu hears Alpha Centauri afresh from the restarted us1",
+        &nodes,
+        || centauri(&nodes[0]),
+        |s| {
+            s["served_in_reachable"] == true
+                && s["population"] == 1
+                && s["as_of_s_ago"].as_f64().is_some_and(|a| a < 3.0)
+        },
+    );
+
     // us lost once eu's copy has everything, and promoted into eu.
     let copy_current = Instant::now();
     loop {
@@ -268,6 +288,43 @@ fn eu_shows_us_unreachable_with_the_age_of_what_it_heard() {
         );
         std::thread::sleep(Duration::from_millis(200));
     }
+    // Each region's snapshots stayed in its bucket (docs/REGIONS.md "Snapshots stay in their
+    // region"): neither bucket holds one of a system the other region serves.
+    let galaxy = Galaxy::default_galaxy();
+    let homed_in = |region: &str| -> Vec<String> {
+        galaxy
+            .ids()
+            .filter(|&id| galaxy.region_of(id) == Some(region))
+            .map(|id| galaxy.slug(id).to_string())
+            .collect()
+    };
+    let (eu_homed, us_homed) = (homed_in("eu"), homed_in("us"));
+    let of_system = |name: &str| name.split('.').next().unwrap_or(name).to_string();
+    let (eu_snaps, us_snaps) = (snapshots_in(&regions, "eu"), snapshots_in(&regions, "us"));
+    eprintln!("views: snapshots before us is lost: eu's {eu_snaps:?}; us's {us_snaps:?}");
+    let foreign = |snaps: &[(String, u64)], other: &[String]| -> Vec<(String, u64)> {
+        snaps
+            .iter()
+            .filter(|(name, _)| other.contains(&of_system(name)))
+            .cloned()
+            .collect()
+    };
+    assert!(
+        us_snaps
+            .iter()
+            .any(|(name, _)| of_system(name) == "alpha-centauri"),
+        "us1's stop snapshotted Alpha Centauri into us's bucket: {us_snaps:?}"
+    );
+    assert_eq!(
+        foreign(&eu_snaps, &us_homed),
+        vec![],
+        "eu's bucket holds snapshots of us's systems (a put crossed the link)"
+    );
+    assert_eq!(
+        foreign(&us_snaps, &eu_homed),
+        vec![],
+        "us's bucket holds snapshots of eu's systems (a put crossed the link)"
+    );
     nodes[1].kill();
     regions.kill_region("us");
     let points = region_cmd(&regions, "eu", &["promote", "us", "--into", "eu", "--json"]);
@@ -317,7 +374,16 @@ fn eu_shows_us_unreachable_with_the_age_of_what_it_heard() {
 
     // us comes back with the link up: its node serves nothing re-homed away from it.
     regions.restart_region("us");
-    let galaxy = Galaxy::default_galaxy();
+    // The other eu node leaves with us's servers up: it hands its units over, each with a
+    // snapshot (of positions in eu's logs), some of them systems re-homed from us. They must
+    // stay in eu's bucket: a `us` node that found one in its own bucket would recover from it
+    // against us's shorter log ("shorter than the snapshot's offset").
+    nodes[other].stop();
+    eprintln!(
+        "views: {} left; eu's snapshots: {:?}",
+        nodes[other].name,
+        snapshots_in(&regions, "eu")
+    );
     let us_systems: Vec<String> = galaxy
         .ids()
         .filter(|&id| galaxy.region_of(id) == Some("us"))
@@ -355,6 +421,15 @@ fn eu_shows_us_unreachable_with_the_age_of_what_it_heard() {
         "nothing written into us's logs of its re-homed systems after it came back (the refuel answered {code} {body})\n{}",
         nodes[1].tail(40)
     );
+    // What eu wrote since (the promoted units' snapshots among it) stayed in eu's bucket.
+    let us_snaps_after = snapshots_in(&regions, "us");
+    eprintln!("views: us's snapshots after it came back: {us_snaps_after:?}");
+    assert_eq!(
+        us_snaps_after,
+        us_snaps,
+        "us's bucket unchanged after it came back (us1 runs nothing; eu's puts stay in eu)\n{}",
+        nodes[1].tail(40)
+    );
     let us_status = get(&nodes[1], "/v1/status");
     assert_eq!(
         us_status,
@@ -373,6 +448,15 @@ fn eu_shows_us_unreachable_with_the_age_of_what_it_heard() {
     for n in &mut nodes {
         n.stop();
     }
+}
+
+/// The snapshots in `region`'s bucket `mlt_snapshots`, as (log name, upto).
+fn snapshots_in(regions: &TestRegions, region: &str) -> Vec<(String, u64)> {
+    let conn = regions.connect(region, "views-snapshots");
+    nats::NatsSnapshots::open(&conn, nats::snapshots::SNAPSHOTS_BUCKET, 1)
+        .unwrap()
+        .all()
+        .unwrap()
 }
 
 /// Whether `node` printed a line containing `text`.

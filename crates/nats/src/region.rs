@@ -7,6 +7,14 @@
 
 use crate::subject::{JUMP_SUBJECT_PREFIX, LOG_SUBJECT_PREFIX};
 
+/// Subjects a leafnode between two regions must not carry, in both directions (a remote's
+/// `deny_imports` and `deny_exports`): the object stores' subjects. Every region has an object
+/// store `mlt_snapshots` of the same name; a put is a plain publish on `$O.<bucket>.C.>` and
+/// `$O.<bucket>.M.>`, which nats-server (2.15.1) does not deny between domains (it denies
+/// `$JS.API.>`, `$KV.>` and `$OBJ.>`), so without this a snapshot put in one region is stored in
+/// the other region's bucket too, and a unit there recovers from it (tests/regions_buckets.rs).
+pub const LEAF_DENIED_SUBJECTS: &[&str] = &["$O.>"];
+
 /// The longest region name, in bytes.
 pub const MAX_REGION_NAME_BYTES: usize = 16;
 const _: () = assert!(MAX_REGION_NAME_BYTES == sim::galaxy::MAX_REGION_BYTES);

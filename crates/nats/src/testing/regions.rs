@@ -445,8 +445,13 @@ fn server_conf(
     ));
     if let Some(urls) = remotes {
         let urls: Vec<String> = urls.iter().map(|u| format!("\"{u}\"")).collect();
+        let denied: Vec<String> = crate::region::LEAF_DENIED_SUBJECTS
+            .iter()
+            .map(|s| format!("\"{s}\""))
+            .collect();
+        let denied = denied.join(", ");
         conf.push_str(&format!(
-            "    reconnect: {LEAF_RECONNECT_S}\n    remotes [ {{ urls: [ {} ] }} ]\n",
+            "    reconnect: {LEAF_RECONNECT_S}\n    remotes [ {{ urls: [ {} ], deny_imports: [ {denied} ], deny_exports: [ {denied} ] }} ]\n",
             urls.join(", ")
         ));
     }
