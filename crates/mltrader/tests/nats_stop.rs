@@ -7,7 +7,7 @@
 //! 1. with the cluster up, SIGTERM to `a` (`--shutdown-grace-ms` [`CLEAN_GRACE_MS`]): it hands
 //!    its units over (about 330 ms each) and exits 0 within the grace;
 //! 2. the cluster SIGKILLed whole, then SIGTERM to `b` (`--shutdown-grace-ms` [`GRACE_MS`]):
-//!    it exits within the grace plus [`SLACK`] with status 3 (`SHUTDOWN_GAVE_UP_EXIT`), having
+//!    it exits within the grace plus [`SLACK`] with status 4 (`SHUTDOWN_GAVE_UP_EXIT`), having
 //!    said what it gave up on (or cleanly, had it nothing left to wait for).
 //!
 //! Small: about half a minute. Needs nats-server (scripts/nats-install.sh); fails without it
@@ -34,7 +34,7 @@ const START_WAIT: Duration = Duration::from_secs(90);
 /// threads).
 const LINES_WAIT: Duration = Duration::from_secs(2);
 /// The status of a node that gave up on a clean stop (mltrader's `SHUTDOWN_GAVE_UP_EXIT`).
-const GAVE_UP_STATUS: i32 = 3;
+const GAVE_UP_STATUS: i32 = 4;
 
 fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")

@@ -134,7 +134,7 @@ pub struct ServeArgs {
     pub region: Option<String>,
     /// With --nats: after Ctrl-C or SIGTERM, give up on a clean stop after this many
     /// milliseconds (NATS unreachable: a lease release or a flush would wait for ever) and exit
-    /// with status 3, naming what was given up on. A second signal exits at once.
+    /// with status 4, naming what was given up on. A second signal exits at once.
     #[arg(long, default_value_t = grace::SHUTDOWN_GRACE_MS,
           value_parser = clap::value_parser!(u64).range(1..=3_600_000))]
     pub shutdown_grace_ms: u64,

@@ -18,8 +18,10 @@ use std::time::{Duration, Instant};
 /// galaxy needs about 20 s on a loaded machine; systemd's default stop timeout (90 s) is longer.
 pub const SHUTDOWN_GRACE_MS: u64 = 60_000;
 
-/// The exit status of a node that gave up on a clean stop (1 is an error at start).
-pub const SHUTDOWN_GAVE_UP_EXIT: i32 = 3;
+/// The exit status of a node that gave up on a clean stop (2 is an error, 3 a node that lost
+/// its lease: `on_nats::EXIT_NOT_OWNER`).
+pub const SHUTDOWN_GAVE_UP_EXIT: u8 = 4;
+const _: () = assert!(SHUTDOWN_GAVE_UP_EXIT != super::on_nats::EXIT_NOT_OWNER);
 
 /// Which step of its stop the node is at, shared with the watchdog. A std mutex: held only to
 /// copy or replace a short string, never across an await.
@@ -83,6 +85,6 @@ impl Leaving {
             signalled.elapsed().as_millis(),
             self.step()
         );
-        std::process::exit(SHUTDOWN_GAVE_UP_EXIT);
+        std::process::exit(SHUTDOWN_GAVE_UP_EXIT.into());
     }
 }

@@ -19,7 +19,7 @@
 //!
 //! On SIGTERM the node leaves: its members' key is deleted, each unit stopped and its lease
 //! released, all within `--shutdown-grace-ms` (`grace`): past it, with NATS unreachable, the
-//! process exits 3 naming the step it gave up on. It never runs a unit without holding its lease, and never keeps running one once
+//! process exits 4 naming the step it gave up on. It never runs a unit without holding its lease, and never keeps running one once
 //! it knows another node may hold it.
 
 use std::collections::BTreeMap;
