@@ -9,8 +9,10 @@
 //! not be JSON either).
 //!
 //! Plain data: never decides who may act (the entry node authenticated the player; the owner
-//! trusts the `player` field because only nodes of the galaxy, with the galaxy's NATS
-//! credentials, can publish on `mlt.req.>`).
+//! trusts the `player` and `client_ip` fields because only nodes of the galaxy, with the
+//! galaxy's NATS credentials, can publish on `mlt.req.>`; no client header ever fills them).
+
+use std::net::IpAddr;
 
 use serde::{Deserialize, Serialize};
 
@@ -46,6 +48,11 @@ pub struct ForwardedRequest {
     pub content_type: Option<String>,
     /// The body's bytes as UTF-8 text (empty: no body).
     pub body: String,
+    /// The client's address as the entry node's TCP connection saw it (never a header), for
+    /// the owner's per-IP limits and logs. None: a request of the nodes themselves, or from a
+    /// node that predates this field (the owner then counts it as `0.0.0.0`, as it did).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_ip: Option<IpAddr>,
 }
 
 /// The owner's answer, given to the client as is.
@@ -87,12 +94,18 @@ mod tests {
             path_and_query: "/v1/trade".into(),
             content_type: Some("application/json".into()),
             body: r#"{"good":"food","quantity":3}"#.into(),
+            client_ip: Some("203.0.113.9".parse().unwrap()),
         };
         let text = serde_json::to_string(&request).unwrap();
         assert_eq!(
             serde_json::from_str::<ForwardedRequest>(&text).unwrap(),
             request
         );
+        // A node that predates the client's address sends none: read as None.
+        let old = text.replace(r#","client_ip":"203.0.113.9""#, "");
+        assert_ne!(old, text, "the address is in the JSON");
+        let read = serde_json::from_str::<ForwardedRequest>(&old).unwrap();
+        assert_eq!(read.client_ip, None);
         for reply in [
             ForwardedReply::NotHere,
             ForwardedReply::Answered(ForwardedResponse {

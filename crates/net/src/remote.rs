@@ -25,12 +25,13 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
+use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use axum::body::Body;
-use axum::extract::{FromRequestParts, Request, State};
+use axum::extract::{ConnectInfo, FromRequestParts, Request, State};
 use axum::http::request::Parts;
 use axum::http::{header, HeaderValue, Method, StatusCode};
 use axum::middleware::Next;
@@ -60,6 +61,10 @@ pub const IDEMPOTENCY_KEY: &str = "idempotency-key";
 
 /// Bytes of randomness in a request id made here (32 hex digits).
 const REQUEST_ID_BYTES: usize = 16;
+
+/// The port of a forwarded request's client address at the owner: the entry node's TCP port
+/// is not carried (only the address counts for limits), so none is claimed.
+const FORWARDED_PORT: u16 = 0;
 
 const _: () = assert!(REQUEST_ID_BYTES * 2 <= api::forward::MAX_REQUEST_ID_BYTES);
 const _: () = assert!(MAX_BODY_BYTES <= MAX_ANSWER_BYTES);
@@ -329,7 +334,13 @@ async fn forwarded(
         .uri
         .path_and_query()
         .map_or_else(|| parts.uri.path().to_string(), |p| p.as_str().to_string());
+    // The TCP peer of the connection (server::serve puts it there), never a header.
+    let client_ip = parts
+        .extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip().to_canonical());
     Ok(ForwardedRequest {
+        client_ip,
         request_id,
         player,
         method: parts.method.as_str().to_string(),
@@ -443,6 +454,14 @@ impl Owner {
         let mut req = builder
             .body(Body::from(request.body))
             .map_err(|e| ApiError::bad_request("bad_query", format!("a forwarded request: {e}")))?;
+        // The client's address from the envelope (the mesh's own NATS account wrote it), so
+        // that this node's per-IP limits count the client, not every forwarded request as one.
+        if let Some(ip) = request.client_ip {
+            req.extensions_mut()
+                .insert(ConnectInfo(SocketAddr::new(ip, FORWARDED_PORT)));
+        }
+        tracing::debug!(client = ?request.client_ip, method = %request.method,
+            path = %request.path_and_query, player = ?request.player, "forwarded request");
         req.extensions_mut().insert(Vouched {
             player: request.player,
         });
@@ -566,6 +585,7 @@ pub async fn wait_landing_at(
             path_and_query: "/v1/landing".into(),
             content_type: None,
             body: String::new(),
+            client_ip: None,
         };
         match remote.forward_to(system, request).await {
             Ok(r) if r.status == 200 => {

@@ -15,6 +15,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 use api::forward::{ForwardedReply, ForwardedRequest, ForwardedResponse};
 use axum::body::Body;
+use axum::extract::ConnectInfo;
 use axum::http::{Request, StatusCode};
 use axum::Router;
 use mesh::{Mesh, MeshConfig};
@@ -44,6 +45,8 @@ struct FakeRemote {
     galaxy: Arc<Galaxy2>,
     serves: BTreeSet<SystemId>,
     forwarded: AtomicUsize,
+    /// The client address of every request forwarded, in order.
+    client_ips: Mutex<Vec<Option<std::net::IpAddr>>>,
     /// The next forward fails so (then forwards work again).
     fail_next: Mutex<Option<RemoteError>>,
 }
@@ -54,6 +57,7 @@ impl FakeRemote {
             galaxy,
             serves,
             forwarded: AtomicUsize::new(0),
+            client_ips: Mutex::new(Vec::new()),
             fail_next: Mutex::new(None),
         })
     }
@@ -70,6 +74,7 @@ impl FakeRemote {
             return Err(RemoteError::UnitMoving("nobody holds the player".into()));
         };
         self.forwarded.fetch_add(1, Ordering::SeqCst);
+        self.client_ips.lock().unwrap().push(request.client_ip);
         match peer.owner.answer(request).await {
             ForwardedReply::Answered(r) => Ok(r),
             ForwardedReply::NotHere => Err(RemoteError::UnitMoving("not here".into())),
@@ -382,6 +387,7 @@ async fn a_forwarded_request_cannot_be_forged_from_outside() {
             path_and_query: "/v1/me".into(),
             content_type: None,
             body: String::new(),
+            client_ip: None,
         })
         .await;
     match reply {
@@ -398,6 +404,7 @@ async fn a_forwarded_request_cannot_be_forged_from_outside() {
             path_and_query: "/v1/refuel".into(),
             content_type: Some("application/json".into()),
             body: "{}".into(),
+            client_ip: None,
         })
         .await;
     assert_eq!(reply, ForwardedReply::NotHere);
@@ -570,5 +577,70 @@ async fn a_failed_forward_says_retry_later_or_gives_the_request_id() {
         (r.status, r.body["error"]["code"].as_str()),
         (StatusCode::SERVICE_UNAVAILABLE, Some("remote_unavailable")),
         "{r:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_forwarded_request_carries_its_clients_address_for_the_owners_per_ip_limit() {
+    use std::net::{IpAddr, SocketAddr};
+    // B (the owner) lets each client IP make one request without a token.
+    let b = NetConfig {
+        ip_rate: Some(Rate::parse("0.001/1").unwrap().expect("a rate")),
+        ..unlimited()
+    };
+    let n = nodes(unlimited(), b).await;
+    let ann = join(&n.a, "Ann").await;
+    // The entry node carries the TCP peer's address, never what a header says.
+    let peer: SocketAddr = "198.51.100.7:40000".parse().unwrap();
+    let mut req = Request::builder()
+        .method("GET")
+        .uri("/v1/me")
+        .header("authorization", format!("Bearer {ann}"))
+        .header("x-forwarded-for", "192.0.2.1")
+        .header("forwarded", "for=192.0.2.1")
+        .body(Body::empty())
+        .unwrap();
+    req.extensions_mut().insert(ConnectInfo(peer));
+    let res = n.a.clone().call(req).await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(
+        n.a_remote.client_ips.lock().unwrap().last().copied(),
+        Some(Some(peer.ip())),
+        "the entry node carried the connection's address"
+    );
+    // The owner counts each client apart (before, every forwarded request was 0.0.0.0, so the
+    // second client was refused with the first's budget spent).
+    let owner = &n.galaxy.peers.get().unwrap()[1].owner;
+    let status = |id: &str, ip: &str| {
+        let request = ForwardedRequest {
+            request_id: id.into(),
+            player: None,
+            method: "GET".into(),
+            path_and_query: "/v1/status".into(),
+            content_type: None,
+            body: String::new(),
+            client_ip: Some(ip.parse::<IpAddr>().unwrap()),
+        };
+        async move {
+            match owner.answer(request).await {
+                ForwardedReply::Answered(r) => r.status,
+                other => panic!("{other:?}"),
+            }
+        }
+    };
+    assert_eq!(
+        status("s1", "198.51.100.7").await,
+        200,
+        "first client, first"
+    );
+    assert_eq!(
+        status("s2", "198.51.100.7").await,
+        429,
+        "first client, over its limit"
+    );
+    assert_eq!(
+        status("s3", "198.51.100.8").await,
+        200,
+        "second client, its own limit"
     );
 }

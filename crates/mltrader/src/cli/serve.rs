@@ -18,6 +18,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use clap::Args;
 
+mod grace;
 mod on_nats;
 mod populations;
 mod regions;
@@ -131,6 +132,12 @@ pub struct ServeArgs {
     /// systems the galaxy file homes there (`region = "eu"`), with the region's other nodes.
     #[arg(long, requires = "spread")]
     pub region: Option<String>,
+    /// With --nats: after Ctrl-C or SIGTERM, give up on a clean stop after this many
+    /// milliseconds (NATS unreachable: a lease release or a flush would wait for ever) and exit
+    /// with status 4, naming what was given up on. A second signal exits at once.
+    #[arg(long, default_value_t = grace::SHUTDOWN_GRACE_MS,
+          value_parser = clap::value_parser!(u64).range(1..=3_600_000))]
+    pub shutdown_grace_ms: u64,
     /// Do not serve the operator's map (`/`, `/v1/map*`: 404). `/metrics` stays.
     #[arg(long)]
     pub no_map: bool,
@@ -157,11 +164,21 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
 
 async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let start = prepare(&args).await?;
-    match args.nats.clone() {
-        None => serve_files(args, start).await,
-        Some(urls) if args.spread => spread::serve(args, urls, start).await,
-        Some(urls) => on_nats::serve(args, urls, start).await,
-    }
+    let Some(urls) = args.nats.clone() else {
+        return serve_files(args, start).await;
+    };
+    // On NATS a stop may wait on an unreachable cluster: bounded from the first signal on.
+    let leaving = grace::Leaving::new();
+    let node = args.node.clone().unwrap_or_default();
+    leaving.arm(&node, args.shutdown_grace_ms);
+    let served = if args.spread {
+        spread::serve(args, urls, start, leaving.clone()).await
+    } else {
+        on_nats::serve(args, urls, start).await
+    };
+    // Returned: what remains is the runtime's shutdown, which waits for blocking NATS calls.
+    leaving.at("the runtime's shutdown (NATS calls still waiting for an answer)");
+    served
 }
 
 /// What every start checks and holds before it serves: refused settings stop it before the

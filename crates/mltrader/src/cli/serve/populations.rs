@@ -124,6 +124,8 @@ async fn population_of(
         path_and_query: "/v1/status".into(),
         content_type: None,
         body: String::new(),
+        // The nodes' own request: no client's address.
+        client_ip: None,
     };
     let payload = serde_json::to_vec(&request).expect("a request serializes");
     let answer = requester

@@ -18,7 +18,8 @@
 //!   is stopped.
 //!
 //! On SIGTERM the node leaves: its members' key is deleted, each unit stopped and its lease
-//! released. It never runs a unit without holding its lease, and never keeps running one once
+//! released, all within `--shutdown-grace-ms` (`grace`): past it, with NATS unreachable, the
+//! process exits 4 naming the step it gave up on. It never runs a unit without holding its lease, and never keeps running one once
 //! it knows another node may hold it.
 
 use std::collections::BTreeMap;
@@ -38,6 +39,7 @@ use nats::{NatsLogs, NatsOwnership};
 use sim::galaxy::SystemId;
 use store::backend::{Claim, Ownership, OwnershipError, Storage};
 
+use super::grace::Leaving;
 use super::on_nats::{again_for_a_while, lease_call, ms_since, Node};
 use super::regions;
 use super::remote::{NatsRemote, ServedUnit};
@@ -68,7 +70,12 @@ struct Waiting {
     holder: Option<String>,
 }
 
-pub(super) async fn serve(args: ServeArgs, urls: String, start: Start) -> anyhow::Result<ExitCode> {
+pub(super) async fn serve(
+    args: ServeArgs,
+    urls: String,
+    start: Start,
+    leaving: Leaving,
+) -> anyhow::Result<ExitCode> {
     let addr = start.listener.local_addr()?;
     let mut signalled = Box::pin(shutdown_signal());
     let node = Node::connect(&args, &urls, start.datadir.galaxy_file()).await?;
@@ -201,12 +208,15 @@ pub(super) async fn serve(args: ServeArgs, urls: String, start: Start) -> anyhow
         }
     }
     println!("node {me} leaving: handing its units over");
+    leaving.at("deleting this node's key in the members' bucket");
     let _ = tokio::task::spawn_blocking(move || announcement.leave()).await;
     api.stop_streams();
-    spread.hand_all_over().await;
+    spread.hand_all_over(&leaving).await;
+    leaving.at("the HTTP server's open connections");
     let _ = stop_server.send(());
     let _ = server.await;
     print_refused(&admission);
+    leaving.at("the mesh's stop (its units' last writes to NATS)");
     mesh.stop().await.context("stopping the mesh")?;
     println!("node {me} stopped");
     Ok(ExitCode::SUCCESS)
@@ -551,10 +561,15 @@ impl Spread {
         );
     }
 
-    /// Hands every unit over (the node leaves).
-    async fn hand_all_over(&mut self) {
+    /// Hands every unit over (the node leaves), saying to `leaving` which one it is at.
+    async fn hand_all_over(&mut self, leaving: &Leaving) {
         let systems: Vec<SystemId> = self.running.keys().copied().collect();
-        for system in systems {
+        let total = systems.len();
+        for (done, system) in systems.into_iter().enumerate() {
+            leaving.at(format!(
+                "handing unit {} over ({done} of {total} handed over; the rest expire after a lease of silence)",
+                self.unit(system)
+            ));
             self.hand_over(system).await;
         }
     }
