@@ -921,8 +921,11 @@ pub fn encode_state(w: &mut SnapshotWriter, galaxy: &Galaxy, state: &SystemState
             .num("next_xfer", state.next_xfer)
             .num("market_tick", state.market_tick)
             .field("stock", &units_text(&state.market.stocks()))
-            .num("till", state.market.till_cr())
-            .num("next_wreck", state.wrecks.next_id());
+            .num("till", state.market.till_cr());
+        if let Some(b) = state.market.budget_cr() {
+            l.num("budget", b);
+        }
+        l.num("next_wreck", state.wrecks.next_id());
     });
     for n in &state.instances {
         w.record("instance", |l| {
@@ -1043,7 +1046,9 @@ pub fn decode_state_record(
             state.next_xfer = Xfer(num(rec, "next_xfer")?);
             state.next_escrow = EscrowId(opt_num(rec, "next_escrow")?.unwrap_or(1));
             state.market_tick = Tick(num(rec, "market_tick")?);
+            let budget = opt_num(rec, "budget")?;
             state.market = Market::from_parts(units_field(rec, "stock")?, num(rec, "till")?)
+                .and_then(|m| m.with_budget(budget))
                 .map_err(impossible)?;
             state.wrecks =
                 Wrecks::from_parts(num(rec, "next_wreck")?, Vec::new()).map_err(impossible)?;
@@ -1518,6 +1523,14 @@ mod tests {
             .apply(Tick(4), &Event::DepartVoid { xfer: Xfer(1) })
             .unwrap();
         assert!(primary.voided.contains(&Xfer(1)));
+        // Economy model 4's budget is kept in a snapshot and hashed; none hashes as before.
+        let without = primary.state_hash();
+        primary.market = primary.market.clone().with_budget(Some(12_345)).unwrap();
+        assert_ne!(
+            primary.state_hash(),
+            without,
+            "the state hash covers the budget"
+        );
         let dir = tempfile::tempdir().unwrap();
         for (at, state) in [(primary.instance_id(), &primary), (two, &inst)] {
             let meta = SnapshotMeta {
@@ -1528,10 +1541,14 @@ mod tests {
                 state_hash: state.state_hash(),
             };
             let bytes = store::snapshot::encode(&meta, |w| encode_state(w, &g, state));
+            let text = String::from_utf8_lossy(&bytes);
+            let budget = state.market.budget_cr();
+            assert_eq!(text.contains(" budget=12345 "), budget.is_some(), "{text}");
             let path = store::snapshot::write(dir.path(), &meta, &bytes).unwrap();
             let mut back = SystemState::new_instance(&g, at);
             store::snapshot::load(&path, |r| Ok(decode_state_record(&g, &mut back, r)?)).unwrap();
             assert_eq!(&back, state);
+            assert_eq!(back.market.budget_cr(), budget);
         }
     }
 

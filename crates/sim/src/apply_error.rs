@@ -190,6 +190,8 @@ pub enum RestoreError {
         crate::shock::MAX_SHOCKS_PER_SYSTEM
     )]
     TooManyShocks,
+    #[error("a market budget of {budget} cr, over its cap of {cap} cr")]
+    BudgetOverCap { budget: u64, cap: u64 },
 }
 
 /// Why the market or the hold cannot take a logged trade (inside [`ApplyError::TradeRefused`],

@@ -59,6 +59,11 @@ pub enum EconomyModel {
     /// of it a tick, rounded up) instead of at the full
     /// [`crate::market::TILL_REVERSION_CR_PER_TICK`]: docs/ECONOMY.md, "The slow subsidy".
     SlowSubsidy,
+    /// Issue 22's next step (a prototype): the slow subsidy, but bounded per system by the
+    /// market's budget, which fills from what this market took out of the game (its tax and
+    /// trade fees) plus [`crate::market::BUDGET_ALLOWANCE_CR_PER_TICK`], capped at
+    /// [`crate::market::BUDGET_CAP_CR`]: docs/ECONOMY.md, "The budget".
+    Budgeted,
 }
 
 impl EconomyModel {
@@ -68,11 +73,12 @@ impl EconomyModel {
             EconomyModel::Steady => 1,
             EconomyModel::Living => 2,
             EconomyModel::SlowSubsidy => 3,
+            EconomyModel::Budgeted => 4,
         }
     }
 
     /// The model new economy steps follow.
-    pub const CURRENT: EconomyModel = EconomyModel::SlowSubsidy;
+    pub const CURRENT: EconomyModel = EconomyModel::Budgeted;
 
     /// The model numbered `n`.
     pub fn from_number(n: u64) -> Option<EconomyModel> {
@@ -80,6 +86,7 @@ impl EconomyModel {
             1 => Some(EconomyModel::Steady),
             2 => Some(EconomyModel::Living),
             3 => Some(EconomyModel::SlowSubsidy),
+            4 => Some(EconomyModel::Budgeted),
             _ => None,
         }
     }

@@ -20,6 +20,14 @@
 //!   (`EconomyModel::SlowSubsidy`) the refill is only 1/[`TILL_SUBSIDY_REFILL_TICKS`] of the
 //!   shortfall a tick, rounded up: a drained till (the system's population's purse) comes back
 //!   over hours, so traders can no longer draw credits created at the full rate out of it.
+//! - **The budget (economy model 4, a prototype).** Under `EconomyModel::Budgeted` the slow
+//!   subsidy is also bounded by the market's budget ([`Market::budget_cr`]): a counter, not
+//!   credits, that fills from what this market took out of the game (each tick's tax, each
+//!   trade's fee) plus [`BUDGET_ALLOWANCE_CR_PER_TICK`], never above [`BUDGET_CAP_CR`], and
+//!   that the subsidy spends. So a system never creates more than it destroyed plus its
+//!   allowance since its first model-4 step (it starts at 0). A market that has never stepped
+//!   under model 4 has no budget (`None`): trades then leave it alone, and it is neither
+//!   hashed nor written to snapshots, so older logs and snapshots replay as they were.
 //! - **Goods are conserved in trade** (player cargo + market stock unchanged) and made or
 //!   destroyed only by the economy's tick: each stock moves toward its kind's rest level
 //!   (`economy::EconomyKind::rest_stock_units`); rising is the rule "production", falling is
@@ -119,12 +127,25 @@ pub const TILL_REVERSION_CR_PER_TICK: u64 = 1_000;
 /// docs/ECONOMY.md, "The slow subsidy".
 pub const TILL_SUBSIDY_REFILL_TICKS: u64 = 300;
 
-/// The subsidy one tick gives a till holding `till_cr` under `model` (0 at or above target).
+/// Under economy model 4 (`EconomyModel::Budgeted`), what a market's budget gains each tick
+/// besides its own tax and fees, in credits: the most a system may create beyond what it
+/// destroyed (36 systems x 14,400 ticks a game day x 2 cr = 1.04M cr a day at most, about 3% of
+/// the galaxy's circulation). docs/ECONOMY.md, "The budget".
+pub const BUDGET_ALLOWANCE_CR_PER_TICK: u64 = 150;
+
+/// The most a market's budget holds, in credits: a system that destroyed more than this and
+/// has not spent it loses the excess (it cannot bank a flood of subsidy for later).
+pub const BUDGET_CAP_CR: u64 = TILL_TARGET_CR;
+
+/// The subsidy one tick gives a till holding `till_cr` under `model` (0 at or above target),
+/// before model 4's budget bounds it ([`Market::advance_model`]).
 pub fn subsidy_in_tick(model: EconomyModel, till_cr: u64) -> u64 {
     let shortfall = TILL_TARGET_CR.saturating_sub(till_cr);
     let add = match model {
         EconomyModel::Steady | EconomyModel::Living => shortfall,
-        EconomyModel::SlowSubsidy => shortfall.div_ceil(TILL_SUBSIDY_REFILL_TICKS),
+        EconomyModel::SlowSubsidy | EconomyModel::Budgeted => {
+            shortfall.div_ceil(TILL_SUBSIDY_REFILL_TICKS)
+        }
     };
     add.min(TILL_REVERSION_CR_PER_TICK)
 }
@@ -325,6 +346,9 @@ pub struct Market {
     stock: [u64; GOOD_COUNT],
     /// Credits the market pays sellers from and takes buyers' payments into.
     till_cr: u64,
+    /// Under economy model 4, the subsidy this market may still create, in credits (at most
+    /// [`BUDGET_CAP_CR`]); `None` until its first model-4 step.
+    budget_cr: Option<u64>,
 }
 
 impl Market {
@@ -333,6 +357,7 @@ impl Market {
         Market {
             stock: kind.rest_stocks(),
             till_cr: TILL_TARGET_CR,
+            budget_cr: None,
         }
     }
 
@@ -347,7 +372,38 @@ impl Market {
                 });
             }
         }
-        Ok(Market { stock, till_cr })
+        Ok(Market {
+            stock,
+            till_cr,
+            budget_cr: None,
+        })
+    }
+
+    /// The same market with a saved budget (a snapshot's `budget=`; `None` when it has none).
+    pub fn with_budget(mut self, budget_cr: Option<u64>) -> Result<Market, RestoreError> {
+        if let Some(b) = budget_cr {
+            if b > BUDGET_CAP_CR {
+                return Err(RestoreError::BudgetOverCap {
+                    budget: b,
+                    cap: BUDGET_CAP_CR,
+                });
+            }
+        }
+        self.budget_cr = budget_cr;
+        Ok(self)
+    }
+
+    /// Under economy model 4, the subsidy this market may still create; `None` if it has
+    /// never stepped under model 4.
+    pub fn budget_cr(&self) -> Option<u64> {
+        self.budget_cr
+    }
+
+    /// A trade's fee left the game here: under model 4 it fills the budget (capped).
+    pub fn take_fee(&mut self, fee_cr: u64) {
+        if let Some(b) = self.budget_cr.as_mut() {
+            *b = b.saturating_add(fee_cr).min(BUDGET_CAP_CR);
+        }
     }
 
     /// Units of `good` on sale.
@@ -571,26 +627,49 @@ impl Market {
                     "{good} over its max"
                 );
             }
+            if model == EconomyModel::Budgeted {
+                // The allowance first, so a drained till with an empty budget still gets it.
+                let b = self.budget_cr.get_or_insert(0);
+                *b = (*b + BUDGET_ALLOWANCE_CR_PER_TICK).min(BUDGET_CAP_CR);
+            }
             if self.till_cr < TILL_TARGET_CR {
-                let add = subsidy_in_tick(model, self.till_cr);
+                let mut add = subsidy_in_tick(model, self.till_cr);
                 assert!(add > 0, "a till below its target gets some subsidy");
+                if let (EconomyModel::Budgeted, Some(b)) = (model, self.budget_cr.as_mut()) {
+                    add = add.min(*b);
+                    *b -= add;
+                }
                 report.subsidy_cr += add;
                 self.till_cr += add;
             } else {
                 let take = TILL_REVERSION_CR_PER_TICK.min(self.till_cr - TILL_TARGET_CR);
                 report.tax_cr += take;
                 self.till_cr -= take;
+                if model == EconomyModel::Budgeted {
+                    self.take_fee(take);
+                }
             }
+            assert!(
+                self.budget_cr.is_none_or(|b| b <= BUDGET_CAP_CR),
+                "a budget over its cap"
+            );
             t += 1;
             if at_rest && self.till_cr == TILL_TARGET_CR {
-                // Nothing moves until a shock ends and a rest level with it.
-                t = shocks
+                // Nothing moves until a shock ends and a rest level with it; under model 4
+                // the budget gains its allowance for each tick skipped, as tick by tick.
+                let next = shocks
                     .iter()
                     .map(|s| s.until)
                     .filter(|&u| u > t)
                     .min()
                     .unwrap_or(to)
                     .min(to);
+                if model == EconomyModel::Budgeted {
+                    let b = self.budget_cr.get_or_insert(0);
+                    let gain = BUDGET_ALLOWANCE_CR_PER_TICK.saturating_mul(next - t);
+                    *b = b.saturating_add(gain).min(BUDGET_CAP_CR);
+                }
+                t = next;
             }
         }
         report
@@ -767,6 +846,7 @@ pub fn apply_trade(
                 .ok_or_else(|| refused(TradeMismatch::CreditsOverflow))?
         }
     };
+    new_market.take_fee(fee_cr);
     *market = new_market;
     *cargo = new_cargo;
     *credits = new_credits;
@@ -1119,6 +1199,51 @@ mod tests {
     }
 
     #[test]
+    fn model_4_creates_no_more_than_the_market_destroyed_plus_its_allowance() {
+        let kind = EconomyKind::Agricultural;
+        let stock = Market::new(kind).stock;
+        // A till drained by traders, no budget yet: only the allowance is created.
+        let mut m = Market::from_parts(stock, TILL_TARGET_CR / 2).unwrap();
+        let r = m.advance_model(EconomyModel::Budgeted, kind, &[], 0, 100);
+        assert_eq!(r.subsidy_cr, 100 * BUDGET_ALLOWANCE_CR_PER_TICK);
+        assert_eq!(m.budget_cr(), Some(0), "the allowance is spent as it comes");
+        // A fee taken here fills the budget, and the subsidy spends it at the slow rate.
+        m.take_fee(50_000);
+        assert_eq!(m.budget_cr(), Some(50_000));
+        let r = m.advance_model(EconomyModel::Budgeted, kind, &[], 100, 101);
+        assert_eq!(
+            r.subsidy_cr, TILL_REVERSION_CR_PER_TICK,
+            "spent at the slow rate"
+        );
+        let r2 = m.advance_model(EconomyModel::Budgeted, kind, &[], 101, 1_000);
+        assert!(m.till_cr() < TILL_TARGET_CR, "the budget ran out first");
+        assert_eq!(m.budget_cr(), Some(0));
+        assert_eq!(
+            r.subsidy_cr + r2.subsidy_cr,
+            50_000 + (1_000 - 100) * BUDGET_ALLOWANCE_CR_PER_TICK,
+            "created = the fee + the allowance, no more"
+        );
+        // Tax fills the budget up to its cap; the excess is lost, not banked.
+        let mut rich = Market::from_parts(stock, 3 * TILL_TARGET_CR).unwrap();
+        let r = rich.advance_model(EconomyModel::Budgeted, kind, &[], 0, 2_000);
+        assert_eq!(r.tax_cr, 2 * TILL_TARGET_CR);
+        assert_eq!(rich.budget_cr(), Some(BUDGET_CAP_CR));
+        // Model 3 ignores a budget and never starts one; fees leave a budgetless market alone.
+        let mut slow = Market::from_parts(stock, TILL_TARGET_CR / 2).unwrap();
+        slow.take_fee(1_000);
+        let r = slow.advance_model(EconomyModel::SlowSubsidy, kind, &[], 0, 100);
+        assert_eq!(
+            r.subsidy_cr,
+            100 * TILL_REVERSION_CR_PER_TICK,
+            "model 3 unbounded"
+        );
+        assert_eq!(slow.budget_cr(), None);
+        assert!(Market::new(kind)
+            .with_budget(Some(BUDGET_CAP_CR + 1))
+            .is_err());
+    }
+
+    #[test]
     fn a_flooded_market_recovers_and_a_shock_moves_the_price_then_ends() {
         let kind = EconomyKind::Industrial;
         let mut m = Market::new(kind);
@@ -1404,10 +1529,12 @@ mod tests {
         #[test]
         fn the_living_economy_gives_the_same_market_for_any_split_of_a_span(
             m in any_market(), kind_i in 0..6usize, start in 0u64..1_000_000,
-            n in 0u64..400, cut in 0u64..400, until in 0u64..800, slow in any::<bool>()
+            n in 0u64..400, cut in 0u64..400, until in 0u64..800, model_n in 2u64..=4,
+            budget in proptest::option::of(0..=BUDGET_CAP_CR)
         ) {
             let kind = EconomyKind::ALL[kind_i];
-            let model = if slow { EconomyModel::SlowSubsidy } else { EconomyModel::Living };
+            let model = EconomyModel::from_number(model_n).unwrap();
+            let m = m.with_budget(budget).unwrap();
             let shocks = [Shock {
                 kind: crate::shock::ShockKind::Shortage,
                 good: Some(Good::Ore),

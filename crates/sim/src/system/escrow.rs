@@ -334,6 +334,7 @@ impl SystemState {
                 actual_cr: total,
             });
         }
+        m.take_fee(t.fee_cr);
         self.market = m;
         self.remote_trades.insert((instance, escrow), outcome);
         Ok(())

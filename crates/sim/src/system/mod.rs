@@ -258,6 +258,11 @@ impl SystemState {
             }
             put(&self.market.till_cr().to_le_bytes());
             put(&self.market_tick.0.to_le_bytes());
+            // The budget came with economy model 4: a market without one hashes as before.
+            if let Some(b) = self.market.budget_cr() {
+                put(b"budget");
+                put(&b.to_le_bytes());
+            }
             // Shocks were added later (issue 22): a state without any hashes as before.
             if !self.shocks.is_empty() {
                 put(b"shocks");
