@@ -152,6 +152,24 @@ fn wait<T>(future: impl std::future::Future<Output = T>) -> T {
     rt.block_on(future)
 }
 
+/// Makes `eu`'s copies of `us` (`mltrader region copy`) and waits until the copy of `MLT_LOGS`
+/// holds everything `us_logs` stored and the copy of `MLT_JUMPS` lags by nothing.
+fn copy_until_current(regions: &TestRegions, eu: &nats::Nats, us_logs: &NatsLogs) {
+    region_cmd(regions, "eu", &["copy", "--nats-replicas", "1"]);
+    let us_last = us_logs.last_sequence().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let status = nats::copies::copy_status(eu, "us").unwrap();
+        let logs = status.iter().find(|c| c.stream == "MLT_LOGS").unwrap();
+        let jumps = status.iter().find(|c| c.stream == "MLT_JUMPS").unwrap();
+        if logs.copied_last_seq >= us_last && jumps.lag_messages == 0 && jumps.reachable {
+            return;
+        }
+        assert!(Instant::now() < deadline, "copy not current: {status:?}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 fn publish(links: &NatsLinks, jump: &Jump) {
     wait(links.publish(1, jump.clone())).unwrap();
 }
@@ -283,19 +301,7 @@ fn promote_applies_the_departures_the_copy_lacks_and_republishes_the_survivors_j
         .unwrap();
     at_ac.write(arrive);
 
-    region_cmd(&regions, "eu", &["copy", "--nats-replicas", "1"]);
-    let us_last = us_logs.last_sequence().unwrap();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let status = nats::copies::copy_status(&eu, "us").unwrap();
-        let logs = status.iter().find(|c| c.stream == "MLT_LOGS").unwrap();
-        let jumps = status.iter().find(|c| c.stream == "MLT_JUMPS").unwrap();
-        if logs.copied_last_seq >= us_last && jumps.lag_messages == 0 && jumps.reachable {
-            break;
-        }
-        assert!(Instant::now() < deadline, "copy not current: {status:?}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    copy_until_current(&regions, &eu, &us_logs);
     // From here the copy lags (frozen), as behind a slow link.
     nats::copies::freeze_copies(&eu, "us").unwrap();
 
@@ -639,19 +645,7 @@ fn promote_reconciles_departures_from_instances() {
     at_ac.move_to("dave", &mut at_ac_2);
     at_sol.move_to("erin", &mut at_sol_2);
 
-    region_cmd(&regions, "eu", &["copy", "--nats-replicas", "1"]);
-    let us_last = us_logs.last_sequence().unwrap();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let status = nats::copies::copy_status(&eu, "us").unwrap();
-        let logs = status.iter().find(|c| c.stream == "MLT_LOGS").unwrap();
-        let jumps = status.iter().find(|c| c.stream == "MLT_JUMPS").unwrap();
-        if logs.copied_last_seq >= us_last && jumps.lag_messages == 0 && jumps.reachable {
-            break;
-        }
-        assert!(Instant::now() < deadline, "copy not current: {status:?}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    copy_until_current(&regions, &eu, &us_logs);
     nats::copies::freeze_copies(&eu, "us").unwrap();
 
     // dave leaves Alpha Centauri #2 for Sol: his depart only in us, his jump in eu.
