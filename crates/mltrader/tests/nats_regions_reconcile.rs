@@ -170,6 +170,42 @@ fn copy_until_current(regions: &TestRegions, eu: &nats::Nats, us_logs: &NatsLogs
     }
 }
 
+/// Where each player is by these records: in a state (`where_`), departing from one, or in a
+/// jump of `jumps` that its destination's state has not landed.
+fn places_of(
+    g: &Galaxy,
+    states: &[(&str, &SystemState)],
+    jumps: &[(Vec<Jump>, &SystemState)],
+) -> BTreeMap<String, Vec<String>> {
+    let mut places: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for (where_, state) in states {
+        for name in state.players.keys() {
+            places
+                .entry(name.clone())
+                .or_default()
+                .push(where_.to_string());
+        }
+        for d in state.departing.values() {
+            places
+                .entry(d.player.name.clone())
+                .or_default()
+                .push(format!("departing {where_}"));
+        }
+    }
+    for (jumps, dest) in jumps {
+        for j in jumps {
+            let landed = dest.landed_upto.get(&j.from).is_some_and(|&u| u >= j.xfer);
+            if !landed {
+                places
+                    .entry(j.player.name.clone())
+                    .or_default()
+                    .push(format!("jump {}", xfer_text(g, j.from, j.xfer)));
+            }
+        }
+    }
+    places
+}
+
 fn publish(links: &NatsLinks, jump: &Jump) {
     wait(links.publish(1, jump.clone())).unwrap();
 }
@@ -409,35 +445,21 @@ fn promote_applies_the_departures_the_copy_lacks_and_republishes_the_survivors_j
     let sol_state = replay(&g, &eu_logs, sol);
     let towards_sol = jumps_on(&g, &eu_links, ac, sol);
     let towards_ac = jumps_on(&g, &eu_links, sol, ac);
-    let mut places: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    for (state, slug) in [(&ac_state, "alpha-centauri"), (&sol_state, "sol")] {
-        for name in state.players.keys() {
-            places.entry(name.clone()).or_default().push(slug.into());
-        }
-        for d in state.departing.values() {
-            places
-                .entry(d.player.name.clone())
-                .or_default()
-                .push(format!("departing {slug}"));
-        }
-    }
-    for (jumps, dest) in [(&towards_sol, &sol_state), (&towards_ac, &ac_state)] {
+    for jumps in [&towards_sol, &towards_ac] {
         let mut seen = std::collections::BTreeSet::new();
-        for j in jumps.iter() {
+        for j in jumps {
             assert!(
                 seen.insert(j.xfer),
                 "jump {} stored twice",
                 xfer_text(&g, j.from, j.xfer)
             );
-            let landed = dest.landed_upto.get(&j.from).is_some_and(|&u| u >= j.xfer);
-            if !landed {
-                places
-                    .entry(j.player.name.clone())
-                    .or_default()
-                    .push(format!("jump {}", xfer_text(&g, j.from, j.xfer)));
-            }
         }
     }
+    let places = places_of(
+        &g,
+        &[("alpha-centauri", &ac_state), ("sol", &sol_state)],
+        &[(towards_sol, &sol_state), (towards_ac, &ac_state)],
+    );
     assert_eq!(
         places.get("alice"),
         Some(&vec![format!("jump {alice_text}")]),
@@ -712,32 +734,17 @@ fn promote_reconciles_departures_from_instances() {
             replay_instance(&g, &eu_logs, InstanceId::new(sol, 2)),
         ),
     ];
-    let mut places: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    for (where_, state) in &states {
-        for name in state.players.keys() {
-            places
-                .entry(name.clone())
-                .or_default()
-                .push(where_.to_string());
-        }
-        for d in state.departing.values() {
-            places
-                .entry(d.player.name.clone())
-                .or_default()
-                .push(format!("departing {where_}"));
-        }
-    }
-    for (from, to, dest) in [(ac, sol, &states[2].1), (sol, ac, &states[0].1)] {
-        for j in jumps_on(&g, &eu_links, from, to) {
-            let landed = dest.landed_upto.get(&j.from).is_some_and(|&u| u >= j.xfer);
-            if !landed {
-                places
-                    .entry(j.player.name.clone())
-                    .or_default()
-                    .push(format!("jump {}", xfer_text(&g, j.from, j.xfer)));
-            }
-        }
-    }
+    let places = places_of(
+        &g,
+        &states
+            .iter()
+            .map(|(where_, state)| (*where_, state))
+            .collect::<Vec<_>>(),
+        &[
+            (jumps_on(&g, &eu_links, ac, sol), &states[2].1),
+            (jumps_on(&g, &eu_links, sol, ac), &states[0].1),
+        ],
+    );
     assert_eq!(
         places.get("dave"),
         Some(&vec![format!("jump {dave_text}")]),
