@@ -399,6 +399,8 @@ mod tests {
     #[test]
     fn a_trade_in_an_instance_goes_through_the_primarys_market_and_conserves_everything() {
         let (g, mut primary, mut two) = states();
+        // Under economy model 4 the fee fills the primary's subsidy budget, as a local one.
+        primary.market = primary.market.clone().with_budget(Some(0)).unwrap();
         let (mut before_cr, before_ore) = totals(&primary, &two);
         let stock = primary.market.stock(Good::Ore);
         let credits0 = two.players["Ann"].credits;
@@ -436,6 +438,11 @@ mod tests {
                 totals(&primary, &two),
                 (before_cr, before_ore),
                 "committed, not settled"
+            );
+            assert_eq!(
+                primary.market.budget_cr(),
+                Some(fees_cr),
+                "the primary's budget took the fee"
             );
             assert!(primary.decide_remote_trade(&g, &req).is_err(), "taken once");
             let settle = two.decide_settle(id, Some(&trade)).unwrap();

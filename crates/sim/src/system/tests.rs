@@ -275,6 +275,17 @@ fn a_trade_moves_credits_cargo_and_stock_together() {
     let (credits, goods) = totals(&s);
     let fees = u128::from(trade.fee_cr + sold.fee_cr);
     assert_eq!((credits + fees, goods), before);
+    // Under economy model 4 a market with a budget takes each fee into it.
+    s.market = s.market.clone().with_budget(Some(0)).unwrap();
+    let e = s
+        .decide_trade(&g, "ann", &ordered(Side::Buy, Good::Food, 5))
+        .unwrap();
+    s.apply(Tick(3), &e).unwrap();
+    let Event::Trade { trade, .. } = &e else {
+        panic!("{e:?}")
+    };
+    assert!(trade.fee_cr > 0, "{trade:?}");
+    assert_eq!(s.market.budget_cr(), Some(trade.fee_cr), "the fee fills the budget");
 }
 
 #[test]
