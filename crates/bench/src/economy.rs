@@ -90,6 +90,8 @@ pub struct Figures {
     pub created_cr: BTreeMap<String, u128>,
     pub destroyed_cr: BTreeMap<String, u128>,
     pub check_ok: bool,
+    /// Broke bots that joined again as new pilots (each with the start grant).
+    pub started_over: u64,
     /// The properties, each with whether it held.
     pub properties: BTreeMap<String, bool>,
 }
@@ -149,16 +151,23 @@ fn measure(dir: &Path, bots: u64, hours: u64, tick_hz: u64) -> anyhow::Result<Fi
     }
     let seconds = (hours * TICKS_PER_GAME_HOUR) as f64 / tick_hz as f64;
     eprintln!("running {bots} bots for {hours} game hours ({seconds:.0} s at {tick_hz} Hz)...");
+    // Broke bots start over as new pilots (with the start grant, a named source), so that
+    // the random baseline, which loses the spread and the fee and goes broke within hours,
+    // trades all day long.
     let swarm = Command::new(&exe)
-        .args(["swarm", "--json", "--server", &url])
+        .args(["swarm", "--json", "--start-over", "--server", &url])
         .args(["--seed", &SEED.to_string(), "--bots", &bots.to_string()])
         .args(["--baseline-percent", &BASELINE_PERCENT.to_string()])
         .args(["--duration", &format!("{seconds}")])
         .stderr(Stdio::null())
-        .stdout(Stdio::null())
-        .status()
+        .output()
         .context("cannot run mltrader swarm")?;
-    anyhow::ensure!(swarm.success(), "the swarm failed: {swarm}");
+    anyhow::ensure!(swarm.status.success(), "the swarm failed: {}", swarm.status);
+    let summary: serde_json::Value =
+        serde_json::from_slice(&swarm.stdout).context("the swarm's --json summary")?;
+    let started_over = summary["started_over"]
+        .as_u64()
+        .context("the swarm's summary has no started_over")?;
     // SIGTERM: the server flushes and snapshots, as an operator stops it.
     #[cfg(unix)]
     // SAFETY: kill(2) on the child's own pid; it touches no memory of ours.
@@ -175,12 +184,17 @@ fn measure(dir: &Path, bots: u64, hours: u64, tick_hz: u64) -> anyhow::Result<Fi
     let mut book = EconomyBook::new(&galaxy, Window::all());
     let audit = audit_watched(&datadir, &galaxy, &mut book);
     let report = book.report();
-    Ok(figures(&report, bots, hours, tick_hz, seconds, audit.ok()))
+    let mut f = figures(&report, bots, hours, tick_hz, seconds, audit.ok());
+    f.started_over = started_over;
+    Ok(f)
 }
 
-/// Whether bot `name` of a swarm of `bots` chooses at random (the swarm's last ones).
+/// Whether bot `name` of a swarm of `bots` chooses at random (the swarm's last ones), under
+/// any of its names (`bot-S-I`, `bot-S-I.2` for a taken name, `bot-S-I.life2` once it started
+/// over).
 fn is_random(name: &str, bots: u64) -> Option<bool> {
-    let index: u64 = name.strip_prefix(&format!("bot-{SEED}-"))?.parse().ok()?;
+    let rest = name.strip_prefix(&format!("bot-{SEED}-"))?;
+    let index: u64 = rest.split('.').next()?.parse().ok()?;
     let random = (bots * BASELINE_PERCENT + 50) / 100;
     Some(index >= bots - random.min(bots))
 }
@@ -245,6 +259,10 @@ pub fn figures(
                 .all(|h| h.learner_profit_per_sale_cr > h.random_profit_per_sale_cr),
     );
     properties.insert(
+        "random bots sold every hour".into(),
+        table.iter().all(|h| h.random_sales > 0),
+    );
+    properties.insert(
         "learners above zero every hour they sold".into(),
         table
             .iter()
@@ -281,6 +299,7 @@ pub fn figures(
         created_cr: r.flows.credits_created.clone(),
         destroyed_cr: r.flows.credits_destroyed.clone(),
         check_ok,
+        started_over: 0,
         properties,
     }
 }
@@ -319,6 +338,11 @@ fn table(f: &Figures) -> String {
     let _ = writeln!(out, "at floor/ceiling: {}", pinned.join(", "));
     let _ = writeln!(
         out,
+        "broke bots that started over as new pilots: {}",
+        f.started_over
+    );
+    let _ = writeln!(
+        out,
         "circulation {} -> {} cr; created {:?}; destroyed {:?}",
         f.circulation_start_cr, f.circulation_end_cr, f.created_cr, f.destroyed_cr
     );
@@ -337,6 +361,9 @@ mod tests {
         assert_eq!(is_random("bot-11-0", 20), Some(false));
         assert_eq!(is_random("bot-11-17", 20), Some(false));
         assert_eq!(is_random("bot-11-18", 20), Some(true));
+        assert_eq!(is_random("bot-11-18.life3", 20), Some(true));
+        assert_eq!(is_random("bot-11-17.life2.2", 20), Some(false));
+        assert_eq!(is_random("bot-11-17.2", 20), Some(false));
         assert_eq!(is_random("ann", 20), None);
     }
 }

@@ -92,6 +92,9 @@ pub struct BotConfig {
     pub attack_percent: u32,
     /// Choose at random instead of learning (a baseline for the summary).
     pub baseline: bool,
+    /// Start over when broke: a bot stranded with an empty hold (no fuel, and no credits to
+    /// buy any) joins again as a new pilot ([`life_name`]) instead of waiting for ever.
+    pub start_over: bool,
     pub pauses: Pauses,
 }
 
@@ -156,6 +159,8 @@ pub struct Bot<A: GameApi> {
     /// The name of the current (or next) join attempt.
     name: String,
     name_tries: u32,
+    /// The pilot this bot plays: 1, then one more each time it starts over.
+    life: u32,
     token: Option<String>,
     trip: Option<Trip>,
     /// Counted in `Stats::online`.
@@ -176,6 +181,15 @@ pub fn bot_name(seed: u64, index: usize) -> String {
     format!("{BOT_PREFIX}{seed}-{index}")
 }
 
+/// The first name of pilot `life` of bot `index` (`bot-S-I` for the first, `bot-S-I.lifeN`
+/// after N-1 fresh starts): whatever follows the index's first `.` is not part of it.
+pub fn life_name(seed: u64, index: usize, life: u32) -> String {
+    match life {
+        0 | 1 => bot_name(seed, index),
+        n => format!("{}.life{n}", bot_name(seed, index)),
+    }
+}
+
 impl<A: GameApi> Bot<A> {
     pub fn new(api: Arc<A>, shared: Arc<Shared>, config: BotConfig) -> Bot<A> {
         Bot {
@@ -190,6 +204,7 @@ impl<A: GameApi> Bot<A> {
             shared,
             config,
             name_tries: 1,
+            life: 1,
             token: None,
             trip: None,
             online: false,
@@ -345,6 +360,10 @@ impl<A: GameApi> Bot<A> {
             .cloned()
             .collect();
         if lanes.is_empty() {
+            if self.config.start_over && player.cargo.is_empty() && !self.map_is_empty(&here) {
+                self.start_over();
+                return Ok(());
+            }
             // No fuel and no credits to buy it, or no lanes at all: nothing to do but wait
             // (for a server that gives something, or for the run to end).
             return Err(CallError::refused(
@@ -411,6 +430,23 @@ impl<A: GameApi> Bot<A> {
         Ok(())
     }
 
+    /// Whether `system` has no lanes at all (then starting over would not help).
+    fn map_is_empty(&self, system: &str) -> bool {
+        self.shared.map.lanes(system).is_empty()
+    }
+
+    /// Leaves the broke pilot where it is (its few credits stay in the galaxy) and joins as the
+    /// next one at the next step, with the start grant: what a player who lost everything does.
+    fn start_over(&mut self) {
+        self.life += 1;
+        self.name = life_name(self.config.seed, self.config.index, self.life);
+        self.name_tries = 1;
+        self.token = None;
+        self.trip = None;
+        self.set_online(false);
+        self.stats().started_over.fetch_add(1, Ordering::Relaxed);
+    }
+
     async fn join(&mut self) -> Call<()> {
         match self.api.join(&self.name).await {
             Ok(j) => {
@@ -427,7 +463,7 @@ impl<A: GameApi> Bot<A> {
                 } else {
                     self.name = format!(
                         "{}.{}",
-                        bot_name(self.config.seed, self.config.index),
+                        life_name(self.config.seed, self.config.index, self.life),
                         self.name_tries
                     );
                 }
@@ -956,6 +992,7 @@ mod tests {
             seed: 1,
             attack_percent: 20,
             baseline: false,
+            start_over: false,
             pauses: Pauses {
                 refused_ms: 0,
                 stranded_ms: 0,
@@ -1191,6 +1228,55 @@ mod tests {
         let errors = shared.stats.summary(1, 0, 1, "fake").errors_by_code;
         assert_eq!(errors.get(STRANDED), Some(&1), "{errors:?}");
         assert_eq!(shared.stats.jumps.load(Ordering::Relaxed), 1);
+    }
+
+    #[tokio::test]
+    async fn a_broke_bot_told_to_start_over_joins_again_as_a_new_pilot() {
+        let fake = Arc::new(Fake::new(true));
+        let shared = swarm(&fake, None).await;
+        fake.state
+            .lock()
+            .unwrap()
+            .taken
+            .push("bot-1-0.life2".into());
+        let config = BotConfig {
+            start_over: true,
+            ..config(0)
+        };
+        let mut bot = Bot::new(fake.clone(), shared.clone(), config);
+        bot.turn().await;
+        {
+            let mut s = fake.state.lock().unwrap();
+            let fp = s.players.get_mut("t-bot-1-0").unwrap();
+            (fp.p.fuel, fp.p.credits) = (0, 0);
+        }
+        bot.turn().await;
+        assert_eq!(shared.stats.started_over.load(Ordering::Relaxed), 1);
+        assert_eq!(bot.name(), "bot-1-0.life2");
+        bot.turn().await; // the second life's name is taken: the next try
+        bot.turn().await;
+        assert_eq!(bot.name(), "bot-1-0.life2.2");
+        let s = shared.stats.summary(1, 0, 1, "fake");
+        assert_eq!(s.joined, 2, "the broke pilot and the new one");
+        assert_eq!(
+            s.errors_by_code.get(STRANDED),
+            None,
+            "{:?}",
+            s.errors_by_code
+        );
+        let fake_state = fake.state.lock().unwrap();
+        let old = &fake_state.players["t-bot-1-0"].p;
+        assert_eq!(
+            (old.fuel, old.credits),
+            (0, 0),
+            "the broke pilot stays as it was"
+        );
+        assert_eq!(fake_state.players["t-bot-1-0.life2.2"].p.credits, 1000);
+        assert!(
+            s.human().contains("1 broke bots started over"),
+            "{}",
+            s.human()
+        );
     }
 
     #[test]

@@ -77,6 +77,11 @@ pub struct SwarmArgs {
     /// the baseline the summary compares the learners with.
     #[arg(long, default_value_t = DEFAULT_BASELINE_PERCENT, value_parser = clap::value_parser!(u32).range(0..=100))]
     pub baseline_percent: u32,
+    /// A bot stranded with an empty hold (no fuel, and no credits to buy any) joins again as
+    /// a new pilot (`bot-S-I.life2`, ...) with the start grant, instead of waiting for ever:
+    /// so the random baseline, which loses the spread and goes broke, trades all run long.
+    #[arg(long)]
+    pub start_over: bool,
     #[command(flatten)]
     pub opts: ClientOpts,
 }
@@ -91,6 +96,8 @@ pub struct SwarmConfig {
     pub attack_percent: u32,
     /// How many of the bots choose at random (the last ones).
     pub baseline_bots: usize,
+    /// Broke bots join again as new pilots ([`bot::BotConfig::start_over`]).
+    pub start_over: bool,
     /// Print the progress line on stderr.
     pub progress: bool,
 }
@@ -114,6 +121,7 @@ pub fn run(args: SwarmArgs) -> anyhow::Result<ExitCode> {
         ack_log: args.ack_log.clone(),
         attack_percent: args.attack_percent,
         baseline_bots: baseline_bots(args.bots as usize, args.baseline_percent),
+        start_over: args.start_over,
         progress: true,
     };
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -243,6 +251,7 @@ pub async fn spawn<A: GameApi>(api: Arc<A>, config: SwarmConfig) -> anyhow::Resu
                 seed: config.seed,
                 attack_percent: config.attack_percent,
                 baseline: index >= config.bots - config.baseline_bots.min(config.bots),
+                start_over: config.start_over,
                 pauses: Pauses::default(),
             },
         );

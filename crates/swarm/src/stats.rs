@@ -39,6 +39,8 @@ pub struct Stats {
     pub refuels: AtomicU64,
     /// Hull repairs bought.
     pub repairs: AtomicU64,
+    /// Broke bots that joined again as a new pilot (`--start-over`).
+    pub started_over: AtomicU64,
     pub attacks: AtomicU64,
     /// Lines written to the ack log.
     pub acks: AtomicU64,
@@ -57,6 +59,7 @@ impl Stats {
             trades: AtomicU64::new(0),
             refuels: AtomicU64::new(0),
             repairs: AtomicU64::new(0),
+            started_over: AtomicU64::new(0),
             attacks: AtomicU64::new(0),
             acks: AtomicU64::new(0),
             errors: AtomicU64::new(0),
@@ -168,6 +171,7 @@ impl Stats {
             trades_per_s: Self::get(&self.trades) as f64 / secs,
             refuels: Self::get(&self.refuels),
             repairs: Self::get(&self.repairs),
+            started_over: Self::get(&self.started_over),
             attacks: Self::get(&self.attacks),
             acks: Self::get(&self.acks),
             errors: Self::get(&self.errors),
@@ -272,6 +276,8 @@ pub struct Summary {
     pub trades_per_s: f64,
     pub refuels: u64,
     pub repairs: u64,
+    /// Broke bots that joined again as a new pilot (`--start-over`).
+    pub started_over: u64,
     pub attacks: u64,
     pub acks: u64,
     pub errors: u64,
@@ -327,6 +333,12 @@ impl Summary {
             self.repairs,
             self.attacks
         ));
+        if self.started_over > 0 {
+            out.push_str(&format!(
+                "  {} broke bots started over as new pilots\n",
+                self.started_over
+            ));
+        }
         if self.server.contains(',') {
             out.push_str(&format!(
                 "  following the serving node: {} requests retried, {} switches of URL, {} \

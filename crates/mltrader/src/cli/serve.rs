@@ -386,6 +386,8 @@ async fn start_demo(url: String, bots: usize) -> anyhow::Result<swarm::SwarmHand
         ack_log: None,
         attack_percent: DEFAULT_ATTACK_PERCENT,
         baseline_bots: baseline_bots(bots, DEFAULT_BASELINE_PERCENT),
+        // A demo plays on: a broke bot comes back as a new pilot.
+        start_over: true,
         progress: true,
     };
     println!(
