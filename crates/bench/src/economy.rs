@@ -75,6 +75,18 @@ pub struct Hour {
     pub circulation_cr: i128,
 }
 
+/// Pilots that traded in the run (from the logs), by kind and life.
+#[derive(Debug, Default, Serialize)]
+pub struct Pilots {
+    pub learners_first: u64,
+    pub learners_later: u64,
+    /// Learning bots with a later life: the ones that went broke at least once.
+    pub learners_broke: u64,
+    pub random_first: u64,
+    pub random_later: u64,
+    pub random_broke: u64,
+}
+
 /// What the run found.
 #[derive(Debug, Serialize)]
 pub struct Figures {
@@ -90,8 +102,12 @@ pub struct Figures {
     pub created_cr: BTreeMap<String, u128>,
     pub destroyed_cr: BTreeMap<String, u128>,
     pub check_ok: bool,
-    /// Broke bots that joined again as new pilots (each with the start grant).
+    /// Broke bots that joined again as new pilots (each with the start grant), as the swarm
+    /// counted them.
     pub started_over: u64,
+    /// Pilots that traded, by kind: learners' first pilots, learners' later ones (after
+    /// starting over), random bots' first and later ones (from the logs).
+    pub pilots: Pilots,
     /// The properties, each with whether it held.
     pub properties: BTreeMap<String, bool>,
 }
@@ -199,6 +215,34 @@ fn is_random(name: &str, bots: u64) -> Option<bool> {
     Some(index >= bots - random.min(bots))
 }
 
+/// The pilots among trader `names` (any order, repeats allowed) of a swarm of `bots`.
+fn count_pilots<'a>(names: impl Iterator<Item = &'a String>, bots: u64) -> Pilots {
+    let names: std::collections::BTreeSet<&String> = names.collect();
+    let mut pilots = Pilots::default();
+    let mut broke = std::collections::BTreeSet::new();
+    for name in names {
+        let later = name.contains(".life");
+        if later {
+            broke.insert(name.split(".life").next().unwrap_or(name));
+        }
+        match (is_random(name, bots), later) {
+            (Some(false), false) => pilots.learners_first += 1,
+            (Some(false), true) => pilots.learners_later += 1,
+            (Some(true), false) => pilots.random_first += 1,
+            (Some(true), true) => pilots.random_later += 1,
+            (None, _) => {}
+        }
+    }
+    for bot in broke {
+        match is_random(bot, bots) {
+            Some(false) => pilots.learners_broke += 1,
+            Some(true) => pilots.random_broke += 1,
+            None => {}
+        }
+    }
+    pilots
+}
+
 /// The figures and properties of a report of a run of `bots` over `hours` game hours.
 pub fn figures(
     r: &EconomyReport,
@@ -208,6 +252,7 @@ pub fn figures(
     seconds: f64,
     check_ok: bool,
 ) -> Figures {
+    let pilots = count_pilots(r.buckets.iter().flat_map(|b| b.traders.keys()), bots);
     let mut table = Vec::new();
     for (i, b) in r.buckets.iter().enumerate().take(hours as usize) {
         let (mut ls, mut lp, mut rs, mut rp) = (0u64, 0i64, 0u64, 0i64);
@@ -300,6 +345,7 @@ pub fn figures(
         destroyed_cr: r.flows.credits_destroyed.clone(),
         check_ok,
         started_over: 0,
+        pilots,
         properties,
     }
 }
@@ -336,10 +382,18 @@ fn table(f: &Figures) -> String {
         .map(|(g, (fl, ce))| format!("{g} {:.1}%/{:.1}%", *fl as f64 / 10.0, *ce as f64 / 10.0))
         .collect();
     let _ = writeln!(out, "at floor/ceiling: {}", pinned.join(", "));
+    let p = &f.pilots;
     let _ = writeln!(
         out,
-        "broke bots that started over as new pilots: {}",
-        f.started_over
+        "broke bots that started over as new pilots: {}; from the logs, learners: {} of {} \
+         went broke at least once ({} later lives traded); random: {} of {} ({})",
+        f.started_over,
+        p.learners_broke,
+        p.learners_first,
+        p.learners_later,
+        p.random_broke,
+        p.random_first,
+        p.random_later
     );
     let _ = writeln!(
         out,
@@ -355,6 +409,28 @@ fn table(f: &Figures) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn pilots_are_counted_by_kind_and_life() {
+        let names: Vec<String> = [
+            "bot-11-0",
+            "bot-11-0.life2",
+            "bot-11-0.life3",
+            "bot-11-1",
+            "bot-11-1",
+            "bot-11-19.2",
+            "bot-11-19.life2",
+            "ann",
+        ]
+        .map(String::from)
+        .to_vec();
+        let p = count_pilots(names.iter(), 20);
+        assert_eq!(
+            (p.learners_first, p.learners_later, p.learners_broke),
+            (2, 2, 1)
+        );
+        assert_eq!((p.random_first, p.random_later, p.random_broke), (1, 1, 1));
+    }
 
     #[test]
     fn the_last_tenth_of_the_bots_are_the_random_ones() {
