@@ -134,7 +134,7 @@ pub const TILL_SUBSIDY_REFILL_TICKS: u64 = 300;
 /// -13.5%, 250 -3.4%, 400 +5.5%): 3.6M cr a game day per system at most, so it is a tuned
 /// balance between drained systems' refill and buying systems' lost tax, not a tight bound.
 /// docs/ECONOMY.md, "The budget".
-pub const BUDGET_ALLOWANCE_CR_PER_TICK: u64 = 250;
+pub const BUDGET_ALLOWANCE_CR_PER_TICK: u64 = 300;
 
 /// The most a market's budget holds, in credits: a system that destroyed more than this and
 /// has not spent it loses the excess (it cannot bank a flood of subsidy for later).
