@@ -59,7 +59,7 @@ pub enum EconomyModel {
     /// of it a tick, rounded up) instead of at the full
     /// [`crate::market::TILL_REVERSION_CR_PER_TICK`]: docs/ECONOMY.md, "The slow subsidy".
     SlowSubsidy,
-    /// Issue 22's next step (a prototype): the slow subsidy, but bounded per system by the
+    /// What new steps follow (issue 22): the slow subsidy, but bounded per system by the
     /// market's budget, which fills from what this market took out of the game (its tax and
     /// trade fees) plus [`crate::market::BUDGET_ALLOWANCE_CR_PER_TICK`], capped at
     /// [`crate::market::BUDGET_CAP_CR`]: docs/ECONOMY.md, "The budget".

@@ -20,7 +20,7 @@
 //!   (`EconomyModel::SlowSubsidy`) the refill is only 1/[`TILL_SUBSIDY_REFILL_TICKS`] of the
 //!   shortfall a tick, rounded up: a drained till (the system's population's purse) comes back
 //!   over hours, so traders can no longer draw credits created at the full rate out of it.
-//! - **The budget (economy model 4, a prototype).** Under `EconomyModel::Budgeted` the slow
+//! - **The budget (economy model 4, what new steps follow).** Under `EconomyModel::Budgeted` the slow
 //!   subsidy is also bounded by the market's budget ([`Market::budget_cr`]): a counter, not
 //!   credits, that fills from what this market took out of the game (each tick's tax, each
 //!   trade's fee) plus [`BUDGET_ALLOWANCE_CR_PER_TICK`], never above [`BUDGET_CAP_CR`], and
@@ -129,10 +129,11 @@ pub const TILL_SUBSIDY_REFILL_TICKS: u64 = 300;
 
 /// Under economy model 4 (`EconomyModel::Budgeted`), what a market's budget gains each tick
 /// besides its own tax and fees, in credits: the most a system may create beyond what it
-/// destroyed, per tick. Set from measured runs, not derived (200 bots x 4 game hours: 2 gave
-/// -13.1% circulation, 50 -8.5%, 150 -3.4%, 250 -1.3%, 400 -1.0%; 1,000 bots x 24 hours: 150
-/// -13.5%, 250 -3.4%, 400 +5.5%): 3.6M cr a game day per system at most, so it is a tuned
-/// balance between drained systems' refill and buying systems' lost tax, not a tight bound.
+/// destroyed, per tick (4.3M cr a game day of 14,400 ticks at most). Set from measured runs,
+/// not derived: the large bench run (1,000 bots, 24 game hours, release, broke bots starting
+/// over) gave -4.6% circulation at 250 and -1.2% at 300; 200 bots x 4 hours -1.4% and -0.9%
+/// (debug, without starting over: 150 -13.5% on the large run, 400 +5.5%). A tuned balance
+/// between the drained systems' refill and the buying systems' lost tax, not a tight bound:
 /// docs/ECONOMY.md, "The budget".
 pub const BUDGET_ALLOWANCE_CR_PER_TICK: u64 = 300;
 

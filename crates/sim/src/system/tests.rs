@@ -285,7 +285,11 @@ fn a_trade_moves_credits_cargo_and_stock_together() {
         panic!("{e:?}")
     };
     assert!(trade.fee_cr > 0, "{trade:?}");
-    assert_eq!(s.market.budget_cr(), Some(trade.fee_cr), "the fee fills the budget");
+    assert_eq!(
+        s.market.budget_cr(),
+        Some(trade.fee_cr),
+        "the fee fills the budget"
+    );
 }
 
 #[test]
