@@ -75,6 +75,12 @@ impl Shard {
             tokio::spawn(async move {
                 let ok = match crate::open_instance(ctx.clone(), at).await {
                     Ok(()) => true,
+                    // A split decided just before a stop: not an error (the split is in the
+                    // log, and the next start recovers the instance with its primary).
+                    Err(crate::MeshError::ShuttingDown) => {
+                        tracing::info!("not opening {}: shutting down", at.slug(&ctx.galaxy));
+                        false
+                    }
                     Err(e) => {
                         tracing::error!("cannot open {}: {e}", at.slug(&ctx.galaxy));
                         false
