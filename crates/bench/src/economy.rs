@@ -29,8 +29,8 @@ use mesh::audit::audit_watched;
 use mesh::audit::economy::{EconomyBook, EconomyReport, Window, TICKS_PER_GAME_HOUR};
 use store::datadir::DataDir;
 
-/// The swarm's seed: bots are named `bot-<seed>-<index>`.
-const SEED: u64 = 11;
+/// The swarm's seed unless `--seed` says otherwise: bots are named `bot-<seed>-<index>`.
+const DEFAULT_SEED: u64 = 11;
 /// Share of random bots, in percent (the swarm's default).
 const BASELINE_PERCENT: u64 = 10;
 /// The most a price may sit at a floor or ceiling for the run to pass, in per-mille.
@@ -48,6 +48,9 @@ pub struct EconomyBenchArgs {
     /// Game hours (overrides the size's).
     #[arg(long)]
     pub hours: Option<u64>,
+    /// The swarm's seed (its bots' names and choices; the galaxy's own seeds do not change).
+    #[arg(long, default_value_t = DEFAULT_SEED)]
+    pub seed: u64,
     /// Ticks a second (time sped up: 10 is game speed).
     #[arg(long, default_value_t = 50)]
     pub tick_hz: u64,
@@ -90,6 +93,7 @@ pub struct Pilots {
 /// What the run found.
 #[derive(Debug, Serialize)]
 pub struct Figures {
+    pub seed: u64,
     pub bots: u64,
     pub hours: u64,
     pub tick_hz: u64,
@@ -120,7 +124,7 @@ pub fn run(args: EconomyBenchArgs) -> anyhow::Result<ExitCode> {
     anyhow::ensure!(bots > 0 && hours > 0, "give at least one bot and one hour");
     anyhow::ensure!(args.tick_hz > 0, "--tick-hz 0: the galaxy would never tick");
     let dir = scratch_dir(args.dir.as_deref(), "economy")?;
-    let result = measure(&dir, bots, hours, args.tick_hz);
+    let result = measure(&dir, args.seed, bots, hours, args.tick_hz);
     if args.keep {
         eprintln!("kept {}", dir.join("data").display());
     } else {
@@ -139,7 +143,7 @@ pub fn run(args: EconomyBenchArgs) -> anyhow::Result<ExitCode> {
     })
 }
 
-fn measure(dir: &Path, bots: u64, hours: u64, tick_hz: u64) -> anyhow::Result<Figures> {
+fn measure(dir: &Path, seed: u64, bots: u64, hours: u64, tick_hz: u64) -> anyhow::Result<Figures> {
     let exe = super::mltrader_exe()?;
     let data = dir.join("data");
     let port = std::net::TcpListener::bind("127.0.0.1:0")?
@@ -172,7 +176,7 @@ fn measure(dir: &Path, bots: u64, hours: u64, tick_hz: u64) -> anyhow::Result<Fi
     // trades all day long.
     let swarm = Command::new(&exe)
         .args(["swarm", "--json", "--start-over", "--server", &url])
-        .args(["--seed", &SEED.to_string(), "--bots", &bots.to_string()])
+        .args(["--seed", &seed.to_string(), "--bots", &bots.to_string()])
         .args(["--baseline-percent", &BASELINE_PERCENT.to_string()])
         .args(["--duration", &format!("{seconds}")])
         .stderr(Stdio::null())
@@ -200,7 +204,7 @@ fn measure(dir: &Path, bots: u64, hours: u64, tick_hz: u64) -> anyhow::Result<Fi
     let mut book = EconomyBook::new(&galaxy, Window::all());
     let audit = audit_watched(&datadir, &galaxy, &mut book);
     let report = book.report();
-    let mut f = figures(&report, bots, hours, tick_hz, seconds, audit.ok());
+    let mut f = figures(&report, seed, bots, hours, tick_hz, seconds, audit.ok());
     f.started_over = started_over;
     Ok(f)
 }
@@ -208,15 +212,15 @@ fn measure(dir: &Path, bots: u64, hours: u64, tick_hz: u64) -> anyhow::Result<Fi
 /// Whether bot `name` of a swarm of `bots` chooses at random (the swarm's last ones), under
 /// any of its names (`bot-S-I`, `bot-S-I.2` for a taken name, `bot-S-I.life2` once it started
 /// over).
-fn is_random(name: &str, bots: u64) -> Option<bool> {
-    let rest = name.strip_prefix(&format!("bot-{SEED}-"))?;
+fn is_random(name: &str, seed: u64, bots: u64) -> Option<bool> {
+    let rest = name.strip_prefix(&format!("bot-{seed}-"))?;
     let index: u64 = rest.split('.').next()?.parse().ok()?;
     let random = (bots * BASELINE_PERCENT + 50) / 100;
     Some(index >= bots - random.min(bots))
 }
 
 /// The pilots among trader `names` (any order, repeats allowed) of a swarm of `bots`.
-fn count_pilots<'a>(names: impl Iterator<Item = &'a String>, bots: u64) -> Pilots {
+fn count_pilots<'a>(names: impl Iterator<Item = &'a String>, seed: u64, bots: u64) -> Pilots {
     let names: std::collections::BTreeSet<&String> = names.collect();
     let mut pilots = Pilots::default();
     let mut broke = std::collections::BTreeSet::new();
@@ -225,7 +229,7 @@ fn count_pilots<'a>(names: impl Iterator<Item = &'a String>, bots: u64) -> Pilot
         if later {
             broke.insert(name.split(".life").next().unwrap_or(name));
         }
-        match (is_random(name, bots), later) {
+        match (is_random(name, seed, bots), later) {
             (Some(false), false) => pilots.learners_first += 1,
             (Some(false), true) => pilots.learners_later += 1,
             (Some(true), false) => pilots.random_first += 1,
@@ -234,7 +238,7 @@ fn count_pilots<'a>(names: impl Iterator<Item = &'a String>, bots: u64) -> Pilot
         }
     }
     for bot in broke {
-        match is_random(bot, bots) {
+        match is_random(bot, seed, bots) {
             Some(false) => pilots.learners_broke += 1,
             Some(true) => pilots.random_broke += 1,
             None => {}
@@ -243,21 +247,23 @@ fn count_pilots<'a>(names: impl Iterator<Item = &'a String>, bots: u64) -> Pilot
     pilots
 }
 
-/// The figures and properties of a report of a run of `bots` over `hours` game hours.
+/// The figures and properties of a report of a run of `bots` (of a swarm seeded `seed`) over
+/// `hours` game hours.
 pub fn figures(
     r: &EconomyReport,
+    seed: u64,
     bots: u64,
     hours: u64,
     tick_hz: u64,
     seconds: f64,
     check_ok: bool,
 ) -> Figures {
-    let pilots = count_pilots(r.buckets.iter().flat_map(|b| b.traders.keys()), bots);
+    let pilots = count_pilots(r.buckets.iter().flat_map(|b| b.traders.keys()), seed, bots);
     let mut table = Vec::new();
     for (i, b) in r.buckets.iter().enumerate().take(hours as usize) {
         let (mut ls, mut lp, mut rs, mut rp) = (0u64, 0i64, 0u64, 0i64);
         for (name, t) in &b.traders {
-            match is_random(name, bots) {
+            match is_random(name, seed, bots) {
                 Some(false) => (ls, lp) = (ls + t.sales, lp + t.profit_cr),
                 Some(true) => (rs, rp) = (rs + t.sales, rp + t.profit_cr),
                 None => {}
@@ -333,6 +339,7 @@ pub fn figures(
         inflation_permille.abs() <= 50,
     );
     Figures {
+        seed,
         bots,
         hours,
         tick_hz,
@@ -355,8 +362,9 @@ fn table(f: &Figures) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "bench economy: {} bots, {} game hours of {TICKS_PER_GAME_HOUR} ticks at {} Hz ({:.0} s)",
-        f.bots, f.hours, f.tick_hz, f.seconds
+        "bench economy: {} bots (seed {}), {} game hours of {TICKS_PER_GAME_HOUR} ticks at {} Hz \
+         ({:.0} s)",
+        f.bots, f.seed, f.hours, f.tick_hz, f.seconds
     );
     let _ = writeln!(
         out,
@@ -424,7 +432,7 @@ mod tests {
         ]
         .map(String::from)
         .to_vec();
-        let p = count_pilots(names.iter(), 20);
+        let p = count_pilots(names.iter(), 11, 20);
         assert_eq!(
             (p.learners_first, p.learners_later, p.learners_broke),
             (2, 2, 1)
@@ -434,12 +442,12 @@ mod tests {
 
     #[test]
     fn the_last_tenth_of_the_bots_are_the_random_ones() {
-        assert_eq!(is_random("bot-11-0", 20), Some(false));
-        assert_eq!(is_random("bot-11-17", 20), Some(false));
-        assert_eq!(is_random("bot-11-18", 20), Some(true));
-        assert_eq!(is_random("bot-11-18.life3", 20), Some(true));
-        assert_eq!(is_random("bot-11-17.life2.2", 20), Some(false));
-        assert_eq!(is_random("bot-11-17.2", 20), Some(false));
-        assert_eq!(is_random("ann", 20), None);
+        assert_eq!(is_random("bot-11-0", 11, 20), Some(false));
+        assert_eq!(is_random("bot-11-17", 11, 20), Some(false));
+        assert_eq!(is_random("bot-11-18", 11, 20), Some(true));
+        assert_eq!(is_random("bot-11-18.life3", 11, 20), Some(true));
+        assert_eq!(is_random("bot-11-17.life2.2", 11, 20), Some(false));
+        assert_eq!(is_random("bot-11-17.2", 11, 20), Some(false));
+        assert_eq!(is_random("ann", 11, 20), None);
     }
 }
