@@ -334,13 +334,21 @@ pub fn check_ip(state: &AppState, limiter: &Limiter<IpAddr>, ip: IpAddr) -> Resu
     limiter.check(&ip).map_err(rate_limited)
 }
 
-/// A request to a route without a token, counted against its client IP's limit.
+/// A request to a route without a token, counted against its client IP's limit (a node's own
+/// forwarded request, which has no client, is not counted).
 pub struct Public;
 
 impl FromRequestParts<Shared> for Public {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &Shared) -> Result<Public, ApiError> {
+        // The galaxy's own request: forwarded by another node (vouched) with no client's
+        // address, as the regions' population polls are. No client to count it against (it
+        // would be 0.0.0.0, one budget for every node's polls): never limited per IP.
+        let vouched = parts.extensions.get::<crate::remote::Vouched>().is_some();
+        if vouched && parts.extensions.get::<ConnectInfo<SocketAddr>>().is_none() {
+            return Ok(Public);
+        }
         let Ok(ClientIp(ip)) = ClientIp::from_request_parts(parts, state).await;
         check_ip(state, &state.ip_limits, ip)?;
         Ok(Public)
