@@ -25,6 +25,7 @@ use clap::Args;
 use serde::Serialize;
 
 use super::{scratch_dir, Size};
+use ::swarm::bot::LIFE_MARK;
 use mesh::audit::audit_watched;
 use mesh::audit::economy::{EconomyBook, EconomyReport, Window, TICKS_PER_GAME_HOUR};
 use store::datadir::DataDir;
@@ -32,7 +33,7 @@ use store::datadir::DataDir;
 /// The swarm's seed unless `--seed` says otherwise: bots are named `bot-<seed>-<index>`.
 const DEFAULT_SEED: u64 = 11;
 /// Share of random bots, in percent (the swarm's default).
-const BASELINE_PERCENT: u64 = 10;
+const BASELINE_PERCENT: u32 = ::swarm::DEFAULT_BASELINE_PERCENT;
 /// The most a price may sit at a floor or ceiling for the run to pass, in per-mille.
 const MAX_PINNED_PERMILLE: u64 = 200;
 
@@ -215,7 +216,7 @@ fn measure(dir: &Path, seed: u64, bots: u64, hours: u64, tick_hz: u64) -> anyhow
 fn is_random(name: &str, seed: u64, bots: u64) -> Option<bool> {
     let rest = name.strip_prefix(&format!("bot-{seed}-"))?;
     let index: u64 = rest.split('.').next()?.parse().ok()?;
-    let random = (bots * BASELINE_PERCENT + 50) / 100;
+    let random = ::swarm::baseline_bots(bots as usize, BASELINE_PERCENT) as u64;
     Some(index >= bots - random.min(bots))
 }
 
@@ -225,9 +226,9 @@ fn count_pilots<'a>(names: impl Iterator<Item = &'a String>, seed: u64, bots: u6
     let mut pilots = Pilots::default();
     let mut broke = std::collections::BTreeSet::new();
     for name in names {
-        let later = name.contains(".life");
+        let later = name.contains(LIFE_MARK);
         if later {
-            broke.insert(name.split(".life").next().unwrap_or(name));
+            broke.insert(name.split(LIFE_MARK).next().unwrap_or(name));
         }
         match (is_random(name, seed, bots), later) {
             (Some(false), false) => pilots.learners_first += 1,

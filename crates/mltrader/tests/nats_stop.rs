@@ -66,6 +66,26 @@ fn wait_for_line(node: &Node, what: &str, wait: Duration) {
     );
 }
 
+/// SIGTERM to `node`, then its exit status within `grace` + [`SLACK`] (a panic naming `what`
+/// if it still runs); prints how long it took.
+fn sigterm_and_wait(node: &mut Node, what: &str, grace_ms: u64) -> std::process::ExitStatus {
+    let began = Instant::now();
+    node.signal(libc::SIGTERM);
+    let status = node.exited_within(Duration::from_millis(grace_ms) + SLACK);
+    let took = began.elapsed();
+    let status = status.unwrap_or_else(|| {
+        panic!(
+            "{what} still runs {took:?} after SIGTERM (grace {grace_ms} ms):\n{}",
+            node.tail(30)
+        )
+    });
+    eprintln!(
+        "{what} exited {status} {} ms after SIGTERM",
+        took.as_millis()
+    );
+    status
+}
+
 #[test]
 fn a_spread_node_stops_in_bounded_time_with_and_without_nats() {
     let Some(exe) = nats::locate::nats_server_for_test(&workspace_root(), "serve --nats --spread")
@@ -82,20 +102,7 @@ fn a_spread_node_stops_in_bounded_time_with_and_without_nats() {
     wait_for_line(&b, ": serving, epoch", START_WAIT);
 
     // 1. NATS up: a clean leave, exit 0, within the grace.
-    let began = Instant::now();
-    a.signal(libc::SIGTERM);
-    let status = a.exited_within(Duration::from_millis(CLEAN_GRACE_MS) + SLACK);
-    let took = began.elapsed();
-    let status = status.unwrap_or_else(|| {
-        panic!(
-            "a (NATS up) still runs {took:?} after SIGTERM:\n{}",
-            a.tail(30)
-        )
-    });
-    eprintln!(
-        "a (NATS up) exited {status} {} ms after SIGTERM",
-        took.as_millis()
-    );
+    let status = sigterm_and_wait(&mut a, "a (NATS up)", CLEAN_GRACE_MS);
     assert!(
         status.success(),
         "a (NATS up) exited {status}:\n{}",
@@ -108,20 +115,7 @@ fn a_spread_node_stops_in_bounded_time_with_and_without_nats() {
         cluster.kill_server(i);
     }
     std::thread::sleep(Duration::from_secs(1));
-    let began = Instant::now();
-    b.signal(libc::SIGTERM);
-    let status = b.exited_within(Duration::from_millis(GRACE_MS) + SLACK);
-    let took = began.elapsed();
-    let status = status.unwrap_or_else(|| {
-        panic!(
-            "b (NATS gone) still runs {took:?} after SIGTERM (grace {GRACE_MS} ms):\n{}",
-            b.tail(30)
-        )
-    });
-    eprintln!(
-        "b (NATS gone) exited {status} {} ms after SIGTERM",
-        took.as_millis()
-    );
+    let status = sigterm_and_wait(&mut b, "b (NATS gone)", GRACE_MS);
     std::thread::sleep(LINES_WAIT);
     let clean = status.success()
         && b.lines

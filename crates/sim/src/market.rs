@@ -405,9 +405,15 @@ impl Market {
 
     /// A trade's fee left the game here: under model 4 it fills the budget (capped).
     pub fn take_fee(&mut self, fee_cr: u64) {
-        if let Some(b) = self.budget_cr.as_mut() {
-            *b = b.saturating_add(fee_cr).min(BUDGET_CAP_CR);
+        if self.budget_cr.is_some() {
+            self.fill_budget(fee_cr);
         }
+    }
+
+    /// Adds `cr` to the budget (starting one at 0), never above [`BUDGET_CAP_CR`].
+    fn fill_budget(&mut self, cr: u64) {
+        let b = self.budget_cr.get_or_insert(0);
+        *b = b.saturating_add(cr).min(BUDGET_CAP_CR);
     }
 
     /// Units of `good` on sale.
@@ -633,8 +639,7 @@ impl Market {
             }
             if model == EconomyModel::Budgeted {
                 // The allowance first, so a drained till with an empty budget still gets it.
-                let b = self.budget_cr.get_or_insert(0);
-                *b = (*b + BUDGET_ALLOWANCE_CR_PER_TICK).min(BUDGET_CAP_CR);
+                self.fill_budget(BUDGET_ALLOWANCE_CR_PER_TICK);
             }
             if self.till_cr < TILL_TARGET_CR {
                 let mut add = subsidy_in_tick(model, self.till_cr);
@@ -650,7 +655,7 @@ impl Market {
                 report.tax_cr += take;
                 self.till_cr -= take;
                 if model == EconomyModel::Budgeted {
-                    self.take_fee(take);
+                    self.fill_budget(take);
                 }
             }
             assert!(
@@ -669,9 +674,7 @@ impl Market {
                     .unwrap_or(to)
                     .min(to);
                 if model == EconomyModel::Budgeted {
-                    let b = self.budget_cr.get_or_insert(0);
-                    let gain = BUDGET_ALLOWANCE_CR_PER_TICK.saturating_mul(next - t);
-                    *b = b.saturating_add(gain).min(BUDGET_CAP_CR);
+                    self.fill_budget(BUDGET_ALLOWANCE_CR_PER_TICK.saturating_mul(next - t));
                 }
                 t = next;
             }

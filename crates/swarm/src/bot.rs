@@ -181,12 +181,15 @@ pub fn bot_name(seed: u64, index: usize) -> String {
     format!("{BOT_PREFIX}{seed}-{index}")
 }
 
+/// What a later pilot's name carries after its bot's name ([`life_name`]).
+pub const LIFE_MARK: &str = ".life";
+
 /// The first name of pilot `life` of bot `index` (`bot-S-I` for the first, `bot-S-I.lifeN`
 /// after N-1 fresh starts): whatever follows the index's first `.` is not part of it.
 pub fn life_name(seed: u64, index: usize, life: u32) -> String {
     match life {
         0 | 1 => bot_name(seed, index),
-        n => format!("{}.life{n}", bot_name(seed, index)),
+        n => format!("{}{LIFE_MARK}{n}", bot_name(seed, index)),
     }
 }
 
@@ -360,7 +363,9 @@ impl<A: GameApi> Bot<A> {
             .cloned()
             .collect();
         if lanes.is_empty() {
-            if self.config.start_over && player.cargo.is_empty() && !self.map_is_empty(&here) {
+            // (A system with no lanes at all strands every pilot: starting over would not help.)
+            let lanes_here = !self.shared.map.lanes(&here).is_empty();
+            if self.config.start_over && player.cargo.is_empty() && lanes_here {
                 self.start_over();
                 return Ok(());
             }
@@ -428,11 +433,6 @@ impl<A: GameApi> Bot<A> {
             self.attack(&token).await?;
         }
         Ok(())
-    }
-
-    /// Whether `system` has no lanes at all (then starting over would not help).
-    fn map_is_empty(&self, system: &str) -> bool {
-        self.shared.map.lanes(system).is_empty()
     }
 
     /// Leaves the broke pilot where it is (its few credits stay in the galaxy) and joins as the
